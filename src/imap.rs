@@ -1,0 +1,1165 @@
+//! The IMAP client: one connection to one server, driven by our own async loop over smol sockets.
+//!
+//! Wire encoding and parsing belong to imap-next (a sans-I/O state machine on top of imap-codec); this
+//! module owns the socket, TLS, timeouts, tags and the translation of responses into the few shapes the
+//! rest of postflytt needs. The one exception is APPEND: imap-next would need the whole message in
+//! memory, so APPEND is written to the socket by us, streaming the body from SQLite slice by slice, while
+//! imap-next still parses the server's answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::num::{NonZeroU32, NonZeroU64};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use imap_next::client::{Client, Event, Options};
+use imap_next::imap_types::command::{Command, CommandBody, FetchModifier, SelectParameter};
+use imap_next::imap_types::core::{AString, Tag, Vec1};
+use imap_next::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_next::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, StoreResponse, StoreType};
+use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_next::imap_types::response::{Code, Data, Status, StatusBody, StatusKind};
+use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
+use imap_next::imap_types::IntoStatic;
+use imap_next::{Interrupt, Io, State};
+use sha2::{Digest, Sha256};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::net::TcpStream;
+
+use crate::secret::Secret;
+
+/// How long any single read or write may stall before the connection is given up.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Implicit,
+    StartTls,
+    /// Plain text; refused unless the server is on loopback (tests, an SSH tunnel).
+    Plain,
+}
+
+impl TlsMode {
+    pub fn parse(text: &str) -> Result<TlsMode> {
+        match text.to_ascii_lowercase().as_str() {
+            "implicit" | "tls" | "imaps" => Ok(TlsMode::Implicit),
+            "starttls" => Ok(TlsMode::StartTls),
+            "plain" | "none" => Ok(TlsMode::Plain),
+            other => bail!("unknown TLS mode {other:?}: use implicit, starttls or plain"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Implicit => "implicit",
+            TlsMode::StartTls => "starttls",
+            TlsMode::Plain => "plain",
+        }
+    }
+}
+
+/// Where a server is and how to trust it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// SHA-256 of the server certificate (hex, colons allowed): trusted instead of the CA chain, for an
+    /// old server whose certificate is self-signed or expired.
+    pub pin_sha256: Option<String>,
+}
+
+impl Endpoint {
+    pub fn describe(&self) -> String {
+        format!("{}:{} ({})", self.host, self.port, self.tls.as_str())
+    }
+}
+
+/// One folder as LIST reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFolder {
+    /// The name exactly as the server sent it (modified UTF-7 on most servers).
+    pub wire_name: String,
+    pub delimiter: Option<char>,
+    pub attributes: Vec<String>,
+}
+
+impl ListedFolder {
+    pub fn has_attribute(&self, name: &str) -> bool {
+        self.attributes.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+/// What SELECT/EXAMINE told us about a folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub exists: u32,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
+/// STATUS of a folder that is not selected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub messages: u32,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
+/// Metadata of one message from UID FETCH.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub uid: u32,
+    pub size: Option<u32>,
+    /// Flags and keywords, `\Recent` left out (the server sets it, nobody can copy it).
+    pub flags: Vec<String>,
+    /// IMAP date-time text as APPEND takes it: `dd-Mon-yyyy hh:mm:ss +zzzz`.
+    pub internal_date: Option<String>,
+    pub modseq: Option<u64>,
+    /// A body or partial body, with the octet offset it starts at.
+    pub body: Option<(u32, Vec<u8>)>,
+    /// A header section (for Message-ID look-ups).
+    pub header: Option<Vec<u8>>,
+}
+
+/// A tagged answer: its kind, response code and the server's own words.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub kind: StatusKind,
+    pub code: Option<Code<'static>>,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn is_ok(&self) -> bool {
+        self.kind == StatusKind::Ok
+    }
+
+    /// The server's words with its response code, for logs and the skip ledger.
+    pub fn words(&self) -> String {
+        match &self.code {
+            Some(code) => format!("{} [{}] {}", kind_str(self.kind), code_name(code), self.text),
+            None => format!("{} {}", kind_str(self.kind), self.text),
+        }
+    }
+}
+
+fn kind_str(kind: StatusKind) -> &'static str {
+    match kind {
+        StatusKind::Ok => "OK",
+        StatusKind::No => "NO",
+        StatusKind::Bad => "BAD",
+    }
+}
+
+fn code_name(code: &Code<'_>) -> String {
+    match code {
+        Code::OverQuota => "OVERQUOTA".into(),
+        Code::TooBig => "TOOBIG".into(),
+        Code::TryCreate => "TRYCREATE".into(),
+        Code::AppendUid { uid_validity, uid } => format!("APPENDUID {uid_validity} {uid}"),
+        Code::Other(other) => String::from_utf8_lossy(other.inner()).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// One message to APPEND: flags, date, size, and a source of its bytes in order.
+pub struct AppendItem<'a> {
+    pub flags: &'a [String],
+    pub internal_date: Option<&'a str>,
+    pub size: u64,
+    /// Called repeatedly; returns the next slice of the body, or an empty Vec at the end.
+    pub body: &'a mut dyn FnMut() -> Result<Vec<u8>>,
+}
+
+/// A connection in the authenticated state (or later).
+pub struct Session {
+    stream: Conn,
+    client: Client,
+    next_tag: u32,
+    capabilities: BTreeSet<String>,
+    read_buf: Vec<u8>,
+    /// Untagged OK codes and data seen since the last command, for SELECT and APPEND.
+    pending_codes: Vec<Code<'static>>,
+    exists: u32,
+    /// Who we are, for error messages: "source alice@example.se".
+    label: String,
+}
+
+/// The socket, plain or wrapped in TLS; one type so STARTTLS can take the plain one back out.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<async_native_tls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_close(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+async fn with_timeout<T>(what: &str, fut: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T> {
+    let timer = async {
+        smol::Timer::after(IO_TIMEOUT).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", IO_TIMEOUT.as_secs())))
+    };
+    smol::future::or(fut, timer).await.with_context(|| what.to_string())
+}
+
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// Normalises a certificate fingerprint for comparison: lowercase hex without separators.
+pub fn normalize_fingerprint(text: &str) -> String {
+    text.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_lowercase()
+}
+
+/// The one place TLS is set up, so another TLS library could be offered behind it.
+async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
+    let mut connector = async_native_tls::TlsConnector::new();
+    if endpoint.pin_sha256.is_some() {
+        // The pin replaces the CA chain and the host name check: the operator has seen this exact
+        // certificate and told us to trust it. It is compared right after the handshake.
+        connector = connector.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+    }
+    let handshake = async {
+        connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    let tls = with_timeout(&format!("TLS handshake with {}", endpoint.describe()), handshake)
+        .await
+        .with_context(|| {
+            format!(
+                "TLS failed with {}; if the server's certificate is self-signed or expired, trust it by its \
+                 fingerprint (see `postflytt check`, --source-pin/--target-pin)",
+                endpoint.describe()
+            )
+        })?;
+    if let Some(pin) = &endpoint.pin_sha256 {
+        let cert = tls
+            .peer_certificate()
+            .map_err(|e| anyhow!("reading the server certificate: {e}"))?
+            .ok_or_else(|| anyhow!("{} sent no certificate", endpoint.describe()))?;
+        let der = cert.to_der().map_err(|e| anyhow!("reading the server certificate: {e}"))?;
+        let seen = hex(&Sha256::digest(&der));
+        if seen != normalize_fingerprint(pin) {
+            bail!(
+                "the certificate of {} has SHA-256 fingerprint {seen}, not the pinned one; if the server \
+                 really changed its certificate, pin the new fingerprint",
+                endpoint.describe()
+            );
+        }
+    }
+    Ok(Conn::Tls(Box::new(tls)))
+}
+
+/// The SHA-256 fingerprint of a server's certificate, for the operator to pin.
+pub async fn fetch_fingerprint(endpoint: &Endpoint) -> Result<String> {
+    let tcp = tcp_connect(endpoint).await?;
+    let connector = async_native_tls::TlsConnector::new()
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true);
+    let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
+    let tls = with_timeout("TLS handshake", handshake).await?;
+    let cert = tls.peer_certificate().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no certificate"))?;
+    let der = cert.to_der().map_err(|e| anyhow!("{e}"))?;
+    Ok(hex(&Sha256::digest(&der)))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn tcp_connect(endpoint: &Endpoint) -> Result<TcpStream> {
+    let target = format!("{}:{}", endpoint.host, endpoint.port);
+    let addrs: Vec<_> = smol::unblock({
+        let target = target.clone();
+        move || target.to_socket_addrs().map(|a| a.collect::<Vec<_>>())
+    })
+    .await
+    .with_context(|| format!("name not found: {} (check the host name and DNS)", endpoint.host))?;
+    let mut last_err = None;
+    for addr in addrs {
+        match with_timeout(&format!("connecting to {target}"), TcpStream::connect(addr)).await {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow!("no address for {}", endpoint.host)))
+        .with_context(|| format!("cannot reach {target} (connection refused or timed out: is the server up and the port right?)"))
+}
+
+impl Session {
+    /// Connects, negotiates TLS and reads the greeting; not yet logged in.
+    pub async fn connect(endpoint: &Endpoint, label: &str) -> Result<Session> {
+        if endpoint.tls == TlsMode::Plain && !is_loopback(&endpoint.host) {
+            bail!(
+                "plain IMAP to {} would send passwords unprotected; plain is allowed only on loopback — use implicit or starttls",
+                endpoint.host
+            );
+        }
+        let tcp = tcp_connect(endpoint).await?;
+        let stream = match endpoint.tls {
+            TlsMode::Implicit => connect_tls(tcp, endpoint).await?,
+            TlsMode::Plain | TlsMode::StartTls => Conn::Plain(tcp),
+        };
+        let mut session = Session {
+            stream,
+            client: Client::new(client_options(false)),
+            next_tag: 1,
+            capabilities: BTreeSet::new(),
+            read_buf: vec![0; 64 * 1024],
+            pending_codes: Vec::new(),
+            exists: 0,
+            label: label.to_string(),
+        };
+        session.read_greeting().await?;
+        if endpoint.tls == TlsMode::StartTls {
+            let answer = session.simple(CommandBody::StartTLS).await?;
+            if !answer.is_ok() {
+                bail!("{}: the server refused STARTTLS: {}", session.label, answer.words());
+            }
+            // Anything buffered after the OK would be a plain-text injection; there must be nothing.
+            let Conn::Plain(tcp) = session.stream else {
+                bail!("internal: STARTTLS on a connection that is already TLS");
+            };
+            let tls = connect_tls(tcp, endpoint).await?;
+            session = Session {
+                stream: tls,
+                client: Client::new(client_options(true)),
+                next_tag: 100,
+                capabilities: BTreeSet::new(),
+                read_buf: vec![0; 64 * 1024],
+                pending_codes: Vec::new(),
+                exists: 0,
+                label: label.to_string(),
+            };
+            session.capabilities.clear();
+        }
+        Ok(session)
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    async fn read_greeting(&mut self) -> Result<()> {
+        loop {
+            match self.client.next() {
+                Ok(Event::GreetingReceived { greeting }) => {
+                    if let Some(Code::Capability(caps)) = &greeting.code {
+                        self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
+                    }
+                    if greeting.kind == imap_next::imap_types::response::GreetingKind::Bye {
+                        bail!("{}: the server said BYE at once: {}", self.label, greeting.text);
+                    }
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+    }
+
+    async fn handle_interrupt(&mut self, interrupt: Interrupt<imap_next::client::Error>) -> Result<()> {
+        match interrupt {
+            Interrupt::Io(Io::NeedMoreInput) => {
+                let label = self.label.clone();
+                let n = with_timeout(&format!("{label}: reading from the server"), self.stream.read(&mut self.read_buf)).await?;
+                if n == 0 {
+                    bail!("{label}: the server closed the connection");
+                }
+                self.client.enqueue_input(&self.read_buf[..n]);
+                Ok(())
+            }
+            Interrupt::Io(Io::Output(bytes)) => self.write_all(&bytes).await,
+            Interrupt::Error(error) => bail!("{}: unreadable response from the server: {error}", self.label),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        let label = self.label.clone();
+        with_timeout(&format!("{label}: writing to the server"), self.stream.write_all(bytes)).await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let label = self.label.clone();
+        with_timeout(&format!("{label}: writing to the server"), self.stream.flush()).await
+    }
+
+    fn tag(&mut self) -> Tag<'static> {
+        let text = format!("P{}", self.next_tag);
+        self.next_tag += 1;
+        // "P" followed by digits is always a valid tag.
+        Tag::try_from(text).unwrap_or_else(|_| Tag::unvalidated("P0"))
+    }
+
+    /// Sends commands in one go (pipelined) and waits for all their tagged answers. Untagged data goes
+    /// to `on_data` as it arrives, so a large FETCH is never collected in memory.
+    pub async fn run_many(
+        &mut self,
+        bodies: Vec<CommandBody<'static>>,
+        on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
+    ) -> Result<Vec<Answer>> {
+        let mut tags = Vec::new();
+        for body in bodies {
+            let tag = self.tag();
+            tags.push(tag.clone());
+            self.client.enqueue_command(Command { tag, body });
+        }
+        let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
+        while answers.len() < tags.len() {
+            match self.client.next() {
+                Ok(event) => self.on_event(event, &tags, &mut answers, on_data)?,
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+        self.flush().await?;
+        Ok(tags.iter().filter_map(|t| answers.remove(t.inner())).collect())
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        tags: &[Tag<'static>],
+        answers: &mut BTreeMap<String, Answer>,
+        on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
+    ) -> Result<()> {
+        match event {
+            Event::DataReceived { data } => {
+                match &data {
+                    Data::Capability(caps) => {
+                        self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
+                    }
+                    Data::Exists(n) => self.exists = *n,
+                    _ => {}
+                }
+                on_data(data)?;
+            }
+            Event::StatusReceived { status } => match status {
+                Status::Tagged(tagged) => {
+                    if tags.iter().any(|t| t == &tagged.tag) {
+                        if let Some(Code::Capability(caps)) = &tagged.body.code {
+                            self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
+                        }
+                        answers.insert(tagged.tag.inner().to_string(), answer_of(tagged.body));
+                    }
+                }
+                Status::Untagged(body) => {
+                    if let Some(code) = body.code {
+                        self.pending_codes.push(code);
+                    }
+                }
+                Status::Bye(bye) => {
+                    bail!("{}: the server closed the connection: {}", self.label, bye.text);
+                }
+            },
+            Event::CommandRejected { status, .. } => {
+                // A synchronizing literal was refused: the command is over, report the words.
+                if let Status::Tagged(tagged) = status {
+                    answers.insert(tagged.tag.inner().to_string(), answer_of(tagged.body));
+                } else {
+                    bail!("{}: the server refused a literal", self.label);
+                }
+            }
+            Event::AuthenticateStatusReceived { status, .. } => {
+                if let Status::Tagged(tagged) = status {
+                    if let Some(Code::Capability(caps)) = &tagged.body.code {
+                        self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
+                    }
+                    answers.insert(tagged.tag.inner().to_string(), answer_of(tagged.body));
+                }
+            }
+            Event::AuthenticateContinuationRequestReceived { .. } => {
+                // We always send the initial response with the command (SASL-IR) or as the single
+                // continuation below; a second challenge means the server did not accept it.
+                self.client
+                    .set_authenticate_data(imap_next::imap_types::auth::AuthenticateData::Cancel)
+                    .map_err(|_| anyhow!("{}: the server asked for more login data", self.label))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// One command whose untagged data we keep (small answers: LIST, STATUS, NAMESPACE...).
+    pub async fn run(&mut self, body: CommandBody<'static>) -> Result<(Answer, Vec<Data<'static>>)> {
+        let mut data = Vec::new();
+        let mut answers = self.run_many(vec![body], &mut |d| {
+            data.push(d);
+            Ok(())
+        })
+        .await?;
+        let answer = answers.pop().ok_or_else(|| anyhow!("{}: no answer to a command", self.label))?;
+        Ok((answer, data))
+    }
+
+    async fn simple(&mut self, body: CommandBody<'static>) -> Result<Answer> {
+        Ok(self.run(body).await?.0)
+    }
+
+    async fn ok(&mut self, body: CommandBody<'static>, what: &str) -> Result<Vec<Data<'static>>> {
+        let (answer, data) = self.run(body).await?;
+        if !answer.is_ok() {
+            bail!("{}: {what} failed: {}", self.label, answer.words());
+        }
+        Ok(data)
+    }
+
+    pub fn capabilities(&self) -> &BTreeSet<String> {
+        &self.capabilities
+    }
+
+    pub fn has(&self, capability: &str) -> bool {
+        self.capabilities.contains(&capability.to_ascii_uppercase())
+    }
+
+    pub async fn refresh_capabilities(&mut self) -> Result<()> {
+        self.ok(CommandBody::Capability, "CAPABILITY").await?;
+        Ok(())
+    }
+
+    /// Logs in with AUTHENTICATE PLAIN when offered (one round trip with SASL-IR), else LOGIN. The
+    /// error names the side and quotes the server, never the password.
+    pub async fn login(&mut self, user: &str, password: &Secret) -> Result<()> {
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        if self.has("LOGINDISABLED") {
+            bail!("{}: the server does not allow login on an unencrypted connection; use implicit or starttls", self.label);
+        }
+        let answer = if self.has("AUTH=PLAIN") {
+            let mut initial = Vec::new();
+            initial.push(0);
+            initial.extend_from_slice(user.as_bytes());
+            initial.push(0);
+            initial.extend_from_slice(password.expose().as_bytes());
+            let body = CommandBody::authenticate_with_ir(
+                imap_next::imap_types::auth::AuthMechanism::Plain,
+                initial,
+            );
+            self.run_auth(body).await?
+        } else {
+            let body = CommandBody::login(user.to_string(), password.expose().to_string())
+                .map_err(|_| anyhow!("{}: the login name or password has characters IMAP LOGIN cannot carry", self.label))?;
+            self.simple(body).await?
+        };
+        if !answer.is_ok() {
+            bail!("{}: login as {user} was refused: {}", self.label, answer.words());
+        }
+        if !answer_has_caps(&answer) {
+            self.refresh_capabilities().await?;
+        }
+        Ok(())
+    }
+
+    async fn run_auth(&mut self, body: CommandBody<'static>) -> Result<Answer> {
+        let with_ir = self.has("SASL-IR");
+        let body = if with_ir {
+            body
+        } else {
+            match body {
+                CommandBody::Authenticate { mechanism, initial_response } => {
+                    // Without SASL-IR the initial response goes as the first continuation answer.
+                    let tag = self.tag();
+                    let handle = self.client.enqueue_command(Command {
+                        tag: tag.clone(),
+                        body: CommandBody::Authenticate { mechanism, initial_response: None },
+                    });
+                    let _ = handle;
+                    let mut answers = BTreeMap::new();
+                    let tags = vec![tag.clone()];
+                    let mut sent_ir = false;
+                    while answers.is_empty() {
+                        match self.client.next() {
+                            Ok(Event::AuthenticateContinuationRequestReceived { .. }) if !sent_ir => {
+                                sent_ir = true;
+                                let data = initial_response
+                                    .as_ref()
+                                    .map(|s| s.declassify().to_vec())
+                                    .unwrap_or_default();
+                                self.client
+                                    .set_authenticate_data(imap_next::imap_types::auth::AuthenticateData::r#continue(data))
+                                    .map_err(|_| anyhow!("{}: login data out of order", self.label))?;
+                            }
+                            Ok(event) => self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?,
+                            Err(interrupt) => self.handle_interrupt(interrupt).await?,
+                        }
+                    }
+                    self.flush().await?;
+                    return answers.remove(tag.inner()).ok_or_else(|| anyhow!("no answer to AUTHENTICATE"));
+                }
+                other => other,
+            }
+        };
+        self.simple(body).await
+    }
+
+    /// ENABLE CONDSTORE (or QRESYNC) when offered, so SELECT reports HIGHESTMODSEQ and FETCH takes
+    /// CHANGEDSINCE. Returns whether mod-sequences are available.
+    pub async fn enable_condstore(&mut self) -> Result<bool> {
+        if !self.has("CONDSTORE") && !self.has("QRESYNC") {
+            return Ok(false);
+        }
+        if self.has("ENABLE") {
+            let caps = vec![imap_next::imap_types::extensions::enable::CapabilityEnable::CondStore];
+            let body = CommandBody::Enable {
+                capabilities: Vec1::try_from(caps).map_err(|_| anyhow!("empty ENABLE"))?,
+            };
+            let answer = self.simple(body).await?;
+            return Ok(answer.is_ok());
+        }
+        Ok(true)
+    }
+
+    /// The personal namespace: prefix and delimiter ("INBOX." and '.' on old hosts).
+    pub async fn personal_namespace(&mut self) -> Result<Option<(String, Option<char>)>> {
+        if !self.has("NAMESPACE") {
+            return Ok(None);
+        }
+        let data = self.ok(CommandBody::Namespace, "NAMESPACE").await?;
+        for item in data {
+            if let Data::Namespace { personal, .. } = item {
+                if let Some(first) = personal.first() {
+                    let prefix = String::from_utf8_lossy(first.prefix.as_ref()).into_owned();
+                    return Ok(Some((prefix, first.delimiter.as_ref().map(|d| d.inner()))));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// LIST "" "*": every folder with its attributes (special-use ones included, as Dovecot and most
+    /// servers send them on a plain LIST).
+    pub async fn list(&mut self) -> Result<Vec<ListedFolder>> {
+        self.list_kind(false).await
+    }
+
+    /// LSUB "" "*": the subscribed folders.
+    pub async fn lsub(&mut self) -> Result<Vec<ListedFolder>> {
+        self.list_kind(true).await
+    }
+
+    async fn list_kind(&mut self, lsub: bool) -> Result<Vec<ListedFolder>> {
+        let reference = Mailbox::try_from("").map_err(|_| anyhow!("empty reference"))?;
+        let pattern = ListMailbox::try_from("*").map_err(|_| anyhow!("bad pattern"))?;
+        let body = if lsub {
+            CommandBody::Lsub { reference, mailbox_wildcard: pattern }
+        } else {
+            CommandBody::List { reference, mailbox_wildcard: pattern }
+        };
+        let data = self.ok(body, if lsub { "LSUB" } else { "LIST" }).await?;
+        let mut out = Vec::new();
+        for item in data {
+            let (items, delimiter, mailbox) = match item {
+                Data::List { items, delimiter, mailbox } | Data::Lsub { items, delimiter, mailbox } => (items, delimiter, mailbox),
+                _ => continue,
+            };
+            out.push(ListedFolder {
+                wire_name: mailbox_wire(&mailbox),
+                delimiter: delimiter.map(|d| d.inner()),
+                attributes: items.iter().map(attribute_name).collect(),
+            });
+        }
+        out.sort_by(|a, b| a.wire_name.cmp(&b.wire_name));
+        Ok(out)
+    }
+
+    pub async fn status(&mut self, wire_name: &str, condstore: bool) -> Result<FolderStatus> {
+        let mut names = vec![StatusDataItemName::Messages, StatusDataItemName::UidNext, StatusDataItemName::UidValidity];
+        if condstore {
+            names.push(StatusDataItemName::HighestModSeq);
+        }
+        let body = CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: names.into() };
+        let data = self.ok(body, &format!("STATUS {wire_name}")).await?;
+        let mut status = FolderStatus::default();
+        for item in data {
+            if let Data::Status { items, .. } = item {
+                for it in items.iter() {
+                    match it {
+                        StatusDataItem::Messages(n) => status.messages = *n,
+                        StatusDataItem::UidNext(n) => status.uidnext = Some(n.get()),
+                        StatusDataItem::UidValidity(n) => status.uidvalidity = Some(n.get()),
+                        StatusDataItem::HighestModSeq(n) => status.highest_modseq = Some(*n),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(status)
+    }
+
+    /// SELECT (read-write) or EXAMINE (read-only, used on the source so nothing there changes).
+    pub async fn select(&mut self, wire_name: &str, read_only: bool, condstore: bool) -> Result<Selected> {
+        self.pending_codes.clear();
+        self.exists = 0;
+        let mailbox = mailbox_of(wire_name)?;
+        let parameters = if condstore { vec![SelectParameter::CondStore] } else { vec![] };
+        let body = if read_only {
+            CommandBody::Examine { mailbox, parameters }
+        } else {
+            CommandBody::Select { mailbox, parameters }
+        };
+        let (answer, _) = self.run(body).await?;
+        if !answer.is_ok() {
+            bail!("{}: cannot open folder {wire_name}: {}", self.label, answer.words());
+        }
+        let mut selected = Selected { exists: self.exists, ..Selected::default() };
+        for code in self.pending_codes.drain(..).chain(answer.code.into_iter()) {
+            match code {
+                Code::UidValidity(v) => selected.uidvalidity = Some(v.get()),
+                Code::UidNext(v) => selected.uidnext = Some(v.get()),
+                Code::HighestModSeq(v) => selected.highest_modseq = Some(v.get()),
+                _ => {}
+            }
+        }
+        Ok(selected)
+    }
+
+    /// UID FETCH with the given items over a UID set; each message's answer goes to `on_message` as it
+    /// arrives. `changed_since` adds the CONDSTORE modifier.
+    pub async fn uid_fetch(
+        &mut self,
+        uid_sets: &[String],
+        items: &[FetchItem],
+        changed_since: Option<u64>,
+        on_message: &mut dyn FnMut(MessageMeta) -> Result<()>,
+    ) -> Result<()> {
+        let mut bodies = Vec::new();
+        for set in uid_sets {
+            let sequence_set = SequenceSet::try_from(set.as_str()).map_err(|_| anyhow!("bad UID set {set}"))?;
+            let names: Vec<MessageDataItemName<'static>> = items.iter().map(FetchItem::name).collect();
+            let modifiers = changed_since
+                .and_then(NonZeroU64::new)
+                .map(|m| vec![FetchModifier::ChangedSince(m)])
+                .unwrap_or_default();
+            bodies.push(CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
+                uid: true,
+                modifiers,
+            });
+        }
+        let label = self.label.clone();
+        let answers = self
+            .run_many(bodies, &mut |data| {
+                if let Data::Fetch { items, .. } = data {
+                    let meta = meta_of(items.into_inner());
+                    if meta.uid != 0 {
+                        on_message(meta)?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        for answer in answers {
+            if !answer.is_ok() {
+                bail!("{label}: FETCH failed: {}", answer.words());
+            }
+        }
+        Ok(())
+    }
+
+    /// UID SEARCH ALL: every UID in the selected folder.
+    pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
+        let body = CommandBody::search(None, Vec1::from(imap_next::imap_types::search::SearchKey::All), true);
+        let data = self.ok(body, "UID SEARCH").await?;
+        let mut uids = Vec::new();
+        for item in data {
+            if let Data::Search(found, ..) = item {
+                uids.extend(found.iter().map(|u| u.get()));
+            }
+        }
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    pub async fn create(&mut self, wire_name: &str) -> Result<Answer> {
+        self.simple(CommandBody::Create { mailbox: mailbox_of(wire_name)? }).await
+    }
+
+    pub async fn subscribe(&mut self, wire_name: &str) -> Result<()> {
+        self.ok(CommandBody::Subscribe { mailbox: mailbox_of(wire_name)? }, &format!("SUBSCRIBE {wire_name}")).await?;
+        Ok(())
+    }
+
+    /// UID STORE +FLAGS/-FLAGS .SILENT on one message.
+    pub async fn uid_store(&mut self, uid: u32, add: bool, flags: &[String]) -> Result<Answer> {
+        let flags: Vec<Flag<'static>> = flags.iter().filter_map(|f| Flag::try_from(f.as_str()).ok().map(|f| f.into_static())).collect();
+        if flags.is_empty() {
+            return Ok(Answer { kind: StatusKind::Ok, code: None, text: String::new() });
+        }
+        let body = CommandBody::Store {
+            sequence_set: SequenceSet::try_from(uid.to_string().as_str()).map_err(|_| anyhow!("bad uid"))?,
+            kind: if add { StoreType::Add } else { StoreType::Remove },
+            response: StoreResponse::Silent,
+            flags,
+            uid: true,
+            modifiers: vec![],
+        };
+        self.simple(body).await
+    }
+
+    pub fn supports_multiappend(&self) -> bool {
+        self.has("MULTIAPPEND")
+    }
+
+    /// APPENDs messages to one folder. With MULTIAPPEND (RFC 3502) several go in one command and one
+    /// server transaction; otherwise one command each. The body is streamed from `item.body` slice by
+    /// slice with LITERAL+ when offered, else after the server's continuation. Returns one answer per
+    /// command sent, and calls `after_literal` once the last literal byte is written but before the
+    /// answer is read (a journal point for tests).
+    pub async fn append(
+        &mut self,
+        wire_name: &str,
+        items: &mut [AppendItem<'_>],
+        after_literal: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<AppendAnswer> {
+        let literal_plus = self.has("LITERAL+");
+        let tag = self.tag();
+        let mut line = format!("{} APPEND {}", tag.inner(), quote_mailbox(wire_name));
+        self.pending_codes.clear();
+        for (index, item) in items.iter_mut().enumerate() {
+            if index > 0 {
+                line.clear();
+            }
+            line.push_str(" (");
+            line.push_str(&item.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect::<Vec<_>>().join(" "));
+            line.push(')');
+            if let Some(date) = item.internal_date {
+                line.push_str(&format!(" \"{date}\""));
+            }
+            line.push_str(&format!(" {{{}{}}}\r\n", item.size, if literal_plus { "+" } else { "" }));
+            self.write_all(line.as_bytes()).await?;
+            if !literal_plus {
+                self.flush().await?;
+                if let Some(refusal) = self.wait_continuation(&tag).await? {
+                    return Ok(AppendAnswer { answer: refusal, appended_before_refusal: index });
+                }
+            }
+            let mut written: u64 = 0;
+            loop {
+                let chunk = (item.body)()?;
+                if chunk.is_empty() {
+                    break;
+                }
+                written += chunk.len() as u64;
+                if written > item.size {
+                    bail!("staged body is longer than its recorded size");
+                }
+                self.write_all(&chunk).await?;
+            }
+            if written != item.size {
+                bail!("staged body is {written} bytes, recorded size {}", item.size);
+            }
+        }
+        self.write_all(b"\r\n").await?;
+        self.flush().await?;
+        after_literal()?;
+        let tags = vec![tag.clone()];
+        let mut answers = BTreeMap::new();
+        while answers.is_empty() {
+            match self.client.next() {
+                Ok(Event::ContinuationRequestReceived { .. }) => {}
+                Ok(event) => self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?,
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+        let answer = answers.remove(tag.inner()).ok_or_else(|| anyhow!("no answer to APPEND"))?;
+        Ok(AppendAnswer { answer, appended_before_refusal: 0 })
+    }
+
+    /// Waits for "+" after a synchronizing literal; a tagged NO/BAD instead ends the command.
+    async fn wait_continuation(&mut self, tag: &Tag<'static>) -> Result<Option<Answer>> {
+        let tags = vec![tag.clone()];
+        let mut answers = BTreeMap::new();
+        loop {
+            match self.client.next() {
+                Ok(Event::ContinuationRequestReceived { .. }) => return Ok(None),
+                Ok(event) => {
+                    self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?;
+                    if let Some(answer) = answers.remove(tag.inner()) {
+                        return Ok(Some(answer));
+                    }
+                }
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+    }
+
+    /// GETQUOTAROOT on INBOX: (used KiB, limit KiB) of the tightest STORAGE root.
+    pub async fn storage_quota(&mut self) -> Result<Option<(u64, u64)>> {
+        if !self.has("QUOTA") {
+            return Ok(None);
+        }
+        let body = CommandBody::GetQuotaRoot { mailbox: Mailbox::Inbox };
+        let (answer, data) = self.run(body).await?;
+        if !answer.is_ok() {
+            return Ok(None);
+        }
+        let mut best: Option<(u64, u64)> = None;
+        for item in data {
+            if let Data::Quota { quotas, .. } = item {
+                for q in quotas.as_ref() {
+                    if matches!(q.resource, imap_next::imap_types::extensions::quota::Resource::Storage) {
+                        let free = q.limit.saturating_sub(q.usage);
+                        if best.map(|(u, l)| l.saturating_sub(u) > free).unwrap_or(true) {
+                            best = Some((q.usage, q.limit));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// The APPENDLIMIT capability value, if the server announces a global one.
+    pub fn append_limit(&self) -> Option<u64> {
+        self.capabilities.iter().find_map(|c| c.strip_prefix("APPENDLIMIT=").and_then(|v| v.parse().ok()))
+    }
+
+    pub async fn logout(mut self) {
+        let _ = smol::future::or(
+            async {
+                let _ = self.simple(CommandBody::Logout).await;
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(2)).await;
+            },
+        )
+        .await;
+    }
+}
+
+/// The answer to an APPEND and, for MULTIAPPEND refused half-way, how many were never sent.
+pub struct AppendAnswer {
+    pub answer: Answer,
+    pub appended_before_refusal: usize,
+}
+
+impl AppendAnswer {
+    /// The UIDVALIDITY and UIDs from `[APPENDUID v uid-set]`.
+    pub fn appended_uids(&self) -> Option<(u32, Vec<u32>)> {
+        match &self.answer.code {
+            Some(Code::AppendUid { uid_validity, uid }) => Some((uid_validity.get(), vec![uid.get()])),
+            // Quirk `appenduid_uid_set` (imap-codec 2.0.0-alpha.10, any server doing MULTIAPPEND with
+            // UIDPLUS, e.g. Dovecot): the codec types APPENDUID with a single UID, so the uid-set that
+            // MULTIAPPEND gets back ("APPENDUID 17 4:6") arrives as an unparsed code, read here.
+            Some(Code::Other(other)) => parse_appenduid(&String::from_utf8_lossy(other.inner())),
+            _ => None,
+        }
+    }
+}
+
+/// Parses "APPENDUID <validity> <uid-set>" into the validity and the UIDs in order.
+pub fn parse_appenduid(text: &str) -> Option<(u32, Vec<u32>)> {
+    let mut words = text.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("APPENDUID") {
+        return None;
+    }
+    let validity: u32 = words.next()?.parse().ok()?;
+    let mut uids = Vec::new();
+    for part in words.next()?.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                if b < a || b - a > 1_000_000 {
+                    return None;
+                }
+                uids.extend(a..=b);
+            }
+            None => uids.push(part.parse().ok()?),
+        }
+    }
+    Some((validity, uids))
+}
+
+/// What to FETCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchItem {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    ModSeq,
+    /// BODY.PEEK[] (the whole message, not setting \Seen).
+    Body,
+    /// BODY.PEEK[]<offset.length>.
+    BodyPart { offset: u32, length: u32 },
+    /// BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)].
+    MessageIdHeader,
+}
+
+impl FetchItem {
+    fn name(&self) -> MessageDataItemName<'static> {
+        match *self {
+            FetchItem::Uid => MessageDataItemName::Uid,
+            FetchItem::Flags => MessageDataItemName::Flags,
+            FetchItem::InternalDate => MessageDataItemName::InternalDate,
+            FetchItem::Size => MessageDataItemName::Rfc822Size,
+            FetchItem::ModSeq => MessageDataItemName::ModSeq,
+            FetchItem::Body => MessageDataItemName::BodyExt { section: None, partial: None, peek: true },
+            FetchItem::BodyPart { offset, length } => MessageDataItemName::BodyExt {
+                section: None,
+                partial: Some((offset, NonZeroU32::new(length).unwrap_or(NonZeroU32::MIN))),
+                peek: true,
+            },
+            FetchItem::MessageIdHeader => {
+                let field = AString::try_from("MESSAGE-ID").unwrap_or_else(|_| AString::from(imap_next::imap_types::core::Atom::unvalidated("MESSAGE-ID")));
+                MessageDataItemName::BodyExt {
+                    section: Some(Section::HeaderFields(None, Vec1::from(field))),
+                    partial: None,
+                    peek: true,
+                }
+            }
+        }
+    }
+}
+
+fn meta_of(items: Vec<MessageDataItem<'static>>) -> MessageMeta {
+    let mut meta = MessageMeta::default();
+    for item in items {
+        match item {
+            MessageDataItem::Uid(uid) => meta.uid = uid.get(),
+            MessageDataItem::Rfc822Size(size) => meta.size = Some(size),
+            MessageDataItem::Flags(flags) => {
+                meta.flags = flags
+                    .iter()
+                    .filter_map(|f| match f {
+                        FlagFetch::Flag(flag) => Some(flag.to_string()),
+                        FlagFetch::Recent => None,
+                    })
+                    .collect();
+            }
+            MessageDataItem::InternalDate(date) => meta.internal_date = Some(format_date(&date)),
+            MessageDataItem::ModSeq(m) => meta.modseq = Some(m.get()),
+            MessageDataItem::BodyExt { section: None, origin, data } => {
+                let bytes = data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default();
+                meta.body = Some((origin.unwrap_or(0), bytes));
+            }
+            MessageDataItem::BodyExt { section: Some(_), data, .. } => {
+                meta.header = Some(data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default());
+            }
+            MessageDataItem::Rfc822(data) => {
+                meta.body = Some((0, data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
+    meta
+}
+
+/// IMAP date-time as APPEND takes it back: ` 1-Jan-2020 10:00:00 +0100`.
+pub fn format_date(date: &imap_next::imap_types::datetime::DateTime) -> String {
+    date.as_ref().format("%e-%b-%Y %H:%M:%S %z").to_string()
+}
+
+fn answer_of(body: StatusBody<'static>) -> Answer {
+    Answer { kind: body.kind, code: body.code, text: body.text.to_string() }
+}
+
+fn answer_has_caps(answer: &Answer) -> bool {
+    matches!(answer.code, Some(Code::Capability(_)))
+}
+
+fn attribute_name(attr: &FlagNameAttribute<'_>) -> String {
+    attr.to_string()
+}
+
+/// The wire bytes of a mailbox name as text (modified UTF-7 is ASCII; raw UTF-8 passes through).
+pub fn mailbox_wire(mailbox: &Mailbox<'_>) -> String {
+    match mailbox {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+fn mailbox_of(wire_name: &str) -> Result<Mailbox<'static>> {
+    let astring = AString::try_from(wire_name.to_string()).map_err(|_| anyhow!("folder name {wire_name:?} cannot be sent to IMAP"))?;
+    Ok(Mailbox::from(astring))
+}
+
+/// A mailbox name as an IMAP quoted string, for the APPEND line we write ourselves.
+fn quote_mailbox(wire_name: &str) -> String {
+    let mut out = String::with_capacity(wire_name.len() + 2);
+    out.push('"');
+    for c in wire_name.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn client_options(discard_greeting: bool) -> Options {
+    let mut options = Options::default();
+    // A FETCH answer is at most one slice of a body plus metadata; anything much larger is an error.
+    options.max_response_size = 24 * 1024 * 1024;
+    options.discard_greeting = discard_greeting;
+    // Quirk `bare_lf_lines` (seen on old Courier and some appliances): lines ending in LF alone.
+    options.crlf_relaxed = true;
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appenduid_sets() {
+        assert_eq!(parse_appenduid("APPENDUID 17 4:6"), Some((17, vec![4, 5, 6])));
+        assert_eq!(parse_appenduid("APPENDUID 17 4,9,11:12"), Some((17, vec![4, 9, 11, 12])));
+        assert_eq!(parse_appenduid("COPYUID 1 2 3"), None);
+        assert_eq!(parse_appenduid("APPENDUID x 1"), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_mailbox("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(normalize_fingerprint("AB:cd:01"), "abcd01");
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("10.0.0.1"));
+    }
+}
