@@ -822,14 +822,14 @@ impl Session {
         Ok(())
     }
 
-    /// UID STORE +FLAGS/-FLAGS .SILENT on one message.
-    pub async fn uid_store(&mut self, uid: u32, add: bool, flags: &[String]) -> Result<Answer> {
+    /// UID STORE +FLAGS/-FLAGS .SILENT on a UID set.
+    pub async fn uid_store_set(&mut self, uid_set: &str, add: bool, flags: &[String]) -> Result<Answer> {
         let flags: Vec<Flag<'static>> = flags.iter().filter_map(|f| Flag::try_from(f.as_str()).ok().map(|f| f.into_static())).collect();
         if flags.is_empty() {
             return Ok(Answer { kind: StatusKind::Ok, code: None, text: String::new() });
         }
         let body = CommandBody::Store {
-            sequence_set: SequenceSet::try_from(uid.to_string().as_str()).map_err(|_| anyhow!("bad uid"))?,
+            sequence_set: SequenceSet::try_from(uid_set).map_err(|_| anyhow!("bad UID set {uid_set}"))?,
             kind: if add { StoreType::Add } else { StoreType::Remove },
             response: StoreResponse::Silent,
             flags,

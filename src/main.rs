@@ -1,0 +1,264 @@
+//! postflytt's command line: parses arguments, runs the chosen verb, prints the error chain once and
+//! sets the exit code. Every verb works on one data directory (`--data`, default /var/lib/postflytt)
+//! that holds the staging database and the key file.
+
+mod fault;
+mod folders;
+mod imap;
+mod import;
+mod logger;
+mod pull;
+mod push;
+mod secret;
+mod store;
+mod sync;
+mod utf7;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use argh::FromArgs;
+
+use crate::imap::{Endpoint, TlsMode};
+use crate::store::Store;
+
+/// postflytt moves a company's mail from its old IMAP server to a new one, through a local staging
+/// database, exactly once.
+#[derive(FromArgs)]
+struct Args {
+    /// data directory holding the staging database and key file (default /var/lib/postflytt, or
+    /// $POSTFLYTT_DATA)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    #[argh(subcommand)]
+    command: Verb,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Verb {
+    Setup(SetupArgs),
+    Import(ImportArgs),
+    Folders(FoldersArgs),
+    Sync(SyncArgs),
+    Status(StatusArgs),
+}
+
+/// Configure the source (old) and target (new) IMAP servers.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "setup")]
+struct SetupArgs {
+    /// source server as HOST:PORT
+    #[argh(option)]
+    source: Option<String>,
+    /// source TLS: implicit (default), starttls or plain (loopback only)
+    #[argh(option, default = "String::from(\"implicit\")")]
+    source_tls: String,
+    /// trust the source's certificate by its SHA-256 fingerprint (for self-signed or expired ones)
+    #[argh(option)]
+    source_pin: Option<String>,
+    /// target server as HOST:PORT
+    #[argh(option)]
+    target: Option<String>,
+    /// target TLS: implicit (default), starttls or plain (loopback only)
+    #[argh(option, default = "String::from(\"implicit\")")]
+    target_tls: String,
+    /// trust the target's certificate by its SHA-256 fingerprint
+    #[argh(option)]
+    target_pin: Option<String>,
+}
+
+/// Import the account list (CSV: login, password, target login, target password, aliases).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "import")]
+struct ImportArgs {
+    /// the spreadsheet file
+    #[argh(positional)]
+    file: PathBuf,
+}
+
+/// Show the folder mapping for an account: source name -> target name.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "folders")]
+struct FoldersArgs {
+    /// the account's source login
+    #[argh(positional)]
+    account: String,
+}
+
+/// Run one pass: copy new mail and flag changes for every account (or the ones named).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "sync")]
+struct SyncArgs {
+    /// how many accounts to copy at once (default 4)
+    #[argh(option, default = "4")]
+    parallel: usize,
+    /// source logins to sync (default: all)
+    #[argh(positional)]
+    accounts: Vec<String>,
+}
+
+/// Show accounts, what has been staged and copied, and what was skipped.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+struct StatusArgs {}
+
+fn main() -> ExitCode {
+    logger::init();
+    let args: Args = argh::from_env();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("<3>postflytt: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn data_dir(args: &Args) -> PathBuf {
+    args.data
+        .clone()
+        .or_else(|| std::env::var_os("POSTFLYTT_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/postflytt"))
+}
+
+fn parse_host_port(text: &str, side: &str) -> Result<(String, u16)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("--{side} {text:?}: write it as HOST:PORT, e.g. imap.example.se:993"))?;
+    let port = port.parse().map_err(|_| anyhow!("--{side} {text:?}: {port:?} is not a port number"))?;
+    if host.is_empty() {
+        bail!("--{side} {text:?}: the host is missing");
+    }
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    let dir = data_dir(&args);
+    match args.command {
+        Verb::Setup(setup) => {
+            let store = Store::open(&dir)?;
+            for (side, server, tls, pin) in [
+                ("source", &setup.source, &setup.source_tls, &setup.source_pin),
+                ("target", &setup.target, &setup.target_tls, &setup.target_pin),
+            ] {
+                if let Some(server) = server {
+                    let (host, port) = parse_host_port(server, side)?;
+                    let endpoint = Endpoint { host, port, tls: TlsMode::parse(tls)?, pin_sha256: pin.clone() };
+                    store.set_endpoint(side, &endpoint)?;
+                    println!("{side}: {}", endpoint.describe());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Import(import) => {
+            let rows = import::read_accounts(&import.file).map_err(|e| anyhow!("{e}"))?;
+            let store = Store::open(&dir)?;
+            let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
+            let tx = store.conn.unchecked_transaction()?;
+            let (mut added, mut updated) = (0, 0);
+            for row in &rows {
+                let is_new = store.upsert_account(
+                    &row.source_login,
+                    &row.source_password,
+                    &row.target_login,
+                    row.target_password.as_ref(),
+                    &row.aliases,
+                )?;
+                if is_new { added += 1 } else { updated += 1 }
+            }
+            tx.commit()?;
+            println!("{added} accounts added, {updated} updated");
+            let missing: Vec<&String> =
+                known.iter().filter(|k| !rows.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
+            for m in missing {
+                println!("note: {m} is not in this file; it was kept");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Folders(f) => {
+            let store = Store::open(&dir)?;
+            let account = store.accounts(std::slice::from_ref(&f.account))?.into_iter().next().ok_or_else(|| anyhow!("no such account"))?;
+            let maps = smol::block_on(async {
+                let mut both = sync::connect_both(&store, &account).await?;
+                let d = sync::discover(&store, &account, &mut both).await?;
+                both.source.logout().await;
+                both.target.logout().await;
+                Ok::<_, anyhow::Error>(d.maps)
+            })?;
+            print!("{}", folders::describe(&maps));
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Sync(s) => {
+            let lock_path = dir.join("pass.lock");
+            let store = Store::open(&dir)?;
+            let accounts = store.accounts(&s.accounts)?;
+            drop(store);
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .with_context(|| format!("cannot open {}", lock_path.display()))?;
+            if lock.try_lock().is_err() {
+                bail!("another pass is running on {} (only one at a time per data directory)", dir.display());
+            }
+            if accounts.is_empty() {
+                println!("no accounts: import the account list first (postflytt import FILE)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let total = accounts.len();
+            let reports = sync::pass_many(&dir, accounts, s.parallel.clamp(1, 64), &|r| println!("{}", r.line()));
+            let failed = reports.iter().filter(|r| r.error.is_some()).count();
+            let appended: u64 = reports.iter().map(|r| r.push.appended).sum();
+            let bytes: u64 = reports.iter().map(|r| r.push.appended_bytes).sum();
+            let refused: u64 = reports.iter().map(|r| r.push.refused).sum();
+            println!(
+                "pass done: {total} accounts, {failed} failed, {appended} messages ({}) appended, {refused} refused",
+                sync::human_bytes(bytes)
+            );
+            print_skips(&Store::open(&dir)?)?;
+            Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+        Verb::Status(_) => {
+            let store = Store::open(&dir)?;
+            let mut stmt = store.conn.prepare(
+                "SELECT a.source_login, a.target_login, a.state, coalesce(a.last_error, ''),
+                   (SELECT count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id),
+                   (SELECT count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id AND m.push_state = 'pushed'),
+                   (SELECT coalesce(sum(m.size), 0) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id)
+                 FROM account a ORDER BY a.source_login",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?))
+            })?;
+            for row in rows {
+                let (source, target, state, error, total, pushed, bytes) = row?;
+                println!("{source} -> {target}: {state}, {pushed}/{total} messages on the target, {} staged", sync::human_bytes(bytes as u64));
+                if !error.is_empty() {
+                    println!("    last error: {error}");
+                }
+            }
+            print_skips(&store)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_skips(store: &Store) -> Result<()> {
+    let mut stmt = store.conn.prepare(
+        "SELECT a.source_login, s.folder, s.reason, coalesce(s.server_says, '') FROM skip s JOIN account a ON a.id = s.account_id
+         ORDER BY s.id",
+    )?;
+    let rows: Vec<(String, String, String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+    if !rows.is_empty() {
+        println!("skipped ({}):", rows.len());
+        for (account, folder, reason, says) in rows {
+            println!("  {account} {folder}: {reason}: {says}");
+        }
+    }
+    Ok(())
+}

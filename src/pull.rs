@@ -1,0 +1,437 @@
+//! The pull phase: brings one source folder's new messages and flag changes into staging. It opens the
+//! folder read-only (EXAMINE), so the source is never changed; it asks STATUS first so an unchanged
+//! folder costs one round trip; it stages bodies in `CHUNK_SIZE` slices, fetching small messages many
+//! to a command (pipelined) and large ones in partial ranges, so memory never grows with message or
+//! folder size. A UIDVALIDITY change re-matches already copied messages by content instead of copying
+//! them again.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::fault;
+use crate::imap::{FetchItem, MessageMeta, Session};
+use crate::store::{CHUNK_SIZE, Store};
+
+/// Messages up to this size are fetched whole, many per command.
+const WHOLE_LIMIT: u64 = 1024 * 1024;
+/// Partial-fetch range for larger messages.
+const SLICE: u32 = 1024 * 1024;
+/// A batch of whole-message fetches: at most this many bytes and messages per command.
+const BATCH_BYTES: u64 = 2 * 1024 * 1024;
+const BATCH_COUNT: usize = 200;
+/// Commands in flight at once, so the server never waits for us between batches.
+const PIPELINE: usize = 4;
+
+/// A source folder as stored.
+#[derive(Debug, Clone)]
+pub struct FolderRow {
+    pub id: i64,
+    pub wire_name: String,
+    pub name: String,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    pub last_uid: u32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PullStats {
+    pub staged: u64,
+    pub staged_bytes: u64,
+    pub flag_changes: u64,
+    pub vanished: u64,
+    pub new_mail: bool,
+}
+
+pub fn folder_rows(store: &Store, account_id: i64) -> Result<Vec<FolderRow>> {
+    let mut stmt = store.conn.prepare(
+        "SELECT id, wire_name, name, uidvalidity, uidnext, highest_modseq, last_uid FROM source_folder
+         WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
+    )?;
+    let rows = stmt.query_map([account_id], |r| {
+        Ok(FolderRow {
+            id: r.get(0)?,
+            wire_name: r.get(1)?,
+            name: r.get(2)?,
+            uidvalidity: r.get(3)?,
+            uidnext: r.get(4)?,
+            highest_modseq: r.get(5)?,
+            last_uid: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn flags_text(flags: &[String]) -> String {
+    let mut f: Vec<&str> = flags.iter().map(String::as_str).filter(|f| !f.eq_ignore_ascii_case("\\Recent")).collect();
+    f.sort_unstable();
+    f.dedup();
+    f.join(" ")
+}
+
+/// Pulls one folder. Returns quickly when STATUS shows nothing changed.
+pub async fn pull_folder(
+    store: &Store,
+    account_id: i64,
+    session: &mut Session,
+    folder: &FolderRow,
+    condstore: bool,
+    stats: &mut PullStats,
+) -> Result<()> {
+    let status = session.status(&folder.wire_name, condstore).await?;
+    let unstaged: i64 = store.conn.query_row(
+        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NULL AND push_state = 'pending'",
+        [folder.id],
+        |r| r.get(0),
+    )?;
+    let unchanged = status.uidvalidity.is_some()
+        && status.uidvalidity == folder.uidvalidity
+        && status.uidnext == folder.uidnext
+        && condstore
+        && status.highest_modseq.is_some()
+        && status.highest_modseq == folder.highest_modseq
+        && unstaged == 0;
+    if unchanged {
+        return Ok(());
+    }
+    let selected = session.select(&folder.wire_name, true, condstore).await?;
+    let Some(uidvalidity) = selected.uidvalidity else {
+        anyhow::bail!("{}: folder {} has no UIDVALIDITY; it cannot be copied safely", session.label(), folder.name);
+    };
+    let mut last_uid = folder.last_uid;
+    let mut known_modseq = folder.highest_modseq;
+    if folder.uidvalidity.is_some_and(|v| v != uidvalidity) {
+        log::warn!(
+            "{}: folder {} changed UIDVALIDITY ({:?} -> {uidvalidity}); re-matching its messages by content",
+            session.label(),
+            folder.name,
+            folder.uidvalidity
+        );
+        last_uid = 0;
+        known_modseq = None;
+    }
+
+    // 1. Metadata of messages not seen before.
+    if selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid + 1) {
+        let mut new_rows: Vec<MessageMeta> = Vec::new();
+        let mut items = vec![FetchItem::Uid, FetchItem::Flags, FetchItem::InternalDate, FetchItem::Size];
+        if condstore {
+            items.push(FetchItem::ModSeq);
+        }
+        // `N:*` also matches the highest UID when N is beyond it, so filter again here.
+        session
+            .uid_fetch(&[format!("{}:*", last_uid + 1)], &items, None, &mut |meta| {
+                if meta.uid > last_uid {
+                    new_rows.push(meta);
+                }
+                Ok(())
+            })
+            .await?;
+        if !new_rows.is_empty() {
+            stats.new_mail = true;
+        }
+        let tx = store.conn.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )?;
+            for meta in &new_rows {
+                insert.execute(params![
+                    folder.id,
+                    uidvalidity,
+                    meta.uid,
+                    meta.size.unwrap_or(0),
+                    meta.internal_date,
+                    flags_text(&meta.flags),
+                    meta.modseq.map(|m| m as i64)
+                ])?;
+                last_uid = last_uid.max(meta.uid);
+            }
+        }
+        tx.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])?;
+        tx.commit()?;
+        fault::point("pull: new messages listed");
+    }
+
+    // 2. Flag changes on messages already known (CHANGEDSINCE when the server has mod-sequences).
+    if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
+        let since = if condstore { known_modseq } else { None };
+        if !condstore || since.is_some() {
+            let mut changes: Vec<(u32, String)> = Vec::new();
+            session
+                .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
+                    changes.push((meta.uid, flags_text(&meta.flags)));
+                    Ok(())
+                })
+                .await?;
+            let tx = store.conn.unchecked_transaction()?;
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
+                )?;
+                for (uid, flags) in &changes {
+                    stats.flag_changes += update.execute(params![folder.id, uidvalidity, uid, flags])? as u64;
+                }
+            }
+            tx.commit()?;
+        }
+    }
+
+    // 3. Bodies of everything not yet staged.
+    stage_bodies(store, session, folder.id, uidvalidity, stats).await?;
+    merge_uidvalidity_orphans(store, folder.id, uidvalidity)?;
+
+    store.conn.execute(
+        "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = max(last_uid, ?5) WHERE id = ?1",
+        params![folder.id, uidvalidity, selected.uidnext, selected.highest_modseq.map(|m| m as i64), last_uid],
+    )?;
+    let _ = account_id;
+    Ok(())
+}
+
+struct Pending {
+    id: i64,
+    uid: u32,
+    size: u64,
+}
+
+async fn stage_bodies(store: &Store, session: &mut Session, folder_id: i64, uidvalidity: u32, stats: &mut PullStats) -> Result<()> {
+    let pending: Vec<Pending> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT id, uid, size FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
+             AND push_state = 'pending' ORDER BY uid",
+        )?;
+        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)? }))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let (small, large): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
+
+    // Whole messages, batched and pipelined.
+    let mut batches: Vec<Vec<&Pending>> = Vec::new();
+    let mut current: Vec<&Pending> = Vec::new();
+    let mut bytes = 0;
+    for p in small {
+        if !current.is_empty() && (bytes + p.size > BATCH_BYTES || current.len() >= BATCH_COUNT) {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += p.size;
+        current.push(p);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    for group in batches.chunks(PIPELINE) {
+        let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
+        let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
+        let mut seen = 0u64;
+        store.conn.execute_batch("BEGIN")?;
+        let result = session
+            .uid_fetch(&sets, &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
+                let Some(&id) = ids.get(&meta.uid) else { return Ok(()) };
+                let Some((_, body)) = meta.body else { return Ok(()) };
+                store_whole_body(store, id, &body)?;
+                seen += 1;
+                stats.staged += 1;
+                stats.staged_bytes += body.len() as u64;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => store.conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = store.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        fault::point("pull: bodies staged");
+        if seen < ids.len() as u64 {
+            mark_vanished(store, &ids, stats)?;
+        }
+    }
+
+    // Large messages one at a time, in partial ranges.
+    for p in large {
+        stage_large(store, session, p, stats).await.with_context(|| format!("staging message UID {}", p.uid))?;
+        fault::point("pull: large body staged");
+    }
+    Ok(())
+}
+
+fn store_whole_body(store: &Store, id: i64, body: &[u8]) -> Result<()> {
+    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
+    let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
+    for (seq, chunk) in body.chunks(CHUNK_SIZE).enumerate() {
+        insert.execute(params![id, seq as i64, chunk])?;
+    }
+    let hash = Sha256::digest(body);
+    store.conn.execute(
+        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
+        params![id, hash.as_slice(), body.len() as i64],
+    )?;
+    Ok(())
+}
+
+/// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
+fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats) -> Result<()> {
+    for id in ids.values() {
+        let staged: Option<Vec<u8>> = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten();
+        if staged.is_none() {
+            store.conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
+            stats.vanished += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &mut PullStats) -> Result<()> {
+    // A partly staged message from an interrupted pass starts over: the hash state is not kept.
+    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
+    let mut hasher = Sha256::new();
+    let mut offset: u32 = 0;
+    let mut seq: i64 = 0;
+    loop {
+        let mut slice: Option<Vec<u8>> = None;
+        session
+            .uid_fetch(&[p.uid.to_string()], &[FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }], None, &mut |meta| {
+                if let Some((_, body)) = meta.body {
+                    slice = Some(body);
+                }
+                Ok(())
+            })
+            .await?;
+        let Some(slice) = slice else {
+            // Expunged on the source meanwhile.
+            store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
+            stats.vanished += 1;
+            return Ok(());
+        };
+        hasher.update(&slice);
+        let tx = store.conn.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
+            for chunk in slice.chunks(CHUNK_SIZE) {
+                insert.execute(params![p.id, seq, chunk])?;
+                seq += 1;
+            }
+        }
+        tx.commit()?;
+        offset += slice.len() as u32;
+        stats.staged_bytes += slice.len() as u64;
+        if (slice.len() as u32) < SLICE {
+            break;
+        }
+    }
+    let hash = hasher.finalize();
+    store.conn.execute(
+        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
+        params![p.id, hash.as_slice(), offset as i64],
+    )?;
+    stats.staged += 1;
+    Ok(())
+}
+
+/// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose bytes
+/// equal an old row that was already copied takes over the old row's place on the target, so it is
+/// not appended a second time. Old rows never copied are dropped (their new twins will be).
+pub fn merge_uidvalidity_orphans(store: &Store, folder_id: i64, uidvalidity: u32) -> Result<()> {
+    let orphans: i64 = store.conn.query_row(
+        "SELECT count(*) FROM message WHERE folder_id = ?1 AND uidvalidity != ?2",
+        params![folder_id, uidvalidity],
+        |r| r.get(0),
+    )?;
+    if orphans == 0 {
+        return Ok(());
+    }
+    let pairs: Vec<(i64, i64)> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT n.id, o.id FROM message n JOIN message o
+               ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
+             WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = 'pending' AND n.sha256 IS NOT NULL
+               AND o.push_state IN ('pushed', 'appending', 'refused')
+             ORDER BY n.uid, o.uid",
+        )?;
+        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let tx = store.conn.unchecked_transaction()?;
+    let mut used_new = std::collections::BTreeSet::new();
+    let mut used_old = std::collections::BTreeSet::new();
+    for (new_id, old_id) in pairs {
+        if used_new.contains(&new_id) || used_old.contains(&old_id) {
+            continue;
+        }
+        used_new.insert(new_id);
+        used_old.insert(old_id);
+        tx.execute(
+            "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts) =
+               (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts FROM message WHERE id = ?2)
+             WHERE id = ?1",
+            params![new_id, old_id],
+        )?;
+        tx.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
+        tx.execute("DELETE FROM message WHERE id = ?1", [old_id])?;
+    }
+    // Old rows that were never on the target are replaced by their new-UID twins.
+    tx.execute(
+        "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pending'",
+        params![folder_id, uidvalidity],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A compact UID set ("1:5,9,12:13") for ascending UIDs.
+pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
+    let mut out = String::new();
+    let mut run: Option<(u32, u32)> = None;
+    let mut flush = |out: &mut String, (a, b): (u32, u32)| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if a == b {
+            out.push_str(&a.to_string());
+        } else {
+            out.push_str(&format!("{a}:{b}"));
+        }
+    };
+    for uid in uids {
+        run = match run {
+            Some((a, b)) if uid == b + 1 => Some((a, uid)),
+            Some(r) => {
+                flush(&mut out, r);
+                Some((uid, uid))
+            }
+            None => Some((uid, uid)),
+        };
+    }
+    if let Some(r) = run {
+        flush(&mut out, r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set([4]), "4");
+        assert_eq!(uid_set(Vec::<u32>::new()), "");
+    }
+
+    #[test]
+    fn flags_are_sorted_without_recent() {
+        let f = vec!["\\Seen".to_string(), "$Label1".into(), "\\Recent".into(), "\\Seen".into()];
+        assert_eq!(flags_text(&f), "$Label1 \\Seen");
+    }
+}

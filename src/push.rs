@@ -1,0 +1,498 @@
+//! The push phase: puts what staging holds and the target lacks into one target folder, exactly once.
+//! Every APPEND is journalled first: the rows are marked `appending` and committed (synchronous=FULL)
+//! before a byte goes out, and `pushed` with the target UID once the server's APPENDUID arrives. Rows
+//! found `appending` later, and staged mail that may already be in a folder another tool filled, are
+//! looked up on the target by exact size and SHA-256 of the bytes before anything is appended again.
+//! Flag changes on the source are carried over as a three-way merge: only the flags the source added
+//! or removed since the last sync are stored, so changes a user made on the target survive.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Result, bail};
+use rusqlite::params;
+use sha2::{Digest, Sha256};
+
+use crate::fault;
+use crate::imap::{AppendItem, FetchItem, Session};
+use crate::pull::uid_set;
+use crate::store::Store;
+
+/// At most this many messages and bytes per MULTIAPPEND command (one target transaction).
+const APPEND_BATCH_COUNT: usize = 50;
+const APPEND_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// A message the target answered with an unclassified error is tried this many times, then skipped.
+const MAX_ATTEMPTS: i64 = 3;
+
+#[derive(Debug, Default, Clone)]
+pub struct PushStats {
+    pub appended: u64,
+    pub appended_bytes: u64,
+    pub matched: u64,
+    pub flag_updates: u64,
+    pub refused: u64,
+}
+
+/// A target folder as we know it.
+pub struct TargetFolderRow {
+    pub id: i64,
+    pub wire_name: String,
+    pub uidvalidity: Option<u32>,
+    pub indexed_uidnext: u32,
+}
+
+struct Row {
+    id: i64,
+    size: u64,
+    flags: String,
+    internal_date: Option<String>,
+    sha256: Vec<u8>,
+    state: String,
+}
+
+fn split_flags(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+/// Why a target refused an APPEND, which decides what happens next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The message itself is the problem (too big, malformed): record it and go on.
+    Message,
+    /// The mailbox or server state is the problem (over quota, read-only): stop this account for now.
+    Account,
+    /// Unknown: try again on a later pass, then give up on the message.
+    Unknown,
+}
+
+/// Sorts a NO/BAD answer to APPEND by its response code and words.
+pub fn classify_refusal(answer: &crate::imap::Answer) -> Refusal {
+    use imap_next::imap_types::response::Code;
+    let words = answer.text.to_ascii_lowercase();
+    match &answer.code {
+        Some(Code::TooBig) | Some(Code::Parse) => return Refusal::Message,
+        Some(Code::OverQuota) | Some(Code::ReadOnly) => return Refusal::Account,
+        _ => {}
+    }
+    if words.contains("quota") || words.contains("mailbox is full") {
+        Refusal::Account
+    } else if words.contains("too big") || words.contains("too large") || words.contains("size") || words.contains("invalid")
+        || words.contains("malformed") || answer.kind == imap_next::imap_types::response::StatusKind::Bad
+    {
+        Refusal::Message
+    } else {
+        Refusal::Unknown
+    }
+}
+
+/// Pushes one source folder's staged messages to its target folder (which exists and is selected by
+/// this function). `source_folder_id` rows only.
+pub async fn push_folder(
+    store: &Store,
+    account_id: i64,
+    session: &mut Session,
+    source_folder_id: i64,
+    source_name: &str,
+    target: &TargetFolderRow,
+    stats: &mut PushStats,
+) -> Result<()> {
+    let work: i64 = store.conn.query_row(
+        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL
+           AND (push_state IN ('pending', 'appending')
+                OR (push_state = 'pushed' AND (synced_flags IS NULL OR synced_flags != flags))
+                OR (push_state = 'pushed' AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)))",
+        params![source_folder_id, target.id, target.uidvalidity],
+        |r| r.get(0),
+    )?;
+    if work == 0 {
+        return Ok(());
+    }
+    let selected = session.select(&target.wire_name, false, false).await?;
+    let Some(uidvalidity) = selected.uidvalidity else {
+        bail!("{}: target folder {} has no UIDVALIDITY", session.label(), target.wire_name);
+    };
+    let mut indexed_uidnext = target.indexed_uidnext;
+    if target.uidvalidity != Some(uidvalidity) || target.indexed_uidnext == 0 && target.uidvalidity.is_none() {
+        // A new or re-created target folder: whatever we recorded there is no longer addressable by
+        // UID. Those rows go back to 'appending' (maybe there, maybe not) and are looked up by content.
+        let tx = store.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE message SET push_state = 'appending' WHERE folder_id = ?1 AND push_state = 'pushed'
+               AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)",
+            params![source_folder_id, target.id, uidvalidity],
+        )?;
+        tx.execute("UPDATE target_folder SET uidvalidity = ?2, indexed_uidnext = 1 WHERE id = ?1", params![target.id, uidvalidity])?;
+        tx.commit()?;
+        indexed_uidnext = 1;
+    }
+    let uidnext = selected.uidnext.unwrap_or(u32::MAX);
+
+    // Look-up: target messages we did not put there (another tool, a lost APPEND answer) that equal
+    // staged rows not yet known to be there.
+    let lookup: i64 = store.conn.query_row(
+        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL AND push_state IN ('pending', 'appending')",
+        [source_folder_id],
+        |r| r.get(0),
+    )?;
+    let appending: i64 = store.conn.query_row(
+        "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending'",
+        [source_folder_id],
+        |r| r.get(0),
+    )?;
+    if lookup > 0 && selected.exists > 0 && (indexed_uidnext < uidnext || appending > 0) {
+        stats.matched += match_existing(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?;
+        store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
+    }
+    // What is still 'appending' was not found on the target: it never arrived, so it goes again.
+    store.conn.execute("UPDATE message SET push_state = 'pending' WHERE folder_id = ?1 AND push_state = 'appending'", [source_folder_id])?;
+    if selected.exists == 0 {
+        store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
+    }
+
+    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
+    sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
+    Ok(())
+}
+
+/// Fetches size and bytes of target messages at or above `from_uid` that no row claims, and claims
+/// each one for a staged row with the same size and SHA-256 (one to one, so two identical messages on
+/// the source still need two on the target).
+async fn match_existing(
+    store: &Store,
+    session: &mut Session,
+    source_folder_id: i64,
+    target_folder_id: i64,
+    uidvalidity: u32,
+    from_uid: u32,
+) -> Result<u64> {
+    let known: BTreeSet<u32> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT target_uid FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'",
+        )?;
+        let rows = stmt.query_map(params![target_folder_id, uidvalidity], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let wanted_sizes: BTreeSet<u64> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT DISTINCT size FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL AND push_state IN ('pending', 'appending')",
+        )?;
+        let rows = stmt.query_map([source_folder_id], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut candidates: Vec<(u32, u64, Vec<String>)> = Vec::new();
+    session
+        .uid_fetch(&[format!("{}:*", from_uid.max(1))], &[FetchItem::Uid, FetchItem::Size, FetchItem::Flags], None, &mut |meta| {
+            let size = meta.size.unwrap_or(0) as u64;
+            if meta.uid >= from_uid && !known.contains(&meta.uid) && wanted_sizes.contains(&size) {
+                candidates.push((meta.uid, size, meta.flags));
+            }
+            Ok(())
+        })
+        .await?;
+    let mut matched = 0;
+    for (uid, size, flags) in candidates {
+        let hash = hash_target_message(session, uid, size).await?;
+        let Some(hash) = hash else { continue };
+        // Prefer a row we were appending (it is most likely the one that landed).
+        let row: Option<i64> = store
+            .conn
+            .query_row(
+                "SELECT id FROM message WHERE folder_id = ?1 AND size = ?2 AND sha256 = ?3 AND push_state IN ('pending', 'appending')
+                 ORDER BY push_state = 'appending' DESC, uid LIMIT 1",
+                params![source_folder_id, size as i64, hash.as_slice()],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(id) = row {
+            let mut f = flags.clone();
+            f.sort();
+            store.conn.execute(
+                "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+                   synced_flags = ?5 WHERE id = ?1",
+                params![id, target_folder_id, uidvalidity, uid, f.join(" ")],
+            )?;
+            matched += 1;
+            fault::point("push: existing message matched");
+        }
+    }
+    Ok(matched)
+}
+
+/// SHA-256 of one target message, read in slices so a large one is never held whole.
+async fn hash_target_message(session: &mut Session, uid: u32, size: u64) -> Result<Option<Vec<u8>>> {
+    const SLICE: u32 = 1024 * 1024;
+    let mut hasher = Sha256::new();
+    let mut offset: u64 = 0;
+    loop {
+        let mut got: Option<Vec<u8>> = None;
+        let item = if size <= SLICE as u64 { FetchItem::Body } else { FetchItem::BodyPart { offset: offset as u32, length: SLICE } };
+        session
+            .uid_fetch(&[uid.to_string()], &[FetchItem::Uid, item], None, &mut |meta| {
+                got = meta.body.map(|(_, b)| b);
+                Ok(())
+            })
+            .await?;
+        let Some(bytes) = got else { return Ok(None) };
+        hasher.update(&bytes);
+        offset += bytes.len() as u64;
+        if size <= SLICE as u64 || bytes.len() < SLICE as usize || offset >= size {
+            break;
+        }
+    }
+    if offset != size {
+        return Ok(None);
+    }
+    Ok(Some(hasher.finalize().to_vec()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn append_pending(
+    store: &Store,
+    account_id: i64,
+    session: &mut Session,
+    source_folder_id: i64,
+    source_name: &str,
+    target: &TargetFolderRow,
+    uidvalidity: u32,
+    stats: &mut PushStats,
+) -> Result<()> {
+    let multi = session.supports_multiappend();
+    loop {
+        let rows: Vec<Row> = {
+            let mut stmt = store.conn.prepare_cached(
+                "SELECT id, size, flags, internal_date, sha256, push_state FROM message
+                 WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL ORDER BY uid LIMIT ?2",
+            )?;
+            let limit = if multi { APPEND_BATCH_COUNT } else { 1 } as i64;
+            let rows = stmt.query_map(params![source_folder_id, limit], |r| {
+                Ok(Row { id: r.get(0)?, size: r.get(1)?, flags: r.get(2)?, internal_date: r.get(3)?, sha256: r.get(4)?, state: r.get(5)? })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Cap the batch by bytes (always at least one message).
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for row in rows {
+            if !batch.is_empty() && bytes + row.size > APPEND_BATCH_BYTES {
+                break;
+            }
+            bytes += row.size;
+            batch.push(row);
+        }
+        append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, stats).await?;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn append_batch(
+    store: &Store,
+    account_id: i64,
+    session: &mut Session,
+    source_name: &str,
+    target: &TargetFolderRow,
+    uidvalidity: u32,
+    batch: &[Row],
+    stats: &mut PushStats,
+) -> Result<()> {
+    // The journal entry: committed before a byte of the APPEND is written.
+    {
+        let tx = store.conn.unchecked_transaction()?;
+        for row in batch {
+            debug_assert_eq!(row.state, "pending");
+            tx.execute(
+                "UPDATE message SET push_state = 'appending', attempts = attempts + 1, target_folder_id = ?2 WHERE id = ?1",
+                params![row.id, target.id],
+            )?;
+        }
+        tx.commit()?;
+    }
+    fault::point("push: append journalled");
+
+    let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
+    let mut readers: Vec<ChunkReader> = batch.iter().map(|r| ChunkReader { id: r.id, seq: 0 }).collect();
+    let mut closures: Vec<Box<dyn FnMut() -> Result<Vec<u8>> + '_>> = readers
+        .iter_mut()
+        .map(|reader| Box::new(move || reader.next(store)) as Box<dyn FnMut() -> Result<Vec<u8>>>)
+        .collect();
+    let mut items: Vec<AppendItem<'_>> = batch
+        .iter()
+        .zip(flag_lists.iter())
+        .zip(closures.iter_mut())
+        .map(|((row, flags), body)| AppendItem {
+            flags,
+            internal_date: row.internal_date.as_deref(),
+            size: row.size,
+            body: body.as_mut(),
+        })
+        .collect();
+    let answer = session.append(&target.wire_name, &mut items, &mut || {
+        fault::point("push: append sent, answer not read");
+        Ok(())
+    })
+    .await?;
+    drop(items);
+    drop(closures);
+
+    if answer.answer.is_ok() {
+        let uids = answer.appended_uids();
+        let tx = store.conn.unchecked_transaction()?;
+        match uids {
+            Some((validity, uids)) if validity == uidvalidity && uids.len() == batch.len() => {
+                for (row, uid) in batch.iter().zip(uids) {
+                    tx.execute(
+                        "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+                           synced_flags = flags WHERE id = ?1",
+                        params![row.id, target.id, uidvalidity, uid],
+                    )?;
+                }
+            }
+            _ => {
+                // Quirk `no_appenduid` (servers without UIDPLUS): the message is there but its UID is
+                // unknown. The rows stay 'appending' so the next look-up finds them by content.
+                log::warn!("{}: APPEND to {} gave no usable APPENDUID; the copies will be matched by content", session.label(), target.wire_name);
+                tx.execute("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target.id])?;
+            }
+        }
+        tx.commit()?;
+        stats.appended += batch.len() as u64;
+        stats.appended_bytes += batch.iter().map(|r| r.size).sum::<u64>();
+        fault::point("push: append recorded");
+        return Ok(());
+    }
+
+    // Refused. MULTIAPPEND is all or nothing (RFC 3502), so nothing of this batch is on the target.
+    store.conn.execute(
+        &format!("UPDATE message SET push_state = 'pending' WHERE id IN ({})", batch.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(",")),
+        [],
+    )?;
+    if batch.len() > 1 {
+        // Find the message at fault by sending them one at a time.
+        for row in batch {
+            let single = [Row { id: row.id, size: row.size, flags: row.flags.clone(), internal_date: row.internal_date.clone(), sha256: row.sha256.clone(), state: "pending".into() }];
+            Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, stats)).await?;
+        }
+        return Ok(());
+    }
+    let row = &batch[0];
+    let words = answer.answer.words();
+    match classify_refusal(&answer.answer) {
+        Refusal::Account => bail!("{}: the target refused new mail in {}: {words}", session.label(), target.wire_name),
+        Refusal::Unknown if attempts(store, row.id)? < MAX_ATTEMPTS => {
+            log::warn!("{}: APPEND to {} refused ({words}); will try again next pass", session.label(), target.wire_name);
+        }
+        _ => {
+            store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [row.id])?;
+            store.record_skip(account_id, Some(row.id), source_name, "the target refused the message", Some(&words))?;
+            stats.refused += 1;
+            log::warn!("{}: a message in {source_name} ({} bytes) was refused by the target: {words}", session.label(), row.size);
+        }
+    }
+    Ok(())
+}
+
+fn attempts(store: &Store, id: i64) -> Result<i64> {
+    Ok(store.conn.query_row("SELECT attempts FROM message WHERE id = ?1", [id], |r| r.get(0))?)
+}
+
+/// Reads a staged body back slice by slice.
+struct ChunkReader {
+    id: i64,
+    seq: i64,
+}
+
+impl ChunkReader {
+    fn next(&mut self, store: &Store) -> Result<Vec<u8>> {
+        let mut stmt = store.conn.prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 AND seq = ?2")?;
+        let data: Option<Vec<u8>> = match stmt.query_row(params![self.id, self.seq], |r| r.get(0)) {
+            Ok(d) => Some(d),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.seq += 1;
+        Ok(data.unwrap_or_default())
+    }
+}
+
+/// Carries source flag changes to the target: only what the source added or removed since the last
+/// sync (three-way), so a flag the user changed on the target is left as the user set it.
+async fn sync_flags(
+    store: &Store,
+    session: &mut Session,
+    source_folder_id: i64,
+    target_folder_id: i64,
+    uidvalidity: u32,
+    stats: &mut PushStats,
+) -> Result<()> {
+    let rows: Vec<(i64, u32, String, String)> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT id, target_uid, flags, coalesce(synced_flags, '') FROM message WHERE folder_id = ?1 AND push_state = 'pushed'
+               AND target_folder_id = ?2 AND target_uidvalidity = ?3 AND (synced_flags IS NULL OR synced_flags != flags)",
+        )?;
+        let rows = stmt.query_map(params![source_folder_id, target_folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    // Group identical changes so one STORE covers many messages.
+    let mut groups: BTreeMap<(Vec<String>, Vec<String>), Vec<(i64, u32)>> = BTreeMap::new();
+    for (id, uid, now, synced) in rows {
+        let (added, removed) = flag_delta(&synced, &now);
+        groups.entry((added, removed)).or_default().push((id, uid));
+    }
+    for ((added, removed), members) in groups {
+        let mut uids: Vec<u32> = members.iter().map(|(_, u)| *u).collect();
+        uids.sort_unstable();
+        let set = uid_set(uids);
+        for (add, flags) in [(true, &added), (false, &removed)] {
+            if flags.is_empty() {
+                continue;
+            }
+            let answer = session.uid_store_set(&set, add, flags).await?;
+            if !answer.is_ok() {
+                log::warn!("{}: the target refused a flag change: {}", session.label(), answer.words());
+            }
+        }
+        let tx = store.conn.unchecked_transaction()?;
+        for (id, _) in &members {
+            tx.execute("UPDATE message SET synced_flags = flags WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        stats.flag_updates += members.len() as u64;
+        fault::point("push: flags stored");
+    }
+    Ok(())
+}
+
+/// Flags to add and to remove to go from `synced` to `now` (both space separated).
+pub fn flag_delta(synced: &str, now: &str) -> (Vec<String>, Vec<String>) {
+    let before: BTreeSet<&str> = synced.split_whitespace().collect();
+    let after: BTreeSet<&str> = now.split_whitespace().collect();
+    let added = after.difference(&before).map(|s| s.to_string()).collect();
+    let removed = before.difference(&after).map(|s| s.to_string()).collect();
+    (added, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::Answer;
+    use imap_next::imap_types::response::{Code, StatusKind};
+
+    #[test]
+    fn deltas() {
+        assert_eq!(flag_delta("\\Seen", "\\Seen \\Flagged"), (vec!["\\Flagged".into()], vec![]));
+        assert_eq!(flag_delta("\\Seen $X", "\\Seen"), (vec![], vec!["$X".into()]));
+        assert_eq!(flag_delta("", ""), (vec![], vec![]));
+    }
+
+    #[test]
+    fn refusals() {
+        let a = |kind, code, text: &str| Answer { kind, code, text: text.into() };
+        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::OverQuota), "x")), Refusal::Account);
+        assert_eq!(classify_refusal(&a(StatusKind::No, None, "Quota exceeded (mailbox for user is full)")), Refusal::Account);
+        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::TooBig), "x")), Refusal::Message);
+        assert_eq!(classify_refusal(&a(StatusKind::No, None, "Message size exceeds limit")), Refusal::Message);
+        assert_eq!(classify_refusal(&a(StatusKind::Bad, None, "what")), Refusal::Message);
+        assert_eq!(classify_refusal(&a(StatusKind::No, None, "Internal error occurred")), Refusal::Unknown);
+    }
+}

@@ -1,0 +1,269 @@
+//! The staging store: one SQLite database in the data directory that holds the configuration, the
+//! accounts (passwords sealed with the key file), every source folder and message, the staged bytes,
+//! where each message landed on the target, and the skip ledger. It is the single source of truth: a
+//! pass can be killed at any point and the next one reads from here what was done and what was only
+//! intended. This module owns opening, the schema and its numbered migrations, settings and accounts;
+//! the pull and push phases own their own queries on the tables they drive.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::imap::{Endpoint, TlsMode};
+use crate::secret::{Secret, SecretKey};
+
+/// The schema a fresh database starts from (version 1).
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// Numbered migrations after version 1, applied in order, each in its own transaction. Index 0
+/// brings a database from version 1 to 2, and so on.
+const MIGRATIONS: &[&str] = &[];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Slice size for staged bodies: large enough that SQLite overhead is small, small enough that
+/// memory stays flat whatever the message size.
+pub const CHUNK_SIZE: usize = 128 * 1024;
+
+pub struct Store {
+    pub conn: Connection,
+    key: SecretKey,
+    pub dir: PathBuf,
+}
+
+/// One account as the workers need it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub source_login: String,
+    pub target_login: String,
+    pub source_password: Option<Secret>,
+    pub target_password: Option<Secret>,
+    pub aliases: Vec<String>,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (or creates) the data directory, its key file and database.
+    pub fn open(dir: &Path) -> Result<Store> {
+        if !dir.exists() {
+            fs::create_dir_all(dir).with_context(|| {
+                format!("cannot create the data directory {} (choose another with --data)", dir.display())
+            })?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot restrict {}", dir.display()))?;
+        }
+        let key = SecretKey::load_or_create(&dir.join("key"))?;
+        let path = dir.join("postflytt.sqlite");
+        let conn = Connection::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
+        // pass could APPEND a message twice. Commits are per batch, so the cost is small.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .context("cannot configure the database")?;
+        let store = Store { conn, key, dir: dir.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 0 {
+            self.conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+                .context("cannot create the database schema")?;
+        } else if version > SCHEMA_VERSION {
+            bail!(
+                "the database is schema version {version}, newer than this postflytt understands ({SCHEMA_VERSION}); \
+                 run the newer postflytt that wrote it"
+            );
+        }
+        let mut version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        while version < SCHEMA_VERSION {
+            let step = MIGRATIONS[(version - 1) as usize];
+            self.conn
+                .execute_batch(&format!("BEGIN; {step} PRAGMA user_version = {}; COMMIT;", version + 1))
+                .with_context(|| format!("database migration {} -> {} failed", version, version + 1))?;
+            version += 1;
+        }
+        Ok(())
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM setting WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_endpoint(&self, side: &str, endpoint: &Endpoint) -> Result<()> {
+        self.set_setting(&format!("{side}.host"), &endpoint.host)?;
+        self.set_setting(&format!("{side}.port"), &endpoint.port.to_string())?;
+        self.set_setting(&format!("{side}.tls"), endpoint.tls.as_str())?;
+        match &endpoint.pin_sha256 {
+            Some(pin) => self.set_setting(&format!("{side}.pin"), pin)?,
+            None => {
+                self.conn.execute("DELETE FROM setting WHERE key = ?1", [format!("{side}.pin")])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured server for "source" or "target", or an error saying how to configure it.
+    pub fn endpoint(&self, side: &str) -> Result<Endpoint> {
+        let host = self
+            .setting(&format!("{side}.host"))?
+            .ok_or_else(|| anyhow!("no {side} server is configured yet: run `postflytt setup --{side} HOST:PORT`"))?;
+        let port = self
+            .setting(&format!("{side}.port"))?
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("the {side} port setting is damaged: run `postflytt setup` again"))?;
+        let tls = TlsMode::parse(&self.setting(&format!("{side}.tls"))?.unwrap_or_else(|| "implicit".into()))?;
+        let pin_sha256 = self.setting(&format!("{side}.pin"))?;
+        Ok(Endpoint { host, port, tls, pin_sha256 })
+    }
+
+    fn seal(&self, password: &Secret, aad: &str) -> Result<Vec<u8>> {
+        self.key.seal(password.expose(), aad.as_bytes())
+    }
+
+    /// Inserts or updates an account by source login (a re-import never drops one).
+    pub fn upsert_account(
+        &self,
+        source_login: &str,
+        source_password: &Secret,
+        target_login: &str,
+        target_password: Option<&Secret>,
+        aliases: &[String],
+    ) -> Result<bool> {
+        let sealed_source = self.seal(source_password, &format!("source:{source_login}"))?;
+        let sealed_target = match target_password {
+            Some(p) if !p.is_empty() => Some(self.seal(p, &format!("target:{source_login}"))?),
+            _ => None,
+        };
+        let existed: bool = self
+            .conn
+            .query_row("SELECT 1 FROM account WHERE source_login = ?1", [source_login], |_| Ok(()))
+            .optional()?
+            .is_some();
+        self.conn.execute(
+            "INSERT INTO account (source_login, source_password, target_login, target_password, aliases)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (source_login) DO UPDATE SET source_password = excluded.source_password,
+                 target_login = excluded.target_login, target_password = excluded.target_password,
+                 aliases = excluded.aliases",
+            params![source_login, sealed_source, target_login, sealed_target, aliases.join(",")],
+        )?;
+        Ok(!existed)
+    }
+
+    /// Accounts by source login, all of them when `only` is empty; unknown names are an error.
+    pub fn accounts(&self, only: &[String]) -> Result<Vec<Account>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source_login, target_login, source_password, target_password, aliases FROM account ORDER BY source_login",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, source_login, target_login, sp, tp, aliases) = row?;
+            if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(&source_login)) {
+                continue;
+            }
+            let source_password = match sp {
+                Some(sealed) => Some(self.key.open(&sealed, format!("source:{source_login}").as_bytes())?),
+                None => None,
+            };
+            let target_password = match tp {
+                Some(sealed) => Some(self.key.open(&sealed, format!("target:{source_login}").as_bytes())?),
+                None => None,
+            };
+            out.push(Account {
+                id,
+                source_login,
+                target_login,
+                source_password,
+                target_password,
+                aliases: aliases.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+            });
+        }
+        for wanted in only {
+            if !out.iter().any(|a| a.source_login.eq_ignore_ascii_case(wanted)) {
+                bail!("no account {wanted:?}: import it first (postflytt import FILE), or see `postflytt status`");
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn record_skip(&self, account_id: i64, message_id: Option<i64>, folder: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account_id, message_id, folder, reason, server_says, now()],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("postflytt-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn fresh_database_and_accounts() {
+        let dir = temp_dir("fresh");
+        let store = Store::open(&dir).unwrap();
+        let v: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(store.upsert_account("a@x.se", &Secret::new("pw1"), "a@y.se", None, &["b@x.se".into()]).unwrap());
+        assert!(!store.upsert_account("a@x.se", &Secret::new("pw2"), "a@y.se", None, &[]).unwrap());
+        let accounts = store.accounts(&[]).unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(accounts[0].source_password.as_ref().unwrap().expose(), "pw2");
+        // The password is not stored in the clear.
+        let raw: Vec<u8> = store.conn.query_row("SELECT source_password FROM account", [], |r| r.get(0)).unwrap();
+        assert!(!raw.windows(3).any(|w| w == b"pw2"));
+        assert!(store.accounts(&["nobody".into()]).is_err());
+        drop(store);
+        // Reopening keeps everything.
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.accounts(&[]).unwrap().len(), 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = temp_dir("newer");
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(store);
+        let err = Store::open(&dir).err().unwrap().to_string();
+        assert!(err.contains("newer"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

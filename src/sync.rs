@@ -1,0 +1,346 @@
+//! One pass over one account, and a pass over many accounts in parallel: log in on both sides, read
+//! both folder trees, map them (the `folders` module decides names), then for each folder pull new
+//! mail and flag changes into staging and push what the target lacks. Each account runs on its own
+//! thread with its own database connection and connections to both servers, at most `parallel` at
+//! once; one account's failure is reported and the others go on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{OptionalExtension, params};
+
+use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
+use crate::imap::{ListedFolder, Session};
+use crate::pull::{self, PullStats};
+use crate::push::{self, PushStats, TargetFolderRow};
+use crate::store::{Account, Store, now};
+use crate::utf7;
+
+/// Both sides of one account, logged in.
+pub struct Connected {
+    pub source: Session,
+    pub target: Session,
+}
+
+pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected> {
+    let source_endpoint = store.endpoint("source")?;
+    let target_endpoint = store.endpoint("target")?;
+    let source_password = account
+        .source_password
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: no source password stored (purged?)", account.source_login))?;
+    let target_password = account
+        .target_password
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: no target password stored; add it to the account list and import again", account.source_login))?;
+    let mut source = Session::connect(&source_endpoint, &format!("source {}", account.source_login)).await?;
+    source.login(&account.source_login, source_password).await?;
+    let mut target = Session::connect(&target_endpoint, &format!("target {}", account.target_login)).await?;
+    target.login(&account.target_login, target_password).await?;
+    Ok(Connected { source, target })
+}
+
+/// What discovery found on both sides.
+pub struct Discovery {
+    pub maps: Vec<FolderMap>,
+    pub target_existing: BTreeSet<String>,
+    pub target_subscribed: BTreeSet<String>,
+}
+
+fn special_use_of(folder: &ListedFolder) -> Option<SpecialUse> {
+    folder.attributes.iter().find_map(|a| SpecialUse::from_attribute(a))
+}
+
+fn selectable(folder: &ListedFolder) -> bool {
+    !folder.has_attribute("\\Noselect") && !folder.has_attribute("\\NonExistent")
+}
+
+/// Lists both sides, computes the mapping and records it with the source folders.
+pub async fn discover(store: &Store, account: &Account, both: &mut Connected) -> Result<Discovery> {
+    let source_ns = both.source.personal_namespace().await?;
+    let listed = both.source.list().await?;
+    let subscribed: BTreeSet<String> = both.source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+    let layout = SourceLayout {
+        prefix: source_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
+        delimiter: source_ns
+            .as_ref()
+            .and_then(|(_, d)| *d)
+            .or_else(|| listed.iter().find_map(|f| f.delimiter)),
+    };
+    let source_folders: Vec<SourceFolder> = listed
+        .iter()
+        .map(|f| SourceFolder {
+            name: utf7::decode_or_raw(&f.wire_name),
+            delimiter: f.delimiter,
+            special_use: special_use_of(f),
+            selectable: selectable(f),
+        })
+        .collect();
+
+    let target_ns = both.target.personal_namespace().await?;
+    let target_listed = both.target.list().await?;
+    let target_subscribed: BTreeSet<String> = both.target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+    let target_layout = TargetLayout {
+        prefix: target_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
+        delimiter: target_ns
+            .as_ref()
+            .and_then(|(_, d)| *d)
+            .or_else(|| target_listed.iter().find_map(|f| f.delimiter))
+            .unwrap_or('/'),
+        existing: target_listed
+            .iter()
+            .map(|f| TargetFolder { name: utf7::decode_or_raw(&f.wire_name), special_use: special_use_of(f) })
+            .collect(),
+        case_insensitive: false,
+    };
+    let maps = folders::map_folders(&layout, &source_folders, &target_layout);
+    let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
+
+    let tx = store.conn.unchecked_transaction()?;
+    tx.execute("UPDATE source_folder SET present = 0 WHERE account_id = ?1", [account.id])?;
+    for f in &listed {
+        let name = utf7::decode_or_raw(&f.wire_name);
+        let map = by_source.get(name.as_str());
+        tx.execute(
+            "INSERT INTO source_folder (account_id, name, wire_name, delimiter, attributes, selectable, subscribed, present,
+                                        target_name, map_reason, map_note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10)
+             ON CONFLICT (account_id, wire_name) DO UPDATE SET name = excluded.name, delimiter = excluded.delimiter,
+                 attributes = excluded.attributes, selectable = excluded.selectable, subscribed = excluded.subscribed,
+                 present = 1, target_name = excluded.target_name, map_reason = excluded.map_reason, map_note = excluded.map_note",
+            params![
+                account.id,
+                name,
+                f.wire_name,
+                f.delimiter.map(|d| d.to_string()),
+                f.attributes.join(" "),
+                selectable(f),
+                subscribed.contains(&f.wire_name),
+                map.map(|m| m.target.clone()),
+                map.map(|m| m.reason.to_string()),
+                map.and_then(|m| m.note.clone()),
+            ],
+        )?;
+    }
+    tx.commit()?;
+    crate::fault::point("discover: folders recorded");
+    Ok(Discovery {
+        maps,
+        target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(),
+        target_subscribed,
+    })
+}
+
+/// Totals of one account's pass.
+#[derive(Debug, Default, Clone)]
+pub struct PassReport {
+    pub account: String,
+    pub folders: usize,
+    pub pull: PullStats,
+    pub push: PushStats,
+    pub folder_errors: Vec<String>,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl PassReport {
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{}: {} folders, {} staged ({}), {} appended, {} already on target, {} flag updates, {} refused",
+            self.account,
+            self.folders,
+            self.pull.staged,
+            human_bytes(self.pull.staged_bytes),
+            self.push.appended,
+            self.push.matched,
+            self.push.flag_updates + 0,
+            self.push.refused,
+        );
+        line.push_str(&format!(" in {:.1} s", self.seconds));
+        for e in &self.folder_errors {
+            line.push_str(&format!("\n    folder error: {e}"));
+        }
+        if let Some(e) = &self.error {
+            line.push_str(&format!("\n    FAILED: {e}"));
+        }
+        line
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GB", n as f64 / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Runs one pass over one account.
+pub async fn pass_account(store: &Store, account: &Account) -> PassReport {
+    let started = Instant::now();
+    let mut report = PassReport { account: account.source_login.clone(), ..PassReport::default() };
+    let pass_id = store
+        .conn
+        .execute("INSERT INTO pass (account_id, started_at) VALUES (?1, ?2)", params![account.id, now()])
+        .map(|_| store.conn.last_insert_rowid())
+        .ok();
+    if let Err(e) = pass_inner(store, account, &mut report).await {
+        report.error = Some(format!("{e:#}"));
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    if let Some(id) = pass_id {
+        let _ = store.conn.execute(
+            "UPDATE pass SET finished_at = ?2, staged = ?3, staged_bytes = ?4, appended = ?5, matched = ?6, flag_updates = ?7,
+               refused = ?8, error = ?9 WHERE id = ?1",
+            params![
+                id,
+                now(),
+                report.pull.staged as i64,
+                report.pull.staged_bytes as i64,
+                report.push.appended as i64,
+                report.push.matched as i64,
+                report.push.flag_updates as i64,
+                report.push.refused as i64,
+                report.error
+            ],
+        );
+    }
+    let _ = store.conn.execute(
+        "UPDATE account SET last_pass_at = ?2, last_error = ?3, state = ?4,
+           last_new_mail_at = CASE WHEN ?5 THEN ?2 ELSE last_new_mail_at END WHERE id = ?1",
+        params![
+            account.id,
+            now(),
+            report.error,
+            if report.error.is_some() { "failed" } else { "synced" },
+            report.pull.new_mail
+        ],
+    );
+    report
+}
+
+async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -> Result<()> {
+    let mut both = connect_both(store, account).await?;
+    let discovery = discover(store, account, &mut both).await?;
+    let condstore = both.source.enable_condstore().await?;
+    let mut target_existing = discovery.target_existing.clone();
+    let mut target_subscribed = discovery.target_subscribed.clone();
+
+    // Folders in name order, so parents are created before children.
+    let folders: Vec<(i64, String, String, Option<String>, bool, bool)> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT id, name, wire_name, target_name, selectable, subscribed FROM source_folder
+             WHERE account_id = ?1 AND present = 1 ORDER BY target_name",
+        )?;
+        let rows = stmt.query_map([account.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    report.folders = folders.len();
+    let pull_rows: BTreeMap<i64, pull::FolderRow> = pull::folder_rows(store, account.id)?.into_iter().map(|f| (f.id, f)).collect();
+    for (folder_id, name, _wire, target_name, is_selectable, is_subscribed) in folders {
+        let Some(target_name) = target_name else { continue };
+        let result: Result<()> = async {
+            let target_wire = utf7::encode(&target_name);
+            if !target_existing.contains(&target_wire) && !target_wire.eq_ignore_ascii_case("INBOX") {
+                let answer = both.target.create(&target_wire).await?;
+                if !answer.is_ok() && !answer.words().to_ascii_uppercase().contains("ALREADYEXISTS") {
+                    anyhow::bail!("cannot create target folder {target_name}: {}", answer.words());
+                }
+                target_existing.insert(target_wire.clone());
+                crate::fault::point("push: target folder created");
+            }
+            if is_subscribed && !target_subscribed.contains(&target_wire) {
+                both.target.subscribe(&target_wire).await?;
+                target_subscribed.insert(target_wire.clone());
+            }
+            if !is_selectable {
+                return Ok(());
+            }
+            if let Some(row) = pull_rows.get(&folder_id) {
+                pull::pull_folder(store, account.id, &mut both.source, row, condstore, &mut report.pull)
+                    .await
+                    .with_context(|| format!("reading {name} on the source"))?;
+            }
+            let target_row = target_folder_row(store, account.id, &target_name, &target_wire)?;
+            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, &mut report.push)
+                .await
+                .with_context(|| format!("copying {name} to {target_name}"))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let text = format!("{e:#}");
+            // A lost connection or a full mailbox stops the account; other errors stay with the folder.
+            if text.contains("closed the connection") || text.contains("refused new mail") || text.contains("timed out")
+                || text.contains("no answer within") || text.contains("reading from the server") || text.contains("writing to the server")
+            {
+                return Err(e);
+            }
+            log::warn!("{}: {text}", account.source_login);
+            store.record_skip(account.id, None, &name, "folder could not be copied", Some(&text))?;
+            report.folder_errors.push(text);
+        }
+    }
+    both.source.logout().await;
+    both.target.logout().await;
+    Ok(())
+}
+
+fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str) -> Result<TargetFolderRow> {
+    store.conn.execute(
+        "INSERT INTO target_folder (account_id, name, wire_name) VALUES (?1, ?2, ?3) ON CONFLICT (account_id, wire_name) DO NOTHING",
+        params![account_id, name, wire_name],
+    )?;
+    let row = store
+        .conn
+        .query_row(
+            "SELECT id, wire_name, uidvalidity, indexed_uidnext FROM target_folder WHERE account_id = ?1 AND wire_name = ?2",
+            params![account_id, wire_name],
+            |r| Ok(TargetFolderRow { id: r.get(0)?, wire_name: r.get(1)?, uidvalidity: r.get(2)?, indexed_uidnext: r.get(3)? }),
+        )
+        .optional()?
+        .ok_or_else(|| anyhow!("target folder row vanished"))?;
+    Ok(row)
+}
+
+/// Runs a pass over `accounts`, at most `parallel` at once, each on its own thread and database
+/// connection. `on_done` sees each account's report as it finishes.
+pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, on_done: &(dyn Fn(&PassReport) + Sync)) -> Vec<PassReport> {
+    let queue = Mutex::new(accounts.into_iter().collect::<std::collections::VecDeque<_>>());
+    let reports = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.max(1) {
+            scope.spawn(|| {
+                let store = match Store::open(dir) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                        while let Some(a) = q.pop_front() {
+                            let r = PassReport { account: a.source_login, error: Some(format!("{e:#}")), ..PassReport::default() };
+                            on_done(&r);
+                            reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                        }
+                        return;
+                    }
+                };
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                    let Some(account) = next else { break };
+                    let report = smol::block_on(pass_account(&store, &account));
+                    on_done(&report);
+                    reports.lock().unwrap_or_else(|p| p.into_inner()).push(report);
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    reports.sort_by(|a, b| a.account.cmp(&b.account));
+    reports
+}
