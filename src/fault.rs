@@ -26,6 +26,15 @@ pub fn point(name: &str) {
 }
 
 /// How many journal points this process has reached.
+#[allow(dead_code)]
 pub fn reached() -> u64 {
     REACHED.load(Ordering::SeqCst)
+}
+
+/// `POSTFLYTT_BATCH=N` caps fetch and APPEND batches at N messages, so the crash tests reach many
+/// journal points with a small fixture. Normal runs leave it unset.
+pub fn batch_cap(default: usize) -> usize {
+    static CAP: OnceLock<Option<usize>> = OnceLock::new();
+    CAP.get_or_init(|| std::env::var("POSTFLYTT_BATCH").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0))
+        .map_or(default, |cap| cap.min(default))
 }

@@ -219,6 +219,9 @@ fn run(args: Args) -> Result<ExitCode> {
                 sync::human_bytes(bytes)
             );
             print_skips(&Store::open(&dir)?)?;
+            if let Some(peak) = peak_rss_kib() {
+                log::info!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+            }
             Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
         }
         Verb::Status(_) => {
@@ -245,6 +248,13 @@ fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The process's peak resident memory in KiB, from /proc (Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn print_skips(store: &Store) -> Result<()> {

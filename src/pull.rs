@@ -218,7 +218,7 @@ async fn stage_bodies(store: &Store, session: &mut Session, folder_id: i64, uidv
     let mut current: Vec<&Pending> = Vec::new();
     let mut bytes = 0;
     for p in small {
-        if !current.is_empty() && (bytes + p.size > BATCH_BYTES || current.len() >= BATCH_COUNT) {
+        if !current.is_empty() && (bytes + p.size > BATCH_BYTES || current.len() >= fault::batch_cap(BATCH_COUNT)) {
             batches.push(std::mem::take(&mut current));
             bytes = 0;
         }

@@ -262,7 +262,7 @@ async fn append_pending(
                 "SELECT id, size, flags, internal_date, sha256, push_state FROM message
                  WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL ORDER BY uid LIMIT ?2",
             )?;
-            let limit = if multi { APPEND_BATCH_COUNT } else { 1 } as i64;
+            let limit = if multi { fault::batch_cap(APPEND_BATCH_COUNT) } else { 1 } as i64;
             let rows = stmt.query_map(params![source_folder_id, limit], |r| {
                 Ok(Row { id: r.get(0)?, size: r.get(1)?, flags: r.get(2)?, internal_date: r.get(3)?, sha256: r.get(4)?, state: r.get(5)? })
             })?;
