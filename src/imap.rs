@@ -1025,8 +1025,8 @@ pub enum FetchItem {
     Body,
     /// BODY.PEEK[]<offset.length>.
     BodyPart { offset: u32, length: u32 },
-    /// BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)].
-    MessageIdHeader,
+    /// BODY.PEEK[HEADER.FIELDS (...)]: a few header fields, e.g. Subject and Date for a report.
+    HeaderFields(&'static [&'static str]),
 }
 
 impl FetchItem {
@@ -1043,13 +1043,12 @@ impl FetchItem {
                 partial: Some((offset, NonZeroU32::new(length).unwrap_or(NonZeroU32::MIN))),
                 peek: true,
             },
-            FetchItem::MessageIdHeader => {
-                let field = AString::try_from("MESSAGE-ID").unwrap_or_else(|_| AString::from(imap_next::imap_types::core::Atom::unvalidated("MESSAGE-ID")));
-                MessageDataItemName::BodyExt {
-                    section: Some(Section::HeaderFields(None, Vec1::from(field))),
-                    partial: None,
-                    peek: true,
-                }
+            FetchItem::HeaderFields(fields) => {
+                let names: Vec<AString<'static>> = fields.iter().filter_map(|f| AString::try_from(*f).ok()).collect();
+                let section = Vec1::try_from(names)
+                    .map(|names| Section::HeaderFields(None, names))
+                    .unwrap_or(Section::Header(None));
+                MessageDataItemName::BodyExt { section: Some(section), partial: None, peek: true }
             }
         }
     }

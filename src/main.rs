@@ -2,6 +2,7 @@
 //! sets the exit code. Every verb works on one data directory (`--data`, default /var/lib/postflytt)
 //! that holds the staging database and the key file.
 
+mod check;
 mod fault;
 mod folders;
 mod imap;
@@ -43,6 +44,7 @@ enum Verb {
     Folders(FoldersArgs),
     Sync(SyncArgs),
     Status(StatusArgs),
+    Check(CheckArgs),
 }
 
 /// Configure the source (old) and target (new) IMAP servers.
@@ -67,6 +69,12 @@ struct SetupArgs {
     /// trust the target's certificate by its SHA-256 fingerprint
     #[argh(option)]
     target_pin: Option<String>,
+    /// mailbox size the customer bought per account, for targets that report no quota (e.g. 50G)
+    #[argh(option)]
+    quota_per_account: Option<String>,
+    /// largest message the target takes, when it does not announce APPENDLIMIT (e.g. 35M)
+    #[argh(option)]
+    message_size_limit: Option<String>,
 }
 
 /// Import the account list (CSV: login, password, target login, target password, aliases).
@@ -95,6 +103,24 @@ struct SyncArgs {
     #[argh(option, default = "4")]
     parallel: usize,
     /// source logins to sync (default: all)
+    #[argh(positional)]
+    accounts: Vec<String>,
+}
+
+/// Test every account before anything moves: logins, folder sizes, quota, size limit.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+struct CheckArgs {
+    /// how many accounts to check at once (default 8)
+    #[argh(option, default = "8")]
+    parallel: usize,
+    /// output: table (default), csv or json
+    #[argh(option, default = "String::from(\"table\")")]
+    format: String,
+    /// write the output to this file instead of standard output
+    #[argh(option)]
+    output: Option<PathBuf>,
+    /// source logins to check (default: all)
     #[argh(positional)]
     accounts: Vec<String>,
 }
@@ -150,7 +176,63 @@ fn run(args: Args) -> Result<ExitCode> {
                     println!("{side}: {}", endpoint.describe());
                 }
             }
+            if let Some(q) = &setup.quota_per_account {
+                store.set_setting("limit.quota_per_account", &parse_size(q)?.to_string())?;
+            }
+            if let Some(l) = &setup.message_size_limit {
+                store.set_setting("limit.message_size", &parse_size(l)?.to_string())?;
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Verb::Check(c) => {
+            let format = c.format.to_ascii_lowercase();
+            if !["table", "csv", "json"].contains(&format.as_str()) {
+                bail!("--format {format:?}: use table, csv or json");
+            }
+            let store = Store::open(&dir)?;
+            let accounts = store.accounts(&c.accounts)?;
+            let limits = check::Limits::from_store(&store)?;
+            drop(store);
+            let quiet = c.output.is_none() && format != "table";
+            let mut results = sync::for_each_account(
+                &dir,
+                accounts.clone(),
+                c.parallel.clamp(1, 64),
+                &|store, account| {
+                    let result = smol::block_on(check::check_account(store, account, &limits));
+                    if let Err(e) = check::record(store, account, &result) {
+                        log::warn!("{}: could not store the check result: {e:#}", account.source_login);
+                    }
+                    result
+                },
+                &|account, e| check::CheckResult::failed(account, &format!("{e:#}")),
+                &|r| if !quiet { eprintln!("<6>checked {}: {}", r.account, r.verdict.words()) },
+            );
+            results.sort_by(|a, b| a.account.cmp(&b.account));
+            let total: u64 = results.iter().map(|r| r.bytes).sum();
+            let free = check::free_disk(&dir)?;
+            let mut text = match format.as_str() {
+                "csv" => check::csv(&results)?,
+                "json" => serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?,
+                _ => check::table(&results).into_bytes(),
+            };
+            if format == "table" {
+                let ready = results.iter().filter(|r| r.verdict == check::Verdict::Ready).count();
+                text.extend_from_slice(format!(
+                    "{ready} of {} accounts ready; {} to stage, {} free for staging in {}{}\n",
+                    results.len(),
+                    sync::human_bytes(total),
+                    sync::human_bytes(free),
+                    dir.display(),
+                    if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
+                ).as_bytes());
+            }
+            match &c.output {
+                Some(path) => std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &text)?,
+            }
+            let all_ready = results.iter().all(|r| r.verdict == check::Verdict::Ready);
+            Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Verb::Import(import) => {
             let rows = import::read_accounts(&import.file).map_err(|e| anyhow!("{e}"))?;
@@ -182,7 +264,7 @@ fn run(args: Args) -> Result<ExitCode> {
             let account = store.accounts(std::slice::from_ref(&f.account))?.into_iter().next().ok_or_else(|| anyhow!("no such account"))?;
             let maps = smol::block_on(async {
                 let mut both = sync::connect_both(&store, &account).await?;
-                let d = sync::discover(&store, &account, &mut both).await?;
+                let d = sync::discover(&store, &account, &mut both.source, &mut both.target).await?;
                 both.source.logout().await;
                 both.target.logout().await;
                 Ok::<_, anyhow::Error>(d.maps)
@@ -248,6 +330,23 @@ fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// "35M", "2G", "500k", "1024" (bytes); binary units.
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.trim_end_matches('B').trim_end_matches('I');
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len()));
+    let value: f64 = digits.parse().map_err(|_| anyhow!("{text:?} is not a size: write e.g. 35M or 50G"))?;
+    let factor = match unit.trim() {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        other => bail!("{text:?}: unknown unit {other:?}; use K, M, G or T"),
+    };
+    Ok((value * factor as f64) as u64)
 }
 
 /// The process's peak resident memory in KiB, from /proc (Linux only).

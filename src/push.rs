@@ -93,8 +93,12 @@ pub async fn push_folder(
     source_folder_id: i64,
     source_name: &str,
     target: &TargetFolderRow,
+    size_limit: Option<u64>,
     stats: &mut PushStats,
 ) -> Result<()> {
+    if let Some(limit) = size_limit {
+        skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
+    }
     let work: i64 = store.conn.query_row(
         "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL
            AND (push_state IN ('pending', 'appending')
@@ -150,6 +154,25 @@ pub async fn push_folder(
 
     append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
+    Ok(())
+}
+
+/// Messages larger than the target accepts are not sent at all: each is recorded as skipped with the
+/// limit, so the operator sees them in the status and the report, and the pass goes on.
+fn skip_oversized(store: &Store, account_id: i64, source_folder_id: i64, source_name: &str, limit: u64, stats: &mut PushStats) -> Result<()> {
+    let rows: Vec<(i64, u64)> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT id, size FROM message WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL AND size > ?2",
+        )?;
+        let rows = stmt.query_map(params![source_folder_id, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, size) in rows {
+        store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
+        let reason = format!("{size} bytes is larger than the target's limit of {limit} bytes");
+        store.record_skip(account_id, Some(id), source_name, &reason, None)?;
+        stats.refused += 1;
+    }
     Ok(())
 }
 

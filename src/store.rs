@@ -21,7 +21,15 @@ const SCHEMA: &str = include_str!("schema.sql");
 
 /// Numbered migrations after version 1, applied in order, each in its own transaction. Index 0
 /// brings a database from version 1 to 2, and so on.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    // 2: the pre-flight check's verdict per account, with its details as JSON for the page and exports.
+    "CREATE TABLE check_result (
+        account_id INTEGER PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+        checked_at INTEGER NOT NULL,
+        verdict    TEXT NOT NULL,
+        detail     TEXT NOT NULL
+    ) STRICT;",
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -253,6 +261,25 @@ mod tests {
         // Reopening keeps everything.
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.accounts(&[]).unwrap().len(), 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn migrates_a_version_1_database() {
+        let dir = temp_dir("v1");
+        fs::create_dir_all(&dir).unwrap();
+        {
+            // A database exactly as version 1 made it, with an account in it.
+            let conn = Connection::open(dir.join("postflytt.sqlite")).unwrap();
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;")).unwrap();
+            conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        let v: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let n: i64 = store.conn.query_row("SELECT count(*) FROM account", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        store.conn.execute("INSERT INTO check_result VALUES (1, 0, 'ready', '{}')", []).unwrap();
         let _ = fs::remove_dir_all(&dir);
     }
 

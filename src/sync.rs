@@ -59,10 +59,10 @@ fn selectable(folder: &ListedFolder) -> bool {
 }
 
 /// Lists both sides, computes the mapping and records it with the source folders.
-pub async fn discover(store: &Store, account: &Account, both: &mut Connected) -> Result<Discovery> {
-    let source_ns = both.source.personal_namespace().await?;
-    let listed = both.source.list().await?;
-    let subscribed: BTreeSet<String> = both.source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+pub async fn discover(store: &Store, account: &Account, source: &mut Session, target: &mut Session) -> Result<Discovery> {
+    let source_ns = source.personal_namespace().await?;
+    let listed = source.list().await?;
+    let subscribed: BTreeSet<String> = source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
     let layout = SourceLayout {
         prefix: source_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
         delimiter: source_ns
@@ -80,9 +80,9 @@ pub async fn discover(store: &Store, account: &Account, both: &mut Connected) ->
         })
         .collect();
 
-    let target_ns = both.target.personal_namespace().await?;
-    let target_listed = both.target.list().await?;
-    let target_subscribed: BTreeSet<String> = both.target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+    let target_ns = target.personal_namespace().await?;
+    let target_listed = target.list().await?;
+    let target_subscribed: BTreeSet<String> = target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
     let target_layout = TargetLayout {
         prefix: target_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
         delimiter: target_ns
@@ -228,8 +228,9 @@ pub async fn pass_account(store: &Store, account: &Account) -> PassReport {
 
 async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -> Result<()> {
     let mut both = connect_both(store, account).await?;
-    let discovery = discover(store, account, &mut both).await?;
+    let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
+    let size_limit = both.target.append_limit().or(crate::check::Limits::from_store(store)?.message_size_limit);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 
@@ -269,7 +270,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
                     .with_context(|| format!("reading {name} on the source"))?;
             }
             let target_row = target_folder_row(store, account.id, &target_name, &target_wire)?;
-            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, &mut report.push)
+            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, size_limit, &mut report.push)
                 .await
                 .with_context(|| format!("copying {name} to {target_name}"))?;
             Ok(())
@@ -310,37 +311,53 @@ fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str
     Ok(row)
 }
 
-/// Runs a pass over `accounts`, at most `parallel` at once, each on its own thread and database
-/// connection. `on_done` sees each account's report as it finishes.
-pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, on_done: &(dyn Fn(&PassReport) + Sync)) -> Vec<PassReport> {
+/// Runs `work` for each account, at most `parallel` at once, each worker on its own thread with its
+/// own database connection. `on_done` sees each result as it finishes; `failed` makes the result for
+/// an account whose worker could not even open the store, so no account is silently left out.
+pub fn for_each_account<T: Send>(
+    dir: &Path,
+    accounts: Vec<Account>,
+    parallel: usize,
+    work: &(dyn Fn(&Store, &Account) -> T + Sync),
+    failed: &(dyn Fn(&Account, &anyhow::Error) -> T + Sync),
+    on_done: &(dyn Fn(&T) + Sync),
+) -> Vec<T> {
     let queue = Mutex::new(accounts.into_iter().collect::<std::collections::VecDeque<_>>());
-    let reports = Mutex::new(Vec::new());
+    let results = Mutex::new(Vec::new());
+    let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    let finish = |result: T| {
+        on_done(&result);
+        results.lock().unwrap_or_else(|p| p.into_inner()).push(result);
+    };
     std::thread::scope(|scope| {
         for _ in 0..parallel.max(1) {
-            scope.spawn(|| {
-                let store = match Store::open(dir) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-                        while let Some(a) = q.pop_front() {
-                            let r = PassReport { account: a.source_login, error: Some(format!("{e:#}")), ..PassReport::default() };
-                            on_done(&r);
-                            reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-                        }
-                        return;
+            scope.spawn(|| match Store::open(dir) {
+                Ok(store) => {
+                    while let Some(account) = next() {
+                        finish(work(&store, &account));
                     }
-                };
-                loop {
-                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                    let Some(account) = next else { break };
-                    let report = smol::block_on(pass_account(&store, &account));
-                    on_done(&report);
-                    reports.lock().unwrap_or_else(|p| p.into_inner()).push(report);
+                }
+                Err(e) => {
+                    while let Some(account) = next() {
+                        finish(failed(&account, &e));
+                    }
                 }
             });
         }
     });
-    let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A pass over many accounts; reports sorted by account.
+pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, on_done: &(dyn Fn(&PassReport) + Sync)) -> Vec<PassReport> {
+    let mut reports = for_each_account(
+        dir,
+        accounts,
+        parallel,
+        &|store, account| smol::block_on(pass_account(store, account)),
+        &|account, e| PassReport { account: account.source_login.clone(), error: Some(format!("{e:#}")), ..PassReport::default() },
+        on_done,
+    );
     reports.sort_by(|a, b| a.account.cmp(&b.account));
     reports
 }

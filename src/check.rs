@@ -1,0 +1,396 @@
+//! The pre-flight check ("test migration"): for one account, log in on both sides, count and size every
+//! source folder, find the largest message and the ones over the target's size limit, read the target's
+//! quota (or the package limits the operator configured), and give a verdict an operator can act on:
+//! ready, login failed (which side, and why in plain words), will not fit, or has messages over the
+//! limit. Nothing is copied and nothing on either server changes (folders are opened with EXAMINE).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::imap::{Endpoint, FetchItem, Session, TlsMode, fetch_fingerprint};
+use crate::store::{Account, Store, now};
+use crate::sync::human_bytes;
+use crate::utf7;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ready,
+    SourceLoginFailed,
+    TargetLoginFailed,
+    WillNotFit,
+    OverSizeLimit,
+}
+
+impl Verdict {
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Ready => "ready",
+            Verdict::SourceLoginFailed => "login failed (source)",
+            Verdict::TargetLoginFailed => "login failed (target)",
+            Verdict::WillNotFit => "will not fit",
+            Verdict::OverSizeLimit => "has messages over the target's size limit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderCount {
+    pub source: String,
+    pub target: String,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BigMessage {
+    pub folder: String,
+    pub uid: u32,
+    pub size: u64,
+    pub date: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub account: String,
+    pub target_account: String,
+    pub verdict: Verdict,
+    /// What went wrong, in words an operator acts on (empty when ready).
+    pub problem: String,
+    pub folders: Vec<FolderCount>,
+    pub messages: u64,
+    pub bytes: u64,
+    pub largest: Option<BigMessage>,
+    pub over_limit: Vec<BigMessage>,
+    /// Free room on the target for this account, in bytes, and where the number came from.
+    pub target_room: Option<u64>,
+    pub target_room_source: String,
+    pub size_limit: Option<u64>,
+    /// True when some folder could not be measured: the totals are a lower bound.
+    pub incomplete: bool,
+}
+
+impl CheckResult {
+    fn empty(account: &Account) -> CheckResult {
+        CheckResult {
+            account: account.source_login.clone(),
+            target_account: account.target_login.clone(),
+            verdict: Verdict::Ready,
+            problem: String::new(),
+            folders: Vec::new(),
+            messages: 0,
+            bytes: 0,
+            largest: None,
+            over_limit: Vec::new(),
+            target_room: None,
+            target_room_source: String::new(),
+            size_limit: None,
+            incomplete: false,
+        }
+    }
+
+    /// A result for an account whose check could not even start.
+    pub fn failed(account: &Account, problem: &str) -> CheckResult {
+        CheckResult { verdict: Verdict::SourceLoginFailed, problem: problem.to_string(), incomplete: true, ..CheckResult::empty(account) }
+    }
+}
+
+/// Operator-configured limits for targets that report none (e.g. the package the customer bought).
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub quota_per_account: Option<u64>,
+    pub message_size_limit: Option<u64>,
+}
+
+impl Limits {
+    pub fn from_store(store: &Store) -> Result<Limits> {
+        let read = |k: &str| -> Result<Option<u64>> { Ok(store.setting(k)?.and_then(|v| v.parse().ok())) };
+        Ok(Limits { quota_per_account: read("limit.quota_per_account")?, message_size_limit: read("limit.message_size")? })
+    }
+}
+
+/// Explains a failed connection or login in the operator's terms; for a TLS failure it fetches the
+/// certificate's fingerprint so the operator can decide to pin it.
+async fn explain_login_failure(error: &anyhow::Error, endpoint: &Endpoint) -> String {
+    let text = format!("{error:#}");
+    if text.contains("TLS failed") && endpoint.tls != TlsMode::Plain && endpoint.pin_sha256.is_none() {
+        if let Ok(fp) = fetch_fingerprint(endpoint).await {
+            return format!("{text}; the server's certificate has SHA-256 fingerprint {fp}: if you trust it, pin it with setup --source-pin/--target-pin {fp}");
+        }
+    }
+    text
+}
+
+async fn login(endpoint: &Endpoint, side: &str, login: &str, password: Option<&crate::secret::Secret>) -> Result<Session, String> {
+    let Some(password) = password else {
+        return Err(format!("no {side} password stored for {login}: add it to the account list and import again"));
+    };
+    let attempt = async {
+        let mut session = Session::connect(endpoint, &format!("{side} {login}")).await?;
+        session.login(login, password).await?;
+        Ok::<_, anyhow::Error>(session)
+    }
+    .await;
+    match attempt {
+        Ok(s) => Ok(s),
+        Err(e) => Err(explain_login_failure(&e, endpoint).await),
+    }
+}
+
+/// Checks one account.
+pub async fn check_account(store: &Store, account: &Account, limits: &Limits) -> CheckResult {
+    let mut result = CheckResult::empty(account);
+    let endpoints = store.endpoint("source").and_then(|s| Ok((s, store.endpoint("target")?)));
+    let (source_ep, target_ep) = match endpoints {
+        Ok(e) => e,
+        Err(e) => {
+            result.verdict = Verdict::SourceLoginFailed;
+            result.problem = format!("{e:#}");
+            return result;
+        }
+    };
+    let mut source = match login(&source_ep, "source", &account.source_login, account.source_password.as_ref()).await {
+        Ok(s) => s,
+        Err(problem) => {
+            result.verdict = Verdict::SourceLoginFailed;
+            result.problem = problem;
+            return result;
+        }
+    };
+    let mut target = match login(&target_ep, "target", &account.target_login, account.target_password.as_ref()).await {
+        Ok(s) => s,
+        Err(problem) => {
+            result.verdict = Verdict::TargetLoginFailed;
+            result.problem = problem;
+            source.logout().await;
+            return result;
+        }
+    };
+    if let Err(e) = measure(store, account, &mut source, &mut target, limits, &mut result).await {
+        result.incomplete = true;
+        if result.problem.is_empty() {
+            result.problem = format!("could not measure everything: {e:#}");
+        }
+    }
+    source.logout().await;
+    target.logout().await;
+    result
+}
+
+async fn measure(
+    store: &Store,
+    account: &Account,
+    source: &mut Session,
+    target: &mut Session,
+    limits: &Limits,
+    result: &mut CheckResult,
+) -> Result<()> {
+    let discovery = crate::sync::discover(store, account, source, target).await?;
+    let target_of: BTreeMap<String, String> = discovery.maps.iter().map(|m| (m.source.clone(), m.target.clone())).collect();
+
+    result.size_limit = target.append_limit().or(limits.message_size_limit);
+    match target.storage_quota().await? {
+        Some((used_kib, limit_kib)) => {
+            result.target_room = Some(limit_kib.saturating_sub(used_kib).saturating_mul(1024));
+            result.target_room_source = format!("target quota: {} of {} used", human_bytes(used_kib * 1024), human_bytes(limit_kib * 1024));
+        }
+        None => {
+            if let Some(q) = limits.quota_per_account {
+                result.target_room = Some(q);
+                result.target_room_source = format!("package limit {}", human_bytes(q));
+            } else {
+                result.target_room_source = "the target reports no quota and no package limit is set".into();
+            }
+        }
+    }
+
+    let listed = source.list().await?;
+    for folder in listed {
+        if folder.has_attribute("\\Noselect") || folder.has_attribute("\\NonExistent") {
+            continue;
+        }
+        let name = utf7::decode_or_raw(&folder.wire_name);
+        let mut count = FolderCount { target: target_of.get(&name).cloned().unwrap_or_default(), source: name.clone(), messages: 0, bytes: 0 };
+        let selected = match source.select(&folder.wire_name, true, false).await {
+            Ok(s) => s,
+            Err(e) => {
+                result.incomplete = true;
+                log::warn!("{}: {e:#}", account.source_login);
+                result.folders.push(count);
+                continue;
+            }
+        };
+        let mut over: Vec<u32> = Vec::new();
+        let mut largest: Option<(u32, u64)> = None;
+        if selected.exists > 0 {
+            let limit = result.size_limit;
+            source
+                .uid_fetch(&["1:*".to_string()], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
+                    let size = meta.size.unwrap_or(0) as u64;
+                    count.messages += 1;
+                    count.bytes += size;
+                    if largest.is_none_or(|(_, s)| size > s) {
+                        largest = Some((meta.uid, size));
+                    }
+                    if limit.is_some_and(|l| size > l) {
+                        over.push(meta.uid);
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        let mut wanted: Vec<u32> = over.clone();
+        if let Some((uid, size)) = largest {
+            if result.largest.as_ref().is_none_or(|l| size > l.size) {
+                wanted.push(uid);
+            }
+        }
+        let mut described: BTreeMap<u32, BigMessage> = BTreeMap::new();
+        if !wanted.is_empty() {
+            wanted.sort_unstable();
+            wanted.dedup();
+            let set = crate::pull::uid_set(wanted.iter().copied());
+            source
+                .uid_fetch(&[set], &[FetchItem::Uid, FetchItem::Size, FetchItem::InternalDate, FetchItem::HeaderFields(&["SUBJECT"])], None, &mut |meta| {
+                    let subject = meta.header.as_deref().map(header_value).unwrap_or_default();
+                    described.insert(meta.uid, BigMessage {
+                        folder: name.clone(),
+                        uid: meta.uid,
+                        size: meta.size.unwrap_or(0) as u64,
+                        date: meta.internal_date.unwrap_or_default().trim().to_string(),
+                        subject,
+                    });
+                    Ok(())
+                })
+                .await?;
+        }
+        if let Some((uid, size)) = largest {
+            if result.largest.as_ref().is_none_or(|l| size > l.size) {
+                result.largest = described.get(&uid).cloned();
+            }
+        }
+        result.over_limit.extend(over.iter().filter_map(|u| described.get(u).cloned()));
+        result.messages += count.messages;
+        result.bytes += count.bytes;
+        result.folders.push(count);
+    }
+    result.folders.sort_by(|a, b| a.source.cmp(&b.source));
+
+    if result.target_room.is_some_and(|room| result.bytes > room) {
+        result.verdict = Verdict::WillNotFit;
+        result.problem = format!(
+            "{} to copy, but only {} free on the target ({})",
+            human_bytes(result.bytes),
+            human_bytes(result.target_room.unwrap_or(0)),
+            result.target_room_source
+        );
+    } else if !result.over_limit.is_empty() {
+        result.verdict = Verdict::OverSizeLimit;
+        result.problem = format!(
+            "{} messages are larger than the target accepts ({}); they will be skipped unless the limit is raised",
+            result.over_limit.len(),
+            human_bytes(result.size_limit.unwrap_or(0))
+        );
+    }
+    Ok(())
+}
+
+/// The value of a one-field header section, unfolded and decoded (RFC 2047) for display.
+fn header_value(raw: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse_headers(raw);
+    parsed
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(raw).split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default())
+}
+
+/// Stores the result so the page and exports can show it later.
+pub fn record(store: &Store, account: &Account, result: &CheckResult) -> Result<()> {
+    let json = serde_json::to_string(result)?;
+    store.conn.execute(
+        "INSERT INTO check_result (account_id, checked_at, verdict, detail) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (account_id) DO UPDATE SET checked_at = excluded.checked_at, verdict = excluded.verdict, detail = excluded.detail",
+        params![account.id, now(), serde_json::to_value(result.verdict)?.as_str().unwrap_or("ready"), json],
+    )?;
+    Ok(())
+}
+
+/// Free bytes on the file system holding `dir`.
+pub fn free_disk(dir: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(dir).map_err(|e| anyhow!("cannot read free space of {}: {e}", dir.display()))?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// A human table of results.
+pub fn table(results: &[CheckResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        out.push_str(&format!(
+            "{} -> {}: {}{}\n",
+            r.account,
+            r.target_account,
+            r.verdict.words(),
+            if r.problem.is_empty() { String::new() } else { format!(": {}", r.problem) }
+        ));
+        if matches!(r.verdict, Verdict::SourceLoginFailed | Verdict::TargetLoginFailed) {
+            continue;
+        }
+        out.push_str(&format!(
+            "    {}{} messages, {}; target room: {}; size limit: {}\n",
+            if r.incomplete { "at least " } else { "" },
+            r.messages,
+            human_bytes(r.bytes),
+            r.target_room.map(human_bytes).unwrap_or_else(|| "unknown".into()),
+            r.size_limit.map(human_bytes).unwrap_or_else(|| "none known".into()),
+        ));
+        if let Some(l) = &r.largest {
+            out.push_str(&format!("    largest: {} in {} ({}, {:?})\n", human_bytes(l.size), l.folder, l.date, l.subject));
+        }
+        for f in &r.folders {
+            out.push_str(&format!("    {:<28} -> {:<28} {:>7} msgs {:>10}\n", f.source, f.target, f.messages, human_bytes(f.bytes)));
+        }
+        for m in &r.over_limit {
+            out.push_str(&format!("    over the limit: {} in {} ({}, {:?})\n", human_bytes(m.size), m.folder, m.date, m.subject));
+        }
+    }
+    out
+}
+
+/// One row per account, for the customer to fix: CSV with `;` as Swedish Excel expects.
+pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(vec![0xEF, 0xBB, 0xBF]);
+    w.write_record(["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"])?;
+    for r in results {
+        w.write_record([
+            r.account.as_str(),
+            r.target_account.as_str(),
+            r.verdict.words(),
+            r.problem.as_str(),
+            &r.messages.to_string(),
+            &r.bytes.to_string(),
+            &r.largest.as_ref().map(|l| l.size.to_string()).unwrap_or_default(),
+            &r.over_limit.len().to_string(),
+        ])?;
+    }
+    w.into_inner().map_err(|e| anyhow!("writing CSV: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_decoding() {
+        assert_eq!(header_value(b"Subject: =?utf-8?q?R=C3=A4kning?=\r\n\r\n"), "Räkning");
+        assert_eq!(header_value(b"Subject: plain\r\n\r\n"), "plain");
+    }
+
+    #[test]
+    fn disk_space() {
+        assert!(free_disk(Path::new("/")).unwrap() > 0);
+    }
+}
