@@ -1,0 +1,574 @@
+//! Throwaway Dovecot 2.3 servers for the integration tests, one per [`Dovecot`] value: each has its own
+//! directory under /tmp (config, passwd-file users, maildirs, log, base_dir), free ports on 127.0.0.1 for
+//! plain IMAP (with STARTTLS) and implicit TLS, and a self-signed certificate made once per test process.
+//! Three layouts stand for the servers postflytt meets: the old provider (`INBOX.` prefix, `.`
+//! separator, `LAYOUT=index` so names may hold `/`), a modern source (`/`, SPECIAL-USE declared), and the
+//! target (modern plus quota and APPENDLIMIT). The mail is owned by the unprivileged system user `pftest`
+//! (created on first use when running as root, which is how CI runs). Dropping the value stops the server
+//! and removes its directory unless `KEEP_DOVECOT=1`.
+
+use super::{current_ids, fresh_dir, running_as_root};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Which kind of server an instance imitates. Folder names below are as sent on the wire (decoded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layout {
+    /// The old provider: namespace prefix `INBOX.`, separator `.`, `maildir:~/Maildir:LAYOUT=index` so a
+    /// folder name may contain `/` ("INBOX.Offert 2024/25"). No SPECIAL-USE. Serves internal dates in
+    /// Europe/Stockholm time (+0100/+0200), like an old Swedish host, when tzdata is installed.
+    OldHost,
+    /// A modern source: separator `/`, no prefix, `\Sent \Drafts \Trash \Junk \Archive` declared on
+    /// Sent/Drafts/Trash/Junk/Archive but none auto-created; `LAYOUT=fs` so a name may contain `.`
+    /// ("Rapporter v.1.2"; Maildir++ would refuse it).
+    Modern,
+    /// The target: like `Modern`, plus the quota plugin (`count`, storage=1G by default, GETQUOTAROOT),
+    /// COMPRESS=DEFLATE, an advertised `APPENDLIMIT=` (25 MiB by default) enforced through
+    /// `quota_max_mail_size` (over-size APPEND gets `NO [LIMIT]`).
+    Target,
+}
+
+impl Layout {
+    pub fn separator(self) -> char {
+        match self {
+            Layout::OldHost => '.',
+            Layout::Modern | Layout::Target => '/',
+        }
+    }
+
+    /// Personal namespace prefix: `"INBOX."` on the old host, empty elsewhere.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Layout::OldHost => "INBOX.",
+            Layout::Modern | Layout::Target => "",
+        }
+    }
+
+    /// Full folder name from path components relative to the personal namespace: `["INBOX"]` is the
+    /// inbox on every layout, `["Kunder", "Åre"]` is `INBOX.Kunder.Åre` on the old host and `Kunder/Åre`
+    /// elsewhere. Panics if a component contains this layout's separator (the name would be ambiguous).
+    pub fn join<S: AsRef<str>>(self, path: &[S]) -> String {
+        assert!(!path.is_empty(), "Layout::join: empty path");
+        if path.len() == 1 && path[0].as_ref().eq_ignore_ascii_case("INBOX") {
+            return "INBOX".to_string();
+        }
+        let sep = self.separator();
+        for c in path {
+            assert!(
+                !c.as_ref().contains(sep),
+                "Layout::join({self:?}): component {:?} contains the separator {sep:?}",
+                c.as_ref()
+            );
+        }
+        let parts: Vec<&str> = path.iter().map(|c| c.as_ref()).collect();
+        format!("{}{}", self.prefix(), parts.join(&sep.to_string()))
+    }
+
+    /// Inverse of [`Layout::join`]: `"INBOX.Kunder.Åre"` on the old host gives `["Kunder", "Åre"]`.
+    pub fn split(self, name: &str) -> Vec<String> {
+        if name.eq_ignore_ascii_case("INBOX") {
+            return vec!["INBOX".to_string()];
+        }
+        let rest = name.strip_prefix(self.prefix()).unwrap_or(name);
+        rest.split(self.separator()).map(str::to_string).collect()
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Layout::OldHost => "old",
+            Layout::Modern => "modern",
+            Layout::Target => "target",
+        }
+    }
+}
+
+/// Knobs for one instance; `Default` gives the layout's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct DovecotOptions {
+    /// Target only: quota storage limit in Dovecot syntax ("1G", "10M"). Default "1G".
+    pub quota_storage: Option<String>,
+    /// Target only: advertised `APPENDLIMIT=` and enforced `quota_max_mail_size`, in bytes.
+    /// Default 25 MiB.
+    pub append_limit: Option<u64>,
+    /// `TZ` of the server processes, which decides the offset in served INTERNALDATEs.
+    /// Default: "Europe/Stockholm" for the old host (when tzdata has it), "UTC" otherwise.
+    pub tz: Option<String>,
+    /// Appended verbatim to the generated dovecot.conf (remember: no one-line `{ ... }` blocks).
+    pub extra_config: String,
+}
+
+/// Default APPENDLIMIT of a `Target` instance.
+pub const DEFAULT_APPEND_LIMIT: u64 = 25 * 1024 * 1024;
+
+/// A running throwaway Dovecot. See the module docs.
+pub struct Dovecot {
+    layout: Layout,
+    opts: DovecotOptions,
+    dir: PathBuf,
+    instance_name: String,
+    port: u16,
+    tls_port: u16,
+    users: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Dovecot {
+    /// Starts an instance with the layout's defaults; panics (with the server's log) if it will not come up.
+    /// `users` are `(login, password)`; passwords may hold any characters (stored base64 if needed).
+    pub fn start(layout: Layout, users: &[(&str, &str)]) -> Dovecot {
+        Dovecot::start_with(layout, users, DovecotOptions::default())
+    }
+
+    pub fn start_with(layout: Layout, users: &[(&str, &str)], opts: DovecotOptions) -> Dovecot {
+        let (cert, key) = cert_pems();
+        let owner = mail_owner();
+        let dir = fresh_dir(&format!("pf-dovecot-{}", layout.tag()));
+        let instance_name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("fresh_dir gives a UTF-8 name")
+            .to_string();
+        std::fs::write(dir.join("cert.pem"), cert).expect("write cert.pem");
+        std::fs::write(dir.join("key.pem"), key).expect("write key.pem");
+        let home = dir.join("home");
+        std::fs::create_dir(&home).expect("create home dir");
+        std::os::unix::fs::chown(&home, Some(owner.uid), Some(owner.gid))
+            .unwrap_or_else(|e| panic!("chown {} to {}:{}: {e}", home.display(), owner.uid, owner.gid));
+        let mut users_file = String::new();
+        for (user, pass) in users {
+            assert!(
+                !user.is_empty() && !user.contains([':', '/', ' ', '\t', '\n', '\r']),
+                "Dovecot::start: unusable login name {user:?}"
+            );
+            writeln!(
+                users_file,
+                "{user}:{}:{}:{}::{}",
+                passwd_field(pass),
+                owner.uid,
+                owner.gid,
+                home.join(user).display()
+            )
+            .expect("write to String");
+        }
+        let users_path = dir.join("users");
+        std::fs::write(&users_path, users_file).expect("write users file");
+        // The auth process runs as the `dovecot` user and must read it.
+        set_mode(&users_path, 0o644);
+        let mut d = Dovecot {
+            layout,
+            opts,
+            dir,
+            instance_name,
+            port: 0,
+            tls_port: 0,
+            users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
+            child: None,
+        };
+        let mut last_err = String::new();
+        for _attempt in 0..5 {
+            d.port = super::free_port();
+            d.tls_port = super::free_port();
+            std::fs::write(d.conf_path(), d.config_text(&owner)).expect("write dovecot.conf");
+            match d.spawn_and_wait(Duration::from_secs(20)) {
+                Ok(()) => return d,
+                Err(e) if e.contains("Address already in use") => last_err = e,
+                Err(e) => panic!("Dovecot {:?} in {} did not start: {e}", layout, d.dir.display()),
+            }
+        }
+        panic!("Dovecot {:?} in {}: ports kept being taken: {last_err}", layout, d.dir.display());
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Plain IMAP port on 127.0.0.1 (STARTTLS offered, LOGIN allowed without TLS).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Implicit-TLS IMAP port on 127.0.0.1 (self-signed certificate for CN=localhost).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.join("dovecot.conf")
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("dovecot.log")
+    }
+
+    /// Dovecot's log so far (empty if none yet).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn instance_name(&self) -> &str {
+        &self.instance_name
+    }
+
+    /// Home directory of `user` (its mail is in `Maildir/` below it).
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.dir.join("home").join(user)
+    }
+
+    /// Password given for `user` at start.
+    pub fn password(&self, user: &str) -> &str {
+        self.users
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, p)| p.as_str())
+            .unwrap_or_else(|| panic!("no user {user:?} on this Dovecot"))
+    }
+
+    /// An [`super::ImapReader`] logged in as `user` over the plain port.
+    pub fn reader(&self, user: &str) -> super::ImapReader {
+        super::ImapReader::login(self.port, user, self.password(user))
+    }
+
+    /// SHA-256 fingerprint of the certificate as `openssl x509 -fingerprint` prints it
+    /// (`AB:CD:...`), for tests of certificate pinning.
+    pub fn cert_sha256_fingerprint(&self) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(self.cert_path())
+            .output()
+            .expect("run openssl x509");
+        assert!(out.status.success(), "openssl x509 failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().rsplit('=').next().expect("fingerprint line").to_string()
+    }
+
+    /// Runs `doveadm -c <conf> <args>` and returns its output, whatever the exit status.
+    pub fn doveadm(&self, args: &[&str]) -> Output {
+        Command::new("doveadm")
+            .arg("-c")
+            .arg(self.conf_path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run doveadm")
+    }
+
+    /// Like [`Dovecot::doveadm`] but panics unless it succeeds; returns stdout.
+    pub fn doveadm_ok(&self, args: &[&str]) -> String {
+        let out = self.doveadm(args);
+        assert!(
+            out.status.success(),
+            "doveadm {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s) and waits until its port refuses
+    /// connections. Mail and config stay; [`Dovecot::restart`] brings it back on the same ports.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+        // The master is gone; its children close the listeners a moment later.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && port_accepts(self.port) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops (if running) and starts again with the same config, ports, users and mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.spawn_and_wait(Duration::from_secs(15)) {
+                Ok(()) => return,
+                Err(e) if e.contains("Address already in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("Dovecot restart in {} failed: {e}", self.dir.display()),
+            }
+        }
+    }
+
+    fn spawn_and_wait(&mut self, timeout: Duration) -> Result<(), String> {
+        let stderr_path = self.dir.join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr.log");
+        let tz = self.opts.tz.clone().unwrap_or_else(|| default_tz(self.layout));
+        let mut child = Command::new("dovecot")
+            .arg("-c")
+            .arg(self.conf_path())
+            .arg("-F")
+            .env("TZ", tz)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot run `dovecot` (is dovecot-imapd installed?): {e}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(format!("dovecot exited ({status}): {text}\nlog:\n{}", self.log()));
+            }
+            if greeting_ok(self.port) && port_accepts(self.tls_port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no IMAP greeting on port {} within {timeout:?}; log:\n{}", self.port, self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+
+    fn config_text(&self, owner: &MailOwner) -> String {
+        let d = self.dir.display();
+        let mut c = String::new();
+        let _ = write!(
+            c,
+            "# Generated by tests/common/dovecot.rs for a {layout:?} test server.\n\
+             protocols = imap\n\
+             listen = 127.0.0.1\n\
+             base_dir = {d}/run\n\
+             state_dir = {d}/state\n\
+             instance_name = {name}\n\
+             log_path = {d}/dovecot.log\n\
+             ssl = yes\n\
+             ssl_cert = <{d}/cert.pem\n\
+             ssl_key = <{d}/key.pem\n\
+             ssl_dh = </usr/share/dovecot/dh.pem\n\
+             disable_plaintext_auth = no\n\
+             auth_mechanisms = plain login\n\
+             first_valid_uid = 1\n\
+             mail_max_userip_connections = 50\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
+             userdb {{\n  driver = passwd-file\n  args = username_format=%u {d}/users\n}}\n",
+            layout = self.layout,
+            name = self.instance_name,
+        );
+        if let Some(user) = &owner.run_as {
+            // Not root: every service runs as us, and nothing can chroot.
+            let _ = write!(
+                c,
+                "default_internal_user = {user}\ndefault_login_user = {user}\n\
+                 service anvil {{\n  chroot =\n}}\nservice imap-login {{\n  chroot =\n}}\n"
+            );
+        }
+        match self.layout {
+            Layout::OldHost => {
+                c.push_str(
+                    "mail_location = maildir:~/Maildir:LAYOUT=index\n\
+                     namespace inbox {\n  inbox = yes\n  prefix = INBOX.\n  separator = .\n}\n",
+                );
+            }
+            Layout::Modern | Layout::Target => {
+                c.push_str("mail_location = maildir:~/Maildir:LAYOUT=fs\nnamespace inbox {\n  inbox = yes\n  separator = /\n");
+                for (name, use_) in
+                    [("Sent", "Sent"), ("Drafts", "Drafts"), ("Trash", "Trash"), ("Junk", "Junk"), ("Archive", "Archive")]
+                {
+                    let _ = write!(c, "  mailbox {name} {{\n    special_use = \\{use_}\n  }}\n");
+                }
+                c.push_str("}\n");
+            }
+        }
+        if self.layout == Layout::Target {
+            let storage = self.opts.quota_storage.as_deref().unwrap_or("1G");
+            let limit = self.opts.append_limit.unwrap_or(DEFAULT_APPEND_LIMIT);
+            let _ = write!(
+                c,
+                "mail_plugins = $mail_plugins quota zlib\n\
+                 protocol imap {{\n  mail_plugins = $mail_plugins imap_quota imap_zlib\n}}\n\
+                 # Dovecot 2.3 has no APPENDLIMIT of its own: advertise it, enforce it by quota.\n\
+                 imap_capability = +APPENDLIMIT={limit}\n\
+                 plugin {{\n  quota = count:User quota\n  quota_rule = *:storage={storage}\n  \
+                 quota_vsizes = yes\n  quota_max_mail_size = {limit}\n}}\n"
+            );
+        }
+        let _ = write!(
+            c,
+            "service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {}\n  }}\n  \
+             inet_listener imaps {{\n    address = 127.0.0.1\n    port = {}\n    ssl = yes\n  }}\n}}\n",
+            self.port, self.tls_port
+        );
+        if !self.opts.extra_config.is_empty() {
+            c.push_str(&self.opts.extra_config);
+            c.push('\n');
+        }
+        c
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            eprintln!(
+                "--- last lines of {} ({:?}) ---\n{}",
+                self.log_path().display(),
+                self.layout,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if std::env::var_os("KEEP_DOVECOT").is_some_and(|v| v == "1") {
+            eprintln!("KEEP_DOVECOT=1: keeping {:?} Dovecot dir {}", self.layout, self.dir.display());
+            return;
+        }
+        if std::fs::remove_dir_all(&self.dir).is_err() {
+            // A child may still have been writing; once more after it is surely gone.
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn default_tz(layout: Layout) -> String {
+    if layout == Layout::OldHost && Path::new("/usr/share/zoneinfo/Europe/Stockholm").exists() {
+        "Europe/Stockholm".to_string()
+    } else {
+        "UTC".to_string()
+    }
+}
+
+/// passwd-file password field: `{PLAIN}pw` when the text is safe in that file's `:`-separated line,
+/// else `{PLAIN.b64}` of its bytes (same scheme, base64 encoded).
+fn passwd_field(pass: &str) -> String {
+    let safe = !pass.is_empty()
+        && pass.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        && !pass.starts_with('{');
+    if safe { format!("{{PLAIN}}{pass}") } else { format!("{{PLAIN.b64}}{}", super::base64(pass.as_bytes())) }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+fn port_accepts(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// True once the plain port answers with an IMAP `* OK` greeting.
+fn greeting_ok(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let ok = BufReader::new(&stream).read_line(&mut line).is_ok() && line.starts_with("* OK");
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    ok
+}
+
+/// Who owns the mail: `pftest` when we are root, else ourselves (then `run_as` names us for the config).
+struct MailOwner {
+    uid: u32,
+    gid: u32,
+    run_as: Option<String>,
+}
+
+fn mail_owner() -> MailOwner {
+    static OWNER: OnceLock<(u32, u32, Option<String>)> = OnceLock::new();
+    let (uid, gid, run_as) = OWNER
+        .get_or_init(|| {
+            if running_as_root() {
+                let (uid, gid) = ensure_system_user("pftest");
+                (uid, gid, None)
+            } else {
+                let (uid, gid) = current_ids();
+                let name = cmd_stdout("id", &["-un"]).unwrap_or_else(|| panic!("`id -un` failed"));
+                (uid, gid, Some(name))
+            }
+        })
+        .clone();
+    MailOwner { uid, gid, run_as }
+}
+
+fn ensure_system_user(name: &str) -> (u32, u32) {
+    let lookup = || -> Option<(u32, u32)> {
+        let uid = cmd_stdout("id", &["-u", name])?.parse().ok()?;
+        let gid = cmd_stdout("id", &["-g", name])?.parse().ok()?;
+        Some((uid, gid))
+    };
+    if let Some(ids) = lookup() {
+        return ids;
+    }
+    // Another test process may create it at the same moment; look again whatever useradd says.
+    let out = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+        .output();
+    lookup().unwrap_or_else(|| {
+        panic!(
+            "test mail owner {name:?} is missing and `useradd --system {name}` failed ({out:?}); \
+             create it by hand: useradd --system --no-create-home {name}"
+        )
+    })
+}
+
+fn cmd_stdout(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The self-signed certificate and key (PEM), made once per test process with openssl.
+fn cert_pems() -> (&'static str, &'static str) {
+    static PEMS: OnceLock<(String, String)> = OnceLock::new();
+    let (c, k) = PEMS.get_or_init(|| {
+        let dir = fresh_dir("pf-cert");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "2"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl req (is openssl installed?)");
+        assert!(out.status.success(), "openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
+        let cert = std::fs::read_to_string(dir.join("cert.pem")).expect("read generated cert.pem");
+        let key = std::fs::read_to_string(dir.join("key.pem")).expect("read generated key.pem");
+        let _ = std::fs::remove_dir_all(&dir);
+        (cert, key)
+    });
+    (c.as_str(), k.as_str())
+}

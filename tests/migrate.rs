@@ -1,0 +1,222 @@
+//! End-to-end migrations between real Dovecot instances, checked with the tests' own IMAP reader:
+//! every folder and message of the hard-case fixture arrives byte for byte with flags, keywords and
+//! internal dates; subscriptions follow; a second pass appends nothing; new mail and flag changes move
+//! on the next pass without undoing the user's changes on the target; deleted mail stays; a UIDVALIDITY
+//! change and mail already on the target cause no duplicates; an oversized message is skipped with the
+//! server's reason while the rest goes on.
+
+mod common;
+mod driver;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::fixture::{self, Snapshot};
+use common::{Dovecot, DovecotOptions, Layout};
+use driver::{Migration, Via, appended, hard_case_name_map};
+
+fn snapshot(server: &Dovecot, user: &str) -> Snapshot {
+    let mut reader = server.reader(user);
+    fixture::mailbox_snapshot(&mut reader)
+}
+
+fn uidnexts(server: &Dovecot, user: &str) -> BTreeMap<String, u32> {
+    let mut reader = server.reader(user);
+    let folders = reader.folders();
+    folders.into_iter().map(|f| {
+        let s = reader.status(&f);
+        (f, s.uidnext)
+    }).collect()
+}
+
+#[test]
+fn old_host_to_target_every_folder_and_message_exactly_once() {
+    let source = Dovecot::start(Layout::OldHost, &[("alice@gammal.se", "käll;lösen\"1")]);
+    let target = Dovecot::start(Layout::Target, &[("alice@ny.se", "mål-lösen 2")]);
+    fixture::load_hard_cases(&mut source.reader("alice@gammal.se"), Layout::OldHost);
+    let m = Migration::new(&source, Via::Tls, &target, Via::Plain, &[("alice@gammal.se", "käll;lösen\"1", "alice@ny.se", "mål-lösen 2")]);
+
+    // The mapping an operator sees before the first pass.
+    let folders = m.ok(&["folders", "alice@gammal.se"]);
+    for expected in ["INBOX.Skickat", "Sent", "INBOX.Kunder.Åre", "Kunder/Åre", "Offert 2024\u{2215}25", "Junk", "Trash", "Drafts"] {
+        assert!(folders.contains(expected), "folders output lacks {expected:?}:\n{folders}");
+    }
+
+    let out = m.sync();
+    let src = snapshot(&source, "alice@gammal.se");
+    let names: Vec<String> = src.keys().cloned().collect();
+    let map = hard_case_name_map(Layout::OldHost, &names);
+    let tgt = snapshot(&target, "alice@ny.se");
+    fixture::assert_same_mail(&src, &tgt, &map);
+    let total: usize = src.values().map(Vec::len).sum();
+    assert_eq!(appended(&out), total as u64, "{out}");
+
+    // Subscriptions follow the folders; the unsubscribed one stays unsubscribed.
+    let expected_subs: BTreeSet<String> = fixture::subscribed(Layout::OldHost).iter().map(|n| map[n].clone()).collect();
+    let target_subs: BTreeSet<String> = target.reader("alice@ny.se").lsub().into_iter().filter(|n| n != "INBOX").collect();
+    let expected_subs: BTreeSet<String> = expected_subs.into_iter().filter(|n| n != "INBOX").collect();
+    assert_eq!(target_subs, expected_subs);
+
+    // An unchanged second pass appends nothing: every target folder keeps its UIDNEXT.
+    let before = uidnexts(&target, "alice@ny.se");
+    let out = m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert_eq!(uidnexts(&target, "alice@ny.se"), before);
+
+    // New mail, flag changes on the source, and a user's change on the target.
+    let mut src_reader = source.reader("alice@gammal.se");
+    let inbox = src_reader.fetch_all("INBOX");
+    let (first, second) = (inbox[0].uid, inbox[1].uid);
+    src_reader.store_flags("INBOX", first, "+FLAGS", &["\\Flagged", "$Viktigt"]);
+    let had_seen = inbox[1].flags.contains("\\Seen");
+    src_reader.store_flags("INBOX", second, if had_seen { "-FLAGS" } else { "+FLAGS" }, &["\\Seen"]);
+    for i in 0..3 {
+        let body = format!("From: ny@gammal.se\r\nSubject: ny post {i}\r\nMessage-ID: <ny{i}@gammal.se>\r\n\r\nHej {i}\r\n");
+        src_reader.append("INBOX", &["\\Seen"], Some("01-Dec-2026 10:00:00 +0100"), body.as_bytes());
+    }
+    // The user marks a message on the target; the next pass must not undo it.
+    let mut tgt_reader = target.reader("alice@ny.se");
+    let tinbox = tgt_reader.fetch_all("INBOX");
+    let user_marked = tinbox.last().expect("target inbox has mail").uid;
+    tgt_reader.store_flags("INBOX", user_marked, "+FLAGS", &["Kundens"]);
+    drop(tgt_reader);
+    // A message deleted on the source stays on the target.
+    let gone = src_reader.fetch_all("INBOX.Kunder")[0].clone();
+    src_reader.expunge_uid("INBOX.Kunder", gone.uid);
+    drop(src_reader);
+
+    let out = m.sync();
+    assert_eq!(appended(&out), 3, "{out}");
+    let mut tgt = snapshot(&target, "alice@ny.se");
+    let marked = tgt["INBOX"].iter().filter(|msg| msg.flags.contains("Kundens")).count();
+    assert_eq!(marked, 1, "the user's own keyword on the target survives the pass");
+    for msgs in tgt.values_mut() {
+        for msg in msgs.iter_mut() {
+            msg.flags.remove("Kundens");
+        }
+    }
+    // The target holds the source now, plus the message expunged on the source.
+    let mut src = snapshot(&source, "alice@gammal.se");
+    src.get_mut("INBOX.Kunder").expect("folder").push(fixture::SnapMsg {
+        flags: gone.flags.clone(),
+        internal_date: gone.internal_date.clone(),
+        body: gone.body.clone(),
+    });
+    fixture::assert_same_mail(&src, &tgt, &map);
+}
+
+#[test]
+fn modern_source_over_starttls_to_tls_target() {
+    let source = Dovecot::start(Layout::Modern, &[("bo@gammal.se", "pw-källa")]);
+    let target = Dovecot::start(Layout::Target, &[("bo@ny.se", "pw-mål")]);
+    fixture::load_hard_cases(&mut source.reader("bo@gammal.se"), Layout::Modern);
+    let m = Migration::new(&source, Via::StartTls, &target, Via::Tls, &[("bo@gammal.se", "pw-källa", "bo@ny.se", "pw-mål")]);
+    m.sync();
+    let src = snapshot(&source, "bo@gammal.se");
+    let names: Vec<String> = src.keys().cloned().collect();
+    let map = hard_case_name_map(Layout::Modern, &names);
+    fixture::assert_same_mail(&src, &snapshot(&target, "bo@ny.se"), &map);
+    let out = m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+}
+
+#[test]
+fn uidvalidity_change_and_mail_already_on_target_cause_no_duplicates() {
+    let source = Dovecot::start(Layout::OldHost, &[("c@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("c@ny.se", "pw2")]);
+    let mut sr = source.reader("c@gammal.se");
+    fixture::ensure_folders(&mut sr, &["INBOX.Kunder"]);
+    let msgs = fixture::bulk("INBOX.Kunder", 30, 7, 500..5000);
+    fixture::load(&mut sr, &msgs);
+    let inbox = fixture::bulk("INBOX", 10, 8, 500..3000);
+    fixture::load(&mut sr, &inbox);
+    // Another tool already copied a third of the folder (same bytes) to the target.
+    let mut tr = target.reader("c@ny.se");
+    tr.create("Kunder");
+    for msg in sr.fetch_all("INBOX.Kunder").iter().take(10) {
+        let flags: Vec<&str> = msg.flags.iter().map(String::as_str).collect();
+        tr.append("Kunder", &flags, Some(&msg.internal_date), &msg.body);
+    }
+    drop(tr);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("c@gammal.se", "pw1", "c@ny.se", "pw2")]);
+    let out = m.sync();
+    assert_eq!(appended(&out), 30, "10 of 40 were already there:\n{out}");
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    fixture::assert_same_mail(&snapshot(&source, "c@gammal.se"), &snapshot(&target, "c@ny.se"), &map);
+
+    // The old host rebuilds the folder: same messages, new UIDs, new UIDVALIDITY.
+    let before = sr.status("INBOX.Kunder").uidvalidity;
+    let all = sr.fetch_all("INBOX.Kunder");
+    sr.delete("INBOX.Kunder");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sr.create("INBOX.Kunder");
+    for msg in &all {
+        let flags: Vec<&str> = msg.flags.iter().map(String::as_str).collect();
+        sr.append("INBOX.Kunder", &flags, Some(&msg.internal_date), &msg.body);
+    }
+    assert_ne!(sr.status("INBOX.Kunder").uidvalidity, before, "the test needs a new UIDVALIDITY");
+    drop(sr);
+    let out = m.sync();
+    assert_eq!(appended(&out), 0, "a UIDVALIDITY change must not copy again:\n{out}");
+    fixture::assert_same_mail(&snapshot(&source, "c@gammal.se"), &snapshot(&target, "c@ny.se"), &map);
+}
+
+#[test]
+fn oversized_message_is_skipped_with_reason_and_the_rest_goes_on() {
+    let source = Dovecot::start(Layout::Modern, &[("d@gammal.se", "pw1")]);
+    let opts = DovecotOptions { append_limit: Some(2 * 1024 * 1024), ..DovecotOptions::default() };
+    let target = Dovecot::start_with(Layout::Target, &[("d@ny.se", "pw2")], opts);
+    let mut sr = source.reader("d@gammal.se");
+    let small = fixture::bulk("INBOX", 5, 3, 1000..2000);
+    fixture::load(&mut sr, &small);
+    sr.append("INBOX", &[], None, &fixture::big_message(3 * 1024 * 1024));
+    drop(sr);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("d@gammal.se", "pw1", "d@ny.se", "pw2")]);
+    let out = m.sync();
+    assert_eq!(appended(&out), 5, "{out}");
+    assert!(out.contains("1 refused"), "{out}");
+    assert!(out.contains("larger than the target's limit"), "the reason is shown:\n{out}");
+    assert_eq!(target.reader("d@ny.se").fetch_all("INBOX").len(), 5);
+    let status = m.ok(&["status"]);
+    assert!(status.contains("larger than the target's limit"), "{status}");
+}
+
+#[test]
+fn wrong_password_names_account_and_side_and_other_accounts_go_on() {
+    let source = Dovecot::start(Layout::Modern, &[("e@gammal.se", "right"), ("f@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &[("e@ny.se", "pw"), ("f@ny.se", "pw")]);
+    fixture::load(&mut source.reader("f@gammal.se"), &fixture::bulk("INBOX", 3, 1, 100..200));
+    let m = Migration::new(
+        &source,
+        Via::Plain,
+        &target,
+        Via::Plain,
+        &[("e@gammal.se", "wrong", "e@ny.se", "pw"), ("f@gammal.se", "pw", "f@ny.se", "pw")],
+    );
+    let out = m.run(&["sync"]);
+    let t = driver::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("source e@gammal.se") && t.contains("refused"), "{t}");
+    assert!(!t.contains("wrong"), "the password never appears:\n{t}");
+    assert_eq!(target.reader("f@ny.se").fetch_all("INBOX").len(), 3);
+}
+
+#[test]
+fn fifty_megabyte_message_streams_with_flat_memory() {
+    let source = Dovecot::start(Layout::Modern, &[("g@gammal.se", "pw")]);
+    let opts = DovecotOptions { append_limit: Some(200 * 1024 * 1024), ..DovecotOptions::default() };
+    let target = Dovecot::start_with(Layout::Target, &[("g@ny.se", "pw")], opts);
+    let big = fixture::big_message(50 * 1024 * 1024);
+    source.reader("g@gammal.se").append("INBOX", &["\\Seen"], Some("02-Jan-2020 08:00:00 +0100"), &big);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("g@gammal.se", "pw", "g@ny.se", "pw")]);
+    let out = m.sync();
+    let peak: f64 = out
+        .lines()
+        .find_map(|l| l.split("peak memory (VmHWM): ").nth(1))
+        .and_then(|v| v.trim_end_matches(" MiB").parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory line:\n{out}"));
+    eprintln!("peak RSS for a pass with a 50 MB message: {peak:.1} MiB");
+    assert!(peak < 40.0, "memory must not grow with message size: {peak} MiB");
+    let got = target.reader("g@ny.se").fetch_all("INBOX");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body == fixture::dovecot_served_form(&big), "the 50 MB message arrives byte for byte");
+}
