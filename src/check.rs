@@ -9,14 +9,14 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::imap::{Endpoint, FetchItem, Session, TlsMode, fetch_fingerprint};
 use crate::store::{Account, Store, now};
 use crate::sync::human_bytes;
 use crate::utf7;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Ready,
@@ -38,7 +38,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FolderCount {
     pub source: String,
     pub target: String,
@@ -46,7 +46,7 @@ pub struct FolderCount {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BigMessage {
     pub folder: String,
     pub uid: u32,
@@ -55,7 +55,7 @@ pub struct BigMessage {
     pub subject: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     pub account: String,
     pub target_account: String,

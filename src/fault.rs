@@ -38,3 +38,11 @@ pub fn batch_cap(default: usize) -> usize {
     CAP.get_or_init(|| std::env::var("POSTFLYTT_BATCH").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0))
         .map_or(default, |cap| cap.min(default))
 }
+
+/// Set by SIGTERM/SIGINT in `serve`: no new work starts, and a running pass stops before its next
+/// folder (everything before that point is journalled, so the next pass resumes there).
+pub static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn shutting_down() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst)
+}

@@ -2,18 +2,24 @@
 //! sets the exit code. Every verb works on one data directory (`--data`, default /var/lib/postflytt)
 //! that holds the staging database and the key file.
 
+#[cfg(feature = "wip")]
+mod appliance;
 mod check;
 mod fault;
 mod folders;
+#[cfg(feature = "wip")]
+mod http;
 mod imap;
 mod import;
 mod logger;
 mod pull;
 mod push;
+mod report;
 mod secret;
 mod store;
 mod sync;
 mod utf7;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +51,8 @@ enum Verb {
     Sync(SyncArgs),
     Status(StatusArgs),
     Check(CheckArgs),
+    Serve(ServeArgs),
+    Finish(FinishArgs),
 }
 
 /// Configure the source (old) and target (new) IMAP servers.
@@ -125,6 +133,24 @@ struct CheckArgs {
     accounts: Vec<String>,
 }
 
+/// Run the appliance: the status page and API, passes on an interval, the MX watch.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+struct ServeArgs {
+    /// address and port for the page and API (default 127.0.0.1:8025; 0.0.0.0:8025 for the office network)
+    #[argh(option, default = "String::from(\"127.0.0.1:8025\")")]
+    listen: String,
+}
+
+/// Finish the migration: a last pass, verification, then purge passwords and staged mail (the report stays).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "finish")]
+struct FinishArgs {
+    /// purge even if the verification finds problems
+    #[argh(switch)]
+    force: bool,
+}
+
 /// Show accounts, what has been staged and copied, and what was skipped.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "status")]
@@ -184,6 +210,8 @@ fn run(args: Args) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Verb::Serve(serve) => serve_cmd(&dir, &serve),
+        Verb::Finish(f) => finish_cmd(&dir, &f),
         Verb::Check(c) => {
             let format = c.format.to_ascii_lowercase();
             if !["table", "csv", "json"].contains(&format.as_str()) {
@@ -330,6 +358,69 @@ fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[cfg(feature = "wip")]
+fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
+
+            let app = appliance::Appliance::open(&dir)?;
+            // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register_conditional_default(signal, std::sync::Arc::clone(&stop))?;
+                signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))?;
+            }
+            let host = serve.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+            let shown = if host == "0.0.0.0" || host == "[::]" { serve.listen.replacen(host, "THIS-BOX", 1) } else { serve.listen.clone() };
+            log::info!("postflytt {} serving the page at http://{shown}/", env!("CARGO_PKG_VERSION"));
+            log::info!("viewer code for the customer: {} (also in {})", app.viewer_code, dir.join("viewer-code").display());
+            log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
+            let scheduler = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || a.scheduler()) };
+            let watcher = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || appliance::mx_watcher(a)) };
+            let server = { let a = std::sync::Arc::clone(&app); let listen = serve.listen.clone(); std::thread::spawn(move || http::serve(a, &listen)) };
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && !server.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            appliance::SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+            if server.is_finished() {
+                if let Ok(Err(e)) = server.join() {
+                    return Err(e);
+                }
+            } else {
+                log::info!("stopping: a running pass stops at its next folder; everything done so far is journalled");
+                let _ = server.join();
+            }
+            let _ = watcher.join();
+            let _ = scheduler.join();
+            log::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+
+#[cfg(feature = "wip")]
+fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
+
+            let app = appliance::Appliance::open(&dir)?;
+            let outcome = appliance::finish(&app, f.force)?;
+            for p in &outcome.problems {
+                println!("problem: {p}");
+            }
+            if outcome.purged {
+                println!("finished: every account verified{}; passwords and staged mail purged. The report: postflytt report", if outcome.verified_ok { "" } else { " (with problems, purged anyway)" });
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("not finished: fix the problems above and run finish again (or --force)");
+                Ok(ExitCode::from(2))
+            }
+        }
+
+#[cfg(not(feature = "wip"))]
+fn serve_cmd(_: &std::path::Path, _: &ServeArgs) -> Result<ExitCode> {
+    bail!("serve is not built yet")
+}
+
+#[cfg(not(feature = "wip"))]
+fn finish_cmd(_: &std::path::Path, _: &FinishArgs) -> Result<ExitCode> {
+    bail!("finish is not built yet")
 }
 
 /// "35M", "2G", "500k", "1024" (bytes); binary units.

@@ -223,6 +223,23 @@ impl Store {
         Ok(out)
     }
 
+    /// The end of a migration: passwords and staged mail are deleted and the file is rewritten, so
+    /// nothing of them is left in the database, its WAL or free pages. Counts, skips and the report's
+    /// data stay.
+    pub fn purge(&self) -> Result<()> {
+        self.conn.execute_batch(
+            "PRAGMA secure_delete = ON;
+             BEGIN;
+             UPDATE account SET source_password = NULL, target_password = NULL;
+             DELETE FROM body_chunk;
+             DELETE FROM setting WHERE key LIKE 'secret.%';
+             COMMIT;
+             VACUUM;",
+        )?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     pub fn record_skip(&self, account_id: i64, message_id: Option<i64>, folder: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
         self.conn.execute(
             "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

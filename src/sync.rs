@@ -246,6 +246,9 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
     report.folders = folders.len();
     let pull_rows: BTreeMap<i64, pull::FolderRow> = pull::folder_rows(store, account.id)?.into_iter().map(|f| (f.id, f)).collect();
     for (folder_id, name, _wire, target_name, is_selectable, is_subscribed) in folders {
+        if crate::fault::shutting_down() {
+            anyhow::bail!("stopped by request; the next pass continues where this one stopped");
+        }
         let Some(target_name) = target_name else { continue };
         let result: Result<()> = async {
             let target_wire = utf7::encode(&target_name);

@@ -1,0 +1,573 @@
+//! The appliance (`postflytt serve`): the long-running process behind the status page. It owns the
+//! credentials files (operator token, viewer code), the pass scheduler (passes repeat on an interval, a
+//! bounded number of accounts at once, with backoff after failures), the background check, the MX
+//! watcher, the finish job (last pass, verification, report, purge) and the status snapshot the page
+//! polls. All durable state lives in the store; what is here is only what a restart may forget.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+
+use crate::check;
+use crate::store::{Store, now};
+use crate::sync;
+
+pub use crate::fault::{SHUTDOWN, shutting_down};
+
+/// What a restart may forget: whether something is running right now.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub pass_active: bool,
+    pub check_running: bool,
+    pub finish_running: bool,
+    pub last_error: Option<String>,
+    /// Consecutive passes with a failed account: the pause before the next pass grows with it.
+    pub failures_in_a_row: u32,
+    pub next_pass_at: Option<i64>,
+}
+
+pub struct Appliance {
+    pub dir: PathBuf,
+    pub runtime: Mutex<Runtime>,
+    pub operator_token: String,
+    pub viewer_code: String,
+}
+
+/// Reads a credential file, or creates it (0600) with a fresh random value.
+fn credential_file(path: &Path, make: impl Fn() -> Result<String>) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let value = make()?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(format!("{value}\n").as_bytes())?;
+    Ok(value)
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow!("no randomness from the system: {e}"))?;
+    Ok(bytes)
+}
+
+impl Appliance {
+    /// Opens the data directory (creating the database, key file, token and viewer code on first start).
+    pub fn open(dir: &Path) -> Result<Arc<Appliance>> {
+        let store = Store::open(dir)?;
+        drop(store);
+        let operator_token = credential_file(&dir.join("operator-token"), || Ok(crate::imap::hex(&random_bytes::<24>()?)))?;
+        let viewer_code = credential_file(&dir.join("viewer-code"), || {
+            let n = u32::from_le_bytes(random_bytes::<4>()?) % 900_000 + 100_000;
+            Ok(n.to_string())
+        })?;
+        Ok(Arc::new(Appliance { dir: dir.to_path_buf(), runtime: Mutex::new(Runtime::default()), operator_token, viewer_code }))
+    }
+
+    pub fn runtime(&self) -> MutexGuard<'_, Runtime> {
+        self.runtime.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.dir)
+    }
+
+    /// Whether passes are switched on (kept in the store so a restart resumes them).
+    pub fn passes_enabled(&self, store: &Store) -> Result<bool> {
+        Ok(store.setting("passes.enabled")?.as_deref() == Some("1"))
+    }
+
+    pub fn interval(store: &Store) -> Result<i64> {
+        Ok(store.setting("passes.interval")?.and_then(|v| v.parse().ok()).unwrap_or(900))
+    }
+
+    fn parallel(store: &Store) -> Result<usize> {
+        Ok(store.setting("passes.parallel")?.and_then(|v| v.parse().ok()).unwrap_or(4))
+    }
+
+    /// One pass over every account that passed the check (or every account when none was checked).
+    pub fn run_pass(self: &Arc<Self>) -> Result<Vec<sync::PassReport>> {
+        {
+            let mut rt = self.runtime();
+            if rt.pass_active {
+                return Err(anyhow!("a pass is already running"));
+            }
+            rt.pass_active = true;
+        }
+        let result = (|| {
+            let store = self.store()?;
+            store.set_setting("passes.last_started", &now().to_string())?;
+            let accounts = store.accounts(&[])?;
+            let runnable = runnable_accounts(&store, accounts)?;
+            let parallel = Self::parallel(&store)?;
+            drop(store);
+            let reports = sync::pass_many(&self.dir, runnable, parallel, &|r| log::info!("{}", r.line()));
+            let store = self.store()?;
+            store.set_setting("passes.last_finished", &now().to_string())?;
+            let count: i64 = store.setting("passes.count")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+            store.set_setting("passes.count", &(count + 1).to_string())?;
+            Ok(reports)
+        })();
+        let mut rt = self.runtime();
+        rt.pass_active = false;
+        match &result {
+            Ok(reports) if reports.iter().any(|r| r.error.is_some()) => rt.failures_in_a_row += 1,
+            Ok(_) => rt.failures_in_a_row = 0,
+            Err(e) => {
+                rt.failures_in_a_row += 1;
+                rt.last_error = Some(format!("{e:#}"));
+            }
+        }
+        result
+    }
+
+    /// The scheduler loop: runs until shutdown, starting a pass when passes are on and it is time.
+    pub fn scheduler(self: Arc<Self>) {
+        while !shutting_down() {
+            if let Err(e) = self.scheduler_tick() {
+                log::warn!("scheduler: {e:#}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn scheduler_tick(self: &Arc<Self>) -> Result<()> {
+        let store = self.store()?;
+        if !self.passes_enabled(&store)? || store.setting("finished_at")?.is_some() {
+            self.runtime().next_pass_at = None;
+            return Ok(());
+        }
+        let interval = Self::interval(&store)?;
+        let last = store.setting("passes.last_finished")?.and_then(|v| v.parse::<i64>().ok());
+        drop(store);
+        let failures = self.runtime().failures_in_a_row;
+        // After failures, wait longer (up to 8x), but never less than a minute between passes.
+        let pause = if failures > 0 { (interval.max(60) * (1 << failures.min(3))).min(interval.max(60) * 8) } else { interval };
+        let next = last.map(|l| l + pause).unwrap_or(0);
+        {
+            let mut rt = self.runtime();
+            rt.next_pass_at = Some(next);
+            if rt.pass_active || rt.finish_running || rt.check_running {
+                return Ok(());
+            }
+        }
+        if now() >= next {
+            self.run_pass()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the pre-flight check in the background.
+    pub fn start_check(self: &Arc<Self>, only: Vec<String>) -> Result<()> {
+        {
+            let mut rt = self.runtime();
+            if rt.check_running {
+                return Err(anyhow!("a check is already running"));
+            }
+            rt.check_running = true;
+        }
+        let me = Arc::clone(self);
+        std::thread::spawn(move || {
+            let result = (|| -> Result<()> {
+                let store = me.store()?;
+                let accounts = store.accounts(&only)?;
+                let limits = check::Limits::from_store(&store)?;
+                drop(store);
+                sync::for_each_account(
+                    &me.dir,
+                    accounts,
+                    8,
+                    &|store, account| {
+                        let r = smol::block_on(check::check_account(store, account, &limits));
+                        if let Err(e) = check::record(store, account, &r) {
+                            log::warn!("{}: {e:#}", account.source_login);
+                        }
+                        r
+                    },
+                    &|account, e| check::CheckResult::failed(account, &format!("{e:#}")),
+                    &|r| log::info!("checked {}: {}", r.account, r.verdict.words()),
+                );
+                me.store()?.set_setting("check.checked_at", &now().to_string())?;
+                Ok(())
+            })();
+            if let Err(e) = result {
+                log::warn!("check: {e:#}");
+                me.runtime().last_error = Some(format!("{e:#}"));
+            }
+            me.runtime().check_running = false;
+        });
+        Ok(())
+    }
+}
+
+/// Accounts that may be synced: all of them, minus those whose stored check verdict is a login
+/// failure (they would only fail again; the operator fixes and re-checks them).
+fn runnable_accounts(store: &Store, accounts: Vec<crate::store::Account>) -> Result<Vec<crate::store::Account>> {
+    let verdicts = stored_verdicts(store)?;
+    Ok(accounts
+        .into_iter()
+        .filter(|a| !matches!(verdicts.get(&a.id).map(String::as_str), Some("source_login_failed") | Some("target_login_failed")))
+        .collect())
+}
+
+pub fn stored_verdicts(store: &Store) -> Result<BTreeMap<i64, String>> {
+    let mut stmt = store.conn.prepare("SELECT account_id, verdict FROM check_result")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The whole state the page shows, as JSON (see docs/api.md). Read-only; never contains a secret.
+pub fn status(app: &Appliance) -> Result<Value> {
+    let store = app.store()?;
+    let rt_snapshot = {
+        let rt = app.runtime();
+        (rt.pass_active, rt.check_running, rt.finish_running, rt.next_pass_at, rt.last_error.clone())
+    };
+    let (pass_active, check_running, finish_running, next_pass_at, runtime_error) = rt_snapshot;
+    let setting_i = |k: &str| -> Result<Option<i64>> { Ok(store.setting(k)?.and_then(|v| v.parse().ok())) };
+    let endpoint = |side: &str| -> Value {
+        match store.endpoint(side) {
+            Ok(e) => json!({"host": e.host, "port": e.port, "tls": e.tls.as_str()}),
+            Err(_) => Value::Null,
+        }
+    };
+
+    let details = account_details(&store)?;
+    let checked: BTreeMap<i64, (String, Value)> = {
+        let mut stmt = store.conn.prepare("SELECT account_id, verdict, detail FROM check_result")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        rows.filter_map(|r| r.ok()).map(|(id, v, d)| (id, (v, serde_json::from_str(&d).unwrap_or(Value::Null)))).collect()
+    };
+    let mut accounts = Vec::new();
+    let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) = (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+    let mut throughput_total = 0.0;
+    let mut ready = 0;
+    let mut last_new_mail: Option<i64> = None;
+    for d in &details {
+        let check = checked.get(&d.id);
+        let verdict = check.map(|(v, _)| v.clone());
+        if verdict.as_deref() == Some("ready") {
+            ready += 1;
+        }
+        let check_messages = check.and_then(|(_, c)| c.get("messages").and_then(Value::as_i64)).unwrap_or(0);
+        let check_bytes = check.and_then(|(_, c)| c.get("bytes").and_then(Value::as_i64)).unwrap_or(0);
+        let messages = d.messages.max(check_messages);
+        let bytes = d.bytes.max(check_bytes);
+        let eta = if d.throughput > 0.0 && bytes > d.pushed_bytes { Some(((bytes - d.pushed_bytes) as f64 / d.throughput) as i64) } else if bytes > 0 && bytes <= d.pushed_bytes { Some(0) } else { None };
+        t_msgs += messages;
+        t_bytes += bytes;
+        t_staged += d.staged;
+        t_staged_b += d.staged_bytes;
+        t_pushed += d.pushed;
+        t_pushed_b += d.pushed_bytes;
+        t_skipped += d.skipped.len() as i64;
+        throughput_total += d.throughput;
+        if let Some(t) = d.last_new_mail_at {
+            last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
+        }
+        accounts.push(json!({
+            "login": d.login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state,
+            "verdict": verdict, "problem": check.and_then(|(_, c)| c.get("problem").cloned()).unwrap_or(Value::Null),
+            "messages": messages, "bytes": bytes, "staged_messages": d.staged, "staged_bytes": d.staged_bytes,
+            "pushed_messages": d.pushed, "pushed_bytes": d.pushed_bytes,
+            "throughput_bytes_per_second": d.throughput, "eta_seconds": eta,
+            "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
+            "skipped": d.skipped,
+        }));
+    }
+    let domains: Value = store.setting("mx.state")?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
+    let all_flipped = domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
+    let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
+    let quiet = setting_i("quiet_period")?.unwrap_or(86_400);
+    let last_flip = domains.as_array().and_then(|d| d.iter().filter_map(|x| x.get("flipped_at").and_then(Value::as_i64)).max());
+    // Quiet since the later of: the last new mail, the last MX flip.
+    let quiet_since = match (last_new_mail, last_flip) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let finished_at = setting_i("finished_at")?;
+    let passes_enabled = app.passes_enabled(&store)?;
+    let pass_count = setting_i("passes.count")?.unwrap_or(0);
+    let configured = store.endpoint("source").is_ok() && store.endpoint("target").is_ok();
+    let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
+    let all_synced = !details.is_empty() && details.iter().all(|d| d.last_pass_at.is_some() && d.staged > 0 && d.pushed + d.skipped.len() as i64 >= d.staged);
+    let (phase, next_step) = if finished_at.is_some() {
+        ("finished", "done")
+    } else if !configured {
+        ("setup", "set_up_servers")
+    } else if details.is_empty() {
+        ("setup", "import_accounts")
+    } else if checked.is_empty() && pass_count == 0 {
+        ("check", "run_check")
+    } else if ready < details.len() && pass_count == 0 {
+        ("check", if check_running { "run_check" } else { "fix_accounts" })
+    } else if pass_count == 0 && !passes_enabled {
+        ("check", "start_passes")
+    } else if !all_synced {
+        ("syncing", if passes_enabled { "wait_sync" } else { "start_passes" })
+    } else if !all_flipped {
+        (if any_flipped { "cutover" } else { "syncing" }, "switch_mx")
+    } else if !safe_to_finish {
+        ("draining", "wait_quiet")
+    } else {
+        ("draining", "finish")
+    };
+    let eta = if throughput_total > 0.0 && t_bytes > t_pushed_b { Some(((t_bytes - t_pushed_b) as f64 / throughput_total) as i64) } else { None };
+    let staging_bytes = fs::metadata(app.dir.join("postflytt.sqlite")).map(|m| m.len()).unwrap_or(0)
+        + fs::metadata(app.dir.join("postflytt.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({
+        "phase": phase,
+        "next_step": next_step,
+        "now": now(),
+        "source": endpoint("source"),
+        "target": endpoint("target"),
+        "passes": {
+            "running": passes_enabled, "active": pass_active, "interval_seconds": Appliance::interval(&store)?,
+            "last_started_at": setting_i("passes.last_started")?, "last_finished_at": setting_i("passes.last_finished")?,
+            "next_at": if passes_enabled { next_pass_at } else { None }, "count": pass_count,
+        },
+        "check": {"running": check_running, "checked_at": setting_i("check.checked_at")?},
+        "finish": {"running": finish_running},
+        "last_error": runtime_error,
+        "totals": {
+            "accounts": details.len(), "ready": ready, "messages": t_msgs, "bytes": t_bytes,
+            "staged_messages": t_staged, "staged_bytes": t_staged_b, "pushed_messages": t_pushed, "pushed_bytes": t_pushed_b,
+            "skipped": t_skipped, "throughput_bytes_per_second": throughput_total, "eta_seconds": eta,
+        },
+        "accounts": accounts,
+        "domains": domains,
+        "quiet_period_seconds": quiet,
+        "last_new_mail_at": last_new_mail,
+        "quiet_since": quiet_since,
+        "safe_to_finish": safe_to_finish,
+        "finished_at": finished_at,
+        "report_available": store.setting("report.json")?.is_some(),
+        "staging_bytes": staging_bytes,
+        "free_disk_bytes": check::free_disk(&app.dir).unwrap_or(0),
+    }))
+}
+
+struct AccountDetail {
+    id: i64,
+    login: String,
+    target_login: String,
+    aliases: Vec<String>,
+    state: String,
+    messages: i64,
+    bytes: i64,
+    staged: i64,
+    staged_bytes: i64,
+    pushed: i64,
+    pushed_bytes: i64,
+    throughput: f64,
+    last_pass_at: Option<i64>,
+    last_error: Option<String>,
+    last_new_mail_at: Option<i64>,
+    skipped: Vec<Value>,
+}
+
+fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
+    let mut stmt = store.conn.prepare(
+        "SELECT a.id, a.source_login, a.target_login, a.aliases, a.state, a.last_pass_at, a.last_error, a.last_new_mail_at,
+           count(m.id), coalesce(sum(m.size), 0),
+           coalesce(sum(m.sha256 IS NOT NULL), 0), coalesce(sum(CASE WHEN m.sha256 IS NOT NULL THEN m.size END), 0),
+           coalesce(sum(m.push_state = 'pushed'), 0), coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0)
+         FROM account a LEFT JOIN source_folder f ON f.account_id = a.id LEFT JOIN message m ON m.folder_id = f.id
+         GROUP BY a.id ORDER BY a.source_login",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AccountDetail {
+            id: r.get(0)?,
+            login: r.get(1)?,
+            target_login: r.get(2)?,
+            aliases: r.get::<_, String>(3)?.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+            state: r.get(4)?,
+            last_pass_at: r.get(5)?,
+            last_error: r.get(6)?,
+            last_new_mail_at: r.get(7)?,
+            messages: r.get(8)?,
+            bytes: r.get(9)?,
+            staged: r.get(10)?,
+            staged_bytes: r.get(11)?,
+            pushed: r.get(12)?,
+            pushed_bytes: r.get(13)?,
+            throughput: 0.0,
+            skipped: Vec::new(),
+        })
+    })?;
+    let mut details: Vec<AccountDetail> = rows.collect::<Result<_, _>>()?;
+    for d in &mut details {
+        // Throughput of the account's last pass that moved data.
+        d.throughput = store
+            .conn
+            .query_row(
+                "SELECT staged_bytes, finished_at - started_at FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL
+                 AND staged_bytes > 0 ORDER BY id DESC LIMIT 1",
+                [d.id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map(|(b, s)| b as f64 / s.max(1) as f64)
+            .unwrap_or(0.0);
+        let mut stmt = store.conn.prepare_cached(
+            "SELECT coalesce(folder, ''), reason, server_says, at FROM skip WHERE account_id = ?1 ORDER BY id DESC LIMIT 200",
+        )?;
+        let skips = stmt.query_map([d.id], |r| {
+            Ok(json!({"folder": r.get::<_, String>(0)?, "reason": r.get::<_, String>(1)?,
+                      "server_says": r.get::<_, Option<String>>(2)?, "at": r.get::<_, i64>(3)?}))
+        })?;
+        d.skipped = skips.collect::<Result<_, _>>()?;
+    }
+    Ok(details)
+}
+
+/// What finishing did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinishOutcome {
+    pub verified_ok: bool,
+    pub problems: Vec<String>,
+    pub purged: bool,
+}
+
+/// Starts the finish job in the background (see `finish`).
+pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
+    {
+        let store = app.store()?;
+        if store.setting("finished_at")?.is_some() {
+            return Err(anyhow!("the migration is already finished"));
+        }
+        let mut rt = app.runtime();
+        if rt.finish_running {
+            return Err(anyhow!("finish is already running"));
+        }
+        rt.finish_running = true;
+    }
+    let me = Arc::clone(app);
+    std::thread::spawn(move || {
+        match finish(&me, false) {
+            Ok(outcome) if !outcome.verified_ok => {
+                me.runtime().last_error = Some(format!("verification found problems; nothing was purged: {}", outcome.problems.join("; ")));
+            }
+            Ok(_) => {}
+            Err(e) => me.runtime().last_error = Some(format!("finish failed: {e:#}")),
+        }
+        me.runtime().finish_running = false;
+    });
+    Ok(())
+}
+
+/// Finishing a migration: passes stop, a last pass copies what is new, every account is verified
+/// (every source message on the target), and only when all verify does the purge delete the passwords
+/// and the staged mail; `force` purges even so (the report then says what failed). The report and
+/// counts stay.
+pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
+    app.store()?.set_setting("passes.enabled", "0")?;
+    while app.runtime().pass_active {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reports = app.run_pass()?;
+    let mut problems: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: last pass: {e}", r.account))).collect();
+    let store = app.store()?;
+    let accounts = store.accounts(&[])?;
+    drop(store);
+    let results = sync::for_each_account(
+        &app.dir,
+        accounts,
+        4,
+        &|store, account| {
+            let r = smol::block_on(crate::verify::verify_account(store, account));
+            if let Err(e) = crate::verify::record(store, &r) {
+                log::warn!("{}: {e:#}", account.source_login);
+            }
+            r
+        },
+        &|account, e| crate::verify::VerifyResult::failed(account, &format!("{e:#}")),
+        &|r| log::info!("verified {}: {}", r.account, if r.ok { "every message is on the target" } else { "PROBLEMS" }),
+    );
+    for r in &results {
+        if !r.ok {
+            problems.push(format!("{}: {}", r.account, r.summary()));
+        }
+    }
+    let verified_ok = problems.is_empty();
+    let mut purged = false;
+    if verified_ok || force {
+        let store = app.store()?;
+        store.purge()?;
+        store.set_setting("finished_at", &now().to_string())?;
+        purged = true;
+        log::info!("finished: passwords and staged mail purged; the report stays");
+    }
+    Ok(FinishOutcome { verified_ok, problems, purged })
+}
+
+/// Watches the MX records of every customer domain on an interval and records when each flipped.
+pub fn mx_watcher(app: Arc<Appliance>) {
+    let mut next = 0i64;
+    while !shutting_down() {
+        if now() >= next {
+            let interval = app
+                .store()
+                .ok()
+                .and_then(|s| s.setting("mx.interval").ok().flatten())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(300);
+            if let Err(e) = mx_round(&app) {
+                log::warn!("MX watch: {e:#}");
+            }
+            next = now() + interval.max(1);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn mx_round(app: &Appliance) -> Result<()> {
+    let store = app.store()?;
+    let accounts = store.accounts(&[])?;
+    let mut addresses: Vec<String> = Vec::new();
+    for a in &accounts {
+        addresses.push(a.source_login.clone());
+        addresses.extend(a.aliases.iter().cloned());
+    }
+    let domains = crate::mx::domains(addresses.iter().map(String::as_str));
+    if domains.is_empty() {
+        return Ok(());
+    }
+    let target_mx: Vec<String> = store.setting("mx.target")?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let resolver_setting = store.setting("mx.resolver")?;
+    let mut states: BTreeMap<String, crate::mx::DomainState> = store
+        .setting("mx.state")?
+        .and_then(|s| serde_json::from_str::<Vec<crate::mx::DomainState>>(&s).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| (d.domain.clone(), d))
+        .collect();
+    drop(store);
+    let resolver = crate::mx::Resolver::new(resolver_setting.as_deref())?;
+    for domain in &domains {
+        let answer = smol::block_on(resolver.mx(domain));
+        let state = states.entry(domain.clone()).or_insert_with(|| crate::mx::DomainState { domain: domain.clone(), ..Default::default() });
+        match &answer {
+            Ok(a) => state.observe(Ok(a), &target_mx, now()),
+            Err(e) => state.observe(Err(&format!("{e:#}")), &target_mx, now()),
+        }
+    }
+    states.retain(|d, _| domains.contains(d));
+    let list: Vec<&crate::mx::DomainState> = states.values().collect();
+    app.store()?.set_setting("mx.state", &serde_json::to_string(&list)?)?;
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! The HTTP side of the appliance: the status page (compiled in from `web/`) and the JSON API of
+//! docs/api.md on tiny_http. It checks who is asking (operator token in `Authorization: Bearer`, viewer
+//! code in `X-Viewer-Code`), slows down repeated wrong credentials, turns every error into a JSON
+//! object with a sentence a person can act on, and hands the work to the appliance; it never talks IMAP
+//! and never returns a secret.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use serde_json::{Value, json};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::appliance::{self, Appliance};
+use crate::imap::{Endpoint, TlsMode};
+use crate::store::now;
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const STYLE_CSS: &str = include_str!("../web/style.css");
+
+/// Largest account-list upload accepted (a spreadsheet of a few hundred rows is kilobytes).
+const MAX_UPLOAD: u64 = 32 * 1024 * 1024;
+/// Largest JSON body accepted.
+const MAX_JSON: u64 = 64 * 1024;
+/// Requests handled at once; tiny_http uses a thread per connection, so this bounds them.
+const WORKERS: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Nobody,
+    Viewer,
+    Operator,
+}
+
+/// An error with the HTTP status it deserves.
+struct ApiError {
+    status: u16,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::new(500, format!("{e:#}"))
+    }
+}
+
+type Reply = std::result::Result<Response<std::io::Cursor<Vec<u8>>>, ApiError>;
+
+/// Wrong credentials per client address, for slowing down guessing.
+#[derive(Default)]
+struct Failures {
+    by_ip: BTreeMap<IpAddr, (u32, i64)>,
+}
+
+pub fn serve(app: Arc<Appliance>, listen: &str) -> Result<()> {
+    let server = Server::http(listen).map_err(|e| {
+        anyhow!("cannot listen on {listen}: {e} (is another postflytt running? choose another with --listen ADDR:PORT)")
+    })?;
+    let server = Arc::new(server);
+    let failures = Arc::new(Mutex::new(Failures::default()));
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let server = Arc::clone(&server);
+        let app = Arc::clone(&app);
+        let failures = Arc::clone(&failures);
+        workers.push(std::thread::spawn(move || {
+            while !appliance::shutting_down() {
+                match server.recv_timeout(Duration::from_millis(500)) {
+                    Ok(Some(request)) => handle(&app, &failures, request),
+                    Ok(None) => {}
+                    Err(e) => log::warn!("http: {e}"),
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the secret.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn role_of(app: &Appliance, request: &Request, query: &BTreeMap<String, String>) -> (Role, bool) {
+    let mut presented = false;
+    if let Some(auth) = header(request, "Authorization") {
+        presented = true;
+        if let Some(token) = auth.strip_prefix("Bearer ") {
+            if same(token.trim(), &app.operator_token) {
+                return (Role::Operator, true);
+            }
+            if same(token.trim(), &app.viewer_code) {
+                return (Role::Viewer, true);
+            }
+        }
+    }
+    let code = header(request, "X-Viewer-Code").map(str::to_string).or_else(|| query.get("code").cloned());
+    if let Some(code) = code {
+        presented = true;
+        if same(code.trim(), &app.viewer_code) {
+            return (Role::Viewer, true);
+        }
+        if same(code.trim(), &app.operator_token) {
+            return (Role::Operator, true);
+        }
+    }
+    (Role::Nobody, !presented)
+}
+
+fn parse_query(url: &str) -> (String, BTreeMap<String, String>) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let map = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    (path.to_string(), map)
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn handle(app: &Arc<Appliance>, failures: &Mutex<Failures>, mut request: Request) {
+    let ip = request.remote_addr().map(SocketAddr::ip);
+    let (path, query) = parse_query(request.url());
+    let method = request.method().clone();
+    let (role, no_credential) = role_of(app, &request, &query);
+    if role == Role::Nobody && !no_credential {
+        // A wrong credential: answer more slowly each time (up to 5 s) from the same address.
+        let delay = {
+            let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = ip.map(|ip| f.by_ip.entry(ip).or_insert((0, 0)));
+            match entry {
+                Some(e) => {
+                    e.0 = e.0.saturating_add(1);
+                    e.1 = now();
+                    Duration::from_millis((100u64 << e.0.min(6)).min(5000))
+                }
+                None => Duration::from_millis(500),
+            }
+        };
+        log::warn!("http: wrong credential from {} for {path}", ip.map(|i| i.to_string()).unwrap_or_default());
+        std::thread::sleep(delay);
+    } else if role != Role::Nobody {
+        if let Some(ip) = ip {
+            failures.lock().unwrap_or_else(|p| p.into_inner()).by_ip.remove(&ip);
+        }
+    }
+    let reply = route(app, &mut request, &method, &path, &query, role, no_credential);
+    let response = match reply {
+        Ok(r) => r,
+        Err(e) => json_response(e.status, &json!({"error": {"status": e.status, "message": e.message}})),
+    };
+    let _ = request.respond(response);
+}
+
+fn json_response(status: u16, value: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    with_type(Response::from_data(body).with_status_code(status), "application/json; charset=utf-8")
+}
+
+fn with_type(response: Response<std::io::Cursor<Vec<u8>>>, content_type: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    let mut r = response;
+    for (k, v) in [
+        ("Content-Type", content_type),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"),
+    ] {
+        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            r.add_header(h);
+        }
+    }
+    r
+}
+
+fn need(role: Role, wanted: Role, no_credential: bool) -> std::result::Result<(), ApiError> {
+    if role >= wanted {
+        return Ok(());
+    }
+    if role == Role::Nobody && no_credential {
+        return Err(ApiError::new(401, match wanted {
+            Role::Operator => "this needs the operator token: send it as 'Authorization: Bearer TOKEN' (it is in the data directory's operator-token file)",
+            _ => "this needs the viewer code (header X-Viewer-Code) or the operator token",
+        }));
+    }
+    if role == Role::Viewer {
+        return Err(ApiError::new(403, "the viewer code only shows the status; this action needs the operator token"));
+    }
+    Err(ApiError::new(403, "wrong code or token"))
+}
+
+fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::new(400, format!("could not read the request body: {e}")))?;
+    if body.len() as u64 > limit {
+        return Err(ApiError::new(413, format!("the body is larger than {limit} bytes")));
+    }
+    Ok(body)
+}
+
+fn read_json(request: &mut Request) -> std::result::Result<Value, ApiError> {
+    let body = read_body(request, MAX_JSON)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("the body is not valid JSON: {e}")))
+}
+
+fn route(
+    app: &Arc<Appliance>,
+    request: &mut Request,
+    method: &Method,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    role: Role,
+    no_credential: bool,
+) -> Reply {
+    match (method, path) {
+        (Method::Get, "/") | (Method::Get, "/index.html") => Ok(with_type(Response::from_data(INDEX_HTML.as_bytes().to_vec()), "text/html; charset=utf-8")),
+        (Method::Get, "/app.js") => Ok(with_type(Response::from_data(APP_JS.as_bytes().to_vec()), "text/javascript; charset=utf-8")),
+        (Method::Get, "/style.css") => Ok(with_type(Response::from_data(STYLE_CSS.as_bytes().to_vec()), "text/css; charset=utf-8")),
+        (Method::Get, "/api/status") => {
+            need(role, Role::Viewer, no_credential)?;
+            let mut status = appliance::status(app)?;
+            status["role"] = json!(if role == Role::Operator { "operator" } else { "viewer" });
+            Ok(json_response(200, &status))
+        }
+        (Method::Post, "/api/setup") => {
+            need(role, Role::Operator, no_credential)?;
+            let body = read_json(request)?;
+            setup(app, &body)?;
+            Ok(json_response(200, &json!({"ok": true})))
+        }
+        (Method::Post, "/api/accounts") => {
+            need(role, Role::Operator, no_credential)?;
+            let name = query.get("name").cloned().unwrap_or_else(|| "accounts".into());
+            let body = read_body(request, MAX_UPLOAD)?;
+            let result = import_accounts(app, &name, &body)?;
+            Ok(json_response(200, &result))
+        }
+        (Method::Post, "/api/check") => {
+            need(role, Role::Operator, no_credential)?;
+            let body = read_json(request)?;
+            let only: Vec<String> = body.get("accounts").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            app.start_check(only).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
+            Ok(json_response(202, &json!({"ok": true, "message": "check started"})))
+        }
+        (Method::Get, "/api/check") => {
+            need(role, Role::Viewer, no_credential)?;
+            check_results(app, query.get("format").map(String::as_str))
+        }
+        (Method::Post, "/api/passes/start") => {
+            need(role, Role::Operator, no_credential)?;
+            let store = app.store()?;
+            if store.setting("finished_at")?.is_some() {
+                return Err(ApiError::new(409, "the migration is finished; nothing more to copy"));
+            }
+            store.set_setting("passes.enabled", "1")?;
+            // Start at once, not after a whole interval.
+            store.conn.execute("DELETE FROM setting WHERE key = 'passes.last_finished'", [])?;
+            Ok(json_response(200, &json!({"ok": true})))
+        }
+        (Method::Post, "/api/passes/stop") => {
+            need(role, Role::Operator, no_credential)?;
+            app.store()?.set_setting("passes.enabled", "0")?;
+            Ok(json_response(200, &json!({"ok": true, "message": "no new pass will start; a running pass finishes"})))
+        }
+        (Method::Post, "/api/passes/interval") => {
+            need(role, Role::Operator, no_credential)?;
+            let body = read_json(request)?;
+            let seconds = body.get("seconds").and_then(Value::as_i64).filter(|s| (10..=7 * 86_400).contains(s))
+                .ok_or_else(|| ApiError::new(400, "give {\"seconds\": N} with N between 10 and 604800"))?;
+            app.store()?.set_setting("passes.interval", &seconds.to_string())?;
+            Ok(json_response(200, &json!({"ok": true})))
+        }
+        (Method::Post, "/api/finish") => {
+            need(role, Role::Operator, no_credential)?;
+            let body = read_json(request)?;
+            if body.get("confirm") != Some(&Value::Bool(true)) {
+                return Err(ApiError::new(400, "finishing purges passwords and staged mail; send {\"confirm\": true} to go ahead"));
+            }
+            appliance::start_finish(app).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
+            Ok(json_response(202, &json!({"ok": true, "message": "finish started: last pass, verification, report, purge"})))
+        }
+        (Method::Get, "/api/report") | (Method::Get, "/report") => {
+            need(role, Role::Viewer, no_credential)?;
+            let store = app.store()?;
+            let report = crate::report::build(&store)?;
+            if path == "/report" {
+                let lang = if query.get("lang").map(String::as_str) == Some("en") { crate::report::Lang::En } else { crate::report::Lang::Sv };
+                return Ok(with_type(Response::from_data(report.html(lang).into_bytes()), "text/html; charset=utf-8"));
+            }
+            if query.get("format").map(String::as_str) == Some("csv") {
+                let mut r = with_type(Response::from_data(report.csv()?), "text/csv; charset=utf-8");
+                if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-report.csv\""[..]) {
+                    r.add_header(h);
+                }
+                return Ok(r);
+            }
+            Ok(json_response(200, &serde_json::to_value(&report).map_err(|e| anyhow!(e))?))
+        }
+        (_, p) if p.starts_with("/api/") => Err(ApiError::new(404, format!("no such API: {} {p} (see docs/api.md)", method))),
+        _ => Err(ApiError::new(404, "not found")),
+    }
+}
+
+fn endpoint_from(value: &Value, side: &str) -> std::result::Result<Endpoint, ApiError> {
+    let host = value.get("host").and_then(Value::as_str).filter(|h| !h.is_empty())
+        .ok_or_else(|| ApiError::new(400, format!("{side}.host is missing")))?;
+    let tls = TlsMode::parse(value.get("tls").and_then(Value::as_str).unwrap_or("implicit")).map_err(|e| ApiError::new(400, format!("{side}.tls: {e}")))?;
+    let port = value.get("port").and_then(Value::as_u64).unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 });
+    let port = u16::try_from(port).map_err(|_| ApiError::new(400, format!("{side}.port {port} is not a port")))?;
+    let pin_sha256 = value.get("pin_sha256").and_then(Value::as_str).filter(|p| !p.is_empty()).map(str::to_string);
+    Ok(Endpoint { host: host.to_string(), port, tls, pin_sha256 })
+}
+
+fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
+    let store = app.store()?;
+    for side in ["source", "target"] {
+        if let Some(v) = body.get(side).filter(|v| !v.is_null()) {
+            store.set_endpoint(side, &endpoint_from(v, side)?)?;
+        }
+    }
+    if let Some(list) = body.get("target_mx").and_then(Value::as_array) {
+        let patterns: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        store.set_setting("mx.target", &patterns.join(","))?;
+    }
+    for (key, setting) in [("quota_per_account", "limit.quota_per_account"), ("message_size_limit", "limit.message_size")] {
+        if let Some(v) = body.get(key) {
+            let bytes = match v {
+                Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::new(400, format!("{key} must be a size")))?,
+                Value::String(s) => crate::parse_size(s).map_err(|e| ApiError::new(400, format!("{key}: {e}")))?,
+                _ => return Err(ApiError::new(400, format!("{key} must be a size like \"35M\""))),
+            };
+            store.set_setting(setting, &bytes.to_string())?;
+        }
+    }
+    for (key, setting, lo, hi) in [
+        ("pass_interval_seconds", "passes.interval", 10, 7 * 86_400),
+        ("parallel", "passes.parallel", 1, 32),
+        ("quiet_period_seconds", "quiet_period", 0, 30 * 86_400),
+    ] {
+        if let Some(v) = body.get(key) {
+            let n = v.as_i64().filter(|n| (lo..=hi).contains(n)).ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))?;
+            store.set_setting(setting, &n.to_string())?;
+        }
+    }
+    if let Some(r) = body.get("resolver").and_then(Value::as_str) {
+        store.set_setting("mx.resolver", r)?;
+    }
+    Ok(())
+}
+
+fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Result<Value, ApiError> {
+    let import = crate::import::import_bytes(name, body).map_err(|e| ApiError::new(400, e.to_string()))?;
+    let store = app.store()?;
+    let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
+    let tx = store.conn.unchecked_transaction().map_err(|e| anyhow!(e))?;
+    let (mut added, mut updated) = (0, 0);
+    for row in &import.accounts {
+        if store.upsert_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)? {
+            added += 1;
+        } else {
+            updated += 1;
+        }
+    }
+    tx.commit().map_err(|e| anyhow!(e))?;
+    let missing: Vec<&String> = known.iter().filter(|k| !import.accounts.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
+    let warnings: Vec<String> = import.warnings.iter().map(|w| w.to_string()).collect();
+    Ok(json!({"added": added, "updated": updated, "not_in_file": missing, "warnings": warnings}))
+}
+
+fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
+    let store = app.store()?;
+    let mut stmt = store.conn.prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login").map_err(|e| anyhow!(e))?;
+    let details: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(|e| anyhow!(e))?.filter_map(|r| r.ok()).collect();
+    let results: Vec<crate::check::CheckResult> = details.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+    if format == Some("csv") {
+        let mut r = with_type(Response::from_data(crate::check::csv(&results)?), "text/csv; charset=utf-8");
+        if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-check.csv\""[..]) {
+            r.add_header(h);
+        }
+        return Ok(r);
+    }
+    Ok(json_response(200, &json!({"accounts": results})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        let (p, q) = parse_query("/api/accounts?name=Konton%20%C3%A5r.xlsx&x");
+        assert_eq!(p, "/api/accounts");
+        assert_eq!(q["name"], "Konton år.xlsx");
+        assert_eq!(q["x"], "");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+    }
+}

@@ -1,0 +1,592 @@
+//! Verification, the proof step of "Finish": every message the source holds now is on the target. For
+//! each present, selectable source folder it lists the source's UIDs and sizes (EXAMINE, so nothing on
+//! the source changes), checks that each has a staged row that was pushed (or refused by the target,
+//! which counts as skipped with a reason, not as missing), then asks the target folder for the recorded
+//! target UIDs and checks that each is there with the size we appended. It also compares the target
+//! folder's message count with the number of rows pushed into it.
+//!
+//! What it does not check: duplicates on the target (a target folder holding more messages than we
+//! pushed is fine, users get new mail there after the MX switch), flags, and content beyond the size.
+//! A target that re-renders messages (Microsoft 365 does) may serve other sizes for the same mail; such
+//! messages are reported as "differs" for a person to look at rather than passed silently.
+//!
+//! Memory stays flat whatever the folder size: the source's UID list streams into a TEMP table on the
+//! account's own connection, and is then compared in windows of `WINDOW` UIDs, one target FETCH each.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::imap::{FetchItem, ListedFolder, Session};
+use crate::pull::uid_set;
+use crate::store::{Account, Store, now};
+use crate::sync::{self, human_bytes};
+use crate::utf7;
+
+/// Source UIDs compared per step (and target UIDs per FETCH): bounds memory and command length.
+const WINDOW: usize = 1000;
+/// At most this many UIDs are listed per folder and kind; the counts stay exact. Keeps the stored
+/// JSON small when, say, a whole folder was never copied.
+const MAX_LISTED: usize = 1000;
+/// At most this many explanatory lines per folder.
+const MAX_NOTES: usize = 20;
+
+/// The verification of one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResult {
+    /// The account's source login.
+    pub account: String,
+    /// True when every folder checked out and nothing failed.
+    pub ok: bool,
+    /// When the verification ran (Unix seconds).
+    #[serde(default)]
+    pub checked_at: i64,
+    pub folders: Vec<FolderCheck>,
+    /// Why the verification could not run or was cut short (login, lost connection...).
+    pub error: Option<String>,
+}
+
+/// The verification of one source folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FolderCheck {
+    /// Source folder name (UTF-8).
+    pub source: String,
+    /// Target folder name (UTF-8); empty when the folder has no mapping.
+    pub target: String,
+    /// Messages in the source folder now.
+    pub source_messages: u64,
+    /// Of those, found on the target with the right size.
+    pub on_target: u64,
+    /// Of those, refused by the target (see the skip ledger for the reason).
+    pub skipped: u64,
+    /// Source UIDs not on the target (first `MAX_LISTED`; `missing_count` is exact).
+    pub missing: Vec<u32>,
+    pub missing_count: u64,
+    /// Source bytes of the missing messages.
+    pub missing_bytes: u64,
+    /// Source UIDs whose target copy has another size (first `MAX_LISTED`; `differs_count` is exact).
+    pub differs: Vec<u32>,
+    pub differs_count: u64,
+    /// Messages in the target folder now, and rows we recorded as pushed into it (from any source
+    /// folder). Fewer messages than pushed rows means something on the target was lost.
+    pub target_messages: u64,
+    pub pushed_rows: u64,
+    /// Human-readable lines: which message is missing and why, count mismatches (capped).
+    pub notes: Vec<String>,
+    /// Why this folder could not be (fully) checked.
+    pub error: Option<String>,
+}
+
+impl FolderCheck {
+    fn new(source: &str, target: &str) -> FolderCheck {
+        FolderCheck { source: source.to_string(), target: target.to_string(), ..FolderCheck::default() }
+    }
+
+    /// Every source message accounted for, the target count plausible, no error.
+    pub fn ok(&self) -> bool {
+        self.missing_count == 0 && self.differs_count == 0 && self.count_ok() && self.error.is_none()
+    }
+
+    /// The target folder holds at least as many messages as we put there.
+    pub fn count_ok(&self) -> bool {
+        self.target_messages >= self.pushed_rows
+    }
+
+    fn note(&mut self, line: String) {
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(line);
+        } else if self.notes.len() == MAX_NOTES {
+            self.notes.push("… (more not listed)".to_string());
+        }
+    }
+
+    fn add_missing(&mut self, uid: u32, size: u64, why: &str) {
+        self.missing_count += 1;
+        self.missing_bytes += size;
+        if self.missing.len() < MAX_LISTED {
+            self.missing.push(uid);
+        }
+        self.note(format!("{}: UID {uid} ({}) is missing: {why}", self.source, human_bytes(size)));
+    }
+
+    fn add_differs(&mut self, uid: u32, size: u64, target_uid: u32, target_size: u64) {
+        self.differs_count += 1;
+        if self.differs.len() < MAX_LISTED {
+            self.differs.push(uid);
+        }
+        self.note(format!(
+            "{}: UID {uid} is {size} bytes on the source but target UID {target_uid} in {} is {target_size} bytes",
+            self.source, self.target
+        ));
+    }
+}
+
+impl VerifyResult {
+    /// One line per account for the CLI and the log, with the problem folders after it.
+    pub fn line(&self) -> String {
+        let messages: u64 = self.folders.iter().map(|f| f.source_messages).sum();
+        let on_target: u64 = self.folders.iter().map(|f| f.on_target).sum();
+        let skipped: u64 = self.folders.iter().map(|f| f.skipped).sum();
+        let mut line = format!(
+            "{}: {} — {on_target} of {messages} messages on the target, {skipped} skipped, {} folders",
+            self.account,
+            if self.ok { "verified" } else { "NOT verified" },
+            self.folders.len()
+        );
+        for f in self.folders.iter().filter(|f| !f.ok()) {
+            line.push_str(&format!(
+                "\n    {} -> {}: {} missing, {} differ, target holds {} of {} copied",
+                f.source, f.target, f.missing_count, f.differs_count, f.target_messages, f.pushed_rows
+            ));
+            if let Some(e) = &f.error {
+                line.push_str(&format!(" ({e})"));
+            }
+        }
+        if let Some(e) = &self.error {
+            line.push_str(&format!("\n    FAILED: {e}"));
+        }
+        line
+    }
+}
+
+/// Where a staged row stands, as far as verification cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowState {
+    /// Not appended yet, or appended but the answer never arrived (`appending`).
+    NotCopied,
+    Pushed,
+    Refused,
+}
+
+impl RowState {
+    fn parse(text: &str) -> RowState {
+        match text {
+            "pushed" => RowState::Pushed,
+            "refused" => RowState::Refused,
+            _ => RowState::NotCopied,
+        }
+    }
+}
+
+/// A staged row of one source UID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RowView {
+    /// Bytes we staged and appended.
+    size: u64,
+    state: RowState,
+    /// The target UID, only when it belongs to the target folder and UIDVALIDITY being checked; a
+    /// pushed row pointing elsewhere is not where the mapping says it should be.
+    target_uid: Option<u32>,
+}
+
+/// Compares one window of source messages with their staged rows and the target's answer, adding
+/// the outcome to `check`. `source` is (UID, size) as the source reports it now, `rows` the staged
+/// rows by source UID, `target` target UID → size for the target UIDs the rows named.
+fn compare(check: &mut FolderCheck, source: &[(u32, u64)], rows: &BTreeMap<u32, RowView>, target: &BTreeMap<u32, u64>) {
+    for &(uid, size) in source {
+        check.source_messages += 1;
+        let Some(row) = rows.get(&uid) else {
+            check.add_missing(uid, size, "no pass has seen it (new since the last pass?)");
+            continue;
+        };
+        match (row.state, row.target_uid) {
+            (RowState::Refused, _) => check.skipped += 1,
+            (RowState::NotCopied, _) => check.add_missing(uid, size, "not copied yet"),
+            (RowState::Pushed, None) => {
+                check.add_missing(uid, size, "recorded in another target folder or an older UIDVALIDITY of it")
+            }
+            (RowState::Pushed, Some(target_uid)) => match target.get(&target_uid) {
+                None => check.add_missing(uid, size, &format!("target UID {target_uid} is no longer in {}", check.target)),
+                // Our bytes are the staged ones; a source whose RFC822.SIZE disagrees with the bytes it
+                // serves (bare-LF stores count CRLF) is not a difference on the target.
+                Some(&target_size) if target_size == row.size || target_size == size => check.on_target += 1,
+                Some(&target_size) => check.add_differs(uid, size, target_uid, target_size),
+            },
+        }
+    }
+}
+
+/// Connects to both sides and verifies every folder of the account. Never fails: problems are in the
+/// result.
+pub async fn verify_account(store: &Store, account: &Account) -> VerifyResult {
+    let mut result =
+        VerifyResult { account: account.source_login.clone(), ok: false, checked_at: now(), folders: Vec::new(), error: None };
+    if let Err(e) = verify_inner(store, account, &mut result).await {
+        result.error = Some(format!("{e:#}"));
+    }
+    result.ok = result.error.is_none() && result.folders.iter().all(FolderCheck::ok);
+    result
+}
+
+/// A stored source folder to verify.
+struct FolderRow {
+    id: i64,
+    name: String,
+    wire_name: String,
+    uidvalidity: Option<u32>,
+    target_name: Option<String>,
+}
+
+fn selectable(folder: &ListedFolder) -> bool {
+    !folder.has_attribute("\\Noselect") && !folder.has_attribute("\\NonExistent")
+}
+
+/// Errors after which the connection is unusable, so later folders would fail the same way.
+fn is_connection_error(text: &str) -> bool {
+    ["closed the connection", "timed out", "no answer within", "reading from the server", "writing to the server"]
+        .iter()
+        .any(|p| text.contains(p))
+}
+
+async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
+    let mut both = sync::connect_both(store, account).await?;
+    let folders: Vec<FolderRow> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder
+             WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map([account.id], |r| {
+            Ok(FolderRow { id: r.get(0)?, name: r.get(1)?, wire_name: r.get(2)?, uidvalidity: r.get(3)?, target_name: r.get(4)? })
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+
+    // A folder made on the source after the last pass is unknown to the store; its mail is missing.
+    let listed = both.source.list().await?;
+    let known: BTreeSet<&str> = folders.iter().map(|f| f.wire_name.as_str()).collect();
+    for folder in listed.iter().filter(|f| selectable(f) && !known.contains(f.wire_name.as_str())) {
+        let name = utf7::decode_or_raw(&folder.wire_name);
+        let mut check = FolderCheck::new(&name, "");
+        match both.source.status(&folder.wire_name, false).await {
+            Ok(status) => {
+                check.source_messages = u64::from(status.messages);
+                check.missing_count = u64::from(status.messages);
+            }
+            Err(e) => check.note(format!("cannot count its messages: {e:#}")),
+        }
+        check.error = Some("the folder is new on the source since the last pass: run a pass, then verify again".into());
+        result.folders.push(check);
+    }
+    let listed_names: BTreeSet<&str> = listed.iter().map(|f| f.wire_name.as_str()).collect();
+
+    for folder in &folders {
+        if !listed_names.contains(folder.wire_name.as_str()) {
+            // Deleted on the source since the last pass: nothing there to be missing.
+            log::info!("{}: folder {} is gone from the source; not verified", account.source_login, folder.name);
+            continue;
+        }
+        let target_name = folder.target_name.clone().unwrap_or_default();
+        let mut check = FolderCheck::new(&folder.name, &target_name);
+        let outcome = verify_folder(store, account.id, &mut both.source, &mut both.target, folder, &mut check).await;
+        let fatal = match outcome {
+            Ok(()) => None,
+            Err(e) => {
+                let text = format!("{e:#}");
+                let fatal = is_connection_error(&text);
+                check.error = Some(text);
+                fatal.then_some(e)
+            }
+        };
+        result.folders.push(check);
+        if let Some(e) = fatal {
+            return Err(e.context(format!("verification stopped in folder {}", folder.name)));
+        }
+    }
+    result.folders.sort_by(|a, b| a.source.cmp(&b.source));
+    both.source.logout().await;
+    both.target.logout().await;
+    Ok(())
+}
+
+async fn verify_folder(
+    store: &Store,
+    account_id: i64,
+    source: &mut Session,
+    target: &mut Session,
+    folder: &FolderRow,
+    check: &mut FolderCheck,
+) -> Result<()> {
+    let Some(target_name) = &folder.target_name else {
+        return Err(anyhow!("the folder has no target folder mapped: run a pass so it is mapped and copied"));
+    };
+    let selected = source.select(&folder.wire_name, true, false).await?;
+    let uidvalidity = selected
+        .uidvalidity
+        .ok_or_else(|| anyhow!("{}: folder {} has no UIDVALIDITY", source.label(), folder.name))?;
+    if folder.uidvalidity != Some(uidvalidity) {
+        check.note(format!(
+            "the source folder's UIDVALIDITY is now {uidvalidity} (a pass saw {:?}): run a pass to re-match it",
+            folder.uidvalidity
+        ));
+    }
+    stream_source_uids(store, source, selected.exists).await.with_context(|| format!("listing {} on the source", folder.name))?;
+
+    // The target side: the folder's UIDVALIDITY, its count, and the rows recorded as pushed into it.
+    let target_wire = utf7::encode(target_name);
+    let target_row: Option<i64> = store
+        .conn
+        .query_row(
+            "SELECT id FROM target_folder WHERE account_id = ?1 AND wire_name = ?2",
+            params![account_id, target_wire],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let target_selected = match target.select(&target_wire, true, false).await {
+        Ok(s) => Some(s),
+        Err(e) if !is_connection_error(&format!("{e:#}")) => {
+            check.error = Some(format!("cannot open the target folder: {e:#}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let target_validity = target_selected.as_ref().and_then(|s| s.uidvalidity);
+    check.target_messages = target_selected.as_ref().map(|s| u64::from(s.exists)).unwrap_or(0);
+    if let (Some(tf), Some(tv)) = (target_row, target_validity) {
+        check.pushed_rows = store.conn.query_row(
+            "SELECT count(*) FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'",
+            params![tf, tv],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+    }
+    if !check.count_ok() {
+        check.note(format!(
+            "the target folder holds {} messages, fewer than the {} copied there",
+            check.target_messages, check.pushed_rows
+        ));
+    }
+
+    // Window by window over the source UIDs.
+    let mut after: i64 = 0;
+    loop {
+        let window: Vec<(u32, u64)> = {
+            let mut stmt = store
+                .conn
+                .prepare_cached("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2")?;
+            let rows = stmt.query_map(params![after, WINDOW as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let (Some(&(first, _)), Some(&(last, _))) = (window.first(), window.last()) else { break };
+        after = i64::from(last);
+        let rows: BTreeMap<u32, RowView> = {
+            let mut stmt = store.conn.prepare_cached(
+                "SELECT uid, size, push_state, target_folder_id, target_uidvalidity, target_uid FROM message
+                 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid BETWEEN ?3 AND ?4",
+            )?;
+            let rows = stmt.query_map(params![folder.id, uidvalidity, first, last], |r| {
+                let state: String = r.get(2)?;
+                let tf: Option<i64> = r.get(3)?;
+                let tv: Option<u32> = r.get(4)?;
+                let tu: Option<u32> = r.get(5)?;
+                let here = tf.is_some() && tf == target_row && tv.is_some() && tv == target_validity;
+                Ok((r.get::<_, u32>(0)?, RowView { size: r.get(1)?, state: RowState::parse(&state), target_uid: tu.filter(|_| here) }))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let wanted: BTreeSet<u32> =
+            rows.values().filter(|r| r.state == RowState::Pushed).filter_map(|r| r.target_uid).collect();
+        let mut on_target: BTreeMap<u32, u64> = BTreeMap::new();
+        if !wanted.is_empty() && target_selected.is_some() {
+            target
+                .uid_fetch(&[uid_set(wanted.iter().copied())], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
+                    // `N:*`-style sets are never sent, but a server may still answer UIDs not asked for.
+                    if wanted.contains(&meta.uid) {
+                        on_target.insert(meta.uid, meta.size.map(u64::from).unwrap_or(0));
+                    }
+                    Ok(())
+                })
+                .await
+                .with_context(|| format!("reading {target_name} on the target"))?;
+        }
+        compare(check, &window, &rows, &on_target);
+    }
+    Ok(())
+}
+
+/// Lists the selected source folder's UIDs and sizes into `temp.verify_source`, streaming, so a folder
+/// of any size costs the same memory. The TEMP table belongs to this connection only and is written
+/// without touching the main database's write lock.
+async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) -> Result<()> {
+    store.conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS verify_source (uid INTEGER PRIMARY KEY, size INTEGER NOT NULL);
+         DELETE FROM temp.verify_source;",
+    )?;
+    // Some servers answer `UID FETCH 1:*` on an empty folder with BAD; there is nothing to list anyway.
+    if exists == 0 {
+        return Ok(());
+    }
+    store.conn.execute_batch("BEGIN")?;
+    let fetched = source
+        .uid_fetch(&["1:*".to_string()], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
+            let mut insert = store.conn.prepare_cached("INSERT OR REPLACE INTO temp.verify_source (uid, size) VALUES (?1, ?2)")?;
+            insert.execute(params![meta.uid, meta.size.unwrap_or(0)])?;
+            Ok(())
+        })
+        .await;
+    match fetched {
+        Ok(()) => {
+            store.conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn setting_key(account_id: i64) -> String {
+    format!("verify.{account_id}")
+}
+
+/// Stores the result (as JSON in the setting `verify.<account id>`) for the report and the page; the
+/// account is found by the result's source login.
+pub fn record(store: &Store, result: &VerifyResult) -> Result<()> {
+    let account_id: i64 = store
+        .conn
+        .query_row("SELECT id FROM account WHERE source_login = ?1", [&result.account], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| anyhow!("cannot record the verification of {}: no such account", result.account))?;
+    let json = serde_json::to_string(result).context("encoding the verification result")?;
+    store.set_setting(&setting_key(account_id), &json)
+}
+
+/// The last stored verification of an account, if any.
+pub fn load(store: &Store, account_id: i64) -> Result<Option<VerifyResult>> {
+    match store.setting(&setting_key(account_id))? {
+        None => Ok(None),
+        Some(json) => Ok(Some(
+            serde_json::from_str(&json).with_context(|| format!("the stored verification of account {account_id} is damaged"))?,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn pushed(size: u64, target_uid: u32) -> RowView {
+        RowView { size, state: RowState::Pushed, target_uid: Some(target_uid) }
+    }
+
+    fn run(source: &[(u32, u64)], rows: &[(u32, RowView)], target: &[(u32, u64)]) -> FolderCheck {
+        let mut check = FolderCheck::new("INBOX", "INBOX");
+        compare(&mut check, source, &rows.iter().cloned().collect(), &target.iter().copied().collect());
+        check
+    }
+
+    #[test]
+    fn compare_table() {
+        let not_copied = RowView { size: 10, state: RowState::NotCopied, target_uid: None };
+        let refused = RowView { size: 10, state: RowState::Refused, target_uid: None };
+        let elsewhere = RowView { size: 10, state: RowState::Pushed, target_uid: None };
+        // (source, rows, target) -> (on_target, skipped, missing, differs)
+        let cases: Vec<(&str, Vec<(u32, u64)>, Vec<(u32, RowView)>, Vec<(u32, u64)>, (u64, u64, Vec<u32>, Vec<u32>))> = vec![
+            ("all there", vec![(1, 10), (2, 20)], vec![(1, pushed(10, 5)), (2, pushed(20, 6))], vec![(5, 10), (6, 20)], (2, 0, vec![], vec![])),
+            ("no row", vec![(1, 10), (2, 20)], vec![(1, pushed(10, 5))], vec![(5, 10)], (1, 0, vec![2], vec![])),
+            ("pending row", vec![(3, 10)], vec![(3, not_copied.clone())], vec![], (0, 0, vec![3], vec![])),
+            ("refused is skipped", vec![(4, 10)], vec![(4, refused)], vec![], (0, 1, vec![], vec![])),
+            ("target uid gone", vec![(1, 10)], vec![(1, pushed(10, 5))], vec![], (0, 0, vec![1], vec![])),
+            ("size differs", vec![(1, 10)], vec![(1, pushed(10, 5))], vec![(5, 11)], (0, 0, vec![], vec![1])),
+            ("pushed elsewhere", vec![(1, 10)], vec![(1, elsewhere)], vec![(5, 10)], (0, 0, vec![1], vec![])),
+            // The source's RFC822.SIZE disagrees with the bytes staged (bare-LF store): the staged size counts.
+            ("staged size wins", vec![(1, 12)], vec![(1, pushed(10, 5))], vec![(5, 10)], (1, 0, vec![], vec![])),
+            ("empty folder", vec![], vec![], vec![], (0, 0, vec![], vec![])),
+            // A row for a message no longer on the source is not looked at.
+            ("deleted on source", vec![], vec![(9, pushed(10, 5))], vec![], (0, 0, vec![], vec![])),
+        ];
+        for (name, source, rows, target, (on_target, skipped, missing, differs)) in cases {
+            let check = run(&source, &rows, &target);
+            assert_eq!(check.source_messages, source.len() as u64, "{name}");
+            assert_eq!(check.on_target, on_target, "{name}");
+            assert_eq!(check.skipped, skipped, "{name}");
+            assert_eq!(check.missing, missing, "{name}");
+            assert_eq!(check.missing_count, missing.len() as u64, "{name}");
+            assert_eq!(check.differs, differs, "{name}");
+            assert_eq!(check.ok(), missing.is_empty() && differs.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn missing_bytes_and_notes() {
+        let check = run(&[(7, 2048)], &[], &[]);
+        assert_eq!(check.missing_bytes, 2048);
+        assert!(check.notes[0].contains("UID 7") && check.notes[0].contains("2.0 KB"), "{:?}", check.notes);
+    }
+
+    #[test]
+    fn lists_are_capped_counts_are_not() {
+        let source: Vec<(u32, u64)> = (1..=(MAX_LISTED as u32 + 500)).map(|u| (u, 1)).collect();
+        let check = run(&source, &[], &[]);
+        assert_eq!(check.missing.len(), MAX_LISTED);
+        assert_eq!(check.missing_count, MAX_LISTED as u64 + 500);
+        assert_eq!(check.notes.len(), MAX_NOTES + 1);
+    }
+
+    #[test]
+    fn windows_add_up() {
+        // Comparing in two windows gives the same as one.
+        let rows: BTreeMap<u32, RowView> = [(1, pushed(10, 5)), (2, pushed(10, 6))].into_iter().collect();
+        let target: BTreeMap<u32, u64> = [(5, 10)].into_iter().collect();
+        let mut check = FolderCheck::new("a", "b");
+        compare(&mut check, &[(1, 10)], &rows, &target);
+        compare(&mut check, &[(2, 10)], &rows, &target);
+        assert_eq!((check.source_messages, check.on_target, check.missing.clone()), (2, 1, vec![2]));
+    }
+
+    #[test]
+    fn count_check() {
+        let mut check = FolderCheck::new("a", "b");
+        check.pushed_rows = 3;
+        check.target_messages = 2;
+        assert!(!check.ok());
+        check.target_messages = 5; // mail delivered on the target after the switch is fine
+        assert!(check.ok());
+        check.error = Some("x".into());
+        assert!(!check.ok());
+    }
+
+    #[test]
+    fn record_and_load() {
+        let dir = std::env::temp_dir().join(format!("postflytt-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store.upsert_account("a@x.se", &Secret::new("pw"), "a@y.se", None, &[]).unwrap();
+        let id = store.accounts(&[]).unwrap()[0].id;
+        assert_eq!(load(&store, id).unwrap(), None);
+        let mut folder = run(&[(1, 10), (2, 10)], &[(1, pushed(10, 5))], &[(5, 10)]);
+        folder.target = "Inkorg".into();
+        let result = VerifyResult { account: "a@x.se".into(), ok: false, checked_at: 42, folders: vec![folder], error: None };
+        record(&store, &result).unwrap();
+        assert_eq!(load(&store, id).unwrap(), Some(result.clone()));
+        assert!(result.line().contains("1 of 2 messages"), "{}", result.line());
+        store.set_setting(&format!("verify.{id}"), "{not json").unwrap();
+        assert!(load(&store, id).is_err());
+        let stranger = VerifyResult { account: "nobody@x.se".into(), ..result };
+        assert!(record(&store, &stranger).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn temp_table_window_query() {
+        // The TEMP table the I/O path fills is created and read back in UID order by window.
+        let dir = std::env::temp_dir().join(format!("postflytt-verify-temp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS verify_source (uid INTEGER PRIMARY KEY, size INTEGER NOT NULL);
+                 INSERT INTO temp.verify_source VALUES (3, 30), (1, 10), (2, 20);",
+            )
+            .unwrap();
+        let mut stmt = store.conn.prepare("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2").unwrap();
+        let got: Vec<(u32, u64)> = stmt.query_map(params![1, 5], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(got, vec![(2, 20), (3, 30)]);
+        drop(stmt);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
