@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 DATA ?= ./postflytt-data
 CARGO ?= cargo
-TEST_PACKAGES = dovecot-imapd dovecot-core openssl ca-certificates pkg-config libssl-dev
+TEST_PACKAGES = dovecot-imapd dovecot-core tzdata openssl ca-certificates pkg-config libssl-dev
 
 .PHONY: all build release run test test-deps bench clean
 

@@ -4,15 +4,19 @@
 //! Three layouts stand for the servers postflytt meets: the old provider (`INBOX.` prefix, `.`
 //! separator, `LAYOUT=index` so names may hold `/`), a modern source (`/`, SPECIAL-USE declared), and the
 //! target (modern plus quota and APPENDLIMIT). The mail is owned by the unprivileged system user `pftest`
-//! (created on first use when running as root, which is how CI runs). Dropping the value stops the server
-//! and removes its directory unless `KEEP_DOVECOT=1`.
+//! (created on first use when running as root, which is how CI runs; as non-root every service runs as
+//! the caller). Dropping the value stops the server and removes its directory unless `KEEP_DOVECOT=1`
+//! (its log tail is printed when a test panics). A `sh` watchdog ends the server even when the test
+//! process is killed. For speed the servers do not fsync (`mail_fsync = never`) and refuse bad logins at
+//! once (`auth_failure_delay = 0`, no anvil auth penalty); `DovecotOptions::extra_config` can set the
+//! first two back (a later setting wins).
 
 use super::{current_ids, fresh_dir, running_as_root};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -105,6 +109,13 @@ pub struct DovecotOptions {
 /// Default APPENDLIMIT of a `Target` instance.
 pub const DEFAULT_APPEND_LIMIT: u64 = 25 * 1024 * 1024;
 
+/// The watchdog shell and the Dovecot master it started.
+struct Running {
+    watchdog: Child,
+    stdin: Option<ChildStdin>,
+    master_pid: u32,
+}
+
 /// A running throwaway Dovecot. See the module docs.
 pub struct Dovecot {
     layout: Layout,
@@ -114,7 +125,9 @@ pub struct Dovecot {
     port: u16,
     tls_port: u16,
     users: Vec<(String, String)>,
-    child: Option<Child>,
+    running: Option<Running>,
+    /// uid and gid owning the mail.
+    owner: (u32, u32),
 }
 
 impl Dovecot {
@@ -137,28 +150,17 @@ impl Dovecot {
         std::fs::write(dir.join("key.pem"), key).expect("write key.pem");
         let home = dir.join("home");
         std::fs::create_dir(&home).expect("create home dir");
-        std::os::unix::fs::chown(&home, Some(owner.uid), Some(owner.gid))
-            .unwrap_or_else(|e| panic!("chown {} to {}:{}: {e}", home.display(), owner.uid, owner.gid));
-        let mut users_file = String::new();
-        for (user, pass) in users {
-            assert!(
-                !user.is_empty() && !user.contains([':', '/', ' ', '\t', '\n', '\r']),
-                "Dovecot::start: unusable login name {user:?}"
-            );
-            writeln!(
-                users_file,
-                "{user}:{}:{}:{}::{}",
-                passwd_field(pass),
+        std::os::unix::fs::chown(&home, Some(owner.uid), Some(owner.gid)).unwrap_or_else(|e| {
+            panic!(
+                "chown {} to {}:{}: {e}",
+                home.display(),
                 owner.uid,
-                owner.gid,
-                home.join(user).display()
+                owner.gid
             )
-            .expect("write to String");
+        });
+        for (user, _) in users {
+            check_login_name(user);
         }
-        let users_path = dir.join("users");
-        std::fs::write(&users_path, users_file).expect("write users file");
-        // The auth process runs as the `dovecot` user and must read it.
-        set_mode(&users_path, 0o644);
         let mut d = Dovecot {
             layout,
             opts,
@@ -166,9 +168,14 @@ impl Dovecot {
             instance_name,
             port: 0,
             tls_port: 0,
-            users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
-            child: None,
+            users: users
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+            running: None,
+            owner: (owner.uid, owner.gid),
         };
+        d.write_users();
         let mut last_err = String::new();
         for _attempt in 0..5 {
             d.port = super::free_port();
@@ -177,10 +184,18 @@ impl Dovecot {
             match d.spawn_and_wait(Duration::from_secs(20)) {
                 Ok(()) => return d,
                 Err(e) if e.contains("Address already in use") => last_err = e,
-                Err(e) => panic!("Dovecot {:?} in {} did not start: {e}", layout, d.dir.display()),
+                Err(e) => panic!(
+                    "Dovecot {:?} in {} did not start: {e}",
+                    layout,
+                    d.dir.display()
+                ),
             }
         }
-        panic!("Dovecot {:?} in {}: ports kept being taken: {last_err}", layout, d.dir.display());
+        panic!(
+            "Dovecot {:?} in {}: ports kept being taken: {last_err}",
+            layout,
+            d.dir.display()
+        );
     }
 
     pub fn layout(&self) -> Layout {
@@ -236,6 +251,51 @@ impl Dovecot {
             .unwrap_or_else(|| panic!("no user {user:?} on this Dovecot"))
     }
 
+    /// Adds `user`, or changes its password, while the server runs. Dovecot re-reads a changed
+    /// passwd-file (there is no auth cache) but looks at it at most once per wall-clock second, so this
+    /// waits for the next second to begin (0.5 s on average).
+    pub fn set_password(&mut self, user: &str, pass: &str) {
+        check_login_name(user);
+        match self.users.iter_mut().find(|(u, _)| u == user) {
+            Some(entry) => entry.1 = pass.to_string(),
+            None => self.users.push((user.to_string(), pass.to_string())),
+        }
+        self.write_users();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(1010 - u64::from(now.subsec_millis())));
+    }
+
+    /// Writes the passwd-file from `self.users` and moves its mtime on by a second each time, so
+    /// Dovecot sees the change even within one second and at the same size.
+    fn write_users(&self) {
+        let mut text = String::new();
+        for (user, pass) in &self.users {
+            let _ = writeln!(
+                text,
+                "{user}:{}:{}:{}::{}",
+                passwd_field(pass),
+                self.owner.0,
+                self.owner.1,
+                self.home(user).display()
+            );
+        }
+        let path = self.dir.join("users");
+        let old_mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        std::fs::write(&path, text).expect("write users file");
+        // The auth process runs as the `dovecot` user and must read it.
+        set_mode(&path, 0o644);
+        if let Some(t) = old_mtime {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open users file");
+            file.set_modified(t.max(std::time::SystemTime::now()) + Duration::from_secs(1))
+                .expect("set mtime of users file");
+        }
+    }
+
     /// An [`super::ImapReader`] logged in as `user` over the plain port.
     pub fn reader(&self, user: &str) -> super::ImapReader {
         super::ImapReader::login(self.port, user, self.password(user))
@@ -249,9 +309,17 @@ impl Dovecot {
             .arg(self.cert_path())
             .output()
             .expect("run openssl x509");
-        assert!(out.status.success(), "openssl x509 failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl x509 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().rsplit('=').next().expect("fingerprint line").to_string()
+        text.trim()
+            .rsplit('=')
+            .next()
+            .expect("fingerprint line")
+            .to_string()
     }
 
     /// Runs `doveadm -c <conf> <args>` and returns its output, whatever the exit status.
@@ -278,35 +346,43 @@ impl Dovecot {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+    /// Whether the master process is alive.
+    pub fn is_running(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| pid_alive(r.master_pid))
     }
 
-    /// Stops the server (SIGTERM, then SIGKILL after 10 s) and waits until its port refuses
-    /// connections. Mail and config stay; [`Dovecot::restart`] brings it back on the same ports.
+    /// Stops the server: SIGTERM to its whole process group (master and children at once: a SIGTERM to
+    /// the master alone takes 1 to 6 s, waiting on children), SIGKILL to what is left after 0.5 s (an
+    /// `imap-login` forked at that very moment can hang on for 5 s otherwise), and waits until every
+    /// process is gone. Mail and config stay; [`Dovecot::restart`] brings it back on the same ports.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).stderr(Stdio::null()).status();
+        let Some(mut r) = self.running.take() else {
+            return;
+        };
+        // Closing the watchdog's stdin is the stop signal; it signals the group and waits for it.
+        drop(r.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match child.try_wait() {
+            match r.watchdog.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", r.master_pid)])
+                        .status();
+                    let _ = r.watchdog.kill();
+                    let _ = r.watchdog.wait();
                     break;
                 }
             }
         }
-        // The master is gone; its children close the listeners a moment later.
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && port_accepts(self.port) {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -325,36 +401,75 @@ impl Dovecot {
         }
     }
 
+    /// Starts `dovecot -F` under a small `sh` watchdog: Dovecot runs in its own session (so a
+    /// Ctrl-C to the tests does not hit it half-way), and the watchdog signals its process group when its
+    /// stdin closes, which happens in [`Dovecot::stop`] or when the test process dies in any way, so no
+    /// server outlives the tests.
     fn spawn_and_wait(&mut self, timeout: Duration) -> Result<(), String> {
+        const WATCHDOG: &str = r#"
+setsid dovecot -c "$1" -F </dev/null >/dev/null &
+pid=$!
+echo "$pid"
+trap '' INT HUP
+read -r _ || true
+kill -TERM "-$pid" 2>/dev/null
+i=0
+while kill -0 "-$pid" 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -gt 50 ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
+  sleep 0.01
+done
+wait "$pid" 2>/dev/null
+"#;
         let stderr_path = self.dir.join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr.log");
-        let tz = self.opts.tz.clone().unwrap_or_else(|| default_tz(self.layout));
-        let mut child = Command::new("dovecot")
+        let tz = self
+            .opts
+            .tz
+            .clone()
+            .unwrap_or_else(|| default_tz(self.layout));
+        let mut watchdog = Command::new("sh")
             .arg("-c")
+            .arg(WATCHDOG)
+            .arg("pf-dovecot-watchdog")
             .arg(self.conf_path())
-            .arg("-F")
             .env("TZ", tz)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("cannot run `dovecot` (is dovecot-imapd installed?): {e}"))?;
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let mut line = String::new();
+        let stdout = watchdog.stdout.take().expect("watchdog stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let master_pid: u32 = line.trim().parse().map_err(|_| {
+            let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            format!("watchdog gave no pid ({line:?}); is dovecot-imapd installed? {text}")
+        })?;
+        self.running = Some(Running {
+            stdin: watchdog.stdin.take(),
+            watchdog,
+            master_pid,
+        });
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
+            if !pid_alive(master_pid) {
+                self.stop();
                 let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                return Err(format!("dovecot exited ({status}): {text}\nlog:\n{}", self.log()));
+                return Err(format!("dovecot exited: {text}\nlog:\n{}", self.log()));
             }
             if greeting_ok(self.port) && port_accepts(self.tls_port) {
-                self.child = Some(child);
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no IMAP greeting on port {} within {timeout:?}; log:\n{}", self.port, self.log()));
+                self.stop();
+                return Err(format!(
+                    "no IMAP greeting on port {} within {timeout:?}; log:\n{}",
+                    self.port,
+                    self.log()
+                ));
             }
-            std::thread::sleep(Duration::from_millis(15));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -378,19 +493,31 @@ impl Dovecot {
              auth_mechanisms = plain login\n\
              first_valid_uid = 1\n\
              mail_max_userip_connections = 50\n\
+             # Refused logins answer at once (default: 2 s), so wrong-password tests stay fast.\n\
+             auth_failure_delay = 0\n\
+             # No fsync per saved message (10 ms each here): throwaway servers, stopped gracefully.\n\
+             mail_fsync = never\n\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = username_format=%u {d}/users\n}}\n",
             layout = self.layout,
             name = self.instance_name,
         );
-        if let Some(user) = &owner.run_as {
+        if let Some((user, group)) = &owner.run_as {
             // Not root: every service runs as us, and nothing can chroot.
             let _ = write!(
                 c,
-                "default_internal_user = {user}\ndefault_login_user = {user}\n\
-                 service anvil {{\n  chroot =\n}}\nservice imap-login {{\n  chroot =\n}}\n"
+                "default_internal_user = {user}\ndefault_internal_group = {group}\n\
+                 default_login_user = {user}\n\
+                 service imap-login {{\n  chroot =\n}}\n"
             );
         }
+        // No growing delay (2, 4, 8, 15 s) after failed logins from 127.0.0.1: that penalty also
+        // delays the *next good* login, which would make wrong-password tests slow and order-dependent.
+        c.push_str("service anvil {\n");
+        if owner.run_as.is_some() {
+            c.push_str("  chroot =\n");
+        }
+        c.push_str("  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n");
         match self.layout {
             Layout::OldHost => {
                 c.push_str(
@@ -399,10 +526,17 @@ impl Dovecot {
                 );
             }
             Layout::Modern | Layout::Target => {
-                c.push_str("mail_location = maildir:~/Maildir:LAYOUT=fs\nnamespace inbox {\n  inbox = yes\n  separator = /\n");
-                for (name, use_) in
-                    [("Sent", "Sent"), ("Drafts", "Drafts"), ("Trash", "Trash"), ("Junk", "Junk"), ("Archive", "Archive")]
-                {
+                c.push_str(
+                    "mail_location = maildir:~/Maildir:LAYOUT=fs\n\
+                     namespace inbox {\n  inbox = yes\n  separator = /\n",
+                );
+                for (name, use_) in [
+                    ("Sent", "Sent"),
+                    ("Drafts", "Drafts"),
+                    ("Trash", "Trash"),
+                    ("Junk", "Junk"),
+                    ("Archive", "Archive"),
+                ] {
                     let _ = write!(c, "  mailbox {name} {{\n    special_use = \\{use_}\n  }}\n");
                 }
                 c.push_str("}\n");
@@ -449,7 +583,11 @@ impl Drop for Dovecot {
             );
         }
         if std::env::var_os("KEEP_DOVECOT").is_some_and(|v| v == "1") {
-            eprintln!("KEEP_DOVECOT=1: keeping {:?} Dovecot dir {}", self.layout, self.dir.display());
+            eprintln!(
+                "KEEP_DOVECOT=1: keeping {:?} Dovecot dir {}",
+                self.layout,
+                self.dir.display()
+            );
             return;
         }
         if std::fs::remove_dir_all(&self.dir).is_err() {
@@ -458,6 +596,13 @@ impl Drop for Dovecot {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+fn check_login_name(user: &str) {
+    assert!(
+        !user.is_empty() && !user.contains([':', '/', ' ', '\t', '\n', '\r']),
+        "Dovecot: unusable login name {user:?}"
+    );
 }
 
 fn default_tz(layout: Layout) -> String {
@@ -474,13 +619,28 @@ fn passwd_field(pass: &str) -> String {
     let safe = !pass.is_empty()
         && pass.bytes().all(|b| b.is_ascii_graphic() && b != b':')
         && !pass.starts_with('{');
-    if safe { format!("{{PLAIN}}{pass}") } else { format!("{{PLAIN.b64}}{}", super::base64(pass.as_bytes())) }
+    if safe {
+        format!("{{PLAIN}}{pass}")
+    } else {
+        format!("{{PLAIN.b64}}{}", super::base64(pass.as_bytes()))
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// True while `pid` exists and is not a zombie (read from /proc, no libc).
+fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 fn port_accepts(port: u16) -> bool {
@@ -491,7 +651,9 @@ fn port_accepts(port: u16) -> bool {
 /// True once the plain port answers with an IMAP `* OK` greeting.
 fn greeting_ok(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
     let ok = BufReader::new(&stream).read_line(&mut line).is_ok() && line.starts_with("* OK");
@@ -503,11 +665,12 @@ fn greeting_ok(port: u16) -> bool {
 struct MailOwner {
     uid: u32,
     gid: u32,
-    run_as: Option<String>,
+    run_as: Option<(String, String)>,
 }
 
 fn mail_owner() -> MailOwner {
-    static OWNER: OnceLock<(u32, u32, Option<String>)> = OnceLock::new();
+    type Owner = (u32, u32, Option<(String, String)>);
+    static OWNER: OnceLock<Owner> = OnceLock::new();
     let (uid, gid, run_as) = OWNER
         .get_or_init(|| {
             if running_as_root() {
@@ -515,8 +678,9 @@ fn mail_owner() -> MailOwner {
                 (uid, gid, None)
             } else {
                 let (uid, gid) = current_ids();
-                let name = cmd_stdout("id", &["-un"]).unwrap_or_else(|| panic!("`id -un` failed"));
-                (uid, gid, Some(name))
+                let user = cmd_stdout("id", &["-un"]).unwrap_or_else(|| panic!("`id -un` failed"));
+                let group = cmd_stdout("id", &["-gn"]).unwrap_or_else(|| panic!("`id -gn` failed"));
+                (uid, gid, Some((user, group)))
             }
         })
         .clone();
@@ -534,7 +698,13 @@ fn ensure_system_user(name: &str) -> (u32, u32) {
     }
     // Another test process may create it at the same moment; look again whatever useradd says.
     let out = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
         .output();
     lookup().unwrap_or_else(|| {
         panic!(
@@ -546,7 +716,9 @@ fn ensure_system_user(name: &str) -> (u32, u32) {
 
 fn cmd_stdout(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The self-signed certificate and key (PEM), made once per test process with openssl.
@@ -555,7 +727,17 @@ fn cert_pems() -> (&'static str, &'static str) {
     let (c, k) = PEMS.get_or_init(|| {
         let dir = fresh_dir("pf-cert");
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "2"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-days",
+                "2",
+            ])
             .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
             .arg("-keyout")
             .arg(dir.join("key.pem"))
@@ -564,7 +746,11 @@ fn cert_pems() -> (&'static str, &'static str) {
             .stdin(Stdio::null())
             .output()
             .expect("run openssl req (is openssl installed?)");
-        assert!(out.status.success(), "openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let cert = std::fs::read_to_string(dir.join("cert.pem")).expect("read generated cert.pem");
         let key = std::fs::read_to_string(dir.join("key.pem")).expect("read generated key.pem");
         let _ = std::fs::remove_dir_all(&dir);

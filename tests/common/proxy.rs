@@ -84,7 +84,12 @@ impl CutProxy {
             .name(format!("cutproxy-{port}"))
             .spawn(move || accept_loop(listener, upstream_port, sh))
             .expect("CutProxy: spawn acceptor");
-        CutProxy { port, upstream: upstream_port, shared, acceptor: Some(acceptor) }
+        CutProxy {
+            port,
+            upstream: upstream_port,
+            shared,
+            acceptor: Some(acceptor),
+        }
     }
 
     /// The port clients should connect to.
@@ -153,11 +158,20 @@ impl Drop for CutProxy {
             let _ = u.shutdown(Shutdown::Both);
         }
         // Wake the blocking accept().
-        let _ = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(1));
+        let _ = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_secs(1),
+        );
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
-        let workers = std::mem::take(&mut *self.shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let workers = std::mem::take(
+            &mut *self
+                .shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         for w in workers {
             let _ = w.join();
         }
@@ -171,14 +185,24 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
         }
         let Ok(client) = incoming else { continue };
         let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream_port));
-        let Ok(upstream) = TcpStream::connect_timeout(&upstream_addr, Duration::from_secs(5)) else {
+        let Ok(upstream) = TcpStream::connect_timeout(&upstream_addr, Duration::from_secs(5))
+        else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
-        let clones = (|| Some((client.try_clone().ok()?, upstream.try_clone().ok()?, client.try_clone().ok()?, upstream.try_clone().ok()?)))();
-        let Some((c_reg, u_reg, c2, u2)) = clones else { continue };
+        let clones = (|| {
+            Some((
+                client.try_clone().ok()?,
+                upstream.try_clone().ok()?,
+                client.try_clone().ok()?,
+                upstream.try_clone().ok()?,
+            ))
+        })();
+        let Some((c_reg, u_reg, c2, u2)) = clones else {
+            continue;
+        };
         let id = {
             let mut st = sh.state();
             st.accepted += 1;
@@ -188,7 +212,10 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
             id
         };
         let mut handles = Vec::new();
-        for (dir, from, to) in [(Direction::ClientToServer, client, upstream), (Direction::ServerToClient, u2, c2)] {
+        for (dir, from, to) in [
+            (Direction::ClientToServer, client, upstream),
+            (Direction::ServerToClient, u2, c2),
+        ] {
             let sh2 = sh.clone();
             let h = std::thread::Builder::new()
                 .name(format!("cutproxy-pump-{id}-{}", dir.index()))
@@ -198,7 +225,9 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
         }
         let mut workers = sh.workers.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished pumps so a long test does not pile up handles.
-        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *workers).into_iter().partition(|h| h.is_finished());
+        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *workers)
+            .into_iter()
+            .partition(|h| h.is_finished());
         for h in done {
             let _ = h.join();
         }
@@ -218,7 +247,12 @@ fn pump(dir: Direction, mut from: TcpStream, mut to: TcpStream, id: u64, sh: Arc
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 continue;
             }
             Err(_) => break,
@@ -227,16 +261,16 @@ fn pump(dir: Direction, mut from: TcpStream, mut to: TcpStream, id: u64, sh: Arc
             let mut st = sh.state();
             let mut forward = n;
             let mut cut = false;
-            if let Some((d, remaining)) = st.armed {
-                if d == dir {
-                    if n as u64 >= remaining {
-                        forward = remaining as usize;
-                        cut = true;
-                        st.armed = None;
-                        st.cuts += 1;
-                    } else {
-                        st.armed = Some((d, remaining - n as u64));
-                    }
+            if let Some((d, remaining)) = st.armed
+                && d == dir
+            {
+                if n as u64 >= remaining {
+                    forward = remaining as usize;
+                    cut = true;
+                    st.armed = None;
+                    st.cuts += 1;
+                } else {
+                    st.armed = Some((d, remaining - n as u64));
                 }
             }
             st.seen[dir.index()] += forward as u64;

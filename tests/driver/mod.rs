@@ -117,6 +117,14 @@ impl Migration {
     }
 }
 
+impl Drop for Migration {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_DOVECOT").is_none() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+}
+
 fn quote(s: &str) -> String {
     if s.contains(';') || s.contains('"') {
         format!("\"{}\"", s.replace('"', "\"\""))
