@@ -548,7 +548,7 @@ fn mx_round(app: &Appliance) -> Result<()> {
         return Ok(());
     }
     let target_mx: Vec<String> = store.setting("mx.target")?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    let resolver_setting = store.setting("mx.resolver")?;
+    let resolver_setting = store.setting("mx.resolver")?.or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
     let mut states: BTreeMap<String, crate::mx::DomainState> = store
         .setting("mx.state")?
         .and_then(|s| serde_json::from_str::<Vec<crate::mx::DomainState>>(&s).ok())

@@ -126,16 +126,9 @@ async fn explain_login_failure(error: &anyhow::Error, endpoint: &Endpoint) -> St
     text
 }
 
-async fn login(endpoint: &Endpoint, side: &str, login: &str, password: Option<&crate::secret::Secret>) -> Result<Session, String> {
-    let Some(password) = password else {
-        return Err(format!("no {side} password stored for {login}: add it to the account list and import again"));
-    };
-    let attempt = async {
-        let mut session = Session::connect(endpoint, &format!("{side} {login}")).await?;
-        session.login(login, password).await?;
-        Ok::<_, anyhow::Error>(session)
-    }
-    .await;
+/// Logs in on one side; on failure, the operator's explanation instead of the error.
+async fn login(store: &Store, account: &Account, endpoint: &Endpoint, side: &str) -> Result<Session, String> {
+    let attempt = if side == "source" { crate::sync::open_source(store, account).await } else { crate::sync::open_target(store, account).await };
     match attempt {
         Ok(s) => Ok(s),
         Err(e) => Err(explain_login_failure(&e, endpoint).await),
@@ -154,7 +147,7 @@ pub async fn check_account(store: &Store, account: &Account, limits: &Limits) ->
             return result;
         }
     };
-    let mut source = match login(&source_ep, "source", &account.source_login, account.source_password.as_ref()).await {
+    let mut source = match login(store, account, &source_ep, "source").await {
         Ok(s) => s,
         Err(problem) => {
             result.verdict = Verdict::SourceLoginFailed;
@@ -162,7 +155,7 @@ pub async fn check_account(store: &Store, account: &Account, limits: &Limits) ->
             return result;
         }
     };
-    let mut target = match login(&target_ep, "target", &account.target_login, account.target_password.as_ref()).await {
+    let mut target = match login(store, account, &target_ep, "target").await {
         Ok(s) => s,
         Err(problem) => {
             result.verdict = Verdict::TargetLoginFailed;
@@ -193,7 +186,10 @@ async fn measure(
     let discovery = crate::sync::discover(store, account, source, target).await?;
     let target_of: BTreeMap<String, String> = discovery.maps.iter().map(|m| (m.source.clone(), m.target.clone())).collect();
 
-    result.size_limit = target.append_limit().or(limits.message_size_limit);
+    result.size_limit = target.append_limit().or(limits.message_size_limit).or(
+        // Exchange Online takes 35 MB unless the tenant raised it (up to 150 MB): set it with --message-size-limit.
+        if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
+    );
     match target.storage_quota().await? {
         Some((used_kib, limit_kib)) => {
             result.target_room = Some(limit_kib.saturating_sub(used_kib).saturating_mul(1024));

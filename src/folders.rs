@@ -179,6 +179,9 @@ pub struct TargetLayout {
     pub existing: Vec<TargetFolder>,
     /// Folder names differing only in case are the same folder (Microsoft 365).
     pub case_insensitive: bool,
+    /// Names the target keeps for itself (Microsoft 365: `Files`); a source folder of that name gets
+    /// a suffix like any other collision.
+    pub reserved: Vec<String>,
 }
 
 /// Why a source folder got its target name.
@@ -226,6 +229,10 @@ pub fn map_folders(
     let chosen = choose_specials(&placed);
 
     let mut claims = Claims::default();
+    for name in &target.layout.reserved {
+        let reserved = format!("{}{name}", target.layout.prefix);
+        claims.owners.insert(target.collision_key(&reserved), "the target itself (reserved name)".to_string());
+    }
     let mut done: BTreeMap<&str, Mapped> = BTreeMap::new();
     // Keyed by source name (INBOX folded to upper case) so children can find the folder they follow.
     let mut parents: BTreeMap<String, (String, bool)> = BTreeMap::new();
@@ -700,6 +707,7 @@ mod tests {
             delimiter: '/',
             existing: Vec::new(),
             case_insensitive: false,
+            reserved: vec![],
         }
     }
 
@@ -723,6 +731,7 @@ mod tests {
                 })
                 .collect(),
             case_insensitive: true,
+            reserved: vec![],
         }
     }
 
@@ -943,6 +952,36 @@ mod tests {
     }
 
     #[test]
+    fn exchange_names_without_special_use_attributes() {
+        // Exchange Online lists its special folders without SPECIAL-USE: they are found by name.
+        let mut target = microsoft_target();
+        for f in &mut target.existing {
+            f.special_use = None;
+        }
+        let maps = map_folders(
+            &old_host(),
+            &old_host_folders(&["INBOX", "INBOX.Skickat", "INBOX.Papperskorg", "INBOX.Skräppost", "INBOX.Utkast", "INBOX.Arkiv"]),
+            &target,
+        );
+        let by: BTreeMap<&str, &str> = maps.iter().map(|m| (m.source.as_str(), m.target.as_str())).collect();
+        assert_eq!(by["INBOX.Skickat"], "Sent Items");
+        assert_eq!(by["INBOX.Papperskorg"], "Deleted Items");
+        assert_eq!(by["INBOX.Skräppost"], "Junk Email");
+        assert_eq!(by["INBOX.Utkast"], "Drafts");
+        assert_eq!(by["INBOX.Arkiv"], "Archive");
+    }
+
+    #[test]
+    fn reserved_target_name_gets_a_suffix() {
+        let mut target = microsoft_target();
+        target.reserved = vec!["Files".into()];
+        let maps = map_folders(&old_host(), &[folder("INBOX", '.'), folder("INBOX.Files", '.'), folder("INBOX.Files.2020", '.')], &target);
+        let by: BTreeMap<&str, &str> = maps.iter().map(|m| (m.source.as_str(), m.target.as_str())).collect();
+        assert_eq!(by["INBOX.Files"], "Files (2)");
+        assert_eq!(by["INBOX.Files.2020"], "Files (2)/2020");
+    }
+
+    #[test]
     fn case_collision_on_case_insensitive_target() {
         let folders = vec![
             folder("INBOX", '/'),
@@ -1065,6 +1104,7 @@ mod tests {
                 special_use: Some(Sent),
             }],
             case_insensitive: false,
+            reserved: vec![],
         };
         let folders = vec![
             folder("INBOX", '/'),

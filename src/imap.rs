@@ -195,7 +195,7 @@ pub struct Session {
 }
 
 /// The socket, plain or wrapped in TLS; one type so STARTTLS can take the plain one back out.
-enum Conn {
+pub enum Conn {
     Plain(TcpStream),
     Tls(Box<async_native_tls::TlsStream<TcpStream>>),
 }
@@ -327,6 +327,19 @@ async fn tcp_connect(endpoint: &Endpoint) -> Result<TcpStream> {
         .with_context(|| format!("cannot reach {target} (connection refused or timed out: is the server up and the port right?)"))
 }
 
+/// A connected socket (TLS or plain, by the endpoint's mode), for protocols other than IMAP on the
+/// same trust rules: the OAuth2 token request.
+pub async fn raw_connect(endpoint: &Endpoint) -> Result<Conn> {
+    if endpoint.tls != TlsMode::Implicit && !is_loopback(&endpoint.host) {
+        bail!("plain text to {} is allowed only on loopback", endpoint.host);
+    }
+    let tcp = tcp_connect(endpoint).await?;
+    match endpoint.tls {
+        TlsMode::Implicit => connect_tls(tcp, endpoint).await,
+        _ => Ok(Conn::Plain(tcp)),
+    }
+}
+
 impl Session {
     /// Connects, negotiates TLS and reads the greeting; not yet logged in.
     pub async fn connect(endpoint: &Endpoint, label: &str) -> Result<Session> {
@@ -436,6 +449,30 @@ impl Session {
     /// Sends commands in one go (pipelined) and waits for all their tagged answers. Untagged data goes
     /// to `on_data` as it arrives, so a large FETCH is never collected in memory.
     pub async fn run_many(
+        &mut self,
+        bodies: Vec<CommandBody<'static>>,
+        on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
+    ) -> Result<Vec<Answer>> {
+        let mut attempt = 0;
+        loop {
+            let answers = self.run_many_once(bodies.clone(), on_data).await?;
+            // Quirk `exchange_throttled` (Microsoft 365 / Exchange Online): "NO ... Request is
+            // throttled. Suggested Backoff Time: N milliseconds". The commands did nothing; wait as
+            // told and send them again, a few times, before treating it as a failure.
+            let wait = answers.iter().filter_map(throttle_delay).max();
+            match wait {
+                Some(wait) if attempt < 6 => {
+                    attempt += 1;
+                    THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    log::warn!("{}: the server is throttling; waiting {} ms as it asks", self.label, wait.as_millis());
+                    smol::Timer::after(wait).await;
+                }
+                _ => return Ok(answers),
+            }
+        }
+    }
+
+    async fn run_many_once(
         &mut self,
         bodies: Vec<CommandBody<'static>>,
         on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
@@ -585,6 +622,35 @@ impl Session {
         };
         if !answer.is_ok() {
             bail!("{}: login as {user} was refused: {}", self.label, answer.words());
+        }
+        if !answer_has_caps(&answer) {
+            self.refresh_capabilities().await?;
+        }
+        Ok(())
+    }
+
+    /// Logs in with AUTHENTICATE XOAUTH2 (an OAuth2 access token, e.g. Microsoft 365's). The error says
+    /// what to check in the app registration, never the token.
+    pub async fn login_xoauth2(&mut self, user: &str, token: &Secret) -> Result<()> {
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        if !self.has("AUTH=XOAUTH2") {
+            bail!("{}: the server does not offer AUTHENTICATE XOAUTH2", self.label);
+        }
+        let body = CommandBody::authenticate_with_ir(
+            imap_next::imap_types::auth::AuthMechanism::XOAuth2,
+            crate::oauth::xoauth2(user, token),
+        );
+        let answer = self.run_auth(body).await?;
+        if !answer.is_ok() {
+            bail!(
+                "{}: the OAuth2 login as {user} was refused ({}); check that the app has the IMAP.AccessAsApp \
+                 permission with admin consent, and that its service principal has FullAccess to this mailbox \
+                 (Add-MailboxPermission)",
+                self.label,
+                answer.words()
+            );
         }
         if !answer_has_caps(&answer) {
             self.refresh_capabilities().await?;
@@ -970,6 +1036,27 @@ impl Session {
     }
 }
 
+/// How many times a server asked us to back off (shown in pass summaries).
+pub static THROTTLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The wait a throttled answer asks for ("Suggested Backoff Time: N milliseconds"), capped at a minute.
+pub fn throttle_delay(answer: &Answer) -> Option<Duration> {
+    if answer.is_ok() {
+        return None;
+    }
+    let text = answer.text.to_ascii_lowercase();
+    if !text.contains("throttl") {
+        return None;
+    }
+    let ms = text
+        .split("backoff time:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().ok())
+        .unwrap_or(1000);
+    Some(Duration::from_millis(ms.clamp(100, 60_000)))
+}
+
 /// The answer to an APPEND and, for MULTIAPPEND refused half-way, how many were never sent.
 pub struct AppendAnswer {
     pub answer: Answer,
@@ -1151,6 +1238,18 @@ mod tests {
         assert_eq!(parse_appenduid("APPENDUID 17 4,9,11:12"), Some((17, vec![4, 9, 11, 12])));
         assert_eq!(parse_appenduid("COPYUID 1 2 3"), None);
         assert_eq!(parse_appenduid("APPENDUID x 1"), None);
+    }
+
+    #[test]
+    fn throttle_answers() {
+        let a = |kind, text: &str| Answer { kind, code: None, text: text.into() };
+        assert_eq!(
+            throttle_delay(&a(StatusKind::No, "Request is throttled. Suggested Backoff Time: 1500 milliseconds")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(throttle_delay(&a(StatusKind::No, "Request is throttled.")), Some(Duration::from_millis(1000)));
+        assert_eq!(throttle_delay(&a(StatusKind::No, "Mailbox does not exist")), None);
+        assert_eq!(throttle_delay(&a(StatusKind::Ok, "throttled")), None);
     }
 
     #[test]

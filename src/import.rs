@@ -1,17 +1,33 @@
 //! The customer's account list: turning the file the customer sent into validated `AccountRow`s, or into a
 //! list of every problem in it, each naming sheet, row and column the way the customer's spreadsheet
 //! program shows them. Reading is split in two so that every file format feeds one validator: a reader
-//! (CSV here; xlsx and zip later) produces a `Grid` of text cells with their spreadsheet row numbers, and
+//! (CSV, an .xlsx or .ods workbook, or a .zip holding one of them; the type is judged by the bytes, not
+//! the name) produces a `Grid` of text cells with their spreadsheet row numbers, and
 //! `accounts_from_grid` finds the header row, maps the columns and checks every row. Passwords move from
-//! the grid straight into `Secret`s and never appear in a message.
+//! the grid straight into `Secret`s and never appear in a message. Files are treated as hostile: sizes,
+//! entry counts and sheet areas are checked before anything is unpacked or expanded.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Cursor, Read, Seek};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
+use calamine::{
+    CellErrorType, Data, DataRef, Dimensions, ExcelDateTime, Ods, OdsError, Reader, SheetType,
+    SheetVisible, Xlsx, XlsxError,
+};
+use zip::ZipArchive;
+
 use crate::secret::{Secret, wipe};
+
+// main.rs does not declare `mod template` yet, so the tests reach the template and its workbook writer
+// through this path. Once main.rs declares it, replace these three lines with
+// `#[cfg(test)] use crate::template;`.
+#[cfg(test)]
+#[path = "template.rs"]
+mod template;
 
 /// Most spreadsheet rows (header included) a list may have. A customer has hundreds of accounts at most;
 /// the limit only keeps a hostile or broken file from using up the box's memory.
@@ -27,6 +43,20 @@ pub const MAX_FILE_BYTES: u64 = 32 << 20;
 const HEADER_SEARCH_ROWS: usize = 10;
 /// Longest excerpt of a cell quoted back in a message.
 const SHOWN_CHARS: usize = 60;
+/// Most bytes a zip archive (a .zip the customer sent, or the archive an .xlsx or .ods workbook is) may
+/// unpack to, by the sizes it declares; the zip crate fails a member that grows past its declared size.
+pub const MAX_UNZIPPED_BYTES: u64 = 64 << 20;
+/// Most entries of a .zip the customer sent: a list, perhaps a readme and the Mac's `__MACOSX` shadows.
+pub const MAX_ZIP_ENTRIES: usize = 100;
+/// Most parts of a workbook. Excel writes about a dozen; pictures and many sheets add some.
+const MAX_WORKBOOK_PARTS: usize = 1000;
+/// What calamine may build from an .ods file, estimated by `check_ods_content` before it runs.
+const MAX_ODS_BYTES: u64 = 256 << 20;
+/// Start of every OLE compound file: Excel 97-2003 .xls, and any password-protected Office file.
+const OLE_MAGIC: &[u8] = b"\xD0\xCF\x11\xE0";
+/// Domains reserved for examples (RFC 2606), plus the one the template uses. A row whose login is at one
+/// of them is the template's example left in, not an account.
+const EXAMPLE_DOMAINS: [&str; 4] = ["example.se", "example.com", "example.org", "example.net"];
 
 /// One account as the customer listed it.
 #[derive(Debug, Clone)]
@@ -175,25 +205,82 @@ fn too_large(sheet: &str) -> ImportError {
     )
 }
 
-/// Validates an account list given as bytes (an upload), choosing the reader by `file_name`'s extension
-/// and the bytes' first few.
+/// Validates an account list given as bytes (an upload). The type is judged by the bytes (zip, OLE
+/// compound file, text) and then by the archive's contents; `file_name` only names the file in messages
+/// and, inside a .zip, picks the member.
 pub fn import_bytes(file_name: &str, bytes: &[u8]) -> Result<Import, ImportError> {
-    let extension = Path::new(file_name)
-        .extension()
-        .map(|ext| ext.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    // An xlsx file is a zip archive; catch one that was renamed to .csv as well.
-    let is_zip = bytes.starts_with(b"PK\x03\x04");
-    // Excel 97-2003 .xls is an OLE compound file.
-    let is_ole = bytes.starts_with(b"\xD0\xCF\x11\xE0");
-    if is_zip || is_ole || matches!(extension.as_str(), "xlsx" | "xlsm" | "xls" | "ods" | "zip") {
+    read_document(file_name, bytes, false)
+}
+
+/// Reads one file: `in_zip` when it came out of a .zip, which may not hold another .zip.
+fn read_document(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, ImportError> {
+    if bytes.starts_with(OLE_MAGIC) {
         return Err(ImportError::file(
-            file_name,
-            "Excel and zip files cannot be read yet; open the list in Excel and save it as \
-             \"CSV UTF-8\", then import that file",
+            name,
+            "this is an Excel 97-2003 workbook (.xls) or a password-protected workbook, which \
+             postflytt does not read; open it in Excel, remove any password, and save it as \
+             \"Excel Workbook (.xlsx)\" or \"CSV UTF-8\", then import that file",
         ));
     }
-    accounts_from_grid(csv_grid(file_name, bytes)?)
+    // A local file header, or the end record alone (an empty archive).
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        return read_archive(name, bytes, in_zip);
+    }
+    if let Some(message) = not_a_list(name, bytes) {
+        return Err(ImportError::file(name, message));
+    }
+    accounts_from_grid(csv_grid(name, bytes)?)
+}
+
+/// Recognises files that are neither a workbook nor text, which the CSV reader would otherwise turn
+/// into a confusing "no column for the login".
+fn not_a_list(name: &str, bytes: &[u8]) -> Option<String> {
+    let extension = extension(name);
+    if bytes.starts_with(b"%PDF") {
+        return Some(
+            "this is a PDF document, not a spreadsheet; send the Excel or CSV file the list was \
+             made in"
+                .to_string(),
+        );
+    }
+    if bytes.starts_with(b"Rar!") || bytes.starts_with(b"7z\xBC\xAF\x27\x1C") {
+        return Some(
+            "this is a RAR or 7-Zip archive, which postflytt does not unpack; send the list itself \
+             or a .zip"
+                .to_string(),
+        );
+    }
+    let utf16 = bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF");
+    if !utf16 && bytes.contains(&0) {
+        let message = if matches!(extension.as_str(), "xlsx" | "xlsm" | "ods" | "zip") {
+            format!(
+                "the file is named .{extension} but is not one; it may be damaged or only partly \
+                 downloaded. Save or send it again"
+            )
+        } else {
+            "the file is neither a spreadsheet nor text; save the list as .xlsx or \"CSV UTF-8\""
+                .to_string()
+        };
+        return Some(message);
+    }
+    // Web applications often export an HTML table or Excel 2003 XML under an .xls name.
+    let start = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if start.trim_ascii_start().starts_with(b"<") {
+        return Some(
+            "this is a web page or XML file, not a spreadsheet Excel saved; open it in Excel and \
+             save it as \"Excel Workbook (.xlsx)\" or \"CSV UTF-8\""
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// Lowercased extension of a file name, empty without one.
+fn extension(name: &str) -> String {
+    Path::new(name)
+        .extension()
+        .map(|ext| ext.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
 }
 
 /// A sheet of text cells with their spreadsheet row numbers: what every file reader produces and the
@@ -209,6 +296,18 @@ pub struct Grid {
 struct GridRow {
     number: usize,
     cells: Vec<String>,
+    /// Cells that were not text in the workbook, by 0-based column; empty for CSV.
+    kinds: Vec<(usize, CellKind)>,
+}
+
+/// What a workbook cell was before it became the text in the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// A number, date, time or truth value: the text is how postflytt spells it, which may differ from
+    /// what was typed (Excel drops leading zeros and turns "1/2" into a date).
+    NotText,
+    /// A formula's error value such as `#N/A`; the text is that code.
+    Error,
 }
 
 impl Grid {
@@ -236,7 +335,17 @@ impl Grid {
     /// Adds spreadsheet row `number` (1-based, increasing). Trailing empty cells are dropped and a row of
     /// nothing but empty cells is skipped, so a sheet whose used range runs far past the data costs
     /// nothing.
-    pub fn push_row(&mut self, number: usize, mut cells: Vec<String>) -> Result<(), ImportError> {
+    pub fn push_row(&mut self, number: usize, cells: Vec<String>) -> Result<(), ImportError> {
+        self.push_cells(number, cells, Vec::new())
+    }
+
+    /// `push_row` for a workbook row, with the columns whose cells were not text.
+    pub fn push_cells(
+        &mut self,
+        number: usize,
+        mut cells: Vec<String>,
+        kinds: Vec<(usize, CellKind)>,
+    ) -> Result<(), ImportError> {
         while cells.last().is_some_and(|cell| cell.trim().is_empty()) {
             cells.pop();
         }
@@ -252,12 +361,14 @@ impl Grid {
             }],
         };
         if number > MAX_ROWS {
+            cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
             return Err(problem(
                 None,
                 format!("the list has more than {MAX_ROWS} rows; is this the right file?"),
             ));
         }
         if cells.len() > MAX_COLUMNS {
+            cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
             return Err(problem(
                 Some(column_letter(MAX_COLUMNS)),
                 format!("the row uses more than {MAX_COLUMNS} columns; is this the right file?"),
@@ -265,13 +376,27 @@ impl Grid {
         }
         self.cells += cells.len();
         if self.cells > MAX_CELLS {
+            cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
             return Err(problem(
                 None,
                 format!("the list has more than {MAX_CELLS} cells; is this the right file?"),
             ));
         }
-        self.rows.push(GridRow { number, cells });
+        self.rows.push(GridRow {
+            number,
+            cells,
+            kinds,
+        });
         Ok(())
+    }
+
+    /// Whether one of the rows the header is looked for in names a known column.
+    fn has_header(&self) -> bool {
+        self.rows.iter().take(HEADER_SEARCH_ROWS).any(|row| {
+            row.cells
+                .iter()
+                .any(|cell| field_for_header(cell).is_some())
+        })
     }
 }
 
@@ -542,6 +667,1167 @@ fn decode_windows_1252(bytes: &[u8]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Zip archives
+
+/// What a zip archive holds, judged by its entries.
+enum ZipContent {
+    /// An Excel workbook (.xlsx, .xlsm).
+    Xlsx,
+    /// An OpenDocument spreadsheet (.ods).
+    Ods,
+    /// A file postflytt recognises but does not read; the message says what to do.
+    Refused(&'static str),
+    /// Any other archive: the customer's .zip holding the list.
+    Archive,
+}
+
+/// Reads a zip archive: a workbook, or a .zip holding the list.
+fn read_archive(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, ImportError> {
+    // The zip crate allocates for every entry the end record claims before anything else can be
+    // checked; refuse an absurd count first.
+    if declared_entries(bytes).is_some_and(|entries| entries > MAX_WORKBOOK_PARTS as u64) {
+        return Err(ImportError::file(
+            name,
+            format!(
+                "the zip archive has more than {MAX_WORKBOOK_PARTS} entries; is this the right file?"
+            ),
+        ));
+    }
+    let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|err| {
+        ImportError::file(
+            name,
+            format!(
+                "cannot be opened as a zip archive ({err}); it may be damaged or only partly \
+                 downloaded. Save or send it again"
+            ),
+        )
+    })?;
+    match zip_content(&mut archive) {
+        ZipContent::Xlsx => {
+            check_unzipped_size(name, &archive, MAX_WORKBOOK_PARTS)?;
+            read_workbook(name, in_zip, |notes| xlsx_grid(name, bytes, in_zip, notes))
+        }
+        ZipContent::Ods => {
+            check_unzipped_size(name, &archive, MAX_WORKBOOK_PARTS)?;
+            let content = read_member(&mut archive, name, "content.xml", MAX_UNZIPPED_BYTES)?;
+            let checked = check_ods_content(&content, &|sheet| sheet_label(name, sheet, in_zip));
+            wipe(content);
+            checked?;
+            read_workbook(name, in_zip, |notes| ods_grid(name, bytes, in_zip, notes))
+        }
+        ZipContent::Refused(message) => Err(ImportError::file(name, message)),
+        ZipContent::Archive if in_zip => Err(ImportError::file(
+            name,
+            "a zip inside the zip; put the list itself in the zip, or send it without one",
+        )),
+        ZipContent::Archive => read_zip(name, archive),
+    }
+}
+
+fn zip_content<R: Read + Seek>(archive: &mut ZipArchive<R>) -> ZipContent {
+    let has = |archive: &ZipArchive<R>, prefix: &str| {
+        archive
+            .file_names()
+            .any(|name| name.is_ok_and(|name| name.starts_with(prefix)))
+    };
+    if archive.index_for_name("[Content_Types].xml").is_some() {
+        if archive.index_for_name("xl/workbook.bin").is_some() {
+            return ZipContent::Refused(
+                "this is an Excel binary workbook (.xlsb), which postflytt does not read; open it \
+                 in Excel and save it as \"Excel Workbook (.xlsx)\" or \"CSV UTF-8\"",
+            );
+        }
+        if has(archive, "xl/") {
+            return ZipContent::Xlsx;
+        }
+        if has(archive, "word/") || has(archive, "ppt/") {
+            return ZipContent::Refused(
+                "this is a Word or PowerPoint document, not a spreadsheet; send the Excel or CSV \
+                 file with the account list",
+            );
+        }
+    }
+    if archive.index_for_name("mimetype").is_some() {
+        // An OpenDocument file names its kind in its first member.
+        let mut mime = Vec::new();
+        let read = archive
+            .by_name("mimetype")
+            .and_then(|member| Ok(member.take(100).read_to_end(&mut mime)?));
+        if read.is_ok() {
+            if mime.trim_ascii() == b"application/vnd.oasis.opendocument.spreadsheet" {
+                return ZipContent::Ods;
+            }
+            if mime.starts_with(b"application/vnd.oasis.opendocument.") {
+                return ZipContent::Refused(
+                    "this is an OpenDocument file that is not a spreadsheet; send the .ods, .xlsx \
+                     or CSV file with the account list",
+                );
+            }
+        }
+    }
+    if has(archive, "Index/Document.iwa") {
+        return ZipContent::Refused(
+            "this is an Apple Numbers document, which postflytt does not read; in Numbers choose \
+             File > Export To > Excel, then import that file",
+        );
+    }
+    ZipContent::Archive
+}
+
+/// The entry count the archive's end record declares (following the zip64 locator when the 16-bit
+/// count is maxed out), or `None` when no end record is found.
+fn declared_entries(bytes: &[u8]) -> Option<u64> {
+    const END: &[u8] = b"PK\x05\x06";
+    // The end record is 22 bytes plus a comment of at most 65535.
+    let tail_start = bytes.len().saturating_sub(22 + 0xFFFF);
+    let at = tail_start + bytes[tail_start..].windows(4).rposition(|w| w == END)?;
+    let record = bytes.get(at..at + 22)?;
+    let entries = u16::from_le_bytes([record[10], record[11]]);
+    if entries != u16::MAX {
+        return Some(u64::from(entries));
+    }
+    // Zip64: a 20-byte locator just before the end record gives the offset of the zip64 end record,
+    // whose entry count is at byte 32.
+    let locator = bytes.get(at.checked_sub(20)?..at)?;
+    if !locator.starts_with(b"PK\x06\x07") {
+        return Some(u64::from(entries));
+    }
+    let offset = usize::try_from(u64::from_le_bytes(locator[8..16].try_into().ok()?)).ok()?;
+    let record = bytes.get(offset..offset.checked_add(40)?)?;
+    if !record.starts_with(b"PK\x06\x06") {
+        return Some(u64::from(entries));
+    }
+    Some(u64::from_le_bytes(record[32..40].try_into().ok()?))
+}
+
+/// Refuses an archive with too many entries, or whose members declare more than
+/// `MAX_UNZIPPED_BYTES` together: a small file that would unpack to gigabytes.
+fn check_unzipped_size<R: Read + Seek>(
+    name: &str,
+    archive: &ZipArchive<R>,
+    max_entries: usize,
+) -> Result<(), ImportError> {
+    if archive.len() > max_entries {
+        return Err(ImportError::file(
+            name,
+            format!(
+                "the zip archive has {} entries, more than the {max_entries} an account list needs; \
+                 is this the right file?",
+                archive.len()
+            ),
+        ));
+    }
+    let mut total: u64 = 0;
+    for index in 0..archive.len() {
+        let size = archive
+            .by_index_data(index)
+            .map_or(u64::MAX, |entry| entry.size());
+        total = total.saturating_add(size);
+    }
+    if total > MAX_UNZIPPED_BYTES {
+        return Err(ImportError::file(
+            name,
+            format!(
+                "the zip archive would unpack to more than {} MB; an account list is much smaller. \
+                 Is this the right file?",
+                MAX_UNZIPPED_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One member's bytes, read through `take` so a member that lies about its size still stops at `limit`.
+fn read_member<R: Read + Seek>(
+    archive: &mut ZipArchive<R>,
+    name: &str,
+    member: &str,
+    limit: u64,
+) -> Result<Vec<u8>, ImportError> {
+    let cannot = |err: String| {
+        ImportError::file(
+            name,
+            format!(
+                "cannot unpack {member} ({err}); the file may be damaged. Save or send it again"
+            ),
+        )
+    };
+    let index = archive
+        .index_for_name(member)
+        .ok_or_else(|| cannot("it is missing".to_string()))?;
+    read_member_at(archive, index, limit).map_err(cannot)
+}
+
+fn read_member_at<R: Read + Seek>(
+    archive: &mut ZipArchive<R>,
+    index: usize,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    let member = archive.by_index(index).map_err(|err| err.to_string())?;
+    let mut bytes = Vec::new();
+    let read = member.take(limit + 1).read_to_end(&mut bytes);
+    if let Err(err) = read {
+        wipe(bytes);
+        return Err(err.to_string());
+    }
+    if bytes.len() as u64 > limit {
+        wipe(bytes);
+        return Err(format!("it is larger than {} MB", limit >> 20));
+    }
+    Ok(bytes)
+}
+
+/// Extensions of the members a customer's .zip may hold the list in; .xls is included so that an old
+/// workbook is refused with advice instead of "no list in the zip".
+const LIST_EXTENSIONS: [&str; 7] = ["xlsx", "xlsm", "ods", "csv", "tsv", "txt", "xls"];
+
+/// Reads the one list in a customer's .zip. Problems then name "file.zip/member.xlsx sheet X".
+fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import, ImportError> {
+    check_unzipped_size(name, &archive, MAX_ZIP_ENTRIES)?;
+    let mut lists = Vec::new();
+    let mut others = Vec::new();
+    for index in 0..archive.len() {
+        let Ok(entry) = archive.by_index_data(index) else {
+            continue;
+        };
+        // `name` decodes the IBM 437 names Windows' own zip tool writes; raw bytes are the fallback.
+        let member = entry.name().map_or_else(
+            |_| String::from_utf8_lossy(entry.name_raw()).into_owned(),
+            |name| name.into_owned(),
+        );
+        if entry.is_dir() || is_clutter(&member) {
+            continue;
+        }
+        let base = member.rsplit('/').next().unwrap_or(&member);
+        if LIST_EXTENSIONS.contains(&extension(base).as_str()) {
+            lists.push((index, member, entry.encrypted(), entry.size()));
+        } else {
+            others.push(member);
+        }
+    }
+    // A readme.txt beside the workbook is not a second list; text files count only without another.
+    if lists
+        .iter()
+        .any(|(_, member, _, _)| extension(member) != "txt")
+    {
+        lists.retain(|(_, member, _, _)| extension(member) != "txt");
+    }
+    let (index, member, encrypted, size) = match lists.len() {
+        1 => lists.remove(0),
+        0 => {
+            let shown_names: Vec<String> = others
+                .iter()
+                .take(5)
+                .map(|m| format!("\"{}\"", shown(m)))
+                .collect();
+            return Err(ImportError::file(
+                name,
+                if shown_names.is_empty() {
+                    "the zip archive is empty; put the account list (.xlsx, .ods or .csv) in it"
+                        .to_string()
+                } else {
+                    format!(
+                        "the zip archive holds no .xlsx, .ods or .csv file, only {}{}; put the \
+                         account list in it",
+                        shown_names.join(", "),
+                        if others.len() > 5 { " and more" } else { "" }
+                    )
+                },
+            ));
+        }
+        _ => {
+            let names: Vec<String> = lists
+                .iter()
+                .map(|(_, m, _, _)| format!("\"{}\"", shown(m)))
+                .collect();
+            return Err(ImportError::file(
+                name,
+                format!(
+                    "the zip archive holds {} spreadsheets ({}); postflytt reads one list. Send a \
+                     zip with only the account list, or that file alone",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    let label = format!("{name}/{member}");
+    if encrypted {
+        return Err(ImportError::file(
+            &label,
+            "the zip archive is password-protected; send it without a password (the account list \
+             is kept encrypted on the appliance)",
+        ));
+    }
+    if size > MAX_FILE_BYTES {
+        return Err(too_large(&label));
+    }
+    let bytes = read_member_at(&mut archive, index, MAX_FILE_BYTES).map_err(|err| {
+        ImportError::file(
+            &label,
+            format!("cannot unpack it from the zip ({err}); the zip may be damaged. Send it again"),
+        )
+    })?;
+    let result = read_document(&label, &bytes, true);
+    wipe(bytes);
+    result
+}
+
+/// Files a zip tool adds on its own: the Mac's resource forks under `__MACOSX/`, hidden files such
+/// as `.DS_Store`, and the `~$` owner files Office leaves beside an open document.
+fn is_clutter(member: &str) -> bool {
+    member.starts_with("__MACOSX/")
+        || member
+            .split('/')
+            .any(|part| part.starts_with('.') || part.starts_with("~$"))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Workbooks
+
+/// Names a sheet in messages: its tab name alone for a workbook the customer sent directly, prefixed
+/// with the path when it came out of a .zip ("konton.zip/Konton.xlsx sheet Blad1").
+fn sheet_label(file: &str, sheet: &str, in_zip: bool) -> String {
+    if in_zip {
+        format!("{file} sheet {sheet}")
+    } else {
+        sheet.to_string()
+    }
+}
+
+/// Runs a workbook reader and validates its grid. calamine is given files from customers; should it
+/// panic on one (a subtraction overflows in 0.38 for a dimension such as `B2:A1`), that becomes an
+/// error for this file instead of taking the process down. `notes` collects warnings about the
+/// workbook as a whole.
+fn read_workbook(
+    name: &str,
+    in_zip: bool,
+    read: impl FnOnce(&mut Vec<Problem>) -> Result<Grid, ImportError>,
+) -> Result<Import, ImportError> {
+    let mut notes = Vec::new();
+    let grid = catch_unwind(AssertUnwindSafe(|| read(&mut notes))).unwrap_or_else(|_| {
+        Err(ImportError::file(
+            name,
+            format!(
+                "the {} could not be read; open it in Excel or LibreOffice, save it again and \
+                 import that file, or save the list as \"CSV UTF-8\"",
+                if in_zip {
+                    "workbook in the zip"
+                } else {
+                    "workbook"
+                }
+            ),
+        ))
+    })?;
+    let mut import = accounts_from_grid(grid)?;
+    notes.append(&mut import.warnings);
+    import.warnings = notes;
+    Ok(import)
+}
+
+/// A sheet's name and whether it is a visible worksheet.
+struct SheetEntry {
+    name: String,
+    visible: bool,
+}
+
+fn worksheets(sheets: &[calamine::Sheet]) -> Vec<SheetEntry> {
+    sheets
+        .iter()
+        .filter(|sheet| sheet.typ == SheetType::WorkSheet)
+        .map(|sheet| SheetEntry {
+            name: sheet.name.clone(),
+            visible: sheet.visible == SheetVisible::Visible,
+        })
+        .collect()
+}
+
+/// Chooses the sheet the list is on and reads it: the first with a recognisable header row, visible
+/// sheets before hidden ones, else the first sheet with anything in it (whose problems then explain
+/// what is missing). `read(sheet, stop_after)` reads a sheet, or only its first non-empty rows. Other
+/// sheets with data are named in a warning, so nothing on them is dropped unnoticed.
+fn pick_sheet(
+    file: &str,
+    label: &impl Fn(&str) -> String,
+    sheets: &[SheetEntry],
+    notes: &mut Vec<Problem>,
+    mut read: impl FnMut(&str, Option<usize>) -> Result<Grid, ImportError>,
+) -> Result<Grid, ImportError> {
+    let order: Vec<&SheetEntry> = sheets
+        .iter()
+        .filter(|sheet| sheet.visible)
+        .chain(sheets.iter().filter(|sheet| !sheet.visible))
+        .collect();
+    let mut chosen = None;
+    let mut fallback = None;
+    for sheet in &order {
+        match read(&sheet.name, Some(HEADER_SEARCH_ROWS)) {
+            Ok(grid) if grid.has_header() => {
+                chosen = Some(sheet.name.as_str());
+                break;
+            }
+            Ok(grid) if grid.is_empty() => {}
+            // Unreadable or headerless: shown only if no sheet has a header.
+            _ => {
+                fallback = fallback.or(Some(sheet.name.as_str()));
+            }
+        }
+    }
+    let Some(chosen) = chosen.or(fallback) else {
+        return Err(ImportError::file(
+            file,
+            "the workbook has no rows; fill in the template and import it again",
+        ));
+    };
+    let grid = read(chosen, None)?;
+    let unread: Vec<String> = order
+        .iter()
+        .filter(|sheet| sheet.name != chosen)
+        .filter(|sheet| read(&sheet.name, Some(1)).is_ok_and(|grid| !grid.is_empty()))
+        .map(|sheet| format!("\"{}\"", shown(&sheet.name)))
+        .collect();
+    if !unread.is_empty() {
+        notes.push(Problem {
+            sheet: label(chosen),
+            row: None,
+            column: None,
+            message: format!(
+                "the list was read from this sheet; the workbook's other sheets with data ({}) were \
+                 not read",
+                unread.join(", ")
+            ),
+        });
+    }
+    Ok(grid)
+}
+
+fn xlsx_grid(
+    file: &str,
+    bytes: &[u8],
+    in_zip: bool,
+    notes: &mut Vec<Problem>,
+) -> Result<Grid, ImportError> {
+    let mut workbook: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|err| {
+        ImportError::file(
+            file,
+            format!(
+                "cannot read the workbook ({}); open it in Excel, save it again and import that file",
+                xlsx_error(&err)
+            ),
+        )
+    })?;
+    let sheets = worksheets(workbook.sheets_metadata());
+    let label = |sheet: &str| sheet_label(file, sheet, in_zip);
+    pick_sheet(file, &label, &sheets, notes, |sheet, stop_after| {
+        read_xlsx_sheet(&mut workbook, sheet, &label(sheet), stop_after)
+    })
+}
+
+/// Streams a sheet's cells into a grid, so that no more is held than the grid keeps: calamine's own
+/// `worksheet_range` would first build the full rectangle the sheet's cells span.
+fn read_xlsx_sheet<RS: Read + Seek>(
+    workbook: &mut Xlsx<RS>,
+    sheet: &str,
+    label: &str,
+    stop_after: Option<usize>,
+) -> Result<Grid, ImportError> {
+    let fail = |err: XlsxError| {
+        ImportError::file(
+            label,
+            format!(
+                "cannot read the sheet ({}); open the file in Excel, save it again and import that \
+                 file",
+                xlsx_error(&err)
+            ),
+        )
+    };
+    let mut cells = workbook.worksheet_cells_reader(sheet).map_err(fail)?;
+    if stop_after.is_none() {
+        check_used_area(label, cells.dimensions())?;
+    }
+    let mut rows = RowAssembler::new(label, stop_after);
+    while let Some(cell) = cells.next_cell().map_err(fail)? {
+        let (row, column) = cell.get_position();
+        let (text, kind) = data_ref_text(cell.get_value());
+        if !rows.put(row, column, text, kind)? {
+            break;
+        }
+    }
+    rows.finish()
+}
+
+/// The sheet's declared used area ("A1:E40") is checked before the cells are read, so that a sheet
+/// claiming a million rows is refused with advice rather than read for minutes. The cells are checked
+/// again as they come, since the declaration may lie.
+fn check_used_area(label: &str, area: Dimensions) -> Result<(), ImportError> {
+    let rows = u64::from(area.end.0) + 1;
+    let columns = u64::from(area.end.1) + 1;
+    if rows > MAX_ROWS as u64
+        || columns > MAX_COLUMNS as u64
+        || rows.saturating_mul(columns) > MAX_CELLS as u64
+    {
+        return Err(ImportError::file(
+            label,
+            format!(
+                "the sheet's used area reaches row {rows} and column {}, more than the {MAX_ROWS} \
+                 rows, {MAX_COLUMNS} columns and {MAX_CELLS} cells postflytt reads; delete the empty \
+                 rows below the list and columns right of it (or copy the list into a new workbook), \
+                 save, and import again",
+                column_letter(area.end.1 as usize)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn ods_grid(
+    file: &str,
+    bytes: &[u8],
+    in_zip: bool,
+    notes: &mut Vec<Problem>,
+) -> Result<Grid, ImportError> {
+    let mut workbook: Ods<_> = Ods::new(Cursor::new(bytes)).map_err(|err| {
+        ImportError::file(
+            file,
+            format!(
+                "cannot read the spreadsheet ({}); open it in LibreOffice, save it again and import \
+                 that file",
+                ods_error(&err)
+            ),
+        )
+    })?;
+    let sheets = worksheets(workbook.sheets_metadata());
+    let label = |sheet: &str| sheet_label(file, sheet, in_zip);
+    pick_sheet(file, &label, &sheets, notes, |sheet, stop_after| {
+        let label = label(sheet);
+        // `check_ods_content` has bounded the size of every sheet's range before calamine built them.
+        let range = workbook.worksheet_range(sheet).map_err(|err| {
+            ImportError::file(
+                &label,
+                format!("cannot read the sheet ({})", ods_error(&err)),
+            )
+        })?;
+        let mut rows = RowAssembler::new(&label, stop_after);
+        let (top, left) = range.start().unwrap_or((0, 0));
+        'rows: for (r, row) in range.rows().enumerate() {
+            for (c, value) in row.iter().enumerate() {
+                let (text, kind) = data_text(value);
+                let at_row = top.saturating_add(u32::try_from(r).unwrap_or(u32::MAX));
+                let at_column = left.saturating_add(u32::try_from(c).unwrap_or(u32::MAX));
+                if !rows.put(at_row, at_column, text, kind)? {
+                    break 'rows;
+                }
+            }
+        }
+        rows.finish()
+    })
+}
+
+/// calamine's messages, without the variants that can quote cell contents (XML errors may quote the
+/// text they choke on, and an unknown error code is the cell's text): those become a generic phrase.
+fn xlsx_error(err: &XlsxError) -> String {
+    match err {
+        XlsxError::Io(_)
+        | XlsxError::Zip(_)
+        | XlsxError::Password
+        | XlsxError::FileNotFound(_)
+        | XlsxError::RelationshipNotFound
+        | XlsxError::XmlEof(_)
+        | XlsxError::UnexpectedNode(_)
+        | XlsxError::DimensionCount(_)
+        | XlsxError::RowNumberOverflow
+        | XlsxError::ColumnNumberOverflow
+        | XlsxError::NotAWorksheet(_) => err.to_string(),
+        _ => "a part of it is malformed".to_string(),
+    }
+}
+
+fn ods_error(err: &OdsError) -> String {
+    match err {
+        OdsError::Io(_)
+        | OdsError::Zip(_)
+        | OdsError::Password
+        | OdsError::FileNotFound(_)
+        | OdsError::Eof(_)
+        | OdsError::CellLimitExceeded { .. } => err.to_string(),
+        _ => "a part of it is malformed".to_string(),
+    }
+}
+
+/// Collects workbook cells, which arrive row by row, into grid rows.
+struct RowAssembler {
+    grid: Grid,
+    /// Spreadsheet row being assembled, 1-based; 0 before the first cell.
+    number: usize,
+    cells: Vec<String>,
+    kinds: Vec<(usize, CellKind)>,
+    stop_after: Option<usize>,
+}
+
+impl RowAssembler {
+    fn new(label: &str, stop_after: Option<usize>) -> RowAssembler {
+        RowAssembler {
+            grid: Grid::new(label),
+            number: 0,
+            cells: Vec::new(),
+            kinds: Vec::new(),
+            stop_after,
+        }
+    }
+
+    /// Adds the cell at 0-based `row` and `column`. Returns false once `stop_after` non-empty rows are
+    /// complete. Blank cells are dropped before any limit is checked, so formatting far outside the
+    /// list costs nothing.
+    fn put(
+        &mut self,
+        row: u32,
+        column: u32,
+        text: String,
+        kind: Option<CellKind>,
+    ) -> Result<bool, ImportError> {
+        if text.trim().is_empty() {
+            wipe(text.into_bytes());
+            return Ok(true);
+        }
+        let number = row as usize + 1;
+        let column = column as usize;
+        if number != self.number {
+            if number < self.number {
+                wipe(text.into_bytes());
+                return Err(self.problem(
+                    number,
+                    None,
+                    "the sheet's rows are stored out of order; open the file in Excel, save it \
+                     again and import that file",
+                ));
+            }
+            self.flush()?;
+            if self.stop_after.is_some_and(|rows| self.grid.len() >= rows) {
+                wipe(text.into_bytes());
+                return Ok(false);
+            }
+            self.number = number;
+        }
+        if number > MAX_ROWS {
+            wipe(text.into_bytes());
+            return Err(self.problem(
+                number,
+                None,
+                &format!("the list has more than {MAX_ROWS} rows; is this the right file?"),
+            ));
+        }
+        if column >= MAX_COLUMNS {
+            wipe(text.into_bytes());
+            return Err(self.problem(
+                number,
+                Some(column_letter(column)),
+                &format!("the row uses more than {MAX_COLUMNS} columns; is this the right file?"),
+            ));
+        }
+        if self.cells.len() <= column {
+            self.cells.resize(column + 1, String::new());
+        }
+        let old = std::mem::replace(&mut self.cells[column], text);
+        wipe(old.into_bytes());
+        self.kinds.retain(|(at, _)| *at != column);
+        if let Some(kind) = kind {
+            self.kinds.push((column, kind));
+        }
+        Ok(true)
+    }
+
+    fn problem(&self, row: usize, column: Option<String>, message: &str) -> ImportError {
+        ImportError {
+            problems: vec![Problem {
+                sheet: self.grid.sheet().to_string(),
+                row: Some(row),
+                column,
+                message: message.to_string(),
+            }],
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), ImportError> {
+        if self.number > 0 {
+            let cells = std::mem::take(&mut self.cells);
+            let kinds = std::mem::take(&mut self.kinds);
+            self.grid.push_cells(self.number, cells, kinds)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Grid, ImportError> {
+        self.flush()?;
+        Ok(std::mem::take(&mut self.grid))
+    }
+}
+
+impl Drop for RowAssembler {
+    // A row cut short by an error still holds passwords.
+    fn drop(&mut self) {
+        std::mem::take(&mut self.cells)
+            .into_iter()
+            .for_each(|cell| wipe(cell.into_bytes()));
+    }
+}
+
+/// A workbook cell as the text the customer sees, and whether it was something other than text.
+/// Whole numbers have no ".0" (a password 123456 stored as a number is "123456"), dates are ISO as
+/// Swedish Excel shows them, truth values TRUE and FALSE, errors their code.
+fn data_ref_text(value: &DataRef<'_>) -> (String, Option<CellKind>) {
+    match value {
+        DataRef::Empty => (String::new(), None),
+        DataRef::String(text) => (text.clone(), None),
+        DataRef::SharedString(text) => (text.to_string(), None),
+        DataRef::Int(n) => (n.to_string(), Some(CellKind::NotText)),
+        DataRef::Float(n) => (number_text(*n), Some(CellKind::NotText)),
+        DataRef::Bool(b) => (bool_text(*b), Some(CellKind::NotText)),
+        DataRef::DateTime(date) => (excel_date_text(date), Some(CellKind::NotText)),
+        DataRef::DateTimeIso(text) => (text.replace('T', " "), Some(CellKind::NotText)),
+        DataRef::DurationIso(text) => (text.clone(), Some(CellKind::NotText)),
+        DataRef::Error(err) => (error_text(err), Some(CellKind::Error)),
+    }
+}
+
+/// `data_ref_text` for the owned cells of an .ods sheet.
+fn data_text(value: &Data) -> (String, Option<CellKind>) {
+    match value {
+        Data::Empty => (String::new(), None),
+        Data::String(text) => (text.clone(), None),
+        Data::Int(n) => (n.to_string(), Some(CellKind::NotText)),
+        Data::Float(n) => (number_text(*n), Some(CellKind::NotText)),
+        Data::Bool(b) => (bool_text(*b), Some(CellKind::NotText)),
+        Data::DateTime(date) => (excel_date_text(date), Some(CellKind::NotText)),
+        Data::DateTimeIso(text) => (text.replace('T', " "), Some(CellKind::NotText)),
+        Data::DurationIso(text) => (text.clone(), Some(CellKind::NotText)),
+        Data::Error(err) => (error_text(err), Some(CellKind::Error)),
+    }
+}
+
+/// Rust prints a float's shortest exact form without exponent, and a whole one without ".0".
+fn number_text(n: f64) -> String {
+    format!("{n}")
+}
+
+fn bool_text(b: bool) -> String {
+    if b { "TRUE" } else { "FALSE" }.to_string()
+}
+
+fn error_text(err: &CellErrorType) -> String {
+    err.to_string()
+}
+
+/// "2024-05-31", "2024-05-31 08:30:00", a time of day alone as "08:30:00", a duration as hours
+/// "36:00:00".
+fn excel_date_text(date: &ExcelDateTime) -> String {
+    let serial = date.as_f64();
+    if date.is_duration() {
+        let seconds = (serial * 86_400.0).round() as i64;
+        let sign = if seconds < 0 { "-" } else { "" };
+        let seconds = seconds.unsigned_abs();
+        return format!(
+            "{sign}{}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        );
+    }
+    let (year, month, day, hour, minute, second, _) = date.to_ymd_hms_milli();
+    let time = format!("{hour:02}:{minute:02}:{second:02}");
+    if (0.0..1.0).contains(&serial) {
+        time
+    } else if (hour, minute, second) == (0, 0, 0) {
+        format!("{year:04}-{month:02}-{day:02}")
+    } else {
+        format!("{year:04}-{month:02}-{day:02} {time}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// OpenDocument size check
+
+/// Bounds what calamine will build from an .ods file before it is let loose on it. calamine 0.38 reads
+/// every sheet of an .ods at once into full rectangles of cells, expanding `number-columns-repeated`
+/// and `number-rows-repeated` (how LibreOffice stores blank and formatted areas) and `text:c` space
+/// runs; its own cap (100 million cells) is far beyond a 1 GB box, and a few hundred bytes of XML can
+/// ask for gigabytes. This walks the tags of `content.xml` the way calamine's reader does, and refuses
+/// the file if a sheet has data beyond the grid's limits or the expansion would outgrow
+/// `MAX_ODS_BYTES`. It over-estimates where unsure: any cell with content or a value counts as data.
+fn check_ods_content(xml: &[u8], label: &dyn Fn(&str) -> String) -> Result<(), ImportError> {
+    // calamine keeps each cell as a 32-byte value plus a 24-byte formula string.
+    const CELL_BYTES: u64 = 56;
+    // calamine's own cap on the cells of one row.
+    const ROW_CELLS: u64 = 16_384;
+    let mut scan = OdsScan::default();
+    let mut at = 0;
+    while let Some(offset) = xml[at..].iter().position(|&b| b == b'<') {
+        let start = at + offset;
+        scan.content(offset as u64);
+        let rest = &xml[start..];
+        // Comments, CDATA and declarations are skipped whole; CDATA counts as cell text.
+        let skip = [
+            (&b"<!--"[..], &b"-->"[..]),
+            (b"<![CDATA[", b"]]>"),
+            (b"<?", b"?>"),
+            (b"<!", b">"),
+        ]
+        .into_iter()
+        .find(|(open, _)| rest.starts_with(open));
+        if let Some((_, close)) = skip {
+            let end = find(rest, close).map_or(xml.len(), |end| start + end + close.len());
+            scan.content((end - start) as u64);
+            at = end;
+            continue;
+        }
+        let Some(length) = tag_length(rest) else {
+            break;
+        };
+        at = start + length;
+        let tag = &rest[1..length - 1];
+        scan.content(length as u64);
+        let (closing, tag) = match tag.strip_prefix(b"/") {
+            Some(tag) => (true, tag),
+            None => (false, tag),
+        };
+        let self_closing = tag.ends_with(b"/");
+        let name_end = tag
+            .iter()
+            .position(|&b| b.is_ascii_whitespace() || b == b'/')
+            .unwrap_or(tag.len());
+        let name = &tag[..name_end];
+        let attrs = &tag[name_end..];
+        match (name, closing) {
+            (b"office:annotation", closing) if !self_closing => scan.unclosed_annotation = !closing,
+            (b"table:table", false) => {
+                if scan.tables == 0 {
+                    scan.sheet = SheetScan {
+                        name: attr(attrs, b"table:name")
+                            .map(|v| unescape(&String::from_utf8_lossy(v)))
+                            .unwrap_or_default(),
+                        ..SheetScan::default()
+                    };
+                }
+                if !self_closing {
+                    scan.tables += 1;
+                    scan.unclosed_table = true;
+                }
+            }
+            (b"table:table", true) => {
+                scan.unclosed_table = false;
+                scan.tables = scan.tables.saturating_sub(1);
+                if scan.tables == 0 {
+                    scan.finish_sheet(CELL_BYTES, label)?;
+                }
+            }
+            (b"table:table-row", false) if scan.cell.is_none() => {
+                scan.row = RowScan {
+                    repeat: count(attr(attrs, b"table:number-rows-repeated")),
+                    ..RowScan::default()
+                };
+                if self_closing {
+                    scan.finish_row(CELL_BYTES);
+                }
+            }
+            (b"table:table-row", true) if scan.cell.is_none() => scan.finish_row(CELL_BYTES),
+            (b"table:table-cell" | b"table:covered-table-cell", false) => {
+                if let Some(cell) = &mut scan.cell {
+                    // A cell inside a cell (a sub-table) is only more text of the outer one.
+                    cell.depth += !self_closing as u32;
+                    continue;
+                }
+                let repeat = count(attr(attrs, b"table:number-columns-repeated"));
+                let valued = [
+                    &b"office:value"[..],
+                    b"office:string-value",
+                    b"office:date-value",
+                    b"office:time-value",
+                    b"office:boolean-value",
+                    b"office:value-type",
+                    b"table:formula",
+                    b"calcext:value-type",
+                ]
+                .iter()
+                .any(|name| attr(attrs, name).is_some());
+                let cell = CellScan {
+                    repeat,
+                    valued: valued || !self_closing,
+                    bytes: length as u64,
+                    depth: 1,
+                };
+                if self_closing {
+                    scan.finish_cell(cell, ROW_CELLS, label)?;
+                } else {
+                    scan.cell = Some(cell);
+                }
+            }
+            (b"table:table-cell" | b"table:covered-table-cell", true) => {
+                if let Some(mut cell) = scan.cell.take() {
+                    cell.depth -= 1;
+                    if cell.depth == 0 {
+                        scan.finish_cell(cell, ROW_CELLS, label)?;
+                    } else {
+                        scan.cell = Some(cell);
+                    }
+                }
+            }
+            (b"text:s", false) => scan.content(count(attr(attrs, b"text:c"))),
+            _ => {}
+        }
+        if scan.estimate > MAX_ODS_BYTES {
+            return Err(scan.too_large(label));
+        }
+    }
+    // calamine 0.38 reads a sheet until `</table:table>` and a cell's note until
+    // `</office:annotation>`, ignoring the end of the file: without them it loops forever.
+    if scan.unclosed_table || scan.unclosed_annotation {
+        return Err(ImportError::file(
+            &label(&scan.sheet.name),
+            "the spreadsheet ends in the middle of a sheet; it is damaged or was only partly \
+             saved. Save or send it again",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct OdsScan {
+    /// Depth of `table:table` elements; sheets are the outermost.
+    tables: u32,
+    sheet: SheetScan,
+    row: RowScan,
+    cell: Option<CellScan>,
+    /// Bytes calamine would hold for the workbook so far.
+    estimate: u64,
+    /// Whether the last sheet, or the last cell note, begun is still open.
+    unclosed_table: bool,
+    unclosed_annotation: bool,
+}
+
+#[derive(Default)]
+struct SheetScan {
+    name: String,
+    /// Rows so far, with repeats, 0-based index of the next row.
+    rows: u64,
+    /// First and one-past-last row holding data.
+    first_data_row: Option<u64>,
+    end_data_row: u64,
+    /// One past the rightmost column holding data.
+    end_data_column: u64,
+}
+
+#[derive(Default)]
+struct RowScan {
+    repeat: u64,
+    /// Cells calamine stores for one copy of the row, and their text bytes.
+    cells: u64,
+    pending_blank: u64,
+    text_bytes: u64,
+    has_data: bool,
+}
+
+struct CellScan {
+    repeat: u64,
+    valued: bool,
+    bytes: u64,
+    depth: u32,
+}
+
+impl OdsScan {
+    /// Text (or markup) inside a cell adds to that cell's size.
+    fn content(&mut self, bytes: u64) {
+        if let Some(cell) = &mut self.cell {
+            cell.bytes = cell.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// calamine stores a run of blank cells only when a cell with data follows it in the row; a
+    /// cell's text is copied for every column it repeats over.
+    fn finish_cell(
+        &mut self,
+        cell: CellScan,
+        row_cells: u64,
+        label: &dyn Fn(&str) -> String,
+    ) -> Result<(), ImportError> {
+        let row = &mut self.row;
+        let column = row.cells.saturating_add(row.pending_blank);
+        row.cells = column.min(row_cells);
+        row.pending_blank = 0;
+        if !cell.valued {
+            row.pending_blank = cell.repeat;
+            return Ok(());
+        }
+        let end = column.saturating_add(cell.repeat);
+        if end > MAX_COLUMNS as u64 {
+            return Err(ImportError {
+                problems: vec![Problem {
+                    sheet: label(&self.sheet.name),
+                    row: Some(self.sheet.rows.saturating_add(1) as usize),
+                    column: Some(column_letter(MAX_COLUMNS)),
+                    message: format!(
+                        "the row uses more than {MAX_COLUMNS} columns; is this the right file?"
+                    ),
+                }],
+            });
+        }
+        row.has_data = true;
+        row.cells = end.min(row_cells);
+        row.text_bytes = row
+            .text_bytes
+            .saturating_add(cell.bytes.saturating_mul(cell.repeat));
+        self.sheet.end_data_column = self.sheet.end_data_column.max(end);
+        Ok(())
+    }
+
+    /// A row with data is stored once per repeat; a blank one once, and only its stored cells count.
+    fn finish_row(&mut self, cell_bytes: u64) {
+        if let Some(cell) = self.cell.take() {
+            // A row ended inside a cell: malformed, calamine will refuse it; count what was seen.
+            self.row.text_bytes = self.row.text_bytes.saturating_add(cell.bytes);
+        }
+        let row = std::mem::take(&mut self.row);
+        let once = row
+            .cells
+            .saturating_mul(cell_bytes)
+            .saturating_add(row.text_bytes);
+        let sheet = &mut self.sheet;
+        if row.has_data {
+            sheet.first_data_row.get_or_insert(sheet.rows);
+            self.estimate = self
+                .estimate
+                .saturating_add(once.saturating_mul(row.repeat));
+            sheet.end_data_row = sheet.rows.saturating_add(row.repeat);
+        } else {
+            self.estimate = self.estimate.saturating_add(once);
+        }
+        sheet.rows = sheet.rows.saturating_add(row.repeat);
+    }
+
+    /// The sheet's rectangle from its first to its last row with data is filled in full, blank rows
+    /// between included.
+    fn finish_sheet(
+        &mut self,
+        cell_bytes: u64,
+        label: &dyn Fn(&str) -> String,
+    ) -> Result<(), ImportError> {
+        let sheet = std::mem::take(&mut self.sheet);
+        let Some(first) = sheet.first_data_row else {
+            return Ok(());
+        };
+        let problem = |row: Option<u64>, message: String| ImportError {
+            problems: vec![Problem {
+                sheet: label(&sheet.name),
+                row: row.map(|row| row as usize),
+                column: None,
+                message,
+            }],
+        };
+        if sheet.end_data_row > MAX_ROWS as u64 {
+            return Err(problem(
+                Some((MAX_ROWS + 1) as u64),
+                format!(
+                    "the sheet has data in row {}, more than the {MAX_ROWS} rows postflytt reads; \
+                     delete the rows below the list, save, and import again",
+                    sheet.end_data_row
+                ),
+            ));
+        }
+        let height = sheet.end_data_row.saturating_sub(first);
+        let area = height.saturating_mul(sheet.end_data_column);
+        if area > MAX_CELLS as u64 {
+            return Err(problem(
+                None,
+                format!(
+                    "the sheet's data spans {height} rows and {} columns, more than the {MAX_CELLS} \
+                     cells postflytt reads; is this the right file?",
+                    sheet.end_data_column
+                ),
+            ));
+        }
+        self.estimate = self
+            .estimate
+            .saturating_add(area.saturating_mul(cell_bytes));
+        Ok(())
+    }
+
+    fn too_large(&self, label: &dyn Fn(&str) -> String) -> ImportError {
+        ImportError::file(
+            &label(&self.sheet.name),
+            format!(
+                "the sheet repeats cells or spaces so often that reading it would take more than {} \
+                 MB; is this the right file?",
+                MAX_ODS_BYTES >> 20
+            ),
+        )
+    }
+}
+
+/// Length of the tag at the start of `text` (which begins with `<`), through its `>`; quoted attribute
+/// values may contain `>`.
+fn tag_length(text: &[u8]) -> Option<usize> {
+    let mut quote = None;
+    for (i, &b) in text.iter().enumerate().skip(1) {
+        match (quote, b) {
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), b) if b == q => quote = None,
+            (None, b'>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The value of attribute `name` in a tag's attribute text, quotes removed.
+fn attr<'a>(attrs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut rest = attrs;
+    loop {
+        rest = rest.trim_ascii_start();
+        let eq = rest.iter().position(|&b| b == b'=')?;
+        let key = rest[..eq].trim_ascii();
+        let value = rest[eq + 1..].trim_ascii_start();
+        let quote = *value.first()?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        let end = value[1..].iter().position(|&b| b == quote)? + 1;
+        if key == name {
+            return Some(&value[1..end]);
+        }
+        rest = &value[end + 1..];
+    }
+}
+
+/// A repeat or space count: 1 when absent or unreadable (calamine then refuses the file itself), and
+/// saturating, so an absurd number stays absurd instead of wrapping.
+fn count(value: Option<&[u8]>) -> u64 {
+    let Some(value) = value else {
+        return 1;
+    };
+    let digits = value.trim_ascii();
+    let digits = digits.strip_prefix(b"+").unwrap_or(digits);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return 1;
+    }
+    digits.iter().fold(0u64, |n, &d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    })
+}
+
+/// The five predefined XML entities, enough for a sheet name in a message.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Columns
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -646,7 +1932,23 @@ fn normalize_header(text: &str) -> String {
     out
 }
 
+/// The field a header cell names. Besides the plain names, a cell may give several names for one field,
+/// split by `/`, `|` or parentheses, as the template's bilingual "Lösenord / Password" does; every part
+/// must then name the same field, so "Lösenord (nytt)" is not taken for the old password.
 fn field_for_header(text: &str) -> Option<Field> {
+    if let Some(field) = field_for_name(text) {
+        return Some(field);
+    }
+    let mut parts = text
+        .split(['/', '|', '(', ')', '\n'])
+        .filter(|part| !normalize_header(part).is_empty());
+    let first = field_for_name(parts.next()?)?;
+    parts
+        .all(|part| field_for_name(part) == Some(first))
+        .then_some(first)
+}
+
+fn field_for_name(text: &str) -> Option<Field> {
     let wanted = normalize_header(text);
     if wanted.is_empty() {
         return None;
@@ -845,6 +2147,22 @@ fn check_row(
         });
         return None;
     }
+    if is_example_login(cell(Field::SourceLogin)) {
+        warnings.push(problem(
+            Field::SourceLogin,
+            "an example row like the template's (the domain is reserved for examples); ignored. \
+             Replace it with a real account or delete it"
+                .to_string(),
+        ));
+        return None;
+    }
+    check_cell_kinds(columns, row, &mut |field, message, is_problem| {
+        if is_problem {
+            problems.push(problem(field, message));
+        } else {
+            warnings.push(problem(field, message));
+        }
+    });
 
     let source_login = cell(Field::SourceLogin).trim().to_string();
     if source_login.is_empty() {
@@ -915,6 +2233,57 @@ fn check_row(
         target_password,
         aliases,
     })
+}
+
+fn is_example_login(login: &str) -> bool {
+    let login = login.trim().to_lowercase();
+    login
+        .rsplit_once('@')
+        .is_some_and(|(_, domain)| EXAMPLE_DOMAINS.contains(&domain))
+}
+
+/// Reports the known columns' cells that were not text in the workbook: a formula error is a problem
+/// (its code would otherwise become a login or password), a password that was a number or date a
+/// warning, since what Excel stored may not be what was typed. `report` takes the field, the message,
+/// and whether it is a problem.
+fn check_cell_kinds(
+    columns: &Columns,
+    row: &GridRow,
+    report: &mut impl FnMut(Field, String, bool),
+) {
+    for field in FIELDS {
+        let Some(index) = columns.index(field) else {
+            continue;
+        };
+        let Some(&(_, kind)) = row.kinds.iter().find(|(column, _)| *column == index) else {
+            continue;
+        };
+        match kind {
+            CellKind::Error => {
+                let code = row.cells.get(index).map_or("", String::as_str);
+                report(
+                    field,
+                    format!(
+                        "the cell shows the formula error {}; type the value in instead",
+                        shown(code)
+                    ),
+                    true,
+                );
+            }
+            CellKind::NotText if matches!(field, Field::SourcePassword | Field::TargetPassword) => {
+                report(
+                    field,
+                    "the password is a number or date in the sheet, not text; it is used as \
+                     postflytt reads it, which can differ from what was typed (Excel drops leading \
+                     zeros and turns 1/2 into a date). If the login fails, format the column as Text \
+                     and type the password again"
+                        .to_string(),
+                    false,
+                );
+            }
+            CellKind::NotText => {}
+        }
+    }
 }
 
 fn has_outer_space(text: &str) -> bool {
@@ -1634,20 +3003,904 @@ mod tests {
         );
     }
 
+    // -----------------------------------------------------------------------------------------------
+    // Workbooks, zips and file types
+
+    use super::template::writer::{Cell, Sheet, parts, write_xlsx, zip_files};
+
+    fn xlsx(sheets: &[Sheet]) -> Vec<u8> {
+        write_xlsx(sheets).unwrap()
+    }
+
+    fn sheet(name: &str, rows: &[&[&str]]) -> Sheet {
+        Sheet::text(name, rows, false)
+    }
+
+    fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+        zip_files(files).unwrap()
+    }
+
+    /// A one-sheet workbook ("Blad1") whose sheet XML is `sheet_data` inside `<worksheet>`, and whose
+    /// styles are `styles` if given.
+    fn raw_xlsx(sheet_data: &str, styles: Option<&str>) -> Vec<u8> {
+        let mut parts = parts(&[sheet("Blad1", &[])]).unwrap();
+        for (name, xml) in &mut parts {
+            if name == "xl/worksheets/sheet1.xml" {
+                *xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><worksheet \
+                     xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">{sheet_data}</worksheet>"
+                );
+            }
+            if let (true, Some(styles)) = (name == "xl/styles.xml", styles) {
+                *xml = styles.to_string();
+            }
+        }
+        let files: Vec<(&str, &[u8])> = parts
+            .iter()
+            .map(|(name, xml)| (name.as_str(), xml.as_bytes()))
+            .collect();
+        zip(&files)
+    }
+
+    fn failure(name: &str, bytes: &[u8]) -> ImportError {
+        match import_bytes(name, bytes) {
+            Ok(import) => panic!("{name} should fail, got {:?}", import.accounts),
+            Err(err) => err,
+        }
+    }
+
+    fn success(name: &str, bytes: &[u8]) -> Import {
+        match import_bytes(name, bytes) {
+            Ok(import) => import,
+            Err(err) => panic!("{name} should import:\n{err}"),
+        }
+    }
+
+    /// The positions of every local and central header in a zip the tests wrote (no comment, no
+    /// data descriptors), with whether it is a central one.
+    fn zip_headers(zip: &[u8]) -> Vec<(usize, bool)> {
+        let u16_at = |at: usize| usize::from(u16::from_le_bytes([zip[at], zip[at + 1]]));
+        let u32_at = |at: usize| u32::from_le_bytes(zip[at..at + 4].try_into().unwrap()) as usize;
+        let mut headers = Vec::new();
+        let mut at = 0;
+        while zip[at..].starts_with(b"PK\x03\x04") {
+            headers.push((at, false));
+            at += 30 + u16_at(at + 26) + u16_at(at + 28) + u32_at(at + 18);
+        }
+        let mut at = u32_at(zip.len() - 22 + 16);
+        while zip[at..].starts_with(b"PK\x01\x02") {
+            headers.push((at, true));
+            at += 46 + u16_at(at + 28) + u16_at(at + 30) + u16_at(at + 32);
+        }
+        headers
+    }
+
+    /// Sets the uncompressed size every member declares, in local and central headers.
+    fn declare_size(zip: &mut [u8], size: u32) {
+        for (at, central) in zip_headers(zip) {
+            let field = at + if central { 24 } else { 22 };
+            zip[field..field + 4].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+
+    fn strings(problems: &[Problem]) -> Vec<String> {
+        problems.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
-    fn excel_files_are_refused_until_supported() {
-        for (name, bytes) in [
-            ("a.xlsx", &b"whatever"[..]),
-            ("a.zip", b"x"),
-            ("a.csv", b"PK\x03\x04rest"),
-            ("a.csv", b"\xD0\xCF\x11\xE0\xA1\xB1"),
-        ] {
-            let err = import_bytes(name, bytes).unwrap_err();
+    fn swedish_xlsx_with_a_numeric_password() {
+        let workbook = xlsx(&[Sheet {
+            name: "Konton".to_string(),
+            rows: vec![
+                vec![
+                    "E-post".into(),
+                    "Lösenord".into(),
+                    "Nytt lösenord".into(),
+                    "Alias".into(),
+                ],
+                vec![
+                    "anna@foretag.se".into(),
+                    Cell::Number(123456.0),
+                    Cell::Number(0.5),
+                    "info@foretag.se; kontakt@foretag.se".into(),
+                ],
+                vec![Cell::Empty, Cell::Empty],
+                vec!["bo@foretag.se".into(), " Vinter#99".into()],
+            ],
+            header: true,
+        }]);
+        let import = success("konton.xlsx", &workbook);
+        let rows = import.accounts;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].row, 2);
+        assert_eq!(rows[0].source_login, "anna@foretag.se");
+        assert_eq!(rows[0].source_password.expose(), "123456");
+        assert_eq!(
+            rows[0].target_password.as_ref().map(Secret::expose),
+            Some("0.5")
+        );
+        assert_eq!(rows[0].aliases, ["info@foretag.se", "kontakt@foretag.se"]);
+        assert_eq!(rows[1].row, 4);
+        assert_eq!(rows[1].source_password.expose(), " Vinter#99");
+        let warnings = strings(&import.warnings);
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(warnings[0].starts_with(
+            "Konton row 2, column \"Lösenord\": the password is a number or date in the sheet"
+        ));
+        assert!(
+            warnings[1]
+                .starts_with("Konton row 2, column \"Nytt lösenord\": the password is a number")
+        );
+        assert!(
+            warnings[2]
+                .starts_with("Konton row 4, column \"Lösenord\": the password begins or ends")
+        );
+        assert!(!warnings.concat().contains("123456"));
+    }
+
+    #[test]
+    fn workbook_problems_name_sheet_row_and_column() {
+        let workbook = xlsx(&[sheet(
+            "Blad 1",
+            &[
+                &["Konton för Företag AB"],
+                &[],
+                &["Användarnamn", "Lösenord", "Ny inloggning"],
+                &["anna@x.se", "Sommar2024!", "anna @y.se"],
+                &["bo@x.se", ""],
+            ],
+        )]);
+        let err = failure("konton.xlsx", &workbook);
+        assert_error(
+            &err,
+            "Blad 1 row 4, column \"Ny inloggning\": login \"anna @y.se\" contains a space or line break",
+        );
+        assert_error(&err, "Blad 1 row 5, column \"Lösenord\": empty password");
+        assert_eq!(err.problems.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn the_sheet_with_a_header_is_read_and_others_named() {
+        let workbook = xlsx(&[
+            sheet("Instruktioner", &[&["Fyll i kontona på nästa flik"]]),
+            sheet("Tom", &[]),
+            sheet(
+                "Konton",
+                &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]],
+            ),
+            sheet("Gamla", &[&["E-post", "Lösenord"], &["old@x.se", "Pw3"]]),
+        ]);
+        let import = success("konton.xlsx", &workbook);
+        assert_eq!(import.accounts.len(), 1);
+        assert_eq!(import.accounts[0].source_login, "anna@x.se");
+        assert_eq!(
+            strings(&import.warnings),
+            [
+                "Konton: the list was read from this sheet; the workbook's other sheets with data \
+              (\"Instruktioner\", \"Gamla\") were not read"
+            ]
+        );
+        // Without any header, the first sheet with data is read and its problems explain.
+        let workbook = xlsx(&[sheet("Tom", &[]), sheet("Data", &[&["anna@x.se", "Pw3"]])]);
+        let err = failure("konton.xlsx", &workbook);
+        assert!(
+            err.to_string()
+                .starts_with("Data row 1: no column for the login"),
+            "{err}"
+        );
+        let err = failure("konton.xlsx", &xlsx(&[sheet("Tom", &[])]));
+        assert_eq!(
+            err.to_string(),
+            "konton.xlsx: the workbook has no rows; fill in the template and import it again"
+        );
+    }
+
+    #[test]
+    fn formula_errors_dates_and_shared_strings() {
+        // Excel's own form: shared strings, a style with a date format (14), an error cell.
+        let styles = "<?xml version=\"1.0\"?><styleSheet \
+            xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">\
+            <cellXfs count=\"2\"><xf numFmtId=\"0\"/><xf numFmtId=\"14\" applyNumberFormat=\"1\"/></cellXfs>\
+            </styleSheet>";
+        let data = "<dimension ref=\"A1:C4\"/><sheetData>\
+            <row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>E-post</t></is></c>\
+            <c r=\"B1\" t=\"inlineStr\"><is><t>Lösenord</t></is></c></row>\
+            <row r=\"2\"><c r=\"A2\" t=\"inlineStr\"><is><t>anna@x.se</t></is></c>\
+            <c r=\"B2\" s=\"1\"><v>45323</v></c></row>\
+            <row r=\"3\"><c r=\"A3\" t=\"e\"><f>VLOOKUP(X1,Y:Z,2)</f><v>#N/A</v></c>\
+            <c r=\"B3\" t=\"b\"><v>1</v></c></row>\
+            <row r=\"4\"><c r=\"A4\" t=\"inlineStr\"><is><t>bo@x.se</t></is></c>\
+            <c r=\"B4\" t=\"e\"><v>#REF!</v></c></row>\
+            </sheetData>";
+        let err = failure("konton.xlsx", &raw_xlsx(data, Some(styles)));
+        assert_error(
+            &err,
+            "Blad1 row 3, column \"E-post\": the cell shows the formula error #N/A; type the value in instead",
+        );
+        assert_error(
+            &err,
+            "Blad1 row 4, column \"Lösenord\": the cell shows the formula error #REF!; type the value in instead",
+        );
+        assert_eq!(err.problems.len(), 2, "{err}");
+        let fixed = data
+            .replace(
+                "<c r=\"A3\" t=\"e\"><f>VLOOKUP(X1,Y:Z,2)</f><v>#N/A</v></c>",
+                "",
+            )
+            .replace("<c r=\"B3\" t=\"b\"><v>1</v></c>", "")
+            .replace(
+                "<c r=\"B4\" t=\"e\"><v>#REF!</v></c>",
+                "<c r=\"B4\"><v>7</v></c>",
+            );
+        let import = success("konton.xlsx", &raw_xlsx(&fixed, Some(styles)));
+        assert_eq!(import.accounts[0].source_password.expose(), "2024-02-01");
+        assert_eq!(import.accounts[1].source_password.expose(), "7");
+    }
+
+    #[test]
+    fn cell_values_become_the_text_the_customer_sees() {
+        use calamine::ExcelDateTimeType::{DateTime, TimeDelta};
+        let not_text = Some(CellKind::NotText);
+        let cases = [
+            (DataRef::Float(123456.0), "123456", not_text),
+            (DataRef::Float(-0.0), "-0", not_text),
+            (DataRef::Float(0.1), "0.1", not_text),
+            (DataRef::Float(1e20), "100000000000000000000", not_text),
+            (DataRef::Int(7), "7", not_text),
+            (DataRef::Bool(true), "TRUE", not_text),
+            (DataRef::SharedString("Sommar2024!"), "Sommar2024!", None),
+            (DataRef::Empty, "", None),
+            (
+                DataRef::DateTime(ExcelDateTime::new(45323.0, DateTime, false)),
+                "2024-02-01",
+                not_text,
+            ),
+            (
+                DataRef::DateTime(ExcelDateTime::new(45323.75, DateTime, false)),
+                "2024-02-01 18:00:00",
+                not_text,
+            ),
+            (
+                DataRef::DateTime(ExcelDateTime::new(0.3125, DateTime, false)),
+                "07:30:00",
+                not_text,
+            ),
+            (
+                DataRef::DateTime(ExcelDateTime::new(1.5, TimeDelta, false)),
+                "36:00:00",
+                not_text,
+            ),
+            (
+                DataRef::DateTimeIso("2024-02-01T08:00:00".to_string()),
+                "2024-02-01 08:00:00",
+                not_text,
+            ),
+            (
+                DataRef::Error(CellErrorType::NA),
+                "#N/A",
+                Some(CellKind::Error),
+            ),
+        ];
+        for (value, text, kind) in cases {
+            assert_eq!(data_ref_text(&value), (text.to_string(), kind), "{value:?}");
+        }
+        assert_eq!(data_text(&Data::Float(123456.0)).0, "123456");
+        assert_eq!(
+            data_text(&Data::String("x".into())),
+            ("x".to_string(), None)
+        );
+    }
+
+    #[test]
+    fn oversize_dimension_is_refused_before_reading() {
+        let data = "<dimension ref=\"A1:XFD1048576\"/><sheetData>\
+            <row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>E-post</t></is></c></row></sheetData>";
+        let started = std::time::Instant::now();
+        let err = failure("konton.xlsx", &raw_xlsx(data, None));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].sheet, "Blad1");
+        assert!(
+            err.problems[0]
+                .message
+                .starts_with("the sheet's used area reaches row 1048576 and column XFD"),
+            "{err}"
+        );
+        // Rows or columns alone within limits, but an area that is not.
+        let data = data.replace("XFD1048576", "IV99999");
+        assert!(
+            failure("konton.xlsx", &raw_xlsx(&data, None))
+                .to_string()
+                .contains("used area")
+        );
+    }
+
+    #[test]
+    fn cells_are_checked_as_they_come() {
+        let header = "<row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>E-post</t></is></c>\
+                      <c r=\"B1\" t=\"inlineStr\"><is><t>Lösenord</t></is></c></row>\
+                      <row r=\"2\"><c r=\"A2\" t=\"inlineStr\"><is><t>anna@x.se</t></is></c>\
+                      <c r=\"B2\" t=\"inlineStr\"><is><t>Sommar2024!</t></is></c></row>";
+        let sheet = |extra: &str| {
+            raw_xlsx(
+                &format!("<dimension ref=\"A1:B2\"/><sheetData>{header}{extra}</sheetData>"),
+                None,
+            )
+        };
+        // The declared area lies; the far cell is caught when it arrives.
+        let err = failure(
+            "a.xlsx",
+            &sheet("<row r=\"200000\"><c r=\"A200000\"><v>1</v></c></row>"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "Blad1 row 200000: the list has more than 100000 rows; is this the right file?"
+        );
+        let err = failure(
+            "a.xlsx",
+            &sheet("<row r=\"3\"><c r=\"JA3\"><v>1</v></c></row>"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "Blad1 row 3, column \"JA\": the row uses more than 256 columns; is this the right file?"
+        );
+        let err = failure(
+            "a.xlsx",
+            &sheet(
+                "<row r=\"5\"><c r=\"A5\"><v>1</v></c></row><row r=\"3\"><c r=\"A3\"><v>1</v></c></row>",
+            ),
+        );
+        assert!(
+            err.to_string()
+                .contains("row 3: the sheet's rows are stored out of order"),
+            "{err}"
+        );
+        // A blank, formatted cell far away costs nothing and is no error.
+        let import = success(
+            "a.xlsx",
+            &sheet("<row r=\"1048576\"><c r=\"XFD1048576\" s=\"1\"/></row>"),
+        );
+        assert_eq!(import.accounts.len(), 1);
+    }
+
+    #[test]
+    fn a_reversed_dimension_does_not_take_the_process_down() {
+        // calamine 0.38 subtracts the corners of `B2:A1` unchecked; with overflow checks (debug builds)
+        // that panics inside calamine, which must come back as an error for this file.
+        let data = "<dimension ref=\"B2:A1\"/><sheetData>\
+            <row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>E-post</t></is></c>\
+            <c r=\"B1\" t=\"inlineStr\"><is><t>Lösenord</t></is></c></row>\
+            <row r=\"2\"><c r=\"A2\" t=\"inlineStr\"><is><t>anna@x.se</t></is></c>\
+            <c r=\"B2\" t=\"inlineStr\"><is><t>Sommar2024!</t></is></c></row></sheetData>";
+        match import_bytes("konton.xlsx", &raw_xlsx(data, None)) {
+            Ok(import) => assert_eq!(import.accounts.len(), 1),
+            Err(err) => assert_eq!(
+                err.to_string(),
+                "konton.xlsx: the workbook could not be read; open it in Excel or LibreOffice, save \
+                 it again and import that file, or save the list as \"CSV UTF-8\""
+            ),
+        }
+    }
+
+    #[test]
+    fn zip_holding_an_xlsx() {
+        let workbook = xlsx(&[sheet(
+            "Blad1",
+            &[
+                &["E-post", "Lösenord"],
+                &["anna@x.se", "Sommar2024!"],
+                &["bo@x.se"],
+            ],
+        )]);
+        let archive = zip(&[
+            ("__MACOSX/Konton/._konton.xlsx", b"mac resource fork"),
+            ("Konton/.DS_Store", b"\0\0\0\x01Bud1"),
+            ("Konton/~$konton.xlsx", b"owner"),
+            ("Konton/konton.xlsx", &workbook),
+        ]);
+        let err = failure("från kund.zip", &archive);
+        assert_error(
+            &err,
+            "från kund.zip/Konton/konton.xlsx sheet Blad1 row 3, column \"Lösenord\": empty password",
+        );
+        let fixed = xlsx(&[sheet(
+            "Blad1",
+            &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]],
+        )]);
+        let import = success("k.zip", &zip(&[("konton.xlsx", &fixed)]));
+        assert_eq!(import.accounts[0].source_password.expose(), "Sommar2024!");
+    }
+
+    #[test]
+    fn zip_holding_a_csv() {
+        let archive = zip(&[
+            ("LÄS MIG.txt", b"Kontolista fr\xc3\xa5n kunden"),
+            (
+                "konton.csv",
+                "E-post;Lösenord\r\nanna@x.se;Sommar2024!\r\nbo@x.se;\r\n".as_bytes(),
+            ),
+        ]);
+        let err = failure("konton.zip", &archive);
+        assert_eq!(
+            err.to_string(),
+            "konton.zip/konton.csv row 3, column \"Lösenord\": empty password"
+        );
+        // A .txt alone is the list.
+        let archive = zip(&[("konton.txt", b"E-post\tL\xc3\xb6senord\nanna@x.se\tPw3\n")]);
+        assert_eq!(success("k.zip", &archive).accounts.len(), 1);
+    }
+
+    #[test]
+    fn zips_that_do_not_hold_exactly_one_list() {
+        let csv = "E-post;Lösenord\nanna@x.se;Pw3\n".as_bytes();
+        let workbook = xlsx(&[sheet(
+            "Blad1",
+            &[&["E-post", "Lösenord"], &["anna@x.se", "Pw3"]],
+        )]);
+        let err = failure(
+            "k.zip",
+            &zip(&[("konton.csv", csv), ("gamla/konton.xlsx", &workbook)]),
+        );
+        assert_eq!(
+            err.to_string(),
+            "k.zip: the zip archive holds 2 spreadsheets (\"konton.csv\", \"gamla/konton.xlsx\"); \
+             postflytt reads one list. Send a zip with only the account list, or that file alone"
+        );
+        let err = failure(
+            "k.zip",
+            &zip(&[("bild.png", b"\x89PNG"), ("avtal.pdf", b"%PDF")]),
+        );
+        assert!(err.to_string().starts_with(
+            "k.zip: the zip archive holds no .xlsx, .ods or .csv file, only \"bild.png\", \"avtal.pdf\""
+        ), "{err}");
+        let err = failure("k.zip", &zip(&[]));
+        assert!(
+            err.to_string().contains("the zip archive is empty"),
+            "{err}"
+        );
+        let err = failure("k.zip", &zip(&[("inre.zip", &zip(&[("konton.csv", csv)]))]));
+        assert!(err.to_string().contains("holds no .xlsx"), "{err}");
+        let err = failure(
+            "k.zip",
+            &zip(&[("konton.xlsx", &zip(&[("konton.csv", csv)]))]),
+        );
+        assert!(
+            err.to_string()
+                .starts_with("k.zip/konton.xlsx: a zip inside the zip"),
+            "{err}"
+        );
+        let names: Vec<String> = (0..=MAX_ZIP_ENTRIES).map(|i| format!("f{i}.png")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let err = failure("k.zip", &zip(&files));
+        assert!(
+            err.to_string()
+                .contains("has 101 entries, more than the 100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zip_bombs_are_refused() {
+        let csv = "E-post;Lösenord\nanna@x.se;Pw3\n".as_bytes();
+        // Declared sizes over the limit: refused before anything is unpacked.
+        let mut archive = zip(&[("konton.csv", csv)]);
+        declare_size(&mut archive, 0x7FFF_FFFF);
+        let err = failure("k.zip", &archive);
+        assert_eq!(
+            err.to_string(),
+            "k.zip: the zip archive would unpack to more than 64 MB; an account list is much \
+             smaller. Is this the right file?"
+        );
+        // A member that unpacks to more than it declared stops at the declaration.
+        let mut archive = zip(&[("konton.csv", csv)]);
+        declare_size(&mut archive, 10);
+        let err = failure("k.zip", &archive);
+        assert!(
+            err.to_string()
+                .starts_with("k.zip/konton.csv: cannot unpack it from the zip"),
+            "{err}"
+        );
+        // The same for the parts of a workbook.
+        let mut workbook = xlsx(&[sheet("Blad1", &[&["E-post", "Lösenord"]])]);
+        declare_size(&mut workbook, 0x1000_0000);
+        assert!(
+            failure("k.xlsx", &workbook)
+                .to_string()
+                .contains("more than 64 MB")
+        );
+        // An end record claiming a huge number of entries is refused before the zip crate reads it.
+        let mut archive = zip(&[("konton.csv", csv)]);
+        let end = archive.len() - 22;
+        assert_eq!(declared_entries(&archive), Some(1));
+        archive[end + 8..end + 12].copy_from_slice(&[0xFE, 0xFF, 0xFE, 0xFF]);
+        assert_eq!(declared_entries(&archive), Some(0xFFFE));
+        assert!(
+            failure("k.zip", &archive)
+                .to_string()
+                .contains("more than 1000 entries")
+        );
+        assert_eq!(declared_entries(b"no zip here"), None);
+    }
+
+    #[test]
+    fn encrypted_zip_is_refused() {
+        let mut archive = zip(&[("konton.csv", b"E-post;L\xc3\xb6senord\nanna@x.se;Pw3\n")]);
+        for (at, central) in zip_headers(&archive) {
+            archive[at + if central { 8 } else { 6 }] |= 1;
+        }
+        assert_eq!(
+            failure("k.zip", &archive).to_string(),
+            "k.zip/konton.csv: the zip archive is password-protected; send it without a password \
+             (the account list is kept encrypted on the appliance)"
+        );
+    }
+
+    #[test]
+    fn old_excel_and_other_files_are_refused_with_advice() {
+        let ole = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1\0\0\0\0";
+        for name in ["konton.xls", "konton.xlsx", "konton.csv"] {
+            let err = failure(name, ole);
             assert!(
-                err.to_string().contains("save it as \"CSV UTF-8\""),
+                err.to_string().starts_with(&format!(
+                    "{name}: this is an Excel 97-2003 workbook (.xls) or a password-protected workbook"
+                )),
                 "{err}"
             );
         }
+        let err = failure("k.zip", &zip(&[("konton.xls", ole)]));
+        assert!(
+            err.to_string()
+                .starts_with("k.zip/konton.xls: this is an Excel 97-2003"),
+            "{err}"
+        );
+        for (name, bytes, expected) in [
+            ("konton.pdf", &b"%PDF-1.7\n"[..], "this is a PDF document"),
+            (
+                "konton.xlsx",
+                b"\x12\x00\x99garbage",
+                "the file is named .xlsx but is not one",
+            ),
+            (
+                "konton.dat",
+                b"\x12\x00\x99garbage",
+                "the file is neither a spreadsheet nor text",
+            ),
+            (
+                "konton.xls",
+                b"\xEF\xBB\xBF <html><table>",
+                "this is a web page or XML file",
+            ),
+            (
+                "konton.rar",
+                b"Rar!\x1A\x07\x00",
+                "this is a RAR or 7-Zip archive",
+            ),
+            (
+                "konton.xlsx",
+                b"PK\x03\x04truncated",
+                "cannot be opened as a zip archive",
+            ),
+        ] {
+            let err = failure(name, bytes);
+            assert!(
+                err.to_string().starts_with(&format!("{name}: {expected}")),
+                "{err}"
+            );
+        }
+        let word = zip(&[
+            ("[Content_Types].xml", b"<Types/>"),
+            ("word/document.xml", b"<w/>"),
+        ]);
+        assert!(
+            failure("k.docx", &word)
+                .to_string()
+                .contains("Word or PowerPoint")
+        );
+        let xlsb = zip(&[
+            ("[Content_Types].xml", b"<Types/>"),
+            ("xl/workbook.bin", b""),
+        ]);
+        assert!(failure("k.xlsb", &xlsb).to_string().contains("(.xlsb)"));
+    }
+
+    #[test]
+    fn the_type_is_judged_by_content_not_name() {
+        let workbook = xlsx(&[sheet(
+            "Blad1",
+            &[&["E-post", "Lösenord"], &["anna@x.se", "Pw3"]],
+        )]);
+        assert_eq!(
+            success("konton.csv", &workbook).accounts[0].source_login,
+            "anna@x.se"
+        );
+        let csv = "E-post;Lösenord\nanna@x.se;Pw3\n".as_bytes();
+        assert_eq!(
+            success("konton.xlsx", csv).accounts[0].source_login,
+            "anna@x.se"
+        );
+        assert_eq!(success("konton", &zip(&[("k.csv", csv)])).accounts.len(), 1);
+    }
+
+    const ODS_MANIFEST: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+        <manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" \
+        manifest:version=\"1.2\"><manifest:file-entry manifest:full-path=\"/\" \
+        manifest:media-type=\"application/vnd.oasis.opendocument.spreadsheet\"/>\
+        <manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
+        </manifest:manifest>";
+
+    fn ods_content(tables: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><office:document-content \
+             xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" \
+             xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
+             xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" office:version=\"1.2\">\
+             <office:body><office:spreadsheet>{tables}</office:spreadsheet></office:body>\
+             </office:document-content>"
+        )
+    }
+
+    fn ods(tables: &str) -> Vec<u8> {
+        zip(&[
+            (
+                "mimetype",
+                b"application/vnd.oasis.opendocument.spreadsheet",
+            ),
+            ("META-INF/manifest.xml", ODS_MANIFEST),
+            ("content.xml", ods_content(tables).as_bytes()),
+        ])
+    }
+
+    fn ods_text(text: &str) -> String {
+        format!(
+            "<table:table-cell office:value-type=\"string\"><text:p>{text}</text:p></table:table-cell>"
+        )
+    }
+
+    /// A LibreOffice-style sheet: the data, then the rest of the sheet as repeated blank cells and rows.
+    fn ods_sheet(name: &str, rows: &[String]) -> String {
+        let mut xml = format!(
+            "<table:table table:name=\"{name}\"><table:table-column table:number-columns-repeated=\"1024\"/>"
+        );
+        for row in rows {
+            xml.push_str(&format!(
+                "<table:table-row>{row}<table:table-cell table:number-columns-repeated=\"1020\"/></table:table-row>"
+            ));
+        }
+        xml.push_str(
+            "<table:table-row table:number-rows-repeated=\"1048570\">\
+             <table:table-cell table:number-columns-repeated=\"1024\"/></table:table-row></table:table>",
+        );
+        xml
+    }
+
+    #[test]
+    fn ods_is_read() {
+        let header = format!("{}{}", ods_text("E-post"), ods_text("Lösenord"));
+        let anna = format!(
+            "{}<table:table-cell office:value-type=\"float\" office:value=\"123456\">\
+             <text:p>123456</text:p></table:table-cell>",
+            ods_text("anna@x.se")
+        );
+        let bo = format!(
+            "{}<table:table-cell table:number-columns-repeated=\"2\"/>{}",
+            ods_text("bo@x.se"),
+            ods_text("ignored")
+        );
+        let tables = format!(
+            "{}{}",
+            ods_sheet("Anteckningar", &[ods_text("Se nästa flik")]),
+            ods_sheet("Konton", &[header, anna, bo])
+        );
+        let err = failure("konton.ods", &ods(&tables));
+        assert_error(&err, "Konton row 3, column \"Lösenord\": empty password");
+        let fixed = tables.replace(
+            "<table:table-cell table:number-columns-repeated=\"2\"/>",
+            &ods_text("Pw3"),
+        );
+        let import = success("konton.ods", &ods(&fixed));
+        assert_eq!(import.accounts.len(), 2);
+        assert_eq!(import.accounts[0].source_password.expose(), "123456");
+        assert_eq!(import.accounts[1].source_password.expose(), "Pw3");
+        let warnings = strings(&import.warnings);
+        assert!(
+            warnings[0].contains("other sheets with data (\"Anteckningar\")"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("Konton row 2, column \"Lösenord\": the password is a number")
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let zipped = zip(&[("konton.ods", &ods(&fixed))]);
+        assert_eq!(success("k.zip", &zipped).accounts.len(), 2);
+    }
+
+    #[test]
+    fn ods_expansion_bombs_are_refused() {
+        let header = format!("{}{}", ods_text("E-post"), ods_text("Lösenord"));
+        let scan =
+            |tables: &str| check_ods_content(ods_content(tables).as_bytes(), &|s| s.to_string());
+        // The LibreOffice layout of an ordinary list passes.
+        assert!(scan(&ods_sheet("Konton", std::slice::from_ref(&header))).is_ok());
+        // A row of data repeated far down.
+        let tables = format!(
+            "<table:table table:name=\"Bomb\"><table:table-row>{header}</table:table-row>\
+             <table:table-row table:number-rows-repeated=\"1000000\">{}</table:table-row></table:table>",
+            ods_text("x")
+        );
+        let err = scan(&tables).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Bomb row 100001: the sheet has data in row 1000001"),
+            "{err}"
+        );
+        assert!(
+            failure("b.ods", &ods(&tables))
+                .to_string()
+                .contains("data in row 1000001")
+        );
+        // A cell with data repeated across columns.
+        let tables = "<table:table table:name=\"Bomb\"><table:table-row>\
+            <table:table-cell table:number-columns-repeated=\"16384\" office:value-type=\"string\">\
+            <text:p>x</text:p></table:table-cell></table:table-row></table:table>";
+        assert_eq!(
+            scan(tables).unwrap_err().to_string(),
+            "Bomb row 1, column \"IW\": the row uses more than 256 columns; is this the right file?"
+        );
+        // Within rows and columns, but blank rows between two rows of data that would all be filled in.
+        let wide = "<table:table-row><table:table-cell table:number-columns-repeated=\"25\" \
+                    office:value-type=\"float\" office:value=\"1\"/></table:table-row>";
+        let tables = format!(
+            "<table:table table:name=\"Bomb\">{wide}<table:table-row table:number-rows-repeated=\"99000\">\
+             <table:table-cell table:number-columns-repeated=\"1024\"/></table:table-row>{wide}</table:table>"
+        );
+        assert!(
+            scan(&tables)
+                .unwrap_err()
+                .to_string()
+                .contains("more than the 2000000 cells")
+        );
+        // A space run of a billion in one cell.
+        let tables = "<table:table table:name=\"Bomb\"><table:table-row>\
+            <table:table-cell office:value-type=\"string\"><text:p>a<text:s text:c=\"1000000000\"/>b\
+            </text:p></table:table-cell></table:table-row></table:table>";
+        assert!(
+            scan(tables)
+                .unwrap_err()
+                .to_string()
+                .contains("more than 256 MB")
+        );
+        // Modest text repeated over many rows adds up too.
+        let tables = format!(
+            "<table:table table:name=\"Bomb\"><table:table-row table:number-rows-repeated=\"99000\">\
+             <table:table-cell table:number-columns-repeated=\"20\" office:value-type=\"string\">\
+             <text:p>{}</text:p></table:table-cell></table:table-row></table:table>",
+            "x".repeat(200)
+        );
+        assert!(
+            scan(&tables)
+                .unwrap_err()
+                .to_string()
+                .contains("more than 256 MB")
+        );
+    }
+
+    /// Runs an import on its own thread and fails the test if it has not finished in 20 seconds.
+    fn import_in_time(name: &'static str, bytes: Vec<u8>) -> Result<Import, ImportError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(import_bytes(name, &bytes)));
+        match receiver.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(result) => result,
+            Err(_) => panic!("importing {name} hangs"),
+        }
+    }
+
+    #[test]
+    fn truncated_ods_is_refused_instead_of_hanging() {
+        // calamine 0.38 loops forever on a content.xml that ends inside a sheet or a cell note.
+        let full = ods_content(&ods_sheet(
+            "Konton",
+            &[format!(
+                "<table:table-cell office:value-type=\"string\"><office:annotation><text:p>anteckning\
+                 </text:p></office:annotation><text:p>E-post</text:p></table:table-cell>{}",
+                ods_text("Lösenord")
+            )],
+        ));
+        let open_sheet = &full.as_bytes()[..full.find("<table:table-row").unwrap()];
+        let err = check_ods_content(open_sheet, &|s| s.to_string()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Konton: the spreadsheet ends in the middle of a sheet")
+        );
+        for cut in (0..full.len()).step_by(7) {
+            let bytes = zip(&[
+                (
+                    "mimetype",
+                    b"application/vnd.oasis.opendocument.spreadsheet",
+                ),
+                ("META-INF/manifest.xml", ODS_MANIFEST),
+                ("content.xml", &full.as_bytes()[..cut]),
+            ]);
+            assert!(import_in_time("cut.ods", bytes).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn truncated_xlsx_parts_give_errors() {
+        let sheets = [sheet(
+            "Blad1",
+            &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]],
+        )];
+        let parts = parts(&sheets).unwrap();
+        for (i, (part, xml)) in parts.iter().enumerate() {
+            for cut in (0..xml.len()).step_by(11) {
+                let files: Vec<(&str, &[u8])> = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (name, text))| {
+                        let text = text.as_bytes();
+                        (name.as_str(), if i == j { &text[..cut] } else { text })
+                    })
+                    .collect();
+                if let Ok(import) = import_in_time("cut.xlsx", zip(&files)) {
+                    // Some cuts only lose a style or the relationships' tail; never the account.
+                    assert_eq!(import.accounts.len(), 1, "{part} cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tag_scanning_helpers() {
+        assert_eq!(tag_length(b"<a b=\"x>y\" c='>'/>rest"), Some(18));
+        assert_eq!(tag_length(b"<a"), None);
+        let attrs = b" table:name=\"A &amp; B\" table:number-rows-repeated = '12' x=y";
+        assert_eq!(attr(attrs, b"table:name"), Some(&b"A &amp; B"[..]));
+        assert_eq!(attr(attrs, b"table:number-rows-repeated"), Some(&b"12"[..]));
+        assert_eq!(attr(attrs, b"missing"), None);
+        assert_eq!(count(Some(b"12")), 12);
+        assert_eq!(count(Some(b"99999999999999999999999")), u64::MAX);
+        assert_eq!(count(Some(b"x")), 1);
+        assert_eq!(count(None), 1);
+        assert_eq!(unescape("A &amp;lt; &lt;B&gt;"), "A &lt; <B>");
+    }
+
+    #[test]
+    fn bilingual_and_annotated_headers() {
+        for (header, field) in [
+            ("E-post / Username", Some(Field::SourceLogin)),
+            ("Lösenord / Password", Some(Field::SourcePassword)),
+            ("Ny inloggning / Target login", Some(Field::TargetLogin)),
+            (
+                "Nytt lösenord / Target password",
+                Some(Field::TargetPassword),
+            ),
+            ("Alias / Aliases", Some(Field::Aliases)),
+            ("Lösenord (Password)", Some(Field::SourcePassword)),
+            ("E-post|Email", Some(Field::SourceLogin)),
+            ("E-post\nEmail", Some(Field::SourceLogin)),
+            ("Lösenord (nytt)", None),
+            ("Användarnamn / Lösenord", None),
+            ("/", None),
+        ] {
+            assert_eq!(field_for_header(header), field, "{header}");
+        }
+    }
+
+    #[test]
+    fn example_rows_are_skipped_with_a_warning() {
+        let text = "E-post;Lösenord\nanna.andersson@Example.se;Sommar2024!\nbo@x.se;Pw3\n\
+                    test@example.com;;\n";
+        let import = import("konton.csv", text).unwrap();
+        assert_eq!(import.accounts.len(), 1);
+        assert_eq!(import.accounts[0].source_login, "bo@x.se");
+        let warnings = strings(&import.warnings);
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].starts_with(
+            "konton.csv row 2, column \"E-post\": an example row like the template's (the domain is reserved for examples); ignored"
+        ), "{warnings:?}");
+        assert!(warnings[1].starts_with("konton.csv row 4, column \"E-post\""));
+        assert!(!is_example_login("anna@example.se.foretag.se"));
+        assert!(!is_example_login("anna@myexample.se"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod http;
 mod imap;
 mod import;
 mod logger;
+mod oauth;
 mod pull;
 mod push;
 mod report;
@@ -83,6 +84,21 @@ struct SetupArgs {
     /// largest message the target takes, when it does not announce APPENDLIMIT (e.g. 35M)
     #[argh(option)]
     message_size_limit: Option<String>,
+    /// target kind: imap (default) or m365 (Microsoft 365, OAuth2 app login)
+    #[argh(option)]
+    target_kind: Option<String>,
+    /// the Microsoft 365 tenant id (directory id)
+    #[argh(option)]
+    m365_tenant: Option<String>,
+    /// the Microsoft 365 app registration's client (application) id
+    #[argh(option)]
+    m365_client_id: Option<String>,
+    /// file holding the app's client secret ("-" reads it from standard input); never on the command line
+    #[argh(option)]
+    m365_client_secret_file: Option<PathBuf>,
+    /// token endpoint URL (default Microsoft's v2 endpoint for the tenant; for tests)
+    #[argh(option)]
+    m365_token_url: Option<String>,
 }
 
 /// Import the account list (CSV: login, password, target login, target password, aliases).
@@ -137,9 +153,10 @@ struct CheckArgs {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "serve")]
 struct ServeArgs {
-    /// address and port for the page and API (default 127.0.0.1:8025; 0.0.0.0:8025 for the office network)
-    #[argh(option, default = "String::from(\"127.0.0.1:8025\")")]
-    listen: String,
+    /// address and port for the page and API (default $POSTFLYTT_LISTEN or 127.0.0.1:8025; 0.0.0.0:8025
+    /// for the office network)
+    #[argh(option)]
+    listen: Option<String>,
 }
 
 /// Finish the migration: a last pass, verification, then purge passwords and staged mail (the report stays).
@@ -201,6 +218,43 @@ fn run(args: Args) -> Result<ExitCode> {
                     store.set_endpoint(side, &endpoint)?;
                     println!("{side}: {}", endpoint.describe());
                 }
+            }
+            if let Some(kind) = &setup.target_kind {
+                let kind = match kind.to_ascii_lowercase().as_str() {
+                    "imap" => "imap",
+                    "m365" | "microsoft365" | "office365" | "exchange" => "m365",
+                    other => bail!("--target-kind {other:?}: use imap or m365"),
+                };
+                store.set_setting("target.kind", kind)?;
+                if kind == "m365" && setup.target.is_none() && store.endpoint("target").is_err() {
+                    let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
+                    store.set_endpoint("target", &endpoint)?;
+                    println!("target: {} (Microsoft 365)", endpoint.describe());
+                }
+            }
+            if let Some(t) = &setup.m365_tenant {
+                store.set_setting("m365.tenant", t.trim())?;
+            }
+            if let Some(c) = &setup.m365_client_id {
+                store.set_setting("m365.client_id", c.trim())?;
+            }
+            if let Some(u) = &setup.m365_token_url {
+                store.set_setting("m365.token_url", u.trim())?;
+            }
+            if let Some(path) = &setup.m365_client_secret_file {
+                let text = if path.as_os_str() == "-" {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                    t
+                } else {
+                    std::fs::read_to_string(path).with_context(|| format!("cannot read the client secret file {}", path.display()))?
+                };
+                let secret = secret::Secret::new(text.trim().to_string());
+                if secret.is_empty() {
+                    bail!("the client secret file is empty");
+                }
+                store.set_secret_setting("m365.client_secret", &secret)?;
+                println!("Microsoft 365 client secret stored (sealed); you can delete the file now");
             }
             if let Some(q) = &setup.quota_per_account {
                 store.set_setting("limit.quota_per_account", &parse_size(q)?.to_string())?;
@@ -362,6 +416,7 @@ fn run(args: Args) -> Result<ExitCode> {
 
 #[cfg(feature = "wip")]
 fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
+    let listen = serve.listen.clone().or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty())).unwrap_or_else(|| "127.0.0.1:8025".into());
 
             let app = appliance::Appliance::open(&dir)?;
             // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
@@ -370,14 +425,14 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
                 signal_hook::flag::register_conditional_default(signal, std::sync::Arc::clone(&stop))?;
                 signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))?;
             }
-            let host = serve.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
-            let shown = if host == "0.0.0.0" || host == "[::]" { serve.listen.replacen(host, "THIS-BOX", 1) } else { serve.listen.clone() };
+            let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+            let shown = if host == "0.0.0.0" || host == "[::]" { listen.replacen(host, "THIS-BOX", 1) } else { listen.clone() };
             log::info!("postflytt {} serving the page at http://{shown}/", env!("CARGO_PKG_VERSION"));
             log::info!("viewer code for the customer: {} (also in {})", app.viewer_code, dir.join("viewer-code").display());
             log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
             let scheduler = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || a.scheduler()) };
             let watcher = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || appliance::mx_watcher(a)) };
-            let server = { let a = std::sync::Arc::clone(&app); let listen = serve.listen.clone(); std::thread::spawn(move || http::serve(a, &listen)) };
+            let server = { let a = std::sync::Arc::clone(&app); let listen = listen.clone(); std::thread::spawn(move || http::serve(a, &listen)) };
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && !server.is_finished() {
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }

@@ -91,9 +91,9 @@ impl Resolver {
             Some(text) => Ok(Resolver { nameservers: vec![parse_nameserver(text)?] }),
             None => {
                 let text = std::fs::read_to_string(RESOLV_CONF).with_context(|| {
-                    format!("cannot read {RESOLV_CONF} to find a nameserver for MX lookups: {}", HOW_TO_CONFIGURE)
+                    format!("cannot read {RESOLV_CONF} to find a nameserver for MX lookups: {HOW_TO_CONFIGURE}")
                 })?;
-                Resolver::from_resolv_conf(&text).with_context(|| format!("{RESOLV_CONF}"))
+                Resolver::from_resolv_conf(&text).context(RESOLV_CONF)
             }
         }
     }
@@ -550,7 +550,9 @@ mod tests {
         let m365 = targets(&["*.mail.protection.outlook.com"]);
         let exact = targets(&["MX.New.Example."]);
         let dot = targets(&[".new.example"]);
-        let cases: &[(&[(u16, &str)], &[String], bool)] = &[
+        // (records, patterns, points at target)
+        type Case<'a> = (&'a [(u16, &'a str)], &'a [String], bool);
+        let cases: &[Case] = &[
             (&[(0, "kund-se.mail.protection.outlook.com.")], &m365, true),
             (&[(0, "KUND-SE.Mail.Protection.Outlook.com")], &m365, true),
             // The suffix itself is not below the suffix.

@@ -392,7 +392,7 @@ pub fn merge_uidvalidity_orphans(store: &Store, folder_id: i64, uidvalidity: u32
 pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
     let mut out = String::new();
     let mut run: Option<(u32, u32)> = None;
-    let mut flush = |out: &mut String, (a, b): (u32, u32)| {
+    let flush = |out: &mut String, (a, b): (u32, u32)| {
         if !out.is_empty() {
             out.push(',');
         }

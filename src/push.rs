@@ -32,6 +32,16 @@ pub struct PushStats {
     pub refused: u64,
 }
 
+/// What the target needs done differently.
+#[derive(Debug, Clone, Default)]
+pub struct TargetQuirks {
+    /// Largest message the target takes (APPENDLIMIT, the operator's setting, or a known default).
+    pub size_limit: Option<u64>,
+    /// Quirk `exchange_drops_flagged_on_append` (Exchange Online): `\Flagged` given with APPEND is
+    /// not kept, so it is set with a STORE afterwards.
+    pub flagged_after_append: bool,
+}
+
 /// A target folder as we know it.
 pub struct TargetFolderRow {
     pub id: i64,
@@ -93,10 +103,10 @@ pub async fn push_folder(
     source_folder_id: i64,
     source_name: &str,
     target: &TargetFolderRow,
-    size_limit: Option<u64>,
+    quirks: &TargetQuirks,
     stats: &mut PushStats,
 ) -> Result<()> {
-    if let Some(limit) = size_limit {
+    if let Some(limit) = quirks.size_limit {
         skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
     }
     let work: i64 = store.conn.query_row(
@@ -152,7 +162,7 @@ pub async fn push_folder(
         store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
     }
 
-    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
+    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, quirks, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
     Ok(())
 }
@@ -276,6 +286,7 @@ async fn append_pending(
     source_name: &str,
     target: &TargetFolderRow,
     uidvalidity: u32,
+    quirks: &TargetQuirks,
     stats: &mut PushStats,
 ) -> Result<()> {
     let multi = session.supports_multiappend();
@@ -304,7 +315,7 @@ async fn append_pending(
             bytes += row.size;
             batch.push(row);
         }
-        append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, stats).await?;
+        append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, quirks, stats).await?;
     }
 }
 
@@ -317,6 +328,7 @@ async fn append_batch(
     target: &TargetFolderRow,
     uidvalidity: u32,
     batch: &[Row],
+    quirks: &TargetQuirks,
     stats: &mut PushStats,
 ) -> Result<()> {
     // The journal entry: committed before a byte of the APPEND is written.
@@ -364,10 +376,13 @@ async fn append_batch(
         match uids {
             Some((validity, uids)) if validity == uidvalidity && uids.len() == batch.len() => {
                 for (row, uid) in batch.iter().zip(uids) {
+                    // With `flagged_after_append`, \Flagged counts as not yet on the target, so the flag
+                    // step of this same pass sets it with a STORE.
                     tx.execute(
                         "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-                           synced_flags = flags WHERE id = ?1",
-                        params![row.id, target.id, uidvalidity, uid],
+                           synced_flags = CASE WHEN ?5 THEN trim(replace(' ' || flags || ' ', ' \\Flagged ', ' ')) ELSE flags END
+                         WHERE id = ?1",
+                        params![row.id, target.id, uidvalidity, uid, quirks.flagged_after_append],
                     )?;
                 }
             }
@@ -394,7 +409,7 @@ async fn append_batch(
         // Find the message at fault by sending them one at a time.
         for row in batch {
             let single = [Row { id: row.id, size: row.size, flags: row.flags.clone(), internal_date: row.internal_date.clone(), sha256: row.sha256.clone(), state: "pending".into() }];
-            Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, stats)).await?;
+            Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, quirks, stats)).await?;
         }
         return Ok(());
     }

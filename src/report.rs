@@ -1,0 +1,923 @@
+//! The customer report, the last thing a migration leaves behind: per account the folders and how
+//! many messages and bytes were copied where, what was skipped and why (in the server's own words),
+//! the verification result, and the checklist of what the customer must still do. It is built from
+//! the store alone — counts, the skip ledger and stored verification results — so it still works after
+//! the purge has removed passwords and staged mail. It renders as JSON (the API), a self-contained
+//! printable HTML page in Swedish or English, and a `;`-separated CSV that Excel opens as it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::store::{Store, now};
+use crate::sync::human_bytes;
+use crate::verify::{self, VerifyResult};
+
+/// The language of the HTML page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lang {
+    Sv,
+    En,
+}
+
+impl Lang {
+    fn pick(self, sv: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Sv => sv,
+            Lang::En => en,
+        }
+    }
+}
+
+/// Message and byte counts, for a folder, an account or the whole migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Messages staged from the source, and their bytes.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Of those, on the target.
+    pub copied: u64,
+    pub copied_bytes: u64,
+    /// Refused by the target (listed under skipped, with the reason).
+    pub refused: u64,
+    pub refused_bytes: u64,
+    /// Neither copied nor refused (yet).
+    pub not_copied: u64,
+}
+
+impl Totals {
+    fn add(&mut self, other: &Totals) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.copied += other.copied;
+        self.copied_bytes += other.copied_bytes;
+        self.refused += other.refused;
+        self.refused_bytes += other.refused_bytes;
+        self.not_copied += other.not_copied;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FolderReport {
+    pub source: String,
+    /// The target folder's name; None when the folder was never mapped.
+    pub target: Option<String>,
+    /// False once the source no longer lists the folder (its copied mail is still counted).
+    pub present: bool,
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// From the stored verification: None when this folder was not verified.
+    pub verified: Option<bool>,
+}
+
+/// One entry of the skip ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkipItem {
+    pub folder: Option<String>,
+    pub reason: String,
+    pub server_says: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+    /// The skipped message's size and date, when the entry is about one message.
+    pub size: Option<u64>,
+    pub date: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountReport {
+    pub source_login: String,
+    pub target_login: String,
+    pub aliases: Vec<String>,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub last_pass_at: Option<i64>,
+    pub last_new_mail_at: Option<i64>,
+    pub folders: Vec<FolderReport>,
+    pub totals: Totals,
+    pub skipped: Vec<SkipItem>,
+    pub verification: Option<VerifyResult>,
+}
+
+impl AccountReport {
+    /// None when never verified.
+    pub fn verified(&self) -> Option<bool> {
+        self.verification.as_ref().map(|v| v.ok)
+    }
+}
+
+/// One thing the customer must still do, in both languages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChecklistItem {
+    pub id: &'static str,
+    pub sv: String,
+    pub en: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Unix seconds.
+    pub generated_at: i64,
+    pub finished_at: Option<i64>,
+    pub source_host: Option<String>,
+    pub target_host: Option<String>,
+    /// Customer domains, from the account addresses and aliases.
+    pub domains: Vec<String>,
+    pub accounts: Vec<AccountReport>,
+    pub totals: Totals,
+    pub skipped_items: u64,
+    pub accounts_verified: u64,
+    pub checklist: Vec<ChecklistItem>,
+}
+
+/// Builds the report from the store only: no password, no connection, no staged body is needed.
+pub fn build(store: &Store) -> Result<Report> {
+    let source_host = store.setting("source.host")?;
+    let target_host = store.setting("target.host")?;
+    let finished_at = store.setting("finished_at")?.and_then(|v| v.parse().ok());
+
+    struct AccountRow {
+        id: i64,
+        source_login: String,
+        target_login: String,
+        aliases: String,
+        state: String,
+        last_error: Option<String>,
+        last_pass_at: Option<i64>,
+        last_new_mail_at: Option<i64>,
+    }
+    let rows: Vec<AccountRow> = {
+        let mut stmt = store.conn.prepare(
+            "SELECT id, source_login, target_login, aliases, state, last_error, last_pass_at, last_new_mail_at
+             FROM account ORDER BY source_login",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AccountRow {
+                id: r.get(0)?,
+                source_login: r.get(1)?,
+                target_login: r.get(2)?,
+                aliases: r.get(3)?,
+                state: r.get(4)?,
+                last_error: r.get(5)?,
+                last_pass_at: r.get(6)?,
+                last_new_mail_at: r.get(7)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+
+    let mut accounts = Vec::new();
+    let mut domains = BTreeSet::new();
+    for row in rows {
+        let aliases: Vec<String> =
+            row.aliases.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
+        for address in std::iter::once(&row.source_login).chain(aliases.iter()) {
+            if let Some((_, domain)) = address.rsplit_once('@') {
+                domains.insert(domain.to_ascii_lowercase());
+            }
+        }
+        // A damaged stored verification must not take the whole report down; it reads as "not verified".
+        let verification = match verify::load(store, row.id) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("{}: {e:#}", row.source_login);
+                None
+            }
+        };
+        let folders = folders_of(store, row.id, verification.as_ref())
+            .with_context(|| format!("reading the folders of {}", row.source_login))?;
+        let mut totals = Totals::default();
+        for f in &folders {
+            totals.add(&f.totals);
+        }
+        accounts.push(AccountReport {
+            skipped: skips_of(store, row.id)?,
+            source_login: row.source_login,
+            target_login: row.target_login,
+            aliases,
+            state: row.state,
+            last_error: row.last_error,
+            last_pass_at: row.last_pass_at,
+            last_new_mail_at: row.last_new_mail_at,
+            folders,
+            totals,
+            verification,
+        });
+    }
+
+    let mut totals = Totals::default();
+    for a in &accounts {
+        totals.add(&a.totals);
+    }
+    let domains: Vec<String> = domains.into_iter().collect();
+    Ok(Report {
+        generated_at: now(),
+        finished_at,
+        checklist: checklist(source_host.as_deref(), &domains),
+        source_host,
+        target_host,
+        domains,
+        skipped_items: accounts.iter().map(|a| a.skipped.len() as u64).sum(),
+        accounts_verified: accounts.iter().filter(|a| a.verified() == Some(true)).count() as u64,
+        totals,
+        accounts,
+    })
+}
+
+/// Folders the source lists now, and folders it no longer lists whose mail we still hold counts of.
+fn folders_of(store: &Store, account_id: i64, verification: Option<&VerifyResult>) -> Result<Vec<FolderReport>> {
+    let verified: BTreeMap<&str, bool> =
+        verification.map(|v| v.folders.iter().map(|f| (f.source.as_str(), f.ok())).collect()).unwrap_or_default();
+    let mut stmt = store.conn.prepare(
+        "SELECT f.name, f.target_name, f.present,
+                count(m.id),
+                coalesce(sum(m.size), 0),
+                coalesce(sum(m.push_state = 'pushed'), 0),
+                coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0),
+                coalesce(sum(m.push_state = 'refused'), 0),
+                coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0)
+         FROM source_folder f LEFT JOIN message m ON m.folder_id = f.id
+         WHERE f.account_id = ?1
+         GROUP BY f.id
+         HAVING f.present = 1 OR count(m.id) > 0
+         ORDER BY f.name",
+    )?;
+    let rows = stmt.query_map([account_id], |r| {
+        let messages: i64 = r.get(3)?;
+        let copied: i64 = r.get(5)?;
+        let refused: i64 = r.get(7)?;
+        let totals = Totals {
+            messages: messages as u64,
+            bytes: r.get::<_, i64>(4)? as u64,
+            copied: copied as u64,
+            copied_bytes: r.get::<_, i64>(6)? as u64,
+            refused: refused as u64,
+            refused_bytes: r.get::<_, i64>(8)? as u64,
+            not_copied: (messages - copied - refused).max(0) as u64,
+        };
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, bool>(2)?, totals))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (source, target, present, totals) = row?;
+        let verified = verified.get(source.as_str()).copied();
+        out.push(FolderReport { source, target, present, totals, verified });
+    }
+    Ok(out)
+}
+
+fn skips_of(store: &Store, account_id: i64) -> Result<Vec<SkipItem>> {
+    let mut stmt = store.conn.prepare(
+        "SELECT s.folder, s.reason, s.server_says, s.at, m.size, m.internal_date
+         FROM skip s LEFT JOIN message m ON m.id = s.message_id
+         WHERE s.account_id = ?1 ORDER BY s.at, s.id",
+    )?;
+    let rows = stmt.query_map([account_id], |r| {
+        Ok(SkipItem {
+            folder: r.get(0)?,
+            reason: r.get(1)?,
+            server_says: r.get(2)?,
+            at: r.get(3)?,
+            size: r.get::<_, Option<i64>>(4)?.map(|s| s as u64),
+            date: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What the customer must still do after the mail has moved; names the old host and the domains
+/// where we know them, so the list is concrete.
+fn checklist(source_host: Option<&str>, domains: &[String]) -> Vec<ChecklistItem> {
+    let old_sv = source_host.map(|h| format!(" ({h})")).unwrap_or_default();
+    let old_en = old_sv.clone();
+    let domains_text = if domains.is_empty() { String::new() } else { format!(": {}", domains.join(", ")) };
+    vec![
+        ChecklistItem {
+            id: "delete_old_accounts",
+            sv: format!(
+                "Radera de gamla e-postkontona och domänen hos den gamla leverantören{old_sv}, när ni har sett att all e-post finns på den nya servern."
+            ),
+            en: format!(
+                "Delete the old mail accounts and the domain at the old provider{old_en}, once you have seen that all mail is on the new server."
+            ),
+        },
+        ChecklistItem {
+            id: "cancel_contract",
+            sv: "Säg upp avtalet med den gamla leverantören.".into(),
+            en: "Cancel the contract with the old provider.".into(),
+        },
+        ChecklistItem {
+            id: "calendars_contacts",
+            sv: "Flytta kalendrar och kontakter om ni har några hos den gamla leverantören: flytten omfattar bara e-post.".into(),
+            en: "Move calendars and contacts if you have any at the old provider: this migration moved e-mail only.".into(),
+        },
+        ChecklistItem {
+            id: "dns_records",
+            sv: format!(
+                "Ändra de DNS-poster som fortfarande pekar på den gamla leverantören (SPF i TXT-posten, autodiscover/autoconfig, DKIM){domains_text}."
+            ),
+            en: format!(
+                "Change the DNS records that still point at the old provider (SPF in the TXT record, autodiscover/autoconfig, DKIM){domains_text}."
+            ),
+        },
+        ChecklistItem {
+            id: "readd_on_phones",
+            sv: "Be användarna ta bort och lägga till kontot på nytt i mobiler, surfplattor och e-postprogram, med den nya serverns inställningar.".into(),
+            en: "Tell users to remove and re-add the account on phones, tablets and mail apps, with the new server's settings.".into(),
+        },
+    ]
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A Unix time in the appliance's local time zone, with the offset so a reader elsewhere is not misled.
+fn format_time(secs: i64) -> String {
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M %:z").to_string(),
+        None => secs.to_string(),
+    }
+}
+
+/// A count with thousands grouped the way each language writes it (12 345 / 12,345).
+fn group(n: u64, lang: Lang) -> String {
+    let digits = n.to_string();
+    let sep = lang.pick("\u{a0}", ",");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push_str(sep);
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn verified_word(verified: Option<bool>, lang: Lang) -> &'static str {
+    match verified {
+        Some(true) => lang.pick("ja", "yes"),
+        Some(false) => lang.pick("nej", "no"),
+        None => "–",
+    }
+}
+
+const CSS: &str = "
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; color: #1b1b1b; margin: 2em auto; max-width: 60em; padding: 0 1em; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+.meta { color: #555; margin-top: 0; }
+table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1em; font-size: 0.92em; }
+th, td { text-align: left; padding: 0.25em 0.5em; border-bottom: 1px solid #e2e2e2; vertical-align: top; }
+th { background: #f3f3f3; }
+td.n, th.n { text-align: right; white-space: nowrap; }
+.ok { color: #17692b; font-weight: 600; }
+.bad { color: #a3161b; font-weight: 600; }
+.muted { color: #666; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; margin: 0.5em 0; }
+dt { color: #555; }
+dd { margin: 0; }
+ol.todo li { margin-bottom: 0.4em; }
+section.account { page-break-inside: avoid; break-inside: avoid; }
+code { font-size: 0.9em; }
+@media print { body { margin: 0; max-width: none; } h2 { page-break-after: avoid; } a { color: inherit; text-decoration: none; } }
+";
+
+impl Report {
+    /// A complete, self-contained HTML page (inline CSS, no scripts), printable as it is.
+    pub fn html(&self, lang: Lang) -> String {
+        let t = |sv: &'static str, en: &'static str| lang.pick(sv, en);
+        let e = escape_html;
+        let mut h = String::new();
+        let title = t("Rapport: flytt av e-post", "Report: e-mail migration");
+        h.push_str(&format!(
+            "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+            t("sv", "en")
+        ));
+        h.push_str(&format!("<h1>{title}</h1>\n<p class=\"meta\">"));
+        h.push_str(&format!("{} {}", t("Skapad", "Generated"), e(&format_time(self.generated_at))));
+        if let Some(f) = self.finished_at {
+            h.push_str(&format!(" · {} {}", t("Flytten avslutad", "Migration finished"), e(&format_time(f))));
+        }
+        h.push_str("<br>");
+        h.push_str(&format!(
+            "{} <strong>{}</strong> → {} <strong>{}</strong>",
+            t("Från", "From"),
+            e(self.source_host.as_deref().unwrap_or("?")),
+            t("till", "to"),
+            e(self.target_host.as_deref().unwrap_or("?"))
+        ));
+        if !self.domains.is_empty() {
+            h.push_str(&format!("<br>{} {}", t("Domäner:", "Domains:"), e(&self.domains.join(", "))));
+        }
+        h.push_str("</p>\n");
+
+        // Summary.
+        h.push_str(&format!("<h2>{}</h2>\n", t("Sammanfattning", "Summary")));
+        h.push_str(&format!(
+            "<p>{} {} · {} {} ({}) · {} {} · {} {} / {}</p>\n",
+            t("Konton:", "Accounts:"),
+            self.accounts.len(),
+            t("kopierade meddelanden:", "messages copied:"),
+            group(self.totals.copied, lang),
+            e(&human_bytes(self.totals.copied_bytes)),
+            t("överhoppade poster:", "skipped items:"),
+            group(self.skipped_items, lang),
+            t("verifierade konton:", "accounts verified:"),
+            self.accounts_verified,
+            self.accounts.len()
+        ));
+        h.push_str(&format!(
+            "<table>\n<tr><th>{}</th><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th>{}</th></tr>\n",
+            t("Konto", "Account"),
+            t("Nytt konto", "New account"),
+            t("Meddelanden", "Messages"),
+            t("Storlek", "Size"),
+            t("Överhoppade", "Skipped"),
+            t("Verifierat", "Verified")
+        ));
+        for a in &self.accounts {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{}\">{}</td></tr>\n",
+                e(&a.source_login),
+                e(&a.target_login),
+                group(a.totals.copied, lang),
+                e(&human_bytes(a.totals.copied_bytes)),
+                group(a.skipped.len() as u64, lang),
+                verified_class(a.verified()),
+                verified_word(a.verified(), lang)
+            ));
+        }
+        h.push_str("</table>\n");
+
+        // What the customer must still do: early on the page, it is what they act on.
+        h.push_str(&format!("<h2>{}</h2>\n<ol class=\"todo\">\n", t("Det här behöver ni göra nu", "What you need to do now")));
+        for item in &self.checklist {
+            h.push_str(&format!("<li>{}</li>\n", e(match lang {
+                Lang::Sv => &item.sv,
+                Lang::En => &item.en,
+            })));
+        }
+        h.push_str("</ol>\n");
+
+        for a in &self.accounts {
+            self.account_html(&mut h, a, lang);
+        }
+        h.push_str("</body>\n</html>\n");
+        h
+    }
+
+    fn account_html(&self, h: &mut String, a: &AccountReport, lang: Lang) {
+        let t = |sv: &'static str, en: &'static str| lang.pick(sv, en);
+        let e = escape_html;
+        h.push_str(&format!("<section class=\"account\">\n<h2>{}</h2>\n<dl>\n", e(&a.source_login)));
+        h.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", t("Nytt konto", "New account"), e(&a.target_login)));
+        if !a.aliases.is_empty() {
+            h.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", t("Alias", "Aliases"), e(&a.aliases.join(", "))));
+        }
+        h.push_str(&format!(
+            "<dt>{}</dt><dd>{}</dd>\n",
+            t("Senaste kopiering", "Last pass"),
+            a.last_pass_at.map(|s| e(&format_time(s))).unwrap_or_else(|| "–".into())
+        ));
+        h.push_str(&format!(
+            "<dt>{}</dt><dd>{} ({})</dd>\n",
+            t("Kopierat", "Copied"),
+            group(a.totals.copied, lang),
+            e(&human_bytes(a.totals.copied_bytes))
+        ));
+        if a.totals.not_copied > 0 {
+            h.push_str(&format!(
+                "<dt>{}</dt><dd class=\"bad\">{}</dd>\n",
+                t("Ej kopierat", "Not copied"),
+                group(a.totals.not_copied, lang)
+            ));
+        }
+        if let Some(err) = &a.last_error {
+            h.push_str(&format!("<dt>{}</dt><dd class=\"bad\">{}</dd>\n", t("Senaste fel", "Last error"), e(err)));
+        }
+        h.push_str("</dl>\n");
+
+        h.push_str(&format!("<h3>{}</h3>\n", t("Mappar", "Folders")));
+        if a.folders.is_empty() {
+            h.push_str(&format!("<p class=\"muted\">{}</p>\n", t("Inga mappar lästes.", "No folders were read.")));
+        } else {
+            h.push_str(&format!(
+                "<table>\n<tr><th>{}</th><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th>{}</th></tr>\n",
+                t("Mapp", "Folder"),
+                t("Ny mapp", "New folder"),
+                t("Meddelanden", "Messages"),
+                t("Storlek", "Size"),
+                t("Kopierade", "Copied"),
+                t("Överhoppade", "Skipped"),
+                t("Verifierad", "Verified")
+            ));
+            for f in &a.folders {
+                let gone = if f.present { "" } else { t(" (borttagen i den gamla)", " (deleted on the old server)") };
+                h.push_str(&format!(
+                    "<tr><td>{}{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{}\">{}</td></tr>\n",
+                    e(&f.source),
+                    gone,
+                    e(f.target.as_deref().unwrap_or("–")),
+                    group(f.totals.messages, lang),
+                    e(&human_bytes(f.totals.bytes)),
+                    group(f.totals.copied, lang),
+                    group(f.totals.refused, lang),
+                    verified_class(f.verified),
+                    verified_word(f.verified, lang)
+                ));
+            }
+            h.push_str("</table>\n");
+        }
+
+        h.push_str(&format!("<h3>{}</h3>\n", t("Överhoppat", "Skipped")));
+        if a.skipped.is_empty() {
+            h.push_str(&format!("<p class=\"muted\">{}</p>\n", t("Inget hoppades över.", "Nothing was skipped.")));
+        } else {
+            h.push_str(&format!(
+                "<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th class=\"n\">{}</th><th>{}</th></tr>\n",
+                t("Mapp", "Folder"),
+                t("Orsak", "Reason"),
+                t("Serverns svar", "The server said"),
+                t("Storlek", "Size"),
+                t("Tid", "Time")
+            ));
+            for s in &a.skipped {
+                let what = match &s.date {
+                    Some(d) => format!("{} <span class=\"muted\">({} {})</span>", e(&s.reason), t("daterat", "dated"), e(d.trim())),
+                    None => e(&s.reason),
+                };
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td>{what}</td><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td></tr>\n",
+                    e(s.folder.as_deref().unwrap_or("–")),
+                    e(s.server_says.as_deref().unwrap_or("")),
+                    s.size.map(|n| e(&human_bytes(n))).unwrap_or_default(),
+                    e(&format_time(s.at))
+                ));
+            }
+            h.push_str("</table>\n");
+        }
+
+        h.push_str(&format!("<h3>{}</h3>\n", t("Verifiering", "Verification")));
+        match &a.verification {
+            None => h.push_str(&format!("<p class=\"muted\">{}</p>\n", t("Inte verifierat.", "Not verified."))),
+            Some(v) => verification_html(h, v, lang),
+        }
+        h.push_str("</section>\n");
+    }
+
+    /// One row per account and folder (an account without folders gets one row, so none is
+    /// dropped): `;`-separated with a UTF-8 BOM, which is what Excel with Swedish settings opens
+    /// without an import dialog and with å, ä, ö intact.
+    pub fn csv(&self) -> Result<Vec<u8>> {
+        let mut out = "\u{feff}".as_bytes().to_vec();
+        {
+            let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(&mut out);
+            w.write_record(["account", "folder", "target folder", "messages", "bytes", "skipped", "verified"])?;
+            let word = |v: Option<bool>| match v {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "",
+            };
+            for a in &self.accounts {
+                if a.folders.is_empty() {
+                    w.write_record([a.source_login.as_str(), "", "", "0", "0", &a.skipped.len().to_string(), word(a.verified())])?;
+                }
+                for f in &a.folders {
+                    w.write_record([
+                        a.source_login.as_str(),
+                        f.source.as_str(),
+                        f.target.as_deref().unwrap_or(""),
+                        &f.totals.messages.to_string(),
+                        &f.totals.bytes.to_string(),
+                        &f.totals.refused.to_string(),
+                        word(f.verified),
+                    ])?;
+                }
+            }
+            w.flush().context("writing the report CSV")?;
+        }
+        Ok(out)
+    }
+}
+
+fn verified_class(verified: Option<bool>) -> &'static str {
+    match verified {
+        Some(true) => "ok",
+        Some(false) => "bad",
+        None => "muted",
+    }
+}
+
+/// The verification of one account in words: all well, or what is missing where.
+fn verification_html(h: &mut String, v: &VerifyResult, lang: Lang) {
+    let t = |sv: &'static str, en: &'static str| lang.pick(sv, en);
+    let e = escape_html;
+    let messages: u64 = v.folders.iter().map(|f| f.source_messages).sum();
+    let on_target: u64 = v.folders.iter().map(|f| f.on_target).sum();
+    let skipped: u64 = v.folders.iter().map(|f| f.skipped).sum();
+    let when = e(&format_time(v.checked_at));
+    if v.ok {
+        h.push_str(&format!(
+            "<p class=\"ok\">{} {when}: {} {} {}</p>\n",
+            t("Verifierat", "Verified"),
+            group(on_target, lang),
+            t("av", "of"),
+            match lang {
+                Lang::Sv => format!("{} meddelanden finns på den nya servern ({} överhoppade, se ovan).", group(messages, lang), group(skipped, lang)),
+                Lang::En => format!("{} messages are on the new server ({} skipped, see above).", group(messages, lang), group(skipped, lang)),
+            }
+        ));
+        return;
+    }
+    h.push_str(&format!(
+        "<p class=\"bad\">{} {when}: {} {} {} {}</p>\n",
+        t("Verifieringen", "The verification of"),
+        t("hittade avvikelser —", "found differences —"),
+        group(on_target, lang),
+        t("av", "of"),
+        match lang {
+            Lang::Sv => format!("{} meddelanden hittades på den nya servern.", group(messages, lang)),
+            Lang::En => format!("{} messages were found on the new server.", group(messages, lang)),
+        }
+    ));
+    if let Some(err) = &v.error {
+        h.push_str(&format!("<p>{} <code>{}</code></p>\n", t("Fel:", "Error:"), e(err)));
+    }
+    let bad: Vec<_> = v.folders.iter().filter(|f| !f.ok()).collect();
+    if bad.is_empty() {
+        return;
+    }
+    h.push_str("<ul>\n");
+    for f in bad {
+        let mut parts = Vec::new();
+        if f.missing_count > 0 {
+            let uids: Vec<String> = f.missing.iter().take(20).map(u32::to_string).collect();
+            parts.push(format!(
+                "{} {} ({}; UID {}{})",
+                group(f.missing_count, lang),
+                t("saknas", "missing"),
+                human_bytes(f.missing_bytes),
+                uids.join(", "),
+                if f.missing_count > 20 { " …" } else { "" }
+            ));
+        }
+        if f.differs_count > 0 {
+            let uids: Vec<String> = f.differs.iter().take(20).map(u32::to_string).collect();
+            parts.push(format!(
+                "{} {} (UID {}{})",
+                group(f.differs_count, lang),
+                t("har annan storlek", "differ in size"),
+                uids.join(", "),
+                if f.differs_count > 20 { " …" } else { "" }
+            ));
+        }
+        if !f.count_ok() {
+            parts.push(match lang {
+                Lang::Sv => format!("den nya mappen har {} meddelanden men {} kopierades dit", f.target_messages, f.pushed_rows),
+                Lang::En => format!("the new folder holds {} messages but {} were copied there", f.target_messages, f.pushed_rows),
+            });
+        }
+        if let Some(err) = &f.error {
+            parts.push(err.clone());
+        }
+        h.push_str(&format!("<li><strong>{}</strong> → {}: {}</li>\n", e(&f.source), e(&f.target), e(&parts.join("; "))));
+    }
+    h.push_str("</ul>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::verify::FolderCheck;
+    use rusqlite::params;
+
+    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("postflytt-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Store::open(&dir).unwrap(), dir)
+    }
+
+    /// Two accounts: alice with INBOX (3 pushed, 1 refused), a folder whose name is a script tag, and
+    /// a folder gone from the source; bob with no folders (login never worked).
+    fn fixture(store: &Store) -> i64 {
+        store.set_setting("source.host", "imap.old.example").unwrap();
+        store.set_setting("target.host", "mail.new.example").unwrap();
+        store
+            .upsert_account("alice@kund.se", &Secret::new("pw"), "alice@ny.se", Some(&Secret::new("pw2")), &["info@kund.se".into(), "sales@kund2.se".into()])
+            .unwrap();
+        store.upsert_account("bob@kund.se", &Secret::new("pw"), "bob@kund.se", None, &[]).unwrap();
+        let alice: i64 = store.conn.query_row("SELECT id FROM account WHERE source_login = 'alice@kund.se'", [], |r| r.get(0)).unwrap();
+        store.conn.execute("UPDATE account SET last_pass_at = 1700000000, state = 'synced' WHERE id = ?1", [alice]).unwrap();
+        let folder = |name: &str, target: &str, present: i64| -> i64 {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO source_folder (account_id, name, wire_name, target_name, present, uidvalidity) VALUES (?1, ?2, ?2, ?3, ?4, 7)",
+                    params![alice, name, target, present],
+                )
+                .unwrap();
+            store.conn.last_insert_rowid()
+        };
+        let inbox = folder("INBOX", "INBOX", 1);
+        let evil = folder("<script>alert(1)</script>", "Kunder/Åre", 1);
+        let gone = folder("Old", "Old", 0);
+        let message = |folder: i64, uid: i64, size: i64, state: &str| -> i64 {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO message (folder_id, uidvalidity, uid, size, push_state, internal_date) VALUES (?1, 7, ?2, ?3, ?4, ' 1-Jan-2020 10:00:00 +0100')",
+                    params![folder, uid, size, state],
+                )
+                .unwrap();
+            let id = store.conn.last_insert_rowid();
+            store.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, 0, x'00')", [id]).unwrap();
+            id
+        };
+        message(inbox, 1, 100, "pushed");
+        message(inbox, 2, 200, "pushed");
+        message(inbox, 3, 300, "pushed");
+        let big = message(inbox, 4, 50_000_000, "refused");
+        message(evil, 1, 1000, "pushed");
+        message(evil, 2, 1000, "pending");
+        message(gone, 1, 10, "pushed");
+        store.record_skip(alice, Some(big), "INBOX", "the target refused the message", Some("NO [TOOBIG] message too large")).unwrap();
+        store.record_skip(alice, None, "Trasig", "folder could not be copied", Some("NO <b>bad</b>")).unwrap();
+        alice
+    }
+
+    #[test]
+    fn numbers_in_json() {
+        let (store, dir) = temp_store("json");
+        fixture(&store);
+        let report = build(&store).unwrap();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["source_host"], "imap.old.example");
+        assert_eq!(json["target_host"], "mail.new.example");
+        assert_eq!(json["domains"], serde_json::json!(["kund.se", "kund2.se"]));
+        assert_eq!(json["accounts"].as_array().unwrap().len(), 2);
+        let alice = &json["accounts"][0];
+        assert_eq!(alice["source_login"], "alice@kund.se");
+        assert_eq!(alice["aliases"], serde_json::json!(["info@kund.se", "sales@kund2.se"]));
+        assert_eq!(alice["last_pass_at"], 1700000000);
+        assert_eq!(alice["totals"]["messages"], 7);
+        assert_eq!(alice["totals"]["copied"], 5);
+        assert_eq!(alice["totals"]["copied_bytes"], 100 + 200 + 300 + 1000 + 10);
+        assert_eq!(alice["totals"]["refused"], 1);
+        assert_eq!(alice["totals"]["not_copied"], 1);
+        let folders = alice["folders"].as_array().unwrap();
+        let names: Vec<&str> = folders.iter().map(|f| f["source"].as_str().unwrap()).collect();
+        assert_eq!(names, ["<script>alert(1)</script>", "INBOX", "Old"]);
+        let inbox = &folders[1];
+        assert_eq!(inbox["target"], "INBOX");
+        assert_eq!(inbox["messages"], 4);
+        assert_eq!(inbox["bytes"], 600 + 50_000_000);
+        assert_eq!(inbox["copied"], 3);
+        assert_eq!(inbox["refused"], 1);
+        assert_eq!(inbox["refused_bytes"], 50_000_000);
+        assert_eq!(folders[2]["present"], false);
+        let skipped = alice["skipped"].as_array().unwrap();
+        assert_eq!(skipped.len(), 2);
+        assert_eq!(skipped[0]["server_says"], "NO [TOOBIG] message too large");
+        assert_eq!(skipped[0]["size"], 50_000_000);
+        assert_eq!(skipped[1]["size"], serde_json::Value::Null);
+        assert_eq!(json["accounts"][1]["folders"].as_array().unwrap().len(), 0);
+        assert_eq!(json["totals"]["copied"], 5);
+        assert_eq!(json["skipped_items"], 2);
+        assert_eq!(json["accounts_verified"], 0);
+        assert_eq!(json["checklist"].as_array().unwrap().len(), 5);
+        assert!(json["checklist"][3]["sv"].as_str().unwrap().contains("kund.se, kund2.se"));
+        assert!(json["checklist"][0]["en"].as_str().unwrap().contains("imap.old.example"));
+        // Nothing secret in the JSON.
+        assert!(!serde_json::to_string(&report).unwrap().contains("password"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn verification_is_included() {
+        let (store, dir) = temp_store("verified");
+        fixture(&store);
+        let inbox = FolderCheck { source: "INBOX".into(), target: "INBOX".into(), source_messages: 4, on_target: 3, skipped: 1, ..FolderCheck::default() };
+        let evil = FolderCheck {
+            source: "<script>alert(1)</script>".into(),
+            target: "Kunder/Åre".into(),
+            source_messages: 2,
+            on_target: 1,
+            missing: vec![2],
+            missing_count: 1,
+            missing_bytes: 1000,
+            ..FolderCheck::default()
+        };
+        let result = VerifyResult { account: "alice@kund.se".into(), ok: false, checked_at: 1700000100, folders: vec![inbox, evil], error: None };
+        verify::record(&store, &result).unwrap();
+        let report = build(&store).unwrap();
+        let alice = &report.accounts[0];
+        assert_eq!(alice.verified(), Some(false));
+        assert_eq!(alice.folders[1].verified, Some(true));
+        assert_eq!(alice.folders[0].verified, Some(false));
+        assert_eq!(alice.folders[2].verified, None);
+        let html = report.html(Lang::En);
+        assert!(html.contains("1 missing"), "{html}");
+        assert!(html.contains("found differences"));
+        let csv = String::from_utf8(report.csv().unwrap()).unwrap();
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes\n"), "{csv}");
+        assert!(csv.contains(";no\n"), "{csv}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn html_escapes_and_is_complete() {
+        let (store, dir) = temp_store("html");
+        fixture(&store);
+        let report = build(&store).unwrap();
+        for lang in [Lang::Sv, Lang::En] {
+            let html = report.html(lang);
+            assert!(html.starts_with("<!DOCTYPE html>"));
+            assert!(html.trim_end().ends_with("</html>"));
+            assert!(!html.contains("<script>"), "unescaped folder name");
+            assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+            assert!(html.contains("NO &lt;b&gt;bad&lt;/b&gt;"));
+            assert!(html.contains("Kunder/Åre"));
+            assert!(html.contains("<style>"));
+            assert!(!html.contains("<link") && !html.contains("src="), "self-contained");
+            assert!(html.contains("imap.old.example"));
+        }
+        let sv = report.html(Lang::Sv);
+        assert!(sv.contains("Säg upp avtalet") && sv.contains("lang=\"sv\""));
+        assert!(sv.contains("Inte verifierat."));
+        let en = report.html(Lang::En);
+        assert!(en.contains("Cancel the contract") && en.contains("lang=\"en\""));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn csv_rows() {
+        let (store, dir) = temp_store("csv");
+        fixture(&store);
+        let bytes = build(&store).unwrap().csv().unwrap();
+        assert!(bytes.starts_with(&[0xef, 0xbb, 0xbf]));
+        let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "account;folder;target folder;messages;bytes;skipped;verified");
+        assert_eq!(lines.len(), 1 + 3 + 1, "{text}");
+        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;");
+        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;");
+        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;");
+        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;");
+        // A folder name with the separator is quoted, not split.
+        store.conn.execute("UPDATE source_folder SET name = 'a;b' WHERE name = 'Old'", []).unwrap();
+        let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
+        assert!(text.contains("alice@kund.se;\"a;b\";Old;1;10;0;"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn works_after_purge() {
+        let (store, dir) = temp_store("purged");
+        fixture(&store);
+        let before = build(&store).unwrap();
+        store.conn.execute_batch("UPDATE account SET source_password = NULL, target_password = NULL; DELETE FROM body_chunk;").unwrap();
+        let n: i64 = store.conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        let after = build(&store).unwrap();
+        assert_eq!(after.accounts, before.accounts);
+        assert_eq!(after.totals, before.totals);
+        assert!(after.html(Lang::Sv).contains("alice@kund.se"));
+        assert!(!after.csv().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damaged_verification_reads_as_unverified() {
+        let (store, dir) = temp_store("damaged");
+        let alice = fixture(&store);
+        store.set_setting(&format!("verify.{alice}"), "{oops").unwrap();
+        assert_eq!(build(&store).unwrap().accounts[0].verification, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn escaping_and_grouping() {
+        assert_eq!(escape_html("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+        assert_eq!(escape_html("Åre"), "Åre");
+        assert_eq!(group(1234567, Lang::En), "1,234,567");
+        assert_eq!(group(1234, Lang::Sv), "1\u{a0}234");
+        assert_eq!(group(999, Lang::Sv), "999");
+        assert_eq!(group(0, Lang::En), "0");
+    }
+}

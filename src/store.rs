@@ -44,6 +44,13 @@ pub struct Store {
     pub dir: PathBuf,
 }
 
+/// What kind of server the target is; Microsoft 365 logs in with OAuth2 and has its own quirks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Imap,
+    Microsoft365,
+}
+
 /// One account as the workers need it.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -141,6 +148,40 @@ impl Store {
         let tls = TlsMode::parse(&self.setting(&format!("{side}.tls"))?.unwrap_or_else(|| "implicit".into()))?;
         let pin_sha256 = self.setting(&format!("{side}.pin"))?;
         Ok(Endpoint { host, port, tls, pin_sha256 })
+    }
+
+    pub fn target_kind(&self) -> Result<TargetKind> {
+        Ok(match self.setting("target.kind")?.as_deref() {
+            Some("m365") => TargetKind::Microsoft365,
+            _ => TargetKind::Imap,
+        })
+    }
+
+    /// Stores a secret setting sealed with the key file (the setting's name is the associated data).
+    pub fn set_secret_setting(&self, key: &str, value: &Secret) -> Result<()> {
+        let sealed = self.seal(value, key)?;
+        self.set_setting(&format!("secret.{key}"), &crate::imap::hex(&sealed))
+    }
+
+    pub fn secret_setting(&self, key: &str) -> Result<Option<Secret>> {
+        let Some(hex) = self.setting(&format!("secret.{key}"))? else { return Ok(None) };
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect();
+        let bytes = bytes.ok_or_else(|| anyhow!("the stored {key} is damaged; set it again"))?;
+        Ok(Some(self.key.open(&bytes, key.as_bytes())?))
+    }
+
+    /// The Microsoft 365 app registration for a Microsoft 365 target.
+    pub fn m365_app(&self) -> Result<crate::oauth::App> {
+        let tenant = self.setting("m365.tenant")?.ok_or_else(|| anyhow!("no Microsoft 365 tenant id is set: postflytt setup --m365-tenant ID"))?;
+        let client_id = self.setting("m365.client_id")?.ok_or_else(|| anyhow!("no Microsoft 365 client id is set: postflytt setup --m365-client-id ID"))?;
+        let client_secret = self
+            .secret_setting("m365.client_secret")?
+            .ok_or_else(|| anyhow!("no Microsoft 365 client secret is stored (purged, or never set: postflytt setup --m365-client-secret-file FILE)"))?;
+        let token_url = self.setting("m365.token_url")?.unwrap_or_else(|| crate::oauth::DEFAULT_TOKEN_URL.to_string()).replace("{tenant}", &tenant);
+        Ok(crate::oauth::App { tenant, client_id, client_secret, token_url })
     }
 
     fn seal(&self, password: &Secret, aad: &str) -> Result<Vec<u8>> {

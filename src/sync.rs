@@ -16,7 +16,7 @@ use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, Ta
 use crate::imap::{ListedFolder, Session};
 use crate::pull::{self, PullStats};
 use crate::push::{self, PushStats, TargetFolderRow};
-use crate::store::{Account, Store, now};
+use crate::store::{Account, Store, TargetKind, now};
 use crate::utf7;
 
 /// Both sides of one account, logged in.
@@ -26,21 +26,53 @@ pub struct Connected {
 }
 
 pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected> {
-    let source_endpoint = store.endpoint("source")?;
-    let target_endpoint = store.endpoint("target")?;
-    let source_password = account
+    let source = open_source(store, account).await?;
+    let target = open_target(store, account).await?;
+    Ok(Connected { source, target })
+}
+
+/// Connects to the source and logs in as the account.
+pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
+    let endpoint = store.endpoint("source")?;
+    let password = account
         .source_password
         .as_ref()
         .ok_or_else(|| anyhow!("{}: no source password stored (purged?)", account.source_login))?;
-    let target_password = account
-        .target_password
-        .as_ref()
-        .ok_or_else(|| anyhow!("{}: no target password stored; add it to the account list and import again", account.source_login))?;
-    let mut source = Session::connect(&source_endpoint, &format!("source {}", account.source_login)).await?;
-    source.login(&account.source_login, source_password).await?;
-    let mut target = Session::connect(&target_endpoint, &format!("target {}", account.target_login)).await?;
-    target.login(&account.target_login, target_password).await?;
-    Ok(Connected { source, target })
+    let mut source = Session::connect(&endpoint, &format!("source {}", account.source_login)).await?;
+    source.login(&account.source_login, password).await?;
+    Ok(source)
+}
+
+/// Connects to the target and logs in: with the account's password, or for Microsoft 365 with the
+/// app's OAuth2 token (a refused token is dropped and a fresh one tried once, on a new connection).
+pub async fn open_target(store: &Store, account: &Account) -> Result<Session> {
+    let endpoint = store.endpoint("target")?;
+    let label = format!("target {}", account.target_login);
+    match store.target_kind()? {
+        TargetKind::Imap => {
+            let password = account.target_password.as_ref().ok_or_else(|| {
+                anyhow!("{}: no target password stored; add it to the account list and import again", account.source_login)
+            })?;
+            let mut target = Session::connect(&endpoint, &label).await?;
+            target.login(&account.target_login, password).await?;
+            Ok(target)
+        }
+        TargetKind::Microsoft365 => {
+            let app = store.m365_app()?;
+            let mut target = Session::connect(&endpoint, &label).await?;
+            let token = crate::oauth::token(&app).await?;
+            match target.login_xoauth2(&account.target_login, &token).await {
+                Ok(()) => Ok(target),
+                Err(first) => {
+                    crate::oauth::forget(&app);
+                    let mut target = Session::connect(&endpoint, &label).await?;
+                    let token = crate::oauth::token(&app).await?;
+                    target.login_xoauth2(&account.target_login, &token).await.map_err(|_| first)?;
+                    Ok(target)
+                }
+            }
+        }
+    }
 }
 
 /// What discovery found on both sides.
@@ -80,6 +112,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
         })
         .collect();
 
+    let kind = store.target_kind()?;
     let target_ns = target.personal_namespace().await?;
     let target_listed = target.list().await?;
     let target_subscribed: BTreeSet<String> = target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
@@ -94,7 +127,9 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
             .iter()
             .map(|f| TargetFolder { name: utf7::decode_or_raw(&f.wire_name), special_use: special_use_of(f) })
             .collect(),
-        case_insensitive: false,
+        case_insensitive: kind == TargetKind::Microsoft365,
+        // Quirk `exchange_reserved_files` (Exchange Online): `Files` is the mailbox's own folder.
+        reserved: if kind == TargetKind::Microsoft365 { vec!["Files".into()] } else { vec![] },
     };
     let maps = folders::map_folders(&layout, &source_folders, &target_layout);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
@@ -230,7 +265,14 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
     let mut both = connect_both(store, account).await?;
     let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
-    let size_limit = both.target.append_limit().or(crate::check::Limits::from_store(store)?.message_size_limit);
+    let kind = store.target_kind()?;
+    let quirks = push::TargetQuirks {
+        size_limit: both.target.append_limit().or(crate::check::Limits::from_store(store)?.message_size_limit).or(
+            // Exchange Online's default message size limit when nothing else is known.
+            if kind == TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
+        ),
+        flagged_after_append: kind == TargetKind::Microsoft365,
+    };
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 
@@ -273,7 +315,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
                     .with_context(|| format!("reading {name} on the source"))?;
             }
             let target_row = target_folder_row(store, account.id, &target_name, &target_wire)?;
-            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, size_limit, &mut report.push)
+            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, &quirks, &mut report.push)
                 .await
                 .with_context(|| format!("copying {name} to {target_name}"))?;
             Ok(())
