@@ -48,6 +48,12 @@ impl ApiError {
     }
 }
 
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> ApiError {
+        ApiError::new(500, format!("database: {e}"))
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         ApiError::new(500, format!("{e:#}"))
@@ -90,7 +96,7 @@ pub fn serve(app: Arc<Appliance>, listen: &str) -> Result<()> {
 }
 
 fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
+    request.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
 
 /// Compares without stopping at the first difference, so timing does not leak the secret.

@@ -26,8 +26,7 @@ use crate::secret::{Secret, wipe};
 // through this path. Once main.rs declares it, replace these three lines with
 // `#[cfg(test)] use crate::template;`.
 #[cfg(test)]
-#[path = "template.rs"]
-mod template;
+use crate::template;
 
 /// Most spreadsheet rows (header included) a list may have. A customer has hundreds of accounts at most;
 /// the limit only keeps a hostile or broken file from using up the box's memory.

@@ -2,16 +2,15 @@
 //! sets the exit code. Every verb works on one data directory (`--data`, default /var/lib/postflytt)
 //! that holds the staging database and the key file.
 
-#[cfg(feature = "wip")]
 mod appliance;
 mod check;
 mod fault;
 mod folders;
-#[cfg(feature = "wip")]
 mod http;
 mod imap;
 mod import;
 mod logger;
+mod mx;
 mod oauth;
 mod pull;
 mod push;
@@ -19,6 +18,7 @@ mod report;
 mod secret;
 mod store;
 mod sync;
+mod template;
 mod utf7;
 mod verify;
 
@@ -54,6 +54,8 @@ enum Verb {
     Check(CheckArgs),
     Serve(ServeArgs),
     Finish(FinishArgs),
+    Template(TemplateArgs),
+    Mx(MxArgs),
 }
 
 /// Configure the source (old) and target (new) IMAP servers.
@@ -168,6 +170,33 @@ struct FinishArgs {
     force: bool,
 }
 
+/// Write a blank account-list template (both languages' headers, an example row).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "template")]
+struct TemplateArgs {
+    /// xlsx (default) or csv
+    #[argh(option, default = "String::from(\"xlsx\")")]
+    format: String,
+    /// file to write (default: standard output)
+    #[argh(option)]
+    output: Option<PathBuf>,
+}
+
+/// Look up the MX records of domains, as the cutover watch does.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "mx")]
+struct MxArgs {
+    /// DNS server to ask (IP or IP:PORT; default: /etc/resolv.conf)
+    #[argh(option)]
+    resolver: Option<String>,
+    /// the new host's MX name (repeatable; "*.example" matches subdomains)
+    #[argh(option)]
+    target_mx: Vec<String>,
+    /// domains to look up
+    #[argh(positional)]
+    domains: Vec<String>,
+}
+
 /// Show accounts, what has been staged and copied, and what was skipped.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "status")]
@@ -265,6 +294,22 @@ fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Verb::Serve(serve) => serve_cmd(&dir, &serve),
+        Verb::Template(t) => {
+            let bytes = match t.format.to_ascii_lowercase().as_str() {
+                "xlsx" => template::template_xlsx(),
+                "csv" => template::template_csv(),
+                other => bail!("--format {other:?}: use xlsx or csv"),
+            };
+            match &t.output {
+                Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Mx(m) => {
+            print!("{}", mx::cli(m.resolver.as_deref(), &m.target_mx, &m.domains)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Verb::Finish(f) => finish_cmd(&dir, &f),
         Verb::Check(c) => {
             let format = c.format.to_ascii_lowercase();
@@ -414,7 +459,6 @@ fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-#[cfg(feature = "wip")]
 fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
     let listen = serve.listen.clone().or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty())).unwrap_or_else(|| "127.0.0.1:8025".into());
 
@@ -451,7 +495,6 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
 
-#[cfg(feature = "wip")]
 fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
 
             let app = appliance::Appliance::open(&dir)?;
@@ -467,16 +510,6 @@ fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         }
-
-#[cfg(not(feature = "wip"))]
-fn serve_cmd(_: &std::path::Path, _: &ServeArgs) -> Result<ExitCode> {
-    bail!("serve is not built yet")
-}
-
-#[cfg(not(feature = "wip"))]
-fn finish_cmd(_: &std::path::Path, _: &FinishArgs) -> Result<ExitCode> {
-    bail!("finish is not built yet")
-}
 
 /// "35M", "2G", "500k", "1024" (bytes); binary units.
 fn parse_size(text: &str) -> Result<u64> {
