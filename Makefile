@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 DATA ?= ./postflytt-data
 CARGO ?= cargo
-TEST_PACKAGES = dovecot-imapd dovecot-core tzdata openssl ca-certificates pkg-config libssl-dev
+TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl ca-certificates pkg-config libssl-dev
 
 .PHONY: all build release run test test-deps bench clean
 
@@ -45,3 +45,36 @@ bench: test-deps
 clean:
 	$(CARGO) clean
 	rm -rf $(DATA)
+
+# Packaging. `make deb`: target/debian/postflytt_<version>_<arch>.deb (cargo-deb, installed on first
+# use; the metadata is [package.metadata.deb] in Cargo.toml, the unit, config and maintainer scripts
+# are in packaging/). `make deb-test` builds it, installs it with dpkg, runs it as the unit would,
+# upgrades and purges it (root; it refuses to run where postflytt is installed). `make container`:
+# the image from packaging/Containerfile with podman or docker (CONTAINER_ENGINE=... to choose).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB := target/debian/postflytt_$(VERSION)_$(DEB_ARCH).deb
+DEB_FLAGS ?=
+IMAGE ?= postflytt:$(VERSION)
+CONTAINER_ENGINE ?=
+
+.PHONY: deb deb-test container
+
+deb:
+	@command -v cargo-deb >/dev/null 2>&1 || { echo "installing cargo-deb (once; a few minutes)"; $(CARGO) install cargo-deb --locked; }
+	$(CARGO) deb $(DEB_FLAGS)
+	@test -f $(DEB) && echo "package: $(DEB)"
+
+deb-test: deb
+	DEB=$(DEB) tests/deb.sh
+
+container:
+	@engine="$(CONTAINER_ENGINE)"; \
+	if [ -z "$$engine" ]; then for e in podman docker; do \
+		if command -v $$e >/dev/null 2>&1 && $$e info >/dev/null 2>&1; then engine=$$e; break; fi; done; fi; \
+	if [ -z "$$engine" ]; then \
+		echo "make container: no working container engine here (podman, or docker with a running daemon)."; \
+		echo "tests/packaging/container-rootfs.sh checks the runtime stage without one."; exit 1; fi; \
+	case "$$engine" in *podman*|*buildah*) opts="--format docker --ignorefile packaging/Containerfile.dockerignore";; *) opts="";; esac; \
+	echo "$$engine build $$opts -f packaging/Containerfile -t $(IMAGE) ."; \
+	$$engine build $$opts -f packaging/Containerfile -t $(IMAGE) .

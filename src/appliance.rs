@@ -517,19 +517,21 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
 
 /// Watches the MX records of every customer domain on an interval and records when each flipped.
 pub fn mx_watcher(app: Arc<Appliance>) {
-    let mut next = 0i64;
+    // The interval is read every tick, so a changed setting takes effect at once.
+    let mut last_round: Option<i64> = None;
     while !shutting_down() {
-        if now() >= next {
-            let interval = app
-                .store()
-                .ok()
-                .and_then(|s| s.setting("mx.interval").ok().flatten())
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(300);
+        let interval = app
+            .store()
+            .ok()
+            .and_then(|s| s.setting("mx.interval").ok().flatten())
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(300)
+            .max(1);
+        if last_round.is_none_or(|l| now() >= l + interval) {
             if let Err(e) = mx_round(&app) {
                 log::warn!("MX watch: {e:#}");
             }
-            next = now() + interval.max(1);
+            last_round = Some(now());
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -320,8 +320,8 @@ fn route(
         (Method::Post, "/api/passes/interval") => {
             need(role, Role::Operator, no_credential)?;
             let body = read_json(request)?;
-            let seconds = body.get("seconds").and_then(Value::as_i64).filter(|s| (10..=7 * 86_400).contains(s))
-                .ok_or_else(|| ApiError::new(400, "give {\"seconds\": N} with N between 10 and 604800"))?;
+            let seconds = body.get("seconds").and_then(Value::as_i64).filter(|s| (1..=7 * 86_400).contains(s))
+                .ok_or_else(|| ApiError::new(400, "give {\"seconds\": N} with N between 1 and 604800"))?;
             app.store()?.set_setting("passes.interval", &seconds.to_string())?;
             Ok(json_response(200, &json!({"ok": true})))
         }
@@ -388,7 +388,8 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         }
     }
     for (key, setting, lo, hi) in [
-        ("pass_interval_seconds", "passes.interval", 10, 7 * 86_400),
+        ("pass_interval_seconds", "passes.interval", 1, 7 * 86_400),
+        ("mx_interval_seconds", "mx.interval", 1, 86_400),
         ("parallel", "passes.parallel", 1, 32),
         ("quiet_period_seconds", "quiet_period", 0, 30 * 86_400),
     ] {

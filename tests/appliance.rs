@@ -1,0 +1,337 @@
+//! The appliance end to end through its HTTP API, as staff and customers use it: `postflytt serve`
+//! against real Dovecot servers and a dnsmasq answering MX queries on loopback. Setup, spreadsheet
+//! upload, check, passes on an interval, new mail arriving on the next pass, the MX flip and the quiet
+//! period, finish (verification, report, purge: no password or staged mail left in the database file),
+//! and a clean stop on SIGTERM. Also every action endpoint without a token, with the viewer code and
+//! with a wrong token.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use common::{Dovecot, Layout};
+use serde_json::{Value, json};
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A plain HTTP/1.1 request of the test's own (no client library shared with postflytt).
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let mut body = raw[end + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Reply { status, body }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(i) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..i]).trim(), 16).unwrap_or(0);
+        data = &data[i + 2..];
+        if size == 0 || data.len() < size {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+}
+
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start(port: u16, mx: &[(&str, &str)]) -> Dnsmasq {
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args(["--no-daemon", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root"])
+            .arg(format!("--port={port}"));
+        for (domain, host) in mx {
+            cmd.arg(format!("--mx-host={domain},{host},10"));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dnsmasq (package dnsmasq-base)");
+        std::thread::sleep(Duration::from_millis(300));
+        Dnsmasq { child, port }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Serve {
+    child: Child,
+    port: u16,
+    data: PathBuf,
+}
+
+impl Serve {
+    fn start(data: &Path, dns_port: u16) -> Serve {
+        let port = common::free_port();
+        let child = Command::new(common::postflytt_bin())
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("POSTFLYTT_RESOLVER", format!("127.0.0.1:{dns_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "serve did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Serve { child, port, data: data.to_path_buf() }
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("operator-token")).expect("token").trim().to_string()
+    }
+
+    fn code(&self) -> String {
+        std::fs::read_to_string(self.data.join("viewer-code")).expect("code").trim().to_string()
+    }
+
+    fn op(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        let auth = format!("Bearer {}", self.token());
+        http(self.port, method, path, &[("Authorization", &auth)], body)
+    }
+
+    fn status(&self) -> Value {
+        let code = self.code();
+        let r = http(self.port, "GET", "/api/status", &[("X-Viewer-Code", &code)], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Polls the status until `done` holds (or fails after `secs`).
+    fn wait_for(&self, what: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let s = self.status();
+            if done(&s) {
+                return s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}; status:\n{s:#}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn count_in_file(path: &Path, needle: &[u8]) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[test]
+fn whole_migration_through_the_api() {
+    let source = Dovecot::start(Layout::OldHost, &[("alice@kund.se", "gammalt-Lösen1"), ("bo@kund.se", "gammalt-Lösen2")]);
+    let target = Dovecot::start(Layout::Target, &[("alice@kund.se", "nytt-Lösen1"), ("bo@kund.se", "nytt-Lösen2")]);
+    let mut r = source.reader("alice@kund.se");
+    fixture::ensure_folders(&mut r, &["INBOX.Skickat", "INBOX.Kunder"]);
+    fixture::load(&mut r, &fixture::bulk("INBOX", 12, 1, 800..3000));
+    fixture::load(&mut r, &fixture::bulk("INBOX.Kunder", 6, 2, 800..3000));
+    let marker = b"Unik-staging-markor-4711";
+    let body = [b"From: x@kund.se\r\nSubject: markor\r\nMessage-ID: <markor@kund.se>\r\n\r\n".as_slice(), marker, b"\r\n"].concat();
+    r.append("INBOX.Skickat", &["\\Seen"], Some("01-Feb-2024 10:00:00 +0100"), &body);
+    drop(r);
+    fixture::load(&mut source.reader("bo@kund.se"), &fixture::bulk("INBOX", 5, 3, 500..900));
+
+    let dns_port = common::free_port();
+    let mut dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.gammal.example")]);
+    let data = common::fresh_dir("pf-serve");
+    let serve = Serve::start(&data, dns_port);
+    let token = serve.token();
+    let code = serve.code();
+    assert_eq!(code.len(), 6);
+    let page = http(serve.port, "GET", "/", &[], b"");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<html"), "the page is served");
+
+    // Setup through the API.
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.tls_port(), "tls": "implicit", "pin_sha256": target.cert_sha256_fingerprint()},
+        "target_mx": ["mx.ny.example"],
+        "pass_interval_seconds": 2,
+        "quiet_period_seconds": 3,
+        "mx_interval_seconds": 1,
+    });
+    let r = serve.op("POST", "/api/setup", setup.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = serve.status();
+    assert_eq!(s["phase"], "setup");
+    assert_eq!(s["next_step"], "import_accounts");
+
+    // The customer's spreadsheet, as Swedish Excel saves it.
+    let csv = "\u{feff}E-post;Lösenord;Nytt lösenord;Alias\r\nalice@kund.se;gammalt-Lösen1;nytt-Lösen1;info@kund.se\r\nbo@kund.se;gammalt-Lösen2;nytt-Lösen2;\r\n";
+    let r = serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["added"], 2);
+    let bad = serve.op("POST", "/api/accounts?name=trasig.csv", b"Namn;Telefon\r\nx;y\r\n");
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"]["message"].as_str().unwrap_or("").contains("column"), "{}", bad.text());
+
+    // Check, then passes.
+    assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
+    let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["totals"]["ready"] == 2);
+    assert_eq!(s["next_step"], "start_passes", "{s:#}");
+    assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
+    let s = serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 24);
+    let alice = s["accounts"].as_array().and_then(|a| a.iter().find(|x| x["login"] == "alice@kund.se")).expect("alice").clone();
+    assert_eq!(alice["staged_messages"], 19);
+    assert_eq!(target.reader("alice@kund.se").fetch_all("Sent").len(), 1, "Skickat arrived as Sent");
+    assert_eq!(s["domains"][0]["domain"], "kund.se");
+    assert_eq!(s["domains"][0]["points_at_target"], false);
+
+    // New mail on the old server arrives with the next pass.
+    source.reader("bo@kund.se").append("INBOX", &[], None, b"From: ny@kund.se\r\nSubject: ny\r\n\r\nny post\r\n");
+    serve.wait_for("the new message", 60, |s| s["totals"]["pushed_messages"] == 25);
+    assert_eq!(target.reader("bo@kund.se").fetch_all("INBOX").len(), 6);
+
+    // The MX record flips to the new host; after the quiet period it is safe to finish.
+    drop(dns);
+    dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.ny.example")]);
+    let s = serve.wait_for("the MX flip", 30, |s| s["domains"][0]["points_at_target"] == true);
+    assert!(s["domains"][0]["flipped_at"].as_i64().is_some(), "{s:#}");
+    let s = serve.wait_for("safe to finish", 30, |s| s["safe_to_finish"] == true);
+    assert_eq!(s["phase"], "draining");
+    assert_eq!(s["next_step"], "finish");
+
+    // Finish: last pass, verification, report, purge.
+    let r = serve.op("POST", "/api/finish", b"{}");
+    assert_eq!(r.status, 400, "finish needs a confirmation");
+    assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
+    let s = serve.wait_for("finish", 90, |s| s["finished_at"].as_i64().is_some());
+    assert_eq!(s["phase"], "finished");
+    let report = http(serve.port, "GET", "/api/report", &[("X-Viewer-Code", &code)], b"");
+    assert_eq!(report.status, 200);
+    let report = report.json();
+    let text = report.to_string();
+    assert!(text.contains("alice@kund.se") && text.contains("bo@kund.se"), "{report:#}");
+    let html = http(serve.port, "GET", &format!("/report?code={code}&lang=en"), &[], b"");
+    assert_eq!(html.status, 200);
+    assert!(html.text().contains("alice@kund.se"));
+    let csv = http(serve.port, "GET", "/api/report?format=csv", &[("X-Viewer-Code", &code)], b"");
+    assert!(csv.text().contains("alice@kund.se"));
+
+    // The purge: no password, no staged mail anywhere in the database files (checked independently).
+    let db = data.join("postflytt.sqlite");
+    let conn = rusqlite::Connection::open(&db).expect("open db");
+    let with_passwords: i64 = conn.query_row("SELECT count(*) FROM account WHERE source_password IS NOT NULL OR target_password IS NOT NULL", [], |r| r.get(0)).expect("q");
+    assert_eq!(with_passwords, 0);
+    let chunks: i64 = conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get(0)).expect("q");
+    assert_eq!(chunks, 0);
+    drop(conn);
+    for file in ["postflytt.sqlite", "postflytt.sqlite-wal"] {
+        assert_eq!(count_in_file(&data.join(file), marker), 0, "staged mail left in {file}");
+        assert_eq!(count_in_file(&data.join(file), "gammalt-Lösen1".as_bytes()), 0);
+    }
+    // Passes cannot start again after finishing.
+    assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 409);
+
+    // No response ever carried a password or the operator token.
+    let status_text = serve.status().to_string();
+    for secret in ["gammalt-Lösen1", "nytt-Lösen1", token.as_str()] {
+        assert!(!status_text.contains(secret));
+        assert!(!text.contains(secret));
+    }
+
+    // SIGTERM stops the appliance cleanly.
+    let pid = serve.child.id().to_string();
+    let mut serve = serve;
+    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = serve.child.try_wait().expect("wait") {
+            assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(dns);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn actions_need_the_operator_token() {
+    let dns_port = common::free_port();
+    let data = common::fresh_dir("pf-serve-auth");
+    let serve = Serve::start(&data, dns_port);
+    let code = serve.code();
+    let actions = [
+        ("POST", "/api/setup"),
+        ("POST", "/api/accounts?name=a.csv"),
+        ("POST", "/api/check"),
+        ("POST", "/api/passes/start"),
+        ("POST", "/api/passes/stop"),
+        ("POST", "/api/passes/interval"),
+        ("POST", "/api/finish"),
+    ];
+    for (method, path) in actions {
+        let none = http(serve.port, method, path, &[], b"{}");
+        assert_eq!(none.status, 401, "{method} {path} without a token: {}", none.text());
+        assert!(none.json()["error"]["message"].as_str().is_some_and(|m| m.contains("operator token")));
+        let viewer = http(serve.port, method, path, &[("X-Viewer-Code", &code)], b"{}");
+        assert_eq!(viewer.status, 403, "{method} {path} with the viewer code");
+        let wrong = http(serve.port, method, path, &[("Authorization", "Bearer not-the-token")], b"{}");
+        assert_eq!(wrong.status, 403, "{method} {path} with a wrong token");
+        assert!(!wrong.text().contains(&serve.token()));
+    }
+    for path in ["/api/status", "/api/check", "/api/report"] {
+        assert_eq!(http(serve.port, "GET", path, &[], b"").status, 401, "GET {path} without a code");
+        assert_eq!(http(serve.port, "GET", path, &[("X-Viewer-Code", "000000")], b"").status, 403, "GET {path} with a wrong code");
+        assert_eq!(http(serve.port, "GET", path, &[("X-Viewer-Code", &code)], b"").status, 200, "GET {path} with the viewer code");
+    }
+    // Repeated wrong credentials are answered more slowly.
+    let started = Instant::now();
+    for _ in 0..4 {
+        http(serve.port, "GET", "/api/status", &[("X-Viewer-Code", "111111")], b"");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1000), "guessing is slowed down");
+    let _ = std::fs::remove_dir_all(&data);
+}
