@@ -3,6 +3,7 @@ SHELL := /bin/bash
 # needs (Debian's dovecot-imapd) and runs every test, `make bench` measures speed and memory.
 
 DATA ?= ./postflytt-data
+LISTEN ?= 127.0.0.1:8025
 CARGO ?= cargo
 TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl ca-certificates pkg-config libssl-dev
 
@@ -16,10 +17,9 @@ build:
 release:
 	$(CARGO) build --release
 
-# The appliance (`serve`) arrives with issue 5; until then this shows the verbs and the local state.
-run: build
-	./target/debug/postflytt --help
-	./target/debug/postflytt --data $(DATA) status
+# The appliance on its embedded defaults: data in ./postflytt-data, page on http://127.0.0.1:8025/.
+run: release
+	./target/release/postflytt --data $(DATA) serve --listen $(LISTEN)
 
 test-deps:
 	@missing=""; for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
