@@ -192,6 +192,8 @@ pub struct Session {
     exists: u32,
     /// Who we are, for error messages: "source alice@example.se".
     label: String,
+    /// Times this server asked us to back off (throttling answers obeyed).
+    pub throttled: u64,
 }
 
 /// The socket, plain or wrapped in TLS; one type so STARTTLS can take the plain one back out.
@@ -363,6 +365,7 @@ impl Session {
             pending_codes: Vec::new(),
             exists: 0,
             label: label.to_string(),
+            throttled: 0,
         };
         session.read_greeting().await?;
         if endpoint.tls == TlsMode::StartTls {
@@ -384,6 +387,7 @@ impl Session {
                 pending_codes: Vec::new(),
                 exists: 0,
                 label: label.to_string(),
+                throttled: 0,
             };
             session.capabilities.clear();
         }
@@ -463,7 +467,7 @@ impl Session {
             match wait {
                 Some(wait) if attempt < 6 => {
                     attempt += 1;
-                    THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.throttled += 1;
                     log::warn!("{}: the server is throttling; waiting {} ms as it asks", self.label, wait.as_millis());
                     smol::Timer::after(wait).await;
                 }
@@ -1035,9 +1039,6 @@ impl Session {
         .await;
     }
 }
-
-/// How many times a server asked us to back off (shown in pass summaries).
-pub static THROTTLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The wait a throttled answer asks for ("Suggested Backoff Time: N milliseconds"), capped at a minute.
 pub fn throttle_delay(answer: &Answer) -> Option<Duration> {

@@ -30,6 +30,8 @@ pub struct PushStats {
     pub matched: u64,
     pub flag_updates: u64,
     pub refused: u64,
+    /// Times the target asked us to back off during APPEND.
+    pub throttled: u64,
 }
 
 /// What the target needs done differently.
@@ -397,6 +399,26 @@ async fn append_batch(
         stats.appended += batch.len() as u64;
         stats.appended_bytes += batch.iter().map(|r| r.size).sum::<u64>();
         fault::point("push: append recorded");
+        return Ok(());
+    }
+
+    // Quirk `exchange_throttled` for APPEND (Exchange Online): the answer asks us to wait; nothing was
+    // stored. The rows go back to pending without using up an attempt, and the same batch is sent
+    // again after the wait. A target that never stops throttling ends the account's pass.
+    if let Some(wait) = crate::imap::throttle_delay(&answer.answer) {
+        store.conn.execute(
+            &format!(
+                "UPDATE message SET push_state = 'pending', attempts = max(attempts - 1, 0) WHERE id IN ({})",
+                batch.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(",")
+            ),
+            [],
+        )?;
+        stats.throttled += 1;
+        if stats.throttled > 50 {
+            bail!("{}: the target keeps throttling ({}); the next pass goes on", session.label(), answer.answer.words());
+        }
+        log::warn!("{}: the target is throttling APPEND; waiting {} ms as it asks", session.label(), wait.as_millis());
+        smol::Timer::after(wait).await;
         return Ok(());
     }
 

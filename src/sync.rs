@@ -177,6 +177,8 @@ pub struct PassReport {
     pub pull: PullStats,
     pub push: PushStats,
     pub folder_errors: Vec<String>,
+    /// Times either server asked us to back off, and we did.
+    pub throttled: u64,
     pub error: Option<String>,
     pub seconds: f64,
 }
@@ -194,6 +196,9 @@ impl PassReport {
             self.push.flag_updates + 0,
             self.push.refused,
         );
+        if self.throttled > 0 {
+            line.push_str(&format!(", throttled {} times (waited as asked)", self.throttled));
+        }
         line.push_str(&format!(" in {:.1} s", self.seconds));
         for e in &self.folder_errors {
             line.push_str(&format!("\n    folder error: {e}"));
@@ -334,6 +339,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
             report.folder_errors.push(text);
         }
     }
+    report.throttled = both.source.throttled + both.target.throttled + report.push.throttled;
     both.source.logout().await;
     both.target.logout().await;
     Ok(())
