@@ -39,16 +39,30 @@ struct Cached {
 }
 
 static CACHE: Mutex<BTreeMap<String, Cached>> = Mutex::new(BTreeMap::new());
+/// One token request at a time, so accounts starting together share one token instead of each
+/// asking the tenant (which rate-limits token requests too).
+static FETCHING: smol::lock::Mutex<()> = smol::lock::Mutex::new(());
 
 /// A token for `app`: from the cache while it has five minutes left, else a fresh one.
 pub async fn token(app: &App) -> Result<Secret> {
     let key = format!("{}|{}|{}", app.token_url, app.tenant, app.client_id);
-    let now = crate::store::now();
-    if let Some(c) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        if c.expires_at - REFRESH_MARGIN > now {
-            return Ok(c.token.clone());
-        }
+    let cached = |key: &str| {
+        let now = crate::store::now();
+        CACHE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .filter(|c| c.expires_at - REFRESH_MARGIN > now)
+            .map(|c| c.token.clone())
+    };
+    if let Some(token) = cached(&key) {
+        return Ok(token);
     }
+    let _one_at_a_time = FETCHING.lock().await;
+    if let Some(token) = cached(&key) {
+        return Ok(token);
+    }
+    let now = crate::store::now();
     let (token, lifetime) = fetch_token(app).await?;
     CACHE
         .lock()
