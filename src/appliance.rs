@@ -496,7 +496,7 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
             r
         },
         &|account, e| crate::verify::VerifyResult::failed(account, &format!("{e:#}")),
-        &|r| log::info!("verified {}: {}", r.account, if r.ok { "every message is on the target" } else { "PROBLEMS" }),
+        &|r| log::info!("{}", r.line()),
     );
     for r in &results {
         if !r.ok {

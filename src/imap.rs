@@ -586,10 +586,6 @@ impl Session {
         Ok(data)
     }
 
-    pub fn capabilities(&self) -> &BTreeSet<String> {
-        &self.capabilities
-    }
-
     pub fn has(&self, capability: &str) -> bool {
         self.capabilities.contains(&capability.to_ascii_uppercase())
     }
@@ -869,7 +865,9 @@ impl Session {
         Ok(())
     }
 
-    /// UID SEARCH ALL: every UID in the selected folder.
+    /// UID SEARCH ALL: every UID in the selected folder. (Passes use UID FETCH ranges instead, which
+    /// also bring sizes; this stays for tools and diagnostics that need only the UIDs.)
+    #[allow(dead_code)]
     pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
         let body = CommandBody::search(None, Vec1::from(imap_next::imap_types::search::SearchKey::All), true);
         let data = self.ok(body, "UID SEARCH").await?;
@@ -943,7 +941,7 @@ impl Session {
             if !literal_plus {
                 self.flush().await?;
                 if let Some(refusal) = self.wait_continuation(&tag).await? {
-                    return Ok(AppendAnswer { answer: refusal, appended_before_refusal: index });
+                    return Ok(AppendAnswer { answer: refusal });
                 }
             }
             let mut written: u64 = 0;
@@ -975,7 +973,7 @@ impl Session {
             }
         }
         let answer = answers.remove(tag.inner()).ok_or_else(|| anyhow!("no answer to APPEND"))?;
-        Ok(AppendAnswer { answer, appended_before_refusal: 0 })
+        Ok(AppendAnswer { answer })
     }
 
     /// Waits for "+" after a synchronizing literal; a tagged NO/BAD instead ends the command.
@@ -1058,10 +1056,9 @@ pub fn throttle_delay(answer: &Answer) -> Option<Duration> {
     Some(Duration::from_millis(ms.clamp(100, 60_000)))
 }
 
-/// The answer to an APPEND and, for MULTIAPPEND refused half-way, how many were never sent.
+/// The answer to an APPEND (one command, however many messages it carried).
 pub struct AppendAnswer {
     pub answer: Answer,
-    pub appended_before_refusal: usize,
 }
 
 impl AppendAnswer {

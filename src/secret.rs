@@ -121,6 +121,7 @@ impl SecretKey {
     }
 
     /// A key that lives only in memory, for tests and for callers that keep no secrets across runs.
+    #[cfg(test)]
     pub fn generate() -> anyhow::Result<SecretKey> {
         let mut bytes = random_key()?;
         let key = Self::from_bytes(&bytes, None);

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -41,7 +41,6 @@ pub const CHUNK_SIZE: usize = 128 * 1024;
 pub struct Store {
     pub conn: Connection,
     key: SecretKey,
-    pub dir: PathBuf,
 }
 
 /// What kind of server the target is; Microsoft 365 logs in with OAuth2 and has its own quirks.
@@ -84,7 +83,7 @@ impl Store {
         // pass could APPEND a message twice. Commits are per batch, so the cost is small.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .context("cannot configure the database")?;
-        let store = Store { conn, key, dir: dir.to_path_buf() };
+        let store = Store { conn, key };
         store.migrate()?;
         Ok(store)
     }

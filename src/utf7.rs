@@ -136,15 +136,18 @@ impl Utf7Error {
     }
 
     /// The wire name as received.
+    #[cfg(test)]
     pub fn input(&self) -> &str {
         &self.input
     }
 
     /// Byte offset into `input` where the problem starts.
+    #[cfg(test)]
     pub fn offset(&self) -> usize {
         self.offset
     }
 
+    #[cfg(test)]
     pub fn kind(&self) -> &Utf7ErrorKind {
         &self.kind
     }
