@@ -293,7 +293,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("postflytt-store-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
