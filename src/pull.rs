@@ -130,7 +130,9 @@ pub async fn pull_folder(
                 Ok(())
             })
             .await?;
-        if !new_rows.is_empty() {
+        // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
+        // first pass finds everything, which says nothing about whether the mailbox is still in use.
+        if !new_rows.is_empty() && folder.uidvalidity == Some(uidvalidity) {
             stats.new_mail = true;
         }
         let tx = store.conn.unchecked_transaction()?;
