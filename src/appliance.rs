@@ -560,8 +560,10 @@ fn mx_round(app: &Appliance) -> Result<()> {
         .collect();
     drop(store);
     let resolver = crate::mx::Resolver::new(resolver_setting.as_deref())?;
-    for domain in &domains {
-        let answer = smol::block_on(resolver.mx(domain));
+    // All domains at once: a dead nameserver then costs one timeout per round, not one per domain.
+    let list: Vec<String> = domains.iter().cloned().collect();
+    let answers = smol::block_on(resolver.mx_all(&list));
+    for (domain, answer) in list.iter().zip(answers) {
         let state = states.entry(domain.clone()).or_insert_with(|| crate::mx::DomainState { domain: domain.clone(), ..Default::default() });
         match &answer {
             Ok(a) => state.observe(Ok(a), &target_mx, now()),
