@@ -46,3 +46,12 @@ pub static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 pub fn shutting_down() -> bool {
     SHUTDOWN.load(Ordering::SeqCst)
 }
+
+/// The first wait before reconnecting after a dropped connection (doubled for the next try).
+/// `POSTFLYTT_RECONNECT_MS` shortens it for the fault tests, which drop connections on purpose.
+pub fn reconnect_base() -> std::time::Duration {
+    static MS: OnceLock<u64> = OnceLock::new();
+    std::time::Duration::from_millis(
+        *MS.get_or_init(|| std::env::var("POSTFLYTT_RECONNECT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)),
+    )
+}

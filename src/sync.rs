@@ -231,8 +231,23 @@ pub async fn pass_account(store: &Store, account: &Account) -> PassReport {
         .execute("INSERT INTO pass (account_id, started_at) VALUES (?1, ?2)", params![account.id, now()])
         .map(|_| store.conn.last_insert_rowid())
         .ok();
-    if let Err(e) = pass_inner(store, account, &mut report).await {
-        report.error = Some(format!("{e:#}"));
+    // A dropped connection (a flaky old server; Exchange closing after repeated errors) is reopened
+    // with backoff, twice; everything done before the drop is journalled, so the retry resumes.
+    let mut attempt = 0;
+    loop {
+        match pass_inner(store, account, &mut report).await {
+            Ok(()) => break,
+            Err(e) if attempt < 2 && is_connection_loss(&e) && !crate::fault::shutting_down() => {
+                attempt += 1;
+                let wait = crate::fault::reconnect_base() * (1 << (attempt - 1));
+                log::warn!("{}: {e:#}; reconnecting in {:.1} s", account.source_login, wait.as_secs_f64());
+                smol::Timer::after(wait).await;
+            }
+            Err(e) => {
+                report.error = Some(format!("{e:#}"));
+                break;
+            }
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     if let Some(id) = pass_id {
@@ -329,9 +344,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
         if let Err(e) = result {
             let text = format!("{e:#}");
             // A lost connection or a full mailbox stops the account; other errors stay with the folder.
-            if text.contains("closed the connection") || text.contains("refused new mail") || text.contains("timed out")
-                || text.contains("no answer within") || text.contains("reading from the server") || text.contains("writing to the server")
-            {
+            if is_connection_loss(&e) || text.contains("refused new mail") {
                 return Err(e);
             }
             log::warn!("{}: {text}", account.source_login);
@@ -343,6 +356,14 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
     both.source.logout().await;
     both.target.logout().await;
     Ok(())
+}
+
+/// Whether an error means the connection is gone (worth reconnecting), not a refusal or bad data.
+fn is_connection_loss(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    ["closed the connection", "reading from the server", "writing to the server", "no answer within", "Connection reset", "Broken pipe"]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str) -> Result<TargetFolderRow> {
