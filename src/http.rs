@@ -351,6 +351,18 @@ fn route(
             }
             Ok(json_response(200, &serde_json::to_value(&report).map_err(|e| anyhow!(e))?))
         }
+        (Method::Get, "/api/template") => {
+            need(role, Role::Viewer, no_credential)?;
+            let (bytes, kind, name) = match query.get("format").map(String::as_str) {
+                Some("csv") => (crate::template::template_csv(), "text/csv; charset=utf-8", "postflytt-konton.csv"),
+                _ => (crate::template::template_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "postflytt-konton.xlsx"),
+            };
+            let mut r = with_type(Response::from_data(bytes), kind);
+            if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], format!("attachment; filename=\"{name}\"").as_bytes()) {
+                r.add_header(h);
+            }
+            Ok(r)
+        }
         (_, p) if p.starts_with("/api/") => Err(ApiError::new(404, format!("no such API: {} {p} (see docs/api.md)", method))),
         _ => Err(ApiError::new(404, "not found")),
     }

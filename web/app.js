@@ -121,6 +121,8 @@ const DICT = {
     "accounts.none_attention": "No account needs attention.",
     "accounts.summary": "{n} accounts, {a} need attention.",
     "accounts.summary_ok": "{n} accounts, none needs attention.",
+    "accounts.summary.one": "1 account; it needs attention.",
+    "accounts.summary_ok.one": "1 account; it needs no attention.",
     "col.account": "Account",
     "col.status": "Status",
     "col.progress": "Progress",
@@ -173,7 +175,6 @@ const DICT = {
     "domains.error": "Lookup failed: {error}",
     "yes": "Yes",
     "no": "No",
-    "never": "never",
     "not_yet": "not yet",
     "just_now": "just now",
     "ago": "{d} ago",
@@ -205,7 +206,6 @@ const DICT = {
     "op.check_started": "The check has started; the results appear below.",
     "op.csv": "Download as CSV",
     "op.check_none": "No check results yet.",
-    "op.folders": "{n} folders",
     "op.unknown": "unknown",
     "op.import": "Account list",
     "op.import_help": "An Excel file (.xlsx), .ods, CSV, or a .zip holding one of them. Columns: e-mail address and password on the old server; optionally new login, new password and aliases. Importing again updates accounts by login.",
@@ -217,7 +217,8 @@ const DICT = {
     "op.template_file": "account-list.csv",
     "op.template_header": "E-mail;Password;New login;New password;Aliases",
     "op.imported": "The list now has {n} accounts.",
-    "op.imported_counts": "Imported: {added} new and {updated} updated accounts.",
+    "op.imported.one": "The list now has 1 account.",
+    "op.imported_counts": "Imported. New accounts: {added}. Updated: {updated}.",
     "op.not_in_file": "In the list before but not in this file (kept, not removed): {list}",
     "op.warnings": "Worth a look:",
     "op.imported_plain": "Imported.",
@@ -382,6 +383,8 @@ const DICT = {
     "accounts.none_attention": "Inget konto behöver åtgärdas.",
     "accounts.summary": "{n} konton, {a} behöver åtgärdas.",
     "accounts.summary_ok": "{n} konton, inget behöver åtgärdas.",
+    "accounts.summary.one": "1 konto; det behöver åtgärdas.",
+    "accounts.summary_ok.one": "1 konto; det behöver inte åtgärdas.",
     "col.account": "Konto",
     "col.status": "Läge",
     "col.progress": "Förlopp",
@@ -434,7 +437,6 @@ const DICT = {
     "domains.error": "Uppslaget misslyckades: {error}",
     "yes": "Ja",
     "no": "Nej",
-    "never": "aldrig",
     "not_yet": "inte än",
     "just_now": "nyss",
     "ago": "för {d} sedan",
@@ -466,7 +468,6 @@ const DICT = {
     "op.check_started": "Kontrollen har startat; resultatet visas nedan.",
     "op.csv": "Ladda ner som CSV",
     "op.check_none": "Inga kontrollresultat än.",
-    "op.folders": "{n} mappar",
     "op.unknown": "okänt",
     "op.import": "Kontolista",
     "op.import_help": "En Excelfil (.xlsx), .ods, CSV eller en .zip med en sådan fil. Kolumner: e-postadress och lösenord på gamla servern; valfritt ny inloggning, nytt lösenord och alias. En ny inläsning uppdaterar kontona efter inloggning.",
@@ -478,7 +479,8 @@ const DICT = {
     "op.template_file": "kontolista.csv",
     "op.template_header": "E-post;Lösenord;Ny inloggning;Nytt lösenord;Alias",
     "op.imported": "Listan har nu {n} konton.",
-    "op.imported_counts": "Inläst: {added} nya och {updated} uppdaterade konton.",
+    "op.imported.one": "Listan har nu 1 konto.",
+    "op.imported_counts": "Inläst. Nya konton: {added}. Uppdaterade: {updated}.",
     "op.not_in_file": "Fanns i listan förut men inte i den här filen (finns kvar, tas inte bort): {list}",
     "op.warnings": "Värt att titta på:",
     "op.imported_plain": "Inläst.",
@@ -595,6 +597,12 @@ function t(key, vars) {
   if (s === undefined) return "⟦" + key + "⟧";
   if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
   return s;
+}
+
+// The ".one" form of a key when n is 1 and the dictionary has one.
+function tn(key, n, vars) {
+  const table = DICT[S.lang] || DICT.en;
+  return n === 1 && table[key + ".one"] !== undefined ? t(key + ".one", vars) : t(key, vars);
 }
 
 // createElement with class, text and attributes; children are nodes or strings (as text).
@@ -1130,7 +1138,8 @@ function renderTotals() {
   const f = fraction(tot.pushed_bytes, tot.bytes);
   const fs = fraction(tot.staged_bytes, tot.bytes);
   const measured = num(tot.bytes) !== null && tot.bytes > 0;
-  setText($("totals-pct"), measured ? pctText(f) : t("dash"));
+  setText($("totals-pct"), measured ? pctText(f) : "");
+  show($("totals-pct").parentNode, measured);
   setText($("totals-copied"), measured ? t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) }) : t("totals.not_measured"));
   const holder = $("totals-bar");
   clear(holder);
@@ -1334,7 +1343,7 @@ function renderAccounts() {
   const table = $("accounts-table");
   const attention = list.filter(needsAttention).length;
   setText($("accounts-count"), list.length ? "(" + fmtInt(list.length) + ")" : "");
-  setText($("accounts-summary"), list.length ? (attention ? t("accounts.summary", { n: fmtInt(list.length), a: fmtInt(attention) }) : t("accounts.summary_ok", { n: fmtInt(list.length) })) : "");
+  setText($("accounts-summary"), list.length ? (attention ? tn("accounts.summary", list.length, { n: fmtInt(list.length), a: fmtInt(attention) }) : tn("accounts.summary_ok", list.length, { n: fmtInt(list.length) })) : "");
   const shown = only ? list.filter(needsAttention) : list;
   const seen = new Set();
   let i = 0;
@@ -1590,7 +1599,7 @@ function importSummary(res) {
   let text = num(r.added) !== null && num(r.updated) !== null
     ? t("op.imported_counts", { added: fmtInt(r.added), updated: fmtInt(r.updated) })
     : t("op.imported_plain");
-  if (total !== null) text += " " + t("op.imported", { n: fmtInt(total) });
+  if (total !== null) text += " " + tn("op.imported", total, { n: fmtInt(total) });
   out.append(el("p", { class: "msg-line", text: text }));
   if (Array.isArray(r.not_in_file) && r.not_in_file.length) {
     out.append(el("p", { class: "msg-line", text: t("op.not_in_file", { list: r.not_in_file.map(String).join(", ") }) }));
