@@ -56,6 +56,8 @@ enum Verb {
     Finish(FinishArgs),
     Template(TemplateArgs),
     Mx(MxArgs),
+    Verify(VerifyArgs),
+    Report(ReportArgs),
 }
 
 /// Configure the source (old) and target (new) IMAP servers.
@@ -182,6 +184,30 @@ struct TemplateArgs {
     output: Option<PathBuf>,
 }
 
+/// Verify that every source message is on the target (by UID and size per folder).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "verify")]
+struct VerifyArgs {
+    /// source logins to verify (default: all)
+    #[argh(positional)]
+    accounts: Vec<String>,
+}
+
+/// Write the customer report: per account folders, messages, bytes, skips, verification, checklist.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "report")]
+struct ReportArgs {
+    /// html (default), csv or json
+    #[argh(option, default = "String::from(\"html\")")]
+    format: String,
+    /// sv (default) or en, for html
+    #[argh(option, default = "String::from(\"sv\")")]
+    lang: String,
+    /// file to write (default: standard output)
+    #[argh(option)]
+    output: Option<PathBuf>,
+}
+
 /// Look up the MX records of domains, as the cutover watch does.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "mx")]
@@ -301,6 +327,41 @@ fn run(args: Args) -> Result<ExitCode> {
                 other => bail!("--format {other:?}: use xlsx or csv"),
             };
             match &t.output {
+                Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Verify(v) => {
+            let store = Store::open(&dir)?;
+            let accounts = store.accounts(&v.accounts)?;
+            drop(store);
+            let results = sync::for_each_account(
+                &dir,
+                accounts,
+                4,
+                &|store, account| {
+                    let r = smol::block_on(verify::verify_account(store, account));
+                    if let Err(e) = verify::record(store, &r) {
+                        log::warn!("{}: {e:#}", account.source_login);
+                    }
+                    r
+                },
+                &|account, e| verify::VerifyResult::failed(account, &format!("{e:#}")),
+                &|r| println!("{}", r.line()),
+            );
+            Ok(if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Verb::Report(r) => {
+            let store = Store::open(&dir)?;
+            let report = report::build(&store)?;
+            let bytes = match r.format.to_ascii_lowercase().as_str() {
+                "html" => report.html(if r.lang == "en" { report::Lang::En } else { report::Lang::Sv }).into_bytes(),
+                "csv" => report.csv()?,
+                "json" => serde_json::to_vec_pretty(&report)?,
+                other => bail!("--format {other:?}: use html, csv or json"),
+            };
+            match &r.output {
                 Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
