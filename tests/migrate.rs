@@ -117,6 +117,19 @@ fn modern_source_over_starttls_to_tls_target() {
     fixture::assert_same_mail(&src, &snapshot(&target, "bo@ny.se"), &map);
     let out = m.sync();
     assert_eq!(appended(&out), 0, "{out}");
+    // The CLI's verification and report (the same code the appliance's finish runs).
+    let verified = m.ok(&["verify"]);
+    assert!(verified.contains("bo@gammal.se: verified"), "{verified}");
+    let csv = m.ok(&["report", "--format", "csv"]);
+    assert!(csv.contains("bo@gammal.se;Kunder/Åre;Kunder/Åre;") && csv.contains(";yes"), "{csv}");
+    // A message removed on the target behind postflytt's back is found missing.
+    let mut tr = target.reader("bo@ny.se");
+    let uid = tr.fetch_all("Kunder")[0].uid;
+    tr.expunge_uid("Kunder", uid);
+    drop(tr);
+    let out = m.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
+    assert!(driver::text(&out).contains("NOT verified"), "{}", driver::text(&out));
 }
 
 #[test]
