@@ -16,11 +16,11 @@ use crate::imap::{FetchItem, MessageMeta, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
 /// Messages up to this size are fetched whole, many per command.
-const WHOLE_LIMIT: u64 = 1024 * 1024;
+const WHOLE_LIMIT: u64 = 512 * 1024;
 /// Partial-fetch range for larger messages.
-const SLICE: u32 = 1024 * 1024;
+const SLICE: u32 = 512 * 1024;
 /// A batch of whole-message fetches: at most this many bytes and messages per command.
-const BATCH_BYTES: u64 = 2 * 1024 * 1024;
+const BATCH_BYTES: u64 = 1024 * 1024;
 const BATCH_COUNT: usize = 200;
 /// Commands in flight at once, so the server never waits for us between batches.
 const PIPELINE: usize = 4;

@@ -81,7 +81,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
         // pass could APPEND a message twice. Commits are per batch, so the cost is small.
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;")
             .context("cannot configure the database")?;
         let store = Store { conn, key };
         store.migrate()?;
