@@ -35,8 +35,10 @@ test-deps:
 	@if [ "$$(id -u)" = 0 ] && pgrep -x dovecot -u root >/dev/null 2>&1 && [ -f /run/dovecot/master.pid ]; then \
 		kill "$$(cat /run/dovecot/master.pid)" 2>/dev/null || true; fi
 
+# Every test, then the .deb built from the same (debug) binary, installed, upgraded and purged.
 test: test-deps
 	$(CARGO) test --no-fail-fast
+	$(MAKE) deb-test DEB_FLAGS="--profile dev"
 
 bench: test-deps
 	$(CARGO) build --release
