@@ -87,8 +87,16 @@ pub fn classify_refusal(answer: &crate::imap::Answer) -> Refusal {
     }
     if words.contains("quota") || words.contains("mailbox is full") {
         Refusal::Account
+    } else if answer.kind == imap_next::imap_types::response::StatusKind::Bad
+        || matches!(answer.code, Some(Code::TryCreate))
+        || words.contains("unavailable")
+        || words.contains("not connected")
+    {
+        // A BAD (Exchange: "User is authenticated but not connected"), a folder gone missing or a
+        // server that is briefly unavailable says nothing about the message: try it on a later pass.
+        Refusal::Unknown
     } else if words.contains("too big") || words.contains("too large") || words.contains("size") || words.contains("invalid")
-        || words.contains("malformed") || answer.kind == imap_next::imap_types::response::StatusKind::Bad
+        || words.contains("malformed")
     {
         Refusal::Message
     } else {
@@ -242,7 +250,7 @@ async fn match_existing(
             f.sort();
             store.conn.execute(
                 "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-                   synced_flags = ?5 WHERE id = ?1",
+                   synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
                 params![id, target_folder_id, uidvalidity, uid, f.join(" ")],
             )?;
             matched += 1;
@@ -317,7 +325,9 @@ async fn append_pending(
             bytes += row.size;
             batch.push(row);
         }
-        append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, quirks, stats).await?;
+        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, quirks, stats).await? == Next::StopFolder {
+            return Ok(());
+        }
     }
 }
 
@@ -332,7 +342,7 @@ async fn append_batch(
     batch: &[Row],
     quirks: &TargetQuirks,
     stats: &mut PushStats,
-) -> Result<()> {
+) -> Result<Next> {
     // The journal entry: committed before a byte of the APPEND is written.
     {
         let tx = store.conn.unchecked_transaction()?;
@@ -399,7 +409,7 @@ async fn append_batch(
         stats.appended += batch.len() as u64;
         stats.appended_bytes += batch.iter().map(|r| r.size).sum::<u64>();
         fault::point("push: append recorded");
-        return Ok(());
+        return Ok(Next::Continue);
     }
 
     // Quirk `exchange_throttled` for APPEND (Exchange Online): the answer asks us to wait; nothing was
@@ -419,7 +429,7 @@ async fn append_batch(
         }
         log::warn!("{}: the target is throttling APPEND; waiting {} ms as it asks", session.label(), wait.as_millis());
         smol::Timer::after(wait).await;
-        return Ok(());
+        return Ok(Next::Continue);
     }
 
     // Refused. MULTIAPPEND is all or nothing (RFC 3502), so nothing of this batch is on the target.
@@ -431,16 +441,23 @@ async fn append_batch(
         // Find the message at fault by sending them one at a time.
         for row in batch {
             let single = [Row { id: row.id, size: row.size, flags: row.flags.clone(), internal_date: row.internal_date.clone(), sha256: row.sha256.clone(), state: "pending".into() }];
-            Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, quirks, stats)).await?;
+            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, quirks, stats)).await?
+                == Next::StopFolder
+            {
+                return Ok(Next::StopFolder);
+            }
         }
-        return Ok(());
+        return Ok(Next::Continue);
     }
     let row = &batch[0];
     let words = answer.answer.words();
     match classify_refusal(&answer.answer) {
         Refusal::Account => bail!("{}: the target refused new mail in {}: {words}", session.label(), target.wire_name),
         Refusal::Unknown if attempts(store, row.id)? < MAX_ATTEMPTS => {
+            // One attempt per pass: the rest of this folder waits for the next pass too, so a brief
+            // outage does not use up every attempt within seconds.
             log::warn!("{}: APPEND to {} refused ({words}); will try again next pass", session.label(), target.wire_name);
+            return Ok(Next::StopFolder);
         }
         _ => {
             store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [row.id])?;
@@ -449,7 +466,14 @@ async fn append_batch(
             log::warn!("{}: a message in {source_name} ({} bytes) was refused by the target: {words}", session.label(), row.size);
         }
     }
-    Ok(())
+    Ok(Next::Continue)
+}
+
+/// Whether the folder's push goes on after a batch.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Continue,
+    StopFolder,
 }
 
 fn attempts(store: &Store, id: i64) -> Result<i64> {
@@ -552,7 +576,9 @@ mod tests {
         assert_eq!(classify_refusal(&a(StatusKind::No, None, "Quota exceeded (mailbox for user is full)")), Refusal::Account);
         assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::TooBig), "x")), Refusal::Message);
         assert_eq!(classify_refusal(&a(StatusKind::No, None, "Message size exceeds limit")), Refusal::Message);
-        assert_eq!(classify_refusal(&a(StatusKind::Bad, None, "what")), Refusal::Message);
+        assert_eq!(classify_refusal(&a(StatusKind::Bad, None, "User is authenticated but not connected.")), Refusal::Unknown);
+        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::TryCreate), "Mailbox doesn't exist")), Refusal::Unknown);
+        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::Parse), "broken header")), Refusal::Message);
         assert_eq!(classify_refusal(&a(StatusKind::No, None, "Internal error occurred")), Refusal::Unknown);
     }
 }
