@@ -26,6 +26,9 @@ const STYLE_CSS: &str = include_str!("../web/style.css");
 const MAX_UPLOAD: u64 = 32 * 1024 * 1024;
 /// Largest JSON body accepted.
 const MAX_JSON: u64 = 64 * 1024;
+/// Wrong credentials one address may send before it is answered 429, and for how long.
+const FREE_FAILURES: u32 = 5;
+const LOCKOUT_SECONDS: i64 = 60;
 /// Requests handled at once; tiny_http uses a thread per connection, so this bounds them.
 const WORKERS: usize = 4;
 
@@ -172,21 +175,35 @@ fn handle(app: &Arc<Appliance>, failures: &Mutex<Failures>, mut request: Request
     let method = request.method().clone();
     let (role, no_credential) = role_of(app, &request, &query);
     if role == Role::Nobody && !no_credential {
-        // A wrong credential: answer more slowly each time (up to 5 s) from the same address.
-        let delay = {
+        // Wrong credentials: after a few from one address, answer 429 for a minute. No sleeping in
+        // the worker, so guessing cannot tie up the few threads that serve everyone else.
+        let blocked = {
             let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = ip.map(|ip| f.by_ip.entry(ip).or_insert((0, 0)));
-            match entry {
-                Some(e) => {
-                    e.0 = e.0.saturating_add(1);
-                    e.1 = now();
-                    Duration::from_millis((100u64 << e.0.min(6)).min(5000))
+            match ip {
+                Some(ip) => {
+                    let entry = f.by_ip.entry(ip).or_insert((0, 0));
+                    if now() - entry.1 > LOCKOUT_SECONDS {
+                        entry.0 = 0;
+                    }
+                    entry.0 = entry.0.saturating_add(1);
+                    entry.1 = now();
+                    entry.0 > FREE_FAILURES
                 }
-                None => Duration::from_millis(500),
+                None => false,
             }
         };
         log::warn!("http: wrong credential from {} for {path}", ip.map(|i| i.to_string()).unwrap_or_default());
-        std::thread::sleep(delay);
+        if blocked {
+            let mut response = json_response(
+                429,
+                &json!({"error": {"status": 429, "message": "too many wrong codes or tokens from this address; wait a minute and try again"}}),
+            );
+            if let Ok(h) = Header::from_bytes(&b"Retry-After"[..], LOCKOUT_SECONDS.to_string().as_bytes()) {
+                response.add_header(h);
+            }
+            let _ = request.respond(response);
+            return;
+        }
     } else if role != Role::Nobody {
         if let Some(ip) = ip {
             failures.lock().unwrap_or_else(|p| p.into_inner()).by_ip.remove(&ip);

@@ -490,7 +490,10 @@ impl Session {
         let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
         while answers.len() < tags.len() {
             match self.client.next() {
-                Ok(event) => self.on_event(event, &tags, &mut answers, on_data)?,
+                Ok(event) => self.on_event(event, &tags, &mut answers, on_data).map_err(|e| {
+                    // The rest of the answer is still on its way: this connection cannot be reused.
+                    e.context(format!("{}: the connection was left in the middle of a command", self.label))
+                })?,
                 Err(interrupt) => self.handle_interrupt(interrupt).await?,
             }
         }
@@ -945,19 +948,20 @@ impl Session {
                 }
             }
             let mut written: u64 = 0;
+            let mid = |e: anyhow::Error| e.context("the connection was left in the middle of an APPEND");
             loop {
-                let chunk = (item.body)()?;
+                let chunk = (item.body)().map_err(mid)?;
                 if chunk.is_empty() {
                     break;
                 }
                 written += chunk.len() as u64;
                 if written > item.size {
-                    bail!("staged body is longer than its recorded size");
+                    return Err(mid(anyhow!("staged body is longer than its recorded size")));
                 }
                 self.write_all(&chunk).await?;
             }
             if written != item.size {
-                bail!("staged body is {written} bytes, recorded size {}", item.size);
+                return Err(mid(anyhow!("staged body is {written} bytes, recorded size {}", item.size)));
             }
         }
         self.write_all(b"\r\n").await?;

@@ -95,6 +95,11 @@ pub async fn pull_folder(
         && status.highest_modseq == folder.highest_modseq
         && unstaged == 0;
     if unchanged {
+        // A pass that died between staging and merging after a UIDVALIDITY change finishes the merge
+        // here, before push could append the new-UID rows again.
+        if let Some(v) = status.uidvalidity {
+            merge_uidvalidity_orphans(store, folder.id, v)?;
+        }
         return Ok(());
     }
     let selected = session.select(&folder.wire_name, true, condstore).await?;
@@ -114,48 +119,56 @@ pub async fn pull_folder(
         known_modseq = None;
     }
 
-    // 1. Metadata of messages not seen before.
-    if selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid + 1) {
-        let mut new_rows: Vec<MessageMeta> = Vec::new();
+    // 1. Metadata of messages not seen before, written as it arrives (memory stays flat however big
+    // the folder). Unsolicited FETCH answers (flag updates without SIZE/INTERNALDATE) are not new mail.
+    let next_uid = last_uid.checked_add(1);
+    if let (Some(next_uid), true) = (next_uid, selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid.saturating_add(1))) {
         let mut items = vec![FetchItem::Uid, FetchItem::Flags, FetchItem::InternalDate, FetchItem::Size];
         if condstore {
             items.push(FetchItem::ModSeq);
         }
-        // `N:*` also matches the highest UID when N is beyond it, so filter again here.
-        session
-            .uid_fetch(&[format!("{}:*", last_uid + 1)], &items, None, &mut |meta| {
-                if meta.uid > last_uid {
-                    new_rows.push(meta);
-                }
-                Ok(())
-            })
-            .await?;
-        // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
-        // first pass finds everything, which says nothing about whether the mailbox is still in use.
-        if !new_rows.is_empty() && folder.uidvalidity == Some(uidvalidity) {
-            stats.new_mail = true;
-        }
-        let tx = store.conn.unchecked_transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
+        let known_folder = folder.uidvalidity == Some(uidvalidity);
+        let mut new_count = 0u64;
+        let mut highest = last_uid;
+        store.conn.execute_batch("BEGIN")?;
+        let fetched = {
+            let mut insert = store.conn.prepare_cached(
                 "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )?;
-            for meta in &new_rows {
-                insert.execute(params![
-                    folder.id,
-                    uidvalidity,
-                    meta.uid,
-                    meta.size.unwrap_or(0),
-                    meta.internal_date,
-                    flags_text(&meta.flags),
-                    meta.modseq.map(|m| m as i64)
-                ])?;
-                last_uid = last_uid.max(meta.uid);
-            }
+            // `N:*` also matches the highest UID when N is beyond it, so filter again here.
+            session
+                .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
+                    if meta.uid <= last_uid || meta.size.is_none() {
+                        return Ok(());
+                    }
+                    insert.execute(params![
+                        folder.id,
+                        uidvalidity,
+                        meta.uid,
+                        meta.size.unwrap_or(0),
+                        meta.internal_date,
+                        flags_text(&meta.flags),
+                        meta.modseq.map(|m| m as i64)
+                    ])?;
+                    new_count += 1;
+                    highest = highest.max(meta.uid);
+                    Ok(())
+                })
+                .await
+        };
+        if let Err(e) = fetched {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            return Err(e);
         }
-        tx.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])?;
-        tx.commit()?;
+        last_uid = highest;
+        store.conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])?;
+        store.conn.execute_batch("COMMIT")?;
+        // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
+        // first pass finds everything, which says nothing about whether the mailbox is still in use.
+        if new_count > 0 && known_folder {
+            stats.new_mail = true;
+        }
         fault::point("pull: new messages listed");
     }
 
@@ -163,23 +176,25 @@ pub async fn pull_folder(
     if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
         let since = if condstore { known_modseq } else { None };
         if !condstore || since.is_some() {
-            let mut changes: Vec<(u32, String)> = Vec::new();
-            session
-                .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
-                    changes.push((meta.uid, flags_text(&meta.flags)));
-                    Ok(())
-                })
-                .await?;
-            let tx = store.conn.unchecked_transaction()?;
-            {
-                let mut update = tx.prepare_cached(
+            store.conn.execute_batch("BEGIN")?;
+            let fetched = {
+                let mut update = store.conn.prepare_cached(
                     "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
                 )?;
-                for (uid, flags) in &changes {
-                    stats.flag_changes += update.execute(params![folder.id, uidvalidity, uid, flags])? as u64;
+                session
+                    .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
+                        stats.flag_changes += update.execute(params![folder.id, uidvalidity, meta.uid, flags_text(&meta.flags)])? as u64;
+                        Ok(())
+                    })
+                    .await
+            };
+            match fetched {
+                Ok(()) => store.conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = store.conn.execute_batch("ROLLBACK");
+                    return Err(e);
                 }
             }
-            tx.commit()?;
         }
     }
 
@@ -310,11 +325,18 @@ async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &
             })
             .await?;
         let Some(slice) = slice else {
+            if offset > 0 {
+                // Half a message and then nothing: not an expunge we can trust. Try again next pass.
+                anyhow::bail!("the source stopped sending message UID {} at byte {offset}", p.uid);
+            }
             // Expunged on the source meanwhile.
             store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
             stats.vanished += 1;
             return Ok(());
         };
+        if slice.is_empty() {
+            break;
+        }
         hasher.update(&slice);
         let tx = store.conn.unchecked_transaction()?;
         {
@@ -325,9 +347,11 @@ async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &
             }
         }
         tx.commit()?;
-        offset += slice.len() as u32;
+        offset = offset.saturating_add(slice.len() as u32);
         stats.staged_bytes += slice.len() as u64;
-        if (slice.len() as u32) < SLICE {
+        // A server may answer a partial fetch with less than asked before the end (some do); stop
+        // only at the listed size, or when an answer comes back empty.
+        if u64::from(offset) >= p.size && (slice.len() as u32) < SLICE {
             break;
         }
     }

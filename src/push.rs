@@ -524,25 +524,34 @@ async fn sync_flags(
         groups.entry((added, removed)).or_default().push((id, uid));
     }
     for ((added, removed), members) in groups {
-        let mut uids: Vec<u32> = members.iter().map(|(_, u)| *u).collect();
-        uids.sort_unstable();
-        let set = uid_set(uids);
-        for (add, flags) in [(true, &added), (false, &removed)] {
-            if flags.is_empty() {
+        // Long UID sets are split: a STORE line must stay under the server's line limit (Dovecot:
+        // 64 KiB), and "mark all as read" on scattered UIDs easily goes past it.
+        for part in members.chunks(500) {
+            let mut uids: Vec<u32> = part.iter().map(|(_, u)| *u).collect();
+            uids.sort_unstable();
+            let set = uid_set(uids);
+            let mut all_ok = true;
+            for (add, flags) in [(true, &added), (false, &removed)] {
+                if flags.is_empty() {
+                    continue;
+                }
+                let answer = session.uid_store_set(&set, add, flags).await?;
+                if !answer.is_ok() {
+                    all_ok = false;
+                    log::warn!("{}: the target refused a flag change ({}); it is tried again next pass", session.label(), answer.words());
+                }
+            }
+            if !all_ok {
                 continue;
             }
-            let answer = session.uid_store_set(&set, add, flags).await?;
-            if !answer.is_ok() {
-                log::warn!("{}: the target refused a flag change: {}", session.label(), answer.words());
+            let tx = store.conn.unchecked_transaction()?;
+            for (id, _) in part {
+                tx.execute("UPDATE message SET synced_flags = flags WHERE id = ?1", [id])?;
             }
+            tx.commit()?;
+            stats.flag_updates += part.len() as u64;
+            fault::point("push: flags stored");
         }
-        let tx = store.conn.unchecked_transaction()?;
-        for (id, _) in &members {
-            tx.execute("UPDATE message SET synced_flags = flags WHERE id = ?1", [id])?;
-        }
-        tx.commit()?;
-        stats.flag_updates += members.len() as u64;
-        fault::point("push: flags stored");
     }
     Ok(())
 }

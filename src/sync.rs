@@ -320,6 +320,12 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
                     anyhow::bail!("cannot create target folder {target_name}: {}", answer.words());
                 }
                 target_existing.insert(target_wire.clone());
+                // A folder we had filled before and had to create again (someone deleted it on the
+                // target): what we recorded there is gone, so push re-checks it at once.
+                store.conn.execute(
+                    "UPDATE target_folder SET uidvalidity = NULL, indexed_uidnext = 0 WHERE account_id = ?1 AND wire_name = ?2",
+                    params![account.id, target_wire],
+                )?;
                 crate::fault::point("push: target folder created");
             }
             if is_subscribed && !target_subscribed.contains(&target_wire) {
@@ -361,7 +367,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
 /// Whether an error means the connection is gone (worth reconnecting), not a refusal or bad data.
 fn is_connection_loss(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
-    ["closed the connection", "reading from the server", "writing to the server", "no answer within", "Connection reset", "Broken pipe"]
+    ["closed the connection", "in the middle of", "reading from the server", "writing to the server", "no answer within", "Connection reset", "Broken pipe"]
         .iter()
         .any(|needle| text.contains(needle))
 }
