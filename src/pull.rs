@@ -199,14 +199,13 @@ pub async fn pull_folder(
     }
 
     // 3. Bodies of everything not yet staged.
-    stage_bodies(store, session, folder.id, uidvalidity, stats).await?;
+    stage_bodies(store, session, account_id, &folder.name, folder.id, uidvalidity, stats).await?;
     merge_uidvalidity_orphans(store, folder.id, uidvalidity)?;
 
     store.conn.execute(
         "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = max(last_uid, ?5) WHERE id = ?1",
         params![folder.id, uidvalidity, selected.uidnext, selected.highest_modseq.map(|m| m as i64), last_uid],
     )?;
-    let _ = account_id;
     Ok(())
 }
 
@@ -216,7 +215,55 @@ struct Pending {
     size: u64,
 }
 
-async fn stage_bodies(store: &Store, session: &mut Session, folder_id: i64, uidvalidity: u32, stats: &mut PullStats) -> Result<()> {
+/// The fallback after a refused batch: each message alone; one the server will not give is recorded
+/// as skipped with the server's words, and the rest is staged.
+async fn stage_one_by_one(
+    store: &Store,
+    session: &mut Session,
+    account_id: i64,
+    folder_name: &str,
+    group: &[Vec<&Pending>],
+    stats: &mut PullStats,
+) -> Result<()> {
+    for p in group.iter().flatten() {
+        let mut body: Option<Vec<u8>> = None;
+        let fetched = session
+            .uid_fetch(&[p.uid.to_string()], &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
+                if meta.uid == p.uid {
+                    body = meta.body.map(|(_, b)| b);
+                }
+                Ok(())
+            })
+            .await;
+        match (fetched, body) {
+            (Ok(()), Some(body)) => {
+                store_whole_body(store, p.id, &body)?;
+                stats.staged += 1;
+                stats.staged_bytes += body.len() as u64;
+            }
+            (Ok(()), None) => {
+                store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
+                stats.vanished += 1;
+            }
+            (Err(e), _) if crate::sync::is_connection_loss(&e) => return Err(e),
+            (Err(e), _) => {
+                store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [p.id])?;
+                store.record_skip(account_id, Some(p.id), folder_name, "the old server could not give this message", Some(&format!("{e:#}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stage_bodies(
+    store: &Store,
+    session: &mut Session,
+    account_id: i64,
+    folder_name: &str,
+    folder_id: i64,
+    uidvalidity: u32,
+    stats: &mut PullStats,
+) -> Result<()> {
     let pending: Vec<Pending> = {
         let mut stmt = store.conn.prepare(
             "SELECT id, uid, size FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
@@ -263,9 +310,17 @@ async fn stage_bodies(store: &Store, session: &mut Session, folder_id: i64, uidv
             .await;
         match result {
             Ok(()) => store.conn.execute_batch("COMMIT")?,
-            Err(e) => {
+            Err(e) if crate::sync::is_connection_loss(&e) => {
                 let _ = store.conn.execute_batch("ROLLBACK");
                 return Err(e);
+            }
+            Err(e) => {
+                // The server refused the batch (a damaged message file, a server bug). Fetch its
+                // messages one at a time so one unreadable message does not block its folder.
+                let _ = store.conn.execute_batch("ROLLBACK");
+                log::warn!("{}: {e:#}; fetching that batch one message at a time", session.label());
+                stage_one_by_one(store, session, account_id, folder_name, group, stats).await?;
+                continue;
             }
         }
         fault::point("pull: bodies staged");

@@ -365,7 +365,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
 }
 
 /// Whether an error means the connection is gone (worth reconnecting), not a refusal or bad data.
-fn is_connection_loss(e: &anyhow::Error) -> bool {
+pub fn is_connection_loss(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
     ["closed the connection", "in the middle of", "reading from the server", "writing to the server", "no answer within", "Connection reset", "Broken pipe"]
         .iter()
