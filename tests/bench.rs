@@ -19,7 +19,10 @@
 //!
 //! Wall time is measured here around the child process; CPU seconds (user + system) and peak RSS come
 //! from GNU time (`/usr/bin/time -v`, i.e. the child's rusage), the same way for both tools.
-//! `BENCH_QUICK=1` shrinks everything tenfold for quick iterations.
+//! `BENCH_QUICK=1` shrinks everything tenfold for quick iterations (JSON to `target/bench/bench-quick.json`);
+//! `BENCH_JSON=path` writes the JSON elsewhere. For diagnosis only (they change the numbers):
+//! `BENCH_PF_WRAP` / `BENCH_MBSYNC_WRAP` run a tool under a wrapper (strace, valgrind), and
+//! `BENCH_POSTFLYTT` names another postflytt binary for the passes (e.g. one built with debug info).
 
 mod common;
 mod driver;
@@ -572,9 +575,8 @@ fn bench_postflytt_against_mbsync() {
     let load_s = load_t.elapsed().as_secs_f64();
     let fixture_msgs: u64 = loaded.iter().map(|l| l.0).sum();
     let fixture_bytes: u64 = loaded.iter().map(|l| l.1).sum();
-    for (a, (n, b)) in accts.iter().zip(&loaded) {
+    for (a, (n, _)) in accts.iter().zip(&loaded) {
         assert_eq!(total_messages(&source, &a.src), *n, "source {} holds what was loaded", a.src);
-        let _ = b;
     }
     progress(
         t0,
@@ -609,7 +611,6 @@ fn bench_postflytt_against_mbsync() {
         format!("FAILED: {} problems", problems.len())
     };
     rows.push(row);
-    let pf_full_out = r.output.clone();
 
     progress(t0, "mbsync: full migration");
     let r = mbsync_run(&mb);
@@ -802,8 +803,8 @@ fn bench_postflytt_against_mbsync() {
         let t_pf = start_target(&huge_acct);
         let mh = migration(&hsource, None, &t_pf, None, &huge_acct);
         let r = pf_sync(&mh, 4);
-        let mut row = Row::new("4 one 100 MB message", "postflytt", &r);
-        row.scenario = format!("4 one {} MB message", scale.huge >> 20);
+        let huge_name = format!("4 one {} MB message", scale.huge >> 20);
+        let mut row = Row::new(&huge_name, "postflytt", &r);
         row.copied = driver::appended(&r.output);
         row.scanned = 1;
         row.bytes = huge_bytes;
@@ -820,8 +821,7 @@ fn bench_postflytt_against_mbsync() {
         let t_mb = start_target(&huge_acct);
         let mbh = mbsync_setup(hsource.port(), t_mb.port(), &huge_acct);
         let r = mbsync_run(&mbh);
-        let mut row = Row::new("4 one 100 MB message", "mbsync", &r);
-        row.scenario = format!("4 one {} MB message", scale.huge >> 20);
+        let mut row = Row::new(&huge_name, "mbsync", &r);
         row.copied = total_messages(&t_mb, "stor@ny.se");
         row.scanned = 1;
         row.bytes = huge_bytes;
@@ -919,7 +919,11 @@ fn bench_postflytt_against_mbsync() {
         targets.push(Target {
             name: "full_migration_peak_rss",
             goal: format!("peak RSS of the full migration ({} MB message included) <= 32 MiB", scale.big >> 20),
-            observed: format!("{:.1} MiB (own VmHWM {:?})", pf.rss_mib, pf.self_rss_mib),
+            observed: format!(
+                "{:.1} MiB (postflytt's own VmHWM line: {})",
+                pf.rss_mib,
+                pf.self_rss_mib.map(|v| format!("{v:.1} MiB")).unwrap_or_else(|| "missing".into())
+            ),
             met: pf.rss_mib <= 32.0,
         });
     }
@@ -1009,12 +1013,16 @@ fn bench_postflytt_against_mbsync() {
         failures.iter().map(|f| json_str(f)).collect::<Vec<_>>().join(", "),
         json_num(total_s),
     );
+    // BENCH_JSON names another file (diagnostic runs that should not replace the benchmark's result).
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    let path = dir.join(if scale.quick { "bench-quick.json" } else { "bench.json" });
+    let path = std::env::var_os("BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join(if scale.quick { "bench-quick.json" } else { "bench.json" }));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create the JSON file's directory");
+    }
     std::fs::write(&path, json).expect("write bench.json");
     println!("JSON: {}", path.display());
-    let _ = pf_full_out;
 
     assert!(correctness_ok, "correctness checks failed:\n{}", failures.join("\n"));
 }
