@@ -564,7 +564,7 @@ fn mx_round(app: &Appliance) -> Result<()> {
     let list: Vec<String> = domains.iter().cloned().collect();
     let answers = smol::block_on(resolver.mx_all(&list));
     for (domain, answer) in list.iter().zip(answers) {
-        let state = states.entry(domain.clone()).or_insert_with(|| crate::mx::DomainState { domain: domain.clone(), ..Default::default() });
+        let state = states.entry(domain.clone()).or_insert_with(|| crate::mx::DomainState::new(domain));
         match &answer {
             Ok(a) => state.observe(Ok(a), &target_mx, now()),
             Err(e) => state.observe(Err(&format!("{e:#}")), &target_mx, now()),

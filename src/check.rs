@@ -375,6 +375,40 @@ pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
     w.into_inner().map_err(|e| anyhow!("writing CSV: {e}"))
 }
 
+/// The same rows as the CSV, as a workbook the customer opens in Excel, with a second sheet listing
+/// every message over the target's size limit.
+pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
+    use crate::template::writer::{Cell, Sheet, write_xlsx};
+    let text = |s: &str| Cell::Text(s.to_string());
+    let mut accounts = vec![
+        ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"]
+            .iter()
+            .map(|h| text(h))
+            .collect::<Vec<_>>(),
+    ];
+    let mut over = vec![["account", "folder", "date", "subject", "bytes"].iter().map(|h| text(h)).collect::<Vec<_>>()];
+    for r in results {
+        accounts.push(vec![
+            text(&r.account),
+            text(&r.target_account),
+            text(r.verdict.words()),
+            text(&r.problem),
+            Cell::Number(r.messages as f64),
+            Cell::Number(r.bytes as f64),
+            r.largest.as_ref().map_or(Cell::Empty, |l| Cell::Number(l.size as f64)),
+            Cell::Number(r.over_limit.len() as f64),
+        ]);
+        for m in &r.over_limit {
+            over.push(vec![text(&r.account), text(&m.folder), text(&m.date), text(&m.subject), Cell::Number(m.size as f64)]);
+        }
+    }
+    let sheets = [
+        Sheet { name: "Check".into(), rows: accounts, header: true },
+        Sheet { name: "Over the limit".into(), rows: over, header: true },
+    ];
+    write_xlsx(&sheets).map_err(|e| anyhow!("writing the workbook: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

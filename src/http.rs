@@ -457,6 +457,13 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
     let mut stmt = store.conn.prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login").map_err(|e| anyhow!(e))?;
     let details: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(|e| anyhow!(e))?.filter_map(|r| r.ok()).collect();
     let results: Vec<crate::check::CheckResult> = details.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+    if format == Some("xlsx") {
+        let mut r = with_type(Response::from_data(crate::check::xlsx(&results)?), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+        if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-check.xlsx\""[..]) {
+            r.add_header(h);
+        }
+        return Ok(r);
+    }
     if format == Some("csv") {
         let mut r = with_type(Response::from_data(crate::check::csv(&results)?), "text/csv; charset=utf-8");
         if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-check.csv\""[..]) {

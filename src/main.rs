@@ -142,7 +142,7 @@ struct CheckArgs {
     /// how many accounts to check at once (default 8)
     #[argh(option, default = "8")]
     parallel: usize,
-    /// output: table (default), csv or json
+    /// output: table (default), csv, xlsx (needs --output) or json
     #[argh(option, default = "String::from(\"table\")")]
     format: String,
     /// write the output to this file instead of standard output
@@ -374,8 +374,11 @@ fn run(args: Args) -> Result<ExitCode> {
         Verb::Finish(f) => finish_cmd(&dir, &f),
         Verb::Check(c) => {
             let format = c.format.to_ascii_lowercase();
-            if !["table", "csv", "json"].contains(&format.as_str()) {
-                bail!("--format {format:?}: use table, csv or json");
+            if !["table", "csv", "json", "xlsx"].contains(&format.as_str()) {
+                bail!("--format {format:?}: use table, csv, xlsx or json");
+            }
+            if format == "xlsx" && c.output.is_none() {
+                bail!("--format xlsx writes a workbook: give --output FILE.xlsx");
             }
             let store = Store::open(&dir)?;
             let accounts = store.accounts(&c.accounts)?;
@@ -401,6 +404,7 @@ fn run(args: Args) -> Result<ExitCode> {
             let free = check::free_disk(&dir)?;
             let mut text = match format.as_str() {
                 "csv" => check::csv(&results)?,
+                "xlsx" => check::xlsx(&results)?,
                 "json" => serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?,
                 _ => check::table(&results).into_bytes(),
             };

@@ -124,6 +124,7 @@ impl Resolver {
     }
 
     /// The nameservers in the order they are asked.
+    #[cfg(test)]
     pub fn nameservers(&self) -> &[SocketAddr] {
         &self.nameservers
     }

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::fault;
-use crate::imap::{FetchItem, MessageMeta, Session};
+use crate::imap::{FetchItem, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
 /// Messages up to this size are fetched whole, many per command.

@@ -58,10 +58,8 @@ pub fn template_xlsx() -> Vec<u8> {
 }
 
 /// A minimal SpreadsheetML (OOXML) writer: text and number cells in inline form (no shared-string
-/// table), one style sheet with a bold text header. It runs in tests only, where it produced the
-/// compiled-in template and builds the workbooks the importer is tested against; drop the `cfg` when
-/// an export (the check report as .xlsx) needs it at run time.
-#[cfg(test)]
+/// table), one style sheet with a bold text header. It produced the compiled-in template, builds the
+/// workbooks the importer is tested against, and writes the check's results as .xlsx.
 pub(crate) mod writer {
     use std::io::{self, Cursor, Write};
 
@@ -93,6 +91,7 @@ pub(crate) mod writer {
 
     impl Sheet {
         /// A sheet of text cells.
+        #[cfg(test)]
         pub(crate) fn text(name: &str, rows: &[&[&str]], header: bool) -> Sheet {
             Sheet {
                 name: name.to_string(),
@@ -366,6 +365,7 @@ pub(crate) mod writer {
     }
 
     /// The template's sheet, "Konton" (accounts): header and example row.
+    #[cfg(test)]
     pub(crate) fn template_sheet() -> Sheet {
         Sheet::text("Konton", &[&super::HEADERS, &super::EXAMPLE], true)
     }

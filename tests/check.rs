@@ -73,6 +73,19 @@ fn verdicts_for_every_kind_of_problem() {
     assert!(csv.starts_with('\u{feff}'), "Excel needs the BOM");
     assert_eq!(csv.lines().count(), 6, "{csv}");
     assert!(csv.contains("fel@gammal.se;fel@ny.se;login failed (source)"), "{csv}");
+    let book = m.data.join("kontroll.xlsx");
+    let out = m.run(&["check", "--format", "xlsx", "--output", book.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
+    {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut wb: Xlsx<_> = open_workbook(&book).expect("a workbook calamine opens");
+        let range = wb.worksheet_range("Check").expect("sheet Check");
+        let rows: Vec<Vec<String>> = range.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+        assert_eq!(rows.len(), 6, "{rows:?}");
+        assert!(rows.iter().any(|r| r[0] == "mal@gammal.se" && r[2] == "login failed (target)"), "{rows:?}");
+        let over = wb.worksheet_range("Over the limit").expect("sheet Over the limit");
+        assert!(over.rows().any(|r| r[0].to_string() == "stort@gammal.se" && r[1].to_string() == "INBOX"));
+    }
     let json = m.run(&["check", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(v["accounts"].as_array().map(Vec::len), Some(5));
