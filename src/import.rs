@@ -228,7 +228,27 @@ fn read_document(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, Impor
     if let Some(message) = not_a_list(name, bytes) {
         return Err(ImportError::file(name, message));
     }
-    accounts_from_grid(csv_grid(name, bytes)?)
+    let extension = extension(name);
+    let result = csv_grid(name, bytes).and_then(accounts_from_grid);
+    match result {
+        // A text list under a workbook's name is read (some tools do that), but when it does not
+        // read as a list either, say first what is wrong with the file itself.
+        Err(mut e) if matches!(extension.as_str(), "xlsx" | "xlsm" | "ods" | "zip") => {
+            let lead = ImportError::file(
+                name,
+                format!(
+                    "the file is named .{extension} but is not one (a real .{extension} file is a zip archive): it may be \
+                     damaged or renamed; open it in the spreadsheet program and save it again as .xlsx or \"CSV UTF-8\". \
+                     Read as text, it gives:"
+                ),
+            );
+            let mut problems = lead.problems;
+            problems.append(&mut e.problems);
+            e.problems = problems;
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 /// Recognises files that are neither a workbook nor text, which the CSV reader would otherwise turn

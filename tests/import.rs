@@ -53,7 +53,7 @@ fn broken_files_get_clear_errors_and_change_nothing() {
         ("tomma-celler.csv", "E-post;Lösenord\r\na@kund.se;\r\n;hemligt1\r\n".as_bytes(), &["row 2", "row 3", "empty"]),
         ("dubbletter.csv", "E-post;Lösenord\r\na@kund.se;hemligt1\r\nA@kund.se;hemligt2\r\n".as_bytes(), &["row 3", "row 2", "also on"]),
         ("skrap.csv", &[0u8, 159, 146, 150, 255, 254, 0, 1, 2, 3, 0, 0], &["skrap.csv"]),
-        ("inte-en-zip.xlsx", b"this is not a zip at all, just text pretending to be a workbook", &["inte-en-zip.xlsx"]),
+        ("inte-en-zip.xlsx", b"this is not a zip at all, just text pretending to be a workbook", &["inte-en-zip.xlsx", "not one"]),
         ("fel-adress.csv", "E-post;Lösenord\r\nnot an address@;hemligt3\r\n".as_bytes(), &["row 2", "E-post"]),
     ];
     for (name, bytes, wanted) in cases {
