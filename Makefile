@@ -5,32 +5,41 @@ SHELL := /bin/bash
 DATA ?= ./postflytt-data
 LISTEN ?= 127.0.0.1:8025
 CARGO ?= cargo
-TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl ca-certificates pkg-config libssl-dev
+BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
+TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl
 
-.PHONY: all build release run test test-deps bench clean
+.PHONY: all build release run test build-deps test-deps bench clean
 
-all: build
-
-build:
-	$(CARGO) build
-
-release:
-	$(CARGO) build --release
-
-# The appliance on its embedded defaults: data in ./postflytt-data, page on http://127.0.0.1:8025/.
-run: release
-	./target/release/postflytt --data $(DATA) serve --listen $(LISTEN)
-
-test-deps:
-	@missing=""; for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+# Installs the Debian packages in $(1) that are missing (as root), or says what to install.
+define install_missing
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "the tests need these Debian packages: sudo apt-get install$$missing"; exit 1; \
+			echo "$(2) need these Debian packages: sudo apt-get install$$missing"; exit 1; \
 		fi; \
 	fi
+endef
+
+all: build
+
+build: build-deps
+	$(CARGO) build
+
+release: build-deps
+	$(CARGO) build --release
+
+build-deps:
+	$(call install_missing,$(BUILD_PACKAGES),the build and the TLS library)
+
+# The appliance on its embedded defaults: data in ./postflytt-data, page on http://127.0.0.1:8025/.
+run: release
+	./target/release/postflytt --data $(DATA) serve --listen $(LISTEN)
+
+test-deps: build-deps
+	$(call install_missing,$(TEST_PACKAGES),the tests)
 	@# Debian's package starts a system-wide Dovecot on 143/993; the tests start their own.
 	@if [ "$$(id -u)" = 0 ] && pgrep -x dovecot -u root >/dev/null 2>&1 && [ -f /run/dovecot/master.pid ]; then \
 		kill "$$(cat /run/dovecot/master.pid)" 2>/dev/null || true; fi
