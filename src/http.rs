@@ -238,6 +238,14 @@ fn with_type(response: Response<std::io::Cursor<Vec<u8>>>, content_type: &str) -
     r
 }
 
+/// Marks a response as a download with the given file name.
+fn attachment(mut response: Response<std::io::Cursor<Vec<u8>>>, file_name: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], format!("attachment; filename=\"{file_name}\"").as_bytes()) {
+        response.add_header(h);
+    }
+    response
+}
+
 fn need(role: Role, wanted: Role, no_credential: bool) -> std::result::Result<(), ApiError> {
     if role >= wanted {
         return Ok(());
@@ -360,11 +368,7 @@ fn route(
                 return Ok(with_type(Response::from_data(report.html(lang).into_bytes()), "text/html; charset=utf-8"));
             }
             if query.get("format").map(String::as_str) == Some("csv") {
-                let mut r = with_type(Response::from_data(report.csv()?), "text/csv; charset=utf-8");
-                if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-report.csv\""[..]) {
-                    r.add_header(h);
-                }
-                return Ok(r);
+                return Ok(attachment(with_type(Response::from_data(report.csv()?), "text/csv; charset=utf-8"), "postflytt-report.csv"));
             }
             Ok(json_response(200, &serde_json::to_value(&report).map_err(|e| anyhow!(e))?))
         }
@@ -374,11 +378,7 @@ fn route(
                 Some("csv") => (crate::template::template_csv(), "text/csv; charset=utf-8", "postflytt-konton.csv"),
                 _ => (crate::template::template_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "postflytt-konton.xlsx"),
             };
-            let mut r = with_type(Response::from_data(bytes), kind);
-            if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], format!("attachment; filename=\"{name}\"").as_bytes()) {
-                r.add_header(h);
-            }
-            Ok(r)
+            Ok(attachment(with_type(Response::from_data(bytes), kind), name))
         }
         (_, p) if p.starts_with("/api/") => Err(ApiError::new(404, format!("no such API: {} {p} (see docs/api.md)", method))),
         _ => Err(ApiError::new(404, "not found")),
@@ -458,18 +458,10 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
     let details: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(|e| anyhow!(e))?.filter_map(|r| r.ok()).collect();
     let results: Vec<crate::check::CheckResult> = details.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
     if format == Some("xlsx") {
-        let mut r = with_type(Response::from_data(crate::check::xlsx(&results)?), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
-        if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-check.xlsx\""[..]) {
-            r.add_header(h);
-        }
-        return Ok(r);
+        return Ok(attachment(with_type(Response::from_data(crate::check::xlsx(&results)?), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), "postflytt-check.xlsx"));
     }
     if format == Some("csv") {
-        let mut r = with_type(Response::from_data(crate::check::csv(&results)?), "text/csv; charset=utf-8");
-        if let Ok(h) = Header::from_bytes(&b"Content-Disposition"[..], &b"attachment; filename=\"postflytt-check.csv\""[..]) {
-            r.add_header(h);
-        }
-        return Ok(r);
+        return Ok(attachment(with_type(Response::from_data(crate::check::csv(&results)?), "text/csv; charset=utf-8"), "postflytt-check.csv"));
     }
     Ok(json_response(200, &json!({"accounts": results})))
 }

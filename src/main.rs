@@ -326,10 +326,7 @@ fn run(args: Args) -> Result<ExitCode> {
                 "csv" => template::template_csv(),
                 other => bail!("--format {other:?}: use xlsx or csv"),
             };
-            match &t.output {
-                Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
-                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
-            }
+            write_output(t.output.as_deref(), &bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Verb::Verify(v) => {
@@ -361,10 +358,7 @@ fn run(args: Args) -> Result<ExitCode> {
                 "json" => serde_json::to_vec_pretty(&report)?,
                 other => bail!("--format {other:?}: use html, csv or json"),
             };
-            match &r.output {
-                Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
-                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
-            }
+            write_output(r.output.as_deref(), &bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Verb::Mx(m) => {
@@ -419,10 +413,7 @@ fn run(args: Args) -> Result<ExitCode> {
                     if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
                 ).as_bytes());
             }
-            match &c.output {
-                Some(path) => std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?,
-                None => std::io::Write::write_all(&mut std::io::stdout(), &text)?,
-            }
+            write_output(c.output.as_deref(), &text)?;
             let all_ready = results.iter().all(|r| r.verdict == check::Verdict::Ready);
             Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
@@ -575,6 +566,14 @@ fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         }
+
+/// Writes a verb's output to `--output FILE`, or to standard output.
+fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<()> {
+    match path {
+        Some(path) => std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display())),
+        None => Ok(std::io::Write::write_all(&mut std::io::stdout(), bytes)?),
+    }
+}
 
 /// "35M", "2G", "500k", "1024" (bytes); binary units.
 fn parse_size(text: &str) -> Result<u64> {
