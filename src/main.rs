@@ -7,6 +7,7 @@ mod check;
 mod fault;
 mod folders;
 mod http;
+mod identity;
 mod imap;
 mod import;
 mod logger;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::fault;
@@ -42,6 +42,9 @@ pub struct TargetQuirks {
     /// Quirk `exchange_drops_flagged_on_append` (Exchange Online): `\Flagged` given with APPEND is
     /// not kept, so it is set with a STORE afterwards.
     pub flagged_after_append: bool,
+    /// Quirk `exchange_rewrites_messages` (Exchange Online): what we append is re-rendered, so our
+    /// copy is found again by its identity (Message-ID; see `identity`), not by size and SHA-256.
+    pub rewrites_messages: bool,
 }
 
 /// A target folder as we know it.
@@ -163,7 +166,11 @@ pub async fn push_folder(
         |r| r.get(0),
     )?;
     if lookup > 0 && selected.exists > 0 && (indexed_uidnext < uidnext || appending > 0) {
-        stats.matched += match_existing(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?;
+        stats.matched += if quirks.rewrites_messages {
+            match_by_identity(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
+        } else {
+            match_existing(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
+        };
         store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
     }
     // What is still 'appending' was not found on the target: it never arrived, so it goes again.
@@ -257,6 +264,63 @@ async fn match_existing(
             fault::point("push: existing message matched");
         }
     }
+    Ok(matched)
+}
+
+/// `match_existing` for a target that re-renders messages (quirk `exchange_rewrites_messages`): each
+/// target message at or above `from_uid` that no row claims is claimed by a staged row with the same
+/// identity, one to one, rows we were appending first. Streams: every answer is matched and written as
+/// it arrives, so memory stays flat whatever the folder size. Mail that was in the folder before us
+/// (an earlier import of the same mail) is claimed too, so it is not doubled.
+async fn match_by_identity(
+    store: &Store,
+    session: &mut Session,
+    source_folder_id: i64,
+    target_folder_id: i64,
+    uidvalidity: u32,
+    from_uid: u32,
+) -> Result<u64> {
+    crate::identity::fill_staged(store, source_folder_id, &["pending", "appending"])?;
+    let mut matched = 0;
+    let items = [FetchItem::Uid, FetchItem::Flags, FetchItem::HeaderFields(crate::identity::HEADER_FIELDS)];
+    session
+        .uid_fetch(&[format!("{}:*", from_uid.max(1))], &items, None, &mut |meta| {
+            if meta.uid < from_uid {
+                return Ok(());
+            }
+            let Some(key) = meta.header.as_deref().and_then(crate::identity::of_header) else { return Ok(()) };
+            let known: bool = store
+                .conn
+                .prepare_cached(
+                    "SELECT 1 FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND target_uid = ?3
+                       AND push_state = 'pushed'",
+                )?
+                .exists(params![target_folder_id, uidvalidity, meta.uid])?;
+            if known {
+                return Ok(());
+            }
+            let row: Option<i64> = store
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM message WHERE folder_id = ?1 AND identity = ?2 AND push_state IN ('pending', 'appending')
+                     ORDER BY push_state = 'appending' DESC, uid LIMIT 1",
+                )?
+                .query_row(params![source_folder_id, key], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = row {
+                let mut flags = meta.flags.clone();
+                flags.sort();
+                store.conn.execute(
+                    "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+                       synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
+                    params![id, target_folder_id, uidvalidity, meta.uid, flags.join(" ")],
+                )?;
+                matched += 1;
+                fault::point("push: existing message matched");
+            }
+            Ok(())
+        })
+        .await?;
     Ok(matched)
 }
 

@@ -34,6 +34,10 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX message_push;
      CREATE INDEX message_push ON message (folder_id, push_state, uid);
      CREATE INDEX message_target ON message (target_folder_id, target_uidvalidity, target_uid);",
+    // 4: a message's identity (Message-ID, or Date/From/Subject) for targets that re-render what we
+    // append (Exchange Online), where size and SHA-256 cannot find our copy again. Filled in lazily.
+    "ALTER TABLE message ADD COLUMN identity TEXT;
+     CREATE INDEX message_identity ON message (folder_id, identity);",
 ];
 
 /// The newest schema version this build knows.

@@ -292,6 +292,7 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
             if kind == TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
         ),
         flagged_after_append: kind == TargetKind::Microsoft365,
+        rewrites_messages: kind == TargetKind::Microsoft365,
     };
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();

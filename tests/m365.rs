@@ -127,7 +127,11 @@ impl World {
 
     /// Runs postflytt; returns the exit code and stdout + stderr (also kept for the secret search).
     fn run(&self, args: &[&str]) -> (i32, String) {
-        let out: Output = self.m.run(args);
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+        let out: Output = self.m.run_env(args, env);
         let text = driver::text(&out);
         self.outputs.lock().unwrap_or_else(|e| e.into_inner()).push(format!("$ postflytt {args:?}\n{text}"));
         (out.status.code().unwrap_or(-1), text)
@@ -241,6 +245,26 @@ fn simple_message(id: &str, subject: &str) -> Vec<u8> {
          Date: Tue, 03 Mar 2020 10:00:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nInnehåll: {subject}.\r\n"
     )
     .into_bytes()
+}
+
+/// The target as it was before the re-rendering stand-in changed it: `REWRITE_HEADER` taken off the
+/// front of every message (each must have it, or the stand-in was not in the way).
+fn unrendered(target: Snapshot) -> Snapshot {
+    target
+        .into_iter()
+        .map(|(folder, msgs)| {
+            let mut msgs: Vec<fixture::SnapMsg> = msgs
+                .into_iter()
+                .map(|mut m| {
+                    assert!(m.body.starts_with(exchange::REWRITE_HEADER), "{folder}: a message was not re-rendered");
+                    m.body.drain(..exchange::REWRITE_HEADER.len());
+                    m
+                })
+                .collect();
+            fixture::sort_msgs(&mut msgs);
+            (folder, msgs)
+        })
+        .collect()
 }
 
 fn subjects(reader: &mut ImapReader, folder: &str) -> BTreeSet<String> {
@@ -634,5 +658,75 @@ fn check_shows_the_same_for_m365_as_for_imap() {
     assert!(m365_table.contains("lisa@gammal.se -> lisa@ny.se: ready"), "{m365_table}");
     assert!(m365_table.contains("size limit: 35.0 MB") && m365_table.contains("target room: unknown"), "{m365_table}");
     assert!(m365_table.contains("Sent Items") && m365_table.contains("1 of 1 accounts ready"), "{m365_table}");
+    w.assert_nothing_leaked(&[SECRET]);
+}
+
+/// Quirk `exchange_rewrites_messages`: Exchange re-renders what is appended, so a message whose APPEND
+/// answer was lost cannot be found again by size and SHA-256. The stand-in re-renders every message
+/// and cuts the connection right after the 4th and the 15th APPEND reached the server (the 15th is a
+/// message without a Message-ID, found by Date, From and Subject); a later pass cuts after the first of
+/// two identical messages. postflytt reconnects, finds each of them by its identity and does not send
+/// it again: every message reaches the server exactly once. After the target folder's UIDVALIDITY
+/// changes, a pass finds all of them again by identity and appends nothing.
+#[test]
+fn rewritten_mail_is_found_by_identity_after_lost_answers_and_a_uidvalidity_change() {
+    let w = world(&[("frida@gammal.se", "källa-6", "frida@ny.se")]);
+    let no_id = |subject: &str| {
+        format!(
+            "From: Åsa <asa@gammal.se>\r\nTo: kund@kund.se\r\nSubject: {subject}\r\n\
+             Date: Wed, 04 Mar 2020 11:00:00 +0100\r\n\r\nInget Message-ID.\r\n"
+        )
+        .into_bytes()
+    };
+    {
+        let mut r = w.source_reader("frida@gammal.se");
+        fixture::ensure_folders(&mut r, &["INBOX.Kunder"]);
+        fixture::load(&mut r, &fixture::bulk("INBOX", 14, 41, 500..4000));
+        for subject in ["Utan id 1", "Utan id 2"] {
+            r.append("INBOX", &["\\Seen"], Some("04-Mar-2020 11:00:00 +0100"), &no_id(subject));
+        }
+        fixture::load(&mut r, &fixture::bulk("INBOX.Kunder", 5, 42, 500..4000));
+    }
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    let fast_reconnect = [("POSTFLYTT_RECONNECT_MS", "50")];
+    w.exo.rewrite_appends();
+    w.exo.cut_after_appends(&[4, 15]);
+
+    let (code, out) = w.run_env(&["sync", "--parallel", "1"], &fast_reconnect);
+    let c = w.exo.counters();
+    eprintln!("{out}\nstand-in: {c:?}");
+    assert_eq!(code, 0, "two cut connections are reconnected within the pass:\n{out}");
+    assert_eq!(c.cut_after_append, 2, "{c:?}");
+    assert_eq!(c.appended_to.len(), 21, "each of the 21 messages reached the server exactly once: {c:?}");
+    assert!(out.contains("2 already on target"), "the two lost answers were found by identity:\n{out}");
+    let src = snapshot(&w.source, "frida@gammal.se");
+    fixture::assert_same_mail(&src, &unrendered(snapshot(&w.target, "frida@ny.se")), &map);
+
+    // Two identical messages (same Message-ID, same bytes) arrive; the answer to the first is lost.
+    let twin = simple_message("tvilling", "Tvilling");
+    {
+        let mut r = w.source_reader("frida@gammal.se");
+        r.append("INBOX", &[], Some("05-Mar-2020 08:00:00 +0100"), &twin);
+        r.append("INBOX", &[], Some("05-Mar-2020 08:00:00 +0100"), &twin);
+    }
+    w.exo.cut_after_appends(&[22]);
+    let (code, out) = w.run_env(&["sync", "--parallel", "1"], &fast_reconnect);
+    let c = w.exo.counters();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.cut_after_append, 3, "{c:?}");
+    assert_eq!(c.appended_to.len(), 23, "one APPEND per twin, none again: {c:?}");
+    let src = snapshot(&w.source, "frida@gammal.se");
+    fixture::assert_same_mail(&src, &unrendered(snapshot(&w.target, "frida@ny.se")), &map);
+
+    // Someone (or Exchange) re-creates the folder's UID space: the same mail under new UIDs.
+    let before = w.target.doveadm_ok(&["-f", "flow", "mailbox", "status", "-u", "frida@ny.se", "uidvalidity", "INBOX"]);
+    w.target.doveadm_ok(&["mailbox", "update", "-u", "frida@ny.se", "--uid-validity", "4711", "INBOX"]);
+    let after = w.target.doveadm_ok(&["-f", "flow", "mailbox", "status", "-u", "frida@ny.se", "uidvalidity", "INBOX"]);
+    assert_ne!(before, after, "the UIDVALIDITY did not change");
+    let (code, out) = w.run_env(&["sync", "--parallel", "1"], &fast_reconnect);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(appended(&out), 0, "{out}");
+    assert_eq!(w.exo.counters().appended_to.len(), 23, "nothing appended after the UIDVALIDITY change");
+    fixture::assert_same_mail(&src, &unrendered(snapshot(&w.target, "frida@ny.se")), &map);
     w.assert_nothing_leaked(&[SECRET]);
 }

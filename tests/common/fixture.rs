@@ -728,7 +728,7 @@ pub fn mailbox_snapshot(reader: &mut ImapReader) -> Snapshot {
     s
 }
 
-fn sort_msgs(v: &mut [SnapMsg]) {
+pub fn sort_msgs(v: &mut [SnapMsg]) {
     v.sort_by_cached_key(|m| (fnv1a(&m.body), m.body.len(), m.flags.clone(), m.instant()));
 }
 

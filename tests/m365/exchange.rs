@@ -18,6 +18,13 @@
 //!   never reach Dovecot. The message literal is read and discarded first (with LITERAL+ the client sends
 //!   it unasked; for a synchronizing literal the stand-in sends the `+` itself), as a server must.
 //!
+//! - **Re-rendering** (quirk `exchange_rewrites_messages`): when armed, every appended message gets a
+//!   header line put in front of it (`REWRITE_HEADER`), so what the server stores and serves back has
+//!   another size and hash than what the client sent, as with Exchange, which re-renders all mail.
+//! - **Lost APPEND answers**: when armed, the connection is cut right after the Nth APPEND reached the
+//!   server whole: the server stores the message, its answer never reaches the client. Exchange drops
+//!   connections under load; a cut at this moment is the hardest one for exactly-once.
+//!
 //! Everything else passes byte for byte. Counters (APPENDs seen, throttled, `\Flagged` dropped,
 //! connections) let the tests check what happened on the wire.
 
@@ -47,7 +54,12 @@ pub struct Counters {
     pub flagged_dropped: u64,
     /// Mailbox names (as on the wire) of the APPENDs that reached the server.
     pub appended_to: Vec<String>,
+    /// Connections cut after an APPEND, its answer lost.
+    pub cut_after_append: u64,
 }
+
+/// The header line the re-rendering stand-in puts in front of every appended message.
+pub const REWRITE_HEADER: &[u8] = b"X-MS-Exchange-Organization-AuthAs: Internal\r\n";
 
 #[derive(Default)]
 struct State {
@@ -55,6 +67,9 @@ struct State {
     throttle: std::collections::BTreeMap<String, (u64, u64)>,
     counters: Counters,
     conns: Vec<(TcpStream, TcpStream)>,
+    rewrite: bool,
+    /// Ordinals (1-based, counting APPENDs that reach the server) after which the connection is cut.
+    cut_after: std::collections::BTreeSet<usize>,
 }
 
 struct Shared {
@@ -105,6 +120,17 @@ impl ExchangeStandIn {
         self.shared.state().throttle.insert(verb.to_ascii_uppercase(), (count, backoff_ms));
     }
 
+    /// From now on every appended message is stored with `REWRITE_HEADER` in front of it.
+    pub fn rewrite_appends(&self) {
+        self.shared.state().rewrite = true;
+    }
+
+    /// After the APPENDs with these ordinals (1-based, counting those that reach the server, from the
+    /// start) the connection is cut before the server's answer reaches the client.
+    pub fn cut_after_appends(&self, ordinals: &[usize]) {
+        self.shared.state().cut_after.extend(ordinals.iter().copied());
+    }
+
     pub fn counters(&self) -> Counters {
         self.shared.state().counters.clone()
     }
@@ -151,12 +177,15 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
             st.conns.push((c_reg, u_reg));
         }
         let client_out = Arc::new(Mutex::new(c_write));
+        // Set when this connection is being cut: nothing the server says reaches the client any more.
+        let mute = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         {
             let out = client_out.clone();
+            let mute = mute.clone();
             let (Ok(c), Ok(u)) = (client.try_clone(), upstream.try_clone()) else { continue };
             handles.push(std::thread::spawn(move || {
-                let _ = server_to_client(u_read, &out);
+                let _ = server_to_client(u_read, &out, &mute);
                 let _ = c.shutdown(Shutdown::Both);
                 let _ = u.shutdown(Shutdown::Both);
             }));
@@ -164,7 +193,7 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
         {
             let sh2 = sh.clone();
             handles.push(std::thread::spawn(move || {
-                let _ = client_to_server(c_read, u_write, &client_out, &sh2);
+                let _ = client_to_server(c_read, u_write, &client_out, &sh2, &mute);
                 let _ = client.shutdown(Shutdown::Both);
                 let _ = upstream.shutdown(Shutdown::Both);
             }));
@@ -213,7 +242,7 @@ fn read_line(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
 }
 
 /// Server responses, whole (line plus literals), rewritten where Exchange differs.
-fn server_to_client(upstream: TcpStream, out: &Mutex<TcpStream>) -> std::io::Result<()> {
+fn server_to_client(upstream: TcpStream, out: &Mutex<TcpStream>, mute: &AtomicBool) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(256 * 1024, upstream);
     loop {
         let mut response = read_line(&mut r)?;
@@ -229,6 +258,9 @@ fn server_to_client(upstream: TcpStream, out: &Mutex<TcpStream>) -> std::io::Res
             response.extend_from_slice(&more);
         }
         let first_line_end = first_line_end.unwrap_or(response.len());
+        if mute.load(Ordering::SeqCst) {
+            continue;
+        }
         let rewritten = rewrite_response(&response, first_line_end);
         write_client(out, &rewritten)?;
     }
@@ -338,7 +370,7 @@ fn append_mailbox(line: &[u8]) -> String {
 }
 
 /// Client commands: forwarded, except that APPENDs lose `\Flagged` and may be throttled.
-fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpStream>, sh: &Shared) -> std::io::Result<()> {
+fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpStream>, sh: &Shared, mute: &AtomicBool) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(256 * 1024, client);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -349,6 +381,8 @@ fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpS
         let verb = words.next().unwrap_or("").trim_end().to_ascii_uppercase();
         let is_append = verb == "APPEND";
         let mut throttled = None;
+        let mut rewrite = false;
+        let mut cut = false;
         let mut fragment = first;
         {
             let mut guard = sh.state();
@@ -364,15 +398,27 @@ fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpS
                 let (line, removed) = drop_flagged(&fragment);
                 st.counters.flagged_dropped += removed;
                 st.counters.appended_to.push(append_mailbox(&line));
+                rewrite = st.rewrite;
+                cut = st.cut_after.contains(&st.counters.appended_to.len());
                 fragment = line;
             }
         }
         loop {
             let literal = literal_at_end(&fragment);
+            if rewrite && let Some((n, _)) = literal {
+                fragment = with_literal_length(&fragment, n + REWRITE_HEADER.len());
+            }
+            if cut && literal.is_none() {
+                // The last bytes of the APPEND: from here on the server's answers are swallowed.
+                mute.store(true, Ordering::SeqCst);
+            }
             if throttled.is_none() {
                 upstream.write_all(&fragment)?;
             }
             let Some((mut n, non_sync)) = literal else { break };
+            if rewrite {
+                upstream.write_all(REWRITE_HEADER)?;
+            }
             if throttled.is_some() && !non_sync {
                 write_client(out, b"+ Ready for additional command text.\r\n")?;
             }
@@ -393,5 +439,28 @@ fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpS
             let answer = format!("{tag} NO Request is throttled. Suggested Backoff Time: {ms} milliseconds\r\n");
             write_client(out, answer.as_bytes())?;
         }
+        if cut {
+            // Give the server time to store the message (its answer goes nowhere), then hang up.
+            upstream.flush()?;
+            std::thread::sleep(Duration::from_millis(300));
+            sh.state().counters.cut_after_append += 1;
+            if let Ok(s) = r.get_ref().try_clone() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            let _ = upstream.shutdown(Shutdown::Both);
+            return Err(std::io::Error::new(ErrorKind::ConnectionAborted, "cut after an APPEND"));
+        }
     }
+}
+
+/// `line` (ending in `{n}`, `{n+}` or `{n-}` and CRLF) with the literal length replaced by `n`.
+fn with_literal_length(line: &[u8], n: usize) -> Vec<u8> {
+    let open = line.iter().rposition(|&b| b == b'{').unwrap_or(line.len());
+    let close = line.iter().rposition(|&b| b == b'}').unwrap_or(line.len());
+    let marker: &[u8] = if line[..close].ends_with(b"+") { b"+" } else if line[..close].ends_with(b"-") { b"-" } else { b"" };
+    let mut out = line[..open].to_vec();
+    out.extend_from_slice(format!("{{{n}").as_bytes());
+    out.extend_from_slice(marker);
+    out.extend_from_slice(&line[close..]);
+    out
 }
