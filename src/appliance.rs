@@ -101,7 +101,7 @@ impl Appliance {
     }
 
     /// One pass over every account that passed the check (or every account when none was checked).
-    pub fn run_pass(self: &Arc<Self>) -> Result<Vec<sync::PassReport>> {
+    pub fn run_pass(self: &Arc<Self>, kind: sync::PassKind) -> Result<Vec<sync::PassReport>> {
         {
             let mut rt = self.runtime();
             if rt.pass_active {
@@ -116,7 +116,7 @@ impl Appliance {
             let runnable = runnable_accounts(&store, accounts)?;
             let parallel = Self::parallel(&store)?;
             drop(store);
-            let reports = sync::pass_many(&self.dir, runnable, parallel, &|r| log::info!("{}", r.line()));
+            let reports = sync::pass_many(&self.dir, runnable, parallel, kind, &|r| log::info!("{}", r.line()));
             let store = self.store()?;
             store.set_setting("passes.last_finished", &now().to_string())?;
             let count: i64 = store.setting("passes.count")?.and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -167,7 +167,7 @@ impl Appliance {
             }
         }
         if now() >= next {
-            self.run_pass()?;
+            self.run_pass(sync::PassKind::Incremental)?;
         }
         Ok(())
     }
@@ -479,7 +479,7 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
     while app.runtime().pass_active {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let reports = app.run_pass()?;
+    let reports = app.run_pass(sync::PassKind::Final)?;
     let mut problems: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: last pass: {e}", r.account))).collect();
     let store = app.store()?;
     let accounts = store.accounts(&[])?;

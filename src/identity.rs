@@ -39,10 +39,10 @@ pub fn of_header(raw: &[u8]) -> Option<String> {
     Some(format!("hdr:{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-/// Gives every fully staged row of `folder_id` in one of `states` its identity, read from the first
-/// staged slice (a header section longer than a slice is cut there; the key is then made of what the
-/// slice holds, the same way each time). Rows staged before identities existed get theirs here too.
-/// Returns how many rows were filled in.
+/// Gives every fully staged row of `folder_id` in one of `states` that has no identity yet (staged
+/// before schema version 4; the pull sets it for everything staged since) its identity, read from the
+/// first staged slice, as the pull does (it keys on the first `CHUNK_SIZE` bytes too, so a header
+/// section longer than that gives the same key both ways). Returns how many rows were filled in.
 pub fn fill_staged(store: &Store, folder_id: i64, states: &[&str]) -> Result<u64> {
     let ids: Vec<i64> = {
         let mut stmt = store.conn.prepare(

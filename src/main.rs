@@ -131,6 +131,10 @@ struct SyncArgs {
     /// how many accounts to copy at once (default 4)
     #[argh(option, default = "4")]
     parallel: usize,
+    /// open every target folder even with nothing to copy, so one whose UIDVALIDITY changed is
+    /// re-matched now (finish does this for its last pass)
+    #[argh(switch)]
+    recheck: bool,
     /// source logins to sync (default: all)
     #[argh(positional)]
     accounts: Vec<String>,
@@ -475,7 +479,8 @@ fn run(args: Args) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let total = accounts.len();
-            let reports = sync::pass_many(&dir, accounts, s.parallel.clamp(1, 64), &|r| println!("{}", r.line()));
+            let kind = if s.recheck { sync::PassKind::Final } else { sync::PassKind::Incremental };
+            let reports = sync::pass_many(&dir, accounts, s.parallel.clamp(1, 64), kind, &|r| println!("{}", r.line()));
             let failed = reports.iter().filter(|r| r.error.is_some()).count();
             let appended: u64 = reports.iter().map(|r| r.push.appended).sum();
             let bytes: u64 = reports.iter().map(|r| r.push.appended_bytes).sum();

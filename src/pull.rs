@@ -344,9 +344,10 @@ fn store_whole_body(store: &Store, id: i64, body: &[u8]) -> Result<()> {
         insert.execute(params![id, seq as i64, chunk])?;
     }
     let hash = Sha256::digest(body);
+    let identity = crate::identity::of_header(&body[..body.len().min(CHUNK_SIZE)]).unwrap_or_default();
     store.conn.execute(
-        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
-        params![id, hash.as_slice(), body.len() as i64],
+        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
+        params![id, hash.as_slice(), body.len() as i64, identity],
     )?;
     Ok(())
 }
@@ -369,6 +370,7 @@ async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &
     let mut hasher = Sha256::new();
     let mut offset: u32 = 0;
     let mut seq: i64 = 0;
+    let mut identity = String::new();
     loop {
         let mut slice: Option<Vec<u8>> = None;
         session
@@ -393,6 +395,9 @@ async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &
             break;
         }
         hasher.update(&slice);
+        if offset == 0 {
+            identity = crate::identity::of_header(&slice[..slice.len().min(CHUNK_SIZE)]).unwrap_or_default();
+        }
         let tx = store.conn.unchecked_transaction()?;
         {
             let mut insert = tx.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
@@ -412,8 +417,8 @@ async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &
     }
     let hash = hasher.finalize();
     store.conn.execute(
-        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
-        params![p.id, hash.as_slice(), offset as i64],
+        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
+        params![p.id, hash.as_slice(), offset as i64, identity],
     )?;
     stats.staged += 1;
     Ok(())

@@ -108,7 +108,8 @@ pub fn classify_refusal(answer: &crate::imap::Answer) -> Refusal {
 }
 
 /// Pushes one source folder's staged messages to its target folder (which exists and is selected by
-/// this function). `source_folder_id` rows only.
+/// this function). `source_folder_id` rows only. With nothing to do the target folder is not even
+/// opened, unless `recheck` asks to look at its UIDVALIDITY anyway (the last pass before verification).
 pub async fn push_folder(
     store: &Store,
     account_id: i64,
@@ -117,6 +118,7 @@ pub async fn push_folder(
     source_name: &str,
     target: &TargetFolderRow,
     quirks: &TargetQuirks,
+    recheck: bool,
     stats: &mut PushStats,
 ) -> Result<()> {
     if let Some(limit) = quirks.size_limit {
@@ -130,7 +132,14 @@ pub async fn push_folder(
         params![source_folder_id, target.id, target.uidvalidity],
         |r| r.get(0),
     )?;
-    if work == 0 {
+    let has_pushed = || -> Result<bool> {
+        Ok(store.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1 AND push_state = 'pushed')",
+            [source_folder_id],
+            |r| r.get(0),
+        )?)
+    };
+    if work == 0 && !(recheck && has_pushed()?) {
         return Ok(());
     }
     let selected = session.select(&target.wire_name, false, false).await?;
@@ -150,6 +159,9 @@ pub async fn push_folder(
         tx.execute("UPDATE target_folder SET uidvalidity = ?2, indexed_uidnext = 1 WHERE id = ?1", params![target.id, uidvalidity])?;
         tx.commit()?;
         indexed_uidnext = 1;
+    } else if work == 0 {
+        // A recheck that found the UIDVALIDITY unchanged: still nothing to do.
+        return Ok(());
     }
     let uidnext = selected.uidnext.unwrap_or(u32::MAX);
 

@@ -222,8 +222,19 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// How much of the target a pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// A target folder is opened only when there is mail to copy or a flag to set: the cheap passes
+    /// that run while the MX records switch.
+    Incremental,
+    /// Every target folder is opened, so one whose UIDVALIDITY changed (the mailbox was moved or
+    /// rebuilt on the target) is re-matched before verification looks: the last pass of finish.
+    Final,
+}
+
 /// Runs one pass over one account.
-pub async fn pass_account(store: &Store, account: &Account) -> PassReport {
+pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> PassReport {
     let started = Instant::now();
     let mut report = PassReport { account: account.source_login.clone(), ..PassReport::default() };
     let pass_id = store
@@ -235,7 +246,7 @@ pub async fn pass_account(store: &Store, account: &Account) -> PassReport {
     // with backoff, twice; everything done before the drop is journalled, so the retry resumes.
     let mut attempt = 0;
     loop {
-        match pass_inner(store, account, &mut report).await {
+        match pass_inner(store, account, kind, &mut report).await {
             Ok(()) => break,
             Err(e) if attempt < 2 && is_connection_loss(&e) && !crate::fault::shutting_down() => {
                 attempt += 1;
@@ -281,7 +292,7 @@ pub async fn pass_account(store: &Store, account: &Account) -> PassReport {
     report
 }
 
-async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -> Result<()> {
+async fn pass_inner(store: &Store, account: &Account, pass_kind: PassKind, report: &mut PassReport) -> Result<()> {
     let mut both = connect_both(store, account).await?;
     let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
@@ -342,7 +353,8 @@ async fn pass_inner(store: &Store, account: &Account, report: &mut PassReport) -
                     .with_context(|| format!("reading {name} on the source"))?;
             }
             let target_row = target_folder_row(store, account.id, &target_name, &target_wire)?;
-            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, &quirks, &mut report.push)
+            let recheck = pass_kind == PassKind::Final;
+            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, &quirks, recheck, &mut report.push)
                 .await
                 .with_context(|| format!("copying {name} to {target_name}"))?;
             Ok(())
@@ -428,12 +440,18 @@ pub fn for_each_account<T: Send>(
 }
 
 /// A pass over many accounts; reports sorted by account.
-pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, on_done: &(dyn Fn(&PassReport) + Sync)) -> Vec<PassReport> {
+pub fn pass_many(
+    dir: &Path,
+    accounts: Vec<Account>,
+    parallel: usize,
+    kind: PassKind,
+    on_done: &(dyn Fn(&PassReport) + Sync),
+) -> Vec<PassReport> {
     let mut reports = for_each_account(
         dir,
         accounts,
         parallel,
-        &|store, account| smol::block_on(pass_account(store, account)),
+        &|store, account| smol::block_on(pass_account(store, account, kind)),
         &|account, e| PassReport { account: account.source_login.clone(), error: Some(format!("{e:#}")), ..PassReport::default() },
         on_done,
     );

@@ -7,8 +7,9 @@
 //!
 //! What it does not check: duplicates on the target (a target folder holding more messages than we
 //! pushed is fine, users get new mail there after the MX switch), flags, and content beyond the size.
-//! A target that re-renders messages (Microsoft 365 does) may serve other sizes for the same mail; such
-//! messages are reported as "differs" for a person to look at rather than passed silently.
+//! A target that re-renders messages (Microsoft 365, quirk `exchange_rewrites_messages`) serves other
+//! sizes for the same mail, so there each copy is compared by its identity (Message-ID, see
+//! `identity`) instead: a copy with another identity is reported as "differs".
 //!
 //! Memory stays flat whatever the folder size: the source's UID list streams into a TEMP table on the
 //! account's own connection, and is then compared in windows of `WINDOW` UIDs, one target FETCH each.
@@ -112,15 +113,12 @@ impl FolderCheck {
         self.note(format!("{}: UID {uid} ({}) is missing: {why}", self.source, human_bytes(size)));
     }
 
-    fn add_differs(&mut self, uid: u32, size: u64, target_uid: u32, target_size: u64) {
+    fn add_differs(&mut self, uid: u32, why: String) {
         self.differs_count += 1;
         if self.differs.len() < MAX_LISTED {
             self.differs.push(uid);
         }
-        self.note(format!(
-            "{}: UID {uid} is {size} bytes on the source but target UID {target_uid} in {} is {target_size} bytes",
-            self.source, self.target
-        ));
+        self.note(format!("{}: UID {uid} {why}", self.source));
     }
 }
 
@@ -219,12 +217,37 @@ struct RowView {
     /// The target UID, only when it belongs to the target folder and UIDVALIDITY being checked; a
     /// pushed row pointing elsewhere is not where the mapping says it should be.
     target_uid: Option<u32>,
+    /// The staged message's identity ('' when it has none to go by).
+    identity: String,
+}
+
+/// What the target holds under one recorded UID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TargetCopy {
+    size: u64,
+    /// Only fetched when comparing by identity.
+    identity: Option<String>,
+}
+
+/// How a target copy is recognised as the message we appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Likeness {
+    /// The same size (the target keeps our bytes).
+    Size,
+    /// The same identity (the target re-renders: quirk `exchange_rewrites_messages`).
+    Identity,
 }
 
 /// Compares one window of source messages with their staged rows and the target's answer, adding
 /// the outcome to `check`. `source` is (UID, size) as the source reports it now, `rows` the staged
-/// rows by source UID, `target` target UID → size for the target UIDs the rows named.
-fn compare(check: &mut FolderCheck, source: &[(u32, u64)], rows: &BTreeMap<u32, RowView>, target: &BTreeMap<u32, u64>) {
+/// rows by source UID, `target` what the target holds under the target UIDs the rows named.
+fn compare(
+    check: &mut FolderCheck,
+    source: &[(u32, u64)],
+    rows: &BTreeMap<u32, RowView>,
+    target: &BTreeMap<u32, TargetCopy>,
+    likeness: Likeness,
+) {
     for &(uid, size) in source {
         check.source_messages += 1;
         let Some(row) = rows.get(&uid) else {
@@ -239,10 +262,23 @@ fn compare(check: &mut FolderCheck, source: &[(u32, u64)], rows: &BTreeMap<u32, 
             }
             (RowState::Pushed, Some(target_uid)) => match target.get(&target_uid) {
                 None => check.add_missing(uid, size, &format!("target UID {target_uid} is no longer in {}", check.target)),
-                // Our bytes are the staged ones; a source whose RFC822.SIZE disagrees with the bytes it
-                // serves (bare-LF stores count CRLF) is not a difference on the target.
-                Some(&target_size) if target_size == row.size || target_size == size => check.on_target += 1,
-                Some(&target_size) => check.add_differs(uid, size, target_uid, target_size),
+                Some(copy) => match likeness {
+                    // Our bytes are the staged ones; a source whose RFC822.SIZE disagrees with the bytes
+                    // it serves (bare-LF stores count CRLF) is not a difference on the target.
+                    Likeness::Size if copy.size == row.size || copy.size == size => check.on_target += 1,
+                    Likeness::Size => check.add_differs(
+                        uid,
+                        format!("is {size} bytes on the source but target UID {target_uid} in {} is {} bytes", check.target, copy.size),
+                    ),
+                    Likeness::Identity => match copy.identity.as_deref() {
+                        Some(theirs) if !row.identity.is_empty() && theirs != row.identity => check.add_differs(
+                            uid,
+                            format!("is another message than target UID {target_uid} in {} (Message-ID or Date/From/Subject differ)", check.target),
+                        ),
+                        // Same identity, or nothing to compare by: the UID we recorded is there.
+                        _ => check.on_target += 1,
+                    },
+                },
             },
         }
     }
@@ -282,6 +318,8 @@ fn is_connection_error(text: &str) -> bool {
 
 async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
     let mut both = sync::connect_both(store, account).await?;
+    let likeness =
+        if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Likeness::Identity } else { Likeness::Size };
     let folders: Vec<FolderRow> = {
         let mut stmt = store.conn.prepare(
             "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder
@@ -331,7 +369,8 @@ async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResul
         }
         let target_name = folder.target_name.clone().unwrap_or_default();
         let mut check = FolderCheck::new(&folder.name, &target_name);
-        let outcome = verify_folder(store, account.id, &mut both.source, &mut both.target, folder, &pushed_counts, &mut check).await;
+        let outcome =
+            verify_folder(store, account.id, &mut both.source, &mut both.target, folder, &pushed_counts, likeness, &mut check).await;
         let fatal = match outcome {
             Ok(()) => None,
             Err(e) => {
@@ -359,6 +398,7 @@ async fn verify_folder(
     target: &mut Session,
     folder: &FolderRow,
     pushed_counts: &BTreeMap<(i64, u32), u64>,
+    likeness: Likeness,
     check: &mut FolderCheck,
 ) -> Result<()> {
     let Some(target_name) = &folder.target_name else {
@@ -406,6 +446,10 @@ async fn verify_folder(
         ));
     }
 
+    if likeness == Likeness::Identity {
+        crate::identity::fill_staged(store, folder.id, &["pushed"])?;
+    }
+
     // Window by window over the source UIDs.
     let mut after: i64 = 0;
     loop {
@@ -420,7 +464,7 @@ async fn verify_folder(
         after = i64::from(last);
         let rows: BTreeMap<u32, RowView> = {
             let mut stmt = store.conn.prepare_cached(
-                "SELECT uid, size, push_state, target_folder_id, target_uidvalidity, target_uid FROM message
+                "SELECT uid, size, push_state, target_folder_id, target_uidvalidity, target_uid, coalesce(identity, '') FROM message
                  WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid BETWEEN ?3 AND ?4",
             )?;
             let rows = stmt.query_map(params![folder.id, uidvalidity, first, last], |r| {
@@ -429,26 +473,32 @@ async fn verify_folder(
                 let tv: Option<u32> = r.get(4)?;
                 let tu: Option<u32> = r.get(5)?;
                 let here = tf.is_some() && tf == target_row && tv.is_some() && tv == target_validity;
-                Ok((r.get::<_, u32>(0)?, RowView { size: r.get(1)?, state: RowState::parse(&state), target_uid: tu.filter(|_| here) }))
+                let view = RowView { size: r.get(1)?, state: RowState::parse(&state), target_uid: tu.filter(|_| here), identity: r.get(6)? };
+                Ok((r.get::<_, u32>(0)?, view))
             })?;
             rows.collect::<Result<_, _>>()?
         };
         let wanted: BTreeSet<u32> =
             rows.values().filter(|r| r.state == RowState::Pushed).filter_map(|r| r.target_uid).collect();
-        let mut on_target: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut on_target: BTreeMap<u32, TargetCopy> = BTreeMap::new();
         if !wanted.is_empty() && target_selected.is_some() {
+            let mut items = vec![FetchItem::Uid, FetchItem::Size];
+            if likeness == Likeness::Identity {
+                items.push(FetchItem::HeaderFields(crate::identity::HEADER_FIELDS));
+            }
             target
-                .uid_fetch(&[uid_set(wanted.iter().copied())], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
+                .uid_fetch(&[uid_set(wanted.iter().copied())], &items, None, &mut |meta| {
                     // `N:*`-style sets are never sent, but a server may still answer UIDs not asked for.
                     if wanted.contains(&meta.uid) {
-                        on_target.insert(meta.uid, meta.size.map(u64::from).unwrap_or(0));
+                        let identity = meta.header.as_deref().and_then(crate::identity::of_header);
+                        on_target.insert(meta.uid, TargetCopy { size: meta.size.map(u64::from).unwrap_or(0), identity });
                     }
                     Ok(())
                 })
                 .await
                 .with_context(|| format!("reading {target_name} on the target"))?;
         }
-        compare(check, &window, &rows, &on_target);
+        compare(check, &window, &rows, &on_target, likeness);
     }
     Ok(())
 }
@@ -517,20 +567,24 @@ mod tests {
     use crate::secret::Secret;
 
     fn pushed(size: u64, target_uid: u32) -> RowView {
-        RowView { size, state: RowState::Pushed, target_uid: Some(target_uid) }
+        RowView { size, state: RowState::Pushed, target_uid: Some(target_uid), identity: String::new() }
+    }
+
+    fn copies(target: &[(u32, u64)]) -> BTreeMap<u32, TargetCopy> {
+        target.iter().map(|&(uid, size)| (uid, TargetCopy { size, identity: None })).collect()
     }
 
     fn run(source: &[(u32, u64)], rows: &[(u32, RowView)], target: &[(u32, u64)]) -> FolderCheck {
         let mut check = FolderCheck::new("INBOX", "INBOX");
-        compare(&mut check, source, &rows.iter().cloned().collect(), &target.iter().copied().collect());
+        compare(&mut check, source, &rows.iter().cloned().collect(), &copies(target), Likeness::Size);
         check
     }
 
     #[test]
     fn compare_table() {
-        let not_copied = RowView { size: 10, state: RowState::NotCopied, target_uid: None };
-        let refused = RowView { size: 10, state: RowState::Refused, target_uid: None };
-        let elsewhere = RowView { size: 10, state: RowState::Pushed, target_uid: None };
+        let not_copied = RowView { size: 10, state: RowState::NotCopied, target_uid: None, identity: String::new() };
+        let refused = RowView { size: 10, state: RowState::Refused, target_uid: None, identity: String::new() };
+        let elsewhere = RowView { size: 10, state: RowState::Pushed, target_uid: None, identity: String::new() };
         // (source, rows, target) -> (on_target, skipped, missing, differs)
         let cases: Vec<(&str, Vec<(u32, u64)>, Vec<(u32, RowView)>, Vec<(u32, u64)>, (u64, u64, Vec<u32>, Vec<u32>))> = vec![
             ("all there", vec![(1, 10), (2, 20)], vec![(1, pushed(10, 5)), (2, pushed(20, 6))], vec![(5, 10), (6, 20)], (2, 0, vec![], vec![])),
@@ -578,11 +632,33 @@ mod tests {
     fn windows_add_up() {
         // Comparing in two windows gives the same as one.
         let rows: BTreeMap<u32, RowView> = [(1, pushed(10, 5)), (2, pushed(10, 6))].into_iter().collect();
-        let target: BTreeMap<u32, u64> = [(5, 10)].into_iter().collect();
+        let target = copies(&[(5, 10)]);
         let mut check = FolderCheck::new("a", "b");
-        compare(&mut check, &[(1, 10)], &rows, &target);
-        compare(&mut check, &[(2, 10)], &rows, &target);
+        compare(&mut check, &[(1, 10)], &rows, &target, Likeness::Size);
+        compare(&mut check, &[(2, 10)], &rows, &target, Likeness::Size);
         assert_eq!((check.source_messages, check.on_target, check.missing.clone()), (2, 1, vec![2]));
+    }
+
+    #[test]
+    fn re_rendering_target_is_compared_by_identity() {
+        let with_id = |size, target_uid, id: &str| RowView { identity: id.to_string(), ..pushed(size, target_uid) };
+        let rows: BTreeMap<u32, RowView> =
+            [(1, with_id(10, 5, "mid:a")), (2, with_id(10, 6, "mid:b")), (3, with_id(10, 7, ""))].into_iter().collect();
+        // Every copy has another size (re-rendered); 6 holds another message; 7 has nothing to go by.
+        let target: BTreeMap<u32, TargetCopy> = [
+            (5, TargetCopy { size: 14, identity: Some("mid:a".into()) }),
+            (6, TargetCopy { size: 14, identity: Some("mid:x".into()) }),
+            (7, TargetCopy { size: 14, identity: None }),
+        ]
+        .into_iter()
+        .collect();
+        let mut check = FolderCheck::new("a", "b");
+        compare(&mut check, &[(1, 10), (2, 10), (3, 10)], &rows, &target, Likeness::Identity);
+        assert_eq!((check.on_target, check.differs.clone()), (2, vec![2]));
+        assert!(check.notes[0].contains("another message than target UID 6"), "{:?}", check.notes);
+        let mut by_size = FolderCheck::new("a", "b");
+        compare(&mut by_size, &[(1, 10)], &rows, &target, Likeness::Size);
+        assert_eq!(by_size.differs, vec![1]);
     }
 
     #[test]
@@ -762,7 +838,7 @@ mod tests {
         store.set_endpoint("target", &target.endpoint()).unwrap();
         store.upsert_account("alice", &Secret::new("pw-src"), "alice", Some(&Secret::new("pw-dst")), &[]).unwrap();
         let account = store.accounts(&[]).unwrap().remove(0);
-        let pass = smol::block_on(sync::pass_account(&store, &account));
+        let pass = smol::block_on(sync::pass_account(&store, &account, sync::PassKind::Incremental));
         assert!(pass.error.is_none() && pass.folder_errors.is_empty(), "{}", pass.line());
 
         let result = smol::block_on(verify_account(&store, &account));
