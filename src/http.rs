@@ -434,8 +434,9 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
 }
 
 fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Result<Value, ApiError> {
-    let import = crate::import::import_bytes(name, body).map_err(|e| ApiError::new(400, e.to_string()))?;
     let store = app.store()?;
+    let auth = crate::import::SourceAuth::of(store.source_kind()?);
+    let import = crate::import::import_bytes_for(name, body, auth).map_err(|e| ApiError::new(400, e.to_string()))?;
     let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
     let tx = store.conn.unchecked_transaction().map_err(|e| anyhow!(e))?;
     let (mut added, mut updated) = (0, 0);

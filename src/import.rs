@@ -78,6 +78,28 @@ pub struct Import {
     pub accounts: Vec<AccountRow>,
     /// Ignored columns, ignored rows, and oddities the operator may want to look at.
     pub warnings: Vec<Problem>,
+    /// Rows whose source password is empty. A problem when the source logs in with passwords (the
+    /// strict entry points turn them into an error); fine for a Microsoft 365 source, which logs in
+    /// with the app's token.
+    pub empty_source_passwords: Vec<Problem>,
+}
+
+/// How the source logs in, which decides whether the source password column must be filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceAuth {
+    /// Each account's own password (an IMAP source).
+    Password,
+    /// The app registration's token (a Microsoft 365 source): the column may stay empty.
+    App,
+}
+
+impl SourceAuth {
+    pub fn of(source_kind: crate::store::TargetKind) -> SourceAuth {
+        match source_kind {
+            crate::store::TargetKind::Imap => SourceAuth::Password,
+            crate::store::TargetKind::Microsoft365 => SourceAuth::App,
+        }
+    }
 }
 
 /// One thing wrong with (or, as a warning, worth noting about) the list.
@@ -162,12 +184,19 @@ impl fmt::Display for ImportError {
 impl std::error::Error for ImportError {}
 
 /// Reads and validates the account list at `path`.
+#[cfg(test)] // the strict form; the program asks for the source's kind
 pub fn read_accounts(path: &Path) -> Result<Vec<AccountRow>, ImportError> {
     read_import(path).map(|import| import.accounts)
 }
 
 /// Like `read_accounts`, keeping the warnings.
+#[cfg(test)] // the strict form; the program asks for the source's kind
 pub fn read_import(path: &Path) -> Result<Import, ImportError> {
+    read_import_for(path, SourceAuth::Password)
+}
+
+/// Like `read_import`, for a source that logs in as `auth` says.
+pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportError> {
     let sheet = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -188,7 +217,7 @@ pub fn read_import(path: &Path) -> Result<Import, ImportError> {
         wipe(bytes);
         return Err(too_large(&sheet));
     }
-    let result = import_bytes(&sheet, &bytes);
+    let result = import_bytes_for(&sheet, &bytes, auth);
     // The file holds every password in clear; do not leave a copy of it in freed memory.
     wipe(bytes);
     result
@@ -207,8 +236,18 @@ fn too_large(sheet: &str) -> ImportError {
 /// Validates an account list given as bytes (an upload). The type is judged by the bytes (zip, OLE
 /// compound file, text) and then by the archive's contents; `file_name` only names the file in messages
 /// and, inside a .zip, picks the member.
+#[cfg(test)] // the strict form; the program asks for the source's kind
 pub fn import_bytes(file_name: &str, bytes: &[u8]) -> Result<Import, ImportError> {
-    read_document(file_name, bytes, false)
+    import_bytes_for(file_name, bytes, SourceAuth::Password)
+}
+
+/// Like `import_bytes`, for a source that logs in as `auth` says.
+pub fn import_bytes_for(file_name: &str, bytes: &[u8], auth: SourceAuth) -> Result<Import, ImportError> {
+    let mut import = read_document(file_name, bytes, false)?;
+    if auth == SourceAuth::Password && !import.empty_source_passwords.is_empty() {
+        return Err(ImportError { problems: std::mem::take(&mut import.empty_source_passwords) });
+    }
+    Ok(import)
 }
 
 /// Reads one file: `in_zip` when it came out of a .zip, which may not hold another .zip.
@@ -2105,6 +2144,7 @@ fn quoted_list(names: &[&str]) -> String {
 pub fn accounts_from_grid(mut grid: Grid) -> Result<Import, ImportError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
+    let mut empty_source_passwords = Vec::new();
     let Some(columns) = find_columns(&grid, &mut problems, &mut warnings) else {
         return Err(ImportError { problems });
     };
@@ -2112,7 +2152,7 @@ pub fn accounts_from_grid(mut grid: Grid) -> Result<Import, ImportError> {
     let mut accounts = Vec::new();
     let header_row = columns.header_row;
     for row in grid.rows.iter_mut().filter(|row| row.number > header_row) {
-        if let Some(account) = check_row(&sheet, &columns, row, &mut problems, &mut warnings) {
+        if let Some(account) = check_row(&sheet, &columns, row, &mut problems, &mut warnings, &mut empty_source_passwords) {
             accounts.push(account);
         }
     }
@@ -2125,11 +2165,13 @@ pub fn accounts_from_grid(mut grid: Grid) -> Result<Import, ImportError> {
     );
     // Row order reads top to bottom like the sheet; the sort is stable, so one row's problems keep the
     // order they were found in.
-    problems.sort_by_key(|problem| problem.row);
-    warnings.sort_by_key(|problem| problem.row);
     if problems.is_empty() {
-        Ok(Import { accounts, warnings })
+        warnings.sort_by_key(|problem| problem.row);
+        Ok(Import { accounts, warnings, empty_source_passwords })
     } else {
+        // The file is wrong anyway: list the empty passwords with the rest, in row order.
+        problems.append(&mut empty_source_passwords);
+        problems.sort_by_key(|problem| problem.row);
         Err(ImportError { problems })
     }
 }
@@ -2142,6 +2184,7 @@ fn check_row(
     row: &mut GridRow,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
+    empty_source_passwords: &mut Vec<Problem>,
 ) -> Option<AccountRow> {
     let number = row.number;
     let problem = |field: Field, message: String| Problem {
@@ -2223,7 +2266,7 @@ fn check_row(
     };
     let source_password = Secret::from(password_cell(row, Field::SourcePassword));
     if source_password.expose().trim().is_empty() {
-        problems.push(problem(Field::SourcePassword, "empty password".to_string()));
+        empty_source_passwords.push(problem(Field::SourcePassword, "empty password".to_string()));
     } else if has_outer_space(source_password.expose()) {
         warnings.push(problem(
             Field::SourcePassword,

@@ -104,6 +104,22 @@ struct SetupArgs {
     /// token endpoint URL (default Microsoft's v2 endpoint for the tenant; for tests)
     #[argh(option)]
     m365_token_url: Option<String>,
+    /// source kind: imap (default) or m365 (moving away from Microsoft 365: OAuth2 app login, no
+    /// source passwords in the account list)
+    #[argh(option)]
+    source_kind: Option<String>,
+    /// the source's Microsoft 365 tenant id
+    #[argh(option)]
+    source_m365_tenant: Option<String>,
+    /// the source app registration's client id
+    #[argh(option)]
+    source_m365_client_id: Option<String>,
+    /// file holding the source app's client secret ("-" reads standard input)
+    #[argh(option)]
+    source_m365_client_secret_file: Option<PathBuf>,
+    /// the source's token endpoint URL (default Microsoft's v2 endpoint for the tenant; for tests)
+    #[argh(option)]
+    source_m365_token_url: Option<String>,
 }
 
 /// Import the account list (CSV: login, password, target login, target password, aliases).
@@ -279,42 +295,44 @@ fn run(args: Args) -> Result<ExitCode> {
                     println!("{side}: {}", endpoint.describe());
                 }
             }
-            if let Some(kind) = &setup.target_kind {
+            for (side, kind, given_server) in
+                [("target", &setup.target_kind, setup.target.is_some()), ("source", &setup.source_kind, setup.source.is_some())]
+            {
+                let Some(kind) = kind else { continue };
                 let kind = match kind.to_ascii_lowercase().as_str() {
                     "imap" => "imap",
                     "m365" | "microsoft365" | "office365" | "exchange" => "m365",
-                    other => bail!("--target-kind {other:?}: use imap or m365"),
+                    other => bail!("--{side}-kind {other:?}: use imap or m365"),
                 };
-                store.set_setting("target.kind", kind)?;
-                if kind == "m365" && setup.target.is_none() && store.endpoint("target").is_err() {
+                store.set_setting(&format!("{side}.kind"), kind)?;
+                if kind == "m365" && !given_server && store.endpoint(side).is_err() {
                     let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
-                    store.set_endpoint("target", &endpoint)?;
-                    println!("target: {} (Microsoft 365)", endpoint.describe());
+                    store.set_endpoint(side, &endpoint)?;
+                    println!("{side}: {} (Microsoft 365)", endpoint.describe());
                 }
             }
-            if let Some(t) = &setup.m365_tenant {
-                store.set_setting("m365.tenant", t.trim())?;
-            }
-            if let Some(c) = &setup.m365_client_id {
-                store.set_setting("m365.client_id", c.trim())?;
-            }
-            if let Some(u) = &setup.m365_token_url {
-                store.set_setting("m365.token_url", u.trim())?;
-            }
-            if let Some(path) = &setup.m365_client_secret_file {
-                let text = if path.as_os_str() == "-" {
-                    let mut t = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
-                    t
-                } else {
-                    std::fs::read_to_string(path).with_context(|| format!("cannot read the client secret file {}", path.display()))?
-                };
-                let secret = secret::Secret::new(text.trim().to_string());
-                if secret.is_empty() {
-                    bail!("the client secret file is empty");
+            let apps = [
+                ("target", &setup.m365_tenant, &setup.m365_client_id, &setup.m365_token_url, &setup.m365_client_secret_file),
+                (
+                    "source",
+                    &setup.source_m365_tenant,
+                    &setup.source_m365_client_id,
+                    &setup.source_m365_token_url,
+                    &setup.source_m365_client_secret_file,
+                ),
+            ];
+            for (side, tenant, client_id, token_url, secret_file) in apps {
+                let (key, _) = store::Store::m365_prefixes(side);
+                for (name, value) in [("tenant", tenant), ("client_id", client_id), ("token_url", token_url)] {
+                    if let Some(value) = value {
+                        store.set_setting(&format!("{key}{name}"), value.trim())?;
+                    }
                 }
-                store.set_secret_setting("m365.client_secret", &secret)?;
-                println!("Microsoft 365 client secret stored (sealed); you can delete the file now");
+                if let Some(path) = secret_file {
+                    let secret = read_client_secret(path)?;
+                    store.set_secret_setting(&format!("{key}client_secret"), &secret)?;
+                    println!("Microsoft 365 client secret for the {side} stored (sealed); you can delete the file now");
+                }
             }
             if let Some(q) = &setup.quota_per_account {
                 store.set_setting("limit.quota_per_account", &parse_size(q)?.to_string())?;
@@ -423,8 +441,9 @@ fn run(args: Args) -> Result<ExitCode> {
             Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Verb::Import(import) => {
-            let rows = import::read_accounts(&import.file).map_err(|e| anyhow!("{e}"))?;
             let store = Store::open(&dir)?;
+            let auth = import::SourceAuth::of(store.source_kind()?);
+            let rows = import::read_import_for(&import.file, auth).map_err(|e| anyhow!("{e}"))?.accounts;
             let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
             let tx = store.conn.unchecked_transaction()?;
             let (mut added, mut updated) = (0, 0);
@@ -572,6 +591,23 @@ fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         }
+
+/// An app's client secret from a file, or from standard input for "-" (never from the command line,
+/// where `ps` and the shell history would show it).
+fn read_client_secret(path: &std::path::Path) -> Result<secret::Secret> {
+    let text = if path.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+        t
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the client secret file {}", path.display()))?
+    };
+    let secret = secret::Secret::new(text.trim().to_string());
+    if secret.is_empty() {
+        bail!("the client secret file {} is empty", path.display());
+    }
+    Ok(secret)
+}
 
 /// Writes a verb's output to `--output FILE`, or to standard output.
 fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<()> {

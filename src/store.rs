@@ -181,14 +181,37 @@ impl Store {
         Ok(Some(self.key.open(&bytes, key.as_bytes())?))
     }
 
-    /// The Microsoft 365 app registration for a Microsoft 365 target.
-    pub fn m365_app(&self) -> Result<crate::oauth::App> {
-        let tenant = self.setting("m365.tenant")?.ok_or_else(|| anyhow!("no Microsoft 365 tenant id is set: postflytt setup --m365-tenant ID"))?;
-        let client_id = self.setting("m365.client_id")?.ok_or_else(|| anyhow!("no Microsoft 365 client id is set: postflytt setup --m365-client-id ID"))?;
-        let client_secret = self
-            .secret_setting("m365.client_secret")?
-            .ok_or_else(|| anyhow!("no Microsoft 365 client secret is stored (purged, or never set: postflytt setup --m365-client-secret-file FILE)"))?;
-        let token_url = self.setting("m365.token_url")?.unwrap_or_else(|| crate::oauth::DEFAULT_TOKEN_URL.to_string()).replace("{tenant}", &tenant);
+    /// How the source logs in: `Imap` with each account's password, `Microsoft365` with an app token
+    /// (moving from one Microsoft 365 tenant to another host).
+    pub fn source_kind(&self) -> Result<TargetKind> {
+        Ok(match self.setting("source.kind")?.as_deref() {
+            Some("m365") => TargetKind::Microsoft365,
+            _ => TargetKind::Imap,
+        })
+    }
+
+    /// The setting-name prefix and the `setup` flag prefix of a side's Microsoft 365 app. The target's
+    /// settings keep the names they had before a source could be Microsoft 365 too.
+    pub fn m365_prefixes(side: &str) -> (&'static str, &'static str) {
+        if side == "source" { ("source.m365.", "--source-m365-") } else { ("m365.", "--m365-") }
+    }
+
+    /// The Microsoft 365 app registration a side (`source` or `target`) logs in with.
+    pub fn m365_app(&self, side: &str) -> Result<crate::oauth::App> {
+        let (key, flag) = Self::m365_prefixes(side);
+        let tenant = self
+            .setting(&format!("{key}tenant"))?
+            .ok_or_else(|| anyhow!("no Microsoft 365 tenant id is set for the {side}: postflytt setup {flag}tenant ID"))?;
+        let client_id = self
+            .setting(&format!("{key}client_id"))?
+            .ok_or_else(|| anyhow!("no Microsoft 365 client id is set for the {side}: postflytt setup {flag}client-id ID"))?;
+        let client_secret = self.secret_setting(&format!("{key}client_secret"))?.ok_or_else(|| {
+            anyhow!("no Microsoft 365 client secret is stored for the {side} (purged, or never set: postflytt setup {flag}client-secret-file FILE)")
+        })?;
+        let token_url = self
+            .setting(&format!("{key}token_url"))?
+            .unwrap_or_else(|| crate::oauth::DEFAULT_TOKEN_URL.to_string())
+            .replace("{tenant}", &tenant);
         Ok(crate::oauth::App { tenant, client_id, client_secret, token_url })
     }
 

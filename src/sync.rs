@@ -31,16 +31,41 @@ pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected>
     Ok(Connected { source, target })
 }
 
-/// Connects to the source and logs in as the account.
+/// Connects to the source and logs in as the account: with its password, or for a Microsoft 365
+/// source with the source app's OAuth2 token.
 pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("source")?;
-    let password = account
-        .source_password
-        .as_ref()
-        .ok_or_else(|| anyhow!("{}: no source password stored (purged?)", account.source_login))?;
-    let mut source = Session::connect(&endpoint, &format!("source {}", account.source_login)).await?;
-    source.login(&account.source_login, password).await?;
-    Ok(source)
+    let label = format!("source {}", account.source_login);
+    match store.source_kind()? {
+        TargetKind::Imap => {
+            let password = account
+                .source_password
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| anyhow!("{}: no source password stored (purged?)", account.source_login))?;
+            let mut source = Session::connect(&endpoint, &label).await?;
+            source.login(&account.source_login, password).await?;
+            Ok(source)
+        }
+        TargetKind::Microsoft365 => login_with_app(&endpoint, &label, &account.source_login, &store.m365_app("source")?).await,
+    }
+}
+
+/// Logs in with `AUTHENTICATE XOAUTH2` and the app's token; a refused token is dropped from the cache
+/// and a fresh one tried once, on a new connection (the server may close the refused one).
+async fn login_with_app(endpoint: &crate::imap::Endpoint, label: &str, login: &str, app: &crate::oauth::App) -> Result<Session> {
+    let mut session = Session::connect(endpoint, label).await?;
+    let token = crate::oauth::token(app).await?;
+    match session.login_xoauth2(login, &token).await {
+        Ok(()) => Ok(session),
+        Err(first) => {
+            crate::oauth::forget(app);
+            let mut session = Session::connect(endpoint, label).await?;
+            let token = crate::oauth::token(app).await?;
+            session.login_xoauth2(login, &token).await.map_err(|_| first)?;
+            Ok(session)
+        }
+    }
 }
 
 /// Connects to the target and logs in: with the account's password, or for Microsoft 365 with the
@@ -57,21 +82,7 @@ pub async fn open_target(store: &Store, account: &Account) -> Result<Session> {
             target.login(&account.target_login, password).await?;
             Ok(target)
         }
-        TargetKind::Microsoft365 => {
-            let app = store.m365_app()?;
-            let mut target = Session::connect(&endpoint, &label).await?;
-            let token = crate::oauth::token(&app).await?;
-            match target.login_xoauth2(&account.target_login, &token).await {
-                Ok(()) => Ok(target),
-                Err(first) => {
-                    crate::oauth::forget(&app);
-                    let mut target = Session::connect(&endpoint, &label).await?;
-                    let token = crate::oauth::token(&app).await?;
-                    target.login_xoauth2(&account.target_login, &token).await.map_err(|_| first)?;
-                    Ok(target)
-                }
-            }
-        }
+        TargetKind::Microsoft365 => login_with_app(&endpoint, &label, &account.target_login, &store.m365_app("target")?).await,
     }
 }
 

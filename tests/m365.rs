@@ -89,13 +89,7 @@ fn world_with_secret(accounts: &[(&str, &str, &str)], secret_given: &str) -> Wor
     let source_users: Vec<(&str, &str)> = accounts.iter().map(|(l, p, _)| (*l, *p)).collect();
     let target_users: Vec<(&str, &str)> = accounts.iter().map(|(_, _, t)| (*t, READER_PW)).collect();
     let source = Dovecot::start(Layout::OldHost, &source_users);
-    let extra_config = format!(
-        "# Microsoft 365 stand-in: XOAUTH2 logins checked by the test's introspection endpoint.\n\
-         auth_mechanisms = plain login xoauth2 oauthbearer\n\
-         passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
-        oauth_conf.display()
-    );
-    let target = Dovecot::start_with(Layout::Modern, &target_users, DovecotOptions { extra_config, ..DovecotOptions::default() });
+    let target = oauth_dovecot(&oauth_conf, &target_users);
     for (t, _) in &target_users {
         let mut r = target.reader(t);
         fixture::ensure_folders(&mut r, &EXCHANGE_FOLDERS);
@@ -237,6 +231,18 @@ fn uidnexts(server: &Dovecot, user: &str) -> BTreeMap<String, u32> {
         let s = r.status(&f);
         (f, s.uidnext)
     }).collect()
+}
+
+/// A Dovecot in the modern layout that takes XOAUTH2 logins checked by an identity stand-in (whose
+/// passdb args file is `oauth_conf`), and passwords for the tests' own reader.
+fn oauth_dovecot(oauth_conf: &Path, users: &[(&str, &str)]) -> Dovecot {
+    let extra_config = format!(
+        "# Microsoft 365 stand-in: XOAUTH2 logins checked by the test's introspection endpoint.\n\
+         auth_mechanisms = plain login xoauth2 oauthbearer\n\
+         passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+        oauth_conf.display()
+    );
+    Dovecot::start_with(Layout::Modern, users, DovecotOptions { extra_config, ..DovecotOptions::default() })
 }
 
 fn simple_message(id: &str, subject: &str) -> Vec<u8> {
@@ -737,4 +743,98 @@ fn rewritten_mail_is_found_by_identity_after_lost_answers_and_a_uidvalidity_chan
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("differ"), "{out}");
     w.assert_nothing_leaked(&[SECRET]);
+}
+
+/// The source tenant's app registration, for moving from one Microsoft 365 tenant to another.
+const SOURCE_TENANT: &str = "c41d2e7a-5b6f-4a8c-9d0e-7f1a2b3c4d5e";
+const SOURCE_CLIENT_ID: &str = "0d9c8b7a-6f5e-4d3c-8b2a-19f8e7d6c5b4";
+const SOURCE_SECRET: &str = "Wm2~Rk7.Lp_q9TzXs4Nb8Vc3Hd6Jf1Gy0Ua5Ei~P";
+
+/// XOAUTH2 on the source side: a migration away from Microsoft 365. The source (a Dovecot whose
+/// `oauth2` passdb asks the source tenant's identity stand-in) is logged into with the source app's
+/// own token (`setup --source-kind m365 --source-m365-...`), the target with the target app's; the
+/// account list has no source passwords (refused while the source takes passwords, accepted once it is
+/// Microsoft 365). Check and a full pass work, every message arrives exactly once with its flags, and
+/// neither client secret nor any token shows up in an output or a stored file.
+#[test]
+fn microsoft_365_source_logs_in_with_its_own_tenants_app() {
+    let source_idp = Idp::start(SOURCE_TENANT, SOURCE_CLIENT_ID, SOURCE_SECRET, "gammal.se");
+    let target_idp = Idp::start(TENANT, CLIENT_ID, SECRET, DOMAIN);
+    let conf = TempDir(common::fresh_dir("pf-m365-source"));
+    set_mode(&conf.0, 0o755);
+    let mut servers = Vec::new();
+    for (name, idp, user) in [("source", &source_idp, "gustav@gammal.se"), ("target", &target_idp, "gustav@ny.se")] {
+        let args = conf.0.join(format!("{name}-oauth2.conf.ext"));
+        std::fs::write(&args, idp.dovecot_oauth2_conf()).expect("write oauth2 args");
+        set_mode(&args, 0o644);
+        servers.push(oauth_dovecot(&args, &[(user, READER_PW)]));
+    }
+    let (source, target) = (&servers[0], &servers[1]);
+    {
+        let mut r = source.reader("gustav@gammal.se");
+        fixture::ensure_folders(&mut r, &EXCHANGE_FOLDERS);
+        fixture::load(&mut r, &fixture::bulk("INBOX", 9, 51, 500..6000));
+        fixture::load(&mut r, &fixture::bulk("Sent Items", 3, 52, 500..6000));
+        fixture::ensure_folders(&mut target.reader("gustav@ny.se"), &EXCHANGE_FOLDERS);
+    }
+    let m = Migration::with_ports(source, Via::Plain, None, target, Via::Plain, None, &[("gustav@gammal.se", "x", "gustav@ny.se", "")]);
+    let mut outputs = Vec::new();
+
+    // While the source takes passwords, a list without them is refused, naming row and column.
+    let list = conf.0.join("konton.csv");
+    std::fs::write(&list, "E-post;Lösenord;Ny inloggning\r\ngustav@gammal.se;;gustav@ny.se\r\n").expect("write list");
+    let out = m.run(&["import", &list.to_string_lossy()]);
+    let text = driver::text(&out);
+    assert!(!out.status.success() && text.contains("row 2") && text.contains("Lösenord") && text.contains("empty password"), "{text}");
+
+    let (source_secret, target_secret) = (conf.0.join("source-secret"), conf.0.join("target-secret"));
+    std::fs::write(&source_secret, SOURCE_SECRET).expect("write secret");
+    std::fs::write(&target_secret, SECRET).expect("write secret");
+    let (source_url, target_url) = (source_idp.token_url(), target_idp.token_url());
+    outputs.push(m.ok(&[
+        "setup",
+        "--source-kind", "m365",
+        "--source-m365-tenant", SOURCE_TENANT,
+        "--source-m365-client-id", SOURCE_CLIENT_ID,
+        "--source-m365-token-url", &source_url,
+        "--source-m365-client-secret-file", &source_secret.to_string_lossy(),
+        "--target-kind", "m365",
+        "--m365-tenant", TENANT,
+        "--m365-client-id", CLIENT_ID,
+        "--m365-token-url", &target_url,
+        "--m365-client-secret-file", &target_secret.to_string_lossy(),
+    ]));
+    std::fs::remove_file(&source_secret).expect("remove");
+    std::fs::remove_file(&target_secret).expect("remove");
+    outputs.push(m.ok(&["import", &list.to_string_lossy()]));
+
+    let check = m.ok(&["check", "--format", "json"]);
+    assert!(check.contains("\"ready\""), "{check}");
+    outputs.push(check);
+    let out = m.ok(&["sync"]);
+    assert_eq!(appended(&out), 12, "{out}");
+    outputs.push(out);
+    assert!(source_idp.token_requests() >= 1 && target_idp.token_requests() >= 1);
+    assert_eq!((source_idp.refused_requests(), target_idp.refused_requests()), (0, 0));
+    let src = fixture::mailbox_snapshot(&mut source.reader("gustav@gammal.se"));
+    let tgt = fixture::mailbox_snapshot(&mut target.reader("gustav@ny.se"));
+    fixture::assert_same_mail(&src, &tgt, &BTreeMap::new());
+
+    // A second pass moves nothing; then nothing secret anywhere.
+    let out = m.ok(&["sync"]);
+    assert_eq!(appended(&out), 0, "{out}");
+    outputs.push(out);
+    let mut files = Vec::new();
+    collect_files(&m.data, &mut files);
+    for text in &outputs {
+        assert!(!text.contains(SOURCE_SECRET) && !text.contains(SECRET) && !text.contains("m365tok-"), "{text}");
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for needle in [SOURCE_SECRET.as_bytes(), SECRET.as_bytes(), b"m365tok-"] {
+            assert!(!contains(&bytes, needle), "a secret is readable in {}", f.display());
+        }
+    }
+    assert_eq!(source_idp.complaints(), Vec::<String>::new());
+    assert_eq!(target_idp.complaints(), Vec::<String>::new());
 }
