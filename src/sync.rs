@@ -458,14 +458,113 @@ pub fn pass_many(
     kind: PassKind,
     on_done: &(dyn Fn(&PassReport) + Sync),
 ) -> Vec<PassReport> {
+    let gate = ConnectionGate::new(parallel.max(1));
     let mut reports = for_each_account(
         dir,
         accounts,
         parallel,
-        &|store, account| smol::block_on(pass_account(store, account, kind)),
+        &|store, account| {
+            let slot = gate.enter();
+            let report = smol::block_on(pass_account(store, account, kind));
+            drop(slot);
+            if report.throttled > 0
+                && let Some(limit) = gate.throttled()
+            {
+                log::warn!(
+                    "{}: the servers asked us to slow down {} times; from now on at most {limit} account{} at once in this run",
+                    account.source_login,
+                    report.throttled,
+                    if limit == 1 { "" } else { "s" }
+                );
+            }
+            report
+        },
         &|account, e| PassReport { account: account.source_login.clone(), error: Some(format!("{e:#}")), ..PassReport::default() },
         on_done,
     );
     reports.sort_by(|a, b| a.account.cmp(&b.account));
     reports
+}
+
+/// Quirk `exchange_throttled`, its second half: a server that throttles gets fewer connections, not
+/// only waits. Each account pass holds a slot of this gate for its connections; an account that was
+/// throttled halves the slots (down to one) for the rest of the run, so accounts not started yet wait
+/// for one another instead of adding to the load. Exchange Online throttles per tenant, so this is
+/// process-wide, not per account.
+pub struct ConnectionGate {
+    state: Mutex<GateState>,
+    freed: std::sync::Condvar,
+}
+
+struct GateState {
+    in_use: usize,
+    limit: usize,
+}
+
+/// A held slot; dropping it lets a waiting account start.
+pub struct GateSlot<'a>(&'a ConnectionGate);
+
+impl ConnectionGate {
+    pub fn new(limit: usize) -> ConnectionGate {
+        ConnectionGate { state: Mutex::new(GateState { in_use: 0, limit: limit.max(1) }), freed: std::sync::Condvar::new() }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a free slot.
+    pub fn enter(&self) -> GateSlot<'_> {
+        let mut state = self.state();
+        while state.in_use >= state.limit {
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.in_use += 1;
+        GateSlot(self)
+    }
+
+    /// Halves the slots after a throttled account; the new limit when it went down.
+    pub fn throttled(&self) -> Option<usize> {
+        let mut state = self.state();
+        let halved = (state.limit / 2).max(1);
+        (halved < state.limit).then(|| {
+            state.limit = halved;
+            halved
+        })
+    }
+}
+
+impl Drop for GateSlot<'_> {
+    fn drop(&mut self) {
+        self.0.state().in_use -= 1;
+        self.0.freed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::ConnectionGate;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn throttling_halves_the_accounts_at_once_down_to_one() {
+        let gate = ConnectionGate::new(4);
+        assert_eq!(gate.throttled(), Some(2));
+        assert_eq!(gate.throttled(), Some(1));
+        assert_eq!(gate.throttled(), None);
+        // With one slot left, eight workers never overlap.
+        let (live, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let _slot = gate.enter();
+                    let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    live.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(peak.load(Ordering::SeqCst), 1);
+    }
 }

@@ -838,3 +838,26 @@ fn microsoft_365_source_logs_in_with_its_own_tenants_app() {
     assert_eq!(source_idp.complaints(), Vec::<String>::new());
     assert_eq!(target_idp.complaints(), Vec::<String>::new());
 }
+
+/// Quirk `exchange_throttled`, "fewer connections": with four accounts and `--parallel 2`, the first
+/// account that was throttled halves the accounts at once for the rest of the run (from two to one),
+/// which the pass says; all mail still arrives exactly once.
+#[test]
+fn a_throttled_run_goes_on_with_fewer_accounts_at_once() {
+    let logins = [("hanna", "källa-7"), ("ivar", "källa-8"), ("jonna", "källa-9"), ("kalle", "källa-10")];
+    let accounts: Vec<(String, String, String)> =
+        logins.iter().map(|(n, p)| (format!("{n}@gammal.se"), p.to_string(), format!("{n}@ny.se"))).collect();
+    let refs: Vec<(&str, &str, &str)> = accounts.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let w = world(&refs);
+    for (i, (login, _, _)) in accounts.iter().enumerate() {
+        fixture::load(&mut w.source_reader(login), &fixture::bulk("INBOX", 4, 60 + i as u64, 500..3000));
+    }
+    w.exo.throttle_appends(1, 100);
+    let (code, out, _) = w.sync(&["--parallel", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("at most 1 account at once"), "the run did not slow down:\n{out}");
+    assert_eq!(appended(&out), 16, "{out}");
+    for (login, _, target) in &accounts {
+        fixture::assert_same_mail(&snapshot(&w.source, login), &snapshot(&w.target, target), &BTreeMap::new());
+    }
+}
