@@ -861,3 +861,38 @@ fn a_throttled_run_goes_on_with_fewer_accounts_at_once() {
         fixture::assert_same_mail(&snapshot(&w.source, login), &snapshot(&w.target, target), &BTreeMap::new());
     }
 }
+
+/// Quirk `exchange_rewrites_messages` under SIGKILL: the same migration into the re-rendering target is
+/// killed at its 7th journal point, run after run (batches of 2, so the points come often: before an
+/// APPEND is sent, after it is sent with its answer unread, after it is recorded, after a match, a flag
+/// STORE), until a run gets through. Every message reaches the server exactly once and the target
+/// holds the source's mail, flags and dates.
+#[test]
+fn killed_again_and_again_into_a_re_rendering_target_nothing_is_sent_twice() {
+    let w = world(&[("lisa@gammal.se", "källa-11", "lisa@ny.se")]);
+    {
+        let mut r = w.source_reader("lisa@gammal.se");
+        fixture::ensure_folders(&mut r, &["INBOX.Kunder"]);
+        fixture::load(&mut r, &fixture::bulk("INBOX", 10, 71, 500..3000));
+        fixture::load(&mut r, &fixture::bulk("INBOX.Kunder", 4, 72, 500..3000));
+    }
+    w.exo.rewrite_appends();
+    let env = [("POSTFLYTT_KILL_AT", "7"), ("POSTFLYTT_BATCH", "2"), ("POSTFLYTT_RECONNECT_MS", "50")];
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs <= 40, "40 killed runs and still not through");
+        let (code, out) = w.run_env(&["sync", "--parallel", "1"], &env);
+        if code == 0 {
+            eprintln!("through on run {runs}:\n{out}");
+            break;
+        }
+        assert!(out.contains("POSTFLYTT_KILL_AT=7"), "run {runs} failed without being killed:\n{out}");
+    }
+    assert!(runs >= 5, "only {runs} runs: the kills did not interrupt the copy");
+    let c = w.exo.counters();
+    assert_eq!(c.appended_to.len(), 14, "every message reached the server exactly once: {c:?}");
+    let src = snapshot(&w.source, "lisa@gammal.se");
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    fixture::assert_same_mail(&src, &unrendered(snapshot(&w.target, "lisa@ny.se")), &map);
+}
