@@ -534,7 +534,7 @@ impl Session {
                     }
                 }
                 Status::Bye(bye) => {
-                    bail!("{}: the server closed the connection: {}", self.label, bye.text);
+                    bail!("{}: {BYE_WITH_REASON}{}", self.label, bye.text);
                 }
             },
             Event::CommandRejected { status, .. } => {
@@ -1076,6 +1076,23 @@ impl AppendAnswer {
             Some(Code::Other(other)) => parse_appenduid(&String::from_utf8_lossy(other.inner())),
             _ => None,
         }
+    }
+}
+
+/// How an error says the server ended the connection itself with `* BYE` and a reason.
+const BYE_WITH_REASON: &str = "the server closed the connection: ";
+
+/// Whether the server hung up on purpose (`* BYE` with a reason), not a cut network.
+pub fn is_server_bye(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains(BYE_WITH_REASON)
+}
+
+/// The reason a server gave with its `* BYE` (the whole error when it gave none).
+pub fn bye_reason(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    match text.split_once(BYE_WITH_REASON) {
+        Some((_, reason)) => reason.to_string(),
+        None => text,
     }
 }
 

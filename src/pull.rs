@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -213,6 +213,41 @@ struct Pending {
     id: i64,
     uid: u32,
     size: u64,
+    /// Times the source hung up while this message was asked for and had not arrived.
+    fetch_failures: i64,
+}
+
+/// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
+/// the server cannot read is not refused with a tagged NO but with `* BYE FETCH failed: Internal
+/// error occurred` and a closed connection, taking the rest of the batch with it. The messages of such
+/// a batch that had not arrived become suspects (`fetch_failures`); after the reconnect each suspect is
+/// asked for alone, so the next hang-up names the message. One that makes the server hang up this many
+/// times is recorded as skipped with the server's words, and the folder goes on without it.
+const FETCH_FAILURES_BEFORE_SKIP: i64 = 3;
+
+/// Marks an error as "the source hung up instead of sending a message": the pass reconnects and goes
+/// on (see `FETCH_FAILURES_BEFORE_SKIP`), outside the budget for ordinary lost connections, since each
+/// time a suspect is narrowed down or skipped.
+pub const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
+
+/// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
+/// the limit is skipped with `server_says`.
+fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
+    for &id in ids {
+        let failures: Option<i64> = store
+            .conn
+            .query_row(
+                "UPDATE message SET fetch_failures = fetch_failures + 1 WHERE id = ?1 AND sha256 IS NULL RETURNING fetch_failures",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if alone && failures.is_some_and(|f| f >= FETCH_FAILURES_BEFORE_SKIP) {
+            store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
+            store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))?;
+        }
+    }
+    Ok(())
 }
 
 /// The fallback after a refused batch: each message alone; one the server will not give is recorded
@@ -245,6 +280,10 @@ async fn stage_one_by_one(
                 store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
                 stats.vanished += 1;
             }
+            (Err(e), _) if crate::imap::is_server_bye(&e) => {
+                count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
+                return Err(e.context(HUNG_UP_ON_A_MESSAGE));
+            }
             (Err(e), _) if crate::sync::is_connection_loss(&e) => return Err(e),
             (Err(e), _) => {
                 store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [p.id])?;
@@ -266,16 +305,26 @@ async fn stage_bodies(
 ) -> Result<()> {
     let pending: Vec<Pending> = {
         let mut stmt = store.conn.prepare(
-            "SELECT id, uid, size FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
+            "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
              AND push_state = 'pending' ORDER BY uid",
         )?;
-        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)? }))?;
+        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| {
+            Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
+        })?;
         rows.collect::<Result<_, _>>()?
     };
     if pending.is_empty() {
         return Ok(());
     }
     let (small, large): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
+    let (suspects, small): (Vec<&Pending>, Vec<&Pending>) = small.into_iter().partition(|p| p.fetch_failures > 0);
+
+    // Suspects of an earlier hang-up first, each alone, so a hang-up now names its message.
+    for p in suspects {
+        let group = [vec![p]];
+        stage_one_by_one(store, session, account_id, folder_name, &group, stats).await?;
+        fault::point("pull: bodies staged");
+    }
 
     // Whole messages, batched and pipelined.
     let mut batches: Vec<Vec<&Pending>> = Vec::new();
@@ -310,6 +359,13 @@ async fn stage_bodies(
             .await;
         match result {
             Ok(()) => store.conn.execute_batch("COMMIT")?,
+            Err(e) if crate::imap::is_server_bye(&e) => {
+                // What arrived is whole (each body is stored complete in the callback): keep it.
+                store.conn.execute_batch("COMMIT")?;
+                let missing: Vec<i64> = ids.values().copied().collect();
+                count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
+                return Err(e.context(HUNG_UP_ON_A_MESSAGE));
+            }
             Err(e) if crate::sync::is_connection_loss(&e) => {
                 let _ = store.conn.execute_batch("ROLLBACK");
                 return Err(e);
@@ -331,7 +387,13 @@ async fn stage_bodies(
 
     // Large messages one at a time, in partial ranges.
     for p in large {
-        stage_large(store, session, p, stats).await.with_context(|| format!("staging message UID {}", p.uid))?;
+        if let Err(e) = stage_large(store, session, p, stats).await {
+            if crate::imap::is_server_bye(&e) {
+                count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
+                return Err(e.context(HUNG_UP_ON_A_MESSAGE));
+            }
+            return Err(e.context(format!("staging message UID {}", p.uid)));
+        }
         fault::point("pull: large body staged");
     }
     Ok(())

@@ -256,9 +256,17 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
     // A dropped connection (a flaky old server; Exchange closing after repeated errors) is reopened
     // with backoff, twice; everything done before the drop is journalled, so the retry resumes.
     let mut attempt = 0;
+    let mut hang_ups = 0;
     loop {
         match pass_inner(store, account, kind, &mut report).await {
             Ok(()) => break,
+            // Each such hang-up narrows down or skips an unreadable message, so it does not use up
+            // the retries for lost connections; the cap only guards against a server that never stops.
+            Err(e) if format!("{e:#}").contains(crate::pull::HUNG_UP_ON_A_MESSAGE) && hang_ups < 30 && !crate::fault::shutting_down() => {
+                hang_ups += 1;
+                log::warn!("{}: {e:#}; reconnecting to find the message", account.source_login);
+                smol::Timer::after(crate::fault::reconnect_base() / 4).await;
+            }
             Err(e) if attempt < 2 && is_connection_loss(&e) && !crate::fault::shutting_down() => {
                 attempt += 1;
                 let wait = crate::fault::reconnect_base() * (1 << (attempt - 1));

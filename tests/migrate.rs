@@ -233,3 +233,58 @@ fn fifty_megabyte_message_streams_with_flat_memory() {
     assert_eq!(got.len(), 1);
     assert!(got[0].body == fixture::dovecot_served_form(&big), "the 50 MB message arrives byte for byte");
 }
+
+/// Files below a directory, recursively.
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// A message the old server cannot read (its maildir file made unreadable for the mail user, so a real
+/// Dovecot answers the FETCH with NO): the batch is fetched again one message at a time, the unreadable
+/// one is recorded as skipped with the server's words, every other message arrives, and the pass
+/// succeeds (quirk `dovecot_bye_on_fetch_failure`: Dovecot answers with `* BYE` and hangs up, so the
+/// message is found by asking for the batch's messages alone after reconnecting). A second pass is
+/// clean and appends nothing.
+#[test]
+fn unreadable_source_message_is_skipped_with_the_servers_words_and_the_rest_arrives() {
+    if !common::running_as_root() {
+        eprintln!("skipped: needs root (the mail belongs to pftest, and root reads every file anyway)");
+        return;
+    }
+    let source = Dovecot::start(Layout::Modern, &[("h@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("h@ny.se", "pw2")]);
+    let msgs = fixture::bulk("INBOX", 8, 81, 1000..3000);
+    fixture::load(&mut source.reader("h@gammal.se"), &msgs);
+    let mut files = Vec::new();
+    files_under(&source.home("h@gammal.se"), &mut files);
+    let broken = files
+        .iter()
+        // Maildir files hold LF line ends.
+        .find(|f| std::fs::read(f).is_ok_and(|b| b.windows(19).any(|w| w == b"Subject: Bulk 81/4\n")))
+        .unwrap_or_else(|| panic!("message 4's file not found among {files:?}"))
+        .clone();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("h@gammal.se", "pw1", "h@ny.se", "pw2")]);
+    let out = m.run(&["sync"]);
+    let text = driver::text(&out);
+    assert_eq!(out.status.code(), Some(0), "one unreadable message does not fail the pass:\n{text}");
+    assert_eq!(appended(&text), 7, "{text}");
+    let got: BTreeSet<String> =
+        target.reader("h@ny.se").fetch_all("INBOX").iter().filter_map(|m| fixture::header_value(&m.body, "Subject")).collect();
+    let want: BTreeSet<String> = (0..8).filter(|&i| i != 4).map(|i| format!("Bulk 81/{i}")).collect();
+    assert_eq!(got, want);
+    let status = m.ok(&["status"]);
+    assert!(status.contains("could not give this message") && status.contains("FETCH failed"), "the skip is shown:\n{status}");
+    let again = m.sync();
+    assert_eq!(appended(&again), 0, "{again}");
+    assert!(!again.contains("reconnecting"), "the skipped message is not asked for again:\n{again}");
+}
