@@ -210,6 +210,10 @@ fn handle(app: &Arc<Appliance>, failures: &Mutex<Failures>, mut request: Request
         }
     }
     let reply = route(app, &mut request, &method, &path, &query, role, no_credential);
+    if method == Method::Post {
+        // An import, a setup, a started job: the next status shows it at once.
+        app.forget_status();
+    }
     let response = match reply {
         Ok(r) => r,
         Err(e) => json_response(e.status, &json!({"error": {"status": e.status, "message": e.message}})),
