@@ -288,3 +288,39 @@ fn unreadable_source_message_is_skipped_with_the_servers_words_and_the_rest_arri
     assert_eq!(appended(&again), 0, "{again}");
     assert!(!again.contains("reconnecting"), "the skipped message is not asked for again:\n{again}");
 }
+
+/// Quirks `no_appenduid` and `bare_lf_lines`, against a real Dovecot target behind the tests' quirk
+/// proxy (a stand-in only for answers Dovecot cannot be made to give): the target announces no UIDPLUS
+/// and gives no APPENDUID, and ends its lines with a bare LF. The first pass copies everything once
+/// (its rows matched by content, since no UIDs came back), the second appends nothing, and new mail and
+/// a flag change still move on the third.
+#[test]
+fn target_without_uidplus_and_with_bare_lf_lines_gets_everything_once() {
+    use common::quirk_proxy::{QuirkProxy, Quirks};
+    let source = Dovecot::start(Layout::OldHost, &[("k@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("k@ny.se", "pw2")]);
+    fixture::load_hard_cases(&mut source.reader("k@gammal.se"), Layout::OldHost);
+    let proxy = QuirkProxy::start(target.port(), Quirks { no_uidplus: true, bare_lf: true });
+    let m = driver::Migration::with_ports(&source, Via::Plain, None, &target, Via::Plain, Some(proxy.port()), &[("k@gammal.se", "pw1", "k@ny.se", "pw2")]);
+
+    let out = m.sync();
+    assert!(out.contains("no usable APPENDUID"), "the proxy did not hide APPENDUID:\n{out}");
+    let src = snapshot(&source, "k@gammal.se");
+    let names: Vec<String> = src.keys().cloned().collect();
+    let map = hard_case_name_map(Layout::OldHost, &names);
+    fixture::assert_same_mail(&src, &snapshot(&target, "k@ny.se"), &map);
+    let total: usize = src.values().map(Vec::len).sum();
+    assert_eq!(appended(&out), total as u64, "{out}");
+
+    let before = uidnexts(&target, "k@ny.se");
+    let out = m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert_eq!(uidnexts(&target, "k@ny.se"), before, "nothing was appended again");
+
+    let mut sr = source.reader("k@gammal.se");
+    fixture::load(&mut sr, &fixture::bulk("INBOX", 3, 91, 500..2000));
+    drop(sr);
+    let out = m.sync();
+    assert_eq!(appended(&out), 3, "{out}");
+    fixture::assert_same_mail(&snapshot(&source, "k@gammal.se"), &snapshot(&target, "k@ny.se"), &map);
+}

@@ -10,6 +10,7 @@
 pub mod dovecot;
 pub mod fixture;
 pub mod proxy;
+pub mod quirk_proxy;
 pub mod reader;
 
 pub use dovecot::{Dovecot, DovecotOptions, Layout};

@@ -1,0 +1,126 @@
+//! A proxy that makes a real Dovecot answer like servers Dovecot cannot be configured to imitate, for
+//! the quirk tests. This is a stand-in only for those answers: Dovecot still does all the storing. On
+//! the way from server to client it reads whole responses (lines and their literals) and, as asked:
+//!
+//! - `no_uidplus` (quirk `no_appenduid`, servers without UIDPLUS such as old Courier setups): removes
+//!   `UIDPLUS` from capability lists and the `[APPENDUID ...]` code from tagged OKs, so the client never
+//!   learns the UIDs of what it appended;
+//! - `bare_lf` (quirk `bare_lf_lines`, old Courier and some appliances): ends every protocol line with a
+//!   bare LF instead of CRLF (literals, the message bytes, pass untouched).
+//!
+//! Client commands pass byte for byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quirks {
+    pub no_uidplus: bool,
+    pub bare_lf: bool,
+}
+
+pub struct QuirkProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl QuirkProxy {
+    /// Forwards 127.0.0.1:`port()` to the plain IMAP port `upstream_port` on 127.0.0.1.
+    pub fn start(upstream_port: u16, quirks: Quirks) -> QuirkProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("QuirkProxy: bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = incoming else { continue };
+                let Ok(upstream) = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], upstream_port)), Duration::from_secs(5))
+                else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let (Ok(mut c_read), Ok(c_write), Ok(u_read), Ok(mut u_write)) =
+                    (client.try_clone(), client.try_clone(), upstream.try_clone(), upstream.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut u_write);
+                    let _ = upstream.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = responses(u_read, c_write, quirks);
+                    let _ = client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        QuirkProxy { port, stop }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for QuirkProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(1));
+    }
+}
+
+/// The literal length `{n}` at the end of a line (before its CRLF), if any.
+fn literal_length(line: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches(['\r', '\n']);
+    let open = text.rfind('{')?;
+    text.strip_suffix('}')?.get(open + 1..)?.trim_end_matches('+').parse().ok()
+}
+
+fn rewrite_line(line: &[u8], quirks: Quirks) -> Vec<u8> {
+    let mut out = line.to_vec();
+    let upper = line.to_ascii_uppercase();
+    let has = |needle: &[u8]| upper.windows(needle.len()).any(|w| w == needle);
+    if quirks.no_uidplus && (has(b"[APPENDUID ") || has(b"CAPABILITY ")) {
+        // Both are ASCII protocol text, so a text edit is safe here.
+        let mut text = String::from_utf8_lossy(line).into_owned();
+        if let Some(start) = text.find("[APPENDUID ")
+            && let Some(len) = text[start..].find("] ")
+        {
+            text.replace_range(start..start + len + 2, "");
+        }
+        text = text.replace(" UIDPLUS", "");
+        out = text.into_bytes();
+    }
+    if quirks.bare_lf && out.ends_with(b"\r\n") {
+        out.truncate(out.len() - 2);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn responses(upstream: TcpStream, mut client: TcpStream, quirks: Quirks) -> std::io::Result<()> {
+    let mut r = BufReader::with_capacity(256 * 1024, upstream);
+    let mut literal = vec![0u8; 64 * 1024];
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        client.write_all(&rewrite_line(&line, quirks))?;
+        if let Some(mut n) = literal_length(&line) {
+            while n > 0 {
+                let want = n.min(literal.len());
+                r.read_exact(&mut literal[..want])?;
+                client.write_all(&literal[..want])?;
+                n -= want;
+            }
+        }
+        client.flush()?;
+    }
+}
