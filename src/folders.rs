@@ -29,7 +29,9 @@
 //!    The target's special folder is the existing target folder with that attribute (first by name), else
 //!    an existing target folder directly under the target prefix whose name is in the list (earlier list
 //!    entries first, so the plain English name wins), else the English default (`Sent`, `Drafts`, `Trash`,
-//!    `Junk`, `Archive`) under the target prefix. Children of a special folder follow it
+//!    `Junk`, `Archive`) under the target prefix. Quirk `exchange_special_folders` (Exchange Online): it
+//!    announces no SPECIAL-USE, so its own "Sent Items", "Deleted Items", "Junk Email", "Drafts" and
+//!    "Archive" are found by this name rule. Children of a special folder follow it
 //!    (`INBOX.Skickat.2019` → `Sent/2019`). Other source folders that match a list or carry the same
 //!    attribute keep their own names, with a note.
 //! 4. **Collisions.** INBOX and the special folders claim their target names first; then the remaining

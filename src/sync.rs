@@ -138,6 +138,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
             .iter()
             .map(|f| TargetFolder { name: utf7::decode_or_raw(&f.wire_name), special_use: special_use_of(f) })
             .collect(),
+        // Quirk `exchange_case_insensitive_names` (Exchange Online): `Kunder` and `kunder` are one folder.
         case_insensitive: kind == TargetKind::Microsoft365,
         // Quirk `exchange_reserved_files` (Exchange Online): `Files` is the mailbox's own folder.
         reserved: if kind == TargetKind::Microsoft365 { vec!["Files".into()] } else { vec![] },
