@@ -2,8 +2,10 @@
 //! every appended message (quirk `exchange_rewrites_messages`): headers are re-folded and added, MIME
 //! parts re-encoded, so the size and SHA-256 we staged never match what it serves back. What survives
 //! is the Message-ID, and, for the rare message without one, its Date, From and Subject as decoded
-//! values. This module turns a header section (staged or fetched from the target) into one short key,
-//! and fills the key in for staged rows that do not have it yet.
+//! values. This module turns a header section (staged or fetched from the target) into short keys, and
+//! fills the key in for staged rows that do not have it yet. A staged row keeps one key (the
+//! Message-ID's if it has one); a target message yields both, because a server may add a Message-ID to
+//! a message that had none.
 
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
@@ -16,27 +18,54 @@ use crate::store::Store;
 pub const HEADER_FIELDS: &[&str] = &["MESSAGE-ID", "DATE", "FROM", "SUBJECT"];
 
 /// The identity of a message from its header section (a whole message works too: parsing stops at the
-/// blank line). `None` when there is nothing to go by: no Message-ID and none of Date, From, Subject.
+/// blank line): its Message-ID key, else its Date/From/Subject key. `None` when there is nothing safe
+/// to go by.
 pub fn of_header(raw: &[u8]) -> Option<String> {
-    let parsed = mail_parser::MessageParser::default().parse_headers(raw)?;
-    if let Some(id) = parsed.message_id().map(str::trim).filter(|id| !id.is_empty()) {
-        return Some(format!("mid:{id}"));
+    let keys = keys_of_header(raw);
+    keys.message_id.or(keys.headers)
+}
+
+/// Both keys a header section gives.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// `mid:` and the Message-ID.
+    pub message_id: Option<String>,
+    /// `hdr:` and a hash of Date, From and Subject; only when both Date and From are there, since a
+    /// Subject alone ("Faktura") is far too common to tell two messages apart.
+    pub headers: Option<String>,
+}
+
+impl Keys {
+    pub fn contains(&self, key: &str) -> bool {
+        self.message_id.as_deref() == Some(key) || self.headers.as_deref() == Some(key)
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.message_id.is_none() && self.headers.is_none()
+    }
+}
+
+pub fn keys_of_header(raw: &[u8]) -> Keys {
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(raw) else { return Keys::default() };
+    let message_id = parsed.message_id().map(str::trim).filter(|id| !id.is_empty()).map(|id| format!("mid:{id}"));
     // Decoded values, so a target that re-encodes a Subject (another RFC 2047 charset or folding)
     // still yields the same key; hashed, so the key stays short whatever the Subject's length.
     let date = parsed.date().map(|d| d.to_timestamp().to_string());
     let from = parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_ascii_lowercase);
     let subject = parsed.subject().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
-    if date.is_none() && from.is_none() && subject.is_none() {
-        return None;
-    }
-    let mut hasher = Sha256::new();
-    for part in [date, from, subject] {
-        hasher.update(part.unwrap_or_default().as_bytes());
-        hasher.update(b"\n");
-    }
-    let digest = hasher.finalize();
-    Some(format!("hdr:{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()))
+    let headers = match (date, from) {
+        (Some(date), Some(from)) => {
+            let mut hasher = Sha256::new();
+            for part in [date, from, subject.unwrap_or_default()] {
+                hasher.update(part.as_bytes());
+                hasher.update(b"\n");
+            }
+            let digest = hasher.finalize();
+            Some(format!("hdr:{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()))
+        }
+        _ => None,
+    };
+    Keys { message_id, headers }
 }
 
 /// Gives every fully staged row of `folder_id` in one of `states` that has no identity yet (staged
@@ -95,5 +124,18 @@ mod tests {
     fn nothing_to_go_by_is_none() {
         assert_eq!(of_header(b"X-Other: 1\r\n\r\nbody"), None);
         assert_eq!(of_header(b""), None);
+        // A Subject alone, or without From, is too common to tell messages apart.
+        assert_eq!(of_header(b"Subject: Faktura\r\n\r\n"), None);
+        assert_eq!(of_header(b"Subject: Faktura\r\nDate: Tue, 03 Mar 2020 10:00:00 +0100\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn a_message_id_added_by_the_target_still_finds_the_staged_key() {
+        let sent = b"From: a@x.se\r\nDate: Tue, 03 Mar 2020 10:00:00 +0100\r\nSubject: Hej\r\n\r\n";
+        let served = b"Message-ID: <added@exchange>\r\nFrom: a@x.se\r\nDate: Tue, 03 Mar 2020 10:00:00 +0100\r\nSubject: Hej\r\n\r\n";
+        let staged = of_header(sent).expect("a key");
+        let keys = keys_of_header(served);
+        assert_eq!(keys.message_id.as_deref(), Some("mid:added@exchange"));
+        assert!(keys.contains(&staged));
     }
 }

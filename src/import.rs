@@ -84,6 +84,10 @@ pub struct Import {
     pub empty_source_passwords: Vec<Problem>,
 }
 
+/// The problem text of an empty source password (only the source's password can be a problem when
+/// empty), by which a Microsoft 365 source's import drops them.
+const EMPTY_SOURCE_PASSWORD: &str = "empty password";
+
 /// How the source logs in, which decides whether the source password column must be filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceAuth {
@@ -243,7 +247,16 @@ pub fn import_bytes(file_name: &str, bytes: &[u8]) -> Result<Import, ImportError
 
 /// Like `import_bytes`, for a source that logs in as `auth` says.
 pub fn import_bytes_for(file_name: &str, bytes: &[u8], auth: SourceAuth) -> Result<Import, ImportError> {
-    let mut import = read_document(file_name, bytes, false)?;
+    let mut import = match read_document(file_name, bytes, false) {
+        Ok(import) => import,
+        // A file with other problems lists its empty source passwords with them; for a source that
+        // logs in with an app they are not problems, so they would only hide the real ones.
+        Err(mut e) if auth == SourceAuth::App => {
+            e.problems.retain(|p| p.message != EMPTY_SOURCE_PASSWORD);
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     if auth == SourceAuth::Password && !import.empty_source_passwords.is_empty() {
         return Err(ImportError { problems: std::mem::take(&mut import.empty_source_passwords) });
     }
@@ -2266,7 +2279,7 @@ fn check_row(
     };
     let source_password = Secret::from(password_cell(row, Field::SourcePassword));
     if source_password.expose().trim().is_empty() {
-        empty_source_passwords.push(problem(Field::SourcePassword, "empty password".to_string()));
+        empty_source_passwords.push(problem(Field::SourcePassword, EMPTY_SOURCE_PASSWORD.to_string()));
     } else if has_outer_space(source_password.expose()) {
         warnings.push(problem(
             Field::SourcePassword,
@@ -4008,5 +4021,26 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod source_auth_tests {
+    use super::*;
+
+    #[test]
+    fn an_app_source_needs_no_passwords_and_is_not_told_about_them() {
+        let list = "E-post;Lösenord;Ny inloggning\r\nanna@kund.se;;anna@ny.se\r\nbo@kund.se;;bo@ny.se\r\n";
+        let err = import_bytes_for("konton.csv", list.as_bytes(), SourceAuth::Password).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        let import = import_bytes_for("konton.csv", list.as_bytes(), SourceAuth::App).unwrap();
+        assert_eq!(import.accounts.len(), 2);
+        // Another problem in the file: only that one is shown for an app source.
+        let broken = "E-post;Lösenord;Ny inloggning\r\nanna@kund.se;;anna@ny.se\r\nanna@kund.se;;bo@ny.se\r\n";
+        let err = import_bytes_for("konton.csv", broken.as_bytes(), SourceAuth::App).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].row, Some(3), "{err}");
+        let err = import_bytes_for("konton.csv", broken.as_bytes(), SourceAuth::Password).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
     }
 }

@@ -283,6 +283,11 @@ fn run(args: Args) -> Result<ExitCode> {
     let dir = data_dir(&args);
     match args.command {
         Verb::Setup(setup) => {
+            // Checked before anything is stored, so a refused setup changes nothing.
+            let from_stdin = |f: &Option<PathBuf>| f.as_deref().is_some_and(|p| p.as_os_str() == "-");
+            if from_stdin(&setup.m365_client_secret_file) && from_stdin(&setup.source_m365_client_secret_file) {
+                bail!("only one client secret can come from standard input (\"-\"); give the other as a file");
+            }
             let store = Store::open(&dir)?;
             for (side, server, tls, pin) in [
                 ("source", &setup.source, &setup.source_tls, &setup.source_pin),

@@ -177,7 +177,9 @@ pub async fn push_folder(
         [source_folder_id],
         |r| r.get(0),
     )?;
-    if lookup > 0 && selected.exists > 0 && (indexed_uidnext < uidnext || appending > 0) {
+    // On a re-rendering target only rows we were appending look anything up (see `match_by_identity`).
+    let worth_looking = if quirks.rewrites_messages { appending > 0 } else { indexed_uidnext < uidnext || appending > 0 };
+    if lookup > 0 && selected.exists > 0 && worth_looking {
         stats.matched += if quirks.rewrites_messages {
             match_by_identity(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
         } else {
@@ -280,10 +282,13 @@ async fn match_existing(
 }
 
 /// `match_existing` for a target that re-renders messages (quirk `exchange_rewrites_messages`): each
-/// target message at or above `from_uid` that no row claims is claimed by a staged row with the same
-/// identity, one to one, rows we were appending first. Streams: every answer is matched and written as
-/// it arrives, so memory stays flat whatever the folder size. Mail that was in the folder before us
-/// (an earlier import of the same mail) is claimed too, so it is not doubled.
+/// target message at or above `from_uid` that no row claims is claimed by a row we were appending (a
+/// lost answer, a crash, a changed UIDVALIDITY) with the same identity, one to one. Rows never sent do
+/// not claim anything: mail delivered after the MX switch may reuse a Message-ID (scanners and some
+/// mailers do), and a row that claimed it would never be copied. So mail another tool put into the
+/// folder before us is copied again, not matched: a duplicate is visible, a lost message is not.
+/// Streams: every answer is matched and written as it arrives, so memory stays flat whatever the
+/// folder size.
 async fn match_by_identity(
     store: &Store,
     session: &mut Session,
@@ -292,7 +297,19 @@ async fn match_by_identity(
     uidvalidity: u32,
     from_uid: u32,
 ) -> Result<u64> {
-    crate::identity::fill_staged(store, source_folder_id, &["pending", "appending"])?;
+    crate::identity::fill_staged(store, source_folder_id, &["appending"])?;
+    let without_identity: i64 = store.conn.query_row(
+        "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND identity = ''",
+        [source_folder_id],
+        |r| r.get(0),
+    )?;
+    if without_identity > 0 {
+        log::warn!(
+            "{}: {without_identity} messages with no Message-ID, Date or From cannot be looked up on this target; \
+             if their earlier copy arrived they will be there twice",
+            session.label()
+        );
+    }
     let mut matched = 0;
     let items = [FetchItem::Uid, FetchItem::Flags, FetchItem::HeaderFields(crate::identity::HEADER_FIELDS)];
     session
@@ -300,7 +317,10 @@ async fn match_by_identity(
             if meta.uid < from_uid {
                 return Ok(());
             }
-            let Some(key) = meta.header.as_deref().and_then(crate::identity::of_header) else { return Ok(()) };
+            let keys = crate::identity::keys_of_header(meta.header.as_deref().unwrap_or_default());
+            if keys.is_empty() {
+                return Ok(());
+            }
             let known: bool = store
                 .conn
                 .prepare_cached(
@@ -314,10 +334,10 @@ async fn match_by_identity(
             let row: Option<i64> = store
                 .conn
                 .prepare_cached(
-                    "SELECT id FROM message WHERE folder_id = ?1 AND identity = ?2 AND push_state IN ('pending', 'appending')
-                     ORDER BY push_state = 'appending' DESC, uid LIMIT 1",
+                    "SELECT id FROM message WHERE folder_id = ?1 AND identity IN (?2, ?3) AND push_state = 'appending'
+                     ORDER BY uid LIMIT 1",
                 )?
-                .query_row(params![source_folder_id, key], |r| r.get(0))
+                .query_row(params![source_folder_id, keys.message_id, keys.headers], |r| r.get(0))
                 .optional()?;
             if let Some(id) = row {
                 let mut flags = meta.flags.clone();

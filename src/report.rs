@@ -681,7 +681,7 @@ fn verification_html(h: &mut String, v: &VerifyResult, lang: Lang) {
             parts.push(format!(
                 "{} {} (UID {}{})",
                 group(f.differs_count, lang),
-                t("har annan storlek", "differ in size"),
+                t("skiljer sig från kopian på nya servern", "differ from the copy on the new server"),
                 uids.join(", "),
                 if f.differs_count > 20 { " …" } else { "" }
             ));

@@ -240,8 +240,8 @@ pub enum PassKind {
     /// A target folder is opened only when there is mail to copy or a flag to set: the cheap passes
     /// that run while the MX records switch.
     Incremental,
-    /// Every target folder is opened, so one whose UIDVALIDITY changed (the mailbox was moved or
-    /// rebuilt on the target) is re-matched before verification looks: the last pass of finish.
+    /// Every target folder we copied into is opened, so one whose UIDVALIDITY changed (the mailbox was
+    /// moved or rebuilt on the target) is re-matched before verification looks: the last pass of finish.
     Final,
 }
 
@@ -280,6 +280,8 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
             }
         }
     }
+    // APPENDs the target asked to wait (counted by the push, across reconnects) with the other commands.
+    report.throttled += report.push.throttled;
     report.seconds = started.elapsed().as_secs_f64();
     if let Some(id) = pass_id {
         let _ = store.conn.execute(
@@ -314,6 +316,17 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
 
 async fn pass_inner(store: &Store, account: &Account, pass_kind: PassKind, report: &mut PassReport) -> Result<()> {
     let mut both = connect_both(store, account).await?;
+    let result = pass_connected(store, account, pass_kind, &mut both, report).await;
+    // Counted however the pass ended: the worst-throttled passes are the ones that fail.
+    report.throttled += both.source.throttled + both.target.throttled;
+    if result.is_ok() {
+        both.source.logout().await;
+        both.target.logout().await;
+    }
+    result
+}
+
+async fn pass_connected(store: &Store, account: &Account, pass_kind: PassKind, both: &mut Connected, report: &mut PassReport) -> Result<()> {
     let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
     let kind = store.target_kind()?;
@@ -391,9 +404,6 @@ async fn pass_inner(store: &Store, account: &Account, pass_kind: PassKind, repor
             report.folder_errors.push(text);
         }
     }
-    report.throttled = both.source.throttled + both.target.throttled + report.push.throttled;
-    both.source.logout().await;
-    both.target.logout().await;
     Ok(())
 }
 
@@ -467,7 +477,8 @@ pub fn pass_many(
     kind: PassKind,
     on_done: &(dyn Fn(&PassReport) + Sync),
 ) -> Vec<PassReport> {
-    let gate = ConnectionGate::new(parallel.max(1));
+    let parallel = parallel.max(1);
+    let gate = ConnectionGate::new(ConnectionGate::remembered(parallel));
     let mut reports = for_each_account(
         dir,
         accounts,
@@ -480,7 +491,7 @@ pub fn pass_many(
                 && let Some(limit) = gate.throttled()
             {
                 log::warn!(
-                    "{}: the servers asked us to slow down {} times; from now on at most {limit} account{} at once in this run",
+                    "{}: the servers asked us to slow down {} times; from now on at most {limit} account{} at once",
                     account.source_login,
                     report.throttled,
                     if limit == 1 { "" } else { "s" }
@@ -491,15 +502,17 @@ pub fn pass_many(
         &|account, e| PassReport { account: account.source_login.clone(), error: Some(format!("{e:#}")), ..PassReport::default() },
         on_done,
     );
+    gate.remember(parallel);
     reports.sort_by(|a, b| a.account.cmp(&b.account));
     reports
 }
 
 /// Quirk `exchange_throttled`, its second half: a server that throttles gets fewer connections, not
 /// only waits. Each account pass holds a slot of this gate for its connections; an account that was
-/// throttled halves the slots (down to one) for the rest of the run, so accounts not started yet wait
-/// for one another instead of adding to the load. Exchange Online throttles per tenant, so this is
-/// process-wide, not per account.
+/// throttled halves the slots (down to one) for the rest of the pass, so accounts not started yet
+/// wait for one another instead of adding to the load. Exchange Online throttles per tenant, so the
+/// limit is for all accounts, and the process remembers it for its next pass: a pass that was throttled
+/// leaves the limit where it got to, a pass that was not gives one slot back.
 pub struct ConnectionGate {
     state: Mutex<GateState>,
     freed: std::sync::Condvar,
@@ -508,14 +521,35 @@ pub struct ConnectionGate {
 struct GateState {
     in_use: usize,
     limit: usize,
+    halved: bool,
 }
+
+/// The limit the last throttled pass of this process left, until passes without throttling give the
+/// slots back.
+static REMEMBERED_LIMIT: Mutex<Option<usize>> = Mutex::new(None);
 
 /// A held slot; dropping it lets a waiting account start.
 pub struct GateSlot<'a>(&'a ConnectionGate);
 
 impl ConnectionGate {
     pub fn new(limit: usize) -> ConnectionGate {
-        ConnectionGate { state: Mutex::new(GateState { in_use: 0, limit: limit.max(1) }), freed: std::sync::Condvar::new() }
+        ConnectionGate { state: Mutex::new(GateState { in_use: 0, limit: limit.max(1), halved: false }), freed: std::sync::Condvar::new() }
+    }
+
+    /// The limit to start a pass with: `parallel`, or less after throttled passes.
+    pub fn remembered(parallel: usize) -> usize {
+        REMEMBERED_LIMIT.lock().unwrap_or_else(|p| p.into_inner()).map_or(parallel, |l| l.min(parallel))
+    }
+
+    /// Keeps this pass's outcome for the next: the reduced limit if it was halved, else one slot more.
+    pub fn remember(&self, parallel: usize) {
+        let state = self.state();
+        let mut remembered = REMEMBERED_LIMIT.lock().unwrap_or_else(|p| p.into_inner());
+        *remembered = if state.halved {
+            Some(state.limit)
+        } else {
+            remembered.map(|l| l + 1).filter(|&l| l < parallel)
+        };
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
@@ -538,6 +572,7 @@ impl ConnectionGate {
         let halved = (state.limit / 2).max(1);
         (halved < state.limit).then(|| {
             state.limit = halved;
+            state.halved = true;
             halved
         })
     }
@@ -554,6 +589,21 @@ impl Drop for GateSlot<'_> {
 mod gate_tests {
     use super::ConnectionGate;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_next_pass_starts_where_a_throttled_one_left_and_recovers_a_slot_a_pass() {
+        // The only test touching the process's remembered limit.
+        let parallel = 8;
+        let first = ConnectionGate::new(ConnectionGate::remembered(parallel));
+        assert_eq!(first.throttled(), Some(4));
+        assert_eq!(first.throttled(), Some(2));
+        first.remember(parallel);
+        assert_eq!(ConnectionGate::remembered(parallel), 2);
+        for expected in [3, 4, 5, 6, 7, 8, 8] {
+            ConnectionGate::new(ConnectionGate::remembered(parallel)).remember(parallel);
+            assert_eq!(ConnectionGate::remembered(parallel), expected);
+        }
+    }
 
     #[test]
     fn throttling_halves_the_accounts_at_once_down_to_one() {

@@ -68,7 +68,8 @@ pub struct FolderCheck {
     pub missing_count: u64,
     /// Source bytes of the missing messages.
     pub missing_bytes: u64,
-    /// Source UIDs whose target copy has another size (first `MAX_LISTED`; `differs_count` is exact).
+    /// Source UIDs whose target copy is not the same message: another size, or on a re-rendering target
+    /// another identity (first `MAX_LISTED`; `differs_count` is exact).
     pub differs: Vec<u32>,
     pub differs_count: u64,
     /// Messages in the target folder now, and rows we recorded as pushed into it (from any source
@@ -148,7 +149,7 @@ impl VerifyResult {
                     words.push(format!("{} missing", f.missing_count));
                 }
                 if f.differs_count > 0 {
-                    words.push(format!("{} differ in size", f.differs_count));
+                    words.push(format!("{} differ from their target copy", f.differs_count));
                 }
                 if !f.count_ok() {
                     words.push(format!("target holds {} of {} copied", f.target_messages, f.pushed_rows));
@@ -226,7 +227,7 @@ struct RowView {
 struct TargetCopy {
     size: u64,
     /// Only fetched when comparing by identity.
-    identity: Option<String>,
+    identity: crate::identity::Keys,
 }
 
 /// How a target copy is recognised as the message we appended.
@@ -270,8 +271,8 @@ fn compare(
                         uid,
                         format!("is {size} bytes on the source but target UID {target_uid} in {} is {} bytes", check.target, copy.size),
                     ),
-                    Likeness::Identity => match copy.identity.as_deref() {
-                        Some(theirs) if !row.identity.is_empty() && theirs != row.identity => check.add_differs(
+                    Likeness::Identity => match &copy.identity {
+                        theirs if !row.identity.is_empty() && !theirs.is_empty() && !theirs.contains(&row.identity) => check.add_differs(
                             uid,
                             format!("is another message than target UID {target_uid} in {} (Message-ID or Date/From/Subject differ)", check.target),
                         ),
@@ -490,7 +491,7 @@ async fn verify_folder(
                 .uid_fetch(&[uid_set(wanted.iter().copied())], &items, None, &mut |meta| {
                     // `N:*`-style sets are never sent, but a server may still answer UIDs not asked for.
                     if wanted.contains(&meta.uid) {
-                        let identity = meta.header.as_deref().and_then(crate::identity::of_header);
+                        let identity = crate::identity::keys_of_header(meta.header.as_deref().unwrap_or_default());
                         on_target.insert(meta.uid, TargetCopy { size: meta.size.map(u64::from).unwrap_or(0), identity });
                     }
                     Ok(())
@@ -571,7 +572,7 @@ mod tests {
     }
 
     fn copies(target: &[(u32, u64)]) -> BTreeMap<u32, TargetCopy> {
-        target.iter().map(|&(uid, size)| (uid, TargetCopy { size, identity: None })).collect()
+        target.iter().map(|&(uid, size)| (uid, TargetCopy { size, identity: Default::default() })).collect()
     }
 
     fn run(source: &[(u32, u64)], rows: &[(u32, RowView)], target: &[(u32, u64)]) -> FolderCheck {
@@ -645,10 +646,11 @@ mod tests {
         let rows: BTreeMap<u32, RowView> =
             [(1, with_id(10, 5, "mid:a")), (2, with_id(10, 6, "mid:b")), (3, with_id(10, 7, ""))].into_iter().collect();
         // Every copy has another size (re-rendered); 6 holds another message; 7 has nothing to go by.
+        let mid = |id: &str| crate::identity::Keys { message_id: Some(id.to_string()), headers: None };
         let target: BTreeMap<u32, TargetCopy> = [
-            (5, TargetCopy { size: 14, identity: Some("mid:a".into()) }),
-            (6, TargetCopy { size: 14, identity: Some("mid:x".into()) }),
-            (7, TargetCopy { size: 14, identity: None }),
+            (5, TargetCopy { size: 14, identity: mid("mid:a") }),
+            (6, TargetCopy { size: 14, identity: mid("mid:x") }),
+            (7, TargetCopy { size: 14, identity: Default::default() }),
         ]
         .into_iter()
         .collect();
