@@ -434,6 +434,36 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
     if let Some(r) = body.get("resolver").and_then(Value::as_str) {
         store.set_setting("mx.resolver", r)?;
     }
+    for side in ["source", "target"] {
+        if let Some(kind) = body.get(format!("{side}_kind")).filter(|v| !v.is_null()) {
+            let kind = match kind.as_str().map(str::to_ascii_lowercase).as_deref() {
+                Some("imap") => "imap",
+                Some("m365") => "m365",
+                _ => return Err(ApiError::new(400, format!("{side}_kind must be \"imap\" or \"m365\""))),
+            };
+            store.set_setting(&format!("{side}.kind"), kind)?;
+            if kind == "m365" && store.endpoint(side).is_err() {
+                let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
+                store.set_endpoint(side, &endpoint)?;
+            }
+        }
+        // The app registration of a Microsoft 365 side; the client secret is sealed and never returned.
+        if let Some(app) = body.get(format!("{side}_m365")).filter(|v| !v.is_null()) {
+            let (key, _) = crate::store::Store::m365_prefixes(side);
+            for (field, setting) in [("tenant", "tenant"), ("client_id", "client_id"), ("token_url", "token_url")] {
+                if let Some(value) = app.get(field).filter(|v| !v.is_null()) {
+                    let text = value.as_str().map(str::trim).filter(|t| !t.is_empty());
+                    let text = text.ok_or_else(|| ApiError::new(400, format!("{side}_m365.{field} must be a non-empty string")))?;
+                    store.set_setting(&format!("{key}{setting}"), text)?;
+                }
+            }
+            if let Some(secret) = app.get("client_secret").filter(|v| !v.is_null()) {
+                let secret = secret.as_str().map(str::trim).filter(|t| !t.is_empty());
+                let secret = secret.ok_or_else(|| ApiError::new(400, format!("{side}_m365.client_secret must be a non-empty string")))?;
+                store.set_secret_setting(&format!("{key}client_secret"), &crate::secret::Secret::new(secret.to_string()))?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -338,3 +338,36 @@ fn actions_need_the_operator_token() {
     assert_eq!(http(serve.port, "GET", "/api/status", &[("X-Viewer-Code", &code)], b"").status, 200);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Microsoft 365 set up through the API as through the CLI: the kinds and the app registration are
+/// stored, Exchange Online's host is filled in, the status shows the kinds, and the client secret
+/// appears in no answer and in no file of the data directory (it is stored sealed). A wrong kind is a
+/// clear 400.
+#[test]
+fn microsoft_365_is_set_up_through_the_api_and_its_secret_is_never_shown() {
+    let dns_port = common::free_port();
+    let data = common::fresh_dir("pf-serve-m365");
+    let serve = Serve::start(&data, dns_port);
+    let secret = "Qr5~Vx8.Ty_u3ZaBc4De9Fg1Hi6Jk0Lm7No2Pq~S";
+    let setup = json!({
+        "target_kind": "m365",
+        "target_m365": {"tenant": "3f6b2c1a-9d4e-4b7a-8c21-5e0f9a7d6b13", "client_id": "b7e1d0c2-4a5f-4e3b-9c8d-1f2a3b4c5d6e", "client_secret": secret},
+        "source": {"host": "imap.gammal.example", "port": 993, "tls": "implicit"},
+    });
+    let r = serve.op("POST", "/api/setup", setup.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains(secret));
+    let status = serve.status();
+    assert_eq!(status["target_kind"], "m365", "{status}");
+    assert_eq!(status["source_kind"], "imap", "{status}");
+    assert_eq!(status["target"]["host"], "outlook.office365.com", "{status}");
+    assert!(!status.to_string().contains(secret));
+    let bad = serve.op("POST", "/api/setup", br#"{"source_kind": "pop3"}"#);
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.json()["error"]["message"].as_str().is_some_and(|m| m.contains("source_kind")), "{}", bad.text());
+    for entry in std::fs::read_dir(&data).expect("data dir").flatten() {
+        assert_eq!(count_in_file(&entry.path(), secret.as_bytes()), 0, "the secret is readable in {}", entry.path().display());
+    }
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
