@@ -416,6 +416,11 @@ fn status_page_in_headless_chromium() {
     let csv = "E-post;Lösenord\nalice@kund.se;pw\n";
     let r = http(port, "POST", "/api/accounts?name=a.csv", &[("Authorization", &bearer), ("Content-Type", "text/csv")], csv.as_bytes());
     assert!((200..300).contains(&r.status), "POST /api/accounts: {} {}", r.status, r.text());
+    // A Microsoft 365 target, set up as the page's form sends it.
+    let app_secret = "Page~Secret.Never_Shown-0123456789abcdef";
+    let setup = format!(r#"{{"target_kind": "m365", "target_m365": {{"tenant": "t-1", "client_id": "c-1", "client_secret": "{app_secret}"}}}}"#);
+    let r = http(port, "POST", "/api/setup", &[("Authorization", &bearer), ("Content-Type", "application/json")], setup.as_bytes());
+    assert_eq!(r.status, 200, "POST /api/setup: {}", r.text());
     let r = http(port, "GET", "/api/status", &[("X-Viewer-Code", &code)], b"");
     assert_eq!(r.status, 200, "GET /api/status with the viewer code: {}", r.text());
     let status = r.json();
@@ -508,6 +513,12 @@ fn status_page_in_headless_chromium() {
         assert!(op.contains(&format!(" id=\"{id}\"")), "[operator] has #{id}");
     }
     assert!(op.contains(&format!(">{}<", shown(&en, "role.operator"))), "[operator] says it is the operator view");
+    // The setup form shows the Microsoft 365 app fields for the target only, and never the secret.
+    assert!(!is_hidden(op, "tgt-m365"), "[operator] the target's app registration fields show for a Microsoft 365 target");
+    assert!(is_hidden(op, "src-m365"), "[operator] the source's app fields stay hidden for an IMAP source");
+    for (name, dom) in &doms {
+        assert!(!dom.contains(app_secret), "[{name}] the client secret reached the page");
+    }
 
     // A wrong code: back to the sign-in form with a clear message.
     let wrong = &doms["wrong"];

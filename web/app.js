@@ -244,6 +244,13 @@ const DICT = {
     "f.host": "Host name",
     "f.port": "Port",
     "f.tls": "Connection",
+    "f.kind": "Kind",
+    "kind.imap": "IMAP server (passwords from the account list)",
+    "kind.m365": "Microsoft 365 (app registration)",
+    "f.tenant": "Tenant ID",
+    "f.client_id": "Application (client) ID",
+    "f.client_secret": "Client secret",
+    "f.client_secret_hint": "Stored encrypted and never shown again. Leave empty to keep the stored one.",
     "f.pin": "Trust certificate by fingerprint (SHA-256)",
     "f.pin_hint": "Only for an old server with an expired or self-signed certificate. Leave empty to check the certificate normally.",
     "f.pin_hint_target": "Only for a new server whose certificate cannot be checked the normal way. Leave empty to check it normally.",
@@ -506,6 +513,13 @@ const DICT = {
     "f.host": "Värdnamn",
     "f.port": "Port",
     "f.tls": "Anslutning",
+    "f.kind": "Typ",
+    "kind.imap": "IMAP-server (lösenord från kontolistan)",
+    "kind.m365": "Microsoft 365 (appregistrering)",
+    "f.tenant": "Klient-ID (tenant)",
+    "f.client_id": "Program-ID (klient-ID)",
+    "f.client_secret": "Klienthemlighet",
+    "f.client_secret_hint": "Sparas krypterad och visas aldrig igen. Lämna tomt för att behålla den sparade.",
     "f.pin": "Lita på certifikatet via fingeravtryck (SHA-256)",
     "f.pin_hint": "Bara för en gammal server med utgånget eller egensignerat certifikat. Lämna tomt för vanlig kontroll av certifikatet.",
     "f.pin_hint_target": "Bara för en ny server vars certifikat inte kan kontrolleras på vanligt sätt. Lämna tomt för vanlig kontroll.",
@@ -1453,6 +1467,9 @@ function fillSetup() {
     put(pre + "-port", e.port);
     if (e.tls === "implicit" || e.tls === "starttls" || e.tls === "plain") $(pre + "-tls").value = e.tls;
     if (!$(pre + "-port").value) $(pre + "-port").value = $(pre + "-tls").value === "implicit" ? "993" : "143";
+    const kind = s[side + "_kind"] === "m365" ? "m365" : "imap";
+    $(pre + "-kind").value = kind;
+    show($(pre + "-m365"), kind === "m365");
   }
   if (num(s.passes && s.passes.interval_seconds)) put("setup-interval", Math.round(s.passes.interval_seconds / 60));
   if (num(s.quiet_period_seconds) !== null) put("setup-quiet", Math.round(s.quiet_period_seconds / 360) / 10);
@@ -1472,6 +1489,17 @@ function setupBody() {
     const pin = val(pre + "-pin");
     if (pin) e.pin_sha256 = pin;
     body[side] = e;
+  }
+  for (const [side, pre] of [["source", "src"], ["target", "tgt"]]) {
+    const kind = $(pre + "-kind").value;
+    if (kind !== (S.status && S.status[side + "_kind"] === "m365" ? "m365" : "imap")) body[side + "_kind"] = kind;
+    if (kind !== "m365") continue;
+    const app = {};
+    if (val(pre + "-tenant")) app.tenant = val(pre + "-tenant");
+    if (val(pre + "-client")) app.client_id = val(pre + "-client");
+    // The secret is sent once and the field emptied after saving; the page never gets it back.
+    if ($(pre + "-secret").value) app.client_secret = $(pre + "-secret").value;
+    if (Object.keys(app).length) body[side + "_m365"] = app;
   }
   const mx = $("target-mx").value.split(/[\n,;]+/).map((x) => x.trim()).filter(Boolean);
   if (mx.length) body.target_mx = mx;
@@ -1572,11 +1600,16 @@ function wireOperator() {
       if (p === "" || p === "993" || p === "143") port.value = sel.value === "implicit" ? "993" : "143";
     });
   }
+  for (const sel of document.querySelectorAll("select[data-m365-for]")) {
+    sel.addEventListener("change", () => show($(sel.dataset.m365For), sel.value === "m365"));
+  }
   $("setup-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const body = setupBody();
     if (!Object.keys(body).length) { showMsg($("setup-msg"), "error", t("op.nothing")); return; }
-    act(e.submitter || null, $("setup-msg"), () => api("POST", "/api/setup", { json: body }), t("op.saved"));
+    act(e.submitter || null, $("setup-msg"), () => api("POST", "/api/setup", { json: body }), t("op.saved")).then((res) => {
+      if (res !== undefined) for (const id of ["src-secret", "tgt-secret"]) $(id).value = "";
+    });
   });
   const dlg = $("finish-dialog");
   $("finish-open").addEventListener("click", () => {
