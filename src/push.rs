@@ -267,18 +267,25 @@ async fn match_existing(
             )
             .ok();
         if let Some(id) = row {
-            let mut f = flags.clone();
-            f.sort();
-            store.conn.execute(
-                "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-                   synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
-                params![id, target_folder_id, uidvalidity, uid, f.join(" ")],
-            )?;
+            claim(store, id, target_folder_id, uidvalidity, uid, &flags)?;
             matched += 1;
-            fault::point("push: existing message matched");
         }
     }
     Ok(matched)
+}
+
+/// Records that staged row `id` is target message `uid`, with the target's flags as the three-way
+/// base when the row has none yet.
+fn claim(store: &Store, id: i64, target_folder_id: i64, uidvalidity: u32, uid: u32, target_flags: &[String]) -> Result<()> {
+    let mut flags = target_flags.to_vec();
+    flags.sort();
+    store.conn.execute(
+        "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+           synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
+        params![id, target_folder_id, uidvalidity, uid, flags.join(" ")],
+    )?;
+    fault::point("push: existing message matched");
+    Ok(())
 }
 
 /// `match_existing` for a target that re-renders messages (quirk `exchange_rewrites_messages`): each
@@ -340,15 +347,8 @@ async fn match_by_identity(
                 .query_row(params![source_folder_id, keys.message_id, keys.headers], |r| r.get(0))
                 .optional()?;
             if let Some(id) = row {
-                let mut flags = meta.flags.clone();
-                flags.sort();
-                store.conn.execute(
-                    "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-                       synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
-                    params![id, target_folder_id, uidvalidity, meta.uid, flags.join(" ")],
-                )?;
+                claim(store, id, target_folder_id, uidvalidity, meta.uid, &meta.flags)?;
                 matched += 1;
-                fault::point("push: existing message matched");
             }
             Ok(())
         })

@@ -70,7 +70,6 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 struct Dnsmasq {
     child: Child,
-    port: u16,
 }
 
 impl Dnsmasq {
@@ -83,7 +82,7 @@ impl Dnsmasq {
         }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dnsmasq (package dnsmasq-base)");
         std::thread::sleep(Duration::from_millis(300));
-        Dnsmasq { child, port }
+        Dnsmasq { child }
     }
 }
 

@@ -164,8 +164,7 @@ impl World {
             }
             assert!(!out.contains("m365tok-"), "an access token appears in postflytt's output:\n{out}");
         }
-        let mut files = Vec::new();
-        collect_files(&self.m.data, &mut files);
+        let files = common::files_under(&self.m.data);
         assert!(!files.is_empty());
         for f in files {
             let bytes = std::fs::read(&f).unwrap_or_default();
@@ -175,17 +174,6 @@ impl World {
             assert!(!contains(&bytes, b"m365tok-"), "an access token is stored in {}", f.display());
         }
         assert_eq!(self.idp.complaints(), Vec::<String>::new(), "token endpoint protocol mistakes");
-    }
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            collect_files(&p, out);
-        } else {
-            out.push(p);
-        }
     }
 }
 
@@ -824,8 +812,7 @@ fn microsoft_365_source_logs_in_with_its_own_tenants_app() {
     let out = m.ok(&["sync"]);
     assert_eq!(appended(&out), 0, "{out}");
     outputs.push(out);
-    let mut files = Vec::new();
-    collect_files(&m.data, &mut files);
+    let files = common::files_under(&m.data);
     for text in &outputs {
         assert!(!text.contains(SOURCE_SECRET) && !text.contains(SECRET) && !text.contains("m365tok-"), "{text}");
     }

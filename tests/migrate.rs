@@ -234,18 +234,6 @@ fn fifty_megabyte_message_streams_with_flat_memory() {
     assert!(got[0].body == fixture::dovecot_served_form(&big), "the 50 MB message arrives byte for byte");
 }
 
-/// Files below a directory, recursively.
-fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// A message the old server cannot read (its maildir file made unreadable for the mail user, so a real
 /// Dovecot answers the FETCH with NO): the batch is fetched again one message at a time, the unreadable
 /// one is recorded as skipped with the server's words, every other message arrives, and the pass
@@ -262,8 +250,7 @@ fn unreadable_source_message_is_skipped_with_the_servers_words_and_the_rest_arri
     let target = Dovecot::start(Layout::Target, &[("h@ny.se", "pw2")]);
     let msgs = fixture::bulk("INBOX", 8, 81, 1000..3000);
     fixture::load(&mut source.reader("h@gammal.se"), &msgs);
-    let mut files = Vec::new();
-    files_under(&source.home("h@gammal.se"), &mut files);
+    let files = common::files_under(&source.home("h@gammal.se"));
     let broken = files
         .iter()
         // Maildir files hold LF line ends.

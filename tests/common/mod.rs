@@ -20,7 +20,7 @@ pub use reader::{ImapReader, ListEntry, Msg, Status};
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Ports handed out by [`free_port`] in this process, so two parallel tests never get the same one.
@@ -181,4 +181,17 @@ pub fn current_ids() -> (u32, u32) {
             .unwrap_or_else(|| panic!("no {name} line in /proc/self/status"))
     };
     (field("Uid:"), field("Gid:"))
+}
+
+/// Every file below `dir`, recursively (for looking through a data directory or a maildir).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { todo.push(path) } else { out.push(path) }
+        }
+    }
+    out
 }
