@@ -16,9 +16,11 @@ use crate::imap::{FetchItem, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
 /// Messages up to this size are fetched whole, many per command.
-const WHOLE_LIMIT: u64 = 512 * 1024;
+const WHOLE_LIMIT: u64 = 64 * 1024;
 /// Partial-fetch range for larger messages.
-const SLICE: u32 = 512 * 1024;
+const SLICE: u32 = 64 * 1024;
+/// Partial fetches of one large message in flight at once.
+const SLICE_PIPELINE: usize = 8;
 /// A batch of whole-message fetches: at most this many bytes and messages per command.
 const BATCH_BYTES: u64 = 1024 * 1024;
 const BATCH_COUNT: usize = 200;
@@ -366,57 +368,116 @@ fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats)
 async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &mut PullStats) -> Result<()> {
     // A partly staged message from an interrupted pass starts over: the hash state is not kept.
     store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
-    let mut hasher = Sha256::new();
-    let mut offset: u32 = 0;
-    let mut seq: i64 = 0;
+    let mut slices = Slices { store, id: p.id, size: p.size, hasher: Sha256::new(), offset: 0, seq: 0, ended: false, stats };
+    let uid = p.uid.to_string();
     loop {
-        let mut slice: Option<Vec<u8>> = None;
-        session
-            .uid_fetch(&[p.uid.to_string()], &[FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }], None, &mut |meta| {
-                if let Some((_, body)) = meta.body {
-                    slice = Some(body);
+        // The slices the listed size still calls for (at least one, to see the end), one pipeline's worth.
+        let start = slices.offset;
+        let left = p.size.saturating_sub(u64::from(start));
+        let count = left.div_ceil(u64::from(SLICE)).clamp(1, SLICE_PIPELINE as u64) as u32;
+        let offsets: Vec<u32> = (0..count).map(|i| start.saturating_add(i.saturating_mul(SLICE))).collect();
+        let items: Vec<[FetchItem; 2]> =
+            offsets.iter().map(|&offset| [FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }]).collect();
+        let requests: Vec<(&str, &[FetchItem])> = items.iter().map(|i| (uid.as_str(), &i[..])).collect();
+        let mut answered = vec![false; offsets.len()];
+        // Slices that arrive before the one at the current offset wait here (a server that answers
+        // pipelined commands out of order); with in-order answers this stays empty.
+        let mut early: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+        store.conn.execute_batch("BEGIN")?;
+        let fetched = session
+            .uid_fetch_each(&requests, None, &mut |meta| {
+                let Some((origin, bytes)) = meta.body else { return Ok(()) };
+                if meta.uid != p.uid {
+                    return Ok(());
+                }
+                // Which request this answers: the one at its origin, else (a server that leaves the
+                // origin out) the first one still unanswered.
+                let slot = offsets
+                    .iter()
+                    .zip(answered.iter())
+                    .position(|(&o, &done)| o == origin && !done)
+                    .or_else(|| answered.iter().position(|done| !done));
+                let Some(slot) = slot else { return Ok(()) };
+                answered[slot] = true;
+                if offsets[slot] != slices.offset {
+                    early.insert(offsets[slot], bytes);
+                    return Ok(());
+                }
+                slices.take(&bytes)?;
+                while let Some(bytes) = early.remove(&slices.offset) {
+                    slices.take(&bytes)?;
                 }
                 Ok(())
             })
-            .await?;
-        let Some(slice) = slice else {
-            if offset > 0 {
+            .await;
+        if let Err(e) = fetched {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        store.conn.execute_batch("COMMIT")?;
+        if slices.ended {
+            break;
+        }
+        if slices.offset == start {
+            if answered.iter().any(|a| *a) || start > 0 {
                 // Half a message and then nothing: not an expunge we can trust. Try again next pass.
-                anyhow::bail!("the source stopped sending message UID {} at byte {offset}", p.uid);
+                anyhow::bail!("the source stopped sending message UID {} at byte {start}", p.uid);
             }
             // Expunged on the source meanwhile.
             store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
-            stats.vanished += 1;
+            slices.stats.vanished += 1;
             return Ok(());
-        };
-        if slice.is_empty() {
-            break;
         }
-        hasher.update(&slice);
-        let tx = store.conn.unchecked_transaction()?;
-        {
-            let mut insert = tx.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
-            for chunk in slice.chunks(CHUNK_SIZE) {
-                insert.execute(params![p.id, seq, chunk])?;
-                seq += 1;
-            }
-        }
-        tx.commit()?;
-        offset = offset.saturating_add(slice.len() as u32);
-        stats.staged_bytes += slice.len() as u64;
-        // A server may answer a partial fetch with less than asked before the end (some do); stop
-        // only at the listed size, or when an answer comes back empty.
-        if u64::from(offset) >= p.size && (slice.len() as u32) < SLICE {
-            break;
-        }
+        // A short answer before the listed end leaves the later slices of this round misaligned: they
+        // were dropped, and the next round asks again from where the bytes really end.
     }
-    let hash = hasher.finalize();
+    let hash = slices.hasher.finalize();
     store.conn.execute(
         "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
-        params![p.id, hash.as_slice(), offset as i64],
+        params![p.id, hash.as_slice(), slices.offset as i64],
     )?;
-    stats.staged += 1;
+    slices.stats.staged += 1;
     Ok(())
+}
+
+/// One large message being staged slice by slice, in order.
+struct Slices<'a> {
+    store: &'a Store,
+    id: i64,
+    size: u64,
+    hasher: Sha256,
+    offset: u32,
+    seq: i64,
+    /// The end was seen: an empty slice, or a short one at or past the listed size.
+    ended: bool,
+    stats: &'a mut PullStats,
+}
+
+impl Slices<'_> {
+    /// Stores and hashes the slice that starts at the current offset.
+    fn take(&mut self, slice: &[u8]) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        if slice.is_empty() {
+            self.ended = true;
+            return Ok(());
+        }
+        self.hasher.update(slice);
+        let mut insert = self.store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
+        for chunk in slice.chunks(CHUNK_SIZE) {
+            insert.execute(params![self.id, self.seq, chunk])?;
+            self.seq += 1;
+        }
+        self.offset = self.offset.saturating_add(slice.len() as u32);
+        self.stats.staged_bytes += slice.len() as u64;
+        // A server may answer a partial fetch with less than asked before the end (some do); stop
+        // only at the listed size, or when an answer comes back empty.
+        if u64::from(self.offset) >= self.size && (slice.len() as u32) < SLICE {
+            self.ended = true;
+        }
+        Ok(())
+    }
 }
 
 /// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose bytes
