@@ -10,6 +10,7 @@ mod http;
 mod imap;
 mod import;
 mod logger;
+mod memory;
 mod mx;
 mod oauth;
 mod pull;
@@ -229,6 +230,7 @@ struct MxArgs {
 struct StatusArgs {}
 
 fn main() -> ExitCode {
+    memory::share_malloc_arenas();
     logger::init();
     let args: Args = argh::from_env();
     match run(args) {

@@ -88,6 +88,7 @@ impl Store {
         // pass could APPEND a message twice. Commits are per batch, so the cost is small.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;")
             .context("cannot configure the database")?;
+        crate::memory::limit_sqlite(&conn).context("cannot configure the database")?;
         let store = Store { conn, key };
         store.migrate()?;
         Ok(store)
