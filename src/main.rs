@@ -231,6 +231,7 @@ struct StatusArgs {}
 
 fn main() -> ExitCode {
     memory::share_malloc_arenas();
+    memory::limit_sqlite();
     logger::init();
     let args: Args = argh::from_env();
     match run(args) {

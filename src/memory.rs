@@ -6,8 +6,9 @@
 //! small where they are made (slices in `pull`, the read buffer in `imap`).
 
 /// SQLite's heap for the whole process, all connections together. Past it, page caches recycle their
-/// own pages instead of growing; schemas and statements still get what they need (it is soft).
-pub const SQLITE_HEAP_BUDGET: i64 = 1024 * 1024;
+/// own pages instead of growing; schemas and statements still get what they need (it is soft). One
+/// worker alone may use all of it, which is what a single connection's 512 KiB cache wanted anyway.
+pub const SQLITE_HEAP_BUDGET: i64 = 512 * 1024;
 
 /// Shares one malloc arena between all threads, unless the operator chose otherwise with
 /// `MALLOC_ARENA_MAX` (the packaged unit sets 2). Postflytt's threads wait on the network and on
@@ -25,8 +26,34 @@ pub fn share_malloc_arenas() {
     }
 }
 
-/// Applies the process-wide SQLite budget on a connection (the pragma sets it for every connection in
-/// the process; repeating it is harmless).
-pub fn limit_sqlite(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.query_row(&format!("PRAGMA soft_heap_limit = {SQLITE_HEAP_BUDGET}"), [], |_| Ok(()))
+/// Sets SQLite's process-wide memory use; called first thing in `main`, before any connection opens
+/// (the global settings are refused, harmlessly, once SQLite is initialised). Every connection would
+/// otherwise set aside its own lookaside arena (48 KiB) and an up-front block of 20 cache pages
+/// (87 KiB), whether or not the budget has room; without them, pages come from the shared budget.
+pub fn limit_sqlite() {
+    use rusqlite::ffi;
+    // SAFETY: sqlite3_config takes the documented arguments for each option (two ints for
+    // LOOKASIDE; pointer, size and count for PAGECACHE, where a null pointer and 0 pages mean no
+    // up-front block) and is called before SQLite is initialised, on the only thread there is.
+    unsafe {
+        ffi::sqlite3_config(ffi::SQLITE_CONFIG_LOOKASIDE, 0 as std::ffi::c_int, 0 as std::ffi::c_int);
+        ffi::sqlite3_config(ffi::SQLITE_CONFIG_PAGECACHE, std::ptr::null_mut::<std::ffi::c_void>(), 0 as std::ffi::c_int, 0 as std::ffi::c_int);
+    }
+    // SAFETY: sets a process-wide number; SQLite serialises it with its own mutex.
+    unsafe {
+        ffi::sqlite3_soft_heap_limit64(SQLITE_HEAP_BUDGET);
+    }
+}
+
+/// Workers that may be staging bodies (reading them from the source into SQLite) at the same time,
+/// process-wide. Each one holds a decoded answer and SQLite's copies of it and dirties pages until its
+/// commit; the others meanwhile push, compare flags or wait, so parallel accounts share this working
+/// set instead of adding one each.
+pub const STAGING_AT_ONCE: usize = 2;
+
+static STAGING: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE);
+
+/// Waits for a turn to stage bodies; the turn ends when the guard is dropped.
+pub async fn staging_turn() -> smol::lock::SemaphoreGuard<'static> {
+    STAGING.acquire().await
 }

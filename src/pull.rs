@@ -298,6 +298,7 @@ async fn stage_bodies(
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
         let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
         let mut seen = 0u64;
+        let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
         let result = session
             .uid_fetch(&sets, &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
@@ -383,6 +384,7 @@ async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &
         // Slices that arrive before the one at the current offset wait here (a server that answers
         // pipelined commands out of order); with in-order answers this stays empty.
         let mut early: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+        let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
         let fetched = session
             .uid_fetch_each(&requests, None, &mut |meta| {

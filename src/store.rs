@@ -40,8 +40,10 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 /// Slice size for staged bodies: large enough that SQLite overhead is small, small enough that
-/// memory stays flat whatever the message size.
-pub const CHUNK_SIZE: usize = 128 * 1024;
+/// memory stays flat whatever the message size. SQLite copies a bound blob twice (the value, then the
+/// record) before it reaches the page cache, and every worker writing holds those copies at once, so
+/// this is small; readers take chunks of any size, so bodies staged with another size read back.
+pub const CHUNK_SIZE: usize = 16 * 1024;
 
 pub struct Store {
     pub conn: Connection,
@@ -88,7 +90,6 @@ impl Store {
         // pass could APPEND a message twice. Commits are per batch, so the cost is small.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;")
             .context("cannot configure the database")?;
-        crate::memory::limit_sqlite(&conn).context("cannot configure the database")?;
         let store = Store { conn, key };
         store.migrate()?;
         Ok(store)
