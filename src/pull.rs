@@ -15,11 +15,13 @@ use crate::fault;
 use crate::imap::{FetchItem, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
-/// Messages up to this size are fetched whole, many per command.
+/// Messages up to this size are fetched whole, many per command. imap-next keeps its receive buffer at
+/// the size of the largest answer for the rest of the connection, so this and `SLICE` bound what each
+/// worker holds between messages.
 const WHOLE_LIMIT: u64 = 64 * 1024;
 /// Partial-fetch range for larger messages.
 const SLICE: u32 = 64 * 1024;
-/// Partial fetches of one large message in flight at once.
+/// Partial fetches in flight at once (of one message or several).
 const SLICE_PIPELINE: usize = 8;
 /// A batch of whole-message fetches: at most this many bytes and messages per command.
 const BATCH_BYTES: u64 = 1024 * 1024;
@@ -332,12 +334,8 @@ async fn stage_bodies(
         }
     }
 
-    // Large messages one at a time, in partial ranges.
-    for p in large {
-        stage_large(store, session, p, stats).await.with_context(|| format!("staging message UID {}", p.uid))?;
-        fault::point("pull: large body staged");
-    }
-    Ok(())
+    // Larger messages in partial ranges, several slices (of one or more messages) per round trip.
+    stage_large(store, session, &large, stats).await
 }
 
 fn store_whole_body(store: &Store, id: i64, body: &[u8]) -> Result<()> {
@@ -366,119 +364,181 @@ fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats)
     Ok(())
 }
 
-async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &mut PullStats) -> Result<()> {
-    // A partly staged message from an interrupted pass starts over: the hash state is not kept.
-    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
-    let mut slices = Slices { store, id: p.id, size: p.size, hasher: Sha256::new(), offset: 0, seq: 0, ended: false, stats };
-    let uid = p.uid.to_string();
+/// Stages messages above `WHOLE_LIMIT` in `SLICE` ranges: each round asks for up to `SLICE_PIPELINE`
+/// slices, the rest of the messages already begun first, then the next messages in UID order, so a
+/// folder of medium-sized messages does not cost a round trip each. Slices of one message are stored
+/// and hashed strictly in order; a message counts as staged only when its hash is written.
+async fn stage_large(store: &Store, session: &mut Session, large: &[&Pending], stats: &mut PullStats) -> Result<()> {
+    let mut waiting = large.iter();
+    let mut active: Vec<Slices> = Vec::new();
     loop {
-        // The slices the listed size still calls for (at least one, to see the end), one pipeline's worth.
-        let start = slices.offset;
-        let left = p.size.saturating_sub(u64::from(start));
-        let count = left.div_ceil(u64::from(SLICE)).clamp(1, SLICE_PIPELINE as u64) as u32;
-        let offsets: Vec<u32> = (0..count).map(|i| start.saturating_add(i.saturating_mul(SLICE))).collect();
+        // Plan the round: (index in `active`, offset) for each slice asked for.
+        let mut plan: Vec<(usize, u32)> = Vec::new();
+        let mut index = 0;
+        while plan.len() < SLICE_PIPELINE {
+            if index == active.len() {
+                let Some(p) = waiting.next() else { break };
+                // A partly staged message from an interrupted pass starts over: the hash state is not kept.
+                store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
+                active.push(Slices::new(p));
+            }
+            let m = &active[index];
+            // The slices the listed size still calls for (at least one, to see the end).
+            let left = m.size.saturating_sub(u64::from(m.offset));
+            let want = left.div_ceil(u64::from(SLICE)).max(1) as usize;
+            for i in 0..want.min(SLICE_PIPELINE - plan.len()) {
+                plan.push((index, m.offset.saturating_add((i as u32).saturating_mul(SLICE))));
+            }
+            index += 1;
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<String> = plan.iter().map(|&(i, _)| active[i].uid.to_string()).collect();
         let items: Vec<[FetchItem; 2]> =
-            offsets.iter().map(|&offset| [FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }]).collect();
-        let requests: Vec<(&str, &[FetchItem])> = items.iter().map(|i| (uid.as_str(), &i[..])).collect();
-        let mut answered = vec![false; offsets.len()];
-        // Slices that arrive before the one at the current offset wait here (a server that answers
-        // pipelined commands out of order); with in-order answers this stays empty.
-        let mut early: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+            plan.iter().map(|&(_, offset)| [FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }]).collect();
+        let requests: Vec<(&str, &[FetchItem])> = uids.iter().zip(items.iter()).map(|(u, i)| (u.as_str(), &i[..])).collect();
+        let mut answered = vec![false; plan.len()];
+        for m in active.iter_mut() {
+            m.answered = false;
+            m.start = m.offset;
+            // Early slices left from a round with a short answer no longer line up.
+            m.early.clear();
+        }
         let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
         let fetched = session
             .uid_fetch_each(&requests, None, &mut |meta| {
                 let Some((origin, bytes)) = meta.body else { return Ok(()) };
-                if meta.uid != p.uid {
-                    return Ok(());
-                }
-                // Which request this answers: the one at its origin, else (a server that leaves the
-                // origin out) the first one still unanswered.
-                let slot = offsets
+                // Which request this answers: the one for this UID at its origin, else (a server that
+                // leaves the origin out) the first one for this UID still unanswered.
+                let open = |&(k, &(i, _)): &(usize, &(usize, u32))| active[i].uid == meta.uid && !answered[k];
+                let slot = plan
                     .iter()
-                    .zip(answered.iter())
-                    .position(|(&o, &done)| o == origin && !done)
-                    .or_else(|| answered.iter().position(|done| !done));
-                let Some(slot) = slot else { return Ok(()) };
-                answered[slot] = true;
-                if offsets[slot] != slices.offset {
-                    early.insert(offsets[slot], bytes);
-                    return Ok(());
-                }
-                slices.take(&bytes)?;
-                while let Some(bytes) = early.remove(&slices.offset) {
-                    slices.take(&bytes)?;
-                }
+                    .enumerate()
+                    .find(|e| open(e) && e.1.1 == origin)
+                    .or_else(|| plan.iter().enumerate().find(|e| open(e)))
+                    .map(|(k, _)| k);
+                let Some(k) = slot else { return Ok(()) };
+                answered[k] = true;
+                let (i, offset) = plan[k];
+                let m = &mut active[i];
+                m.answered = true;
+                stats.staged_bytes += m.take(store, offset, bytes)?;
                 Ok(())
             })
             .await;
         if let Err(e) = fetched {
             let _ = store.conn.execute_batch("ROLLBACK");
-            return Err(e);
+            return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
+        }
+        // Finish what ended; a message that made no progress was expunged (nothing of it came) or
+        // stopped half-way (not an expunge we can trust: try again next pass).
+        let mut done = Vec::new();
+        for (i, m) in active.iter_mut().enumerate() {
+            if m.ended {
+                let hash = std::mem::replace(&mut m.hasher, Sha256::new()).finalize();
+                store.conn.execute(
+                    "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
+                    params![m.id, hash.as_slice(), m.offset as i64],
+                )?;
+                stats.staged += 1;
+                done.push(i);
+            } else if m.offset == m.start && plan.iter().any(|&(j, _)| j == i) {
+                if m.answered || m.start > 0 {
+                    let _ = store.conn.execute_batch("ROLLBACK");
+                    anyhow::bail!("staging message UID {}: the source stopped sending it at byte {}", m.uid, m.start);
+                }
+                store.conn.execute("DELETE FROM message WHERE id = ?1", [m.id])?;
+                stats.vanished += 1;
+                done.push(i);
+            }
+            // A short answer before the listed end leaves the later slices of that message misaligned:
+            // they were dropped, and the next round asks again from where its bytes really end.
         }
         store.conn.execute_batch("COMMIT")?;
-        if slices.ended {
-            break;
+        for i in done.into_iter().rev() {
+            active.remove(i);
+            fault::point("pull: large body staged");
         }
-        if slices.offset == start {
-            if answered.iter().any(|a| *a) || start > 0 {
-                // Half a message and then nothing: not an expunge we can trust. Try again next pass.
-                anyhow::bail!("the source stopped sending message UID {} at byte {start}", p.uid);
-            }
-            // Expunged on the source meanwhile.
-            store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
-            slices.stats.vanished += 1;
-            return Ok(());
-        }
-        // A short answer before the listed end leaves the later slices of this round misaligned: they
-        // were dropped, and the next round asks again from where the bytes really end.
     }
-    let hash = slices.hasher.finalize();
-    store.conn.execute(
-        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
-        params![p.id, hash.as_slice(), slices.offset as i64],
-    )?;
-    slices.stats.staged += 1;
-    Ok(())
 }
 
 /// One large message being staged slice by slice, in order.
-struct Slices<'a> {
-    store: &'a Store,
+struct Slices {
     id: i64,
+    uid: u32,
     size: u64,
     hasher: Sha256,
     offset: u32,
     seq: i64,
     /// The end was seen: an empty slice, or a short one at or past the listed size.
     ended: bool,
-    stats: &'a mut PullStats,
+    /// Where this round started, and whether anything came for it.
+    start: u32,
+    answered: bool,
+    /// Slices that arrived before the one at the current offset (a server answering pipelined
+    /// commands out of order); with in-order answers this stays empty.
+    early: BTreeMap<u32, Vec<u8>>,
 }
 
-impl Slices<'_> {
-    /// Stores and hashes the slice that starts at the current offset.
-    fn take(&mut self, slice: &[u8]) -> Result<()> {
+impl Slices {
+    fn new(p: &Pending) -> Slices {
+        Slices {
+            id: p.id,
+            uid: p.uid,
+            size: p.size,
+            hasher: Sha256::new(),
+            offset: 0,
+            seq: 0,
+            ended: false,
+            start: 0,
+            answered: false,
+            early: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the slice that starts at `offset`: stored and hashed if it is the next one, kept if it
+    /// is early, dropped if it no longer lines up. Returns the bytes stored.
+    fn take(&mut self, store: &Store, offset: u32, slice: Vec<u8>) -> Result<u64> {
+        if self.ended || offset < self.offset {
+            return Ok(0);
+        }
+        if offset > self.offset {
+            self.early.insert(offset, slice);
+            return Ok(0);
+        }
+        let mut stored = self.store_next(store, &slice)?;
+        while let Some(next) = self.early.remove(&self.offset) {
+            stored += self.store_next(store, &next)?;
+        }
         if self.ended {
-            return Ok(());
+            self.early.clear();
+        }
+        Ok(stored)
+    }
+
+    fn store_next(&mut self, store: &Store, slice: &[u8]) -> Result<u64> {
+        if self.ended {
+            return Ok(0);
         }
         if slice.is_empty() {
             self.ended = true;
-            return Ok(());
+            return Ok(0);
         }
         self.hasher.update(slice);
-        let mut insert = self.store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
+        let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
         for chunk in slice.chunks(CHUNK_SIZE) {
             insert.execute(params![self.id, self.seq, chunk])?;
             self.seq += 1;
         }
         self.offset = self.offset.saturating_add(slice.len() as u32);
-        self.stats.staged_bytes += slice.len() as u64;
         // A server may answer a partial fetch with less than asked before the end (some do); stop
         // only at the listed size, or when an answer comes back empty.
         if u64::from(self.offset) >= self.size && (slice.len() as u32) < SLICE {
             self.ended = true;
         }
-        Ok(())
+        Ok(slice.len() as u64)
     }
 }
 
