@@ -49,7 +49,7 @@ pub fn limit_sqlite() {
 /// process-wide. Each one holds a decoded answer and SQLite's copies of it and dirties pages until its
 /// commit; the others meanwhile push, compare flags or wait, so parallel accounts share this working
 /// set instead of adding one each.
-pub const STAGING_AT_ONCE: usize = 1;
+pub const STAGING_AT_ONCE: usize = 2;
 
 static STAGING: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE);
 
