@@ -434,34 +434,47 @@ async fn stage_large(store: &Store, session: &mut Session, large: &[&Pending], s
         }
         // Finish what ended; a message that made no progress was expunged (nothing of it came) or
         // stopped half-way (not an expunge we can trust: try again next pass).
-        let mut done = Vec::new();
-        for (i, m) in active.iter_mut().enumerate() {
-            if m.ended {
-                let hash = std::mem::replace(&mut m.hasher, Sha256::new()).finalize();
-                store.conn.execute(
-                    "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
-                    params![m.id, hash.as_slice(), m.offset as i64],
-                )?;
-                stats.staged += 1;
-                done.push(i);
-            } else if m.offset == m.start && plan.iter().any(|&(j, _)| j == i) {
-                if m.answered || m.start > 0 {
-                    let _ = store.conn.execute_batch("ROLLBACK");
-                    anyhow::bail!("staging message UID {}: the source stopped sending it at byte {}", m.uid, m.start);
-                }
-                store.conn.execute("DELETE FROM message WHERE id = ?1", [m.id])?;
-                stats.vanished += 1;
-                done.push(i);
+        let finished = finish_round(store, &mut active, &plan, stats);
+        let done = match finished {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = store.conn.execute_batch("ROLLBACK");
+                return Err(e);
             }
-            // A short answer before the listed end leaves the later slices of that message misaligned:
-            // they were dropped, and the next round asks again from where its bytes really end.
-        }
+        };
         store.conn.execute_batch("COMMIT")?;
         for i in done.into_iter().rev() {
             active.remove(i);
             fault::point("pull: large body staged");
         }
     }
+}
+
+/// Writes the hash of each message whose end was seen and drops the ones that vanished; returns their
+/// indices in `active`, in order. Fails for a message that stopped half-way.
+fn finish_round(store: &Store, active: &mut [Slices], plan: &[(usize, u32)], stats: &mut PullStats) -> Result<Vec<usize>> {
+    let mut done = Vec::new();
+    for (i, m) in active.iter_mut().enumerate() {
+        if m.ended {
+            let hash = std::mem::replace(&mut m.hasher, Sha256::new()).finalize();
+            store.conn.execute(
+                "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3 WHERE id = ?1",
+                params![m.id, hash.as_slice(), m.offset as i64],
+            )?;
+            stats.staged += 1;
+            done.push(i);
+        } else if m.offset == m.start && plan.iter().any(|&(j, _)| j == i) {
+            if m.answered || m.start > 0 {
+                anyhow::bail!("staging message UID {}: the source stopped sending it at byte {}", m.uid, m.start);
+            }
+            store.conn.execute("DELETE FROM message WHERE id = ?1", [m.id])?;
+            stats.vanished += 1;
+            done.push(i);
+        }
+        // A short answer before the listed end leaves the later slices of that message misaligned:
+        // they were dropped, and the next round asks again from where its bytes really end.
+    }
+    Ok(done)
 }
 
 /// One large message being staged slice by slice, in order.
