@@ -8,7 +8,7 @@
 //! a message that had none.
 
 use anyhow::Result;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use crate::store::Store;
@@ -16,6 +16,16 @@ use crate::store::Store;
 /// The header fields the identity is made of, as fetched from a target with
 /// `BODY.PEEK[HEADER.FIELDS (...)]`.
 pub const HEADER_FIELDS: &[&str] = &["MESSAGE-ID", "DATE", "FROM", "SUBJECT"];
+
+/// How much of a message's start the identity is read from, however the bytes were staged: enough for
+/// any real header section (long Received chains included), and the same for every caller, so a key
+/// made at pull equals one made later from the staged chunks.
+pub const HEADER_PREFIX: usize = 64 * 1024;
+
+/// The first `HEADER_PREFIX` bytes of a message.
+pub fn header_prefix(message: &[u8]) -> &[u8] {
+    &message[..message.len().min(HEADER_PREFIX)]
+}
 
 /// The identity of a message from its header section (a whole message works too: parsing stops at the
 /// blank line): its Message-ID key, else its Date/From/Subject key. `None` when there is nothing safe
@@ -70,8 +80,7 @@ pub fn keys_of_header(raw: &[u8]) -> Keys {
 
 /// Gives every fully staged row of `folder_id` in one of `states` that has no identity yet (staged
 /// before schema version 4; the pull sets it for everything staged since) its identity, read from the
-/// first staged slice, as the pull does (it keys on the first `CHUNK_SIZE` bytes too, so a header
-/// section longer than that gives the same key both ways). Returns how many rows were filled in.
+/// first `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
 pub fn fill_staged(store: &Store, folder_id: i64, states: &[&str]) -> Result<u64> {
     let ids: Vec<i64> = {
         let mut stmt = store.conn.prepare(
@@ -85,11 +94,19 @@ pub fn fill_staged(store: &Store, folder_id: i64, states: &[&str]) -> Result<u64
     let mut filled = 0;
     let tx = store.conn.unchecked_transaction()?;
     for id in ids {
-        let first: Option<Vec<u8>> = tx
-            .query_row("SELECT data FROM body_chunk WHERE message_id = ?1 AND seq = 0", [id], |r| r.get(0))
-            .optional()?;
+        // The staged chunks in order, up to HEADER_PREFIX bytes (chunks are smaller than that).
+        let mut start: Vec<u8> = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")?;
+            let mut rows = stmt.query([id])?;
+            while start.len() < HEADER_PREFIX
+                && let Some(row) = rows.next()?
+            {
+                start.extend_from_slice(row.get_ref(0)?.as_blob()?);
+            }
+        }
         // '' marks "looked, nothing to go by", so the row is not read again on every pass.
-        let key = first.as_deref().and_then(of_header).unwrap_or_default();
+        let key = of_header(header_prefix(&start)).unwrap_or_default();
         tx.execute("UPDATE message SET identity = ?2 WHERE id = ?1", params![id, key])?;
         filled += 1;
     }

@@ -361,7 +361,7 @@ impl Session {
             client: Client::new(client_options(false)),
             next_tag: 1,
             capabilities: BTreeSet::new(),
-            read_buf: vec![0; 64 * 1024],
+            read_buf: vec![0; 8 * 1024],
             pending_codes: Vec::new(),
             exists: 0,
             label: label.to_string(),
@@ -383,7 +383,7 @@ impl Session {
                 client: Client::new(client_options(true)),
                 next_tag: 100,
                 capabilities: BTreeSet::new(),
-                read_buf: vec![0; 64 * 1024],
+                read_buf: vec![0; 8 * 1024],
                 pending_codes: Vec::new(),
                 exists: 0,
                 label: label.to_string(),
@@ -833,9 +833,22 @@ impl Session {
         changed_since: Option<u64>,
         on_message: &mut dyn FnMut(MessageMeta) -> Result<()>,
     ) -> Result<()> {
+        let requests: Vec<(&str, &[FetchItem])> = uid_sets.iter().map(|set| (set.as_str(), items)).collect();
+        self.uid_fetch_each(&requests, changed_since, on_message).await
+    }
+
+    /// Like `uid_fetch`, but each pipelined command has its own UID set and items: the partial ranges
+    /// of one large message go out together, so a message in many small slices costs one round trip
+    /// per pipeline rather than one per slice.
+    pub async fn uid_fetch_each(
+        &mut self,
+        requests: &[(&str, &[FetchItem])],
+        changed_since: Option<u64>,
+        on_message: &mut dyn FnMut(MessageMeta) -> Result<()>,
+    ) -> Result<()> {
         let mut bodies = Vec::new();
-        for set in uid_sets {
-            let sequence_set = SequenceSet::try_from(set.as_str()).map_err(|_| anyhow!("bad UID set {set}"))?;
+        for &(set, items) in requests {
+            let sequence_set = SequenceSet::try_from(set).map_err(|_| anyhow!("bad UID set {set}"))?;
             let names: Vec<MessageDataItemName<'static>> = items.iter().map(FetchItem::name).collect();
             let modifiers = changed_since
                 .and_then(NonZeroU64::new)

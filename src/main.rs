@@ -11,6 +11,7 @@ mod identity;
 mod imap;
 mod import;
 mod logger;
+mod memory;
 mod mx;
 mod oauth;
 mod pull;
@@ -250,6 +251,8 @@ struct MxArgs {
 struct StatusArgs {}
 
 fn main() -> ExitCode {
+    memory::share_malloc_arenas();
+    memory::limit_sqlite();
     logger::init();
     let args: Args = argh::from_env();
     match run(args) {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -15,10 +15,14 @@ use crate::fault;
 use crate::imap::{FetchItem, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
-/// Messages up to this size are fetched whole, many per command.
-const WHOLE_LIMIT: u64 = 512 * 1024;
+/// Messages up to this size are fetched whole, many per command. imap-next keeps its receive buffer at
+/// the size of the largest answer for the rest of the connection, so this and `SLICE` bound what each
+/// worker holds between messages.
+const WHOLE_LIMIT: u64 = 64 * 1024;
 /// Partial-fetch range for larger messages.
-const SLICE: u32 = 512 * 1024;
+const SLICE: u32 = 64 * 1024;
+/// Partial fetches in flight at once (of one message or several).
+const SLICE_PIPELINE: usize = 8;
 /// A batch of whole-message fetches: at most this many bytes and messages per command.
 const BATCH_BYTES: u64 = 1024 * 1024;
 const BATCH_COUNT: usize = 200;
@@ -345,6 +349,7 @@ async fn stage_bodies(
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
         let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
         let mut seen = 0u64;
+        let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
         let result = session
             .uid_fetch(&sets, &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
@@ -385,18 +390,13 @@ async fn stage_bodies(
         }
     }
 
-    // Large messages one at a time, in partial ranges.
-    for p in large {
-        if let Err(e) = stage_large(store, session, p, stats).await {
-            if crate::imap::is_server_bye(&e) {
-                count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
-                return Err(e.context(HUNG_UP_ON_A_MESSAGE));
-            }
-            return Err(e.context(format!("staging message UID {}", p.uid)));
-        }
-        fault::point("pull: large body staged");
+    // Larger messages in partial ranges, several slices (of one or more messages) per round trip;
+    // suspects of an earlier hang-up each alone first, so a hang-up names its message.
+    let (large_suspects, large): (Vec<&Pending>, Vec<&Pending>) = large.into_iter().partition(|p| p.fetch_failures > 0);
+    for p in large_suspects {
+        stage_large(store, session, account_id, folder_name, &[p], stats).await?;
     }
-    Ok(())
+    stage_large(store, session, account_id, folder_name, &large, stats).await
 }
 
 fn store_whole_body(store: &Store, id: i64, body: &[u8]) -> Result<()> {
@@ -406,7 +406,7 @@ fn store_whole_body(store: &Store, id: i64, body: &[u8]) -> Result<()> {
         insert.execute(params![id, seq as i64, chunk])?;
     }
     let hash = Sha256::digest(body);
-    let identity = crate::identity::of_header(&body[..body.len().min(CHUNK_SIZE)]).unwrap_or_default();
+    let identity = crate::identity::of_header(crate::identity::header_prefix(body)).unwrap_or_default();
     store.conn.execute(
         "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
         params![id, hash.as_slice(), body.len() as i64, identity],
@@ -426,64 +426,216 @@ fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats)
     Ok(())
 }
 
-async fn stage_large(store: &Store, session: &mut Session, p: &Pending, stats: &mut PullStats) -> Result<()> {
-    // A partly staged message from an interrupted pass starts over: the hash state is not kept.
-    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
-    let mut hasher = Sha256::new();
-    let mut offset: u32 = 0;
-    let mut seq: i64 = 0;
-    let mut identity = String::new();
+/// Stages messages above `WHOLE_LIMIT` in `SLICE` ranges: each round asks for up to `SLICE_PIPELINE`
+/// slices, the rest of the messages already begun first, then the next messages in UID order, so a
+/// folder of medium-sized messages does not cost a round trip each. Slices of one message are stored
+/// and hashed strictly in order; a message counts as staged only when its hash is written.
+async fn stage_large(
+    store: &Store,
+    session: &mut Session,
+    account_id: i64,
+    folder_name: &str,
+    large: &[&Pending],
+    stats: &mut PullStats,
+) -> Result<()> {
+    let mut waiting = large.iter();
+    let mut active: Vec<Slices> = Vec::new();
     loop {
-        let mut slice: Option<Vec<u8>> = None;
-        session
-            .uid_fetch(&[p.uid.to_string()], &[FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }], None, &mut |meta| {
-                if let Some((_, body)) = meta.body {
-                    slice = Some(body);
-                }
+        // Plan the round: (index in `active`, offset) for each slice asked for.
+        let mut plan: Vec<(usize, u32)> = Vec::new();
+        let mut index = 0;
+        while plan.len() < SLICE_PIPELINE {
+            if index == active.len() {
+                let Some(p) = waiting.next() else { break };
+                // A partly staged message from an interrupted pass starts over: the hash state is not kept.
+                store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
+                active.push(Slices::new(p));
+            }
+            let m = &active[index];
+            // The slices the listed size still calls for (at least one, to see the end).
+            let left = m.size.saturating_sub(u64::from(m.offset));
+            let want = left.div_ceil(u64::from(SLICE)).max(1) as usize;
+            for i in 0..want.min(SLICE_PIPELINE - plan.len()) {
+                plan.push((index, m.offset.saturating_add((i as u32).saturating_mul(SLICE))));
+            }
+            index += 1;
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<String> = plan.iter().map(|&(i, _)| active[i].uid.to_string()).collect();
+        let items: Vec<[FetchItem; 2]> =
+            plan.iter().map(|&(_, offset)| [FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }]).collect();
+        let requests: Vec<(&str, &[FetchItem])> = uids.iter().zip(items.iter()).map(|(u, i)| (u.as_str(), &i[..])).collect();
+        let mut answered = vec![false; plan.len()];
+        for m in active.iter_mut() {
+            m.answered = false;
+            m.start = m.offset;
+            // Early slices left from a round with a short answer no longer line up.
+            m.early.clear();
+        }
+        let _turn = crate::memory::staging_turn().await;
+        store.conn.execute_batch("BEGIN")?;
+        let fetched = session
+            .uid_fetch_each(&requests, None, &mut |meta| {
+                let Some((origin, bytes)) = meta.body else { return Ok(()) };
+                // Which request this answers: the one for this UID at its origin, else (a server that
+                // leaves the origin out) the first one for this UID still unanswered.
+                let open = |&(k, &(i, _)): &(usize, &(usize, u32))| active[i].uid == meta.uid && !answered[k];
+                let slot = plan
+                    .iter()
+                    .enumerate()
+                    .find(|e| open(e) && e.1.1 == origin)
+                    .or_else(|| plan.iter().enumerate().find(|e| open(e)))
+                    .map(|(k, _)| k);
+                let Some(k) = slot else { return Ok(()) };
+                answered[k] = true;
+                let (i, offset) = plan[k];
+                let m = &mut active[i];
+                m.answered = true;
+                stats.staged_bytes += m.take(store, offset, bytes)?;
                 Ok(())
             })
-            .await?;
-        let Some(slice) = slice else {
-            if offset > 0 {
-                // Half a message and then nothing: not an expunge we can trust. Try again next pass.
-                anyhow::bail!("the source stopped sending message UID {} at byte {offset}", p.uid);
+            .await;
+        if let Err(e) = fetched {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            if crate::imap::is_server_bye(&e) {
+                // Quirk `dovecot_bye_on_fetch_failure`: every message of the round is a suspect; one
+                // asked for alone is the one.
+                let mut ids: Vec<i64> = plan.iter().map(|&(i, _)| active[i].id).collect();
+                ids.dedup();
+                count_hang_up(store, account_id, folder_name, &ids, ids.len() == 1, &crate::imap::bye_reason(&e))?;
+                return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
-            // Expunged on the source meanwhile.
-            store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
-            stats.vanished += 1;
-            return Ok(());
+            return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
+        }
+        // Finish what ended; a message that made no progress was expunged (nothing of it came) or
+        // stopped half-way (not an expunge we can trust: try again next pass).
+        let finished = finish_round(store, &mut active, &plan, stats);
+        let done = match finished {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = store.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
         };
-        if slice.is_empty() {
-            break;
-        }
-        hasher.update(&slice);
-        if offset == 0 {
-            identity = crate::identity::of_header(&slice[..slice.len().min(CHUNK_SIZE)]).unwrap_or_default();
-        }
-        let tx = store.conn.unchecked_transaction()?;
-        {
-            let mut insert = tx.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
-            for chunk in slice.chunks(CHUNK_SIZE) {
-                insert.execute(params![p.id, seq, chunk])?;
-                seq += 1;
-            }
-        }
-        tx.commit()?;
-        offset = offset.saturating_add(slice.len() as u32);
-        stats.staged_bytes += slice.len() as u64;
-        // A server may answer a partial fetch with less than asked before the end (some do); stop
-        // only at the listed size, or when an answer comes back empty.
-        if u64::from(offset) >= p.size && (slice.len() as u32) < SLICE {
-            break;
+        store.conn.execute_batch("COMMIT")?;
+        for i in done.into_iter().rev() {
+            active.remove(i);
+            fault::point("pull: large body staged");
         }
     }
-    let hash = hasher.finalize();
-    store.conn.execute(
-        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
-        params![p.id, hash.as_slice(), offset as i64, identity],
-    )?;
-    stats.staged += 1;
-    Ok(())
+}
+
+/// Writes the hash of each message whose end was seen and drops the ones that vanished; returns their
+/// indices in `active`, in order. Fails for a message that stopped half-way.
+fn finish_round(store: &Store, active: &mut [Slices], plan: &[(usize, u32)], stats: &mut PullStats) -> Result<Vec<usize>> {
+    let mut done = Vec::new();
+    for (i, m) in active.iter_mut().enumerate() {
+        if m.ended {
+            let hash = std::mem::replace(&mut m.hasher, Sha256::new()).finalize();
+            store.conn.execute(
+                "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
+                params![m.id, hash.as_slice(), m.offset as i64, m.identity],
+            )?;
+            stats.staged += 1;
+            done.push(i);
+        } else if m.offset == m.start && plan.iter().any(|&(j, _)| j == i) {
+            if m.answered || m.start > 0 {
+                anyhow::bail!("staging message UID {}: the source stopped sending it at byte {}", m.uid, m.start);
+            }
+            store.conn.execute("DELETE FROM message WHERE id = ?1", [m.id])?;
+            stats.vanished += 1;
+            done.push(i);
+        }
+        // A short answer before the listed end leaves the later slices of that message misaligned:
+        // they were dropped, and the next round asks again from where its bytes really end.
+    }
+    Ok(done)
+}
+
+/// One large message being staged slice by slice, in order.
+struct Slices {
+    id: i64,
+    uid: u32,
+    size: u64,
+    hasher: Sha256,
+    offset: u32,
+    seq: i64,
+    /// The end was seen: an empty slice, or a short one at or past the listed size.
+    ended: bool,
+    /// Where this round started, and whether anything came for it.
+    start: u32,
+    answered: bool,
+    /// Slices that arrived before the one at the current offset (a server answering pipelined
+    /// commands out of order); with in-order answers this stays empty.
+    early: BTreeMap<u32, Vec<u8>>,
+    /// The message's identity, from its first slice (see `identity`).
+    identity: String,
+}
+
+impl Slices {
+    fn new(p: &Pending) -> Slices {
+        Slices {
+            id: p.id,
+            uid: p.uid,
+            size: p.size,
+            hasher: Sha256::new(),
+            offset: 0,
+            seq: 0,
+            ended: false,
+            start: 0,
+            answered: false,
+            early: BTreeMap::new(),
+            identity: String::new(),
+        }
+    }
+
+    /// Takes the slice that starts at `offset`: stored and hashed if it is the next one, kept if it
+    /// is early, dropped if it no longer lines up. Returns the bytes stored.
+    fn take(&mut self, store: &Store, offset: u32, slice: Vec<u8>) -> Result<u64> {
+        if self.ended || offset < self.offset {
+            return Ok(0);
+        }
+        if offset > self.offset {
+            self.early.insert(offset, slice);
+            return Ok(0);
+        }
+        let mut stored = self.store_next(store, &slice)?;
+        while let Some(next) = self.early.remove(&self.offset) {
+            stored += self.store_next(store, &next)?;
+        }
+        if self.ended {
+            self.early.clear();
+        }
+        Ok(stored)
+    }
+
+    fn store_next(&mut self, store: &Store, slice: &[u8]) -> Result<u64> {
+        if self.ended {
+            return Ok(0);
+        }
+        if slice.is_empty() {
+            self.ended = true;
+            return Ok(0);
+        }
+        if self.offset == 0 {
+            self.identity = crate::identity::of_header(crate::identity::header_prefix(slice)).unwrap_or_default();
+        }
+        self.hasher.update(slice);
+        let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
+        for chunk in slice.chunks(CHUNK_SIZE) {
+            insert.execute(params![self.id, self.seq, chunk])?;
+            self.seq += 1;
+        }
+        self.offset = self.offset.saturating_add(slice.len() as u32);
+        // A server may answer a partial fetch with less than asked before the end (some do); stop
+        // only at the listed size, or when an answer comes back empty.
+        if u64::from(self.offset) >= self.size && (slice.len() as u32) < SLICE {
+            self.ended = true;
+        }
+        Ok(slice.len() as u64)
+    }
 }
 
 /// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose bytes

@@ -47,8 +47,10 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 /// Slice size for staged bodies: large enough that SQLite overhead is small, small enough that
-/// memory stays flat whatever the message size.
-pub const CHUNK_SIZE: usize = 128 * 1024;
+/// memory stays flat whatever the message size. SQLite copies a bound blob twice (the value, then the
+/// record) before it reaches the page cache, and every worker writing holds those copies at once, so
+/// this is small; readers take chunks of any size, so bodies staged with another size read back.
+pub const CHUNK_SIZE: usize = 16 * 1024;
 
 pub struct Store {
     pub conn: Connection,

@@ -234,7 +234,7 @@ fn fifty_megabyte_message_streams_with_flat_memory() {
     assert!(got[0].body == fixture::dovecot_served_form(&big), "the 50 MB message arrives byte for byte");
 }
 
-/// A message the old server cannot read (its maildir file made unreadable for the mail user, so a real
+/// Messages the old server cannot read (their maildir files made unreadable for the mail user, so a real
 /// Dovecot answers the FETCH with NO): the batch is fetched again one message at a time, the unreadable
 /// one is recorded as skipped with the server's words, every other message arrives, and the pass
 /// succeeds (quirk `dovecot_bye_on_fetch_failure`: Dovecot answers with `* BYE` and hangs up, so the
@@ -248,26 +248,30 @@ fn unreadable_source_message_is_skipped_with_the_servers_words_and_the_rest_arri
     }
     let source = Dovecot::start(Layout::Modern, &[("h@gammal.se", "pw1")]);
     let target = Dovecot::start(Layout::Target, &[("h@ny.se", "pw2")]);
-    let msgs = fixture::bulk("INBOX", 8, 81, 1000..3000);
-    fixture::load(&mut source.reader("h@gammal.se"), &msgs);
+    // Small messages (fetched whole, in batches) and large ones (fetched in slices); one of each broken.
+    fixture::load(&mut source.reader("h@gammal.se"), &fixture::bulk("INBOX", 8, 81, 1000..3000));
+    fixture::load(&mut source.reader("h@gammal.se"), &fixture::bulk("INBOX", 3, 82, 150_000..250_000));
     let files = common::files_under(&source.home("h@gammal.se"));
-    let broken = files
-        .iter()
+    for subject in ["Bulk 81/4", "Bulk 82/1"] {
         // Maildir files hold LF line ends.
-        .find(|f| std::fs::read(f).is_ok_and(|b| b.windows(19).any(|w| w == b"Subject: Bulk 81/4\n")))
-        .unwrap_or_else(|| panic!("message 4's file not found among {files:?}"))
-        .clone();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+        let needle = format!("Subject: {subject}\n");
+        let broken = files
+            .iter()
+            .find(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())))
+            .unwrap_or_else(|| panic!("{subject}'s file not found among {files:?}"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(broken, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    }
 
     let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("h@gammal.se", "pw1", "h@ny.se", "pw2")]);
     let out = m.run(&["sync"]);
     let text = driver::text(&out);
-    assert_eq!(out.status.code(), Some(0), "one unreadable message does not fail the pass:\n{text}");
-    assert_eq!(appended(&text), 7, "{text}");
+    assert_eq!(out.status.code(), Some(0), "unreadable messages do not fail the pass:\n{text}");
+    assert_eq!(appended(&text), 9, "{text}");
     let got: BTreeSet<String> =
         target.reader("h@ny.se").fetch_all("INBOX").iter().filter_map(|m| fixture::header_value(&m.body, "Subject")).collect();
-    let want: BTreeSet<String> = (0..8).filter(|&i| i != 4).map(|i| format!("Bulk 81/{i}")).collect();
+    let mut want: BTreeSet<String> = (0..8).filter(|&i| i != 4).map(|i| format!("Bulk 81/{i}")).collect();
+    want.extend(["Bulk 82/0".to_string(), "Bulk 82/2".to_string()]);
     assert_eq!(got, want);
     let status = m.ok(&["status"]);
     assert!(status.contains("could not give this message") && status.contains("FETCH failed"), "the skip is shown:\n{status}");
@@ -279,8 +283,8 @@ fn unreadable_source_message_is_skipped_with_the_servers_words_and_the_rest_arri
 /// Quirks `no_appenduid` and `bare_lf_lines`, against a real Dovecot target behind the tests' quirk
 /// proxy (a stand-in only for answers Dovecot cannot be made to give): the target announces no UIDPLUS
 /// and gives no APPENDUID, and ends its lines with a bare LF. The first pass copies everything once
-/// (its rows matched by content, since no UIDs came back), the second appends nothing, and new mail and
-/// a flag change still move on the third.
+/// (its rows matched by content, since no UIDs came back), the second appends nothing, and new mail
+/// still moves on the third.
 #[test]
 fn target_without_uidplus_and_with_bare_lf_lines_gets_everything_once() {
     use common::quirk_proxy::{QuirkProxy, Quirks};
