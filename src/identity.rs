@@ -17,6 +17,13 @@ use crate::store::Store;
 /// `BODY.PEEK[HEADER.FIELDS (...)]`.
 pub const HEADER_FIELDS: &[&str] = &["MESSAGE-ID", "DATE", "FROM", "SUBJECT"];
 
+/// Whether staged messages need their identity: only a target that re-renders what it is given
+/// (Microsoft 365) is searched by it, so other migrations skip the header parse. Rows staged without
+/// one get it from `fill_staged` if the target kind changes later.
+pub fn wanted(store: &Store) -> Result<bool> {
+    Ok(store.target_kind()? == crate::store::TargetKind::Microsoft365)
+}
+
 /// How much of a message's start the identity is read from, however the bytes were staged: enough for
 /// any real header section (long Received chains included), and the same for every caller, so a key
 /// made at pull equals one made later from the staged chunks.

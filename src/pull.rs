@@ -264,6 +264,7 @@ async fn stage_one_by_one(
     group: &[Vec<&Pending>],
     stats: &mut PullStats,
 ) -> Result<()> {
+    let with_identity = crate::identity::wanted(store)?;
     for p in group.iter().flatten() {
         let mut body: Option<Vec<u8>> = None;
         let fetched = session
@@ -276,7 +277,7 @@ async fn stage_one_by_one(
             .await;
         match (fetched, body) {
             (Ok(()), Some(body)) => {
-                store_whole_body(store, p.id, &body)?;
+                store_whole_body(store, p.id, &body, with_identity)?;
                 stats.staged += 1;
                 stats.staged_bytes += body.len() as u64;
             }
@@ -307,6 +308,7 @@ async fn stage_bodies(
     uidvalidity: u32,
     stats: &mut PullStats,
 ) -> Result<()> {
+    let with_identity = crate::identity::wanted(store)?;
     let pending: Vec<Pending> = {
         let mut stmt = store.conn.prepare(
             "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
@@ -355,7 +357,7 @@ async fn stage_bodies(
             .uid_fetch(&sets, &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
                 let Some(&id) = ids.get(&meta.uid) else { return Ok(()) };
                 let Some((_, body)) = meta.body else { return Ok(()) };
-                store_whole_body(store, id, &body)?;
+                store_whole_body(store, id, &body, with_identity)?;
                 seen += 1;
                 stats.staged += 1;
                 stats.staged_bytes += body.len() as u64;
@@ -399,14 +401,15 @@ async fn stage_bodies(
     stage_large(store, session, account_id, folder_name, &large, stats).await
 }
 
-fn store_whole_body(store: &Store, id: i64, body: &[u8]) -> Result<()> {
+fn store_whole_body(store: &Store, id: i64, body: &[u8], with_identity: bool) -> Result<()> {
     store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
     let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
     for (seq, chunk) in body.chunks(CHUNK_SIZE).enumerate() {
         insert.execute(params![id, seq as i64, chunk])?;
     }
     let hash = Sha256::digest(body);
-    let identity = crate::identity::of_header(crate::identity::header_prefix(body)).unwrap_or_default();
+    // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
+    let identity = with_identity.then(|| crate::identity::of_header(crate::identity::header_prefix(body)).unwrap_or_default());
     store.conn.execute(
         "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
         params![id, hash.as_slice(), body.len() as i64, identity],
@@ -438,6 +441,7 @@ async fn stage_large(
     large: &[&Pending],
     stats: &mut PullStats,
 ) -> Result<()> {
+    let with_identity = crate::identity::wanted(store)?;
     let mut waiting = large.iter();
     let mut active: Vec<Slices> = Vec::new();
     loop {
@@ -449,7 +453,7 @@ async fn stage_large(
                 let Some(p) = waiting.next() else { break };
                 // A partly staged message from an interrupted pass starts over: the hash state is not kept.
                 store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
-                active.push(Slices::new(p));
+                active.push(Slices::new(p, with_identity));
             }
             let m = &active[index];
             // The slices the listed size still calls for (at least one, to see the end).
@@ -570,12 +574,13 @@ struct Slices {
     /// Slices that arrived before the one at the current offset (a server answering pipelined
     /// commands out of order); with in-order answers this stays empty.
     early: BTreeMap<u32, Vec<u8>>,
-    /// The message's identity, from its first slice (see `identity`).
-    identity: String,
+    /// The message's identity, from its first slice, when the target needs it (see `identity`).
+    with_identity: bool,
+    identity: Option<String>,
 }
 
 impl Slices {
-    fn new(p: &Pending) -> Slices {
+    fn new(p: &Pending, with_identity: bool) -> Slices {
         Slices {
             id: p.id,
             uid: p.uid,
@@ -587,7 +592,8 @@ impl Slices {
             start: 0,
             answered: false,
             early: BTreeMap::new(),
-            identity: String::new(),
+            with_identity,
+            identity: None,
         }
     }
 
@@ -619,8 +625,8 @@ impl Slices {
             self.ended = true;
             return Ok(0);
         }
-        if self.offset == 0 {
-            self.identity = crate::identity::of_header(crate::identity::header_prefix(slice)).unwrap_or_default();
+        if self.offset == 0 && self.with_identity {
+            self.identity = Some(crate::identity::of_header(crate::identity::header_prefix(slice)).unwrap_or_default());
         }
         self.hasher.update(slice);
         let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
