@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 
 use crate::check;
@@ -324,6 +325,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "messages": messages, "bytes": bytes, "staged_messages": d.staged, "staged_bytes": d.staged_bytes,
             "pushed_messages": d.pushed, "pushed_bytes": d.pushed_bytes,
             "throughput_bytes_per_second": d.throughput, "eta_seconds": eta,
+            "throttled_last_pass": d.throttled_last_pass,
             "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
             "skipped": d.skipped,
         }));
@@ -424,6 +426,8 @@ struct AccountDetail {
     pushed: i64,
     pushed_bytes: i64,
     throughput: f64,
+    /// Times the servers asked the account's last finished pass to slow down (waited, not failures).
+    throttled_last_pass: i64,
     last_pass_at: Option<i64>,
     last_error: Option<String>,
     last_new_mail_at: Option<i64>,
@@ -456,6 +460,7 @@ fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
             pushed: r.get(12)?,
             pushed_bytes: r.get(13)?,
             throughput: 0.0,
+            throttled_last_pass: 0,
             skipped: Vec::new(),
         })
     })?;
@@ -472,6 +477,15 @@ fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
             )
             .map(|(b, s)| b as f64 / s.max(1) as f64)
             .unwrap_or(0.0);
+        d.throttled_last_pass = store
+            .conn
+            .query_row(
+                "SELECT throttled FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [d.id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
         let mut stmt = store.conn.prepare_cached(
             "SELECT coalesce(folder, ''), reason, server_says, at FROM skip WHERE account_id = ?1 ORDER BY id DESC LIMIT 200",
         )?;
@@ -649,6 +663,13 @@ mod tests {
         // ...until something that changes accounts says so.
         app.forget_status();
         assert_eq!(account_count(&app), 2);
+        // A pass the servers throttled shows as such (information, not an error).
+        let id: i64 = store.conn.query_row("SELECT id FROM account WHERE source_login = 'a@x.se'", [], |r| r.get(0)).unwrap();
+        store.conn.execute("INSERT INTO pass (account_id, started_at, finished_at, throttled) VALUES (?1, 1, 2, 3)", [id]).unwrap();
+        app.forget_status();
+        let s = status(&app).unwrap();
+        let a = s["accounts"].as_array().unwrap().iter().find(|a| a["login"] == "a@x.se").unwrap().clone();
+        assert_eq!(a["throttled_last_pass"], 3, "{a}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -528,16 +528,20 @@ fn run(args: Args) -> Result<ExitCode> {
                 "SELECT a.source_login, a.target_login, a.state, coalesce(a.last_error, ''),
                    (SELECT count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id),
                    (SELECT count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id AND m.push_state = 'pushed'),
-                   (SELECT coalesce(sum(m.size), 0) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id)
+                   (SELECT coalesce(sum(m.size), 0) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id),
+                   coalesce((SELECT p.throttled FROM pass p WHERE p.account_id = a.id AND p.finished_at IS NOT NULL ORDER BY p.id DESC LIMIT 1), 0)
                  FROM account a ORDER BY a.source_login",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?))
+                    r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?, r.get::<_, i64>(7)?))
             })?;
             for row in rows {
-                let (source, target, state, error, total, pushed, bytes) = row?;
+                let (source, target, state, error, total, pushed, bytes, throttled) = row?;
                 println!("{source} -> {target}: {state}, {pushed}/{total} messages on the target, {} staged", sync::human_bytes(bytes as u64));
+                if throttled > 0 {
+                    println!("    the servers asked the last pass to slow down {throttled} times (waited as asked; not an error)");
+                }
                 if !error.is_empty() {
                     println!("    last error: {error}");
                 }

@@ -36,11 +36,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX message_target ON message (target_folder_id, target_uidvalidity, target_uid);",
     // 4: a message's identity (Message-ID, or Date/From/Subject) for targets that re-render what we
     // append (Exchange Online), where size and SHA-256 cannot find our copy again. Filled in lazily.
-    // Also: how often the source hung up instead of sending this message (quirk
+    // Also: how often a pass was asked to slow down (quirk `exchange_throttled`), for the status; and how
+    // often the source hung up instead of sending this message (quirk
     // `dovecot_bye_on_fetch_failure`), so an unreadable message is found and skipped, not retried forever.
     "ALTER TABLE message ADD COLUMN identity TEXT;
      CREATE INDEX message_identity ON message (folder_id, identity);
-     ALTER TABLE message ADD COLUMN fetch_failures INTEGER NOT NULL DEFAULT 0;",
+     ALTER TABLE message ADD COLUMN fetch_failures INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE pass ADD COLUMN throttled INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this build knows.

@@ -286,7 +286,7 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
     if let Some(id) = pass_id {
         let _ = store.conn.execute(
             "UPDATE pass SET finished_at = ?2, staged = ?3, staged_bytes = ?4, appended = ?5, matched = ?6, flag_updates = ?7,
-               refused = ?8, error = ?9 WHERE id = ?1",
+               refused = ?8, error = ?9, throttled = ?10 WHERE id = ?1",
             params![
                 id,
                 now(),
@@ -296,7 +296,8 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
                 report.push.matched as i64,
                 report.push.flag_updates as i64,
                 report.push.refused as i64,
-                report.error
+                report.error,
+                report.throttled as i64
             ],
         );
     }

@@ -427,6 +427,8 @@ fn throttled_appends_are_waited_out_not_failed() {
     fixture::assert_same_mail(&src, &snapshot(&w.target, "eva@ny.se"), &map);
     assert_waited(throttled, plain, 900);
     assert!(out.to_ascii_lowercase().contains("throttl"), "the throttling is not shown:\n{out}");
+    let status = w.ok(&["status"]);
+    assert!(status.contains("slow down 3 times"), "the status shows the throttling:\n{status}");
     w.assert_nothing_leaked(&[SECRET]);
 }
 

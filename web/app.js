@@ -149,6 +149,7 @@ const DICT = {
     "acc.not_measured": "not measured yet",
     "acc.empty": "empty mailbox",
     "acc.problem": "Problem",
+    "acc.throttled": "The server asked the last pass to slow down {n} times; postflytt waited as asked (not an error).",
     "acc.error": "Last error",
     "acc.skipped": "{n} skipped items",
     "acc.skipped_one": "1 skipped item",
@@ -418,6 +419,7 @@ const DICT = {
     "acc.not_measured": "inte mätt än",
     "acc.empty": "tom brevlåda",
     "acc.problem": "Problem",
+    "acc.throttled": "Servern bad senaste omgången vänta {n} gånger; postflytt väntade som den ombads (inget fel).",
     "acc.error": "Senaste fel",
     "acc.skipped": "{n} överhoppade",
     "acc.skipped_one": "1 överhoppad",
@@ -1315,13 +1317,15 @@ function updateRow(r, a) {
 
   // Details: the problem from the check, the last error, and what was skipped.
   const skipped = Array.isArray(a.skipped) ? a.skipped : [];
-  const key = JSON.stringify([a.problem, a.last_error, skipped, S.lang]);
+  const key = JSON.stringify([a.problem, a.last_error, a.throttled_last_pass, skipped, S.lang]);
   if (r.last.detail !== key) {
     r.last.detail = key;
     const wasOpen = S.openSkipped.has(accountKey(a));
     clear(r.detail);
     if (a.problem) r.detail.append(el("p", { class: "note note-warn" }, [el("strong", { text: t("acc.problem") + ": " }), String(a.problem)]));
     if (a.last_error) r.detail.append(el("p", { class: "note note-err" }, [el("strong", { text: t("acc.error") + ": " }), String(a.last_error)]));
+    // Throttling is the server's doing and was waited out: information, not an error.
+    if (num(a.throttled_last_pass) > 0) r.detail.append(el("p", { class: "note" }, [t("acc.throttled", { n: fmtInt(a.throttled_last_pass) })]));
     if (skipped.length) {
       const det = el("details", { class: "skipped" });
       det.open = wasOpen;
