@@ -126,6 +126,9 @@ pub struct MessageMeta {
     pub modseq: Option<u64>,
     /// A body or partial body, with the octet offset it starts at.
     pub body: Option<(u32, Vec<u8>)>,
+    /// The body came as NIL: the server has the message but will not give its content (then `body` is
+    /// None; an empty body is `Some` with no bytes).
+    pub body_nil: bool,
     /// A header section (for Message-ID look-ups).
     pub header: Option<Vec<u8>>,
 }
@@ -1190,16 +1193,17 @@ fn meta_of(items: Vec<MessageDataItem<'static>>) -> MessageMeta {
             }
             MessageDataItem::InternalDate(date) => meta.internal_date = Some(format_date(&date)),
             MessageDataItem::ModSeq(m) => meta.modseq = Some(m.get()),
-            MessageDataItem::BodyExt { section: None, origin, data } => {
-                let bytes = data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default();
-                meta.body = Some((origin.unwrap_or(0), bytes));
-            }
+            MessageDataItem::BodyExt { section: None, origin, data } => match data.0 {
+                Some(b) => meta.body = Some((origin.unwrap_or(0), b.into_inner().into_owned())),
+                None => meta.body_nil = true,
+            },
             MessageDataItem::BodyExt { section: Some(_), data, .. } => {
                 meta.header = Some(data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default());
             }
-            MessageDataItem::Rfc822(data) => {
-                meta.body = Some((0, data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default()));
-            }
+            MessageDataItem::Rfc822(data) => match data.0 {
+                Some(b) => meta.body = Some((0, b.into_inner().into_owned())),
+                None => meta.body_nil = true,
+            },
             _ => {}
         }
     }

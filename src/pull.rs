@@ -167,7 +167,7 @@ pub async fn pull_folder(
         }
         last_uid = highest;
         store.conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])?;
-        store.conn.execute_batch("COMMIT")?;
+        commit(store)?;
         // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
         // first pass finds everything, which says nothing about whether the mailbox is still in use.
         if new_count > 0 && known_folder {
@@ -236,6 +236,37 @@ pub const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sendin
 
 /// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
 /// the limit is skipped with `server_says`.
+/// Whether the source hung up because it could not read a message (quirk
+/// `dovecot_bye_on_fetch_failure`: "* BYE FETCH failed: Internal error occurred"), not for a reason of
+/// its own (shutting down, a session limit), which says nothing about any message.
+fn hung_up_on_a_message(e: &anyhow::Error) -> bool {
+    let reason = crate::imap::bye_reason(e).to_ascii_lowercase();
+    crate::imap::is_server_bye(e) && (reason.contains("fetch failed") || reason.contains("internal error"))
+}
+
+/// COMMIT, or ROLLBACK when the commit itself fails, so the connection is never left inside a
+/// transaction that every later BEGIN would trip over.
+fn commit(store: &Store) -> Result<()> {
+    if let Err(e) = store.conn.execute_batch("COMMIT") {
+        let _ = store.conn.execute_batch("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// A message the source will not give: recorded as skipped with the server's words, so the folder
+/// goes on without it and the operator sees it in the status and the report.
+fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
+    store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
+    store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
+}
+
+/// How the error of a message that stopped coming half-way reads (worth another try next pass).
+const STOPPED_HALF_WAY: &str = "the source stopped sending it at byte";
+
+/// What a NIL body is recorded as.
+const NIL_BODY: &str = "the server answered NIL for the message's content";
+
 fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
     for &id in ids {
         let failures: Option<i64> = store
@@ -247,8 +278,7 @@ fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64],
             )
             .optional()?;
         if alone && failures.is_some_and(|f| f >= FETCH_FAILURES_BEFORE_SKIP) {
-            store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
-            store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))?;
+            refuse(store, account_id, folder_name, id, server_says)?;
         }
     }
     Ok(())
@@ -267,15 +297,18 @@ async fn stage_one_by_one(
     let with_identity = crate::identity::wanted(store)?;
     for p in group.iter().flatten() {
         let mut body: Option<Vec<u8>> = None;
+        let mut nil = false;
         let fetched = session
             .uid_fetch(&[p.uid.to_string()], &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
                 if meta.uid == p.uid {
+                    nil |= meta.body_nil;
                     body = meta.body.map(|(_, b)| b);
                 }
                 Ok(())
             })
             .await;
         match (fetched, body) {
+            (Ok(()), None) if nil => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
             (Ok(()), Some(body)) => {
                 store_whole_body(store, p.id, &body, with_identity)?;
                 stats.staged += 1;
@@ -285,15 +318,12 @@ async fn stage_one_by_one(
                 store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
                 stats.vanished += 1;
             }
-            (Err(e), _) if crate::imap::is_server_bye(&e) => {
+            (Err(e), _) if hung_up_on_a_message(&e) => {
                 count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             (Err(e), _) if crate::sync::is_connection_loss(&e) => return Err(e),
-            (Err(e), _) => {
-                store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [p.id])?;
-                store.record_skip(account_id, Some(p.id), folder_name, "the old server could not give this message", Some(&format!("{e:#}")))?;
-            }
+            (Err(e), _) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
         }
     }
     Ok(())
@@ -351,11 +381,16 @@ async fn stage_bodies(
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
         let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
         let mut seen = 0u64;
+        let mut nil: Vec<i64> = Vec::new();
         let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
         let result = session
             .uid_fetch(&sets, &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
                 let Some(&id) = ids.get(&meta.uid) else { return Ok(()) };
+                if meta.body_nil {
+                    nil.push(id);
+                    return Ok(());
+                }
                 let Some((_, body)) = meta.body else { return Ok(()) };
                 store_whole_body(store, id, &body, with_identity)?;
                 seen += 1;
@@ -365,10 +400,15 @@ async fn stage_bodies(
             })
             .await;
         match result {
-            Ok(()) => store.conn.execute_batch("COMMIT")?,
-            Err(e) if crate::imap::is_server_bye(&e) => {
+            Ok(()) => {
+                commit(store)?;
+                for &id in &nil {
+                    refuse(store, account_id, folder_name, id, NIL_BODY)?;
+                }
+            }
+            Err(e) if hung_up_on_a_message(&e) => {
                 // What arrived is whole (each body is stored complete in the callback): keep it.
-                store.conn.execute_batch("COMMIT")?;
+                commit(store)?;
                 let missing: Vec<i64> = ids.values().copied().collect();
                 count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
@@ -396,9 +436,34 @@ async fn stage_bodies(
     // suspects of an earlier hang-up each alone first, so a hang-up names its message.
     let (large_suspects, large): (Vec<&Pending>, Vec<&Pending>) = large.into_iter().partition(|p| p.fetch_failures > 0);
     for p in large_suspects {
-        stage_large(store, session, account_id, folder_name, &[p], stats).await?;
+        stage_large(store, session, account_id, folder_name, &[p], true, stats).await?;
     }
-    stage_large(store, session, account_id, folder_name, &large, stats).await
+    match stage_large(store, session, account_id, folder_name, &large, false, stats).await {
+        Err(e) if !crate::sync::is_connection_loss(&e) => {
+            // The source refused a round (a tagged NO): each message not yet staged alone, so the one
+            // it will not give is found and skipped with its words, and the others still come.
+            log::warn!("{}: {e:#}; staging those messages one at a time", session.label());
+            for p in large {
+                let unstaged: bool = store
+                    .conn
+                    .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [p.id], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(false);
+                if !unstaged {
+                    continue;
+                }
+                match stage_large(store, session, account_id, folder_name, &[p], true, stats).await {
+                    Err(e) if crate::sync::is_connection_loss(&e) => return Err(e),
+                    // Stopping half-way may pass; a message the server refuses is skipped.
+                    Err(e) if format!("{e:#}").contains(STOPPED_HALF_WAY) => log::warn!("{}: {e:#}", session.label()),
+                    Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
+                    Ok(()) => {}
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn store_whole_body(store: &Store, id: i64, body: &[u8], with_identity: bool) -> Result<()> {
@@ -420,8 +485,13 @@ fn store_whole_body(store: &Store, id: i64, body: &[u8], with_identity: bool) ->
 /// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
 fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats) -> Result<()> {
     for id in ids.values() {
-        let staged: Option<Vec<u8>> = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten();
-        if staged.is_none() {
+        // A row refused meanwhile (a NIL body) is known to be there, not gone.
+        let gone: bool = store
+            .conn
+            .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false);
+        if gone {
             store.conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
             stats.vanished += 1;
         }
@@ -439,6 +509,7 @@ async fn stage_large(
     account_id: i64,
     folder_name: &str,
     large: &[&Pending],
+    alone: bool,
     stats: &mut PullStats,
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
@@ -482,7 +553,14 @@ async fn stage_large(
         store.conn.execute_batch("BEGIN")?;
         let fetched = session
             .uid_fetch_each(&requests, None, &mut |meta| {
-                let Some((origin, bytes)) = meta.body else { return Ok(()) };
+                let Some((origin, bytes)) = meta.body else {
+                    if meta.body_nil
+                        && let Some(m) = active.iter_mut().find(|m| m.uid == meta.uid)
+                    {
+                        m.nil = true;
+                    }
+                    return Ok(());
+                };
                 // Which request this answers: the one for this UID at its origin, else (a server that
                 // leaves the origin out) the first one for this UID still unanswered.
                 let open = |&(k, &(i, _)): &(usize, &(usize, u32))| active[i].uid == meta.uid && !answered[k];
@@ -503,19 +581,19 @@ async fn stage_large(
             .await;
         if let Err(e) = fetched {
             let _ = store.conn.execute_batch("ROLLBACK");
-            if crate::imap::is_server_bye(&e) {
+            if hung_up_on_a_message(&e) {
                 // Quirk `dovecot_bye_on_fetch_failure`: every message of the round is a suspect; one
-                // asked for alone is the one.
+                // staged alone (`alone`: it was a suspect already) is the one.
                 let mut ids: Vec<i64> = plan.iter().map(|&(i, _)| active[i].id).collect();
                 ids.dedup();
-                count_hang_up(store, account_id, folder_name, &ids, ids.len() == 1, &crate::imap::bye_reason(&e))?;
+                count_hang_up(store, account_id, folder_name, &ids, alone, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
         }
         // Finish what ended; a message that made no progress was expunged (nothing of it came) or
         // stopped half-way (not an expunge we can trust: try again next pass).
-        let finished = finish_round(store, &mut active, &plan, stats);
+        let finished = finish_round(store, account_id, folder_name, &mut active, &plan, stats);
         let done = match finished {
             Ok(done) => done,
             Err(e) => {
@@ -523,7 +601,7 @@ async fn stage_large(
                 return Err(e);
             }
         };
-        store.conn.execute_batch("COMMIT")?;
+        commit(store)?;
         for i in done.into_iter().rev() {
             active.remove(i);
             fault::point("pull: large body staged");
@@ -533,9 +611,27 @@ async fn stage_large(
 
 /// Writes the hash of each message whose end was seen and drops the ones that vanished; returns their
 /// indices in `active`, in order. Fails for a message that stopped half-way.
-fn finish_round(store: &Store, active: &mut [Slices], plan: &[(usize, u32)], stats: &mut PullStats) -> Result<Vec<usize>> {
+fn finish_round(
+    store: &Store,
+    account_id: i64,
+    folder_name: &str,
+    active: &mut [Slices],
+    plan: &[(usize, u32)],
+    stats: &mut PullStats,
+) -> Result<Vec<usize>> {
     let mut done = Vec::new();
     for (i, m) in active.iter_mut().enumerate() {
+        let asked = plan.iter().any(|&(j, _)| j == i);
+        if m.nil {
+            refuse(store, account_id, folder_name, m.id, NIL_BODY)?;
+            done.push(i);
+            continue;
+        }
+        // All the listed bytes came in full slices and the ask past them got no answer at all (some
+        // servers send nothing for a range that starts at the end): that is the end too.
+        if !m.ended && asked && !m.answered && m.start > 0 && u64::from(m.start) >= m.size {
+            m.ended = true;
+        }
         if m.ended {
             let hash = std::mem::replace(&mut m.hasher, Sha256::new()).finalize();
             store.conn.execute(
@@ -544,9 +640,9 @@ fn finish_round(store: &Store, active: &mut [Slices], plan: &[(usize, u32)], sta
             )?;
             stats.staged += 1;
             done.push(i);
-        } else if m.offset == m.start && plan.iter().any(|&(j, _)| j == i) {
+        } else if m.offset == m.start && asked {
             if m.answered || m.start > 0 {
-                anyhow::bail!("staging message UID {}: the source stopped sending it at byte {}", m.uid, m.start);
+                anyhow::bail!("staging message UID {}: {STOPPED_HALF_WAY} {}", m.uid, m.start);
             }
             store.conn.execute("DELETE FROM message WHERE id = ?1", [m.id])?;
             stats.vanished += 1;
@@ -574,6 +670,8 @@ struct Slices {
     /// Slices that arrived before the one at the current offset (a server answering pipelined
     /// commands out of order); with in-order answers this stays empty.
     early: BTreeMap<u32, Vec<u8>>,
+    /// The source answered NIL for it: it will not give the content.
+    nil: bool,
     /// The message's identity, from its first slice, when the target needs it (see `identity`).
     with_identity: bool,
     identity: Option<String>,
@@ -592,6 +690,7 @@ impl Slices {
             start: 0,
             answered: false,
             early: BTreeMap::new(),
+            nil: false,
             with_identity,
             identity: None,
         }

@@ -291,7 +291,7 @@ fn target_without_uidplus_and_with_bare_lf_lines_gets_everything_once() {
     let source = Dovecot::start(Layout::OldHost, &[("k@gammal.se", "pw1")]);
     let target = Dovecot::start(Layout::Target, &[("k@ny.se", "pw2")]);
     fixture::load_hard_cases(&mut source.reader("k@gammal.se"), Layout::OldHost);
-    let proxy = QuirkProxy::start(target.port(), Quirks { no_uidplus: true, bare_lf: true });
+    let proxy = QuirkProxy::start(target.port(), Quirks { no_uidplus: true, bare_lf: true, nil_when: None });
     let m = driver::Migration::with_ports(&source, Via::Plain, None, &target, Via::Plain, Some(proxy.port()), &[("k@gammal.se", "pw1", "k@ny.se", "pw2")]);
 
     let out = m.sync();
@@ -314,4 +314,38 @@ fn target_without_uidplus_and_with_bare_lf_lines_gets_everything_once() {
     let out = m.sync();
     assert_eq!(appended(&out), 3, "{out}");
     fixture::assert_same_mail(&snapshot(&source, "k@gammal.se"), &snapshot(&target, "k@ny.se"), &map);
+}
+
+/// A source that answers NIL for a message's content (the tests' quirk proxy in front of a real
+/// Dovecot, since Dovecot never does): a small message (fetched whole, in a batch) and a large one
+/// (fetched in slices) are each recorded as skipped with the reason, not taken for expunged and not
+/// staged empty; every other message arrives, and a second pass is clean.
+#[test]
+fn nil_message_content_is_skipped_with_the_reason_not_staged_empty() {
+    use common::quirk_proxy::{QuirkProxy, Quirks};
+    let source = Dovecot::start(Layout::Modern, &[("n@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("n@ny.se", "pw2")]);
+    let mut sr = source.reader("n@gammal.se");
+    fixture::load(&mut sr, &fixture::bulk("INBOX", 5, 93, 1000..3000));
+    fixture::load(&mut sr, &fixture::bulk("INBOX", 2, 94, 150_000..200_000));
+    for (id, size) in [("nil-small", 2000), ("nil-large", 180_000)] {
+        let mut msg = format!("From: a@gammal.se\r\nSubject: {id}\r\nMessage-ID: <{id}@gammal.se>\r\nX-Test-Nil: yes\r\n\r\n").into_bytes();
+        while msg.len() < size {
+            msg.extend_from_slice(b"Rad med text som fyller ut meddelandet.\r\n");
+        }
+        sr.append("INBOX", &[], None, &msg);
+    }
+    drop(sr);
+    let proxy = QuirkProxy::start(source.port(), Quirks { nil_when: Some(b"X-Test-Nil: yes"), ..Quirks::default() });
+    let m = driver::Migration::with_ports(&source, Via::Plain, Some(proxy.port()), &target, Via::Plain, None, &[("n@gammal.se", "pw1", "n@ny.se", "pw2")]);
+    let out = m.sync();
+    assert_eq!(appended(&out), 7, "{out}");
+    let subjects: BTreeSet<String> =
+        target.reader("n@ny.se").fetch_all("INBOX").iter().filter_map(|m| fixture::header_value(&m.body, "Subject")).collect();
+    assert!(!subjects.iter().any(|s| s.starts_with("nil-")), "{subjects:?}");
+    assert_eq!(subjects.len(), 7, "{subjects:?}");
+    let status = m.ok(&["status"]);
+    assert_eq!(status.matches("answered NIL").count(), 2, "both are shown as skipped with the reason:\n{status}");
+    let again = m.sync();
+    assert_eq!(appended(&again), 0, "{again}");
 }

@@ -6,7 +6,9 @@
 //!   `UIDPLUS` from capability lists and the `[APPENDUID ...]` code from tagged OKs, so the client never
 //!   learns the UIDs of what it appended;
 //! - `bare_lf` (quirk `bare_lf_lines`, old Courier and some appliances): ends every protocol line with a
-//!   bare LF instead of CRLF (literals, the message bytes, pass untouched).
+//!   bare LF instead of CRLF (literals, the message bytes, pass untouched);
+//! - `nil_when`: a literal holding these bytes is sent as `NIL` instead (a server that has a message
+//!   but will not give its content, as some do for damaged ones).
 //!
 //! Client commands pass byte for byte.
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub struct Quirks {
     pub no_uidplus: bool,
     pub bare_lf: bool,
+    pub nil_when: Option<&'static [u8]>,
 }
 
 pub struct QuirkProxy {
@@ -112,14 +115,30 @@ fn responses(upstream: TcpStream, mut client: TcpStream, quirks: Quirks) -> std:
         if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        client.write_all(&rewrite_line(&line, quirks))?;
-        if let Some(mut n) = literal_length(&line) {
-            while n > 0 {
-                let want = n.min(literal.len());
-                r.read_exact(&mut literal[..want])?;
-                client.write_all(&literal[..want])?;
-                n -= want;
+        match (literal_length(&line), quirks.nil_when) {
+            (Some(n), Some(marker)) => {
+                // Small test messages: the whole literal is looked at before anything is sent.
+                let mut bytes = vec![0u8; n];
+                r.read_exact(&mut bytes)?;
+                if bytes.windows(marker.len()).any(|w| w == marker) {
+                    let open = line.iter().rposition(|&b| b == b'{').unwrap_or(line.len());
+                    client.write_all(&line[..open])?;
+                    client.write_all(b"NIL")?;
+                } else {
+                    client.write_all(&rewrite_line(&line, quirks))?;
+                    client.write_all(&bytes)?;
+                }
             }
+            (Some(mut n), None) => {
+                client.write_all(&rewrite_line(&line, quirks))?;
+                while n > 0 {
+                    let want = n.min(literal.len());
+                    r.read_exact(&mut literal[..want])?;
+                    client.write_all(&literal[..want])?;
+                    n -= want;
+                }
+            }
+            (None, _) => client.write_all(&rewrite_line(&line, quirks))?,
         }
         client.flush()?;
     }
