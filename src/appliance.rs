@@ -376,8 +376,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "now": now(),
         "source": endpoint("source"),
         "target": endpoint("target"),
-        "source_kind": kind_name(store.source_kind()?),
-        "target_kind": kind_name(store.target_kind()?),
+        "source_kind": store.source_kind()?.as_str(),
+        "target_kind": store.target_kind()?.as_str(),
         "passes": {
             "running": passes_enabled, "active": pass_active, "interval_seconds": Appliance::interval(&store)?,
             "last_started_at": setting_i("passes.last_started")?, "last_finished_at": setting_i("passes.last_finished")?,
@@ -402,14 +402,6 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "staging_bytes": staging_bytes,
         "free_disk_bytes": check::free_disk(&app.dir).unwrap_or(0),
     }))
-}
-
-/// How the status names a side's kind: "imap" or "m365" (the values `setup` takes).
-fn kind_name(kind: crate::store::TargetKind) -> &'static str {
-    match kind {
-        crate::store::TargetKind::Imap => "imap",
-        crate::store::TargetKind::Microsoft365 => "m365",
-    }
 }
 
 #[derive(Clone)]

@@ -436,16 +436,11 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
     }
     for side in ["source", "target"] {
         if let Some(kind) = body.get(format!("{side}_kind")).filter(|v| !v.is_null()) {
-            let kind = match kind.as_str().map(str::to_ascii_lowercase).as_deref() {
-                Some("imap") => "imap",
-                Some("m365") => "m365",
-                _ => return Err(ApiError::new(400, format!("{side}_kind must be \"imap\" or \"m365\""))),
-            };
-            store.set_setting(&format!("{side}.kind"), kind)?;
-            if kind == "m365" && store.endpoint(side).is_err() {
-                let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
-                store.set_endpoint(side, &endpoint)?;
-            }
+            let kind = kind
+                .as_str()
+                .and_then(crate::store::TargetKind::parse)
+                .ok_or_else(|| ApiError::new(400, format!("{side}_kind must be \"imap\" or \"m365\"")))?;
+            store.set_kind(side, kind)?;
         }
         // The app registration of a Microsoft 365 side; the client secret is sealed and never returned.
         if let Some(app) = body.get(format!("{side}_m365")).filter(|v| !v.is_null()) {

@@ -85,17 +85,15 @@ pub fn keys_of_header(raw: &[u8]) -> Keys {
     Keys { message_id, headers }
 }
 
-/// Gives every fully staged row of `folder_id` in one of `states` that has no identity yet (staged
-/// before schema version 4; the pull sets it for everything staged since) its identity, read from the
-/// first `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
-pub fn fill_staged(store: &Store, folder_id: i64, states: &[&str]) -> Result<u64> {
+/// Gives every fully staged row of `folder_id` in push state `state` that has no identity yet (staged
+/// before schema version 4, or for a target that did not need it) its identity, read from the first
+/// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
+pub fn fill_staged(store: &Store, folder_id: i64, state: &str) -> Result<u64> {
     let ids: Vec<i64> = {
         let mut stmt = store.conn.prepare(
-            "SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL
-               AND push_state IN (SELECT value FROM json_each(?2))",
+            "SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2",
         )?;
-        let states = serde_json::to_string(states)?;
-        let rows = stmt.query_map(params![folder_id, states], |r| r.get(0))?;
+        let rows = stmt.query_map(params![folder_id, state], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
     let mut filled = 0;

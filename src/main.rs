@@ -303,19 +303,10 @@ fn run(args: Args) -> Result<ExitCode> {
                     println!("{side}: {}", endpoint.describe());
                 }
             }
-            for (side, kind, given_server) in
-                [("target", &setup.target_kind, setup.target.is_some()), ("source", &setup.source_kind, setup.source.is_some())]
-            {
+            for (side, kind) in [("target", &setup.target_kind), ("source", &setup.source_kind)] {
                 let Some(kind) = kind else { continue };
-                let kind = match kind.to_ascii_lowercase().as_str() {
-                    "imap" => "imap",
-                    "m365" | "microsoft365" | "office365" | "exchange" => "m365",
-                    other => bail!("--{side}-kind {other:?}: use imap or m365"),
-                };
-                store.set_setting(&format!("{side}.kind"), kind)?;
-                if kind == "m365" && !given_server && store.endpoint(side).is_err() {
-                    let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
-                    store.set_endpoint(side, &endpoint)?;
+                let kind = store::TargetKind::parse(kind).ok_or_else(|| anyhow!("--{side}-kind {kind:?}: use imap or m365"))?;
+                if let Some(endpoint) = store.set_kind(side, kind)? {
                     println!("{side}: {} (Microsoft 365)", endpoint.describe());
                 }
             }

@@ -444,12 +444,7 @@ async fn stage_bodies(
             // it will not give is found and skipped with its words, and the others still come.
             log::warn!("{}: {e:#}; staging those messages one at a time", session.label());
             for p in large {
-                let unstaged: bool = store
-                    .conn
-                    .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [p.id], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(false);
-                if !unstaged {
+                if !still_unstaged(store, p.id)? {
                     continue;
                 }
                 match stage_large(store, session, account_id, folder_name, &[p], true, stats).await {
@@ -482,16 +477,20 @@ fn store_whole_body(store: &Store, id: i64, body: &[u8], with_identity: bool) ->
     Ok(())
 }
 
+/// Whether row `id` still waits for its bytes: not staged, and not refused (a NIL body) or gone.
+fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
+    Ok(store
+        .conn
+        .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
 /// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
 fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats) -> Result<()> {
     for id in ids.values() {
         // A row refused meanwhile (a NIL body) is known to be there, not gone.
-        let gone: bool = store
-            .conn
-            .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?
-            .unwrap_or(false);
-        if gone {
+        if still_unstaged(store, *id)? {
             store.conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
             stats.vanished += 1;
         }

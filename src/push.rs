@@ -304,7 +304,7 @@ async fn match_by_identity(
     uidvalidity: u32,
     from_uid: u32,
 ) -> Result<u64> {
-    crate::identity::fill_staged(store, source_folder_id, &["appending"])?;
+    crate::identity::fill_staged(store, source_folder_id, "appending")?;
     let without_identity: i64 = store.conn.query_row(
         "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND identity = ''",
         [source_folder_id],

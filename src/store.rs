@@ -66,6 +66,25 @@ pub enum TargetKind {
     Microsoft365,
 }
 
+impl TargetKind {
+    /// The name the settings, the status and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Imap => "imap",
+            TargetKind::Microsoft365 => "m365",
+        }
+    }
+
+    /// A kind as an operator writes it (`imap`, `m365`, or another name for Microsoft 365).
+    pub fn parse(text: &str) -> Option<TargetKind> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "imap" => Some(TargetKind::Imap),
+            "m365" | "microsoft365" | "office365" | "exchange" => Some(TargetKind::Microsoft365),
+            _ => None,
+        }
+    }
+}
+
 /// One account as the workers need it.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -166,10 +185,23 @@ impl Store {
     }
 
     pub fn target_kind(&self) -> Result<TargetKind> {
-        Ok(match self.setting("target.kind")?.as_deref() {
-            Some("m365") => TargetKind::Microsoft365,
-            _ => TargetKind::Imap,
-        })
+        self.kind("target")
+    }
+
+    fn kind(&self, side: &str) -> Result<TargetKind> {
+        Ok(self.setting(&format!("{side}.kind"))?.as_deref().and_then(TargetKind::parse).unwrap_or(TargetKind::Imap))
+    }
+
+    /// Sets a side's kind. A Microsoft 365 side with no server yet gets Exchange Online's, which is
+    /// returned so the caller can say so.
+    pub fn set_kind(&self, side: &str, kind: TargetKind) -> Result<Option<Endpoint>> {
+        self.set_setting(&format!("{side}.kind"), kind.as_str())?;
+        if kind == TargetKind::Microsoft365 && self.endpoint(side).is_err() {
+            let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
+            self.set_endpoint(side, &endpoint)?;
+            return Ok(Some(endpoint));
+        }
+        Ok(None)
     }
 
     /// Stores a secret setting sealed with the key file (the setting's name is the associated data).
@@ -191,10 +223,7 @@ impl Store {
     /// How the source logs in: `Imap` with each account's password, `Microsoft365` with an app token
     /// (moving from one Microsoft 365 tenant to another host).
     pub fn source_kind(&self) -> Result<TargetKind> {
-        Ok(match self.setting("source.kind")?.as_deref() {
-            Some("m365") => TargetKind::Microsoft365,
-            _ => TargetKind::Imap,
-        })
+        self.kind("source")
     }
 
     /// The setting-name prefix and the `setup` flag prefix of a side's Microsoft 365 app. The target's
