@@ -2,13 +2,14 @@
 //!
 //! Wire encoding and parsing belong to imap-next (a sans-I/O state machine on top of imap-codec); this
 //! module owns the socket, TLS, timeouts, tags and the translation of responses into the few shapes the
-//! rest of postflytt needs. The one exception is APPEND: imap-next would need the whole message in
-//! memory, so APPEND is written to the socket by us, streaming the body from SQLite slice by slice, while
-//! imap-next still parses the server's answers.
+//! rest of postflytt needs. Message bytes are the two exceptions, because imap-next holds a whole
+//! command or answer in memory: APPEND is written to the socket by us, streaming the body from SQLite
+//! slice by slice, while imap-next still parses the server's answers; and body FETCH answers are read
+//! by us (`body_fetch`), streaming each literal from the socket into a sink.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, ToSocketAddrs};
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -33,8 +34,14 @@ use smol::net::TcpStream;
 
 use crate::secret::Secret;
 
+mod body_fetch;
+pub use body_fetch::{BodyRequest, BodySink};
+
 /// How long any single read or write may stall before the connection is given up.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes read from the socket at a time; with streamed bodies this is all a connection holds of them.
+const READ_BUF: usize = 8 * 1024;
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,11 +131,6 @@ pub struct MessageMeta {
     /// IMAP date-time text as APPEND takes it: `dd-Mon-yyyy hh:mm:ss +zzzz`.
     pub internal_date: Option<String>,
     pub modseq: Option<u64>,
-    /// A body or partial body, with the octet offset it starts at.
-    pub body: Option<(u32, Vec<u8>)>,
-    /// The body came as NIL: the server has the message but will not give its content (then `body` is
-    /// None; an empty body is `Some` with no bytes).
-    pub body_nil: bool,
     /// A header section (for Message-ID look-ups).
     pub header: Option<Vec<u8>>,
 }
@@ -189,7 +191,11 @@ pub struct Session {
     client: Client,
     next_tag: u32,
     capabilities: BTreeSet<String>,
+    /// Bytes read from the socket; `read_start..read_end` of it not yet parsed. Outside a streamed
+    /// body fetch (`body_fetch`) everything read has been handed to imap-next and the range is empty.
     read_buf: Vec<u8>,
+    read_start: usize,
+    read_end: usize,
     /// Untagged OK codes and data seen since the last command, for SELECT and APPEND.
     pending_codes: Vec<Code<'static>>,
     exists: u32,
@@ -364,7 +370,9 @@ impl Session {
             client: Client::new(client_options(false)),
             next_tag: 1,
             capabilities: BTreeSet::new(),
-            read_buf: vec![0; 8 * 1024],
+            read_buf: vec![0; READ_BUF],
+            read_start: 0,
+            read_end: 0,
             pending_codes: Vec::new(),
             exists: 0,
             label: label.to_string(),
@@ -386,7 +394,9 @@ impl Session {
                 client: Client::new(client_options(true)),
                 next_tag: 100,
                 capabilities: BTreeSet::new(),
-                read_buf: vec![0; 8 * 1024],
+                read_buf: vec![0; READ_BUF],
+                read_start: 0,
+                read_end: 0,
                 pending_codes: Vec::new(),
                 exists: 0,
                 label: label.to_string(),
@@ -421,6 +431,13 @@ impl Session {
 
     async fn handle_interrupt(&mut self, interrupt: Interrupt<imap_next::client::Error>) -> Result<()> {
         match interrupt {
+            Interrupt::Io(Io::NeedMoreInput) if self.read_start < self.read_end => {
+                // What a streamed body fetch read past its last answer belongs to imap-next now.
+                self.client.enqueue_input(&self.read_buf[self.read_start..self.read_end]);
+                self.read_start = 0;
+                self.read_end = 0;
+                Ok(())
+            }
             Interrupt::Io(Io::NeedMoreInput) => {
                 let label = self.label.clone();
                 let n = with_timeout(&format!("{label}: reading from the server"), self.stream.read(&mut self.read_buf)).await?;
@@ -463,20 +480,25 @@ impl Session {
         let mut attempt = 0;
         loop {
             let answers = self.run_many_once(bodies.clone(), on_data).await?;
-            // Quirk `exchange_throttled` (Microsoft 365 / Exchange Online): "NO ... Request is
-            // throttled. Suggested Backoff Time: N milliseconds". The commands did nothing; wait as
-            // told and send them again, a few times, before treating it as a failure.
-            let wait = answers.iter().filter_map(throttle_delay).max();
-            match wait {
-                Some(wait) if attempt < 6 => {
-                    attempt += 1;
-                    self.throttled += 1;
-                    log::warn!("{}: the server is throttling; waiting {} ms as it asks", self.label, wait.as_millis());
-                    smol::Timer::after(wait).await;
-                }
-                _ => return Ok(answers),
+            if !self.wait_if_throttled(&answers, &mut attempt).await {
+                return Ok(answers);
             }
         }
+    }
+
+    /// Quirk `exchange_throttled` (Microsoft 365 / Exchange Online): "NO ... Request is throttled.
+    /// Suggested Backoff Time: N milliseconds". The commands did nothing; waits as told and says to send
+    /// them again, a few times, before the answers count as a failure.
+    async fn wait_if_throttled(&mut self, answers: &[Answer], attempt: &mut u32) -> bool {
+        let Some(wait) = answers.iter().filter_map(throttle_delay).max() else { return false };
+        if *attempt >= 6 {
+            return false;
+        }
+        *attempt += 1;
+        self.throttled += 1;
+        log::warn!("{}: the server is throttling; waiting {} ms as it asks", self.label, wait.as_millis());
+        smol::Timer::after(wait).await;
+        true
     }
 
     async fn run_many_once(
@@ -1143,10 +1165,6 @@ pub enum FetchItem {
     InternalDate,
     Size,
     ModSeq,
-    /// BODY.PEEK[] (the whole message, not setting \Seen).
-    Body,
-    /// BODY.PEEK[]<offset.length>.
-    BodyPart { offset: u32, length: u32 },
     /// BODY.PEEK[HEADER.FIELDS (...)]: a few header fields, e.g. Subject and Date for a report.
     HeaderFields(&'static [&'static str]),
 }
@@ -1159,12 +1177,6 @@ impl FetchItem {
             FetchItem::InternalDate => MessageDataItemName::InternalDate,
             FetchItem::Size => MessageDataItemName::Rfc822Size,
             FetchItem::ModSeq => MessageDataItemName::ModSeq,
-            FetchItem::Body => MessageDataItemName::BodyExt { section: None, partial: None, peek: true },
-            FetchItem::BodyPart { offset, length } => MessageDataItemName::BodyExt {
-                section: None,
-                partial: Some((offset, NonZeroU32::new(length).unwrap_or(NonZeroU32::MIN))),
-                peek: true,
-            },
             FetchItem::HeaderFields(fields) => {
                 let names: Vec<AString<'static>> = fields.iter().filter_map(|f| AString::try_from(*f).ok()).collect();
                 let section = Vec1::try_from(names)
@@ -1193,17 +1205,9 @@ fn meta_of(items: Vec<MessageDataItem<'static>>) -> MessageMeta {
             }
             MessageDataItem::InternalDate(date) => meta.internal_date = Some(format_date(&date)),
             MessageDataItem::ModSeq(m) => meta.modseq = Some(m.get()),
-            MessageDataItem::BodyExt { section: None, origin, data } => match data.0 {
-                Some(b) => meta.body = Some((origin.unwrap_or(0), b.into_inner().into_owned())),
-                None => meta.body_nil = true,
-            },
             MessageDataItem::BodyExt { section: Some(_), data, .. } => {
                 meta.header = Some(data.0.map(|b| b.into_inner().into_owned()).unwrap_or_default());
             }
-            MessageDataItem::Rfc822(data) => match data.0 {
-                Some(b) => meta.body = Some((0, b.into_inner().into_owned())),
-                None => meta.body_nil = true,
-            },
             _ => {}
         }
     }

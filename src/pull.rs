@@ -5,19 +5,20 @@
 //! folder size. A UIDVALIDITY change re-matches already copied messages by content instead of copying
 //! them again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::fault;
-use crate::imap::{FetchItem, Session};
+use crate::imap::{BodyRequest, BodySink, FetchItem, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
-/// Messages up to this size are fetched whole, many per command. imap-next keeps its receive buffer at
-/// the size of the largest answer for the rest of the connection, so this and `SLICE` bound what each
-/// worker holds between messages.
+/// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
+/// stream into SQLite either way, so memory does not depend on these; they bound how much one round's
+/// transaction writes before its commit, and what has to be held for a server that names the UID only
+/// after the body.
 const WHOLE_LIMIT: u64 = 64 * 1024;
 /// Partial-fetch range for larger messages.
 const SLICE: u32 = 64 * 1024;
@@ -296,34 +297,21 @@ async fn stage_one_by_one(
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
     for p in group.iter().flatten() {
-        let mut body: Option<Vec<u8>> = None;
-        let mut nil = false;
-        let fetched = session
-            .uid_fetch(&[p.uid.to_string()], &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
-                if meta.uid == p.uid {
-                    nil |= meta.body_nil;
-                    body = meta.body.map(|(_, b)| b);
-                }
-                Ok(())
-            })
-            .await;
-        match (fetched, body) {
-            (Ok(()), None) if nil => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
-            (Ok(()), Some(body)) => {
-                store_whole_body(store, p.id, &body, with_identity)?;
-                stats.staged += 1;
-                stats.staged_bytes += body.len() as u64;
-            }
-            (Ok(()), None) => {
+        let ids = BTreeMap::from([(p.uid, p.id)]);
+        let (fetched, outcome) = fetch_whole(store, session, vec![p.uid.to_string()], &ids, with_identity, stats).await;
+        match fetched {
+            Ok(()) if outcome.nil.contains(&p.id) => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
+            Ok(()) if outcome.staged.contains(&p.id) => {}
+            Ok(()) => {
                 store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
                 stats.vanished += 1;
             }
-            (Err(e), _) if hung_up_on_a_message(&e) => {
+            Err(e) if hung_up_on_a_message(&e) => {
                 count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
-            (Err(e), _) if crate::sync::is_connection_loss(&e) => return Err(e),
-            (Err(e), _) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
+            Err(e) if crate::sync::is_connection_loss(&e) => return Err(e),
+            Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
         }
     }
     Ok(())
@@ -380,54 +368,29 @@ async fn stage_bodies(
     for group in batches.chunks(PIPELINE) {
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
         let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
-        let mut seen = 0u64;
-        let mut nil: Vec<i64> = Vec::new();
-        let _turn = crate::memory::staging_turn().await;
-        store.conn.execute_batch("BEGIN")?;
-        let result = session
-            .uid_fetch(&sets, &[FetchItem::Uid, FetchItem::Body], None, &mut |meta| {
-                let Some(&id) = ids.get(&meta.uid) else { return Ok(()) };
-                if meta.body_nil {
-                    nil.push(id);
-                    return Ok(());
-                }
-                let Some((_, body)) = meta.body else { return Ok(()) };
-                store_whole_body(store, id, &body, with_identity)?;
-                seen += 1;
-                stats.staged += 1;
-                stats.staged_bytes += body.len() as u64;
-                Ok(())
-            })
-            .await;
-        match result {
+        let (fetched, outcome) = fetch_whole(store, session, sets, &ids, with_identity, stats).await;
+        match fetched {
             Ok(()) => {
-                commit(store)?;
-                for &id in &nil {
+                for &id in &outcome.nil {
                     refuse(store, account_id, folder_name, id, NIL_BODY)?;
                 }
             }
             Err(e) if hung_up_on_a_message(&e) => {
-                // What arrived is whole (each body is stored complete in the callback): keep it.
-                commit(store)?;
                 let missing: Vec<i64> = ids.values().copied().collect();
                 count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
-            Err(e) if crate::sync::is_connection_loss(&e) => {
-                let _ = store.conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
+            Err(e) if crate::sync::is_connection_loss(&e) => return Err(e),
             Err(e) => {
                 // The server refused the batch (a damaged message file, a server bug). Fetch its
                 // messages one at a time so one unreadable message does not block its folder.
-                let _ = store.conn.execute_batch("ROLLBACK");
                 log::warn!("{}: {e:#}; fetching that batch one message at a time", session.label());
                 stage_one_by_one(store, session, account_id, folder_name, group, stats).await?;
                 continue;
             }
         }
         fault::point("pull: bodies staged");
-        if seen < ids.len() as u64 {
+        if outcome.staged.len() < ids.len() {
             mark_vanished(store, &ids, stats)?;
         }
     }
@@ -461,20 +424,164 @@ async fn stage_bodies(
     }
 }
 
-fn store_whole_body(store: &Store, id: i64, body: &[u8], with_identity: bool) -> Result<()> {
-    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
-    let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
-    for (seq, chunk) in body.chunks(CHUNK_SIZE).enumerate() {
-        insert.execute(params![id, seq as i64, chunk])?;
+/// Which rows of a whole-body fetch were staged and which came back NIL.
+#[derive(Default)]
+struct WholeOutcome {
+    staged: BTreeSet<i64>,
+    nil: BTreeSet<i64>,
+}
+
+/// Fetches the whole bodies of `ids` (UID to row), the UID sets `sets` pipelined, each body streamed
+/// into staging as it arrives, all in one transaction: committed when the fetch went through or the
+/// source hung up between messages (what came is whole), rolled back otherwise.
+async fn fetch_whole(
+    store: &Store,
+    session: &mut Session,
+    sets: Vec<String>,
+    ids: &BTreeMap<u32, i64>,
+    with_identity: bool,
+    stats: &mut PullStats,
+) -> (Result<()>, WholeOutcome) {
+    let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
+    let mut sink = WholeBodies { store, ids, with_identity, writing: None, outcome: WholeOutcome::default(), stats };
+    let _turn = crate::memory::staging_turn().await;
+    if let Err(e) = store.conn.execute_batch("BEGIN") {
+        return (Err(e.into()), sink.outcome);
     }
-    let hash = Sha256::digest(body);
-    // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
-    let identity = with_identity.then(|| crate::identity::of_header(crate::identity::header_prefix(body)).unwrap_or_default());
-    store.conn.execute(
-        "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
-        params![id, hash.as_slice(), body.len() as i64, identity],
-    )?;
-    Ok(())
+    let mut result = session.uid_fetch_bodies(&requests, &mut sink).await;
+    result = match result {
+        Ok(()) => commit(store),
+        Err(e) if hung_up_on_a_message(&e) => commit(store).and(Err(e)),
+        Err(e) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            sink.outcome.staged.clear();
+            Err(e)
+        }
+    };
+    (result, sink.outcome)
+}
+
+/// Streams whole bodies into their rows, one at a time in the order they come.
+struct WholeBodies<'a> {
+    store: &'a Store,
+    ids: &'a BTreeMap<u32, i64>,
+    with_identity: bool,
+    writing: Option<BodyWriter>,
+    outcome: WholeOutcome,
+    stats: &'a mut PullStats,
+}
+
+impl BodySink for WholeBodies<'_> {
+    fn begin(&mut self, uid: u32, _origin: u32, _len: u32) -> Result<()> {
+        self.writing = match self.ids.get(&uid) {
+            Some(&id) => Some(BodyWriter::start(self.store, id, self.with_identity)?),
+            None => None,
+        };
+        Ok(())
+    }
+
+    fn bytes(&mut self, piece: &[u8]) -> Result<()> {
+        match &mut self.writing {
+            Some(writer) => writer.write(self.store, piece),
+            None => Ok(()),
+        }
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if let Some(mut writer) = self.writing.take() {
+            let bytes = writer.finish(self.store)?;
+            // A repeat (commands sent again after throttling) replaced the first copy: count it once.
+            if self.outcome.staged.insert(writer.id) {
+                self.stats.staged += 1;
+                self.stats.staged_bytes += bytes;
+            }
+        }
+        Ok(())
+    }
+
+    fn nil(&mut self, uid: u32) -> Result<()> {
+        if let Some(&id) = self.ids.get(&uid) {
+            self.outcome.nil.insert(id);
+        }
+        Ok(())
+    }
+}
+
+/// Writes one message's bytes into `body_chunk` as they arrive, in `CHUNK_SIZE` rows (the last one of
+/// each piece shorter), hashing them on the way; and keeps the first `HEADER_PREFIX` bytes for its
+/// identity when the target needs one. A message counts as staged only once `finish` writes its hash.
+struct BodyWriter {
+    id: i64,
+    seq: i64,
+    hasher: Sha256,
+    total: u64,
+    /// Bytes not yet a whole chunk; released by `flush`, so a writer waiting between slices holds none.
+    pending: Vec<u8>,
+    prefix: Option<Vec<u8>>,
+}
+
+impl BodyWriter {
+    /// Starts the message over: whatever an interrupted pass staged of it goes.
+    fn start(store: &Store, id: i64, with_identity: bool) -> Result<BodyWriter> {
+        store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
+        Ok(BodyWriter { id, seq: 0, hasher: Sha256::new(), total: 0, pending: Vec::new(), prefix: with_identity.then(Vec::new) })
+    }
+
+    fn write(&mut self, store: &Store, mut piece: &[u8]) -> Result<()> {
+        self.hasher.update(piece);
+        self.total += piece.len() as u64;
+        if let Some(prefix) = &mut self.prefix {
+            let room = crate::identity::HEADER_PREFIX.saturating_sub(prefix.len());
+            prefix.extend_from_slice(&piece[..room.min(piece.len())]);
+        }
+        while !piece.is_empty() {
+            if self.pending.is_empty() && piece.len() >= CHUNK_SIZE {
+                self.insert(store, &piece[..CHUNK_SIZE])?;
+                piece = &piece[CHUNK_SIZE..];
+                continue;
+            }
+            if self.pending.capacity() == 0 {
+                self.pending.reserve_exact(CHUNK_SIZE);
+            }
+            let take = (CHUNK_SIZE - self.pending.len()).min(piece.len());
+            self.pending.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.pending.len() == CHUNK_SIZE {
+                self.flush(store)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores what is pending as a chunk of its own.
+    fn flush(&mut self, store: &Store) -> Result<()> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.insert(store, &pending)?;
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, store: &Store, chunk: &[u8]) -> Result<()> {
+        let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
+        insert.execute(params![self.id, self.seq, chunk])?;
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Stores the rest and marks the message staged: its hash, its true size, its identity. Returns the
+    /// bytes staged.
+    fn finish(&mut self, store: &Store) -> Result<u64> {
+        self.flush(store)?;
+        let hash = std::mem::take(&mut self.hasher).finalize();
+        // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
+        let identity = self.prefix.take().map(|prefix| crate::identity::of_header(&prefix).unwrap_or_default());
+        store.conn.execute(
+            "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
+            params![self.id, hash.as_slice(), self.total as i64, identity],
+        )?;
+        Ok(self.total)
+    }
 }
 
 /// Whether row `id` still waits for its bytes: not staged, and not refused (a NIL body) or gone.
@@ -501,7 +608,8 @@ fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats)
 /// Stages messages above `WHOLE_LIMIT` in `SLICE` ranges: each round asks for up to `SLICE_PIPELINE`
 /// slices, the rest of the messages already begun first, then the next messages in UID order, so a
 /// folder of medium-sized messages does not cost a round trip each. Slices of one message are stored
-/// and hashed strictly in order; a message counts as staged only when its hash is written.
+/// and hashed strictly in order as they stream in; a message counts as staged only when its hash is
+/// written.
 async fn stage_large(
     store: &Store,
     session: &mut Session,
@@ -521,9 +629,7 @@ async fn stage_large(
         while plan.len() < SLICE_PIPELINE {
             if index == active.len() {
                 let Some(p) = waiting.next() else { break };
-                // A partly staged message from an interrupted pass starts over: the hash state is not kept.
-                store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [p.id])?;
-                active.push(Slices::new(p, with_identity));
+                active.push(Slices::new(store, p, with_identity)?);
             }
             let m = &active[index];
             // The slices the listed size still calls for (at least one, to see the end).
@@ -537,11 +643,8 @@ async fn stage_large(
         if plan.is_empty() {
             return Ok(());
         }
-        let uids: Vec<String> = plan.iter().map(|&(i, _)| active[i].uid.to_string()).collect();
-        let items: Vec<[FetchItem; 2]> =
-            plan.iter().map(|&(_, offset)| [FetchItem::Uid, FetchItem::BodyPart { offset, length: SLICE }]).collect();
-        let requests: Vec<(&str, &[FetchItem])> = uids.iter().zip(items.iter()).map(|(u, i)| (u.as_str(), &i[..])).collect();
-        let mut answered = vec![false; plan.len()];
+        let requests: Vec<BodyRequest> =
+            plan.iter().map(|&(i, offset)| BodyRequest { uid_set: active[i].uid.to_string(), range: Some((offset, SLICE)) }).collect();
         for m in active.iter_mut() {
             m.answered = false;
             m.start = m.offset;
@@ -550,40 +653,14 @@ async fn stage_large(
         }
         let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
-        let fetched = session
-            .uid_fetch_each(&requests, None, &mut |meta| {
-                let Some((origin, bytes)) = meta.body else {
-                    if meta.body_nil
-                        && let Some(m) = active.iter_mut().find(|m| m.uid == meta.uid)
-                    {
-                        m.nil = true;
-                    }
-                    return Ok(());
-                };
-                // Which request this answers: the one for this UID at its origin, else (a server that
-                // leaves the origin out) the first one for this UID still unanswered.
-                let open = |&(k, &(i, _)): &(usize, &(usize, u32))| active[i].uid == meta.uid && !answered[k];
-                let slot = plan
-                    .iter()
-                    .enumerate()
-                    .find(|e| open(e) && e.1.1 == origin)
-                    .or_else(|| plan.iter().enumerate().find(|e| open(e)))
-                    .map(|(k, _)| k);
-                let Some(k) = slot else { return Ok(()) };
-                answered[k] = true;
-                let (i, offset) = plan[k];
-                let m = &mut active[i];
-                m.answered = true;
-                stats.staged_bytes += m.take(store, offset, bytes)?;
-                Ok(())
-            })
-            .await;
+        let mut round = SliceRound { store, active: &mut active, plan: &plan, answered: vec![false; plan.len()], into: Into::Nowhere, stats };
+        let fetched = session.uid_fetch_bodies(&requests, &mut round).await;
         if let Err(e) = fetched {
             let _ = store.conn.execute_batch("ROLLBACK");
             if hung_up_on_a_message(&e) {
                 // Quirk `dovecot_bye_on_fetch_failure`: every message of the round is a suspect; one
                 // staged alone (`alone`: it was a suspect already) is the one.
-                let mut ids: Vec<i64> = plan.iter().map(|&(i, _)| active[i].id).collect();
+                let mut ids: Vec<i64> = plan.iter().map(|&(i, _)| active[i].writer.id).collect();
                 ids.dedup();
                 count_hang_up(store, account_id, folder_name, &ids, alone, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
@@ -608,6 +685,86 @@ async fn stage_large(
     }
 }
 
+/// Where the bytes of the slice being received go.
+enum Into {
+    /// Straight into message `active[i]`: the slice it needs next.
+    Message(usize),
+    /// Held for `active[i]` until the slices before it come (a server answering out of order).
+    Early(usize, u32, Vec<u8>),
+    /// Nowhere: a repeat, a slice that no longer lines up, or an answer nobody asked for.
+    Nowhere,
+}
+
+/// One round of partial fetches, as a sink: each answer is matched to the request it answers.
+struct SliceRound<'a> {
+    store: &'a Store,
+    active: &'a mut Vec<Slices>,
+    plan: &'a [(usize, u32)],
+    answered: Vec<bool>,
+    into: Into,
+    stats: &'a mut PullStats,
+}
+
+impl BodySink for SliceRound<'_> {
+    fn begin(&mut self, uid: u32, origin: u32, len: u32) -> Result<()> {
+        // Which request this answers: the one for this UID at its origin, else (a server that leaves
+        // the origin out) the first one for this UID still unanswered.
+        let open = |&(k, &(i, _)): &(usize, &(usize, u32))| self.active[i].uid == uid && !self.answered[k];
+        let slot = self
+            .plan
+            .iter()
+            .enumerate()
+            .find(|e| open(e) && e.1.1 == origin)
+            .or_else(|| self.plan.iter().enumerate().find(|e| open(e)))
+            .map(|(k, _)| k);
+        self.into = Into::Nowhere;
+        let Some(k) = slot else { return Ok(()) };
+        self.answered[k] = true;
+        let (i, offset) = self.plan[k];
+        let m = &mut self.active[i];
+        m.answered = true;
+        if m.ended || offset < m.offset {
+            return Ok(());
+        }
+        self.into = if offset > m.offset { Into::Early(i, offset, Vec::with_capacity(len as usize)) } else { Into::Message(i) };
+        Ok(())
+    }
+
+    fn bytes(&mut self, piece: &[u8]) -> Result<()> {
+        match &mut self.into {
+            Into::Message(i) => self.active[*i].writer.write(self.store, piece),
+            Into::Early(_, _, held) => {
+                held.extend_from_slice(piece);
+                Ok(())
+            }
+            Into::Nowhere => Ok(()),
+        }
+    }
+
+    fn end(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.into, Into::Nowhere) {
+            Into::Message(i) => {
+                let m = &mut self.active[i];
+                let len = m.writer.total - u64::from(m.offset);
+                m.end_slice(self.store, len)?;
+                self.stats.staged_bytes += len + m.take_early(self.store)?;
+            }
+            Into::Early(i, offset, held) => {
+                self.active[i].early.insert(offset, held);
+            }
+            Into::Nowhere => {}
+        }
+        Ok(())
+    }
+
+    fn nil(&mut self, uid: u32) -> Result<()> {
+        if let Some(m) = self.active.iter_mut().find(|m| m.uid == uid) {
+            m.nil = true;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the hash of each message whose end was seen and drops the ones that vanished; returns their
 /// indices in `active`, in order. Fails for a message that stopped half-way.
 fn finish_round(
@@ -622,7 +779,7 @@ fn finish_round(
     for (i, m) in active.iter_mut().enumerate() {
         let asked = plan.iter().any(|&(j, _)| j == i);
         if m.nil {
-            refuse(store, account_id, folder_name, m.id, NIL_BODY)?;
+            refuse(store, account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;
         }
@@ -632,18 +789,14 @@ fn finish_round(
             m.ended = true;
         }
         if m.ended {
-            let hash = std::mem::replace(&mut m.hasher, Sha256::new()).finalize();
-            store.conn.execute(
-                "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
-                params![m.id, hash.as_slice(), m.offset as i64, m.identity],
-            )?;
+            m.writer.finish(store)?;
             stats.staged += 1;
             done.push(i);
         } else if m.offset == m.start && asked {
             if m.answered || m.start > 0 {
                 anyhow::bail!("staging message UID {}: {STOPPED_HALF_WAY} {}", m.uid, m.start);
             }
-            store.conn.execute("DELETE FROM message WHERE id = ?1", [m.id])?;
+            store.conn.execute("DELETE FROM message WHERE id = ?1", [m.writer.id])?;
             stats.vanished += 1;
             done.push(i);
         }
@@ -655,12 +808,12 @@ fn finish_round(
 
 /// One large message being staged slice by slice, in order.
 struct Slices {
-    id: i64,
     uid: u32,
     size: u64,
-    hasher: Sha256,
+    /// Its bytes so far (row id, chunks, hash); `writer.total` runs ahead of `offset` only while a
+    /// slice is coming in.
+    writer: BodyWriter,
     offset: u32,
-    seq: i64,
     /// The end was seen: an empty slice, or a short one at or past the listed size.
     ended: bool,
     /// Where this round started, and whether anything came for it.
@@ -671,74 +824,55 @@ struct Slices {
     early: BTreeMap<u32, Vec<u8>>,
     /// The source answered NIL for it: it will not give the content.
     nil: bool,
-    /// The message's identity, from its first slice, when the target needs it (see `identity`).
-    with_identity: bool,
-    identity: Option<String>,
 }
 
 impl Slices {
-    fn new(p: &Pending, with_identity: bool) -> Slices {
-        Slices {
-            id: p.id,
+    /// Begins a message; a partly staged one from an interrupted pass starts over (the hash state is
+    /// not kept).
+    fn new(store: &Store, p: &Pending, with_identity: bool) -> Result<Slices> {
+        Ok(Slices {
             uid: p.uid,
             size: p.size,
-            hasher: Sha256::new(),
+            writer: BodyWriter::start(store, p.id, with_identity)?,
             offset: 0,
-            seq: 0,
             ended: false,
             start: 0,
             answered: false,
             early: BTreeMap::new(),
             nil: false,
-            with_identity,
-            identity: None,
-        }
+        })
     }
 
-    /// Takes the slice that starts at `offset`: stored and hashed if it is the next one, kept if it
-    /// is early, dropped if it no longer lines up. Returns the bytes stored.
-    fn take(&mut self, store: &Store, offset: u32, slice: Vec<u8>) -> Result<u64> {
-        if self.ended || offset < self.offset {
-            return Ok(0);
+    /// A slice of `len` bytes at the current offset is written: move on, and see whether it was the end.
+    fn end_slice(&mut self, store: &Store, len: u64) -> Result<()> {
+        self.writer.flush(store)?;
+        if len == 0 {
+            self.ended = true;
+            return Ok(());
         }
-        if offset > self.offset {
-            self.early.insert(offset, slice);
-            return Ok(0);
+        self.offset = self.offset.saturating_add(len as u32);
+        // A server may answer a partial fetch with less than asked before the end (some do); stop
+        // only at the listed size, or when an answer comes back empty.
+        if u64::from(self.offset) >= self.size && len < u64::from(SLICE) {
+            self.ended = true;
         }
-        let mut stored = self.store_next(store, &slice)?;
-        while let Some(next) = self.early.remove(&self.offset) {
-            stored += self.store_next(store, &next)?;
+        Ok(())
+    }
+
+    /// Writes the held slices that now line up; returns the bytes written.
+    fn take_early(&mut self, store: &Store) -> Result<u64> {
+        let mut stored = 0;
+        while !self.ended
+            && let Some(next) = self.early.remove(&self.offset)
+        {
+            self.writer.write(store, &next)?;
+            self.end_slice(store, next.len() as u64)?;
+            stored += next.len() as u64;
         }
         if self.ended {
             self.early.clear();
         }
         Ok(stored)
-    }
-
-    fn store_next(&mut self, store: &Store, slice: &[u8]) -> Result<u64> {
-        if self.ended {
-            return Ok(0);
-        }
-        if slice.is_empty() {
-            self.ended = true;
-            return Ok(0);
-        }
-        if self.offset == 0 && self.with_identity {
-            self.identity = Some(crate::identity::of_header(crate::identity::header_prefix(slice)).unwrap_or_default());
-        }
-        self.hasher.update(slice);
-        let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
-        for chunk in slice.chunks(CHUNK_SIZE) {
-            insert.execute(params![self.id, self.seq, chunk])?;
-            self.seq += 1;
-        }
-        self.offset = self.offset.saturating_add(slice.len() as u32);
-        // A server may answer a partial fetch with less than asked before the end (some do); stop
-        // only at the listed size, or when an answer comes back empty.
-        if u64::from(self.offset) >= self.size && (slice.len() as u32) < SLICE {
-            self.ended = true;
-        }
-        Ok(slice.len() as u64)
     }
 }
 

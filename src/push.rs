@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::fault;
-use crate::imap::{AppendItem, FetchItem, Session};
+use crate::imap::{AppendItem, BodyRequest, BodySink, FetchItem, Session};
 use crate::pull::uid_set;
 use crate::store::Store;
 
@@ -356,31 +356,53 @@ async fn match_by_identity(
     Ok(matched)
 }
 
-/// SHA-256 of one target message, read in slices so a large one is never held whole.
+/// SHA-256 of one target message, streamed through the hash as it arrives (never held whole); None
+/// when the target did not give it or gave a different size.
 async fn hash_target_message(session: &mut Session, uid: u32, size: u64) -> Result<Option<Vec<u8>>> {
-    const SLICE: u32 = 1024 * 1024;
-    let mut hasher = Sha256::new();
-    let mut offset: u64 = 0;
-    loop {
-        let mut got: Option<Vec<u8>> = None;
-        let item = if size <= SLICE as u64 { FetchItem::Body } else { FetchItem::BodyPart { offset: offset as u32, length: SLICE } };
-        session
-            .uid_fetch(&[uid.to_string()], &[FetchItem::Uid, item], None, &mut |meta| {
-                got = meta.body.map(|(_, b)| b);
-                Ok(())
-            })
-            .await?;
-        let Some(bytes) = got else { return Ok(None) };
-        hasher.update(&bytes);
-        offset += bytes.len() as u64;
-        if size <= SLICE as u64 || bytes.len() < SLICE as usize || offset >= size {
-            break;
-        }
-    }
-    if offset != size {
+    let mut sink = HashBody { uid, hasher: Sha256::new(), bytes: 0, seen: false, hashing: false };
+    session.uid_fetch_bodies(&[BodyRequest { uid_set: uid.to_string(), range: None }], &mut sink).await?;
+    if !sink.seen || sink.bytes != size {
         return Ok(None);
     }
-    Ok(Some(hasher.finalize().to_vec()))
+    Ok(Some(sink.hasher.finalize().to_vec()))
+}
+
+/// Hashes the body of one UID (a repeat after throttling starts the hash over).
+struct HashBody {
+    uid: u32,
+    hasher: Sha256,
+    bytes: u64,
+    seen: bool,
+    hashing: bool,
+}
+
+impl BodySink for HashBody {
+    fn begin(&mut self, uid: u32, origin: u32, _len: u32) -> Result<()> {
+        self.hashing = uid == self.uid && origin == 0;
+        if self.hashing {
+            self.hasher = Sha256::new();
+            self.bytes = 0;
+            self.seen = true;
+        }
+        Ok(())
+    }
+
+    fn bytes(&mut self, piece: &[u8]) -> Result<()> {
+        if self.hashing {
+            self.hasher.update(piece);
+            self.bytes += piece.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.hashing = false;
+        Ok(())
+    }
+
+    fn nil(&mut self, _uid: u32) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
