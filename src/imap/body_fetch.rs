@@ -131,6 +131,9 @@ impl Session {
     /// The rest of an answer that is not a FETCH, raw, literals included, after `head`.
     async fn rest_of_answer(&mut self, mut raw: Vec<u8>) -> Result<Vec<u8>> {
         let mut line_done = raw.last() == Some(&b'\n');
+        // Where the line being read starts. Only that line can announce a literal: the bytes of one
+        // already read may end in "{n}" too (a folder named "{3}"), and are not an announcement.
+        let mut line_start = 0;
         loop {
             while !line_done {
                 let b = self.in_byte().await?;
@@ -141,7 +144,7 @@ impl Session {
                 }
             }
             // A line ending in "{n}" (or "{n+}") is followed by n literal bytes and more of the answer.
-            let Some(n) = trailing_literal(&raw) else { return Ok(raw) };
+            let Some(n) = trailing_literal(&raw[line_start..]) else { return Ok(raw) };
             if raw.len() + n > TOKEN_LIMIT {
                 bail!("{}: an answer longer than {TOKEN_LIMIT} bytes during a FETCH", self.label);
             }
@@ -149,6 +152,7 @@ impl Session {
                 let b = self.in_byte().await?;
                 raw.push(b);
             }
+            line_start = raw.len();
             line_done = false;
         }
     }
@@ -270,9 +274,24 @@ impl Session {
                 b'"' => {
                     self.in_quoted().await?;
                 }
-                b'{' | b'~' => {
+                b'{' => {
                     let len = self.literal_length().await?;
                     self.stream_literal(len as usize, &mut Discard).await?;
+                }
+                b'~' => {
+                    // "~{n}" is a literal8, but '~' may also begin an atom: "~draft" is a valid
+                    // keyword, and FLAGS can come in an unsolicited FETCH in the middle of ours.
+                    self.in_byte().await?;
+                    match self.in_peek().await? {
+                        b'{' => {
+                            let len = self.literal_length().await?;
+                            self.stream_literal(len as usize, &mut Discard).await?;
+                        }
+                        b if is_atom_end(b) => {}
+                        _ => {
+                            self.in_atom().await?;
+                        }
+                    }
                 }
                 b' ' if depth > 0 => {
                     self.in_byte().await?;
@@ -344,7 +363,7 @@ impl Session {
         let mut out = Vec::new();
         loop {
             match self.in_peek().await? {
-                b' ' | b'(' | b')' | b'{' | b'"' | b'\r' | b'\n' => break,
+                b if is_atom_end(b) => break,
                 b => {
                     self.in_byte().await?;
                     out.push(b);
@@ -410,6 +429,11 @@ impl Session {
         self.read_end = n;
         Ok(())
     }
+}
+
+/// Whether `b` ends an atom or number in a FETCH answer.
+fn is_atom_end(b: u8) -> bool {
+    matches!(b, b' ' | b'(' | b')' | b'{' | b'"' | b'\r' | b'\n')
 }
 
 /// Whether `head` is "* <digits> FETCH " (any case).
@@ -481,7 +505,13 @@ impl BodySink for Discard {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
     use super::*;
+    use crate::imap::{Endpoint, TlsMode, bye_reason, is_server_bye};
 
     #[test]
     fn fetch_heads() {
@@ -509,5 +539,325 @@ mod tests {
         assert_eq!(trailing_literal(b"* LIST () \"/\" {5+}\n"), Some(5));
         assert_eq!(trailing_literal(b"* 3 EXISTS\r\n"), None);
         assert_eq!(trailing_literal(b"P1 OK done {x}\r\n"), None);
+    }
+
+    // The tests below drive the real `Session::uid_fetch_bodies` against a scripted server on
+    // 127.0.0.1, because the answer shapes they need cannot be got from Dovecot: UID after the body,
+    // literal8 and quoted bodies, NIL, unsolicited answers between ours, bare LF line ends, a BYE or
+    // a throttling NO at a chosen point, and every answer arriving one byte at a time.
+
+    /// How the scripted server writes its answers.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Pace {
+        /// Each answer in one write.
+        Whole,
+        /// One byte per write, sent at once (TCP_NODELAY); and the client's read buffer shrunk to one
+        /// byte, so every read returns a single byte whatever the timing and every split is met.
+        ByteByByte,
+    }
+
+    /// A scripted IMAP server for one connection: sends a greeting, then for each step reads that many
+    /// command lines and writes the answer. Returns its port and a handle that yields the command lines
+    /// it read, once the client has hung up.
+    fn scripted_server(steps: Vec<(usize, Vec<u8>)>, pace: Pace) -> (u16, JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream.set_nodelay(true).expect("nodelay");
+            stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+            let mut out = stream.try_clone().expect("clone");
+            let mut input = BufReader::new(stream);
+            let mut write = |bytes: &[u8]| match pace {
+                Pace::Whole => out.write_all(bytes).and_then(|()| out.flush()).expect("write"),
+                Pace::ByteByByte => {
+                    for b in bytes {
+                        out.write_all(std::slice::from_ref(b)).and_then(|()| out.flush()).expect("write");
+                    }
+                }
+            };
+            write(b"* OK ready\r\n");
+            let mut commands = Vec::new();
+            for (lines, answer) in steps {
+                for _ in 0..lines {
+                    let mut line = Vec::new();
+                    input.read_until(b'\n', &mut line).expect("read a command");
+                    commands.push(String::from_utf8_lossy(&line).into_owned());
+                }
+                write(&answer);
+            }
+            // Stay connected until the client hangs up, so it never sees a close it did not cause.
+            let _ = input.read_to_end(&mut Vec::new());
+            commands
+        });
+        (port, handle)
+    }
+
+    async fn connect(port: u16, pace: Pace) -> Session {
+        let endpoint = Endpoint { host: "127.0.0.1".into(), port, tls: TlsMode::Plain, pin_sha256: None };
+        let mut session = Session::connect(&endpoint, "source scripted").await.expect("connect");
+        if pace == Pace::ByteByByte {
+            session.read_buf = vec![0; 1];
+        }
+        session
+    }
+
+    /// Runs a test's async part, failing it instead of hanging on a parser that waits for bytes.
+    fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
+        smol::block_on(smol::future::or(async { Some(fut.await) }, async {
+            smol::Timer::after(Duration::from_secs(20)).await;
+            None
+        }))
+        .expect("the test took more than 20 s")
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Got {
+        Body { uid: u32, origin: u32, bytes: Vec<u8> },
+        Nil(u32),
+    }
+
+    /// Records what a fetch gives, checking the sink contract as it goes.
+    #[derive(Default)]
+    struct Recorder {
+        got: Vec<Got>,
+        /// (uid, origin, announced length, bytes so far) of the body being received.
+        open: Option<(u32, u32, u32, Vec<u8>)>,
+        /// Pieces each body arrived in, in order.
+        pieces: Vec<usize>,
+    }
+
+    impl BodySink for Recorder {
+        fn begin(&mut self, uid: u32, origin: u32, len: u32) -> Result<()> {
+            assert!(self.open.is_none(), "begin inside a body");
+            self.open = Some((uid, origin, len, Vec::new()));
+            self.pieces.push(0);
+            Ok(())
+        }
+        fn bytes(&mut self, piece: &[u8]) -> Result<()> {
+            let open = self.open.as_mut().expect("bytes outside a body");
+            open.3.extend_from_slice(piece);
+            assert!(open.3.len() <= open.2 as usize, "more bytes than announced");
+            *self.pieces.last_mut().expect("a body") += 1;
+            Ok(())
+        }
+        fn end(&mut self) -> Result<()> {
+            let (uid, origin, len, bytes) = self.open.take().expect("end outside a body");
+            assert_eq!(bytes.len(), len as usize, "uid {uid}: the pieces do not add up to the length");
+            self.got.push(Got::Body { uid, origin, bytes });
+            Ok(())
+        }
+        fn nil(&mut self, uid: u32) -> Result<()> {
+            assert!(self.open.is_none(), "nil inside a body");
+            self.got.push(Got::Nil(uid));
+            Ok(())
+        }
+    }
+
+    /// A message body with what a parser could mistake for protocol: line ends of both kinds, parens,
+    /// quotes, literal announcements, an answer head, NUL and 8-bit bytes. Larger than the read buffer.
+    fn tricky_body(seed: u8, len: usize) -> Vec<u8> {
+        let mut body = b"Subject: (tricky) \"quoted\" {3}\r\n\r\n* 9 FETCH (UID 1 BODY[] {5}\r\nP1 OK done\n)\r\n".to_vec();
+        let mut i = 0usize;
+        while body.len() < len {
+            body.push(match i % 97 {
+                0 => b'\r',
+                1 => b'\n',
+                7 => 0,
+                13 => 0xff,
+                21 => b')',
+                _ => b'a' + ((i as u8).wrapping_add(seed) % 26),
+            });
+            i += 1;
+        }
+        body.truncate(len);
+        body
+    }
+
+    /// `* n FETCH (<before>` a literal of `body` `<after>)` in the given line end.
+    fn fetch_literal(n: u32, before: &str, literal8: bool, body: &[u8], after: &str, eol: &str) -> Vec<u8> {
+        let mut out = format!("* {n} FETCH ({before}{}{{{}}}{eol}", if literal8 { "~" } else { "" }, body.len()).into_bytes();
+        out.extend_from_slice(body);
+        out.extend_from_slice(format!("{after}){eol}").as_bytes());
+        out
+    }
+
+    /// Two pipelined UID FETCHes answered in every shape the parser must take, unsolicited answers
+    /// among them, then a CAPABILITY through imap-next on the same connection; with `eol` "\n" the
+    /// server has quirk `bare_lf_lines` (old Courier).
+    fn streamed_fetch_then_a_normal_command(pace: Pace, eol: &str) {
+        let body5 = tricky_body(1, 20_000);
+        let body6 = tricky_body(2, 3_000);
+        let body9 = tricky_body(3, 1_500);
+        let body10 = tricky_body(4, 9_000);
+        let mut answer = Vec::new();
+        answer.extend(fetch_literal(1, "UID 5 BODY[] ", false, &body5, "", eol));
+        // Other items around the body: FLAGS with a keyword that starts like a literal8, a quoted
+        // date, a header section with parens and quotes in its name and a literal of its own.
+        answer.extend(
+            format!(
+                "* 2 FETCH (FLAGS (\\Seen ~draft $Etikett) UID 6 RFC822.SIZE 3000 INTERNALDATE \"01-Jan-2020 10:00:00 +0100\" \
+                 BODY[HEADER.FIELDS (SUBJECT \"X-Y\")] {{12}}{eol}Subject: x\r\n "
+            )
+            .into_bytes(),
+        );
+        answer.extend(fetch_literal(2, "BODY[] ", true, &body6, "", eol).split_off(b"* 2 FETCH (".len()));
+        // Unsolicited: a flag change and even a body without UID; neither is an answer to UID FETCH.
+        answer.extend(format!("* 3 FETCH (FLAGS (\\Seen)){eol}* 4 FETCH (BODY[] {{4}}{eol}nope){eol}").into_bytes());
+        answer.extend(format!("* 4 EXISTS{eol}* OK [ALERT] almost there{eol}").into_bytes());
+        // An untagged answer with a literal whose own bytes end like an announcement.
+        answer.extend(format!("* LIST () \"/\" {{3}}{eol}{{3}}{eol}").into_bytes());
+        answer.extend(format!("* 5 FETCH (UID 7 BODY[] NIL){eol}").into_bytes());
+        answer.extend(format!("* 6 FETCH (UID 8 BODY[] \"a \\\"quoted\\\" body \\\\ (here)\"){eol}").into_bytes());
+        // UID after the body (held until it comes), whole and partial.
+        answer.extend(fetch_literal(7, "BODY[] ", false, &body9, " UID 9", eol));
+        answer.extend(format!("P1 OK Fetch completed.{eol}").into_bytes());
+        answer.extend(fetch_literal(8, "BODY[]<65536> ", false, &body10, " FLAGS () UID 10", eol));
+        // The tagged OK and, in the same write, an unsolicited EXISTS: left for imap-next.
+        answer.extend(format!("P2 OK Fetch completed.{eol}* 11 EXISTS{eol}").into_bytes());
+        let capability = format!("* CAPABILITY IMAP4rev1 XSCRIPTED{eol}P3 OK done{eol}").into_bytes();
+        let (port, server) = scripted_server(vec![(2, answer), (1, capability)], pace);
+
+        let mut sink = Recorder::default();
+        let exists = run(async {
+            let mut session = connect(port, pace).await;
+            let requests = [
+                BodyRequest { uid_set: "5:9".into(), range: None },
+                BodyRequest { uid_set: "10".into(), range: Some((65536, 65536)) },
+            ];
+            session.uid_fetch_bodies(&requests, &mut sink).await.unwrap_or_else(|e| panic!("{e:#}"));
+            session.refresh_capabilities().await.expect("a normal command after the streamed fetch");
+            assert!(session.has("XSCRIPTED"), "the CAPABILITY answer was read");
+            session.exists
+        });
+        assert_eq!(exists, 11, "the EXISTS left after the tagged OK reached imap-next");
+        let commands = server.join().expect("server");
+        assert_eq!(
+            commands,
+            [
+                "P1 UID FETCH 5:9 (UID BODY.PEEK[])\r\n",
+                "P2 UID FETCH 10 (UID BODY.PEEK[]<65536.65536>)\r\n",
+                "P3 CAPABILITY\r\n",
+            ]
+        );
+        let want = vec![
+            Got::Body { uid: 5, origin: 0, bytes: body5 },
+            Got::Body { uid: 6, origin: 0, bytes: body6 },
+            Got::Nil(7),
+            Got::Body { uid: 8, origin: 0, bytes: b"a \"quoted\" body \\ (here)".to_vec() },
+            Got::Body { uid: 9, origin: 0, bytes: body9 },
+            Got::Body { uid: 10, origin: 65536, bytes: body10 },
+        ];
+        assert!(sink.got == want, "got {:?}", sink.got.iter().map(short).collect::<Vec<_>>());
+        if pace == Pace::ByteByByte {
+            // Every read was one byte, so the first body came a byte at a time.
+            assert_eq!(sink.pieces[0], 20_000, "one piece per byte");
+        }
+    }
+
+    fn short(got: &Got) -> String {
+        match got {
+            Got::Body { uid, origin, bytes } => format!("uid {uid} <{origin}> {} bytes", bytes.len()),
+            Got::Nil(uid) => format!("uid {uid} NIL"),
+        }
+    }
+
+    #[test]
+    fn streamed_fetch_in_whole_writes() {
+        streamed_fetch_then_a_normal_command(Pace::Whole, "\r\n");
+    }
+
+    #[test]
+    fn streamed_fetch_one_byte_at_a_time() {
+        streamed_fetch_then_a_normal_command(Pace::ByteByByte, "\r\n");
+    }
+
+    #[test]
+    fn streamed_fetch_one_byte_at_a_time_with_bare_lf_lines() {
+        streamed_fetch_then_a_normal_command(Pace::ByteByByte, "\n");
+    }
+
+    #[test]
+    fn tagged_no_and_bad_are_errors_with_the_servers_words_and_the_connection_goes_on() {
+        let mut first = fetch_literal(1, "UID 5 BODY[] ", false, b"abc", "", "\r\n");
+        first.extend_from_slice(b"P1 OK done\r\nP2 NO [UNAVAILABLE] Message not available\r\n");
+        let steps = vec![
+            (2, first),
+            (1, b"P3 BAD Error in IMAP command UID FETCH: Invalid arguments\r\n".to_vec()),
+            (1, b"* CAPABILITY IMAP4rev1 XSCRIPTED\r\nP4 OK done\r\n".to_vec()),
+        ];
+        let (port, server) = scripted_server(steps, Pace::ByteByByte);
+        let mut sink = Recorder::default();
+        run(async {
+            let mut session = connect(port, Pace::ByteByByte).await;
+            let requests = [
+                BodyRequest { uid_set: "5".into(), range: None },
+                BodyRequest { uid_set: "6".into(), range: None },
+            ];
+            let e = session.uid_fetch_bodies(&requests, &mut sink).await.expect_err("a NO");
+            assert!(format!("{e:#}").contains("FETCH failed: NO [UNAVAILABLE] Message not available"), "{e:#}");
+            assert!(!crate::sync::is_connection_loss(&e), "a NO leaves the connection usable: {e:#}");
+            let e = session.uid_fetch_bodies(&requests[..1], &mut sink).await.expect_err("a BAD");
+            assert!(format!("{e:#}").contains("FETCH failed: BAD Error in IMAP command"), "{e:#}");
+            session.refresh_capabilities().await.expect("the connection goes on");
+            assert!(session.has("XSCRIPTED"));
+        });
+        assert_eq!(sink.got, [Got::Body { uid: 5, origin: 0, bytes: b"abc".to_vec() }]);
+        assert_eq!(server.join().expect("server").len(), 4);
+    }
+
+    /// Quirk `dovecot_bye_on_fetch_failure` (Dovecot 2.3: a message it cannot read ends the
+    /// connection with `* BYE` in the middle of a FETCH): the error is the BYE, with its reason.
+    #[test]
+    fn bye_in_the_middle_of_a_fetch_is_the_servers_bye() {
+        let mut answer = fetch_literal(1, "UID 5 BODY[] ", false, b"abc", "", "\r\n");
+        answer.extend_from_slice(b"* BYE Internal error occurred. Refer to server log for more information.\r\n");
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::ByteByByte);
+        let mut sink = Recorder::default();
+        let e = run(async {
+            let mut session = connect(port, Pace::ByteByByte).await;
+            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5:6".into(), range: None }], &mut sink).await.expect_err("BYE")
+        });
+        assert!(is_server_bye(&e), "{e:#}");
+        assert_eq!(bye_reason(&e), "Internal error occurred. Refer to server log for more information.");
+        assert_eq!(sink.got, [Got::Body { uid: 5, origin: 0, bytes: b"abc".to_vec() }]);
+        server.join().expect("server");
+    }
+
+    /// Quirk `exchange_throttled` (Microsoft 365): the NO says to wait; the commands go again.
+    #[test]
+    fn throttled_fetch_waits_and_sends_the_commands_again() {
+        let steps = vec![
+            (1, b"P1 NO Request is throttled. Suggested Backoff Time: 100 milliseconds.\r\n".to_vec()),
+            (1, [fetch_literal(1, "UID 5 BODY[]<0> ", false, b"abc", "", "\r\n"), b"P2 OK done\r\n".to_vec()].concat()),
+        ];
+        let (port, server) = scripted_server(steps, Pace::Whole);
+        let mut sink = Recorder::default();
+        let throttled = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let request = BodyRequest { uid_set: "5".into(), range: Some((0, 65536)) };
+            session.uid_fetch_bodies(&[request], &mut sink).await.expect("after the wait");
+            session.throttled
+        });
+        assert_eq!(throttled, 1);
+        assert_eq!(sink.got, [Got::Body { uid: 5, origin: 0, bytes: b"abc".to_vec() }]);
+        assert_eq!(
+            server.join().expect("server"),
+            ["P1 UID FETCH 5 (UID BODY.PEEK[]<0.65536>)\r\n", "P2 UID FETCH 5 (UID BODY.PEEK[]<0.65536>)\r\n"]
+        );
+    }
+
+    /// A body before its UID is held; one larger than `HELD_LIMIT` is refused before it is read.
+    #[test]
+    fn a_body_before_its_uid_is_held_only_up_to_the_limit() {
+        let answer = format!("* 1 FETCH (BODY[] {{{}}}\r\n", HELD_LIMIT + 1).into_bytes();
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
+        let e = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("too big")
+        });
+        assert!(format!("{e:#}").contains("came before its UID"), "{e:#}");
+        assert!(crate::sync::is_connection_loss(&e), "the connection cannot be reused: {e:#}");
+        server.join().expect("server");
     }
 }
