@@ -8,14 +8,18 @@
 //! - `bare_lf` (quirk `bare_lf_lines`, old Courier and some appliances): ends every protocol line with a
 //!   bare LF instead of CRLF (literals, the message bytes, pass untouched);
 //! - `nil_when`: a literal holding these bytes is sent as `NIL` instead (a server that has a message
-//!   but will not give its content, as some do for damaged ones).
+//!   but will not give its content, as some do for damaged ones);
+//! - `uid_after_body` (quirk `uid_after_body`): moves the `UID n` of every FETCH answer that carries
+//!   a `BODY[]` literal to after the literal, so the client learns whose body it is only once the body
+//!   has come. RFC 3501 does not fix the order of FETCH items and servers may send this shape;
+//!   Dovecot never does (it always puts UID first). `uids_moved()` says how many answers it changed.
 //!
 //! Client commands pass byte for byte.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,11 +27,13 @@ pub struct Quirks {
     pub no_uidplus: bool,
     pub bare_lf: bool,
     pub nil_when: Option<&'static [u8]>,
+    pub uid_after_body: bool,
 }
 
 pub struct QuirkProxy {
     port: u16,
     stop: Arc<AtomicBool>,
+    uids_moved: Arc<AtomicUsize>,
 }
 
 impl QuirkProxy {
@@ -37,6 +43,8 @@ impl QuirkProxy {
         let port = listener.local_addr().expect("local_addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let uids_moved = Arc::new(AtomicUsize::new(0));
+        let moved = uids_moved.clone();
         std::thread::spawn(move || {
             for incoming in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -57,17 +65,23 @@ impl QuirkProxy {
                     let _ = std::io::copy(&mut c_read, &mut u_write);
                     let _ = upstream.shutdown(Shutdown::Both);
                 });
+                let moved = moved.clone();
                 std::thread::spawn(move || {
-                    let _ = responses(u_read, c_write, quirks);
+                    let _ = responses(u_read, c_write, quirks, &moved);
                     let _ = client.shutdown(Shutdown::Both);
                 });
             }
         });
-        QuirkProxy { port, stop }
+        QuirkProxy { port, stop, uids_moved }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// FETCH answers whose UID `uid_after_body` moved behind the body so far.
+    pub fn uids_moved(&self) -> usize {
+        self.uids_moved.load(Ordering::SeqCst)
     }
 }
 
@@ -107,13 +121,49 @@ fn rewrite_line(line: &[u8], quirks: Quirks) -> Vec<u8> {
     out
 }
 
-fn responses(upstream: TcpStream, mut client: TcpStream, quirks: Quirks) -> std::io::Result<()> {
+/// Quirk `uid_after_body`: takes `UID n ` out of a FETCH answer's first line when that line announces
+/// a `BODY[]` literal ("* 3 FETCH (UID 7 BODY[]<0> {65536}"), keeping it in `held`; then puts ` UID n`
+/// before the last ')' of the line that ends the answer (the first one after it that announces no
+/// literal: ")" after Dovecot's body).
+fn move_uid(mut line: Vec<u8>, held: &mut Option<Vec<u8>>, moved: &AtomicUsize) -> Vec<u8> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    if let Some(uid) = held.take() {
+        if literal_length(&line).is_some() {
+            *held = Some(uid);
+            return line;
+        }
+        let close = line.iter().rposition(|&b| b == b')').expect("uid_after_body: a FETCH answer without ')'");
+        line.splice(close..close, [b" UID ".as_slice(), &uid].concat());
+        moved.fetch_add(1, Ordering::SeqCst);
+        return line;
+    }
+    if !line.starts_with(b"* ") || literal_length(&line).is_none() || find(&line, b" BODY[]").is_none() {
+        return line;
+    }
+    let Some(at) = find(&line, b" FETCH (UID ") else { return line };
+    let start = at + b" FETCH (".len();
+    let digits = start + b"UID ".len();
+    let end = digits + line[digits..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if end == digits || line.get(end) != Some(&b' ') {
+        return line;
+    }
+    *held = Some(line[digits..end].to_vec());
+    line.drain(start..=end);
+    line
+}
+
+fn responses(upstream: TcpStream, mut client: TcpStream, quirks: Quirks, moved: &AtomicUsize) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(256 * 1024, upstream);
     let mut literal = vec![0u8; 64 * 1024];
+    // The UID `uid_after_body` took out of the answer being passed on.
+    let mut held_uid: Option<Vec<u8>> = None;
     loop {
         let mut line = Vec::new();
         if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
+        }
+        if quirks.uid_after_body {
+            line = move_uid(line, &mut held_uid, moved);
         }
         match (literal_length(&line), quirks.nil_when) {
             (Some(n), Some(marker)) => {
