@@ -327,19 +327,39 @@ async fn stage_bodies(
     stats: &mut PullStats,
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
-    let pending: Vec<Pending> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
-             AND push_state = 'pending' ORDER BY uid",
-        )?;
-        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| {
-            Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
-    if pending.is_empty() {
-        return Ok(());
+    // The unstaged rows a window at a time in UID order, so memory does not grow with the folder. The
+    // cursor moves past each window whatever became of its rows (some stay pending for the next pass).
+    let mut after_uid: u32 = 0;
+    loop {
+        let pending: Vec<Pending> = {
+            let mut stmt = store.conn.prepare_cached(
+                "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
+                 AND push_state = 'pending' AND uid > ?3 ORDER BY uid LIMIT ?4",
+            )?;
+            // Enough for a full pipeline of batches (and, with the tests' small batches, many windows).
+            let window = fault::batch_cap(BATCH_COUNT) * PIPELINE;
+            let rows = stmt.query_map(params![folder_id, uidvalidity, after_uid, window as i64], |r| {
+                Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let Some(last) = pending.last() else { return Ok(()) };
+        after_uid = last.uid;
+        stage_window(store, session, account_id, folder_name, &pending, with_identity, stats).await?;
     }
+}
+
+/// Stages one window of unstaged rows: suspects alone, small messages whole and batched, large ones in
+/// slices.
+async fn stage_window(
+    store: &Store,
+    session: &mut Session,
+    account_id: i64,
+    folder_name: &str,
+    pending: &[Pending],
+    with_identity: bool,
+    stats: &mut PullStats,
+) -> Result<()> {
     let (small, large): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
     let (suspects, small): (Vec<&Pending>, Vec<&Pending>) = small.into_iter().partition(|p| p.fetch_failures > 0);
 
