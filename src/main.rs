@@ -251,6 +251,7 @@ struct MxArgs {
 struct StatusArgs {}
 
 fn main() -> ExitCode {
+    memory::drop_thread_caches();
     memory::share_malloc_arenas();
     memory::limit_sqlite();
     logger::init();

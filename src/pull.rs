@@ -341,7 +341,11 @@ async fn stage_bodies(
             let rows = stmt.query_map(params![folder_id, uidvalidity, after_uid, window as i64], |r| {
                 Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
             })?;
-            rows.collect::<Result<_, _>>()?
+            let mut pending = Vec::with_capacity(window);
+            for row in rows {
+                pending.push(row?);
+            }
+            pending
         };
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
