@@ -336,8 +336,10 @@ async fn stage_bodies(
                 "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
                  AND push_state = 'pending' AND uid > ?3 ORDER BY uid LIMIT ?4",
             )?;
-            // Enough for a full pipeline of batches (and, with the tests' small batches, many windows).
-            let window = fault::batch_cap(BATCH_COUNT) * PIPELINE;
+            // Two full batches by count: enough to keep the pipeline busy with ordinary mail (a batch
+            // is mostly cut by bytes, at 30 to 40 messages), small enough not to count per worker (and,
+            // with the tests' small batches, many windows).
+            let window = fault::batch_cap(BATCH_COUNT) * 2;
             let rows = stmt.query_map(params![folder_id, uidvalidity, after_uid, window as i64], |r| {
                 Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
             })?;
