@@ -34,7 +34,7 @@ use smol::net::TcpStream;
 
 use crate::secret::Secret;
 
-mod body_fetch;
+pub(crate) mod body_fetch;
 pub use body_fetch::{BodyRequest, BodySink};
 
 /// How long any single read or write may stall before the connection is given up.

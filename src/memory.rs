@@ -12,6 +12,8 @@ pub const SQLITE_HEAP_BUDGET: i64 = 512 * 1024;
 
 /// What `drop_thread_caches` adds to `GLIBC_TUNABLES`: no per-thread cache of freed small blocks.
 const NO_THREAD_CACHE: &str = "glibc.malloc.tcache_count=0";
+/// Set in the environment of the restarted process, so it never restarts again.
+const RESTARTED: &str = "POSTFLYTT_RESTARTED_FOR_MALLOC";
 
 /// glibc keeps, per thread, a cache of freed small blocks (tcache) that only that thread can reuse;
 /// with workers as threads every extra worker holds its own (the bench measured 0.2 MiB of the
@@ -24,7 +26,18 @@ pub fn drop_thread_caches() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        // Once only: should glibc ignore the tunable (a binary run with raised privileges does), the
+        // marker still stops a second restart.
+        if std::env::var_os(RESTARTED).is_some() {
+            return;
+        }
+        // A value that is not text is the operator's and left alone.
+        let Ok(tunables) = std::env::var("GLIBC_TUNABLES").or_else(|e| match e {
+            std::env::VarError::NotPresent => Ok(String::new()),
+            std::env::VarError::NotUnicode(_) => Err(()),
+        }) else {
+            return;
+        };
         if tunables.contains("glibc.malloc.tcache_count") {
             return;
         }
@@ -36,7 +49,7 @@ pub fn drop_thread_caches() {
             command.arg0(arg0);
         }
         // `exec` returns only when it failed; then the caches stay, which costs memory, not function.
-        let _ = command.args(args).env("GLIBC_TUNABLES", value).exec();
+        let _ = command.args(args).env("GLIBC_TUNABLES", value).env(RESTARTED, "1").exec();
     }
 }
 

@@ -298,7 +298,7 @@ async fn stage_one_by_one(
     let with_identity = crate::identity::wanted(store)?;
     for p in group.iter().flatten() {
         let ids = BTreeMap::from([(p.uid, p.id)]);
-        let (fetched, outcome) = fetch_whole(store, session, vec![p.uid.to_string()], &ids, with_identity, stats).await;
+        let (fetched, outcome) = fetch_whole(store, session, vec![p.uid.to_string()], &ids, with_identity, stats).await?;
         match fetched {
             Ok(()) if outcome.nil.contains(&p.id) => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
             Ok(()) if outcome.staged.contains(&p.id) => {}
@@ -310,7 +310,7 @@ async fn stage_one_by_one(
                 count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
-            Err(e) if crate::sync::is_connection_loss(&e) => return Err(e),
+            Err(e) if try_again_later(&e) => return Err(e),
             Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
         }
     }
@@ -394,7 +394,7 @@ async fn stage_window(
     for group in batches.chunks(PIPELINE) {
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
         let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
-        let (fetched, outcome) = fetch_whole(store, session, sets, &ids, with_identity, stats).await;
+        let (fetched, outcome) = fetch_whole(store, session, sets, &ids, with_identity, stats).await?;
         match fetched {
             Ok(()) => {
                 for &id in &outcome.nil {
@@ -406,7 +406,7 @@ async fn stage_window(
                 count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
-            Err(e) if crate::sync::is_connection_loss(&e) => return Err(e),
+            Err(e) if try_again_later(&e) => return Err(e),
             Err(e) => {
                 // The server refused the batch (a damaged message file, a server bug). Fetch its
                 // messages one at a time so one unreadable message does not block its folder.
@@ -428,7 +428,7 @@ async fn stage_window(
         stage_large(store, session, account_id, folder_name, &[p], true, stats).await?;
     }
     match stage_large(store, session, account_id, folder_name, &large, false, stats).await {
-        Err(e) if !crate::sync::is_connection_loss(&e) => {
+        Err(e) if !try_again_later(&e) => {
             // The source refused a round (a tagged NO): each message not yet staged alone, so the one
             // it will not give is found and skipped with its words, and the others still come.
             log::warn!("{}: {e:#}; staging those messages one at a time", session.label());
@@ -437,7 +437,7 @@ async fn stage_window(
                     continue;
                 }
                 match stage_large(store, session, account_id, folder_name, &[p], true, stats).await {
-                    Err(e) if crate::sync::is_connection_loss(&e) => return Err(e),
+                    Err(e) if try_again_later(&e) => return Err(e),
                     // Stopping half-way may pass; a message the server refuses is skipped.
                     Err(e) if format!("{e:#}").contains(STOPPED_HALF_WAY) => log::warn!("{}: {e:#}", session.label()),
                     Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
@@ -459,7 +459,9 @@ struct WholeOutcome {
 
 /// Fetches the whole bodies of `ids` (UID to row), the UID sets `sets` pipelined, each body streamed
 /// into staging as it arrives, all in one transaction: committed when the fetch went through or the
-/// source hung up between messages (what came is whole), rolled back otherwise.
+/// source hung up between messages (what came is whole), rolled back otherwise. The outer error is our
+/// own database failing (never to be taken for the server refusing a message); the inner result is
+/// how the fetch went.
 async fn fetch_whole(
     store: &Store,
     session: &mut Session,
@@ -467,24 +469,36 @@ async fn fetch_whole(
     ids: &BTreeMap<u32, i64>,
     with_identity: bool,
     stats: &mut PullStats,
-) -> (Result<()>, WholeOutcome) {
+) -> Result<(Result<()>, WholeOutcome)> {
     let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
     let mut sink = WholeBodies { store, ids, with_identity, writing: None, outcome: WholeOutcome::default(), stats };
     let _turn = crate::memory::staging_turn().await;
-    if let Err(e) = store.conn.execute_batch("BEGIN") {
-        return (Err(e.into()), sink.outcome);
-    }
-    let mut result = session.uid_fetch_bodies(&requests, &mut sink).await;
-    result = match result {
-        Ok(()) => commit(store),
-        Err(e) if hung_up_on_a_message(&e) => commit(store).and(Err(e)),
+    store.conn.execute_batch("BEGIN")?;
+    match session.uid_fetch_bodies(&requests, &mut sink).await {
+        Ok(()) => {
+            commit(store)?;
+            Ok((Ok(()), sink.outcome))
+        }
+        Err(e) if hung_up_on_a_message(&e) => {
+            commit(store)?;
+            Ok((Err(e), sink.outcome))
+        }
         Err(e) => {
             let _ = store.conn.execute_batch("ROLLBACK");
             sink.outcome.staged.clear();
-            Err(e)
+            Ok((Err(e), sink.outcome))
         }
-    };
-    (result, sink.outcome)
+    }
+}
+
+/// Whether a failed fetch must end this pass for the folder rather than count against its messages:
+/// the connection is gone, the server kept asking us to slow down (quirk `exchange_throttled`), or our
+/// own database failed. None of these says anything about the messages, which come on the next pass;
+/// only a server refusing them gets them recorded as skipped.
+fn try_again_later(e: &anyhow::Error) -> bool {
+    crate::sync::is_connection_loss(e)
+        || format!("{e:#}").to_ascii_lowercase().contains("throttl")
+        || e.chain().any(|cause| cause.downcast_ref::<rusqlite::Error>().is_some())
 }
 
 /// Streams whole bodies into their rows, one at a time in the order they come.
@@ -498,7 +512,7 @@ struct WholeBodies<'a> {
 }
 
 impl BodySink for WholeBodies<'_> {
-    fn begin(&mut self, uid: u32, _origin: u32, _len: u32) -> Result<()> {
+    fn begin(&mut self, uid: u32, _origin: Option<u32>, _len: u32) -> Result<()> {
         self.writing = match self.ids.get(&uid) {
             Some(&id) => Some(BodyWriter::start(self.store, id, self.with_identity)?),
             None => None,
@@ -679,7 +693,7 @@ async fn stage_large(
         }
         let _turn = crate::memory::staging_turn().await;
         store.conn.execute_batch("BEGIN")?;
-        let mut round = SliceRound { store, active: &mut active, plan: &plan, answered: vec![false; plan.len()], into: Into::Nowhere, stats };
+        let mut round = SliceRound { store, active: &mut active, plan: &plan, answered: vec![false; plan.len()], into: SliceDestination::Nowhere, stats };
         let fetched = session.uid_fetch_bodies(&requests, &mut round).await;
         if let Err(e) = fetched {
             let _ = store.conn.execute_batch("ROLLBACK");
@@ -712,7 +726,7 @@ async fn stage_large(
 }
 
 /// Where the bytes of the slice being received go.
-enum Into {
+enum SliceDestination {
     /// Straight into message `active[i]`: the slice it needs next.
     Message(usize),
     /// Held for `active[i]` until the slices before it come (a server answering out of order).
@@ -727,23 +741,23 @@ struct SliceRound<'a> {
     active: &'a mut Vec<Slices>,
     plan: &'a [(usize, u32)],
     answered: Vec<bool>,
-    into: Into,
+    into: SliceDestination,
     stats: &'a mut PullStats,
 }
 
 impl BodySink for SliceRound<'_> {
-    fn begin(&mut self, uid: u32, origin: u32, len: u32) -> Result<()> {
-        // Which request this answers: the one for this UID at its origin, else (a server that leaves
-        // the origin out) the first one for this UID still unanswered.
+    fn begin(&mut self, uid: u32, origin: Option<u32>, len: u32) -> Result<()> {
+        // Which request this answers: the one for this UID at its origin; or, from a server that
+        // leaves the origin out, the first one for this UID still unanswered. An answer whose request
+        // was answered already is a repeat (the commands were sent again after throttling) and goes
+        // nowhere: taking it for the next open request would store the wrong bytes at that offset.
         let open = |&(k, &(i, _)): &(usize, &(usize, u32))| self.active[i].uid == uid && !self.answered[k];
-        let slot = self
-            .plan
-            .iter()
-            .enumerate()
-            .find(|e| open(e) && e.1.1 == origin)
-            .or_else(|| self.plan.iter().enumerate().find(|e| open(e)))
-            .map(|(k, _)| k);
-        self.into = Into::Nowhere;
+        let slot = match origin {
+            Some(origin) => self.plan.iter().enumerate().find(|e| open(e) && e.1.1 == origin),
+            None => self.plan.iter().enumerate().find(|e| open(e)),
+        }
+        .map(|(k, _)| k);
+        self.into = SliceDestination::Nowhere;
         let Some(k) = slot else { return Ok(()) };
         self.answered[k] = true;
         let (i, offset) = self.plan[k];
@@ -752,33 +766,38 @@ impl BodySink for SliceRound<'_> {
         if m.ended || offset < m.offset {
             return Ok(());
         }
-        self.into = if offset > m.offset { Into::Early(i, offset, Vec::with_capacity(len as usize)) } else { Into::Message(i) };
+        self.into = if offset > m.offset {
+            // Never more room than a slice, whatever length the answer announces.
+            SliceDestination::Early(i, offset, Vec::with_capacity((len as usize).min(SLICE as usize)))
+        } else {
+            SliceDestination::Message(i)
+        };
         Ok(())
     }
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
         match &mut self.into {
-            Into::Message(i) => self.active[*i].writer.write(self.store, piece),
-            Into::Early(_, _, held) => {
+            SliceDestination::Message(i) => self.active[*i].writer.write(self.store, piece),
+            SliceDestination::Early(_, _, held) => {
                 held.extend_from_slice(piece);
                 Ok(())
             }
-            Into::Nowhere => Ok(()),
+            SliceDestination::Nowhere => Ok(()),
         }
     }
 
     fn end(&mut self) -> Result<()> {
-        match std::mem::replace(&mut self.into, Into::Nowhere) {
-            Into::Message(i) => {
+        match std::mem::replace(&mut self.into, SliceDestination::Nowhere) {
+            SliceDestination::Message(i) => {
                 let m = &mut self.active[i];
                 let len = m.writer.total - u64::from(m.offset);
                 m.end_slice(self.store, len)?;
                 self.stats.staged_bytes += len + m.take_early(self.store)?;
             }
-            Into::Early(i, offset, held) => {
+            SliceDestination::Early(i, offset, held) => {
                 self.active[i].early.insert(offset, held);
             }
-            Into::Nowhere => {}
+            SliceDestination::Nowhere => {}
         }
         Ok(())
     }
@@ -997,5 +1016,64 @@ mod tests {
     fn flags_are_sorted_without_recent() {
         let f = vec!["\\Seen".to_string(), "$Label1".into(), "\\Recent".into(), "\\Seen".into()];
         assert_eq!(flags_text(&f), "$Label1 \\Seen");
+    }
+
+    /// A throttled slice in the middle of a round: the commands are sent again, and the repeats of the
+    /// slices that came the first time must not be taken for the one that did not (they were, before:
+    /// bytes 0-65535 were stored a second time as 65536-131071 and the message counted as staged). A
+    /// scripted server, because Dovecot never throttles.
+    #[test]
+    fn repeats_after_a_throttled_slice_go_nowhere() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let size = 150_000usize;
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let slice = |offset: usize| {
+            let end = (offset + SLICE as usize).min(size);
+            let mut answer = format!("* 1 FETCH (UID 7 BODY[]<{offset}> {{{}}}\r\n", end - offset).into_bytes();
+            answer.extend_from_slice(&body[offset..end]);
+            answer.extend_from_slice(b")\r\n");
+            answer
+        };
+        let mut first = slice(0);
+        first.extend_from_slice(b"P1 OK done\r\nP2 NO Request is throttled. Suggested Backoff Time: 100 milliseconds\r\n");
+        first.extend_from_slice(&slice(131_072));
+        first.extend_from_slice(b"P3 OK done\r\n");
+        let mut again = Vec::new();
+        for (tag, offset) in [(4, 0), (5, 65_536), (6, 131_072)] {
+            again.extend_from_slice(&slice(offset));
+            again.extend_from_slice(format!("P{tag} OK done\r\n").as_bytes());
+        }
+        let (port, server) = scripted_server(vec![(3, first), (3, again)], Pace::Whole);
+        let dir = std::env::temp_dir().join(format!("pf-pull-throttle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store
+            .conn
+            .execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, ?1, '')", [size as i64])
+            .unwrap();
+        let id = store.conn.last_insert_rowid();
+        let pending = Pending { id, uid: 7, size: size as u64, fetch_failures: 0 };
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
+        });
+        let _ = server;
+        let staged: Vec<u8> = store
+            .conn
+            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .flatten()
+            .collect();
+        let hash: Option<Vec<u8>> = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        assert!(staged == body, "staged {} bytes, equal to the message: {}", staged.len(), staged == body);
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -377,8 +377,8 @@ struct HashBody {
 }
 
 impl BodySink for HashBody {
-    fn begin(&mut self, uid: u32, origin: u32, _len: u32) -> Result<()> {
-        self.hashing = uid == self.uid && origin == 0;
+    fn begin(&mut self, uid: u32, origin: Option<u32>, _len: u32) -> Result<()> {
+        self.hashing = uid == self.uid && origin.unwrap_or(0) == 0;
         if self.hashing {
             self.hasher = Sha256::new();
             self.bytes = 0;

@@ -19,8 +19,10 @@ use super::{Answer, Session, with_timeout};
 /// Where streamed bodies go. For each body in an answer: `begin`, then `bytes` any number of times (the
 /// pieces add up to `len`), then `end`. `nil` is a body the server has but will not give.
 pub trait BodySink {
-    /// A body of message `uid` (or the part of it starting at octet `origin`) of `len` bytes begins.
-    fn begin(&mut self, uid: u32, origin: u32, len: u32) -> Result<()>;
+    /// A body of message `uid` of `len` bytes begins: the part starting at octet `origin` when the
+    /// answer says (`BODY[]<4096>`), None when it does not (`BODY[]`: a whole body, or a server that
+    /// leaves the origin out of a partial answer).
+    fn begin(&mut self, uid: u32, origin: Option<u32>, len: u32) -> Result<()>;
     fn bytes(&mut self, piece: &[u8]) -> Result<()>;
     fn end(&mut self) -> Result<()>;
     fn nil(&mut self, uid: u32) -> Result<()>;
@@ -162,7 +164,7 @@ impl Session {
         self.in_expect(b'(').await?;
         let mut uid: Option<u32> = None;
         // A body that came before the UID: (origin, bytes), or None for NIL.
-        let mut held: Option<(u32, Option<Vec<u8>>)> = None;
+        let mut held: Option<(Option<u32>, Option<Vec<u8>>)> = None;
         loop {
             self.skip_spaces().await?;
             if self.in_peek().await? == b')' {
@@ -446,14 +448,14 @@ fn is_fetch_head(head: &[u8]) -> bool {
     )
 }
 
-/// The origin of a body item's name ("BODY[]" 0, "BODY[]<4096>" 4096; RFC822 and BINARY[] too), or
-/// None for any other item (a header section, FLAGS...).
-fn body_origin(name: &str) -> Option<u32> {
+/// The origin of a body item's name ("BODY[]" Some(None), "BODY[]<4096>" Some(Some(4096)); RFC822 and
+/// BINARY[] too), or None for any other item (a header section, FLAGS...).
+fn body_origin(name: &str) -> Option<Option<u32>> {
     let rest = ["BODY[]", "BINARY[]", "RFC822"].iter().find_map(|p| name.strip_prefix(p))?;
     if rest.is_empty() {
-        return Some(0);
+        return Some(None);
     }
-    rest.strip_prefix('<')?.strip_suffix('>')?.parse().ok()
+    rest.strip_prefix('<')?.strip_suffix('>')?.parse().ok().map(Some)
 }
 
 /// The literal length a raw line announces at its end ("... {12}\r\n" or "{12+}"), if any.
@@ -470,7 +472,7 @@ fn trailing_literal(line: &[u8]) -> Option<usize> {
 struct Collect<'a>(&'a mut Vec<u8>);
 
 impl BodySink for Collect<'_> {
-    fn begin(&mut self, _: u32, _: u32, _: u32) -> Result<()> {
+    fn begin(&mut self, _: u32, _: Option<u32>, _: u32) -> Result<()> {
         Ok(())
     }
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
@@ -489,7 +491,7 @@ impl BodySink for Collect<'_> {
 struct Discard;
 
 impl BodySink for Discard {
-    fn begin(&mut self, _: u32, _: u32, _: u32) -> Result<()> {
+    fn begin(&mut self, _: u32, _: Option<u32>, _: u32) -> Result<()> {
         Ok(())
     }
     fn bytes(&mut self, _: &[u8]) -> Result<()> {
@@ -504,7 +506,7 @@ impl BodySink for Discard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
     use std::thread::JoinHandle;
@@ -525,9 +527,9 @@ mod tests {
 
     #[test]
     fn body_origins() {
-        assert_eq!(body_origin("BODY[]"), Some(0));
-        assert_eq!(body_origin("BODY[]<65536>"), Some(65536));
-        assert_eq!(body_origin("RFC822"), Some(0));
+        assert_eq!(body_origin("BODY[]"), Some(None));
+        assert_eq!(body_origin("BODY[]<65536>"), Some(Some(65536)));
+        assert_eq!(body_origin("RFC822"), Some(None));
         assert_eq!(body_origin("RFC822.SIZE"), None);
         assert_eq!(body_origin("BODY[HEADER]"), None);
         assert_eq!(body_origin("FLAGS"), None);
@@ -548,7 +550,7 @@ mod tests {
 
     /// How the scripted server writes its answers.
     #[derive(Clone, Copy, PartialEq)]
-    enum Pace {
+    pub(crate) enum Pace {
         /// Each answer in one write.
         Whole,
         /// One byte per write, sent at once (TCP_NODELAY); and the client's read buffer shrunk to one
@@ -559,7 +561,7 @@ mod tests {
     /// A scripted IMAP server for one connection: sends a greeting, then for each step reads that many
     /// command lines and writes the answer. Returns its port and a handle that yields the command lines
     /// it read, once the client has hung up.
-    fn scripted_server(steps: Vec<(usize, Vec<u8>)>, pace: Pace) -> (u16, JoinHandle<Vec<String>>) {
+    pub(crate) fn scripted_server(steps: Vec<(usize, Vec<u8>)>, pace: Pace) -> (u16, JoinHandle<Vec<String>>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("local_addr").port();
         let handle = std::thread::spawn(move || {
@@ -593,7 +595,7 @@ mod tests {
         (port, handle)
     }
 
-    async fn connect(port: u16, pace: Pace) -> Session {
+    pub(crate) async fn connect(port: u16, pace: Pace) -> Session {
         let endpoint = Endpoint { host: "127.0.0.1".into(), port, tls: TlsMode::Plain, pin_sha256: None };
         let mut session = Session::connect(&endpoint, "source scripted").await.expect("connect");
         if pace == Pace::ByteByByte {
@@ -603,7 +605,7 @@ mod tests {
     }
 
     /// Runs a test's async part, failing it instead of hanging on a parser that waits for bytes.
-    fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
+    pub(crate) fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
         smol::block_on(smol::future::or(async { Some(fut.await) }, async {
             smol::Timer::after(Duration::from_secs(20)).await;
             None
@@ -628,9 +630,9 @@ mod tests {
     }
 
     impl BodySink for Recorder {
-        fn begin(&mut self, uid: u32, origin: u32, len: u32) -> Result<()> {
+        fn begin(&mut self, uid: u32, origin: Option<u32>, len: u32) -> Result<()> {
             assert!(self.open.is_none(), "begin inside a body");
-            self.open = Some((uid, origin, len, Vec::new()));
+            self.open = Some((uid, origin.unwrap_or(0), len, Vec::new()));
             self.pieces.push(0);
             Ok(())
         }
