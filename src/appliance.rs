@@ -230,8 +230,8 @@ impl Appliance {
                     &me.dir,
                     accounts,
                     8,
-                    &|store, account| {
-                        let r = smol::block_on(check::check_account(store, account, &limits));
+                    &async |store: &Store, account: &crate::store::Account| {
+                        let r = check::check_account(store, account, &limits).await;
                         if let Err(e) = check::record(store, account, &r) {
                             log::warn!("{}: {e:#}", account.source_login);
                         }
@@ -544,8 +544,8 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
         &app.dir,
         accounts,
         4,
-        &|store, account| {
-            let r = smol::block_on(crate::verify::verify_account(store, account));
+        &async |store: &Store, account: &crate::store::Account| {
+            let r = crate::verify::verify_account(store, account).await;
             if let Err(e) = crate::verify::record(store, &r) {
                 log::warn!("{}: {e:#}", account.source_login);
             }

@@ -318,12 +318,16 @@ pub fn hex(bytes: &[u8]) -> String {
 
 async fn tcp_connect(endpoint: &Endpoint) -> Result<TcpStream> {
     let target = format!("{}:{}", endpoint.host, endpoint.port);
-    let addrs: Vec<_> = smol::unblock({
-        let target = target.clone();
-        move || target.to_socket_addrs().map(|a| a.collect::<Vec<_>>())
-    })
-    .await
-    .with_context(|| format!("name not found: {} (check the host name and DNS)", endpoint.host))?;
+    // An address needs no lookup, and a lookup needs a thread of smol's blocking pool (its own stack).
+    let addrs: Vec<_> = match endpoint.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, endpoint.port)],
+        Err(_) => smol::unblock({
+            let target = target.clone();
+            move || target.to_socket_addrs().map(|a| a.collect::<Vec<_>>())
+        })
+        .await
+        .with_context(|| format!("name not found: {} (check the host name and DNS)", endpoint.host))?,
+    };
     let mut last_err = None;
     for addr in addrs {
         match with_timeout(&format!("connecting to {target}"), TcpStream::connect(addr)).await {

@@ -23,6 +23,7 @@ mod sync;
 mod template;
 mod utf7;
 mod verify;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -360,8 +361,8 @@ fn run(args: Args) -> Result<ExitCode> {
                 &dir,
                 accounts,
                 4,
-                &|store, account| {
-                    let r = smol::block_on(verify::verify_account(store, account));
+                &async |store: &Store, account: &crate::store::Account| {
+                    let r = verify::verify_account(store, account).await;
                     if let Err(e) = verify::record(store, &r) {
                         log::warn!("{}: {e:#}", account.source_login);
                     }
@@ -406,8 +407,8 @@ fn run(args: Args) -> Result<ExitCode> {
                 &dir,
                 accounts.clone(),
                 c.parallel.clamp(1, 64),
-                &|store, account| {
-                    let result = smol::block_on(check::check_account(store, account, &limits));
+                &async |store: &Store, account: &crate::store::Account| {
+                    let result = check::check_account(store, account, &limits).await;
                     if let Err(e) = check::record(store, account, &result) {
                         log::warn!("{}: could not store the check result: {e:#}", account.source_login);
                     }

@@ -1,10 +1,11 @@
 //! One pass over one account, and a pass over many accounts in parallel: log in on both sides, read
 //! both folder trees, map them (the `folders` module decides names), then for each folder pull new
-//! mail and flag changes into staging and push what the target lacks. Each account runs on its own
-//! thread with its own database connection and connections to both servers, at most `parallel` at
-//! once; one account's failure is reported and the others go on.
+//! mail and flag changes into staging and push what the target lacks. Accounts run as tasks on one
+//! thread (`workers`), each with its own database connection and connections to both servers, at most
+//! `parallel` at once; one account's failure is reported and the others go on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -433,41 +434,41 @@ fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str
     Ok(row)
 }
 
-/// Runs `work` for each account, at most `parallel` at once, each worker on its own thread with its
-/// own database connection. `on_done` sees each result as it finishes; `failed` makes the result for
-/// an account whose worker could not even open the store, so no account is silently left out.
-pub fn for_each_account<T: Send>(
+/// Runs `work` for each account, at most `parallel` at once: `parallel` workers, each with its own
+/// database connection, as tasks on this thread (see `workers`). `on_done` sees each result as it
+/// finishes; `failed` makes the result for an account whose worker could not even open the store, so
+/// no account is silently left out.
+pub fn for_each_account<T>(
     dir: &Path,
     accounts: Vec<Account>,
     parallel: usize,
-    work: &(dyn Fn(&Store, &Account) -> T + Sync),
-    failed: &(dyn Fn(&Account, &anyhow::Error) -> T + Sync),
-    on_done: &(dyn Fn(&T) + Sync),
+    work: &impl AsyncFn(&Store, &Account) -> T,
+    failed: &dyn Fn(&Account, &anyhow::Error) -> T,
+    on_done: &dyn Fn(&T),
 ) -> Vec<T> {
-    let queue = Mutex::new(accounts.into_iter().collect::<std::collections::VecDeque<_>>());
-    let results = Mutex::new(Vec::new());
-    let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    let queue = RefCell::new(accounts.into_iter().collect::<std::collections::VecDeque<_>>());
+    let results = RefCell::new(Vec::new());
+    let next = || queue.borrow_mut().pop_front();
     let finish = |result: T| {
         on_done(&result);
-        results.lock().unwrap_or_else(|p| p.into_inner()).push(result);
+        results.borrow_mut().push(result);
     };
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.max(1) {
-            scope.spawn(|| match Store::open(dir) {
-                Ok(store) => {
-                    while let Some(account) = next() {
-                        finish(work(&store, &account));
-                    }
+    let worker = || async {
+        match Store::open(dir) {
+            Ok(store) => {
+                while let Some(account) = next() {
+                    finish(work(&store, &account).await);
                 }
-                Err(e) => {
-                    while let Some(account) = next() {
-                        finish(failed(&account, &e));
-                    }
+            }
+            Err(e) => {
+                while let Some(account) = next() {
+                    finish(failed(&account, &e));
                 }
-            });
+            }
         }
-    });
-    results.into_inner().unwrap_or_else(|p| p.into_inner())
+    };
+    crate::workers::run_together((0..parallel.max(1)).map(|_| Box::pin(worker()) as crate::workers::Worker<'_>).collect());
+    results.into_inner()
 }
 
 /// A pass over many accounts; reports sorted by account.
@@ -476,7 +477,7 @@ pub fn pass_many(
     accounts: Vec<Account>,
     parallel: usize,
     kind: PassKind,
-    on_done: &(dyn Fn(&PassReport) + Sync),
+    on_done: &dyn Fn(&PassReport),
 ) -> Vec<PassReport> {
     let parallel = parallel.max(1);
     let gate = ConnectionGate::new(ConnectionGate::remembered(parallel));
@@ -484,9 +485,9 @@ pub fn pass_many(
         dir,
         accounts,
         parallel,
-        &|store, account| {
-            let slot = gate.enter();
-            let report = smol::block_on(pass_account(store, account, kind));
+        &async |store: &Store, account: &Account| {
+            let slot = gate.enter().await;
+            let report = pass_account(store, account, kind).await;
             drop(slot);
             if report.throttled > 0
                 && let Some(limit) = gate.throttled()
@@ -516,13 +517,14 @@ pub fn pass_many(
 /// leaves the limit where it got to, a pass that was not gives one slot back.
 pub struct ConnectionGate {
     state: Mutex<GateState>,
-    freed: std::sync::Condvar,
 }
 
 struct GateState {
     in_use: usize,
     limit: usize,
     halved: bool,
+    /// Accounts waiting for a slot, woken when one is freed.
+    waiting: Vec<std::task::Waker>,
 }
 
 /// The limit the last throttled pass of this process left, until passes without throttling give the
@@ -534,7 +536,7 @@ pub struct GateSlot<'a>(&'a ConnectionGate);
 
 impl ConnectionGate {
     pub fn new(limit: usize) -> ConnectionGate {
-        ConnectionGate { state: Mutex::new(GateState { in_use: 0, limit: limit.max(1), halved: false }), freed: std::sync::Condvar::new() }
+        ConnectionGate { state: Mutex::new(GateState { in_use: 0, limit: limit.max(1), halved: false, waiting: Vec::new() }) }
     }
 
     /// The limit to start a pass with: `parallel`, or less after throttled passes.
@@ -558,13 +560,18 @@ impl ConnectionGate {
     }
 
     /// Waits for a free slot.
-    pub fn enter(&self) -> GateSlot<'_> {
-        let mut state = self.state();
-        while state.in_use >= state.limit {
-            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-        state.in_use += 1;
-        GateSlot(self)
+    pub async fn enter(&self) -> GateSlot<'_> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state();
+            if state.in_use < state.limit {
+                state.in_use += 1;
+                std::task::Poll::Ready(GateSlot(self))
+            } else {
+                state.waiting.push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Halves the slots after a throttled account; the new limit when it went down.
@@ -581,8 +588,11 @@ impl ConnectionGate {
 
 impl Drop for GateSlot<'_> {
     fn drop(&mut self) {
-        self.0.state().in_use -= 1;
-        self.0.freed.notify_all();
+        let mut state = self.0.state();
+        state.in_use -= 1;
+        for waiting in state.waiting.drain(..) {
+            waiting.wake();
+        }
     }
 }
 
@@ -613,18 +623,17 @@ mod gate_tests {
         assert_eq!(gate.throttled(), Some(1));
         assert_eq!(gate.throttled(), None);
         // With one slot left, eight workers never overlap.
-        let (live, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    let _slot = gate.enter();
-                    let now = live.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    live.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
+        let (live, peak, finished) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+        let worker = || async {
+            let _slot = gate.enter().await;
+            let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            smol::Timer::after(std::time::Duration::from_millis(5)).await;
+            live.fetch_sub(1, Ordering::SeqCst);
+            finished.fetch_add(1, Ordering::SeqCst);
+        };
+        crate::workers::run_together((0..8).map(|_| Box::pin(worker()) as crate::workers::Worker<'_>).collect());
         assert_eq!(peak.load(Ordering::SeqCst), 1);
+        assert_eq!(finished.load(Ordering::SeqCst), 8);
     }
 }
