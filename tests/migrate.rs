@@ -3,10 +3,13 @@
 //! internal dates; subscriptions follow; a second pass appends nothing; new mail and flag changes move
 //! on the next pass without undoing the user's changes on the target; deleted mail stays; a UIDVALIDITY
 //! change and mail already on the target cause no duplicates; an oversized message is skipped with the
-//! server's reason while the rest goes on.
+//! server's reason while the rest goes on; four accounts at once share one thread and the database.
 
 mod common;
 mod driver;
+#[allow(dead_code)] // the byte counters are for the bench
+#[path = "bench/latency.rs"]
+mod latency;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -383,4 +386,48 @@ fn source_sending_uid_after_the_body_gets_every_message_once() {
     fixture::assert_same_mail(&snapshot(&source, "u@gammal.se"), &snapshot(&target, "u@ny.se"), &map);
     let again = m.sync();
     assert_eq!(appended(&again), 0, "{again}");
+}
+
+/// Four accounts at once, each with its own database connection but all on one worker thread, the
+/// source behind a proxy adding 2 ms each way (so answers arrive in pieces and a write transaction
+/// stays open across network waits), and batches of three messages so that those transactions keep
+/// meeting: every message of every account arrives exactly once, byte for byte, and no statement
+/// waited out the 30 s busy limit ("database is locked"). A busy handler that slept instead of
+/// running the other workers would hang here until that limit.
+#[test]
+fn four_accounts_at_once_share_one_thread_and_the_database() {
+    let users: Vec<(String, String)> = (0..4).map(|i| (format!("p{i}@gammal.se"), format!("p{i}@ny.se"))).collect();
+    let source = Dovecot::start(Layout::OldHost, &users.iter().map(|(s, _)| (s.as_str(), "pw")).collect::<Vec<_>>());
+    let target = Dovecot::start(Layout::Target, &users.iter().map(|(_, t)| (t.as_str(), "pw")).collect::<Vec<_>>());
+    let mut expected = Vec::new();
+    for (i, (user, _)) in users.iter().enumerate() {
+        let msgs: Vec<_> = ["INBOX", "INBOX.Projekt"]
+            .iter()
+            .enumerate()
+            .flat_map(|(f, folder)| fixture::bulk(folder, 12, (i * 10 + f) as u64 + 1, 500..40_000))
+            .collect();
+        fixture::load(&mut source.reader(user), &msgs);
+        expected.push(msgs);
+    }
+    let accounts: Vec<(&str, &str, &str, &str)> = users.iter().map(|(s, t)| (s.as_str(), "pw", t.as_str(), "pw")).collect();
+    let slow_source = latency::LatencyProxy::start(source.port(), std::time::Duration::from_millis(2));
+    let m = Migration::with_ports(&source, Via::Plain, Some(slow_source.port()), &target, Via::Plain, None, &accounts);
+    let started = std::time::Instant::now();
+    let out = m.run_env(&["sync", "--parallel", "4"], &[("POSTFLYTT_BATCH", "3")]);
+    let t = driver::text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(!t.contains("locked"), "a statement waited for the write lock until it gave up:\n{t}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "took {:?}:\n{t}", started.elapsed());
+    assert_eq!(appended(&t), 4 * 24, "{t}");
+    for ((_, target_user), msgs) in users.iter().zip(&expected) {
+        let mut reader = target.reader(target_user);
+        for (source_folder, target_folder) in [("INBOX", "INBOX"), ("INBOX.Projekt", "Projekt")] {
+            let mut want: Vec<&[u8]> = msgs.iter().filter(|m| m.folder == source_folder).map(|m| m.body.as_slice()).collect();
+            let got_msgs = reader.fetch_all(target_folder);
+            let mut got: Vec<&[u8]> = got_msgs.iter().map(|m| m.body.as_slice()).collect();
+            want.sort();
+            got.sort();
+            assert!(got == want, "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ", got.len(), want.len());
+        }
+    }
 }
