@@ -220,7 +220,7 @@ impl Appliance {
             rt.check_running = true;
         }
         let me = Arc::clone(self);
-        std::thread::spawn(move || {
+        let started = crate::workers::spawn_thread("check", move || {
             let result = (|| -> Result<()> {
                 let store = me.store()?;
                 let accounts = store.accounts(&only)?;
@@ -250,6 +250,10 @@ impl Appliance {
             me.forget_status();
             me.runtime().check_running = false;
         });
+        if let Err(e) = started {
+            self.runtime().check_running = false;
+            return Err(anyhow!("cannot start the check: {e}"));
+        }
         Ok(())
     }
 }
@@ -512,7 +516,7 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
         rt.finish_running = true;
     }
     let me = Arc::clone(app);
-    std::thread::spawn(move || {
+    let started = crate::workers::spawn_thread("finish", move || {
         match finish(&me, false) {
             Ok(outcome) if !outcome.verified_ok => {
                 me.runtime().last_error = Some(format!("verification found problems; nothing was purged: {}", outcome.problems.join("; ")));
@@ -523,6 +527,10 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
         me.forget_status();
         me.runtime().finish_running = false;
     });
+    if let Err(e) = started {
+        app.runtime().finish_running = false;
+        return Err(anyhow!("cannot start finishing: {e}"));
+    }
     Ok(())
 }
 

@@ -467,7 +467,7 @@ fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Res
     let auth = crate::import::SourceAuth::of(store.source_kind()?);
     let import = crate::import::import_bytes_for(name, body, auth).map_err(|e| ApiError::new(400, e.to_string()))?;
     let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
-    let tx = store.conn.unchecked_transaction().map_err(|e| anyhow!(e))?;
+    let tx = store.write_transaction().map_err(|e| anyhow!(e))?;
     let (mut added, mut updated) = (0, 0);
     for row in &import.accounts {
         if store.upsert_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)? {

@@ -97,7 +97,7 @@ pub fn fill_staged(store: &Store, folder_id: i64, state: &str) -> Result<u64> {
         rows.collect::<Result<_, _>>()?
     };
     let mut filled = 0;
-    let tx = store.conn.unchecked_transaction()?;
+    let tx = store.write_transaction()?;
     for id in ids {
         // The staged chunks in order, up to HEADER_PREFIX bytes (chunks are smaller than that).
         let mut start: Vec<u8> = Vec::new();

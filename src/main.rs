@@ -446,7 +446,7 @@ fn run(args: Args) -> Result<ExitCode> {
             let auth = import::SourceAuth::of(store.source_kind()?);
             let rows = import::read_import_for(&import.file, auth).map_err(|e| anyhow!("{e}"))?.accounts;
             let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
-            let tx = store.conn.unchecked_transaction()?;
+            let tx = store.write_transaction()?;
             let (mut added, mut updated) = (0, 0);
             for row in &rows {
                 let is_new = store.upsert_account(
@@ -560,7 +560,7 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
             log::info!("postflytt {} serving the page at http://{shown}/", env!("CARGO_PKG_VERSION"));
             log::info!("viewer code for the customer: {} (also in {})", app.viewer_code, dir.join("viewer-code").display());
             log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
-            let scheduler = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || a.scheduler()) };
+            let scheduler = { let a = std::sync::Arc::clone(&app); workers::spawn_thread("scheduler", move || a.scheduler())? };
             let watcher = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || appliance::mx_watcher(a)) };
             let server = { let a = std::sync::Arc::clone(&app); let listen = listen.clone(); std::thread::spawn(move || http::serve(a, &listen)) };
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && !server.is_finished() {

@@ -167,7 +167,12 @@ pub async fn pull_folder(
             return Err(e);
         }
         last_uid = highest;
-        store.conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])?;
+        if let Err(e) = store.conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid]) {
+            // Never leave the connection inside a transaction: it would keep the write lock from
+            // every other worker for the rest of this one's accounts.
+            let _ = store.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
         commit(store)?;
         // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
         // first pass finds everything, which says nothing about whether the mailbox is still in use.
@@ -194,7 +199,7 @@ pub async fn pull_folder(
                     .await
             };
             match fetched {
-                Ok(()) => store.conn.execute_batch("COMMIT")?,
+                Ok(()) => commit(store)?,
                 Err(e) => {
                     let _ = store.conn.execute_batch("ROLLBACK");
                     return Err(e);
@@ -944,7 +949,7 @@ pub fn merge_uidvalidity_orphans(store: &Store, folder_id: i64, uidvalidity: u32
         let rows = stmt.query_map(params![folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let tx = store.conn.unchecked_transaction()?;
+    let tx = store.write_transaction()?;
     let mut used_new = std::collections::BTreeSet::new();
     let mut used_old = std::collections::BTreeSet::new();
     for (new_id, old_id) in pairs {

@@ -150,7 +150,7 @@ pub async fn push_folder(
     if target.uidvalidity != Some(uidvalidity) || target.indexed_uidnext == 0 && target.uidvalidity.is_none() {
         // A new or re-created target folder: whatever we recorded there is no longer addressable by
         // UID. Those rows go back to 'appending' (maybe there, maybe not) and are looked up by content.
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.write_transaction()?;
         tx.execute(
             "UPDATE message SET push_state = 'appending' WHERE folder_id = ?1 AND push_state = 'pushed'
                AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)",
@@ -463,7 +463,7 @@ async fn append_batch(
 ) -> Result<Next> {
     // The journal entry: committed before a byte of the APPEND is written.
     {
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.write_transaction()?;
         for row in batch {
             debug_assert_eq!(row.state, "pending");
             tx.execute(
@@ -502,7 +502,7 @@ async fn append_batch(
 
     if answer.answer.is_ok() {
         let uids = answer.appended_uids();
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.write_transaction()?;
         match uids {
             Some((validity, uids)) if validity == uidvalidity && uids.len() == batch.len() => {
                 for (row, uid) in batch.iter().zip(uids) {
@@ -662,7 +662,7 @@ async fn sync_flags(
             if !all_ok {
                 continue;
             }
-            let tx = store.conn.unchecked_transaction()?;
+            let tx = store.write_transaction()?;
             for (id, _) in part {
                 tx.execute("UPDATE message SET synced_flags = flags WHERE id = ?1", [id])?;
             }

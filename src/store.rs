@@ -101,6 +101,14 @@ pub fn now() -> i64 {
 }
 
 impl Store {
+    /// A short transaction that writes: it takes the write lock at BEGIN (IMMEDIATE). A deferred one
+    /// that reads first and then writes would fail at once with "database is locked" when another
+    /// connection writes meanwhile, because SQLite runs the busy handler only for a connection that
+    /// holds no read snapshot yet. None of these stays open across an await.
+    pub fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    }
+
     /// Opens (or creates) the data directory, its key file and database.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.exists() {

@@ -147,7 +147,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
     let maps = folders::map_folders(&layout, &source_folders, &target_layout);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
 
-    let tx = store.conn.unchecked_transaction()?;
+    let tx = store.write_transaction()?;
     tx.execute("UPDATE source_folder SET present = 0 WHERE account_id = ?1", [account.id])?;
     for f in &listed {
         let name = utf7::decode_or_raw(&f.wire_name);

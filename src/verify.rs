@@ -526,7 +526,10 @@ async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) ->
         .await;
     match fetched {
         Ok(()) => {
-            store.conn.execute_batch("COMMIT")?;
+            if let Err(e) = store.conn.execute_batch("COMMIT") {
+                let _ = store.conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
             Ok(())
         }
         Err(e) => {

@@ -26,12 +26,18 @@ use std::time::{Duration, Instant};
 /// A worker: a future that runs until its accounts are done.
 pub type Worker<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
-/// How long a statement waits for another connection's write lock before SQLite gives up with
-/// "database is locked" (what `busy_timeout` was before).
+/// How long a statement on a thread without workers (the web server's) waits for another
+/// connection's write lock before SQLite gives up with "database is locked".
 pub const BUSY_LIMIT: Duration = Duration::from_secs(30);
 
-/// Runs `workers` on this thread until all are done. A worker's panic is raised here once it
-/// happened, as a panicking worker thread's was.
+/// On a thread that runs workers, a statement waits as long as the other workers get anywhere, and
+/// gives up only after this long in which none did. It is longer than anything a worker may wait for
+/// inside a transaction (a 60 s network timeout, a throttling pause of at most 60 s), so that one
+/// slow source delays the others but does not fail them.
+pub const BUSY_LIMIT_AMONG_WORKERS: Duration = Duration::from_secs(150);
+
+/// Runs `workers` on this thread until all are done. A worker's panic is raised here once the others
+/// have finished, as a panicking worker thread's was when its scope ended.
 pub fn run_together(workers: Vec<Worker<'_>>) {
     let waker_of_the_run = Arc::new(Mutex::new(None::<Waker>));
     let together = Together {
@@ -39,7 +45,11 @@ pub fn run_together(workers: Vec<Worker<'_>>) {
             .into_iter()
             .map(|future| Slot {
                 future: RefCell::new(Some(future)),
-                wake: Arc::new(SlotWake { woken: AtomicBool::new(true), waker_of_the_run: Arc::clone(&waker_of_the_run) }),
+                wake: Arc::new(SlotWake {
+                    woken: AtomicBool::new(true),
+                    waker_of_the_run: Arc::clone(&waker_of_the_run),
+                    thread: std::thread::current(),
+                }),
             })
             .collect(),
         panic: RefCell::new(None),
@@ -49,9 +59,6 @@ pub fn run_together(workers: Vec<Worker<'_>>) {
         *waker_of_the_run.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
         loop {
             let polled = together.poll_woken();
-            if let Some(panic) = together.panic.borrow_mut().take() {
-                resume_unwind(panic);
-            }
             if together.all_done() {
                 return Poll::Ready(());
             }
@@ -60,37 +67,55 @@ pub fn run_together(workers: Vec<Worker<'_>>) {
             }
         }
     }));
+    if let Some(panic) = together.panic.borrow_mut().take() {
+        resume_unwind(panic);
+    }
 }
 
 /// SQLite's busy handler for every connection (`attempt` counts from 0 for each statement that
 /// waits): while another connection holds the write lock, run the workers of this thread that have
-/// something to do (one of them may hold it), else sleep a little; give up after `BUSY_LIMIT`.
-/// `waiting_since` is the connection's own clock for the current wait.
+/// something to do (one of them may hold it), else wait for one to be woken, at most 10 ms. Meanwhile
+/// their sockets are watched by async-io's own thread, which takes over from `block_on` when this
+/// thread does not come back to it. `waiting_since` is the connection's clock for the current wait:
+/// reset whenever another worker got somewhere, so the limit counts time in which nothing moved.
 pub fn while_database_busy(attempt: i32, waiting_since: &mut Instant) -> bool {
     if attempt == 0 {
         *waiting_since = Instant::now();
     }
-    if waiting_since.elapsed() >= BUSY_LIMIT {
+    let together = ACTIVE.with(Cell::get);
+    let limit = if together.is_some() { BUSY_LIMIT_AMONG_WORKERS } else { BUSY_LIMIT };
+    if waiting_since.elapsed() >= limit {
         return false;
     }
-    let ran_others = ACTIVE.with(|active| match active.get() {
+    match together {
         // SAFETY: the pointer is set only while `run_together` runs on this thread, with `together`
         // alive on its stack, and reset before that returns (see `Active`); a busy handler runs on
         // the thread of the statement that waits, so here it points at a live `Together`.
-        Some(together) => unsafe { together.as_ref() }.poll_woken(),
-        None => false,
-    });
-    if !ran_others {
-        // As SQLite's own busy timeout: short sleeps first, then at most 10 ms.
-        std::thread::sleep(Duration::from_millis((attempt.clamp(0, 9) + 1) as u64));
+        Some(together) if unsafe { together.as_ref() }.poll_woken() => *waiting_since = Instant::now(),
+        // A worker's waker unparks this thread, so a wait ends as soon as one has something to do.
+        Some(_) => std::thread::park_timeout(Duration::from_millis(10)),
+        // As SQLite's own busy timeout: short sleeps first, then 10 ms.
+        None => std::thread::sleep(Duration::from_millis((attempt.clamp(0, 9) + 1) as u64)),
     }
     true
 }
 
+/// The stack of a thread that runs workers. A busy handler polls the other workers from inside a
+/// statement, so with every worker waiting for the lock the stack holds up to one worker's poll per
+/// worker (tens of KiB each); Rust's default of 2 MiB for a spawned thread is too tight for 32
+/// workers. Only the pages touched cost memory.
+const WORKER_THREAD_STACK: usize = 8 << 20;
+
+/// Starts a thread that will run workers (the appliance's scheduler, check and finish threads), with
+/// room for their nesting.
+pub fn spawn_thread<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new().name(name.to_string()).stack_size(WORKER_THREAD_STACK).spawn(f)
+}
+
 struct Together<'a> {
     slots: Vec<Slot<'a>>,
-    /// A worker's panic, caught where it happened (maybe inside SQLite's busy handler, which must
-    /// not unwind) and raised by `run_together`.
+    /// The first worker's panic, caught where it happened (maybe inside SQLite's busy handler, which
+    /// must not unwind) and raised by `run_together` when the others are done.
     panic: RefCell<Option<Box<dyn Any + Send>>>,
 }
 
@@ -101,10 +126,12 @@ struct Slot<'a> {
     wake: Arc<SlotWake>,
 }
 
-/// A worker's waker: marks it as having something to do and wakes the run.
+/// A worker's waker: marks it as having something to do and wakes the run, or the busy handler
+/// waiting on the run's thread.
 struct SlotWake {
     woken: AtomicBool,
     waker_of_the_run: Arc<Mutex<Option<Waker>>>,
+    thread: std::thread::Thread,
 }
 
 impl Wake for SlotWake {
@@ -117,6 +144,7 @@ impl Wake for SlotWake {
         if let Some(waker) = self.waker_of_the_run.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             waker.wake_by_ref();
         }
+        self.thread.unpark();
     }
 }
 
@@ -191,7 +219,7 @@ mod tests {
     fn a_worker_waiting_for_the_write_lock_lets_the_holder_commit() {
         // Worker 0 holds a write transaction across timer waits (as a pull holds one across network
         // waits); worker 1 writes meanwhile. On one thread with a sleeping busy handler this would
-        // wait for BUSY_LIMIT and fail; here both finish at once.
+        // wait for BUSY_LIMIT_AMONG_WORKERS and fail; here both finish at once.
         let dir = std::env::temp_dir().join(format!("pf-workers-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -217,10 +245,18 @@ mod tests {
     }
 
     #[test]
-    fn a_panicking_worker_is_raised_by_the_run() {
-        let result = std::panic::catch_unwind(|| {
-            run_together(vec![Box::pin(async {}), Box::pin(async { panic!("worker failed") })]);
-        });
+    fn a_panicking_worker_is_raised_by_the_run_after_the_others_finish() {
+        let finished = std::sync::atomic::AtomicBool::new(false);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_together(vec![
+                Box::pin(async {
+                    smol::Timer::after(Duration::from_millis(20)).await;
+                    finished.store(true, Ordering::SeqCst);
+                }),
+                Box::pin(async { panic!("worker failed") }),
+            ]);
+        }));
         assert!(result.is_err());
+        assert!(finished.load(Ordering::SeqCst), "the other worker was cut off");
     }
 }
