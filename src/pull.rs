@@ -135,12 +135,13 @@ pub async fn pull_folder(
         let known_folder = folder.uidvalidity == Some(uidvalidity);
         let mut new_count = 0u64;
         let mut highest = last_uid;
-        store.conn.execute_batch("BEGIN")?;
         let fetched = {
             let mut insert = store.conn.prepare_cached(
                 "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )?;
+            // After the prepare, so that no early return leaves the transaction open.
+            store.conn.execute_batch("BEGIN")?;
             // `N:*` also matches the highest UID when N is beyond it, so filter again here.
             session
                 .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
@@ -186,11 +187,11 @@ pub async fn pull_folder(
     if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
         let since = if condstore { known_modseq } else { None };
         if !condstore || since.is_some() {
-            store.conn.execute_batch("BEGIN")?;
             let fetched = {
                 let mut update = store.conn.prepare_cached(
                     "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
                 )?;
+                store.conn.execute_batch("BEGIN")?;
                 session
                     .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
                         stats.flag_changes += update.execute(params![folder.id, uidvalidity, meta.uid, flags_text(&meta.flags)])? as u64;

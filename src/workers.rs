@@ -30,11 +30,27 @@ pub type Worker<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// connection's write lock before SQLite gives up with "database is locked".
 pub const BUSY_LIMIT: Duration = Duration::from_secs(30);
 
-/// On a thread that runs workers, a statement waits as long as the other workers get anywhere, and
-/// gives up only after this long in which none did. It is longer than anything a worker may wait for
-/// inside a transaction (a 60 s network timeout, a throttling pause of at most 60 s), so that one
-/// slow source delays the others but does not fail them.
+/// On a thread that runs workers, a statement waits while the other workers get anywhere: the lock's
+/// holder may be one of them, in a transaction that lasts as long as its network answer (a folder's
+/// whole listing, a batch of bodies, a throttling pause of up to 60 s). It gives up after this long
+/// in which no worker moved at all ...
 pub const BUSY_LIMIT_AMONG_WORKERS: Duration = Duration::from_secs(150);
+
+/// ... or after this long in all, however busy the others were, so that a waiter cannot be passed
+/// over for ever.
+pub const BUSY_LIMIT_IN_ALL: Duration = Duration::from_secs(15 * 60);
+
+/// One connection's clock for its current wait for the write lock.
+pub struct BusyWait {
+    started: Instant,
+    last_moved: Instant,
+}
+
+impl Default for BusyWait {
+    fn default() -> BusyWait {
+        BusyWait { started: Instant::now(), last_moved: Instant::now() }
+    }
+}
 
 /// Runs `workers` on this thread until all are done. A worker's panic is raised here once the others
 /// have finished, as a panicking worker thread's was when its scope ended.
@@ -76,22 +92,24 @@ pub fn run_together(workers: Vec<Worker<'_>>) {
 /// waits): while another connection holds the write lock, run the workers of this thread that have
 /// something to do (one of them may hold it), else wait for one to be woken, at most 10 ms. Meanwhile
 /// their sockets are watched by async-io's own thread, which takes over from `block_on` when this
-/// thread does not come back to it. `waiting_since` is the connection's clock for the current wait:
-/// reset whenever another worker got somewhere, so the limit counts time in which nothing moved.
-pub fn while_database_busy(attempt: i32, waiting_since: &mut Instant) -> bool {
+/// thread does not come back to it. Returns whether to try again (see the limits above).
+pub fn while_database_busy(attempt: i32, wait: &mut BusyWait) -> bool {
     if attempt == 0 {
-        *waiting_since = Instant::now();
+        *wait = BusyWait::default();
     }
     let together = ACTIVE.with(Cell::get);
-    let limit = if together.is_some() { BUSY_LIMIT_AMONG_WORKERS } else { BUSY_LIMIT };
-    if waiting_since.elapsed() >= limit {
+    let gave_up = match together {
+        Some(_) => wait.last_moved.elapsed() >= BUSY_LIMIT_AMONG_WORKERS || wait.started.elapsed() >= BUSY_LIMIT_IN_ALL,
+        None => wait.started.elapsed() >= BUSY_LIMIT,
+    };
+    if gave_up {
         return false;
     }
     match together {
         // SAFETY: the pointer is set only while `run_together` runs on this thread, with `together`
         // alive on its stack, and reset before that returns (see `Active`); a busy handler runs on
         // the thread of the statement that waits, so here it points at a live `Together`.
-        Some(together) if unsafe { together.as_ref() }.poll_woken() => *waiting_since = Instant::now(),
+        Some(together) if unsafe { together.as_ref() }.poll_woken() => wait.last_moved = Instant::now(),
         // A worker's waker unparks this thread, so a wait ends as soon as one has something to do.
         Some(_) => std::thread::park_timeout(Duration::from_millis(10)),
         // As SQLite's own busy timeout: short sleeps first, then 10 ms.
@@ -162,13 +180,15 @@ impl Together<'_> {
             polled = true;
             let waker = Waker::from(Arc::clone(&slot.wake));
             let mut cx = Context::from_waker(&waker);
-            match catch_unwind(AssertUnwindSafe(|| worker.as_mut().poll(&mut cx))) {
-                Ok(Poll::Pending) => {}
-                Ok(Poll::Ready(())) => *future = None,
-                Err(panic) => {
-                    *future = None;
-                    self.panic.borrow_mut().get_or_insert(panic);
-                }
+            let polled_once = catch_unwind(AssertUnwindSafe(|| worker.as_mut().poll(&mut cx)));
+            if matches!(polled_once, Ok(Poll::Pending)) {
+                continue;
+            }
+            // Done or panicked: drop it here, where a panic in its drop is caught too.
+            let finished = future.take();
+            let dropped = catch_unwind(AssertUnwindSafe(|| drop(finished)));
+            for panic in [polled_once.err(), dropped.err()].into_iter().flatten() {
+                self.panic.borrow_mut().get_or_insert(panic);
             }
         }
         polled
@@ -210,8 +230,8 @@ mod tests {
     fn database(dir: &std::path::Path) -> rusqlite::Connection {
         let mut conn = rusqlite::Connection::open(dir.join("db.sqlite")).unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t (worker INTEGER, n INTEGER);").unwrap();
-        let mut waiting_since = Instant::now();
-        conn.busy_handler(Some(move |attempt| while_database_busy(attempt, &mut waiting_since))).unwrap();
+        let mut wait = BusyWait::default();
+        conn.busy_handler(Some(move |attempt| while_database_busy(attempt, &mut wait))).unwrap();
         conn
     }
 
