@@ -135,6 +135,7 @@ pub async fn pull_folder(
         let known_folder = folder.uidvalidity == Some(uidvalidity);
         let mut new_count = 0u64;
         let mut highest = last_uid;
+        let rows_per_commit = crate::fault::batch_cap(LISTING_ROWS_PER_COMMIT) as u64;
         let fetched = {
             let mut insert = store.conn.prepare_cached(
                 "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
@@ -159,6 +160,9 @@ pub async fn pull_folder(
                     ])?;
                     new_count += 1;
                     highest = highest.max(meta.uid);
+                    if new_count % rows_per_commit == 0 {
+                        store.conn.execute_batch("COMMIT; BEGIN")?;
+                    }
                     Ok(())
                 })
                 .await
@@ -187,6 +191,8 @@ pub async fn pull_folder(
     if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
         let since = if condstore { known_modseq } else { None };
         if !condstore || since.is_some() {
+            let rows_per_commit = crate::fault::batch_cap(LISTING_ROWS_PER_COMMIT) as u64;
+            let mut flag_rows = 0u64;
             let fetched = {
                 let mut update = store.conn.prepare_cached(
                     "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
@@ -195,6 +201,10 @@ pub async fn pull_folder(
                 session
                     .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
                         stats.flag_changes += update.execute(params![folder.id, uidvalidity, meta.uid, flags_text(&meta.flags)])? as u64;
+                        flag_rows += 1;
+                        if flag_rows % rows_per_commit == 0 {
+                            store.conn.execute_batch("COMMIT; BEGIN")?;
+                        }
                         Ok(())
                     })
                     .await
@@ -219,6 +229,13 @@ pub async fn pull_folder(
     )?;
     Ok(())
 }
+
+/// A folder's listing (new messages' metadata, or everyone's flags) is committed every this many
+/// rows, not once at its end: the write lock is held from the first row to the commit, and a listing
+/// of a big folder over a slow line would otherwise keep every other account and the web page from
+/// writing for minutes. What a cut listing committed is harmless: rows are inserted with ON CONFLICT
+/// DO NOTHING and flags are set, and `last_uid` and the mod-sequence move only when it completes.
+const LISTING_ROWS_PER_COMMIT: usize = 2000;
 
 struct Pending {
     id: i64,
