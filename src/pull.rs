@@ -135,7 +135,7 @@ pub async fn pull_folder(
         let known_folder = folder.uidvalidity == Some(uidvalidity);
         let mut new_count = 0u64;
         let mut highest = last_uid;
-        let rows_per_commit = crate::fault::batch_cap(LISTING_ROWS_PER_COMMIT) as u64;
+        let mut commits = ListingCommits::new();
         let fetched = {
             let mut insert = store.conn.prepare_cached(
                 "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
@@ -160,9 +160,7 @@ pub async fn pull_folder(
                     ])?;
                     new_count += 1;
                     highest = highest.max(meta.uid);
-                    if new_count % rows_per_commit == 0 {
-                        store.conn.execute_batch("COMMIT; BEGIN")?;
-                    }
+                    commits.row_written(store)?;
                     Ok(())
                 })
                 .await
@@ -191,8 +189,7 @@ pub async fn pull_folder(
     if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
         let since = if condstore { known_modseq } else { None };
         if !condstore || since.is_some() {
-            let rows_per_commit = crate::fault::batch_cap(LISTING_ROWS_PER_COMMIT) as u64;
-            let mut flag_rows = 0u64;
+            let mut commits = ListingCommits::new();
             let fetched = {
                 let mut update = store.conn.prepare_cached(
                     "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
@@ -201,10 +198,7 @@ pub async fn pull_folder(
                 session
                     .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
                         stats.flag_changes += update.execute(params![folder.id, uidvalidity, meta.uid, flags_text(&meta.flags)])? as u64;
-                        flag_rows += 1;
-                        if flag_rows % rows_per_commit == 0 {
-                            store.conn.execute_batch("COMMIT; BEGIN")?;
-                        }
+                        commits.row_written(store)?;
                         Ok(())
                     })
                     .await
@@ -236,6 +230,27 @@ pub async fn pull_folder(
 /// writing for minutes. What a cut listing committed is harmless: rows are inserted with ON CONFLICT
 /// DO NOTHING and flags are set, and `last_uid` and the mod-sequence move only when it completes.
 const LISTING_ROWS_PER_COMMIT: usize = 2000;
+
+/// A listing's rows so far, committing every `LISTING_ROWS_PER_COMMIT` (fewer under POSTFLYTT_BATCH).
+struct ListingCommits {
+    every: u64,
+    rows: u64,
+}
+
+impl ListingCommits {
+    fn new() -> ListingCommits {
+        ListingCommits { every: crate::fault::batch_cap(LISTING_ROWS_PER_COMMIT) as u64, rows: 0 }
+    }
+
+    /// Counts a row written inside the listing's transaction; commits and begins anew every `every`.
+    fn row_written(&mut self, store: &Store) -> rusqlite::Result<()> {
+        self.rows += 1;
+        if self.rows % self.every == 0 {
+            store.conn.execute_batch("COMMIT; BEGIN")?;
+        }
+        Ok(())
+    }
+}
 
 struct Pending {
     id: i64,

@@ -567,7 +567,10 @@ impl ConnectionGate {
                 state.in_use += 1;
                 std::task::Poll::Ready(GateSlot(self))
             } else {
-                state.waiting.push(cx.waker().clone());
+                // Once per waiting account, however often it is polled meanwhile.
+                if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.waiting.push(cx.waker().clone());
+                }
                 std::task::Poll::Pending
             }
         })
