@@ -72,7 +72,7 @@ fn credential_file(path: &Path, make: impl Fn() -> Result<String>) -> Result<Str
     Ok(value)
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     getrandom::getrandom(&mut bytes).map_err(|e| anyhow!("no randomness from the system: {e}"))?;
     Ok(bytes)
@@ -103,10 +103,15 @@ impl Appliance {
         let store = Store::open(dir)?;
         drop(store);
         let operator_token = credential_file(&dir.join("operator-token"), || Ok(crate::imap::hex(&random_bytes::<24>()?)))?;
-        let viewer_code = credential_file(&dir.join("viewer-code"), || {
-            let n = u32::from_le_bytes(random_bytes::<4>()?) % 900_000 + 100_000;
-            Ok(n.to_string())
-        })?;
+        let code_file = dir.join("viewer-code");
+        let new_code = || Ok(crate::front_door::new_viewer_code(&random_bytes()?));
+        let mut viewer_code = credential_file(&code_file, new_code)?;
+        if !crate::front_door::is_current_viewer_code(&viewer_code) {
+            // A six-digit code from an older version was found by guessing in about a minute.
+            let _ = fs::remove_file(&code_file);
+            viewer_code = credential_file(&code_file, new_code)?;
+            log::warn!("the viewer code is now {} characters; the old one no longer opens the page: give the customer the new one", crate::front_door::CODE_LENGTH);
+        }
         Ok(Arc::new(Appliance {
             dir: dir.to_path_buf(),
             runtime: Mutex::new(Runtime::default()),

@@ -6,6 +6,7 @@ mod appliance;
 mod check;
 mod fault;
 mod folders;
+mod front_door;
 mod http;
 mod identity;
 mod imap;
@@ -184,6 +185,10 @@ struct ServeArgs {
     /// for the office network)
     #[argh(option)]
     listen: Option<String>,
+    /// a host name the page is opened by, besides its address and localhost (repeatable; also
+    /// $POSTFLYTT_PUBLIC_NAMES, comma-separated), e.g. box.kund.se; other names are refused
+    #[argh(option)]
+    public_name: Vec<String>,
 }
 
 /// Finish the migration: a last pass, verification, then purge passwords and staged mail (the report stays).
@@ -562,7 +567,11 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
             log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
             let scheduler = { let a = std::sync::Arc::clone(&app); workers::spawn_thread("scheduler", move || a.scheduler())? };
             let watcher = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || appliance::mx_watcher(a)) };
-            let server = { let a = std::sync::Arc::clone(&app); let listen = listen.clone(); std::thread::spawn(move || http::serve(a, &listen)) };
+            let mut public_names = serve.public_name.clone();
+            if let Ok(names) = std::env::var("POSTFLYTT_PUBLIC_NAMES") {
+                public_names.extend(names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string));
+            }
+            let server = { let a = std::sync::Arc::clone(&app); let listen = listen.clone(); std::thread::spawn(move || http::serve(a, &listen, &public_names)) };
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && !server.is_finished() {
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }

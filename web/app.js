@@ -25,7 +25,8 @@ const DICT = {
     "login.title": "Sign in to follow the mail migration",
     "login.intro": "Enter the code you got from your IT contact. It is also in the file viewer-code on the appliance.",
     "login.code": "Viewer code",
-    "login.code_hint": "Six digits.",
+    "login.code_hint": "Ten letters and digits, e.g. ABCDE-23456.",
+    "login.limited": "Too many wrong codes were tried on this appliance. Wait a minute, then enter the code again.",
     "login.operator": "I am the operator",
     "login.token": "Operator token",
     "login.token_hint": "From the file operator-token in the appliance's data directory. It allows every action.",
@@ -295,7 +296,8 @@ const DICT = {
     "login.title": "Logga in för att följa e-postflytten",
     "login.intro": "Ange koden som du har fått av din IT-kontakt. Den finns också i filen viewer-code på enheten.",
     "login.code": "Visningskod",
-    "login.code_hint": "Sex siffror.",
+    "login.code_hint": "Tio bokstäver och siffror, t.ex. ABCDE-23456.",
+    "login.limited": "För många felaktiga koder har provats på enheten. Vänta en minut och ange sedan koden igen.",
     "login.operator": "Jag är operatör",
     "login.token": "Operatörsnyckel",
     "login.token_hint": "Från filen operator-token i enhetens datakatalog. Den tillåter alla åtgärder.",
@@ -941,7 +943,7 @@ function applyStatic() {
   document.title = t("app.title") + " – postflytt";
 }
 
-// `#code=123456&lang=en`: take the code (staff send the customer such a link; `#token=` for the operator),
+// `#code=ABCDE-23456&lang=en`: take the code (staff send the customer such a link; `#token=` for the operator),
 // then clean the address bar so the credential stays out of history and bookmarks.
 function readFragment() {
   const hash = location.hash.replace(/^#/, "");
@@ -996,6 +998,8 @@ async function poll() {
   } catch (e) {
     if (gen !== S.gen) return;
     if (e instanceof ApiError && (e.status === 401 || e.status === 403)) { signOut("login.rejected"); return; }
+    // Guessing is being slowed down: nothing is compared for a while, the right code included.
+    if (e instanceof ApiError && e.status === 429 && !S.status) { signOut("login.limited"); return; }
     S.failing = true;
     if (!S.status) showView("loading");
     renderConn();
