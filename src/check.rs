@@ -356,23 +356,22 @@ pub fn table(results: &[CheckResult]) -> String {
     out
 }
 
-/// One row per account, for the customer to fix: CSV with `;` as Swedish Excel expects.
+/// One row per account, for the customer to fix (see `csv_export` for the format).
 pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
-    let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(vec![0xEF, 0xBB, 0xBF]);
-    w.write_record(["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"])?;
-    for r in results {
-        w.write_record([
-            r.account.as_str(),
-            r.target_account.as_str(),
-            r.verdict.words(),
-            r.problem.as_str(),
-            &r.messages.to_string(),
-            &r.bytes.to_string(),
-            &r.largest.as_ref().map(|l| l.size.to_string()).unwrap_or_default(),
-            &r.over_limit.len().to_string(),
-        ])?;
-    }
-    w.into_inner().map_err(|e| anyhow!("writing CSV: {e}"))
+    let header = ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"].map(String::from);
+    let rows = results.iter().map(|r| {
+        [
+            r.account.clone(),
+            r.target_account.clone(),
+            r.verdict.words().to_string(),
+            r.problem.clone(),
+            r.messages.to_string(),
+            r.bytes.to_string(),
+            r.largest.as_ref().map(|l| l.size.to_string()).unwrap_or_default(),
+            r.over_limit.len().to_string(),
+        ]
+    });
+    crate::csv_export::write(std::iter::once(header).chain(rows))
 }
 
 /// The same rows as the CSV, as a workbook the customer opens in Excel, with a second sheet listing

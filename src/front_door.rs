@@ -1016,7 +1016,7 @@ mod tests {
         let right = request("GET", "/api/status", &[("x-viewer-code", "ABCDE23456")]);
         let operator = request("GET", "/api/status", &[("authorization", &format!("Bearer {}", "t".repeat(48)))]);
         let one: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..10 {
+        for _ in 0..ADDRESS_BURST as usize {
             assert_eq!(decide_role(&door, &guess, one, &mut limiter, start), Ok(Role::Wrong));
         }
         // The address is limited: even the right code is not compared, and no right guess clears it.
@@ -1025,7 +1025,7 @@ mod tests {
         assert!(refused.retry_after.unwrap() >= 1);
         assert_eq!(decide_role(&door, &operator, one, &mut limiter, start), Ok(Role::Operator));
         // Many addresses together (an office behind one NAT, or a guesser with many) share one limit.
-        let mut wrong = 10;
+        let mut wrong = ADDRESS_BURST as usize;
         for i in 0..100u32 {
             let address = IpAddr::from([10, 1, (i >> 8) as u8, i as u8]);
             if decide_role(&door, &guess, address, &mut limiter, start).is_ok() {

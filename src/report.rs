@@ -581,37 +581,31 @@ impl Report {
     }
 
     /// One row per account and folder (an account without folders gets one row, so none is
-    /// dropped): `;`-separated with a UTF-8 BOM, which is what Excel with Swedish settings opens
-    /// without an import dialog and with å, ä, ö intact.
+    /// dropped), in the format of `csv_export`.
     pub fn csv(&self) -> Result<Vec<u8>> {
-        let mut out = "\u{feff}".as_bytes().to_vec();
-        {
-            let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(&mut out);
-            w.write_record(["account", "folder", "target folder", "messages", "bytes", "skipped", "verified"])?;
-            let word = |v: Option<bool>| match v {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "",
-            };
-            for a in &self.accounts {
-                if a.folders.is_empty() {
-                    w.write_record([a.source_login.as_str(), "", "", "0", "0", &a.skipped.len().to_string(), word(a.verified())])?;
-                }
-                for f in &a.folders {
-                    w.write_record([
-                        a.source_login.as_str(),
-                        f.source.as_str(),
-                        f.target.as_deref().unwrap_or(""),
-                        &f.totals.messages.to_string(),
-                        &f.totals.bytes.to_string(),
-                        &f.totals.refused.to_string(),
-                        word(f.verified),
-                    ])?;
-                }
+        let word = |v: Option<bool>| match v {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        };
+        let mut rows = vec![["account", "folder", "target folder", "messages", "bytes", "skipped", "verified"].map(String::from)];
+        for a in &self.accounts {
+            if a.folders.is_empty() {
+                rows.push([a.source_login.clone(), String::new(), String::new(), "0".into(), "0".into(), a.skipped.len().to_string(), word(a.verified()).into()]);
             }
-            w.flush().context("writing the report CSV")?;
+            for f in &a.folders {
+                rows.push([
+                    a.source_login.clone(),
+                    f.source.clone(),
+                    f.target.clone().unwrap_or_default(),
+                    f.totals.messages.to_string(),
+                    f.totals.bytes.to_string(),
+                    f.totals.refused.to_string(),
+                    word(f.verified).into(),
+                ]);
+            }
         }
-        Ok(out)
+        crate::csv_export::write(rows)
     }
 }
 
@@ -835,8 +829,8 @@ mod tests {
         assert!(html.contains("1 missing"), "{html}");
         assert!(html.contains("found differences"));
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
-        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes\n"), "{csv}");
-        assert!(csv.contains(";no\n"), "{csv}");
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes\r\n"), "{csv}");
+        assert!(csv.contains(";no\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -29,26 +29,11 @@ pub const EXAMPLE: [&str; 5] = [
 /// `compiled_in_workbook_matches_the_writer` for how to regenerate it.
 const TEMPLATE_XLSX: &[u8] = include_bytes!("template/postflytt-konton.xlsx");
 
-/// The template as CSV the way Swedish Excel reads it on a double click: UTF-8 with a byte order mark
-/// (without it Excel guesses Windows-1252 and garbles å, ä, ö), `;` between cells, CRLF line ends.
-/// There is no `sep=;` line: Excel ignores the byte order mark when one is present.
+/// The template as CSV the way Swedish Excel reads it on a double click (see `csv_export`). There is
+/// no `sep=;` line: Excel ignores the byte order mark when one is present.
 pub fn template_csv() -> Vec<u8> {
-    let mut text = String::from("\u{FEFF}");
-    for row in [HEADERS, EXAMPLE] {
-        let cells: Vec<String> = row.iter().map(|cell| csv_cell(cell)).collect();
-        text.push_str(&cells.join(";"));
-        text.push_str("\r\n");
-    }
-    text.into_bytes()
-}
-
-/// Quotes a cell when it holds the separator, a quote or a line break, doubling inner quotes.
-fn csv_cell(cell: &str) -> String {
-    if cell.contains([';', '"', '\n', '\r']) {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell.to_string()
-    }
+    // Written into memory, from our own constant cells: it cannot fail.
+    crate::csv_export::write([HEADERS, EXAMPLE]).unwrap_or_default()
 }
 
 /// The template as an Excel workbook (.xlsx): one sheet with a bold, frozen header row, wide columns
@@ -533,10 +518,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn csv_cells_are_quoted_when_needed() {
-        assert_eq!(csv_cell("a, b"), "a, b");
-        assert_eq!(csv_cell("a;b"), "\"a;b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
 }
