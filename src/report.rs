@@ -877,6 +877,10 @@ mod tests {
         store.conn.execute("UPDATE source_folder SET name = 'a;b' WHERE name = 'Old'", []).unwrap();
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
         assert!(text.contains("alice@kund.se;\"a;b\";Old;1;10;0;"), "{text}");
+        // A folder name that a spreadsheet would run as a formula is written as text.
+        store.conn.execute("UPDATE source_folder SET name = '=HYPERLINK(\"http://x\",\"y\")' WHERE name = 'a;b'", []).unwrap();
+        let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
+        assert!(text.contains("alice@kund.se;\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\";Old;"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
