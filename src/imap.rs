@@ -749,7 +749,7 @@ impl Session {
     /// the thread run every `READS_PER_YIELD` reads.
     pub(crate) async fn read_some(&mut self) -> Result<usize> {
         self.budget.reads = self.budget.reads.wrapping_add(1);
-        if self.budget.reads % READS_PER_YIELD == 0 {
+        if self.budget.reads.is_multiple_of(READS_PER_YIELD) {
             smol::future::yield_now().await;
         }
         let Some(left) = self.budget.time_left() else { return Err(self.too_slow()) };
