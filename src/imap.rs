@@ -159,7 +159,8 @@ impl Budget {
             Answers::Kept => (UNTAGGED_LIMIT, Some(UNTAGGED_BYTES_LIMIT)),
             // One answer a message (flags changed meanwhile may add one more), whatever the server
             // said EXISTS was; capped so a server claiming billions gains nothing.
-            Answers::Streamed => (UNTAGGED_LIMIT + 2 * u64::from(exists.min(50_000_000)), None),
+            // (5 million messages, over ten times the largest folder we plan for.)
+            Answers::Streamed => (UNTAGGED_LIMIT + 2 * u64::from(exists.min(5_000_000)), None),
         };
         Budget {
             what,
@@ -1734,6 +1735,8 @@ mod tests {
         let mut streamed = Budget::new("UID FETCH", Answers::Streamed, 1_000_000);
         assert_eq!(streamed.count(2_000_000 + UNTAGGED_LIMIT, u64::MAX / 2), None, "a folder's worth of FETCH answers");
         assert!(streamed.count(1, 0).is_some());
+        let mut claims_billions = Budget::new("UID FETCH", Answers::Streamed, u32::MAX);
+        assert!(claims_billions.count(10_000_000 + UNTAGGED_LIMIT + 1, 0).is_some());
     }
 
     #[test]
