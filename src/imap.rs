@@ -6,6 +6,11 @@
 //! command or answer in memory: APPEND is written to the socket by us, streaming the body from SQLite
 //! slice by slice, while imap-next still parses the server's answers; and body FETCH answers are read
 //! by us (`body_fetch`), streaming each literal from the socket into a sink.
+//!
+//! A server is not trusted to end what it starts: every line, answer and literal has a size bound,
+//! every command a bound on its untagged answers and a deadline, and a read loop lets the other
+//! accounts of the thread run now and then (see `LINE_LIMIT` and the constants after it). A server
+//! that breaks a bound fails with `ServerMisbehaved`, and its connection is not used again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, ToSocketAddrs};

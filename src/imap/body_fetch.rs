@@ -894,6 +894,48 @@ pub(crate) mod tests {
         );
     }
 
+    /// A part asked for by range may not be longer than the range: refused at its announcement, the
+    /// error typed, and the connection refuses every later command instead of reading mid-answer.
+    #[test]
+    fn a_body_part_longer_than_its_range_is_refused_and_the_connection_is_not_used_again() {
+        let answer = b"* 1 FETCH (UID 5 BODY[]<0> {65537}\r\n".to_vec();
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
+        let (first, second) = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let request = BodyRequest { uid_set: "5".into(), range: Some((0, 65536)) };
+            let first = session.uid_fetch_bodies(&[request], &mut Recorder::default()).await.expect_err("too long");
+            let second = session.refresh_capabilities().await.expect_err("not used again");
+            (first, second)
+        });
+        assert!(crate::imap::is_misbehaving(&first), "{first:#}");
+        assert!(
+            format!("{first:#}").contains(
+                "source scripted: the server announced a body part of 65537 bytes (BODY[]<0>) in answer to a request for at most 65536"
+            ),
+            "{first:#}"
+        );
+        assert!(crate::sync::is_connection_loss(&first), "the pass stops using the connection: {first:#}");
+        assert!(crate::imap::is_misbehaving(&second) && format!("{second:#}").contains("not used again"), "{second:#}");
+        // Only the FETCH went out.
+        assert_eq!(server.join().expect("server").len(), 1);
+    }
+
+    /// Our own FETCH parser stops a line that never ends (here: spaces between items, for ever)
+    /// after `LINE_LIMIT` bytes, not at the end of the stream.
+    #[test]
+    fn an_endless_fetch_line_stops_at_the_line_limit() {
+        let mut answer = b"* 1 FETCH (UID 5 ".to_vec();
+        answer.resize(answer.len() + LINE_LIMIT + 64 * 1024, b' ');
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
+        let e = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("endless")
+        });
+        assert!(crate::imap::is_misbehaving(&e), "{e:#}");
+        assert!(format!("{e:#}").contains("a line of more than 4 MiB without its line end in answer to UID FETCH"), "{e:#}");
+        server.join().expect("server");
+    }
+
     /// A body before its UID is held; one larger than `HELD_LIMIT` is refused before it is read.
     #[test]
     fn a_body_before_its_uid_is_held_only_up_to_the_limit() {
