@@ -79,8 +79,8 @@ pub const UNTAGGED_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 /// many the oldest go.
 pub const PENDING_CODES_LIMIT: usize = 32;
 
-/// A command's deadline: `command_grace()` from when it is sent, plus one second for every this many
-/// bytes moved for it (read or written). An honest command either ends or keeps moving bytes, and a
+/// A command's deadline: `command_grace()` of waiting for the server, plus one second for every this
+/// many bytes moved for it (read or written). An honest command either ends or keeps moving bytes, and a
 /// line of even 8 kbit/s moves a kilobyte a second, so a command is never cut for being long; a
 /// server that drips a byte now and then, each in time for the per-read timeout, or keeps a command
 /// open without end, fails after `command_grace()` (two minutes) plus next to nothing. A fixed
@@ -145,7 +145,10 @@ pub enum Answers {
 struct Budget {
     /// The command's name, for the error sentence ("LIST", "UID FETCH").
     what: &'static str,
-    started: std::time::Instant,
+    /// Time spent waiting for the server's bytes. Only the waits count, not the time our side takes
+    /// between reads (a sink waiting for SQLite's write lock while another account commits), so a
+    /// slow database is never blamed on the server.
+    waited: Duration,
     /// Bytes read and written for it.
     moved: u64,
     /// Answers completed (untagged ones and the few tagged), and the bytes of all answers.
@@ -169,7 +172,7 @@ impl Budget {
         };
         Budget {
             what,
-            started: std::time::Instant::now(),
+            waited: Duration::ZERO,
             moved: 0,
             answers: 0,
             answer_bytes: 0,
@@ -182,7 +185,7 @@ impl Budget {
     /// How long the command may still take (see `COMMAND_MIN_RATE`); None once it is over.
     fn time_left(&self) -> Option<Duration> {
         let allowed = command_grace() + Duration::from_secs_f64(self.moved as f64 / COMMAND_MIN_RATE as f64);
-        allowed.checked_sub(self.started.elapsed()).filter(|left| !left.is_zero())
+        allowed.checked_sub(self.waited).filter(|left| !left.is_zero())
     }
 
     /// Counts answers completed and bytes of answers; the bound broken, if one is.
@@ -743,7 +746,7 @@ impl Session {
     fn too_slow(&mut self) -> anyhow::Error {
         let what = format!(
             "the server took more than {} s over one {} and sent only {} bytes in that time; stopped waiting for it",
-            self.budget.started.elapsed().as_secs(),
+            self.budget.waited.as_secs(),
             self.budget.what,
             self.budget.moved
         );
@@ -766,7 +769,10 @@ impl Session {
             smol::Timer::after(left.min(per_read)).await;
             None
         };
-        match smol::future::or(async { Some(read.await) }, timer).await {
+        let waiting = std::time::Instant::now();
+        let outcome = smol::future::or(async { Some(read.await) }, timer).await;
+        self.budget.waited += waiting.elapsed();
+        match outcome {
             Some(Ok(0)) => bail!("{label}: the server closed the connection"),
             Some(Ok(n)) => {
                 self.budget.moved += n as u64;
@@ -1729,7 +1735,7 @@ mod tests {
     #[test]
     fn a_command_has_its_grace_then_a_second_per_kibibyte_moved() {
         let mut budget = Budget::new("LIST", Answers::Kept, 0);
-        budget.started = std::time::Instant::now() - command_grace() - Duration::from_secs(5);
+        budget.waited = command_grace() + Duration::from_secs(5);
         assert_eq!(budget.time_left(), None, "a silent command is over after its grace");
         budget.moved = 10 * COMMAND_MIN_RATE;
         assert!(budget.time_left().is_some_and(|left| left <= Duration::from_secs(5)), "10 KiB buy 10 s");
