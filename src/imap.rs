@@ -6,6 +6,11 @@
 //! command or answer in memory: APPEND is written to the socket by us, streaming the body from SQLite
 //! slice by slice, while imap-next still parses the server's answers; and body FETCH answers are read
 //! by us (`body_fetch`), streaming each literal from the socket into a sink.
+//!
+//! A server is not trusted to end what it starts: every line, answer and literal has a size bound,
+//! every command a bound on its untagged answers and a deadline, and a read loop lets the other
+//! accounts of the thread run now and then (see `LINE_LIMIT` and the constants after it). A server
+//! that breaks a bound fails with `ServerMisbehaved`, and its connection is not used again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, ToSocketAddrs};
@@ -37,11 +42,263 @@ use crate::secret::Secret;
 pub(crate) mod body_fetch;
 pub use body_fetch::{BodyRequest, BodySink};
 
-/// How long any single read or write may stall before the connection is given up.
+/// How long any single read or write may stall before the connection is given up (the default of
+/// `io_timeout`).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bytes read from the socket at a time; with streamed bodies this is all a connection holds of them.
 const READ_BUF: usize = 8 * 1024;
+
+// Bounds on what one server may cost. A broken or hostile server (issue 13) must cost only its own
+// account: every answer is bounded in size, every command in answers and in time, and a read loop
+// lets the other accounts on the thread run (`workers`). Breaking a bound is a `ServerMisbehaved`.
+
+/// Longest protocol line accepted, its line end included (literals are not part of a line). The
+/// longest honest lines are a `* SEARCH` listing every UID of a big folder (about 7 bytes a UID, so
+/// 4 MiB is half a million) and a CAPABILITY or FLAGS list of a few KiB; imap-next would read a line
+/// without an end for ever (it reports an over-long answer only once the line ends).
+pub const LINE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Largest answer (lines and literals) imap-next is asked to hold, its `max_response_size`. Bodies
+/// never pass through imap-next (`body_fetch` streams them), so its answers are metadata: a SEARCH
+/// line (`LINE_LIMIT`), a FETCH with a few header fields, a LIST line. A literal announced beyond
+/// this is refused at its announcement, before a byte of it is read.
+pub const RESPONSE_LIMIT: u32 = 8 * 1024 * 1024;
+
+/// Most untagged answers one command may bring when they are kept until it ends (LIST, LSUB, STATUS,
+/// NAMESPACE, SELECT's codes...): a LIST of 100,000 folders is far beyond any mailbox we will meet.
+/// A streamed metadata FETCH may bring this many more than twice the folder's message count.
+pub const UNTAGGED_LIMIT: u64 = 100_000;
+
+/// Most bytes of untagged answers one command may bring when they are kept until it ends: 100,000
+/// LIST lines of 160 bytes. Parsed, they take two to three times this in memory.
+pub const UNTAGGED_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Untagged response codes kept from one command for the next (SELECT reads UIDVALIDITY, UIDNEXT and
+/// HIGHESTMODSEQ from them); others (ALERT, PERMANENTFLAGS...) are not kept at all, and beyond this
+/// many the oldest go.
+pub const PENDING_CODES_LIMIT: usize = 32;
+
+/// A command's deadline: `command_grace()` of waiting for the server, plus one second for every this
+/// many bytes moved for it (read or written). An honest command either ends or keeps moving bytes, and a
+/// line of even 8 kbit/s moves a kilobyte a second, so a command is never cut for being long; a
+/// server that drips a byte now and then, each in time for the per-read timeout, or keeps a command
+/// open without end, fails after `command_grace()` (two minutes) plus next to nothing. A fixed
+/// deadline per command would have to be hours for a 100 MB message over an office ADSL line.
+pub const COMMAND_MIN_RATE: u64 = 1024;
+
+/// Reads from the socket between two yields to the other tasks of the thread. A socket that always
+/// has data never makes a read wait, so without a yield a flooding server would keep every other
+/// account on the thread from running (`workers` runs them as tasks on one thread): 16 reads are at
+/// most 128 KiB.
+const READS_PER_YIELD: u32 = 16;
+
+/// The per-read timeout: `IO_TIMEOUT`, or `POSTFLYTT_IO_TIMEOUT_MS` for the tests of hostile servers,
+/// which cannot wait minutes.
+pub fn io_timeout() -> Duration {
+    static MS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    MS.get_or_init(|| std::env::var("POSTFLYTT_IO_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).filter(|&ms| ms > 0))
+        .map_or(IO_TIMEOUT, Duration::from_millis)
+}
+
+/// The part of a command's deadline that does not depend on its bytes (see `COMMAND_MIN_RATE`): twice
+/// the per-read timeout, so a command may wait for its first answer as long as any read may.
+pub fn command_grace() -> Duration {
+    io_timeout() * 2
+}
+
+/// A server broke one of the bounds above. The sentence says what it did; the connection is left in
+/// the middle of an answer and is never used again (`Session` refuses further commands), and the
+/// account fails for this pass without a retry in it (`sync`), since the same server would do it again.
+#[derive(Debug, Clone)]
+pub struct ServerMisbehaved {
+    /// "source alice@example.se".
+    pub label: String,
+    /// "the server sent more than 100000 untagged answers to one LIST; stopped reading it".
+    pub what: String,
+}
+
+impl std::fmt::Display for ServerMisbehaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.label, self.what)
+    }
+}
+
+impl std::error::Error for ServerMisbehaved {}
+
+/// Whether a server broke a bound somewhere in this error's chain.
+pub fn is_misbehaving(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.downcast_ref::<ServerMisbehaved>().is_some())
+}
+
+/// Whether a command's untagged answers are kept until it ends (so they count against
+/// `UNTAGGED_LIMIT` and `UNTAGGED_BYTES_LIMIT`) or handed on one by one as they come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    Kept,
+    /// Handed on as they come (a metadata FETCH): memory does not grow with them, so only their
+    /// count is bounded, by the folder's size.
+    Streamed,
+}
+
+/// What the command in progress has cost so far, against its bounds.
+struct Budget {
+    /// The command's name, for the error sentence ("LIST", "UID FETCH").
+    what: &'static str,
+    /// Time spent waiting for the server's bytes. Only the waits count, not the time our side takes
+    /// between reads (a sink waiting for SQLite's write lock while another account commits), so a
+    /// slow database is never blamed on the server.
+    waited: Duration,
+    /// Bytes read and written for it.
+    moved: u64,
+    /// Answers completed (untagged ones and the few tagged), and the bytes of all answers.
+    answers: u64,
+    answer_bytes: u64,
+    max_answers: u64,
+    /// None when the answers are not kept.
+    max_answer_bytes: Option<u64>,
+    /// Reads since the command began, for `READS_PER_YIELD`.
+    reads: u32,
+}
+
+impl Budget {
+    fn new(what: &'static str, answers: Answers, exists: u32) -> Budget {
+        let (max_answers, max_answer_bytes) = match answers {
+            Answers::Kept => (UNTAGGED_LIMIT, Some(UNTAGGED_BYTES_LIMIT)),
+            // One answer a message (flags changed meanwhile may add one more), whatever the server
+            // said EXISTS was; capped so a server claiming billions gains nothing.
+            // (5 million messages, over ten times the largest folder we plan for.)
+            Answers::Streamed => (UNTAGGED_LIMIT + 2 * u64::from(exists.min(5_000_000)), None),
+        };
+        Budget {
+            what,
+            waited: Duration::ZERO,
+            moved: 0,
+            answers: 0,
+            answer_bytes: 0,
+            max_answers,
+            max_answer_bytes,
+            reads: 0,
+        }
+    }
+
+    /// How long the command may still take (see `COMMAND_MIN_RATE`); None once it is over.
+    fn time_left(&self) -> Option<Duration> {
+        let allowed = command_grace() + Duration::from_secs_f64(self.moved as f64 / COMMAND_MIN_RATE as f64);
+        allowed.checked_sub(self.waited).filter(|left| !left.is_zero())
+    }
+
+    /// Counts answers completed and bytes of answers; the bound broken, if one is.
+    fn count(&mut self, answers: u64, bytes: u64) -> Option<String> {
+        self.answers += answers;
+        self.answer_bytes += bytes;
+        if self.answers > self.max_answers {
+            return Some(format!(
+                "the server sent more than {} untagged answers to one {}; stopped reading it",
+                self.max_answers, self.what
+            ));
+        }
+        match self.max_answer_bytes {
+            Some(max) if self.answer_bytes > max => Some(format!(
+                "the server sent more than {} MiB of untagged answers to one {}; stopped reading it",
+                max >> 20,
+                self.what
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Follows the bytes handed to imap-next the way its fragmentizer splits them (lines; a literal when a
+/// line ends in `{n}`), so that a line without an end or an answer too large is stopped while it
+/// arrives: imap-next checks its `max_response_size` only when a line ends, and reads a line that
+/// never ends for ever.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Bytes of the current line so far (0 inside a literal).
+    line: usize,
+    /// The last bytes of the current line, enough for "{4294967295+}\r\n".
+    tail: Vec<u8>,
+    /// Bytes of the current answer so far, lines and literals.
+    answer: u64,
+    /// Literal bytes still to come.
+    literal: u64,
+}
+
+/// How the bytes fed to `Framing` broke a bound.
+#[derive(Debug, PartialEq, Eq)]
+enum FramingBreak {
+    /// A line passed `LINE_LIMIT` without its end.
+    Line,
+    /// An answer passed `RESPONSE_LIMIT`, or announced a literal of this many bytes that would.
+    Answer(u64),
+}
+
+impl Framing {
+    const TAIL: usize = 16;
+
+    /// Takes the next bytes; returns how many answers ended in them.
+    fn feed(&mut self, mut bytes: &[u8]) -> std::result::Result<u64, FramingBreak> {
+        let mut ended = 0;
+        while !bytes.is_empty() {
+            if self.literal > 0 {
+                let n = self.literal.min(bytes.len() as u64);
+                self.literal -= n;
+                self.answer += n;
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            let (part, line_ends) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(end) => (&bytes[..=end], true),
+                None => (bytes, false),
+            };
+            bytes = &bytes[part.len()..];
+            self.line += part.len();
+            self.answer += part.len() as u64;
+            if self.line > LINE_LIMIT {
+                return Err(FramingBreak::Line);
+            }
+            if self.answer > u64::from(RESPONSE_LIMIT) {
+                return Err(FramingBreak::Answer(0));
+            }
+            self.tail.extend_from_slice(&part[part.len().saturating_sub(Self::TAIL)..]);
+            if self.tail.len() > Self::TAIL {
+                self.tail.drain(..self.tail.len() - Self::TAIL);
+            }
+            if !line_ends {
+                continue;
+            }
+            let announced = announced_literal(&self.tail);
+            self.line = 0;
+            self.tail.clear();
+            match announced {
+                Some(n) if self.answer + u64::from(n) > u64::from(RESPONSE_LIMIT) => {
+                    return Err(FramingBreak::Answer(u64::from(n)));
+                }
+                Some(n) => self.literal = u64::from(n),
+                None => {
+                    ended += 1;
+                    self.answer = 0;
+                }
+            }
+        }
+        Ok(ended)
+    }
+}
+
+/// The literal a line announces at its end, exactly as imap-codec's fragmentizer reads it: `{n}` or
+/// `{n+}` right before the line end (CRLF or LF), n a decimal that fits 32 bits.
+fn announced_literal(line: &[u8]) -> Option<u32> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_suffix(b"}")?;
+    let line = line.strip_suffix(b"+").unwrap_or(line);
+    let digits = line.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || line.len() == digits || line[line.len() - digits - 1] != b'{' {
+        return None;
+    }
+    std::str::from_utf8(&line[line.len() - digits..]).ok()?.parse().ok()
+}
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,13 +453,21 @@ pub struct Session {
     read_buf: Vec<u8>,
     read_start: usize,
     read_end: usize,
-    /// Untagged OK codes and data seen since the last command, for SELECT and APPEND.
+    /// Untagged OK codes seen since the last command that SELECT reads (at most `PENDING_CODES_LIMIT`).
     pending_codes: Vec<Code<'static>>,
     exists: u32,
     /// Who we are, for error messages: "source alice@example.se".
     label: String,
     /// Times this server asked us to back off (throttling answers obeyed).
     pub throttled: u64,
+    /// The command in progress: its deadline and what its answers cost so far.
+    budget: Budget,
+    /// Where the bytes handed to imap-next are: in a line, in a literal.
+    framing: Framing,
+    /// Bytes of the FETCH answer line `body_fetch` is reading (literals not counted).
+    pub(crate) fetch_line: usize,
+    /// Set when the server broke a bound: the connection is mid-answer and no command goes out on it again.
+    broken: Option<ServerMisbehaved>,
 }
 
 /// The socket, plain or wrapped in TLS; one type so STARTTLS can take the plain one back out.
@@ -243,8 +508,9 @@ impl AsyncWrite for Conn {
 
 async fn with_timeout<T>(what: &str, fut: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T> {
     let timer = async {
-        smol::Timer::after(IO_TIMEOUT).await;
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", IO_TIMEOUT.as_secs())))
+        let timeout = io_timeout();
+        smol::Timer::after(timeout).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", timeout.as_secs_f64())))
     };
     smol::future::or(fut, timer).await.with_context(|| what.to_string())
 }
@@ -381,6 +647,10 @@ impl Session {
             exists: 0,
             label: label.to_string(),
             throttled: 0,
+            budget: Budget::new("greeting", Answers::Kept, 0),
+            framing: Framing::default(),
+            fetch_line: 0,
+            broken: None,
         };
         session.read_greeting().await?;
         if endpoint.tls == TlsMode::StartTls {
@@ -405,6 +675,10 @@ impl Session {
                 exists: 0,
                 label: label.to_string(),
                 throttled: 0,
+                budget: Budget::new("greeting", Answers::Kept, 0),
+                framing: Framing::default(),
+                fetch_line: 0,
+                broken: None,
             };
             session.capabilities.clear();
         }
@@ -437,26 +711,125 @@ impl Session {
         match interrupt {
             Interrupt::Io(Io::NeedMoreInput) if self.read_start < self.read_end => {
                 // What a streamed body fetch read past its last answer belongs to imap-next now.
-                self.client.enqueue_input(&self.read_buf[self.read_start..self.read_end]);
+                let (start, end) = (self.read_start, self.read_end);
                 self.read_start = 0;
                 self.read_end = 0;
-                Ok(())
+                self.feed_client_from_buf(start, end)
             }
             Interrupt::Io(Io::NeedMoreInput) => {
-                let label = self.label.clone();
-                let n = with_timeout(&format!("{label}: reading from the server"), self.stream.read(&mut self.read_buf)).await?;
-                if n == 0 {
-                    bail!("{label}: the server closed the connection");
-                }
-                self.client.enqueue_input(&self.read_buf[..n]);
-                Ok(())
+                let n = self.read_some().await?;
+                self.feed_client_from_buf(0, n)
             }
             Interrupt::Io(Io::Output(bytes)) => self.write_all(&bytes).await,
             Interrupt::Error(error) => bail!("{}: unreadable response from the server: {error}", self.label),
         }
     }
 
+    /// Starts the bounds of a command (see `Budget`); refuses one on a connection whose server broke a
+    /// bound, which is in the middle of an answer.
+    fn begin_command(&mut self, what: &'static str, answers: Answers) -> Result<()> {
+        if let Some(broken) = &self.broken {
+            return Err(anyhow::Error::new(broken.clone()).context("this connection is not used again"));
+        }
+        self.budget = Budget::new(what, answers, self.exists);
+        Ok(())
+    }
+
+    /// The error for a bound the server broke, and the mark that keeps this connection from being
+    /// used again.
+    pub(crate) fn misbehaved(&mut self, what: String) -> anyhow::Error {
+        let error = ServerMisbehaved { label: self.label.clone(), what };
+        self.broken = Some(error.clone());
+        anyhow::Error::new(error)
+    }
+
+    fn too_slow(&mut self) -> anyhow::Error {
+        let what = format!(
+            "the server took more than {} s over one {} and sent only {} bytes in that time; stopped waiting for it",
+            self.budget.waited.as_secs(),
+            self.budget.what,
+            self.budget.moved
+        );
+        self.misbehaved(what)
+    }
+
+    /// Reads what the server has into `read_buf`, returning how much: within the per-read timeout
+    /// (`io_timeout`) and the command's deadline (`COMMAND_MIN_RATE`), and letting the other tasks of
+    /// the thread run every `READS_PER_YIELD` reads.
+    pub(crate) async fn read_some(&mut self) -> Result<usize> {
+        self.budget.reads = self.budget.reads.wrapping_add(1);
+        if self.budget.reads.is_multiple_of(READS_PER_YIELD) {
+            smol::future::yield_now().await;
+        }
+        let Some(left) = self.budget.time_left() else { return Err(self.too_slow()) };
+        let per_read = io_timeout();
+        let label = self.label.clone();
+        let read = self.stream.read(&mut self.read_buf);
+        let timer = async {
+            smol::Timer::after(left.min(per_read)).await;
+            None
+        };
+        let waiting = std::time::Instant::now();
+        let outcome = smol::future::or(async { Some(read.await) }, timer).await;
+        self.budget.waited += waiting.elapsed();
+        match outcome {
+            Some(Ok(0)) => bail!("{label}: the server closed the connection"),
+            Some(Ok(n)) => {
+                self.budget.moved += n as u64;
+                Ok(n)
+            }
+            Some(Err(e)) => Err(anyhow::Error::new(e).context(format!("{label}: reading from the server"))),
+            None if left < per_read => Err(self.too_slow()),
+            None => Err(anyhow::Error::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", per_read.as_secs_f64()),
+            ))
+            .context(format!("{label}: reading from the server"))),
+        }
+    }
+
+    /// Hands `read_buf[start..end]` to imap-next (see `feed_client`).
+    fn feed_client_from_buf(&mut self, start: usize, end: usize) -> Result<()> {
+        let buf = std::mem::take(&mut self.read_buf);
+        let fed = self.feed_client(&buf[start..end]);
+        self.read_buf = buf;
+        fed
+    }
+
+    /// Hands bytes to imap-next, counting them against the bounds of the answer and the command first.
+    pub(crate) fn feed_client(&mut self, bytes: &[u8]) -> Result<()> {
+        let what = self.budget.what;
+        let ended = match self.framing.feed(bytes) {
+            Ok(ended) => ended,
+            Err(FramingBreak::Line) => {
+                return Err(self.misbehaved(format!(
+                    "the server sent a line of more than {} MiB without its line end in answer to {what}; stopped reading it",
+                    LINE_LIMIT >> 20
+                )));
+            }
+            Err(FramingBreak::Answer(0)) => {
+                return Err(self.misbehaved(format!(
+                    "the server sent one answer of more than {} MiB to {what}; stopped reading it",
+                    RESPONSE_LIMIT >> 20
+                )));
+            }
+            Err(FramingBreak::Answer(literal)) => {
+                return Err(self.misbehaved(format!(
+                    "the server announced a literal of {literal} bytes in an answer to {what}, more than the {} MiB \
+                     an answer may hold; stopped reading it",
+                    RESPONSE_LIMIT >> 20
+                )));
+            }
+        };
+        if let Some(what) = self.budget.count(ended, bytes.len() as u64) {
+            return Err(self.misbehaved(what));
+        }
+        self.client.enqueue_input(bytes);
+        Ok(())
+    }
+
     async fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.budget.moved += bytes.len() as u64;
         let label = self.label.clone();
         with_timeout(&format!("{label}: writing to the server"), self.stream.write_all(bytes)).await?;
         Ok(())
@@ -479,11 +852,12 @@ impl Session {
     pub async fn run_many(
         &mut self,
         bodies: Vec<CommandBody<'static>>,
+        kept: Answers,
         on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
     ) -> Result<Vec<Answer>> {
         let mut attempt = 0;
         loop {
-            let answers = self.run_many_once(bodies.clone(), on_data).await?;
+            let answers = self.run_many_once(bodies.clone(), kept, on_data).await?;
             if !self.wait_if_throttled(&answers, &mut attempt).await {
                 return Ok(answers);
             }
@@ -508,8 +882,10 @@ impl Session {
     async fn run_many_once(
         &mut self,
         bodies: Vec<CommandBody<'static>>,
+        kept: Answers,
         on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
     ) -> Result<Vec<Answer>> {
+        self.begin_command(bodies.first().map_or("command", CommandBody::name), kept)?;
         let mut tags = Vec::new();
         for body in bodies {
             let tag = self.tag();
@@ -558,7 +934,11 @@ impl Session {
                     }
                 }
                 Status::Untagged(body) => {
-                    if let Some(code) = body.code {
+                    // Only what SELECT reads is kept, and only the latest few.
+                    if let Some(code @ (Code::UidValidity(_) | Code::UidNext(_) | Code::HighestModSeq(_))) = body.code {
+                        if self.pending_codes.len() >= PENDING_CODES_LIMIT {
+                            self.pending_codes.remove(0);
+                        }
                         self.pending_codes.push(code);
                     }
                 }
@@ -597,7 +977,7 @@ impl Session {
     /// One command whose untagged data we keep (small answers: LIST, STATUS, NAMESPACE...).
     pub async fn run(&mut self, body: CommandBody<'static>) -> Result<(Answer, Vec<Data<'static>>)> {
         let mut data = Vec::new();
-        let mut answers = self.run_many(vec![body], &mut |d| {
+        let mut answers = self.run_many(vec![body], Answers::Kept, &mut |d| {
             data.push(d);
             Ok(())
         })
@@ -698,6 +1078,7 @@ impl Session {
             match body {
                 CommandBody::Authenticate { mechanism, initial_response } => {
                     // Without SASL-IR the initial response goes as the first continuation answer.
+                    self.begin_command("AUTHENTICATE", Answers::Kept)?;
                     let tag = self.tag();
                     let handle = self.client.enqueue_command(Command {
                         tag: tag.clone(),
@@ -892,7 +1273,7 @@ impl Session {
         }
         let label = self.label.clone();
         let answers = self
-            .run_many(bodies, &mut |data| {
+            .run_many(bodies, Answers::Streamed, &mut |data| {
                 if let Data::Fetch { items, .. } = data {
                     let meta = meta_of(items.into_inner());
                     if meta.uid != 0 {
@@ -968,6 +1349,7 @@ impl Session {
         after_literal: &mut dyn FnMut() -> Result<()>,
     ) -> Result<AppendAnswer> {
         let literal_plus = self.has("LITERAL+");
+        self.begin_command("APPEND", Answers::Kept)?;
         let tag = self.tag();
         let mut line = format!("{} APPEND {}", tag.inner(), quote_mailbox(wire_name));
         self.pending_codes.clear();
@@ -1264,8 +1646,8 @@ fn quote_mailbox(wire_name: &str) -> String {
 
 fn client_options(discard_greeting: bool) -> Options {
     let mut options = Options::default();
-    // A FETCH answer is at most one slice of a body plus metadata; anything much larger is an error.
-    options.max_response_size = 24 * 1024 * 1024;
+    // Bodies never come through imap-next (see `RESPONSE_LIMIT`); `Framing` stops a larger answer early.
+    options.max_response_size = RESPONSE_LIMIT;
     options.discard_greeting = discard_greeting;
     // Quirk `bare_lf_lines` (seen on old Courier and some appliances): lines ending in LF alone.
     options.crlf_relaxed = true;
@@ -1294,6 +1676,78 @@ mod tests {
         assert_eq!(throttle_delay(&a(StatusKind::No, "Request is throttled.")), Some(Duration::from_millis(1000)));
         assert_eq!(throttle_delay(&a(StatusKind::No, "Mailbox does not exist")), None);
         assert_eq!(throttle_delay(&a(StatusKind::Ok, "throttled")), None);
+    }
+
+    #[test]
+    fn literal_announcements_as_the_fragmentizer_reads_them() {
+        assert_eq!(announced_literal(b"* LIST () \"/\" {5}\r\n"), Some(5));
+        assert_eq!(announced_literal(b"{5+}\n"), Some(5));
+        assert_eq!(announced_literal(b"x ~{0}\r\n"), Some(0));
+        assert_eq!(announced_literal(b"{4294967295}\r\n"), Some(u32::MAX));
+        assert_eq!(announced_literal(b"{4294967296}\r\n"), None);
+        assert_eq!(announced_literal(b"{+5}\r\n"), None);
+        assert_eq!(announced_literal(b"{}\r\n"), None);
+        assert_eq!(announced_literal(b"5}\r\n"), None);
+        assert_eq!(announced_literal(b"{5}\r\r\n"), None);
+        assert_eq!(announced_literal(b"{5} \r\n"), None);
+        assert_eq!(announced_literal(b"* 3 EXISTS\r\n"), None);
+    }
+
+    #[test]
+    fn framing_counts_answers_across_reads_and_literals() {
+        let mut framing = Framing::default();
+        // An answer with a literal whose bytes hold a line end and a fake announcement, split anywhere.
+        let stream = b"* LIST () \"/\" {7}\r\na\r\n{99}\r\n* 2 EXISTS\nP1 OK done\r\n";
+        for split in 0..stream.len() {
+            let mut framing = Framing::default();
+            let ended = framing.feed(&stream[..split]).unwrap() + framing.feed(&stream[split..]).unwrap();
+            assert_eq!(ended, 3, "split at {split}");
+            assert_eq!((framing.line, framing.literal, framing.answer), (0, 0, 0));
+        }
+        assert_eq!(framing.feed(b"* OK [ALERT] par"), Ok(0));
+        assert_eq!(framing.feed(b"tial\r\n"), Ok(1));
+    }
+
+    #[test]
+    fn framing_stops_a_line_without_end_and_a_literal_too_large() {
+        let mut framing = Framing::default();
+        let chunk = vec![b'x'; READ_BUF];
+        let mut fed = 0;
+        let broke = loop {
+            match framing.feed(&chunk) {
+                Ok(_) => fed += chunk.len(),
+                Err(broke) => break broke,
+            }
+            assert!(fed <= LINE_LIMIT, "read past the line limit");
+        };
+        assert_eq!(broke, FramingBreak::Line);
+        let mut framing = Framing::default();
+        let announced = format!("* LIST () \"/\" {{{}}}\r\n", RESPONSE_LIMIT);
+        assert_eq!(framing.feed(announced.as_bytes()), Err(FramingBreak::Answer(u64::from(RESPONSE_LIMIT))));
+        // Many lines of one answer, each below the line limit, add up to the answer limit.
+        let mut framing = Framing::default();
+        let line = format!("* LIST () \"/\" {{{}}}\r\n", LINE_LIMIT / 2);
+        let literal = vec![b'a'; LINE_LIMIT / 2];
+        let broke = (0..100).find_map(|_| framing.feed(line.as_bytes()).and_then(|_| framing.feed(&literal)).err());
+        assert!(matches!(broke, Some(FramingBreak::Answer(_))), "{broke:?}");
+    }
+
+    #[test]
+    fn a_command_has_its_grace_then_a_second_per_kibibyte_moved() {
+        let mut budget = Budget::new("LIST", Answers::Kept, 0);
+        budget.waited = command_grace() + Duration::from_secs(5);
+        assert_eq!(budget.time_left(), None, "a silent command is over after its grace");
+        budget.moved = 10 * COMMAND_MIN_RATE;
+        assert!(budget.time_left().is_some_and(|left| left <= Duration::from_secs(5)), "10 KiB buy 10 s");
+        let mut budget = Budget::new("LIST", Answers::Kept, 0);
+        assert_eq!(budget.count(UNTAGGED_LIMIT, 100), None);
+        let over = budget.count(1, 0).expect("one answer too many");
+        assert_eq!(over, "the server sent more than 100000 untagged answers to one LIST; stopped reading it");
+        let mut streamed = Budget::new("UID FETCH", Answers::Streamed, 1_000_000);
+        assert_eq!(streamed.count(2_000_000 + UNTAGGED_LIMIT, u64::MAX / 2), None, "a folder's worth of FETCH answers");
+        assert!(streamed.count(1, 0).is_some());
+        let mut claims_billions = Budget::new("UID FETCH", Answers::Streamed, u32::MAX);
+        assert!(claims_billions.count(10_000_000 + UNTAGGED_LIMIT + 1, 0).is_some());
     }
 
     #[test]

@@ -269,7 +269,9 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
                 log::warn!("{}: {e:#}; reconnecting to find the message", account.source_login);
                 smol::Timer::after(crate::fault::reconnect_base() / 4).await;
             }
-            Err(e) if attempt < 2 && is_connection_loss(&e) && !crate::fault::shutting_down() => {
+            // A server that broke a bound (`imap::ServerMisbehaved`) would do it again at once: the
+            // account fails for this pass and is tried on the next, without costing more now.
+            Err(e) if attempt < 2 && is_connection_loss(&e) && !crate::imap::is_misbehaving(&e) && !crate::fault::shutting_down() => {
                 attempt += 1;
                 let wait = crate::fault::reconnect_base() * (1 << (attempt - 1));
                 log::warn!("{}: {e:#}; reconnecting in {:.1} s", account.source_login, wait.as_secs_f64());
@@ -409,8 +411,13 @@ async fn pass_connected(store: &Store, account: &Account, pass_kind: PassKind, b
     Ok(())
 }
 
-/// Whether an error means the connection is gone (worth reconnecting), not a refusal or bad data.
+/// Whether an error means the connection is gone, not a refusal or bad data: lost (worth
+/// reconnecting), or given up on because the server broke a bound (`imap::ServerMisbehaved`: the
+/// connection is mid-answer and never used again, and the messages it was sending are not to blame).
 pub fn is_connection_loss(e: &anyhow::Error) -> bool {
+    if crate::imap::is_misbehaving(e) {
+        return true;
+    }
     let text = format!("{e:#}");
     ["closed the connection", "in the middle of", "reading from the server", "writing to the server", "no answer within", "Connection reset", "Broken pipe"]
         .iter()

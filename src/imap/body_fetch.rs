@@ -12,9 +12,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use imap_next::client::Event;
 use imap_next::imap_types::core::Tag;
 use imap_next::{Interrupt, Io, State};
-use smol::io::AsyncReadExt;
 
-use super::{Answer, Session, with_timeout};
+use super::{Answer, Answers, LINE_LIMIT, RESPONSE_LIMIT, Session};
 
 /// Where streamed bodies go. For each body in an answer: `begin`, then `bytes` any number of times (the
 /// pieces add up to `len`), then `end`. `nil` is a body the server has but will not give.
@@ -64,6 +63,10 @@ impl Session {
     }
 
     async fn fetch_bodies_once(&mut self, requests: &[BodyRequest], sink: &mut dyn BodySink) -> Result<Vec<Answer>> {
+        self.begin_command("UID FETCH", Answers::Streamed)?;
+        // A part asked for by range may not be longer than the range; a whole body has no bound here
+        // but the sink's (and the command's deadline), since its size is what the server says it is.
+        let max_body = requests.iter().map(|r| r.range.map(|(_, length)| length.max(1))).collect::<Option<Vec<u32>>>().and_then(|v| v.into_iter().max());
         let mut tags = Vec::new();
         let mut commands = String::new();
         for request in requests {
@@ -83,7 +86,7 @@ impl Session {
         self.flush().await?;
         let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
         while answers.len() < tags.len() {
-            self.next_body_answer(&tags, &mut answers, sink).await.map_err(|e| {
+            self.next_body_answer(&tags, &mut answers, sink, max_body).await.map_err(|e| {
                 if crate::sync::is_connection_loss(&e) {
                     e
                 } else {
@@ -101,7 +104,12 @@ impl Session {
         tags: &[Tag<'static>],
         answers: &mut BTreeMap<String, Answer>,
         sink: &mut dyn BodySink,
+        max_body: Option<u32>,
     ) -> Result<()> {
+        if let Some(what) = self.budget.count(1, 0) {
+            return Err(self.misbehaved(what));
+        }
+        self.fetch_line = 0;
         // "* <number> FETCH " is at most a few dozen bytes; read up to the third space or the line end.
         let mut head = Vec::new();
         let mut spaces = 0;
@@ -115,10 +123,12 @@ impl Session {
             }
         }
         if is_fetch_head(&head) {
-            return self.read_fetch(sink).await;
+            return self.read_fetch(sink, max_body).await;
         }
         let raw = self.rest_of_answer(head).await?;
-        self.client.enqueue_input(&raw);
+        // Counted once as an answer above; `feed_client` counts it again when it ends, which only
+        // makes the bound a little stricter for non-FETCH answers.
+        self.feed_client(&raw)?;
         loop {
             match self.client.next() {
                 Ok(Event::ContinuationRequestReceived { .. }) => {}
@@ -160,7 +170,7 @@ impl Session {
     }
 
     /// The items of a FETCH answer, after "* n FETCH ": UID and bodies to the sink, the rest skipped.
-    async fn read_fetch(&mut self, sink: &mut dyn BodySink) -> Result<()> {
+    async fn read_fetch(&mut self, sink: &mut dyn BodySink, max_body: Option<u32>) -> Result<()> {
         self.in_expect(b'(').await?;
         let mut uid: Option<u32> = None;
         // A body that came before the UID: (origin, bytes), or None for NIL.
@@ -182,15 +192,19 @@ impl Session {
                 self.skip_value().await?;
                 continue;
             };
+
             match (self.in_peek().await?, uid) {
                 (b'{' | b'~', Some(uid)) => {
                     let len = self.literal_length().await?;
+                    self.check_body_length(len, max_body, &name)?;
                     sink.begin(uid, origin, len)?;
                     self.stream_literal(len as usize, sink).await?;
                     sink.end()?;
                 }
                 (b'{' | b'~', None) => {
-                    let len = self.literal_length().await? as usize;
+                    let len = self.literal_length().await?;
+                    self.check_body_length(len, max_body, &name)?;
+                    let len = len as usize;
                     if len > HELD_LIMIT {
                         bail!("{}: a body of {len} bytes came before its UID", self.label);
                     }
@@ -233,6 +247,17 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Refuses a body literal longer than the longest range asked for (`max_body`), before reading it.
+    fn check_body_length(&mut self, len: u32, max_body: Option<u32>, name: &str) -> Result<()> {
+        match max_body {
+            Some(max) if len > max => Err(self.misbehaved(format!(
+                "the server announced a body part of {len} bytes ({name}) in answer to a request for at most {max}; \
+                 stopped reading it"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// A FETCH item's name, upper-cased, with its section and origin: "UID", "BODY[]<0>", "FLAGS".
@@ -278,6 +303,7 @@ impl Session {
                 }
                 b'{' => {
                     let len = self.literal_length().await?;
+                    self.check_other_literal(len)?;
                     self.stream_literal(len as usize, &mut Discard).await?;
                 }
                 b'~' => {
@@ -287,6 +313,7 @@ impl Session {
                     match self.in_peek().await? {
                         b'{' => {
                             let len = self.literal_length().await?;
+                            self.check_other_literal(len)?;
                             self.stream_literal(len as usize, &mut Discard).await?;
                         }
                         b if is_atom_end(b) => {}
@@ -309,6 +336,19 @@ impl Session {
         }
     }
 
+    /// Refuses a literal of an item that is not a body (not asked for; skipped) beyond what an answer
+    /// through imap-next may hold.
+    fn check_other_literal(&mut self, len: u32) -> Result<()> {
+        if len > RESPONSE_LIMIT {
+            return Err(self.misbehaved(format!(
+                "the server announced a literal of {len} bytes for a FETCH item that is not a body, more than the {} MiB \
+                 an answer may hold; stopped reading it",
+                RESPONSE_LIMIT >> 20
+            )));
+        }
+        Ok(())
+    }
+
     /// "{n}" or "~{n}" (literal8) and the line end after it; returns n.
     async fn literal_length(&mut self) -> Result<u32> {
         if self.in_peek().await? == b'~' {
@@ -326,6 +366,8 @@ impl Session {
             }
         }
         self.line_end().await?;
+        // The literal ends the line; what follows it is a new one.
+        self.fetch_line = 0;
         digits.parse().map_err(|_| anyhow!("{}: a literal length of {digits:?}", self.label))
     }
 
@@ -412,21 +454,24 @@ impl Session {
         Ok(self.read_buf[self.read_start])
     }
 
+    /// The next byte of protocol (not of a literal), counted against `LINE_LIMIT`: a FETCH answer is
+    /// a line, broken only by its literals, and a server may otherwise send spaces or digits for ever.
     async fn in_byte(&mut self) -> Result<u8> {
         let b = self.in_peek().await?;
         self.read_start += 1;
+        self.fetch_line += 1;
+        if self.fetch_line > LINE_LIMIT {
+            return Err(self.misbehaved(format!(
+                "the server sent a line of more than {} MiB without its line end in answer to UID FETCH; stopped reading it",
+                LINE_LIMIT >> 20
+            )));
+        }
         Ok(b)
     }
 
     /// Reads more from the socket into the (empty) read buffer.
     pub(super) async fn fill_read_buf(&mut self) -> Result<()> {
-        let label = self.label.clone();
-        let n = with_timeout(&format!("{label}: reading from the server"), self.stream.read(&mut self.read_buf))
-            .await
-            .context("reading a FETCH answer")?;
-        if n == 0 {
-            bail!("{label}: the server closed the connection");
-        }
+        let n = self.read_some().await.context("reading a FETCH answer")?;
         self.read_start = 0;
         self.read_end = n;
         Ok(())
@@ -847,6 +892,48 @@ pub(crate) mod tests {
             server.join().expect("server"),
             ["P1 UID FETCH 5 (UID BODY.PEEK[]<0.65536>)\r\n", "P2 UID FETCH 5 (UID BODY.PEEK[]<0.65536>)\r\n"]
         );
+    }
+
+    /// A part asked for by range may not be longer than the range: refused at its announcement, the
+    /// error typed, and the connection refuses every later command instead of reading mid-answer.
+    #[test]
+    fn a_body_part_longer_than_its_range_is_refused_and_the_connection_is_not_used_again() {
+        let answer = b"* 1 FETCH (UID 5 BODY[]<0> {65537}\r\n".to_vec();
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
+        let (first, second) = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let request = BodyRequest { uid_set: "5".into(), range: Some((0, 65536)) };
+            let first = session.uid_fetch_bodies(&[request], &mut Recorder::default()).await.expect_err("too long");
+            let second = session.refresh_capabilities().await.expect_err("not used again");
+            (first, second)
+        });
+        assert!(crate::imap::is_misbehaving(&first), "{first:#}");
+        assert!(
+            format!("{first:#}").contains(
+                "source scripted: the server announced a body part of 65537 bytes (BODY[]<0>) in answer to a request for at most 65536"
+            ),
+            "{first:#}"
+        );
+        assert!(crate::sync::is_connection_loss(&first), "the pass stops using the connection: {first:#}");
+        assert!(crate::imap::is_misbehaving(&second) && format!("{second:#}").contains("not used again"), "{second:#}");
+        // Only the FETCH went out.
+        assert_eq!(server.join().expect("server").len(), 1);
+    }
+
+    /// Our own FETCH parser stops a line that never ends (here: spaces between items, for ever)
+    /// after `LINE_LIMIT` bytes, not at the end of the stream.
+    #[test]
+    fn an_endless_fetch_line_stops_at_the_line_limit() {
+        let mut answer = b"* 1 FETCH (UID 5 ".to_vec();
+        answer.resize(answer.len() + LINE_LIMIT + 64 * 1024, b' ');
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
+        let e = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("endless")
+        });
+        assert!(crate::imap::is_misbehaving(&e), "{e:#}");
+        assert!(format!("{e:#}").contains("a line of more than 4 MiB without its line end in answer to UID FETCH"), "{e:#}");
+        server.join().expect("server");
     }
 
     /// A body before its UID is held; one larger than `HELD_LIMIT` is refused before it is read.
