@@ -271,7 +271,7 @@ impl Names {
         if let Ok(address) = name.parse::<IpAddr>() {
             return self.any_address || address.is_loopback() || Some(address) == self.listen_address;
         }
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 
     pub fn listed(&self) -> String {
@@ -562,7 +562,7 @@ impl Registry {
         victim.is_some_and(|id| self.slots.remove(&id).is_some())
     }
 
-    fn from_address(&self, address: IpAddr) -> usize {
+    fn count_from(&self, address: IpAddr) -> usize {
         self.slots.values().filter(|s| s.address == address).count()
     }
 }
@@ -588,7 +588,7 @@ pub fn raise_open_files_limit() -> u64 {
     if limit.current.is_some_and(|current| current < wanted) {
         let old = limit.current;
         limit.current = Some(wanted);
-        if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+        if setrlimit(Resource::Nofile, limit).is_err() {
             limit.current = old;
         }
     }
@@ -638,7 +638,7 @@ async fn accept_loop<'a>(executor: &LocalExecutor<'a>, listener: &smol::net::Tcp
         let address = peer.ip();
         let admitted = {
             let mut open = shared.open.borrow_mut();
-            let room_here = open.from_address(address) < MAX_PER_ADDRESS || open.close_longest_waiting(Some(address));
+            let room_here = open.count_from(address) < MAX_PER_ADDRESS || open.close_longest_waiting(Some(address));
             room_here && (open.slots.len() < shared.max_connections || open.close_longest_waiting(None))
         };
         if !admitted {
@@ -831,10 +831,11 @@ async fn forward(shared: &Shared<'_>, request: &[u8]) -> Result<Vec<u8>, Refusal
             Ok(answer) => break answer,
             Err(e) if tries < 20 && out_of_descriptors(&e) => {
                 tries += 1;
-                let mut open = shared.open.borrow_mut();
-                open.close_longest_waiting(None);
-                open.close_longest_waiting(None);
-                drop(open);
+                {
+                    let mut open = shared.open.borrow_mut();
+                    open.close_longest_waiting(None);
+                    open.close_longest_waiting(None);
+                }
                 Timer::after(Duration::from_millis(10)).await;
             }
             Err(e) => {
