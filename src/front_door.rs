@@ -85,6 +85,37 @@ impl Role {
 pub const ROLE_HEADER: &str = "X-Postflytt-Role";
 pub const DOOR_HEADER: &str = "X-Postflytt-Door";
 pub const PEER_HEADER: &str = "X-Postflytt-Peer";
+/// Names the account list handed over in memory (`Uploads`) instead of in the forwarded body.
+pub const UPLOAD_HEADER: &str = "X-Postflytt-Upload";
+
+/// Account lists on their way from the door to the handler, in memory. An upload holds every
+/// password of the list; handed over here it never passes through a socket or tiny_http's buffers,
+/// and every copy of it can be wiped: the handler wipes what it takes once parsed, the door wipes
+/// what the handler did not take.
+#[derive(Default)]
+pub struct Uploads {
+    waiting: std::sync::Mutex<BTreeMap<u64, Vec<u8>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Uploads {
+    fn put(&self, body: Vec<u8>) -> u64 {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, body);
+        id
+    }
+
+    /// The upload the door put here, once.
+    pub fn take(&self, id: u64) -> Option<Vec<u8>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)
+    }
+
+    fn discard(&self, id: u64) {
+        if let Some(body) = self.take(id) {
+            crate::secret::wipe(body);
+        }
+    }
+}
 
 /// Compares without stopping at the first difference, so timing does not leak the secret.
 pub fn same(a: &str, b: &str) -> bool {
@@ -387,6 +418,7 @@ pub struct Door {
     pub backend: Backend,
     /// Sent with every forwarded request: the handlers answer nothing without it.
     pub door_secret: String,
+    pub uploads: std::sync::Arc<Uploads>,
 }
 
 /// Where the handlers listen: a Unix socket in the data directory (0700), or, when its path is too
@@ -438,12 +470,16 @@ fn body_allowance(head: &Head, role: Role) -> Option<u64> {
     if role != Role::Operator {
         return None;
     }
-    let path = head.target.split('?').next().unwrap_or_default();
-    Some(if head.method == "POST" && path == "/api/accounts" { MAX_UPLOAD } else { MAX_JSON })
+    Some(if is_upload(head) { MAX_UPLOAD } else { MAX_JSON })
+}
+
+/// An account list: its body goes to the handler through `Uploads`.
+fn is_upload(head: &Head) -> bool {
+    head.method == "POST" && head.target.split('?').next() == Some("/api/accounts")
 }
 
 /// The whole request as the handlers get it: only the headers they read, ours set by the door.
-fn forwarded(door: &Door, head: &Head, role: Role, peer: IpAddr, body: &[u8]) -> Vec<u8> {
+fn forwarded(door: &Door, head: &Head, role: Role, peer: IpAddr, body: &[u8], upload: Option<u64>) -> Vec<u8> {
     let mut out = format!(
         "{} {} HTTP/1.1\r\nHost: postflytt\r\nConnection: close\r\nContent-Length: {}\r\n{DOOR_HEADER}: {}\r\n{ROLE_HEADER}: {}\r\n{PEER_HEADER}: {peer}\r\n",
         head.method,
@@ -454,6 +490,9 @@ fn forwarded(door: &Door, head: &Head, role: Role, peer: IpAddr, body: &[u8]) ->
     );
     if let Some(kind) = head.header("content-type") {
         out.push_str(&format!("Content-Type: {kind}\r\n"));
+    }
+    if let Some(id) = upload {
+        out.push_str(&format!("{UPLOAD_HEADER}: {id}\r\n"));
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
@@ -785,10 +824,14 @@ async fn take_request(stream: &mut smol::net::TcpStream, peer: SocketAddr, share
     }
     crate::secret::wipe(buffer);
     waiting.set(false);
-    let request = forwarded(shared.door, &head, role, peer.ip(), &body);
+    let upload = (role == Role::Operator && is_upload(&head)).then(|| shared.door.uploads.put(std::mem::take(&mut body)));
+    let request = forwarded(shared.door, &head, role, peer.ip(), &body, upload);
     crate::secret::wipe(body);
     let answer = forward(shared, &request).await;
     crate::secret::wipe(request);
+    if let Some(id) = upload {
+        shared.door.uploads.discard(id);
+    }
     answer.map_err(Some)
 }
 
@@ -979,6 +1022,7 @@ mod tests {
             names: Names::new(&"127.0.0.1:8025".parse().unwrap(), &[]),
             backend: Backend::Tcp("127.0.0.1:1".parse().unwrap()),
             door_secret: "s".into(),
+            uploads: Default::default(),
         }
     }
 

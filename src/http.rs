@@ -66,20 +66,23 @@ pub fn serve(app: Arc<Appliance>, listen: &str, public_names: &[String]) -> Resu
         names: front_door::Names::new(&listen_address, public_names),
         backend,
         door_secret: crate::imap::hex(&crate::appliance::random_bytes::<16>()?),
+        uploads: Arc::default(),
     };
     let door_secret = door.door_secret.clone();
+    let uploads = Arc::clone(&door.uploads);
     let door_thread = std::thread::Builder::new().name("http-door".into()).spawn(move || front_door::run(public, &door))?;
     let mut workers = Vec::new();
     for i in 0..WORKERS {
         let server = Arc::clone(&server);
         let app = Arc::clone(&app);
         let door_secret = door_secret.clone();
+        let uploads = Arc::clone(&uploads);
         workers.push(std::thread::Builder::new().name(format!("http-{i}")).spawn(move || -> Result<()> {
             while !appliance::shutting_down() {
                 match server.recv_timeout(Duration::from_millis(500)) {
                     Ok(Some(request)) => {
                         // A bug in one handler costs its request, not this thread.
-                        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&app, &door_secret, request)));
+                        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&app, &door_secret, &uploads, request)));
                         if answered.is_err() {
                             log::error!("http: a request failed inside the appliance (a bug); it was answered 500");
                         }
@@ -171,7 +174,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn handle(app: &Arc<Appliance>, door_secret: &str, mut request: Request) {
+fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads, mut request: Request) {
     // Only the front door reaches this socket; a request without its proof is answered nothing useful.
     if !header(&request, front_door::DOOR_HEADER).is_some_and(|proof| front_door::same(proof, door_secret)) {
         let _ = request.respond(json_response(403, &json!({"error": {"status": 403, "message": "not through the front door"}})));
@@ -180,7 +183,11 @@ fn handle(app: &Arc<Appliance>, door_secret: &str, mut request: Request) {
     let role = front_door::Role::parse(header(&request, front_door::ROLE_HEADER).unwrap_or_default());
     let (path, query) = parse_query(request.url());
     let method = request.method().clone();
-    let reply = route(app, &mut request, &method, &path, &query, role);
+    let mut upload = header(&request, front_door::UPLOAD_HEADER).and_then(|id| id.parse().ok()).and_then(|id| uploads.take(id));
+    let reply = route(app, &mut request, &method, &path, &query, role, &mut upload);
+    if let Some(unused) = upload {
+        crate::secret::wipe(unused);
+    }
     if method == Method::Post {
         // An import, a setup, a started job: the next status shows it at once.
         app.forget_status();
@@ -263,6 +270,7 @@ fn route(
     path: &str,
     query: &BTreeMap<String, String>,
     role: Role,
+    upload: &mut Option<Vec<u8>>,
 ) -> Reply {
     match (method, path) {
         (Method::Get, "/") | (Method::Get, "/index.html") => Ok(with_type(Response::from_data(INDEX_HTML.as_bytes().to_vec()), "text/html; charset=utf-8")),
@@ -283,7 +291,8 @@ fn route(
         (Method::Post, "/api/accounts") => {
             need(role, Role::Operator)?;
             let name = query.get("name").cloned().unwrap_or_else(|| "accounts".into());
-            let body = read_body(request, front_door::MAX_UPLOAD)?;
+            // The door hands the list over in memory (it never passes through a socket).
+            let body = upload.take().unwrap_or_default();
             // The upload holds every password of the list: wiped once parsed, whatever the outcome.
             let result = import_accounts(app, &name, &body);
             crate::secret::wipe(body);
