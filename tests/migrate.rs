@@ -389,9 +389,8 @@ fn source_sending_uid_after_the_body_gets_every_message_once() {
 }
 
 /// Four accounts at once, each with its own database connection but all on one worker thread, the
-/// source behind a proxy adding 2 ms each way (so answers arrive in pieces and a write transaction
-/// stays open across network waits), and batches of three messages so that those transactions keep
-/// meeting: every message of every account arrives exactly once, byte for byte, and no statement
+/// source behind a proxy adding 2 ms each way (so answers arrive in pieces), and batches of three
+/// messages so that the workers' short write transactions keep meeting: every message of every account arrives exactly once, byte for byte, and no statement
 /// waited out the 30 s busy limit ("database is locked"). A busy handler that slept instead of
 /// running the other workers would hang here until that limit.
 #[test]
