@@ -970,6 +970,8 @@ fn finish_round(
     for (i, m) in active.iter_mut().enumerate() {
         let asked = plan.iter().any(|&(j, _)| j == i);
         if m.nil {
+            // What an interrupted pass staged of it goes, as it did when the message was begun.
+            m.writer.restart(batch);
             refuse(store, account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;
@@ -1155,6 +1157,68 @@ mod tests {
         assert_eq!(uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set([4]), "4");
         assert_eq!(uid_set(Vec::<u32>::new()), "");
+    }
+
+    fn staged(store: &Store, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
+        let chunks: Vec<u8> = store
+            .conn
+            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .flat_map(|c| c.unwrap())
+            .collect();
+        let hash = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        (chunks, hash)
+    }
+
+    /// A body is written in short transactions as its batch fills, but counts as staged only when the
+    /// batch holding its end is written: cut short after a write, it has chunks and no hash; fetched
+    /// again, it starts over; and a body staged already that starts over (a repeat) loses its hash
+    /// with its first new write, so a cut then never leaves a hash over half the bytes.
+    #[test]
+    fn a_body_written_in_batches_counts_only_when_whole() {
+        let dir = std::env::temp_dir().join(format!("pf-pull-batches-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store.conn.execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, 0, '')", []).unwrap();
+        let id = store.conn.last_insert_rowid();
+        let body: Vec<u8> = (0..3 * BODY_BATCH_BYTES / 2).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let feed = |batch: &mut BodyBatch, writer: &mut BodyWriter, bytes: &[u8]| {
+            for piece in bytes.chunks(5000) {
+                writer.write(batch, piece);
+                batch.write_if_full(&store).unwrap();
+            }
+        };
+
+        // Cut short after more than a batch: some chunks, no hash.
+        let mut batch = BodyBatch::default();
+        let mut writer = BodyWriter::start(id, false);
+        feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
+        drop(batch);
+        let (chunks, hash) = staged(&store, id);
+        assert!(!chunks.is_empty() && hash.is_none(), "{} bytes, hash {hash:?}", chunks.len());
+
+        // Fetched again: starts over, and is staged once whole.
+        let mut batch = BodyBatch::default();
+        let mut writer = BodyWriter::start(id, false);
+        feed(&mut batch, &mut writer, &body);
+        assert_eq!(writer.finish(&mut batch), body.len() as u64);
+        assert!(staged(&store, id).1.is_none(), "staged before the batch with its end was written");
+        batch.write(&store).unwrap();
+        let (chunks, hash) = staged(&store, id);
+        assert!(chunks == body);
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
+
+        // A repeat cut short after its first write: not staged, so it is fetched again.
+        let mut batch = BodyBatch::default();
+        let mut writer = BodyWriter::start(id, false);
+        feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
+        drop(batch);
+        assert!(staged(&store, id).1.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
