@@ -441,9 +441,6 @@ fn four_accounts_at_once_share_one_thread_and_the_database() {
 #[test]
 fn a_source_stalled_mid_body_holds_up_no_other_account() {
     const MARKER: &[u8] = b"STALL-HERE-0f9e8d";
-    let source = Dovecot::start(Layout::OldHost, &[("a@gammal.se", "pw"), ("b@gammal.se", "pw")]);
-    let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw"), ("b@ny.se", "pw")]);
-
     // A: two small messages, then a 1.2 MB one (fetched in slices) with the marker at 900 KB, at
     // the start of a line so the message stays valid.
     let mut a_msgs = fixture::bulk("INBOX", 2, 71, 500..20_000);
@@ -451,6 +448,25 @@ fn a_source_stalled_mid_body_holds_up_no_other_account() {
     let line_start = 900_000 + big[900_000..].windows(2).position(|w| w == b"\r\n").expect("a line end") + 2;
     big[line_start..line_start + MARKER.len()].copy_from_slice(MARKER);
     a_msgs.push(fixture::FixtureMsg { body: big, ..a_msgs[0].clone() });
+    stalled_source_holds_up_no_other_account(MARKER, a_msgs);
+}
+
+/// The same, with A's source stalling half-way through the listing of its new messages (the fifth
+/// message's INTERNALDATE, the only one in 1996), after some of the listing's rows were written.
+#[test]
+fn a_source_stalled_mid_listing_holds_up_no_other_account() {
+    let mut a_msgs = fixture::bulk("INBOX", 10, 74, 500..20_000);
+    // Noon, so that no time zone the server shows it in moves it to another day.
+    a_msgs[4].internal_date = "29-Feb-1996 12:00:00 +0000".into();
+    stalled_source_holds_up_no_other_account(b"29-Feb-1996", a_msgs);
+}
+
+/// Runs accounts A (`a_msgs`, its source stalling at the first `marker` it sends) and B (120
+/// messages) with `--parallel 2`; B must be done within 20 s, before A's network timeout, and after
+/// A is let go both must be on the target exactly once.
+fn stalled_source_holds_up_no_other_account(marker: &[u8], a_msgs: Vec<fixture::FixtureMsg>) {
+    let source = Dovecot::start(Layout::OldHost, &[("a@gammal.se", "pw"), ("b@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw"), ("b@ny.se", "pw")]);
     fixture::load(&mut source.reader("a@gammal.se"), &a_msgs);
     // B: 120 messages in two folders, far more work than A does before it stalls.
     let b_msgs: Vec<_> = [("INBOX", 72), ("INBOX.Projekt", 73)]
@@ -460,7 +476,7 @@ fn a_source_stalled_mid_body_holds_up_no_other_account() {
     fixture::load(&mut source.reader("b@gammal.se"), &b_msgs);
     let b_total = b_msgs.len() as u32;
 
-    let proxy = common::stall_proxy::StallProxy::start(source.port(), MARKER);
+    let proxy = common::stall_proxy::StallProxy::start(source.port(), marker);
     let m = Migration::with_ports(
         &source,
         Via::Plain,
