@@ -196,7 +196,7 @@ pub async fn pull_folder(
                     changes.push(store, (meta.uid, flags_text(&meta.flags)))
                 })
                 .await?;
-            changes.write(store, |_| Ok(()))?;
+            changes.flush(store)?;
             stats.flag_changes += changes.changed;
         }
     }
@@ -251,9 +251,17 @@ impl<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> ListingB
     fn push(&mut self, store: &Store, row: T) -> Result<()> {
         self.rows.push(row);
         if self.rows.len() >= self.every {
-            self.write(store, |_| Ok(()))?;
+            self.flush(store)?;
         }
         Ok(())
+    }
+
+    /// Writes the rows gathered so far, if any.
+    fn flush(&mut self, store: &Store) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        self.write(store, |_| Ok(()))
     }
 
     /// Writes the rows gathered so far and then `also`, in one short transaction (rolled back if any

@@ -252,8 +252,8 @@ mod tests {
 
     #[test]
     fn a_worker_waiting_for_the_write_lock_lets_the_holder_commit() {
-        // Worker 0 holds a write transaction across timer waits (as a pull holds one across network
-        // waits); worker 1 writes meanwhile. On one thread with a sleeping busy handler this would
+        // Worker 0 holds a write transaction across timer waits (as a pull held one across network
+        // waits before each write became a short transaction of its own); worker 1 writes meanwhile. On one thread with a sleeping busy handler this would
         // wait for BUSY_LIMIT_AMONG_WORKERS and fail; here both finish at once.
         let dir = std::env::temp_dir().join(format!("pf-workers-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
