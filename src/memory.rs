@@ -93,9 +93,9 @@ pub fn limit_sqlite() {
 }
 
 /// Workers that may be staging bodies (reading them from the source into SQLite) at the same time,
-/// process-wide. Each one holds its window of rows and a chunk on its way into SQLite, and dirties
-/// pages until its commit; the others meanwhile push, compare flags or wait, so parallel accounts share this working
-/// set instead of adding one each.
+/// process-wide. Each one holds its window of rows and a batch of bodies on its way into SQLite (at
+/// most `pull::BODY_BATCH_BYTES`, written in one short transaction); the others meanwhile push,
+/// compare flags or wait, so parallel accounts share this working set instead of adding one each.
 pub const STAGING_AT_ONCE: usize = 2;
 
 static STAGING: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE);

@@ -4,6 +4,12 @@
 //! to a command (pipelined) and large ones in partial ranges, so memory never grows with message or
 //! folder size. A UIDVALIDITY change re-matches already copied messages by content instead of copying
 //! them again.
+//!
+//! No write transaction here stays open while the network is awaited: what a listing or a body fetch
+//! receives is gathered in a bounded batch in memory (`ListingBatch`, `BodyBatch`) and written in one
+//! short transaction when the batch fills or the answer ends. A body counts as staged only when its
+//! hash is written, with its last chunk; a body cut short leaves chunks without a hash, which the next
+//! attempt deletes before it starts over.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,9 +22,9 @@ use crate::imap::{BodyRequest, BodySink, FetchItem, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
 /// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
-/// stream into SQLite either way, so memory does not depend on these; they bound how much one round's
-/// transaction writes before its commit, and what has to be held for a server that names the UID only
-/// after the body.
+/// stream into SQLite either way (through a `BodyBatch` of at most `BODY_BATCH_BYTES`), so memory does
+/// not depend on these; they bound what has to be held for a server that names the UID only after the
+/// body.
 const WHOLE_LIMIT: u64 = 64 * 1024;
 /// Partial-fetch range for larger messages.
 const SLICE: u32 = 64 * 1024;
@@ -124,8 +130,8 @@ pub async fn pull_folder(
         known_modseq = None;
     }
 
-    // 1. Metadata of messages not seen before, written as it arrives (memory stays flat however big
-    // the folder). Unsolicited FETCH answers (flag updates without SIZE/INTERNALDATE) are not new mail.
+    // 1. Metadata of messages not seen before, written in batches of `LISTING_ROWS_PER_WRITE` as it
+    // arrives (memory stays flat however big the folder). Unsolicited FETCH answers (flag updates without SIZE/INTERNALDATE) are not new mail.
     let next_uid = last_uid.checked_add(1);
     if let (Some(next_uid), true) = (next_uid, selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid.saturating_add(1))) {
         let mut items = vec![FetchItem::Uid, FetchItem::Flags, FetchItem::InternalDate, FetchItem::Size];
@@ -135,48 +141,38 @@ pub async fn pull_folder(
         let known_folder = folder.uidvalidity == Some(uidvalidity);
         let mut new_count = 0u64;
         let mut highest = last_uid;
-        let mut commits = ListingCommits::new();
-        let fetched = {
-            let mut insert = store.conn.prepare_cached(
+        let mut rows = ListingBatch::new(|conn: &rusqlite::Connection, row: &NewRow| {
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )?;
-            // After the prepare, so that no early return leaves the transaction open.
-            store.conn.execute_batch("BEGIN")?;
-            // `N:*` also matches the highest UID when N is beyond it, so filter again here.
-            session
-                .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
-                    if meta.uid <= last_uid || meta.size.is_none() {
-                        return Ok(());
-                    }
-                    insert.execute(params![
-                        folder.id,
-                        uidvalidity,
-                        meta.uid,
-                        meta.size.unwrap_or(0),
-                        meta.internal_date,
-                        flags_text(&meta.flags),
-                        meta.modseq.map(|m| m as i64)
-                    ])?;
-                    new_count += 1;
-                    highest = highest.max(meta.uid);
-                    commits.row_written(store)?;
-                    Ok(())
-                })
-                .await
-        };
-        if let Err(e) = fetched {
-            let _ = store.conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
+            insert.execute(params![folder.id, uidvalidity, row.uid, row.size, row.internal_date, row.flags, row.modseq])
+        });
+        // `N:*` also matches the highest UID when N is beyond it, so filter again here.
+        session
+            .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
+                if meta.uid <= last_uid {
+                    return Ok(());
+                }
+                let Some(size) = meta.size else { return Ok(()) };
+                new_count += 1;
+                highest = highest.max(meta.uid);
+                let row = NewRow {
+                    uid: meta.uid,
+                    size,
+                    flags: flags_text(&meta.flags),
+                    internal_date: meta.internal_date,
+                    modseq: meta.modseq.map(|m| m as i64),
+                };
+                rows.push(store, row)
+            })
+            .await?;
         last_uid = highest;
-        if let Err(e) = store.conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid]) {
-            // Never leave the connection inside a transaction: it would keep the write lock from
-            // every other worker for the rest of this one's accounts.
-            let _ = store.conn.execute_batch("ROLLBACK");
-            return Err(e.into());
-        }
-        commit(store)?;
+        // The last rows and the folder's new `last_uid` together: the listing counts as done only now.
+        rows.write(store, |conn| {
+            conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])
+                .map(drop)
+        })?;
         // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
         // first pass finds everything, which says nothing about whether the mailbox is still in use.
         if new_count > 0 && known_folder {
@@ -189,27 +185,19 @@ pub async fn pull_folder(
     if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
         let since = if condstore { known_modseq } else { None };
         if !condstore || since.is_some() {
-            let mut commits = ListingCommits::new();
-            let fetched = {
-                let mut update = store.conn.prepare_cached(
+            let mut changes = ListingBatch::new(|conn: &rusqlite::Connection, (uid, flags): &(u32, String)| {
+                let mut update = conn.prepare_cached(
                     "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
                 )?;
-                store.conn.execute_batch("BEGIN")?;
-                session
-                    .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
-                        stats.flag_changes += update.execute(params![folder.id, uidvalidity, meta.uid, flags_text(&meta.flags)])? as u64;
-                        commits.row_written(store)?;
-                        Ok(())
-                    })
-                    .await
-            };
-            match fetched {
-                Ok(()) => commit(store)?,
-                Err(e) => {
-                    let _ = store.conn.execute_batch("ROLLBACK");
-                    return Err(e);
-                }
-            }
+                update.execute(params![folder.id, uidvalidity, uid, flags])
+            });
+            session
+                .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
+                    changes.push(store, (meta.uid, flags_text(&meta.flags)))
+                })
+                .await?;
+            changes.flush(store)?;
+            stats.flag_changes += changes.changed;
         }
     }
 
@@ -224,30 +212,69 @@ pub async fn pull_folder(
     Ok(())
 }
 
-/// A folder's listing (new messages' metadata, or everyone's flags) is committed every this many
-/// rows, not once at its end: the write lock is held from the first row to the commit, and a listing
-/// of a big folder over a slow line would otherwise keep every other account and the web page from
-/// writing for minutes. What a cut listing committed is harmless: rows are inserted with ON CONFLICT
-/// DO NOTHING and flags are set, and `last_uid` and the mod-sequence move only when it completes.
-const LISTING_ROWS_PER_COMMIT: usize = 2000;
+/// A folder's listing (new messages' metadata, or everyone's flags) is gathered in memory this many
+/// rows at a time, and each such batch is written in one short transaction: no transaction stays open
+/// while the listing waits for the network, so a big folder over a slow line (or a source that stops
+/// answering half-way) keeps no other account and not the web page from writing. A row is a UID, a
+/// size, a date and its flags (about 150 bytes), so a batch is some 75 KiB per listing worker, and a
+/// 300,000-message folder costs 600 commits. What a cut listing wrote is harmless: rows are inserted
+/// with ON CONFLICT DO NOTHING and flags are set, and `last_uid` and the mod-sequence move only when
+/// it completes.
+const LISTING_ROWS_PER_WRITE: usize = 500;
 
-/// A listing's rows so far, committing every `LISTING_ROWS_PER_COMMIT` (fewer under POSTFLYTT_BATCH).
-struct ListingCommits {
-    every: u64,
-    rows: u64,
+/// A message not seen before, as the listing gives it.
+struct NewRow {
+    uid: u32,
+    size: u32,
+    flags: String,
+    internal_date: Option<String>,
+    modseq: Option<i64>,
 }
 
-impl ListingCommits {
-    fn new() -> ListingCommits {
-        ListingCommits { every: crate::fault::batch_cap(LISTING_ROWS_PER_COMMIT) as u64, rows: 0 }
+/// A listing's rows not yet written: `write_row` writes one (returning the rows it changed), at most
+/// `LISTING_ROWS_PER_WRITE` of them (fewer under POSTFLYTT_BATCH, so the crash tests cut between
+/// writes) in one short transaction.
+struct ListingBatch<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> {
+    rows: Vec<T>,
+    every: usize,
+    write_row: F,
+    /// Rows changed by all writes so far.
+    changed: u64,
+}
+
+impl<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> ListingBatch<T, F> {
+    fn new(write_row: F) -> ListingBatch<T, F> {
+        ListingBatch { rows: Vec::new(), every: crate::fault::batch_cap(LISTING_ROWS_PER_WRITE), write_row, changed: 0 }
     }
 
-    /// Counts a row written inside the listing's transaction; commits and begins anew every `every`.
-    fn row_written(&mut self, store: &Store) -> rusqlite::Result<()> {
-        self.rows += 1;
-        if self.rows % self.every == 0 {
-            store.conn.execute_batch("COMMIT; BEGIN")?;
+    /// Adds a row; a full batch is written at once.
+    fn push(&mut self, store: &Store, row: T) -> Result<()> {
+        self.rows.push(row);
+        if self.rows.len() >= self.every {
+            self.flush(store)?;
         }
+        Ok(())
+    }
+
+    /// Writes the rows gathered so far, if any.
+    fn flush(&mut self, store: &Store) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        self.write(store, |_| Ok(()))
+    }
+
+    /// Writes the rows gathered so far and then `also`, in one short transaction (rolled back if any
+    /// of it fails, when the transaction is dropped).
+    fn write(&mut self, store: &Store, also: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>) -> Result<()> {
+        let tx = store.write_transaction()?;
+        let mut changed = 0;
+        for row in self.rows.drain(..) {
+            changed += (self.write_row)(&tx, &row)? as u64;
+        }
+        also(&tx)?;
+        tx.commit()?;
+        self.changed += changed;
         Ok(())
     }
 }
@@ -281,16 +308,6 @@ pub const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sendin
 fn hung_up_on_a_message(e: &anyhow::Error) -> bool {
     let reason = crate::imap::bye_reason(e).to_ascii_lowercase();
     crate::imap::is_server_bye(e) && (reason.contains("fetch failed") || reason.contains("internal error"))
-}
-
-/// COMMIT, or ROLLBACK when the commit itself fails, so the connection is never left inside a
-/// transaction that every later BEGIN would trip over.
-fn commit(store: &Store) -> Result<()> {
-    if let Err(e) = store.conn.execute_batch("COMMIT") {
-        let _ = store.conn.execute_batch("ROLLBACK");
-        return Err(e.into());
-    }
-    Ok(())
 }
 
 /// A message the source will not give: recorded as skipped with the server's words, so the folder
@@ -335,6 +352,10 @@ async fn stage_one_by_one(
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
     for p in group.iter().flatten() {
+        // The refused batch may have brought this one whole before it failed.
+        if !still_unstaged(store, p.id)? {
+            continue;
+        }
         let ids = BTreeMap::from([(p.uid, p.id)]);
         let (fetched, outcome) = fetch_whole(store, session, vec![p.uid.to_string()], &ids, with_identity, stats).await?;
         match fetched {
@@ -349,6 +370,8 @@ async fn stage_one_by_one(
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             Err(e) if try_again_later(&e) => return Err(e),
+            // It came whole (and is staged) before the server failed the command: nothing to refuse.
+            Err(_) if outcome.staged.contains(&p.id) => {}
             Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
         }
     }
@@ -495,11 +518,11 @@ struct WholeOutcome {
     nil: BTreeSet<i64>,
 }
 
-/// Fetches the whole bodies of `ids` (UID to row), the UID sets `sets` pipelined, each body streamed
-/// into staging as it arrives, all in one transaction: committed when the fetch went through or the
-/// source hung up between messages (what came is whole), rolled back otherwise. The outer error is our
-/// own database failing (never to be taken for the server refusing a message); the inner result is
-/// how the fetch went.
+/// Fetches the whole bodies of `ids` (UID to row), the UID sets `sets` pipelined. The bodies are
+/// gathered in a `BodyBatch` as they arrive and written in short transactions whenever it fills, and
+/// once more when the fetch ends, however it ends: a body whose end came is whole and hashed and is
+/// kept, one cut short has no hash and is fetched again. The outer error is our own database failing
+/// (never to be taken for the server refusing a message); the inner result is how the fetch went.
 async fn fetch_whole(
     store: &Store,
     session: &mut Session,
@@ -509,24 +532,12 @@ async fn fetch_whole(
     stats: &mut PullStats,
 ) -> Result<(Result<()>, WholeOutcome)> {
     let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
-    let mut sink = WholeBodies { store, ids, with_identity, writing: None, outcome: WholeOutcome::default(), stats };
     let _turn = crate::memory::staging_turn().await;
-    store.conn.execute_batch("BEGIN")?;
-    match session.uid_fetch_bodies(&requests, &mut sink).await {
-        Ok(()) => {
-            commit(store)?;
-            Ok((Ok(()), sink.outcome))
-        }
-        Err(e) if hung_up_on_a_message(&e) => {
-            commit(store)?;
-            Ok((Err(e), sink.outcome))
-        }
-        Err(e) => {
-            let _ = store.conn.execute_batch("ROLLBACK");
-            sink.outcome.staged.clear();
-            Ok((Err(e), sink.outcome))
-        }
-    }
+    let mut sink =
+        WholeBodies { store, ids, with_identity, writing: None, batch: BodyBatch::default(), outcome: WholeOutcome::default(), stats };
+    let fetched = session.uid_fetch_bodies(&requests, &mut sink).await;
+    sink.batch.write(store)?;
+    Ok((fetched, sink.outcome))
 }
 
 /// Whether a failed fetch must end this pass for the folder rather than count against its messages:
@@ -545,29 +556,31 @@ struct WholeBodies<'a> {
     ids: &'a BTreeMap<u32, i64>,
     with_identity: bool,
     writing: Option<BodyWriter>,
+    batch: BodyBatch,
+    /// Rows whose end came (written with the batch that holds it: every way out of `fetch_whole`
+    /// writes the batch or fails as a whole), and rows the source answered NIL for.
     outcome: WholeOutcome,
     stats: &'a mut PullStats,
 }
 
 impl BodySink for WholeBodies<'_> {
     fn begin(&mut self, uid: u32, _origin: Option<u32>, _len: u32) -> Result<()> {
-        self.writing = match self.ids.get(&uid) {
-            Some(&id) => Some(BodyWriter::start(self.store, id, self.with_identity)?),
-            None => None,
-        };
+        self.writing = self.ids.get(&uid).map(|&id| BodyWriter::start(id, self.with_identity));
         Ok(())
     }
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
-        match &mut self.writing {
-            Some(writer) => writer.write(self.store, piece),
-            None => Ok(()),
+        if let Some(writer) = &mut self.writing {
+            writer.write(&mut self.batch, piece);
+            self.batch.write_if_full(self.store)?;
         }
+        Ok(())
     }
 
     fn end(&mut self) -> Result<()> {
         if let Some(mut writer) = self.writing.take() {
-            let bytes = writer.finish(self.store)?;
+            let bytes = writer.finish(&mut self.batch);
+            self.batch.write_if_full(self.store)?;
             // A repeat (commands sent again after throttling) replaced the first copy: count it once.
             if self.outcome.staged.insert(writer.id) {
                 self.stats.staged += 1;
@@ -585,14 +598,93 @@ impl BodySink for WholeBodies<'_> {
     }
 }
 
-/// Writes one message's bytes into `body_chunk` as they arrive, in `CHUNK_SIZE` rows (the last one of
-/// each piece shorter), hashing them on the way; and keeps the first `HEADER_PREFIX` bytes for its
-/// identity when the target needs one. A message counts as staged only once `finish` writes its hash.
+/// Bytes of bodies a staging worker gathers in memory before it writes them in one short transaction
+/// (and when a fetch or a round of slices ends). No transaction stays open while a body comes in, so
+/// a source that stalls half-way through a body holds up no other account; and memory stays flat:
+/// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch. 256 KiB makes a commit
+/// (an fsync, as `synchronous=FULL`) per 256 KiB of mail, a few per batch of whole messages, which
+/// costs little beside the network.
+const BODY_BATCH_BYTES: usize = 256 * 1024;
+
+/// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
+const BODY_WRITE_OVERHEAD: usize = 64;
+
+/// Staged bytes and staged marks not yet written, in the order they came.
+#[derive(Default)]
+struct BodyBatch {
+    writes: Vec<BodyWrite>,
+    bytes: usize,
+}
+
+enum BodyWrite {
+    /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
+    /// of it goes, and it is not staged until its hash is written again.
+    Restart(i64),
+    Chunk { id: i64, seq: i64, data: Vec<u8> },
+    /// The message is whole: its hash, true size and identity.
+    Staged { id: i64, hash: Vec<u8>, size: u64, identity: Option<String> },
+}
+
+impl BodyBatch {
+    fn push(&mut self, write: BodyWrite) {
+        self.bytes += BODY_WRITE_OVERHEAD + if let BodyWrite::Chunk { data, .. } = &write { data.len() } else { 0 };
+        self.writes.push(write);
+    }
+
+    /// Writes the batch once it holds `BODY_BATCH_BYTES`.
+    fn write_if_full(&mut self, store: &Store) -> Result<()> {
+        if self.bytes >= BODY_BATCH_BYTES {
+            self.write(store)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batch in one short transaction.
+    fn write(&mut self, store: &Store) -> Result<()> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let tx = store.write_transaction()?;
+        self.apply(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes the batch inside the caller's transaction. A failure loses the batch with the
+    /// transaction, and the fetch fails (our database).
+    fn apply(&mut self, conn: &rusqlite::Connection) -> Result<()> {
+        self.bytes = 0;
+        for write in self.writes.drain(..) {
+            match write {
+                BodyWrite::Restart(id) => {
+                    conn.prepare_cached("DELETE FROM body_chunk WHERE message_id = ?1")?.execute([id])?;
+                    conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
+                }
+                BodyWrite::Chunk { id, seq, data } => {
+                    conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?.execute(params![id, seq, data])?;
+                }
+                BodyWrite::Staged { id, hash, size, identity } => {
+                    conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?
+                        .execute(params![id, hash, size as i64, identity])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cuts one message's bytes into `CHUNK_SIZE` rows of `body_chunk` as they arrive (the last one of
+/// each slice shorter), hashing them on the way, and hands them to a `BodyBatch`; keeps the first
+/// `HEADER_PREFIX` bytes for its identity when the target needs one. A message counts as staged only
+/// once the batch holding its `finish` is written: its hash goes in with its last chunk.
 struct BodyWriter {
     id: i64,
     seq: i64,
     hasher: Sha256,
     total: u64,
+    /// Whether the `Restart` that clears an earlier attempt has gone into a batch (with the first
+    /// bytes, so a message nothing comes for writes nothing).
+    restarted: bool,
     /// Bytes not yet a whole chunk; released by `flush`, so a writer waiting between slices holds none.
     pending: Vec<u8>,
     prefix: Option<Vec<u8>>,
@@ -600,12 +692,19 @@ struct BodyWriter {
 
 impl BodyWriter {
     /// Starts the message over: whatever an interrupted pass staged of it goes.
-    fn start(store: &Store, id: i64, with_identity: bool) -> Result<BodyWriter> {
-        store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
-        Ok(BodyWriter { id, seq: 0, hasher: Sha256::new(), total: 0, pending: Vec::new(), prefix: with_identity.then(Vec::new) })
+    fn start(id: i64, with_identity: bool) -> BodyWriter {
+        BodyWriter {
+            id,
+            seq: 0,
+            hasher: Sha256::new(),
+            total: 0,
+            restarted: false,
+            pending: Vec::new(),
+            prefix: with_identity.then(Vec::new),
+        }
     }
 
-    fn write(&mut self, store: &Store, mut piece: &[u8]) -> Result<()> {
+    fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) {
         self.hasher.update(piece);
         self.total += piece.len() as u64;
         if let Some(prefix) = &mut self.prefix {
@@ -614,7 +713,7 @@ impl BodyWriter {
         }
         while !piece.is_empty() {
             if self.pending.is_empty() && piece.len() >= CHUNK_SIZE {
-                self.insert(store, &piece[..CHUNK_SIZE])?;
+                self.chunk(batch, piece[..CHUNK_SIZE].to_vec());
                 piece = &piece[CHUNK_SIZE..];
                 continue;
             }
@@ -625,40 +724,42 @@ impl BodyWriter {
             self.pending.extend_from_slice(&piece[..take]);
             piece = &piece[take..];
             if self.pending.len() == CHUNK_SIZE {
-                self.flush(store)?;
+                self.flush(batch);
             }
         }
-        Ok(())
     }
 
-    /// Stores what is pending as a chunk of its own.
-    fn flush(&mut self, store: &Store) -> Result<()> {
+    /// Hands what is pending to the batch as a chunk of its own.
+    fn flush(&mut self, batch: &mut BodyBatch) {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            self.insert(store, &pending)?;
+            self.chunk(batch, pending);
         }
-        Ok(())
     }
 
-    fn insert(&mut self, store: &Store, chunk: &[u8]) -> Result<()> {
-        let mut insert = store.conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?;
-        insert.execute(params![self.id, self.seq, chunk])?;
+    fn restart(&mut self, batch: &mut BodyBatch) {
+        if !self.restarted {
+            batch.push(BodyWrite::Restart(self.id));
+            self.restarted = true;
+        }
+    }
+
+    fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) {
+        self.restart(batch);
+        batch.push(BodyWrite::Chunk { id: self.id, seq: self.seq, data });
         self.seq += 1;
-        Ok(())
     }
 
-    /// Stores the rest and marks the message staged: its hash, its true size, its identity. Returns the
-    /// bytes staged.
-    fn finish(&mut self, store: &Store) -> Result<u64> {
-        self.flush(store)?;
+    /// Hands over the rest and the mark that the message is staged: its hash, its true size, its
+    /// identity. Returns the bytes staged.
+    fn finish(&mut self, batch: &mut BodyBatch) -> u64 {
+        self.flush(batch);
+        self.restart(batch);
         let hash = std::mem::take(&mut self.hasher).finalize();
         // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
         let identity = self.prefix.take().map(|prefix| crate::identity::of_header(&prefix).unwrap_or_default());
-        store.conn.execute(
-            "UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1",
-            params![self.id, hash.as_slice(), self.total as i64, identity],
-        )?;
-        Ok(self.total)
+        batch.push(BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity });
+        self.total
     }
 }
 
@@ -707,7 +808,7 @@ async fn stage_large(
         while plan.len() < SLICE_PIPELINE {
             if index == active.len() {
                 let Some(p) = waiting.next() else { break };
-                active.push(Slices::new(store, p, with_identity)?);
+                active.push(Slices::new(p, with_identity));
             }
             let m = &active[index];
             // The slices the listed size still calls for (at least one, to see the end).
@@ -730,11 +831,21 @@ async fn stage_large(
             m.early.clear();
         }
         let _turn = crate::memory::staging_turn().await;
-        store.conn.execute_batch("BEGIN")?;
-        let mut round = SliceRound { store, active: &mut active, plan: &plan, answered: vec![false; plan.len()], into: SliceDestination::Nowhere, stats };
+        let mut round = SliceRound {
+            store,
+            active: &mut active,
+            plan: &plan,
+            answered: vec![false; plan.len()],
+            into: SliceDestination::Nowhere,
+            batch: BodyBatch::default(),
+            stats,
+        };
         let fetched = session.uid_fetch_bodies(&requests, &mut round).await;
+        let mut batch = round.batch;
         if let Err(e) = fetched {
-            let _ = store.conn.execute_batch("ROLLBACK");
+            // What this round gathered is dropped: none of it is hashed, and the messages it belongs
+            // to start over when they are asked for again.
+            drop(batch);
             if hung_up_on_a_message(&e) {
                 // Quirk `dovecot_bye_on_fetch_failure`: every message of the round is a suspect; one
                 // staged alone (`alone`: it was a suspect already) is the one.
@@ -746,16 +857,13 @@ async fn stage_large(
             return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
         }
         // Finish what ended; a message that made no progress was expunged (nothing of it came) or
-        // stopped half-way (not an expunge we can trust: try again next pass).
-        let finished = finish_round(store, account_id, folder_name, &mut active, &plan, stats);
-        let done = match finished {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = store.conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        };
-        commit(store)?;
+        // stopped half-way (not an expunge we can trust: try again next pass). The round's last
+        // bytes, the hashes and these changes in one short transaction, rolled back (dropped) if any
+        // of it fails.
+        let tx = store.write_transaction()?;
+        let done = finish_round(store, account_id, folder_name, &mut active, &plan, &mut batch, stats)?;
+        batch.apply(&tx)?;
+        tx.commit()?;
         for i in done.into_iter().rev() {
             active.remove(i);
             fault::point("pull: large body staged");
@@ -780,6 +888,8 @@ struct SliceRound<'a> {
     plan: &'a [(usize, u32)],
     answered: Vec<bool>,
     into: SliceDestination,
+    /// The round's bytes not yet written.
+    batch: BodyBatch,
     stats: &'a mut PullStats,
 }
 
@@ -815,7 +925,10 @@ impl BodySink for SliceRound<'_> {
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
         match &mut self.into {
-            SliceDestination::Message(i) => self.active[*i].writer.write(self.store, piece),
+            SliceDestination::Message(i) => {
+                self.active[*i].writer.write(&mut self.batch, piece);
+                self.batch.write_if_full(self.store)
+            }
             SliceDestination::Early(_, _, held) => {
                 held.extend_from_slice(piece);
                 Ok(())
@@ -829,8 +942,9 @@ impl BodySink for SliceRound<'_> {
             SliceDestination::Message(i) => {
                 let m = &mut self.active[i];
                 let len = m.writer.total - u64::from(m.offset);
-                m.end_slice(self.store, len)?;
-                self.stats.staged_bytes += len + m.take_early(self.store)?;
+                m.end_slice(&mut self.batch, len);
+                self.stats.staged_bytes += len + m.take_early(&mut self.batch);
+                self.batch.write_if_full(self.store)?;
             }
             SliceDestination::Early(i, offset, held) => {
                 self.active[i].early.insert(offset, held);
@@ -848,20 +962,24 @@ impl BodySink for SliceRound<'_> {
     }
 }
 
-/// Writes the hash of each message whose end was seen and drops the ones that vanished; returns their
-/// indices in `active`, in order. Fails for a message that stopped half-way.
+/// Hands the hash of each message whose end was seen to `batch` and drops the ones that vanished;
+/// returns their indices in `active`, in order. Fails for a message that stopped half-way. Runs
+/// inside the round's closing transaction.
 fn finish_round(
     store: &Store,
     account_id: i64,
     folder_name: &str,
     active: &mut [Slices],
     plan: &[(usize, u32)],
+    batch: &mut BodyBatch,
     stats: &mut PullStats,
 ) -> Result<Vec<usize>> {
     let mut done = Vec::new();
     for (i, m) in active.iter_mut().enumerate() {
         let asked = plan.iter().any(|&(j, _)| j == i);
         if m.nil {
+            // What an interrupted pass staged of it goes, as it did when the message was begun.
+            m.writer.restart(batch);
             refuse(store, account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;
@@ -872,7 +990,7 @@ fn finish_round(
             m.ended = true;
         }
         if m.ended {
-            m.writer.finish(store)?;
+            m.writer.finish(batch);
             stats.staged += 1;
             done.push(i);
         } else if m.offset == m.start && asked {
@@ -912,26 +1030,26 @@ struct Slices {
 impl Slices {
     /// Begins a message; a partly staged one from an interrupted pass starts over (the hash state is
     /// not kept).
-    fn new(store: &Store, p: &Pending, with_identity: bool) -> Result<Slices> {
-        Ok(Slices {
+    fn new(p: &Pending, with_identity: bool) -> Slices {
+        Slices {
             uid: p.uid,
             size: p.size,
-            writer: BodyWriter::start(store, p.id, with_identity)?,
+            writer: BodyWriter::start(p.id, with_identity),
             offset: 0,
             ended: false,
             start: 0,
             answered: false,
             early: BTreeMap::new(),
             nil: false,
-        })
+        }
     }
 
     /// A slice of `len` bytes at the current offset is written: move on, and see whether it was the end.
-    fn end_slice(&mut self, store: &Store, len: u64) -> Result<()> {
-        self.writer.flush(store)?;
+    fn end_slice(&mut self, batch: &mut BodyBatch, len: u64) {
+        self.writer.flush(batch);
         if len == 0 {
             self.ended = true;
-            return Ok(());
+            return;
         }
         self.offset = self.offset.saturating_add(len as u32);
         // A server may answer a partial fetch with less than asked before the end (some do); stop
@@ -939,23 +1057,22 @@ impl Slices {
         if u64::from(self.offset) >= self.size && len < u64::from(SLICE) {
             self.ended = true;
         }
-        Ok(())
     }
 
-    /// Writes the held slices that now line up; returns the bytes written.
-    fn take_early(&mut self, store: &Store) -> Result<u64> {
+    /// Hands the held slices that now line up to the batch; returns their bytes.
+    fn take_early(&mut self, batch: &mut BodyBatch) -> u64 {
         let mut stored = 0;
         while !self.ended
             && let Some(next) = self.early.remove(&self.offset)
         {
-            self.writer.write(store, &next)?;
-            self.end_slice(store, next.len() as u64)?;
+            self.writer.write(batch, &next);
+            self.end_slice(batch, next.len() as u64);
             stored += next.len() as u64;
         }
         if self.ended {
             self.early.clear();
         }
-        Ok(stored)
+        stored
     }
 }
 
@@ -1048,6 +1165,68 @@ mod tests {
         assert_eq!(uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set([4]), "4");
         assert_eq!(uid_set(Vec::<u32>::new()), "");
+    }
+
+    fn staged(store: &Store, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
+        let chunks: Vec<u8> = store
+            .conn
+            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .flat_map(|c| c.unwrap())
+            .collect();
+        let hash = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        (chunks, hash)
+    }
+
+    /// A body is written in short transactions as its batch fills, but counts as staged only when the
+    /// batch holding its end is written: cut short after a write, it has chunks and no hash; fetched
+    /// again, it starts over; and a body staged already that starts over (a repeat) loses its hash
+    /// with its first new write, so a cut then never leaves a hash over half the bytes.
+    #[test]
+    fn a_body_written_in_batches_counts_only_when_whole() {
+        let dir = std::env::temp_dir().join(format!("pf-pull-batches-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store.conn.execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, 0, '')", []).unwrap();
+        let id = store.conn.last_insert_rowid();
+        let body: Vec<u8> = (0..3 * BODY_BATCH_BYTES / 2).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let feed = |batch: &mut BodyBatch, writer: &mut BodyWriter, bytes: &[u8]| {
+            for piece in bytes.chunks(5000) {
+                writer.write(batch, piece);
+                batch.write_if_full(&store).unwrap();
+            }
+        };
+
+        // Cut short after more than a batch: some chunks, no hash.
+        let mut batch = BodyBatch::default();
+        let mut writer = BodyWriter::start(id, false);
+        feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
+        drop(batch);
+        let (chunks, hash) = staged(&store, id);
+        assert!(!chunks.is_empty() && hash.is_none(), "{} bytes, hash {hash:?}", chunks.len());
+
+        // Fetched again: starts over, and is staged once whole.
+        let mut batch = BodyBatch::default();
+        let mut writer = BodyWriter::start(id, false);
+        feed(&mut batch, &mut writer, &body);
+        assert_eq!(writer.finish(&mut batch), body.len() as u64);
+        assert!(staged(&store, id).1.is_none(), "staged before the batch with its end was written");
+        batch.write(&store).unwrap();
+        let (chunks, hash) = staged(&store, id);
+        assert!(chunks == body);
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
+
+        // A repeat cut short after its first write: not staged, so it is fetched again.
+        let mut batch = BodyBatch::default();
+        let mut writer = BodyWriter::start(id, false);
+        feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
+        drop(batch);
+        assert!(staged(&store, id).1.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

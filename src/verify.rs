@@ -505,8 +505,11 @@ async fn verify_folder(
 }
 
 /// Lists the selected source folder's UIDs and sizes into `temp.verify_source`, streaming, so a folder
-/// of any size costs the same memory. The TEMP table belongs to this connection only and is written
-/// without touching the main database's write lock.
+/// of any size costs the same memory: `WINDOW` UIDs at a time are gathered in memory and written in
+/// one short transaction, never one left open while the listing waits for the network (it would hold
+/// a read snapshot of the main database all that time, keeping the WAL from being checkpointed). The
+/// TEMP table belongs to this connection only; the transaction is deferred, so it never takes the
+/// main database's write lock.
 async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) -> Result<()> {
     store.conn.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS verify_source (uid INTEGER PRIMARY KEY, size INTEGER NOT NULL);
@@ -516,27 +519,33 @@ async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) ->
     if exists == 0 {
         return Ok(());
     }
-    store.conn.execute_batch("BEGIN")?;
-    let fetched = source
+    let mut listed: Vec<(u32, u32)> = Vec::new();
+    source
         .uid_fetch(&["1:*".to_string()], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
-            let mut insert = store.conn.prepare_cached("INSERT OR REPLACE INTO temp.verify_source (uid, size) VALUES (?1, ?2)")?;
-            insert.execute(params![meta.uid, meta.size.unwrap_or(0)])?;
-            Ok(())
-        })
-        .await;
-    match fetched {
-        Ok(()) => {
-            if let Err(e) = store.conn.execute_batch("COMMIT") {
-                let _ = store.conn.execute_batch("ROLLBACK");
-                return Err(e.into());
+            listed.push((meta.uid, meta.size.unwrap_or(0)));
+            if listed.len() >= WINDOW {
+                write_source_uids(store, &mut listed)?;
             }
             Ok(())
-        }
-        Err(e) => {
-            let _ = store.conn.execute_batch("ROLLBACK");
-            Err(e)
+        })
+        .await?;
+    write_source_uids(store, &mut listed)
+}
+
+/// Writes (and empties) a batch of listed source UIDs into `temp.verify_source`.
+fn write_source_uids(store: &Store, listed: &mut Vec<(u32, u32)>) -> Result<()> {
+    if listed.is_empty() {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(&store.conn, rusqlite::TransactionBehavior::Deferred)?;
+    {
+        let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO temp.verify_source (uid, size) VALUES (?1, ?2)")?;
+        for (uid, size) in listed.drain(..) {
+            insert.execute(params![uid, size])?;
         }
     }
+    tx.commit()?;
+    Ok(())
 }
 
 fn setting_key(account_id: i64) -> String {

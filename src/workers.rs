@@ -4,13 +4,27 @@
 //! 60 KiB of stack and libc pages per worker thread): with tasks, four accounts in parallel need hardly
 //! more memory than one.
 //!
-//! The one thing a thread did for free is waiting for SQLite. Each worker has its own connection, and
-//! a worker's write transaction stays open across network waits (a batch of bodies is written as it
-//! arrives). On threads, a second worker wanting to write simply slept in SQLite's busy handler until
-//! the first committed. On one thread that sleep would stop the first worker too, and nothing would
-//! ever commit. So every connection gets `while_database_busy` as its busy handler: while it waits, it
-//! runs the other workers that have something to do, which is what lets the holder of the write lock
-//! finish and commit.
+//! The one thing a thread did for free is waiting for SQLite. Each worker has its own connection. When
+//! a worker's write transaction stayed open across network waits (a batch of bodies was written as it
+//! arrived), a second worker on the same thread could not simply sleep in SQLite's busy handler: that
+//! would stop the first worker too, and nothing would ever commit. So every connection got
+//! `while_database_busy` as its busy handler: while it waits, it runs the other workers that have
+//! something to do, which let the holder of the write lock finish and commit.
+//!
+//! Now no write transaction stays open across an `.await` (DESIGN.md section 4): pull and verify
+//! gather a bounded batch in memory and write it in one short transaction, push journals before its
+//! APPEND and records after it, each in a short transaction of its own. So the holder of the write
+//! lock a worker waits for is never a worker of this thread parked at an await. It is another
+//! thread's connection (the web server's, the appliance's check or finish thread) or another process
+//! (a CLI command beside `serve`), in one short transaction; or a worker this handler polled, which
+//! ends its short transaction inside that poll. What the busy handler still has to do is wait for
+//! that holder, for which a sleep would do. It still runs the other workers meanwhile, so that one
+//! worker waiting does not stop every socket of this thread; and as long as it does, it must stay
+//! correct for that: a worker polled from here runs nested on this stack (`WORKER_THREAD_STACK`),
+//! the waiting worker is skipped (its slot is borrowed), and a panic is caught, never unwound
+//! through SQLite. The test `a_worker_waiting_for_the_write_lock_lets_the_holder_commit` keeps the
+//! old case (a transaction held across an await) working should one slip in again. Making the
+//! handler a plain sleep, without the nesting, is a later renovation.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -30,10 +44,11 @@ pub type Worker<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// connection's write lock before SQLite gives up with "database is locked".
 pub const BUSY_LIMIT: Duration = Duration::from_secs(30);
 
-/// On a thread that runs workers, a statement waits while the other workers get anywhere: the lock's
-/// holder may be one of them, in a transaction that lasts as long as its network answer (a folder's
-/// whole listing, a batch of bodies, a throttling pause of up to 60 s). It gives up after this long
-/// in which no worker moved at all ...
+/// On a thread that runs workers, a statement waits while the other workers get anywhere. The limit
+/// dates from when the lock's holder could be one of them, in a transaction that lasted as long as
+/// its network answer (a folder's whole listing, a batch of bodies, a throttling pause of up to
+/// 60 s); now holders commit at once, and the limit is only an upper bound. It gives up after this
+/// long in which no worker moved at all ...
 pub const BUSY_LIMIT_AMONG_WORKERS: Duration = Duration::from_secs(150);
 
 /// ... or after this long in all, however busy the others were, so that a waiter cannot be passed
@@ -237,8 +252,8 @@ mod tests {
 
     #[test]
     fn a_worker_waiting_for_the_write_lock_lets_the_holder_commit() {
-        // Worker 0 holds a write transaction across timer waits (as a pull holds one across network
-        // waits); worker 1 writes meanwhile. On one thread with a sleeping busy handler this would
+        // Worker 0 holds a write transaction across timer waits (as a pull held one across network
+        // waits before each write became a short transaction of its own); worker 1 writes meanwhile. On one thread with a sleeping busy handler this would
         // wait for BUSY_LIMIT_AMONG_WORKERS and fail; here both finish at once.
         let dir = std::env::temp_dir().join(format!("pf-workers-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

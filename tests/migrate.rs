@@ -389,9 +389,8 @@ fn source_sending_uid_after_the_body_gets_every_message_once() {
 }
 
 /// Four accounts at once, each with its own database connection but all on one worker thread, the
-/// source behind a proxy adding 2 ms each way (so answers arrive in pieces and a write transaction
-/// stays open across network waits), and batches of three messages so that those transactions keep
-/// meeting: every message of every account arrives exactly once, byte for byte, and no statement
+/// source behind a proxy adding 2 ms each way (so answers arrive in pieces), and batches of three
+/// messages so that the workers' short write transactions keep meeting: every message of every account arrives exactly once, byte for byte, and no statement
 /// waited out the 30 s busy limit ("database is locked"). A busy handler that slept instead of
 /// running the other workers would hang here until that limit.
 #[test]
@@ -428,6 +427,135 @@ fn four_accounts_at_once_share_one_thread_and_the_database() {
             want.sort();
             got.sort();
             assert!(got == want, "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ", got.len(), want.len());
+        }
+    }
+}
+
+/// Issue 13, item 11: no write transaction stays open across a network wait. Two accounts on one
+/// worker thread; account A's source stops sending half-way through a large message's body (after
+/// more than a `BodyBatch` of it, so part of it is already written) and neither answers nor hangs up.
+/// Account B must still copy all its mail meanwhile, well before A's 60 s network timeout: before
+/// this was fixed, A held the write lock from the start of its fetch and B waited the full minute.
+/// Then A's connection is closed; A reconnects, fetches that message again from the start, and both
+/// accounts end with every message on the target exactly once (read back by the tests' reader).
+#[test]
+fn a_source_stalled_mid_body_holds_up_no_other_account() {
+    const MARKER: &[u8] = b"STALL-HERE-0f9e8d";
+    // A: two small messages, then a 1.2 MB one (fetched in slices) with the marker at 900 KB, at
+    // the start of a line so the message stays valid.
+    let mut a_msgs = fixture::bulk("INBOX", 2, 71, 500..20_000);
+    let mut big = fixture::big_message(1_200_000);
+    let line_start = 900_000 + big[900_000..].windows(2).position(|w| w == b"\r\n").expect("a line end") + 2;
+    big[line_start..line_start + MARKER.len()].copy_from_slice(MARKER);
+    a_msgs.push(fixture::FixtureMsg { body: big, ..a_msgs[0].clone() });
+    stalled_source_holds_up_no_other_account(MARKER, a_msgs);
+}
+
+/// The same, with A's source stalling half-way through the listing of its new messages (the fifth
+/// message's INTERNALDATE, the only one in 1996), after some of the listing's rows were written.
+#[test]
+fn a_source_stalled_mid_listing_holds_up_no_other_account() {
+    let mut a_msgs = fixture::bulk("INBOX", 10, 74, 500..20_000);
+    // Noon, so that no time zone the server shows it in moves it to another day.
+    a_msgs[4].internal_date = "29-Feb-1996 12:00:00 +0000".into();
+    stalled_source_holds_up_no_other_account(b"29-Feb-1996", a_msgs);
+}
+
+/// Runs accounts A (`a_msgs`, its source stalling at the first `marker` it sends) and B (120
+/// messages) with `--parallel 2`; B must be done within 20 s, before A's network timeout, and after
+/// A is let go both must be on the target exactly once.
+fn stalled_source_holds_up_no_other_account(marker: &[u8], a_msgs: Vec<fixture::FixtureMsg>) {
+    let source = Dovecot::start(Layout::OldHost, &[("a@gammal.se", "pw"), ("b@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw"), ("b@ny.se", "pw")]);
+    fixture::load(&mut source.reader("a@gammal.se"), &a_msgs);
+    // B: 120 messages in two folders, far more work than A does before it stalls.
+    let b_msgs: Vec<_> = [("INBOX", 72), ("INBOX.Projekt", 73)]
+        .iter()
+        .flat_map(|&(folder, seed)| fixture::bulk(folder, 60, seed, 500..40_000))
+        .collect();
+    fixture::load(&mut source.reader("b@gammal.se"), &b_msgs);
+    let b_total = b_msgs.len() as u32;
+
+    let proxy = common::stall_proxy::StallProxy::start(source.port(), marker);
+    let m = Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(proxy.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("a@gammal.se", "pw", "a@ny.se", "pw"), ("b@gammal.se", "pw", "b@ny.se", "pw")],
+    );
+    let b_on_target = || -> u32 {
+        let mut reader = target.reader("b@ny.se");
+        let folders = reader.folders();
+        ["INBOX", "Projekt"].iter().filter(|f| folders.iter().any(|g| g == *f)).map(|f| reader.status(f).messages).sum()
+    };
+
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(common::postflytt_bin())
+        .arg("--data")
+        .arg(&m.data)
+        .args(["sync", "--parallel", "2"])
+        .envs([("POSTFLYTT_BATCH", "3"), ("POSTFLYTT_RECONNECT_MS", "50")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start postflytt");
+    // Killed if an assertion fails before it ends.
+    let mut child = KillOnDrop(Some(child));
+
+    // Wait for B's last message to be on the target (at most 100 s: past A's 60 s timeout, so the
+    // time is measured even when B is held up).
+    let mut b_left_at_stall = None;
+    let b_done = loop {
+        let on_target = b_on_target();
+        if b_left_at_stall.is_none() && proxy.stalled_at().is_some() {
+            b_left_at_stall = Some(b_total - on_target.min(b_total));
+        }
+        if on_target >= b_total {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(100), "B has {on_target} of {b_total} messages after 100 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stalled_at = proxy.stalled_at().expect("A's source never reached the marker");
+    eprintln!(
+        "A stalled {:?} after the start, with B {} messages short; B was done {b_done:?} after the start",
+        stalled_at - started,
+        b_left_at_stall.unwrap_or(0)
+    );
+    assert!(b_left_at_stall.is_some_and(|left| left > 0), "B was done before A stalled: the test proves nothing; make B bigger");
+    assert!(b_done < std::time::Duration::from_secs(20), "B took {b_done:?} while A was stalled");
+
+    // Let A go: its connection closes, it reconnects and fetches the message again.
+    proxy.release();
+    let out = child.0.take().expect("the child").wait_with_output().expect("postflytt");
+    let t = driver::text(&out);
+    assert!(out.status.success(), "{t}");
+    for (target_user, msgs, folders) in
+        [("b@ny.se", &b_msgs, &[("INBOX", "INBOX"), ("INBOX.Projekt", "Projekt")][..]), ("a@ny.se", &a_msgs, &[("INBOX", "INBOX")][..])]
+    {
+        let mut reader = target.reader(target_user);
+        for (source_folder, target_folder) in folders {
+            let mut want: Vec<&[u8]> = msgs.iter().filter(|m| m.folder == *source_folder).map(|m| m.body.as_slice()).collect();
+            let got_msgs = reader.fetch_all(target_folder);
+            let mut got: Vec<&[u8]> = got_msgs.iter().map(|m| m.body.as_slice()).collect();
+            want.sort();
+            got.sort();
+            assert!(got == want, "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ\n{t}", got.len(), want.len());
+        }
+    }
+}
+
+/// A child process that is killed (and reaped) if the test ends before it does.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Shared harness for postflytt's integration tests: throwaway Dovecot servers in the three layouts the
 //! product meets (`dovecot`), an IMAP reader of our own that checks results independently of postflytt's
 //! client (`reader`), the hard-case fixture mail and the folder-by-folder comparison (`fixture`), a TCP
-//! proxy that cuts connections after N bytes (`proxy`), and small helpers (free ports, base64, a seeded
-//! PRNG, the path of the postflytt binary). Std only: the tests add no dev-dependencies. Each test binary
+//! proxy that cuts connections after N bytes (`proxy`), one that stalls a connection mid-body
+//! (`stall_proxy`), and small helpers (free ports, base64, a seeded PRNG, the path of the postflytt
+//! binary). Std only: the tests add no dev-dependencies. Each test binary
 //! uses only part of this, hence the `dead_code` allowance.
 
 #![allow(dead_code, unused_imports)]
@@ -12,6 +13,7 @@ pub mod fixture;
 pub mod proxy;
 pub mod quirk_proxy;
 pub mod reader;
+pub mod stall_proxy;
 
 pub use dovecot::{Dovecot, DovecotOptions, Layout};
 pub use fixture::{FixtureMsg, SnapMsg, Snapshot};
