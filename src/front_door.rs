@@ -40,6 +40,8 @@ const TRANSFER_GRACE: Duration = Duration::from_secs(10);
 const SLOWEST_LINE: u64 = 64 * 1024;
 /// How long a handler may take to answer (a report over hundreds of accounts takes seconds).
 const HANDLER_DEADLINE: Duration = Duration::from_secs(300);
+/// How long a complete request may wait for its turn with the handlers.
+const QUEUE_DEADLINE: Duration = Duration::from_secs(30);
 /// Connections open at once, in all and from one address. Past either, the connection that has waited
 /// longest for its request to arrive makes room (a stalled client loses its place to a live one); with
 /// no such connection the new one is answered 503. The total is also kept to a quarter of the open
@@ -195,22 +197,41 @@ const ADDRESS_RATE: f64 = 1.0 / 6.0;
 const GLOBAL_BURST: f64 = 60.0;
 const GLOBAL_RATE: f64 = 1.0;
 const MAX_ADDRESSES: usize = 4096;
+/// Addresses that showed the right viewer code lately are still compared while the limit for all
+/// addresses together is used up (under their own limit): otherwise anyone could keep every customer
+/// off the page by guessing one code a second. At most `MAX_KNOWN` of them, for `KNOWN_FOR`.
+const MAX_KNOWN: usize = 256;
+const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
 pub struct Limiter {
     global: Bucket,
     by_address: BTreeMap<IpAddr, Bucket>,
+    known: BTreeMap<IpAddr, Instant>,
+}
+
+/// The address the limits count by: an IPv6 host picks its own address within its /64 at will.
+fn counted_as(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64))),
+        },
+        v4 => v4,
+    }
 }
 
 impl Limiter {
     pub fn new(now: Instant) -> Limiter {
-        Limiter { global: Bucket::full(GLOBAL_BURST, now), by_address: BTreeMap::new() }
+        Limiter { global: Bucket::full(GLOBAL_BURST, now), by_address: BTreeMap::new(), known: BTreeMap::new() }
     }
 
     /// None while guesses are allowed from `address`; else the seconds until the next one is.
     pub fn limited(&mut self, address: IpAddr, now: Instant) -> Option<u64> {
+        let address = counted_as(address);
         self.global.refill(GLOBAL_BURST, GLOBAL_RATE, now);
-        let mut wait = if self.global.tokens < 1.0 { self.global.seconds_to_one(GLOBAL_RATE) } else { 0 };
+        let known = self.known.get(&address).is_some_and(|&at| now.saturating_duration_since(at) < KNOWN_FOR);
+        let mut wait = if self.global.tokens < 1.0 && !known { self.global.seconds_to_one(GLOBAL_RATE) } else { 0 };
         if let Some(bucket) = self.by_address.get_mut(&address) {
             bucket.refill(ADDRESS_BURST, ADDRESS_RATE, now);
             if bucket.tokens < 1.0 {
@@ -220,8 +241,23 @@ impl Limiter {
         (wait > 0).then_some(wait)
     }
 
+    /// Remembers that `address` showed the right viewer code.
+    pub fn succeeded(&mut self, address: IpAddr, now: Instant) {
+        let address = counted_as(address);
+        if !self.known.contains_key(&address) && self.known.len() >= MAX_KNOWN {
+            self.known.retain(|_, &mut at| now.saturating_duration_since(at) < KNOWN_FOR);
+            if self.known.len() >= MAX_KNOWN
+                && let Some(oldest) = self.known.iter().min_by_key(|(_, at)| **at).map(|(a, _)| *a)
+            {
+                self.known.remove(&oldest);
+            }
+        }
+        self.known.insert(address, now);
+    }
+
     /// Counts one wrong credential from `address`.
     pub fn failed(&mut self, address: IpAddr, now: Instant) {
+        let address = counted_as(address);
         self.global.refill(GLOBAL_BURST, GLOBAL_RATE, now);
         self.global.tokens = (self.global.tokens - 1.0).max(0.0);
         if !self.by_address.contains_key(&address) && self.by_address.len() >= MAX_ADDRESSES {
@@ -235,9 +271,11 @@ impl Limiter {
     /// Makes room in the table: an address whose bucket has refilled is the same as one never seen;
     /// if none has, the one quiet longest goes.
     fn forget_some(&mut self, now: Instant) {
+        // Refilled on a copy: refilling moves `at` to now, and `at` says who was quiet longest.
         self.by_address.retain(|_, b| {
-            b.refill(ADDRESS_BURST, ADDRESS_RATE, now);
-            b.tokens < ADDRESS_BURST
+            let mut refilled = *b;
+            refilled.refill(ADDRESS_BURST, ADDRESS_RATE, now);
+            refilled.tokens < ADDRESS_BURST
         });
         if self.by_address.len() >= MAX_ADDRESSES
             && let Some(oldest) = self.by_address.iter().min_by_key(|(_, b)| b.at).map(|(a, _)| *a)
@@ -318,6 +356,7 @@ impl Names {
 pub struct Head {
     pub method: String,
     pub target: String,
+    pub version: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -403,7 +442,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, Refusal> {
     if headers.len() > 100 {
         return Err(Refusal::new(431, "the request has too many headers"));
     }
-    Ok(Head { method: method.to_string(), target: target.to_string(), headers })
+    Ok(Head { method: method.to_string(), target: target.to_string(), version: version.to_string(), headers })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,7 +470,10 @@ pub enum Backend {
 
 /// Who is asking: the role decided from the head, or a refusal (429 while guessing is limited).
 pub fn decide_role(door: &Door, head: &Head, address: IpAddr, limiter: &mut Limiter, now: Instant) -> Result<Role, Refusal> {
-    let bearer = head.header("authorization").map(|a| a.strip_prefix("Bearer ").unwrap_or(a).trim());
+    let bearer = head.header("authorization").map(|a| match a.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => a.trim(),
+    });
     // A code in the query only for reading (`/report?code=` so that a plain link works); the
     // operator token only ever in the Authorization header.
     let from_query = if head.method == "GET" || head.method == "HEAD" {
@@ -455,8 +497,11 @@ pub fn decide_role(door: &Door, head: &Head, address: IpAddr, limiter: &mut Limi
             retry_after: Some(wait.max(1)),
         });
     }
-    let viewer = [bearer.map(normalize_viewer_code), code.as_deref().map(normalize_viewer_code)];
-    if viewer.iter().flatten().any(|c| same(c, &door.viewer_code)) {
+    // One candidate per request, so each comparison is counted: the code's own header (or the
+    // query), else the bearer value.
+    let candidate = code.as_deref().or(bearer).map(normalize_viewer_code).unwrap_or_default();
+    if same(&candidate, &door.viewer_code) {
+        limiter.succeeded(address, now);
         return Ok(Role::Viewer);
     }
     limiter.failed(address, now);
@@ -480,10 +525,12 @@ fn is_upload(head: &Head) -> bool {
 
 /// The whole request as the handlers get it: only the headers they read, ours set by the door.
 fn forwarded(door: &Door, head: &Head, role: Role, peer: IpAddr, body: &[u8], upload: Option<u64>) -> Vec<u8> {
+    // The client's own version: tiny_http answers an HTTP/1.0 client without chunked encoding.
     let mut out = format!(
-        "{} {} HTTP/1.1\r\nHost: postflytt\r\nConnection: close\r\nContent-Length: {}\r\n{DOOR_HEADER}: {}\r\n{ROLE_HEADER}: {}\r\n{PEER_HEADER}: {peer}\r\n",
+        "{} {} {}\r\nHost: postflytt\r\nConnection: close\r\nContent-Length: {}\r\n{DOOR_HEADER}: {}\r\n{ROLE_HEADER}: {}\r\n{PEER_HEADER}: {peer}\r\n",
         head.method,
         head.target,
+        head.version,
         body.len(),
         door.door_secret,
         role.as_str(),
@@ -659,7 +706,14 @@ pub fn run(listener: std::net::TcpListener, door: &Door) -> Result<()> {
 
 async fn accept_loop<'a>(executor: &LocalExecutor<'a>, listener: &smol::net::TcpListener, shared: &'a Shared<'a>) -> Result<()> {
     let mut last_warning: Option<Instant> = None;
+    let mut accepted = 0u32;
+    let refusing = Rc::new(Cell::new(0usize));
     loop {
+        // A full backlog makes accept ready at once, every time: let the connections run too.
+        accepted = accepted.wrapping_add(1);
+        if accepted.is_multiple_of(16) {
+            smol::future::yield_now().await;
+        }
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -681,8 +735,18 @@ async fn accept_loop<'a>(executor: &LocalExecutor<'a>, listener: &smol::net::Tcp
             room_here && (open.slots.len() < shared.max_connections || open.close_longest_waiting(None))
         };
         if !admitted {
-            let busy = Refusal::new(503, "the appliance is answering too many connections; try again in a moment");
-            executor.spawn(answer_and_close(stream, refusal_response(&busy))).detach();
+            // A few are told why; past that a refused connection is simply closed.
+            if refusing.get() < 64 {
+                refusing.set(refusing.get() + 1);
+                let refusing = Rc::clone(&refusing);
+                let busy = Refusal::new(503, "the appliance is answering too many connections; try again in a moment");
+                executor
+                    .spawn(async move {
+                        answer_and_close(stream, refusal_response(&busy)).await;
+                        refusing.set(refusing.get() - 1);
+                    })
+                    .detach();
+            }
             continue;
         }
         let (cancel, cancelled) = smol::channel::bounded::<()>(1);
@@ -729,11 +793,13 @@ fn transfer_deadline(bytes: u64) -> Instant {
 /// One connection: its request read, decided, forwarded and answered; then closed.
 async fn serve_connection(mut stream: smol::net::TcpStream, peer: SocketAddr, shared: &Shared<'_>, waiting: &Cell<bool>) {
     let response = match take_request(&mut stream, peer, shared, waiting).await {
-        Ok(response) => response,
+        Ok(response) => closing(response),
         Err(Some(refusal)) => refusal_response(&refusal),
         Err(None) => return,
     };
     let _ = with_deadline(transfer_deadline(response.len() as u64), stream.write_all(&response)).await;
+    // Answered: from here on the connection may make room for another.
+    waiting.set(true);
     // Half-close, then read briefly what the client may still be sending (a body not read because its
     // request was refused), so the kernel does not reset the connection before the answer is read.
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -750,22 +816,45 @@ async fn serve_connection(mut stream: smol::net::TcpStream, peer: SocketAddr, sh
     .await;
 }
 
+/// The handlers' answer with `Connection: close` (tiny_http leaves it out), so that a client does not
+/// send a second request on a connection that serves one.
+fn closing(mut answer: Vec<u8>) -> Vec<u8> {
+    if let Some(line_end) = answer.windows(2).position(|w| w == b"\r\n") {
+        let head_end = head_end(&answer).unwrap_or(answer.len());
+        let says_close = String::from_utf8_lossy(&answer[..head_end]).to_ascii_lowercase().contains("\r\nconnection: close");
+        if !says_close {
+            answer.splice(line_end + 2..line_end + 2, b"Connection: close\r\n".iter().copied());
+        }
+    }
+    answer
+}
+
+/// A buffer that may hold secrets (a request's head and body), wiped however the request ends.
+struct Scrubbed(Vec<u8>);
+
+impl Drop for Scrubbed {
+    fn drop(&mut self) {
+        crate::secret::wipe(std::mem::take(&mut self.0));
+    }
+}
+
 /// Reads and decides one request and returns the answer to send. `Err(None)`: the client went away
 /// or was too slow to be worth an answer.
 async fn take_request(stream: &mut smol::net::TcpStream, peer: SocketAddr, shared: &Shared<'_>, waiting: &Cell<bool>) -> Result<Vec<u8>, Option<Refusal>> {
     let deadline = Instant::now() + HEAD_DEADLINE;
-    let mut buffer = Vec::with_capacity(1024);
-    let mut piece = [0u8; 2048];
+    let mut buffer = Scrubbed(Vec::with_capacity(MAX_HEAD + 2048));
+    let buffer = &mut buffer.0;
+    let mut piece = Scrubbed(vec![0u8; 2048]);
     let end = loop {
-        if let Some(end) = head_end(&buffer) {
+        if let Some(end) = head_end(buffer) {
             break end;
         }
         if buffer.len() > MAX_HEAD {
             return Err(Some(Refusal::new(431, format!("the request head is longer than {MAX_HEAD} bytes"))));
         }
-        match with_deadline(deadline, stream.read(&mut piece)).await {
+        match with_deadline(deadline, stream.read(&mut piece.0)).await {
             Some(Ok(0)) | Some(Err(_)) => return Err(None),
-            Some(Ok(n)) => buffer.extend_from_slice(&piece[..n]),
+            Some(Ok(n)) => buffer.extend_from_slice(&piece.0[..n]),
             None => return Err(Some(Refusal::new(408, "the request did not arrive in time"))),
         }
     };
@@ -785,7 +874,11 @@ async fn take_request(stream: &mut smol::net::TcpStream, peer: SocketAddr, share
     }
     let length = head.content_length().map_err(Some)?;
     let role = decide_role(shared.door, &head, peer.ip(), &mut shared.limiter.borrow_mut(), Instant::now()).map_err(Some)?;
-    let mut body = Vec::new();
+    if role == Role::Operator {
+        // Staff sending a large upload over a slow line are not "waiting" to be closed for room.
+        waiting.set(false);
+    }
+    let mut body = Scrubbed(Vec::new());
     let mut _upload = None;
     if let Some(allowance) = body_allowance(&head, role).filter(|_| length > 0) {
         if length > allowance {
@@ -802,37 +895,35 @@ async fn take_request(stream: &mut smol::net::TcpStream, peer: SocketAddr, share
         }
         // `length` is at most MAX_UPLOAD here, so it fits in memory and in usize.
         let wanted = usize::try_from(length).unwrap_or(usize::MAX);
-        body = Vec::with_capacity(wanted);
-        body.extend_from_slice(&buffer[end..buffer.len().min(end + wanted)]);
+        body.0 = Vec::with_capacity(wanted);
+        body.0.extend_from_slice(&buffer[end..buffer.len().min(end + wanted)]);
         let deadline = transfer_deadline(length);
-        let mut piece = vec![0u8; 16 * 1024];
-        while body.len() < wanted {
-            let room = (wanted - body.len()).min(piece.len());
-            match with_deadline(deadline, stream.read(&mut piece[..room])).await {
-                Some(Ok(0)) | Some(Err(_)) => {
-                    crate::secret::wipe(body);
-                    return Err(None);
-                }
-                Some(Ok(n)) => body.extend_from_slice(&piece[..n]),
-                None => {
-                    crate::secret::wipe(body);
-                    return Err(Some(Refusal::new(408, "the request body did not arrive in time")));
-                }
+        let mut piece = Scrubbed(vec![0u8; 16 * 1024]);
+        while body.0.len() < wanted {
+            let room = (wanted - body.0.len()).min(piece.0.len());
+            match with_deadline(deadline, stream.read(&mut piece.0[..room])).await {
+                Some(Ok(0)) | Some(Err(_)) => return Err(None),
+                Some(Ok(n)) => body.0.extend_from_slice(&piece.0[..n]),
+                None => return Err(Some(Refusal::new(408, "the request body did not arrive in time"))),
             }
         }
-        crate::secret::wipe(piece);
     }
-    crate::secret::wipe(buffer);
     waiting.set(false);
-    let upload = (role == Role::Operator && is_upload(&head)).then(|| shared.door.uploads.put(std::mem::take(&mut body)));
-    let request = forwarded(shared.door, &head, role, peer.ip(), &body, upload);
-    crate::secret::wipe(body);
-    let answer = forward(shared, &request).await;
-    crate::secret::wipe(request);
-    if let Some(id) = upload {
-        shared.door.uploads.discard(id);
+    let upload = (role == Role::Operator && is_upload(&head)).then(|| HandedOver { uploads: &shared.door.uploads, id: shared.door.uploads.put(std::mem::take(&mut body.0)) });
+    let request = Scrubbed(forwarded(shared.door, &head, role, peer.ip(), &body.0, upload.as_ref().map(|u| u.id)));
+    forward(shared, &request.0).await.map_err(Some)
+}
+
+/// An upload handed to the handlers in memory; what they did not take is wiped however the request ends.
+struct HandedOver<'a> {
+    uploads: &'a Uploads,
+    id: u64,
+}
+
+impl Drop for HandedOver<'_> {
+    fn drop(&mut self) {
+        self.uploads.discard(self.id);
     }
-    answer.map_err(Some)
 }
 
 /// Gives the upload turn back however the request ends.
@@ -846,9 +937,9 @@ impl Drop for UploadTurn<'_> {
 
 /// Hands a request to the handlers and takes their whole answer.
 async fn forward(shared: &Shared<'_>, request: &[u8]) -> Result<Vec<u8>, Refusal> {
-    let deadline = Instant::now() + HANDLER_DEADLINE;
     let timed_out = || Refusal::new(504, "the appliance took too long to answer; try again");
-    let _slot = with_deadline(deadline, shared.forward_slots.acquire()).await.ok_or_else(timed_out)?;
+    let _slot = with_deadline(Instant::now() + QUEUE_DEADLINE, shared.forward_slots.acquire()).await.ok_or_else(timed_out)?;
+    let deadline = Instant::now() + HANDLER_DEADLINE;
     let unreachable = |e: std::io::Error| {
         log::error!("http: the handlers cannot be reached: {e}");
         Refusal::new(502, "the appliance could not answer this request; try again")
@@ -1027,7 +1118,7 @@ mod tests {
     }
 
     fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Head {
-        Head { method: method.into(), target: target.into(), headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() }
+        Head { method: method.into(), target: target.into(), version: "HTTP/1.1".into(), headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() }
     }
 
     #[test]
@@ -1082,9 +1173,9 @@ mod tests {
         assert_eq!(decide_role(&door, &right, other, &mut limiter, start).unwrap_err().status, 429);
         // A second later one more guess is allowed in all.
         let later = start + Duration::from_secs(1);
-        assert_eq!(decide_role(&door, &right, other, &mut limiter, later), Ok(Role::Viewer));
-        assert_eq!(decide_role(&door, &guess, other, &mut limiter, later), Ok(Role::Wrong));
-        assert_eq!(decide_role(&door, &guess, other, &mut limiter, later).unwrap_err().status, 429);
+        let third: IpAddr = "10.9.9.10".parse().unwrap();
+        assert_eq!(decide_role(&door, &guess, third, &mut limiter, later), Ok(Role::Wrong));
+        assert_eq!(decide_role(&door, &right, third, &mut limiter, later).unwrap_err().status, 429);
         // Over a day, at most about one wrong guess a second gets compared.
         let mut compared = 0u64;
         let mut at = later;
@@ -1095,6 +1186,44 @@ mod tests {
             }
         }
         assert!(compared <= 86_400 + 60, "{compared}");
+    }
+
+    #[test]
+    fn customers_who_showed_the_code_are_not_locked_out_by_guessers_elsewhere() {
+        let door = door();
+        let start = Instant::now();
+        let mut limiter = Limiter::new(start);
+        let customer: IpAddr = "192.168.1.20".parse().unwrap();
+        let right = request("GET", "/api/status", &[("x-viewer-code", "ABCDE23456")]);
+        let guess = request("GET", "/api/status", &[("x-viewer-code", "ZZZZZ22222")]);
+        assert_eq!(decide_role(&door, &right, customer, &mut limiter, start), Ok(Role::Viewer));
+        for i in 0..200u32 {
+            let _ = decide_role(&door, &guess, IpAddr::from([10, 3, (i >> 8) as u8, i as u8]), &mut limiter, start);
+        }
+        let stranger: IpAddr = "192.168.1.21".parse().unwrap();
+        assert_eq!(decide_role(&door, &right, stranger, &mut limiter, start).unwrap_err().status, 429);
+        assert_eq!(decide_role(&door, &right, customer, &mut limiter, start), Ok(Role::Viewer));
+        // Two candidates in one request are one comparison: the code's own header wins.
+        let both = request("GET", "/api/status", &[("x-viewer-code", "ZZZZZ22222"), ("authorization", "Bearer ABCDE23456")]);
+        assert_eq!(decide_role(&door, &both, customer, &mut limiter, start), Ok(Role::Wrong));
+        // The scheme is case-insensitive.
+        let lower = request("GET", "/api/status", &[("authorization", &format!("bearer {}", "t".repeat(48)))]);
+        assert_eq!(decide_role(&door, &lower, stranger, &mut limiter, start), Ok(Role::Operator));
+    }
+
+    #[test]
+    fn ipv6_hosts_count_by_their_64() {
+        assert_eq!(counted_as("2001:db8:1:2:aaaa::1".parse().unwrap()), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(counted_as("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(counted_as("10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn answers_say_the_connection_closes() {
+        let answer = closing(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec());
+        assert_eq!(answer, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+        let already = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        assert_eq!(closing(already.clone()), already);
     }
 
     #[test]

@@ -578,8 +578,12 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
             }
             appliance::SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
             if server.is_finished() {
-                if let Ok(Err(e)) = server.join() {
-                    return Err(e);
+                // The web side ended without being asked: exit non-zero, so that systemd restarts it.
+                match server.join() {
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => bail!("the web server stopped: it panicked"),
+                    Ok(Ok(())) if !stop.load(std::sync::atomic::Ordering::SeqCst) => bail!("the web server stopped"),
+                    Ok(Ok(())) => {}
                 }
             } else {
                 log::info!("stopping: a running pass stops at its next folder; everything done so far is journalled");

@@ -308,6 +308,16 @@ fn foreign_hosts_and_tokens_in_queries_are_refused() {
     assert_eq!(request(serve.port, post.as_bytes()).map(|r| r.0), Some(401));
     let code = serve.code();
     assert_eq!(get(serve.port, &format!("/report?code={code}&lang=en"), &[]).map(|r| r.0), Some(200), "a viewer link to the report still works");
+    // An HTTP/1.0 client gets an answer it can read (no chunked encoding), and every answer says
+    // the connection closes (one request per connection).
+    let mut stream = TcpStream::connect(("127.0.0.1", serve.port)).expect("connect");
+    stream.write_all(b"GET /app.js HTTP/1.0\r\n\r\n").expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read");
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.0 200") || text.starts_with("http/1.1 200"), "{}", &text[..80.min(text.len())]);
+    assert!(!text.contains("transfer-encoding: chunked"));
+    assert!(text.contains("\r\nconnection: close\r\n"));
 }
 
 /// Searches the process's writable memory for `needle` (root, or the parent of the process, may read

@@ -26,7 +26,7 @@ const DICT = {
     "login.intro": "Enter the code you got from your IT contact. It is also in the file viewer-code on the appliance.",
     "login.code": "Viewer code",
     "login.code_hint": "Ten letters and digits, e.g. ABCDE-23456.",
-    "login.limited": "Too many wrong codes were tried on this appliance. Wait a minute, then enter the code again.",
+    "login.limited": "Too many wrong codes were tried on this appliance, so no code is accepted for a while. This page tries again by itself.",
     "login.operator": "I am the operator",
     "login.token": "Operator token",
     "login.token_hint": "From the file operator-token in the appliance's data directory. It allows every action.",
@@ -297,7 +297,7 @@ const DICT = {
     "login.intro": "Ange koden som du har fått av din IT-kontakt. Den finns också i filen viewer-code på enheten.",
     "login.code": "Visningskod",
     "login.code_hint": "Tio bokstäver och siffror, t.ex. ABCDE-23456.",
-    "login.limited": "För många felaktiga koder har provats på enheten. Vänta en minut och ange sedan koden igen.",
+    "login.limited": "För många felaktiga koder har provats på enheten, så ingen kod godtas på en stund. Sidan försöker igen av sig själv.",
     "login.operator": "Jag är operatör",
     "login.token": "Operatörsnyckel",
     "login.token_hint": "Från filen operator-token i enhetens datakatalog. Den tillåter alla åtgärder.",
@@ -577,6 +577,7 @@ const S = {
   skew: 0,               // server clock minus browser clock, seconds
   lastOk: 0,             // browser ms of the last good poll
   failing: false,
+  limited: false,        // the last poll was refused while guessing is limited (429)
   timer: 0,
   gen: 0,
   loginMsg: null,        // dictionary key shown above the login form
@@ -990,6 +991,7 @@ async function poll() {
     S.skew = num(s.now) !== null ? s.now - Date.now() / 1000 : 0;
     S.lastOk = Date.now();
     S.failing = false;
+    S.limited = false;
     S.loginMsg = null;
     showView("app");
     render();
@@ -998,8 +1000,9 @@ async function poll() {
   } catch (e) {
     if (gen !== S.gen) return;
     if (e instanceof ApiError && (e.status === 401 || e.status === 403)) { signOut("login.rejected"); return; }
-    // Guessing is being slowed down: nothing is compared for a while, the right code included.
-    if (e instanceof ApiError && e.status === 429 && !S.status) { signOut("login.limited"); return; }
+    // Guessing is being slowed down: nothing is compared for a while, the right code included. The
+    // code is kept (it may well be right) and the poll simply tries again.
+    S.limited = e instanceof ApiError && e.status === 429;
     S.failing = true;
     if (!S.status) showView("loading");
     renderConn();
@@ -1078,9 +1081,10 @@ function renderConn() {
   if (S.failing) {
     // An absolute time, so the live region does not speak again on every failed poll.
     const at = new Intl.DateTimeFormat(locale(), { timeStyle: "short" }).format(new Date(S.lastOk));
-    setText(c, S.lastOk ? t("conn.lost", { time: at }) : t("conn.never"));
+    const words = S.limited ? t("login.limited") : S.lastOk ? t("conn.lost", { time: at }) : t("conn.never");
+    setText(c, words);
     show(c, true);
-    if (!S.status) setText($("loading-text"), t("conn.never"));
+    if (!S.status) setText($("loading-text"), S.limited ? t("login.limited") : t("conn.never"));
   } else show(c, false);
   if (S.lastOk) {
     const time = new Intl.DateTimeFormat(locale(), { timeStyle: "medium" }).format(new Date(S.lastOk));
