@@ -138,7 +138,7 @@ for f in key operator-token viewer-code; do
     expect_mode_owner "$DATA/$f" "600 $PKG:$PKG"
 done
 [ -s "$DATA/postflytt.sqlite" ] || fail "no database after install"
-grep -qxE '[0-9]{6}' "$DATA/viewer-code" || fail "viewer code is not six digits: $(cat "$DATA/viewer-code")"
+grep -qxE '[A-HJKMNP-Z2-9]{5}-[A-HJKMNP-Z2-9]{5}' "$DATA/viewer-code" || fail "viewer code is not ten characters in two groups: $(cat "$DATA/viewer-code")"
 grep -qxE '[0-9a-f]{48}' "$DATA/operator-token" || fail "operator token is not 48 hex digits"
 cmp -s "$CONF" "$ROOT/packaging/postflytt.conf" || fail "the installed config differs from packaging/postflytt.conf"
 expect_mode_owner "$CONF" "644 root:root"
