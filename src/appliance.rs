@@ -110,7 +110,10 @@ impl Appliance {
             // A six-digit code from an older version was found by guessing in about a minute.
             let _ = fs::remove_file(&code_file);
             viewer_code = credential_file(&code_file, new_code)?;
-            log::warn!("the viewer code is now {} characters; the old one no longer opens the page: give the customer the new one", crate::front_door::CODE_LENGTH);
+            log::warn!(
+                "the viewer code is now {} characters; the old one no longer opens the page: give the customer the new one",
+                crate::front_door::CODE_LENGTH
+            );
         }
         Ok(Arc::new(Appliance {
             dir: dir.to_path_buf(),
@@ -302,7 +305,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         rows.filter_map(|r| r.ok()).map(|(id, v, d)| (id, (v, serde_json::from_str(&d).unwrap_or(Value::Null)))).collect()
     };
     let mut accounts = Vec::new();
-    let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) = (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+    let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) =
+        (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
     let mut throughput_total = 0.0;
     let mut ready = 0;
     let mut last_new_mail: Option<i64> = None;
@@ -316,7 +320,13 @@ pub fn status(app: &Appliance) -> Result<Value> {
         let check_bytes = check.and_then(|(_, c)| c.get("bytes").and_then(Value::as_i64)).unwrap_or(0);
         let messages = d.messages.max(check_messages);
         let bytes = d.bytes.max(check_bytes);
-        let eta = if d.throughput > 0.0 && bytes > d.pushed_bytes { Some(((bytes - d.pushed_bytes) as f64 / d.throughput) as i64) } else if bytes > 0 && bytes <= d.pushed_bytes { Some(0) } else { None };
+        let eta = if d.throughput > 0.0 && bytes > d.pushed_bytes {
+            Some(((bytes - d.pushed_bytes) as f64 / d.throughput) as i64)
+        } else if bytes > 0 && bytes <= d.pushed_bytes {
+            Some(0)
+        } else {
+            None
+        };
         t_msgs += messages;
         t_bytes += bytes;
         t_staged += d.staged;
@@ -340,7 +350,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         }));
     }
     let domains: Value = store.setting("mx.state")?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
-    let all_flipped = domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
+    let all_flipped =
+        domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let quiet = setting_i("quiet_period")?.unwrap_or(86_400);
     let last_flip = domains.as_array().and_then(|d| d.iter().filter_map(|x| x.get("flipped_at").and_then(Value::as_i64)).max());
@@ -354,7 +365,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let pass_count = setting_i("passes.count")?.unwrap_or(0);
     let configured = store.endpoint("source").is_ok() && store.endpoint("target").is_ok();
     let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
-    let all_synced = !details.is_empty() && details.iter().all(|d| d.last_pass_at.is_some() && d.staged > 0 && d.pushed + d.skipped.len() as i64 >= d.staged);
+    let all_synced = !details.is_empty()
+        && details.iter().all(|d| d.last_pass_at.is_some() && d.staged > 0 && d.pushed + d.skipped.len() as i64 >= d.staged);
     let (phase, next_step) = if finished_at.is_some() {
         ("finished", "done")
     } else if !configured {
@@ -376,7 +388,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
     } else {
         ("draining", "finish")
     };
-    let eta = if throughput_total > 0.0 && t_bytes > t_pushed_b { Some(((t_bytes - t_pushed_b) as f64 / throughput_total) as i64) } else { None };
+    let eta =
+        if throughput_total > 0.0 && t_bytes > t_pushed_b { Some(((t_bytes - t_pushed_b) as f64 / throughput_total) as i64) } else { None };
     let staging_bytes = fs::metadata(app.dir.join("postflytt.sqlite")).map(|m| m.len()).unwrap_or(0)
         + fs::metadata(app.dir.join("postflytt.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
     Ok(json!({
@@ -549,7 +562,8 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let reports = app.run_pass(sync::PassKind::Final)?;
-    let mut problems: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: last pass: {e}", r.account))).collect();
+    let mut problems: Vec<String> =
+        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: last pass: {e}", r.account))).collect();
     let store = app.store()?;
     let accounts = store.accounts(&[])?;
     drop(store);
@@ -618,7 +632,8 @@ fn mx_round(app: &Appliance) -> Result<()> {
     if domains.is_empty() {
         return Ok(());
     }
-    let target_mx: Vec<String> = store.setting("mx.target")?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let target_mx: Vec<String> =
+        store.setting("mx.target")?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
     let resolver_setting = store.setting("mx.resolver")?.or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
     let mut states: BTreeMap<String, crate::mx::DomainState> = store
         .setting("mx.state")?

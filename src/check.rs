@@ -120,7 +120,9 @@ async fn explain_login_failure(error: &anyhow::Error, endpoint: &Endpoint) -> St
     let text = format!("{error:#}");
     if text.contains("TLS failed") && endpoint.tls != TlsMode::Plain && endpoint.pin_sha256.is_none() {
         if let Ok(fp) = fetch_fingerprint(endpoint).await {
-            return format!("{text}; the server's certificate has SHA-256 fingerprint {fp}: if you trust it, pin it with setup --source-pin/--target-pin {fp}");
+            return format!(
+                "{text}; the server's certificate has SHA-256 fingerprint {fp}: if you trust it, pin it with setup --source-pin/--target-pin {fp}"
+            );
         }
     }
     text
@@ -128,7 +130,8 @@ async fn explain_login_failure(error: &anyhow::Error, endpoint: &Endpoint) -> St
 
 /// Logs in on one side; on failure, the operator's explanation instead of the error.
 async fn login(store: &Store, account: &Account, endpoint: &Endpoint, side: &str) -> Result<Session, String> {
-    let attempt = if side == "source" { crate::sync::open_source(store, account).await } else { crate::sync::open_target(store, account).await };
+    let attempt =
+        if side == "source" { crate::sync::open_source(store, account).await } else { crate::sync::open_target(store, account).await };
     match attempt {
         Ok(s) => Ok(s),
         Err(e) => Err(explain_login_failure(&e, endpoint).await),
@@ -211,7 +214,8 @@ async fn measure(
             continue;
         }
         let name = utf7::decode_or_raw(&folder.wire_name);
-        let mut count = FolderCount { target: target_of.get(&name).cloned().unwrap_or_default(), source: name.clone(), messages: 0, bytes: 0 };
+        let mut count =
+            FolderCount { target: target_of.get(&name).cloned().unwrap_or_default(), source: name.clone(), messages: 0, bytes: 0 };
         let selected = match source.select(&folder.wire_name, true, false).await {
             Ok(s) => s,
             Err(e) => {
@@ -252,17 +256,25 @@ async fn measure(
             wanted.dedup();
             let set = crate::pull::uid_set(wanted.iter().copied());
             source
-                .uid_fetch(&[set], &[FetchItem::Uid, FetchItem::Size, FetchItem::InternalDate, FetchItem::HeaderFields(&["SUBJECT"])], None, &mut |meta| {
-                    let subject = meta.header.as_deref().map(header_value).unwrap_or_default();
-                    described.insert(meta.uid, BigMessage {
-                        folder: name.clone(),
-                        uid: meta.uid,
-                        size: meta.size.unwrap_or(0) as u64,
-                        date: meta.internal_date.unwrap_or_default().trim().to_string(),
-                        subject,
-                    });
-                    Ok(())
-                })
+                .uid_fetch(
+                    &[set],
+                    &[FetchItem::Uid, FetchItem::Size, FetchItem::InternalDate, FetchItem::HeaderFields(&["SUBJECT"])],
+                    None,
+                    &mut |meta| {
+                        let subject = meta.header.as_deref().map(header_value).unwrap_or_default();
+                        described.insert(
+                            meta.uid,
+                            BigMessage {
+                                folder: name.clone(),
+                                uid: meta.uid,
+                                size: meta.size.unwrap_or(0) as u64,
+                                date: meta.internal_date.unwrap_or_default().trim().to_string(),
+                                subject,
+                            },
+                        );
+                        Ok(())
+                    },
+                )
                 .await?;
         }
         if let Some((uid, size)) = largest {
@@ -358,7 +370,8 @@ pub fn table(results: &[CheckResult]) -> String {
 
 /// One row per account, for the customer to fix (see `csv_export` for the format).
 pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
-    let header = ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"].map(String::from);
+    let header = ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"]
+        .map(String::from);
     let rows = results.iter().map(|r| {
         [
             r.account.clone(),
@@ -401,10 +414,8 @@ pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
             over.push(vec![text(&r.account), text(&m.folder), text(&m.date), text(&m.subject), Cell::Number(m.size as f64)]);
         }
     }
-    let sheets = [
-        Sheet { name: "Check".into(), rows: accounts, header: true },
-        Sheet { name: "Over the limit".into(), rows: over, header: true },
-    ];
+    let sheets =
+        [Sheet { name: "Check".into(), rows: accounts, header: true }, Sheet { name: "Over the limit".into(), rows: over, header: true }];
     write_xlsx(&sheets).map_err(|e| anyhow!("writing the workbook: {e}"))
 }
 

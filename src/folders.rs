@@ -60,13 +60,7 @@ pub enum SpecialUse {
 }
 
 impl SpecialUse {
-    pub const ALL: [SpecialUse; 5] = [
-        Self::Sent,
-        Self::Drafts,
-        Self::Trash,
-        Self::Junk,
-        Self::Archive,
-    ];
+    pub const ALL: [SpecialUse; 5] = [Self::Sent, Self::Drafts, Self::Trash, Self::Junk, Self::Archive];
 
     /// The LIST attribute spelling, e.g. `\Sent`; the inverse of `from_attribute`.
     pub fn as_str(self) -> &'static str {
@@ -100,33 +94,10 @@ impl SpecialUse {
     /// preference.
     pub fn known_names(self) -> &'static [&'static str] {
         match self {
-            Self::Sent => &[
-                "Sent",
-                "Skickat",
-                "Skickade",
-                "Skickade objekt",
-                "Sent Items",
-                "Sent Messages",
-                "Sent Mail",
-            ],
+            Self::Sent => &["Sent", "Skickat", "Skickade", "Skickade objekt", "Sent Items", "Sent Messages", "Sent Mail"],
             Self::Drafts => &["Drafts", "Utkast", "Draft"],
-            Self::Trash => &[
-                "Trash",
-                "Papperskorg",
-                "Borttagna objekt",
-                "Borttaget",
-                "Deleted Items",
-                "Deleted Messages",
-                "Deleted",
-            ],
-            Self::Junk => &[
-                "Junk",
-                "Spam",
-                "Skräppost",
-                "Junk E-mail",
-                "Junk Email",
-                "Bulk Mail",
-            ],
+            Self::Trash => &["Trash", "Papperskorg", "Borttagna objekt", "Borttaget", "Deleted Items", "Deleted Messages", "Deleted"],
+            Self::Junk => &["Junk", "Spam", "Skräppost", "Junk E-mail", "Junk Email", "Bulk Mail"],
             Self::Archive => &["Archive", "Arkiv", "Archives"],
         }
     }
@@ -134,9 +105,7 @@ impl SpecialUse {
     /// Position of `name` in `known_names`, compared case-insensitively.
     fn name_rank(self, name: &str) -> Option<usize> {
         let name = name.to_lowercase();
-        self.known_names()
-            .iter()
-            .position(|known| known.to_lowercase() == name)
+        self.known_names().iter().position(|known| known.to_lowercase() == name)
     }
 }
 
@@ -221,11 +190,7 @@ pub struct FolderMap {
 }
 
 /// Maps every distinct source folder name to a target name; see the module documentation for the rules.
-pub fn map_folders(
-    layout: &SourceLayout,
-    folders: &[SourceFolder],
-    target: &TargetLayout,
-) -> Vec<FolderMap> {
+pub fn map_folders(layout: &SourceLayout, folders: &[SourceFolder], target: &TargetLayout) -> Vec<FolderMap> {
     let placed = place_sources(layout, folders);
     let target = Target::new(target);
     let chosen = choose_specials(&placed);
@@ -243,10 +208,7 @@ pub fn map_folders(
     claims.claim(&target, "INBOX", "INBOX");
     for p in placed.values().filter(|p| p.inbox) {
         parents.insert(parent_key(&p.folder.name), ("INBOX".to_string(), false));
-        done.insert(
-            &p.folder.name,
-            Mapped::new("INBOX".to_string(), MapReason::Inbox),
-        );
+        done.insert(&p.folder.name, Mapped::new("INBOX".to_string(), MapReason::Inbox));
     }
 
     for (kind, (source, by_attribute)) in &chosen {
@@ -262,11 +224,7 @@ pub fn map_folders(
         claims.claim(&target, &name, &p.folder.name);
         let moved = name != target.plain_name(&p.parts).0;
         parents.insert(parent_key(&p.folder.name), (name.clone(), moved));
-        let reason = if *by_attribute {
-            MapReason::SpecialByAttribute(*kind)
-        } else {
-            MapReason::SpecialByName(*kind)
-        };
+        let reason = if *by_attribute { MapReason::SpecialByAttribute(*kind) } else { MapReason::SpecialByName(*kind) };
         done.insert(&p.folder.name, Mapped::new(name, reason));
     }
 
@@ -279,16 +237,11 @@ pub fn map_folders(
         let (name, mut moved) = match p.nearest_parent(&parents) {
             Some((parent_source, parent_target, parent_moved, depth)) => {
                 if parent_moved {
-                    notes.push(format!(
-                        "follows its parent '{parent_source}' to '{parent_target}'"
-                    ));
+                    notes.push(format!("follows its parent '{parent_source}' to '{parent_target}'"));
                 }
                 let (rest, rest_notes) = target.convert(&p.parts[depth..]);
                 notes.extend(rest_notes);
-                (
-                    format!("{parent_target}{}{rest}", target.delimiter),
-                    parent_moved,
-                )
+                (format!("{parent_target}{}{rest}", target.delimiter), parent_moved)
             }
             None => {
                 let (name, plain_notes) = target.plain_name(&p.parts);
@@ -297,10 +250,7 @@ pub fn map_folders(
             }
         };
         if !p.in_namespace && !layout.prefix.is_empty() {
-            notes.push(format!(
-                "not under the source prefix '{}'; mapped by its full name",
-                layout.prefix
-            ));
+            notes.push(format!("not under the source prefix '{}'; mapped by its full name", layout.prefix));
         }
         notes.extend(special_lookalike_note(p, &chosen));
 
@@ -319,14 +269,7 @@ pub fn map_folders(
         }
         claims.claim(&target, &final_name, &p.folder.name);
         parents.insert(parent_key(&p.folder.name), (final_name.clone(), moved));
-        done.insert(
-            &p.folder.name,
-            Mapped {
-                target: final_name,
-                reason,
-                notes,
-            },
-        );
+        done.insert(&p.folder.name, Mapped { target: final_name, reason, notes });
     }
 
     done.into_iter()
@@ -344,27 +287,12 @@ pub fn describe(maps: &[FolderMap]) -> String {
     if maps.is_empty() {
         return "no folders\n".to_string();
     }
-    let source_width = maps
-        .iter()
-        .map(|m| m.source.chars().count())
-        .max()
-        .unwrap_or(0);
-    let target_width = maps
-        .iter()
-        .map(|m| m.target.chars().count())
-        .max()
-        .unwrap_or(0);
+    let source_width = maps.iter().map(|m| m.source.chars().count()).max().unwrap_or(0);
+    let target_width = maps.iter().map(|m| m.target.chars().count()).max().unwrap_or(0);
     let mut out = String::new();
     for m in maps {
-        let note = m
-            .note
-            .as_deref()
-            .map(|n| format!(" / {n}"))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "{:<source_width$} -> {:<target_width$}  ({}{note})\n",
-            m.source, m.target, m.reason
-        ));
+        let note = m.note.as_deref().map(|n| format!(" / {n}")).unwrap_or_default();
+        out.push_str(&format!("{:<source_width$} -> {:<target_width$}  ({}{note})\n", m.source, m.target, m.reason));
     }
     out
 }
@@ -377,11 +305,7 @@ struct Mapped {
 
 impl Mapped {
     fn new(target: String, reason: MapReason) -> Self {
-        Self {
-            target,
-            reason,
-            notes: Vec::new(),
-        }
+        Self { target, reason, notes: Vec::new() }
     }
 }
 
@@ -400,20 +324,11 @@ struct Placed {
 impl Placed {
     /// The closest listed ancestor that already has a target name: (source, target, moved, components
     /// of `parts` it covers).
-    fn nearest_parent<'a>(
-        &self,
-        parents: &'a BTreeMap<String, (String, bool)>,
-    ) -> Option<(String, &'a str, bool, usize)> {
+    fn nearest_parent<'a>(&self, parents: &'a BTreeMap<String, (String, bool)>) -> Option<(String, &'a str, bool, usize)> {
         let delimiter = self.delimiter?;
         (1..self.parts.len()).rev().find_map(|depth| {
-            let source = format!(
-                "{}{}",
-                self.base,
-                self.parts[..depth].join(&delimiter.to_string())
-            );
-            parents
-                .get(&parent_key(&source))
-                .map(|(target, moved)| (source, target.as_str(), *moved, depth))
+            let source = format!("{}{}", self.base, self.parts[..depth].join(&delimiter.to_string()));
+            parents.get(&parent_key(&source)).map(|(target, moved)| (source, target.as_str(), *moved, depth))
         })
     }
 
@@ -435,10 +350,7 @@ fn place_sources(layout: &SourceLayout, folders: &[SourceFolder]) -> BTreeMap<St
             })
             .or_insert_with(|| f.clone());
     }
-    merged
-        .into_iter()
-        .map(|(name, folder)| (name, place(layout, folder)))
-        .collect()
+    merged.into_iter().map(|(name, folder)| (name, place(layout, folder))).collect()
 }
 
 fn place(layout: &SourceLayout, folder: SourceFolder) -> Placed {
@@ -453,28 +365,19 @@ fn place(layout: &SourceLayout, folder: SourceFolder) -> Placed {
         Some(d) => rest.split(d).map(str::to_string).collect(),
         None => vec![rest],
     };
-    Placed {
-        folder,
-        inbox,
-        delimiter,
-        base,
-        parts,
-        in_namespace,
-    }
+    Placed { folder, inbox, delimiter, base, parts, in_namespace }
 }
 
 /// Splits `prefix` off `name`. The INBOX part of a prefix like `INBOX.` matches in any case, because
 /// INBOX is case-insensitive on every server (RFC 3501 §5.1).
 fn strip_prefix<'a>(name: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
     let head = name.get(..prefix.len())?;
-    let matches =
-        head == prefix || (starts_with_inbox(prefix) && head.eq_ignore_ascii_case(prefix));
+    let matches = head == prefix || (starts_with_inbox(prefix) && head.eq_ignore_ascii_case(prefix));
     matches.then(|| (head, &name[prefix.len()..]))
 }
 
 fn starts_with_inbox(s: &str) -> bool {
-    s.get(..5)
-        .is_some_and(|head| head.eq_ignore_ascii_case("INBOX"))
+    s.get(..5).is_some_and(|head| head.eq_ignore_ascii_case("INBOX"))
 }
 
 /// A prefix written without its delimiter (`INBOX`) still means "children of INBOX".
@@ -486,11 +389,7 @@ fn with_trailing_delimiter(prefix: &str, delimiter: Option<char>) -> String {
 }
 
 fn parent_key(source: &str) -> String {
-    if source.eq_ignore_ascii_case("INBOX") {
-        "INBOX".to_string()
-    } else {
-        source.to_string()
-    }
+    if source.eq_ignore_ascii_case("INBOX") { "INBOX".to_string() } else { source.to_string() }
 }
 
 /// Picks at most one source folder per role: (source name, chosen by attribute).
@@ -498,13 +397,9 @@ fn choose_specials(placed: &BTreeMap<String, Placed>) -> BTreeMap<SpecialUse, (S
     let mut chosen = BTreeMap::new();
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for kind in SpecialUse::ALL {
-        let candidates = placed
-            .values()
-            .filter(|p| !p.inbox && !used.contains(p.folder.name.as_str()));
-        let by_attribute = candidates
-            .clone()
-            .filter(|p| p.folder.special_use == Some(kind))
-            .min_by_key(|p| (!p.folder.selectable, &p.folder.name));
+        let candidates = placed.values().filter(|p| !p.inbox && !used.contains(p.folder.name.as_str()));
+        let by_attribute =
+            candidates.clone().filter(|p| p.folder.special_use == Some(kind)).min_by_key(|p| (!p.folder.selectable, &p.folder.name));
         let pick = match by_attribute {
             Some(p) => Some((p, true)),
             None => candidates
@@ -522,16 +417,11 @@ fn choose_specials(placed: &BTreeMap<String, Placed>) -> BTreeMap<SpecialUse, (S
 }
 
 /// Explains why a folder that looks special kept its own name.
-fn special_lookalike_note(
-    p: &Placed,
-    chosen: &BTreeMap<SpecialUse, (String, bool)>,
-) -> Option<String> {
+fn special_lookalike_note(p: &Placed, chosen: &BTreeMap<SpecialUse, (String, bool)>) -> Option<String> {
     let (kind, how) = match p.folder.special_use {
         Some(kind) => (kind, "is marked"),
         None if p.top_level() => {
-            let kind = SpecialUse::ALL
-                .into_iter()
-                .find(|k| k.name_rank(&p.parts[0]).is_some())?;
+            let kind = SpecialUse::ALL.into_iter().find(|k| k.name_rank(&p.parts[0]).is_some())?;
             (kind, "looks like")
         }
         None => return None,
@@ -540,9 +430,7 @@ fn special_lookalike_note(
         Some((source, _)) if *source != p.folder.name => format!("'{source}' is the {kind} folder"),
         _ => format!("the target's {kind} folder name is taken"),
     };
-    Some(format!(
-        "{how} {kind}, but {other}, so it keeps its own name"
-    ))
+    Some(format!("{how} {kind}, but {other}, so it keeps its own name"))
 }
 
 /// The target side, with its prefix normalised.
@@ -555,11 +443,7 @@ struct Target<'a> {
 impl<'a> Target<'a> {
     fn new(layout: &'a TargetLayout) -> Self {
         let prefix = with_trailing_delimiter(&layout.prefix, Some(layout.delimiter));
-        Self {
-            layout,
-            prefix,
-            delimiter: layout.delimiter,
-        }
+        Self { layout, prefix, delimiter: layout.delimiter }
     }
 
     /// The target name for `parts` with no parent to follow.
@@ -593,11 +477,7 @@ impl<'a> Target<'a> {
             .collect();
         let mut notes = Vec::new();
         if replaced {
-            notes.push(format!(
-                "'{}' in a name became '{lookalike}' (U+{:04X})",
-                self.delimiter,
-                u32::from(lookalike)
-            ));
+            notes.push(format!("'{}' in a name became '{lookalike}' (U+{:04X})", self.delimiter, u32::from(lookalike)));
         }
         if emptied {
             notes.push("an empty name part became '_'".to_string());
@@ -634,13 +514,8 @@ impl<'a> Target<'a> {
         if self.layout.case_insensitive {
             return name.to_lowercase();
         }
-        let inbox_rooted =
-            starts_with_inbox(name) && name[5..].chars().next().is_none_or(|c| c == self.delimiter);
-        if inbox_rooted {
-            format!("INBOX{}", &name[5..])
-        } else {
-            name.to_string()
-        }
+        let inbox_rooted = starts_with_inbox(name) && name[5..].chars().next().is_none_or(|c| c == self.delimiter);
+        if inbox_rooted { format!("INBOX{}", &name[5..]) } else { name.to_string() }
     }
 }
 
@@ -652,15 +527,11 @@ struct Claims {
 
 impl Claims {
     fn owner(&self, target: &Target<'_>, name: &str) -> Option<&str> {
-        self.owners
-            .get(&target.collision_key(name))
-            .map(String::as_str)
+        self.owners.get(&target.collision_key(name)).map(String::as_str)
     }
 
     fn claim(&mut self, target: &Target<'_>, name: &str, source: &str) {
-        self.owners
-            .entry(target.collision_key(name))
-            .or_insert_with(|| source.to_string());
+        self.owners.entry(target.collision_key(name)).or_insert_with(|| source.to_string());
     }
 }
 
@@ -670,33 +541,19 @@ mod tests {
     use SpecialUse::*;
 
     fn folder(name: &str, delimiter: char) -> SourceFolder {
-        SourceFolder {
-            name: name.to_string(),
-            delimiter: Some(delimiter),
-            special_use: None,
-            selectable: true,
-        }
+        SourceFolder { name: name.to_string(), delimiter: Some(delimiter), special_use: None, selectable: true }
     }
 
     fn special(name: &str, delimiter: char, kind: SpecialUse) -> SourceFolder {
-        SourceFolder {
-            special_use: Some(kind),
-            ..folder(name, delimiter)
-        }
+        SourceFolder { special_use: Some(kind), ..folder(name, delimiter) }
     }
 
     fn old_host() -> SourceLayout {
-        SourceLayout {
-            prefix: "INBOX.".to_string(),
-            delimiter: Some('.'),
-        }
+        SourceLayout { prefix: "INBOX.".to_string(), delimiter: Some('.') }
     }
 
     fn modern() -> SourceLayout {
-        SourceLayout {
-            prefix: String::new(),
-            delimiter: Some('/'),
-        }
+        SourceLayout { prefix: String::new(), delimiter: Some('/') }
     }
 
     fn old_host_folders(names: &[&str]) -> Vec<SourceFolder> {
@@ -704,13 +561,7 @@ mod tests {
     }
 
     fn dovecot_target() -> TargetLayout {
-        TargetLayout {
-            prefix: String::new(),
-            delimiter: '/',
-            existing: Vec::new(),
-            case_insensitive: false,
-            reserved: vec![],
-        }
+        TargetLayout { prefix: String::new(), delimiter: '/', existing: Vec::new(), case_insensitive: false, reserved: vec![] }
     }
 
     fn microsoft_target() -> TargetLayout {
@@ -725,13 +576,7 @@ mod tests {
         TargetLayout {
             prefix: String::new(),
             delimiter: '/',
-            existing: existing
-                .iter()
-                .map(|(n, s)| TargetFolder {
-                    name: n.to_string(),
-                    special_use: *s,
-                })
-                .collect(),
+            existing: existing.iter().map(|(n, s)| TargetFolder { name: n.to_string(), special_use: *s }).collect(),
             case_insensitive: true,
             reserved: vec![],
         }
@@ -739,15 +584,11 @@ mod tests {
 
     /// (source, target, reason) triples, sorted as the output is.
     fn triples(maps: &[FolderMap]) -> Vec<(&str, &str, MapReason)> {
-        maps.iter()
-            .map(|m| (m.source.as_str(), m.target.as_str(), m.reason.clone()))
-            .collect()
+        maps.iter().map(|m| (m.source.as_str(), m.target.as_str(), m.reason.clone())).collect()
     }
 
     fn find<'a>(maps: &'a [FolderMap], source: &str) -> &'a FolderMap {
-        maps.iter()
-            .find(|m| m.source == source)
-            .unwrap_or_else(|| panic!("{source} not mapped"))
+        maps.iter().find(|m| m.source == source).unwrap_or_else(|| panic!("{source} not mapped"))
     }
 
     #[test]
@@ -771,21 +612,14 @@ mod tests {
                 ("INBOX.Kunder", "Kunder", MapReason::Name),
                 ("INBOX.Kunder.Åre", "Kunder/Åre", MapReason::Name),
                 ("INBOX.Offert 2024/25", "Offert 2024∕25", MapReason::Name),
-                (
-                    "INBOX.Papperskorg",
-                    "Trash",
-                    MapReason::SpecialByName(Trash)
-                ),
+                ("INBOX.Papperskorg", "Trash", MapReason::SpecialByName(Trash)),
                 ("INBOX.Skickat", "Sent", MapReason::SpecialByName(Sent)),
                 ("INBOX.Skräppost", "Junk", MapReason::SpecialByName(Junk)),
                 ("INBOX.Tomt", "Tomt", MapReason::Name),
                 ("INBOX.Utkast", "Drafts", MapReason::SpecialByName(Drafts)),
             ]
         );
-        assert_eq!(
-            find(&maps, "INBOX.Offert 2024/25").note.as_deref(),
-            Some("'/' in a name became '∕' (U+2215)")
-        );
+        assert_eq!(find(&maps, "INBOX.Offert 2024/25").note.as_deref(), Some("'/' in a name became '∕' (U+2215)"));
         assert_eq!(find(&maps, "INBOX.Kunder.Åre").note, None);
     }
 
@@ -805,20 +639,13 @@ mod tests {
             vec![
                 ("INBOX", "INBOX", MapReason::Inbox),
                 ("INBOX.Offert 2024/25", "Offert 2024∕25", MapReason::Name),
-                (
-                    "INBOX.Offert 2024/25.Svar",
-                    "Offert 2024∕25/Svar",
-                    MapReason::Name
-                ),
+                ("INBOX.Offert 2024/25.Svar", "Offert 2024∕25/Svar", MapReason::Name),
                 ("INBOX.Skickat", "Sent", MapReason::SpecialByName(Sent)),
                 ("INBOX.Skickat.2019", "Sent/2019", MapReason::Name),
                 ("INBOX.Skickat.2019.Q1", "Sent/2019/Q1", MapReason::Name),
             ]
         );
-        assert_eq!(
-            find(&maps, "INBOX.Skickat.2019").note.as_deref(),
-            Some("follows its parent 'INBOX.Skickat' to 'Sent'")
-        );
+        assert_eq!(find(&maps, "INBOX.Skickat.2019").note.as_deref(), Some("follows its parent 'INBOX.Skickat' to 'Sent'"));
     }
 
     #[test]
@@ -840,11 +667,7 @@ mod tests {
             triples(&maps),
             vec![
                 ("Archive", "Archive", MapReason::SpecialByAttribute(Archive)),
-                (
-                    "Deleted Messages",
-                    "Trash",
-                    MapReason::SpecialByAttribute(Trash)
-                ),
+                ("Deleted Messages", "Trash", MapReason::SpecialByAttribute(Trash)),
                 ("Drafts", "Drafts", MapReason::SpecialByAttribute(Drafts)),
                 ("INBOX", "INBOX", MapReason::Inbox),
                 ("INBOX/Att göra", "INBOX/Att göra", MapReason::Name),
@@ -872,20 +695,13 @@ mod tests {
         );
         assert_eq!(
             find(&maps, "INBOX.Skickat").note.as_deref(),
-            Some(
-                "looks like \\Sent, but 'INBOX.Sent' is the \\Sent folder, so it keeps its own name"
-            )
+            Some("looks like \\Sent, but 'INBOX.Sent' is the \\Sent folder, so it keeps its own name")
         );
     }
 
     #[test]
     fn name_match_is_case_insensitive_and_top_level_only() {
-        let folders = old_host_folders(&[
-            "INBOX",
-            "INBOX.Kunder",
-            "INBOX.Kunder.Sent",
-            "INBOX.SKRÄPPOST",
-        ]);
+        let folders = old_host_folders(&["INBOX", "INBOX.Kunder", "INBOX.Kunder.Sent", "INBOX.SKRÄPPOST"]);
         let maps = map_folders(&old_host(), &folders, &dovecot_target());
         assert_eq!(
             triples(&maps),
@@ -914,43 +730,25 @@ mod tests {
             triples(&maps),
             vec![
                 // Two folders marked \Trash: the first by name wins.
-                (
-                    "Borttaget",
-                    "Deleted Items",
-                    MapReason::SpecialByAttribute(Trash)
-                ),
+                ("Borttaget", "Deleted Items", MapReason::SpecialByAttribute(Trash)),
                 ("INBOX", "INBOX", MapReason::Inbox),
                 ("Papperskorg", "Papperskorg", MapReason::Name),
                 ("Sent", "Sent", MapReason::Name),
-                (
-                    "Skickade",
-                    "Sent Items",
-                    MapReason::SpecialByAttribute(Sent)
-                ),
+                ("Skickade", "Sent Items", MapReason::SpecialByAttribute(Sent)),
                 ("Trash", "Trash", MapReason::Name),
             ]
         );
         assert_eq!(
             find(&maps, "Papperskorg").note.as_deref(),
-            Some(
-                "is marked \\Trash, but 'Borttaget' is the \\Trash folder, so it keeps its own name"
-            )
+            Some("is marked \\Trash, but 'Borttaget' is the \\Trash folder, so it keeps its own name")
         );
         // On a target whose Sent folder is called Sent, the special folder claims the name first and the
         // plain folder of the same name moves aside, even though it sorts first.
         let maps = map_folders(&modern(), &folders, &dovecot_target());
         assert_eq!(find(&maps, "Skickade").target, "Sent");
         let plain = find(&maps, "Sent");
-        assert_eq!(
-            (plain.target.as_str(), &plain.reason),
-            ("Sent (2)", &MapReason::Renamed)
-        );
-        assert!(
-            plain
-                .note
-                .as_deref()
-                .is_some_and(|n| n.contains("'Sent' is already taken by 'Skickade'"))
-        );
+        assert_eq!((plain.target.as_str(), &plain.reason), ("Sent (2)", &MapReason::Renamed));
+        assert!(plain.note.as_deref().is_some_and(|n| n.contains("'Sent' is already taken by 'Skickade'")));
     }
 
     #[test]
@@ -1007,20 +805,11 @@ mod tests {
                 ("kunder/Åre", "kunder (3)/Åre", MapReason::Name),
             ]
         );
-        assert_eq!(
-            find(&maps, "Kunder").note.as_deref(),
-            Some("'Kunder' is already taken by 'KUNDER'")
-        );
-        assert_eq!(
-            find(&maps, "kunder/Åre").note.as_deref(),
-            Some("follows its parent 'kunder' to 'kunder (3)'")
-        );
+        assert_eq!(find(&maps, "Kunder").note.as_deref(), Some("'Kunder' is already taken by 'KUNDER'"));
+        assert_eq!(find(&maps, "kunder/Åre").note.as_deref(), Some("follows its parent 'kunder' to 'kunder (3)'"));
         // A case-sensitive target keeps all three.
         let maps = map_folders(&modern(), &folders, &dovecot_target());
-        assert!(
-            maps.iter().all(|m| m.reason != MapReason::Renamed),
-            "{maps:#?}"
-        );
+        assert!(maps.iter().all(|m| m.reason != MapReason::Renamed), "{maps:#?}");
     }
 
     #[test]
@@ -1042,22 +831,10 @@ mod tests {
                 ("INBOX", "INBOX", MapReason::Inbox),
                 ("INBOX.Arkiv", "Archive", MapReason::SpecialByName(Archive)),
                 ("INBOX.Kunder.Åre", "Kunder/Åre", MapReason::Name),
-                (
-                    "INBOX.Papperskorg",
-                    "Deleted Items",
-                    MapReason::SpecialByName(Trash)
-                ),
-                (
-                    "INBOX.Skickat",
-                    "Sent Items",
-                    MapReason::SpecialByName(Sent)
-                ),
+                ("INBOX.Papperskorg", "Deleted Items", MapReason::SpecialByName(Trash)),
+                ("INBOX.Skickat", "Sent Items", MapReason::SpecialByName(Sent)),
                 ("INBOX.Skickat.2019", "Sent Items/2019", MapReason::Name),
-                (
-                    "INBOX.Skräppost",
-                    "Junk Email",
-                    MapReason::SpecialByName(Junk)
-                ),
+                ("INBOX.Skräppost", "Junk Email", MapReason::SpecialByName(Junk)),
                 ("INBOX.Utkast", "Drafts", MapReason::SpecialByName(Drafts)),
             ]
         );
@@ -1066,29 +843,16 @@ mod tests {
     #[test]
     fn existing_target_specials_found_by_name() {
         let mut target = dovecot_target();
-        target.existing = [
-            "INBOX",
-            "Sent Items",
-            "Sent",
-            "Deleted Items",
-            "Kunder/Spam",
-        ]
-        .iter()
-        .map(|n| TargetFolder {
-            name: n.to_string(),
-            special_use: None,
-        })
-        .collect();
+        target.existing = ["INBOX", "Sent Items", "Sent", "Deleted Items", "Kunder/Spam"]
+            .iter()
+            .map(|n| TargetFolder { name: n.to_string(), special_use: None })
+            .collect();
         let folders = old_host_folders(&["INBOX.Skickat", "INBOX.Papperskorg", "INBOX.Spam"]);
         let maps = map_folders(&old_host(), &folders, &target);
         assert_eq!(
             triples(&maps),
             vec![
-                (
-                    "INBOX.Papperskorg",
-                    "Deleted Items",
-                    MapReason::SpecialByName(Trash)
-                ),
+                ("INBOX.Papperskorg", "Deleted Items", MapReason::SpecialByName(Trash)),
                 ("INBOX.Skickat", "Sent", MapReason::SpecialByName(Sent)),
                 // Kunder/Spam is not directly under the prefix, so the default is used.
                 ("INBOX.Spam", "Junk", MapReason::SpecialByName(Junk)),
@@ -1101,10 +865,7 @@ mod tests {
         let target = TargetLayout {
             prefix: "INBOX.".to_string(),
             delimiter: '.',
-            existing: vec![TargetFolder {
-                name: "INBOX.Sent".to_string(),
-                special_use: Some(Sent),
-            }],
+            existing: vec![TargetFolder { name: "INBOX.Sent".to_string(), special_use: Some(Sent) }],
             case_insensitive: false,
             reserved: vec![],
         };
@@ -1125,36 +886,20 @@ mod tests {
                 ("INBOX/Sub", "INBOX.Sub", MapReason::Name),
                 ("Kunder/Åre", "INBOX.Kunder.Åre", MapReason::Name),
                 ("Offert 2024.25", "INBOX.Offert 2024․25", MapReason::Name),
-                (
-                    "Sent Messages",
-                    "INBOX.Sent",
-                    MapReason::SpecialByAttribute(Sent)
-                ),
+                ("Sent Messages", "INBOX.Sent", MapReason::SpecialByAttribute(Sent)),
                 ("Sub", "INBOX.Sub (2)", MapReason::Renamed),
                 ("Trash", "INBOX.Trash", MapReason::SpecialByName(Trash)),
             ]
         );
-        assert_eq!(
-            find(&maps, "Offert 2024.25").note.as_deref(),
-            Some("'.' in a name became '․' (U+2024)")
-        );
+        assert_eq!(find(&maps, "Offert 2024.25").note.as_deref(), Some("'.' in a name became '․' (U+2024)"));
     }
 
     #[test]
     fn prefix_written_without_delimiter_is_normalised() {
-        let layout = SourceLayout {
-            prefix: "INBOX".to_string(),
-            delimiter: Some('.'),
-        };
-        let target = TargetLayout {
-            prefix: "INBOX".to_string(),
-            ..dovecot_target()
-        };
+        let layout = SourceLayout { prefix: "INBOX".to_string(), delimiter: Some('.') };
+        let target = TargetLayout { prefix: "INBOX".to_string(), ..dovecot_target() };
         let maps = map_folders(&layout, &old_host_folders(&["INBOX.Kunder"]), &target);
-        assert_eq!(
-            triples(&maps),
-            vec![("INBOX.Kunder", "INBOX/Kunder", MapReason::Name)]
-        );
+        assert_eq!(triples(&maps), vec![("INBOX.Kunder", "INBOX/Kunder", MapReason::Name)]);
     }
 
     #[test]
@@ -1171,11 +916,7 @@ mod tests {
             ]
         );
         // Under a target prefix they are ordinary children and need no suffix.
-        let target = TargetLayout {
-            prefix: "INBOX.".to_string(),
-            delimiter: '.',
-            ..dovecot_target()
-        };
+        let target = TargetLayout { prefix: "INBOX.".to_string(), delimiter: '.', ..dovecot_target() };
         let maps = map_folders(&old_host(), &folders, &target);
         assert_eq!(
             triples(&maps),
@@ -1187,15 +928,8 @@ mod tests {
             ]
         );
         // Even without the source listing INBOX, the target's INBOX is not given away.
-        let maps = map_folders(
-            &old_host(),
-            &old_host_folders(&["INBOX.Inbox"]),
-            &dovecot_target(),
-        );
-        assert_eq!(
-            triples(&maps),
-            vec![("INBOX.Inbox", "Inbox (2)", MapReason::Renamed)]
-        );
+        let maps = map_folders(&old_host(), &old_host_folders(&["INBOX.Inbox"]), &dovecot_target());
+        assert_eq!(triples(&maps), vec![("INBOX.Inbox", "Inbox (2)", MapReason::Renamed)]);
     }
 
     #[test]
@@ -1204,13 +938,7 @@ mod tests {
         placeholder.selectable = false;
         let folders = vec![placeholder, folder("INBOX.Kunder.Åre", '.')];
         let maps = map_folders(&old_host(), &folders, &dovecot_target());
-        assert_eq!(
-            triples(&maps),
-            vec![
-                ("INBOX.Kunder", "Kunder", MapReason::Name),
-                ("INBOX.Kunder.Åre", "Kunder/Åre", MapReason::Name),
-            ]
-        );
+        assert_eq!(triples(&maps), vec![("INBOX.Kunder", "Kunder", MapReason::Name), ("INBOX.Kunder.Åre", "Kunder/Åre", MapReason::Name),]);
     }
 
     #[test]
@@ -1219,25 +947,14 @@ mod tests {
         placeholder.selectable = false;
         let folders = vec![placeholder, folder("INBOX.Skickat", '.')];
         let maps = map_folders(&old_host(), &folders, &dovecot_target());
-        assert_eq!(
-            find(&maps, "INBOX.Skickat").reason,
-            MapReason::SpecialByName(Sent)
-        );
+        assert_eq!(find(&maps, "INBOX.Skickat").reason, MapReason::SpecialByName(Sent));
         assert_eq!(find(&maps, "INBOX.Sent").target, "Sent (2)");
     }
 
     #[test]
     fn namespace_root_and_outside_names_are_kept_whole() {
-        let layout = SourceLayout {
-            prefix: "Mail/".to_string(),
-            delimiter: Some('/'),
-        };
-        let folders = vec![
-            folder("INBOX", '/'),
-            folder("Mail", '/'),
-            folder("Mail/Kunder", '/'),
-            folder("Other/x", '/'),
-        ];
+        let layout = SourceLayout { prefix: "Mail/".to_string(), delimiter: Some('/') };
+        let folders = vec![folder("INBOX", '/'), folder("Mail", '/'), folder("Mail/Kunder", '/'), folder("Other/x", '/')];
         let maps = map_folders(&layout, &folders, &dovecot_target());
         assert_eq!(
             triples(&maps),
@@ -1248,65 +965,29 @@ mod tests {
                 ("Other/x", "Other/x", MapReason::Name),
             ]
         );
-        assert!(
-            find(&maps, "Other/x")
-                .note
-                .as_deref()
-                .is_some_and(|n| n.contains("not under the source prefix"))
-        );
+        assert!(find(&maps, "Other/x").note.as_deref().is_some_and(|n| n.contains("not under the source prefix")));
     }
 
     #[test]
     fn flat_names_and_odd_delimiters() {
         // A NIL delimiter: the whole name is one folder, whatever it contains.
-        let flat = SourceFolder {
-            delimiter: None,
-            ..folder("a/b.c", '/')
-        };
-        let layout = SourceLayout {
-            prefix: String::new(),
-            delimiter: None,
-        };
+        let flat = SourceFolder { delimiter: None, ..folder("a/b.c", '/') };
+        let layout = SourceLayout { prefix: String::new(), delimiter: None };
         let maps = map_folders(&layout, &[flat], &dovecot_target());
         assert_eq!(triples(&maps), vec![("a/b.c", "a∕b.c", MapReason::Name)]);
 
-        let target = TargetLayout {
-            delimiter: '\\',
-            ..dovecot_target()
-        };
-        let maps = map_folders(
-            &modern(),
-            &[folder("a\\b/c", '/'), folder("x//y", '/')],
-            &target,
-        );
-        assert_eq!(
-            triples(&maps),
-            vec![
-                ("a\\b/c", "a_b\\c", MapReason::Name),
-                ("x//y", "x\\_\\y", MapReason::Name)
-            ]
-        );
-        assert_eq!(
-            find(&maps, "a\\b/c").note.as_deref(),
-            Some("'\\' in a name became '_' (U+005F)")
-        );
-        assert_eq!(
-            find(&maps, "x//y").note.as_deref(),
-            Some("an empty name part became '_'")
-        );
+        let target = TargetLayout { delimiter: '\\', ..dovecot_target() };
+        let maps = map_folders(&modern(), &[folder("a\\b/c", '/'), folder("x//y", '/')], &target);
+        assert_eq!(triples(&maps), vec![("a\\b/c", "a_b\\c", MapReason::Name), ("x//y", "x\\_\\y", MapReason::Name)]);
+        assert_eq!(find(&maps, "a\\b/c").note.as_deref(), Some("'\\' in a name became '_' (U+005F)"));
+        assert_eq!(find(&maps, "x//y").note.as_deref(), Some("an empty name part became '_'"));
     }
 
     #[test]
     fn lookalike_collision_is_renamed() {
         let folders = vec![folder("a/b", '.'), folder("a∕b", '.')];
         let maps = map_folders(&old_host(), &folders, &dovecot_target());
-        assert_eq!(
-            triples(&maps),
-            vec![
-                ("a/b", "a∕b", MapReason::Name),
-                ("a∕b", "a∕b (2)", MapReason::Renamed)
-            ]
-        );
+        assert_eq!(triples(&maps), vec![("a/b", "a∕b", MapReason::Name), ("a∕b", "a∕b (2)", MapReason::Renamed)]);
     }
 
     #[test]
@@ -1335,43 +1016,25 @@ mod tests {
         let sources: Vec<&str> = first.iter().map(|m| m.source.as_str()).collect();
         assert_eq!(sources, distinct.into_iter().collect::<Vec<_>>());
         let targets: BTreeSet<String> = first.iter().map(|m| m.target.to_lowercase()).collect();
-        assert_eq!(
-            targets.len(),
-            first.len(),
-            "two folders share a target: {first:#?}"
-        );
+        assert_eq!(targets.len(), first.len(), "two folders share a target: {first:#?}");
     }
 
     #[test]
     fn wire_names_from_an_old_host() {
         // What an old Courier-style server lists, in modified UTF-7, decoded before mapping.
-        let wire = [
-            "INBOX",
-            "INBOX.Skr&AOQ-ppost",
-            "INBOX.Kunder.&AMU-re",
-            "INBOX.Skickat",
-        ];
-        let folders: Vec<SourceFolder> = wire
-            .iter()
-            .map(|w| folder(&crate::utf7::decode(w).unwrap(), '.'))
-            .collect();
+        let wire = ["INBOX", "INBOX.Skr&AOQ-ppost", "INBOX.Kunder.&AMU-re", "INBOX.Skickat"];
+        let folders: Vec<SourceFolder> = wire.iter().map(|w| folder(&crate::utf7::decode(w).unwrap(), '.')).collect();
         let maps = map_folders(&old_host(), &folders, &dovecot_target());
         assert_eq!(find(&maps, "INBOX.Skräppost").target, "Junk");
         assert_eq!(find(&maps, "INBOX.Kunder.Åre").target, "Kunder/Åre");
-        assert_eq!(
-            crate::utf7::encode(&find(&maps, "INBOX.Kunder.Åre").target),
-            "Kunder/&AMU-re"
-        );
+        assert_eq!(crate::utf7::encode(&find(&maps, "INBOX.Kunder.Åre").target), "Kunder/&AMU-re");
     }
 
     #[test]
     fn special_use_attributes() {
         for kind in SpecialUse::ALL {
             assert_eq!(SpecialUse::from_attribute(kind.as_str()), Some(kind));
-            assert_eq!(
-                SpecialUse::from_attribute(&kind.as_str().to_uppercase()),
-                Some(kind)
-            );
+            assert_eq!(SpecialUse::from_attribute(&kind.as_str().to_uppercase()), Some(kind));
         }
         assert_eq!(SpecialUse::from_attribute("\\Sent"), Some(Sent));
         assert_eq!(SpecialUse::from_attribute("\\Spam"), Some(Junk));

@@ -476,11 +476,8 @@ pub fn decide_role(door: &Door, head: &Head, address: IpAddr, limiter: &mut Limi
     });
     // A code in the query only for reading (`/report?code=` so that a plain link works); the
     // operator token only ever in the Authorization header.
-    let from_query = if head.method == "GET" || head.method == "HEAD" {
-        crate::http::parse_query(&head.target).1.get("code").cloned()
-    } else {
-        None
-    };
+    let from_query =
+        if head.method == "GET" || head.method == "HEAD" { crate::http::parse_query(&head.target).1.get("code").cloned() } else { None };
     let code = head.header("x-viewer-code").map(str::to_string).or(from_query);
     if bearer.is_none() && code.is_none() {
         return Ok(Role::Nobody);
@@ -549,7 +546,8 @@ fn forwarded(door: &Door, head: &Head, role: Role, peer: IpAddr, body: &[u8], up
 
 /// An answer made by the door itself: the JSON error object every API error is.
 pub fn refusal_response(refusal: &Refusal) -> Vec<u8> {
-    let body = serde_json::to_vec_pretty(&serde_json::json!({"error": {"status": refusal.status, "message": refusal.message}})).unwrap_or_default();
+    let body = serde_json::to_vec_pretty(&serde_json::json!({"error": {"status": refusal.status, "message": refusal.message}}))
+        .unwrap_or_default();
     let reason = match refusal.status {
         400 => "Bad Request",
         408 => "Request Timeout",
@@ -840,7 +838,12 @@ impl Drop for Scrubbed {
 
 /// Reads and decides one request and returns the answer to send. `Err(None)`: the client went away
 /// or was too slow to be worth an answer.
-async fn take_request(stream: &mut smol::net::TcpStream, peer: SocketAddr, shared: &Shared<'_>, waiting: &Cell<bool>) -> Result<Vec<u8>, Option<Refusal>> {
+async fn take_request(
+    stream: &mut smol::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Shared<'_>,
+    waiting: &Cell<bool>,
+) -> Result<Vec<u8>, Option<Refusal>> {
     let deadline = Instant::now() + HEAD_DEADLINE;
     let mut buffer = Scrubbed(Vec::with_capacity(MAX_HEAD + 2048));
     let buffer = &mut buffer.0;
@@ -909,7 +912,8 @@ async fn take_request(stream: &mut smol::net::TcpStream, peer: SocketAddr, share
         }
     }
     waiting.set(false);
-    let upload = (role == Role::Operator && is_upload(&head)).then(|| HandedOver { uploads: &shared.door.uploads, id: shared.door.uploads.put(std::mem::take(&mut body.0)) });
+    let upload = (role == Role::Operator && is_upload(&head))
+        .then(|| HandedOver { uploads: &shared.door.uploads, id: shared.door.uploads.put(std::mem::take(&mut body.0)) });
     let request = Scrubbed(forwarded(shared.door, &head, role, peer.ip(), &body.0, upload.as_ref().map(|u| u.id)));
     forward(shared, &request.0).await.map_err(Some)
 }
@@ -1028,7 +1032,8 @@ mod tests {
 
     #[test]
     fn heads() {
-        let h = head("POST /api/accounts?name=a.xlsx HTTP/1.1\r\nHost: 127.0.0.1:8025\r\nContent-Length: 12\r\nX-Viewer-Code:  abc \r\n").unwrap();
+        let h = head("POST /api/accounts?name=a.xlsx HTTP/1.1\r\nHost: 127.0.0.1:8025\r\nContent-Length: 12\r\nX-Viewer-Code:  abc \r\n")
+            .unwrap();
         assert_eq!(h.method, "POST");
         assert_eq!(h.target, "/api/accounts?name=a.xlsx");
         assert_eq!(h.header("host"), Some("127.0.0.1:8025"));
@@ -1118,7 +1123,12 @@ mod tests {
     }
 
     fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Head {
-        Head { method: method.into(), target: target.into(), version: "HTTP/1.1".into(), headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() }
+        Head {
+            method: method.into(),
+            target: target.into(),
+            version: "HTTP/1.1".into(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        }
     }
 
     #[test]

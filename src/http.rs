@@ -54,9 +54,8 @@ type Reply = std::result::Result<Response<std::io::Cursor<Vec<u8>>>, ApiError>;
 /// Serves the page and the API on `listen` until the appliance shuts down. Returns an error if any
 /// part of the web side stops for another reason, so that the service manager restarts the process.
 pub fn serve(app: Arc<Appliance>, listen: &str, public_names: &[String]) -> Result<()> {
-    let public = std::net::TcpListener::bind(listen).map_err(|e| {
-        anyhow!("cannot listen on {listen}: {e} (is another postflytt running? choose another with --listen ADDR:PORT)")
-    })?;
+    let public = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow!("cannot listen on {listen}: {e} (is another postflytt running? choose another with --listen ADDR:PORT)"))?;
     let listen_address = public.local_addr()?;
     let (server, backend) = handlers_socket(&app.dir)?;
     let server = Arc::new(server);
@@ -82,7 +81,8 @@ pub fn serve(app: Arc<Appliance>, listen: &str, public_names: &[String]) -> Resu
                 match server.recv_timeout(Duration::from_millis(500)) {
                     Ok(Some(request)) => {
                         // A bug in one handler costs its request, not this thread.
-                        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&app, &door_secret, &uploads, request)));
+                        let answered =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&app, &door_secret, &uploads, request)));
                         if answered.is_err() {
                             log::error!("http: a request failed inside the appliance (a bug); it was answered 500");
                         }
@@ -125,7 +125,8 @@ fn handlers_socket(dir: &std::path::Path) -> Result<(Server, front_door::Backend
     // sun_path holds 108 bytes with its final NUL.
     if path.as_os_str().len() < 100 {
         let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|e| anyhow!("cannot make the web server's socket {}: {e}", path.display()))?;
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| anyhow!("cannot make the web server's socket {}: {e}", path.display()))?;
         let server = Server::from_listener(listener, None).map_err(|e| anyhow!("the web server: {e}"))?;
         return Ok((server, front_door::Backend::Unix(path)));
     }
@@ -233,10 +234,15 @@ fn need(role: Role, wanted: Role) -> std::result::Result<(), ApiError> {
         return Ok(());
     }
     Err(match role {
-        Role::Nobody => ApiError::new(401, match wanted {
-            Role::Operator => "this needs the operator token: send it as 'Authorization: Bearer TOKEN' (it is in the data directory's operator-token file)",
-            _ => "this needs the viewer code (header X-Viewer-Code) or the operator token",
-        }),
+        Role::Nobody => ApiError::new(
+            401,
+            match wanted {
+                Role::Operator => {
+                    "this needs the operator token: send it as 'Authorization: Bearer TOKEN' (it is in the data directory's operator-token file)"
+                }
+                _ => "this needs the viewer code (header X-Viewer-Code) or the operator token",
+            },
+        ),
         Role::Viewer => ApiError::new(403, "the viewer code only shows the status; this action needs the operator token"),
         Role::Wrong | Role::Operator => ApiError::new(403, "wrong code or token"),
     })
@@ -273,7 +279,9 @@ fn route(
     upload: &mut Option<Vec<u8>>,
 ) -> Reply {
     match (method, path) {
-        (Method::Get, "/") | (Method::Get, "/index.html") => Ok(with_type(Response::from_data(INDEX_HTML.as_bytes().to_vec()), "text/html; charset=utf-8")),
+        (Method::Get, "/") | (Method::Get, "/index.html") => {
+            Ok(with_type(Response::from_data(INDEX_HTML.as_bytes().to_vec()), "text/html; charset=utf-8"))
+        }
         (Method::Get, "/app.js") => Ok(with_type(Response::from_data(APP_JS.as_bytes().to_vec()), "text/javascript; charset=utf-8")),
         (Method::Get, "/style.css") => Ok(with_type(Response::from_data(STYLE_CSS.as_bytes().to_vec()), "text/css; charset=utf-8")),
         (Method::Get, "/api/status") => {
@@ -301,7 +309,11 @@ fn route(
         (Method::Post, "/api/check") => {
             need(role, Role::Operator)?;
             let body = read_json(request)?;
-            let only: Vec<String> = body.get("accounts").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            let only: Vec<String> = body
+                .get("accounts")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
             app.start_check(only).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
             Ok(json_response(202, &json!({"ok": true, "message": "check started"})))
         }
@@ -328,7 +340,10 @@ fn route(
         (Method::Post, "/api/passes/interval") => {
             need(role, Role::Operator)?;
             let body = read_json(request)?;
-            let seconds = body.get("seconds").and_then(Value::as_i64).filter(|s| (1..=7 * 86_400).contains(s))
+            let seconds = body
+                .get("seconds")
+                .and_then(Value::as_i64)
+                .filter(|s| (1..=7 * 86_400).contains(s))
                 .ok_or_else(|| ApiError::new(400, "give {\"seconds\": N} with N between 1 and 604800"))?;
             app.store()?.set_setting("passes.interval", &seconds.to_string())?;
             Ok(json_response(200, &json!({"ok": true})))
@@ -347,7 +362,8 @@ fn route(
             let store = app.store()?;
             let report = crate::report::build(&store)?;
             if path == "/report" {
-                let lang = if query.get("lang").map(String::as_str) == Some("en") { crate::report::Lang::En } else { crate::report::Lang::Sv };
+                let lang =
+                    if query.get("lang").map(String::as_str) == Some("en") { crate::report::Lang::En } else { crate::report::Lang::Sv };
                 return Ok(with_type(Response::from_data(report.html(lang).into_bytes()), "text/html; charset=utf-8"));
             }
             if query.get("format").map(String::as_str) == Some("csv") {
@@ -359,7 +375,11 @@ fn route(
             need(role, Role::Viewer)?;
             let (bytes, kind, name) = match query.get("format").map(String::as_str) {
                 Some("csv") => (crate::template::template_csv(), "text/csv; charset=utf-8", "postflytt-konton.csv"),
-                _ => (crate::template::template_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "postflytt-konton.xlsx"),
+                _ => (
+                    crate::template::template_xlsx(),
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    "postflytt-konton.xlsx",
+                ),
             };
             Ok(attachment(with_type(Response::from_data(bytes), kind), name))
         }
@@ -369,9 +389,13 @@ fn route(
 }
 
 fn endpoint_from(value: &Value, side: &str) -> std::result::Result<Endpoint, ApiError> {
-    let host = value.get("host").and_then(Value::as_str).filter(|h| !h.is_empty())
+    let host = value
+        .get("host")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
         .ok_or_else(|| ApiError::new(400, format!("{side}.host is missing")))?;
-    let tls = TlsMode::parse(value.get("tls").and_then(Value::as_str).unwrap_or("implicit")).map_err(|e| ApiError::new(400, format!("{side}.tls: {e}")))?;
+    let tls = TlsMode::parse(value.get("tls").and_then(Value::as_str).unwrap_or("implicit"))
+        .map_err(|e| ApiError::new(400, format!("{side}.tls: {e}")))?;
     let port = value.get("port").and_then(Value::as_u64).unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 });
     let port = u16::try_from(port).map_err(|_| ApiError::new(400, format!("{side}.port {port} is not a port")))?;
     let pin_sha256 = value.get("pin_sha256").and_then(Value::as_str).filter(|p| !p.is_empty()).map(str::to_string);
@@ -406,7 +430,10 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         ("quiet_period_seconds", "quiet_period", 0, 30 * 86_400),
     ] {
         if let Some(v) = body.get(key) {
-            let n = v.as_i64().filter(|n| (lo..=hi).contains(n)).ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))?;
+            let n = v
+                .as_i64()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))?;
             store.set_setting(setting, &n.to_string())?;
         }
     }
@@ -463,14 +490,26 @@ fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Res
 
 fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
     let store = app.store()?;
-    let mut stmt = store.conn.prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login").map_err(|e| anyhow!(e))?;
+    let mut stmt = store
+        .conn
+        .prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login")
+        .map_err(|e| anyhow!(e))?;
     let details: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(|e| anyhow!(e))?.filter_map(|r| r.ok()).collect();
     let results: Vec<crate::check::CheckResult> = details.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
     if format == Some("xlsx") {
-        return Ok(attachment(with_type(Response::from_data(crate::check::xlsx(&results)?), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), "postflytt-check.xlsx"));
+        return Ok(attachment(
+            with_type(
+                Response::from_data(crate::check::xlsx(&results)?),
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ),
+            "postflytt-check.xlsx",
+        ));
     }
     if format == Some("csv") {
-        return Ok(attachment(with_type(Response::from_data(crate::check::csv(&results)?), "text/csv; charset=utf-8"), "postflytt-check.csv"));
+        return Ok(attachment(
+            with_type(Response::from_data(crate::check::csv(&results)?), "text/csv; charset=utf-8"),
+            "postflytt-check.csv",
+        ));
     }
     Ok(json_response(200, &json!({"accounts": results})))
 }
@@ -487,5 +526,4 @@ mod tests {
         assert_eq!(q["x"], "");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
-
 }

@@ -90,9 +90,9 @@ pub fn keys_of_header(raw: &[u8]) -> Keys {
 /// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
 pub fn fill_staged(store: &Store, folder_id: i64, state: &str) -> Result<u64> {
     let ids: Vec<i64> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2",
-        )?;
+        let mut stmt = store
+            .conn
+            .prepare("SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2")?;
         let rows = stmt.query_map(params![folder_id, state], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -126,7 +126,8 @@ mod tests {
     #[test]
     fn message_id_wins_and_survives_refolding_and_added_headers() {
         let sent = b"From: A <a@x.se>\r\nSubject: Hej\r\nMessage-ID: <abc.1@x.se>\r\n\r\nbody\r\n";
-        let served = b"Received: by exchange\r\nMessage-ID:\r\n <abc.1@x.se>\r\nSubject: Hej\r\nFrom: A <a@x.se>\r\nX-MS-Has-Attach: \r\n\r\n";
+        let served =
+            b"Received: by exchange\r\nMessage-ID:\r\n <abc.1@x.se>\r\nSubject: Hej\r\nFrom: A <a@x.se>\r\nX-MS-Has-Attach: \r\n\r\n";
         assert_eq!(of_header(sent).as_deref(), Some("mid:abc.1@x.se"));
         assert_eq!(of_header(sent), of_header(served));
     }

@@ -21,17 +21,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use imap_next::client::{Client, Event, Options};
+use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::command::{Command, CommandBody, FetchModifier, SelectParameter};
 use imap_next::imap_types::core::{AString, Tag, Vec1};
-use imap_next::imap_types::fetch::{
-    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
-};
+use imap_next::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
 use imap_next::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::{Code, Data, Status, StatusBody, StatusKind};
 use imap_next::imap_types::sequence::SequenceSet;
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
-use imap_next::imap_types::IntoStatic;
 use imap_next::{Interrupt, Io, State};
 use sha2::{Digest, Sha256};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -170,16 +168,7 @@ impl Budget {
             // (5 million messages, over ten times the largest folder we plan for.)
             Answers::Streamed => (UNTAGGED_LIMIT + 2 * u64::from(exists.min(5_000_000)), None),
         };
-        Budget {
-            what,
-            waited: Duration::ZERO,
-            moved: 0,
-            answers: 0,
-            answer_bytes: 0,
-            max_answers,
-            max_answer_bytes,
-            reads: 0,
-        }
+        Budget { what, waited: Duration::ZERO, moved: 0, answers: 0, answer_bytes: 0, max_answers, max_answer_bytes, reads: 0 }
     }
 
     /// How long the command may still take (see `COMMAND_MIN_RATE`); None once it is over.
@@ -199,11 +188,9 @@ impl Budget {
             ));
         }
         match self.max_answer_bytes {
-            Some(max) if self.answer_bytes > max => Some(format!(
-                "the server sent more than {} MiB of untagged answers to one {}; stopped reading it",
-                max >> 20,
-                self.what
-            )),
+            Some(max) if self.answer_bytes > max => {
+                Some(format!("the server sent more than {} MiB of untagged answers to one {}; stopped reading it", max >> 20, self.what))
+            }
             _ => None,
         }
     }
@@ -535,18 +522,14 @@ async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
         // certificate and told us to trust it. It is compared right after the handshake.
         connector = connector.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     }
-    let handshake = async {
-        connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string()))
-    };
-    let tls = with_timeout(&format!("TLS handshake with {}", endpoint.describe()), handshake)
-        .await
-        .with_context(|| {
-            format!(
-                "TLS failed with {}; if the server's certificate is self-signed or expired, trust it by its \
+    let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
+    let tls = with_timeout(&format!("TLS handshake with {}", endpoint.describe()), handshake).await.with_context(|| {
+        format!(
+            "TLS failed with {}; if the server's certificate is self-signed or expired, trust it by its \
                  fingerprint (see `postflytt check`, --source-pin/--target-pin)",
-                endpoint.describe()
-            )
-        })?;
+            endpoint.describe()
+        )
+    })?;
     if let Some(pin) = &endpoint.pin_sha256 {
         let cert = tls
             .peer_certificate()
@@ -568,9 +551,7 @@ async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
 /// The SHA-256 fingerprint of a server's certificate, for the operator to pin.
 pub async fn fetch_fingerprint(endpoint: &Endpoint) -> Result<String> {
     let tcp = tcp_connect(endpoint).await?;
-    let connector = async_native_tls::TlsConnector::new()
-        .danger_accept_invalid_certs(true)
-        .danger_accept_invalid_hostnames(true);
+    let connector = async_native_tls::TlsConnector::new().danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
     let tls = with_timeout("TLS handshake", handshake).await?;
     let cert = tls.peer_certificate().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no certificate"))?;
@@ -977,11 +958,12 @@ impl Session {
     /// One command whose untagged data we keep (small answers: LIST, STATUS, NAMESPACE...).
     pub async fn run(&mut self, body: CommandBody<'static>) -> Result<(Answer, Vec<Data<'static>>)> {
         let mut data = Vec::new();
-        let mut answers = self.run_many(vec![body], Answers::Kept, &mut |d| {
-            data.push(d);
-            Ok(())
-        })
-        .await?;
+        let mut answers = self
+            .run_many(vec![body], Answers::Kept, &mut |d| {
+                data.push(d);
+                Ok(())
+            })
+            .await?;
         let answer = answers.pop().ok_or_else(|| anyhow!("{}: no answer to a command", self.label))?;
         Ok((answer, data))
     }
@@ -1022,10 +1004,7 @@ impl Session {
             initial.extend_from_slice(user.as_bytes());
             initial.push(0);
             initial.extend_from_slice(password.expose().as_bytes());
-            let body = CommandBody::authenticate_with_ir(
-                imap_next::imap_types::auth::AuthMechanism::Plain,
-                initial,
-            );
+            let body = CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::Plain, initial);
             self.run_auth(body).await?
         } else {
             let body = CommandBody::login(user.to_string(), password.expose().to_string())
@@ -1050,10 +1029,8 @@ impl Session {
         if !self.has("AUTH=XOAUTH2") {
             bail!("{}: the server does not offer AUTHENTICATE XOAUTH2", self.label);
         }
-        let body = CommandBody::authenticate_with_ir(
-            imap_next::imap_types::auth::AuthMechanism::XOAuth2,
-            crate::oauth::xoauth2(user, token),
-        );
+        let body =
+            CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::XOAuth2, crate::oauth::xoauth2(user, token));
         let answer = self.run_auth(body).await?;
         if !answer.is_ok() {
             bail!(
@@ -1092,10 +1069,7 @@ impl Session {
                         match self.client.next() {
                             Ok(Event::AuthenticateContinuationRequestReceived { .. }) if !sent_ir => {
                                 sent_ir = true;
-                                let data = initial_response
-                                    .as_ref()
-                                    .map(|s| s.declassify().to_vec())
-                                    .unwrap_or_default();
+                                let data = initial_response.as_ref().map(|s| s.declassify().to_vec()).unwrap_or_default();
                                 self.client
                                     .set_authenticate_data(imap_next::imap_types::auth::AuthenticateData::r#continue(data))
                                     .map_err(|_| anyhow!("{}: login data out of order", self.label))?;
@@ -1121,9 +1095,7 @@ impl Session {
         }
         if self.has("ENABLE") {
             let caps = vec![imap_next::imap_types::extensions::enable::CapabilityEnable::CondStore];
-            let body = CommandBody::Enable {
-                capabilities: Vec1::try_from(caps).map_err(|_| anyhow!("empty ENABLE"))?,
-            };
+            let body = CommandBody::Enable { capabilities: Vec1::try_from(caps).map_err(|_| anyhow!("empty ENABLE"))? };
             let answer = self.simple(body).await?;
             return Ok(answer.is_ok());
         }
@@ -1213,11 +1185,7 @@ impl Session {
         self.exists = 0;
         let mailbox = mailbox_of(wire_name)?;
         let parameters = if condstore { vec![SelectParameter::CondStore] } else { vec![] };
-        let body = if read_only {
-            CommandBody::Examine { mailbox, parameters }
-        } else {
-            CommandBody::Select { mailbox, parameters }
-        };
+        let body = if read_only { CommandBody::Examine { mailbox, parameters } } else { CommandBody::Select { mailbox, parameters } };
         let (answer, _) = self.run(body).await?;
         if !answer.is_ok() {
             bail!("{}: cannot open folder {wire_name}: {}", self.label, answer.words());
@@ -1260,10 +1228,7 @@ impl Session {
         for &(set, items) in requests {
             let sequence_set = SequenceSet::try_from(set).map_err(|_| anyhow!("bad UID set {set}"))?;
             let names: Vec<MessageDataItemName<'static>> = items.iter().map(FetchItem::name).collect();
-            let modifiers = changed_since
-                .and_then(NonZeroU64::new)
-                .map(|m| vec![FetchModifier::ChangedSince(m)])
-                .unwrap_or_default();
+            let modifiers = changed_since.and_then(NonZeroU64::new).map(|m| vec![FetchModifier::ChangedSince(m)]).unwrap_or_default();
             bodies.push(CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
@@ -1565,9 +1530,7 @@ impl FetchItem {
             FetchItem::ModSeq => MessageDataItemName::ModSeq,
             FetchItem::HeaderFields(fields) => {
                 let names: Vec<AString<'static>> = fields.iter().filter_map(|f| AString::try_from(*f).ok()).collect();
-                let section = Vec1::try_from(names)
-                    .map(|names| Section::HeaderFields(None, names))
-                    .unwrap_or(Section::Header(None));
+                let section = Vec1::try_from(names).map(|names| Section::HeaderFields(None, names)).unwrap_or(Section::Header(None));
                 MessageDataItemName::BodyExt { section: Some(section), partial: None, peek: true }
             }
         }

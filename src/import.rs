@@ -14,10 +14,7 @@ use std::io::{Cursor, Read, Seek};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use calamine::{
-    CellErrorType, Data, DataRef, Dimensions, ExcelDateTime, Ods, OdsError, Reader, SheetType,
-    SheetVisible, Xlsx, XlsxError,
-};
+use calamine::{CellErrorType, Data, DataRef, Dimensions, ExcelDateTime, Ods, OdsError, Reader, SheetType, SheetVisible, Xlsx, XlsxError};
 use zip::ZipArchive;
 
 use crate::secret::{Secret, wipe};
@@ -125,12 +122,7 @@ impl fmt::Display for Problem {
             write!(f, " row {row}")?;
         }
         if let Some(column) = &self.column {
-            write!(
-                f,
-                "{} column \"{}\"",
-                if self.row.is_some() { "," } else { "" },
-                OneLine(column)
-            )?;
+            write!(f, "{} column \"{}\"", if self.row.is_some() { "," } else { "" }, OneLine(column))?;
         }
         write!(f, ": {}", OneLine(&self.message))
     }
@@ -162,14 +154,7 @@ pub struct ImportError {
 
 impl ImportError {
     fn file(sheet: &str, message: impl Into<String>) -> ImportError {
-        ImportError {
-            problems: vec![Problem {
-                sheet: sheet.to_string(),
-                row: None,
-                column: None,
-                message: message.into(),
-            }],
-        }
+        ImportError { problems: vec![Problem { sheet: sheet.to_string(), row: None, column: None, message: message.into() }] }
     }
 }
 
@@ -201,12 +186,8 @@ pub fn read_import(path: &Path) -> Result<Import, ImportError> {
 
 /// Like `read_import`, for a source that logs in as `auth` says.
 pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportError> {
-    let sheet = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
-    let cannot =
-        |err: std::io::Error| ImportError::file(&sheet, format!("cannot read the file: {err}"));
+    let sheet = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let cannot = |err: std::io::Error| ImportError::file(&sheet, format!("cannot read the file: {err}"));
     let file = File::open(path).map_err(cannot)?;
     let len = file.metadata().map_err(cannot)?.len();
     if len > MAX_FILE_BYTES {
@@ -214,9 +195,7 @@ pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportEr
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // `take` bounds the read even if the file grows after the size check.
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         wipe(bytes);
         return Err(too_large(&sheet));
@@ -228,13 +207,7 @@ pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportEr
 }
 
 fn too_large(sheet: &str) -> ImportError {
-    ImportError::file(
-        sheet,
-        format!(
-            "the file is larger than {} MB; an account list is much smaller",
-            MAX_FILE_BYTES >> 20
-        ),
-    )
+    ImportError::file(sheet, format!("the file is larger than {} MB; an account list is much smaller", MAX_FILE_BYTES >> 20))
 }
 
 /// Validates an account list given as bytes (an upload). The type is judged by the bytes (zip, OLE
@@ -329,8 +302,7 @@ fn not_a_list(name: &str, bytes: &[u8]) -> Option<String> {
                  downloaded. Save or send it again"
             )
         } else {
-            "the file is neither a spreadsheet nor text; save the list as .xlsx or \"CSV UTF-8\""
-                .to_string()
+            "the file is neither a spreadsheet nor text; save the list as .xlsx or \"CSV UTF-8\"".to_string()
         };
         return Some(message);
     }
@@ -348,10 +320,7 @@ fn not_a_list(name: &str, bytes: &[u8]) -> Option<String> {
 
 /// Lowercased extension of a file name, empty without one.
 fn extension(name: &str) -> String {
-    Path::new(name)
-        .extension()
-        .map(|ext| ext.to_string_lossy().to_lowercase())
-        .unwrap_or_default()
+    Path::new(name).extension().map(|ext| ext.to_string_lossy().to_lowercase()).unwrap_or_default()
 }
 
 /// A sheet of text cells with their spreadsheet row numbers: what every file reader produces and the
@@ -383,11 +352,7 @@ pub enum CellKind {
 
 impl Grid {
     pub fn new(sheet: impl Into<String>) -> Grid {
-        Grid {
-            sheet: sheet.into(),
-            rows: Vec::new(),
-            cells: 0,
-        }
+        Grid { sheet: sheet.into(), rows: Vec::new(), cells: 0 }
     }
 
     pub fn sheet(&self) -> &str {
@@ -411,12 +376,7 @@ impl Grid {
     }
 
     /// `push_row` for a workbook row, with the columns whose cells were not text.
-    pub fn push_cells(
-        &mut self,
-        number: usize,
-        mut cells: Vec<String>,
-        kinds: Vec<(usize, CellKind)>,
-    ) -> Result<(), ImportError> {
+    pub fn push_cells(&mut self, number: usize, mut cells: Vec<String>, kinds: Vec<(usize, CellKind)>) -> Result<(), ImportError> {
         while cells.last().is_some_and(|cell| cell.trim().is_empty()) {
             cells.pop();
         }
@@ -424,19 +384,11 @@ impl Grid {
             return Ok(());
         }
         let problem = |column: Option<String>, message: String| ImportError {
-            problems: vec![Problem {
-                sheet: self.sheet.clone(),
-                row: Some(number),
-                column,
-                message,
-            }],
+            problems: vec![Problem { sheet: self.sheet.clone(), row: Some(number), column, message }],
         };
         if number > MAX_ROWS {
             cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
-            return Err(problem(
-                None,
-                format!("the list has more than {MAX_ROWS} rows; is this the right file?"),
-            ));
+            return Err(problem(None, format!("the list has more than {MAX_ROWS} rows; is this the right file?")));
         }
         if cells.len() > MAX_COLUMNS {
             cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
@@ -448,26 +400,15 @@ impl Grid {
         self.cells += cells.len();
         if self.cells > MAX_CELLS {
             cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
-            return Err(problem(
-                None,
-                format!("the list has more than {MAX_CELLS} cells; is this the right file?"),
-            ));
+            return Err(problem(None, format!("the list has more than {MAX_CELLS} cells; is this the right file?")));
         }
-        self.rows.push(GridRow {
-            number,
-            cells,
-            kinds,
-        });
+        self.rows.push(GridRow { number, cells, kinds });
         Ok(())
     }
 
     /// Whether one of the rows the header is looked for in names a known column.
     fn has_header(&self) -> bool {
-        self.rows.iter().take(HEADER_SEARCH_ROWS).any(|row| {
-            row.cells
-                .iter()
-                .any(|cell| field_for_header(cell).is_some())
-        })
+        self.rows.iter().take(HEADER_SEARCH_ROWS).any(|row| row.cells.iter().any(|cell| field_for_header(cell).is_some()))
     }
 }
 
@@ -476,9 +417,7 @@ impl Drop for Grid {
     // `Secret`; wipe them all.
     fn drop(&mut self) {
         for row in self.rows.drain(..) {
-            row.cells
-                .into_iter()
-                .for_each(|cell| wipe(cell.into_bytes()));
+            row.cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
         }
     }
 }
@@ -503,18 +442,14 @@ pub fn column_letter(index: usize) -> String {
 /// with tabs; other tools write `,`. Quoted fields may hold separators and line breaks.
 pub fn csv_grid(sheet: &str, bytes: &[u8]) -> Result<Grid, ImportError> {
     // Wrapped in a `Secret` so the decoded copy of every password is wiped when parsing is done.
-    let text =
-        Secret::from(decode_text(bytes).map_err(|message| ImportError::file(sheet, message))?);
+    let text = Secret::from(decode_text(bytes).map_err(|message| ImportError::file(sheet, message))?);
     let (body, declared, first_row) = split_sep_line(text.expose());
     let delimiter = match declared {
         Some(delimiter) => delimiter,
         None => sniff_delimiter(body),
     };
     let mut grid = Grid::new(sheet);
-    read_csv_rows(body, delimiter, first_row, |number, cells| {
-        grid.push_row(number, cells)
-    })
-    .map_err(|err| match err {
+    read_csv_rows(body, delimiter, first_row, |number, cells| grid.push_row(number, cells)).map_err(|err| match err {
         CsvStop::Grid(err) => err,
         CsvStop::Parse(message) => ImportError::file(sheet, message),
     })?;
@@ -535,11 +470,7 @@ fn read_csv_rows(
     first_row: usize,
     mut row: impl FnMut(usize, Vec<String>) -> Result<(), ImportError>,
 ) -> Result<(), CsvStop> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut record = csv::StringRecord::new();
     let mut next_row = first_row;
     loop {
@@ -592,10 +523,7 @@ fn split_sep_line(text: &str) -> (&str, Option<u8>, usize) {
         None => (text, ""),
     };
     let line = line.trim_end_matches('\r');
-    let declared = line
-        .strip_prefix("sep=")
-        .filter(|sep| sep.len() == 1 && sep.is_ascii())
-        .and_then(|sep| sep.bytes().next());
+    let declared = line.strip_prefix("sep=").filter(|sep| sep.len() == 1 && sep.is_ascii()).and_then(|sep| sep.bytes().next());
     match declared {
         Some(sep) => (rest, Some(sep), 1),
         None => (text, None, 1),
@@ -609,29 +537,15 @@ const DELIMITERS: [u8; 3] = [b';', b'\t', b','];
 /// the first line would. Without any known name, the most frequent separator of the first line wins;
 /// ties go to `;`, the Swedish Excel default.
 fn sniff_delimiter(text: &str) -> u8 {
-    let first_line = text
-        .lines()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("");
+    let first_line = text.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
     let mut best: Option<((usize, usize), u8)> = None;
     for delimiter in DELIMITERS {
         let mut known = 0;
         let _ = read_csv_rows(text, delimiter, 1, |number, cells| {
-            known = known.max(
-                cells
-                    .iter()
-                    .filter(|cell| field_for_header(cell).is_some())
-                    .count(),
-            );
+            known = known.max(cells.iter().filter(|cell| field_for_header(cell).is_some()).count());
             cells.into_iter().for_each(|cell| wipe(cell.into_bytes()));
             // Stop after the rows the header may be among; the error only ends the scan.
-            if number >= HEADER_SEARCH_ROWS {
-                Err(ImportError {
-                    problems: Vec::new(),
-                })
-            } else {
-                Ok(())
-            }
+            if number >= HEADER_SEARCH_ROWS { Err(ImportError { problems: Vec::new() }) } else { Ok(()) }
         });
         let score = (known, count_outside_quotes(first_line, delimiter));
         // Strictly better only, so ties keep the earlier candidate in `DELIMITERS`.
@@ -681,20 +595,14 @@ fn decode_text(bytes: &[u8]) -> Result<String, String> {
 }
 
 fn line_of(bytes: &[u8], offset: usize) -> usize {
-    bytes[..offset.min(bytes.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    bytes[..offset.min(bytes.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 fn decode_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, String> {
     if !bytes.len().is_multiple_of(2) {
-        return Err(
-            "the file says it is UTF-16 but has an odd number of bytes; save it again as \
+        return Err("the file says it is UTF-16 but has an odd number of bytes; save it again as \
                     \"CSV UTF-8\""
-                .to_string(),
-        );
+            .to_string());
     }
     let units = bytes.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));
     let mut text = String::with_capacity(bytes.len() / 2);
@@ -709,9 +617,7 @@ fn decode_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, String
             }
             Err(_) => {
                 wipe(text.into_bytes());
-                return Err(format!(
-                    "the file says it is UTF-16 but is not, on line {line}; save it again as \"CSV UTF-8\""
-                ));
+                return Err(format!("the file says it is UTF-16 but is not, on line {line}; save it again as \"CSV UTF-8\""));
             }
         }
     }
@@ -721,10 +627,9 @@ fn decode_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, String
 /// Windows-1252 for 0x80..=0x9F; the five bytes it leaves undefined map to the C1 controls, as browsers
 /// do. Every other byte is the Latin-1 code point of the same number.
 const WINDOWS_1252_HIGH: [char; 32] = [
-    '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
-    '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{008D}', '\u{017D}', '\u{008F}',
-    '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
-    '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
+    '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}', '\u{02C6}', '\u{2030}', '\u{0160}',
+    '\u{2039}', '\u{0152}', '\u{008D}', '\u{017D}', '\u{008F}', '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}',
+    '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
 ];
 
 fn decode_windows_1252(bytes: &[u8]) -> String {
@@ -759,9 +664,7 @@ fn read_archive(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, Import
     if declared_entries(bytes).is_some_and(|entries| entries > MAX_WORKBOOK_PARTS as u64) {
         return Err(ImportError::file(
             name,
-            format!(
-                "the zip archive has more than {MAX_WORKBOOK_PARTS} entries; is this the right file?"
-            ),
+            format!("the zip archive has more than {MAX_WORKBOOK_PARTS} entries; is this the right file?"),
         ));
     }
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|err| {
@@ -787,20 +690,15 @@ fn read_archive(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, Import
             read_workbook(name, in_zip, |notes| ods_grid(name, bytes, in_zip, notes))
         }
         ZipContent::Refused(message) => Err(ImportError::file(name, message)),
-        ZipContent::Archive if in_zip => Err(ImportError::file(
-            name,
-            "a zip inside the zip; put the list itself in the zip, or send it without one",
-        )),
+        ZipContent::Archive if in_zip => {
+            Err(ImportError::file(name, "a zip inside the zip; put the list itself in the zip, or send it without one"))
+        }
         ZipContent::Archive => read_zip(name, archive),
     }
 }
 
 fn zip_content<R: Read + Seek>(archive: &mut ZipArchive<R>) -> ZipContent {
-    let has = |archive: &ZipArchive<R>, prefix: &str| {
-        archive
-            .file_names()
-            .any(|name| name.is_ok_and(|name| name.starts_with(prefix)))
-    };
+    let has = |archive: &ZipArchive<R>, prefix: &str| archive.file_names().any(|name| name.is_ok_and(|name| name.starts_with(prefix)));
     if archive.index_for_name("[Content_Types].xml").is_some() {
         if archive.index_for_name("xl/workbook.bin").is_some() {
             return ZipContent::Refused(
@@ -821,9 +719,7 @@ fn zip_content<R: Read + Seek>(archive: &mut ZipArchive<R>) -> ZipContent {
     if archive.index_for_name("mimetype").is_some() {
         // An OpenDocument file names its kind in its first member.
         let mut mime = Vec::new();
-        let read = archive
-            .by_name("mimetype")
-            .and_then(|member| Ok(member.take(100).read_to_end(&mut mime)?));
+        let read = archive.by_name("mimetype").and_then(|member| Ok(member.take(100).read_to_end(&mut mime)?));
         if read.is_ok() {
             if mime.trim_ascii() == b"application/vnd.oasis.opendocument.spreadsheet" {
                 return ZipContent::Ods;
@@ -873,11 +769,7 @@ fn declared_entries(bytes: &[u8]) -> Option<u64> {
 
 /// Refuses an archive with too many entries, or whose members declare more than
 /// `MAX_UNZIPPED_BYTES` together: a small file that would unpack to gigabytes.
-fn check_unzipped_size<R: Read + Seek>(
-    name: &str,
-    archive: &ZipArchive<R>,
-    max_entries: usize,
-) -> Result<(), ImportError> {
+fn check_unzipped_size<R: Read + Seek>(name: &str, archive: &ZipArchive<R>, max_entries: usize) -> Result<(), ImportError> {
     if archive.len() > max_entries {
         return Err(ImportError::file(
             name,
@@ -890,9 +782,7 @@ fn check_unzipped_size<R: Read + Seek>(
     }
     let mut total: u64 = 0;
     for index in 0..archive.len() {
-        let size = archive
-            .by_index_data(index)
-            .map_or(u64::MAX, |entry| entry.size());
+        let size = archive.by_index_data(index).map_or(u64::MAX, |entry| entry.size());
         total = total.saturating_add(size);
     }
     if total > MAX_UNZIPPED_BYTES {
@@ -909,31 +799,14 @@ fn check_unzipped_size<R: Read + Seek>(
 }
 
 /// One member's bytes, read through `take` so a member that lies about its size still stops at `limit`.
-fn read_member<R: Read + Seek>(
-    archive: &mut ZipArchive<R>,
-    name: &str,
-    member: &str,
-    limit: u64,
-) -> Result<Vec<u8>, ImportError> {
-    let cannot = |err: String| {
-        ImportError::file(
-            name,
-            format!(
-                "cannot unpack {member} ({err}); the file may be damaged. Save or send it again"
-            ),
-        )
-    };
-    let index = archive
-        .index_for_name(member)
-        .ok_or_else(|| cannot("it is missing".to_string()))?;
+fn read_member<R: Read + Seek>(archive: &mut ZipArchive<R>, name: &str, member: &str, limit: u64) -> Result<Vec<u8>, ImportError> {
+    let cannot =
+        |err: String| ImportError::file(name, format!("cannot unpack {member} ({err}); the file may be damaged. Save or send it again"));
+    let index = archive.index_for_name(member).ok_or_else(|| cannot("it is missing".to_string()))?;
     read_member_at(archive, index, limit).map_err(cannot)
 }
 
-fn read_member_at<R: Read + Seek>(
-    archive: &mut ZipArchive<R>,
-    index: usize,
-    limit: u64,
-) -> Result<Vec<u8>, String> {
+fn read_member_at<R: Read + Seek>(archive: &mut ZipArchive<R>, index: usize, limit: u64) -> Result<Vec<u8>, String> {
     let member = archive.by_index(index).map_err(|err| err.to_string())?;
     let mut bytes = Vec::new();
     let read = member.take(limit + 1).read_to_end(&mut bytes);
@@ -962,10 +835,7 @@ fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import
             continue;
         };
         // `name` decodes the IBM 437 names Windows' own zip tool writes; raw bytes are the fallback.
-        let member = entry.name().map_or_else(
-            |_| String::from_utf8_lossy(entry.name_raw()).into_owned(),
-            |name| name.into_owned(),
-        );
+        let member = entry.name().map_or_else(|_| String::from_utf8_lossy(entry.name_raw()).into_owned(), |name| name.into_owned());
         if entry.is_dir() || is_clutter(&member) {
             continue;
         }
@@ -977,25 +847,17 @@ fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import
         }
     }
     // A readme.txt beside the workbook is not a second list; text files count only without another.
-    if lists
-        .iter()
-        .any(|(_, member, _, _)| extension(member) != "txt")
-    {
+    if lists.iter().any(|(_, member, _, _)| extension(member) != "txt") {
         lists.retain(|(_, member, _, _)| extension(member) != "txt");
     }
     let (index, member, encrypted, size) = match lists.len() {
         1 => lists.remove(0),
         0 => {
-            let shown_names: Vec<String> = others
-                .iter()
-                .take(5)
-                .map(|m| format!("\"{}\"", shown(m)))
-                .collect();
+            let shown_names: Vec<String> = others.iter().take(5).map(|m| format!("\"{}\"", shown(m))).collect();
             return Err(ImportError::file(
                 name,
                 if shown_names.is_empty() {
-                    "the zip archive is empty; put the account list (.xlsx, .ods or .csv) in it"
-                        .to_string()
+                    "the zip archive is empty; put the account list (.xlsx, .ods or .csv) in it".to_string()
                 } else {
                     format!(
                         "the zip archive holds no .xlsx, .ods or .csv file, only {}{}; put the \
@@ -1007,10 +869,7 @@ fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import
             ));
         }
         _ => {
-            let names: Vec<String> = lists
-                .iter()
-                .map(|(_, m, _, _)| format!("\"{}\"", shown(m)))
-                .collect();
+            let names: Vec<String> = lists.iter().map(|(_, m, _, _)| format!("\"{}\"", shown(m))).collect();
             return Err(ImportError::file(
                 name,
                 format!(
@@ -1034,10 +893,7 @@ fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import
         return Err(too_large(&label));
     }
     let bytes = read_member_at(&mut archive, index, MAX_FILE_BYTES).map_err(|err| {
-        ImportError::file(
-            &label,
-            format!("cannot unpack it from the zip ({err}); the zip may be damaged. Send it again"),
-        )
+        ImportError::file(&label, format!("cannot unpack it from the zip ({err}); the zip may be damaged. Send it again"))
     })?;
     let result = read_document(&label, &bytes, true);
     wipe(bytes);
@@ -1047,10 +903,7 @@ fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import
 /// Files a zip tool adds on its own: the Mac's resource forks under `__MACOSX/`, hidden files such
 /// as `.DS_Store`, and the `~$` owner files Office leaves beside an open document.
 fn is_clutter(member: &str) -> bool {
-    member.starts_with("__MACOSX/")
-        || member
-            .split('/')
-            .any(|part| part.starts_with('.') || part.starts_with("~$"))
+    member.starts_with("__MACOSX/") || member.split('/').any(|part| part.starts_with('.') || part.starts_with("~$"))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1059,11 +912,7 @@ fn is_clutter(member: &str) -> bool {
 /// Names a sheet in messages: its tab name alone for a workbook the customer sent directly, prefixed
 /// with the path when it came out of a .zip ("konton.zip/Konton.xlsx sheet Blad1").
 fn sheet_label(file: &str, sheet: &str, in_zip: bool) -> String {
-    if in_zip {
-        format!("{file} sheet {sheet}")
-    } else {
-        sheet.to_string()
-    }
+    if in_zip { format!("{file} sheet {sheet}") } else { sheet.to_string() }
 }
 
 /// Runs a workbook reader and validates its grid. calamine is given files from customers; should it
@@ -1082,11 +931,7 @@ fn read_workbook(
             format!(
                 "the {} could not be read; open it in Excel or LibreOffice, save it again and \
                  import that file, or save the list as \"CSV UTF-8\"",
-                if in_zip {
-                    "workbook in the zip"
-                } else {
-                    "workbook"
-                }
+                if in_zip { "workbook in the zip" } else { "workbook" }
             ),
         ))
     })?;
@@ -1106,10 +951,7 @@ fn worksheets(sheets: &[calamine::Sheet]) -> Vec<SheetEntry> {
     sheets
         .iter()
         .filter(|sheet| sheet.typ == SheetType::WorkSheet)
-        .map(|sheet| SheetEntry {
-            name: sheet.name.clone(),
-            visible: sheet.visible == SheetVisible::Visible,
-        })
+        .map(|sheet| SheetEntry { name: sheet.name.clone(), visible: sheet.visible == SheetVisible::Visible })
         .collect()
 }
 
@@ -1124,11 +966,7 @@ fn pick_sheet(
     notes: &mut Vec<Problem>,
     mut read: impl FnMut(&str, Option<usize>) -> Result<Grid, ImportError>,
 ) -> Result<Grid, ImportError> {
-    let order: Vec<&SheetEntry> = sheets
-        .iter()
-        .filter(|sheet| sheet.visible)
-        .chain(sheets.iter().filter(|sheet| !sheet.visible))
-        .collect();
+    let order: Vec<&SheetEntry> = sheets.iter().filter(|sheet| sheet.visible).chain(sheets.iter().filter(|sheet| !sheet.visible)).collect();
     let mut chosen = None;
     let mut fallback = None;
     for sheet in &order {
@@ -1145,10 +983,7 @@ fn pick_sheet(
         }
     }
     let Some(chosen) = chosen.or(fallback) else {
-        return Err(ImportError::file(
-            file,
-            "the workbook has no rows; fill in the template and import it again",
-        ));
+        return Err(ImportError::file(file, "the workbook has no rows; fill in the template and import it again"));
     };
     let grid = read(chosen, None)?;
     let unread: Vec<String> = order
@@ -1172,26 +1007,16 @@ fn pick_sheet(
     Ok(grid)
 }
 
-fn xlsx_grid(
-    file: &str,
-    bytes: &[u8],
-    in_zip: bool,
-    notes: &mut Vec<Problem>,
-) -> Result<Grid, ImportError> {
+fn xlsx_grid(file: &str, bytes: &[u8], in_zip: bool, notes: &mut Vec<Problem>) -> Result<Grid, ImportError> {
     let mut workbook: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(|err| {
         ImportError::file(
             file,
-            format!(
-                "cannot read the workbook ({}); open it in Excel, save it again and import that file",
-                xlsx_error(&err)
-            ),
+            format!("cannot read the workbook ({}); open it in Excel, save it again and import that file", xlsx_error(&err)),
         )
     })?;
     let sheets = worksheets(workbook.sheets_metadata());
     let label = |sheet: &str| sheet_label(file, sheet, in_zip);
-    pick_sheet(file, &label, &sheets, notes, |sheet, stop_after| {
-        read_xlsx_sheet(&mut workbook, sheet, &label(sheet), stop_after)
-    })
+    pick_sheet(file, &label, &sheets, notes, |sheet, stop_after| read_xlsx_sheet(&mut workbook, sheet, &label(sheet), stop_after))
 }
 
 /// Streams a sheet's cells into a grid, so that no more is held than the grid keeps: calamine's own
@@ -1233,10 +1058,7 @@ fn read_xlsx_sheet<RS: Read + Seek>(
 fn check_used_area(label: &str, area: Dimensions) -> Result<(), ImportError> {
     let rows = u64::from(area.end.0) + 1;
     let columns = u64::from(area.end.1) + 1;
-    if rows > MAX_ROWS as u64
-        || columns > MAX_COLUMNS as u64
-        || rows.saturating_mul(columns) > MAX_CELLS as u64
-    {
+    if rows > MAX_ROWS as u64 || columns > MAX_COLUMNS as u64 || rows.saturating_mul(columns) > MAX_CELLS as u64 {
         return Err(ImportError::file(
             label,
             format!(
@@ -1251,12 +1073,7 @@ fn check_used_area(label: &str, area: Dimensions) -> Result<(), ImportError> {
     Ok(())
 }
 
-fn ods_grid(
-    file: &str,
-    bytes: &[u8],
-    in_zip: bool,
-    notes: &mut Vec<Problem>,
-) -> Result<Grid, ImportError> {
+fn ods_grid(file: &str, bytes: &[u8], in_zip: bool, notes: &mut Vec<Problem>) -> Result<Grid, ImportError> {
     let mut workbook: Ods<_> = Ods::new(Cursor::new(bytes)).map_err(|err| {
         ImportError::file(
             file,
@@ -1272,12 +1089,9 @@ fn ods_grid(
     pick_sheet(file, &label, &sheets, notes, |sheet, stop_after| {
         let label = label(sheet);
         // `check_ods_content` has bounded the size of every sheet's range before calamine built them.
-        let range = workbook.worksheet_range(sheet).map_err(|err| {
-            ImportError::file(
-                &label,
-                format!("cannot read the sheet ({})", ods_error(&err)),
-            )
-        })?;
+        let range = workbook
+            .worksheet_range(sheet)
+            .map_err(|err| ImportError::file(&label, format!("cannot read the sheet ({})", ods_error(&err))))?;
         let mut rows = RowAssembler::new(&label, stop_after);
         let (top, left) = range.start().unwrap_or((0, 0));
         'rows: for (r, row) in range.rows().enumerate() {
@@ -1337,25 +1151,13 @@ struct RowAssembler {
 
 impl RowAssembler {
     fn new(label: &str, stop_after: Option<usize>) -> RowAssembler {
-        RowAssembler {
-            grid: Grid::new(label),
-            number: 0,
-            cells: Vec::new(),
-            kinds: Vec::new(),
-            stop_after,
-        }
+        RowAssembler { grid: Grid::new(label), number: 0, cells: Vec::new(), kinds: Vec::new(), stop_after }
     }
 
     /// Adds the cell at 0-based `row` and `column`. Returns false once `stop_after` non-empty rows are
     /// complete. Blank cells are dropped before any limit is checked, so formatting far outside the
     /// list costs nothing.
-    fn put(
-        &mut self,
-        row: u32,
-        column: u32,
-        text: String,
-        kind: Option<CellKind>,
-    ) -> Result<bool, ImportError> {
+    fn put(&mut self, row: u32, column: u32, text: String, kind: Option<CellKind>) -> Result<bool, ImportError> {
         if text.trim().is_empty() {
             wipe(text.into_bytes());
             return Ok(true);
@@ -1381,11 +1183,7 @@ impl RowAssembler {
         }
         if number > MAX_ROWS {
             wipe(text.into_bytes());
-            return Err(self.problem(
-                number,
-                None,
-                &format!("the list has more than {MAX_ROWS} rows; is this the right file?"),
-            ));
+            return Err(self.problem(number, None, &format!("the list has more than {MAX_ROWS} rows; is this the right file?")));
         }
         if column >= MAX_COLUMNS {
             wipe(text.into_bytes());
@@ -1409,12 +1207,7 @@ impl RowAssembler {
 
     fn problem(&self, row: usize, column: Option<String>, message: &str) -> ImportError {
         ImportError {
-            problems: vec![Problem {
-                sheet: self.grid.sheet().to_string(),
-                row: Some(row),
-                column,
-                message: message.to_string(),
-            }],
+            problems: vec![Problem { sheet: self.grid.sheet().to_string(), row: Some(row), column, message: message.to_string() }],
         }
     }
 
@@ -1436,9 +1229,7 @@ impl RowAssembler {
 impl Drop for RowAssembler {
     // A row cut short by an error still holds passwords.
     fn drop(&mut self) {
-        std::mem::take(&mut self.cells)
-            .into_iter()
-            .for_each(|cell| wipe(cell.into_bytes()));
+        std::mem::take(&mut self.cells).into_iter().for_each(|cell| wipe(cell.into_bytes()));
     }
 }
 
@@ -1496,12 +1287,7 @@ fn excel_date_text(date: &ExcelDateTime) -> String {
         let seconds = (serial * 86_400.0).round() as i64;
         let sign = if seconds < 0 { "-" } else { "" };
         let seconds = seconds.unsigned_abs();
-        return format!(
-            "{sign}{}:{:02}:{:02}",
-            seconds / 3600,
-            seconds / 60 % 60,
-            seconds % 60
-        );
+        return format!("{sign}{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
     }
     let (year, month, day, hour, minute, second, _) = date.to_ymd_hms_milli();
     let time = format!("{hour:02}:{minute:02}:{second:02}");
@@ -1536,14 +1322,9 @@ fn check_ods_content(xml: &[u8], label: &dyn Fn(&str) -> String) -> Result<(), I
         scan.content(offset as u64);
         let rest = &xml[start..];
         // Comments, CDATA and declarations are skipped whole; CDATA counts as cell text.
-        let skip = [
-            (&b"<!--"[..], &b"-->"[..]),
-            (b"<![CDATA[", b"]]>"),
-            (b"<?", b"?>"),
-            (b"<!", b">"),
-        ]
-        .into_iter()
-        .find(|(open, _)| rest.starts_with(open));
+        let skip = [(&b"<!--"[..], &b"-->"[..]), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"), (b"<!", b">")]
+            .into_iter()
+            .find(|(open, _)| rest.starts_with(open));
         if let Some((_, close)) = skip {
             let end = find(rest, close).map_or(xml.len(), |end| start + end + close.len());
             scan.content((end - start) as u64);
@@ -1561,10 +1342,7 @@ fn check_ods_content(xml: &[u8], label: &dyn Fn(&str) -> String) -> Result<(), I
             None => (false, tag),
         };
         let self_closing = tag.ends_with(b"/");
-        let name_end = tag
-            .iter()
-            .position(|&b| b.is_ascii_whitespace() || b == b'/')
-            .unwrap_or(tag.len());
+        let name_end = tag.iter().position(|&b| b.is_ascii_whitespace() || b == b'/').unwrap_or(tag.len());
         let name = &tag[..name_end];
         let attrs = &tag[name_end..];
         match (name, closing) {
@@ -1572,9 +1350,7 @@ fn check_ods_content(xml: &[u8], label: &dyn Fn(&str) -> String) -> Result<(), I
             (b"table:table", false) => {
                 if scan.tables == 0 {
                     scan.sheet = SheetScan {
-                        name: attr(attrs, b"table:name")
-                            .map(|v| unescape(&String::from_utf8_lossy(v)))
-                            .unwrap_or_default(),
+                        name: attr(attrs, b"table:name").map(|v| unescape(&String::from_utf8_lossy(v))).unwrap_or_default(),
                         ..SheetScan::default()
                     };
                 }
@@ -1591,10 +1367,7 @@ fn check_ods_content(xml: &[u8], label: &dyn Fn(&str) -> String) -> Result<(), I
                 }
             }
             (b"table:table-row", false) if scan.cell.is_none() => {
-                scan.row = RowScan {
-                    repeat: count(attr(attrs, b"table:number-rows-repeated")),
-                    ..RowScan::default()
-                };
+                scan.row = RowScan { repeat: count(attr(attrs, b"table:number-rows-repeated")), ..RowScan::default() };
                 if self_closing {
                     scan.finish_row(CELL_BYTES);
                 }
@@ -1619,12 +1392,7 @@ fn check_ods_content(xml: &[u8], label: &dyn Fn(&str) -> String) -> Result<(), I
                 ]
                 .iter()
                 .any(|name| attr(attrs, name).is_some());
-                let cell = CellScan {
-                    repeat,
-                    valued: valued || !self_closing,
-                    bytes: length as u64,
-                    depth: 1,
-                };
+                let cell = CellScan { repeat, valued: valued || !self_closing, bytes: length as u64, depth: 1 };
                 if self_closing {
                     scan.finish_cell(cell, ROW_CELLS, label)?;
                 } else {
@@ -1713,12 +1481,7 @@ impl OdsScan {
 
     /// calamine stores a run of blank cells only when a cell with data follows it in the row; a
     /// cell's text is copied for every column it repeats over.
-    fn finish_cell(
-        &mut self,
-        cell: CellScan,
-        row_cells: u64,
-        label: &dyn Fn(&str) -> String,
-    ) -> Result<(), ImportError> {
+    fn finish_cell(&mut self, cell: CellScan, row_cells: u64, label: &dyn Fn(&str) -> String) -> Result<(), ImportError> {
         let row = &mut self.row;
         let column = row.cells.saturating_add(row.pending_blank);
         row.cells = column.min(row_cells);
@@ -1734,17 +1497,13 @@ impl OdsScan {
                     sheet: label(&self.sheet.name),
                     row: Some(self.sheet.rows.saturating_add(1) as usize),
                     column: Some(column_letter(MAX_COLUMNS)),
-                    message: format!(
-                        "the row uses more than {MAX_COLUMNS} columns; is this the right file?"
-                    ),
+                    message: format!("the row uses more than {MAX_COLUMNS} columns; is this the right file?"),
                 }],
             });
         }
         row.has_data = true;
         row.cells = end.min(row_cells);
-        row.text_bytes = row
-            .text_bytes
-            .saturating_add(cell.bytes.saturating_mul(cell.repeat));
+        row.text_bytes = row.text_bytes.saturating_add(cell.bytes.saturating_mul(cell.repeat));
         self.sheet.end_data_column = self.sheet.end_data_column.max(end);
         Ok(())
     }
@@ -1756,16 +1515,11 @@ impl OdsScan {
             self.row.text_bytes = self.row.text_bytes.saturating_add(cell.bytes);
         }
         let row = std::mem::take(&mut self.row);
-        let once = row
-            .cells
-            .saturating_mul(cell_bytes)
-            .saturating_add(row.text_bytes);
+        let once = row.cells.saturating_mul(cell_bytes).saturating_add(row.text_bytes);
         let sheet = &mut self.sheet;
         if row.has_data {
             sheet.first_data_row.get_or_insert(sheet.rows);
-            self.estimate = self
-                .estimate
-                .saturating_add(once.saturating_mul(row.repeat));
+            self.estimate = self.estimate.saturating_add(once.saturating_mul(row.repeat));
             sheet.end_data_row = sheet.rows.saturating_add(row.repeat);
         } else {
             self.estimate = self.estimate.saturating_add(once);
@@ -1775,22 +1529,13 @@ impl OdsScan {
 
     /// The sheet's rectangle from its first to its last row with data is filled in full, blank rows
     /// between included.
-    fn finish_sheet(
-        &mut self,
-        cell_bytes: u64,
-        label: &dyn Fn(&str) -> String,
-    ) -> Result<(), ImportError> {
+    fn finish_sheet(&mut self, cell_bytes: u64, label: &dyn Fn(&str) -> String) -> Result<(), ImportError> {
         let sheet = std::mem::take(&mut self.sheet);
         let Some(first) = sheet.first_data_row else {
             return Ok(());
         };
         let problem = |row: Option<u64>, message: String| ImportError {
-            problems: vec![Problem {
-                sheet: label(&sheet.name),
-                row: row.map(|row| row as usize),
-                column: None,
-                message,
-            }],
+            problems: vec![Problem { sheet: label(&sheet.name), row: row.map(|row| row as usize), column: None, message }],
         };
         if sheet.end_data_row > MAX_ROWS as u64 {
             return Err(problem(
@@ -1814,9 +1559,7 @@ impl OdsScan {
                 ),
             ));
         }
-        self.estimate = self
-            .estimate
-            .saturating_add(area.saturating_mul(cell_bytes));
+        self.estimate = self.estimate.saturating_add(area.saturating_mul(cell_bytes));
         Ok(())
     }
 
@@ -1848,9 +1591,7 @@ fn tag_length(text: &[u8]) -> Option<usize> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 /// The value of attribute `name` in a tag's attribute text, quotes removed.
@@ -1884,18 +1625,12 @@ fn count(value: Option<&[u8]>) -> u64 {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return 1;
     }
-    digits.iter().fold(0u64, |n, &d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    })
+    digits.iter().fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
 }
 
 /// The five predefined XML entities, enough for a sheet name in a message.
 fn unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1910,13 +1645,7 @@ enum Field {
     Aliases,
 }
 
-const FIELDS: [Field; 5] = [
-    Field::SourceLogin,
-    Field::SourcePassword,
-    Field::TargetLogin,
-    Field::TargetPassword,
-    Field::Aliases,
-];
+const FIELDS: [Field; 5] = [Field::SourceLogin, Field::SourcePassword, Field::TargetLogin, Field::TargetPassword, Field::Aliases];
 
 impl Field {
     fn describe(self) -> &'static str {
@@ -1952,32 +1681,14 @@ impl Field {
                 "Konto",
                 "Account",
             ],
-            Field::SourcePassword => &[
-                "Lösenord",
-                "Password",
-                "Source password",
-                "Gammalt lösenord",
-                "Old password",
-                "Nuvarande lösenord",
-                "Current password",
-            ],
-            Field::TargetLogin => &[
-                "Ny inloggning",
-                "Nytt användarnamn",
-                "Ny e-postadress",
-                "Target login",
-                "Target username",
-                "New login",
-                "New username",
-            ],
+            Field::SourcePassword => {
+                &["Lösenord", "Password", "Source password", "Gammalt lösenord", "Old password", "Nuvarande lösenord", "Current password"]
+            }
+            Field::TargetLogin => {
+                &["Ny inloggning", "Nytt användarnamn", "Ny e-postadress", "Target login", "Target username", "New login", "New username"]
+            }
             Field::TargetPassword => &["Nytt lösenord", "Target password", "New password"],
-            Field::Aliases => &[
-                "Alias",
-                "Aliases",
-                "Aliasadresser",
-                "Aliasadress",
-                "Alias addresses",
-            ],
+            Field::Aliases => &["Alias", "Aliases", "Aliasadresser", "Aliasadress", "Alias addresses"],
         }
     }
 }
@@ -2010,13 +1721,9 @@ fn field_for_header(text: &str) -> Option<Field> {
     if let Some(field) = field_for_name(text) {
         return Some(field);
     }
-    let mut parts = text
-        .split(['/', '|', '(', ')', '\n'])
-        .filter(|part| !normalize_header(part).is_empty());
+    let mut parts = text.split(['/', '|', '(', ')', '\n']).filter(|part| !normalize_header(part).is_empty());
     let first = field_for_name(parts.next()?)?;
-    parts
-        .all(|part| field_for_name(part) == Some(first))
-        .then_some(first)
+    parts.all(|part| field_for_name(part) == Some(first)).then_some(first)
 }
 
 fn field_for_name(text: &str) -> Option<Field> {
@@ -2024,12 +1731,7 @@ fn field_for_name(text: &str) -> Option<Field> {
     if wanted.is_empty() {
         return None;
     }
-    FIELDS.into_iter().find(|field| {
-        field
-            .names()
-            .iter()
-            .any(|name| normalize_header(name) == wanted)
-    })
+    FIELDS.into_iter().find(|field| field.names().iter().any(|name| normalize_header(name) == wanted))
 }
 
 /// Where each field is in the grid, and the header text to name it by.
@@ -2044,19 +1746,12 @@ impl Columns {
     }
 
     fn name(&self, field: Field) -> String {
-        self.found.get(&field).map_or_else(
-            || field.describe().to_string(),
-            |(_, header)| header.clone(),
-        )
+        self.found.get(&field).map_or_else(|| field.describe().to_string(), |(_, header)| header.clone())
     }
 }
 
 /// Finds the header row (the first of the top rows naming any known column) and maps its columns.
-fn find_columns(
-    grid: &Grid,
-    problems: &mut Vec<Problem>,
-    warnings: &mut Vec<Problem>,
-) -> Option<Columns> {
+fn find_columns(grid: &Grid, problems: &mut Vec<Problem>, warnings: &mut Vec<Problem>) -> Option<Columns> {
     let sheet = grid.sheet();
     let Some(first) = grid.rows.first() else {
         problems.push(Problem {
@@ -2071,17 +1766,9 @@ fn find_columns(
         .rows
         .iter()
         .take(HEADER_SEARCH_ROWS)
-        .find(|row| {
-            row.cells
-                .iter()
-                .any(|cell| field_for_header(cell).is_some())
-        })
+        .find(|row| row.cells.iter().any(|cell| field_for_header(cell).is_some()))
         .unwrap_or(first);
-    for row in grid
-        .rows
-        .iter()
-        .take_while(|row| row.number < header.number)
-    {
+    for row in grid.rows.iter().take_while(|row| row.number < header.number) {
         warnings.push(Problem {
             sheet: sheet.to_string(),
             row: Some(row.number),
@@ -2089,16 +1776,8 @@ fn find_columns(
             message: "above the header row; ignored".to_string(),
         });
     }
-    let mut columns = Columns {
-        header_row: header.number,
-        found: BTreeMap::new(),
-    };
-    let problem = |column: Option<String>, message: String| Problem {
-        sheet: sheet.to_string(),
-        row: Some(header.number),
-        column,
-        message,
-    };
+    let mut columns = Columns { header_row: header.number, found: BTreeMap::new() };
+    let problem = |column: Option<String>, message: String| Problem { sheet: sheet.to_string(), row: Some(header.number), column, message };
     let before = problems.len();
     for (index, cell) in header.cells.iter().enumerate() {
         let text = cell.trim();
@@ -2119,10 +1798,7 @@ fn find_columns(
                     columns.found.insert(field, (index, text.to_string()));
                 }
             }
-            None if !text.is_empty() => warnings.push(problem(
-                Some(text.to_string()),
-                "not a column postflytt knows; ignored".to_string(),
-            )),
+            None if !text.is_empty() => warnings.push(problem(Some(text.to_string()), "not a column postflytt knows; ignored".to_string())),
             None => {}
         }
     }
@@ -2130,11 +1806,7 @@ fn find_columns(
         if !columns.found.contains_key(&field) {
             problems.push(problem(
                 None,
-                format!(
-                    "no column for {}; name one of the header cells {}",
-                    field.describe(),
-                    quoted_list(field.names())
-                ),
+                format!("no column for {}; name one of the header cells {}", field.describe(), quoted_list(field.names())),
             ));
         }
     }
@@ -2169,13 +1841,7 @@ pub fn accounts_from_grid(mut grid: Grid) -> Result<Import, ImportError> {
             accounts.push(account);
         }
     }
-    check_across_rows(
-        &sheet,
-        &columns,
-        &mut accounts,
-        &mut problems,
-        &mut warnings,
-    );
+    check_across_rows(&sheet, &columns, &mut accounts, &mut problems, &mut warnings);
     // Row order reads top to bottom like the sheet; the sort is stable, so one row's problems keep the
     // order they were found in.
     if problems.is_empty() {
@@ -2200,18 +1866,9 @@ fn check_row(
     empty_source_passwords: &mut Vec<Problem>,
 ) -> Option<AccountRow> {
     let number = row.number;
-    let problem = |field: Field, message: String| Problem {
-        sheet: sheet.to_string(),
-        row: Some(number),
-        column: Some(columns.name(field)),
-        message,
-    };
-    let cell = |field: Field| -> &str {
-        columns
-            .index(field)
-            .and_then(|index| row.cells.get(index))
-            .map_or("", |cell| cell.as_str())
-    };
+    let problem =
+        |field: Field, message: String| Problem { sheet: sheet.to_string(), row: Some(number), column: Some(columns.name(field)), message };
+    let cell = |field: Field| -> &str { columns.index(field).and_then(|index| row.cells.get(index)).map_or("", |cell| cell.as_str()) };
     if FIELDS.iter().all(|&field| cell(field).trim().is_empty()) {
         // A notes line or a sum below the list: not an account, but say so in case it was meant as one.
         warnings.push(Problem {
@@ -2259,10 +1916,7 @@ fn check_row(
     let mut aliases: Vec<String> = Vec::new();
     for alias in split_aliases(cell(Field::Aliases)) {
         if let Some(reason) = address_problem(&alias) {
-            problems.push(problem(
-                Field::Aliases,
-                format!("alias \"{}\" {reason}", shown(&alias)),
-            ));
+            problems.push(problem(Field::Aliases, format!("alias \"{}\" {reason}", shown(&alias))));
         } else if !aliases.contains(&alias) {
             aliases.push(alias);
         }
@@ -2271,20 +1925,14 @@ fn check_row(
     // Passwords are taken out of the grid, not copied, so the `Secret` owns (and later wipes) the only
     // buffer; none of the messages below quote them.
     let password_cell = |row: &mut GridRow, field: Field| -> String {
-        columns
-            .index(field)
-            .and_then(|index| row.cells.get_mut(index))
-            .map(std::mem::take)
-            .unwrap_or_default()
+        columns.index(field).and_then(|index| row.cells.get_mut(index)).map(std::mem::take).unwrap_or_default()
     };
     let source_password = Secret::from(password_cell(row, Field::SourcePassword));
     if source_password.expose().trim().is_empty() {
         empty_source_passwords.push(problem(Field::SourcePassword, EMPTY_SOURCE_PASSWORD.to_string()));
     } else if has_outer_space(source_password.expose()) {
-        warnings.push(problem(
-            Field::SourcePassword,
-            "the password begins or ends with a space; it is used exactly as written".to_string(),
-        ));
+        warnings
+            .push(problem(Field::SourcePassword, "the password begins or ends with a space; it is used exactly as written".to_string()));
     }
     let target_password = Secret::from(password_cell(row, Field::TargetPassword));
     let target_password = if target_password.expose().trim().is_empty() {
@@ -2293,39 +1941,25 @@ fn check_row(
         if has_outer_space(target_password.expose()) {
             warnings.push(problem(
                 Field::TargetPassword,
-                "the password begins or ends with a space; it is used exactly as written"
-                    .to_string(),
+                "the password begins or ends with a space; it is used exactly as written".to_string(),
             ));
         }
         Some(target_password)
     };
 
-    Some(AccountRow {
-        row: number,
-        source_login,
-        source_password,
-        target_login,
-        target_password,
-        aliases,
-    })
+    Some(AccountRow { row: number, source_login, source_password, target_login, target_password, aliases })
 }
 
 fn is_example_login(login: &str) -> bool {
     let login = login.trim().to_lowercase();
-    login
-        .rsplit_once('@')
-        .is_some_and(|(_, domain)| EXAMPLE_DOMAINS.contains(&domain))
+    login.rsplit_once('@').is_some_and(|(_, domain)| EXAMPLE_DOMAINS.contains(&domain))
 }
 
 /// Reports the known columns' cells that were not text in the workbook: a formula error is a problem
 /// (its code would otherwise become a login or password), a password that was a number or date a
 /// warning, since what Excel stored may not be what was typed. `report` takes the field, the message,
 /// and whether it is a problem.
-fn check_cell_kinds(
-    columns: &Columns,
-    row: &GridRow,
-    report: &mut impl FnMut(Field, String, bool),
-) {
+fn check_cell_kinds(columns: &Columns, row: &GridRow, report: &mut impl FnMut(Field, String, bool)) {
     for field in FIELDS {
         let Some(index) = columns.index(field) else {
             continue;
@@ -2336,14 +1970,7 @@ fn check_cell_kinds(
         match kind {
             CellKind::Error => {
                 let code = row.cells.get(index).map_or("", String::as_str);
-                report(
-                    field,
-                    format!(
-                        "the cell shows the formula error {}; type the value in instead",
-                        shown(code)
-                    ),
-                    true,
-                );
+                report(field, format!("the cell shows the formula error {}; type the value in instead", shown(code)), true);
             }
             CellKind::NotText if matches!(field, Field::SourcePassword | Field::TargetPassword) => {
                 report(
@@ -2390,10 +2017,7 @@ fn check_across_rows(
                 Some(&first) => problems.push(problem(
                     account.row,
                     Field::SourceLogin,
-                    format!(
-                        "login \"{}\" is also on row {first}",
-                        shown(&account.source_login)
-                    ),
+                    format!("login \"{}\" is also on row {first}", shown(&account.source_login)),
                 )),
                 None => {
                     source_logins.insert(key, account.row);
@@ -2423,44 +2047,26 @@ fn check_across_rows(
 
     let mut alias_rows: BTreeMap<String, usize> = BTreeMap::new();
     for account in accounts.iter_mut() {
-        let own = [
-            account.source_login.to_lowercase(),
-            account.target_login.to_lowercase(),
-        ];
+        let own = [account.source_login.to_lowercase(), account.target_login.to_lowercase()];
         let mut kept = Vec::with_capacity(account.aliases.len());
         for alias in std::mem::take(&mut account.aliases) {
             if own.contains(&alias) {
                 warnings.push(problem(
                     account.row,
                     Field::Aliases,
-                    format!(
-                        "alias \"{}\" is this account's own login; left out",
-                        shown(&alias)
-                    ),
+                    format!("alias \"{}\" is this account's own login; left out", shown(&alias)),
                 ));
                 continue;
             }
-            let login_row = source_logins
-                .get(&alias)
-                .or_else(|| target_logins.get(&alias));
+            let login_row = source_logins.get(&alias).or_else(|| target_logins.get(&alias));
             if let Some(&other) = login_row {
                 problems.push(problem(
                     account.row,
                     Field::Aliases,
-                    format!(
-                        "alias \"{}\" is the login of the account on row {other}",
-                        shown(&alias)
-                    ),
+                    format!("alias \"{}\" is the login of the account on row {other}", shown(&alias)),
                 ));
             } else if let Some(&other) = alias_rows.get(&alias) {
-                problems.push(problem(
-                    account.row,
-                    Field::Aliases,
-                    format!(
-                        "alias \"{}\" is also an alias on row {other}",
-                        shown(&alias)
-                    ),
-                ));
+                problems.push(problem(account.row, Field::Aliases, format!("alias \"{}\" is also an alias on row {other}", shown(&alias))));
             } else {
                 alias_rows.insert(alias.clone(), account.row);
             }
@@ -2484,10 +2090,7 @@ fn split_aliases(cell: &str) -> Vec<String> {
 /// a line break or control character (a cell pasted with one).
 fn login_problem(login: &str) -> Option<String> {
     if login.chars().any(char::is_control) {
-        return Some(format!(
-            "login \"{}\" contains a line break or control character",
-            shown(login)
-        ));
+        return Some(format!("login \"{}\" contains a line break or control character", shown(login)));
     }
     if login.contains('@') {
         return address_problem(login).map(|reason| format!("login \"{}\" {reason}", shown(login)));
@@ -2525,10 +2128,8 @@ fn address_problem(address: &str) -> Option<&'static str> {
             && !label.ends_with('-')
             && label.chars().all(|c| c.is_alphanumeric() || c == '-')
     };
-    let tld_ok = labels.last().is_some_and(|tld| {
-        (tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic))
-            || tld.starts_with("xn--")
-    });
+    let tld_ok =
+        labels.last().is_some_and(|tld| (tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic)) || tld.starts_with("xn--"));
     if domain.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) || !tld_ok {
         return Some(EXPECTED);
     }
@@ -2550,14 +2151,7 @@ fn shown(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const PASSWORDS: [&str; 6] = [
-        "Sommar2024!",
-        "Vinter#99",
-        "hemligt;med\nradbrytning",
-        "Pw3",
-        "Pw4",
-        "Pw5",
-    ];
+    const PASSWORDS: [&str; 6] = ["Sommar2024!", "Vinter#99", "hemligt;med\nradbrytning", "Pw3", "Pw4", "Pw5"];
 
     fn import(name: &str, text: &str) -> Result<Import, ImportError> {
         import_bytes(name, text.as_bytes())
@@ -2580,15 +2174,9 @@ mod tests {
     /// The error must mention every fragment, and no password from the list.
     fn assert_error(err: &ImportError, line: &str) {
         let text = err.to_string();
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing line {line:?} in:\n{text}"
-        );
+        assert!(text.lines().any(|l| l == line), "missing line {line:?} in:\n{text}");
         for password in PASSWORDS {
-            assert!(
-                !text.contains(password),
-                "password {password:?} leaked into:\n{text}"
-            );
+            assert!(!text.contains(password), "password {password:?} leaked into:\n{text}");
         }
     }
 
@@ -2614,10 +2202,7 @@ mod tests {
         assert_eq!(rows[0].source_login, "anna@foretag.se");
         assert_eq!(rows[0].source_password.expose(), "Sommar2024!");
         assert_eq!(rows[0].target_login, "anna@foretag.se");
-        assert_eq!(
-            rows[0].target_password.as_ref().map(Secret::expose),
-            Some("Ny1")
-        );
+        assert_eq!(rows[0].target_password.as_ref().map(Secret::expose), Some("Ny1"));
         assert_eq!(rows[0].aliases, ["info@foretag.se", "kontakt@foretag.se"]);
         assert_eq!(rows[1].row, 3);
         assert!(rows[1].target_password.is_none());
@@ -2640,10 +2225,7 @@ mod tests {
     fn windows_1252_table_matches_the_standard() {
         // Spot checks against the published table, including an undefined byte.
         let decoded = decode_windows_1252(&[0x80, 0x81, 0x8A, 0x96, 0x9F, 0xA0, 0xE5, 0xFF]);
-        assert_eq!(
-            decoded,
-            "\u{20AC}\u{0081}\u{0160}\u{2013}\u{0178}\u{00A0}å\u{00FF}"
-        );
+        assert_eq!(decoded, "\u{20AC}\u{0081}\u{0160}\u{2013}\u{0178}\u{00A0}å\u{00FF}");
     }
 
     #[test]
@@ -2668,16 +2250,10 @@ mod tests {
         assert_eq!(rows[0].target_login, "anna@x.se");
         assert_eq!(rows[0].aliases, ["a@x.se", "b@x.se"]);
         assert_eq!(rows[1].target_login, "bo.new@y.se");
-        assert_eq!(
-            rows[1].target_password.as_ref().map(Secret::expose),
-            Some("Pw3")
-        );
+        assert_eq!(rows[1].target_password.as_ref().map(Secret::expose), Some("Pw3"));
         // The unknown column is ignored, and said to be.
         let warnings: Vec<String> = import.warnings.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            warnings,
-            ["accounts.csv row 1, column \"notes\": not a column postflytt knows; ignored"]
-        );
+        assert_eq!(warnings, ["accounts.csv row 1, column \"notes\": not a column postflytt knows; ignored"]);
     }
 
     #[test]
@@ -2687,17 +2263,12 @@ mod tests {
                     bo@x.se;;\n";
         let err = problems(text);
         // The quoted line break makes row 2 span two lines; bo is still on spreadsheet row 3.
-        assert_error(
-            &err,
-            "accounts.csv row 3, column \"Lösenord\": empty password",
-        );
+        assert_error(&err, "accounts.csv row 3, column \"Lösenord\": empty password");
         assert_error(
             &err,
             "accounts.csv row 2, column \"Alias\": alias \"\"c\"@x.se\" is not an e-mail address of the form name@domain.se",
         );
-        let fixed = text
-            .replace(";\"\"c\"\"@x.se", "")
-            .replace("bo@x.se;;", "bo@x.se;Pw3;");
+        let fixed = text.replace(";\"\"c\"\"@x.se", "").replace("bo@x.se;;", "bo@x.se;Pw3;");
         let rows = accounts("accounts.csv", &fixed);
         assert_eq!(rows[0].source_password.expose(), "hemligt;med\nradbrytning");
         assert_eq!(rows[0].aliases, ["a@x.se", "b@x.se"]);
@@ -2709,21 +2280,12 @@ mod tests {
         let text = "E-post;Lösenord\n\nanna@x.se;Sommar2024!\n\n\nbo@x.se;\n";
         let err = problems(text);
         assert_eq!(err.problems.len(), 1);
-        assert_error(
-            &err,
-            "accounts.csv row 6, column \"Lösenord\": empty password",
-        );
+        assert_error(&err, "accounts.csv row 6, column \"Lösenord\": empty password");
         // The same with Windows line ends, leading blank lines, and a quoted line break before the gap.
         let text = "\r\n\r\nE-post;Lösenord\r\n\"an\r\nna\";Sommar2024!\r\n\r\nbo@x.se;\r\n";
         let err = problems(text);
-        assert_error(
-            &err,
-            "accounts.csv row 6, column \"Lösenord\": empty password",
-        );
-        assert_error(
-            &err,
-            "accounts.csv row 4, column \"E-post\": login \"an\\r\\nna\" contains a line break or control character",
-        );
+        assert_error(&err, "accounts.csv row 6, column \"Lösenord\": empty password");
+        assert_error(&err, "accounts.csv row 4, column \"E-post\": login \"an\\r\\nna\" contains a line break or control character");
         let mut grid = csv_grid("a.csv", b"\n\nx\n\"y\ny\"\n\nz").unwrap();
         let numbers: Vec<usize> = grid.rows.iter().map(|row| row.number).collect();
         assert_eq!(numbers, [3, 4, 6]);
@@ -2734,10 +2296,7 @@ mod tests {
     fn sep_line_names_the_separator() {
         let text = "sep=,\nE-post,Lösenord\nanna@x.se,\"Sommar2024!\"\nbo@x.se,\n";
         let err = problems(text);
-        assert_error(
-            &err,
-            "accounts.csv row 3, column \"Lösenord\": empty password",
-        );
+        assert_error(&err, "accounts.csv row 3, column \"Lösenord\": empty password");
     }
 
     #[test]
@@ -2746,10 +2305,7 @@ mod tests {
         let import = import("accounts.csv", text).unwrap();
         assert_eq!(import.accounts.len(), 1);
         assert_eq!(import.accounts[0].row, 4);
-        assert_eq!(
-            import.warnings[0].to_string(),
-            "accounts.csv row 1: above the header row; ignored"
-        );
+        assert_eq!(import.warnings[0].to_string(), "accounts.csv row 1: above the header row; ignored");
     }
 
     #[test]
@@ -2760,8 +2316,7 @@ mod tests {
 
     #[test]
     fn empty_rows_are_skipped_and_note_rows_warned() {
-        let text =
-            "E-post;Lösenord;Kommentar\n;;\n  ; ;\nanna@x.se;Sommar2024!;\n;;summa 1 konto\n";
+        let text = "E-post;Lösenord;Kommentar\n;;\n  ; ;\nanna@x.se;Sommar2024!;\n;;summa 1 konto\n";
         let import = import("accounts.csv", text).unwrap();
         assert_eq!(import.accounts.len(), 1);
         let warnings: Vec<String> = import.warnings.iter().map(ToString::to_string).collect();
@@ -2779,15 +2334,16 @@ mod tests {
         let err = problems("E-post;Namn\nanna@x.se;Anna\n");
         assert_eq!(err.problems.len(), 1);
         let line = err.to_string();
-        assert!(line.starts_with("accounts.csv row 1: no column for the password on the old server; name one of the header cells \"Lösenord\", \"Password\""), "{line}");
+        assert!(
+            line.starts_with(
+                "accounts.csv row 1: no column for the password on the old server; name one of the header cells \"Lösenord\", \"Password\""
+            ),
+            "{line}"
+        );
         let err = problems("Namn;Telefon\nAnna;123\n");
         assert_eq!(err.problems.len(), 2);
         assert!(err.problems[0].message.contains("login on the old server"));
-        assert!(
-            err.problems[1]
-                .message
-                .contains("password on the old server")
-        );
+        assert!(err.problems[1].message.contains("password on the old server"));
     }
 
     #[test]
@@ -2803,10 +2359,7 @@ mod tests {
     #[test]
     fn empty_file() {
         let err = problems("");
-        assert_eq!(
-            err.to_string(),
-            "accounts.csv: the file has no rows; fill in the template and import it again"
-        );
+        assert_eq!(err.to_string(), "accounts.csv: the file has no rows; fill in the template and import it again");
         let err = problems("\u{FEFF}\r\n;;;\r\n");
         assert!(err.to_string().contains("has no rows"));
     }
@@ -2842,17 +2395,11 @@ mod tests {
     #[test]
     fn whitespace_password_is_empty_and_spaces_are_warned() {
         let err = problems("E-post;Lösenord\nanna@x.se;   \n");
-        assert_error(
-            &err,
-            "accounts.csv row 2, column \"Lösenord\": empty password",
-        );
+        assert_error(&err, "accounts.csv row 2, column \"Lösenord\": empty password");
         let import = import("a.csv", "E-post;Lösenord\nanna@x.se; Sommar2024! \n").unwrap();
         assert_eq!(import.accounts[0].source_password.expose(), " Sommar2024! ");
         let warning = import.warnings[0].to_string();
-        assert!(
-            warning.starts_with("a.csv row 2, column \"Lösenord\": the password begins or ends"),
-            "{warning}"
-        );
+        assert!(warning.starts_with("a.csv row 2, column \"Lösenord\": the password begins or ends"), "{warning}");
         assert!(!warning.contains("Sommar"));
     }
 
@@ -2861,10 +2408,7 @@ mod tests {
         let text = "E-post;Lösenord\nanna@x.se;Sommar2024!\nbo@x.se;Vinter#99\nAnna@X.se;Pw3\n";
         let err = problems(text);
         assert_eq!(err.problems.len(), 1);
-        assert_error(
-            &err,
-            "accounts.csv row 4, column \"E-post\": login \"Anna@X.se\" is also on row 2",
-        );
+        assert_error(&err, "accounts.csv row 4, column \"E-post\": login \"Anna@X.se\" is also on row 2");
     }
 
     #[test]
@@ -2872,9 +2416,11 @@ mod tests {
         let text = "E-post;Lösenord;Ny inloggning\nanna@x.se;Sommar2024!;info@y.se\nbo@x.se;Vinter#99;INFO@y.se\n";
         let import = import("a.csv", text).unwrap();
         assert_eq!(import.accounts.len(), 2);
-        assert!(import.warnings[0].to_string().starts_with(
-            "a.csv row 3, column \"Ny inloggning\": the new login \"INFO@y.se\" is also the new login on row 2"
-        ));
+        assert!(
+            import.warnings[0]
+                .to_string()
+                .starts_with("a.csv row 3, column \"Ny inloggning\": the new login \"INFO@y.se\" is also the new login on row 2")
+        );
     }
 
     #[test]
@@ -2884,21 +2430,11 @@ mod tests {
                     bo@x.se;Vinter#99;INFO@x.se, Anna@x.se\n\
                     cilla@x.se;Pw3;cilla@x.se\n";
         let err = problems(text);
-        assert_error(
-            &err,
-            "accounts.csv row 3, column \"Alias\": alias \"info@x.se\" is also an alias on row 2",
-        );
-        assert_error(
-            &err,
-            "accounts.csv row 3, column \"Alias\": alias \"anna@x.se\" is the login of the account on row 2",
-        );
+        assert_error(&err, "accounts.csv row 3, column \"Alias\": alias \"info@x.se\" is also an alias on row 2");
+        assert_error(&err, "accounts.csv row 3, column \"Alias\": alias \"anna@x.se\" is the login of the account on row 2");
         assert_eq!(err.problems.len(), 2, "{err}");
         // An account listing its own address as an alias is harmless: dropped with a warning.
-        let import = import(
-            "a.csv",
-            "E-post;Lösenord;Alias\ncilla@x.se;Pw3;\"Cilla@x.se;c@x.se\"\n",
-        )
-        .unwrap();
+        let import = import("a.csv", "E-post;Lösenord;Alias\ncilla@x.se;Pw3;\"Cilla@x.se;c@x.se\"\n").unwrap();
         assert_eq!(import.accounts[0].aliases, ["c@x.se"]);
         assert!(import.warnings[0].message.contains("own login"));
     }
@@ -2910,22 +2446,13 @@ mod tests {
             ["a@x.se", "b@x.se", "c@x.se", "d@x.se", "e@x.se", "f@x.se"]
         );
         assert!(split_aliases(" ; , \n").is_empty());
-        let rows = accounts(
-            "a.csv",
-            "E-post;Lösenord;Aliasadresser\nanna@x.se;Pw;\"a@x.se\nA@X.SE,b@x.se\"\n",
-        );
+        let rows = accounts("a.csv", "E-post;Lösenord;Aliasadresser\nanna@x.se;Pw;\"a@x.se\nA@X.SE,b@x.se\"\n");
         assert_eq!(rows[0].aliases, ["a@x.se", "b@x.se"]);
     }
 
     #[test]
     fn address_check() {
-        for good in [
-            "anna@x.se",
-            "anna.berg+tag@mail.foretag.se",
-            "åsa@företag.se",
-            "a@xn--fretag-wxa.se",
-            "a_b@x-y.com",
-        ] {
+        for good in ["anna@x.se", "anna.berg+tag@mail.foretag.se", "åsa@företag.se", "a@xn--fretag-wxa.se", "a_b@x-y.com"] {
             assert_eq!(address_problem(good), None, "{good}");
         }
         for bad in [
@@ -2959,15 +2486,8 @@ mod tests {
         for field in FIELDS {
             for name in field.names() {
                 let key = normalize_header(name);
-                assert!(
-                    seen.insert(key.clone(), field).is_none(),
-                    "{name} is listed twice"
-                );
-                assert_eq!(
-                    field_for_header(&format!("  {} ", name.to_uppercase())),
-                    Some(field),
-                    "{name}"
-                );
+                assert!(seen.insert(key.clone(), field).is_none(), "{name} is listed twice");
+                assert_eq!(field_for_header(&format!("  {} ", name.to_uppercase())), Some(field), "{name}");
             }
         }
         // The synonyms the customer-facing docs promise.
@@ -3008,10 +2528,7 @@ mod tests {
         assert_eq!(sniff_delimiter("E-post,Lösenord\n"), b',');
         assert_eq!(sniff_delimiter("E-post\tLösenord\n"), b'\t');
         // A comma in a title line above a semicolon header does not win.
-        assert_eq!(
-            sniff_delimiter("Konton, Företag AB, Sthlm\nE-post;Lösenord\n"),
-            b';'
-        );
+        assert_eq!(sniff_delimiter("Konton, Företag AB, Sthlm\nE-post;Lösenord\n"), b';');
         // Separators inside quotes do not count.
         assert_eq!(sniff_delimiter("\"a;b;c\",x,y\n"), b',');
         assert_eq!(sniff_delimiter(""), b';');
@@ -3020,28 +2537,15 @@ mod tests {
     #[test]
     fn limits() {
         let mut grid = Grid::new("big.csv");
-        let err = grid
-            .push_row(MAX_ROWS + 1, vec!["x".to_string()])
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "big.csv row 100001: the list has more than 100000 rows; is this the right file?"
-        );
+        let err = grid.push_row(MAX_ROWS + 1, vec!["x".to_string()]).unwrap_err();
+        assert_eq!(err.to_string(), "big.csv row 100001: the list has more than 100000 rows; is this the right file?");
         // Trailing empty cells do not count against the column limit, and an empty row is free.
-        assert!(
-            grid.push_row(MAX_ROWS + 2, vec![String::new(); 1000])
-                .is_ok()
-        );
+        assert!(grid.push_row(MAX_ROWS + 2, vec![String::new(); 1000]).is_ok());
         let mut cells = vec![String::new(); MAX_COLUMNS + 10];
         cells[0] = "x".to_string();
         assert!(grid.push_row(2, cells).is_ok());
-        let err = grid
-            .push_row(3, vec!["x".to_string(); MAX_COLUMNS + 1])
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "big.csv row 3, column \"IW\": the row uses more than 256 columns; is this the right file?"
-        );
+        let err = grid.push_row(3, vec!["x".to_string(); MAX_COLUMNS + 1]).unwrap_err();
+        assert_eq!(err.to_string(), "big.csv row 3, column \"IW\": the row uses more than 256 columns; is this the right file?");
 
         let mut text = String::from("E-post;Lösenord\n");
         for i in 0..MAX_ROWS {
@@ -3068,14 +2572,8 @@ mod tests {
 
     #[test]
     fn column_letters() {
-        let letters: Vec<String> = [0, 1, 25, 26, 27, 51, 52, 255, 701, 702]
-            .into_iter()
-            .map(column_letter)
-            .collect();
-        assert_eq!(
-            letters,
-            ["A", "B", "Z", "AA", "AB", "AZ", "BA", "IV", "ZZ", "AAA"]
-        );
+        let letters: Vec<String> = [0, 1, 25, 26, 27, 51, 52, 255, 701, 702].into_iter().map(column_letter).collect();
+        assert_eq!(letters, ["A", "B", "Z", "AA", "AB", "AZ", "BA", "IV", "ZZ", "AAA"]);
     }
 
     // -----------------------------------------------------------------------------------------------
@@ -3110,10 +2608,7 @@ mod tests {
                 *xml = styles.to_string();
             }
         }
-        let files: Vec<(&str, &[u8])> = parts
-            .iter()
-            .map(|(name, xml)| (name.as_str(), xml.as_bytes()))
-            .collect();
+        let files: Vec<(&str, &[u8])> = parts.iter().map(|(name, xml)| (name.as_str(), xml.as_bytes())).collect();
         zip(&files)
     }
 
@@ -3167,18 +2662,8 @@ mod tests {
         let workbook = xlsx(&[Sheet {
             name: "Konton".to_string(),
             rows: vec![
-                vec![
-                    "E-post".into(),
-                    "Lösenord".into(),
-                    "Nytt lösenord".into(),
-                    "Alias".into(),
-                ],
-                vec![
-                    "anna@foretag.se".into(),
-                    Cell::Number(123456.0),
-                    Cell::Number(0.5),
-                    "info@foretag.se; kontakt@foretag.se".into(),
-                ],
+                vec!["E-post".into(), "Lösenord".into(), "Nytt lösenord".into(), "Alias".into()],
+                vec!["anna@foretag.se".into(), Cell::Number(123456.0), Cell::Number(0.5), "info@foretag.se; kontakt@foretag.se".into()],
                 vec![Cell::Empty, Cell::Empty],
                 vec!["bo@foretag.se".into(), " Vinter#99".into()],
             ],
@@ -3190,26 +2675,15 @@ mod tests {
         assert_eq!(rows[0].row, 2);
         assert_eq!(rows[0].source_login, "anna@foretag.se");
         assert_eq!(rows[0].source_password.expose(), "123456");
-        assert_eq!(
-            rows[0].target_password.as_ref().map(Secret::expose),
-            Some("0.5")
-        );
+        assert_eq!(rows[0].target_password.as_ref().map(Secret::expose), Some("0.5"));
         assert_eq!(rows[0].aliases, ["info@foretag.se", "kontakt@foretag.se"]);
         assert_eq!(rows[1].row, 4);
         assert_eq!(rows[1].source_password.expose(), " Vinter#99");
         let warnings = strings(&import.warnings);
         assert_eq!(warnings.len(), 3, "{warnings:#?}");
-        assert!(warnings[0].starts_with(
-            "Konton row 2, column \"Lösenord\": the password is a number or date in the sheet"
-        ));
-        assert!(
-            warnings[1]
-                .starts_with("Konton row 2, column \"Nytt lösenord\": the password is a number")
-        );
-        assert!(
-            warnings[2]
-                .starts_with("Konton row 4, column \"Lösenord\": the password begins or ends")
-        );
+        assert!(warnings[0].starts_with("Konton row 2, column \"Lösenord\": the password is a number or date in the sheet"));
+        assert!(warnings[1].starts_with("Konton row 2, column \"Nytt lösenord\": the password is a number"));
+        assert!(warnings[2].starts_with("Konton row 4, column \"Lösenord\": the password begins or ends"));
         assert!(!warnings.concat().contains("123456"));
     }
 
@@ -3226,10 +2700,7 @@ mod tests {
             ],
         )]);
         let err = failure("konton.xlsx", &workbook);
-        assert_error(
-            &err,
-            "Blad 1 row 4, column \"Ny inloggning\": login \"anna @y.se\" contains a space or line break",
-        );
+        assert_error(&err, "Blad 1 row 4, column \"Ny inloggning\": login \"anna @y.se\" contains a space or line break");
         assert_error(&err, "Blad 1 row 5, column \"Lösenord\": empty password");
         assert_eq!(err.problems.len(), 2, "{err}");
     }
@@ -3239,10 +2710,7 @@ mod tests {
         let workbook = xlsx(&[
             sheet("Instruktioner", &[&["Fyll i kontona på nästa flik"]]),
             sheet("Tom", &[]),
-            sheet(
-                "Konton",
-                &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]],
-            ),
+            sheet("Konton", &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]]),
             sheet("Gamla", &[&["E-post", "Lösenord"], &["old@x.se", "Pw3"]]),
         ]);
         let import = success("konton.xlsx", &workbook);
@@ -3250,24 +2718,15 @@ mod tests {
         assert_eq!(import.accounts[0].source_login, "anna@x.se");
         assert_eq!(
             strings(&import.warnings),
-            [
-                "Konton: the list was read from this sheet; the workbook's other sheets with data \
-              (\"Instruktioner\", \"Gamla\") were not read"
-            ]
+            ["Konton: the list was read from this sheet; the workbook's other sheets with data \
+              (\"Instruktioner\", \"Gamla\") were not read"]
         );
         // Without any header, the first sheet with data is read and its problems explain.
         let workbook = xlsx(&[sheet("Tom", &[]), sheet("Data", &[&["anna@x.se", "Pw3"]])]);
         let err = failure("konton.xlsx", &workbook);
-        assert!(
-            err.to_string()
-                .starts_with("Data row 1: no column for the login"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("Data row 1: no column for the login"), "{err}");
         let err = failure("konton.xlsx", &xlsx(&[sheet("Tom", &[])]));
-        assert_eq!(
-            err.to_string(),
-            "konton.xlsx: the workbook has no rows; fill in the template and import it again"
-        );
+        assert_eq!(err.to_string(), "konton.xlsx: the workbook has no rows; fill in the template and import it again");
     }
 
     #[test]
@@ -3288,25 +2747,13 @@ mod tests {
             <c r=\"B4\" t=\"e\"><v>#REF!</v></c></row>\
             </sheetData>";
         let err = failure("konton.xlsx", &raw_xlsx(data, Some(styles)));
-        assert_error(
-            &err,
-            "Blad1 row 3, column \"E-post\": the cell shows the formula error #N/A; type the value in instead",
-        );
-        assert_error(
-            &err,
-            "Blad1 row 4, column \"Lösenord\": the cell shows the formula error #REF!; type the value in instead",
-        );
+        assert_error(&err, "Blad1 row 3, column \"E-post\": the cell shows the formula error #N/A; type the value in instead");
+        assert_error(&err, "Blad1 row 4, column \"Lösenord\": the cell shows the formula error #REF!; type the value in instead");
         assert_eq!(err.problems.len(), 2, "{err}");
         let fixed = data
-            .replace(
-                "<c r=\"A3\" t=\"e\"><f>VLOOKUP(X1,Y:Z,2)</f><v>#N/A</v></c>",
-                "",
-            )
+            .replace("<c r=\"A3\" t=\"e\"><f>VLOOKUP(X1,Y:Z,2)</f><v>#N/A</v></c>", "")
             .replace("<c r=\"B3\" t=\"b\"><v>1</v></c>", "")
-            .replace(
-                "<c r=\"B4\" t=\"e\"><v>#REF!</v></c>",
-                "<c r=\"B4\"><v>7</v></c>",
-            );
+            .replace("<c r=\"B4\" t=\"e\"><v>#REF!</v></c>", "<c r=\"B4\"><v>7</v></c>");
         let import = success("konton.xlsx", &raw_xlsx(&fixed, Some(styles)));
         assert_eq!(import.accounts[0].source_password.expose(), "2024-02-01");
         assert_eq!(import.accounts[1].source_password.expose(), "7");
@@ -3325,45 +2772,18 @@ mod tests {
             (DataRef::Bool(true), "TRUE", not_text),
             (DataRef::SharedString("Sommar2024!"), "Sommar2024!", None),
             (DataRef::Empty, "", None),
-            (
-                DataRef::DateTime(ExcelDateTime::new(45323.0, DateTime, false)),
-                "2024-02-01",
-                not_text,
-            ),
-            (
-                DataRef::DateTime(ExcelDateTime::new(45323.75, DateTime, false)),
-                "2024-02-01 18:00:00",
-                not_text,
-            ),
-            (
-                DataRef::DateTime(ExcelDateTime::new(0.3125, DateTime, false)),
-                "07:30:00",
-                not_text,
-            ),
-            (
-                DataRef::DateTime(ExcelDateTime::new(1.5, TimeDelta, false)),
-                "36:00:00",
-                not_text,
-            ),
-            (
-                DataRef::DateTimeIso("2024-02-01T08:00:00".to_string()),
-                "2024-02-01 08:00:00",
-                not_text,
-            ),
-            (
-                DataRef::Error(CellErrorType::NA),
-                "#N/A",
-                Some(CellKind::Error),
-            ),
+            (DataRef::DateTime(ExcelDateTime::new(45323.0, DateTime, false)), "2024-02-01", not_text),
+            (DataRef::DateTime(ExcelDateTime::new(45323.75, DateTime, false)), "2024-02-01 18:00:00", not_text),
+            (DataRef::DateTime(ExcelDateTime::new(0.3125, DateTime, false)), "07:30:00", not_text),
+            (DataRef::DateTime(ExcelDateTime::new(1.5, TimeDelta, false)), "36:00:00", not_text),
+            (DataRef::DateTimeIso("2024-02-01T08:00:00".to_string()), "2024-02-01 08:00:00", not_text),
+            (DataRef::Error(CellErrorType::NA), "#N/A", Some(CellKind::Error)),
         ];
         for (value, text, kind) in cases {
             assert_eq!(data_ref_text(&value), (text.to_string(), kind), "{value:?}");
         }
         assert_eq!(data_text(&Data::Float(123456.0)).0, "123456");
-        assert_eq!(
-            data_text(&Data::String("x".into())),
-            ("x".to_string(), None)
-        );
+        assert_eq!(data_text(&Data::String("x".into())), ("x".to_string(), None));
     }
 
     #[test]
@@ -3375,19 +2795,10 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(err.problems.len(), 1);
         assert_eq!(err.problems[0].sheet, "Blad1");
-        assert!(
-            err.problems[0]
-                .message
-                .starts_with("the sheet's used area reaches row 1048576 and column XFD"),
-            "{err}"
-        );
+        assert!(err.problems[0].message.starts_with("the sheet's used area reaches row 1048576 and column XFD"), "{err}");
         // Rows or columns alone within limits, but an area that is not.
         let data = data.replace("XFD1048576", "IV99999");
-        assert!(
-            failure("konton.xlsx", &raw_xlsx(&data, None))
-                .to_string()
-                .contains("used area")
-        );
+        assert!(failure("konton.xlsx", &raw_xlsx(&data, None)).to_string().contains("used area"));
     }
 
     #[test]
@@ -3396,45 +2807,16 @@ mod tests {
                       <c r=\"B1\" t=\"inlineStr\"><is><t>Lösenord</t></is></c></row>\
                       <row r=\"2\"><c r=\"A2\" t=\"inlineStr\"><is><t>anna@x.se</t></is></c>\
                       <c r=\"B2\" t=\"inlineStr\"><is><t>Sommar2024!</t></is></c></row>";
-        let sheet = |extra: &str| {
-            raw_xlsx(
-                &format!("<dimension ref=\"A1:B2\"/><sheetData>{header}{extra}</sheetData>"),
-                None,
-            )
-        };
+        let sheet = |extra: &str| raw_xlsx(&format!("<dimension ref=\"A1:B2\"/><sheetData>{header}{extra}</sheetData>"), None);
         // The declared area lies; the far cell is caught when it arrives.
-        let err = failure(
-            "a.xlsx",
-            &sheet("<row r=\"200000\"><c r=\"A200000\"><v>1</v></c></row>"),
-        );
-        assert_eq!(
-            err.to_string(),
-            "Blad1 row 200000: the list has more than 100000 rows; is this the right file?"
-        );
-        let err = failure(
-            "a.xlsx",
-            &sheet("<row r=\"3\"><c r=\"JA3\"><v>1</v></c></row>"),
-        );
-        assert_eq!(
-            err.to_string(),
-            "Blad1 row 3, column \"JA\": the row uses more than 256 columns; is this the right file?"
-        );
-        let err = failure(
-            "a.xlsx",
-            &sheet(
-                "<row r=\"5\"><c r=\"A5\"><v>1</v></c></row><row r=\"3\"><c r=\"A3\"><v>1</v></c></row>",
-            ),
-        );
-        assert!(
-            err.to_string()
-                .contains("row 3: the sheet's rows are stored out of order"),
-            "{err}"
-        );
+        let err = failure("a.xlsx", &sheet("<row r=\"200000\"><c r=\"A200000\"><v>1</v></c></row>"));
+        assert_eq!(err.to_string(), "Blad1 row 200000: the list has more than 100000 rows; is this the right file?");
+        let err = failure("a.xlsx", &sheet("<row r=\"3\"><c r=\"JA3\"><v>1</v></c></row>"));
+        assert_eq!(err.to_string(), "Blad1 row 3, column \"JA\": the row uses more than 256 columns; is this the right file?");
+        let err = failure("a.xlsx", &sheet("<row r=\"5\"><c r=\"A5\"><v>1</v></c></row><row r=\"3\"><c r=\"A3\"><v>1</v></c></row>"));
+        assert!(err.to_string().contains("row 3: the sheet's rows are stored out of order"), "{err}");
         // A blank, formatted cell far away costs nothing and is no error.
-        let import = success(
-            "a.xlsx",
-            &sheet("<row r=\"1048576\"><c r=\"XFD1048576\" s=\"1\"/></row>"),
-        );
+        let import = success("a.xlsx", &sheet("<row r=\"1048576\"><c r=\"XFD1048576\" s=\"1\"/></row>"));
         assert_eq!(import.accounts.len(), 1);
     }
 
@@ -3459,14 +2841,7 @@ mod tests {
 
     #[test]
     fn zip_holding_an_xlsx() {
-        let workbook = xlsx(&[sheet(
-            "Blad1",
-            &[
-                &["E-post", "Lösenord"],
-                &["anna@x.se", "Sommar2024!"],
-                &["bo@x.se"],
-            ],
-        )]);
+        let workbook = xlsx(&[sheet("Blad1", &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"], &["bo@x.se"]])]);
         let archive = zip(&[
             ("__MACOSX/Konton/._konton.xlsx", b"mac resource fork"),
             ("Konton/.DS_Store", b"\0\0\0\x01Bud1"),
@@ -3474,14 +2849,8 @@ mod tests {
             ("Konton/konton.xlsx", &workbook),
         ]);
         let err = failure("från kund.zip", &archive);
-        assert_error(
-            &err,
-            "från kund.zip/Konton/konton.xlsx sheet Blad1 row 3, column \"Lösenord\": empty password",
-        );
-        let fixed = xlsx(&[sheet(
-            "Blad1",
-            &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]],
-        )]);
+        assert_error(&err, "från kund.zip/Konton/konton.xlsx sheet Blad1 row 3, column \"Lösenord\": empty password");
+        let fixed = xlsx(&[sheet("Blad1", &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]])]);
         let import = success("k.zip", &zip(&[("konton.xlsx", &fixed)]));
         assert_eq!(import.accounts[0].source_password.expose(), "Sommar2024!");
     }
@@ -3490,16 +2859,10 @@ mod tests {
     fn zip_holding_a_csv() {
         let archive = zip(&[
             ("LÄS MIG.txt", b"Kontolista fr\xc3\xa5n kunden"),
-            (
-                "konton.csv",
-                "E-post;Lösenord\r\nanna@x.se;Sommar2024!\r\nbo@x.se;\r\n".as_bytes(),
-            ),
+            ("konton.csv", "E-post;Lösenord\r\nanna@x.se;Sommar2024!\r\nbo@x.se;\r\n".as_bytes()),
         ]);
         let err = failure("konton.zip", &archive);
-        assert_eq!(
-            err.to_string(),
-            "konton.zip/konton.csv row 3, column \"Lösenord\": empty password"
-        );
+        assert_eq!(err.to_string(), "konton.zip/konton.csv row 3, column \"Lösenord\": empty password");
         // A .txt alone is the list.
         let archive = zip(&[("konton.txt", b"E-post\tL\xc3\xb6senord\nanna@x.se\tPw3\n")]);
         assert_eq!(success("k.zip", &archive).accounts.len(), 1);
@@ -3508,50 +2871,28 @@ mod tests {
     #[test]
     fn zips_that_do_not_hold_exactly_one_list() {
         let csv = "E-post;Lösenord\nanna@x.se;Pw3\n".as_bytes();
-        let workbook = xlsx(&[sheet(
-            "Blad1",
-            &[&["E-post", "Lösenord"], &["anna@x.se", "Pw3"]],
-        )]);
-        let err = failure(
-            "k.zip",
-            &zip(&[("konton.csv", csv), ("gamla/konton.xlsx", &workbook)]),
-        );
+        let workbook = xlsx(&[sheet("Blad1", &[&["E-post", "Lösenord"], &["anna@x.se", "Pw3"]])]);
+        let err = failure("k.zip", &zip(&[("konton.csv", csv), ("gamla/konton.xlsx", &workbook)]));
         assert_eq!(
             err.to_string(),
             "k.zip: the zip archive holds 2 spreadsheets (\"konton.csv\", \"gamla/konton.xlsx\"); \
              postflytt reads one list. Send a zip with only the account list, or that file alone"
         );
-        let err = failure(
-            "k.zip",
-            &zip(&[("bild.png", b"\x89PNG"), ("avtal.pdf", b"%PDF")]),
-        );
-        assert!(err.to_string().starts_with(
-            "k.zip: the zip archive holds no .xlsx, .ods or .csv file, only \"bild.png\", \"avtal.pdf\""
-        ), "{err}");
-        let err = failure("k.zip", &zip(&[]));
+        let err = failure("k.zip", &zip(&[("bild.png", b"\x89PNG"), ("avtal.pdf", b"%PDF")]));
         assert!(
-            err.to_string().contains("the zip archive is empty"),
+            err.to_string().starts_with("k.zip: the zip archive holds no .xlsx, .ods or .csv file, only \"bild.png\", \"avtal.pdf\""),
             "{err}"
         );
+        let err = failure("k.zip", &zip(&[]));
+        assert!(err.to_string().contains("the zip archive is empty"), "{err}");
         let err = failure("k.zip", &zip(&[("inre.zip", &zip(&[("konton.csv", csv)]))]));
         assert!(err.to_string().contains("holds no .xlsx"), "{err}");
-        let err = failure(
-            "k.zip",
-            &zip(&[("konton.xlsx", &zip(&[("konton.csv", csv)]))]),
-        );
-        assert!(
-            err.to_string()
-                .starts_with("k.zip/konton.xlsx: a zip inside the zip"),
-            "{err}"
-        );
+        let err = failure("k.zip", &zip(&[("konton.xlsx", &zip(&[("konton.csv", csv)]))]));
+        assert!(err.to_string().starts_with("k.zip/konton.xlsx: a zip inside the zip"), "{err}");
         let names: Vec<String> = (0..=MAX_ZIP_ENTRIES).map(|i| format!("f{i}.png")).collect();
         let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
         let err = failure("k.zip", &zip(&files));
-        assert!(
-            err.to_string()
-                .contains("has 101 entries, more than the 100"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("has 101 entries, more than the 100"), "{err}");
     }
 
     #[test]
@@ -3570,30 +2911,18 @@ mod tests {
         let mut archive = zip(&[("konton.csv", csv)]);
         declare_size(&mut archive, 10);
         let err = failure("k.zip", &archive);
-        assert!(
-            err.to_string()
-                .starts_with("k.zip/konton.csv: cannot unpack it from the zip"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("k.zip/konton.csv: cannot unpack it from the zip"), "{err}");
         // The same for the parts of a workbook.
         let mut workbook = xlsx(&[sheet("Blad1", &[&["E-post", "Lösenord"]])]);
         declare_size(&mut workbook, 0x1000_0000);
-        assert!(
-            failure("k.xlsx", &workbook)
-                .to_string()
-                .contains("more than 64 MB")
-        );
+        assert!(failure("k.xlsx", &workbook).to_string().contains("more than 64 MB"));
         // An end record claiming a huge number of entries is refused before the zip crate reads it.
         let mut archive = zip(&[("konton.csv", csv)]);
         let end = archive.len() - 22;
         assert_eq!(declared_entries(&archive), Some(1));
         archive[end + 8..end + 12].copy_from_slice(&[0xFE, 0xFF, 0xFE, 0xFF]);
         assert_eq!(declared_entries(&archive), Some(0xFFFE));
-        assert!(
-            failure("k.zip", &archive)
-                .to_string()
-                .contains("more than 1000 entries")
-        );
+        assert!(failure("k.zip", &archive).to_string().contains("more than 1000 entries"));
         assert_eq!(declared_entries(b"no zip here"), None);
     }
 
@@ -3616,83 +2945,35 @@ mod tests {
         for name in ["konton.xls", "konton.xlsx", "konton.csv"] {
             let err = failure(name, ole);
             assert!(
-                err.to_string().starts_with(&format!(
-                    "{name}: this is an Excel 97-2003 workbook (.xls) or a password-protected workbook"
-                )),
+                err.to_string().starts_with(&format!("{name}: this is an Excel 97-2003 workbook (.xls) or a password-protected workbook")),
                 "{err}"
             );
         }
         let err = failure("k.zip", &zip(&[("konton.xls", ole)]));
-        assert!(
-            err.to_string()
-                .starts_with("k.zip/konton.xls: this is an Excel 97-2003"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("k.zip/konton.xls: this is an Excel 97-2003"), "{err}");
         for (name, bytes, expected) in [
             ("konton.pdf", &b"%PDF-1.7\n"[..], "this is a PDF document"),
-            (
-                "konton.xlsx",
-                b"\x12\x00\x99garbage",
-                "the file is named .xlsx but is not one",
-            ),
-            (
-                "konton.dat",
-                b"\x12\x00\x99garbage",
-                "the file is neither a spreadsheet nor text",
-            ),
-            (
-                "konton.xls",
-                b"\xEF\xBB\xBF <html><table>",
-                "this is a web page or XML file",
-            ),
-            (
-                "konton.rar",
-                b"Rar!\x1A\x07\x00",
-                "this is a RAR or 7-Zip archive",
-            ),
-            (
-                "konton.xlsx",
-                b"PK\x03\x04truncated",
-                "cannot be opened as a zip archive",
-            ),
+            ("konton.xlsx", b"\x12\x00\x99garbage", "the file is named .xlsx but is not one"),
+            ("konton.dat", b"\x12\x00\x99garbage", "the file is neither a spreadsheet nor text"),
+            ("konton.xls", b"\xEF\xBB\xBF <html><table>", "this is a web page or XML file"),
+            ("konton.rar", b"Rar!\x1A\x07\x00", "this is a RAR or 7-Zip archive"),
+            ("konton.xlsx", b"PK\x03\x04truncated", "cannot be opened as a zip archive"),
         ] {
             let err = failure(name, bytes);
-            assert!(
-                err.to_string().starts_with(&format!("{name}: {expected}")),
-                "{err}"
-            );
+            assert!(err.to_string().starts_with(&format!("{name}: {expected}")), "{err}");
         }
-        let word = zip(&[
-            ("[Content_Types].xml", b"<Types/>"),
-            ("word/document.xml", b"<w/>"),
-        ]);
-        assert!(
-            failure("k.docx", &word)
-                .to_string()
-                .contains("Word or PowerPoint")
-        );
-        let xlsb = zip(&[
-            ("[Content_Types].xml", b"<Types/>"),
-            ("xl/workbook.bin", b""),
-        ]);
+        let word = zip(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", b"<w/>")]);
+        assert!(failure("k.docx", &word).to_string().contains("Word or PowerPoint"));
+        let xlsb = zip(&[("[Content_Types].xml", b"<Types/>"), ("xl/workbook.bin", b"")]);
         assert!(failure("k.xlsb", &xlsb).to_string().contains("(.xlsb)"));
     }
 
     #[test]
     fn the_type_is_judged_by_content_not_name() {
-        let workbook = xlsx(&[sheet(
-            "Blad1",
-            &[&["E-post", "Lösenord"], &["anna@x.se", "Pw3"]],
-        )]);
-        assert_eq!(
-            success("konton.csv", &workbook).accounts[0].source_login,
-            "anna@x.se"
-        );
+        let workbook = xlsx(&[sheet("Blad1", &[&["E-post", "Lösenord"], &["anna@x.se", "Pw3"]])]);
+        assert_eq!(success("konton.csv", &workbook).accounts[0].source_login, "anna@x.se");
         let csv = "E-post;Lösenord\nanna@x.se;Pw3\n".as_bytes();
-        assert_eq!(
-            success("konton.xlsx", csv).accounts[0].source_login,
-            "anna@x.se"
-        );
+        assert_eq!(success("konton.xlsx", csv).accounts[0].source_login, "anna@x.se");
         assert_eq!(success("konton", &zip(&[("k.csv", csv)])).accounts.len(), 1);
     }
 
@@ -3716,30 +2997,21 @@ mod tests {
 
     fn ods(tables: &str) -> Vec<u8> {
         zip(&[
-            (
-                "mimetype",
-                b"application/vnd.oasis.opendocument.spreadsheet",
-            ),
+            ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet"),
             ("META-INF/manifest.xml", ODS_MANIFEST),
             ("content.xml", ods_content(tables).as_bytes()),
         ])
     }
 
     fn ods_text(text: &str) -> String {
-        format!(
-            "<table:table-cell office:value-type=\"string\"><text:p>{text}</text:p></table:table-cell>"
-        )
+        format!("<table:table-cell office:value-type=\"string\"><text:p>{text}</text:p></table:table-cell>")
     }
 
     /// A LibreOffice-style sheet: the data, then the rest of the sheet as repeated blank cells and rows.
     fn ods_sheet(name: &str, rows: &[String]) -> String {
-        let mut xml = format!(
-            "<table:table table:name=\"{name}\"><table:table-column table:number-columns-repeated=\"1024\"/>"
-        );
+        let mut xml = format!("<table:table table:name=\"{name}\"><table:table-column table:number-columns-repeated=\"1024\"/>");
         for row in rows {
-            xml.push_str(&format!(
-                "<table:table-row>{row}<table:table-cell table:number-columns-repeated=\"1020\"/></table:table-row>"
-            ));
+            xml.push_str(&format!("<table:table-row>{row}<table:table-cell table:number-columns-repeated=\"1020\"/></table:table-row>"));
         }
         xml.push_str(
             "<table:table-row table:number-rows-repeated=\"1048570\">\
@@ -3756,34 +3028,18 @@ mod tests {
              <text:p>123456</text:p></table:table-cell>",
             ods_text("anna@x.se")
         );
-        let bo = format!(
-            "{}<table:table-cell table:number-columns-repeated=\"2\"/>{}",
-            ods_text("bo@x.se"),
-            ods_text("ignored")
-        );
-        let tables = format!(
-            "{}{}",
-            ods_sheet("Anteckningar", &[ods_text("Se nästa flik")]),
-            ods_sheet("Konton", &[header, anna, bo])
-        );
+        let bo = format!("{}<table:table-cell table:number-columns-repeated=\"2\"/>{}", ods_text("bo@x.se"), ods_text("ignored"));
+        let tables = format!("{}{}", ods_sheet("Anteckningar", &[ods_text("Se nästa flik")]), ods_sheet("Konton", &[header, anna, bo]));
         let err = failure("konton.ods", &ods(&tables));
         assert_error(&err, "Konton row 3, column \"Lösenord\": empty password");
-        let fixed = tables.replace(
-            "<table:table-cell table:number-columns-repeated=\"2\"/>",
-            &ods_text("Pw3"),
-        );
+        let fixed = tables.replace("<table:table-cell table:number-columns-repeated=\"2\"/>", &ods_text("Pw3"));
         let import = success("konton.ods", &ods(&fixed));
         assert_eq!(import.accounts.len(), 2);
         assert_eq!(import.accounts[0].source_password.expose(), "123456");
         assert_eq!(import.accounts[1].source_password.expose(), "Pw3");
         let warnings = strings(&import.warnings);
-        assert!(
-            warnings[0].contains("other sheets with data (\"Anteckningar\")"),
-            "{warnings:?}"
-        );
-        assert!(
-            warnings[1].starts_with("Konton row 2, column \"Lösenord\": the password is a number")
-        );
+        assert!(warnings[0].contains("other sheets with data (\"Anteckningar\")"), "{warnings:?}");
+        assert!(warnings[1].starts_with("Konton row 2, column \"Lösenord\": the password is a number"));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         let zipped = zip(&[("konton.ods", &ods(&fixed))]);
         assert_eq!(success("k.zip", &zipped).accounts.len(), 2);
@@ -3792,8 +3048,7 @@ mod tests {
     #[test]
     fn ods_expansion_bombs_are_refused() {
         let header = format!("{}{}", ods_text("E-post"), ods_text("Lösenord"));
-        let scan =
-            |tables: &str| check_ods_content(ods_content(tables).as_bytes(), &|s| s.to_string());
+        let scan = |tables: &str| check_ods_content(ods_content(tables).as_bytes(), &|s| s.to_string());
         // The LibreOffice layout of an ordinary list passes.
         assert!(scan(&ods_sheet("Konton", std::slice::from_ref(&header))).is_ok());
         // A row of data repeated far down.
@@ -3803,16 +3058,8 @@ mod tests {
             ods_text("x")
         );
         let err = scan(&tables).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("Bomb row 100001: the sheet has data in row 1000001"),
-            "{err}"
-        );
-        assert!(
-            failure("b.ods", &ods(&tables))
-                .to_string()
-                .contains("data in row 1000001")
-        );
+        assert!(err.to_string().starts_with("Bomb row 100001: the sheet has data in row 1000001"), "{err}");
+        assert!(failure("b.ods", &ods(&tables)).to_string().contains("data in row 1000001"));
         // A cell with data repeated across columns.
         let tables = "<table:table table:name=\"Bomb\"><table:table-row>\
             <table:table-cell table:number-columns-repeated=\"16384\" office:value-type=\"string\">\
@@ -3828,22 +3075,12 @@ mod tests {
             "<table:table table:name=\"Bomb\">{wide}<table:table-row table:number-rows-repeated=\"99000\">\
              <table:table-cell table:number-columns-repeated=\"1024\"/></table:table-row>{wide}</table:table>"
         );
-        assert!(
-            scan(&tables)
-                .unwrap_err()
-                .to_string()
-                .contains("more than the 2000000 cells")
-        );
+        assert!(scan(&tables).unwrap_err().to_string().contains("more than the 2000000 cells"));
         // A space run of a billion in one cell.
         let tables = "<table:table table:name=\"Bomb\"><table:table-row>\
             <table:table-cell office:value-type=\"string\"><text:p>a<text:s text:c=\"1000000000\"/>b\
             </text:p></table:table-cell></table:table-row></table:table>";
-        assert!(
-            scan(tables)
-                .unwrap_err()
-                .to_string()
-                .contains("more than 256 MB")
-        );
+        assert!(scan(tables).unwrap_err().to_string().contains("more than 256 MB"));
         // Modest text repeated over many rows adds up too.
         let tables = format!(
             "<table:table table:name=\"Bomb\"><table:table-row table:number-rows-repeated=\"99000\">\
@@ -3851,12 +3088,7 @@ mod tests {
              <text:p>{}</text:p></table:table-cell></table:table-row></table:table>",
             "x".repeat(200)
         );
-        assert!(
-            scan(&tables)
-                .unwrap_err()
-                .to_string()
-                .contains("more than 256 MB")
-        );
+        assert!(scan(&tables).unwrap_err().to_string().contains("more than 256 MB"));
     }
 
     /// Runs an import on its own thread and fails the test if it has not finished in 20 seconds.
@@ -3882,16 +3114,10 @@ mod tests {
         ));
         let open_sheet = &full.as_bytes()[..full.find("<table:table-row").unwrap()];
         let err = check_ods_content(open_sheet, &|s| s.to_string()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("Konton: the spreadsheet ends in the middle of a sheet")
-        );
+        assert!(err.to_string().starts_with("Konton: the spreadsheet ends in the middle of a sheet"));
         for cut in (0..full.len()).step_by(7) {
             let bytes = zip(&[
-                (
-                    "mimetype",
-                    b"application/vnd.oasis.opendocument.spreadsheet",
-                ),
+                ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet"),
                 ("META-INF/manifest.xml", ODS_MANIFEST),
                 ("content.xml", &full.as_bytes()[..cut]),
             ]);
@@ -3901,10 +3127,7 @@ mod tests {
 
     #[test]
     fn truncated_xlsx_parts_give_errors() {
-        let sheets = [sheet(
-            "Blad1",
-            &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]],
-        )];
+        let sheets = [sheet("Blad1", &[&["E-post", "Lösenord"], &["anna@x.se", "Sommar2024!"]])];
         let parts = parts(&sheets).unwrap();
         for (i, (part, xml)) in parts.iter().enumerate() {
             for cut in (0..xml.len()).step_by(11) {
@@ -3945,10 +3168,7 @@ mod tests {
             ("E-post / Username", Some(Field::SourceLogin)),
             ("Lösenord / Password", Some(Field::SourcePassword)),
             ("Ny inloggning / Target login", Some(Field::TargetLogin)),
-            (
-                "Nytt lösenord / Target password",
-                Some(Field::TargetPassword),
-            ),
+            ("Nytt lösenord / Target password", Some(Field::TargetPassword)),
             ("Alias / Aliases", Some(Field::Aliases)),
             ("Lösenord (Password)", Some(Field::SourcePassword)),
             ("E-post|Email", Some(Field::SourceLogin)),
@@ -3970,9 +3190,12 @@ mod tests {
         assert_eq!(import.accounts[0].source_login, "bo@x.se");
         let warnings = strings(&import.warnings);
         assert_eq!(warnings.len(), 2);
-        assert!(warnings[0].starts_with(
-            "konton.csv row 2, column \"E-post\": an example row like the template's (the domain is reserved for examples); ignored"
-        ), "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "konton.csv row 2, column \"E-post\": an example row like the template's (the domain is reserved for examples); ignored"
+            ),
+            "{warnings:?}"
+        );
         assert!(warnings[1].starts_with("konton.csv row 4, column \"E-post\""));
         assert!(!is_example_login("anna@example.se.foretag.se"));
         assert!(!is_example_login("anna@myexample.se"));
@@ -3980,18 +3203,10 @@ mod tests {
 
     #[test]
     fn broken_unicode_is_refused_with_a_line() {
-        let err =
-            import_bytes("a.csv", b"\xEF\xBB\xBFE-post;L\xC3\xB6senord\nanna;\xFF\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "a.csv: the file says it is UTF-8 but is not, on line 2; save it again as \"CSV UTF-8\""
-        );
+        let err = import_bytes("a.csv", b"\xEF\xBB\xBFE-post;L\xC3\xB6senord\nanna;\xFF\n").unwrap_err();
+        assert_eq!(err.to_string(), "a.csv: the file says it is UTF-8 but is not, on line 2; save it again as \"CSV UTF-8\"");
         let err = import_bytes("a.csv", b"\xFF\xFEa\x00\x00\xD8b\x00").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("says it is UTF-16 but is not, on line 1"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("says it is UTF-16 but is not, on line 1"), "{err}");
     }
 
     #[test]
@@ -3999,27 +3214,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postflytt-import-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("Konton 2024.csv");
-        std::fs::write(
-            &path,
-            windows_1252("Konto;Lösenord\r\nanna@x.se;Sommar2024!\r\nbo@x.se;\r\n"),
-        )
-        .unwrap();
+        std::fs::write(&path, windows_1252("Konto;Lösenord\r\nanna@x.se;Sommar2024!\r\nbo@x.se;\r\n")).unwrap();
         let err = read_accounts(&path).unwrap_err();
-        assert_error(
-            &err,
-            "Konton 2024.csv row 3, column \"Lösenord\": empty password",
-        );
+        assert_error(&err, "Konton 2024.csv row 3, column \"Lösenord\": empty password");
         std::fs::write(&path, "Konto;Lösenord\nanna@x.se;Sommar2024!\n").unwrap();
         let rows = read_accounts(&path).unwrap();
         assert_eq!(rows[0].source_password.expose(), "Sommar2024!");
         // Debug output of an account never shows its password.
         assert!(!format!("{rows:?}").contains("Sommar2024!"));
         let err = read_accounts(&dir.join("missing.csv")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("missing.csv: cannot read the file:"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("missing.csv: cannot read the file:"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -280,9 +280,8 @@ fn data_dir(args: &Args) -> PathBuf {
 }
 
 fn parse_host_port(text: &str, side: &str) -> Result<(String, u16)> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("--{side} {text:?}: write it as HOST:PORT, e.g. imap.example.se:993"))?;
+    let (host, port) =
+        text.rsplit_once(':').ok_or_else(|| anyhow!("--{side} {text:?}: write it as HOST:PORT, e.g. imap.example.se:993"))?;
     let port = port.parse().map_err(|_| anyhow!("--{side} {text:?}: {port:?} is not a port number"))?;
     if host.is_empty() {
         bail!("--{side} {text:?}: the host is missing");
@@ -421,7 +420,11 @@ fn run(args: Args) -> Result<ExitCode> {
                     result
                 },
                 &|account, e| check::CheckResult::failed(account, &format!("{e:#}")),
-                &|r| if !quiet { eprintln!("<6>checked {}: {}", r.account, r.verdict.words()) },
+                &|r| {
+                    if !quiet {
+                        eprintln!("<6>checked {}: {}", r.account, r.verdict.words())
+                    }
+                },
             );
             results.sort_by(|a, b| a.account.cmp(&b.account));
             let total: u64 = results.iter().map(|r| r.bytes).sum();
@@ -429,19 +432,24 @@ fn run(args: Args) -> Result<ExitCode> {
             let mut text = match format.as_str() {
                 "csv" => check::csv(&results)?,
                 "xlsx" => check::xlsx(&results)?,
-                "json" => serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?,
+                "json" => {
+                    serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?
+                }
                 _ => check::table(&results).into_bytes(),
             };
             if format == "table" {
                 let ready = results.iter().filter(|r| r.verdict == check::Verdict::Ready).count();
-                text.extend_from_slice(format!(
-                    "{ready} of {} accounts ready; {} to stage, {} free for staging in {}{}\n",
-                    results.len(),
-                    sync::human_bytes(total),
-                    sync::human_bytes(free),
-                    dir.display(),
-                    if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
-                ).as_bytes());
+                text.extend_from_slice(
+                    format!(
+                        "{ready} of {} accounts ready; {} to stage, {} free for staging in {}{}\n",
+                        results.len(),
+                        sync::human_bytes(total),
+                        sync::human_bytes(free),
+                        dir.display(),
+                        if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
+                    )
+                    .as_bytes(),
+                );
             }
             write_output(c.output.as_deref(), &text)?;
             let all_ready = results.iter().all(|r| r.verdict == check::Verdict::Ready);
@@ -466,8 +474,7 @@ fn run(args: Args) -> Result<ExitCode> {
             }
             tx.commit()?;
             println!("{added} accounts added, {updated} updated");
-            let missing: Vec<&String> =
-                known.iter().filter(|k| !rows.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
+            let missing: Vec<&String> = known.iter().filter(|k| !rows.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
             for m in missing {
                 println!("note: {m} is not in this file; it was kept");
             }
@@ -532,12 +539,23 @@ fn run(args: Args) -> Result<ExitCode> {
                  FROM account a ORDER BY a.source_login",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?, r.get::<_, i64>(7)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
             })?;
             for row in rows {
                 let (source, target, state, error, total, pushed, bytes, throttled) = row?;
-                println!("{source} -> {target}: {state}, {pushed}/{total} messages on the target, {} staged", sync::human_bytes(bytes as u64));
+                println!(
+                    "{source} -> {target}: {state}, {pushed}/{total} messages on the target, {} staged",
+                    sync::human_bytes(bytes as u64)
+                );
                 if throttled > 0 {
                     println!("    the servers asked the last pass to slow down {throttled} times (waited as asked; not an error)");
                 }
@@ -552,64 +570,80 @@ fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
-    let listen = serve.listen.clone().or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty())).unwrap_or_else(|| "127.0.0.1:8025".into());
+    let listen = serve
+        .listen
+        .clone()
+        .or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| "127.0.0.1:8025".into());
 
-            let app = appliance::Appliance::open(&dir)?;
-            // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register_conditional_default(signal, std::sync::Arc::clone(&stop))?;
-                signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))?;
-            }
-            let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
-            let shown = if host == "0.0.0.0" || host == "[::]" { listen.replacen(host, "THIS-BOX", 1) } else { listen.clone() };
-            log::info!("postflytt {} serving the page at http://{shown}/", env!("CARGO_PKG_VERSION"));
-            log::info!("viewer code for the customer: {} (also in {})", app.viewer_code, dir.join("viewer-code").display());
-            log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
-            let scheduler = { let a = std::sync::Arc::clone(&app); workers::spawn_thread("scheduler", move || a.scheduler())? };
-            let watcher = { let a = std::sync::Arc::clone(&app); std::thread::spawn(move || appliance::mx_watcher(a)) };
-            let mut public_names = serve.public_name.clone();
-            if let Ok(names) = std::env::var("POSTFLYTT_PUBLIC_NAMES") {
-                public_names.extend(names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string));
-            }
-            let server = { let a = std::sync::Arc::clone(&app); let listen = listen.clone(); std::thread::spawn(move || http::serve(a, &listen, &public_names)) };
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && !server.is_finished() {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-            appliance::SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
-            if server.is_finished() {
-                // The web side ended without being asked: exit non-zero, so that systemd restarts it.
-                match server.join() {
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => bail!("the web server stopped: it panicked"),
-                    Ok(Ok(())) if !stop.load(std::sync::atomic::Ordering::SeqCst) => bail!("the web server stopped"),
-                    Ok(Ok(())) => {}
-                }
-            } else {
-                log::info!("stopping: a running pass stops at its next folder; everything done so far is journalled");
-                let _ = server.join();
-            }
-            let _ = watcher.join();
-            let _ = scheduler.join();
-            log::info!("stopped");
-            Ok(ExitCode::SUCCESS)
+    let app = appliance::Appliance::open(&dir)?;
+    // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_default(signal, std::sync::Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))?;
+    }
+    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+    let shown = if host == "0.0.0.0" || host == "[::]" { listen.replacen(host, "THIS-BOX", 1) } else { listen.clone() };
+    log::info!("postflytt {} serving the page at http://{shown}/", env!("CARGO_PKG_VERSION"));
+    log::info!("viewer code for the customer: {} (also in {})", app.viewer_code, dir.join("viewer-code").display());
+    log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
+    let scheduler = {
+        let a = std::sync::Arc::clone(&app);
+        workers::spawn_thread("scheduler", move || a.scheduler())?
+    };
+    let watcher = {
+        let a = std::sync::Arc::clone(&app);
+        std::thread::spawn(move || appliance::mx_watcher(a))
+    };
+    let mut public_names = serve.public_name.clone();
+    if let Ok(names) = std::env::var("POSTFLYTT_PUBLIC_NAMES") {
+        public_names.extend(names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string));
+    }
+    let server = {
+        let a = std::sync::Arc::clone(&app);
+        let listen = listen.clone();
+        std::thread::spawn(move || http::serve(a, &listen, &public_names))
+    };
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && !server.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    appliance::SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    if server.is_finished() {
+        // The web side ended without being asked: exit non-zero, so that systemd restarts it.
+        match server.join() {
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("the web server stopped: it panicked"),
+            Ok(Ok(())) if !stop.load(std::sync::atomic::Ordering::SeqCst) => bail!("the web server stopped"),
+            Ok(Ok(())) => {}
         }
+    } else {
+        log::info!("stopping: a running pass stops at its next folder; everything done so far is journalled");
+        let _ = server.join();
+    }
+    let _ = watcher.join();
+    let _ = scheduler.join();
+    log::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
 
 fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
-
-            let app = appliance::Appliance::open(&dir)?;
-            let outcome = appliance::finish(&app, f.force)?;
-            for p in &outcome.problems {
-                println!("problem: {p}");
-            }
-            if outcome.purged {
-                println!("finished: every account verified{}; passwords and staged mail purged. The report: postflytt report", if outcome.verified_ok { "" } else { " (with problems, purged anyway)" });
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("not finished: fix the problems above and run finish again (or --force)");
-                Ok(ExitCode::from(2))
-            }
-        }
+    let app = appliance::Appliance::open(&dir)?;
+    let outcome = appliance::finish(&app, f.force)?;
+    for p in &outcome.problems {
+        println!("problem: {p}");
+    }
+    if outcome.purged {
+        println!(
+            "finished: every account verified{}; passwords and staged mail purged. The report: postflytt report",
+            if outcome.verified_ok { "" } else { " (with problems, purged anyway)" }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("not finished: fix the problems above and run finish again (or --force)");
+        Ok(ExitCode::from(2))
+    }
+}
 
 /// An app's client secret from a file, or from standard input for "-" (never from the command line,
 /// where `ps` and the shell history would show it).

@@ -84,7 +84,12 @@ pub fn limit_sqlite() {
     // up-front block) and is called before SQLite is initialised, on the only thread there is.
     unsafe {
         ffi::sqlite3_config(ffi::SQLITE_CONFIG_LOOKASIDE, 0 as std::ffi::c_int, 0 as std::ffi::c_int);
-        ffi::sqlite3_config(ffi::SQLITE_CONFIG_PAGECACHE, std::ptr::null_mut::<std::ffi::c_void>(), 0 as std::ffi::c_int, 0 as std::ffi::c_int);
+        ffi::sqlite3_config(
+            ffi::SQLITE_CONFIG_PAGECACHE,
+            std::ptr::null_mut::<std::ffi::c_void>(),
+            0 as std::ffi::c_int,
+            0 as std::ffi::c_int,
+        );
     }
     // SAFETY: sets a process-wide number; SQLite serialises it with its own mutex.
     unsafe {

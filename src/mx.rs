@@ -90,9 +90,8 @@ impl Resolver {
         match configured {
             Some(text) => Ok(Resolver { nameservers: vec![parse_nameserver(text)?] }),
             None => {
-                let text = std::fs::read_to_string(RESOLV_CONF).with_context(|| {
-                    format!("cannot read {RESOLV_CONF} to find a nameserver for MX lookups: {HOW_TO_CONFIGURE}")
-                })?;
+                let text = std::fs::read_to_string(RESOLV_CONF)
+                    .with_context(|| format!("cannot read {RESOLV_CONF} to find a nameserver for MX lookups: {HOW_TO_CONFIGURE}"))?;
                 Resolver::from_resolv_conf(&text).context(RESOLV_CONF)
             }
         }
@@ -255,14 +254,10 @@ fn normalize_host(text: &str) -> String {
 pub fn points_at(answer: &MxAnswer, target_mx: &[String]) -> bool {
     let Some(best) = answer.hosts.iter().map(|(p, _)| *p).min() else { return false };
     let patterns: Vec<Pattern> = target_mx.iter().filter_map(|p| Pattern::parse(p)).collect();
-    answer
-        .hosts
-        .iter()
-        .filter(|(p, _)| *p == best)
-        .all(|(_, host)| {
-            let host = ascii_domain(&normalize_host(host)).unwrap_or_default();
-            !host.is_empty() && host != "." && patterns.iter().any(|pattern| pattern.matches(&host))
-        })
+    answer.hosts.iter().filter(|(p, _)| *p == best).all(|(_, host)| {
+        let host = ascii_domain(&normalize_host(host)).unwrap_or_default();
+        !host.is_empty() && host != "." && patterns.iter().any(|pattern| pattern.matches(&host))
+    })
 }
 
 enum Pattern {
@@ -429,7 +424,13 @@ fn punycode(label: &str) -> Option<String> {
                 let mut q = delta;
                 let mut k = BASE;
                 loop {
-                    let t = if k <= bias { TMIN } else if k >= bias + TMAX { TMAX } else { k - bias };
+                    let t = if k <= bias {
+                        TMIN
+                    } else if k >= bias + TMAX {
+                        TMAX
+                    } else {
+                        k - bias
+                    };
                     if q < t {
                         break;
                     }
@@ -535,10 +536,7 @@ mod tests {
     #[test]
     fn answers_are_sorted_lowercased_without_trailing_dot() {
         let a = answer(&[(20, "MX2.Old.Example."), (10, "mx1.old.example."), (10, "a.old.example"), (10, "mx1.old.example")]);
-        assert_eq!(
-            a.hosts,
-            [(10, "a.old.example".to_string()), (10, "mx1.old.example".to_string()), (20, "mx2.old.example".to_string())]
-        );
+        assert_eq!(a.hosts, [(10, "a.old.example".to_string()), (10, "mx1.old.example".to_string()), (20, "mx2.old.example".to_string())]);
         assert_eq!(a.status, MxStatus::Found);
         assert_eq!(a.describe(), "MX a.old.example (10), mx1.old.example (10), mx2.old.example (20)");
         // RFC 7505 null MX keeps a visible host.

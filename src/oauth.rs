@@ -48,12 +48,7 @@ pub async fn token(app: &App) -> Result<Secret> {
     let key = format!("{}|{}|{}", app.token_url, app.tenant, app.client_id);
     let cached = |key: &str| {
         let now = crate::store::now();
-        CACHE
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .filter(|c| c.expires_at - REFRESH_MARGIN > now)
-            .map(|c| c.token.clone())
+        CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(key).filter(|c| c.expires_at - REFRESH_MARGIN > now).map(|c| c.token.clone())
     };
     if let Some(token) = cached(&key) {
         return Ok(token);
@@ -64,10 +59,7 @@ pub async fn token(app: &App) -> Result<Secret> {
     }
     let now = crate::store::now();
     let (token, lifetime) = fetch_token(app).await?;
-    CACHE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, Cached { token: token.clone(), expires_at: now + lifetime });
+    CACHE.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Cached { token: token.clone(), expires_at: now + lifetime });
     Ok(token)
 }
 
@@ -97,24 +89,25 @@ async fn fetch_token(app: &App) -> Result<(Secret, i64)> {
         ("scope", SCOPE),
         ("grant_type", "client_credentials"),
     ]);
-    let (status, response) = post_form(&app.token_url, &body).await.with_context(|| format!("cannot reach the token endpoint {}", app.token_url))?;
+    let (status, response) =
+        post_form(&app.token_url, &body).await.with_context(|| format!("cannot reach the token endpoint {}", app.token_url))?;
     let json: Value = serde_json::from_slice(&response).unwrap_or(Value::Null);
     if status != 200 {
         let code = json.get("error").and_then(Value::as_str).unwrap_or("");
         let description = json.get("error_description").and_then(Value::as_str).unwrap_or("").lines().next().unwrap_or("");
         let advice = match code {
             "invalid_client" => "the client secret is wrong or expired: make a new secret in the app registration and set it again",
-            "unauthorized_client" => "the app is not allowed this grant: check the client id and that the app registration exists in this tenant",
+            "unauthorized_client" => {
+                "the app is not allowed this grant: check the client id and that the app registration exists in this tenant"
+            }
             "invalid_request" if description.contains("AADSTS90002") => "the tenant id is wrong",
             "invalid_scope" => "the app lacks Office 365 Exchange Online permissions: add IMAP.AccessAsApp and grant admin consent",
             _ => "check the tenant id, client id and secret in the app registration",
         };
         bail!("Microsoft 365 refused the app's token request (HTTP {status}, {code}: {description}): {advice}");
     }
-    let token = json
-        .get("access_token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("the token endpoint answered without an access_token"))?;
+    let token =
+        json.get("access_token").and_then(Value::as_str).ok_or_else(|| anyhow!("the token endpoint answered without an access_token"))?;
     let lifetime = json.get("expires_in").and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(3600);
     Ok((Secret::new(token), lifetime.max(60)))
 }
@@ -127,7 +120,9 @@ async fn post_form(url: &str, body: &str) -> Result<(u16, Vec<u8>)> {
         None => (rest, "/"),
     };
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h.to_string(), p.parse().map_err(|_| anyhow!("bad port in {url}"))?),
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            (h.to_string(), p.parse().map_err(|_| anyhow!("bad port in {url}"))?)
+        }
         _ => (authority.to_string(), if scheme == "https" { 443 } else { 80 }),
     };
     let tls = match scheme {

@@ -133,7 +133,8 @@ pub async fn pull_folder(
     // 1. Metadata of messages not seen before, written in batches of `LISTING_ROWS_PER_WRITE` as it
     // arrives (memory stays flat however big the folder). Unsolicited FETCH answers (flag updates without SIZE/INTERNALDATE) are not new mail.
     let next_uid = last_uid.checked_add(1);
-    if let (Some(next_uid), true) = (next_uid, selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid.saturating_add(1))) {
+    if let (Some(next_uid), true) = (next_uid, selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid.saturating_add(1)))
+    {
         let mut items = vec![FetchItem::Uid, FetchItem::Flags, FetchItem::InternalDate, FetchItem::Size];
         if condstore {
             items.push(FetchItem::ModSeq);
@@ -170,8 +171,11 @@ pub async fn pull_folder(
         last_uid = highest;
         // The last rows and the folder's new `last_uid` together: the listing counts as done only now.
         rows.write(store, |conn| {
-            conn.execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder.id, uidvalidity, last_uid])
-                .map(drop)
+            conn.execute(
+                "UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1",
+                params![folder.id, uidvalidity, last_uid],
+            )
+            .map(drop)
         })?;
         // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
         // first pass finds everything, which says nothing about whether the mailbox is still in use.
@@ -620,9 +624,18 @@ enum BodyWrite {
     /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
     /// of it goes, and it is not staged until its hash is written again.
     Restart(i64),
-    Chunk { id: i64, seq: i64, data: Vec<u8> },
+    Chunk {
+        id: i64,
+        seq: i64,
+        data: Vec<u8>,
+    },
     /// The message is whole: its hash, true size and identity.
-    Staged { id: i64, hash: Vec<u8>, size: u64, identity: Option<String> },
+    Staged {
+        id: i64,
+        hash: Vec<u8>,
+        size: u64,
+        identity: Option<String>,
+    },
 }
 
 impl BodyBatch {
@@ -661,7 +674,8 @@ impl BodyBatch {
                     conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
                 }
                 BodyWrite::Chunk { id, seq, data } => {
-                    conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?.execute(params![id, seq, data])?;
+                    conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?
+                        .execute(params![id, seq, data])?;
                 }
                 BodyWrite::Staged { id, hash, size, identity } => {
                     conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?

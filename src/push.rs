@@ -98,7 +98,10 @@ pub fn classify_refusal(answer: &crate::imap::Answer) -> Refusal {
         // A BAD (Exchange: "User is authenticated but not connected"), a folder gone missing or a
         // server that is briefly unavailable says nothing about the message: try it on a later pass.
         Refusal::Unknown
-    } else if words.contains("too big") || words.contains("too large") || words.contains("size") || words.contains("invalid")
+    } else if words.contains("too big")
+        || words.contains("too large")
+        || words.contains("size")
+        || words.contains("invalid")
         || words.contains("malformed")
     {
         Refusal::Message
@@ -188,7 +191,9 @@ pub async fn push_folder(
         store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
     }
     // What is still 'appending' was not found on the target: it never arrived, so it goes again.
-    store.conn.execute("UPDATE message SET push_state = 'pending' WHERE folder_id = ?1 AND push_state = 'appending'", [source_folder_id])?;
+    store
+        .conn
+        .execute("UPDATE message SET push_state = 'pending' WHERE folder_id = ?1 AND push_state = 'appending'", [source_folder_id])?;
     if selected.exists == 0 {
         store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
     }
@@ -200,11 +205,18 @@ pub async fn push_folder(
 
 /// Messages larger than the target accepts are not sent at all: each is recorded as skipped with the
 /// limit, so the operator sees them in the status and the report, and the pass goes on.
-fn skip_oversized(store: &Store, account_id: i64, source_folder_id: i64, source_name: &str, limit: u64, stats: &mut PushStats) -> Result<()> {
+fn skip_oversized(
+    store: &Store,
+    account_id: i64,
+    source_folder_id: i64,
+    source_name: &str,
+    limit: u64,
+    stats: &mut PushStats,
+) -> Result<()> {
     let rows: Vec<(i64, u64)> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id, size FROM message WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL AND size > ?2",
-        )?;
+        let mut stmt = store
+            .conn
+            .prepare("SELECT id, size FROM message WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL AND size > ?2")?;
         let rows = stmt.query_map(params![source_folder_id, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -229,9 +241,9 @@ async fn match_existing(
     from_uid: u32,
 ) -> Result<u64> {
     let known: BTreeSet<u32> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT target_uid FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'",
-        )?;
+        let mut stmt = store
+            .conn
+            .prepare("SELECT target_uid FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'")?;
         let rows = stmt.query_map(params![target_folder_id, uidvalidity], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -477,26 +489,20 @@ async fn append_batch(
 
     let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
     let mut readers: Vec<ChunkReader> = batch.iter().map(|r| ChunkReader { id: r.id, seq: 0 }).collect();
-    let mut closures: Vec<Box<dyn FnMut() -> Result<Vec<u8>> + '_>> = readers
-        .iter_mut()
-        .map(|reader| Box::new(move || reader.next(store)) as Box<dyn FnMut() -> Result<Vec<u8>>>)
-        .collect();
+    let mut closures: Vec<Box<dyn FnMut() -> Result<Vec<u8>> + '_>> =
+        readers.iter_mut().map(|reader| Box::new(move || reader.next(store)) as Box<dyn FnMut() -> Result<Vec<u8>>>).collect();
     let mut items: Vec<AppendItem<'_>> = batch
         .iter()
         .zip(flag_lists.iter())
         .zip(closures.iter_mut())
-        .map(|((row, flags), body)| AppendItem {
-            flags,
-            internal_date: row.internal_date.as_deref(),
-            size: row.size,
-            body: body.as_mut(),
-        })
+        .map(|((row, flags), body)| AppendItem { flags, internal_date: row.internal_date.as_deref(), size: row.size, body: body.as_mut() })
         .collect();
-    let answer = session.append(&target.wire_name, &mut items, &mut || {
-        fault::point("push: append sent, answer not read");
-        Ok(())
-    })
-    .await?;
+    let answer = session
+        .append(&target.wire_name, &mut items, &mut || {
+            fault::point("push: append sent, answer not read");
+            Ok(())
+        })
+        .await?;
     drop(items);
     drop(closures);
 
@@ -519,7 +525,11 @@ async fn append_batch(
             _ => {
                 // Quirk `no_appenduid` (servers without UIDPLUS): the message is there but its UID is
                 // unknown. The rows stay 'appending' so the next look-up finds them by content.
-                log::warn!("{}: APPEND to {} gave no usable APPENDUID; the copies will be matched by content", session.label(), target.wire_name);
+                log::warn!(
+                    "{}: APPEND to {} gave no usable APPENDUID; the copies will be matched by content",
+                    session.label(),
+                    target.wire_name
+                );
                 tx.execute("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target.id])?;
             }
         }
@@ -552,13 +562,23 @@ async fn append_batch(
 
     // Refused. MULTIAPPEND is all or nothing (RFC 3502), so nothing of this batch is on the target.
     store.conn.execute(
-        &format!("UPDATE message SET push_state = 'pending' WHERE id IN ({})", batch.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(",")),
+        &format!(
+            "UPDATE message SET push_state = 'pending' WHERE id IN ({})",
+            batch.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(",")
+        ),
         [],
     )?;
     if batch.len() > 1 {
         // Find the message at fault by sending them one at a time.
         for row in batch {
-            let single = [Row { id: row.id, size: row.size, flags: row.flags.clone(), internal_date: row.internal_date.clone(), sha256: row.sha256.clone(), state: "pending".into() }];
+            let single = [Row {
+                id: row.id,
+                size: row.size,
+                flags: row.flags.clone(),
+                internal_date: row.internal_date.clone(),
+                sha256: row.sha256.clone(),
+                state: "pending".into(),
+            }];
             if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, quirks, stats)).await?
                 == Next::StopFolder
             {
@@ -632,7 +652,8 @@ async fn sync_flags(
             "SELECT id, target_uid, flags, coalesce(synced_flags, '') FROM message WHERE folder_id = ?1 AND push_state = 'pushed'
                AND target_folder_id = ?2 AND target_uidvalidity = ?3 AND (synced_flags IS NULL OR synced_flags != flags)",
         )?;
-        let rows = stmt.query_map(params![source_folder_id, target_folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows =
+            stmt.query_map(params![source_folder_id, target_folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     // Group identical changes so one STORE covers many messages.

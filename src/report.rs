@@ -170,8 +170,7 @@ pub fn build(store: &Store) -> Result<Report> {
     let mut accounts = Vec::new();
     let mut domains = BTreeSet::new();
     for row in rows {
-        let aliases: Vec<String> =
-            row.aliases.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
+        let aliases: Vec<String> = row.aliases.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
         for address in std::iter::once(&row.source_login).chain(aliases.iter()) {
             if let Some((_, domain)) = address.rsplit_once('@') {
                 domains.insert(domain.to_ascii_lowercase());
@@ -185,8 +184,8 @@ pub fn build(store: &Store) -> Result<Report> {
                 None
             }
         };
-        let folders = folders_of(store, row.id, verification.as_ref())
-            .with_context(|| format!("reading the folders of {}", row.source_login))?;
+        let folders =
+            folders_of(store, row.id, verification.as_ref()).with_context(|| format!("reading the folders of {}", row.source_login))?;
         let mut totals = Totals::default();
         for f in &folders {
             totals.add(&f.totals);
@@ -467,10 +466,13 @@ impl Report {
         // What the customer must still do: early on the page, it is what they act on.
         h.push_str(&format!("<h2>{}</h2>\n<ol class=\"todo\">\n", t("Det här behöver ni göra nu", "What you need to do now")));
         for item in &self.checklist {
-            h.push_str(&format!("<li>{}</li>\n", e(match lang {
-                Lang::Sv => &item.sv,
-                Lang::En => &item.en,
-            })));
+            h.push_str(&format!(
+                "<li>{}</li>\n",
+                e(match lang {
+                    Lang::Sv => &item.sv,
+                    Lang::En => &item.en,
+                })
+            ));
         }
         h.push_str("</ol>\n");
 
@@ -591,7 +593,15 @@ impl Report {
         let mut rows = vec![["account", "folder", "target folder", "messages", "bytes", "skipped", "verified"].map(String::from)];
         for a in &self.accounts {
             if a.folders.is_empty() {
-                rows.push([a.source_login.clone(), String::new(), String::new(), "0".into(), "0".into(), a.skipped.len().to_string(), word(a.verified()).into()]);
+                rows.push([
+                    a.source_login.clone(),
+                    String::new(),
+                    String::new(),
+                    "0".into(),
+                    "0".into(),
+                    a.skipped.len().to_string(),
+                    word(a.verified()).into(),
+                ]);
             }
             for f in &a.folders {
                 rows.push([
@@ -632,8 +642,13 @@ fn verification_html(h: &mut String, v: &VerifyResult, lang: Lang) {
             group(on_target, lang),
             t("av", "of"),
             match lang {
-                Lang::Sv => format!("{} meddelanden finns på den nya servern ({} överhoppade, se ovan).", group(messages, lang), group(skipped, lang)),
-                Lang::En => format!("{} messages are on the new server ({} skipped, see above).", group(messages, lang), group(skipped, lang)),
+                Lang::Sv => format!(
+                    "{} meddelanden finns på den nya servern ({} överhoppade, se ovan).",
+                    group(messages, lang),
+                    group(skipped, lang)
+                ),
+                Lang::En =>
+                    format!("{} messages are on the new server ({} skipped, see above).", group(messages, lang), group(skipped, lang)),
             }
         ));
         return;
@@ -713,7 +728,13 @@ mod tests {
         store.set_setting("source.host", "imap.old.example").unwrap();
         store.set_setting("target.host", "mail.new.example").unwrap();
         store
-            .upsert_account("alice@kund.se", &Secret::new("pw"), "alice@ny.se", Some(&Secret::new("pw2")), &["info@kund.se".into(), "sales@kund2.se".into()])
+            .upsert_account(
+                "alice@kund.se",
+                &Secret::new("pw"),
+                "alice@ny.se",
+                Some(&Secret::new("pw2")),
+                &["info@kund.se".into(), "sales@kund2.se".into()],
+            )
             .unwrap();
         store.upsert_account("bob@kund.se", &Secret::new("pw"), "bob@kund.se", None, &[]).unwrap();
         let alice: i64 = store.conn.query_row("SELECT id FROM account WHERE source_login = 'alice@kund.se'", [], |r| r.get(0)).unwrap();
@@ -806,7 +827,14 @@ mod tests {
     fn verification_is_included() {
         let (store, dir) = temp_store("verified");
         fixture(&store);
-        let inbox = FolderCheck { source: "INBOX".into(), target: "INBOX".into(), source_messages: 4, on_target: 3, skipped: 1, ..FolderCheck::default() };
+        let inbox = FolderCheck {
+            source: "INBOX".into(),
+            target: "INBOX".into(),
+            source_messages: 4,
+            on_target: 3,
+            skipped: 1,
+            ..FolderCheck::default()
+        };
         let evil = FolderCheck {
             source: "<script>alert(1)</script>".into(),
             target: "Kunder/Åre".into(),
@@ -817,7 +845,8 @@ mod tests {
             missing_bytes: 1000,
             ..FolderCheck::default()
         };
-        let result = VerifyResult { account: "alice@kund.se".into(), ok: false, checked_at: 1700000100, folders: vec![inbox, evil], error: None };
+        let result =
+            VerifyResult { account: "alice@kund.se".into(), ok: false, checked_at: 1700000100, folders: vec![inbox, evil], error: None };
         verify::record(&store, &result).unwrap();
         let report = build(&store).unwrap();
         let alice = &report.accounts[0];

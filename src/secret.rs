@@ -98,10 +98,7 @@ pub struct SecretKey {
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretKey")
-            .field("key", &REDACTED)
-            .field("origin", &self.origin)
-            .finish()
+        f.debug_struct("SecretKey").field("key", &REDACTED).field("origin", &self.origin).finish()
     }
 }
 
@@ -114,9 +111,7 @@ impl SecretKey {
         match File::open(path) {
             Ok(file) => Self::load(file, path),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Self::create(path),
-            Err(err) => {
-                Err(err).with_context(|| format!("cannot open key file {}", path.display()))
-            }
+            Err(err) => Err(err).with_context(|| format!("cannot open key file {}", path.display())),
         }
     }
 
@@ -131,22 +126,14 @@ impl SecretKey {
     }
 
     fn from_bytes(bytes: &[u8; KEY_LEN], origin: Option<PathBuf>) -> SecretKey {
-        SecretKey {
-            cipher: XChaCha20Poly1305::new(bytes.into()),
-            origin,
-        }
+        SecretKey { cipher: XChaCha20Poly1305::new(bytes.into()), origin }
     }
 
     fn load(file: File, path: &Path) -> anyhow::Result<SecretKey> {
         // Check the handle we read from, not the path, so the file cannot be swapped in between.
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        let meta = file.metadata().with_context(|| format!("cannot read key file {}", path.display()))?;
         if !meta.is_file() {
-            bail!(
-                "key file {} is not a regular file; move it away so a new key can be made",
-                path.display()
-            );
+            bail!("key file {} is not a regular file; move it away so a new key can be made", path.display());
         }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -170,17 +157,11 @@ impl SecretKey {
         // Read at most one byte more than a key, so a file that grew after the length check is caught
         // without reading an unbounded amount.
         let mut reader = file.take(KEY_LEN as u64 + 1);
-        let read = read_full(&mut reader, &mut bytes)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        let read = read_full(&mut reader, &mut bytes).with_context(|| format!("cannot read key file {}", path.display()))?;
         let mut extra = [0u8; 1];
-        let more = reader
-            .read(&mut extra)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        let more = reader.read(&mut extra).with_context(|| format!("cannot read key file {}", path.display()))?;
         if read != KEY_LEN || more != 0 {
-            bail!(
-                "key file {} changed size while it was read; is another program writing it?",
-                path.display()
-            );
+            bail!("key file {} changed size while it was read; is another program writing it?", path.display());
         }
         let key = Self::from_bytes(&bytes, Some(path.to_path_buf()));
         bytes.iter_mut().for_each(|b| *b = 0);
@@ -196,9 +177,7 @@ impl SecretKey {
             // Another process made the key between our open and our link: use its key, not ours.
             Err(err) if is_already_exists(&err) => match File::open(path) {
                 Ok(file) => Self::load(file, path),
-                Err(err) => {
-                    Err(err).with_context(|| format!("cannot open key file {}", path.display()))
-                }
+                Err(err) => Err(err).with_context(|| format!("cannot open key file {}", path.display())),
             },
             Err(err) => Err(err),
         };
@@ -211,19 +190,14 @@ impl SecretKey {
     /// another row). Layout: version byte, 24-byte random nonce, ciphertext, 16-byte tag.
     pub fn seal(&self, plaintext: &str, aad: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::getrandom(&mut nonce)
-            .map_err(|err| anyhow!("cannot get random bytes for a nonce: {err}"))?;
+        getrandom::getrandom(&mut nonce).map_err(|err| anyhow!("cannot get random bytes for a nonce: {err}"))?;
         // Sized up front so the buffer never reallocates and leaves a plaintext copy in freed memory.
         let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
         out.push(SEALED_VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext.as_bytes());
         let aad = versioned_aad(aad);
-        let tag = self.cipher.encrypt_in_place_detached(
-            XNonce::from_slice(&nonce),
-            &aad,
-            &mut out[HEADER_LEN..],
-        );
+        let tag = self.cipher.encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[HEADER_LEN..]);
         match tag {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
@@ -241,10 +215,7 @@ impl SecretKey {
     /// the key.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> anyhow::Result<Secret> {
         if sealed.len() < HEADER_LEN + TAG_LEN {
-            bail!(
-                "a stored secret is damaged: {} bytes is too short to be a sealed secret",
-                sealed.len()
-            );
+            bail!("a stored secret is damaged: {} bytes is too short to be a sealed secret", sealed.len());
         }
         if sealed[0] != SEALED_VERSION {
             bail!(
@@ -258,11 +229,7 @@ impl SecretKey {
         let mut buffer = body.to_vec();
         let aad = versioned_aad(aad);
         // The cipher checks the tag before it decrypts, so on failure `buffer` still holds ciphertext.
-        if self
-            .cipher
-            .decrypt_in_place_detached(nonce, &aad, &mut buffer, Tag::from_slice(tag))
-            .is_err()
-        {
+        if self.cipher.decrypt_in_place_detached(nonce, &aad, &mut buffer, Tag::from_slice(tag)).is_err() {
             let which = match &self.origin {
                 Some(path) => format!("the key file {}", path.display()),
                 None => "the key in use".to_string(),
@@ -276,9 +243,7 @@ impl SecretKey {
             Ok(text) => Ok(Secret(text)),
             Err(err) => {
                 wipe(err.into_bytes());
-                bail!(
-                    "a stored secret decrypted to bytes that are not UTF-8; the database is damaged"
-                )
+                bail!("a stored secret decrypted to bytes that are not UTF-8; the database is damaged")
             }
         }
     }
@@ -295,8 +260,7 @@ fn versioned_aad(aad: &[u8]) -> Vec<u8> {
 
 fn random_key() -> anyhow::Result<[u8; KEY_LEN]> {
     let mut bytes = [0u8; KEY_LEN];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|err| anyhow!("cannot get random bytes for a new key: {err}"))?;
+    getrandom::getrandom(&mut bytes).map_err(|err| anyhow!("cannot get random bytes for a new key: {err}"))?;
     Ok(bytes)
 }
 
@@ -314,8 +278,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn is_already_exists(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<io::Error>()
-        .is_some_and(|err| err.kind() == io::ErrorKind::AlreadyExists)
+    err.downcast_ref::<io::Error>().is_some_and(|err| err.kind() == io::ErrorKind::AlreadyExists)
 }
 
 /// Writes the key to a private temporary file in the same directory, flushes it, then hard-links it to
@@ -327,9 +290,7 @@ fn write_new_key_file(path: &Path, key: &[u8; KEY_LEN]) -> anyhow::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("key file path {} does not name a file", path.display()))?;
+    let name = path.file_name().ok_or_else(|| anyhow!("key file path {} does not name a file", path.display()))?;
     let mut tag = [0u8; 8];
     getrandom::getrandom(&mut tag).map_err(|err| anyhow!("cannot get random bytes: {err}"))?;
     let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
@@ -339,11 +300,7 @@ fn write_new_key_file(path: &Path, key: &[u8; KEY_LEN]) -> anyhow::Result<()> {
     let tmp = dir.join(tmp_name);
 
     let written = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.write_all(key)?;
         file.sync_all()?;
         fs::hard_link(&tmp, path)
@@ -355,11 +312,7 @@ fn write_new_key_file(path: &Path, key: &[u8; KEY_LEN]) -> anyhow::Result<()> {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Err(err.into()),
         Err(err) => {
             return Err(err).with_context(|| {
-                format!(
-                    "cannot create key file {} (does the directory {} exist and is it writable?)",
-                    path.display(),
-                    dir.display()
-                )
+                format!("cannot create key file {} (does the directory {} exist and is it writable?)", path.display(), dir.display())
             });
         }
     }
@@ -368,12 +321,7 @@ fn write_new_key_file(path: &Path, key: &[u8; KEY_LEN]) -> anyhow::Result<()> {
     // password sealed with it.
     File::open(&dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| {
-            format!(
-                "cannot flush directory {} after creating the key file",
-                dir.display()
-            )
-        })?;
+        .with_context(|| format!("cannot flush directory {} after creating the key file", dir.display()))?;
     Ok(())
 }
 
@@ -389,8 +337,7 @@ mod tests {
         fn new() -> TempDir {
             static COUNT: AtomicUsize = AtomicUsize::new(0);
             let n = COUNT.fetch_add(1, Ordering::SeqCst);
-            let dir =
-                std::env::temp_dir().join(format!("postflytt-secret-{}-{n}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("postflytt-secret-{}-{n}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
@@ -413,12 +360,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let key = SecretKey::generate().unwrap();
-        for text in [
-            "",
-            "hemligt",
-            "lösenord med å ä ö och \"citat\"",
-            &"x".repeat(10_000),
-        ] {
+        for text in ["", "hemligt", "lösenord med å ä ö och \"citat\"", &"x".repeat(10_000)] {
             let sealed = key.seal(text, b"account:7").unwrap();
             assert_eq!(sealed[0], SEALED_VERSION);
             assert_eq!(sealed.len(), HEADER_LEN + text.len() + TAG_LEN);
@@ -429,10 +371,7 @@ mod tests {
     #[test]
     fn same_plaintext_seals_differently() {
         let key = SecretKey::generate().unwrap();
-        assert_ne!(
-            key.seal("hemligt", b"a").unwrap(),
-            key.seal("hemligt", b"a").unwrap()
-        );
+        assert_ne!(key.seal("hemligt", b"a").unwrap(), key.seal("hemligt", b"a").unwrap());
     }
 
     #[test]
@@ -463,10 +402,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert!(
-                key.open(&bad, b"1").is_err(),
-                "flipped byte {i} was accepted"
-            );
+            assert!(key.open(&bad, b"1").is_err(), "flipped byte {i} was accepted");
         }
     }
 
@@ -512,10 +448,7 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(fs::metadata(&path).unwrap().len(), KEY_LEN as u64);
         // No staging file is left beside the key.
-        let names: Vec<_> = fs::read_dir(&dir.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("postflytt.key")]);
         let sealed = first.seal("hemligt", b"1").unwrap();
         let again = SecretKey::load_or_create(&path).unwrap();
@@ -530,10 +463,7 @@ mod tests {
         let before = fs::read(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = SecretKey::load_or_create(&path).unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("chmod 600 {}", path.display())),
-            "{err}"
-        );
+        assert!(err.contains(&format!("chmod 600 {}", path.display())), "{err}");
         assert!(err.contains("0644"), "{err}");
         // The refusal must not replace the key.
         assert_eq!(fs::read(&path).unwrap(), before);
@@ -548,22 +478,13 @@ mod tests {
         let dir = TempDir::new();
         for len in [0usize, 31, 33, 64] {
             let path = dir.path(&format!("k{len}"));
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .unwrap();
+            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
             file.write_all(&vec![7u8; len]).unwrap();
             drop(file);
             let err = SecretKey::load_or_create(&path).unwrap_err().to_string();
             assert!(err.contains(&format!("is {len} bytes long")), "{err}");
             assert!(err.contains("exactly 32"), "{err}");
-            assert_eq!(
-                fs::metadata(&path).unwrap().len(),
-                len as u64,
-                "the file must be left alone"
-            );
+            assert_eq!(fs::metadata(&path).unwrap().len(), len as u64, "the file must be left alone");
         }
     }
 
@@ -580,9 +501,7 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.path("postflytt.key");
         let keys: Vec<SecretKey> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| SecretKey::load_or_create(&path).unwrap()))
-                .collect();
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| SecretKey::load_or_create(&path).unwrap())).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let sealed = keys[0].seal("hemligt", b"1").unwrap();

@@ -112,11 +112,9 @@ impl Store {
     /// Opens (or creates) the data directory, its key file and database.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.exists() {
-            fs::create_dir_all(dir).with_context(|| {
-                format!("cannot create the data directory {} (choose another with --data)", dir.display())
-            })?;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("cannot restrict {}", dir.display()))?;
+            fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data directory {} (choose another with --data)", dir.display()))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot restrict {}", dir.display()))?;
         }
         let key = SecretKey::load_or_create(&dir.join("key"))?;
         let path = dir.join("postflytt.sqlite");
@@ -137,7 +135,8 @@ impl Store {
     fn migrate(&self) -> Result<()> {
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
-            self.conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+            self.conn
+                .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
                 .context("cannot create the database schema")?;
         } else if version > SCHEMA_VERSION {
             bail!(
@@ -223,10 +222,8 @@ impl Store {
 
     pub fn secret_setting(&self, key: &str) -> Result<Option<Secret>> {
         let Some(hex) = self.setting(&format!("secret.{key}"))? else { return Ok(None) };
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect();
+        let bytes: Option<Vec<u8>> =
+            (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
         let bytes = bytes.ok_or_else(|| anyhow!("the stored {key} is damaged; set it again"))?;
         Ok(Some(self.key.open(&bytes, key.as_bytes())?))
     }
@@ -280,11 +277,8 @@ impl Store {
             Some(p) if !p.is_empty() => Some(self.seal(p, &format!("target:{source_login}"))?),
             _ => None,
         };
-        let existed: bool = self
-            .conn
-            .query_row("SELECT 1 FROM account WHERE source_login = ?1", [source_login], |_| Ok(()))
-            .optional()?
-            .is_some();
+        let existed: bool =
+            self.conn.query_row("SELECT 1 FROM account WHERE source_login = ?1", [source_login], |_| Ok(())).optional()?.is_some();
         self.conn.execute(
             "INSERT INTO account (source_login, source_password, target_login, target_password, aliases)
              VALUES (?1, ?2, ?3, ?4, ?5)
@@ -359,7 +353,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn record_skip(&self, account_id: i64, message_id: Option<i64>, folder: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
+    pub fn record_skip(
+        &self,
+        account_id: i64,
+        message_id: Option<i64>,
+        folder: &str,
+        reason: &str,
+        server_says: Option<&str>,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![account_id, message_id, folder, reason, server_says, now()],

@@ -4,8 +4,8 @@
 //! thread (`workers`), each with its own database connection and connections to both servers, at most
 //! `parallel` at once; one account's failure is reported and the others go on.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -109,10 +109,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
     let subscribed: BTreeSet<String> = source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
     let layout = SourceLayout {
         prefix: source_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
-        delimiter: source_ns
-            .as_ref()
-            .and_then(|(_, d)| *d)
-            .or_else(|| listed.iter().find_map(|f| f.delimiter)),
+        delimiter: source_ns.as_ref().and_then(|(_, d)| *d).or_else(|| listed.iter().find_map(|f| f.delimiter)),
     };
     let source_folders: Vec<SourceFolder> = listed
         .iter()
@@ -130,11 +127,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
     let target_subscribed: BTreeSet<String> = target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
     let target_layout = TargetLayout {
         prefix: target_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
-        delimiter: target_ns
-            .as_ref()
-            .and_then(|(_, d)| *d)
-            .or_else(|| target_listed.iter().find_map(|f| f.delimiter))
-            .unwrap_or('/'),
+        delimiter: target_ns.as_ref().and_then(|(_, d)| *d).or_else(|| target_listed.iter().find_map(|f| f.delimiter)).unwrap_or('/'),
         existing: target_listed
             .iter()
             .map(|f| TargetFolder { name: utf7::decode_or_raw(&f.wire_name), special_use: special_use_of(f) })
@@ -175,11 +168,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
     }
     tx.commit()?;
     crate::fault::point("discover: folders recorded");
-    Ok(Discovery {
-        maps,
-        target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(),
-        target_subscribed,
-    })
+    Ok(Discovery { maps, target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(), target_subscribed })
 }
 
 /// Totals of one account's pass.
@@ -307,13 +296,7 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
     let _ = store.conn.execute(
         "UPDATE account SET last_pass_at = ?2, last_error = ?3, state = ?4,
            last_new_mail_at = CASE WHEN ?5 THEN ?2 ELSE last_new_mail_at END WHERE id = ?1",
-        params![
-            account.id,
-            now(),
-            report.error,
-            if report.error.is_some() { "failed" } else { "synced" },
-            report.pull.new_mail
-        ],
+        params![account.id, now(), report.error, if report.error.is_some() { "failed" } else { "synced" }, report.pull.new_mail],
     );
     report
 }
@@ -330,7 +313,13 @@ async fn pass_inner(store: &Store, account: &Account, pass_kind: PassKind, repor
     result
 }
 
-async fn pass_connected(store: &Store, account: &Account, pass_kind: PassKind, both: &mut Connected, report: &mut PassReport) -> Result<()> {
+async fn pass_connected(
+    store: &Store,
+    account: &Account,
+    pass_kind: PassKind,
+    both: &mut Connected,
+    report: &mut PassReport,
+) -> Result<()> {
     let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
     let kind = store.target_kind()?;
@@ -419,9 +408,17 @@ pub fn is_connection_loss(e: &anyhow::Error) -> bool {
         return true;
     }
     let text = format!("{e:#}");
-    ["closed the connection", "in the middle of", "reading from the server", "writing to the server", "no answer within", "Connection reset", "Broken pipe"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "closed the connection",
+        "in the middle of",
+        "reading from the server",
+        "writing to the server",
+        "no answer within",
+        "Connection reset",
+        "Broken pipe",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str) -> Result<TargetFolderRow> {
@@ -479,13 +476,7 @@ pub fn for_each_account<T>(
 }
 
 /// A pass over many accounts; reports sorted by account.
-pub fn pass_many(
-    dir: &Path,
-    accounts: Vec<Account>,
-    parallel: usize,
-    kind: PassKind,
-    on_done: &dyn Fn(&PassReport),
-) -> Vec<PassReport> {
+pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, kind: PassKind, on_done: &dyn Fn(&PassReport)) -> Vec<PassReport> {
     let parallel = parallel.max(1);
     let gate = ConnectionGate::new(ConnectionGate::remembered(parallel));
     let mut reports = for_each_account(
@@ -555,11 +546,7 @@ impl ConnectionGate {
     pub fn remember(&self, parallel: usize) {
         let state = self.state();
         let mut remembered = REMEMBERED_LIMIT.lock().unwrap_or_else(|p| p.into_inner());
-        *remembered = if state.halved {
-            Some(state.limit)
-        } else {
-            remembered.map(|l| l + 1).filter(|&l| l < parallel)
-        };
+        *remembered = if state.halved { Some(state.limit) } else { remembered.map(|l| l + 1).filter(|&l| l < parallel) };
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, GateState> {

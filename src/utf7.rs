@@ -62,11 +62,7 @@ pub fn decode(wire: &str) -> Result<String, Utf7Error> {
             out.push(char::from(b));
             i += 1;
         } else {
-            return Err(Utf7Error::new(
-                wire,
-                i,
-                Utf7ErrorKind::RawCharacter(char_at(wire, i)),
-            ));
+            return Err(Utf7Error::new(wire, i, Utf7ErrorKind::RawCharacter(char_at(wire, i))));
         }
     }
     Ok(out)
@@ -128,11 +124,7 @@ pub struct Utf7Error {
 
 impl Utf7Error {
     fn new(input: &str, offset: usize, kind: Utf7ErrorKind) -> Self {
-        Self {
-            input: input.to_string(),
-            offset,
-            kind,
-        }
+        Self { input: input.to_string(), offset, kind }
     }
 
     /// The wire name as received.
@@ -155,11 +147,7 @@ impl Utf7Error {
 
 impl fmt::Display for Utf7Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "mailbox name {:?} is not modified UTF-7: {} at byte {}",
-            self.input, self.kind, self.offset
-        )
+        write!(f, "mailbox name {:?} is not modified UTF-7: {} at byte {}", self.input, self.kind, self.offset)
     }
 }
 
@@ -216,11 +204,7 @@ fn decode_shift(wire: &str, start: usize, end: usize, out: &mut String) -> Resul
     let mut bits: u32 = 0;
     for (pos, &b) in bytes.iter().enumerate().take(end).skip(start) {
         let Some(v) = sextet_value(b) else {
-            return Err(Utf7Error::new(
-                wire,
-                pos,
-                Utf7ErrorKind::BadBase64(char_at(wire, pos)),
-            ));
+            return Err(Utf7Error::new(wire, pos, Utf7ErrorKind::BadBase64(char_at(wire, pos))));
         };
         acc = (acc << 6) | v;
         bits += 6;
@@ -239,13 +223,7 @@ fn decode_shift(wire: &str, start: usize, end: usize, out: &mut String) -> Resul
         return Err(Utf7Error::new(wire, end - 1, Utf7ErrorKind::NonZeroPadding));
     }
     for decoded in char::decode_utf16(units) {
-        let c = decoded.map_err(|e| {
-            Utf7Error::new(
-                wire,
-                start,
-                Utf7ErrorKind::LoneSurrogate(e.unpaired_surrogate()),
-            )
-        })?;
+        let c = decoded.map_err(|e| Utf7Error::new(wire, start, Utf7ErrorKind::LoneSurrogate(e.unpaired_surrogate())))?;
         if is_direct(c) {
             return Err(Utf7Error::new(wire, start, Utf7ErrorKind::EncodedAscii(c)));
         }
@@ -256,9 +234,7 @@ fn decode_shift(wire: &str, start: usize, end: usize, out: &mut String) -> Resul
 
 /// The character starting at byte `pos`; callers only point at boundaries, `�` guards the rest.
 fn char_at(s: &str, pos: usize) -> char {
-    s.get(pos..)
-        .and_then(|rest| rest.chars().next())
-        .unwrap_or(char::REPLACEMENT_CHARACTER)
+    s.get(pos..).and_then(|rest| rest.chars().next()).unwrap_or(char::REPLACEMENT_CHARACTER)
 }
 
 #[cfg(test)]
@@ -309,10 +285,7 @@ mod tests {
     #[test]
     fn rfc_example_decodes_to_chinese_and_japanese() {
         let name = decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap();
-        assert_eq!(
-            name,
-            "~peter/mail/\u{53f0}\u{5317}/\u{65e5}\u{672c}\u{8a9e}"
-        );
+        assert_eq!(name, "~peter/mail/\u{53f0}\u{5317}/\u{65e5}\u{672c}\u{8a9e}");
     }
 
     #[test]
@@ -357,22 +330,12 @@ mod tests {
         // Every BMP scalar value (surrogates excluded by `char`) and a sweep of the astral planes.
         let bmp: String = (0u32..0x1_0000).filter_map(char::from_u32).collect();
         samples.push(bmp);
-        let astral: String = (0x1_0000u32..=0x10_ffff)
-            .step_by(97)
-            .filter_map(char::from_u32)
-            .collect();
+        let astral: String = (0x1_0000u32..=0x10_ffff).step_by(97).filter_map(char::from_u32).collect();
         samples.push(astral);
         for s in &samples {
             let wire = encode(s);
-            assert!(
-                wire.bytes().all(|b| (0x20..=0x7e).contains(&b)),
-                "{wire:?} is not 7-bit"
-            );
-            assert_eq!(
-                decode(&wire).as_deref(),
-                Ok(s.as_str()),
-                "round trip of {s:?}"
-            );
+            assert!(wire.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{wire:?} is not 7-bit");
+            assert_eq!(decode(&wire).as_deref(), Ok(s.as_str()), "round trip of {s:?}");
             assert_eq!(encode(&decode(&wire).unwrap()), wire);
         }
     }

@@ -126,7 +126,13 @@ impl FolderCheck {
 impl VerifyResult {
     /// The result for an account whose verification could not even start (e.g. no database).
     pub fn failed(account: &Account, error: &str) -> VerifyResult {
-        VerifyResult { account: account.source_login.clone(), ok: false, checked_at: now(), folders: Vec::new(), error: Some(error.to_string()) }
+        VerifyResult {
+            account: account.source_login.clone(),
+            ok: false,
+            checked_at: now(),
+            folders: Vec::new(),
+            error: Some(error.to_string()),
+        }
     }
 
     /// A short sentence: all well, or how much is missing where.
@@ -258,9 +264,7 @@ fn compare(
         match (row.state, row.target_uid) {
             (RowState::Refused, _) => check.skipped += 1,
             (RowState::NotCopied, _) => check.add_missing(uid, size, "not copied yet"),
-            (RowState::Pushed, None) => {
-                check.add_missing(uid, size, "recorded in another target folder or an older UIDVALIDITY of it")
-            }
+            (RowState::Pushed, None) => check.add_missing(uid, size, "recorded in another target folder or an older UIDVALIDITY of it"),
             (RowState::Pushed, Some(target_uid)) => match target.get(&target_uid) {
                 None => check.add_missing(uid, size, &format!("target UID {target_uid} is no longer in {}", check.target)),
                 Some(copy) => match likeness {
@@ -274,7 +278,10 @@ fn compare(
                     Likeness::Identity => match &copy.identity {
                         theirs if !row.identity.is_empty() && !theirs.is_empty() && !theirs.contains(&row.identity) => check.add_differs(
                             uid,
-                            format!("is another message than target UID {target_uid} in {} (Message-ID or Date/From/Subject differ)", check.target),
+                            format!(
+                                "is another message than target UID {target_uid} in {} (Message-ID or Date/From/Subject differ)",
+                                check.target
+                            ),
                         ),
                         // Same identity, or nothing to compare by: the UID we recorded is there.
                         _ => check.on_target += 1,
@@ -288,8 +295,7 @@ fn compare(
 /// Connects to both sides and verifies every folder of the account. Never fails: problems are in the
 /// result.
 pub async fn verify_account(store: &Store, account: &Account) -> VerifyResult {
-    let mut result =
-        VerifyResult { account: account.source_login.clone(), ok: false, checked_at: now(), folders: Vec::new(), error: None };
+    let mut result = VerifyResult { account: account.source_login.clone(), ok: false, checked_at: now(), folders: Vec::new(), error: None };
     if let Err(e) = verify_inner(store, account, &mut result).await {
         result.error = Some(format!("{e:#}"));
     }
@@ -319,8 +325,7 @@ fn is_connection_error(text: &str) -> bool {
 
 async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
     let mut both = sync::connect_both(store, account).await?;
-    let likeness =
-        if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Likeness::Identity } else { Likeness::Size };
+    let likeness = if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Likeness::Identity } else { Likeness::Size };
     let folders: Vec<FolderRow> = {
         let mut stmt = store.conn.prepare(
             "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder
@@ -406,9 +411,7 @@ async fn verify_folder(
         return Err(anyhow!("the folder has no target folder mapped: run a pass so it is mapped and copied"));
     };
     let selected = source.select(&folder.wire_name, true, false).await?;
-    let uidvalidity = selected
-        .uidvalidity
-        .ok_or_else(|| anyhow!("{}: folder {} has no UIDVALIDITY", source.label(), folder.name))?;
+    let uidvalidity = selected.uidvalidity.ok_or_else(|| anyhow!("{}: folder {} has no UIDVALIDITY", source.label(), folder.name))?;
     if folder.uidvalidity != Some(uidvalidity) {
         check.note(format!(
             "the source folder's UIDVALIDITY is now {uidvalidity} (a pass saw {:?}): run a pass to re-match it",
@@ -421,11 +424,7 @@ async fn verify_folder(
     let target_wire = utf7::encode(target_name);
     let target_row: Option<i64> = store
         .conn
-        .query_row(
-            "SELECT id FROM target_folder WHERE account_id = ?1 AND wire_name = ?2",
-            params![account_id, target_wire],
-            |r| r.get(0),
-        )
+        .query_row("SELECT id FROM target_folder WHERE account_id = ?1 AND wire_name = ?2", params![account_id, target_wire], |r| r.get(0))
         .optional()?;
     let target_selected = match target.select(&target_wire, true, false).await {
         Ok(s) => Some(s),
@@ -441,10 +440,8 @@ async fn verify_folder(
         check.pushed_rows = pushed_counts.get(&(tf, tv)).copied().unwrap_or(0);
     }
     if !check.count_ok() {
-        check.note(format!(
-            "the target folder holds {} messages, fewer than the {} copied there",
-            check.target_messages, check.pushed_rows
-        ));
+        check
+            .note(format!("the target folder holds {} messages, fewer than the {} copied there", check.target_messages, check.pushed_rows));
     }
 
     if likeness == Likeness::Identity {
@@ -455,9 +452,7 @@ async fn verify_folder(
     let mut after: i64 = 0;
     loop {
         let window: Vec<(u32, u64)> = {
-            let mut stmt = store
-                .conn
-                .prepare_cached("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2")?;
+            let mut stmt = store.conn.prepare_cached("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2")?;
             let rows = stmt.query_map(params![after, WINDOW as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -474,13 +469,13 @@ async fn verify_folder(
                 let tv: Option<u32> = r.get(4)?;
                 let tu: Option<u32> = r.get(5)?;
                 let here = tf.is_some() && tf == target_row && tv.is_some() && tv == target_validity;
-                let view = RowView { size: r.get(1)?, state: RowState::parse(&state), target_uid: tu.filter(|_| here), identity: r.get(6)? };
+                let view =
+                    RowView { size: r.get(1)?, state: RowState::parse(&state), target_uid: tu.filter(|_| here), identity: r.get(6)? };
                 Ok((r.get::<_, u32>(0)?, view))
             })?;
             rows.collect::<Result<_, _>>()?
         };
-        let wanted: BTreeSet<u32> =
-            rows.values().filter(|r| r.state == RowState::Pushed).filter_map(|r| r.target_uid).collect();
+        let wanted: BTreeSet<u32> = rows.values().filter(|r| r.state == RowState::Pushed).filter_map(|r| r.target_uid).collect();
         let mut on_target: BTreeMap<u32, TargetCopy> = BTreeMap::new();
         if !wanted.is_empty() && target_selected.is_some() {
             let mut items = vec![FetchItem::Uid, FetchItem::Size];
@@ -568,9 +563,9 @@ pub fn record(store: &Store, result: &VerifyResult) -> Result<()> {
 pub fn load(store: &Store, account_id: i64) -> Result<Option<VerifyResult>> {
     match store.setting(&setting_key(account_id))? {
         None => Ok(None),
-        Some(json) => Ok(Some(
-            serde_json::from_str(&json).with_context(|| format!("the stored verification of account {account_id} is damaged"))?,
-        )),
+        Some(json) => {
+            Ok(Some(serde_json::from_str(&json).with_context(|| format!("the stored verification of account {account_id} is damaged"))?))
+        }
     }
 }
 
@@ -600,7 +595,13 @@ mod tests {
         let elsewhere = RowView { size: 10, state: RowState::Pushed, target_uid: None, identity: String::new() };
         // (source, rows, target) -> (on_target, skipped, missing, differs)
         let cases: Vec<(&str, Vec<(u32, u64)>, Vec<(u32, RowView)>, Vec<(u32, u64)>, (u64, u64, Vec<u32>, Vec<u32>))> = vec![
-            ("all there", vec![(1, 10), (2, 20)], vec![(1, pushed(10, 5)), (2, pushed(20, 6))], vec![(5, 10), (6, 20)], (2, 0, vec![], vec![])),
+            (
+                "all there",
+                vec![(1, 10), (2, 20)],
+                vec![(1, pushed(10, 5)), (2, pushed(20, 6))],
+                vec![(5, 10), (6, 20)],
+                (2, 0, vec![], vec![]),
+            ),
             ("no row", vec![(1, 10), (2, 20)], vec![(1, pushed(10, 5))], vec![(5, 10)], (1, 0, vec![2], vec![])),
             ("pending row", vec![(3, 10)], vec![(3, not_copied.clone())], vec![], (0, 0, vec![3], vec![])),
             ("refused is skipped", vec![(4, 10)], vec![(4, refused)], vec![], (0, 1, vec![], vec![])),
@@ -743,7 +744,9 @@ mod tests {
         /// None when Dovecot is not installed or we are not root (the mail must belong to a user
         /// other than root); the end-to-end test is then skipped with a note.
         fn start(name: &str, old_host: bool) -> Option<Dovecot> {
-            if !std::path::Path::new("/usr/sbin/dovecot").exists() || std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").ok()?) != 0 {
+            if !std::path::Path::new("/usr/sbin/dovecot").exists()
+                || std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").ok()?) != 0
+            {
                 return None;
             }
             let dir = std::env::temp_dir().join(format!("postflytt-verify-dovecot-{name}-{}", std::process::id()));
@@ -781,7 +784,11 @@ mod tests {
             let server = Dovecot { child, dir, port };
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(std::time::Instant::now() < deadline, "dovecot did not start: {:?}", std::fs::read_to_string(server.dir.join("dovecot.log")));
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "dovecot did not start: {:?}",
+                    std::fs::read_to_string(server.dir.join("dovecot.log"))
+                );
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Some(server)

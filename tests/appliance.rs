@@ -75,8 +75,16 @@ struct Dnsmasq {
 impl Dnsmasq {
     fn start(port: u16, mx: &[(&str, &str)]) -> Dnsmasq {
         let mut cmd = Command::new("dnsmasq");
-        cmd.args(["--no-daemon", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root"])
-            .arg(format!("--port={port}"));
+        cmd.args([
+            "--no-daemon",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--user=root",
+        ])
+        .arg(format!("--port={port}"));
         for (domain, host) in mx {
             cmd.arg(format!("--mx-host={domain},{host},10"));
         }
@@ -261,7 +269,9 @@ fn whole_migration_through_the_api() {
     // The purge: no password, no staged mail anywhere in the database files (checked independently).
     let db = data.join("postflytt.sqlite");
     let conn = rusqlite::Connection::open(&db).expect("open db");
-    let with_passwords: i64 = conn.query_row("SELECT count(*) FROM account WHERE source_password IS NOT NULL OR target_password IS NOT NULL", [], |r| r.get(0)).expect("q");
+    let with_passwords: i64 = conn
+        .query_row("SELECT count(*) FROM account WHERE source_password IS NOT NULL OR target_password IS NOT NULL", [], |r| r.get(0))
+        .expect("q");
     assert_eq!(with_passwords, 0);
     let chunks: i64 = conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get(0)).expect("q");
     assert_eq!(chunks, 0);

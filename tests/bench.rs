@@ -150,13 +150,8 @@ fn timed(program: &Path, args: &[String]) -> Measure {
 }
 
 fn pf_sync(m: &Migration, parallel: usize) -> Measure {
-    let args: Vec<String> = vec![
-        "--data".into(),
-        m.data.to_string_lossy().into_owned(),
-        "sync".into(),
-        "--parallel".into(),
-        parallel.to_string(),
-    ];
+    let args: Vec<String> =
+        vec!["--data".into(), m.data.to_string_lossy().into_owned(), "sync".into(), "--parallel".into(), parallel.to_string()];
     let bin = std::env::var_os("BENCH_POSTFLYTT").map(PathBuf::from).unwrap_or_else(common::postflytt_bin);
     let r = match wrapped("BENCH_PF_WRAP", &bin, &args) {
         Some((program, wargs)) => timed(&program, &wargs),
@@ -183,10 +178,7 @@ fn wrapped(var: &str, program: &Path, args: &[String]) -> Option<(PathBuf, Vec<S
 
 /// postflytt's own peak (VmHWM) from its log line, MiB.
 fn self_peak(output: &str) -> Option<f64> {
-    output
-        .lines()
-        .find_map(|l| l.split("peak memory (VmHWM): ").nth(1))
-        .and_then(|v| v.trim().trim_end_matches(" MiB").parse().ok())
+    output.lines().find_map(|l| l.split("peak memory (VmHWM): ").nth(1)).and_then(|v| v.trim().trim_end_matches(" MiB").parse().ok())
 }
 
 struct MbsyncSetup {
@@ -607,7 +599,12 @@ fn bench_postflytt_against_mbsync() {
     row.check = if row.check_ok {
         format!("exactly once ({:.0} s to verify)", v.elapsed().as_secs_f64())
     } else {
-        failures.push(format!("postflytt full pass: appended {} of {fixture_msgs}; {} problems: {:?}", row.copied, problems.len(), &problems[..problems.len().min(20)]));
+        failures.push(format!(
+            "postflytt full pass: appended {} of {fixture_msgs}; {} problems: {:?}",
+            row.copied,
+            problems.len(),
+            &problems[..problems.len().min(20)]
+        ));
         format!("FAILED: {} problems", problems.len())
     };
     rows.push(row);
@@ -730,10 +727,7 @@ fn bench_postflytt_against_mbsync() {
     progress(t0, "mbsync: full migration into a target without COMPRESS=DEFLATE");
     {
         let users: Vec<(&str, &str)> = accts.iter().map(|a| (a.tgt.as_str(), a.tgt_pw.as_str())).collect();
-        let opts = DovecotOptions {
-            extra_config: "protocol imap {\n  mail_plugins = quota zlib imap_quota\n}\n".into(),
-            ..target_opts()
-        };
+        let opts = DovecotOptions { extra_config: "protocol imap {\n  mail_plugins = quota zlib imap_quota\n}\n".into(), ..target_opts() };
         let plain_target = Dovecot::start_with(Layout::Target, &users, opts);
         let offers = plain_target.reader(&accts[0].tgt).capabilities().contains("COMPRESS=DEFLATE");
         let mbp = mbsync_setup(source.port(), plain_target.port(), &accts);
@@ -805,7 +799,8 @@ fn bench_postflytt_against_mbsync() {
     // --- One 100 MB message.
     progress(t0, &format!("one {} MB message", scale.huge >> 20));
     {
-        let huge_acct = vec![Acct { src: "stor@gammal.se".into(), src_pw: "kalla-s".into(), tgt: "stor@ny.se".into(), tgt_pw: "mal-s".into() }];
+        let huge_acct =
+            vec![Acct { src: "stor@gammal.se".into(), src_pw: "kalla-s".into(), tgt: "stor@ny.se".into(), tgt_pw: "mal-s".into() }];
         let hsource = start_source(&huge_acct);
         let mut rng = common::XorShift::new(SEED + 7);
         let body = mail::message(9, 0, scale.huge, true, "2 Jan 2020 08:00:00 +0100", &mut rng);
@@ -814,7 +809,12 @@ fn bench_postflytt_against_mbsync() {
             let mut r = hsource.reader("stor@gammal.se");
             fixture::ensure_folders(&mut r, &["INBOX"]);
             r.logout();
-            let msg = FixtureMsg { folder: "INBOX".into(), flags: ["\\Seen".to_string()].into_iter().collect(), internal_date: "02-Jan-2020 08:00:00 +0100".into(), body };
+            let msg = FixtureMsg {
+                folder: "INBOX".into(),
+                flags: ["\\Seen".to_string()].into_iter().collect(),
+                internal_date: "02-Jan-2020 08:00:00 +0100".into(),
+                body,
+            };
             let mut l = mail::Loader::login(hsource.port(), "stor@gammal.se", "kalla-s");
             l.append_all("INBOX", &[&msg]);
             l.logout();
@@ -929,7 +929,7 @@ fn bench_postflytt_against_mbsync() {
             goal: format!("unchanged pass over {fixture_msgs} messages no slower than mbsync's, 0 APPEND, no body fetched"),
             observed: format!(
                 "{:.2} s vs {:.2} s; appended {}; bodies fetched from source {} / target {}",
-                pf.wall, mbr.wall, pf.copied, pf_unchanged_bodies.0 .1, pf_unchanged_bodies.1 .1
+                pf.wall, mbr.wall, pf.copied, pf_unchanged_bodies.0.1, pf_unchanged_bodies.1.1
             ),
             met: pf.wall <= mbr.wall && pf.check_ok,
         });
@@ -957,7 +957,8 @@ fn bench_postflytt_against_mbsync() {
         let list = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
         targets.push(Target {
             name: "parallel_rss",
-            goal: "peak RSS with 4 accounts in parallel no more than with 1 (medians of the runs; tolerance 0.5 MiB for allocator noise)".into(),
+            goal: "peak RSS with 4 accounts in parallel no more than with 1 (medians of the runs; tolerance 0.5 MiB for allocator noise)"
+                .into(),
             observed: format!(
                 "--parallel 4: {:.1} MiB (runs {}), --parallel 1: {:.1} MiB (runs {})",
                 median(&s4),
@@ -980,7 +981,12 @@ fn bench_postflytt_against_mbsync() {
         targets.push(Target {
             name: "slow_link_reported",
             goal: "messages/s over a 20 ms-each-way link reported for both tools".into(),
-            observed: format!("postflytt {:.1} msgs/s, mbsync {:.1} msgs/s ({:.2}x)", pf.msgs_per_s(), mbr.msgs_per_s(), pf.msgs_per_s() / mbr.msgs_per_s()),
+            observed: format!(
+                "postflytt {:.1} msgs/s, mbsync {:.1} msgs/s ({:.2}x)",
+                pf.msgs_per_s(),
+                mbr.msgs_per_s(),
+                pf.msgs_per_s() / mbr.msgs_per_s()
+            ),
             met: pf.check_ok,
         });
     }
@@ -1011,7 +1017,8 @@ fn bench_postflytt_against_mbsync() {
     for t in &targets {
         let _ = writeln!(out, "| {} | {} | {} | {} |", t.name, t.goal, t.observed, if t.met { "yes" } else { "**no**" });
     }
-    let _ = writeln!(out, "\nCorrectness: {}. Whole benchmark: {total_s:.0} s.", if correctness_ok { "every check passed" } else { "FAILED" });
+    let _ =
+        writeln!(out, "\nCorrectness: {}. Whole benchmark: {total_s:.0} s.", if correctness_ok { "every check passed" } else { "FAILED" });
     println!("{out}");
     for n in &notes {
         println!("note: {n}");
@@ -1019,7 +1026,15 @@ fn bench_postflytt_against_mbsync() {
 
     let targets_json: Vec<String> = targets
         .iter()
-        .map(|t| format!("    {{\"name\": {}, \"goal\": {}, \"observed\": {}, \"met\": {}}}", json_str(t.name), json_str(&t.goal), json_str(&t.observed), t.met))
+        .map(|t| {
+            format!(
+                "    {{\"name\": {}, \"goal\": {}, \"observed\": {}, \"met\": {}}}",
+                json_str(t.name),
+                json_str(&t.goal),
+                json_str(&t.observed),
+                t.met
+            )
+        })
         .collect();
     let json = format!(
         "{{\n  \"quick\": {},\n  \"seed\": {SEED},\n  \"fixture\": {{\"accounts\": {}, \"messages_per_account\": {}, \"messages\": {fixture_msgs}, \"bytes\": {fixture_bytes}, \

@@ -53,7 +53,9 @@ fn verdicts_for_every_kind_of_problem() {
     let out = m.run(&["check"]);
     let text = driver::text(&out);
     assert_eq!(out.status.code(), Some(2), "not every account is ready:\n{text}");
-    let line = |account: &str| text.lines().find(|l| l.starts_with(account)).unwrap_or_else(|| panic!("no line for {account}:\n{text}")).to_string();
+    let line = |account: &str| {
+        text.lines().find(|l| l.starts_with(account)).unwrap_or_else(|| panic!("no line for {account}:\n{text}")).to_string()
+    };
     assert!(line("ok@gammal.se").contains(": ready"), "{text}");
     assert!(text.contains("INBOX.Kunder") && text.contains("Kunder "), "folders and their mapping are listed:\n{text}");
     let l = line("fel@gammal.se");
@@ -91,7 +93,11 @@ fn verdicts_for_every_kind_of_problem() {
     assert_eq!(v["accounts"].as_array().map(Vec::len), Some(5));
     let ok = v["accounts"].as_array().and_then(|a| a.iter().find(|x| x["account"] == "ok@gammal.se")).expect("ok account");
     assert_eq!(ok["verdict"], "ready");
-    assert!(ok["folders"].as_array().is_some_and(|f| f.iter().any(|x| x["source"] == "INBOX.Kunder" && x["target"] == "Kunder" && x["messages"] == 5)));
+    assert!(
+        ok["folders"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x["source"] == "INBOX.Kunder" && x["target"] == "Kunder" && x["messages"] == 5))
+    );
 }
 
 #[test]

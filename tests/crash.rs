@@ -53,8 +53,7 @@ fn sigkill_at_journal_points_resumes_exactly_once() {
     let out = m.run_env(&["sync"], &[BATCH, ("POSTFLYTT_TRACE_POINTS", "1")]);
     let trace = driver::text(&out);
     assert!(out.status.success(), "{trace}");
-    let points: Vec<String> =
-        trace.lines().filter_map(|l| l.split_once("journal point ").map(|(_, r)| r.to_string())).collect();
+    let points: Vec<String> = trace.lines().filter_map(|l| l.split_once("journal point ").map(|(_, r)| r.to_string())).collect();
     assert!(points.len() >= 20, "too few journal points to test: {}", points.len());
     fixture::assert_same_mail(&src, &snapshot(&target, &users[0].0), &map);
 
@@ -76,7 +75,13 @@ fn sigkill_at_journal_points_resumes_exactly_once() {
         let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &account(user));
         let kill = kill_at.to_string();
         let out = m.run_env(&["sync"], &[BATCH, ("POSTFLYTT_KILL_AT", &kill)]);
-        assert_eq!(out.status.signal(), Some(9), "kill at point {kill_at} ({}) did not happen:\n{}", points[kill_at - 1], driver::text(&out));
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "kill at point {kill_at} ({}) did not happen:\n{}",
+            points[kill_at - 1],
+            driver::text(&out)
+        );
         let out = m.run_env(&["sync"], &[BATCH]);
         assert!(out.status.success(), "resume after kill at {kill_at}:\n{}", driver::text(&out));
         let problems = fixture::diff_mail(&src, &snapshot(&target, &users[user].0), &map);

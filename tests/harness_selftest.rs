@@ -30,53 +30,27 @@ fn modified_utf7_round_trips() {
         assert_eq!(mutf7_encode(utf8), wire, "encode {utf8:?}");
         assert_eq!(mutf7_decode(wire).as_deref(), Ok(utf8), "decode {wire:?}");
     }
-    assert!(
-        mutf7_decode("&AOQ").is_err(),
-        "unterminated shift must fail"
-    );
+    assert!(mutf7_decode("&AOQ").is_err(), "unterminated shift must fail");
     assert!(mutf7_decode("Skräp").is_err(), "raw 8-bit must fail");
 }
 
 #[test]
 fn helpers_behave() {
-    for (input, want) in [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foobar", "Zm9vYmFy"),
-    ] {
+    for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
         assert_eq!(common::base64(input.as_bytes()), want, "base64({input:?})");
     }
     assert_eq!(parse_internal_date("01-Jan-1970 00:00:00 +0000"), Some(0));
-    assert_eq!(
-        parse_internal_date("01-Jan-2001 10:00:00 +0530"),
-        parse_internal_date("01-Jan-2001 04:30:00 +0000")
-    );
-    assert_eq!(
-        parse_internal_date(" 1-Mar-2024 00:00:00 -0100"),
-        Some(1_709_254_800)
-    );
+    assert_eq!(parse_internal_date("01-Jan-2001 10:00:00 +0530"), parse_internal_date("01-Jan-2001 04:30:00 +0000"));
+    assert_eq!(parse_internal_date(" 1-Mar-2024 00:00:00 -0100"), Some(1_709_254_800));
     assert_eq!(parse_internal_date("garbage"), None);
     for size in [300, 301, 302, 377, 378, 379, 1000, 65_536, 1_000_003] {
         let m = fixture::big_message(size);
         assert_eq!(m.len(), size, "big_message({size})");
-        assert_eq!(
-            fixture::dovecot_served_form(&m),
-            m,
-            "big_message({size}) must be served unchanged"
-        );
+        assert_eq!(fixture::dovecot_served_form(&m), m, "big_message({size}) must be served unchanged");
     }
     let a = fixture::bulk("INBOX", 20, 7, 500..5000);
-    assert_eq!(
-        a,
-        fixture::bulk("INBOX", 20, 7, 500..5000),
-        "bulk is deterministic"
-    );
-    assert!(
-        a.iter().all(|m| (500..5000).contains(&m.body.len())),
-        "bulk sizes in range"
-    );
+    assert_eq!(a, fixture::bulk("INBOX", 20, 7, 500..5000), "bulk is deterministic");
+    assert!(a.iter().all(|m| (500..5000).contains(&m.body.len())), "bulk sizes in range");
     // Dovecot's line-ending normalisation, as measured (see the fixture module).
     for (given, served) in [
         (&b"a\nb\n"[..], &b"a\r\nb\r\n"[..]),
@@ -86,18 +60,9 @@ fn helpers_behave() {
         (b"end\r", b"end"),
         (b"nul\x00!", b"nul\x80!"),
     ] {
-        assert_eq!(
-            fixture::dovecot_served_form(given),
-            served,
-            "served form of {:?}",
-            given.escape_ascii().to_string()
-        );
+        assert_eq!(fixture::dovecot_served_form(given), served, "served form of {:?}", given.escape_ascii().to_string());
     }
-    let mut names = vec![
-        "INBOX".to_string(),
-        "INBOX.Kunder.Åre".into(),
-        "INBOX.Offert 2024/25".into(),
-    ];
+    let mut names = vec!["INBOX".to_string(), "INBOX.Kunder.Åre".into(), "INBOX.Offert 2024/25".into()];
     names.sort();
     let map = fixture::name_map(Layout::OldHost, Layout::Target, &names, "-");
     assert_eq!(map["INBOX"], "INBOX");
@@ -113,29 +78,15 @@ fn three_layouts_round_trip_hard_cases() {
         .into_iter()
         .map(|l| std::thread::spawn(move || Dovecot::start(l, &users)))
         .collect();
-    let mut servers: Vec<Dovecot> = starters
-        .into_iter()
-        .map(|h| h.join().expect("Dovecot start thread"))
-        .collect();
+    let mut servers: Vec<Dovecot> = starters.into_iter().map(|h| h.join().expect("Dovecot start thread")).collect();
     let target = servers.pop().expect("target");
     let modern = servers.pop().expect("modern");
     let old = servers.pop().expect("old");
-    let ports = [
-        old.port(),
-        old.tls_port(),
-        modern.port(),
-        modern.tls_port(),
-        target.port(),
-        target.tls_port(),
-    ];
+    let ports = [old.port(), old.tls_port(), modern.port(), modern.tls_port(), target.port(), target.tls_port()];
     let mut unique = ports.to_vec();
     unique.sort();
     unique.dedup();
-    assert_eq!(
-        unique.len(),
-        6,
-        "every instance has its own ports: {ports:?}"
-    );
+    assert_eq!(unique.len(), 6, "every instance has its own ports: {ports:?}");
 
     // Load both sources in parallel, then read them back.
     let loaders: Vec<_> = [(&old, Layout::OldHost), (&modern, Layout::Modern)]
@@ -145,36 +96,17 @@ fn three_layouts_round_trip_hard_cases() {
             std::thread::spawn(move || {
                 let mut r = ImapReader::login(port, "anna", "hemligt1");
                 let msgs = fixture::load_hard_cases(&mut r, l);
-                (
-                    l,
-                    msgs,
-                    fixture::mailbox_snapshot(&mut r),
-                    r.lsub(),
-                    r.list(),
-                    r.delimiter(),
-                )
+                (l, msgs, fixture::mailbox_snapshot(&mut r), r.lsub(), r.list(), r.delimiter())
             })
         })
         .collect();
     for h in loaders {
         let (layout, msgs, snap, lsub, list, delim) = h.join().expect("loader thread");
-        assert!(
-            (39..=41).contains(&msgs.len()),
-            "{layout:?}: about 40 messages, got {}",
-            msgs.len()
-        );
+        assert!((39..=41).contains(&msgs.len()), "{layout:?}: about 40 messages, got {}", msgs.len());
         let expected = fixture::expected_snapshot(&msgs, &fixture::empty_folders(layout));
-        assert_eq!(
-            snap.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{layout:?}: folder set read back"
-        );
+        assert_eq!(snap.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{layout:?}: folder set read back");
         fixture::assert_same_mail(&expected, &snap, &BTreeMap::new());
-        assert_eq!(
-            lsub,
-            fixture::subscribed(layout),
-            "{layout:?}: subscriptions"
-        );
+        assert_eq!(lsub, fixture::subscribed(layout), "{layout:?}: subscriptions");
         assert_eq!(delim, Some(layout.separator()), "{layout:?}: delimiter");
         // Exactly the messages with bare LF, bare CR or NUL are served differently from what was appended.
         let changed: Vec<String> = msgs
@@ -184,36 +116,16 @@ fn three_layouts_round_trip_hard_cases() {
             .collect();
         assert_eq!(
             changed,
-            [
-                "<fixture-bare-lf@postflytt.test>",
-                "<fixture-mixed-eol@postflytt.test>",
-                "<fixture-latin1@postflytt.test>"
-            ],
+            ["<fixture-bare-lf@postflytt.test>", "<fixture-mixed-eol@postflytt.test>", "<fixture-latin1@postflytt.test>"],
             "{layout:?}: normalised messages"
         );
         // Names on the wire are modified UTF-7; the reader decodes them.
-        let are = list
-            .iter()
-            .find(|e| e.name == layout.join(&["Kunder", "Åre"]))
-            .expect("Kunder/Åre listed");
-        assert!(
-            are.raw_name.ends_with("&AMU-re"),
-            "{layout:?}: raw name {:?}",
-            are.raw_name
-        );
+        let are = list.iter().find(|e| e.name == layout.join(&["Kunder", "Åre"])).expect("Kunder/Åre listed");
+        assert!(are.raw_name.ends_with("&AMU-re"), "{layout:?}: raw name {:?}", are.raw_name);
         if layout == Layout::Modern {
-            let archive = list
-                .iter()
-                .find(|e| e.name == "Archive")
-                .expect("Archive listed");
-            assert!(
-                archive.has_attribute("\\Archive"),
-                "Archive carries SPECIAL-USE: {archive:?}"
-            );
-            assert!(
-                list.iter().all(|e| e.name != "Sent"),
-                "special-use folders are not auto-created"
-            );
+            let archive = list.iter().find(|e| e.name == "Archive").expect("Archive listed");
+            assert!(archive.has_attribute("\\Archive"), "Archive carries SPECIAL-USE: {archive:?}");
+            assert!(list.iter().all(|e| e.name != "Sent"), "special-use folders are not auto-created");
         }
         // Internal dates: served in the server's zone (Stockholm on the old host), same instants.
         let sample = &snap[&layout.join(&["INBOX"])][0].internal_date;
@@ -221,160 +133,80 @@ fn three_layouts_round_trip_hard_cases() {
         let stockholm = std::path::Path::new("/usr/share/zoneinfo/Europe/Stockholm").exists();
         match layout {
             Layout::OldHost if stockholm => {
-                assert!(
-                    zone == "+0100" || zone == "+0200",
-                    "old host zone: {sample}"
-                )
+                assert!(zone == "+0100" || zone == "+0200", "old host zone: {sample}")
             }
             _ => assert_eq!(zone, "+0000", "{layout:?} zone: {sample}"),
         }
     }
     // The loader opens INBOX before its first APPEND, so the old host keeps one UIDVALIDITY.
-    assert!(
-        !old.log().contains("UIDVALIDITY changed"),
-        "old host log:\n{}",
-        old.log()
-    );
+    assert!(!old.log().contains("UIDVALIDITY changed"), "old host log:\n{}", old.log());
 
     // The target: empty, quota and APPENDLIMIT advertised, doveadm works, TLS port speaks TLS.
     let mut t = target.reader("anna");
     let caps = t.capabilities();
-    for cap in [
-        "QUOTA",
-        "SPECIAL-USE",
-        "UIDPLUS",
-        "COMPRESS=DEFLATE",
-        "LITERAL+",
-    ] {
+    for cap in ["QUOTA", "SPECIAL-USE", "UIDPLUS", "COMPRESS=DEFLATE", "LITERAL+"] {
         assert!(caps.contains(cap), "target lacks {cap}: {caps:?}");
     }
-    assert!(
-        caps.contains(&format!(
-            "APPENDLIMIT={}",
-            common::dovecot::DEFAULT_APPEND_LIMIT
-        )),
-        "{caps:?}"
-    );
+    assert!(caps.contains(&format!("APPENDLIMIT={}", common::dovecot::DEFAULT_APPEND_LIMIT)), "{caps:?}");
     let quota = t.quota("INBOX");
-    assert!(
-        quota
-            .iter()
-            .any(|(r, _, limit)| r == "STORAGE" && *limit == 1024 * 1024),
-        "quota: {quota:?}"
-    );
+    assert!(quota.iter().any(|(r, _, limit)| r == "STORAGE" && *limit == 1024 * 1024), "quota: {quota:?}");
     assert_eq!(t.folders(), ["INBOX"], "target starts with INBOX only");
     t.logout();
     let out = target.doveadm_ok(&["mailbox", "list", "-u", "anna"]);
     assert_eq!(out.trim(), "INBOX", "doveadm mailbox list");
     let out = old.doveadm_ok(&["mailbox", "list", "-u", "anna"]);
-    assert!(
-        out.lines().any(|l| l == "INBOX.Offert 2024/25"),
-        "doveadm sees the old host's folders:\n{out}"
-    );
+    assert!(out.lines().any(|l| l == "INBOX.Offert 2024/25"), "doveadm sees the old host's folders:\n{out}");
     assert_tls(&target);
 }
 
 fn assert_tls(d: &Dovecot) {
     let mut child = std::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", d.tls_port()),
-            "-servername",
-            "localhost",
-        ])
-        .args([
-            "-verify_return_error",
-            "-verify_hostname",
-            "localhost",
-            "-ign_eof",
-            "-crlf",
-            "-CAfile",
-        ])
+        .args(["s_client", "-connect", &format!("127.0.0.1:{}", d.tls_port()), "-servername", "localhost"])
+        .args(["-verify_return_error", "-verify_hostname", "localhost", "-ign_eof", "-crlf", "-CAfile"])
         .arg(d.cert_path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run openssl s_client");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"a LOGOUT\n")
-        .expect("write to s_client");
+    child.stdin.take().expect("stdin").write_all(b"a LOGOUT\n").expect("write to s_client");
     let out = child.wait_with_output().expect("openssl s_client output");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "s_client failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("Verify return code: 0 (ok)"),
-        "certificate must verify against cert.pem:\n{text}"
-    );
-    assert!(
-        text.contains("* OK") && text.contains("* BYE"),
-        "IMAP over TLS:\n{text}"
-    );
-    assert_eq!(
-        d.cert_sha256_fingerprint().len(),
-        95,
-        "SHA-256 fingerprint as AA:BB:..."
-    );
+    assert!(out.status.success(), "s_client failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Verify return code: 0 (ok)"), "certificate must verify against cert.pem:\n{text}");
+    assert!(text.contains("* OK") && text.contains("* BYE"), "IMAP over TLS:\n{text}");
+    assert_eq!(d.cert_sha256_fingerprint().len(), 95, "SHA-256 fingerprint as AA:BB:...");
 }
 
 #[test]
 fn odd_passwords_log_in_on_the_old_host() {
-    let users = [
-        ("bo", "p:a\"ss\\w ö"),
-        ("cia", "{PLAIN}x:y"),
-        ("dan", " leading space"),
-        ("eva", "vanligt"),
-    ];
+    let users = [("bo", "p:a\"ss\\w ö"), ("cia", "{PLAIN}x:y"), ("dan", " leading space"), ("eva", "vanligt")];
     let d = Dovecot::start(Layout::OldHost, &users);
     for (u, p) in users {
         let mut r = ImapReader::login(d.port(), u, p);
         assert_eq!(r.folders(), ["INBOX"], "{u} logs in");
         r.logout();
     }
-    let err = ImapReader::try_login(d.port(), "bo", "p:a\"ss\\w o")
-        .err()
-        .expect("wrong password refused");
+    let err = ImapReader::try_login(d.port(), "bo", "p:a\"ss\\w o").err().expect("wrong password refused");
     assert!(err.contains("NO"), "refusal: {err}");
     // Passwords change (and users appear) while the server runs.
     let mut d = d;
     d.set_password("eva", "nytt:lösen");
     d.set_password("fia", "ny");
-    assert!(
-        ImapReader::try_login(d.port(), "eva", "vanligt").is_err(),
-        "old password refused"
-    );
+    assert!(ImapReader::try_login(d.port(), "eva", "vanligt").is_err(), "old password refused");
     ImapReader::login(d.port(), "eva", "nytt:lösen").logout();
     ImapReader::login(d.port(), "fia", "ny").logout();
 }
 
 #[test]
 fn restart_keeps_mail_and_ports_and_target_enforces_appendlimit() {
-    let opts = DovecotOptions {
-        append_limit: Some(100_000),
-        quota_storage: Some("10M".into()),
-        ..Default::default()
-    };
+    let opts = DovecotOptions { append_limit: Some(100_000), quota_storage: Some("10M".into()), ..Default::default() };
     let mut d = Dovecot::start_with(Layout::Target, &[("anna", "pw")], opts);
     let (port, tls) = (d.port(), d.tls_port());
     let mut r = d.reader("anna");
     assert!(r.capabilities().contains("APPENDLIMIT=100000"));
-    let uid = r.append(
-        "INBOX",
-        &["\\Seen"],
-        Some("24-Dec-2024 15:00:00 +0100"),
-        &fixture::big_message(99_000),
-    );
-    let err = r
-        .try_append("INBOX", &[], None, &fixture::big_message(100_001))
-        .expect_err("over APPENDLIMIT");
+    let uid = r.append("INBOX", &["\\Seen"], Some("24-Dec-2024 15:00:00 +0100"), &fixture::big_message(99_000));
+    let err = r.try_append("INBOX", &[], None, &fixture::big_message(100_001)).expect_err("over APPENDLIMIT");
     assert!(err.contains("[LIMIT]"), "over-size APPEND: {err}");
     r.create("Kunder/Åre");
     r.store_flags("INBOX", uid, "+FLAGS", &["$Forwarded"]);
@@ -384,19 +216,12 @@ fn restart_keeps_mail_and_ports_and_target_enforces_appendlimit() {
     d.restart();
     assert_eq!((d.port(), d.tls_port()), (port, tls), "restart keeps ports");
     let mut r = d.reader("anna");
-    assert_eq!(
-        r.status("INBOX"),
-        before,
-        "restart keeps UIDVALIDITY/UIDNEXT"
-    );
+    assert_eq!(r.status("INBOX"), before, "restart keeps UIDVALIDITY/UIDNEXT");
     let msgs = r.fetch_all("INBOX");
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].body, fixture::big_message(99_000));
     assert_eq!(msgs[0].internal_date, "24-Dec-2024 14:00:00 +0000");
-    assert_eq!(
-        msgs[0].flags.iter().map(String::as_str).collect::<Vec<_>>(),
-        ["$Forwarded", "\\Seen"]
-    );
+    assert_eq!(msgs[0].flags.iter().map(String::as_str).collect::<Vec<_>>(), ["$Forwarded", "\\Seen"]);
     r.expunge_uid("INBOX", uid);
     assert_eq!(r.status("INBOX").messages, 0, "expunged");
     assert_eq!(r.folders(), ["INBOX", "Kunder/Åre"]);
@@ -435,10 +260,7 @@ fn diff_reports_each_kind_of_difference() {
     ] {
         assert!(text.contains(needle), "report lacks {needle:?}:\n{text}");
     }
-    assert!(
-        !text.contains("\"Sent\""),
-        "empty extra folder reported:\n{text}"
-    );
+    assert!(!text.contains("\"Sent\""), "empty extra folder reported:\n{text}");
     // Renaming through the map.
     let mut renamed = source.clone();
     let v = renamed.remove("Skickat").expect("Skickat");
@@ -457,28 +279,21 @@ fn proxy_cuts_exactly_and_then_passes() {
 
     // Server-to-client: after the greeting, let 5,000 more bytes through, then cut.
     let mut s = TcpStream::connect(("127.0.0.1", proxy.port())).expect("connect to proxy");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut greeting = [0u8; 512];
     let n = s.read(&mut greeting).expect("greeting");
     assert!(greeting[..n].starts_with(b"* OK"), "greeting through proxy");
     proxy.cut_after(Direction::ServerToClient, 5_000);
-    s.write_all(b"a LOGIN anna pw\r\nb SELECT INBOX\r\nc FETCH 1 BODY.PEEK[]\r\n")
-        .expect("send");
+    s.write_all(b"a LOGIN anna pw\r\nb SELECT INBOX\r\nc FETCH 1 BODY.PEEK[]\r\n").expect("send");
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got); // EOF (or reset) when cut
-    assert_eq!(
-        got.len(),
-        5_000,
-        "exactly the armed number of bytes arrives"
-    );
+    assert_eq!(got.len(), 5_000, "exactly the armed number of bytes arrives");
     assert_eq!(proxy.cut_count(), 1);
     assert!(!proxy.armed(), "one-shot");
 
     // Client-to-server: the server sees 10 bytes of the command, the client sees the close.
     let mut s = TcpStream::connect(("127.0.0.1", proxy.port())).expect("connect to proxy");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let n = s.read(&mut greeting).expect("greeting");
     assert!(greeting[..n].starts_with(b"* OK"));
     let c2s_before = proxy.bytes_seen(Direction::ClientToServer);
@@ -486,11 +301,7 @@ fn proxy_cuts_exactly_and_then_passes() {
     let _ = s.write_all(b"a LOGIN anna pw\r\n");
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(
-        rest.is_empty(),
-        "no reply to a cut command: {:?}",
-        String::from_utf8_lossy(&rest)
-    );
+    assert!(rest.is_empty(), "no reply to a cut command: {:?}", String::from_utf8_lossy(&rest));
     assert_eq!(proxy.bytes_seen(Direction::ClientToServer) - c2s_before, 10);
     assert_eq!(proxy.cut_count(), 2);
 

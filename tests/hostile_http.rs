@@ -61,7 +61,11 @@ impl Serve {
     fn alive(&mut self) -> bool {
         let alive = matches!(self.child.try_wait(), Ok(None));
         if !alive {
-            eprintln!("postflytt ended: {:?}\n{}", self.child.try_wait(), std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default());
+            eprintln!(
+                "postflytt ended: {:?}\n{}",
+                self.child.try_wait(),
+                std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+            );
         }
         alive
     }
@@ -69,7 +73,11 @@ impl Serve {
     /// Peak resident memory so far, in MiB.
     fn peak_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
         kib / 1024.0
     }
 
@@ -170,7 +178,10 @@ fn stalled_and_idle_clients_do_not_hold_the_page() {
         let mut s = TcpStream::connect(("127.0.0.1", serve.port)).expect("connect");
         // Half with the operator token (the body is then read, and stalls), half without.
         let auth = if i % 2 == 0 { format!("Authorization: Bearer {token}\r\n") } else { String::new() };
-        s.write_all(format!("POST /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 5000\r\n\r\n{{\"parallel\": ").as_bytes()).expect("write");
+        s.write_all(
+            format!("POST /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 5000\r\n\r\n{{\"parallel\": ").as_bytes(),
+        )
+        .expect("write");
         held.push(s);
     }
     for _ in 0..300 {
@@ -279,7 +290,11 @@ fn the_viewer_code_cannot_be_guessed() {
     eprintln!("guessing for 15 s: {i} guesses, {compared} compared, {limited} refused unread");
     assert!(compared <= 60 + 16, "{compared} guesses compared in 15 s");
     assert!(limited > 0);
-    assert_eq!(get(serve.port, "/api/status", &[("X-Viewer-Code", &code)]).map(|r| r.0), Some(429), "the right code is not compared meanwhile");
+    assert_eq!(
+        get(serve.port, "/api/status", &[("X-Viewer-Code", &code)]).map(|r| r.0),
+        Some(429),
+        "the right code is not compared meanwhile"
+    );
     let token = format!("Bearer {}", serve.token());
     assert_eq!(get(serve.port, "/api/status", &[("Authorization", &token)]).map(|r| r.0), Some(200), "staff can still act");
     // Lower case, spaces or no dash: the same code.
@@ -294,7 +309,8 @@ fn the_viewer_code_cannot_be_guessed() {
 fn foreign_hosts_and_tokens_in_queries_are_refused() {
     let data = common::fresh_dir("pf-hostile-host");
     let serve = Serve::start(&data, &["--public-name", "box.kund.se"], None);
-    let host = |name: &str| request(serve.port, format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes()).map(|r| r.0);
+    let host =
+        |name: &str| request(serve.port, format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes()).map(|r| r.0);
     assert_eq!(host("evil.example:8025"), Some(421));
     assert_eq!(host("box.kund.se.evil.example"), Some(421));
     assert_eq!(host("box.kund.se:8025"), Some(200));
@@ -307,7 +323,11 @@ fn foreign_hosts_and_tokens_in_queries_are_refused() {
     let post = format!("POST /api/passes/stop?code={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(request(serve.port, post.as_bytes()).map(|r| r.0), Some(401));
     let code = serve.code();
-    assert_eq!(get(serve.port, &format!("/report?code={code}&lang=en"), &[]).map(|r| r.0), Some(200), "a viewer link to the report still works");
+    assert_eq!(
+        get(serve.port, &format!("/report?code={code}&lang=en"), &[]).map(|r| r.0),
+        Some(200),
+        "a viewer link to the report still works"
+    );
     // An HTTP/1.0 client gets an answer it can read (no chunked encoding), and every answer says
     // the connection closes (one request per connection).
     let mut stream = TcpStream::connect(("127.0.0.1", serve.port)).expect("connect");

@@ -230,10 +230,7 @@ struct Run {
 
 fn sync(m: &Migration, parallel: &str, exit_code: i32) -> Run {
     let started = Instant::now();
-    let out = m.run_env(
-        &["sync", "--parallel", parallel],
-        &[("POSTFLYTT_IO_TIMEOUT_MS", "2000"), ("POSTFLYTT_RECONNECT_MS", "100")],
-    );
+    let out = m.run_env(&["sync", "--parallel", parallel], &[("POSTFLYTT_IO_TIMEOUT_MS", "2000"), ("POSTFLYTT_RECONNECT_MS", "100")]);
     let seconds = started.elapsed().as_secs_f64();
     let text = driver::text(&out);
     assert_eq!(out.status.code(), Some(exit_code), "{text}");
@@ -251,7 +248,15 @@ fn one_hostile_account(mode: Misbehaviour, sentence: &str, max_seconds: f64, max
     let target = Dovecot::start(Layout::Target, &[("bad@ny.se", "pw")]);
     let server = HostileServer::start(mode, None);
     // The source's port is the scripted server's; `with_ports` takes a Dovecot only for its ports.
-    let m = Migration::with_ports(&target, Via::Plain, Some(server.port), &target, Via::Plain, None, &[("bad@gammal.se", "pw", "bad@ny.se", "pw")]);
+    let m = Migration::with_ports(
+        &target,
+        Via::Plain,
+        Some(server.port),
+        &target,
+        Via::Plain,
+        None,
+        &[("bad@gammal.se", "pw", "bad@ny.se", "pw")],
+    );
     let run = sync(&m, "1", 2);
     let sent = server.sent.load(Ordering::SeqCst);
     eprintln!(
@@ -309,7 +314,8 @@ fn a_body_literal_shorter_than_announced_times_out_and_the_account_fails() {
 
 #[test]
 fn a_dripping_server_fails_at_the_command_deadline() {
-    let (run, server) = one_hostile_account(Misbehaviour::Drip, "the server took more than 4 s over one UID FETCH and sent only", 20.0, 60.0);
+    let (run, server) =
+        one_hostile_account(Misbehaviour::Drip, "the server took more than 4 s over one UID FETCH and sent only", 20.0, 60.0);
     // Each byte came within the 2 s per-read timeout: only the command's deadline stopped it.
     assert!(server.sent.load(Ordering::SeqCst) >= 2, "the server dripped");
     assert!(!run.text.contains("no answer within"), "{}", run.text);

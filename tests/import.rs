@@ -31,7 +31,8 @@ fn files_from_real_spreadsheet_programs() {
         assert!(out.status.success(), "{name}:\n{t}");
         assert!(t.contains("3 accounts added"), "{name}:\n{t}");
         let status = text(&postflytt(&data, &["status"]));
-        for line in ["anna.ek@kund.se -> anna.ek@kund.se", "björn@kund.se -> bjorn@kund.se", "Åsa.Öberg@kund.se -> Åsa.Öberg@kund.se"] {
+        for line in ["anna.ek@kund.se -> anna.ek@kund.se", "björn@kund.se -> bjorn@kund.se", "Åsa.Öberg@kund.se -> Åsa.Öberg@kund.se"]
+        {
             assert!(status.contains(line), "{name}: {line:?} missing in:\n{status}");
         }
         for password in ["Sommar2024!", "Vinter2025#", "123456", "nytt-lösen"] {

@@ -99,7 +99,17 @@ fn world_with_secret(accounts: &[(&str, &str, &str)], secret_given: &str) -> Wor
     let m = Migration::with_ports(&source, Via::Plain, None, &target, Via::Plain, Some(exo.port()), &csv);
     let w = World { m, exo, target, source, idp, conf, outputs: Mutex::new(Vec::new()) };
     w.set_secret(secret_given);
-    let out = w.ok(&["setup", "--target-kind", "m365", "--m365-tenant", TENANT, "--m365-client-id", CLIENT_ID, "--m365-token-url", &w.idp.token_url()]);
+    let out = w.ok(&[
+        "setup",
+        "--target-kind",
+        "m365",
+        "--m365-tenant",
+        TENANT,
+        "--m365-client-id",
+        CLIENT_ID,
+        "--m365-token-url",
+        &w.idp.token_url(),
+    ]);
     assert!(!out.contains("outlook.office365.com"), "setup with --target already given must keep it:\n{out}");
     w
 }
@@ -215,10 +225,13 @@ fn parse_folders(out: &str) -> BTreeMap<String, (String, String)> {
 
 fn uidnexts(server: &Dovecot, user: &str) -> BTreeMap<String, u32> {
     let mut r = server.reader(user);
-    r.folders().into_iter().map(|f| {
-        let s = r.status(&f);
-        (f, s.uidnext)
-    }).collect()
+    r.folders()
+        .into_iter()
+        .map(|f| {
+            let s = r.status(&f);
+            (f, s.uidnext)
+        })
+        .collect()
 }
 
 /// A Dovecot in the modern layout that takes XOAUTH2 logins checked by an identity stand-in (whose
@@ -304,7 +317,13 @@ fn hard_cases_reach_exchange_folders_with_flags_and_one_token_per_process() {
     let before = w.idp.token_requests();
     let folders = parse_folders(&w.ok(&["folders", "alice@gammal.se"]));
     assert_eq!(w.idp.token_requests() - before, 1, "`folders` gets one token");
-    for (source, target) in [("INBOX.Skickat", "Sent Items"), ("INBOX.Papperskorg", "Deleted Items"), ("INBOX.Skräppost", "Junk Email"), ("INBOX.Utkast", "Drafts"), ("INBOX.Kunder.Åre", "Kunder/Åre")] {
+    for (source, target) in [
+        ("INBOX.Skickat", "Sent Items"),
+        ("INBOX.Papperskorg", "Deleted Items"),
+        ("INBOX.Skräppost", "Junk Email"),
+        ("INBOX.Utkast", "Drafts"),
+        ("INBOX.Kunder.Åre", "Kunder/Åre"),
+    ] {
         assert_eq!(folders.get(source).map(|t| t.0.as_str()), Some(target), "{source}: {folders:#?}");
     }
 
@@ -330,7 +349,8 @@ fn hard_cases_reach_exchange_folders_with_flags_and_one_token_per_process() {
     let flagged_on_source: usize = src.values().chain(bo_src.values()).flatten().filter(|m| m.flags.contains("\\Flagged")).count();
     assert!(flagged_on_source >= 4, "the fixture has flagged mail");
     assert_eq!(w.exo.counters().flagged_dropped, flagged_on_source as u64, "the stand-in dropped \\Flagged from every APPEND that had it");
-    let flagged_on_target: usize = tgt.values().chain(snapshot(&w.target, "bo@ny.se").values()).flatten().filter(|m| m.flags.contains("\\Flagged")).count();
+    let flagged_on_target: usize =
+        tgt.values().chain(snapshot(&w.target, "bo@ny.se").values()).flatten().filter(|m| m.flags.contains("\\Flagged")).count();
     assert_eq!(flagged_on_target, flagged_on_source);
 
     // Second pass: nothing appended, nothing changed; again one token for the process.
@@ -362,7 +382,13 @@ fn reserved_files_and_case_collisions_get_suffixes() {
     {
         let mut r = w.source_reader("cecilia@gammal.se");
         fixture::ensure_folders(&mut r, &["INBOX.Files", "INBOX.Kunder", "INBOX.kunder"]);
-        for (folder, id) in [("INBOX", "inbox-1"), ("INBOX.Files", "files-1"), ("INBOX.Files", "files-2"), ("INBOX.Kunder", "stora-k"), ("INBOX.kunder", "lilla-k")] {
+        for (folder, id) in [
+            ("INBOX", "inbox-1"),
+            ("INBOX.Files", "files-1"),
+            ("INBOX.Files", "files-2"),
+            ("INBOX.Kunder", "stora-k"),
+            ("INBOX.kunder", "lilla-k"),
+        ] {
             r.append(folder, &["\\Seen"], Some("02-Feb-2022 09:00:00 +0100"), &simple_message(id, &format!("{folder} {id}")));
         }
     }
@@ -611,7 +637,8 @@ fn check_shows_the_same_for_m365_as_for_imap() {
     let w = world(&[("lisa@gammal.se", "källa-12", "lisa@ny.se")]);
     fixture::load_hard_cases(&mut w.source_reader("lisa@gammal.se"), Layout::OldHost);
     let imap_target = Dovecot::start(Layout::Target, &[("lisa@ny.se", "mål-lösen")]);
-    let imap = Migration::new(&w.source, Via::Plain, &imap_target, Via::Plain, &[("lisa@gammal.se", "källa-12", "lisa@ny.se", "mål-lösen")]);
+    let imap =
+        Migration::new(&w.source, Via::Plain, &imap_target, Via::Plain, &[("lisa@gammal.se", "källa-12", "lisa@ny.se", "mål-lösen")]);
 
     let m365_table = w.ok(&["check"]);
     let imap_table = imap.ok(&["check"]);
@@ -633,7 +660,12 @@ fn check_shows_the_same_for_m365_as_for_imap() {
             .as_array()
             .expect("folders")
             .iter()
-            .map(|f| (f["source"].as_str().unwrap_or("").to_string(), (f["target"].as_str().unwrap_or("").to_string(), f["messages"].as_u64().unwrap_or(0), f["bytes"].as_u64().unwrap_or(0))))
+            .map(|f| {
+                (
+                    f["source"].as_str().unwrap_or("").to_string(),
+                    (f["target"].as_str().unwrap_or("").to_string(), f["messages"].as_u64().unwrap_or(0), f["bytes"].as_u64().unwrap_or(0)),
+                )
+            })
             .collect()
     };
     let (mf, imf) = (folders(ma), folders(ia));
@@ -783,16 +815,26 @@ fn microsoft_365_source_logs_in_with_its_own_tenants_app() {
     let (source_url, target_url) = (source_idp.token_url(), target_idp.token_url());
     outputs.push(m.ok(&[
         "setup",
-        "--source-kind", "m365",
-        "--source-m365-tenant", SOURCE_TENANT,
-        "--source-m365-client-id", SOURCE_CLIENT_ID,
-        "--source-m365-token-url", &source_url,
-        "--source-m365-client-secret-file", &source_secret.to_string_lossy(),
-        "--target-kind", "m365",
-        "--m365-tenant", TENANT,
-        "--m365-client-id", CLIENT_ID,
-        "--m365-token-url", &target_url,
-        "--m365-client-secret-file", &target_secret.to_string_lossy(),
+        "--source-kind",
+        "m365",
+        "--source-m365-tenant",
+        SOURCE_TENANT,
+        "--source-m365-client-id",
+        SOURCE_CLIENT_ID,
+        "--source-m365-token-url",
+        &source_url,
+        "--source-m365-client-secret-file",
+        &source_secret.to_string_lossy(),
+        "--target-kind",
+        "m365",
+        "--m365-tenant",
+        TENANT,
+        "--m365-client-id",
+        CLIENT_ID,
+        "--m365-token-url",
+        &target_url,
+        "--m365-client-secret-file",
+        &target_secret.to_string_lossy(),
     ]));
     std::fs::remove_file(&source_secret).expect("remove");
     std::fs::remove_file(&target_secret).expect("remove");

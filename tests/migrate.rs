@@ -25,10 +25,13 @@ fn snapshot(server: &Dovecot, user: &str) -> Snapshot {
 fn uidnexts(server: &Dovecot, user: &str) -> BTreeMap<String, u32> {
     let mut reader = server.reader(user);
     let folders = reader.folders();
-    folders.into_iter().map(|f| {
-        let s = reader.status(&f);
-        (f, s.uidnext)
-    }).collect()
+    folders
+        .into_iter()
+        .map(|f| {
+            let s = reader.status(&f);
+            (f, s.uidnext)
+        })
+        .collect()
 }
 
 #[test]
@@ -295,7 +298,15 @@ fn target_without_uidplus_and_with_bare_lf_lines_gets_everything_once() {
     let target = Dovecot::start(Layout::Target, &[("k@ny.se", "pw2")]);
     fixture::load_hard_cases(&mut source.reader("k@gammal.se"), Layout::OldHost);
     let proxy = QuirkProxy::start(target.port(), Quirks { no_uidplus: true, bare_lf: true, ..Quirks::default() });
-    let m = driver::Migration::with_ports(&source, Via::Plain, None, &target, Via::Plain, Some(proxy.port()), &[("k@gammal.se", "pw1", "k@ny.se", "pw2")]);
+    let m = driver::Migration::with_ports(
+        &source,
+        Via::Plain,
+        None,
+        &target,
+        Via::Plain,
+        Some(proxy.port()),
+        &[("k@gammal.se", "pw1", "k@ny.se", "pw2")],
+    );
 
     let out = m.sync();
     assert!(out.contains("no usable APPENDUID"), "the proxy did not hide APPENDUID:\n{out}");
@@ -340,7 +351,15 @@ fn nil_message_content_is_skipped_with_the_reason_not_staged_empty() {
     }
     drop(sr);
     let proxy = QuirkProxy::start(source.port(), Quirks { nil_when: Some(b"X-Test-Nil: yes"), ..Quirks::default() });
-    let m = driver::Migration::with_ports(&source, Via::Plain, Some(proxy.port()), &target, Via::Plain, None, &[("n@gammal.se", "pw1", "n@ny.se", "pw2")]);
+    let m = driver::Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(proxy.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("n@gammal.se", "pw1", "n@ny.se", "pw2")],
+    );
     let out = m.sync();
     assert_eq!(appended(&out), 7, "{out}");
     let subjects: BTreeSet<String> =
@@ -377,7 +396,15 @@ fn source_sending_uid_after_the_body_gets_every_message_once() {
     sr.append("Kunder", &["\\Seen"], None, &exact);
     drop(sr);
     let proxy = QuirkProxy::start(source.port(), Quirks { uid_after_body: true, ..Quirks::default() });
-    let m = driver::Migration::with_ports(&source, Via::Plain, Some(proxy.port()), &target, Via::Plain, None, &[("u@gammal.se", "pw1", "u@ny.se", "pw2")]);
+    let m = driver::Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(proxy.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("u@gammal.se", "pw1", "u@ny.se", "pw2")],
+    );
 
     let out = m.sync();
     assert!(proxy.uids_moved() >= 12, "the proxy moved the UID of {} answers only:\n{out}", proxy.uids_moved());
@@ -426,7 +453,12 @@ fn four_accounts_at_once_share_one_thread_and_the_database() {
             let mut got: Vec<&[u8]> = got_msgs.iter().map(|m| m.body.as_slice()).collect();
             want.sort();
             got.sort();
-            assert!(got == want, "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ", got.len(), want.len());
+            assert!(
+                got == want,
+                "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ",
+                got.len(),
+                want.len()
+            );
         }
     }
 }
@@ -469,10 +501,8 @@ fn stalled_source_holds_up_no_other_account(marker: &[u8], a_msgs: Vec<fixture::
     let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw"), ("b@ny.se", "pw")]);
     fixture::load(&mut source.reader("a@gammal.se"), &a_msgs);
     // B: 120 messages in two folders, far more work than A does before it stalls.
-    let b_msgs: Vec<_> = [("INBOX", 72), ("INBOX.Projekt", 73)]
-        .iter()
-        .flat_map(|&(folder, seed)| fixture::bulk(folder, 60, seed, 500..40_000))
-        .collect();
+    let b_msgs: Vec<_> =
+        [("INBOX", 72), ("INBOX.Projekt", 73)].iter().flat_map(|&(folder, seed)| fixture::bulk(folder, 60, seed, 500..40_000)).collect();
     fixture::load(&mut source.reader("b@gammal.se"), &b_msgs);
     let b_total = b_msgs.len() as u32;
 
@@ -543,7 +573,12 @@ fn stalled_source_holds_up_no_other_account(marker: &[u8], a_msgs: Vec<fixture::
             let mut got: Vec<&[u8]> = got_msgs.iter().map(|m| m.body.as_slice()).collect();
             want.sort();
             got.sort();
-            assert!(got == want, "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ\n{t}", got.len(), want.len());
+            assert!(
+                got == want,
+                "{target_user} {target_folder}: {} messages on the target, {} wanted, or bytes differ\n{t}",
+                got.len(),
+                want.len()
+            );
         }
     }
 }

@@ -25,11 +25,7 @@ fn postflytt_bin() -> PathBuf {
 }
 
 fn postflytt(args: &[&str]) -> Output {
-    Command::new(postflytt_bin())
-        .args(args)
-        .env("POSTFLYTT_DATA", "/nonexistent/postflytt-mx-test")
-        .output()
-        .expect("run postflytt")
+    Command::new(postflytt_bin()).args(args).env("POSTFLYTT_DATA", "/nonexistent/postflytt-mx-test").output().expect("run postflytt")
 }
 
 /// `postflytt mx ...` that must succeed; its standard output.
@@ -118,11 +114,7 @@ read -r _ || true
 kill -TERM "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 "#;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("dnsmasq.log"))
-            .expect("open dnsmasq.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("dnsmasq.log")).expect("open dnsmasq.log");
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -206,7 +198,8 @@ fn mx_records_are_shown_and_the_flip_to_the_target_is_seen() {
     ];
     let mut dns = Dnsmasq::start(&old);
     let addr = dns.addr();
-    let args = ["--resolver", &addr, "--target-mx", "MX.NEW.example", "--target-mx", "*.mail.protection.outlook.com", "Kund.se", "annat.se"];
+    let args =
+        ["--resolver", &addr, "--target-mx", "MX.NEW.example", "--target-mx", "*.mail.protection.outlook.com", "Kund.se", "annat.se"];
 
     let out = mx_ok(&args);
     assert_eq!(line(&out, "kund.se"), "kund.se: MX mx.old.example (10), mx2.old.example (20) -> points at target: no", "{out}");
@@ -239,24 +232,23 @@ fn no_mx_and_no_such_domain_are_answers() {
     ]);
     let addr = dns.addr();
     let out = mx_ok(&["--resolver", &addr, "--target-mx", "mx.new.example", "borta.example", "utanmx.example", "kund.se"]);
-    assert_eq!(
-        out,
-        "borta.example: no such domain\nutanmx.example: no MX\nkund.se: MX mx.old.example (10) -> points at target: no\n"
-    );
+    assert_eq!(out, "borta.example: no such domain\nutanmx.example: no MX\nkund.se: MX mx.old.example (10) -> points at target: no\n");
 }
 
 #[test]
 fn an_answer_too_big_for_udp_arrives_whole_over_tcp() {
-    let records: Vec<String> = (1..=40)
-        .map(|i| format!("--mx-host=stor.example,mx{i:02}.a-rather-long-mail-exchanger-name-for-padding.example,{i}"))
-        .collect();
+    let records: Vec<String> =
+        (1..=40).map(|i| format!("--mx-host=stor.example,mx{i:02}.a-rather-long-mail-exchanger-name-for-padding.example,{i}")).collect();
     let refs: Vec<&str> = records.iter().map(String::as_str).collect();
     let dns = Dnsmasq::start(&refs);
     let addr = dns.addr();
     let out = mx_ok(&["--resolver", &addr, "stor.example"]);
     let l = line(&out, "stor.example");
     assert_eq!(l.matches(".example (").count(), 40, "{l}");
-    assert!(l.starts_with("stor.example: MX mx01.a-rather") && l.ends_with("mx40.a-rather-long-mail-exchanger-name-for-padding.example (40)"), "{l}");
+    assert!(
+        l.starts_with("stor.example: MX mx01.a-rather") && l.ends_with("mx40.a-rather-long-mail-exchanger-name-for-padding.example (40)"),
+        "{l}"
+    );
     // Asked twice: over UDP (truncated answer), then over TCP.
     assert_eq!(dns.log().matches("query[MX] stor.example").count(), 2, "{}", dns.log());
 }

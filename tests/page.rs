@@ -24,9 +24,8 @@ const STYLE_CSS: &str = include_str!("../web/style.css");
 
 /// The values the API may send (docs/api.md); the page must have words for each.
 const PHASES: &[&str] = &["setup", "check", "syncing", "cutover", "draining", "finished"];
-const NEXT_STEPS: &[&str] = &[
-    "set_up_servers", "import_accounts", "run_check", "fix_accounts", "start_passes", "switch_mx", "wait_quiet", "finish", "done",
-];
+const NEXT_STEPS: &[&str] =
+    &["set_up_servers", "import_accounts", "run_check", "fix_accounts", "start_passes", "switch_mx", "wait_quiet", "finish", "done"];
 const STATES: &[&str] = &["new", "checking", "ready", "syncing", "synced", "failed", "finished"];
 const VERDICTS: &[&str] = &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit"];
 const TLS_MODES: &[&str] = &["implicit", "starttls", "plain"];
@@ -121,9 +120,8 @@ fn dictionary_has_every_key_in_swedish_and_english() {
     assert!(missing.is_empty(), "the page uses keys that no dictionary has: {missing:?}");
     // Placeholders must match, or one language would show a raw {name}.
     for (key, text) in &en {
-        let holes = |s: &str| -> BTreeSet<String> {
-            s.split('{').skip(1).filter_map(|c| c.split_once('}').map(|(h, _)| h.to_string())).collect()
-        };
+        let holes =
+            |s: &str| -> BTreeSet<String> { s.split('{').skip(1).filter_map(|c| c.split_once('}').map(|(h, _)| h.to_string())).collect() };
         assert_eq!(holes(text), holes(&sv[key]), "placeholders differ between en and sv for {key:?}");
     }
 }
@@ -266,10 +264,8 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let headers: BTreeMap<String, String> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
     let mut body = raw[split + 4..].to_vec();
     if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body);
@@ -418,7 +414,8 @@ fn status_page_in_headless_chromium() {
     assert!((200..300).contains(&r.status), "POST /api/accounts: {} {}", r.status, r.text());
     // A Microsoft 365 target, set up as the page's form sends it.
     let app_secret = "Page~Secret.Never_Shown-0123456789abcdef";
-    let setup = format!(r#"{{"target_kind": "m365", "target_m365": {{"tenant": "t-1", "client_id": "c-1", "client_secret": "{app_secret}"}}}}"#);
+    let setup =
+        format!(r#"{{"target_kind": "m365", "target_m365": {{"tenant": "t-1", "client_id": "c-1", "client_secret": "{app_secret}"}}}}"#);
     let r = http(port, "POST", "/api/setup", &[("Authorization", &bearer), ("Content-Type", "application/json")], setup.as_bytes());
     assert_eq!(r.status, 200, "POST /api/setup: {}", r.text());
     let r = http(port, "GET", "/api/status", &[("X-Viewer-Code", &code)], b"");
@@ -429,16 +426,14 @@ fn status_page_in_headless_chromium() {
     let accounts = status["accounts"].as_array().expect("status.accounts");
     assert!(accounts.iter().any(|a| a["login"] == "alice@kund.se"), "the imported account is in the status: {status}");
     assert!(!r.text().contains("\"pw\""), "the status must not contain the password");
-    let domains: Vec<String> = status["domains"].as_array().map(|d| d.iter().filter_map(|x| x["domain"].as_str().map(String::from)).collect()).unwrap_or_default();
+    let domains: Vec<String> =
+        status["domains"].as_array().map(|d| d.iter().filter_map(|x| x["domain"].as_str().map(String::from)).collect()).unwrap_or_default();
 
     let en = dictionary("en");
     let sv = dictionary("sv");
     let base = format!("http://127.0.0.1:{port}/");
-    let target = PathBuf::from(env!("CARGO_BIN_EXE_postflytt"))
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("page"))
-        .expect("target dir");
+    let target =
+        PathBuf::from(env!("CARGO_BIN_EXE_postflytt")).parent().and_then(Path::parent).map(|t| t.join("page")).expect("target dir");
     std::fs::create_dir_all(&target).expect("create target/page");
 
     // Run the browsers side by side: each is a few seconds of wall time.
@@ -458,27 +453,39 @@ fn status_page_in_headless_chromium() {
     ];
     let doms: BTreeMap<&str, String> = std::thread::scope(|scope| {
         let jobs: Vec<_> = urls.iter().map(|(name, url, lang)| (*name, scope.spawn(move || dump_dom(url, lang)))).collect();
-        let shot_jobs: Vec<_> = shots.iter().map(|(file, url, size)| {
-            let file = target.join(file);
-            scope.spawn(move || screenshot(url, &file, size))
-        }).collect();
+        let shot_jobs: Vec<_> = shots
+            .iter()
+            .map(|(file, url, size)| {
+                let file = target.join(file);
+                scope.spawn(move || screenshot(url, &file, size))
+            })
+            .collect();
         for j in shot_jobs {
             j.join().expect("screenshot thread");
         }
         jobs.into_iter().map(|(name, j)| (name, j.join().expect("chromium thread"))).collect()
     });
 
-    for (name, dict, lang) in [("default-sv", &sv, "sv"), ("default-en", &en, "en"), ("en", &en, "en"), ("sv", &sv, "sv"), ("operator", &en, "en")] {
+    for (name, dict, lang) in
+        [("default-sv", &sv, "sv"), ("default-en", &en, "en"), ("en", &en, "en"), ("sv", &sv, "sv"), ("operator", &en, "en")]
+    {
         let dom = &doms[name];
         let ctx = format!("[{name}]");
-        assert!(!dom.contains('⟦'), "{ctx} a dictionary key is missing: {}", dom.split('⟦').nth(1).unwrap_or("").split('⟧').next().unwrap_or(""));
+        assert!(
+            !dom.contains('⟦'),
+            "{ctx} a dictionary key is missing: {}",
+            dom.split('⟦').nth(1).unwrap_or("").split('⟧').next().unwrap_or("")
+        );
         assert!(dom.contains(&format!("<html lang=\"{lang}\"")), "{ctx} the page should be in {lang}");
         assert!(is_hidden(dom, "login"), "{ctx} the sign-in form should be hidden once the code works");
         assert!(!is_hidden(dom, "app"), "{ctx} the status should show");
         // The phase indicator: six steps, the current one marked and named.
         assert_eq!(dom.matches("class=\"step ").count(), PHASES.len(), "{ctx} six steps");
         assert!(dom.contains(&format!("data-phase=\"{phase}\" aria-current=\"step\"")), "{ctx} the step {phase:?} is the current one");
-        assert!(dom.contains(&format!("<span class=\"step-label\">{}</span>", shown(dict, &format!("phase.{phase}")))), "{ctx} the phase's name");
+        assert!(
+            dom.contains(&format!("<span class=\"step-label\">{}</span>", shown(dict, &format!("phase.{phase}")))),
+            "{ctx} the phase's name"
+        );
         // What to do next: some text from the dictionary.
         assert!(!inner_text(dom, "next-text").trim().is_empty(), "{ctx} the next step has words");
         // The account row with its progress bar.

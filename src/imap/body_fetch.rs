@@ -66,7 +66,11 @@ impl Session {
         self.begin_command("UID FETCH", Answers::Streamed)?;
         // A part asked for by range may not be longer than the range; a whole body has no bound here
         // but the sink's (and the command's deadline), since its size is what the server says it is.
-        let max_body = requests.iter().map(|r| r.range.map(|(_, length)| length.max(1))).collect::<Option<Vec<u32>>>().and_then(|v| v.into_iter().max());
+        let max_body = requests
+            .iter()
+            .map(|r| r.range.map(|(_, length)| length.max(1)))
+            .collect::<Option<Vec<u32>>>()
+            .and_then(|v| v.into_iter().max());
         let mut tags = Vec::new();
         let mut commands = String::new();
         for request in requests {
@@ -768,10 +772,8 @@ pub(crate) mod tests {
         let mut sink = Recorder::default();
         let exists = run(async {
             let mut session = connect(port, pace).await;
-            let requests = [
-                BodyRequest { uid_set: "5:9".into(), range: None },
-                BodyRequest { uid_set: "10".into(), range: Some((65536, 65536)) },
-            ];
+            let requests =
+                [BodyRequest { uid_set: "5:9".into(), range: None }, BodyRequest { uid_set: "10".into(), range: Some((65536, 65536)) }];
             session.uid_fetch_bodies(&requests, &mut sink).await.unwrap_or_else(|e| panic!("{e:#}"));
             session.refresh_capabilities().await.expect("a normal command after the streamed fetch");
             assert!(session.has("XSCRIPTED"), "the CAPABILITY answer was read");
@@ -781,11 +783,7 @@ pub(crate) mod tests {
         let commands = server.join().expect("server");
         assert_eq!(
             commands,
-            [
-                "P1 UID FETCH 5:9 (UID BODY.PEEK[])\r\n",
-                "P2 UID FETCH 10 (UID BODY.PEEK[]<65536.65536>)\r\n",
-                "P3 CAPABILITY\r\n",
-            ]
+            ["P1 UID FETCH 5:9 (UID BODY.PEEK[])\r\n", "P2 UID FETCH 10 (UID BODY.PEEK[]<65536.65536>)\r\n", "P3 CAPABILITY\r\n",]
         );
         let want = vec![
             Got::Body { uid: 5, origin: 0, bytes: body5 },
@@ -837,10 +835,7 @@ pub(crate) mod tests {
         let mut sink = Recorder::default();
         run(async {
             let mut session = connect(port, Pace::ByteByByte).await;
-            let requests = [
-                BodyRequest { uid_set: "5".into(), range: None },
-                BodyRequest { uid_set: "6".into(), range: None },
-            ];
+            let requests = [BodyRequest { uid_set: "5".into(), range: None }, BodyRequest { uid_set: "6".into(), range: None }];
             let e = session.uid_fetch_bodies(&requests, &mut sink).await.expect_err("a NO");
             assert!(format!("{e:#}").contains("FETCH failed: NO [UNAVAILABLE] Message not available"), "{e:#}");
             assert!(!crate::sync::is_connection_loss(&e), "a NO leaves the connection usable: {e:#}");
@@ -929,7 +924,10 @@ pub(crate) mod tests {
         let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
         let e = run(async {
             let mut session = connect(port, Pace::Whole).await;
-            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("endless")
+            session
+                .uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default())
+                .await
+                .expect_err("endless")
         });
         assert!(crate::imap::is_misbehaving(&e), "{e:#}");
         assert!(format!("{e:#}").contains("a line of more than 4 MiB without its line end in answer to UID FETCH"), "{e:#}");
@@ -943,7 +941,10 @@ pub(crate) mod tests {
         let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
         let e = run(async {
             let mut session = connect(port, Pace::Whole).await;
-            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("too big")
+            session
+                .uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default())
+                .await
+                .expect_err("too big")
         });
         assert!(format!("{e:#}").contains("came before its UID"), "{e:#}");
         assert!(crate::sync::is_connection_loss(&e), "the connection cannot be reused: {e:#}");

@@ -38,12 +38,70 @@ pub fn old_host_name(path: &[&str]) -> String {
 }
 
 const WORDS: [&str; 64] = [
-    "och", "att", "det", "som", "en", "på", "är", "av", "för", "med", "till", "den", "har", "de", "inte", "om",
-    "ett", "men", "var", "jag", "så", "vi", "kan", "man", "när", "år", "sin", "nu", "offert", "faktura",
-    "leverans", "möte", "kund", "avtal", "projekt", "vecka", "fredag", "måndag", "tack", "hälsningar",
-    "bifogad", "pris", "order", "lager", "Åre", "Luleå", "Göteborg", "Malmö", "rapport", "budget", "kvartal",
-    "styrelse", "protokoll", "ändring", "förslag", "svar", "fråga", "snart", "gärna", "bra", "viktigt",
-    "senast", "datum", "kontakt",
+    "och",
+    "att",
+    "det",
+    "som",
+    "en",
+    "på",
+    "är",
+    "av",
+    "för",
+    "med",
+    "till",
+    "den",
+    "har",
+    "de",
+    "inte",
+    "om",
+    "ett",
+    "men",
+    "var",
+    "jag",
+    "så",
+    "vi",
+    "kan",
+    "man",
+    "när",
+    "år",
+    "sin",
+    "nu",
+    "offert",
+    "faktura",
+    "leverans",
+    "möte",
+    "kund",
+    "avtal",
+    "projekt",
+    "vecka",
+    "fredag",
+    "måndag",
+    "tack",
+    "hälsningar",
+    "bifogad",
+    "pris",
+    "order",
+    "lager",
+    "Åre",
+    "Luleå",
+    "Göteborg",
+    "Malmö",
+    "rapport",
+    "budget",
+    "kvartal",
+    "styrelse",
+    "protokoll",
+    "ändring",
+    "förslag",
+    "svar",
+    "fråga",
+    "snart",
+    "gärna",
+    "bra",
+    "viktigt",
+    "senast",
+    "datum",
+    "kontakt",
 ];
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -267,9 +325,7 @@ impl Loader {
             while end < msgs.len() && (end == start || bytes + msgs[end].body.len() < 16 << 20) {
                 let m = msgs[end];
                 let flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
-                cmd.extend_from_slice(
-                    format!(" ({}) {} {{{}+}}\r\n", flags.join(" "), quoted(&m.internal_date), m.body.len()).as_bytes(),
-                );
+                cmd.extend_from_slice(format!(" ({}) {} {{{}+}}\r\n", flags.join(" "), quoted(&m.internal_date), m.body.len()).as_bytes());
                 cmd.extend_from_slice(&m.body);
                 bytes += m.body.len();
                 end += 1;

@@ -63,11 +63,7 @@ impl Layout {
         }
         let sep = self.separator();
         for c in path {
-            assert!(
-                !c.as_ref().contains(sep),
-                "Layout::join({self:?}): component {:?} contains the separator {sep:?}",
-                c.as_ref()
-            );
+            assert!(!c.as_ref().contains(sep), "Layout::join({self:?}): component {:?} contains the separator {sep:?}", c.as_ref());
         }
         let parts: Vec<&str> = path.iter().map(|c| c.as_ref()).collect();
         format!("{}{}", self.prefix(), parts.join(&sep.to_string()))
@@ -141,23 +137,13 @@ impl Dovecot {
         let (cert, key) = cert_pems();
         let owner = mail_owner();
         let dir = fresh_dir(&format!("pf-dovecot-{}", layout.tag()));
-        let instance_name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("fresh_dir gives a UTF-8 name")
-            .to_string();
+        let instance_name = dir.file_name().and_then(|n| n.to_str()).expect("fresh_dir gives a UTF-8 name").to_string();
         std::fs::write(dir.join("cert.pem"), cert).expect("write cert.pem");
         std::fs::write(dir.join("key.pem"), key).expect("write key.pem");
         let home = dir.join("home");
         std::fs::create_dir(&home).expect("create home dir");
-        std::os::unix::fs::chown(&home, Some(owner.uid), Some(owner.gid)).unwrap_or_else(|e| {
-            panic!(
-                "chown {} to {}:{}: {e}",
-                home.display(),
-                owner.uid,
-                owner.gid
-            )
-        });
+        std::os::unix::fs::chown(&home, Some(owner.uid), Some(owner.gid))
+            .unwrap_or_else(|e| panic!("chown {} to {}:{}: {e}", home.display(), owner.uid, owner.gid));
         for (user, _) in users {
             check_login_name(user);
         }
@@ -168,10 +154,7 @@ impl Dovecot {
             instance_name,
             port: 0,
             tls_port: 0,
-            users: users
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
+            users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
             running: None,
             owner: (owner.uid, owner.gid),
         };
@@ -184,18 +167,10 @@ impl Dovecot {
             match d.spawn_and_wait(Duration::from_secs(20)) {
                 Ok(()) => return d,
                 Err(e) if e.contains("Address already in use") => last_err = e,
-                Err(e) => panic!(
-                    "Dovecot {:?} in {} did not start: {e}",
-                    layout,
-                    d.dir.display()
-                ),
+                Err(e) => panic!("Dovecot {:?} in {} did not start: {e}", layout, d.dir.display()),
             }
         }
-        panic!(
-            "Dovecot {:?} in {}: ports kept being taken: {last_err}",
-            layout,
-            d.dir.display()
-        );
+        panic!("Dovecot {:?} in {}: ports kept being taken: {last_err}", layout, d.dir.display());
     }
 
     pub fn layout(&self) -> Layout {
@@ -244,11 +219,7 @@ impl Dovecot {
 
     /// Password given for `user` at start.
     pub fn password(&self, user: &str) -> &str {
-        self.users
-            .iter()
-            .find(|(u, _)| u == user)
-            .map(|(_, p)| p.as_str())
-            .unwrap_or_else(|| panic!("no user {user:?} on this Dovecot"))
+        self.users.iter().find(|(u, _)| u == user).map(|(_, p)| p.as_str()).unwrap_or_else(|| panic!("no user {user:?} on this Dovecot"))
     }
 
     /// Adds `user`, or changes its password, while the server runs. Dovecot re-reads a changed
@@ -261,9 +232,7 @@ impl Dovecot {
             None => self.users.push((user.to_string(), pass.to_string())),
         }
         self.write_users();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(1010 - u64::from(now.subsec_millis())));
     }
 
@@ -272,14 +241,7 @@ impl Dovecot {
     fn write_users(&self) {
         let mut text = String::new();
         for (user, pass) in &self.users {
-            let _ = writeln!(
-                text,
-                "{user}:{}:{}:{}::{}",
-                passwd_field(pass),
-                self.owner.0,
-                self.owner.1,
-                self.home(user).display()
-            );
+            let _ = writeln!(text, "{user}:{}:{}:{}::{}", passwd_field(pass), self.owner.0, self.owner.1, self.home(user).display());
         }
         let path = self.dir.join("users");
         let old_mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -287,12 +249,8 @@ impl Dovecot {
         // The auth process runs as the `dovecot` user and must read it.
         set_mode(&path, 0o644);
         if let Some(t) = old_mtime {
-            let file = std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .expect("open users file");
-            file.set_modified(t.max(std::time::SystemTime::now()) + Duration::from_secs(1))
-                .expect("set mtime of users file");
+            let file = std::fs::File::options().write(true).open(&path).expect("open users file");
+            file.set_modified(t.max(std::time::SystemTime::now()) + Duration::from_secs(1)).expect("set mtime of users file");
         }
     }
 
@@ -309,28 +267,14 @@ impl Dovecot {
             .arg(self.cert_path())
             .output()
             .expect("run openssl x509");
-        assert!(
-            out.status.success(),
-            "openssl x509 failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openssl x509 failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim()
-            .rsplit('=')
-            .next()
-            .expect("fingerprint line")
-            .to_string()
+        text.trim().rsplit('=').next().expect("fingerprint line").to_string()
     }
 
     /// Runs `doveadm -c <conf> <args>` and returns its output, whatever the exit status.
     pub fn doveadm(&self, args: &[&str]) -> Output {
-        Command::new("doveadm")
-            .arg("-c")
-            .arg(self.conf_path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run doveadm")
+        Command::new("doveadm").arg("-c").arg(self.conf_path()).args(args).stdin(Stdio::null()).output().expect("run doveadm")
     }
 
     /// Like [`Dovecot::doveadm`] but panics unless it succeeds; returns stdout.
@@ -348,9 +292,7 @@ impl Dovecot {
 
     /// Whether the master process is alive.
     pub fn is_running(&self) -> bool {
-        self.running
-            .as_ref()
-            .is_some_and(|r| pid_alive(r.master_pid))
+        self.running.as_ref().is_some_and(|r| pid_alive(r.master_pid))
     }
 
     /// Stops the server: SIGTERM to its whole process group (master and children at once: a SIGTERM to
@@ -367,13 +309,9 @@ impl Dovecot {
         loop {
             match r.watchdog.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
                 _ => {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", "--", &format!("-{}", r.master_pid)])
-                        .status();
+                    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", r.master_pid)]).status();
                     let _ = r.watchdog.kill();
                     let _ = r.watchdog.wait();
                     break;
@@ -423,11 +361,7 @@ wait "$pid" 2>/dev/null
 "#;
         let stderr_path = self.dir.join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr.log");
-        let tz = self
-            .opts
-            .tz
-            .clone()
-            .unwrap_or_else(|| default_tz(self.layout));
+        let tz = self.opts.tz.clone().unwrap_or_else(|| default_tz(self.layout));
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -446,11 +380,7 @@ wait "$pid" 2>/dev/null
             let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             format!("watchdog gave no pid ({line:?}); is dovecot-imapd installed? {text}")
         })?;
-        self.running = Some(Running {
-            stdin: watchdog.stdin.take(),
-            watchdog,
-            master_pid,
-        });
+        self.running = Some(Running { stdin: watchdog.stdin.take(), watchdog, master_pid });
         let deadline = Instant::now() + timeout;
         loop {
             if !pid_alive(master_pid) {
@@ -463,11 +393,7 @@ wait "$pid" 2>/dev/null
             }
             if Instant::now() > deadline {
                 self.stop();
-                return Err(format!(
-                    "no IMAP greeting on port {} within {timeout:?}; log:\n{}",
-                    self.port,
-                    self.log()
-                ));
+                return Err(format!("no IMAP greeting on port {} within {timeout:?}; log:\n{}", self.port, self.log()));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -530,13 +456,7 @@ wait "$pid" 2>/dev/null
                     "mail_location = maildir:~/Maildir:LAYOUT=fs\n\
                      namespace inbox {\n  inbox = yes\n  separator = /\n",
                 );
-                for (name, use_) in [
-                    ("Sent", "Sent"),
-                    ("Drafts", "Drafts"),
-                    ("Trash", "Trash"),
-                    ("Junk", "Junk"),
-                    ("Archive", "Archive"),
-                ] {
+                for (name, use_) in [("Sent", "Sent"), ("Drafts", "Drafts"), ("Trash", "Trash"), ("Junk", "Junk"), ("Archive", "Archive")] {
                     let _ = write!(c, "  mailbox {name} {{\n    special_use = \\{use_}\n  }}\n");
                 }
                 c.push_str("}\n");
@@ -583,11 +503,7 @@ impl Drop for Dovecot {
             );
         }
         if std::env::var_os("KEEP_DOVECOT").is_some_and(|v| v == "1") {
-            eprintln!(
-                "KEEP_DOVECOT=1: keeping {:?} Dovecot dir {}",
-                self.layout,
-                self.dir.display()
-            );
+            eprintln!("KEEP_DOVECOT=1: keeping {:?} Dovecot dir {}", self.layout, self.dir.display());
             return;
         }
         if std::fs::remove_dir_all(&self.dir).is_err() {
@@ -599,10 +515,7 @@ impl Drop for Dovecot {
 }
 
 fn check_login_name(user: &str) {
-    assert!(
-        !user.is_empty() && !user.contains([':', '/', ' ', '\t', '\n', '\r']),
-        "Dovecot: unusable login name {user:?}"
-    );
+    assert!(!user.is_empty() && !user.contains([':', '/', ' ', '\t', '\n', '\r']), "Dovecot: unusable login name {user:?}");
 }
 
 fn default_tz(layout: Layout) -> String {
@@ -616,14 +529,8 @@ fn default_tz(layout: Layout) -> String {
 /// passwd-file password field: `{PLAIN}pw` when the text is safe in that file's `:`-separated line,
 /// else `{PLAIN.b64}` of its bytes (same scheme, base64 encoded).
 fn passwd_field(pass: &str) -> String {
-    let safe = !pass.is_empty()
-        && pass.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-        && !pass.starts_with('{');
-    if safe {
-        format!("{{PLAIN}}{pass}")
-    } else {
-        format!("{{PLAIN.b64}}{}", super::base64(pass.as_bytes()))
-    }
+    let safe = !pass.is_empty() && pass.bytes().all(|b| b.is_ascii_graphic() && b != b':') && !pass.starts_with('{');
+    if safe { format!("{{PLAIN}}{pass}") } else { format!("{{PLAIN.b64}}{}", super::base64(pass.as_bytes())) }
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -636,9 +543,7 @@ fn set_mode(path: &Path, mode: u32) {
 fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state letter follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -697,15 +602,7 @@ fn ensure_system_user(name: &str) -> (u32, u32) {
         return ids;
     }
     // Another test process may create it at the same moment; look again whatever useradd says.
-    let out = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ])
-        .output();
+    let out = Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]).output();
     lookup().unwrap_or_else(|| {
         panic!(
             "test mail owner {name:?} is missing and `useradd --system {name}` failed ({out:?}); \
@@ -716,9 +613,7 @@ fn ensure_system_user(name: &str) -> (u32, u32) {
 
 fn cmd_stdout(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The self-signed certificate and key (PEM), made once per test process with openssl.
@@ -727,17 +622,7 @@ fn cert_pems() -> (&'static str, &'static str) {
     let (c, k) = PEMS.get_or_init(|| {
         let dir = fresh_dir("pf-cert");
         let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-days",
-                "2",
-            ])
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "2"])
             .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
             .arg("-keyout")
             .arg(dir.join("key.pem"))
@@ -746,11 +631,7 @@ fn cert_pems() -> (&'static str, &'static str) {
             .stdin(Stdio::null())
             .output()
             .expect("run openssl req (is openssl installed?)");
-        assert!(
-            out.status.success(),
-            "openssl req failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
         let cert = std::fs::read_to_string(dir.join("cert.pem")).expect("read generated cert.pem");
         let key = std::fs::read_to_string(dir.join("key.pem")).expect("read generated key.pem");
         let _ = std::fs::remove_dir_all(&dir);

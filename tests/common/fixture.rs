@@ -55,11 +55,7 @@ const UNSUBSCRIBED: &str = "Gammalt 2019";
 
 /// Folder paths of the hard-case fixture, in creation order (parents first).
 fn folder_paths(layout: Layout) -> Vec<Vec<&'static str>> {
-    let clash = if layout == Layout::OldHost {
-        OTHER_SEP_OLD
-    } else {
-        OTHER_SEP_MODERN
-    };
+    let clash = if layout == Layout::OldHost { OTHER_SEP_OLD } else { OTHER_SEP_MODERN };
     let mut v = vec![
         vec!["INBOX"],
         vec!["Skickat"],
@@ -98,20 +94,12 @@ pub fn hard_case_folders(layout: Layout) -> Vec<FixtureFolder> {
 
 /// Folders of the hard-case fixture that hold no message.
 pub fn empty_folders(layout: Layout) -> Vec<String> {
-    hard_case_folders(layout)
-        .into_iter()
-        .filter(|f| f.messages == 0)
-        .map(|f| f.name)
-        .collect()
+    hard_case_folders(layout).into_iter().filter(|f| f.messages == 0).map(|f| f.name).collect()
 }
 
 /// Folders the hard-case fixture subscribes (all but one), sorted.
 pub fn subscribed(layout: Layout) -> Vec<String> {
-    let mut v: Vec<String> = hard_case_folders(layout)
-        .into_iter()
-        .filter(|f| f.subscribed)
-        .map(|f| f.name)
-        .collect();
+    let mut v: Vec<String> = hard_case_folders(layout).into_iter().filter(|f| f.subscribed).map(|f| f.name).collect();
     v.sort();
     v
 }
@@ -119,41 +107,24 @@ pub fn subscribed(layout: Layout) -> Vec<String> {
 /// The ~40 hard-case messages for `layout` (same bodies, flags and dates on every layout; only the folder
 /// names differ, except that the modern layouts have one more folder, `Archive`). Built once per process.
 pub fn hard_cases(layout: Layout) -> Vec<FixtureMsg> {
-    static CACHE: std::sync::Mutex<BTreeMap<Layout, Vec<FixtureMsg>>> =
-        std::sync::Mutex::new(BTreeMap::new());
+    static CACHE: std::sync::Mutex<BTreeMap<Layout, Vec<FixtureMsg>>> = std::sync::Mutex::new(BTreeMap::new());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    cache
-        .entry(layout)
-        .or_insert_with(|| build_hard_cases(layout))
-        .clone()
+    cache.entry(layout).or_insert_with(|| build_hard_cases(layout)).clone()
 }
 
 fn build_hard_cases(layout: Layout) -> Vec<FixtureMsg> {
     let f = |path: &[&str]| layout.join(path);
-    let clash = if layout == Layout::OldHost {
-        OTHER_SEP_OLD
-    } else {
-        OTHER_SEP_MODERN
-    };
+    let clash = if layout == Layout::OldHost { OTHER_SEP_OLD } else { OTHER_SEP_MODERN };
     let mut out: Vec<FixtureMsg> = Vec::new();
     let mut n = 0usize;
     let mut add = |folder: String, flags: &[&str], body: Vec<u8>| {
-        out.push(FixtureMsg {
-            folder,
-            flags: flags.iter().map(|s| s.to_string()).collect(),
-            internal_date: spread_date(n),
-            body,
-        });
+        out.push(FixtureMsg { folder, flags: flags.iter().map(|s| s.to_string()).collect(), internal_date: spread_date(n), body });
         n += 1;
     };
     let inbox = f(&["INBOX"]);
 
     // --- INBOX ---
-    let welcome = simple(
-        1,
-        "Välkommen till nya servern",
-        "Hej!\r\n\r\nDetta är ett vanligt brev.\r\n",
-    );
+    let welcome = simple(1, "Välkommen till nya servern", "Hej!\r\n\r\nDetta är ett vanligt brev.\r\n");
     add(inbox.clone(), &["\\Seen"], welcome.clone());
     add(
         inbox.clone(),
@@ -232,9 +203,7 @@ fn build_hard_cases(layout: Layout) -> Vec<FixtureMsg> {
     add(inbox.clone(), &["Viktigt"], latin1);
     // A 20,000-character line.
     let mut rng = XorShift::new(20_000);
-    let long_line: String = (0..20_000)
-        .map(|_| (b'a' + (rng.next_u64() % 26) as u8) as char)
-        .collect();
+    let long_line: String = (0..20_000).map(|_| (b'a' + (rng.next_u64() % 26) as u8) as char).collect();
     add(
         inbox.clone(),
         &["\\Seen"],
@@ -268,31 +237,19 @@ fn build_hard_cases(layout: Layout) -> Vec<FixtureMsg> {
     add(
         inbox.clone(),
         &["\\Seen", "\\Answered", "\\Flagged", "$Forwarded", "Viktigt"],
-        simple(
-            14,
-            "Alla flaggor och nyckelord",
-            "Sedd, besvarad, flaggad, vidarebefordrad, viktig.\r\n",
-        ),
+        simple(14, "Alla flaggor och nyckelord", "Sedd, besvarad, flaggad, vidarebefordrad, viktig.\r\n"),
     );
     for i in 15..19 {
         add(
             inbox.clone(),
             if i % 2 == 0 { &["\\Seen"] } else { &[] },
-            simple(
-                i,
-                &format!("Vanligt brev nr {i}"),
-                &format!("Innehåll {i}.\r\n"),
-            ),
+            simple(i, &format!("Vanligt brev nr {i}"), &format!("Innehåll {i}.\r\n")),
         );
     }
 
     // --- Skickat (Sent) ---
     let sent = f(&["Skickat"]);
-    add(
-        sent.clone(),
-        &["\\Seen"],
-        simple(19, "Re: Offert", "Tack, vi återkommer.\r\n"),
-    );
+    add(sent.clone(), &["\\Seen"], simple(19, "Re: Offert", "Tack, vi återkommer.\r\n"));
     add(
         sent.clone(),
         &["\\Seen"],
@@ -315,50 +272,22 @@ fn build_hard_cases(layout: Layout) -> Vec<FixtureMsg> {
              Content-Transfer-Encoding: 8bit\n\n<p>Hej p&aring; dig! Åäö</p>\n--gräns-1--\n",
         ),
     );
-    add(
-        sent.clone(),
-        &["\\Seen", "$Forwarded"],
-        simple(22, "Fwd: Avtal", "Vidarebefordrat.\r\n"),
-    );
+    add(sent.clone(), &["\\Seen", "$Forwarded"], simple(22, "Fwd: Avtal", "Vidarebefordrat.\r\n"));
 
     // --- Utkast (Drafts) ---
     let drafts = f(&["Utkast"]);
-    add(
-        drafts.clone(),
-        &["\\Draft"],
-        simple(23, "Halvfärdigt utkast", "Att skriva klart...\r\n"),
-    );
-    add(
-        drafts.clone(),
-        &["\\Draft", "\\Seen"],
-        simple(24, "Utkast två", "Ännu ett utkast.\r\n"),
-    );
+    add(drafts.clone(), &["\\Draft"], simple(23, "Halvfärdigt utkast", "Att skriva klart...\r\n"));
+    add(drafts.clone(), &["\\Draft", "\\Seen"], simple(24, "Utkast två", "Ännu ett utkast.\r\n"));
 
     // --- Papperskorg (Trash) ---
     let trash = f(&["Papperskorg"]);
-    add(
-        trash.clone(),
-        &["\\Seen"],
-        simple(25, "Gammalt nyhetsbrev", "Slängt.\r\n"),
-    );
-    add(
-        trash.clone(),
-        &["\\Seen", "\\Flagged"],
-        simple(26, "Slängt men flaggat", "Flaggat i papperskorgen.\r\n"),
-    );
+    add(trash.clone(), &["\\Seen"], simple(25, "Gammalt nyhetsbrev", "Slängt.\r\n"));
+    add(trash.clone(), &["\\Seen", "\\Flagged"], simple(26, "Slängt men flaggat", "Flaggat i papperskorgen.\r\n"));
 
     // --- Skräppost (Junk) ---
     let junk = f(&["Skräppost"]);
-    add(
-        junk.clone(),
-        &["$Junk"],
-        simple(27, "VINN EN RESA!!!", "Klicka här.\r\n"),
-    );
-    add(
-        junk.clone(),
-        &["$Junk", "\\Seen"],
-        simple(28, "Ditt paket väntar", "Betala tullavgift.\r\n"),
-    );
+    add(junk.clone(), &["$Junk"], simple(27, "VINN EN RESA!!!", "Klicka här.\r\n"));
+    add(junk.clone(), &["$Junk", "\\Seen"], simple(28, "Ditt paket väntar", "Betala tullavgift.\r\n"));
     add(
         junk.clone(),
         &[],
@@ -370,31 +299,11 @@ fn build_hard_cases(layout: Layout) -> Vec<FixtureMsg> {
     // --- Kunder, Kunder/Åre ---
     let kunder = f(&["Kunder"]);
     let are = f(&["Kunder", "Åre"]);
-    add(
-        kunder.clone(),
-        &["\\Seen"],
-        simple(30, "Kundlista 2020", "Se bifogad lista.\r\n"),
-    );
-    add(
-        kunder.clone(),
-        &["\\Seen", "Viktigt"],
-        simple(31, "Avtal förnyat", "Avtalet är förnyat.\r\n"),
-    );
-    add(
-        kunder.clone(),
-        &[],
-        simple(32, "Ny kund i Luleå", "Välkommen.\r\n"),
-    );
-    add(
-        are.clone(),
-        &["\\Seen", "\\Flagged"],
-        attachment_message(3 * 1024 * 1024, 33),
-    );
-    add(
-        are.clone(),
-        &["\\Seen"],
-        simple(34, "Stuga i Åre", "Bokad vecka 7.\r\n"),
-    );
+    add(kunder.clone(), &["\\Seen"], simple(30, "Kundlista 2020", "Se bifogad lista.\r\n"));
+    add(kunder.clone(), &["\\Seen", "Viktigt"], simple(31, "Avtal förnyat", "Avtalet är förnyat.\r\n"));
+    add(kunder.clone(), &[], simple(32, "Ny kund i Luleå", "Välkommen.\r\n"));
+    add(are.clone(), &["\\Seen", "\\Flagged"], attachment_message(3 * 1024 * 1024, 33));
+    add(are.clone(), &["\\Seen"], simple(34, "Stuga i Åre", "Bokad vecka 7.\r\n"));
     add(
         are.clone(),
         &["\\Answered"],
@@ -408,63 +317,28 @@ fn build_hard_cases(layout: Layout) -> Vec<FixtureMsg> {
 
     // --- The folder named with the other layout's separator ---
     let clash_name = f(&[clash]);
-    add(
-        clash_name.clone(),
-        &["\\Seen"],
-        simple(36, "Offert 2024/25 v.1.2", "Bifogad offert.\r\n"),
-    );
-    add(
-        clash_name,
-        &[],
-        simple(37, "Reviderad offert", "Version 2.\r\n"),
-    );
+    add(clash_name.clone(), &["\\Seen"], simple(36, "Offert 2024/25 v.1.2", "Bifogad offert.\r\n"));
+    add(clash_name, &[], simple(37, "Reviderad offert", "Version 2.\r\n"));
 
     // --- Unsubscribed folder with old mail ---
     let old = f(&[UNSUBSCRIBED]);
-    add(
-        old.clone(),
-        &["\\Seen"],
-        simple(38, "Från förr", "Gammalt brev.\r\n"),
-    );
-    add(
-        old,
-        &["\\Seen", "\\Answered"],
-        simple(39, "Ännu äldre", "Mycket gammalt brev.\r\n"),
-    );
+    add(old.clone(), &["\\Seen"], simple(38, "Från förr", "Gammalt brev.\r\n"));
+    add(old, &["\\Seen", "\\Answered"], simple(39, "Ännu äldre", "Mycket gammalt brev.\r\n"));
 
     if layout != Layout::OldHost {
-        add(
-            f(&["Archive"]),
-            &["\\Seen"],
-            simple(40, "Arkiverat", "I arkivet (\\Archive).\r\n"),
-        );
+        add(f(&["Archive"]), &["\\Seen"], simple(40, "Arkiverat", "I arkivet (\\Archive).\r\n"));
     }
     out
 }
 
 /// An internal date for the `i`-th fixture message: spread over 2001–2026, many UTC offsets.
 fn spread_date(i: usize) -> String {
-    const ZONES: [&str; 10] = [
-        "+0100", "+0200", "-0500", "+0530", "+0000", "-0800", "+0900", "+1245", "-0330", "+1400",
-    ];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const ZONES: [&str; 10] = ["+0100", "+0200", "-0500", "+0530", "+0000", "-0800", "+0900", "+1245", "-0330", "+1400"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let year = 2001 + (i * 11) % 26;
-    let month = if year == 2026 {
-        (i * 5) % 6
-    } else {
-        (i * 5) % 12
-    };
+    let month = if year == 2026 { (i * 5) % 6 } else { (i * 5) % 12 };
     let day = 1 + (i * 7) % 28;
-    format!(
-        "{day:02}-{}-{year} {:02}:{:02}:{:02} {}",
-        MONTHS[month],
-        (i * 5) % 24,
-        (i * 13) % 60,
-        (i * 29) % 60,
-        ZONES[i % ZONES.len()]
-    )
+    format!("{day:02}-{}-{year} {:02}:{:02}:{:02} {}", MONTHS[month], (i * 5) % 24, (i * 13) % 60, (i * 29) % 60, ZONES[i % ZONES.len()])
 }
 
 /// Text with every LF turned into CRLF (fixture source is written with `\n`).
@@ -523,11 +397,7 @@ pub fn big_message(bytes: usize) -> Vec<u8> {
 
 fn sized_message(headers: &str, bytes: usize, rng: &mut XorShift) -> Vec<u8> {
     let mut m = headers.as_bytes().to_vec();
-    assert!(
-        bytes >= m.len(),
-        "a message of {bytes} bytes cannot hold its {} bytes of headers",
-        m.len()
-    );
+    assert!(bytes >= m.len(), "a message of {bytes} bytes cannot hold its {} bytes of headers", m.len());
     m.reserve(bytes - m.len());
     const LINE: usize = 76;
     let letter = |rng: &mut XorShift| -> u8 {
@@ -564,16 +434,8 @@ fn sized_message(headers: &str, bytes: usize, rng: &mut XorShift) -> Vec<u8> {
 
 /// `n` deterministic messages for `folder`, sizes uniform in `size_range` (bytes, exact), flags and
 /// dates varied, Message-IDs `<bulk-{seed}-{i}@postflytt.test>`.
-pub fn bulk(
-    folder: &str,
-    n: usize,
-    seed: u64,
-    size_range: std::ops::Range<usize>,
-) -> Vec<FixtureMsg> {
-    assert!(
-        !size_range.is_empty(),
-        "bulk: empty size range {size_range:?}"
-    );
+pub fn bulk(folder: &str, n: usize, seed: u64, size_range: std::ops::Range<usize>) -> Vec<FixtureMsg> {
+    assert!(!size_range.is_empty(), "bulk: empty size range {size_range:?}");
     let mut rng = XorShift::new(seed);
     (0..n)
         .map(|i| {
@@ -584,10 +446,7 @@ pub fn bulk(
             );
             let size = size.max(headers.len());
             let mut flags = BTreeSet::new();
-            for (bit, flag) in ["\\Seen", "\\Flagged", "\\Answered", "$Forwarded"]
-                .iter()
-                .enumerate()
-            {
+            for (bit, flag) in ["\\Seen", "\\Flagged", "\\Answered", "$Forwarded"].iter().enumerate() {
                 if rng.next_u64().is_multiple_of(2 + bit as u64 * 2) {
                     flags.insert(flag.to_string());
                 }
@@ -626,12 +485,7 @@ pub fn load(reader: &mut ImapReader, msgs: &[FixtureMsg]) -> Vec<u32> {
 /// (log: "UIDVALIDITY changed"); a STATUS before it avoids that.
 pub fn ensure_folders(reader: &mut ImapReader, folders: &[&str]) {
     reader.status("INBOX");
-    let existing: BTreeSet<String> = reader
-        .list()
-        .into_iter()
-        .filter(|e| e.selectable())
-        .map(|e| e.name)
-        .collect();
+    let existing: BTreeSet<String> = reader.list().into_iter().filter(|e| e.selectable()).map(|e| e.name).collect();
     for f in folders {
         if !f.eq_ignore_ascii_case("INBOX") && !existing.contains(*f) {
             reader.create(f);
@@ -716,11 +570,7 @@ pub fn mailbox_snapshot(reader: &mut ImapReader) -> Snapshot {
         let mut v: Vec<SnapMsg> = reader
             .fetch_all(&folder)
             .into_iter()
-            .map(|m| SnapMsg {
-                flags: m.flags,
-                internal_date: m.internal_date,
-                body: m.body,
-            })
+            .map(|m| SnapMsg { flags: m.flags, internal_date: m.internal_date, body: m.body })
             .collect();
         sort_msgs(&mut v);
         s.insert(folder, v);
@@ -745,16 +595,11 @@ impl SnapMsg {
     /// One line naming the message for reports: Message-ID, Subject, size, hash.
     pub fn describe(&self) -> String {
         let clip = |s: String| {
-            if s.chars().count() > 60 {
-                s.chars().take(57).collect::<String>() + "..."
-            } else {
-                s
-            }
+            if s.chars().count() > 60 { s.chars().take(57).collect::<String>() + "..." } else { s }
         };
         format!(
             "[{} | {:?} | {} bytes | hash {:016x}]",
-            self.header("Message-ID")
-                .unwrap_or_else(|| "no Message-ID".into()),
+            self.header("Message-ID").unwrap_or_else(|| "no Message-ID".into()),
             clip(self.header("Subject").unwrap_or_default()),
             self.body.len(),
             fnv1a(&self.body)
@@ -793,21 +638,12 @@ pub fn header_value(body: &[u8], name: &str) -> Option<String> {
 /// Maps every name from one layout to another component by component (`INBOX.Kunder.Åre` →
 /// `Kunder/Åre`), replacing the target separator inside a component with `clash` (postflytt's own rule
 /// may differ: build the map by hand then).
-pub fn name_map<'a>(
-    from: Layout,
-    to: Layout,
-    names: impl IntoIterator<Item = &'a String>,
-    clash: &str,
-) -> BTreeMap<String, String> {
+pub fn name_map<'a>(from: Layout, to: Layout, names: impl IntoIterator<Item = &'a String>, clash: &str) -> BTreeMap<String, String> {
     let sep = to.separator().to_string();
     names
         .into_iter()
         .map(|n| {
-            let path: Vec<String> = from
-                .split(n)
-                .into_iter()
-                .map(|c| c.replace(&sep, clash))
-                .collect();
+            let path: Vec<String> = from.split(n).into_iter().map(|c| c.replace(&sep, clash)).collect();
             (n.clone(), to.join(&path))
         })
         .collect()
@@ -823,16 +659,8 @@ pub fn assert_same_mail(source: &Snapshot, target: &Snapshot, name_map: &BTreeMa
         panic!(
             "source and target mail differ ({} problems):\n  {}{}",
             problems.len(),
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("\n  "),
-            if more > 0 {
-                format!("\n  ... and {more} more")
-            } else {
-                String::new()
-            }
+            shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+            if more > 0 { format!("\n  ... and {more} more") } else { String::new() }
         );
     }
 }
@@ -841,18 +669,11 @@ pub fn assert_same_mail(source: &Snapshot, target: &Snapshot, name_map: &BTreeMa
 /// and duplicated messages, bodies that differ (with the first differing byte), flags, internal dates
 /// (compared as instants). Several source folders may map to one target folder. Target folders nobody
 /// maps to are reported only if they hold mail (servers create empty special-use folders).
-pub fn diff_mail(
-    source: &Snapshot,
-    target: &Snapshot,
-    name_map: &BTreeMap<String, String>,
-) -> Vec<String> {
+pub fn diff_mail(source: &Snapshot, target: &Snapshot, name_map: &BTreeMap<String, String>) -> Vec<String> {
     let mut problems = Vec::new();
     let mut by_target: BTreeMap<String, (Vec<String>, Vec<&SnapMsg>)> = BTreeMap::new();
     for (folder, msgs) in source {
-        let t = name_map
-            .get(folder)
-            .cloned()
-            .unwrap_or_else(|| folder.clone());
+        let t = name_map.get(folder).cloned().unwrap_or_else(|| folder.clone());
         let e = by_target.entry(t).or_default();
         e.0.push(folder.clone());
         e.1.extend(msgs.iter());
@@ -860,28 +681,18 @@ pub fn diff_mail(
     for (t, (sources, src)) in &by_target {
         let label = format!("{:?} → {t:?}", sources.join(" + "));
         let Some(tgt) = target.get(t) else {
-            problems.push(format!(
-                "folder {label}: missing on target (source has {} messages)",
-                src.len()
-            ));
+            problems.push(format!("folder {label}: missing on target (source has {} messages)", src.len()));
             continue;
         };
         let tgt: Vec<&SnapMsg> = tgt.iter().collect();
         if src.len() != tgt.len() {
-            problems.push(format!(
-                "folder {label}: {} messages on source, {} on target",
-                src.len(),
-                tgt.len()
-            ));
+            problems.push(format!("folder {label}: {} messages on source, {} on target", src.len(), tgt.len()));
         }
         diff_folder(&label, src, &tgt, &mut problems);
     }
     for (t, msgs) in target {
         if !by_target.contains_key(t) && !msgs.is_empty() {
-            problems.push(format!(
-                "folder {t:?}: on target only, with {} messages",
-                msgs.len()
-            ));
+            problems.push(format!("folder {t:?}: on target only, with {} messages", msgs.len()));
         }
     }
     problems
@@ -891,9 +702,7 @@ fn diff_folder(label: &str, src: &[&SnapMsg], tgt: &[&SnapMsg], problems: &mut V
     let group = |v: &[&SnapMsg]| -> BTreeMap<(u64, usize), Vec<SnapMsg>> {
         let mut g: BTreeMap<(u64, usize), Vec<SnapMsg>> = BTreeMap::new();
         for m in v {
-            g.entry((fnv1a(&m.body), m.body.len()))
-                .or_default()
-                .push((*m).clone());
+            g.entry((fnv1a(&m.body), m.body.len())).or_default().push((*m).clone());
         }
         for list in g.values_mut() {
             list.sort_by(|a, b| (&a.flags, a.instant()).cmp(&(&b.flags, b.instant())));
@@ -908,21 +717,11 @@ fn diff_folder(label: &str, src: &[&SnapMsg], tgt: &[&SnapMsg], problems: &mut V
         let s = gs.get(k).map(Vec::as_slice).unwrap_or(&[]);
         let t = gt.get(k).map(Vec::as_slice).unwrap_or(&[]);
         if !s.is_empty() && t.len() > s.len() {
-            problems.push(format!(
-                "folder {label}: duplicated: {} on source, {} on target: {}",
-                s.len(),
-                t.len(),
-                s[0].describe()
-            ));
+            problems.push(format!("folder {label}: duplicated: {} on source, {} on target: {}", s.len(), t.len(), s[0].describe()));
         }
         for (a, b) in s.iter().zip(t) {
             if a.flags != b.flags {
-                problems.push(format!(
-                    "folder {label}: flags differ: source {:?}, target {:?}: {}",
-                    a.flags,
-                    b.flags,
-                    a.describe()
-                ));
+                problems.push(format!("folder {label}: flags differ: source {:?}, target {:?}: {}", a.flags, b.flags, a.describe()));
             }
             if a.instant() != b.instant() || a.instant().is_none() {
                 problems.push(format!(
@@ -947,11 +746,7 @@ fn diff_folder(label: &str, src: &[&SnapMsg], tgt: &[&SnapMsg], problems: &mut V
         let pos = extra
             .iter()
             .position(|e| id.is_some() && e.header("Message-ID") == id)
-            .or_else(|| {
-                extra
-                    .iter()
-                    .position(|e| subject.is_some() && e.header("Subject") == subject)
-            });
+            .or_else(|| extra.iter().position(|e| subject.is_some() && e.header("Subject") == subject));
         match pos {
             Some(p) => {
                 let e = extra.remove(p);
@@ -962,10 +757,7 @@ fn diff_folder(label: &str, src: &[&SnapMsg], tgt: &[&SnapMsg], problems: &mut V
                     first_difference(&m.body, &e.body)
                 ));
             }
-            None => problems.push(format!(
-                "folder {label}: missing on target: {}",
-                m.describe()
-            )),
+            None => problems.push(format!("folder {label}: missing on target: {}", m.describe())),
         }
     }
     for e in extra {
@@ -975,19 +767,11 @@ fn diff_folder(label: &str, src: &[&SnapMsg], tgt: &[&SnapMsg], problems: &mut V
 
 /// "first difference at byte N: source ..., target ..." with a little escaped context.
 pub fn first_difference(a: &[u8], b: &[u8]) -> String {
-    let i = a
-        .iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()));
+    let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
     let ctx = |v: &[u8]| -> String {
         let start = i.saturating_sub(16);
         let end = (i + 24).min(v.len());
         v[start..end].escape_ascii().to_string()
     };
-    format!(
-        "first difference at byte {i}: source \"{}\", target \"{}\"",
-        ctx(a),
-        ctx(b)
-    )
+    format!("first difference at byte {i}: source \"{}\", target \"{}\"", ctx(a), ctx(b))
 }

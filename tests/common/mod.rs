@@ -33,18 +33,10 @@ static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 /// bind late (Dovecot) retry on "address in use".
 pub fn free_port() -> u16 {
     for _ in 0..100 {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-        let port = listener
-            .local_addr()
-            .expect("local_addr of a bound listener")
-            .port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+        let port = listener.local_addr().expect("local_addr of a bound listener").port();
         drop(listener);
-        if HANDED_OUT
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(port)
-        {
+        if HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
             return port;
         }
     }
@@ -73,14 +65,8 @@ pub fn fresh_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     for _ in 0..100 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = PathBuf::from(format!(
-            "/tmp/{prefix}-{}-{n}-{nanos:x}",
-            std::process::id()
-        ));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let dir = PathBuf::from(format!("/tmp/{prefix}-{}-{n}-{nanos:x}", std::process::id()));
         match std::fs::create_dir(&dir) {
             Ok(()) => return dir,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -139,11 +125,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

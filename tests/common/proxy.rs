@@ -74,22 +74,14 @@ impl CutProxy {
     pub fn start(upstream_port: u16) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("CutProxy: bind 127.0.0.1:0");
         let port = listener.local_addr().expect("CutProxy: local_addr").port();
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            state: Mutex::new(State::default()),
-            workers: Mutex::new(Vec::new()),
-        });
+        let shared =
+            Arc::new(Shared { stop: AtomicBool::new(false), state: Mutex::new(State::default()), workers: Mutex::new(Vec::new()) });
         let sh = shared.clone();
         let acceptor = std::thread::Builder::new()
             .name(format!("cutproxy-{port}"))
             .spawn(move || accept_loop(listener, upstream_port, sh))
             .expect("CutProxy: spawn acceptor");
-        CutProxy {
-            port,
-            upstream: upstream_port,
-            shared,
-            acceptor: Some(acceptor),
-        }
+        CutProxy { port, upstream: upstream_port, shared, acceptor: Some(acceptor) }
     }
 
     /// The port clients should connect to.
@@ -158,20 +150,11 @@ impl Drop for CutProxy {
             let _ = u.shutdown(Shutdown::Both);
         }
         // Wake the blocking accept().
-        let _ = TcpStream::connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], self.port)),
-            Duration::from_secs(1),
-        );
+        let _ = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(1));
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
-        let workers = std::mem::take(
-            &mut *self
-                .shared
-                .workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let workers = std::mem::take(&mut *self.shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
         for w in workers {
             let _ = w.join();
         }
@@ -185,21 +168,14 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
         }
         let Ok(client) = incoming else { continue };
         let upstream_addr = SocketAddr::from(([127, 0, 0, 1], upstream_port));
-        let Ok(upstream) = TcpStream::connect_timeout(&upstream_addr, Duration::from_secs(5))
-        else {
+        let Ok(upstream) = TcpStream::connect_timeout(&upstream_addr, Duration::from_secs(5)) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
-        let clones = (|| {
-            Some((
-                client.try_clone().ok()?,
-                upstream.try_clone().ok()?,
-                client.try_clone().ok()?,
-                upstream.try_clone().ok()?,
-            ))
-        })();
+        let clones =
+            (|| Some((client.try_clone().ok()?, upstream.try_clone().ok()?, client.try_clone().ok()?, upstream.try_clone().ok()?)))();
         let Some((c_reg, u_reg, c2, u2)) = clones else {
             continue;
         };
@@ -212,10 +188,7 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
             id
         };
         let mut handles = Vec::new();
-        for (dir, from, to) in [
-            (Direction::ClientToServer, client, upstream),
-            (Direction::ServerToClient, u2, c2),
-        ] {
+        for (dir, from, to) in [(Direction::ClientToServer, client, upstream), (Direction::ServerToClient, u2, c2)] {
             let sh2 = sh.clone();
             let h = std::thread::Builder::new()
                 .name(format!("cutproxy-pump-{id}-{}", dir.index()))
@@ -225,9 +198,7 @@ fn accept_loop(listener: TcpListener, upstream_port: u16, sh: Arc<Shared>) {
         }
         let mut workers = sh.workers.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished pumps so a long test does not pile up handles.
-        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *workers)
-            .into_iter()
-            .partition(|h| h.is_finished());
+        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *workers).into_iter().partition(|h| h.is_finished());
         for h in done {
             let _ = h.join();
         }
@@ -247,12 +218,7 @@ fn pump(dir: Direction, mut from: TcpStream, mut to: TcpStream, id: u64, sh: Arc
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
                 continue;
             }
             Err(_) => break,

@@ -102,33 +102,21 @@ impl ImapReader {
     /// Connects to 127.0.0.1:`port` and reads the greeting (panics unless `* OK`).
     pub fn connect(port: u16) -> ImapReader {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let wr = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("ImapReader: connect to {addr}: {e}"));
+        let wr =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap_or_else(|e| panic!("ImapReader: connect to {addr}: {e}"));
         wr.set_nodelay(true).expect("set_nodelay");
         let rd = BufReader::with_capacity(64 * 1024, wr.try_clone().expect("clone TcpStream"));
-        let mut r = ImapReader {
-            rd,
-            wr,
-            port,
-            next_tag: 1,
-            selected: None,
-            greeting: String::new(),
-        };
+        let mut r = ImapReader { rd, wr, port, next_tag: 1, selected: None, greeting: String::new() };
         r.set_timeout(Duration::from_secs(60));
         let g = r.read_response();
         r.greeting = String::from_utf8_lossy(&g).trim_end().to_string();
-        assert!(
-            r.greeting.starts_with("* OK"),
-            "ImapReader: port {port} greeted with {:?}",
-            r.greeting
-        );
+        assert!(r.greeting.starts_with("* OK"), "ImapReader: port {port} greeted with {:?}", r.greeting);
         r
     }
 
     /// Connects and logs in with LOGIN; panics with the server's words if refused.
     pub fn login(port: u16, user: &str, pass: &str) -> ImapReader {
-        ImapReader::try_login(port, user, pass)
-            .unwrap_or_else(|e| panic!("ImapReader: LOGIN {user:?} on port {port} refused: {e}"))
+        ImapReader::try_login(port, user, pass).unwrap_or_else(|e| panic!("ImapReader: LOGIN {user:?} on port {port} refused: {e}"))
     }
 
     /// Connects and logs in; `Err` holds the tagged NO/BAD text.
@@ -150,9 +138,7 @@ impl ImapReader {
     /// Read timeout for every server response (default 60 s); a hang fails the test instead of blocking.
     pub fn set_timeout(&mut self, t: Duration) {
         self.wr.set_read_timeout(Some(t)).expect("set_read_timeout");
-        self.wr
-            .set_write_timeout(Some(t))
-            .expect("set_write_timeout");
+        self.wr.set_write_timeout(Some(t)).expect("set_write_timeout");
     }
 
     /// Sends one command (without tag and CRLF) and collects its untagged responses.
@@ -164,17 +150,12 @@ impl ImapReader {
 
     /// Like [`ImapReader::command`], panicking on NO/BAD.
     pub fn command_ok(&mut self, cmd: &str) -> Response {
-        self.command(cmd)
-            .unwrap_or_else(|e| panic!("ImapReader: {cmd:?} failed: {e}"))
+        self.command(cmd).unwrap_or_else(|e| panic!("ImapReader: {cmd:?} failed: {e}"))
     }
 
     /// Runs a command built of parts, handing each untagged response (raw bytes, literals inline) to
     /// `on_untagged`. Returns the tagged OK text, or `Err` with the NO/BAD line.
-    pub fn run(
-        &mut self,
-        parts: &[Part],
-        on_untagged: &mut dyn FnMut(&[u8]),
-    ) -> Result<String, String> {
+    pub fn run(&mut self, parts: &[Part], on_untagged: &mut dyn FnMut(&[u8])) -> Result<String, String> {
         let tag = format!("t{}", self.next_tag);
         self.next_tag += 1;
         let mut out: Vec<u8> = format!("{tag} ").into_bytes();
@@ -207,10 +188,7 @@ impl ImapReader {
             if resp.starts_with(b"* ") {
                 on_untagged(&resp);
             } else if resp.starts_with(b"+") {
-                panic!(
-                    "ImapReader: unexpected continuation {:?}",
-                    lossy_head(&resp)
-                );
+                panic!("ImapReader: unexpected continuation {:?}", lossy_head(&resp));
             } else {
                 return tagged_result(&tag, &resp);
             }
@@ -237,32 +215,21 @@ impl ImapReader {
 
     /// `LSUB "" "*"`: subscribed names (UTF-8), sorted.
     pub fn lsub(&mut self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .list_cmd("LSUB \"\" \"*\"", "LSUB")
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
+        let mut v: Vec<String> = self.list_cmd("LSUB \"\" \"*\"", "LSUB").into_iter().map(|e| e.name).collect();
         v.sort();
         v
     }
 
     /// Names (UTF-8) of all selectable folders, sorted.
     pub fn folders(&mut self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .list()
-            .into_iter()
-            .filter(ListEntry::selectable)
-            .map(|e| e.name)
-            .collect();
+        let mut v: Vec<String> = self.list().into_iter().filter(ListEntry::selectable).map(|e| e.name).collect();
         v.sort();
         v
     }
 
     /// The personal namespace's hierarchy delimiter, from `LIST "" ""`.
     pub fn delimiter(&mut self) -> Option<char> {
-        self.list_cmd("LIST \"\" \"\"", "LIST")
-            .first()
-            .and_then(|e| e.delimiter)
+        self.list_cmd("LIST \"\" \"\"", "LIST").first().and_then(|e| e.delimiter)
     }
 
     fn list_cmd(&mut self, cmd: &str, kind: &str) -> Vec<ListEntry> {
@@ -276,28 +243,16 @@ impl ImapReader {
             }
             let attributes = match p.value() {
                 Val::List(items) => items.iter().filter_map(Val::as_text).collect(),
-                other => panic!(
-                    "{kind}: attributes not a list: {other:?} in {:?}",
-                    lossy_head(u)
-                ),
+                other => panic!("{kind}: attributes not a list: {other:?} in {:?}", lossy_head(u)),
             };
             let delimiter = match p.value() {
                 Val::Str(s) => s.first().map(|&b| b as char),
                 Val::Nil => None,
                 other => panic!("{kind}: bad delimiter {other:?} in {:?}", lossy_head(u)),
             };
-            let raw_name = p
-                .value()
-                .as_text()
-                .unwrap_or_else(|| panic!("{kind}: no name in {:?}", lossy_head(u)));
-            let name = mutf7_decode(&raw_name)
-                .unwrap_or_else(|e| panic!("{kind}: name {raw_name:?} is not modified UTF-7: {e}"));
-            entries.push(ListEntry {
-                attributes,
-                delimiter,
-                raw_name,
-                name,
-            });
+            let raw_name = p.value().as_text().unwrap_or_else(|| panic!("{kind}: no name in {:?}", lossy_head(u)));
+            let name = mutf7_decode(&raw_name).unwrap_or_else(|e| panic!("{kind}: name {raw_name:?} is not modified UTF-7: {e}"));
+            entries.push(ListEntry { attributes, delimiter, raw_name, name });
         }
         entries
     }
@@ -339,10 +294,7 @@ impl ImapReader {
 
     /// `STATUS folder (MESSAGES UIDNEXT UIDVALIDITY)`.
     pub fn status(&mut self, folder: &str) -> Status {
-        let cmd = format!(
-            "STATUS {} (MESSAGES UIDNEXT UIDVALIDITY)",
-            mailbox_arg(folder)
-        );
+        let cmd = format!("STATUS {} (MESSAGES UIDNEXT UIDVALIDITY)", mailbox_arg(folder));
         let r = self.command_ok(&cmd);
         let mut st = Status::default();
         for u in &r.untagged {
@@ -352,12 +304,9 @@ impl ImapReader {
                 continue;
             }
             let _name = p.value();
-            let Val::List(items) = p.value() else {
-                panic!("STATUS: no list in {:?}", lossy_head(u))
-            };
+            let Val::List(items) = p.value() else { panic!("STATUS: no list in {:?}", lossy_head(u)) };
             for pair in items.chunks(2) {
-                let (Some(k), Some(v)) = (pair[0].as_text(), pair.get(1).and_then(Val::as_u32))
-                else {
+                let (Some(k), Some(v)) = (pair[0].as_text(), pair.get(1).and_then(Val::as_u32)) else {
                     continue;
                 };
                 match k.to_ascii_uppercase().as_str() {
@@ -393,14 +342,11 @@ impl ImapReader {
     pub fn fetch_uid(&mut self, folder: &str, uid: u32) -> Option<Msg> {
         self.open(folder, false);
         let mut found = None;
-        self.fetch_cmd(
-            &format!("UID FETCH {uid} (UID FLAGS INTERNALDATE BODY.PEEK[])"),
-            &mut |m| {
-                if m.uid == uid {
-                    found = Some(m)
-                }
-            },
-        );
+        self.fetch_cmd(&format!("UID FETCH {uid} (UID FLAGS INTERNALDATE BODY.PEEK[])"), &mut |m| {
+            if m.uid == uid {
+                found = Some(m)
+            }
+        });
         found
     }
 
@@ -416,30 +362,13 @@ impl ImapReader {
     }
 
     /// Appends `body` and returns its UID (from APPENDUID); panics if refused.
-    pub fn append(
-        &mut self,
-        folder: &str,
-        flags: &[&str],
-        internal_date: Option<&str>,
-        body: &[u8],
-    ) -> u32 {
+    pub fn append(&mut self, folder: &str, flags: &[&str], internal_date: Option<&str>, body: &[u8]) -> u32 {
         self.try_append(folder, flags, internal_date, body)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "ImapReader: APPEND to {folder:?} ({} bytes) failed: {e}",
-                    body.len()
-                )
-            })
+            .unwrap_or_else(|e| panic!("ImapReader: APPEND to {folder:?} ({} bytes) failed: {e}", body.len()))
     }
 
     /// Appends; `Err` holds the server's NO/BAD text (e.g. `NO [LIMIT] ...`, `NO [OVERQUOTA] ...`).
-    pub fn try_append(
-        &mut self,
-        folder: &str,
-        flags: &[&str],
-        internal_date: Option<&str>,
-        body: &[u8],
-    ) -> Result<u32, String> {
+    pub fn try_append(&mut self, folder: &str, flags: &[&str], internal_date: Option<&str>, body: &[u8]) -> Result<u32, String> {
         let mut head = format!("APPEND {} ({})", mailbox_arg(folder), flags.join(" "));
         if let Some(d) = internal_date {
             head.push_str(&format!(" {}", quoted(d)));
@@ -480,15 +409,7 @@ impl ImapReader {
     /// `UID STORE uid <op> (flags)` with `op` one of `+FLAGS`, `-FLAGS`, `FLAGS`.
     pub fn store_flags(&mut self, folder: &str, uid: u32, op: &str, flags: &[&str]) {
         assert!(
-            [
-                "+FLAGS",
-                "-FLAGS",
-                "FLAGS",
-                "+FLAGS.SILENT",
-                "-FLAGS.SILENT",
-                "FLAGS.SILENT"
-            ]
-            .contains(&op.to_ascii_uppercase().as_str()),
+            ["+FLAGS", "-FLAGS", "FLAGS", "+FLAGS.SILENT", "-FLAGS.SILENT", "FLAGS.SILENT"].contains(&op.to_ascii_uppercase().as_str()),
             "store_flags: bad op {op:?}"
         );
         self.open(folder, true);
@@ -516,8 +437,7 @@ impl ImapReader {
             if let Val::List(items) = p.value() {
                 for t in items.chunks(3) {
                     if let [k, used, limit] = t {
-                        let num =
-                            |v: &Val| v.as_text().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+                        let num = |v: &Val| v.as_text().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
                         out.push((k.as_text().unwrap_or_default(), num(used), num(limit)));
                     }
                 }
@@ -543,9 +463,7 @@ impl ImapReader {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        self.wr
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("ImapReader: write to port {}: {e}", self.port));
+        self.wr.write_all(bytes).unwrap_or_else(|e| panic!("ImapReader: write to port {}: {e}", self.port));
     }
 
     /// One complete response: a line plus, where it ends in `{n}`, the literal and the rest of the line,
@@ -555,28 +473,17 @@ impl ImapReader {
         loop {
             let start = buf.len();
             match self.rd.read_until(b'\n', &mut buf) {
-                Ok(0) => panic!(
-                    "ImapReader: port {} closed the connection; partial response {:?}",
-                    self.port,
-                    lossy_head(&buf)
-                ),
+                Ok(0) => panic!("ImapReader: port {} closed the connection; partial response {:?}", self.port, lossy_head(&buf)),
                 Ok(_) => {}
-                Err(e) => panic!(
-                    "ImapReader: read from port {}: {e}; partial {:?}",
-                    self.port,
-                    lossy_head(&buf)
-                ),
+                Err(e) => panic!("ImapReader: read from port {}: {e}; partial {:?}", self.port, lossy_head(&buf)),
             }
             match literal_len_at_end(&buf[start..]) {
                 Some(n) => {
                     let at = buf.len();
                     buf.resize(at + n, 0);
-                    self.rd.read_exact(&mut buf[at..]).unwrap_or_else(|e| {
-                        panic!(
-                            "ImapReader: reading a {n}-byte literal from port {}: {e}",
-                            self.port
-                        )
-                    });
+                    self.rd
+                        .read_exact(&mut buf[at..])
+                        .unwrap_or_else(|e| panic!("ImapReader: reading a {n}-byte literal from port {}: {e}", self.port));
                 }
                 None => return buf,
             }
@@ -591,11 +498,7 @@ fn tagged_result(tag: &str, resp: &[u8]) -> Result<String, String> {
         .and_then(|r| r.strip_prefix(' '))
         .unwrap_or_else(|| panic!("ImapReader: expected tag {tag}, got {:?}", lossy_head(resp)));
     let (status, text) = rest.split_once(' ').unwrap_or((rest, ""));
-    if status.eq_ignore_ascii_case("OK") {
-        Ok(text.to_string())
-    } else {
-        Err(rest.to_string())
-    }
+    if status.eq_ignore_ascii_case("OK") { Ok(text.to_string()) } else { Err(rest.to_string()) }
 }
 
 /// `n` if `line` ends in `{n}\r\n` (a literal follows).
@@ -625,14 +528,8 @@ fn lossy_head(b: &[u8]) -> String {
 fn resp_code_words(text: &str, code: &str) -> Option<Vec<String>> {
     let start = text.find('[')?;
     let end = text[start..].find(']')? + start;
-    let words: Vec<String> = text[start + 1..end]
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    words
-        .first()
-        .is_some_and(|w| w.eq_ignore_ascii_case(code))
-        .then_some(words[1..].to_vec())
+    let words: Vec<String> = text[start + 1..end].split_whitespace().map(str::to_string).collect();
+    words.first().is_some_and(|w| w.eq_ignore_ascii_case(code)).then_some(words[1..].to_vec())
 }
 
 fn resp_code_number(line: &str, code: &str) -> Option<u32> {
@@ -648,9 +545,7 @@ fn parse_fetch(raw: &[u8]) -> Option<Msg> {
     if !p.atom().eq_ignore_ascii_case("FETCH") {
         return None;
     }
-    let Val::List(items) = p.value() else {
-        panic!("FETCH without a list: {:?}", lossy_head(raw))
-    };
+    let Val::List(items) = p.value() else { panic!("FETCH without a list: {:?}", lossy_head(raw)) };
     let (mut uid, mut flags, mut date, mut body) = (None, BTreeSet::new(), String::new(), None);
     let mut it = items.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -658,11 +553,7 @@ fn parse_fetch(raw: &[u8]) -> Option<Msg> {
         match (key.as_str(), v) {
             ("UID", v) => uid = v.as_u32(),
             ("FLAGS", Val::List(fl)) => {
-                flags = fl
-                    .iter()
-                    .filter_map(Val::as_text)
-                    .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                    .collect()
+                flags = fl.iter().filter_map(Val::as_text).filter(|f| !f.eq_ignore_ascii_case("\\Recent")).collect()
             }
             ("INTERNALDATE", v) => date = v.as_text().unwrap_or_default(),
             ("BODY[]", Val::Str(b)) => body = Some(b),
@@ -670,12 +561,7 @@ fn parse_fetch(raw: &[u8]) -> Option<Msg> {
             _ => {}
         }
     }
-    Some(Msg {
-        uid: uid?,
-        flags,
-        internal_date: date,
-        body: body?,
-    })
+    Some(Msg { uid: uid?, flags, internal_date: date, body: body? })
 }
 
 /// Cursor over one raw response, literals inline.
@@ -690,11 +576,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expect_star(&mut self) {
-        assert!(
-            self.b.starts_with(b"* "),
-            "not an untagged response: {:?}",
-            lossy_head(self.b)
-        );
+        assert!(self.b.starts_with(b"* "), "not an untagged response: {:?}", lossy_head(self.b));
         self.i = 2;
     }
 
@@ -707,10 +589,7 @@ impl<'a> Parser<'a> {
     fn atom(&mut self) -> String {
         match self.value() {
             Val::Atom(a) => a,
-            other => panic!(
-                "expected an atom, got {other:?} in {:?}",
-                lossy_head(self.b)
-            ),
+            other => panic!("expected an atom, got {other:?} in {:?}", lossy_head(self.b)),
         }
     }
 
@@ -746,10 +625,7 @@ impl<'a> Parser<'a> {
                 loop {
                     match b.get(self.i) {
                         Some(b'\\') => {
-                            s.push(
-                                *b.get(self.i + 1)
-                                    .expect("quoted string ends in a backslash"),
-                            );
+                            s.push(*b.get(self.i + 1).expect("quoted string ends in a backslash"));
                             self.i += 2;
                         }
                         Some(b'"') => {
@@ -765,27 +641,16 @@ impl<'a> Parser<'a> {
                 }
             }
             b'{' => {
-                let close = b[self.i..]
-                    .iter()
-                    .position(|&x| x == b'}')
-                    .expect("literal without }")
-                    + self.i;
-                let digits =
-                    std::str::from_utf8(&b[self.i + 1..close]).expect("literal length is ASCII");
-                let n: usize = digits
-                    .trim_end_matches('+')
-                    .parse()
-                    .expect("literal length is a number");
+                let close = b[self.i..].iter().position(|&x| x == b'}').expect("literal without }") + self.i;
+                let digits = std::str::from_utf8(&b[self.i + 1..close]).expect("literal length is ASCII");
+                let n: usize = digits.trim_end_matches('+').parse().expect("literal length is a number");
                 let mut start = close + 1;
                 if b[start..].starts_with(b"\r\n") {
                     start += 2;
                 } else if b[start..].starts_with(b"\n") {
                     start += 1;
                 }
-                assert!(
-                    start + n <= b.len(),
-                    "literal of {n} bytes runs past the response"
-                );
+                assert!(start + n <= b.len(), "literal of {n} bytes runs past the response");
                 self.i = start + n;
                 Val::Str(b[start..start + n].to_vec())
             }
@@ -803,11 +668,7 @@ impl<'a> Parser<'a> {
                     self.i += 1;
                 }
                 let a = String::from_utf8_lossy(&b[start..self.i]).into_owned();
-                if a.eq_ignore_ascii_case("NIL") {
-                    Val::Nil
-                } else {
-                    Val::Atom(a)
-                }
+                if a.eq_ignore_ascii_case("NIL") { Val::Nil } else { Val::Atom(a) }
             }
         }
     }
@@ -838,10 +699,7 @@ fn astring(b: &[u8]) -> AString {
 
 /// `"text"` with `\` and `"` escaped; panics on CR/LF/8-bit (those need a literal).
 pub fn quoted(s: &str) -> String {
-    assert!(
-        s.bytes().all(|c| (0x20..0x7f).contains(&c)),
-        "cannot send {s:?} as a quoted string"
-    );
+    assert!(s.bytes().all(|c| (0x20..0x7f).contains(&c)), "cannot send {s:?} as a quoted string");
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -862,11 +720,7 @@ pub fn mutf7_encode(s: &str) -> String {
         let bytes: Vec<u8> = units.iter().flat_map(|u| u.to_be_bytes()).collect();
         out.push('&');
         for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..=chunk.len() {
                 out.push(MB64[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -880,11 +734,7 @@ pub fn mutf7_encode(s: &str) -> String {
     for ch in s.chars() {
         if (' '..='~').contains(&ch) {
             flush(&mut units, &mut out);
-            if ch == '&' {
-                out.push_str("&-")
-            } else {
-                out.push(ch)
-            }
+            if ch == '&' { out.push_str("&-") } else { out.push(ch) }
         } else {
             let mut buf = [0u16; 2];
             units.extend_from_slice(ch.encode_utf16(&mut buf));
@@ -905,9 +755,7 @@ pub fn mutf7_decode(s: &str) -> Result<String, String> {
         }
         out.push_str(plain);
         let after = &rest[amp + 1..];
-        let dash = after
-            .find('-')
-            .ok_or_else(|| format!("unterminated '&' sequence in {s:?}"))?;
+        let dash = after.find('-').ok_or_else(|| format!("unterminated '&' sequence in {s:?}"))?;
         let enc = &after[..dash];
         if enc.is_empty() {
             out.push('&');
@@ -916,10 +764,7 @@ pub fn mutf7_decode(s: &str) -> Result<String, String> {
             let mut nbits = 0;
             let mut bytes = Vec::new();
             for c in enc.bytes() {
-                let v = MB64
-                    .iter()
-                    .position(|&m| m == c)
-                    .ok_or_else(|| format!("{:?} in base64 of {s:?}", c as char))?;
+                let v = MB64.iter().position(|&m| m == c).ok_or_else(|| format!("{:?} in base64 of {s:?}", c as char))?;
                 bits = (bits << 6) | v as u32;
                 nbits += 6;
                 if nbits >= 8 {
@@ -931,13 +776,8 @@ pub fn mutf7_decode(s: &str) -> Result<String, String> {
             if bytes.len() % 2 != 0 {
                 return Err(format!("odd number of UTF-16 bytes in {s:?}"));
             }
-            let units: Vec<u16> = bytes
-                .chunks(2)
-                .map(|p| u16::from_be_bytes([p[0], p[1]]))
-                .collect();
-            out.push_str(
-                &String::from_utf16(&units).map_err(|e| format!("bad UTF-16 in {s:?}: {e}"))?,
-            );
+            let units: Vec<u16> = bytes.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
+            out.push_str(&String::from_utf16(&units).map_err(|e| format!("bad UTF-16 in {s:?}: {e}"))?);
         }
         rest = &after[dash + 1..];
     }
@@ -958,9 +798,7 @@ pub fn parse_internal_date(s: &str) -> Option<i64> {
     let day: i64 = d.next()?.trim().parse().ok()?;
     let mon = d.next()?;
     let year: i64 = d.next()?.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as i64 + 1;
     let mut t = time.split(':').map(|x| x.parse::<i64>());
     let (h, mi, se) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);

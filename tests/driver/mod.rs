@@ -126,11 +126,7 @@ impl Drop for Migration {
 }
 
 fn quote(s: &str) -> String {
-    if s.contains(';') || s.contains('"') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    if s.contains(';') || s.contains('"') { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// Reads "N appended" from a sync summary.

@@ -37,8 +37,19 @@ use std::time::Duration;
 
 /// What Exchange Online announces (outlook.office365.com:993, before and after login).
 pub const EXCHANGE_CAPABILITIES: [&str; 13] = [
-    "IMAP4", "IMAP4REV1", "AUTH=PLAIN", "AUTH=XOAUTH2", "SASL-IR", "UIDPLUS", "MOVE", "ID", "UNSELECT", "CHILDREN", "IDLE",
-    "NAMESPACE", "LITERAL+",
+    "IMAP4",
+    "IMAP4REV1",
+    "AUTH=PLAIN",
+    "AUTH=XOAUTH2",
+    "SASL-IR",
+    "UIDPLUS",
+    "MOVE",
+    "ID",
+    "UNSELECT",
+    "CHILDREN",
+    "IDLE",
+    "NAMESPACE",
+    "LITERAL+",
 ];
 
 /// LIST attributes Exchange does not send.
@@ -96,7 +107,8 @@ impl ExchangeStandIn {
     pub fn start(upstream_port: u16) -> ExchangeStandIn {
         let listener = TcpListener::bind("127.0.0.1:0").expect("ExchangeStandIn: bind");
         let port = listener.local_addr().expect("local_addr").port();
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), state: Mutex::new(State::default()), workers: Mutex::new(Vec::new()) });
+        let shared =
+            Arc::new(Shared { stop: AtomicBool::new(false), state: Mutex::new(State::default()), workers: Mutex::new(Vec::new()) });
         let sh = shared.clone();
         let acceptor = std::thread::Builder::new()
             .name(format!("exo-{port}"))
@@ -282,10 +294,8 @@ fn rewrite_response(response: &[u8], first_line_end: usize) -> Vec<u8> {
     } else if (upper.starts_with("* LIST (") || upper.starts_with("* LSUB (")) && text.contains(')') {
         let open = text.find('(').expect("checked");
         let close = text.find(')').expect("checked");
-        let kept: Vec<&str> = text[open + 1..close]
-            .split_whitespace()
-            .filter(|a| !HIDDEN_ATTRIBUTES.iter().any(|h| h.eq_ignore_ascii_case(a)))
-            .collect();
+        let kept: Vec<&str> =
+            text[open + 1..close].split_whitespace().filter(|a| !HIDDEN_ATTRIBUTES.iter().any(|h| h.eq_ignore_ascii_case(a))).collect();
         new_head = Some(format!("{}({}{}", &text[..open], kept.join(" "), &text[close..]));
     }
     match new_head {
@@ -299,11 +309,7 @@ fn rewrite_response(response: &[u8], first_line_end: usize) -> Vec<u8> {
 }
 
 fn filter_caps(words: &str) -> String {
-    words
-        .split_whitespace()
-        .filter(|w| EXCHANGE_CAPABILITIES.iter().any(|c| c.eq_ignore_ascii_case(w)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.split_whitespace().filter(|w| EXCHANGE_CAPABILITIES.iter().any(|c| c.eq_ignore_ascii_case(w))).collect::<Vec<_>>().join(" ")
 }
 
 /// Removes `\Flagged` from the first parenthesised list (outside quoted strings) of an APPEND line.
@@ -370,7 +376,13 @@ fn append_mailbox(line: &[u8]) -> String {
 }
 
 /// Client commands: forwarded, except that APPENDs lose `\Flagged` and may be throttled.
-fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpStream>, sh: &Shared, mute: &AtomicBool) -> std::io::Result<()> {
+fn client_to_server(
+    client: TcpStream,
+    mut upstream: TcpStream,
+    out: &Mutex<TcpStream>,
+    sh: &Shared,
+    mute: &AtomicBool,
+) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(256 * 1024, client);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -457,7 +469,13 @@ fn client_to_server(client: TcpStream, mut upstream: TcpStream, out: &Mutex<TcpS
 fn with_literal_length(line: &[u8], n: usize) -> Vec<u8> {
     let open = line.iter().rposition(|&b| b == b'{').unwrap_or(line.len());
     let close = line.iter().rposition(|&b| b == b'}').unwrap_or(line.len());
-    let marker: &[u8] = if line[..close].ends_with(b"+") { b"+" } else if line[..close].ends_with(b"-") { b"-" } else { b"" };
+    let marker: &[u8] = if line[..close].ends_with(b"+") {
+        b"+"
+    } else if line[..close].ends_with(b"-") {
+        b"-"
+    } else {
+        b""
+    };
     let mut out = line[..open].to_vec();
     out.extend_from_slice(format!("{{{n}").as_bytes());
     out.extend_from_slice(marker);

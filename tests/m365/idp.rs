@@ -214,12 +214,9 @@ fn serve(server: tiny_http::Server, state: Arc<Mutex<State>>, stop: Arc<AtomicBo
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             answer(&mut st, &method, &path, &content_type, &body)
         };
-        let response = tiny_http::Response::from_string(json.to_string())
-            .with_status_code(status)
-            .with_header(
-                tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json; charset=utf-8"[..])
-                    .expect("static header"),
-            );
+        let response = tiny_http::Response::from_string(json.to_string()).with_status_code(status).with_header(
+            tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json; charset=utf-8"[..]).expect("static header"),
+        );
         let _ = request.respond(response);
     }
 }
@@ -264,28 +261,37 @@ fn answer(st: &mut State, method: &str, path: &str, content_type: &str, body: &[
     }
     if field("client_id") != st.client_id {
         st.refused_requests += 1;
-        return (400, error("unauthorized_client", &format!("AADSTS700016: Application with identifier '{}' was not found in the directory.", field("client_id"))));
+        return (
+            400,
+            error(
+                "unauthorized_client",
+                &format!("AADSTS700016: Application with identifier '{}' was not found in the directory.", field("client_id")),
+            ),
+        );
     }
     if st.refuse || field("client_secret") != st.secret {
         st.refused_requests += 1;
-        return (401, error("invalid_client", &format!("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", st.client_id)));
+        return (
+            401,
+            error(
+                "invalid_client",
+                &format!(
+                    "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    st.client_id
+                ),
+            ),
+        );
     }
     if field("scope") != SCOPE {
         st.refused_requests += 1;
         return (400, error("invalid_scope", &format!("AADSTS1002012: The provided value for scope {} is not valid.", field("scope"))));
     }
     st.tokens_issued += 1;
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let token = format!("m365tok-{}-{nonce:08x}", st.tokens_issued);
     let lifetime = st.lifetime;
     st.issued.insert(token.clone(), Issued { expires: Instant::now() + Duration::from_secs(lifetime), revoked: false, uses: 0 });
-    (
-        200,
-        serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}),
-    )
+    (200, serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}))
 }
 
 fn introspect(st: &mut State, form: &BTreeMap<String, String>) -> (u16, serde_json::Value) {
