@@ -8,7 +8,7 @@ CARGO ?= cargo
 BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
 TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl
 
-.PHONY: all build release run test build-deps test-deps bench clean
+.PHONY: all build release run test lint build-deps test-deps bench clean
 
 # Installs the Debian packages in $(1) that are missing (as root), or says what to install.
 define install_missing
@@ -44,8 +44,13 @@ test-deps: build-deps
 	@if [ "$$(id -u)" = 0 ] && pgrep -x dovecot -u root >/dev/null 2>&1 && [ -f /run/dovecot/master.pid ]; then \
 		kill "$$(cat /run/dovecot/master.pid)" 2>/dev/null || true; fi
 
-# Every test, then the .deb built from the same (debug) binary, installed, upgraded and purged.
-test: test-deps
+# The layout (rustfmt.toml) and clippy with every warning an error.
+lint: build-deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# The lint, every test, then the .deb built from the same (debug) binary, installed, upgraded and purged.
+test: test-deps lint
 	$(CARGO) test --no-fail-fast
 	$(MAKE) deb-test DEB_FLAGS="--profile dev"
 

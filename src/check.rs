@@ -118,12 +118,14 @@ impl Limits {
 /// certificate's fingerprint so the operator can decide to pin it.
 async fn explain_login_failure(error: &anyhow::Error, endpoint: &Endpoint) -> String {
     let text = format!("{error:#}");
-    if text.contains("TLS failed") && endpoint.tls != TlsMode::Plain && endpoint.pin_sha256.is_none() {
-        if let Ok(fp) = fetch_fingerprint(endpoint).await {
-            return format!(
-                "{text}; the server's certificate has SHA-256 fingerprint {fp}: if you trust it, pin it with setup --source-pin/--target-pin {fp}"
-            );
-        }
+    if text.contains("TLS failed")
+        && endpoint.tls != TlsMode::Plain
+        && endpoint.pin_sha256.is_none()
+        && let Ok(fp) = fetch_fingerprint(endpoint).await
+    {
+        return format!(
+            "{text}; the server's certificate has SHA-256 fingerprint {fp}: if you trust it, pin it with setup --source-pin/--target-pin {fp}"
+        );
     }
     text
 }
@@ -245,10 +247,10 @@ async fn measure(
                 .await?;
         }
         let mut wanted: Vec<u32> = over.clone();
-        if let Some((uid, size)) = largest {
-            if result.largest.as_ref().is_none_or(|l| size > l.size) {
-                wanted.push(uid);
-            }
+        if let Some((uid, size)) = largest
+            && result.largest.as_ref().is_none_or(|l| size > l.size)
+        {
+            wanted.push(uid);
         }
         let mut described: BTreeMap<u32, BigMessage> = BTreeMap::new();
         if !wanted.is_empty() {
@@ -277,10 +279,10 @@ async fn measure(
                 )
                 .await?;
         }
-        if let Some((uid, size)) = largest {
-            if result.largest.as_ref().is_none_or(|l| size > l.size) {
-                result.largest = described.get(&uid).cloned();
-            }
+        if let Some((uid, size)) = largest
+            && result.largest.as_ref().is_none_or(|l| size > l.size)
+        {
+            result.largest = described.get(&uid).cloned();
         }
         result.over_limit.extend(over.iter().filter_map(|u| described.get(u).cloned()));
         result.messages += count.messages;

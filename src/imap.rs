@@ -935,13 +935,11 @@ impl Session {
                     bail!("{}: the server refused a literal", self.label);
                 }
             }
-            Event::AuthenticateStatusReceived { status, .. } => {
-                if let Status::Tagged(tagged) = status {
-                    if let Some(Code::Capability(caps)) = &tagged.body.code {
-                        self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
-                    }
-                    answers.insert(tagged.tag.inner().to_string(), answer_of(tagged.body));
+            Event::AuthenticateStatusReceived { status: Status::Tagged(tagged), .. } => {
+                if let Some(Code::Capability(caps)) = &tagged.body.code {
+                    self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
                 }
+                answers.insert(tagged.tag.inner().to_string(), answer_of(tagged.body));
             }
             Event::AuthenticateContinuationRequestReceived { .. } => {
                 // We always send the initial response with the command (SASL-IR) or as the single
@@ -1109,11 +1107,11 @@ impl Session {
         }
         let data = self.ok(CommandBody::Namespace, "NAMESPACE").await?;
         for item in data {
-            if let Data::Namespace { personal, .. } = item {
-                if let Some(first) = personal.first() {
-                    let prefix = String::from_utf8_lossy(first.prefix.as_ref()).into_owned();
-                    return Ok(Some((prefix, first.delimiter.as_ref().map(|d| d.inner()))));
-                }
+            if let Data::Namespace { personal, .. } = item
+                && let Some(first) = personal.first()
+            {
+                let prefix = String::from_utf8_lossy(first.prefix.as_ref()).into_owned();
+                return Ok(Some((prefix, first.delimiter.as_ref().map(|d| d.inner()))));
             }
         }
         Ok(None)
@@ -1191,7 +1189,7 @@ impl Session {
             bail!("{}: cannot open folder {wire_name}: {}", self.label, answer.words());
         }
         let mut selected = Selected { exists: self.exists, ..Selected::default() };
-        for code in self.pending_codes.drain(..).chain(answer.code.into_iter()) {
+        for code in self.pending_codes.drain(..).chain(answer.code) {
             match code {
                 Code::UidValidity(v) => selected.uidvalidity = Some(v.get()),
                 Code::UidNext(v) => selected.uidnext = Some(v.get()),

@@ -50,6 +50,8 @@ struct Args {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+// Parsed once per run; boxing a variant would need argh to parse boxes, which it does not.
+#[allow(clippy::large_enum_variant)]
 enum Verb {
     Setup(SetupArgs),
     Import(ImportArgs),
@@ -576,7 +578,7 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
         .or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty()))
         .unwrap_or_else(|| "127.0.0.1:8025".into());
 
-    let app = appliance::Appliance::open(&dir)?;
+    let app = appliance::Appliance::open(dir)?;
     // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -628,7 +630,7 @@ fn serve_cmd(dir: &std::path::Path, serve: &ServeArgs) -> Result<ExitCode> {
 }
 
 fn finish_cmd(dir: &std::path::Path, f: &FinishArgs) -> Result<ExitCode> {
-    let app = appliance::Appliance::open(&dir)?;
+    let app = appliance::Appliance::open(dir)?;
     let outcome = appliance::finish(&app, f.force)?;
     for p in &outcome.problems {
         println!("problem: {p}");

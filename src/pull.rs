@@ -1299,8 +1299,7 @@ mod tests {
             .unwrap()
             .query_map([id], |r| r.get::<_, Vec<u8>>(0))
             .unwrap()
-            .map(|c| c.unwrap())
-            .flatten()
+            .flat_map(|c| c.unwrap())
             .collect();
         let hash: Option<Vec<u8>> = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         assert!(staged == body, "staged {} bytes, equal to the message: {}", staged.len(), staged == body);

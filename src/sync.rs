@@ -195,7 +195,7 @@ impl PassReport {
             human_bytes(self.pull.staged_bytes),
             self.push.appended,
             self.push.matched,
-            self.push.flag_updates + 0,
+            self.push.flag_updates,
             self.push.refused,
         );
         if self.throttled > 0 {

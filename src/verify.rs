@@ -397,6 +397,7 @@ async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResul
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // the folder on both sides and the pass's settings (issue 14)
 async fn verify_folder(
     store: &Store,
     account_id: i64,
@@ -594,7 +595,8 @@ mod tests {
         let refused = RowView { size: 10, state: RowState::Refused, target_uid: None, identity: String::new() };
         let elsewhere = RowView { size: 10, state: RowState::Pushed, target_uid: None, identity: String::new() };
         // (source, rows, target) -> (on_target, skipped, missing, differs)
-        let cases: Vec<(&str, Vec<(u32, u64)>, Vec<(u32, RowView)>, Vec<(u32, u64)>, (u64, u64, Vec<u32>, Vec<u32>))> = vec![
+        type Case = (&'static str, Vec<(u32, u64)>, Vec<(u32, RowView)>, Vec<(u32, u64)>, (u64, u64, Vec<u32>, Vec<u32>));
+        let cases: Vec<Case> = vec![
             (
                 "all there",
                 vec![(1, 10), (2, 20)],

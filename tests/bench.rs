@@ -439,11 +439,11 @@ struct Target {
 fn rows_json(rows: &[Row]) -> String {
     let mut j = String::from("[\n");
     for (i, r) in rows.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             j,
             "    {{\"scenario\": {}, \"tool\": {}, \"wall_s\": {}, \"copied\": {}, \"scanned\": {}, \"bytes\": {}, \
              \"msgs_per_s\": {}, \"mb_per_s\": {}, \"cpu_s\": {}, \"peak_rss_mib\": {}, \"own_vmhwm_mib\": {}, \
-             \"check\": {}, \"check_ok\": {}}}{}\n",
+             \"check\": {}, \"check_ok\": {}}}{}",
             json_str(&r.scenario),
             json_str(&r.tool),
             json_num(r.wall),

@@ -86,7 +86,7 @@ fn verdicts_for_every_kind_of_problem() {
         assert_eq!(rows.len(), 6, "{rows:?}");
         assert!(rows.iter().any(|r| r[0] == "mal@gammal.se" && r[2] == "login failed (target)"), "{rows:?}");
         let over = wb.worksheet_range("Over the limit").expect("sheet Over the limit");
-        assert!(over.rows().any(|r| r[0].to_string() == "stort@gammal.se" && r[1].to_string() == "INBOX"));
+        assert!(over.rows().any(|r| r[0] == "stort@gammal.se" && r[1] == "INBOX"));
     }
     let json = m.run(&["check", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
