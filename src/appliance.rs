@@ -367,34 +367,27 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
     let all_synced = !details.is_empty()
         && details.iter().all(|d| d.last_pass_at.is_some() && d.staged > 0 && d.pushed + d.skipped.len() as i64 >= d.staged);
-    let (phase, next_step) = if finished_at.is_some() {
-        ("finished", "done")
-    } else if !configured {
-        ("setup", "set_up_servers")
-    } else if details.is_empty() {
-        ("setup", "import_accounts")
-    } else if checked.is_empty() && pass_count == 0 {
-        ("check", "run_check")
-    } else if ready < details.len() && pass_count == 0 {
-        ("check", if check_running { "run_check" } else { "fix_accounts" })
-    } else if pass_count == 0 && !passes_enabled {
-        ("check", "start_passes")
-    } else if !all_synced {
-        ("syncing", if passes_enabled { "wait_sync" } else { "start_passes" })
-    } else if !all_flipped {
-        (if any_flipped { "cutover" } else { "syncing" }, "switch_mx")
-    } else if !safe_to_finish {
-        ("draining", "wait_quiet")
-    } else {
-        ("draining", "finish")
-    };
+    let (phase, next_step) = phase_and_next_step(&PhaseFacts {
+        finished: finished_at.is_some(),
+        configured,
+        accounts: details.len(),
+        checked: checked.len(),
+        ready,
+        check_running,
+        passes: pass_count,
+        passes_enabled,
+        all_synced,
+        any_flipped,
+        all_flipped,
+        safe_to_finish,
+    });
     let eta =
         if throughput_total > 0.0 && t_bytes > t_pushed_b { Some(((t_bytes - t_pushed_b) as f64 / throughput_total) as i64) } else { None };
     let staging_bytes = fs::metadata(app.dir.join("postflytt.sqlite")).map(|m| m.len()).unwrap_or(0)
         + fs::metadata(app.dir.join("postflytt.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
     Ok(json!({
-        "phase": phase,
-        "next_step": next_step,
+        "phase": phase.as_str(),
+        "next_step": next_step.as_str(),
         "now": now(),
         "source": endpoint("source"),
         "target": endpoint("target"),
@@ -660,9 +653,136 @@ fn mx_round(app: &Appliance) -> Result<()> {
     Ok(())
 }
 
+/// What the migration's phase and next step are decided from (all read from the store).
+#[derive(Debug, Clone, Copy, Default)]
+struct PhaseFacts {
+    finished: bool,
+    configured: bool,
+    accounts: usize,
+    /// Accounts with a check result, and of them those found ready.
+    checked: usize,
+    ready: usize,
+    check_running: bool,
+    /// Passes run so far.
+    passes: i64,
+    passes_enabled: bool,
+    /// Every account has had a pass and has everything it staged on the target (or skipped).
+    all_synced: bool,
+    any_flipped: bool,
+    all_flipped: bool,
+    safe_to_finish: bool,
+}
+
+/// The phase the page shows (its step indicator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    Check,
+    Syncing,
+    Cutover,
+    Draining,
+    Finished,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Check => "check",
+            Phase::Syncing => "syncing",
+            Phase::Cutover => "cutover",
+            Phase::Draining => "draining",
+            Phase::Finished => "finished",
+        }
+    }
+}
+
+/// What someone has to do next (or wait for): "What happens next" on the page, one text each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextStep {
+    SetUpServers,
+    ImportAccounts,
+    RunCheck,
+    FixAccounts,
+    StartPasses,
+    WaitSync,
+    SwitchMx,
+    WaitQuiet,
+    Finish,
+    Done,
+}
+
+impl NextStep {
+    fn as_str(self) -> &'static str {
+        match self {
+            NextStep::SetUpServers => "set_up_servers",
+            NextStep::ImportAccounts => "import_accounts",
+            NextStep::RunCheck => "run_check",
+            NextStep::FixAccounts => "fix_accounts",
+            NextStep::StartPasses => "start_passes",
+            NextStep::WaitSync => "wait_sync",
+            NextStep::SwitchMx => "switch_mx",
+            NextStep::WaitQuiet => "wait_quiet",
+            NextStep::Finish => "finish",
+            NextStep::Done => "done",
+        }
+    }
+}
+
+/// The migration's phase and next step: the first of these that is not yet behind it.
+fn phase_and_next_step(f: &PhaseFacts) -> (Phase, NextStep) {
+    if f.finished {
+        (Phase::Finished, NextStep::Done)
+    } else if !f.configured {
+        (Phase::Setup, NextStep::SetUpServers)
+    } else if f.accounts == 0 {
+        (Phase::Setup, NextStep::ImportAccounts)
+    } else if f.checked == 0 && f.passes == 0 {
+        (Phase::Check, NextStep::RunCheck)
+    } else if f.ready < f.accounts && f.passes == 0 {
+        (Phase::Check, if f.check_running { NextStep::RunCheck } else { NextStep::FixAccounts })
+    } else if f.passes == 0 && !f.passes_enabled {
+        (Phase::Check, NextStep::StartPasses)
+    } else if !f.all_synced {
+        (Phase::Syncing, if f.passes_enabled { NextStep::WaitSync } else { NextStep::StartPasses })
+    } else if !f.all_flipped {
+        (if f.any_flipped { Phase::Cutover } else { Phase::Syncing }, NextStep::SwitchMx)
+    } else if !f.safe_to_finish {
+        (Phase::Draining, NextStep::WaitQuiet)
+    } else {
+        (Phase::Draining, NextStep::Finish)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_and_next_steps() {
+        use NextStep::*;
+        use Phase::*;
+        let base = PhaseFacts { configured: true, accounts: 3, checked: 3, ready: 3, ..PhaseFacts::default() };
+        let synced = PhaseFacts { passes: 2, passes_enabled: true, all_synced: true, ..base };
+        for (name, facts, wanted) in [
+            ("new box", PhaseFacts::default(), (Setup, SetUpServers)),
+            ("servers set", PhaseFacts { configured: true, ..PhaseFacts::default() }, (Setup, ImportAccounts)),
+            ("imported", PhaseFacts { checked: 0, ready: 0, ..base }, (Check, RunCheck)),
+            ("one failed", PhaseFacts { ready: 2, ..base }, (Check, FixAccounts)),
+            ("check again", PhaseFacts { ready: 2, check_running: true, ..base }, (Check, RunCheck)),
+            ("all ready", base, (Check, StartPasses)),
+            ("first pass running", PhaseFacts { passes_enabled: true, ..base }, (Syncing, WaitSync)),
+            ("passes stopped midway", PhaseFacts { passes: 1, ..base }, (Syncing, StartPasses)),
+            ("copied", synced, (Syncing, SwitchMx)),
+            ("one domain flipped", PhaseFacts { any_flipped: true, ..synced }, (Cutover, SwitchMx)),
+            ("all flipped", PhaseFacts { any_flipped: true, all_flipped: true, ..synced }, (Draining, WaitQuiet)),
+            ("quiet", PhaseFacts { any_flipped: true, all_flipped: true, safe_to_finish: true, ..synced }, (Draining, Finish)),
+            ("finished", PhaseFacts { finished: true, ..synced }, (Finished, Done)),
+            ("failed accounts after passes began", PhaseFacts { ready: 2, ..synced }, (Syncing, SwitchMx)),
+        ] {
+            assert_eq!(phase_and_next_step(&facts), wanted, "{name}");
+        }
+    }
     use crate::secret::Secret;
 
     fn account_count(app: &Appliance) -> usize {
