@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::imap::{Endpoint, FetchItem, Session, TlsMode, fetch_fingerprint};
 use crate::store::{Account, Store, now};
-use crate::sync::human_bytes;
+use crate::units::human_bytes;
 use crate::utf7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

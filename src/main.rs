@@ -23,6 +23,7 @@ mod secret;
 mod store;
 mod sync;
 mod template;
+mod units;
 mod utf7;
 mod verify;
 mod workers;
@@ -343,10 +344,10 @@ fn run(args: Args) -> Result<ExitCode> {
                 }
             }
             if let Some(q) = &setup.quota_per_account {
-                store.set_setting("limit.quota_per_account", &parse_size(q)?.to_string())?;
+                store.set_setting("limit.quota_per_account", &units::parse_size(q)?.to_string())?;
             }
             if let Some(l) = &setup.message_size_limit {
-                store.set_setting("limit.message_size", &parse_size(l)?.to_string())?;
+                store.set_setting("limit.message_size", &units::parse_size(l)?.to_string())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -445,8 +446,8 @@ fn run(args: Args) -> Result<ExitCode> {
                     format!(
                         "{ready} of {} accounts ready; {} to stage, {} free for staging in {}{}\n",
                         results.len(),
-                        sync::human_bytes(total),
-                        sync::human_bytes(free),
+                        units::human_bytes(total),
+                        units::human_bytes(free),
                         dir.display(),
                         if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
                     )
@@ -522,7 +523,7 @@ fn run(args: Args) -> Result<ExitCode> {
             let refused: u64 = reports.iter().map(|r| r.push.refused).sum();
             println!(
                 "pass done: {total} accounts, {failed} failed, {appended} messages ({}) appended, {refused} refused",
-                sync::human_bytes(bytes)
+                units::human_bytes(bytes)
             );
             print_skips(&Store::open(&dir)?)?;
             if let Some(peak) = peak_rss_kib() {
@@ -556,7 +557,7 @@ fn run(args: Args) -> Result<ExitCode> {
                 let (source, target, state, error, total, pushed, bytes, throttled) = row?;
                 println!(
                     "{source} -> {target}: {state}, {pushed}/{total} messages on the target, {} staged",
-                    sync::human_bytes(bytes as u64)
+                    units::human_bytes(bytes as u64)
                 );
                 if throttled > 0 {
                     println!("    the servers asked the last pass to slow down {throttled} times (waited as asked; not an error)");
@@ -670,23 +671,6 @@ fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<()> {
         Some(path) => std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display())),
         None => Ok(std::io::Write::write_all(&mut std::io::stdout(), bytes)?),
     }
-}
-
-/// "35M", "2G", "500k", "1024" (bytes); binary units.
-fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim().to_ascii_uppercase();
-    let t = t.trim_end_matches('B').trim_end_matches('I');
-    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len()));
-    let value: f64 = digits.parse().map_err(|_| anyhow!("{text:?} is not a size: write e.g. 35M or 50G"))?;
-    let factor = match unit.trim() {
-        "" => 1u64,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        other => bail!("{text:?}: unknown unit {other:?}; use K, M, G or T"),
-    };
-    Ok((value * factor as f64) as u64)
 }
 
 /// The process's peak resident memory in KiB, from /proc (Linux only).

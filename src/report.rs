@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::store::{Store, now};
-use crate::sync::human_bytes;
+use crate::units::human_bytes;
 use crate::verify::{self, VerifyResult};
 
 /// The language of the HTML page.
