@@ -19,12 +19,6 @@ use zip::ZipArchive;
 
 use crate::secret::{Secret, wipe};
 
-// main.rs does not declare `mod template` yet, so the tests reach the template and its workbook writer
-// through this path. Once main.rs declares it, replace these three lines with
-// `#[cfg(test)] use crate::template;`.
-#[cfg(test)]
-use crate::template;
-
 /// Most spreadsheet rows (header included) a list may have. A customer has hundreds of accounts at most;
 /// the limit only keeps a hostile or broken file from using up the box's memory.
 pub const MAX_ROWS: usize = 100_000;
@@ -2579,7 +2573,7 @@ mod tests {
     // -----------------------------------------------------------------------------------------------
     // Workbooks, zips and file types
 
-    use super::template::writer::{Cell, Sheet, parts, write_xlsx, zip_files};
+    use crate::export::xlsx::{Cell, Sheet, parts, write_xlsx, zip_files};
 
     fn xlsx(sheets: &[Sheet]) -> Vec<u8> {
         write_xlsx(sheets).unwrap()

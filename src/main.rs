@@ -4,7 +4,7 @@
 
 mod appliance;
 mod check;
-mod csv_export;
+mod export;
 mod fault;
 mod folders;
 mod front_door;
