@@ -78,6 +78,7 @@ pub struct SetupArgs {
     #[argh(option)]
     source_m365_token_url: Option<String>,
 }
+
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     // Checked before anything is stored, so a refused setup changes nothing.
     let from_stdin = |f: &Option<PathBuf>| f.as_deref().is_some_and(|p| p.as_os_str() == "-");
@@ -176,6 +177,7 @@ pub struct ImportArgs {
     #[argh(positional)]
     file: PathBuf,
 }
+
 pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     let auth = import::SourceAuth::of(store.source_kind()?);
@@ -205,6 +207,7 @@ pub struct FoldersArgs {
     #[argh(positional)]
     account: String,
 }
+
 pub fn folders(dir: &Path, f: &FoldersArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     let account = store.accounts(std::slice::from_ref(&f.account))?.into_iter().next().ok_or_else(|| anyhow!("no such account"))?;
@@ -234,6 +237,7 @@ pub struct SyncArgs {
     #[argh(positional)]
     accounts: Vec<String>,
 }
+
 pub fn sync(dir: &Path, s: &SyncArgs) -> Result<ExitCode> {
     let lock_path = dir.join("pass.lock");
     let store = Store::open(dir)?;
@@ -278,6 +282,7 @@ fn peak_rss_kib() -> Option<u64> {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "status")]
 pub struct StatusArgs {}
+
 pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     for a in store.account_progress()? {
@@ -330,6 +335,7 @@ pub struct CheckArgs {
     #[argh(positional)]
     accounts: Vec<String>,
 }
+
 pub fn check(dir: &Path, c: &CheckArgs) -> Result<ExitCode> {
     let format = c.format.to_ascii_lowercase();
     if !["table", "csv", "json", "xlsx"].contains(&format.as_str()) {
@@ -362,15 +368,23 @@ pub fn check(dir: &Path, c: &CheckArgs) -> Result<ExitCode> {
         },
     );
     results.sort_by(|a, b| a.account.cmp(&b.account));
+    let text = check_output(dir, &format, &results)?;
+    write_output(c.output.as_deref(), &text)?;
+    let all_ready = results.iter().all(|r| r.verdict == check::Verdict::Ready);
+    Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The check's results in the chosen format; the table ends with a line on readiness and disk room.
+fn check_output(dir: &Path, format: &str, results: &[check::CheckResult]) -> Result<Vec<u8>> {
     let total: u64 = results.iter().map(|r| r.bytes).sum();
     let free = check::free_disk(dir)?;
-    let text = match format.as_str() {
-        "csv" => check::csv(&results)?,
-        "xlsx" => check::xlsx(&results)?,
+    Ok(match format {
+        "csv" => check::csv(results)?,
+        "xlsx" => check::xlsx(results)?,
         "json" => serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?,
         _ => {
             let ready = results.iter().filter(|r| r.verdict == check::Verdict::Ready).count();
-            let mut table = check::table(&results);
+            let mut table = check::table(results);
             table.push_str(&format!(
                 "{ready} of {} accounts ready; {} to stage, {} free for staging in {}{}\n",
                 results.len(),
@@ -381,10 +395,7 @@ pub fn check(dir: &Path, c: &CheckArgs) -> Result<ExitCode> {
             ));
             table.into_bytes()
         }
-    };
-    write_output(c.output.as_deref(), &text)?;
-    let all_ready = results.iter().all(|r| r.verdict == check::Verdict::Ready);
-    Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    })
 }
 
 /// Run the appliance: the status page and API, passes on an interval, the MX watch.
@@ -400,13 +411,13 @@ pub struct ServeArgs {
     #[argh(option)]
     public_name: Vec<String>,
 }
+
 pub fn serve(dir: &Path, serve: &ServeArgs) -> Result<ExitCode> {
     let listen = serve
         .listen
         .clone()
         .or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty()))
         .unwrap_or_else(|| "127.0.0.1:8025".into());
-
     let app = appliance::Appliance::open(dir)?;
     // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -427,15 +438,32 @@ pub fn serve(dir: &Path, serve: &ServeArgs) -> Result<ExitCode> {
         let a = Arc::clone(&app);
         std::thread::spawn(move || appliance::mx_watcher(a))
     };
-    let mut public_names = serve.public_name.clone();
-    if let Ok(names) = std::env::var("POSTFLYTT_PUBLIC_NAMES") {
-        public_names.extend(names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string));
-    }
+    let public_names = public_names(serve);
     let server = {
         let a = Arc::clone(&app);
         let listen = listen.clone();
         std::thread::spawn(move || http::serve(a, &listen, &public_names))
     };
+    stop_when_asked(&stop, server)?;
+    let _ = watcher.join();
+    let _ = scheduler.join();
+    log::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hostnames `serve` answers to besides its address and localhost: `--public-name` and
+/// $POSTFLYTT_PUBLIC_NAMES (comma-separated).
+fn public_names(serve: &ServeArgs) -> Vec<String> {
+    let mut public_names = serve.public_name.clone();
+    if let Ok(names) = std::env::var("POSTFLYTT_PUBLIC_NAMES") {
+        public_names.extend(names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string));
+    }
+    public_names
+}
+
+/// Waits for a stop signal or for the web side to end, tells the scheduler and the watcher to stop,
+/// and waits for the web side. A web side that ended without being asked is an error.
+fn stop_when_asked(stop: &AtomicBool, server: std::thread::JoinHandle<Result<()>>) -> Result<()> {
     while !stop.load(Ordering::SeqCst) && !server.is_finished() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -452,10 +480,7 @@ pub fn serve(dir: &Path, serve: &ServeArgs) -> Result<ExitCode> {
         log::info!("stopping: a running pass stops at its next folder; everything done so far is journalled");
         let _ = server.join();
     }
-    let _ = watcher.join();
-    let _ = scheduler.join();
-    log::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Finish the migration: a last pass, verification, then purge passwords and staged mail (the report stays).
@@ -466,6 +491,7 @@ pub struct FinishArgs {
     #[argh(switch)]
     force: bool,
 }
+
 pub fn finish(dir: &Path, f: &FinishArgs) -> Result<ExitCode> {
     let app = appliance::Appliance::open(dir)?;
     let outcome = appliance::finish(&app, f.force)?;
@@ -495,6 +521,7 @@ pub struct TemplateArgs {
     #[argh(option)]
     output: Option<PathBuf>,
 }
+
 pub fn template(t: &TemplateArgs) -> Result<ExitCode> {
     let bytes = match t.format.to_ascii_lowercase().as_str() {
         "xlsx" => template::template_xlsx(),
@@ -513,6 +540,7 @@ pub struct VerifyArgs {
     #[argh(positional)]
     accounts: Vec<String>,
 }
+
 pub fn verify(dir: &Path, v: &VerifyArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     let accounts = store.accounts(&v.accounts)?;
@@ -548,6 +576,7 @@ pub struct ReportArgs {
     #[argh(option)]
     output: Option<PathBuf>,
 }
+
 pub fn report(dir: &Path, r: &ReportArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     let report = report::build(&store)?;
@@ -575,6 +604,7 @@ pub struct MxArgs {
     #[argh(positional)]
     domains: Vec<String>,
 }
+
 pub fn mx(m: &MxArgs) -> Result<ExitCode> {
     print!("{}", mx::cli(m.resolver.as_deref(), &m.target_mx, &m.domains)?);
     Ok(ExitCode::SUCCESS)
