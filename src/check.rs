@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::imap::{Endpoint, FetchItem, Session, TlsMode, fetch_fingerprint};
 use crate::store::{Account, Store, now};
-use crate::sync::human_bytes;
+use crate::units::human_bytes;
 use crate::utf7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,7 +370,7 @@ pub fn table(results: &[CheckResult]) -> String {
     out
 }
 
-/// One row per account, for the customer to fix (see `csv_export` for the format).
+/// One row per account, for the customer to fix (see `export::csv` for the format).
 pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
     let header = ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"]
         .map(String::from);
@@ -386,13 +386,13 @@ pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
             r.over_limit.len().to_string(),
         ]
     });
-    crate::csv_export::write(std::iter::once(header).chain(rows))
+    crate::export::csv::write(std::iter::once(header).chain(rows))
 }
 
 /// The same rows as the CSV, as a workbook the customer opens in Excel, with a second sheet listing
 /// every message over the target's size limit.
 pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
-    use crate::template::writer::{Cell, Sheet, write_xlsx};
+    use crate::export::xlsx::{Cell, Sheet, write_xlsx};
     let text = |s: &str| Cell::Text(s.to_string());
     let mut accounts = vec![
         ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"]

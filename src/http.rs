@@ -417,7 +417,7 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         if let Some(v) = body.get(key) {
             let bytes = match v {
                 Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::new(400, format!("{key} must be a size")))?,
-                Value::String(s) => crate::parse_size(s).map_err(|e| ApiError::new(400, format!("{key}: {e}")))?,
+                Value::String(s) => crate::units::parse_size(s).map_err(|e| ApiError::new(400, format!("{key}: {e}")))?,
                 _ => return Err(ApiError::new(400, format!("{key} must be a size like \"35M\""))),
             };
             store.set_setting(setting, &bytes.to_string())?;

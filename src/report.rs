@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::store::{Store, now};
-use crate::sync::human_bytes;
+use crate::units::human_bytes;
 use crate::verify::{self, VerifyResult};
 
 /// The language of the HTML page.
@@ -583,7 +583,7 @@ impl Report {
     }
 
     /// One row per account and folder (an account without folders gets one row, so none is
-    /// dropped), in the format of `csv_export`.
+    /// dropped), in the format of `export::csv`.
     pub fn csv(&self) -> Result<Vec<u8>> {
         let word = |v: Option<bool>| match v {
             Some(true) => "yes",
@@ -615,7 +615,7 @@ impl Report {
                 ]);
             }
         }
-        crate::csv_export::write(rows)
+        crate::export::csv::write(rows)
     }
 }
 

@@ -23,7 +23,7 @@ where
 {
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
-        let mut writer = csv::WriterBuilder::new().delimiter(b';').terminator(csv::Terminator::CRLF).from_writer(&mut out);
+        let mut writer = ::csv::WriterBuilder::new().delimiter(b';').terminator(::csv::Terminator::CRLF).from_writer(&mut out);
         for row in rows {
             let cells: Vec<String> = row.into_iter().map(|c| neutralize(c.as_ref()).into_owned()).collect();
             writer.write_record(&cells).context("writing a CSV row")?;

@@ -1,0 +1,619 @@
+//! One function per verb of the command line, each below its argh arguments: the function checks what
+//! only the command line can get wrong, calls the module that does the work (`store`, `import`,
+//! `sync`, `check`, `verify`, `report`, `appliance`, `mx`), prints what the operator reads and says
+//! which exit code the run ends with (0 done, 2 done with accounts that need attention). `main` parses
+//! the arguments and hands each verb to its function here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use argh::FromArgs;
+
+use crate::imap::{Endpoint, TlsMode};
+use crate::secret::Secret;
+use crate::store::{self, Account, Store};
+use crate::units::{human_bytes, parse_size};
+use crate::{appliance, check, folders, http, import, mx, report, sync, template, verify, workers};
+
+/// Configure the source (old) and target (new) IMAP servers.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "setup")]
+pub struct SetupArgs {
+    /// source server as HOST:PORT
+    #[argh(option)]
+    source: Option<String>,
+    /// source TLS: implicit (default), starttls or plain (loopback only)
+    #[argh(option, default = "String::from(\"implicit\")")]
+    source_tls: String,
+    /// trust the source's certificate by its SHA-256 fingerprint (for self-signed or expired ones)
+    #[argh(option)]
+    source_pin: Option<String>,
+    /// target server as HOST:PORT
+    #[argh(option)]
+    target: Option<String>,
+    /// target TLS: implicit (default), starttls or plain (loopback only)
+    #[argh(option, default = "String::from(\"implicit\")")]
+    target_tls: String,
+    /// trust the target's certificate by its SHA-256 fingerprint
+    #[argh(option)]
+    target_pin: Option<String>,
+    /// mailbox size the customer bought per account, for targets that report no quota (e.g. 50G)
+    #[argh(option)]
+    quota_per_account: Option<String>,
+    /// largest message the target takes, when it does not announce APPENDLIMIT (e.g. 35M)
+    #[argh(option)]
+    message_size_limit: Option<String>,
+    /// target kind: imap (default) or m365 (Microsoft 365, OAuth2 app login)
+    #[argh(option)]
+    target_kind: Option<String>,
+    /// the Microsoft 365 tenant id (directory id)
+    #[argh(option)]
+    m365_tenant: Option<String>,
+    /// the Microsoft 365 app registration's client (application) id
+    #[argh(option)]
+    m365_client_id: Option<String>,
+    /// file holding the app's client secret ("-" reads it from standard input); never on the command line
+    #[argh(option)]
+    m365_client_secret_file: Option<PathBuf>,
+    /// token endpoint URL (default Microsoft's v2 endpoint for the tenant; for tests)
+    #[argh(option)]
+    m365_token_url: Option<String>,
+    /// source kind: imap (default) or m365 (moving away from Microsoft 365: OAuth2 app login, no
+    /// source passwords in the account list)
+    #[argh(option)]
+    source_kind: Option<String>,
+    /// the source's Microsoft 365 tenant id
+    #[argh(option)]
+    source_m365_tenant: Option<String>,
+    /// the source app registration's client id
+    #[argh(option)]
+    source_m365_client_id: Option<String>,
+    /// file holding the source app's client secret ("-" reads standard input)
+    #[argh(option)]
+    source_m365_client_secret_file: Option<PathBuf>,
+    /// the source's token endpoint URL (default Microsoft's v2 endpoint for the tenant; for tests)
+    #[argh(option)]
+    source_m365_token_url: Option<String>,
+}
+
+pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
+    // Checked before anything is stored, so a refused setup changes nothing.
+    let from_stdin = |f: &Option<PathBuf>| f.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if from_stdin(&setup.m365_client_secret_file) && from_stdin(&setup.source_m365_client_secret_file) {
+        bail!("only one client secret can come from standard input (\"-\"); give the other as a file");
+    }
+    let store = Store::open(dir)?;
+    for (side, server, tls, pin) in
+        [("source", &setup.source, &setup.source_tls, &setup.source_pin), ("target", &setup.target, &setup.target_tls, &setup.target_pin)]
+    {
+        if let Some(server) = server {
+            let (host, port) = parse_host_port(server, side)?;
+            let endpoint = Endpoint { host, port, tls: TlsMode::parse(tls)?, pin_sha256: pin.clone() };
+            store.set_endpoint(side, &endpoint)?;
+            println!("{side}: {}", endpoint.describe());
+        }
+    }
+    for (side, kind) in [("target", &setup.target_kind), ("source", &setup.source_kind)] {
+        let Some(kind) = kind else { continue };
+        let kind = store::TargetKind::parse(kind).ok_or_else(|| anyhow!("--{side}-kind {kind:?}: use imap or m365"))?;
+        if let Some(endpoint) = store.set_kind(side, kind)? {
+            println!("{side}: {} (Microsoft 365)", endpoint.describe());
+        }
+    }
+    set_m365_apps(&store, setup)?;
+    if let Some(q) = &setup.quota_per_account {
+        store.set_setting("limit.quota_per_account", &parse_size(q)?.to_string())?;
+    }
+    if let Some(l) = &setup.message_size_limit {
+        store.set_setting("limit.message_size", &parse_size(l)?.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Microsoft 365 app registrations of `setup`, target then source: tenant, client id, token URL
+/// as settings, the client secret sealed.
+fn set_m365_apps(store: &Store, setup: &SetupArgs) -> Result<()> {
+    let apps = [
+        ("target", &setup.m365_tenant, &setup.m365_client_id, &setup.m365_token_url, &setup.m365_client_secret_file),
+        (
+            "source",
+            &setup.source_m365_tenant,
+            &setup.source_m365_client_id,
+            &setup.source_m365_token_url,
+            &setup.source_m365_client_secret_file,
+        ),
+    ];
+    for (side, tenant, client_id, token_url, secret_file) in apps {
+        let (key, _) = Store::m365_prefixes(side);
+        for (name, value) in [("tenant", tenant), ("client_id", client_id), ("token_url", token_url)] {
+            if let Some(value) = value {
+                store.set_setting(&format!("{key}{name}"), value.trim())?;
+            }
+        }
+        if let Some(path) = secret_file {
+            let secret = read_client_secret(path)?;
+            store.set_secret_setting(&format!("{key}client_secret"), &secret)?;
+            println!("Microsoft 365 client secret for the {side} stored (sealed); you can delete the file now");
+        }
+    }
+    Ok(())
+}
+
+fn parse_host_port(text: &str, side: &str) -> Result<(String, u16)> {
+    let (host, port) =
+        text.rsplit_once(':').ok_or_else(|| anyhow!("--{side} {text:?}: write it as HOST:PORT, e.g. imap.example.se:993"))?;
+    let port = port.parse().map_err(|_| anyhow!("--{side} {text:?}: {port:?} is not a port number"))?;
+    if host.is_empty() {
+        bail!("--{side} {text:?}: the host is missing");
+    }
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+/// An app's client secret from a file, or from standard input for "-" (never from the command line,
+/// where `ps` and the shell history would show it).
+fn read_client_secret(path: &Path) -> Result<Secret> {
+    let text = if path.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+        t
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the client secret file {}", path.display()))?
+    };
+    let secret = Secret::new(text.trim().to_string());
+    if secret.is_empty() {
+        bail!("the client secret file {} is empty", path.display());
+    }
+    Ok(secret)
+}
+
+/// Import the account list (CSV: login, password, target login, target password, aliases).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "import")]
+pub struct ImportArgs {
+    /// the spreadsheet file
+    #[argh(positional)]
+    file: PathBuf,
+}
+
+pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
+    let store = Store::open(dir)?;
+    let auth = import::SourceAuth::of(store.source_kind()?);
+    let rows = import::read_import_for(&import.file, auth).map_err(|e| anyhow!("{e}"))?.accounts;
+    let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
+    let tx = store.write_transaction()?;
+    let (mut added, mut updated) = (0, 0);
+    for row in &rows {
+        let is_new =
+            store.upsert_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)?;
+        if is_new { added += 1 } else { updated += 1 }
+    }
+    tx.commit()?;
+    println!("{added} accounts added, {updated} updated");
+    let missing: Vec<&String> = known.iter().filter(|k| !rows.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
+    for m in missing {
+        println!("note: {m} is not in this file; it was kept");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Show the folder mapping for an account: source name -> target name.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "folders")]
+pub struct FoldersArgs {
+    /// the account's source login
+    #[argh(positional)]
+    account: String,
+}
+
+pub fn folders(dir: &Path, f: &FoldersArgs) -> Result<ExitCode> {
+    let store = Store::open(dir)?;
+    let account = store.accounts(std::slice::from_ref(&f.account))?.into_iter().next().ok_or_else(|| anyhow!("no such account"))?;
+    let maps = smol::block_on(async {
+        let mut both = sync::connect_both(&store, &account).await?;
+        let d = sync::discover(&store, &account, &mut both.source, &mut both.target).await?;
+        both.source.logout().await;
+        both.target.logout().await;
+        Ok::<_, anyhow::Error>(d.maps)
+    })?;
+    print!("{}", folders::describe(&maps));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run one pass: copy new mail and flag changes for every account (or the ones named).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "sync")]
+pub struct SyncArgs {
+    /// how many accounts to copy at once (default 4)
+    #[argh(option, default = "4")]
+    parallel: usize,
+    /// open every target folder even with nothing to copy, so one whose UIDVALIDITY changed is
+    /// re-matched now (finish does this for its last pass)
+    #[argh(switch)]
+    recheck: bool,
+    /// source logins to sync (default: all)
+    #[argh(positional)]
+    accounts: Vec<String>,
+}
+
+pub fn sync(dir: &Path, s: &SyncArgs) -> Result<ExitCode> {
+    let lock_path = dir.join("pass.lock");
+    let store = Store::open(dir)?;
+    let accounts = store.accounts(&s.accounts)?;
+    drop(store);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!("another pass is running on {} (only one at a time per data directory)", dir.display());
+    }
+    if accounts.is_empty() {
+        println!("no accounts: import the account list first (postflytt import FILE)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let total = accounts.len();
+    let kind = if s.recheck { sync::PassKind::Final } else { sync::PassKind::Incremental };
+    let reports = sync::pass_many(dir, accounts, s.parallel.clamp(1, 64), kind, &|r| println!("{}", r.line()));
+    let failed = reports.iter().filter(|r| r.error.is_some()).count();
+    let appended: u64 = reports.iter().map(|r| r.push.appended).sum();
+    let bytes: u64 = reports.iter().map(|r| r.push.appended_bytes).sum();
+    let refused: u64 = reports.iter().map(|r| r.push.refused).sum();
+    println!("pass done: {total} accounts, {failed} failed, {appended} messages ({}) appended, {refused} refused", human_bytes(bytes));
+    print_skips(&Store::open(dir)?)?;
+    if let Some(peak) = peak_rss_kib() {
+        log::info!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+    }
+    Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// The process's peak resident memory in KiB, from /proc (Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Show accounts, what has been staged and copied, and what was skipped.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+pub struct StatusArgs {}
+
+pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
+    let store = Store::open(dir)?;
+    for a in store.account_progress()? {
+        println!(
+            "{} -> {}: {}, {}/{} messages on the target, {} staged",
+            a.source_login,
+            a.target_login,
+            a.state,
+            a.pushed,
+            a.messages,
+            human_bytes(a.staged_bytes as u64)
+        );
+        if a.throttled > 0 {
+            println!("    the servers asked the last pass to slow down {} times (waited as asked; not an error)", a.throttled);
+        }
+        if !a.last_error.is_empty() {
+            println!("    last error: {}", a.last_error);
+        }
+    }
+    print_skips(&store)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every pass skipped, as `sync` and `status` end with.
+fn print_skips(store: &Store) -> Result<()> {
+    let skips = store.skip_lines()?;
+    if !skips.is_empty() {
+        println!("skipped ({}):", skips.len());
+        for s in skips {
+            println!("  {} {}: {}: {}", s.source_login, s.folder, s.reason, s.server_says);
+        }
+    }
+    Ok(())
+}
+
+/// Test every account before anything moves: logins, folder sizes, quota, size limit.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// how many accounts to check at once (default 8)
+    #[argh(option, default = "8")]
+    parallel: usize,
+    /// output: table (default), csv, xlsx (needs --output) or json
+    #[argh(option, default = "String::from(\"table\")")]
+    format: String,
+    /// write the output to this file instead of standard output
+    #[argh(option)]
+    output: Option<PathBuf>,
+    /// source logins to check (default: all)
+    #[argh(positional)]
+    accounts: Vec<String>,
+}
+
+pub fn check(dir: &Path, c: &CheckArgs) -> Result<ExitCode> {
+    let format = c.format.to_ascii_lowercase();
+    if !["table", "csv", "json", "xlsx"].contains(&format.as_str()) {
+        bail!("--format {format:?}: use table, csv, xlsx or json");
+    }
+    if format == "xlsx" && c.output.is_none() {
+        bail!("--format xlsx writes a workbook: give --output FILE.xlsx");
+    }
+    let store = Store::open(dir)?;
+    let accounts = store.accounts(&c.accounts)?;
+    let limits = check::Limits::from_store(&store)?;
+    drop(store);
+    let quiet = c.output.is_none() && format != "table";
+    let mut results = sync::for_each_account(
+        dir,
+        accounts.clone(),
+        c.parallel.clamp(1, 64),
+        &async |store: &Store, account: &Account| {
+            let result = check::check_account(store, account, &limits).await;
+            if let Err(e) = check::record(store, account, &result) {
+                log::warn!("{}: could not store the check result: {e:#}", account.source_login);
+            }
+            result
+        },
+        &|account, e| check::CheckResult::failed(account, &format!("{e:#}")),
+        &|r| {
+            if !quiet {
+                eprintln!("<6>checked {}: {}", r.account, r.verdict.words())
+            }
+        },
+    );
+    results.sort_by(|a, b| a.account.cmp(&b.account));
+    let text = check_output(dir, &format, &results)?;
+    write_output(c.output.as_deref(), &text)?;
+    let all_ready = results.iter().all(|r| r.verdict == check::Verdict::Ready);
+    Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The check's results in the chosen format; the table ends with a line on readiness and disk room.
+fn check_output(dir: &Path, format: &str, results: &[check::CheckResult]) -> Result<Vec<u8>> {
+    let total: u64 = results.iter().map(|r| r.bytes).sum();
+    let free = check::free_disk(dir)?;
+    Ok(match format {
+        "csv" => check::csv(results)?,
+        "xlsx" => check::xlsx(results)?,
+        "json" => serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?,
+        _ => {
+            let ready = results.iter().filter(|r| r.verdict == check::Verdict::Ready).count();
+            let mut table = check::table(results);
+            table.push_str(&format!(
+                "{ready} of {} accounts ready; {} to stage, {} free for staging in {}{}\n",
+                results.len(),
+                human_bytes(total),
+                human_bytes(free),
+                dir.display(),
+                if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
+            ));
+            table.into_bytes()
+        }
+    })
+}
+
+/// Run the appliance: the status page and API, passes on an interval, the MX watch.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+pub struct ServeArgs {
+    /// address and port for the page and API (default $POSTFLYTT_LISTEN or 127.0.0.1:8025; 0.0.0.0:8025
+    /// for the office network)
+    #[argh(option)]
+    listen: Option<String>,
+    /// a host name the page is opened by, besides its address and localhost (repeatable; also
+    /// $POSTFLYTT_PUBLIC_NAMES, comma-separated), e.g. box.kund.se; other names are refused
+    #[argh(option)]
+    public_name: Vec<String>,
+}
+
+pub fn serve(dir: &Path, serve: &ServeArgs) -> Result<ExitCode> {
+    let listen = serve
+        .listen
+        .clone()
+        .or_else(|| std::env::var("POSTFLYTT_LISTEN").ok().filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| "127.0.0.1:8025".into());
+    let app = appliance::Appliance::open(dir)?;
+    // The first SIGTERM/SIGINT asks for a clean stop; a second one ends the process at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_default(signal, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+    let shown = if host == "0.0.0.0" || host == "[::]" { listen.replacen(host, "THIS-BOX", 1) } else { listen.clone() };
+    log::info!("postflytt {} serving the page at http://{shown}/", env!("CARGO_PKG_VERSION"));
+    log::info!("viewer code for the customer: {} (also in {})", app.viewer_code, dir.join("viewer-code").display());
+    log::info!("operator token: in {} (send it as 'Authorization: Bearer TOKEN')", dir.join("operator-token").display());
+    let scheduler = {
+        let a = Arc::clone(&app);
+        workers::spawn_thread("scheduler", move || a.scheduler())?
+    };
+    let watcher = {
+        let a = Arc::clone(&app);
+        std::thread::spawn(move || appliance::mx_watcher(a))
+    };
+    let public_names = public_names(serve);
+    let server = {
+        let a = Arc::clone(&app);
+        let listen = listen.clone();
+        std::thread::spawn(move || http::serve(a, &listen, &public_names))
+    };
+    stop_when_asked(&stop, server)?;
+    let _ = watcher.join();
+    let _ = scheduler.join();
+    log::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hostnames `serve` answers to besides its address and localhost: `--public-name` and
+/// $POSTFLYTT_PUBLIC_NAMES (comma-separated).
+fn public_names(serve: &ServeArgs) -> Vec<String> {
+    let mut public_names = serve.public_name.clone();
+    if let Ok(names) = std::env::var("POSTFLYTT_PUBLIC_NAMES") {
+        public_names.extend(names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string));
+    }
+    public_names
+}
+
+/// Waits for a stop signal or for the web side to end, tells the scheduler and the watcher to stop,
+/// and waits for the web side. A web side that ended without being asked is an error.
+fn stop_when_asked(stop: &AtomicBool, server: std::thread::JoinHandle<Result<()>>) -> Result<()> {
+    while !stop.load(Ordering::SeqCst) && !server.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    appliance::SHUTDOWN.store(true, Ordering::SeqCst);
+    if server.is_finished() {
+        // The web side ended without being asked: exit non-zero, so that systemd restarts it.
+        match server.join() {
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("the web server stopped: it panicked"),
+            Ok(Ok(())) if !stop.load(Ordering::SeqCst) => bail!("the web server stopped"),
+            Ok(Ok(())) => {}
+        }
+    } else {
+        log::info!("stopping: a running pass stops at its next folder; everything done so far is journalled");
+        let _ = server.join();
+    }
+    Ok(())
+}
+
+/// Finish the migration: a last pass, verification, then purge passwords and staged mail (the report stays).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "finish")]
+pub struct FinishArgs {
+    /// purge even if the verification finds problems
+    #[argh(switch)]
+    force: bool,
+}
+
+pub fn finish(dir: &Path, f: &FinishArgs) -> Result<ExitCode> {
+    let app = appliance::Appliance::open(dir)?;
+    let outcome = appliance::finish(&app, f.force)?;
+    for p in &outcome.problems {
+        println!("problem: {p}");
+    }
+    if outcome.purged {
+        println!(
+            "finished: every account verified{}; passwords and staged mail purged. The report: postflytt report",
+            if outcome.verified_ok { "" } else { " (with problems, purged anyway)" }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("not finished: fix the problems above and run finish again (or --force)");
+        Ok(ExitCode::from(2))
+    }
+}
+
+/// Write a blank account-list template (both languages' headers, an example row).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "template")]
+pub struct TemplateArgs {
+    /// xlsx (default) or csv
+    #[argh(option, default = "String::from(\"xlsx\")")]
+    format: String,
+    /// file to write (default: standard output)
+    #[argh(option)]
+    output: Option<PathBuf>,
+}
+
+pub fn template(t: &TemplateArgs) -> Result<ExitCode> {
+    let bytes = match t.format.to_ascii_lowercase().as_str() {
+        "xlsx" => template::template_xlsx(),
+        "csv" => template::template_csv(),
+        other => bail!("--format {other:?}: use xlsx or csv"),
+    };
+    write_output(t.output.as_deref(), &bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Verify that every source message is on the target (by UID and size per folder).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "verify")]
+pub struct VerifyArgs {
+    /// source logins to verify (default: all)
+    #[argh(positional)]
+    accounts: Vec<String>,
+}
+
+pub fn verify(dir: &Path, v: &VerifyArgs) -> Result<ExitCode> {
+    let store = Store::open(dir)?;
+    let accounts = store.accounts(&v.accounts)?;
+    drop(store);
+    let results = sync::for_each_account(
+        dir,
+        accounts,
+        4,
+        &async |store: &Store, account: &Account| {
+            let r = verify::verify_account(store, account).await;
+            if let Err(e) = verify::record(store, &r) {
+                log::warn!("{}: {e:#}", account.source_login);
+            }
+            r
+        },
+        &|account, e| verify::VerifyResult::failed(account, &format!("{e:#}")),
+        &|r| println!("{}", r.line()),
+    );
+    Ok(if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Write the customer report: per account folders, messages, bytes, skips, verification, checklist.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "report")]
+pub struct ReportArgs {
+    /// html (default), csv or json
+    #[argh(option, default = "String::from(\"html\")")]
+    format: String,
+    /// sv (default) or en, for html
+    #[argh(option, default = "String::from(\"sv\")")]
+    lang: String,
+    /// file to write (default: standard output)
+    #[argh(option)]
+    output: Option<PathBuf>,
+}
+
+pub fn report(dir: &Path, r: &ReportArgs) -> Result<ExitCode> {
+    let store = Store::open(dir)?;
+    let report = report::build(&store)?;
+    let bytes = match r.format.to_ascii_lowercase().as_str() {
+        "html" => report.html(if r.lang == "en" { report::Lang::En } else { report::Lang::Sv }).into_bytes(),
+        "csv" => report.csv()?,
+        "json" => serde_json::to_vec_pretty(&report)?,
+        other => bail!("--format {other:?}: use html, csv or json"),
+    };
+    write_output(r.output.as_deref(), &bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Look up the MX records of domains, as the cutover watch does.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "mx")]
+pub struct MxArgs {
+    /// DNS server to ask (IP or IP:PORT; default: /etc/resolv.conf)
+    #[argh(option)]
+    resolver: Option<String>,
+    /// the new host's MX name (repeatable; "*.example" matches subdomains)
+    #[argh(option)]
+    target_mx: Vec<String>,
+    /// domains to look up
+    #[argh(positional)]
+    domains: Vec<String>,
+}
+
+pub fn mx(m: &MxArgs) -> Result<ExitCode> {
+    print!("{}", mx::cli(m.resolver.as_deref(), &m.target_mx, &m.domains)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a verb's output to `--output FILE`, or to standard output.
+fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    match path {
+        Some(path) => std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display())),
+        None => Ok(std::io::Write::write_all(&mut std::io::stdout(), bytes)?),
+    }
+}

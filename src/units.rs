@@ -1,0 +1,94 @@
+//! Sizes as people write and read them: `parse_size` turns what an operator types ("35M", "50G",
+//! "500k", "1024") into bytes for `setup` on the command line and in the API, and `human_bytes`
+//! shows a byte count the way every table, line and report of postflytt does ("1.5 GB"). Both use
+//! binary units (1K = 1024 bytes), as mail servers' quotas and size limits do.
+
+use anyhow::{Result, anyhow, bail};
+
+/// "35M", "2G", "500k", "1024" (bytes); binary units. A trailing "B" or "iB" is allowed ("35MB",
+/// "35MiB"), and so is a fraction ("1.5G").
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.trim_end_matches('B').trim_end_matches('I');
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len()));
+    let value: f64 = digits.parse().map_err(|_| anyhow!("{text:?} is not a size: write e.g. 35M or 50G"))?;
+    let factor = match unit.trim() {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        other => bail!("{text:?}: unknown unit {other:?}; use K, M, G or T"),
+    };
+    Ok((value * factor as f64) as u64)
+}
+
+/// A byte count with one decimal in the largest binary unit up to GB: "512 B", "1.5 KB", "35.0 MB".
+pub fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GB", n as f64 / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_read() {
+        for (text, bytes) in [
+            ("1024", 1024),
+            ("0", 0),
+            ("500k", 500 << 10),
+            ("500K", 500 << 10),
+            ("35M", 35 << 20),
+            ("35MB", 35 << 20),
+            ("35MiB", 35 << 20),
+            ("  2 g ", 2 << 30),
+            ("50G", 50 << 30),
+            ("1.5G", 3 << 29),
+            ("1T", 1 << 40),
+            ("7B", 7),
+        ] {
+            assert_eq!(parse_size(text).unwrap(), bytes, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_that_are_not_say_how_to_write_one() {
+        for (text, says) in [
+            ("", "is not a size: write e.g. 35M or 50G"),
+            ("abc", "is not a size"),
+            ("B", "is not a size"),
+            ("1.2.3M", "is not a size"),
+            ("-5M", "is not a size"),
+            ("5X", "unknown unit \"X\"; use K, M, G or T"),
+            ("5 PB", "unknown unit \"P\""),
+        ] {
+            let err = parse_size(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn byte_counts_are_shown() {
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KB"),
+            (1536, "1.5 KB"),
+            ((1 << 20) - 1, "1024.0 KB"),
+            (35 << 20, "35.0 MB"),
+            (3 << 29, "1.5 GB"),
+            (2 << 40, "2048.0 GB"),
+        ] {
+            assert_eq!(human_bytes(bytes), shown, "{bytes}");
+        }
+    }
+}
