@@ -134,15 +134,15 @@ impl Appliance {
 
     /// Whether passes are switched on (kept in the store so a restart resumes them).
     pub fn passes_enabled(&self, store: &Store) -> Result<bool> {
-        Ok(store.setting("passes.enabled")?.as_deref() == Some("1"))
+        Ok(store.settings()?.passes_enabled)
     }
 
     pub fn interval(store: &Store) -> Result<i64> {
-        Ok(store.setting("passes.interval")?.and_then(|v| v.parse().ok()).unwrap_or(900))
+        Ok(store.settings()?.pass_interval_seconds)
     }
 
     fn parallel(store: &Store) -> Result<usize> {
-        Ok(store.setting("passes.parallel")?.and_then(|v| v.parse().ok()).unwrap_or(4))
+        Ok(store.settings()?.parallel)
     }
 
     /// One pass over every account that passed the check (or every account when none was checked).
@@ -353,7 +353,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let all_flipped =
         domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
-    let quiet = setting_i("quiet_period")?.unwrap_or(86_400);
+    let quiet = store.settings()?.quiet_period_seconds;
     let last_flip = domains.as_array().and_then(|d| d.iter().filter_map(|x| x.get("flipped_at").and_then(Value::as_i64)).max());
     // Quiet since the later of: the last new mail, the last MX flip.
     let quiet_since = match (last_new_mail, last_flip) {
@@ -550,7 +550,7 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
 /// and the staged mail; `force` purges even so (the report then says what failed). The report and
 /// counts stay.
 pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
-    app.store()?.set_setting("passes.enabled", "0")?;
+    app.store()?.change_settings(|s| s.passes_enabled = false)?;
     while app.runtime().pass_active {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -596,13 +596,7 @@ pub fn mx_watcher(app: Arc<Appliance>) {
     // The interval is read every tick, so a changed setting takes effect at once.
     let mut last_round: Option<i64> = None;
     while !shutting_down() {
-        let interval = app
-            .store()
-            .ok()
-            .and_then(|s| s.setting("mx.interval").ok().flatten())
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(300)
-            .max(1);
+        let interval = app.store().and_then(|s| s.settings()).map(|s| s.mx_interval_seconds).unwrap_or(300);
         if last_round.is_none_or(|l| now() >= l + interval) {
             if let Err(e) = mx_round(&app) {
                 log::warn!("MX watch: {e:#}");
@@ -625,9 +619,9 @@ fn mx_round(app: &Appliance) -> Result<()> {
     if domains.is_empty() {
         return Ok(());
     }
-    let target_mx: Vec<String> =
-        store.setting("mx.target")?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    let resolver_setting = store.setting("mx.resolver")?.or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
+    let settings = store.settings()?;
+    let target_mx = settings.mx_target;
+    let resolver_setting = settings.mx_resolver.or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
     let mut states: BTreeMap<String, crate::mx::DomainState> = store
         .setting("mx.state")?
         .and_then(|s| serde_json::from_str::<Vec<crate::mx::DomainState>>(&s).ok())

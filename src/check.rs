@@ -109,8 +109,8 @@ pub struct Limits {
 
 impl Limits {
     pub fn from_store(store: &Store) -> Result<Limits> {
-        let read = |k: &str| -> Result<Option<u64>> { Ok(store.setting(k)?.and_then(|v| v.parse().ok())) };
-        Ok(Limits { quota_per_account: read("limit.quota_per_account")?, message_size_limit: read("limit.message_size")? })
+        let settings = store.settings()?;
+        Ok(Limits { quota_per_account: settings.quota_per_account, message_size_limit: settings.message_size_limit })
     }
 }
 

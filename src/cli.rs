@@ -104,11 +104,13 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         }
     }
     set_m365_apps(&store, setup)?;
-    if let Some(q) = &setup.quota_per_account {
-        store.set_setting("limit.quota_per_account", &parse_size(q)?.to_string())?;
-    }
-    if let Some(l) = &setup.message_size_limit {
-        store.set_setting("limit.message_size", &parse_size(l)?.to_string())?;
+    let quota = setup.quota_per_account.as_deref().map(parse_size).transpose()?;
+    let size_limit = setup.message_size_limit.as_deref().map(parse_size).transpose()?;
+    if quota.is_some() || size_limit.is_some() {
+        store.change_settings(|s| {
+            s.quota_per_account = quota.or(s.quota_per_account);
+            s.message_size_limit = size_limit.or(s.message_size_limit);
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -327,14 +327,14 @@ fn route(
             if store.setting("finished_at")?.is_some() {
                 return Err(ApiError::new(409, "the migration is finished; nothing more to copy"));
             }
-            store.set_setting("passes.enabled", "1")?;
+            store.change_settings(|s| s.passes_enabled = true)?;
             // Start at once, not after a whole interval.
             store.conn.execute("DELETE FROM setting WHERE key = 'passes.last_finished'", [])?;
             Ok(json_response(200, &json!({"ok": true})))
         }
         (Method::Post, "/api/passes/stop") => {
             need(role, Role::Operator)?;
-            app.store()?.set_setting("passes.enabled", "0")?;
+            app.store()?.change_settings(|s| s.passes_enabled = false)?;
             Ok(json_response(200, &json!({"ok": true, "message": "no new pass will start; a running pass finishes"})))
         }
         (Method::Post, "/api/passes/interval") => {
@@ -345,7 +345,7 @@ fn route(
                 .and_then(Value::as_i64)
                 .filter(|s| (1..=7 * 86_400).contains(s))
                 .ok_or_else(|| ApiError::new(400, "give {\"seconds\": N} with N between 1 and 604800"))?;
-            app.store()?.set_setting("passes.interval", &seconds.to_string())?;
+            app.store()?.change_settings(|s| s.pass_interval_seconds = seconds)?;
             Ok(json_response(200, &json!({"ok": true})))
         }
         (Method::Post, "/api/finish") => {
@@ -409,37 +409,55 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
             store.set_endpoint(side, &endpoint_from(v, side)?)?;
         }
     }
-    if let Some(list) = body.get("target_mx").and_then(Value::as_array) {
-        let patterns: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-        store.set_setting("mx.target", &patterns.join(","))?;
-    }
-    for (key, setting) in [("quota_per_account", "limit.quota_per_account"), ("message_size_limit", "limit.message_size")] {
-        if let Some(v) = body.get(key) {
-            let bytes = match v {
-                Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::new(400, format!("{key} must be a size")))?,
-                Value::String(s) => crate::units::parse_size(s).map_err(|e| ApiError::new(400, format!("{key}: {e}")))?,
-                _ => return Err(ApiError::new(400, format!("{key} must be a size like \"35M\""))),
-            };
-            store.set_setting(setting, &bytes.to_string())?;
+    // Every value is checked before any is stored, then all are stored in one transaction.
+    let target_mx: Option<Vec<String>> =
+        body.get("target_mx").and_then(Value::as_array).map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect());
+    let size = |key: &str| -> std::result::Result<Option<u64>, ApiError> {
+        let Some(v) = body.get(key) else { return Ok(None) };
+        let bytes = match v {
+            Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::new(400, format!("{key} must be a size")))?,
+            Value::String(s) => crate::units::parse_size(s).map_err(|e| ApiError::new(400, format!("{key}: {e}")))?,
+            _ => return Err(ApiError::new(400, format!("{key} must be a size like \"35M\""))),
+        };
+        Ok(Some(bytes))
+    };
+    let (quota, size_limit) = (size("quota_per_account")?, size("message_size_limit")?);
+    let number = |key: &str, lo: i64, hi: i64| -> std::result::Result<Option<i64>, ApiError> {
+        let Some(v) = body.get(key) else { return Ok(None) };
+        let n = v.as_i64().filter(|n| (lo..=hi).contains(n));
+        n.map(Some).ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))
+    };
+    let pass_interval = number("pass_interval_seconds", 1, 7 * 86_400)?;
+    let mx_interval = number("mx_interval_seconds", 1, 86_400)?;
+    let parallel = number("parallel", 1, 32)?;
+    let quiet = number("quiet_period_seconds", 0, 30 * 86_400)?;
+    let resolver = body.get("resolver").and_then(Value::as_str).map(str::to_string);
+    store.change_settings(|s| {
+        if let Some(t) = target_mx {
+            s.mx_target = t;
         }
-    }
-    for (key, setting, lo, hi) in [
-        ("pass_interval_seconds", "passes.interval", 1, 7 * 86_400),
-        ("mx_interval_seconds", "mx.interval", 1, 86_400),
-        ("parallel", "passes.parallel", 1, 32),
-        ("quiet_period_seconds", "quiet_period", 0, 30 * 86_400),
-    ] {
-        if let Some(v) = body.get(key) {
-            let n = v
-                .as_i64()
-                .filter(|n| (lo..=hi).contains(n))
-                .ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))?;
-            store.set_setting(setting, &n.to_string())?;
+        if quota.is_some() {
+            s.quota_per_account = quota;
         }
-    }
-    if let Some(r) = body.get("resolver").and_then(Value::as_str) {
-        store.set_setting("mx.resolver", r)?;
-    }
+        if size_limit.is_some() {
+            s.message_size_limit = size_limit;
+        }
+        if let Some(n) = pass_interval {
+            s.pass_interval_seconds = n;
+        }
+        if let Some(n) = mx_interval {
+            s.mx_interval_seconds = n;
+        }
+        if let Some(n) = parallel.and_then(|n| usize::try_from(n).ok()) {
+            s.parallel = n;
+        }
+        if let Some(n) = quiet {
+            s.quiet_period_seconds = n;
+        }
+        if let Some(r) = resolver {
+            s.mx_resolver = Some(r);
+        }
+    })?;
     for side in ["source", "target"] {
         if let Some(kind) = body.get(format!("{side}_kind")).filter(|v| !v.is_null()) {
             let kind = kind

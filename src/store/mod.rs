@@ -2,7 +2,7 @@
 //! accounts (passwords sealed with the key file), every source folder and message, the staged bytes,
 //! where each message landed on the target, and the skip ledger. It is the single source of truth: a
 //! pass can be killed at any point and the next one reads from here what was done and what was only
-//! intended. This module owns opening, the schema and its numbered migrations, settings and accounts;
+//! intended. This module owns opening, the schema and its numbered migrations, settings (`settings`) and accounts;
 //! the pull and push phases own their own queries on the tables they drive.
 
 use std::fs;
@@ -12,6 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod settings;
 
 use crate::imap::{Endpoint, TlsMode};
 use crate::secret::{Secret, SecretKey};

@@ -1,0 +1,162 @@
+//! The operator's choices for the migration as one typed value: how often passes run and how many
+//! accounts at once, the MX watch, the quiet period before finishing, and the package limits the
+//! customer bought. Each is a row of the `setting` table; they are read together (a missing or
+//! damaged row reads as its default) and changed together in one short write transaction. What the
+//! appliance records as it runs (pass counts and times, MX state, when it finished) is not here.
+
+use anyhow::Result;
+use rusqlite::params;
+
+use super::Store;
+
+/// Every setting the operator chooses, with its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Passes run on their interval (kept across restarts).
+    pub passes_enabled: bool,
+    pub pass_interval_seconds: i64,
+    /// Accounts copied at once.
+    pub parallel: usize,
+    pub mx_interval_seconds: i64,
+    /// The DNS server the MX watch asks; None: $POSTFLYTT_RESOLVER or /etc/resolv.conf.
+    pub mx_resolver: Option<String>,
+    /// Host name patterns of the new host's MX records.
+    pub mx_target: Vec<String>,
+    /// No new mail on the old server for this long (after the last MX flip) before finishing is safe.
+    pub quiet_period_seconds: i64,
+    /// The package the customer bought, for a target that does not report a quota or a size limit.
+    pub quota_per_account: Option<u64>,
+    pub message_size_limit: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            passes_enabled: false,
+            pass_interval_seconds: 900,
+            parallel: 4,
+            mx_interval_seconds: 300,
+            mx_resolver: None,
+            mx_target: Vec::new(),
+            quiet_period_seconds: 86_400,
+            quota_per_account: None,
+            message_size_limit: None,
+        }
+    }
+}
+
+const PASSES_ENABLED: &str = "passes.enabled";
+const PASS_INTERVAL: &str = "passes.interval";
+const PARALLEL: &str = "passes.parallel";
+const MX_INTERVAL: &str = "mx.interval";
+const MX_RESOLVER: &str = "mx.resolver";
+const MX_TARGET: &str = "mx.target";
+const QUIET_PERIOD: &str = "quiet_period";
+const QUOTA_PER_ACCOUNT: &str = "limit.quota_per_account";
+const MESSAGE_SIZE_LIMIT: &str = "limit.message_size";
+
+impl Settings {
+    /// The rows as stored: a None value is no row.
+    fn rows(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            (PASSES_ENABLED, Some(if self.passes_enabled { "1" } else { "0" }.to_string())),
+            (PASS_INTERVAL, Some(self.pass_interval_seconds.to_string())),
+            (PARALLEL, Some(self.parallel.to_string())),
+            (MX_INTERVAL, Some(self.mx_interval_seconds.to_string())),
+            (MX_RESOLVER, self.mx_resolver.clone().filter(|r| !r.is_empty())),
+            (MX_TARGET, Some(self.mx_target.join(","))),
+            (QUIET_PERIOD, Some(self.quiet_period_seconds.to_string())),
+            (QUOTA_PER_ACCOUNT, self.quota_per_account.map(|q| q.to_string())),
+            (MESSAGE_SIZE_LIMIT, self.message_size_limit.map(|l| l.to_string())),
+        ]
+    }
+
+    fn from_rows(get: impl Fn(&str) -> Option<String>) -> Settings {
+        let default = Settings::default();
+        let number = |key: &str| get(key).and_then(|v| v.trim().parse::<i64>().ok());
+        Settings {
+            passes_enabled: get(PASSES_ENABLED).as_deref() == Some("1"),
+            pass_interval_seconds: number(PASS_INTERVAL).unwrap_or(default.pass_interval_seconds),
+            parallel: number(PARALLEL).and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0).unwrap_or(default.parallel),
+            mx_interval_seconds: number(MX_INTERVAL).unwrap_or(default.mx_interval_seconds).max(1),
+            mx_resolver: get(MX_RESOLVER).filter(|r| !r.is_empty()),
+            mx_target: get(MX_TARGET).unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            quiet_period_seconds: number(QUIET_PERIOD).unwrap_or(default.quiet_period_seconds),
+            quota_per_account: number(QUOTA_PER_ACCOUNT).and_then(|n| u64::try_from(n).ok()),
+            message_size_limit: number(MESSAGE_SIZE_LIMIT).and_then(|n| u64::try_from(n).ok()),
+        }
+    }
+}
+
+impl Store {
+    /// The operator's settings, each its default where none is stored.
+    pub fn settings(&self) -> Result<Settings> {
+        let mut values = std::collections::BTreeMap::new();
+        let mut stmt = self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
+        let rows = stmt.query_map(
+            params![
+                PASSES_ENABLED,
+                PASS_INTERVAL,
+                PARALLEL,
+                MX_INTERVAL,
+                MX_RESOLVER,
+                MX_TARGET,
+                QUIET_PERIOD,
+                QUOTA_PER_ACCOUNT,
+                MESSAGE_SIZE_LIMIT
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )?;
+        for row in rows {
+            let (key, value) = row?;
+            values.insert(key, value);
+        }
+        Ok(Settings::from_rows(|key| values.get(key).cloned()))
+    }
+
+    /// Reads the settings, lets `change` change them and stores the result, all in one short write
+    /// transaction (a change from the page and one from the CLI at once cannot undo each other).
+    pub fn change_settings(&self, change: impl FnOnce(&mut Settings)) -> Result<Settings> {
+        let tx = self.write_transaction()?;
+        let mut settings = self.settings()?;
+        change(&mut settings);
+        for (key, value) in settings.rows() {
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![key, value],
+                )?,
+                None => tx.execute("DELETE FROM setting WHERE key = ?1", [key])?,
+            };
+        }
+        tx.commit()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_rows_read_back_and_damage_reads_as_the_default() {
+        let changed = Settings {
+            passes_enabled: true,
+            pass_interval_seconds: 60,
+            parallel: 2,
+            mx_interval_seconds: 30,
+            mx_resolver: Some("127.0.0.1:5353".into()),
+            mx_target: vec!["mx.ny.example".into(), "*.ny.example".into()],
+            quiet_period_seconds: 0,
+            quota_per_account: Some(1 << 30),
+            message_size_limit: Some(35_000_000),
+        };
+        let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
+        assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);
+        assert_eq!(Settings::from_rows(|_| None), Settings::default());
+        let damaged = Settings::from_rows(|k| Some(if k == PARALLEL { "0".into() } else { "x".into() }));
+        assert_eq!(damaged.parallel, 4);
+        assert_eq!(damaged.pass_interval_seconds, 900);
+        assert_eq!(damaged.mx_target, vec!["x".to_string()]);
+    }
+}
