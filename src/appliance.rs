@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 
 use crate::check;
@@ -277,9 +276,7 @@ fn runnable_accounts(store: &Store, accounts: Vec<crate::store::Account>) -> Res
 }
 
 pub fn stored_verdicts(store: &Store) -> Result<BTreeMap<i64, String>> {
-    let mut stmt = store.conn.prepare("SELECT account_id, verdict FROM check_result")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    store.check_verdicts()
 }
 
 /// The whole state the page shows, as JSON (see docs/api.md). Read-only; never contains a secret.
@@ -299,18 +296,19 @@ pub fn status(app: &Appliance) -> Result<Value> {
     };
 
     let details = app.cached_account_details(&store)?;
-    let checked: BTreeMap<i64, (String, Value)> = {
-        let mut stmt = store.conn.prepare("SELECT account_id, verdict, detail FROM check_result")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-        rows.filter_map(|r| r.ok()).map(|(id, v, d)| (id, (v, serde_json::from_str(&d).unwrap_or(Value::Null)))).collect()
-    };
+    let checked: BTreeMap<i64, (String, Value)> = store
+        .check_details()?
+        .into_iter()
+        .map(|(id, (verdict, detail))| (id, (verdict, serde_json::from_str(&detail).unwrap_or(Value::Null))))
+        .collect();
     let mut accounts = Vec::new();
     let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) =
         (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
     let mut throughput_total = 0.0;
     let mut ready = 0;
     let mut last_new_mail: Option<i64> = None;
-    for d in &details {
+    for detail in &details {
+        let d = &detail.progress;
         let check = checked.get(&d.id);
         let verdict = check.map(|(v, _)| v.clone());
         if verdict.as_deref() == Some("ready") {
@@ -333,20 +331,20 @@ pub fn status(app: &Appliance) -> Result<Value> {
         t_staged_b += d.staged_bytes;
         t_pushed += d.pushed;
         t_pushed_b += d.pushed_bytes;
-        t_skipped += d.skipped.len() as i64;
+        t_skipped += detail.skipped.len() as i64;
         throughput_total += d.throughput;
         if let Some(t) = d.last_new_mail_at {
             last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
         }
         accounts.push(json!({
-            "login": d.login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state,
+            "login": d.source_login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state,
             "verdict": verdict, "problem": check.and_then(|(_, c)| c.get("problem").cloned()).unwrap_or(Value::Null),
             "messages": messages, "bytes": bytes, "staged_messages": d.staged, "staged_bytes": d.staged_bytes,
             "pushed_messages": d.pushed, "pushed_bytes": d.pushed_bytes,
             "throughput_bytes_per_second": d.throughput, "eta_seconds": eta,
             "throttled_last_pass": d.throttled_last_pass,
             "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
-            "skipped": d.skipped,
+            "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
         }));
     }
     let domains: Value = store.setting("mx.state")?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
@@ -366,7 +364,10 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let configured = store.endpoint("source").is_ok() && store.endpoint("target").is_ok();
     let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
     let all_synced = !details.is_empty()
-        && details.iter().all(|d| d.last_pass_at.is_some() && d.staged > 0 && d.pushed + d.skipped.len() as i64 >= d.staged);
+        && details.iter().all(|d| {
+            let p = &d.progress;
+            p.last_pass_at.is_some() && p.staged > 0 && p.pushed + d.skipped.len() as i64 >= p.staged
+        });
     let (phase, next_step) = phase_and_next_step(&PhaseFacts {
         finished: finished_at.is_some(),
         configured,
@@ -419,88 +420,18 @@ pub fn status(app: &Appliance) -> Result<Value> {
     }))
 }
 
+/// An account as the page shows it: its progress and its latest skips.
 #[derive(Clone)]
 struct AccountDetail {
-    id: i64,
-    login: String,
-    target_login: String,
-    aliases: Vec<String>,
-    state: String,
-    messages: i64,
-    bytes: i64,
-    staged: i64,
-    staged_bytes: i64,
-    pushed: i64,
-    pushed_bytes: i64,
-    throughput: f64,
-    /// Times the servers asked the account's last finished pass to slow down (waited, not failures).
-    throttled_last_pass: i64,
-    last_pass_at: Option<i64>,
-    last_error: Option<String>,
-    last_new_mail_at: Option<i64>,
-    skipped: Vec<Value>,
+    progress: crate::store::AccountProgress,
+    skipped: Vec<crate::store::SkipEntry>,
 }
 
 fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
-    let mut stmt = store.conn.prepare(
-        "SELECT a.id, a.source_login, a.target_login, a.aliases, a.state, a.last_pass_at, a.last_error, a.last_new_mail_at,
-           count(m.id), coalesce(sum(m.size), 0),
-           coalesce(sum(m.sha256 IS NOT NULL), 0), coalesce(sum(CASE WHEN m.sha256 IS NOT NULL THEN m.size END), 0),
-           coalesce(sum(m.push_state = 'pushed'), 0), coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0)
-         FROM account a LEFT JOIN source_folder f ON f.account_id = a.id LEFT JOIN message m ON m.folder_id = f.id
-         GROUP BY a.id ORDER BY a.source_login",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(AccountDetail {
-            id: r.get(0)?,
-            login: r.get(1)?,
-            target_login: r.get(2)?,
-            aliases: r.get::<_, String>(3)?.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
-            state: r.get(4)?,
-            last_pass_at: r.get(5)?,
-            last_error: r.get(6)?,
-            last_new_mail_at: r.get(7)?,
-            messages: r.get(8)?,
-            bytes: r.get(9)?,
-            staged: r.get(10)?,
-            staged_bytes: r.get(11)?,
-            pushed: r.get(12)?,
-            pushed_bytes: r.get(13)?,
-            throughput: 0.0,
-            throttled_last_pass: 0,
-            skipped: Vec::new(),
-        })
-    })?;
-    let mut details: Vec<AccountDetail> = rows.collect::<Result<_, _>>()?;
-    for d in &mut details {
-        // Throughput of the account's last pass that moved data.
-        d.throughput = store
-            .conn
-            .query_row(
-                "SELECT staged_bytes, finished_at - started_at FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL
-                 AND staged_bytes > 0 ORDER BY id DESC LIMIT 1",
-                [d.id],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .map(|(b, s)| b as f64 / s.max(1) as f64)
-            .unwrap_or(0.0);
-        d.throttled_last_pass = store
-            .conn
-            .query_row(
-                "SELECT throttled FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
-                [d.id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        let mut stmt = store.conn.prepare_cached(
-            "SELECT coalesce(folder, ''), reason, server_says, at FROM skip WHERE account_id = ?1 ORDER BY id DESC LIMIT 200",
-        )?;
-        let skips = stmt.query_map([d.id], |r| {
-            Ok(json!({"folder": r.get::<_, String>(0)?, "reason": r.get::<_, String>(1)?,
-                      "server_says": r.get::<_, Option<String>>(2)?, "at": r.get::<_, i64>(3)?}))
-        })?;
-        d.skipped = skips.collect::<Result<_, _>>()?;
+    let mut details = Vec::new();
+    for progress in store.account_progress()? {
+        let skipped = store.recent_skips(progress.id, 200)?;
+        details.push(AccountDetail { progress, skipped });
     }
     Ok(details)
 }

@@ -295,13 +295,13 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
             a.state,
             a.pushed,
             a.messages,
-            human_bytes(a.staged_bytes as u64)
+            human_bytes(a.bytes as u64)
         );
-        if a.throttled > 0 {
-            println!("    the servers asked the last pass to slow down {} times (waited as asked; not an error)", a.throttled);
+        if a.throttled_last_pass > 0 {
+            println!("    the servers asked the last pass to slow down {} times (waited as asked; not an error)", a.throttled_last_pass);
         }
-        if !a.last_error.is_empty() {
-            println!("    last error: {}", a.last_error);
+        if let Some(error) = a.last_error.as_deref().filter(|e| !e.is_empty()) {
+            println!("    last error: {error}");
         }
     }
     print_skips(&store)?;
@@ -310,11 +310,11 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
 
 /// What every pass skipped, as `sync` and `status` end with.
 fn print_skips(store: &Store) -> Result<()> {
-    let skips = store.skip_lines()?;
+    let skips = store.all_skips()?;
     if !skips.is_empty() {
         println!("skipped ({}):", skips.len());
         for s in skips {
-            println!("  {} {}: {}: {}", s.source_login, s.folder, s.reason, s.server_says);
+            println!("  {} {}: {}: {}", s.source_login, s.folder, s.reason, s.server_says.as_deref().unwrap_or_default());
         }
     }
     Ok(())

@@ -508,11 +508,7 @@ fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Res
 
 fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
     let store = app.store()?;
-    let mut stmt = store
-        .conn
-        .prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login")
-        .map_err(|e| anyhow!(e))?;
-    let details: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(|e| anyhow!(e))?.filter_map(|r| r.ok()).collect();
+    let details = store.check_details_by_login()?;
     let results: Vec<crate::check::CheckResult> = details.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
     if format == Some("xlsx") {
         return Ok(attachment(

@@ -14,6 +14,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod settings;
+mod stats;
+
+pub use stats::{AccountProgress, SkipEntry};
 
 use crate::imap::{Endpoint, TlsMode};
 use crate::secret::{Secret, SecretKey};
@@ -96,32 +99,6 @@ pub struct Account {
     pub source_password: Option<Secret>,
     pub target_password: Option<Secret>,
     pub aliases: Vec<String>,
-}
-
-/// One account's line in `postflytt status`: where it stands, and what is staged and copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountProgress {
-    pub source_login: String,
-    pub target_login: String,
-    pub state: String,
-    /// Empty when the last pass had no error.
-    pub last_error: String,
-    /// Messages staged from the source, and how many of them are on the target.
-    pub messages: i64,
-    pub pushed: i64,
-    pub staged_bytes: i64,
-    /// How often the servers asked the last finished pass to slow down.
-    pub throttled: i64,
-}
-
-/// One message or folder a pass skipped, and why, as `sync` and `status` list them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkipLine {
-    pub source_login: String,
-    pub folder: String,
-    pub reason: String,
-    /// Empty when the server said nothing.
-    pub server_says: String,
 }
 
 pub fn now() -> i64 {
@@ -381,42 +358,6 @@ impl Store {
         Ok(())
     }
 
-    /// Every account with its progress, by source login.
-    pub fn account_progress(&self) -> Result<Vec<AccountProgress>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.source_login, a.target_login, a.state, coalesce(a.last_error, ''),
-               (SELECT count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id),
-               (SELECT count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id AND m.push_state = 'pushed'),
-               (SELECT coalesce(sum(m.size), 0) FROM message m JOIN source_folder f ON f.id = m.folder_id WHERE f.account_id = a.id),
-               coalesce((SELECT p.throttled FROM pass p WHERE p.account_id = a.id AND p.finished_at IS NOT NULL ORDER BY p.id DESC LIMIT 1), 0)
-             FROM account a ORDER BY a.source_login",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AccountProgress {
-                source_login: r.get(0)?,
-                target_login: r.get(1)?,
-                state: r.get(2)?,
-                last_error: r.get(3)?,
-                messages: r.get(4)?,
-                pushed: r.get(5)?,
-                staged_bytes: r.get(6)?,
-                throttled: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Every skip of every account, in the order they happened.
-    pub fn skip_lines(&self) -> Result<Vec<SkipLine>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.source_login, s.folder, s.reason, coalesce(s.server_says, '') FROM skip s JOIN account a ON a.id = s.account_id
-             ORDER BY s.id",
-        )?;
-        let rows =
-            stmt.query_map([], |r| Ok(SkipLine { source_login: r.get(0)?, folder: r.get(1)?, reason: r.get(2)?, server_says: r.get(3)? }))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     pub fn record_skip(
         &self,
         account_id: i64,
@@ -474,24 +415,22 @@ mod tests {
         let progress = store.account_progress().unwrap();
         let logins: Vec<&str> = progress.iter().map(|p| p.source_login.as_str()).collect();
         assert_eq!(logins, ["a@x.se", "b@x.se"]);
-        assert_eq!((progress[0].messages, progress[0].pushed, progress[0].staged_bytes, progress[0].throttled), (0, 0, 0, 0));
-        assert_eq!(progress[0].last_error, "");
+        assert_eq!((progress[0].messages, progress[0].pushed, progress[0].bytes, progress[0].throttled_last_pass), (0, 0, 0, 0));
+        assert_eq!(progress[0].last_error, None);
         let b = store.accounts(&["b@x.se".into()]).unwrap()[0].id;
         store.record_skip(b, None, "INBOX", "too large", Some("NO [LIMIT]")).unwrap();
         store.record_skip(b, None, "Sent", "unreadable", None).unwrap();
-        let skips = store.skip_lines().unwrap();
+        let described: Vec<(String, String, String, Option<String>)> =
+            store.all_skips().unwrap().into_iter().map(|s| (s.source_login, s.folder, s.reason, s.server_says)).collect();
         assert_eq!(
-            skips,
+            described,
             [
-                SkipLine {
-                    source_login: "b@x.se".into(),
-                    folder: "INBOX".into(),
-                    reason: "too large".into(),
-                    server_says: "NO [LIMIT]".into()
-                },
-                SkipLine { source_login: "b@x.se".into(), folder: "Sent".into(), reason: "unreadable".into(), server_says: String::new() },
+                ("b@x.se".into(), "INBOX".into(), "too large".into(), Some("NO [LIMIT]".into())),
+                ("b@x.se".into(), "Sent".into(), "unreadable".into(), None),
             ]
         );
+        let recent: Vec<String> = store.recent_skips(b, 1).unwrap().into_iter().map(|s| s.folder).collect();
+        assert_eq!(recent, ["Sent"], "newest first, at most the limit");
         let _ = fs::remove_dir_all(&dir);
     }
 

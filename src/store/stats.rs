@@ -1,0 +1,148 @@
+//! What the page, the CLI and the report count: per account how much is staged and on the target,
+//! how its last pass went, what was skipped, and what the check found. Read-only queries, one per
+//! question, so that the page and the CLI count the same way.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use rusqlite::OptionalExtension;
+
+use super::Store;
+
+/// One account's progress, as the page and `postflytt status` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountProgress {
+    pub id: i64,
+    pub source_login: String,
+    pub target_login: String,
+    pub aliases: Vec<String>,
+    pub state: String,
+    pub last_pass_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_new_mail_at: Option<i64>,
+    /// Messages known from the source, and their bytes.
+    pub messages: i64,
+    pub bytes: i64,
+    /// Of them, staged whole (hashed), and on the target.
+    pub staged: i64,
+    pub staged_bytes: i64,
+    pub pushed: i64,
+    pub pushed_bytes: i64,
+    /// Bytes a second of the account's last pass that moved data (0 before one did).
+    pub throughput: f64,
+    /// How often the servers asked the last finished pass to slow down (waited, not failures).
+    pub throttled_last_pass: i64,
+}
+
+/// One message or folder a pass skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipEntry {
+    pub source_login: String,
+    pub folder: String,
+    pub reason: String,
+    pub server_says: Option<String>,
+    pub at: i64,
+}
+
+impl Store {
+    /// Every account's progress, by source login.
+    pub fn account_progress(&self) -> Result<Vec<AccountProgress>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.id, a.source_login, a.target_login, a.aliases, a.state, a.last_pass_at, a.last_error, a.last_new_mail_at,
+               count(m.id), coalesce(sum(m.size), 0),
+               coalesce(sum(m.sha256 IS NOT NULL), 0), coalesce(sum(CASE WHEN m.sha256 IS NOT NULL THEN m.size END), 0),
+               coalesce(sum(m.push_state = 'pushed'), 0), coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0)
+             FROM account a LEFT JOIN source_folder f ON f.account_id = a.id LEFT JOIN message m ON m.folder_id = f.id
+             GROUP BY a.id ORDER BY a.source_login",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AccountProgress {
+                id: r.get(0)?,
+                source_login: r.get(1)?,
+                target_login: r.get(2)?,
+                aliases: r.get::<_, String>(3)?.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+                state: r.get(4)?,
+                last_pass_at: r.get(5)?,
+                last_error: r.get(6)?,
+                last_new_mail_at: r.get(7)?,
+                messages: r.get(8)?,
+                bytes: r.get(9)?,
+                staged: r.get(10)?,
+                staged_bytes: r.get(11)?,
+                pushed: r.get(12)?,
+                pushed_bytes: r.get(13)?,
+                throughput: 0.0,
+                throttled_last_pass: 0,
+            })
+        })?;
+        let mut accounts: Vec<AccountProgress> = rows.collect::<rusqlite::Result<_>>()?;
+        for a in &mut accounts {
+            a.throughput = self
+                .conn
+                .query_row(
+                    "SELECT staged_bytes, finished_at - started_at FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL
+                     AND staged_bytes > 0 ORDER BY id DESC LIMIT 1",
+                    [a.id],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .map(|(bytes, seconds)| bytes as f64 / seconds.max(1) as f64)
+                .unwrap_or(0.0);
+            a.throttled_last_pass = self
+                .conn
+                .query_row(
+                    "SELECT throttled FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    [a.id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+        }
+        Ok(accounts)
+    }
+
+    /// The account's latest skips, newest first, at most `limit`.
+    pub fn recent_skips(&self, account_id: i64, limit: i64) -> Result<Vec<SkipEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT a.source_login, coalesce(s.folder, ''), s.reason, s.server_says, s.at FROM skip s JOIN account a ON a.id = s.account_id
+             WHERE s.account_id = ?1 ORDER BY s.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map([account_id, limit], skip_entry)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every skip of every account, in the order they happened.
+    pub fn all_skips(&self) -> Result<Vec<SkipEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.source_login, coalesce(s.folder, ''), s.reason, s.server_says, s.at FROM skip s JOIN account a ON a.id = s.account_id
+             ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map([], skip_entry)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The check's verdict per account id ("ready", "source_login_failed", ...).
+    pub fn check_verdicts(&self) -> Result<BTreeMap<i64, String>> {
+        let mut stmt = self.conn.prepare("SELECT account_id, verdict FROM check_result")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The check's verdict and its stored detail (JSON text) per account id.
+    pub fn check_details(&self) -> Result<BTreeMap<i64, (String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT account_id, verdict, detail FROM check_result")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The check's stored details (JSON text), by source login.
+    pub fn check_details_by_login(&self) -> Result<Vec<String>> {
+        let mut stmt =
+            self.conn.prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn skip_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<SkipEntry> {
+    Ok(SkipEntry { source_login: r.get(0)?, folder: r.get(1)?, reason: r.get(2)?, server_says: r.get(3)?, at: r.get(4)? })
+}
