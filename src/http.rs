@@ -329,7 +329,7 @@ fn route(
             }
             store.change_settings(|s| s.passes_enabled = true)?;
             // Start at once, not after a whole interval.
-            store.conn.execute("DELETE FROM setting WHERE key = 'passes.last_finished'", [])?;
+            store.remove_setting("passes.last_finished")?;
             Ok(json_response(200, &json!({"ok": true})))
         }
         (Method::Post, "/api/passes/stop") => {

@@ -228,38 +228,20 @@ pub fn build(store: &Store) -> Result<Report> {
 fn folders_of(store: &Store, account_id: i64, verification: Option<&VerifyResult>) -> Result<Vec<FolderReport>> {
     let verified: BTreeMap<&str, bool> =
         verification.map(|v| v.folders.iter().map(|f| (f.source.as_str(), f.ok())).collect()).unwrap_or_default();
-    let mut stmt = store.conn.prepare(
-        "SELECT f.name, f.target_name, f.present,
-                count(m.id),
-                coalesce(sum(m.size), 0),
-                coalesce(sum(m.push_state = 'pushed'), 0),
-                coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0),
-                coalesce(sum(m.push_state = 'refused'), 0),
-                coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0)
-         FROM source_folder f LEFT JOIN message m ON m.folder_id = f.id
-         WHERE f.account_id = ?1
-         GROUP BY f.id
-         HAVING f.present = 1 OR count(m.id) > 0
-         ORDER BY f.name",
-    )?;
-    let rows = stmt.query_map([account_id], |r| {
-        let messages: i64 = r.get(3)?;
-        let copied: i64 = r.get(5)?;
-        let refused: i64 = r.get(7)?;
+    let rows = store.folder_counts(account_id)?.into_iter().map(|f| {
         let totals = Totals {
-            messages: messages as u64,
-            bytes: r.get::<_, i64>(4)? as u64,
-            copied: copied as u64,
-            copied_bytes: r.get::<_, i64>(6)? as u64,
-            refused: refused as u64,
-            refused_bytes: r.get::<_, i64>(8)? as u64,
-            not_copied: (messages - copied - refused).max(0) as u64,
+            messages: f.messages as u64,
+            bytes: f.bytes as u64,
+            copied: f.copied as u64,
+            copied_bytes: f.copied_bytes as u64,
+            refused: f.refused as u64,
+            refused_bytes: f.refused_bytes as u64,
+            not_copied: (f.messages - f.copied - f.refused).max(0) as u64,
         };
-        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, bool>(2)?, totals))
-    })?;
+        (f.source, f.target, f.present, totals)
+    });
     let mut out = Vec::new();
-    for row in rows {
-        let (source, target, present, totals) = row?;
+    for (source, target, present, totals) in rows {
         let verified = verified.get(source.as_str()).copied();
         out.push(FolderReport { source, target, present, totals, verified });
     }
@@ -267,22 +249,18 @@ fn folders_of(store: &Store, account_id: i64, verification: Option<&VerifyResult
 }
 
 fn skips_of(store: &Store, account_id: i64) -> Result<Vec<SkipItem>> {
-    let mut stmt = store.conn.prepare(
-        "SELECT s.folder, s.reason, s.server_says, s.at, m.size, m.internal_date
-         FROM skip s LEFT JOIN message m ON m.id = s.message_id
-         WHERE s.account_id = ?1 ORDER BY s.at, s.id",
-    )?;
-    let rows = stmt.query_map([account_id], |r| {
-        Ok(SkipItem {
-            folder: r.get(0)?,
-            reason: r.get(1)?,
-            server_says: r.get(2)?,
-            at: r.get(3)?,
-            size: r.get::<_, Option<i64>>(4)?.map(|s| s as u64),
-            date: r.get(5)?,
+    Ok(store
+        .skips_with_messages(account_id)?
+        .into_iter()
+        .map(|s| SkipItem {
+            folder: s.folder,
+            reason: s.reason,
+            server_says: s.server_says,
+            at: s.at,
+            size: s.size.map(|n| n as u64),
+            date: s.internal_date,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
 /// What the customer must still do after the mail has moved; names the old host and the domains

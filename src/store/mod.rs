@@ -164,6 +164,11 @@ impl Store {
         Ok(self.conn.query_row("SELECT value FROM setting WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
+    pub fn remove_setting(&self, key: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM setting WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -143,6 +143,87 @@ impl Store {
     }
 }
 
+/// One source folder's counts for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderCounts {
+    pub source: String,
+    pub target: Option<String>,
+    /// Whether the source still lists it.
+    pub present: bool,
+    pub messages: i64,
+    pub bytes: i64,
+    pub copied: i64,
+    pub copied_bytes: i64,
+    pub refused: i64,
+    pub refused_bytes: i64,
+}
+
+/// A skip with the size and date of its message, when it was about one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipDetail {
+    pub folder: Option<String>,
+    pub reason: String,
+    pub server_says: Option<String>,
+    pub at: i64,
+    pub size: Option<i64>,
+    pub internal_date: Option<String>,
+}
+
+impl Store {
+    /// The account's folders the source lists now, and those it no longer lists whose mail we still
+    /// hold counts of, by name.
+    pub fn folder_counts(&self, account_id: i64) -> Result<Vec<FolderCounts>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.name, f.target_name, f.present,
+                    count(m.id),
+                    coalesce(sum(m.size), 0),
+                    coalesce(sum(m.push_state = 'pushed'), 0),
+                    coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0),
+                    coalesce(sum(m.push_state = 'refused'), 0),
+                    coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0)
+             FROM source_folder f LEFT JOIN message m ON m.folder_id = f.id
+             WHERE f.account_id = ?1
+             GROUP BY f.id
+             HAVING f.present = 1 OR count(m.id) > 0
+             ORDER BY f.name",
+        )?;
+        let rows = stmt.query_map([account_id], |r| {
+            Ok(FolderCounts {
+                source: r.get(0)?,
+                target: r.get(1)?,
+                present: r.get(2)?,
+                messages: r.get(3)?,
+                bytes: r.get(4)?,
+                copied: r.get(5)?,
+                copied_bytes: r.get(6)?,
+                refused: r.get(7)?,
+                refused_bytes: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The account's skips in the order they happened, with their messages' size and date.
+    pub fn skips_with_messages(&self, account_id: i64) -> Result<Vec<SkipDetail>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.folder, s.reason, s.server_says, s.at, m.size, m.internal_date
+             FROM skip s LEFT JOIN message m ON m.id = s.message_id
+             WHERE s.account_id = ?1 ORDER BY s.at, s.id",
+        )?;
+        let rows = stmt.query_map([account_id], |r| {
+            Ok(SkipDetail {
+                folder: r.get(0)?,
+                reason: r.get(1)?,
+                server_says: r.get(2)?,
+                at: r.get(3)?,
+                size: r.get(4)?,
+                internal_date: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
 fn skip_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<SkipEntry> {
     Ok(SkipEntry { source_login: r.get(0)?, folder: r.get(1)?, reason: r.get(2)?, server_says: r.get(3)?, at: r.get(4)? })
 }
