@@ -315,9 +315,11 @@ fn hung_up_on_a_message(e: &anyhow::Error) -> bool {
 }
 
 /// A message the source will not give: recorded as skipped with the server's words, so the folder
-/// goes on without it and the operator sees it in the status and the report.
+/// goes on without it and the operator sees it in the status and the report. What an earlier attempt
+/// (or this one) left of its bytes goes: a refused row holds none.
 fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
-    store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
+    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
+    store.conn.execute("UPDATE message SET push_state = 'refused', sha256 = NULL WHERE id = ?1", [id])?;
     store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
 }
 
@@ -360,7 +362,7 @@ async fn stage_one_by_one(
         if !still_unstaged(store, p.id)? {
             continue;
         }
-        let ids = BTreeMap::from([(p.uid, p.id)]);
+        let ids = BTreeMap::from([(p.uid, (p.id, p.size))]);
         let (fetched, outcome) = fetch_whole(store, session, vec![p.uid.to_string()], &ids, with_identity, stats).await?;
         match fetched {
             Ok(()) if outcome.nil.contains(&p.id) => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
@@ -458,7 +460,7 @@ async fn stage_window(
     }
     for group in batches.chunks(PIPELINE) {
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
-        let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
+        let ids: BTreeMap<u32, (i64, u64)> = group.iter().flatten().map(|p| (p.uid, (p.id, p.size))).collect();
         let (fetched, outcome) = fetch_whole(store, session, sets, &ids, with_identity, stats).await?;
         match fetched {
             Ok(()) => {
@@ -467,7 +469,7 @@ async fn stage_window(
                 }
             }
             Err(e) if hung_up_on_a_message(&e) => {
-                let missing: Vec<i64> = ids.values().copied().collect();
+                let missing: Vec<i64> = ids.values().map(|&(id, _)| id).collect();
                 count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
@@ -522,24 +524,45 @@ struct WholeOutcome {
     nil: BTreeSet<i64>,
 }
 
-/// Fetches the whole bodies of `ids` (UID to row), the UID sets `sets` pipelined. The bodies are
-/// gathered in a `BodyBatch` as they arrive and written in short transactions whenever it fills, and
-/// once more when the fetch ends, however it ends: a body whose end came is whole and hashed and is
-/// kept, one cut short has no hash and is fetched again. The outer error is our own database failing
-/// (never to be taken for the server refusing a message); the inner result is how the fetch went.
+/// Fetches the whole bodies of `ids` (UID to row and listed SIZE), the UID sets `sets` pipelined. The
+/// bodies are gathered in a `BodyBatch` as they arrive and written in short transactions whenever it
+/// fills, and once more when the fetch ends, however it ends: a body whose end came is whole and
+/// hashed and is kept, one cut short has no hash and is fetched again. When the fetch fails (a tagged
+/// NO, a hang-up), only the bodies that came with their listed size are kept: a server that sends a
+/// damaged but correctly framed body and then says NO must not have it copied. The outer error is our
+/// own database failing (never to be taken for the server refusing a message); the inner result is how
+/// the fetch went.
 async fn fetch_whole(
     store: &Store,
     session: &mut Session,
     sets: Vec<String>,
-    ids: &BTreeMap<u32, i64>,
+    ids: &BTreeMap<u32, (i64, u64)>,
     with_identity: bool,
     stats: &mut PullStats,
 ) -> Result<(Result<()>, WholeOutcome)> {
     let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
     let _turn = crate::memory::staging_turn().await;
-    let mut sink =
-        WholeBodies { store, ids, with_identity, writing: None, batch: BodyBatch::default(), outcome: WholeOutcome::default(), stats };
+    let mut sink = WholeBodies {
+        store,
+        ids,
+        with_identity,
+        writing: None,
+        batch: BodyBatch::default(),
+        outcome: WholeOutcome::default(),
+        unsure: BTreeMap::new(),
+        counted: BTreeSet::new(),
+        stats,
+    };
     let fetched = session.uid_fetch_bodies(&requests, &mut sink).await;
+    if fetched.is_ok() {
+        // The server stood by every body it sent: one whose length is not the listed size is what the
+        // message really is (some servers list sizes that are off).
+        for (id, (mark, bytes)) in std::mem::take(&mut sink.unsure) {
+            sink.batch.push(mark);
+            sink.staged(id, bytes);
+        }
+    }
+    // Otherwise the unsure ones stay without their hash: fetched again, or refused as before.
     sink.batch.write(store)?;
     Ok((fetched, sink.outcome))
 }
@@ -557,24 +580,46 @@ fn try_again_later(e: &anyhow::Error) -> bool {
 /// Streams whole bodies into their rows, one at a time in the order they come.
 struct WholeBodies<'a> {
     store: &'a Store,
-    ids: &'a BTreeMap<u32, i64>,
+    ids: &'a BTreeMap<u32, (i64, u64)>,
     with_identity: bool,
-    writing: Option<BodyWriter>,
+    /// The body coming in, and its row's listed size.
+    writing: Option<(BodyWriter, u64)>,
     batch: BodyBatch,
     /// Rows whose end came (written with the batch that holds it: every way out of `fetch_whole`
     /// writes the batch or fails as a whole), and rows the source answered NIL for.
     outcome: WholeOutcome,
+    /// Staged marks of bodies whose length is not the listed size, by row: written only when the
+    /// whole fetch ends OK.
+    unsure: BTreeMap<i64, (BodyWrite, u64)>,
+    /// Rows counted in the stats (a repeat after throttling is counted once).
+    counted: BTreeSet<i64>,
     stats: &'a mut PullStats,
+}
+
+impl WholeBodies<'_> {
+    fn staged(&mut self, id: i64, bytes: u64) {
+        self.outcome.staged.insert(id);
+        if self.counted.insert(id) {
+            self.stats.staged += 1;
+            self.stats.staged_bytes += bytes;
+        }
+    }
 }
 
 impl BodySink for WholeBodies<'_> {
     fn begin(&mut self, uid: u32, _origin: Option<u32>, _len: u32) -> Result<()> {
-        self.writing = self.ids.get(&uid).map(|&id| BodyWriter::start(id, self.with_identity));
+        self.writing = self.ids.get(&uid).map(|&(id, listed)| {
+            // A repeat (commands sent again after throttling) replaces the first copy: its restart
+            // takes the first copy's hash, so the first copy no longer counts as staged.
+            self.unsure.remove(&id);
+            self.outcome.staged.remove(&id);
+            (BodyWriter::start(id, self.with_identity), listed)
+        });
         Ok(())
     }
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
-        if let Some(writer) = &mut self.writing {
+        if let Some((writer, _)) = &mut self.writing {
             writer.write(&mut self.batch, piece);
             self.batch.write_if_full(self.store)?;
         }
@@ -582,20 +627,21 @@ impl BodySink for WholeBodies<'_> {
     }
 
     fn end(&mut self) -> Result<()> {
-        if let Some(mut writer) = self.writing.take() {
-            let bytes = writer.finish(&mut self.batch);
-            self.batch.write_if_full(self.store)?;
-            // A repeat (commands sent again after throttling) replaced the first copy: count it once.
-            if self.outcome.staged.insert(writer.id) {
-                self.stats.staged += 1;
-                self.stats.staged_bytes += bytes;
+        if let Some((mut writer, listed)) = self.writing.take() {
+            let (mark, bytes) = writer.finish_mark(&mut self.batch);
+            if bytes == listed {
+                self.batch.push(mark);
+                self.batch.write_if_full(self.store)?;
+                self.staged(writer.id, bytes);
+            } else {
+                self.unsure.insert(writer.id, (mark, bytes));
             }
         }
         Ok(())
     }
 
     fn nil(&mut self, uid: u32) -> Result<()> {
-        if let Some(&id) = self.ids.get(&uid) {
+        if let Some(&(id, _)) = self.ids.get(&uid) {
             self.outcome.nil.insert(id);
         }
         Ok(())
@@ -767,13 +813,20 @@ impl BodyWriter {
     /// Hands over the rest and the mark that the message is staged: its hash, its true size, its
     /// identity. Returns the bytes staged.
     fn finish(&mut self, batch: &mut BodyBatch) -> u64 {
+        let (mark, bytes) = self.finish_mark(batch);
+        batch.push(mark);
+        bytes
+    }
+
+    /// Hands over the rest, and returns the mark that the message is staged (for the caller to hand
+    /// over when it is sure of it) and the bytes staged.
+    fn finish_mark(&mut self, batch: &mut BodyBatch) -> (BodyWrite, u64) {
         self.flush(batch);
         self.restart(batch);
         let hash = std::mem::take(&mut self.hasher).finalize();
         // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
         let identity = self.prefix.take().map(|prefix| crate::identity::of_header(&prefix).unwrap_or_default());
-        batch.push(BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity });
-        self.total
+        (BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity }, self.total)
     }
 }
 
@@ -787,8 +840,8 @@ fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
 }
 
 /// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
-fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats) -> Result<()> {
-    for id in ids.values() {
+fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stats: &mut PullStats) -> Result<()> {
+    for (id, _) in ids.values() {
         // A row refused meanwhile (a NIL body) is known to be there, not gone.
         if still_unstaged(store, *id)? {
             store.conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
@@ -1240,6 +1293,72 @@ mod tests {
         feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
         drop(batch);
         assert!(staged(&store, id).1.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store in a fresh directory with one account and its INBOX, and a message row per (uid, size).
+    fn store_with_rows(name: &str, rows: &[(u32, usize)]) -> (std::path::PathBuf, Store, Vec<i64>) {
+        let dir = std::env::temp_dir().join(format!("pf-pull-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        let mut ids = Vec::new();
+        for &(uid, size) in rows {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')",
+                    params![uid, size as i64],
+                )
+                .unwrap();
+            ids.push(store.conn.last_insert_rowid());
+        }
+        (dir, store, ids)
+    }
+
+    fn row_state(store: &Store, id: i64) -> (String, Option<Vec<u8>>, i64) {
+        store
+            .conn
+            .query_row(
+                "SELECT push_state, sha256, (SELECT count(*) FROM body_chunk WHERE message_id = ?1) FROM message WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    /// A fetch that ends in a tagged NO after a correctly framed body: the body is kept only when it has
+    /// the size the listing gave. A damaged one (shorter here) is not copied: the message is refused
+    /// with the server's words, as when nothing came, and keeps no bytes. A scripted server, because
+    /// Dovecot never sends a body and then NO.
+    #[test]
+    fn a_body_before_a_no_is_kept_only_with_its_listed_size() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let (dir, store, ids) = store_with_rows("no-after-body", &[(5, 10), (6, 8)]);
+        let steps = vec![
+            (1, b"* 1 FETCH (UID 5 BODY[] {7}\r\nbroken )\r\nP1 NO [UNAVAILABLE] Message damaged\r\n".to_vec()),
+            (1, b"* 2 FETCH (UID 6 BODY[] {8}\r\nwhole ok)\r\nP2 NO [UNAVAILABLE] Something else failed\r\n".to_vec()),
+        ];
+        let (port, server) = scripted_server(steps, Pace::Whole);
+        let pending =
+            [Pending { id: ids[0], uid: 5, size: 10, fetch_failures: 0 }, Pending { id: ids[1], uid: 6, size: 8, fetch_failures: 0 }];
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let group = [pending.iter().collect::<Vec<_>>()];
+            stage_one_by_one(&store, &mut session, 1, "INBOX", &group, &mut stats).await.unwrap();
+        });
+        let (state, hash, chunks) = row_state(&store, ids[0]);
+        assert_eq!((state.as_str(), hash, chunks), ("refused", None, 0), "the damaged body is not staged");
+        let says: String = store.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [ids[0]], |r| r.get(0)).unwrap();
+        assert!(says.contains("Message damaged"), "{says}");
+        let (state, hash, _) = row_state(&store, ids[1]);
+        assert_eq!(state, "pending");
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(b"whole ok").as_slice()), "a body of its listed size is kept");
+        assert_eq!(stats.staged, 1);
+        drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
