@@ -543,11 +543,10 @@ async fn fetch_whole(
     let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
     let _turn = crate::memory::staging_turn().await;
     let mut sink = WholeBodies {
-        store,
         ids,
         with_identity,
         writing: None,
-        batch: BodyBatch::default(),
+        batch: BodyBatch::new(store),
         outcome: WholeOutcome::default(),
         unsure: BTreeMap::new(),
         counted: BTreeSet::new(),
@@ -563,7 +562,7 @@ async fn fetch_whole(
         }
     }
     // Otherwise the unsure ones stay without their hash: fetched again, or refused as before.
-    sink.batch.write(store)?;
+    sink.batch.write()?;
     Ok((fetched, sink.outcome))
 }
 
@@ -579,12 +578,11 @@ fn try_again_later(e: &anyhow::Error) -> bool {
 
 /// Streams whole bodies into their rows, one at a time in the order they come.
 struct WholeBodies<'a> {
-    store: &'a Store,
     ids: &'a BTreeMap<u32, (i64, u64)>,
     with_identity: bool,
     /// The body coming in, and its row's listed size.
     writing: Option<(BodyWriter, u64)>,
-    batch: BodyBatch,
+    batch: BodyBatch<'a>,
     /// Rows whose end came (written with the batch that holds it: every way out of `fetch_whole`
     /// writes the batch or fails as a whole), and rows the source answered NIL for.
     outcome: WholeOutcome,
@@ -620,18 +618,17 @@ impl BodySink for WholeBodies<'_> {
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
         if let Some((writer, _)) = &mut self.writing {
-            writer.write(&mut self.batch, piece);
-            self.batch.write_if_full(self.store)?;
+            writer.write(&mut self.batch, piece)?;
         }
         Ok(())
     }
 
     fn end(&mut self) -> Result<()> {
         if let Some((mut writer, listed)) = self.writing.take() {
-            let (mark, bytes) = writer.finish_mark(&mut self.batch);
+            let (mark, bytes) = writer.finish_mark(&mut self.batch)?;
             if bytes == listed {
                 self.batch.push(mark);
-                self.batch.write_if_full(self.store)?;
+                self.batch.write_if_full()?;
                 self.staged(writer.id, bytes);
             } else {
                 self.unsure.insert(writer.id, (mark, bytes));
@@ -659,9 +656,11 @@ const BODY_BATCH_BYTES: usize = 256 * 1024;
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
 const BODY_WRITE_OVERHEAD: usize = 64;
 
-/// Staged bytes and staged marks not yet written, in the order they came.
-#[derive(Default)]
-struct BodyBatch {
+/// Staged bytes and staged marks not yet written, in the order they came. A chunk that takes the batch
+/// to `BODY_BATCH_BYTES` writes it at once, so a batch never holds more than that and one chunk, however
+/// large the piece a body arrives in (a body held until its UID came is one piece of up to 8 MiB).
+struct BodyBatch<'s> {
+    store: &'s Store,
     writes: Vec<BodyWrite>,
     bytes: usize,
 }
@@ -684,26 +683,38 @@ enum BodyWrite {
     },
 }
 
-impl BodyBatch {
+impl<'s> BodyBatch<'s> {
+    fn new(store: &'s Store) -> BodyBatch<'s> {
+        BodyBatch { store, writes: Vec::new(), bytes: 0 }
+    }
+
+    /// Adds a mark (a restart, a staged message); never writes, so it may be used inside the caller's
+    /// transaction (`finish_round`).
     fn push(&mut self, write: BodyWrite) {
         self.bytes += BODY_WRITE_OVERHEAD + if let BodyWrite::Chunk { data, .. } = &write { data.len() } else { 0 };
         self.writes.push(write);
     }
 
+    /// Adds a chunk, and writes the batch when that fills it.
+    fn push_chunk(&mut self, id: i64, seq: i64, data: Vec<u8>) -> Result<()> {
+        self.push(BodyWrite::Chunk { id, seq, data });
+        self.write_if_full()
+    }
+
     /// Writes the batch once it holds `BODY_BATCH_BYTES`.
-    fn write_if_full(&mut self, store: &Store) -> Result<()> {
+    fn write_if_full(&mut self) -> Result<()> {
         if self.bytes >= BODY_BATCH_BYTES {
-            self.write(store)?;
+            self.write()?;
         }
         Ok(())
     }
 
     /// Writes the batch in one short transaction.
-    fn write(&mut self, store: &Store) -> Result<()> {
+    fn write(&mut self) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let tx = store.write_transaction()?;
+        let tx = self.store.write_transaction()?;
         self.apply(&tx)?;
         tx.commit()?;
         Ok(())
@@ -764,7 +775,7 @@ impl BodyWriter {
         }
     }
 
-    fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) {
+    fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) -> Result<()> {
         self.hasher.update(piece);
         self.total += piece.len() as u64;
         if let Some(prefix) = &mut self.prefix {
@@ -773,7 +784,7 @@ impl BodyWriter {
         }
         while !piece.is_empty() {
             if self.pending.is_empty() && piece.len() >= CHUNK_SIZE {
-                self.chunk(batch, piece[..CHUNK_SIZE].to_vec());
+                self.chunk(batch, piece[..CHUNK_SIZE].to_vec())?;
                 piece = &piece[CHUNK_SIZE..];
                 continue;
             }
@@ -784,17 +795,19 @@ impl BodyWriter {
             self.pending.extend_from_slice(&piece[..take]);
             piece = &piece[take..];
             if self.pending.len() == CHUNK_SIZE {
-                self.flush(batch);
+                self.flush(batch)?;
             }
         }
+        Ok(())
     }
 
     /// Hands what is pending to the batch as a chunk of its own.
-    fn flush(&mut self, batch: &mut BodyBatch) {
+    fn flush(&mut self, batch: &mut BodyBatch) -> Result<()> {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            self.chunk(batch, pending);
+            self.chunk(batch, pending)?;
         }
+        Ok(())
     }
 
     fn restart(&mut self, batch: &mut BodyBatch) {
@@ -804,29 +817,29 @@ impl BodyWriter {
         }
     }
 
-    fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) {
+    fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) -> Result<()> {
         self.restart(batch);
-        batch.push(BodyWrite::Chunk { id: self.id, seq: self.seq, data });
         self.seq += 1;
+        batch.push_chunk(self.id, self.seq - 1, data)
     }
 
     /// Hands over the rest and the mark that the message is staged: its hash, its true size, its
     /// identity. Returns the bytes staged.
-    fn finish(&mut self, batch: &mut BodyBatch) -> u64 {
-        let (mark, bytes) = self.finish_mark(batch);
+    fn finish(&mut self, batch: &mut BodyBatch) -> Result<u64> {
+        let (mark, bytes) = self.finish_mark(batch)?;
         batch.push(mark);
-        bytes
+        Ok(bytes)
     }
 
     /// Hands over the rest, and returns the mark that the message is staged (for the caller to hand
     /// over when it is sure of it) and the bytes staged.
-    fn finish_mark(&mut self, batch: &mut BodyBatch) -> (BodyWrite, u64) {
-        self.flush(batch);
+    fn finish_mark(&mut self, batch: &mut BodyBatch) -> Result<(BodyWrite, u64)> {
+        self.flush(batch)?;
         self.restart(batch);
         let hash = std::mem::take(&mut self.hasher).finalize();
         // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
         let identity = self.prefix.take().map(|prefix| crate::identity::of_header(&prefix).unwrap_or_default());
-        (BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity }, self.total)
+        Ok((BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity }, self.total))
     }
 }
 
@@ -899,12 +912,11 @@ async fn stage_large(
         }
         let _turn = crate::memory::staging_turn().await;
         let mut round = SliceRound {
-            store,
             active: &mut active,
             plan: &plan,
             answered: vec![false; plan.len()],
             into: SliceDestination::Nowhere,
-            batch: BodyBatch::default(),
+            batch: BodyBatch::new(store),
             stats,
         };
         let fetched = session.uid_fetch_bodies(&requests, &mut round).await;
@@ -949,18 +961,17 @@ enum SliceDestination {
 }
 
 /// One round of partial fetches, as a sink: each answer is matched to the request it answers.
-struct SliceRound<'a> {
-    store: &'a Store,
+struct SliceRound<'a, 's> {
     active: &'a mut Vec<Slices>,
     plan: &'a [(usize, u32)],
     answered: Vec<bool>,
     into: SliceDestination,
     /// The round's bytes not yet written.
-    batch: BodyBatch,
+    batch: BodyBatch<'s>,
     stats: &'a mut PullStats,
 }
 
-impl BodySink for SliceRound<'_> {
+impl BodySink for SliceRound<'_, '_> {
     fn begin(&mut self, uid: u32, origin: Option<u32>, len: u32) -> Result<()> {
         // Which request this answers: the one for this UID at its origin; or, from a server that
         // leaves the origin out, the first one for this UID still unanswered. An answer whose request
@@ -992,10 +1003,7 @@ impl BodySink for SliceRound<'_> {
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
         match &mut self.into {
-            SliceDestination::Message(i) => {
-                self.active[*i].writer.write(&mut self.batch, piece);
-                self.batch.write_if_full(self.store)
-            }
+            SliceDestination::Message(i) => self.active[*i].writer.write(&mut self.batch, piece),
             SliceDestination::Early(_, _, held) => {
                 held.extend_from_slice(piece);
                 Ok(())
@@ -1009,9 +1017,8 @@ impl BodySink for SliceRound<'_> {
             SliceDestination::Message(i) => {
                 let m = &mut self.active[i];
                 let len = m.writer.total - u64::from(m.offset);
-                m.end_slice(&mut self.batch, len);
-                self.stats.staged_bytes += len + m.take_early(&mut self.batch);
-                self.batch.write_if_full(self.store)?;
+                m.end_slice(&mut self.batch, len)?;
+                self.stats.staged_bytes += len + m.take_early(&mut self.batch)?;
             }
             SliceDestination::Early(i, offset, held) => {
                 self.active[i].early.insert(offset, held);
@@ -1057,7 +1064,7 @@ fn finish_round(
             m.ended = true;
         }
         if m.ended {
-            m.writer.finish(batch);
+            m.writer.finish(batch)?;
             stats.staged += 1;
             done.push(i);
         } else if m.offset == m.start && asked {
@@ -1112,11 +1119,11 @@ impl Slices {
     }
 
     /// A slice of `len` bytes at the current offset is written: move on, and see whether it was the end.
-    fn end_slice(&mut self, batch: &mut BodyBatch, len: u64) {
-        self.writer.flush(batch);
+    fn end_slice(&mut self, batch: &mut BodyBatch, len: u64) -> Result<()> {
+        self.writer.flush(batch)?;
         if len == 0 {
             self.ended = true;
-            return;
+            return Ok(());
         }
         self.offset = self.offset.saturating_add(len as u32);
         // A server may answer a partial fetch with less than asked before the end (some do); stop
@@ -1124,22 +1131,23 @@ impl Slices {
         if u64::from(self.offset) >= self.size && len < u64::from(SLICE) {
             self.ended = true;
         }
+        Ok(())
     }
 
     /// Hands the held slices that now line up to the batch; returns their bytes.
-    fn take_early(&mut self, batch: &mut BodyBatch) -> u64 {
+    fn take_early(&mut self, batch: &mut BodyBatch) -> Result<u64> {
         let mut stored = 0;
         while !self.ended
             && let Some(next) = self.early.remove(&self.offset)
         {
-            self.writer.write(batch, &next);
-            self.end_slice(batch, next.len() as u64);
+            self.writer.write(batch, &next)?;
+            self.end_slice(batch, next.len() as u64)?;
             stored += next.len() as u64;
         }
         if self.ended {
             self.early.clear();
         }
-        stored
+        Ok(stored)
     }
 }
 
@@ -1263,13 +1271,12 @@ mod tests {
         let body: Vec<u8> = (0..3 * BODY_BATCH_BYTES / 2).map(|i| b'a' + (i * 7 % 26) as u8).collect();
         let feed = |batch: &mut BodyBatch, writer: &mut BodyWriter, bytes: &[u8]| {
             for piece in bytes.chunks(5000) {
-                writer.write(batch, piece);
-                batch.write_if_full(&store).unwrap();
+                writer.write(batch, piece).unwrap();
             }
         };
 
         // Cut short after more than a batch: some chunks, no hash.
-        let mut batch = BodyBatch::default();
+        let mut batch = BodyBatch::new(&store);
         let mut writer = BodyWriter::start(id, false);
         feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
         drop(batch);
@@ -1277,18 +1284,18 @@ mod tests {
         assert!(!chunks.is_empty() && hash.is_none(), "{} bytes, hash {hash:?}", chunks.len());
 
         // Fetched again: starts over, and is staged once whole.
-        let mut batch = BodyBatch::default();
+        let mut batch = BodyBatch::new(&store);
         let mut writer = BodyWriter::start(id, false);
         feed(&mut batch, &mut writer, &body);
-        assert_eq!(writer.finish(&mut batch), body.len() as u64);
+        assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
         assert!(staged(&store, id).1.is_none(), "staged before the batch with its end was written");
-        batch.write(&store).unwrap();
+        batch.write().unwrap();
         let (chunks, hash) = staged(&store, id);
         assert!(chunks == body);
         assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
 
         // A repeat cut short after its first write: not staged, so it is fetched again.
-        let mut batch = BodyBatch::default();
+        let mut batch = BodyBatch::new(&store);
         let mut writer = BodyWriter::start(id, false);
         feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
         drop(batch);
@@ -1359,6 +1366,22 @@ mod tests {
         assert_eq!(hash.as_deref(), Some(Sha256::digest(b"whole ok").as_slice()), "a body of its listed size is kept");
         assert_eq!(stats.staged, 1);
         drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A body handed over in one large piece (a body held until its UID came, held slices that line up)
+    /// is written as the batch fills, chunk by chunk, not queued whole before the bound is looked at.
+    #[test]
+    fn a_large_piece_never_takes_the_batch_past_its_bound() {
+        let (dir, store, ids) = store_with_rows("large-piece", &[(7, 0)]);
+        let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let mut batch = BodyBatch::new(&store);
+        let mut writer = BodyWriter::start(ids[0], false);
+        writer.write(&mut batch, &body).unwrap();
+        assert!(batch.bytes < BODY_BATCH_BYTES + CHUNK_SIZE + 2 * BODY_WRITE_OVERHEAD, "{} bytes queued", batch.bytes);
+        assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
+        batch.write().unwrap();
+        assert!(staged(&store, ids[0]).0 == body);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
