@@ -1052,8 +1052,9 @@ fn finish_round(
     for (i, m) in active.iter_mut().enumerate() {
         let asked = plan.iter().any(|&(j, _)| j == i);
         if m.nil {
-            // What an interrupted pass staged of it goes, as it did when the message was begun.
-            m.writer.restart(batch);
+            // What an interrupted pass, an earlier round or this round's batch staged of it goes: the
+            // batch is written after this, so `refuse` alone would leave this round's chunks behind.
+            batch.push(BodyWrite::Restart(m.writer.id));
             refuse(store, account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;
@@ -1382,6 +1383,29 @@ mod tests {
         assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
         batch.write().unwrap();
         assert!(staged(&store, ids[0]).0 == body);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A NIL answer for a large message after some of its slices came: the message is refused and
+    /// keeps none of those bytes (they were written after the refusal, before).
+    #[test]
+    fn a_nil_slice_leaves_no_chunks_on_the_refused_row() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let size = 150_000usize;
+        let (dir, store, ids) = store_with_rows("nil-slice", &[(7, size)]);
+        let mut answer = format!("* 1 FETCH (UID 7 BODY[]<0> {{{}}}\r\n", SLICE).into_bytes();
+        answer.resize(answer.len() + SLICE as usize, b'x');
+        answer.extend_from_slice(b")\r\nP1 OK done\r\n* 1 FETCH (UID 7 BODY[]<65536> NIL)\r\nP2 OK done\r\n");
+        answer.extend_from_slice(b"* 1 FETCH (UID 7 BODY[]<131072> NIL)\r\nP3 OK done\r\n");
+        let (port, server) = scripted_server(vec![(3, answer)], Pace::Whole);
+        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
+        });
+        assert_eq!(row_state(&store, ids[0]), ("refused".to_string(), None, 0));
+        drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
