@@ -30,6 +30,9 @@ const WHOLE_LIMIT: u64 = 64 * 1024;
 const SLICE: u32 = 64 * 1024;
 /// Partial fetches in flight at once (of one message or several).
 const SLICE_PIPELINE: usize = 8;
+/// Rounds of partial fetches started over (see `SliceRound::originless`) before the folder waits for
+/// the next pass.
+const SLICE_RESTARTS: u32 = 3;
 /// A batch of whole-message fetches: at most this many bytes and messages per command.
 const BATCH_BYTES: u64 = 1024 * 1024;
 const BATCH_COUNT: usize = 200;
@@ -881,6 +884,7 @@ async fn stage_large(
     let with_identity = crate::identity::wanted(store)?;
     let mut waiting = large.iter();
     let mut active: Vec<Slices> = Vec::new();
+    let mut restarts = 0;
     loop {
         // Plan the round: (index in `active`, offset) for each slice asked for.
         let mut plan: Vec<(usize, u32)> = Vec::new();
@@ -917,9 +921,12 @@ async fn stage_large(
             answered: vec![false; plan.len()],
             into: SliceDestination::Nowhere,
             batch: BodyBatch::new(store),
+            originless: false,
+            resent: false,
             stats,
         };
         let fetched = session.uid_fetch_bodies(&requests, &mut round).await;
+        let unsure = round.originless && round.resent;
         let mut batch = round.batch;
         if let Err(e) = fetched {
             // What this round gathered is dropped: none of it is hashed, and the messages it belongs
@@ -934,6 +941,32 @@ async fn stage_large(
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
+        }
+        if unsure {
+            // Answers without their origin, and the commands sent again after throttling: which
+            // answer was for which slice cannot be told (a repeat of the first slice may have taken
+            // the place of the one that was throttled). The round's messages start over from their
+            // first byte; none of it was hashed.
+            drop(batch);
+            restarts += 1;
+            if restarts > SLICE_RESTARTS {
+                anyhow::bail!(
+                    "{}: the server throttled every round of partial fetches and names no origin in its answers; \
+                     the next pass tries again",
+                    session.label()
+                );
+            }
+            log::warn!(
+                "{}: partial answers without origin were sent again after throttling; starting those messages over",
+                session.label()
+            );
+            let mut seen = BTreeSet::new();
+            for &(i, _) in &plan {
+                if seen.insert(i) {
+                    active[i].start_over(with_identity);
+                }
+            }
+            continue;
         }
         // Finish what ended; a message that made no progress was expunged (nothing of it came) or
         // stopped half-way (not an expunge we can trust: try again next pass). The round's last
@@ -968,6 +1001,11 @@ struct SliceRound<'a, 's> {
     into: SliceDestination,
     /// The round's bytes not yet written.
     batch: BodyBatch<'s>,
+    /// An answer came without its origin (`BODY[]` for a partial fetch), so it was matched to the
+    /// first open request for its UID; and the commands were sent again after throttling. Both
+    /// together make that matching unsafe, and the round is started over (`stage_large`).
+    originless: bool,
+    resent: bool,
     stats: &'a mut PullStats,
 }
 
@@ -977,6 +1015,7 @@ impl BodySink for SliceRound<'_, '_> {
         // leaves the origin out, the first one for this UID still unanswered. An answer whose request
         // was answered already is a repeat (the commands were sent again after throttling) and goes
         // nowhere: taking it for the next open request would store the wrong bytes at that offset.
+        self.originless |= origin.is_none();
         let open = |&(k, &(i, _)): &(usize, &(usize, u32))| self.active[i].uid == uid && !self.answered[k];
         let slot = match origin {
             Some(origin) => self.plan.iter().enumerate().find(|e| open(e) && e.1.1 == origin),
@@ -1032,6 +1071,11 @@ impl BodySink for SliceRound<'_, '_> {
         if let Some(m) = self.active.iter_mut().find(|m| m.uid == uid) {
             m.nil = true;
         }
+        Ok(())
+    }
+
+    fn again(&mut self) -> Result<()> {
+        self.resent = true;
         Ok(())
     }
 }
@@ -1117,6 +1161,17 @@ impl Slices {
             early: BTreeMap::new(),
             nil: false,
         }
+    }
+
+    /// Starts the message over from its first byte (its first chunk clears what was staged of it).
+    fn start_over(&mut self, with_identity: bool) {
+        self.writer = BodyWriter::start(self.writer.id, with_identity);
+        self.offset = 0;
+        self.ended = false;
+        self.start = 0;
+        self.answered = false;
+        self.early.clear();
+        self.nil = false;
     }
 
     /// A slice of `len` bytes at the current offset is written: move on, and see whether it was the end.
@@ -1383,6 +1438,50 @@ mod tests {
         assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
         batch.write().unwrap();
         assert!(staged(&store, ids[0]).0 == body);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Quirk `partial_answer_without_origin` (answers `BODY[]` to a partial fetch, as some servers do)
+    /// with a throttled slice in the middle of a round: the answer to the third slice took the first
+    /// slice's open place, and the repeats after the wait the others'. The round starts over from
+    /// the first byte instead. A scripted server, because Dovecot names the origin and never throttles.
+    #[test]
+    fn originless_repeats_after_a_throttled_slice_start_the_message_over() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let size = 150_000usize;
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let slice = |offset: usize| {
+            let end = (offset + SLICE as usize).min(size);
+            let mut answer = format!("* 1 FETCH (UID 7 BODY[] {{{}}}\r\n", end - offset).into_bytes();
+            answer.extend_from_slice(&body[offset..end]);
+            answer.extend_from_slice(b")\r\n");
+            answer
+        };
+        let mut first = slice(0);
+        first.extend_from_slice(b"P1 OK done\r\nP2 NO Request is throttled. Suggested Backoff Time: 100 milliseconds\r\n");
+        first.extend_from_slice(&slice(131_072));
+        first.extend_from_slice(b"P3 OK done\r\n");
+        let whole_round = |tags: [u32; 3]| {
+            let mut round = Vec::new();
+            for (tag, offset) in tags.into_iter().zip([0, 65_536, 131_072]) {
+                round.extend_from_slice(&slice(offset));
+                round.extend_from_slice(format!("P{tag} OK done\r\n").as_bytes());
+            }
+            round
+        };
+        let steps = vec![(3, first), (3, whole_round([4, 5, 6])), (3, whole_round([7, 8, 9]))];
+        let (port, server) = scripted_server(steps, Pace::Whole);
+        let (dir, store, ids) = store_with_rows("originless", &[(7, size)]);
+        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
+        });
+        let (chunks, hash) = staged(&store, ids[0]);
+        assert!(chunks == body, "staged {} bytes, equal to the message: {}", chunks.len(), chunks == body);
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
+        assert_eq!(server.join().expect("server").len(), 9, "the message was asked for again from its start");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -25,6 +25,10 @@ pub trait BodySink {
     fn bytes(&mut self, piece: &[u8]) -> Result<()>;
     fn end(&mut self) -> Result<()>;
     fn nil(&mut self, uid: u32) -> Result<()>;
+    /// The commands are sent again (the server asked us to wait): every body may come a second time.
+    fn again(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One UID FETCH of bodies: the UIDs, and the whole body or `(offset, length)` of it.
@@ -51,6 +55,7 @@ impl Session {
         loop {
             let answers = self.fetch_bodies_once(requests, sink).await?;
             if self.wait_if_throttled(&answers, &mut attempt).await {
+                sink.again()?;
                 continue;
             }
             for answer in answers {
