@@ -5,6 +5,7 @@
 mod appliance;
 mod check;
 mod csv_export;
+mod failure;
 mod fault;
 mod folders;
 mod front_door;

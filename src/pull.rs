@@ -17,8 +17,9 @@ use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::failure::{Retry, Scope};
 use crate::fault;
-use crate::imap::{BodyRequest, BodySink, FetchItem, Session};
+use crate::imap::{BodyRequest, BodySink, FetchItem, ImapError, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
 /// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
@@ -296,25 +297,25 @@ struct Pending {
 
 /// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
 /// the server cannot read is not refused with a tagged NO but with `* BYE FETCH failed: Internal
-/// error occurred` and a closed connection, taking the rest of the batch with it. The messages of such
-/// a batch that had not arrived become suspects (`fetch_failures`); after the reconnect each suspect is
+/// error occurred` and a closed connection, taking the rest of the batch with it (`body_fetch` makes it
+/// `ImapError::HungUpOnMessage`). The messages of such a batch that had not arrived become suspects (`fetch_failures`); after the reconnect each suspect is
 /// asked for alone, so the next hang-up names the message. One that makes the server hang up this many
 /// times is recorded as skipped with the server's words, and the folder goes on without it.
 const FETCH_FAILURES_BEFORE_SKIP: i64 = 3;
 
-/// Marks an error as "the source hung up instead of sending a message": the pass reconnects and goes
-/// on (see `FETCH_FAILURES_BEFORE_SKIP`), outside the budget for ordinary lost connections, since each
-/// time a suspect is narrowed down or skipped.
-pub const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
+/// What the operator reads above a hang-up on a message. The pass reconnects and goes on (see
+/// `FETCH_FAILURES_BEFORE_SKIP`), outside the budget for ordinary lost connections, since each time a
+/// suspect is narrowed down or skipped (`sync`, by the error's kind).
+const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
 
-/// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
-/// the limit is skipped with `server_says`.
-/// Whether the source hung up because it could not read a message (quirk
-/// `dovecot_bye_on_fetch_failure`: "* BYE FETCH failed: Internal error occurred"), not for a reason of
-/// its own (shutting down, a session limit), which says nothing about any message.
-fn hung_up_on_a_message(e: &anyhow::Error) -> bool {
-    let reason = crate::imap::bye_reason(e).to_ascii_lowercase();
-    crate::imap::is_server_bye(e) && (reason.contains("fetch failed") || reason.contains("internal error"))
+/// The server's reason when the source hung up because it could not read a message (quirk
+/// `dovecot_bye_on_fetch_failure`), not for a reason of its own (shutting down, a session limit), which
+/// says nothing about any message.
+fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
+    match crate::imap::kind_of(e) {
+        Some(ImapError::HungUpOnMessage { reason, .. }) => Some(reason.clone()),
+        _ => None,
+    }
 }
 
 /// A message the source will not give: recorded as skipped with the server's words, so the folder
@@ -326,12 +327,28 @@ fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_say
     store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
 }
 
-/// How the error of a message that stopped coming half-way reads (worth another try next pass).
-const STOPPED_HALF_WAY: &str = "the source stopped sending it at byte";
+/// A large message whose partial answers stopped before its listed end without an error: worth
+/// another try next pass, not a refusal (`failure::policy`).
+#[derive(Debug)]
+pub struct StoppedHalfWay {
+    pub uid: u32,
+    /// The byte it stopped at.
+    pub at: u32,
+}
+
+impl std::fmt::Display for StoppedHalfWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "staging message UID {}: the source stopped sending it at byte {}", self.uid, self.at)
+    }
+}
+
+impl std::error::Error for StoppedHalfWay {}
 
 /// What a NIL body is recorded as.
 const NIL_BODY: &str = "the server answered NIL for the message's content";
 
+/// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
+/// the limit is skipped with `server_says`.
 fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
     for &id in ids {
         let failures: Option<i64> = store
@@ -374,8 +391,8 @@ async fn stage_one_by_one(
                 store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
                 stats.vanished += 1;
             }
-            Err(e) if hung_up_on_a_message(&e) => {
-                count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
+            Err(e) if let Some(reason) = hung_up_on_a_message(&e) => {
+                count_hang_up(store, account_id, folder_name, &[p.id], true, &reason)?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             Err(e) if try_again_later(&e) => return Err(e),
@@ -471,9 +488,9 @@ async fn stage_window(
                     refuse(store, account_id, folder_name, id, NIL_BODY)?;
                 }
             }
-            Err(e) if hung_up_on_a_message(&e) => {
+            Err(e) if let Some(reason) = hung_up_on_a_message(&e) => {
                 let missing: Vec<i64> = ids.values().map(|&(id, _)| id).collect();
-                count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
+                count_hang_up(store, account_id, folder_name, &missing, false, &reason)?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             Err(e) if try_again_later(&e) => return Err(e),
@@ -509,7 +526,7 @@ async fn stage_window(
                 match stage_large(store, session, account_id, folder_name, &[p], true, stats).await {
                     Err(e) if try_again_later(&e) => return Err(e),
                     // Stopping half-way may pass; a message the server refuses is skipped.
-                    Err(e) if format!("{e:#}").contains(STOPPED_HALF_WAY) => log::warn!("{}: {e:#}", session.label()),
+                    Err(e) if crate::failure::policy(&e).1 != Retry::Never => log::warn!("{}: {e:#}", session.label()),
                     Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
                     Ok(()) => {}
                 }
@@ -570,13 +587,11 @@ async fn fetch_whole(
 }
 
 /// Whether a failed fetch must end this pass for the folder rather than count against its messages:
-/// the connection is gone, the server kept asking us to slow down (quirk `exchange_throttled`), or our
-/// own database failed. None of these says anything about the messages, which come on the next pass;
-/// only a server refusing them gets them recorded as skipped.
+/// a failure wider than a message (`failure::policy`: the connection is gone, the server kept asking
+/// us to slow down, our own database failed). None of these says anything about the messages, which
+/// come on the next pass; only a server refusing them gets them recorded as skipped.
 fn try_again_later(e: &anyhow::Error) -> bool {
-    crate::sync::is_connection_loss(e)
-        || format!("{e:#}").to_ascii_lowercase().contains("throttl")
-        || e.chain().any(|cause| cause.downcast_ref::<rusqlite::Error>().is_some())
+    crate::failure::policy(e).0 != Scope::Message
 }
 
 /// Streams whole bodies into their rows, one at a time in the order they come.
@@ -932,12 +947,12 @@ async fn stage_large(
             // What this round gathered is dropped: none of it is hashed, and the messages it belongs
             // to start over when they are asked for again.
             drop(batch);
-            if hung_up_on_a_message(&e) {
+            if let Some(reason) = hung_up_on_a_message(&e) {
                 // Quirk `dovecot_bye_on_fetch_failure`: every message of the round is a suspect; one
                 // staged alone (`alone`: it was a suspect already) is the one.
                 let mut ids: Vec<i64> = plan.iter().map(|&(i, _)| active[i].writer.id).collect();
                 ids.dedup();
-                count_hang_up(store, account_id, folder_name, &ids, alone, &crate::imap::bye_reason(&e))?;
+                count_hang_up(store, account_id, folder_name, &ids, alone, &reason)?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
@@ -950,11 +965,14 @@ async fn stage_large(
             drop(batch);
             restarts += 1;
             if restarts > SLICE_RESTARTS {
-                anyhow::bail!(
-                    "{}: the server throttled every round of partial fetches and names no origin in its answers; \
-                     the next pass tries again",
-                    session.label()
-                );
+                return Err(ImapError::Throttled {
+                    label: session.label().to_string(),
+                    what: "the server throttled every round of partial fetches and names no origin in its answers; \
+                           the next pass tries again"
+                        .into(),
+                    delay: std::time::Duration::ZERO,
+                }
+                .into());
             }
             log::warn!(
                 "{}: partial answers without origin were sent again after throttling; starting those messages over",
@@ -1114,7 +1132,7 @@ fn finish_round(
             done.push(i);
         } else if m.offset == m.start && asked {
             if m.answered || m.start > 0 {
-                anyhow::bail!("staging message UID {}: {STOPPED_HALF_WAY} {}", m.uid, m.start);
+                return Err(StoppedHalfWay { uid: m.uid, at: m.start }.into());
             }
             store.conn.execute("DELETE FROM message WHERE id = ?1", [m.writer.id])?;
             stats.vanished += 1;
