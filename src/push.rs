@@ -337,7 +337,17 @@ async fn match_by_identity(
 /// when the target did not give it or gave a different size.
 async fn hash_target_message(session: &mut Session, uid: u32, size: u64) -> Result<Option<Vec<u8>>> {
     let mut sink = HashBody { uid, hasher: Sha256::new(), bytes: 0, seen: false, hashing: false };
-    session.uid_fetch_bodies(&[BodyRequest { uid_set: uid.to_string(), range: None }], &mut sink).await?;
+    session.uid_fetch_bodies(&[BodyRequest { uid_set: uid.to_string(), range: None }], &mut sink).await.map_err(|e| {
+        // A target that hangs up on a message it cannot read is a lost connection here (two reconnects):
+        // the thirty of `HungUpOnMessage` are for the source, where each narrows down a message.
+        match crate::imap::kind_of(&e) {
+            Some(ImapError::HungUpOnMessage { label, reason }) => {
+                let what = format!("the server closed the connection: {reason}");
+                anyhow::Error::new(ImapError::ConnectionLost { label: label.clone(), what, bye: Some(reason.clone()) })
+            }
+            _ => e,
+        }
+    })?;
     if !sink.seen || sink.bytes != size {
         return Ok(None);
     }
