@@ -118,7 +118,7 @@ impl Limits {
 /// certificate's fingerprint so the operator can decide to pin it.
 async fn explain_login_failure(error: &anyhow::Error, endpoint: &Endpoint) -> String {
     let text = format!("{error:#}");
-    if text.contains("TLS failed")
+    if error.downcast_ref::<crate::imap::TlsFailed>().is_some()
         && endpoint.tls != TlsMode::Plain
         && endpoint.pin_sha256.is_none()
         && let Ok(fp) = fetch_fingerprint(endpoint).await

@@ -11,6 +11,11 @@
 //! every command a bound on its untagged answers and a deadline, and a read loop lets the other
 //! accounts of the thread run now and then (see `LINE_LIMIT` and the constants after it). A server
 //! that breaks a bound fails with `ServerMisbehaved`, and its connection is not used again.
+//!
+//! What went wrong is decided here, where it happens, as an `ImapError` at the root (or as context) of
+//! the error chain: the connection lost, a command refused, throttling that did not stop, a hang-up
+//! on a message, a broken bound. Callers ask `kind_of`, or `failure::policy` what to do; never the
+//! text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, ToSocketAddrs};
@@ -124,9 +129,74 @@ impl std::fmt::Display for ServerMisbehaved {
 
 impl std::error::Error for ServerMisbehaved {}
 
-/// Whether a server broke a bound somewhere in this error's chain.
+/// Whether a server broke a bound (the error's kind is `ImapError::Misbehaved`).
+#[cfg(test)]
 pub fn is_misbehaving(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| cause.downcast_ref::<ServerMisbehaved>().is_some())
+    matches!(kind_of(e), Some(ImapError::Misbehaved(_)))
+}
+
+/// What went wrong with a server, typed where it arises (as imap-next's stream errors are), so that
+/// what to do about it (`failure::policy`) never depends on how a message reads. Each kind keeps the
+/// sentence it is shown with; `label` is "source alice@example.se" (empty before a session exists).
+#[derive(Debug, Clone)]
+pub enum ImapError {
+    /// The connection is gone or cannot be used again: closed (end of stream, or `* BYE`, whose
+    /// reason is `bye`), reset, a read or write that failed or timed out, or a command left half-read
+    /// (our side failed in the middle of an answer).
+    ConnectionLost { label: String, what: String, bye: Option<String> },
+    /// A tagged NO or BAD the caller turned into an error: the command's name and the answer.
+    Refused { label: String, what: String, command: &'static str, answer: Answer },
+    /// The server asked us to wait (quirk `exchange_throttled`) and kept asking after we did; `delay`
+    /// is the wait it last suggested.
+    Throttled { label: String, what: String, delay: Duration },
+    /// Quirk `dovecot_bye_on_fetch_failure`: the server hung up in the middle of a body FETCH because it
+    /// could not read a message (see `body_fetch`).
+    HungUpOnMessage { label: String, reason: String },
+    /// The server broke one of the bounds above (a protocol violation).
+    Misbehaved(ServerMisbehaved),
+}
+
+impl ImapError {
+    /// Whether the connection can no longer be used.
+    pub fn ends_connection(&self) -> bool {
+        matches!(self, ImapError::ConnectionLost { .. } | ImapError::HungUpOnMessage { .. } | ImapError::Misbehaved(_))
+    }
+
+    /// A lost connection: `what` happened to it.
+    pub fn lost(label: &str, what: impl Into<String>) -> ImapError {
+        ImapError::ConnectionLost { label: label.to_string(), what: what.into(), bye: None }
+    }
+}
+
+impl std::fmt::Display for ImapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (label, what) = match self {
+            ImapError::ConnectionLost { label, what, .. }
+            | ImapError::Refused { label, what, .. }
+            | ImapError::Throttled { label, what, .. } => (label, what.clone()),
+            ImapError::HungUpOnMessage { label, reason } => (label, format!("{BYE_WITH_REASON}{reason}")),
+            ImapError::Misbehaved(m) => return m.fmt(f),
+        };
+        if label.is_empty() { write!(f, "{what}") } else { write!(f, "{label}: {what}") }
+    }
+}
+
+impl std::error::Error for ImapError {}
+
+/// The kind of IMAP failure in this error's chain (the outermost, when context added another).
+pub fn kind_of(e: &anyhow::Error) -> Option<&ImapError> {
+    e.downcast_ref::<ImapError>()
+}
+
+/// The TLS handshake failed (or the pinned certificate did not match): the pre-flight check offers the
+/// certificate's fingerprint to pin.
+#[derive(Debug, Clone)]
+pub struct TlsFailed(pub String);
+
+impl std::fmt::Display for TlsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Whether a command's untagged answers are kept until it ends (so they count against
@@ -392,6 +462,12 @@ impl Answer {
         self.kind == StatusKind::Ok
     }
 
+    /// Whether the answer carries response code `name` (one imap-types does not know, as `[ALREADYEXISTS]`
+    /// of RFC 5530, arrives by its name).
+    pub fn has_code(&self, name: &str) -> bool {
+        self.code.as_ref().is_some_and(|code| code_name(code).eq_ignore_ascii_case(name))
+    }
+
     /// The server's words with its response code, for logs and the skip ledger.
     pub fn words(&self) -> String {
         match &self.code {
@@ -493,13 +569,34 @@ impl AsyncWrite for Conn {
     }
 }
 
-async fn with_timeout<T>(what: &str, fut: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T> {
+/// Runs `fut` within the per-read timeout. An error that means the connection is gone (a timeout, a
+/// reset: see `is_lost`), or any error at all with `always_lost` (a write on an open connection), is a
+/// `ConnectionLost` of `label` with `what` happening; others (refused, no route) have `what` as context.
+async fn with_timeout<T>(
+    label: &str,
+    what: &str,
+    always_lost: bool,
+    fut: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T> {
     let timer = async {
         let timeout = io_timeout();
         smol::Timer::after(timeout).await;
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", timeout.as_secs_f64())))
     };
-    smol::future::or(fut, timer).await.with_context(|| what.to_string())
+    smol::future::or(fut, timer).await.map_err(|e| {
+        if always_lost || is_lost(&e) {
+            anyhow::Error::new(e).context(ImapError::lost(label, what))
+        } else {
+            anyhow::Error::new(e).context(if label.is_empty() { what.to_string() } else { format!("{label}: {what}") })
+        }
+    })
+}
+
+/// Whether an I/O error means the connection went away (or never answered), rather than that it was
+/// refused or could not be made.
+fn is_lost(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected)
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -523,12 +620,12 @@ async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
         connector = connector.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     }
     let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
-    let tls = with_timeout(&format!("TLS handshake with {}", endpoint.describe()), handshake).await.with_context(|| {
-        format!(
+    let tls = with_timeout("", &format!("TLS handshake with {}", endpoint.describe()), false, handshake).await.map_err(|e| {
+        e.context(TlsFailed(format!(
             "TLS failed with {}; if the server's certificate is self-signed or expired, trust it by its \
                  fingerprint (see `postflytt check`, --source-pin/--target-pin)",
             endpoint.describe()
-        )
+        )))
     })?;
     if let Some(pin) = &endpoint.pin_sha256 {
         let cert = tls
@@ -553,7 +650,7 @@ pub async fn fetch_fingerprint(endpoint: &Endpoint) -> Result<String> {
     let tcp = tcp_connect(endpoint).await?;
     let connector = async_native_tls::TlsConnector::new().danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
-    let tls = with_timeout("TLS handshake", handshake).await?;
+    let tls = with_timeout("", "TLS handshake", false, handshake).await?;
     let cert = tls.peer_certificate().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no certificate"))?;
     let der = cert.to_der().map_err(|e| anyhow!("{e}"))?;
     Ok(hex(&Sha256::digest(&der)))
@@ -577,7 +674,7 @@ async fn tcp_connect(endpoint: &Endpoint) -> Result<TcpStream> {
     };
     let mut last_err = None;
     for addr in addrs {
-        match with_timeout(&format!("connecting to {target}"), TcpStream::connect(addr)).await {
+        match with_timeout("", &format!("connecting to {target}"), false, TcpStream::connect(addr)).await {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
                 return Ok(tcp);
@@ -637,7 +734,7 @@ impl Session {
         if endpoint.tls == TlsMode::StartTls {
             let answer = session.simple(CommandBody::StartTLS).await?;
             if !answer.is_ok() {
-                bail!("{}: the server refused STARTTLS: {}", session.label, answer.words());
+                return Err(session.refused("STARTTLS", format!("the server refused STARTTLS: {}", answer.words()), &answer));
             }
             // Anything buffered after the OK would be a plain-text injection; there must be nothing.
             let Conn::Plain(tcp) = session.stream else {
@@ -710,7 +807,7 @@ impl Session {
     /// bound, which is in the middle of an answer.
     fn begin_command(&mut self, what: &'static str, answers: Answers) -> Result<()> {
         if let Some(broken) = &self.broken {
-            return Err(anyhow::Error::new(broken.clone()).context("this connection is not used again"));
+            return Err(anyhow::Error::new(ImapError::Misbehaved(broken.clone())).context("this connection is not used again"));
         }
         self.budget = Budget::new(what, answers, self.exists);
         Ok(())
@@ -721,7 +818,28 @@ impl Session {
     pub(crate) fn misbehaved(&mut self, what: String) -> anyhow::Error {
         let error = ServerMisbehaved { label: self.label.clone(), what };
         self.broken = Some(error.clone());
-        anyhow::Error::new(error)
+        anyhow::Error::new(ImapError::Misbehaved(error))
+    }
+
+    /// The error for a tagged NO or BAD to `command` that the caller cannot go on from; `what` is the
+    /// sentence, with the server's words. An answer that still asks us to wait after we did
+    /// (`wait_if_throttled`) is `Throttled`.
+    pub(crate) fn refused(&self, command: &'static str, what: String, answer: &Answer) -> anyhow::Error {
+        let label = self.label.clone();
+        anyhow::Error::new(match throttle_delay(answer) {
+            Some(delay) => ImapError::Throttled { label, what, delay },
+            None => ImapError::Refused { label, what, command, answer: answer.clone() },
+        })
+    }
+
+    /// An error that arrived while an answer was being read: unless it already ended the connection,
+    /// the rest of the answer is still on its way and the connection cannot be used again.
+    pub(crate) fn left_mid_command(&self, e: anyhow::Error) -> anyhow::Error {
+        if kind_of(&e).is_some_and(ImapError::ends_connection) {
+            e
+        } else {
+            e.context(ImapError::lost(&self.label, "the connection was left in the middle of a command"))
+        }
     }
 
     fn too_slow(&mut self) -> anyhow::Error {
@@ -754,18 +872,18 @@ impl Session {
         let outcome = smol::future::or(async { Some(read.await) }, timer).await;
         self.budget.waited += waiting.elapsed();
         match outcome {
-            Some(Ok(0)) => bail!("{label}: the server closed the connection"),
+            Some(Ok(0)) => Err(ImapError::lost(&label, "the server closed the connection").into()),
             Some(Ok(n)) => {
                 self.budget.moved += n as u64;
                 Ok(n)
             }
-            Some(Err(e)) => Err(anyhow::Error::new(e).context(format!("{label}: reading from the server"))),
+            Some(Err(e)) => Err(anyhow::Error::new(e).context(ImapError::lost(&label, "reading from the server"))),
             None if left < per_read => Err(self.too_slow()),
             None => Err(anyhow::Error::new(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no answer within {} s", per_read.as_secs_f64()),
             ))
-            .context(format!("{label}: reading from the server"))),
+            .context(ImapError::lost(&label, "reading from the server"))),
         }
     }
 
@@ -812,13 +930,13 @@ impl Session {
     async fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.budget.moved += bytes.len() as u64;
         let label = self.label.clone();
-        with_timeout(&format!("{label}: writing to the server"), self.stream.write_all(bytes)).await?;
+        with_timeout(&label, "writing to the server", true, self.stream.write_all(bytes)).await?;
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<()> {
         let label = self.label.clone();
-        with_timeout(&format!("{label}: writing to the server"), self.stream.flush()).await
+        with_timeout(&label, "writing to the server", true, self.stream.flush()).await
     }
 
     fn tag(&mut self) -> Tag<'static> {
@@ -876,10 +994,7 @@ impl Session {
         let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
         while answers.len() < tags.len() {
             match self.client.next() {
-                Ok(event) => self.on_event(event, &tags, &mut answers, on_data).map_err(|e| {
-                    // The rest of the answer is still on its way: this connection cannot be reused.
-                    e.context(format!("{}: the connection was left in the middle of a command", self.label))
-                })?,
+                Ok(event) => self.on_event(event, &tags, &mut answers, on_data).map_err(|e| self.left_mid_command(e))?,
                 Err(interrupt) => self.handle_interrupt(interrupt).await?,
             }
         }
@@ -924,7 +1039,13 @@ impl Session {
                     }
                 }
                 Status::Bye(bye) => {
-                    bail!("{}: {BYE_WITH_REASON}{}", self.label, bye.text);
+                    let reason = bye.text.to_string();
+                    return Err(ImapError::ConnectionLost {
+                        label: self.label.clone(),
+                        what: format!("{BYE_WITH_REASON}{reason}"),
+                        bye: Some(reason),
+                    }
+                    .into());
                 }
             },
             Event::CommandRejected { status, .. } => {
@@ -971,9 +1092,10 @@ impl Session {
     }
 
     async fn ok(&mut self, body: CommandBody<'static>, what: &str) -> Result<Vec<Data<'static>>> {
+        let command = body.name();
         let (answer, data) = self.run(body).await?;
         if !answer.is_ok() {
-            bail!("{}: {what} failed: {}", self.label, answer.words());
+            return Err(self.refused(command, format!("{what} failed: {}", answer.words()), &answer));
         }
         Ok(data)
     }
@@ -1010,7 +1132,7 @@ impl Session {
             self.simple(body).await?
         };
         if !answer.is_ok() {
-            bail!("{}: login as {user} was refused: {}", self.label, answer.words());
+            return Err(self.refused("LOGIN", format!("login as {user} was refused: {}", answer.words()), &answer));
         }
         if !answer_has_caps(&answer) {
             self.refresh_capabilities().await?;
@@ -1031,13 +1153,13 @@ impl Session {
             CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::XOAuth2, crate::oauth::xoauth2(user, token));
         let answer = self.run_auth(body).await?;
         if !answer.is_ok() {
-            bail!(
-                "{}: the OAuth2 login as {user} was refused ({}); check that the app has the IMAP.AccessAsApp \
+            let what = format!(
+                "the OAuth2 login as {user} was refused ({}); check that the app has the IMAP.AccessAsApp \
                  permission with admin consent, and that its service principal has FullAccess to this mailbox \
                  (Add-MailboxPermission)",
-                self.label,
                 answer.words()
             );
+            return Err(self.refused("AUTHENTICATE", what, &answer));
         }
         if !answer_has_caps(&answer) {
             self.refresh_capabilities().await?;
@@ -1186,7 +1308,8 @@ impl Session {
         let body = if read_only { CommandBody::Examine { mailbox, parameters } } else { CommandBody::Select { mailbox, parameters } };
         let (answer, _) = self.run(body).await?;
         if !answer.is_ok() {
-            bail!("{}: cannot open folder {wire_name}: {}", self.label, answer.words());
+            let command = if read_only { "EXAMINE" } else { "SELECT" };
+            return Err(self.refused(command, format!("cannot open folder {wire_name}: {}", answer.words()), &answer));
         }
         let mut selected = Selected { exists: self.exists, ..Selected::default() };
         for code in self.pending_codes.drain(..).chain(answer.code) {
@@ -1234,7 +1357,6 @@ impl Session {
                 modifiers,
             });
         }
-        let label = self.label.clone();
         let answers = self
             .run_many(bodies, Answers::Streamed, &mut |data| {
                 if let Data::Fetch { items, .. } = data {
@@ -1248,7 +1370,7 @@ impl Session {
             .await?;
         for answer in answers {
             if !answer.is_ok() {
-                bail!("{label}: FETCH failed: {}", answer.words());
+                return Err(self.refused("FETCH", format!("FETCH failed: {}", answer.words()), &answer));
             }
         }
         Ok(())
@@ -1335,7 +1457,8 @@ impl Session {
                 }
             }
             let mut written: u64 = 0;
-            let mid = |e: anyhow::Error| e.context("the connection was left in the middle of an APPEND");
+            let label = self.label.clone();
+            let mid = |e: anyhow::Error| e.context(ImapError::lost(&label, "the connection was left in the middle of an APPEND"));
             loop {
                 let chunk = (item.body)().map_err(mid)?;
                 if chunk.is_empty() {
@@ -1469,17 +1592,12 @@ impl AppendAnswer {
 /// How an error says the server ended the connection itself with `* BYE` and a reason.
 const BYE_WITH_REASON: &str = "the server closed the connection: ";
 
-/// Whether the server hung up on purpose (`* BYE` with a reason), not a cut network.
-pub fn is_server_bye(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains(BYE_WITH_REASON)
-}
-
-/// The reason a server gave with its `* BYE` (the whole error when it gave none).
-pub fn bye_reason(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
-    match text.split_once(BYE_WITH_REASON) {
-        Some((_, reason)) => reason.to_string(),
-        None => text,
+/// The reason a server gave with its `* BYE`, if it hung up on purpose (not a cut network).
+#[cfg(test)]
+pub fn bye_reason(e: &anyhow::Error) -> Option<&str> {
+    match kind_of(e)? {
+        ImapError::ConnectionLost { bye: Some(reason), .. } | ImapError::HungUpOnMessage { reason, .. } => Some(reason),
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@ mod appliance;
 mod check;
 mod cli;
 mod export;
+mod failure;
 mod fault;
 mod folders;
 mod front_door;

@@ -98,9 +98,12 @@ pub fn limit_sqlite() {
 }
 
 /// Workers that may be staging bodies (reading them from the source into SQLite) at the same time,
-/// process-wide. Each one holds its window of rows and a batch of bodies on its way into SQLite (at
-/// most `pull::BODY_BATCH_BYTES`, written in one short transaction); the others meanwhile push,
-/// compare flags or wait, so parallel accounts share this working set instead of adding one each.
+/// process-wide. Each one holds its window of rows and a batch of bodies on its way into SQLite
+/// (`pull::BODY_BATCH_BYTES` and at most one `store::CHUNK_SIZE` chunk more, written in one short
+/// transaction); besides, a round of slices may hold slices that came before the one it needs (up to
+/// `pull::SLICE_PIPELINE` - 1 slices of 64 KiB) and a fetch a body that came before its UID (up to
+/// `imap::body_fetch::HELD_LIMIT`, 8 MiB, from a server no one has seen do it). The others meanwhile
+/// push, compare flags or wait, so parallel accounts share this working set instead of adding one each.
 pub const STAGING_AT_ONCE: usize = 2;
 
 static STAGING: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE);

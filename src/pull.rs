@@ -17,8 +17,9 @@ use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::failure::{Retry, Scope};
 use crate::fault;
-use crate::imap::{BodyRequest, BodySink, FetchItem, Session};
+use crate::imap::{BodyRequest, BodySink, FetchItem, ImapError, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
 /// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
@@ -30,6 +31,9 @@ const WHOLE_LIMIT: u64 = 64 * 1024;
 const SLICE: u32 = 64 * 1024;
 /// Partial fetches in flight at once (of one message or several).
 const SLICE_PIPELINE: usize = 8;
+/// Rounds of partial fetches started over (see `SliceRound::originless`) before the folder waits for
+/// the next pass.
+const SLICE_RESTARTS: u32 = 3;
 /// A batch of whole-message fetches: at most this many bytes and messages per command.
 const BATCH_BYTES: u64 = 1024 * 1024;
 const BATCH_COUNT: usize = 200;
@@ -293,40 +297,58 @@ struct Pending {
 
 /// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
 /// the server cannot read is not refused with a tagged NO but with `* BYE FETCH failed: Internal
-/// error occurred` and a closed connection, taking the rest of the batch with it. The messages of such
-/// a batch that had not arrived become suspects (`fetch_failures`); after the reconnect each suspect is
+/// error occurred` and a closed connection, taking the rest of the batch with it (`body_fetch` makes it
+/// `ImapError::HungUpOnMessage`). The messages of such a batch that had not arrived become suspects (`fetch_failures`); after the reconnect each suspect is
 /// asked for alone, so the next hang-up names the message. One that makes the server hang up this many
 /// times is recorded as skipped with the server's words, and the folder goes on without it.
 const FETCH_FAILURES_BEFORE_SKIP: i64 = 3;
 
-/// Marks an error as "the source hung up instead of sending a message": the pass reconnects and goes
-/// on (see `FETCH_FAILURES_BEFORE_SKIP`), outside the budget for ordinary lost connections, since each
-/// time a suspect is narrowed down or skipped.
-pub const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
+/// What the operator reads above a hang-up on a message. The pass reconnects and goes on (see
+/// `FETCH_FAILURES_BEFORE_SKIP`), outside the budget for ordinary lost connections, since each time a
+/// suspect is narrowed down or skipped (`sync`, by the error's kind).
+const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
 
-/// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
-/// the limit is skipped with `server_says`.
-/// Whether the source hung up because it could not read a message (quirk
-/// `dovecot_bye_on_fetch_failure`: "* BYE FETCH failed: Internal error occurred"), not for a reason of
-/// its own (shutting down, a session limit), which says nothing about any message.
-fn hung_up_on_a_message(e: &anyhow::Error) -> bool {
-    let reason = crate::imap::bye_reason(e).to_ascii_lowercase();
-    crate::imap::is_server_bye(e) && (reason.contains("fetch failed") || reason.contains("internal error"))
+/// The server's reason when the source hung up because it could not read a message (quirk
+/// `dovecot_bye_on_fetch_failure`), not for a reason of its own (shutting down, a session limit), which
+/// says nothing about any message.
+fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
+    match crate::imap::kind_of(e) {
+        Some(ImapError::HungUpOnMessage { reason, .. }) => Some(reason.clone()),
+        _ => None,
+    }
 }
 
 /// A message the source will not give: recorded as skipped with the server's words, so the folder
-/// goes on without it and the operator sees it in the status and the report.
+/// goes on without it and the operator sees it in the status and the report. What an earlier attempt
+/// (or this one) left of its bytes goes: a refused row holds none.
 fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
-    store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
+    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
+    store.conn.execute("UPDATE message SET push_state = 'refused', sha256 = NULL WHERE id = ?1", [id])?;
     store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
 }
 
-/// How the error of a message that stopped coming half-way reads (worth another try next pass).
-const STOPPED_HALF_WAY: &str = "the source stopped sending it at byte";
+/// A large message whose partial answers stopped before its listed end without an error: worth
+/// another try next pass, not a refusal (`failure::policy`).
+#[derive(Debug)]
+pub struct StoppedHalfWay {
+    pub uid: u32,
+    /// The byte it stopped at.
+    pub at: u32,
+}
+
+impl std::fmt::Display for StoppedHalfWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "staging message UID {}: the source stopped sending it at byte {}", self.uid, self.at)
+    }
+}
+
+impl std::error::Error for StoppedHalfWay {}
 
 /// What a NIL body is recorded as.
 const NIL_BODY: &str = "the server answered NIL for the message's content";
 
+/// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
+/// the limit is skipped with `server_says`.
 fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
     for &id in ids {
         let failures: Option<i64> = store
@@ -360,7 +382,7 @@ async fn stage_one_by_one(
         if !still_unstaged(store, p.id)? {
             continue;
         }
-        let ids = BTreeMap::from([(p.uid, p.id)]);
+        let ids = BTreeMap::from([(p.uid, (p.id, p.size))]);
         let (fetched, outcome) = fetch_whole(store, session, vec![p.uid.to_string()], &ids, with_identity, stats).await?;
         match fetched {
             Ok(()) if outcome.nil.contains(&p.id) => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
@@ -369,8 +391,8 @@ async fn stage_one_by_one(
                 store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
                 stats.vanished += 1;
             }
-            Err(e) if hung_up_on_a_message(&e) => {
-                count_hang_up(store, account_id, folder_name, &[p.id], true, &crate::imap::bye_reason(&e))?;
+            Err(e) if let Some(reason) = hung_up_on_a_message(&e) => {
+                count_hang_up(store, account_id, folder_name, &[p.id], true, &reason)?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             Err(e) if try_again_later(&e) => return Err(e),
@@ -458,7 +480,7 @@ async fn stage_window(
     }
     for group in batches.chunks(PIPELINE) {
         let sets: Vec<String> = group.iter().map(|b| uid_set(b.iter().map(|p| p.uid))).collect();
-        let ids: BTreeMap<u32, i64> = group.iter().flatten().map(|p| (p.uid, p.id)).collect();
+        let ids: BTreeMap<u32, (i64, u64)> = group.iter().flatten().map(|p| (p.uid, (p.id, p.size))).collect();
         let (fetched, outcome) = fetch_whole(store, session, sets, &ids, with_identity, stats).await?;
         match fetched {
             Ok(()) => {
@@ -466,9 +488,9 @@ async fn stage_window(
                     refuse(store, account_id, folder_name, id, NIL_BODY)?;
                 }
             }
-            Err(e) if hung_up_on_a_message(&e) => {
-                let missing: Vec<i64> = ids.values().copied().collect();
-                count_hang_up(store, account_id, folder_name, &missing, false, &crate::imap::bye_reason(&e))?;
+            Err(e) if let Some(reason) = hung_up_on_a_message(&e) => {
+                let missing: Vec<i64> = ids.values().map(|&(id, _)| id).collect();
+                count_hang_up(store, account_id, folder_name, &missing, false, &reason)?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             Err(e) if try_again_later(&e) => return Err(e),
@@ -504,7 +526,7 @@ async fn stage_window(
                 match stage_large(store, session, account_id, folder_name, &[p], true, stats).await {
                     Err(e) if try_again_later(&e) => return Err(e),
                     // Stopping half-way may pass; a message the server refuses is skipped.
-                    Err(e) if format!("{e:#}").contains(STOPPED_HALF_WAY) => log::warn!("{}: {e:#}", session.label()),
+                    Err(e) if crate::failure::policy(&e).1 != Retry::Never => log::warn!("{}: {e:#}", session.label()),
                     Err(e) => refuse(store, account_id, folder_name, p.id, &format!("{e:#}"))?,
                     Ok(()) => {}
                 }
@@ -522,80 +544,119 @@ struct WholeOutcome {
     nil: BTreeSet<i64>,
 }
 
-/// Fetches the whole bodies of `ids` (UID to row), the UID sets `sets` pipelined. The bodies are
-/// gathered in a `BodyBatch` as they arrive and written in short transactions whenever it fills, and
-/// once more when the fetch ends, however it ends: a body whose end came is whole and hashed and is
-/// kept, one cut short has no hash and is fetched again. The outer error is our own database failing
-/// (never to be taken for the server refusing a message); the inner result is how the fetch went.
+/// Fetches the whole bodies of `ids` (UID to row and listed SIZE), the UID sets `sets` pipelined. The
+/// bodies are gathered in a `BodyBatch` as they arrive and written in short transactions whenever it
+/// fills, and once more when the fetch ends, however it ends: a body whose end came is whole and
+/// hashed and is kept, one cut short has no hash and is fetched again. When the fetch fails (a tagged
+/// NO, a hang-up), only the bodies that came with their listed size are kept: a server that sends a
+/// damaged but correctly framed body and then says NO must not have it copied. The outer error is our
+/// own database failing (never to be taken for the server refusing a message); the inner result is how
+/// the fetch went.
 async fn fetch_whole(
     store: &Store,
     session: &mut Session,
     sets: Vec<String>,
-    ids: &BTreeMap<u32, i64>,
+    ids: &BTreeMap<u32, (i64, u64)>,
     with_identity: bool,
     stats: &mut PullStats,
 ) -> Result<(Result<()>, WholeOutcome)> {
     let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
     let _turn = crate::memory::staging_turn().await;
-    let mut sink =
-        WholeBodies { store, ids, with_identity, writing: None, batch: BodyBatch::default(), outcome: WholeOutcome::default(), stats };
+    let mut sink = WholeBodies {
+        ids,
+        with_identity,
+        writing: None,
+        batch: BodyBatch::new(store),
+        outcome: WholeOutcome::default(),
+        unsure: BTreeMap::new(),
+        counted: BTreeSet::new(),
+        stats,
+    };
     let fetched = session.uid_fetch_bodies(&requests, &mut sink).await;
-    sink.batch.write(store)?;
+    if fetched.is_ok() {
+        // The server stood by every body it sent: one whose length is not the listed size is what the
+        // message really is (some servers list sizes that are off).
+        for (id, (mark, bytes)) in std::mem::take(&mut sink.unsure) {
+            sink.batch.push(mark);
+            sink.staged(id, bytes);
+        }
+    }
+    // Otherwise the unsure ones stay without their hash: fetched again, or refused as before.
+    sink.batch.write()?;
     Ok((fetched, sink.outcome))
 }
 
 /// Whether a failed fetch must end this pass for the folder rather than count against its messages:
-/// the connection is gone, the server kept asking us to slow down (quirk `exchange_throttled`), or our
-/// own database failed. None of these says anything about the messages, which come on the next pass;
-/// only a server refusing them gets them recorded as skipped.
+/// a failure wider than a message (`failure::policy`: the connection is gone, the server kept asking
+/// us to slow down, our own database failed). None of these says anything about the messages, which
+/// come on the next pass; only a server refusing them gets them recorded as skipped.
 fn try_again_later(e: &anyhow::Error) -> bool {
-    crate::sync::is_connection_loss(e)
-        || format!("{e:#}").to_ascii_lowercase().contains("throttl")
-        || e.chain().any(|cause| cause.downcast_ref::<rusqlite::Error>().is_some())
+    crate::failure::policy(e).0 != Scope::Message
 }
 
 /// Streams whole bodies into their rows, one at a time in the order they come.
 struct WholeBodies<'a> {
-    store: &'a Store,
-    ids: &'a BTreeMap<u32, i64>,
+    ids: &'a BTreeMap<u32, (i64, u64)>,
     with_identity: bool,
-    writing: Option<BodyWriter>,
-    batch: BodyBatch,
+    /// The body coming in, and its row's listed size.
+    writing: Option<(BodyWriter, u64)>,
+    batch: BodyBatch<'a>,
     /// Rows whose end came (written with the batch that holds it: every way out of `fetch_whole`
     /// writes the batch or fails as a whole), and rows the source answered NIL for.
     outcome: WholeOutcome,
+    /// Staged marks of bodies whose length is not the listed size, by row: written only when the
+    /// whole fetch ends OK.
+    unsure: BTreeMap<i64, (BodyWrite, u64)>,
+    /// Rows counted in the stats (a repeat after throttling is counted once).
+    counted: BTreeSet<i64>,
     stats: &'a mut PullStats,
+}
+
+impl WholeBodies<'_> {
+    fn staged(&mut self, id: i64, bytes: u64) {
+        self.outcome.staged.insert(id);
+        if self.counted.insert(id) {
+            self.stats.staged += 1;
+            self.stats.staged_bytes += bytes;
+        }
+    }
 }
 
 impl BodySink for WholeBodies<'_> {
     fn begin(&mut self, uid: u32, _origin: Option<u32>, _len: u32) -> Result<()> {
-        self.writing = self.ids.get(&uid).map(|&id| BodyWriter::start(id, self.with_identity));
+        self.writing = self.ids.get(&uid).map(|&(id, listed)| {
+            // A repeat (commands sent again after throttling) replaces the first copy: its restart
+            // takes the first copy's hash, so the first copy no longer counts as staged.
+            self.unsure.remove(&id);
+            self.outcome.staged.remove(&id);
+            (BodyWriter::start(id, self.with_identity), listed)
+        });
         Ok(())
     }
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
-        if let Some(writer) = &mut self.writing {
-            writer.write(&mut self.batch, piece);
-            self.batch.write_if_full(self.store)?;
+        if let Some((writer, _)) = &mut self.writing {
+            writer.write(&mut self.batch, piece)?;
         }
         Ok(())
     }
 
     fn end(&mut self) -> Result<()> {
-        if let Some(mut writer) = self.writing.take() {
-            let bytes = writer.finish(&mut self.batch);
-            self.batch.write_if_full(self.store)?;
-            // A repeat (commands sent again after throttling) replaced the first copy: count it once.
-            if self.outcome.staged.insert(writer.id) {
-                self.stats.staged += 1;
-                self.stats.staged_bytes += bytes;
+        if let Some((mut writer, listed)) = self.writing.take() {
+            let (mark, bytes) = writer.finish_mark(&mut self.batch)?;
+            if bytes == listed {
+                self.batch.push(mark);
+                self.batch.write_if_full()?;
+                self.staged(writer.id, bytes);
+            } else {
+                self.unsure.insert(writer.id, (mark, bytes));
             }
         }
         Ok(())
     }
 
     fn nil(&mut self, uid: u32) -> Result<()> {
-        if let Some(&id) = self.ids.get(&uid) {
+        if let Some(&(id, _)) = self.ids.get(&uid) {
             self.outcome.nil.insert(id);
         }
         Ok(())
@@ -613,9 +674,11 @@ const BODY_BATCH_BYTES: usize = 256 * 1024;
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
 const BODY_WRITE_OVERHEAD: usize = 64;
 
-/// Staged bytes and staged marks not yet written, in the order they came.
-#[derive(Default)]
-struct BodyBatch {
+/// Staged bytes and staged marks not yet written, in the order they came. A chunk that takes the batch
+/// to `BODY_BATCH_BYTES` writes it at once, so a batch never holds more than that and one chunk, however
+/// large the piece a body arrives in (a body held until its UID came is one piece of up to 8 MiB).
+struct BodyBatch<'s> {
+    store: &'s Store,
     writes: Vec<BodyWrite>,
     bytes: usize,
 }
@@ -638,26 +701,38 @@ enum BodyWrite {
     },
 }
 
-impl BodyBatch {
+impl<'s> BodyBatch<'s> {
+    fn new(store: &'s Store) -> BodyBatch<'s> {
+        BodyBatch { store, writes: Vec::new(), bytes: 0 }
+    }
+
+    /// Adds a mark (a restart, a staged message); never writes, so it may be used inside the caller's
+    /// transaction (`finish_round`).
     fn push(&mut self, write: BodyWrite) {
         self.bytes += BODY_WRITE_OVERHEAD + if let BodyWrite::Chunk { data, .. } = &write { data.len() } else { 0 };
         self.writes.push(write);
     }
 
+    /// Adds a chunk, and writes the batch when that fills it.
+    fn push_chunk(&mut self, id: i64, seq: i64, data: Vec<u8>) -> Result<()> {
+        self.push(BodyWrite::Chunk { id, seq, data });
+        self.write_if_full()
+    }
+
     /// Writes the batch once it holds `BODY_BATCH_BYTES`.
-    fn write_if_full(&mut self, store: &Store) -> Result<()> {
+    fn write_if_full(&mut self) -> Result<()> {
         if self.bytes >= BODY_BATCH_BYTES {
-            self.write(store)?;
+            self.write()?;
         }
         Ok(())
     }
 
     /// Writes the batch in one short transaction.
-    fn write(&mut self, store: &Store) -> Result<()> {
+    fn write(&mut self) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let tx = store.write_transaction()?;
+        let tx = self.store.write_transaction()?;
         self.apply(&tx)?;
         tx.commit()?;
         Ok(())
@@ -718,7 +793,7 @@ impl BodyWriter {
         }
     }
 
-    fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) {
+    fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) -> Result<()> {
         self.hasher.update(piece);
         self.total += piece.len() as u64;
         if let Some(prefix) = &mut self.prefix {
@@ -727,7 +802,7 @@ impl BodyWriter {
         }
         while !piece.is_empty() {
             if self.pending.is_empty() && piece.len() >= CHUNK_SIZE {
-                self.chunk(batch, piece[..CHUNK_SIZE].to_vec());
+                self.chunk(batch, piece[..CHUNK_SIZE].to_vec())?;
                 piece = &piece[CHUNK_SIZE..];
                 continue;
             }
@@ -738,17 +813,19 @@ impl BodyWriter {
             self.pending.extend_from_slice(&piece[..take]);
             piece = &piece[take..];
             if self.pending.len() == CHUNK_SIZE {
-                self.flush(batch);
+                self.flush(batch)?;
             }
         }
+        Ok(())
     }
 
     /// Hands what is pending to the batch as a chunk of its own.
-    fn flush(&mut self, batch: &mut BodyBatch) {
+    fn flush(&mut self, batch: &mut BodyBatch) -> Result<()> {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            self.chunk(batch, pending);
+            self.chunk(batch, pending)?;
         }
+        Ok(())
     }
 
     fn restart(&mut self, batch: &mut BodyBatch) {
@@ -758,22 +835,29 @@ impl BodyWriter {
         }
     }
 
-    fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) {
+    fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) -> Result<()> {
         self.restart(batch);
-        batch.push(BodyWrite::Chunk { id: self.id, seq: self.seq, data });
         self.seq += 1;
+        batch.push_chunk(self.id, self.seq - 1, data)
     }
 
     /// Hands over the rest and the mark that the message is staged: its hash, its true size, its
     /// identity. Returns the bytes staged.
-    fn finish(&mut self, batch: &mut BodyBatch) -> u64 {
-        self.flush(batch);
+    fn finish(&mut self, batch: &mut BodyBatch) -> Result<u64> {
+        let (mark, bytes) = self.finish_mark(batch)?;
+        batch.push(mark);
+        Ok(bytes)
+    }
+
+    /// Hands over the rest, and returns the mark that the message is staged (for the caller to hand
+    /// over when it is sure of it) and the bytes staged.
+    fn finish_mark(&mut self, batch: &mut BodyBatch) -> Result<(BodyWrite, u64)> {
+        self.flush(batch)?;
         self.restart(batch);
         let hash = std::mem::take(&mut self.hasher).finalize();
         // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
         let identity = self.prefix.take().map(|prefix| crate::identity::of_header(&prefix).unwrap_or_default());
-        batch.push(BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity });
-        self.total
+        Ok((BodyWrite::Staged { id: self.id, hash: hash.to_vec(), size: self.total, identity }, self.total))
     }
 }
 
@@ -787,8 +871,8 @@ fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
 }
 
 /// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
-fn mark_vanished(store: &Store, ids: &BTreeMap<u32, i64>, stats: &mut PullStats) -> Result<()> {
-    for id in ids.values() {
+fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stats: &mut PullStats) -> Result<()> {
+    for (id, _) in ids.values() {
         // A row refused meanwhile (a NIL body) is known to be there, not gone.
         if still_unstaged(store, *id)? {
             store.conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
@@ -815,6 +899,7 @@ async fn stage_large(
     let with_identity = crate::identity::wanted(store)?;
     let mut waiting = large.iter();
     let mut active: Vec<Slices> = Vec::new();
+    let mut restarts = 0;
     loop {
         // Plan the round: (index in `active`, offset) for each slice asked for.
         let mut plan: Vec<(usize, u32)> = Vec::new();
@@ -846,29 +931,60 @@ async fn stage_large(
         }
         let _turn = crate::memory::staging_turn().await;
         let mut round = SliceRound {
-            store,
             active: &mut active,
             plan: &plan,
             answered: vec![false; plan.len()],
             into: SliceDestination::Nowhere,
-            batch: BodyBatch::default(),
+            batch: BodyBatch::new(store),
+            originless: false,
+            resent: false,
             stats,
         };
         let fetched = session.uid_fetch_bodies(&requests, &mut round).await;
+        let unsure = round.originless && round.resent;
         let mut batch = round.batch;
         if let Err(e) = fetched {
             // What this round gathered is dropped: none of it is hashed, and the messages it belongs
             // to start over when they are asked for again.
             drop(batch);
-            if hung_up_on_a_message(&e) {
+            if let Some(reason) = hung_up_on_a_message(&e) {
                 // Quirk `dovecot_bye_on_fetch_failure`: every message of the round is a suspect; one
                 // staged alone (`alone`: it was a suspect already) is the one.
                 let mut ids: Vec<i64> = plan.iter().map(|&(i, _)| active[i].writer.id).collect();
                 ids.dedup();
-                count_hang_up(store, account_id, folder_name, &ids, alone, &crate::imap::bye_reason(&e))?;
+                count_hang_up(store, account_id, folder_name, &ids, alone, &reason)?;
                 return Err(e.context(HUNG_UP_ON_A_MESSAGE));
             }
             return Err(e).with_context(|| format!("staging message UID {}", active[plan[0].0].uid));
+        }
+        if unsure {
+            // Answers without their origin, and the commands sent again after throttling: which
+            // answer was for which slice cannot be told (a repeat of the first slice may have taken
+            // the place of the one that was throttled). The round's messages start over from their
+            // first byte; none of it was hashed.
+            drop(batch);
+            restarts += 1;
+            if restarts > SLICE_RESTARTS {
+                return Err(ImapError::Throttled {
+                    label: session.label().to_string(),
+                    what: "the server throttled every round of partial fetches and names no origin in its answers; \
+                           the next pass tries again"
+                        .into(),
+                    delay: std::time::Duration::ZERO,
+                }
+                .into());
+            }
+            log::warn!(
+                "{}: partial answers without origin were sent again after throttling; starting those messages over",
+                session.label()
+            );
+            let mut seen = BTreeSet::new();
+            for &(i, _) in &plan {
+                if seen.insert(i) {
+                    active[i].start_over(with_identity);
+                }
+            }
+            continue;
         }
         // Finish what ended; a message that made no progress was expunged (nothing of it came) or
         // stopped half-way (not an expunge we can trust: try again next pass). The round's last
@@ -896,23 +1012,28 @@ enum SliceDestination {
 }
 
 /// One round of partial fetches, as a sink: each answer is matched to the request it answers.
-struct SliceRound<'a> {
-    store: &'a Store,
+struct SliceRound<'a, 's> {
     active: &'a mut Vec<Slices>,
     plan: &'a [(usize, u32)],
     answered: Vec<bool>,
     into: SliceDestination,
     /// The round's bytes not yet written.
-    batch: BodyBatch,
+    batch: BodyBatch<'s>,
+    /// An answer came without its origin (`BODY[]` for a partial fetch), so it was matched to the
+    /// first open request for its UID; and the commands were sent again after throttling. Both
+    /// together make that matching unsafe, and the round is started over (`stage_large`).
+    originless: bool,
+    resent: bool,
     stats: &'a mut PullStats,
 }
 
-impl BodySink for SliceRound<'_> {
+impl BodySink for SliceRound<'_, '_> {
     fn begin(&mut self, uid: u32, origin: Option<u32>, len: u32) -> Result<()> {
         // Which request this answers: the one for this UID at its origin; or, from a server that
         // leaves the origin out, the first one for this UID still unanswered. An answer whose request
         // was answered already is a repeat (the commands were sent again after throttling) and goes
         // nowhere: taking it for the next open request would store the wrong bytes at that offset.
+        self.originless |= origin.is_none();
         let open = |&(k, &(i, _)): &(usize, &(usize, u32))| self.active[i].uid == uid && !self.answered[k];
         let slot = match origin {
             Some(origin) => self.plan.iter().enumerate().find(|e| open(e) && e.1.1 == origin),
@@ -939,10 +1060,7 @@ impl BodySink for SliceRound<'_> {
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
         match &mut self.into {
-            SliceDestination::Message(i) => {
-                self.active[*i].writer.write(&mut self.batch, piece);
-                self.batch.write_if_full(self.store)
-            }
+            SliceDestination::Message(i) => self.active[*i].writer.write(&mut self.batch, piece),
             SliceDestination::Early(_, _, held) => {
                 held.extend_from_slice(piece);
                 Ok(())
@@ -956,9 +1074,8 @@ impl BodySink for SliceRound<'_> {
             SliceDestination::Message(i) => {
                 let m = &mut self.active[i];
                 let len = m.writer.total - u64::from(m.offset);
-                m.end_slice(&mut self.batch, len);
-                self.stats.staged_bytes += len + m.take_early(&mut self.batch);
-                self.batch.write_if_full(self.store)?;
+                m.end_slice(&mut self.batch, len)?;
+                self.stats.staged_bytes += len + m.take_early(&mut self.batch)?;
             }
             SliceDestination::Early(i, offset, held) => {
                 self.active[i].early.insert(offset, held);
@@ -972,6 +1089,11 @@ impl BodySink for SliceRound<'_> {
         if let Some(m) = self.active.iter_mut().find(|m| m.uid == uid) {
             m.nil = true;
         }
+        Ok(())
+    }
+
+    fn again(&mut self) -> Result<()> {
+        self.resent = true;
         Ok(())
     }
 }
@@ -992,8 +1114,9 @@ fn finish_round(
     for (i, m) in active.iter_mut().enumerate() {
         let asked = plan.iter().any(|&(j, _)| j == i);
         if m.nil {
-            // What an interrupted pass staged of it goes, as it did when the message was begun.
-            m.writer.restart(batch);
+            // What an interrupted pass, an earlier round or this round's batch staged of it goes: the
+            // batch is written after this, so `refuse` alone would leave this round's chunks behind.
+            batch.push(BodyWrite::Restart(m.writer.id));
             refuse(store, account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;
@@ -1004,12 +1127,12 @@ fn finish_round(
             m.ended = true;
         }
         if m.ended {
-            m.writer.finish(batch);
+            m.writer.finish(batch)?;
             stats.staged += 1;
             done.push(i);
         } else if m.offset == m.start && asked {
             if m.answered || m.start > 0 {
-                anyhow::bail!("staging message UID {}: {STOPPED_HALF_WAY} {}", m.uid, m.start);
+                return Err(StoppedHalfWay { uid: m.uid, at: m.start }.into());
             }
             store.conn.execute("DELETE FROM message WHERE id = ?1", [m.writer.id])?;
             stats.vanished += 1;
@@ -1058,12 +1181,23 @@ impl Slices {
         }
     }
 
+    /// Starts the message over from its first byte (its first chunk clears what was staged of it).
+    fn start_over(&mut self, with_identity: bool) {
+        self.writer = BodyWriter::start(self.writer.id, with_identity);
+        self.offset = 0;
+        self.ended = false;
+        self.start = 0;
+        self.answered = false;
+        self.early.clear();
+        self.nil = false;
+    }
+
     /// A slice of `len` bytes at the current offset is written: move on, and see whether it was the end.
-    fn end_slice(&mut self, batch: &mut BodyBatch, len: u64) {
-        self.writer.flush(batch);
+    fn end_slice(&mut self, batch: &mut BodyBatch, len: u64) -> Result<()> {
+        self.writer.flush(batch)?;
         if len == 0 {
             self.ended = true;
-            return;
+            return Ok(());
         }
         self.offset = self.offset.saturating_add(len as u32);
         // A server may answer a partial fetch with less than asked before the end (some do); stop
@@ -1071,22 +1205,23 @@ impl Slices {
         if u64::from(self.offset) >= self.size && len < u64::from(SLICE) {
             self.ended = true;
         }
+        Ok(())
     }
 
     /// Hands the held slices that now line up to the batch; returns their bytes.
-    fn take_early(&mut self, batch: &mut BodyBatch) -> u64 {
+    fn take_early(&mut self, batch: &mut BodyBatch) -> Result<u64> {
         let mut stored = 0;
         while !self.ended
             && let Some(next) = self.early.remove(&self.offset)
         {
-            self.writer.write(batch, &next);
-            self.end_slice(batch, next.len() as u64);
+            self.writer.write(batch, &next)?;
+            self.end_slice(batch, next.len() as u64)?;
             stored += next.len() as u64;
         }
         if self.ended {
             self.early.clear();
         }
-        stored
+        Ok(stored)
     }
 }
 
@@ -1210,13 +1345,12 @@ mod tests {
         let body: Vec<u8> = (0..3 * BODY_BATCH_BYTES / 2).map(|i| b'a' + (i * 7 % 26) as u8).collect();
         let feed = |batch: &mut BodyBatch, writer: &mut BodyWriter, bytes: &[u8]| {
             for piece in bytes.chunks(5000) {
-                writer.write(batch, piece);
-                batch.write_if_full(&store).unwrap();
+                writer.write(batch, piece).unwrap();
             }
         };
 
         // Cut short after more than a batch: some chunks, no hash.
-        let mut batch = BodyBatch::default();
+        let mut batch = BodyBatch::new(&store);
         let mut writer = BodyWriter::start(id, false);
         feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
         drop(batch);
@@ -1224,22 +1358,171 @@ mod tests {
         assert!(!chunks.is_empty() && hash.is_none(), "{} bytes, hash {hash:?}", chunks.len());
 
         // Fetched again: starts over, and is staged once whole.
-        let mut batch = BodyBatch::default();
+        let mut batch = BodyBatch::new(&store);
         let mut writer = BodyWriter::start(id, false);
         feed(&mut batch, &mut writer, &body);
-        assert_eq!(writer.finish(&mut batch), body.len() as u64);
+        assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
         assert!(staged(&store, id).1.is_none(), "staged before the batch with its end was written");
-        batch.write(&store).unwrap();
+        batch.write().unwrap();
         let (chunks, hash) = staged(&store, id);
         assert!(chunks == body);
         assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
 
         // A repeat cut short after its first write: not staged, so it is fetched again.
-        let mut batch = BodyBatch::default();
+        let mut batch = BodyBatch::new(&store);
         let mut writer = BodyWriter::start(id, false);
         feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
         drop(batch);
         assert!(staged(&store, id).1.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store in a fresh directory with one account and its INBOX, and a message row per (uid, size).
+    fn store_with_rows(name: &str, rows: &[(u32, usize)]) -> (std::path::PathBuf, Store, Vec<i64>) {
+        let dir = std::env::temp_dir().join(format!("pf-pull-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        let mut ids = Vec::new();
+        for &(uid, size) in rows {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')",
+                    params![uid, size as i64],
+                )
+                .unwrap();
+            ids.push(store.conn.last_insert_rowid());
+        }
+        (dir, store, ids)
+    }
+
+    fn row_state(store: &Store, id: i64) -> (String, Option<Vec<u8>>, i64) {
+        store
+            .conn
+            .query_row(
+                "SELECT push_state, sha256, (SELECT count(*) FROM body_chunk WHERE message_id = ?1) FROM message WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    /// A fetch that ends in a tagged NO after a correctly framed body: the body is kept only when it has
+    /// the size the listing gave. A damaged one (shorter here) is not copied: the message is refused
+    /// with the server's words, as when nothing came, and keeps no bytes. A scripted server, because
+    /// Dovecot never sends a body and then NO.
+    #[test]
+    fn a_body_before_a_no_is_kept_only_with_its_listed_size() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let (dir, store, ids) = store_with_rows("no-after-body", &[(5, 10), (6, 8)]);
+        let steps = vec![
+            (1, b"* 1 FETCH (UID 5 BODY[] {7}\r\nbroken )\r\nP1 NO [UNAVAILABLE] Message damaged\r\n".to_vec()),
+            (1, b"* 2 FETCH (UID 6 BODY[] {8}\r\nwhole ok)\r\nP2 NO [UNAVAILABLE] Something else failed\r\n".to_vec()),
+        ];
+        let (port, server) = scripted_server(steps, Pace::Whole);
+        let pending =
+            [Pending { id: ids[0], uid: 5, size: 10, fetch_failures: 0 }, Pending { id: ids[1], uid: 6, size: 8, fetch_failures: 0 }];
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let group = [pending.iter().collect::<Vec<_>>()];
+            stage_one_by_one(&store, &mut session, 1, "INBOX", &group, &mut stats).await.unwrap();
+        });
+        let (state, hash, chunks) = row_state(&store, ids[0]);
+        assert_eq!((state.as_str(), hash, chunks), ("refused", None, 0), "the damaged body is not staged");
+        let says: String = store.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [ids[0]], |r| r.get(0)).unwrap();
+        assert!(says.contains("Message damaged"), "{says}");
+        let (state, hash, _) = row_state(&store, ids[1]);
+        assert_eq!(state, "pending");
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(b"whole ok").as_slice()), "a body of its listed size is kept");
+        assert_eq!(stats.staged, 1);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A body handed over in one large piece (a body held until its UID came, held slices that line up)
+    /// is written as the batch fills, chunk by chunk, not queued whole before the bound is looked at.
+    #[test]
+    fn a_large_piece_never_takes_the_batch_past_its_bound() {
+        let (dir, store, ids) = store_with_rows("large-piece", &[(7, 0)]);
+        let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let mut batch = BodyBatch::new(&store);
+        let mut writer = BodyWriter::start(ids[0], false);
+        writer.write(&mut batch, &body).unwrap();
+        assert!(batch.bytes < BODY_BATCH_BYTES + CHUNK_SIZE + 2 * BODY_WRITE_OVERHEAD, "{} bytes queued", batch.bytes);
+        assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
+        batch.write().unwrap();
+        assert!(staged(&store, ids[0]).0 == body);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Quirk `partial_answer_without_origin` (answers `BODY[]` to a partial fetch, as some servers do)
+    /// with a throttled slice in the middle of a round: the answer to the third slice took the first
+    /// slice's open place, and the repeats after the wait the others'. The round starts over from
+    /// the first byte instead. A scripted server, because Dovecot names the origin and never throttles.
+    #[test]
+    fn originless_repeats_after_a_throttled_slice_start_the_message_over() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let size = 150_000usize;
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let slice = |offset: usize| {
+            let end = (offset + SLICE as usize).min(size);
+            let mut answer = format!("* 1 FETCH (UID 7 BODY[] {{{}}}\r\n", end - offset).into_bytes();
+            answer.extend_from_slice(&body[offset..end]);
+            answer.extend_from_slice(b")\r\n");
+            answer
+        };
+        let mut first = slice(0);
+        first.extend_from_slice(b"P1 OK done\r\nP2 NO Request is throttled. Suggested Backoff Time: 100 milliseconds\r\n");
+        first.extend_from_slice(&slice(131_072));
+        first.extend_from_slice(b"P3 OK done\r\n");
+        let whole_round = |tags: [u32; 3]| {
+            let mut round = Vec::new();
+            for (tag, offset) in tags.into_iter().zip([0, 65_536, 131_072]) {
+                round.extend_from_slice(&slice(offset));
+                round.extend_from_slice(format!("P{tag} OK done\r\n").as_bytes());
+            }
+            round
+        };
+        let steps = vec![(3, first), (3, whole_round([4, 5, 6])), (3, whole_round([7, 8, 9]))];
+        let (port, server) = scripted_server(steps, Pace::Whole);
+        let (dir, store, ids) = store_with_rows("originless", &[(7, size)]);
+        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
+        });
+        let (chunks, hash) = staged(&store, ids[0]);
+        assert!(chunks == body, "staged {} bytes, equal to the message: {}", chunks.len(), chunks == body);
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
+        assert_eq!(server.join().expect("server").len(), 9, "the message was asked for again from its start");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A NIL answer for a large message after some of its slices came: the message is refused and
+    /// keeps none of those bytes (they were written after the refusal, before).
+    #[test]
+    fn a_nil_slice_leaves_no_chunks_on_the_refused_row() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let size = 150_000usize;
+        let (dir, store, ids) = store_with_rows("nil-slice", &[(7, size)]);
+        let mut answer = format!("* 1 FETCH (UID 7 BODY[]<0> {{{}}}\r\n", SLICE).into_bytes();
+        answer.resize(answer.len() + SLICE as usize, b'x');
+        answer.extend_from_slice(b")\r\nP1 OK done\r\n* 1 FETCH (UID 7 BODY[]<65536> NIL)\r\nP2 OK done\r\n");
+        answer.extend_from_slice(b"* 1 FETCH (UID 7 BODY[]<131072> NIL)\r\nP3 OK done\r\n");
+        let (port, server) = scripted_server(vec![(3, answer)], Pace::Whole);
+        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
+        });
+        assert_eq!(row_state(&store, ids[0]), ("refused".to_string(), None, 0));
+        drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

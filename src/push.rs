@@ -12,8 +12,9 @@ use anyhow::{Result, bail};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::failure::{Retry, Scope};
 use crate::fault;
-use crate::imap::{AppendItem, BodyRequest, BodySink, FetchItem, Session};
+use crate::imap::{AppendItem, BodyRequest, BodySink, FetchItem, ImapError, Session};
 use crate::pull::uid_set;
 use crate::store::Store;
 
@@ -69,48 +70,6 @@ struct Row {
 
 fn split_flags(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
-}
-
-/// Why a target refused an APPEND, which decides what happens next.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The message itself is the problem (too big, malformed): record it and go on.
-    Message,
-    /// The mailbox or server state is the problem (over quota, read-only): stop this account for now.
-    Account,
-    /// Unknown: try again on a later pass, then give up on the message.
-    Unknown,
-}
-
-/// Sorts a NO/BAD answer to APPEND by its response code and words.
-pub fn classify_refusal(answer: &crate::imap::Answer) -> Refusal {
-    use imap_next::imap_types::response::Code;
-    let words = answer.text.to_ascii_lowercase();
-    match &answer.code {
-        Some(Code::TooBig) | Some(Code::Parse) => return Refusal::Message,
-        Some(Code::OverQuota) | Some(Code::ReadOnly) => return Refusal::Account,
-        _ => {}
-    }
-    if words.contains("quota") || words.contains("mailbox is full") {
-        Refusal::Account
-    } else if answer.kind == imap_next::imap_types::response::StatusKind::Bad
-        || matches!(answer.code, Some(Code::TryCreate))
-        || words.contains("unavailable")
-        || words.contains("not connected")
-    {
-        // A BAD (Exchange: "User is authenticated but not connected"), a folder gone missing or a
-        // server that is briefly unavailable says nothing about the message: try it on a later pass.
-        Refusal::Unknown
-    } else if words.contains("too big")
-        || words.contains("too large")
-        || words.contains("size")
-        || words.contains("invalid")
-        || words.contains("malformed")
-    {
-        Refusal::Message
-    } else {
-        Refusal::Unknown
-    }
 }
 
 /// Pushes one source folder's staged messages to its target folder (which exists and is selected by
@@ -378,7 +337,17 @@ async fn match_by_identity(
 /// when the target did not give it or gave a different size.
 async fn hash_target_message(session: &mut Session, uid: u32, size: u64) -> Result<Option<Vec<u8>>> {
     let mut sink = HashBody { uid, hasher: Sha256::new(), bytes: 0, seen: false, hashing: false };
-    session.uid_fetch_bodies(&[BodyRequest { uid_set: uid.to_string(), range: None }], &mut sink).await?;
+    session.uid_fetch_bodies(&[BodyRequest { uid_set: uid.to_string(), range: None }], &mut sink).await.map_err(|e| {
+        // A target that hangs up on a message it cannot read is a lost connection here (two reconnects):
+        // the thirty of `HungUpOnMessage` are for the source, where each narrows down a message.
+        match crate::imap::kind_of(&e) {
+            Some(ImapError::HungUpOnMessage { label, reason }) => {
+                let what = format!("the server closed the connection: {reason}");
+                anyhow::Error::new(ImapError::ConnectionLost { label: label.clone(), what, bye: Some(reason.clone()) })
+            }
+            _ => e,
+        }
+    })?;
     if !sink.seen || sink.bytes != size {
         return Ok(None);
     }
@@ -559,7 +528,12 @@ async fn append_batch(
         )?;
         stats.throttled += 1;
         if stats.throttled > 50 {
-            bail!("{}: the target keeps throttling ({}); the next pass goes on", session.label(), answer.answer.words());
+            return Err(ImapError::Throttled {
+                label: session.label().to_string(),
+                what: format!("the target keeps throttling ({}); the next pass goes on", answer.answer.words()),
+                delay: wait,
+            }
+            .into());
         }
         log::warn!("{}: the target is throttling APPEND; waiting {} ms as it asks", session.label(), wait.as_millis());
         smol::Timer::after(wait).await;
@@ -595,9 +569,13 @@ async fn append_batch(
     }
     let row = &batch[0];
     let words = answer.answer.words();
-    match classify_refusal(&answer.answer) {
-        Refusal::Account => bail!("{}: the target refused new mail in {}: {words}", session.label(), target.wire_name),
-        Refusal::Unknown if attempts(store, row.id)? < MAX_ATTEMPTS => {
+    // What a refusal means is `failure::append_refused`: the mailbox (the account's pass ends), the
+    // message (skipped), or nothing known (tried again on later passes, then skipped).
+    match crate::failure::append_refused(&answer.answer) {
+        (Scope::Account | Scope::Pass, _) => {
+            return Err(session.refused("APPEND", format!("the target refused new mail in {}: {words}", target.wire_name), &answer.answer));
+        }
+        (_, Retry::Now | Retry::NextPass) if attempts(store, row.id)? < MAX_ATTEMPTS => {
             // One attempt per pass: the rest of this folder waits for the next pass too, so a brief
             // outage does not use up every attempt within seconds.
             log::warn!("{}: APPEND to {} refused ({words}); will try again next pass", session.label(), target.wire_name);
@@ -713,26 +691,11 @@ pub fn flag_delta(synced: &str, now: &str) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::Answer;
-    use imap_next::imap_types::response::{Code, StatusKind};
 
     #[test]
     fn deltas() {
         assert_eq!(flag_delta("\\Seen", "\\Seen \\Flagged"), (vec!["\\Flagged".into()], vec![]));
         assert_eq!(flag_delta("\\Seen $X", "\\Seen"), (vec![], vec!["$X".into()]));
         assert_eq!(flag_delta("", ""), (vec![], vec![]));
-    }
-
-    #[test]
-    fn refusals() {
-        let a = |kind, code, text: &str| Answer { kind, code, text: text.into() };
-        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::OverQuota), "x")), Refusal::Account);
-        assert_eq!(classify_refusal(&a(StatusKind::No, None, "Quota exceeded (mailbox for user is full)")), Refusal::Account);
-        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::TooBig), "x")), Refusal::Message);
-        assert_eq!(classify_refusal(&a(StatusKind::No, None, "Message size exceeds limit")), Refusal::Message);
-        assert_eq!(classify_refusal(&a(StatusKind::Bad, None, "User is authenticated but not connected.")), Refusal::Unknown);
-        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::TryCreate), "Mailbox doesn't exist")), Refusal::Unknown);
-        assert_eq!(classify_refusal(&a(StatusKind::No, Some(Code::Parse), "broken header")), Refusal::Message);
-        assert_eq!(classify_refusal(&a(StatusKind::No, None, "Internal error occurred")), Refusal::Unknown);
     }
 }

@@ -2,7 +2,8 @@
 //! both folder trees, map them (the `folders` module decides names), then for each folder pull new
 //! mail and flag changes into staging and push what the target lacks. Accounts run as tasks on one
 //! thread (`workers`), each with its own database connection and connections to both servers, at most
-//! `parallel` at once; one account's failure is reported and the others go on.
+//! `parallel` at once; one account's failure is reported and the others go on. What a failure stops
+//! and whether the pass reconnects is `failure::policy`'s answer, by the error's kind.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,8 +14,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{OptionalExtension, params};
 
+use crate::failure::{self, Retry, Scope};
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
-use crate::imap::{ListedFolder, Session};
+use crate::imap::{ImapError, ListedFolder, Session};
 use crate::pull::{self, PullStats};
 use crate::push::{self, PushStats, TargetFolderRow};
 use crate::store::{Account, Store, TargetKind, now};
@@ -253,14 +255,19 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
             Ok(()) => break,
             // Each such hang-up narrows down or skips an unreadable message, so it does not use up
             // the retries for lost connections; the cap only guards against a server that never stops.
-            Err(e) if format!("{e:#}").contains(crate::pull::HUNG_UP_ON_A_MESSAGE) && hang_ups < 30 && !crate::fault::shutting_down() => {
+            Err(e)
+                if matches!(crate::imap::kind_of(&e), Some(ImapError::HungUpOnMessage { .. }))
+                    && hang_ups < 30
+                    && !crate::fault::shutting_down() =>
+            {
                 hang_ups += 1;
                 log::warn!("{}: {e:#}; reconnecting to find the message", account.source_login);
                 smol::Timer::after(crate::fault::reconnect_base() / 4).await;
             }
             // A server that broke a bound (`imap::ServerMisbehaved`) would do it again at once: the
-            // account fails for this pass and is tried on the next, without costing more now.
-            Err(e) if attempt < 2 && is_connection_loss(&e) && !crate::imap::is_misbehaving(&e) && !crate::fault::shutting_down() => {
+            // account fails for this pass and is tried on the next, without costing more now (the
+            // policy says NextPass).
+            Err(e) if attempt < 2 && failure::policy(&e).1 == Retry::Now && !crate::fault::shutting_down() => {
                 attempt += 1;
                 let wait = crate::fault::reconnect_base() * (1 << (attempt - 1));
                 log::warn!("{}: {e:#}; reconnecting in {:.1} s", account.source_login, wait.as_secs_f64());
@@ -354,7 +361,7 @@ async fn pass_connected(
             let target_wire = utf7::encode(&target_name);
             if !target_existing.contains(&target_wire) && !target_wire.eq_ignore_ascii_case("INBOX") {
                 let answer = both.target.create(&target_wire).await?;
-                if !answer.is_ok() && !answer.words().to_ascii_uppercase().contains("ALREADYEXISTS") {
+                if !answer.is_ok() && !answer.has_code("ALREADYEXISTS") {
                     anyhow::bail!("cannot create target folder {target_name}: {}", answer.words());
                 }
                 target_existing.insert(target_wire.clone());
@@ -387,38 +394,21 @@ async fn pass_connected(
         }
         .await;
         if let Err(e) = result {
-            let text = format!("{e:#}");
-            // A lost connection or a full mailbox stops the account; other errors stay with the folder.
-            if is_connection_loss(&e) || text.contains("refused new mail") {
+            // A lost connection, a full mailbox or our own database stops the account; other errors
+            // stay with the folder.
+            if failure::policy(&e).0 >= Scope::Account {
                 return Err(e);
             }
+            let text = format!("{e:#}");
             log::warn!("{}: {text}", account.source_login);
+            if let Some(ImapError::Throttled { delay, .. }) = crate::imap::kind_of(&e) {
+                log::warn!("{}: the server still asked to wait {} ms; {name} goes on next pass", account.source_login, delay.as_millis());
+            }
             store.record_skip(account.id, None, &name, "folder could not be copied", Some(&text))?;
             report.folder_errors.push(text);
         }
     }
     Ok(())
-}
-
-/// Whether an error means the connection is gone, not a refusal or bad data: lost (worth
-/// reconnecting), or given up on because the server broke a bound (`imap::ServerMisbehaved`: the
-/// connection is mid-answer and never used again, and the messages it was sending are not to blame).
-pub fn is_connection_loss(e: &anyhow::Error) -> bool {
-    if crate::imap::is_misbehaving(e) {
-        return true;
-    }
-    let text = format!("{e:#}");
-    [
-        "closed the connection",
-        "in the middle of",
-        "reading from the server",
-        "writing to the server",
-        "no answer within",
-        "Connection reset",
-        "Broken pipe",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
 }
 
 fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str) -> Result<TargetFolderRow> {

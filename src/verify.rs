@@ -316,11 +316,10 @@ fn selectable(folder: &ListedFolder) -> bool {
     !folder.has_attribute("\\Noselect") && !folder.has_attribute("\\NonExistent")
 }
 
-/// Errors after which the connection is unusable, so later folders would fail the same way.
-fn is_connection_error(text: &str) -> bool {
-    ["closed the connection", "timed out", "no answer within", "reading from the server", "writing to the server"]
-        .iter()
-        .any(|p| text.contains(p))
+/// Errors after which later folders would fail the same way: the connection is unusable, or our own
+/// database failed (`failure::policy` scope Account or Pass).
+fn stops_verification(e: &anyhow::Error) -> bool {
+    crate::failure::policy(e).0 >= crate::failure::Scope::Account
 }
 
 async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
@@ -380,10 +379,8 @@ async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResul
         let fatal = match outcome {
             Ok(()) => None,
             Err(e) => {
-                let text = format!("{e:#}");
-                let fatal = is_connection_error(&text);
-                check.error = Some(text);
-                fatal.then_some(e)
+                check.error = Some(format!("{e:#}"));
+                stops_verification(&e).then_some(e)
             }
         };
         result.folders.push(check);
@@ -429,7 +426,7 @@ async fn verify_folder(
         .optional()?;
     let target_selected = match target.select(&target_wire, true, false).await {
         Ok(s) => Some(s),
-        Err(e) if !is_connection_error(&format!("{e:#}")) => {
+        Err(e) if !stops_verification(&e) => {
             check.error = Some(format!("cannot open the target folder: {e:#}"));
             None
         }

@@ -5,6 +5,9 @@
 //! `BodySink` in the pieces it arrives in, so a worker holds one read buffer whatever it fetches. Any
 //! other answer (tagged OK/NO, EXISTS, BYE...) is handed whole to imap-next, so codes, throttling and
 //! BYE reasons are read the same way as everywhere else.
+//!
+//! A `* BYE` in the middle of these answers that says the server could not read a message is
+//! `ImapError::HungUpOnMessage` (quirk `dovecot_bye_on_fetch_failure`), decided here from its reason.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +16,7 @@ use imap_next::client::Event;
 use imap_next::imap_types::core::Tag;
 use imap_next::{Interrupt, Io, State};
 
-use super::{Answer, Answers, LINE_LIMIT, RESPONSE_LIMIT, Session};
+use super::{Answer, Answers, ImapError, LINE_LIMIT, RESPONSE_LIMIT, Session, kind_of};
 
 /// Where streamed bodies go. For each body in an answer: `begin`, then `bytes` any number of times (the
 /// pieces add up to `len`), then `end`. `nil` is a body the server has but will not give.
@@ -25,6 +28,10 @@ pub trait BodySink {
     fn bytes(&mut self, piece: &[u8]) -> Result<()>;
     fn end(&mut self) -> Result<()>;
     fn nil(&mut self, uid: u32) -> Result<()>;
+    /// The commands are sent again (the server asked us to wait): every body may come a second time.
+    fn again(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One UID FETCH of bodies: the UIDs, and the whole body or `(offset, length)` of it.
@@ -51,11 +58,12 @@ impl Session {
         loop {
             let answers = self.fetch_bodies_once(requests, sink).await?;
             if self.wait_if_throttled(&answers, &mut attempt).await {
+                sink.again()?;
                 continue;
             }
             for answer in answers {
                 if !answer.is_ok() {
-                    bail!("{}: FETCH failed: {}", self.label, answer.words());
+                    return Err(self.refused("UID FETCH", format!("FETCH failed: {}", answer.words()), &answer));
                 }
             }
             return Ok(());
@@ -90,14 +98,7 @@ impl Session {
         self.flush().await?;
         let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
         while answers.len() < tags.len() {
-            self.next_body_answer(&tags, &mut answers, sink, max_body).await.map_err(|e| {
-                if crate::sync::is_connection_loss(&e) {
-                    e
-                } else {
-                    // The rest of the answer is still on its way: this connection cannot be reused.
-                    e.context(format!("{}: the connection was left in the middle of a command", self.label))
-                }
-            })?;
+            self.next_body_answer(&tags, &mut answers, sink, max_body).await.map_err(|e| self.left_mid_command(e))?;
         }
         Ok(tags.iter().filter_map(|t| answers.remove(t.inner())).collect())
     }
@@ -136,7 +137,7 @@ impl Session {
         loop {
             match self.client.next() {
                 Ok(Event::ContinuationRequestReceived { .. }) => {}
-                Ok(event) => self.on_event(event, tags, answers, &mut |_| Ok(()))?,
+                Ok(event) => self.on_event(event, tags, answers, &mut |_| Ok(())).map_err(hung_up_on_a_message)?,
                 Err(Interrupt::Io(Io::NeedMoreInput)) => return Ok(()),
                 Err(Interrupt::Io(Io::Output(bytes))) => self.write_all(&bytes).await?,
                 Err(Interrupt::Error(error)) => bail!("{}: unreadable response from the server: {error}", self.label),
@@ -482,6 +483,21 @@ impl Session {
     }
 }
 
+/// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
+/// the server cannot read is not refused with a tagged NO but with `* BYE FETCH failed: Internal error
+/// occurred` and a closed connection, taking the rest of the batch with it. Such a BYE in the middle of
+/// a body FETCH is `HungUpOnMessage`; a BYE for a reason of the server's own (shutting down, a session
+/// limit) says nothing about any message and stays a lost connection.
+fn hung_up_on_a_message(e: anyhow::Error) -> anyhow::Error {
+    if let Some(ImapError::ConnectionLost { label, bye: Some(reason), .. }) = kind_of(&e) {
+        let lower = reason.to_ascii_lowercase();
+        if lower.contains("fetch failed") || lower.contains("internal error") {
+            return ImapError::HungUpOnMessage { label: label.clone(), reason: reason.clone() }.into();
+        }
+    }
+    e
+}
+
 /// Whether `b` ends an atom or number in a FETCH answer.
 fn is_atom_end(b: u8) -> bool {
     matches!(b, b' ' | b'(' | b')' | b'{' | b'"' | b'\r' | b'\n')
@@ -562,7 +578,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::imap::{Endpoint, TlsMode, bye_reason, is_server_bye};
+    use crate::imap::{Endpoint, TlsMode, bye_reason};
 
     #[test]
     fn fetch_heads() {
@@ -838,9 +854,13 @@ pub(crate) mod tests {
             let requests = [BodyRequest { uid_set: "5".into(), range: None }, BodyRequest { uid_set: "6".into(), range: None }];
             let e = session.uid_fetch_bodies(&requests, &mut sink).await.expect_err("a NO");
             assert!(format!("{e:#}").contains("FETCH failed: NO [UNAVAILABLE] Message not available"), "{e:#}");
-            assert!(!crate::sync::is_connection_loss(&e), "a NO leaves the connection usable: {e:#}");
+            assert!(
+                matches!(kind_of(&e), Some(ImapError::Refused { command: "UID FETCH", answer, .. }) if answer.text == "Message not available"),
+                "a NO is typed where it arrives, and leaves the connection usable: {e:#}"
+            );
             let e = session.uid_fetch_bodies(&requests[..1], &mut sink).await.expect_err("a BAD");
             assert!(format!("{e:#}").contains("FETCH failed: BAD Error in IMAP command"), "{e:#}");
+            assert!(matches!(kind_of(&e), Some(ImapError::Refused { .. })), "{e:#}");
             session.refresh_capabilities().await.expect("the connection goes on");
             assert!(session.has("XSCRIPTED"));
         });
@@ -860,8 +880,8 @@ pub(crate) mod tests {
             let mut session = connect(port, Pace::ByteByByte).await;
             session.uid_fetch_bodies(&[BodyRequest { uid_set: "5:6".into(), range: None }], &mut sink).await.expect_err("BYE")
         });
-        assert!(is_server_bye(&e), "{e:#}");
-        assert_eq!(bye_reason(&e), "Internal error occurred. Refer to server log for more information.");
+        assert!(matches!(kind_of(&e), Some(ImapError::HungUpOnMessage { .. })), "{e:#}");
+        assert_eq!(bye_reason(&e), Some("Internal error occurred. Refer to server log for more information."));
         assert_eq!(sink.got, [Got::Body { uid: 5, origin: 0, bytes: b"abc".to_vec() }]);
         server.join().expect("server");
     }
@@ -909,7 +929,11 @@ pub(crate) mod tests {
             ),
             "{first:#}"
         );
-        assert!(crate::sync::is_connection_loss(&first), "the pass stops using the connection: {first:#}");
+        assert_eq!(
+            crate::failure::policy(&first),
+            (crate::failure::Scope::Account, crate::failure::Retry::NextPass),
+            "the pass stops using the connection, and does not reconnect at once: {first:#}"
+        );
         assert!(crate::imap::is_misbehaving(&second) && format!("{second:#}").contains("not used again"), "{second:#}");
         // Only the FETCH went out.
         assert_eq!(server.join().expect("server").len(), 1);
@@ -947,7 +971,59 @@ pub(crate) mod tests {
                 .expect_err("too big")
         });
         assert!(format!("{e:#}").contains("came before its UID"), "{e:#}");
-        assert!(crate::sync::is_connection_loss(&e), "the connection cannot be reused: {e:#}");
+        assert!(matches!(kind_of(&e), Some(ImapError::ConnectionLost { .. })), "the connection cannot be reused: {e:#}");
         server.join().expect("server");
+    }
+
+    /// A BYE for a reason of the server's own is a lost connection with its reason, not a message's
+    /// fault; the end of the stream without a word is a lost connection too.
+    #[test]
+    fn a_bye_of_the_servers_own_and_the_end_of_the_stream_are_lost_connections() {
+        let answer = b"* BYE Server shutting down.\r\n".to_vec();
+        let (port, server) = scripted_server(vec![(1, answer)], Pace::Whole);
+        let e = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("BYE")
+        });
+        assert!(
+            matches!(kind_of(&e), Some(ImapError::ConnectionLost { bye: Some(reason), .. }) if reason == "Server shutting down."),
+            "{e:#}"
+        );
+        server.join().expect("server");
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            stream.write_all(b"* OK ready\r\n").expect("greeting");
+            let mut line = Vec::new();
+            BufReader::new(stream.try_clone().expect("clone")).read_until(b'\n', &mut line).expect("command");
+            // Hangs up without a word, in the middle of the command.
+        });
+        let e = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.uid_fetch_bodies(&[BodyRequest { uid_set: "5".into(), range: None }], &mut Recorder::default()).await.expect_err("EOF")
+        });
+        assert!(matches!(kind_of(&e), Some(ImapError::ConnectionLost { bye: None, .. })), "{e:#}");
+        assert!(format!("{e:#}").contains("source scripted: the server closed the connection"), "{e:#}");
+        server.join().expect("server");
+    }
+
+    /// Quirk `exchange_throttled`, a server that never stops: after the waits the answer is `Throttled`
+    /// with the wait it suggested, not a refusal of the messages.
+    #[test]
+    fn throttling_that_does_not_stop_is_throttled() {
+        let no = b"P{} NO Request is throttled. Suggested Backoff Time: 100 milliseconds.\r\n";
+        let steps: Vec<(usize, Vec<u8>)> =
+            (1..=7).map(|tag| (1, String::from_utf8_lossy(no).replace("{}", &tag.to_string()).into_bytes())).collect();
+        let (port, server) = scripted_server(steps, Pace::Whole);
+        let e = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let request = BodyRequest { uid_set: "5".into(), range: Some((0, 65536)) };
+            session.uid_fetch_bodies(&[request], &mut Recorder::default()).await.expect_err("throttled")
+        });
+        assert!(matches!(kind_of(&e), Some(ImapError::Throttled { delay, .. }) if *delay == Duration::from_millis(100)), "{e:#}");
+        assert_eq!(crate::failure::policy(&e), (crate::failure::Scope::Folder, crate::failure::Retry::NextPass));
+        assert_eq!(server.join().expect("server").len(), 7);
     }
 }
