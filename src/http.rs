@@ -1,5 +1,5 @@
 //! The HTTP side of the appliance: the status page (compiled in from `web/`) and the JSON API of
-//! docs/api.md, answered on tiny_http behind the front door (`front_door.rs`), which owns the public
+//! docs/api.md, answered on tiny_http behind the front door (`front_door/`), which owns the public
 //! socket, reads every request whole and decides who is asking. Here each route checks that role,
 //! turns every error into a JSON object with a sentence a person can act on, and hands the work to the
 //! appliance; it never talks IMAP and never returns a secret.
