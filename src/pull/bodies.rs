@@ -1,298 +1,27 @@
-//! The pull phase: brings one source folder's new messages and flag changes into staging. It opens the
-//! folder read-only (EXAMINE), so the source is never changed; it asks STATUS first so an unchanged
-//! folder costs one round trip; it stages bodies in `CHUNK_SIZE` slices, fetching small messages many
-//! to a command (pipelined) and large ones in partial ranges, so memory never grows with message or
-//! folder size. A UIDVALIDITY change re-matches already copied messages by content instead of copying
-//! them again.
-//!
-//! No write transaction here stays open while the network is awaited: what a listing or a body fetch
-//! receives is gathered in a bounded batch in memory (`ListingBatch`, `BodyBatch`) and written in one
-//! short transaction when the batch fills or the answer ends. A body counts as staged only when its
-//! hash is written, with its last chunk; a body cut short leaves chunks without a hash, which the next
-//! attempt deletes before it starts over.
+//! Staging the bodies of a folder's new messages: small ones fetched whole, many to a command and
+//! pipelined; large ones in `SLICE` ranges, several in flight; each body streamed into a `BodyBatch`
+//! and written in short transactions, counted staged only when its hash lands with its last chunk.
+//! Also what a source does wrong with a body: a NIL, a hang-up on a message it cannot read (quirk
+//! `dovecot_bye_on_fetch_failure`), partial answers without their origin.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use super::*;
 use crate::failure::{Retry, Scope};
 use crate::fault;
-use crate::imap::{BodyRequest, BodySink, FetchItem, ImapError, Session};
+use crate::imap::{BodyRequest, BodySink, ImapError, Session};
 use crate::store::{CHUNK_SIZE, Store};
 
-/// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
-/// stream into SQLite either way (through a `BodyBatch` of at most `BODY_BATCH_BYTES`), so memory does
-/// not depend on these; they bound what has to be held for a server that names the UID only after the
-/// body.
-const WHOLE_LIMIT: u64 = 64 * 1024;
-/// Partial-fetch range for larger messages.
-const SLICE: u32 = 64 * 1024;
-/// Partial fetches in flight at once (of one message or several).
-const SLICE_PIPELINE: usize = 8;
-/// Rounds of partial fetches started over (see `SliceRound::originless`) before the folder waits for
-/// the next pass.
-const SLICE_RESTARTS: u32 = 3;
-/// A batch of whole-message fetches: at most this many bytes and messages per command.
-const BATCH_BYTES: u64 = 1024 * 1024;
-const BATCH_COUNT: usize = 200;
-/// Commands in flight at once, so the server never waits for us between batches.
-const PIPELINE: usize = 4;
-
-/// A source folder as stored.
-#[derive(Debug, Clone)]
-pub struct FolderRow {
-    pub id: i64,
-    pub wire_name: String,
-    pub name: String,
-    pub uidvalidity: Option<u32>,
-    pub uidnext: Option<u32>,
-    pub highest_modseq: Option<u64>,
-    pub last_uid: u32,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct PullStats {
-    pub staged: u64,
-    pub staged_bytes: u64,
-    pub flag_changes: u64,
-    pub vanished: u64,
-    pub new_mail: bool,
-}
-
-pub fn folder_rows(store: &Store, account_id: i64) -> Result<Vec<FolderRow>> {
-    let mut stmt = store.conn.prepare(
-        "SELECT id, wire_name, name, uidvalidity, uidnext, highest_modseq, last_uid FROM source_folder
-         WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
-    )?;
-    let rows = stmt.query_map([account_id], |r| {
-        Ok(FolderRow {
-            id: r.get(0)?,
-            wire_name: r.get(1)?,
-            name: r.get(2)?,
-            uidvalidity: r.get(3)?,
-            uidnext: r.get(4)?,
-            highest_modseq: r.get(5)?,
-            last_uid: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn flags_text(flags: &[String]) -> String {
-    let mut f: Vec<&str> = flags.iter().map(String::as_str).filter(|f| !f.eq_ignore_ascii_case("\\Recent")).collect();
-    f.sort_unstable();
-    f.dedup();
-    f.join(" ")
-}
-
-/// Pulls one folder. Returns quickly when STATUS shows nothing changed.
-pub async fn pull_folder(
-    store: &Store,
-    account_id: i64,
-    session: &mut Session,
-    folder: &FolderRow,
-    condstore: bool,
-    stats: &mut PullStats,
-) -> Result<()> {
-    let status = session.status(&folder.wire_name, condstore).await?;
-    let unstaged: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NULL AND push_state = 'pending'",
-        [folder.id],
-        |r| r.get(0),
-    )?;
-    let unchanged = status.uidvalidity.is_some()
-        && status.uidvalidity == folder.uidvalidity
-        && status.uidnext == folder.uidnext
-        && condstore
-        && status.highest_modseq.is_some()
-        && status.highest_modseq == folder.highest_modseq
-        && unstaged == 0;
-    if unchanged {
-        // A pass that died between staging and merging after a UIDVALIDITY change finishes the merge
-        // here, before push could append the new-UID rows again.
-        if let Some(v) = status.uidvalidity {
-            merge_uidvalidity_orphans(store, folder.id, v)?;
-        }
-        return Ok(());
-    }
-    let selected = session.select(&folder.wire_name, true, condstore).await?;
-    let Some(uidvalidity) = selected.uidvalidity else {
-        anyhow::bail!("{}: folder {} has no UIDVALIDITY; it cannot be copied safely", session.label(), folder.name);
-    };
-    let mut last_uid = folder.last_uid;
-    let mut known_modseq = folder.highest_modseq;
-    if folder.uidvalidity.is_some_and(|v| v != uidvalidity) {
-        log::warn!(
-            "{}: folder {} changed UIDVALIDITY ({:?} -> {uidvalidity}); re-matching its messages by content",
-            session.label(),
-            folder.name,
-            folder.uidvalidity
-        );
-        last_uid = 0;
-        known_modseq = None;
-    }
-
-    // 1. Metadata of messages not seen before, written in batches of `LISTING_ROWS_PER_WRITE` as it
-    // arrives (memory stays flat however big the folder). Unsolicited FETCH answers (flag updates without SIZE/INTERNALDATE) are not new mail.
-    let next_uid = last_uid.checked_add(1);
-    if let (Some(next_uid), true) = (next_uid, selected.exists > 0 && selected.uidnext.is_none_or(|next| next > last_uid.saturating_add(1)))
-    {
-        let mut items = vec![FetchItem::Uid, FetchItem::Flags, FetchItem::InternalDate, FetchItem::Size];
-        if condstore {
-            items.push(FetchItem::ModSeq);
-        }
-        let known_folder = folder.uidvalidity == Some(uidvalidity);
-        let mut new_count = 0u64;
-        let mut highest = last_uid;
-        let mut rows = ListingBatch::new(|conn: &rusqlite::Connection, row: &NewRow| {
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-            )?;
-            insert.execute(params![folder.id, uidvalidity, row.uid, row.size, row.internal_date, row.flags, row.modseq])
-        });
-        // `N:*` also matches the highest UID when N is beyond it, so filter again here.
-        session
-            .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
-                if meta.uid <= last_uid {
-                    return Ok(());
-                }
-                let Some(size) = meta.size else { return Ok(()) };
-                new_count += 1;
-                highest = highest.max(meta.uid);
-                let row = NewRow {
-                    uid: meta.uid,
-                    size,
-                    flags: flags_text(&meta.flags),
-                    internal_date: meta.internal_date,
-                    modseq: meta.modseq.map(|m| m as i64),
-                };
-                rows.push(store, row)
-            })
-            .await?;
-        last_uid = highest;
-        // The last rows and the folder's new `last_uid` together: the listing counts as done only now.
-        rows.write(store, |conn| {
-            conn.execute(
-                "UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1",
-                params![folder.id, uidvalidity, last_uid],
-            )
-            .map(drop)
-        })?;
-        // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
-        // first pass finds everything, which says nothing about whether the mailbox is still in use.
-        if new_count > 0 && known_folder {
-            stats.new_mail = true;
-        }
-        fault::point("pull: new messages listed");
-    }
-
-    // 2. Flag changes on messages already known (CHANGEDSINCE when the server has mod-sequences).
-    if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
-        let since = if condstore { known_modseq } else { None };
-        if !condstore || since.is_some() {
-            let mut changes = ListingBatch::new(|conn: &rusqlite::Connection, (uid, flags): &(u32, String)| {
-                let mut update = conn.prepare_cached(
-                    "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
-                )?;
-                update.execute(params![folder.id, uidvalidity, uid, flags])
-            });
-            session
-                .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
-                    changes.push(store, (meta.uid, flags_text(&meta.flags)))
-                })
-                .await?;
-            changes.flush(store)?;
-            stats.flag_changes += changes.changed;
-        }
-    }
-
-    // 3. Bodies of everything not yet staged.
-    stage_bodies(store, session, account_id, &folder.name, folder.id, uidvalidity, stats).await?;
-    merge_uidvalidity_orphans(store, folder.id, uidvalidity)?;
-
-    store.conn.execute(
-        "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = max(last_uid, ?5) WHERE id = ?1",
-        params![folder.id, uidvalidity, selected.uidnext, selected.highest_modseq.map(|m| m as i64), last_uid],
-    )?;
-    Ok(())
-}
-
-/// A folder's listing (new messages' metadata, or everyone's flags) is gathered in memory this many
-/// rows at a time, and each such batch is written in one short transaction: no transaction stays open
-/// while the listing waits for the network, so a big folder over a slow line (or a source that stops
-/// answering half-way) keeps no other account and not the web page from writing. A row is a UID, a
-/// size, a date and its flags (about 150 bytes), so a batch is some 75 KiB per listing worker, and a
-/// 300,000-message folder costs 600 commits. What a cut listing wrote is harmless: rows are inserted
-/// with ON CONFLICT DO NOTHING and flags are set, and `last_uid` and the mod-sequence move only when
-/// it completes.
-const LISTING_ROWS_PER_WRITE: usize = 500;
-
-/// A message not seen before, as the listing gives it.
-struct NewRow {
-    uid: u32,
-    size: u32,
-    flags: String,
-    internal_date: Option<String>,
-    modseq: Option<i64>,
-}
-
-/// A listing's rows not yet written: `write_row` writes one (returning the rows it changed), at most
-/// `LISTING_ROWS_PER_WRITE` of them (fewer under POSTFLYTT_BATCH, so the crash tests cut between
-/// writes) in one short transaction.
-struct ListingBatch<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> {
-    rows: Vec<T>,
-    every: usize,
-    write_row: F,
-    /// Rows changed by all writes so far.
-    changed: u64,
-}
-
-impl<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> ListingBatch<T, F> {
-    fn new(write_row: F) -> ListingBatch<T, F> {
-        ListingBatch { rows: Vec::new(), every: crate::fault::batch_cap(LISTING_ROWS_PER_WRITE), write_row, changed: 0 }
-    }
-
-    /// Adds a row; a full batch is written at once.
-    fn push(&mut self, store: &Store, row: T) -> Result<()> {
-        self.rows.push(row);
-        if self.rows.len() >= self.every {
-            self.flush(store)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the rows gathered so far, if any.
-    fn flush(&mut self, store: &Store) -> Result<()> {
-        if self.rows.is_empty() {
-            return Ok(());
-        }
-        self.write(store, |_| Ok(()))
-    }
-
-    /// Writes the rows gathered so far and then `also`, in one short transaction (rolled back if any
-    /// of it fails, when the transaction is dropped).
-    fn write(&mut self, store: &Store, also: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>) -> Result<()> {
-        let tx = store.write_transaction()?;
-        let mut changed = 0;
-        for row in self.rows.drain(..) {
-            changed += (self.write_row)(&tx, &row)? as u64;
-        }
-        also(&tx)?;
-        tx.commit()?;
-        self.changed += changed;
-        Ok(())
-    }
-}
-
-struct Pending {
-    id: i64,
-    uid: u32,
-    size: u64,
+pub(super) struct Pending {
+    pub(super) id: i64,
+    pub(super) uid: u32,
+    pub(super) size: u64,
     /// Times the source hung up while this message was asked for and had not arrived.
-    fetch_failures: i64,
+    pub(super) fetch_failures: i64,
 }
 
 /// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
@@ -301,17 +30,17 @@ struct Pending {
 /// `ImapError::HungUpOnMessage`). The messages of such a batch that had not arrived become suspects (`fetch_failures`); after the reconnect each suspect is
 /// asked for alone, so the next hang-up names the message. One that makes the server hang up this many
 /// times is recorded as skipped with the server's words, and the folder goes on without it.
-const FETCH_FAILURES_BEFORE_SKIP: i64 = 3;
+pub(super) const FETCH_FAILURES_BEFORE_SKIP: i64 = 3;
 
 /// What the operator reads above a hang-up on a message. The pass reconnects and goes on (see
 /// `FETCH_FAILURES_BEFORE_SKIP`), outside the budget for ordinary lost connections, since each time a
 /// suspect is narrowed down or skipped (`sync`, by the error's kind).
-const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
+pub(super) const HUNG_UP_ON_A_MESSAGE: &str = "the old server hung up instead of sending a message";
 
 /// The server's reason when the source hung up because it could not read a message (quirk
 /// `dovecot_bye_on_fetch_failure`), not for a reason of its own (shutting down, a session limit), which
 /// says nothing about any message.
-fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
+pub(super) fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
     match crate::imap::kind_of(e) {
         Some(ImapError::HungUpOnMessage { reason, .. }) => Some(reason.clone()),
         _ => None,
@@ -321,7 +50,7 @@ fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
 /// A message the source will not give: recorded as skipped with the server's words, so the folder
 /// goes on without it and the operator sees it in the status and the report. What an earlier attempt
 /// (or this one) left of its bytes goes: a refused row holds none.
-fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
+pub(super) fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
     store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
     store.conn.execute("UPDATE message SET push_state = 'refused', sha256 = NULL WHERE id = ?1", [id])?;
     store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
@@ -345,11 +74,11 @@ impl std::fmt::Display for StoppedHalfWay {
 impl std::error::Error for StoppedHalfWay {}
 
 /// What a NIL body is recorded as.
-const NIL_BODY: &str = "the server answered NIL for the message's content";
+pub(super) const NIL_BODY: &str = "the server answered NIL for the message's content";
 
 /// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
 /// the limit is skipped with `server_says`.
-fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
+pub(super) fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
     for &id in ids {
         let failures: Option<i64> = store
             .conn
@@ -368,7 +97,7 @@ fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64],
 
 /// The fallback after a refused batch: each message alone; one the server will not give is recorded
 /// as skipped with the server's words, and the rest is staged.
-async fn stage_one_by_one(
+pub(super) async fn stage_one_by_one(
     store: &Store,
     session: &mut Session,
     account_id: i64,
@@ -404,7 +133,7 @@ async fn stage_one_by_one(
     Ok(())
 }
 
-async fn stage_bodies(
+pub(super) async fn stage_bodies(
     store: &Store,
     session: &mut Session,
     account_id: i64,
@@ -444,7 +173,7 @@ async fn stage_bodies(
 
 /// Stages one window of unstaged rows: suspects alone, small messages whole and batched, large ones in
 /// slices.
-async fn stage_window(
+pub(super) async fn stage_window(
     store: &Store,
     session: &mut Session,
     account_id: i64,
@@ -539,7 +268,7 @@ async fn stage_window(
 
 /// Which rows of a whole-body fetch were staged and which came back NIL.
 #[derive(Default)]
-struct WholeOutcome {
+pub(super) struct WholeOutcome {
     staged: BTreeSet<i64>,
     nil: BTreeSet<i64>,
 }
@@ -552,7 +281,7 @@ struct WholeOutcome {
 /// damaged but correctly framed body and then says NO must not have it copied. The outer error is our
 /// own database failing (never to be taken for the server refusing a message); the inner result is how
 /// the fetch went.
-async fn fetch_whole(
+pub(super) async fn fetch_whole(
     store: &Store,
     session: &mut Session,
     sets: Vec<String>,
@@ -590,12 +319,12 @@ async fn fetch_whole(
 /// a failure wider than a message (`failure::policy`: the connection is gone, the server kept asking
 /// us to slow down, our own database failed). None of these says anything about the messages, which
 /// come on the next pass; only a server refusing them gets them recorded as skipped.
-fn try_again_later(e: &anyhow::Error) -> bool {
+pub(super) fn try_again_later(e: &anyhow::Error) -> bool {
     crate::failure::policy(e).0 != Scope::Message
 }
 
 /// Streams whole bodies into their rows, one at a time in the order they come.
-struct WholeBodies<'a> {
+pub(super) struct WholeBodies<'a> {
     ids: &'a BTreeMap<u32, (i64, u64)>,
     with_identity: bool,
     /// The body coming in, and its row's listed size.
@@ -669,21 +398,21 @@ impl BodySink for WholeBodies<'_> {
 /// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch. 256 KiB makes a commit
 /// (an fsync, as `synchronous=FULL`) per 256 KiB of mail, a few per batch of whole messages, which
 /// costs little beside the network.
-const BODY_BATCH_BYTES: usize = 256 * 1024;
+pub(super) const BODY_BATCH_BYTES: usize = 256 * 1024;
 
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
-const BODY_WRITE_OVERHEAD: usize = 64;
+pub(super) const BODY_WRITE_OVERHEAD: usize = 64;
 
 /// Staged bytes and staged marks not yet written, in the order they came. A chunk that takes the batch
 /// to `BODY_BATCH_BYTES` writes it at once, so a batch never holds more than that and one chunk, however
 /// large the piece a body arrives in (a body held until its UID came is one piece of up to 8 MiB).
-struct BodyBatch<'s> {
+pub(super) struct BodyBatch<'s> {
     store: &'s Store,
     writes: Vec<BodyWrite>,
-    bytes: usize,
+    pub(super) bytes: usize,
 }
 
-enum BodyWrite {
+pub(super) enum BodyWrite {
     /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
     /// of it goes, and it is not staged until its hash is written again.
     Restart(i64),
@@ -702,7 +431,7 @@ enum BodyWrite {
 }
 
 impl<'s> BodyBatch<'s> {
-    fn new(store: &'s Store) -> BodyBatch<'s> {
+    pub(super) fn new(store: &'s Store) -> BodyBatch<'s> {
         BodyBatch { store, writes: Vec::new(), bytes: 0 }
     }
 
@@ -728,7 +457,7 @@ impl<'s> BodyBatch<'s> {
     }
 
     /// Writes the batch in one short transaction.
-    fn write(&mut self) -> Result<()> {
+    pub(super) fn write(&mut self) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
@@ -766,7 +495,7 @@ impl<'s> BodyBatch<'s> {
 /// each slice shorter), hashing them on the way, and hands them to a `BodyBatch`; keeps the first
 /// `HEADER_PREFIX` bytes for its identity when the target needs one. A message counts as staged only
 /// once the batch holding its `finish` is written: its hash goes in with its last chunk.
-struct BodyWriter {
+pub(super) struct BodyWriter {
     id: i64,
     seq: i64,
     hasher: Sha256,
@@ -781,7 +510,7 @@ struct BodyWriter {
 
 impl BodyWriter {
     /// Starts the message over: whatever an interrupted pass staged of it goes.
-    fn start(id: i64, with_identity: bool) -> BodyWriter {
+    pub(super) fn start(id: i64, with_identity: bool) -> BodyWriter {
         BodyWriter {
             id,
             seq: 0,
@@ -793,7 +522,7 @@ impl BodyWriter {
         }
     }
 
-    fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) -> Result<()> {
+    pub(super) fn write(&mut self, batch: &mut BodyBatch, mut piece: &[u8]) -> Result<()> {
         self.hasher.update(piece);
         self.total += piece.len() as u64;
         if let Some(prefix) = &mut self.prefix {
@@ -843,7 +572,7 @@ impl BodyWriter {
 
     /// Hands over the rest and the mark that the message is staged: its hash, its true size, its
     /// identity. Returns the bytes staged.
-    fn finish(&mut self, batch: &mut BodyBatch) -> Result<u64> {
+    pub(super) fn finish(&mut self, batch: &mut BodyBatch) -> Result<u64> {
         let (mark, bytes) = self.finish_mark(batch)?;
         batch.push(mark);
         Ok(bytes)
@@ -862,7 +591,7 @@ impl BodyWriter {
 }
 
 /// Whether row `id` still waits for its bytes: not staged, and not refused (a NIL body) or gone.
-fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
+pub(super) fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
     Ok(store
         .conn
         .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [id], |r| r.get(0))
@@ -871,7 +600,7 @@ fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
 }
 
 /// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
-fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stats: &mut PullStats) -> Result<()> {
+pub(super) fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stats: &mut PullStats) -> Result<()> {
     for (id, _) in ids.values() {
         // A row refused meanwhile (a NIL body) is known to be there, not gone.
         if still_unstaged(store, *id)? {
@@ -887,7 +616,7 @@ fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stats: &mut Pul
 /// folder of medium-sized messages does not cost a round trip each. Slices of one message are stored
 /// and hashed strictly in order as they stream in; a message counts as staged only when its hash is
 /// written.
-async fn stage_large(
+pub(super) async fn stage_large(
     store: &Store,
     session: &mut Session,
     account_id: i64,
@@ -1002,7 +731,7 @@ async fn stage_large(
 }
 
 /// Where the bytes of the slice being received go.
-enum SliceDestination {
+pub(super) enum SliceDestination {
     /// Straight into message `active[i]`: the slice it needs next.
     Message(usize),
     /// Held for `active[i]` until the slices before it come (a server answering out of order).
@@ -1012,7 +741,7 @@ enum SliceDestination {
 }
 
 /// One round of partial fetches, as a sink: each answer is matched to the request it answers.
-struct SliceRound<'a, 's> {
+pub(super) struct SliceRound<'a, 's> {
     active: &'a mut Vec<Slices>,
     plan: &'a [(usize, u32)],
     answered: Vec<bool>,
@@ -1101,7 +830,7 @@ impl BodySink for SliceRound<'_, '_> {
 /// Hands the hash of each message whose end was seen to `batch` and drops the ones that vanished;
 /// returns their indices in `active`, in order. Fails for a message that stopped half-way. Runs
 /// inside the round's closing transaction.
-fn finish_round(
+pub(super) fn finish_round(
     store: &Store,
     account_id: i64,
     folder_name: &str,
@@ -1145,7 +874,7 @@ fn finish_round(
 }
 
 /// One large message being staged slice by slice, in order.
-struct Slices {
+pub(super) struct Slices {
     uid: u32,
     size: u64,
     /// Its bytes so far (row id, chunks, hash); `writer.total` runs ahead of `offset` only while a
@@ -1167,7 +896,7 @@ struct Slices {
 impl Slices {
     /// Begins a message; a partly staged one from an interrupted pass starts over (the hash state is
     /// not kept).
-    fn new(p: &Pending, with_identity: bool) -> Slices {
+    pub(super) fn new(p: &Pending, with_identity: bool) -> Slices {
         Slices {
             uid: p.uid,
             size: p.size,
@@ -1222,371 +951,5 @@ impl Slices {
             self.early.clear();
         }
         Ok(stored)
-    }
-}
-
-/// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose bytes
-/// equal an old row that was already copied takes over the old row's place on the target, so it is
-/// not appended a second time. Old rows never copied are dropped (their new twins will be).
-pub fn merge_uidvalidity_orphans(store: &Store, folder_id: i64, uidvalidity: u32) -> Result<()> {
-    let orphans: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND uidvalidity != ?2",
-        params![folder_id, uidvalidity],
-        |r| r.get(0),
-    )?;
-    if orphans == 0 {
-        return Ok(());
-    }
-    let pairs: Vec<(i64, i64)> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT n.id, o.id FROM message n JOIN message o
-               ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
-             WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = 'pending' AND n.sha256 IS NOT NULL
-               AND o.push_state IN ('pushed', 'appending', 'refused')
-             ORDER BY n.uid, o.uid",
-        )?;
-        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let tx = store.write_transaction()?;
-    let mut used_new = std::collections::BTreeSet::new();
-    let mut used_old = std::collections::BTreeSet::new();
-    for (new_id, old_id) in pairs {
-        if used_new.contains(&new_id) || used_old.contains(&old_id) {
-            continue;
-        }
-        used_new.insert(new_id);
-        used_old.insert(old_id);
-        tx.execute(
-            "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts) =
-               (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts FROM message WHERE id = ?2)
-             WHERE id = ?1",
-            params![new_id, old_id],
-        )?;
-        tx.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
-        tx.execute("DELETE FROM message WHERE id = ?1", [old_id])?;
-    }
-    // Old rows that were never on the target are replaced by their new-UID twins.
-    tx.execute(
-        "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pending'",
-        params![folder_id, uidvalidity],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// A compact UID set ("1:5,9,12:13") for ascending UIDs.
-pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
-    let mut out = String::new();
-    let mut run: Option<(u32, u32)> = None;
-    let flush = |out: &mut String, (a, b): (u32, u32)| {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if a == b {
-            out.push_str(&a.to_string());
-        } else {
-            out.push_str(&format!("{a}:{b}"));
-        }
-    };
-    for uid in uids {
-        run = match run {
-            Some((a, b)) if uid == b + 1 => Some((a, uid)),
-            Some(r) => {
-                flush(&mut out, r);
-                Some((uid, uid))
-            }
-            None => Some((uid, uid)),
-        };
-    }
-    if let Some(r) = run {
-        flush(&mut out, r);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uid_sets() {
-        assert_eq!(uid_set([1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(uid_set([4]), "4");
-        assert_eq!(uid_set(Vec::<u32>::new()), "");
-    }
-
-    fn staged(store: &Store, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
-        let chunks: Vec<u8> = store
-            .conn
-            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .flat_map(|c| c.unwrap())
-            .collect();
-        let hash = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-        (chunks, hash)
-    }
-
-    /// A body is written in short transactions as its batch fills, but counts as staged only when the
-    /// batch holding its end is written: cut short after a write, it has chunks and no hash; fetched
-    /// again, it starts over; and a body staged already that starts over (a repeat) loses its hash
-    /// with its first new write, so a cut then never leaves a hash over half the bytes.
-    #[test]
-    fn a_body_written_in_batches_counts_only_when_whole() {
-        let dir = std::env::temp_dir().join(format!("pf-pull-batches-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store.conn.execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, 0, '')", []).unwrap();
-        let id = store.conn.last_insert_rowid();
-        let body: Vec<u8> = (0..3 * BODY_BATCH_BYTES / 2).map(|i| b'a' + (i * 7 % 26) as u8).collect();
-        let feed = |batch: &mut BodyBatch, writer: &mut BodyWriter, bytes: &[u8]| {
-            for piece in bytes.chunks(5000) {
-                writer.write(batch, piece).unwrap();
-            }
-        };
-
-        // Cut short after more than a batch: some chunks, no hash.
-        let mut batch = BodyBatch::new(&store);
-        let mut writer = BodyWriter::start(id, false);
-        feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
-        drop(batch);
-        let (chunks, hash) = staged(&store, id);
-        assert!(!chunks.is_empty() && hash.is_none(), "{} bytes, hash {hash:?}", chunks.len());
-
-        // Fetched again: starts over, and is staged once whole.
-        let mut batch = BodyBatch::new(&store);
-        let mut writer = BodyWriter::start(id, false);
-        feed(&mut batch, &mut writer, &body);
-        assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
-        assert!(staged(&store, id).1.is_none(), "staged before the batch with its end was written");
-        batch.write().unwrap();
-        let (chunks, hash) = staged(&store, id);
-        assert!(chunks == body);
-        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
-
-        // A repeat cut short after its first write: not staged, so it is fetched again.
-        let mut batch = BodyBatch::new(&store);
-        let mut writer = BodyWriter::start(id, false);
-        feed(&mut batch, &mut writer, &body[..BODY_BATCH_BYTES + 10_000]);
-        drop(batch);
-        assert!(staged(&store, id).1.is_none());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A store in a fresh directory with one account and its INBOX, and a message row per (uid, size).
-    fn store_with_rows(name: &str, rows: &[(u32, usize)]) -> (std::path::PathBuf, Store, Vec<i64>) {
-        let dir = std::env::temp_dir().join(format!("pf-pull-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        let mut ids = Vec::new();
-        for &(uid, size) in rows {
-            store
-                .conn
-                .execute(
-                    "INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')",
-                    params![uid, size as i64],
-                )
-                .unwrap();
-            ids.push(store.conn.last_insert_rowid());
-        }
-        (dir, store, ids)
-    }
-
-    fn row_state(store: &Store, id: i64) -> (String, Option<Vec<u8>>, i64) {
-        store
-            .conn
-            .query_row(
-                "SELECT push_state, sha256, (SELECT count(*) FROM body_chunk WHERE message_id = ?1) FROM message WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap()
-    }
-
-    /// A fetch that ends in a tagged NO after a correctly framed body: the body is kept only when it has
-    /// the size the listing gave. A damaged one (shorter here) is not copied: the message is refused
-    /// with the server's words, as when nothing came, and keeps no bytes. A scripted server, because
-    /// Dovecot never sends a body and then NO.
-    #[test]
-    fn a_body_before_a_no_is_kept_only_with_its_listed_size() {
-        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
-        let (dir, store, ids) = store_with_rows("no-after-body", &[(5, 10), (6, 8)]);
-        let steps = vec![
-            (1, b"* 1 FETCH (UID 5 BODY[] {7}\r\nbroken )\r\nP1 NO [UNAVAILABLE] Message damaged\r\n".to_vec()),
-            (1, b"* 2 FETCH (UID 6 BODY[] {8}\r\nwhole ok)\r\nP2 NO [UNAVAILABLE] Something else failed\r\n".to_vec()),
-        ];
-        let (port, server) = scripted_server(steps, Pace::Whole);
-        let pending =
-            [Pending { id: ids[0], uid: 5, size: 10, fetch_failures: 0 }, Pending { id: ids[1], uid: 6, size: 8, fetch_failures: 0 }];
-        let mut stats = PullStats::default();
-        run(async {
-            let mut session = connect(port, Pace::Whole).await;
-            let group = [pending.iter().collect::<Vec<_>>()];
-            stage_one_by_one(&store, &mut session, 1, "INBOX", &group, &mut stats).await.unwrap();
-        });
-        let (state, hash, chunks) = row_state(&store, ids[0]);
-        assert_eq!((state.as_str(), hash, chunks), ("refused", None, 0), "the damaged body is not staged");
-        let says: String = store.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [ids[0]], |r| r.get(0)).unwrap();
-        assert!(says.contains("Message damaged"), "{says}");
-        let (state, hash, _) = row_state(&store, ids[1]);
-        assert_eq!(state, "pending");
-        assert_eq!(hash.as_deref(), Some(Sha256::digest(b"whole ok").as_slice()), "a body of its listed size is kept");
-        assert_eq!(stats.staged, 1);
-        drop(server);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A body handed over in one large piece (a body held until its UID came, held slices that line up)
-    /// is written as the batch fills, chunk by chunk, not queued whole before the bound is looked at.
-    #[test]
-    fn a_large_piece_never_takes_the_batch_past_its_bound() {
-        let (dir, store, ids) = store_with_rows("large-piece", &[(7, 0)]);
-        let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| b'a' + (i * 7 % 26) as u8).collect();
-        let mut batch = BodyBatch::new(&store);
-        let mut writer = BodyWriter::start(ids[0], false);
-        writer.write(&mut batch, &body).unwrap();
-        assert!(batch.bytes < BODY_BATCH_BYTES + CHUNK_SIZE + 2 * BODY_WRITE_OVERHEAD, "{} bytes queued", batch.bytes);
-        assert_eq!(writer.finish(&mut batch).unwrap(), body.len() as u64);
-        batch.write().unwrap();
-        assert!(staged(&store, ids[0]).0 == body);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Quirk `partial_answer_without_origin` (answers `BODY[]` to a partial fetch, as some servers do)
-    /// with a throttled slice in the middle of a round: the answer to the third slice took the first
-    /// slice's open place, and the repeats after the wait the others'. The round starts over from
-    /// the first byte instead. A scripted server, because Dovecot names the origin and never throttles.
-    #[test]
-    fn originless_repeats_after_a_throttled_slice_start_the_message_over() {
-        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
-        let size = 150_000usize;
-        let body: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
-        let slice = |offset: usize| {
-            let end = (offset + SLICE as usize).min(size);
-            let mut answer = format!("* 1 FETCH (UID 7 BODY[] {{{}}}\r\n", end - offset).into_bytes();
-            answer.extend_from_slice(&body[offset..end]);
-            answer.extend_from_slice(b")\r\n");
-            answer
-        };
-        let mut first = slice(0);
-        first.extend_from_slice(b"P1 OK done\r\nP2 NO Request is throttled. Suggested Backoff Time: 100 milliseconds\r\n");
-        first.extend_from_slice(&slice(131_072));
-        first.extend_from_slice(b"P3 OK done\r\n");
-        let whole_round = |tags: [u32; 3]| {
-            let mut round = Vec::new();
-            for (tag, offset) in tags.into_iter().zip([0, 65_536, 131_072]) {
-                round.extend_from_slice(&slice(offset));
-                round.extend_from_slice(format!("P{tag} OK done\r\n").as_bytes());
-            }
-            round
-        };
-        let steps = vec![(3, first), (3, whole_round([4, 5, 6])), (3, whole_round([7, 8, 9]))];
-        let (port, server) = scripted_server(steps, Pace::Whole);
-        let (dir, store, ids) = store_with_rows("originless", &[(7, size)]);
-        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
-        let mut stats = PullStats::default();
-        run(async {
-            let mut session = connect(port, Pace::Whole).await;
-            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
-        });
-        let (chunks, hash) = staged(&store, ids[0]);
-        assert!(chunks == body, "staged {} bytes, equal to the message: {}", chunks.len(), chunks == body);
-        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
-        assert_eq!(server.join().expect("server").len(), 9, "the message was asked for again from its start");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A NIL answer for a large message after some of its slices came: the message is refused and
-    /// keeps none of those bytes (they were written after the refusal, before).
-    #[test]
-    fn a_nil_slice_leaves_no_chunks_on_the_refused_row() {
-        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
-        let size = 150_000usize;
-        let (dir, store, ids) = store_with_rows("nil-slice", &[(7, size)]);
-        let mut answer = format!("* 1 FETCH (UID 7 BODY[]<0> {{{}}}\r\n", SLICE).into_bytes();
-        answer.resize(answer.len() + SLICE as usize, b'x');
-        answer.extend_from_slice(b")\r\nP1 OK done\r\n* 1 FETCH (UID 7 BODY[]<65536> NIL)\r\nP2 OK done\r\n");
-        answer.extend_from_slice(b"* 1 FETCH (UID 7 BODY[]<131072> NIL)\r\nP3 OK done\r\n");
-        let (port, server) = scripted_server(vec![(3, answer)], Pace::Whole);
-        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
-        let mut stats = PullStats::default();
-        run(async {
-            let mut session = connect(port, Pace::Whole).await;
-            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
-        });
-        assert_eq!(row_state(&store, ids[0]), ("refused".to_string(), None, 0));
-        drop(server);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn flags_are_sorted_without_recent() {
-        let f = vec!["\\Seen".to_string(), "$Label1".into(), "\\Recent".into(), "\\Seen".into()];
-        assert_eq!(flags_text(&f), "$Label1 \\Seen");
-    }
-
-    /// A throttled slice in the middle of a round: the commands are sent again, and the repeats of the
-    /// slices that came the first time must not be taken for the one that did not (they were, before:
-    /// bytes 0-65535 were stored a second time as 65536-131071 and the message counted as staged). A
-    /// scripted server, because Dovecot never throttles.
-    #[test]
-    fn repeats_after_a_throttled_slice_go_nowhere() {
-        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
-        let size = 150_000usize;
-        let body: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
-        let slice = |offset: usize| {
-            let end = (offset + SLICE as usize).min(size);
-            let mut answer = format!("* 1 FETCH (UID 7 BODY[]<{offset}> {{{}}}\r\n", end - offset).into_bytes();
-            answer.extend_from_slice(&body[offset..end]);
-            answer.extend_from_slice(b")\r\n");
-            answer
-        };
-        let mut first = slice(0);
-        first.extend_from_slice(b"P1 OK done\r\nP2 NO Request is throttled. Suggested Backoff Time: 100 milliseconds\r\n");
-        first.extend_from_slice(&slice(131_072));
-        first.extend_from_slice(b"P3 OK done\r\n");
-        let mut again = Vec::new();
-        for (tag, offset) in [(4, 0), (5, 65_536), (6, 131_072)] {
-            again.extend_from_slice(&slice(offset));
-            again.extend_from_slice(format!("P{tag} OK done\r\n").as_bytes());
-        }
-        let (port, server) = scripted_server(vec![(3, first), (3, again)], Pace::Whole);
-        let dir = std::env::temp_dir().join(format!("pf-pull-throttle-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store
-            .conn
-            .execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, ?1, '')", [size as i64])
-            .unwrap();
-        let id = store.conn.last_insert_rowid();
-        let pending = Pending { id, uid: 7, size: size as u64, fetch_failures: 0 };
-        let mut stats = PullStats::default();
-        run(async {
-            let mut session = connect(port, Pace::Whole).await;
-            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &mut stats).await.unwrap();
-        });
-        let _ = server;
-        let staged: Vec<u8> = store
-            .conn
-            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .flat_map(|c| c.unwrap())
-            .collect();
-        let hash: Option<Vec<u8>> = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-        assert!(staged == body, "staged {} bytes, equal to the message: {}", staged.len(), staged == body);
-        assert_eq!(hash.as_deref(), Some(Sha256::digest(&body).as_slice()));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
