@@ -1,11 +1,11 @@
 //! What to do about a failure: one policy, by the kind of the error and never by its text, as mbsync's
 //! `driver.h` sorts its results. The kind is decided where the failure arises (`imap::ImapError`,
 //! our own database's `rusqlite::Error`, `pull::StoppedHalfWay`); `policy` turns it into how far the
-//! failure reaches (`Scope`: a message, a folder, an account, the pass) and when to try again (`Retry`:
+//! failure reaches (`Scope`: a message, a folder, an account) and when to try again (`Retry`:
 //! at once after reconnecting, on the next pass, never). `sync`, `pull`, `push` and `verify` act on that
 //! answer: a message-scope failure is recorded against the message and the folder goes on, a folder-scope
 //! one is recorded against the folder and the account goes on, an account-scope one ends the account's
-//! pass (reconnecting first when it may be retried now), a pass-scope one (our own database) ends it too.
+//! pass (reconnecting first when it may be retried now). Our own database failing costs its folder.
 
 use imap_next::imap_types::response::{Code, StatusKind};
 
@@ -19,9 +19,8 @@ pub enum Scope {
     /// One folder: recorded as a folder error, the account goes on with its other folders.
     Folder,
     /// One account: its pass ends here (the connection is gone, its mailbox takes no more mail).
+    /// Nothing known reaches wider: every account runs its own pass.
     Account,
-    /// Everything this pass does: our own database failed.
-    Pass,
 }
 
 /// When to try again.
@@ -52,8 +51,10 @@ pub fn policy(e: &anyhow::Error) -> (Scope, Retry) {
     if e.downcast_ref::<crate::pull::StoppedHalfWay>().is_some() {
         return (Scope::Message, Retry::NextPass);
     }
+    // Our own database failing says nothing about the messages (never refused for it) and, as before
+    // errors were typed, costs the folder it happened in: the account's other folders go on.
     if e.chain().any(|cause| cause.downcast_ref::<rusqlite::Error>().is_some()) {
-        return (Scope::Pass, Retry::NextPass);
+        return (Scope::Folder, Retry::NextPass);
     }
     (Scope::Folder, Retry::NextPass)
 }
@@ -165,7 +166,7 @@ mod tests {
                 anyhow::Error::new(crate::pull::StoppedHalfWay { uid: 7, at: 65536 }),
                 (Scope::Message, Retry::NextPass),
             ),
-            ("our database", anyhow::Error::new(sqlite()).context("staging bodies"), (Scope::Pass, Retry::NextPass)),
+            ("our database", anyhow::Error::new(sqlite()).context("staging bodies"), (Scope::Folder, Retry::NextPass)),
             ("a sentence of our own", anyhow::anyhow!("folder INBOX has no UIDVALIDITY"), (Scope::Folder, Retry::NextPass)),
         ];
         for (case, error, want) in table {

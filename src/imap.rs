@@ -592,6 +592,18 @@ async fn with_timeout<T>(
     })
 }
 
+/// The kind of the first I/O error in `e`'s chain of sources, if there is one.
+fn io_kind_within(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cause = c.source();
+    }
+    None
+}
+
 /// Whether an I/O error means the connection went away (or never answered), rather than that it was
 /// refused or could not be made.
 fn is_lost(e: &std::io::Error) -> bool {
@@ -619,7 +631,14 @@ async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
         // certificate and told us to trust it. It is compared right after the handshake.
         connector = connector.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     }
-    let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
+    // The TLS library's error keeps the socket's own error in its chain: a reset or a cut during the
+    // handshake is a lost connection (reconnected) like any other, not a TLS failure.
+    let handshake = async {
+        connector
+            .connect(&endpoint.host, tcp)
+            .await
+            .map_err(|e| std::io::Error::new(io_kind_within(&e).unwrap_or(std::io::ErrorKind::Other), e.to_string()))
+    };
     let tls = with_timeout("", &format!("TLS handshake with {}", endpoint.describe()), false, handshake).await.map_err(|e| {
         e.context(TlsFailed(format!(
             "TLS failed with {}; if the server's certificate is self-signed or expired, trust it by its \
@@ -649,7 +668,14 @@ async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
 pub async fn fetch_fingerprint(endpoint: &Endpoint) -> Result<String> {
     let tcp = tcp_connect(endpoint).await?;
     let connector = async_native_tls::TlsConnector::new().danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
-    let handshake = async { connector.connect(&endpoint.host, tcp).await.map_err(|e| std::io::Error::other(e.to_string())) };
+    // The TLS library's error keeps the socket's own error in its chain: a reset or a cut during the
+    // handshake is a lost connection (reconnected) like any other, not a TLS failure.
+    let handshake = async {
+        connector
+            .connect(&endpoint.host, tcp)
+            .await
+            .map_err(|e| std::io::Error::new(io_kind_within(&e).unwrap_or(std::io::ErrorKind::Other), e.to_string()))
+    };
     let tls = with_timeout("", "TLS handshake", false, handshake).await?;
     let cert = tls.peer_certificate().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no certificate"))?;
     let der = cert.to_der().map_err(|e| anyhow!("{e}"))?;
@@ -799,7 +825,8 @@ impl Session {
                 self.feed_client_from_buf(0, n)
             }
             Interrupt::Io(Io::Output(bytes)) => self.write_all(&bytes).await,
-            Interrupt::Error(error) => bail!("{}: unreadable response from the server: {error}", self.label),
+            // The rest of that answer is still on its way: the connection is never used again.
+            Interrupt::Error(error) => Err(self.misbehaved(format!("the server sent a response that could not be read ({error})"))),
         }
     }
 
@@ -1053,7 +1080,7 @@ impl Session {
                 if let Status::Tagged(tagged) = status {
                     answers.insert(tagged.tag.inner().to_string(), answer_of(tagged.body));
                 } else {
-                    bail!("{}: the server refused a literal", self.label);
+                    return Err(self.misbehaved("the server refused a literal without saying which command it ended".into()));
                 }
             }
             Event::AuthenticateStatusReceived { status: Status::Tagged(tagged), .. } => {
@@ -1736,6 +1763,26 @@ fn client_options(discard_greeting: bool) -> Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_inside_a_tls_error_is_found() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "handshake failed")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let reset = Wrapper(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(io_kind_within(&reset), Some(std::io::ErrorKind::ConnectionReset));
+        assert!(is_lost(&std::io::Error::from(io_kind_within(&reset).unwrap())));
+        assert_eq!(io_kind_within(&std::fmt::Error), None);
+    }
 
     #[test]
     fn appenduid_sets() {

@@ -572,7 +572,7 @@ async fn append_batch(
     // What a refusal means is `failure::append_refused`: the mailbox (the account's pass ends), the
     // message (skipped), or nothing known (tried again on later passes, then skipped).
     match crate::failure::append_refused(&answer.answer) {
-        (Scope::Account | Scope::Pass, _) => {
+        (Scope::Account, _) => {
             return Err(session.refused("APPEND", format!("the target refused new mail in {}: {words}", target.wire_name), &answer.answer));
         }
         (_, Retry::Now | Retry::NextPass) if attempts(store, row.id)? < MAX_ATTEMPTS => {

@@ -316,8 +316,8 @@ fn selectable(folder: &ListedFolder) -> bool {
     !folder.has_attribute("\\Noselect") && !folder.has_attribute("\\NonExistent")
 }
 
-/// Errors after which later folders would fail the same way: the connection is unusable, or our own
-/// database failed (`failure::policy` scope Account or Pass).
+/// Errors after which later folders would fail the same way: the connection is unusable
+/// (`failure::policy` scope Account).
 fn stops_verification(e: &anyhow::Error) -> bool {
     crate::failure::policy(e).0 >= crate::failure::Scope::Account
 }
