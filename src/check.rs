@@ -193,7 +193,7 @@ async fn measure(
 
     result.size_limit = target.append_limit().or(limits.message_size_limit).or(
         // Exchange Online takes 35 MB unless the tenant raised it (up to 150 MB): set it with --message-size-limit.
-        if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
+        if store.target_kind()? == crate::store::ServerKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
     );
     match target.storage_quota().await? {
         Some((used_kib, limit_kib)) => {

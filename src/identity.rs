@@ -21,7 +21,7 @@ pub const HEADER_FIELDS: &[&str] = &["MESSAGE-ID", "DATE", "FROM", "SUBJECT"];
 /// (Microsoft 365) is searched by it, so other migrations skip the header parse. Rows staged without
 /// one get it from `fill_staged` if the target kind changes later.
 pub fn wanted(store: &Store) -> Result<bool> {
-    Ok(store.target_kind()? == crate::store::TargetKind::Microsoft365)
+    Ok(store.target_kind()? == crate::store::ServerKind::Microsoft365)
 }
 
 /// How much of a message's start the identity is read from, however the bytes were staged: enough for

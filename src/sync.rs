@@ -19,7 +19,7 @@ use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, Ta
 use crate::imap::{ImapError, ListedFolder, Session};
 use crate::pull::{self, PullStats};
 use crate::push::{self, PushStats, TargetFolderRow};
-use crate::store::{Account, Store, TargetKind, now};
+use crate::store::{Account, ServerKind, Store, now};
 use crate::utf7;
 
 /// Both sides of one account, logged in.
@@ -40,7 +40,7 @@ pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("source")?;
     let label = format!("source {}", account.source_login);
     match store.source_kind()? {
-        TargetKind::Imap => {
+        ServerKind::Imap => {
             let password = account
                 .source_password
                 .as_ref()
@@ -50,7 +50,7 @@ pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
             source.login(&account.source_login, password).await?;
             Ok(source)
         }
-        TargetKind::Microsoft365 => login_with_app(&endpoint, &label, &account.source_login, &store.m365_app("source")?).await,
+        ServerKind::Microsoft365 => login_with_app(&endpoint, &label, &account.source_login, &store.m365_app("source")?).await,
     }
 }
 
@@ -77,7 +77,7 @@ pub async fn open_target(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("target")?;
     let label = format!("target {}", account.target_login);
     match store.target_kind()? {
-        TargetKind::Imap => {
+        ServerKind::Imap => {
             let password = account.target_password.as_ref().ok_or_else(|| {
                 anyhow!("{}: no target password stored; add it to the account list and import again", account.source_login)
             })?;
@@ -85,7 +85,7 @@ pub async fn open_target(store: &Store, account: &Account) -> Result<Session> {
             target.login(&account.target_login, password).await?;
             Ok(target)
         }
-        TargetKind::Microsoft365 => login_with_app(&endpoint, &label, &account.target_login, &store.m365_app("target")?).await,
+        ServerKind::Microsoft365 => login_with_app(&endpoint, &label, &account.target_login, &store.m365_app("target")?).await,
     }
 }
 
@@ -135,9 +135,9 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
             .map(|f| TargetFolder { name: utf7::decode_or_raw(&f.wire_name), special_use: special_use_of(f) })
             .collect(),
         // Quirk `exchange_case_insensitive_names` (Exchange Online): `Kunder` and `kunder` are one folder.
-        case_insensitive: kind == TargetKind::Microsoft365,
+        case_insensitive: kind == ServerKind::Microsoft365,
         // Quirk `exchange_reserved_files` (Exchange Online): `Files` is the mailbox's own folder.
-        reserved: if kind == TargetKind::Microsoft365 { vec!["Files".into()] } else { vec![] },
+        reserved: if kind == ServerKind::Microsoft365 { vec!["Files".into()] } else { vec![] },
     };
     let maps = folders::map_folders(&layout, &source_folders, &target_layout);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
@@ -333,10 +333,10 @@ async fn pass_connected(
     let quirks = push::TargetQuirks {
         size_limit: both.target.append_limit().or(crate::check::Limits::from_store(store)?.message_size_limit).or(
             // Exchange Online's default message size limit when nothing else is known.
-            if kind == TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
+            if kind == ServerKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
         ),
-        flagged_after_append: kind == TargetKind::Microsoft365,
-        rewrites_messages: kind == TargetKind::Microsoft365,
+        flagged_after_append: kind == ServerKind::Microsoft365,
+        rewrites_messages: kind == ServerKind::Microsoft365,
     };
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
