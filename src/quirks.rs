@@ -48,7 +48,8 @@ pub struct Quirks {
     /// Quirk `no_appenduid` (servers without UIDPLUS, e.g. old Courier setups; seen 2026-12 with the
     /// first push): APPEND answers carry no APPENDUID, so appended copies are matched by content on
     /// the next look-up. `push` does that for any answer without a usable APPENDUID; this says the
-    /// server announced so beforehand. Test: `tests/migrate.rs` (the quirk proxy's `no_uidplus`).
+    /// server announced so beforehand. Test: `tests/migrate.rs`
+    /// `target_without_uidplus_and_with_bare_lf_lines_gets_everything_once` (the quirk proxy's `no_uidplus`).
     pub no_appenduid: bool,
 }
 
