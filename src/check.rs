@@ -112,6 +112,13 @@ impl Limits {
         let settings = store.settings()?;
         Ok(Limits { quota_per_account: settings.quota_per_account, message_size_limit: settings.message_size_limit })
     }
+
+    /// The largest message `target` takes: its APPENDLIMIT, else this setting, else its kind's default
+    /// (quirk `exchange_message_size_limit`: Exchange Online takes 35 MB unless the tenant raised it, up
+    /// to 150 MB, which the operator sets with --message-size-limit).
+    pub fn size_limit_of(&self, target: &Session) -> Option<u64> {
+        target.quirks().message_size_limit(target.append_limit(), self.message_size_limit)
+    }
 }
 
 /// Explains a failed connection or login in the operator's terms; for a TLS failure it fetches the
@@ -191,10 +198,7 @@ async fn measure(
     let discovery = crate::sync::discover(store, account, source, target).await?;
     let target_of: BTreeMap<String, String> = discovery.maps.iter().map(|m| (m.source.clone(), m.target.clone())).collect();
 
-    result.size_limit = target.append_limit().or(limits.message_size_limit).or(
-        // Exchange Online takes 35 MB unless the tenant raised it (up to 150 MB): set it with --message-size-limit.
-        if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
-    );
+    result.size_limit = limits.size_limit_of(target);
     match target.storage_quota().await? {
         Some((used_kib, limit_kib)) => {
             result.target_room = Some(limit_kib.saturating_sub(used_kib).saturating_mul(1024));

@@ -98,7 +98,7 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     }
     for (side, kind) in [("target", &setup.target_kind), ("source", &setup.source_kind)] {
         let Some(kind) = kind else { continue };
-        let kind = store::TargetKind::parse(kind).ok_or_else(|| anyhow!("--{side}-kind {kind:?}: use imap or m365"))?;
+        let kind = store::ServerKind::parse(kind).ok_or_else(|| anyhow!("--{side}-kind {kind:?}: use imap or m365"))?;
         if let Some(endpoint) = store.set_kind(side, kind)? {
             println!("{side}: {} (Microsoft 365)", endpoint.describe());
         }

@@ -462,7 +462,7 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         if let Some(kind) = body.get(format!("{side}_kind")).filter(|v| !v.is_null()) {
             let kind = kind
                 .as_str()
-                .and_then(crate::store::TargetKind::parse)
+                .and_then(crate::store::ServerKind::parse)
                 .ok_or_else(|| ApiError::new(400, format!("{side}_kind must be \"imap\" or \"m365\"")))?;
             store.set_kind(side, kind)?;
         }

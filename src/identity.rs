@@ -18,10 +18,11 @@ use crate::store::Store;
 pub const HEADER_FIELDS: &[&str] = &["MESSAGE-ID", "DATE", "FROM", "SUBJECT"];
 
 /// Whether staged messages need their identity: only a target that re-renders what it is given
-/// (Microsoft 365) is searched by it, so other migrations skip the header parse. Rows staged without
-/// one get it from `fill_staged` if the target kind changes later.
+/// (quirk `exchange_rewrites_messages`) is searched by it, so other migrations skip the header parse.
+/// Asked while pulling, before the target is, so by the target's kind (`Quirks::of_kind`). Rows
+/// staged without one get it from `fill_staged` if the target kind changes later.
 pub fn wanted(store: &Store) -> Result<bool> {
-    Ok(store.target_kind()? == crate::store::TargetKind::Microsoft365)
+    Ok(crate::quirks::Quirks::of_kind(store.target_kind()?).exchange_rewrites_messages)
 }
 
 /// How much of a message's start the identity is read from, however the bytes were staged: enough for

@@ -40,7 +40,9 @@ use sha2::{Digest, Sha256};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
+use crate::quirks::Quirks;
 use crate::secret::Secret;
+use crate::store::ServerKind;
 
 pub(crate) mod body_fetch;
 pub use body_fetch::{BodyRequest, BodySink};
@@ -531,6 +533,12 @@ pub struct Session {
     pub(crate) fetch_line: usize,
     /// Set when the server broke a bound: the connection is mid-answer and no command goes out on it again.
     broken: Option<ServerMisbehaved>,
+    /// What the operator said this server is, and the text of its greeting: with the capabilities
+    /// after login, what `quirks` is computed from.
+    kind: ServerKind,
+    greeting: String,
+    /// This server's quirks, computed once at login (none before).
+    quirks: Quirks,
 }
 
 /// The socket, plain or wrapped in TLS; one type so STARTTLS can take the plain one back out.
@@ -726,8 +734,9 @@ pub async fn raw_connect(endpoint: &Endpoint) -> Result<Conn> {
 }
 
 impl Session {
-    /// Connects, negotiates TLS and reads the greeting; not yet logged in.
-    pub async fn connect(endpoint: &Endpoint, label: &str) -> Result<Session> {
+    /// Connects, negotiates TLS and reads the greeting; not yet logged in. `kind` is what the operator
+    /// said this server is; with the greeting and the capabilities it decides `quirks` at login.
+    pub async fn connect(endpoint: &Endpoint, label: &str, kind: ServerKind) -> Result<Session> {
         if endpoint.tls == TlsMode::Plain && !is_loopback(&endpoint.host) {
             bail!(
                 "plain IMAP to {} would send passwords unprotected; plain is allowed only on loopback — use implicit or starttls",
@@ -755,6 +764,9 @@ impl Session {
             framing: Framing::default(),
             fetch_line: 0,
             broken: None,
+            kind,
+            greeting: String::new(),
+            quirks: Quirks::default(),
         };
         session.read_greeting().await?;
         if endpoint.tls == TlsMode::StartTls {
@@ -783,6 +795,9 @@ impl Session {
                 framing: Framing::default(),
                 fetch_line: 0,
                 broken: None,
+                kind,
+                greeting: session.greeting,
+                quirks: Quirks::default(),
             };
             session.capabilities.clear();
         }
@@ -800,6 +815,7 @@ impl Session {
                     if let Some(Code::Capability(caps)) = &greeting.code {
                         self.capabilities = caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
                     }
+                    self.greeting = greeting.text.to_string();
                     if greeting.kind == imap_next::imap_types::response::GreetingKind::Bye {
                         bail!("{}: the server said BYE at once: {}", self.label, greeting.text);
                     }
@@ -1127,6 +1143,11 @@ impl Session {
         Ok(data)
     }
 
+    /// This server's quirks, as computed when it logged us in.
+    pub fn quirks(&self) -> Quirks {
+        self.quirks
+    }
+
     pub fn has(&self, capability: &str) -> bool {
         self.capabilities.contains(&capability.to_ascii_uppercase())
     }
@@ -1164,6 +1185,7 @@ impl Session {
         if !answer_has_caps(&answer) {
             self.refresh_capabilities().await?;
         }
+        self.quirks = Quirks::of(self.kind, &self.capabilities, &self.greeting);
         Ok(())
     }
 
@@ -1191,6 +1213,7 @@ impl Session {
         if !answer_has_caps(&answer) {
             self.refresh_capabilities().await?;
         }
+        self.quirks = Quirks::of(self.kind, &self.capabilities, &self.greeting);
         Ok(())
     }
 

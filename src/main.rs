@@ -20,6 +20,7 @@ mod mx;
 mod oauth;
 mod pull;
 mod push;
+mod quirks;
 mod report;
 mod secret;
 mod store;

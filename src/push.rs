@@ -38,19 +38,6 @@ pub struct PushStats {
     pub throttled: u64,
 }
 
-/// What the target needs done differently.
-#[derive(Debug, Clone, Default)]
-pub struct TargetQuirks {
-    /// Largest message the target takes (APPENDLIMIT, the operator's setting, or a known default).
-    pub size_limit: Option<u64>,
-    /// Quirk `exchange_drops_flagged_on_append` (Exchange Online): `\Flagged` given with APPEND is
-    /// not kept, so it is set with a STORE afterwards.
-    pub flagged_after_append: bool,
-    /// Quirk `exchange_rewrites_messages` (Exchange Online): what we append is re-rendered, so our
-    /// copy is found again by its identity (Message-ID; see `identity`), not by size and SHA-256.
-    pub rewrites_messages: bool,
-}
-
 /// A target folder as we know it.
 pub struct TargetFolderRow {
     pub id: i64,
@@ -73,8 +60,9 @@ fn split_flags(text: &str) -> Vec<String> {
 }
 
 /// Pushes one source folder's staged messages to its target folder (which exists and is selected by
-/// this function). `source_folder_id` rows only. With nothing to do the target folder is not even
-/// opened, unless `recheck` asks to look at its UIDVALIDITY anyway (the last pass before verification).
+/// this function). `source_folder_id` rows only, those larger than `size_limit` skipped. With nothing
+/// to do the target folder is not even opened, unless `recheck` asks to look at its UIDVALIDITY anyway
+/// (the last pass before verification). What the target does differently is `session.quirks()`.
 // The folder's identity on both sides and the pass's settings; to become one struct when the store
 // gets its own API (issue 14).
 #[allow(clippy::too_many_arguments)]
@@ -85,11 +73,12 @@ pub async fn push_folder(
     source_folder_id: i64,
     source_name: &str,
     target: &TargetFolderRow,
-    quirks: &TargetQuirks,
+    size_limit: Option<u64>,
     recheck: bool,
     stats: &mut PushStats,
 ) -> Result<()> {
-    if let Some(limit) = quirks.size_limit {
+    let quirks = session.quirks();
+    if let Some(limit) = size_limit {
         skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
     }
     let work: i64 = store.conn.query_row(
@@ -146,9 +135,9 @@ pub async fn push_folder(
         |r| r.get(0),
     )?;
     // On a re-rendering target only rows we were appending look anything up (see `match_by_identity`).
-    let worth_looking = if quirks.rewrites_messages { appending > 0 } else { indexed_uidnext < uidnext || appending > 0 };
+    let worth_looking = if quirks.exchange_rewrites_messages { appending > 0 } else { indexed_uidnext < uidnext || appending > 0 };
     if lookup > 0 && selected.exists > 0 && worth_looking {
-        stats.matched += if quirks.rewrites_messages {
+        stats.matched += if quirks.exchange_rewrites_messages {
             match_by_identity(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
         } else {
             match_existing(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
@@ -163,7 +152,7 @@ pub async fn push_folder(
         store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
     }
 
-    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, quirks, stats).await?;
+    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
     Ok(())
 }
@@ -401,7 +390,6 @@ async fn append_pending(
     source_name: &str,
     target: &TargetFolderRow,
     uidvalidity: u32,
-    quirks: &TargetQuirks,
     stats: &mut PushStats,
 ) -> Result<()> {
     let multi = session.supports_multiappend();
@@ -430,7 +418,7 @@ async fn append_pending(
             bytes += row.size;
             batch.push(row);
         }
-        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, quirks, stats).await? == Next::StopFolder {
+        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, stats).await? == Next::StopFolder {
             return Ok(());
         }
     }
@@ -445,7 +433,6 @@ async fn append_batch(
     target: &TargetFolderRow,
     uidvalidity: u32,
     batch: &[Row],
-    quirks: &TargetQuirks,
     stats: &mut PushStats,
 ) -> Result<Next> {
     // The journal entry: committed before a byte of the APPEND is written.
@@ -482,28 +469,31 @@ async fn append_batch(
     drop(closures);
 
     if answer.answer.is_ok() {
+        let quirks = session.quirks();
         let uids = answer.appended_uids();
         let tx = store.write_transaction()?;
         match uids {
             Some((validity, uids)) if validity == uidvalidity && uids.len() == batch.len() => {
                 for (row, uid) in batch.iter().zip(uids) {
-                    // With `flagged_after_append`, \Flagged counts as not yet on the target, so the flag
+                    // With `exchange_drops_flagged_on_append`, \Flagged counts as not yet on the target, so the flag
                     // step of this same pass sets it with a STORE.
                     tx.execute(
                         "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
                            synced_flags = CASE WHEN ?5 THEN trim(replace(' ' || flags || ' ', ' \\Flagged ', ' ')) ELSE flags END
                          WHERE id = ?1",
-                        params![row.id, target.id, uidvalidity, uid, quirks.flagged_after_append],
+                        params![row.id, target.id, uidvalidity, uid, quirks.exchange_drops_flagged_on_append],
                     )?;
                 }
             }
             _ => {
-                // Quirk `no_appenduid` (servers without UIDPLUS): the message is there but its UID is
-                // unknown. The rows stay 'appending' so the next look-up finds them by content.
+                // Quirk `no_appenduid` (servers without UIDPLUS, and any answer without a usable
+                // APPENDUID): the message is there but its UID is unknown. The rows stay 'appending'
+                // so the next look-up finds them by content.
                 log::warn!(
-                    "{}: APPEND to {} gave no usable APPENDUID; the copies will be matched by content",
+                    "{}: APPEND to {} gave no usable APPENDUID{}; the copies will be matched by content",
                     session.label(),
-                    target.wire_name
+                    target.wire_name,
+                    if quirks.no_appenduid { " (the server does not announce UIDPLUS)" } else { "" }
                 );
                 tx.execute("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target.id])?;
             }
@@ -559,7 +549,7 @@ async fn append_batch(
                 sha256: row.sha256.clone(),
                 state: "pending".into(),
             }];
-            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, quirks, stats)).await?
+            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, stats)).await?
                 == Next::StopFolder
             {
                 return Ok(Next::StopFolder);

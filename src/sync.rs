@@ -19,7 +19,7 @@ use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, Ta
 use crate::imap::{ImapError, ListedFolder, Session};
 use crate::pull::{self, PullStats};
 use crate::push::{self, PushStats, TargetFolderRow};
-use crate::store::{Account, Store, TargetKind, now};
+use crate::store::{Account, ServerKind, Store, now};
 use crate::utf7;
 
 /// Both sides of one account, logged in.
@@ -39,31 +39,38 @@ pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected>
 pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("source")?;
     let label = format!("source {}", account.source_login);
-    match store.source_kind()? {
-        TargetKind::Imap => {
+    let kind = store.source_kind()?;
+    match kind {
+        ServerKind::Imap => {
             let password = account
                 .source_password
                 .as_ref()
                 .filter(|p| !p.is_empty())
                 .ok_or_else(|| anyhow!("{}: no source password stored (purged?)", account.source_login))?;
-            let mut source = Session::connect(&endpoint, &label).await?;
+            let mut source = Session::connect(&endpoint, &label, kind).await?;
             source.login(&account.source_login, password).await?;
             Ok(source)
         }
-        TargetKind::Microsoft365 => login_with_app(&endpoint, &label, &account.source_login, &store.m365_app("source")?).await,
+        ServerKind::Microsoft365 => login_with_app(&endpoint, &label, kind, &account.source_login, &store.m365_app("source")?).await,
     }
 }
 
 /// Logs in with `AUTHENTICATE XOAUTH2` and the app's token; a refused token is dropped from the cache
 /// and a fresh one tried once, on a new connection (the server may close the refused one).
-async fn login_with_app(endpoint: &crate::imap::Endpoint, label: &str, login: &str, app: &crate::oauth::App) -> Result<Session> {
-    let mut session = Session::connect(endpoint, label).await?;
+async fn login_with_app(
+    endpoint: &crate::imap::Endpoint,
+    label: &str,
+    kind: ServerKind,
+    login: &str,
+    app: &crate::oauth::App,
+) -> Result<Session> {
+    let mut session = Session::connect(endpoint, label, kind).await?;
     let token = crate::oauth::token(app).await?;
     match session.login_xoauth2(login, &token).await {
         Ok(()) => Ok(session),
         Err(first) => {
             crate::oauth::forget(app);
-            let mut session = Session::connect(endpoint, label).await?;
+            let mut session = Session::connect(endpoint, label, kind).await?;
             let token = crate::oauth::token(app).await?;
             session.login_xoauth2(login, &token).await.map_err(|_| first)?;
             Ok(session)
@@ -76,16 +83,17 @@ async fn login_with_app(endpoint: &crate::imap::Endpoint, label: &str, login: &s
 pub async fn open_target(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("target")?;
     let label = format!("target {}", account.target_login);
-    match store.target_kind()? {
-        TargetKind::Imap => {
+    let kind = store.target_kind()?;
+    match kind {
+        ServerKind::Imap => {
             let password = account.target_password.as_ref().ok_or_else(|| {
                 anyhow!("{}: no target password stored; add it to the account list and import again", account.source_login)
             })?;
-            let mut target = Session::connect(&endpoint, &label).await?;
+            let mut target = Session::connect(&endpoint, &label, kind).await?;
             target.login(&account.target_login, password).await?;
             Ok(target)
         }
-        TargetKind::Microsoft365 => login_with_app(&endpoint, &label, &account.target_login, &store.m365_app("target")?).await,
+        ServerKind::Microsoft365 => login_with_app(&endpoint, &label, kind, &account.target_login, &store.m365_app("target")?).await,
     }
 }
 
@@ -123,7 +131,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
         })
         .collect();
 
-    let kind = store.target_kind()?;
+    let quirks = target.quirks();
     let target_ns = target.personal_namespace().await?;
     let target_listed = target.list().await?;
     let target_subscribed: BTreeSet<String> = target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
@@ -134,10 +142,8 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
             .iter()
             .map(|f| TargetFolder { name: utf7::decode_or_raw(&f.wire_name), special_use: special_use_of(f) })
             .collect(),
-        // Quirk `exchange_case_insensitive_names` (Exchange Online): `Kunder` and `kunder` are one folder.
-        case_insensitive: kind == TargetKind::Microsoft365,
-        // Quirk `exchange_reserved_files` (Exchange Online): `Files` is the mailbox's own folder.
-        reserved: if kind == TargetKind::Microsoft365 { vec!["Files".into()] } else { vec![] },
+        case_insensitive: quirks.exchange_case_insensitive_names,
+        reserved: quirks.reserved_folder_names(),
     };
     let maps = folders::map_folders(&layout, &source_folders, &target_layout);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
@@ -329,15 +335,7 @@ async fn pass_connected(
 ) -> Result<()> {
     let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
-    let kind = store.target_kind()?;
-    let quirks = push::TargetQuirks {
-        size_limit: both.target.append_limit().or(crate::check::Limits::from_store(store)?.message_size_limit).or(
-            // Exchange Online's default message size limit when nothing else is known.
-            if kind == TargetKind::Microsoft365 { Some(35 * 1024 * 1024) } else { None },
-        ),
-        flagged_after_append: kind == TargetKind::Microsoft365,
-        rewrites_messages: kind == TargetKind::Microsoft365,
-    };
+    let size_limit = crate::check::Limits::from_store(store)?.size_limit_of(&both.target);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 
@@ -387,7 +385,7 @@ async fn pass_connected(
             }
             let target_row = target_folder_row(store, account.id, &target_name, &target_wire)?;
             let recheck = pass_kind == PassKind::Final;
-            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, &quirks, recheck, &mut report.push)
+            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, size_limit, recheck, &mut report.push)
                 .await
                 .with_context(|| format!("copying {name} to {target_name}"))?;
             Ok(())

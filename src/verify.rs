@@ -324,7 +324,7 @@ fn stops_verification(e: &anyhow::Error) -> bool {
 
 async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
     let mut both = sync::connect_both(store, account).await?;
-    let likeness = if store.target_kind()? == crate::store::TargetKind::Microsoft365 { Likeness::Identity } else { Likeness::Size };
+    let likeness = if both.target.quirks().exchange_rewrites_messages { Likeness::Identity } else { Likeness::Size };
     let folders: Vec<FolderRow> = {
         let mut stmt = store.conn.prepare(
             "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder

@@ -92,10 +92,10 @@ pub enum SourceAuth {
 }
 
 impl SourceAuth {
-    pub fn of(source_kind: crate::store::TargetKind) -> SourceAuth {
+    pub fn of(source_kind: crate::store::ServerKind) -> SourceAuth {
         match source_kind {
-            crate::store::TargetKind::Imap => SourceAuth::Password,
-            crate::store::TargetKind::Microsoft365 => SourceAuth::App,
+            crate::store::ServerKind::Imap => SourceAuth::Password,
+            crate::store::ServerKind::Microsoft365 => SourceAuth::App,
         }
     }
 }

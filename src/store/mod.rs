@@ -64,27 +64,28 @@ pub struct Store {
     key: SecretKey,
 }
 
-/// What kind of server the target is; Microsoft 365 logs in with OAuth2 and has its own quirks.
+/// What kind of server one side is (the source's `source.kind`, the target's `target.kind`): how it is
+/// logged in to (Microsoft 365 with an app's OAuth2 token) and, with its capabilities, its `Quirks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
+pub enum ServerKind {
     Imap,
     Microsoft365,
 }
 
-impl TargetKind {
+impl ServerKind {
     /// The name the settings, the status and the API use.
     pub fn as_str(self) -> &'static str {
         match self {
-            TargetKind::Imap => "imap",
-            TargetKind::Microsoft365 => "m365",
+            ServerKind::Imap => "imap",
+            ServerKind::Microsoft365 => "m365",
         }
     }
 
     /// A kind as an operator writes it (`imap`, `m365`, or another name for Microsoft 365).
-    pub fn parse(text: &str) -> Option<TargetKind> {
+    pub fn parse(text: &str) -> Option<ServerKind> {
         match text.trim().to_ascii_lowercase().as_str() {
-            "imap" => Some(TargetKind::Imap),
-            "m365" | "microsoft365" | "office365" | "exchange" => Some(TargetKind::Microsoft365),
+            "imap" => Some(ServerKind::Imap),
+            "m365" | "microsoft365" | "office365" | "exchange" => Some(ServerKind::Microsoft365),
             _ => None,
         }
     }
@@ -204,19 +205,19 @@ impl Store {
         Ok(Endpoint { host, port, tls, pin_sha256 })
     }
 
-    pub fn target_kind(&self) -> Result<TargetKind> {
+    pub fn target_kind(&self) -> Result<ServerKind> {
         self.kind("target")
     }
 
-    fn kind(&self, side: &str) -> Result<TargetKind> {
-        Ok(self.setting(&format!("{side}.kind"))?.as_deref().and_then(TargetKind::parse).unwrap_or(TargetKind::Imap))
+    fn kind(&self, side: &str) -> Result<ServerKind> {
+        Ok(self.setting(&format!("{side}.kind"))?.as_deref().and_then(ServerKind::parse).unwrap_or(ServerKind::Imap))
     }
 
     /// Sets a side's kind. A Microsoft 365 side with no server yet gets Exchange Online's, which is
     /// returned so the caller can say so.
-    pub fn set_kind(&self, side: &str, kind: TargetKind) -> Result<Option<Endpoint>> {
+    pub fn set_kind(&self, side: &str, kind: ServerKind) -> Result<Option<Endpoint>> {
         self.set_setting(&format!("{side}.kind"), kind.as_str())?;
-        if kind == TargetKind::Microsoft365 && self.endpoint(side).is_err() {
+        if kind == ServerKind::Microsoft365 && self.endpoint(side).is_err() {
             let endpoint = Endpoint { host: "outlook.office365.com".into(), port: 993, tls: TlsMode::Implicit, pin_sha256: None };
             self.set_endpoint(side, &endpoint)?;
             return Ok(Some(endpoint));
@@ -240,7 +241,7 @@ impl Store {
 
     /// How the source logs in: `Imap` with each account's password, `Microsoft365` with an app token
     /// (moving from one Microsoft 365 tenant to another host).
-    pub fn source_kind(&self) -> Result<TargetKind> {
+    pub fn source_kind(&self) -> Result<ServerKind> {
         self.kind("source")
     }
 
