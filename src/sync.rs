@@ -20,6 +20,7 @@ use crate::imap::{ImapError, ListedFolder, Session};
 use crate::pull::{self, PullStats};
 use crate::push::{self, PushStats, TargetFolderRow};
 use crate::store::{Account, ServerKind, Store, now};
+use crate::units::human_bytes;
 use crate::utf7;
 
 /// Both sides of one account, logged in.
@@ -217,18 +218,6 @@ impl PassReport {
             line.push_str(&format!("\n    FAILED: {e}"));
         }
         line
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    if n >= 1 << 30 {
-        format!("{:.1} GB", n as f64 / (1u64 << 30) as f64)
-    } else if n >= 1 << 20 {
-        format!("{:.1} MB", n as f64 / (1u64 << 20) as f64)
-    } else if n >= 1 << 10 {
-        format!("{:.1} KB", n as f64 / 1024.0)
-    } else {
-        format!("{n} B")
     }
 }
 

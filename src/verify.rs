@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::imap::{FetchItem, ListedFolder, Session};
 use crate::pull::uid_set;
 use crate::store::{Account, Store, now};
-use crate::sync::{self, human_bytes};
+use crate::sync;
+use crate::units::human_bytes;
 use crate::utf7;
 
 /// Source UIDs compared per step (and target UIDs per FETCH): bounds memory and command length.
