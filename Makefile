@@ -7,6 +7,8 @@ LISTEN ?= 127.0.0.1:8025
 CARGO ?= cargo
 BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
 TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl
+# The peer the benchmark compares with (mbsync) and the timer it measures both with.
+BENCH_PACKAGES = isync time
 
 .PHONY: all build release run test lint build-deps test-deps bench clean
 
@@ -56,6 +58,7 @@ test: test-deps lint
 	$(MAKE) deb-test DEB_FLAGS="--profile dev"
 
 bench: test-deps
+	$(call install_missing,$(BENCH_PACKAGES),the benchmark)
 	$(CARGO) build --release
 	$(CARGO) test --release --test bench -- --ignored --nocapture
 
