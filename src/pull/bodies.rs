@@ -395,10 +395,12 @@ impl BodySink for WholeBodies<'_> {
 /// Bytes of bodies a staging worker gathers in memory before it writes them in one short transaction
 /// (and when a fetch or a round of slices ends). No transaction stays open while a body comes in, so
 /// a source that stalls half-way through a body holds up no other account; and memory stays flat:
-/// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch. 128 KiB makes a commit
-/// per 128 KiB of mail, a few per batch of whole messages, which costs little beside the network
-/// (halved from 256 KiB: 0.3 MiB less peak in `make bench`, the same speed within its noise).
-pub(super) const BODY_BATCH_BYTES: usize = 128 * 1024;
+/// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch, so the batch is what a
+/// second staging account costs. 64 KiB makes a commit (a WAL sync: `synchronous=FULL`) per 64 KiB of
+/// mail. Measured with `make bench` (one run each): 256 KiB gave --parallel 4 / 1 peaks of 12.2 / 11.6
+/// MiB, 128 KiB 11.9 / 11.3, 64 KiB 11.6 / 11.2 (the 0.5 MiB target met); the full migration took
+/// 4.0, 4.1 and 4.8 s and a 100 MB message moved at 120, 115 and 88 MB/s.
+pub(super) const BODY_BATCH_BYTES: usize = 64 * 1024;
 
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
 pub(super) const BODY_WRITE_OVERHEAD: usize = 64;

@@ -227,11 +227,11 @@ pub async fn pull_folder(
 /// rows at a time, and each such batch is written in one short transaction: no transaction stays open
 /// while the listing waits for the network, so a big folder over a slow line (or a source that stops
 /// answering half-way) keeps no other account and not the web page from writing. A row is a UID, a
-/// size, a date and its flags (about 150 bytes), so a batch is some 37 KiB per listing worker, and a
-/// 300,000-message folder costs 1,200 commits. What a cut listing wrote is harmless: rows are inserted
+/// size, a date and its flags (about 150 bytes), so a batch is some 19 KiB per listing account (every
+/// account lists at once, so this is per account), and a 300,000-message folder costs 2,400 commits. What a cut listing wrote is harmless: rows are inserted
 /// with ON CONFLICT DO NOTHING and flags are set, and `last_uid` and the mod-sequence move only when
 /// it completes.
-const LISTING_ROWS_PER_WRITE: usize = 250;
+const LISTING_ROWS_PER_WRITE: usize = 125;
 
 /// A message not seen before, as the listing gives it.
 struct NewRow {
