@@ -766,7 +766,8 @@ impl Session {
             broken: None,
             kind,
             greeting: String::new(),
-            quirks: Quirks::default(),
+            // What the kind alone says, until the login shows the capabilities (see `quirks`).
+            quirks: Quirks::of_kind(kind),
         };
         session.read_greeting().await?;
         if endpoint.tls == TlsMode::StartTls {
@@ -797,7 +798,7 @@ impl Session {
                 broken: None,
                 kind,
                 greeting: session.greeting,
-                quirks: Quirks::default(),
+                quirks: Quirks::of_kind(kind),
             };
             session.capabilities.clear();
         }
@@ -1143,7 +1144,8 @@ impl Session {
         Ok(data)
     }
 
-    /// This server's quirks, as computed when it logged us in.
+    /// This server's quirks, as computed when it logged us in (before that, what its kind alone says,
+    /// so a Microsoft 365 session is never taken for Dovecot).
     pub fn quirks(&self) -> Quirks {
         self.quirks
     }
