@@ -106,6 +106,20 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// One open write transaction, handed to the closure of `Store::write`. Its connection is private to
+/// the store's modules, which give it the methods that write (and read inside the same snapshot); the
+/// caller composes them and cannot run SQL of its own.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    /// The connection inside the transaction, for the store's own modules.
+    fn conn(&self) -> &Connection {
+        &self.tx
+    }
+}
+
 impl Store {
     /// A short transaction that writes: it takes the write lock at BEGIN (IMMEDIATE). A deferred one
     /// that reads first and then writes would fail at once with "database is locked" when another
@@ -113,6 +127,17 @@ impl Store {
     /// holds no read snapshot yet. None of these stays open across an await.
     pub fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
         rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    }
+
+    /// Runs `work` in one short write transaction (IMMEDIATE, see `write_transaction`): commits when it
+    /// returns `Ok`, rolls back when it returns an error or panics. The closure is synchronous, so no
+    /// transaction can stay open across an `.await`: network code gathers a bounded batch first, then
+    /// makes one call here. Commit and rollback live only here.
+    pub fn write<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let tx = Tx { tx: self.write_transaction()? };
+        let value = work(&tx)?;
+        tx.tx.commit()?;
+        Ok(value)
     }
 
     /// Opens (or creates) the data directory, its key file and database.

@@ -117,20 +117,20 @@ impl Store {
     /// Reads the settings, lets `change` change them and stores the result, all in one short write
     /// transaction (a change from the page and one from the CLI at once cannot undo each other).
     pub fn change_settings(&self, change: impl FnOnce(&mut Settings)) -> Result<Settings> {
-        let tx = self.write_transaction()?;
-        let mut settings = self.settings()?;
-        change(&mut settings);
-        for (key, value) in settings.rows() {
-            match value {
-                Some(value) => tx.execute(
-                    "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![key, value],
-                )?,
-                None => tx.execute("DELETE FROM setting WHERE key = ?1", [key])?,
-            };
-        }
-        tx.commit()?;
-        Ok(settings)
+        self.write(|tx| {
+            let mut settings = self.settings()?;
+            change(&mut settings);
+            for (key, value) in settings.rows() {
+                match value {
+                    Some(value) => tx.conn().execute(
+                        "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        params![key, value],
+                    )?,
+                    None => tx.conn().execute("DELETE FROM setting WHERE key = ?1", [key])?,
+                };
+            }
+            Ok(settings)
+        })
     }
 }
 
