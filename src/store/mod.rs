@@ -91,6 +91,49 @@ impl ServerKind {
     }
 }
 
+/// Where a staged message stands in the APPEND journal (`message.push_state`): `Pending` until the
+/// push marks it `Appending` in a committed transaction before the APPEND goes out, `Pushed` once the
+/// target's UID (or the copy found there) is recorded, `Refused` when the target refused it or the
+/// source cannot give it (the skip ledger says why). A resumed pass finds an `Appending` row and looks
+/// on the target before it appends again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushState {
+    Pending,
+    Appending,
+    Pushed,
+    Refused,
+}
+
+impl PushState {
+    /// The text the database holds (schema.sql's CHECK lists the same four).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushState::Pending => "pending",
+            PushState::Appending => "appending",
+            PushState::Pushed => "pushed",
+            PushState::Refused => "refused",
+        }
+    }
+}
+
+impl rusqlite::ToSql for PushState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for PushState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<PushState> {
+        match value.as_str()? {
+            "pending" => Ok(PushState::Pending),
+            "appending" => Ok(PushState::Appending),
+            "pushed" => Ok(PushState::Pushed),
+            "refused" => Ok(PushState::Refused),
+            other => Err(rusqlite::types::FromSqlError::Other(format!("unknown push state {other:?}").into())),
+        }
+    }
+}
+
 /// One account as the workers need it.
 #[derive(Debug, Clone)]
 pub struct Account {
