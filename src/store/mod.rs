@@ -192,11 +192,9 @@ impl Store {
         }
         let key = SecretKey::load_or_create(&dir.join("key"))?;
         let path = dir.join("postflytt.sqlite");
-        let mut conn = Connection::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
-        // Waits for another connection's write lock, running this thread's other workers meanwhile
-        // (the holder may be one of them); see `workers::while_database_busy` for how long.
-        let mut wait = crate::workers::BusyWait::default();
-        conn.busy_handler(Some(move |attempt| crate::workers::while_database_busy(attempt, &mut wait)))?;
+        let conn = Connection::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
+        // Another connection's write lock is always a short transaction (see `workers`): wait for it.
+        conn.busy_timeout(crate::workers::BUSY_LIMIT)?;
         // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
         // pass could APPEND a message twice. Commits are per batch, so the cost is small.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;")
