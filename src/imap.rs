@@ -41,8 +41,8 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use crate::quirks::Quirks;
+use crate::quirks::ServerKind;
 use crate::secret::Secret;
-use crate::store::ServerKind;
 
 pub(crate) mod body_fetch;
 pub use body_fetch::{BodyRequest, BodySink};

@@ -47,7 +47,7 @@ static FETCHING: smol::lock::Mutex<()> = smol::lock::Mutex::new(());
 pub async fn token(app: &App) -> Result<Secret> {
     let key = format!("{}|{}|{}", app.token_url, app.tenant, app.client_id);
     let cached = |key: &str| {
-        let now = crate::store::now();
+        let now = crate::units::now();
         CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(key).filter(|c| c.expires_at - REFRESH_MARGIN > now).map(|c| c.token.clone())
     };
     if let Some(token) = cached(&key) {
@@ -57,7 +57,7 @@ pub async fn token(app: &App) -> Result<Secret> {
     if let Some(token) = cached(&key) {
         return Ok(token);
     }
-    let now = crate::store::now();
+    let now = crate::units::now();
     let (token, lifetime) = fetch_token(app).await?;
     CACHE.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Cached { token: token.clone(), expires_at: now + lifetime });
     Ok(token)

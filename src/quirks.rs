@@ -12,13 +12,38 @@
 
 use std::collections::BTreeSet;
 
-use crate::store::ServerKind;
-
 /// Exchange Online's default largest message, 35 MB (a tenant can raise it up to 150 MB).
 pub const EXCHANGE_MESSAGE_SIZE_LIMIT: u64 = 35 * 1024 * 1024;
 
 /// The folder name Exchange Online keeps for the mailbox's own use.
 pub const EXCHANGE_RESERVED_FILES: &str = "Files";
+
+/// What kind of server one side is (the source's `source.kind`, the target's `target.kind`): how it is
+/// logged in to (Microsoft 365 with an app's OAuth2 token) and, with its capabilities, its `Quirks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    Imap,
+    Microsoft365,
+}
+
+impl ServerKind {
+    /// The name the settings, the status and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Imap => "imap",
+            ServerKind::Microsoft365 => "m365",
+        }
+    }
+
+    /// A kind as an operator writes it (`imap`, `m365`, or another name for Microsoft 365).
+    pub fn parse(text: &str) -> Option<ServerKind> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "imap" => Some(ServerKind::Imap),
+            "m365" | "microsoft365" | "office365" | "exchange" => Some(ServerKind::Microsoft365),
+            _ => None,
+        }
+    }
+}
 
 /// How one connected server differs. `Default` is a server with none of these quirks (Dovecot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,9 +1,17 @@
 //! Sizes as people write and read them: `parse_size` turns what an operator types ("35M", "50G",
 //! "500k", "1024") into bytes for `setup` on the command line and in the API, and `human_bytes`
 //! shows a byte count the way every table, line and report of postflytt does ("1.5 GB"). Both use
-//! binary units (1K = 1024 bytes), as mail servers' quotas and size limits do.
+//! binary units (1K = 1024 bytes), as mail servers' quotas and size limits do. `now` is the clock every
+//! timestamp in the store and the status reads (seconds since the Unix epoch).
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
+
+/// Seconds since the Unix epoch, as every timestamp in the store and the status is kept.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
 
 /// "35M", "2G", "500k", "1024" (bytes); binary units. A trailing "B" or "iB" is allowed ("35MB",
 /// "35MiB"), and so is a fraction ("1.5G").

@@ -8,7 +8,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -19,7 +18,9 @@ mod stats;
 pub use stats::{AccountProgress, SkipEntry};
 
 use crate::imap::{Endpoint, TlsMode};
+pub use crate::quirks::ServerKind;
 use crate::secret::{Secret, SecretKey};
+pub use crate::units::now;
 
 /// The schema a fresh database starts from (version 1).
 const SCHEMA: &str = include_str!("schema.sql");
@@ -62,33 +63,6 @@ pub const CHUNK_SIZE: usize = 16 * 1024;
 pub struct Store {
     pub conn: Connection,
     key: SecretKey,
-}
-
-/// What kind of server one side is (the source's `source.kind`, the target's `target.kind`): how it is
-/// logged in to (Microsoft 365 with an app's OAuth2 token) and, with its capabilities, its `Quirks`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerKind {
-    Imap,
-    Microsoft365,
-}
-
-impl ServerKind {
-    /// The name the settings, the status and the API use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerKind::Imap => "imap",
-            ServerKind::Microsoft365 => "m365",
-        }
-    }
-
-    /// A kind as an operator writes it (`imap`, `m365`, or another name for Microsoft 365).
-    pub fn parse(text: &str) -> Option<ServerKind> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "imap" => Some(ServerKind::Imap),
-            "m365" | "microsoft365" | "office365" | "exchange" => Some(ServerKind::Microsoft365),
-            _ => None,
-        }
-    }
 }
 
 /// Where a staged message stands in the APPEND journal (`message.push_state`): `Pending` until the
@@ -143,10 +117,6 @@ pub struct Account {
     pub source_password: Option<Secret>,
     pub target_password: Option<Secret>,
     pub aliases: Vec<String>,
-}
-
-pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// One open write transaction, handed to the closure of `Store::write`. Its connection is private to
