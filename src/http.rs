@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::appliance::{self, Appliance};
-use crate::front_door::{self, Role};
+use crate::front_door::{self, Role, parse_query};
 use crate::imap::{Endpoint, TlsMode};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
@@ -138,41 +138,6 @@ fn handlers_socket(dir: &std::path::Path) -> Result<(Server, front_door::Backend
 
 fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
-}
-
-pub(crate) fn parse_query(url: &str) -> (String, BTreeMap<String, String>) {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let map = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    (path.to_string(), map)
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads, mut request: Request) {
@@ -526,18 +491,4 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
         ));
     }
     Ok(json_response(200, &json!({"accounts": results})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries() {
-        let (p, q) = parse_query("/api/accounts?name=Konton%20%C3%A5r.xlsx&x");
-        assert_eq!(p, "/api/accounts");
-        assert_eq!(q["name"], "Konton år.xlsx");
-        assert_eq!(q["x"], "");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-    }
 }

@@ -182,7 +182,7 @@ pub fn decide_role(door: &Door, head: &Head, address: IpAddr, limiter: &mut Limi
     // A code in the query only for reading (`/report?code=` so that a plain link works); the
     // operator token only ever in the Authorization header.
     let from_query =
-        if head.method == "GET" || head.method == "HEAD" { crate::http::parse_query(&head.target).1.get("code").cloned() } else { None };
+        if head.method == "GET" || head.method == "HEAD" { super::parse_query(&head.target).1.get("code").cloned() } else { None };
     let code = head.header("x-viewer-code").map(str::to_string).or(from_query);
     if bearer.is_none() && code.is_none() {
         return Ok(Role::Nobody);

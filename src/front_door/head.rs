@@ -1,5 +1,8 @@
 //! Request heads as the front door reads them (strictly: tokens, visible ASCII, one Content-Length),
-//! and the answers the door gives itself: a refusal with its status and a sentence, as JSON.
+//! its target's path and query (`parse_query`, for the door and the handlers behind it), and the
+//! answers the door gives itself: a refusal with its status and a sentence, as JSON.
+
+use std::collections::BTreeMap;
 
 /// A request's head as the door reads it: header names in lower case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,9 +130,55 @@ pub fn refusal_response(refusal: &Refusal) -> Vec<u8> {
     out
 }
 
+/// A request target split into its path and its query parameters, percent-decoded (`+` is a space);
+/// a later repeat of a name wins.
+pub fn parse_query(url: &str) -> (String, BTreeMap<String, String>) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let map = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    (path.to_string(), map)
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries() {
+        let (p, q) = parse_query("/api/accounts?name=Konton%20%C3%A5r.xlsx&x");
+        assert_eq!(p, "/api/accounts");
+        assert_eq!(q["name"], "Konton år.xlsx");
+        assert_eq!(q["x"], "");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
 
     fn head(text: &str) -> Result<Head, Refusal> {
         parse_head(text.as_bytes())

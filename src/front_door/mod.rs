@@ -18,7 +18,7 @@ mod names;
 
 pub use credentials::{CODE_LENGTH, Limiter, decide_role, is_current_viewer_code, new_viewer_code, normalize_viewer_code, same};
 use head::head_end;
-pub use head::{Head, Refusal, parse_head, refusal_response};
+pub use head::{Head, Refusal, parse_head, parse_query, refusal_response};
 pub use names::Names;
 
 use std::cell::{Cell, RefCell};
