@@ -310,3 +310,149 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    /// A store with one account, source folder 1 and target folder 1, and staged messages with these
+    /// source UIDs, sizes and flags (all hashed, all pending).
+    fn store_with(name: &str, messages: &[(u32, u64, &str)]) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("postflytt-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store.upsert_account("a@x.se", &Secret::new("pw"), "a@y.se", None, &[]).unwrap();
+        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store.conn.execute("INSERT INTO target_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        for &(uid, size, flags) in messages {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO message (folder_id, uidvalidity, uid, size, flags, sha256) VALUES (1, 1, ?1, ?2, ?3, ?4)",
+                    params![uid, size as i64, flags, vec![uid as u8; 32]],
+                )
+                .unwrap();
+        }
+        (store, dir)
+    }
+
+    fn state_and_attempts(store: &Store, id: i64) -> (PushState, i64) {
+        store.conn.query_row("SELECT push_state, attempts FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+    }
+
+    #[test]
+    fn an_append_is_journalled_then_recorded_and_a_failed_write_leaves_no_trace() {
+        let (store, dir) = store_with("append", &[(9, 10, "\\Flagged \\Seen"), (3, 20, "\\Seen")]);
+        let batch = store.pending_appends(1, 10).unwrap();
+        let order: Vec<(i64, u64, PushState)> = batch.iter().map(|m| (m.id, m.size, m.state)).collect();
+        assert_eq!(order, [(2, 20, PushState::Pending), (1, 10, PushState::Pending)], "source UID order");
+        assert_eq!(store.pending_appends(1, 1).unwrap().len(), 1);
+
+        // A closure that fails after marking rolls the mark back.
+        let failed: Result<()> = store.write(|tx| {
+            tx.mark_appending(1, 1)?;
+            anyhow::bail!("the network step never happened")
+        });
+        assert!(failed.is_err());
+        assert_eq!(state_and_attempts(&store, 1), (PushState::Pending, 0));
+
+        store.write(|tx| batch.iter().try_for_each(|m| tx.mark_appending(m.id, 1))).unwrap();
+        assert_eq!(state_and_attempts(&store, 1), (PushState::Appending, 1));
+        assert_eq!((store.appending_count(1).unwrap(), store.unplaced_count(1).unwrap()), (2, 2));
+        assert_eq!(store.append_attempts(1).unwrap(), 1);
+
+        store
+            .write(|tx| {
+                tx.record_appended(1, TargetCopy { folder_id: 1, uidvalidity: 5, uid: 100 }, true)?;
+                tx.record_appended(2, TargetCopy { folder_id: 1, uidvalidity: 5, uid: 101 }, false)
+            })
+            .unwrap();
+        assert_eq!(state_and_attempts(&store, 1).0, PushState::Pushed);
+        assert_eq!(store.pushed_target_uids(1, 5).unwrap().into_iter().collect::<Vec<_>>(), [100, 101]);
+        assert!(store.target_uid_claimed(TargetCopy { folder_id: 1, uidvalidity: 5, uid: 101 }).unwrap());
+        assert!(!store.target_uid_claimed(TargetCopy { folder_id: 1, uidvalidity: 6, uid: 101 }).unwrap());
+        // A target that drops \Flagged on APPEND: the flag step still owes it; the other row owes nothing.
+        let owed: Vec<(i64, u32, String, String)> =
+            store.flags_to_sync(1, 1, 5).unwrap().into_iter().map(|f| (f.id, f.target_uid, f.flags, f.synced_flags)).collect();
+        assert_eq!(owed, [(1, 100, "\\Flagged \\Seen".to_string(), "\\Seen".to_string())]);
+        store.write(|tx| tx.mark_flags_synced(1)).unwrap();
+        assert!(store.flags_to_sync(1, 1, 5).unwrap().is_empty());
+        assert_eq!(store.push_work(1, 1, Some(5)).unwrap(), 0);
+        assert!(store.push_work(1, 1, Some(6)).unwrap() > 0, "recorded under another UIDVALIDITY");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refusals_requeues_and_claims() {
+        let (store, dir) = store_with("refusals", &[(1, 10, ""), (2, 20, "\\Seen"), (3, 99, "")]);
+        assert_eq!(store.oversized_pending(1, 50).unwrap(), [(3, 99)]);
+        store.write(|tx| tx.mark_refused(3)).unwrap();
+        assert_eq!(state_and_attempts(&store, 3).0, PushState::Refused);
+        assert!(store.oversized_pending(1, 50).unwrap().is_empty());
+
+        // Throttled: back to pending with the attempt given back (never below 0); refused: kept.
+        store.write(|tx| [1, 2].into_iter().try_for_each(|id| tx.mark_appending(id, 1))).unwrap();
+        store.write(|tx| tx.return_to_pending(1, true)).unwrap();
+        store.write(|tx| tx.return_to_pending(1, true)).unwrap();
+        store.write(|tx| tx.return_to_pending(2, false)).unwrap();
+        assert_eq!(state_and_attempts(&store, 1), (PushState::Pending, 0));
+        assert_eq!(state_and_attempts(&store, 2), (PushState::Pending, 1));
+
+        // A look-up by content prefers the row we were appending; what it did not find goes again.
+        store.conn.execute("UPDATE message SET sha256 = ?1, size = 10 WHERE id IN (1, 2)", [vec![7u8; 32]]).unwrap();
+        store.write(|tx| tx.mark_appending(2, 1)).unwrap();
+        assert_eq!(store.unplaced_sizes(1).unwrap().into_iter().collect::<Vec<_>>(), [10]);
+        assert_eq!(store.unplaced_by_content(1, 10, &[7u8; 32]).unwrap(), Some(2));
+        assert_eq!(store.unplaced_by_content(1, 11, &[7u8; 32]).unwrap(), None);
+        store.write(|tx| tx.requeue_unfound_appends(1)).unwrap();
+        assert_eq!(store.appending_count(1).unwrap(), 0);
+
+        // By identity, only rows we were appending claim anything.
+        store.conn.execute("UPDATE message SET identity = 'mid:<a@x>' WHERE id = 1", []).unwrap();
+        assert_eq!(store.appending_by_identity(1, Some("mid:<a@x>"), None).unwrap(), None);
+        store.write(|tx| tx.mark_appending(1, 1)).unwrap();
+        assert_eq!(store.appending_by_identity(1, Some("mid:<b@x>"), Some("mid:<a@x>")).unwrap(), Some(1));
+        assert_eq!(store.appending_without_identity(1).unwrap(), 0);
+
+        // A claim keeps a three-way base the row already has.
+        store.conn.execute("UPDATE message SET synced_flags = '\\Seen' WHERE id = 1", []).unwrap();
+        let copy = TargetCopy { folder_id: 1, uidvalidity: 5, uid: 40 };
+        store.write(|tx| tx.claim_target_copy(1, copy, "$Target")).unwrap();
+        let base: String = store.conn.query_row("SELECT synced_flags FROM message WHERE id = 1", [], |r| r.get(0)).unwrap();
+        assert_eq!((state_and_attempts(&store, 1).0, base.as_str()), (PushState::Pushed, "\\Seen"));
+        assert!(store.has_pushed(1).unwrap());
+
+        // The target folder re-created: its recorded copies go back to being looked up.
+        store
+            .write(|tx| {
+                tx.reopen_pushes_elsewhere(1, 1, 6)?;
+                tx.set_target_uidvalidity(1, 6)
+            })
+            .unwrap();
+        assert_eq!(state_and_attempts(&store, 1).0, PushState::Appending);
+        let mark = || -> (Option<u32>, u32) {
+            store
+                .conn
+                .query_row("SELECT uidvalidity, indexed_uidnext FROM target_folder WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        assert_eq!(mark(), (Some(6), 1));
+        store.write(|tx| tx.set_indexed_uidnext(1, 41)).unwrap();
+        assert_eq!(mark(), (Some(6), 41));
+        store.write(|tx| tx.forget_indexed_uids(1)).unwrap();
+        assert_eq!(mark(), (Some(6), 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn staged_chunks_read_back_in_order_and_end() {
+        let (store, dir) = store_with("chunks", &[(1, 6, "")]);
+        for (seq, data) in [(0, b"abc"), (1, b"def")] {
+            store.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (1, ?1, ?2)", params![seq, data.to_vec()]).unwrap();
+        }
+        let chunks: Vec<Option<Vec<u8>>> = (0..3).map(|seq| store.staged_chunk(1, seq).unwrap()).collect();
+        assert_eq!(chunks, [Some(b"abc".to_vec()), Some(b"def".to_vec()), None]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
