@@ -9,14 +9,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::failure::{Retry, Scope};
 use crate::fault;
 use crate::imap::{AppendItem, BodyRequest, BodySink, FetchItem, ImapError, Session};
 use crate::pull::uid_set;
-use crate::store::Store;
+// The row type lives with the store's target folder queries; `sync` still names it through here.
+pub use crate::store::TargetFolderRow;
+use crate::store::{PendingAppend, PushState, Store, TargetCopy};
 
 /// A flag change to make with one STORE: the flags to add and the flags to remove.
 type FlagChange = (Vec<String>, Vec<String>);
@@ -36,23 +37,6 @@ pub struct PushStats {
     pub refused: u64,
     /// Times the target asked us to back off during APPEND.
     pub throttled: u64,
-}
-
-/// A target folder as we know it.
-pub struct TargetFolderRow {
-    pub id: i64,
-    pub wire_name: String,
-    pub uidvalidity: Option<u32>,
-    pub indexed_uidnext: u32,
-}
-
-struct Row {
-    id: i64,
-    size: u64,
-    flags: String,
-    internal_date: Option<String>,
-    sha256: Vec<u8>,
-    state: String,
 }
 
 fn split_flags(text: &str) -> Vec<String> {
@@ -81,22 +65,8 @@ pub async fn push_folder(
     if let Some(limit) = size_limit {
         skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
     }
-    let work: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL
-           AND (push_state IN ('pending', 'appending')
-                OR (push_state = 'pushed' AND (synced_flags IS NULL OR synced_flags != flags))
-                OR (push_state = 'pushed' AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)))",
-        params![source_folder_id, target.id, target.uidvalidity],
-        |r| r.get(0),
-    )?;
-    let has_pushed = || -> Result<bool> {
-        Ok(store.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1 AND push_state = 'pushed')",
-            [source_folder_id],
-            |r| r.get(0),
-        )?)
-    };
-    if work == 0 && !(recheck && has_pushed()?) {
+    let work = store.push_work(source_folder_id, target.id, target.uidvalidity)?;
+    if work == 0 && !(recheck && store.has_pushed(source_folder_id)?) {
         return Ok(());
     }
     let selected = session.select(&target.wire_name, false, false).await?;
@@ -107,14 +77,10 @@ pub async fn push_folder(
     if target.uidvalidity != Some(uidvalidity) || target.indexed_uidnext == 0 && target.uidvalidity.is_none() {
         // A new or re-created target folder: whatever we recorded there is no longer addressable by
         // UID. Those rows go back to 'appending' (maybe there, maybe not) and are looked up by content.
-        let tx = store.write_transaction()?;
-        tx.execute(
-            "UPDATE message SET push_state = 'appending' WHERE folder_id = ?1 AND push_state = 'pushed'
-               AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)",
-            params![source_folder_id, target.id, uidvalidity],
-        )?;
-        tx.execute("UPDATE target_folder SET uidvalidity = ?2, indexed_uidnext = 1 WHERE id = ?1", params![target.id, uidvalidity])?;
-        tx.commit()?;
+        store.write(|tx| {
+            tx.reopen_pushes_elsewhere(source_folder_id, target.id, uidvalidity)?;
+            tx.set_target_uidvalidity(target.id, uidvalidity)
+        })?;
         indexed_uidnext = 1;
     } else if work == 0 {
         // A recheck that found the UIDVALIDITY unchanged: still nothing to do.
@@ -124,16 +90,8 @@ pub async fn push_folder(
 
     // Look-up: target messages we did not put there (another tool, a lost APPEND answer) that equal
     // staged rows not yet known to be there.
-    let lookup: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL AND push_state IN ('pending', 'appending')",
-        [source_folder_id],
-        |r| r.get(0),
-    )?;
-    let appending: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending'",
-        [source_folder_id],
-        |r| r.get(0),
-    )?;
+    let lookup = store.unplaced_count(source_folder_id)?;
+    let appending = store.appending_count(source_folder_id)?;
     // On a re-rendering target only rows we were appending look anything up (see `match_by_identity`).
     let worth_looking = if quirks.exchange_rewrites_messages { appending > 0 } else { indexed_uidnext < uidnext || appending > 0 };
     if lookup > 0 && selected.exists > 0 && worth_looking {
@@ -142,14 +100,12 @@ pub async fn push_folder(
         } else {
             match_existing(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
         };
-        store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
+        store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }
     // What is still 'appending' was not found on the target: it never arrived, so it goes again.
-    store
-        .conn
-        .execute("UPDATE message SET push_state = 'pending' WHERE folder_id = ?1 AND push_state = 'appending'", [source_folder_id])?;
+    store.write(|tx| tx.requeue_unfound_appends(source_folder_id))?;
     if selected.exists == 0 {
-        store.conn.execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target.id, uidnext])?;
+        store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }
 
     append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
@@ -167,15 +123,8 @@ fn skip_oversized(
     limit: u64,
     stats: &mut PushStats,
 ) -> Result<()> {
-    let rows: Vec<(i64, u64)> = {
-        let mut stmt = store
-            .conn
-            .prepare("SELECT id, size FROM message WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL AND size > ?2")?;
-        let rows = stmt.query_map(params![source_folder_id, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (id, size) in rows {
-        store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [id])?;
+    for (id, size) in store.oversized_pending(source_folder_id, limit)? {
+        store.write(|tx| tx.mark_refused(id))?;
         let reason = format!("{size} bytes is larger than the target's limit of {limit} bytes");
         store.record_skip(account_id, Some(id), source_name, &reason, None)?;
         stats.refused += 1;
@@ -194,20 +143,8 @@ async fn match_existing(
     uidvalidity: u32,
     from_uid: u32,
 ) -> Result<u64> {
-    let known: BTreeSet<u32> = {
-        let mut stmt = store
-            .conn
-            .prepare("SELECT target_uid FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'")?;
-        let rows = stmt.query_map(params![target_folder_id, uidvalidity], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let wanted_sizes: BTreeSet<u64> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT DISTINCT size FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL AND push_state IN ('pending', 'appending')",
-        )?;
-        let rows = stmt.query_map([source_folder_id], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let known = store.pushed_target_uids(target_folder_id, uidvalidity)?;
+    let wanted_sizes = store.unplaced_sizes(source_folder_id)?;
     let mut candidates: Vec<(u32, u64, Vec<String>)> = Vec::new();
     session
         .uid_fetch(&[format!("{}:*", from_uid.max(1))], &[FetchItem::Uid, FetchItem::Size, FetchItem::Flags], None, &mut |meta| {
@@ -222,34 +159,24 @@ async fn match_existing(
     for (uid, size, flags) in candidates {
         let hash = hash_target_message(session, uid, size).await?;
         let Some(hash) = hash else { continue };
-        // Prefer a row we were appending (it is most likely the one that landed).
-        let row: Option<i64> = store
-            .conn
-            .query_row(
-                "SELECT id FROM message WHERE folder_id = ?1 AND size = ?2 AND sha256 = ?3 AND push_state IN ('pending', 'appending')
-                 ORDER BY push_state = 'appending' DESC, uid LIMIT 1",
-                params![source_folder_id, size as i64, hash.as_slice()],
-                |r| r.get(0),
-            )
-            .ok();
+        // Prefer a row we were appending (it is most likely the one that landed). An error reading
+        // counts as no match, as this look-up always has (kept so the store move changes nothing): the
+        // copy stays unclaimed and the row is appended, which can cost a duplicate, never a loss.
+        let row = store.unplaced_by_content(source_folder_id, size, &hash).ok().flatten();
         if let Some(id) = row {
-            claim(store, id, target_folder_id, uidvalidity, uid, &flags)?;
+            claim(store, id, TargetCopy { folder_id: target_folder_id, uidvalidity, uid }, &flags)?;
             matched += 1;
         }
     }
     Ok(matched)
 }
 
-/// Records that staged row `id` is target message `uid`, with the target's flags as the three-way
-/// base when the row has none yet.
-fn claim(store: &Store, id: i64, target_folder_id: i64, uidvalidity: u32, uid: u32, target_flags: &[String]) -> Result<()> {
+/// Records that staged row `id` is the target message at `copy`, with the target's flags as the
+/// three-way base when the row has none yet.
+fn claim(store: &Store, id: i64, copy: TargetCopy, target_flags: &[String]) -> Result<()> {
     let mut flags = target_flags.to_vec();
     flags.sort();
-    store.conn.execute(
-        "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-           synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
-        params![id, target_folder_id, uidvalidity, uid, flags.join(" ")],
-    )?;
+    store.write(|tx| tx.claim_target_copy(id, copy, &flags.join(" ")))?;
     fault::point("push: existing message matched");
     Ok(())
 }
@@ -270,12 +197,8 @@ async fn match_by_identity(
     uidvalidity: u32,
     from_uid: u32,
 ) -> Result<u64> {
-    crate::identity::fill_staged(store, source_folder_id, "appending")?;
-    let without_identity: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND identity = ''",
-        [source_folder_id],
-        |r| r.get(0),
-    )?;
+    crate::identity::fill_staged(store, source_folder_id, PushState::Appending.as_str())?;
+    let without_identity = store.appending_without_identity(source_folder_id)?;
     if without_identity > 0 {
         log::warn!(
             "{}: {without_identity} messages with no Message-ID, Date or From cannot be looked up on this target; \
@@ -294,26 +217,12 @@ async fn match_by_identity(
             if keys.is_empty() {
                 return Ok(());
             }
-            let known: bool = store
-                .conn
-                .prepare_cached(
-                    "SELECT 1 FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND target_uid = ?3
-                       AND push_state = 'pushed'",
-                )?
-                .exists(params![target_folder_id, uidvalidity, meta.uid])?;
-            if known {
+            let copy = TargetCopy { folder_id: target_folder_id, uidvalidity, uid: meta.uid };
+            if store.target_uid_claimed(copy)? {
                 return Ok(());
             }
-            let row: Option<i64> = store
-                .conn
-                .prepare_cached(
-                    "SELECT id FROM message WHERE folder_id = ?1 AND identity IN (?2, ?3) AND push_state = 'appending'
-                     ORDER BY uid LIMIT 1",
-                )?
-                .query_row(params![source_folder_id, keys.message_id, keys.headers], |r| r.get(0))
-                .optional()?;
-            if let Some(id) = row {
-                claim(store, id, target_folder_id, uidvalidity, meta.uid, &meta.flags)?;
+            if let Some(id) = store.appending_by_identity(source_folder_id, keys.message_id.as_deref(), keys.headers.as_deref())? {
+                claim(store, id, copy, &meta.flags)?;
                 matched += 1;
             }
             Ok(())
@@ -394,17 +303,8 @@ async fn append_pending(
 ) -> Result<()> {
     let multi = session.supports_multiappend();
     loop {
-        let rows: Vec<Row> = {
-            let mut stmt = store.conn.prepare_cached(
-                "SELECT id, size, flags, internal_date, sha256, push_state FROM message
-                 WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL ORDER BY uid LIMIT ?2",
-            )?;
-            let limit = if multi { fault::batch_cap(APPEND_BATCH_COUNT) } else { 1 } as i64;
-            let rows = stmt.query_map(params![source_folder_id, limit], |r| {
-                Ok(Row { id: r.get(0)?, size: r.get(1)?, flags: r.get(2)?, internal_date: r.get(3)?, sha256: r.get(4)?, state: r.get(5)? })
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let limit = if multi { fault::batch_cap(APPEND_BATCH_COUNT) } else { 1 };
+        let rows = store.pending_appends(source_folder_id, limit)?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -432,21 +332,17 @@ async fn append_batch(
     source_name: &str,
     target: &TargetFolderRow,
     uidvalidity: u32,
-    batch: &[Row],
+    batch: &[PendingAppend],
     stats: &mut PushStats,
 ) -> Result<Next> {
     // The journal entry: committed before a byte of the APPEND is written.
-    {
-        let tx = store.write_transaction()?;
+    store.write(|tx| {
         for row in batch {
-            debug_assert_eq!(row.state, "pending");
-            tx.execute(
-                "UPDATE message SET push_state = 'appending', attempts = attempts + 1, target_folder_id = ?2 WHERE id = ?1",
-                params![row.id, target.id],
-            )?;
+            debug_assert_eq!(row.state, PushState::Pending);
+            tx.mark_appending(row.id, target.id)?;
         }
-        tx.commit()?;
-    }
+        Ok(())
+    })?;
     fault::point("push: append journalled");
 
     let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
@@ -471,19 +367,15 @@ async fn append_batch(
     if answer.answer.is_ok() {
         let quirks = session.quirks();
         let uids = answer.appended_uids();
-        let tx = store.write_transaction()?;
-        match uids {
+        store.write(|tx| match uids {
             Some((validity, uids)) if validity == uidvalidity && uids.len() == batch.len() => {
                 for (row, uid) in batch.iter().zip(uids) {
                     // With `exchange_drops_flagged_on_append`, \Flagged counts as not yet on the target, so the flag
                     // step of this same pass sets it with a STORE.
-                    tx.execute(
-                        "UPDATE message SET push_state = 'pushed', target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-                           synced_flags = CASE WHEN ?5 THEN trim(replace(' ' || flags || ' ', ' \\Flagged ', ' ')) ELSE flags END
-                         WHERE id = ?1",
-                        params![row.id, target.id, uidvalidity, uid, quirks.exchange_drops_flagged_on_append],
-                    )?;
+                    let copy = TargetCopy { folder_id: target.id, uidvalidity, uid };
+                    tx.record_appended(row.id, copy, quirks.exchange_drops_flagged_on_append)?;
                 }
+                Ok(())
             }
             _ => {
                 // Quirk `no_appenduid` (servers without UIDPLUS, and any answer without a usable
@@ -495,10 +387,9 @@ async fn append_batch(
                     target.wire_name,
                     if quirks.no_appenduid { " (the server does not announce UIDPLUS)" } else { "" }
                 );
-                tx.execute("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target.id])?;
+                tx.forget_indexed_uids(target.id)
             }
-        }
-        tx.commit()?;
+        })?;
         stats.appended += batch.len() as u64;
         stats.appended_bytes += batch.iter().map(|r| r.size).sum::<u64>();
         fault::point("push: append recorded");
@@ -509,13 +400,7 @@ async fn append_batch(
     // stored. The rows go back to pending without using up an attempt, and the same batch is sent
     // again after the wait. A target that never stops throttling ends the account's pass.
     if let Some(wait) = crate::imap::throttle_delay(&answer.answer) {
-        store.conn.execute(
-            &format!(
-                "UPDATE message SET push_state = 'pending', attempts = max(attempts - 1, 0) WHERE id IN ({})",
-                batch.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(",")
-            ),
-            [],
-        )?;
+        store.write(|tx| batch.iter().try_for_each(|row| tx.return_to_pending(row.id, true)))?;
         stats.throttled += 1;
         if stats.throttled > 50 {
             return Err(ImapError::Throttled {
@@ -531,24 +416,11 @@ async fn append_batch(
     }
 
     // Refused. MULTIAPPEND is all or nothing (RFC 3502), so nothing of this batch is on the target.
-    store.conn.execute(
-        &format!(
-            "UPDATE message SET push_state = 'pending' WHERE id IN ({})",
-            batch.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(",")
-        ),
-        [],
-    )?;
+    store.write(|tx| batch.iter().try_for_each(|row| tx.return_to_pending(row.id, false)))?;
     if batch.len() > 1 {
         // Find the message at fault by sending them one at a time.
         for row in batch {
-            let single = [Row {
-                id: row.id,
-                size: row.size,
-                flags: row.flags.clone(),
-                internal_date: row.internal_date.clone(),
-                sha256: row.sha256.clone(),
-                state: "pending".into(),
-            }];
+            let single = [PendingAppend { state: PushState::Pending, ..row.clone() }];
             if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, stats)).await?
                 == Next::StopFolder
             {
@@ -565,14 +437,14 @@ async fn append_batch(
         (Scope::Account, _) => {
             return Err(session.refused("APPEND", format!("the target refused new mail in {}: {words}", target.wire_name), &answer.answer));
         }
-        (_, Retry::Now | Retry::NextPass) if attempts(store, row.id)? < MAX_ATTEMPTS => {
+        (_, Retry::Now | Retry::NextPass) if store.append_attempts(row.id)? < MAX_ATTEMPTS => {
             // One attempt per pass: the rest of this folder waits for the next pass too, so a brief
             // outage does not use up every attempt within seconds.
             log::warn!("{}: APPEND to {} refused ({words}); will try again next pass", session.label(), target.wire_name);
             return Ok(Next::StopFolder);
         }
         _ => {
-            store.conn.execute("UPDATE message SET push_state = 'refused' WHERE id = ?1", [row.id])?;
+            store.write(|tx| tx.mark_refused(row.id))?;
             store.record_skip(account_id, Some(row.id), source_name, "the target refused the message", Some(&words))?;
             stats.refused += 1;
             log::warn!("{}: a message in {source_name} ({} bytes) was refused by the target: {words}", session.label(), row.size);
@@ -588,10 +460,6 @@ enum Next {
     StopFolder,
 }
 
-fn attempts(store: &Store, id: i64) -> Result<i64> {
-    Ok(store.conn.query_row("SELECT attempts FROM message WHERE id = ?1", [id], |r| r.get(0))?)
-}
-
 /// Reads a staged body back slice by slice.
 struct ChunkReader {
     id: i64,
@@ -600,12 +468,7 @@ struct ChunkReader {
 
 impl ChunkReader {
     fn next(&mut self, store: &Store) -> Result<Vec<u8>> {
-        let mut stmt = store.conn.prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 AND seq = ?2")?;
-        let data: Option<Vec<u8>> = match stmt.query_row(params![self.id, self.seq], |r| r.get(0)) {
-            Ok(d) => Some(d),
-            Err(rusqlite::Error::QueryReturnedNoRows) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let data = store.staged_chunk(self.id, self.seq)?;
         self.seq += 1;
         Ok(data.unwrap_or_default())
     }
@@ -621,20 +484,11 @@ async fn sync_flags(
     uidvalidity: u32,
     stats: &mut PushStats,
 ) -> Result<()> {
-    let rows: Vec<(i64, u32, String, String)> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id, target_uid, flags, coalesce(synced_flags, '') FROM message WHERE folder_id = ?1 AND push_state = 'pushed'
-               AND target_folder_id = ?2 AND target_uidvalidity = ?3 AND (synced_flags IS NULL OR synced_flags != flags)",
-        )?;
-        let rows =
-            stmt.query_map(params![source_folder_id, target_folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
     // Group identical changes so one STORE covers many messages.
     let mut groups: BTreeMap<FlagChange, Vec<(i64, u32)>> = BTreeMap::new();
-    for (id, uid, now, synced) in rows {
-        let (added, removed) = flag_delta(&synced, &now);
-        groups.entry((added, removed)).or_default().push((id, uid));
+    for row in store.flags_to_sync(source_folder_id, target_folder_id, uidvalidity)? {
+        let (added, removed) = flag_delta(&row.synced_flags, &row.flags);
+        groups.entry((added, removed)).or_default().push((row.id, row.target_uid));
     }
     for ((added, removed), members) in groups {
         // Long UID sets are split: a STORE line must stay under the server's line limit (Dovecot:
@@ -657,11 +511,7 @@ async fn sync_flags(
             if !all_ok {
                 continue;
             }
-            let tx = store.write_transaction()?;
-            for (id, _) in part {
-                tx.execute("UPDATE message SET synced_flags = flags WHERE id = ?1", [id])?;
-            }
-            tx.commit()?;
+            store.write(|tx| part.iter().try_for_each(|&(id, _)| tx.mark_flags_synced(id)))?;
             stats.flag_updates += part.len() as u64;
             fault::point("push: flags stored");
         }

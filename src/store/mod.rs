@@ -12,9 +12,11 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod journal;
 mod settings;
 mod stats;
 
+pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
 pub use stats::{AccountProgress, SkipEntry};
 
 use crate::imap::{Endpoint, TlsMode};
