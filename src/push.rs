@@ -160,9 +160,9 @@ async fn match_existing(
         let hash = hash_target_message(session, uid, size).await?;
         let Some(hash) = hash else { continue };
         // Prefer a row we were appending (it is most likely the one that landed). An error reading
-        // counts as no match, as this look-up always has (kept so the store move changes nothing): the
-        // copy stays unclaimed and the row is appended, which can cost a duplicate, never a loss.
-        let row = store.unplaced_by_content(source_folder_id, size, &hash).ok().flatten();
+        // stops the look-up: counted as no match, the copy would stay unclaimed and its row be
+        // appended again, a duplicate on the target.
+        let row = store.unplaced_by_content(source_folder_id, size, &hash)?;
         if let Some(id) = row {
             claim(store, id, TargetCopy { folder_id: target_folder_id, uidvalidity, uid }, &flags)?;
             matched += 1;
