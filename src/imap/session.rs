@@ -44,9 +44,6 @@ use crate::quirks::Quirks;
 use crate::secret::Secret;
 use crate::store::ServerKind;
 
-pub(crate) mod body_fetch;
-pub use body_fetch::{BodyRequest, BodySink};
-
 /// How long any single read or write may stall before the connection is given up (the default of
 /// `io_timeout`).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -212,7 +209,7 @@ pub enum Answers {
 }
 
 /// What the command in progress has cost so far, against its bounds.
-struct Budget {
+pub(super) struct Budget {
     /// The command's name, for the error sentence ("LIST", "UID FETCH").
     what: &'static str,
     /// Time spent waiting for the server's bytes. Only the waits count, not the time our side takes
@@ -250,7 +247,7 @@ impl Budget {
     }
 
     /// Counts answers completed and bytes of answers; the bound broken, if one is.
-    fn count(&mut self, answers: u64, bytes: u64) -> Option<String> {
+    pub(super) fn count(&mut self, answers: u64, bytes: u64) -> Option<String> {
         self.answers += answers;
         self.answer_bytes += bytes;
         if self.answers > self.max_answers {
@@ -273,7 +270,7 @@ impl Budget {
 /// arrives: imap-next checks its `max_response_size` only when a line ends, and reads a line that
 /// never ends for ever.
 #[derive(Debug, Default)]
-struct Framing {
+pub(super) struct Framing {
     /// Bytes of the current line so far (0 inside a literal).
     line: usize,
     /// The last bytes of the current line, enough for "{4294967295+}\r\n".
@@ -509,36 +506,36 @@ pub struct AppendItem<'a> {
 
 /// A connection in the authenticated state (or later).
 pub struct Session {
-    stream: Conn,
-    client: Client,
-    next_tag: u32,
-    capabilities: BTreeSet<String>,
+    pub(super) stream: Conn,
+    pub(super) client: Client,
+    pub(super) next_tag: u32,
+    pub(super) capabilities: BTreeSet<String>,
     /// Bytes read from the socket; `read_start..read_end` of it not yet parsed. Outside a streamed
     /// body fetch (`body_fetch`) everything read has been handed to imap-next and the range is empty.
-    read_buf: Vec<u8>,
-    read_start: usize,
-    read_end: usize,
+    pub(super) read_buf: Vec<u8>,
+    pub(super) read_start: usize,
+    pub(super) read_end: usize,
     /// Untagged OK codes seen since the last command that SELECT reads (at most `PENDING_CODES_LIMIT`).
-    pending_codes: Vec<Code<'static>>,
-    exists: u32,
+    pub(super) pending_codes: Vec<Code<'static>>,
+    pub(super) exists: u32,
     /// Who we are, for error messages: "source alice@example.se".
-    label: String,
+    pub(super) label: String,
     /// Times this server asked us to back off (throttling answers obeyed).
     pub throttled: u64,
     /// The command in progress: its deadline and what its answers cost so far.
-    budget: Budget,
+    pub(super) budget: Budget,
     /// Where the bytes handed to imap-next are: in a line, in a literal.
-    framing: Framing,
+    pub(super) framing: Framing,
     /// Bytes of the FETCH answer line `body_fetch` is reading (literals not counted).
     pub(crate) fetch_line: usize,
     /// Set when the server broke a bound: the connection is mid-answer and no command goes out on it again.
-    broken: Option<ServerMisbehaved>,
+    pub(super) broken: Option<ServerMisbehaved>,
     /// What the operator said this server is, and the text of its greeting: with the capabilities
     /// after login, what `quirks` is computed from.
-    kind: ServerKind,
-    greeting: String,
+    pub(super) kind: ServerKind,
+    pub(super) greeting: String,
     /// This server's quirks, computed once at login (none before).
-    quirks: Quirks,
+    pub(super) quirks: Quirks,
 }
 
 /// The socket, plain or wrapped in TLS; one type so STARTTLS can take the plain one back out.
@@ -849,7 +846,7 @@ impl Session {
 
     /// Starts the bounds of a command (see `Budget`); refuses one on a connection whose server broke a
     /// bound, which is in the middle of an answer.
-    fn begin_command(&mut self, what: &'static str, answers: Answers) -> Result<()> {
+    pub(super) fn begin_command(&mut self, what: &'static str, answers: Answers) -> Result<()> {
         if let Some(broken) = &self.broken {
             return Err(anyhow::Error::new(ImapError::Misbehaved(broken.clone())).context("this connection is not used again"));
         }
@@ -971,19 +968,19 @@ impl Session {
         Ok(())
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(super) async fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.budget.moved += bytes.len() as u64;
         let label = self.label.clone();
         with_timeout(&label, "writing to the server", true, self.stream.write_all(bytes)).await?;
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    pub(super) async fn flush(&mut self) -> Result<()> {
         let label = self.label.clone();
         with_timeout(&label, "writing to the server", true, self.stream.flush()).await
     }
 
-    fn tag(&mut self) -> Tag<'static> {
+    pub(super) fn tag(&mut self) -> Tag<'static> {
         let text = format!("P{}", self.next_tag);
         self.next_tag += 1;
         // "P" followed by digits is always a valid tag.
@@ -1010,7 +1007,7 @@ impl Session {
     /// Quirk `exchange_throttled` (Microsoft 365 / Exchange Online): "NO ... Request is throttled.
     /// Suggested Backoff Time: N milliseconds". The commands did nothing; waits as told and says to send
     /// them again, a few times, before the answers count as a failure.
-    async fn wait_if_throttled(&mut self, answers: &[Answer], attempt: &mut u32) -> bool {
+    pub(super) async fn wait_if_throttled(&mut self, answers: &[Answer], attempt: &mut u32) -> bool {
         let Some(wait) = answers.iter().filter_map(throttle_delay).max() else { return false };
         if *attempt >= 6 {
             return false;
@@ -1046,7 +1043,7 @@ impl Session {
         Ok(tags.iter().filter_map(|t| answers.remove(t.inner())).collect())
     }
 
-    fn on_event(
+    pub(super) fn on_event(
         &mut self,
         event: Event,
         tags: &[Tag<'static>],
