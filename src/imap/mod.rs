@@ -31,6 +31,8 @@ mod session;
 mod stream;
 
 pub(crate) mod body_fetch;
+#[cfg(test)]
+mod transcript_tests;
 
 pub use body_fetch::{BodyRequest, BodySink};
 pub use commands::{AppendItem, FetchItem};
