@@ -20,8 +20,9 @@
 //! The files: `connection` reaches the server (TCP, TLS, certificate pins); `stream` moves its bytes
 //! under the bounds and deadlines; `session` is the command loop, greeting and login; `commands` the
 //! commands on a logged-in session; `body_fetch` the streamed body FETCH; `response` the shapes
-//! answers are read into; `error` the kinds of failure. This file is the public surface: everything
-//! the rest of the crate names is re-exported here, as `crate::imap::...`.
+//! answers are read into; `error` the kinds of failure; `transcript_tests` recorded exchanges played
+//! against the real session. This file is the public surface: everything the rest of the crate names
+//! is re-exported here, as `crate::imap::...`.
 
 mod commands;
 mod connection;

@@ -7,6 +7,9 @@
 //!
 //! Each transcript runs twice: answers written whole, and one byte per write with the client reading
 //! one byte at a time (`Pace::ByteByByte`), so every split of every answer is met.
+//!
+//! A new case is a test calling `transcript` with the turns (`s` and `c` for lines, `s_bytes` and
+//! `c_bytes` for a literal's bytes) and a closure that drives the session and returns what to check.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
