@@ -662,7 +662,7 @@ pub(crate) mod tests {
 
     pub(crate) async fn connect(port: u16, pace: Pace) -> Session {
         let endpoint = Endpoint { host: "127.0.0.1".into(), port, tls: TlsMode::Plain, pin_sha256: None };
-        let mut session = Session::connect(&endpoint, "source scripted", crate::store::ServerKind::Imap).await.expect("connect");
+        let mut session = Session::connect(&endpoint, "source scripted", crate::quirks::ServerKind::Imap).await.expect("connect");
         if pace == Pace::ByteByByte {
             session.read_buf = vec![0; 1];
         }

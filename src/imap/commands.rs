@@ -1,0 +1,424 @@
+//! The commands on an authenticated session, each turned into the shape its caller needs: ENABLE,
+//! NAMESPACE, LIST/LSUB, STATUS, SELECT/EXAMINE, UID FETCH of metadata, UID SEARCH, CREATE,
+//! SUBSCRIBE, UID STORE, GETQUOTAROOT and APPEND. APPEND writes its own line and streams each body
+//! from the caller slice by slice (imap-next would hold a whole message); body FETCH is `body_fetch`.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+
+use anyhow::{Result, anyhow};
+use imap_next::State;
+use imap_next::client::Event;
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::command::{CommandBody, FetchModifier, SelectParameter};
+use imap_next::imap_types::core::{AString, Tag, Vec1};
+use imap_next::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
+use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_next::imap_types::response::{Code, Data, StatusKind};
+use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
+
+use super::response::{attribute_name, meta_of};
+use super::{Answer, Answers, AppendAnswer, FolderStatus, ImapError, ListedFolder, MessageMeta, Selected, Session, mailbox_wire};
+
+/// One message to APPEND: flags, date, size, and a source of its bytes in order.
+pub struct AppendItem<'a> {
+    pub flags: &'a [String],
+    pub internal_date: Option<&'a str>,
+    pub size: u64,
+    /// Called repeatedly; returns the next slice of the body, or an empty Vec at the end.
+    pub body: &'a mut dyn FnMut() -> Result<Vec<u8>>,
+}
+
+/// What to FETCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchItem {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    ModSeq,
+    /// BODY.PEEK[HEADER.FIELDS (...)]: a few header fields, e.g. Subject and Date for a report.
+    HeaderFields(&'static [&'static str]),
+}
+
+impl FetchItem {
+    fn name(&self) -> MessageDataItemName<'static> {
+        match *self {
+            FetchItem::Uid => MessageDataItemName::Uid,
+            FetchItem::Flags => MessageDataItemName::Flags,
+            FetchItem::InternalDate => MessageDataItemName::InternalDate,
+            FetchItem::Size => MessageDataItemName::Rfc822Size,
+            FetchItem::ModSeq => MessageDataItemName::ModSeq,
+            FetchItem::HeaderFields(fields) => {
+                let names: Vec<AString<'static>> = fields.iter().filter_map(|f| AString::try_from(*f).ok()).collect();
+                let section = Vec1::try_from(names).map(|names| Section::HeaderFields(None, names)).unwrap_or(Section::Header(None));
+                MessageDataItemName::BodyExt { section: Some(section), partial: None, peek: true }
+            }
+        }
+    }
+}
+
+impl Session {
+    /// ENABLE CONDSTORE (or QRESYNC) when offered, so SELECT reports HIGHESTMODSEQ and FETCH takes
+    /// CHANGEDSINCE. Returns whether mod-sequences are available.
+    pub async fn enable_condstore(&mut self) -> Result<bool> {
+        if !self.has("CONDSTORE") && !self.has("QRESYNC") {
+            return Ok(false);
+        }
+        if self.has("ENABLE") {
+            let caps = vec![imap_next::imap_types::extensions::enable::CapabilityEnable::CondStore];
+            let body = CommandBody::Enable { capabilities: Vec1::try_from(caps).map_err(|_| anyhow!("empty ENABLE"))? };
+            let answer = self.simple(body).await?;
+            return Ok(answer.is_ok());
+        }
+        Ok(true)
+    }
+
+    /// The personal namespace: prefix and delimiter ("INBOX." and '.' on old hosts).
+    pub async fn personal_namespace(&mut self) -> Result<Option<(String, Option<char>)>> {
+        if !self.has("NAMESPACE") {
+            return Ok(None);
+        }
+        let data = self.ok(CommandBody::Namespace, "NAMESPACE").await?;
+        for item in data {
+            if let Data::Namespace { personal, .. } = item
+                && let Some(first) = personal.first()
+            {
+                let prefix = String::from_utf8_lossy(first.prefix.as_ref()).into_owned();
+                return Ok(Some((prefix, first.delimiter.as_ref().map(|d| d.inner()))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// LIST "" "*": every folder with its attributes (special-use ones included, as Dovecot and most
+    /// servers send them on a plain LIST).
+    pub async fn list(&mut self) -> Result<Vec<ListedFolder>> {
+        self.list_kind(false).await
+    }
+
+    /// LSUB "" "*": the subscribed folders.
+    pub async fn lsub(&mut self) -> Result<Vec<ListedFolder>> {
+        self.list_kind(true).await
+    }
+
+    async fn list_kind(&mut self, lsub: bool) -> Result<Vec<ListedFolder>> {
+        let reference = Mailbox::try_from("").map_err(|_| anyhow!("empty reference"))?;
+        let pattern = ListMailbox::try_from("*").map_err(|_| anyhow!("bad pattern"))?;
+        let body = if lsub {
+            CommandBody::Lsub { reference, mailbox_wildcard: pattern }
+        } else {
+            CommandBody::List { reference, mailbox_wildcard: pattern }
+        };
+        let data = self.ok(body, if lsub { "LSUB" } else { "LIST" }).await?;
+        let mut out = Vec::new();
+        for item in data {
+            let (items, delimiter, mailbox) = match item {
+                Data::List { items, delimiter, mailbox } | Data::Lsub { items, delimiter, mailbox } => (items, delimiter, mailbox),
+                _ => continue,
+            };
+            out.push(ListedFolder {
+                wire_name: mailbox_wire(&mailbox),
+                delimiter: delimiter.map(|d| d.inner()),
+                attributes: items.iter().map(attribute_name).collect(),
+            });
+        }
+        out.sort_by(|a, b| a.wire_name.cmp(&b.wire_name));
+        Ok(out)
+    }
+
+    pub async fn status(&mut self, wire_name: &str, condstore: bool) -> Result<FolderStatus> {
+        let mut names = vec![StatusDataItemName::Messages, StatusDataItemName::UidNext, StatusDataItemName::UidValidity];
+        if condstore {
+            names.push(StatusDataItemName::HighestModSeq);
+        }
+        let body = CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: names.into() };
+        let data = self.ok(body, &format!("STATUS {wire_name}")).await?;
+        let mut status = FolderStatus::default();
+        for item in data {
+            if let Data::Status { items, .. } = item {
+                for it in items.iter() {
+                    match it {
+                        StatusDataItem::Messages(n) => status.messages = *n,
+                        StatusDataItem::UidNext(n) => status.uidnext = Some(n.get()),
+                        StatusDataItem::UidValidity(n) => status.uidvalidity = Some(n.get()),
+                        StatusDataItem::HighestModSeq(n) => status.highest_modseq = Some(*n),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(status)
+    }
+
+    /// SELECT (read-write) or EXAMINE (read-only, used on the source so nothing there changes).
+    pub async fn select(&mut self, wire_name: &str, read_only: bool, condstore: bool) -> Result<Selected> {
+        self.pending_codes.clear();
+        self.exists = 0;
+        let mailbox = mailbox_of(wire_name)?;
+        let parameters = if condstore { vec![SelectParameter::CondStore] } else { vec![] };
+        let body = if read_only { CommandBody::Examine { mailbox, parameters } } else { CommandBody::Select { mailbox, parameters } };
+        let (answer, _) = self.run(body).await?;
+        if !answer.is_ok() {
+            let command = if read_only { "EXAMINE" } else { "SELECT" };
+            return Err(self.refused(command, format!("cannot open folder {wire_name}: {}", answer.words()), &answer));
+        }
+        let mut selected = Selected { exists: self.exists, ..Selected::default() };
+        for code in self.pending_codes.drain(..).chain(answer.code) {
+            match code {
+                Code::UidValidity(v) => selected.uidvalidity = Some(v.get()),
+                Code::UidNext(v) => selected.uidnext = Some(v.get()),
+                Code::HighestModSeq(v) => selected.highest_modseq = Some(v.get()),
+                _ => {}
+            }
+        }
+        Ok(selected)
+    }
+
+    /// UID FETCH with the given items over a UID set; each message's answer goes to `on_message` as it
+    /// arrives. `changed_since` adds the CONDSTORE modifier.
+    pub async fn uid_fetch(
+        &mut self,
+        uid_sets: &[String],
+        items: &[FetchItem],
+        changed_since: Option<u64>,
+        on_message: &mut dyn FnMut(MessageMeta) -> Result<()>,
+    ) -> Result<()> {
+        let requests: Vec<(&str, &[FetchItem])> = uid_sets.iter().map(|set| (set.as_str(), items)).collect();
+        self.uid_fetch_each(&requests, changed_since, on_message).await
+    }
+
+    /// Like `uid_fetch`, but each pipelined command has its own UID set and items: the partial ranges
+    /// of one large message go out together, so a message in many small slices costs one round trip
+    /// per pipeline rather than one per slice.
+    pub async fn uid_fetch_each(
+        &mut self,
+        requests: &[(&str, &[FetchItem])],
+        changed_since: Option<u64>,
+        on_message: &mut dyn FnMut(MessageMeta) -> Result<()>,
+    ) -> Result<()> {
+        let mut bodies = Vec::new();
+        for &(set, items) in requests {
+            let sequence_set = SequenceSet::try_from(set).map_err(|_| anyhow!("bad UID set {set}"))?;
+            let names: Vec<MessageDataItemName<'static>> = items.iter().map(FetchItem::name).collect();
+            let modifiers = changed_since.and_then(NonZeroU64::new).map(|m| vec![FetchModifier::ChangedSince(m)]).unwrap_or_default();
+            bodies.push(CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(names),
+                uid: true,
+                modifiers,
+            });
+        }
+        let answers = self
+            .run_many(bodies, Answers::Streamed, &mut |data| {
+                if let Data::Fetch { items, .. } = data {
+                    let meta = meta_of(items.into_inner());
+                    if meta.uid != 0 {
+                        on_message(meta)?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        for answer in answers {
+            if !answer.is_ok() {
+                return Err(self.refused("FETCH", format!("FETCH failed: {}", answer.words()), &answer));
+            }
+        }
+        Ok(())
+    }
+
+    /// UID SEARCH ALL: every UID in the selected folder. (Passes use UID FETCH ranges instead, which
+    /// also bring sizes; this stays for tools and diagnostics that need only the UIDs.)
+    #[allow(dead_code)]
+    pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
+        let body = CommandBody::search(None, Vec1::from(imap_next::imap_types::search::SearchKey::All), true);
+        let data = self.ok(body, "UID SEARCH").await?;
+        let mut uids = Vec::new();
+        for item in data {
+            if let Data::Search(found, ..) = item {
+                uids.extend(found.iter().map(|u| u.get()));
+            }
+        }
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    pub async fn create(&mut self, wire_name: &str) -> Result<Answer> {
+        self.simple(CommandBody::Create { mailbox: mailbox_of(wire_name)? }).await
+    }
+
+    pub async fn subscribe(&mut self, wire_name: &str) -> Result<()> {
+        self.ok(CommandBody::Subscribe { mailbox: mailbox_of(wire_name)? }, &format!("SUBSCRIBE {wire_name}")).await?;
+        Ok(())
+    }
+
+    /// UID STORE +FLAGS/-FLAGS .SILENT on a UID set.
+    pub async fn uid_store_set(&mut self, uid_set: &str, add: bool, flags: &[String]) -> Result<Answer> {
+        let flags: Vec<Flag<'static>> = flags.iter().filter_map(|f| Flag::try_from(f.as_str()).ok().map(|f| f.into_static())).collect();
+        if flags.is_empty() {
+            return Ok(Answer { kind: StatusKind::Ok, code: None, text: String::new() });
+        }
+        let body = CommandBody::Store {
+            sequence_set: SequenceSet::try_from(uid_set).map_err(|_| anyhow!("bad UID set {uid_set}"))?,
+            kind: if add { StoreType::Add } else { StoreType::Remove },
+            response: StoreResponse::Silent,
+            flags,
+            uid: true,
+            modifiers: vec![],
+        };
+        self.simple(body).await
+    }
+
+    pub fn supports_multiappend(&self) -> bool {
+        self.has("MULTIAPPEND")
+    }
+
+    /// APPENDs messages to one folder. With MULTIAPPEND (RFC 3502) several go in one command and one
+    /// server transaction; otherwise one command each. The body is streamed from `item.body` slice by
+    /// slice with LITERAL+ when offered, else after the server's continuation. Returns one answer per
+    /// command sent, and calls `after_literal` once the last literal byte is written but before the
+    /// answer is read (a journal point for tests).
+    pub async fn append(
+        &mut self,
+        wire_name: &str,
+        items: &mut [AppendItem<'_>],
+        after_literal: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<AppendAnswer> {
+        let literal_plus = self.has("LITERAL+");
+        self.begin_command("APPEND", Answers::Kept)?;
+        let tag = self.tag();
+        let mut line = format!("{} APPEND {}", tag.inner(), quote_mailbox(wire_name));
+        self.pending_codes.clear();
+        for (index, item) in items.iter_mut().enumerate() {
+            if index > 0 {
+                line.clear();
+            }
+            line.push_str(" (");
+            line.push_str(&item.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect::<Vec<_>>().join(" "));
+            line.push(')');
+            if let Some(date) = item.internal_date {
+                line.push_str(&format!(" \"{date}\""));
+            }
+            line.push_str(&format!(" {{{}{}}}\r\n", item.size, if literal_plus { "+" } else { "" }));
+            self.write_all(line.as_bytes()).await?;
+            if !literal_plus {
+                self.flush().await?;
+                if let Some(refusal) = self.wait_continuation(&tag).await? {
+                    return Ok(AppendAnswer { answer: refusal });
+                }
+            }
+            let mut written: u64 = 0;
+            let label = self.label.clone();
+            let mid = |e: anyhow::Error| e.context(ImapError::lost(&label, "the connection was left in the middle of an APPEND"));
+            loop {
+                let chunk = (item.body)().map_err(mid)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                written += chunk.len() as u64;
+                if written > item.size {
+                    return Err(mid(anyhow!("staged body is longer than its recorded size")));
+                }
+                self.write_all(&chunk).await?;
+            }
+            if written != item.size {
+                return Err(mid(anyhow!("staged body is {written} bytes, recorded size {}", item.size)));
+            }
+        }
+        self.write_all(b"\r\n").await?;
+        self.flush().await?;
+        after_literal()?;
+        let tags = vec![tag.clone()];
+        let mut answers = BTreeMap::new();
+        while answers.is_empty() {
+            match self.client.next() {
+                Ok(Event::ContinuationRequestReceived { .. }) => {}
+                Ok(event) => self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?,
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+        let answer = answers.remove(tag.inner()).ok_or_else(|| anyhow!("no answer to APPEND"))?;
+        Ok(AppendAnswer { answer })
+    }
+
+    /// Waits for "+" after a synchronizing literal; a tagged NO/BAD instead ends the command.
+    async fn wait_continuation(&mut self, tag: &Tag<'static>) -> Result<Option<Answer>> {
+        let tags = vec![tag.clone()];
+        let mut answers = BTreeMap::new();
+        loop {
+            match self.client.next() {
+                Ok(Event::ContinuationRequestReceived { .. }) => return Ok(None),
+                Ok(event) => {
+                    self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?;
+                    if let Some(answer) = answers.remove(tag.inner()) {
+                        return Ok(Some(answer));
+                    }
+                }
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+    }
+
+    /// GETQUOTAROOT on INBOX: (used KiB, limit KiB) of the tightest STORAGE root.
+    pub async fn storage_quota(&mut self) -> Result<Option<(u64, u64)>> {
+        if !self.has("QUOTA") {
+            return Ok(None);
+        }
+        let body = CommandBody::GetQuotaRoot { mailbox: Mailbox::Inbox };
+        let (answer, data) = self.run(body).await?;
+        if !answer.is_ok() {
+            return Ok(None);
+        }
+        let mut best: Option<(u64, u64)> = None;
+        for item in data {
+            if let Data::Quota { quotas, .. } = item {
+                for q in quotas.as_ref() {
+                    if matches!(q.resource, imap_next::imap_types::extensions::quota::Resource::Storage) {
+                        let free = q.limit.saturating_sub(q.usage);
+                        if best.map(|(u, l)| l.saturating_sub(u) > free).unwrap_or(true) {
+                            best = Some((q.usage, q.limit));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// The APPENDLIMIT capability value, if the server announces a global one.
+    pub fn append_limit(&self) -> Option<u64> {
+        self.capabilities.iter().find_map(|c| c.strip_prefix("APPENDLIMIT=").and_then(|v| v.parse().ok()))
+    }
+}
+
+fn mailbox_of(wire_name: &str) -> Result<Mailbox<'static>> {
+    let astring = AString::try_from(wire_name.to_string()).map_err(|_| anyhow!("folder name {wire_name:?} cannot be sent to IMAP"))?;
+    Ok(Mailbox::from(astring))
+}
+
+/// A mailbox name as an IMAP quoted string, for the APPEND line we write ourselves.
+fn quote_mailbox(wire_name: &str) -> String {
+    let mut out = String::with_capacity(wire_name.len() + 2);
+    out.push('"');
+    for c in wire_name.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_mailbox("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+}
