@@ -193,11 +193,6 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
-/// The SASL XOAUTH2 initial response: `user=LOGIN^Aauth=Bearer TOKEN^A^A`.
-pub fn xoauth2(user: &str, token: &Secret) -> Vec<u8> {
-    format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose()).into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,10 +209,5 @@ mod tests {
         let (s, b) = parse_response(b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!((s, b.as_slice()), (400, &b"abcde"[..]));
         assert!(parse_response(b"garbage").is_err());
-    }
-
-    #[test]
-    fn sasl_string() {
-        assert_eq!(xoauth2("a@b.se", &Secret::new("T")), b"user=a@b.se\x01auth=Bearer T\x01\x01".to_vec());
     }
 }

@@ -22,8 +22,8 @@ use super::{
     Answer, Answers, Endpoint, ImapError, PENDING_CODES_LIMIT, RESPONSE_LIMIT, ServerMisbehaved, TlsMode, kind_of, throttle_delay,
 };
 use crate::quirks::Quirks;
-use crate::secret::Secret;
 use crate::quirks::ServerKind;
+use crate::secret::Secret;
 
 /// A connection in the authenticated state (or later).
 pub struct Session {
@@ -411,8 +411,7 @@ impl Session {
         if !self.has("AUTH=XOAUTH2") {
             bail!("{}: the server does not offer AUTHENTICATE XOAUTH2", self.label);
         }
-        let body =
-            CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::XOAuth2, crate::oauth::xoauth2(user, token));
+        let body = CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::XOAuth2, xoauth2(user, token));
         let answer = self.run_auth(body).await?;
         if !answer.is_ok() {
             let what = format!(
@@ -491,4 +490,19 @@ fn client_options(discard_greeting: bool) -> Options {
     // Quirk `bare_lf_lines` (seen on old Courier and some appliances): lines ending in LF alone.
     options.crlf_relaxed = true;
     options
+}
+
+/// The SASL XOAUTH2 initial response: `user=LOGIN^Aauth=Bearer TOKEN^A^A`.
+fn xoauth2(user: &str, token: &Secret) -> Vec<u8> {
+    format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose()).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_string() {
+        assert_eq!(xoauth2("a@b.se", &Secret::new("T")), b"user=a@b.se\x01auth=Bearer T\x01\x01".to_vec());
+    }
 }
