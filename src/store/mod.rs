@@ -2,8 +2,11 @@
 //! accounts (passwords sealed with the key file), every source folder and message, the staged bytes,
 //! where each message landed on the target, and the skip ledger. It is the single source of truth: a
 //! pass can be killed at any point and the next one reads from here what was done and what was only
-//! intended. This module owns opening, the schema and its numbered migrations, settings (`settings`) and accounts;
-//! the pull and push phases own their own queries on the tables they drive.
+//! intended. This module owns opening, the schema and its numbered migrations, endpoints and sealed
+//! secrets; `settings` the operator's configuration, `accounts` the account rows, `folders` what
+//! discovery records, `passes` pass rows and the run-state marks, `verification` what the check and
+//! verify record, `stats` what the page counts; the pull and push phases own their own queries on the
+//! tables they drive.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
