@@ -38,12 +38,6 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> ApiError {
-        ApiError::new(500, format!("database: {e}"))
-    }
-}
-
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         ApiError::new(500, format!("{e:#}"))
