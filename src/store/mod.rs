@@ -5,8 +5,8 @@
 //! intended. This module owns opening, the schema and its numbered migrations, endpoints and sealed
 //! secrets; `settings` the operator's configuration, `accounts` the account rows, `folders` what
 //! discovery records, `passes` pass rows and the run-state marks, `verification` what the check and
-//! verify record, `stats` what the page counts; the pull and push phases own their own queries on the
-//! tables they drive.
+//! verify record, `stats` what the page counts, `journal` the push's APPEND journal; the pull phase
+//! still owns its own queries on the tables it drives.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
