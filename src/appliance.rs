@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 use crate::check;
-use crate::store::{Store, now};
+use crate::store::{RunMark, Store, now};
 use crate::sync;
 
 pub use crate::fault::{SHUTDOWN, shutting_down};
@@ -155,16 +155,14 @@ impl Appliance {
         }
         let result = (|| {
             let store = self.store()?;
-            store.set_setting("passes.last_started", &now().to_string())?;
+            store.stamp(RunMark::PassStartedAt)?;
             let accounts = store.accounts(&[])?;
             let runnable = runnable_accounts(&store, accounts)?;
             let parallel = Self::parallel(&store)?;
             drop(store);
             let reports = sync::pass_many(&self.dir, runnable, parallel, kind, &|r| log::info!("{}", r.line()));
             let store = self.store()?;
-            store.set_setting("passes.last_finished", &now().to_string())?;
-            let count: i64 = store.setting("passes.count")?.and_then(|v| v.parse().ok()).unwrap_or(0);
-            store.set_setting("passes.count", &(count + 1).to_string())?;
+            store.count_finished_pass()?;
             Ok(reports)
         })();
         self.forget_status();
@@ -193,12 +191,12 @@ impl Appliance {
 
     fn scheduler_tick(self: &Arc<Self>) -> Result<()> {
         let store = self.store()?;
-        if !self.passes_enabled(&store)? || store.setting("finished_at")?.is_some() {
+        if !self.passes_enabled(&store)? || store.mark(RunMark::FinishedAt)?.is_some() {
             self.runtime().next_pass_at = None;
             return Ok(());
         }
         let interval = Self::interval(&store)?;
-        let last = store.setting("passes.last_finished")?.and_then(|v| v.parse::<i64>().ok());
+        let last = store.mark_number(RunMark::PassFinishedAt)?;
         drop(store);
         let failures = self.runtime().failures_in_a_row;
         // After failures, wait longer (up to 8x), but never less than a minute between passes.
@@ -247,7 +245,7 @@ impl Appliance {
                     &|account, e| check::CheckResult::failed(account, &format!("{e:#}")),
                     &|r| log::info!("checked {}: {}", r.account, r.verdict.words()),
                 );
-                me.store()?.set_setting("check.checked_at", &now().to_string())?;
+                me.store()?.stamp(RunMark::CheckedAt)?;
                 Ok(())
             })();
             if let Err(e) = result {
@@ -287,7 +285,6 @@ pub fn status(app: &Appliance) -> Result<Value> {
         (rt.pass_active, rt.check_running, rt.finish_running, rt.next_pass_at, rt.last_error.clone())
     };
     let (pass_active, check_running, finish_running, next_pass_at, runtime_error) = rt_snapshot;
-    let setting_i = |k: &str| -> Result<Option<i64>> { Ok(store.setting(k)?.and_then(|v| v.parse().ok())) };
     let endpoint = |side: &str| -> Value {
         match store.endpoint(side) {
             Ok(e) => json!({"host": e.host, "port": e.port, "tls": e.tls.as_str()}),
@@ -337,7 +334,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
         }
         accounts.push(json!({
-            "login": d.source_login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state,
+            "login": d.source_login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state.as_str(),
             "verdict": verdict, "problem": check.and_then(|(_, c)| c.get("problem").cloned()).unwrap_or(Value::Null),
             "messages": messages, "bytes": bytes, "staged_messages": d.staged, "staged_bytes": d.staged_bytes,
             "pushed_messages": d.pushed, "pushed_bytes": d.pushed_bytes,
@@ -347,7 +344,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
         }));
     }
-    let domains: Value = store.setting("mx.state")?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
+    let domains: Value = store.mark(RunMark::MxState)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
     let all_flipped =
         domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
@@ -358,9 +355,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let finished_at = setting_i("finished_at")?;
+    let finished_at = store.mark_number(RunMark::FinishedAt)?;
     let passes_enabled = app.passes_enabled(&store)?;
-    let pass_count = setting_i("passes.count")?.unwrap_or(0);
+    let pass_count = store.mark_number(RunMark::PassCount)?.unwrap_or(0);
     let configured = store.endpoint("source").is_ok() && store.endpoint("target").is_ok();
     let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
     let all_synced = !details.is_empty()
@@ -396,10 +393,11 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "target_kind": store.target_kind()?.as_str(),
         "passes": {
             "running": passes_enabled, "active": pass_active, "interval_seconds": Appliance::interval(&store)?,
-            "last_started_at": setting_i("passes.last_started")?, "last_finished_at": setting_i("passes.last_finished")?,
+            "last_started_at": store.mark_number(RunMark::PassStartedAt)?,
+            "last_finished_at": store.mark_number(RunMark::PassFinishedAt)?,
             "next_at": if passes_enabled { next_pass_at } else { None }, "count": pass_count,
         },
-        "check": {"running": check_running, "checked_at": setting_i("check.checked_at")?},
+        "check": {"running": check_running, "checked_at": store.mark_number(RunMark::CheckedAt)?},
         "finish": {"running": finish_running},
         "last_error": runtime_error,
         "totals": {
@@ -414,7 +412,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "quiet_since": quiet_since,
         "safe_to_finish": safe_to_finish,
         "finished_at": finished_at,
-        "report_available": store.setting("report.json")?.is_some(),
+        "report_available": store.mark(RunMark::ReportJson)?.is_some(),
         "staging_bytes": staging_bytes,
         "free_disk_bytes": check::free_disk(&app.dir).unwrap_or(0),
     }))
@@ -448,7 +446,7 @@ pub struct FinishOutcome {
 pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
     {
         let store = app.store()?;
-        if store.setting("finished_at")?.is_some() {
+        if store.mark(RunMark::FinishedAt)?.is_some() {
             return Err(anyhow!("the migration is already finished"));
         }
         let mut rt = app.runtime();
@@ -515,7 +513,7 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
     if verified_ok || force {
         let store = app.store()?;
         store.purge()?;
-        store.set_setting("finished_at", &now().to_string())?;
+        store.stamp(RunMark::FinishedAt)?;
         purged = true;
         log::info!("finished: passwords and staged mail purged; the report stays");
     }
@@ -554,7 +552,7 @@ fn mx_round(app: &Appliance) -> Result<()> {
     let target_mx = settings.mx_target;
     let resolver_setting = settings.mx_resolver.or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
     let mut states: BTreeMap<String, crate::mx::DomainState> = store
-        .setting("mx.state")?
+        .mark(RunMark::MxState)?
         .and_then(|s| serde_json::from_str::<Vec<crate::mx::DomainState>>(&s).ok())
         .unwrap_or_default()
         .into_iter()
@@ -574,7 +572,7 @@ fn mx_round(app: &Appliance) -> Result<()> {
     }
     states.retain(|d, _| domains.contains(d));
     let list: Vec<&crate::mx::DomainState> = states.values().collect();
-    app.store()?.set_setting("mx.state", &serde_json::to_string(&list)?)?;
+    app.store()?.set_mark(RunMark::MxState, &serde_json::to_string(&list)?)?;
     Ok(())
 }
 
@@ -729,8 +727,13 @@ mod tests {
         app.forget_status();
         assert_eq!(account_count(&app), 2);
         // A pass the servers throttled shows as such (information, not an error).
-        let id: i64 = store.conn.query_row("SELECT id FROM account WHERE source_login = 'a@x.se'", [], |r| r.get(0)).unwrap();
-        store.conn.execute("INSERT INTO pass (account_id, started_at, finished_at, throttled) VALUES (?1, 1, 2, 3)", [id]).unwrap();
+        let id = store.account_id("a@x.se").unwrap().unwrap();
+        store
+            .write(|tx| {
+                let pass = tx.start_pass(id)?;
+                tx.finish_pass(pass, &crate::store::PassTotals { throttled: 3, ..Default::default() })
+            })
+            .unwrap();
         app.forget_status();
         let s = status(&app).unwrap();
         let a = s["accounts"].as_array().unwrap().iter().find(|a| a["login"] == "a@x.se").unwrap().clone();

@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::imap::{Endpoint, FetchItem, Session, TlsMode, fetch_fingerprint};
-use crate::store::{Account, Store, now};
+use crate::store::{Account, Store};
 use crate::units::human_bytes;
 use crate::utf7;
 
@@ -325,12 +324,8 @@ fn header_value(raw: &[u8]) -> String {
 /// Stores the result so the page and exports can show it later.
 pub fn record(store: &Store, account: &Account, result: &CheckResult) -> Result<()> {
     let json = serde_json::to_string(result)?;
-    store.conn.execute(
-        "INSERT INTO check_result (account_id, checked_at, verdict, detail) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (account_id) DO UPDATE SET checked_at = excluded.checked_at, verdict = excluded.verdict, detail = excluded.detail",
-        params![account.id, now(), serde_json::to_value(result.verdict)?.as_str().unwrap_or("ready"), json],
-    )?;
-    Ok(())
+    let verdict = serde_json::to_value(result.verdict)?;
+    store.record_check_result(account.id, verdict.as_str().unwrap_or("ready"), &json)
 }
 
 /// Free bytes on the file system holding `dir`.

@@ -185,14 +185,19 @@ pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
     let auth = import::SourceAuth::of(store.source_kind()?);
     let rows = import::read_import_for(&import.file, auth).map_err(|e| anyhow!("{e}"))?.accounts;
     let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
-    let tx = store.write_transaction()?;
-    let (mut added, mut updated) = (0, 0);
-    for row in &rows {
-        let is_new =
-            store.upsert_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)?;
-        if is_new { added += 1 } else { updated += 1 }
-    }
-    tx.commit()?;
+    let sealed = rows
+        .iter()
+        .map(|row| {
+            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (added, updated) = store.write(|tx| {
+        let (mut added, mut updated) = (0, 0);
+        for account in &sealed {
+            if tx.upsert_account(account)? { added += 1 } else { updated += 1 }
+        }
+        Ok((added, updated))
+    })?;
     println!("{added} accounts added, {updated} updated");
     let missing: Vec<&String> = known.iter().filter(|k| !rows.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
     for m in missing {

@@ -16,6 +16,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::appliance::{self, Appliance};
 use crate::front_door::{self, Role, parse_query};
 use crate::imap::{Endpoint, TlsMode};
+use crate::store::RunMark;
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
@@ -34,12 +35,6 @@ struct ApiError {
 impl ApiError {
     fn new(status: u16, message: impl Into<String>) -> ApiError {
         ApiError { status, message: message.into() }
-    }
-}
-
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> ApiError {
-        ApiError::new(500, format!("database: {e}"))
     }
 }
 
@@ -289,12 +284,12 @@ fn route(
         (Method::Post, "/api/passes/start") => {
             need(role, Role::Operator)?;
             let store = app.store()?;
-            if store.setting("finished_at")?.is_some() {
+            if store.mark(RunMark::FinishedAt)?.is_some() {
                 return Err(ApiError::new(409, "the migration is finished; nothing more to copy"));
             }
             store.change_settings(|s| s.passes_enabled = true)?;
             // Start at once, not after a whole interval.
-            store.remove_setting("passes.last_finished")?;
+            store.clear_mark(RunMark::PassFinishedAt)?;
             Ok(json_response(200, &json!({"ok": true})))
         }
         (Method::Post, "/api/passes/stop") => {
@@ -456,16 +451,24 @@ fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Res
     let auth = crate::import::SourceAuth::of(store.source_kind()?);
     let import = crate::import::import_bytes_for(name, body, auth).map_err(|e| ApiError::new(400, e.to_string()))?;
     let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
-    let tx = store.write_transaction().map_err(|e| anyhow!(e))?;
-    let (mut added, mut updated) = (0, 0);
-    for row in &import.accounts {
-        if store.upsert_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)? {
-            added += 1;
-        } else {
-            updated += 1;
+    let sealed = import
+        .accounts
+        .iter()
+        .map(|row| {
+            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (added, updated) = store.write(|tx| {
+        let (mut added, mut updated) = (0, 0);
+        for account in &sealed {
+            if tx.upsert_account(account)? {
+                added += 1;
+            } else {
+                updated += 1;
+            }
         }
-    }
-    tx.commit().map_err(|e| anyhow!(e))?;
+        Ok((added, updated))
+    })?;
     let missing: Vec<&String> = known.iter().filter(|k| !import.accounts.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
     let warnings: Vec<String> = import.warnings.iter().map(|w| w.to_string()).collect();
     Ok(json!({"added": added, "updated": updated, "not_in_file": missing, "warnings": warnings}))

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::store::{Store, now};
+use crate::store::{RunMark, Store, now};
 use crate::units::human_bytes;
 use crate::verify::{self, VerifyResult};
 
@@ -135,37 +135,8 @@ pub struct Report {
 pub fn build(store: &Store) -> Result<Report> {
     let source_host = store.setting("source.host")?;
     let target_host = store.setting("target.host")?;
-    let finished_at = store.setting("finished_at")?.and_then(|v| v.parse().ok());
-
-    struct AccountRow {
-        id: i64,
-        source_login: String,
-        target_login: String,
-        aliases: String,
-        state: String,
-        last_error: Option<String>,
-        last_pass_at: Option<i64>,
-        last_new_mail_at: Option<i64>,
-    }
-    let rows: Vec<AccountRow> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id, source_login, target_login, aliases, state, last_error, last_pass_at, last_new_mail_at
-             FROM account ORDER BY source_login",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AccountRow {
-                id: r.get(0)?,
-                source_login: r.get(1)?,
-                target_login: r.get(2)?,
-                aliases: r.get(3)?,
-                state: r.get(4)?,
-                last_error: r.get(5)?,
-                last_pass_at: r.get(6)?,
-                last_new_mail_at: r.get(7)?,
-            })
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let finished_at = store.mark_number(RunMark::FinishedAt)?;
+    let rows = store.account_summaries()?;
 
     let mut accounts = Vec::new();
     let mut domains = BTreeSet::new();
@@ -195,7 +166,7 @@ pub fn build(store: &Store) -> Result<Report> {
             source_login: row.source_login,
             target_login: row.target_login,
             aliases,
-            state: row.state,
+            state: row.state.as_str().to_string(),
             last_error: row.last_error,
             last_pass_at: row.last_pass_at,
             last_new_mail_at: row.last_new_mail_at,
@@ -691,8 +662,8 @@ fn verification_html(h: &mut String, v: &VerifyResult, lang: Lang) {
 mod tests {
     use super::*;
     use crate::secret::Secret;
+    use crate::store::{AccountState, PushState};
     use crate::verify::FolderCheck;
-    use rusqlite::params;
 
     fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("postflytt-report-{name}-{}", std::process::id()));
@@ -715,40 +686,21 @@ mod tests {
             )
             .unwrap();
         store.upsert_account("bob@kund.se", &Secret::new("pw"), "bob@kund.se", None, &[]).unwrap();
-        let alice: i64 = store.conn.query_row("SELECT id FROM account WHERE source_login = 'alice@kund.se'", [], |r| r.get(0)).unwrap();
-        store.conn.execute("UPDATE account SET last_pass_at = 1700000000, state = 'synced' WHERE id = ?1", [alice]).unwrap();
-        let folder = |name: &str, target: &str, present: i64| -> i64 {
-            store
-                .conn
-                .execute(
-                    "INSERT INTO source_folder (account_id, name, wire_name, target_name, present, uidvalidity) VALUES (?1, ?2, ?2, ?3, ?4, 7)",
-                    params![alice, name, target, present],
-                )
-                .unwrap();
-            store.conn.last_insert_rowid()
-        };
-        let inbox = folder("INBOX", "INBOX", 1);
-        let evil = folder("<script>alert(1)</script>", "Kunder/Åre", 1);
-        let gone = folder("Old", "Old", 0);
-        let message = |folder: i64, uid: i64, size: i64, state: &str| -> i64 {
-            store
-                .conn
-                .execute(
-                    "INSERT INTO message (folder_id, uidvalidity, uid, size, push_state, internal_date) VALUES (?1, 7, ?2, ?3, ?4, ' 1-Jan-2020 10:00:00 +0100')",
-                    params![folder, uid, size, state],
-                )
-                .unwrap();
-            let id = store.conn.last_insert_rowid();
-            store.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, 0, x'00')", [id]).unwrap();
-            id
-        };
-        message(inbox, 1, 100, "pushed");
-        message(inbox, 2, 200, "pushed");
-        message(inbox, 3, 300, "pushed");
-        let big = message(inbox, 4, 50_000_000, "refused");
-        message(evil, 1, 1000, "pushed");
-        message(evil, 2, 1000, "pending");
-        message(gone, 1, 10, "pushed");
+        let alice = store.account_id("alice@kund.se").unwrap().unwrap();
+        store.write(|tx| tx.record_account_pass(alice, 1700000000, None, false)).unwrap();
+        assert_eq!(store.account_summaries().unwrap()[0].state, AccountState::Synced);
+        let folder = |name: &str, target: &str, present: bool| store.insert_folder_for_tests(alice, name, target, present, 7);
+        let inbox = folder("INBOX", "INBOX", true);
+        let evil = folder("<script>alert(1)</script>", "Kunder/Åre", true);
+        let gone = folder("Old", "Old", false);
+        let message = |folder: i64, uid: u32, size: i64, state: PushState| store.insert_message_for_tests(folder, 7, uid, size, state);
+        message(inbox, 1, 100, PushState::Pushed);
+        message(inbox, 2, 200, PushState::Pushed);
+        message(inbox, 3, 300, PushState::Pushed);
+        let big = message(inbox, 4, 50_000_000, PushState::Refused);
+        message(evil, 1, 1000, PushState::Pushed);
+        message(evil, 2, 1000, PushState::Pending);
+        message(gone, 1, 10, PushState::Pushed);
         store.record_skip(alice, Some(big), "INBOX", "the target refused the message", Some("NO [TOOBIG] message too large")).unwrap();
         store.record_skip(alice, None, "Trasig", "folder could not be copied", Some("NO <b>bad</b>")).unwrap();
         alice
@@ -881,11 +833,11 @@ mod tests {
         assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;");
         assert_eq!(lines[4], "bob@kund.se;;;0;0;0;");
         // A folder name with the separator is quoted, not split.
-        store.conn.execute("UPDATE source_folder SET name = 'a;b' WHERE name = 'Old'", []).unwrap();
+        store.rename_folder_for_tests("Old", "a;b");
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
         assert!(text.contains("alice@kund.se;\"a;b\";Old;1;10;0;"), "{text}");
         // A folder name that a spreadsheet would run as a formula is written as text.
-        store.conn.execute("UPDATE source_folder SET name = '=HYPERLINK(\"http://x\",\"y\")' WHERE name = 'a;b'", []).unwrap();
+        store.rename_folder_for_tests("a;b", "=HYPERLINK(\"http://x\",\"y\")");
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
         assert!(text.contains("alice@kund.se;\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\";Old;"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -896,9 +848,9 @@ mod tests {
         let (store, dir) = temp_store("purged");
         fixture(&store);
         let before = build(&store).unwrap();
-        store.conn.execute_batch("UPDATE account SET source_password = NULL, target_password = NULL; DELETE FROM body_chunk;").unwrap();
-        let n: i64 = store.conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 0);
+        store.purge().unwrap();
+        assert_eq!(store.body_chunks_for_tests(), 0);
+        assert!(store.accounts(&[]).unwrap().iter().all(|a| a.source_password.is_none() && a.target_password.is_none()));
         let after = build(&store).unwrap();
         assert_eq!(after.accounts, before.accounts);
         assert_eq!(after.totals, before.totals);
@@ -911,7 +863,7 @@ mod tests {
     fn damaged_verification_reads_as_unverified() {
         let (store, dir) = temp_store("damaged");
         let alice = fixture(&store);
-        store.set_setting(&format!("verify.{alice}"), "{oops").unwrap();
+        store.set_verification(alice, "{oops").unwrap();
         assert_eq!(build(&store).unwrap().accounts[0].verification, None);
         let _ = std::fs::remove_dir_all(&dir);
     }

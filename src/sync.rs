@@ -12,14 +12,13 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
-use rusqlite::{OptionalExtension, params};
 
 use crate::failure::{self, Retry, Scope};
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
 use crate::imap::{ImapError, ListedFolder, Session};
 use crate::pull::{self, PullStats};
-use crate::push::{self, PushStats, TargetFolderRow};
-use crate::store::{Account, ServerKind, Store, now};
+use crate::push::{self, PushStats};
+use crate::store::{Account, PassTotals, PresentFolder, ServerKind, SourceFolderRecord, Store, now};
 use crate::units::human_bytes;
 use crate::utf7;
 
@@ -149,33 +148,28 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
     let maps = folders::map_folders(&layout, &source_folders, &target_layout);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
 
-    let tx = store.write_transaction()?;
-    tx.execute("UPDATE source_folder SET present = 0 WHERE account_id = ?1", [account.id])?;
-    for f in &listed {
-        let name = utf7::decode_or_raw(&f.wire_name);
-        let map = by_source.get(name.as_str());
-        tx.execute(
-            "INSERT INTO source_folder (account_id, name, wire_name, delimiter, attributes, selectable, subscribed, present,
-                                        target_name, map_reason, map_note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10)
-             ON CONFLICT (account_id, wire_name) DO UPDATE SET name = excluded.name, delimiter = excluded.delimiter,
-                 attributes = excluded.attributes, selectable = excluded.selectable, subscribed = excluded.subscribed,
-                 present = 1, target_name = excluded.target_name, map_reason = excluded.map_reason, map_note = excluded.map_note",
-            params![
+    store.write(|tx| {
+        tx.mark_source_folders_absent(account.id)?;
+        for f in &listed {
+            let name = utf7::decode_or_raw(&f.wire_name);
+            let map = by_source.get(name.as_str());
+            tx.record_source_folder(
                 account.id,
-                name,
-                f.wire_name,
-                f.delimiter.map(|d| d.to_string()),
-                f.attributes.join(" "),
-                selectable(f),
-                subscribed.contains(&f.wire_name),
-                map.map(|m| m.target.clone()),
-                map.map(|m| m.reason.to_string()),
-                map.and_then(|m| m.note.clone()),
-            ],
-        )?;
-    }
-    tx.commit()?;
+                &SourceFolderRecord {
+                    name,
+                    wire_name: f.wire_name.clone(),
+                    delimiter: f.delimiter,
+                    attributes: f.attributes.join(" "),
+                    selectable: selectable(f),
+                    subscribed: subscribed.contains(&f.wire_name),
+                    target_name: map.map(|m| m.target.clone()),
+                    map_reason: map.map(|m| m.reason.to_string()),
+                    map_note: map.and_then(|m| m.note.clone()),
+                },
+            )?;
+        }
+        Ok(())
+    })?;
     crate::fault::point("discover: folders recorded");
     Ok(Discovery { maps, target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(), target_subscribed })
 }
@@ -236,11 +230,7 @@ pub enum PassKind {
 pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> PassReport {
     let started = Instant::now();
     let mut report = PassReport { account: account.source_login.clone(), ..PassReport::default() };
-    let pass_id = store
-        .conn
-        .execute("INSERT INTO pass (account_id, started_at) VALUES (?1, ?2)", params![account.id, now()])
-        .map(|_| store.conn.last_insert_rowid())
-        .ok();
+    let pass_id = store.write(|tx| tx.start_pass(account.id)).ok();
     // A dropped connection (a flaky old server; Exchange closing after repeated errors) is reopened
     // with backoff, twice; everything done before the drop is journalled, so the retry resumes.
     let mut attempt = 0;
@@ -278,28 +268,19 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
     report.throttled += report.push.throttled;
     report.seconds = started.elapsed().as_secs_f64();
     if let Some(id) = pass_id {
-        let _ = store.conn.execute(
-            "UPDATE pass SET finished_at = ?2, staged = ?3, staged_bytes = ?4, appended = ?5, matched = ?6, flag_updates = ?7,
-               refused = ?8, error = ?9, throttled = ?10 WHERE id = ?1",
-            params![
-                id,
-                now(),
-                report.pull.staged as i64,
-                report.pull.staged_bytes as i64,
-                report.push.appended as i64,
-                report.push.matched as i64,
-                report.push.flag_updates as i64,
-                report.push.refused as i64,
-                report.error,
-                report.throttled as i64
-            ],
-        );
+        let totals = PassTotals {
+            staged: report.pull.staged as i64,
+            staged_bytes: report.pull.staged_bytes as i64,
+            appended: report.push.appended as i64,
+            matched: report.push.matched as i64,
+            flag_updates: report.push.flag_updates as i64,
+            refused: report.push.refused as i64,
+            error: report.error.clone(),
+            throttled: report.throttled as i64,
+        };
+        let _ = store.write(|tx| tx.finish_pass(id, &totals));
     }
-    let _ = store.conn.execute(
-        "UPDATE account SET last_pass_at = ?2, last_error = ?3, state = ?4,
-           last_new_mail_at = CASE WHEN ?5 THEN ?2 ELSE last_new_mail_at END WHERE id = ?1",
-        params![account.id, now(), report.error, if report.error.is_some() { "failed" } else { "synced" }, report.pull.new_mail],
-    );
+    let _ = store.write(|tx| tx.record_account_pass(account.id, now(), report.error.as_deref(), report.pull.new_mail));
     report
 }
 
@@ -329,17 +310,10 @@ async fn pass_connected(
     let mut target_subscribed = discovery.target_subscribed.clone();
 
     // Folders in name order, so parents are created before children.
-    let folders: Vec<(i64, String, String, Option<String>, bool, bool)> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id, name, wire_name, target_name, selectable, subscribed FROM source_folder
-             WHERE account_id = ?1 AND present = 1 ORDER BY target_name",
-        )?;
-        let rows = stmt.query_map([account.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let folders = store.present_folders(account.id)?;
     report.folders = folders.len();
     let pull_rows: BTreeMap<i64, pull::FolderRow> = pull::folder_rows(store, account.id)?.into_iter().map(|f| (f.id, f)).collect();
-    for (folder_id, name, _wire, target_name, is_selectable, is_subscribed) in folders {
+    for PresentFolder { id: folder_id, name, target_name, selectable: is_selectable, subscribed: is_subscribed, .. } in folders {
         if crate::fault::shutting_down() {
             anyhow::bail!("stopped by request; the next pass continues where this one stopped");
         }
@@ -354,10 +328,7 @@ async fn pass_connected(
                 target_existing.insert(target_wire.clone());
                 // A folder we had filled before and had to create again (someone deleted it on the
                 // target): what we recorded there is gone, so push re-checks it at once.
-                store.conn.execute(
-                    "UPDATE target_folder SET uidvalidity = NULL, indexed_uidnext = 0 WHERE account_id = ?1 AND wire_name = ?2",
-                    params![account.id, target_wire],
-                )?;
+                store.write(|tx| tx.forget_target_folder_contents(account.id, &target_wire))?;
                 crate::fault::point("push: target folder created");
             }
             if is_subscribed && !target_subscribed.contains(&target_wire) {
@@ -372,7 +343,7 @@ async fn pass_connected(
                     .await
                     .with_context(|| format!("reading {name} on the source"))?;
             }
-            let target_row = target_folder_row(store, account.id, &target_name, &target_wire)?;
+            let target_row = store.write(|tx| tx.target_folder(account.id, &target_name, &target_wire))?;
             let recheck = pass_kind == PassKind::Final;
             push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, size_limit, recheck, &mut report.push)
                 .await
@@ -396,23 +367,6 @@ async fn pass_connected(
         }
     }
     Ok(())
-}
-
-fn target_folder_row(store: &Store, account_id: i64, name: &str, wire_name: &str) -> Result<TargetFolderRow> {
-    store.conn.execute(
-        "INSERT INTO target_folder (account_id, name, wire_name) VALUES (?1, ?2, ?3) ON CONFLICT (account_id, wire_name) DO NOTHING",
-        params![account_id, name, wire_name],
-    )?;
-    let row = store
-        .conn
-        .query_row(
-            "SELECT id, wire_name, uidvalidity, indexed_uidnext FROM target_folder WHERE account_id = ?1 AND wire_name = ?2",
-            params![account_id, wire_name],
-            |r| Ok(TargetFolderRow { id: r.get(0)?, wire_name: r.get(1)?, uidvalidity: r.get(2)?, indexed_uidnext: r.get(3)? }),
-        )
-        .optional()?
-        .ok_or_else(|| anyhow!("target folder row vanished"))?;
-    Ok(row)
 }
 
 /// Runs `work` for each account, at most `parallel` at once: `parallel` workers, each with its own

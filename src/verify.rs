@@ -17,12 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, anyhow};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::imap::{FetchItem, ListedFolder, Session};
 use crate::pull::uid_set;
-use crate::store::{Account, Store, now};
+use crate::store::{Account, FolderToVerify, PushState, Store, now};
 use crate::sync;
 use crate::units::human_bytes;
 use crate::utf7;
@@ -207,11 +206,11 @@ enum RowState {
 }
 
 impl RowState {
-    fn parse(text: &str) -> RowState {
-        match text {
-            "pushed" => RowState::Pushed,
-            "refused" => RowState::Refused,
-            _ => RowState::NotCopied,
+    fn of(state: PushState) -> RowState {
+        match state {
+            PushState::Pushed => RowState::Pushed,
+            PushState::Refused => RowState::Refused,
+            PushState::Pending | PushState::Appending => RowState::NotCopied,
         }
     }
 }
@@ -304,15 +303,6 @@ pub async fn verify_account(store: &Store, account: &Account) -> VerifyResult {
     result
 }
 
-/// A stored source folder to verify.
-struct FolderRow {
-    id: i64,
-    name: String,
-    wire_name: String,
-    uidvalidity: Option<u32>,
-    target_name: Option<String>,
-}
-
 fn selectable(folder: &ListedFolder) -> bool {
     !folder.has_attribute("\\Noselect") && !folder.has_attribute("\\NonExistent")
 }
@@ -326,28 +316,9 @@ fn stops_verification(e: &anyhow::Error) -> bool {
 async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
     let mut both = sync::connect_both(store, account).await?;
     let likeness = if both.target.quirks().exchange_rewrites_messages { Likeness::Identity } else { Likeness::Size };
-    let folders: Vec<FolderRow> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder
-             WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
-        )?;
-        let rows = stmt.query_map([account.id], |r| {
-            Ok(FolderRow { id: r.get(0)?, name: r.get(1)?, wire_name: r.get(2)?, uidvalidity: r.get(3)?, target_name: r.get(4)? })
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
-
-    // Rows pushed per target folder and UIDVALIDITY, from any source folder, in one scan (there is no
-    // index on the target side, and one scan per folder would cost seconds on a big account).
-    let pushed_counts: BTreeMap<(i64, u32), u64> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT m.target_folder_id, m.target_uidvalidity, count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id
-             WHERE f.account_id = ?1 AND m.push_state = 'pushed' AND m.target_folder_id IS NOT NULL AND m.target_uidvalidity IS NOT NULL
-             GROUP BY m.target_folder_id, m.target_uidvalidity",
-        )?;
-        let rows = stmt.query_map([account.id], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let folders = store.folders_to_verify(account.id)?;
+    // Rows pushed per target folder and UIDVALIDITY, from any source folder.
+    let pushed_counts = store.pushed_counts(account.id)?;
 
     // A folder made on the source after the last pass is unknown to the store; its mail is missing.
     let listed = both.source.list().await?;
@@ -401,7 +372,7 @@ async fn verify_folder(
     account_id: i64,
     source: &mut Session,
     target: &mut Session,
-    folder: &FolderRow,
+    folder: &FolderToVerify,
     pushed_counts: &BTreeMap<(i64, u32), u64>,
     likeness: Likeness,
     check: &mut FolderCheck,
@@ -421,10 +392,7 @@ async fn verify_folder(
 
     // The target side: the folder's UIDVALIDITY, its count, and the rows recorded as pushed into it.
     let target_wire = utf7::encode(target_name);
-    let target_row: Option<i64> = store
-        .conn
-        .query_row("SELECT id FROM target_folder WHERE account_id = ?1 AND wire_name = ?2", params![account_id, target_wire], |r| r.get(0))
-        .optional()?;
+    let target_row = store.target_folder_id(account_id, &target_wire)?;
     let target_selected = match target.select(&target_wire, true, false).await {
         Ok(s) => Some(s),
         Err(e) if !stops_verification(&e) => {
@@ -450,30 +418,24 @@ async fn verify_folder(
     // Window by window over the source UIDs.
     let mut after: i64 = 0;
     loop {
-        let window: Vec<(u32, u64)> = {
-            let mut stmt = store.conn.prepare_cached("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2")?;
-            let rows = stmt.query_map(params![after, WINDOW as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let window = store.listed_source_uids_after(after, WINDOW)?;
         let (Some(&(first, _)), Some(&(last, _))) = (window.first(), window.last()) else { break };
         after = i64::from(last);
-        let rows: BTreeMap<u32, RowView> = {
-            let mut stmt = store.conn.prepare_cached(
-                "SELECT uid, size, push_state, target_folder_id, target_uidvalidity, target_uid, coalesce(identity, '') FROM message
-                 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid BETWEEN ?3 AND ?4",
-            )?;
-            let rows = stmt.query_map(params![folder.id, uidvalidity, first, last], |r| {
-                let state: String = r.get(2)?;
-                let tf: Option<i64> = r.get(3)?;
-                let tv: Option<u32> = r.get(4)?;
-                let tu: Option<u32> = r.get(5)?;
+        let rows: BTreeMap<u32, RowView> = store
+            .staged_rows_between(folder.id, uidvalidity, first, last)?
+            .into_iter()
+            .map(|row| {
+                let (tf, tv) = (row.target_folder_id, row.target_uidvalidity);
                 let here = tf.is_some() && tf == target_row && tv.is_some() && tv == target_validity;
-                let view =
-                    RowView { size: r.get(1)?, state: RowState::parse(&state), target_uid: tu.filter(|_| here), identity: r.get(6)? };
-                Ok((r.get::<_, u32>(0)?, view))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+                let view = RowView {
+                    size: row.size,
+                    state: RowState::of(row.push_state),
+                    target_uid: row.target_uid.filter(|_| here),
+                    identity: row.identity,
+                };
+                (row.uid, view)
+            })
+            .collect();
         let wanted: BTreeSet<u32> = rows.values().filter(|r| r.state == RowState::Pushed).filter_map(|r| r.target_uid).collect();
         let mut on_target: BTreeMap<u32, TargetCopy> = BTreeMap::new();
         if !wanted.is_empty() && target_selected.is_some() {
@@ -505,10 +467,7 @@ async fn verify_folder(
 /// TEMP table belongs to this connection only; the transaction is deferred, so it never takes the
 /// main database's write lock.
 async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) -> Result<()> {
-    store.conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS verify_source (uid INTEGER PRIMARY KEY, size INTEGER NOT NULL);
-         DELETE FROM temp.verify_source;",
-    )?;
+    store.start_source_listing()?;
     // Some servers answer `UID FETCH 1:*` on an empty folder with BAD; there is nothing to list anyway.
     if exists == 0 {
         return Ok(());
@@ -518,49 +477,27 @@ async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) ->
         .uid_fetch(&["1:*".to_string()], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
             listed.push((meta.uid, meta.size.unwrap_or(0)));
             if listed.len() >= WINDOW {
-                write_source_uids(store, &mut listed)?;
+                store.add_listed_source_uids(&mut listed)?;
             }
             Ok(())
         })
         .await?;
-    write_source_uids(store, &mut listed)
+    store.add_listed_source_uids(&mut listed)
 }
 
-/// Writes (and empties) a batch of listed source UIDs into `temp.verify_source`.
-fn write_source_uids(store: &Store, listed: &mut Vec<(u32, u32)>) -> Result<()> {
-    if listed.is_empty() {
-        return Ok(());
-    }
-    let tx = rusqlite::Transaction::new_unchecked(&store.conn, rusqlite::TransactionBehavior::Deferred)?;
-    {
-        let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO temp.verify_source (uid, size) VALUES (?1, ?2)")?;
-        for (uid, size) in listed.drain(..) {
-            insert.execute(params![uid, size])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-fn setting_key(account_id: i64) -> String {
-    format!("verify.{account_id}")
-}
-
-/// Stores the result (as JSON in the setting `verify.<account id>`) for the report and the page; the
+/// Stores the result (as JSON, `Store::set_verification`) for the report and the page; the
 /// account is found by the result's source login.
 pub fn record(store: &Store, result: &VerifyResult) -> Result<()> {
-    let account_id: i64 = store
-        .conn
-        .query_row("SELECT id FROM account WHERE source_login = ?1", [&result.account], |r| r.get(0))
-        .optional()?
+    let account_id = store
+        .account_id(&result.account)?
         .ok_or_else(|| anyhow!("cannot record the verification of {}: no such account", result.account))?;
     let json = serde_json::to_string(result).context("encoding the verification result")?;
-    store.set_setting(&setting_key(account_id), &json)
+    store.set_verification(account_id, &json)
 }
 
 /// The last stored verification of an account, if any.
 pub fn load(store: &Store, account_id: i64) -> Result<Option<VerifyResult>> {
-    match store.setting(&setting_key(account_id))? {
+    match store.verification(account_id)? {
         None => Ok(None),
         Some(json) => {
             Ok(Some(serde_json::from_str(&json).with_context(|| format!("the stored verification of account {account_id} is damaged"))?))
@@ -706,7 +643,7 @@ mod tests {
         let account = store.accounts(&[]).unwrap().remove(0);
         let failed = VerifyResult::failed(&account, "no database");
         assert!(!failed.ok && failed.summary().contains("no database"));
-        store.set_setting(&format!("verify.{id}"), "{not json").unwrap();
+        store.set_verification(id, "{not json").unwrap();
         assert!(load(&store, id).is_err());
         let stranger = VerifyResult { account: "nobody@x.se".into(), ..result };
         assert!(record(&store, &stranger).is_err());
@@ -719,17 +656,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postflytt-verify-temp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        store
-            .conn
-            .execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS verify_source (uid INTEGER PRIMARY KEY, size INTEGER NOT NULL);
-                 INSERT INTO temp.verify_source VALUES (3, 30), (1, 10), (2, 20);",
-            )
-            .unwrap();
-        let mut stmt = store.conn.prepare("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2").unwrap();
-        let got: Vec<(u32, u64)> = stmt.query_map(params![1, 5], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+        store.start_source_listing().unwrap();
+        store.add_listed_source_uids(&mut vec![(3, 30), (1, 10), (2, 20)]).unwrap();
+        let got = store.listed_source_uids_after(1, 5).unwrap();
         assert_eq!(got, vec![(2, 20), (3, 30)]);
-        drop(stmt);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -2,8 +2,11 @@
 //! accounts (passwords sealed with the key file), every source folder and message, the staged bytes,
 //! where each message landed on the target, and the skip ledger. It is the single source of truth: a
 //! pass can be killed at any point and the next one reads from here what was done and what was only
-//! intended. This module owns opening, the schema and its numbered migrations, settings (`settings`) and accounts;
-//! the pull and push phases own their own queries on the tables they drive.
+//! intended. This module owns opening, the schema and its numbered migrations, endpoints and sealed
+//! secrets; `settings` the operator's configuration, `accounts` the account rows, `folders` what
+//! discovery records, `passes` pass rows and the run-state marks, `verification` what the check and
+//! verify record, `stats` what the page counts, `journal` the push's APPEND journal; the pull phase
+//! still owns its own queries on the tables it drives.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,12 +15,22 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod accounts;
+mod folders;
 mod journal;
+mod passes;
 mod settings;
 mod stats;
+#[cfg(test)]
+mod test_rows;
+mod verification;
 
+pub use accounts::{Account, AccountState};
+pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
+pub use passes::{PassTotals, RunMark};
 pub use stats::{AccountProgress, SkipEntry};
+pub use verification::FolderToVerify;
 
 use crate::imap::{Endpoint, TlsMode};
 pub use crate::quirks::ServerKind;
@@ -108,17 +121,6 @@ impl rusqlite::types::FromSql for PushState {
             other => Err(rusqlite::types::FromSqlError::Other(format!("unknown push state {other:?}").into())),
         }
     }
-}
-
-/// One account as the workers need it.
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub id: i64,
-    pub source_login: String,
-    pub target_login: String,
-    pub source_password: Option<Secret>,
-    pub target_password: Option<Secret>,
-    pub aliases: Vec<String>,
 }
 
 /// One open write transaction, handed to the closure of `Store::write`. Its connection is private to
@@ -310,79 +312,6 @@ impl Store {
 
     fn seal(&self, password: &Secret, aad: &str) -> Result<Vec<u8>> {
         self.key.seal(password.expose(), aad.as_bytes())
-    }
-
-    /// Inserts or updates an account by source login (a re-import never drops one).
-    pub fn upsert_account(
-        &self,
-        source_login: &str,
-        source_password: &Secret,
-        target_login: &str,
-        target_password: Option<&Secret>,
-        aliases: &[String],
-    ) -> Result<bool> {
-        let sealed_source = self.seal(source_password, &format!("source:{source_login}"))?;
-        let sealed_target = match target_password {
-            Some(p) if !p.is_empty() => Some(self.seal(p, &format!("target:{source_login}"))?),
-            _ => None,
-        };
-        let existed: bool =
-            self.conn.query_row("SELECT 1 FROM account WHERE source_login = ?1", [source_login], |_| Ok(())).optional()?.is_some();
-        self.conn.execute(
-            "INSERT INTO account (source_login, source_password, target_login, target_password, aliases)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (source_login) DO UPDATE SET source_password = excluded.source_password,
-                 target_login = excluded.target_login, target_password = excluded.target_password,
-                 aliases = excluded.aliases",
-            params![source_login, sealed_source, target_login, sealed_target, aliases.join(",")],
-        )?;
-        Ok(!existed)
-    }
-
-    /// Accounts by source login, all of them when `only` is empty; unknown names are an error.
-    pub fn accounts(&self, only: &[String]) -> Result<Vec<Account>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, source_login, target_login, source_password, target_password, aliases FROM account ORDER BY source_login",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-                r.get::<_, Option<Vec<u8>>>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, source_login, target_login, sp, tp, aliases) = row?;
-            if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(&source_login)) {
-                continue;
-            }
-            let source_password = match sp {
-                Some(sealed) => Some(self.key.open(&sealed, format!("source:{source_login}").as_bytes())?),
-                None => None,
-            };
-            let target_password = match tp {
-                Some(sealed) => Some(self.key.open(&sealed, format!("target:{source_login}").as_bytes())?),
-                None => None,
-            };
-            out.push(Account {
-                id,
-                source_login,
-                target_login,
-                source_password,
-                target_password,
-                aliases: aliases.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
-            });
-        }
-        for wanted in only {
-            if !out.iter().any(|a| a.source_login.eq_ignore_ascii_case(wanted)) {
-                bail!("no account {wanted:?}: import it first (postflytt import FILE), or see `postflytt status`");
-            }
-        }
-        Ok(out)
     }
 
     /// The end of a migration: passwords and staged mail are deleted and the file is rewritten, so

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use rusqlite::OptionalExtension;
 
-use super::Store;
+use super::{AccountState, Store};
 
 /// One account's progress, as the page and `postflytt status` show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +16,7 @@ pub struct AccountProgress {
     pub source_login: String,
     pub target_login: String,
     pub aliases: Vec<String>,
-    pub state: String,
+    pub state: AccountState,
     pub last_pass_at: Option<i64>,
     pub last_error: Option<String>,
     pub last_new_mail_at: Option<i64>,

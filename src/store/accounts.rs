@@ -1,0 +1,265 @@
+//! The account rows: who is migrated from which source login to which target login, their passwords
+//! (sealed with the key file, the login as associated data, so a sealed password cannot be moved to
+//! another account), aliases, and how the account's last pass ended (`AccountState`, its error, when
+//! it last saw new mail). An import writes them, every pass reads them and records its outcome here.
+
+use anyhow::{Result, bail};
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, Tx};
+use crate::secret::Secret;
+
+/// One account as the workers need it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub source_login: String,
+    pub target_login: String,
+    pub source_password: Option<Secret>,
+    pub target_password: Option<Secret>,
+    pub aliases: Vec<String>,
+}
+
+/// How an account's last pass ended (`account.state`): `New` until its first pass (the schema's
+/// default), then `Synced` or `Failed`. The page and the report show the text as it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    New,
+    Synced,
+    Failed,
+}
+
+impl AccountState {
+    /// The text the database holds and the page, the CLI and the report show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::New => "new",
+            AccountState::Synced => "synced",
+            AccountState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for AccountState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::ToSql for AccountState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for AccountState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<AccountState> {
+        match value.as_str()? {
+            "new" => Ok(AccountState::New),
+            "synced" => Ok(AccountState::Synced),
+            "failed" => Ok(AccountState::Failed),
+            other => Err(rusqlite::types::FromSqlError::Other(format!("unknown account state {other:?}").into())),
+        }
+    }
+}
+
+/// An account as an import gives it, its passwords already sealed: sealing is done before the write
+/// transaction, so the transaction holds the write lock only for the rows.
+#[derive(Debug, Clone)]
+pub struct SealedAccount {
+    source_login: String,
+    source_password: Vec<u8>,
+    target_login: String,
+    target_password: Option<Vec<u8>>,
+    aliases: String,
+}
+
+/// An account's row without its passwords, as the report lists it. `aliases` is the text as stored
+/// (comma-separated); the reader decides how to split it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub id: i64,
+    pub source_login: String,
+    pub target_login: String,
+    pub aliases: String,
+    pub state: AccountState,
+    pub last_error: Option<String>,
+    pub last_pass_at: Option<i64>,
+    pub last_new_mail_at: Option<i64>,
+}
+
+impl Store {
+    /// Seals an account's passwords for `Tx::upsert_account`. An empty target password counts as none.
+    pub fn seal_account(
+        &self,
+        source_login: &str,
+        source_password: &Secret,
+        target_login: &str,
+        target_password: Option<&Secret>,
+        aliases: &[String],
+    ) -> Result<SealedAccount> {
+        let sealed_source = self.seal(source_password, &format!("source:{source_login}"))?;
+        let sealed_target = match target_password {
+            Some(p) if !p.is_empty() => Some(self.seal(p, &format!("target:{source_login}"))?),
+            _ => None,
+        };
+        Ok(SealedAccount {
+            source_login: source_login.to_string(),
+            source_password: sealed_source,
+            target_login: target_login.to_string(),
+            target_password: sealed_target,
+            aliases: aliases.join(","),
+        })
+    }
+
+    /// Inserts or updates one account by source login, in its own transaction; true when it is new.
+    /// Tests make their accounts so; an import writes all of its accounts in one transaction with
+    /// `Tx::upsert_account`.
+    #[cfg(test)]
+    pub fn upsert_account(
+        &self,
+        source_login: &str,
+        source_password: &Secret,
+        target_login: &str,
+        target_password: Option<&Secret>,
+        aliases: &[String],
+    ) -> Result<bool> {
+        let sealed = self.seal_account(source_login, source_password, target_login, target_password, aliases)?;
+        self.write(|tx| tx.upsert_account(&sealed))
+    }
+
+    /// Accounts by source login, all of them when `only` is empty; unknown names are an error.
+    pub fn accounts(&self, only: &[String]) -> Result<Vec<Account>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source_login, target_login, source_password, target_password, aliases FROM account ORDER BY source_login",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, source_login, target_login, sp, tp, aliases) = row?;
+            if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(&source_login)) {
+                continue;
+            }
+            let source_password = match sp {
+                Some(sealed) => Some(self.key.open(&sealed, format!("source:{source_login}").as_bytes())?),
+                None => None,
+            };
+            let target_password = match tp {
+                Some(sealed) => Some(self.key.open(&sealed, format!("target:{source_login}").as_bytes())?),
+                None => None,
+            };
+            out.push(Account {
+                id,
+                source_login,
+                target_login,
+                source_password,
+                target_password,
+                aliases: aliases.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+            });
+        }
+        for wanted in only {
+            if !out.iter().any(|a| a.source_login.eq_ignore_ascii_case(wanted)) {
+                bail!("no account {wanted:?}: import it first (postflytt import FILE), or see `postflytt status`");
+            }
+        }
+        Ok(out)
+    }
+
+    /// The id of the account with exactly this source login, if there is one.
+    pub fn account_id(&self, source_login: &str) -> Result<Option<i64>> {
+        Ok(self.conn.query_row("SELECT id FROM account WHERE source_login = ?1", [source_login], |r| r.get(0)).optional()?)
+    }
+
+    /// Every account without its passwords, by source login.
+    pub fn account_summaries(&self) -> Result<Vec<AccountSummary>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source_login, target_login, aliases, state, last_error, last_pass_at, last_new_mail_at
+             FROM account ORDER BY source_login",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AccountSummary {
+                id: r.get(0)?,
+                source_login: r.get(1)?,
+                target_login: r.get(2)?,
+                aliases: r.get(3)?,
+                state: r.get(4)?,
+                last_error: r.get(5)?,
+                last_pass_at: r.get(6)?,
+                last_new_mail_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Tx<'_> {
+    /// Inserts or updates an account by source login (a re-import never drops one); true when it is new.
+    pub fn upsert_account(&self, account: &SealedAccount) -> Result<bool> {
+        let existed: bool = self
+            .conn()
+            .query_row("SELECT 1 FROM account WHERE source_login = ?1", [&account.source_login], |_| Ok(()))
+            .optional()?
+            .is_some();
+        self.conn().execute(
+            "INSERT INTO account (source_login, source_password, target_login, target_password, aliases)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (source_login) DO UPDATE SET source_password = excluded.source_password,
+                 target_login = excluded.target_login, target_password = excluded.target_password,
+                 aliases = excluded.aliases",
+            params![account.source_login, account.source_password, account.target_login, account.target_password, account.aliases],
+        )?;
+        Ok(!existed)
+    }
+
+    /// Records how an account's pass ended at `at`: `Failed` with its error, or `Synced`; the time of
+    /// new mail moves only when the pass found some.
+    pub fn record_account_pass(&self, account_id: i64, at: i64, error: Option<&str>, new_mail: bool) -> Result<()> {
+        let state = if error.is_some() { AccountState::Failed } else { AccountState::Synced };
+        self.conn().execute(
+            "UPDATE account SET last_pass_at = ?2, last_error = ?3, state = ?4,
+               last_new_mail_at = CASE WHEN ?5 THEN ?2 ELSE last_new_mail_at END WHERE id = ?1",
+            params![account_id, at, error, state, new_mail],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_reads_back_as_written_and_the_default_is_new() {
+        let dir = std::env::temp_dir().join(format!("postflytt-store-accounts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store.upsert_account("a@x.se", &Secret::new("pw"), "a@y.se", None, &["b@x.se".into(), "c@x.se".into()]).unwrap();
+        let id = store.account_id("a@x.se").unwrap().unwrap();
+        assert_eq!(store.account_id("A@x.se").unwrap(), None, "exactly this login");
+        let summary = |store: &Store| store.account_summaries().unwrap().remove(0);
+        assert_eq!((summary(&store).state, summary(&store).aliases.as_str()), (AccountState::New, "b@x.se,c@x.se"));
+        store.write(|tx| tx.record_account_pass(id, 10, Some("lost"), true)).unwrap();
+        let failed = summary(&store);
+        assert_eq!(
+            (failed.state, failed.last_error.as_deref(), failed.last_pass_at, failed.last_new_mail_at),
+            (AccountState::Failed, Some("lost"), Some(10), Some(10))
+        );
+        store.write(|tx| tx.record_account_pass(id, 20, None, false)).unwrap();
+        let synced = summary(&store);
+        assert_eq!(
+            (synced.state, synced.last_error, synced.last_pass_at, synced.last_new_mail_at),
+            (AccountState::Synced, None, Some(20), Some(10))
+        );
+        assert_eq!(store.account_progress().unwrap()[0].state.to_string(), "synced");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,46 @@
+//! Rows that tests elsewhere need and that no production path writes the way they need them (a folder
+//! already gone from the source, a message in a given journal state with a staged body, a renamed
+//! folder), so those tests hold no SQL of their own. Compiled for tests only.
+
+use rusqlite::params;
+
+use super::{PushState, Store};
+
+impl Store {
+    /// A source folder of the account with its target name, whether the source still lists it, and
+    /// its UIDVALIDITY; returns its id.
+    pub fn insert_folder_for_tests(&self, account_id: i64, name: &str, target_name: &str, present: bool, uidvalidity: u32) -> i64 {
+        self.conn
+            .execute(
+                "INSERT INTO source_folder (account_id, name, wire_name, target_name, present, uidvalidity) VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
+                params![account_id, name, target_name, present, uidvalidity],
+            )
+            .unwrap();
+        self.conn.last_insert_rowid()
+    }
+
+    /// A message in the folder's UIDVALIDITY `uidvalidity`, in journal state `state`, with a one-byte
+    /// staged body; returns its id.
+    pub fn insert_message_for_tests(&self, folder_id: i64, uidvalidity: u32, uid: u32, size: i64, state: PushState) -> i64 {
+        self.conn
+            .execute(
+                "INSERT INTO message (folder_id, uidvalidity, uid, size, push_state, internal_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ' 1-Jan-2020 10:00:00 +0100')",
+                params![folder_id, uidvalidity, uid, size, state],
+            )
+            .unwrap();
+        let id = self.conn.last_insert_rowid();
+        self.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, 0, x'00')", [id]).unwrap();
+        id
+    }
+
+    /// Renames source folders named `from` (a name the source could send that discovery has not).
+    pub fn rename_folder_for_tests(&self, from: &str, to: &str) {
+        self.conn.execute("UPDATE source_folder SET name = ?2 WHERE name = ?1", [from, to]).unwrap();
+    }
+
+    /// How many staged body chunks the database holds.
+    pub fn body_chunks_for_tests(&self) -> i64 {
+        self.conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get(0)).unwrap()
+    }
+}
