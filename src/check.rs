@@ -325,7 +325,8 @@ fn header_value(raw: &[u8]) -> String {
 pub fn record(store: &Store, account: &Account, result: &CheckResult) -> Result<()> {
     let json = serde_json::to_string(result)?;
     let verdict = serde_json::to_value(result.verdict)?;
-    store.record_check_result(account.id, verdict.as_str().unwrap_or("ready"), &json)
+    let verdict = verdict.as_str().ok_or_else(|| anyhow::anyhow!("the check's verdict {:?} has no name", result.verdict))?;
+    store.record_check_result(account.id, verdict, &json)
 }
 
 /// Free bytes on the file system holding `dir`.

@@ -336,7 +336,7 @@ impl Session {
         while answers.is_empty() {
             match self.client.next() {
                 Ok(Event::ContinuationRequestReceived { .. }) => {}
-                Ok(event) => self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?,
+                Ok(event) => self.on_event(event, &tags, &mut answers, &mut |_| Ok(())).map_err(|e| self.left_mid_command(e))?,
                 Err(interrupt) => self.handle_interrupt(interrupt).await?,
             }
         }
@@ -352,7 +352,7 @@ impl Session {
             match self.client.next() {
                 Ok(Event::ContinuationRequestReceived { .. }) => return Ok(None),
                 Ok(event) => {
-                    self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?;
+                    self.on_event(event, &tags, &mut answers, &mut |_| Ok(())).map_err(|e| self.left_mid_command(e))?;
                     if let Some(answer) = answers.remove(tag.inner()) {
                         return Ok(Some(answer));
                     }

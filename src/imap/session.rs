@@ -439,11 +439,10 @@ impl Session {
                     // Without SASL-IR the initial response goes as the first continuation answer.
                     self.begin_command("AUTHENTICATE", Answers::Kept)?;
                     let tag = self.tag();
-                    let handle = self.client.enqueue_command(Command {
+                    self.client.enqueue_command(Command {
                         tag: tag.clone(),
                         body: CommandBody::Authenticate { mechanism, initial_response: None },
                     });
-                    let _ = handle;
                     let mut answers = BTreeMap::new();
                     let tags = vec![tag.clone()];
                     let mut sent_ir = false;
@@ -456,7 +455,9 @@ impl Session {
                                     .set_authenticate_data(imap_next::imap_types::auth::AuthenticateData::r#continue(data))
                                     .map_err(|_| anyhow!("{}: login data out of order", self.label))?;
                             }
-                            Ok(event) => self.on_event(event, &tags, &mut answers, &mut |_| Ok(()))?,
+                            Ok(event) => {
+                                self.on_event(event, &tags, &mut answers, &mut |_| Ok(())).map_err(|e| self.left_mid_command(e))?
+                            }
                             Err(interrupt) => self.handle_interrupt(interrupt).await?,
                         }
                     }
