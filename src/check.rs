@@ -112,11 +112,9 @@ impl Limits {
         Ok(Limits { quota_per_account: settings.quota_per_account, message_size_limit: settings.message_size_limit })
     }
 
-    /// The largest message `target` takes: its APPENDLIMIT, else this setting, else its kind's default
-    /// (quirk `exchange_message_size_limit`: Exchange Online takes 35 MB unless the tenant raised it, up
-    /// to 150 MB, which the operator sets with --message-size-limit).
+    /// The largest message `target` takes (`Session::message_size_limit`).
     pub fn size_limit_of(&self, target: &Session) -> Option<u64> {
-        target.quirks().message_size_limit(target.append_limit(), self.message_size_limit)
+        target.message_size_limit(self.message_size_limit)
     }
 }
 

@@ -305,7 +305,7 @@ async fn pass_connected(
 ) -> Result<()> {
     let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
     let condstore = both.source.enable_condstore().await?;
-    let size_limit = crate::check::Limits::from_store(store)?.size_limit_of(&both.target);
+    let size_limit = both.target.message_size_limit(store.settings()?.message_size_limit);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 

@@ -392,6 +392,13 @@ impl Session {
     pub fn append_limit(&self) -> Option<u64> {
         self.capabilities.iter().find_map(|c| c.strip_prefix("APPENDLIMIT=").and_then(|v| v.parse().ok()))
     }
+
+    /// The largest message this server takes: its APPENDLIMIT, else the operator's setting, else its
+    /// kind's default (quirk `exchange_message_size_limit`: Exchange Online takes 35 MB unless the
+    /// tenant raised it, up to 150 MB, which the operator sets with --message-size-limit).
+    pub fn message_size_limit(&self, operator_limit: Option<u64>) -> Option<u64> {
+        self.quirks().message_size_limit(self.append_limit(), operator_limit)
+    }
 }
 
 fn mailbox_of(wire_name: &str) -> Result<Mailbox<'static>> {
