@@ -14,8 +14,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod settings;
+mod staging;
 mod stats;
 
+pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
 pub use stats::{AccountProgress, SkipEntry};
 
 use crate::imap::{Endpoint, TlsMode};
