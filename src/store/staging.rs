@@ -380,3 +380,15 @@ impl Store {
         self.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [id], |r| r.get(0)).unwrap()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_state_named_in_text_reads_as_the_enum() {
+        assert_eq!(PushState::try_from("pushed").unwrap(), PushState::Pushed);
+        assert_eq!(PushState::try_from("appending").unwrap(), PushState::Appending);
+        assert!(PushState::try_from("sent").is_err());
+    }
+}
