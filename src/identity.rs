@@ -8,10 +8,9 @@
 //! a message that had none.
 
 use anyhow::Result;
-use rusqlite::params;
 use sha2::{Digest, Sha256};
 
-use crate::store::Store;
+use crate::store::{PushState, Store};
 
 /// The header fields the identity is made of, as fetched from a target with
 /// `BODY.PEEK[HEADER.FIELDS (...)]`.
@@ -88,36 +87,26 @@ pub fn keys_of_header(raw: &[u8]) -> Keys {
 
 /// Gives every fully staged row of `folder_id` in push state `state` that has no identity yet (staged
 /// before schema version 4, or for a target that did not need it) its identity, read from the first
-/// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
-pub fn fill_staged(store: &Store, folder_id: i64, state: &str) -> Result<u64> {
-    let ids: Vec<i64> = {
-        let mut stmt = store
-            .conn
-            .prepare("SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2")?;
-        let rows = stmt.query_map(params![folder_id, state], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let mut filled = 0;
-    let tx = store.write_transaction()?;
-    for id in ids {
-        // The staged chunks in order, up to HEADER_PREFIX bytes (chunks are smaller than that).
-        let mut start: Vec<u8> = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")?;
-            let mut rows = stmt.query([id])?;
-            while start.len() < HEADER_PREFIX
-                && let Some(row) = rows.next()?
-            {
-                start.extend_from_slice(row.get_ref(0)?.as_blob()?);
-            }
+/// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in. `state` is a
+/// `PushState`, or its name from callers that still pass one.
+pub fn fill_staged<S>(store: &Store, folder_id: i64, state: S) -> Result<u64>
+where
+    S: TryInto<PushState>,
+    S::Error: Into<anyhow::Error>,
+{
+    let ids = store.staged_without_identity(folder_id, state.try_into().map_err(Into::into)?)?;
+    store.write(|tx| {
+        let mut filled = 0;
+        for id in ids {
+            // The staged chunks in order, up to HEADER_PREFIX bytes (chunks are smaller than that).
+            let start = tx.staged_start(id, HEADER_PREFIX)?;
+            // '' marks "looked, nothing to go by", so the row is not read again on every pass.
+            let key = of_header(header_prefix(&start)).unwrap_or_default();
+            tx.set_identity(id, &key)?;
+            filled += 1;
         }
-        // '' marks "looked, nothing to go by", so the row is not read again on every pass.
-        let key = of_header(header_prefix(&start)).unwrap_or_default();
-        tx.execute("UPDATE message SET identity = ?2 WHERE id = ?1", params![id, key])?;
-        filled += 1;
-    }
-    tx.commit()?;
-    Ok(filled)
+        Ok(filled)
+    })
 }
 
 #[cfg(test)]

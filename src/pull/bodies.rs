@@ -7,22 +7,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::failure::{Retry, Scope};
 use crate::fault;
 use crate::imap::{BodyRequest, BodySink, ImapError, Session};
-use crate::store::{CHUNK_SIZE, Store};
-
-pub(super) struct Pending {
-    pub(super) id: i64,
-    pub(super) uid: u32,
-    pub(super) size: u64,
-    /// Times the source hung up while this message was asked for and had not arrived.
-    pub(super) fetch_failures: i64,
-}
+use crate::store::{BodyWrite, CHUNK_SIZE, Store, Tx, UnstagedMessage};
 
 /// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
 /// the server cannot read is not refused with a tagged NO but with `* BYE FETCH failed: Internal
@@ -51,9 +42,7 @@ pub(super) fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
 /// goes on without it and the operator sees it in the status and the report. What an earlier attempt
 /// (or this one) left of its bytes goes: a refused row holds none.
 pub(super) fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
-    store.conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
-    store.conn.execute("UPDATE message SET push_state = 'refused', sha256 = NULL WHERE id = ?1", [id])?;
-    store.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
+    store.write(|tx| tx.refuse_message(account_id, folder_name, id, server_says))
 }
 
 /// A large message whose partial answers stopped before its listed end without an error: worth
@@ -79,20 +68,15 @@ pub(super) const NIL_BODY: &str = "the server answered NIL for the message's con
 /// Counts a hang-up against the rows of `ids` that have not arrived; a row alone (`alone`) that reaches
 /// the limit is skipped with `server_says`.
 pub(super) fn count_hang_up(store: &Store, account_id: i64, folder_name: &str, ids: &[i64], alone: bool, server_says: &str) -> Result<()> {
-    for &id in ids {
-        let failures: Option<i64> = store
-            .conn
-            .query_row(
-                "UPDATE message SET fetch_failures = fetch_failures + 1 WHERE id = ?1 AND sha256 IS NULL RETURNING fetch_failures",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if alone && failures.is_some_and(|f| f >= FETCH_FAILURES_BEFORE_SKIP) {
-            refuse(store, account_id, folder_name, id, server_says)?;
+    store.write(|tx| {
+        for &id in ids {
+            let failures = tx.count_fetch_failure(id)?;
+            if alone && failures.is_some_and(|f| f >= FETCH_FAILURES_BEFORE_SKIP) {
+                tx.refuse_message(account_id, folder_name, id, server_says)?;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The fallback after a refused batch: each message alone; one the server will not give is recorded
@@ -102,7 +86,7 @@ pub(super) async fn stage_one_by_one(
     session: &mut Session,
     account_id: i64,
     folder_name: &str,
-    group: &[Vec<&Pending>],
+    group: &[Vec<&UnstagedMessage>],
     stats: &mut PullStats,
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
@@ -117,7 +101,7 @@ pub(super) async fn stage_one_by_one(
             Ok(()) if outcome.nil.contains(&p.id) => refuse(store, account_id, folder_name, p.id, NIL_BODY)?,
             Ok(()) if outcome.staged.contains(&p.id) => {}
             Ok(()) => {
-                store.conn.execute("DELETE FROM message WHERE id = ?1", [p.id])?;
+                store.write(|tx| tx.forget_message(p.id))?;
                 stats.vanished += 1;
             }
             Err(e) if let Some(reason) = hung_up_on_a_message(&e) => {
@@ -147,24 +131,11 @@ pub(super) async fn stage_bodies(
     // cursor moves past each window whatever became of its rows (some stay pending for the next pass).
     let mut after_uid: u32 = 0;
     loop {
-        let pending: Vec<Pending> = {
-            let mut stmt = store.conn.prepare_cached(
-                "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
-                 AND push_state = 'pending' AND uid > ?3 ORDER BY uid LIMIT ?4",
-            )?;
-            // Two full batches by count: enough to keep the pipeline busy with ordinary mail (a batch
-            // is mostly cut by bytes, at 30 to 40 messages), small enough not to count per worker (and,
-            // with the tests' small batches, many windows).
-            let window = fault::batch_cap(BATCH_COUNT) * 2;
-            let rows = stmt.query_map(params![folder_id, uidvalidity, after_uid, window as i64], |r| {
-                Ok(Pending { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
-            })?;
-            let mut pending = Vec::with_capacity(window);
-            for row in rows {
-                pending.push(row?);
-            }
-            pending
-        };
+        // Two full batches by count: enough to keep the pipeline busy with ordinary mail (a batch is
+        // mostly cut by bytes, at 30 to 40 messages), small enough not to count per worker (and, with
+        // the tests' small batches, many windows).
+        let window = fault::batch_cap(BATCH_COUNT) * 2;
+        let pending = store.unstaged_window(folder_id, uidvalidity, after_uid, window)?;
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
         stage_window(store, session, account_id, folder_name, &pending, with_identity, stats).await?;
@@ -178,12 +149,12 @@ pub(super) async fn stage_window(
     session: &mut Session,
     account_id: i64,
     folder_name: &str,
-    pending: &[Pending],
+    pending: &[UnstagedMessage],
     with_identity: bool,
     stats: &mut PullStats,
 ) -> Result<()> {
-    let (small, large): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
-    let (suspects, small): (Vec<&Pending>, Vec<&Pending>) = small.into_iter().partition(|p| p.fetch_failures > 0);
+    let (small, large): (Vec<&UnstagedMessage>, Vec<&UnstagedMessage>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
+    let (suspects, small): (Vec<&UnstagedMessage>, Vec<&UnstagedMessage>) = small.into_iter().partition(|p| p.fetch_failures > 0);
 
     // Suspects of an earlier hang-up first, each alone, so a hang-up now names its message.
     for p in suspects {
@@ -193,8 +164,8 @@ pub(super) async fn stage_window(
     }
 
     // Whole messages, batched and pipelined.
-    let mut batches: Vec<Vec<&Pending>> = Vec::new();
-    let mut current: Vec<&Pending> = Vec::new();
+    let mut batches: Vec<Vec<&UnstagedMessage>> = Vec::new();
+    let mut current: Vec<&UnstagedMessage> = Vec::new();
     let mut bytes = 0;
     for p in small {
         if !current.is_empty() && (bytes + p.size > BATCH_BYTES || current.len() >= fault::batch_cap(BATCH_COUNT)) {
@@ -239,7 +210,7 @@ pub(super) async fn stage_window(
 
     // Larger messages in partial ranges, several slices (of one or more messages) per round trip;
     // suspects of an earlier hang-up each alone first, so a hang-up names its message.
-    let (large_suspects, large): (Vec<&Pending>, Vec<&Pending>) = large.into_iter().partition(|p| p.fetch_failures > 0);
+    let (large_suspects, large): (Vec<&UnstagedMessage>, Vec<&UnstagedMessage>) = large.into_iter().partition(|p| p.fetch_failures > 0);
     for p in large_suspects {
         stage_large(store, session, account_id, folder_name, &[p], true, stats).await?;
     }
@@ -414,24 +385,6 @@ pub(super) struct BodyBatch<'s> {
     pub(super) bytes: usize,
 }
 
-pub(super) enum BodyWrite {
-    /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
-    /// of it goes, and it is not staged until its hash is written again.
-    Restart(i64),
-    Chunk {
-        id: i64,
-        seq: i64,
-        data: Vec<u8>,
-    },
-    /// The message is whole: its hash, true size and identity.
-    Staged {
-        id: i64,
-        hash: Vec<u8>,
-        size: u64,
-        identity: Option<String>,
-    },
-}
-
 impl<'s> BodyBatch<'s> {
     pub(super) fn new(store: &'s Store) -> BodyBatch<'s> {
         BodyBatch { store, writes: Vec::new(), bytes: 0 }
@@ -463,33 +416,15 @@ impl<'s> BodyBatch<'s> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let tx = self.store.write_transaction()?;
-        self.apply(&tx)?;
-        tx.commit()?;
-        Ok(())
+        let store = self.store;
+        store.write(|tx| self.apply(tx))
     }
 
     /// Writes the batch inside the caller's transaction. A failure loses the batch with the
     /// transaction, and the fetch fails (our database).
-    fn apply(&mut self, conn: &rusqlite::Connection) -> Result<()> {
+    fn apply(&mut self, tx: &Tx<'_>) -> Result<()> {
         self.bytes = 0;
-        for write in self.writes.drain(..) {
-            match write {
-                BodyWrite::Restart(id) => {
-                    conn.prepare_cached("DELETE FROM body_chunk WHERE message_id = ?1")?.execute([id])?;
-                    conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
-                }
-                BodyWrite::Chunk { id, seq, data } => {
-                    conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?
-                        .execute(params![id, seq, data])?;
-                }
-                BodyWrite::Staged { id, hash, size, identity } => {
-                    conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?
-                        .execute(params![id, hash, size as i64, identity])?;
-                }
-            }
-        }
-        Ok(())
+        tx.write_bodies(self.writes.drain(..))
     }
 }
 
@@ -594,22 +529,22 @@ impl BodyWriter {
 
 /// Whether row `id` still waits for its bytes: not staged, and not refused (a NIL body) or gone.
 pub(super) fn still_unstaged(store: &Store, id: i64) -> Result<bool> {
-    Ok(store
-        .conn
-        .query_row("SELECT sha256 IS NULL AND push_state = 'pending' FROM message WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false))
+    store.still_unstaged(id)
 }
 
 /// Messages asked for but not answered were expunged on the source meanwhile: nothing to copy.
 pub(super) fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stats: &mut PullStats) -> Result<()> {
-    for (id, _) in ids.values() {
-        // A row refused meanwhile (a NIL body) is known to be there, not gone.
-        if still_unstaged(store, *id)? {
-            store.conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
-            stats.vanished += 1;
+    stats.vanished += store.write(|tx| {
+        let mut vanished = 0;
+        for (id, _) in ids.values() {
+            // A row refused meanwhile (a NIL body) is known to be there, not gone.
+            if tx.still_unstaged(*id)? {
+                tx.forget_message(*id)?;
+                vanished += 1;
+            }
         }
-    }
+        Ok(vanished)
+    })?;
     Ok(())
 }
 
@@ -623,7 +558,7 @@ pub(super) async fn stage_large(
     session: &mut Session,
     account_id: i64,
     folder_name: &str,
-    large: &[&Pending],
+    large: &[&UnstagedMessage],
     alone: bool,
     stats: &mut PullStats,
 ) -> Result<()> {
@@ -721,10 +656,11 @@ pub(super) async fn stage_large(
         // stopped half-way (not an expunge we can trust: try again next pass). The round's last
         // bytes, the hashes and these changes in one short transaction, rolled back (dropped) if any
         // of it fails.
-        let tx = store.write_transaction()?;
-        let done = finish_round(store, account_id, folder_name, &mut active, &plan, &mut batch, stats)?;
-        batch.apply(&tx)?;
-        tx.commit()?;
+        let done = store.write(|tx| {
+            let done = finish_round(tx, account_id, folder_name, &mut active, &plan, &mut batch, stats)?;
+            batch.apply(tx)?;
+            Ok(done)
+        })?;
         for i in done.into_iter().rev() {
             active.remove(i);
             fault::point("pull: large body staged");
@@ -833,7 +769,7 @@ impl BodySink for SliceRound<'_, '_> {
 /// returns their indices in `active`, in order. Fails for a message that stopped half-way. Runs
 /// inside the round's closing transaction.
 pub(super) fn finish_round(
-    store: &Store,
+    tx: &Tx<'_>,
     account_id: i64,
     folder_name: &str,
     active: &mut [Slices],
@@ -848,7 +784,7 @@ pub(super) fn finish_round(
             // What an interrupted pass, an earlier round or this round's batch staged of it goes: the
             // batch is written after this, so `refuse` alone would leave this round's chunks behind.
             batch.push(BodyWrite::Restart(m.writer.id));
-            refuse(store, account_id, folder_name, m.writer.id, NIL_BODY)?;
+            tx.refuse_message(account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;
         }
@@ -865,7 +801,7 @@ pub(super) fn finish_round(
             if m.answered || m.start > 0 {
                 return Err(StoppedHalfWay { uid: m.uid, at: m.start }.into());
             }
-            store.conn.execute("DELETE FROM message WHERE id = ?1", [m.writer.id])?;
+            tx.forget_message(m.writer.id)?;
             stats.vanished += 1;
             done.push(i);
         }
@@ -898,7 +834,7 @@ pub(super) struct Slices {
 impl Slices {
     /// Begins a message; a partly staged one from an interrupted pass starts over (the hash state is
     /// not kept).
-    pub(super) fn new(p: &Pending, with_identity: bool) -> Slices {
+    pub(super) fn new(p: &UnstagedMessage, with_identity: bool) -> Slices {
         Slices {
             uid: p.uid,
             size: p.size,

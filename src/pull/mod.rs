@@ -9,16 +9,15 @@
 //! receives is gathered in a bounded batch in memory (`ListingBatch`, `BodyBatch`) and written in one
 //! short transaction when the batch fills or the answer ends. A body counts as staged only when its
 //! hash is written, with its last chunk; a body cut short leaves chunks without a hash, which the next
-//! attempt deletes before it starts over.
+//! attempt deletes before it starts over. The queries and writes themselves are `store::staging`'s.
 
 use std::collections::BTreeSet;
 
 use anyhow::Result;
-use rusqlite::params;
 
 use crate::fault;
 use crate::imap::{FetchItem, Session};
-use crate::store::Store;
+use crate::store::{ListedMessage, Store, Tx};
 
 mod bodies;
 
@@ -43,17 +42,8 @@ const BATCH_COUNT: usize = 200;
 /// Commands in flight at once, so the server never waits for us between batches.
 const PIPELINE: usize = 4;
 
-/// A source folder as stored.
-#[derive(Debug, Clone)]
-pub struct FolderRow {
-    pub id: i64,
-    pub wire_name: String,
-    pub name: String,
-    pub uidvalidity: Option<u32>,
-    pub uidnext: Option<u32>,
-    pub highest_modseq: Option<u64>,
-    pub last_uid: u32,
-}
+/// A source folder as stored (the name `sync` knows it by).
+pub use crate::store::SourceFolderRow as FolderRow;
 
 #[derive(Debug, Default, Clone)]
 pub struct PullStats {
@@ -64,23 +54,9 @@ pub struct PullStats {
     pub new_mail: bool,
 }
 
+/// The account's folders a pass pulls.
 pub fn folder_rows(store: &Store, account_id: i64) -> Result<Vec<FolderRow>> {
-    let mut stmt = store.conn.prepare(
-        "SELECT id, wire_name, name, uidvalidity, uidnext, highest_modseq, last_uid FROM source_folder
-         WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
-    )?;
-    let rows = stmt.query_map([account_id], |r| {
-        Ok(FolderRow {
-            id: r.get(0)?,
-            wire_name: r.get(1)?,
-            name: r.get(2)?,
-            uidvalidity: r.get(3)?,
-            uidnext: r.get(4)?,
-            highest_modseq: r.get(5)?,
-            last_uid: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    store.source_folders_to_pull(account_id)
 }
 
 fn flags_text(flags: &[String]) -> String {
@@ -100,11 +76,7 @@ pub async fn pull_folder(
     stats: &mut PullStats,
 ) -> Result<()> {
     let status = session.status(&folder.wire_name, condstore).await?;
-    let unstaged: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NULL AND push_state = 'pending'",
-        [folder.id],
-        |r| r.get(0),
-    )?;
+    let unstaged = store.unstaged_count(folder.id)?;
     let unchanged = status.uidvalidity.is_some()
         && status.uidvalidity == folder.uidvalidity
         && status.uidnext == folder.uidnext
@@ -116,7 +88,7 @@ pub async fn pull_folder(
         // A pass that died between staging and merging after a UIDVALIDITY change finishes the merge
         // here, before push could append the new-UID rows again.
         if let Some(v) = status.uidvalidity {
-            merge_uidvalidity_orphans(store, folder.id, v)?;
+            store.merge_uidvalidity_orphans(folder.id, v)?;
         }
         return Ok(());
     }
@@ -149,13 +121,7 @@ pub async fn pull_folder(
         let known_folder = folder.uidvalidity == Some(uidvalidity);
         let mut new_count = 0u64;
         let mut highest = last_uid;
-        let mut rows = ListingBatch::new(|conn: &rusqlite::Connection, row: &NewRow| {
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-            )?;
-            insert.execute(params![folder.id, uidvalidity, row.uid, row.size, row.internal_date, row.flags, row.modseq])
-        });
+        let mut rows = ListingBatch::new(|tx: &Tx<'_>, row: &ListedMessage| tx.insert_listed_message(folder.id, uidvalidity, row));
         // `N:*` also matches the highest UID when N is beyond it, so filter again here.
         session
             .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
@@ -165,7 +131,7 @@ pub async fn pull_folder(
                 let Some(size) = meta.size else { return Ok(()) };
                 new_count += 1;
                 highest = highest.max(meta.uid);
-                let row = NewRow {
+                let row = ListedMessage {
                     uid: meta.uid,
                     size,
                     flags: flags_text(&meta.flags),
@@ -177,13 +143,7 @@ pub async fn pull_folder(
             .await?;
         last_uid = highest;
         // The last rows and the folder's new `last_uid` together: the listing counts as done only now.
-        rows.write(store, |conn| {
-            conn.execute(
-                "UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1",
-                params![folder.id, uidvalidity, last_uid],
-            )
-            .map(drop)
-        })?;
+        rows.write(store, |tx| tx.set_listed_up_to(folder.id, uidvalidity, last_uid))?;
         // Mail counts as "new on the old server" only in a folder an earlier pass already read: the
         // first pass finds everything, which says nothing about whether the mailbox is still in use.
         if new_count > 0 && known_folder {
@@ -196,12 +156,8 @@ pub async fn pull_folder(
     if folder.last_uid > 0 && folder.uidvalidity == Some(uidvalidity) {
         let since = if condstore { known_modseq } else { None };
         if !condstore || since.is_some() {
-            let mut changes = ListingBatch::new(|conn: &rusqlite::Connection, (uid, flags): &(u32, String)| {
-                let mut update = conn.prepare_cached(
-                    "UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4",
-                )?;
-                update.execute(params![folder.id, uidvalidity, uid, flags])
-            });
+            let mut changes =
+                ListingBatch::new(|tx: &Tx<'_>, (uid, flags): &(u32, String)| tx.set_source_flags(folder.id, uidvalidity, *uid, flags));
             session
                 .uid_fetch(&[format!("1:{}", folder.last_uid)], &[FetchItem::Uid, FetchItem::Flags], since, &mut |meta| {
                     changes.push(store, (meta.uid, flags_text(&meta.flags)))
@@ -214,13 +170,9 @@ pub async fn pull_folder(
 
     // 3. Bodies of everything not yet staged.
     stage_bodies(store, session, account_id, &folder.name, folder.id, uidvalidity, stats).await?;
-    merge_uidvalidity_orphans(store, folder.id, uidvalidity)?;
+    store.merge_uidvalidity_orphans(folder.id, uidvalidity)?;
 
-    store.conn.execute(
-        "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = max(last_uid, ?5) WHERE id = ?1",
-        params![folder.id, uidvalidity, selected.uidnext, selected.highest_modseq.map(|m| m as i64), last_uid],
-    )?;
-    Ok(())
+    store.write(|tx| tx.record_folder_pulled(folder.id, uidvalidity, selected.uidnext, selected.highest_modseq, last_uid))
 }
 
 /// A folder's listing (new messages' metadata, or everyone's flags) is gathered in memory this many
@@ -233,19 +185,10 @@ pub async fn pull_folder(
 /// it completes.
 const LISTING_ROWS_PER_WRITE: usize = 125;
 
-/// A message not seen before, as the listing gives it.
-struct NewRow {
-    uid: u32,
-    size: u32,
-    flags: String,
-    internal_date: Option<String>,
-    modseq: Option<i64>,
-}
-
 /// A listing's rows not yet written: `write_row` writes one (returning the rows it changed), at most
 /// `LISTING_ROWS_PER_WRITE` of them (fewer under POSTFLYTT_BATCH, so the crash tests cut between
 /// writes) in one short transaction.
-struct ListingBatch<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> {
+struct ListingBatch<T, F: FnMut(&Tx<'_>, &T) -> Result<usize>> {
     rows: Vec<T>,
     every: usize,
     write_row: F,
@@ -253,7 +196,7 @@ struct ListingBatch<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<u
     changed: u64,
 }
 
-impl<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> ListingBatch<T, F> {
+impl<T, F: FnMut(&Tx<'_>, &T) -> Result<usize>> ListingBatch<T, F> {
     fn new(write_row: F) -> ListingBatch<T, F> {
         ListingBatch { rows: Vec::new(), every: crate::fault::batch_cap(LISTING_ROWS_PER_WRITE), write_row, changed: 0 }
     }
@@ -276,68 +219,19 @@ impl<T, F: FnMut(&rusqlite::Connection, &T) -> rusqlite::Result<usize>> ListingB
     }
 
     /// Writes the rows gathered so far and then `also`, in one short transaction (rolled back if any
-    /// of it fails, when the transaction is dropped).
-    fn write(&mut self, store: &Store, also: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>) -> Result<()> {
-        let tx = store.write_transaction()?;
-        let mut changed = 0;
-        for row in self.rows.drain(..) {
-            changed += (self.write_row)(&tx, &row)? as u64;
-        }
-        also(&tx)?;
-        tx.commit()?;
+    /// of it fails).
+    fn write(&mut self, store: &Store, also: impl FnOnce(&Tx<'_>) -> Result<()>) -> Result<()> {
+        let changed = store.write(|tx| {
+            let mut changed = 0;
+            for row in self.rows.drain(..) {
+                changed += (self.write_row)(tx, &row)? as u64;
+            }
+            also(tx)?;
+            Ok(changed)
+        })?;
         self.changed += changed;
         Ok(())
     }
-}
-
-/// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose bytes
-/// equal an old row that was already copied takes over the old row's place on the target, so it is
-/// not appended a second time. Old rows never copied are dropped (their new twins will be).
-pub fn merge_uidvalidity_orphans(store: &Store, folder_id: i64, uidvalidity: u32) -> Result<()> {
-    let orphans: i64 = store.conn.query_row(
-        "SELECT count(*) FROM message WHERE folder_id = ?1 AND uidvalidity != ?2",
-        params![folder_id, uidvalidity],
-        |r| r.get(0),
-    )?;
-    if orphans == 0 {
-        return Ok(());
-    }
-    let pairs: Vec<(i64, i64)> = {
-        let mut stmt = store.conn.prepare(
-            "SELECT n.id, o.id FROM message n JOIN message o
-               ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
-             WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = 'pending' AND n.sha256 IS NOT NULL
-               AND o.push_state IN ('pushed', 'appending', 'refused')
-             ORDER BY n.uid, o.uid",
-        )?;
-        let rows = stmt.query_map(params![folder_id, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let tx = store.write_transaction()?;
-    let mut used_new = std::collections::BTreeSet::new();
-    let mut used_old = std::collections::BTreeSet::new();
-    for (new_id, old_id) in pairs {
-        if used_new.contains(&new_id) || used_old.contains(&old_id) {
-            continue;
-        }
-        used_new.insert(new_id);
-        used_old.insert(old_id);
-        tx.execute(
-            "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts) =
-               (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts FROM message WHERE id = ?2)
-             WHERE id = ?1",
-            params![new_id, old_id],
-        )?;
-        tx.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
-        tx.execute("DELETE FROM message WHERE id = ?1", [old_id])?;
-    }
-    // Old rows that were never on the target are replaced by their new-UID twins.
-    tx.execute(
-        "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pending'",
-        params![folder_id, uidvalidity],
-    )?;
-    tx.commit()?;
-    Ok(())
 }
 
 /// A compact UID set ("1:5,9,12:13") for ascending UIDs.
@@ -373,7 +267,7 @@ pub fn uid_set(uids: impl IntoIterator<Item = u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::CHUNK_SIZE;
+    use crate::store::{CHUNK_SIZE, UnstagedMessage};
     use sha2::{Digest, Sha256};
 
     #[test]
@@ -395,16 +289,7 @@ mod tests {
     }
 
     fn staged(store: &Store, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
-        let chunks: Vec<u8> = store
-            .conn
-            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .flat_map(|c| c.unwrap())
-            .collect();
-        let hash = store.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-        (chunks, hash)
+        store.staged_body(id)
     }
 
     /// A body is written in short transactions as its batch fills, but counts as staged only when the
@@ -416,10 +301,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pf-pull-batches-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store.conn.execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, 0, '')", []).unwrap();
-        let id = store.conn.last_insert_rowid();
+        let id = store.staging_fixture(&[(7, 0)])[0];
         let body: Vec<u8> = (0..3 * BODY_BATCH_BYTES / 2).map(|i| b'a' + (i * 7 % 26) as u8).collect();
         let feed = |batch: &mut BodyBatch, writer: &mut BodyWriter, bytes: &[u8]| {
             for piece in bytes.chunks(5000) {
@@ -461,31 +343,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        let mut ids = Vec::new();
-        for &(uid, size) in rows {
-            store
-                .conn
-                .execute(
-                    "INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')",
-                    params![uid, size as i64],
-                )
-                .unwrap();
-            ids.push(store.conn.last_insert_rowid());
-        }
+        let rows: Vec<(u32, i64)> = rows.iter().map(|&(uid, size)| (uid, size as i64)).collect();
+        let ids = store.staging_fixture(&rows);
         (dir, store, ids)
     }
 
     fn row_state(store: &Store, id: i64) -> (String, Option<Vec<u8>>, i64) {
-        store
-            .conn
-            .query_row(
-                "SELECT push_state, sha256, (SELECT count(*) FROM body_chunk WHERE message_id = ?1) FROM message WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap()
+        let (state, hash, chunks) = store.staged_state(id);
+        (state.as_str().to_string(), hash, chunks)
     }
 
     /// A fetch that ends in a tagged NO after a correctly framed body: the body is kept only when it has
@@ -501,8 +366,10 @@ mod tests {
             (1, b"* 2 FETCH (UID 6 BODY[] {8}\r\nwhole ok)\r\nP2 NO [UNAVAILABLE] Something else failed\r\n".to_vec()),
         ];
         let (port, server) = scripted_server(steps, Pace::Whole);
-        let pending =
-            [Pending { id: ids[0], uid: 5, size: 10, fetch_failures: 0 }, Pending { id: ids[1], uid: 6, size: 8, fetch_failures: 0 }];
+        let pending = [
+            UnstagedMessage { id: ids[0], uid: 5, size: 10, fetch_failures: 0 },
+            UnstagedMessage { id: ids[1], uid: 6, size: 8, fetch_failures: 0 },
+        ];
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
@@ -511,7 +378,7 @@ mod tests {
         });
         let (state, hash, chunks) = row_state(&store, ids[0]);
         assert_eq!((state.as_str(), hash, chunks), ("refused", None, 0), "the damaged body is not staged");
-        let says: String = store.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [ids[0]], |r| r.get(0)).unwrap();
+        let says = store.skip_server_says(ids[0]);
         assert!(says.contains("Message damaged"), "{says}");
         let (state, hash, _) = row_state(&store, ids[1]);
         assert_eq!(state, "pending");
@@ -562,7 +429,7 @@ mod tests {
         let steps = vec![(3, first), (3, whole_round([4, 5, 6])), (3, whole_round([7, 8, 9]))];
         let (port, server) = scripted_server(steps, Pace::Whole);
         let (dir, store, ids) = store_with_rows("originless", &[(7, size)]);
-        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
+        let pending = UnstagedMessage { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
@@ -587,7 +454,7 @@ mod tests {
         answer.extend_from_slice(b")\r\nP1 OK done\r\n* 1 FETCH (UID 7 BODY[]<65536> NIL)\r\nP2 OK done\r\n");
         answer.extend_from_slice(b"* 1 FETCH (UID 7 BODY[]<131072> NIL)\r\nP3 OK done\r\n");
         let (port, server) = scripted_server(vec![(3, answer)], Pace::Whole);
-        let pending = Pending { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
+        let pending = UnstagedMessage { id: ids[0], uid: 7, size: size as u64, fetch_failures: 0 };
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
@@ -628,14 +495,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store
-            .conn
-            .execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, 7, ?1, '')", [size as i64])
-            .unwrap();
-        let id = store.conn.last_insert_rowid();
-        let pending = Pending { id, uid: 7, size: size as u64, fetch_failures: 0 };
+        let id = store.staging_fixture(&[(7, size as i64)])[0];
+        let pending = UnstagedMessage { id, uid: 7, size: size as u64, fetch_failures: 0 };
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;

@@ -5,8 +5,9 @@
 //! intended. This module owns opening, the schema and its numbered migrations, endpoints and sealed
 //! secrets; `settings` the operator's configuration, `accounts` the account rows, `folders` what
 //! discovery records, `passes` pass rows and the run-state marks, `verification` what the check and
-//! verify record, `stats` what the page counts, `journal` the push's APPEND journal; the pull phase
-//! still owns its own queries on the tables it drives.
+//! verify record, `stats` what the page counts, `staging` what the source side writes (source folders pulled,
+//! message rows and flags, body chunks and hashes, identities), `journal` the push's APPEND journal.
+//! No SQL lives outside these modules; a write is a closure given to `Store::write`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,6 +21,7 @@ mod folders;
 mod journal;
 mod passes;
 mod settings;
+mod staging;
 mod stats;
 #[cfg(test)]
 mod test_rows;
@@ -29,6 +31,7 @@ pub use accounts::{Account, AccountState};
 pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
 pub use passes::{PassTotals, RunMark};
+pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
 pub use stats::{AccountProgress, SkipEntry};
 pub use verification::FolderToVerify;
 

@@ -1,0 +1,394 @@
+//! What the source side writes into staging, and reads back to decide what to fetch: the source
+//! folders a pass pulls and what it last saw of them (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, the highest
+//! UID listed), the message rows a listing finds and their flags, the staged bodies (chunks, then hash,
+//! true size and identity), the messages the source will not give (refused, with a skip) or no longer
+//! has (deleted), and the re-matching of a folder's rows after a UIDVALIDITY change. The pull and
+//! `identity` gather a bounded batch from the network and then make one call here: reads are methods on
+//! `Store`, writes are methods on `Tx` composed inside one `Store::write`.
+
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{PushState, Store, Tx, now};
+
+/// A source folder as the pull reads it: where to find it on the wire and what the last pass saw.
+#[derive(Debug, Clone)]
+pub struct SourceFolderRow {
+    pub id: i64,
+    pub wire_name: String,
+    pub name: String,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    pub last_uid: u32,
+}
+
+/// A message the source's listing named that staging does not have yet.
+#[derive(Debug, Clone)]
+pub struct ListedMessage {
+    pub uid: u32,
+    pub size: u32,
+    /// Sorted and space separated, as `message.flags` holds them.
+    pub flags: String,
+    pub internal_date: Option<String>,
+    pub modseq: Option<i64>,
+}
+
+/// A message row still waiting for its bytes.
+#[derive(Debug, Clone)]
+pub struct UnstagedMessage {
+    pub id: i64,
+    pub uid: u32,
+    pub size: u64,
+    /// Times the source hung up while this message was asked for and had not arrived.
+    pub fetch_failures: i64,
+}
+
+/// One write of a body being staged, gathered in memory by the pull and written in a batch
+/// (`Tx::write_bodies`), in the order they came.
+pub enum BodyWrite {
+    /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
+    /// of it goes, and it is not staged until its hash is written again.
+    Restart(i64),
+    Chunk {
+        id: i64,
+        seq: i64,
+        data: Vec<u8>,
+    },
+    /// The message is whole: its hash, true size and identity.
+    Staged {
+        id: i64,
+        hash: Vec<u8>,
+        size: u64,
+        identity: Option<String>,
+    },
+}
+
+impl Store {
+    /// The folders of `account_id` a pass pulls: listed by the source last time and selectable.
+    pub fn source_folders_to_pull(&self, account_id: i64) -> Result<Vec<SourceFolderRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, wire_name, name, uidvalidity, uidnext, highest_modseq, last_uid FROM source_folder
+             WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map([account_id], |r| {
+            Ok(SourceFolderRow {
+                id: r.get(0)?,
+                wire_name: r.get(1)?,
+                name: r.get(2)?,
+                uidvalidity: r.get(3)?,
+                uidnext: r.get(4)?,
+                highest_modseq: r.get(5)?,
+                last_uid: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many rows of the folder still wait for their bytes.
+    pub fn unstaged_count(&self, folder_id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NULL AND push_state = ?2",
+            params![folder_id, PushState::Pending],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Up to `limit` rows of the folder (at `uidvalidity`) that wait for their bytes, in UID order
+    /// from above `after_uid`: a window, so memory does not grow with the folder.
+    pub fn unstaged_window(&self, folder_id: i64, uidvalidity: u32, after_uid: u32, limit: usize) -> Result<Vec<UnstagedMessage>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, uid, size, fetch_failures FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND sha256 IS NULL
+             AND push_state = ?5 AND uid > ?3 ORDER BY uid LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![folder_id, uidvalidity, after_uid, limit as i64, PushState::Pending], |r| {
+            Ok(UnstagedMessage { id: r.get(0)?, uid: r.get(1)?, size: r.get(2)?, fetch_failures: r.get(3)? })
+        })?;
+        let mut window = Vec::with_capacity(limit);
+        for row in rows {
+            window.push(row?);
+        }
+        Ok(window)
+    }
+
+    /// Whether row `id` still waits for its bytes: not staged, and not refused (a NIL body) or gone.
+    pub fn still_unstaged(&self, id: i64) -> Result<bool> {
+        still_unstaged(&self.conn, id)
+    }
+
+    /// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose
+    /// bytes equal an old row that was already copied takes over the old row's place on the target
+    /// (its journal state, target UID, synced flags and skips), so it is not appended a second time.
+    /// Old rows never copied are dropped (their new twins will be).
+    pub fn merge_uidvalidity_orphans(&self, folder_id: i64, uidvalidity: u32) -> Result<()> {
+        let orphans: i64 = self.conn.query_row(
+            "SELECT count(*) FROM message WHERE folder_id = ?1 AND uidvalidity != ?2",
+            params![folder_id, uidvalidity],
+            |r| r.get(0),
+        )?;
+        if orphans == 0 {
+            return Ok(());
+        }
+        let pairs: Vec<(i64, i64)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT n.id, o.id FROM message n JOIN message o
+                   ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
+                 WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = ?3 AND n.sha256 IS NOT NULL
+                   AND o.push_state IN (?4, ?5, ?6)
+                 ORDER BY n.uid, o.uid",
+            )?;
+            let rows = stmt.query_map(
+                params![folder_id, uidvalidity, PushState::Pending, PushState::Pushed, PushState::Appending, PushState::Refused],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            rows.collect::<Result<_, _>>()?
+        };
+        self.write(|tx| {
+            let conn = tx.conn();
+            let mut used_new = std::collections::BTreeSet::new();
+            let mut used_old = std::collections::BTreeSet::new();
+            for (new_id, old_id) in pairs {
+                if used_new.contains(&new_id) || used_old.contains(&old_id) {
+                    continue;
+                }
+                used_new.insert(new_id);
+                used_old.insert(old_id);
+                conn.execute(
+                    "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts) =
+                       (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts FROM message WHERE id = ?2)
+                     WHERE id = ?1",
+                    params![new_id, old_id],
+                )?;
+                conn.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
+                conn.execute("DELETE FROM message WHERE id = ?1", [old_id])?;
+            }
+            // Old rows that were never on the target are replaced by their new-UID twins.
+            conn.execute(
+                "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3",
+                params![folder_id, uidvalidity, PushState::Pending],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The fully staged rows of `folder_id` in push state `state` that have no identity yet (staged
+    /// before schema version 4, or for a target that did not need it).
+    pub fn staged_without_identity(&self, folder_id: i64, state: PushState) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2")?;
+        let rows = stmt.query_map(params![folder_id, state], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Tx<'_> {
+    /// Adds a message the listing found; one staging has already (same UIDVALIDITY and UID) is left as
+    /// it is. Returns the rows added (0 or 1).
+    pub fn insert_listed_message(&self, folder_id: i64, uidvalidity: u32, message: &ListedMessage) -> Result<usize> {
+        let mut insert = self.conn().prepare_cached(
+            "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        )?;
+        Ok(insert.execute(params![
+            folder_id,
+            uidvalidity,
+            message.uid,
+            message.size,
+            message.internal_date,
+            message.flags,
+            message.modseq
+        ])?)
+    }
+
+    /// Sets a known message's source flags. Returns the rows changed: 0 when they were already so.
+    pub fn set_source_flags(&self, folder_id: i64, uidvalidity: u32, uid: u32, flags: &str) -> Result<usize> {
+        let mut update = self
+            .conn()
+            .prepare_cached("UPDATE message SET flags = ?4 WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND flags != ?4")?;
+        Ok(update.execute(params![folder_id, uidvalidity, uid, flags])?)
+    }
+
+    /// The listing of new messages is complete up to `last_uid` under `uidvalidity`.
+    pub fn set_listed_up_to(&self, folder_id: i64, uidvalidity: u32, last_uid: u32) -> Result<()> {
+        self.conn()
+            .execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder_id, uidvalidity, last_uid])?;
+        Ok(())
+    }
+
+    /// What the pull of a folder saw, once it is done: the next pass compares its STATUS with these.
+    /// `last_uid` never moves back.
+    pub fn record_folder_pulled(
+        &self,
+        folder_id: i64,
+        uidvalidity: u32,
+        uidnext: Option<u32>,
+        highest_modseq: Option<u64>,
+        last_uid: u32,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = max(last_uid, ?5) WHERE id = ?1",
+            params![folder_id, uidvalidity, uidnext, highest_modseq.map(|m| m as i64), last_uid],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a batch of body writes in order. Each chunk's bytes are bound as they are, not copied.
+    pub fn write_bodies(&self, writes: impl IntoIterator<Item = BodyWrite>) -> Result<()> {
+        let conn = self.conn();
+        for write in writes {
+            match write {
+                BodyWrite::Restart(id) => {
+                    conn.prepare_cached("DELETE FROM body_chunk WHERE message_id = ?1")?.execute([id])?;
+                    conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
+                }
+                BodyWrite::Chunk { id, seq, data } => {
+                    conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?
+                        .execute(params![id, seq, data])?;
+                }
+                BodyWrite::Staged { id, hash, size, identity } => {
+                    conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?
+                        .execute(params![id, hash, size as i64, identity])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A message the source will not give: refused, with a skip in the server's words, and without
+    /// whatever was staged of it (a refused row holds no bytes).
+    pub fn refuse_message(&self, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
+        conn.execute("UPDATE message SET push_state = ?2, sha256 = NULL WHERE id = ?1", params![id, PushState::Refused])?;
+        // The same row `Store::record_skip` writes, here inside the caller's transaction.
+        conn.execute(
+            "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account_id, id, folder_name, "the old server could not give this message", server_says, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Counts a hang-up of the source against row `id` if it has not arrived; returns its count then,
+    /// or None for a row that is staged or gone.
+    pub fn count_fetch_failure(&self, id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "UPDATE message SET fetch_failures = fetch_failures + 1 WHERE id = ?1 AND sha256 IS NULL RETURNING fetch_failures",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Removes a message the source no longer has (its chunks go with it, its skips keep no link).
+    pub fn forget_message(&self, id: i64) -> Result<()> {
+        self.conn().execute("DELETE FROM message WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// `Store::still_unstaged`, inside this transaction.
+    pub fn still_unstaged(&self, id: i64) -> Result<bool> {
+        still_unstaged(self.conn(), id)
+    }
+
+    /// The first staged bytes of message `id`, in order: whole chunks until at least `limit` bytes (or
+    /// all there are).
+    pub fn staged_start(&self, id: i64, limit: usize) -> Result<Vec<u8>> {
+        let mut start: Vec<u8> = Vec::new();
+        let mut stmt = self.conn().prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([id])?;
+        while start.len() < limit
+            && let Some(row) = rows.next()?
+        {
+            start.extend_from_slice(row.get_ref(0)?.as_blob()?);
+        }
+        Ok(start)
+    }
+
+    /// Sets a staged message's identity ('' for "looked, nothing to go by").
+    pub fn set_identity(&self, id: i64, identity: &str) -> Result<()> {
+        self.conn().execute("UPDATE message SET identity = ?2 WHERE id = ?1", params![id, identity])?;
+        Ok(())
+    }
+}
+
+fn still_unstaged(conn: &Connection, id: i64) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT sha256 IS NULL AND push_state = ?2 FROM message WHERE id = ?1", params![id, PushState::Pending], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Lets a caller that still names a push state in text (`identity::fill_staged("pushed")` from code
+/// not yet moved to the store) pass it where a `PushState` is taken; an unknown name is an error.
+impl TryFrom<&str> for PushState {
+    type Error = anyhow::Error;
+
+    fn try_from(name: &str) -> Result<PushState> {
+        use rusqlite::types::{FromSql, ValueRef};
+        PushState::column_result(ValueRef::Text(name.as_bytes())).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// For the pull's tests, which build a folder by hand and look at what staging holds.
+#[cfg(test)]
+impl Store {
+    /// An account `a@x.se` with its INBOX (folder id 1), and one message row at UIDVALIDITY 1 per
+    /// (UID, listed size); returns the rows' ids.
+    pub fn staging_fixture(&self, messages: &[(u32, i64)]) -> Vec<i64> {
+        self.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        self.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        let mut ids = Vec::new();
+        for &(uid, size) in messages {
+            self.conn
+                .execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')", params![uid, size])
+                .unwrap();
+            ids.push(self.conn.last_insert_rowid());
+        }
+        ids
+    }
+
+    /// A message's staged bytes (its chunks in order) and its hash.
+    pub fn staged_body(&self, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
+        let chunks: Vec<u8> = self
+            .conn
+            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .flat_map(|c| c.unwrap())
+            .collect();
+        let hash = self.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        (chunks, hash)
+    }
+
+    /// A message's push state, hash and number of staged chunks.
+    pub fn staged_state(&self, id: i64) -> (PushState, Option<Vec<u8>>, i64) {
+        self.conn
+            .query_row(
+                "SELECT push_state, sha256, (SELECT count(*) FROM body_chunk WHERE message_id = ?1) FROM message WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    /// The server's words recorded with the skip of message `id`.
+    pub fn skip_server_says(&self, id: i64) -> String {
+        self.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [id], |r| r.get(0)).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_state_named_in_text_reads_as_the_enum() {
+        assert_eq!(PushState::try_from("pushed").unwrap(), PushState::Pushed);
+        assert_eq!(PushState::try_from("appending").unwrap(), PushState::Appending);
+        assert!(PushState::try_from("sent").is_err());
+    }
+}
