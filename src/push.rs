@@ -124,9 +124,11 @@ fn skip_oversized(
     stats: &mut PushStats,
 ) -> Result<()> {
     for (id, size) in store.oversized_pending(source_folder_id, limit)? {
-        store.write(|tx| tx.mark_refused(id))?;
         let reason = format!("{size} bytes is larger than the target's limit of {limit} bytes");
-        store.record_skip(account_id, Some(id), source_name, &reason, None)?;
+        store.write(|tx| {
+            tx.mark_refused(id)?;
+            tx.record_skip(account_id, Some(id), source_name, &reason, None)
+        })?;
         stats.refused += 1;
     }
     Ok(())
@@ -444,8 +446,10 @@ async fn append_batch(
             return Ok(Next::StopFolder);
         }
         _ => {
-            store.write(|tx| tx.mark_refused(row.id))?;
-            store.record_skip(account_id, Some(row.id), source_name, "the target refused the message", Some(&words))?;
+            store.write(|tx| {
+                tx.mark_refused(row.id)?;
+                tx.record_skip(account_id, Some(row.id), source_name, "the target refused the message", Some(&words))
+            })?;
             stats.refused += 1;
             log::warn!("{}: a message in {source_name} ({} bytes) was refused by the target: {words}", session.label(), row.size);
         }

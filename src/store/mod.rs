@@ -79,7 +79,7 @@ pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 pub const CHUNK_SIZE: usize = 16 * 1024;
 
 pub struct Store {
-    pub conn: Connection,
+    conn: Connection,
     key: SecretKey,
 }
 
@@ -145,7 +145,7 @@ impl Store {
     /// that reads first and then writes would fail at once with "database is locked" when another
     /// connection writes meanwhile, because SQLite runs the busy handler only for a connection that
     /// holds no read snapshot yet. None of these stays open across an await.
-    pub fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
         rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
     }
 
@@ -334,6 +334,7 @@ impl Store {
         Ok(())
     }
 
+    /// Writes one entry of the skip ledger in a transaction of its own (`Tx::record_skip` inside one).
     pub fn record_skip(
         &self,
         account_id: i64,
@@ -342,7 +343,22 @@ impl Store {
         reason: &str,
         server_says: Option<&str>,
     ) -> Result<()> {
-        self.conn.execute(
+        self.write(|tx| tx.record_skip(account_id, message_id, folder, reason, server_says))
+    }
+}
+
+impl Tx<'_> {
+    /// One entry of the skip ledger: what was left out, where, why, and the server's words. Written in
+    /// the same transaction as the state it explains, so a refused message always has its reason.
+    pub fn record_skip(
+        &self,
+        account_id: i64,
+        message_id: Option<i64>,
+        folder: &str,
+        reason: &str,
+        server_says: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
             "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![account_id, message_id, folder, reason, server_says, now()],
         )?;

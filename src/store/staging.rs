@@ -9,7 +9,7 @@
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{PushState, Store, Tx, now};
+use super::{PushState, Store, Tx};
 
 /// A source folder as the pull reads it: where to find it on the wire and what the last pass saw.
 #[derive(Debug, Clone)]
@@ -261,12 +261,7 @@ impl Tx<'_> {
         let conn = self.conn();
         conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
         conn.execute("UPDATE message SET push_state = ?2, sha256 = NULL WHERE id = ?1", params![id, PushState::Refused])?;
-        // The same row `Store::record_skip` writes, here inside the caller's transaction.
-        conn.execute(
-            "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![account_id, id, folder_name, "the old server could not give this message", server_says, now()],
-        )?;
-        Ok(())
+        self.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
     }
 
     /// Counts a hang-up of the source against row `id` if it has not arrived; returns its count then,
