@@ -87,14 +87,9 @@ pub fn keys_of_header(raw: &[u8]) -> Keys {
 
 /// Gives every fully staged row of `folder_id` in push state `state` that has no identity yet (staged
 /// before schema version 4, or for a target that did not need it) its identity, read from the first
-/// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in. `state` is a
-/// `PushState`, or its name from callers that still pass one.
-pub fn fill_staged<S>(store: &Store, folder_id: i64, state: S) -> Result<u64>
-where
-    S: TryInto<PushState>,
-    S::Error: Into<anyhow::Error>,
-{
-    let ids = store.staged_without_identity(folder_id, state.try_into().map_err(Into::into)?)?;
+/// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
+pub fn fill_staged(store: &Store, folder_id: i64, state: PushState) -> Result<u64> {
+    let ids = store.staged_without_identity(folder_id, state)?;
     store.write(|tx| {
         let mut filled = 0;
         for id in ids {

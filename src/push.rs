@@ -199,7 +199,7 @@ async fn match_by_identity(
     uidvalidity: u32,
     from_uid: u32,
 ) -> Result<u64> {
-    crate::identity::fill_staged(store, source_folder_id, PushState::Appending.as_str())?;
+    crate::identity::fill_staged(store, source_folder_id, PushState::Appending)?;
     let without_identity = store.appending_without_identity(source_folder_id)?;
     if without_identity > 0 {
         log::warn!(

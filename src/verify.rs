@@ -412,7 +412,7 @@ async fn verify_folder(
     }
 
     if likeness == Likeness::Identity {
-        crate::identity::fill_staged(store, folder.id, "pushed")?;
+        crate::identity::fill_staged(store, folder.id, crate::store::PushState::Pushed)?;
     }
 
     // Window by window over the source UIDs.

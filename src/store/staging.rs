@@ -129,22 +129,24 @@ impl Store {
         if orphans == 0 {
             return Ok(());
         }
-        let pairs: Vec<(i64, i64)> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT n.id, o.id FROM message n JOIN message o
-                   ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
-                 WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = ?3 AND n.sha256 IS NOT NULL
-                   AND o.push_state IN (?4, ?5, ?6)
-                 ORDER BY n.uid, o.uid",
-            )?;
-            let rows = stmt.query_map(
-                params![folder_id, uidvalidity, PushState::Pending, PushState::Pushed, PushState::Appending, PushState::Refused],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            rows.collect::<Result<_, _>>()?
-        };
+        // The pairs are read inside the write: a row still `pending` when read is still `pending` when
+        // it takes its twin's journal, never one a push marked `appending` in between.
         self.write(|tx| {
             let conn = tx.conn();
+            let pairs: Vec<(i64, i64)> = {
+                let mut stmt = conn.prepare(
+                    "SELECT n.id, o.id FROM message n JOIN message o
+                       ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
+                     WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = ?3 AND n.sha256 IS NOT NULL
+                       AND o.push_state IN (?4, ?5, ?6)
+                     ORDER BY n.uid, o.uid",
+                )?;
+                let rows = stmt.query_map(
+                    params![folder_id, uidvalidity, PushState::Pending, PushState::Pushed, PushState::Appending, PushState::Refused],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                rows.collect::<Result<_, _>>()?
+            };
             let mut used_new = std::collections::BTreeSet::new();
             let mut used_old = std::collections::BTreeSet::new();
             for (new_id, old_id) in pairs {
@@ -316,17 +318,6 @@ fn still_unstaged(conn: &Connection, id: i64) -> Result<bool> {
         .unwrap_or(false))
 }
 
-/// Lets a caller that still names a push state in text (`identity::fill_staged("pushed")` from code
-/// not yet moved to the store) pass it where a `PushState` is taken; an unknown name is an error.
-impl TryFrom<&str> for PushState {
-    type Error = anyhow::Error;
-
-    fn try_from(name: &str) -> Result<PushState> {
-        use rusqlite::types::{FromSql, ValueRef};
-        PushState::column_result(ValueRef::Text(name.as_bytes())).map_err(|e| anyhow::anyhow!("{e}"))
-    }
-}
-
 /// For the pull's tests, which build a folder by hand and look at what staging holds.
 #[cfg(test)]
 impl Store {
@@ -381,9 +372,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_push_state_named_in_text_reads_as_the_enum() {
-        assert_eq!(PushState::try_from("pushed").unwrap(), PushState::Pushed);
-        assert_eq!(PushState::try_from("appending").unwrap(), PushState::Appending);
-        assert!(PushState::try_from("sent").is_err());
+    fn push_states_round_trip_through_sqlite_and_unknown_text_is_an_error() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for state in [PushState::Pending, PushState::Appending, PushState::Pushed, PushState::Refused] {
+            let back: PushState = conn.query_row("SELECT ?1", [state], |r| r.get(0)).unwrap();
+            assert_eq!(back, state);
+        }
+        assert!(conn.query_row("SELECT 'sent'", [], |r| r.get::<_, PushState>(0)).is_err());
     }
 }
