@@ -1,6 +1,6 @@
 //! What to do about a failure: one policy, by the kind of the error and never by its text, as mbsync's
 //! `driver.h` sorts its results. The kind is decided where the failure arises (`imap::ImapError`,
-//! our own database's `rusqlite::Error`, `pull::StoppedHalfWay`); `policy` turns it into how far the
+//! our own database's `rusqlite::Error`, `StoppedHalfWay` here for the pull); `policy` turns it into how far the
 //! failure reaches (`Scope`: a message, a folder, an account) and when to try again (`Retry`:
 //! at once after reconnecting, on the next pass, never). `sync`, `pull`, `push` and `verify` act on that
 //! answer: a message-scope failure is recorded against the message and the folder goes on, a folder-scope
@@ -10,6 +10,24 @@
 use imap_next::imap_types::response::{Code, StatusKind};
 
 use crate::imap::{Answer, ImapError};
+
+/// Raised by the pull: a large message whose partial answers stopped before its listed end without
+/// an error. Worth another try next pass, not a refusal (`policy`). Defined here, with the policy that
+/// reads it, so that the policy depends on no phase.
+#[derive(Debug)]
+pub struct StoppedHalfWay {
+    pub uid: u32,
+    /// The byte it stopped at.
+    pub at: u32,
+}
+
+impl std::fmt::Display for StoppedHalfWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "staging message UID {}: the source stopped sending it at byte {}", self.uid, self.at)
+    }
+}
+
+impl std::error::Error for StoppedHalfWay {}
 
 /// How far a failure reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,7 +66,7 @@ pub fn policy(e: &anyhow::Error) -> (Scope, Retry) {
             ImapError::Refused { command, answer, .. } => refused(command, answer),
         };
     }
-    if e.downcast_ref::<crate::pull::StoppedHalfWay>().is_some() {
+    if e.downcast_ref::<StoppedHalfWay>().is_some() {
         return (Scope::Message, Retry::NextPass);
     }
     // Our own database failing says nothing about the messages (never refused for it) and, as before
@@ -163,7 +181,7 @@ mod tests {
             ("a message too big", refusal("APPEND", answer(StatusKind::No, Some(Code::TooBig), "x")), (Scope::Message, Retry::Never)),
             (
                 "a message that stopped half-way",
-                anyhow::Error::new(crate::pull::StoppedHalfWay { uid: 7, at: 65536 }),
+                anyhow::Error::new(StoppedHalfWay { uid: 7, at: 65536 }),
                 (Scope::Message, Retry::NextPass),
             ),
             ("our database", anyhow::Error::new(sqlite()).context("staging bodies"), (Scope::Folder, Retry::NextPass)),

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::failure::{Retry, Scope};
+use crate::failure::{Retry, Scope, StoppedHalfWay};
 use crate::fault;
 use crate::imap::{BodyRequest, BodySink, ImapError, Session};
 use crate::store::{BodyWrite, CHUNK_SIZE, Store, Tx, UnstagedMessage};
@@ -44,23 +44,6 @@ pub(super) fn hung_up_on_a_message(e: &anyhow::Error) -> Option<String> {
 pub(super) fn refuse(store: &Store, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
     store.write(|tx| tx.refuse_message(account_id, folder_name, id, server_says))
 }
-
-/// A large message whose partial answers stopped before its listed end without an error: worth
-/// another try next pass, not a refusal (`failure::policy`).
-#[derive(Debug)]
-pub struct StoppedHalfWay {
-    pub uid: u32,
-    /// The byte it stopped at.
-    pub at: u32,
-}
-
-impl std::fmt::Display for StoppedHalfWay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "staging message UID {}: the source stopped sending it at byte {}", self.uid, self.at)
-    }
-}
-
-impl std::error::Error for StoppedHalfWay {}
 
 /// What a NIL body is recorded as.
 pub(super) const NIL_BODY: &str = "the server answered NIL for the message's content";

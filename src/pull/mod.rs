@@ -21,7 +21,6 @@ use crate::store::{ListedMessage, Store, Tx};
 
 mod bodies;
 
-pub use bodies::StoppedHalfWay;
 use bodies::*;
 
 /// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
