@@ -90,19 +90,26 @@ pub fn keys_of_header(raw: &[u8]) -> Keys {
 /// `HEADER_PREFIX` staged bytes, as the pull does. Returns how many rows were filled in.
 pub fn fill_staged(store: &Store, folder_id: i64, state: PushState) -> Result<u64> {
     let ids = store.staged_without_identity(folder_id, state)?;
-    store.write(|tx| {
-        let mut filled = 0;
-        for id in ids {
-            // The staged chunks in order, up to HEADER_PREFIX bytes (chunks are smaller than that).
-            let start = tx.staged_start(id, HEADER_PREFIX)?;
-            // '' marks "looked, nothing to go by", so the row is not read again on every pass.
-            let key = of_header(header_prefix(&start)).unwrap_or_default();
-            tx.set_identity(id, &key)?;
-            filled += 1;
-        }
-        Ok(filled)
-    })
+    let mut filled = 0;
+    // A bounded batch per transaction (at most FILL_BATCH x 64 KiB read while holding the write lock),
+    // so a folder of old rows does not keep every other writer waiting.
+    for batch in ids.chunks(FILL_BATCH) {
+        filled += store.write(|tx| {
+            for &id in batch {
+                // The staged chunks in order, up to HEADER_PREFIX bytes (chunks are smaller than that).
+                let start = tx.staged_start(id, HEADER_PREFIX)?;
+                // '' marks "looked, nothing to go by", so the row is not read again on every pass.
+                let key = of_header(header_prefix(&start)).unwrap_or_default();
+                tx.set_identity(id, &key)?;
+            }
+            Ok(batch.len() as u64)
+        })?;
+    }
+    Ok(filled)
 }
+
+/// Rows given their identity per write transaction by `fill_staged`.
+const FILL_BATCH: usize = 64;
 
 #[cfg(test)]
 mod tests {

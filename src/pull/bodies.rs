@@ -400,7 +400,8 @@ impl<'s> BodyBatch<'s> {
             return Ok(());
         }
         let store = self.store;
-        store.write(|tx| self.apply(tx))
+        // Bytes lost in a power cut are fetched again: no need to wait for the disk.
+        store.write_unsynced(|tx| self.apply(tx))
     }
 
     /// Writes the batch inside the caller's transaction. A failure loses the batch with the
@@ -639,7 +640,7 @@ pub(super) async fn stage_large(
         // stopped half-way (not an expunge we can trust: try again next pass). The round's last
         // bytes, the hashes and these changes in one short transaction, rolled back (dropped) if any
         // of it fails.
-        let done = store.write(|tx| {
+        let done = store.write_unsynced(|tx| {
             let done = finish_round(tx, account_id, folder_name, &mut active, &plan, &mut batch, stats)?;
             batch.apply(tx)?;
             Ok(done)

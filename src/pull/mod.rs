@@ -220,7 +220,8 @@ impl<T, F: FnMut(&Tx<'_>, &T) -> Result<usize>> ListingBatch<T, F> {
     /// Writes the rows gathered so far and then `also`, in one short transaction (rolled back if any
     /// of it fails).
     fn write(&mut self, store: &Store, also: impl FnOnce(&Tx<'_>) -> Result<()>) -> Result<()> {
-        let changed = store.write(|tx| {
+        // A listing lost in a power cut is listed again: no need to wait for the disk.
+        let changed = store.write_unsynced(|tx| {
             let mut changed = 0;
             for row in self.rows.drain(..) {
                 changed += (self.write_row)(tx, &row)? as u64;

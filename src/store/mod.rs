@@ -160,6 +160,20 @@ impl Store {
         Ok(value)
     }
 
+    /// `write` for what staging records from the source (listings, body batches): committed without
+    /// waiting for the disk (`synchronous=NORMAL` for this commit). A power cut may lose the last few
+    /// of these, which costs a re-fetch and nothing else: every journal entry before a side effect on
+    /// the target is a `write` (FULL), and its sync makes everything committed before it durable too,
+    /// in order. Measured in make bench: one fsync per 64 KiB body batch cost a third of the full
+    /// migration's time.
+    pub fn write_unsynced<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let value = self.write(work);
+        // Back to FULL whatever became of the write, so the next journal entry waits for the disk.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        value
+    }
+
     /// Opens (or creates) the data directory, its key file and database.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.exists() {
@@ -173,7 +187,7 @@ impl Store {
         // Another connection's write lock is always a short transaction (see `workers`): wait for it.
         conn.busy_timeout(crate::workers::BUSY_LIMIT)?;
         // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
-        // pass could APPEND a message twice. Commits are per batch, so the cost is small.
+        // pass could APPEND a message twice. Staging's own batches opt out (`write_unsynced`).
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;")
             .context("cannot configure the database")?;
         let store = Store { conn, key };
