@@ -37,6 +37,9 @@ pub struct PushStats {
     pub refused: u64,
     /// Times the target asked us to back off during APPEND.
     pub throttled: u64,
+    /// Messages sent back to the source for their bytes: the target lost the copy we had put there
+    /// (its folder deleted or re-created), and the bytes had left staging once the target took them.
+    pub refetched: u64,
 }
 
 fn split_flags(text: &str) -> Vec<String> {
@@ -103,7 +106,7 @@ pub async fn push_folder(
         store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }
     // What is still 'appending' was not found on the target: it never arrived, so it goes again.
-    store.write(|tx| tx.requeue_unfound_appends(source_folder_id))?;
+    stats.refetched += store.write(|tx| tx.requeue_unfound_appends(source_folder_id))?;
     if selected.exists == 0 {
         store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }

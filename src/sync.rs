@@ -338,16 +338,35 @@ async fn pass_connected(
             if !is_selectable {
                 return Ok(());
             }
-            if let Some(row) = pull_rows.get(&folder_id) {
-                pull::pull_folder(store, account.id, &mut both.source, row, condstore, &mut report.pull)
-                    .await
-                    .with_context(|| format!("reading {name} on the source"))?;
-            }
-            let target_row = store.write(|tx| tx.target_folder(account.id, &target_name, &target_wire))?;
-            let recheck = pass_kind == PassKind::Final;
-            push::push_folder(store, account.id, &mut both.target, folder_id, &name, &target_row, size_limit, recheck, &mut report.push)
+            // Twice at most: a push that finds its earlier copies gone from the target (the folder
+            // deleted or re-created there) sends their rows back for bytes that left staging when the
+            // target first took them; the second round fetches and appends those in this same pass.
+            for round in 0..2 {
+                if let Some(row) = pull_rows.get(&folder_id) {
+                    pull::pull_folder(store, account.id, &mut both.source, row, condstore, &mut report.pull)
+                        .await
+                        .with_context(|| format!("reading {name} on the source"))?;
+                }
+                let target_row = store.write(|tx| tx.target_folder(account.id, &target_name, &target_wire))?;
+                let recheck = pass_kind == PassKind::Final && round == 0;
+                let refetched_before = report.push.refetched;
+                push::push_folder(
+                    store,
+                    account.id,
+                    &mut both.target,
+                    folder_id,
+                    &name,
+                    &target_row,
+                    size_limit,
+                    recheck,
+                    &mut report.push,
+                )
                 .await
                 .with_context(|| format!("copying {name} to {target_name}"))?;
+                if report.push.refetched == refetched_before {
+                    break;
+                }
+            }
             Ok(())
         }
         .await;

@@ -229,6 +229,14 @@ impl Tx<'_> {
              WHERE id = ?1",
             params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, flagged_dropped, PushState::Pushed],
         )?;
+        self.release_body(message_id)
+    }
+
+    /// The target holds the message now (or never will): its bytes leave staging. Size, SHA-256 and
+    /// identity stay on the row for verification and for finding the copy again; should the target
+    /// lose it, `requeue_unfound_appends` sends the row back to the source for its bytes.
+    fn release_body(&self, message_id: i64) -> Result<()> {
+        self.conn().prepare_cached("DELETE FROM body_chunk WHERE message_id = ?1")?.execute([message_id])?;
         Ok(())
     }
 
@@ -240,7 +248,7 @@ impl Tx<'_> {
                synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
             params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, target_flags, PushState::Pushed],
         )?;
-        Ok(())
+        self.release_body(message_id)
     }
 
     /// A refused APPEND stored nothing: the message is `pending` again. A throttled one (the target
@@ -258,17 +266,24 @@ impl Tx<'_> {
     /// The message is not copied (the target refused it, or it is over the target's size limit).
     pub fn mark_refused(&self, message_id: i64) -> Result<()> {
         self.conn().execute("UPDATE message SET push_state = ?2 WHERE id = ?1", params![message_id, PushState::Refused])?;
-        Ok(())
+        self.release_body(message_id)
     }
 
     /// Every message of a source folder still `appending` after the look-up was not found on the
-    /// target: it never arrived, so it is `pending` again.
-    pub fn requeue_unfound_appends(&self, source_folder_id: i64) -> Result<()> {
+    /// target: it never arrived, so it is `pending` again. One whose bytes already left staging (it had
+    /// been pushed to a target folder since deleted or re-created) loses its hash too, so staging
+    /// fetches it from the source again before it is appended. Returns how many need that.
+    pub fn requeue_unfound_appends(&self, source_folder_id: i64) -> Result<u64> {
+        let refetch = self.conn().execute(
+            "UPDATE message SET sha256 = NULL WHERE folder_id = ?1 AND push_state = 'appending' AND size > 0
+               AND NOT EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id)",
+            [source_folder_id],
+        )?;
         self.conn().execute(
             "UPDATE message SET push_state = ?2 WHERE folder_id = ?1 AND push_state = 'appending'",
             params![source_folder_id, PushState::Pending],
         )?;
-        Ok(())
+        Ok(refetch as u64)
     }
 
     /// Messages of a source folder recorded as pushed anywhere but `target_folder_id` at `uidvalidity`

@@ -161,6 +161,11 @@ impl Store {
                      WHERE id = ?1",
                     params![new_id, old_id],
                 )?;
+                // A twin the target already holds (or refused) keeps no bytes in staging, as a pushed row.
+                conn.execute(
+                    "DELETE FROM body_chunk WHERE message_id = ?1 AND (SELECT push_state FROM message WHERE id = ?1) IN ('pushed', 'refused')",
+                    [new_id],
+                )?;
                 conn.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
                 conn.execute("DELETE FROM message WHERE id = ?1", [old_id])?;
             }
