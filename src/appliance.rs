@@ -414,7 +414,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "finished_at": finished_at,
         "report_available": store.mark(RunMark::ReportJson)?.is_some(),
         "staging_bytes": staging_bytes,
-        "free_disk_bytes": check::free_disk(&app.dir).unwrap_or(0),
+        "free_disk_bytes": crate::store::free_disk(&app.dir).unwrap_or(0),
     }))
 }
 

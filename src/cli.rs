@@ -384,7 +384,7 @@ pub fn check(dir: &Path, c: &CheckArgs) -> Result<ExitCode> {
 /// The check's results in the chosen format; the table ends with a line on readiness and disk room.
 fn check_output(dir: &Path, format: &str, results: &[check::CheckResult]) -> Result<Vec<u8>> {
     let total: u64 = results.iter().map(|r| r.bytes).sum();
-    let free = check::free_disk(dir)?;
+    let free = crate::store::free_disk(dir)?;
     Ok(match format {
         "csv" => check::csv(results)?,
         "xlsx" => check::xlsx(results)?,

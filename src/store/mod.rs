@@ -21,6 +21,7 @@ mod folders;
 mod journal;
 mod passes;
 mod settings;
+mod space;
 mod staging;
 mod stats;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use accounts::{Account, AccountState};
 pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
 pub use passes::{PassTotals, RunMark};
+pub use space::free_disk;
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
 pub use stats::{AccountProgress, SkipEntry};
 pub use verification::FolderToVerify;

@@ -27,6 +27,9 @@ pub struct Settings {
     /// The package the customer bought, for a target that does not report a quota or a size limit.
     pub quota_per_account: Option<u64>,
     pub message_size_limit: Option<u64>,
+    /// Most bytes the staging database may hold on disk; None: the smaller of 2 GiB and a quarter of
+    /// the free disk when a pass starts (`Store::staging_limit`).
+    pub staging_limit: Option<u64>,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             quiet_period_seconds: 86_400,
             quota_per_account: None,
             message_size_limit: None,
+            staging_limit: None,
         }
     }
 }
@@ -54,6 +58,7 @@ const MX_TARGET: &str = "mx.target";
 const QUIET_PERIOD: &str = "quiet_period";
 const QUOTA_PER_ACCOUNT: &str = "limit.quota_per_account";
 const MESSAGE_SIZE_LIMIT: &str = "limit.message_size";
+const STAGING_LIMIT: &str = "limit.staging";
 
 impl Settings {
     /// The rows as stored: a None value is no row.
@@ -68,6 +73,7 @@ impl Settings {
             (QUIET_PERIOD, Some(self.quiet_period_seconds.to_string())),
             (QUOTA_PER_ACCOUNT, self.quota_per_account.map(|q| q.to_string())),
             (MESSAGE_SIZE_LIMIT, self.message_size_limit.map(|l| l.to_string())),
+            (STAGING_LIMIT, self.staging_limit.map(|l| l.to_string())),
         ]
     }
 
@@ -84,6 +90,7 @@ impl Settings {
             quiet_period_seconds: number(QUIET_PERIOD).unwrap_or(default.quiet_period_seconds),
             quota_per_account: number(QUOTA_PER_ACCOUNT).and_then(|n| u64::try_from(n).ok()),
             message_size_limit: number(MESSAGE_SIZE_LIMIT).and_then(|n| u64::try_from(n).ok()),
+            staging_limit: number(STAGING_LIMIT).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
         }
     }
 }
@@ -92,7 +99,7 @@ impl Store {
     /// The operator's settings, each its default where none is stored.
     pub fn settings(&self) -> Result<Settings> {
         let mut values = std::collections::BTreeMap::new();
-        let mut stmt = self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
+        let mut stmt = self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?;
         let rows = stmt.query_map(
             params![
                 PASSES_ENABLED,
@@ -103,7 +110,8 @@ impl Store {
                 MX_TARGET,
                 QUIET_PERIOD,
                 QUOTA_PER_ACCOUNT,
-                MESSAGE_SIZE_LIMIT
+                MESSAGE_SIZE_LIMIT,
+                STAGING_LIMIT
             ],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
@@ -150,6 +158,7 @@ mod tests {
             quiet_period_seconds: 0,
             quota_per_account: Some(1 << 30),
             message_size_limit: Some(35_000_000),
+            staging_limit: Some(32 << 20),
         };
         let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
         assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);
