@@ -18,6 +18,7 @@ mod logger;
 mod memory;
 mod mx;
 mod oauth;
+mod pipe;
 mod pull;
 mod push;
 mod quirks;

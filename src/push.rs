@@ -50,6 +50,9 @@ fn split_flags(text: &str) -> Vec<String> {
 /// this function). `source_folder_id` rows only, those larger than `size_limit` skipped. With nothing
 /// to do the target folder is not even opened, unless `recheck` asks to look at its UIDVALIDITY anyway
 /// (the last pass before verification). What the target does differently is `session.quirks()`.
+/// `look_up` looks through the target folder for copies of staged messages that arrived another way
+/// (another tool, a lost APPEND answer) before appending; a later push of the folder in the same pass
+/// skips that once one has looked. Returns whether this push looked (the folder had work).
 // The folder's identity on both sides and the pass's settings; to become one struct when the store
 // gets its own API (issue 14).
 #[allow(clippy::too_many_arguments)]
@@ -61,16 +64,17 @@ pub async fn push_folder(
     source_name: &str,
     target: &TargetFolderRow,
     size_limit: Option<u64>,
+    look_up: bool,
     recheck: bool,
     stats: &mut PushStats,
-) -> Result<()> {
+) -> Result<bool> {
     let quirks = session.quirks();
     if let Some(limit) = size_limit {
         skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
     }
     let work = store.push_work(source_folder_id, target.id, target.uidvalidity)?;
     if work == 0 && !(recheck && store.has_pushed(source_folder_id)?) {
-        return Ok(());
+        return Ok(false);
     }
     let selected = session.select(&target.wire_name, false, false).await?;
     let Some(uidvalidity) = selected.uidvalidity else {
@@ -87,9 +91,16 @@ pub async fn push_folder(
         indexed_uidnext = 1;
     } else if work == 0 {
         // A recheck that found the UIDVALIDITY unchanged: still nothing to do.
-        return Ok(());
+        return Ok(false);
     }
     let uidnext = selected.uidnext.unwrap_or(u32::MAX);
+    if !look_up && indexed_uidnext > 1 {
+        // A later push of the folder in the same pass: the look-up ran at its first, and what came
+        // to the target since is what we appended (recorded by UID) or new mail that is not ours.
+        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
+        sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
+        return Ok(true);
+    }
 
     // Look-up: target messages we did not put there (another tool, a lost APPEND answer) that equal
     // staged rows not yet known to be there.
@@ -113,7 +124,7 @@ pub async fn push_folder(
 
     append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Messages larger than the target accepts are not sent at all: each is recorded as skipped with the

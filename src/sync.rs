@@ -16,6 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use crate::failure::{self, Retry, Scope};
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
 use crate::imap::{ImapError, ListedFolder, Session};
+use crate::pipe::{Flow, Pipe};
 use crate::pull::{self, PullStats};
 use crate::push::{self, PushStats};
 use crate::store::{Account, PassTotals, PresentFolder, ServerKind, SourceFolderRecord, Store, now};
@@ -309,17 +310,16 @@ async fn pass_connected(
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 
-    // Folders in name order, so parents are created before children.
+    // Folders in name order, so parents are created before children; each gets its target folder
+    // (created, subscribed) first, then the reader and the writer move the mail together.
     let folders = store.present_folders(account.id)?;
     report.folders = folders.len();
     let pull_rows: BTreeMap<i64, pull::FolderRow> = pull::folder_rows(store, account.id)?.into_iter().map(|f| (f.id, f)).collect();
+    let mut lanes = Vec::new();
     for PresentFolder { id: folder_id, name, target_name, selectable: is_selectable, subscribed: is_subscribed, .. } in folders {
-        if crate::fault::shutting_down() {
-            anyhow::bail!("stopped by request; the next pass continues where this one stopped");
-        }
         let Some(target_name) = target_name else { continue };
-        let result: Result<()> = async {
-            let target_wire = utf7::encode(&target_name);
+        let target_wire = utf7::encode(&target_name);
+        let prepared: Result<()> = async {
             if !target_existing.contains(&target_wire) && !target_wire.eq_ignore_ascii_case("INBOX") {
                 let answer = both.target.create(&target_wire).await?;
                 if !answer.is_ok() && !answer.has_code("ALREADYEXISTS") {
@@ -335,56 +335,197 @@ async fn pass_connected(
                 both.target.subscribe(&target_wire).await?;
                 target_subscribed.insert(target_wire.clone());
             }
-            if !is_selectable {
-                return Ok(());
-            }
-            // Twice at most: a push that finds its earlier copies gone from the target (the folder
-            // deleted or re-created there) sends their rows back for bytes that left staging when the
-            // target first took them; the second round fetches and appends those in this same pass.
-            for round in 0..2 {
-                if let Some(row) = pull_rows.get(&folder_id) {
-                    pull::pull_folder(store, account.id, &mut both.source, row, condstore, &mut report.pull)
-                        .await
-                        .with_context(|| format!("reading {name} on the source"))?;
-                }
-                let target_row = store.write(|tx| tx.target_folder(account.id, &target_name, &target_wire))?;
-                let recheck = pass_kind == PassKind::Final && round == 0;
-                let refetched_before = report.push.refetched;
-                push::push_folder(
-                    store,
-                    account.id,
-                    &mut both.target,
-                    folder_id,
-                    &name,
-                    &target_row,
-                    size_limit,
-                    recheck,
-                    &mut report.push,
-                )
-                .await
-                .with_context(|| format!("copying {name} to {target_name}"))?;
-                if report.push.refetched == refetched_before {
-                    break;
-                }
-            }
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            // A lost connection, a full mailbox or our own database stops the account; other errors
-            // stay with the folder.
-            if failure::policy(&e).0 >= Scope::Account {
-                return Err(e);
-            }
-            let text = format!("{e:#}");
-            log::warn!("{}: {text}", account.source_login);
-            if let Some(ImapError::Throttled { delay, .. }) = crate::imap::kind_of(&e) {
-                log::warn!("{}: the server still asked to wait {} ms; {name} goes on next pass", account.source_login, delay.as_millis());
-            }
-            store.record_skip(account.id, None, &name, "folder could not be copied", Some(&text))?;
-            report.folder_errors.push(text);
+        match prepared {
+            Ok(()) if is_selectable => lanes.push(Lane { folder_id, name, target_name, target_wire }),
+            Ok(()) => {}
+            Err(e) => folder_failed(store, account, &name, e, &mut report.folder_errors)?,
         }
     }
+
+    let pipe = Pipe::new(store.staging_limit()?);
+    let folder_errors = RefCell::new(Vec::new());
+    let refetch = RefCell::new(BTreeSet::new());
+    let Connected { source, target } = both;
+    let (pull_stats, push_stats) = (&mut report.pull, &mut report.push);
+    let reader = async {
+        let result = read_folders(store, account, source, &lanes, &pull_rows, condstore, &pipe, pull_stats, &folder_errors).await;
+        if result.is_err() {
+            pipe.stop();
+        }
+        result
+    };
+    let writer = async {
+        let result =
+            write_folders(store, account, target, &lanes, pass_kind, size_limit, &pipe, push_stats, &folder_errors, &refetch).await;
+        if result.is_err() {
+            pipe.stop();
+        }
+        result
+    };
+    let (read, written) = smol::future::zip(reader, writer).await;
+    report.folder_errors.extend(folder_errors.into_inner());
+    read?;
+    written?;
+
+    // A push that found its earlier copies gone from the target (the folder deleted or re-created
+    // there) sent their rows back for bytes that left staging when the target first took them: one
+    // more round for those folders fetches and appends them in this same pass.
+    let refetch = refetch.into_inner();
+    for lane in lanes.iter().filter(|lane| refetch.contains(&lane.folder_id)) {
+        let round: Result<()> = async {
+            if let Some(row) = pull_rows.get(&lane.folder_id) {
+                pull::pull_folder(store, account.id, source, row, condstore, &pipe, &mut report.pull)
+                    .await
+                    .with_context(|| format!("reading {} on the source", lane.name))?;
+            }
+            push_lane(store, account, target, lane, true, false, size_limit, &mut report.push).await.map(|_| ())
+        }
+        .await;
+        if let Err(e) = round {
+            let mut errors = Vec::new();
+            folder_failed(store, account, &lane.name, e, &mut errors)?;
+            report.folder_errors.extend(errors);
+        }
+    }
+    Ok(())
+}
+
+/// One selectable folder's way through a pass: its source row and its target folder.
+struct Lane {
+    folder_id: i64,
+    name: String,
+    target_name: String,
+    target_wire: String,
+}
+
+/// The reader: every folder from the source into staging, in order, telling the writer how far it is.
+#[allow(clippy::too_many_arguments)]
+async fn read_folders(
+    store: &Store,
+    account: &Account,
+    source: &mut Session,
+    lanes: &[Lane],
+    pull_rows: &BTreeMap<i64, pull::FolderRow>,
+    condstore: bool,
+    pipe: &Pipe,
+    stats: &mut PullStats,
+    folder_errors: &RefCell<Vec<String>>,
+) -> Result<()> {
+    for lane in lanes {
+        if crate::fault::shutting_down() {
+            anyhow::bail!("stopped by request; the next pass continues where this one stopped");
+        }
+        if pipe.stopped() {
+            return Ok(());
+        }
+        let Some(row) = pull_rows.get(&lane.folder_id) else {
+            pipe.set_flow(lane.folder_id, Flow::Done);
+            continue;
+        };
+        let pulled = pull::pull_folder(store, account.id, source, row, condstore, pipe, stats)
+            .await
+            .with_context(|| format!("reading {} on the source", lane.name));
+        match pulled {
+            Ok(()) => pipe.set_flow(lane.folder_id, Flow::Done),
+            Err(e) => {
+                pipe.set_flow(lane.folder_id, Flow::Failed);
+                folder_failed(store, account, &lane.name, e, &mut folder_errors.borrow_mut())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The writer: every folder from staging to the target, in order, appending what the reader staged
+/// as it arrives and waiting for more until the reader is done with the folder.
+#[allow(clippy::too_many_arguments)]
+async fn write_folders(
+    store: &Store,
+    account: &Account,
+    target: &mut Session,
+    lanes: &[Lane],
+    pass_kind: PassKind,
+    size_limit: Option<u64>,
+    pipe: &Pipe,
+    stats: &mut PushStats,
+    folder_errors: &RefCell<Vec<String>>,
+    refetch: &RefCell<BTreeSet<i64>>,
+) -> Result<()> {
+    for lane in lanes {
+        let mut recheck = pass_kind == PassKind::Final;
+        // The first push of a folder in a pass looks for copies already on the target; the ones
+        // after it in the same pass append what the reader staged since.
+        let mut first = true;
+        let written: Result<()> = async {
+            loop {
+                let seen = pipe.seen();
+                let flow = pipe.flow(lane.folder_id);
+                if pipe.stopped() || flow == Flow::Failed {
+                    return Ok(());
+                }
+                if flow == Flow::Waiting {
+                    pipe.news_after(seen).await;
+                    continue;
+                }
+                pipe.set_writer_busy(true);
+                let refetched_before = stats.refetched;
+                let pushed = push_lane(store, account, target, lane, first, recheck, size_limit, stats).await;
+                pipe.set_writer_busy(false);
+                pipe.freed();
+                let looked = pushed?;
+                if stats.refetched > refetched_before {
+                    refetch.borrow_mut().insert(lane.folder_id);
+                }
+                recheck = false;
+                first &= !looked;
+                if flow == Flow::Done {
+                    return Ok(());
+                }
+                pipe.news_after(seen).await;
+            }
+        }
+        .await;
+        if let Err(e) = written {
+            folder_failed(store, account, &lane.name, e, &mut folder_errors.borrow_mut())?;
+        }
+    }
+    Ok(())
+}
+
+/// One push of a folder's staged messages to its target folder (`look_up`: see `push::push_folder`).
+#[allow(clippy::too_many_arguments)]
+async fn push_lane(
+    store: &Store,
+    account: &Account,
+    target: &mut Session,
+    lane: &Lane,
+    look_up: bool,
+    recheck: bool,
+    size_limit: Option<u64>,
+    stats: &mut PushStats,
+) -> Result<bool> {
+    let target_row = store.write(|tx| tx.target_folder(account.id, &lane.target_name, &lane.target_wire))?;
+    push::push_folder(store, account.id, target, lane.folder_id, &lane.name, &target_row, size_limit, look_up, recheck, stats)
+        .await
+        .with_context(|| format!("copying {} to {}", lane.name, lane.target_name))
+}
+
+/// A folder's failure: an account-wide one ends the account's pass (returned), any other is recorded
+/// against the folder and the account goes on.
+fn folder_failed(store: &Store, account: &Account, name: &str, e: anyhow::Error, folder_errors: &mut Vec<String>) -> Result<()> {
+    if failure::policy(&e).0 >= Scope::Account {
+        return Err(e);
+    }
+    let text = format!("{e:#}");
+    log::warn!("{}: {text}", account.source_login);
+    if let Some(ImapError::Throttled { delay, .. }) = crate::imap::kind_of(&e) {
+        log::warn!("{}: the server still asked to wait {} ms; {name} goes on next pass", account.source_login, delay.as_millis());
+    }
+    store.record_skip(account.id, None, name, "folder could not be copied", Some(&text))?;
+    folder_errors.push(text);
     Ok(())
 }
 

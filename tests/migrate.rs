@@ -218,6 +218,45 @@ fn bodies_leave_staging_once_on_the_target_and_a_deleted_target_folder_is_filled
 }
 
 #[test]
+fn the_target_fills_while_the_source_is_still_being_read() {
+    // One folder of 80 messages of 20-60 KB behind a source line with 15 ms each way: reading takes
+    // a good part of a second. The first message must be on the target before the reader has taken
+    // 80 % of the source's bytes: the writer appends as the reader stages, it does not wait for the
+    // folder (the download and the upload of an office line busy at once).
+    let source = Dovecot::start(Layout::OldHost, &[("e@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("e@ny.se", "pw2")]);
+    fixture::load(&mut source.reader("e@gammal.se"), &fixture::bulk("INBOX", 80, 21, 20_000..60_000));
+    let slow_source = latency::LatencyProxy::start(source.port(), std::time::Duration::from_millis(15));
+    let m = Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(slow_source.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("e@gammal.se", "pw1", "e@ny.se", "pw2")],
+    );
+    let data = m.data.clone();
+    let pass = std::thread::spawn(move || driver::postflytt(&data, &["sync", "--parallel", "1"], &[("POSTFLYTT_BATCH", "4")]));
+    let mut watcher = target.reader("e@ny.se");
+    let mut read_when_first_arrived = None;
+    while !pass.is_finished() {
+        if read_when_first_arrived.is_none() && watcher.status("INBOX").messages > 0 {
+            read_when_first_arrived = Some(slow_source.bytes().1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = pass.join().expect("the pass thread");
+    let t = driver::text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(appended(&t), 80, "{t}");
+    let total = slow_source.bytes().1;
+    let at_first = read_when_first_arrived.expect("the watcher saw no message arrive during the pass");
+    assert!(at_first * 10 < total * 8, "the first message arrived after {at_first} of {total} source bytes were read");
+    fixture::assert_same_mail(&snapshot(&source, "e@gammal.se"), &snapshot(&target, "e@ny.se"), &BTreeMap::new());
+}
+
+#[test]
 fn oversized_message_is_skipped_with_reason_and_the_rest_goes_on() {
     let source = Dovecot::start(Layout::Modern, &[("d@gammal.se", "pw1")]);
     let opts = DovecotOptions { append_limit: Some(2 * 1024 * 1024), ..DovecotOptions::default() };

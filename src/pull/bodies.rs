@@ -100,6 +100,7 @@ pub(super) async fn stage_one_by_one(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn stage_bodies(
     store: &Store,
     session: &mut Session,
@@ -107,6 +108,7 @@ pub(super) async fn stage_bodies(
     folder_name: &str,
     folder_id: i64,
     uidvalidity: u32,
+    pipe: &Pipe,
     stats: &mut PullStats,
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
@@ -118,10 +120,16 @@ pub(super) async fn stage_bodies(
         // mostly cut by bytes, at 30 to 40 messages), small enough not to count per worker (and, with
         // the tests' small batches, many windows).
         let window = fault::batch_cap(BATCH_COUNT) * 2;
+        // The staging limit: wait while staging is full and the writer is draining it.
+        pipe.room_to_stage(store).await?;
+        if pipe.stopped() {
+            return Ok(());
+        }
         let pending = store.unstaged_window(folder_id, uidvalidity, after_uid, window)?;
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
         stage_window(store, session, account_id, folder_name, &pending, with_identity, stats).await?;
+        pipe.staged();
     }
 }
 

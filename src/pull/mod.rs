@@ -17,6 +17,7 @@ use anyhow::Result;
 
 use crate::fault;
 use crate::imap::{FetchItem, Session};
+use crate::pipe::{Flow, Pipe};
 use crate::store::{ListedMessage, Store, Tx};
 
 mod bodies;
@@ -72,6 +73,7 @@ pub async fn pull_folder(
     session: &mut Session,
     folder: &FolderRow,
     condstore: bool,
+    pipe: &Pipe,
     stats: &mut PullStats,
 ) -> Result<()> {
     let status = session.status(&folder.wire_name, condstore).await?;
@@ -167,8 +169,12 @@ pub async fn pull_folder(
         }
     }
 
-    // 3. Bodies of everything not yet staged.
-    stage_bodies(store, session, account_id, &folder.name, folder.id, uidvalidity, stats).await?;
+    // 3. Bodies of everything not yet staged, appended by the writer as they arrive unless the
+    // folder's rows must first be matched across a UIDVALIDITY change (at the end, below).
+    if !store.has_uidvalidity_orphans(folder.id, uidvalidity)? {
+        pipe.set_flow(folder.id, Flow::Streaming);
+    }
+    stage_bodies(store, session, account_id, &folder.name, folder.id, uidvalidity, pipe, stats).await?;
     store.merge_uidvalidity_orphans(folder.id, uidvalidity)?;
 
     store.write(|tx| tx.record_folder_pulled(folder.id, uidvalidity, selected.uidnext, selected.highest_modseq, last_uid))

@@ -116,6 +116,16 @@ impl Store {
         still_unstaged(&self.conn, id)
     }
 
+    /// Whether the folder still has rows from another UIDVALIDITY, not yet matched to their new UIDs
+    /// (`merge_uidvalidity_orphans`): until they are, its new rows must not be appended.
+    pub fn has_uidvalidity_orphans(&self, folder_id: i64, uidvalidity: u32) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1 AND uidvalidity != ?2)",
+            params![folder_id, uidvalidity],
+            |r| r.get(0),
+        )?)
+    }
+
     /// After a UIDVALIDITY change the folder's messages come back under new UIDs. Each new row whose
     /// bytes equal an old row that was already copied takes over the old row's place on the target
     /// (its journal state, target UID, synced flags and skips), so it is not appended a second time.

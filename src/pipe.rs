@@ -1,0 +1,183 @@
+//! The bounded pipe between one account's reader (source into staging) and writer (staging into the
+//! target) during a pass. Both run at once on the account's task, each on its own connection, so the
+//! download and the upload of the office line are busy together: the writer appends a folder's
+//! messages while the reader still fetches later ones. The pipe holds what they tell each other:
+//! how far each folder is (`Flow`), a signal when staging gained or lost bytes, and whether the
+//! account stopped. The reader waits for room while staging holds the staging limit and the writer
+//! has work that will free some (`room_to_stage`).
+//!
+//! Everything here lives on one thread (the account's worker), so plain cells do; the signal wakes
+//! whichever side waits.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::store::Store;
+
+/// How far the reader is with one folder, as the writer needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Not listed yet (or listed with a UIDVALIDITY change, whose new rows may only be appended
+    /// after they are matched to the old ones at the end of the folder).
+    Waiting,
+    /// Listed; staged messages may be appended while the rest are fetched.
+    Streaming,
+    /// Everything the reader will stage this pass is staged.
+    Done,
+    /// The reader could not read the folder; its error is recorded, the writer leaves it.
+    Failed,
+}
+
+/// How long a reader over the staging limit waits for the writer's signal before it looks again
+/// (another account's writer freeing space does not signal this pipe).
+const ROOM_RECHECK: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+pub struct Pipe {
+    flows: RefCell<BTreeMap<i64, Flow>>,
+    /// Wakes the writer: a folder's flow changed, or the reader staged more.
+    to_writer: Signal,
+    /// Wakes the reader: the writer freed staging.
+    to_reader: Signal,
+    stopped: Cell<bool>,
+    /// The writer is appending (not waiting for the reader): staged bytes will leave soon.
+    writer_busy: Cell<bool>,
+    /// The staging limit for this pass (`Store::staging_limit`, read once when the pass starts).
+    limit: Cell<u64>,
+}
+
+impl Pipe {
+    pub fn new(staging_limit: u64) -> Pipe {
+        let pipe = Pipe::default();
+        pipe.limit.set(staging_limit);
+        pipe
+    }
+
+    pub fn flow(&self, folder_id: i64) -> Flow {
+        self.flows.borrow().get(&folder_id).copied().unwrap_or(Flow::Waiting)
+    }
+
+    pub fn set_flow(&self, folder_id: i64, flow: Flow) {
+        self.flows.borrow_mut().insert(folder_id, flow);
+        self.to_writer.notify();
+    }
+
+    /// The reader staged more: a writer waiting for it looks again.
+    pub fn staged(&self) {
+        self.to_writer.notify();
+    }
+
+    /// The writer freed staging: a reader waiting for room looks again.
+    pub fn freed(&self) {
+        self.to_reader.notify();
+    }
+
+    /// The account's pass is over (an account-wide failure on either side): both sides stop at their
+    /// next step.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.to_writer.notify();
+        self.to_reader.notify();
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    pub fn set_writer_busy(&self, busy: bool) {
+        self.writer_busy.set(busy);
+    }
+
+    /// The writer's signal count now, to wait for the reader's next news with `news_after`.
+    pub fn seen(&self) -> u64 {
+        self.to_writer.generation.get()
+    }
+
+    /// Waits (the writer) until the reader staged more or a flow changed after `seen`.
+    pub async fn news_after(&self, seen: u64) {
+        self.to_writer.wait_past(seen).await
+    }
+
+    /// Waits, before the reader stages another window, while staging holds the limit and this
+    /// account's writer is appending (so room will come). A writer that waits for the reader means
+    /// every staged byte of this account is already on its way or cannot go before the reader moves
+    /// on, so the reader goes on then: the limit can be passed by one window per account, never
+    /// stop a pass.
+    pub async fn room_to_stage(&self, store: &Store) -> Result<()> {
+        loop {
+            if self.stopped() || !self.writer_busy.get() || store.staging_used_bytes()? < self.limit.get() {
+                return Ok(());
+            }
+            let seen = self.to_reader.generation.get();
+            smol::future::or(self.to_reader.wait_past(seen), async {
+                smol::Timer::after(ROOM_RECHECK).await;
+            })
+            .await;
+        }
+    }
+}
+
+/// A change counter with the wakers of those waiting for the next change.
+#[derive(Default)]
+struct Signal {
+    generation: Cell<u64>,
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    fn notify(&self) {
+        self.generation.set(self.generation.get() + 1);
+        for waker in self.waiting.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    async fn wait_past(&self, seen: u64) {
+        std::future::poll_fn(|cx| {
+            if self.generation.get() > seen {
+                return Poll::Ready(());
+            }
+            let mut waiting = self.waiting.borrow_mut();
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_wakes_on_the_readers_news_and_not_on_its_own() {
+        let pipe = Pipe::new(1);
+        let seen = pipe.seen();
+        let woke = Cell::new(false);
+        smol::block_on(async {
+            smol::future::zip(
+                async {
+                    pipe.news_after(seen).await;
+                    woke.set(true);
+                },
+                async {
+                    smol::Timer::after(Duration::from_millis(20)).await;
+                    pipe.freed();
+                    smol::Timer::after(Duration::from_millis(20)).await;
+                    assert!(!woke.get(), "the writer woke before the reader's news");
+                    pipe.set_flow(7, Flow::Streaming);
+                },
+            )
+            .await;
+        });
+        assert!(woke.get());
+        assert_eq!(pipe.flow(7), Flow::Streaming);
+        assert_eq!(pipe.flow(8), Flow::Waiting);
+    }
+}
