@@ -46,6 +46,9 @@ pub struct Pipe {
     stopped: Cell<bool>,
     /// The writer is appending (not waiting for the reader): staged bytes will leave soon.
     writer_busy: Cell<bool>,
+    /// The reader's news the writer has taken in (`seen`); less than `to_writer`'s count means the
+    /// writer has news it has not acted on yet, so room will come.
+    writer_seen: Cell<u64>,
     /// The staging limit for this pass (`Store::staging_limit`, read once when the pass starts).
     limit: Cell<u64>,
 }
@@ -92,9 +95,17 @@ impl Pipe {
         self.writer_busy.set(busy);
     }
 
-    /// The writer's signal count now, to wait for the reader's next news with `news_after`.
+    /// The writer takes in the reader's news so far: the count to wait past with `news_after`.
     pub fn seen(&self) -> u64 {
-        self.to_writer.generation.get()
+        let seen = self.to_writer.generation.get();
+        self.writer_seen.set(seen);
+        seen
+    }
+
+    /// How many bytes of messages the reader stages at most between two looks at the room left: an
+    /// eighth of the limit, between 1 and 16 MiB, so staging passes its limit by little.
+    pub fn window_bytes(&self) -> u64 {
+        (self.limit.get() / 8).clamp(1 << 20, 16 << 20)
     }
 
     /// Waits (the writer) until the reader staged more or a flow changed after `seen`.
@@ -103,13 +114,14 @@ impl Pipe {
     }
 
     /// Waits, before the reader stages another window, while staging holds the limit and this
-    /// account's writer is appending (so room will come). A writer that waits for the reader means
-    /// every staged byte of this account is already on its way or cannot go before the reader moves
-    /// on, so the reader goes on then: the limit can be passed by one window per account, never
+    /// account's writer is appending or has news to act on (so room will come). A writer that has
+    /// taken in all the news and waits for more means every staged byte of this account that can go
+    /// has gone, so the reader goes on then: the limit can be passed by a window per account, never
     /// stop a pass.
     pub async fn room_to_stage(&self, store: &Store) -> Result<()> {
         loop {
-            if self.stopped() || !self.writer_busy.get() || store.staging_used_bytes()? < self.limit.get() {
+            let writer_will_free = self.writer_busy.get() || self.writer_seen.get() < self.to_writer.generation.get();
+            if self.stopped() || !writer_will_free || store.staging_used_bytes()? < self.limit.get() {
                 return Ok(());
             }
             let seen = self.to_reader.generation.get();

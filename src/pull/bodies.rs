@@ -125,7 +125,15 @@ pub(super) async fn stage_bodies(
         if pipe.stopped() {
             return Ok(());
         }
-        let pending = store.unstaged_window(folder_id, uidvalidity, after_uid, window)?;
+        let mut pending = store.unstaged_window(folder_id, uidvalidity, after_uid, window)?;
+        // ... and at most the pipe's window in bytes (always one message), so staging stays near its limit.
+        let mut bytes = 0;
+        if let Some(cut) = pending.iter().position(|p| {
+            bytes += p.size;
+            bytes > pipe.window_bytes()
+        }) {
+            pending.truncate(cut.max(1));
+        }
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
         stage_window(store, session, account_id, folder_name, &pending, with_identity, stats).await?;

@@ -190,8 +190,13 @@ impl Store {
         conn.busy_timeout(crate::workers::BUSY_LIMIT)?;
         // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
         // pass could APPEND a message twice. Staging's own batches opt out (`write_unsynced`).
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;")
-            .context("cannot configure the database")?;
+        // journal_size_limit: the write-ahead log is cut back to 4 MiB whenever a checkpoint empties
+        // it, so one burst does not leave a log the size of the burst on the disk staging is bounded by.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;
+             PRAGMA journal_size_limit=4194304;",
+        )
+        .context("cannot configure the database")?;
         let store = Store { conn, key };
         store.migrate()?;
         Ok(store)
