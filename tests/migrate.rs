@@ -256,6 +256,48 @@ fn the_target_fills_while_the_source_is_still_being_read() {
     fixture::assert_same_mail(&snapshot(&source, "e@gammal.se"), &snapshot(&target, "e@ny.se"), &BTreeMap::new());
 }
 
+/// Bytes in `dir` now (the staging database, its write-ahead log and index, the key).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+#[test]
+fn a_migration_four_times_the_staging_limit_keeps_the_data_directory_under_it() {
+    // 128 MB of mail (256 messages of 500 KB) with --staging-limit 32M, into a target 100 ms away each
+    // way so the reader (on loopback) outruns the writer and has to wait for room: the data directory,
+    // sampled every 20 ms, never holds more than the limit plus 8 MiB (one window in flight).
+    let source = Dovecot::start(Layout::Target, &[("f@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("f@ny.se", "pw2")]);
+    fixture::load(&mut source.reader("f@gammal.se"), &fixture::bulk("INBOX", 256, 31, 500_000..500_001));
+    let slow_target = latency::LatencyProxy::start(target.port(), std::time::Duration::from_millis(100));
+    let m = Migration::with_ports(
+        &source,
+        Via::Plain,
+        None,
+        &target,
+        Via::Plain,
+        Some(slow_target.port()),
+        &[("f@gammal.se", "pw1", "f@ny.se", "pw2")],
+    );
+    rusqlite::Connection::open(m.data.join("postflytt.sqlite"))
+        .unwrap()
+        .execute("INSERT INTO setting (key, value) VALUES ('limit.staging', '33554432')", [])
+        .unwrap();
+    let data = m.data.clone();
+    let pass = std::thread::spawn(move || driver::postflytt(&data, &["sync"], &[]));
+    let mut peak = 0;
+    while !pass.is_finished() {
+        peak = peak.max(dir_bytes(&m.data));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = pass.join().expect("the pass thread");
+    let t = driver::text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(appended(&t), 256, "{t}");
+    assert!(peak <= (32 + 8) << 20, "the data directory held {peak} bytes with a 32 MiB staging limit");
+    fixture::assert_same_mail(&snapshot(&source, "f@gammal.se"), &snapshot(&target, "f@ny.se"), &BTreeMap::new());
+}
+
 #[test]
 fn oversized_message_is_skipped_with_reason_and_the_rest_goes_on() {
     let source = Dovecot::start(Layout::Modern, &[("d@gammal.se", "pw1")]);
