@@ -348,7 +348,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let all_flipped =
         domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
-    let quiet = store.settings()?.quiet_period_seconds;
+    let settings = store.settings()?;
+    let quiet = settings.quiet_period_seconds;
     let last_flip = domains.as_array().and_then(|d| d.iter().filter_map(|x| x.get("flipped_at").and_then(Value::as_i64)).max());
     // Quiet since the later of: the last new mail, the last MX flip.
     let quiet_since = match (last_new_mail, last_flip) {
@@ -383,6 +384,10 @@ pub fn status(app: &Appliance) -> Result<Value> {
         if throughput_total > 0.0 && t_bytes > t_pushed_b { Some(((t_bytes - t_pushed_b) as f64 / throughput_total) as i64) } else { None };
     let staging_bytes = fs::metadata(app.dir.join("postflytt.sqlite")).map(|m| m.len()).unwrap_or(0)
         + fs::metadata(app.dir.join("postflytt.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
+    // Staging against its limit (what the reader waits on); null where the disk cannot be read.
+    let staging_used = store.staging_used_bytes().ok();
+    let staging_limit = store.staging_limit().ok();
+    let staging_limit_set_by = if settings.staging_limit.is_some() { "operator" } else { "default" };
     Ok(json!({
         "phase": phase.as_str(),
         "next_step": next_step.as_str(),
@@ -415,6 +420,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "report_available": store.mark(RunMark::ReportJson)?.is_some(),
         "staging_bytes": staging_bytes,
         "free_disk_bytes": crate::store::free_disk(&app.dir).unwrap_or(0),
+        "staging_used_bytes": staging_used,
+        "staging_limit_bytes": staging_limit,
+        "staging_limit_set_by": staging_limit_set_by,
     }))
 }
 

@@ -46,6 +46,10 @@ pub struct SetupArgs {
     /// largest message the target takes, when it does not announce APPENDLIMIT (e.g. 35M)
     #[argh(option)]
     message_size_limit: Option<String>,
+    /// most disk the staging database may hold while mail moves (e.g. 32M, 2G; at least 16M), or
+    /// auto for the default: a quarter of the free disk, at most 2G
+    #[argh(option)]
+    staging_limit: Option<String>,
     /// target kind: imap (default) or m365 (Microsoft 365, OAuth2 app login)
     #[argh(option)]
     target_kind: Option<String>,
@@ -85,6 +89,11 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     if from_stdin(&setup.m365_client_secret_file) && from_stdin(&setup.source_m365_client_secret_file) {
         bail!("only one client secret can come from standard input (\"-\"); give the other as a file");
     }
+    let staging_limit = setup
+        .staging_limit
+        .as_deref()
+        .map(|text| store::parse_staging_limit(text).map_err(|e| anyhow!("--staging-limit {text}: {e}")))
+        .transpose()?;
     let store = Store::open(dir)?;
     for (side, server, tls, pin) in
         [("source", &setup.source, &setup.source_tls, &setup.source_pin), ("target", &setup.target, &setup.target_tls, &setup.target_pin)]
@@ -112,7 +121,28 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
             s.message_size_limit = size_limit.or(s.message_size_limit);
         })?;
     }
+    if let Some(limit) = staging_limit {
+        store.change_settings(|s| s.staging_limit = limit)?;
+        println!("{}", staging_line(&store)?);
+        let (free, used) = (store::free_disk(dir)?, store.staging_used_bytes()?);
+        if limit.is_some_and(|l| l > free + used) {
+            println!("note: only {} is free on the disk of {}; staging stops growing there first", human_bytes(free), dir.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "Staging: 1.2 GB of 2.0 GB (default: ...)": what staging holds on disk against its limit and
+/// where the limit comes from, as `status` and `setup` print it.
+fn staging_line(store: &Store) -> Result<String> {
+    let (used, limit) = (store.staging_used_bytes()?, store.staging_limit()?);
+    let why = if store.settings()?.staging_limit.is_some() {
+        "set by the operator".to_string()
+    } else {
+        format!("default: a quarter of the free disk, at most {}", human_bytes(store::DEFAULT_STAGING_LIMIT))
+    };
+    let full = if used >= limit { "; full, so fetching waits while the target takes what is staged" } else { "" };
+    Ok(format!("Staging: {} of {} ({why}){full}", human_bytes(used), human_bytes(limit)))
 }
 
 /// The Microsoft 365 app registrations of `setup`, target then source: tenant, client id, token URL
@@ -292,6 +322,7 @@ pub struct StatusArgs {}
 
 pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
+    println!("{}", staging_line(&store)?);
     for a in store.account_progress()? {
         println!(
             "{} -> {}: {}, {}/{} messages on the target, {} staged",

@@ -363,6 +363,8 @@ fn endpoint_from(value: &Value, side: &str) -> std::result::Result<Endpoint, Api
 }
 
 fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
+    // Refused before the endpoints below are stored, so a wrong limit changes nothing.
+    let staging_limit = staging_limit_from(body.get("staging_limit"))?;
     let store = app.store()?;
     for side in ["source", "target"] {
         if let Some(v) = body.get(side).filter(|v| !v.is_null()) {
@@ -401,6 +403,9 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         }
         if size_limit.is_some() {
             s.message_size_limit = size_limit;
+        }
+        if let Some(limit) = staging_limit {
+            s.staging_limit = limit;
         }
         if let Some(n) = pass_interval {
             s.pass_interval_seconds = n;
@@ -444,6 +449,23 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// `staging_limit` of `POST /api/setup`: absent changes nothing (None); `null` or "auto" goes back
+/// to the default (Some(None)); bytes as a number or a size like "2G", at least `MIN_STAGING_LIMIT`.
+fn staging_limit_from(value: Option<&Value>) -> std::result::Result<Option<Option<u64>>, ApiError> {
+    let refused = |e: anyhow::Error| ApiError::new(400, format!("staging_limit: {e}"));
+    match value {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(text)) => crate::store::parse_staging_limit(text).map(Some).map_err(refused),
+        Some(Value::Number(n)) => {
+            let bytes =
+                n.as_u64().ok_or_else(|| ApiError::new(400, format!("staging_limit: {n} is not a number of bytes; write e.g. \"2G\"")))?;
+            crate::store::check_staging_limit(bytes).map(|b| Some(Some(b))).map_err(refused)
+        }
+        Some(_) => Err(ApiError::new(400, "staging_limit must be a size like \"2G\" or a number of bytes, or \"auto\" for the default")),
+    }
 }
 
 fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Result<Value, ApiError> {

@@ -382,6 +382,102 @@ fn microsoft_365_is_set_up_through_the_api_and_its_secret_is_never_shown() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// The staging limit as staff set and read it (issue 15): through the API and through the CLI on the
+/// same data directory while the appliance runs, each side seeing what the other set; the status
+/// says whether the limit is the operator's or the default; junk and sizes too small for a window of
+/// messages are refused with 400 and a sentence (the CLI with exit 1 and the same sentence), and a
+/// refused request stores nothing of itself.
+#[test]
+fn staging_limit_is_set_and_read_through_the_api_and_the_cli_and_junk_is_refused() {
+    const MIB: u64 = 1 << 20;
+    let dns_port = common::free_port();
+    let data = common::fresh_dir("pf-serve-staging");
+    let serve = Serve::start(&data, dns_port);
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let limit = |s: &Value| (s["staging_limit_bytes"].as_u64(), s["staging_limit_set_by"].as_str().map(str::to_string));
+
+    // The default: the smaller of 2 GiB and a quarter of the free disk; staging holds the schema.
+    let s = serve.status();
+    let (default, by) = limit(&s);
+    assert!(default.is_some_and(|d| d > 0 && d <= 2 << 30), "{s:#}");
+    assert_eq!(by.as_deref(), Some("default"));
+    assert!(s["staging_used_bytes"].as_u64().is_some_and(|u| u > 0), "{s:#}");
+    let (code, text) = cli(&["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(default: a quarter of the free disk, at most 2.0 GB)") && text.starts_with("Staging: "), "{text}");
+
+    // Set through the API, as a size string and as bytes.
+    for (given, bytes) in [(json!("48M"), 48 * MIB), (json!(64 * MIB), 64 * MIB)] {
+        let r = serve.op("POST", "/api/setup", json!({"staging_limit": given}).to_string().as_bytes());
+        assert_eq!(r.status, 200, "{given}: {}", r.text());
+        assert_eq!(limit(&serve.status()), (Some(bytes), Some("operator".to_string())), "{given}");
+    }
+    let (_, text) = cli(&["status"]);
+    assert!(text.contains(" of 64.0 MB (set by the operator)"), "the CLI reads what the API set:\n{text}");
+
+    // Junk and too small: 400 with a sentence saying why, and the limit stays.
+    for (given, says) in [
+        (
+            json!("8M"),
+            "staging_limit: a staging limit of 8.0 MB is too small: staging must hold at least 16.0 MB so that a window of messages fits",
+        ),
+        (json!(0), "staging_limit: a staging limit of 0 would let no message through"),
+        (json!("0"), "would let no message through"),
+        (json!(MIB), "1.0 MB is too small"),
+        (json!("lots"), "staging_limit: \"lots\" is not a size: write e.g. 35M or 50G"),
+        (json!("5X"), "unknown unit"),
+        (json!(-5), "is not a number of bytes"),
+        (json!(1.5), "is not a number of bytes"),
+        (json!(true), "staging_limit must be a size like \"2G\" or a number of bytes, or \"auto\" for the default"),
+        (json!(["2G"]), "must be a size like"),
+    ] {
+        let r = serve.op("POST", "/api/setup", json!({"staging_limit": given}).to_string().as_bytes());
+        assert_eq!(r.status, 400, "{given}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains(says), "{given}: {message}");
+        assert_eq!(limit(&serve.status()).0, Some(64 * MIB), "{given} changed the limit");
+    }
+    // A refused limit keeps the rest of the request from being stored too.
+    let r =
+        serve.op("POST", "/api/setup", json!({"source": {"host": "imap.gammal.example"}, "staging_limit": "1M"}).to_string().as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(serve.status()["source"], Value::Null, "the source was stored although the request was refused");
+
+    // The CLI on the same data directory while the appliance runs: the API reads what it set.
+    let (code, text) = cli(&["setup", "--staging-limit", "32M"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(" of 32.0 MB (set by the operator)"), "{text}");
+    assert_eq!(limit(&serve.status()), (Some(32 * MIB), Some("operator".to_string())));
+    for (given, says) in [
+        ("1M", "--staging-limit 1M: a staging limit of 1.0 MB is too small: staging must hold at least 16.0 MB"),
+        ("0", "would let no message through"),
+        ("big", "\"big\" is not a size"),
+    ] {
+        let (code, text) = cli(&["setup", "--staging-limit", given]);
+        assert_eq!(code, Some(1), "{given} must be refused:\n{text}");
+        assert!(text.contains(says) && !text.contains("panicked"), "{given}:\n{text}");
+    }
+    assert_eq!(limit(&serve.status()).0, Some(32 * MIB), "a refused --staging-limit changed the limit");
+
+    // Back to the default: auto from the CLI, and auto or null from the API.
+    let (code, text) = cli(&["setup", "--staging-limit", "auto"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(default: a quarter of the free disk"), "{text}");
+    assert_eq!(limit(&serve.status()).1.as_deref(), Some("default"));
+    for back in [json!("auto"), Value::Null] {
+        assert_eq!(serve.op("POST", "/api/setup", br#"{"staging_limit": "20M"}"#).status, 200);
+        let r = serve.op("POST", "/api/setup", json!({"staging_limit": back}).to_string().as_bytes());
+        assert_eq!(r.status, 200, "{back}: {}", r.text());
+        assert_eq!(limit(&serve.status()).1.as_deref(), Some("default"), "{back}");
+    }
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 /// `memory::drop_thread_caches`: the running appliance has glibc's per-thread caches turned off (it
 /// starts itself over with the tunable), and an operator's own tcache setting is left as it is.
 #[test]

@@ -414,8 +414,9 @@ fn status_page_in_headless_chromium() {
     assert!((200..300).contains(&r.status), "POST /api/accounts: {} {}", r.status, r.text());
     // A Microsoft 365 target, set up as the page's form sends it.
     let app_secret = "Page~Secret.Never_Shown-0123456789abcdef";
-    let setup =
-        format!(r#"{{"target_kind": "m365", "target_m365": {{"tenant": "t-1", "client_id": "c-1", "client_secret": "{app_secret}"}}}}"#);
+    let setup = format!(
+        r#"{{"target_kind": "m365", "target_m365": {{"tenant": "t-1", "client_id": "c-1", "client_secret": "{app_secret}"}}, "staging_limit": "32M"}}"#
+    );
     let r = http(port, "POST", "/api/setup", &[("Authorization", &bearer), ("Content-Type", "application/json")], setup.as_bytes());
     assert_eq!(r.status, 200, "POST /api/setup: {}", r.text());
     let r = http(port, "GET", "/api/status", &[("X-Viewer-Code", &code)], b"");
@@ -508,6 +509,20 @@ fn status_page_in_headless_chromium() {
             }
         }
         assert!(dom.contains(&format!("aria-pressed=\"true\" data-i18n=\"lang.{lang}\"")), "{ctx} the language switch shows {lang}");
+        // Staging against the limit set above: "Mellanlager: 200,7 kB av 32,0 MB", "Staging: 200.7 KB of 32.0 MB".
+        assert!(dom.contains(&format!("<dt>{}</dt>", shown(dict, "staging.title"))), "{ctx} the staging fact's name");
+        let (of, limit) = if lang == "sv" { (" av ", "32,0&nbsp;MB") } else { (" of ", "32.0&nbsp;MB") };
+        let staging = inner_text(dom, "staging-used");
+        assert!(staging.ends_with(&format!("{of}{limit}")), "{ctx} staging used against the limit: {staging:?}");
+        let used = staging.split(of).next().unwrap_or_default();
+        assert!(
+            used.contains(if lang == "sv" { ',' } else { '.' }) && used.contains("&nbsp;"),
+            "{ctx} used, in {lang}'s numbers: {used:?}"
+        );
+    }
+    // Where the limit comes from is for the operator only.
+    for name in ["default-sv", "en", "sv"] {
+        assert!(!doms[name].contains("id=\"staging-why\""), "[{name}] a viewer is not told where the staging limit comes from");
     }
 
     // The customer sees no operator controls; the operator does.
@@ -520,6 +535,11 @@ fn status_page_in_headless_chromium() {
         assert!(op.contains(&format!(" id=\"{id}\"")), "[operator] has #{id}");
     }
     assert!(op.contains(&format!(">{}<", shown(&en, "role.operator"))), "[operator] says it is the operator view");
+    assert_eq!(inner_text(op, "staging-why"), shown(&en, "staging.operator"), "[operator] the staging limit is the operator's");
+    assert!(
+        op.contains(&format!("<label for=\"setup-staging\" data-i18n=\"f.staging\">{}</label>", shown(&en, "f.staging"))),
+        "[operator] the setup form's staging field"
+    );
     // The setup form shows the Microsoft 365 app fields for the target only, and never the secret.
     assert!(!is_hidden(op, "tgt-m365"), "[operator] the target's app registration fields show for a Microsoft 365 target");
     assert!(is_hidden(op, "src-m365"), "[operator] the source's app fields stay hidden for an IMAP source");

@@ -91,8 +91,11 @@ const DICT = {
     "totals.skipped": "Skipped items",
     "totals.passes": "Passes",
     "totals.check": "Check",
-    "totals.disk": "Disk on the appliance",
-    "totals.disk_value": "{used} held, {free} free",
+    "staging.title": "Staging",
+    "staging.operator": "Limit set by the operator",
+    "staging.default": "Default limit: a quarter of the free disk, at most {max}",
+    "staging.free": "{free} free on the appliance's disk",
+    "staging.full": "Full for now: fetching waits while the new host takes what is staged.",
     "legend.pushed": "copied to the new host",
     "legend.staged": "fetched from the old server",
     "of": "{done} of {total}",
@@ -266,6 +269,7 @@ const DICT = {
     "f.resolver": "DNS server for MX look-ups",
     "f.quota": "Mailbox size per account, if the new host does not tell (e.g. 50G)",
     "f.sizelimit": "Largest message the new host takes (e.g. 35M)",
+    "f.staging": "Most disk for staging (e.g. 2G, at least 16M; auto for the default)",
     "tls.implicit": "TLS (usually port 993)",
     "tls.starttls": "STARTTLS (usually port 143)",
     "tls.plain": "Unencrypted (this machine only)",
@@ -364,8 +368,11 @@ const DICT = {
     "totals.skipped": "Överhoppade",
     "totals.passes": "Omgångar",
     "totals.check": "Kontroll",
-    "totals.disk": "Disk på enheten",
-    "totals.disk_value": "{used} mellanlagrat, {free} ledigt",
+    "staging.title": "Mellanlager",
+    "staging.operator": "Gränsen är satt av operatören",
+    "staging.default": "Standardgräns: en fjärdedel av det lediga diskutrymmet, högst {max}",
+    "staging.free": "{free} ledigt på enhetens disk",
+    "staging.full": "Fullt just nu: hämtningen väntar medan nya servern tar emot det som ligger i mellanlagret.",
     "legend.pushed": "kopierat till nya servern",
     "legend.staged": "hämtat från gamla servern",
     "of": "{done} av {total}",
@@ -539,6 +546,7 @@ const DICT = {
     "f.resolver": "DNS-server för MX-uppslag",
     "f.quota": "Brevlådans storlek per konto, om nya servern inte anger den (t.ex. 50G)",
     "f.sizelimit": "Största meddelandet nya servern tar emot (t.ex. 35M)",
+    "f.staging": "Största diskutrymme för mellanlagret (t.ex. 2G, minst 16M; auto för standard)",
     "tls.implicit": "TLS (oftast port 993)",
     "tls.starttls": "STARTTLS (oftast port 143)",
     "tls.plain": "Okrypterad (bara denna dator)",
@@ -561,6 +569,8 @@ const DICT = {
 
 const PHASES = ["setup", "check", "syncing", "cutover", "draining", "finished"];
 const POLL_MS = 5000;
+// The default staging limit's ceiling (DEFAULT_STAGING_LIMIT in src/store/space.rs).
+const STAGING_DEFAULT_MAX = 2 * 1024 * 1024 * 1024;
 const LS_CRED = "postflytt.credential";
 const LS_LANG = "postflytt.lang";
 // Where "what happens next" sends an operator.
@@ -677,6 +687,14 @@ function fmtBytes(n) {
   const digits = i === 0 ? 0 : 1;
   const f = new Intl.NumberFormat(locale(), { minimumFractionDigits: digits, maximumFractionDigits: digits });
   return f.format(n) + "\u00a0" + t("unit." + units[i]);
+}
+
+// Bytes as `setup` takes them back: "2G", "48M", else the number.
+function sizeText(n) {
+  n = num(n);
+  if (n === null || n <= 0) return "";
+  for (const [unit, f] of [["G", 1024 * 1024 * 1024], ["M", 1024 * 1024], ["K", 1024]]) if (n % f === 0) return n / f + unit;
+  return String(n);
 }
 
 function fmtDur(sec) {
@@ -1197,9 +1215,25 @@ function renderTotals() {
 
   const c = s.check || {};
   fact(t("totals.check"), c.running ? t("check.running") : num(c.checked_at) !== null ? t("check.done", { ago: fmtAgo(c.checked_at) }) : t("check.never"));
-  if (num(s.free_disk_bytes) !== null) {
-    fact(t("totals.disk"), t("totals.disk_value", { used: fmtBytes(num(s.staging_bytes) || 0), free: fmtBytes(s.free_disk_bytes) }));
+  const staging = stagingFact(s);
+  if (staging) facts.append(staging);
+}
+
+// Staging against its limit. The customer sees it too: it takes the place of the disk line the page
+// always showed them, and "full for now" explains a pause in the copying without alarm. Where the limit
+// comes from and the free disk are for the operator, who can change it.
+function stagingFact(s) {
+  const used = num(s.staging_used_bytes), limit = num(s.staging_limit_bytes);
+  if (used === null || limit === null) return null;
+  const op = isOperator();
+  const dd = el("dd", null, [el("span", { id: "staging-used", text: t("of", { done: fmtBytes(used), total: fmtBytes(limit) }) })]);
+  if (op) {
+    const why = s.staging_limit_set_by === "operator" ? t("staging.operator") : t("staging.default", { max: fmtBytes(STAGING_DEFAULT_MAX) });
+    dd.append(el("span", { id: "staging-why", class: "sub", text: why }));
+    if (num(s.free_disk_bytes) !== null) dd.append(el("span", { class: "sub", text: t("staging.free", { free: fmtBytes(s.free_disk_bytes) }) }));
   }
+  if (limit > 0 && used >= limit) dd.append(el("span", { id: "staging-full", class: "sub", text: t("staging.full") }));
+  return el("div", { id: "staging", class: "fact" + (op ? " fact-wide" : "") }, [el("dt", { text: t("staging.title") }), dd]);
 }
 
 function etaText(eta, done, total) {
@@ -1472,7 +1506,8 @@ function refreshButtons() {
   $("finish-open").disabled = finished;
 }
 
-// Fills the setup form from the status once (the status has no MX patterns, limits or pins).
+// Fills the setup form from the status once (the status has no MX patterns, package limits or pins; an
+// operator's staging limit it has).
 function fillSetup() {
   if (S.setupFilled) return;
   const s = S.status;
@@ -1490,6 +1525,7 @@ function fillSetup() {
   if (num(s.passes && s.passes.interval_seconds)) put("setup-interval", Math.round(s.passes.interval_seconds / 60));
   if (num(s.quiet_period_seconds) !== null) put("setup-quiet", Math.round(s.quiet_period_seconds / 360) / 10);
   if (Array.isArray(s.target_mx)) put("target-mx", s.target_mx.join("\n"));
+  if (s.staging_limit_set_by === "operator") put("setup-staging", sizeText(s.staging_limit_bytes));
   S.setupFilled = true;
 }
 
@@ -1527,6 +1563,7 @@ function setupBody() {
   if (parallel > 0) body.parallel = parallel;
   if (val("setup-quota")) body.quota_per_account = val("setup-quota");
   if (val("setup-limit")) body.message_size_limit = val("setup-limit");
+  if (val("setup-staging")) body.staging_limit = val("setup-staging");
   if (val("setup-resolver")) body.resolver = val("setup-resolver");
   return body;
 }

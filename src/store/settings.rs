@@ -4,10 +4,47 @@
 //! damaged row reads as its default) and changed together in one short write transaction. What the
 //! appliance records as it runs (pass counts and times, MX state, when it finished) is not here.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use rusqlite::params;
 
 use super::Store;
+use crate::units::{human_bytes, parse_size};
+
+/// The smallest staging limit `setup` takes: the reader waits while staging holds the limit, so it
+/// must leave room for a window of messages while the target takes the ones before; below this the
+/// pipe would mostly stand still.
+pub const MIN_STAGING_LIMIT: u64 = 16 << 20;
+
+/// The staging limit as the operator writes it (`setup --staging-limit`, `staging_limit` in the
+/// API): a size ("32M", "2G"), or "auto" (also "default") for the default, which is None.
+pub fn parse_staging_limit(text: &str) -> Result<Option<u64>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("auto") || text.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    check_staging_limit(parse_size(text)?).map(Some)
+}
+
+/// A staging limit in bytes, refused with a sentence saying why when a window of messages would not fit.
+pub fn check_staging_limit(bytes: u64) -> Result<u64> {
+    if bytes == 0 {
+        bail!(
+            "a staging limit of 0 would let no message through: give at least {} (e.g. 32M or 2G), or auto for the default",
+            human_bytes(MIN_STAGING_LIMIT)
+        );
+    }
+    if bytes < MIN_STAGING_LIMIT {
+        // Just below the minimum rounds to the same words; then the bytes say it.
+        let given = if human_bytes(bytes) == human_bytes(MIN_STAGING_LIMIT) { format!("{bytes} bytes") } else { human_bytes(bytes) };
+        bail!(
+            "a staging limit of {} is too small: staging must hold at least {} so that a window of messages fits while the target \
+             takes the ones before; give e.g. 32M or 2G, or auto for the default",
+            given,
+            human_bytes(MIN_STAGING_LIMIT)
+        );
+    }
+    Ok(bytes)
+}
 
 /// Every setting the operator chooses, with its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,5 +204,36 @@ mod tests {
         assert_eq!(damaged.parallel, 4);
         assert_eq!(damaged.pass_interval_seconds, 900);
         assert_eq!(damaged.mx_target, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn staging_limits_are_read_and_too_small_ones_refused_with_a_reason() {
+        for (text, limit) in [
+            ("32M", Some(32 << 20)),
+            ("16M", Some(MIN_STAGING_LIMIT)),
+            (" 2G ", Some(2 << 30)),
+            ("1.5g", Some(3 << 29)),
+            ("16777216", Some(16 << 20)),
+            ("auto", None),
+            ("AUTO", None),
+            ("default", None),
+        ] {
+            assert_eq!(parse_staging_limit(text).unwrap(), limit, "{text:?}");
+        }
+        for (text, says) in [
+            ("0", "a staging limit of 0 would let no message through: give at least 16.0 MB"),
+            ("0M", "would let no message through"),
+            ("8M", "a staging limit of 8.0 MB is too small: staging must hold at least 16.0 MB so that a window of messages fits"),
+            ("16777215", "a staging limit of 16777215 bytes is too small"),
+            ("500k", "500.0 KB is too small"),
+            ("lots", "\"lots\" is not a size: write e.g. 35M or 50G"),
+            ("5X", "unknown unit"),
+            ("", "is not a size"),
+        ] {
+            let err = parse_staging_limit(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+        assert_eq!(check_staging_limit(64 << 20).unwrap(), 64 << 20);
+        assert!(check_staging_limit(1).unwrap_err().to_string().contains("1 B is too small"));
     }
 }
