@@ -279,10 +279,7 @@ fn a_migration_four_times_the_staging_limit_keeps_the_data_directory_under_it() 
         Some(slow_target.port()),
         &[("f@gammal.se", "pw1", "f@ny.se", "pw2")],
     );
-    rusqlite::Connection::open(m.data.join("postflytt.sqlite"))
-        .unwrap()
-        .execute("INSERT INTO setting (key, value) VALUES ('limit.staging', '33554432')", [])
-        .unwrap();
+    m.ok(&["setup", "--staging-limit", "32M"]);
     let data = m.data.clone();
     let pass = std::thread::spawn(move || driver::postflytt(&data, &["sync"], &[]));
     let mut peak = 0;
