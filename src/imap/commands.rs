@@ -3,7 +3,7 @@
 //! SUBSCRIBE, UID STORE, GETQUOTAROOT and APPEND. APPEND writes its own line and streams each body
 //! from the caller slice by slice (imap-next would hold a whole message); body FETCH is `body_fetch`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 
 use anyhow::{Result, anyhow};
@@ -139,18 +139,47 @@ impl Session {
         let mut status = FolderStatus::default();
         for item in data {
             if let Data::Status { items, .. } = item {
-                for it in items.iter() {
-                    match it {
-                        StatusDataItem::Messages(n) => status.messages = *n,
-                        StatusDataItem::UidNext(n) => status.uidnext = Some(n.get()),
-                        StatusDataItem::UidValidity(n) => status.uidvalidity = Some(n.get()),
-                        StatusDataItem::HighestModSeq(n) => status.highest_modseq = Some(*n),
-                        _ => {}
-                    }
-                }
+                status = status_of(items.iter());
             }
         }
         Ok(status)
+    }
+
+    /// STATUS of many folders in few round trips: the commands go pipelined, `STATUS_PIPELINE` at a
+    /// time, so a pass over an unchanged account costs one round trip per that many folders instead
+    /// of one per folder. A folder the server refuses is left out (its own `status` says why later).
+    pub async fn statuses(&mut self, wire_names: &[String], condstore: bool) -> Result<BTreeMap<String, FolderStatus>> {
+        let mut found = BTreeMap::new();
+        for group in wire_names.chunks(STATUS_PIPELINE) {
+            let mut names = vec![StatusDataItemName::Messages, StatusDataItemName::UidNext, StatusDataItemName::UidValidity];
+            if condstore {
+                names.push(StatusDataItemName::HighestModSeq);
+            }
+            let mut bodies = Vec::with_capacity(group.len());
+            for wire_name in group {
+                bodies.push(CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: names.clone().into() });
+            }
+            let wanted: BTreeSet<&str> = group.iter().map(String::as_str).collect();
+            let mut answered = BTreeMap::new();
+            self.run_many(bodies, Answers::Kept, &mut |data| {
+                if let Data::Status { mailbox, items } = data {
+                    let wire = mailbox_wire(&mailbox);
+                    // INBOX is INBOX in any case; other names come back as they were asked.
+                    let key = if wire.eq_ignore_ascii_case("INBOX") {
+                        group.iter().find(|n| n.eq_ignore_ascii_case("INBOX")).cloned().unwrap_or(wire)
+                    } else {
+                        wire
+                    };
+                    if wanted.contains(key.as_str()) {
+                        answered.insert(key, status_of(items.iter()));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            found.extend(answered);
+        }
+        Ok(found)
     }
 
     /// SELECT (read-write) or EXAMINE (read-only, used on the source so nothing there changes).
@@ -399,6 +428,24 @@ impl Session {
     pub fn message_size_limit(&self, operator_limit: Option<u64>) -> Option<u64> {
         self.quirks().message_size_limit(self.append_limit(), operator_limit)
     }
+}
+
+/// Folders asked for with STATUS in one round trip by `statuses`.
+const STATUS_PIPELINE: usize = 64;
+
+/// A STATUS answer's items as a `FolderStatus`.
+fn status_of<'a>(items: impl Iterator<Item = &'a StatusDataItem>) -> FolderStatus {
+    let mut status = FolderStatus::default();
+    for item in items {
+        match item {
+            StatusDataItem::Messages(n) => status.messages = *n,
+            StatusDataItem::UidNext(n) => status.uidnext = Some(n.get()),
+            StatusDataItem::UidValidity(n) => status.uidvalidity = Some(n.get()),
+            StatusDataItem::HighestModSeq(n) => status.highest_modseq = Some(*n),
+            _ => {}
+        }
+    }
+    status
 }
 
 fn mailbox_of(wire_name: &str) -> Result<Mailbox<'static>> {

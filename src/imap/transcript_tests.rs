@@ -11,6 +11,7 @@
 //! A new case is a test calling `transcript` with the turns (`s` and `c` for lines, `s_bytes` and
 //! `c_bytes` for a literal's bytes) and a closure that drives the session and returns what to check.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
 use std::thread::JoinHandle;
@@ -20,8 +21,8 @@ use imap_next::imap_types::response::StatusKind;
 
 use super::body_fetch::tests::{Pace, connect, run};
 use super::{
-    AppendAnswer, AppendItem, BodyRequest, BodySink, FetchItem, ImapError, ListedFolder, MessageMeta, Selected, Session, bye_reason,
-    kind_of,
+    AppendAnswer, AppendItem, BodyRequest, BodySink, FetchItem, FolderStatus, ImapError, ListedFolder, MessageMeta, Selected, Session,
+    bye_reason, kind_of,
 };
 use crate::secret::Secret;
 
@@ -293,6 +294,38 @@ fn select_reads_uidvalidity_uidnext_and_highestmodseq_and_lets_an_alert_pass() {
     // EXAMINE starts afresh: nothing of the INBOX's answers carries over.
     let archive = Selected { exists: 0, uidvalidity: Some(17), uidnext: None, highest_modseq: None };
     assert_eq!(selected, (inbox, archive));
+}
+
+#[test]
+fn statuses_of_many_folders_go_in_one_round_trip_and_a_refused_one_is_left_out() {
+    let found = transcript(
+        || {
+            vec![
+                s("* OK [CAPABILITY IMAP4rev1 CONDSTORE] ready"),
+                c("P1 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"),
+                c("P2 STATUS Arkiv (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"),
+                c("P3 STATUS \"Gamla saker\" (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"),
+                s("* STATUS inbox (MESSAGES 12 UIDNEXT 40 UIDVALIDITY 7 HIGHESTMODSEQ 99)"),
+                s("P1 OK Status completed."),
+                s("* STATUS Arkiv (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8 HIGHESTMODSEQ 1)"),
+                s("P2 OK Status completed."),
+                s("P3 NO [NONEXISTENT] Mailbox doesn't exist: Gamla saker"),
+            ]
+        },
+        async |mut session: Session| {
+            let names = ["INBOX", "Arkiv", "Gamla saker"].map(String::from);
+            session.statuses(&names, true).await.expect("statuses")
+        },
+    );
+    let status = |messages, uidnext, uidvalidity, modseq| FolderStatus {
+        messages,
+        uidvalidity: Some(uidvalidity),
+        uidnext: Some(uidnext),
+        highest_modseq: Some(modseq),
+    };
+    let want: BTreeMap<String, FolderStatus> =
+        [("INBOX".to_string(), status(12, 40, 7, 99)), ("Arkiv".to_string(), status(0, 1, 8, 1))].into_iter().collect();
+    assert_eq!(found, want);
 }
 
 #[test]

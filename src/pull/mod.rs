@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 
 use crate::fault;
-use crate::imap::{FetchItem, Session};
+use crate::imap::{FetchItem, FolderStatus, Session};
 use crate::pipe::{Flow, Pipe};
 use crate::store::{ListedMessage, Store, Tx};
 
@@ -66,17 +66,23 @@ fn flags_text(flags: &[String]) -> String {
     f.join(" ")
 }
 
-/// Pulls one folder. Returns quickly when STATUS shows nothing changed.
+/// Pulls one folder. Returns quickly when STATUS (`known_status`, or asked here) shows nothing changed.
+#[allow(clippy::too_many_arguments)]
 pub async fn pull_folder(
     store: &Store,
     account_id: i64,
     session: &mut Session,
     folder: &FolderRow,
     condstore: bool,
+    known_status: Option<FolderStatus>,
     pipe: &Pipe,
     stats: &mut PullStats,
 ) -> Result<()> {
-    let status = session.status(&folder.wire_name, condstore).await?;
+    // The folder's STATUS, asked now unless the pass asked for every folder's at once.
+    let status = match known_status {
+        Some(status) => status,
+        None => session.status(&folder.wire_name, condstore).await?,
+    };
     let unstaged = store.unstaged_count(folder.id)?;
     let unchanged = status.uidvalidity.is_some()
         && status.uidvalidity == folder.uidvalidity
