@@ -293,6 +293,10 @@ impl Session {
                         self.pending_codes.push(code);
                     }
                 }
+                // LOGOUT is answered with BYE and then its tagged OK (RFC 3501 6.1.3): an expected BYE,
+                // not a lost connection. Making it an error cost a backtrace where RUST_BACKTRACE is set,
+                // which pages in unwind tables (about 0.5 MiB of peak RSS at the end of every pass).
+                Status::Bye(_) if self.budget.is_for("LOGOUT") => {}
                 Status::Bye(bye) => {
                     let reason = bye.text.to_string();
                     return Err(ImapError::ConnectionLost {

@@ -98,6 +98,11 @@ pub(super) struct Budget {
 }
 
 impl Budget {
+    /// Whether this is the budget of the command named `what` (as `CommandBody::name` says it).
+    pub(super) fn is_for(&self, what: &str) -> bool {
+        self.what == what
+    }
+
     pub(super) fn new(what: &'static str, answers: Answers, exists: u32) -> Budget {
         let (max_answers, max_answer_bytes) = match answers {
             Answers::Kept => (UNTAGGED_LIMIT, Some(UNTAGGED_BYTES_LIMIT)),
