@@ -46,6 +46,8 @@ pub struct Pipe {
     stopped: Cell<bool>,
     /// The writer is appending (not waiting for the reader): staged bytes will leave soon.
     writer_busy: Cell<bool>,
+    /// The writer is done for this pass: nothing will free room any more.
+    writer_finished: Cell<bool>,
     /// The reader's news the writer has taken in (`seen`); less than `to_writer`'s count means the
     /// writer has news it has not acted on yet, so room will come.
     writer_seen: Cell<u64>,
@@ -95,6 +97,12 @@ impl Pipe {
         self.writer_busy.set(busy);
     }
 
+    /// The writer has returned: a reader that goes on alone does not wait for room.
+    pub fn writer_finished(&self) {
+        self.writer_finished.set(true);
+        self.to_reader.notify();
+    }
+
     /// The writer takes in the reader's news so far: the count to wait past with `news_after`.
     pub fn seen(&self) -> u64 {
         let seen = self.to_writer.generation.get();
@@ -120,7 +128,8 @@ impl Pipe {
     /// stop a pass.
     pub async fn room_to_stage(&self, store: &Store) -> Result<()> {
         loop {
-            let writer_will_free = self.writer_busy.get() || self.writer_seen.get() < self.to_writer.generation.get();
+            let writer_will_free =
+                !self.writer_finished.get() && (self.writer_busy.get() || self.writer_seen.get() < self.to_writer.generation.get());
             if self.stopped() || !writer_will_free || store.staging_used_bytes()? < self.limit.get() {
                 return Ok(());
             }

@@ -42,6 +42,19 @@ pub struct PushStats {
     pub refetched: u64,
 }
 
+/// How far a push got with the look-up for copies already on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookUp {
+    /// Looked (or there was nothing on the target to look through): later pushes of the folder in
+    /// this pass append without looking again.
+    Done,
+    /// Nothing to look up with yet (no work, or nothing staged): the next push looks.
+    NotYet,
+    /// The target has mail to compare with the staged rows, and the reader is still staging the
+    /// folder: push again once it is whole.
+    NeedsWholeFolder,
+}
+
 fn split_flags(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
@@ -52,7 +65,8 @@ fn split_flags(text: &str) -> Vec<String> {
 /// (the last pass before verification). What the target does differently is `session.quirks()`.
 /// `look_up` looks through the target folder for copies of staged messages that arrived another way
 /// (another tool, a lost APPEND answer) before appending; a later push of the folder in the same pass
-/// skips that once one has looked. Returns whether this push looked (the folder had work).
+/// skips that once one has looked (`LookUp::Done`). `folder_whole`: the reader has staged all of the
+/// folder it will this pass; a look-up by content waits for that (`LookUp::NeedsWholeFolder`).
 // The folder's identity on both sides and the pass's settings; to become one struct when the store
 // gets its own API (issue 14).
 #[allow(clippy::too_many_arguments)]
@@ -65,16 +79,17 @@ pub async fn push_folder(
     target: &TargetFolderRow,
     size_limit: Option<u64>,
     look_up: bool,
+    folder_whole: bool,
     recheck: bool,
     stats: &mut PushStats,
-) -> Result<bool> {
+) -> Result<LookUp> {
     let quirks = session.quirks();
     if let Some(limit) = size_limit {
         skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
     }
     let work = store.push_work(source_folder_id, target.id, target.uidvalidity)?;
     if work == 0 && !(recheck && store.has_pushed(source_folder_id)?) {
-        return Ok(false);
+        return Ok(LookUp::NotYet);
     }
     let selected = session.select(&target.wire_name, false, false).await?;
     let Some(uidvalidity) = selected.uidvalidity else {
@@ -91,7 +106,7 @@ pub async fn push_folder(
         indexed_uidnext = 1;
     } else if work == 0 {
         // A recheck that found the UIDVALIDITY unchanged: still nothing to do.
-        return Ok(false);
+        return Ok(LookUp::NotYet);
     }
     let uidnext = selected.uidnext.unwrap_or(u32::MAX);
     if !look_up && indexed_uidnext > 1 {
@@ -99,7 +114,7 @@ pub async fn push_folder(
         // to the target since is what we appended (recorded by UID) or new mail that is not ours.
         append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
         sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
-        return Ok(true);
+        return Ok(LookUp::Done);
     }
 
     // Look-up: target messages we did not put there (another tool, a lost APPEND answer) that equal
@@ -108,6 +123,14 @@ pub async fn push_folder(
     let appending = store.appending_count(source_folder_id)?;
     // On a re-rendering target only rows we were appending look anything up (see `match_by_identity`).
     let worth_looking = if quirks.exchange_rewrites_messages { appending > 0 } else { indexed_uidnext < uidnext || appending > 0 };
+    // By content the look-up compares the target with the rows staged now and then marks the target
+    // as looked through: with the reader still staging the folder, later rows would never be
+    // compared, so it waits for the whole folder. (By identity only rows we were appending take part,
+    // and those are all staged already.)
+    let by_content = !quirks.exchange_rewrites_messages;
+    if selected.exists > 0 && worth_looking && by_content && !folder_whole {
+        return Ok(if lookup > 0 { LookUp::NeedsWholeFolder } else { LookUp::NotYet });
+    }
     if lookup > 0 && selected.exists > 0 && worth_looking {
         stats.matched += if quirks.exchange_rewrites_messages {
             match_by_identity(store, session, source_folder_id, target.id, uidvalidity, indexed_uidnext).await?
@@ -124,7 +147,7 @@ pub async fn push_folder(
 
     append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
-    Ok(true)
+    Ok(LookUp::Done)
 }
 
 /// Messages larger than the target accepts are not sent at all: each is recorded as skipped with the

@@ -18,7 +18,7 @@ use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, Ta
 use crate::imap::{ImapError, ListedFolder, Session};
 use crate::pipe::{Flow, Pipe};
 use crate::pull::{self, PullStats};
-use crate::push::{self, PushStats};
+use crate::push::{self, LookUp, PushStats};
 use crate::store::{Account, PassTotals, PresentFolder, ServerKind, SourceFolderRecord, Store, now};
 use crate::units::human_bytes;
 use crate::utf7;
@@ -363,6 +363,9 @@ async fn pass_connected(
         if result.is_err() {
             pipe.stop();
         }
+        // Whatever the reader does from here (the rest of its folders, the refetch round), it does
+        // not wait for room the writer would make.
+        pipe.writer_finished();
         result
     };
     let (read, written) = smol::future::zip(reader, writer).await;
@@ -375,13 +378,18 @@ async fn pass_connected(
     // more round for those folders fetches and appends them in this same pass.
     let refetch = refetch.into_inner();
     for lane in lanes.iter().filter(|lane| refetch.contains(&lane.folder_id)) {
+        if crate::fault::shutting_down() {
+            anyhow::bail!("stopped by request; the next pass continues where this one stopped");
+        }
+        // The folder's row as the reader left it (its UIDVALIDITY and last UID of this pass).
+        let fresh_rows = pull::folder_rows(store, account.id)?;
         let round: Result<()> = async {
-            if let Some(row) = pull_rows.get(&lane.folder_id) {
+            if let Some(row) = fresh_rows.iter().find(|row| row.id == lane.folder_id) {
                 pull::pull_folder(store, account.id, source, row, condstore, None, &pipe, &mut report.pull)
                     .await
                     .with_context(|| format!("reading {} on the source", lane.name))?;
             }
-            push_lane(store, account, target, lane, true, false, size_limit, &mut report.push).await.map(|_| ())
+            push_lane(store, account, target, lane, true, true, false, size_limit, &mut report.push).await.map(|_| ())
         }
         .await;
         if let Err(e) = round {
@@ -463,6 +471,8 @@ async fn write_folders(
         // The first push of a folder in a pass looks for copies already on the target; the ones
         // after it in the same pass append what the reader staged since.
         let mut first = true;
+        // The look-up found mail on the target to compare with: the folder is pushed once it is whole.
+        let mut needs_whole = false;
         let written: Result<()> = async {
             loop {
                 let seen = pipe.seen();
@@ -470,21 +480,27 @@ async fn write_folders(
                 if pipe.stopped() || flow == Flow::Failed {
                     return Ok(());
                 }
-                if flow == Flow::Waiting {
+                if flow == Flow::Waiting || (flow == Flow::Streaming && needs_whole) {
+                    // Idle until the reader's news: a reader waiting for room need not wait for us.
+                    pipe.freed();
                     pipe.news_after(seen).await;
                     continue;
                 }
+                if crate::fault::shutting_down() {
+                    anyhow::bail!("stopped by request; the next pass continues where this one stopped");
+                }
                 pipe.set_writer_busy(true);
                 let refetched_before = stats.refetched;
-                let pushed = push_lane(store, account, target, lane, first, recheck, size_limit, stats).await;
+                let pushed = push_lane(store, account, target, lane, first, flow == Flow::Done, recheck, size_limit, stats).await;
                 pipe.set_writer_busy(false);
                 pipe.freed();
-                let looked = pushed?;
+                let look_up = pushed?;
                 if stats.refetched > refetched_before {
                     refetch.borrow_mut().insert(lane.folder_id);
                 }
                 recheck = false;
-                first &= !looked;
+                first &= look_up != LookUp::Done;
+                needs_whole = look_up == LookUp::NeedsWholeFolder;
                 if flow == Flow::Done {
                     return Ok(());
                 }
@@ -507,12 +523,13 @@ async fn push_lane(
     target: &mut Session,
     lane: &Lane,
     look_up: bool,
+    folder_whole: bool,
     recheck: bool,
     size_limit: Option<u64>,
     stats: &mut PushStats,
-) -> Result<bool> {
+) -> Result<LookUp> {
     let target_row = store.write(|tx| tx.target_folder(account.id, &lane.target_name, &lane.target_wire))?;
-    push::push_folder(store, account.id, target, lane.folder_id, &lane.name, &target_row, size_limit, look_up, recheck, stats)
+    push::push_folder(store, account.id, target, lane.folder_id, &lane.name, &target_row, size_limit, look_up, folder_whole, recheck, stats)
         .await
         .with_context(|| format!("copying {} to {}", lane.name, lane.target_name))
 }

@@ -296,6 +296,44 @@ fn a_migration_four_times_the_staging_limit_keeps_the_data_directory_under_it() 
 }
 
 #[test]
+fn a_folder_already_on_the_target_is_looked_up_whole_while_staging_streams() {
+    // Another tool copied all 30 messages of a folder to the target. With small windows the writer
+    // would push while the reader still stages: the look-up by content must wait for the whole folder,
+    // or the rows staged after it would be appended beside their copies (found by the cold review:
+    // 14 duplicates out of 30).
+    let source = Dovecot::start(Layout::OldHost, &[("r@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("r@ny.se", "pw2")]);
+    let mut sr = source.reader("r@gammal.se");
+    fixture::ensure_folders(&mut sr, &["INBOX.Kunder"]);
+    fixture::load(&mut sr, &fixture::bulk("INBOX.Kunder", 30, 7, 500..5000));
+    let mut tr = target.reader("r@ny.se");
+    tr.create("Kunder");
+    for msg in sr.fetch_all("INBOX.Kunder").iter() {
+        let flags: Vec<&str> = msg.flags.iter().map(String::as_str).collect();
+        tr.append("Kunder", &flags, Some(&msg.internal_date), &msg.body);
+    }
+    drop(tr);
+    drop(sr);
+    // The source 10 ms away each way, so the writer surely runs between the reader's windows.
+    let slow_source = latency::LatencyProxy::start(source.port(), std::time::Duration::from_millis(10));
+    let m = Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(slow_source.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("r@gammal.se", "pw1", "r@ny.se", "pw2")],
+    );
+    let out = m.run_env(&["sync", "--parallel", "1"], &[("POSTFLYTT_BATCH", "4")]);
+    let t = driver::text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(appended(&t), 0, "all 30 were already there:\n{t}");
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    fixture::assert_same_mail(&snapshot(&source, "r@gammal.se"), &snapshot(&target, "r@ny.se"), &map);
+}
+
+#[test]
 fn oversized_message_is_skipped_with_reason_and_the_rest_goes_on() {
     let source = Dovecot::start(Layout::Modern, &[("d@gammal.se", "pw1")]);
     let opts = DovecotOptions { append_limit: Some(2 * 1024 * 1024), ..DovecotOptions::default() };

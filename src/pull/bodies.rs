@@ -323,12 +323,18 @@ impl WholeBodies<'_> {
 
 impl BodySink for WholeBodies<'_> {
     fn begin(&mut self, uid: u32, _origin: Option<u32>, _len: u32) -> Result<()> {
-        self.writing = self.ids.get(&uid).map(|&(id, listed)| {
-            // A repeat (commands sent again after throttling) replaces the first copy: its restart
-            // takes the first copy's hash, so the first copy no longer counts as staged.
+        self.writing = self.ids.get(&uid).and_then(|&(id, listed)| {
+            // A repeat (commands sent again after throttling) of a body that came whole at its listed
+            // size goes nowhere: that first copy may be committed already, and the writer may be
+            // appending it or have sent it and released its bytes, so restaging it would pull the
+            // bytes from under an APPEND or bring back bytes the target already has. One whose length
+            // differed is only marked when the fetch ends, so its repeat replaces it.
+            if self.outcome.staged.contains(&id) && !self.unsure.contains_key(&id) {
+                return None;
+            }
             self.unsure.remove(&id);
             self.outcome.staged.remove(&id);
-            (BodyWriter::start(id, self.with_identity), listed)
+            Some((BodyWriter::start(id, self.with_identity), listed))
         });
         Ok(())
     }

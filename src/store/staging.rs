@@ -190,10 +190,13 @@ impl Store {
 
     /// The fully staged rows of `folder_id` in push state `state` that have no identity yet (staged
     /// before schema version 4, or for a target that did not need it).
+    /// (Rows whose bytes left staging are not among them: with nothing to read, they keep no identity
+    /// rather than a permanent "nothing to go by".)
     pub fn staged_without_identity(&self, folder_id: i64, state: PushState) -> Result<Vec<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2
+                   AND EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id)",
+        )?;
         let rows = stmt.query_map(params![folder_id, state], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
