@@ -214,24 +214,10 @@ pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     let auth = import::SourceAuth::of(store.source_kind()?);
     let rows = import::read_import_for(&import.file, auth).map_err(|e| anyhow!("{e}"))?.accounts;
-    let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
-    let sealed = rows
-        .iter()
-        .map(|row| {
-            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let (added, updated) = store.write(|tx| {
-        let (mut added, mut updated) = (0, 0);
-        for account in &sealed {
-            if tx.upsert_account(account)? { added += 1 } else { updated += 1 }
-        }
-        Ok((added, updated))
-    })?;
-    println!("{added} accounts added, {updated} updated");
-    let missing: Vec<&String> = known.iter().filter(|k| !rows.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
-    for m in missing {
-        println!("note: {m} is not in this file; it was kept");
+    let saved = import::save(&store, &rows)?;
+    println!("{} accounts added, {} updated", saved.added, saved.updated);
+    for login in saved.not_in_file {
+        println!("note: {login} is not in this file; it was kept");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -472,28 +472,9 @@ fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Res
     let store = app.store()?;
     let auth = crate::import::SourceAuth::of(store.source_kind()?);
     let import = crate::import::import_bytes_for(name, body, auth).map_err(|e| ApiError::new(400, e.to_string()))?;
-    let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
-    let sealed = import
-        .accounts
-        .iter()
-        .map(|row| {
-            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let (added, updated) = store.write(|tx| {
-        let (mut added, mut updated) = (0, 0);
-        for account in &sealed {
-            if tx.upsert_account(account)? {
-                added += 1;
-            } else {
-                updated += 1;
-            }
-        }
-        Ok((added, updated))
-    })?;
-    let missing: Vec<&String> = known.iter().filter(|k| !import.accounts.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
+    let saved = crate::import::save(&store, &import.accounts)?;
     let warnings: Vec<String> = import.warnings.iter().map(|w| w.to_string()).collect();
-    Ok(json!({"added": added, "updated": updated, "not_in_file": missing, "warnings": warnings}))
+    Ok(json!({"added": saved.added, "updated": saved.updated, "not_in_file": saved.not_in_file, "warnings": warnings}))
 }
 
 fn check_results(app: &Appliance, format: Option<&str>) -> Reply {

@@ -181,6 +181,39 @@ pub fn read_import(path: &Path) -> Result<Import, ImportError> {
     read_import_for(path, SourceAuth::Password)
 }
 
+/// What saving an account list did: accounts added and updated, and the logins already stored that the
+/// list no longer holds (kept, as a re-import never removes an account).
+pub struct Saved {
+    pub added: usize,
+    pub updated: usize,
+    pub not_in_file: Vec<String>,
+}
+
+/// Stores a validated list's accounts: every password sealed first, then all rows in one short write
+/// transaction (an import is all or nothing). The CLI's `import` and `POST /api/accounts` both save here.
+pub fn save(store: &crate::store::Store, accounts: &[AccountRow]) -> anyhow::Result<Saved> {
+    let known: Vec<String> = store.accounts(&[])?.into_iter().map(|a| a.source_login).collect();
+    let sealed = accounts
+        .iter()
+        .map(|row| {
+            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (added, updated) = store.write(|tx| {
+        let (mut added, mut updated) = (0, 0);
+        for account in &sealed {
+            if tx.upsert_account(account)? {
+                added += 1;
+            } else {
+                updated += 1;
+            }
+        }
+        Ok((added, updated))
+    })?;
+    let not_in_file = known.into_iter().filter(|k| !accounts.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
+    Ok(Saved { added, updated, not_in_file })
+}
+
 /// Like `read_import`, for a source that logs in as `auth` says.
 pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportError> {
     let sheet = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
