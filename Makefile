@@ -7,7 +7,8 @@ LISTEN ?= 127.0.0.1:8025
 CARGO ?= cargo
 BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
 TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl
-# The peer the benchmark compares with (mbsync) and the timer it measures both with.
+# The peer the benchmark compares with (mbsync) and the timer it measures every tool with; its other
+# tools come with the test packages (doveadm: dovecot-core) or with Debian itself (taskset: util-linux).
 BENCH_PACKAGES = isync time
 
 .PHONY: all build release run test lint build-deps test-deps bench clean
