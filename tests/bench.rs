@@ -34,6 +34,10 @@
 //!    JSON to `target/bench/bench.json`, then fails if a correctness check failed (speed, memory and disk
 //!    targets are reported, not asserted).
 //!
+//! Files: this one runs the scenarios and checks; `bench/tools.rs` runs the tools (GNU time, one core,
+//! mbsync's config, the data directory's sampler), `bench/latency.rs` the slow link and the office line,
+//! `bench/report.rs` the rows, the table and the JSON, `bench/mail.rs` the fixture.
+//!
 //! Wall time is measured here around the child processes; CPU seconds (user + system) and peak RSS come
 //! from GNU time (`/usr/bin/time -v`, i.e. each child's rusage), the same way for every tool.
 //! `BENCH_QUICK=1` shrinks the fixture tenfold for quick iterations (JSON to
@@ -48,6 +52,10 @@ mod driver;
 mod latency;
 #[path = "bench/mail.rs"]
 mod mail;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/tools.rs"]
+mod tools;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,6 +66,8 @@ use std::time::{Duration, Instant};
 use common::fixture::{self, FixtureMsg};
 use common::{Dovecot, DovecotOptions, Layout};
 use driver::{Migration, Via};
+use report::{Row, Target, fmt_opt, fmt_share, json_num, json_str, pair, ratios_json, rows_json, table};
+use tools::{Measure, mbsync_each, mbsync_run, mbsync_setup, pf_bin, pf_sync, pf_sync_on, timed_all};
 
 const SEED: u64 = 20_240_301;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -154,220 +164,6 @@ fn start_source(accts: &[Acct]) -> Dovecot {
     Dovecot::start(Layout::OldHost, &users)
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Running a tool under GNU time.
-
-#[derive(Clone, Debug, Default)]
-struct Measure {
-    wall: f64,
-    /// User + system seconds, summed over the processes of the run.
-    cpu: f64,
-    /// Peak RSS, summed over the processes of the run (they run at the same time, so this is what a
-    /// box must hold at worst; their peaks need not coincide).
-    rss_kib: u64,
-    success: bool,
-    output: String,
-    /// postflytt runs: the largest size of the data directory seen while it ran (bytes on disk).
-    staging_peak: Option<u64>,
-}
-
-/// A program and its arguments.
-type Cmd = (PathBuf, Vec<String>);
-
-fn timed(program: &Path, args: &[String]) -> Measure {
-    timed_all(vec![(program.to_path_buf(), args.to_vec())])
-}
-
-/// Runs every command at once, each under GNU time; wall time until the last ends.
-fn timed_all(cmds: Vec<Cmd>) -> Measure {
-    let dir = common::fresh_dir("pf-bench-time");
-    let start = Instant::now();
-    let children: Vec<_> = cmds
-        .iter()
-        .enumerate()
-        .map(|(i, (program, args))| {
-            Command::new("/usr/bin/time")
-                .arg("-v")
-                .arg("-o")
-                .arg(dir.join(format!("time-{i}.txt")))
-                .arg(program)
-                .args(args)
-                .env_remove("POSTFLYTT_KILL_AT")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("run /usr/bin/time {}: {e} (apt-get install time)", program.display()))
-        })
-        .collect();
-    // Each child's output is read by its own wait, in a thread each, so no pipe fills up.
-    let outs: Vec<std::process::Output> = std::thread::scope(|s| {
-        let waits: Vec<_> = children.into_iter().map(|c| s.spawn(move || c.wait_with_output().expect("wait for the tool"))).collect();
-        waits.into_iter().map(|w| w.join().expect("wait thread")).collect()
-    });
-    let wall = start.elapsed().as_secs_f64();
-    let mut m = Measure { wall, success: true, ..Measure::default() };
-    for (i, out) in outs.iter().enumerate() {
-        let text = std::fs::read_to_string(dir.join(format!("time-{i}.txt"))).unwrap_or_default();
-        let field = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.trim().strip_prefix(name))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {name:?} in GNU time's report:\n{text}"))
-        };
-        m.cpu += field("User time (seconds):") + field("System time (seconds):");
-        m.rss_kib += field("Maximum resident set size (kbytes):") as u64;
-        m.success &= out.status.success();
-        m.output.push_str(&driver::text(out));
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    m
-}
-
-/// `cmd` pinned to the first CPU with `taskset -c 0` when `one_core` (the one-core mode), else as is.
-fn pinned(cmd: Cmd, one_core: bool) -> Cmd {
-    if !one_core {
-        return cmd;
-    }
-    let mut args = vec!["-c".to_string(), "0".to_string(), cmd.0.to_string_lossy().into_owned()];
-    args.extend(cmd.1);
-    (PathBuf::from("taskset"), args)
-}
-
-fn pf_bin() -> PathBuf {
-    std::env::var_os("BENCH_POSTFLYTT").map(PathBuf::from).unwrap_or_else(common::postflytt_bin)
-}
-
-fn pf_sync(m: &Migration, parallel: usize) -> Measure {
-    pf_sync_on(m, parallel, false)
-}
-
-/// One `postflytt sync` pass, the size of its data directory sampled while it runs.
-fn pf_sync_on(m: &Migration, parallel: usize, one_core: bool) -> Measure {
-    let args: Vec<String> =
-        vec!["--data".into(), m.data.to_string_lossy().into_owned(), "sync".into(), "--parallel".into(), parallel.to_string()];
-    let bin = pf_bin();
-    let cmd = wrapped("BENCH_PF_WRAP", &bin, &args).unwrap_or((bin, args));
-    let sampler = DirSampler::start(&m.data);
-    let mut r = timed_all(vec![pinned(cmd, one_core)]);
-    r.staging_peak = Some(sampler.peak());
-    assert!(r.success, "postflytt sync failed:\n{}", r.output);
-    r
-}
-
-/// Samples the size on disk of a directory's files (postflytt's data directory: the database, its
-/// -wal and -shm, the key and the account list) every 100 ms on a thread of its own, until `peak`.
-struct DirSampler {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
-}
-
-impl DirSampler {
-    fn start(dir: &Path) -> DirSampler {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, dir) = (stop.clone(), dir.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let mut peak = dir_size(&dir);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                peak = peak.max(dir_size(&dir));
-            }
-            peak.max(dir_size(&dir))
-        });
-        DirSampler { stop, thread }
-    }
-
-    /// Stops sampling; the largest size seen, in bytes.
-    fn peak(self) -> u64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().expect("sampler thread")
-    }
-}
-
-/// Bytes allocated on disk (not apparent sizes: a sparse or preallocated file counts what it holds)
-/// by the files directly in `dir`.
-fn dir_size(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.blocks() * 512).sum()
-}
-
-/// Diagnosis only (changes the numbers): the env var `var` holds a command to run the tool under, e.g.
-/// `BENCH_MBSYNC_WRAP="strace -f -tt -o /tmp/mb{n}.trace"` or
-/// `BENCH_PF_WRAP="valgrind --tool=massif --massif-out-file=/tmp/pf{n}.massif"`; `{n}` counts runs.
-/// `BENCH_POSTFLYTT` names another postflytt binary (e.g. one built with debug info).
-fn wrapped(var: &str, program: &Path, args: &[String]) -> Option<(PathBuf, Vec<String>)> {
-    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let wrap = std::env::var(var).ok()?;
-    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut w: Vec<String> = wrap.split_whitespace().map(|a| a.replace("{n}", &n.to_string())).collect();
-    w.push(program.to_string_lossy().into_owned());
-    w.extend(args.iter().cloned());
-    let program = PathBuf::from(w.remove(0));
-    Some((program, w))
-}
-
-/// postflytt's own peak (VmHWM) from its log line, MiB.
-fn self_peak(output: &str) -> Option<f64> {
-    output.lines().find_map(|l| l.split("peak memory (VmHWM): ").nth(1)).and_then(|v| v.trim().trim_end_matches(" MiB").parse().ok())
-}
-
-struct MbsyncSetup {
-    dir: PathBuf,
-    conf: PathBuf,
-    channels: usize,
-}
-
-/// An mbsync config with one IMAP-to-IMAP channel per account: far = source, near = target, pull only,
-/// create folders on the target, keep internal dates, state files in a temp dir.
-fn mbsync_setup(src_port: u16, tgt_port: u16, accts: &[Acct]) -> MbsyncSetup {
-    let dir = common::fresh_dir("pf-bench-mbsync");
-    let mut c = String::new();
-    for (i, a) in accts.iter().enumerate() {
-        let state = dir.join(format!("state-{i}"));
-        std::fs::create_dir_all(&state).expect("mbsync state dir");
-        for (side, port, user, pw) in [("far", src_port, &a.src, &a.src_pw), ("near", tgt_port, &a.tgt, &a.tgt_pw)] {
-            let _ = write!(
-                c,
-                "IMAPAccount {side}{i}\nHost 127.0.0.1\nPort {port}\nUser \"{user}\"\nPass \"{pw}\"\n\
-                 SSLType None\nAuthMechs LOGIN\n\nIMAPStore {side}{i}\nAccount {side}{i}\n\n"
-            );
-        }
-        let _ = write!(
-            c,
-            "Channel ch{i}\nFar :far{i}:\nNear :near{i}:\nPatterns *\nCreate Near\nSync Pull\n\
-             Expunge None\nCopyArrivalDate yes\nSyncState {}/\n\n",
-            state.display()
-        );
-    }
-    let conf = dir.join("mbsyncrc");
-    std::fs::write(&conf, c).expect("write mbsyncrc");
-    MbsyncSetup { dir, conf, channels: accts.len() }
-}
-
-/// mbsync as `-a`: one process taking the accounts one after another.
-fn mbsync_run(s: &MbsyncSetup) -> Measure {
-    let args = vec!["-c".to_string(), s.conf.to_string_lossy().into_owned(), "-a".to_string()];
-    let bin = Path::new("/usr/bin/mbsync");
-    match wrapped("BENCH_MBSYNC_WRAP", bin, &args) {
-        Some((program, wargs)) => timed(&program, &wargs),
-        None => timed(bin, &args),
-    }
-}
-
-/// mbsync at its best: one process per account (channel), all at once, as an operator would script
-/// it; CPU and peak RSS summed over the processes.
-fn mbsync_each(s: &MbsyncSetup, one_core: bool) -> Measure {
-    let bin = Path::new("/usr/bin/mbsync");
-    let cmds = (0..s.channels)
-        .map(|i| {
-            let args = vec!["-c".to_string(), s.conf.to_string_lossy().into_owned(), format!("ch{i}")];
-            let cmd = wrapped("BENCH_MBSYNC_WRAP", bin, &args).unwrap_or((bin.to_path_buf(), args));
-            pinned(cmd, one_core)
-        })
-        .collect();
-    timed_all(cmds)
-}
-
 /// `doveadm backup` per account, all at once, where doveadm is installed: a fresh target's Dovecot
 /// pulls each account from `source` over IMAP (`backup -R ... imapc:`, Dovecot's documented migration
 /// recipe), the old host's `INBOX.` prefix stripped by `imapc_list_prefix`. It writes the target's
@@ -415,12 +211,6 @@ fn doveadm_backup(source: &Dovecot, accts: &[Acct], msgs: u64, bytes: u64, t0: I
         format!("INCOMPLETE: {} folders differ", problems.len())
     };
     Some(row)
-}
-
-impl Drop for MbsyncSetup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -503,208 +293,6 @@ fn all_uidnexts(server: &Dovecot, accts: &[Acct]) -> BTreeMap<(String, String), 
         }
     }
     out
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Results.
-
-#[derive(Clone, Debug, Default)]
-struct Row {
-    scenario: String,
-    tool: String,
-    wall: f64,
-    copied: u64,
-    /// Messages the pass had to consider (source total).
-    scanned: u64,
-    bytes: u64,
-    cpu: f64,
-    rss_mib: f64,
-    self_rss_mib: Option<f64>,
-    /// postflytt: the data directory's largest size during the run, MiB.
-    staging_peak_mib: Option<f64>,
-    /// Office line: the share of the line's rate used over the run's wall time, by direction
-    /// (`latency::UP`, `latency::DOWN`).
-    line_share: Option<[f64; 2]>,
-    check: String,
-    check_ok: bool,
-}
-
-impl Row {
-    fn new(scenario: &str, tool: &str, m: &Measure) -> Row {
-        Row {
-            scenario: scenario.into(),
-            tool: tool.into(),
-            wall: m.wall,
-            cpu: m.cpu,
-            rss_mib: m.rss_kib as f64 / 1024.0,
-            self_rss_mib: self_peak(&m.output),
-            staging_peak_mib: m.staging_peak.map(|b| b as f64 / MIB),
-            ..Row::default()
-        }
-    }
-
-    /// Messages per second: copied ones, or scanned ones for a pass that copies nothing.
-    fn msgs_per_s(&self) -> f64 {
-        let n = if self.copied > 0 { self.copied } else { self.scanned };
-        n as f64 / self.wall
-    }
-
-    fn mb_per_s(&self) -> f64 {
-        self.bytes as f64 / MIB / self.wall
-    }
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-fn json_num(v: f64) -> String {
-    if v.is_finite() { format!("{v:.4}") } else { "null".into() }
-}
-
-/// postflytt's row of a scenario and mbsync's best (the shortest wall time among its configurations
-/// in that scenario): every ratio is taken against mbsync at its best.
-fn pair<'a>(rows: &'a [Row], scenario: &str) -> Option<(&'a Row, &'a Row)> {
-    let pf = rows.iter().find(|r| r.scenario == scenario && r.tool == PF)?;
-    let mb = rows.iter().filter(|r| r.scenario == scenario && r.tool.starts_with("mbsync")).min_by(|a, b| a.wall.total_cmp(&b.wall))?;
-    Some((pf, mb))
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1}")).unwrap_or_default()
-}
-
-fn fmt_share(v: Option<[f64; 2]>) -> String {
-    v.map(|s| format!("{:.0} % / {:.0} %", s[latency::DOWN] * 100.0, s[latency::UP] * 100.0)).unwrap_or_default()
-}
-
-fn table(rows: &[Row]) -> String {
-    let mut t = String::from(
-        "| scenario | tool | wall s | copied | scanned | MB | msgs/s | MB/s | CPU s | peak RSS MiB | data dir peak MiB | line down / up | check |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
-    );
-    let mut scenarios: Vec<&str> = Vec::new();
-    for r in rows {
-        if !scenarios.contains(&r.scenario.as_str()) {
-            scenarios.push(&r.scenario);
-        }
-    }
-    for s in scenarios {
-        for r in rows.iter().filter(|r| r.scenario == s) {
-            let rss = match r.self_rss_mib {
-                Some(own) => format!("{:.1} (own {own:.1})", r.rss_mib),
-                None => format!("{:.1}", r.rss_mib),
-            };
-            let _ = writeln!(
-                t,
-                "| {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {} |",
-                r.scenario,
-                r.tool,
-                r.wall,
-                r.copied,
-                r.scanned,
-                r.bytes as f64 / MIB,
-                r.msgs_per_s(),
-                r.mb_per_s(),
-                r.cpu,
-                rss,
-                fmt_opt(r.staging_peak_mib),
-                fmt_share(r.line_share),
-                r.check
-            );
-        }
-        if let Some((pf, mb)) = pair(rows, s) {
-            let x = |v: f64| if v.is_finite() { format!("{v:.2}x") } else { "n/a".to_string() };
-            let _ = writeln!(
-                t,
-                "| {s} | **postflytt / {}** | {} faster | | | | {} | {} | {} | {} | | | |",
-                mb.tool,
-                x(mb.wall / pf.wall),
-                x(pf.msgs_per_s() / mb.msgs_per_s()),
-                x(pf.mb_per_s() / mb.mb_per_s()),
-                x(pf.cpu / mb.cpu),
-                x(pf.rss_mib / mb.rss_mib)
-            );
-        }
-    }
-    t
-}
-
-struct Target {
-    name: &'static str,
-    goal: String,
-    observed: String,
-    met: bool,
-}
-
-fn rows_json(rows: &[Row]) -> String {
-    let mut j = String::from("[\n");
-    for (i, r) in rows.iter().enumerate() {
-        let _ = writeln!(
-            j,
-            "    {{\"scenario\": {}, \"tool\": {}, \"wall_s\": {}, \"copied\": {}, \"scanned\": {}, \"bytes\": {}, \
-             \"msgs_per_s\": {}, \"mb_per_s\": {}, \"cpu_s\": {}, \"peak_rss_mib\": {}, \"own_vmhwm_mib\": {}, \
-             \"data_dir_peak_mib\": {}, \"line_share_down\": {}, \"line_share_up\": {}, \"check\": {}, \"check_ok\": {}}}{}",
-            json_str(&r.scenario),
-            json_str(&r.tool),
-            json_num(r.wall),
-            r.copied,
-            r.scanned,
-            r.bytes,
-            json_num(r.msgs_per_s()),
-            json_num(r.mb_per_s()),
-            json_num(r.cpu),
-            json_num(r.rss_mib),
-            r.self_rss_mib.map(json_num).unwrap_or_else(|| "null".into()),
-            r.staging_peak_mib.map(json_num).unwrap_or_else(|| "null".into()),
-            r.line_share.map(|s| json_num(s[latency::DOWN])).unwrap_or_else(|| "null".into()),
-            r.line_share.map(|s| json_num(s[latency::UP])).unwrap_or_else(|| "null".into()),
-            json_str(&r.check),
-            r.check_ok,
-            if i + 1 < rows.len() { "," } else { "" }
-        );
-    }
-    j.push_str("  ]");
-    j
-}
-
-fn ratios_json(rows: &[Row]) -> String {
-    let mut scenarios: Vec<&str> = Vec::new();
-    for r in rows {
-        if !scenarios.contains(&r.scenario.as_str()) && pair(rows, &r.scenario).is_some() {
-            scenarios.push(&r.scenario);
-        }
-    }
-    let items: Vec<String> = scenarios
-        .iter()
-        .map(|s| {
-            let (pf, mb) = pair(rows, s).expect("pair exists");
-            format!(
-                "    {{\"scenario\": {}, \"against\": {}, \"speedup_wall\": {}, \"msgs_per_s\": {}, \"mb_per_s\": {}, \"cpu\": {}, \"peak_rss\": {}}}",
-                json_str(s),
-                json_str(&mb.tool),
-                json_num(mb.wall / pf.wall),
-                json_num(pf.msgs_per_s() / mb.msgs_per_s()),
-                json_num(pf.mb_per_s() / mb.mb_per_s()),
-                json_num(pf.cpu / mb.cpu),
-                json_num(pf.rss_mib / mb.rss_mib)
-            )
-        })
-        .collect();
-    format!("[\n{}\n  ]", items.join(",\n"))
 }
 
 /// MB/s (2^20 bytes) of writing `mb` MiB of zeros and syncing them (`dd conv=fdatasync`) in a fresh
