@@ -1119,7 +1119,7 @@ fn bench_postflytt_against_mbsync() {
         out,
         "\n| physical limit | value |\n|---|---|\n\
          | office line | {:.0} Mbit/s = {:.1} MB/s each way, +{} ms each way: {:.1} MB of mail down and up in {line_floor:.1} s at best |\n\
-         | loopback: disk write, {} MB with dd conv=fdatasync | {} |\n",
+         | loopback: disk write, {} MB with dd conv=fdatasync (in a VM the host's cache may answer the sync) | {} |\n",
         scale.line_bits / 1e6,
         scale.line_bits / 8.0 / MIB,
         scale.latency.as_millis(),

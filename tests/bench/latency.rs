@@ -246,8 +246,10 @@ fn office_line_holds_its_rate_across_proxies() {
     let first = done.iter().cloned().fold(f64::INFINITY, f64::min);
     assert_eq!(line.bytes()[UP], 2 * EACH as u64, "every byte went up the line");
     assert!(last >= ideal * 0.95, "6 MiB took {last:.3} s, faster than the line allows ({ideal:.3} s)");
-    assert!(last <= ideal * 1.5 + 0.2, "6 MiB took {last:.3} s, the line should carry it in {ideal:.3} s");
-    assert!(first >= ideal * 0.8, "the connections shared the line (the first ended at {first:.3} s of {ideal:.3} s)");
+    // Loose above: a busy machine may delay the proxy's threads, and a line too slow shows as low
+    // shares for every tool alike; a line too fast (not shared, not limiting) is what must not pass.
+    assert!(last <= ideal * 2.0 + 0.3, "6 MiB took {last:.3} s, the line should carry it in {ideal:.3} s");
+    assert!(first >= ideal * 0.7, "the connections shared the line (the first ended at {first:.3} s of {ideal:.3} s)");
     for s in sinks {
         let _ = s.join();
     }
