@@ -625,7 +625,14 @@ fn bench_postflytt_against_mbsync() {
         progress(t0, &format!("postflytt: {limit_name}"));
         let t_pf = start_target(&limit_accts);
         let ml = migration(&source, None, &t_pf, None, &limit_accts);
-        ml.ok(&["setup", "--staging-limit", "32M"]);
+        // The binary asked above (BENCH_POSTFLYTT may name another) sets the limit.
+        let out = Command::new(pf_bin())
+            .arg("--data")
+            .arg(&ml.data)
+            .args(["setup", "--staging-limit", "32M"])
+            .output()
+            .expect("run postflytt setup");
+        assert!(out.status.success(), "postflytt setup --staging-limit 32M failed:\n{}", driver::text(&out));
         let r = pf_sync(&ml, 4);
         let mut row = Row::new(&limit_name, PF, &r);
         row.copied = driver::appended(&r.output);
