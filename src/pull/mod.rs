@@ -483,6 +483,56 @@ mod tests {
         assert_eq!(flags_text(&f), "$Label1 \\Seen");
     }
 
+    /// Whole bodies fetched pipelined, the second command throttled: the commands go again after the
+    /// wait, and the server sends the first command's bodies a second time. The first copy of UID 5
+    /// was committed already (UID 6's bytes filled the batch after it), and during the wait the writer
+    /// took it (here: refused it, which releases its bytes as an APPEND's record does). The repeat
+    /// must not stage it again, or it would pull the bytes from under an APPEND or bring back bytes
+    /// the target already has (found by the pipe's cold review). A scripted server: Dovecot never throttles.
+    #[test]
+    fn a_whole_body_repeated_after_throttling_is_not_staged_again() {
+        use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
+        let five: Vec<u8> = (0..60_000).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let six: Vec<u8> = (0..60_000).map(|i| b'a' + (i * 11 % 26) as u8).collect();
+        let seven = b"small one".to_vec();
+        let answer = |uid: u32, body: &[u8]| {
+            let mut a = format!("* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n", body.len()).into_bytes();
+            a.extend_from_slice(body);
+            a.extend_from_slice(b")\r\n");
+            a
+        };
+        let mut first = [answer(5, &five), answer(6, &six)].concat();
+        first.extend_from_slice(b"P1 OK done\r\nP2 NO Request is throttled. Suggested Backoff Time: 200 milliseconds\r\n");
+        let mut again = [answer(5, &five), answer(6, &six)].concat();
+        again.extend_from_slice(b"P3 OK done\r\n");
+        again.extend_from_slice(&answer(7, &seven));
+        again.extend_from_slice(b"P4 OK done\r\n");
+        let (port, server) = scripted_server(vec![(2, first), (2, again)], Pace::Whole);
+        let (dir, store, ids) = store_with_rows("whole-repeat", &[(5, five.len()), (6, six.len()), (7, seven.len())]);
+        let wanted: std::collections::BTreeMap<u32, (i64, u64)> =
+            [(5, (ids[0], five.len() as u64)), (6, (ids[1], six.len() as u64)), (7, (ids[2], seven.len() as u64))].into();
+        let mut stats = PullStats::default();
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            let fetch = fetch_whole(&store, &mut session, vec!["5:6".into(), "7".into()], &wanted, false, &mut stats);
+            let writer = async {
+                // Within the throttling wait: UID 5 is staged (its hash committed) and the writer takes it.
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                assert!(row_state(&store, ids[0]).1.is_some(), "UID 5 was not committed before the wait");
+                store.write(|tx| tx.mark_refused(ids[0])).unwrap();
+            };
+            let ((fetched, _), ()) = smol::future::zip(async { fetch.await.unwrap() }, writer).await;
+            fetched.unwrap();
+        });
+        let (state, hash, chunks) = row_state(&store, ids[0]);
+        assert_eq!((state.as_str(), chunks), ("refused", 0), "the repeat staged UID 5 again");
+        assert_eq!(hash.as_deref(), Some(Sha256::digest(&five).as_slice()));
+        assert_eq!(staged(&store, ids[1]).0, six);
+        assert_eq!(staged(&store, ids[2]).0, seven);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A throttled slice in the middle of a round: the commands are sent again, and the repeats of the
     /// slices that came the first time must not be taken for the one that did not (they were, before:
     /// bytes 0-65535 were stored a second time as 65536-131071 and the message counted as staged). A
