@@ -74,27 +74,7 @@ impl Session {
             TlsMode::Implicit => connect_tls(tcp, endpoint).await?,
             TlsMode::Plain | TlsMode::StartTls => Conn::Plain(tcp),
         };
-        let mut session = Session {
-            stream,
-            client: Client::new(client_options(false)),
-            next_tag: 1,
-            capabilities: BTreeSet::new(),
-            read_buf: vec![0; READ_BUF],
-            read_start: 0,
-            read_end: 0,
-            pending_codes: Vec::new(),
-            exists: 0,
-            label: label.to_string(),
-            throttled: 0,
-            budget: Budget::new("greeting", Answers::Kept, 0),
-            framing: Framing::default(),
-            fetch_line: 0,
-            broken: None,
-            kind,
-            greeting: String::new(),
-            // What the kind alone says, until the login shows the capabilities (see `quirks`).
-            quirks: Quirks::of_kind(kind),
-        };
+        let mut session = Session::fresh(stream, false, 1, label, kind);
         session.read_greeting().await?;
         if endpoint.tls == TlsMode::StartTls {
             let answer = session.simple(CommandBody::StartTLS).await?;
@@ -106,27 +86,11 @@ impl Session {
                 bail!("internal: STARTTLS on a connection that is already TLS");
             };
             let tls = connect_tls(tcp, endpoint).await?;
-            session = Session {
-                stream: tls,
-                client: Client::new(client_options(true)),
-                next_tag: 100,
-                capabilities: BTreeSet::new(),
-                read_buf: vec![0; READ_BUF],
-                read_start: 0,
-                read_end: 0,
-                pending_codes: Vec::new(),
-                exists: 0,
-                label: label.to_string(),
-                throttled: 0,
-                budget: Budget::new("greeting", Answers::Kept, 0),
-                framing: Framing::default(),
-                fetch_line: 0,
-                broken: None,
-                kind,
-                greeting: session.greeting,
-                quirks: Quirks::of_kind(kind),
-            };
-            session.capabilities.clear();
+            let greeting = std::mem::take(&mut session.greeting);
+            // Everything learned before TLS is forgotten (RFC 3207): a new client state and no
+            // capabilities; only the greeting is kept, for the quirks.
+            session = Session::fresh(tls, true, 100, label, kind);
+            session.greeting = greeting;
         }
         Ok(session)
     }
@@ -191,6 +155,31 @@ impl Session {
             e
         } else {
             e.context(ImapError::lost(&self.label, "the connection was left in the middle of a command"))
+        }
+    }
+
+    /// A session over `stream` that has read nothing yet: tags from `first_tag`, no capabilities, and
+    /// the quirks its kind alone implies until the login shows the capabilities (see `quirks`).
+    fn fresh(stream: Conn, after_starttls: bool, first_tag: u32, label: &str, kind: ServerKind) -> Session {
+        Session {
+            stream,
+            client: Client::new(client_options(after_starttls)),
+            next_tag: first_tag,
+            capabilities: BTreeSet::new(),
+            read_buf: vec![0; READ_BUF],
+            read_start: 0,
+            read_end: 0,
+            pending_codes: Vec::new(),
+            exists: 0,
+            label: label.to_string(),
+            throttled: 0,
+            budget: Budget::new("greeting", Answers::Kept, 0),
+            framing: Framing::default(),
+            fetch_line: 0,
+            broken: None,
+            kind,
+            greeting: String::new(),
+            quirks: Quirks::of_kind(kind),
         }
     }
 
