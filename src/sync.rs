@@ -377,12 +377,10 @@ async fn pass_connected(
     // there) sent their rows back for bytes that left staging when the target first took them: one
     // more round for those folders fetches and appends them in this same pass.
     let refetch = refetch.into_inner();
+    // The folders' rows as the reader left them (their UIDVALIDITY and last UID of this pass).
+    let fresh_rows = if refetch.is_empty() { Vec::new() } else { pull::folder_rows(store, account.id)? };
     for lane in lanes.iter().filter(|lane| refetch.contains(&lane.folder_id)) {
-        if crate::fault::shutting_down() {
-            anyhow::bail!("stopped by request; the next pass continues where this one stopped");
-        }
-        // The folder's row as the reader left it (its UIDVALIDITY and last UID of this pass).
-        let fresh_rows = pull::folder_rows(store, account.id)?;
+        stop_if_requested()?;
         let round: Result<()> = async {
             if let Some(row) = fresh_rows.iter().find(|row| row.id == lane.folder_id) {
                 pull::pull_folder(store, account.id, source, row, condstore, None, &pipe, &mut report.pull)
@@ -393,9 +391,7 @@ async fn pass_connected(
         }
         .await;
         if let Err(e) = round {
-            let mut errors = Vec::new();
-            folder_failed(store, account, &lane.name, e, &mut errors)?;
-            report.folder_errors.extend(errors);
+            folder_failed(store, account, &lane.name, e, &mut report.folder_errors)?;
         }
     }
     Ok(())
@@ -427,9 +423,7 @@ async fn read_folders(
     let wire_names: Vec<String> = lanes.iter().filter_map(|lane| pull_rows.get(&lane.folder_id)).map(|row| row.wire_name.clone()).collect();
     let mut statuses = source.statuses(&wire_names, condstore).await?;
     for lane in lanes {
-        if crate::fault::shutting_down() {
-            anyhow::bail!("stopped by request; the next pass continues where this one stopped");
-        }
+        stop_if_requested()?;
         if pipe.stopped() {
             return Ok(());
         }
@@ -486,9 +480,7 @@ async fn write_folders(
                     pipe.news_after(seen).await;
                     continue;
                 }
-                if crate::fault::shutting_down() {
-                    anyhow::bail!("stopped by request; the next pass continues where this one stopped");
-                }
+                stop_if_requested()?;
                 pipe.set_writer_busy(true);
                 let refetched_before = stats.refetched;
                 let pushed = push_lane(store, account, target, lane, first, flow == Flow::Done, recheck, size_limit, stats).await;
@@ -532,6 +524,14 @@ async fn push_lane(
     push::push_folder(store, account.id, target, lane.folder_id, &lane.name, &target_row, size_limit, look_up, folder_whole, recheck, stats)
         .await
         .with_context(|| format!("copying {} to {}", lane.name, lane.target_name))
+}
+
+/// Ends the pass when the service is asked to stop (SIGTERM): the next pass continues from the journal.
+fn stop_if_requested() -> Result<()> {
+    if crate::fault::shutting_down() {
+        anyhow::bail!("stopped by request; the next pass continues where this one stopped");
+    }
+    Ok(())
 }
 
 /// A folder's failure: an account-wide one ends the account's pass (returned), any other is recorded
