@@ -160,7 +160,7 @@ impl Appliance {
             let runnable = runnable_accounts(&store, accounts)?;
             let parallel = Self::parallel(&store)?;
             drop(store);
-            let reports = sync::pass_many(&self.dir, runnable, parallel, kind, &|r| log::info!("{}", r.line()));
+            let reports = sync::pass_many(&self.dir, runnable, parallel, kind, &|r| log::info!("{}", r.line()))?;
             let store = self.store()?;
             store.count_finished_pass()?;
             Ok(reports)

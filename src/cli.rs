@@ -262,26 +262,16 @@ pub struct SyncArgs {
 }
 
 pub fn sync(dir: &Path, s: &SyncArgs) -> Result<ExitCode> {
-    let lock_path = dir.join("pass.lock");
     let store = Store::open(dir)?;
     let accounts = store.accounts(&s.accounts)?;
     drop(store);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        bail!("another pass is running on {} (only one at a time per data directory)", dir.display());
-    }
     if accounts.is_empty() {
         println!("no accounts: import the account list first (postflytt import FILE)");
         return Ok(ExitCode::SUCCESS);
     }
     let total = accounts.len();
     let kind = if s.recheck { sync::PassKind::Final } else { sync::PassKind::Incremental };
-    let reports = sync::pass_many(dir, accounts, s.parallel.clamp(1, 64), kind, &|r| println!("{}", r.line()));
+    let reports = sync::pass_many(dir, accounts, s.parallel.clamp(1, 64), kind, &|r| println!("{}", r.line()))?;
     let failed = reports.iter().filter(|r| r.error.is_some()).count();
     let appended: u64 = reports.iter().map(|r| r.push.appended).sum();
     let bytes: u64 = reports.iter().map(|r| r.push.appended_bytes).sum();

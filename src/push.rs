@@ -17,7 +17,7 @@ use crate::imap::{AppendItem, BodyRequest, BodySink, FetchItem, ImapError, Sessi
 use crate::pull::uid_set;
 // The row type lives with the store's target folder queries; `sync` still names it through here.
 pub use crate::store::TargetFolderRow;
-use crate::store::{PendingAppend, PushState, Store, TargetCopy};
+use crate::store::{DamagedBody, PendingAppend, PushState, StagedBody, Store, TargetCopy};
 
 /// A flag change to make with one STORE: the flags to add and the flags to remove.
 type FlagChange = (Vec<String>, Vec<String>);
@@ -347,17 +347,24 @@ async fn append_pending(
         if rows.is_empty() {
             return Ok(());
         }
-        // Cap the batch by bytes (always at least one message).
+        // Cap the batch by bytes (always at least one message). A row whose staged copy is not whole
+        // (a power cut took it) is not journalled: it goes back to the source for its bytes.
         let mut batch = Vec::new();
+        let mut bodies = Vec::new();
         let mut bytes = 0;
         for row in rows {
             if !batch.is_empty() && bytes + row.size > APPEND_BATCH_BYTES {
                 break;
             }
+            let Some(body) = staged_body(store, session, source_name, &row, stats)? else { continue };
             bytes += row.size;
             batch.push(row);
+            bodies.push(body);
         }
-        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, stats).await? == Next::StopFolder {
+        if batch.is_empty() {
+            continue;
+        }
+        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, bodies, stats).await? == Next::StopFolder {
             return Ok(());
         }
     }
@@ -372,6 +379,7 @@ async fn append_batch(
     target: &TargetFolderRow,
     uidvalidity: u32,
     batch: &[PendingAppend],
+    bodies: Vec<StagedBody>,
     stats: &mut PushStats,
 ) -> Result<Next> {
     // The journal entry: committed before a byte of the APPEND is written.
@@ -385,7 +393,7 @@ async fn append_batch(
     fault::point("push: append journalled");
 
     let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
-    let mut readers: Vec<ChunkReader> = batch.iter().map(|r| ChunkReader { id: r.id, seq: 0 }).collect();
+    let mut readers: Vec<BodyReader> = bodies.into_iter().map(|body| BodyReader { body }).collect();
     let mut closures: Vec<Box<dyn FnMut() -> Result<Vec<u8>> + '_>> =
         readers.iter_mut().map(|reader| Box::new(move || reader.next(store)) as Box<dyn FnMut() -> Result<Vec<u8>>>).collect();
     let mut items: Vec<AppendItem<'_>> = batch
@@ -460,7 +468,8 @@ async fn append_batch(
         // Find the message at fault by sending them one at a time.
         for row in batch {
             let single = [PendingAppend { state: PushState::Pending, ..row.clone() }];
-            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, stats)).await?
+            let Some(body) = staged_body(store, session, source_name, row, stats)? else { continue };
+            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, vec![body], stats)).await?
                 == Next::StopFolder
             {
                 return Ok(Next::StopFolder);
@@ -501,17 +510,41 @@ enum Next {
     StopFolder,
 }
 
-/// Reads a staged body back slice by slice.
-struct ChunkReader {
-    id: i64,
-    seq: i64,
+/// A pending row's staged copy for its APPEND; None when it is not whole (a power cut took it): the
+/// row then goes back to the source for its bytes, in the refetch round of this pass.
+fn staged_body(
+    store: &Store,
+    session: &Session,
+    source_name: &str,
+    row: &PendingAppend,
+    stats: &mut PushStats,
+) -> Result<Option<StagedBody>> {
+    let body = store.staged_body(row.id, row.size)?;
+    if body.is_none() {
+        log::warn!("{}: the staged copy of a message in {source_name} is not whole; it is fetched again", session.label());
+        store.write(|tx| tx.drop_damaged_body(row.id))?;
+        stats.refetched += 1;
+    }
+    Ok(body)
 }
 
-impl ChunkReader {
+/// Reads a staged body back piece by piece for its APPEND. A copy found damaged on the way (it fails
+/// before its last piece, so the server never completes the APPEND) is released and its row fetched
+/// again: the APPEND's journal entry stays, so the look-up after the reconnect decides as for any cut.
+struct BodyReader {
+    body: StagedBody,
+}
+
+impl BodyReader {
     fn next(&mut self, store: &Store) -> Result<Vec<u8>> {
-        let data = store.staged_chunk(self.id, self.seq)?;
-        self.seq += 1;
-        Ok(data.unwrap_or_default())
+        let piece = self.body.next_piece();
+        if let Err(e) = &piece
+            && let Some(damaged) = e.downcast_ref::<DamagedBody>()
+        {
+            log::warn!("{damaged}");
+            store.write(|tx| tx.drop_damaged_body(damaged.id))?;
+        }
+        piece
     }
 }
 

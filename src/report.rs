@@ -849,7 +849,7 @@ mod tests {
         fixture(&store);
         let before = build(&store).unwrap();
         store.purge().unwrap();
-        assert_eq!(store.body_chunks_for_tests(), 0);
+        assert_eq!(store.spooled_for_tests(), (0, 0));
         assert!(store.accounts(&[]).unwrap().iter().all(|a| a.source_password.is_none() && a.target_password.is_none()));
         let after = build(&store).unwrap();
         assert_eq!(after.accounts, before.accounts);

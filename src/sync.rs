@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::failure::{self, Retry, Scope};
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
@@ -587,8 +587,30 @@ pub fn for_each_account<T>(
     results.into_inner()
 }
 
-/// A pass over many accounts; reports sorted by account.
-pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, kind: PassKind, on_done: &dyn Fn(&PassReport)) -> Vec<PassReport> {
+/// A pass over many accounts; reports sorted by account. One pass at a time per data directory
+/// (`pass.lock`, held until it returns; another process's pass makes this an error), and the spool
+/// is swept of what a crash left before it starts.
+pub fn pass_many(
+    dir: &Path,
+    accounts: Vec<Account>,
+    parallel: usize,
+    kind: PassKind,
+    on_done: &dyn Fn(&PassReport),
+) -> Result<Vec<PassReport>> {
+    let lock_path = dir.join("pass.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!("another pass is running on {} (only one at a time per data directory)", dir.display());
+    }
+    let (orphans, damaged) = Store::open(dir)?.sweep_spool()?;
+    if orphans + damaged > 0 {
+        log::info!("staging: removed {orphans} spool files no message holds; {damaged} staged copies were not whole and are fetched again");
+    }
     let parallel = parallel.max(1);
     let gate = ConnectionGate::new(ConnectionGate::remembered(parallel));
     let mut reports = for_each_account(
@@ -616,7 +638,8 @@ pub fn pass_many(dir: &Path, accounts: Vec<Account>, parallel: usize, kind: Pass
     );
     gate.remember(parallel);
     reports.sort_by(|a, b| a.account.cmp(&b.account));
-    reports
+    drop(lock);
+    Ok(reports)
 }
 
 /// Quirk `exchange_throttled`, its second half: a server that throttles gets fewer connections, not

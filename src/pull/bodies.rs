@@ -403,8 +403,8 @@ impl<'s> BodyBatch<'s> {
     }
 
     /// Adds a chunk, and writes the batch when that fills it.
-    fn push_chunk(&mut self, id: i64, seq: i64, data: Vec<u8>) -> Result<()> {
-        self.push(BodyWrite::Chunk { id, seq, data });
+    fn push_chunk(&mut self, id: i64, offset: u64, data: Vec<u8>) -> Result<()> {
+        self.push(BodyWrite::Chunk { id, offset, data });
         self.write_if_full()
     }
 
@@ -434,13 +434,14 @@ impl<'s> BodyBatch<'s> {
     }
 }
 
-/// Cuts one message's bytes into `CHUNK_SIZE` rows of `body_chunk` as they arrive (the last one of
+/// Cuts one message's bytes into `CHUNK_SIZE` pieces for its spool file as they arrive (the last one of
 /// each slice shorter), hashing them on the way, and hands them to a `BodyBatch`; keeps the first
 /// `HEADER_PREFIX` bytes for its identity when the target needs one. A message counts as staged only
 /// once the batch holding its `finish` is written: its hash goes in with its last chunk.
 pub(super) struct BodyWriter {
     id: i64,
-    seq: i64,
+    /// Bytes handed to the batch so far: where the next chunk goes in the spool file.
+    written: u64,
     hasher: Sha256,
     total: u64,
     /// Whether the `Restart` that clears an earlier attempt has gone into a batch (with the first
@@ -456,7 +457,7 @@ impl BodyWriter {
     pub(super) fn start(id: i64, with_identity: bool) -> BodyWriter {
         BodyWriter {
             id,
-            seq: 0,
+            written: 0,
             hasher: Sha256::new(),
             total: 0,
             restarted: false,
@@ -509,8 +510,9 @@ impl BodyWriter {
 
     fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) -> Result<()> {
         self.restart(batch);
-        self.seq += 1;
-        batch.push_chunk(self.id, self.seq - 1, data)
+        let offset = self.written;
+        self.written += data.len() as u64;
+        batch.push_chunk(self.id, offset, data)
     }
 
     /// Hands over the rest and the mark that the message is staged: its hash, its true size, its

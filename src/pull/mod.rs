@@ -25,7 +25,7 @@ mod bodies;
 use bodies::*;
 
 /// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
-/// stream into SQLite either way (through a `BodyBatch` of at most `BODY_BATCH_BYTES`), so memory does
+/// stream into the spool either way (through a `BodyBatch` of at most `BODY_BATCH_BYTES`), so memory does
 /// not depend on these; they bound what has to be held for a server that names the UID only after the
 /// body.
 const WHOLE_LIMIT: u64 = 64 * 1024;
@@ -301,7 +301,7 @@ mod tests {
     }
 
     fn staged(store: &Store, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
-        store.staged_body(id)
+        store.staged_copy(id)
     }
 
     /// A body is written in short transactions as its batch fills, but counts as staged only when the

@@ -189,12 +189,6 @@ impl Store {
         Ok(self.conn.query_row("SELECT attempts FROM message WHERE id = ?1", [message_id], |r| r.get(0))?)
     }
 
-    /// Slice `seq` (from 0) of a staged body; None past the last one.
-    pub fn staged_chunk(&self, message_id: i64, seq: i64) -> Result<Option<Vec<u8>>> {
-        let mut stmt = self.conn.prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 AND seq = ?2")?;
-        Ok(stmt.query_row(params![message_id, seq], |r| r.get(0)).optional()?)
-    }
-
     /// The pushed messages of a source folder recorded in this target folder and UIDVALIDITY whose
     /// flags changed since they were last carried over (or were never).
     pub fn flags_to_sync(&self, source_folder_id: i64, target_folder_id: i64, uidvalidity: u32) -> Result<Vec<FlagsToSync>> {
@@ -236,8 +230,7 @@ impl Tx<'_> {
     /// identity stay on the row for verification and for finding the copy again; should the target
     /// lose it, `requeue_unfound_appends` sends the row back to the source for its bytes.
     fn release_body(&self, message_id: i64) -> Result<()> {
-        self.conn().prepare_cached("DELETE FROM body_chunk WHERE message_id = ?1")?.execute([message_id])?;
-        Ok(())
+        self.release_spooled(message_id)
     }
 
     /// A copy found on the target is this staged message's: it is `pushed` at `copy`, with the target's
@@ -276,7 +269,7 @@ impl Tx<'_> {
     pub fn requeue_unfound_appends(&self, source_folder_id: i64) -> Result<u64> {
         let refetch = self.conn().execute(
             "UPDATE message SET sha256 = NULL WHERE folder_id = ?1 AND push_state = 'appending' AND size > 0
-               AND NOT EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id)",
+               AND spool_bytes = 0",
             [source_folder_id],
         )?;
         self.conn().execute(
@@ -457,17 +450,6 @@ mod tests {
         assert_eq!(mark(), (Some(6), 41));
         store.write(|tx| tx.forget_indexed_uids(1)).unwrap();
         assert_eq!(mark(), (Some(6), 1));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn staged_chunks_read_back_in_order_and_end() {
-        let (store, dir) = store_with("chunks", &[(1, 6, "")]);
-        for (seq, data) in [(0, b"abc"), (1, b"def")] {
-            store.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (1, ?1, ?2)", params![seq, data.to_vec()]).unwrap();
-        }
-        let chunks: Vec<Option<Vec<u8>>> = (0..3).map(|seq| store.staged_chunk(1, seq).unwrap()).collect();
-        assert_eq!(chunks, [Some(b"abc".to_vec()), Some(b"def".to_vec()), None]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

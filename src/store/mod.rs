@@ -22,6 +22,7 @@ mod journal;
 mod passes;
 mod settings;
 mod space;
+mod spool;
 mod staging;
 mod stats;
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
 pub use passes::{PassTotals, RunMark};
 pub use settings::{check_staging_limit, parse_staging_limit};
 pub use space::{DEFAULT_STAGING_LIMIT, free_disk};
+pub use spool::{DamagedBody, StagedBody};
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
 pub use stats::{AccountProgress, SkipEntry};
 pub use verification::FolderToVerify;
@@ -70,20 +72,26 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX message_identity ON message (folder_id, identity);
      ALTER TABLE message ADD COLUMN fetch_failures INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN throttled INTEGER NOT NULL DEFAULT 0;",
+    // 5: staged bodies move out of the database into spool files (`spool`), one per message; the row
+    // counts the bytes its file holds. Bodies staged by an older version are not carried over: a row
+    // still to be appended is fetched again; one journalled keeps its hash for the look-up on the target.
+    "ALTER TABLE message ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX message_spooled ON message (id) WHERE spool_bytes > 0;
+     UPDATE message SET sha256 = NULL WHERE push_state = 'pending' AND EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id);
+     DROP TABLE body_chunk;",
 ];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
-/// Slice size for staged bodies: large enough that SQLite overhead is small, small enough that
-/// memory stays flat whatever the message size. SQLite copies a bound blob twice (the value, then the
-/// record) before it reaches the page cache, and every worker writing holds those copies at once, so
-/// this is small; readers take chunks of any size, so bodies staged with another size read back.
+/// Slice size for staged bodies: the pull hands a body to the spool in pieces of at most this, so
+/// memory stays flat whatever the message size.
 pub const CHUNK_SIZE: usize = 16 * 1024;
 
 pub struct Store {
     conn: Connection,
     key: SecretKey,
+    spool: spool::Spool,
 }
 
 /// Where a staged message stands in the APPEND journal (`message.push_state`): `Pending` until the
@@ -134,6 +142,9 @@ impl rusqlite::types::FromSql for PushState {
 /// caller composes them and cannot run SQL of its own.
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
+    spool: &'a spool::Spool,
+    /// Spool files released in this transaction, removed once it commits.
+    remove_after_commit: spool::RemoveAfterCommit,
 }
 
 impl Tx<'_> {
@@ -157,9 +168,11 @@ impl Store {
     /// transaction can stay open across an `.await`: network code gathers a bounded batch first, then
     /// makes one call here. Commit and rollback live only here.
     pub fn write<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let tx = Tx { tx: self.write_transaction()? };
+        let tx = Tx { tx: self.write_transaction()?, spool: &self.spool, remove_after_commit: Default::default() };
         let value = work(&tx)?;
+        let released = tx.remove_after_commit.take();
         tx.tx.commit()?;
+        self.spool.remove_released(released);
         Ok(value)
     }
 
@@ -198,7 +211,8 @@ impl Store {
              PRAGMA journal_size_limit=4194304;",
         )
         .context("cannot configure the database")?;
-        let store = Store { conn, key };
+        let spool = spool::Spool::open(dir)?;
+        let store = Store { conn, key, spool };
         store.migrate()?;
         Ok(store)
     }
@@ -347,13 +361,13 @@ impl Store {
             "PRAGMA secure_delete = ON;
              BEGIN;
              UPDATE account SET source_password = NULL, target_password = NULL;
-             DELETE FROM body_chunk;
+             UPDATE message SET spool_bytes = 0 WHERE spool_bytes != 0;
              DELETE FROM setting WHERE key LIKE 'secret.%';
              COMMIT;
              VACUUM;",
         )?;
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+        self.spool.purge()
     }
 
     /// Writes one entry of the skip ledger in a transaction of its own (`Tx::record_skip` inside one).
@@ -457,6 +471,16 @@ mod tests {
             let conn = Connection::open(dir.join("postflytt.sqlite")).unwrap();
             conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;")).unwrap();
             conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+            // Bodies staged in the database (before version 5): one still to be appended, one journalled.
+            conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+            for (uid, state) in [(1, "pending"), (2, "appending")] {
+                conn.execute(
+                    "INSERT INTO message (folder_id, uidvalidity, uid, size, sha256, push_state) VALUES (1, 1, ?1, 3, x'0102', ?2)",
+                    params![uid, state],
+                )
+                .unwrap();
+                conn.execute("INSERT INTO body_chunk VALUES (?1, 0, x'414243')", [uid]).unwrap();
+            }
         }
         let store = Store::open(&dir).unwrap();
         let v: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
@@ -464,6 +488,17 @@ mod tests {
         let n: i64 = store.conn.query_row("SELECT count(*) FROM account", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
         store.conn.execute("INSERT INTO check_result VALUES (1, 0, 'ready', '{}')", []).unwrap();
+        // Version 5: the pending row is fetched again, the journalled one keeps its hash for the look-up.
+        let hashes: Vec<Option<Vec<u8>>> = store
+            .conn
+            .prepare("SELECT sha256 FROM message ORDER BY uid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|h| h.unwrap())
+            .collect();
+        assert_eq!(hashes, [None, Some(vec![1, 2])]);
+        assert!(store.conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get::<_, i64>(0)).is_err(), "body_chunk is gone");
         let _ = fs::remove_dir_all(&dir);
     }
 

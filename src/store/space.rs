@@ -23,7 +23,7 @@ pub fn free_disk(dir: &Path) -> Result<u64> {
 
 impl Store {
     /// Bytes staging uses on disk now: the database's pages in use (freed pages are reused before the
-    /// file grows, so they are not counted) plus its write-ahead log.
+    /// file grows, so they are not counted), its write-ahead log and the spool's files.
     pub fn staging_used_bytes(&self) -> Result<u64> {
         let (pages, free, page_size): (i64, i64, i64) = self.conn.query_row(
             "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count),
@@ -33,7 +33,7 @@ impl Store {
         )?;
         let in_use = u64::try_from((pages - free).max(0) * page_size).unwrap_or(0);
         let wal = self.conn.path().map(|db| format!("{db}-wal")).and_then(|wal| std::fs::metadata(wal).ok()).map_or(0, |m| m.len());
-        Ok(in_use + wal)
+        Ok(in_use + wal + self.spool_used_bytes()?)
     }
 
     /// The most staging may hold: the operator's `staging_limit`, else the smaller of
@@ -60,7 +60,7 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         let empty = store.staging_used_bytes().unwrap();
         let ids = store.staging_fixture(&[(1, 300_000)]);
-        store.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, 0, zeroblob(300000))", [ids[0]]).unwrap();
+        store.write(|tx| tx.write_bodies([super::super::BodyWrite::Chunk { id: ids[0], offset: 0, data: vec![7; 300_000] }])).unwrap();
         let used = store.staging_used_bytes().unwrap();
         assert!(used >= empty + 300_000, "{empty} then {used}");
         let default = store.staging_limit().unwrap();

@@ -1,7 +1,7 @@
 //! What the source side writes into staging, and reads back to decide what to fetch: the source
 //! folders a pass pulls and what it last saw of them (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, the highest
-//! UID listed), the message rows a listing finds and their flags, the staged bodies (chunks, then hash,
-//! true size and identity), the messages the source will not give (refused, with a skip) or no longer
+//! UID listed), the message rows a listing finds and their flags, the staged bodies (bytes into the
+//! spool, then hash, true size and identity), the messages the source will not give (refused, with a skip) or no longer
 //! has (deleted), and the re-matching of a folder's rows after a UIDVALIDITY change. The pull and
 //! `identity` gather a bounded batch from the network and then make one call here: reads are methods on
 //! `Store`, writes are methods on `Tx` composed inside one `Store::write`.
@@ -50,18 +50,11 @@ pub enum BodyWrite {
     /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
     /// of it goes, and it is not staged until its hash is written again.
     Restart(i64),
-    Chunk {
-        id: i64,
-        seq: i64,
-        data: Vec<u8>,
-    },
+    /// Bytes of the message at `offset` (a restarted message starts at 0 again, so writing a chunk
+    /// twice changes nothing).
+    Chunk { id: i64, offset: u64, data: Vec<u8> },
     /// The message is whole: its hash, true size and identity.
-    Staged {
-        id: i64,
-        hash: Vec<u8>,
-        size: u64,
-        identity: Option<String>,
-    },
+    Staged { id: i64, hash: Vec<u8>, size: u64, identity: Option<String> },
 }
 
 impl Store {
@@ -172,18 +165,22 @@ impl Store {
                     params![new_id, old_id],
                 )?;
                 // A twin the target already holds (or refused) keeps no bytes in staging, as a pushed row.
-                conn.execute(
-                    "DELETE FROM body_chunk WHERE message_id = ?1 AND (SELECT push_state FROM message WHERE id = ?1) IN ('pushed', 'refused')",
-                    [new_id],
-                )?;
+                let held: bool = conn.query_row("SELECT push_state IN ('pushed', 'refused') FROM message WHERE id = ?1", [new_id], |r| r.get(0))?;
+                if held {
+                    tx.release_spooled(new_id)?;
+                }
                 conn.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
-                conn.execute("DELETE FROM message WHERE id = ?1", [old_id])?;
+                tx.forget_message(old_id)?;
             }
             // Old rows that were never on the target are replaced by their new-UID twins.
-            conn.execute(
-                "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3",
-                params![folder_id, uidvalidity, PushState::Pending],
-            )?;
+            let replaced: Vec<i64> = {
+                let mut stmt = conn.prepare("DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3 RETURNING id")?;
+                let rows = stmt.query_map(params![folder_id, uidvalidity, PushState::Pending], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in replaced {
+                tx.release_spooled(id)?;
+            }
             Ok(())
         })
     }
@@ -195,7 +192,7 @@ impl Store {
     pub fn staged_without_identity(&self, folder_id: i64, state: PushState) -> Result<Vec<i64>> {
         let mut stmt = self.conn.prepare(
             "SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2
-                   AND EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id)",
+                   AND spool_bytes > 0",
         )?;
         let rows = stmt.query_map(params![folder_id, state], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -253,24 +250,35 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Writes a batch of body writes in order. Each chunk's bytes are bound as they are, not copied.
+    /// Writes a batch of body writes in order: bytes into the message's spool file, and the bytes it
+    /// holds onto its row (once per run of chunks), so staging's use is known while a large body arrives.
     pub fn write_bodies(&self, writes: impl IntoIterator<Item = BodyWrite>) -> Result<()> {
         let conn = self.conn();
+        // The message whose chunks came last, and the end of its bytes, not yet counted on its row.
+        let mut uncounted: Option<(i64, u64)> = None;
         for write in writes {
+            if let Some((id, end)) = uncounted.take_if(|(id, _)| !matches!(&write, BodyWrite::Chunk { id: next, .. } if next == id)) {
+                self.spool_count(id, end)?;
+            }
             match write {
                 BodyWrite::Restart(id) => {
-                    conn.prepare_cached("DELETE FROM body_chunk WHERE message_id = ?1")?.execute([id])?;
+                    self.spool_restart(id)?;
                     conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
                 }
-                BodyWrite::Chunk { id, seq, data } => {
-                    conn.prepare_cached("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, ?2, ?3)")?
-                        .execute(params![id, seq, data])?;
+                BodyWrite::Chunk { id, offset, data } => {
+                    self.spool_write(id, offset, &data)?;
+                    let end = offset + data.len() as u64;
+                    uncounted = Some((id, uncounted.map_or(end, |(_, before)| before.max(end))));
                 }
                 BodyWrite::Staged { id, hash, size, identity } => {
+                    self.spool_count(id, size)?;
                     conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?
                         .execute(params![id, hash, size as i64, identity])?;
                 }
             }
+        }
+        if let Some((id, end)) = uncounted {
+            self.spool_count(id, end)?;
         }
         Ok(())
     }
@@ -278,9 +286,8 @@ impl Tx<'_> {
     /// A message the source will not give: refused, with a skip in the server's words, and without
     /// whatever was staged of it (a refused row holds no bytes).
     pub fn refuse_message(&self, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
-        let conn = self.conn();
-        conn.execute("DELETE FROM body_chunk WHERE message_id = ?1", [id])?;
-        conn.execute("UPDATE message SET push_state = ?2, sha256 = NULL WHERE id = ?1", params![id, PushState::Refused])?;
+        self.release_spooled(id)?;
+        self.conn().execute("UPDATE message SET push_state = ?2, sha256 = NULL WHERE id = ?1", params![id, PushState::Refused])?;
         self.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
     }
 
@@ -297,10 +304,10 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    /// Removes a message the source no longer has (its chunks go with it, its skips keep no link).
+    /// Removes a message the source no longer has (its spool file goes with it, its skips keep no link).
     pub fn forget_message(&self, id: i64) -> Result<()> {
         self.conn().execute("DELETE FROM message WHERE id = ?1", [id])?;
-        Ok(())
+        self.release_spooled(id)
     }
 
     /// `Store::still_unstaged`, inside this transaction.
@@ -308,18 +315,9 @@ impl Tx<'_> {
         still_unstaged(self.conn(), id)
     }
 
-    /// The first staged bytes of message `id`, in order: whole chunks until at least `limit` bytes (or
-    /// all there are).
+    /// The first staged bytes of message `id`: at most `limit` (all there are when fewer).
     pub fn staged_start(&self, id: i64, limit: usize) -> Result<Vec<u8>> {
-        let mut start: Vec<u8> = Vec::new();
-        let mut stmt = self.conn().prepare_cached("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")?;
-        let mut rows = stmt.query([id])?;
-        while start.len() < limit
-            && let Some(row) = rows.next()?
-        {
-            start.extend_from_slice(row.get_ref(0)?.as_blob()?);
-        }
-        Ok(start)
+        self.spool.read_start(id, limit)
     }
 
     /// Sets a staged message's identity ('' for "looked, nothing to go by").
@@ -354,28 +352,17 @@ impl Store {
         ids
     }
 
-    /// A message's staged bytes (its chunks in order) and its hash.
-    pub fn staged_body(&self, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
-        let chunks: Vec<u8> = self
-            .conn
-            .prepare("SELECT data FROM body_chunk WHERE message_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([id], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .flat_map(|c| c.unwrap())
-            .collect();
+    /// A message's staged bytes (its spool file) and its hash.
+    pub fn staged_copy(&self, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
+        let bytes = self.spool.read_start(id, usize::MAX).unwrap();
         let hash = self.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-        (chunks, hash)
+        (bytes, hash)
     }
 
-    /// A message's push state, hash and number of staged chunks.
+    /// A message's push state, hash and the bytes its row counts in the spool.
     pub fn staged_state(&self, id: i64) -> (PushState, Option<Vec<u8>>, i64) {
         self.conn
-            .query_row(
-                "SELECT push_state, sha256, (SELECT count(*) FROM body_chunk WHERE message_id = ?1) FROM message WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .query_row("SELECT push_state, sha256, spool_bytes FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
     }
 

@@ -30,7 +30,7 @@ impl Store {
             )
             .unwrap();
         let id = self.conn.last_insert_rowid();
-        self.conn.execute("INSERT INTO body_chunk (message_id, seq, data) VALUES (?1, 0, x'00')", [id]).unwrap();
+        self.write(|tx| tx.write_bodies([super::BodyWrite::Chunk { id, offset: 0, data: vec![0] }])).unwrap();
         id
     }
 
@@ -39,8 +39,9 @@ impl Store {
         self.conn.execute("UPDATE source_folder SET name = ?2 WHERE name = ?1", [from, to]).unwrap();
     }
 
-    /// How many staged body chunks the database holds.
-    pub fn body_chunks_for_tests(&self) -> i64 {
-        self.conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get(0)).unwrap()
+    /// How many staged bodies the spool holds (files, and rows that count bytes there).
+    pub fn spooled_for_tests(&self) -> (usize, i64) {
+        let rows = self.conn.query_row("SELECT count(*) FROM message WHERE spool_bytes > 0", [], |r| r.get(0)).unwrap();
+        (self.spool.ids().unwrap().len(), rows)
     }
 }
