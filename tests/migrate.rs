@@ -184,7 +184,8 @@ fn uidvalidity_change_and_mail_already_on_target_cause_no_duplicates() {
 /// system), and how many message rows the database keeps with a hash (read with SQLite directly, not
 /// through postflytt's store).
 fn staged_body_bytes(data: &std::path::Path) -> (i64, i64) {
-    let bytes = std::fs::read_dir(data.join("spool")).expect("the spool directory").map(|e| e.unwrap().metadata().unwrap().len() as i64).sum();
+    let bytes =
+        std::fs::read_dir(data.join("spool")).expect("the spool directory").map(|e| e.unwrap().metadata().unwrap().len() as i64).sum();
     let db = rusqlite::Connection::open(data.join("postflytt.sqlite")).expect("open the staging database");
     let rows = db.query_row("SELECT count(*) FROM message WHERE sha256 IS NOT NULL", [], |r| r.get(0)).expect("message");
     (bytes, rows)
@@ -258,8 +259,14 @@ fn the_target_fills_while_the_source_is_still_being_read() {
 }
 
 /// Bytes in `dir` now (the staging database, its write-ahead log and index, the key).
+/// Bytes of the files under `dir`, its subdirectories (the spool) included.
 fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir).map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m)))
+        .map(|(path, m)| if m.is_dir() { dir_bytes(&path) } else { m.len() })
+        .sum()
 }
 
 #[test]

@@ -141,11 +141,23 @@ impl DirSampler {
 }
 
 /// Bytes allocated on disk (not apparent sizes: a sparse or preallocated file counts what it holds)
-/// by the files directly in `dir`.
+/// by the files under `dir`, its subdirectories (postflytt's spool) included.
 pub fn dir_size(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.blocks() * 512).sum()
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m)))
+        .map(|(path, m)| {
+            if m.is_dir() {
+                dir_size(&path)
+            } else if m.is_file() {
+                m.blocks() * 512
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// Diagnosis only (changes the numbers): the env var `var` holds a command to run the tool under, e.g.
