@@ -112,7 +112,7 @@ pub async fn push_folder(
     if !look_up && indexed_uidnext > 1 {
         // A later push of the folder in the same pass: the look-up ran at its first, and what came
         // to the target since is what we appended (recorded by UID) or new mail that is not ours.
-        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
+        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
         sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
         return Ok(LookUp::Done);
     }
@@ -145,7 +145,7 @@ pub async fn push_folder(
         store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }
 
-    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, stats).await?;
+    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
     Ok(LookUp::Done)
 }
@@ -338,10 +338,16 @@ async fn append_pending(
     source_name: &str,
     target: &TargetFolderRow,
     uidvalidity: u32,
+    size_limit: Option<u64>,
     stats: &mut PushStats,
 ) -> Result<()> {
     let multi = session.supports_multiappend();
     loop {
+        // The reader stages while we append: a message over the target's limit that arrived since
+        // the push began is skipped here, with the limit as its reason, before it is ever sent.
+        if let Some(limit) = size_limit {
+            skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
+        }
         let limit = if multi { fault::batch_cap(APPEND_BATCH_COUNT) } else { 1 };
         let rows = store.pending_appends(source_folder_id, limit)?;
         if rows.is_empty() {
