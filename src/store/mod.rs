@@ -72,11 +72,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX message_identity ON message (folder_id, identity);
      ALTER TABLE message ADD COLUMN fetch_failures INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN throttled INTEGER NOT NULL DEFAULT 0;",
-    // 5: staged bodies move out of the database into spool files (`spool`), one per message; the row
-    // counts the bytes its file holds. Bodies staged by an older version are not carried over: a row
+    // 5: staged bodies move out of the database into spool files (`spool`); the row says where its
+    // bytes are (segment, offset, bytes). Bodies staged by an older version are not carried over: a row
     // still to be appended is fetched again; one journalled keeps its hash for the look-up on the target.
-    "ALTER TABLE message ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
-     CREATE INDEX message_spooled ON message (id) WHERE spool_bytes > 0;
+    "ALTER TABLE message ADD COLUMN spool_file INTEGER;
+     ALTER TABLE message ADD COLUMN spool_offset INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE message ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX message_spooled ON message (spool_file) WHERE spool_bytes > 0;
      UPDATE message SET sha256 = NULL WHERE push_state = 'pending' AND EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id);
      DROP TABLE body_chunk;",
 ];
@@ -143,8 +145,8 @@ impl rusqlite::types::FromSql for PushState {
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     spool: &'a spool::Spool,
-    /// Spool files released in this transaction, removed once it commits.
-    remove_after_commit: spool::RemoveAfterCommit,
+    /// Spool segments this transaction released bytes in or closed, removed once it commits if empty.
+    emptied: spool::EmptiedSegments,
 }
 
 impl Tx<'_> {
@@ -168,11 +170,11 @@ impl Store {
     /// transaction can stay open across an `.await`: network code gathers a bounded batch first, then
     /// makes one call here. Commit and rollback live only here.
     pub fn write<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let tx = Tx { tx: self.write_transaction()?, spool: &self.spool, remove_after_commit: Default::default() };
+        let tx = Tx { tx: self.write_transaction()?, spool: &self.spool, emptied: Default::default() };
         let value = work(&tx)?;
-        let released = tx.remove_after_commit.take();
+        let emptied = tx.emptied.take();
         tx.tx.commit()?;
-        self.spool.remove_released(released);
+        self.spool.remove_emptied(&self.conn, emptied);
         Ok(value)
     }
 

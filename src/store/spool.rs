@@ -1,27 +1,35 @@
-//! Staged bodies on disk, beside the database: one file per message row in `DATA/spool/`, named by the
-//! row's id. SQLite keeps the journal and every fact about a message (size, SHA-256, identity, and
-//! `message.spool_bytes`, how many of its bytes the spool holds); the file holds only the bytes. So a
-//! body is written once and read once, not written to the write-ahead log, copied again by the
-//! checkpoint and read back page by page: measured in make bench, that was half of postflytt's CPU
-//! time (see the commit that brought this in for the numbers of both).
+//! Staged bodies on disk, beside the database, in spool files (`DATA/spool/`). SQLite keeps the
+//! journal and every fact about a message (size, SHA-256, identity, and where its bytes are: the
+//! segment file `spool_file`, the offset `spool_offset` in it and the bytes `spool_bytes` held there);
+//! the files hold only the bytes. So a body is written once and read once, not written to the
+//! write-ahead log, copied again by the checkpoint and read back page by page: measured in make bench,
+//! that was half of postflytt's CPU time (see the commits that brought this in for the numbers).
 //!
-//! Crash rules. A body's bytes are written inside the transaction that counts them (`spool_bytes`, and
-//! the hash with the last of them), so a committed row never claims bytes nobody wrote. The kernel may
-//! still lose them in a power cut (staging does not wait for the disk), so whoever reads a body checks
-//! it: the push checks the file's length before it journals an APPEND and the SHA-256 while it sends
-//! it (`StagedBody`), and a damaged copy is fetched from the source again. A file is removed only once
-//! the transaction that released it has committed (`Tx::release_spooled`); one left by a crash in
-//! between, or by a row deleted with its folder, is an orphan that `Store::sweep_spool` removes before
-//! the next pass.
+//! Bodies are packed into segments of about `SEGMENT_BYTES`, not one file per message: creating and
+//! removing a file per message cost a quarter of the CPU again (ext4 looking for a free inode past
+//! recently deleted ones). A message's bytes are contiguous in one segment: a segment takes a new
+//! message only when no other message is still arriving at its end (several large messages arrive
+//! interleaved, each then at the end of a segment of its own). A segment is removed once no row holds
+//! bytes in it and no writer of this process can append to it any more.
+//!
+//! Crash rules. A body's bytes are written inside the transaction that records where they are, so a
+//! committed row never claims bytes nobody wrote. The kernel may still lose them in a power cut
+//! (staging does not wait for the disk), so whoever reads a body checks it: the push checks the
+//! segment's length before it journals an APPEND and the SHA-256 while it sends it (`StagedBody`), and
+//! a damaged copy is fetched from the source again. A segment is removed only after the transaction
+//! that released its last message has committed; one left by a crash in between, or by rows deleted
+//! with their folder, is an orphan that `Store::sweep_spool` removes before the next pass.
 
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{PushState, Store, Tx};
@@ -29,11 +37,41 @@ use super::{PushState, Store, Tx};
 /// How much of a staged body the push reads at a time.
 const READ_PIECE: usize = 64 * 1024;
 
-/// The spool directory of one store, with the file its writes went to last kept open (a body arrives
-/// in many batches).
+/// A segment takes new messages until it holds this much (a message that starts below it may take it
+/// past).
+const SEGMENT_BYTES: u64 = 1 << 20;
+
+/// Segments some writer of this process may still append to, by path: nobody removes them, whatever
+/// the rows say (a writer's bytes are on disk before its row is committed).
+static OPEN_SEGMENTS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// The spool directory of one store, with the segments its writes go to.
 pub(super) struct Spool {
     dir: PathBuf,
-    writing: RefCell<Option<(i64, File)>>,
+    writing: RefCell<Writing>,
+}
+
+#[derive(Default)]
+struct Writing {
+    /// Segments this store appends to, by id, with their end.
+    open: BTreeMap<i64, OpenSegment>,
+    /// Messages being written: their segment and offset there, and how far they are written.
+    placed: BTreeMap<i64, Placement>,
+}
+
+struct OpenSegment {
+    file: File,
+    end: u64,
+    /// The message still arriving at the segment's end, if any: no other may start there until it is
+    /// done.
+    tail: Option<i64>,
+}
+
+#[derive(Clone, Copy)]
+struct Placement {
+    segment: i64,
+    base: u64,
+    written: u64,
 }
 
 impl Spool {
@@ -44,64 +82,131 @@ impl Spool {
             fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot restrict {}", dir.display()))?;
         }
-        Ok(Spool { dir, writing: RefCell::new(None) })
+        Ok(Spool { dir, writing: RefCell::new(Writing::default()) })
     }
 
-    fn path(&self, id: i64) -> PathBuf {
-        self.dir.join(id.to_string())
+    fn path(&self, segment: i64) -> PathBuf {
+        self.dir.join(segment.to_string())
     }
 
-    /// Writes `data` at `offset` of message `id`'s file, creating it.
-    pub(super) fn write_at(&self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
-        let mut writing = self.writing.borrow_mut();
-        if writing.as_ref().is_none_or(|(open, _)| *open != id) {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(self.path(id))
-                .with_context(|| format!("cannot write the staged copy of message {id} in {}", self.dir.display()))?;
-            *writing = Some((id, file));
+    fn context(&self, id: i64) -> String {
+        format!("cannot write the staged copy of message {id} in {}", self.dir.display())
+    }
+
+    /// Where message `id`'s bytes go: the place it has, or (at its first bytes) the end of an open
+    /// segment nobody else is arriving at, or a new segment named after it.
+    fn place(&self, writing: &mut Writing, id: i64, offset: u64) -> Result<Placement> {
+        if let Some(placement) = writing.placed.get(&id) {
+            return Ok(*placement);
         }
-        let Some((_, file)) = writing.as_ref() else { bail!("no spool file open") };
-        file.write_all_at(data, offset).with_context(|| format!("cannot write the staged copy of message {id} in {}", self.dir.display()))
-    }
-
-    /// Removes message `id`'s file (none is fine).
-    pub(super) fn remove(&self, id: i64) -> Result<()> {
-        let mut writing = self.writing.borrow_mut();
-        if writing.as_ref().is_some_and(|(open, _)| *open == id) {
-            *writing = None;
+        if offset != 0 {
+            bail!("{}: bytes at {offset} came before its start", self.context(id));
         }
-        match fs::remove_file(self.path(id)) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                Err(anyhow!(e).context(format!("cannot remove the staged copy of message {id} in {}", self.dir.display())))
+        let free = writing.open.iter_mut().find(|(_, segment)| segment.tail.is_none() && segment.end < SEGMENT_BYTES);
+        let placement = match free {
+            Some((&segment, open)) => {
+                open.tail = Some(id);
+                Placement { segment, base: open.end, written: 0 }
             }
-            _ => Ok(()),
-        }
-    }
-
-    /// The length of message `id`'s file; None without one.
-    pub(super) fn len(&self, id: i64) -> Option<u64> {
-        fs::metadata(self.path(id)).ok().map(|m| m.len())
-    }
-
-    /// The first bytes of message `id`'s file, at most `limit`.
-    pub(super) fn read_start(&self, id: i64, limit: usize) -> Result<Vec<u8>> {
-        let mut start = Vec::new();
-        match File::open(self.path(id)) {
-            Ok(file) => {
-                file.take(limit as u64).read_to_end(&mut start)?;
+            None => {
+                let path = self.path(id);
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| self.context(id))?;
+                lock_open_segments().insert(path);
+                writing.open.insert(id, OpenSegment { file, end: 0, tail: Some(id) });
+                Placement { segment: id, base: 0, written: 0 }
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(start)
+        };
+        writing.placed.insert(id, placement);
+        Ok(placement)
     }
 
-    /// The ids of the files the spool holds (names that are not ids are not ours and stay).
-    pub(super) fn ids(&self) -> Result<Vec<i64>> {
+    /// Writes `data` at `offset` of message `id`; returns where the message is and how far it is written.
+    fn write_at(&self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
+        let mut writing = self.writing.borrow_mut();
+        let mut placement = self.place(&mut writing, id, offset)?;
+        let Some(open) = writing.open.get_mut(&placement.segment) else { bail!("{}: its segment is closed", self.context(id)) };
+        open.file.write_all_at(data, placement.base + offset).with_context(|| self.context(id))?;
+        placement.written = placement.written.max(offset + data.len() as u64);
+        open.end = open.end.max(placement.base + placement.written);
+        writing.placed.insert(id, placement);
+        Ok(())
+    }
+
+    /// Message `id` is written whole (`done`, its true size) or starts over (`None`): it leaves the end
+    /// of its segment, which may take the next message; one started over gives its bytes back there.
+    /// Returns a segment that filled up and was closed (for the caller to remove once empty).
+    fn finish_placement(&self, id: i64, done: Option<u64>) -> Option<i64> {
+        let mut writing = self.writing.borrow_mut();
+        let placement = writing.placed.remove(&id)?;
+        let open = writing.open.get_mut(&placement.segment)?;
+        if open.tail == Some(id) {
+            open.tail = None;
+            open.end = placement.base + done.unwrap_or(0);
+        }
+        if open.tail.is_none() && open.end >= SEGMENT_BYTES {
+            writing.open.remove(&placement.segment);
+            lock_open_segments().remove(&self.path(placement.segment));
+            return Some(placement.segment);
+        }
+        None
+    }
+
+    /// Removes `segment` if no row holds bytes in it and no writer of this process may append to it.
+    fn remove_if_empty(&self, conn: &Connection, segment: i64) -> Result<()> {
+        let path = self.path(segment);
+        let open = lock_open_segments();
+        if open.contains(&path) {
+            return Ok(());
+        }
+        let held: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM message WHERE spool_file = ?1 AND spool_bytes > 0)")?
+            .query_row([segment], |r| r.get(0))?;
+        if !held {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    return Err(anyhow!(e).context(format!("cannot remove the spool segment {}", path.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// After a transaction committed: removes the segments it emptied or closed, if they are empty.
+    /// A failure only leaves an orphan for the next sweep, so it is logged, not returned.
+    pub(super) fn remove_emptied(&self, conn: &Connection, segments: BTreeSet<i64>) {
+        for segment in segments {
+            if let Err(e) = self.remove_if_empty(conn, segment) {
+                log::warn!("{e:#}");
+            }
+        }
+    }
+
+    /// Closes every segment this store appends to (its workers are done), removing the empty ones.
+    pub(super) fn close(&self, conn: &Connection) {
+        let open: Vec<i64> = {
+            let mut writing = self.writing.borrow_mut();
+            writing.placed.clear();
+            std::mem::take(&mut writing.open).into_keys().collect()
+        };
+        {
+            let mut registry = lock_open_segments();
+            for segment in &open {
+                registry.remove(&self.path(*segment));
+            }
+        }
+        self.remove_emptied(conn, open.into_iter().collect());
+    }
+
+    /// The ids of the segments the spool holds (names that are not ids are not ours and stay).
+    pub(super) fn segments(&self) -> Result<Vec<i64>> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir).with_context(|| format!("cannot read {}", self.dir.display()))? {
             if let Some(id) = entry?.file_name().to_str().and_then(|name| name.parse::<i64>().ok()) {
@@ -111,13 +216,18 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Overwrites every file with zeros and removes it (the end of a migration): like the database's
+    /// The length of `segment`'s file; None without one.
+    fn len(&self, segment: i64) -> Option<u64> {
+        fs::metadata(self.path(segment)).ok().map(|m| m.len())
+    }
+
+    /// Overwrites every segment with zeros and removes it (the end of a migration): like the database's
     /// `secure_delete`, no mail stays readable in the spool's free blocks.
     pub(super) fn purge(&self) -> Result<()> {
-        *self.writing.borrow_mut() = None;
+        *self.writing.borrow_mut() = Writing::default();
         let zeros = vec![0u8; READ_PIECE];
-        for id in self.ids()? {
-            let path = self.path(id);
+        for segment in self.segments()? {
+            let path = self.path(segment);
             if let Ok(file) = OpenOptions::new().write(true).open(&path) {
                 let len = file.metadata()?.len();
                 let mut offset = 0;
@@ -128,10 +238,20 @@ impl Spool {
                 }
                 file.sync_data()?;
             }
-            self.remove(id)?;
+            lock_open_segments().remove(&path);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
         Ok(())
     }
+}
+
+/// The registry of open segments; a writer that panicked while holding it left nothing half done
+/// in a set of paths, so its poison is ignored.
+fn lock_open_segments() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    OPEN_SEGMENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A staged body read back for an APPEND, a piece at a time, checked against what staging recorded:
@@ -141,6 +261,8 @@ impl Spool {
 pub struct StagedBody {
     id: i64,
     file: File,
+    /// Where the body starts in its segment.
+    base: u64,
     size: u64,
     offset: u64,
     hasher: Sha256,
@@ -172,7 +294,7 @@ impl StagedBody {
         let mut piece = vec![0u8; want];
         let mut got = 0;
         while got < want {
-            let n = self.file.read_at(&mut piece[got..], self.offset + got as u64)?;
+            let n = self.file.read_at(&mut piece[got..], self.base + self.offset + got as u64)?;
             if n == 0 {
                 return Err(self.damaged(format!("it ends at {} of {} bytes", self.offset + got as u64, self.size)));
             }
@@ -198,57 +320,71 @@ impl Store {
     /// Message `id`'s staged body for reading, if the spool holds all `size` bytes of it; None when it
     /// does not (never staged, released, or cut short by a power cut: see `Tx::drop_damaged_body`).
     pub fn staged_body(&self, id: i64, size: u64) -> Result<Option<StagedBody>> {
-        let expected: Option<(Option<Vec<u8>>, i64)> = self
+        type Row = (Option<Vec<u8>>, Option<i64>, i64, i64);
+        let row: Option<Row> = self
             .conn
-            .query_row("SELECT sha256, spool_bytes FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT sha256, spool_file, spool_offset, spool_bytes FROM message WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
-        let Some((Some(expected), spool_bytes)) = expected else { return Ok(None) };
+        let Some((Some(expected), segment, base, spool_bytes)) = row else { return Ok(None) };
+        let new = |file, base| StagedBody { id, file, base, size, offset: 0, hasher: Sha256::new(), expected };
         if size == 0 {
-            // An empty message has no file.
-            let file = File::open("/dev/null")?;
-            return Ok(Some(StagedBody { id, file, size, offset: 0, hasher: Sha256::new(), expected }));
+            // An empty message has no bytes in the spool.
+            return Ok(Some(new(File::open("/dev/null")?, 0)));
         }
-        let file = match File::open(self.spool.path(id)) {
+        let Some(segment) = segment else { return Ok(None) };
+        let base = base as u64;
+        let file = match File::open(self.spool.path(segment)) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if spool_bytes as u64 != size || file.metadata()?.len() != size {
+        if spool_bytes as u64 != size || file.metadata()?.len() < base + size {
             return Ok(None);
         }
-        Ok(Some(StagedBody { id, file, size, offset: 0, hasher: Sha256::new(), expected }))
+        Ok(Some(new(file, base)))
     }
 
-    /// Bytes the spool holds, each file rounded up to whole 4 KiB blocks as the file system counts it.
+    /// Bytes the spool holds: each segment in use up to the end of the last message held in it, in whole
+    /// 4 KiB blocks as the file system counts them. (Bytes of released messages before that end count,
+    /// since they stay on disk until the segment goes.)
     pub(super) fn spool_used_bytes(&self) -> Result<u64> {
         let used: i64 = self.conn.query_row(
-            "SELECT coalesce(sum((spool_bytes + 4095) / 4096 * 4096), 0) FROM message WHERE spool_bytes > 0",
+            "SELECT coalesce(sum((segment_end + 4095) / 4096 * 4096), 0) FROM
+               (SELECT max(spool_offset + spool_bytes) AS segment_end FROM message WHERE spool_bytes > 0 GROUP BY spool_file)",
             [],
             |r| r.get(0),
         )?;
         Ok(used.max(0) as u64)
     }
 
-    /// Before a pass: removes spool files no row holds (left by a crash between a release and its
-    /// removal, or by rows deleted with their folder), and sends back to the source every row whose
-    /// file is shorter than it claims (a power cut). Returns (files removed, rows sent back). Runs
-    /// while no pass writes (the pass lock).
+    /// Before a pass: removes segments no row holds bytes in (left by a crash between a release and
+    /// the removal, or by rows deleted with their folder), and sends back to the source every row whose
+    /// segment is shorter than it claims (a power cut). Returns (segments removed, rows sent back).
+    /// Runs while no pass writes (the pass lock).
     pub fn sweep_spool(&self) -> Result<(u64, u64)> {
         let mut removed = 0;
-        for id in self.spool.ids()? {
-            let held: Option<i64> = self.conn.query_row("SELECT spool_bytes FROM message WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-            if held.unwrap_or(0) == 0 {
-                self.spool.remove(id)?;
+        for segment in self.spool.segments()? {
+            let held: bool =
+                self.conn.query_row("SELECT EXISTS (SELECT 1 FROM message WHERE spool_file = ?1 AND spool_bytes > 0)", [segment], |r| {
+                    r.get(0)
+                })?;
+            if !held {
+                self.spool.remove_if_empty(&self.conn, segment)?;
                 removed += 1;
             }
         }
-        let claimed: Vec<(i64, i64)> = {
-            let mut stmt = self.conn.prepare("SELECT id, spool_bytes FROM message WHERE spool_bytes > 0")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let claimed: Vec<(i64, Option<i64>, i64)> = {
+            let mut stmt = self.conn.prepare("SELECT id, spool_file, spool_offset + spool_bytes FROM message WHERE spool_bytes > 0")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        let short: Vec<i64> =
-            claimed.into_iter().filter(|&(id, bytes)| self.spool.len(id).is_none_or(|len| len < bytes as u64)).map(|(id, _)| id).collect();
+        let short: Vec<i64> = claimed
+            .into_iter()
+            .filter(|&(_, segment, end)| segment.and_then(|segment| self.spool.len(segment)).is_none_or(|len| len < end as u64))
+            .map(|(id, _, _)| id)
+            .collect();
         if !short.is_empty() {
             self.write(|tx| short.iter().try_for_each(|&id| tx.drop_damaged_body(id)))?;
         }
@@ -256,36 +392,96 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// The store's writers are done: the segments they appended to close, and the empty ones go.
+    fn drop(&mut self) {
+        self.spool.close(&self.conn);
+    }
+}
+
 impl Tx<'_> {
-    /// Writes `data` at `offset` of message `id`'s staged copy.
+    /// Writes `data` at `offset` of message `id`'s staged copy (`spool_record` then records it).
     pub(super) fn spool_write(&self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
         self.spool.write_at(id, offset, data)
     }
 
-    /// Message `id`'s staged copy starts over: its file goes now.
+    /// Records on message `id`'s row where its copy is and how much of it is written, so staging's use
+    /// counts it while it arrives (once per batch, not per chunk).
+    pub(super) fn spool_record(&self, id: i64) -> Result<()> {
+        let Some(placement) = self.spool.writing.borrow().placed.get(&id).copied() else { return Ok(()) };
+        self.conn()
+            .prepare_cached("UPDATE message SET spool_file = ?2, spool_offset = ?3, spool_bytes = ?4 WHERE id = ?1")?
+            .execute(params![id, placement.segment, placement.base as i64, placement.written as i64])?;
+        Ok(())
+    }
+
+    /// Message `id`'s staged copy starts over: what it had in the spool is released.
     pub(super) fn spool_restart(&self, id: i64) -> Result<()> {
-        self.spool.remove(id)?;
-        self.conn().prepare_cached("UPDATE message SET spool_bytes = 0 WHERE id = ?1 AND spool_bytes != 0")?.execute([id])?;
-        Ok(())
-    }
-
-    /// Records that message `id`'s staged copy holds `bytes` bytes, checking the file does: a message
-    /// counts as staged only with all its bytes on disk.
-    pub(super) fn spool_count(&self, id: i64, bytes: u64) -> Result<()> {
-        let on_disk = if bytes == 0 { 0 } else { self.spool.len(id).unwrap_or(0) };
-        if on_disk < bytes {
-            bail!("the staged copy of message {id} holds {on_disk} bytes, not the {bytes} written");
+        if let Some(closed) = self.spool.finish_placement(id, None) {
+            self.emptied.borrow_mut().insert(closed);
         }
-        self.conn().prepare_cached("UPDATE message SET spool_bytes = ?2 WHERE id = ?1")?.execute(params![id, bytes as i64])?;
+        self.release_spooled(id)
+    }
+
+    /// Message `id` is whole with `size` bytes: checks the spool has them all (a message counts as
+    /// staged only with all its bytes written), and lets its segment take the next message.
+    pub(super) fn spool_finish(&self, id: i64, size: u64) -> Result<()> {
+        self.spool_record(id)?;
+        let (segment, end, held): (Option<i64>, i64, i64) =
+            self.conn().query_row("SELECT spool_file, spool_offset + spool_bytes, spool_bytes FROM message WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        let on_disk = segment.and_then(|segment| self.spool.len(segment)).unwrap_or(0);
+        if held as u64 != size || on_disk < end as u64 {
+            bail!("the staged copy of message {id} holds {held} bytes ({on_disk} in its segment), not the {size} it came with");
+        }
+        if let Some(closed) = self.spool.finish_placement(id, Some(size)) {
+            self.emptied.borrow_mut().insert(closed);
+        }
         Ok(())
     }
 
-    /// Message `id` keeps no bytes in staging: counted as none now, its file removed once this
-    /// transaction has committed (so a rollback never leaves a row without the bytes it claims).
+    /// Message `id` keeps no bytes in staging: counted as none now; its segment, should it hold nothing
+    /// else, is removed once this transaction has committed (so a rollback never leaves a row without
+    /// the bytes it claims).
     pub(super) fn release_spooled(&self, id: i64) -> Result<()> {
-        self.conn().prepare_cached("UPDATE message SET spool_bytes = 0 WHERE id = ?1 AND spool_bytes != 0")?.execute([id])?;
-        self.remove_after_commit.borrow_mut().push(id);
+        let segment: Option<Option<i64>> = self
+            .conn()
+            .prepare_cached("UPDATE message SET spool_bytes = 0 WHERE id = ?1 AND spool_bytes != 0 RETURNING spool_file")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(Some(segment)) = segment {
+            self.emptied.borrow_mut().insert(segment);
+        }
         Ok(())
+    }
+
+    /// The first staged bytes of message `id`: at most `limit` (all there are when fewer).
+    pub fn staged_start(&self, id: i64, limit: usize) -> Result<Vec<u8>> {
+        let place: Option<(Option<i64>, i64, i64)> = self
+            .conn()
+            .query_row("SELECT spool_file, spool_offset, spool_bytes FROM message WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((Some(segment), base, held)) = place else { return Ok(Vec::new()) };
+        let mut start = vec![0u8; (held.max(0) as usize).min(limit)];
+        match File::open(self.spool.path(segment)) {
+            Ok(file) => {
+                let mut got = 0;
+                while got < start.len() {
+                    let n = file.read_at(&mut start[got..], base as u64 + got as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                start.truncate(got);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => start.clear(),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(start)
     }
 
     /// Message `id`'s staged copy is damaged or gone (`StagedBody`, `Store::sweep_spool`): it is
@@ -299,20 +495,8 @@ impl Tx<'_> {
     }
 }
 
-/// The files waiting for their transaction to commit before they are removed.
-pub(super) type RemoveAfterCommit = RefCell<Vec<i64>>;
-
-impl Spool {
-    /// Removes the files of a committed transaction's releases. A failure only leaves an orphan for the
-    /// next sweep, so it is logged, not returned.
-    pub(super) fn remove_released(&self, ids: Vec<i64>) {
-        for id in ids {
-            if let Err(e) = self.remove(id) {
-                log::warn!("{e:#}");
-            }
-        }
-    }
-}
+/// The segments a transaction released bytes in or closed, to be removed after it commits if empty.
+pub(super) type EmptiedSegments = RefCell<BTreeSet<i64>>;
 
 #[cfg(test)]
 mod tests {
@@ -353,6 +537,12 @@ mod tests {
         }
     }
 
+    /// The segment file holding message `id`'s copy.
+    fn segment_of(store: &Store, dir: &Path, id: i64) -> PathBuf {
+        let segment: i64 = store.conn.query_row("SELECT spool_file FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        dir.join("spool").join(segment.to_string())
+    }
+
     #[test]
     fn a_body_staged_in_batches_reads_back_whole_and_counts_against_the_limit() {
         let (store, dir) = store("whole");
@@ -370,53 +560,95 @@ mod tests {
     }
 
     #[test]
+    fn small_bodies_share_a_segment_and_interleaved_ones_each_get_their_own() {
+        let (store, dir) = store("segments");
+        let ids = store.staging_fixture(&[(1, 3000), (2, 5000), (3, 7000), (4, 9000)]);
+        let bodies: Vec<Vec<u8>> = ids.iter().map(|&id| vec![id as u8; 1000 * (id as usize * 2 + 1)]).collect();
+        // Two whole, one after the other: one segment, the second right after the first.
+        stage(&store, ids[0], &bodies[0]);
+        stage(&store, ids[1], &bodies[1]);
+        assert_eq!(segment_of(&store, &dir, ids[0]), segment_of(&store, &dir, ids[1]));
+        // Two arriving at once (slices of large messages): each at the end of a segment of its own.
+        let (a, b) = (ids[2], ids[3]);
+        store
+            .write(|tx| {
+                tx.write_bodies([
+                    BodyWrite::Restart(a),
+                    BodyWrite::Chunk { id: a, offset: 0, data: bodies[2][..10].to_vec() },
+                    BodyWrite::Restart(b),
+                    BodyWrite::Chunk { id: b, offset: 0, data: bodies[3][..10].to_vec() },
+                    BodyWrite::Chunk { id: a, offset: 10, data: bodies[2][10..].to_vec() },
+                    BodyWrite::Chunk { id: b, offset: 10, data: bodies[3][10..].to_vec() },
+                ])
+            })
+            .unwrap();
+        for (id, body) in [(a, &bodies[2]), (b, &bodies[3])] {
+            let hash = Sha256::digest(body).to_vec();
+            store.write(|tx| tx.write_bodies([BodyWrite::Staged { id, hash, size: body.len() as u64, identity: None }])).unwrap();
+        }
+        assert_ne!(segment_of(&store, &dir, a), segment_of(&store, &dir, b));
+        for (&id, body) in ids.iter().zip(&bodies) {
+            let mut staged = store.staged_body(id, body.len() as u64).unwrap().expect("whole");
+            assert_eq!(&read_all(&mut staged).unwrap(), body, "message {id}");
+        }
+        // Released, all of them: once the store closes its segments, none is left.
+        store.write(|tx| ids.iter().try_for_each(|&id| tx.release_spooled(id))).unwrap();
+        drop(store);
+        assert_eq!(fs::read_dir(dir.join("spool")).unwrap().count(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_damaged_copy_fails_before_its_last_piece_and_goes_back_to_the_source() {
         let (store, dir) = store("damaged");
-        let ids = store.staging_fixture(&[(1, 150_000), (2, 150_000)]);
+        let ids = store.staging_fixture(&[(1, 150_000), (2, 1_500_000)]);
         let body = vec![b'x'; 150_000];
         stage(&store, ids[0], &body);
-        stage(&store, ids[1], &body);
         // One byte changed on disk: the first pieces come, the last one does not.
-        OpenOptions::new().write(true).open(dir.join("spool").join(ids[0].to_string())).unwrap().write_all_at(b"y", 140_000).unwrap();
+        OpenOptions::new().write(true).open(segment_of(&store, &dir, ids[0])).unwrap().write_all_at(b"y", 140_000).unwrap();
         let mut staged = store.staged_body(ids[0], 150_000).unwrap().expect("the length is right");
         assert_eq!(staged.next_piece().unwrap().len(), READ_PIECE);
         assert_eq!(staged.next_piece().unwrap().len(), READ_PIECE);
         let e = staged.next_piece().unwrap_err();
         assert_eq!(e.downcast_ref::<DamagedBody>().map(|d| d.id), Some(ids[0]), "{e:#}");
         // Cut short (a power cut): not offered at all; the sweep sends it back.
-        OpenOptions::new().write(true).open(dir.join("spool").join(ids[1].to_string())).unwrap().set_len(4096).unwrap();
-        assert!(store.staged_body(ids[1], 150_000).unwrap().is_none());
-        assert_eq!(store.sweep_spool().unwrap(), (0, 1));
+        let large = vec![b'z'; 1_500_000];
+        stage(&store, ids[1], &large);
+        OpenOptions::new().write(true).open(segment_of(&store, &dir, ids[1])).unwrap().set_len(4096).unwrap();
+        assert!(store.staged_body(ids[1], 1_500_000).unwrap().is_none());
+        let swept = store.sweep_spool().unwrap();
+        assert_eq!(swept.1, 2, "both copies were in the segment cut short");
         let (state, hash, spooled) = store.staged_state(ids[1]);
         assert_eq!((state, hash, spooled), (PushState::Pending, None, 0), "fetched again");
-        assert!(!dir.join("spool").join(ids[1].to_string()).exists());
         let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_released_copy_leaves_only_once_its_transaction_commits_and_the_sweep_takes_orphans() {
         let (store, dir) = store("release");
-        let ids = store.staging_fixture(&[(1, 5000), (2, 5000)]);
-        stage(&store, ids[0], &[1; 5000]);
-        stage(&store, ids[1], &[2; 5000]);
-        let file = |id: i64| dir.join("spool").join(id.to_string());
+        // Each over the segment size, so each closes its segment when it is whole.
+        let ids = store.staging_fixture(&[(1, 1_100_000), (2, 1_100_000)]);
+        stage(&store, ids[0], &[1; 1_100_000]);
+        stage(&store, ids[1], &[2; 1_100_000]);
+        let (first, second) = (segment_of(&store, &dir, ids[0]), segment_of(&store, &dir, ids[1]));
+        assert_ne!(first, second);
         let failed: Result<()> = store.write(|tx| {
             tx.release_spooled(ids[0])?;
             bail!("the transaction fails after the release")
         });
         assert!(failed.is_err());
-        assert!(file(ids[0]).exists() && store.staged_body(ids[0], 5000).unwrap().is_some(), "rolled back: the copy stays");
+        assert!(first.exists() && store.staged_body(ids[0], 1_100_000).unwrap().is_some(), "rolled back: the copy stays");
         store.write(|tx| tx.release_spooled(ids[0])).unwrap();
-        assert!(!file(ids[0]).exists());
+        assert!(!first.exists(), "a closed segment goes with its last message");
         assert_eq!(store.staged_state(ids[0]).2, 0);
-        // A file no row holds (a crash between a commit and the removal) and a file not ours.
-        fs::write(file(999), b"orphan").unwrap();
+        // A segment no row holds (a crash between a commit and the removal) and a file not ours.
+        fs::write(dir.join("spool").join("999"), b"orphan").unwrap();
         fs::write(dir.join("spool").join("notes.txt"), b"not ours").unwrap();
         assert_eq!(store.sweep_spool().unwrap(), (1, 0));
-        assert!(!file(999).exists() && file(ids[1]).exists() && dir.join("spool").join("notes.txt").exists());
+        assert!(!dir.join("spool").join("999").exists() && second.exists() && dir.join("spool").join("notes.txt").exists());
         // The purge leaves no staged copy.
         store.purge().unwrap();
-        assert!(!file(ids[1]).exists());
+        assert!(!second.exists());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -250,15 +250,15 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Writes a batch of body writes in order: bytes into the message's spool file, and the bytes it
-    /// holds onto its row (once per run of chunks), so staging's use is known while a large body arrives.
+    /// Writes a batch of body writes in order: bytes into the spool, and onto each message's row where
+    /// they are (once per run of chunks), so staging's use is known while a large body arrives.
     pub fn write_bodies(&self, writes: impl IntoIterator<Item = BodyWrite>) -> Result<()> {
         let conn = self.conn();
-        // The message whose chunks came last, and the end of its bytes, not yet counted on its row.
-        let mut uncounted: Option<(i64, u64)> = None;
+        // The message whose chunks came last, not yet recorded on its row.
+        let mut unrecorded: Option<i64> = None;
         for write in writes {
-            if let Some((id, end)) = uncounted.take_if(|(id, _)| !matches!(&write, BodyWrite::Chunk { id: next, .. } if next == id)) {
-                self.spool_count(id, end)?;
+            if let Some(id) = unrecorded.take_if(|id| !matches!(&write, BodyWrite::Chunk { id: next, .. } if next == id)) {
+                self.spool_record(id)?;
             }
             match write {
                 BodyWrite::Restart(id) => {
@@ -267,18 +267,17 @@ impl Tx<'_> {
                 }
                 BodyWrite::Chunk { id, offset, data } => {
                     self.spool_write(id, offset, &data)?;
-                    let end = offset + data.len() as u64;
-                    uncounted = Some((id, uncounted.map_or(end, |(_, before)| before.max(end))));
+                    unrecorded = Some(id);
                 }
                 BodyWrite::Staged { id, hash, size, identity } => {
-                    self.spool_count(id, size)?;
+                    self.spool_finish(id, size)?;
                     conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?
                         .execute(params![id, hash, size as i64, identity])?;
                 }
             }
         }
-        if let Some((id, end)) = uncounted {
-            self.spool_count(id, end)?;
+        if let Some(id) = unrecorded {
+            self.spool_record(id)?;
         }
         Ok(())
     }
@@ -315,11 +314,6 @@ impl Tx<'_> {
         still_unstaged(self.conn(), id)
     }
 
-    /// The first staged bytes of message `id`: at most `limit` (all there are when fewer).
-    pub fn staged_start(&self, id: i64, limit: usize) -> Result<Vec<u8>> {
-        self.spool.read_start(id, limit)
-    }
-
     /// Sets a staged message's identity ('' for "looked, nothing to go by").
     pub fn set_identity(&self, id: i64, identity: &str) -> Result<()> {
         self.conn().execute("UPDATE message SET identity = ?2 WHERE id = ?1", params![id, identity])?;
@@ -354,7 +348,7 @@ impl Store {
 
     /// A message's staged bytes (its spool file) and its hash.
     pub fn staged_copy(&self, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
-        let bytes = self.spool.read_start(id, usize::MAX).unwrap();
+        let bytes = self.write(|tx| tx.staged_start(id, usize::MAX)).unwrap();
         let hash = self.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         (bytes, hash)
     }

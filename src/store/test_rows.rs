@@ -42,6 +42,6 @@ impl Store {
     /// How many staged bodies the spool holds (files, and rows that count bytes there).
     pub fn spooled_for_tests(&self) -> (usize, i64) {
         let rows = self.conn.query_row("SELECT count(*) FROM message WHERE spool_bytes > 0", [], |r| r.get(0)).unwrap();
-        (self.spool.ids().unwrap().len(), rows)
+        (self.spool.segments().unwrap().len(), rows)
     }
 }
