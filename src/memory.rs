@@ -97,8 +97,8 @@ pub fn limit_sqlite() {
     }
 }
 
-/// Workers that may be staging bodies (reading them from the source into SQLite) at the same time,
-/// process-wide. Each one holds its window of rows and a batch of bodies on its way into SQLite
+/// Workers that may be staging bodies (reading them from the source into the spool) at the same time,
+/// process-wide. Each one holds its window of rows and a batch of bodies on its way into the spool
 /// (`pull::BODY_BATCH_BYTES` and at most one `store::CHUNK_SIZE` chunk more, written in one short
 /// transaction); besides, a round of slices may hold slices that came before the one it needs (up to
 /// `pull::SLICE_PIPELINE` - 1 slices of 64 KiB) and a fetch a body that came before its UID (up to

@@ -372,11 +372,10 @@ impl BodySink for WholeBodies<'_> {
 /// (and when a fetch or a round of slices ends). No transaction stays open while a body comes in, so
 /// a source that stalls half-way through a body holds up no other account; and memory stays flat:
 /// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch, so the batch is what a
-/// second staging account costs. 64 KiB makes a commit (a WAL sync: `synchronous=FULL`) per 64 KiB of
-/// mail. Measured with `make bench` (one run each): 256 KiB gave --parallel 4 / 1 peaks of 12.2 / 11.6
-/// MiB, 128 KiB 11.9 / 11.3, 64 KiB 11.6 / 11.2 (the 0.5 MiB target met); the full migration took
-/// 4.0, 4.1 and 4.8 s and a 100 MB message moved at 120, 115 and 88 MB/s.
-pub(super) const BODY_BATCH_BYTES: usize = 64 * 1024;
+/// second staging account costs. With bodies in SQLite, 64 KiB measured best (the 0.5 MiB parallel
+/// memory target met, 256 KiB missed it); with the spool, a transaction per batch is mostly the cost
+/// of the transaction, so batches hold two `CHUNK_SIZE` chunks (see the commit for make bench's numbers).
+pub(super) const BODY_BATCH_BYTES: usize = 128 * 1024;
 
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
 pub(super) const BODY_WRITE_OVERHEAD: usize = 64;

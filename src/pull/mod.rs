@@ -492,8 +492,10 @@ mod tests {
     #[test]
     fn a_whole_body_repeated_after_throttling_is_not_staged_again() {
         use crate::imap::body_fetch::tests::{Pace, connect, run, scripted_server};
-        let five: Vec<u8> = (0..60_000).map(|i| b'a' + (i * 7 % 26) as u8).collect();
-        let six: Vec<u8> = (0..60_000).map(|i| b'a' + (i * 11 % 26) as u8).collect();
+        // Together more than a batch, so UID 5's mark is written with UID 6's first bytes.
+        let size = BODY_BATCH_BYTES * 3 / 4;
+        let five: Vec<u8> = (0..size).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let six: Vec<u8> = (0..size).map(|i| b'a' + (i * 11 % 26) as u8).collect();
         let seven = b"small one".to_vec();
         let answer = |uid: u32, body: &[u8]| {
             let mut a = format!("* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n", body.len()).into_bytes();
