@@ -191,7 +191,7 @@ async fn measure(
     limits: &Limits,
     result: &mut CheckResult,
 ) -> Result<()> {
-    let discovery = crate::sync::discover(store, account, source, target).await?;
+    let discovery = crate::sync::discover(store, account, source, target, None).await?;
     let target_of: BTreeMap<String, String> = discovery.maps.iter().map(|m| (m.source.clone(), m.target.clone())).collect();
 
     result.size_limit = limits.size_limit_of(target);

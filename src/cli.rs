@@ -236,7 +236,7 @@ pub fn folders(dir: &Path, f: &FoldersArgs) -> Result<ExitCode> {
     let account = store.accounts(std::slice::from_ref(&f.account))?.into_iter().next().ok_or_else(|| anyhow!("no such account"))?;
     let maps = smol::block_on(async {
         let mut both = sync::connect_both(&store, &account).await?;
-        let d = sync::discover(&store, &account, &mut both.source, &mut both.target).await?;
+        let d = sync::discover(&store, &account, &mut both.source, &mut both.target, None).await?;
         both.source.logout().await;
         both.target.logout().await;
         Ok::<_, anyhow::Error>(d.maps)

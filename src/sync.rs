@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::failure::{self, Retry, Scope};
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
-use crate::imap::{ImapError, ListedFolder, Session};
+use crate::imap::{FolderStatus, ImapError, ListedFolder, Listing, Session};
 use crate::pipe::{Flow, Pipe};
 use crate::pull::{self, PullStats};
 use crate::push::{self, LookUp, PushStats};
@@ -103,6 +103,9 @@ pub struct Discovery {
     pub maps: Vec<FolderMap>,
     pub target_existing: BTreeSet<String>,
     pub target_subscribed: BTreeSet<String>,
+    /// Source folders' STATUS by wire name, as the source's listing brought them (LIST-STATUS);
+    /// empty when none was asked for or the server does not offer it.
+    pub source_statuses: BTreeMap<String, FolderStatus>,
 }
 
 fn special_use_of(folder: &ListedFolder) -> Option<SpecialUse> {
@@ -113,10 +116,21 @@ fn selectable(folder: &ListedFolder) -> bool {
     !folder.has_attribute("\\Noselect") && !folder.has_attribute("\\NonExistent")
 }
 
-/// Lists both sides, computes the mapping and records it with the source folders.
-pub async fn discover(store: &Store, account: &Account, source: &mut Session, target: &mut Session) -> Result<Discovery> {
+/// Lists both sides, computes the mapping and records it with the source folders. `status_for`
+/// `Some(condstore)` asks the source's listing for every folder's STATUS too (a pass: one round trip
+/// for the tree where the server offers LIST-STATUS); None lists only (the check, `folders`).
+pub async fn discover(
+    store: &Store,
+    account: &Account,
+    source: &mut Session,
+    target: &mut Session,
+    status_for: Option<bool>,
+) -> Result<Discovery> {
     let source_ns = source.personal_namespace().await?;
-    let listed = source.list().await?;
+    let Listing { folders: listed, statuses: source_statuses } = match status_for {
+        Some(condstore) => source.list_with_status(condstore).await?,
+        None => Listing { folders: source.list().await?, statuses: BTreeMap::new() },
+    };
     let subscribed: BTreeSet<String> = source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
     let layout = SourceLayout {
         prefix: source_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
@@ -172,7 +186,7 @@ pub async fn discover(store: &Store, account: &Account, source: &mut Session, ta
         Ok(())
     })?;
     crate::fault::point("discover: folders recorded");
-    Ok(Discovery { maps, target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(), target_subscribed })
+    Ok(Discovery { maps, target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(), target_subscribed, source_statuses })
 }
 
 /// Totals of one account's pass.
@@ -304,8 +318,9 @@ async fn pass_connected(
     both: &mut Connected,
     report: &mut PassReport,
 ) -> Result<()> {
-    let discovery = discover(store, account, &mut both.source, &mut both.target).await?;
+    // CONDSTORE first, so the source's listing can bring each folder's HIGHESTMODSEQ.
     let condstore = both.source.enable_condstore().await?;
+    let discovery = discover(store, account, &mut both.source, &mut both.target, Some(condstore)).await?;
     let size_limit = both.target.message_size_limit(store.settings()?.message_size_limit);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
@@ -350,8 +365,10 @@ async fn pass_connected(
     let refetch = RefCell::new(BTreeSet::new());
     let Connected { source, target } = both;
     let (pull_stats, push_stats) = (&mut report.pull, &mut report.push);
+    let listed_statuses = discovery.source_statuses;
     let reader = async {
-        let result = read_folders(store, account, source, &lanes, &pull_rows, condstore, &pipe, pull_stats, &folder_errors).await;
+        let result =
+            read_folders(store, account, source, &lanes, &pull_rows, listed_statuses, condstore, &pipe, pull_stats, &folder_errors).await;
         if result.is_err() {
             pipe.stop();
         }
@@ -413,15 +430,23 @@ async fn read_folders(
     source: &mut Session,
     lanes: &[Lane],
     pull_rows: &BTreeMap<i64, pull::FolderRow>,
+    listed_statuses: BTreeMap<String, FolderStatus>,
     condstore: bool,
     pipe: &Pipe,
     stats: &mut PullStats,
     folder_errors: &RefCell<Vec<String>>,
 ) -> Result<()> {
-    // Every folder's STATUS in a few round trips, before the first folder is read: an account whose
-    // folders did not change costs one round trip here instead of one per folder.
-    let wire_names: Vec<String> = lanes.iter().filter_map(|lane| pull_rows.get(&lane.folder_id)).map(|row| row.wire_name.clone()).collect();
-    let mut statuses = source.statuses(&wire_names, condstore).await?;
+    // Every folder's STATUS before the first folder is read: the ones the source's listing brought
+    // (LIST-STATUS), the rest in a few pipelined round trips, so an account whose folders did not
+    // change costs no round trip here, or one, instead of one per folder.
+    let mut statuses = listed_statuses;
+    let missing: Vec<String> = lanes
+        .iter()
+        .filter_map(|lane| pull_rows.get(&lane.folder_id))
+        .map(|row| row.wire_name.clone())
+        .filter(|wire_name| !statuses.contains_key(wire_name))
+        .collect();
+    statuses.extend(source.statuses(&missing, condstore).await?);
     for lane in lanes {
         stop_if_requested()?;
         if pipe.stopped() {

@@ -111,6 +111,67 @@ fn old_host_to_target_every_folder_and_message_exactly_once() {
     fixture::assert_same_mail(&src, &tgt, &map);
 }
 
+/// The commands of the source sessions that began after `before` (Dovecot's rawlog), once each has
+/// logged out: the imap process may still be writing its log when postflytt has exited.
+fn source_sessions_since(source: &Dovecot, before: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let started = std::time::Instant::now();
+    loop {
+        let sessions: Vec<Vec<String>> =
+            source.imap_commands().into_iter().filter(|(name, _)| !before.contains(name)).map(|(_, c)| c).collect();
+        let ended = sessions.iter().all(|commands| commands.iter().any(|c| c.ends_with(" LOGOUT")));
+        if (ended && !sessions.is_empty()) || started.elapsed() > std::time::Duration::from_secs(5) {
+            return sessions;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_unchanged_pass_asks_the_source_for_no_status_and_a_folder_listed_without_one_gets_its_own() {
+    // Dovecot 2.3 offers LIST-STATUS: the pass's one LIST brings every folder's STATUS, so a pass over
+    // an unchanged account sends the source no STATUS and opens no folder. A folder the server cannot
+    // open (here: its maildir made unreadable) comes without a STATUS and an untagged NO in its place;
+    // that one folder is asked for on its own and fails as before, the others stay unchanged.
+    let opts = DovecotOptions { rawlog: true, ..DovecotOptions::default() };
+    let source = Dovecot::start_with(Layout::OldHost, &[("f@gammal.se", "pw1")], opts);
+    let target = Dovecot::start(Layout::Target, &[("f@ny.se", "pw2")]);
+    let msgs: Vec<_> = [("INBOX", 81), ("INBOX.Arkiv", 82), ("INBOX.Kunder.Norr", 83)]
+        .iter()
+        .flat_map(|&(folder, seed)| fixture::bulk(folder, 3, seed, 500..4_000))
+        .collect();
+    fixture::load(&mut source.reader("f@gammal.se"), &msgs);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("f@gammal.se", "pw1", "f@ny.se", "pw2")]);
+    assert_eq!(appended(&m.sync()), 9);
+
+    let before: BTreeSet<String> = source.imap_commands().into_keys().collect();
+    let out = m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    let sessions = source_sessions_since(&source, &before);
+    assert_eq!(sessions.len(), 1, "one source session for the pass: {sessions:#?}");
+    let commands = &sessions[0];
+    let verbs = |verb: &str| commands.iter().filter(|c| c.split(' ').nth(1).is_some_and(|v| v.eq_ignore_ascii_case(verb))).count();
+    let lists: Vec<&String> = commands.iter().filter(|c| c.contains(" LIST ")).collect();
+    assert_eq!(lists.len(), 1, "{commands:#?}");
+    // (No SPECIAL-USE among the options: this Dovecot declares no special-use folder, so it does not offer it.)
+    assert!(lists[0].ends_with("RETURN (CHILDREN STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"), "{commands:#?}");
+    assert_eq!((verbs("STATUS"), verbs("EXAMINE"), verbs("SELECT")), (0, 0, 0), "{commands:#?}");
+
+    // INBOX.Arkiv's maildir (a directory named by the mailbox's GUID in this layout) unreadable.
+    let guid = source.doveadm_ok(&["mailbox", "status", "-u", "f@gammal.se", "guid", "INBOX.Arkiv"]);
+    let guid = guid.split("guid=").nth(1).expect("doveadm names the GUID").trim();
+    let arkiv = source.home("f@gammal.se").join("Maildir").join(guid);
+    let mode = |m| std::fs::set_permissions(&arkiv, std::os::unix::fs::PermissionsExt::from_mode(m)).expect("chmod");
+    mode(0o000);
+    let before: BTreeSet<String> = source.imap_commands().into_keys().collect();
+    let out = driver::text(&m.run(&["sync"]));
+    mode(0o700);
+    assert_eq!(appended(&out), 0, "{out}");
+    assert!(out.contains("folder error") && out.contains("INBOX.Arkiv"), "the folder's failure is reported:\n{out}");
+    let sessions = source_sessions_since(&source, &before);
+    let statuses: Vec<&String> = sessions.iter().flatten().filter(|c| c.split(' ').nth(1) == Some("STATUS")).collect();
+    assert!(!statuses.is_empty() && statuses.iter().all(|c| c.contains(" STATUS INBOX.Arkiv ")), "{sessions:#?}");
+}
+
 #[test]
 fn modern_source_over_starttls_to_tls_target() {
     let source = Dovecot::start(Layout::Modern, &[("bo@gammal.se", "pw-källa")]);

@@ -1,7 +1,9 @@
 //! The commands on an authenticated session, each turned into the shape its caller needs: ENABLE,
-//! NAMESPACE, LIST/LSUB, STATUS, SELECT/EXAMINE, UID FETCH of metadata, UID SEARCH, CREATE,
-//! SUBSCRIBE, UID STORE, GETQUOTAROOT and APPEND. APPEND writes its own line and streams each body
-//! from the caller slice by slice (imap-next would hold a whole message); body FETCH is `body_fetch`.
+//! NAMESPACE, LIST/LSUB, STATUS (alone, pipelined, or inside LIST where LIST-STATUS is offered),
+//! SELECT/EXAMINE, UID FETCH of metadata, UID SEARCH, CREATE, SUBSCRIBE, UID STORE, GETQUOTAROOT and
+//! APPEND. APPEND writes its own line and streams each body from the caller slice by slice (imap-next
+//! would hold a whole message), and LIST with RETURN options is written by us too (imap-codec has no
+//! form for it); body FETCH is `body_fetch`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
@@ -20,7 +22,7 @@ use imap_next::imap_types::sequence::SequenceSet;
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::response::{attribute_name, meta_of};
-use super::{Answer, Answers, AppendAnswer, FolderStatus, ImapError, ListedFolder, MessageMeta, Selected, Session, mailbox_wire};
+use super::{Answer, Answers, AppendAnswer, FolderStatus, ImapError, ListedFolder, Listing, MessageMeta, Selected, Session, mailbox_wire};
 
 /// One message to APPEND: flags, date, size, and a source of its bytes in order.
 pub struct AppendItem<'a> {
@@ -113,28 +115,60 @@ impl Session {
             CommandBody::List { reference, mailbox_wildcard: pattern }
         };
         let data = self.ok(body, if lsub { "LSUB" } else { "LIST" }).await?;
-        let mut out = Vec::new();
-        for item in data {
-            let (items, delimiter, mailbox) = match item {
-                Data::List { items, delimiter, mailbox } | Data::Lsub { items, delimiter, mailbox } => (items, delimiter, mailbox),
-                _ => continue,
-            };
-            out.push(ListedFolder {
-                wire_name: mailbox_wire(&mailbox),
-                delimiter: delimiter.map(|d| d.inner()),
-                attributes: items.iter().map(attribute_name).collect(),
-            });
-        }
+        let mut out: Vec<ListedFolder> = data.into_iter().filter_map(listed_folder).collect();
         out.sort_by(|a, b| a.wire_name.cmp(&b.wire_name));
         Ok(out)
     }
 
-    pub async fn status(&mut self, wire_name: &str, condstore: bool) -> Result<FolderStatus> {
-        let mut names = vec![StatusDataItemName::Messages, StatusDataItemName::UidNext, StatusDataItemName::UidValidity];
-        if condstore {
-            names.push(StatusDataItemName::HighestModSeq);
+    /// LIST "" "*" and, where the server offers LIST-STATUS (RFC 5819), every selectable folder's
+    /// STATUS in the same answer: `LIST "" "*" RETURN (CHILDREN SPECIAL-USE STATUS (...))`, one round
+    /// trip for the whole tree instead of a LIST and then `statuses`. CHILDREN and SPECIAL-USE (when
+    /// offered) ask for what a plain LIST brings anyway: an extended LIST leaves out what it is not
+    /// asked for (Dovecot 2.3 then sends neither `\HasChildren` nor `\Sent`). Without LIST-STATUS,
+    /// or when the server refuses the extended command, this is `list` and no status.
+    ///
+    /// A folder may come without its STATUS: `\Noselect` and `\NonExistent` ones get none (RFC 5819
+    /// section 2), and a server may leave one out that it cannot open (Dovecot 2.3 sends an untagged
+    /// `NO [SERVERBUG]` in its place); the caller asks for those with `statuses`. A STATUS for a name
+    /// the answer did not list is dropped.
+    pub async fn list_with_status(&mut self, condstore: bool) -> Result<Listing> {
+        if !self.has("LIST-STATUS") {
+            return Ok(Listing { folders: self.list().await?, statuses: BTreeMap::new() });
         }
-        let body = CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: names.into() };
+        let mut options: Vec<&str> = Vec::new();
+        if self.has("LIST-EXTENDED") || self.has("CHILDREN") {
+            options.push("CHILDREN");
+        }
+        if self.has("SPECIAL-USE") {
+            options.push("SPECIAL-USE");
+        }
+        options.push("STATUS");
+        let text = format!("LIST \"\" \"*\" RETURN ({} ({}))", options.join(" "), status_words(condstore));
+        let mut folders = Vec::new();
+        let mut statuses = BTreeMap::new();
+        let answer = self
+            .run_raw("LIST", &text, &mut |data| {
+                match data {
+                    Data::Status { mailbox, items } => {
+                        statuses.insert(mailbox_wire(&mailbox), status_of(items.iter()));
+                    }
+                    other => folders.extend(listed_folder(other)),
+                }
+                Ok(())
+            })
+            .await?;
+        if !answer.is_ok() {
+            log::info!("{}: the server offers LIST-STATUS but refused it ({}); listing without", self.label, answer.words());
+            return Ok(Listing { folders: self.list().await?, statuses: BTreeMap::new() });
+        }
+        folders.sort_by(|a: &ListedFolder, b| a.wire_name.cmp(&b.wire_name));
+        let listed: BTreeSet<&str> = folders.iter().map(|f| f.wire_name.as_str()).collect();
+        statuses.retain(|name, _| listed.contains(name.as_str()));
+        Ok(Listing { folders, statuses })
+    }
+
+    pub async fn status(&mut self, wire_name: &str, condstore: bool) -> Result<FolderStatus> {
+        let body = CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: status_items(condstore).into() };
         let data = self.ok(body, &format!("STATUS {wire_name}")).await?;
         let mut status = FolderStatus::default();
         for item in data {
@@ -151,13 +185,9 @@ impl Session {
     pub async fn statuses(&mut self, wire_names: &[String], condstore: bool) -> Result<BTreeMap<String, FolderStatus>> {
         let mut found = BTreeMap::new();
         for group in wire_names.chunks(STATUS_PIPELINE) {
-            let mut names = vec![StatusDataItemName::Messages, StatusDataItemName::UidNext, StatusDataItemName::UidValidity];
-            if condstore {
-                names.push(StatusDataItemName::HighestModSeq);
-            }
             let mut bodies = Vec::with_capacity(group.len());
             for wire_name in group {
-                bodies.push(CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: names.clone().into() });
+                bodies.push(CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: status_items(condstore).into() });
             }
             let wanted: BTreeSet<&str> = group.iter().map(String::as_str).collect();
             let mut answered = BTreeMap::new();
@@ -432,6 +462,33 @@ impl Session {
 
 /// Folders asked for with STATUS in one round trip by `statuses`.
 const STATUS_PIPELINE: usize = 64;
+
+/// The STATUS items a pass reads: enough to tell an unchanged folder (HIGHESTMODSEQ with CONDSTORE).
+fn status_items(condstore: bool) -> Vec<StatusDataItemName> {
+    let mut names = vec![StatusDataItemName::Messages, StatusDataItemName::UidNext, StatusDataItemName::UidValidity];
+    if condstore {
+        names.push(StatusDataItemName::HighestModSeq);
+    }
+    names
+}
+
+/// `status_items` as the words of a command we write ourselves (`list_with_status`).
+fn status_words(condstore: bool) -> &'static str {
+    if condstore { "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ" } else { "MESSAGES UIDNEXT UIDVALIDITY" }
+}
+
+/// A LIST or LSUB answer as a `ListedFolder`; None for any other data.
+fn listed_folder(data: Data<'static>) -> Option<ListedFolder> {
+    let (items, delimiter, mailbox) = match data {
+        Data::List { items, delimiter, mailbox } | Data::Lsub { items, delimiter, mailbox } => (items, delimiter, mailbox),
+        _ => return None,
+    };
+    Some(ListedFolder {
+        wire_name: mailbox_wire(&mailbox),
+        delimiter: delimiter.map(|d| d.inner()),
+        attributes: items.iter().map(attribute_name).collect(),
+    })
+}
 
 /// A STATUS answer's items as a `FolderStatus`.
 fn status_of<'a>(items: impl Iterator<Item = &'a StatusDataItem>) -> FolderStatus {

@@ -41,6 +41,6 @@ pub use connection::{Endpoint, TlsFailed, TlsMode, fetch_fingerprint, hex, raw_c
 pub use error::{ImapError, ServerMisbehaved, kind_of};
 #[cfg(test)]
 pub use error::{bye_reason, is_misbehaving};
-pub use response::{Answer, AppendAnswer, FolderStatus, ListedFolder, MessageMeta, Selected, mailbox_wire, throttle_delay};
+pub use response::{Answer, AppendAnswer, FolderStatus, ListedFolder, Listing, MessageMeta, Selected, mailbox_wire, throttle_delay};
 pub use session::Session;
 pub use stream::{Answers, LINE_LIMIT, PENDING_CODES_LIMIT, RESPONSE_LIMIT};

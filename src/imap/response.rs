@@ -1,8 +1,9 @@
-//! The shapes the rest of postflytt gets answers in (`Answer`, `ListedFolder`, `Selected`,
+//! The shapes the rest of postflytt gets answers in (`Answer`, `ListedFolder`, `Listing`, `Selected`,
 //! `FolderStatus`, `MessageMeta`, `AppendAnswer`) and the reading of imap-types' responses into them:
 //! response codes by name, the throttling words of Exchange, APPENDUID's uid-set, FETCH items, dates
 //! and mailbox names as they were on the wire.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use imap_next::imap_types::fetch::MessageDataItem;
@@ -23,6 +24,13 @@ impl ListedFolder {
     pub fn has_attribute(&self, name: &str) -> bool {
         self.attributes.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
+}
+
+/// What `list_with_status` brought: the folders, and the STATUS of those it came with, by wire name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub folders: Vec<ListedFolder>,
+    pub statuses: BTreeMap<String, FolderStatus>,
 }
 
 /// What SELECT/EXAMINE told us about a folder.

@@ -335,6 +335,33 @@ impl Session {
         Ok((answer, data))
     }
 
+    /// One command imap-codec cannot express, written by us as `text` after a fresh tag (the caller
+    /// makes `text` safe to send: no line end, names quoted); its answers are read by imap-next as
+    /// any other's, under the same bounds (`begin_command`), untagged data handed to `on_data`.
+    pub(super) async fn run_raw(
+        &mut self,
+        what: &'static str,
+        text: &str,
+        on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
+    ) -> Result<Answer> {
+        if text.contains(['\r', '\n']) {
+            bail!("internal: a line end inside the {what} command");
+        }
+        self.begin_command(what, Answers::Kept)?;
+        let tag = self.tag();
+        self.write_all(format!("{} {text}\r\n", tag.inner()).as_bytes()).await?;
+        self.flush().await?;
+        let tags = vec![tag.clone()];
+        let mut answers = BTreeMap::new();
+        while answers.is_empty() {
+            match self.client.next() {
+                Ok(event) => self.on_event(event, &tags, &mut answers, on_data).map_err(|e| self.left_mid_command(e))?,
+                Err(interrupt) => self.handle_interrupt(interrupt).await?,
+            }
+        }
+        answers.remove(tag.inner()).ok_or_else(|| anyhow!("{}: no answer to {what}", self.label))
+    }
+
     pub(super) async fn simple(&mut self, body: CommandBody<'static>) -> Result<Answer> {
         Ok(self.run(body).await?.0)
     }

@@ -9,9 +9,11 @@
 //! (its log tail is printed when a test panics). A `sh` watchdog ends the server even when the test
 //! process is killed. For speed the servers do not fsync (`mail_fsync = never`) and refuse bad logins at
 //! once (`auth_failure_delay = 0`, no anvil auth penalty); `DovecotOptions::extra_config` can set the
-//! first two back (a later setting wins).
+//! first two back (a later setting wins). With `DovecotOptions::rawlog` an instance records the commands
+//! its clients send (`imap_commands`), so a test can count what postflytt asked of a real server.
 
 use super::{current_ids, fresh_dir, running_as_root};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -100,6 +102,8 @@ pub struct DovecotOptions {
     pub tz: Option<String>,
     /// Appended verbatim to the generated dovecot.conf (remember: no one-line `{ ... }` blocks).
     pub extra_config: String,
+    /// Records what every IMAP client sends after login (Dovecot's `rawlog_dir`), for `imap_commands`.
+    pub rawlog: bool,
 }
 
 /// Default APPENDLIMIT of a `Target` instance.
@@ -144,6 +148,12 @@ impl Dovecot {
         std::fs::create_dir(&home).expect("create home dir");
         std::os::unix::fs::chown(&home, Some(owner.uid), Some(owner.gid))
             .unwrap_or_else(|e| panic!("chown {} to {}:{}: {e}", home.display(), owner.uid, owner.gid));
+        if opts.rawlog {
+            // The imap processes run as the mail's owner and write their rawlogs here.
+            let rawlog = dir.join("rawlog");
+            std::fs::create_dir(&rawlog).expect("create rawlog dir");
+            std::os::unix::fs::chown(&rawlog, Some(owner.uid), Some(owner.gid)).expect("chown rawlog dir");
+        }
         for (user, _) in users {
             check_login_name(user);
         }
@@ -206,6 +216,26 @@ impl Dovecot {
     /// Dovecot's log so far (empty if none yet).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// What each IMAP session sent after its login, by session (Dovecot's rawlog file name, which
+    /// sorts by the second the session began), one command line per entry without Dovecot's time
+    /// stamp. Needs `DovecotOptions::rawlog`; empty without it. Dovecot records nothing before login,
+    /// so no password shows here.
+    pub fn imap_commands(&self) -> BTreeMap<String, Vec<String>> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("rawlog")) else { return BTreeMap::new() };
+        let mut sessions = BTreeMap::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(session) = name.strip_suffix(".in") else { continue };
+            let text = std::fs::read(entry.path()).unwrap_or_default();
+            let lines = String::from_utf8_lossy(&text)
+                .lines()
+                .map(|line| line.split_once(' ').map_or(line, |(_stamp, command)| command).to_string())
+                .collect();
+            sessions.insert(session.to_string(), lines);
+        }
+        sessions
     }
 
     pub fn instance_name(&self) -> &str {
@@ -481,6 +511,10 @@ wait "$pid" 2>/dev/null
              inet_listener imaps {{\n    address = 127.0.0.1\n    port = {}\n    ssl = yes\n  }}\n}}\n",
             self.port, self.tls_port
         );
+        if self.opts.rawlog {
+            // A second `protocol imap` block for the target: Dovecot merges them.
+            let _ = write!(c, "protocol imap {{\n  rawlog_dir = {d}/rawlog\n}}\n");
+        }
         if !self.opts.extra_config.is_empty() {
             c.push_str(&self.opts.extra_config);
             c.push('\n');
