@@ -207,11 +207,14 @@ impl Store {
         conn.busy_timeout(crate::workers::BUSY_LIMIT)?;
         // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
         // pass could APPEND a message twice. Staging's own batches opt out (`write_unsynced`).
-        // journal_size_limit: the write-ahead log is cut back to 4 MiB whenever a checkpoint empties
-        // it, so one burst does not leave a log the size of the burst on the disk staging is bounded by.
+        // The write-ahead log counts against the staging limit: with bodies in the spool it holds only
+        // rows, so it is checkpointed at 1 MiB (256 pages, not SQLite's 1,000) and cut back to 1 MiB
+        // whenever a checkpoint empties it (journal_size_limit), so one burst does not leave a log the
+        // size of the burst on the disk staging is bounded by. Measured in migrate's staging-limit test:
+        // the log was 4.1 of the data directory's 35.3 MB peak with 4 MiB.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-512;
-             PRAGMA journal_size_limit=4194304;",
+             PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=1048576;",
         )
         .context("cannot configure the database")?;
         let spool = spool::Spool::open(dir)?;
