@@ -27,6 +27,10 @@
 //!    and carrying at most 100 Mbit/s per direction, shared by every connection; both tools migrate all
 //!    accounts over it and make an unchanged pass, and the share of the line each uses is reported per
 //!    direction (bytes over the line / (line rate x wall time));
+//! 6b. sources of other makes (`bench/sources.rs`, `bench/servers.rs`): a throwaway Cyrus IMAP and a
+//!    Courier-IMAP, each loaded with 2 accounts x 500 messages, migrated by both tools into fresh
+//!    targets (median of `BENCH_SOURCE_RUNS`, default 3, runs each; postflytt checked exactly once);
+//!    a server that cannot run here is a note and a target saying why;
 //! 7. samples the size of postflytt's data directory (database, -wal, -shm) every 100 ms during every
 //!    postflytt run and reports the peak; measures the disk's write rate once (`dd conv=fdatasync`,
 //!    256 MB) as the loopback's physical limit, beside the line rate for the office line;
@@ -41,7 +45,8 @@
 //! Wall time is measured here around the child processes; CPU seconds (user + system) and peak RSS come
 //! from GNU time (`/usr/bin/time -v`, i.e. each child's rusage), the same way for every tool.
 //! `BENCH_QUICK=1` shrinks the fixture tenfold for quick iterations (JSON to
-//! `target/bench/bench-quick.json`); `BENCH_JSON=path` writes the JSON elsewhere. For diagnosis only
+//! `target/bench/bench-quick.json`); `BENCH_JSON=path` writes the JSON elsewhere; `BENCH_ONLY=sources`
+//! runs only the rows from Cyrus and Courier (JSON `target/bench/bench-sources.json`). For diagnosis only
 //! (they change the numbers): `BENCH_PF_WRAP` / `BENCH_MBSYNC_WRAP` run a tool under a wrapper (strace,
 //! valgrind), and `BENCH_POSTFLYTT` names another postflytt binary for the passes (e.g. one built with
 //! debug info).
