@@ -8,10 +8,17 @@ CARGO ?= cargo
 BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
 TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl
 # The peer the benchmark compares with (mbsync) and the timer it measures every tool with; its other
-# tools come with the test packages (doveadm: dovecot-core) or with Debian itself (taskset: util-linux).
-BENCH_PACKAGES = isync time
+# tools come with the test packages (doveadm: dovecot-core) or with Debian itself (taskset, unshare:
+# util-linux). Its Cyrus and Courier sources need what surrounds their IMAP daemons: cyrus-common
+# (master, the cyrus user) and courier-base (couriertcpd, authdaemond, userdb).
+BENCH_PACKAGES = isync time cyrus-common courier-base
+# The IMAP daemons themselves are unpacked into BENCH_SERVERS, not installed: Debian's dovecot-imapd,
+# cyrus-imapd and courier-imap all Provide and Conflict imap-server (installing one removes the
+# others), and the tests need dovecot-imapd. tests/bench/servers.rs looks there first.
+BENCH_UNPACKED = cyrus-imapd courier-imap
+BENCH_SERVERS = target/bench/servers
 
-.PHONY: all build release run test lint build-deps test-deps bench clean
+.PHONY: all build release run test lint build-deps test-deps bench bench-servers clean
 
 # Installs the Debian packages in $(1) that are missing (as root), or says what to install.
 define install_missing
@@ -60,8 +67,25 @@ test: test-deps lint
 
 bench: test-deps
 	$(call install_missing,$(BENCH_PACKAGES),the benchmark)
+	@$(MAKE) --no-print-directory bench-servers
 	$(CARGO) build --release
 	$(CARGO) test --release --test bench -- --ignored --nocapture
+
+# Each package of BENCH_UNPACKED at the archive's candidate version, fetched with apt-get download and
+# unpacked with dpkg -x (a stamp .<package>_<version> says which); a failure is reported and the bench
+# goes on (it says which source it could not start and why).
+bench-servers:
+	@mkdir -p $(BENCH_SERVERS)/../debs; for p in $(BENCH_UNPACKED); do \
+		v=$$(apt-cache policy $$p 2>/dev/null | sed -n 's/^ *Candidate: //p'); \
+		if [ -z "$$v" ] || [ "$$v" = "(none)" ]; then echo "bench-servers: no candidate for $$p (apt-get update?); its source is not measured"; continue; fi; \
+		[ -f "$(BENCH_SERVERS)/.$${p}_$$v" ] && continue; \
+		echo "bench-servers: unpacking $$p $$v into $(BENCH_SERVERS)"; \
+		rm -f $(BENCH_SERVERS)/../debs/$${p}_*.deb; \
+		if (cd $(BENCH_SERVERS)/../debs && apt-get download -q "$$p=$$v" >/dev/null 2>&1) && \
+			dpkg -x $(BENCH_SERVERS)/../debs/$${p}_*.deb $(BENCH_SERVERS); then \
+			rm -f $(BENCH_SERVERS)/.$${p}_*; touch "$(BENCH_SERVERS)/.$${p}_$$v"; \
+		else echo "bench-servers: could not download or unpack $$p $$v; its source is not measured"; fi; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -27,6 +27,10 @@
 //!    and carrying at most 100 Mbit/s per direction, shared by every connection; both tools migrate all
 //!    accounts over it and make an unchanged pass, and the share of the line each uses is reported per
 //!    direction (bytes over the line / (line rate x wall time));
+//! 6b. sources of other makes (`bench/sources.rs`, `bench/servers.rs`): a throwaway Cyrus IMAP and a
+//!    Courier-IMAP, each loaded with 2 accounts x 500 messages, migrated by both tools into fresh
+//!    targets (median of `BENCH_SOURCE_RUNS`, default 3, runs each; postflytt checked exactly once);
+//!    a server that cannot run here is a note and a target saying why;
 //! 7. samples the size of postflytt's data directory (database, -wal, -shm) every 100 ms during every
 //!    postflytt run and reports the peak; measures the disk's write rate once (`dd conv=fdatasync`,
 //!    256 MB) as the loopback's physical limit, beside the line rate for the office line;
@@ -41,7 +45,8 @@
 //! Wall time is measured here around the child processes; CPU seconds (user + system) and peak RSS come
 //! from GNU time (`/usr/bin/time -v`, i.e. each child's rusage), the same way for every tool.
 //! `BENCH_QUICK=1` shrinks the fixture tenfold for quick iterations (JSON to
-//! `target/bench/bench-quick.json`); `BENCH_JSON=path` writes the JSON elsewhere. For diagnosis only
+//! `target/bench/bench-quick.json`); `BENCH_JSON=path` writes the JSON elsewhere; `BENCH_ONLY=sources`
+//! runs only the rows from Cyrus and Courier (JSON `target/bench/bench-sources.json`). For diagnosis only
 //! (they change the numbers): `BENCH_PF_WRAP` / `BENCH_MBSYNC_WRAP` run a tool under a wrapper (strace,
 //! valgrind), and `BENCH_POSTFLYTT` names another postflytt binary for the passes (e.g. one built with
 //! debug info).
@@ -54,6 +59,10 @@ mod latency;
 mod mail;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/servers.rs"]
+mod servers;
+#[path = "bench/sources.rs"]
+mod sources;
 #[path = "bench/tools.rs"]
 mod tools;
 
@@ -94,6 +103,12 @@ struct Scale {
     /// The office line's rate in each direction, bits per second.
     line_bits: f64,
     latency: Duration,
+    /// Accounts and messages per account of the rows from other sources (Cyrus, Courier).
+    source_accounts: usize,
+    source_per_account: usize,
+    /// Runs of each tool per source of another make (`BENCH_SOURCE_RUNS`, default 3): the median is
+    /// the row.
+    source_runs: usize,
 }
 
 impl Scale {
@@ -112,6 +127,9 @@ impl Scale {
             office_accounts: (0..4).collect(),
             line_bits: 100e6,
             latency: Duration::from_millis(20),
+            source_accounts: 2,
+            source_per_account: 500 / div,
+            source_runs: std::env::var("BENCH_SOURCE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1),
         }
     }
 }
@@ -219,9 +237,15 @@ fn doveadm_backup(source: &Dovecot, accts: &[Acct], msgs: u64, bytes: u64, t0: I
 /// Every source message on the target exactly once, bytes, flags and internal date, under postflytt's
 /// documented folder mapping (old-host `INBOX.X.Y` to `X/Y`, Swedish special folders to English).
 fn exactly_once(source: &Dovecot, target: &Dovecot, accts: &[Acct]) -> Vec<String> {
+    exactly_once_with(|_, a| fixture::mailbox_snapshot(&mut source.reader(&a.src)), target, accts)
+}
+
+/// [`exactly_once`] against the source snapshot `source(index, account)` gives, for a source in the
+/// old host's layout (`INBOX.` and `.`) that is not one of the tests' Dovecots.
+fn exactly_once_with(source: impl Fn(usize, &Acct) -> fixture::Snapshot, target: &Dovecot, accts: &[Acct]) -> Vec<String> {
     let mut problems = Vec::new();
-    for a in accts {
-        let src = fixture::mailbox_snapshot(&mut source.reader(&a.src));
+    for (i, a) in accts.iter().enumerate() {
+        let src = source(i, a);
         let names: Vec<String> = src.keys().cloned().collect();
         let map = driver::hard_case_name_map(Layout::OldHost, &names);
         let tgt = fixture::mailbox_snapshot(&mut target.reader(&a.tgt));
@@ -249,9 +273,19 @@ fn total_messages(server: &Dovecot, user: &str) -> u64 {
 /// mbsync keeps folder names (no special-folder renaming): old-host `INBOX.X.Y` becomes `X/Y`. Every
 /// source folder must have the same message count on the target.
 fn mbsync_counts_match(source: &Dovecot, target: &Dovecot, accts: &[Acct]) -> Vec<String> {
+    mbsync_counts_match_with(|_, a| folder_counts(source, &a.src), target, accts)
+}
+
+/// [`mbsync_counts_match`] against the per-folder counts `source(index, account)` gives (messages,
+/// UIDNEXT; only the first is compared).
+fn mbsync_counts_match_with(
+    source: impl Fn(usize, &Acct) -> BTreeMap<String, (u32, u32)>,
+    target: &Dovecot,
+    accts: &[Acct],
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for a in accts {
-        let src = folder_counts(source, &a.src);
+    for (i, a) in accts.iter().enumerate() {
+        let src = source(i, a);
         let tgt = folder_counts(target, &a.tgt);
         for (name, (n, _)) in &src {
             let mapped = Layout::Target.join(&Layout::OldHost.split(name));
@@ -366,6 +400,11 @@ fn load_source(source: &Dovecot, accts: &[Acct], scale: &Scale) -> Vec<(u64, u64
 fn bench_postflytt_against_mbsync() {
     let t0 = Instant::now();
     let scale = Scale::from_env();
+    // Diagnosis and development: only the rows from Cyrus and Courier sources.
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sources") {
+        sources::only(&scale, t0);
+        return;
+    }
     let accts = accounts(scale.accounts);
     let load_start = loadavg();
     let mut rows: Vec<Row> = Vec::new();
@@ -924,6 +963,9 @@ fn bench_postflytt_against_mbsync() {
     }
     drop(source);
 
+    // --- Sources of other makes (issue 15): Cyrus and Courier, each its own small fixture and targets.
+    let source_targets = sources::run(&scale, t0, &mut rows, &mut failures, &mut notes);
+
     // --- The disk's own limit for the loopback rows: 256 MB written and synced once (`dd
     // conv=fdatasync`) into the file system holding the data directories.
     progress(t0, "disk write rate (dd conv=fdatasync)");
@@ -1082,6 +1124,7 @@ fn bench_postflytt_against_mbsync() {
             met: pf.check_ok,
         });
     }
+    targets.extend(source_targets);
     let correctness_ok = failures.is_empty();
     let date = cmd_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     // imapsync is not packaged in Debian 12's main archive; the bench says whether it is here.
@@ -1111,7 +1154,7 @@ fn bench_postflytt_against_mbsync() {
          Peak RSS from GNU time (child rusage); \"own\" is postflytt's VmHWM line. Data dir peak: postflytt's data \
          directory (database, -wal, -shm) sampled every 100 ms. Line down / up: bytes over the office line / \
          (line rate x wall time), down = from the servers to the box. \
-         Load average {load_start} at start, {load_end} at end; {} CPUs.\n",
+         Load average {load_start} at start, {load_end} at end; {} CPUs.\n\n{}\n",
         if scale.quick { " (BENCH_QUICK: a tenth of the size)" } else { "" },
         accts.len(),
         scale.per_account,
@@ -1119,7 +1162,8 @@ fn bench_postflytt_against_mbsync() {
         fixture_bytes as f64 / MIB,
         mail::FOLDERS.len(),
         scale.big >> 20,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        sources::describe(&scale)
     );
     out.push_str(&table(&rows));
     let _ = write!(

@@ -2,8 +2,9 @@
 //! holding seeded messages, sizes mostly 2-50 KB (skewed small, like real mail), about 2 % with a
 //! 200 KB-2 MB base64 attachment, flags and keywords, internal dates over twenty years; plus a fast
 //! loader that appends a folder's messages with MULTIAPPEND and LITERAL+ (one command per batch, no
-//! round trip per message), which Dovecot supports. Every body uses CRLF and short lines, so Dovecot
-//! serves it byte for byte as appended.
+//! round trip per message) where the server has both (Dovecot, Cyrus), else one APPEND per message
+//! with a synchronizing literal (Courier). Every body uses CRLF and short lines, so Dovecot serves it
+//! byte for byte as appended.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -274,27 +275,35 @@ pub fn account_messages(account: usize, n: usize, big: usize, seed: u64) -> Vec<
     out
 }
 
-/// A raw IMAP connection for loading: LOGIN, then MULTIAPPEND batches with non-synchronizing literals.
+/// A raw IMAP connection for loading: LOGIN, then MULTIAPPEND batches with non-synchronizing literals,
+/// or single APPENDs with synchronizing ones where the server lacks MULTIAPPEND or LITERAL+.
 pub struct Loader {
     rd: BufReader<TcpStream>,
     wr: TcpStream,
     tag: u32,
+    /// The server announced MULTIAPPEND and LITERAL+ after login.
+    batches: bool,
 }
 
 impl Loader {
     pub fn login(port: u16, user: &str, pass: &str) -> Loader {
         let wr = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("loader: connect");
         wr.set_read_timeout(Some(Duration::from_secs(300))).expect("timeout");
+        wr.set_nodelay(true).expect("nodelay");
         let rd = BufReader::with_capacity(64 * 1024, wr.try_clone().expect("clone"));
-        let mut l = Loader { rd, wr, tag: 0 };
+        let mut l = Loader { rd, wr, tag: 0, batches: false };
         let mut greeting = String::new();
         l.rd.read_line(&mut greeting).expect("loader: greeting");
         assert!(greeting.starts_with("* OK"), "loader: greeting {greeting:?}");
         l.command(format!("LOGIN {} {}", quoted(user), quoted(pass)).as_bytes());
+        let caps = l.command(b"CAPABILITY").to_ascii_uppercase();
+        let has = |c: &str| caps.split_whitespace().any(|w| w == c);
+        l.batches = has("MULTIAPPEND") && has("LITERAL+");
         l
     }
 
-    /// Sends one command (bytes without tag and final CRLF) and waits for its tagged OK.
+    /// Sends one command (bytes without tag and final CRLF) and waits for its tagged OK; returns every
+    /// line the server sent for it.
     fn command(&mut self, cmd: &[u8]) -> String {
         self.tag += 1;
         let tag = format!("L{}", self.tag);
@@ -304,19 +313,51 @@ impl Loader {
         out.extend_from_slice(cmd);
         out.extend_from_slice(b"\r\n");
         self.wr.write_all(&out).expect("loader: write");
+        self.answer(&tag, cmd)
+    }
+
+    /// Reads until the tagged answer to `tag` (an OK, else a panic naming `cmd`).
+    fn answer(&mut self, tag: &str, cmd: &[u8]) -> String {
+        let mut all = String::new();
         loop {
             let mut line = String::new();
             let n = self.rd.read_line(&mut line).expect("loader: read");
             assert!(n > 0, "loader: server closed the connection");
+            all.push_str(&line);
             if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
                 assert!(rest.starts_with("OK"), "loader: {} failed: {line}", String::from_utf8_lossy(&cmd[..cmd.len().min(80)]));
-                return line;
+                return all;
             }
         }
     }
 
-    /// Appends `msgs` (all to the same folder) in batches of up to 16 MB per MULTIAPPEND command.
+    /// One APPEND with a synchronizing literal: the command line, the server's `+`, the body.
+    fn append_one(&mut self, folder: &str, m: &FixtureMsg) {
+        self.tag += 1;
+        let tag = format!("L{}", self.tag);
+        let flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
+        let head =
+            format!("{tag} APPEND {} ({}) {} {{{}}}\r\n", mailbox_arg(folder), flags.join(" "), quoted(&m.internal_date), m.body.len());
+        self.wr.write_all(head.as_bytes()).expect("loader: write");
+        let mut line = String::new();
+        self.rd.read_line(&mut line).expect("loader: read");
+        assert!(line.starts_with('+'), "loader: APPEND to {folder}: no continuation but {line:?}");
+        let mut out = Vec::with_capacity(m.body.len() + 2);
+        out.extend_from_slice(&m.body);
+        out.extend_from_slice(b"\r\n");
+        self.wr.write_all(&out).expect("loader: write");
+        self.answer(&tag, head.as_bytes());
+    }
+
+    /// Appends `msgs` (all to the same folder) in batches of up to 16 MB per MULTIAPPEND command, or
+    /// one by one where the server cannot take batches.
     pub fn append_all(&mut self, folder: &str, msgs: &[&FixtureMsg]) {
+        if !self.batches {
+            for m in msgs {
+                self.append_one(folder, m);
+            }
+            return;
+        }
         let mut start = 0;
         while start < msgs.len() {
             let mut cmd: Vec<u8> = format!("APPEND {}", mailbox_arg(folder)).into_bytes();

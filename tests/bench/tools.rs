@@ -98,8 +98,15 @@ pub fn pf_sync(m: &Migration, parallel: usize) -> Measure {
     pf_sync_on(m, parallel, false)
 }
 
-/// One `postflytt sync` pass, the size of its data directory sampled while it runs.
+/// One `postflytt sync` pass, the size of its data directory sampled while it runs; panics if it fails.
 pub fn pf_sync_on(m: &Migration, parallel: usize, one_core: bool) -> Measure {
+    let r = pf_sync_unchecked(m, parallel, one_core);
+    assert!(r.success, "postflytt sync failed:\n{}", r.output);
+    r
+}
+
+/// Like [`pf_sync_on`], a failed pass left to the caller to report (the other source servers' rows).
+pub fn pf_sync_unchecked(m: &Migration, parallel: usize, one_core: bool) -> Measure {
     let args: Vec<String> =
         vec!["--data".into(), m.data.to_string_lossy().into_owned(), "sync".into(), "--parallel".into(), parallel.to_string()];
     let bin = pf_bin();
@@ -107,7 +114,6 @@ pub fn pf_sync_on(m: &Migration, parallel: usize, one_core: bool) -> Measure {
     let sampler = DirSampler::start(&m.data);
     let mut r = timed_all(vec![pinned(cmd, one_core)]);
     r.staging_peak = Some(sampler.peak());
-    assert!(r.success, "postflytt sync failed:\n{}", r.output);
     r
 }
 

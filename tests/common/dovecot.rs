@@ -607,6 +607,13 @@ struct MailOwner {
     run_as: Option<(String, String)>,
 }
 
+/// The uid and gid owning the tests' mail: the system user `pftest` (made on first use) when running
+/// as root, else the caller. For other servers the tests start (the bench's Courier).
+pub fn mail_owner_ids() -> (u32, u32) {
+    let owner = mail_owner();
+    (owner.uid, owner.gid)
+}
+
 fn mail_owner() -> MailOwner {
     type Owner = (u32, u32, Option<(String, String)>);
     static OWNER: OnceLock<Owner> = OnceLock::new();

@@ -83,6 +83,16 @@ impl Migration {
         m
     }
 
+    /// Plain IMAP on both sides, by port: for a source that is not one of the tests' Dovecots (the
+    /// bench's Cyrus and Courier).
+    pub fn plain_ports(source_port: u16, target_port: u16, accounts: &[(&str, &str, &str, &str)]) -> Migration {
+        let m = Migration { data: common::fresh_dir("pf-data") };
+        let (source, target) = (format!("127.0.0.1:{source_port}"), format!("127.0.0.1:{target_port}"));
+        m.ok(&["setup", "--source", &source, "--source-tls", "plain", "--target", &target, "--target-tls", "plain"]);
+        m.import(accounts);
+        m
+    }
+
     /// Writes the account list as Swedish Excel does (`;`, UTF-8 BOM, Swedish headers) and imports it.
     pub fn import(&self, accounts: &[(&str, &str, &str, &str)]) -> String {
         let mut csv = String::from("\u{feff}E-post;Lösenord;Ny inloggning;Nytt lösenord\r\n");
