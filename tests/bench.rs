@@ -27,11 +27,11 @@
 //!    and carrying at most 100 Mbit/s per direction, shared by every connection; both tools migrate all
 //!    accounts over it and make an unchanged pass, and the share of the line each uses is reported per
 //!    direction (bytes over the line / (line rate x wall time));
-//! 6b. sources of other makes (`bench/sources.rs`, `bench/servers.rs`): a throwaway Cyrus IMAP and a
-//!    Courier-IMAP, each loaded with 2 accounts x 500 messages, migrated by both tools into fresh
+//!    Also sources of other makes (`bench/sources.rs`, `bench/servers.rs`): a throwaway Cyrus IMAP and
+//!    a Courier-IMAP, each loaded with 2 accounts x 500 messages, migrated by both tools into fresh
 //!    targets (median of `BENCH_SOURCE_RUNS`, default 3, runs each; postflytt checked exactly once);
 //!    a server that cannot run here is a note and a target saying why;
-//! 7. samples the size of postflytt's data directory (database, -wal, -shm) every 100 ms during every
+//! 7. samples the size of postflytt's data directory (database, -wal, -shm, the spool) every 100 ms during every
 //!    postflytt run and reports the peak; measures the disk's write rate once (`dd conv=fdatasync`,
 //!    256 MB) as the loopback's physical limit, beside the line rate for the office line;
 //! 8. prints one Markdown table with the date, the physical limits and issue 15's targets, writes it as
