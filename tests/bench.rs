@@ -400,7 +400,8 @@ fn load_source(source: &Dovecot, accts: &[Acct], scale: &Scale) -> Vec<(u64, u64
 fn bench_postflytt_against_mbsync() {
     let t0 = Instant::now();
     let scale = Scale::from_env();
-    // Diagnosis and development: only the rows from Cyrus and Courier sources.
+    // Diagnosis and development: only the rows from Cyrus and Courier sources (or, further down, only
+    // postflytt's full migration: `BENCH_ONLY=full`).
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sources") {
         sources::only(&scale, t0);
         return;
@@ -468,6 +469,19 @@ fn bench_postflytt_against_mbsync() {
         ));
         format!("FAILED: {} problems", problems.len())
     };
+    // Diagnosis and development: only postflytt's full migration, its time, CPU and memory.
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "full") {
+        println!(
+            "BENCH_ONLY=full: {:.2} s, {:.2} CPU s, peak {:.1} MiB, data directory peak {:.1} MiB; {}",
+            r.wall,
+            r.cpu,
+            r.rss_kib as f64 / 1024.0,
+            r.staging_peak.unwrap_or(0) as f64 / MIB,
+            row.check
+        );
+        assert!(row.check_ok, "{failures:?}");
+        return;
+    }
     rows.push(row);
 
     progress(t0, "mbsync: full migration (one process per account, in parallel)");

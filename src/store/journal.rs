@@ -207,22 +207,22 @@ impl Tx<'_> {
     /// The journal entry before an APPEND: the message goes out now to `target_folder_id`, one attempt
     /// more. Commit this before a byte of the APPEND is written.
     pub fn mark_appending(&self, message_id: i64, target_folder_id: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2 WHERE id = ?1",
-            params![message_id, target_folder_id, PushState::Appending],
-        )?;
+        self.conn()
+            .prepare_cached("UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2 WHERE id = ?1")?
+            .execute(params![message_id, target_folder_id, PushState::Appending])?;
         Ok(())
     }
 
     /// The APPEND's result: the message is at `copy` (from APPENDUID). Its flags count as carried over,
     /// except \Flagged when `flagged_dropped` (the target drops it on APPEND, so the flag step sets it).
     pub fn record_appended(&self, message_id: i64, copy: TargetCopy, flagged_dropped: bool) -> Result<()> {
-        self.conn().execute(
-            "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+        self.conn()
+            .prepare_cached(
+                "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
                synced_flags = CASE WHEN ?5 THEN trim(replace(' ' || flags || ' ', ' \\Flagged ', ' ')) ELSE flags END
              WHERE id = ?1",
-            params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, flagged_dropped, PushState::Pushed],
-        )?;
+            )?
+            .execute(params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, flagged_dropped, PushState::Pushed])?;
         self.release_body(message_id)
     }
 
@@ -236,11 +236,12 @@ impl Tx<'_> {
     /// A copy found on the target is this staged message's: it is `pushed` at `copy`, with the target's
     /// flags (space separated) as the three-way base unless it has one already.
     pub fn claim_target_copy(&self, message_id: i64, copy: TargetCopy, target_flags: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+        self.conn()
+            .prepare_cached(
+                "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
                synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
-            params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, target_flags, PushState::Pushed],
-        )?;
+            )?
+            .execute(params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, target_flags, PushState::Pushed])?;
         self.release_body(message_id)
     }
 
