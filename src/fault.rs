@@ -25,6 +25,24 @@ pub fn point(name: &str) {
     }
 }
 
+/// `point`, only the first time this process comes to `name`: for a point met by every batch before
+/// its commit, where each kill leaves the same state (nothing of the batch committed) and a kill every
+/// few points would otherwise always land there and never let a run get further.
+pub fn point_once(name: &'static str) {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let first = {
+        let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let first = !seen.contains(&name);
+        if first {
+            seen.push(name);
+        }
+        first
+    };
+    if first {
+        point(name);
+    }
+}
+
 /// How many journal points this process has reached.
 #[allow(dead_code)]
 pub fn reached() -> u64 {

@@ -279,6 +279,7 @@ impl Tx<'_> {
         if let Some(id) = unrecorded {
             self.spool_record(id)?;
         }
+        crate::fault::point_once("spool: bytes written, not yet committed");
         Ok(())
     }
 
