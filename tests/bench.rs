@@ -449,7 +449,10 @@ fn bench_postflytt_against_mbsync() {
 
     // --- Pass 1: full migration.
     progress(t0, "postflytt: full migration (--parallel 4)");
-    let r = pf_sync(&m, 4);
+    // BENCH_ONLY=full may ask for another --parallel (BENCH_PARALLEL), to compare memory quickly.
+    let only_full = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "full");
+    let parallel = std::env::var("BENCH_PARALLEL").ok().and_then(|v| v.parse().ok()).filter(|_| only_full).unwrap_or(4);
+    let r = pf_sync(&m, parallel);
     let mut row = Row::new("1 full migration", PF, &r);
     row.copied = driver::appended(&r.output);
     row.scanned = fixture_msgs;
@@ -470,9 +473,9 @@ fn bench_postflytt_against_mbsync() {
         format!("FAILED: {} problems", problems.len())
     };
     // Diagnosis and development: only postflytt's full migration, its time, CPU and memory.
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "full") {
+    if only_full {
         println!(
-            "BENCH_ONLY=full: {:.2} s, {:.2} CPU s, peak {:.1} MiB, data directory peak {:.1} MiB; {}",
+            "BENCH_ONLY=full, --parallel {parallel}: {:.2} s, {:.2} CPU s, peak {:.1} MiB, data directory peak {:.1} MiB; {}",
             r.wall,
             r.cpu,
             r.rss_kib as f64 / 1024.0,

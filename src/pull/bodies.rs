@@ -373,9 +373,9 @@ impl BodySink for WholeBodies<'_> {
 /// a source that stalls half-way through a body holds up no other account; and memory stays flat:
 /// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch, so the batch is what a
 /// second staging account costs. With bodies in SQLite, 64 KiB measured best (the 0.5 MiB parallel
-/// memory target met, 256 KiB missed it); with the spool, a transaction per batch is mostly the cost
-/// of the transaction, so batches hold two `CHUNK_SIZE` chunks (see the commit for make bench's numbers).
-pub(super) const BODY_BATCH_BYTES: usize = 128 * 1024;
+/// memory target met, 256 KiB missed it). With the spool, 128 KiB batches of 64 KiB chunks measured no
+/// less CPU than 64 KiB of 32 KiB, and took `--parallel 4` 0.6 MiB higher (make bench BENCH_ONLY=full).
+pub(super) const BODY_BATCH_BYTES: usize = 64 * 1024;
 
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
 pub(super) const BODY_WRITE_OVERHEAD: usize = 64;

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use super::{PushState, Store, Tx};
 
 /// How much of a staged body the push reads at a time.
-const READ_PIECE: usize = 64 * 1024;
+const READ_PIECE: usize = 32 * 1024;
 
 /// A segment takes new messages until it holds this much (a message that starts below it may take it
 /// past).
