@@ -112,7 +112,7 @@ impl Spool {
     }
 
     /// Where message `id`'s bytes go: the place it has, or (at its first bytes) the end of an open
-    /// segment nobody else is arriving at, or a new segment named after it.
+    /// segment nobody else is arriving at, or a new segment (`new_segment`).
     fn place(&self, writing: &mut Writing, id: i64, offset: u64) -> Result<Placement> {
         if let Some(placement) = writing.placed.get(&id) {
             return Ok(*placement);
@@ -127,29 +127,52 @@ impl Spool {
                 Placement { segment, base: open.end, written: 0 }
             }
             None => {
-                let path = self.path(id);
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .with_context(|| self.context(id))?;
-                let mut registry = lock_segments();
-                registry.written_here.insert(path.clone());
-                registry.open.insert(path);
+                let (segment, file) = self.new_segment(id)?;
                 let file = Rc::new(file);
-                self.keep_reader(id, &file);
-                writing.open.insert(id, OpenSegment { file, end: 0, tail: Some(id) });
-                Placement { segment: id, base: 0, written: 0 }
+                self.keep_reader(segment, &file);
+                writing.open.insert(segment, OpenSegment { file, end: 0, tail: Some(id) });
+                Placement { segment, base: 0, written: 0 }
             }
         };
         writing.placed.insert(id, placement);
         Ok(placement)
     }
 
-    /// Writes `data` at `offset` of message `id`; returns where the message is and how far it is written.
+    /// A segment file made now for message `id`: named after it, or, when that name is taken (a
+    /// message fetched again while its first segment still holds others' bytes), after a number no
+    /// file has. Never an existing file: one truncated here would give the messages whose rows point
+    /// into it someone else's bytes (found by the spool's cold review).
+    fn new_segment(&self, id: i64) -> Result<(i64, File)> {
+        /// Names for a taken one: negative, so they never meet a message id, counting down from the
+        /// clock so another process's are others.
+        static SPARE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let mut segment = id;
+        for _ in 0..100 {
+            let path = self.path(segment);
+            match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(file) => {
+                    let mut registry = lock_segments();
+                    registry.written_here.insert(path.clone());
+                    registry.open.insert(path);
+                    return Ok((segment, file));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as i64);
+                    let _ = SPARE.compare_exchange(
+                        0,
+                        -clock.max(1),
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    segment = SPARE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
+                }
+                Err(e) => return Err(anyhow!(e).context(self.context(id))),
+            }
+        }
+        bail!("{}: no free name for a new segment", self.context(id))
+    }
+
+    /// Writes `data` at `offset` of message `id`, placing it at its first bytes.
     fn write_at(&self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
         let mut writing = self.writing.borrow_mut();
         let mut placement = self.place(&mut writing, id, offset)?;
@@ -180,12 +203,13 @@ impl Spool {
         None
     }
 
-    /// Removes `segment` if no row holds bytes in it and no writer of this process may append to it.
-    fn remove_if_empty(&self, conn: &Connection, segment: i64) -> Result<()> {
+    /// Removes `segment` if no row holds bytes in it and no writer of this process may append to it;
+    /// returns whether it did.
+    fn remove_if_empty(&self, conn: &Connection, segment: i64) -> Result<bool> {
         let path = self.path(segment);
         let mut registry = lock_segments();
         if registry.open.contains(&path) {
-            return Ok(());
+            return Ok(false);
         }
         let held: bool = conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM message WHERE spool_file = ?1 AND spool_bytes > 0)")?
@@ -200,7 +224,7 @@ impl Spool {
                 _ => {}
             }
         }
-        Ok(())
+        Ok(!held)
     }
 
     /// After a transaction committed: removes the segments it emptied or closed, if they are empty.
@@ -395,17 +419,19 @@ impl Store {
         Ok(Some(new(file, base, verify)))
     }
 
-    /// Bytes the spool holds: each segment in use up to the end of the last message held in it, in whole
-    /// 4 KiB blocks as the file system counts them. (Bytes of released messages before that end count,
-    /// since they stay on disk until the segment goes.)
+    /// Bytes the spool holds: the files of the segments rows hold bytes in, and of those this store
+    /// appends to, as long as they are on disk (released bytes stay there until the segment goes, and
+    /// bytes being written count before their rows are committed), in whole 4 KiB blocks as the file
+    /// system counts them. One `stat` per segment in use: at most the staging limit over `SEGMENT_BYTES`.
     pub(super) fn spool_used_bytes(&self) -> Result<u64> {
-        let used: i64 = self.conn.query_row(
-            "SELECT coalesce(sum((segment_end + 4095) / 4096 * 4096), 0) FROM
-               (SELECT max(spool_offset + spool_bytes) AS segment_end FROM message WHERE spool_bytes > 0 GROUP BY spool_file)",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(used.max(0) as u64)
+        let mut segments: BTreeSet<i64> = {
+            let mut stmt =
+                self.conn.prepare_cached("SELECT DISTINCT spool_file FROM message WHERE spool_bytes > 0 AND spool_file IS NOT NULL")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        segments.extend(self.spool.writing.borrow().open.keys().copied());
+        Ok(segments.into_iter().filter_map(|segment| self.spool.len(segment)).map(|len| len.div_ceil(4096) * 4096).sum())
     }
 
     /// Before a pass: removes segments no row holds bytes in (left by a crash between a release and
@@ -419,8 +445,7 @@ impl Store {
                 self.conn.query_row("SELECT EXISTS (SELECT 1 FROM message WHERE spool_file = ?1 AND spool_bytes > 0)", [segment], |r| {
                     r.get(0)
                 })?;
-            if !held {
-                self.spool.remove_if_empty(&self.conn, segment)?;
+            if !held && self.spool.remove_if_empty(&self.conn, segment)? {
                 removed += 1;
             }
         }

@@ -174,13 +174,18 @@ impl Store {
             }
             // Old rows that were never on the target are replaced by their new-UID twins.
             let replaced: Vec<i64> = {
-                let mut stmt = conn.prepare("DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3 RETURNING id")?;
+                let mut stmt =
+                    conn.prepare("SELECT id FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3 AND spool_bytes > 0")?;
                 let rows = stmt.query_map(params![folder_id, uidvalidity, PushState::Pending], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             for id in replaced {
                 tx.release_spooled(id)?;
             }
+            conn.execute(
+                "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3",
+                params![folder_id, uidvalidity, PushState::Pending],
+            )?;
             Ok(())
         })
     }
@@ -304,10 +309,12 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    /// Removes a message the source no longer has (its spool file goes with it, its skips keep no link).
+    /// Removes a message the source no longer has (its bytes leave the spool with it, its skips keep
+    /// no link). Released before the row goes: the release reads the row to find its segment.
     pub fn forget_message(&self, id: i64) -> Result<()> {
+        self.release_spooled(id)?;
         self.conn().execute("DELETE FROM message WHERE id = ?1", [id])?;
-        self.release_spooled(id)
+        Ok(())
     }
 
     /// `Store::still_unstaged`, inside this transaction.
