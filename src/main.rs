@@ -70,7 +70,6 @@ enum Verb {
 }
 
 fn main() -> ExitCode {
-    memory::drop_thread_caches();
     memory::share_malloc_arenas();
     memory::limit_sqlite();
     logger::init();

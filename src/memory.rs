@@ -1,9 +1,12 @@
 //! Process-wide memory limits, so that running accounts in parallel does not multiply memory. The
 //! account workers of a pass are tasks on one thread (`workers`), but the process still has a few
 //! threads (the I/O reactor's, the web server's, a pass and a check started from the page), and
-//! without these settings glibc would give each its own malloc arena and cache of freed blocks, and
-//! SQLite each connection its own page cache. Here the arenas are shared, freed blocks go straight
-//! back to the arena, and the SQLite caches draw on one soft heap budget for the whole process; the
+//! without these settings glibc would give each its own malloc arena, and SQLite each connection its
+//! own page cache. Here the arenas are shared and the SQLite caches draw on one soft heap budget for
+//! the whole process. glibc's per-thread cache of freed small blocks (tcache) stays on: turning it off
+//! (as postflytt did, by restarting itself with `GLIBC_TUNABLES`) saved 0.3 MiB of peak and cost 9 %
+//! of the full migration's CPU once bodies left SQLite (make bench BENCH_ONLY=full: 1.74 against 1.60
+//! CPU s), and a slow core is the scarcer of the two on the box; the
 //! per-message buffers are kept small where they are made (slices in `pull`, the read buffer in
 //! `imap`).
 
@@ -11,51 +14,6 @@
 /// own pages instead of growing; schemas and statements still get what they need (it is soft). One
 /// worker alone may use all of it, which is what a single connection's 512 KiB cache wanted anyway.
 pub const SQLITE_HEAP_BUDGET: i64 = 512 * 1024;
-
-/// What `drop_thread_caches` adds to `GLIBC_TUNABLES`: no per-thread cache of freed small blocks.
-const NO_THREAD_CACHE: &str = "glibc.malloc.tcache_count=0";
-/// Set in the environment of the restarted process, so it never restarts again.
-const RESTARTED: &str = "POSTFLYTT_RESTARTED_FOR_MALLOC";
-
-/// glibc keeps, per thread, a cache of freed small blocks (tcache: up to seven of each size) that only
-/// that thread can reuse and that the arena cannot merge or give back while they sit there. The bench
-/// measured it with accounts as tasks on one thread: peak 11.1 against 10.8 MiB with the caches and
-/// 10.8 against 10.6 MiB without (`--parallel 4` against `--parallel 1`), at no measurable cost in
-/// speed here, where postflytt waits on the network and on fsync. glibc reads this setting only from
-/// `GLIBC_TUNABLES` when a process starts (mallopt has no knob for it), so postflytt starts itself
-/// over once with it added, keeping its pid, arguments and open descriptors. An operator's own tcache
-/// tunable wins, and if the restart cannot happen postflytt simply goes on with the caches. Called
-/// first thing in `main`, before any thread or file exists.
-pub fn drop_thread_caches() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::process::CommandExt;
-        // Once only: should glibc ignore the tunable (a binary run with raised privileges does), the
-        // marker still stops a second restart.
-        if std::env::var_os(RESTARTED).is_some() {
-            return;
-        }
-        // A value that is not text is the operator's and left alone.
-        let Ok(tunables) = std::env::var("GLIBC_TUNABLES").or_else(|e| match e {
-            std::env::VarError::NotPresent => Ok(String::new()),
-            std::env::VarError::NotUnicode(_) => Err(()),
-        }) else {
-            return;
-        };
-        if tunables.contains("glibc.malloc.tcache_count") {
-            return;
-        }
-        let Ok(exe) = std::env::current_exe() else { return };
-        let value = if tunables.is_empty() { NO_THREAD_CACHE.to_string() } else { format!("{tunables}:{NO_THREAD_CACHE}") };
-        let mut args = std::env::args_os();
-        let mut command = std::process::Command::new(exe);
-        if let Some(arg0) = args.next() {
-            command.arg0(arg0);
-        }
-        // `exec` returns only when it failed; then the caches stay, which costs memory, not function.
-        let _ = command.args(args).env("GLIBC_TUNABLES", value).env(RESTARTED, "1").exec();
-    }
-}
 
 /// Shares one malloc arena between all threads, unless the operator chose otherwise with
 /// `MALLOC_ARENA_MAX` (the packaged unit sets 2). Postflytt's threads wait on the network and on

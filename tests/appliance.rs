@@ -477,33 +477,3 @@ fn staging_limit_is_set_and_read_through_the_api_and_the_cli_and_junk_is_refused
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }
-
-/// `memory::drop_thread_caches`: the running appliance has glibc's per-thread caches turned off (it
-/// starts itself over with the tunable), and an operator's own tcache setting is left as it is.
-#[test]
-fn appliance_runs_without_per_thread_malloc_caches_unless_told_otherwise() {
-    for (given, expected) in [(None, "glibc.malloc.tcache_count=0"), (Some("glibc.malloc.tcache_count=3"), "glibc.malloc.tcache_count=3")] {
-        let data = common::fresh_dir("pf-tcache");
-        let port = common::free_port();
-        let mut cmd = Command::new(common::postflytt_bin());
-        cmd.arg("--data").arg(&data).args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
-        cmd.env_remove("GLIBC_TUNABLES");
-        if let Some(value) = given {
-            cmd.env("GLIBC_TUNABLES", value);
-        }
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start serve");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "serve did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).expect("environ");
-        let tunables: Vec<String> = environ
-            .split(|&b| b == 0)
-            .filter_map(|v| std::str::from_utf8(v).ok()?.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
-            .collect();
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(tunables, vec![expected.to_string()], "GLIBC_TUNABLES of the running appliance");
-    }
-}
