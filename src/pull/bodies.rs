@@ -120,11 +120,6 @@ pub(super) async fn stage_bodies(
         // mostly cut by bytes, at 30 to 40 messages), small enough not to count per worker (and, with
         // the tests' small batches, many windows).
         let window = fault::batch_cap(BATCH_COUNT) * 2;
-        // The staging limit: wait while staging is full and the writer is draining it.
-        pipe.room_to_stage(store).await?;
-        if pipe.stopped() {
-            return Ok(());
-        }
         let mut pending = store.unstaged_window(folder_id, uidvalidity, after_uid, window)?;
         // ... and at most the pipe's window in bytes (always one message), so staging stays near its limit.
         let mut bytes = 0;
@@ -133,6 +128,11 @@ pub(super) async fn stage_bodies(
             bytes > pipe.window_bytes()
         }) {
             pending.truncate(cut.max(1));
+        }
+        // The staging limit: wait until the window fits, while the writer is draining staging.
+        pipe.room_to_stage(store, pending.iter().map(|p| p.size).sum()).await?;
+        if pipe.stopped() {
+            return Ok(());
         }
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
