@@ -417,7 +417,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "quiet_since": quiet_since,
         "safe_to_finish": safe_to_finish,
         "finished_at": finished_at,
-        "report_available": store.mark(RunMark::ReportJson)?.is_some(),
+        // The report is built from the store whenever it is asked for; it is final once finished.
+        "report_available": store.mark(RunMark::FinishedAt)?.is_some(),
         "staging_bytes": staging_bytes,
         "free_disk_bytes": crate::store::free_disk(&app.dir).unwrap_or(0),
         "staging_used_bytes": staging_used,

@@ -248,6 +248,7 @@ fn whole_migration_through_the_api() {
     let s = serve.wait_for("safe to finish", 30, |s| s["safe_to_finish"] == true);
     assert_eq!(s["phase"], "draining");
     assert_eq!(s["next_step"], "finish");
+    assert_eq!(s["report_available"], false, "no final report before finish");
 
     // Finish: last pass, verification, report, purge.
     let r = serve.op("POST", "/api/finish", b"{}");
@@ -255,6 +256,8 @@ fn whole_migration_through_the_api() {
     assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
     let s = serve.wait_for("finish", 90, |s| s["finished_at"].as_i64().is_some());
     assert_eq!(s["phase"], "finished");
+    // Issue 16 #1: the page offers the report only when the status says it exists.
+    assert_eq!(s["report_available"], true, "the report is offered once finished: {s:#}");
     let report = http(serve.port, "GET", "/api/report", &[("X-Viewer-Code", &code)], b"");
     assert_eq!(report.status, 200);
     let report = report.json();

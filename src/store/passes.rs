@@ -26,8 +26,6 @@ pub enum RunMark {
     CheckedAt,
     /// The MX watch's state per domain, as JSON.
     MxState,
-    /// The stored report, as JSON.
-    ReportJson,
 }
 
 impl RunMark {
@@ -40,7 +38,6 @@ impl RunMark {
             RunMark::PassFinishedAt => "passes.last_finished",
             RunMark::CheckedAt => "check.checked_at",
             RunMark::MxState => "mx.state",
-            RunMark::ReportJson => "report.json",
         }
     }
 }
@@ -147,7 +144,6 @@ mod tests {
         store.set_setting("mx.state", "[]").unwrap();
         assert_eq!(store.mark_number(RunMark::FinishedAt).unwrap(), Some(17));
         assert_eq!(store.mark(RunMark::MxState).unwrap().as_deref(), Some("[]"));
-        assert_eq!(store.mark(RunMark::ReportJson).unwrap(), None);
         store.set_mark(RunMark::CheckedAt, "x").unwrap();
         assert_eq!(
             (store.setting("check.checked_at").unwrap().as_deref(), store.mark_number(RunMark::CheckedAt).unwrap()),
