@@ -184,6 +184,16 @@ impl Spool {
         Ok(())
     }
 
+    /// How many bytes of message `id` this store wrote, and how many its segment's file holds from the
+    /// message's start (0 and 0 for a message with no bytes placed).
+    fn placed_and_on_disk(&self, id: i64) -> Result<(u64, u64)> {
+        let writing = self.writing.borrow();
+        let Some(placement) = writing.placed.get(&id) else { return Ok((0, 0)) };
+        let Some(open) = writing.open.get(&placement.segment) else { return Ok((placement.written, 0)) };
+        let len = open.file.metadata().with_context(|| self.context(id))?.len();
+        Ok((placement.written, len.saturating_sub(placement.base)))
+    }
+
     /// Message `id` is written whole (`done`, its true size) or starts over (`None`): it leaves the end
     /// of its segment, which may take the next message; one started over gives its bytes back there.
     /// Returns a segment that filled up and was closed (for the caller to remove once empty).
@@ -501,12 +511,10 @@ impl Tx<'_> {
     /// staged only with all its bytes written), and lets its segment take the next message.
     pub(super) fn spool_finish(&self, id: i64, size: u64) -> Result<()> {
         self.spool_record(id)?;
-        let (segment, end, held): (Option<i64>, i64, i64) = self
-            .conn()
-            .prepare_cached("SELECT spool_file, spool_offset + spool_bytes, spool_bytes FROM message WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        let on_disk = segment.and_then(|segment| self.spool.len(segment)).unwrap_or(0);
-        if held as u64 != size || on_disk < end as u64 {
+        // What this store wrote of it (the row was just set from the same placement), and what its
+        // open segment holds from where it starts.
+        let (held, on_disk) = self.spool.placed_and_on_disk(id)?;
+        if held != size || on_disk < size {
             bail!("the staged copy of message {id} holds {held} bytes ({on_disk} in its segment), not the {size} it came with");
         }
         if let Some(closed) = self.spool.finish_placement(id, Some(size)) {
