@@ -23,6 +23,7 @@ mod pull;
 mod push;
 mod quirks;
 mod report;
+mod row_status;
 mod secret;
 mod store;
 mod sync;

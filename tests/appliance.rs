@@ -212,12 +212,18 @@ fn whole_migration_through_the_api() {
     let s = serve.status();
     assert_eq!(s["phase"], "setup");
     assert_eq!(s["next_step"], "import_accounts");
+    let statuses = |s: &Value| -> Vec<String> {
+        s["accounts"].as_array().expect("accounts").iter().map(|a| a["status"].as_str().unwrap_or("?").to_string()).collect()
+    };
 
     // The customer's spreadsheet, as Swedish Excel saves it.
     let csv = "\u{feff}E-post;Lösenord;Nytt lösenord;Alias\r\nalice@kund.se;gammalt-Lösen1;nytt-Lösen1;info@kund.se\r\nbo@kund.se;gammalt-Lösen2;nytt-Lösen2;\r\n";
     let r = serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["added"], 2);
+    let s = serve.status();
+    assert_eq!(statuses(&s), ["not_checked", "not_checked"], "imported, nothing checked: {s:#}");
+    assert_eq!(s["accounts"][0]["percent"], Value::Null, "no percentage before any total is known");
     let bad = serve.op("POST", "/api/accounts?name=trasig.csv", b"Namn;Telefon\r\nx;y\r\n");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"]["message"].as_str().unwrap_or("").contains("column"), "{}", bad.text());
@@ -226,8 +232,19 @@ fn whole_migration_through_the_api() {
     assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
     let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["totals"]["ready"] == 2);
     assert_eq!(s["next_step"], "start_passes", "{s:#}");
+    // Issue 16 #3: the rows agree with the check (they said "Not checked" beside "all ready").
+    assert_eq!(statuses(&s), ["ready", "ready"], "{s:#}");
+    assert_eq!(s["accounts"][0]["percent"], 0.0, "the check counted the mail: a percentage is known");
+    assert_eq!(s["totals"]["eta_seconds"], Value::Null, "no time left before a pass has a speed");
     assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
-    let s = serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 24);
+    // The first pass: wait_sync while it copies (issue 16 #2: the page had no words for it).
+    let s =
+        serve.wait_for("the first pass to start", 60, |s| s["passes"]["count"].as_i64().unwrap_or(0) >= 1 || s["passes"]["active"] == true);
+    assert!(["wait_sync", "switch_mx"].contains(&s["next_step"].as_str().unwrap_or("")), "{s:#}");
+    serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 24);
+    let s = serve.wait_for("the rows to say up to date", 30, |s| statuses(s).iter().all(|x| x == "up_to_date"));
+    assert_eq!(s["accounts"][0]["percent"], 100.0, "up to date is 100 %: {s:#}");
+    assert_eq!(s["next_step"], "switch_mx", "{s:#}");
     let alice = s["accounts"].as_array().and_then(|a| a.iter().find(|x| x["login"] == "alice@kund.se")).expect("alice").clone();
     assert_eq!(alice["staged_messages"], 19);
     assert_eq!(target.reader("alice@kund.se").fetch_all("Sent").len(), 1, "Skickat arrived as Sent");

@@ -163,13 +163,22 @@ const DICT = {
     "skip.folder": "Folder",
     "skip.reason": "Reason",
     "skip.server": "The server said",
-    "state.new": "Not checked",
-    "state.checking": "Checking",
-    "state.ready": "Ready",
-    "state.syncing": "Copying",
-    "state.synced": "Up to date",
-    "state.failed": "Failed",
-    "state.finished": "Done",
+    "status.not_checked": "Not checked",
+    "status.checking": "Being checked",
+    "status.ready": "Ready",
+    "status.copying": "Copying",
+    "status.copying_pct": "Copying, {pct}",
+    "status.up_to_date": "Up to date",
+    "status.waiting_for_pass": "New mail waits for the next pass",
+    "status.failed": "Failed",
+    "status.will_not_fit": "Will not fit",
+    "status.finished": "Moved",
+    "reason.source_login_failed": "cannot log in on the old server",
+    "reason.target_login_failed": "cannot log in on the new host",
+    "reason.pass_failed": "the last pass stopped with an error",
+    "status.failed_why": "Failed: {why}",
+    "acc.looking": "looking for new mail",
+    "totals.looking": "The passes look for new mail; the percentage returns when they have counted it.",
     "verdict.ready": "Check OK",
     "verdict.source_login_failed": "Login failed on the old server",
     "verdict.target_login_failed": "Login failed on the new host",
@@ -440,13 +449,22 @@ const DICT = {
     "skip.folder": "Mapp",
     "skip.reason": "Orsak",
     "skip.server": "Servern svarade",
-    "state.new": "Inte kontrollerat",
-    "state.checking": "Kontrolleras",
-    "state.ready": "Redo",
-    "state.syncing": "Kopieras",
-    "state.synced": "I fas",
-    "state.failed": "Misslyckades",
-    "state.finished": "Klart",
+    "status.not_checked": "Inte kontrollerat",
+    "status.checking": "Kontrolleras",
+    "status.ready": "Redo",
+    "status.copying": "Kopieras",
+    "status.copying_pct": "Kopieras, {pct}",
+    "status.up_to_date": "I fas",
+    "status.waiting_for_pass": "Ny post väntar på nästa körning",
+    "status.failed": "Misslyckades",
+    "status.will_not_fit": "Får inte plats",
+    "status.finished": "Flyttat",
+    "reason.source_login_failed": "inloggningen på gamla servern fungerar inte",
+    "reason.target_login_failed": "inloggningen på nya servern fungerar inte",
+    "reason.pass_failed": "senaste körningen avbröts av ett fel",
+    "status.failed_why": "Misslyckades: {why}",
+    "acc.looking": "letar efter ny post",
+    "totals.looking": "Körningarna letar efter ny post; procenten visas igen när den är räknad.",
     "verdict.ready": "Kontroll OK",
     "verdict.source_login_failed": "Inloggningen misslyckades på gamla servern",
     "verdict.target_login_failed": "Inloggningen misslyckades på nya servern",
@@ -1181,15 +1199,19 @@ function renderSafe() {
 function renderTotals() {
   const s = S.status;
   const tot = s.totals || {};
-  const f = fraction(tot.pushed_bytes, tot.bytes);
+  const known = tot.total_known !== false;
+  const done = num(tot.done_bytes) !== null ? num(tot.done_bytes) : num(tot.pushed_bytes);
+  const f = known && num(tot.percent) !== null ? num(tot.percent) / 100 : fraction(done, tot.bytes);
   const fs = fraction(tot.staged_bytes, tot.bytes);
   const measured = num(tot.bytes) !== null && tot.bytes > 0;
-  setText($("totals-pct"), measured ? pctText(f) : "");
-  show($("totals-pct").parentNode, measured);
-  setText($("totals-copied"), measured ? t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) }) : t("totals.not_measured"));
+  const looking = measured && !known;
+  setText($("totals-pct"), measured && known ? pctText(f) : "");
+  show($("totals-pct").parentNode, measured && known);
+  const copied = t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) });
+  setText($("totals-copied"), looking ? t("totals.looking") : measured ? copied : t("totals.not_measured"));
   const holder = $("totals-bar");
   clear(holder);
-  holder.append(bar(f, fs, t("totals.title"), measured ? pctText(f) + ", " + t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) }) : t("acc.not_measured"), "bar-big"));
+  holder.append(bar(f, fs, t("totals.title"), measured && known ? pctText(f) + ", " + copied : looking ? t("totals.looking") : t("acc.not_measured"), "bar-big"));
 
   const facts = $("totals-facts");
   clear(facts);
@@ -1199,7 +1221,7 @@ function renderTotals() {
     facts.append(div);
   };
   fact(t("totals.messages"), t("of", { done: fmtInt(tot.pushed_messages), total: fmtInt(tot.messages) }));
-  fact(t("totals.eta"), etaText(tot.eta_seconds, tot.pushed_bytes, tot.bytes));
+  fact(t("totals.eta"), known ? etaText(tot.eta_seconds, done, tot.bytes) : t("eta.unknown"));
   const speed = num(tot.throughput_bytes_per_second);
   fact(t("totals.speed"), speed ? t("per_second", { amount: fmtBytes(speed) }) : t("dash"));
   fact(t("totals.accounts"), t("of", { done: fmtInt(tot.ready), total: fmtInt(tot.accounts) }));
@@ -1276,7 +1298,7 @@ function renderQuiet() {
 }
 
 function needsAttention(a) {
-  return (a.verdict && a.verdict !== "ready") || a.state === "failed" || !!a.last_error ||
+  return (a.verdict && a.verdict !== "ready") || a.status === "failed" || a.status === "will_not_fit" || !!a.last_error ||
     (Array.isArray(a.skipped) && a.skipped.length > 0);
 }
 
@@ -1326,35 +1348,43 @@ function updateRow(r, a) {
   setText(r.sub, subs.join(" · "));
   r.tb.classList.toggle("attention", needsAttention(a));
 
-  // Status badges.
-  const st = typeof a.state === "string" ? a.state : "new";
-  const stKind = { synced: "ok", finished: "ok", ready: "ok", syncing: "info", checking: "info", failed: "err" }[st] || "neutral";
+  // One status per row (the server folds check, pass and progress into it), and the check's verdict
+  // beside it only where it adds something the status does not say.
+  const st = typeof a.status === "string" ? a.status : "not_checked";
+  const stKind = { up_to_date: "ok", finished: "ok", ready: "ok", copying: "info", checking: "info", waiting_for_pass: "info", failed: "err", will_not_fit: "warn" }[st] || "neutral";
+  const pct = num(a.percent);
+  let stText = DICT.en["status." + st] !== undefined ? t("status." + st) : st;
+  if (st === "copying" && pct !== null) stText = t("status.copying_pct", { pct: pctText(pct / 100) });
+  if (st === "failed" && DICT.en["reason." + a.status_reason] !== undefined) stText = t("status.failed_why", { why: t("reason." + a.status_reason) });
   const v = a.verdict;
-  const vKind = { source_login_failed: "err", target_login_failed: "err", will_not_fit: "warn", over_size_limit: "warn" }[v];
+  const vKind = v === "over_size_limit" && st !== "failed" ? "warn" : null;
   const badges = el("span", { class: "badges" });
-  badges.append(badge(stKind, DICT.en["state." + st] !== undefined ? t("state." + st) : st));
+  badges.append(badge(stKind, stText));
   if (vKind) badges.append(badge(vKind, t("verdict." + v)));
-  fill(r, "status", badges, st + "|" + v + "|" + S.lang);
+  fill(r, "status", badges, st + "|" + stText + "|" + v + "|" + S.lang);
 
-  // Progress: copied (dark) and fetched (light) of the total.
+  // Progress: copied (dark) and fetched (light) of the total, as a percentage only when the total is
+  // known (a later pass may be listing new mail the total does not hold yet).
   const measured = num(a.bytes) !== null && a.bytes > 0;
-  const f = fraction(a.pushed_bytes, a.bytes);
+  const known = a.total_known !== false;
+  const done = (num(a.pushed_bytes) || 0) + (num(a.refused_bytes) || 0);
+  const f = known && num(a.percent) !== null ? num(a.percent) / 100 : fraction(done, a.bytes);
   const fs = fraction(a.staged_bytes, a.bytes);
   const prog = el("div", { class: "prog" });
   const msgs = t("acc.messages", { done: fmtInt(a.pushed_messages), total: fmtInt(a.messages) });
-  const empty = !measured && a.verdict === "ready" && num(a.messages) === 0;
-  const head = measured ? t("acc.bytes", { done: fmtBytes(a.pushed_bytes), total: fmtBytes(a.bytes) }) : empty ? t("acc.empty") : t("acc.not_measured");
-  const line2 = measured ? msgs + " · " + t("acc.fetched", { amount: fmtBytes(a.staged_bytes) }) : "";
+  const empty = !measured && (a.verdict === "ready" || st === "up_to_date") && num(a.messages) === 0;
+  const head = !known ? t("acc.looking") : measured ? t("acc.bytes", { done: fmtBytes(a.pushed_bytes), total: fmtBytes(a.bytes) }) : empty ? t("acc.empty") : t("acc.not_measured");
+  const line2 = measured && known ? msgs + " · " + t("acc.fetched", { amount: fmtBytes(a.staged_bytes) }) : "";
   prog.append(
-    el("div", { class: "prog-head" }, [measured ? el("span", { class: "prog-pct", text: pctText(f) }) : null, el("span", { class: "prog-msgs", text: head })]),
-    bar(f, fs, t("acc.progress_label", { login: a.login }), measured ? pctText(f) + ", " + head + ", " + msgs : head),
+    el("div", { class: "prog-head" }, [measured && known ? el("span", { class: "prog-pct", text: pctText(f) }) : null, el("span", { class: "prog-msgs", text: head })]),
+    bar(f, fs, t("acc.progress_label", { login: a.login }), measured && known ? pctText(f) + ", " + head + ", " + msgs : head),
   );
   if (line2) prog.append(el("div", { class: "prog-bytes", text: line2 }));
-  fill(r, "progress", prog, [a.pushed_bytes, a.staged_bytes, a.bytes, a.pushed_messages, a.messages, S.lang].join("|"));
+  fill(r, "progress", prog, [a.pushed_bytes, a.staged_bytes, a.bytes, a.pushed_messages, a.messages, a.percent, known, S.lang].join("|"));
 
   const speed = num(a.throughput_bytes_per_second);
   fill(r, "speed", document.createTextNode(speed ? t("per_second", { amount: fmtBytes(speed) }) : t("dash")), String(speed) + S.lang);
-  const eta = measured ? etaText(a.eta_seconds, a.pushed_bytes, a.bytes) : t("dash");
+  const eta = measured && known ? etaText(a.eta_seconds, done, a.bytes) : t("dash");
   fill(r, "eta", document.createTextNode(eta), eta);
   const pass = timeNode(a.last_pass_at, t("not_yet"));
   fill(r, "pass", pass, pass.textContent + "|" + a.last_pass_at);
