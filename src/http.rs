@@ -145,6 +145,7 @@ fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads
     let (path, query) = parse_query(request.url());
     let method = request.method().clone();
     let mut upload = header(&request, front_door::UPLOAD_HEADER).and_then(|id| id.parse().ok()).and_then(|id| uploads.take(id));
+    let swedish = header(&request, "Accept-Language") == Some("sv");
     let reply = route(app, &mut request, &method, &path, &query, role, &mut upload);
     if let Some(unused) = upload {
         crate::secret::wipe(unused);
@@ -155,7 +156,11 @@ fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads
     }
     let response = match reply {
         Ok(r) => r,
-        Err(e) => json_response(e.status, &json!({"error": {"status": e.status, "message": e.message}})),
+        // The Swedish page gets its sentences in Swedish where the catalog knows them.
+        Err(e) => {
+            let message = if swedish { crate::swedish::lines(&e.message) } else { e.message };
+            json_response(e.status, &json!({"error": {"status": e.status, "message": message}}))
+        }
     };
     let _ = request.respond(response);
 }
@@ -262,7 +267,8 @@ fn route(
             // The door hands the list over in memory (it never passes through a socket).
             let body = upload.take().unwrap_or_default();
             // The upload holds every password of the list: wiped once parsed, whatever the outcome.
-            let result = import_accounts(app, &name, &body);
+            let swedish = header(request, "Accept-Language") == Some("sv");
+            let result = import_accounts(app, &name, &body, swedish);
             crate::secret::wipe(body);
             Ok(json_response(200, &result?))
         }
@@ -468,12 +474,14 @@ fn staging_limit_from(value: Option<&Value>) -> std::result::Result<Option<Optio
     }
 }
 
-fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Result<Value, ApiError> {
+fn import_accounts(app: &Appliance, name: &str, body: &[u8], swedish: bool) -> std::result::Result<Value, ApiError> {
     let store = app.store()?;
     let auth = crate::import::SourceAuth::of(store.source_kind()?);
-    let import = crate::import::import_bytes_for(name, body, auth).map_err(|e| ApiError::new(400, e.to_string()))?;
+    let line = |p: &crate::import::Problem| if swedish { p.in_swedish() } else { p.to_string() };
+    let import = crate::import::import_bytes_for(name, body, auth)
+        .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;
     let saved = crate::import::save(&store, &import.accounts)?;
-    let warnings: Vec<String> = import.warnings.iter().map(|w| w.to_string()).collect();
+    let warnings: Vec<String> = import.warnings.iter().map(line).collect();
     Ok(json!({"added": saved.added, "updated": saved.updated, "not_in_file": saved.not_in_file, "warnings": warnings}))
 }
 

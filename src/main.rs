@@ -26,6 +26,7 @@ mod report;
 mod row_status;
 mod secret;
 mod store;
+mod swedish;
 mod sync;
 mod template;
 mod units;

@@ -120,6 +120,8 @@ pub struct Report {
     /// Unix seconds.
     pub generated_at: i64,
     pub finished_at: Option<i64>,
+    /// Built before the migration finished: its numbers still change.
+    pub preliminary: bool,
     pub source_host: Option<String>,
     pub target_host: Option<String>,
     /// Customer domains, from the account addresses and aliases.
@@ -183,6 +185,7 @@ pub fn build(store: &Store) -> Result<Report> {
     let domains: Vec<String> = domains.into_iter().collect();
     Ok(Report {
         generated_at: now(),
+        preliminary: finished_at.is_none(),
         finished_at,
         checklist: checklist(source_host.as_deref(), &domains),
         source_host,
@@ -293,11 +296,32 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// A Unix time in the appliance's local time zone, with the offset so a reader elsewhere is not misled.
-fn format_time(secs: i64) -> String {
-    match chrono::DateTime::from_timestamp(secs, 0) {
-        Some(t) => t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M %:z").to_string(),
-        None => secs.to_string(),
+/// A Unix time as a person reads it, in the appliance's local time zone: "6 december 2026 kl. 18:05" or
+/// "6 December 2026, 18:05", then the zone as "UTC" or "UTC+1" (never a bare "+00:00"), so a reader
+/// elsewhere is not misled.
+fn format_time(secs: i64, lang: Lang) -> String {
+    let Some(utc) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return secs.to_string();
+    };
+    let local = utc.with_timezone(&chrono::Local);
+    human_time(&local, local.offset().local_minus_utc(), lang)
+}
+
+fn human_time<Tz: chrono::TimeZone>(t: &chrono::DateTime<Tz>, offset_seconds: i32, lang: Lang) -> String {
+    use chrono::{Datelike, Timelike};
+    const MONTHS_SV: [&str; 12] =
+        ["januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti", "september", "oktober", "november", "december"];
+    const MONTHS_EN: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    let month = t.month0() as usize % 12;
+    let zone = match offset_seconds {
+        0 => "UTC".to_string(),
+        o if o % 3600 == 0 => format!("UTC{:+}", o / 3600),
+        o => format!("UTC{}{}:{:02}", if o < 0 { '-' } else { '+' }, o.abs() / 3600, o.abs() % 3600 / 60),
+    };
+    match lang {
+        Lang::Sv => format!("{} {} {} kl. {:02}:{:02} {zone}", t.day(), MONTHS_SV[month], t.year(), t.hour(), t.minute()),
+        Lang::En => format!("{} {} {}, {:02}:{:02} {zone}", t.day(), MONTHS_EN[month], t.year(), t.hour(), t.minute()),
     }
 }
 
@@ -342,6 +366,10 @@ dd { margin: 0; }
 ol.todo li { margin-bottom: 0.4em; }
 section.account { page-break-inside: avoid; break-inside: avoid; }
 code { font-size: 0.9em; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+td, dd { overflow-wrap: anywhere; }
+.preliminary { background: #fff4d6; border: 1px solid #e0b84c; padding: 0.6em 0.8em; border-radius: 4px; }
+@media (max-width: 40em) { body { margin: 1em auto; padding: 0 0.6em; } dl { grid-template-columns: 1fr; } dd { margin-bottom: 0.3em; } }
 @media print { body { margin: 0; max-width: none; } h2 { page-break-after: avoid; } a { color: inherit; text-decoration: none; } }
 ";
 
@@ -357,9 +385,9 @@ impl Report {
             t("sv", "en")
         ));
         h.push_str(&format!("<h1>{title}</h1>\n<p class=\"meta\">"));
-        h.push_str(&format!("{} {}", t("Skapad", "Generated"), e(&format_time(self.generated_at))));
+        h.push_str(&format!("{} {}", t("Skapad", "Generated"), e(&format_time(self.generated_at, lang))));
         if let Some(f) = self.finished_at {
-            h.push_str(&format!(" · {} {}", t("Flytten avslutad", "Migration finished"), e(&format_time(f))));
+            h.push_str(&format!(" · {} {}", t("Flytten avslutad", "Migration finished"), e(&format_time(f, lang))));
         }
         h.push_str("<br>");
         h.push_str(&format!(
@@ -373,6 +401,16 @@ impl Report {
             h.push_str(&format!("<br>{} {}", t("Domäner:", "Domains:"), e(&self.domains.join(", "))));
         }
         h.push_str("</p>\n");
+        if self.finished_at.is_none() {
+            h.push_str(&format!(
+                "<p class=\"preliminary\" id=\"preliminary\"><strong>{}</strong> {}</p>\n",
+                t("Preliminär rapport.", "Preliminary report."),
+                t(
+                    "Flytten är inte avslutad än: siffrorna ändras tills den är klar, och den slutliga rapporten finns när den är avslutad.",
+                    "The migration is not finished yet: the numbers change until it is, and the final report is here once it is finished."
+                )
+            ));
+        }
 
         // Summary.
         h.push_str(&format!("<h2>{}</h2>\n", t("Sammanfattning", "Summary")));
@@ -429,7 +467,8 @@ impl Report {
             self.account_html(&mut h, a, lang);
         }
         h.push_str("</body>\n</html>\n");
-        h
+        // Wide tables scroll inside their box on a phone instead of widening the whole page.
+        h.replace("<table", "<div class=\"scroll\"><table").replace("</table>", "</table></div>")
     }
 
     fn account_html(&self, h: &mut String, a: &AccountReport, lang: Lang) {
@@ -443,7 +482,7 @@ impl Report {
         h.push_str(&format!(
             "<dt>{}</dt><dd>{}</dd>\n",
             t("Senaste kopiering", "Last pass"),
-            a.last_pass_at.map(|s| e(&format_time(s))).unwrap_or_else(|| "–".into())
+            a.last_pass_at.map(|s| e(&format_time(s, lang))).unwrap_or_else(|| "–".into())
         ));
         h.push_str(&format!(
             "<dt>{}</dt><dd>{} ({})</dd>\n",
@@ -517,7 +556,7 @@ impl Report {
                     e(s.folder.as_deref().unwrap_or("–")),
                     e(s.server_says.as_deref().unwrap_or("")),
                     s.size.map(|n| e(&human_bytes(n))).unwrap_or_default(),
-                    e(&format_time(s.at))
+                    e(&format_time(s.at, lang))
                 ));
             }
             h.push_str("</table>\n");
@@ -583,7 +622,7 @@ fn verification_html(h: &mut String, v: &VerifyResult, lang: Lang) {
     let messages: u64 = v.folders.iter().map(|f| f.source_messages).sum();
     let on_target: u64 = v.folders.iter().map(|f| f.on_target).sum();
     let skipped: u64 = v.folders.iter().map(|f| f.skipped).sum();
-    let when = e(&format_time(v.checked_at));
+    let when = e(&format_time(v.checked_at, lang));
     if v.ok {
         h.push_str(&format!(
             "<p class=\"ok\">{} {when}: {} {} {}</p>\n",
@@ -794,6 +833,18 @@ mod tests {
     }
 
     #[test]
+    fn times_read_as_words_with_their_zone_never_a_bare_offset() {
+        let t = chrono::DateTime::from_timestamp(1_765_040_700, 0).expect("time"); // 2025-12-06 17:05 UTC
+        assert_eq!(human_time(&t, 0, Lang::Sv), "6 december 2025 kl. 17:05 UTC");
+        assert_eq!(human_time(&t, 0, Lang::En), "6 December 2025, 17:05 UTC");
+        let stockholm = t.with_timezone(&chrono::FixedOffset::east_opt(3600).expect("offset"));
+        assert_eq!(human_time(&stockholm, 3600, Lang::Sv), "6 december 2025 kl. 18:05 UTC+1");
+        let kolkata = t.with_timezone(&chrono::FixedOffset::east_opt(19_800).expect("offset"));
+        assert_eq!(human_time(&kolkata, 19_800, Lang::En), "6 December 2025, 22:35 UTC+5:30");
+        assert!(!format_time(1_765_040_700, Lang::En).contains("+00:00"));
+    }
+
+    #[test]
     fn html_escapes_and_is_complete() {
         let (store, dir) = temp_store("html");
         fixture(&store);
@@ -815,6 +866,10 @@ mod tests {
         assert!(sv.contains("Inte verifierat."));
         let en = report.html(Lang::En);
         assert!(en.contains("Cancel the contract") && en.contains("lang=\"en\""));
+        // Not finished: said at the top, in words and in the JSON.
+        assert!(report.preliminary && en.contains("Preliminary report.") && sv.contains("Preliminär rapport."));
+        // Every table scrolls inside its box on a phone.
+        assert_eq!(en.matches("<table").count(), en.matches("<div class=\"scroll\"><table").count());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

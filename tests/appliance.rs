@@ -227,6 +227,27 @@ fn whole_migration_through_the_api() {
     let bad = serve.op("POST", "/api/accounts?name=trasig.csv", b"Namn;Telefon\r\nx;y\r\n");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"]["message"].as_str().unwrap_or("").contains("column"), "{}", bad.text());
+    // Issue 16 #11: the Swedish page gets the problems in Swedish (the page sends Accept-Language: sv).
+    let twice = "E-post;Lösenord\r\nanna@kund.se;x\r\nanna@kund.se;y\r\n";
+    let bearer = format!("Bearer {token}");
+    let sv = http(
+        serve.port,
+        "POST",
+        "/api/accounts?name=dubbel.csv",
+        &[("Authorization", &bearer), ("Accept-Language", "sv-SE,sv;q=0.9")],
+        twice.as_bytes(),
+    );
+    assert_eq!(sv.status, 400, "{}", sv.text());
+    let said = sv.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(said.contains("rad 3") && said.contains("inloggningen \"anna@kund.se\" finns också på rad 2"), "{said}");
+    let en = http(
+        serve.port,
+        "POST",
+        "/api/accounts?name=dubbel.csv",
+        &[("Authorization", &bearer), ("Accept-Language", "en")],
+        twice.as_bytes(),
+    );
+    assert!(en.json()["error"]["message"].as_str().unwrap_or("").contains("is also on row 2"), "{}", en.text());
 
     // Check, then passes.
     assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);

@@ -229,9 +229,10 @@ const DICT = {
     "op.choose": "Choose a file…",
     "op.no_file": "No file chosen",
     "op.upload": "Import",
-    "op.template": "Download a blank template (CSV)",
+    "op.template": "Download a blank account list (Excel)",
+    "op.template_csv": "or as CSV",
     "op.template_file": "account-list.csv",
-    "op.template_header": "E-mail;Password;New login;New password;Aliases",
+    "op.template_xlsx_file": "account-list.xlsx",
     "op.imported": "The list now has {n} accounts.",
     "op.imported.one": "The list now has 1 account.",
     "op.imported_counts": "Imported. New accounts: {added}. Updated: {updated}.",
@@ -515,9 +516,10 @@ const DICT = {
     "op.choose": "Välj fil…",
     "op.no_file": "Ingen fil vald",
     "op.upload": "Läs in",
-    "op.template": "Ladda ner en tom mall (CSV)",
+    "op.template": "Ladda ner en tom kontolista (Excel)",
+    "op.template_csv": "eller som CSV",
     "op.template_file": "kontolista.csv",
-    "op.template_header": "E-post;Lösenord;Ny inloggning;Nytt lösenord;Alias",
+    "op.template_xlsx_file": "kontolista.xlsx",
     "op.imported": "Listan har nu {n} konton.",
     "op.imported.one": "Listan har nu 1 konto.",
     "op.imported_counts": "Inläst. Nya konton: {added}. Uppdaterade: {updated}.",
@@ -812,6 +814,8 @@ function authHeaders(cred) {
 async function api(method, path, opts) {
   opts = opts || {};
   const headers = authHeaders(S.cred);
+  // The server's sentences (errors, import warnings) in the language the page shows.
+  headers["Accept-Language"] = S.lang === "sv" ? "sv" : "en";
   let body;
   if (opts.json !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -1672,10 +1676,9 @@ function wireOperator() {
     else { name.setAttribute("data-i18n", "op.no_file"); setText(name, t("op.no_file")); }
     showMsg($("import-msg"), "info", null);
   });
-  $("template").addEventListener("click", () => {
-    // UTF-8 with a BOM and semicolons, as Swedish Excel opens it.
-    download(new Blob(["\ufeff" + t("op.template_header") + "\r\n"], { type: "text/csv;charset=utf-8" }), t("op.template_file"));
-  });
+  // The blank account lists the server makes (both languages' headers, a filled-in example row).
+  $("template").addEventListener("click", () => downloadFrom("/api/template?format=xlsx", t("op.template_xlsx_file"), $("template"), $("import-msg")));
+  $("template-csv").addEventListener("click", () => downloadFrom("/api/template?format=csv", t("op.template_file"), $("template-csv"), $("import-msg")));
   for (const sel of document.querySelectorAll("select[data-tls-for]")) {
     sel.addEventListener("change", () => {
       const port = $(sel.dataset.tlsFor);
@@ -1778,6 +1781,21 @@ function start() {
     } catch (e) { store(LS_CRED, null); }
   }
   if (S.cred) { showView("loading"); pollNow(); } else { showView("login"); }
+  // A link with `#code=` pasted into a tab that already shows the page: the browser does not reload,
+  // so take the new code (or language) from the fragment here and start over with it.
+  window.addEventListener("hashchange", () => {
+    const before = S.cred ? S.cred.kind + ":" + S.cred.value : "";
+    readFragment();
+    const lang = load(LS_LANG);
+    if ((lang === "sv" || lang === "en") && lang !== S.lang) setLang(lang, false);
+    const after = S.cred ? S.cred.kind + ":" + S.cred.value : "";
+    if (after && after !== before) {
+      S.gen++;
+      S.status = null;
+      showView("loading");
+      pollNow();
+    }
+  });
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
