@@ -749,7 +749,10 @@ fn phase_and_next_step(f: &PhaseFacts) -> (Phase, NextStep) {
         (Phase::Check, if f.check_running { NextStep::RunCheck } else { NextStep::FixAccounts })
     } else if f.passes == 0 && !f.passes_enabled {
         (Phase::Check, NextStep::StartPasses)
-    } else if !f.all_synced {
+    } else if !f.all_synced && !f.any_flipped {
+        // Once a domain has flipped, the cutover goes on even if a row still waits (a message the
+        // source will not hand over, a folder the target refuses): the rows say which, and finishing
+        // verifies every account.
         (Phase::Syncing, if f.passes_enabled { NextStep::WaitSync } else { NextStep::StartPasses })
     } else if !f.all_flipped {
         (if f.any_flipped { Phase::Cutover } else { Phase::Syncing }, NextStep::SwitchMx)
