@@ -206,17 +206,21 @@ impl Drawing {
         }
         let done =
             if shared.done.is_empty() { String::new() } else { format!("{} of {} accounts done, ", shared.done.len(), self.logins.len()) };
-        let mut head = format!(
-            "{}: {done}{} of {} on the target, {}",
-            self.label,
-            human_bytes(bytes.max(0) as u64),
-            human_bytes(total.max(0) as u64),
-            speed(Some(rate).filter(|_| self.started.elapsed() >= Duration::from_secs(2)))
-        );
-        if let Some(left) = time_left(total - bytes, Some(rate), all_known) {
+        let mut head = format!("{} {}: {done}", self.label, elapsed(self.started.elapsed()));
+        if total == 0 {
+            head.push_str("listing folders");
+        } else {
+            let plus = if all_known { "" } else { "+" };
+            head.push_str(&format!(
+                "{} of {}{plus} on the target, {}",
+                human_bytes(bytes.max(0) as u64),
+                human_bytes(total.max(0) as u64),
+                speed(Some(rate).filter(|_| self.started.elapsed() >= Duration::from_secs(2)))
+            ));
+        }
+        if let Some(left) = time_left(total - bytes, Some(rate), all_known && total > 0) {
             head.push_str(&format!(", {left}"));
         }
-        head.push_str(&format!(" ({})", elapsed(self.started.elapsed())));
         block(head, moving)
     }
 
@@ -230,12 +234,12 @@ impl Drawing {
             .collect();
         let waiting = self.logins.len().saturating_sub(shared.done.len() + checking.len());
         let head = format!(
-            "{}: {} of {} accounts done, {} checking, {waiting} waiting ({})",
+            "{} {}: {} of {} accounts done, {} checking, {waiting} waiting",
             self.label,
+            elapsed(self.started.elapsed()),
             shared.done.len(),
             self.logins.len(),
             checking.len(),
-            elapsed(self.started.elapsed())
         );
         block(head, checking)
     }
@@ -264,11 +268,12 @@ struct Line<'a> {
 }
 
 impl Line<'_> {
-    /// "  alice@kund.se: 1234 of 5000 messages, 120.0 MB of 480.0 MB, 2.1 MB/s, about 3 min left"
+    /// "  alice@kund.se: 1234 of 5000 messages, 120.0 MB of 480.0 MB, 2.1 MB/s, about 3 min left";
+    /// "5000+" while the total may still grow (a first listing without a check).
     fn words(&self) -> String {
-        let of = if self.total_known { "of" } else { "of at least" };
+        let plus = if self.total_known { "" } else { "+" };
         let mut line = format!(
-            "  {}: {} {of} {} messages, {} {of} {}, {}",
+            "  {}: {} of {}{plus} messages, {} of {}{plus}, {}",
             self.login,
             self.messages,
             self.messages_total,
@@ -360,7 +365,7 @@ mod tests {
         };
         assert_eq!(line.words(), "  alice@kund.se: 1234 of 5000 messages, 120.0 MB of 480.0 MB, 2.0 MB/s, about 3 min left");
         let unknown = Line { total_known: false, rate: None, ..line };
-        assert_eq!(unknown.words(), "  alice@kund.se: 1234 of at least 5000 messages, 120.0 MB of at least 480.0 MB, measuring speed");
+        assert_eq!(unknown.words(), "  alice@kund.se: 1234 of 5000+ messages, 120.0 MB of 480.0 MB+, measuring speed");
     }
 
     #[test]
