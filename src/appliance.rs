@@ -402,7 +402,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         }));
     }
     drop(first_seen);
-    let domains: Value = store.mark(RunMark::MxState)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
+    let domains: Value = json!(domain_states(&store)?);
     let all_flipped =
         domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
@@ -484,6 +484,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "accounts": accounts,
         "domains": domains,
         "quiet_period_seconds": quiet,
+        "target_mx": settings.mx_target,
+        "watch_domains": settings.watch_domains,
         "last_new_mail_at": last_new_mail,
         "quiet_since": quiet_since,
         "safe_to_finish": safe_to_finish,
@@ -619,15 +621,26 @@ pub fn mx_watcher(app: Arc<Appliance>) {
     }
 }
 
-fn mx_round(app: &Appliance) -> Result<()> {
-    let store = app.store()?;
+/// The domains the MX watch looks at: those of every login and alias, and the ones the operator added.
+fn watched_domains(store: &Store) -> Result<std::collections::BTreeSet<String>> {
     let accounts = store.accounts(&[])?;
     let mut addresses: Vec<String> = Vec::new();
     for a in &accounts {
         addresses.push(a.source_login.clone());
         addresses.extend(a.aliases.iter().cloned());
     }
-    let domains = crate::mx::domains(addresses.iter().map(String::as_str));
+    Ok(crate::mx::watched_domains(addresses.iter().map(String::as_str), &store.settings()?.watch_domains))
+}
+
+/// Every watched domain as the MX watch last saw it (one not looked up yet as such), for the status.
+pub fn domain_states(store: &Store) -> Result<Vec<crate::mx::DomainState>> {
+    let seen: Vec<crate::mx::DomainState> = store.mark(RunMark::MxState)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    Ok(crate::mx::listed(seen, &watched_domains(store)?))
+}
+
+fn mx_round(app: &Appliance) -> Result<()> {
+    let store = app.store()?;
+    let domains = watched_domains(&store)?;
     if domains.is_empty() {
         return Ok(());
     }

@@ -395,10 +395,12 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         let n = v.as_i64().filter(|n| (lo..=hi).contains(n));
         n.map(Some).ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))
     };
-    let pass_interval = number("pass_interval_seconds", 1, 7 * 86_400)?;
+    let pass_interval =
+        number("pass_interval_seconds", *crate::store::PASS_INTERVAL_SECONDS.start(), *crate::store::PASS_INTERVAL_SECONDS.end())?;
     let mx_interval = number("mx_interval_seconds", 1, 86_400)?;
     let parallel = number("parallel", 1, 32)?;
-    let quiet = number("quiet_period_seconds", 0, 30 * 86_400)?;
+    let quiet = number("quiet_period_seconds", *crate::store::QUIET_PERIOD_SECONDS.start(), *crate::store::QUIET_PERIOD_SECONDS.end())?;
+    let watch_domains = watch_domains_from(body.get("watch_domains"))?;
     let resolver = body.get("resolver").and_then(Value::as_str).map(str::to_string);
     store.change_settings(|s| {
         if let Some(t) = target_mx {
@@ -428,6 +430,9 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         if let Some(r) = resolver {
             s.mx_resolver = Some(r);
         }
+        if let Some(d) = watch_domains {
+            s.watch_domains = d;
+        }
     })?;
     for side in ["source", "target"] {
         if let Some(kind) = body.get(format!("{side}_kind")).filter(|v| !v.is_null()) {
@@ -455,6 +460,22 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// `watch_domains` of `POST /api/setup`: the whole list of domains added to the MX watch (replacing
+/// the one before; `[]` empties it), each checked as `setup --watch-domain` checks it.
+fn watch_domains_from(value: Option<&Value>) -> std::result::Result<Option<Vec<String>>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let list = value.as_array().ok_or_else(|| ApiError::new(400, "watch_domains must be a list of domain names, like [\"kund.se\"]"))?;
+    let mut domains: Vec<String> = Vec::new();
+    for item in list {
+        let text = item.as_str().ok_or_else(|| ApiError::new(400, "watch_domains must be a list of domain names, like [\"kund.se\"]"))?;
+        let domain = crate::mx::check_domain(text).map_err(|e| ApiError::new(400, format!("watch_domains: {e}")))?;
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    Ok(Some(domains))
 }
 
 /// `staging_limit` of `POST /api/setup`: absent changes nothing (None); `null` or "auto" goes back

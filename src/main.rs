@@ -19,6 +19,7 @@ mod memory;
 mod mx;
 mod oauth;
 mod pipe;
+mod progress;
 mod pull;
 mod push;
 mod quirks;
@@ -29,6 +30,7 @@ mod store;
 mod swedish;
 mod sync;
 mod template;
+mod terminal;
 mod units;
 mod utf7;
 mod verify;
@@ -43,6 +45,11 @@ use argh::FromArgs;
 /// postflytt moves a company's mail from its old IMAP server to a new one, through a local staging
 /// database, exactly once.
 #[derive(FromArgs)]
+#[argh(
+    error_code(0, "done"),
+    error_code(1, "the verb could not do its work (a wrong argument, no data directory, a server not reachable)"),
+    error_code(2, "done, but something needs a person: an account failed (sync, verify, status), not ready (check), not finished")
+)]
 struct Args {
     /// data directory holding the staging database and key file (default /var/lib/postflytt, or
     /// $POSTFLYTT_DATA)
@@ -79,7 +86,8 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("<3>postflytt: {e:#}");
+            let line = logger::line(log::Level::Error, &format!("postflytt: {e:#}"));
+            terminal::print_above(|| eprintln!("{line}"));
             ExitCode::from(1)
         }
     }

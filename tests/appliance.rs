@@ -518,3 +518,98 @@ fn staging_limit_is_set_and_read_through_the_api_and_the_cli_and_junk_is_refused
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Cutover from the command line (issue 16): `setup --target-mx`, `--quiet-period`, `--pass-interval`
+/// and `--watch-domain` beside a running appliance show in `/api/status` and in `postflytt status`; a
+/// domain added to the watch (the logins here are user names, which give none) is looked up in DNS
+/// (dnsmasq) and seen pointing at the target; `watch_domains` in the API replaces the list, and junk is
+/// refused on both sides with a sentence, storing nothing.
+#[test]
+fn cutover_settings_and_watched_domains_from_the_cli_and_the_api() {
+    let dns_port = common::free_port();
+    let _dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.ny.example"), ("annat.se", "mx.gammal.example")]);
+    let data = common::fresh_dir("pf-serve-cutover");
+    let serve = Serve::start(&data, dns_port);
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    assert_eq!(serve.op("POST", "/api/setup", br#"{"mx_interval_seconds": 1}"#).status, 200);
+
+    let (code, text) = cli(&[
+        "setup",
+        "--target-mx",
+        "mx.ny.example",
+        "--target-mx",
+        "*.mail.protection.outlook.com",
+        "--quiet-period",
+        "2h",
+        "--pass-interval",
+        "10m",
+        "--watch-domain",
+        "Kund.se",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Target MX: mx.ny.example, *.mail.protection.outlook.com"), "{text}");
+    assert!(text.contains("Domains added to the watch: kund.se") && text.contains("Quiet period: 7200 s; pass interval: 600 s"), "{text}");
+    let s = serve.wait_for("kund.se looked up", 30, |s| s["domains"][0]["checked_at"].is_i64());
+    assert_eq!(s["target_mx"], json!(["mx.ny.example", "*.mail.protection.outlook.com"]), "{s:#}");
+    assert_eq!(s["watch_domains"], json!(["kund.se"]), "{s:#}");
+    assert_eq!(s["quiet_period_seconds"], 7200);
+    assert_eq!(s["passes"]["interval_seconds"], 600);
+    assert_eq!(s["domains"][0]["domain"], "kund.se", "{s:#}");
+    assert_eq!(s["domains"][0]["points_at_target"], true, "{s:#}");
+    let (code, text) = cli(&["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Domain kund.se: points at the target (mx.ny.example)"), "{text}");
+
+    // A second domain, still at the old host: listed at once, and finishing is not safe.
+    let (code, text) = cli(&["setup", "--watch-domain", "annat.se"]);
+    assert_eq!(code, Some(0), "{text}");
+    let s = serve.wait_for("annat.se looked up", 30, |s| {
+        s["domains"].as_array().is_some_and(|d| d.iter().any(|d| d["domain"] == "annat.se" && d["checked_at"].is_i64()))
+    });
+    assert_eq!(s["watch_domains"], json!(["kund.se", "annat.se"]));
+    assert_eq!(s["safe_to_finish"], false);
+    let (_, text) = cli(&["status"]);
+    assert!(text.contains("Domain annat.se: not yet at the target (mx.gammal.example)"), "{text}");
+    let (code, text) = cli(&["setup", "--no-watch-domain", "annat.se"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(serve.status()["watch_domains"], json!(["kund.se"]));
+
+    // Junk: refused with a sentence, nothing stored.
+    for (args, says) in [
+        (
+            &["setup", "--watch-domain", "alice@kund.se"][..],
+            "--watch-domain: \"alice@kund.se\" is an address; give its domain (\"kund.se\")",
+        ),
+        (&["setup", "--watch-domain", "kund"], "\"kund\" is not a domain name: write it like kund.se"),
+        (&["setup", "--quiet-period", "soon"], "--quiet-period \"soon\" is not a duration"),
+        (&["setup", "--quiet-period", "31d"], "--quiet-period must be from 0 to 2592000 seconds"),
+        (&["setup", "--pass-interval", "0", "--target-mx", "x.example"], "--pass-interval must be from 1 to 604800 seconds"),
+    ] {
+        let (code, text) = cli(args);
+        assert_eq!(code, Some(1), "{args:?}:\n{text}");
+        assert!(text.contains(says), "{args:?}:\n{text}");
+    }
+    for (body, says) in [
+        (json!({"watch_domains": ["kund..se"]}), "watch_domains: \"kund..se\" is not a domain name"),
+        (json!({"watch_domains": "kund.se"}), "watch_domains must be a list of domain names"),
+        (json!({"watch_domains": ["ok.se", 5]}), "watch_domains must be a list of domain names"),
+    ] {
+        let r = serve.op("POST", "/api/setup", body.to_string().as_bytes());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains(says)), "{body}: {}", r.text());
+    }
+    let s = serve.status();
+    assert_eq!((s["watch_domains"].clone(), s["target_mx"][0].clone()), (json!(["kund.se"]), json!("mx.ny.example")), "{s:#}");
+    assert_eq!(s["passes"]["interval_seconds"], 600);
+
+    // The API replaces the list.
+    let r = serve.op("POST", "/api/setup", br#"{"watch_domains": ["annat.se", "Annat.se."]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(serve.status()["watch_domains"], json!(["annat.se"]));
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}

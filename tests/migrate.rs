@@ -458,7 +458,7 @@ fn fifty_megabyte_message_streams_with_flat_memory() {
     let big = fixture::big_message(50 * 1024 * 1024);
     source.reader("g@gammal.se").append("INBOX", &["\\Seen"], Some("02-Jan-2020 08:00:00 +0100"), &big);
     let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("g@gammal.se", "pw", "g@ny.se", "pw")]);
-    let out = m.sync();
+    let out = driver::text(&m.run_env(&["sync"], &[("POSTFLYTT_MEMORY_REPORT", "1")]));
     let peak: f64 = out
         .lines()
         .find_map(|l| l.split("peak memory (VmHWM): ").nth(1))

@@ -1479,7 +1479,7 @@ function renderDomains() {
       const ul = el("ul", { class: "hosts" });
       for (const h of d.hosts) ul.append(el("li", { text: String(h) }));
       hosts.append(ul);
-    } else hosts.append(el("span", { class: "muted", text: d.error ? t("dash") : t("domains.no_mx") }));
+    } else hosts.append(el("span", { class: "muted", text: d.error ? t("dash") : num(d.checked_at) === null ? t("not_yet") : t("domains.no_mx") }));
     if (d.error) hosts.append(el("p", { class: "note note-err", text: t("domains.error", { error: String(d.error) }) }));
     const points = el("td", { "data-label": t("col.points") }, [d.points_at_target ? badge("ok", t("yes")) : badge("neutral", t("no"))]);
     const flippedTd = el("td", { "data-label": t("col.flipped") });
