@@ -336,18 +336,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         let had_good_pass = d.state == AccountState::Synced;
         let total = row_status::known_total(check_total, (d.messages, d.bytes), had_good_pass, in_pass);
         let (messages, bytes) = total.unwrap_or((d.messages, d.bytes));
-        let (done, done_bytes) = (d.pushed + d.refused, d.pushed_bytes + d.refused_bytes);
-        let (status, reason) = row_status::row_status(&row_status::RowFacts {
-            finished,
-            verdict: verdict.as_deref(),
-            checked_at: check.map(|(_, _, at)| *at),
-            check_running,
-            in_pass,
-            last_pass_ok: d.last_pass_at.map(|_| d.state != AccountState::Failed),
-            last_pass_at: d.last_pass_at,
-            messages: d.messages,
-            done_messages: done,
-        });
+        let done_bytes = d.pushed_bytes + d.refused_bytes;
+        let (status, reason) = row_status::of_account(d, check.map(|(v, _, at)| (v.as_str(), *at)), finished, in_pass, check_running);
         if status == row_status::RowStatus::UpToDate {
             up_to_date += 1;
         }

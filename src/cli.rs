@@ -429,12 +429,19 @@ pub struct StatusArgs {}
 pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let store = Store::open_existing(dir)?;
     println!("{}", staging_line(&store)?);
+    let checks = store.check_details()?;
+    let finished = store.mark(store::RunMark::FinishedAt)?.is_some();
+    let mut attention = false;
     for a in store.account_progress()? {
+        // The same one status per account as the page's rows (no pass of this process runs now).
+        let check = checks.get(&a.id).map(|(verdict, _, at)| (verdict.as_str(), *at));
+        let (row, reason) = crate::row_status::of_account(&a, check, finished, false, false);
+        attention |= matches!(row, crate::row_status::RowStatus::Failed | crate::row_status::RowStatus::WillNotFit);
         println!(
             "{} -> {}: {}, {}/{} messages on the target, {} staged",
             a.source_login,
             a.target_login,
-            a.state,
+            crate::row_status::english(row, reason),
             a.pushed,
             a.messages,
             human_bytes(a.bytes as u64)
@@ -448,8 +455,8 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     }
     print_skips(&store)?;
     print_cutover(&store)?;
-    // 2 when an account needs a person: the last pass failed it (the same rule `sync` exits 2 by).
-    let attention = store.account_progress()?.iter().any(|a| a.state == store::AccountState::Failed);
+    // 2 when an account needs a person: a login the check found failing, mail that will not fit, or a
+    // failed last pass.
     Ok(if attention { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 

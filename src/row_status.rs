@@ -74,9 +74,10 @@ pub fn row_status(f: &RowFacts) -> (RowStatus, Option<&'static str>) {
     if f.in_pass {
         return (RowStatus::Copying, None);
     }
-    // The check speaks for the account until a pass has run after it.
+    // The check speaks for the account until a pass has run after it; in the same second the pass
+    // wins (it proves the logins the check tried).
     let check_is_newer = match (f.checked_at, f.last_pass_at) {
-        (Some(c), Some(p)) => c >= p,
+        (Some(c), Some(p)) => c > p,
         (Some(_), None) => true,
         _ => false,
     };
@@ -96,6 +97,50 @@ pub fn row_status(f: &RowFacts) -> (RowStatus, Option<&'static str>) {
         None if f.check_running => (RowStatus::Checking, None),
         None => (RowStatus::NotChecked, None),
     }
+}
+
+/// The row's status from the store's account progress and the check's verdict and time: what the
+/// appliance's status and `postflytt status` both show.
+pub fn of_account(
+    p: &crate::store::AccountProgress,
+    check: Option<(&str, i64)>,
+    finished: bool,
+    in_pass: bool,
+    check_running: bool,
+) -> (RowStatus, Option<&'static str>) {
+    row_status(&RowFacts {
+        finished,
+        verdict: check.map(|(v, _)| v),
+        checked_at: check.map(|(_, at)| at),
+        check_running,
+        in_pass,
+        last_pass_ok: p.last_pass_at.map(|_| p.state != crate::store::AccountState::Failed),
+        last_pass_at: p.last_pass_at,
+        messages: p.messages,
+        done_messages: p.pushed + p.refused,
+    })
+}
+
+/// The status in English words, for the command line.
+pub fn english(status: RowStatus, reason: Option<&str>) -> String {
+    let why = match reason {
+        Some("source_login_failed") => ": cannot log in on the old server",
+        Some("target_login_failed") => ": cannot log in on the new host",
+        Some("pass_failed") => ": the last pass stopped with an error",
+        _ => "",
+    };
+    let word = match status {
+        RowStatus::NotChecked => "not checked",
+        RowStatus::Checking => "being checked",
+        RowStatus::Ready => "ready",
+        RowStatus::Copying => "copying",
+        RowStatus::UpToDate => "up to date",
+        RowStatus::WaitingForPass => "new mail waits for the next pass",
+        RowStatus::Failed => "failed",
+        RowStatus::WillNotFit => "will not fit",
+        RowStatus::Finished => "moved",
+    };
+    format!("{word}{why}")
 }
 
 /// What the source holds for a row's percentage, and whether that total is known. Before the
