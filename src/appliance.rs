@@ -341,6 +341,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "throughput_bytes_per_second": d.throughput, "eta_seconds": eta,
             "throttled_last_pass": d.throttled_last_pass,
             "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
+            "verified": detail.verified.map(|(ok, _)| ok), "missing_messages": detail.verified.map_or(0, |(_, n)| n),
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
         }));
     }
@@ -432,13 +433,19 @@ pub fn status(app: &Appliance) -> Result<Value> {
 struct AccountDetail {
     progress: crate::store::AccountProgress,
     skipped: Vec<crate::store::SkipEntry>,
+    /// The last verification: whether it passed and how many messages it found missing.
+    verified: Option<(bool, u64)>,
 }
 
 fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
     let mut details = Vec::new();
     for progress in store.account_progress()? {
         let skipped = store.recent_skips(progress.id, 200)?;
-        details.push(AccountDetail { progress, skipped });
+        // A damaged stored verification reads as not verified, as in the report.
+        let verified = crate::verify::load(store, progress.id)
+            .unwrap_or(None)
+            .map(|v| (v.ok, v.folders.iter().map(|f| f.missing_count).sum()));
+        details.push(AccountDetail { progress, skipped, verified });
     }
     Ok(details)
 }
@@ -481,6 +488,33 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
         return Err(anyhow!("cannot start finishing: {e}"));
     }
     Ok(())
+}
+
+/// Repair (see `repair`): every account whose last verification found messages missing has its next
+/// pass copy them again, and a pass starts now (after a running one). Returns (account, messages
+/// missing) for each account asked; none is an error with a sentence.
+pub fn start_repair(app: &Arc<Appliance>) -> Result<Vec<(String, u64)>> {
+    let store = app.store()?;
+    store.ensure_not_finished()?;
+    if app.runtime().finish_running {
+        return Err(anyhow!("finish is running; it verifies every account again"));
+    }
+    let asked = crate::verify::request_repair(&store, &store.accounts(&[])?)?;
+    drop(store);
+    if asked.is_empty() {
+        return Err(anyhow!("verification found no message missing on the target, so there is nothing to repair (finish verifies)"));
+    }
+    let me = Arc::clone(app);
+    crate::workers::spawn_thread("repair", move || {
+        while me.runtime().pass_active && !shutting_down() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if let Err(e) = me.run_pass(sync::PassKind::Incremental) {
+            log::warn!("repair: {e:#}");
+        }
+    })
+    .map_err(|e| anyhow!("cannot start the repair pass: {e}"))?;
+    Ok(asked)
 }
 
 /// Finishing a migration: passes stop, a last pass copies what is new, every account is verified

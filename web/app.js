@@ -287,6 +287,12 @@ const DICT = {
     "err.expired": "The code is no longer accepted. Enter it again.",
     "busy": "Working…",
     "dash": "–",
+    // repair and finished
+    "acc.not_verified": "Not verified: {n} missing",
+    "op.repair": "Repair",
+    "op.repair_state": "Verification found {n} messages missing on the new host. Repair copies them again; then finish again.",
+    "op.repair_btn": "Copy the missing messages again",
+    "op.repair_started": "Repair started: the missing messages are copied again in a pass now.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -564,6 +570,12 @@ const DICT = {
     "err.expired": "Koden godtas inte längre. Ange den igen.",
     "busy": "Arbetar…",
     "dash": "–",
+    // repair and finished
+    "acc.not_verified": "Inte verifierat: {n} saknas",
+    "op.repair": "Reparera",
+    "op.repair_state": "Verifieringen hittade {n} meddelanden som saknas på den nya servern. Reparera kopierar dem igen; avsluta sedan igen.",
+    "op.repair_btn": "Kopiera de saknade meddelandena igen",
+    "op.repair_started": "Reparationen har startat: de saknade meddelandena kopieras igen i en körning nu.",
   },
 };
 
@@ -1276,7 +1288,7 @@ function renderQuiet() {
 }
 
 function needsAttention(a) {
-  return (a.verdict && a.verdict !== "ready") || a.state === "failed" || !!a.last_error ||
+  return (a.verdict && a.verdict !== "ready") || a.state === "failed" || !!a.last_error || a.verified === false ||
     (Array.isArray(a.skipped) && a.skipped.length > 0);
 }
 
@@ -1334,7 +1346,8 @@ function updateRow(r, a) {
   const badges = el("span", { class: "badges" });
   badges.append(badge(stKind, DICT.en["state." + st] !== undefined ? t("state." + st) : st));
   if (vKind) badges.append(badge(vKind, t("verdict." + v)));
-  fill(r, "status", badges, st + "|" + v + "|" + S.lang);
+  if (a.verified === false) badges.append(badge("err", t("acc.not_verified", { n: fmtInt(a.missing_messages || 0) })));
+  fill(r, "status", badges, st + "|" + v + "|" + a.verified + "|" + a.missing_messages + "|" + S.lang);
 
   // Progress: copied (dark) and fetched (light) of the total.
   const measured = num(a.bytes) !== null && a.bytes > 0;
@@ -1504,6 +1517,16 @@ function refreshButtons() {
   $("passes-stop").disabled = !p.running || finished;
   $("check-run").disabled = !!(s.check && s.check.running) || finished;
   $("finish-open").disabled = finished;
+  showFinishedActions(s, finished);
+}
+
+// A finished migration is read-only: its changing actions leave the page (the server refuses them
+// anyway). Repair is offered while verification says messages are missing and it is not finished.
+function showFinishedActions(s, finished) {
+  for (const id of ["op-setup", "op-import", "op-check", "op-passes", "op-finish"]) show($(id), !finished);
+  const missing = (s.accounts || []).reduce((sum, a) => sum + (num(a.missing_messages) || 0), 0);
+  show($("op-repair"), !finished && missing > 0);
+  setText($("repair-state"), t("op.repair_state", { n: fmtInt(missing) }));
 }
 
 // Fills the setup form from the status once (the status has no MX patterns, package limits or pins; an
@@ -1614,6 +1637,7 @@ function renderCheck() {
 }
 
 function wireOperator() {
+  $("repair-run").addEventListener("click", (e) => act(e.currentTarget, $("repair-msg"), () => api("POST", "/api/repair", { json: {} }), t("op.repair_started")));
   $("passes-start").addEventListener("click", (e) => act(e.currentTarget, $("passes-msg"), () => api("POST", "/api/passes/start", { json: {} }), t("op.started")));
   $("passes-stop").addEventListener("click", (e) => act(e.currentTarget, $("passes-msg"), () => api("POST", "/api/passes/stop", { json: {} }), t("op.stopped")));
   $("interval-form").addEventListener("submit", (e) => {
