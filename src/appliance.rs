@@ -442,9 +442,8 @@ fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
     for progress in store.account_progress()? {
         let skipped = store.recent_skips(progress.id, 200)?;
         // A damaged stored verification reads as not verified, as in the report.
-        let verified = crate::verify::load(store, progress.id)
-            .unwrap_or(None)
-            .map(|v| (v.ok, v.folders.iter().map(|f| f.missing_count).sum()));
+        let verified =
+            crate::verify::load(store, progress.id).unwrap_or(None).map(|v| (v.ok, v.folders.iter().map(|f| f.missing_count).sum()));
         details.push(AccountDetail { progress, skipped, verified });
     }
     Ok(details)

@@ -241,7 +241,8 @@ fn route(
     upload: &mut Option<Vec<u8>>,
 ) -> Reply {
     // A finished migration is read-only: every action that would change it gets the one sentence.
-    const CHANGES: [&str; 7] = ["/api/setup", "/api/accounts", "/api/check", "/api/passes/start", "/api/passes/interval", "/api/finish", "/api/repair"];
+    const CHANGES: [&str; 7] =
+        ["/api/setup", "/api/accounts", "/api/check", "/api/passes/start", "/api/passes/interval", "/api/finish", "/api/repair"];
     if *method == Method::Post && role == Role::Operator && CHANGES.contains(&path) {
         app.store()?.ensure_not_finished()?;
     }

@@ -51,12 +51,22 @@ pub async fn reopen_requested(store: &Store, account: &Account, target: &mut Ses
         if (present.len() as u64) < u64::from(selected.exists) {
             // An answer cut short would make present copies look lost, and appending those again
             // would duplicate them.
-            bail!("{}: the target listed {} of {} messages in {target_name}; repair not started", target.label(), present.len(), selected.exists);
+            bail!(
+                "{}: the target listed {} of {} messages in {target_name}; repair not started",
+                target.label(),
+                present.len(),
+                selected.exists
+            );
         }
         present.sort_unstable();
         let gone: Vec<i64> = recorded.iter().filter(|(_, uid)| present.binary_search(uid).is_err()).map(|&(id, _)| id).collect();
         if !gone.is_empty() {
-            log::info!("{}: {} of {} copies in {target_name} are no longer on the target; copying them again", account.source_login, gone.len(), recorded.len());
+            log::info!(
+                "{}: {} of {} copies in {target_name} are no longer on the target; copying them again",
+                account.source_login,
+                gone.len(),
+                recorded.len()
+            );
             lost.extend(gone);
             looked_through.push(target_id);
         }

@@ -94,7 +94,10 @@ mod tests {
         assert_eq!(store.repair_request(1).unwrap(), ["INBOX", "Sent"]);
 
         store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store.conn.execute("INSERT INTO target_folder (account_id, name, wire_name, uidvalidity) VALUES (1, 'INBOX', 'INBOX', 7)", []).unwrap();
+        store
+            .conn
+            .execute("INSERT INTO target_folder (account_id, name, wire_name, uidvalidity) VALUES (1, 'INBOX', 'INBOX', 7)", [])
+            .unwrap();
         for (uid, state) in [(1, "pushed"), (2, "pushed"), (3, "pending")] {
             store
                 .conn
