@@ -1,13 +1,14 @@
 //! Repair: copies again what verification found missing on the target. The operator's request is
-//! stored per account (which source folders verification found short, `Store::request_repair`); the
-//! account's next pass acts on it here, before anything moves: for each such folder it asks the target
-//! which UIDs its folder holds now and sends every copy recorded at a UID the target no longer has back
-//! to `appending`, in one transaction that also withdraws the request. From there the pass does what it
-//! does after a lost APPEND answer or a re-created target folder: it looks the folder through by content
-//! (or identity) from its first UID, claims a copy it finds, and appends the rest again, from staging or
-//! fetched from the source again when their bytes had left staging. So repair stays exactly once: only a
-//! copy the target itself says is gone is reopened, the journal records each APPEND before it goes out
-//! as usual, and a crash anywhere resumes from the journal (the request survives until it is acted on).
+//! stored per account (the source UIDs verification listed as missing, per folder,
+//! `Store::request_repair`); the account's next pass acts on it here, before anything moves: for each
+//! such folder it asks the target which UIDs its folder holds now, and sends each of those messages
+//! whose copy is recorded at a UID the target no longer has back to `appending`, in one transaction
+//! that also withdraws the request. From there the pass does what it does after a lost APPEND answer
+//! or a re-created target folder: it looks the folder through by content (or identity) from its first
+//! UID, claims a copy it finds, and appends the rest again, from staging or fetched from the source
+//! again when their bytes had left staging. So repair stays exactly once: only a copy the target itself
+//! says is gone is reopened, the journal records each APPEND before it goes out as usual, and a crash
+//! anywhere resumes from the journal (the request survives until it is acted on).
 //!
 //! A target folder whose UIDVALIDITY changed is not repair's to handle: the push reopens its copies
 //! anyway. A folder never recorded has no copies to lose.
@@ -27,11 +28,19 @@ pub async fn reopen_requested(store: &Store, account: &Account, target: &mut Ses
     }
     let mut lost = Vec::new();
     let mut looked_through = Vec::new();
-    for folder in store.folders_to_verify(account.id)?.into_iter().filter(|f| wanted.contains(&f.name)) {
+    for folder in store.folders_to_verify(account.id)? {
+        let (Some(uids), Some(source_uidvalidity)) = (wanted.get(&folder.name), folder.uidvalidity) else { continue };
         let Some(target_name) = folder.target_name else { continue };
         let wire = utf7::encode(&target_name);
         let Some((target_id, Some(uidvalidity))) = store.recorded_target_folder(account.id, &wire)? else { continue };
-        let recorded = store.pushed_copies(folder.id, target_id, uidvalidity)?;
+        // Only the messages verification named: one the source no longer has (or a user deleted on
+        // the target after its source copy went) is not brought back.
+        let recorded: Vec<(i64, u32)> = store
+            .pushed_copies(folder.id, source_uidvalidity, target_id, uidvalidity)?
+            .into_iter()
+            .filter(|(_, uid, _)| uids.contains(uid))
+            .map(|(id, _, target_uid)| (id, target_uid))
+            .collect();
         if recorded.is_empty() {
             continue;
         }

@@ -327,7 +327,7 @@ async fn pass_connected(
     let condstore = both.source.enable_condstore().await?;
     let discovery = discover(store, account, &mut both.source, &mut both.target, Some(condstore)).await?;
     // What the operator asked to repair goes back to being looked up before the folders move.
-    report.repaired = crate::repair::reopen_requested(store, account, &mut both.target).await?;
+    report.repaired += crate::repair::reopen_requested(store, account, &mut both.target).await?;
     let size_limit = both.target.message_size_limit(store.settings()?.message_size_limit);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();

@@ -505,7 +505,8 @@ pub fn request_repair(store: &Store, accounts: &[Account]) -> Result<Vec<(String
         if short.is_empty() {
             continue;
         }
-        store.request_repair(account.id, &short.iter().map(|f| f.source.clone()).collect::<Vec<_>>())?;
+        // The listed UIDs (at most `MAX_LISTED` a folder; a bigger loss takes another verify and repair).
+        store.request_repair(account.id, &short.iter().map(|f| (f.source.clone(), f.missing.clone())).collect::<Vec<_>>())?;
         asked.push((account.source_login.clone(), short.iter().map(|f| f.missing_count).sum()));
     }
     Ok(asked)
