@@ -476,7 +476,8 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
             Ok(outcome) if !outcome.verified_ok => {
                 me.runtime().last_error = Some(format!("verification found problems; nothing was purged: {}", outcome.problems.join("; ")));
             }
-            Ok(_) => {}
+            // An earlier finish's "verification found problems" is history once one succeeds.
+            Ok(_) => me.runtime().last_error = None,
             Err(e) => me.runtime().last_error = Some(format!("finish failed: {e:#}")),
         }
         me.forget_status();

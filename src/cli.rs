@@ -327,6 +327,13 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
         if let Some(error) = a.last_error.as_deref().filter(|e| !e.is_empty()) {
             println!("    last error: {error}");
         }
+        if let Some(v) = verify::load(&store, a.id).ok().flatten().filter(|v| !v.ok) {
+            let missing: u64 = v.folders.iter().map(|f| f.missing_count).sum();
+            println!(
+                "    NOT verified: {missing} messages missing on the target ({}); postflytt sync --repair copies them again",
+                v.summary()
+            );
+        }
     }
     print_skips(&store)?;
     Ok(ExitCode::SUCCESS)

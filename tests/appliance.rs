@@ -535,6 +535,7 @@ fn a_lost_message_is_repaired_through_the_api_and_a_finished_migration_refuses_c
     assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
     let s = serve.wait_for("finish", 90, |s| s["finished_at"].as_i64().is_some());
     assert_eq!(s["accounts"][0]["verified"], true, "{s:#}");
+    assert!(s["last_error"].is_null(), "the first finish's problem is history: {s:#}");
     assert_eq!(s["accounts"][0]["missing_messages"], 0, "{s:#}");
     assert_eq!(target.reader("rep@kund.se").fetch_all("INBOX").len(), 8, "still each once");
 

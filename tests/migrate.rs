@@ -856,6 +856,8 @@ fn a_message_lost_on_the_target_is_repaired_exactly_once_and_a_forced_finish_say
     let out = m.run(&["verify"]);
     assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
     assert!(driver::text(&out).contains("2 missing"), "{}", driver::text(&out));
+    let status = m.ok(&["status"]);
+    assert!(status.contains("NOT verified: 2 messages missing on the target (") && status.contains("Kunder: 2 missing"), "{status}");
 
     // One of the two comes back behind postflytt's back at another UID (another tool, a user moving it
     // back): repair finds that copy and claims it instead of appending a second one.
@@ -909,6 +911,6 @@ fn a_message_lost_on_the_target_is_repaired_exactly_once_and_a_forced_finish_say
         assert!(!out.status.success(), "{args:?} after finish: {text}");
         assert!(text.contains("the migration is finished: passwords and staged mail are purged"), "{args:?}: {text}");
     }
-    m.ok(&["status"]);
+    assert!(m.ok(&["status"]).contains("NOT verified: 1 messages missing on the target"));
     m.ok(&["report", "--format", "csv"]);
 }
