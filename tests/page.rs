@@ -611,10 +611,13 @@ fn a_missing_message_is_flagged_and_repair_offered_and_a_finished_page_offers_no
     cli(&["finish", "--force"]);
     let dom = dump_dom(&format!("{base}#token={token}&lang=en"), "en-US,en");
     assert!(dom.contains("Not verified: 1 missing"), "still flagged after a forced finish: {dom}");
+    assert!(!is_hidden(&dom, "finished-forced"), "the finished card says it was forced");
+    assert!(inner_text(&dom, "finished-forced").starts_with("Finished although verification found problems: 1 messages in 1 accounts"), "{dom}");
     for id in changes.iter().chain(&["op-repair"]) {
         assert!(is_hidden(&dom, id), "{id} is gone once finished");
     }
     let dom = dump_dom(&format!("{base}#code={code}&lang=sv"), "sv-SE,sv");
     assert!(dom.contains("Inte verifierat: 1 saknas"), "{dom}");
     assert!(!dom.contains(&shown(&dictionary("sv"), "accounts.summary_ok.one")), "not \"needs no attention\": {dom}");
+    assert!(inner_text(&dom, "finished-forced").starts_with("Avslutad trots att verifieringen hittade problem: 1 meddelanden"), "{dom}");
 }

@@ -293,6 +293,7 @@ const DICT = {
     "op.repair_state": "Verification found {n} messages missing on the new host. Repair copies them again; then finish again.",
     "op.repair_btn": "Copy the missing messages again",
     "op.repair_started": "Repair started: the missing messages are copied again in a pass now.",
+    "finished.forced": "Finished although verification found problems: {n} messages in {accounts} accounts are missing on the new host. The report names them.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -576,6 +577,7 @@ const DICT = {
     "op.repair_state": "Verifieringen hittade {n} meddelanden som saknas på den nya servern. Reparera kopierar dem igen; avsluta sedan igen.",
     "op.repair_btn": "Kopiera de saknade meddelandena igen",
     "op.repair_started": "Reparationen har startat: de saknade meddelandena kopieras igen i en körning nu.",
+    "finished.forced": "Avslutad trots att verifieringen hittade problem: {n} meddelanden i {accounts} konton saknas på den nya servern. Rapporten visar vilka.",
   },
 };
 
@@ -1182,6 +1184,11 @@ function renderSafe() {
   show($("finished"), finished);
   if (finished) {
     setText($("finished-text"), num(s.finished_at) !== null ? t("finished.text", { when: fmtDate(s.finished_at) }) : t("finished.wait"));
+    // Finished by force with mail missing: said here too, never "all well".
+    const unverified = (s.accounts || []).filter((a) => a.verified === false);
+    const missing = unverified.reduce((sum, a) => sum + (num(a.missing_messages) || 0), 0);
+    show($("finished-forced"), unverified.length > 0);
+    setText($("finished-forced"), t("finished.forced", { n: fmtInt(missing), accounts: fmtInt(unverified.length) }));
     // The link opens the report fetched with the credential (a plain link could not send the header).
     show($("report-link"), !!s.report_available && !!S.reportUrl);
     show($("report-csv"), !!s.report_available);
