@@ -612,7 +612,10 @@ fn a_missing_message_is_flagged_and_repair_offered_and_a_finished_page_offers_no
     let dom = dump_dom(&format!("{base}#token={token}&lang=en"), "en-US,en");
     assert!(dom.contains("Not verified: 1 missing"), "still flagged after a forced finish: {dom}");
     assert!(!is_hidden(&dom, "finished-forced"), "the finished card says it was forced");
-    assert!(inner_text(&dom, "finished-forced").starts_with("Finished although verification found problems: 1 messages in 1 accounts"), "{dom}");
+    assert!(
+        inner_text(&dom, "finished-forced").starts_with("Finished although verification found problems: 1 messages in 1 accounts"),
+        "{dom}"
+    );
     for id in changes.iter().chain(&["op-repair"]) {
         assert!(is_hidden(&dom, id), "{id} is gone once finished");
     }
