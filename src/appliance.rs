@@ -388,6 +388,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "throughput_bytes_per_second": speed, "eta_seconds": eta,
             "throttled_last_pass": d.throttled_last_pass,
             "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
+            "verified": detail.verified.map(|(ok, _)| ok), "missing_messages": detail.verified.map_or(0, |(_, n)| n),
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
         }));
     }
@@ -497,6 +498,8 @@ struct AccountDetail {
     skipped: Vec<crate::store::SkipEntry>,
     /// When the counts were read (Unix seconds with fraction): a pass's speed is measured between two.
     measured_at: f64,
+    /// The last verification: whether it passed and how many messages it found missing.
+    verified: Option<(bool, u64)>,
 }
 
 fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
@@ -504,7 +507,10 @@ fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
     for progress in store.account_progress()? {
         let skipped = store.recent_skips(progress.id, 200)?;
         let measured_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        details.push(AccountDetail { progress, skipped, measured_at });
+        // A damaged stored verification reads as not verified, as in the report.
+        let verified =
+            crate::verify::load(store, progress.id).unwrap_or(None).map(|v| (v.ok, v.folders.iter().map(|f| f.missing_count).sum()));
+        details.push(AccountDetail { progress, skipped, measured_at, verified });
     }
     Ok(details)
 }
@@ -536,7 +542,8 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
             Ok(outcome) if !outcome.verified_ok => {
                 me.runtime().last_error = Some(format!("verification found problems; nothing was purged: {}", outcome.problems.join("; ")));
             }
-            Ok(_) => {}
+            // An earlier finish's "verification found problems" is history once one succeeds.
+            Ok(_) => me.runtime().last_error = None,
             Err(e) => me.runtime().last_error = Some(format!("finish failed: {e:#}")),
         }
         me.forget_status();
@@ -547,6 +554,33 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
         return Err(anyhow!("cannot start finishing: {e}"));
     }
     Ok(())
+}
+
+/// Repair (see `repair`): every account whose last verification found messages missing has its next
+/// pass copy them again, and a pass starts now (after a running one). Returns (account, messages
+/// missing) for each account asked; none is an error with a sentence.
+pub fn start_repair(app: &Arc<Appliance>) -> Result<Vec<(String, u64)>> {
+    let store = app.store()?;
+    store.ensure_not_finished()?;
+    if app.runtime().finish_running {
+        return Err(anyhow!("finish is running; it verifies every account again"));
+    }
+    let asked = crate::verify::request_repair(&store, &store.accounts(&[])?)?;
+    drop(store);
+    if asked.is_empty() {
+        return Err(anyhow!("verification found no message missing on the target, so there is nothing to repair (finish verifies)"));
+    }
+    let me = Arc::clone(app);
+    crate::workers::spawn_thread("repair", move || {
+        while me.runtime().pass_active && !shutting_down() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if let Err(e) = me.run_pass(sync::PassKind::Incremental) {
+            log::warn!("repair: {e:#}");
+        }
+    })
+    .map_err(|e| anyhow!("cannot start the repair pass: {e}"))?;
+    Ok(asked)
 }
 
 /// Finishing a migration: passes stop, a last pass copies what is new, every account is verified

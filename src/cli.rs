@@ -374,6 +374,9 @@ pub struct SyncArgs {
     /// re-matched now (finish does this for its last pass)
     #[argh(switch)]
     recheck: bool,
+    /// copy again what the last verification found missing on the target (run verify first)
+    #[argh(switch)]
+    repair: bool,
     /// source logins to sync (default: all)
     #[argh(positional)]
     accounts: Vec<String>,
@@ -382,6 +385,15 @@ pub struct SyncArgs {
 pub fn sync(dir: &Path, s: &SyncArgs) -> Result<ExitCode> {
     let store = Store::open_existing(dir)?;
     let accounts = store.accounts(&s.accounts)?;
+    if s.repair {
+        let asked = verify::request_repair(&store, &accounts)?;
+        if asked.is_empty() {
+            println!("repair: the last verification found no message missing on the target (run postflytt verify first)");
+        }
+        for (login, missing) in asked {
+            println!("repair: {login}: {missing} messages missing on the target are copied again");
+        }
+    }
     drop(store);
     if accounts.is_empty() {
         println!("no accounts: import the account list first (postflytt import FILE)");
@@ -451,6 +463,13 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
         }
         if let Some(error) = a.last_error.as_deref().filter(|e| !e.is_empty()) {
             println!("    last error: {error}");
+        }
+        if let Some(v) = verify::load(&store, a.id).ok().flatten().filter(|v| !v.ok) {
+            let missing: u64 = v.folders.iter().map(|f| f.missing_count).sum();
+            println!(
+                "    NOT verified: {missing} messages missing on the target ({}); postflytt sync --repair copies them again",
+                v.summary()
+            );
         }
     }
     print_skips(&store)?;

@@ -40,7 +40,9 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
-        ApiError::new(500, format!("{e:#}"))
+        // A finished migration refusing a change is the caller's conflict, not the server's failure.
+        let status = if e.chain().any(|c| c.is::<crate::store::Finished>()) { 409 } else { 500 };
+        ApiError::new(status, format!("{e:#}"))
     }
 }
 
@@ -243,6 +245,12 @@ fn route(
     role: Role,
     upload: &mut Option<Vec<u8>>,
 ) -> Reply {
+    // A finished migration is read-only: every action that would change it gets the one sentence.
+    const CHANGES: [&str; 7] =
+        ["/api/setup", "/api/accounts", "/api/check", "/api/passes/start", "/api/passes/interval", "/api/finish", "/api/repair"];
+    if *method == Method::Post && role == Role::Operator && CHANGES.contains(&path) {
+        app.store()?.ensure_not_finished()?;
+    }
     match (method, path) {
         (Method::Get, "/") | (Method::Get, "/index.html") => {
             Ok(with_type(Response::from_data(INDEX_HTML.as_bytes().to_vec()), "text/html; charset=utf-8"))
@@ -322,6 +330,16 @@ fn route(
             }
             appliance::start_finish(app).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
             Ok(json_response(202, &json!({"ok": true, "message": "finish started: last pass, verification, report, purge"})))
+        }
+        (Method::Post, "/api/repair") => {
+            need(role, Role::Operator)?;
+            let asked = appliance::start_repair(app).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
+            let missing: u64 = asked.iter().map(|(_, n)| n).sum();
+            Ok(json_response(
+                202,
+                &json!({"ok": true, "message": format!("repair started: {missing} messages missing on the target in {} accounts are copied again", asked.len()),
+                        "accounts": asked.iter().map(|(login, n)| json!({"login": login, "missing_messages": n})).collect::<Vec<_>>()}),
+            ))
         }
         (Method::Get, "/api/report") | (Method::Get, "/report") => {
             need(role, Role::Viewer)?;

@@ -23,6 +23,7 @@ mod progress;
 mod pull;
 mod push;
 mod quirks;
+mod repair;
 mod report;
 mod row_status;
 mod secret;
@@ -103,6 +104,10 @@ fn data_dir(args: &Args) -> PathBuf {
 /// Hands the verb to its function in `cli`.
 fn run(args: Args) -> Result<ExitCode> {
     let dir = data_dir(&args);
+    // A finished migration is read-only: the verbs that would change it refuse with one sentence.
+    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Finish(_)) {
+        store::Store::open(&dir)?.ensure_not_finished()?;
+    }
     match &args.command {
         Verb::Setup(a) => cli::setup(&dir, a),
         Verb::Import(a) => cli::import(&dir, a),

@@ -130,7 +130,20 @@ pub struct Report {
     pub totals: Totals,
     pub skipped_items: u64,
     pub accounts_verified: u64,
+    /// Accounts whose last verification found problems, first thing the report says.
+    pub not_verified: Vec<NotVerified>,
+    /// Finished although an account did not verify (only `finish --force` does that).
+    pub finished_by_force: bool,
     pub checklist: Vec<ChecklistItem>,
+}
+
+/// An account whose verification failed: how many of its messages are missing on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotVerified {
+    pub account: String,
+    pub missing_messages: u64,
+    /// The verification's own sentence: what is missing or differs where.
+    pub summary: String,
 }
 
 /// Builds the report from the store only: no password, no connection, no staged body is needed.
@@ -183,7 +196,18 @@ pub fn build(store: &Store) -> Result<Report> {
         totals.add(&a.totals);
     }
     let domains: Vec<String> = domains.into_iter().collect();
+    let not_verified: Vec<NotVerified> = accounts
+        .iter()
+        .filter_map(|a| a.verification.as_ref().filter(|v| !v.ok).map(|v| (a, v)))
+        .map(|(a, v)| NotVerified {
+            account: a.source_login.clone(),
+            missing_messages: v.folders.iter().map(|f| f.missing_count).sum(),
+            summary: v.summary(),
+        })
+        .collect();
     Ok(Report {
+        finished_by_force: finished_at.is_some() && !not_verified.is_empty(),
+        not_verified,
         generated_at: now(),
         preliminary: finished_at.is_none(),
         finished_at,
@@ -359,6 +383,7 @@ th { background: #f3f3f3; }
 td.n, th.n { text-align: right; white-space: nowrap; }
 .ok { color: #17692b; font-weight: 600; }
 .bad { color: #a3161b; font-weight: 600; }
+.attention { border: 2px solid #a3161b; padding: 0 1em; margin: 1em 0; }
 .muted { color: #666; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; margin: 0.5em 0; }
 dt { color: #555; }
@@ -427,6 +452,7 @@ impl Report {
             self.accounts_verified,
             self.accounts.len()
         ));
+        self.not_verified_html(&mut h, lang);
         h.push_str(&format!(
             "<table>\n<tr><th>{}</th><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th>{}</th></tr>\n",
             t("Konto", "Account"),
@@ -469,6 +495,41 @@ impl Report {
         h.push_str("</body>\n</html>\n");
         // Wide tables scroll inside their box on a phone instead of widening the whole page.
         h.replace("<table", "<div class=\"scroll\"><table").replace("</table>", "</table></div>")
+    }
+
+    /// Accounts that did not verify, named with what is missing, before anything else is listed: a
+    /// report must never read as all well when mail is missing.
+    fn not_verified_html(&self, h: &mut String, lang: Lang) {
+        if self.not_verified.is_empty() {
+            return;
+        }
+        let t = |sv: &'static str, en: &'static str| lang.pick(sv, en);
+        h.push_str(&format!("<div class=\"attention\">\n<h2>{}</h2>\n", t("Behöver åtgärdas", "Needs attention")));
+        if self.finished_by_force {
+            h.push_str(&format!(
+                "<p>{}</p>\n",
+                t(
+                    "Flytten avslutades med tvång trots att verifieringen hittade problem: e-post saknas på den nya servern.",
+                    "The migration was finished by force although verification found problems: mail is missing on the new server."
+                )
+            ));
+        }
+        h.push_str("<ul>\n");
+        for a in &self.not_verified {
+            h.push_str(&format!(
+                "<li><strong>{}</strong>: {} {} <span class=\"muted\">({})</span></li>\n",
+                escape_html(&a.account),
+                t("inte verifierat,", "not verified,"),
+                match (lang, a.missing_messages) {
+                    (Lang::Sv, 1) => "1 meddelande saknas på den nya servern".to_string(),
+                    (Lang::Sv, n) => format!("{} meddelanden saknas på den nya servern", group(n, lang)),
+                    (Lang::En, 1) => "1 message missing on the new server".to_string(),
+                    (Lang::En, n) => format!("{} messages missing on the new server", group(n, lang)),
+                },
+                escape_html(&a.summary)
+            ));
+        }
+        h.push_str("</ul>\n</div>\n");
     }
 
     fn account_html(&self, h: &mut String, a: &AccountReport, lang: Lang) {
@@ -826,6 +887,15 @@ mod tests {
         let html = report.html(Lang::En);
         assert!(html.contains("1 missing"), "{html}");
         assert!(html.contains("found differences"));
+        // Not verified is said first, with the count, and not as finished by force before finish.
+        assert_eq!(report.not_verified, [NotVerified { account: "alice@kund.se".into(), missing_messages: 1, summary: result.summary() }]);
+        assert!(!report.finished_by_force);
+        assert!(html.contains("Needs attention") && html.contains("not verified, 1 message missing on the new server"), "{html}");
+        store.stamp(RunMark::FinishedAt).unwrap();
+        let forced = build(&store).unwrap();
+        assert!(forced.finished_by_force);
+        assert!(forced.html(Lang::Sv).contains("Flytten avslutades med tvång"));
+        assert!(forced.html(Lang::En).contains("finished by force"));
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
         assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes\r\n"), "{csv}");
         assert!(csv.contains(";no\r\n"), "{csv}");

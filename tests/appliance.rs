@@ -613,3 +613,83 @@ fn cutover_settings_and_watched_domains_from_the_cli_and_the_api() {
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Issue 16 #5 and #6 through the API: a message lost on the target fails finish's verification, the
+/// status flags the account with the count, `POST /api/repair` copies it back exactly once, finish then
+/// verifies and purges, and after that every action that would change the migration answers 409 with
+/// one sentence while reading goes on.
+#[test]
+fn a_lost_message_is_repaired_through_the_api_and_a_finished_migration_refuses_changes() {
+    let source = Dovecot::start(Layout::OldHost, &[("rep@kund.se", "gammalt")]);
+    let target = Dovecot::start(Layout::Target, &[("rep@kund.se", "nytt")]);
+    fixture::load(&mut source.reader("rep@kund.se"), &fixture::bulk("INBOX", 8, 41, 600..2500));
+    let dns_port = common::free_port();
+    let data = common::fresh_dir("pf-serve-repair");
+    let serve = Serve::start(&data, dns_port);
+    let code = serve.code();
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.port(), "tls": "plain"},
+        "pass_interval_seconds": 3600,
+    });
+    assert_eq!(serve.op("POST", "/api/setup", setup.to_string().as_bytes()).status, 200);
+    let csv = "E-post;Lösenord;Nytt lösenord\r\nrep@kund.se;gammalt;nytt\r\n";
+    assert_eq!(serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes()).status, 200);
+    let r = serve.op("POST", "/api/repair", b"{}");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("nothing to repair"), "{}", r.text());
+    assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
+    serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 8 && s["passes"]["active"] == false);
+    assert_eq!(serve.op("POST", "/api/passes/stop", b"{}").status, 200);
+
+    let mut tr = target.reader("rep@kund.se");
+    let uid = tr.fetch_all("INBOX")[2].uid;
+    tr.expunge_uid("INBOX", uid);
+    drop(tr);
+    assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
+    let s = serve.wait_for("finish to find the loss", 90, |s| s["finish"]["running"] == false && s["last_error"].is_string());
+    assert!(s["last_error"].as_str().unwrap_or("").contains("1 missing"), "{s:#}");
+    assert!(s["finished_at"].is_null(), "not finished: {s:#}");
+    assert_eq!(s["accounts"][0]["verified"], false, "{s:#}");
+    assert_eq!(s["accounts"][0]["missing_messages"], 1, "{s:#}");
+
+    let r = serve.op("POST", "/api/repair", b"{}");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap_or("").contains("1 messages missing on the target in 1 accounts"), "{}", r.text());
+    let started = Instant::now();
+    while target.reader("rep@kund.se").fetch_all("INBOX").len() < 8 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the repair pass did not copy the message back");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    serve.wait_for("the repair pass to end", 60, |s| s["passes"]["active"] == false);
+    let src = fixture::mailbox_snapshot(&mut source.reader("rep@kund.se"));
+    fixture::assert_same_mail(&src, &fixture::mailbox_snapshot(&mut target.reader("rep@kund.se")), &Default::default());
+
+    assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
+    let s = serve.wait_for("finish", 90, |s| s["finished_at"].as_i64().is_some());
+    assert_eq!(s["accounts"][0]["verified"], true, "{s:#}");
+    assert!(s["last_error"].is_null(), "the first finish's problem is history: {s:#}");
+    assert_eq!(s["accounts"][0]["missing_messages"], 0, "{s:#}");
+    assert_eq!(target.reader("rep@kund.se").fetch_all("INBOX").len(), 8, "still each once");
+
+    // Finished means finished.
+    for (path, body) in [
+        ("/api/setup", setup.to_string()),
+        ("/api/accounts?name=konton.csv", csv.to_string()),
+        ("/api/check", "{}".to_string()),
+        ("/api/passes/start", "{}".to_string()),
+        ("/api/passes/interval", r#"{"seconds": 60}"#.to_string()),
+        ("/api/repair", "{}".to_string()),
+        ("/api/finish", r#"{"confirm": true}"#.to_string()),
+    ] {
+        let r = serve.op("POST", path, body.as_bytes());
+        assert_eq!(r.status, 409, "{path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+        assert!(message.starts_with("the migration is finished: passwords and staged mail are purged"), "{path}: {message}");
+    }
+    for path in ["/api/status", "/api/report", "/api/check", "/api/check?format=csv"] {
+        assert_eq!(http(serve.port, "GET", path, &[("X-Viewer-Code", &code)], b"").status, 200, "{path}");
+    }
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -11,6 +11,8 @@
 //! Until `serve` works (it arrives with issue 5) the browser test prints a notice and passes; with
 //! POSTFLYTT_REQUIRE_SERVE=1 it fails instead.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,10 +30,11 @@ const STYLE_CSS: &str = include_str!("../web/style.css");
 const APPLIANCE_RS: &str = include_str!("../src/appliance.rs");
 const ROW_STATUS_RS: &str = include_str!("../src/row_status.rs");
 
-/// The strings of `Enum::Variant => "text"` arms in `source`.
+/// The strings of `Enum::Variant => "text"` arms in `source`'s `fn as_str` bodies (the API's words).
 fn enum_texts(source: &str, enum_name: &str) -> Vec<String> {
     let arm = format!("{enum_name}::");
-    let texts: Vec<String> = source
+    let bodies: String = source.split("fn as_str(").skip(1).map(|rest| rest.split("\n    }\n").next().unwrap_or_default()).collect();
+    let texts: Vec<String> = bodies
         .lines()
         .filter_map(|l| {
             let l = l.trim();
@@ -215,11 +218,15 @@ fn tail(path: &Path) -> String {
 
 /// Starts the appliance. `None` (after a notice) when this build has no `serve` verb yet.
 fn start_server() -> Option<Server> {
+    start_server_in(fresh_dir("postflytt-page"))
+}
+
+/// `start_server` on `root/data`, which may hold a migration already.
+fn start_server_in(root: PathBuf) -> Option<Server> {
     // POSTFLYTT_PAGE_BIN: another program with the same command line, e.g. a stand-in API while
     // working on the page's design.
     let bin = std::env::var_os("POSTFLYTT_PAGE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_postflytt")));
     let bin = bin.as_path();
-    let root = fresh_dir("postflytt-page");
     let data = root.join("data");
     std::fs::create_dir_all(&data).expect("create the data dir");
     let log = root.join("serve.log");
@@ -593,4 +600,64 @@ fn status_page_in_headless_chromium() {
     for (file, _, _) in &shots {
         eprintln!("screenshot: {}", target.join(file).display());
     }
+}
+
+/// Issue 16 #5 and #6 on the page: an account whose verification found a message missing is flagged
+/// on its row in both languages and the operator is offered the repair; once the migration is finished
+/// (here by force, with the message still missing) the flag stays and every action that would change
+/// the migration is gone from the page. The migration runs through the CLI against real Dovecot.
+#[test]
+fn a_missing_message_is_flagged_and_repair_offered_and_a_finished_page_offers_no_changes() {
+    let source = common::Dovecot::start(common::Layout::OldHost, &[("p@kund.se", "pw1")]);
+    let target = common::Dovecot::start(common::Layout::Target, &[("p@kund.se", "pw2")]);
+    common::fixture::load(&mut source.reader("p@kund.se"), &common::fixture::bulk("INBOX", 3, 61, 500..900));
+    let root = fresh_dir("postflytt-page-repair");
+    let data = root.join("data");
+    let cli = |args: &[&str]| -> std::process::Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_postflytt")).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        assert!(out.status.success() || args == ["verify"], "postflytt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let (s, t) = (format!("127.0.0.1:{}", source.port()), format!("127.0.0.1:{}", target.port()));
+    cli(&["setup", "--source", &s, "--source-tls", "plain", "--target", &t, "--target-tls", "plain"]);
+    let list = root.join("konton.csv");
+    std::fs::write(&list, "E-post;Lösenord;Nytt lösenord\np@kund.se;pw1;pw2\n").expect("write the list");
+    cli(&["import", &list.to_string_lossy()]);
+    cli(&["sync"]);
+    let mut tr = target.reader("p@kund.se");
+    let uid = tr.fetch_all("INBOX")[0].uid;
+    tr.expunge_uid("INBOX", uid);
+    drop(tr);
+    assert_eq!(cli(&["verify"]).status.code(), Some(2));
+
+    let Some(server) = start_server_in(root.clone()) else { return };
+    let base = format!("http://127.0.0.1:{}/", server.port);
+    let (code, token) = (server.viewer_code.clone(), server.operator_token.clone());
+    let changes = ["op-setup", "op-import", "op-check", "op-passes", "op-finish"];
+
+    let dom = dump_dom(&format!("{base}#token={token}&lang=en"), "en-US,en");
+    assert!(dom.contains("Not verified: 1 missing"), "the row says so: {dom}");
+    assert!(!is_hidden(&dom, "op-repair"), "repair is offered");
+    assert!(inner_text(&dom, "repair-state").starts_with("Verification found 1 messages missing"), "{dom}");
+    for id in changes {
+        assert!(!is_hidden(&dom, id), "{id} is there before finish");
+    }
+    let dom = dump_dom(&format!("{base}#code={code}&lang=sv"), "sv-SE,sv");
+    assert!(dom.contains("Inte verifierat: 1 saknas"), "{dom}");
+
+    cli(&["finish", "--force"]);
+    let dom = dump_dom(&format!("{base}#token={token}&lang=en"), "en-US,en");
+    assert!(dom.contains("Not verified: 1 missing"), "still flagged after a forced finish: {dom}");
+    assert!(!is_hidden(&dom, "finished-forced"), "the finished card says it was forced");
+    assert!(
+        inner_text(&dom, "finished-forced").starts_with("Finished although verification found problems: 1 messages in 1 accounts"),
+        "{dom}"
+    );
+    for id in changes.iter().chain(&["op-repair"]) {
+        assert!(is_hidden(&dom, id), "{id} is gone once finished");
+    }
+    let dom = dump_dom(&format!("{base}#code={code}&lang=sv"), "sv-SE,sv");
+    assert!(dom.contains("Inte verifierat: 1 saknas"), "{dom}");
+    assert!(!dom.contains(&shown(&dictionary("sv"), "accounts.summary_ok.one")), "not \"needs no attention\": {dom}");
+    assert!(inner_text(&dom, "finished-forced").starts_with("Avslutad trots att verifieringen hittade problem: 1 meddelanden"), "{dom}");
 }

@@ -297,6 +297,13 @@ const DICT = {
     "err.expired": "The code is no longer accepted. Enter it again.",
     "busy": "Working…",
     "dash": "–",
+    // repair and finished
+    "acc.not_verified": "Not verified: {n} missing",
+    "op.repair": "Repair",
+    "op.repair_state": "Verification found {n} messages missing on the new host. Repair copies them again; then finish again.",
+    "op.repair_btn": "Copy the missing messages again",
+    "op.repair_started": "Repair started: the missing messages are copied again in a pass now.",
+    "finished.forced": "Finished although verification found problems: {n} messages in {accounts} accounts are missing on the new host. The report names them.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -584,6 +591,13 @@ const DICT = {
     "err.expired": "Koden godtas inte längre. Ange den igen.",
     "busy": "Arbetar…",
     "dash": "–",
+    // repair and finished
+    "acc.not_verified": "Inte verifierat: {n} saknas",
+    "op.repair": "Reparera",
+    "op.repair_state": "Verifieringen hittade {n} meddelanden som saknas på den nya servern. Reparera kopierar dem igen; avsluta sedan igen.",
+    "op.repair_btn": "Kopiera de saknade meddelandena igen",
+    "op.repair_started": "Reparationen har startat: de saknade meddelandena kopieras igen i en körning nu.",
+    "finished.forced": "Avslutad trots att verifieringen hittade problem: {n} meddelanden i {accounts} konton saknas på den nya servern. Rapporten visar vilka.",
   },
 };
 
@@ -1192,6 +1206,11 @@ function renderSafe() {
   show($("finished"), finished);
   if (finished) {
     setText($("finished-text"), num(s.finished_at) !== null ? t("finished.text", { when: fmtDate(s.finished_at) }) : t("finished.wait"));
+    // Finished by force with mail missing: said here too, never "all well".
+    const unverified = (s.accounts || []).filter((a) => a.verified === false);
+    const missing = unverified.reduce((sum, a) => sum + (num(a.missing_messages) || 0), 0);
+    show($("finished-forced"), unverified.length > 0);
+    setText($("finished-forced"), t("finished.forced", { n: fmtInt(missing), accounts: fmtInt(unverified.length) }));
     // The link opens the report fetched with the credential (a plain link could not send the header).
     show($("report-link"), !!s.report_available && !!S.reportUrl);
     show($("report-csv"), !!s.report_available);
@@ -1302,7 +1321,7 @@ function renderQuiet() {
 }
 
 function needsAttention(a) {
-  return (a.verdict && a.verdict !== "ready") || a.status === "failed" || a.status === "will_not_fit" || !!a.last_error ||
+  return (a.verdict && a.verdict !== "ready") || a.status === "failed" || a.status === "will_not_fit" || !!a.last_error || a.verified === false ||
     (Array.isArray(a.skipped) && a.skipped.length > 0);
 }
 
@@ -1365,7 +1384,8 @@ function updateRow(r, a) {
   const badges = el("span", { class: "badges" });
   badges.append(badge(stKind, stText));
   if (vKind) badges.append(badge(vKind, t("verdict." + v)));
-  fill(r, "status", badges, st + "|" + stText + "|" + v + "|" + S.lang);
+  if (a.verified === false) badges.append(badge("err", t("acc.not_verified", { n: fmtInt(a.missing_messages || 0) })));
+  fill(r, "status", badges, st + "|" + stText + "|" + v + "|" + a.verified + "|" + a.missing_messages + "|" + S.lang);
 
   // Progress: copied (dark) and fetched (light) of the total, as a percentage only when the total is
   // known (a later pass may be listing new mail the total does not hold yet).
@@ -1538,6 +1558,16 @@ function refreshButtons() {
   $("passes-stop").disabled = !p.running || finished;
   $("check-run").disabled = !!(s.check && s.check.running) || finished;
   $("finish-open").disabled = finished;
+  showFinishedActions(s, finished);
+}
+
+// A finished migration is read-only: its changing actions leave the page (the server refuses them
+// anyway). Repair is offered while verification says messages are missing and it is not finished.
+function showFinishedActions(s, finished) {
+  for (const id of ["op-setup", "op-import", "op-check", "op-passes", "op-finish"]) show($(id), !finished);
+  const missing = (s.accounts || []).reduce((sum, a) => sum + (num(a.missing_messages) || 0), 0);
+  show($("op-repair"), !finished && missing > 0);
+  setText($("repair-state"), t("op.repair_state", { n: fmtInt(missing) }));
 }
 
 // Fills the setup form from the status once (the status has no MX patterns, package limits or pins; an
@@ -1648,6 +1678,7 @@ function renderCheck() {
 }
 
 function wireOperator() {
+  $("repair-run").addEventListener("click", (e) => act(e.currentTarget, $("repair-msg"), () => api("POST", "/api/repair", { json: {} }), t("op.repair_started")));
   $("passes-start").addEventListener("click", (e) => act(e.currentTarget, $("passes-msg"), () => api("POST", "/api/passes/start", { json: {} }), t("op.started")));
   $("passes-stop").addEventListener("click", (e) => act(e.currentTarget, $("passes-msg"), () => api("POST", "/api/passes/stop", { json: {} }), t("op.stopped")));
   $("interval-form").addEventListener("submit", (e) => {
