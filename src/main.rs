@@ -2,6 +2,7 @@
 //! error chain once and sets the exit code. Every verb works on one data directory (`--data`, default
 //! /var/lib/postflytt) that holds the staging database and the key file.
 
+mod accounts_admin;
 mod appliance;
 mod check;
 mod cli;
@@ -67,6 +68,10 @@ enum Verb {
     Mx(cli::MxArgs),
     Verify(cli::VerifyArgs),
     Report(cli::ReportArgs),
+    Remove(cli::RemoveArgs),
+    Pause(cli::PauseArgs),
+    Resume(cli::ResumeArgs),
+    Password(cli::PasswordArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,5 +111,9 @@ fn run(args: Args) -> Result<ExitCode> {
         Verb::Mx(a) => cli::mx(a),
         Verb::Verify(a) => cli::verify(&dir, a),
         Verb::Report(a) => cli::report(&dir, a),
+        Verb::Remove(a) => cli::remove(&dir, a),
+        Verb::Pause(a) => cli::pause(&dir, a),
+        Verb::Resume(a) => cli::resume(&dir, a),
+        Verb::Password(a) => cli::password(&dir, a),
     }
 }

@@ -24,9 +24,19 @@ const STYLE_CSS: &str = include_str!("../web/style.css");
 
 /// The values the API may send (docs/api.md); the page must have words for each.
 const PHASES: &[&str] = &["setup", "check", "syncing", "cutover", "draining", "finished"];
-const NEXT_STEPS: &[&str] =
-    &["set_up_servers", "import_accounts", "run_check", "fix_accounts", "start_passes", "switch_mx", "wait_quiet", "finish", "done"];
-const STATES: &[&str] = &["new", "checking", "ready", "syncing", "synced", "failed", "finished"];
+const NEXT_STEPS: &[&str] = &[
+    "set_up_servers",
+    "import_accounts",
+    "run_check",
+    "fix_accounts",
+    "start_passes",
+    "switch_mx",
+    "wait_quiet",
+    "resume_accounts",
+    "finish",
+    "done",
+];
+const STATES: &[&str] = &["new", "checking", "ready", "syncing", "synced", "failed", "finished", "paused", "removed"];
 const VERDICTS: &[&str] = &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit"];
 const TLS_MODES: &[&str] = &["implicit", "starttls", "plain"];
 
