@@ -825,3 +825,83 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Issue 16 #7 from the command line, against real Dovecot read back with the test's own reader: a
+/// paused account is left alone by `sync` and refused by `sync LOGIN` and `finish`; `password` fixes a
+/// wrong target password from a file (and from standard input), after which `sync` copies the account;
+/// `remove` takes one out (status says removed, later passes leave its target alone, finish does not
+/// wait for it). No password is printed.
+#[test]
+fn accounts_one_at_a_time_from_the_command_line() {
+    let source = Dovecot::start(Layout::OldHost, &[("anna@kund.se", "gammalt-A"), ("bert@kund.se", "gammalt-B")]);
+    let target = Dovecot::start(Layout::Target, &[("anna@kund.se", "nytt-A-rätt"), ("bert@kund.se", "nytt-B")]);
+    fixture::load(&mut source.reader("anna@kund.se"), &fixture::bulk("INBOX", 3, 71, 500..1500));
+    fixture::load(&mut source.reader("bert@kund.se"), &fixture::bulk("INBOX", 4, 72, 500..1500));
+    let inbox = |user: &str| target.reader(user).fetch_all("INBOX").len();
+    let m = Migration::new(
+        &source,
+        Via::Plain,
+        &target,
+        Via::Tls,
+        &[("anna@kund.se", "gammalt-A", "anna@kund.se", "nytt-A-fel"), ("bert@kund.se", "gammalt-B", "bert@kund.se", "nytt-B")],
+    );
+    let mut printed = String::new();
+    let out = m.ok(&["pause", "bert@kund.se"]);
+    assert!(out.contains("bert@kund.se is paused"), "{out}");
+    printed += &out;
+    // Anna's target password is wrong: her pass fails; Bert is paused: his is not even tried.
+    let out = m.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
+    printed += &driver::text(&out);
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se")), (0, 0));
+    let out = m.run(&["sync", "bert@kund.se"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(driver::text(&out).contains("bert@kund.se is paused: resume it first"), "{}", driver::text(&out));
+
+    // The right password from a file (the line's end is not part of it).
+    let file = m.data.join("anna-ny.txt");
+    std::fs::write(&file, "nytt-A-rätt\n").expect("password file");
+    let out = m.ok(&["password", "anna@kund.se", "--target-password-file", &file.to_string_lossy()]);
+    assert!(out.contains("anna@kund.se: the password on the new server stored"), "{out}");
+    printed += &out;
+    let out = m.sync();
+    printed += &out;
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se")), (3, 0));
+    // Standard input works too ("-"); the same password again changes nothing but is accepted.
+    let mut child = std::process::Command::new(common::postflytt_bin())
+        .arg("--data")
+        .arg(&m.data)
+        .args(["password", "anna@kund.se", "--target-password-file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("postflytt password");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"nytt-A-r\xc3\xa4tt\n").expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", driver::text(&out));
+    printed += &driver::text(&out);
+
+    // Finish is refused while Bert is paused, with his name.
+    let out = m.run(&["finish"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(driver::text(&out).contains("not finishing: bert@kund.se is paused"), "{}", driver::text(&out));
+    m.ok(&["resume", "bert@kund.se"]);
+    printed += &m.ok(&["sync", "bert@kund.se"]);
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se")), (3, 4));
+
+    // Remove Anna: status says so, a later pass leaves her target alone, finish does not wait for her.
+    let out = m.ok(&["remove", "anna@kund.se"]);
+    assert!(out.contains("anna@kund.se is removed from the migration"), "{out}");
+    assert!(m.ok(&["status"]).contains("anna@kund.se -> anna@kund.se: removed"));
+    source.reader("anna@kund.se").append("INBOX", &[], None, b"From: sen@kund.se\r\nSubject: sen\r\n\r\nsen post\r\n");
+    printed += &m.sync();
+    assert_eq!(inbox("anna@kund.se"), 3, "a removed account's target is left alone");
+    let out = m.run(&["sync", "anna@kund.se"]);
+    assert!(driver::text(&out).contains("import it again to bring it back"), "{}", driver::text(&out));
+    let out = m.ok(&["finish"]);
+    assert!(out.contains("finished: every account verified;"), "{out}");
+    for secret in ["nytt-A-rätt", "nytt-A-fel", "gammalt-A", "nytt-B"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+}
