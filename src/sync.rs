@@ -649,7 +649,13 @@ pub fn pass_many(
     if lock.try_lock().is_err() {
         bail!("another pass is running on {} (only one at a time per data directory)", dir.display());
     }
-    let (orphans, damaged) = Store::open(dir)?.sweep_spool()?;
+    let store = Store::open(dir)?;
+    let released = store.release_removed_accounts()?;
+    if released > 0 {
+        log::info!("staging: removed accounts' {released} staged messages released");
+    }
+    let (orphans, damaged) = store.sweep_spool()?;
+    drop(store);
     if orphans + damaged > 0 {
         log::info!("staging: removed {orphans} spool files no message holds; {damaged} staged copies were not whole and are fetched again");
     }

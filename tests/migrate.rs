@@ -905,3 +905,60 @@ fn accounts_one_at_a_time_from_the_command_line() {
         assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
     }
 }
+
+/// A pause set while the account's pass runs stops that pass at its next folder boundary, not at the
+/// end: the source stalls half-way through a message in INBOX (a proxy holds it there), the operator
+/// pauses the account from another process, the source is let go, and the pass ends without reading
+/// the next folder (Zeta, after INBOX: its target folder stays empty, read back independently). Resumed, the next pass
+/// copies everything.
+#[test]
+fn a_pause_stops_a_running_pass_at_the_next_folder() {
+    let source = Dovecot::start(Layout::OldHost, &[("a@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw")]);
+    let marker = b"Stanna-har-4712";
+    let mut r = source.reader("a@gammal.se");
+    fixture::ensure_folders(&mut r, &["INBOX.Zeta"]);
+    fixture::load(&mut r, &fixture::bulk("INBOX.Zeta", 4, 81, 500..1500));
+    let body = [b"From: x@gammal.se\r\nSubject: stopp\r\n\r\n".as_slice(), &[b'x'; 4000], marker, b"\r\n"].concat();
+    r.append("INBOX", &[], None, &body);
+    drop(r);
+    let proxy = common::stall_proxy::StallProxy::start(source.port(), marker);
+    let m = Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(proxy.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("a@gammal.se", "pw", "a@ny.se", "pw")],
+    );
+    let child = std::process::Command::new(common::postflytt_bin())
+        .arg("--data")
+        .arg(&m.data)
+        .arg("sync")
+        .env("POSTFLYTT_RECONNECT_MS", "50")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start postflytt");
+    let mut child = KillOnDrop(Some(child));
+    let started = std::time::Instant::now();
+    while proxy.stalled_at().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the source never reached the marker");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = m.ok(&["pause", "a@gammal.se"]);
+    assert!(out.contains("a pass copying it stops at its next folder"), "{out}");
+    proxy.release();
+    let out = child.0.take().expect("the child").wait_with_output().expect("postflytt");
+    let t = driver::text(&out);
+    assert!(t.contains("paused by the operator"), "{t}");
+    let zeta = |target: &Dovecot| {
+        let mut reader = target.reader("a@ny.se");
+        if reader.folders().iter().any(|f| f == "Zeta") { reader.status("Zeta").messages } else { 0 }
+    };
+    assert_eq!(zeta(&target), 0, "the folder after the pause was not read:\n{t}");
+    m.ok(&["resume", "a@gammal.se"]);
+    m.sync();
+    assert_eq!((zeta(&target), target.reader("a@ny.se").fetch_all("INBOX").len()), (4, 1));
+}
