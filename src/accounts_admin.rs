@@ -169,5 +169,5 @@ pub fn set_passwords(store: &Store, login: &str, new: &NewPasswords) -> Result<(
         _ => "the password on the new server",
     };
     log::info!("{login}: {which} changed by the operator");
-    Ok((format!("{login}: {which} stored; run the check for it again before its next pass"), warnings))
+    Ok((format!("{login}: {which} stored. Run the check for this account again to see that it logs in"), warnings))
 }

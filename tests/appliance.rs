@@ -329,6 +329,11 @@ fn actions_need_the_operator_token() {
         ("POST", "/api/passes/stop"),
         ("POST", "/api/passes/interval"),
         ("POST", "/api/finish"),
+        ("DELETE", "/api/accounts/a%40kund.se"),
+        ("POST", "/api/accounts/a%40kund.se/pause"),
+        ("POST", "/api/accounts/a%40kund.se/resume"),
+        ("POST", "/api/accounts/a%40kund.se/sync"),
+        ("POST", "/api/accounts/a%40kund.se/passwords"),
     ];
     for (method, path) in actions {
         let none = http(serve.port, method, path, &[], b"{}");
