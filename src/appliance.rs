@@ -32,6 +32,9 @@ pub struct Runtime {
     /// Consecutive passes with a failed account: the pause before the next pass grows with it.
     pub failures_in_a_row: u32,
     pub next_pass_at: Option<i64>,
+    /// Accounts the operator asked to sync now, by source login: the scheduler runs them as soon as
+    /// no pass, check or finish is running (`run_sync_now`).
+    pub sync_now: Vec<String>,
 }
 
 pub struct Appliance {
@@ -202,6 +205,9 @@ impl Appliance {
     }
 
     fn scheduler_tick(self: &Arc<Self>) -> Result<()> {
+        if self.run_sync_now()? {
+            return Ok(());
+        }
         let store = self.store()?;
         if !self.passes_enabled(&store)? || store.mark(RunMark::FinishedAt)?.is_some() {
             self.runtime().next_pass_at = None;
@@ -225,6 +231,50 @@ impl Appliance {
             self.run_pass(sync::PassKind::Incremental)?;
         }
         Ok(())
+    }
+
+    /// Queues one account to be synced now (`POST /api/accounts/LOGIN/sync`): the sentence says when.
+    pub fn sync_now(&self, login: &str) -> String {
+        let mut rt = self.runtime();
+        if !rt.sync_now.iter().any(|l| l == login) {
+            rt.sync_now.push(login.to_string());
+        }
+        if rt.pass_active || rt.check_running || rt.finish_running {
+            format!("{login} is queued: its pass starts as soon as the one running now ends")
+        } else {
+            format!("{login}: its pass starts now")
+        }
+    }
+
+    /// Runs the accounts queued by `sync_now` when nothing else runs; true when it did. Not counted as
+    /// one of the scheduler's passes (it copies only these accounts), so the interval is unchanged.
+    fn run_sync_now(self: &Arc<Self>) -> Result<bool> {
+        let logins = {
+            let mut rt = self.runtime();
+            if rt.sync_now.is_empty() || rt.pass_active || rt.check_running || rt.finish_running {
+                return Ok(false);
+            }
+            rt.pass_active = true;
+            std::mem::take(&mut rt.sync_now)
+        };
+        let result = (|| {
+            let store = self.store()?;
+            // Held or removed since it was queued: left out, with the reason in the log.
+            let accounts: Vec<_> = logins
+                .iter()
+                .filter_map(|l| crate::accounts_admin::for_sync_now(&store, l).map_err(|e| log::warn!("sync now: {e:#}")).ok())
+                .collect();
+            let parallel = Self::parallel(&store)?;
+            drop(store);
+            sync::pass_many(&self.dir, accounts, parallel, sync::PassKind::Incremental, &|r| log::info!("{}", r.line()))
+        })();
+        self.forget_status();
+        let mut rt = self.runtime();
+        rt.pass_active = false;
+        if let Err(e) = result {
+            rt.last_error = Some(format!("{e:#}"));
+        }
+        Ok(true)
     }
 
     /// Starts the pre-flight check in the background.
@@ -275,10 +325,12 @@ impl Appliance {
     }
 }
 
-/// Accounts that may be synced: all of them, minus those whose stored check verdict is a login
-/// failure (they would only fail again; the operator fixes and re-checks them).
+/// Accounts that may be synced: all of them, minus the paused ones (`accounts_admin`; removed ones are
+/// not among `Store::accounts`) and those whose stored check verdict is a login failure (they would only
+/// fail again; the operator fixes and re-checks them).
 fn runnable_accounts(store: &Store, accounts: Vec<crate::store::Account>) -> Result<Vec<crate::store::Account>> {
     let verdicts = stored_verdicts(store)?;
+    let accounts = crate::accounts_admin::passable(store, accounts, false)?;
     Ok(accounts
         .into_iter()
         .filter(|a| !matches!(verdicts.get(&a.id).map(String::as_str), Some("source_login_failed") | Some("target_login_failed")))
@@ -327,7 +379,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
         let d = &detail.progress;
         let check = checked.get(&d.id);
         let verdict = check.map(|(v, _, _)| v.clone());
-        if verdict.as_deref() == Some("ready") {
+        // A removed account is listed (its state says so) but counts for nothing the migration still does.
+        let counts = d.state != AccountState::Removed;
+        if counts && verdict.as_deref() == Some("ready") {
             ready += 1;
         }
         let count = |key: &str| check.and_then(|(_, c, _)| c.get(key).and_then(Value::as_i64));
@@ -359,23 +413,25 @@ pub fn status(app: &Appliance) -> Result<Value> {
             (Some((_, b)), _) if b <= done_bytes => Some(0),
             _ => None,
         };
-        if total.is_none() {
-            totals_known = false;
-        }
-        if in_pass && eta.is_none() {
-            eta_known = false;
-        }
-        t_msgs += messages;
-        t_bytes += bytes;
-        t_staged += d.staged;
-        t_staged_b += d.staged_bytes;
-        t_pushed += d.pushed;
-        t_pushed_b += d.pushed_bytes;
-        t_done_b += done_bytes.min(bytes);
-        t_skipped += detail.skipped.len() as i64;
-        throughput_total += speed.unwrap_or(0.0);
-        if let Some(t) = d.last_new_mail_at {
-            last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
+        if counts {
+            if total.is_none() {
+                totals_known = false;
+            }
+            if in_pass && eta.is_none() {
+                eta_known = false;
+            }
+            t_msgs += messages;
+            t_bytes += bytes;
+            t_staged += d.staged;
+            t_staged_b += d.staged_bytes;
+            t_pushed += d.pushed;
+            t_pushed_b += d.pushed_bytes;
+            t_done_b += done_bytes.min(bytes);
+            t_skipped += detail.skipped.len() as i64;
+            throughput_total += speed.unwrap_or(0.0);
+            if let Some(t) = d.last_new_mail_at {
+                last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
+            }
         }
         accounts.push(json!({
             "login": d.source_login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state.as_str(),
@@ -409,13 +465,20 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let passes_enabled = app.passes_enabled(&store)?;
     let pass_count = store.mark_number(RunMark::PassCount)?.unwrap_or(0);
     let configured = store.endpoint("source").is_ok() && store.endpoint("target").is_ok();
-    let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
-    // Every account's row says up to date: the same words the page shows, so the two agree.
-    let all_synced = !details.is_empty() && up_to_date == details.len();
+    // Paused accounts hold finishing up (`accounts_admin::refuse_finish_while_paused`); removed ones
+    // and paused ones have no say in whether the rest is copied.
+    let paused = details.iter().filter(|d| d.progress.state == AccountState::Paused).count();
+    let in_migration = details.iter().filter(|d| d.progress.state != AccountState::Removed).count();
+    let safe_to_finish =
+        finished_at.is_none() && paused == 0 && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
+    // Every passing account's row says up to date: the same words the page shows, so the two agree.
+    let passing = details.iter().filter(|d| !matches!(d.progress.state, AccountState::Paused | AccountState::Removed)).count();
+    let all_synced = passing > 0 && up_to_date == passing;
     let (phase, next_step) = phase_and_next_step(&PhaseFacts {
         finished: finished_at.is_some(),
         configured,
-        accounts: details.len(),
+        accounts: in_migration,
+        paused,
         checked: checked.len(),
         ready,
         check_running,
@@ -467,7 +530,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "finish": {"running": finish_running},
         "last_error": runtime_error,
         "totals": {
-            "accounts": details.len(), "ready": ready, "messages": t_msgs, "bytes": t_bytes,
+            "accounts": in_migration, "paused": paused, "ready": ready, "messages": t_msgs, "bytes": t_bytes,
             "staged_messages": t_staged, "staged_bytes": t_staged_b, "pushed_messages": t_pushed, "pushed_bytes": t_pushed_b,
             "skipped": t_skipped, "throughput_bytes_per_second": throughput_total, "eta_seconds": eta,
             "done_bytes": t_done_b, "percent": total_percent, "total_known": totals_known, "up_to_date": up_to_date,
@@ -530,6 +593,7 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
         if store.mark(RunMark::FinishedAt)?.is_some() {
             return Err(anyhow!("the migration is already finished"));
         }
+        crate::accounts_admin::refuse_finish_while_paused(&store)?;
         let mut rt = app.runtime();
         if rt.finish_running {
             return Err(anyhow!("finish is already running"));
@@ -588,6 +652,9 @@ pub fn start_repair(app: &Arc<Appliance>) -> Result<Vec<(String, u64)>> {
 /// and the staged mail; `force` purges even so (the report then says what failed). The report and
 /// counts stay.
 pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
+    if !force {
+        crate::accounts_admin::refuse_finish_while_paused(&app.store()?)?;
+    }
     app.store()?.change_settings(|s| s.passes_enabled = false)?;
     while app.runtime().pass_active {
         std::thread::sleep(Duration::from_millis(200));
@@ -714,6 +781,8 @@ struct PhaseFacts {
     any_flipped: bool,
     all_flipped: bool,
     safe_to_finish: bool,
+    /// Accounts the operator paused: finishing waits for them.
+    paused: usize,
 }
 
 /// The phase the page shows (its step indicator).
@@ -751,6 +820,7 @@ enum NextStep {
     WaitSync,
     SwitchMx,
     WaitQuiet,
+    ResumeAccounts,
     Finish,
     Done,
 }
@@ -766,6 +836,7 @@ impl NextStep {
             NextStep::WaitSync => "wait_sync",
             NextStep::SwitchMx => "switch_mx",
             NextStep::WaitQuiet => "wait_quiet",
+            NextStep::ResumeAccounts => "resume_accounts",
             NextStep::Finish => "finish",
             NextStep::Done => "done",
         }
@@ -793,6 +864,8 @@ fn phase_and_next_step(f: &PhaseFacts) -> (Phase, NextStep) {
         (Phase::Syncing, if f.passes_enabled { NextStep::WaitSync } else { NextStep::StartPasses })
     } else if !f.all_flipped {
         (if f.any_flipped { Phase::Cutover } else { Phase::Syncing }, NextStep::SwitchMx)
+    } else if f.paused > 0 {
+        (Phase::Draining, NextStep::ResumeAccounts)
     } else if !f.safe_to_finish {
         (Phase::Draining, NextStep::WaitQuiet)
     } else {
@@ -824,6 +897,7 @@ mod tests {
             ("all flipped", PhaseFacts { any_flipped: true, all_flipped: true, ..synced }, (Draining, WaitQuiet)),
             ("quiet", PhaseFacts { any_flipped: true, all_flipped: true, safe_to_finish: true, ..synced }, (Draining, Finish)),
             ("finished", PhaseFacts { finished: true, ..synced }, (Finished, Done)),
+            ("paused account", PhaseFacts { any_flipped: true, all_flipped: true, paused: 1, ..synced }, (Draining, ResumeAccounts)),
             ("failed accounts after passes began", PhaseFacts { ready: 2, ..synced }, (Syncing, SwitchMx)),
         ] {
             assert_eq!(phase_and_next_step(&facts), wanted, "{name}");

@@ -384,7 +384,7 @@ pub struct SyncArgs {
 
 pub fn sync(dir: &Path, s: &SyncArgs) -> Result<ExitCode> {
     let store = Store::open_existing(dir)?;
-    let accounts = store.accounts(&s.accounts)?;
+    let accounts = crate::accounts_admin::passable(&store, store.accounts(&s.accounts)?, !s.accounts.is_empty())?;
     if s.repair {
         let asked = verify::request_repair(&store, &accounts)?;
         if asked.is_empty() {
@@ -812,4 +812,108 @@ fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
         Some(path) => std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display())),
         None => Ok(std::io::Write::write_all(&mut std::io::stdout(), bytes)?),
     }
+}
+
+/// Remove one account from the migration: no more passes, its passwords wiped, what was copied kept
+/// for the report. Importing it again brings it back.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "remove")]
+pub struct RemoveArgs {
+    /// the account's source login
+    #[argh(positional)]
+    login: String,
+}
+
+pub fn remove(dir: &Path, r: &RemoveArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(dir)?;
+    println!("{}", crate::accounts_admin::remove(&store, &r.login, pass_running(dir))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pause one account: passes leave it alone (and finish waits) until it is resumed.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pause")]
+pub struct PauseArgs {
+    /// the account's source login
+    #[argh(positional)]
+    login: String,
+}
+
+pub fn pause(dir: &Path, p: &PauseArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(dir)?;
+    println!("{}", crate::accounts_admin::pause(&store, &p.login, true, pass_running(dir))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resume a paused account: the next pass copies it.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "resume")]
+pub struct ResumeArgs {
+    /// the account's source login
+    #[argh(positional)]
+    login: String,
+}
+
+pub fn resume(dir: &Path, r: &ResumeArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(dir)?;
+    println!("{}", crate::accounts_admin::pause(&store, &r.login, false, false)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Give one account new passwords (either or both), read from files or standard input ("-"), never
+/// from the command line; the account is checked again before it counts as ready.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "password")]
+pub struct PasswordArgs {
+    /// the account's source login
+    #[argh(positional)]
+    login: String,
+    /// file holding the password on the old server ("-": standard input)
+    #[argh(option)]
+    source_password_file: Option<PathBuf>,
+    /// file holding the password on the new server ("-": standard input)
+    #[argh(option)]
+    target_password_file: Option<PathBuf>,
+}
+
+pub fn password(dir: &Path, p: &PasswordArgs) -> Result<ExitCode> {
+    if p.source_password_file.as_deref().is_some_and(|f| f.as_os_str() == "-")
+        && p.target_password_file.as_deref().is_some_and(|f| f.as_os_str() == "-")
+    {
+        bail!("only one of the passwords can come from standard input (\"-\"); give the other as a file");
+    }
+    let new = crate::accounts_admin::NewPasswords {
+        source: p.source_password_file.as_deref().map(read_password_file).transpose()?,
+        target: p.target_password_file.as_deref().map(read_password_file).transpose()?,
+    };
+    let store = Store::open_existing(dir)?;
+    let (message, warnings) = crate::accounts_admin::set_passwords(&store, &p.login, &new)?;
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    println!("{message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A password from a file or standard input: exactly as written but for the line's end (spaces are
+/// kept, as an import keeps them).
+fn read_password_file(path: &Path) -> Result<Secret> {
+    let mut text = if path.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+        t
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the password file {}", path.display()))?
+    };
+    for end in ["\n", "\r"] {
+        if text.ends_with(end) {
+            text.pop();
+        }
+    }
+    Ok(Secret::new(text))
+}
+
+/// Whether a pass (this machine's appliance or another `sync`) holds the data directory's pass lock.
+fn pass_running(dir: &Path) -> bool {
+    std::fs::OpenOptions::new().write(true).open(dir.join("pass.lock")).is_ok_and(|f| f.try_lock().is_err())
 }

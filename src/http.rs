@@ -367,6 +367,10 @@ fn route(
             };
             Ok(attachment(with_type(Response::from_data(bytes), kind), name))
         }
+        (_, p) if p.starts_with("/api/accounts/") => {
+            need(role, Role::Operator)?;
+            one_account(app, request, method, p)
+        }
         (_, p) if p.starts_with("/api/") => Err(ApiError::new(404, format!("no such API: {} {p} (see docs/api.md)", method))),
         _ => Err(ApiError::new(404, "not found")),
     }
@@ -544,4 +548,51 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
         ));
     }
     Ok(json_response(200, &json!({"accounts": results})))
+}
+
+/// `/api/accounts/LOGIN` and `/api/accounts/LOGIN/ACTION`: one account at a time (`accounts_admin`).
+/// The login is percent-decoded as a path segment (a `+` stays a `+`, as in `a+b@x.se`).
+fn one_account(app: &Arc<Appliance>, request: &mut Request, method: &Method, path: &str) -> Reply {
+    let rest = path.trim_start_matches("/api/accounts/");
+    let (login, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let login = front_door::parse_query(&format!("?l={}", login.replace('+', "%2B"))).1.remove("l").unwrap_or_default();
+    let refused = |e: anyhow::Error| match e.downcast_ref::<crate::accounts_admin::Refused>() {
+        Some(r) => ApiError::new(r.status(), r.to_string()),
+        None => ApiError::from(e),
+    };
+    let pass_running = app.runtime().pass_active;
+    let store = app.store()?;
+    let answer = match (method, action) {
+        (Method::Delete, "") => {
+            json!({"ok": true, "message": crate::accounts_admin::remove(&store, &login, pass_running).map_err(refused)?})
+        }
+        (Method::Post, "pause") | (Method::Post, "resume") => {
+            json!({"ok": true, "message": crate::accounts_admin::pause(&store, &login, action == "pause", pass_running).map_err(refused)?})
+        }
+        (Method::Post, "sync") => {
+            let account = crate::accounts_admin::for_sync_now(&store, &login).map_err(refused)?;
+            json!({"ok": true, "message": app.sync_now(&account.source_login)})
+        }
+        (Method::Post, "passwords") => {
+            let mut body = read_json(request)?;
+            let mut take = |key: &str| -> std::result::Result<Option<crate::secret::Secret>, ApiError> {
+                match body.get_mut(key).map(Value::take) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(crate::secret::Secret::from(s))),
+                    Some(_) => Err(ApiError::new(400, format!("{key} must be a string"))),
+                }
+            };
+            let new = crate::accounts_admin::NewPasswords { source: take("source_password")?, target: take("target_password")? };
+            let (message, warnings) = crate::accounts_admin::set_passwords(&store, &login, &new).map_err(refused)?;
+            json!({"ok": true, "message": message, "warnings": warnings})
+        }
+        _ => {
+            return Err(ApiError::new(
+                404,
+                format!("no such API: {method} {path} (DELETE /api/accounts/LOGIN, or POST .../pause, /resume, /sync, /passwords)"),
+            ));
+        }
+    };
+    app.forget_status();
+    Ok(json_response(200, &answer))
 }

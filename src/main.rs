@@ -2,6 +2,7 @@
 //! error chain once and sets the exit code. Every verb works on one data directory (`--data`, default
 //! /var/lib/postflytt) that holds the staging database and the key file.
 
+mod accounts_admin;
 mod appliance;
 mod check;
 mod cli;
@@ -77,6 +78,10 @@ enum Verb {
     Mx(cli::MxArgs),
     Verify(cli::VerifyArgs),
     Report(cli::ReportArgs),
+    Remove(cli::RemoveArgs),
+    Pause(cli::PauseArgs),
+    Resume(cli::ResumeArgs),
+    Password(cli::PasswordArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,7 +110,10 @@ fn data_dir(args: &Args) -> PathBuf {
 fn run(args: Args) -> Result<ExitCode> {
     let dir = data_dir(&args);
     // A finished migration is read-only: the verbs that would change it refuse with one sentence.
-    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Finish(_)) {
+    // Only where there is a migration: a verb that needs one says so itself, and none is created here.
+    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Finish(_))
+        && dir.join("postflytt.sqlite").is_file()
+    {
         store::Store::open(&dir)?.ensure_not_finished()?;
     }
     match &args.command {
@@ -121,5 +129,9 @@ fn run(args: Args) -> Result<ExitCode> {
         Verb::Mx(a) => cli::mx(a),
         Verb::Verify(a) => cli::verify(&dir, a),
         Verb::Report(a) => cli::report(&dir, a),
+        Verb::Remove(a) => cli::remove(&dir, a),
+        Verb::Pause(a) => cli::pause(&dir, a),
+        Verb::Resume(a) => cli::resume(&dir, a),
+        Verb::Password(a) => cli::password(&dir, a),
     }
 }

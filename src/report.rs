@@ -98,6 +98,8 @@ pub struct AccountReport {
     pub totals: Totals,
     pub skipped: Vec<SkipItem>,
     pub verification: Option<VerifyResult>,
+    /// When the operator removed the account from the migration (`postflytt remove`), if they did.
+    pub removed_at: Option<i64>,
 }
 
 impl AccountReport {
@@ -183,6 +185,7 @@ pub fn build(store: &Store) -> Result<Report> {
             aliases,
             state: row.state.as_str().to_string(),
             last_error: row.last_error,
+            removed_at: row.removed_at,
             last_pass_at: row.last_pass_at,
             last_new_mail_at: row.last_new_mail_at,
             folders,
@@ -537,6 +540,18 @@ impl Report {
         let e = escape_html;
         h.push_str(&format!("<section class=\"account\">\n<h2>{}</h2>\n<dl>\n", e(&a.source_login)));
         h.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", t("Nytt konto", "New account"), e(&a.target_login)));
+        if let Some(at) = a.removed_at {
+            let when = e(&format_time(at, lang));
+            h.push_str(&format!(
+                "<dt>{}</dt><dd class=\"bad\">{}</dd>\n",
+                t("Borttaget", "Removed"),
+                match lang {
+                    Lang::Sv => format!("Togs bort ur flytten av administratören {when}; det som hann kopieras dessförinnan räknas nedan."),
+                    Lang::En =>
+                        format!("Removed from the migration by the operator on {when}; what had been copied by then is counted below."),
+                }
+            ));
+        }
         if !a.aliases.is_empty() {
             h.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", t("Alias", "Aliases"), e(&a.aliases.join(", "))));
         }

@@ -28,6 +28,10 @@ pub enum RowStatus {
     WillNotFit,
     /// The migration is finished.
     Finished,
+    /// The operator paused it: passes leave it alone until it is resumed.
+    Paused,
+    /// The operator removed it from the migration.
+    Removed,
 }
 
 impl RowStatus {
@@ -42,6 +46,8 @@ impl RowStatus {
             RowStatus::Failed => "failed",
             RowStatus::WillNotFit => "will_not_fit",
             RowStatus::Finished => "finished",
+            RowStatus::Paused => "paused",
+            RowStatus::Removed => "removed",
         }
     }
 }
@@ -108,6 +114,12 @@ pub fn of_account(
     in_pass: bool,
     check_running: bool,
 ) -> (RowStatus, Option<&'static str>) {
+    // The operator's hold speaks first: it is why nothing else happens to the account.
+    match p.state {
+        crate::store::AccountState::Removed => return (RowStatus::Removed, None),
+        crate::store::AccountState::Paused if !finished => return (RowStatus::Paused, None),
+        _ => {}
+    }
     row_status(&RowFacts {
         finished,
         verdict: check.map(|(v, _)| v),
@@ -139,6 +151,8 @@ pub fn english(status: RowStatus, reason: Option<&str>) -> String {
         RowStatus::Failed => "failed",
         RowStatus::WillNotFit => "will not fit",
         RowStatus::Finished => "moved",
+        RowStatus::Paused => "paused",
+        RowStatus::Removed => "removed",
     };
     format!("{word}{why}")
 }

@@ -203,6 +203,9 @@ pub struct PassReport {
     pub repaired: u64,
     pub error: Option<String>,
     pub seconds: f64,
+    /// The operator paused or removed the account before or during its pass (`accounts_admin`): the
+    /// pass did not start, or stopped at a folder boundary.
+    pub held: Option<crate::store::AccountState>,
 }
 
 impl PassReport {
@@ -231,6 +234,9 @@ impl PassReport {
         if let Some(e) = &self.error {
             line.push_str(&format!("\n    FAILED: {e}"));
         }
+        if let Some(held) = self.held {
+            line.push_str(&format!("; {held} by the operator, so its pass stopped (or did not start)"));
+        }
         line
     }
 }
@@ -250,6 +256,11 @@ pub enum PassKind {
 pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> PassReport {
     let started = Instant::now();
     let mut report = PassReport { account: account.source_login.clone(), ..PassReport::default() };
+    // Paused or removed after the pass took its list of accounts: left alone, no pass recorded.
+    if let Ok(Some(held)) = store.account_hold(account.id) {
+        report.held = Some(held);
+        return report;
+    }
     let pass_id = store.write(|tx| tx.start_pass(account.id)).ok();
     // A dropped connection (a flaky old server; Exchange closing after repeated errors) is reopened
     // with backoff, twice; everything done before the drop is journalled, so the retry resumes.
@@ -287,6 +298,7 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
     // APPENDs the target asked to wait (counted by the push, across reconnects) with the other commands.
     report.throttled += report.push.throttled;
     report.seconds = started.elapsed().as_secs_f64();
+    report.held = store.account_hold(account.id).ok().flatten();
     if let Some(id) = pass_id {
         let totals = PassTotals {
             staged: report.pull.staged as i64,
@@ -405,6 +417,9 @@ async fn pass_connected(
     let fresh_rows = if refetch.is_empty() { Vec::new() } else { pull::folder_rows(store, account.id)? };
     for lane in lanes.iter().filter(|lane| refetch.contains(&lane.folder_id)) {
         stop_if_requested()?;
+        if store.account_hold(account.id)?.is_some() {
+            break;
+        }
         let round: Result<()> = async {
             if let Some(row) = fresh_rows.iter().find(|row| row.id == lane.folder_id) {
                 pull::pull_folder(store, account.id, source, row, condstore, None, &pipe, &mut report.pull)
@@ -456,7 +471,9 @@ async fn read_folders(
     statuses.extend(source.statuses(&missing, condstore).await?);
     for lane in lanes {
         stop_if_requested()?;
-        if pipe.stopped() {
+        // Paused or removed by the operator meanwhile: stop here, between folders; the writer stops too.
+        if pipe.stopped() || store.account_hold(account.id)?.is_some() {
+            pipe.stop();
             return Ok(());
         }
         let Some(row) = pull_rows.get(&lane.folder_id) else {
@@ -639,7 +656,13 @@ pub fn pass_many(
     if lock.try_lock().is_err() {
         bail!("another pass is running on {} (only one at a time per data directory)", dir.display());
     }
-    let (orphans, damaged) = Store::open(dir)?.sweep_spool()?;
+    let store = Store::open(dir)?;
+    let released = store.release_removed_accounts()?;
+    if released > 0 {
+        log::info!("staging: removed accounts' {released} staged messages released");
+    }
+    let (orphans, damaged) = store.sweep_spool()?;
+    drop(store);
     if orphans + damaged > 0 {
         log::info!("staging: removed {orphans} spool files no message holds; {damaged} staged copies were not whole and are fetched again");
     }

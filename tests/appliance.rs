@@ -109,6 +109,11 @@ struct Serve {
 
 impl Serve {
     fn start(data: &Path, dns_port: u16) -> Serve {
+        Serve::start_logging(data, dns_port, Stdio::piped())
+    }
+
+    /// `start`, with the server's log (stderr) going to `log` (a file the test reads afterwards).
+    fn start_logging(data: &Path, dns_port: u16, log: Stdio) -> Serve {
         let port = common::free_port();
         let child = Command::new(common::postflytt_bin())
             .arg("--data")
@@ -116,7 +121,7 @@ impl Serve {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("POSTFLYTT_RESOLVER", format!("127.0.0.1:{dns_port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("start serve");
         let started = Instant::now();
@@ -362,6 +367,11 @@ fn actions_need_the_operator_token() {
         ("POST", "/api/passes/stop"),
         ("POST", "/api/passes/interval"),
         ("POST", "/api/finish"),
+        ("DELETE", "/api/accounts/a%40kund.se"),
+        ("POST", "/api/accounts/a%40kund.se/pause"),
+        ("POST", "/api/accounts/a%40kund.se/resume"),
+        ("POST", "/api/accounts/a%40kund.se/sync"),
+        ("POST", "/api/accounts/a%40kund.se/passwords"),
     ];
     for (method, path) in actions {
         let none = http(serve.port, method, path, &[], b"{}");
@@ -692,4 +702,125 @@ fn a_lost_message_is_repaired_through_the_api_and_a_finished_migration_refuses_c
     }
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Issue 16 #7, accounts one at a time through the API against real Dovecot, read back with the test's
+/// own IMAP reader: sync one account now (only its mail arrives), pause one (passes leave it alone and
+/// finishing is refused, naming it), give one a new password (a wrong target password fails the check;
+/// the right one set through the API makes it ready and the passes copy it), remove one (its passwords
+/// are wiped, the next passes leave its target mailbox alone, finishing does not wait for it and the
+/// report keeps it). No answer and no log line ever carries a password.
+#[test]
+fn accounts_one_at_a_time_through_the_api() {
+    let users = [("anna@kund.se", "gammalt-Anna1"), ("bert@kund.se", "gammalt-Bert1"), ("cilla@kund.se", "gammalt-Cilla1")];
+    let source = Dovecot::start(Layout::OldHost, &users);
+    let target = Dovecot::start(
+        Layout::Target,
+        &[("anna@kund.se", "nytt-Anna1"), ("bert@kund.se", "nytt-Bert1"), ("cilla@kund.se", "nytt-Cilla-rätt")],
+    );
+    for (i, (user, _)) in users.iter().enumerate() {
+        fixture::load(&mut source.reader(user), &fixture::bulk("INBOX", 3 + i, 40 + i as u64, 500..1500));
+    }
+    let inbox = |user: &str| target.reader(user).fetch_all("INBOX").len();
+    let dns_port = common::free_port();
+    let _dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.gammal.example")]);
+    let data = common::fresh_dir("pf-one-account");
+    let log_path = data.with_extension("log");
+    let serve = Serve::start_logging(&data, dns_port, Stdio::from(std::fs::File::create(&log_path).expect("log file")));
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.tls_port(), "tls": "implicit", "pin_sha256": target.cert_sha256_fingerprint()},
+        "pass_interval_seconds": 1,
+    });
+    assert_eq!(serve.op("POST", "/api/setup", setup.to_string().as_bytes()).status, 200);
+    // Cilla's new password in the list is wrong.
+    let csv = "E-post;Lösenord;Nytt lösenord\r\nanna@kund.se;gammalt-Anna1;nytt-Anna1\r\nbert@kund.se;gammalt-Bert1;nytt-Bert1\r\n\
+               cilla@kund.se;gammalt-Cilla1;nytt-Cilla-fel\r\n";
+    assert_eq!(serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes()).status, 200);
+    assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
+    let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["check"]["checked_at"].is_i64());
+    let account =
+        |s: &Value, login: &str| s["accounts"].as_array().and_then(|a| a.iter().find(|x| x["login"] == login)).cloned().unwrap_or_default();
+    assert_eq!(account(&s, "cilla@kund.se")["verdict"], "target_login_failed", "{s:#}");
+
+    // Sync one now: only Anna's mail arrives.
+    let r = serve.op("POST", "/api/accounts/anna%40kund.se/sync", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap_or("").contains("anna@kund.se"), "{}", r.text());
+    serve.wait_for("Anna's pass", 60, |s| account(s, "anna@kund.se")["pushed_messages"] == 3);
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se"), inbox("cilla@kund.se")), (3, 0, 0));
+    assert_eq!(serve.op("POST", "/api/accounts/nobody%40kund.se/sync", b"").status, 404);
+
+    // Pause Bert: the passes leave him alone, and finishing is refused with his name.
+    let r = serve.op("POST", "/api/accounts/bert@kund.se/pause", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap_or("").contains("paused"), "{}", r.text());
+    assert_eq!(account(&serve.status(), "bert@kund.se")["state"], "paused");
+    assert_eq!(serve.op("POST", "/api/accounts/bert@kund.se/sync", b"").status, 409, "a paused account is not synced now");
+    assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
+    serve.wait_for("two passes", 60, |s| s["passes"]["count"].as_i64().unwrap_or(0) >= 2);
+    assert_eq!(inbox("bert@kund.se"), 0, "a paused account is left alone by the passes");
+    let r = serve.op("POST", "/api/finish", br#"{"confirm": true}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    let refusal = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(refusal.contains("bert@kund.se is paused"), "{refusal}");
+
+    // A new password for Cilla: ready after the check, then the passes copy her.
+    let r = serve.op("POST", "/api/accounts/cilla%40kund.se/passwords", br#"{"target_password": ""}"#);
+    assert_eq!(r.status, 400, "an empty password is refused as an import refuses it: {}", r.text());
+    let r = serve.op("POST", "/api/accounts/cilla%40kund.se/passwords", r#"{"target_password": "nytt-Cilla-rätt"}"#.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("nytt-Cilla"), "the password is never echoed: {}", r.text());
+    assert_eq!(account(&serve.status(), "cilla@kund.se")["verdict"], Value::Null, "the account is to be checked again");
+    assert_eq!(serve.op("POST", "/api/check", br#"{"accounts": ["cilla@kund.se"]}"#).status, 202);
+    serve.wait_for("Cilla checked and copied", 90, |s| {
+        account(s, "cilla@kund.se")["verdict"] == "ready" && account(s, "cilla@kund.se")["pushed_messages"] == 5
+    });
+    assert_eq!(inbox("cilla@kund.se"), 5);
+
+    // Remove Anna: passwords wiped at once, her target left alone by later passes, listed as removed.
+    let r = serve.op("DELETE", "/api/accounts/anna%40kund.se", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap_or("").contains("import it again"), "{}", r.text());
+    let conn = rusqlite::Connection::open(data.join("postflytt.sqlite")).expect("open db");
+    let sealed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM account WHERE source_login = 'anna@kund.se' AND (source_password IS NOT NULL OR target_password IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("q");
+    assert_eq!(sealed, 0, "a removed account's passwords are wiped at once");
+    drop(conn);
+    let s = serve.status();
+    assert_eq!(account(&s, "anna@kund.se")["state"], "removed");
+    assert_eq!(s["totals"]["accounts"], 2, "a removed account no longer counts: {s:#}");
+    source.reader("anna@kund.se").append("INBOX", &[], None, b"From: sen@kund.se\r\nSubject: efter\r\n\r\nfor sent\r\n");
+    let passes = serve.status()["passes"]["count"].as_i64().unwrap_or(0);
+    serve.wait_for("two more passes", 60, |s| s["passes"]["count"].as_i64().unwrap_or(0) >= passes + 2);
+    assert_eq!(inbox("anna@kund.se"), 3, "a removed account's target is left alone");
+
+    // Resume Bert: the next pass copies him; then finishing neither waits for Anna nor refuses.
+    assert_eq!(serve.op("POST", "/api/accounts/bert%40kund.se/resume", b"").status, 200);
+    serve.wait_for("Bert copied", 60, |s| account(s, "bert@kund.se")["pushed_messages"] == 4);
+    assert_eq!(inbox("bert@kund.se"), 4);
+    let r = serve.op("POST", "/api/finish", br#"{"confirm": true}"#);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let s = serve.wait_for("finish", 90, |s| s["finished_at"].as_i64().is_some());
+    assert_eq!(s["last_error"], Value::Null, "finish verified everything that is still in the migration: {s:#}");
+    assert_eq!(inbox("anna@kund.se"), 3);
+    let html = http(serve.port, "GET", &format!("/report?code={}&lang=en", serve.code()), &[], b"").text();
+    assert!(html.contains("Removed from the migration by the operator"), "the report says Anna was removed");
+    assert_eq!(serve.op("DELETE", "/api/accounts/bert%40kund.se", b"").status, 409, "nothing changes after finish");
+
+    // No password in any answer or in the log.
+    drop(serve);
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("anna@kund.se: removed by the operator"), "{log}");
+    for secret in ["nytt-Cilla-rätt", "nytt-Cilla-fel", "gammalt-Anna1", "nytt-Bert1"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!html.contains(secret) && !s.to_string().contains(secret));
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&log_path);
 }

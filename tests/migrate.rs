@@ -914,3 +914,140 @@ fn a_message_lost_on_the_target_is_repaired_exactly_once_and_a_forced_finish_say
     assert!(m.ok(&["status"]).contains("NOT verified: 1 messages missing on the target"));
     m.ok(&["report", "--format", "csv"]);
 }
+
+/// Issue 16 #7 from the command line, against real Dovecot read back with the test's own reader: a
+/// paused account is left alone by `sync` and refused by `sync LOGIN` and `finish`; `password` fixes a
+/// wrong target password from a file (and from standard input), after which `sync` copies the account;
+/// `remove` takes one out (status says removed, later passes leave its target alone, finish does not
+/// wait for it). No password is printed.
+#[test]
+fn accounts_one_at_a_time_from_the_command_line() {
+    let source = Dovecot::start(Layout::OldHost, &[("anna@kund.se", "gammalt-A"), ("bert@kund.se", "gammalt-B")]);
+    let target = Dovecot::start(Layout::Target, &[("anna@kund.se", "nytt-A-rätt"), ("bert@kund.se", "nytt-B")]);
+    fixture::load(&mut source.reader("anna@kund.se"), &fixture::bulk("INBOX", 3, 71, 500..1500));
+    fixture::load(&mut source.reader("bert@kund.se"), &fixture::bulk("INBOX", 4, 72, 500..1500));
+    let inbox = |user: &str| target.reader(user).fetch_all("INBOX").len();
+    let m = Migration::new(
+        &source,
+        Via::Plain,
+        &target,
+        Via::Tls,
+        &[("anna@kund.se", "gammalt-A", "anna@kund.se", "nytt-A-fel"), ("bert@kund.se", "gammalt-B", "bert@kund.se", "nytt-B")],
+    );
+    let mut printed = String::new();
+    let out = m.ok(&["pause", "bert@kund.se"]);
+    assert!(out.contains("bert@kund.se is paused"), "{out}");
+    printed += &out;
+    // Anna's target password is wrong: her pass fails; Bert is paused: his is not even tried.
+    let out = m.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
+    printed += &driver::text(&out);
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se")), (0, 0));
+    let out = m.run(&["sync", "bert@kund.se"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(driver::text(&out).contains("bert@kund.se is paused: resume it first"), "{}", driver::text(&out));
+
+    // The right password from a file (the line's end is not part of it).
+    let file = m.data.join("anna-ny.txt");
+    std::fs::write(&file, "nytt-A-rätt\n").expect("password file");
+    let out = m.ok(&["password", "anna@kund.se", "--target-password-file", &file.to_string_lossy()]);
+    assert!(out.contains("anna@kund.se: the password on the new server stored"), "{out}");
+    printed += &out;
+    let out = m.sync();
+    printed += &out;
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se")), (3, 0));
+    // Standard input works too ("-"); the same password again changes nothing but is accepted.
+    let mut child = std::process::Command::new(common::postflytt_bin())
+        .arg("--data")
+        .arg(&m.data)
+        .args(["password", "anna@kund.se", "--target-password-file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("postflytt password");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"nytt-A-r\xc3\xa4tt\n").expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", driver::text(&out));
+    printed += &driver::text(&out);
+
+    // Finish is refused while Bert is paused, with his name.
+    let out = m.run(&["finish"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(driver::text(&out).contains("not finishing: bert@kund.se is paused"), "{}", driver::text(&out));
+    m.ok(&["resume", "bert@kund.se"]);
+    printed += &m.ok(&["sync", "bert@kund.se"]);
+    assert_eq!((inbox("anna@kund.se"), inbox("bert@kund.se")), (3, 4));
+
+    // Remove Anna: status says so, a later pass leaves her target alone, finish does not wait for her.
+    let out = m.ok(&["remove", "anna@kund.se"]);
+    assert!(out.contains("anna@kund.se is removed from the migration"), "{out}");
+    assert!(m.ok(&["status"]).contains("anna@kund.se -> anna@kund.se: removed"));
+    source.reader("anna@kund.se").append("INBOX", &[], None, b"From: sen@kund.se\r\nSubject: sen\r\n\r\nsen post\r\n");
+    printed += &m.sync();
+    assert_eq!(inbox("anna@kund.se"), 3, "a removed account's target is left alone");
+    let out = m.run(&["sync", "anna@kund.se"]);
+    assert!(driver::text(&out).contains("import it again to bring it back"), "{}", driver::text(&out));
+    let out = m.ok(&["finish"]);
+    assert!(out.contains("finished: every account verified;"), "{out}");
+    for secret in ["nytt-A-rätt", "nytt-A-fel", "gammalt-A", "nytt-B"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+}
+
+/// A pause set while the account's pass runs stops that pass at its next folder boundary, not at the
+/// end: the source stalls half-way through a message in INBOX (a proxy holds it there), the operator
+/// pauses the account from another process, the source is let go, and the pass ends without reading
+/// the next folder (Zeta, after INBOX: its target folder stays empty, read back independently). Resumed, the next pass
+/// copies everything.
+#[test]
+fn a_pause_stops_a_running_pass_at_the_next_folder() {
+    let source = Dovecot::start(Layout::OldHost, &[("a@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw")]);
+    let marker = b"Stanna-har-4712";
+    let mut r = source.reader("a@gammal.se");
+    fixture::ensure_folders(&mut r, &["INBOX.Zeta"]);
+    fixture::load(&mut r, &fixture::bulk("INBOX.Zeta", 4, 81, 500..1500));
+    let body = [b"From: x@gammal.se\r\nSubject: stopp\r\n\r\n".as_slice(), &[b'x'; 4000], marker, b"\r\n"].concat();
+    r.append("INBOX", &[], None, &body);
+    drop(r);
+    let proxy = common::stall_proxy::StallProxy::start(source.port(), marker);
+    let m = Migration::with_ports(
+        &source,
+        Via::Plain,
+        Some(proxy.port()),
+        &target,
+        Via::Plain,
+        None,
+        &[("a@gammal.se", "pw", "a@ny.se", "pw")],
+    );
+    let child = std::process::Command::new(common::postflytt_bin())
+        .arg("--data")
+        .arg(&m.data)
+        .arg("sync")
+        .env("POSTFLYTT_RECONNECT_MS", "50")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start postflytt");
+    let mut child = KillOnDrop(Some(child));
+    let started = std::time::Instant::now();
+    while proxy.stalled_at().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the source never reached the marker");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = m.ok(&["pause", "a@gammal.se"]);
+    assert!(out.contains("a pass copying it stops at its next folder"), "{out}");
+    proxy.release();
+    let out = child.0.take().expect("the child").wait_with_output().expect("postflytt");
+    let t = driver::text(&out);
+    assert!(t.contains("paused by the operator"), "{t}");
+    let zeta = |target: &Dovecot| {
+        let mut reader = target.reader("a@ny.se");
+        if reader.folders().iter().any(|f| f == "Zeta") { reader.status("Zeta").messages } else { 0 }
+    };
+    assert_eq!(zeta(&target), 0, "the folder after the pause was not read:\n{t}");
+    m.ok(&["resume", "a@gammal.se"]);
+    m.sync();
+    assert_eq!((zeta(&target), target.reader("a@ny.se").fetch_all("INBOX").len()), (4, 1));
+}

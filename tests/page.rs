@@ -568,6 +568,16 @@ fn status_page_in_headless_chromium() {
         assert!(!doms[name].contains("id=\"staging-why\""), "[{name}] a viewer is not told where the staging limit comes from");
     }
 
+    // Accounts one at a time: each row has the operator's actions; a viewer's rows have none showing.
+    let op_dom = &doms["operator"];
+    for key in ["acct.pause", "acct.sync", "acct.password", "acct.remove"] {
+        assert!(op_dom.contains(&format!(">{}</button>", shown(&en, key))), "[operator] the row's {key} action");
+    }
+    assert!(op_dom.contains("<div class=\"acc-actions\">"), "[operator] the row's actions show");
+    for name in ["default-sv", "en", "sv"] {
+        assert!(doms[name].contains("<div class=\"acc-actions\" hidden=\"\">"), "[{name}] a viewer gets no account actions");
+    }
+
     // The customer sees no operator controls; the operator does.
     for name in ["default-sv", "en", "sv"] {
         assert!(is_hidden(&doms[name], "operator"), "[{name}] a viewer gets no operator section");

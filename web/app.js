@@ -304,6 +304,28 @@ const DICT = {
     "op.repair_btn": "Copy the missing messages again",
     "op.repair_started": "Repair started: the missing messages are copied again in a pass now.",
     "finished.forced": "Finished although verification found problems: {n} messages in {accounts} accounts are missing on the new host. The report names them.",
+    // accounts one at a time
+    "status.paused": "Paused",
+    "status.removed": "Removed",
+    "next.resume_accounts": "Every domain points at the new host. Some accounts are paused by the operator; the migration is finished once they are resumed and copied, or removed.",
+    "next.resume_accounts.op": "Accounts are paused (see the rows marked Paused): resume them so the passes copy them, or remove them; finishing waits for them.",
+    "acct.pause": "Pause",
+    "acct.resume": "Resume",
+    "acct.sync": "Sync now",
+    "acct.password": "New password",
+    "acct.remove": "Remove",
+    "acct.remove_confirm": "Remove {login} from the migration? Its passwords are deleted at once and no more mail is copied for it. What was already copied stays. Importing the account again brings it back.",
+    "acct.source_password": "Password on the old server",
+    "acct.target_password": "Password on the new server",
+    "acct.password_hint": "Leave a field empty to keep that password.",
+    "acct.save": "Save",
+    "acct.cancel": "Cancel",
+    "acct.paused_done": "Paused.",
+    "acct.resumed_done": "Resumed: the next pass copies it.",
+    "acct.sync_done": "A pass for this account starts now, or right after the one running.",
+    "acct.password_done": "Saved. Run the check again for this account.",
+    "acct.removed_done": "Removed.",
+    "acct.password_empty": "Enter at least one password.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -598,6 +620,28 @@ const DICT = {
     "op.repair_btn": "Kopiera de saknade meddelandena igen",
     "op.repair_started": "Reparationen har startat: de saknade meddelandena kopieras igen i en körning nu.",
     "finished.forced": "Avslutad trots att verifieringen hittade problem: {n} meddelanden i {accounts} konton saknas på den nya servern. Rapporten visar vilka.",
+    // accounts one at a time
+    "status.paused": "Pausat",
+    "status.removed": "Borttaget",
+    "next.resume_accounts": "Alla domäner pekar på den nya servern. Några konton har pausats av operatören; flytten avslutas när de har återupptagits och kopierats, eller tagits bort.",
+    "next.resume_accounts.op": "Konton är pausade (se raderna märkta Pausat): återuppta dem så att de kopieras, eller ta bort dem; avslutet väntar på dem.",
+    "acct.pause": "Pausa",
+    "acct.resume": "Återuppta",
+    "acct.sync": "Kopiera nu",
+    "acct.password": "Nytt lösenord",
+    "acct.remove": "Ta bort",
+    "acct.remove_confirm": "Ta bort {login} ur flytten? Kontots lösenord raderas direkt och ingen mer e-post kopieras för det. Det som redan har kopierats finns kvar. Läs in kontot igen för att ta tillbaka det.",
+    "acct.source_password": "Lösenord på den gamla servern",
+    "acct.target_password": "Lösenord på den nya servern",
+    "acct.password_hint": "Lämna ett fält tomt för att behålla det lösenordet.",
+    "acct.save": "Spara",
+    "acct.cancel": "Avbryt",
+    "acct.paused_done": "Pausat.",
+    "acct.resumed_done": "Återupptaget: nästa omgång kopierar kontot.",
+    "acct.sync_done": "En kopiering av kontot börjar nu, eller direkt efter den som pågår.",
+    "acct.password_done": "Sparat. Kör kontrollen igen för kontot.",
+    "acct.removed_done": "Borttaget.",
+    "acct.password_empty": "Ange minst ett lösenord.",
   },
 };
 
@@ -1346,6 +1390,7 @@ function buildRow() {
   r.login = el("span", { class: "acct-name" });
   r.sub = el("span", { class: "sub" });
   r.name.append(r.login, r.sub);
+  buildActions(r);
   tr.append(r.name, r.status, r.progress, r.speed, r.eta, r.pass, r.mail);
   r.detailRow = el("tr", { class: "acc-detail" });
   r.detail = el("td", { colspan: 7 });
@@ -1369,12 +1414,13 @@ function updateRow(r, a) {
   if (a.target_login && a.target_login !== a.login) subs.push(t("acc.target", { login: a.target_login }));
   if (Array.isArray(a.aliases) && a.aliases.length) subs.push(t("acc.aliases", { list: a.aliases.join(", ") }));
   setText(r.sub, subs.join(" · "));
+  updateActions(r, a);
   r.tb.classList.toggle("attention", needsAttention(a));
 
   // One status per row (the server folds check, pass and progress into it), and the check's verdict
   // beside it only where it adds something the status does not say.
   const st = typeof a.status === "string" ? a.status : "not_checked";
-  const stKind = { up_to_date: "ok", finished: "ok", ready: "ok", copying: "info", checking: "info", waiting_for_pass: "info", failed: "err", will_not_fit: "warn" }[st] || "neutral";
+  const stKind = { up_to_date: "ok", finished: "ok", ready: "ok", copying: "info", checking: "info", waiting_for_pass: "info", failed: "err", will_not_fit: "warn", paused: "warn" }[st] || "neutral";
   const pct = num(a.percent);
   let stText = DICT.en["status." + st] !== undefined ? t("status." + st) : st;
   if (st === "copying" && pct !== null) stText = t("status.copying_pct", { pct: pctText(pct / 100) });
@@ -1452,6 +1498,71 @@ function updateRow(r, a) {
     }
     show(r.detailRow, r.detail.childNodes.length > 0);
   }
+}
+
+// Accounts one at a time: the operator's small actions under the account's name (built once per row,
+// so a half-typed password survives the polls).
+function buildActions(r) {
+  const b = (cls) => el("button", { type: "button", class: "btn-small " + cls });
+  r.act = {
+    box: el("div", { class: "acc-actions" }),
+    pause: b("acct-pause"), sync: b("acct-sync"), password: b("acct-password"), remove: b("acct-remove btn-danger"),
+    msg: el("p", { class: "msg", role: "status" }),
+    form: el("form", { class: "acct-password-form" }),
+    source: el("input", { type: "password", autocomplete: "off", class: "acct-source-password" }),
+    target: el("input", { type: "password", autocomplete: "new-password", class: "acct-target-password" }),
+    sourceLabel: el("label"), targetLabel: el("label"), hint: el("p", { class: "sub" }),
+    save: el("button", { type: "submit", class: "btn-small acct-save" }), cancel: b("acct-cancel"),
+  };
+  const x = r.act;
+  x.msg.hidden = true;
+  x.form.hidden = true;
+  x.sourceLabel.append(x.source);
+  x.targetLabel.append(x.target);
+  x.form.append(x.sourceLabel, x.targetLabel, x.hint, x.save, x.cancel);
+  x.box.append(x.pause, x.sync, x.password, x.remove, x.form, x.msg);
+  r.name.append(x.box);
+  const path = (action) => "/api/accounts/" + encodeURIComponent(r.login.textContent) + (action ? "/" + action : "");
+  x.pause.addEventListener("click", () => {
+    const resume = x.pause.dataset.paused === "1";
+    act(x.pause, x.msg, () => api("POST", path(resume ? "resume" : "pause")), t(resume ? "acct.resumed_done" : "acct.paused_done"));
+  });
+  x.sync.addEventListener("click", () => act(x.sync, x.msg, () => api("POST", path("sync")), t("acct.sync_done")));
+  x.password.addEventListener("click", () => { show(x.form, x.form.hidden); if (!x.form.hidden) x.source.focus(); });
+  x.cancel.addEventListener("click", () => { x.source.value = ""; x.target.value = ""; show(x.form, false); });
+  x.form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    if (x.source.value) body.source_password = x.source.value;
+    if (x.target.value) body.target_password = x.target.value;
+    if (!Object.keys(body).length) { showMsg(x.msg, "error", t("acct.password_empty")); return; }
+    const done = await act(x.save, x.msg, () => api("POST", path("passwords"), { json: body }), t("acct.password_done"));
+    if (done) { x.source.value = ""; x.target.value = ""; show(x.form, false); }
+  });
+  x.remove.addEventListener("click", () => {
+    if (!window.confirm(t("acct.remove_confirm", { login: r.login.textContent }))) return;
+    act(x.remove, x.msg, () => api("DELETE", path("")), t("acct.removed_done"));
+  });
+}
+
+function updateActions(r, a) {
+  const x = r.act;
+  const finished = S.status && (S.status.phase === "finished" || num(S.status.finished_at) !== null);
+  show(x.box, isOperator() && !finished && a.state !== "removed");
+  const paused = a.state === "paused";
+  x.pause.dataset.paused = paused ? "1" : "0";
+  setText(x.pause, t(paused ? "acct.resume" : "acct.pause"));
+  setText(x.sync, t("acct.sync"));
+  x.sync.disabled = paused;
+  setText(x.password, t("acct.password"));
+  setText(x.remove, t("acct.remove"));
+  setText(x.save, t("acct.save"));
+  setText(x.cancel, t("acct.cancel"));
+  setText(x.hint, t("acct.password_hint"));
+  if (x.sourceLabel.firstChild.nodeType === 3) x.sourceLabel.firstChild.textContent = t("acct.source_password") + " ";
+  else x.sourceLabel.prepend(t("acct.source_password") + " ");
+  if (x.targetLabel.firstChild.nodeType === 3) x.targetLabel.firstChild.textContent = t("acct.target_password") + " ";
+  else x.targetLabel.prepend(t("acct.target_password") + " ");
 }
 
 function renderAccounts() {

@@ -21,13 +21,21 @@ pub struct Account {
 }
 
 /// How an account's last pass ended (`account.state`): `New` until its first pass (the schema's
-/// default), then `Synced` or `Failed`. The page and the report show the text as it is stored.
+/// default), then `Synced` or `Failed`. The page and the report show the text as it is stored, except
+/// that an account the operator holds (`holds`) reads as `Paused` or `Removed` whatever its last pass
+/// did (`SHOWN_STATE`); those two are never stored in the column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {
     New,
     Synced,
     Failed,
+    Paused,
+    Removed,
 }
+
+/// The state as read for the page, the CLI and the report: the operator's hold first, else the column.
+pub(super) const SHOWN_STATE: &str =
+    "CASE WHEN removed_at IS NOT NULL THEN 'removed' WHEN paused_at IS NOT NULL THEN 'paused' ELSE state END";
 
 impl AccountState {
     /// The text the database holds and the page, the CLI and the report show.
@@ -36,6 +44,8 @@ impl AccountState {
             AccountState::New => "new",
             AccountState::Synced => "synced",
             AccountState::Failed => "failed",
+            AccountState::Paused => "paused",
+            AccountState::Removed => "removed",
         }
     }
 }
@@ -58,6 +68,8 @@ impl rusqlite::types::FromSql for AccountState {
             "new" => Ok(AccountState::New),
             "synced" => Ok(AccountState::Synced),
             "failed" => Ok(AccountState::Failed),
+            "paused" => Ok(AccountState::Paused),
+            "removed" => Ok(AccountState::Removed),
             other => Err(rusqlite::types::FromSqlError::Other(format!("unknown account state {other:?}").into())),
         }
     }
@@ -86,6 +98,8 @@ pub struct AccountSummary {
     pub last_error: Option<String>,
     pub last_pass_at: Option<i64>,
     pub last_new_mail_at: Option<i64>,
+    /// When the operator removed the account (`postflytt remove`); its counts stay for the report.
+    pub removed_at: Option<i64>,
 }
 
 impl Store {
@@ -128,10 +142,12 @@ impl Store {
         self.write(|tx| tx.upsert_account(&sealed))
     }
 
-    /// Accounts by source login, all of them when `only` is empty; unknown names are an error.
+    /// Accounts by source login, all of them when `only` is empty; unknown names are an error. A
+    /// removed account is not among them (named, it is an error that says how to bring it back).
     pub fn accounts(&self, only: &[String]) -> Result<Vec<Account>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, source_login, target_login, source_password, target_password, aliases FROM account ORDER BY source_login",
+            "SELECT id, source_login, target_login, source_password, target_password, aliases FROM account
+             WHERE removed_at IS NULL ORDER BY source_login",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -168,6 +184,9 @@ impl Store {
         }
         for wanted in only {
             if !out.iter().any(|a| a.source_login.eq_ignore_ascii_case(wanted)) {
+                if self.removed_login(wanted)? {
+                    bail!("{wanted} was removed from the migration; import it again to bring it back");
+                }
                 bail!("no account {wanted:?}: import it first (postflytt import FILE), or see `postflytt status`");
             }
         }
@@ -181,10 +200,10 @@ impl Store {
 
     /// Every account without its passwords, by source login.
     pub fn account_summaries(&self) -> Result<Vec<AccountSummary>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, source_login, target_login, aliases, state, last_error, last_pass_at, last_new_mail_at
-             FROM account ORDER BY source_login",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT id, source_login, target_login, aliases, {SHOWN_STATE}, last_error, last_pass_at, last_new_mail_at, removed_at
+             FROM account ORDER BY source_login"
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok(AccountSummary {
                 id: r.get(0)?,
@@ -195,6 +214,7 @@ impl Store {
                 last_error: r.get(5)?,
                 last_pass_at: r.get(6)?,
                 last_new_mail_at: r.get(7)?,
+                removed_at: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -202,7 +222,8 @@ impl Store {
 }
 
 impl Tx<'_> {
-    /// Inserts or updates an account by source login (a re-import never drops one); true when it is new.
+    /// Inserts or updates an account by source login (a re-import never drops one, and brings a removed
+    /// or paused one back); true when it is new.
     pub fn upsert_account(&self, account: &SealedAccount) -> Result<bool> {
         let existed: bool = self
             .conn()
@@ -214,7 +235,7 @@ impl Tx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (source_login) DO UPDATE SET source_password = excluded.source_password,
                  target_login = excluded.target_login, target_password = excluded.target_password,
-                 aliases = excluded.aliases",
+                 aliases = excluded.aliases, removed_at = NULL, paused_at = NULL",
             params![account.source_login, account.source_password, account.target_login, account.target_password, account.aliases],
         )?;
         Ok(!existed)

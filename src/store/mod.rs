@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod accounts;
 mod folders;
+mod holds;
 mod journal;
 mod passes;
 mod repair;
@@ -82,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX message_spooled ON message (spool_file) WHERE spool_bytes > 0;
      UPDATE message SET sha256 = NULL WHERE push_state = 'pending' AND EXISTS (SELECT 1 FROM body_chunk WHERE message_id = message.id);
      DROP TABLE body_chunk;",
+    // 6: the operator's hand on one account (`holds`): paused (passes skip it) or removed (out of the
+    // migration, its passwords wiped, its counts kept for the report); a re-import clears both.
+    "ALTER TABLE account ADD COLUMN paused_at INTEGER;
+     ALTER TABLE account ADD COLUMN removed_at INTEGER;",
 ];
 
 /// The newest schema version this build knows.

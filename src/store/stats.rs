@@ -52,15 +52,17 @@ pub struct SkipEntry {
 impl Store {
     /// Every account's progress, by source login.
     pub fn account_progress(&self) -> Result<Vec<AccountProgress>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.id, a.source_login, a.target_login, a.aliases, a.state, a.last_pass_at, a.last_error, a.last_new_mail_at,
+        // The shown state's columns are the account's alone (the joined tables have none of those names).
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT a.id, a.source_login, a.target_login, a.aliases, {}, a.last_pass_at, a.last_error, a.last_new_mail_at,
                count(m.id), coalesce(sum(m.size), 0),
                coalesce(sum(m.sha256 IS NOT NULL), 0), coalesce(sum(CASE WHEN m.sha256 IS NOT NULL THEN m.size END), 0),
                coalesce(sum(m.push_state = 'pushed'), 0), coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0),
                coalesce(sum(m.push_state = 'refused'), 0), coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0)
              FROM account a LEFT JOIN source_folder f ON f.account_id = a.id LEFT JOIN message m ON m.folder_id = f.id
              GROUP BY a.id ORDER BY a.source_login",
-        )?;
+            super::accounts::SHOWN_STATE
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok(AccountProgress {
                 id: r.get(0)?,
