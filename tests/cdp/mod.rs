@@ -192,7 +192,7 @@ impl Browser {
         conn.call("Page.enable", json!({})).expect("Page.enable");
         conn.call("Runtime.enable", json!({})).expect("Runtime.enable");
         let mut tab = Tab { conn, name: name.to_string(), context: context.to_string(), device: Device::Desktop };
-        tab.wait_loaded();
+        tab.wait_loaded(url);
         tab
     }
 }
@@ -216,14 +216,18 @@ pub struct Tab {
 impl Tab {
     /// Evaluates `js` (an expression; a promise is awaited) and returns its value as JSON.
     pub fn eval(&mut self, js: &str) -> Value {
+        self.try_eval(js).unwrap_or_else(|e| panic!("[{}] {e}", self.name))
+    }
+
+    /// As [`Tab::eval`], Err instead of a panic (the document may be being replaced by a navigation).
+    fn try_eval(&mut self, js: &str) -> Result<Value, String> {
         let r = self
             .conn
-            .call("Runtime.evaluate", json!({"expression": js, "awaitPromise": true, "returnByValue": true, "userGesture": true}))
-            .unwrap_or_else(|e| panic!("[{}] {e}", self.name));
+            .call("Runtime.evaluate", json!({"expression": js, "awaitPromise": true, "returnByValue": true, "userGesture": true}))?;
         if let Some(ex) = r.get("exceptionDetails") {
-            panic!("[{}] the page threw on {js}: {ex}", self.name);
+            return Err(format!("the page threw on {js}: {ex}"));
         }
-        r["result"]["value"].clone()
+        Ok(r["result"]["value"].clone())
     }
 
     /// Sizes the viewport as a phone or a desktop.
@@ -245,19 +249,28 @@ impl Tab {
         self.device
     }
 
-    /// Opens `url` and waits until the document has loaded.
+    /// Opens `url` and waits until its document (not the one before) has loaded.
     pub fn navigate(&mut self, url: &str) {
         let r = self.conn.call("Page.navigate", json!({"url": url})).unwrap_or_else(|e| panic!("[{}] {e}", self.name));
         if let Some(err) = r.get("errorText").and_then(Value::as_str) {
             panic!("[{}] navigating to {url} failed: {err}", self.name);
         }
-        self.wait_loaded();
+        self.wait_loaded(url);
     }
 
-    fn wait_loaded(&mut self) {
+    /// Waits until the tab shows `url` (the fragment aside: the page removes it) and has loaded it. An
+    /// evaluation that fails meanwhile is a document being replaced, and is tried again.
+    fn wait_loaded(&mut self, url: &str) {
+        let want = url.split('#').next().unwrap_or(url).to_string();
+        let js = format!("location.href.split('#')[0] === {} && document.readyState === 'complete'", json!(want));
         let started = Instant::now();
-        while self.eval("document.readyState") != "complete" {
-            assert!(started.elapsed() < Duration::from_secs(30), "[{}] the page did not load within 30 s", self.name);
+        loop {
+            let last = match self.try_eval(&js) {
+                Ok(Value::Bool(true)) => return,
+                Ok(v) => v.to_string(),
+                Err(e) => e,
+            };
+            assert!(started.elapsed() < Duration::from_secs(30), "[{}] {url} did not load within 30 s: {last}", self.name);
             std::thread::sleep(Duration::from_millis(50));
         }
     }
