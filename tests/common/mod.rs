@@ -3,8 +3,8 @@
 //! client (`reader`), the hard-case fixture mail and the folder-by-folder comparison (`fixture`), a TCP
 //! proxy that cuts connections after N bytes (`proxy`), one that stalls a connection mid-body
 //! (`stall_proxy`), and small helpers (free ports, base64, a seeded PRNG, the path of the postflytt
-//! binary). Std only: the tests add no dev-dependencies. Each test binary
-//! uses only part of this, hence the `dead_code` allowance.
+//! binary). Std only (the one dev-dependency, tungstenite, is for the journey's browser client in
+//! tests/cdp). Each test binary uses only part of this, hence the `dead_code` allowance.
 
 #![allow(dead_code, unused_imports)]
 
