@@ -269,7 +269,12 @@ fn runnable_accounts(store: &Store, accounts: Vec<crate::store::Account>) -> Res
     let verdicts = stored_verdicts(store)?;
     Ok(accounts
         .into_iter()
-        .filter(|a| !matches!(verdicts.get(&a.id).map(String::as_str), Some("source_login_failed") | Some("target_login_failed")))
+        .filter(|a| {
+            !matches!(
+                verdicts.get(&a.id).map(String::as_str),
+                Some("source_login_failed" | "target_login_failed" | "source_certificate" | "target_certificate")
+            )
+        })
         .collect())
 }
 
@@ -394,6 +399,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "now": now(),
         "source": endpoint("source"),
         "target": endpoint("target"),
+        "source_test": crate::setup::test_json(crate::setup::last_test(&store, "source").as_ref()),
+        "target_test": crate::setup::test_json(crate::setup::last_test(&store, "target").as_ref()),
         "source_kind": store.source_kind()?.as_str(),
         "target_kind": store.target_kind()?.as_str(),
         "passes": {

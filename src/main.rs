@@ -24,6 +24,7 @@ mod push;
 mod quirks;
 mod report;
 mod secret;
+mod setup;
 mod store;
 mod sync;
 mod template;

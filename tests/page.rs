@@ -27,7 +27,12 @@ const PHASES: &[&str] = &["setup", "check", "syncing", "cutover", "draining", "f
 const NEXT_STEPS: &[&str] =
     &["set_up_servers", "import_accounts", "run_check", "fix_accounts", "start_passes", "switch_mx", "wait_quiet", "finish", "done"];
 const STATES: &[&str] = &["new", "checking", "ready", "syncing", "synced", "failed", "finished"];
-const VERDICTS: &[&str] = &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit"];
+const VERDICTS: &[&str] =
+    &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit", "source_certificate", "target_certificate"];
+/// `source_test` / `target_test`: the outcome, why a server was not reached, what is wrong with a certificate.
+const TEST_OUTCOMES: &[&str] = &["ok", "unreachable", "certificate", "tls_failed", "not_imap"];
+const UNREACHABLE: &[&str] = &["dns", "refused", "timeout", "other"];
+const CERTIFICATE_PROBLEMS: &[&str] = &["self_signed", "expired", "wrong_name", "untrusted", "pin_mismatch", "other"];
 const TLS_MODES: &[&str] = &["implicit", "starttls", "plain"];
 
 // ---------------------------------------------------------------------------------------------------
@@ -92,6 +97,20 @@ fn keys_used() -> BTreeSet<String> {
     }
     for v in VERDICTS {
         keys.insert(format!("verdict.{v}"));
+    }
+    for o in TEST_OUTCOMES {
+        keys.insert(format!("test.outcome.{o}"));
+    }
+    for u in UNREACHABLE {
+        keys.insert(format!("test.unreachable.{u}"));
+    }
+    for p in CERTIFICATE_PROBLEMS {
+        keys.insert(format!("certproblem.{p}"));
+    }
+    for side in ["source", "target"] {
+        for k in ["cert.viewer", "cert.title", "test.title"] {
+            keys.insert(format!("{k}.{side}"));
+        }
     }
     for m in TLS_MODES {
         keys.insert(format!("tls.{m}"));
