@@ -292,7 +292,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let (pass_active, check_running, finish_running, next_pass_at, runtime_error) = rt_snapshot;
     let endpoint = |side: &str| -> Value {
         match store.endpoint(side) {
-            Ok(e) => json!({"host": e.host, "port": e.port, "tls": e.tls.as_str()}),
+            Ok(e) => json!({"host": e.host, "port": e.port, "tls": e.tls.as_str(), "pin_sha256": e.pin_sha256}),
             Err(_) => Value::Null,
         }
     };

@@ -107,8 +107,9 @@ pub fn parse_pin(text: &str) -> Result<String> {
 }
 
 /// What `side` is to be after `request`, from what is stored: a host makes a new endpoint (TLS
-/// implicit and port 993 unless given, no pin unless given); without a host the given fields change
-/// the stored one (a pin alone changes only its pin). Refused with a sentence when wrong.
+/// implicit and port 993 unless given; the stored pin only if it is the same host and port); without
+/// a host the given fields change the stored one (a pin alone changes only its pin). Refused with a
+/// sentence when wrong.
 pub fn endpoint_for(store: &Store, side: &str, request: &SideRequest) -> Result<Endpoint> {
     let tls = request.tls.as_deref().map(TlsMode::parse).transpose().map_err(|e| anyhow!("{side}.tls: {e}"))?;
     let pin = match request.pin_sha256.as_deref().map(str::trim) {
@@ -123,7 +124,10 @@ pub fn endpoint_for(store: &Store, side: &str, request: &SideRequest) -> Result<
             }
             let tls = tls.unwrap_or(TlsMode::Implicit);
             let port = request.port.unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 });
-            Endpoint { host: host.to_string(), port, tls, pin_sha256: None }
+            // A pin belongs to the server: saving the same host and port again (the page's form sends
+            // them with every change) keeps the certificate trusted; another server starts without one.
+            let kept = store.endpoint(side).ok().filter(|e| e.host.eq_ignore_ascii_case(host) && e.port == port).and_then(|e| e.pin_sha256);
+            Endpoint { host: host.to_string(), port, tls, pin_sha256: kept }
         }
         None => {
             let mut stored = store.endpoint(side).map_err(|_| {
@@ -435,6 +439,13 @@ mod tests {
         let ep = endpoint_for(&store, "source", &pin_only).unwrap();
         assert_eq!((ep.host.as_str(), ep.port), ("imap.example.se", 1993));
         assert_eq!(ep.pin_sha256.as_deref(), Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
+        store.set_endpoint("source", &ep).unwrap();
+        let same = SideRequest { host: Some("IMAP.example.se".into()), port: Some(1993), ..SideRequest::default() };
+        assert!(endpoint_for(&store, "source", &same).unwrap().pin_sha256.is_some(), "the same server keeps its pin");
+        let other = SideRequest { port: Some(993), ..same.clone() };
+        assert!(endpoint_for(&store, "source", &other).unwrap().pin_sha256.is_none(), "another server starts without one");
+        let removed = SideRequest { pin_sha256: Some(String::new()), ..same };
+        assert!(endpoint_for(&store, "source", &removed).unwrap().pin_sha256.is_none(), "\"\" removes the pin");
         let plain = SideRequest { host: Some("imap.example.se".into()), port: Some(143), tls: Some("plain".into()), pin_sha256: None };
         let e = endpoint_for(&store, "source", &plain).unwrap_err().to_string();
         assert!(e.contains("plain is allowed only to loopback"), "{e}");

@@ -561,6 +561,11 @@ fn a_self_signed_certificate_is_one_setup_problem_and_trusting_it_makes_the_chec
         (Some("127.0.0.1"), Some(u64::from(source.tls_port()))),
         "{s:#}"
     );
+    assert_eq!(s["source"]["pin_sha256"], fingerprint.as_str(), "{s:#}");
+    // The page's setup form sends the same server again with every change: the pin stays.
+    let again = json!({"source": {"host": "127.0.0.1", "port": source.tls_port(), "tls": "implicit"}, "pass_interval_seconds": 600});
+    let r = serve.op("POST", "/api/setup", again.to_string().as_bytes());
+    assert_eq!(r.json()["source_test"]["outcome"], "ok", "{}", r.text());
     assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
     let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["totals"]["ready"] == 2);
     assert_eq!(s["source_test"]["outcome"], "ok", "{s:#}");

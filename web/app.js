@@ -1231,6 +1231,8 @@ function renderSetupProblems() {
     const button = el("button", { type: "button", class: "btn", text: t("cert.trust") });
     button.addEventListener("click", () => act(button, msg, async () => {
       const res = await api("POST", "/api/setup", { json: { [side]: { pin_sha256: String(cert.sha256) } } });
+      // The setup form sends its pin field with the next save: it must hold the pin trusted now.
+      $(side === "source" ? "src-pin" : "tgt-pin").value = String(cert.sha256);
       await poll();
       return res;
     }, t("cert.trusted")));
@@ -1634,6 +1636,7 @@ function fillSetup() {
     const e = s[side] || {};
     put(pre + "-host", e.host);
     put(pre + "-port", e.port);
+    put(pre + "-pin", e.pin_sha256);
     if (e.tls === "implicit" || e.tls === "starttls" || e.tls === "plain") $(pre + "-tls").value = e.tls;
     if (!$(pre + "-port").value) $(pre + "-port").value = $(pre + "-tls").value === "implicit" ? "993" : "143";
     const kind = s[side + "_kind"] === "m365" ? "m365" : "imap";
