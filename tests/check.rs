@@ -122,6 +122,9 @@ fn unreachable_host_and_untrusted_certificate_are_explained() {
         "the fingerprint is shown:\n{text}"
     );
     assert!(text.contains(&format!("postflytt setup --source-pin {plain_fp}")) && !text.contains("login failed"), "{text}");
+    // The same certificate after STARTTLS on the plain port.
+    let setup = driver::text(&m.run(&["setup", "--source", &format!("127.0.0.1:{}", source.port()), "--source-tls", "starttls"]));
+    assert!(setup.contains("(starttls) is self-signed") && setup.contains(&format!("--source-pin {plain_fp}")), "{setup}");
     m.ok(&["setup", "--source", &format!("127.0.0.1:{}", source.tls_port()), "--source-tls", "implicit", "--source-pin", &fp]);
     let text = driver::text(&m.run(&["check"]));
     assert!(text.contains("a@gammal.se -> a@ny.se: ready"), "{text}");
