@@ -16,7 +16,8 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 use crate::check;
-use crate::store::{RunMark, Store, now};
+use crate::row_status;
+use crate::store::{AccountState, RunMark, Store, now};
 use crate::sync;
 
 pub use crate::fault::{SHUTDOWN, shutting_down};
@@ -39,6 +40,16 @@ pub struct Appliance {
     pub operator_token: String,
     pub viewer_code: String,
     status_cache: Mutex<Option<StatusCache>>,
+    /// Per account, the running pass as the status first saw it (its start, when seen, bytes on the
+    /// target then): the speed and time left shown are this pass's, never the previous one's.
+    pass_first_seen: Mutex<BTreeMap<i64, PassSeen>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PassSeen {
+    pass_started_at: i64,
+    seen_at: f64,
+    pushed_bytes: i64,
 }
 
 /// The status's per-account counts, kept for a while: they sum every message row, which takes seconds
@@ -120,6 +131,7 @@ impl Appliance {
             operator_token,
             viewer_code,
             status_cache: Mutex::new(None),
+            pass_first_seen: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -298,58 +310,95 @@ pub fn status(app: &Appliance) -> Result<Value> {
     };
 
     let details = app.cached_account_details(&store)?;
-    let checked: BTreeMap<i64, (String, Value)> = store
+    let checked: BTreeMap<i64, (String, Value, i64)> = store
         .check_details()?
         .into_iter()
-        .map(|(id, (verdict, detail))| (id, (verdict, serde_json::from_str(&detail).unwrap_or(Value::Null))))
+        .map(|(id, (verdict, detail, at))| (id, (verdict, serde_json::from_str(&detail).unwrap_or(Value::Null), at)))
         .collect();
+    let finished = store.mark(RunMark::FinishedAt)?.is_some();
     let mut accounts = Vec::new();
     let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) =
         (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+    let mut t_done_b = 0i64;
+    let mut totals_known = true;
+    let mut eta_known = true;
     let mut throughput_total = 0.0;
     let mut ready = 0;
+    let mut up_to_date = 0;
     let mut last_new_mail: Option<i64> = None;
+    let mut first_seen = app.pass_first_seen.lock().unwrap_or_else(|p| p.into_inner());
+    first_seen.retain(|id, seen| details.iter().any(|d| d.progress.id == *id && d.progress.pass_started_at == Some(seen.pass_started_at)));
     for detail in &details {
         let d = &detail.progress;
         let check = checked.get(&d.id);
-        let verdict = check.map(|(v, _)| v.clone());
+        let verdict = check.map(|(v, _, _)| v.clone());
         if verdict.as_deref() == Some("ready") {
             ready += 1;
         }
-        let check_messages = check.and_then(|(_, c)| c.get("messages").and_then(Value::as_i64)).unwrap_or(0);
-        let check_bytes = check.and_then(|(_, c)| c.get("bytes").and_then(Value::as_i64)).unwrap_or(0);
-        let messages = d.messages.max(check_messages);
-        let bytes = d.bytes.max(check_bytes);
-        let eta = if d.throughput > 0.0 && bytes > d.pushed_bytes {
-            Some(((bytes - d.pushed_bytes) as f64 / d.throughput) as i64)
-        } else if bytes > 0 && bytes <= d.pushed_bytes {
-            Some(0)
-        } else {
-            None
+        let count = |key: &str| check.and_then(|(_, c, _)| c.get(key).and_then(Value::as_i64));
+        let check_total = count("messages").map(|m| (m, count("bytes").unwrap_or(0)));
+        let in_pass = pass_active && d.pass_started_at.is_some();
+        let had_good_pass = d.state == AccountState::Synced;
+        let total = row_status::known_total(check_total, (d.messages, d.bytes), had_good_pass, in_pass);
+        let (messages, bytes) = total.unwrap_or((d.messages, d.bytes));
+        let done_bytes = d.pushed_bytes + d.refused_bytes;
+        let (status, reason) = row_status::of_account(d, check.map(|(v, _, at)| (v.as_str(), *at)), finished, in_pass, check_running);
+        if status == row_status::RowStatus::UpToDate {
+            up_to_date += 1;
+        }
+        // Speed and time left from the pass running now, measured since the status first saw it.
+        let speed = match (in_pass, d.pass_started_at) {
+            (true, Some(started)) => {
+                let seen = *first_seen.entry(d.id).or_insert(PassSeen {
+                    pass_started_at: started,
+                    seen_at: detail.measured_at,
+                    pushed_bytes: d.pushed_bytes,
+                });
+                row_status::current_speed((seen.seen_at, seen.pushed_bytes), (detail.measured_at, d.pushed_bytes))
+            }
+            _ => None,
         };
+        let percent = total.map(|(_, b)| if b > 0 { (done_bytes.min(b) as f64 * 100.0 / b as f64).floor() } else { 100.0 });
+        let eta = match (total, speed) {
+            (Some((_, b)), Some(rate)) if b > done_bytes => Some(((b - done_bytes) as f64 / rate).ceil() as i64),
+            (Some((_, b)), _) if b <= done_bytes => Some(0),
+            _ => None,
+        };
+        if total.is_none() {
+            totals_known = false;
+        }
+        if in_pass && eta.is_none() {
+            eta_known = false;
+        }
         t_msgs += messages;
         t_bytes += bytes;
         t_staged += d.staged;
         t_staged_b += d.staged_bytes;
         t_pushed += d.pushed;
         t_pushed_b += d.pushed_bytes;
+        t_done_b += done_bytes.min(bytes);
         t_skipped += detail.skipped.len() as i64;
-        throughput_total += d.throughput;
+        throughput_total += speed.unwrap_or(0.0);
         if let Some(t) = d.last_new_mail_at {
             last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
         }
         accounts.push(json!({
             "login": d.source_login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state.as_str(),
-            "verdict": verdict, "problem": check.and_then(|(_, c)| c.get("problem").cloned()).unwrap_or(Value::Null),
-            "messages": messages, "bytes": bytes, "staged_messages": d.staged, "staged_bytes": d.staged_bytes,
+            "status": status.as_str(), "status_reason": reason, "percent": percent,
+            "verdict": verdict, "problem": check.and_then(|(_, c, _)| c.get("problem").cloned()).unwrap_or(Value::Null),
+            "messages": messages, "bytes": bytes, "total_known": total.is_some(),
+            "staged_messages": d.staged, "staged_bytes": d.staged_bytes,
             "pushed_messages": d.pushed, "pushed_bytes": d.pushed_bytes,
-            "throughput_bytes_per_second": d.throughput, "eta_seconds": eta,
+            "refused_messages": d.refused, "refused_bytes": d.refused_bytes, "in_pass_since": if in_pass { d.pass_started_at } else { None },
+            "throughput_bytes_per_second": speed, "eta_seconds": eta,
             "throttled_last_pass": d.throttled_last_pass,
             "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
+            "verified": detail.verified.map(|(ok, _)| ok), "missing_messages": detail.verified.map_or(0, |(_, n)| n),
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
         }));
     }
-    let domains: Value = store.mark(RunMark::MxState)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!([]));
+    drop(first_seen);
+    let domains: Value = json!(domain_states(&store)?);
     let all_flipped =
         domains.as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
     let any_flipped = domains.as_array().is_some_and(|d| d.iter().any(|x| x.get("points_at_target") == Some(&Value::Bool(true))));
@@ -366,11 +415,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let pass_count = store.mark_number(RunMark::PassCount)?.unwrap_or(0);
     let configured = store.endpoint("source").is_ok() && store.endpoint("target").is_ok();
     let safe_to_finish = finished_at.is_none() && all_flipped && pass_count > 0 && quiet_since.is_some_and(|q| now() - q >= quiet);
-    let all_synced = !details.is_empty()
-        && details.iter().all(|d| {
-            let p = &d.progress;
-            p.last_pass_at.is_some() && p.staged > 0 && p.pushed + d.skipped.len() as i64 >= p.staged
-        });
+    // Every account's row says up to date: the same words the page shows, so the two agree.
+    let all_synced = !details.is_empty() && up_to_date == details.len();
     let (phase, next_step) = phase_and_next_step(&PhaseFacts {
         finished: finished_at.is_some(),
         configured,
@@ -385,8 +431,23 @@ pub fn status(app: &Appliance) -> Result<Value> {
         all_flipped,
         safe_to_finish,
     });
-    let eta =
-        if throughput_total > 0.0 && t_bytes > t_pushed_b { Some(((t_bytes - t_pushed_b) as f64 / throughput_total) as i64) } else { None };
+    // Time left only when every account's total is known and every account in a pass has a speed.
+    let eta = if !totals_known || !eta_known {
+        None
+    } else if t_bytes <= t_done_b {
+        Some(0)
+    } else if throughput_total > 0.0 {
+        Some(((t_bytes - t_done_b) as f64 / throughput_total).ceil() as i64)
+    } else {
+        None
+    };
+    let total_percent = if totals_known && t_bytes > 0 {
+        Some((t_done_b as f64 * 100.0 / t_bytes as f64).floor())
+    } else if totals_known {
+        Some(100.0)
+    } else {
+        None
+    };
     let staging_bytes = fs::metadata(app.dir.join("postflytt.sqlite")).map(|m| m.len()).unwrap_or(0)
         + fs::metadata(app.dir.join("postflytt.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
     // Staging against its limit (what the reader waits on); null where the disk cannot be read.
@@ -416,10 +477,13 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "accounts": details.len(), "ready": ready, "messages": t_msgs, "bytes": t_bytes,
             "staged_messages": t_staged, "staged_bytes": t_staged_b, "pushed_messages": t_pushed, "pushed_bytes": t_pushed_b,
             "skipped": t_skipped, "throughput_bytes_per_second": throughput_total, "eta_seconds": eta,
+            "done_bytes": t_done_b, "percent": total_percent, "total_known": totals_known, "up_to_date": up_to_date,
         },
         "accounts": accounts,
         "domains": domains,
         "quiet_period_seconds": quiet,
+        "target_mx": settings.mx_target,
+        "watch_domains": settings.watch_domains,
         "last_new_mail_at": last_new_mail,
         "quiet_since": quiet_since,
         "safe_to_finish": safe_to_finish,
@@ -439,13 +503,21 @@ pub fn status(app: &Appliance) -> Result<Value> {
 struct AccountDetail {
     progress: crate::store::AccountProgress,
     skipped: Vec<crate::store::SkipEntry>,
+    /// When the counts were read (Unix seconds with fraction): a pass's speed is measured between two.
+    measured_at: f64,
+    /// The last verification: whether it passed and how many messages it found missing.
+    verified: Option<(bool, u64)>,
 }
 
 fn account_details(store: &Store) -> Result<Vec<AccountDetail>> {
     let mut details = Vec::new();
     for progress in store.account_progress()? {
         let skipped = store.recent_skips(progress.id, 200)?;
-        details.push(AccountDetail { progress, skipped });
+        let measured_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        // A damaged stored verification reads as not verified, as in the report.
+        let verified =
+            crate::verify::load(store, progress.id).unwrap_or(None).map(|v| (v.ok, v.folders.iter().map(|f| f.missing_count).sum()));
+        details.push(AccountDetail { progress, skipped, measured_at, verified });
     }
     Ok(details)
 }
@@ -477,7 +549,8 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
             Ok(outcome) if !outcome.verified_ok => {
                 me.runtime().last_error = Some(format!("verification found problems; nothing was purged: {}", outcome.problems.join("; ")));
             }
-            Ok(_) => {}
+            // An earlier finish's "verification found problems" is history once one succeeds.
+            Ok(_) => me.runtime().last_error = None,
             Err(e) => me.runtime().last_error = Some(format!("finish failed: {e:#}")),
         }
         me.forget_status();
@@ -488,6 +561,33 @@ pub fn start_finish(app: &Arc<Appliance>) -> Result<()> {
         return Err(anyhow!("cannot start finishing: {e}"));
     }
     Ok(())
+}
+
+/// Repair (see `repair`): every account whose last verification found messages missing has its next
+/// pass copy them again, and a pass starts now (after a running one). Returns (account, messages
+/// missing) for each account asked; none is an error with a sentence.
+pub fn start_repair(app: &Arc<Appliance>) -> Result<Vec<(String, u64)>> {
+    let store = app.store()?;
+    store.ensure_not_finished()?;
+    if app.runtime().finish_running {
+        return Err(anyhow!("finish is running; it verifies every account again"));
+    }
+    let asked = crate::verify::request_repair(&store, &store.accounts(&[])?)?;
+    drop(store);
+    if asked.is_empty() {
+        return Err(anyhow!("verification found no message missing on the target, so there is nothing to repair (finish verifies)"));
+    }
+    let me = Arc::clone(app);
+    crate::workers::spawn_thread("repair", move || {
+        while me.runtime().pass_active && !shutting_down() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if let Err(e) = me.run_pass(sync::PassKind::Incremental) {
+            log::warn!("repair: {e:#}");
+        }
+    })
+    .map_err(|e| anyhow!("cannot start the repair pass: {e}"))?;
+    Ok(asked)
 }
 
 /// Finishing a migration: passes stop, a last pass copies what is new, every account is verified
@@ -552,15 +652,26 @@ pub fn mx_watcher(app: Arc<Appliance>) {
     }
 }
 
-fn mx_round(app: &Appliance) -> Result<()> {
-    let store = app.store()?;
+/// The domains the MX watch looks at: those of every login and alias, and the ones the operator added.
+fn watched_domains(store: &Store) -> Result<std::collections::BTreeSet<String>> {
     let accounts = store.accounts(&[])?;
     let mut addresses: Vec<String> = Vec::new();
     for a in &accounts {
         addresses.push(a.source_login.clone());
         addresses.extend(a.aliases.iter().cloned());
     }
-    let domains = crate::mx::domains(addresses.iter().map(String::as_str));
+    Ok(crate::mx::watched_domains(addresses.iter().map(String::as_str), &store.settings()?.watch_domains))
+}
+
+/// Every watched domain as the MX watch last saw it (one not looked up yet as such), for the status.
+pub fn domain_states(store: &Store) -> Result<Vec<crate::mx::DomainState>> {
+    let seen: Vec<crate::mx::DomainState> = store.mark(RunMark::MxState)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    Ok(crate::mx::listed(seen, &watched_domains(store)?))
+}
+
+fn mx_round(app: &Appliance) -> Result<()> {
+    let store = app.store()?;
+    let domains = watched_domains(&store)?;
     if domains.is_empty() {
         return Ok(());
     }
@@ -682,7 +793,10 @@ fn phase_and_next_step(f: &PhaseFacts) -> (Phase, NextStep) {
         (Phase::Check, if f.check_running { NextStep::RunCheck } else { NextStep::FixAccounts })
     } else if f.passes == 0 && !f.passes_enabled {
         (Phase::Check, NextStep::StartPasses)
-    } else if !f.all_synced {
+    } else if !f.all_synced && !f.any_flipped {
+        // Once a domain has flipped, the cutover goes on even if a row still waits (a message the
+        // source will not hand over, a folder the target refuses): the rows say which, and finishing
+        // verifies every account.
         (Phase::Syncing, if f.passes_enabled { NextStep::WaitSync } else { NextStep::StartPasses })
     } else if !f.all_flipped {
         (if f.any_flipped { Phase::Cutover } else { Phase::Syncing }, NextStep::SwitchMx)

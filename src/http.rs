@@ -39,7 +39,9 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
-        ApiError::new(500, format!("{e:#}"))
+        // A finished migration refusing a change is the caller's conflict, not the server's failure.
+        let status = if e.chain().any(|c| c.is::<crate::store::Finished>()) { 409 } else { 500 };
+        ApiError::new(status, format!("{e:#}"))
     }
 }
 
@@ -144,6 +146,7 @@ fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads
     let (path, query) = parse_query(request.url());
     let method = request.method().clone();
     let mut upload = header(&request, front_door::UPLOAD_HEADER).and_then(|id| id.parse().ok()).and_then(|id| uploads.take(id));
+    let swedish = header(&request, "Accept-Language") == Some("sv");
     let reply = route(app, &mut request, &method, &path, &query, role, &mut upload);
     if let Some(unused) = upload {
         crate::secret::wipe(unused);
@@ -154,7 +157,11 @@ fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads
     }
     let response = match reply {
         Ok(r) => r,
-        Err(e) => json_response(e.status, &json!({"error": {"status": e.status, "message": e.message}})),
+        // The Swedish page gets its sentences in Swedish where the catalog knows them.
+        Err(e) => {
+            let message = if swedish { crate::swedish::lines(&e.message) } else { e.message };
+            json_response(e.status, &json!({"error": {"status": e.status, "message": message}}))
+        }
     };
     let _ = request.respond(response);
 }
@@ -237,6 +244,12 @@ fn route(
     role: Role,
     upload: &mut Option<Vec<u8>>,
 ) -> Reply {
+    // A finished migration is read-only: every action that would change it gets the one sentence.
+    const CHANGES: [&str; 7] =
+        ["/api/setup", "/api/accounts", "/api/check", "/api/passes/start", "/api/passes/interval", "/api/finish", "/api/repair"];
+    if *method == Method::Post && role == Role::Operator && CHANGES.contains(&path) {
+        app.store()?.ensure_not_finished()?;
+    }
     match (method, path) {
         (Method::Get, "/") | (Method::Get, "/index.html") => {
             Ok(with_type(Response::from_data(INDEX_HTML.as_bytes().to_vec()), "text/html; charset=utf-8"))
@@ -263,7 +276,8 @@ fn route(
             // The door hands the list over in memory (it never passes through a socket).
             let body = upload.take().unwrap_or_default();
             // The upload holds every password of the list: wiped once parsed, whatever the outcome.
-            let result = import_accounts(app, &name, &body);
+            let swedish = header(request, "Accept-Language") == Some("sv");
+            let result = import_accounts(app, &name, &body, swedish);
             crate::secret::wipe(body);
             Ok(json_response(200, &result?))
         }
@@ -318,6 +332,16 @@ fn route(
             appliance::start_finish(app).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
             Ok(json_response(202, &json!({"ok": true, "message": "finish started: last pass, verification, report, purge"})))
         }
+        (Method::Post, "/api/repair") => {
+            need(role, Role::Operator)?;
+            let asked = appliance::start_repair(app).map_err(|e| ApiError::new(409, format!("{e:#}")))?;
+            let missing: u64 = asked.iter().map(|(_, n)| n).sum();
+            Ok(json_response(
+                202,
+                &json!({"ok": true, "message": format!("repair started: {missing} messages missing on the target in {} accounts are copied again", asked.len()),
+                        "accounts": asked.iter().map(|(login, n)| json!({"login": login, "missing_messages": n})).collect::<Vec<_>>()}),
+            ))
+        }
         (Method::Get, "/api/report") | (Method::Get, "/report") => {
             need(role, Role::Viewer)?;
             let store = app.store()?;
@@ -357,12 +381,14 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<Value, ApiError> 
     })
 }
 
-fn import_accounts(app: &Appliance, name: &str, body: &[u8]) -> std::result::Result<Value, ApiError> {
+fn import_accounts(app: &Appliance, name: &str, body: &[u8], swedish: bool) -> std::result::Result<Value, ApiError> {
     let store = app.store()?;
     let auth = crate::import::SourceAuth::of(store.source_kind()?);
-    let import = crate::import::import_bytes_for(name, body, auth).map_err(|e| ApiError::new(400, e.to_string()))?;
+    let line = |p: &crate::import::Problem| if swedish { p.in_swedish() } else { p.to_string() };
+    let import = crate::import::import_bytes_for(name, body, auth)
+        .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;
     let saved = crate::import::save(&store, &import.accounts)?;
-    let warnings: Vec<String> = import.warnings.iter().map(|w| w.to_string()).collect();
+    let warnings: Vec<String> = import.warnings.iter().map(line).collect();
     Ok(json!({"added": saved.added, "updated": saved.updated, "not_in_file": saved.not_in_file, "warnings": warnings}))
 }
 

@@ -19,15 +19,20 @@ mod memory;
 mod mx;
 mod oauth;
 mod pipe;
+mod progress;
 mod pull;
 mod push;
 mod quirks;
+mod repair;
 mod report;
+mod row_status;
 mod secret;
 mod setup;
 mod store;
+mod swedish;
 mod sync;
 mod template;
+mod terminal;
 mod units;
 mod utf7;
 mod verify;
@@ -42,6 +47,11 @@ use argh::FromArgs;
 /// postflytt moves a company's mail from its old IMAP server to a new one, through a local staging
 /// database, exactly once.
 #[derive(FromArgs)]
+#[argh(
+    error_code(0, "done"),
+    error_code(1, "the verb could not do its work (a wrong argument, no data directory, a server not reachable)"),
+    error_code(2, "done, but something needs a person: an account failed (sync, verify, status), not ready (check), not finished")
+)]
 struct Args {
     /// data directory holding the staging database and key file (default /var/lib/postflytt, or
     /// $POSTFLYTT_DATA)
@@ -78,7 +88,8 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("<3>postflytt: {e:#}");
+            let line = logger::line(log::Level::Error, &format!("postflytt: {e:#}"));
+            terminal::print_above(|| eprintln!("{line}"));
             ExitCode::from(1)
         }
     }
@@ -94,6 +105,10 @@ fn data_dir(args: &Args) -> PathBuf {
 /// Hands the verb to its function in `cli`.
 fn run(args: Args) -> Result<ExitCode> {
     let dir = data_dir(&args);
+    // A finished migration is read-only: the verbs that would change it refuse with one sentence.
+    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Finish(_)) {
+        store::Store::open(&dir)?.ensure_not_finished()?;
+    }
     match &args.command {
         Verb::Setup(a) => cli::setup(&dir, a),
         Verb::Import(a) => cli::import(&dir, a),

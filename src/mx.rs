@@ -305,6 +305,53 @@ pub fn domains<'a>(addresses: impl IntoIterator<Item = &'a str>) -> BTreeSet<Str
         .collect()
 }
 
+/// The domains the MX watch looks at: those of the logins and aliases (`domains`) and the ones the
+/// operator added (`setup --watch-domain`, `watch_domains` in the API), for logins that are user
+/// names rather than addresses.
+pub fn watched_domains<'a>(addresses: impl IntoIterator<Item = &'a str>, added: &[String]) -> BTreeSet<String> {
+    let mut all = domains(addresses);
+    all.extend(added.iter().map(|d| normalize_host(d)).filter(|d| !d.is_empty() && d != "."));
+    all
+}
+
+/// The last states of the watched domains, with a fresh (not yet looked up) one for each watched
+/// domain the watch has not reached yet, so the status lists an added domain at once and it holds
+/// `safe_to_finish` back until it is seen pointing at the target. States of domains no longer
+/// watched are left out.
+pub fn listed(states: Vec<DomainState>, watched: &BTreeSet<String>) -> Vec<DomainState> {
+    let mut by_domain: std::collections::BTreeMap<String, DomainState> =
+        states.into_iter().filter(|s| watched.contains(&s.domain)).map(|s| (s.domain.clone(), s)).collect();
+    for domain in watched {
+        by_domain.entry(domain.clone()).or_insert_with(|| DomainState::new(domain));
+    }
+    by_domain.into_values().collect()
+}
+
+/// A domain the operator asks to watch, as stored (lowercase, no trailing dot), or a sentence
+/// saying why it is not one: a host name of at least two labels, letters, digits and hyphens (or
+/// letters beyond ASCII, as in "företag.se"), each label 1 to 63 characters not starting or ending
+/// with a hyphen, 253 at most in all. An address is refused with a hint, since its domain is meant.
+pub fn check_domain(text: &str) -> std::result::Result<String, String> {
+    let name = normalize_host(text);
+    if let Some((_, domain)) = name.rsplit_once('@') {
+        return Err(format!("{text:?} is an address; give its domain ({domain:?})"));
+    }
+    let ascii = ascii_domain(&name).filter(|a| !a.is_empty());
+    let ok = ascii.as_deref().is_some_and(|a| {
+        let labels: Vec<&str> = a.split('.').collect();
+        a.len() <= 253
+            && labels.len() >= 2
+            && labels.iter().all(|l| {
+                (1..=63).contains(&l.len())
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            && labels.last().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if ok { Ok(name) } else { Err(format!("{text:?} is not a domain name: write it like kund.se or företag.se")) }
+}
+
 /// One domain on the cutover page: its MX hosts as last seen, whether they point at the target,
 /// since when, and the last lookup error if the latest check failed. Times are Unix seconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -593,6 +640,41 @@ mod tests {
         let a = answer(&[(10, "mx.xn--fretag-wxa.se")]);
         assert!(points_at(&a, &targets(&["*.företag.se"])));
         assert!(points_at(&a, &targets(&["mx.FÖRETAG.se"])));
+    }
+
+    #[test]
+    fn added_domains_join_the_derived_ones_and_show_before_their_first_lookup() {
+        let watched = watched_domains(["justauser", "bob@kund.se"], &["Annat.SE.".to_string(), "kund.se".to_string()]);
+        assert_eq!(watched.iter().map(String::as_str).collect::<Vec<_>>(), ["annat.se", "kund.se"]);
+        let mut seen = DomainState::new("kund.se");
+        seen.observe(Ok(&answer(&[(10, "mx.new.example")])), &targets(&["mx.new.example"]), 100);
+        let gone = DomainState::new("borta.se");
+        let list = listed(vec![seen.clone(), gone], &watched);
+        assert_eq!(list, vec![DomainState::new("annat.se"), seen]);
+    }
+
+    #[test]
+    fn watched_domain_names_are_checked() {
+        for (text, stored) in
+            [("kund.se", "kund.se"), (" Kund.SE. ", "kund.se"), ("Företag.se", "företag.se"), ("a-b.c.example", "a-b.c.example")]
+        {
+            assert_eq!(check_domain(text).as_deref(), Ok(stored), "{text:?}");
+        }
+        for (text, says) in [
+            ("alice@kund.se", "is an address; give its domain (\"kund.se\")"),
+            ("kund", "is not a domain name: write it like kund.se"),
+            ("", "is not a domain name"),
+            ("kund..se", "is not a domain name"),
+            ("-kund.se", "is not a domain name"),
+            ("kund_se.se", "is not a domain name"),
+            ("*.kund.se", "is not a domain name"),
+            ("kund.se/x", "is not a domain name"),
+            ("10.0.0.1", "is not a domain name"),
+            (&"a".repeat(64), "is not a domain name"),
+        ] {
+            let err = check_domain(text).unwrap_err();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
     }
 
     #[test]

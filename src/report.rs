@@ -120,6 +120,8 @@ pub struct Report {
     /// Unix seconds.
     pub generated_at: i64,
     pub finished_at: Option<i64>,
+    /// Built before the migration finished: its numbers still change.
+    pub preliminary: bool,
     pub source_host: Option<String>,
     pub target_host: Option<String>,
     /// Customer domains, from the account addresses and aliases.
@@ -128,7 +130,20 @@ pub struct Report {
     pub totals: Totals,
     pub skipped_items: u64,
     pub accounts_verified: u64,
+    /// Accounts whose last verification found problems, first thing the report says.
+    pub not_verified: Vec<NotVerified>,
+    /// Finished although an account did not verify (only `finish --force` does that).
+    pub finished_by_force: bool,
     pub checklist: Vec<ChecklistItem>,
+}
+
+/// An account whose verification failed: how many of its messages are missing on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotVerified {
+    pub account: String,
+    pub missing_messages: u64,
+    /// The verification's own sentence: what is missing or differs where.
+    pub summary: String,
 }
 
 /// Builds the report from the store only: no password, no connection, no staged body is needed.
@@ -181,8 +196,20 @@ pub fn build(store: &Store) -> Result<Report> {
         totals.add(&a.totals);
     }
     let domains: Vec<String> = domains.into_iter().collect();
+    let not_verified: Vec<NotVerified> = accounts
+        .iter()
+        .filter_map(|a| a.verification.as_ref().filter(|v| !v.ok).map(|v| (a, v)))
+        .map(|(a, v)| NotVerified {
+            account: a.source_login.clone(),
+            missing_messages: v.folders.iter().map(|f| f.missing_count).sum(),
+            summary: v.summary(),
+        })
+        .collect();
     Ok(Report {
+        finished_by_force: finished_at.is_some() && !not_verified.is_empty(),
+        not_verified,
         generated_at: now(),
+        preliminary: finished_at.is_none(),
         finished_at,
         checklist: checklist(source_host.as_deref(), &domains),
         source_host,
@@ -293,11 +320,32 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// A Unix time in the appliance's local time zone, with the offset so a reader elsewhere is not misled.
-fn format_time(secs: i64) -> String {
-    match chrono::DateTime::from_timestamp(secs, 0) {
-        Some(t) => t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M %:z").to_string(),
-        None => secs.to_string(),
+/// A Unix time as a person reads it, in the appliance's local time zone: "6 december 2026 kl. 18:05" or
+/// "6 December 2026, 18:05", then the zone as "UTC" or "UTC+1" (never a bare "+00:00"), so a reader
+/// elsewhere is not misled.
+fn format_time(secs: i64, lang: Lang) -> String {
+    let Some(utc) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return secs.to_string();
+    };
+    let local = utc.with_timezone(&chrono::Local);
+    human_time(&local, local.offset().local_minus_utc(), lang)
+}
+
+fn human_time<Tz: chrono::TimeZone>(t: &chrono::DateTime<Tz>, offset_seconds: i32, lang: Lang) -> String {
+    use chrono::{Datelike, Timelike};
+    const MONTHS_SV: [&str; 12] =
+        ["januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti", "september", "oktober", "november", "december"];
+    const MONTHS_EN: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    let month = t.month0() as usize % 12;
+    let zone = match offset_seconds {
+        0 => "UTC".to_string(),
+        o if o % 3600 == 0 => format!("UTC{:+}", o / 3600),
+        o => format!("UTC{}{}:{:02}", if o < 0 { '-' } else { '+' }, o.abs() / 3600, o.abs() % 3600 / 60),
+    };
+    match lang {
+        Lang::Sv => format!("{} {} {} kl. {:02}:{:02} {zone}", t.day(), MONTHS_SV[month], t.year(), t.hour(), t.minute()),
+        Lang::En => format!("{} {} {}, {:02}:{:02} {zone}", t.day(), MONTHS_EN[month], t.year(), t.hour(), t.minute()),
     }
 }
 
@@ -335,6 +383,7 @@ th { background: #f3f3f3; }
 td.n, th.n { text-align: right; white-space: nowrap; }
 .ok { color: #17692b; font-weight: 600; }
 .bad { color: #a3161b; font-weight: 600; }
+.attention { border: 2px solid #a3161b; padding: 0 1em; margin: 1em 0; }
 .muted { color: #666; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; margin: 0.5em 0; }
 dt { color: #555; }
@@ -342,6 +391,10 @@ dd { margin: 0; }
 ol.todo li { margin-bottom: 0.4em; }
 section.account { page-break-inside: avoid; break-inside: avoid; }
 code { font-size: 0.9em; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+td, dd { overflow-wrap: anywhere; }
+.preliminary { background: #fff4d6; border: 1px solid #e0b84c; padding: 0.6em 0.8em; border-radius: 4px; }
+@media (max-width: 40em) { body { margin: 1em auto; padding: 0 0.6em; } dl { grid-template-columns: 1fr; } dd { margin-bottom: 0.3em; } }
 @media print { body { margin: 0; max-width: none; } h2 { page-break-after: avoid; } a { color: inherit; text-decoration: none; } }
 ";
 
@@ -357,9 +410,9 @@ impl Report {
             t("sv", "en")
         ));
         h.push_str(&format!("<h1>{title}</h1>\n<p class=\"meta\">"));
-        h.push_str(&format!("{} {}", t("Skapad", "Generated"), e(&format_time(self.generated_at))));
+        h.push_str(&format!("{} {}", t("Skapad", "Generated"), e(&format_time(self.generated_at, lang))));
         if let Some(f) = self.finished_at {
-            h.push_str(&format!(" · {} {}", t("Flytten avslutad", "Migration finished"), e(&format_time(f))));
+            h.push_str(&format!(" · {} {}", t("Flytten avslutad", "Migration finished"), e(&format_time(f, lang))));
         }
         h.push_str("<br>");
         h.push_str(&format!(
@@ -373,6 +426,16 @@ impl Report {
             h.push_str(&format!("<br>{} {}", t("Domäner:", "Domains:"), e(&self.domains.join(", "))));
         }
         h.push_str("</p>\n");
+        if self.finished_at.is_none() {
+            h.push_str(&format!(
+                "<p class=\"preliminary\" id=\"preliminary\"><strong>{}</strong> {}</p>\n",
+                t("Preliminär rapport.", "Preliminary report."),
+                t(
+                    "Flytten är inte avslutad än: siffrorna ändras tills den är klar, och den slutliga rapporten finns när den är avslutad.",
+                    "The migration is not finished yet: the numbers change until it is, and the final report is here once it is finished."
+                )
+            ));
+        }
 
         // Summary.
         h.push_str(&format!("<h2>{}</h2>\n", t("Sammanfattning", "Summary")));
@@ -389,6 +452,7 @@ impl Report {
             self.accounts_verified,
             self.accounts.len()
         ));
+        self.not_verified_html(&mut h, lang);
         h.push_str(&format!(
             "<table>\n<tr><th>{}</th><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th>{}</th></tr>\n",
             t("Konto", "Account"),
@@ -429,7 +493,43 @@ impl Report {
             self.account_html(&mut h, a, lang);
         }
         h.push_str("</body>\n</html>\n");
-        h
+        // Wide tables scroll inside their box on a phone instead of widening the whole page.
+        h.replace("<table", "<div class=\"scroll\"><table").replace("</table>", "</table></div>")
+    }
+
+    /// Accounts that did not verify, named with what is missing, before anything else is listed: a
+    /// report must never read as all well when mail is missing.
+    fn not_verified_html(&self, h: &mut String, lang: Lang) {
+        if self.not_verified.is_empty() {
+            return;
+        }
+        let t = |sv: &'static str, en: &'static str| lang.pick(sv, en);
+        h.push_str(&format!("<div class=\"attention\">\n<h2>{}</h2>\n", t("Behöver åtgärdas", "Needs attention")));
+        if self.finished_by_force {
+            h.push_str(&format!(
+                "<p>{}</p>\n",
+                t(
+                    "Flytten avslutades med tvång trots att verifieringen hittade problem: e-post saknas på den nya servern.",
+                    "The migration was finished by force although verification found problems: mail is missing on the new server."
+                )
+            ));
+        }
+        h.push_str("<ul>\n");
+        for a in &self.not_verified {
+            h.push_str(&format!(
+                "<li><strong>{}</strong>: {} {} <span class=\"muted\">({})</span></li>\n",
+                escape_html(&a.account),
+                t("inte verifierat,", "not verified,"),
+                match (lang, a.missing_messages) {
+                    (Lang::Sv, 1) => "1 meddelande saknas på den nya servern".to_string(),
+                    (Lang::Sv, n) => format!("{} meddelanden saknas på den nya servern", group(n, lang)),
+                    (Lang::En, 1) => "1 message missing on the new server".to_string(),
+                    (Lang::En, n) => format!("{} messages missing on the new server", group(n, lang)),
+                },
+                escape_html(&a.summary)
+            ));
+        }
+        h.push_str("</ul>\n</div>\n");
     }
 
     fn account_html(&self, h: &mut String, a: &AccountReport, lang: Lang) {
@@ -443,7 +543,7 @@ impl Report {
         h.push_str(&format!(
             "<dt>{}</dt><dd>{}</dd>\n",
             t("Senaste kopiering", "Last pass"),
-            a.last_pass_at.map(|s| e(&format_time(s))).unwrap_or_else(|| "–".into())
+            a.last_pass_at.map(|s| e(&format_time(s, lang))).unwrap_or_else(|| "–".into())
         ));
         h.push_str(&format!(
             "<dt>{}</dt><dd>{} ({})</dd>\n",
@@ -517,7 +617,7 @@ impl Report {
                     e(s.folder.as_deref().unwrap_or("–")),
                     e(s.server_says.as_deref().unwrap_or("")),
                     s.size.map(|n| e(&human_bytes(n))).unwrap_or_default(),
-                    e(&format_time(s.at))
+                    e(&format_time(s.at, lang))
                 ));
             }
             h.push_str("</table>\n");
@@ -583,7 +683,7 @@ fn verification_html(h: &mut String, v: &VerifyResult, lang: Lang) {
     let messages: u64 = v.folders.iter().map(|f| f.source_messages).sum();
     let on_target: u64 = v.folders.iter().map(|f| f.on_target).sum();
     let skipped: u64 = v.folders.iter().map(|f| f.skipped).sum();
-    let when = e(&format_time(v.checked_at));
+    let when = e(&format_time(v.checked_at, lang));
     if v.ok {
         h.push_str(&format!(
             "<p class=\"ok\">{} {when}: {} {} {}</p>\n",
@@ -787,10 +887,31 @@ mod tests {
         let html = report.html(Lang::En);
         assert!(html.contains("1 missing"), "{html}");
         assert!(html.contains("found differences"));
+        // Not verified is said first, with the count, and not as finished by force before finish.
+        assert_eq!(report.not_verified, [NotVerified { account: "alice@kund.se".into(), missing_messages: 1, summary: result.summary() }]);
+        assert!(!report.finished_by_force);
+        assert!(html.contains("Needs attention") && html.contains("not verified, 1 message missing on the new server"), "{html}");
+        store.stamp(RunMark::FinishedAt).unwrap();
+        let forced = build(&store).unwrap();
+        assert!(forced.finished_by_force);
+        assert!(forced.html(Lang::Sv).contains("Flytten avslutades med tvång"));
+        assert!(forced.html(Lang::En).contains("finished by force"));
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
         assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes\r\n"), "{csv}");
         assert!(csv.contains(";no\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn times_read_as_words_with_their_zone_never_a_bare_offset() {
+        let t = chrono::DateTime::from_timestamp(1_765_040_700, 0).expect("time"); // 2025-12-06 17:05 UTC
+        assert_eq!(human_time(&t, 0, Lang::Sv), "6 december 2025 kl. 17:05 UTC");
+        assert_eq!(human_time(&t, 0, Lang::En), "6 December 2025, 17:05 UTC");
+        let stockholm = t.with_timezone(&chrono::FixedOffset::east_opt(3600).expect("offset"));
+        assert_eq!(human_time(&stockholm, 3600, Lang::Sv), "6 december 2025 kl. 18:05 UTC+1");
+        let kolkata = t.with_timezone(&chrono::FixedOffset::east_opt(19_800).expect("offset"));
+        assert_eq!(human_time(&kolkata, 19_800, Lang::En), "6 December 2025, 22:35 UTC+5:30");
+        assert!(!format_time(1_765_040_700, Lang::En).contains("+00:00"));
     }
 
     #[test]
@@ -815,6 +936,10 @@ mod tests {
         assert!(sv.contains("Inte verifierat."));
         let en = report.html(Lang::En);
         assert!(en.contains("Cancel the contract") && en.contains("lang=\"en\""));
+        // Not finished: said at the top, in words and in the JSON.
+        assert!(report.preliminary && en.contains("Preliminary report.") && sv.contains("Preliminär rapport."));
+        // Every table scrolls inside its box on a phone.
+        assert_eq!(en.matches("<table").count(), en.matches("<div class=\"scroll\"><table").count());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -61,6 +61,7 @@ struct ApiRequest {
     parallel: Option<Value>,
     quiet_period_seconds: Option<Value>,
     resolver: Option<Value>,
+    watch_domains: Option<Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
@@ -249,10 +250,12 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         let n = v.as_i64().filter(|n| (lo..=hi).contains(n));
         n.map(Some).ok_or_else(|| Refused(format!("{key} must be a number from {lo} to {hi}")))
     };
-    let pass_interval = number("pass_interval_seconds", &request.pass_interval_seconds, 1, 7 * 86_400)?;
+    let (passes, quiet_range) = (crate::store::PASS_INTERVAL_SECONDS, crate::store::QUIET_PERIOD_SECONDS);
+    let pass_interval = number("pass_interval_seconds", &request.pass_interval_seconds, *passes.start(), *passes.end())?;
     let mx_interval = number("mx_interval_seconds", &request.mx_interval_seconds, 1, 86_400)?;
     let parallel = number("parallel", &request.parallel, 1, 32)?;
-    let quiet = number("quiet_period_seconds", &request.quiet_period_seconds, 0, 30 * 86_400)?;
+    let quiet = number("quiet_period_seconds", &request.quiet_period_seconds, *quiet_range.start(), *quiet_range.end())?;
+    let watch_domains = watch_domains_from(request.watch_domains.as_ref())?;
     let resolver = match &request.resolver {
         None | Some(Value::Null) => None,
         Some(Value::String(r)) => Some(r.trim().to_string()),
@@ -317,6 +320,9 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         if let Some(r) = resolver {
             s.mx_resolver = Some(r);
         }
+        if let Some(d) = watch_domains {
+            s.watch_domains = d;
+        }
     })?;
     let mut tested: Vec<&str> = sides.iter().map(|(side, _)| *side).collect();
     for (side, kind) in kinds {
@@ -359,6 +365,23 @@ impl From<anyhow::Error> for ApiFailure {
     fn from(e: anyhow::Error) -> ApiFailure {
         ApiFailure::Internal(e)
     }
+}
+
+/// `watch_domains` of `POST /api/setup`: the whole list of domains added to the MX watch (replacing
+/// the one before; `[]` empties it), each checked as `setup --watch-domain` checks it.
+fn watch_domains_from(value: Option<&Value>) -> std::result::Result<Option<Vec<String>>, Refused> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let wrong = || Refused("watch_domains must be a list of domain names, like [\"kund.se\"]".into());
+    let list = value.as_array().ok_or_else(wrong)?;
+    let mut domains: Vec<String> = Vec::new();
+    for item in list {
+        let text = item.as_str().ok_or_else(wrong)?;
+        let domain = crate::mx::check_domain(text).map_err(|e| Refused(format!("watch_domains: {e}")))?;
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    Ok(Some(domains))
 }
 
 /// `staging_limit` of `POST /api/setup`: absent changes nothing (None); `null` or "auto" goes back

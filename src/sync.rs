@@ -199,6 +199,8 @@ pub struct PassReport {
     pub folder_errors: Vec<String>,
     /// Times either server asked us to back off, and we did.
     pub throttled: u64,
+    /// Copies the target had lost that this pass sent back to be copied again (`repair`).
+    pub repaired: u64,
     pub error: Option<String>,
     pub seconds: f64,
 }
@@ -218,6 +220,9 @@ impl PassReport {
         );
         if self.throttled > 0 {
             line.push_str(&format!(", throttled {} times (waited as asked)", self.throttled));
+        }
+        if self.repaired > 0 {
+            line.push_str(&format!(", {} missing on the target copied again", self.repaired));
         }
         line.push_str(&format!(" in {:.1} s", self.seconds));
         for e in &self.folder_errors {
@@ -321,6 +326,8 @@ async fn pass_connected(
     // CONDSTORE first, so the source's listing can bring each folder's HIGHESTMODSEQ.
     let condstore = both.source.enable_condstore().await?;
     let discovery = discover(store, account, &mut both.source, &mut both.target, Some(condstore)).await?;
+    // What the operator asked to repair goes back to being looked up before the folders move.
+    report.repaired += crate::repair::reopen_requested(store, account, &mut both.target).await?;
     let size_limit = both.target.message_size_limit(store.settings()?.message_size_limit);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();

@@ -31,6 +31,22 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok((value * factor as f64) as u64)
 }
 
+/// A duration as an operator writes it, in seconds: "3600" or "90s", "15m", "24h", "2d" (also
+/// "15min", "24 h"); whole numbers only, so "1.5h" is written "90m".
+pub fn parse_duration(text: &str) -> Result<i64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let value: i64 = digits.parse().map_err(|_| anyhow!("{text:?} is not a duration: write e.g. 900, 15m, 24h or 2d"))?;
+    let factor = match unit.trim() {
+        "" | "s" | "sec" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => bail!("{text:?}: unknown unit {other:?}; use s, m, h or d (e.g. 15m, 24h)"),
+    };
+    value.checked_mul(factor).ok_or_else(|| anyhow!("{text:?} is too long"))
+}
+
 /// A byte count with one decimal in the largest binary unit up to GB: "512 B", "1.5 KB", "35.0 MB".
 pub fn human_bytes(n: u64) -> String {
     if n >= 1 << 30 {
@@ -47,6 +63,19 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_read() {
+        for (text, seconds) in [("900", 900), ("90s", 90), ("15m", 900), ("15 min", 900), ("24h", 86_400), ("2d", 172_800), (" 0 ", 0)] {
+            assert_eq!(parse_duration(text).unwrap(), seconds, "{text:?}");
+        }
+        for (text, says) in
+            [("soon", "is not a duration"), ("1.5h", "unknown unit \".5h\""), ("5w", "unknown unit"), ("-5m", "is not a duration")]
+        {
+            let err = parse_duration(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+    }
 
     #[test]
     fn sizes_are_read() {

@@ -495,6 +495,23 @@ pub fn record(store: &Store, result: &VerifyResult) -> Result<()> {
     store.set_verification(account_id, &json)
 }
 
+/// Asks the next pass of each account whose last verification found messages missing to copy them
+/// again (see `repair`). Returns (account, messages missing) for each account asked.
+pub fn request_repair(store: &Store, accounts: &[Account]) -> Result<Vec<(String, u64)>> {
+    let mut asked = Vec::new();
+    for account in accounts {
+        let Some(result) = load(store, account.id)? else { continue };
+        let short: Vec<&FolderCheck> = result.folders.iter().filter(|f| f.missing_count > 0).collect();
+        if short.is_empty() {
+            continue;
+        }
+        // The listed UIDs (at most `MAX_LISTED` a folder; a bigger loss takes another verify and repair).
+        store.request_repair(account.id, &short.iter().map(|f| (f.source.clone(), f.missing.clone())).collect::<Vec<_>>())?;
+        asked.push((account.source_login.clone(), short.iter().map(|f| f.missing_count).sum()));
+    }
+    Ok(asked)
+}
+
 /// The last stored verification of an account, if any.
 pub fn load(store: &Store, account_id: i64) -> Result<Option<VerifyResult>> {
     match store.verification(account_id)? {

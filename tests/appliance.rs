@@ -212,22 +212,60 @@ fn whole_migration_through_the_api() {
     let s = serve.status();
     assert_eq!(s["phase"], "setup");
     assert_eq!(s["next_step"], "import_accounts");
+    let statuses = |s: &Value| -> Vec<String> {
+        s["accounts"].as_array().expect("accounts").iter().map(|a| a["status"].as_str().unwrap_or("?").to_string()).collect()
+    };
 
     // The customer's spreadsheet, as Swedish Excel saves it.
     let csv = "\u{feff}E-post;Lösenord;Nytt lösenord;Alias\r\nalice@kund.se;gammalt-Lösen1;nytt-Lösen1;info@kund.se\r\nbo@kund.se;gammalt-Lösen2;nytt-Lösen2;\r\n";
     let r = serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["added"], 2);
+    let s = serve.status();
+    assert_eq!(statuses(&s), ["not_checked", "not_checked"], "imported, nothing checked: {s:#}");
+    assert_eq!(s["accounts"][0]["percent"], Value::Null, "no percentage before any total is known");
     let bad = serve.op("POST", "/api/accounts?name=trasig.csv", b"Namn;Telefon\r\nx;y\r\n");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"]["message"].as_str().unwrap_or("").contains("column"), "{}", bad.text());
+    // Issue 16 #11: the Swedish page gets the problems in Swedish (the page sends Accept-Language: sv).
+    let twice = "E-post;Lösenord\r\nanna@kund.se;x\r\nanna@kund.se;y\r\n";
+    let bearer = format!("Bearer {token}");
+    let sv = http(
+        serve.port,
+        "POST",
+        "/api/accounts?name=dubbel.csv",
+        &[("Authorization", &bearer), ("Accept-Language", "sv-SE,sv;q=0.9")],
+        twice.as_bytes(),
+    );
+    assert_eq!(sv.status, 400, "{}", sv.text());
+    let said = sv.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(said.contains("rad 3") && said.contains("inloggningen \"anna@kund.se\" finns också på rad 2"), "{said}");
+    let en = http(
+        serve.port,
+        "POST",
+        "/api/accounts?name=dubbel.csv",
+        &[("Authorization", &bearer), ("Accept-Language", "en")],
+        twice.as_bytes(),
+    );
+    assert!(en.json()["error"]["message"].as_str().unwrap_or("").contains("is also on row 2"), "{}", en.text());
 
     // Check, then passes.
     assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
     let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["totals"]["ready"] == 2);
     assert_eq!(s["next_step"], "start_passes", "{s:#}");
+    // Issue 16 #3: the rows agree with the check (they said "Not checked" beside "all ready").
+    assert_eq!(statuses(&s), ["ready", "ready"], "{s:#}");
+    assert_eq!(s["accounts"][0]["percent"], 0.0, "the check counted the mail: a percentage is known");
+    assert_eq!(s["totals"]["eta_seconds"], Value::Null, "no time left before a pass has a speed");
     assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
-    let s = serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 24);
+    // The first pass: wait_sync while it copies (issue 16 #2: the page had no words for it).
+    let s =
+        serve.wait_for("the first pass to start", 60, |s| s["passes"]["count"].as_i64().unwrap_or(0) >= 1 || s["passes"]["active"] == true);
+    assert!(["wait_sync", "switch_mx"].contains(&s["next_step"].as_str().unwrap_or("")), "{s:#}");
+    serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 24);
+    let s = serve.wait_for("the rows to say up to date", 30, |s| statuses(s).iter().all(|x| x == "up_to_date"));
+    assert_eq!(s["accounts"][0]["percent"], 100.0, "up to date is 100 %: {s:#}");
+    assert_eq!(s["next_step"], "switch_mx", "{s:#}");
     let alice = s["accounts"].as_array().and_then(|a| a.iter().find(|x| x["login"] == "alice@kund.se")).expect("alice").clone();
     assert_eq!(alice["staged_messages"], 19);
     assert_eq!(target.reader("alice@kund.se").fetch_all("Sent").len(), 1, "Skickat arrived as Sent");
@@ -623,6 +661,181 @@ fn setup_refuses_junk_pins_unknown_keys_and_plain_to_other_hosts_and_takes_a_pin
     assert!(text.contains(&format!("pinned {}", "ab".repeat(32))), "{text}");
     let s = serve.status();
     assert_eq!((s["source"]["host"].as_str(), s["source"]["port"].as_u64()), (Some("127.0.0.1"), Some(u64::from(port))), "{s:#}");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Cutover from the command line (issue 16): `setup --target-mx`, `--quiet-period`, `--pass-interval`
+/// and `--watch-domain` beside a running appliance show in `/api/status` and in `postflytt status`; a
+/// domain added to the watch (the logins here are user names, which give none) is looked up in DNS
+/// (dnsmasq) and seen pointing at the target; `watch_domains` in the API replaces the list, and junk is
+/// refused on both sides with a sentence, storing nothing.
+#[test]
+fn cutover_settings_and_watched_domains_from_the_cli_and_the_api() {
+    let dns_port = common::free_port();
+    let _dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.ny.example"), ("annat.se", "mx.gammal.example")]);
+    let data = common::fresh_dir("pf-serve-cutover");
+    let serve = Serve::start(&data, dns_port);
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    assert_eq!(serve.op("POST", "/api/setup", br#"{"mx_interval_seconds": 1}"#).status, 200);
+
+    let (code, text) = cli(&[
+        "setup",
+        "--target-mx",
+        "mx.ny.example",
+        "--target-mx",
+        "*.mail.protection.outlook.com",
+        "--quiet-period",
+        "2h",
+        "--pass-interval",
+        "10m",
+        "--watch-domain",
+        "Kund.se",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Target MX: mx.ny.example, *.mail.protection.outlook.com"), "{text}");
+    assert!(text.contains("Domains added to the watch: kund.se") && text.contains("Quiet period: 7200 s; pass interval: 600 s"), "{text}");
+    let s = serve.wait_for("kund.se looked up", 30, |s| s["domains"][0]["checked_at"].is_i64());
+    assert_eq!(s["target_mx"], json!(["mx.ny.example", "*.mail.protection.outlook.com"]), "{s:#}");
+    assert_eq!(s["watch_domains"], json!(["kund.se"]), "{s:#}");
+    assert_eq!(s["quiet_period_seconds"], 7200);
+    assert_eq!(s["passes"]["interval_seconds"], 600);
+    assert_eq!(s["domains"][0]["domain"], "kund.se", "{s:#}");
+    assert_eq!(s["domains"][0]["points_at_target"], true, "{s:#}");
+    let (code, text) = cli(&["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Domain kund.se: points at the target (mx.ny.example)"), "{text}");
+
+    // A second domain, still at the old host: listed at once, and finishing is not safe.
+    let (code, text) = cli(&["setup", "--watch-domain", "annat.se"]);
+    assert_eq!(code, Some(0), "{text}");
+    let s = serve.wait_for("annat.se looked up", 30, |s| {
+        s["domains"].as_array().is_some_and(|d| d.iter().any(|d| d["domain"] == "annat.se" && d["checked_at"].is_i64()))
+    });
+    assert_eq!(s["watch_domains"], json!(["kund.se", "annat.se"]));
+    assert_eq!(s["safe_to_finish"], false);
+    let (_, text) = cli(&["status"]);
+    assert!(text.contains("Domain annat.se: not yet at the target (mx.gammal.example)"), "{text}");
+    let (code, text) = cli(&["setup", "--no-watch-domain", "annat.se"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(serve.status()["watch_domains"], json!(["kund.se"]));
+
+    // Junk: refused with a sentence, nothing stored.
+    for (args, says) in [
+        (
+            &["setup", "--watch-domain", "alice@kund.se"][..],
+            "--watch-domain: \"alice@kund.se\" is an address; give its domain (\"kund.se\")",
+        ),
+        (&["setup", "--watch-domain", "kund"], "\"kund\" is not a domain name: write it like kund.se"),
+        (&["setup", "--quiet-period", "soon"], "--quiet-period \"soon\" is not a duration"),
+        (&["setup", "--quiet-period", "31d"], "--quiet-period must be from 0 to 2592000 seconds"),
+        (&["setup", "--pass-interval", "0", "--target-mx", "x.example"], "--pass-interval must be from 1 to 604800 seconds"),
+    ] {
+        let (code, text) = cli(args);
+        assert_eq!(code, Some(1), "{args:?}:\n{text}");
+        assert!(text.contains(says), "{args:?}:\n{text}");
+    }
+    for (body, says) in [
+        (json!({"watch_domains": ["kund..se"]}), "watch_domains: \"kund..se\" is not a domain name"),
+        (json!({"watch_domains": "kund.se"}), "watch_domains must be a list of domain names"),
+        (json!({"watch_domains": ["ok.se", 5]}), "watch_domains must be a list of domain names"),
+    ] {
+        let r = serve.op("POST", "/api/setup", body.to_string().as_bytes());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains(says)), "{body}: {}", r.text());
+    }
+    let s = serve.status();
+    assert_eq!((s["watch_domains"].clone(), s["target_mx"][0].clone()), (json!(["kund.se"]), json!("mx.ny.example")), "{s:#}");
+    assert_eq!(s["passes"]["interval_seconds"], 600);
+
+    // The API replaces the list.
+    let r = serve.op("POST", "/api/setup", br#"{"watch_domains": ["annat.se", "Annat.se."]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(serve.status()["watch_domains"], json!(["annat.se"]));
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Issue 16 #5 and #6 through the API: a message lost on the target fails finish's verification, the
+/// status flags the account with the count, `POST /api/repair` copies it back exactly once, finish then
+/// verifies and purges, and after that every action that would change the migration answers 409 with
+/// one sentence while reading goes on.
+#[test]
+fn a_lost_message_is_repaired_through_the_api_and_a_finished_migration_refuses_changes() {
+    let source = Dovecot::start(Layout::OldHost, &[("rep@kund.se", "gammalt")]);
+    let target = Dovecot::start(Layout::Target, &[("rep@kund.se", "nytt")]);
+    fixture::load(&mut source.reader("rep@kund.se"), &fixture::bulk("INBOX", 8, 41, 600..2500));
+    let dns_port = common::free_port();
+    let data = common::fresh_dir("pf-serve-repair");
+    let serve = Serve::start(&data, dns_port);
+    let code = serve.code();
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.port(), "tls": "plain"},
+        "pass_interval_seconds": 3600,
+    });
+    assert_eq!(serve.op("POST", "/api/setup", setup.to_string().as_bytes()).status, 200);
+    let csv = "E-post;Lösenord;Nytt lösenord\r\nrep@kund.se;gammalt;nytt\r\n";
+    assert_eq!(serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes()).status, 200);
+    let r = serve.op("POST", "/api/repair", b"{}");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("nothing to repair"), "{}", r.text());
+    assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
+    serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 8 && s["passes"]["active"] == false);
+    assert_eq!(serve.op("POST", "/api/passes/stop", b"{}").status, 200);
+
+    let mut tr = target.reader("rep@kund.se");
+    let uid = tr.fetch_all("INBOX")[2].uid;
+    tr.expunge_uid("INBOX", uid);
+    drop(tr);
+    assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
+    let s = serve.wait_for("finish to find the loss", 90, |s| s["finish"]["running"] == false && s["last_error"].is_string());
+    assert!(s["last_error"].as_str().unwrap_or("").contains("1 missing"), "{s:#}");
+    assert!(s["finished_at"].is_null(), "not finished: {s:#}");
+    assert_eq!(s["accounts"][0]["verified"], false, "{s:#}");
+    assert_eq!(s["accounts"][0]["missing_messages"], 1, "{s:#}");
+
+    let r = serve.op("POST", "/api/repair", b"{}");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap_or("").contains("1 messages missing on the target in 1 accounts"), "{}", r.text());
+    let started = Instant::now();
+    while target.reader("rep@kund.se").fetch_all("INBOX").len() < 8 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the repair pass did not copy the message back");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    serve.wait_for("the repair pass to end", 60, |s| s["passes"]["active"] == false);
+    let src = fixture::mailbox_snapshot(&mut source.reader("rep@kund.se"));
+    fixture::assert_same_mail(&src, &fixture::mailbox_snapshot(&mut target.reader("rep@kund.se")), &Default::default());
+
+    assert_eq!(serve.op("POST", "/api/finish", br#"{"confirm": true}"#).status, 202);
+    let s = serve.wait_for("finish", 90, |s| s["finished_at"].as_i64().is_some());
+    assert_eq!(s["accounts"][0]["verified"], true, "{s:#}");
+    assert!(s["last_error"].is_null(), "the first finish's problem is history: {s:#}");
+    assert_eq!(s["accounts"][0]["missing_messages"], 0, "{s:#}");
+    assert_eq!(target.reader("rep@kund.se").fetch_all("INBOX").len(), 8, "still each once");
+
+    // Finished means finished.
+    for (path, body) in [
+        ("/api/setup", setup.to_string()),
+        ("/api/accounts?name=konton.csv", csv.to_string()),
+        ("/api/check", "{}".to_string()),
+        ("/api/passes/start", "{}".to_string()),
+        ("/api/passes/interval", r#"{"seconds": 60}"#.to_string()),
+        ("/api/repair", "{}".to_string()),
+        ("/api/finish", r#"{"confirm": true}"#.to_string()),
+    ] {
+        let r = serve.op("POST", path, body.as_bytes());
+        assert_eq!(r.status, 409, "{path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+        assert!(message.starts_with("the migration is finished: passwords and staged mail are purged"), "{path}: {message}");
+    }
+    for path in ["/api/status", "/api/report", "/api/check", "/api/check?format=csv"] {
+        assert_eq!(http(serve.port, "GET", path, &[("X-Viewer-Code", &code)], b"").status, 200, "{path}");
+    }
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }

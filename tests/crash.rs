@@ -186,3 +186,65 @@ fn connection_cuts_resume_exactly_once() {
          {found_after_lost_answer} messages whose APPEND answer was lost were found on the target, not sent again"
     );
 }
+
+/// Repair (issue 16 #6) under SIGKILL: messages lost on the target, found by `verify`, then `sync
+/// --repair` killed at every journal point it passes (its own "repair: lost copies reopened" first);
+/// a plain `sync` afterwards must leave every source message on the target exactly once. The request
+/// is durable until acted on and the reopened rows are journalled, so the resumed pass needs no flag.
+#[test]
+fn sigkill_during_a_repair_resumes_exactly_once() {
+    let source = Dovecot::start(Layout::OldHost, &[("rep@gammal.se", "pw")]);
+    let mut reader = source.reader("rep@gammal.se");
+    fixture::ensure_folders(&mut reader, &["INBOX.Kunder"]);
+    fixture::load(&mut reader, &fixture::bulk("INBOX.Kunder", 12, 51, 300..5000));
+    fixture::load(&mut reader, &fixture::bulk("INBOX", 5, 52, 300..2000));
+    drop(reader);
+    let src = snapshot(&source, "rep@gammal.se");
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    let users = target_users(30);
+    let user_refs: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
+    let target = Dovecot::start(Layout::Target, &user_refs);
+    // A migration of user i, four messages then lost on its target and found missing by verify.
+    let lost = |i: usize| -> Migration {
+        let m =
+            Migration::new(&source, Via::Plain, &target, Via::Plain, &[("rep@gammal.se", "pw", users[i].0.as_str(), users[i].1.as_str())]);
+        assert!(m.run_env(&["sync"], &[BATCH]).status.success());
+        let mut tr = target.reader(&users[i].0);
+        let kunder = tr.fetch_all("Kunder");
+        for k in [0, 5, 6, 11] {
+            tr.expunge_uid("Kunder", kunder[k].uid);
+        }
+        drop(tr);
+        assert_eq!(m.run(&["verify"]).status.code(), Some(2));
+        m
+    };
+
+    let m = lost(0);
+    let out = m.run_env(&["sync", "--repair"], &[BATCH, ("POSTFLYTT_TRACE_POINTS", "1")]);
+    let trace = driver::text(&out);
+    assert!(out.status.success(), "{trace}");
+    fixture::assert_same_mail(&src, &snapshot(&target, &users[0].0), &map);
+    let points: Vec<String> = trace.lines().filter_map(|l| l.split_once("journal point ").map(|(_, r)| r.to_string())).collect();
+    assert!(points.iter().any(|p| p.ends_with("repair: lost copies reopened")), "{trace}");
+    assert!(points.len() >= 5, "too few journal points in a repair: {points:?}");
+
+    let chosen: Vec<usize> = (1..=points.len()).take(users.len() - 1).collect();
+    for (n, &kill_at) in chosen.iter().enumerate() {
+        let user = n + 1;
+        let m = lost(user);
+        let kill = kill_at.to_string();
+        let out = m.run_env(&["sync", "--repair"], &[BATCH, ("POSTFLYTT_KILL_AT", &kill)]);
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "kill at point {kill_at} ({}) did not happen:\n{}",
+            points[kill_at - 1],
+            driver::text(&out)
+        );
+        let out = m.run_env(&["sync"], &[BATCH]);
+        assert!(out.status.success(), "resume after kill at {kill_at}:\n{}", driver::text(&out));
+        let problems = fixture::diff_mail(&src, &snapshot(&target, &users[user].0), &map);
+        assert!(problems.is_empty(), "after SIGKILL at repair point {kill_at} ({}):\n{}", points[kill_at - 1], problems.join("\n"));
+    }
+    eprintln!("SIGKILL at {} of {} journal points of a repair: all resumed exactly once", chosen.len(), points.len());
+}

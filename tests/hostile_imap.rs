@@ -234,7 +234,10 @@ struct Run {
 
 fn sync(m: &Migration, parallel: &str, exit_code: i32) -> Run {
     let started = Instant::now();
-    let out = m.run_env(&["sync", "--parallel", parallel], &[("POSTFLYTT_IO_TIMEOUT_MS", "2000"), ("POSTFLYTT_RECONNECT_MS", "100")]);
+    let out = m.run_env(
+        &["sync", "--parallel", parallel],
+        &[("POSTFLYTT_IO_TIMEOUT_MS", "2000"), ("POSTFLYTT_RECONNECT_MS", "100"), ("POSTFLYTT_MEMORY_REPORT", "1")],
+    );
     let seconds = started.elapsed().as_secs_f64();
     let text = driver::text(&out);
     assert_eq!(out.status.code(), Some(exit_code), "{text}");

@@ -458,7 +458,7 @@ fn fifty_megabyte_message_streams_with_flat_memory() {
     let big = fixture::big_message(50 * 1024 * 1024);
     source.reader("g@gammal.se").append("INBOX", &["\\Seen"], Some("02-Jan-2020 08:00:00 +0100"), &big);
     let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("g@gammal.se", "pw", "g@ny.se", "pw")]);
-    let out = m.sync();
+    let out = driver::text(&m.run_env(&["sync"], &[("POSTFLYTT_MEMORY_REPORT", "1")]));
     let peak: f64 = out
         .lines()
         .find_map(|l| l.split("peak memory (VmHWM): ").nth(1))
@@ -824,4 +824,93 @@ impl Drop for KillOnDrop {
             let _ = child.wait();
         }
     }
+}
+
+/// Issue 16 #5 and #6, through the CLI: a message lost on the target after it was copied is found by
+/// `verify`, not by a plain pass, and `sync --repair` copies it back exactly once (re-fetched from the
+/// source: its bytes left staging when the target first took it). A forced finish with a message still
+/// missing says so in the report; after finish every verb that would change the migration refuses.
+#[test]
+fn a_message_lost_on_the_target_is_repaired_exactly_once_and_a_forced_finish_says_what_is_missing() {
+    let source = Dovecot::start(Layout::OldHost, &[("r@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("r@ny.se", "pw2")]);
+    let mut sr = source.reader("r@gammal.se");
+    fixture::ensure_folders(&mut sr, &["INBOX.Kunder"]);
+    fixture::load(&mut sr, &fixture::bulk("INBOX.Kunder", 6, 31, 500..3000));
+    fixture::load(&mut sr, &fixture::bulk("INBOX", 4, 32, 500..3000));
+    drop(sr);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("r@gammal.se", "pw1", "r@ny.se", "pw2")]);
+    assert_eq!(appended(&m.sync()), 10);
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    let out = m.ok(&["sync", "--repair"]);
+    assert!(out.contains("found no message missing on the target (run postflytt verify first)"), "{out}");
+    assert_eq!(appended(&out), 0, "{out}");
+
+    // Two copies lost on the target behind postflytt's back (the tests' own client).
+    let mut tr = target.reader("r@ny.se");
+    let kunder = tr.fetch_all("Kunder");
+    tr.expunge_uid("Kunder", kunder[1].uid);
+    tr.expunge_uid("Kunder", kunder[4].uid);
+    drop(tr);
+    assert_eq!(appended(&m.sync()), 0, "the journal says they are there: a plain pass does not look");
+    let out = m.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
+    assert!(driver::text(&out).contains("2 missing"), "{}", driver::text(&out));
+    let status = m.ok(&["status"]);
+    assert!(status.contains("NOT verified: 2 messages missing on the target (") && status.contains("Kunder: 2 missing"), "{status}");
+
+    // One of the two comes back behind postflytt's back at another UID (another tool, a user moving it
+    // back): repair finds that copy and claims it instead of appending a second one.
+    let back = &kunder[1];
+    let flags: Vec<&str> = back.flags.iter().map(String::as_str).collect();
+    target.reader("r@ny.se").append("Kunder", &flags, Some(&back.internal_date), &back.body);
+    let out = m.ok(&["sync", "--repair"]);
+    assert!(out.contains("repair: r@gammal.se: 2 messages missing on the target are copied again"), "{out}");
+    assert!(out.contains("2 missing on the target copied again"), "{out}");
+    assert_eq!(appended(&out), 1, "{out}");
+    assert!(out.contains("1 already on target"), "{out}");
+    assert_eq!(target.reader("r@ny.se").fetch_all("Kunder").len(), 6, "each once");
+    fixture::assert_same_mail(&snapshot(&source, "r@gammal.se"), &snapshot(&target, "r@ny.se"), &map);
+    assert!(m.ok(&["verify"]).contains("r@gammal.se: verified"));
+    // Asking again repairs nothing more: the verification found nothing missing.
+    let out = m.ok(&["sync", "--repair"]);
+    assert_eq!(appended(&out), 0, "{out}");
+    assert!(out.contains("found no message missing"), "{out}");
+
+    // One more lost: finish refuses, finish --force purges, and the report names what is missing.
+    let mut tr = target.reader("r@ny.se");
+    let uid = tr.fetch_all("INBOX")[0].uid;
+    tr.expunge_uid("INBOX", uid);
+    drop(tr);
+    let out = m.run(&["finish"]);
+    assert_eq!(out.status.code(), Some(2), "{}", driver::text(&out));
+    m.ok(&["finish", "--force"]);
+    let out = m.run(&["report", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!(report["finished_by_force"], true, "{report:#}");
+    assert_eq!(report["not_verified"][0]["account"], "r@gammal.se", "{report:#}");
+    assert_eq!(report["not_verified"][0]["missing_messages"], 1, "{report:#}");
+    assert_eq!(report["accounts_verified"], 0);
+    let html = String::from_utf8_lossy(&m.run(&["report", "--lang", "en"]).stdout).into_owned();
+    assert!(html.contains("finished by force") && html.contains("not verified, 1 message missing on the new server"), "{html}");
+    let sv = String::from_utf8_lossy(&m.run(&["report"]).stdout).into_owned();
+    assert!(sv.contains("Behöver åtgärdas") && sv.contains("1 meddelande saknas på den nya servern"), "{sv}");
+
+    // Finished means finished: changing verbs refuse with the sentence; reading still works.
+    let list = m.data.join("accounts.csv").to_string_lossy().into_owned();
+    for args in [
+        vec!["import", list.as_str()],
+        vec!["check"],
+        vec!["sync"],
+        vec!["sync", "--repair"],
+        vec!["setup", "--quota-per-account", "1G"],
+        vec!["finish", "--force"],
+    ] {
+        let out = m.run(&args);
+        let text = driver::text(&out);
+        assert!(!out.status.success(), "{args:?} after finish: {text}");
+        assert!(text.contains("the migration is finished: passwords and staged mail are purged"), "{args:?}: {text}");
+    }
+    assert!(m.ok(&["status"]).contains("NOT verified: 1 messages missing on the target"));
+    m.ok(&["report", "--format", "csv"]);
 }

@@ -24,11 +24,41 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
 
-/// The values the API may send (docs/api.md); the page must have words for each.
-const PHASES: &[&str] = &["setup", "check", "syncing", "cutover", "draining", "finished"];
-const NEXT_STEPS: &[&str] =
-    &["set_up_servers", "import_accounts", "run_check", "fix_accounts", "start_passes", "switch_mx", "wait_quiet", "finish", "done"];
-const STATES: &[&str] = &["new", "checking", "ready", "syncing", "synced", "failed", "finished"];
+/// The values the API may send (docs/api.md); the page must have words for each. Phases, next steps
+/// and row statuses are read from the server's own source, so a value added there without words on the
+/// page fails this test.
+const APPLIANCE_RS: &str = include_str!("../src/appliance.rs");
+const ROW_STATUS_RS: &str = include_str!("../src/row_status.rs");
+
+/// The strings of `Enum::Variant => "text"` arms in `source`'s `fn as_str` bodies (the API's words).
+fn enum_texts(source: &str, enum_name: &str) -> Vec<String> {
+    let arm = format!("{enum_name}::");
+    let bodies: String = source.split("fn as_str(").skip(1).map(|rest| rest.split("\n    }\n").next().unwrap_or_default()).collect();
+    let texts: Vec<String> = bodies
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix(&arm)?;
+            let (_, text) = rest.split_once("=> \"")?;
+            Some(text.split('"').next()?.to_string())
+        })
+        .collect();
+    assert!(!texts.is_empty(), "no `{enum_name}::X => \"text\"` arms found");
+    texts
+}
+
+fn phases() -> Vec<String> {
+    enum_texts(APPLIANCE_RS, "Phase")
+}
+
+fn next_steps() -> Vec<String> {
+    enum_texts(APPLIANCE_RS, "NextStep")
+}
+
+fn row_statuses() -> Vec<String> {
+    enum_texts(ROW_STATUS_RS, "RowStatus")
+}
+
 const VERDICTS: &[&str] =
     &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit", "source_certificate", "target_certificate"];
 /// `source_test` / `target_test`: the outcome, why a server was not reached, what is wrong with a certificate.
@@ -88,14 +118,14 @@ fn keys_used() -> BTreeSet<String> {
             keys.insert(key.to_string());
         }
     }
-    for p in PHASES {
+    for p in phases() {
         keys.insert(format!("phase.{p}"));
     }
-    for s in NEXT_STEPS {
+    for s in next_steps() {
         keys.insert(format!("next.{s}"));
     }
-    for s in STATES {
-        keys.insert(format!("state.{s}"));
+    for s in row_statuses() {
+        keys.insert(format!("status.{s}"));
     }
     for v in VERDICTS {
         keys.insert(format!("verdict.{v}"));
@@ -113,6 +143,10 @@ fn keys_used() -> BTreeSet<String> {
         for k in ["cert.viewer", "cert.title", "test.title"] {
             keys.insert(format!("{k}.{side}"));
         }
+    }
+    for r in ["source_login_failed", "target_login_failed", "source_certificate", "target_certificate", "pass_failed"] {
+        assert!(ROW_STATUS_RS.contains(&format!("Some(\"{r}\")")), "row_status.rs no longer gives the reason {r}");
+        keys.insert(format!("reason.{r}"));
     }
     for m in TLS_MODES {
         keys.insert(format!("tls.{m}"));
@@ -203,11 +237,15 @@ fn tail(path: &Path) -> String {
 
 /// Starts the appliance. `None` (after a notice) when this build has no `serve` verb yet.
 fn start_server() -> Option<Server> {
+    start_server_in(fresh_dir("postflytt-page"))
+}
+
+/// `start_server` on `root/data`, which may hold a migration already.
+fn start_server_in(root: PathBuf) -> Option<Server> {
     // POSTFLYTT_PAGE_BIN: another program with the same command line, e.g. a stand-in API while
     // working on the page's design.
     let bin = std::env::var_os("POSTFLYTT_PAGE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_postflytt")));
     let bin = bin.as_path();
-    let root = fresh_dir("postflytt-page");
     let data = root.join("data");
     std::fs::create_dir_all(&data).expect("create the data dir");
     let log = root.join("serve.log");
@@ -444,7 +482,7 @@ fn status_page_in_headless_chromium() {
     assert_eq!(r.status, 200, "GET /api/status with the viewer code: {}", r.text());
     let status = r.json();
     let phase = status["phase"].as_str().expect("status.phase").to_string();
-    assert!(PHASES.contains(&phase.as_str()), "unknown phase {phase:?}");
+    assert!(phases().contains(&phase), "unknown phase {phase:?}");
     let accounts = status["accounts"].as_array().expect("status.accounts");
     assert!(accounts.iter().any(|a| a["login"] == "alice@kund.se"), "the imported account is in the status: {status}");
     assert!(!r.text().contains("\"pw\""), "the status must not contain the password");
@@ -502,7 +540,7 @@ fn status_page_in_headless_chromium() {
         assert!(is_hidden(dom, "login"), "{ctx} the sign-in form should be hidden once the code works");
         assert!(!is_hidden(dom, "app"), "{ctx} the status should show");
         // The phase indicator: six steps, the current one marked and named.
-        assert_eq!(dom.matches("class=\"step ").count(), PHASES.len(), "{ctx} six steps");
+        assert_eq!(dom.matches("class=\"step ").count(), phases().len(), "{ctx} six steps");
         assert!(dom.contains(&format!("data-phase=\"{phase}\" aria-current=\"step\"")), "{ctx} the step {phase:?} is the current one");
         assert!(
             dom.contains(&format!("<span class=\"step-label\">{}</span>", shown(dict, &format!("phase.{phase}")))),
@@ -513,6 +551,9 @@ fn status_page_in_headless_chromium() {
         // The account row with its progress bar.
         assert!(dom.contains("<span class=\"acct-name\">alice@kund.se</span>"), "{ctx} the account row");
         assert!(dom.matches("role=\"progressbar\"").count() >= 2, "{ctx} a progress bar for the totals and for the account");
+        // One status per row: imported, not checked, no pass (issue 16: rows said "Not checked" beside
+        // a check that said ready; that case is the appliance test's).
+        assert!(dom.contains(&format!(">{}<", shown(dict, "status.not_checked"))), "{ctx} the row says it is not checked yet");
         // The domains section.
         assert!(!is_hidden(dom, "domains"), "{ctx} the domains section");
         for d in &domains {
@@ -624,4 +665,64 @@ fn a_certificate_problem_is_one_setup_problem_on_the_page() {
     ] {
         assert!(operator.contains(&want), "[operator] shows {want:?}");
     }
+}
+
+/// Issue 16 #5 and #6 on the page: an account whose verification found a message missing is flagged
+/// on its row in both languages and the operator is offered the repair; once the migration is finished
+/// (here by force, with the message still missing) the flag stays and every action that would change
+/// the migration is gone from the page. The migration runs through the CLI against real Dovecot.
+#[test]
+fn a_missing_message_is_flagged_and_repair_offered_and_a_finished_page_offers_no_changes() {
+    let source = common::Dovecot::start(common::Layout::OldHost, &[("p@kund.se", "pw1")]);
+    let target = common::Dovecot::start(common::Layout::Target, &[("p@kund.se", "pw2")]);
+    common::fixture::load(&mut source.reader("p@kund.se"), &common::fixture::bulk("INBOX", 3, 61, 500..900));
+    let root = fresh_dir("postflytt-page-repair");
+    let data = root.join("data");
+    let cli = |args: &[&str]| -> std::process::Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_postflytt")).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        assert!(out.status.success() || args == ["verify"], "postflytt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let (s, t) = (format!("127.0.0.1:{}", source.port()), format!("127.0.0.1:{}", target.port()));
+    cli(&["setup", "--source", &s, "--source-tls", "plain", "--target", &t, "--target-tls", "plain"]);
+    let list = root.join("konton.csv");
+    std::fs::write(&list, "E-post;Lösenord;Nytt lösenord\np@kund.se;pw1;pw2\n").expect("write the list");
+    cli(&["import", &list.to_string_lossy()]);
+    cli(&["sync"]);
+    let mut tr = target.reader("p@kund.se");
+    let uid = tr.fetch_all("INBOX")[0].uid;
+    tr.expunge_uid("INBOX", uid);
+    drop(tr);
+    assert_eq!(cli(&["verify"]).status.code(), Some(2));
+
+    let Some(server) = start_server_in(root.clone()) else { return };
+    let base = format!("http://127.0.0.1:{}/", server.port);
+    let (code, token) = (server.viewer_code.clone(), server.operator_token.clone());
+    let changes = ["op-setup", "op-import", "op-check", "op-passes", "op-finish"];
+
+    let dom = dump_dom(&format!("{base}#token={token}&lang=en"), "en-US,en");
+    assert!(dom.contains("Not verified: 1 missing"), "the row says so: {dom}");
+    assert!(!is_hidden(&dom, "op-repair"), "repair is offered");
+    assert!(inner_text(&dom, "repair-state").starts_with("Verification found 1 messages missing"), "{dom}");
+    for id in changes {
+        assert!(!is_hidden(&dom, id), "{id} is there before finish");
+    }
+    let dom = dump_dom(&format!("{base}#code={code}&lang=sv"), "sv-SE,sv");
+    assert!(dom.contains("Inte verifierat: 1 saknas"), "{dom}");
+
+    cli(&["finish", "--force"]);
+    let dom = dump_dom(&format!("{base}#token={token}&lang=en"), "en-US,en");
+    assert!(dom.contains("Not verified: 1 missing"), "still flagged after a forced finish: {dom}");
+    assert!(!is_hidden(&dom, "finished-forced"), "the finished card says it was forced");
+    assert!(
+        inner_text(&dom, "finished-forced").starts_with("Finished although verification found problems: 1 messages in 1 accounts"),
+        "{dom}"
+    );
+    for id in changes.iter().chain(&["op-repair"]) {
+        assert!(is_hidden(&dom, id), "{id} is gone once finished");
+    }
+    let dom = dump_dom(&format!("{base}#code={code}&lang=sv"), "sv-SE,sv");
+    assert!(dom.contains("Inte verifierat: 1 saknas"), "{dom}");
+    assert!(!dom.contains(&shown(&dictionary("sv"), "accounts.summary_ok.one")), "not \"needs no attention\": {dom}");
+    assert!(inner_text(&dom, "finished-forced").starts_with("Avslutad trots att verifieringen hittade problem: 1 meddelanden"), "{dom}");
 }

@@ -163,13 +163,22 @@ const DICT = {
     "skip.folder": "Folder",
     "skip.reason": "Reason",
     "skip.server": "The server said",
-    "state.new": "Not checked",
-    "state.checking": "Checking",
-    "state.ready": "Ready",
-    "state.syncing": "Copying",
-    "state.synced": "Up to date",
-    "state.failed": "Failed",
-    "state.finished": "Done",
+    "status.not_checked": "Not checked",
+    "status.checking": "Being checked",
+    "status.ready": "Ready",
+    "status.copying": "Copying",
+    "status.copying_pct": "Copying, {pct}",
+    "status.up_to_date": "Up to date",
+    "status.waiting_for_pass": "New mail waits for the next pass",
+    "status.failed": "Failed",
+    "status.will_not_fit": "Will not fit",
+    "status.finished": "Moved",
+    "reason.source_login_failed": "cannot log in on the old server",
+    "reason.target_login_failed": "cannot log in on the new host",
+    "reason.pass_failed": "the last pass stopped with an error",
+    "status.failed_why": "Failed: {why}",
+    "acc.looking": "looking for new mail",
+    "totals.looking": "The passes look for new mail; the percentage returns when they have counted it.",
     "verdict.ready": "Check OK",
     "verdict.source_login_failed": "Login failed on the old server",
     "verdict.target_login_failed": "Login failed on the new host",
@@ -220,9 +229,10 @@ const DICT = {
     "op.choose": "Choose a file…",
     "op.no_file": "No file chosen",
     "op.upload": "Import",
-    "op.template": "Download a blank template (CSV)",
+    "op.template": "Download a blank account list (Excel)",
+    "op.template_csv": "or as CSV",
     "op.template_file": "account-list.csv",
-    "op.template_header": "E-mail;Password;New login;New password;Aliases",
+    "op.template_xlsx_file": "account-list.xlsx",
     "op.imported": "The list now has {n} accounts.",
     "op.imported.one": "The list now has 1 account.",
     "op.imported_counts": "Imported. New accounts: {added}. Updated: {updated}.",
@@ -290,6 +300,8 @@ const DICT = {
     // setup checks itself
     "verdict.source_certificate": "Not checked: the old server's certificate is not trusted",
     "verdict.target_certificate": "Not checked: the new server's certificate is not trusted",
+    "reason.source_certificate": "not tried, the old server's certificate is not trusted yet",
+    "reason.target_certificate": "not tried, the new server's certificate is not trusted yet",
     "cert.viewer.source": "The old mail server's security certificate must be confirmed before the accounts can be checked. The operator is taking care of it.",
     "cert.viewer.target": "The new mail server's security certificate must be confirmed before the accounts can be checked. The operator is taking care of it.",
     "cert.title.source": "The old server's certificate is not trusted",
@@ -321,6 +333,13 @@ const DICT = {
     "test.unreachable.refused": "the connection was refused (is the port right?)",
     "test.unreachable.timeout": "no answer (a firewall, or the wrong address?)",
     "test.unreachable.other": "the connection failed",
+    // repair and finished
+    "acc.not_verified": "Not verified: {n} missing",
+    "op.repair": "Repair",
+    "op.repair_state": "Verification found {n} messages missing on the new host. Repair copies them again; then finish again.",
+    "op.repair_btn": "Copy the missing messages again",
+    "op.repair_started": "Repair started: the missing messages are copied again in a pass now.",
+    "finished.forced": "Finished although verification found problems: {n} messages in {accounts} accounts are missing on the new host. The report names them.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -474,13 +493,22 @@ const DICT = {
     "skip.folder": "Mapp",
     "skip.reason": "Orsak",
     "skip.server": "Servern svarade",
-    "state.new": "Inte kontrollerat",
-    "state.checking": "Kontrolleras",
-    "state.ready": "Redo",
-    "state.syncing": "Kopieras",
-    "state.synced": "I fas",
-    "state.failed": "Misslyckades",
-    "state.finished": "Klart",
+    "status.not_checked": "Inte kontrollerat",
+    "status.checking": "Kontrolleras",
+    "status.ready": "Redo",
+    "status.copying": "Kopieras",
+    "status.copying_pct": "Kopieras, {pct}",
+    "status.up_to_date": "I fas",
+    "status.waiting_for_pass": "Ny post väntar på nästa körning",
+    "status.failed": "Misslyckades",
+    "status.will_not_fit": "Får inte plats",
+    "status.finished": "Flyttat",
+    "reason.source_login_failed": "inloggningen på gamla servern fungerar inte",
+    "reason.target_login_failed": "inloggningen på nya servern fungerar inte",
+    "reason.pass_failed": "senaste körningen avbröts av ett fel",
+    "status.failed_why": "Misslyckades: {why}",
+    "acc.looking": "letar efter ny post",
+    "totals.looking": "Körningarna letar efter ny post; procenten visas igen när den är räknad.",
     "verdict.ready": "Kontroll OK",
     "verdict.source_login_failed": "Inloggningen misslyckades på gamla servern",
     "verdict.target_login_failed": "Inloggningen misslyckades på nya servern",
@@ -531,9 +559,10 @@ const DICT = {
     "op.choose": "Välj fil…",
     "op.no_file": "Ingen fil vald",
     "op.upload": "Läs in",
-    "op.template": "Ladda ner en tom mall (CSV)",
+    "op.template": "Ladda ner en tom kontolista (Excel)",
+    "op.template_csv": "eller som CSV",
     "op.template_file": "kontolista.csv",
-    "op.template_header": "E-post;Lösenord;Ny inloggning;Nytt lösenord;Alias",
+    "op.template_xlsx_file": "kontolista.xlsx",
     "op.imported": "Listan har nu {n} konton.",
     "op.imported.one": "Listan har nu 1 konto.",
     "op.imported_counts": "Inläst. Nya konton: {added}. Uppdaterade: {updated}.",
@@ -601,6 +630,8 @@ const DICT = {
     // setup checks itself
     "verdict.source_certificate": "Inte kontrollerat: gamla serverns certifikat är inte betrott",
     "verdict.target_certificate": "Inte kontrollerat: nya serverns certifikat är inte betrott",
+    "reason.source_certificate": "inte provat, gamla serverns certifikat är inte betrott än",
+    "reason.target_certificate": "inte provat, nya serverns certifikat är inte betrott än",
     "cert.viewer.source": "Den gamla e-postserverns säkerhetscertifikat måste godkännas innan kontona kan kontrolleras. Operatören tar hand om det.",
     "cert.viewer.target": "Den nya e-postserverns säkerhetscertifikat måste godkännas innan kontona kan kontrolleras. Operatören tar hand om det.",
     "cert.title.source": "Gamla serverns certifikat är inte betrott",
@@ -632,6 +663,13 @@ const DICT = {
     "test.unreachable.refused": "anslutningen nekades (stämmer porten?)",
     "test.unreachable.timeout": "inget svar (en brandvägg, eller fel adress?)",
     "test.unreachable.other": "anslutningen misslyckades",
+    // repair and finished
+    "acc.not_verified": "Inte verifierat: {n} saknas",
+    "op.repair": "Reparera",
+    "op.repair_state": "Verifieringen hittade {n} meddelanden som saknas på den nya servern. Reparera kopierar dem igen; avsluta sedan igen.",
+    "op.repair_btn": "Kopiera de saknade meddelandena igen",
+    "op.repair_started": "Reparationen har startat: de saknade meddelandena kopieras igen i en körning nu.",
+    "finished.forced": "Avslutad trots att verifieringen hittade problem: {n} meddelanden i {accounts} konton saknas på den nya servern. Rapporten visar vilka.",
   },
 };
 
@@ -862,6 +900,8 @@ function authHeaders(cred) {
 async function api(method, path, opts) {
   opts = opts || {};
   const headers = authHeaders(S.cred);
+  // The server's sentences (errors, import warnings) in the language the page shows.
+  headers["Accept-Language"] = S.lang === "sv" ? "sv" : "en";
   let body;
   if (opts.json !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -1290,6 +1330,11 @@ function renderSafe() {
   show($("finished"), finished);
   if (finished) {
     setText($("finished-text"), num(s.finished_at) !== null ? t("finished.text", { when: fmtDate(s.finished_at) }) : t("finished.wait"));
+    // Finished by force with mail missing: said here too, never "all well".
+    const unverified = (s.accounts || []).filter((a) => a.verified === false);
+    const missing = unverified.reduce((sum, a) => sum + (num(a.missing_messages) || 0), 0);
+    show($("finished-forced"), unverified.length > 0);
+    setText($("finished-forced"), t("finished.forced", { n: fmtInt(missing), accounts: fmtInt(unverified.length) }));
     // The link opens the report fetched with the credential (a plain link could not send the header).
     show($("report-link"), !!s.report_available && !!S.reportUrl);
     show($("report-csv"), !!s.report_available);
@@ -1301,15 +1346,19 @@ function renderSafe() {
 function renderTotals() {
   const s = S.status;
   const tot = s.totals || {};
-  const f = fraction(tot.pushed_bytes, tot.bytes);
+  const known = tot.total_known !== false;
+  const done = num(tot.done_bytes) !== null ? num(tot.done_bytes) : num(tot.pushed_bytes);
+  const f = known && num(tot.percent) !== null ? num(tot.percent) / 100 : fraction(done, tot.bytes);
   const fs = fraction(tot.staged_bytes, tot.bytes);
   const measured = num(tot.bytes) !== null && tot.bytes > 0;
-  setText($("totals-pct"), measured ? pctText(f) : "");
-  show($("totals-pct").parentNode, measured);
-  setText($("totals-copied"), measured ? t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) }) : t("totals.not_measured"));
+  const looking = measured && !known;
+  setText($("totals-pct"), measured && known ? pctText(f) : "");
+  show($("totals-pct").parentNode, measured && known);
+  const copied = t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) });
+  setText($("totals-copied"), looking ? t("totals.looking") : measured ? copied : t("totals.not_measured"));
   const holder = $("totals-bar");
   clear(holder);
-  holder.append(bar(f, fs, t("totals.title"), measured ? pctText(f) + ", " + t("totals.copied", { done: fmtBytes(tot.pushed_bytes), total: fmtBytes(tot.bytes) }) : t("acc.not_measured"), "bar-big"));
+  holder.append(bar(f, fs, t("totals.title"), measured && known ? pctText(f) + ", " + copied : looking ? t("totals.looking") : t("acc.not_measured"), "bar-big"));
 
   const facts = $("totals-facts");
   clear(facts);
@@ -1319,7 +1368,7 @@ function renderTotals() {
     facts.append(div);
   };
   fact(t("totals.messages"), t("of", { done: fmtInt(tot.pushed_messages), total: fmtInt(tot.messages) }));
-  fact(t("totals.eta"), etaText(tot.eta_seconds, tot.pushed_bytes, tot.bytes));
+  fact(t("totals.eta"), known ? etaText(tot.eta_seconds, done, tot.bytes) : t("eta.unknown"));
   const speed = num(tot.throughput_bytes_per_second);
   fact(t("totals.speed"), speed ? t("per_second", { amount: fmtBytes(speed) }) : t("dash"));
   fact(t("totals.accounts"), t("of", { done: fmtInt(tot.ready), total: fmtInt(tot.accounts) }));
@@ -1396,7 +1445,7 @@ function renderQuiet() {
 }
 
 function needsAttention(a) {
-  return (a.verdict && a.verdict !== "ready") || a.state === "failed" || !!a.last_error ||
+  return (a.verdict && a.verdict !== "ready") || a.status === "failed" || a.status === "will_not_fit" || !!a.last_error || a.verified === false ||
     (Array.isArray(a.skipped) && a.skipped.length > 0);
 }
 
@@ -1446,35 +1495,44 @@ function updateRow(r, a) {
   setText(r.sub, subs.join(" · "));
   r.tb.classList.toggle("attention", needsAttention(a));
 
-  // Status badges.
-  const st = typeof a.state === "string" ? a.state : "new";
-  const stKind = { synced: "ok", finished: "ok", ready: "ok", syncing: "info", checking: "info", failed: "err" }[st] || "neutral";
+  // One status per row (the server folds check, pass and progress into it), and the check's verdict
+  // beside it only where it adds something the status does not say.
+  const st = typeof a.status === "string" ? a.status : "not_checked";
+  const stKind = { up_to_date: "ok", finished: "ok", ready: "ok", copying: "info", checking: "info", waiting_for_pass: "info", failed: "err", will_not_fit: "warn" }[st] || "neutral";
+  const pct = num(a.percent);
+  let stText = DICT.en["status." + st] !== undefined ? t("status." + st) : st;
+  if (st === "copying" && pct !== null) stText = t("status.copying_pct", { pct: pctText(pct / 100) });
+  if (st === "failed" && DICT.en["reason." + a.status_reason] !== undefined) stText = t("status.failed_why", { why: t("reason." + a.status_reason) });
   const v = a.verdict;
-  const vKind = { source_login_failed: "err", target_login_failed: "err", will_not_fit: "warn", over_size_limit: "warn", source_certificate: "err", target_certificate: "err" }[v];
+  const vKind = v === "over_size_limit" && st !== "failed" ? "warn" : null;
   const badges = el("span", { class: "badges" });
-  badges.append(badge(stKind, DICT.en["state." + st] !== undefined ? t("state." + st) : st));
+  badges.append(badge(stKind, stText));
   if (vKind) badges.append(badge(vKind, t("verdict." + v)));
-  fill(r, "status", badges, st + "|" + v + "|" + S.lang);
+  if (a.verified === false) badges.append(badge("err", t("acc.not_verified", { n: fmtInt(a.missing_messages || 0) })));
+  fill(r, "status", badges, st + "|" + stText + "|" + v + "|" + a.verified + "|" + a.missing_messages + "|" + S.lang);
 
-  // Progress: copied (dark) and fetched (light) of the total.
+  // Progress: copied (dark) and fetched (light) of the total, as a percentage only when the total is
+  // known (a later pass may be listing new mail the total does not hold yet).
   const measured = num(a.bytes) !== null && a.bytes > 0;
-  const f = fraction(a.pushed_bytes, a.bytes);
+  const known = a.total_known !== false;
+  const done = (num(a.pushed_bytes) || 0) + (num(a.refused_bytes) || 0);
+  const f = known && num(a.percent) !== null ? num(a.percent) / 100 : fraction(done, a.bytes);
   const fs = fraction(a.staged_bytes, a.bytes);
   const prog = el("div", { class: "prog" });
   const msgs = t("acc.messages", { done: fmtInt(a.pushed_messages), total: fmtInt(a.messages) });
-  const empty = !measured && a.verdict === "ready" && num(a.messages) === 0;
-  const head = measured ? t("acc.bytes", { done: fmtBytes(a.pushed_bytes), total: fmtBytes(a.bytes) }) : empty ? t("acc.empty") : t("acc.not_measured");
-  const line2 = measured ? msgs + " · " + t("acc.fetched", { amount: fmtBytes(a.staged_bytes) }) : "";
+  const empty = !measured && (a.verdict === "ready" || st === "up_to_date") && num(a.messages) === 0;
+  const head = !known ? t("acc.looking") : measured ? t("acc.bytes", { done: fmtBytes(a.pushed_bytes), total: fmtBytes(a.bytes) }) : empty ? t("acc.empty") : t("acc.not_measured");
+  const line2 = measured && known ? msgs + " · " + t("acc.fetched", { amount: fmtBytes(a.staged_bytes) }) : "";
   prog.append(
-    el("div", { class: "prog-head" }, [measured ? el("span", { class: "prog-pct", text: pctText(f) }) : null, el("span", { class: "prog-msgs", text: head })]),
-    bar(f, fs, t("acc.progress_label", { login: a.login }), measured ? pctText(f) + ", " + head + ", " + msgs : head),
+    el("div", { class: "prog-head" }, [measured && known ? el("span", { class: "prog-pct", text: pctText(f) }) : null, el("span", { class: "prog-msgs", text: head })]),
+    bar(f, fs, t("acc.progress_label", { login: a.login }), measured && known ? pctText(f) + ", " + head + ", " + msgs : head),
   );
   if (line2) prog.append(el("div", { class: "prog-bytes", text: line2 }));
-  fill(r, "progress", prog, [a.pushed_bytes, a.staged_bytes, a.bytes, a.pushed_messages, a.messages, S.lang].join("|"));
+  fill(r, "progress", prog, [a.pushed_bytes, a.staged_bytes, a.bytes, a.pushed_messages, a.messages, a.percent, known, S.lang].join("|"));
 
   const speed = num(a.throughput_bytes_per_second);
   fill(r, "speed", document.createTextNode(speed ? t("per_second", { amount: fmtBytes(speed) }) : t("dash")), String(speed) + S.lang);
-  const eta = measured ? etaText(a.eta_seconds, a.pushed_bytes, a.bytes) : t("dash");
+  const eta = measured && known ? etaText(a.eta_seconds, done, a.bytes) : t("dash");
   fill(r, "eta", document.createTextNode(eta), eta);
   const pass = timeNode(a.last_pass_at, t("not_yet"));
   fill(r, "pass", pass, pass.textContent + "|" + a.last_pass_at);
@@ -1565,7 +1623,7 @@ function renderDomains() {
       const ul = el("ul", { class: "hosts" });
       for (const h of d.hosts) ul.append(el("li", { text: String(h) }));
       hosts.append(ul);
-    } else hosts.append(el("span", { class: "muted", text: d.error ? t("dash") : t("domains.no_mx") }));
+    } else hosts.append(el("span", { class: "muted", text: d.error ? t("dash") : num(d.checked_at) === null ? t("not_yet") : t("domains.no_mx") }));
     if (d.error) hosts.append(el("p", { class: "note note-err", text: t("domains.error", { error: String(d.error) }) }));
     const points = el("td", { "data-label": t("col.points") }, [d.points_at_target ? badge("ok", t("yes")) : badge("neutral", t("no"))]);
     const flippedTd = el("td", { "data-label": t("col.flipped") });
@@ -1624,6 +1682,16 @@ function refreshButtons() {
   $("passes-stop").disabled = !p.running || finished;
   $("check-run").disabled = !!(s.check && s.check.running) || finished;
   $("finish-open").disabled = finished;
+  showFinishedActions(s, finished);
+}
+
+// A finished migration is read-only: its changing actions leave the page (the server refuses them
+// anyway). Repair is offered while verification says messages are missing and it is not finished.
+function showFinishedActions(s, finished) {
+  for (const id of ["op-setup", "op-import", "op-check", "op-passes", "op-finish"]) show($(id), !finished);
+  const missing = (s.accounts || []).reduce((sum, a) => sum + (num(a.missing_messages) || 0), 0);
+  show($("op-repair"), !finished && missing > 0);
+  setText($("repair-state"), t("op.repair_state", { n: fmtInt(missing) }));
 }
 
 // Fills the setup form from the status once (the status has no MX patterns, package limits or pins; an
@@ -1735,6 +1803,7 @@ function renderCheck() {
 }
 
 function wireOperator() {
+  $("repair-run").addEventListener("click", (e) => act(e.currentTarget, $("repair-msg"), () => api("POST", "/api/repair", { json: {} }), t("op.repair_started")));
   $("passes-start").addEventListener("click", (e) => act(e.currentTarget, $("passes-msg"), () => api("POST", "/api/passes/start", { json: {} }), t("op.started")));
   $("passes-stop").addEventListener("click", (e) => act(e.currentTarget, $("passes-msg"), () => api("POST", "/api/passes/stop", { json: {} }), t("op.stopped")));
   $("interval-form").addEventListener("submit", (e) => {
@@ -1763,10 +1832,9 @@ function wireOperator() {
     else { name.setAttribute("data-i18n", "op.no_file"); setText(name, t("op.no_file")); }
     showMsg($("import-msg"), "info", null);
   });
-  $("template").addEventListener("click", () => {
-    // UTF-8 with a BOM and semicolons, as Swedish Excel opens it.
-    download(new Blob(["\ufeff" + t("op.template_header") + "\r\n"], { type: "text/csv;charset=utf-8" }), t("op.template_file"));
-  });
+  // The blank account lists the server makes (both languages' headers, a filled-in example row).
+  $("template").addEventListener("click", () => downloadFrom("/api/template?format=xlsx", t("op.template_xlsx_file"), $("template"), $("import-msg")));
+  $("template-csv").addEventListener("click", () => downloadFrom("/api/template?format=csv", t("op.template_file"), $("template-csv"), $("import-msg")));
   for (const sel of document.querySelectorAll("select[data-tls-for]")) {
     sel.addEventListener("change", () => {
       const port = $(sel.dataset.tlsFor);
@@ -1869,6 +1937,21 @@ function start() {
     } catch (e) { store(LS_CRED, null); }
   }
   if (S.cred) { showView("loading"); pollNow(); } else { showView("login"); }
+  // A link with `#code=` pasted into a tab that already shows the page: the browser does not reload,
+  // so take the new code (or language) from the fragment here and start over with it.
+  window.addEventListener("hashchange", () => {
+    const before = S.cred ? S.cred.kind + ":" + S.cred.value : "";
+    readFragment();
+    const lang = load(LS_LANG);
+    if ((lang === "sv" || lang === "en") && lang !== S.lang) setLang(lang, false);
+    const after = S.cred ? S.cred.kind + ":" + S.cred.value : "";
+    if (after && after !== before) {
+      S.gen++;
+      S.status = null;
+      showView("loading");
+      pollNow();
+    }
+  });
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();

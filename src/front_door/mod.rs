@@ -180,6 +180,11 @@ fn forwarded(door: &Door, head: &Head, role: Role, peer: IpAddr, body: &[u8], up
     if let Some(id) = upload {
         out.push_str(&format!("{UPLOAD_HEADER}: {id}\r\n"));
     }
+    // The language of the answer's sentences: Swedish when the client asks for it first (the page sends
+    // the language it shows); only that fact passes, never the client's text.
+    if head.header("accept-language").is_some_and(|l| l.trim_start().get(..2).is_some_and(|p| p.eq_ignore_ascii_case("sv"))) {
+        out.push_str("Accept-Language: sv\r\n");
+    }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);

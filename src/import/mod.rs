@@ -125,6 +125,23 @@ impl fmt::Display for Problem {
     }
 }
 
+impl Problem {
+    /// The problem as the Swedish page shows it: where, in Swedish, and what, in Swedish where
+    /// `swedish`'s catalog knows the sentence.
+    pub fn in_swedish(&self) -> String {
+        let mut out = OneLine(&self.sheet).to_string();
+        if let Some(row) = self.row {
+            out.push_str(&format!(" rad {row}"));
+        }
+        if let Some(column) = &self.column {
+            out.push_str(&format!("{} kolumn \"{}\"", if self.row.is_some() { "," } else { "" }, OneLine(column)));
+        }
+        out.push_str(": ");
+        out.push_str(&crate::swedish::sentence(&OneLine(&self.message).to_string()));
+        out
+    }
+}
+
 /// Shows control characters as escapes (`\n`), so a cell or header holding a line break cannot split
 /// a problem over two lines of the report.
 struct OneLine<'a>(&'a str);

@@ -20,6 +20,7 @@ mod accounts;
 mod folders;
 mod journal;
 mod passes;
+mod repair;
 mod settings;
 mod space;
 mod spool;
@@ -32,8 +33,8 @@ mod verification;
 pub use accounts::{Account, AccountState};
 pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
-pub use passes::{PassTotals, RunMark};
-pub use settings::{check_staging_limit, parse_staging_limit};
+pub use passes::{Finished, PassTotals, RunMark};
+pub use settings::{PASS_INTERVAL_SECONDS, QUIET_PERIOD_SECONDS, Settings, check_seconds, check_staging_limit, parse_staging_limit};
 pub use space::{DEFAULT_STAGING_LIMIT, free_disk};
 pub use spool::{DamagedBody, StagedBody};
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
@@ -198,6 +199,19 @@ impl Store {
     }
 
     /// Opens (or creates) the data directory, its key file and database.
+    /// Opens the migration in `dir` without making one: for the verbs that read or continue a
+    /// migration (status, report, sync...), so a missing or mistyped `--data` is said, not turned into
+    /// a new empty data directory.
+    pub fn open_existing(dir: &Path) -> Result<Store> {
+        if !dir.is_dir() {
+            bail!("no data directory at {}; give --data DIR (the one postflytt setup and import used)", dir.display());
+        }
+        if !dir.join("postflytt.sqlite").is_file() {
+            bail!("no migration in {}: run postflytt setup and import there first, or give --data DIR", dir.display());
+        }
+        Store::open(dir)
+    }
+
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.exists() {
             fs::create_dir_all(dir)

@@ -42,6 +42,23 @@ impl RunMark {
     }
 }
 
+/// The answer to anything that would change a finished migration (import, check, setup, passes,
+/// repair, a second finish): its passwords and staged mail are purged, so it could only half work. The
+/// API answers it with 409, the CLI with its sentence and a non-zero exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished;
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the migration is finished: passwords and staged mail are purged, so nothing more can be imported, checked, \
+             set up or copied; the report stays available",
+        )
+    }
+}
+
+impl std::error::Error for Finished {}
+
 /// What one account's pass did, for its pass row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassTotals {
@@ -56,6 +73,15 @@ pub struct PassTotals {
 }
 
 impl Store {
+    /// Refuses (with `Finished`) once the migration is finished: the one guard in front of every
+    /// action that would change it.
+    pub fn ensure_not_finished(&self) -> Result<()> {
+        match self.mark(RunMark::FinishedAt)? {
+            Some(_) => Err(Finished.into()),
+            None => Ok(()),
+        }
+    }
+
     /// A run-state mark's text, if it was ever set.
     pub fn mark(&self, mark: RunMark) -> Result<Option<String>> {
         self.setting(mark.key())

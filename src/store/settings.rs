@@ -46,6 +46,20 @@ pub fn check_staging_limit(bytes: u64) -> Result<u64> {
     Ok(bytes)
 }
 
+/// Seconds between passes the operator may choose (`setup --pass-interval`, `pass_interval_seconds`):
+/// from one second to a week.
+pub const PASS_INTERVAL_SECONDS: std::ops::RangeInclusive<i64> = 1..=7 * 86_400;
+/// The quiet period before finishing is safe: none at all to thirty days.
+pub const QUIET_PERIOD_SECONDS: std::ops::RangeInclusive<i64> = 0..=30 * 86_400;
+
+/// A number of seconds for the setting `name`, refused with a sentence outside `range`.
+pub fn check_seconds(name: &str, seconds: i64, range: &std::ops::RangeInclusive<i64>) -> Result<i64> {
+    if !range.contains(&seconds) {
+        bail!("{name} must be from {} to {} seconds (got {seconds})", range.start(), range.end());
+    }
+    Ok(seconds)
+}
+
 /// Every setting the operator chooses, with its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -59,6 +73,9 @@ pub struct Settings {
     pub mx_resolver: Option<String>,
     /// Host name patterns of the new host's MX records.
     pub mx_target: Vec<String>,
+    /// Domains the MX watch looks at besides those of the logins and aliases (checked by
+    /// `mx::check_domain` before they are stored).
+    pub watch_domains: Vec<String>,
     /// No new mail on the old server for this long (after the last MX flip) before finishing is safe.
     pub quiet_period_seconds: i64,
     /// The package the customer bought, for a target that does not report a quota or a size limit.
@@ -78,6 +95,7 @@ impl Default for Settings {
             mx_interval_seconds: 300,
             mx_resolver: None,
             mx_target: Vec::new(),
+            watch_domains: Vec::new(),
             quiet_period_seconds: 86_400,
             quota_per_account: None,
             message_size_limit: None,
@@ -92,6 +110,7 @@ const PARALLEL: &str = "passes.parallel";
 const MX_INTERVAL: &str = "mx.interval";
 const MX_RESOLVER: &str = "mx.resolver";
 const MX_TARGET: &str = "mx.target";
+const WATCH_DOMAINS: &str = "mx.watch_domains";
 const QUIET_PERIOD: &str = "quiet_period";
 const QUOTA_PER_ACCOUNT: &str = "limit.quota_per_account";
 const MESSAGE_SIZE_LIMIT: &str = "limit.message_size";
@@ -107,6 +126,7 @@ impl Settings {
             (MX_INTERVAL, Some(self.mx_interval_seconds.to_string())),
             (MX_RESOLVER, self.mx_resolver.clone().filter(|r| !r.is_empty())),
             (MX_TARGET, Some(self.mx_target.join(","))),
+            (WATCH_DOMAINS, Some(self.watch_domains.join(","))),
             (QUIET_PERIOD, Some(self.quiet_period_seconds.to_string())),
             (QUOTA_PER_ACCOUNT, self.quota_per_account.map(|q| q.to_string())),
             (MESSAGE_SIZE_LIMIT, self.message_size_limit.map(|l| l.to_string())),
@@ -124,6 +144,7 @@ impl Settings {
             mx_interval_seconds: number(MX_INTERVAL).unwrap_or(default.mx_interval_seconds).max(1),
             mx_resolver: get(MX_RESOLVER).filter(|r| !r.is_empty()),
             mx_target: get(MX_TARGET).unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            watch_domains: get(WATCH_DOMAINS).unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             quiet_period_seconds: number(QUIET_PERIOD).unwrap_or(default.quiet_period_seconds),
             quota_per_account: number(QUOTA_PER_ACCOUNT).and_then(|n| u64::try_from(n).ok()),
             message_size_limit: number(MESSAGE_SIZE_LIMIT).and_then(|n| u64::try_from(n).ok()),
@@ -136,7 +157,7 @@ impl Store {
     /// The operator's settings, each its default where none is stored.
     pub fn settings(&self) -> Result<Settings> {
         let mut values = std::collections::BTreeMap::new();
-        let mut stmt = self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?;
+        let mut stmt = self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
         let rows = stmt.query_map(
             params![
                 PASSES_ENABLED,
@@ -145,6 +166,7 @@ impl Store {
                 MX_INTERVAL,
                 MX_RESOLVER,
                 MX_TARGET,
+                WATCH_DOMAINS,
                 QUIET_PERIOD,
                 QUOTA_PER_ACCOUNT,
                 MESSAGE_SIZE_LIMIT,
@@ -192,6 +214,7 @@ mod tests {
             mx_interval_seconds: 30,
             mx_resolver: Some("127.0.0.1:5353".into()),
             mx_target: vec!["mx.ny.example".into(), "*.ny.example".into()],
+            watch_domains: vec!["kund.se".into(), "företag.se".into()],
             quiet_period_seconds: 0,
             quota_per_account: Some(1 << 30),
             message_size_limit: Some(35_000_000),

@@ -28,6 +28,11 @@ pub struct AccountProgress {
     pub staged_bytes: i64,
     pub pushed: i64,
     pub pushed_bytes: i64,
+    /// Of them, refused by the target for good (too large, rejected): done as far as a pass goes.
+    pub refused: i64,
+    pub refused_bytes: i64,
+    /// When the account's pass that has not ended began (a pass running now, or one a crash cut).
+    pub pass_started_at: Option<i64>,
     /// Bytes a second of the account's last pass that moved data (0 before one did).
     pub throughput: f64,
     /// How often the servers asked the last finished pass to slow down (waited, not failures).
@@ -51,7 +56,8 @@ impl Store {
             "SELECT a.id, a.source_login, a.target_login, a.aliases, a.state, a.last_pass_at, a.last_error, a.last_new_mail_at,
                count(m.id), coalesce(sum(m.size), 0),
                coalesce(sum(m.sha256 IS NOT NULL), 0), coalesce(sum(CASE WHEN m.sha256 IS NOT NULL THEN m.size END), 0),
-               coalesce(sum(m.push_state = 'pushed'), 0), coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0)
+               coalesce(sum(m.push_state = 'pushed'), 0), coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0),
+               coalesce(sum(m.push_state = 'refused'), 0), coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0)
              FROM account a LEFT JOIN source_folder f ON f.account_id = a.id LEFT JOIN message m ON m.folder_id = f.id
              GROUP BY a.id ORDER BY a.source_login",
         )?;
@@ -71,6 +77,9 @@ impl Store {
                 staged_bytes: r.get(11)?,
                 pushed: r.get(12)?,
                 pushed_bytes: r.get(13)?,
+                refused: r.get(14)?,
+                refused_bytes: r.get(15)?,
+                pass_started_at: None,
                 throughput: 0.0,
                 throttled_last_pass: 0,
             })
@@ -96,6 +105,16 @@ impl Store {
                 )
                 .optional()?
                 .unwrap_or(0);
+            a.pass_started_at = self
+                .conn
+                .query_row(
+                    // The latest pass only: an older unfinished one was cut and is over.
+                    "SELECT started_at, finished_at FROM pass WHERE account_id = ?1 ORDER BY id DESC LIMIT 1",
+                    [a.id],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+                )
+                .optional()?
+                .and_then(|(started, finished)| if finished.is_none() { Some(started) } else { None });
         }
         Ok(accounts)
     }
@@ -127,10 +146,10 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The check's verdict and its stored detail (JSON text) per account id.
-    pub fn check_details(&self) -> Result<BTreeMap<i64, (String, String)>> {
-        let mut stmt = self.conn.prepare("SELECT account_id, verdict, detail FROM check_result")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    /// The check's verdict, its stored detail (JSON text) and when it was made, per account id.
+    pub fn check_details(&self) -> Result<BTreeMap<i64, (String, String, i64)>> {
+        let mut stmt = self.conn.prepare("SELECT account_id, verdict, detail, checked_at FROM check_result")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

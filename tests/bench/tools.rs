@@ -50,6 +50,8 @@ pub fn timed_all(cmds: Vec<Cmd>) -> Measure {
                 .arg(program)
                 .args(args)
                 .env_remove("POSTFLYTT_KILL_AT")
+                // postflytt's own peak memory line (`self_peak`), printed only when asked.
+                .env("POSTFLYTT_MEMORY_REPORT", "1")
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

@@ -1,0 +1,157 @@
+//! Swedish for the sentences the server writes in English, for the Swedish page: a catalog of English
+//! sentences (with `{}` where a name, a number or a quoted cell goes) and their Swedish, matched against
+//! a whole sentence, the way gettext matches its message ids. The CLI and the logs stay in English; the
+//! API answers in Swedish when the request asks for it (`Accept-Language: sv`, which the page sends when
+//! it shows Swedish). A sentence the catalog does not know stays in English rather than be guessed at.
+
+/// English sentence (pattern) and its Swedish. A `{}` matches any text, which the Swedish takes over in
+/// the same order.
+const CATALOG: &[(&str, &str)] = &[
+    // The account list (import).
+    ("empty login", "inloggningen är tom"),
+    ("empty password", "lösenordet är tomt"),
+    ("it is missing", "den saknas"),
+    ("above the header row; ignored", "ovanför rubrikraden; hoppas över"),
+    ("not a column postflytt knows; ignored", "ingen kolumn som postflytt känner till; hoppas över"),
+    ("has no login, password or alias; ignored", "har ingen inloggning, inget lösenord och inget alias; hoppas över"),
+    ("the file has no rows; fill in the template and import it again", "filen har inga rader; fyll i mallen och läs in den igen"),
+    ("the workbook has no rows; fill in the template and import it again", "arbetsboken har inga rader; fyll i mallen och läs in den igen"),
+    (
+        "the password begins or ends with a space; it is used exactly as written",
+        "lösenordet börjar eller slutar med mellanslag; det används precis som det är skrivet",
+    ),
+    ("login \"{}\" is also on row {}", "inloggningen \"{}\" finns också på rad {}"),
+    ("login \"{}\" contains a line break or control character", "inloggningen \"{}\" innehåller en radbrytning eller ett styrtecken"),
+    ("login \"{}\" contains a space or line break", "inloggningen \"{}\" innehåller mellanslag eller radbrytning"),
+    ("login \"{}\" contains more than one @", "inloggningen \"{}\" innehåller mer än ett @"),
+    (
+        "login \"{}\" is not an e-mail address of the form name@domain.se",
+        "inloggningen \"{}\" är ingen e-postadress på formen namn@domän.se",
+    ),
+    ("alias \"{}\" contains a space or line break", "aliaset \"{}\" innehåller mellanslag eller radbrytning"),
+    ("alias \"{}\" contains more than one @", "aliaset \"{}\" innehåller mer än ett @"),
+    ("alias \"{}\" is not an e-mail address of the form name@domain.se", "aliaset \"{}\" är ingen e-postadress på formen namn@domän.se"),
+    ("alias \"{}\" is also an alias on row {}", "aliaset \"{}\" är också ett alias på rad {}"),
+    ("alias \"{}\" is the login of the account on row {}", "aliaset \"{}\" är inloggningen för kontot på rad {}"),
+    ("alias \"{}\" is this account's own login; left out", "aliaset \"{}\" är kontots egen inloggning; utelämnas"),
+    (
+        "the new login \"{}\" is also the new login on row {}; both accounts will be copied into the same mailbox",
+        "den nya inloggningen \"{}\" är också den nya inloggningen på rad {}; båda kontona kopieras till samma brevlåda",
+    ),
+    ("the cell shows the formula error {}; type the value in instead", "cellen visar formelfelet {}; skriv in värdet i stället"),
+    (
+        "an example row like the template's (the domain is reserved for examples); ignored. Replace it with a real account or delete it",
+        "en exempelrad som mallens (domänen är reserverad för exempel); hoppas över. Byt ut den mot ett riktigt konto eller ta bort den",
+    ),
+    (
+        "no column for the login on the old server; name one of the header cells {}",
+        "ingen kolumn för inloggningen på gamla servern; döp en av rubrikcellerna till {}",
+    ),
+    (
+        "no column for the password on the old server; name one of the header cells {}",
+        "ingen kolumn för lösenordet på gamla servern; döp en av rubrikcellerna till {}",
+    ),
+    ("the list has more than {} rows; is this the right file?", "listan har fler än {} rader; är det rätt fil?"),
+    ("the list has more than {} cells; is this the right file?", "listan har fler än {} celler; är det rätt fil?"),
+    ("the row uses more than {} columns; is this the right file?", "raden använder fler än {} kolumner; är det rätt fil?"),
+    ("the file is larger than {} MB; an account list is much smaller", "filen är större än {} MB; en kontolista är mycket mindre"),
+    (
+        "the zip archive is empty; put the account list (.xlsx, .ods or .csv) in it",
+        "zip-arkivet är tomt; lägg kontolistan (.xlsx, .ods eller .csv) i det",
+    ),
+    (
+        "a zip inside the zip; put the list itself in the zip, or send it without one",
+        "en zip i zip-filen; lägg själva listan i zip-filen eller skicka den utan zip",
+    ),
+    // The API's own answers.
+    (
+        "the viewer code only shows the status; this action needs the operator token",
+        "visningskoden visar bara läget; det här kräver operatörsnyckeln",
+    ),
+    ("wrong code or token", "fel kod eller nyckel"),
+    ("the body is not valid JSON: {}", "innehållet är inte giltig JSON: {}"),
+    ("the migration is already finished", "flytten är redan avslutad"),
+];
+
+/// The Swedish of one English sentence, or the sentence as it is when the catalog does not know it.
+pub fn sentence(english: &str) -> String {
+    for (pattern, swedish) in CATALOG {
+        if let Some(parts) = matches(pattern, english) {
+            let mut out = String::new();
+            let mut parts = parts.into_iter();
+            for (i, literal) in swedish.split("{}").enumerate() {
+                if i > 0 {
+                    out.push_str(parts.next().unwrap_or_default());
+                }
+                out.push_str(literal);
+            }
+            return out;
+        }
+    }
+    english.to_string()
+}
+
+/// Every line of a text, each in Swedish where the catalog knows it.
+pub fn lines(english: &str) -> String {
+    english.lines().map(sentence).collect::<Vec<_>>().join("\n")
+}
+
+/// The texts `{}` stands for when `text` is `pattern` with them filled in; each `{}` takes the
+/// shortest text after which the rest still matches.
+fn matches<'t>(pattern: &str, text: &'t str) -> Option<Vec<&'t str>> {
+    let literals: Vec<&str> = pattern.split("{}").collect();
+    let first = literals.first()?;
+    let mut rest = text.strip_prefix(first)?;
+    let mut taken = Vec::new();
+    for (i, literal) in literals.iter().enumerate().skip(1) {
+        let last = i == literals.len() - 1;
+        let at = if last {
+            // The last literal ends the text.
+            if !rest.ends_with(literal) {
+                return None;
+            }
+            rest.len() - literal.len()
+        } else if literal.is_empty() {
+            return None;
+        } else {
+            rest.find(literal)?
+        };
+        taken.push(&rest[..at]);
+        rest = &rest[at + literal.len()..];
+    }
+    if literals.len() == 1 && !rest.is_empty() {
+        return None;
+    }
+    Some(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_sentences_are_swedish_and_keep_their_names_and_numbers() {
+        assert_eq!(sentence("empty login"), "inloggningen är tom");
+        assert_eq!(sentence("login \"anna@kund.se\" is also on row 7"), "inloggningen \"anna@kund.se\" finns också på rad 7");
+        assert_eq!(
+            sentence("alias \"a b@kund.se\" contains a space or line break"),
+            "aliaset \"a b@kund.se\" innehåller mellanslag eller radbrytning"
+        );
+        assert_eq!(sentence("the body is not valid JSON: EOF at line 1"), "innehållet är inte giltig JSON: EOF at line 1");
+    }
+
+    #[test]
+    fn unknown_sentences_stay_as_they_are() {
+        assert_eq!(sentence("something new"), "something new");
+        assert_eq!(sentence("empty login, and more"), "empty login, and more", "a whole sentence, not a prefix");
+        assert_eq!(lines("empty login\nsomething new"), "inloggningen är tom\nsomething new");
+    }
+
+    #[test]
+    fn every_pattern_has_as_many_places_in_both_languages() {
+        for (english, swedish) in CATALOG {
+            assert_eq!(english.matches("{}").count(), swedish.matches("{}").count(), "{english}");
+            assert!(!english.contains("{}{}"), "two places side by side cannot be told apart: {english}");
+        }
+    }
+}
