@@ -333,7 +333,12 @@ fn runnable_accounts(store: &Store, accounts: Vec<crate::store::Account>) -> Res
     let accounts = crate::accounts_admin::passable(store, accounts, false)?;
     Ok(accounts
         .into_iter()
-        .filter(|a| !matches!(verdicts.get(&a.id).map(String::as_str), Some("source_login_failed") | Some("target_login_failed")))
+        .filter(|a| {
+            !matches!(
+                verdicts.get(&a.id).map(String::as_str),
+                Some("source_login_failed" | "target_login_failed" | "source_certificate" | "target_certificate")
+            )
+        })
         .collect())
 }
 
@@ -351,7 +356,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let (pass_active, check_running, finish_running, next_pass_at, runtime_error) = rt_snapshot;
     let endpoint = |side: &str| -> Value {
         match store.endpoint(side) {
-            Ok(e) => json!({"host": e.host, "port": e.port, "tls": e.tls.as_str()}),
+            Ok(e) => json!({"host": e.host, "port": e.port, "tls": e.tls.as_str(), "pin_sha256": e.pin_sha256}),
             Err(_) => Value::Null,
         }
     };
@@ -518,6 +523,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "now": now(),
         "source": endpoint("source"),
         "target": endpoint("target"),
+        "source_test": crate::setup::test_json(crate::setup::last_test(&store, "source").as_ref()),
+        "target_test": crate::setup::test_json(crate::setup::last_test(&store, "target").as_ref()),
         "source_kind": store.source_kind()?.as_str(),
         "target_kind": store.target_kind()?.as_str(),
         "passes": {

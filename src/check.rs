@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::imap::{Endpoint, FetchItem, Session, TlsMode, fetch_fingerprint};
+use crate::imap::{CertificateInfo, Endpoint, FetchItem, Session, SideTest, TlsMode, fetch_fingerprint};
 use crate::store::{Account, Store};
 use crate::units::human_bytes;
 use crate::utf7;
@@ -22,6 +22,10 @@ pub enum Verdict {
     TargetLoginFailed,
     WillNotFit,
     OverSizeLimit,
+    /// The side's certificate is not trusted: one setup problem, found once per check (`SideGate`);
+    /// the account was not tried.
+    SourceCertificate,
+    TargetCertificate,
 }
 
 impl Verdict {
@@ -32,6 +36,8 @@ impl Verdict {
             Verdict::TargetLoginFailed => "login failed (target)",
             Verdict::WillNotFit => "will not fit",
             Verdict::OverSizeLimit => "has messages over the target's size limit",
+            Verdict::SourceCertificate => "not checked: the old server's certificate is not trusted",
+            Verdict::TargetCertificate => "not checked: the new server's certificate is not trusted",
         }
     }
 }
@@ -71,6 +77,9 @@ pub struct CheckResult {
     pub size_limit: Option<u64>,
     /// True when some folder could not be measured: the totals are a lower bound.
     pub incomplete: bool,
+    /// The side's certificate, when the verdict is a certificate problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateInfo>,
 }
 
 impl CheckResult {
@@ -89,6 +98,7 @@ impl CheckResult {
             target_room_source: String::new(),
             size_limit: None,
             incomplete: false,
+            certificate: None,
         }
     }
 
@@ -98,17 +108,69 @@ impl CheckResult {
     }
 }
 
-/// Operator-configured limits for targets that report none (e.g. the package the customer bought).
+/// Operator-configured limits for targets that report none (e.g. the package the customer bought),
+/// and what this run of the check found about each side.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
     pub quota_per_account: Option<u64>,
     pub message_size_limit: Option<u64>,
+    sides: std::sync::Arc<SideGate>,
+}
+
+/// Each side tested once per check, by the first account to get there (the others wait for it): a
+/// certificate the side's test refuses is one setup problem, so no account logs in against it (each
+/// would fail the same way, and it is no login failure).
+#[derive(Debug, Default)]
+struct SideGate {
+    source: smol::lock::OnceCell<Option<SideTest>>,
+    target: smol::lock::OnceCell<Option<SideTest>>,
+}
+
+impl SideGate {
+    /// The side's test when it found a certificate problem; the test is kept for the status too.
+    async fn certificate_problem(&self, store: &Store, side: &str) -> Option<SideTest> {
+        let cell = if side == "source" { &self.source } else { &self.target };
+        cell.get_or_init(|| async {
+            let endpoint = store.endpoint(side).ok()?;
+            let kind = if side == "source" { store.source_kind().ok()? } else { store.target_kind().ok()? };
+            let test = crate::imap::test_endpoint(&endpoint, kind).await;
+            if let Err(e) = crate::setup::record_test(store, side, &test) {
+                log::warn!("could not keep the {side} test: {e:#}");
+            }
+            test.certificate_problem().is_some().then_some(test)
+        })
+        .await
+        .clone()
+    }
+}
+
+/// The result of an account not tried because `side`'s certificate is not trusted.
+fn certificate_result(account: &Account, side: &str, test: &SideTest) -> CheckResult {
+    let cert = test.certificate_problem().cloned();
+    let (verdict, server) =
+        if side == "source" { (Verdict::SourceCertificate, "old server") } else { (Verdict::TargetCertificate, "new server") };
+    let what = cert.as_ref().and_then(|c| c.problem).map_or("not trusted", |p| p.words());
+    let fp = cert.as_ref().map(|c| c.sha256.clone()).unwrap_or_default();
+    CheckResult {
+        verdict,
+        problem: format!(
+            "the {server}'s certificate is {what}, so this account was not tried; if it is the right server, trust the \
+             certificate (postflytt setup --{side}-pin {fp}, or Trust this certificate on the page) and check again"
+        ),
+        incomplete: true,
+        certificate: cert,
+        ..CheckResult::empty(account)
+    }
 }
 
 impl Limits {
     pub fn from_store(store: &Store) -> Result<Limits> {
         let settings = store.settings()?;
-        Ok(Limits { quota_per_account: settings.quota_per_account, message_size_limit: settings.message_size_limit })
+        Ok(Limits {
+            quota_per_account: settings.quota_per_account,
+            message_size_limit: settings.message_size_limit,
+            sides: std::sync::Arc::default(),
+        })
     }
 
     /// The largest message `target` takes (`Session::message_size_limit`).
@@ -155,6 +217,11 @@ pub async fn check_account(store: &Store, account: &Account, limits: &Limits) ->
             return result;
         }
     };
+    for side in ["source", "target"] {
+        if let Some(test) = limits.sides.certificate_problem(store, side).await {
+            return certificate_result(account, side, &test);
+        }
+    }
     let mut source = match login(store, account, &source_ep, "source").await {
         Ok(s) => s,
         Err(problem) => {
@@ -329,7 +396,29 @@ pub fn record(store: &Store, account: &Account, result: &CheckResult) -> Result<
 /// A human table of results.
 pub fn table(results: &[CheckResult]) -> String {
     let mut out = String::new();
-    for r in results {
+    // A certificate problem is one line per side, not one per account.
+    for (verdict, side) in [(Verdict::SourceCertificate, "source"), (Verdict::TargetCertificate, "target")] {
+        let untried: Vec<&CheckResult> = results.iter().filter(|r| r.verdict == verdict).collect();
+        let Some(first) = untried.first() else { continue };
+        let fp = first.certificate.as_ref().map(|c| c.sha256.as_str()).unwrap_or("FINGERPRINT");
+        let about = first.certificate.as_ref().map_or(String::new(), |c| {
+            let until = c.not_after.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|t| t.format("%Y-%m-%d").to_string());
+            format!(
+                " ({}; subject {}, issuer {}, valid until {}, SHA-256 {})",
+                c.problem.map_or("not trusted", |p| p.words()),
+                c.subject,
+                c.issuer,
+                until.as_deref().unwrap_or("unknown"),
+                c.sha256
+            )
+        });
+        out.push_str(&format!(
+            "{side} server: certificate not trusted{about}; {} accounts not checked. If it is the right server, run \
+             `postflytt setup --{side}-pin {fp}` and check again\n",
+            untried.len()
+        ));
+    }
+    for r in results.iter().filter(|r| !matches!(r.verdict, Verdict::SourceCertificate | Verdict::TargetCertificate)) {
         out.push_str(&format!(
             "{} -> {}: {}{}\n",
             r.account,

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, anyhow, bail};
 use argh::FromArgs;
 
-use crate::imap::{Endpoint, TlsMode};
 use crate::secret::Secret;
 use crate::store::{self, Account, Store};
 use crate::units::{human_bytes, parse_size};
@@ -26,8 +25,8 @@ pub struct SetupArgs {
     #[argh(option)]
     source: Option<String>,
     /// source TLS: implicit (default), starttls or plain (loopback only)
-    #[argh(option, default = "String::from(\"implicit\")")]
-    source_tls: String,
+    #[argh(option)]
+    source_tls: Option<String>,
     /// trust the source's certificate by its SHA-256 fingerprint (for self-signed or expired ones)
     #[argh(option)]
     source_pin: Option<String>,
@@ -35,8 +34,8 @@ pub struct SetupArgs {
     #[argh(option)]
     target: Option<String>,
     /// target TLS: implicit (default), starttls or plain (loopback only)
-    #[argh(option, default = "String::from(\"implicit\")")]
-    target_tls: String,
+    #[argh(option)]
+    target_tls: Option<String>,
     /// trust the target's certificate by its SHA-256 fingerprint
     #[argh(option)]
     target_pin: Option<String>,
@@ -112,18 +111,30 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|text| store::parse_staging_limit(text).map_err(|e| anyhow!("--staging-limit {text}: {e}")))
         .transpose()?;
+    let quota = setup.quota_per_account.as_deref().map(parse_size).transpose()?;
+    let size_limit = setup.message_size_limit.as_deref().map(parse_size).transpose()?;
     let cutover = Cutover::from_args(setup)?;
     let store = Store::open(dir)?;
-    cutover.store(&store)?;
+    // Both sides are checked (by the same code as the API's) before either is stored.
+    let mut sides = Vec::new();
     for (side, server, tls, pin) in
         [("source", &setup.source, &setup.source_tls, &setup.source_pin), ("target", &setup.target, &setup.target_tls, &setup.target_pin)]
     {
-        if let Some(server) = server {
-            let (host, port) = parse_host_port(server, side)?;
-            let endpoint = Endpoint { host, port, tls: TlsMode::parse(tls)?, pin_sha256: pin.clone() };
-            store.set_endpoint(side, &endpoint)?;
-            println!("{side}: {}", endpoint.describe());
+        let (host, port) = match server {
+            Some(server) => parse_host_port(server, side).map(|(h, p)| (Some(h), Some(p)))?,
+            None => (None, None),
+        };
+        let request = crate::setup::SideRequest { host, port, tls: tls.clone(), pin_sha256: pin.clone() };
+        if !request.is_empty() {
+            let endpoint = crate::setup::endpoint_for(&store, side, &request).map_err(|e| anyhow!("--{side}: {e:#}"))?;
+            sides.push((side, endpoint));
         }
+    }
+    cutover.store(&store)?;
+    for (side, endpoint) in &sides {
+        store.set_endpoint(side, endpoint)?;
+        println!("{side}: {}{}", endpoint.describe(), endpoint.pin_sha256.as_deref().map(|p| format!(", pinned {p}")).unwrap_or_default());
+        println!("{}", crate::setup::test_words(side, &crate::setup::test_side(&store, side)?));
     }
     for (side, kind) in [("target", &setup.target_kind), ("source", &setup.source_kind)] {
         let Some(kind) = kind else { continue };
@@ -133,8 +144,6 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         }
     }
     set_m365_apps(&store, setup)?;
-    let quota = setup.quota_per_account.as_deref().map(parse_size).transpose()?;
-    let size_limit = setup.message_size_limit.as_deref().map(parse_size).transpose()?;
     if quota.is_some() || size_limit.is_some() {
         store.change_settings(|s| {
             s.quota_per_account = quota.or(s.quota_per_account);

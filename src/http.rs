@@ -15,7 +15,6 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::appliance::{self, Appliance};
 use crate::front_door::{self, Role, parse_query};
-use crate::imap::{Endpoint, TlsMode};
 use crate::store::RunMark;
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
@@ -261,13 +260,15 @@ fn route(
             need(role, Role::Viewer)?;
             let mut status = appliance::status(app)?;
             status["role"] = json!(if role == Role::Operator { "operator" } else { "viewer" });
+            if role != Role::Operator {
+                crate::setup::hide_details(&mut status);
+            }
             Ok(json_response(200, &status))
         }
         (Method::Post, "/api/setup") => {
             need(role, Role::Operator)?;
             let body = read_json(request)?;
-            setup(app, &body)?;
-            Ok(json_response(200, &json!({"ok": true})))
+            Ok(json_response(200, &setup(app, &body)?))
         }
         (Method::Post, "/api/accounts") => {
             need(role, Role::Operator)?;
@@ -376,145 +377,12 @@ fn route(
     }
 }
 
-fn endpoint_from(value: &Value, side: &str) -> std::result::Result<Endpoint, ApiError> {
-    let host = value
-        .get("host")
-        .and_then(Value::as_str)
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| ApiError::new(400, format!("{side}.host is missing")))?;
-    let tls = TlsMode::parse(value.get("tls").and_then(Value::as_str).unwrap_or("implicit"))
-        .map_err(|e| ApiError::new(400, format!("{side}.tls: {e}")))?;
-    let port = value.get("port").and_then(Value::as_u64).unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 });
-    let port = u16::try_from(port).map_err(|_| ApiError::new(400, format!("{side}.port {port} is not a port")))?;
-    let pin_sha256 = value.get("pin_sha256").and_then(Value::as_str).filter(|p| !p.is_empty()).map(str::to_string);
-    Ok(Endpoint { host: host.to_string(), port, tls, pin_sha256 })
-}
-
-fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
-    // Refused before the endpoints below are stored, so a wrong limit changes nothing.
-    let staging_limit = staging_limit_from(body.get("staging_limit"))?;
-    let store = app.store()?;
-    for side in ["source", "target"] {
-        if let Some(v) = body.get(side).filter(|v| !v.is_null()) {
-            store.set_endpoint(side, &endpoint_from(v, side)?)?;
-        }
-    }
-    // Every value is checked before any is stored, then all are stored in one transaction.
-    let target_mx: Option<Vec<String>> =
-        body.get("target_mx").and_then(Value::as_array).map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect());
-    let size = |key: &str| -> std::result::Result<Option<u64>, ApiError> {
-        let Some(v) = body.get(key) else { return Ok(None) };
-        let bytes = match v {
-            Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::new(400, format!("{key} must be a size")))?,
-            Value::String(s) => crate::units::parse_size(s).map_err(|e| ApiError::new(400, format!("{key}: {e}")))?,
-            _ => return Err(ApiError::new(400, format!("{key} must be a size like \"35M\""))),
-        };
-        Ok(Some(bytes))
-    };
-    let (quota, size_limit) = (size("quota_per_account")?, size("message_size_limit")?);
-    let number = |key: &str, lo: i64, hi: i64| -> std::result::Result<Option<i64>, ApiError> {
-        let Some(v) = body.get(key) else { return Ok(None) };
-        let n = v.as_i64().filter(|n| (lo..=hi).contains(n));
-        n.map(Some).ok_or_else(|| ApiError::new(400, format!("{key} must be a number from {lo} to {hi}")))
-    };
-    let pass_interval =
-        number("pass_interval_seconds", *crate::store::PASS_INTERVAL_SECONDS.start(), *crate::store::PASS_INTERVAL_SECONDS.end())?;
-    let mx_interval = number("mx_interval_seconds", 1, 86_400)?;
-    let parallel = number("parallel", 1, 32)?;
-    let quiet = number("quiet_period_seconds", *crate::store::QUIET_PERIOD_SECONDS.start(), *crate::store::QUIET_PERIOD_SECONDS.end())?;
-    let watch_domains = watch_domains_from(body.get("watch_domains"))?;
-    let resolver = body.get("resolver").and_then(Value::as_str).map(str::to_string);
-    store.change_settings(|s| {
-        if let Some(t) = target_mx {
-            s.mx_target = t;
-        }
-        if quota.is_some() {
-            s.quota_per_account = quota;
-        }
-        if size_limit.is_some() {
-            s.message_size_limit = size_limit;
-        }
-        if let Some(limit) = staging_limit {
-            s.staging_limit = limit;
-        }
-        if let Some(n) = pass_interval {
-            s.pass_interval_seconds = n;
-        }
-        if let Some(n) = mx_interval {
-            s.mx_interval_seconds = n;
-        }
-        if let Some(n) = parallel.and_then(|n| usize::try_from(n).ok()) {
-            s.parallel = n;
-        }
-        if let Some(n) = quiet {
-            s.quiet_period_seconds = n;
-        }
-        if let Some(r) = resolver {
-            s.mx_resolver = Some(r);
-        }
-        if let Some(d) = watch_domains {
-            s.watch_domains = d;
-        }
-    })?;
-    for side in ["source", "target"] {
-        if let Some(kind) = body.get(format!("{side}_kind")).filter(|v| !v.is_null()) {
-            let kind = kind
-                .as_str()
-                .and_then(crate::store::ServerKind::parse)
-                .ok_or_else(|| ApiError::new(400, format!("{side}_kind must be \"imap\" or \"m365\"")))?;
-            store.set_kind(side, kind)?;
-        }
-        // The app registration of a Microsoft 365 side; the client secret is sealed and never returned.
-        if let Some(app) = body.get(format!("{side}_m365")).filter(|v| !v.is_null()) {
-            let (key, _) = crate::store::Store::m365_prefixes(side);
-            for (field, setting) in [("tenant", "tenant"), ("client_id", "client_id"), ("token_url", "token_url")] {
-                if let Some(value) = app.get(field).filter(|v| !v.is_null()) {
-                    let text = value.as_str().map(str::trim).filter(|t| !t.is_empty());
-                    let text = text.ok_or_else(|| ApiError::new(400, format!("{side}_m365.{field} must be a non-empty string")))?;
-                    store.set_setting(&format!("{key}{setting}"), text)?;
-                }
-            }
-            if let Some(secret) = app.get("client_secret").filter(|v| !v.is_null()) {
-                let secret = secret.as_str().map(str::trim).filter(|t| !t.is_empty());
-                let secret = secret.ok_or_else(|| ApiError::new(400, format!("{side}_m365.client_secret must be a non-empty string")))?;
-                store.set_secret_setting(&format!("{key}client_secret"), &crate::secret::Secret::new(secret.to_string()))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `watch_domains` of `POST /api/setup`: the whole list of domains added to the MX watch (replacing
-/// the one before; `[]` empties it), each checked as `setup --watch-domain` checks it.
-fn watch_domains_from(value: Option<&Value>) -> std::result::Result<Option<Vec<String>>, ApiError> {
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
-    let list = value.as_array().ok_or_else(|| ApiError::new(400, "watch_domains must be a list of domain names, like [\"kund.se\"]"))?;
-    let mut domains: Vec<String> = Vec::new();
-    for item in list {
-        let text = item.as_str().ok_or_else(|| ApiError::new(400, "watch_domains must be a list of domain names, like [\"kund.se\"]"))?;
-        let domain = crate::mx::check_domain(text).map_err(|e| ApiError::new(400, format!("watch_domains: {e}")))?;
-        if !domains.contains(&domain) {
-            domains.push(domain);
-        }
-    }
-    Ok(Some(domains))
-}
-
-/// `staging_limit` of `POST /api/setup`: absent changes nothing (None); `null` or "auto" goes back
-/// to the default (Some(None)); bytes as a number or a size like "2G", at least `MIN_STAGING_LIMIT`.
-fn staging_limit_from(value: Option<&Value>) -> std::result::Result<Option<Option<u64>>, ApiError> {
-    let refused = |e: anyhow::Error| ApiError::new(400, format!("staging_limit: {e}"));
-    match value {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(text)) => crate::store::parse_staging_limit(text).map(Some).map_err(refused),
-        Some(Value::Number(n)) => {
-            let bytes =
-                n.as_u64().ok_or_else(|| ApiError::new(400, format!("staging_limit: {n} is not a number of bytes; write e.g. \"2G\"")))?;
-            crate::store::check_staging_limit(bytes).map(|b| Some(Some(b))).map_err(refused)
-        }
-        Some(_) => Err(ApiError::new(400, "staging_limit must be a size like \"2G\" or a number of bytes, or \"auto\" for the default")),
-    }
+/// `POST /api/setup`, whose checks and tests are `crate::setup`'s (the CLI's `setup` uses the same).
+fn setup(app: &Appliance, body: &Value) -> std::result::Result<Value, ApiError> {
+    crate::setup::apply_json(&app.store()?, body).map_err(|e| match e {
+        crate::setup::ApiFailure::Refused(text) => ApiError::new(400, text),
+        crate::setup::ApiFailure::Internal(e) => ApiError::from(e),
+    })
 }
 
 fn import_accounts(app: &Appliance, name: &str, body: &[u8], swedish: bool) -> std::result::Result<Value, ApiError> {

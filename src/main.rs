@@ -28,6 +28,7 @@ mod repair;
 mod report;
 mod row_status;
 mod secret;
+mod setup;
 mod store;
 mod swedish;
 mod sync;

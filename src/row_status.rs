@@ -72,7 +72,7 @@ pub struct RowFacts<'a> {
 }
 
 /// The row's status and, when it is `Failed`, why (`source_login_failed`, `target_login_failed`,
-/// `pass_failed`).
+/// `source_certificate`, `target_certificate`, `pass_failed`).
 pub fn row_status(f: &RowFacts) -> (RowStatus, Option<&'static str>) {
     if f.finished {
         return (RowStatus::Finished, None);
@@ -91,6 +91,9 @@ pub fn row_status(f: &RowFacts) -> (RowStatus, Option<&'static str>) {
         match f.verdict {
             Some("source_login_failed") => return (RowStatus::Failed, Some("source_login_failed")),
             Some("target_login_failed") => return (RowStatus::Failed, Some("target_login_failed")),
+            // Issue 16 #4: the account was not tried; the server's certificate is one setup problem.
+            Some("source_certificate") => return (RowStatus::Failed, Some("source_certificate")),
+            Some("target_certificate") => return (RowStatus::Failed, Some("target_certificate")),
             Some("will_not_fit") => return (RowStatus::WillNotFit, None),
             _ => {}
         }
@@ -138,6 +141,8 @@ pub fn english(status: RowStatus, reason: Option<&str>) -> String {
     let why = match reason {
         Some("source_login_failed") => ": cannot log in on the old server",
         Some("target_login_failed") => ": cannot log in on the new host",
+        Some("source_certificate") => ": not tried, the old server's certificate is not trusted",
+        Some("target_certificate") => ": not tried, the new host's certificate is not trusted",
         Some("pass_failed") => ": the last pass stopped with an error",
         _ => "",
     };
@@ -210,6 +215,11 @@ mod tests {
                 "login failed at check",
                 RowFacts { verdict: Some("source_login_failed"), checked_at: Some(10), ..base.clone() },
                 (RowStatus::Failed, Some("source_login_failed")),
+            ),
+            (
+                "certificate not trusted at check",
+                RowFacts { verdict: Some("target_certificate"), checked_at: Some(10), ..base.clone() },
+                (RowStatus::Failed, Some("target_certificate")),
             ),
             (
                 "a pass after the failed check worked",

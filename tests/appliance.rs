@@ -529,6 +529,152 @@ fn staging_limit_is_set_and_read_through_the_api_and_the_cli_and_junk_is_refused
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// `openssl x509 -enddate` of a Dovecot's certificate as Unix seconds, read independently of postflytt.
+fn cert_not_after(dovecot: &Dovecot) -> i64 {
+    let out = Command::new("openssl").args(["x509", "-noout", "-enddate", "-in"]).arg(dovecot.cert_path()).output().expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let date = text.trim().strip_prefix("notAfter=").expect("notAfter=");
+    chrono::NaiveDateTime::parse_from_str(date, "%b %e %H:%M:%S %Y GMT").expect("openssl's date").and_utc().timestamp()
+}
+
+/// Issue 16 #4, setup checks itself: saving a side whose certificate is self-signed answers with the
+/// certificate (subject, expiry, the fingerprint `openssl x509` computes) and its kind of problem; the
+/// check then shows one certificate problem per side and no login failure (and no account even tries
+/// to log in: the old server's log has no login); the customer sees no OpenSSL words; trusting the
+/// fingerprint as the page's button does (the pin alone) makes the check pass.
+#[test]
+fn a_self_signed_certificate_is_one_setup_problem_and_trusting_it_makes_the_check_pass() {
+    let users = [("alice@kund.se", "gammalt-1"), ("bo@kund.se", "gammalt-2")];
+    let source = Dovecot::start(Layout::OldHost, &users);
+    let target = Dovecot::start(Layout::Target, &[("alice@kund.se", "nytt-1"), ("bo@kund.se", "nytt-2")]);
+    let data = common::fresh_dir("pf-serve-cert");
+    let serve = Serve::start(&data, common::free_port());
+    let fingerprint = source.cert_sha256_fingerprint().replace(':', "").to_ascii_lowercase();
+    assert_eq!(fingerprint.len(), 64, "{fingerprint}");
+
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.tls_port(), "tls": "implicit"},
+        "target": {"host": "127.0.0.1", "port": target.port(), "tls": "plain"},
+    });
+    let r = serve.op("POST", "/api/setup", setup.to_string().as_bytes());
+    assert_eq!(r.status, 200, "stored although its test failed: {}", r.text());
+    let answer = r.json();
+    let test = &answer["source_test"];
+    assert_eq!(test["outcome"], "certificate", "{answer:#}");
+    assert_eq!(test["certificate"]["problem"], "self_signed", "{answer:#}");
+    assert_eq!(test["certificate"]["sha256"], fingerprint.as_str(), "{answer:#}");
+    assert_eq!(test["certificate"]["subject"], "CN=localhost", "{answer:#}");
+    assert_eq!(test["certificate"]["not_after"].as_i64(), Some(cert_not_after(&source)), "{answer:#}");
+    assert!(test["message"].as_str().is_some_and(|m| m.contains("self-signed") && m.contains(&fingerprint)), "{answer:#}");
+    assert_eq!(answer["target_test"]["outcome"], "ok", "{answer:#}");
+    assert!(answer["target_test"]["capabilities"].as_array().is_some_and(|c| c.iter().any(|c| c == "IMAP4REV1")), "{answer:#}");
+
+    // The status keeps what the test found; the customer's view has no OpenSSL or English words.
+    let viewer = serve.status();
+    assert_eq!(viewer["source_test"]["outcome"], "certificate", "{viewer:#}");
+    assert_eq!(viewer["source_test"]["certificate"]["sha256"], fingerprint.as_str());
+    assert!(viewer["source_test"]["certificate"].get("error").is_none() && viewer["source_test"].get("message").is_none(), "{viewer:#}");
+    let operator = serve.op("GET", "/api/status", b"").json();
+    assert!(operator["source_test"]["certificate"]["error"].as_str().is_some_and(|e| e.contains("self")), "{operator:#}");
+
+    let csv = "E-post;Lösenord;Nytt lösenord\r\nalice@kund.se;gammalt-1;nytt-1\r\nbo@kund.se;gammalt-2;nytt-2\r\n";
+    assert_eq!(serve.op("POST", "/api/accounts?name=konton.csv", csv.as_bytes()).status, 200);
+    assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
+    let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["check"]["checked_at"].as_i64().is_some());
+    let verdicts: Vec<&Value> = s["accounts"].as_array().expect("accounts").iter().map(|a| &a["verdict"]).collect();
+    assert_eq!(verdicts, [&json!("source_certificate"), &json!("source_certificate")], "{s:#}");
+    assert!(
+        s["accounts"].as_array().expect("accounts").iter().all(|a| a["problem"].is_null()),
+        "the customer gets the words from the page: {s:#}"
+    );
+    let checked = serve.op("GET", "/api/check", b"").json();
+    assert_eq!(checked["accounts"][0]["certificate"]["sha256"], fingerprint.as_str(), "{checked:#}");
+    assert!(!source.log().contains("Login: user=<"), "no account tried to log in to the old server:\n{}", source.log());
+
+    // The command line says it once, with the command that trusts it.
+    let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).arg("check").output().expect("run postflytt");
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(2), "{table}");
+    assert_eq!(table.matches("certificate not trusted").count(), 1, "{table}");
+    assert!(table.contains("self-signed") && table.contains(&format!("postflytt setup --source-pin {fingerprint}")), "{table}");
+    assert!(table.contains("2 accounts not checked") && !table.contains("login failed"), "{table}");
+
+    // Trust it as the page's button does: the pin alone.
+    let r = serve.op("POST", "/api/setup", json!({"source": {"pin_sha256": source.cert_sha256_fingerprint()}}).to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["source_test"]["outcome"], "ok", "{}", r.text());
+    let s = serve.status();
+    assert_eq!(
+        (s["source"]["host"].as_str(), s["source"]["port"].as_u64()),
+        (Some("127.0.0.1"), Some(u64::from(source.tls_port()))),
+        "{s:#}"
+    );
+    assert_eq!(s["source"]["pin_sha256"], fingerprint.as_str(), "{s:#}");
+    // The page's setup form sends the same server again with every change: the pin stays.
+    let again = json!({"source": {"host": "127.0.0.1", "port": source.tls_port(), "tls": "implicit"}, "pass_interval_seconds": 600});
+    let r = serve.op("POST", "/api/setup", again.to_string().as_bytes());
+    assert_eq!(r.json()["source_test"]["outcome"], "ok", "{}", r.text());
+    assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
+    let s = serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["totals"]["ready"] == 2);
+    assert_eq!(s["source_test"]["outcome"], "ok", "{s:#}");
+    assert!(source.log().contains("Login: user=<alice@kund.se>"), "{}", source.log());
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Issue 16 #4: what setup refuses, with 400 and a sentence through the API and exit 1 with the same
+/// sentence through the CLI, storing nothing of it: a pin that is no SHA-256 fingerprint, a key
+/// nobody knows (at the top and inside a side), plain IMAP to a host that is not loopback; and a pin
+/// alone, which changes only the pin of the side already set up.
+#[test]
+fn setup_refuses_junk_pins_unknown_keys_and_plain_to_other_hosts_and_takes_a_pin_alone() {
+    let data = common::fresh_dir("pf-serve-refuse");
+    let serve = Serve::start(&data, common::free_port());
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let refused = |body: Value, words: &str| {
+        let r = serve.op("POST", "/api/setup", body.to_string().as_bytes());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains(words), "{body}: {message}");
+    };
+    refused(json!({"source": {"host": "127.0.0.1", "pin_sha256": "abc"}}), "is not a SHA-256 fingerprint: it has 3 hex digits");
+    refused(json!({"source": {"host": "127.0.0.1", "pin": "ab"}}), "source: unknown field `pin`");
+    refused(json!({"source": {"host": "127.0.0.1"}, "passes": 3}), "unknown field `passes`");
+    refused(json!({"source": {"host": "imap.example.se", "port": 143, "tls": "plain"}}), "plain is allowed only to loopback");
+    refused(json!({"source": {"pin_sha256": "ab".repeat(32)}}), "no source server is set up yet");
+    assert!(serve.status()["source"].is_null(), "nothing of a refused setup is stored");
+    let (code, text) = cli(&["setup", "--source", "imap.example.se:143", "--source-tls", "plain"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("plain is allowed only to loopback"), "{text}");
+    let (code, text) = cli(&["setup", "--source", "127.0.0.1:993", "--source-pin", "abc"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("is not a SHA-256 fingerprint"), "{text}");
+    assert!(serve.status()["source"].is_null(), "nothing of a refused setup is stored");
+
+    // A side set up, then its pin alone (in the colon form `openssl x509 -fingerprint` prints).
+    let port = common::free_port();
+    let (code, text) = cli(&["setup", "--source", &format!("127.0.0.1:{port}")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("source test: cannot reach 127.0.0.1:") && text.contains("refused the connection"), "{text}");
+    let s = serve.status();
+    assert_eq!(
+        (s["source_test"]["outcome"].as_str(), s["source_test"]["unreachable"].as_str()),
+        (Some("unreachable"), Some("refused")),
+        "{s:#}"
+    );
+    let pin = ["AB"; 32].join(":");
+    let (code, text) = cli(&["setup", "--source-pin", &pin]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("pinned {}", "ab".repeat(32))), "{text}");
+    let s = serve.status();
+    assert_eq!((s["source"]["host"].as_str(), s["source"]["port"].as_u64()), (Some("127.0.0.1"), Some(u64::from(port))), "{s:#}");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 /// Cutover from the command line (issue 16): `setup --target-mx`, `--quiet-period`, `--pass-interval`
 /// and `--watch-domain` beside a running appliance show in `/api/status` and in `postflytt status`; a
 /// domain added to the watch (the logins here are user names, which give none) is looked up in DNS

@@ -110,12 +110,21 @@ fn unreachable_host_and_untrusted_certificate_are_explained() {
     m.ok(&["setup", "--source", &format!("127.0.0.1:{dead}"), "--source-tls", "plain"]);
     let text = driver::text(&m.run(&["check"]));
     assert!(text.contains("login failed (source)") && text.contains("cannot reach"), "{text}");
-    // A self-signed certificate that is not pinned: the fingerprint to pin is shown.
-    m.ok(&["setup", "--source", &format!("127.0.0.1:{}", source.tls_port()), "--source-tls", "implicit"]);
-    let text = driver::text(&m.run(&["check"]));
+    // A self-signed certificate that is not pinned: setup says so at once, and the check once for the
+    // side (issue 16 #4: no login failure), both with the fingerprint to pin and the command pinning it.
     let fp = source.cert_sha256_fingerprint();
     let plain_fp: String = fp.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_ascii_lowercase();
-    assert!(text.contains("TLS failed") && text.contains(&plain_fp), "the certificate's fingerprint is shown:\n{text}");
+    let setup = driver::text(&m.run(&["setup", "--source", &format!("127.0.0.1:{}", source.tls_port()), "--source-tls", "implicit"]));
+    assert!(setup.contains("is self-signed") && setup.contains(&format!("--source-pin {plain_fp}")), "{setup}");
+    let text = driver::text(&m.run(&["check"]));
+    assert!(
+        text.contains("source server: certificate not trusted (self-signed") && text.contains(&plain_fp),
+        "the fingerprint is shown:\n{text}"
+    );
+    assert!(text.contains(&format!("postflytt setup --source-pin {plain_fp}")) && !text.contains("login failed"), "{text}");
+    // The same certificate after STARTTLS on the plain port.
+    let setup = driver::text(&m.run(&["setup", "--source", &format!("127.0.0.1:{}", source.port()), "--source-tls", "starttls"]));
+    assert!(setup.contains("(starttls) is self-signed") && setup.contains(&format!("--source-pin {plain_fp}")), "{setup}");
     m.ok(&["setup", "--source", &format!("127.0.0.1:{}", source.tls_port()), "--source-tls", "implicit", "--source-pin", &fp]);
     let text = driver::text(&m.run(&["check"]));
     assert!(text.contains("a@gammal.se -> a@ny.se: ready"), "{text}");

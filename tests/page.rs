@@ -59,7 +59,12 @@ fn row_statuses() -> Vec<String> {
     enum_texts(ROW_STATUS_RS, "RowStatus")
 }
 
-const VERDICTS: &[&str] = &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit"];
+const VERDICTS: &[&str] =
+    &["ready", "source_login_failed", "target_login_failed", "will_not_fit", "over_size_limit", "source_certificate", "target_certificate"];
+/// `source_test` / `target_test`: the outcome, why a server was not reached, what is wrong with a certificate.
+const TEST_OUTCOMES: &[&str] = &["ok", "unreachable", "certificate", "tls_failed", "not_imap"];
+const UNREACHABLE: &[&str] = &["dns", "refused", "timeout", "other"];
+const CERTIFICATE_PROBLEMS: &[&str] = &["self_signed", "expired", "wrong_name", "untrusted", "pin_mismatch", "other"];
 const TLS_MODES: &[&str] = &["implicit", "starttls", "plain"];
 
 // ---------------------------------------------------------------------------------------------------
@@ -125,7 +130,21 @@ fn keys_used() -> BTreeSet<String> {
     for v in VERDICTS {
         keys.insert(format!("verdict.{v}"));
     }
-    for r in ["source_login_failed", "target_login_failed", "pass_failed"] {
+    for o in TEST_OUTCOMES {
+        keys.insert(format!("test.outcome.{o}"));
+    }
+    for u in UNREACHABLE {
+        keys.insert(format!("test.unreachable.{u}"));
+    }
+    for p in CERTIFICATE_PROBLEMS {
+        keys.insert(format!("certproblem.{p}"));
+    }
+    for side in ["source", "target"] {
+        for k in ["cert.viewer", "cert.title", "test.title"] {
+            keys.insert(format!("{k}.{side}"));
+        }
+    }
+    for r in ["source_login_failed", "target_login_failed", "source_certificate", "target_certificate", "pass_failed"] {
         assert!(ROW_STATUS_RS.contains(&format!("Some(\"{r}\")")), "row_status.rs no longer gives the reason {r}");
         keys.insert(format!("reason.{r}"));
     }
@@ -609,6 +628,52 @@ fn status_page_in_headless_chromium() {
 
     for (file, _, _) in &shots {
         eprintln!("screenshot: {}", target.join(file).display());
+    }
+}
+
+/// Issue 16 #4: the old server's self-signed certificate (a real Dovecot's) is one setup problem on the
+/// page. The customer reads one sentence in their language and no certificate details or OpenSSL words;
+/// the operator reads what is wrong, the subject, the fingerprint (as `openssl x509` computes it), the
+/// "Trust this certificate" button and the command line that does the same.
+#[test]
+fn a_certificate_problem_is_one_setup_problem_on_the_page() {
+    let Some(server) = start_server() else { return };
+    let source = common::Dovecot::start(common::Layout::OldHost, &[("alice@kund.se", "pw")]);
+    let bearer = format!("Bearer {}", server.operator_token);
+    let setup = serde_json::json!({"source": {"host": "127.0.0.1", "port": source.tls_port(), "tls": "implicit"}}).to_string();
+    let r = http(server.port, "POST", "/api/setup", &[("Authorization", &bearer), ("Content-Type", "application/json")], setup.as_bytes());
+    assert_eq!(r.status, 200, "POST /api/setup: {}", r.text());
+    let fingerprint = source.cert_sha256_fingerprint().replace(':', "").to_ascii_lowercase();
+    let base = format!("http://127.0.0.1:{}/", server.port);
+    let (viewer, operator) = std::thread::scope(|scope| {
+        let viewer = scope.spawn(|| dump_dom(&format!("{base}#code={}&lang=sv", server.viewer_code), "sv-SE,sv"));
+        let operator = scope.spawn(|| dump_dom(&format!("{base}#token={}&lang=en", server.operator_token), "en-US,en"));
+        (viewer.join().expect("chromium"), operator.join().expect("chromium"))
+    });
+    // For a person to look at, beside the other screenshots in target/page/.
+    let shots = PathBuf::from(env!("CARGO_BIN_EXE_postflytt")).parent().and_then(Path::parent).map(|t| t.join("page")).expect("target dir");
+    std::fs::create_dir_all(&shots).expect("create target/page");
+    screenshot(&format!("{base}#token={}&lang=sv", server.operator_token), &shots.join("certificate-operator-sv.png"), "1280,1100");
+    let (sv, en) = (dictionary("sv"), dictionary("en"));
+    assert!(viewer.contains(&shown(&sv, "cert.viewer.source")), "[viewer] the sentence in Swedish:\n{viewer}");
+    // (The operator's setup form, hidden from the customer, has a pin field with similar words.)
+    for detail in [fingerprint.as_str(), "CN=localhost", "self-signed certificate", &format!(">{}<", shown(&sv, "cert.trust"))] {
+        let at = viewer.find(detail).unwrap_or(0);
+        assert!(
+            !viewer.contains(detail),
+            "[viewer] the customer sees no {detail:?}: {}",
+            &viewer[at.saturating_sub(600)..(at + 200).min(viewer.len())]
+        );
+    }
+    for want in [
+        shown(&en, "cert.title.source"),
+        shown(&en, "cert.why").replace("{why}", &shown(&en, "certproblem.self_signed")),
+        "CN=localhost".to_string(),
+        fingerprint.clone(),
+        format!(">{}<", shown(&en, "cert.trust")),
+        format!("postflytt setup --source-pin {fingerprint}"),
+    ] {
+        assert!(operator.contains(&want), "[operator] shows {want:?}");
     }
 }
 

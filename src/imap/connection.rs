@@ -91,6 +91,14 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// The DER of the server's certificate, on a TLS connection that got one.
+    pub(super) fn peer_certificate_der(&self) -> Option<Vec<u8>> {
+        match self {
+            Conn::Plain(_) => None,
+            Conn::Tls(s) => s.peer_certificate().ok().flatten().and_then(|c| c.to_der().ok()),
+        }
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Conn::Plain(s) => s,
@@ -172,10 +180,35 @@ pub(super) async fn tcp_connect(endpoint: &Endpoint) -> Result<TcpStream> {
         .with_context(|| format!("cannot reach {target} (connection refused or timed out: is the server up and the port right?)"))
 }
 
+/// How far a TLS handshake trusts the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trust {
+    /// The endpoint's pin, else the CA chain and the host name: every connection that carries mail.
+    AsConfigured,
+    /// Any certificate, to look at it: the setup test (`probe`) after the real handshake failed, so it
+    /// can tell the operator what the certificate is. Nothing is sent over such a connection but
+    /// STARTTLS and the greeting's answer.
+    InspectOnly,
+}
+
+/// The certificate of a pinned endpoint is not the pinned one; `seen` is its SHA-256 fingerprint.
+#[derive(Debug, Clone)]
+pub struct PinMismatch {
+    pub seen: String,
+}
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server's certificate has SHA-256 fingerprint {}, not the pinned one", self.seen)
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
 /// The one place TLS is set up, so another TLS library could be offered behind it.
-pub(super) async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<Conn> {
+pub(super) async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint, trust: Trust) -> Result<Conn> {
     let mut connector = async_native_tls::TlsConnector::new();
-    if endpoint.pin_sha256.is_some() {
+    if endpoint.pin_sha256.is_some() || trust == Trust::InspectOnly {
         // The pin replaces the CA chain and the host name check: the operator has seen this exact
         // certificate and told us to trust it. It is compared right after the handshake.
         connector = connector.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
@@ -195,7 +228,7 @@ pub(super) async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<C
             endpoint.describe()
         )))
     })?;
-    if let Some(pin) = &endpoint.pin_sha256 {
+    if let Some(pin) = endpoint.pin_sha256.as_ref().filter(|_| trust == Trust::AsConfigured) {
         let cert = tls
             .peer_certificate()
             .map_err(|e| anyhow!("reading the server certificate: {e}"))?
@@ -203,11 +236,10 @@ pub(super) async fn connect_tls(tcp: TcpStream, endpoint: &Endpoint) -> Result<C
         let der = cert.to_der().map_err(|e| anyhow!("reading the server certificate: {e}"))?;
         let seen = hex(&Sha256::digest(&der));
         if seen != normalize_fingerprint(pin) {
-            bail!(
-                "the certificate of {} has SHA-256 fingerprint {seen}, not the pinned one; if the server \
-                 really changed its certificate, pin the new fingerprint",
+            return Err(anyhow::Error::new(PinMismatch { seen }).context(format!(
+                "the certificate of {} is not the pinned one; if the server really changed its certificate, pin the new fingerprint",
                 endpoint.describe()
-            );
+            )));
         }
     }
     Ok(Conn::Tls(Box::new(tls)))
@@ -239,7 +271,7 @@ pub async fn raw_connect(endpoint: &Endpoint) -> Result<Conn> {
     }
     let tcp = tcp_connect(endpoint).await?;
     match endpoint.tls {
-        TlsMode::Implicit => connect_tls(tcp, endpoint).await,
+        TlsMode::Implicit => connect_tls(tcp, endpoint, Trust::AsConfigured).await,
         _ => Ok(Conn::Plain(tcp)),
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! The files: `connection` reaches the server (TCP, TLS, certificate pins); `stream` moves its bytes
 //! under the bounds and deadlines; `session` is the command loop, greeting and login; `commands` the
-//! commands on a logged-in session; `body_fetch` the streamed body FETCH; `response` the shapes
+//! commands on a logged-in session; `probe` the setup test (reach, TLS and its certificate, greeting); `body_fetch` the streamed body FETCH; `response` the shapes
 //! answers are read into; `error` the kinds of failure; `transcript_tests` recorded exchanges played
 //! against the real session. This file is the public surface: everything the rest of the crate names
 //! is re-exported here, as `crate::imap::...`.
@@ -27,6 +27,7 @@
 mod commands;
 mod connection;
 mod error;
+mod probe;
 mod response;
 mod session;
 mod stream;
@@ -41,6 +42,7 @@ pub use connection::{Endpoint, TlsFailed, TlsMode, fetch_fingerprint, hex, raw_c
 pub use error::{ImapError, ServerMisbehaved, kind_of};
 #[cfg(test)]
 pub use error::{bye_reason, is_misbehaving};
+pub use probe::{CertificateInfo, SideTest, plain_allowed, test_endpoint};
 pub use response::{Answer, AppendAnswer, FolderStatus, ListedFolder, Listing, MessageMeta, Selected, mailbox_wire, throttle_delay};
 pub use session::Session;
 pub use stream::{Answers, LINE_LIMIT, PENDING_CODES_LIMIT, RESPONSE_LIMIT};

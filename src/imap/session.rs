@@ -14,7 +14,7 @@ use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::{Interrupt, Io, State};
 
-use super::connection::{Conn, connect_tls, is_loopback, tcp_connect};
+use super::connection::{Conn, Trust, connect_tls, is_loopback, tcp_connect};
 use super::error::BYE_WITH_REASON;
 use super::response::{answer_has_caps, answer_of};
 use super::stream::{Budget, Framing, READ_BUF};
@@ -63,6 +63,11 @@ impl Session {
     /// Connects, negotiates TLS and reads the greeting; not yet logged in. `kind` is what the operator
     /// said this server is; with the greeting and the capabilities it decides `quirks` at login.
     pub async fn connect(endpoint: &Endpoint, label: &str, kind: ServerKind) -> Result<Session> {
+        Session::connect_trusting(endpoint, label, kind, Trust::AsConfigured).await
+    }
+
+    /// `connect` with the certificate trusted as `trust` says (`InspectOnly` for the setup test).
+    pub(super) async fn connect_trusting(endpoint: &Endpoint, label: &str, kind: ServerKind, trust: Trust) -> Result<Session> {
         if endpoint.tls == TlsMode::Plain && !is_loopback(&endpoint.host) {
             bail!(
                 "plain IMAP to {} would send passwords unprotected; plain is allowed only on loopback — use implicit or starttls",
@@ -71,7 +76,7 @@ impl Session {
         }
         let tcp = tcp_connect(endpoint).await?;
         let stream = match endpoint.tls {
-            TlsMode::Implicit => connect_tls(tcp, endpoint).await?,
+            TlsMode::Implicit => connect_tls(tcp, endpoint, trust).await?,
             TlsMode::Plain | TlsMode::StartTls => Conn::Plain(tcp),
         };
         let mut session = Session::fresh(stream, false, 1, label, kind);
@@ -85,7 +90,7 @@ impl Session {
             let Conn::Plain(tcp) = session.stream else {
                 bail!("internal: STARTTLS on a connection that is already TLS");
             };
-            let tls = connect_tls(tcp, endpoint).await?;
+            let tls = connect_tls(tcp, endpoint, trust).await?;
             let greeting = std::mem::take(&mut session.greeting);
             // Everything learned before TLS is forgotten (RFC 3207): a new client state and no
             // capabilities; only the greeting is kept, for the quirks.
@@ -97,6 +102,11 @@ impl Session {
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The DER of the server's certificate (None on a plain connection).
+    pub(super) fn peer_certificate_der(&self) -> Option<Vec<u8>> {
+        self.stream.peer_certificate_der()
     }
 
     async fn read_greeting(&mut self) -> Result<()> {
