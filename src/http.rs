@@ -331,6 +331,15 @@ fn route(
             }
             Ok(json_response(200, &serde_json::to_value(&report).map_err(|e| anyhow!(e))?))
         }
+        (Method::Post, "/api/notify/test") => {
+            need(role, Role::Operator)?;
+            let store = app.store()?;
+            if crate::notify::Config::load(&store)?.is_none() {
+                return Err(ApiError::new(409, crate::notify::summary(&store)?));
+            }
+            let sent = crate::notify::send_test(&store).map_err(|e| ApiError::new(502, format!("{e:#}")))?;
+            Ok(json_response(200, &json!({"ok": true, "message": sent})))
+        }
         (Method::Get, "/api/template") => {
             need(role, Role::Viewer)?;
             let (bytes, kind, name) = match query.get("format").map(String::as_str) {
@@ -366,6 +375,11 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<(), ApiError> {
     // Refused before the endpoints below are stored, so a wrong limit changes nothing.
     let staging_limit = staging_limit_from(body.get("staging_limit"))?;
     let store = app.store()?;
+    // E-mail notices: checked whole, and stored only when all of it is right (docs/api.md, notify).
+    if let Some(notify) = body.get("notify") {
+        let change = crate::notify::Change::from_json(notify).map_err(|e| ApiError::new(400, format!("{e:#}")))?;
+        crate::notify::change(&store, change).map_err(|e| ApiError::new(400, format!("{e:#}")))?;
+    }
     for side in ["source", "target"] {
         if let Some(v) = body.get(side).filter(|v| !v.is_null()) {
             store.set_endpoint(side, &endpoint_from(v, side)?)?;

@@ -17,6 +17,7 @@ mod import;
 mod logger;
 mod memory;
 mod mx;
+mod notify;
 mod oauth;
 mod pipe;
 mod pull;
