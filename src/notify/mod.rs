@@ -226,7 +226,7 @@ pub fn change(store: &Store, change: Change) -> Result<String> {
         rows.security = Some(security.as_str().to_string());
     }
     store.set_notify_rows(&rows, change.password.as_ref())?;
-    Ok(summary(store)?)
+    summary(store)
 }
 
 /// One line on what notices are set up ("e-mail notices: via smtp.example.se:587 (starttls) from ...").

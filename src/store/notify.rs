@@ -1,4 +1,4 @@
-//! What the e-mail notices (`crate::notify`) keep in the store: the relay, sender, recipients and
+//! What the e-mail notices (src/notify/) keep in the store: the relay, sender, recipients and
 //! language the operator set (rows `notify.*` of the `setting` table; the relay's password is a sealed
 //! secret setting, so the purge at finish deletes it with the others), one mark per notice already
 //! sent (`notify.sent.KEY`, so a restart never sends it again; marks survive the purge) and the last
