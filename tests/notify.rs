@@ -334,3 +334,57 @@ fn notices_reach_the_operator_and_the_customer_once_and_never_carry_the_password
     drop(sink);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_cli_sets_up_notices_refuses_plain_to_another_machine_and_sends_a_test() {
+    let dir = common::fresh_dir("pf-notify-cli");
+    let sink = Sink::start(&dir);
+    let data = dir.join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).arg("setup").args(args).output().expect("run postflytt");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, text) = run(&["--smtp", "smtp.example.se:25", "--smtp-security", "plain"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("plain SMTP sends the relay's password and the report unencrypted"), "{text}");
+
+    let wrong = dir.join("fel");
+    std::fs::write(&wrong, "inte-lösenordet\n").expect("write");
+    let right = dir.join("rätt");
+    std::fs::write(&right, format!("{RELAY_PASSWORD}\n")).expect("write");
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let (code, text) = run(&[
+        "--smtp",
+        &relay,
+        "--smtp-login",
+        "flytt@leverantor.se",
+        "--smtp-password-file",
+        wrong.to_str().expect("path"),
+        "--mail-from",
+        "postflytt@leverantor.se",
+        "--notify-operator",
+        "drift@leverantor.se",
+        "--notify-operator",
+        "jour@leverantor.se",
+        "--notify-language",
+        "en",
+        "--smtp-test",
+    ]);
+    assert_eq!(code, Some(1), "a refused login fails the test: {text}");
+    assert!(text.contains(&format!("e-mail notices: via {relay} (starttls, with login) from postflytt@leverantor.se")), "{text}");
+    assert!(text.contains("e-mail notice test to drift@leverantor.se, jour@leverantor.se not sent"), "{text}");
+    assert!(!text.contains("inte-lösenordet"), "{text}");
+    assert!(sink.messages().is_empty());
+
+    let (code, text) = run(&["--smtp-password-file", right.to_str().expect("path"), "--smtp-test"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("test message sent to drift@leverantor.se, jour@leverantor.se"), "{text}");
+    assert!(!text.contains(RELAY_PASSWORD), "{text}");
+    let got = sink.wait_for_count(1, "the test message");
+    let test = read(&got[0].0, &got[0].1);
+    assert_eq!(test.to, ["drift@leverantor.se", "jour@leverantor.se"]);
+    assert_eq!(test.subject, "postflytt: test message");
+    assert!(test.text.contains("Notices about the migration reach this address."), "{}", test.text);
+    drop(sink);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -389,7 +389,9 @@ fn deliver(dir: &Path, key: &str, wait: bool, config: Option<Config>, letters: i
 
 /// The check is done: the operator gets the accounts whose verdict is not ready, with the reason.
 pub fn check_done(dir: &Path, results: &[CheckResult]) {
-    let key = format!("check:{}", now());
+    // Each check run is its own notice: two may end within the same second.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let key = format!("check:{nanos}");
     let results: Vec<words::CheckRow> =
         results.iter().map(|r| words::CheckRow { login: r.account.clone(), verdict: r.verdict, problem: r.problem.clone() }).collect();
     deliver(dir, &key, false, None, |_, c| {
@@ -507,6 +509,65 @@ mod tests {
         change(&store, Change::from_json(&Value::Null).unwrap()).unwrap();
         assert_eq!(status(&store).unwrap()["configured"], false);
         assert!(store.notify_password().unwrap().is_none(), "off forgets the password");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failing_account_is_told_once_per_streak() {
+        let dir = std::env::temp_dir().join(format!("pf-notify-streak-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let report = |error: Option<&str>| PassReport {
+            account: "bo@kund.se".into(),
+            folders: 0,
+            pull: Default::default(),
+            push: Default::default(),
+            folder_errors: Vec::new(),
+            throttled: 0,
+            error: error.map(str::to_string),
+            seconds: 0.0,
+        };
+        // Off: nothing is claimed, so a relay set up later still hears of the next failure.
+        passes_done(&dir, &[report(Some("login refused"))]);
+        assert!(!store.notice_sent("pass_failed:bo@kund.se").unwrap());
+        // A relay that hangs up at once: each send is one connection, counted here.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sends = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&sends);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let sends_after = |n: usize| {
+            let started = std::time::Instant::now();
+            while sends.load(std::sync::atomic::Ordering::SeqCst) < n && started.elapsed().as_secs() < 2 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            sends.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let relay = Change {
+            host: Some("127.0.0.1".into()),
+            port: Some(port),
+            security: Some("plain".into()),
+            from: Some("flytt@example.se".into()),
+            operator: Some(vec!["drift@example.se".into()]),
+            ..Change::default()
+        };
+        change(&store, relay).unwrap();
+        passes_done(&dir, &[report(Some("login refused"))]);
+        assert_eq!(sends_after(1), 1, "the first failure is told");
+        passes_done(&dir, &[report(Some("login refused"))]);
+        assert_eq!(sends_after(2), 1, "a second failure in the same streak is not");
+        passes_done(&dir, &[report(None)]);
+        passes_done(&dir, &[report(Some("login refused"))]);
+        assert_eq!(sends_after(2), 2, "after a good pass, a new failure is told again");
+        let last: Value = serde_json::from_str(&store.last_notice().unwrap().unwrap()).unwrap();
+        assert_eq!(last["event"], "pass_failed");
+        assert_eq!(last["ok"], false, "the relay hung up: {last}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
