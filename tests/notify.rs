@@ -68,13 +68,17 @@ impl Serve {
     /// Starts the appliance; its log goes to `log` (appended), the MX watch asks a port where nothing
     /// answers (no real DNS from a test).
     fn start(data: &Path, log: &Path) -> Serve {
+        Serve::start_with_dns(data, log, common::free_port())
+    }
+
+    fn start_with_dns(data: &Path, log: &Path, dns_port: u16) -> Serve {
         let port = common::free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let child = Command::new(common::postflytt_bin())
             .arg("--data")
             .arg(data)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("POSTFLYTT_RESOLVER", format!("127.0.0.1:{}", common::free_port()))
+            .env("POSTFLYTT_RESOLVER", format!("127.0.0.1:{dns_port}"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -115,6 +119,34 @@ impl Serve {
 }
 
 impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// dnsmasq answering MX queries on loopback (package dnsmasq-base), as tests/appliance.rs runs it.
+struct Dnsmasq {
+    child: Child,
+}
+
+impl Dnsmasq {
+    fn start(port: u16, domain: &str, host: &str) -> Dnsmasq {
+        let child = Command::new("dnsmasq")
+            .args(["--no-daemon", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
+            .args(["--conf-file=/dev/null", "--user=root"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--mx-host={domain},{host},10"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (package dnsmasq-base)");
+        std::thread::sleep(Duration::from_millis(300));
+        Dnsmasq { child }
+    }
+}
+
+impl Drop for Dnsmasq {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -385,6 +417,56 @@ fn the_cli_sets_up_notices_refuses_plain_to_another_machine_and_sends_a_test() {
     assert_eq!(test.to, ["drift@leverantor.se", "jour@leverantor.se"]);
     assert_eq!(test.subject, "postflytt: test message");
     assert!(test.text.contains("Notices about the migration reach this address."), "{}", test.text);
+    drop(sink);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_mx_flip_goes_to_both_and_safe_to_finish_to_the_operator_in_english() {
+    let source = Dovecot::start(Layout::OldHost, &[("alice@kund.se", "gammalt-1")]);
+    let target = Dovecot::start(Layout::Target, &[("alice@kund.se", "nytt-1")]);
+    fixture::load(&mut source.reader("alice@kund.se"), &fixture::bulk("INBOX", 3, 1, 500..900));
+    let dir = common::fresh_dir("pf-notify-mx");
+    let sink = Sink::start(&dir);
+    let dns_port = common::free_port();
+    let mut dns = Dnsmasq::start(dns_port, "kund.se", "mx.gammal.example");
+    let (data, log) = (dir.join("data"), dir.join("serve.log"));
+    let serve = Serve::start_with_dns(&data, &log, dns_port);
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.port(), "tls": "plain"},
+        "target_mx": ["mx.ny.example"], "pass_interval_seconds": 2, "quiet_period_seconds": 3, "mx_interval_seconds": 1,
+        "notify": {
+            "host": "127.0.0.1", "port": sink.port, "login": "flytt@leverantor.se", "password": RELAY_PASSWORD,
+            "from": "postflytt@leverantor.se", "operator": "drift@leverantor.se", "customer": "it@kund.se", "language": "en",
+        },
+    });
+    let (status, r) = serve.op("POST", "/api/setup", &setup);
+    assert_eq!(status, 200, "{r}");
+    let token = std::fs::read_to_string(data.join("operator-token")).expect("token");
+    let auth = format!("Bearer {}", token.trim());
+    let csv = "E-post;Lösenord;Nytt lösenord\r\nalice@kund.se;gammalt-1;nytt-1\r\n";
+    assert_eq!(http(serve.port, "POST", "/api/accounts?name=konton.csv", &[("Authorization", &auth)], csv.as_bytes()).0, 200);
+    assert_eq!(serve.op("POST", "/api/passes/start", &json!({})).0, 200);
+    serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 3);
+    serve.wait_for("the MX watch", 30, |s| s["domains"][0]["domain"] == "kund.se");
+    assert!(sink.messages().is_empty(), "nothing to tell before the flip");
+
+    drop(dns);
+    dns = Dnsmasq::start(dns_port, "kund.se", "mx.ny.example");
+    let got = sink.wait_for_count(3, "the flip's notices and safe to finish");
+    let subjects: Vec<(Vec<String>, String)> = got.iter().map(|(e, raw)| read(e, raw)).map(|m| (m.to, m.subject)).collect();
+    let flip = "postflytt: the MX records of kund.se now point at the new server".to_string();
+    assert!(subjects.contains(&(vec!["drift@leverantor.se".to_string()], flip.clone())), "{subjects:?}");
+    assert!(subjects.contains(&(vec!["it@kund.se".to_string()], flip)), "{subjects:?}");
+    assert_eq!(subjects[2], (vec!["drift@leverantor.se".to_string()], "postflytt: safe to finish".to_string()), "{subjects:?}");
+    let safe = read(&got[2].0, &got[2].1);
+    assert!(safe.text.contains("no new mail has arrived at the old one for 3 seconds"), "{}", safe.text);
+    // The watch goes on every second; nothing is told twice.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.messages().len(), 3);
+    drop(serve);
+    drop(dns);
     drop(sink);
     let _ = std::fs::remove_dir_all(&dir);
 }
