@@ -362,6 +362,9 @@ pub struct StatusArgs {}
 pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     println!("{}", staging_line(&store)?);
+    if let Some(line) = crate::notify::status_line(&store)? {
+        println!("{line}");
+    }
     for a in store.account_progress()? {
         println!(
             "{} -> {}: {}, {}/{} messages on the target, {} staged",

@@ -405,6 +405,7 @@ fn the_cli_sets_up_notices_refuses_plain_to_another_machine_and_sends_a_test() {
     assert_eq!(code, Some(1), "a refused login fails the test: {text}");
     assert!(text.contains(&format!("e-mail notices: via {relay} (starttls, with login) from postflytt@leverantor.se")), "{text}");
     assert!(text.contains("e-mail notice test to drift@leverantor.se, jour@leverantor.se not sent"), "{text}");
+    assert!(text.contains("Authentication credentials invalid"), "the relay's own words: {text}");
     assert!(!text.contains("inte-lösenordet"), "{text}");
     assert!(sink.messages().is_empty());
 
@@ -417,6 +418,11 @@ fn the_cli_sets_up_notices_refuses_plain_to_another_machine_and_sends_a_test() {
     assert_eq!(test.to, ["drift@leverantor.se", "jour@leverantor.se"]);
     assert_eq!(test.subject, "postflytt: test message");
     assert!(test.text.contains("Notices about the migration reach this address."), "{}", test.text);
+    let out = Command::new(common::postflytt_bin()).arg("--data").arg(&data).arg("status").output().expect("run postflytt");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains(&format!("e-mail notices: via {relay} (starttls, with login)")), "{status}");
+    assert!(status.contains("the last notice (test) was sent"), "{status}");
+    assert!(!status.contains(RELAY_PASSWORD), "{status}");
     drop(sink);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -249,6 +249,23 @@ pub fn summary(store: &Store) -> Result<String> {
     })
 }
 
+/// What `postflytt status` prints: the summary and the last send's result; None while no relay is set.
+pub fn status_line(store: &Store) -> Result<Option<String>> {
+    if store.notify_rows()?.host.is_none() {
+        return Ok(None);
+    }
+    let mut line = summary(store)?;
+    let last: Option<Value> = store.last_notice()?.and_then(|t| serde_json::from_str(&t).ok());
+    if let Some(last) = last {
+        let event = last["event"].as_str().unwrap_or("?");
+        match last["error"].as_str() {
+            Some(error) => line += &format!("\n    the last notice ({event}) was not sent: {error}"),
+            None => line += &format!("\n    the last notice ({event}) was sent"),
+        }
+    }
+    Ok(Some(line))
+}
+
 fn or_none(list: &[String]) -> String {
     if list.is_empty() { "nobody".to_string() } else { list.join(", ") }
 }
