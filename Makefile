@@ -6,7 +6,8 @@ DATA ?= ./postflytt-data
 LISTEN ?= 127.0.0.1:8025
 CARGO ?= cargo
 BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
-TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl
+# python3-aiosmtpd: the SMTP relay tests/notify.rs sends its notices to (tests/fixtures/smtp_sink.py).
+TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl python3-aiosmtpd
 # The peer the benchmark compares with (mbsync) and the timer it measures every tool with; its other
 # tools come with the test packages (doveadm: dovecot-core) or with Debian itself (taskset, unshare:
 # util-linux). Its Cyrus and Courier sources need what surrounds their IMAP daemons: cyrus-common

@@ -181,6 +181,9 @@ impl Appliance {
             Ok(reports)
         })();
         self.forget_status();
+        if let Ok(reports) = &result {
+            crate::notify::passes_done(&self.dir, reports);
+        }
         let mut rt = self.runtime();
         rt.pass_active = false;
         match &result {
@@ -293,7 +296,7 @@ impl Appliance {
                 let accounts = store.accounts(&only)?;
                 let limits = check::Limits::from_store(&store)?;
                 drop(store);
-                sync::for_each_account(
+                let results = sync::for_each_account(
                     &me.dir,
                     accounts,
                     8,
@@ -308,6 +311,7 @@ impl Appliance {
                     &|r| log::info!("checked {}: {}", r.account, r.verdict.words()),
                 );
                 me.store()?.stamp(RunMark::CheckedAt)?;
+                crate::notify::check_done(&me.dir, &results);
                 Ok(())
             })();
             if let Err(e) = result {
@@ -558,6 +562,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "staging_used_bytes": staging_used,
         "staging_limit_bytes": staging_limit,
         "staging_limit_set_by": staging_limit_set_by,
+        "notify": crate::notify::status(&store).unwrap_or(Value::Null),
     }))
 }
 
@@ -695,10 +700,16 @@ pub fn finish(app: &Arc<Appliance>, force: bool) -> Result<FinishOutcome> {
     let mut purged = false;
     if verified_ok || force {
         let store = app.store()?;
+        // Read before the purge deletes the relay's password with the others.
+        let mail = crate::notify::Config::load(&store).unwrap_or_else(|e| {
+            log::warn!("e-mail notices: {e:#}");
+            None
+        });
         store.purge()?;
         store.stamp(RunMark::FinishedAt)?;
         purged = true;
         log::info!("finished: passwords and staged mail purged; the report stays");
+        crate::notify::finished(&app.dir, mail, &problems);
     }
     Ok(FinishOutcome { verified_ok, problems, purged })
 }
@@ -712,6 +723,12 @@ pub fn mx_watcher(app: Arc<Appliance>) {
         if last_round.is_none_or(|l| now() >= l + interval) {
             if let Err(e) = mx_round(&app) {
                 log::warn!("MX watch: {e:#}");
+            }
+            // Safe to finish comes with time as well as with a flip, so it is looked for every round.
+            if let Ok(s) = status(&app)
+                && s["safe_to_finish"] == true
+            {
+                crate::notify::safe_to_finish(&app.dir, s["quiet_period_seconds"].as_i64().unwrap_or(0));
             }
             last_round = Some(now());
         }
@@ -767,6 +784,11 @@ fn mx_round(app: &Appliance) -> Result<()> {
     states.retain(|d, _| domains.contains(d));
     let list: Vec<&crate::mx::DomainState> = states.values().collect();
     app.store()?.set_mark(RunMark::MxState, &serde_json::to_string(&list)?)?;
+    for state in &list {
+        if let (true, Some(at)) = (state.points_at_target, state.flipped_at) {
+            crate::notify::mx_flipped(&app.dir, &state.domain, at);
+        }
+    }
     Ok(())
 }
 

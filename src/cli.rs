@@ -98,6 +98,33 @@ pub struct SetupArgs {
     /// stop watching a domain added with --watch-domain (repeatable)
     #[argh(option)]
     no_watch_domain: Vec<String>,
+    /// e-mail notices: the SMTP relay as HOST:PORT (off switches notices off)
+    #[argh(option)]
+    smtp: Option<String>,
+    /// the relay's security: starttls (default), tls, or plain (loopback only)
+    #[argh(option)]
+    smtp_security: Option<String>,
+    /// the login at the relay
+    #[argh(option)]
+    smtp_login: Option<String>,
+    /// file holding the relay's password ("-" reads standard input); never on the command line
+    #[argh(option)]
+    smtp_password_file: Option<PathBuf>,
+    /// the sender address of the notices
+    #[argh(option)]
+    mail_from: Option<String>,
+    /// an operator address to notify (repeat for more; replaces the list)
+    #[argh(option)]
+    notify_operator: Vec<String>,
+    /// a customer address to notify (repeat for more; replaces the list)
+    #[argh(option)]
+    notify_customer: Vec<String>,
+    /// the notices' language: sv (default) or en
+    #[argh(option)]
+    notify_language: Option<String>,
+    /// send a test notice to every operator and customer address
+    #[argh(switch)]
+    smtp_test: bool,
 }
 
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
@@ -144,6 +171,7 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         }
     }
     set_m365_apps(&store, setup)?;
+    setup_notify(&store, setup)?;
     if quota.is_some() || size_limit.is_some() {
         store.change_settings(|s| {
             s.quota_per_account = quota.or(s.quota_per_account);
@@ -293,6 +321,41 @@ fn set_m365_apps(store: &Store, setup: &SetupArgs) -> Result<()> {
             store.set_secret_setting(&format!("{key}client_secret"), &secret)?;
             println!("Microsoft 365 client secret for the {side} stored (sealed); you can delete the file now");
         }
+    }
+    Ok(())
+}
+
+/// The e-mail notice settings of `setup`, then its test message when asked.
+fn setup_notify(store: &Store, setup: &SetupArgs) -> Result<()> {
+    let mut change = crate::notify::Change { off: setup.smtp.as_deref() == Some("off"), ..Default::default() };
+    if let Some(relay) = setup.smtp.as_deref().filter(|r| *r != "off") {
+        let (host, port) = parse_host_port(relay, "smtp")?;
+        (change.host, change.port) = (Some(host), Some(port));
+    }
+    if let Some(path) = &setup.smtp_password_file {
+        let mut text = String::new();
+        if path.as_os_str() == "-" {
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        } else {
+            text = std::fs::read_to_string(path).with_context(|| format!("cannot read the SMTP password file {}", path.display()))?;
+        }
+        let password = Secret::new(text.trim_end_matches(['\r', '\n']).to_string());
+        crate::secret::wipe(text.into_bytes());
+        if password.is_empty() {
+            bail!("the SMTP password file {} is empty", path.display());
+        }
+        change.password = Some(password);
+    }
+    let lists = |l: &[String]| Some(l.iter().flat_map(|a| crate::notify::split_addresses(a)).collect::<Vec<_>>()).filter(|l| !l.is_empty());
+    (change.security, change.login, change.from) = (setup.smtp_security.clone(), setup.smtp_login.clone(), setup.mail_from.clone());
+    (change.operator, change.customer, change.language) =
+        (lists(&setup.notify_operator), lists(&setup.notify_customer), setup.notify_language.clone());
+    let given = change.off || change.host.is_some() || change.password.is_some() || change.security.is_some() || change.login.is_some();
+    if given || change.from.is_some() || change.operator.is_some() || change.customer.is_some() || change.language.is_some() {
+        println!("{}", crate::notify::change(store, change)?);
+    }
+    if setup.smtp_test {
+        println!("{}", crate::notify::send_test(store)?);
     }
     Ok(())
 }
@@ -450,6 +513,9 @@ pub struct StatusArgs {}
 pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let store = Store::open_existing(dir)?;
     println!("{}", staging_line(&store)?);
+    if let Some(line) = crate::notify::status_line(&store)? {
+        println!("{line}");
+    }
     let checks = store.check_details()?;
     let finished = store.mark(store::RunMark::FinishedAt)?.is_some();
     let mut attention = false;

@@ -356,6 +356,15 @@ fn route(
             }
             Ok(json_response(200, &serde_json::to_value(&report).map_err(|e| anyhow!(e))?))
         }
+        (Method::Post, "/api/notify/test") => {
+            need(role, Role::Operator)?;
+            let store = app.store()?;
+            if crate::notify::Config::load(&store)?.is_none() {
+                return Err(ApiError::new(409, crate::notify::summary(&store)?));
+            }
+            let sent = crate::notify::send_test(&store).map_err(|e| ApiError::new(502, format!("{e:#}")))?;
+            Ok(json_response(200, &json!({"ok": true, "message": sent})))
+        }
         (Method::Get, "/api/template") => {
             need(role, Role::Viewer)?;
             let (bytes, kind, name) = match query.get("format").map(String::as_str) {
@@ -379,7 +388,14 @@ fn route(
 
 /// `POST /api/setup`, whose checks and tests are `crate::setup`'s (the CLI's `setup` uses the same).
 fn setup(app: &Appliance, body: &Value) -> std::result::Result<Value, ApiError> {
-    crate::setup::apply_json(&app.store()?, body).map_err(|e| match e {
+    let store = app.store()?;
+    // E-mail notices: checked whole, and stored only when all of it is right (docs/api.md, notify);
+    // they are a part of their own, applied before the rest of the request.
+    if let Some(notify) = body.get("notify") {
+        let change = crate::notify::Change::from_json(notify).map_err(|e| ApiError::new(400, format!("{e:#}")))?;
+        crate::notify::change(&store, change).map_err(|e| ApiError::new(400, format!("{e:#}")))?;
+    }
+    crate::setup::apply_json(&store, body).map_err(|e| match e {
         crate::setup::ApiFailure::Refused(text) => ApiError::new(400, text),
         crate::setup::ApiFailure::Internal(e) => ApiError::from(e),
     })

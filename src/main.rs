@@ -18,6 +18,7 @@ mod import;
 mod logger;
 mod memory;
 mod mx;
+mod notify;
 mod oauth;
 mod pipe;
 mod progress;
