@@ -461,7 +461,10 @@ fn the_whole_migration_through_the_page_as_operator_and_customer() {
     operator.navigate(&format!("{base}#token={}&lang=en", serve.token));
     let mut customer = browser.new_tab("customer");
     customer.set_device(Device::Phone);
-    customer.navigate(&format!("{base}#code={}&lang=sv", serve.code));
+    // The customer's tab is open on the sign-in form when the link with the code arrives and is pasted
+    // into it: the browser does not reload for a new fragment, so the page must take it (issue 16 #11).
+    customer.navigate(&base);
+    customer.eval(&format!("location.hash = {}; true", json!(format!("#code={}&lang=sv", serve.code))));
     let mut j = Journey {
         browser,
         operator,
