@@ -543,6 +543,11 @@ fn the_whole_migration_through_the_page_as_operator_and_customer() {
 
     // 4. Copying: passes started; every row comes up to date.
     j.step = "4-copy".into();
+    // The passes card shows the interval the setup form saved (it kept showing 15 minutes).
+    let interval = j.operator.eval("document.getElementById('interval-min').value");
+    if interval != json!("1") {
+        j.miss("passes interval", format!("the passes card says {interval} minutes between passes; the setup saved 1"));
+    }
     j.click(Operator, START);
     j.expect(Operator, STARTED, &[], Some("#passes-msg"), WAIT);
     j.expect_phase(Operator, PHASE_SYNCING, 3, WAIT);

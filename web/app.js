@@ -754,7 +754,7 @@ const S = {
   reportUrl: null,
   setupFilled: false,
   setupOpened: false,
-  intervalFilled: false,
+  intervalSeen: null,
   checkRendered: null,
   domainsKey: null,
 };
@@ -1062,7 +1062,7 @@ function signOut(msgKey) {
   S.checkKey = undefined;
   S.setupFilled = false;
   S.setupOpened = false;
-  S.intervalFilled = false;
+  S.intervalSeen = null;
   S.loginMsg = msgKey ? (msgKey === "login.rejected" && wasOperator ? "login.rejected_token" : msgKey) : null;
   showView("login");
   $("login-op").open = wasOperator;
@@ -1764,9 +1764,11 @@ function renderOperator() {
   if (p.running && !p.active && num(p.next_at) !== null) bits.push(t("passes.next", { when: fmtAgo(p.next_at) }));
   const state = bits.join(", ");
   setText($("op-passes-state"), state.charAt(0).toUpperCase() + state.slice(1));
-  if (!S.intervalFilled && num(p.interval_seconds)) {
+  // Filled from the server whenever its interval changes (the setup form or the CLI may set it), but
+  // never while the operator is typing in it.
+  if (num(p.interval_seconds) && S.intervalSeen !== p.interval_seconds && document.activeElement !== $("interval-min")) {
     $("interval-min").value = String(Math.round(p.interval_seconds / 60));
-    S.intervalFilled = true;
+    S.intervalSeen = p.interval_seconds;
   }
   const c = s.check || {};
   const cs = c.running ? t("check.running") : num(c.checked_at) !== null ? t("check.done", { ago: fmtAgo(c.checked_at) }) : t("check.never");
