@@ -315,34 +315,7 @@ impl Journey {
 // The servers around the appliance.
 // ---------------------------------------------------------------------------------------------------
 
-/// dnsmasq answering MX queries for the customer's domain on 127.0.0.1:port.
-struct Dnsmasq {
-    child: Child,
-}
-
-impl Dnsmasq {
-    fn start(port: u16, mx: &[(&str, &str)]) -> Dnsmasq {
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args(["--no-daemon", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null"])
-            .arg(format!("--port={port}"));
-        if common::running_as_root() {
-            cmd.arg("--user=root");
-        }
-        for (domain, host) in mx {
-            cmd.arg(format!("--mx-host={domain},{host},10"));
-        }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dnsmasq (package dnsmasq-base)");
-        std::thread::sleep(Duration::from_millis(200));
-        Dnsmasq { child }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Dnsmasq;
 
 /// `postflytt --data DIR serve` on a free port; killed and its directory removed on drop.
 struct Serve {

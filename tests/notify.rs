@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,39 +23,8 @@ const RELAY_PASSWORD: &str = "Relä-hemlis-9";
 
 /// A plain HTTP/1.1 request of the test's own (no client library shared with postflytt).
 fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).expect("write");
-    stream.write_all(body).expect("write body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
-    let head = String::from_utf8_lossy(&raw[..end]).to_string();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-    let mut body = raw[end + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(i) = data.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..i]).trim(), 16).unwrap_or(0);
-        data = &data[i + 2..];
-        if size == 0 || data.len() < size {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
-    }
+    let r = common::web::http(port, method, path, headers, body);
+    (r.status, r.text())
 }
 
 struct Serve {
@@ -132,33 +101,7 @@ impl Drop for Serve {
     }
 }
 
-/// dnsmasq answering MX queries on loopback (package dnsmasq-base), as tests/appliance.rs runs it.
-struct Dnsmasq {
-    child: Child,
-}
-
-impl Dnsmasq {
-    fn start(port: u16, domain: &str, host: &str) -> Dnsmasq {
-        let child = Command::new("dnsmasq")
-            .args(["--no-daemon", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
-            .args(["--conf-file=/dev/null", "--user=root"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--mx-host={domain},{host},10"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (package dnsmasq-base)");
-        std::thread::sleep(Duration::from_millis(300));
-        Dnsmasq { child }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Dnsmasq;
 
 /// The SMTP server the notices go to, and the directory it writes each message to.
 struct Sink {
@@ -444,7 +387,7 @@ fn the_mx_flip_goes_to_both_and_safe_to_finish_to_the_operator_in_english() {
     let dir = common::fresh_dir("pf-notify-mx");
     let sink = Sink::start(&dir);
     let dns_port = common::free_port();
-    let mut dns = Dnsmasq::start(dns_port, "kund.se", "mx.gammal.example");
+    let mut dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.gammal.example")]);
     let (data, log) = (dir.join("data"), dir.join("serve.log"));
     let serve = Serve::start_with_dns(&data, &log, dns_port);
     let setup = json!({
@@ -468,7 +411,7 @@ fn the_mx_flip_goes_to_both_and_safe_to_finish_to_the_operator_in_english() {
     assert!(sink.messages().is_empty(), "nothing to tell before the flip");
 
     drop(dns);
-    dns = Dnsmasq::start(dns_port, "kund.se", "mx.ny.example");
+    dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.ny.example")]);
     let got = sink.wait_for_count(3, "the flip's notices and safe to finish");
     let subjects: Vec<(Vec<String>, String)> = got.iter().map(|(e, raw)| read(e, raw)).map(|m| (m.to, m.subject)).collect();
     let flip = "postflytt: the MX records of kund.se now point at the new server".to_string();

@@ -2,19 +2,22 @@
 //! product meets (`dovecot`), an IMAP reader of our own that checks results independently of postflytt's
 //! client (`reader`), the hard-case fixture mail and the folder-by-folder comparison (`fixture`), a TCP
 //! proxy that cuts connections after N bytes (`proxy`), one that stalls a connection mid-body
-//! (`stall_proxy`), and small helpers (free ports, base64, a seeded PRNG, the path of the postflytt
+//! (`stall_proxy`), an HTTP client (`web`), dnsmasq for MX answers (`dnsmasq`), and small helpers (free ports, base64, a seeded PRNG, the path of the postflytt
 //! binary). Std only (the one dev-dependency, tungstenite, is for the journey's browser client in
 //! tests/cdp). Each test binary uses only part of this, hence the `dead_code` allowance.
 
 #![allow(dead_code, unused_imports)]
 
+pub mod dnsmasq;
 pub mod dovecot;
 pub mod fixture;
 pub mod proxy;
 pub mod quirk_proxy;
 pub mod reader;
 pub mod stall_proxy;
+pub mod web;
 
+pub use dnsmasq::Dnsmasq;
 pub use dovecot::{Dovecot, DovecotOptions, Layout};
 pub use fixture::{FixtureMsg, SnapMsg, Snapshot};
 pub use proxy::{CutProxy, Direction};
