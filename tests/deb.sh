@@ -190,8 +190,13 @@ start_like_unit() {
     while IFS= read -r v; do envs+=("$v"); done < <(unit_env)
     # ${VAR} and $VAR in ExecStart= come from that environment.
     for v in "${envs[@]}"; do cmd=${cmd//\$\{${v%%=*}\}/${v#*=}}; done
+    # systemd names the journal stream it gives the service's stderr (JOURNAL_STREAM=DEVICE:INODE),
+    # and postflytt prefixes syslog priorities only for that stream: here the log file stands in.
+    : > "$WORK/serve.log"
+    local journal
+    journal=$(stat -c '%d:%i' "$WORK/serve.log")
     # shellcheck disable=SC2086
-    ( cd / && umask "${umask:-0022}" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "${envs[@]}" \
+    ( cd / && umask "${umask:-0022}" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "${envs[@]}" JOURNAL_STREAM="$journal" \
         setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs --inh-caps=-all --bounding-set=-all \
         $cmd ) 2>"$WORK/serve.log" &
     SERVE_PID=$!
