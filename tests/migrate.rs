@@ -1051,3 +1051,32 @@ fn a_pause_stops_a_running_pass_at_the_next_folder() {
     m.sync();
     assert_eq!((zeta(&target), target.reader("a@ny.se").fetch_all("INBOX").len()), (4, 1));
 }
+
+/// Review of issue 16 (finished means finished): after a finish that verified every account, a
+/// `postflytt verify` must not change what the finished migration says. The purge deleted the
+/// passwords, so a verification now cannot log in; if it is run and recorded anyway, it replaces the
+/// verification finish made, and the customer's report turns into "finished by force, not verified".
+#[test]
+fn verify_after_a_clean_finish_leaves_the_final_verification_alone() {
+    let source = Dovecot::start(Layout::OldHost, &[("v@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("v@ny.se", "pw2")]);
+    fixture::load(&mut source.reader("v@gammal.se"), &fixture::bulk("INBOX", 3, 91, 500..1500));
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("v@gammal.se", "pw1", "v@ny.se", "pw2")]);
+    assert_eq!(appended(&m.sync()), 3);
+    let out = m.ok(&["finish"]);
+    assert!(out.contains("finished: every account verified"), "{out}");
+    let report = |m: &Migration| -> serde_json::Value {
+        serde_json::from_slice(&m.run(&["report", "--format", "json"]).stdout).expect("report JSON")
+    };
+    let before = report(&m);
+    assert_eq!((before["finished_by_force"].clone(), before["accounts_verified"].clone()), (false.into(), 1.into()), "{before:#}");
+    let out = m.run(&["verify"]);
+    let after = report(&m);
+    assert_eq!(
+        (after["finished_by_force"].clone(), after["accounts_verified"].clone(), after["not_verified"].clone()),
+        (before["finished_by_force"].clone(), before["accounts_verified"].clone(), before["not_verified"].clone()),
+        "verify after finish ({}) changed the final report:\n{after:#}",
+        driver::text(&out)
+    );
+}
+
