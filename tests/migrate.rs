@@ -1079,4 +1079,3 @@ fn verify_after_a_clean_finish_leaves_the_final_verification_alone() {
         driver::text(&out)
     );
 }
-
