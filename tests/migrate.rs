@@ -1079,3 +1079,21 @@ fn verify_after_a_clean_finish_leaves_the_final_verification_alone() {
         driver::text(&out)
     );
 }
+
+/// Review of issue 16 #7: removing an account and importing it again is how an operator fixes a
+/// wrong new login. The journal of the account's first target mailbox must not stand for the new one:
+/// after the re-import with another target login, the next pass copies the mail into the new mailbox
+/// (read back with the test's own client), not "up to date" with that mailbox empty.
+#[test]
+fn an_account_imported_again_with_another_target_login_is_copied_to_the_new_mailbox() {
+    let source = Dovecot::start(Layout::OldHost, &[("w@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("fel@ny.se", "pw2"), ("ratt@ny.se", "pw3")]);
+    fixture::load(&mut source.reader("w@gammal.se"), &fixture::bulk("INBOX", 3, 93, 500..1500));
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("w@gammal.se", "pw1", "fel@ny.se", "pw2")]);
+    assert_eq!(appended(&m.sync()), 3);
+    m.ok(&["remove", "w@gammal.se"]);
+    m.import(&[("w@gammal.se", "pw1", "ratt@ny.se", "pw3")]);
+    let out = m.sync();
+    let status = m.ok(&["status"]);
+    assert_eq!(target.reader("ratt@ny.se").fetch_all("INBOX").len(), 3, "the new mailbox after the re-import:\n{out}\n{status}");
+}
