@@ -1096,4 +1096,11 @@ fn an_account_imported_again_with_another_target_login_is_copied_to_the_new_mail
     let out = m.sync();
     let status = m.ok(&["status"]);
     assert_eq!(target.reader("ratt@ny.se").fetch_all("INBOX").len(), 3, "the new mailbox after the re-import:\n{out}\n{status}");
+    // Exactly once: the next pass appends nothing more, and an import again with the same login
+    // reopens nothing.
+    assert_eq!(appended(&m.sync()), 0);
+    m.import(&[("w@gammal.se", "pw1", "ratt@ny.se", "pw3")]);
+    assert_eq!(appended(&m.sync()), 0);
+    assert_eq!(target.reader("ratt@ny.se").fetch_all("INBOX").len(), 3);
+    assert_eq!(target.reader("fel@ny.se").fetch_all("INBOX").len(), 3, "the old mailbox is left as it was");
 }
