@@ -111,9 +111,10 @@ fn data_dir(args: &Args) -> PathBuf {
 /// Hands the verb to its function in `cli`.
 fn run(args: Args) -> Result<ExitCode> {
     let dir = data_dir(&args);
-    // A finished migration is read-only: the verbs that would change it refuse with one sentence.
+    // A finished migration is read-only: the verbs that would change it refuse with one sentence (verify
+    // too: without the purged passwords it would record a failed verification over finish's own).
     // Only where there is a migration: a verb that needs one says so itself, and none is created here.
-    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Finish(_))
+    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Verify(_) | Verb::Finish(_))
         && dir.join("postflytt.sqlite").is_file()
     {
         store::Store::open(&dir)?.ensure_not_finished()?;

@@ -888,3 +888,43 @@ fn accounts_one_at_a_time_through_the_api() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&log_path);
 }
+
+/// Review of issue 16 #4 (setup tests each side when it is saved): the test runs on the HTTP worker
+/// that took the request, up to its deadlines per side. A server that accepts and never answers (a
+/// wrong port behind a firewall that accepts, a stuck server) holds a setup request for the length of
+/// both sides' tests; four such requests (the operator clicking Save again, two tabs) take every HTTP
+/// worker, and the customer's status, polled meanwhile, waits for them.
+#[test]
+fn setup_tests_against_a_silent_server_do_not_hold_up_the_status() {
+    let data = common::fresh_dir("pf-serve-silent");
+    let serve = Serve::start(&data, common::free_port());
+    // Accepts every connection and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let body = json!({
+        "source": {"host": "127.0.0.1", "port": silent_port, "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": silent_port, "tls": "plain"},
+    })
+    .to_string();
+    let (port, auth) = (serve.port, format!("Bearer {}", serve.token()));
+    let saves: Vec<_> = (0..4)
+        .map(|_| {
+            let (body, auth) = (body.clone(), auth.clone());
+            std::thread::spawn(move || http(port, "POST", "/api/setup", &[("Authorization", &auth)], body.as_bytes()).status)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    serve.status();
+    let waited = asked.elapsed();
+    for save in saves {
+        assert_eq!(save.join().expect("setup request"), 200);
+    }
+    assert!(waited < Duration::from_secs(3), "the status waited {waited:?} behind four setup tests of a silent server");
+}

@@ -1051,3 +1051,56 @@ fn a_pause_stops_a_running_pass_at_the_next_folder() {
     m.sync();
     assert_eq!((zeta(&target), target.reader("a@ny.se").fetch_all("INBOX").len()), (4, 1));
 }
+
+/// Review of issue 16 (finished means finished): after a finish that verified every account, a
+/// `postflytt verify` must not change what the finished migration says. The purge deleted the
+/// passwords, so a verification now cannot log in; if it is run and recorded anyway, it replaces the
+/// verification finish made, and the customer's report turns into "finished by force, not verified".
+#[test]
+fn verify_after_a_clean_finish_leaves_the_final_verification_alone() {
+    let source = Dovecot::start(Layout::OldHost, &[("v@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("v@ny.se", "pw2")]);
+    fixture::load(&mut source.reader("v@gammal.se"), &fixture::bulk("INBOX", 3, 91, 500..1500));
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("v@gammal.se", "pw1", "v@ny.se", "pw2")]);
+    assert_eq!(appended(&m.sync()), 3);
+    let out = m.ok(&["finish"]);
+    assert!(out.contains("finished: every account verified"), "{out}");
+    let report = |m: &Migration| -> serde_json::Value {
+        serde_json::from_slice(&m.run(&["report", "--format", "json"]).stdout).expect("report JSON")
+    };
+    let before = report(&m);
+    assert_eq!((before["finished_by_force"].clone(), before["accounts_verified"].clone()), (false.into(), 1.into()), "{before:#}");
+    let out = m.run(&["verify"]);
+    let after = report(&m);
+    assert_eq!(
+        (after["finished_by_force"].clone(), after["accounts_verified"].clone(), after["not_verified"].clone()),
+        (before["finished_by_force"].clone(), before["accounts_verified"].clone(), before["not_verified"].clone()),
+        "verify after finish ({}) changed the final report:\n{after:#}",
+        driver::text(&out)
+    );
+}
+
+/// Review of issue 16 #7: removing an account and importing it again is how an operator fixes a
+/// wrong new login. The journal of the account's first target mailbox must not stand for the new one:
+/// after the re-import with another target login, the next pass copies the mail into the new mailbox
+/// (read back with the test's own client), not "up to date" with that mailbox empty.
+#[test]
+fn an_account_imported_again_with_another_target_login_is_copied_to_the_new_mailbox() {
+    let source = Dovecot::start(Layout::OldHost, &[("w@gammal.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("fel@ny.se", "pw2"), ("ratt@ny.se", "pw3")]);
+    fixture::load(&mut source.reader("w@gammal.se"), &fixture::bulk("INBOX", 3, 93, 500..1500));
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("w@gammal.se", "pw1", "fel@ny.se", "pw2")]);
+    assert_eq!(appended(&m.sync()), 3);
+    m.ok(&["remove", "w@gammal.se"]);
+    m.import(&[("w@gammal.se", "pw1", "ratt@ny.se", "pw3")]);
+    let out = m.sync();
+    let status = m.ok(&["status"]);
+    assert_eq!(target.reader("ratt@ny.se").fetch_all("INBOX").len(), 3, "the new mailbox after the re-import:\n{out}\n{status}");
+    // Exactly once: the next pass appends nothing more, and an import again with the same login
+    // reopens nothing.
+    assert_eq!(appended(&m.sync()), 0);
+    m.import(&[("w@gammal.se", "pw1", "ratt@ny.se", "pw3")]);
+    assert_eq!(appended(&m.sync()), 0);
+    assert_eq!(target.reader("ratt@ny.se").fetch_all("INBOX").len(), 3);
+    assert_eq!(target.reader("fel@ny.se").fetch_all("INBOX").len(), 3, "the old mailbox is left as it was");
+}

@@ -225,11 +225,27 @@ impl Tx<'_> {
     /// Inserts or updates an account by source login (a re-import never drops one, and brings a removed
     /// or paused one back); true when it is new.
     pub fn upsert_account(&self, account: &SealedAccount) -> Result<bool> {
-        let existed: bool = self
+        let old_target: Option<String> = self
             .conn()
-            .query_row("SELECT 1 FROM account WHERE source_login = ?1", [&account.source_login], |_| Ok(()))
-            .optional()?
-            .is_some();
+            .query_row("SELECT target_login FROM account WHERE source_login = ?1", [&account.source_login], |r| r.get(0))
+            .optional()?;
+        let existed = old_target.is_some();
+        if old_target.is_some_and(|old| old != account.target_login) {
+            // Another target mailbox (the operator fixing a wrong new login): the UIDs recorded in the
+            // old one say nothing about it, even where its UIDVALIDITY happens to be the same number.
+            // The copies go back to `appending` and the folders read as never looked through, so the
+            // next push looks them up by content in the new mailbox before appending what is not there.
+            self.conn().execute(
+                "UPDATE message SET push_state = 'appending' WHERE push_state = 'pushed' AND folder_id IN
+                   (SELECT f.id FROM source_folder f JOIN account a ON a.id = f.account_id WHERE a.source_login = ?1)",
+                [&account.source_login],
+            )?;
+            self.conn().execute(
+                "UPDATE target_folder SET uidvalidity = NULL, indexed_uidnext = 0
+                   WHERE account_id = (SELECT id FROM account WHERE source_login = ?1)",
+                [&account.source_login],
+            )?;
+        }
         self.conn().execute(
             "INSERT INTO account (source_login, source_password, target_login, target_password, aliases)
              VALUES (?1, ?2, ?3, ?4, ?5)
