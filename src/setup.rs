@@ -353,11 +353,28 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         }
     }
     let mut answer = json!({"ok": true});
+    if tested.is_empty() {
+        return Ok(answer);
+    }
+    // One connection test at a time: each holds the HTTP worker that took the request for up to its
+    // deadlines (about 10 s a side against a server that accepts and never answers), and the page's
+    // status needs the other workers. A save while another test runs is stored untested, and says so.
+    let _testing = match API_TEST.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            answer["test_note"] = json!("saved; not tested now because another connection test is running: save again to test it");
+            return Ok(answer);
+        }
+    };
     for side in tested {
         answer[format!("{side}_test")] = serde_json::to_value(test_side(store, side)?).map_err(|e| anyhow!(e))?;
     }
     Ok(answer)
 }
+
+/// Held while `POST /api/setup` tests a side (see `apply_json`).
+static API_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A setup that failed: refused (400, nothing stored) or our own failure (500).
 #[derive(Debug)]
