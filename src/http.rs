@@ -247,8 +247,17 @@ fn route(
     // A finished migration is read-only: every action that would change it gets the one sentence.
     const CHANGES: [&str; 7] =
         ["/api/setup", "/api/accounts", "/api/check", "/api/passes/start", "/api/passes/interval", "/api/finish", "/api/repair"];
-    if *method == Method::Post && role == Role::Operator && CHANGES.contains(&path) {
+    let account_action = path.starts_with("/api/accounts/") && matches!(method, Method::Post | Method::Delete);
+    if role == Role::Operator && ((*method == Method::Post && CHANGES.contains(&path)) || account_action) {
         app.store()?.ensure_not_finished()?;
+        // While finish runs, nothing may change under it: an account imported after it took its list
+        // would be neither copied nor verified, and a password stored after its purge would stay.
+        if app.runtime().finish_running && path != "/api/finish" {
+            return Err(ApiError::new(
+                409,
+                "the migration is finishing: wait until it is finished (the status shows it), then read the report",
+            ));
+        }
     }
     match (method, path) {
         (Method::Get, "/") | (Method::Get, "/index.html") => {

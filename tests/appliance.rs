@@ -928,3 +928,51 @@ fn setup_tests_against_a_silent_server_do_not_hold_up_the_status() {
     }
     assert!(waited < Duration::from_secs(3), "the status waited {waited:?} behind four setup tests of a silent server");
 }
+
+/// Review of issue 16 (finished means finished): while finish runs, nothing may change under it. The
+/// old server is held mid-message (a stall proxy) so finish's last pass waits there; meanwhile an
+/// import, a setup and an account's new password answer 409 "finishing"; released, finish completes
+/// and every message is on the target once (read back with the test's own reader).
+#[test]
+fn nothing_changes_while_finish_runs() {
+    let source = Dovecot::start(Layout::OldHost, &[("fin@kund.se", "gammalt")]);
+    let target = Dovecot::start(Layout::Target, &[("fin@kund.se", "nytt")]);
+    let marker = b"Vanta-har-4713";
+    let mut r = source.reader("fin@kund.se");
+    fixture::load(&mut r, &fixture::bulk("INBOX", 3, 51, 600..1500));
+    let body = [b"From: x@kund.se\r\nSubject: vanta\r\n\r\n".as_slice(), &[b'x'; 4000], marker, b"\r\n"].concat();
+    r.append("INBOX", &[], None, &body);
+    drop(r);
+    let proxy = common::stall_proxy::StallProxy::start(source.port(), marker);
+    let data = common::fresh_dir("pf-serve-finishing");
+    let serve = Serve::start(&data, common::free_port());
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": proxy.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.port(), "tls": "plain"},
+    });
+    assert_eq!(serve.op("POST", "/api/setup", setup.to_string().as_bytes()).status, 200);
+    let csv = "E-post;Lösenord;Nytt lösenord\r\nfin@kund.se;gammalt;nytt\r\n";
+    assert_eq!(serve.op("POST", "/api/accounts?name=k.csv", csv.as_bytes()).status, 200);
+    let r = serve.op("POST", "/api/finish", br#"{"confirm": true}"#);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let started = Instant::now();
+    while proxy.stalled_at().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "finish's pass never reached the marker");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (method, path, body) in [
+        ("POST", "/api/accounts?name=k.csv", "E-post;Lösenord\r\nsen@kund.se;pw\r\n"),
+        ("POST", "/api/setup", r#"{"quota_per_account": "1G"}"#),
+        ("POST", "/api/accounts/fin%40kund.se/passwords", r#"{"target_password": "annat"}"#),
+    ] {
+        let r = serve.op(method, path, body.as_bytes());
+        assert_eq!(r.status, 409, "{path} while finishing: {}", r.text());
+        assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("the migration is finishing"), "{path}: {}", r.text());
+    }
+    proxy.release();
+    let s = serve.wait_for("finish", 60, |s| s["finished_at"].as_i64().is_some());
+    assert_eq!(s["accounts"].as_array().map(Vec::len), Some(1), "the import during finish added nobody: {s:#}");
+    assert_eq!(target.reader("fin@kund.se").fetch_all("INBOX").len(), 4, "every message once");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
