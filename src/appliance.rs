@@ -453,7 +453,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "throughput_bytes_per_second": speed, "eta_seconds": eta,
             "throttled_last_pass": d.throttled_last_pass,
             "last_pass_at": d.last_pass_at, "last_error": d.last_error, "last_new_mail_at": d.last_new_mail_at,
-            "verified": detail.verified.map(|(ok, _)| ok), "missing_messages": detail.verified.map_or(0, |(_, n)| n),
+            // A removed account is out of the verification (and of repair): its last result is history.
+            "verified": if counts { detail.verified.map(|(ok, _)| ok) } else { None },
+            "missing_messages": if counts { detail.verified.map_or(0, |(_, n)| n) } else { 0 },
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
         }));
     }

@@ -539,7 +539,10 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
         if let Some(error) = a.last_error.as_deref().filter(|e| !e.is_empty()) {
             println!("    last error: {error}");
         }
-        if let Some(v) = verify::load(&store, a.id).ok().flatten().filter(|v| !v.ok) {
+        // A removed account is out of the verification; its last result is history.
+        let removed = row == crate::row_status::RowStatus::Removed;
+        if let Some(v) = verify::load(&store, a.id).ok().flatten().filter(|v| !v.ok && !removed) {
+            attention = true;
             let missing: u64 = v.folders.iter().map(|f| f.missing_count).sum();
             println!(
                 "    NOT verified: {missing} messages missing on the target ({}); postflytt sync --repair copies them again",

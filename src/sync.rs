@@ -312,7 +312,11 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
         };
         let _ = store.write(|tx| tx.finish_pass(id, &totals));
     }
-    let _ = store.write(|tx| tx.record_account_pass(account.id, now(), report.error.as_deref(), report.pull.new_mail));
+    // A pass the operator's hold stopped at a folder boundary did not see every folder: it is not the
+    // account's last pass, or its row would read up to date with folders unread.
+    if report.held.is_none() || report.error.is_some() {
+        let _ = store.write(|tx| tx.record_account_pass(account.id, now(), report.error.as_deref(), report.pull.new_mail));
+    }
     report
 }
 

@@ -1489,6 +1489,8 @@ function renderQuiet() {
 }
 
 function needsAttention(a) {
+  // A removed account is out of the migration: whatever it had does not need anyone any more.
+  if (a.status === "removed") return false;
   return (a.verdict && a.verdict !== "ready") || a.status === "failed" || a.status === "will_not_fit" || !!a.last_error || a.verified === false ||
     (Array.isArray(a.skipped) && a.skipped.length > 0);
 }
