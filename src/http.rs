@@ -227,12 +227,18 @@ fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec<u8>, 
     Ok(body)
 }
 
+/// The request's JSON body. The raw bytes are wiped once parsed: a body may carry a password (setup's
+/// client and relay secrets, an account's new passwords), whose parsed strings are sealed and wiped
+/// by the handlers.
 fn read_json(request: &mut Request) -> std::result::Result<Value, ApiError> {
     let body = read_body(request, front_door::MAX_JSON)?;
     if body.iter().all(u8::is_ascii_whitespace) {
+        crate::secret::wipe(body);
         return Ok(json!({}));
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("the body is not valid JSON: {e}")))
+    let parsed = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("the body is not valid JSON: {e}")));
+    crate::secret::wipe(body);
+    parsed
 }
 
 fn route(
