@@ -71,6 +71,29 @@ const CATALOG: &[(&str, &str)] = &[
     ("wrong code or token", "fel kod eller nyckel"),
     ("the body is not valid JSON: {}", "innehållet är inte giltig JSON: {}"),
     ("the migration is already finished", "flytten är redan avslutad"),
+    (
+        "the migration is finished: passwords and staged mail are purged, so nothing more can be imported, checked, set up or copied; the report stays available",
+        "flytten är avslutad: lösenord och mellanlagrad post är raderade, så inget mer kan läsas in, kontrolleras, ställas in eller kopieras; rapporten finns kvar",
+    ),
+    (
+        "the migration is finishing: wait until it is finished (the status shows it), then read the report",
+        "flytten avslutas just nu: vänta tills den är klar (läget visar det) och läs sedan rapporten",
+    ),
+    // Setup.
+    (
+        "{}plain IMAP to {} would send every password unprotected; plain is allowed only to loopback (127.0.0.1, ::1, localhost, e.g. an SSH tunnel): use implicit or starttls",
+        "{}okrypterad IMAP till {} skulle skicka varje lösenord oskyddat; okrypterat går bara till den egna maskinen (127.0.0.1, ::1, localhost, t.ex. en SSH-tunnel): välj implicit eller starttls",
+    ),
+    (
+        "{} is not a SHA-256 fingerprint: {} is not a hex digit; give the 64 hex digits the status or `openssl x509 -fingerprint -sha256` shows (colons allowed)",
+        "{} är inget SHA-256-fingeravtryck: {} är ingen hexadecimal siffra; ange de 64 hexsiffror som läget eller `openssl x509 -fingerprint -sha256` visar (kolon går bra)",
+    ),
+    (
+        "{} is not a SHA-256 fingerprint: it has {} hex digits, a SHA-256 fingerprint has 64 (a SHA-1 one has 40; give the SHA-256 one)",
+        "{} är inget SHA-256-fingeravtryck: det har {} hexsiffror, ett SHA-256-fingeravtryck har 64 (ett SHA-1-fingeravtryck har 40; ange SHA-256)",
+    ),
+    ("{} must be a number from {} to {}", "{} måste vara ett tal från {} till {}"),
+    ("{} must be a size like \"35M\"", "{} måste vara en storlek som \"35M\""),
 ];
 
 /// The Swedish of one English sentence, or the sentence as it is when the catalog does not know it.
@@ -138,6 +161,12 @@ mod tests {
             "aliaset \"a b@kund.se\" innehåller mellanslag eller radbrytning"
         );
         assert_eq!(sentence("the body is not valid JSON: EOF at line 1"), "innehållet är inte giltig JSON: EOF at line 1");
+        assert_eq!(
+            sentence(
+                "source: \"abc\" is not a SHA-256 fingerprint: it has 3 hex digits, a SHA-256 fingerprint has 64 (a SHA-1 one has 40; give the SHA-256 one)"
+            ),
+            "source: \"abc\" är inget SHA-256-fingeravtryck: det har 3 hexsiffror, ett SHA-256-fingeravtryck har 64 (ett SHA-1-fingeravtryck har 40; ange SHA-256)"
+        );
     }
 
     #[test]
