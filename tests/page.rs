@@ -553,6 +553,8 @@ fn status_page_in_headless_chromium() {
         assert!(op.contains(&format!(" id=\"{id}\"")), "[operator] has #{id}");
     }
     assert!(op.contains(&format!(">{}<", shown(&en, "role.operator"))), "[operator] says it is the operator view");
+    // E-mail notices are not set up here: the setup card says so (tests/notify.rs sets them up).
+    assert_eq!(inner_text(op, "notify-summary"), shown(&en, "notify.off"), "[operator] says e-mail notices are off");
     assert_eq!(inner_text(op, "staging-why"), shown(&en, "staging.operator"), "[operator] the staging limit is the operator's");
     assert!(
         op.contains(&format!("<label for=\"setup-staging\" data-i18n=\"f.staging\">{}</label>", shown(&en, "f.staging"))),

@@ -362,6 +362,12 @@ const DICT = {
     "acct.password_done": "Saved. Run the check again for this account.",
     "acct.removed_done": "Removed.",
     "acct.password_empty": "Enter at least one password.",
+    // e-mail notices
+    "notify.off": "E-mail notices: off (set them up with postflytt setup --smtp, see docs/api.md).",
+    "notify.incomplete": "E-mail notices: not complete yet: a sender and at least one address are needed (postflytt status says what is missing).",
+    "notify.on": "E-mail notices: to {operator} (operator) and {customer} (customer) through {relay}.",
+    "notify.last_ok": "The last one was sent {ago}.",
+    "notify.last_failed": "The last one could not be sent ({ago}): {error}",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -714,6 +720,12 @@ const DICT = {
     "acct.password_done": "Sparat. Kör kontrollen igen för kontot.",
     "acct.removed_done": "Borttaget.",
     "acct.password_empty": "Ange minst ett lösenord.",
+    // e-mail notices
+    "notify.off": "E-postaviseringar: av (ställ in dem med postflytt setup --smtp, se docs/api.md).",
+    "notify.incomplete": "E-postaviseringar: inte klara än: en avsändare och minst en adress behövs (postflytt status säger vad som saknas).",
+    "notify.on": "E-postaviseringar: till {operator} (operatör) och {customer} (kund) via {relay}.",
+    "notify.last_ok": "Den senaste skickades {ago}.",
+    "notify.last_failed": "Den senaste kunde inte skickas ({ago}): {error}",
   },
 };
 
@@ -1488,6 +1500,18 @@ function renderQuiet() {
   fact(t("quiet.domains"), t("of", { done: fmtInt(flipped), total: fmtInt(domains.length) }));
 }
 
+// E-mail notices as the operator reads them in the setup card: off, not complete, or to whom, and how
+// the last one went (set up with postflytt setup --smtp ... or the API's "notify"; docs/api.md).
+function notifyText(n) {
+  if (!n || !n.relay) return t("notify.off");
+  if (!n.configured) return t("notify.incomplete");
+  const list = (l) => (Array.isArray(l) && l.length ? l.map(String).join(", ") : t("dash"));
+  let text = t("notify.on", { operator: list(n.operator), customer: list(n.customer), relay: String(n.relay.host) });
+  const last = n.last;
+  if (last && num(last.at) !== null) text += " " + (last.ok ? t("notify.last_ok", { ago: fmtAgo(last.at) }) : t("notify.last_failed", { ago: fmtAgo(last.at), error: String(last.error || "") }));
+  return text;
+}
+
 function needsAttention(a) {
   // A removed account is out of the migration: whatever it had does not need anyone any more.
   if (a.status === "removed") return false;
@@ -1780,6 +1804,7 @@ function renderOperator() {
   $("finish-state").className = finished || s.safe_to_finish ? "note note-ok" : "note";
   const ep = (e) => (e && e.host ? e.host + (e.port ? ":" + e.port : "") + (e.tls ? " (" + (DICT.en["tlsshort." + e.tls] !== undefined ? t("tlsshort." + e.tls) : e.tls) + ")" : "") : t("op.setup_none"));
   setText($("setup-summary"), t("op.setup_summary", { source: ep(s.source), target: ep(s.target) }));
+  setText($("notify-summary"), notifyText(s.notify));
   if (!S.setupOpened) {
     S.setupOpened = true;
     if (s.phase === "setup" || !(s.source && s.source.host) || !(s.target && s.target.host)) $("setup-details").open = true;
