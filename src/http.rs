@@ -377,6 +377,16 @@ fn route(
             if crate::notify::Config::load(&store)?.is_none() {
                 return Err(ApiError::new(409, crate::notify::summary(&store)?));
             }
+            // One test notice at a time: the SMTP exchange holds this HTTP worker (up to its timeouts),
+            // and the page's status needs the others.
+            static SENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _sending = match SENDING.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(ApiError::new(409, "a test notice is being sent now; wait for its answer"));
+                }
+            };
             let sent = crate::notify::send_test(&store).map_err(|e| ApiError::new(502, format!("{e:#}")))?;
             Ok(json_response(200, &json!({"ok": true, "message": sent})))
         }
