@@ -115,7 +115,7 @@ fn run(args: Args) -> Result<ExitCode> {
     // too: without the purged passwords it would record a failed verification over finish's own).
     // Only where there is a migration: a verb that needs one says so itself, and none is created here.
     if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Verify(_) | Verb::Finish(_))
-        && dir.join("postflytt.sqlite").is_file()
+        && store::Store::holds_migration(&dir)
     {
         store::Store::open(&dir)?.ensure_not_finished()?;
     }

@@ -323,10 +323,10 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// A Unix time as a person reads it, in the appliance's local time zone: "6 december 2026 kl. 18:05" or
+/// A Unix time as a person reads it (the report, the e-mail notices), in the appliance's local time zone: "6 december 2026 kl. 18:05" or
 /// "6 December 2026, 18:05", then the zone as "UTC" or "UTC+1" (never a bare "+00:00"), so a reader
 /// elsewhere is not misled.
-fn format_time(secs: i64, lang: Lang) -> String {
+pub fn format_time(secs: i64, lang: Lang) -> String {
     let Some(utc) = chrono::DateTime::from_timestamp(secs, 0) else {
         return secs.to_string();
     };

@@ -35,14 +35,6 @@ fn verdict(lang: Lang, v: Verdict) -> &'static str {
     }
 }
 
-/// A time as the operator's machine shows it, to the minute.
-fn time(secs: i64) -> String {
-    match chrono::DateTime::from_timestamp(secs, 0) {
-        Some(t) => t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string(),
-        None => secs.to_string(),
-    }
-}
-
 /// A duration in whole hours or minutes ("24 timmar", "90 minutes").
 fn duration(lang: Lang, seconds: i64) -> String {
     let (n, sv, en) = if seconds >= 7200 && seconds % 3600 == 0 {
@@ -133,7 +125,7 @@ pub fn pass_failed(lang: Lang, login: &str, error: &str) -> (String, String) {
 }
 
 pub fn mx_flipped(lang: Lang, domain: &str, at: i64) -> (String, String) {
-    let at = time(at);
+    let at = crate::report::format_time(at, lang);
     match lang {
         Lang::Sv => (
             format!("postflytt: MX för {domain} pekar nu på den nya servern"),

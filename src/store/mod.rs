@@ -205,7 +205,11 @@ impl Store {
         value
     }
 
-    /// Opens (or creates) the data directory, its key file and database.
+    /// Whether `dir` holds a migration (its database), without opening or creating anything.
+    pub fn holds_migration(dir: &Path) -> bool {
+        dir.join("postflytt.sqlite").is_file()
+    }
+
     /// Opens the migration in `dir` without making one: for the verbs that read or continue a
     /// migration (status, report, sync...), so a missing or mistyped `--data` is said, not turned into
     /// a new empty data directory.
@@ -213,12 +217,13 @@ impl Store {
         if !dir.is_dir() {
             bail!("no data directory at {}; give --data DIR (the one postflytt setup and import used)", dir.display());
         }
-        if !dir.join("postflytt.sqlite").is_file() {
+        if !Store::holds_migration(dir) {
             bail!("no migration in {}: run postflytt setup and import there first, or give --data DIR", dir.display());
         }
         Store::open(dir)
     }
 
+    /// Opens (or creates) the data directory, its key file and database.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.exists() {
             fs::create_dir_all(dir)
