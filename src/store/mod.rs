@@ -28,6 +28,7 @@ mod space;
 mod spool;
 mod staging;
 mod stats;
+mod switch;
 #[cfg(test)]
 mod test_rows;
 mod verification;
@@ -42,6 +43,7 @@ pub use space::{DEFAULT_STAGING_LIMIT, free_disk};
 pub use spool::{DamagedBody, StagedBody};
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
 pub use stats::{AccountProgress, SkipEntry};
+pub use switch::{Switched, SwitchedBy};
 pub use verification::FolderToVerify;
 
 use crate::imap::{Endpoint, TlsMode};
@@ -89,6 +91,27 @@ const MIGRATIONS: &[&str] = &[
     // migration, its passwords wiped, its counts kept for the report); a re-import clears both.
     "ALTER TABLE account ADD COLUMN paused_at INTEGER;
      ALTER TABLE account ADD COLUMN removed_at INTEGER;",
+    // 7: mirroring the users' own moves and deletions until they switch (`mirror`). `switched_at`: when
+    // the account's users switched to the new host (its domain's first MX flip, or the operator's
+    // word), `switched_by` which of the two; from then on nothing is moved or removed on the target.
+    // `origin`: how a pushed row's target copy came to be ours ('appended' by us, or 'found' there, e.g.
+    // another tool's copy, which is never touched); NULL for rows pushed before this version, which
+    // are left alone too. `gone_at`: the source no longer has the message (a short-lived mark during a
+    // pass: the row goes once its copy is moved or removed). `mirror`: the journal of that follow-up,
+    // 'moving' or 'expunging' committed before the command goes out. `moved_from`: the gone row whose
+    // target copy this row's MOVE takes over. `renaming_from`: the journal of a folder RENAME on the
+    // target (the absent source folder whose target folder becomes this one's). Counts per pass for
+    // the page and the report.
+    "ALTER TABLE account ADD COLUMN switched_at INTEGER;
+     ALTER TABLE account ADD COLUMN switched_by TEXT;
+     ALTER TABLE message ADD COLUMN origin TEXT;
+     ALTER TABLE message ADD COLUMN gone_at INTEGER;
+     ALTER TABLE message ADD COLUMN mirror TEXT;
+     ALTER TABLE message ADD COLUMN moved_from INTEGER;
+     CREATE INDEX message_gone ON message (size, sha256) WHERE gone_at IS NOT NULL;
+     ALTER TABLE source_folder ADD COLUMN renaming_from INTEGER;
+     ALTER TABLE pass ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE pass ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this build knows.

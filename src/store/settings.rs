@@ -84,6 +84,9 @@ pub struct Settings {
     /// Most bytes the staging database may hold on disk; None: the smaller of 2 GiB and a quarter of
     /// the free disk when a pass starts (`Store::staging_limit`).
     pub staging_limit: Option<u64>,
+    /// Until an account's users switch, the target follows their moves and deletions on the old
+    /// server for the mail postflytt put there (`mirror`); `setup --mirror off` turns that off.
+    pub mirror: bool,
 }
 
 impl Default for Settings {
@@ -100,6 +103,7 @@ impl Default for Settings {
             quota_per_account: None,
             message_size_limit: None,
             staging_limit: None,
+            mirror: true,
         }
     }
 }
@@ -115,6 +119,7 @@ const QUIET_PERIOD: &str = "quiet_period";
 const QUOTA_PER_ACCOUNT: &str = "limit.quota_per_account";
 const MESSAGE_SIZE_LIMIT: &str = "limit.message_size";
 const STAGING_LIMIT: &str = "limit.staging";
+const MIRROR: &str = "mirror";
 
 impl Settings {
     /// The rows as stored: a None value is no row.
@@ -131,6 +136,7 @@ impl Settings {
             (QUOTA_PER_ACCOUNT, self.quota_per_account.map(|q| q.to_string())),
             (MESSAGE_SIZE_LIMIT, self.message_size_limit.map(|l| l.to_string())),
             (STAGING_LIMIT, self.staging_limit.map(|l| l.to_string())),
+            (MIRROR, Some(if self.mirror { "on" } else { "off" }.to_string())),
         ]
     }
 
@@ -149,6 +155,7 @@ impl Settings {
             quota_per_account: number(QUOTA_PER_ACCOUNT).and_then(|n| u64::try_from(n).ok()),
             message_size_limit: number(MESSAGE_SIZE_LIMIT).and_then(|n| u64::try_from(n).ok()),
             staging_limit: number(STAGING_LIMIT).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
+            mirror: get(MIRROR).as_deref() != Some("off"),
         }
     }
 }
@@ -157,7 +164,8 @@ impl Store {
     /// The operator's settings, each its default where none is stored.
     pub fn settings(&self) -> Result<Settings> {
         let mut values = std::collections::BTreeMap::new();
-        let mut stmt = self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
+        let mut stmt =
+            self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?;
         let rows = stmt.query_map(
             params![
                 PASSES_ENABLED,
@@ -170,7 +178,8 @@ impl Store {
                 QUIET_PERIOD,
                 QUOTA_PER_ACCOUNT,
                 MESSAGE_SIZE_LIMIT,
-                STAGING_LIMIT
+                STAGING_LIMIT,
+                MIRROR
             ],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
