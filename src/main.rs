@@ -17,6 +17,7 @@ mod imap;
 mod import;
 mod logger;
 mod memory;
+mod mirror;
 mod mx;
 mod notify;
 mod oauth;

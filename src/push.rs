@@ -40,6 +40,8 @@ pub struct PushStats {
     /// Messages sent back to the source for their bytes: the target lost the copy we had put there
     /// (its folder deleted or re-created), and the bytes had left staging once the target took them.
     pub refetched: u64,
+    /// Messages the users moved on the old server, moved on the target instead of appended (`mirror`).
+    pub moved: u64,
 }
 
 /// How far a push got with the look-up for copies already on the target.
@@ -87,6 +89,8 @@ pub async fn push_folder(
     if let Some(limit) = size_limit {
         skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
     }
+    // A message the users moved on the old server is moved on the target, not appended again.
+    stats.moved += crate::mirror::move_in(store, account_id, session, source_folder_id, target).await?;
     let work = store.push_work(source_folder_id, target.id, target.uidvalidity)?;
     if work == 0 && !(recheck && store.has_pushed(source_folder_id)?) {
         return Ok(LookUp::NotYet);

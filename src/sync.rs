@@ -106,6 +106,8 @@ pub struct Discovery {
     /// Source folders' STATUS by wire name, as the source's listing brought them (LIST-STATUS);
     /// empty when none was asked for or the server does not offer it.
     pub source_statuses: BTreeMap<String, FolderStatus>,
+    /// The target's special-use folders (wire names): mirroring never deletes one.
+    pub target_special: BTreeSet<String>,
 }
 
 fn special_use_of(folder: &ListedFolder) -> Option<SpecialUse> {
@@ -186,7 +188,14 @@ pub async fn discover(
         Ok(())
     })?;
     crate::fault::point("discover: folders recorded");
-    Ok(Discovery { maps, target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(), target_subscribed, source_statuses })
+    let target_special = target_listed.iter().filter(|f| special_use_of(f).is_some()).map(|f| f.wire_name.clone()).collect();
+    Ok(Discovery {
+        maps,
+        target_existing: target_listed.into_iter().map(|f| f.wire_name).collect(),
+        target_subscribed,
+        source_statuses,
+        target_special,
+    })
 }
 
 /// Totals of one account's pass.
@@ -201,6 +210,8 @@ pub struct PassReport {
     pub throttled: u64,
     /// Copies the target had lost that this pass sent back to be copied again (`repair`).
     pub repaired: u64,
+    /// The users' moves and deletions on the old server followed on the target (`mirror`).
+    pub mirror: crate::mirror::MirrorStats,
     pub error: Option<String>,
     pub seconds: f64,
     /// The operator paused or removed the account before or during its pass (`accounts_admin`): the
@@ -226,6 +237,9 @@ impl PassReport {
         }
         if self.repaired > 0 {
             line.push_str(&format!(", {} missing on the target copied again", self.repaired));
+        }
+        if !self.mirror.is_empty() {
+            line.push_str(&format!(", {}", self.mirror.line()));
         }
         line.push_str(&format!(" in {:.1} s", self.seconds));
         for e in &self.folder_errors {
@@ -309,6 +323,8 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
             refused: report.push.refused as i64,
             error: report.error.clone(),
             throttled: report.throttled as i64,
+            moved: report.mirror.moved as i64,
+            removed: report.mirror.removed as i64,
         };
         let _ = store.write(|tx| tx.finish_pass(id, &totals));
     }
@@ -341,9 +357,26 @@ async fn pass_connected(
 ) -> Result<()> {
     // CONDSTORE first, so the source's listing can bring each folder's HIGHESTMODSEQ.
     let condstore = both.source.enable_condstore().await?;
-    let discovery = discover(store, account, &mut both.source, &mut both.target, Some(condstore)).await?;
+    let mut discovery = discover(store, account, &mut both.source, &mut both.target, Some(condstore)).await?;
     // What the operator asked to repair goes back to being looked up before the folders move.
     report.repaired += crate::repair::reopen_requested(store, account, &mut both.target).await?;
+    // Until the users switch, their renames and deletions on the old server are found first, so the
+    // writer can move a message the users moved instead of appending it again.
+    let mut listed_statuses = std::mem::take(&mut discovery.source_statuses);
+    if store.mirrors(account.id)? {
+        let folders = crate::mirror::TargetFolders { existing: &mut discovery.target_existing, special: &discovery.target_special };
+        crate::mirror::before_copy(
+            store,
+            account.id,
+            &mut both.source,
+            &mut both.target,
+            folders,
+            &mut listed_statuses,
+            condstore,
+            &mut report.mirror,
+        )
+        .await?;
+    }
     let size_limit = both.target.message_size_limit(store.settings()?.message_size_limit);
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
@@ -388,7 +421,6 @@ async fn pass_connected(
     let refetch = RefCell::new(BTreeSet::new());
     let Connected { source, target } = both;
     let (pull_stats, push_stats) = (&mut report.pull, &mut report.push);
-    let listed_statuses = discovery.source_statuses;
     let reader = async {
         let result =
             read_folders(store, account, source, &lanes, &pull_rows, listed_statuses, condstore, &pipe, pull_stats, &folder_errors).await;
@@ -437,7 +469,10 @@ async fn pass_connected(
             folder_failed(store, account, &lane.name, e, &mut report.folder_errors)?;
         }
     }
-    Ok(())
+    // What the users deleted on the old server (and the rest of what they moved) leaves the target.
+    report.mirror.moved += report.push.moved;
+    let folders = crate::mirror::TargetFolders { existing: &mut target_existing, special: &discovery.target_special };
+    crate::mirror::after_copy(store, account.id, target, folders, &mut report.mirror).await
 }
 
 /// One selectable folder's way through a pass: its source row and its target folder.

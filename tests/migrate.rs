@@ -1,7 +1,8 @@
 //! End-to-end migrations between real Dovecot instances, checked with the tests' own IMAP reader:
 //! every folder and message of the hard-case fixture arrives byte for byte with flags, keywords and
 //! internal dates; subscriptions follow; a second pass appends nothing; new mail and flag changes move
-//! on the next pass without undoing the user's changes on the target; deleted mail stays; a UIDVALIDITY
+//! on the next pass without undoing the user's changes on the target; mail the user deleted on the
+//! source leaves the target until the switch (`tests/mirror.rs` has the rest); a UIDVALIDITY
 //! change and mail already on the target cause no duplicates; an oversized message is skipped with the
 //! server's reason while the rest goes on; four accounts at once share one thread and the database;
 //! bodies leave staging once the target has them, and come from the source again when the target loses them.
@@ -86,7 +87,7 @@ fn old_host_to_target_every_folder_and_message_exactly_once() {
     let user_marked = tinbox.last().expect("target inbox has mail").uid;
     tgt_reader.store_flags("INBOX", user_marked, "+FLAGS", &["Kundens"]);
     drop(tgt_reader);
-    // A message deleted on the source stays on the target.
+    // A message deleted on the source leaves the target too: the users have not switched yet.
     let gone = src_reader.fetch_all("INBOX.Kunder")[0].clone();
     src_reader.expunge_uid("INBOX.Kunder", gone.uid);
     drop(src_reader);
@@ -101,13 +102,9 @@ fn old_host_to_target_every_folder_and_message_exactly_once() {
             msg.flags.remove("Kundens");
         }
     }
-    // The target holds the source now, plus the message expunged on the source.
-    let mut src = snapshot(&source, "alice@gammal.se");
-    src.get_mut("INBOX.Kunder").expect("folder").push(fixture::SnapMsg {
-        flags: gone.flags.clone(),
-        internal_date: gone.internal_date.clone(),
-        body: gone.body.clone(),
-    });
+    // The target holds the source now, without the message expunged on the source.
+    let src = snapshot(&source, "alice@gammal.se");
+    assert!(!tgt[&map["INBOX.Kunder"]].iter().any(|msg| msg.body == gone.body), "the deleted message is still on the target");
     fixture::assert_same_mail(&src, &tgt, &map);
 }
 

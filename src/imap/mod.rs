@@ -24,6 +24,7 @@
 //! against the real session. This file is the public surface: everything the rest of the crate names
 //! is re-exported here, as `crate::imap::...`.
 
+mod changes;
 mod commands;
 mod connection;
 mod error;
@@ -37,6 +38,7 @@ pub(crate) mod body_fetch;
 mod transcript_tests;
 
 pub use body_fetch::{BodyRequest, BodySink};
+pub use changes::in_ranges;
 pub use commands::{AppendItem, FetchItem};
 pub use connection::{Endpoint, TlsFailed, TlsMode, fetch_fingerprint, hex, raw_connect};
 pub use error::{ImapError, ServerMisbehaved, kind_of};

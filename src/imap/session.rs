@@ -284,8 +284,10 @@ impl Session {
                     }
                 }
                 Status::Untagged(body) => {
-                    // Only what SELECT reads is kept, and only the latest few.
-                    if let Some(code @ (Code::UidValidity(_) | Code::UidNext(_) | Code::HighestModSeq(_))) = body.code {
+                    // Only what SELECT reads (and MOVE's COPYUID) is kept, and only the latest few.
+                    if let Some(code @ (Code::UidValidity(_) | Code::UidNext(_) | Code::HighestModSeq(_) | Code::CopyUid { .. })) =
+                        body.code
+                    {
                         if self.pending_codes.len() >= PENDING_CODES_LIMIT {
                             self.pending_codes.remove(0);
                         }

@@ -218,7 +218,7 @@ impl Tx<'_> {
     pub fn record_appended(&self, message_id: i64, copy: TargetCopy, flagged_dropped: bool) -> Result<()> {
         self.conn()
             .prepare_cached(
-                "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+                "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4, origin = 'appended',
                synced_flags = CASE WHEN ?5 THEN trim(replace(' ' || flags || ' ', ' \\Flagged ', ' ')) ELSE flags END
              WHERE id = ?1",
             )?
@@ -234,11 +234,14 @@ impl Tx<'_> {
     }
 
     /// A copy found on the target is this staged message's: it is `pushed` at `copy`, with the target's
-    /// flags (space separated) as the three-way base unless it has one already.
+    /// flags (space separated) as the three-way base unless it has one already. Found for a row we were
+    /// appending (or moving), the copy is ours; found for one we never sent, it came another way
+    /// (another tool) and mirroring never touches it.
     pub fn claim_target_copy(&self, message_id: i64, copy: TargetCopy, target_flags: &str) -> Result<()> {
         self.conn()
             .prepare_cached(
                 "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
+               origin = CASE WHEN push_state = 'appending' THEN 'appended' ELSE 'found' END, moved_from = NULL,
                synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
             )?
             .execute(params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, target_flags, PushState::Pushed])?;
@@ -268,13 +271,22 @@ impl Tx<'_> {
     /// been pushed to a target folder since deleted or re-created) loses its hash too, so staging
     /// fetches it from the source again before it is appended. Returns how many need that.
     pub fn requeue_unfound_appends(&self, source_folder_id: i64) -> Result<u64> {
+        // Rows the source no longer has (gone while their APPEND was in doubt) are not sent again.
+        let gone: Vec<i64> = self
+            .conn()
+            .prepare("SELECT id FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND gone_at IS NOT NULL")?
+            .query_map([source_folder_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in gone {
+            self.forget_message(id)?;
+        }
         let refetch = self.conn().execute(
             "UPDATE message SET sha256 = NULL WHERE folder_id = ?1 AND push_state = 'appending' AND size > 0
                AND spool_bytes = 0",
             [source_folder_id],
         )?;
         self.conn().execute(
-            "UPDATE message SET push_state = ?2 WHERE folder_id = ?1 AND push_state = 'appending'",
+            "UPDATE message SET push_state = ?2, moved_from = NULL WHERE folder_id = ?1 AND push_state = 'appending'",
             params![source_folder_id, PushState::Pending],
         )?;
         Ok(refetch as u64)

@@ -70,6 +70,9 @@ pub struct PassTotals {
     pub refused: i64,
     pub error: Option<String>,
     pub throttled: i64,
+    /// The users' moves and deletions on the old server followed on the target (`mirror`).
+    pub moved: i64,
+    pub removed: i64,
 }
 
 impl Store {
@@ -138,7 +141,7 @@ impl Tx<'_> {
     pub fn finish_pass(&self, pass_id: i64, totals: &PassTotals) -> Result<()> {
         self.conn().execute(
             "UPDATE pass SET finished_at = ?2, staged = ?3, staged_bytes = ?4, appended = ?5, matched = ?6, flag_updates = ?7,
-               refused = ?8, error = ?9, throttled = ?10 WHERE id = ?1",
+               refused = ?8, error = ?9, throttled = ?10, moved = ?11, removed = ?12 WHERE id = ?1",
             params![
                 pass_id,
                 now(),
@@ -149,7 +152,9 @@ impl Tx<'_> {
                 totals.flag_updates,
                 totals.refused,
                 totals.error,
-                totals.throttled
+                totals.throttled,
+                totals.moved,
+                totals.removed
             ],
         )?;
         Ok(())

@@ -1,0 +1,219 @@
+//! The commands that change the target beyond APPEND, for mirroring the users' own moves and
+//! deletions (`crate::mirror`): UID MOVE (RFC 6851, or UID COPY, STORE \Deleted and UID EXPUNGE where
+//! MOVE is not offered), UID EXPUNGE of exactly our UIDs (RFC 4315), RENAME and DELETE of a folder;
+//! and on the source, the UIDs a folder still holds. Every one of them touches only the UIDs or the
+//! folder it is given: a plain EXPUNGE, which would take whatever else a user marked \Deleted, is
+//! never sent.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow};
+use imap_next::imap_types::command::CommandBody;
+use imap_next::imap_types::core::AString;
+use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::Code;
+use imap_next::imap_types::sequence::SequenceSet;
+
+use super::{Answer, FetchItem, Session};
+
+/// The most UIDs one range of a COPYUID answer may stand for (a server naming more is not believed).
+const COPYUID_RANGE_LIMIT: u32 = 1_000_000;
+
+/// What a MOVE did: the server's answer, and where each moved UID landed (source UID to destination
+/// UID, from COPYUID) in the destination's UIDVALIDITY; empty when the server did not say.
+#[derive(Debug)]
+pub struct Moved {
+    pub answer: Answer,
+    pub uidvalidity: Option<u32>,
+    pub landed: BTreeMap<u32, u32>,
+}
+
+fn mailbox(wire_name: &str) -> Result<Mailbox<'static>> {
+    let astring = AString::try_from(wire_name.to_string()).map_err(|_| anyhow!("folder name {wire_name:?} cannot be sent to IMAP"))?;
+    Ok(Mailbox::from(astring))
+}
+
+fn sequence(uid_set: &str) -> Result<SequenceSet> {
+    SequenceSet::try_from(uid_set).map_err(|_| anyhow!("bad UID set {uid_set}"))
+}
+
+fn expand(set: &UidSet) -> Option<Vec<u32>> {
+    let mut uids = Vec::new();
+    for element in set.0.as_ref() {
+        match element {
+            UidElement::Single(uid) => uids.push(uid.get()),
+            UidElement::Range(a, b) => {
+                let (low, high) = (a.get().min(b.get()), a.get().max(b.get()));
+                if high - low > COPYUID_RANGE_LIMIT {
+                    return None;
+                }
+                uids.extend(low..=high);
+            }
+        }
+    }
+    Some(uids)
+}
+
+/// `COPYUID v source destination` from a response code, as pairs in order (RFC 4315 section 3): parsed
+/// by imap-codec, or from its text where the codec left it unparsed.
+pub fn copyuid_of(code: &Code<'_>) -> Option<(u32, Vec<(u32, u32)>)> {
+    let (validity, source, destination) = match code {
+        Code::CopyUid { uid_validity, source, destination } => (uid_validity.get(), expand(source)?, expand(destination)?),
+        Code::Other(other) => {
+            let text = String::from_utf8_lossy(other.inner()).into_owned();
+            let mut words = text.split_whitespace();
+            if !words.next()?.eq_ignore_ascii_case("COPYUID") {
+                return None;
+            }
+            let validity = words.next()?.parse().ok()?;
+            let parse = |set: &str| -> Option<Vec<u32>> {
+                let mut uids = Vec::new();
+                for part in set.split(',') {
+                    match part.split_once(':') {
+                        Some((a, b)) => {
+                            let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                            let (low, high) = (a.min(b), a.max(b));
+                            if high - low > COPYUID_RANGE_LIMIT {
+                                return None;
+                            }
+                            uids.extend(low..=high);
+                        }
+                        None => uids.push(part.parse().ok()?),
+                    }
+                }
+                Some(uids)
+            };
+            (validity, parse(words.next()?)?, parse(words.next()?)?)
+        }
+        _ => return None,
+    };
+    (source.len() == destination.len()).then(|| (validity, source.into_iter().zip(destination).collect()))
+}
+
+impl Session {
+    /// Whether this server can have single messages of ours removed without touching anything else:
+    /// UID EXPUNGE (UIDPLUS, RFC 4315), which MOVE's fallback needs too.
+    pub fn can_remove_by_uid(&self) -> bool {
+        self.has("UIDPLUS")
+    }
+
+    /// Moves `uid_set` of the selected folder to `to`: UID MOVE where offered, else UID COPY, then
+    /// \Deleted and UID EXPUNGE on exactly those UIDs (which needs UIDPLUS; the caller checks
+    /// `can_remove_by_uid`). A refusal comes back as the answer, not as an error.
+    pub async fn uid_move(&mut self, uid_set: &str, to: &str) -> Result<Moved> {
+        self.pending_codes.clear();
+        let answer = if self.has("MOVE") {
+            self.simple(CommandBody::Move { sequence_set: sequence(uid_set)?, mailbox: mailbox(to)?, uid: true }).await?
+        } else {
+            let copied = self.simple(CommandBody::Copy { sequence_set: sequence(uid_set)?, mailbox: mailbox(to)?, uid: true }).await?;
+            if copied.is_ok() {
+                let removed = self.uid_expunge(uid_set).await?;
+                if !removed.is_ok() {
+                    log::warn!("{}: copied {uid_set} to {to} but could not remove the originals: {}", self.label(), removed.words());
+                }
+            }
+            copied
+        };
+        let mut moved = Moved { answer, uidvalidity: None, landed: BTreeMap::new() };
+        for code in self.pending_codes.drain(..).chain(moved.answer.code.clone()) {
+            if let Some((validity, pairs)) = copyuid_of(&code) {
+                moved.uidvalidity = Some(validity);
+                moved.landed.extend(pairs);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Marks exactly `uid_set` of the selected folder \Deleted and expunges exactly those (UID EXPUNGE):
+    /// UIDs no longer there are no error, so a repeat after a crash is harmless.
+    pub async fn uid_expunge(&mut self, uid_set: &str) -> Result<Answer> {
+        let flagged = self.uid_store_set(uid_set, true, &["\\Deleted".to_string()]).await?;
+        if !flagged.is_ok() {
+            return Ok(flagged);
+        }
+        self.simple(CommandBody::ExpungeUid { sequence_set: sequence(uid_set)? }).await
+    }
+
+    /// RENAME `from` to `to` (its children go with it, RFC 3501 section 6.3.5).
+    pub async fn rename(&mut self, from: &str, to: &str) -> Result<Answer> {
+        self.simple(CommandBody::Rename { from: mailbox(from)?, to: mailbox(to)? }).await
+    }
+
+    /// DELETE a folder.
+    pub async fn delete(&mut self, wire_name: &str) -> Result<Answer> {
+        self.simple(CommandBody::Delete { mailbox: mailbox(wire_name)? }).await
+    }
+
+    /// The UIDs the selected folder holds up to `up_to`, as ascending ranges (few for a folder whose
+    /// messages were removed in runs), from `UID FETCH 1:up_to (UID)`, streamed, so a large folder
+    /// costs no more memory than its gaps. Also returns how many UIDs came.
+    pub async fn uids_present(&mut self, up_to: u32) -> Result<(Vec<(u32, u32)>, u64)> {
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        let mut count = 0u64;
+        let mut unordered = false;
+        self.uid_fetch(&[format!("1:{}", up_to.max(1))], &[FetchItem::Uid], None, &mut |meta| {
+            if meta.uid > up_to {
+                return Ok(());
+            }
+            count += 1;
+            match ranges.last_mut() {
+                Some((_, high)) if meta.uid == *high + 1 => *high = meta.uid,
+                Some((_, high)) if meta.uid <= *high => unordered = true,
+                _ => ranges.push((meta.uid, meta.uid)),
+            }
+            Ok(())
+        })
+        .await?;
+        if unordered {
+            // Not in UID order (no server seen does this): sort and merge, at the cost of memory.
+            ranges.sort_unstable();
+            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+            for (low, high) in ranges {
+                match merged.last_mut() {
+                    Some((_, last)) if low <= last.saturating_add(1) => *last = (*last).max(high),
+                    _ => merged.push((low, high)),
+                }
+            }
+            ranges = merged;
+        }
+        Ok((ranges, count))
+    }
+}
+
+/// Whether `uid` is in ascending, non-overlapping `ranges`.
+pub fn in_ranges(ranges: &[(u32, u32)], uid: u32) -> bool {
+    match ranges.binary_search_by(|&(low, high)| {
+        if high < uid {
+            std::cmp::Ordering::Less
+        } else if low > uid {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    }) {
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copyuid_from_text_and_ranges() {
+        let code = Code::Other(imap_next::imap_types::response::CodeOther::unvalidated(b"COPYUID 7 3:5,9 20:23".as_ref()));
+        assert_eq!(copyuid_of(&code), Some((7, vec![(3, 20), (4, 21), (5, 22), (9, 23)])));
+        let uneven = Code::Other(imap_next::imap_types::response::CodeOther::unvalidated(b"COPYUID 7 3:5 20".as_ref()));
+        assert_eq!(copyuid_of(&uneven), None, "a server naming fewer destinations than sources is not believed");
+    }
+
+    #[test]
+    fn ranges_answer_membership() {
+        let ranges = [(1, 3), (7, 7), (10, 20)];
+        for (uid, inside) in [(1, true), (3, true), (4, false), (7, true), (8, false), (15, true), (21, false), (0, false)] {
+            assert_eq!(in_ranges(&ranges, uid), inside, "{uid}");
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! Until an account's users switch to the new host, the target follows what they do on the old
+//! server to the mail postflytt put there: a message that left a source folder is removed from the
+//! target folder it was appended to; one that shows up in another source folder with the same bytes
+//! (size and SHA-256) is moved there on the target instead of appended again; a renamed source folder
+//! is renamed on the target (matched by UIDVALIDITY and its messages), and a deleted one goes too
+//! when our messages were all it held. Only copies we appended are touched (`message.origin`); mail
+//! that reached the target another way never is. After the switch (`store::switch`), or with the
+//! setting off, nothing here runs except finishing what was journalled before.
+//!
+//! A pass calls `before_copy` (renames, then which rows the source no longer has: absent folders,
+//! and folders whose counts say something went), `move_in` from the push before it appends (a MOVE
+//! instead of an APPEND), and `after_copy` (the rest of the gone copies removed, emptied folders
+//! deleted). Every MOVE, EXPUNGE and RENAME is journalled in the store (`store::mirror`) and committed
+//! before the command goes out; a crash or a cut between the command and its record is resolved by
+//! the next pass: a moved row is looked up by content like a lost APPEND, an expunge is repeated
+//! (harmless: only our UIDs, by UID), a rename is recorded from what the target's folders show.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+
+use crate::fault;
+use crate::imap::{FolderStatus, ImapError, Session, in_ranges};
+use crate::pull::uid_set;
+use crate::store::{AbsentFolder, GoneCopy, MovePair, Store, TargetCopy, TargetFolderRow, now};
+use crate::utf7;
+
+/// At most this many messages per MOVE or EXPUNGE command (one journal entry each).
+const BATCH: usize = 200;
+
+/// What mirroring did in one pass, for the pass's line, the page and the report.
+#[derive(Debug, Default, Clone)]
+pub struct MirrorStats {
+    /// Messages the source no longer had where we last saw them.
+    pub gone: u64,
+    pub moved: u64,
+    pub removed: u64,
+    pub renamed_folders: u64,
+    pub deleted_folders: u64,
+}
+
+impl MirrorStats {
+    pub fn is_empty(&self) -> bool {
+        self.moved + self.removed + self.renamed_folders + self.deleted_folders == 0
+    }
+
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if self.moved > 0 {
+            parts.push(format!("{} moved", self.moved));
+        }
+        if self.removed > 0 {
+            parts.push(format!("{} removed", self.removed));
+        }
+        if self.renamed_folders > 0 {
+            parts.push(format!("{} folders renamed", self.renamed_folders));
+        }
+        if self.deleted_folders > 0 {
+            parts.push(format!("{} folders deleted", self.deleted_folders));
+        }
+        format!("followed the old server: {}", parts.join(", "))
+    }
+}
+
+/// The target's folders as the pass knows them: wire names, and the special-use ones (never deleted).
+pub struct TargetFolders<'a> {
+    pub existing: &'a mut BTreeSet<String>,
+    pub special: &'a BTreeSet<String>,
+}
+
+/// Renames, then the rows the source no longer has. `statuses` (the source's STATUS by wire name, as
+/// the listing brought them) gains those asked here, for the reader to use.
+pub async fn before_copy(
+    store: &Store,
+    account_id: i64,
+    source: &mut Session,
+    target: &mut Session,
+    folders: TargetFolders<'_>,
+    statuses: &mut BTreeMap<String, FolderStatus>,
+    condstore: bool,
+    stats: &mut MirrorStats,
+) -> Result<()> {
+    if !target.can_remove_by_uid() {
+        log::warn!(
+            "{}: the target offers no UID EXPUNGE (UIDPLUS); moves and deletions on the old server are not followed",
+            target.label()
+        );
+        return Ok(());
+    }
+    renames(store, account_id, source, target, folders.existing, statuses, stats).await?;
+    let at = now();
+    // Folders the listing no longer shows: asked once more, so a listing that left one out by mistake
+    // cannot empty its target folder.
+    for folder in store.absent_folders(account_id)? {
+        if folder.rows == 0 {
+            continue;
+        }
+        match source.status(&folder.wire_name, false).await {
+            Ok(_) => log::info!("{}: folder {} was not listed but is there; left as it is", source.label(), folder.name),
+            Err(e) if matches!(crate::imap::kind_of(&e), Some(ImapError::Refused { .. })) => {
+                store.write(|tx| tx.mark_folder_gone(folder.id, at))?;
+                stats.gone += folder.rows as u64;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Folders whose counts say a message went: their UIDs compared with ours.
+    let rows = store.source_folders_to_pull(account_id)?;
+    let missing: Vec<String> = rows
+        .iter()
+        .filter(|row| row.uidvalidity.is_some() && !statuses.contains_key(&row.wire_name))
+        .map(|row| row.wire_name.clone())
+        .collect();
+    statuses.extend(source.statuses(&missing, condstore).await?);
+    for row in rows {
+        let Some(uidvalidity) = row.uidvalidity else { continue };
+        let Some(status) = statuses.get(&row.wire_name) else { continue };
+        if status.uidvalidity != Some(uidvalidity) {
+            continue;
+        }
+        let (known, highest_known) = store.known_present(row.id, uidvalidity)?;
+        if known == 0 {
+            continue;
+        }
+        let highest = highest_known.max(row.last_uid);
+        // With nothing gone, the folder holds every known message plus at most every UID issued since.
+        let could_be_new = status.uidnext.map(|next| next.saturating_sub(highest.saturating_add(1)) as u64);
+        if could_be_new.is_some_and(|new| u64::from(status.messages) >= known + new) {
+            continue;
+        }
+        let selected = source.select(&row.wire_name, true, condstore).await?;
+        if selected.uidvalidity != Some(uidvalidity) {
+            continue;
+        }
+        let (present, count) = source.uids_present(highest).await?;
+        if count != u64::from(selected.exists) {
+            // Mail came or went while we looked: the next pass looks again.
+            log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
+            continue;
+        }
+        let mut gone = Vec::new();
+        store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+            if uid <= highest && !in_ranges(&present, uid) {
+                gone.push(id);
+            }
+        })?;
+        if !gone.is_empty() {
+            stats.gone += gone.len() as u64;
+            store.write(|tx| tx.mark_gone(&gone, at))?;
+        }
+    }
+    fault::point("mirror: gone marked");
+    // What needs nothing on the target (never copied, or not ours) goes at once.
+    store.write(|tx| tx.settle_gone(account_id))?;
+    Ok(())
+}
+
+/// A renamed source folder: a folder listed for the first time with the UIDVALIDITY, message count
+/// and UIDNEXT of one no longer listed, whose target folder holds only our copies, is renamed on the
+/// target and takes over the old folder's rows; nothing is copied again.
+async fn renames(
+    store: &Store,
+    account_id: i64,
+    source: &mut Session,
+    target: &mut Session,
+    existing: &mut BTreeSet<String>,
+    statuses: &mut BTreeMap<String, FolderStatus>,
+    stats: &mut MirrorStats,
+) -> Result<()> {
+    let mut absent: Vec<AbsentFolder> =
+        store.absent_folders(account_id)?.into_iter().filter(|f| f.rows > 0 && f.uidvalidity.is_some()).collect();
+    if absent.is_empty() {
+        return Ok(());
+    }
+    for new in store.unread_folders(account_id)? {
+        let Some(target_name) = new.target_name.clone() else { continue };
+        let new_wire = utf7::encode(&target_name);
+        let status = match statuses.get(&new.wire_name) {
+            Some(status) => status.clone(),
+            None => {
+                let status = source.status(&new.wire_name, false).await?;
+                statuses.insert(new.wire_name.clone(), status.clone());
+                status
+            }
+        };
+        let journalled = new.renaming_from;
+        let Some(index) = absent.iter().position(|old| match journalled {
+            Some(id) => old.id == id,
+            None => {
+                old.uidvalidity == status.uidvalidity
+                    && i64::from(status.messages) == old.rows
+                    && (old.uidnext.is_none() || old.uidnext == status.uidnext)
+            }
+        }) else {
+            if journalled.is_some() {
+                store.write(|tx| tx.clear_rename(new.id))?;
+            }
+            continue;
+        };
+        let old = absent[index].clone();
+        if journalled.is_none() && !same_messages(store, source, &new.wire_name, &old).await? {
+            continue;
+        }
+        let Some(home) = store.target_home(old.id)? else { continue };
+        // Every row of the old folder is ours on the target, and the target folder holds nothing else.
+        if home.ours != old.rows || home.recorded != home.ours {
+            if journalled.is_some() {
+                store.write(|tx| tx.clear_rename(new.id))?;
+            }
+            continue;
+        }
+        let old_there = existing.contains(&home.wire_name);
+        let new_there = existing.contains(&new_wire);
+        let adopt = if home.wire_name == new_wire {
+            true
+        } else if old_there && !new_there {
+            let held = target.status(&home.wire_name, false).await?;
+            if i64::from(held.messages) != home.recorded || held.uidvalidity != home.uidvalidity {
+                if journalled.is_some() {
+                    store.write(|tx| tx.clear_rename(new.id))?;
+                }
+                continue;
+            }
+            store.write(|tx| tx.journal_rename(new.id, old.id))?;
+            fault::point("mirror: rename journalled");
+            let answer = target.rename(&home.wire_name, &new_wire).await?;
+            if !answer.is_ok() {
+                log::warn!("{}: could not rename {} to {}: {}", target.label(), home.wire_name, new_wire, answer.words());
+                store.write(|tx| tx.clear_rename(new.id))?;
+                continue;
+            }
+            fault::point("mirror: renamed, not recorded");
+            rename_in(existing, &home.wire_name, &new_wire);
+            true
+        } else if !old_there && new_there {
+            // Renamed already: with its parent, or by a RENAME whose record a crash cut off. The folder
+            // under the new name must be the one we filled (same UIDVALIDITY).
+            let held = target.status(&new_wire, false).await?;
+            held.uidvalidity.is_some() && held.uidvalidity == home.uidvalidity
+        } else {
+            false
+        };
+        if adopt {
+            store.write(|tx| tx.adopt_renamed_folder(new.id, &old, home.target_folder_id, &target_name, &new_wire))?;
+            stats.renamed_folders += 1;
+            log::info!("{}: folder {} renamed to {} on the target, as on the old server", target.label(), home.wire_name, new_wire);
+            absent.remove(index);
+        } else if journalled.is_some() {
+            store.write(|tx| tx.clear_rename(new.id))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the source's folder `wire_name` holds exactly the UIDs and sizes we recorded for `old`
+/// (one EXAMINE and one UID FETCH; compared as a digest, so memory does not grow with the folder).
+async fn same_messages(store: &Store, source: &mut Session, wire_name: &str, old: &AbsentFolder) -> Result<bool> {
+    use sha2::{Digest, Sha256};
+    let Some(uidvalidity) = old.uidvalidity else { return Ok(false) };
+    let selected = source.select(wire_name, true, false).await?;
+    if selected.uidvalidity != Some(uidvalidity) {
+        return Ok(false);
+    }
+    let mut digest = Sha256::new();
+    let mut last = 0u32;
+    let mut in_order = true;
+    source
+        .uid_fetch(&["1:*".to_string()], &[crate::imap::FetchItem::Uid, crate::imap::FetchItem::Size], None, &mut |meta| {
+            in_order &= meta.uid > last;
+            last = meta.uid;
+            digest.update(format!("{} {}\n", meta.uid, meta.size.unwrap_or(0)).as_bytes());
+            Ok(())
+        })
+        .await?;
+    let source_digest: [u8; 32] = digest.finalize().into();
+    Ok(in_order && source_digest == store.uid_size_digest(old.id, uidvalidity)?)
+}
+
+/// The target's folder names after `from` was renamed to `to`: its children went with it.
+fn rename_in(existing: &mut BTreeSet<String>, from: &str, to: &str) {
+    let renamed: Vec<String> = existing
+        .iter()
+        .filter(|name| name.as_str() == from || name.strip_prefix(from).is_some_and(|rest| rest.starts_with(['/', '.'])))
+        .cloned()
+        .collect();
+    for name in renamed {
+        existing.remove(&name);
+        existing.insert(format!("{to}{}", &name[from.len()..]));
+    }
+}
+
+/// Before the push appends a folder's staged messages: those whose bytes equal a gone row's copy of
+/// ours are moved to `target` instead (a copy already in `target` is kept as it is). Returns how many.
+pub async fn move_in(
+    store: &Store,
+    account_id: i64,
+    session: &mut Session,
+    source_folder_id: i64,
+    target: &TargetFolderRow,
+) -> Result<u64> {
+    if !store.has_movable_gone(account_id)? || !store.mirrors(account_id)? {
+        return Ok(0);
+    }
+    let mut used_new = BTreeSet::new();
+    let mut used_old = BTreeSet::new();
+    let mut by_folder: BTreeMap<(i64, String, u32), Vec<MovePair>> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for pair in store.move_candidates(account_id, source_folder_id)? {
+        if used_new.contains(&pair.new_id) || used_old.contains(&pair.old_id) {
+            continue;
+        }
+        used_new.insert(pair.new_id);
+        used_old.insert(pair.old_id);
+        if pair.from_folder_id == target.id && Some(pair.from_uidvalidity) == target.uidvalidity {
+            kept.push(pair);
+        } else {
+            by_folder.entry((pair.from_folder_id, pair.from_wire.clone(), pair.from_uidvalidity)).or_default().push(pair);
+        }
+    }
+    let mut moved = 0u64;
+    if !kept.is_empty() {
+        // Gone and back in the same folder: the copy there is the new row's.
+        store.write(|tx| {
+            for pair in &kept {
+                tx.record_moved(
+                    pair.new_id,
+                    pair.old_id,
+                    TargetCopy { folder_id: target.id, uidvalidity: pair.from_uidvalidity, uid: pair.uid },
+                )?;
+            }
+            Ok(())
+        })?;
+        moved += kept.len() as u64;
+    }
+    for ((_, from_wire, from_uidvalidity), pairs) in by_folder {
+        for batch in pairs.chunks(BATCH) {
+            store.write(|tx| tx.journal_moves(batch, target.id))?;
+            fault::point("mirror: move journalled");
+            let selected = session.select(&from_wire, false, false).await;
+            let addressable = match selected {
+                Ok(selected) => selected.uidvalidity == Some(from_uidvalidity),
+                Err(e) if matches!(crate::imap::kind_of(&e), Some(ImapError::Refused { .. })) => false,
+                Err(e) => return Err(e),
+            };
+            if !addressable {
+                // The folder our copies were in is gone or was re-created: nothing to move from.
+                store.write(|tx| batch.iter().try_for_each(|pair| tx.move_not_made(pair.new_id, pair.old_id)))?;
+                continue;
+            }
+            let mut uids: Vec<u32> = batch.iter().map(|pair| pair.uid).collect();
+            uids.sort_unstable();
+            let answer = session.uid_move(&uid_set(uids), &target.wire_name).await?;
+            if !answer.answer.is_ok() {
+                log::warn!("{}: could not move from {from_wire} to {}: {}", session.label(), target.wire_name, answer.answer.words());
+                store.write(|tx| batch.iter().try_for_each(|pair| tx.move_not_made(pair.new_id, pair.old_id)))?;
+                continue;
+            }
+            fault::point("mirror: moved, not recorded");
+            let Some(uidvalidity) = answer.uidvalidity else { continue };
+            let recorded = store.write(|tx| {
+                let mut recorded = 0u64;
+                for pair in batch {
+                    if let Some(&uid) = answer.landed.get(&pair.uid) {
+                        tx.record_moved(pair.new_id, pair.old_id, TargetCopy { folder_id: target.id, uidvalidity, uid })?;
+                        recorded += 1;
+                    }
+                }
+                Ok(recorded)
+            })?;
+            moved += recorded;
+        }
+    }
+    Ok(moved)
+}
+
+/// After the folders moved: the gone rows' copies of ours still on the target are removed (all of
+/// them while the account mirrors; only those whose removal was journalled once it has switched),
+/// and target folders of deleted source folders that held only our mail are deleted.
+pub async fn after_copy(
+    store: &Store,
+    account_id: i64,
+    target: &mut Session,
+    folders: TargetFolders<'_>,
+    stats: &mut MirrorStats,
+) -> Result<()> {
+    let mirroring = store.mirrors(account_id)? && target.can_remove_by_uid();
+    let mut groups: BTreeMap<(i64, String, u32), Vec<GoneCopy>> = BTreeMap::new();
+    let mut left_alone = Vec::new();
+    for copy in store.gone_copies(account_id)? {
+        if mirroring || copy.journalled {
+            groups.entry((copy.target_folder_id, copy.wire_name.clone(), copy.uidvalidity)).or_default().push(copy);
+        } else {
+            left_alone.push(copy.id);
+        }
+    }
+    if !left_alone.is_empty() {
+        // Switched meanwhile: the copies stay on the target; the rows go.
+        store.write(|tx| tx.forget_messages(&left_alone))?;
+    }
+    for ((_, wire_name, uidvalidity), copies) in groups {
+        for batch in copies.chunks(BATCH) {
+            let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
+            store.write(|tx| tx.journal_expunge(&ids))?;
+            fault::point("mirror: expunge journalled");
+            let addressable = match target.select(&wire_name, false, false).await {
+                Ok(selected) => selected.uidvalidity == Some(uidvalidity),
+                Err(e) if matches!(crate::imap::kind_of(&e), Some(ImapError::Refused { .. })) => false,
+                Err(e) => return Err(e),
+            };
+            if addressable {
+                let mut uids: Vec<u32> = batch.iter().map(|c| c.uid).collect();
+                uids.sort_unstable();
+                let answer = target.uid_expunge(&uid_set(uids)).await?;
+                if !answer.is_ok() {
+                    log::warn!("{}: could not remove from {wire_name}: {}", target.label(), answer.words());
+                    continue;
+                }
+                fault::point("mirror: expunged, not recorded");
+            }
+            store.write(|tx| tx.forget_messages(&ids))?;
+            let moved = batch.iter().filter(|c| c.moving).count() as u64;
+            stats.moved += moved;
+            stats.removed += batch.len() as u64 - moved;
+        }
+    }
+    if mirroring {
+        stats.deleted_folders += delete_emptied_folders(store, account_id, target, folders).await?;
+    }
+    Ok(())
+}
+
+/// Target folders of source folders the users deleted: deleted too once none of our copies is left
+/// in them and nothing else is (deepest first, so children go before their parent). INBOX, special
+/// folders, folders another source folder still maps to and folders we never copied into stay.
+async fn delete_emptied_folders(store: &Store, account_id: i64, target: &mut Session, folders: TargetFolders<'_>) -> Result<u64> {
+    let mut deleted = 0;
+    let mut absent = store.absent_folders(account_id)?;
+    absent.sort_by(|a, b| b.name.cmp(&a.name));
+    for folder in absent {
+        if folder.rows > 0 {
+            continue;
+        }
+        let Some(target_name) = folder.target_name.as_deref() else {
+            store.write(|tx| tx.forget_source_folder(folder.id))?;
+            continue;
+        };
+        let wire = utf7::encode(target_name);
+        let keep = wire.eq_ignore_ascii_case("INBOX")
+            || folders.special.contains(&wire)
+            || store.folders_mapped_to(account_id, target_name)? > 0
+            || !store.copied_into(account_id, &wire)?;
+        if keep || !folders.existing.contains(&wire) {
+            store.write(|tx| tx.forget_source_folder(folder.id))?;
+            continue;
+        }
+        let has_children =
+            folders.existing.iter().any(|name| name.strip_prefix(wire.as_str()).is_some_and(|rest| rest.starts_with(['/', '.'])));
+        let status = target.status(&wire, false).await?;
+        if status.messages > 0 || has_children {
+            // Mail that is not ours, or folders under it: it stays.
+            store.write(|tx| tx.forget_source_folder(folder.id))?;
+            continue;
+        }
+        let answer = target.delete(&wire).await?;
+        if answer.is_ok() {
+            fault::point("mirror: folder deleted, not recorded");
+            folders.existing.remove(&wire);
+            deleted += 1;
+            log::info!("{}: folder {wire} deleted on the target, as on the old server", target.label());
+        } else {
+            log::warn!("{}: could not delete folder {wire}: {}", target.label(), answer.words());
+        }
+        store.write(|tx| tx.forget_source_folder(folder.id))?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rename_takes_the_children_along() {
+        let mut existing: BTreeSet<String> =
+            ["INBOX", "Projekt", "Projekt/A", "Projekt/A/B", "Projekter", "Other"].into_iter().map(String::from).collect();
+        rename_in(&mut existing, "Projekt", "Arkiv/2026");
+        let names: Vec<&str> = existing.iter().map(String::as_str).collect();
+        assert_eq!(names, ["Arkiv/2026", "Arkiv/2026/A", "Arkiv/2026/A/B", "INBOX", "Other", "Projekter"]);
+    }
+}
