@@ -1,5 +1,5 @@
 //! The commands that change the target beyond APPEND, for mirroring the users' own moves and
-//! deletions (`crate::mirror`): UID MOVE (RFC 6851, or UID COPY, STORE \Deleted and UID EXPUNGE where
+//! deletions (the `mirror` module): UID MOVE (RFC 6851, or UID COPY, STORE \Deleted and UID EXPUNGE where
 //! MOVE is not offered), UID EXPUNGE of exactly our UIDs (RFC 4315), RENAME and DELETE of a folder;
 //! and on the source, the UIDs a folder still holds. Every one of them touches only the UIDs or the
 //! folder it is given: a plain EXPUNGE, which would take whatever else a user marked \Deleted, is

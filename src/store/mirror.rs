@@ -1,4 +1,4 @@
-//! What mirroring (`crate::mirror`) reads and writes: which rows the source no longer has (`gone_at`),
+//! What mirroring (the `mirror` module) reads and writes: which rows the source no longer has (`gone_at`),
 //! the journal of a MOVE (the new row `appending` with `moved_from`, the old one `mirror = 'moving'`)
 //! and of an EXPUNGE (`mirror = 'expunging'`), committed before the command goes out; the journal of a
 //! folder RENAME (`source_folder.renaming_from`); and the adoption of a renamed folder's rows. A gone

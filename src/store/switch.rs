@@ -1,6 +1,6 @@
 //! When an account's users switched to the new host: the first MX flip of its domain, or the
 //! operator's word (`postflytt switched`, `POST /api/switched`). Until then the target follows the
-//! users' moves and deletions on the old server (`crate::mirror`); from then on nothing is moved or
+//! users' moves and deletions on the old server (the `mirror` module); from then on nothing is moved or
 //! removed on the target for that account, ever, so the mark is set once and never cleared (a
 //! re-import keeps it too).
 
