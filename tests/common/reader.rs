@@ -423,6 +423,66 @@ impl ImapReader {
         self.command_ok(&format!("UID EXPUNGE {uid}"));
     }
 
+    /// Marks the messages `\Deleted` and removes exactly those with `UID EXPUNGE` (UIDPLUS), as a user
+    /// deleting them and emptying the folder does.
+    pub fn expunge_uids(&mut self, folder: &str, uids: &[u32]) {
+        if uids.is_empty() {
+            return;
+        }
+        let set = uid_set(uids);
+        self.open(folder, true);
+        self.command_ok(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
+        self.command_ok(&format!("UID EXPUNGE {set}"));
+    }
+
+    /// `UID MOVE` (RFC 6851) of `uids` from `folder` to `to`, as a user filing mail does. Returns
+    /// `(old UID, new UID)` pairs from the server's COPYUID.
+    pub fn move_uids(&mut self, folder: &str, uids: &[u32], to: &str) -> Vec<(u32, u32)> {
+        self.open(folder, true);
+        let r = self.command_ok(&format!("UID MOVE {} {}", uid_set(uids), mailbox_arg(to)));
+        let copyuid = r
+            .untagged
+            .iter()
+            .map(|u| String::from_utf8_lossy(u).to_string())
+            .chain(std::iter::once(format!("* OK {}", r.text)))
+            .find_map(|line| line.trim_end().strip_prefix("* OK ").and_then(|t| resp_code_words(t, "COPYUID")))
+            .unwrap_or_else(|| panic!("UID MOVE to {to:?}: no COPYUID in {:?} / {:?}", r.untagged, r.text));
+        let (from, into) = (expand_uid_set(&copyuid[1]), expand_uid_set(&copyuid[2]));
+        assert_eq!(from.len(), into.len(), "COPYUID {copyuid:?}");
+        from.into_iter().zip(into).collect()
+    }
+
+    /// Dovecot's `X-GUID` of every message of `folder` by UID: a copy moved (or copied) within one
+    /// Dovecot keeps its GUID, an APPENDed one gets a new one, so it tells a MOVE from an APPEND.
+    pub fn guids(&mut self, folder: &str) -> std::collections::BTreeMap<u32, String> {
+        let mut out = std::collections::BTreeMap::new();
+        if self.open(folder, false).messages == 0 {
+            return out;
+        }
+        let r = self.command_ok("UID FETCH 1:* (UID X-GUID)");
+        for u in &r.untagged {
+            let mut p = Parser::new(u);
+            p.expect_star();
+            let _seq = p.atom();
+            if !p.atom().eq_ignore_ascii_case("FETCH") {
+                continue;
+            }
+            let Val::List(items) = p.value() else { continue };
+            let (mut uid, mut guid) = (None, None);
+            for pair in items.chunks(2) {
+                match (pair[0].as_text().unwrap_or_default().to_ascii_uppercase().as_str(), pair.get(1)) {
+                    ("UID", Some(v)) => uid = v.as_u32(),
+                    ("X-GUID", Some(v)) => guid = v.as_text(),
+                    _ => {}
+                }
+            }
+            if let (Some(uid), Some(guid)) = (uid, guid) {
+                out.insert(uid, guid);
+            }
+        }
+        out
+    }
+
     /// `GETQUOTAROOT folder`: `(resource, usage, limit)` triples, e.g. `("STORAGE", 12, 1048576)` (KiB).
     pub fn quota(&mut self, folder: &str) -> Vec<(String, u64, u64)> {
         let r = self.command_ok(&format!("GETQUOTAROOT {}", mailbox_arg(folder)));
@@ -489,6 +549,28 @@ impl ImapReader {
             }
         }
     }
+}
+
+/// UIDs as an IMAP sequence set, one by one (`3,7,9`).
+pub fn uid_set(uids: &[u32]) -> String {
+    assert!(!uids.is_empty(), "uid_set: no UIDs");
+    uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A sequence set (`3:5,9`) as its UIDs in order.
+pub fn expand_uid_set(set: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        let num = |s: &str| s.parse::<u32>().unwrap_or_else(|_| panic!("bad UID {s:?} in set {set:?}"));
+        match part.split_once(':') {
+            Some((a, b)) => {
+                let (a, b) = (num(a), num(b));
+                out.extend(a.min(b)..=a.max(b));
+            }
+            None => out.push(num(part)),
+        }
+    }
+    out
 }
 
 fn tagged_result(tag: &str, resp: &[u8]) -> Result<String, String> {

@@ -1,0 +1,493 @@
+//! Users keep working on the old server while passes run (issue 17). Until their account is switched,
+//! the target follows what they do to the mail postflytt put there: a message filed into another
+//! folder is moved on the target (the same copy: Dovecot's GUID proves it was not appended again), a
+//! deleted one is removed, a renamed folder is renamed (its UIDVALIDITY and UIDs kept), a deleted
+//! folder goes unless the target folder also holds other mail. Mail that reached the target another
+//! way is never touched, even when an identical message is deleted or moved on the old server. After
+//! `postflytt switched` or with `setup --mirror off`, nothing is moved or removed on the target any more.
+//! Every scenario runs old-host Dovecot to target Dovecot, read back with the tests' own IMAP reader.
+
+mod common;
+mod driver;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::fixture::{self, FixtureMsg, SnapMsg, Snapshot};
+use common::{Dovecot, ImapReader, Layout};
+use driver::{Migration, Via, appended, hard_case_name_map};
+
+fn src_login(name: &str) -> String {
+    format!("{name}@gammal.se")
+}
+
+fn tgt_login(name: &str) -> String {
+    format!("{name}@ny.se")
+}
+
+fn password(name: &str) -> String {
+    format!("pw-{name}")
+}
+
+fn refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect()
+}
+
+/// An old host and a target with the named users, and one migration of them all.
+struct Setup {
+    source: Dovecot,
+    target: Dovecot,
+    m: Migration,
+}
+
+fn start(names: &[&str]) -> Setup {
+    let side = |login: fn(&str) -> String| -> Vec<(String, String)> { names.iter().map(|n| (login(n), password(n))).collect() };
+    let (src_users, tgt_users) = (side(src_login), side(tgt_login));
+    let source = Dovecot::start(Layout::OldHost, &refs(&src_users));
+    let target = Dovecot::start(Layout::Target, &refs(&tgt_users));
+    let accounts: Vec<(&str, &str, &str, &str)> =
+        src_users.iter().zip(&tgt_users).map(|((sl, sp), (tl, tp))| (sl.as_str(), sp.as_str(), tl.as_str(), tp.as_str())).collect();
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &accounts);
+    Setup { source, target, m }
+}
+
+impl Setup {
+    fn src(&self, name: &str) -> ImapReader {
+        self.source.reader(&src_login(name))
+    }
+
+    fn tgt(&self, name: &str) -> ImapReader {
+        self.target.reader(&tgt_login(name))
+    }
+
+    /// Creates the folders (parents first) and loads the messages on the source.
+    fn load(&self, name: &str, folders: &[&str], msgs: &[Vec<FixtureMsg>]) {
+        let mut r = self.src(name);
+        fixture::ensure_folders(&mut r, folders);
+        fixture::load(&mut r, &msgs.concat());
+    }
+}
+
+fn snapshot(server: &Dovecot, user: &str) -> Snapshot {
+    fixture::mailbox_snapshot(&mut server.reader(user))
+}
+
+/// The source's mail under the target names postflytt gives its folders.
+fn source_as_target(s: &Setup, name: &str) -> Snapshot {
+    let src = snapshot(&s.source, &src_login(name));
+    let names: Vec<String> = src.keys().cloned().collect();
+    let map = hard_case_name_map(Layout::OldHost, &names);
+    src.into_iter().map(|(folder, msgs)| (map[&folder].clone(), msgs)).collect()
+}
+
+/// What differs between the target and `expected` (target folder names): folder by folder the
+/// messages, bodies, flags and dates, no copy too many; and no folder on the target that `expected`
+/// lacks.
+fn differences(s: &Setup, name: &str, expected: &Snapshot) -> Vec<String> {
+    let tgt = snapshot(&s.target, &tgt_login(name));
+    let mut problems = fixture::diff_mail(expected, &tgt, &BTreeMap::new());
+    for folder in tgt.keys().filter(|f| !expected.contains_key(*f)) {
+        problems.push(format!("folder {folder:?}: on the target, not on the source"));
+    }
+    problems
+}
+
+/// The target equals the source exactly, plus `foreign` (target folder to the messages that reached
+/// the target another way).
+fn assert_mirrored(s: &Setup, name: &str, foreign: &Snapshot, when: &str) {
+    let mut expected = source_as_target(s, name);
+    for (folder, msgs) in foreign {
+        expected.entry(folder.clone()).or_default().extend(msgs.iter().cloned());
+    }
+    let problems = differences(s, name, &expected);
+    assert!(problems.is_empty(), "{name}'s target {when} is not the source's mail exactly:\n  {}", problems.join("\n  "));
+}
+
+/// The Message-ID the bulk fixture gives message `i` of `seed`.
+fn bulk_id(seed: u64, i: usize) -> String {
+    format!("<bulk-{seed}-{i}@postflytt.test>")
+}
+
+/// UIDs in `folder` of the messages with these Message-IDs, in the order of `ids`.
+fn uids_of(r: &mut ImapReader, folder: &str, ids: &[String]) -> Vec<u32> {
+    let msgs = r.fetch_all(folder);
+    ids.iter()
+        .map(|id| {
+            msgs.iter()
+                .find(|m| fixture::header_value(&m.body, "Message-ID").as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("no {id} in {folder}"))
+                .uid
+        })
+        .collect()
+}
+
+/// The line a pass prints for one account.
+fn account_line<'a>(out: &'a str, name: &str) -> &'a str {
+    let head = format!("{}: ", src_login(name));
+    out.lines().find(|l| l.starts_with(&head) && l.contains(" appended")).unwrap_or_else(|| panic!("no line for {name} in:\n{out}"))
+}
+
+/// A message put on the target by someone else (the test), read back as the target serves it.
+fn put_on_target(tr: &mut ImapReader, folder: &str, flags: &BTreeSet<String>, date: &str, body: &[u8]) -> (u32, SnapMsg) {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let uid = tr.append(folder, &flags, Some(date), body);
+    let m = tr.fetch_uid(folder, uid).expect("the appended message is there");
+    (uid, SnapMsg { flags: m.flags, internal_date: m.internal_date, body: m.body })
+}
+
+/// UIDVALIDITY and UIDs of a target folder: a renamed folder keeps both, a copy of one does not.
+fn identity(tr: &mut ImapReader, folder: &str) -> (u32, Vec<u32>) {
+    let uidvalidity = tr.status(folder).uidvalidity;
+    (uidvalidity, tr.fetch_all(folder).into_iter().map(|m| m.uid).collect())
+}
+
+#[test]
+fn two_accounts_file_and_delete_mail_and_the_next_pass_follows_them() {
+    // The issue's measurement: 10 messages filed INBOX -> Arkiv and 5 deleted in Kunder per account.
+    let names = ["anna", "bertil"];
+    let s = start(&names);
+    for (k, name) in names.iter().enumerate() {
+        let seed = 100 + 10 * k as u64;
+        s.load(
+            name,
+            &["INBOX.Kunder", "INBOX.Arkiv"],
+            &[
+                fixture::bulk("INBOX", 25, seed, 300..4_000),
+                fixture::bulk("INBOX.Kunder", 15, seed + 1, 300..4_000),
+                fixture::bulk("INBOX.Arkiv", 3, seed + 2, 300..4_000),
+            ],
+        );
+    }
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 2 * 43, "{out}");
+    for name in names {
+        assert_mirrored(&s, name, &Snapshot::new(), "after the first pass");
+    }
+
+    // The target's INBOX copies by body with their Dovecot GUIDs, before the users file their mail.
+    let mut inbox_guids: BTreeMap<&str, BTreeMap<Vec<u8>, String>> = BTreeMap::new();
+    for name in names {
+        let mut tr = s.tgt(name);
+        let guids = tr.guids("INBOX");
+        inbox_guids.insert(name, tr.fetch_all("INBOX").into_iter().map(|m| (m.body, guids[&m.uid].clone())).collect());
+        let mut r = s.src(name);
+        let inbox = r.fetch_all("INBOX");
+        let filed: Vec<u32> = inbox[..10].iter().map(|m| m.uid).collect();
+        let before = r.guids("INBOX");
+        let pairs = r.move_uids("INBOX", &filed, "INBOX.Arkiv");
+        // The premise of the GUID check below: a MOVE within one Dovecot keeps the message's GUID.
+        let after = r.guids("INBOX.Arkiv");
+        for (old, new) in &pairs {
+            assert_eq!(before[old], after[new], "Dovecot gave a moved message a new GUID");
+        }
+        let kunder = r.fetch_all("INBOX.Kunder");
+        let deleted: Vec<u32> = [0, 3, 6, 9, 12].iter().map(|&i| kunder[i].uid).collect();
+        r.expunge_uids("INBOX.Kunder", &deleted);
+    }
+
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "filed mail is moved on the target, not appended again:\n{out}");
+    for name in names {
+        let line = account_line(&out, name);
+        assert!(line.contains("10 moved, 5 removed"), "{line}");
+        assert_mirrored(&s, name, &Snapshot::new(), "after the users filed and deleted mail");
+        // The ten copies in Arkiv are the very ones that were in INBOX (moved, not appended and expunged).
+        let mut tr = s.tgt(name);
+        let guids = tr.guids("Arkiv");
+        let same: usize = tr
+            .fetch_all("Arkiv")
+            .iter()
+            .filter(|m| {
+                inbox_guids[name]
+                    .get(&m.body)
+                    .inspect(|g| assert_eq!(*g, &guids[&m.uid], "{name}: a copy in Arkiv was appended anew"))
+                    .is_some()
+            })
+            .count();
+        assert_eq!(same, 10, "{name}: the filed messages in Arkiv");
+    }
+
+    // Nothing changed since: nothing appended, moved or removed.
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert!(!out.contains("followed the old server"), "{out}");
+    for name in names {
+        assert_mirrored(&s, name, &Snapshot::new(), "after an unchanged pass");
+    }
+}
+
+#[test]
+fn a_renamed_folder_and_its_subfolder_are_renamed_on_the_target_with_their_uids() {
+    let s = start(&["cecilia"]);
+    s.load(
+        "cecilia",
+        &["INBOX.Projekt", "INBOX.Projekt.Norr", "INBOX.Kunder"],
+        &[
+            fixture::bulk("INBOX", 3, 200, 300..3_000),
+            fixture::bulk("INBOX.Projekt", 6, 201, 300..3_000),
+            fixture::bulk("INBOX.Projekt.Norr", 4, 202, 300..3_000),
+            fixture::bulk("INBOX.Kunder", 3, 203, 300..3_000),
+        ],
+    );
+    s.m.sync();
+    assert_mirrored(&s, "cecilia", &Snapshot::new(), "after the first pass");
+    let mut tr = s.tgt("cecilia");
+    let (projekt, norr) = (identity(&mut tr, "Projekt"), identity(&mut tr, "Projekt/Norr"));
+    drop(tr);
+
+    // The user renames the folder; Dovecot keeps its UIDVALIDITY, and the subfolder goes with it.
+    let mut r = s.src("cecilia");
+    let uidvalidity = r.status("INBOX.Projekt").uidvalidity;
+    r.rename("INBOX.Projekt", "INBOX.Avslutade projekt");
+    assert_eq!(r.status("INBOX.Avslutade projekt").uidvalidity, uidvalidity);
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert!(account_line(&out, "cecilia").contains("renamed"), "{out}");
+    let mut tr = s.tgt("cecilia");
+    assert_eq!(identity(&mut tr, "Avslutade projekt"), projekt, "renamed, so UIDVALIDITY and UIDs are the old folder's");
+    assert_eq!(identity(&mut tr, "Avslutade projekt/Norr"), norr, "the subfolder went with its parent");
+    let left: Vec<String> = tr.list().into_iter().map(|e| e.name).filter(|n| n == "Projekt" || n.starts_with("Projekt/")).collect();
+    assert!(left.is_empty(), "the old names are gone on the target: {left:?}");
+    drop(tr);
+    assert_mirrored(&s, "cecilia", &Snapshot::new(), "after the rename");
+
+    // The subfolder alone, one level up.
+    s.src("cecilia").rename("INBOX.Avslutade projekt.Norr", "INBOX.Norr");
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert_eq!(identity(&mut s.tgt("cecilia"), "Norr"), norr, "renamed again, still the same folder");
+    assert_mirrored(&s, "cecilia", &Snapshot::new(), "after the subfolder's rename");
+}
+
+#[test]
+fn a_deleted_folder_goes_on_the_target_unless_it_holds_other_mail() {
+    let s = start(&["david"]);
+    s.load(
+        "david",
+        &["INBOX.Gammalt", "INBOX.Nyhetsbrev"],
+        &[
+            fixture::bulk("INBOX", 2, 300, 300..3_000),
+            fixture::bulk("INBOX.Gammalt", 4, 301, 300..3_000),
+            fixture::bulk("INBOX.Nyhetsbrev", 3, 302, 300..3_000),
+        ],
+    );
+    s.m.sync();
+    assert_mirrored(&s, "david", &Snapshot::new(), "after the first pass");
+    // A newsletter that reached the target's Nyhetsbrev another way.
+    let letter = &fixture::bulk("Nyhetsbrev", 1, 309, 500..2_000)[0];
+    let (letter_uid, letter_copy) = put_on_target(&mut s.tgt("david"), "Nyhetsbrev", &letter.flags, &letter.internal_date, &letter.body);
+
+    let mut r = s.src("david");
+    r.delete("INBOX.Gammalt");
+    r.delete("INBOX.Nyhetsbrev");
+    drop(r);
+    let out = s.m.sync();
+    assert!(account_line(&out, "david").contains("deleted"), "{out}");
+    let mut tr = s.tgt("david");
+    let folders: Vec<String> = tr.list().into_iter().map(|e| e.name).collect();
+    assert!(!folders.contains(&"Gammalt".to_string()), "a folder of only our mail goes with the source's: {folders:?}");
+    let kept = tr.fetch_all("Nyhetsbrev");
+    assert_eq!(kept.len(), 1, "Nyhetsbrev keeps only the message that came another way");
+    assert_eq!((kept[0].uid, &kept[0].body), (letter_uid, &letter_copy.body));
+    drop(tr);
+    assert_mirrored(&s, "david", &[("Nyhetsbrev".to_string(), vec![letter_copy])].into(), "after the folders were deleted");
+}
+
+#[test]
+fn moves_deletions_new_mail_and_flags_mixed_over_three_passes() {
+    let s = start(&["eva"]);
+    s.load(
+        "eva",
+        &["INBOX.Kunder", "INBOX.Arkiv"],
+        &[
+            fixture::bulk("INBOX", 12, 400, 300..3_000),
+            fixture::bulk("INBOX.Kunder", 8, 401, 300..3_000),
+            fixture::bulk("INBOX.Arkiv", 2, 402, 300..3_000),
+        ],
+    );
+    s.m.sync();
+    assert_mirrored(&s, "eva", &Snapshot::new(), "after the first pass");
+    let (a, b, c, g, f) = (bulk_id(400, 0), bulk_id(400, 1), bulk_id(400, 2), bulk_id(400, 3), bulk_id(400, 4));
+    let (d, k) = (bulk_id(401, 0), bulk_id(401, 1));
+    let new_mail = fixture::bulk("INBOX", 2, 403, 300..3_000);
+    let n0 = bulk_id(403, 0);
+
+    // Before the second pass: two filed into Kunder, one flagged, one deleted, new mail, one filed
+    // into Arkiv and marked answered there.
+    let mut r = s.src("eva");
+    let ab = uids_of(&mut r, "INBOX", &[a.clone(), b.clone()]);
+    r.move_uids("INBOX", &ab, "INBOX.Kunder");
+    let cu = uids_of(&mut r, "INBOX", std::slice::from_ref(&c))[0];
+    r.store_flags("INBOX", cu, "+FLAGS", &["\\Flagged", "$Viktigt"]);
+    let du = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&d));
+    r.expunge_uids("INBOX.Kunder", &du);
+    fixture::load(&mut r, &new_mail);
+    let gu = uids_of(&mut r, "INBOX", std::slice::from_ref(&g));
+    let moved = r.move_uids("INBOX", &gu, "INBOX.Arkiv");
+    r.store_flags("INBOX.Arkiv", moved[0].1, "+FLAGS", &["\\Answered"]);
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 2, "only the new mail is appended:\n{out}");
+    assert_mirrored(&s, "eva", &Snapshot::new(), "after the second pass");
+
+    // Before the third: the filed one filed again, the other filed one deleted, last pass's new mail
+    // filed, one filed into Arkiv and taken back, one from Kunder to INBOX, a flag taken off, new mail
+    // straight into Arkiv.
+    let mut r = s.src("eva");
+    let au = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&a));
+    r.move_uids("INBOX.Kunder", &au, "INBOX.Arkiv");
+    let bu = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&b));
+    r.expunge_uids("INBOX.Kunder", &bu);
+    let nu = uids_of(&mut r, "INBOX", std::slice::from_ref(&n0));
+    r.move_uids("INBOX", &nu, "INBOX.Kunder");
+    let fu = uids_of(&mut r, "INBOX", std::slice::from_ref(&f));
+    let there = r.move_uids("INBOX", &fu, "INBOX.Arkiv");
+    r.move_uids("INBOX.Arkiv", &[there[0].1], "INBOX");
+    let ku = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&k));
+    r.move_uids("INBOX.Kunder", &ku, "INBOX");
+    let cu = uids_of(&mut r, "INBOX", std::slice::from_ref(&c))[0];
+    r.store_flags("INBOX", cu, "-FLAGS", &["\\Flagged"]);
+    fixture::load(&mut r, &fixture::bulk("INBOX.Arkiv", 1, 404, 300..3_000));
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 1, "only the new mail is appended:\n{out}");
+    assert_mirrored(&s, "eva", &Snapshot::new(), "after the third pass");
+
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert!(!out.contains("followed the old server"), "{out}");
+    assert_mirrored(&s, "eva", &Snapshot::new(), "after an unchanged fourth pass");
+}
+
+#[test]
+fn a_copy_that_reached_the_target_another_way_is_never_touched() {
+    let s = start(&["fredrik"]);
+    let kunder = fixture::bulk("INBOX.Kunder", 6, 501, 300..3_000);
+    s.load("fredrik", &["INBOX.Kunder"], &[fixture::bulk("INBOX", 4, 500, 300..3_000), kunder.clone()]);
+    let served = |i: usize| fixture::dovecot_served_form(&kunder[i].body);
+    // Before the first pass another tool already put Kunder's third message on the target.
+    let mut tr = s.tgt("fredrik");
+    tr.create("Kunder");
+    let (uid2, copy2) = put_on_target(&mut tr, "Kunder", &kunder[2].flags, &kunder[2].internal_date, &served(2));
+    drop(tr);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 9, "the copy already there is found, not appended:\n{out}");
+    assert_mirrored(&s, "fredrik", &Snapshot::new(), "after the first pass");
+
+    // After it, byte-identical copies of the first two arrive on the target another way.
+    let mut tr = s.tgt("fredrik");
+    let (uid0, copy0) = put_on_target(&mut tr, "Kunder", &kunder[0].flags, &kunder[0].internal_date, &served(0));
+    let (uid1, copy1) = put_on_target(&mut tr, "Kunder", &kunder[1].flags, &kunder[1].internal_date, &served(1));
+    drop(tr);
+    // The user deletes the first and the third, and files the second into INBOX.
+    let mut r = s.src("fredrik");
+    let ids: Vec<String> = [0, 1, 2].iter().map(|&i| bulk_id(501, i)).collect();
+    let uids = uids_of(&mut r, "INBOX.Kunder", &ids);
+    r.expunge_uids("INBOX.Kunder", &[uids[0], uids[2]]);
+    r.move_uids("INBOX.Kunder", &[uids[1]], "INBOX");
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+
+    let mut tr = s.tgt("fredrik");
+    let now: BTreeMap<u32, Vec<u8>> = tr.fetch_all("Kunder").into_iter().map(|m| (m.uid, m.body)).collect();
+    for (uid, copy) in [(uid0, &copy0), (uid1, &copy1), (uid2, &copy2)] {
+        assert_eq!(now.get(&uid), Some(&copy.body), "the copy that came another way (UID {uid}) is still in Kunder, untouched");
+    }
+    drop(tr);
+    assert_mirrored(&s, "fredrik", &[("Kunder".to_string(), vec![copy0, copy1, copy2])].into(), "after the deletions and the move");
+}
+
+/// What the users do on the old server before the switch: file two, delete one.
+fn first_round(r: &mut ImapReader) {
+    let inbox = r.fetch_all("INBOX");
+    r.move_uids("INBOX", &[inbox[0].uid, inbox[1].uid], "INBOX.Arkiv");
+    let kunder = r.fetch_all("INBOX.Kunder");
+    r.expunge_uids("INBOX.Kunder", &[kunder[0].uid]);
+}
+
+/// What they do after: file, delete, file between folders, rename a folder, delete a folder, get mail.
+fn second_round(r: &mut ImapReader) {
+    let inbox = r.fetch_all("INBOX");
+    r.move_uids("INBOX", &[inbox[0].uid, inbox[1].uid, inbox[2].uid], "INBOX.Arkiv");
+    let kunder = r.fetch_all("INBOX.Kunder");
+    r.expunge_uids("INBOX.Kunder", &[kunder[0].uid, kunder[1].uid]);
+    r.move_uids("INBOX.Kunder", &[kunder[2].uid], "INBOX.Arkiv");
+    r.rename("INBOX.Projekt", "INBOX.Klart");
+    r.delete("INBOX.Gammalt");
+    fixture::load(r, &fixture::bulk("INBOX", 1, 609, 300..3_000));
+}
+
+/// `before` with every source message it lacks added, folder by folder (counted by body): what the
+/// target holds when nothing is removed or moved there, only copied.
+fn nothing_taken_away(before: &Snapshot, source: &Snapshot) -> Snapshot {
+    let mut out = before.clone();
+    for (folder, msgs) in source {
+        let have = out.entry(folder.clone()).or_default();
+        let mut counts: BTreeMap<&[u8], isize> = BTreeMap::new();
+        for m in before.get(folder).into_iter().flatten() {
+            *counts.entry(&m.body).or_default() += 1;
+        }
+        for m in msgs {
+            let left = counts.entry(&m.body).or_default();
+            if *left > 0 {
+                *left -= 1;
+            } else {
+                have.push(m.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Mirrored before; then `stop` (the switch or the setting), and from then on the target only grows.
+fn followed_until(name: &str, stop: impl Fn(&Migration) -> String) {
+    let s = start(&[name]);
+    s.load(
+        name,
+        &["INBOX.Kunder", "INBOX.Arkiv", "INBOX.Projekt", "INBOX.Gammalt"],
+        &[
+            fixture::bulk("INBOX", 12, 600, 300..3_000),
+            fixture::bulk("INBOX.Kunder", 8, 601, 300..3_000),
+            fixture::bulk("INBOX.Arkiv", 2, 602, 300..3_000),
+            fixture::bulk("INBOX.Projekt", 3, 603, 300..3_000),
+            fixture::bulk("INBOX.Gammalt", 3, 604, 300..3_000),
+        ],
+    );
+    s.m.sync();
+    first_round(&mut s.src(name));
+    let out = s.m.sync();
+    assert!(account_line(&out, name).contains("2 moved, 1 removed"), "{out}");
+    assert_mirrored(&s, name, &Snapshot::new(), "before the switch");
+
+    let said = stop(&s.m);
+    let before = snapshot(&s.target, &tgt_login(name));
+    let mut tr = s.tgt(name);
+    let uids: BTreeMap<String, BTreeMap<u32, Vec<u8>>> =
+        before.keys().map(|f| (f.clone(), tr.fetch_all(f).into_iter().map(|m| (m.uid, m.body)).collect())).collect();
+    drop(tr);
+    second_round(&mut s.src(name));
+    let out = s.m.sync();
+    assert!(!out.contains("followed the old server"), "after {said:?}:\n{out}");
+    let mut tr = s.tgt(name);
+    for (folder, copies) in &uids {
+        let now: BTreeMap<u32, Vec<u8>> = tr.fetch_all(folder).into_iter().map(|m| (m.uid, m.body)).collect();
+        for (uid, body) in copies {
+            assert_eq!(now.get(uid), Some(body), "{folder} UID {uid} was moved or removed on the target after {said:?}");
+        }
+    }
+    drop(tr);
+    let expected = nothing_taken_away(&before, &source_as_target(&s, name));
+    let problems = differences(&s, name, &expected);
+    assert!(problems.is_empty(), "after {said:?} the target is not the old copies plus the new:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn after_the_switch_nothing_is_moved_or_removed_on_the_target() {
+    followed_until("gun", |m| m.ok(&["switched", &src_login("gun")]));
+}
+
+#[test]
+fn with_mirroring_off_nothing_is_moved_or_removed_on_the_target() {
+    followed_until("hans", |m| m.ok(&["setup", "--mirror", "off"]));
+}
