@@ -248,3 +248,130 @@ fn sigkill_during_a_repair_resumes_exactly_once() {
     }
     eprintln!("SIGKILL at {} of {} journal points of a repair: all resumed exactly once", chosen.len(), points.len());
 }
+
+/// What a user does on the old server between two passes, the same for every account of the test
+/// below: files five messages from INBOX into Arkiv and one from Kunder into Projekt/Norr, deletes
+/// four in Kunder, renames Projekt (with its subfolder) to Klart, deletes the folder Gammalt, and gets
+/// two new messages.
+fn users_filing(r: &mut common::ImapReader) {
+    let inbox = r.fetch_all("INBOX");
+    let filed: Vec<u32> = inbox[..5].iter().map(|m| m.uid).collect();
+    r.move_uids("INBOX", &filed, "INBOX.Arkiv");
+    let kunder = r.fetch_all("INBOX.Kunder");
+    r.expunge_uids("INBOX.Kunder", &[kunder[1].uid, kunder[2].uid, kunder[5].uid, kunder[7].uid]);
+    r.move_uids("INBOX.Kunder", &[kunder[0].uid], "INBOX.Projekt.Norr");
+    r.rename("INBOX.Projekt", "INBOX.Klart");
+    r.delete("INBOX.Gammalt");
+    fixture::load(r, &fixture::bulk("INBOX", 2, 65, 300..2000));
+}
+
+/// The target holds the source's mail exactly: every folder and message once, and no folder more
+/// (a deleted or renamed folder's old name gone).
+fn mirror_problems(source: &Dovecot, src_user: &str, target: &Dovecot, tgt_user: &str) -> Vec<String> {
+    let src = snapshot(source, src_user);
+    let names: Vec<String> = src.keys().cloned().collect();
+    let mut map = driver::hard_case_name_map(Layout::OldHost, &names);
+    // The target declares `\Archive` on Archive, and Arkiv is one of its names in postflytt's rules.
+    map.insert("INBOX.Arkiv".to_string(), "Archive".to_string());
+    let tgt = snapshot(target, tgt_user);
+    let mut problems = fixture::diff_mail(&src, &tgt, &map);
+    let expected: BTreeSet<&String> = map.values().collect();
+    problems.extend(tgt.keys().filter(|f| !expected.contains(f)).map(|f| format!("folder {f:?}: on the target, not on the source")));
+    problems
+}
+
+/// Mirroring (issue 17) under SIGKILL: after a first pass the user files, deletes and renames on the
+/// old server (`users_filing`); a traced pass lists the journal points it passes, then a fresh copy of
+/// that state (an account of its own, prepared the same way) is killed at every mirror point and at
+/// the first of every other kind; a plain pass afterwards must leave the target equal to the source,
+/// every message exactly once: a kill between a MOVE and its record neither loses nor doubles it.
+#[test]
+fn sigkill_while_following_the_users_resumes_exactly_once() {
+    let n = 36;
+    let sources: Vec<(String, String)> = (0..n).map(|i| (format!("m{i}@gammal.se"), format!("spw{i}"))).collect();
+    let users = target_users(n);
+    let src_refs: Vec<(&str, &str)> = sources.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
+    let user_refs: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
+    let source = Dovecot::start(Layout::OldHost, &src_refs);
+    let target = Dovecot::start(Layout::Target, &user_refs);
+    let folders = ["INBOX.Kunder", "INBOX.Arkiv", "INBOX.Projekt", "INBOX.Projekt.Norr", "INBOX.Gammalt"];
+    let mail: Vec<fixture::FixtureMsg> = [
+        fixture::bulk("INBOX", 12, 61, 300..3000),
+        fixture::bulk("INBOX.Kunder", 10, 62, 300..3000),
+        fixture::bulk("INBOX.Arkiv", 2, 63, 300..3000),
+        fixture::bulk("INBOX.Projekt", 4, 64, 300..3000),
+        fixture::bulk("INBOX.Projekt.Norr", 3, 66, 300..3000),
+        fixture::bulk("INBOX.Gammalt", 3, 67, 300..3000),
+    ]
+    .concat();
+    // Account i: the mail, a first pass, then the user's filing on the old server.
+    let prepared = |i: usize| -> Migration {
+        let (login, pw) = (&sources[i].0, &sources[i].1);
+        let mut reader = source.reader(login);
+        fixture::ensure_folders(&mut reader, &folders);
+        fixture::load(&mut reader, &mail);
+        let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[(login, pw, users[i].0.as_str(), users[i].1.as_str())]);
+        let out = m.run_env(&["sync"], &[BATCH]);
+        assert!(out.status.success(), "{}", driver::text(&out));
+        let problems = mirror_problems(&source, login, &target, &users[i].0);
+        assert!(problems.is_empty(), "after the first pass:\n{}", problems.join("\n"));
+        users_filing(&mut reader);
+        m
+    };
+
+    let m = prepared(0);
+    let out = m.run_env(&["sync"], &[BATCH, ("POSTFLYTT_TRACE_POINTS", "1")]);
+    let trace = driver::text(&out);
+    assert!(out.status.success(), "{trace}");
+    let problems = mirror_problems(&source, &sources[0].0, &target, &users[0].0);
+    assert!(problems.is_empty(), "after the traced pass:\n{}\n{trace}", problems.join("\n"));
+    let points: Vec<String> = trace.lines().filter_map(|l| l.split_once("journal point ").map(|(_, r)| r.to_string())).collect();
+    let kind = |p: &String| p.split_once(": ").map(|(_, k)| k.to_string()).unwrap_or_default();
+    for expected in [
+        "mirror: move journalled",
+        "mirror: moved, not recorded",
+        "mirror: expunge journalled",
+        "mirror: expunged, not recorded",
+        "mirror: rename journalled",
+        "mirror: renamed, not recorded",
+        "mirror: folder deleted, not recorded",
+    ] {
+        assert!(points.iter().any(|p| kind(p) == expected), "the pass never came to {expected:?}: {points:#?}");
+    }
+    // Every mirror point, and the first of every other kind.
+    let mut chosen: BTreeSet<usize> = BTreeSet::new();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, p) in points.iter().enumerate() {
+        if kind(p).starts_with("mirror:") {
+            chosen.insert(i + 1);
+        }
+        kinds.entry(kind(p)).or_insert(i + 1);
+    }
+    chosen.extend(kinds.values().copied());
+    assert!(chosen.len() < n, "{} kill points for {} prepared accounts", chosen.len(), n - 1);
+
+    for (k, &kill_at) in chosen.iter().enumerate() {
+        let i = k + 1;
+        let m = prepared(i);
+        let kill = kill_at.to_string();
+        let out = m.run_env(&["sync"], &[BATCH, ("POSTFLYTT_KILL_AT", &kill)]);
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "kill at point {kill_at} ({}) did not happen:\n{}",
+            points[kill_at - 1],
+            driver::text(&out)
+        );
+        let out = m.run_env(&["sync"], &[BATCH]);
+        assert!(out.status.success(), "resume after kill at {kill_at}:\n{}", driver::text(&out));
+        let problems = mirror_problems(&source, &sources[i].0, &target, &users[i].0);
+        assert!(
+            problems.is_empty(),
+            "after SIGKILL at point {kill_at} ({}) and a plain pass:\n{}\n{}",
+            points[kill_at - 1],
+            problems.join("\n"),
+            driver::text(&out)
+        );
+    }
+    eprintln!("SIGKILL at {} of {} journal points while following the users: all resumed exactly once", chosen.len(), points.len());
+}
