@@ -141,6 +141,12 @@ fn put_on_target(tr: &mut ImapReader, folder: &str, flags: &BTreeSet<String>, da
     (uid, SnapMsg { flags: m.flags, internal_date: m.internal_date, body: m.body })
 }
 
+/// Dovecot's GUID of every message in `folder` by body: a copy MOVEd keeps it, one appended anew does not.
+fn guids_by_body(tr: &mut ImapReader, folder: &str) -> BTreeMap<Vec<u8>, String> {
+    let guids = tr.guids(folder);
+    tr.fetch_all(folder).into_iter().map(|m| (m.body, guids[&m.uid].clone())).collect()
+}
+
 /// UIDVALIDITY and UIDs of a target folder: a renamed folder keeps both, a copy of one does not.
 fn identity(tr: &mut ImapReader, folder: &str) -> (u32, Vec<u32>) {
     let uidvalidity = tr.status(folder).uidvalidity;
@@ -267,6 +273,25 @@ fn a_renamed_folder_and_its_subfolder_are_renamed_on_the_target_with_their_uids(
 }
 
 #[test]
+fn a_renamed_folder_whose_target_folder_holds_other_mail_leaves_that_mail_where_it_is() {
+    let s = start(&["cilla"]);
+    s.load(
+        "cilla",
+        &["INBOX.Offerter"],
+        &[fixture::bulk("INBOX", 2, 250, 300..3_000), fixture::bulk("INBOX.Offerter", 5, 251, 300..3_000)],
+    );
+    s.m.sync();
+    let note = &fixture::bulk("Offerter", 1, 259, 500..2_000)[0];
+    let (note_uid, note_copy) = put_on_target(&mut s.tgt("cilla"), "Offerter", &note.flags, &note.internal_date, &note.body);
+    s.src("cilla").rename("INBOX.Offerter", "INBOX.Offerter 2026");
+    let out = s.m.sync();
+    // Whatever way the source's mail reaches "Offerter 2026", the other message keeps its folder and UID.
+    let kept = s.tgt("cilla").fetch_all("Offerter");
+    assert_eq!(kept.iter().map(|m| (m.uid, &m.body)).collect::<Vec<_>>(), [(note_uid, &note_copy.body)], "{out}");
+    assert_mirrored(&s, "cilla", &[("Offerter".to_string(), vec![note_copy])].into(), "after the rename");
+}
+
+#[test]
 fn a_deleted_folder_goes_on_the_target_unless_it_holds_other_mail() {
     let s = start(&["david"]);
     s.load(
@@ -284,13 +309,21 @@ fn a_deleted_folder_goes_on_the_target_unless_it_holds_other_mail() {
     let letter = &fixture::bulk("Nyhetsbrev", 1, 309, 500..2_000)[0];
     let (letter_uid, letter_copy) = put_on_target(&mut s.tgt("david"), "Nyhetsbrev", &letter.flags, &letter.internal_date, &letter.body);
 
+    let gammalt = guids_by_body(&mut s.tgt("david"), "Gammalt");
+
+    // The user takes two messages out of Gammalt into INBOX, then deletes Gammalt and Nyhetsbrev.
     let mut r = s.src("david");
+    let out_of_gammalt: Vec<u32> = r.fetch_all("INBOX.Gammalt")[..2].iter().map(|m| m.uid).collect();
+    r.move_uids("INBOX.Gammalt", &out_of_gammalt, "INBOX");
     r.delete("INBOX.Gammalt");
     r.delete("INBOX.Nyhetsbrev");
     drop(r);
     let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "the two taken out are moved on the target before their folder goes:\n{out}");
     assert!(account_line(&out, "david").contains("deleted"), "{out}");
     let mut tr = s.tgt("david");
+    let inbox = guids_by_body(&mut tr, "INBOX");
+    assert_eq!(gammalt.iter().filter(|(body, guid)| inbox.get(*body) == Some(guid)).count(), 2, "moved from Gammalt, not appended");
     let folders: Vec<String> = tr.list().into_iter().map(|e| e.name).collect();
     assert!(!folders.contains(&"Gammalt".to_string()), "a folder of only our mail goes with the source's: {folders:?}");
     let kept = tr.fetch_all("Nyhetsbrev");
@@ -314,7 +347,8 @@ fn moves_deletions_new_mail_and_flags_mixed_over_three_passes() {
     );
     s.m.sync();
     assert_mirrored(&s, "eva", &Snapshot::new(), "after the first pass");
-    let (a, b, c, g, f) = (bulk_id(400, 0), bulk_id(400, 1), bulk_id(400, 2), bulk_id(400, 3), bulk_id(400, 4));
+    let first_copies = guids_by_body(&mut s.tgt("eva"), "INBOX");
+    let (a, b, c, g, f, h) = (bulk_id(400, 0), bulk_id(400, 1), bulk_id(400, 2), bulk_id(400, 3), bulk_id(400, 4), bulk_id(400, 5));
     let (d, k) = (bulk_id(401, 0), bulk_id(401, 1));
     let new_mail = fixture::bulk("INBOX", 2, 403, 300..3_000);
     let n0 = bulk_id(403, 0);
@@ -339,8 +373,11 @@ fn moves_deletions_new_mail_and_flags_mixed_over_three_passes() {
 
     // Before the third: the filed one filed again, the other filed one deleted, last pass's new mail
     // filed, one filed into Arkiv and taken back, one from Kunder to INBOX, a flag taken off, new mail
-    // straight into Arkiv.
+    // straight into Arkiv, one filed into a folder made for it.
     let mut r = s.src("eva");
+    r.create("INBOX.Leverantörer");
+    let hu = uids_of(&mut r, "INBOX", std::slice::from_ref(&h));
+    r.move_uids("INBOX", &hu, "INBOX.Leverantörer");
     let au = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&a));
     r.move_uids("INBOX.Kunder", &au, "INBOX.Arkiv");
     let bu = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&b));
@@ -359,6 +396,14 @@ fn moves_deletions_new_mail_and_flags_mixed_over_three_passes() {
     let out = s.m.sync();
     assert_eq!(appended(&out), 1, "only the new mail is appended:\n{out}");
     assert_mirrored(&s, "eva", &Snapshot::new(), "after the third pass");
+    // The copy filed twice and the one filed into the new folder are still the first pass's copies.
+    let mut tr = s.tgt("eva");
+    for (folder, id) in [(ARCHIVE, &a), ("Leverantörer", &h)] {
+        let msgs = tr.fetch_all(folder);
+        let body = &msgs.iter().find(|m| fixture::header_value(&m.body, "Message-ID").as_ref() == Some(id)).expect("filed message").body;
+        assert_eq!(guids_by_body(&mut tr, folder).get(body), first_copies.get(body), "{id} in {folder}: moved, not appended anew");
+    }
+    drop(tr);
 
     let out = s.m.sync();
     assert_eq!(appended(&out), 0, "{out}");
