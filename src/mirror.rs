@@ -118,6 +118,10 @@ pub async fn before_copy(
         if status.uidvalidity != Some(uidvalidity) {
             continue;
         }
+        // Untouched since the last pass read it (an expunge raises the mod-sequence): no count needed.
+        if condstore && status.highest_modseq.is_some() && status.highest_modseq == row.highest_modseq && status.uidnext == row.uidnext {
+            continue;
+        }
         let (known, highest_known) = store.known_present(row.id, uidvalidity)?;
         if known == 0 {
             continue;
