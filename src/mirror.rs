@@ -70,6 +70,7 @@ pub struct TargetFolders<'a> {
 
 /// Renames, then the rows the source no longer has. `statuses` (the source's STATUS by wire name, as
 /// the listing brought them) gains those asked here, for the reader to use.
+#[allow(clippy::too_many_arguments)]
 pub async fn before_copy(
     store: &Store,
     account_id: i64,

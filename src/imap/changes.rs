@@ -183,18 +183,17 @@ impl Session {
 
 /// Whether `uid` is in ascending, non-overlapping `ranges`.
 pub fn in_ranges(ranges: &[(u32, u32)], uid: u32) -> bool {
-    match ranges.binary_search_by(|&(low, high)| {
-        if high < uid {
-            std::cmp::Ordering::Less
-        } else if low > uid {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    }) {
-        Ok(_) => true,
-        Err(_) => false,
-    }
+    ranges
+        .binary_search_by(|&(low, high)| {
+            if high < uid {
+                std::cmp::Ordering::Less
+            } else if low > uid {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 #[cfg(test)]
