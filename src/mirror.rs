@@ -133,22 +133,43 @@ pub async fn before_copy(
         if could_be_new.is_some_and(|new| u64::from(status.messages) >= known + new) {
             continue;
         }
-        let selected = source.select(&row.wire_name, true, condstore).await?;
-        if selected.uidvalidity != Some(uidvalidity) {
-            continue;
-        }
-        let (present, count) = source.uids_present(highest).await?;
-        if count != u64::from(selected.exists) {
-            // Mail came or went while we looked: the next pass looks again.
-            log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
-            continue;
-        }
         let mut gone = Vec::new();
-        store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
-            if uid <= highest && !in_ranges(&present, uid) {
-                gone.push(id);
+        let mut settled = false;
+        // Where QRESYNC is on, EXAMINE names what went since the last pass (one round trip); unless
+        // that leaves more of our rows than the folder holds (mail that went while mirroring was off),
+        // nothing more is asked.
+        if let (true, Some(modseq)) = (source.qresync(), row.highest_modseq) {
+            let (selected, vanished) = source.examine_vanished(&row.wire_name, uidvalidity, modseq).await?;
+            if selected.uidvalidity != Some(uidvalidity) {
+                continue;
             }
-        })?;
+            store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+                if in_ranges(&vanished, uid) {
+                    gone.push(id);
+                }
+            })?;
+            settled = known - gone.len() as u64 <= u64::from(selected.exists);
+            if !settled {
+                gone.clear();
+            }
+        }
+        if !settled {
+            let selected = source.select(&row.wire_name, true, condstore).await?;
+            if selected.uidvalidity != Some(uidvalidity) {
+                continue;
+            }
+            let (present, count) = source.uids_present(highest).await?;
+            if count != u64::from(selected.exists) {
+                // Mail came or went while we looked: the next pass looks again.
+                log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
+                continue;
+            }
+            store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+                if uid <= highest && !in_ranges(&present, uid) {
+                    gone.push(id);
+                }
+            })?;
+        }
         if !gone.is_empty() {
             stats.gone += gone.len() as u64;
             store.write(|tx| tx.mark_gone(&gone, at))?;
