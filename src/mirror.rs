@@ -70,6 +70,7 @@ pub struct TargetFolders<'a> {
 
 /// Renames, then the rows the source no longer has. `statuses` (the source's STATUS by wire name, as
 /// the listing brought them) gains those asked here, for the reader to use.
+#[allow(clippy::too_many_arguments)]
 pub async fn before_copy(
     store: &Store,
     account_id: i64,
@@ -118,6 +119,10 @@ pub async fn before_copy(
         if status.uidvalidity != Some(uidvalidity) {
             continue;
         }
+        // Untouched since the last pass read it (an expunge raises the mod-sequence): no count needed.
+        if condstore && status.highest_modseq.is_some() && status.highest_modseq == row.highest_modseq && status.uidnext == row.uidnext {
+            continue;
+        }
         let (known, highest_known) = store.known_present(row.id, uidvalidity)?;
         if known == 0 {
             continue;
@@ -128,22 +133,43 @@ pub async fn before_copy(
         if could_be_new.is_some_and(|new| u64::from(status.messages) >= known + new) {
             continue;
         }
-        let selected = source.select(&row.wire_name, true, condstore).await?;
-        if selected.uidvalidity != Some(uidvalidity) {
-            continue;
-        }
-        let (present, count) = source.uids_present(highest).await?;
-        if count != u64::from(selected.exists) {
-            // Mail came or went while we looked: the next pass looks again.
-            log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
-            continue;
-        }
         let mut gone = Vec::new();
-        store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
-            if uid <= highest && !in_ranges(&present, uid) {
-                gone.push(id);
+        let mut settled = false;
+        // Where QRESYNC is on, EXAMINE names what went since the last pass (one round trip); unless
+        // that leaves more of our rows than the folder holds (mail that went while mirroring was off),
+        // nothing more is asked.
+        if let (true, Some(modseq)) = (source.qresync(), row.highest_modseq) {
+            let (selected, vanished) = source.examine_vanished(&row.wire_name, uidvalidity, modseq).await?;
+            if selected.uidvalidity != Some(uidvalidity) {
+                continue;
             }
-        })?;
+            store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+                if in_ranges(&vanished, uid) {
+                    gone.push(id);
+                }
+            })?;
+            settled = known - gone.len() as u64 <= u64::from(selected.exists);
+            if !settled {
+                gone.clear();
+            }
+        }
+        if !settled {
+            let selected = source.select(&row.wire_name, true, condstore).await?;
+            if selected.uidvalidity != Some(uidvalidity) {
+                continue;
+            }
+            let (present, count) = source.uids_present(highest).await?;
+            if count != u64::from(selected.exists) {
+                // Mail came or went while we looked: the next pass looks again.
+                log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
+                continue;
+            }
+            store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+                if uid <= highest && !in_ranges(&present, uid) {
+                    gone.push(id);
+                }
+            })?;
+        }
         if !gone.is_empty() {
             stats.gone += gone.len() as u64;
             store.write(|tx| tx.mark_gone(&gone, at))?;

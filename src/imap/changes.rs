@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
-use imap_next::imap_types::command::CommandBody;
+use imap_next::imap_types::command::{CommandBody, SelectParameter};
 use imap_next::imap_types::core::AString;
 use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_next::imap_types::mailbox::Mailbox;
-use imap_next::imap_types::response::Code;
-use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::imap_types::response::{Code, Data};
+use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
-use super::{Answer, FetchItem, Session};
+use super::{Answer, FetchItem, Selected, Session};
 
 /// The most UIDs one range of a COPYUID answer may stand for (a server naming more is not believed).
 const COPYUID_RANGE_LIMIT: u32 = 1_000_000;
@@ -98,6 +98,62 @@ impl Session {
         self.has("UIDPLUS")
     }
 
+    /// Whether QRESYNC is on for this session (`enable_condstore` asks for it where offered).
+    pub fn qresync(&self) -> bool {
+        self.qresync
+    }
+
+    /// EXAMINE with QRESYNC's parameter: the folder opened read-only, and the UIDs expunged since
+    /// `modseq` at `uidvalidity` (`VANISHED (EARLIER)`, as ascending ranges), in one round trip. Needs
+    /// QRESYNC to be on (`qresync`). A UIDVALIDITY other than `uidvalidity` brings no VANISHED.
+    pub async fn examine_vanished(&mut self, wire_name: &str, uidvalidity: u32, modseq: u64) -> Result<(Selected, Vec<(u32, u32)>)> {
+        self.pending_codes.clear();
+        self.exists = 0;
+        let (Some(uid_validity), Some(mod_sequence_value)) = (std::num::NonZeroU32::new(uidvalidity), std::num::NonZeroU64::new(modseq))
+        else {
+            anyhow::bail!("no UIDVALIDITY or mod-sequence to resynchronise {wire_name} from");
+        };
+        let parameters = vec![SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids: None, seq_match_data: None }];
+        let (answer, data) = self.run(CommandBody::Examine { mailbox: mailbox(wire_name)?, parameters }).await?;
+        if !answer.is_ok() {
+            return Err(self.refused("EXAMINE", format!("cannot open folder {wire_name}: {}", answer.words()), &answer));
+        }
+        let mut selected = Selected { exists: self.exists, ..Selected::default() };
+        for code in self.pending_codes.drain(..).chain(answer.code) {
+            match code {
+                Code::UidValidity(v) => selected.uidvalidity = Some(v.get()),
+                Code::UidNext(v) => selected.uidnext = Some(v.get()),
+                Code::HighestModSeq(v) => selected.highest_modseq = Some(v.get()),
+                _ => {}
+            }
+        }
+        let mut vanished = Vec::new();
+        for item in data {
+            if let Data::Vanished { earlier: true, known_uids } = item {
+                for sequence in known_uids.0.as_ref() {
+                    let value = |s: &SeqOrUid| match s {
+                        SeqOrUid::Value(v) => Some(v.get()),
+                        SeqOrUid::Asterisk => None,
+                    };
+                    let range = match sequence {
+                        Sequence::Single(one) => value(one).map(|v| (v, v)),
+                        Sequence::Range(a, b) => value(a).zip(value(b)).map(|(a, b)| (a.min(b), a.max(b))),
+                    };
+                    vanished.extend(range);
+                }
+            }
+        }
+        vanished.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(vanished.len());
+        for (low, high) in vanished {
+            match merged.last_mut() {
+                Some((_, last)) if low <= last.saturating_add(1) => *last = (*last).max(high),
+                _ => merged.push((low, high)),
+            }
+        }
+        Ok((selected, merged))
+    }
+
     /// Moves `uid_set` of the selected folder to `to`: UID MOVE where offered, else UID COPY, then
     /// \Deleted and UID EXPUNGE on exactly those UIDs (which needs UIDPLUS; the caller checks
     /// `can_remove_by_uid`). A refusal comes back as the answer, not as an error.
@@ -146,17 +202,18 @@ impl Session {
     }
 
     /// The UIDs the selected folder holds up to `up_to`, as ascending ranges (few for a folder whose
-    /// messages were removed in runs), from `UID FETCH 1:up_to (UID)`, streamed, so a large folder
-    /// costs no more memory than its gaps. Also returns how many UIDs came.
+    /// messages were removed in runs), from `UID FETCH 1:* (UID)`, streamed, so a large folder costs no
+    /// more memory than its gaps. Also returns how many UIDs came in all (above `up_to` too), for the
+    /// caller to compare with EXISTS.
     pub async fn uids_present(&mut self, up_to: u32) -> Result<(Vec<(u32, u32)>, u64)> {
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         let mut count = 0u64;
         let mut unordered = false;
-        self.uid_fetch(&[format!("1:{}", up_to.max(1))], &[FetchItem::Uid], None, &mut |meta| {
+        self.uid_fetch(&["1:*".to_string()], &[FetchItem::Uid], None, &mut |meta| {
+            count += 1;
             if meta.uid > up_to {
                 return Ok(());
             }
-            count += 1;
             match ranges.last_mut() {
                 Some((_, high)) if meta.uid == *high + 1 => *high = meta.uid,
                 Some((_, high)) if meta.uid <= *high => unordered = true,
@@ -183,18 +240,17 @@ impl Session {
 
 /// Whether `uid` is in ascending, non-overlapping `ranges`.
 pub fn in_ranges(ranges: &[(u32, u32)], uid: u32) -> bool {
-    match ranges.binary_search_by(|&(low, high)| {
-        if high < uid {
-            std::cmp::Ordering::Less
-        } else if low > uid {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    }) {
-        Ok(_) => true,
-        Err(_) => false,
-    }
+    ranges
+        .binary_search_by(|&(low, high)| {
+            if high < uid {
+                std::cmp::Ordering::Less
+            } else if low > uid {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 #[cfg(test)]

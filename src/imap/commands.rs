@@ -63,16 +63,24 @@ impl FetchItem {
 }
 
 impl Session {
-    /// ENABLE CONDSTORE (or QRESYNC) when offered, so SELECT reports HIGHESTMODSEQ and FETCH takes
+    /// ENABLE CONDSTORE (and QRESYNC) when offered, so SELECT reports HIGHESTMODSEQ and FETCH takes
     /// CHANGEDSINCE. Returns whether mod-sequences are available.
     pub async fn enable_condstore(&mut self) -> Result<bool> {
         if !self.has("CONDSTORE") && !self.has("QRESYNC") {
             return Ok(false);
         }
         if self.has("ENABLE") {
-            let caps = vec![imap_next::imap_types::extensions::enable::CapabilityEnable::CondStore];
+            use imap_next::imap_types::extensions::enable::CapabilityEnable;
+            let mut caps = vec![CapabilityEnable::CondStore];
+            // QRESYNC in the same command (no round trip more): mirroring asks EXAMINE for the UIDs
+            // expunged since the last pass instead of listing every UID (`examine_vanished`).
+            let qresync = self.has("QRESYNC");
+            if qresync {
+                caps.push(CapabilityEnable::try_from("QRESYNC").map_err(|_| anyhow!("QRESYNC is no capability"))?);
+            }
             let body = CommandBody::Enable { capabilities: Vec1::try_from(caps).map_err(|_| anyhow!("empty ENABLE"))? };
             let answer = self.simple(body).await?;
+            self.qresync = qresync && answer.is_ok();
             return Ok(answer.is_ok());
         }
         Ok(true)

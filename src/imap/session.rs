@@ -57,6 +57,8 @@ pub struct Session {
     pub(super) greeting: String,
     /// This server's quirks, computed once at login (none before).
     pub(super) quirks: Quirks,
+    /// QRESYNC is enabled (with CONDSTORE): EXAMINE can ask for the UIDs expunged since a mod-sequence.
+    pub(super) qresync: bool,
 }
 
 impl Session {
@@ -190,6 +192,7 @@ impl Session {
             kind,
             greeting: String::new(),
             quirks: Quirks::of_kind(kind),
+            qresync: false,
         }
     }
 

@@ -763,3 +763,48 @@ fn logout_says_goodbye_and_takes_the_bye() {
         async |session: Session| session.logout().await,
     );
 }
+
+/// Mirroring's commands: ENABLE asks for QRESYNC with CONDSTORE in one command; EXAMINE with QRESYNC's
+/// parameter reads `VANISHED (EARLIER)` into merged ranges; UID MOVE reads the untagged COPYUID that
+/// comes before the expunges (RFC 6851 section 4.3), and UID EXPUNGE goes only after \Deleted is set
+/// on exactly those UIDs.
+#[test]
+fn enable_qresync_examine_vanished_move_and_expunge_by_uid() {
+    let (enabled, vanished, moved, expunged) = transcript(
+        || {
+            vec![
+                s("* OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC MOVE UIDPLUS] ready"),
+                c("P1 ENABLE CONDSTORE QRESYNC"),
+                s("* ENABLED CONDSTORE QRESYNC"),
+                s("P1 OK Enabled"),
+                c("P2 EXAMINE Kunder (QRESYNC (7 20))"),
+                s("* 3 EXISTS"),
+                s("* OK [UIDVALIDITY 7] UIDs valid"),
+                s("* OK [HIGHESTMODSEQ 25] Highest"),
+                s("* VANISHED (EARLIER) 3:5,9,4"),
+                s("P2 OK [READ-ONLY] Examine completed"),
+                c("P3 UID MOVE 1:2 Arkiv"),
+                s("* OK [COPYUID 8 1:2 21:22] Moved UIDs."),
+                s("* VANISHED 1:2"),
+                s("P3 OK Move completed"),
+                c("P4 UID STORE 6 +FLAGS.SILENT (\\Deleted)"),
+                s("P4 OK Store completed"),
+                c("P5 UID EXPUNGE 6"),
+                s("* VANISHED 6"),
+                s("P5 OK Expunge completed"),
+            ]
+        },
+        async |mut session: Session| {
+            let enabled = session.enable_condstore().await.expect("enable") && session.qresync();
+            let (selected, vanished) = session.examine_vanished("Kunder", 7, 20).await.expect("examine");
+            assert_eq!((selected.uidvalidity, selected.exists), (Some(7), 3));
+            let moved = session.uid_move("1:2", "Arkiv").await.expect("move");
+            let expunged = session.uid_expunge("6").await.expect("expunge").is_ok();
+            (enabled, vanished, (moved.answer.is_ok(), moved.uidvalidity, moved.landed), expunged)
+        },
+    );
+    assert!(enabled);
+    assert_eq!(vanished, vec![(3, 5), (9, 9)]);
+    assert_eq!(moved, (true, Some(8), [(1, 21), (2, 22)].into_iter().collect()));
+    assert!(expunged);
+}

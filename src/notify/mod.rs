@@ -544,6 +544,7 @@ mod tests {
             error: error.map(str::to_string),
             seconds: 0.0,
             repaired: 0,
+            mirror: Default::default(),
             held: None,
         };
         // Off: nothing is claimed, so a relay set up later still hears of the next failure.

@@ -228,6 +228,7 @@ mod tests {
             quota_per_account: Some(1 << 30),
             message_size_limit: Some(35_000_000),
             staging_limit: Some(32 << 20),
+            mirror: false,
         };
         let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
         assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);

@@ -141,7 +141,7 @@ impl Store {
                     "SELECT n.id, o.id FROM message n JOIN message o
                        ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
                      WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = ?3 AND n.sha256 IS NOT NULL
-                       AND o.push_state IN (?4, ?5, ?6)
+                       AND o.push_state IN (?4, ?5, ?6) AND o.gone_at IS NULL
                      ORDER BY n.uid, o.uid",
                 )?;
                 let rows = stmt.query_map(
@@ -159,8 +159,8 @@ impl Store {
                 used_new.insert(new_id);
                 used_old.insert(old_id);
                 conn.execute(
-                    "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts) =
-                       (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts FROM message WHERE id = ?2)
+                    "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts, origin) =
+                       (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts, origin FROM message WHERE id = ?2)
                      WHERE id = ?1",
                     params![new_id, old_id],
                 )?;
