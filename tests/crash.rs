@@ -280,20 +280,29 @@ fn mirror_problems(source: &Dovecot, src_user: &str, target: &Dovecot, tgt_user:
     problems
 }
 
-/// Mirroring (issue 17) under SIGKILL: after a first pass the user files, deletes and renames on the
-/// old server (`users_filing`); a traced pass lists the journal points it passes, then a fresh copy of
-/// that state (an account of its own, prepared the same way) is killed at every mirror point and at
-/// the first of every other kind; a plain pass afterwards must leave the target equal to the source,
-/// every message exactly once: a kill between a MOVE and its record neither loses nor doubles it.
-#[test]
-fn sigkill_while_following_the_users_resumes_exactly_once() {
-    let n = 36;
-    let sources: Vec<(String, String)> = (0..n).map(|i| (format!("m{i}@gammal.se"), format!("spw{i}"))).collect();
-    let users = target_users(n);
+/// Source logins `m{i}@gammal.se` with their passwords.
+fn source_users(n: usize) -> Vec<(String, String)> {
+    (0..n).map(|i| (format!("m{i}@gammal.se"), format!("spw{i}"))).collect()
+}
+
+/// An old host and a target with these users.
+fn servers_for_following(sources: &[(String, String)], users: &[(String, String)]) -> (Dovecot, Dovecot) {
+    let refs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
+    let (sources, users) = (refs(sources), refs(users));
     let src_refs: Vec<(&str, &str)> = sources.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
     let user_refs: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
-    let source = Dovecot::start(Layout::OldHost, &src_refs);
-    let target = Dovecot::start(Layout::Target, &user_refs);
+    (Dovecot::start(Layout::OldHost, &src_refs), Dovecot::start(Layout::Target, &user_refs))
+}
+
+/// One account ready for a pass that follows its user: the mail, a first pass (through the proxies
+/// when given, disarmed), then `users_filing` on the old server.
+fn following(
+    source: &Dovecot,
+    target: &Dovecot,
+    src: &(String, String),
+    tgt: &(String, String),
+    proxies: Option<(&CutProxy, &CutProxy)>,
+) -> Migration {
     let folders = ["INBOX.Kunder", "INBOX.Arkiv", "INBOX.Projekt", "INBOX.Projekt.Norr", "INBOX.Gammalt"];
     let mail: Vec<fixture::FixtureMsg> = [
         fixture::bulk("INBOX", 12, 61, 300..3000),
@@ -304,20 +313,32 @@ fn sigkill_while_following_the_users_resumes_exactly_once() {
         fixture::bulk("INBOX.Gammalt", 3, 67, 300..3000),
     ]
     .concat();
-    // Account i: the mail, a first pass, then the user's filing on the old server.
-    let prepared = |i: usize| -> Migration {
-        let (login, pw) = (&sources[i].0, &sources[i].1);
-        let mut reader = source.reader(login);
-        fixture::ensure_folders(&mut reader, &folders);
-        fixture::load(&mut reader, &mail);
-        let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[(login, pw, users[i].0.as_str(), users[i].1.as_str())]);
-        let out = m.run_env(&["sync"], &[BATCH]);
-        assert!(out.status.success(), "{}", driver::text(&out));
-        let problems = mirror_problems(&source, login, &target, &users[i].0);
-        assert!(problems.is_empty(), "after the first pass:\n{}", problems.join("\n"));
-        users_filing(&mut reader);
-        m
+    let mut reader = source.reader(&src.0);
+    fixture::ensure_folders(&mut reader, &folders);
+    fixture::load(&mut reader, &mail);
+    let account = [(src.0.as_str(), src.1.as_str(), tgt.0.as_str(), tgt.1.as_str())];
+    let m = match proxies {
+        Some((sp, tp)) => Migration::with_ports(source, Via::Plain, Some(sp.port()), target, Via::Plain, Some(tp.port()), &account),
+        None => Migration::new(source, Via::Plain, target, Via::Plain, &account),
     };
+    let out = m.run_env(&["sync"], &[BATCH, RECONNECT]);
+    assert!(out.status.success(), "{}", driver::text(&out));
+    let problems = mirror_problems(source, &src.0, target, &tgt.0);
+    assert!(problems.is_empty(), "after the first pass:\n{}", problems.join("\n"));
+    users_filing(&mut reader);
+    m
+}
+
+/// Mirroring (issue 17) under SIGKILL: after a first pass the user files, deletes and renames on the
+/// old server (`users_filing`); a traced pass lists the journal points it passes, then a fresh copy of
+/// that state (an account of its own, prepared the same way) is killed at every mirror point and at
+/// the first of every other kind; a plain pass afterwards must leave the target equal to the source,
+/// every message exactly once: a kill between a MOVE and its record neither loses nor doubles it.
+#[test]
+fn sigkill_while_following_the_users_resumes_exactly_once() {
+    let (sources, users) = (source_users(36), target_users(36));
+    let (source, target) = servers_for_following(&sources, &users);
+    let prepared = |i: usize| following(&source, &target, &sources[i], &users[i], None);
 
     let m = prepared(0);
     let out = m.run_env(&["sync"], &[BATCH, ("POSTFLYTT_TRACE_POINTS", "1")]);
@@ -348,7 +369,7 @@ fn sigkill_while_following_the_users_resumes_exactly_once() {
         kinds.entry(kind(p)).or_insert(i + 1);
     }
     chosen.extend(kinds.values().copied());
-    assert!(chosen.len() < n, "{} kill points for {} prepared accounts", chosen.len(), n - 1);
+    assert!(chosen.len() < users.len(), "{} kill points for {} prepared accounts", chosen.len(), users.len() - 1);
 
     for (k, &kill_at) in chosen.iter().enumerate() {
         let i = k + 1;
@@ -374,4 +395,56 @@ fn sigkill_while_following_the_users_resumes_exactly_once() {
         );
     }
     eprintln!("SIGKILL at {} of {} journal points while following the users: all resumed exactly once", chosen.len(), points.len());
+}
+
+/// Mirroring (issue 17) under connection cuts: the pass that follows the user's filing, deleting and
+/// renaming (`users_filing`) has its target connection cut at offsets spread over what it sends and
+/// receives (mid-MOVE, mid-EXPUNGE, an answer lost after the server acted), and its source connection
+/// mid-answer while UIDs are read; a plain pass afterwards must leave the target equal to the source.
+#[test]
+fn connection_cuts_while_following_the_users_resume_exactly_once() {
+    let (sources, users) = (source_users(30), target_users(30));
+    let (source, target) = servers_for_following(&sources, &users);
+    let (source_proxy, target_proxy) = (CutProxy::start(source.port()), CutProxy::start(target.port()));
+    let prepared = |i: usize| following(&source, &target, &sources[i], &users[i], Some((&source_proxy, &target_proxy)));
+
+    // A clean following pass, measured.
+    let m = prepared(0);
+    let seen = || {
+        [
+            target_proxy.bytes_seen(Direction::ClientToServer),
+            target_proxy.bytes_seen(Direction::ServerToClient),
+            source_proxy.bytes_seen(Direction::ServerToClient),
+        ]
+    };
+    let before = seen();
+    let out = m.run_env(&["sync"], &[BATCH, RECONNECT]);
+    assert!(out.status.success(), "{}", driver::text(&out));
+    let after = seen();
+    let [up, down, fetched] = [0, 1, 2].map(|k| after[k] - before[k]);
+    let problems = mirror_problems(&source, &sources[0].0, &target, &users[0].0);
+    assert!(problems.is_empty(), "after the clean pass:\n{}", problems.join("\n"));
+
+    let mut plan: Vec<(&CutProxy, Direction, u64, &str)> = Vec::new();
+    for k in 1..=12 {
+        plan.push((&target_proxy, Direction::ClientToServer, up * k / 13, "target command"));
+    }
+    for k in 1..=10 {
+        plan.push((&target_proxy, Direction::ServerToClient, down * k / 11, "target answer"));
+    }
+    for k in 1..=6 {
+        plan.push((&source_proxy, Direction::ServerToClient, fetched * k / 7, "source answer"));
+    }
+    assert!(plan.len() < users.len());
+    let mut cuts = 0;
+    for (n, (proxy, direction, bytes, what)) in plan.into_iter().enumerate() {
+        let i = n + 1;
+        let m = prepared(i);
+        let (cut, _) = cut_and_resume(&m, proxy, direction, bytes);
+        cuts += u64::from(cut);
+        let problems = mirror_problems(&source, &sources[i].0, &target, &users[i].0);
+        assert!(problems.is_empty(), "after a {what} cut at {bytes} of the pass's bytes:\n{}", problems.join("\n"));
+    }
+    assert!(cuts >= 20, "only {cuts} cuts happened");
+    eprintln!("{cuts} connection cuts while following the users (target {up}/{down} bytes, source {fetched}): all resumed exactly once");
 }
