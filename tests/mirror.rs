@@ -13,7 +13,7 @@ mod driver;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::fixture::{self, FixtureMsg, SnapMsg, Snapshot};
-use common::{Dovecot, ImapReader, Layout};
+use common::{Dovecot, DovecotOptions, ImapReader, Layout};
 use driver::{Migration, Via, appended, hard_case_name_map};
 
 fn src_login(name: &str) -> String {
@@ -40,10 +40,14 @@ struct Setup {
 }
 
 fn start(names: &[&str]) -> Setup {
+    start_with(names, DovecotOptions::default(), DovecotOptions::default())
+}
+
+fn start_with(names: &[&str], source_opts: DovecotOptions, target_opts: DovecotOptions) -> Setup {
     let side = |login: fn(&str) -> String| -> Vec<(String, String)> { names.iter().map(|n| (login(n), password(n))).collect() };
     let (src_users, tgt_users) = (side(src_login), side(tgt_login));
-    let source = Dovecot::start(Layout::OldHost, &refs(&src_users));
-    let target = Dovecot::start(Layout::Target, &refs(&tgt_users));
+    let source = Dovecot::start_with(Layout::OldHost, &refs(&src_users), source_opts);
+    let target = Dovecot::start_with(Layout::Target, &refs(&tgt_users), target_opts);
     let accounts: Vec<(&str, &str, &str, &str)> =
         src_users.iter().zip(&tgt_users).map(|((sl, sp), (tl, tp))| (sl.as_str(), sp.as_str(), tl.as_str(), tp.as_str())).collect();
     let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &accounts);
@@ -448,6 +452,60 @@ fn a_copy_that_reached_the_target_another_way_is_never_touched() {
     }
     drop(tr);
     assert_mirrored(&s, "fredrik", &[("Kunder".to_string(), vec![copy0, copy1, copy2])].into(), "after the deletions and the move");
+}
+
+/// Options for a Dovecot of `layout` that records its clients' commands and does not offer `left_out`
+/// (its capabilities after login, read from a probe instance, set as `imap_capability` without them).
+fn without(layout: Layout, left_out: &[&str]) -> DovecotOptions {
+    let probe = Dovecot::start(layout, &[("probe@test", "pw")]);
+    let caps = probe.reader("probe@test").capabilities();
+    for cap in left_out {
+        assert!(caps.contains(*cap), "{layout:?} Dovecot does not offer {cap} to begin with: {caps:?}");
+    }
+    let kept: Vec<&str> = caps.iter().map(String::as_str).filter(|c| !left_out.contains(c)).collect();
+    DovecotOptions { rawlog: true, extra_config: format!("imap_capability = {}\n", kept.join(" ")), ..DovecotOptions::default() }
+}
+
+#[test]
+fn without_move_on_the_target_and_qresync_on_the_source_the_same_is_followed() {
+    // The target offers no MOVE (COPY, STORE \Deleted, UID EXPUNGE instead); the source no CONDSTORE
+    // or QRESYNC (what went is found from its UIDs).
+    let s = start_with(&["ingrid"], without(Layout::OldHost, &["CONDSTORE", "QRESYNC"]), without(Layout::Target, &["MOVE"]));
+    assert!(!s.tgt("ingrid").capabilities().contains("MOVE"));
+    s.load(
+        "ingrid",
+        &["INBOX.Kunder", "INBOX.Arkiv"],
+        &[
+            fixture::bulk("INBOX", 15, 700, 300..3_000),
+            fixture::bulk("INBOX.Kunder", 10, 701, 300..3_000),
+            fixture::bulk("INBOX.Arkiv", 2, 702, 300..3_000),
+        ],
+    );
+    s.m.sync();
+    assert_mirrored(&s, "ingrid", &Snapshot::new(), "after the first pass");
+    let first = guids_by_body(&mut s.tgt("ingrid"), "INBOX");
+
+    let mut r = s.src("ingrid");
+    let inbox = r.fetch_all("INBOX");
+    r.move_uids("INBOX", &inbox[..6].iter().map(|m| m.uid).collect::<Vec<_>>(), "INBOX.Arkiv");
+    let kunder = r.fetch_all("INBOX.Kunder");
+    r.expunge_uids("INBOX.Kunder", &[kunder[2].uid, kunder[4].uid, kunder[9].uid]);
+    fixture::load(&mut r, &fixture::bulk("INBOX", 2, 703, 300..3_000));
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 2, "only the new mail is appended:\n{out}");
+    assert!(account_line(&out, "ingrid").contains("6 moved, 3 removed"), "{out}");
+    assert_mirrored(&s, "ingrid", &Snapshot::new(), "after the filing and deleting");
+    let archive = guids_by_body(&mut s.tgt("ingrid"), ARCHIVE);
+    assert_eq!(first.iter().filter(|(body, guid)| archive.get(*body) == Some(guid)).count(), 6, "copied, not appended anew");
+
+    let sent = |server: &Dovecot| -> Vec<String> { server.imap_commands().into_values().flatten().collect() };
+    let target_sent = sent(&s.target);
+    assert!(!target_sent.iter().any(|c| c.to_ascii_uppercase().contains(" MOVE ")), "MOVE sent to a target without it: {target_sent:#?}");
+    assert!(target_sent.iter().any(|c| c.to_ascii_uppercase().contains("UID COPY ")), "{target_sent:#?}");
+    let source_sent = sent(&s.source);
+    let asked = |word: &str| source_sent.iter().any(|c| c.to_ascii_uppercase().contains(word));
+    assert!(!asked("QRESYNC") && !asked("CONDSTORE") && !asked("CHANGEDSINCE"), "{source_sent:#?}");
 }
 
 /// What the users do on the old server before the switch: file two, delete one.
