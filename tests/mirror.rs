@@ -508,6 +508,70 @@ fn without_move_on_the_target_and_qresync_on_the_source_the_same_is_followed() {
     assert!(!asked("QRESYNC") && !asked("CONDSTORE") && !asked("CHANGEDSINCE"), "{source_sent:#?}");
 }
 
+#[test]
+fn byte_identical_copies_are_followed_one_by_one() {
+    // Real mailboxes hold the same bytes more than once: twice in INBOX and once in Kunder here.
+    let s = start(&["jonas"]);
+    let mut twin = fixture::bulk("INBOX", 1, 800, 500..2_000).remove(0);
+    let mut third = twin.clone();
+    third.folder = "INBOX.Kunder".to_string();
+    twin.flags.clear();
+    s.load(
+        "jonas",
+        &["INBOX.Kunder", "INBOX.Arkiv"],
+        &[
+            vec![twin.clone(), twin.clone(), third],
+            fixture::bulk("INBOX", 3, 801, 300..3_000),
+            fixture::bulk("INBOX.Kunder", 3, 802, 300..3_000),
+        ],
+    );
+    s.m.sync();
+    assert_mirrored(&s, "jonas", &Snapshot::new(), "after the first pass");
+
+    // One of the INBOX twins filed into Arkiv, the Kunder copy deleted.
+    let id = fixture::header_value(&twin.body, "Message-ID").expect("bulk mail has a Message-ID");
+    let mut r = s.src("jonas");
+    let twins: Vec<u32> =
+        r.fetch_all("INBOX").iter().filter(|m| fixture::header_value(&m.body, "Message-ID").as_ref() == Some(&id)).map(|m| m.uid).collect();
+    assert_eq!(twins.len(), 2);
+    r.move_uids("INBOX", &twins[1..], "INBOX.Arkiv");
+    let in_kunder = uids_of(&mut r, "INBOX.Kunder", std::slice::from_ref(&id));
+    r.expunge_uids("INBOX.Kunder", &in_kunder);
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert_mirrored(&s, "jonas", &Snapshot::new(), "after one twin was filed and the third copy deleted");
+
+    // The other twin filed too, then the one in Arkiv deleted.
+    let mut r = s.src("jonas");
+    r.move_uids("INBOX", &twins[..1], "INBOX.Arkiv");
+    let in_arkiv = uids_of(&mut r, "INBOX.Arkiv", std::slice::from_ref(&id));
+    r.expunge_uids("INBOX.Arkiv", &in_arkiv);
+    drop(r);
+    s.m.sync();
+    assert_mirrored(&s, "jonas", &Snapshot::new(), "after the second twin was filed and deleted");
+}
+
+#[test]
+fn a_target_without_uidplus_is_never_emptied_and_the_pass_says_so() {
+    let s = start_with(&["karin"], DovecotOptions::default(), without(Layout::Target, &["UIDPLUS"]));
+    s.load("karin", &["INBOX.Kunder"], &[fixture::bulk("INBOX", 5, 900, 300..3_000), fixture::bulk("INBOX.Kunder", 4, 901, 300..3_000)]);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 9, "{out}");
+    let before = snapshot(&s.target, &tgt_login("karin"));
+    let mut r = s.src("karin");
+    let kunder = r.fetch_all("INBOX.Kunder");
+    r.expunge_uids("INBOX.Kunder", &[kunder[0].uid]);
+    r.move_uids("INBOX.Kunder", &[kunder[1].uid], "INBOX");
+    drop(r);
+    let out = s.m.sync();
+    assert!(out.contains("no UID EXPUNGE"), "the pass says why it does not follow:\n{out}");
+    assert!(!out.contains("followed the old server"), "{out}");
+    let expected = nothing_taken_away(&before, &source_as_target(&s, "karin"));
+    let problems = differences(&s, "karin", &expected);
+    assert!(problems.is_empty(), "nothing is removed from a target without UIDPLUS:\n  {}", problems.join("\n  "));
+}
+
 /// What the users do on the old server before the switch: file two, delete one.
 fn first_round(r: &mut ImapReader) {
     let inbox = r.fetch_all("INBOX");
