@@ -157,11 +157,26 @@ fn identity(tr: &mut ImapReader, folder: &str) -> (u32, Vec<u32>) {
     (uidvalidity, tr.fetch_all(folder).into_iter().map(|m| m.uid).collect())
 }
 
+/// The commands of the sessions that began after `before` (Dovecot's rawlog), once each has logged
+/// out: the imap process may still be writing its log when postflytt has exited.
+fn sessions_since(server: &Dovecot, before: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let started = std::time::Instant::now();
+    loop {
+        let sessions: Vec<Vec<String>> =
+            server.imap_commands().into_iter().filter(|(name, _)| !before.contains(name)).map(|(_, c)| c).collect();
+        let ended = sessions.iter().all(|commands| commands.iter().any(|c| c.ends_with(" LOGOUT")));
+        if (ended && !sessions.is_empty()) || started.elapsed() > std::time::Duration::from_secs(5) {
+            return sessions;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn two_accounts_file_and_delete_mail_and_the_next_pass_follows_them() {
     // The measurement: 10 messages filed INBOX -> Arkiv and 5 deleted in Kunder per account.
     let names = ["anna", "bertil"];
-    let s = start(&names);
+    let s = start_with(&names, DovecotOptions { rawlog: true, ..DovecotOptions::default() }, DovecotOptions::default());
     for (k, name) in names.iter().enumerate() {
         let seed = 100 + 10 * k as u64;
         s.load(
@@ -223,10 +238,20 @@ fn two_accounts_file_and_delete_mail_and_the_next_pass_follows_them() {
         assert_eq!(same, 10, "{name}: the filed messages in Arkiv");
     }
 
-    // Nothing changed since: nothing appended, moved or removed.
+    // Nothing changed since: nothing appended, moved or removed, and the old server is asked no more
+    // than before mirroring (the one LIST brings every folder's counts: no folder opened or asked).
+    let before: BTreeSet<String> = s.source.imap_commands().into_keys().collect();
     let out = s.m.sync();
     assert_eq!(appended(&out), 0, "{out}");
     assert!(!out.contains("followed the old server"), "{out}");
+    let sessions = sessions_since(&s.source, &before);
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    let opened: Vec<&String> = sessions
+        .iter()
+        .flatten()
+        .filter(|c| c.split(' ').nth(1).is_some_and(|v| ["SELECT", "EXAMINE", "STATUS"].contains(&v.to_ascii_uppercase().as_str())))
+        .collect();
+    assert!(opened.is_empty(), "an unchanged pass opened or asked folders: {opened:#?}");
     for name in names {
         assert_mirrored(&s, name, &Snapshot::new(), "after an unchanged pass");
     }
