@@ -176,6 +176,41 @@ mod tests {
         assert_eq!(both, "give either logins or \"all\": true, not both");
     }
 
+    /// The MX watch's rule: any address of the account (login on either side, alias) in a flipped
+    /// domain, the earliest flip first; logins without a domain go with the domains the operator added;
+    /// the operator's earlier word and an account of another domain are left as they are.
+    #[test]
+    fn a_flipped_domain_switches_the_accounts_with_an_address_in_it() {
+        use crate::secret::Secret;
+        let dir = std::env::temp_dir().join(format!("pf-switching-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let pw = Secret::new("pw");
+        store.upsert_account("a@gammal.se", &pw, "a@ny.se", None, &[]).unwrap();
+        store.upsert_account("b@annan.se", &pw, "b@annan.se", None, &["info@kund.se".into()]).unwrap();
+        store.upsert_account("c@annan.se", &pw, "c@annan.se", None, &[]).unwrap();
+        store.upsert_account("dora", &pw, "dora", None, &[]).unwrap();
+        store.upsert_account("e@kund.se", &pw, "e@kund.se", None, &[]).unwrap();
+        let id = |login: &str| store.account_id(login).unwrap().unwrap();
+        store.write(|tx| tx.mark_switched(id("e@kund.se"), 50, SwitchedBy::Operator)).unwrap();
+
+        let flipped = [("kund.se".to_string(), 300), ("ny.se".to_string(), 200), ("user-names.se".to_string(), 400)];
+        let marked = mark_by_mx(&store, &flipped, &["User-Names.se".into()]).unwrap();
+        assert_eq!(
+            marked,
+            [
+                ("a@gammal.se".to_string(), "ny.se".to_string(), 200),
+                ("b@annan.se".into(), "kund.se".into(), 300),
+                ("dora".into(), "user-names.se".into(), 400)
+            ]
+        );
+        assert_eq!(store.switched(id("a@gammal.se")).unwrap(), Some(Switched { at: 200, by: SwitchedBy::Mx }));
+        assert_eq!(store.switched(id("c@annan.se")).unwrap(), None, "another domain");
+        assert_eq!(store.switched(id("e@kund.se")).unwrap(), Some(Switched { at: 50, by: SwitchedBy::Operator }), "the first word stays");
+        assert!(mark_by_mx(&store, &flipped, &[]).unwrap().is_empty(), "every round again marks nothing new");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_words_follow_the_switch_then_the_setting() {
         let switched = MirrorProgress { switched: Some(Switched { at: 0, by: SwitchedBy::Mx }), moved: 3, removed: 2 };
