@@ -1,5 +1,5 @@
 //! The switch: when an account's users stop using the old server and work on the new host. Until
-//! then a pass makes the target follow their moves and deletions on the old server (`crate::mirror`,
+//! then a pass makes the target follow their moves and deletions on the old server (the mirror module,
 //! for the mail postflytt put there); from then on nothing is moved or removed on the target for that
 //! account, ever. Two things say an account switched, whichever comes first: the operator
 //! (`postflytt switched LOGIN...` or `--all`, `POST /api/switched`, the page's "Users have switched"),

@@ -50,7 +50,7 @@ pub struct SkipEntry {
     pub at: i64,
 }
 
-/// One account's side of mirroring (`crate::mirror`): when its users switched and who said so, and
+/// One account's side of mirroring (the mirror module): when its users switched and who said so, and
 /// how many target copies the passes moved and removed following the users on the old server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MirrorProgress {
