@@ -256,12 +256,17 @@ fn switched_marks_accounts_once_and_status_shows_who_mirrors() {
     );
     assert!(status.contains("    not switched yet: follows moves"), "b still mirrors:\n{status}");
 
-    // Switched: what the user deletes on the old server stays on the new one.
-    let mut reader = source.reader("a@gammal.se");
-    let first = reader.fetch_all("INBOX")[0].uid;
-    reader.expunge_uid("INBOX", first);
+    // Switched: what the user deletes on the old server stays on the new one; not switched, it goes.
+    for user in ["a@gammal.se", "b@gammal.se"] {
+        let mut reader = source.reader(user);
+        let first = reader.fetch_all("INBOX")[0].uid;
+        reader.expunge_uid("INBOX", first);
+    }
     m.sync();
     assert_eq!(target.reader("a@ny.se").fetch_all("INBOX").len(), 4, "the switched account's copy stays");
+    assert_eq!(target.reader("b@ny.se").fetch_all("INBOX").len(), 1, "the mirroring account's copy goes");
+    let status = m.ok(&["status"]);
+    assert!(status.contains("    not switched yet: follows moves and deletions on the old server; 0 moved and 1 removed"), "{status}");
 
     let text = m.ok(&["setup", "--mirror", "OFF"]);
     assert!(text.contains("Mirror: off"), "{text}");
