@@ -687,7 +687,7 @@ fn a_missing_message_is_flagged_and_repair_offered_and_a_finished_page_offers_no
 
 /// Issue 17: each account row says whether the new host still follows the users on the old server or
 /// when they switched and who said so, in both languages; the operator gets "Users have switched" on a
-/// row that has not switched, and not on one that has.
+/// row that has not switched, and not on one that has, and the setting in the setup card.
 #[test]
 fn account_rows_say_who_mirrors_and_who_switched() {
     let root = fresh_dir("postflytt-page-switched");
@@ -721,6 +721,10 @@ fn account_rows_say_who_mirrors_and_who_switched() {
             buttons.iter().filter(|tag| tag.contains(" hidden")).count(),
             1,
             "only the row not switched offers it ({lang}): {buttons:?}"
+        );
+        assert!(
+            dom.contains(&shown(&dict, "f.mirror")) && dom.contains(&shown(&dict, "f.mirror_off")),
+            "the setting in the setup card ({lang})"
         );
         let viewer = dump_dom(&format!("{base}#code={code}&lang={lang}"), accept);
         assert!(viewer.contains(before) && viewer.contains(&shown(&dict, "mirror.mirroring")), "the customer sees it too ({lang})");

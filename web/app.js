@@ -377,6 +377,9 @@ const DICT = {
     "acct.switched": "Users have switched",
     "acct.switched_confirm": "Have the users of {login} switched to the new host? From now on nothing is moved or deleted on the new host for this account, whatever they do on the old server. This cannot be undone.",
     "acct.switched_done": "Marked as switched: the new host no longer follows the old server for this account.",
+    "f.mirror": "Until the users switch, follow their moves and deletions on the old server",
+    "f.mirror_on": "Yes (mail postflytt copied is moved and deleted on the new host too)",
+    "f.mirror_off": "No (the new host keeps everything)",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -744,6 +747,9 @@ const DICT = {
     "acct.switched": "Användarna har gått över",
     "acct.switched_confirm": "Har användarna av {login} gått över till den nya servern? Från och med nu flyttas eller raderas ingenting på den nya servern för det här kontot, vad de än gör på den gamla servern. Det går inte att ångra.",
     "acct.switched_done": "Klart: den nya servern följer inte längre den gamla servern för det här kontot.",
+    "f.mirror": "Följ användarnas flyttar och raderingar på den gamla servern tills de går över",
+    "f.mirror_on": "Ja (e-post som postflytt kopierat flyttas och raderas på den nya servern också)",
+    "f.mirror_off": "Nej (den nya servern behåller allt)",
   },
 };
 
@@ -1896,6 +1902,7 @@ function fillSetup() {
   if (num(s.quiet_period_seconds) !== null) put("setup-quiet", Math.round(s.quiet_period_seconds / 360) / 10);
   if (Array.isArray(s.target_mx)) put("target-mx", s.target_mx.join("\n"));
   if (s.staging_limit_set_by === "operator") put("setup-staging", sizeText(s.staging_limit_bytes));
+  if (s.mirror === "on" || s.mirror === "off") $("setup-mirror").value = s.mirror;
   S.setupFilled = true;
 }
 
@@ -1935,6 +1942,7 @@ function setupBody() {
   if (val("setup-limit")) body.message_size_limit = val("setup-limit");
   if (val("setup-staging")) body.staging_limit = val("setup-staging");
   if (val("setup-resolver")) body.resolver = val("setup-resolver");
+  if (S.status && $("setup-mirror").value !== S.status.mirror) body.mirror = $("setup-mirror").value;
   return body;
 }
 
