@@ -44,7 +44,7 @@ pub use settings::{PASS_INTERVAL_SECONDS, QUIET_PERIOD_SECONDS, Settings, check_
 pub use space::{DEFAULT_STAGING_LIMIT, free_disk};
 pub use spool::{DamagedBody, StagedBody};
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
-pub use stats::{AccountProgress, SkipEntry};
+pub use stats::{AccountProgress, MirrorProgress, SkipEntry};
 pub use switch::{Switched, SwitchedBy};
 pub use verification::FolderToVerify;
 
