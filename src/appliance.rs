@@ -372,6 +372,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         .map(|(id, (verdict, detail, at))| (id, (verdict, serde_json::from_str(&detail).unwrap_or(Value::Null), at)))
         .collect();
     let finished = store.mark(RunMark::FinishedAt)?.is_some();
+    let (mirroring, mirror_on) = (store.mirror_progress()?, store.settings()?.mirror);
+    let (mut t_moved, mut t_removed) = (0i64, 0i64);
     let mut accounts = Vec::new();
     let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) =
         (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
@@ -442,7 +444,11 @@ pub fn status(app: &Appliance) -> Result<Value> {
                 last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
             }
         }
+        let mirror = mirroring.get(&d.id).copied().unwrap_or_default();
+        (t_moved, t_removed) = (t_moved + mirror.moved, t_removed + mirror.removed);
         accounts.push(json!({
+            "mirror": crate::switching::mirror_word(mirror_on, &mirror), "switched_at": mirror.switched.map(|s| s.at),
+            "switched_by": mirror.switched.map(|s| s.by.as_str()), "moved_messages": mirror.moved, "removed_messages": mirror.removed,
             "login": d.source_login, "target_login": d.target_login, "aliases": d.aliases, "state": d.state.as_str(),
             "status": status.as_str(), "status_reason": reason, "percent": percent,
             "verdict": verdict, "problem": check.and_then(|(_, c, _)| c.get("problem").cloned()).unwrap_or(Value::Null),
@@ -547,7 +553,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "staged_messages": t_staged, "staged_bytes": t_staged_b, "pushed_messages": t_pushed, "pushed_bytes": t_pushed_b,
             "skipped": t_skipped, "throughput_bytes_per_second": throughput_total, "eta_seconds": eta,
             "done_bytes": t_done_b, "percent": total_percent, "total_known": totals_known, "up_to_date": up_to_date,
+            "moved_messages": t_moved, "removed_messages": t_removed,
         },
+        "mirror": if settings.mirror { "on" } else { "off" },
         "accounts": accounts,
         "domains": domains,
         "quiet_period_seconds": quiet,
@@ -762,8 +770,8 @@ fn mx_round(app: &Appliance) -> Result<()> {
         return Ok(());
     }
     let settings = store.settings()?;
-    let target_mx = settings.mx_target;
-    let resolver_setting = settings.mx_resolver.or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
+    let target_mx = settings.mx_target.clone();
+    let resolver_setting = settings.mx_resolver.clone().or_else(|| std::env::var("POSTFLYTT_RESOLVER").ok()).filter(|r| !r.is_empty());
     let mut states: BTreeMap<String, crate::mx::DomainState> = store
         .mark(RunMark::MxState)?
         .and_then(|s| serde_json::from_str::<Vec<crate::mx::DomainState>>(&s).ok())
@@ -785,7 +793,12 @@ fn mx_round(app: &Appliance) -> Result<()> {
     }
     states.retain(|d, _| domains.contains(d));
     let list: Vec<&crate::mx::DomainState> = states.values().collect();
-    app.store()?.set_mark(RunMark::MxState, &serde_json::to_string(&list)?)?;
+    let store = app.store()?;
+    store.set_mark(RunMark::MxState, &serde_json::to_string(&list)?)?;
+    // A domain at the new host switches its accounts (`switching`): mirroring ends for them.
+    let flipped: Vec<(String, i64)> =
+        list.iter().filter(|d| d.points_at_target).filter_map(|d| d.flipped_at.map(|at| (d.domain.clone(), at))).collect();
+    crate::switching::mark_by_mx(&store, &flipped, &settings.watch_domains)?;
     for state in &list {
         if let (true, Some(at)) = (state.points_at_target, state.flipped_at) {
             crate::notify::mx_flipped(&app.dir, &state.domain, at);

@@ -125,6 +125,10 @@ pub struct SetupArgs {
     /// send a test notice to every operator and customer address
     #[argh(switch)]
     smtp_test: bool,
+    /// until an account's users switch, the new host follows their moves and deletions on the old
+    /// server (for mail postflytt put there): on (default) or off
+    #[argh(option)]
+    mirror: Option<String>,
 }
 
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
@@ -141,6 +145,7 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     let quota = setup.quota_per_account.as_deref().map(parse_size).transpose()?;
     let size_limit = setup.message_size_limit.as_deref().map(parse_size).transpose()?;
     let cutover = Cutover::from_args(setup)?;
+    let mirror = setup.mirror.as_deref().map(|m| crate::setup::parse_mirror(m).map_err(|e| anyhow!("--mirror: {e}"))).transpose()?;
     let store = Store::open(dir)?;
     // Both sides are checked (by the same code as the API's) before either is stored.
     let mut sides = Vec::new();
@@ -172,6 +177,9 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     }
     set_m365_apps(&store, setup)?;
     setup_notify(&store, setup)?;
+    if let Some(on) = mirror {
+        println!("{}", mirror_line(&store.change_settings(|s| s.mirror = on)?));
+    }
     if quota.is_some() || size_limit.is_some() {
         store.change_settings(|s| {
             s.quota_per_account = quota.or(s.quota_per_account);
@@ -263,7 +271,17 @@ fn cutover_lines(s: &store::Settings) -> Vec<String> {
         format!("Target MX: {}", or_none(&s.mx_target)),
         format!("Domains added to the watch: {}", or_none(&s.watch_domains)),
         format!("Quiet period: {} s; pass interval: {} s", s.quiet_period_seconds, s.pass_interval_seconds),
+        mirror_line(s),
     ]
+}
+
+/// The mirroring setting as `setup` and `status` say it.
+fn mirror_line(s: &store::Settings) -> String {
+    if s.mirror {
+        "Mirror: on (until an account's users switch, the new host follows their moves and deletions on the old server)".into()
+    } else {
+        "Mirror: off (the new host never follows moves and deletions on the old server)".into()
+    }
 }
 
 /// The cutover: its settings and each watched domain as the MX watch last saw it, for `status`.
@@ -518,6 +536,7 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     }
     let checks = store.check_details()?;
     let finished = store.mark(store::RunMark::FinishedAt)?.is_some();
+    let (mirroring, mirror_on) = (store.mirror_progress()?, store.settings()?.mirror);
     let mut attention = false;
     for a in store.account_progress()? {
         // The same one status per account as the page's rows (no pass of this process runs now).
@@ -533,6 +552,7 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
             a.messages,
             human_bytes(a.bytes as u64)
         );
+        println!("    {}", crate::switching::status_line(mirror_on, &mirroring.get(&a.id).copied().unwrap_or_default()));
         if a.throttled_last_pass > 0 {
             println!("    the servers asked the last pass to slow down {} times (waited as asked; not an error)", a.throttled_last_pass);
         }
@@ -970,6 +990,28 @@ pub fn password(dir: &Path, p: &PasswordArgs) -> Result<ExitCode> {
         println!("warning: {w}");
     }
     println!("{message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Say that accounts' users have switched to the new host: from then on nothing is moved or removed
+/// there for them, whatever they do on the old server. Cannot be undone.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "switched")]
+pub struct SwitchedArgs {
+    /// the accounts' source logins
+    #[argh(positional)]
+    logins: Vec<String>,
+    /// every account in the migration
+    #[argh(switch)]
+    all: bool,
+}
+
+pub fn switched(dir: &Path, s: &SwitchedArgs) -> Result<ExitCode> {
+    let which = crate::switching::Which::of(s.logins.clone(), s.all, "--all")?;
+    let store = Store::open_existing(dir)?;
+    for outcome in crate::switching::mark_by_operator(&store, &which)? {
+        println!("{}", outcome.message);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

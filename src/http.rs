@@ -251,8 +251,16 @@ fn route(
     upload: &mut Option<Vec<u8>>,
 ) -> Reply {
     // A finished migration is read-only: every action that would change it gets the one sentence.
-    const CHANGES: [&str; 7] =
-        ["/api/setup", "/api/accounts", "/api/check", "/api/passes/start", "/api/passes/interval", "/api/finish", "/api/repair"];
+    const CHANGES: [&str; 8] = [
+        "/api/setup",
+        "/api/accounts",
+        "/api/check",
+        "/api/passes/start",
+        "/api/passes/interval",
+        "/api/finish",
+        "/api/repair",
+        "/api/switched",
+    ];
     let account_action = path.starts_with("/api/accounts/") && matches!(method, Method::Post | Method::Delete);
     if role == Role::Operator && ((*method == Method::Post && CHANGES.contains(&path)) || account_action) {
         app.store()?.ensure_not_finished()?;
@@ -390,6 +398,10 @@ fn route(
             let sent = crate::notify::send_test(&store).map_err(|e| ApiError::new(502, format!("{e:#}")))?;
             Ok(json_response(200, &json!({"ok": true, "message": sent})))
         }
+        (Method::Post, "/api/switched") => {
+            need(role, Role::Operator)?;
+            switched(app, &read_json(request)?)
+        }
         (Method::Get, "/api/template") => {
             need(role, Role::Viewer)?;
             let (bytes, kind, name) = match query.get("format").map(String::as_str) {
@@ -457,6 +469,32 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
         ));
     }
     Ok(json_response(200, &json!({"accounts": results})))
+}
+
+/// `POST /api/switched`: `{"accounts": [LOGIN, ...]}` or `{"all": true}` (`crate::switching`); the
+/// answer names each account's result.
+fn switched(app: &Appliance, body: &Value) -> Reply {
+    let wrong = || ApiError::new(400, "give {\"accounts\": [\"login\", ...]} or {\"all\": true}");
+    let all = match body.get("all") {
+        None | Some(Value::Null) => false,
+        Some(v) => v.as_bool().ok_or_else(wrong)?,
+    };
+    let logins: Vec<String> = match body.get("accounts") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>().ok_or_else(wrong)?,
+        Some(_) => return Err(wrong()),
+    };
+    if body.as_object().is_some_and(|o| o.keys().any(|k| k != "all" && k != "accounts")) {
+        return Err(wrong());
+    }
+    let refused = |e: anyhow::Error| match e.downcast_ref::<crate::accounts_admin::Refused>() {
+        Some(r) => ApiError::new(r.status(), r.to_string()),
+        None => ApiError::from(e),
+    };
+    let which = crate::switching::Which::of(logins, all, "{\"all\": true}").map_err(refused)?;
+    let outcomes = crate::switching::mark_by_operator(&app.store()?, &which).map_err(refused)?;
+    let message = outcomes.iter().map(|o| o.message.as_str()).collect::<Vec<_>>().join("\n");
+    Ok(json_response(200, &json!({"ok": true, "message": message, "accounts": outcomes})))
 }
 
 /// `/api/accounts/LOGIN` and `/api/accounts/LOGIN/ACTION`: one account at a time (`accounts_admin`).

@@ -33,6 +33,7 @@ mod secret;
 mod setup;
 mod store;
 mod swedish;
+mod switching;
 mod sync;
 mod template;
 mod terminal;
@@ -85,6 +86,7 @@ enum Verb {
     Pause(cli::PauseArgs),
     Resume(cli::ResumeArgs),
     Password(cli::PasswordArgs),
+    Switched(cli::SwitchedArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,8 +117,10 @@ fn run(args: Args) -> Result<ExitCode> {
     // A finished migration is read-only: the verbs that would change it refuse with one sentence (verify
     // too: without the purged passwords it would record a failed verification over finish's own).
     // Only where there is a migration: a verb that needs one says so itself, and none is created here.
-    if matches!(args.command, Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Verify(_) | Verb::Finish(_))
-        && store::Store::holds_migration(&dir)
+    if matches!(
+        args.command,
+        Verb::Setup(_) | Verb::Import(_) | Verb::Check(_) | Verb::Sync(_) | Verb::Verify(_) | Verb::Finish(_) | Verb::Switched(_)
+    ) && store::Store::holds_migration(&dir)
     {
         store::Store::open(&dir)?.ensure_not_finished()?;
     }
@@ -137,5 +141,6 @@ fn run(args: Args) -> Result<ExitCode> {
         Verb::Pause(a) => cli::pause(&dir, a),
         Verb::Resume(a) => cli::resume(&dir, a),
         Verb::Password(a) => cli::password(&dir, a),
+        Verb::Switched(a) => cli::switched(&dir, a),
     }
 }

@@ -66,6 +66,23 @@ impl MirrorStats {
 pub struct TargetFolders<'a> {
     pub existing: &'a mut BTreeSet<String>,
     pub special: &'a BTreeSet<String>,
+    /// The target's hierarchy delimiter: what makes one folder another's child.
+    pub delimiter: char,
+}
+
+/// A failure that concerns one folder (a tagged NO to its EXAMINE or STATUS): logged, and the folder
+/// is looked at again next pass while the account goes on; one that ends the account's pass is returned.
+fn folder_only(e: anyhow::Error, label: &str, folder: &str) -> Result<()> {
+    if crate::failure::policy(&e).0 >= crate::failure::Scope::Account {
+        return Err(e);
+    }
+    log::warn!("{label}: {folder}: {e:#}; looked at again next pass");
+    Ok(())
+}
+
+/// Whether `name` is `parent`'s child (or deeper) under `delimiter`.
+fn is_under(name: &str, parent: &str, delimiter: char) -> bool {
+    name.strip_prefix(parent).is_some_and(|rest| rest.starts_with(delimiter))
 }
 
 /// Renames, then the rows the source no longer has. `statuses` (the source's STATUS by wire name, as
@@ -76,7 +93,7 @@ pub async fn before_copy(
     account_id: i64,
     source: &mut Session,
     target: &mut Session,
-    folders: TargetFolders<'_>,
+    mut folders: TargetFolders<'_>,
     statuses: &mut BTreeMap<String, FolderStatus>,
     condstore: bool,
     stats: &mut MirrorStats,
@@ -88,21 +105,27 @@ pub async fn before_copy(
         );
         return Ok(());
     }
-    renames(store, account_id, source, target, folders.existing, statuses, stats).await?;
+    renames(store, account_id, source, target, &mut folders, statuses, stats).await?;
     let at = now();
     // Folders the listing no longer shows: asked once more, so a listing that left one out by mistake
-    // cannot empty its target folder.
+    // cannot empty its target folder. Deleted is what the server says (NONEXISTENT), or, from a server
+    // that gives no such code, a refusal after two listings in a row left the folder out.
     for folder in store.absent_folders(account_id)? {
         if folder.rows == 0 {
             continue;
         }
         match source.status(&folder.wire_name, false).await {
             Ok(_) => log::info!("{}: folder {} was not listed but is there; left as it is", source.label(), folder.name),
-            Err(e) if matches!(crate::imap::kind_of(&e), Some(ImapError::Refused { .. })) => {
-                store.write(|tx| tx.mark_folder_gone(folder.id, at))?;
-                stats.gone += folder.rows as u64;
-            }
-            Err(e) => return Err(e),
+            Err(e) => match crate::imap::kind_of(&e) {
+                Some(ImapError::Refused { answer, .. }) if answer.has_code("NONEXISTENT") || folder.absent_listings >= 2 => {
+                    store.write(|tx| tx.mark_folder_gone(folder.id, at))?;
+                    stats.gone += folder.rows as u64;
+                }
+                Some(ImapError::Refused { .. }) => {
+                    log::info!("{}: folder {} is not listed; asked again next pass", source.label(), folder.name)
+                }
+                _ => return Err(e),
+            },
         }
     }
     // Folders whose counts say a message went: their UIDs compared with ours.
@@ -128,11 +151,45 @@ pub async fn before_copy(
             continue;
         }
         let highest = highest_known.max(row.last_uid);
-        // With nothing gone, the folder holds every known message plus at most every UID issued since.
-        let could_be_new = status.uidnext.map(|next| next.saturating_sub(highest.saturating_add(1)) as u64);
+        // With nothing gone, the folder holds every known message plus at most every UID issued since
+        // the last pass read it (UIDs issued before that and never seen went before we looked).
+        let first_new = row.uidnext.unwrap_or(0).max(highest.saturating_add(1));
+        let could_be_new = status.uidnext.map(|next| next.saturating_sub(first_new) as u64);
         if could_be_new.is_some_and(|new| u64::from(status.messages) >= known + new) {
             continue;
         }
+        let scanned = scan_folder(store, source, &row, uidvalidity, known, highest, condstore).await;
+        let gone = match scanned {
+            Ok(gone) => gone,
+            Err(e) => {
+                folder_only(e, source.label(), &row.name)?;
+                continue;
+            }
+        };
+        if !gone.is_empty() {
+            stats.gone += gone.len() as u64;
+            store.write(|tx| tx.mark_gone(&gone, at))?;
+        }
+    }
+    fault::point("mirror: gone marked");
+    // What needs nothing on the target (never copied, or not ours) goes at once.
+    store.write(|tx| tx.settle_gone(account_id))?;
+    Ok(())
+}
+
+/// The rows of one source folder the source no longer has: from EXAMINE's VANISHED where QRESYNC is
+/// on, else (or when that does not account for every missing message) from all of its UIDs. Nothing
+/// when the folder changed while we looked.
+async fn scan_folder(
+    store: &Store,
+    source: &mut Session,
+    row: &crate::store::SourceFolderRow,
+    uidvalidity: u32,
+    known: u64,
+    highest: u32,
+    condstore: bool,
+) -> Result<Vec<i64>> {
+    {
         let mut gone = Vec::new();
         let mut settled = false;
         // Where QRESYNC is on, EXAMINE names what went since the last pass (one round trip); unless
@@ -141,7 +198,7 @@ pub async fn before_copy(
         if let (true, Some(modseq)) = (source.qresync(), row.highest_modseq) {
             let (selected, vanished) = source.examine_vanished(&row.wire_name, uidvalidity, modseq).await?;
             if selected.uidvalidity != Some(uidvalidity) {
-                continue;
+                return Ok(Vec::new());
             }
             store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
                 if in_ranges(&vanished, uid) {
@@ -156,13 +213,13 @@ pub async fn before_copy(
         if !settled {
             let selected = source.select(&row.wire_name, true, condstore).await?;
             if selected.uidvalidity != Some(uidvalidity) {
-                continue;
+                return Ok(Vec::new());
             }
             let (present, count) = source.uids_present(highest).await?;
             if count != u64::from(selected.exists) {
                 // Mail came or went while we looked: the next pass looks again.
                 log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
-                continue;
+                return Ok(Vec::new());
             }
             store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
                 if uid <= highest && !in_ranges(&present, uid) {
@@ -170,15 +227,8 @@ pub async fn before_copy(
                 }
             })?;
         }
-        if !gone.is_empty() {
-            stats.gone += gone.len() as u64;
-            store.write(|tx| tx.mark_gone(&gone, at))?;
-        }
+        Ok(gone)
     }
-    fault::point("mirror: gone marked");
-    // What needs nothing on the target (never copied, or not ours) goes at once.
-    store.write(|tx| tx.settle_gone(account_id))?;
-    Ok(())
 }
 
 /// A renamed source folder: a folder listed for the first time with the UIDVALIDITY, message count
@@ -189,7 +239,7 @@ async fn renames(
     account_id: i64,
     source: &mut Session,
     target: &mut Session,
-    existing: &mut BTreeSet<String>,
+    folders: &mut TargetFolders<'_>,
     statuses: &mut BTreeMap<String, FolderStatus>,
     stats: &mut MirrorStats,
 ) -> Result<()> {
@@ -203,11 +253,16 @@ async fn renames(
         let new_wire = utf7::encode(&target_name);
         let status = match statuses.get(&new.wire_name) {
             Some(status) => status.clone(),
-            None => {
-                let status = source.status(&new.wire_name, false).await?;
-                statuses.insert(new.wire_name.clone(), status.clone());
-                status
-            }
+            None => match source.status(&new.wire_name, false).await {
+                Ok(status) => {
+                    statuses.insert(new.wire_name.clone(), status.clone());
+                    status
+                }
+                Err(e) => {
+                    folder_only(e, source.label(), &new.wire_name)?;
+                    continue;
+                }
+            },
         };
         let journalled = new.renaming_from;
         let Some(index) = absent.iter().position(|old| match journalled {
@@ -224,23 +279,38 @@ async fn renames(
             continue;
         };
         let old = absent[index].clone();
-        if journalled.is_none() && !same_messages(store, source, &new.wire_name, &old).await? {
-            continue;
+        if journalled.is_none() {
+            match same_messages(store, source, &new.wire_name, &old).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    folder_only(e, source.label(), &new.wire_name)?;
+                    continue;
+                }
+            }
         }
         let Some(home) = store.target_home(old.id)? else { continue };
-        // Every row of the old folder is ours on the target, and the target folder holds nothing else.
-        if home.ours != old.rows || home.recorded != home.ours {
+        // Every row of the old folder is ours on the target, the target folder holds nothing else, and
+        // it is no folder the target gives a role (INBOX, Sent...): those are never renamed away.
+        let special = home.wire_name.eq_ignore_ascii_case("INBOX") || folders.special.contains(&home.wire_name);
+        if home.ours != old.rows || home.recorded != home.ours || special {
             if journalled.is_some() {
                 store.write(|tx| tx.clear_rename(new.id))?;
             }
             continue;
         }
-        let old_there = existing.contains(&home.wire_name);
-        let new_there = existing.contains(&new_wire);
+        let old_there = folders.existing.contains(&home.wire_name);
+        let new_there = folders.existing.contains(&new_wire);
         let adopt = if home.wire_name == new_wire {
             true
         } else if old_there && !new_there {
-            let held = target.status(&home.wire_name, false).await?;
+            let held = match target.status(&home.wire_name, false).await {
+                Ok(held) => held,
+                Err(e) => {
+                    folder_only(e, target.label(), &home.wire_name)?;
+                    continue;
+                }
+            };
             if i64::from(held.messages) != home.recorded || held.uidvalidity != home.uidvalidity {
                 if journalled.is_some() {
                     store.write(|tx| tx.clear_rename(new.id))?;
@@ -256,13 +326,18 @@ async fn renames(
                 continue;
             }
             fault::point("mirror: renamed, not recorded");
-            rename_in(existing, &home.wire_name, &new_wire);
+            rename_in(folders.existing, &home.wire_name, &new_wire, folders.delimiter);
             true
         } else if !old_there && new_there {
             // Renamed already: with its parent, or by a RENAME whose record a crash cut off. The folder
             // under the new name must be the one we filled (same UIDVALIDITY).
-            let held = target.status(&new_wire, false).await?;
-            held.uidvalidity.is_some() && held.uidvalidity == home.uidvalidity
+            match target.status(&new_wire, false).await {
+                Ok(held) => held.uidvalidity.is_some() && held.uidvalidity == home.uidvalidity,
+                Err(e) => {
+                    folder_only(e, target.label(), &new_wire)?;
+                    false
+                }
+            }
         } else {
             false
         };
@@ -303,12 +378,8 @@ async fn same_messages(store: &Store, source: &mut Session, wire_name: &str, old
 }
 
 /// The target's folder names after `from` was renamed to `to`: its children went with it.
-fn rename_in(existing: &mut BTreeSet<String>, from: &str, to: &str) {
-    let renamed: Vec<String> = existing
-        .iter()
-        .filter(|name| name.as_str() == from || name.strip_prefix(from).is_some_and(|rest| rest.starts_with(['/', '.'])))
-        .cloned()
-        .collect();
+fn rename_in(existing: &mut BTreeSet<String>, from: &str, to: &str, delimiter: char) {
+    let renamed: Vec<String> = existing.iter().filter(|name| name.as_str() == from || is_under(name, from, delimiter)).cloned().collect();
     for name in renamed {
         existing.remove(&name);
         existing.insert(format!("{to}{}", &name[from.len()..]));
@@ -407,9 +478,19 @@ pub async fn after_copy(
     account_id: i64,
     target: &mut Session,
     folders: TargetFolders<'_>,
+    renewed: &[(i64, u32)],
     stats: &mut MirrorStats,
 ) -> Result<()> {
     let mirroring = store.mirrors(account_id)? && target.can_remove_by_uid();
+    if mirroring && !renewed.is_empty() {
+        // Folders whose UIDVALIDITY changed this pass (deleted and made again, rebuilt): what matched
+        // none of their messages now is gone.
+        let at = now();
+        store.write(|tx| {
+            renewed.iter().try_for_each(|&(folder_id, uidvalidity)| tx.mark_stale_uidvalidity_gone(folder_id, uidvalidity, at))
+        })?;
+        store.write(|tx| tx.settle_gone(account_id))?;
+    }
     let mut groups: BTreeMap<(i64, String, u32), Vec<GoneCopy>> = BTreeMap::new();
     let mut left_alone = Vec::new();
     for copy in store.gone_copies(account_id)? {
@@ -452,6 +533,7 @@ pub async fn after_copy(
     if mirroring {
         stats.deleted_folders += delete_emptied_folders(store, account_id, target, folders).await?;
     }
+    store.write(|tx| tx.reset_emptied_absent_folders(account_id))?;
     Ok(())
 }
 
@@ -479,9 +561,14 @@ async fn delete_emptied_folders(store: &Store, account_id: i64, target: &mut Ses
             store.write(|tx| tx.forget_source_folder(folder.id))?;
             continue;
         }
-        let has_children =
-            folders.existing.iter().any(|name| name.strip_prefix(wire.as_str()).is_some_and(|rest| rest.starts_with(['/', '.'])));
-        let status = target.status(&wire, false).await?;
+        let has_children = folders.existing.iter().any(|name| is_under(name, &wire, folders.delimiter));
+        let status = match target.status(&wire, false).await {
+            Ok(status) => status,
+            Err(e) => {
+                folder_only(e, target.label(), &wire)?;
+                continue;
+            }
+        };
         if status.messages > 0 || has_children {
             // Mail that is not ours, or folders under it: it stays.
             store.write(|tx| tx.forget_source_folder(folder.id))?;
@@ -509,8 +596,9 @@ mod tests {
     fn a_rename_takes_the_children_along() {
         let mut existing: BTreeSet<String> =
             ["INBOX", "Projekt", "Projekt/A", "Projekt/A/B", "Projekter", "Other"].into_iter().map(String::from).collect();
-        rename_in(&mut existing, "Projekt", "Arkiv/2026");
+        existing.insert("Projekt.old".to_string());
+        rename_in(&mut existing, "Projekt", "Arkiv/2026", '/');
         let names: Vec<&str> = existing.iter().map(String::as_str).collect();
-        assert_eq!(names, ["Arkiv/2026", "Arkiv/2026/A", "Arkiv/2026/A/B", "INBOX", "Other", "Projekter"]);
+        assert_eq!(names, ["Arkiv/2026", "Arkiv/2026/A", "Arkiv/2026/A/B", "INBOX", "Other", "Projekt.old", "Projekter"]);
     }
 }

@@ -100,6 +100,13 @@ pub struct AccountReport {
     pub verification: Option<VerifyResult>,
     /// When the operator removed the account from the migration (`postflytt remove`), if they did.
     pub removed_at: Option<i64>,
+    /// When the account's users switched to the new host, and who said so ("mx" or "operator");
+    /// until then the new host followed their moves and deletions on the old server.
+    pub switched_at: Option<i64>,
+    pub switched_by: Option<&'static str>,
+    /// Target copies that following moved to another folder, and removed.
+    pub mirror_moved: u64,
+    pub mirror_removed: u64,
 }
 
 impl AccountReport {
@@ -154,6 +161,7 @@ pub fn build(store: &Store) -> Result<Report> {
     let target_host = store.setting("target.host")?;
     let finished_at = store.mark_number(RunMark::FinishedAt)?;
     let rows = store.account_summaries()?;
+    let mirroring = store.mirror_progress()?;
 
     let mut accounts = Vec::new();
     let mut domains = BTreeSet::new();
@@ -178,7 +186,12 @@ pub fn build(store: &Store) -> Result<Report> {
         for f in &folders {
             totals.add(&f.totals);
         }
+        let mirror = mirroring.get(&row.id).copied().unwrap_or_default();
         accounts.push(AccountReport {
+            switched_at: mirror.switched.map(|s| s.at),
+            switched_by: mirror.switched.map(|s| s.by.as_str()),
+            mirror_moved: mirror.moved.max(0) as u64,
+            mirror_removed: mirror.removed.max(0) as u64,
             skipped: skips_of(store, row.id)?,
             source_login: row.source_login,
             target_login: row.target_login,
@@ -576,6 +589,7 @@ impl Report {
         if let Some(err) = &a.last_error {
             h.push_str(&format!("<dt>{}</dt><dd class=\"bad\">{}</dd>\n", t("Senaste fel", "Last error"), e(err)));
         }
+        switch_html(h, a, lang);
         h.push_str("</dl>\n");
 
         h.push_str(&format!("<h3>{}</h3>\n", t("Mappar", "Folders")));
@@ -654,9 +668,32 @@ impl Report {
             Some(false) => "no",
             None => "",
         };
-        let mut rows = vec![["account", "folder", "target folder", "messages", "bytes", "skipped", "verified"].map(String::from)];
+        let mut rows = vec![
+            [
+                "account",
+                "folder",
+                "target folder",
+                "messages",
+                "bytes",
+                "skipped",
+                "verified",
+                "switched at",
+                "switched by",
+                "moved",
+                "removed",
+            ]
+            .map(String::from),
+        ];
         for a in &self.accounts {
+            // The account's switch and what following the old server did, on each of its rows.
+            let switched_at = a
+                .switched_at
+                .and_then(|at| chrono::DateTime::from_timestamp(at, 0))
+                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            let switch = [switched_at, a.switched_by.unwrap_or_default().into(), a.mirror_moved.to_string(), a.mirror_removed.to_string()];
             if a.folders.is_empty() {
+                let [at, by, moved, removed] = switch.clone();
                 rows.push([
                     a.source_login.clone(),
                     String::new(),
@@ -665,9 +702,14 @@ impl Report {
                     "0".into(),
                     a.skipped.len().to_string(),
                     word(a.verified()).into(),
+                    at,
+                    by,
+                    moved,
+                    removed,
                 ]);
             }
             for f in &a.folders {
+                let [at, by, moved, removed] = switch.clone();
                 rows.push([
                     a.source_login.clone(),
                     f.source.clone(),
@@ -676,11 +718,50 @@ impl Report {
                     f.totals.bytes.to_string(),
                     f.totals.refused.to_string(),
                     word(f.verified).into(),
+                    at,
+                    by,
+                    moved,
+                    removed,
                 ]);
             }
         }
         crate::export::csv::write(rows)
     }
+}
+
+/// Whether and when the account's users switched to the new host, and what following them on the old
+/// server until then moved and removed on the new host.
+fn switch_html(h: &mut String, a: &AccountReport, lang: Lang) {
+    let t = |sv: &'static str, en: &'static str| lang.pick(sv, en);
+    let switched = match (a.switched_at, a.switched_by) {
+        (Some(at), by) => format!(
+            "{} {}",
+            escape_html(&format_time(at, lang)),
+            if by == Some("mx") {
+                t("(domänens MX-post pekade om till den nya servern)", "(the domain's MX record pointed at the new host)")
+            } else {
+                t("(enligt operatören)", "(the operator's word)")
+            }
+        ),
+        (None, _) => t("Nej", "No").to_string(),
+    };
+    h.push_str(&format!("<dt>{}</dt><dd>{switched}</dd>\n", t("Gick över till den nya servern", "Switched to the new host")));
+    h.push_str(&format!(
+        "<dt>{}</dt><dd>{}</dd>\n",
+        t("Följde den gamla servern", "Followed the old server"),
+        match lang {
+            Lang::Sv => format!(
+                "{} flyttade och {} raderade på den nya servern, i takt med att användarna flyttade och raderade dem på den gamla servern",
+                group(a.mirror_moved, lang),
+                group(a.mirror_removed, lang)
+            ),
+            Lang::En => format!(
+                "{} moved and {} removed on the new host, as the users moved and deleted them on the old server",
+                group(a.mirror_moved, lang),
+                group(a.mirror_removed, lang)
+            ),
+        }
+    ));
 }
 
 fn verified_class(verified: Option<bool>) -> &'static str {
@@ -912,8 +993,8 @@ mod tests {
         assert!(forced.html(Lang::Sv).contains("Flytten avslutades med tvång"));
         assert!(forced.html(Lang::En).contains("finished by force"));
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
-        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes\r\n"), "{csv}");
-        assert!(csv.contains(";no\r\n"), "{csv}");
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes;;;0;0\r\n"), "{csv}");
+        assert!(csv.contains(";no;;;0;0\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -966,20 +1047,58 @@ mod tests {
         assert!(bytes.starts_with(&[0xef, 0xbb, 0xbf]));
         let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "account;folder;target folder;messages;bytes;skipped;verified");
+        assert_eq!(lines[0], "account;folder;target folder;messages;bytes;skipped;verified;switched at;switched by;moved;removed");
         assert_eq!(lines.len(), 1 + 3 + 1, "{text}");
-        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;");
-        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;");
-        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;");
-        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;");
+        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;;;;0;0");
+        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;;;;0;0");
+        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;;;;0;0");
+        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;;;;0;0");
         // A folder name with the separator is quoted, not split.
         store.rename_folder_for_tests("Old", "a;b");
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
-        assert!(text.contains("alice@kund.se;\"a;b\";Old;1;10;0;"), "{text}");
+        assert!(text.contains("alice@kund.se;\"a;b\";Old;1;10;0;;"), "{text}");
         // A folder name that a spreadsheet would run as a formula is written as text.
         store.rename_folder_for_tests("a;b", "=HYPERLINK(\"http://x\",\"y\")");
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
         assert!(text.contains("alice@kund.se;\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\";Old;"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 17: whether and when each account switched, who said so, and what following the old
+    /// server moved and removed, in the JSON, both languages' HTML and the CSV.
+    #[test]
+    fn the_switch_and_what_mirroring_did_per_account() {
+        let (store, dir) = temp_store("switched");
+        let alice = fixture(&store);
+        let pass = store.write(|tx| tx.start_pass(alice)).unwrap();
+        let counts = crate::store::PassTotals { moved: 10, removed: 5, ..Default::default() };
+        store.write(|tx| tx.finish_pass(pass, &counts)).unwrap();
+        store.write(|tx| tx.mark_switched(alice, 1_765_040_700, crate::store::SwitchedBy::Mx)).unwrap();
+        let report = build(&store).unwrap();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            (json["accounts"][0]["switched_at"].as_i64(), json["accounts"][0]["switched_by"].as_str()),
+            (Some(1_765_040_700), Some("mx"))
+        );
+        assert_eq!((json["accounts"][0]["mirror_moved"].as_u64(), json["accounts"][0]["mirror_removed"].as_u64()), (Some(10), Some(5)));
+        assert_eq!(json["accounts"][1]["switched_at"], serde_json::Value::Null);
+        let en = report.html(Lang::En);
+        let when = format_time(1_765_040_700, Lang::En);
+        assert!(
+            en.contains(&format!("<dt>Switched to the new host</dt><dd>{when} (the domain's MX record pointed at the new host)</dd>")),
+            "{en}"
+        );
+        assert!(
+            en.contains("<dd>10 moved and 5 removed on the new host, as the users moved and deleted them on the old server</dd>"),
+            "{en}"
+        );
+        assert!(en.contains("<dt>Switched to the new host</dt><dd>No</dd>"), "bob did not switch: {en}");
+        let sv = report.html(Lang::Sv);
+        let when = format_time(1_765_040_700, Lang::Sv);
+        assert!(sv.contains(&format!("<dt>Gick över till den nya servern</dt><dd>{when} (domänens MX-post pekade om")), "{sv}");
+        assert!(sv.contains("<dd>10 flyttade och 5 raderade på den nya servern"), "{sv}");
+        let csv = String::from_utf8(report.csv().unwrap()).unwrap();
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;;2025-12-06 17:05 UTC;mx;10;5\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -62,6 +62,7 @@ struct ApiRequest {
     quiet_period_seconds: Option<Value>,
     resolver: Option<Value>,
     watch_domains: Option<Value>,
+    mirror: Option<Value>,
     /// E-mail notices: known here so the key is not refused; the API's handler applies them with the
     /// notices' own module, which sits above this one (it reads the check's words).
     #[serde(default, deserialize_with = "present")]
@@ -162,6 +163,20 @@ pub fn endpoint_for(store: &Store, side: &str, request: &SideRequest) -> Result<
         );
     }
     Ok(endpoint)
+}
+
+/// The mirroring setting as `setup --mirror` and `"mirror"` of `POST /api/setup` write it: "on" or
+/// "off" (either case); anything else is refused with a sentence.
+pub fn parse_mirror(text: &str) -> Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => bail!(
+            "mirror must be on or off (got {:?}): on makes the new host follow the users' moves and deletions on the old server \
+             until they switch, off leaves the new host alone",
+            text.trim()
+        ),
+    }
 }
 
 /// The setting a side's last test is kept under.
@@ -272,6 +287,11 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         Some(Value::String(r)) => Some(r.trim().to_string()),
         Some(_) => return Err(Refused("resolver must be an address like \"192.0.2.53\"".into()).into()),
     };
+    let mirror = match &request.mirror {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_mirror(text).map_err(|e| Refused(format!("{e:#}")))?),
+        Some(_) => return Err(Refused("mirror must be \"on\" or \"off\"".into()).into()),
+    };
     let mut kinds = Vec::new();
     let mut m365 = Vec::new();
     for (side, kind, app) in
@@ -333,6 +353,9 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         }
         if let Some(d) = watch_domains {
             s.watch_domains = d;
+        }
+        if let Some(m) = mirror {
+            s.mirror = m;
         }
     })?;
     let mut tested: Vec<&str> = sides.iter().map(|(side, _)| *side).collect();
@@ -522,6 +545,10 @@ mod tests {
         assert!(e.contains("target_m365: unknown field `secret`"), "{e}");
         let e = failed(json!({"source": {"host": "127.0.0.1", "pin_sha256": "abc"}}));
         assert!(e.contains("source.pin_sha256") && e.contains("not a SHA-256 fingerprint"), "{e}");
+        let e = failed(json!({"mirror": "maybe"}));
+        assert!(e.starts_with("mirror must be on or off (got \"maybe\")"), "{e}");
+        let e = failed(json!({"mirror": true}));
+        assert_eq!(e, "mirror must be \"on\" or \"off\"");
         failed(json!({"source": {"host": "127.0.0.1", "port": 1}, "parallel": 99}));
         assert!(store.endpoint("source").is_err(), "nothing of a refused setup is stored");
         let _ = std::fs::remove_dir_all(dir);

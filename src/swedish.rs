@@ -93,6 +93,23 @@ const CATALOG: &[(&str, &str)] = &[
         "{} är inget SHA-256-fingeravtryck: det har {} hexsiffror, ett SHA-256-fingeravtryck har 64 (ett SHA-1-fingeravtryck har 40; ange SHA-256)",
     ),
     ("{} must be a number from {} to {}", "{} måste vara ett tal från {} till {}"),
+    (
+        "mirror must be on or off (got {}): on makes the new host follow the users' moves and deletions on the old server until they switch, off leaves the new host alone",
+        "mirror måste vara on eller off (fick {}): on gör att den nya servern följer användarnas flyttar och raderingar på den gamla servern tills de har gått över, off lämnar den nya servern orörd",
+    ),
+    ("mirror must be \"on\" or \"off\"", "mirror måste vara \"on\" eller \"off\""),
+    // The switch (issue 17) and accounts one at a time.
+    ("no account {}: see the account list (postflytt status)", "inget konto {}: se kontolistan (postflytt status)"),
+    (
+        "say which accounts' users have switched to the new host: give their logins, or {} for every account",
+        "ange vilka kontons användare som har gått över till den nya servern: ange deras inloggningar, eller {} för alla konton",
+    ),
+    ("give either logins or {}, not both", "ange antingen inloggningar eller {}, inte båda"),
+    ("give {\"accounts\": [\"login\", ...]} or {\"all\": true}", "ange {\"accounts\": [\"login\", ...]} eller {\"all\": true}"),
+    (
+        "there are no accounts in the migration yet: import the account list first",
+        "det finns inga konton i flytten än: läs in kontolistan först",
+    ),
     ("{} must be a size like \"35M\"", "{} måste vara en storlek som \"35M\""),
 ];
 

@@ -106,8 +106,10 @@ pub struct Discovery {
     /// Source folders' STATUS by wire name, as the source's listing brought them (LIST-STATUS);
     /// empty when none was asked for or the server does not offer it.
     pub source_statuses: BTreeMap<String, FolderStatus>,
-    /// The target's special-use folders (wire names): mirroring never deletes one.
+    /// The target's special-use folders (wire names): mirroring never deletes or renames one.
     pub target_special: BTreeSet<String>,
+    /// The target's hierarchy delimiter.
+    pub target_delimiter: char,
 }
 
 fn special_use_of(folder: &ListedFolder) -> Option<SpecialUse> {
@@ -162,6 +164,7 @@ pub async fn discover(
         case_insensitive: quirks.exchange_case_insensitive_names,
         reserved: quirks.reserved_folder_names(),
     };
+    let target_delimiter = target_layout.delimiter;
     let maps = folders::map_folders(&layout, &source_folders, &target_layout);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
 
@@ -195,6 +198,7 @@ pub async fn discover(
         target_subscribed,
         source_statuses,
         target_special,
+        target_delimiter,
     })
 }
 
@@ -364,7 +368,11 @@ async fn pass_connected(
     // writer can move a message the users moved instead of appending it again.
     let mut listed_statuses = std::mem::take(&mut discovery.source_statuses);
     if store.mirrors(account.id)? {
-        let folders = crate::mirror::TargetFolders { existing: &mut discovery.target_existing, special: &discovery.target_special };
+        let folders = crate::mirror::TargetFolders {
+            existing: &mut discovery.target_existing,
+            special: &discovery.target_special,
+            delimiter: discovery.target_delimiter,
+        };
         crate::mirror::before_copy(
             store,
             account.id,
@@ -471,8 +479,12 @@ async fn pass_connected(
     }
     // What the users deleted on the old server (and the rest of what they moved) leaves the target.
     report.mirror.moved += report.push.moved;
-    let folders = crate::mirror::TargetFolders { existing: &mut target_existing, special: &discovery.target_special };
-    crate::mirror::after_copy(store, account.id, target, folders, &mut report.mirror).await
+    let folders = crate::mirror::TargetFolders {
+        existing: &mut target_existing,
+        special: &discovery.target_special,
+        delimiter: discovery.target_delimiter,
+    };
+    crate::mirror::after_copy(store, account.id, target, folders, &report.pull.renewed, &mut report.mirror).await
 }
 
 /// One selectable folder's way through a pass: its source row and its target folder.

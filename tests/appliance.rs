@@ -201,11 +201,25 @@ fn whole_migration_through_the_api() {
     serve.wait_for("the new message", 60, |s| s["totals"]["pushed_messages"] == 25);
     assert_eq!(target.reader("bo@kund.se").fetch_all("INBOX").len(), 6);
 
+    // Issue 17: until the switch every account mirrors; the operator says Bo's users switched first.
+    let mirror = |s: &Value, login: &str| {
+        let a = s["accounts"].as_array().and_then(|a| a.iter().find(|x| x["login"] == login)).cloned().unwrap_or_default();
+        (a["mirror"].as_str().unwrap_or("?").to_string(), a["switched_by"].clone(), a["switched_at"].clone())
+    };
+    assert_eq!(mirror(&serve.status(), "alice@kund.se"), ("mirroring".to_string(), Value::Null, Value::Null));
+    let r = serve.op("POST", "/api/switched", br#"{"accounts": ["bo@kund.se"]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bo_at = r.json()["accounts"][0]["switched_at"].clone();
+
     // The MX record flips to the new host; after the quiet period it is safe to finish.
     drop(dns);
     dns = Dnsmasq::start(dns_port, &[("kund.se", "mx.ny.example")]);
     let s = serve.wait_for("the MX flip", 30, |s| s["domains"][0]["points_at_target"] == true);
     assert!(s["domains"][0]["flipped_at"].as_i64().is_some(), "{s:#}");
+    // The flip switches the domain's accounts at its time; Bo's word came first and stays.
+    let s = serve.wait_for("the switch by MX", 10, |s| mirror(s, "alice@kund.se").0 == "switched");
+    assert_eq!(mirror(&s, "alice@kund.se"), ("switched".to_string(), json!("mx"), s["domains"][0]["flipped_at"].clone()), "{s:#}");
+    assert_eq!(mirror(&s, "bo@kund.se"), ("switched".to_string(), json!("operator"), bo_at), "{s:#}");
     let s = serve.wait_for("safe to finish", 30, |s| s["safe_to_finish"] == true);
     assert_eq!(s["phase"], "draining");
     assert_eq!(s["next_step"], "finish");
@@ -290,6 +304,7 @@ fn actions_need_the_operator_token() {
         ("POST", "/api/accounts/a%40kund.se/resume"),
         ("POST", "/api/accounts/a%40kund.se/sync"),
         ("POST", "/api/accounts/a%40kund.se/passwords"),
+        ("POST", "/api/switched"),
     ];
     for (method, path) in actions {
         let none = http(serve.port, method, path, &[], b"{}");
@@ -755,6 +770,7 @@ fn a_lost_message_is_repaired_through_the_api_and_a_finished_migration_refuses_c
         ("/api/passes/interval", r#"{"seconds": 60}"#.to_string()),
         ("/api/repair", "{}".to_string()),
         ("/api/finish", r#"{"confirm": true}"#.to_string()),
+        ("/api/switched", r#"{"all": true}"#.to_string()),
     ] {
         let r = serve.op("POST", path, body.as_bytes());
         assert_eq!(r.status, 409, "{path}: {}", r.text());
@@ -964,6 +980,7 @@ fn nothing_changes_while_finish_runs() {
         ("POST", "/api/accounts?name=k.csv", "E-post;Lösenord\r\nsen@kund.se;pw\r\n"),
         ("POST", "/api/setup", r#"{"quota_per_account": "1G"}"#),
         ("POST", "/api/accounts/fin%40kund.se/passwords", r#"{"target_password": "annat"}"#),
+        ("POST", "/api/switched", r#"{"all": true}"#),
     ] {
         let r = serve.op(method, path, body.as_bytes());
         assert_eq!(r.status, 409, "{path} while finishing: {}", r.text());
@@ -973,6 +990,78 @@ fn nothing_changes_while_finish_runs() {
     let s = serve.wait_for("finish", 60, |s| s["finished_at"].as_i64().is_some());
     assert_eq!(s["accounts"].as_array().map(Vec::len), Some(1), "the import during finish added nobody: {s:#}");
     assert_eq!(target.reader("fin@kund.se").fetch_all("INBOX").len(), 4, "every message once");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Issue 17 through the API: `POST /api/switched` names each account's result (switched now, or
+/// already and by whom), refuses a body that names no account, an unknown login (naming it, in
+/// Swedish for the Swedish page, and marking nothing) and junk; `"mirror"` of `POST /api/setup` takes
+/// "on" or "off" only; the status shows the setting, each account's mirror state and the totals.
+#[test]
+fn switched_and_the_mirror_setting_through_the_api() {
+    let data = common::fresh_dir("pf-serve-switched");
+    let serve = Serve::start(&data, common::free_port());
+    let csv = "E-post;Lösenord\r\nanna@kund.se;a\r\nbert@kund.se;b\r\n";
+    assert_eq!(serve.op("POST", "/api/accounts?name=k.csv", csv.as_bytes()).status, 200);
+    let s = serve.status();
+    assert_eq!(s["mirror"], "on", "mirroring is on by default: {s:#}");
+    assert_eq!((s["totals"]["moved_messages"].clone(), s["totals"]["removed_messages"].clone()), (json!(0), json!(0)), "{s:#}");
+    for a in s["accounts"].as_array().expect("accounts") {
+        assert_eq!(
+            (a["mirror"].clone(), a["switched_at"].clone(), a["moved_messages"].clone()),
+            (json!("mirroring"), Value::Null, json!(0))
+        );
+    }
+
+    let message = |r: &Reply| r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    let r = serve.op("POST", "/api/switched", b"{}");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        message(&r),
+        "say which accounts' users have switched to the new host: give their logins, or {\"all\": true} for every account"
+    );
+    for junk in [r#"{"accounts": "anna@kund.se"}"#, r#"{"all": "yes"}"#, r#"{"logins": ["anna@kund.se"]}"#] {
+        let r = serve.op("POST", "/api/switched", junk.as_bytes());
+        assert_eq!((r.status, message(&r).as_str()), (400, "give {\"accounts\": [\"login\", ...]} or {\"all\": true}"), "{junk}");
+    }
+    let bearer = format!("Bearer {}", serve.token());
+    let sv = http(
+        serve.port,
+        "POST",
+        "/api/switched",
+        &[("Authorization", &bearer), ("Accept-Language", "sv")],
+        br#"{"accounts": ["anna@kund.se", "nobody@kund.se"]}"#,
+    );
+    assert_eq!(sv.status, 404, "{}", sv.text());
+    assert_eq!(message(&sv), "inget konto \"nobody@kund.se\": se kontolistan (postflytt status)");
+    assert_eq!(serve.status()["accounts"][0]["mirror"], "mirroring", "an unknown login marks nothing");
+
+    let r = serve.op("POST", "/api/switched", br#"{"accounts": ["anna@kund.se"]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["accounts"][0]["login"], "anna@kund.se");
+    assert_eq!(answer["accounts"][0]["now"], true);
+    assert_eq!(answer["message"], "anna@kund.se: switched now; nothing will be moved or removed on the new host from now on");
+    let r = serve.op("POST", "/api/switched", br#"{"all": true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    let lines: Vec<&str> = answer["message"].as_str().unwrap_or("").lines().collect();
+    assert!(lines[0].starts_with("anna@kund.se: already switched at ") && lines[0].ends_with(" (by the operator)"), "{answer:#}");
+    assert_eq!(lines[1], "bert@kund.se: switched now; nothing will be moved or removed on the new host from now on");
+    assert_eq!((answer["accounts"][0]["now"].clone(), answer["accounts"][0]["switched_by"].clone()), (json!(false), json!("operator")));
+    let s = serve.status();
+    for a in s["accounts"].as_array().expect("accounts") {
+        assert_eq!((a["mirror"].clone(), a["switched_by"].clone()), (json!("switched"), json!("operator")), "{s:#}");
+        assert!(a["switched_at"].as_i64().is_some(), "{s:#}");
+    }
+
+    let r = serve.op("POST", "/api/setup", br#"{"mirror": "maybe"}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(message(&r).starts_with("mirror must be on or off (got \"maybe\")"), "{}", r.text());
+    assert_eq!(serve.status()["mirror"], "on", "a refused setup changes nothing");
+    assert_eq!(serve.op("POST", "/api/setup", br#"{"mirror": "off"}"#).status, 200);
+    assert_eq!(serve.status()["mirror"], "off");
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -200,3 +200,81 @@ fn arguments_are_checked_and_reading_verbs_never_create_a_data_directory() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&parent);
 }
+
+/// Issue 17: `switched` says which accounts' users work on the new host (refused without logins or
+/// `--all`, and for a login nobody imported, naming it), each account's line says what happened,
+/// `status` shows which accounts mirror and which switched, `setup --mirror` takes on or off only;
+/// after the switch a deletion on the old server leaves the new host's copy alone (read back from
+/// Dovecot); after finishing the verb is refused.
+#[test]
+fn switched_marks_accounts_once_and_status_shows_who_mirrors() {
+    let source = Dovecot::start(Layout::OldHost, &[("a@gammal.se", "pw"), ("b@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &[("a@ny.se", "pw"), ("b@ny.se", "pw")]);
+    fixture::load(&mut source.reader("a@gammal.se"), &fixture::bulk("INBOX", 4, 17, 500..2_000));
+    fixture::load(&mut source.reader("b@gammal.se"), &fixture::bulk("INBOX", 2, 18, 500..2_000));
+    let m = Migration::new(
+        &source,
+        Via::Plain,
+        &target,
+        Via::Plain,
+        &[("a@gammal.se", "pw", "a@ny.se", "pw"), ("b@gammal.se", "pw", "b@ny.se", "pw")],
+    );
+    m.sync();
+
+    let refused = |args: &[&str], says: &str| {
+        let out = m.run(args);
+        let text = driver::text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{text}");
+        assert!(text.contains(says), "{args:?}:\n{text}");
+    };
+    refused(&["switched"], "say which accounts' users have switched to the new host: give their logins, or --all for every account");
+    refused(&["switched", "a@gammal.se", "nobody@gammal.se"], "no account \"nobody@gammal.se\": see the account list (postflytt status)");
+    refused(&["setup", "--mirror", "maybe"], "--mirror: mirror must be on or off (got \"maybe\")");
+    let status = m.ok(&["status"]);
+    assert!(!status.contains("    switched "), "a mistyped login marks nothing:\n{status}");
+    assert!(status.contains("Mirror: on (until an account's users switch"), "{status}");
+    assert_eq!(
+        status.matches("    not switched yet: follows moves and deletions on the old server; 0 moved and 0 removed").count(),
+        2,
+        "{status}"
+    );
+
+    let stdout = |args: &[&str]| {
+        let out = m.run(args);
+        assert!(out.status.success(), "{args:?}:\n{}", driver::text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = stdout(&["switched", "A@gammal.se"]);
+    assert_eq!(text, "a@gammal.se: switched now; nothing will be moved or removed on the new host from now on\n");
+    let text = stdout(&["switched", "a@gammal.se"]);
+    assert!(text.starts_with("a@gammal.se: already switched at ") && text.ends_with(" (by the operator)\n"), "{text}");
+    let status = m.ok(&["status"]);
+    let a = status.lines().skip_while(|l| !l.starts_with("a@gammal.se -> a@ny.se")).nth(1).unwrap_or_default();
+    assert!(
+        a.starts_with("    switched ") && a.contains("(by the operator); 0 moved and 0 removed on the new host before that"),
+        "{status}"
+    );
+    assert!(status.contains("    not switched yet: follows moves"), "b still mirrors:\n{status}");
+
+    // Switched: what the user deletes on the old server stays on the new one; not switched, it goes.
+    for user in ["a@gammal.se", "b@gammal.se"] {
+        let mut reader = source.reader(user);
+        let first = reader.fetch_all("INBOX")[0].uid;
+        reader.expunge_uid("INBOX", first);
+    }
+    m.sync();
+    assert_eq!(target.reader("a@ny.se").fetch_all("INBOX").len(), 4, "the switched account's copy stays");
+    assert_eq!(target.reader("b@ny.se").fetch_all("INBOX").len(), 1, "the mirroring account's copy goes");
+    let status = m.ok(&["status"]);
+    assert!(status.contains("    not switched yet: follows moves and deletions on the old server; 0 moved and 1 removed"), "{status}");
+
+    let text = m.ok(&["setup", "--mirror", "OFF"]);
+    assert!(text.contains("Mirror: off"), "{text}");
+    let status = m.ok(&["status"]);
+    assert!(status.contains("Mirror: off") && status.contains("    not switched yet; mirroring is off"), "{status}");
+    let text = stdout(&["switched", "--all"]);
+    assert!(text.starts_with("a@gammal.se: already switched at ") && text.contains("\nb@gammal.se: switched now;"), "{text}");
+
+    m.ok(&["finish", "--force"]);
+    refused(&["switched", "--all"], "the migration is finished");
+}

@@ -684,3 +684,49 @@ fn a_missing_message_is_flagged_and_repair_offered_and_a_finished_page_offers_no
     assert!(!dom.contains(&shown(&dictionary("sv"), "accounts.summary_ok.one")), "not \"needs no attention\": {dom}");
     assert!(inner_text(&dom, "finished-forced").starts_with("Avslutad trots att verifieringen hittade problem: 1 meddelanden"), "{dom}");
 }
+
+/// Issue 17: each account row says whether the new host still follows the users on the old server or
+/// when they switched and who said so, in both languages; the operator gets "Users have switched" on a
+/// row that has not switched, and not on one that has, and the setting in the setup card.
+#[test]
+fn account_rows_say_who_mirrors_and_who_switched() {
+    let root = fresh_dir("postflytt-page-switched");
+    let data = root.join("data");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_postflytt")).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        assert!(out.status.success(), "postflytt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::create_dir_all(&data).expect("data dir");
+    let list = root.join("konton.csv");
+    std::fs::write(&list, "E-post;Lösenord;Nytt lösenord\nm@kund.se;pw1;pw2\nn@kund.se;pw1;pw2\n").expect("write the list");
+    cli(&["import", &list.to_string_lossy()]);
+    cli(&["switched", "m@kund.se"]);
+
+    let Some(server) = start_server_in(root.clone()) else { return };
+    let base = format!("http://127.0.0.1:{}/", server.port);
+    let (code, token) = (server.viewer_code.clone(), server.operator_token.clone());
+    for (lang, accept) in [("en", "en-US,en"), ("sv", "sv-SE,sv")] {
+        let dict = dictionary(lang);
+        let dom = dump_dom(&format!("{base}#token={token}&lang={lang}"), accept);
+        assert_eq!(dom.matches(&shown(&dict, "mirror.mirroring")).count(), 1, "n@kund.se follows the old server ({lang}): {dom}");
+        let switched = shown(&dict, "mirror.switched_operator");
+        let (before, after) = switched.split_once("{when}").expect("a time in the words");
+        let at = dom.find(before).unwrap_or_else(|| panic!("m@kund.se's row says it switched ({lang}): {dom}"));
+        assert!(dom[at..].split('<').next().is_some_and(|line| line.ends_with(after)), "{lang}: {}", &dom[at..at + 80]);
+        let button = shown(&dict, "acct.switched");
+        let buttons: Vec<&str> =
+            dom.match_indices(&format!(">{button}</button>")).map(|(i, _)| &dom[dom[..i].rfind('<').expect("tag")..i]).collect();
+        assert_eq!(buttons.len(), 2, "{lang}: {dom}");
+        assert_eq!(
+            buttons.iter().filter(|tag| tag.contains(" hidden")).count(),
+            1,
+            "only the row not switched offers it ({lang}): {buttons:?}"
+        );
+        assert!(
+            dom.contains(&shown(&dict, "f.mirror")) && dom.contains(&shown(&dict, "f.mirror_off")),
+            "the setting in the setup card ({lang})"
+        );
+        let viewer = dump_dom(&format!("{base}#code={code}&lang={lang}"), accept);
+        assert!(viewer.contains(before) && viewer.contains(&shown(&dict, "mirror.mirroring")), "the customer sees it too ({lang})");
+    }
+}

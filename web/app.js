@@ -368,6 +368,18 @@ const DICT = {
     "notify.on": "E-mail notices: to {operator} (operator) and {customer} (customer) through {relay}.",
     "notify.last_ok": "The last one was sent {ago}.",
     "notify.last_failed": "The last one could not be sent ({ago}): {error}",
+    // issue 17
+    "mirror.mirroring": "Follows moves and deletions on the old server",
+    "mirror.off": "Does not follow moves and deletions on the old server (mirroring is off)",
+    "mirror.switched_mx": "Switched {when} (MX)",
+    "mirror.switched_operator": "Switched {when} (operator)",
+    "mirror.counts": "{moved} moved and {removed} deleted on the new host",
+    "acct.switched": "Users have switched",
+    "acct.switched_confirm": "Have the users of {login} switched to the new host? From now on nothing is moved or deleted on the new host for this account, whatever they do on the old server. This cannot be undone.",
+    "acct.switched_done": "Marked as switched: the new host no longer follows the old server for this account.",
+    "f.mirror": "Until the users switch, follow their moves and deletions on the old server",
+    "f.mirror_on": "Yes (mail postflytt copied is moved and deleted on the new host too)",
+    "f.mirror_off": "No (the new host keeps everything)",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -726,6 +738,18 @@ const DICT = {
     "notify.on": "E-postaviseringar: till {operator} (operatör) och {customer} (kund) via {relay}.",
     "notify.last_ok": "Den senaste skickades {ago}.",
     "notify.last_failed": "Den senaste kunde inte skickas ({ago}): {error}",
+    // issue 17
+    "mirror.mirroring": "Följer flyttar och raderingar på den gamla servern",
+    "mirror.off": "Följer inte flyttar och raderingar på den gamla servern (speglingen är avstängd)",
+    "mirror.switched_mx": "Gick över {when} (MX)",
+    "mirror.switched_operator": "Gick över {when} (operatören)",
+    "mirror.counts": "{moved} flyttade och {removed} raderade på den nya servern",
+    "acct.switched": "Användarna har gått över",
+    "acct.switched_confirm": "Har användarna av {login} gått över till den nya servern? Från och med nu flyttas eller raderas ingenting på den nya servern för det här kontot, vad de än gör på den gamla servern. Det går inte att ångra.",
+    "acct.switched_done": "Klart: den nya servern följer inte längre den gamla servern för det här kontot.",
+    "f.mirror": "Följ användarnas flyttar och raderingar på den gamla servern tills de går över",
+    "f.mirror_on": "Ja (e-post som postflytt kopierat flyttas och raderas på den nya servern också)",
+    "f.mirror_off": "Nej (den nya servern behåller allt)",
   },
 };
 
@@ -1564,6 +1588,7 @@ function updateRow(r, a) {
   if (a.target_login && a.target_login !== a.login) subs.push(t("acc.target", { login: a.target_login }));
   if (Array.isArray(a.aliases) && a.aliases.length) subs.push(t("acc.aliases", { list: a.aliases.join(", ") }));
   setText(r.sub, subs.join(" · "));
+  updateMirror(r, a);
   updateActions(r, a);
   r.tb.classList.toggle("attention", needsAttention(a));
 
@@ -1656,7 +1681,7 @@ function buildActions(r) {
   const b = (cls) => el("button", { type: "button", class: "btn-small " + cls });
   r.act = {
     box: el("div", { class: "acc-actions" }),
-    pause: b("acct-pause"), sync: b("acct-sync"), password: b("acct-password"), remove: b("acct-remove btn-danger"),
+    pause: b("acct-pause"), sync: b("acct-sync"), password: b("acct-password"), remove: b("acct-remove btn-danger"), switched: b("acct-switched"),
     msg: el("p", { class: "msg", role: "status" }),
     form: el("form", { class: "acct-password-form" }),
     source: el("input", { type: "password", autocomplete: "off", class: "acct-source-password" }),
@@ -1670,7 +1695,7 @@ function buildActions(r) {
   x.sourceLabel.append(x.source);
   x.targetLabel.append(x.target);
   x.form.append(x.sourceLabel, x.targetLabel, x.hint, x.save, x.cancel);
-  x.box.append(x.pause, x.sync, x.password, x.remove, x.form, x.msg);
+  x.box.append(x.pause, x.sync, x.password, x.switched, x.remove, x.form, x.msg);
   r.name.append(x.box);
   const path = (action) => "/api/accounts/" + encodeURIComponent(r.login.textContent) + (action ? "/" + action : "");
   x.pause.addEventListener("click", () => {
@@ -1689,10 +1714,30 @@ function buildActions(r) {
     const done = await act(x.save, x.msg, () => api("POST", path("passwords"), { json: body }), t("acct.password_done"));
     if (done) { x.source.value = ""; x.target.value = ""; show(x.form, false); }
   });
+  // The switch cannot be undone, so it is confirmed like a removal.
+  x.switched.addEventListener("click", () => {
+    if (!window.confirm(t("acct.switched_confirm", { login: r.login.textContent }))) return;
+    act(x.switched, x.msg, () => api("POST", "/api/switched", { json: { accounts: [r.login.textContent] } }), t("acct.switched_done"));
+  });
   x.remove.addEventListener("click", () => {
     if (!window.confirm(t("acct.remove_confirm", { login: r.login.textContent }))) return;
     act(x.remove, x.msg, () => api("DELETE", path("")), t("acct.removed_done"));
   });
+}
+
+// Issue 17: whether the new host still follows the users' moves and deletions on the old server, or
+// they have switched (when, and who said so), and what that following moved and deleted so far.
+function updateMirror(r, a) {
+  if (!r.mirror) { r.mirror = el("span", { class: "sub acc-mirror" }); r.sub.after(r.mirror); }
+  let text = "";
+  if (a.mirror === "switched") {
+    const when = num(a.switched_at) !== null ? fmtDate(a.switched_at) : t("dash");
+    text = t(a.switched_by === "mx" ? "mirror.switched_mx" : "mirror.switched_operator", { when: when });
+  } else if (a.mirror === "mirroring" || a.mirror === "off") text = t("mirror." + a.mirror);
+  const moved = num(a.moved_messages) || 0, removed = num(a.removed_messages) || 0;
+  if (text && (moved || removed)) text += " · " + t("mirror.counts", { moved: fmtInt(moved), removed: fmtInt(removed) });
+  setText(r.mirror, a.state === "removed" ? "" : text);
+  show(r.mirror, a.state !== "removed" && text !== "");
 }
 
 function updateActions(r, a) {
@@ -1706,6 +1751,8 @@ function updateActions(r, a) {
   x.sync.disabled = paused;
   setText(x.password, t("acct.password"));
   setText(x.remove, t("acct.remove"));
+  setText(x.switched, t("acct.switched"));
+  show(x.switched, a.mirror !== "switched");
   setText(x.save, t("acct.save"));
   setText(x.cancel, t("acct.cancel"));
   setText(x.hint, t("acct.password_hint"));
@@ -1855,6 +1902,7 @@ function fillSetup() {
   if (num(s.quiet_period_seconds) !== null) put("setup-quiet", Math.round(s.quiet_period_seconds / 360) / 10);
   if (Array.isArray(s.target_mx)) put("target-mx", s.target_mx.join("\n"));
   if (s.staging_limit_set_by === "operator") put("setup-staging", sizeText(s.staging_limit_bytes));
+  if (s.mirror === "on" || s.mirror === "off") $("setup-mirror").value = s.mirror;
   S.setupFilled = true;
 }
 
@@ -1894,6 +1942,7 @@ function setupBody() {
   if (val("setup-limit")) body.message_size_limit = val("setup-limit");
   if (val("setup-staging")) body.staging_limit = val("setup-staging");
   if (val("setup-resolver")) body.resolver = val("setup-resolver");
+  if (S.status && $("setup-mirror").value !== S.status.mirror) body.mirror = $("setup-mirror").value;
   return body;
 }
 

@@ -52,6 +52,9 @@ pub struct PullStats {
     pub flag_changes: u64,
     pub vanished: u64,
     pub new_mail: bool,
+    /// Folders read under a new UIDVALIDITY this pass (and the new value), for mirroring to find what
+    /// the re-match left over.
+    pub renewed: Vec<(i64, u32)>,
 }
 
 /// The account's folders a pass pulls.
@@ -183,7 +186,11 @@ pub async fn pull_folder(
     stage_bodies(store, session, account_id, &folder.name, folder.id, uidvalidity, pipe, stats).await?;
     store.merge_uidvalidity_orphans(folder.id, uidvalidity)?;
 
-    store.write(|tx| tx.record_folder_pulled(folder.id, uidvalidity, selected.uidnext, selected.highest_modseq, last_uid))
+    store.write(|tx| tx.record_folder_pulled(folder.id, uidvalidity, selected.uidnext, selected.highest_modseq, last_uid))?;
+    if folder.uidvalidity.is_some_and(|v| v != uidvalidity) {
+        stats.renewed.push((folder.id, uidvalidity));
+    }
+    Ok(())
 }
 
 /// A folder's listing (new messages' metadata, or everyone's flags) is gathered in memory this many

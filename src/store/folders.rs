@@ -62,7 +62,8 @@ impl Tx<'_> {
     /// Marks every source folder of the account as no longer listed; `record_source_folder` marks
     /// again those the source lists now.
     pub fn mark_source_folders_absent(&self, account_id: i64) -> Result<()> {
-        self.conn().execute("UPDATE source_folder SET present = 0 WHERE account_id = ?1", [account_id])?;
+        self.conn()
+            .execute("UPDATE source_folder SET present = 0, absent_listings = absent_listings + 1 WHERE account_id = ?1", [account_id])?;
         Ok(())
     }
 
@@ -74,7 +75,7 @@ impl Tx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10)
              ON CONFLICT (account_id, wire_name) DO UPDATE SET name = excluded.name, delimiter = excluded.delimiter,
                  attributes = excluded.attributes, selectable = excluded.selectable, subscribed = excluded.subscribed,
-                 present = 1, target_name = excluded.target_name, map_reason = excluded.map_reason, map_note = excluded.map_note",
+                 present = 1, absent_listings = 0, target_name = excluded.target_name, map_reason = excluded.map_reason, map_note = excluded.map_note",
             params![
                 account_id,
                 folder.name,

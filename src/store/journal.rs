@@ -208,7 +208,9 @@ impl Tx<'_> {
     /// more. Commit this before a byte of the APPEND is written.
     pub fn mark_appending(&self, message_id: i64, target_folder_id: i64) -> Result<()> {
         self.conn()
-            .prepare_cached("UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2 WHERE id = ?1")?
+            .prepare_cached(
+                "UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2, origin = 'appended' WHERE id = ?1",
+            )?
             .execute(params![message_id, target_folder_id, PushState::Appending])?;
         Ok(())
     }
@@ -234,14 +236,14 @@ impl Tx<'_> {
     }
 
     /// A copy found on the target is this staged message's: it is `pushed` at `copy`, with the target's
-    /// flags (space separated) as the three-way base unless it has one already. Found for a row we were
-    /// appending (or moving), the copy is ours; found for one we never sent, it came another way
-    /// (another tool) and mirroring never touches it.
+    /// flags (space separated) as the three-way base unless it has one already. Found for a row whose
+    /// APPEND or MOVE was journalled (`origin` set then), the copy is ours; found for one we never sent,
+    /// or one recorded before this version knew, it came another way and mirroring never touches it.
     pub fn claim_target_copy(&self, message_id: i64, copy: TargetCopy, target_flags: &str) -> Result<()> {
         self.conn()
             .prepare_cached(
                 "UPDATE message SET push_state = ?6, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4,
-               origin = CASE WHEN push_state = 'appending' THEN 'appended' ELSE 'found' END, moved_from = NULL,
+               origin = coalesce(origin, 'found'), moved_from = NULL,
                synced_flags = coalesce(synced_flags, ?5) WHERE id = ?1",
             )?
             .execute(params![message_id, copy.folder_id, copy.uidvalidity, copy.uid, target_flags, PushState::Pushed])?;
@@ -252,9 +254,9 @@ impl Tx<'_> {
     /// asked us to wait) also gets its attempt back.
     pub fn return_to_pending(&self, message_id: i64, give_back_attempt: bool) -> Result<()> {
         let sql = if give_back_attempt {
-            "UPDATE message SET push_state = ?2, attempts = max(attempts - 1, 0) WHERE id = ?1"
+            "UPDATE message SET push_state = ?2, origin = NULL, attempts = max(attempts - 1, 0) WHERE id = ?1"
         } else {
-            "UPDATE message SET push_state = ?2 WHERE id = ?1"
+            "UPDATE message SET push_state = ?2, origin = NULL WHERE id = ?1"
         };
         self.conn().prepare_cached(sql)?.execute(params![message_id, PushState::Pending])?;
         Ok(())
@@ -286,7 +288,7 @@ impl Tx<'_> {
             [source_folder_id],
         )?;
         self.conn().execute(
-            "UPDATE message SET push_state = ?2, moved_from = NULL WHERE folder_id = ?1 AND push_state = 'appending'",
+            "UPDATE message SET push_state = ?2, moved_from = NULL, origin = NULL WHERE folder_id = ?1 AND push_state = 'appending'",
             params![source_folder_id, PushState::Pending],
         )?;
         Ok(refetch as u64)

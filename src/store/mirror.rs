@@ -23,6 +23,8 @@ pub struct AbsentFolder {
     pub highest_modseq: Option<u64>,
     /// Rows not yet gone.
     pub rows: i64,
+    /// Listings in a row that left it out.
+    pub absent_listings: i64,
 }
 
 /// A listed folder nothing has been read from yet (a candidate for the new name of a renamed one).
@@ -41,7 +43,7 @@ pub struct TargetHome {
     pub target_folder_id: i64,
     pub wire_name: String,
     pub uidvalidity: Option<u32>,
-    /// Rows of ours (appended by us) recorded there, and rows recorded there at all.
+    /// Rows of this source folder whose copies there are ours, and rows of any folder recorded there.
     pub ours: i64,
     pub recorded: i64,
 }
@@ -98,7 +100,7 @@ impl Store {
     pub fn absent_folders(&self, account_id: i64) -> Result<Vec<AbsentFolder>> {
         let mut stmt = self.conn.prepare(
             "SELECT f.id, f.name, f.wire_name, f.target_name, f.uidvalidity, f.uidnext, f.last_uid, f.highest_modseq,
-                    (SELECT count(*) FROM message m WHERE m.folder_id = f.id AND m.gone_at IS NULL)
+                    (SELECT count(*) FROM message m WHERE m.folder_id = f.id AND m.gone_at IS NULL), f.absent_listings
              FROM source_folder f WHERE f.account_id = ?1 AND f.present = 0 ORDER BY f.name",
         )?;
         let rows = stmt.query_map([account_id], |r| {
@@ -112,6 +114,7 @@ impl Store {
                 last_uid: r.get(6)?,
                 highest_modseq: r.get::<_, Option<i64>>(7)?.map(|m| m as u64),
                 rows: r.get(8)?,
+                absent_listings: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -131,13 +134,14 @@ impl Store {
     }
 
     /// Where a source folder's rows are on the target: the target folder most of them were recorded
-    /// in, with how many of ours and of all rows are recorded there (over every source folder).
+    /// in, with how many of this folder's rows are ours there and how many rows of any folder are.
     pub fn target_home(&self, source_folder_id: i64) -> Result<Option<TargetHome>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT t.id, t.wire_name, t.uidvalidity,
-                        (SELECT count(*) FROM message m WHERE m.target_folder_id = t.id AND m.push_state = 'pushed' AND m.origin = 'appended'),
+                        (SELECT count(*) FROM message m WHERE m.folder_id = ?1 AND m.target_folder_id = t.id AND m.push_state = 'pushed'
+                           AND m.origin = 'appended' AND m.gone_at IS NULL),
                         (SELECT count(*) FROM message m WHERE m.target_folder_id = t.id AND m.push_state IN ('pushed', 'appending'))
                  FROM target_folder t WHERE t.id = (SELECT target_folder_id FROM message WHERE folder_id = ?1 AND target_folder_id IS NOT NULL
                                                     GROUP BY target_folder_id ORDER BY count(*) DESC LIMIT 1)",
@@ -285,7 +289,8 @@ impl Tx<'_> {
     pub fn journal_moves(&self, pairs: &[MovePair], target_folder_id: i64) -> Result<()> {
         for pair in pairs {
             self.conn().execute(
-                "UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2, moved_from = ?4 WHERE id = ?1",
+                "UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2, moved_from = ?4, origin = 'appended'
+                 WHERE id = ?1",
                 params![pair.new_id, target_folder_id, PushState::Appending, pair.old_id],
             )?;
             self.conn().execute("UPDATE message SET mirror = 'moving' WHERE id = ?1", [pair.old_id])?;
@@ -309,7 +314,7 @@ impl Tx<'_> {
     /// appended as usual, and the gone row's copy is removed at the end of the pass.
     pub fn move_not_made(&self, new_id: i64, old_id: i64) -> Result<()> {
         self.conn().execute(
-            "UPDATE message SET push_state = ?2, moved_from = NULL, attempts = max(attempts - 1, 0) WHERE id = ?1",
+            "UPDATE message SET push_state = ?2, moved_from = NULL, origin = NULL, attempts = max(attempts - 1, 0) WHERE id = ?1",
             params![new_id, PushState::Pending],
         )?;
         self.conn().execute("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
@@ -369,6 +374,27 @@ impl Tx<'_> {
             params![new_id, old.uidvalidity, old.uidnext, old.highest_modseq.map(|m| m as i64), old.last_uid],
         )?;
         self.conn().execute("DELETE FROM source_folder WHERE id = ?1", [old.id])?;
+        Ok(())
+    }
+
+    /// Rows of a source folder left from before its UIDVALIDITY changed that matched no message under
+    /// the new one (`merge_uidvalidity_orphans` took the others): the source no longer has them.
+    pub fn mark_stale_uidvalidity_gone(&self, folder_id: i64, uidvalidity: u32, at: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE message SET gone_at = ?3 WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pushed' AND gone_at IS NULL",
+            params![folder_id, uidvalidity, at],
+        )?;
+        Ok(())
+    }
+
+    /// Absent source folders none of whose rows is left forget what was read of them, so one that is
+    /// listed again (a listing that left it out by mistake, a folder re-created) is read from the start.
+    pub fn reset_emptied_absent_folders(&self, account_id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_folder SET uidvalidity = NULL, uidnext = NULL, highest_modseq = NULL, last_uid = 0
+             WHERE account_id = ?1 AND present = 0 AND NOT EXISTS (SELECT 1 FROM message WHERE folder_id = source_folder.id)",
+            [account_id],
+        )?;
         Ok(())
     }
 

@@ -44,7 +44,7 @@ pub use settings::{PASS_INTERVAL_SECONDS, QUIET_PERIOD_SECONDS, Settings, check_
 pub use space::{DEFAULT_STAGING_LIMIT, free_disk};
 pub use spool::{DamagedBody, StagedBody};
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
-pub use stats::{AccountProgress, SkipEntry};
+pub use stats::{AccountProgress, MirrorProgress, SkipEntry};
 pub use switch::{Switched, SwitchedBy};
 pub use verification::FolderToVerify;
 
@@ -102,8 +102,10 @@ const MIGRATIONS: &[&str] = &[
     // pass: the row goes once its copy is moved or removed). `mirror`: the journal of that follow-up,
     // 'moving' or 'expunging' committed before the command goes out. `moved_from`: the gone row whose
     // target copy this row's MOVE takes over. `renaming_from`: the journal of a folder RENAME on the
-    // target (the absent source folder whose target folder becomes this one's). Counts per pass for
-    // the page and the report.
+    // target (the absent source folder whose target folder becomes this one's). `absent_listings`: how
+    // many listings in a row left the folder out (a folder counts as deleted on a server that does not
+    // say NONEXISTENT only after two). Partial indexes keep the look-ups of gone rows free when there
+    // are none. Counts per pass for the page and the report.
     "ALTER TABLE account ADD COLUMN switched_at INTEGER;
      ALTER TABLE account ADD COLUMN switched_by TEXT;
      ALTER TABLE message ADD COLUMN origin TEXT;
@@ -111,7 +113,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE message ADD COLUMN mirror TEXT;
      ALTER TABLE message ADD COLUMN moved_from INTEGER;
      CREATE INDEX message_gone ON message (size, sha256) WHERE gone_at IS NOT NULL;
+     CREATE INDEX message_gone_rows ON message (folder_id, push_state) WHERE gone_at IS NOT NULL;
+     CREATE INDEX message_moved_from ON message (moved_from) WHERE moved_from IS NOT NULL;
      ALTER TABLE source_folder ADD COLUMN renaming_from INTEGER;
+     ALTER TABLE source_folder ADD COLUMN absent_listings INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;",
 ];

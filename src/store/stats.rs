@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use rusqlite::OptionalExtension;
 
+use super::switch::{Switched, SwitchedBy};
 use super::{AccountState, Store};
 
 /// One account's progress, as the page and `postflytt status` show it.
@@ -49,7 +50,31 @@ pub struct SkipEntry {
     pub at: i64,
 }
 
+/// One account's side of mirroring (the mirror module): when its users switched and who said so, and
+/// how many target copies the passes moved and removed following the users on the old server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorProgress {
+    pub switched: Option<Switched>,
+    pub moved: i64,
+    pub removed: i64,
+}
+
 impl Store {
+    /// Every account's `MirrorProgress`, by account id: the switch mark and the sums of its passes'
+    /// `moved` and `removed` counts.
+    pub fn mirror_progress(&self) -> Result<BTreeMap<i64, MirrorProgress>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.id, a.switched_at, a.switched_by, coalesce(sum(p.moved), 0), coalesce(sum(p.removed), 0)
+             FROM account a LEFT JOIN pass p ON p.account_id = a.id GROUP BY a.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let (at, by): (Option<i64>, Option<String>) = (r.get(1)?, r.get(2)?);
+            let switched = at.map(|at| Switched { at, by: SwitchedBy::parse(by.as_deref().unwrap_or("operator")) });
+            Ok((r.get::<_, i64>(0)?, MirrorProgress { switched, moved: r.get(3)?, removed: r.get(4)? }))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every account's progress, by source login.
     pub fn account_progress(&self) -> Result<Vec<AccountProgress>> {
         // The shown state's columns are the account's alone (the joined tables have none of those names).

@@ -26,7 +26,7 @@ impl SwitchedBy {
         }
     }
 
-    fn parse(text: &str) -> SwitchedBy {
+    pub(super) fn parse(text: &str) -> SwitchedBy {
         if text == "mx" { SwitchedBy::Mx } else { SwitchedBy::Operator }
     }
 }
