@@ -80,6 +80,23 @@ fn folder_only(e: anyhow::Error, label: &str, folder: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a refused STATUS says the folder does not exist: RFC 5530's `[NONEXISTENT]`, or quirk
+/// `status_missing_without_code`: Dovecot 2.3.19 answers STATUS of a folder deleted meanwhile with a
+/// plain `NO Mailbox doesn't exist: NAME` (seen December 2026; its SELECT carries the code), as do
+/// servers that predate RFC 5530. Only a NO without any response code and with those words counts; a
+/// server in trouble says `[UNAVAILABLE]`, `[INUSE]` or `[SERVERBUG]`, which count as "ask again".
+fn says_missing(answer: &crate::imap::Answer) -> bool {
+    if answer.has_code("NONEXISTENT") {
+        return true;
+    }
+    let words = answer.text.to_ascii_lowercase();
+    answer.code.is_none()
+        && answer.kind == imap_next::imap_types::response::StatusKind::No
+        && ["doesn't exist", "does not exist", "no such mailbox", "no such folder", "mailbox not found", "folder not found"]
+            .iter()
+            .any(|w| words.contains(w))
+}
+
 /// Whether `name` is `parent`'s child (or deeper) under `delimiter`.
 fn is_under(name: &str, parent: &str, delimiter: char) -> bool {
     name.strip_prefix(parent).is_some_and(|rest| rest.starts_with(delimiter))
@@ -108,8 +125,8 @@ pub async fn before_copy(
     renames(store, account_id, source, target, &mut folders, statuses, stats).await?;
     let at = now();
     // Folders the listing no longer shows: asked once more, so a listing that left one out by mistake
-    // cannot empty its target folder. Deleted is what the server says (NONEXISTENT), or, from a server
-    // that gives no such code, a refusal after two listings in a row left the folder out.
+    // cannot empty its target folder. Deleted is what the server says (`says_missing`), or any refusal
+    // after two listings in a row left the folder out.
     for folder in store.absent_folders(account_id)? {
         if folder.rows == 0 {
             continue;
@@ -117,7 +134,7 @@ pub async fn before_copy(
         match source.status(&folder.wire_name, false).await {
             Ok(_) => log::info!("{}: folder {} was not listed but is there; left as it is", source.label(), folder.name),
             Err(e) => match crate::imap::kind_of(&e) {
-                Some(ImapError::Refused { answer, .. }) if answer.has_code("NONEXISTENT") || folder.absent_listings >= 2 => {
+                Some(ImapError::Refused { answer, .. }) if says_missing(answer) || folder.absent_listings >= 2 => {
                     store.write(|tx| tx.mark_folder_gone(folder.id, at))?;
                     stats.gone += folder.rows as u64;
                 }
@@ -591,6 +608,21 @@ async fn delete_emptied_folders(store: &Store, account_id: i64, target: &mut Ses
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::Answer;
+    use imap_next::imap_types::response::{Code, StatusKind};
+
+    #[test]
+    fn a_missing_folder_is_told_by_its_code_or_by_plain_words_only() {
+        let answer = |kind, code, text: &str| Answer { kind, code, text: text.to_string() };
+        assert!(says_missing(&answer(StatusKind::No, None, "Mailbox doesn't exist: Gammalt (0.001 + 0.000 secs).")));
+        assert!(says_missing(&answer(StatusKind::No, None, "Mailbox does not exist")));
+        let coded = Code::Other(imap_next::imap_types::response::CodeOther::unvalidated(b"NONEXISTENT".as_ref()));
+        assert!(says_missing(&answer(StatusKind::No, Some(coded), "Unknown Mailbox")));
+        let busy = Code::Other(imap_next::imap_types::response::CodeOther::unvalidated(b"UNAVAILABLE".as_ref()));
+        assert!(!says_missing(&answer(StatusKind::No, Some(busy), "Mailbox doesn't exist right now")));
+        assert!(!says_missing(&answer(StatusKind::No, None, "Internal error occurred. Refer to server log for more information.")));
+        assert!(!says_missing(&answer(StatusKind::Bad, None, "Mailbox doesn't exist")));
+    }
 
     #[test]
     fn a_rename_takes_the_children_along() {

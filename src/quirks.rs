@@ -8,7 +8,8 @@
 //! answer, named the same way: `exchange_throttled` (`imap::throttle_delay`, `sync`, `push`),
 //! `dovecot_bye_on_fetch_failure` (`imap`, `pull`), `appenduid_uid_set` and `bare_lf_lines`
 //! (`imap`), `uid_after_body` and `partial_answer_without_origin` (`pull`), and
-//! `exchange_special_folders` (`folders`, by name, since Exchange announces no SPECIAL-USE). One is
+//! `exchange_special_folders` (`folders`, by name, since Exchange announces no SPECIAL-USE),
+//! `status_missing_without_code` (`mirror`). One is
 //! met by every connection alike, since it costs nothing where a server lacks it: `nagle_stalls_pieces`
 //! (Courier, Cyrus; `imap::connection` acknowledges every read at once).
 
