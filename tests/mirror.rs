@@ -282,7 +282,7 @@ fn a_renamed_folder_and_its_subfolder_are_renamed_on_the_target_with_their_uids(
     r.rename("INBOX.Projekt", "INBOX.Avslutade projekt");
     assert_eq!(r.status("INBOX.Avslutade projekt").uidvalidity, uidvalidity);
     drop(r);
-    let out = two_passes(&s);
+    let out = s.m.sync();
     assert_eq!(appended_in_all(&out), 0, "{out}");
     assert!(account_line(&out, "cecilia").contains("renamed"), "{out}");
     let mut tr = s.tgt("cecilia");
@@ -295,17 +295,10 @@ fn a_renamed_folder_and_its_subfolder_are_renamed_on_the_target_with_their_uids(
 
     // The subfolder alone, one level up.
     s.src("cecilia").rename("INBOX.Avslutade projekt.Norr", "INBOX.Norr");
-    let out = two_passes(&s);
+    let out = s.m.sync();
     assert_eq!(appended_in_all(&out), 0, "{out}");
     assert_eq!(identity(&mut s.tgt("cecilia"), "Norr"), norr, "renamed again, still the same folder");
     assert_mirrored(&s, "cecilia", &Snapshot::new(), "after the subfolder's rename");
-}
-
-/// Two passes: Dovecot answers STATUS of a deleted folder with a plain NO (no `[NONEXISTENT]`), so
-/// postflytt counts a folder as gone only once a second listing leaves it out too (a listing may
-/// leave one out by mistake). Returns both passes' output.
-fn two_passes(s: &Setup) -> String {
-    format!("{}{}", s.m.sync(), s.m.sync())
 }
 
 /// Messages appended in every pass whose output is in `out`.
@@ -330,7 +323,7 @@ fn a_renamed_folder_whose_target_folder_holds_other_mail_leaves_that_mail_where_
     let note = &fixture::bulk("Offerter", 1, 259, 500..2_000)[0];
     let (note_uid, note_copy) = put_on_target(&mut s.tgt("cilla"), "Offerter", &note.flags, &note.internal_date, &note.body);
     s.src("cilla").rename("INBOX.Offerter", "INBOX.Offerter 2026");
-    let out = two_passes(&s);
+    let out = s.m.sync();
     // Whatever way the source's mail reaches "Offerter 2026", the other message keeps its folder and UID.
     let kept = uids_and_ids(&mut s.tgt("cilla"), "Offerter");
     assert_eq!(kept, [(note_uid, note_copy.header("Message-ID"))], "{out}");
@@ -359,7 +352,7 @@ fn a_deleted_folder_goes_on_the_target_unless_it_holds_other_mail() {
     r.delete("INBOX.Gammalt");
     r.delete("INBOX.Nyhetsbrev");
     drop(r);
-    let out = two_passes(&s);
+    let out = s.m.sync();
     assert_eq!(appended_in_all(&out), 0, "{out}");
     assert!(out.contains("1 folders deleted") || out.contains("1 folder deleted"), "{out}");
     let mut tr = s.tgt("david");
@@ -383,7 +376,7 @@ fn mail_taken_out_of_a_folder_before_it_is_deleted_is_moved_not_appended_again()
     r.move_uids("INBOX.Gammalt", &taken, "INBOX");
     r.delete("INBOX.Gammalt");
     drop(r);
-    let out = two_passes(&s);
+    let out = s.m.sync();
     assert_mirrored(&s, "dora", &Snapshot::new(), "after the folder was deleted");
     let inbox = guids_by_body(&mut s.tgt("dora"), "INBOX");
     let moved = gammalt.iter().filter(|(body, guid)| inbox.get(*body) == Some(guid)).count();
