@@ -618,6 +618,50 @@ fn a_target_without_uidplus_is_never_emptied_and_the_pass_says_so() {
     assert!(problems.is_empty(), "nothing is removed from a target without UIDPLUS:\n  {}", problems.join("\n  "));
 }
 
+#[test]
+fn a_folder_renamed_while_mail_is_filed_into_and_deleted_from_it_keeps_every_copy() {
+    // Renamed and changed in the same interval: whether the target renames the folder or moves its
+    // messages one by one, every copy there is the first pass's (same GUID) and nothing is appended.
+    let s = start(&["lars"]);
+    s.load("lars", &["INBOX.Projekt"], &[fixture::bulk("INBOX", 4, 950, 300..3_000), fixture::bulk("INBOX.Projekt", 6, 951, 300..3_000)]);
+    s.m.sync();
+    let mut tr = s.tgt("lars");
+    let mut first = guids_by_body(&mut tr, "Projekt");
+    first.extend(guids_by_body(&mut tr, "INBOX"));
+    drop(tr);
+    let mut r = s.src("lars");
+    r.rename("INBOX.Projekt", "INBOX.Klart");
+    let inbox = r.fetch_all("INBOX");
+    r.move_uids("INBOX", &[inbox[0].uid], "INBOX.Klart");
+    let klart = r.fetch_all("INBOX.Klart");
+    r.expunge_uids("INBOX.Klart", &[klart[2].uid]);
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert_mirrored(&s, "lars", &Snapshot::new(), "after the rename, filing and deleting");
+    let klart = guids_by_body(&mut s.tgt("lars"), "Klart");
+    let same = klart.iter().filter(|(body, guid)| first.get(*body) == Some(guid)).count();
+    assert_eq!(same, klart.len(), "every copy in Klart is the first pass's:\n{out}");
+}
+
+#[test]
+fn hundreds_of_moves_and_deletions_at_once() {
+    let s = start(&["maja"]);
+    s.load("maja", &["INBOX.Arkiv"], &[fixture::bulk("INBOX", 320, 960, 250..700)]);
+    assert_eq!(appended(&s.m.sync()), 320);
+    let mut r = s.src("maja");
+    let uids: Vec<u32> = r.fetch_all("INBOX").iter().map(|m| m.uid).collect();
+    // 210 filed in many short ranges (more than postflytt's 200 per MOVE), the last 60 deleted.
+    let filed: Vec<u32> = uids[..250].iter().copied().filter(|u| u % 5 != 0).chain(uids[250..260].iter().copied()).collect();
+    r.move_uids("INBOX", &filed, "INBOX.Arkiv");
+    r.expunge_uids("INBOX", &uids[260..]);
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended(&out), 0, "{out}");
+    assert!(account_line(&out, "maja").contains(&format!("{} moved, 60 removed", filed.len())), "{out}");
+    assert_mirrored(&s, "maja", &Snapshot::new(), "after the mass filing");
+}
+
 /// What the users do on the old server before the switch: file two, delete one.
 fn first_round(r: &mut ImapReader) {
     let inbox = r.fetch_all("INBOX");
