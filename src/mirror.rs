@@ -97,6 +97,12 @@ fn says_missing(answer: &crate::imap::Answer) -> bool {
             .any(|w| words.contains(w))
 }
 
+/// Whether a refusal says the server is in trouble rather than that the folder is gone: never taken
+/// for a deletion, however often the folder is not listed.
+fn in_trouble(answer: &crate::imap::Answer) -> bool {
+    ["UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "EXPUNGEISSUED"].iter().any(|code| answer.has_code(code))
+}
+
 /// Whether `name` is `parent`'s child (or deeper) under `delimiter`.
 fn is_under(name: &str, parent: &str, delimiter: char) -> bool {
     name.strip_prefix(parent).is_some_and(|rest| rest.starts_with(delimiter))
@@ -134,7 +140,7 @@ pub async fn before_copy(
         match source.status(&folder.wire_name, false).await {
             Ok(_) => log::info!("{}: folder {} was not listed but is there; left as it is", source.label(), folder.name),
             Err(e) => match crate::imap::kind_of(&e) {
-                Some(ImapError::Refused { answer, .. }) if says_missing(answer) || folder.absent_listings >= 2 => {
+                Some(ImapError::Refused { answer, .. }) if says_missing(answer) || (folder.absent_listings >= 2 && !in_trouble(answer)) => {
                     store.write(|tx| tx.mark_folder_gone(folder.id, at))?;
                     stats.gone += folder.rows as u64;
                 }
@@ -155,16 +161,24 @@ pub async fn before_copy(
     statuses.extend(source.statuses(&missing, condstore).await?);
     for row in rows {
         let Some(uidvalidity) = row.uidvalidity else { continue };
-        let Some(status) = statuses.get(&row.wire_name) else { continue };
+        let Some(status) = statuses.get(&row.wire_name).cloned() else { continue };
+        let (seen_modseq, seen_uidnext) = store.mirror_seen(row.id)?;
         if status.uidvalidity != Some(uidvalidity) {
+            if seen_modseq.is_some() || seen_uidnext.is_some() {
+                store.write(|tx| tx.set_mirror_seen(row.id, None, None))?;
+            }
             continue;
         }
-        // Untouched since the last pass read it (an expunge raises the mod-sequence): no count needed.
-        if condstore && status.highest_modseq.is_some() && status.highest_modseq == row.highest_modseq && status.uidnext == row.uidnext {
+        // Untouched since it was last looked through (an expunge raises the mod-sequence): no count
+        // needed. Compared with what that look saw, not with what the pull read later: mail moved
+        // between the two would otherwise never be looked for.
+        let seen_now = (status.highest_modseq, status.uidnext);
+        if condstore && status.highest_modseq.is_some() && (seen_modseq, seen_uidnext) == seen_now {
             continue;
         }
         let (known, highest_known) = store.known_present(row.id, uidvalidity)?;
         if known == 0 {
+            store.write(|tx| tx.set_mirror_seen(row.id, seen_now.0, seen_now.1))?;
             continue;
         }
         let highest = highest_known.max(row.last_uid);
@@ -173,20 +187,24 @@ pub async fn before_copy(
         let first_new = row.uidnext.unwrap_or(0).max(highest.saturating_add(1));
         let could_be_new = status.uidnext.map(|next| next.saturating_sub(first_new) as u64);
         if could_be_new.is_some_and(|new| u64::from(status.messages) >= known + new) {
+            store.write(|tx| tx.set_mirror_seen(row.id, seen_now.0, seen_now.1))?;
             continue;
         }
-        let scanned = scan_folder(store, source, &row, uidvalidity, known, highest, condstore).await;
-        let gone = match scanned {
-            Ok(gone) => gone,
+        let look = Look { uidvalidity, known, highest, first_new, since: seen_modseq };
+        let gone = match scan_folder(store, source, &row, &look, condstore).await {
+            Ok(Some(gone)) => gone,
+            // Changed while we looked: looked at again next pass.
+            Ok(None) => continue,
             Err(e) => {
                 folder_only(e, source.label(), &row.name)?;
                 continue;
             }
         };
-        if !gone.is_empty() {
-            stats.gone += gone.len() as u64;
-            store.write(|tx| tx.mark_gone(&gone, at))?;
-        }
+        stats.gone += gone.len() as u64;
+        store.write(|tx| {
+            tx.mark_gone(&gone, at)?;
+            tx.set_mirror_seen(row.id, seen_now.0, seen_now.1)
+        })?;
     }
     fault::point("mirror: gone marked");
     // What needs nothing on the target (never copied, or not ours) goes at once.
@@ -194,35 +212,55 @@ pub async fn before_copy(
     Ok(())
 }
 
+/// What a look through one folder for gone mail starts from.
+struct Look {
+    uidvalidity: u32,
+    /// Our rows of the folder not gone, and the highest UID we know of.
+    known: u64,
+    highest: u32,
+    /// The lowest UID a message we have not listed can have.
+    first_new: u32,
+    /// The mod-sequence of the last complete look, if any.
+    since: Option<u64>,
+}
+
 /// The rows of one source folder the source no longer has: from EXAMINE's VANISHED where QRESYNC is
-/// on, else (or when that does not account for every missing message) from all of its UIDs. Nothing
-/// when the folder changed while we looked.
+/// on and the folder was looked through before, else (or when that does not account for every
+/// missing message) from all of its UIDs. None when the folder changed while we looked.
 async fn scan_folder(
     store: &Store,
     source: &mut Session,
     row: &crate::store::SourceFolderRow,
-    uidvalidity: u32,
-    known: u64,
-    highest: u32,
+    look: &Look,
     condstore: bool,
-) -> Result<Vec<i64>> {
+) -> Result<Option<Vec<i64>>> {
+    let uidvalidity = look.uidvalidity;
     {
         let mut gone = Vec::new();
         let mut settled = false;
-        // Where QRESYNC is on, EXAMINE names what went since the last pass (one round trip); unless
-        // that leaves more of our rows than the folder holds (mail that went while mirroring was off),
-        // nothing more is asked.
-        if let (true, Some(modseq)) = (source.qresync(), row.highest_modseq) {
+        // Where QRESYNC is on, EXAMINE names what went since the last look (one round trip). It is
+        // taken as the whole story only when our rows left, plus every UID issued since that did not
+        // vanish too, are no more than the folder holds; else all UIDs are read.
+        if let (true, Some(modseq)) = (source.qresync(), look.since) {
             let (selected, vanished) = source.examine_vanished(&row.wire_name, uidvalidity, modseq).await?;
             if selected.uidvalidity != Some(uidvalidity) {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
                 if in_ranges(&vanished, uid) {
                     gone.push(id);
                 }
             })?;
-            settled = known - gone.len() as u64 <= u64::from(selected.exists);
+            let issued = selected.uidnext.map(|next| u64::from(next.saturating_sub(look.first_new)));
+            let vanished_new: u64 = vanished
+                .iter()
+                .map(|&(low, high)| {
+                    let (low, high) = (low.max(look.first_new), high.min(selected.uidnext.unwrap_or(0).saturating_sub(1)));
+                    if high >= low { u64::from(high - low) + 1 } else { 0 }
+                })
+                .sum();
+            settled = issued
+                .is_some_and(|issued| look.known - gone.len() as u64 + issued.saturating_sub(vanished_new) <= u64::from(selected.exists));
             if !settled {
                 gone.clear();
             }
@@ -230,13 +268,14 @@ async fn scan_folder(
         if !settled {
             let selected = source.select(&row.wire_name, true, condstore).await?;
             if selected.uidvalidity != Some(uidvalidity) {
-                return Ok(Vec::new());
+                return Ok(None);
             }
+            let highest = look.highest;
             let (present, count) = source.uids_present(highest).await?;
             if count != u64::from(selected.exists) {
                 // Mail came or went while we looked: the next pass looks again.
                 log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
-                return Ok(Vec::new());
+                return Ok(None);
             }
             store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
                 if uid <= highest && !in_ranges(&present, uid) {
@@ -244,7 +283,7 @@ async fn scan_folder(
                 }
             })?;
         }
-        Ok(gone)
+        Ok(Some(gone))
     }
 }
 
@@ -334,7 +373,16 @@ async fn renames(
                 }
                 continue;
             }
-            store.write(|tx| tx.journal_rename(new.id, old.id))?;
+            let journalled = store.write(|tx| {
+                if !tx.still_mirrors(account_id)? {
+                    return Ok(false);
+                }
+                tx.journal_rename(new.id, old.id)?;
+                Ok(true)
+            })?;
+            if !journalled {
+                return Ok(());
+            }
             fault::point("mirror: rename journalled");
             let answer = target.rename(&home.wire_name, &new_wire).await?;
             if !answer.is_ok() {
@@ -359,7 +407,7 @@ async fn renames(
             false
         };
         if adopt {
-            store.write(|tx| tx.adopt_renamed_folder(new.id, &old, home.target_folder_id, &target_name, &new_wire))?;
+            store.write(|tx| tx.adopt_renamed_folder(new.id, &old, home.target_folder_id, &target_name, &new_wire, folders.delimiter))?;
             stats.renamed_folders += 1;
             log::info!("{}: folder {} renamed to {} on the target, as on the old server", target.label(), home.wire_name, new_wire);
             absent.remove(index);
@@ -448,7 +496,17 @@ pub async fn move_in(
     }
     for ((_, from_wire, from_uidvalidity), pairs) in by_folder {
         for batch in pairs.chunks(BATCH) {
-            store.write(|tx| tx.journal_moves(batch, target.id))?;
+            // Switched (or turned off) since the pass began: nothing more is moved.
+            let journalled = store.write(|tx| {
+                if !tx.still_mirrors(account_id)? {
+                    return Ok(false);
+                }
+                tx.journal_moves(batch, target.id)?;
+                Ok(true)
+            })?;
+            if !journalled {
+                return Ok(moved);
+            }
             fault::point("mirror: move journalled");
             let selected = session.select(&from_wire, false, false).await;
             let addressable = match selected {
@@ -475,8 +533,14 @@ pub async fn move_in(
                 let mut recorded = 0u64;
                 for pair in batch {
                     if let Some(&uid) = answer.landed.get(&pair.uid) {
-                        tx.record_moved(pair.new_id, pair.old_id, TargetCopy { folder_id: target.id, uidvalidity, uid })?;
-                        recorded += 1;
+                        let copy = TargetCopy { folder_id: target.id, uidvalidity, uid };
+                        if answer.originals_left {
+                            // The original stays until the end of the pass removes it.
+                            tx.record_copied(pair.new_id, pair.old_id, copy)?;
+                        } else {
+                            tx.record_moved(pair.new_id, pair.old_id, copy)?;
+                            recorded += 1;
+                        }
                     }
                 }
                 Ok(recorded)
@@ -523,8 +587,21 @@ pub async fn after_copy(
     }
     for ((_, wire_name, uidvalidity), copies) in groups {
         for batch in copies.chunks(BATCH) {
-            let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
-            store.write(|tx| tx.journal_expunge(&ids))?;
+            // Switched (or turned off) since the pass began: only what was journalled before goes.
+            let ids: Vec<i64> = store.write(|tx| {
+                if tx.still_mirrors(account_id)? {
+                    let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
+                    tx.journal_expunge(&ids)?;
+                    return Ok(ids);
+                }
+                let fresh: Vec<i64> = batch.iter().filter(|c| !c.journalled).map(|c| c.id).collect();
+                tx.forget_messages(&fresh)?;
+                Ok(batch.iter().filter(|c| c.journalled).map(|c| c.id).collect())
+            })?;
+            if ids.is_empty() {
+                continue;
+            }
+            let batch: Vec<&GoneCopy> = batch.iter().filter(|c| ids.contains(&c.id)).collect();
             fault::point("mirror: expunge journalled");
             let addressable = match target.select(&wire_name, false, false).await {
                 Ok(selected) => selected.uidvalidity == Some(uidvalidity),
@@ -590,6 +667,9 @@ async fn delete_emptied_folders(store: &Store, account_id: i64, target: &mut Ses
             // Mail that is not ours, or folders under it: it stays.
             store.write(|tx| tx.forget_source_folder(folder.id))?;
             continue;
+        }
+        if !store.mirrors(account_id)? {
+            return Ok(deleted);
         }
         let answer = target.delete(&wire).await?;
         if answer.is_ok() {

@@ -108,10 +108,12 @@ fn by_words(by: SwitchedBy) -> &'static str {
     }
 }
 
-/// Marks switched, by the MX watch, every account with an address (source login, target login or
-/// alias) in a domain that points at the new host, at the time it flipped (`flipped`: domain and
-/// flip time). An account whose addresses carry no domain at all (logins that are user names) goes
-/// with the domains the operator added to the watch for that case (`added`). The earliest flip of an
+/// Marks switched, by the MX watch, every account with an address whose mail the MX records carry
+/// (its source login or an alias, the addresses the watch looks at) in a domain that points at the new
+/// host, at the time it flipped (`flipped`: domain and flip time). The target login does not count:
+/// `b@annan.se` moving to `b@kund.se` still gets its mail at the old server until annan.se flips. An
+/// account whose source login is a user name goes with the domains the operator added to the watch for
+/// that case (`added`) too. The earliest flip of an
 /// account's domains counts. Safe to call every round: an account switched before stays as it was.
 /// Returns the accounts this call marked, with the domain and time.
 pub fn mark_by_mx(store: &Store, flipped: &[(String, i64)], added: &[String]) -> Result<Vec<(String, String, i64)>> {
@@ -123,10 +125,12 @@ pub fn mark_by_mx(store: &Store, flipped: &[(String, i64)], added: &[String]) ->
     let added: BTreeSet<String> = crate::mx::watched_domains(std::iter::empty(), added);
     let mut wanted: Vec<(i64, String, String, i64)> = Vec::new();
     for a in store.account_summaries()? {
-        let mut addresses = vec![a.source_login.as_str(), a.target_login.as_str()];
+        let mut addresses = vec![a.source_login.as_str()];
         addresses.extend(a.aliases.split([',', ';']).map(str::trim).filter(|x| !x.is_empty()));
-        let own = crate::mx::domains(addresses.iter().copied());
-        let domains = if own.is_empty() { added.clone() } else { own };
+        let mut domains = crate::mx::domains(addresses.iter().copied());
+        if !a.source_login.contains('@') {
+            domains.extend(added.iter().cloned());
+        }
         if let Some((domain, at)) = flipped.iter().find(|(d, _)| domains.contains(d)) {
             wanted.push((a.id, a.source_login, domain.clone(), *at));
         }
@@ -176,8 +180,8 @@ mod tests {
         assert_eq!(both, "give either logins or \"all\": true, not both");
     }
 
-    /// The MX watch's rule: any address of the account (login on either side, alias) in a flipped
-    /// domain, the earliest flip first; logins without a domain go with the domains the operator added;
+    /// The MX watch's rule: the source login or an alias in a flipped domain (never the target login),
+    /// the earliest flip first; a user-name login goes with the domains the operator added too;
     /// the operator's earlier word and an account of another domain are left as they are.
     #[test]
     fn a_flipped_domain_switches_the_accounts_with_an_address_in_it() {
@@ -189,23 +193,25 @@ mod tests {
         store.upsert_account("a@gammal.se", &pw, "a@ny.se", None, &[]).unwrap();
         store.upsert_account("b@annan.se", &pw, "b@annan.se", None, &["info@kund.se".into()]).unwrap();
         store.upsert_account("c@annan.se", &pw, "c@annan.se", None, &[]).unwrap();
-        store.upsert_account("dora", &pw, "dora", None, &[]).unwrap();
+        store.upsert_account("dora", &pw, "dora@kund.onmicrosoft.com", None, &[]).unwrap();
+        store.upsert_account("f@annan.se", &pw, "f@kund.se", None, &[]).unwrap();
         store.upsert_account("e@kund.se", &pw, "e@kund.se", None, &[]).unwrap();
         let id = |login: &str| store.account_id(login).unwrap().unwrap();
         store.write(|tx| tx.mark_switched(id("e@kund.se"), 50, SwitchedBy::Operator)).unwrap();
 
-        let flipped = [("kund.se".to_string(), 300), ("ny.se".to_string(), 200), ("user-names.se".to_string(), 400)];
+        let flipped = [("kund.se".to_string(), 300), ("gammal.se".to_string(), 200), ("user-names.se".to_string(), 400)];
         let marked = mark_by_mx(&store, &flipped, &["User-Names.se".into()]).unwrap();
         assert_eq!(
             marked,
             [
-                ("a@gammal.se".to_string(), "ny.se".to_string(), 200),
+                ("a@gammal.se".to_string(), "gammal.se".to_string(), 200),
                 ("b@annan.se".into(), "kund.se".into(), 300),
                 ("dora".into(), "user-names.se".into(), 400)
             ]
         );
         assert_eq!(store.switched(id("a@gammal.se")).unwrap(), Some(Switched { at: 200, by: SwitchedBy::Mx }));
         assert_eq!(store.switched(id("c@annan.se")).unwrap(), None, "another domain");
+        assert_eq!(store.switched(id("f@annan.se")).unwrap(), None, "the target login's domain does not count");
         assert_eq!(store.switched(id("e@kund.se")).unwrap(), Some(Switched { at: 50, by: SwitchedBy::Operator }), "the first word stays");
         assert!(mark_by_mx(&store, &flipped, &[]).unwrap().is_empty(), "every round again marks nothing new");
         let _ = std::fs::remove_dir_all(&dir);

@@ -27,6 +27,8 @@ pub struct Moved {
     pub answer: Answer,
     pub uidvalidity: Option<u32>,
     pub landed: BTreeMap<u32, u32>,
+    /// MOVE's fallback copied, but the originals could not be removed: they are still there.
+    pub originals_left: bool,
 }
 
 fn mailbox(wire_name: &str) -> Result<Mailbox<'static>> {
@@ -159,6 +161,7 @@ impl Session {
     /// `can_remove_by_uid`). A refusal comes back as the answer, not as an error.
     pub async fn uid_move(&mut self, uid_set: &str, to: &str) -> Result<Moved> {
         self.pending_codes.clear();
+        let mut originals_left = false;
         let answer = if self.has("MOVE") {
             self.simple(CommandBody::Move { sequence_set: sequence(uid_set)?, mailbox: mailbox(to)?, uid: true }).await?
         } else {
@@ -167,11 +170,12 @@ impl Session {
                 let removed = self.uid_expunge(uid_set).await?;
                 if !removed.is_ok() {
                     log::warn!("{}: copied {uid_set} to {to} but could not remove the originals: {}", self.label(), removed.words());
+                    originals_left = true;
                 }
             }
             copied
         };
-        let mut moved = Moved { answer, uidvalidity: None, landed: BTreeMap::new() };
+        let mut moved = Moved { answer, uidvalidity: None, landed: BTreeMap::new(), originals_left };
         for code in self.pending_codes.drain(..).chain(moved.answer.code.clone()) {
             if let Some((validity, pairs)) = copyuid_of(&code) {
                 moved.uidvalidity = Some(validity);

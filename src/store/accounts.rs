@@ -236,7 +236,7 @@ impl Tx<'_> {
             // The copies go back to `appending` and the folders read as never looked through, so the
             // next push looks them up by content in the new mailbox before appending what is not there.
             self.conn().execute(
-                "UPDATE message SET push_state = 'appending' WHERE push_state = 'pushed' AND folder_id IN
+                "UPDATE message SET push_state = 'appending', origin = NULL WHERE push_state = 'pushed' AND folder_id IN
                    (SELECT f.id FROM source_folder f JOIN account a ON a.id = f.account_id WHERE a.source_login = ?1)",
                 [&account.source_login],
             )?;

@@ -298,7 +298,7 @@ impl Tx<'_> {
     /// are no longer addressable by UID: back to `appending` (maybe there, maybe not), to be looked up.
     pub fn reopen_pushes_elsewhere(&self, source_folder_id: i64, target_folder_id: i64, uidvalidity: u32) -> Result<()> {
         self.conn().execute(
-            "UPDATE message SET push_state = ?4 WHERE folder_id = ?1 AND push_state = 'pushed'
+            "UPDATE message SET push_state = ?4, origin = NULL WHERE folder_id = ?1 AND push_state = 'pushed'
                AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)",
             params![source_folder_id, target_folder_id, uidvalidity, PushState::Appending],
         )?;

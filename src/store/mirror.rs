@@ -19,8 +19,6 @@ pub struct AbsentFolder {
     pub target_name: Option<String>,
     pub uidvalidity: Option<u32>,
     pub uidnext: Option<u32>,
-    pub last_uid: u32,
-    pub highest_modseq: Option<u64>,
     /// Rows not yet gone.
     pub rows: i64,
     /// Listings in a row that left it out.
@@ -99,7 +97,7 @@ impl Store {
     /// The account's source folders the last listing did not show.
     pub fn absent_folders(&self, account_id: i64) -> Result<Vec<AbsentFolder>> {
         let mut stmt = self.conn.prepare(
-            "SELECT f.id, f.name, f.wire_name, f.target_name, f.uidvalidity, f.uidnext, f.last_uid, f.highest_modseq,
+            "SELECT f.id, f.name, f.wire_name, f.target_name, f.uidvalidity, f.uidnext,
                     (SELECT count(*) FROM message m WHERE m.folder_id = f.id AND m.gone_at IS NULL), f.absent_listings
              FROM source_folder f WHERE f.account_id = ?1 AND f.present = 0 ORDER BY f.name",
         )?;
@@ -111,10 +109,8 @@ impl Store {
                 target_name: r.get(3)?,
                 uidvalidity: r.get(4)?,
                 uidnext: r.get(5)?,
-                last_uid: r.get(6)?,
-                highest_modseq: r.get::<_, Option<i64>>(7)?.map(|m| m as u64),
-                rows: r.get(8)?,
-                absent_listings: r.get(9)?,
+                rows: r.get(6)?,
+                absent_listings: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -240,6 +236,17 @@ impl Store {
         )?)
     }
 
+    /// The folder's STATUS (mod-sequence, UIDNEXT) when it was last looked through for gone mail.
+    pub fn mirror_seen(&self, folder_id: i64) -> Result<(Option<u64>, Option<u32>)> {
+        Ok(self
+            .conn
+            .query_row("SELECT mirror_modseq, mirror_uidnext FROM source_folder WHERE id = ?1", [folder_id], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?.map(|m| m as u64), r.get(1)?))
+            })
+            .optional()?
+            .unwrap_or((None, None)))
+    }
+
     /// Whether we recorded a target folder of this wire name for the account (we copied into it).
     pub fn copied_into(&self, account_id: i64, wire_name: &str) -> Result<bool> {
         Ok(self.conn.query_row(
@@ -351,8 +358,10 @@ impl Tx<'_> {
     }
 
     /// A renamed folder's record: the new source folder takes the old one's rows and what was read of
-    /// it (UIDVALIDITY, UIDNEXT, mod-sequence, last UID), the target folder row its new name, and the
-    /// old source folder goes.
+    /// it (UIDVALIDITY, UIDNEXT, mod-sequence, last UID, the last look for gone mail), the target folder
+    /// row and the rows of its children (which the RENAME took along, `delimiter` apart) their new
+    /// names, and the old source folder goes. A stale unused row already bearing a new name is dropped.
+    #[allow(clippy::too_many_arguments)]
     pub fn adopt_renamed_folder(
         &self,
         new_id: i64,
@@ -360,30 +369,92 @@ impl Tx<'_> {
         target_folder_id: i64,
         target_name: &str,
         target_wire: &str,
+        delimiter: char,
     ) -> Result<()> {
-        self.conn().execute("DELETE FROM target_folder WHERE account_id = (SELECT account_id FROM source_folder WHERE id = ?1) AND wire_name = ?2 AND id != ?3
-                               AND NOT EXISTS (SELECT 1 FROM message WHERE target_folder_id = target_folder.id)",
-            params![new_id, target_wire, target_folder_id])?;
-        self.conn().execute(
-            "UPDATE target_folder SET name = ?2, wire_name = ?3 WHERE id = ?1",
-            params![target_folder_id, target_name, target_wire],
+        let conn = self.conn();
+        let account_id: i64 = conn.query_row("SELECT account_id FROM source_folder WHERE id = ?1", [new_id], |r| r.get(0))?;
+        let (old_name, old_wire): (String, String) =
+            conn.query_row("SELECT name, wire_name FROM target_folder WHERE id = ?1", [target_folder_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut renames: Vec<(i64, String, String)> = vec![(target_folder_id, target_name.to_string(), target_wire.to_string())];
+        {
+            let mut stmt = conn.prepare("SELECT id, name, wire_name FROM target_folder WHERE account_id = ?1 AND id != ?2")?;
+            let rows = stmt.query_map(params![account_id, target_folder_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
+            for row in rows {
+                let (id, name, wire) = row?;
+                let (Some(wire_rest), Some(name_rest)) = (wire.strip_prefix(old_wire.as_str()), name.strip_prefix(old_name.as_str()))
+                else {
+                    continue;
+                };
+                if wire_rest.starts_with(delimiter) && name_rest.starts_with(delimiter) {
+                    renames.push((id, format!("{target_name}{name_rest}"), format!("{target_wire}{wire_rest}")));
+                }
+            }
+        }
+        for (id, name, wire) in &renames {
+            conn.execute(
+                "DELETE FROM target_folder WHERE account_id = ?1 AND wire_name = ?2 AND id != ?3
+                   AND NOT EXISTS (SELECT 1 FROM message WHERE target_folder_id = target_folder.id)",
+                params![account_id, wire, id],
+            )?;
+            conn.execute("UPDATE target_folder SET name = ?2, wire_name = ?3 WHERE id = ?1", params![id, name, wire])?;
+        }
+        conn.execute("UPDATE message SET folder_id = ?1 WHERE folder_id = ?2", params![new_id, old.id])?;
+        conn.execute(
+            "UPDATE source_folder SET (uidvalidity, uidnext, highest_modseq, last_uid, mirror_modseq, mirror_uidnext) =
+               (SELECT uidvalidity, uidnext, highest_modseq, last_uid, mirror_modseq, mirror_uidnext FROM source_folder WHERE id = ?2),
+               renaming_from = NULL WHERE id = ?1",
+            params![new_id, old.id],
         )?;
-        self.conn().execute("UPDATE message SET folder_id = ?1 WHERE folder_id = ?2", params![new_id, old.id])?;
-        self.conn().execute(
-            "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = ?5, renaming_from = NULL WHERE id = ?1",
-            params![new_id, old.uidvalidity, old.uidnext, old.highest_modseq.map(|m| m as i64), old.last_uid],
-        )?;
-        self.conn().execute("DELETE FROM source_folder WHERE id = ?1", [old.id])?;
+        conn.execute("DELETE FROM source_folder WHERE id = ?1", [old.id])?;
         Ok(())
     }
 
     /// Rows of a source folder left from before its UIDVALIDITY changed that matched no message under
     /// the new one (`merge_uidvalidity_orphans` took the others): the source no longer has them.
+    /// Not while a message under the new one is refused or not staged: it may be the twin of an old
+    /// row whose copy is good, and the match could not be made.
     pub fn mark_stale_uidvalidity_gone(&self, folder_id: i64, uidvalidity: u32, at: i64) -> Result<()> {
         self.conn().execute(
-            "UPDATE message SET gone_at = ?3 WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pushed' AND gone_at IS NULL",
+            "UPDATE message SET gone_at = ?3 WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pushed' AND gone_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM message n WHERE n.folder_id = ?1 AND n.uidvalidity = ?2
+                                 AND (n.push_state = 'refused' OR n.sha256 IS NULL))",
             params![folder_id, uidvalidity, at],
         )?;
+        Ok(())
+    }
+
+    /// The folder was looked through for gone mail at this STATUS.
+    pub fn set_mirror_seen(&self, folder_id: i64, modseq: Option<u64>, uidnext: Option<u32>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE source_folder SET mirror_modseq = ?2, mirror_uidnext = ?3 WHERE id = ?1",
+            params![folder_id, modseq.map(|m| m as i64), uidnext],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the account still mirrors, read inside this transaction, so a switch or the setting
+    /// turned off meanwhile stops a MOVE, EXPUNGE or RENAME before its journal entry is written.
+    pub fn still_mirrors(&self, account_id: i64) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT (SELECT switched_at IS NULL FROM account WHERE id = ?1)
+                    AND coalesce((SELECT value FROM setting WHERE key = 'mirror'), 'on') != 'off'",
+            [account_id],
+            |r| Ok(r.get::<_, Option<bool>>(0)?.unwrap_or(false)),
+        )?)
+    }
+
+    /// A COPY made but its originals not removed (MOVE's fallback, the EXPUNGE refused): the new row is
+    /// pushed at `copy`, and the gone row stays, to be removed at the end of the pass.
+    pub fn record_copied(&self, new_id: i64, old_id: i64, copy: TargetCopy) -> Result<()> {
+        self.conn().execute(
+            "UPDATE message SET push_state = ?5, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4, origin = 'appended',
+               moved_from = NULL, synced_flags = (SELECT synced_flags FROM message WHERE id = ?6) WHERE id = ?1",
+            params![new_id, copy.folder_id, copy.uidvalidity, copy.uid, PushState::Pushed, old_id],
+        )?;
+        self.release_spooled(new_id)?;
+        self.conn().execute("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
         Ok(())
     }
 

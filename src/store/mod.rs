@@ -104,7 +104,9 @@ const MIGRATIONS: &[&str] = &[
     // target copy this row's MOVE takes over. `renaming_from`: the journal of a folder RENAME on the
     // target (the absent source folder whose target folder becomes this one's). `absent_listings`: how
     // many listings in a row left the folder out (a folder counts as deleted on a server that does not
-    // say NONEXISTENT only after two). Partial indexes keep the look-ups of gone rows free when there
+    // say NONEXISTENT only after two). `mirror_modseq`, `mirror_uidnext`: the folder's STATUS when it
+    // was last looked through for gone mail (a pass's own reading may be later, so it cannot say).
+    // Partial indexes keep the look-ups of gone rows free when there
     // are none. Counts per pass for the page and the report.
     "ALTER TABLE account ADD COLUMN switched_at INTEGER;
      ALTER TABLE account ADD COLUMN switched_by TEXT;
@@ -117,6 +119,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX message_moved_from ON message (moved_from) WHERE moved_from IS NOT NULL;
      ALTER TABLE source_folder ADD COLUMN renaming_from INTEGER;
      ALTER TABLE source_folder ADD COLUMN absent_listings INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE source_folder ADD COLUMN mirror_modseq INTEGER;
+     ALTER TABLE source_folder ADD COLUMN mirror_uidnext INTEGER;
      ALTER TABLE pass ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;",
 ];

@@ -82,7 +82,8 @@ impl Tx<'_> {
     /// before anything is appended, and sends what it does not find to be appended again (fetched from
     /// the source again when the bytes left staging). The same way back as a re-created target folder.
     pub fn reopen_lost_copies(&self, message_ids: &[i64]) -> Result<u64> {
-        let mut stmt = self.conn().prepare_cached("UPDATE message SET push_state = ?2 WHERE id = ?1 AND push_state = 'pushed'")?;
+        let mut stmt =
+            self.conn().prepare_cached("UPDATE message SET push_state = ?2, origin = NULL WHERE id = ?1 AND push_state = 'pushed'")?;
         let mut reopened = 0;
         for id in message_ids {
             reopened += stmt.execute(params![id, PushState::Appending])? as u64;
