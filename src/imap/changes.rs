@@ -120,15 +120,7 @@ impl Session {
         if !answer.is_ok() {
             return Err(self.refused("EXAMINE", format!("cannot open folder {wire_name}: {}", answer.words()), &answer));
         }
-        let mut selected = Selected { exists: self.exists, ..Selected::default() };
-        for code in self.pending_codes.drain(..).chain(answer.code) {
-            match code {
-                Code::UidValidity(v) => selected.uidvalidity = Some(v.get()),
-                Code::UidNext(v) => selected.uidnext = Some(v.get()),
-                Code::HighestModSeq(v) => selected.highest_modseq = Some(v.get()),
-                _ => {}
-            }
-        }
+        let selected = self.opened(answer.code);
         let mut vanished = Vec::new();
         for item in data {
             if let Data::Vanished { earlier: true, known_uids } = item {
@@ -145,15 +137,7 @@ impl Session {
                 }
             }
         }
-        vanished.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(vanished.len());
-        for (low, high) in vanished {
-            match merged.last_mut() {
-                Some((_, last)) if low <= last.saturating_add(1) => *last = (*last).max(high),
-                _ => merged.push((low, high)),
-            }
-        }
-        Ok((selected, merged))
+        Ok((selected, merged(vanished)))
     }
 
     /// Moves `uid_set` of the selected folder to `to`: UID MOVE where offered, else UID COPY, then
@@ -228,18 +212,23 @@ impl Session {
         .await?;
         if unordered {
             // Not in UID order (no server seen does this): sort and merge, at the cost of memory.
-            ranges.sort_unstable();
-            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
-            for (low, high) in ranges {
-                match merged.last_mut() {
-                    Some((_, last)) if low <= last.saturating_add(1) => *last = (*last).max(high),
-                    _ => merged.push((low, high)),
-                }
-            }
-            ranges = merged;
+            ranges = merged(ranges);
         }
         Ok((ranges, count))
     }
+}
+
+/// UID ranges in any order as ascending ranges that neither overlap nor touch.
+fn merged(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (low, high) in ranges {
+        match merged.last_mut() {
+            Some((_, last)) if low <= last.saturating_add(1) => *last = (*last).max(high),
+            _ => merged.push((low, high)),
+        }
+    }
+    merged
 }
 
 /// Whether `uid` is in ascending, non-overlapping `ranges`.

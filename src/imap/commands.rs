@@ -232,8 +232,14 @@ impl Session {
             let command = if read_only { "EXAMINE" } else { "SELECT" };
             return Err(self.refused(command, format!("cannot open folder {wire_name}: {}", answer.words()), &answer));
         }
+        Ok(self.opened(answer.code))
+    }
+
+    /// What SELECT or EXAMINE told about the folder just opened: EXISTS, and the codes of its untagged
+    /// OKs and of its tagged answer (`answer_code`).
+    pub(super) fn opened(&mut self, answer_code: Option<Code<'static>>) -> Selected {
         let mut selected = Selected { exists: self.exists, ..Selected::default() };
-        for code in self.pending_codes.drain(..).chain(answer.code) {
+        for code in self.pending_codes.drain(..).chain(answer_code) {
             match code {
                 Code::UidValidity(v) => selected.uidvalidity = Some(v.get()),
                 Code::UidNext(v) => selected.uidnext = Some(v.get()),
@@ -241,7 +247,7 @@ impl Session {
                 _ => {}
             }
         }
-        Ok(selected)
+        selected
     }
 
     /// UID FETCH with the given items over a UID set; each message's answer goes to `on_message` as it
