@@ -301,6 +301,39 @@ fn a_renamed_folder_and_its_subfolder_are_renamed_on_the_target_with_their_uids(
     assert_mirrored(&s, "cecilia", &Snapshot::new(), "after the subfolder's rename");
 }
 
+/// A renamed folder whose subfolder also lost a message meanwhile: the parent is renamed (the
+/// subfolder goes along on the target), the subfolder does not match its old self any more, and still
+/// its copies stay where the rename put them, only the deleted one leaves (found by the cold review:
+/// the subfolder's target folder record kept its old name, so its copies could not be reached).
+#[test]
+fn a_renamed_folder_whose_subfolder_changed_meanwhile_keeps_the_subfolders_copies() {
+    let s = start(&["cornelia"]);
+    s.load(
+        "cornelia",
+        &["INBOX.Projekt", "INBOX.Projekt.Norr"],
+        &[fixture::bulk("INBOX.Projekt", 4, 260, 300..3_000), fixture::bulk("INBOX.Projekt.Norr", 5, 261, 300..3_000)],
+    );
+    s.m.sync();
+    let mut tr = s.tgt("cornelia");
+    let (_, norr_uids) = identity(&mut tr, "Projekt/Norr");
+    let norr_guids = guids_by_body(&mut tr, "Projekt/Norr");
+    drop(tr);
+
+    let mut r = s.src("cornelia");
+    let first = r.fetch_all("INBOX.Projekt.Norr")[0].uid;
+    r.expunge_uid("INBOX.Projekt.Norr", first);
+    r.rename("INBOX.Projekt", "INBOX.Klart");
+    drop(r);
+    let out = s.m.sync();
+    assert_eq!(appended_in_all(&out), 0, "{out}");
+    assert_mirrored(&s, "cornelia", &Snapshot::new(), "after the rename");
+    let mut tr = s.tgt("cornelia");
+    let (_, uids) = identity(&mut tr, "Klart/Norr");
+    assert_eq!(uids, norr_uids[1..].to_vec(), "the subfolder's other copies are the ones the first pass made");
+    let guids = guids_by_body(&mut tr, "Klart/Norr");
+    assert!(guids.iter().all(|(body, guid)| norr_guids.get(body) == Some(guid)), "no copy was made again");
+}
+
 /// Messages appended in every pass whose output is in `out`.
 fn appended_in_all(out: &str) -> u64 {
     out.lines().filter(|l| l.starts_with("pass done:")).map(appended).sum()
