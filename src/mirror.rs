@@ -159,13 +159,14 @@ pub async fn before_copy(
         .map(|row| row.wire_name.clone())
         .collect();
     statuses.extend(source.statuses(&missing, condstore).await?);
+    let mut seen: Vec<(i64, Option<u64>, Option<u32>)> = Vec::new();
     for row in rows {
         let Some(uidvalidity) = row.uidvalidity else { continue };
         let Some(status) = statuses.get(&row.wire_name).cloned() else { continue };
         let (seen_modseq, seen_uidnext) = store.mirror_seen(row.id)?;
         if status.uidvalidity != Some(uidvalidity) {
             if seen_modseq.is_some() || seen_uidnext.is_some() {
-                store.write(|tx| tx.set_mirror_seen(row.id, None, None))?;
+                seen.push((row.id, None, None));
             }
             continue;
         }
@@ -178,7 +179,7 @@ pub async fn before_copy(
         }
         let (known, highest_known) = store.known_present(row.id, uidvalidity)?;
         if known == 0 {
-            store.write(|tx| tx.set_mirror_seen(row.id, seen_now.0, seen_now.1))?;
+            seen.push((row.id, seen_now.0, seen_now.1));
             continue;
         }
         let highest = highest_known.max(row.last_uid);
@@ -187,7 +188,7 @@ pub async fn before_copy(
         let first_new = row.uidnext.unwrap_or(0).max(highest.saturating_add(1));
         let could_be_new = status.uidnext.map(|next| next.saturating_sub(first_new) as u64);
         if could_be_new.is_some_and(|new| u64::from(status.messages) >= known + new) {
-            store.write(|tx| tx.set_mirror_seen(row.id, seen_now.0, seen_now.1))?;
+            seen.push((row.id, seen_now.0, seen_now.1));
             continue;
         }
         let look = Look { uidvalidity, known, highest, first_new, since: seen_modseq };
@@ -201,10 +202,15 @@ pub async fn before_copy(
             }
         };
         stats.gone += gone.len() as u64;
-        store.write(|tx| {
-            tx.mark_gone(&gone, at)?;
-            tx.set_mirror_seen(row.id, seen_now.0, seen_now.1)
-        })?;
+        if !gone.is_empty() {
+            store.write(|tx| tx.mark_gone(&gone, at))?;
+        }
+        seen.push((row.id, seen_now.0, seen_now.1));
+    }
+    // What each folder looked like when looked through, in one short write for all of them (a pass
+    // that dies before it looks again next time, which is harmless).
+    if !seen.is_empty() {
+        store.write_unsynced(|tx| seen.iter().try_for_each(|&(id, modseq, uidnext)| tx.set_mirror_seen(id, modseq, uidnext)))?;
     }
     fault::point("mirror: gone marked");
     // What needs nothing on the target (never copied, or not ours) goes at once.
