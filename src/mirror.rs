@@ -241,56 +241,54 @@ async fn scan_folder(
     condstore: bool,
 ) -> Result<Option<Vec<i64>>> {
     let uidvalidity = look.uidvalidity;
-    {
-        let mut gone = Vec::new();
-        let mut settled = false;
-        // Where QRESYNC is on, EXAMINE names what went since the last look (one round trip). It is
-        // taken as the whole story only when our rows left, plus every UID issued since that did not
-        // vanish too, are no more than the folder holds; else all UIDs are read.
-        if let (true, Some(modseq)) = (source.qresync(), look.since) {
-            let (selected, vanished) = source.examine_vanished(&row.wire_name, uidvalidity, modseq).await?;
-            if selected.uidvalidity != Some(uidvalidity) {
-                return Ok(None);
-            }
-            store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
-                if in_ranges(&vanished, uid) {
-                    gone.push(id);
-                }
-            })?;
-            let issued = selected.uidnext.map(|next| u64::from(next.saturating_sub(look.first_new)));
-            let vanished_new: u64 = vanished
-                .iter()
-                .map(|&(low, high)| {
-                    let (low, high) = (low.max(look.first_new), high.min(selected.uidnext.unwrap_or(0).saturating_sub(1)));
-                    if high >= low { u64::from(high - low) + 1 } else { 0 }
-                })
-                .sum();
-            settled = issued
-                .is_some_and(|issued| look.known - gone.len() as u64 + issued.saturating_sub(vanished_new) <= u64::from(selected.exists));
-            if !settled {
-                gone.clear();
-            }
+    let mut gone = Vec::new();
+    let mut settled = false;
+    // Where QRESYNC is on, EXAMINE names what went since the last look (one round trip). It is
+    // taken as the whole story only when our rows left, plus every UID issued since that did not
+    // vanish too, are no more than the folder holds; else all UIDs are read.
+    if let (true, Some(modseq)) = (source.qresync(), look.since) {
+        let (selected, vanished) = source.examine_vanished(&row.wire_name, uidvalidity, modseq).await?;
+        if selected.uidvalidity != Some(uidvalidity) {
+            return Ok(None);
         }
+        store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+            if in_ranges(&vanished, uid) {
+                gone.push(id);
+            }
+        })?;
+        let issued = selected.uidnext.map(|next| u64::from(next.saturating_sub(look.first_new)));
+        let vanished_new: u64 = vanished
+            .iter()
+            .map(|&(low, high)| {
+                let (low, high) = (low.max(look.first_new), high.min(selected.uidnext.unwrap_or(0).saturating_sub(1)));
+                if high >= low { u64::from(high - low) + 1 } else { 0 }
+            })
+            .sum();
+        settled =
+            issued.is_some_and(|issued| look.known - gone.len() as u64 + issued.saturating_sub(vanished_new) <= u64::from(selected.exists));
         if !settled {
-            let selected = source.select(&row.wire_name, true, condstore).await?;
-            if selected.uidvalidity != Some(uidvalidity) {
-                return Ok(None);
-            }
-            let highest = look.highest;
-            let (present, count) = source.uids_present(highest).await?;
-            if count != u64::from(selected.exists) {
-                // Mail came or went while we looked: the next pass looks again.
-                log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
-                return Ok(None);
-            }
-            store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
-                if uid <= highest && !in_ranges(&present, uid) {
-                    gone.push(id);
-                }
-            })?;
+            gone.clear();
         }
-        Ok(Some(gone))
     }
+    if !settled {
+        let selected = source.select(&row.wire_name, true, condstore).await?;
+        if selected.uidvalidity != Some(uidvalidity) {
+            return Ok(None);
+        }
+        let highest = look.highest;
+        let (present, count) = source.uids_present(highest).await?;
+        if count != u64::from(selected.exists) {
+            // Mail came or went while we looked: the next pass looks again.
+            log::info!("{}: {} changed while its UIDs were read; looked at again next pass", source.label(), row.name);
+            return Ok(None);
+        }
+        store.each_present_row(row.id, uidvalidity, &mut |id, uid| {
+            if uid <= highest && !in_ranges(&present, uid) {
+                gone.push(id);
+            }
+        })?;
+    }
+    Ok(Some(gone))
 }
 
 /// A renamed source folder: a folder listed for the first time with the UIDVALIDITY, message count

@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 use imap_next::imap_types::command::{CommandBody, SelectParameter};
-use imap_next::imap_types::core::AString;
 use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
-use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
+use super::commands::mailbox_of;
 use super::{Answer, FetchItem, Selected, Session};
 
 /// The most UIDs one range of a COPYUID answer may stand for (a server naming more is not believed).
@@ -29,11 +28,6 @@ pub struct Moved {
     pub landed: BTreeMap<u32, u32>,
     /// MOVE's fallback copied, but the originals could not be removed: they are still there.
     pub originals_left: bool,
-}
-
-fn mailbox(wire_name: &str) -> Result<Mailbox<'static>> {
-    let astring = AString::try_from(wire_name.to_string()).map_err(|_| anyhow!("folder name {wire_name:?} cannot be sent to IMAP"))?;
-    Ok(Mailbox::from(astring))
 }
 
 fn sequence(uid_set: &str) -> Result<SequenceSet> {
@@ -116,7 +110,7 @@ impl Session {
             anyhow::bail!("no UIDVALIDITY or mod-sequence to resynchronise {wire_name} from");
         };
         let parameters = vec![SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids: None, seq_match_data: None }];
-        let (answer, data) = self.run(CommandBody::Examine { mailbox: mailbox(wire_name)?, parameters }).await?;
+        let (answer, data) = self.run(CommandBody::Examine { mailbox: mailbox_of(wire_name)?, parameters }).await?;
         if !answer.is_ok() {
             return Err(self.refused("EXAMINE", format!("cannot open folder {wire_name}: {}", answer.words()), &answer));
         }
@@ -147,9 +141,9 @@ impl Session {
         self.pending_codes.clear();
         let mut originals_left = false;
         let answer = if self.has("MOVE") {
-            self.simple(CommandBody::Move { sequence_set: sequence(uid_set)?, mailbox: mailbox(to)?, uid: true }).await?
+            self.simple(CommandBody::Move { sequence_set: sequence(uid_set)?, mailbox: mailbox_of(to)?, uid: true }).await?
         } else {
-            let copied = self.simple(CommandBody::Copy { sequence_set: sequence(uid_set)?, mailbox: mailbox(to)?, uid: true }).await?;
+            let copied = self.simple(CommandBody::Copy { sequence_set: sequence(uid_set)?, mailbox: mailbox_of(to)?, uid: true }).await?;
             if copied.is_ok() {
                 let removed = self.uid_expunge(uid_set).await?;
                 if !removed.is_ok() {
@@ -181,12 +175,12 @@ impl Session {
 
     /// RENAME `from` to `to` (its children go with it, RFC 3501 section 6.3.5).
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<Answer> {
-        self.simple(CommandBody::Rename { from: mailbox(from)?, to: mailbox(to)? }).await
+        self.simple(CommandBody::Rename { from: mailbox_of(from)?, to: mailbox_of(to)? }).await
     }
 
     /// DELETE a folder.
     pub async fn delete(&mut self, wire_name: &str) -> Result<Answer> {
-        self.simple(CommandBody::Delete { mailbox: mailbox(wire_name)? }).await
+        self.simple(CommandBody::Delete { mailbox: mailbox_of(wire_name)? }).await
     }
 
     /// The UIDs the selected folder holds up to `up_to`, as ascending ranges (few for a folder whose

@@ -519,7 +519,7 @@ fn status_of<'a>(items: impl Iterator<Item = &'a StatusDataItem>) -> FolderStatu
     status
 }
 
-fn mailbox_of(wire_name: &str) -> Result<Mailbox<'static>> {
+pub(super) fn mailbox_of(wire_name: &str) -> Result<Mailbox<'static>> {
     let astring = AString::try_from(wire_name.to_string()).map_err(|_| anyhow!("folder name {wire_name:?} cannot be sent to IMAP"))?;
     Ok(Mailbox::from(astring))
 }

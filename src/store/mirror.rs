@@ -308,13 +308,19 @@ impl Tx<'_> {
     /// A MOVE's result: the new row is pushed at `copy` (ours, with the flags the moved copy had as
     /// the three-way base) and the gone row is deleted.
     pub fn record_moved(&self, new_id: i64, old_id: i64, copy: TargetCopy) -> Result<()> {
+        self.record_taken_over(new_id, old_id, copy)?;
+        self.forget_message(old_id)
+    }
+
+    /// The new row is pushed at `copy`, ours, with the gone row's flags as the three-way base (the
+    /// copy carries the flags it had); its bytes leave staging.
+    fn record_taken_over(&self, new_id: i64, old_id: i64, copy: TargetCopy) -> Result<()> {
         self.conn().execute(
             "UPDATE message SET push_state = ?5, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4, origin = 'appended',
                moved_from = NULL, synced_flags = (SELECT synced_flags FROM message WHERE id = ?6) WHERE id = ?1",
             params![new_id, copy.folder_id, copy.uidvalidity, copy.uid, PushState::Pushed, old_id],
         )?;
-        self.release_spooled(new_id)?;
-        self.forget_message(old_id)
+        self.release_spooled(new_id)
     }
 
     /// A MOVE the target refused (or whose source copy was not where we recorded it): the new row is
@@ -448,12 +454,7 @@ impl Tx<'_> {
     /// A COPY made but its originals not removed (MOVE's fallback, the EXPUNGE refused): the new row is
     /// pushed at `copy`, and the gone row stays, to be removed at the end of the pass.
     pub fn record_copied(&self, new_id: i64, old_id: i64, copy: TargetCopy) -> Result<()> {
-        self.conn().execute(
-            "UPDATE message SET push_state = ?5, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4, origin = 'appended',
-               moved_from = NULL, synced_flags = (SELECT synced_flags FROM message WHERE id = ?6) WHERE id = ?1",
-            params![new_id, copy.folder_id, copy.uidvalidity, copy.uid, PushState::Pushed, old_id],
-        )?;
-        self.release_spooled(new_id)?;
+        self.record_taken_over(new_id, old_id, copy)?;
         self.conn().execute("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
         Ok(())
     }
