@@ -123,6 +123,16 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE source_folder ADD COLUMN mirror_uidnext INTEGER;
      ALTER TABLE pass ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;",
+    // 8: what the operator decides (issue 18). `exclude_folders`: the spreadsheet's per-account
+    // folder exclusions (glob patterns, one per line), besides the setting for every account.
+    // `left_out`: 1 when the operator's message filter (older/newer than, larger than) left the
+    // message out; such a row is 'refused' with a skip that says so, and goes back to 'pending' when
+    // a changed filter takes it in. `filter_applied`: the filter the account's rows were last weighed
+    // against, so a pass re-weighs them only after a change.
+    "ALTER TABLE account ADD COLUMN exclude_folders TEXT NOT NULL DEFAULT '';
+     ALTER TABLE account ADD COLUMN filter_applied TEXT;
+     ALTER TABLE message ADD COLUMN left_out INTEGER;
+     CREATE INDEX message_left_out ON message (folder_id) WHERE left_out IS NOT NULL;",
 ];
 
 /// The newest schema version this build knows.
