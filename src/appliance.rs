@@ -573,6 +573,13 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "staging_limit_bytes": staging_limit,
         "staging_limit_set_by": staging_limit_set_by,
         "notify": crate::notify::status(&store).unwrap_or(Value::Null),
+        "filter": {
+            "older_than": settings.older_than.map(|d| d.to_string()),
+            "newer_than": settings.newer_than.map(|d| d.to_string()),
+            "max_message_size": settings.max_message_size,
+            "description": crate::filters::MessageFilter::from_settings(&settings).describe(),
+        },
+        "quota_total_bytes": settings.quota_total,
     }))
 }
 

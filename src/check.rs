@@ -10,6 +10,7 @@ use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
 use crate::imap::{CertificateInfo, Endpoint, FetchItem, Session, SideTest, TlsMode, fetch_fingerprint};
+use crate::filters::MessageFilter;
 use crate::store::{Account, Store};
 use crate::units::human_bytes;
 use crate::utf7;
@@ -80,6 +81,11 @@ pub struct CheckResult {
     /// The side's certificate, when the verdict is a certificate problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInfo>,
+    /// Messages the operator's filter leaves out (not in `messages` and `bytes`).
+    #[serde(default)]
+    pub left_out_messages: u64,
+    #[serde(default)]
+    pub left_out_bytes: u64,
 }
 
 impl CheckResult {
@@ -99,6 +105,8 @@ impl CheckResult {
             size_limit: None,
             incomplete: false,
             certificate: None,
+            left_out_messages: 0,
+            left_out_bytes: 0,
         }
     }
 
@@ -114,6 +122,8 @@ impl CheckResult {
 pub struct Limits {
     pub quota_per_account: Option<u64>,
     pub message_size_limit: Option<u64>,
+    /// The operator's message filter: what it leaves out is counted apart, not as mail to move.
+    pub filter: MessageFilter,
     sides: std::sync::Arc<SideGate>,
 }
 
@@ -169,6 +179,7 @@ impl Limits {
         Ok(Limits {
             quota_per_account: settings.quota_per_account,
             message_size_limit: settings.message_size_limit,
+            filter: MessageFilter::from_settings(&settings),
             sides: std::sync::Arc::default(),
         })
     }
@@ -298,9 +309,19 @@ async fn measure(
         let mut largest: Option<(u32, u64)> = None;
         if selected.exists > 0 {
             let limit = result.size_limit;
+            let mut items = vec![FetchItem::Uid, FetchItem::Size];
+            if limits.filter.older_than.is_some() || limits.filter.newer_than.is_some() {
+                items.push(FetchItem::InternalDate);
+            }
+            let (left_out_messages, left_out_bytes) = (&mut result.left_out_messages, &mut result.left_out_bytes);
             source
-                .uid_fetch(&["1:*".to_string()], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
+                .uid_fetch(&["1:*".to_string()], &items, None, &mut |meta| {
                     let size = meta.size.unwrap_or(0) as u64;
+                    if limits.filter.leaves_out(size, meta.internal_date.as_deref()).is_some() {
+                        *left_out_messages += 1;
+                        *left_out_bytes += size;
+                        return Ok(());
+                    }
                     count.messages += 1;
                     count.bytes += size;
                     if largest.is_none_or(|(_, s)| size > s) {
@@ -437,6 +458,13 @@ pub fn table(results: &[CheckResult]) -> String {
             r.target_room.map(human_bytes).unwrap_or_else(|| "unknown".into()),
             r.size_limit.map(human_bytes).unwrap_or_else(|| "none known".into()),
         ));
+        if r.left_out_messages > 0 {
+            out.push_str(&format!(
+                "    left out by the operator's filter: {} messages, {}\n",
+                r.left_out_messages,
+                human_bytes(r.left_out_bytes)
+            ));
+        }
         if let Some(l) = &r.largest {
             out.push_str(&format!("    largest: {} in {} ({}, {:?})\n", human_bytes(l.size), l.folder, l.date, l.subject));
         }
@@ -448,6 +476,66 @@ pub fn table(results: &[CheckResult]) -> String {
         }
     }
     out
+}
+
+/// Whether all accounts together fit the package's total size (`setup --quota-total`), from the
+/// check's results: what they hold to move against the total.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageFit {
+    pub quota_total_bytes: u64,
+    /// What the measured accounts hold to move (after the operator's filter).
+    pub bytes: u64,
+    pub accounts_measured: usize,
+    /// Accounts the check could not measure (whole or in part): the need is at least `bytes`.
+    pub accounts_unmeasured: usize,
+    pub fits: bool,
+    pub left_bytes: u64,
+    pub missing_bytes: u64,
+}
+
+impl PackageFit {
+    pub fn of(results: &[CheckResult], quota_total: Option<u64>) -> Option<PackageFit> {
+        let total = quota_total?;
+        let bytes: u64 = results.iter().map(|r| r.bytes).sum();
+        let unmeasured = results.iter().filter(|r| r.incomplete).count();
+        Some(PackageFit {
+            quota_total_bytes: total,
+            bytes,
+            accounts_measured: results.len() - unmeasured,
+            accounts_unmeasured: unmeasured,
+            fits: bytes <= total,
+            left_bytes: total.saturating_sub(bytes),
+            missing_bytes: bytes.saturating_sub(total),
+        })
+    }
+
+    /// One sentence for the check's table and the operator.
+    pub fn words(&self) -> String {
+        let need = if self.accounts_unmeasured > 0 { "at least " } else { "" };
+        let verdict = if self.fits {
+            format!("fits, with {} left", human_bytes(self.left_bytes))
+        } else {
+            format!("does NOT fit: {} missing", human_bytes(self.missing_bytes))
+        };
+        let unmeasured = match self.accounts_unmeasured {
+            0 => String::new(),
+            1 => " (1 account could not be measured)".to_string(),
+            n => format!(" ({n} accounts could not be measured)"),
+        };
+        format!(
+            "All accounts together: {need}{} to move into a package of {} in total: {verdict}{unmeasured}",
+            human_bytes(self.bytes),
+            human_bytes(self.quota_total_bytes)
+        )
+    }
+}
+
+/// The package's total as `setup` says it.
+pub fn quota_total_line(total: Option<u64>) -> String {
+    match total {
+        Some(t) => format!("Package in total: {} for all accounts together (the check says whether they fit)", human_bytes(t)),
+        None => "Package in total: not set".to_string(),
+    }
 }
 
 /// One row per account, for the customer to fix (see `export::csv` for the format).

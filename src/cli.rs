@@ -129,6 +129,21 @@ pub struct SetupArgs {
     /// server (for mail postflytt put there): on (default) or off
     #[argh(option)]
     mirror: Option<String>,
+    /// move only messages received before this date, YYYY-MM-DD (off removes it); the rest are left
+    /// out and listed as skipped
+    #[argh(option)]
+    older_than: Option<String>,
+    /// move only messages received from this date on, YYYY-MM-DD (off removes it)
+    #[argh(option)]
+    newer_than: Option<String>,
+    /// move only messages of at most this size, e.g. 25M (off removes it); larger ones are left out
+    /// and listed as skipped
+    #[argh(option)]
+    max_message_size: Option<String>,
+    /// the package's total size for all accounts together, e.g. 500G (off removes it); the check
+    /// says whether everything fits
+    #[argh(option)]
+    quota_total: Option<String>,
 }
 
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
@@ -146,7 +161,13 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     let size_limit = setup.message_size_limit.as_deref().map(parse_size).transpose()?;
     let cutover = Cutover::from_args(setup)?;
     let mirror = setup.mirror.as_deref().map(|m| crate::setup::parse_mirror(m).map_err(|e| anyhow!("--mirror: {e}"))).transpose()?;
+    let filter = crate::filters::FilterChange::parse(
+        [setup.older_than.as_deref(), setup.newer_than.as_deref(), setup.max_message_size.as_deref()],
+        ["--older-than", "--newer-than", "--max-message-size"],
+    )?;
+    let quota_total = setup.quota_total.as_deref().map(|t| crate::units::parse_optional_size("--quota-total", t)).transpose()?;
     let store = Store::open(dir)?;
+    filter.check_against(&store.settings()?)?;
     // Both sides are checked (by the same code as the API's) before either is stored.
     let mut sides = Vec::new();
     for (side, server, tls, pin) in
@@ -185,6 +206,13 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
             s.quota_per_account = quota.or(s.quota_per_account);
             s.message_size_limit = size_limit.or(s.message_size_limit);
         })?;
+    }
+    if !filter.is_empty() {
+        println!("{}", crate::filters::MessageFilter::from_settings(&store.change_settings(|s| filter.apply(s))?).describe());
+    }
+    if let Some(total) = quota_total {
+        store.change_settings(|s| s.quota_total = total)?;
+        println!("{}", check::quota_total_line(total));
     }
     if let Some(limit) = staging_limit {
         store.change_settings(|s| s.staging_limit = limit)?;
@@ -572,6 +600,9 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     }
     print_skips(&store)?;
     print_cutover(&store)?;
+    let settings = store.settings()?;
+    println!("{}", crate::filters::MessageFilter::from_settings(&settings).describe());
+    println!("{}", check::quota_total_line(settings.quota_total));
     // 2 when an account needs a person: a login the check found failing, mail that will not fit, or a
     // failed last pass.
     Ok(if attention { ExitCode::from(2) } else { ExitCode::SUCCESS })
@@ -582,8 +613,17 @@ fn print_skips(store: &Store) -> Result<()> {
     let skips = store.all_skips()?;
     if !skips.is_empty() {
         println!("skipped ({}):", skips.len());
-        for s in skips {
-            println!("  {} {}: {}: {}", s.source_login, s.folder, s.reason, s.server_says.as_deref().unwrap_or_default());
+        // What the operator's filter left out is one line per account, folder and rule, counted.
+        let mut left_out: std::collections::BTreeMap<(&str, &str, &str), u64> = std::collections::BTreeMap::new();
+        for s in &skips {
+            if s.reason.starts_with(store::LEFT_OUT_REASON) {
+                *left_out.entry((&s.source_login, &s.folder, &s.reason)).or_default() += 1;
+            } else {
+                println!("  {} {}: {}: {}", s.source_login, s.folder, s.reason, s.server_says.as_deref().unwrap_or_default());
+            }
+        }
+        for ((login, folder, reason), n) in left_out {
+            println!("  {login} {folder}: {reason}: {n} message{}", if n == 1 { "" } else { "s" });
         }
     }
     Ok(())
@@ -658,10 +698,13 @@ pub fn check(dir: &Path, c: &CheckArgs) -> Result<ExitCode> {
 fn check_output(dir: &Path, format: &str, results: &[check::CheckResult]) -> Result<Vec<u8>> {
     let total: u64 = results.iter().map(|r| r.bytes).sum();
     let free = crate::store::free_disk(dir)?;
+    let package = check::PackageFit::of(results, Store::open_existing(dir)?.settings()?.quota_total);
     Ok(match format {
         "csv" => check::csv(results)?,
         "xlsx" => check::xlsx(results)?,
-        "json" => serde_json::to_vec_pretty(&serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total}))?,
+        "json" => serde_json::to_vec_pretty(
+            &serde_json::json!({"accounts": results, "staging_free_bytes": free, "total_bytes": total, "package": package}),
+        )?,
         _ => {
             let ready = results.iter().filter(|r| r.verdict == check::Verdict::Ready).count();
             let mut table = check::table(results);
@@ -673,6 +716,9 @@ fn check_output(dir: &Path, format: &str, results: &[check::CheckResult]) -> Res
                 dir.display(),
                 if total > free { " — NOT ENOUGH DISK for staging" } else { "" }
             ));
+            if let Some(package) = &package {
+                table.push_str(&format!("{}\n", package.words()));
+            }
             table.into_bytes()
         }
     })

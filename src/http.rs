@@ -468,7 +468,8 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
             "postflytt-check.csv",
         ));
     }
-    Ok(json_response(200, &json!({"accounts": results})))
+    let package = crate::check::PackageFit::of(&results, store.settings()?.quota_total);
+    Ok(json_response(200, &json!({"accounts": results, "package": package})))
 }
 
 /// `POST /api/switched`: `{"accounts": [LOGIN, ...]}` or `{"all": true}` (`crate::switching`); the

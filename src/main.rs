@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod export;
 mod failure;
+mod filters;
 mod fault;
 mod folders;
 mod front_door;

@@ -80,9 +80,13 @@ pub struct SkipItem {
     pub server_says: Option<String>,
     /// Unix seconds.
     pub at: i64,
-    /// The skipped message's size and date, when the entry is about one message.
+    /// The skipped message's size and date, when the entry is about one message (for the operator's
+    /// filter: the bytes of all it left out in the folder by that rule, and no date).
     pub size: Option<u64>,
     pub date: Option<String>,
+    /// Messages the entry stands for: 1, or those the operator's filter left out of the folder by
+    /// one rule (counted into one entry, so a filter that leaves out 50,000 messages is one line).
+    pub messages: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -231,7 +235,7 @@ pub fn build(store: &Store) -> Result<Report> {
         source_host,
         target_host,
         domains,
-        skipped_items: accounts.iter().map(|a| a.skipped.len() as u64).sum(),
+        skipped_items: accounts.iter().flat_map(|a| &a.skipped).map(|s| s.messages).sum(),
         accounts_verified: accounts.iter().filter(|a| a.verified() == Some(true)).count() as u64,
         totals,
         accounts,
@@ -263,18 +267,31 @@ fn folders_of(store: &Store, account_id: i64, verification: Option<&VerifyResult
 }
 
 fn skips_of(store: &Store, account_id: i64) -> Result<Vec<SkipItem>> {
-    Ok(store
-        .skips_with_messages(account_id)?
-        .into_iter()
-        .map(|s| SkipItem {
+    let mut items = Vec::new();
+    let mut left_out: BTreeMap<(Option<String>, String), SkipItem> = BTreeMap::new();
+    for s in store.skips_with_messages(account_id)? {
+        let item = SkipItem {
             folder: s.folder,
             reason: s.reason,
             server_says: s.server_says,
             at: s.at,
             size: s.size.map(|n| n as u64),
             date: s.internal_date,
-        })
-        .collect())
+            messages: 1,
+        };
+        if !item.reason.starts_with(crate::store::LEFT_OUT_REASON) {
+            items.push(item);
+            continue;
+        }
+        let entry = left_out
+            .entry((item.folder.clone(), item.reason.clone()))
+            .or_insert(SkipItem { messages: 0, size: Some(0), date: None, ..item.clone() });
+        entry.messages += 1;
+        entry.size = Some(entry.size.unwrap_or(0) + item.size.unwrap_or(0));
+        entry.at = entry.at.max(item.at);
+    }
+    items.extend(left_out.into_values());
+    Ok(items)
 }
 
 /// What the customer must still do after the mail has moved; names the old host and the domains
@@ -485,7 +502,7 @@ impl Report {
                 e(&a.target_login),
                 group(a.totals.copied, lang),
                 e(&human_bytes(a.totals.copied_bytes)),
-                group(a.skipped.len() as u64, lang),
+                group(a.skipped.iter().map(|s| s.messages).sum(), lang),
                 verified_class(a.verified()),
                 verified_word(a.verified(), lang)
             ));
@@ -639,6 +656,9 @@ impl Report {
             for s in &a.skipped {
                 let what = match &s.date {
                     Some(d) => format!("{} <span class=\"muted\">({} {})</span>", e(&s.reason), t("daterat", "dated"), e(d.trim())),
+                    None if s.messages != 1 => {
+                        format!("{} <span class=\"muted\">({} {})</span>", e(&s.reason), group(s.messages, lang), t("meddelanden", "messages"))
+                    }
                     None => e(&s.reason),
                 };
                 h.push_str(&format!(
@@ -700,7 +720,7 @@ impl Report {
                     String::new(),
                     "0".into(),
                     "0".into(),
-                    a.skipped.len().to_string(),
+                    a.skipped.iter().map(|s| s.messages).sum::<u64>().to_string(),
                     word(a.verified()).into(),
                     at,
                     by,

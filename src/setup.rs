@@ -68,6 +68,28 @@ struct ApiRequest {
     #[serde(default, deserialize_with = "present")]
     #[allow(dead_code)]
     notify: Option<Value>,
+    /// The operator's message filter and the package's total (issue 18): a string, or null to
+    /// remove; absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    older_than: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    newer_than: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    max_message_size: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    quota_total: Option<Value>,
+}
+
+/// A value of the filter or the package's total as text (`FilterChange::parse` reads it): null
+/// removes ("off"), a number is bytes.
+fn operator_text(key: &str, value: &Option<Value>) -> std::result::Result<Option<String>, Refused> {
+    match value {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some("off".into())),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
+        Some(_) => refuse(format!("{key} must be a string (a date YYYY-MM-DD or a size like \"25M\") or null")),
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
@@ -292,6 +314,20 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         Some(Value::String(text)) => Some(parse_mirror(text).map_err(|e| Refused(format!("{e:#}")))?),
         Some(_) => return Err(Refused("mirror must be \"on\" or \"off\"".into()).into()),
     };
+    let [older, newer, max, total] = [
+        operator_text("older_than", &request.older_than)?,
+        operator_text("newer_than", &request.newer_than)?,
+        operator_text("max_message_size", &request.max_message_size)?,
+        operator_text("quota_total", &request.quota_total)?,
+    ];
+    let filter = crate::filters::FilterChange::parse(
+        [older.as_deref(), newer.as_deref(), max.as_deref()],
+        ["older_than", "newer_than", "max_message_size"],
+    )
+    .and_then(|f| f.check_against(&store.settings()?).map(|()| f))
+    .map_err(|e| Refused(format!("{e:#}")))?;
+    let quota_total =
+        total.map(|t| crate::units::parse_optional_size("quota_total", &t)).transpose().map_err(|e| Refused(format!("{e:#}")))?;
     let mut kinds = Vec::new();
     let mut m365 = Vec::new();
     for (side, kind, app) in
@@ -356,6 +392,10 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         }
         if let Some(m) = mirror {
             s.mirror = m;
+        }
+        filter.apply(s);
+        if let Some(t) = quota_total {
+            s.quota_total = t;
         }
     })?;
     let mut tested: Vec<&str> = sides.iter().map(|(side, _)| *side).collect();

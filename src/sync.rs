@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::filters::MessageFilter;
 use crate::failure::{self, Retry, Scope};
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
 use crate::imap::{FolderStatus, ImapError, ListedFolder, Listing, Session};
@@ -385,7 +386,11 @@ async fn pass_connected(
         )
         .await?;
     }
-    let size_limit = both.target.message_size_limit(store.settings()?.message_size_limit);
+    let settings = store.settings()?;
+    let size_limit = both.target.message_size_limit(settings.message_size_limit);
+    // The operator's filter, weighed again over the rows not yet on the target if it changed.
+    let filter = MessageFilter::from_settings(&settings);
+    crate::filters::reweigh(store, account.id, &filter)?;
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 
@@ -431,7 +436,8 @@ async fn pass_connected(
     let (pull_stats, push_stats) = (&mut report.pull, &mut report.push);
     let reader = async {
         let result =
-            read_folders(store, account, source, &lanes, &pull_rows, listed_statuses, condstore, &pipe, pull_stats, &folder_errors).await;
+            read_folders(store, account, source, &lanes, &pull_rows, listed_statuses, condstore, &pipe, &filter, pull_stats, &folder_errors)
+                .await;
         if result.is_err() {
             pipe.stop();
         }
@@ -466,7 +472,7 @@ async fn pass_connected(
         }
         let round: Result<()> = async {
             if let Some(row) = fresh_rows.iter().find(|row| row.id == lane.folder_id) {
-                pull::pull_folder(store, account.id, source, row, condstore, None, &pipe, &mut report.pull)
+                pull::pull_folder(store, account.id, source, row, condstore, None, &pipe, &filter, &mut report.pull)
                     .await
                     .with_context(|| format!("reading {} on the source", lane.name))?;
             }
@@ -506,6 +512,7 @@ async fn read_folders(
     listed_statuses: BTreeMap<String, FolderStatus>,
     condstore: bool,
     pipe: &Pipe,
+    filter: &MessageFilter,
     stats: &mut PullStats,
     folder_errors: &RefCell<Vec<String>>,
 ) -> Result<()> {
@@ -531,7 +538,7 @@ async fn read_folders(
             pipe.set_flow(lane.folder_id, Flow::Done);
             continue;
         };
-        let pulled = pull::pull_folder(store, account.id, source, row, condstore, statuses.remove(&row.wire_name), pipe, stats)
+        let pulled = pull::pull_folder(store, account.id, source, row, condstore, statuses.remove(&row.wire_name), pipe, filter, stats)
             .await
             .with_context(|| format!("reading {} on the source", lane.name));
         match pulled {

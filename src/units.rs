@@ -31,6 +31,20 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok((value * factor as f64) as u64)
 }
 
+/// A size the operator may also remove: a size ("25M", "500G") or "off" (also "none", empty) for
+/// None. `flag` names the setting in a refusal; 0 is refused (a limit of nothing is a mistake).
+pub fn parse_optional_size(flag: &str, text: &str) -> Result<Option<u64>> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let bytes = parse_size(text).map_err(|e| anyhow!("{flag}: {e}"))?;
+    if bytes == 0 {
+        bail!("{flag} 0 would allow nothing; give a size such as 25M or 500G, or off to remove it");
+    }
+    Ok(Some(bytes))
+}
+
 /// A duration as an operator writes it, in seconds: "3600" or "90s", "15m", "24h", "2d" (also
 /// "15min", "24 h"); whole numbers only, so "1.5h" is written "90m".
 pub fn parse_duration(text: &str) -> Result<i64> {

@@ -143,7 +143,7 @@ impl VerifyResult {
         let messages: u64 = self.folders.iter().map(|f| f.source_messages).sum();
         let skipped: u64 = self.folders.iter().map(|f| f.skipped).sum();
         if self.ok {
-            return format!("all {messages} messages accounted for ({skipped} skipped by the target)");
+            return format!("all {messages} messages accounted for ({skipped} skipped, each in the skip ledger with the reason)");
         }
         let problems: Vec<String> = self
             .folders

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 
 use crate::fault;
+use crate::filters::MessageFilter;
 use crate::imap::{FetchItem, FolderStatus, Session};
 use crate::pipe::{Flow, Pipe};
 use crate::store::{ListedMessage, Store, Tx};
@@ -79,6 +80,7 @@ pub async fn pull_folder(
     condstore: bool,
     known_status: Option<FolderStatus>,
     pipe: &Pipe,
+    filter: &MessageFilter,
     stats: &mut PullStats,
 ) -> Result<()> {
     // The folder's STATUS, asked now unless the pass asked for every folder's at once.
@@ -131,7 +133,9 @@ pub async fn pull_folder(
         let known_folder = folder.uidvalidity == Some(uidvalidity);
         let mut new_count = 0u64;
         let mut highest = last_uid;
-        let mut rows = ListingBatch::new(|tx: &Tx<'_>, row: &ListedMessage| tx.insert_listed_message(folder.id, uidvalidity, row));
+        let mut rows = ListingBatch::new(|tx: &Tx<'_>, row: &ListedMessage| {
+            tx.insert_listed_message(account_id, folder.id, &folder.name, uidvalidity, row)
+        });
         // `N:*` also matches the highest UID when N is beyond it, so filter again here.
         session
             .uid_fetch(&[format!("{next_uid}:*")], &items, None, &mut |meta| {
@@ -141,12 +145,14 @@ pub async fn pull_folder(
                 let Some(size) = meta.size else { return Ok(()) };
                 new_count += 1;
                 highest = highest.max(meta.uid);
+                let left_out = filter.leaves_out(u64::from(size), meta.internal_date.as_deref());
                 let row = ListedMessage {
                     uid: meta.uid,
                     size,
                     flags: flags_text(&meta.flags),
                     internal_date: meta.internal_date,
                     modseq: meta.modseq.map(|m| m as i64),
+                    left_out,
                 };
                 rows.push(store, row)
             })

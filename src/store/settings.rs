@@ -87,6 +87,15 @@ pub struct Settings {
     /// Until an account's users switch, the target follows their moves and deletions on the old
     /// server for the mail postflytt put there (`mirror`); `setup --mirror off` turns that off.
     pub mirror: bool,
+    /// The operator's message filter (`setup --older-than`, `--newer-than`, `--max-message-size`):
+    /// only messages received before `older_than` (midnight UTC), from `newer_than` on, and of at
+    /// most `max_message_size` bytes move; the rest are left out, each in the skip ledger.
+    pub older_than: Option<chrono::NaiveDate>,
+    pub newer_than: Option<chrono::NaiveDate>,
+    pub max_message_size: Option<u64>,
+    /// The package's total size the customer bought for all accounts together (`setup --quota-total`):
+    /// the check says whether everything fits, besides each account's own verdict.
+    pub quota_total: Option<u64>,
 }
 
 impl Default for Settings {
@@ -104,6 +113,10 @@ impl Default for Settings {
             message_size_limit: None,
             staging_limit: None,
             mirror: true,
+            older_than: None,
+            newer_than: None,
+            max_message_size: None,
+            quota_total: None,
         }
     }
 }
@@ -120,6 +133,10 @@ const QUOTA_PER_ACCOUNT: &str = "limit.quota_per_account";
 const MESSAGE_SIZE_LIMIT: &str = "limit.message_size";
 const STAGING_LIMIT: &str = "limit.staging";
 const MIRROR: &str = "mirror";
+const OLDER_THAN: &str = "filter.older_than";
+const NEWER_THAN: &str = "filter.newer_than";
+const MAX_MESSAGE_SIZE: &str = "filter.max_message_size";
+const QUOTA_TOTAL: &str = "limit.quota_total";
 
 impl Settings {
     /// The rows as stored: a None value is no row.
@@ -137,6 +154,10 @@ impl Settings {
             (MESSAGE_SIZE_LIMIT, self.message_size_limit.map(|l| l.to_string())),
             (STAGING_LIMIT, self.staging_limit.map(|l| l.to_string())),
             (MIRROR, Some(if self.mirror { "on" } else { "off" }.to_string())),
+            (OLDER_THAN, self.older_than.map(|d| d.to_string())),
+            (NEWER_THAN, self.newer_than.map(|d| d.to_string())),
+            (MAX_MESSAGE_SIZE, self.max_message_size.map(|n| n.to_string())),
+            (QUOTA_TOTAL, self.quota_total.map(|n| n.to_string())),
         ]
     }
 
@@ -156,6 +177,10 @@ impl Settings {
             message_size_limit: number(MESSAGE_SIZE_LIMIT).and_then(|n| u64::try_from(n).ok()),
             staging_limit: number(STAGING_LIMIT).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
             mirror: get(MIRROR).as_deref() != Some("off"),
+            older_than: get(OLDER_THAN).and_then(|d| d.parse().ok()),
+            newer_than: get(NEWER_THAN).and_then(|d| d.parse().ok()),
+            max_message_size: number(MAX_MESSAGE_SIZE).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
+            quota_total: number(QUOTA_TOTAL).and_then(|n| u64::try_from(n).ok()),
         }
     }
 }
@@ -164,25 +189,9 @@ impl Store {
     /// The operator's settings, each its default where none is stored.
     pub fn settings(&self) -> Result<Settings> {
         let mut values = std::collections::BTreeMap::new();
-        let mut stmt =
-            self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?;
-        let rows = stmt.query_map(
-            params![
-                PASSES_ENABLED,
-                PASS_INTERVAL,
-                PARALLEL,
-                MX_INTERVAL,
-                MX_RESOLVER,
-                MX_TARGET,
-                WATCH_DOMAINS,
-                QUIET_PERIOD,
-                QUOTA_PER_ACCOUNT,
-                MESSAGE_SIZE_LIMIT,
-                STAGING_LIMIT,
-                MIRROR
-            ],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-        )?;
+        // Every row: the table is a few dozen short rows, and a new setting needs no change here.
+        let mut stmt = self.conn.prepare("SELECT key, value FROM setting")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
             let (key, value) = row?;
             values.insert(key, value);
@@ -229,6 +238,10 @@ mod tests {
             message_size_limit: Some(35_000_000),
             staging_limit: Some(32 << 20),
             mirror: false,
+            older_than: "2024-01-01".parse().ok(),
+            newer_than: "2019-07-01".parse().ok(),
+            max_message_size: Some(25 << 20),
+            quota_total: Some(500 << 30),
         };
         let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
         assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);

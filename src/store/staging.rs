@@ -32,6 +32,9 @@ pub struct ListedMessage {
     pub flags: String,
     pub internal_date: Option<String>,
     pub modseq: Option<i64>,
+    /// Why the operator's filter leaves the message out (`crate::filters`), if it does: the row is
+    /// then refused with `left_out` and a skip ledger entry, and its bytes are never fetched.
+    pub left_out: Option<String>,
 }
 
 /// A message row still waiting for its bytes.
@@ -206,21 +209,36 @@ impl Store {
 
 impl Tx<'_> {
     /// Adds a message the listing found; one staging has already (same UIDVALIDITY and UID) is left as
-    /// it is. Returns the rows added (0 or 1).
-    pub fn insert_listed_message(&self, folder_id: i64, uidvalidity: u32, message: &ListedMessage) -> Result<usize> {
+    /// it is. One the operator's filter leaves out is added refused, with its skip ledger entry
+    /// (`account_id`, `folder_name`). Returns the rows added (0 or 1).
+    pub fn insert_listed_message(
+        &self,
+        account_id: i64,
+        folder_id: i64,
+        folder_name: &str,
+        uidvalidity: u32,
+        message: &ListedMessage,
+    ) -> Result<usize> {
         let mut insert = self.conn().prepare_cached(
-            "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            "INSERT INTO message (folder_id, uidvalidity, uid, size, internal_date, flags, modseq, push_state, left_out)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
         )?;
-        Ok(insert.execute(params![
+        let (state, left_out) = if message.left_out.is_some() { (PushState::Refused, Some(1)) } else { (PushState::Pending, None) };
+        let added = insert.execute(params![
             folder_id,
             uidvalidity,
             message.uid,
             message.size,
             message.internal_date,
             message.flags,
-            message.modseq
-        ])?)
+            message.modseq,
+            state,
+            left_out
+        ])?;
+        if let (1, Some(reason)) = (added, &message.left_out) {
+            self.record_skip(account_id, Some(self.conn().last_insert_rowid()), folder_name, reason, None)?;
+        }
+        Ok(added)
     }
 
     /// Sets a known message's source flags. Returns the rows changed: 0 when they were already so.

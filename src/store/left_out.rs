@@ -1,0 +1,81 @@
+//! What the operator's message filter records (`crate::filters` decides): a row left out is
+//! 'refused' with `left_out = 1` and a skip ledger entry whose reason starts with
+//! `LEFT_OUT_REASON`; taken back, it is 'pending' again without a hash (so the reader fetches it) and
+//! its entry goes. `account.filter_applied` is the filter the account's rows were last weighed
+//! against.
+
+use anyhow::Result;
+use rusqlite::{OptionalExtension, params};
+
+use super::{PushState, Store, Tx};
+
+/// How every skip ledger entry of the filter begins (the issue's words; the report groups by it).
+pub const LEFT_OUT_REASON: &str = "left out by the operator's filter";
+
+/// A row the filter may weigh: not on the target, and either pending or left out.
+#[derive(Debug, Clone)]
+pub struct WeighableRow {
+    pub id: i64,
+    pub size: u64,
+    pub internal_date: Option<String>,
+    pub left_out: bool,
+    /// The source folder's name, for the skip ledger.
+    pub folder: String,
+}
+
+impl Store {
+    /// The filter (`MessageFilter::fingerprint`) the account's rows were last weighed against.
+    pub fn filter_applied(&self, account_id: i64) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT filter_applied FROM account WHERE id = ?1", [account_id], |r| r.get(0)).optional()?.flatten())
+    }
+
+    /// Up to `limit` rows of the account after row id `after`, in id order, that are pending or
+    /// left out.
+    pub fn weighable_rows(&self, account_id: i64, after: i64, limit: usize) -> Result<Vec<WeighableRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.id, m.size, m.internal_date, m.left_out IS NOT NULL, f.name FROM message m
+               JOIN source_folder f ON f.id = m.folder_id
+              WHERE f.account_id = ?1 AND m.id > ?2 AND (m.push_state = ?4 OR m.left_out IS NOT NULL) AND m.gone_at IS NULL
+              ORDER BY m.id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![account_id, after, limit as i64, PushState::Pending], |r| {
+            Ok(WeighableRow { id: r.get(0)?, size: r.get(1)?, internal_date: r.get(2)?, left_out: r.get(3)?, folder: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Tx<'_> {
+    /// A pending row the filter leaves out: refused, its staged bytes released, and one ledger entry.
+    pub fn leave_out(&self, account_id: i64, message_id: i64, folder: &str, reason: &str) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE message SET push_state = ?2, left_out = 1 WHERE id = ?1 AND push_state = ?3",
+            params![message_id, PushState::Refused, PushState::Pending],
+        )?;
+        if changed > 0 {
+            self.release_spooled(message_id)?;
+            self.record_skip(account_id, Some(message_id), folder, reason, None)?;
+        }
+        Ok(())
+    }
+
+    /// A left-out row the filter now takes in: pending, without a hash (its bytes were never staged
+    /// or were released), and its ledger entries gone.
+    pub fn take_back(&self, message_id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE message SET push_state = ?2, left_out = NULL, sha256 = NULL, staged_bytes = 0, attempts = 0
+              WHERE id = ?1 AND left_out IS NOT NULL",
+            params![message_id, PushState::Pending],
+        )?;
+        self.conn().execute(
+            "DELETE FROM skip WHERE message_id = ?1 AND substr(reason, 1, length(?2)) = ?2",
+            params![message_id, LEFT_OUT_REASON],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_filter_applied(&self, account_id: i64, fingerprint: &str) -> Result<()> {
+        self.conn().execute("UPDATE account SET filter_applied = ?2 WHERE id = ?1", params![account_id, fingerprint])?;
+        Ok(())
+    }
+}
