@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::imap::{CertificateInfo, Endpoint, FetchItem, Session, SideTest, TlsMode, fetch_fingerprint};
 use crate::filters::MessageFilter;
+use crate::imap::{CertificateInfo, Endpoint, FetchItem, Session, SideTest, TlsMode, fetch_fingerprint};
 use crate::store::{Account, Store};
 use crate::units::human_bytes;
 use crate::utf7;
@@ -495,7 +495,7 @@ pub struct PackageFit {
 
 impl PackageFit {
     pub fn of(results: &[CheckResult], quota_total: Option<u64>) -> Option<PackageFit> {
-        let total = quota_total?;
+        let total = quota_total.filter(|_| !results.is_empty())?;
         let bytes: u64 = results.iter().map(|r| r.bytes).sum();
         let unmeasured = results.iter().filter(|r| r.incomplete).count();
         Some(PackageFit {

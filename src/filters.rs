@@ -39,7 +39,12 @@ impl MessageFilter {
     /// The filter as one short text, stored per account when its rows were weighed against it.
     pub fn fingerprint(&self) -> String {
         let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
-        format!("older<{};newer>={};max={}", date(self.older_than), date(self.newer_than), self.max_size.map(|n| n.to_string()).unwrap_or_default())
+        format!(
+            "older<{};newer>={};max={}",
+            date(self.older_than),
+            date(self.newer_than),
+            self.max_size.map(|n| n.to_string()).unwrap_or_default()
+        )
     }
 
     /// Why the filter leaves a message of `size` bytes received at `internal_date` (IMAP's
@@ -279,7 +284,10 @@ mod tests {
     fn the_description_says_what_moves() {
         assert_eq!(MessageFilter::default().describe(), "Messages that move: all (no filter)");
         let f = MessageFilter { older_than: None, newer_than: date("2023-01-01"), max_size: Some(25 << 20) };
-        assert_eq!(f.describe(), "Messages that move: received from 2023-01-01 on, at most 25.0 MB (the rest are left out and listed as skipped)");
+        assert_eq!(
+            f.describe(),
+            "Messages that move: received from 2023-01-01 on, at most 25.0 MB (the rest are left out and listed as skipped)"
+        );
         assert_ne!(f.fingerprint(), MessageFilter::default().fingerprint());
     }
 }

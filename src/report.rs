@@ -283,9 +283,12 @@ fn skips_of(store: &Store, account_id: i64) -> Result<Vec<SkipItem>> {
             items.push(item);
             continue;
         }
-        let entry = left_out
-            .entry((item.folder.clone(), item.reason.clone()))
-            .or_insert(SkipItem { messages: 0, size: Some(0), date: None, ..item.clone() });
+        let entry = left_out.entry((item.folder.clone(), item.reason.clone())).or_insert(SkipItem {
+            messages: 0,
+            size: Some(0),
+            date: None,
+            ..item.clone()
+        });
         entry.messages += 1;
         entry.size = Some(entry.size.unwrap_or(0) + item.size.unwrap_or(0));
         entry.at = entry.at.max(item.at);
@@ -657,7 +660,12 @@ impl Report {
                 let what = match &s.date {
                     Some(d) => format!("{} <span class=\"muted\">({} {})</span>", e(&s.reason), t("daterat", "dated"), e(d.trim())),
                     None if s.messages != 1 => {
-                        format!("{} <span class=\"muted\">({} {})</span>", e(&s.reason), group(s.messages, lang), t("meddelanden", "messages"))
+                        format!(
+                            "{} <span class=\"muted\">({} {})</span>",
+                            e(&s.reason),
+                            group(s.messages, lang),
+                            t("meddelanden", "messages")
+                        )
                     }
                     None => e(&s.reason),
                 };

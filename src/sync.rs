@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::filters::MessageFilter;
 use crate::failure::{self, Retry, Scope};
+use crate::filters::MessageFilter;
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
 use crate::imap::{FolderStatus, ImapError, ListedFolder, Listing, Session};
 use crate::pipe::{Flow, Pipe};
@@ -435,9 +435,20 @@ async fn pass_connected(
     let Connected { source, target } = both;
     let (pull_stats, push_stats) = (&mut report.pull, &mut report.push);
     let reader = async {
-        let result =
-            read_folders(store, account, source, &lanes, &pull_rows, listed_statuses, condstore, &pipe, &filter, pull_stats, &folder_errors)
-                .await;
+        let result = read_folders(
+            store,
+            account,
+            source,
+            &lanes,
+            &pull_rows,
+            listed_statuses,
+            condstore,
+            &pipe,
+            &filter,
+            pull_stats,
+            &folder_errors,
+        )
+        .await;
         if result.is_err() {
             pipe.stop();
         }

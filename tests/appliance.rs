@@ -1065,3 +1065,46 @@ fn switched_and_the_mirror_setting_through_the_api() {
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The operator's message filter and the package's total through the API (issue 18): set, shown in
+/// the status (viewers see what moves), removed with null; wrong values refused with 400 and a
+/// sentence naming the key, and nothing of a refused request stored.
+#[test]
+fn the_message_filter_and_the_package_total_are_set_through_the_api() {
+    let dns_port = common::free_port();
+    let data = common::fresh_dir("pf-serve-filter");
+    let serve = Serve::start(&data, dns_port);
+    let r = serve.op(
+        "POST",
+        "/api/setup",
+        json!({"newer_than": "2024-01-01", "max_message_size": "25M", "quota_total": "500G"}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = serve.status();
+    assert_eq!(s["filter"]["newer_than"], "2024-01-01", "{s:#}");
+    assert_eq!(s["filter"]["max_message_size"], 25 << 20, "{s:#}");
+    assert_eq!(
+        s["filter"]["description"],
+        "Messages that move: received from 2024-01-01 on, at most 25.0 MB (the rest are left out and listed as skipped)"
+    );
+    assert_eq!(s["quota_total_bytes"], 500u64 << 30, "{s:#}");
+    for (body, says) in [
+        (json!({"older_than": "2023-12-31"}), "--newer-than 2024-01-01 and --older-than 2023-12-31 leave no day between them"),
+        (json!({"newer_than": "yesterday", "quota_total": "1T"}), "newer_than \"yesterday\" is not a date: write it as YYYY-MM-DD"),
+        (json!({"max_message_size": true}), "max_message_size must be a string"),
+        (json!({"quota_total": "0"}), "quota_total 0 would allow nothing"),
+    ] {
+        let r = serve.op("POST", "/api/setup", body.to_string().as_bytes());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains(says)), "{body}: {}", r.text());
+    }
+    assert_eq!(serve.status()["quota_total_bytes"], 500u64 << 30, "a refused request stored nothing");
+    let r =
+        serve.op("POST", "/api/setup", json!({"newer_than": null, "max_message_size": null, "quota_total": null}).to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = serve.status();
+    assert_eq!(s["filter"]["description"], "Messages that move: all (no filter)", "{s:#}");
+    assert_eq!(s["quota_total_bytes"], Value::Null, "{s:#}");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}

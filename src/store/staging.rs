@@ -331,6 +331,12 @@ impl Tx<'_> {
     /// no link). Released before the row goes: the release reads the row to find its segment.
     pub fn forget_message(&self, id: i64) -> Result<()> {
         self.release_spooled(id)?;
+        // A message the operator's filter left out and the source no longer has was not left out
+        // of anything: its ledger entry goes with it (a target's refusal stays, as history).
+        self.conn().execute(
+            "DELETE FROM skip WHERE message_id = ?1 AND substr(reason, 1, length(?2)) = ?2",
+            params![id, super::LEFT_OUT_REASON],
+        )?;
         self.conn().execute("DELETE FROM message WHERE id = ?1", [id])?;
         Ok(())
     }
