@@ -440,12 +440,17 @@ pub struct ImportArgs {
     /// the spreadsheet file
     #[argh(positional)]
     file: PathBuf,
+    /// file holding the password of a password-protected .zip ("-" reads standard input); never on
+    /// the command line
+    #[argh(option)]
+    zip_password_file: Option<PathBuf>,
 }
 
 pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
     let auth = import::SourceAuth::of(store.source_kind()?);
-    let read = import::read_import_for(&import.file, auth).map_err(|e| anyhow!("{e}"))?;
+    let zip_password = import.zip_password_file.as_deref().map(read_password_file).transpose()?;
+    let read = import::read_import_for(&import.file, auth, zip_password.as_ref()).map_err(|e| anyhow!("{e}"))?;
     let saved = import::save(&store, &read.accounts)?;
     println!("{} accounts added, {} updated", saved.added, saved.updated);
     // The same warnings `POST /api/accounts` answers with: ignored columns and rows, oddities.

@@ -149,7 +149,7 @@ fn handle(app: &Arc<Appliance>, door_secret: &str, uploads: &front_door::Uploads
     let swedish = header(&request, "Accept-Language") == Some("sv");
     let reply = route(app, &mut request, &method, &path, &query, role, &mut upload);
     if let Some(unused) = upload {
-        crate::secret::wipe(unused);
+        crate::secret::wipe(unused.body);
     }
     if method == Method::Post {
         // An import, a setup, a started job: the next status shows it at once.
@@ -248,7 +248,7 @@ fn route(
     path: &str,
     query: &BTreeMap<String, String>,
     role: Role,
-    upload: &mut Option<Vec<u8>>,
+    upload: &mut Option<front_door::Upload>,
 ) -> Reply {
     // A finished migration is read-only: every action that would change it gets the one sentence.
     const CHANGES: [&str; 8] = [
@@ -296,11 +296,11 @@ fn route(
         (Method::Post, "/api/accounts") => {
             need(role, Role::Operator)?;
             let name = query.get("name").cloned().unwrap_or_else(|| "accounts".into());
-            // The door hands the list over in memory (it never passes through a socket).
-            let body = upload.take().unwrap_or_default();
+            // The door hands the list, and a locked zip's password, over in memory (never through a socket).
+            let (body, zip_password) = upload.take().map(|u| (u.body, u.zip_password)).unwrap_or_default();
             // The upload holds every password of the list: wiped once parsed, whatever the outcome.
             let swedish = header(request, "Accept-Language") == Some("sv");
-            let result = import_accounts(app, &name, &body, swedish);
+            let result = import_accounts(app, &name, &body, swedish, zip_password.as_ref());
             crate::secret::wipe(body);
             Ok(json_response(200, &result?))
         }
@@ -438,11 +438,17 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<Value, ApiError> 
     })
 }
 
-fn import_accounts(app: &Appliance, name: &str, body: &[u8], swedish: bool) -> std::result::Result<Value, ApiError> {
+fn import_accounts(
+    app: &Appliance,
+    name: &str,
+    body: &[u8],
+    swedish: bool,
+    zip_password: Option<&crate::secret::Secret>,
+) -> std::result::Result<Value, ApiError> {
     let store = app.store()?;
     let auth = crate::import::SourceAuth::of(store.source_kind()?);
     let line = |p: &crate::import::Problem| if swedish { p.in_swedish() } else { p.to_string() };
-    let import = crate::import::import_bytes_for(name, body, auth)
+    let import = crate::import::import_locked(name, body, auth, zip_password)
         .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;
     let saved = crate::import::save(&store, &import.accounts)?;
     let warnings: Vec<String> = import.warnings.iter().map(line).collect();

@@ -1105,6 +1105,26 @@ fn the_message_filter_and_the_package_total_are_set_through_the_api() {
     let s = serve.status();
     assert_eq!(s["filter"]["description"], "Messages that move: all (no filter)", "{s:#}");
     assert_eq!(s["quota_total_bytes"], Value::Null, "{s:#}");
+
+    // A password-protected zip (AES-256, by 7-Zip) through the API: its password in a header.
+    let zip = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/konton-aes256.zip")).expect("fixture");
+    let auth = format!("Bearer {}", serve.token());
+    let upload = |password: Option<&str>| {
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(p) = password {
+            headers.push(("X-Zip-Password", p));
+        }
+        http(serve.port, "POST", "/api/accounts?name=konton-aes256.zip", &headers, &zip)
+    };
+    let r = upload(None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("password-protected") && r.text().contains("X-Zip-Password"), "{}", r.text());
+    let r = upload(Some("fel"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("the password does not open the zip archive") && !r.text().contains("fel\""), "{}", r.text());
+    let r = upload(Some("Kund-Losen 2026!"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["added"], 3, "{}", r.text());
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -76,3 +76,48 @@ fn broken_files_get_clear_errors_and_change_nothing() {
     assert!(!status.contains("@kund.se"), "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A password-protected zip as customers send it (issue 18): AES-256 written by 7-Zip 26.02
+/// (`7zz a -tzip -mem=AES256`), and the old ZipCrypto written by Info-ZIP's `zip -P`, both holding
+/// the LibreOffice workbook. The right password (from a file, spaces kept) imports the list; a wrong
+/// one and none are refused with a sentence that names neither the password nor anything in the
+/// list, and store nothing.
+#[test]
+fn password_protected_zips_open_with_the_password_file() {
+    let password = "Kund-Losen 2026!";
+    for name in ["konton-aes256.zip", "konton-zipcrypto.zip"] {
+        let data = common::fresh_dir("pf-import-zip");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let path = fixture(name);
+        let list = path.to_str().expect("utf-8");
+
+        let out = postflytt(&data, &["import", list]);
+        assert!(!out.status.success(), "{name}: taken without its password");
+        let t = text(&out);
+        assert!(
+            t.contains(&format!(
+                "{name}/konton.xlsx: the zip archive is password-protected; give its password with --zip-password-file FILE"
+            )),
+            "{name}:\n{t}"
+        );
+
+        let wrong = data.join("wrong-password");
+        std::fs::write(&wrong, "Kund-Losen 2025!\n").expect("write");
+        let out = postflytt(&data, &["import", list, "--zip-password-file", wrong.to_str().expect("utf-8")]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{name}: taken with a wrong password:\n{t}");
+        assert!(t.contains("the password does not open the zip archive") || t.contains("the password may be wrong"), "{name}:\n{t}");
+        assert!(!t.contains("Kund-Losen") && !t.contains("Sommar2024!"), "{name}: a secret was shown:\n{t}");
+        assert!(!text(&postflytt(&data, &["status"])).contains("anna.ek@kund.se"), "{name}: a refused import stored accounts");
+
+        let right = data.join("zip-password");
+        std::fs::write(&right, format!("{password}\n")).expect("write");
+        let out = postflytt(&data, &["import", list, "--zip-password-file", right.to_str().expect("utf-8")]);
+        let t = text(&out);
+        assert!(out.status.success() && t.contains("3 accounts added"), "{name}:\n{t}");
+        assert!(!t.contains(password) && !t.contains("Sommar2024!"), "{name}: a secret was shown:\n{t}");
+        let status = text(&postflytt(&data, &["status"]));
+        assert!(status.contains("björn@kund.se -> bjorn@kund.se"), "{name}:\n{status}");
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}

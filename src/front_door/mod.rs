@@ -105,25 +105,32 @@ pub const UPLOAD_HEADER: &str = "X-Postflytt-Upload";
 /// what the handler did not take.
 #[derive(Default)]
 pub struct Uploads {
-    waiting: std::sync::Mutex<BTreeMap<u64, Vec<u8>>>,
+    waiting: std::sync::Mutex<BTreeMap<u64, Upload>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
+/// One account list on its way, with the password of a password-protected .zip when the client
+/// sent one (header `X-Zip-Password`): it travels here too, never through the socket.
+pub struct Upload {
+    pub body: Vec<u8>,
+    pub zip_password: Option<crate::secret::Secret>,
+}
+
 impl Uploads {
-    fn put(&self, body: Vec<u8>) -> u64 {
+    fn put(&self, body: Vec<u8>, zip_password: Option<crate::secret::Secret>) -> u64 {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, body);
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Upload { body, zip_password });
         id
     }
 
     /// The upload the door put here, once.
-    pub fn take(&self, id: u64) -> Option<Vec<u8>> {
+    pub fn take(&self, id: u64) -> Option<Upload> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)
     }
 
     fn discard(&self, id: u64) {
-        if let Some(body) = self.take(id) {
-            crate::secret::wipe(body);
+        if let Some(upload) = self.take(id) {
+            crate::secret::wipe(upload.body);
         }
     }
 }
@@ -527,8 +534,10 @@ async fn take_request(
         }
     }
     waiting.set(false);
-    let upload = (role == Role::Operator && is_upload(&head))
-        .then(|| HandedOver { uploads: &shared.door.uploads, id: shared.door.uploads.put(std::mem::take(&mut body.0)) });
+    let upload = (role == Role::Operator && is_upload(&head)).then(|| {
+        let zip_password = head.header("x-zip-password").map(|p| crate::secret::Secret::new(p.to_string()));
+        HandedOver { uploads: &shared.door.uploads, id: shared.door.uploads.put(std::mem::take(&mut body.0), zip_password) }
+    });
     let request = Scrubbed(forwarded(shared.door, &head, role, peer.ip(), &body.0, upload.as_ref().map(|u| u.id)));
     forward(shared, &request.0).await.map_err(Some)
 }

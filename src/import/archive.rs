@@ -6,7 +6,7 @@ use std::io::{Cursor, Read, Seek};
 
 use zip::ZipArchive;
 
-use crate::secret::wipe;
+use crate::secret::{Secret, wipe};
 
 use super::ods_scan::check_ods_content;
 use super::validate::shown;
@@ -28,7 +28,7 @@ enum ZipContent {
 }
 
 /// Reads a zip archive: a workbook, or a .zip holding the list.
-pub(super) fn read_archive(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, ImportError> {
+pub(super) fn read_archive(name: &str, bytes: &[u8], in_zip: bool, zip_password: Option<&Secret>) -> Result<Import, ImportError> {
     // The zip crate allocates for every entry the end record claims before anything else can be
     // checked; refuse an absurd count first.
     if declared_entries(bytes).is_some_and(|entries| entries > MAX_WORKBOOK_PARTS as u64) {
@@ -63,7 +63,7 @@ pub(super) fn read_archive(name: &str, bytes: &[u8], in_zip: bool) -> Result<Imp
         ZipContent::Archive if in_zip => {
             Err(ImportError::file(name, "a zip inside the zip; put the list itself in the zip, or send it without one"))
         }
-        ZipContent::Archive => read_zip(name, archive),
+        ZipContent::Archive => read_zip(name, archive, zip_password),
     }
 }
 
@@ -178,6 +178,11 @@ fn read_member<R: Read + Seek>(archive: &mut ZipArchive<R>, name: &str, member: 
 
 fn read_member_at<R: Read + Seek>(archive: &mut ZipArchive<R>, index: usize, limit: u64) -> Result<Vec<u8>, String> {
     let member = archive.by_index(index).map_err(|err| err.to_string())?;
+    read_bounded(member, limit)
+}
+
+/// A member's bytes through `take`, stopping at `limit` whatever its header says.
+fn read_bounded(member: impl Read, limit: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     let read = member.take(limit + 1).read_to_end(&mut bytes);
     if let Err(err) = read {
@@ -196,7 +201,7 @@ fn read_member_at<R: Read + Seek>(archive: &mut ZipArchive<R>, index: usize, lim
 const LIST_EXTENSIONS: [&str; 7] = ["xlsx", "xlsm", "ods", "csv", "tsv", "txt", "xls"];
 
 /// Reads the one list in a customer's .zip. Problems then name "file.zip/member.xlsx sheet X".
-fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import, ImportError> {
+fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>, zip_password: Option<&Secret>) -> Result<Import, ImportError> {
     check_unzipped_size(name, &archive, MAX_ZIP_ENTRIES)?;
     let mut lists = Vec::new();
     let mut others = Vec::new();
@@ -252,22 +257,46 @@ fn read_zip(name: &str, mut archive: ZipArchive<Cursor<&[u8]>>) -> Result<Import
         }
     };
     let label = format!("{name}/{member}");
-    if encrypted {
-        return Err(ImportError::file(
-            &label,
-            "the zip archive is password-protected; send it without a password (the account list \
-             is kept encrypted on the appliance)",
-        ));
-    }
     if size > MAX_FILE_BYTES {
         return Err(too_large(&label));
     }
-    let bytes = read_member_at(&mut archive, index, MAX_FILE_BYTES).map_err(|err| {
-        ImportError::file(&label, format!("cannot unpack it from the zip ({err}); the zip may be damaged. Send it again"))
-    })?;
-    let result = read_document(&label, &bytes, true);
+    let bytes = match (encrypted, zip_password) {
+        (false, _) => read_member_at(&mut archive, index, MAX_FILE_BYTES).map_err(|err| {
+            ImportError::file(&label, format!("cannot unpack it from the zip ({err}); the zip may be damaged. Send it again"))
+        })?,
+        (true, None) => {
+            return Err(ImportError::file(
+                &label,
+                "the zip archive is password-protected; give its password with --zip-password-file FILE \
+                 (the API: header X-Zip-Password), or send it without one (the list is kept encrypted on the appliance)",
+            ));
+        }
+        (true, Some(password)) => read_locked(&mut archive, index, password).map_err(|why| ImportError::file(&label, why))?,
+    };
+    let result = read_document(&label, &bytes, true, None);
     wipe(bytes);
     result
+}
+
+/// A password-protected member's bytes (AES-256/192/128 as 7-Zip and WinZip write it, or the old
+/// ZipCrypto), through the zip crate. A wrong password is said so: AES checks it before anything is
+/// read (and its HMAC after); ZipCrypto lets about one wrong password in 256 through its check, and
+/// then the unpacked bytes fail their CRC.
+fn read_locked<R: Read + Seek>(archive: &mut ZipArchive<R>, index: usize, password: &Secret) -> Result<Vec<u8>, String> {
+    let wrong = "the password does not open the zip archive; check --zip-password-file (or the X-Zip-Password header) \
+                 against the password the customer sent";
+    let member = match archive.by_index_decrypt(index, password.expose().as_bytes()) {
+        Ok(member) => member,
+        Err(zip::result::ZipError::InvalidPassword) => return Err(wrong.to_string()),
+        Err(err) => return Err(format!("cannot unpack it from the zip ({err}); the zip may be damaged. Send it again")),
+    };
+    read_bounded(member, MAX_FILE_BYTES).map_err(|err| {
+        if err.contains("Invalid checksum") || err.contains("checksum") || err.contains("authentication") || err.contains("corrupt") {
+            wrong.to_string()
+        } else {
+            format!("cannot unpack it from the zip ({err}); the password may be wrong, or the zip damaged")
+        }
+    })
 }
 
 /// Files a zip tool adds on its own: the Mac's resource forks under `__MACOSX/`, hidden files such
@@ -374,10 +403,30 @@ mod tests {
         for (at, central) in zip_headers(&archive) {
             archive[at + if central { 8 } else { 6 }] |= 1;
         }
-        assert_eq!(
-            failure("k.zip", &archive).to_string(),
-            "k.zip/konton.csv: the zip archive is password-protected; send it without a password \
-             (the account list is kept encrypted on the appliance)"
+        assert!(
+            failure("k.zip", &archive)
+                .to_string()
+                .starts_with("k.zip/konton.csv: the zip archive is password-protected; give its password with --zip-password-file FILE"),
         );
+    }
+
+    #[test]
+    fn an_aes_zip_opens_with_its_password_only() {
+        use std::io::Write;
+        let csv = "E-post;Lösenord\r\nanna@x.se;Sommar2024!\r\n".as_bytes();
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().with_aes_encryption(zip::AesMode::Aes256, "rätt lösen");
+        writer.start_file("konton.csv", options).unwrap();
+        writer.write_all(csv).unwrap();
+        let archive = writer.finish().unwrap().into_inner();
+        let open = |password: Option<&str>| {
+            let password = password.map(|p| Secret::new(p.to_string()));
+            crate::import::import_locked("k.zip", &archive, crate::import::SourceAuth::Password, password.as_ref())
+        };
+        let import = open(Some("rätt lösen")).unwrap();
+        assert_eq!(import.accounts[0].source_password.expose(), "Sommar2024!");
+        let wrong = open(Some("fel lösen")).unwrap_err().to_string();
+        assert!(wrong.starts_with("k.zip/konton.csv: the password does not open the zip archive"), "{wrong}");
+        assert!(open(None).unwrap_err().to_string().contains("password-protected"));
     }
 }

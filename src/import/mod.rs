@@ -195,7 +195,7 @@ pub fn read_accounts(path: &Path) -> Result<Vec<AccountRow>, ImportError> {
 /// Like `read_accounts`, keeping the warnings.
 #[cfg(test)] // the strict form; the program asks for the source's kind
 pub fn read_import(path: &Path) -> Result<Import, ImportError> {
-    read_import_for(path, SourceAuth::Password)
+    read_import_for(path, SourceAuth::Password, None)
 }
 
 /// What saving an account list did: accounts added and updated, and the logins already stored that the
@@ -231,8 +231,9 @@ pub fn save(store: &crate::store::Store, accounts: &[AccountRow]) -> anyhow::Res
     Ok(Saved { added, updated, not_in_file })
 }
 
-/// Like `read_import`, for a source that logs in as `auth` says.
-pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportError> {
+/// Like `read_import`, for a source that logs in as `auth` says; `zip_password` opens a
+/// password-protected .zip (AES, or the old ZipCrypto).
+pub fn read_import_for(path: &Path, auth: SourceAuth, zip_password: Option<&Secret>) -> Result<Import, ImportError> {
     let sheet = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     let cannot = |err: std::io::Error| ImportError::file(&sheet, format!("cannot read the file: {err}"));
     let file = File::open(path).map_err(cannot)?;
@@ -247,7 +248,7 @@ pub fn read_import_for(path: &Path, auth: SourceAuth) -> Result<Import, ImportEr
         wipe(bytes);
         return Err(too_large(&sheet));
     }
-    let result = import_bytes_for(&sheet, &bytes, auth);
+    let result = import_locked(&sheet, &bytes, auth, zip_password);
     // The file holds every password in clear; do not leave a copy of it in freed memory.
     wipe(bytes);
     result
@@ -266,8 +267,14 @@ pub fn import_bytes(file_name: &str, bytes: &[u8]) -> Result<Import, ImportError
 }
 
 /// Like `import_bytes`, for a source that logs in as `auth` says.
+#[cfg(test)]
 pub fn import_bytes_for(file_name: &str, bytes: &[u8], auth: SourceAuth) -> Result<Import, ImportError> {
-    let mut import = match read_document(file_name, bytes, false) {
+    import_locked(file_name, bytes, auth, None)
+}
+
+/// Like `import_bytes_for`; `zip_password` opens a password-protected .zip.
+pub fn import_locked(file_name: &str, bytes: &[u8], auth: SourceAuth, zip_password: Option<&Secret>) -> Result<Import, ImportError> {
+    let mut import = match read_document(file_name, bytes, false, zip_password) {
         Ok(import) => import,
         // A file with other problems lists its empty source passwords with them; for a source that
         // logs in with an app they are not problems, so they would only hide the real ones.
@@ -284,7 +291,7 @@ pub fn import_bytes_for(file_name: &str, bytes: &[u8], auth: SourceAuth) -> Resu
 }
 
 /// Reads one file: `in_zip` when it came out of a .zip, which may not hold another .zip.
-fn read_document(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, ImportError> {
+fn read_document(name: &str, bytes: &[u8], in_zip: bool, zip_password: Option<&Secret>) -> Result<Import, ImportError> {
     if bytes.starts_with(OLE_MAGIC) {
         return Err(ImportError::file(
             name,
@@ -295,7 +302,7 @@ fn read_document(name: &str, bytes: &[u8], in_zip: bool) -> Result<Import, Impor
     }
     // A local file header, or the end record alone (an empty archive).
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        return read_archive(name, bytes, in_zip);
+        return read_archive(name, bytes, in_zip, zip_password);
     }
     if let Some(message) = not_a_list(name, bytes) {
         return Err(ImportError::file(name, message));
