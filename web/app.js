@@ -380,6 +380,17 @@ const DICT = {
     "f.mirror": "Until the users switch, follow their moves and deletions on the old server",
     "f.mirror_on": "Yes (mail postflytt copied is moved and deleted on the new host too)",
     "f.mirror_off": "No (the new host keeps everything)",
+    // issue 18 (lead)
+    "f.newer": "Move only mail received from (date)",
+    "f.older": "Move only mail received before (date)",
+    "f.maxsize": "Move only messages up to (e.g. 25M)",
+    "f.filter_hint": "Mail outside these limits is left out and listed as skipped in the report. Leave empty to move everything.",
+    "f.total": "Package size for all accounts together (e.g. 500G)",
+    "op.zip_password": "Password of a locked .zip (if any)",
+    "check.package_fits": "All accounts together: {need} to move into a package of {total}. It fits, with {left} left.",
+    "check.package_missing": "All accounts together: {need} to move into a package of {total}. It does not fit: {missing} missing.",
+    "check.package_unmeasured": "{n} accounts could not be measured, so more may be needed.",
+    "check.left_out": "{n} messages ({size}) left out by the filter",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -750,6 +761,17 @@ const DICT = {
     "f.mirror": "Följ användarnas flyttar och raderingar på den gamla servern tills de går över",
     "f.mirror_on": "Ja (e-post som postflytt kopierat flyttas och raderas på den nya servern också)",
     "f.mirror_off": "Nej (den nya servern behåller allt)",
+    // issue 18 (lead)
+    "f.newer": "Flytta bara e-post mottagen från och med (datum)",
+    "f.older": "Flytta bara e-post mottagen före (datum)",
+    "f.maxsize": "Flytta bara meddelanden upp till (t.ex. 25M)",
+    "f.filter_hint": "E-post utanför gränserna lämnas kvar och listas som överhoppad i rapporten. Lämna tomt för att flytta allt.",
+    "f.total": "Paketets storlek för alla konton tillsammans (t.ex. 500G)",
+    "op.zip_password": "Lösenord till en låst .zip (om den har ett)",
+    "check.package_fits": "Alla konton tillsammans: {need} att flytta till ett paket på {total}. Det ryms, med {left} kvar.",
+    "check.package_missing": "Alla konton tillsammans: {need} att flytta till ett paket på {total}. Det ryms inte: {missing} saknas.",
+    "check.package_unmeasured": "{n} konton kunde inte mätas, så det kan behövas mer.",
+    "check.left_out": "{n} meddelanden ({size}) lämnas kvar av filtret",
   },
 };
 
@@ -979,7 +1001,7 @@ function authHeaders(cred) {
 
 async function api(method, path, opts) {
   opts = opts || {};
-  const headers = authHeaders(S.cred);
+  const headers = Object.assign(authHeaders(S.cred), opts.headers || {});
   // The server's sentences (errors, import warnings) in the language the page shows.
   headers["Accept-Language"] = S.lang === "sv" ? "sv" : "en";
   let body;
@@ -1230,6 +1252,7 @@ async function loadCheck() {
   try {
     const data = await api("GET", "/api/check");
     S.check = checkRows(data);
+    S.checkPackage = data && typeof data === "object" && data.package && typeof data.package === "object" ? data.package : null;
     S.checkKey = key;
     renderCheck();
   } catch (e) {
@@ -1903,6 +1926,11 @@ function fillSetup() {
   if (Array.isArray(s.target_mx)) put("target-mx", s.target_mx.join("\n"));
   if (s.staging_limit_set_by === "operator") put("setup-staging", sizeText(s.staging_limit_bytes));
   if (s.mirror === "on" || s.mirror === "off") $("setup-mirror").value = s.mirror;
+  const filter = s.filter || {};
+  put("setup-newer", filter.newer_than);
+  put("setup-older", filter.older_than);
+  put("setup-maxsize", sizeText(filter.max_message_size));
+  put("setup-total", sizeText(s.quota_total_bytes));
   S.setupFilled = true;
 }
 
@@ -1943,6 +1971,12 @@ function setupBody() {
   if (val("setup-staging")) body.staging_limit = val("setup-staging");
   if (val("setup-resolver")) body.resolver = val("setup-resolver");
   if (S.status && $("setup-mirror").value !== S.status.mirror) body.mirror = $("setup-mirror").value;
+  // The filter and the package's total: sent when changed; an emptied field removes it (null).
+  const filter = (S.status && S.status.filter) || {};
+  const stored = { "setup-newer": filter.newer_than || "", "setup-older": filter.older_than || "", "setup-maxsize": sizeText(filter.max_message_size), "setup-total": sizeText(S.status && S.status.quota_total_bytes) };
+  for (const [id, key] of [["setup-newer", "newer_than"], ["setup-older", "older_than"], ["setup-maxsize", "max_message_size"], ["setup-total", "quota_total"]]) {
+    if (val(id) !== stored[id]) body[key] = val(id) || null;
+  }
   return body;
 }
 
@@ -1964,6 +1998,7 @@ function renderCheck() {
     const verdict = el("td", { "data-label": t("col.verdict") }, [badge(vKind, DICT.en["verdict." + v] !== undefined ? t("verdict." + v) : String(v || t("dash")))]);
     if (r.problem) verdict.append(el("p", { class: "note", text: String(r.problem) }));
     const msgs = el("td", { "data-label": t("col.messages"), class: "num", text: fmtInt(r.messages) });
+    if (num(r.left_out_messages) > 0) msgs.append(el("span", { class: "sub", text: t("check.left_out", { n: fmtInt(r.left_out_messages), size: fmtBytes(r.left_out_bytes) }) }));
     const size = el("td", { "data-label": t("col.size"), class: "num", text: fmtBytes(r.bytes) });
     const room = el("td", { "data-label": t("col.room"), class: "num", text: num(r.target_room) !== null ? fmtBytes(r.target_room) : t("op.unknown") });
     const largest = el("td", { "data-label": t("col.largest") });
@@ -1989,6 +2024,20 @@ function renderCheck() {
   const empty = $("check-empty");
   setText(empty, t("op.check_none"));
   show(empty, rows !== null && list.length === 0);
+  renderPackage(list.length > 0 ? S.checkPackage : null);
+}
+
+// Whether all accounts together fit the package's total (`setup --quota-total`), from GET /api/check.
+function renderPackage(p) {
+  const box = $("check-package");
+  clear(box);
+  show(box, !!p);
+  if (!p) return;
+  const words = { need: fmtBytes(p.bytes), total: fmtBytes(p.quota_total_bytes), left: fmtBytes(p.left_bytes), missing: fmtBytes(p.missing_bytes) };
+  box.className = "msg " + (p.fits ? "msg-ok" : "msg-error");
+  let text = t(p.fits ? "check.package_fits" : "check.package_missing", words);
+  if (num(p.accounts_unmeasured) > 0) text += " " + t("check.package_unmeasured", { n: fmtInt(p.accounts_unmeasured) });
+  box.append(document.createTextNode(text));
 }
 
 function wireOperator() {
@@ -2009,7 +2058,11 @@ function wireOperator() {
     const file = $("import-file").files && $("import-file").files[0];
     if (!file) { showMsg($("import-msg"), "error", t("op.choose_file")); $("import-file").focus(); return; }
     act(e.submitter || null, $("import-msg"), async () => {
-      const res = await api("POST", "/api/accounts?name=" + encodeURIComponent(file.name), { body: file, type: "application/octet-stream", timeout: 120000 });
+      // A locked zip's password goes in a header (never in the URL) and the field is emptied after.
+      const zipPassword = $("import-zip-password").value;
+      const headers = zipPassword ? { "X-Zip-Password": zipPassword } : {};
+      const res = await api("POST", "/api/accounts?name=" + encodeURIComponent(file.name), { body: file, type: "application/octet-stream", timeout: 120000, headers: headers });
+      $("import-zip-password").value = "";
       await poll();
       return res;
     }, importSummary);
