@@ -111,6 +111,35 @@ const CATALOG: &[(&str, &str)] = &[
         "det finns inga konton i flytten än: läs in kontolistan först",
     ),
     ("{} must be a size like \"35M\"", "{} måste vara en storlek som \"35M\""),
+    // What the operator decides (issue 18): the filter, the package, locked zips.
+    (
+        "{} \"{}\" is not a date: write it as YYYY-MM-DD, e.g. 2020-01-01 (or off to remove it)",
+        "{} \"{}\" är inget datum: skriv det som ÅÅÅÅ-MM-DD, t.ex. 2020-01-01 (eller off för att ta bort det)",
+    ),
+    (
+        "{} \"{}\": give a year from 1970 on (mail has no earlier dates)",
+        "{} \"{}\": ange ett år från 1970 (e-post har inga tidigare datum)",
+    ),
+    (
+        "--newer-than {} and --older-than {} leave no day between them, so no message would move; --newer-than must be the earlier date",
+        "--newer-than {} och --older-than {} lämnar ingen dag emellan, så inget meddelande skulle flyttas; --newer-than måste vara det tidigare datumet",
+    ),
+    (
+        "{} 0 would allow nothing; give a size such as 25M or 500G, or off to remove it",
+        "{} 0 skulle inte tillåta något; ange en storlek som 25M eller 500G, eller off för att ta bort den",
+    ),
+    (
+        "{} must be a string (a date YYYY-MM-DD or a size like \"25M\") or null",
+        "{} måste vara en sträng (ett datum ÅÅÅÅ-MM-DD eller en storlek som \"25M\") eller null",
+    ),
+    (
+        "the zip archive is password-protected; give its password with --zip-password-file FILE (the API: header X-Zip-Password), or send it without one (the list is kept encrypted on the appliance)",
+        "zip-arkivet är lösenordsskyddat; skriv lösenordet i fältet för låsta .zip-filer (eller --zip-password-file FIL), eller skicka det utan lösenord (listan lagras krypterad på enheten)",
+    ),
+    (
+        "the password does not open the zip archive; check --zip-password-file (or the X-Zip-Password header) against the password the customer sent",
+        "lösenordet öppnar inte zip-arkivet; jämför det med lösenordet som kunden skickade",
+    ),
 ];
 
 /// The Swedish of one English sentence, or the sentence as it is when the catalog does not know it.
@@ -183,6 +212,18 @@ mod tests {
                 "source: \"abc\" is not a SHA-256 fingerprint: it has 3 hex digits, a SHA-256 fingerprint has 64 (a SHA-1 one has 40; give the SHA-256 one)"
             ),
             "source: \"abc\" är inget SHA-256-fingeravtryck: det har 3 hexsiffror, ett SHA-256-fingeravtryck har 64 (ett SHA-1-fingeravtryck har 40; ange SHA-256)"
+        );
+    }
+
+    #[test]
+    fn the_operators_filter_and_locked_zips_in_swedish() {
+        assert_eq!(
+            sentence("newer_than \"igår\" is not a date: write it as YYYY-MM-DD, e.g. 2020-01-01 (or off to remove it)"),
+            "newer_than \"igår\" är inget datum: skriv det som ÅÅÅÅ-MM-DD, t.ex. 2020-01-01 (eller off för att ta bort det)"
+        );
+        assert!(
+            sentence("quota_total 0 would allow nothing; give a size such as 25M or 500G, or off to remove it")
+                .starts_with("quota_total 0 skulle")
         );
     }
 
