@@ -9,6 +9,7 @@ mod cli;
 mod export;
 mod failure;
 mod fault;
+mod folder_choice;
 mod folders;
 mod front_door;
 mod http;
