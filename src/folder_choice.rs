@@ -87,7 +87,10 @@ pub fn parse_pattern(text: &str) -> Result<Pattern> {
 /// Checks a list of patterns (at most `MAX_PATTERNS`), each as `parse_pattern` does.
 pub fn parse_patterns<S: AsRef<str>>(list: &[S]) -> Result<Vec<Pattern>> {
     if list.len() > MAX_PATTERNS {
-        bail!("{} folder patterns are more than the {MAX_PATTERNS} postflytt takes; a parent folder's name covers its children", list.len());
+        bail!(
+            "{} folder patterns are more than the {MAX_PATTERNS} postflytt takes; a parent folder's name covers its children",
+            list.len()
+        );
     }
     let mut out: Vec<Pattern> = Vec::new();
     for text in list {
@@ -228,26 +231,16 @@ pub enum Exclusion {
     Shared(String),
 }
 
-impl Exclusion {
-    /// A short word for the kind: `operator`, `account list`, `not mail`, `other users`, `shared`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Operator(_) => "operator",
-            Self::AccountList(_) => "account list",
-            Self::NotMail(_) => "not mail",
-            Self::OtherUsers(_) => "other users",
-            Self::Shared(_) => "shared",
-        }
-    }
-}
-
 impl fmt::Display for Exclusion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Operator(p) => write!(f, "left out by the operator's pattern '{p}'"),
             Self::AccountList(p) => write!(f, "left out by the account list's pattern '{p}'"),
             Self::NotMail(name) => {
-                write!(f, "not mail: '{name}' holds calendar, contact, task or note items or the outbox (default; --include-folder takes it back)")
+                write!(
+                    f,
+                    "not mail: '{name}' holds calendar, contact, task or note items or the outbox (default; --include-folder takes it back)"
+                )
             }
             Self::OtherUsers(prefix) => write!(f, "another user's folder (namespace '{prefix}'; --include-folder takes it back)"),
             Self::Shared(prefix) => write!(f, "a shared folder (namespace '{prefix}'; --include-folder takes it back)"),

@@ -445,7 +445,8 @@ fn import_accounts(app: &Appliance, name: &str, body: &[u8], swedish: bool) -> s
     let import = crate::import::import_bytes_for(name, body, auth)
         .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;
     let saved = crate::import::save(&store, &import.accounts)?;
-    let warnings: Vec<String> = import.warnings.iter().map(line).collect();
+    let mut warnings: Vec<String> = import.warnings.iter().map(line).collect();
+    warnings.extend(saved.kept_folder_choice.iter().cloned());
     Ok(json!({"added": saved.added, "updated": saved.updated, "not_in_file": saved.not_in_file, "warnings": warnings}))
 }
 

@@ -10,6 +10,7 @@ mod export;
 mod failure;
 mod fault;
 mod folder_choice;
+mod folder_setup;
 mod folders;
 mod front_door;
 mod http;

@@ -87,6 +87,12 @@ pub struct Settings {
     /// Until an account's users switch, the target follows their moves and deletions on the old
     /// server for the mail postflytt put there (`mirror`); `setup --mirror off` turns that off.
     pub mirror: bool,
+    /// Folder patterns left out of every account (`setup --exclude-folder`; `folder_choice`).
+    pub exclude_folders: Vec<String>,
+    /// Folder patterns copied whatever would leave them out (`setup --include-folder`).
+    pub include_folders: Vec<String>,
+    /// Mapping overrides, `SOURCE=TARGET` (`setup --map-folder`).
+    pub map_folders: Vec<String>,
 }
 
 impl Default for Settings {
@@ -104,6 +110,9 @@ impl Default for Settings {
             message_size_limit: None,
             staging_limit: None,
             mirror: true,
+            exclude_folders: Vec::new(),
+            include_folders: Vec::new(),
+            map_folders: Vec::new(),
         }
     }
 }
@@ -120,6 +129,10 @@ const QUOTA_PER_ACCOUNT: &str = "limit.quota_per_account";
 const MESSAGE_SIZE_LIMIT: &str = "limit.message_size";
 const STAGING_LIMIT: &str = "limit.staging";
 const MIRROR: &str = "mirror";
+// One pattern a line: a comma may be part of a folder name.
+const EXCLUDE_FOLDERS: &str = "folders.exclude";
+const INCLUDE_FOLDERS: &str = "folders.include";
+const MAP_FOLDERS: &str = "folders.map";
 
 impl Settings {
     /// The rows as stored: a None value is no row.
@@ -137,12 +150,16 @@ impl Settings {
             (MESSAGE_SIZE_LIMIT, self.message_size_limit.map(|l| l.to_string())),
             (STAGING_LIMIT, self.staging_limit.map(|l| l.to_string())),
             (MIRROR, Some(if self.mirror { "on" } else { "off" }.to_string())),
+            (EXCLUDE_FOLDERS, Some(self.exclude_folders.join("\n")).filter(|t| !t.is_empty())),
+            (INCLUDE_FOLDERS, Some(self.include_folders.join("\n")).filter(|t| !t.is_empty())),
+            (MAP_FOLDERS, Some(self.map_folders.join("\n")).filter(|t| !t.is_empty())),
         ]
     }
 
     fn from_rows(get: impl Fn(&str) -> Option<String>) -> Settings {
         let default = Settings::default();
         let number = |key: &str| get(key).and_then(|v| v.trim().parse::<i64>().ok());
+        let lines = |v: Option<String>| v.unwrap_or_default().lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
         Settings {
             passes_enabled: get(PASSES_ENABLED).as_deref() == Some("1"),
             pass_interval_seconds: number(PASS_INTERVAL).unwrap_or(default.pass_interval_seconds),
@@ -156,6 +173,9 @@ impl Settings {
             message_size_limit: number(MESSAGE_SIZE_LIMIT).and_then(|n| u64::try_from(n).ok()),
             staging_limit: number(STAGING_LIMIT).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
             mirror: get(MIRROR).as_deref() != Some("off"),
+            exclude_folders: lines(get(EXCLUDE_FOLDERS)),
+            include_folders: lines(get(INCLUDE_FOLDERS)),
+            map_folders: lines(get(MAP_FOLDERS)),
         }
     }
 }
@@ -164,8 +184,9 @@ impl Store {
     /// The operator's settings, each its default where none is stored.
     pub fn settings(&self) -> Result<Settings> {
         let mut values = std::collections::BTreeMap::new();
-        let mut stmt =
-            self.conn.prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM setting WHERE key IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)")?;
         let rows = stmt.query_map(
             params![
                 PASSES_ENABLED,
@@ -179,7 +200,10 @@ impl Store {
                 QUOTA_PER_ACCOUNT,
                 MESSAGE_SIZE_LIMIT,
                 STAGING_LIMIT,
-                MIRROR
+                MIRROR,
+                EXCLUDE_FOLDERS,
+                INCLUDE_FOLDERS,
+                MAP_FOLDERS
             ],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
@@ -229,6 +253,9 @@ mod tests {
             message_size_limit: Some(35_000_000),
             staging_limit: Some(32 << 20),
             mirror: false,
+            exclude_folders: vec!["Kalender".into(), "Arkiv/*".into()],
+            include_folders: vec!["Kalender/Jobb".into()],
+            map_folders: vec!["Gamla=Arkiv/Gamla".into()],
         };
         let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
         assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);
