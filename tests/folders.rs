@@ -51,10 +51,8 @@ fn folders_left_out_mapped_and_listed_with_their_reasons() {
         "Public/Allmant",
     ];
     fixture::ensure_folders(&mut r, &folders);
-    let mut seed = 1;
-    for folder in std::iter::once("INBOX").chain(folders) {
+    for (seed, folder) in (1..).zip(std::iter::once("INBOX").chain(folders)) {
         fixture::load(&mut r, &fixture::bulk(folder, 1, seed, 1000..2000));
-        seed += 1;
     }
     drop(r);
 
