@@ -561,6 +561,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "quiet_period_seconds": quiet,
         "target_mx": settings.mx_target,
         "watch_domains": settings.watch_domains,
+        "exclude_folders": settings.exclude_folders, "include_folders": settings.include_folders, "map_folders": settings.map_folders,
         "last_new_mail_at": last_new_mail,
         "quiet_since": quiet_since,
         "safe_to_finish": safe_to_finish,

@@ -51,6 +51,16 @@ pub struct FolderCount {
     pub bytes: u64,
 }
 
+/// A source folder the operator's folder choice leaves out (`folder_choice`), with how much mail it
+/// holds: shown, never counted in the totals the verdict weighs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExcludedFolder {
+    pub source: String,
+    pub reason: String,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BigMessage {
     pub folder: String,
@@ -86,6 +96,9 @@ pub struct CheckResult {
     pub left_out_messages: u64,
     #[serde(default)]
     pub left_out_bytes: u64,
+    /// Folders left out by the folder choice, with what they hold (not in `messages` and `bytes`).
+    #[serde(default)]
+    pub excluded: Vec<ExcludedFolder>,
 }
 
 impl CheckResult {
@@ -107,6 +120,7 @@ impl CheckResult {
             certificate: None,
             left_out_messages: 0,
             left_out_bytes: 0,
+            excluded: Vec::new(),
         }
     }
 
@@ -271,6 +285,7 @@ async fn measure(
 ) -> Result<()> {
     let discovery = crate::sync::discover(store, account, source, target, None).await?;
     let target_of: BTreeMap<String, String> = discovery.maps.iter().map(|m| (m.source.clone(), m.target.clone())).collect();
+    let excluded: BTreeMap<String, String> = discovery.excluded.iter().map(|(n, why)| (n.clone(), why.to_string())).collect();
 
     result.size_limit = limits.size_limit_of(target);
     match target.storage_quota().await? {
@@ -308,7 +323,8 @@ async fn measure(
         let mut over: Vec<u32> = Vec::new();
         let mut largest: Option<(u32, u64)> = None;
         if selected.exists > 0 {
-            let limit = result.size_limit;
+            let is_excluded = excluded.contains_key(&name);
+            let limit = result.size_limit.filter(|_| !is_excluded);
             let mut items = vec![FetchItem::Uid, FetchItem::Size];
             if limits.filter.older_than.is_some() || limits.filter.newer_than.is_some() {
                 items.push(FetchItem::InternalDate);
@@ -317,7 +333,8 @@ async fn measure(
             source
                 .uid_fetch(&["1:*".to_string()], &items, None, &mut |meta| {
                     let size = meta.size.unwrap_or(0) as u64;
-                    if limits.filter.leaves_out(size, meta.internal_date.as_deref()).is_some() {
+                    // A folder left out whole is counted whole; the filter weighs only what moves.
+                    if !is_excluded && limits.filter.leaves_out(size, meta.internal_date.as_deref()).is_some() {
                         *left_out_messages += 1;
                         *left_out_bytes += size;
                         return Ok(());
@@ -333,6 +350,11 @@ async fn measure(
                     Ok(())
                 })
                 .await?;
+        }
+        if let Some(reason) = excluded.get(&name) {
+            let (messages, bytes) = (count.messages, count.bytes);
+            result.excluded.push(ExcludedFolder { source: name, reason: reason.clone(), messages, bytes });
+            continue;
         }
         let mut wanted: Vec<u32> = over.clone();
         if let Some((uid, size)) = largest
@@ -396,6 +418,11 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// The left-out folders of a result, for one spreadsheet cell: `name (reason kind)` joined by `; `.
+fn left_out_names(r: &CheckResult) -> String {
+    r.excluded.iter().map(|f| format!("{} ({})", f.source, f.reason)).collect::<Vec<_>>().join("; ")
 }
 
 /// The value of a one-field header section, unfolded and decoded (RFC 2047) for display.
@@ -474,6 +501,10 @@ pub fn table(results: &[CheckResult]) -> String {
         for m in &r.over_limit {
             out.push_str(&format!("    over the limit: {} in {} ({}, {:?})\n", human_bytes(m.size), m.folder, m.date, m.subject));
         }
+        for f in &r.excluded {
+            let size = format!("{} msgs {}", f.messages, human_bytes(f.bytes));
+            out.push_str(&format!("    left out: {:<28} {size} ({})\n", f.source, f.reason));
+        }
     }
     out
 }
@@ -540,8 +571,19 @@ pub fn quota_total_line(total: Option<u64>) -> String {
 
 /// One row per account, for the customer to fix (see `export::csv` for the format).
 pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
-    let header = ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"]
-        .map(String::from);
+    let header = [
+        "account",
+        "target account",
+        "verdict",
+        "problem",
+        "messages",
+        "bytes",
+        "largest message bytes",
+        "messages over limit",
+        "folders left out",
+        "messages left out",
+    ]
+    .map(String::from);
     let rows = results.iter().map(|r| {
         [
             r.account.clone(),
@@ -552,6 +594,8 @@ pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
             r.bytes.to_string(),
             r.largest.as_ref().map(|l| l.size.to_string()).unwrap_or_default(),
             r.over_limit.len().to_string(),
+            left_out_names(r),
+            r.excluded.iter().map(|f| f.messages).sum::<u64>().to_string(),
         ]
     });
     crate::export::csv::write(std::iter::once(header).chain(rows))
@@ -563,10 +607,21 @@ pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
     use crate::export::xlsx::{Cell, Sheet, write_xlsx};
     let text = |s: &str| Cell::Text(s.to_string());
     let mut accounts = vec![
-        ["account", "target account", "verdict", "problem", "messages", "bytes", "largest message bytes", "messages over limit"]
-            .iter()
-            .map(|h| text(h))
-            .collect::<Vec<_>>(),
+        [
+            "account",
+            "target account",
+            "verdict",
+            "problem",
+            "messages",
+            "bytes",
+            "largest message bytes",
+            "messages over limit",
+            "folders left out",
+            "messages left out",
+        ]
+        .iter()
+        .map(|h| text(h))
+        .collect::<Vec<_>>(),
     ];
     let mut over = vec![["account", "folder", "date", "subject", "bytes"].iter().map(|h| text(h)).collect::<Vec<_>>()];
     for r in results {
@@ -579,6 +634,8 @@ pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
             Cell::Number(r.bytes as f64),
             r.largest.as_ref().map_or(Cell::Empty, |l| Cell::Number(l.size as f64)),
             Cell::Number(r.over_limit.len() as f64),
+            text(&left_out_names(r)),
+            Cell::Number(r.excluded.iter().map(|f| f.messages).sum::<u64>() as f64),
         ]);
         for m in &r.over_limit {
             over.push(vec![text(&r.account), text(&m.folder), text(&m.date), text(&m.subject), Cell::Number(m.size as f64)]);

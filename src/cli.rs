@@ -144,6 +144,21 @@ pub struct SetupArgs {
     /// says whether everything fits
     #[argh(option)]
     quota_total: Option<String>,
+    /// leave out folders matching this pattern in every account (repeatable; replaces the list): '/'
+    /// or the old server's delimiter between levels, * and ? within a level, children included
+    #[argh(option)]
+    exclude_folder: Vec<String>,
+    /// copy folders matching this pattern even when a default or a pattern leaves them out
+    /// (repeatable; replaces the list)
+    #[argh(option)]
+    include_folder: Vec<String>,
+    /// put a source folder elsewhere on the target, as 'SOURCE=TARGET' (repeatable; replaces the
+    /// list; its children follow it)
+    #[argh(option)]
+    map_folder: Vec<String>,
+    /// clear --exclude-folder, --include-folder and --map-folder
+    #[argh(switch)]
+    no_folder_choice: bool,
 }
 
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
@@ -166,8 +181,18 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         ["--older-than", "--newer-than", "--max-message-size"],
     )?;
     let quota_total = setup.quota_total.as_deref().map(|t| crate::units::parse_optional_size("--quota-total", t)).transpose()?;
+    let given = |l: &Vec<String>| (setup.no_folder_choice || !l.is_empty()).then(|| l.clone());
+    let folder_change = crate::folder_setup::FolderChange {
+        exclude: given(&setup.exclude_folder),
+        include: given(&setup.include_folder),
+        map: given(&setup.map_folder),
+    };
+    folder_change.check(["--exclude-folder", "--include-folder", "--map-folder"])?;
     let store = Store::open(dir)?;
     filter.check_against(&store.settings()?)?;
+    if !folder_change.is_empty() {
+        println!("{}", crate::folder_setup::apply(&store, &folder_change)?);
+    }
     // Both sides are checked (by the same code as the API's) before either is stored.
     let mut sides = Vec::new();
     for (side, server, tls, pin) in
@@ -460,6 +485,9 @@ pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
     for login in saved.not_in_file {
         println!("note: {login} is not in this file; it was kept");
     }
+    for kept in saved.kept_folder_choice {
+        println!("note: {kept}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -480,9 +508,11 @@ pub fn folders(dir: &Path, f: &FoldersArgs) -> Result<ExitCode> {
         let d = sync::discover(&store, &account, &mut both.source, &mut both.target, None).await?;
         both.source.logout().await;
         both.target.logout().await;
-        Ok::<_, anyhow::Error>(d.maps)
+        Ok::<_, anyhow::Error>((d.maps, d.excluded))
     })?;
+    let (maps, excluded) = maps;
     print!("{}", folders::describe(&maps));
+    print!("{}", crate::folder_choice::describe_excluded(&excluded));
     Ok(ExitCode::SUCCESS)
 }
 

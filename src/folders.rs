@@ -42,6 +42,14 @@
 //! 5. **Non-selectable folders** (`\Noselect`, namespace placeholders) are mapped like the others so the
 //!    tree exists on the target.
 //!
+//! 6. **The operator's overrides** (`setup --map-folder SOURCE=TARGET`, resolved by `folder_choice`
+//!    to source names and target levels): claimed right after INBOX, before the special folders, under
+//!    the target prefix with the target delimiter (rule 2 applies to each level); such a folder is never
+//!    a special folder, and its children follow it unless mapped themselves. An override whose target
+//!    is already claimed (by INBOX, the target's reserved names or an earlier override) is not used:
+//!    the folder is mapped by the rules above and the note says why, since one target folder never
+//!    takes two source folders.
+//!
 //! Output is sorted by source name (byte order of the UTF-8 name) and does not depend on input order.
 //! Mapping onto a folder that already exists on the target is intended (re-runs, pre-created specials);
 //! only two source folders landing on one target name count as a collision.
@@ -165,6 +173,8 @@ pub enum MapReason {
     Name,
     /// A collision suffix was added.
     Renamed,
+    /// The operator's `--map-folder` named the target.
+    Operator,
 }
 
 impl fmt::Display for MapReason {
@@ -175,6 +185,7 @@ impl fmt::Display for MapReason {
             Self::SpecialByName(kind) => write!(f, "{kind} by name"),
             Self::Name => f.write_str("name"),
             Self::Renamed => f.write_str("renamed"),
+            Self::Operator => f.write_str("operator's mapping"),
         }
     }
 }
@@ -190,10 +201,21 @@ pub struct FolderMap {
 }
 
 /// Maps every distinct source folder name to a target name; see the module documentation for the rules.
+#[cfg(test)]
 pub fn map_folders(layout: &SourceLayout, folders: &[SourceFolder], target: &TargetLayout) -> Vec<FolderMap> {
+    map_folders_with(layout, folders, target, &BTreeMap::new())
+}
+
+/// `map_folders` with the operator's overrides: source name to target levels (rule 6).
+pub fn map_folders_with(
+    layout: &SourceLayout,
+    folders: &[SourceFolder],
+    target: &TargetLayout,
+    overrides: &BTreeMap<String, Vec<String>>,
+) -> Vec<FolderMap> {
     let placed = place_sources(layout, folders);
     let target = Target::new(target);
-    let chosen = choose_specials(&placed);
+    let mut refused: BTreeMap<&str, String> = BTreeMap::new();
 
     let mut claims = Claims::default();
     for name in &target.layout.reserved {
@@ -210,6 +232,21 @@ pub fn map_folders(layout: &SourceLayout, folders: &[SourceFolder], target: &Tar
         parents.insert(parent_key(&p.folder.name), ("INBOX".to_string(), false));
         done.insert(&p.folder.name, Mapped::new("INBOX".to_string(), MapReason::Inbox));
     }
+
+    for (source, levels) in overrides {
+        let Some(p) = placed.get(source.as_str()).filter(|p| !p.inbox) else {
+            continue;
+        };
+        let name = target.plain_name(levels).0;
+        if let Some(owner) = claims.owner(&target, &name) {
+            refused.insert(&p.folder.name, format!("the operator's mapping to '{name}' is not used: '{owner}' already goes there"));
+            continue;
+        }
+        claims.claim(&target, &name, &p.folder.name);
+        parents.insert(parent_key(&p.folder.name), (name.clone(), true));
+        done.insert(&p.folder.name, Mapped::new(name, MapReason::Operator));
+    }
+    let chosen = choose_specials(&placed, &done);
 
     for (kind, (source, by_attribute)) in &chosen {
         let Some(p) = placed.get(source.as_str()) else {
@@ -272,6 +309,11 @@ pub fn map_folders(layout: &SourceLayout, folders: &[SourceFolder], target: &Tar
         done.insert(&p.folder.name, Mapped { target: final_name, reason, notes });
     }
 
+    for (source, note) in refused {
+        if let Some(m) = done.get_mut(source) {
+            m.notes.insert(0, note);
+        }
+    }
     done.into_iter()
         .map(|(source, m)| FolderMap {
             source: source.to_string(),
@@ -393,9 +435,10 @@ fn parent_key(source: &str) -> String {
 }
 
 /// Picks at most one source folder per role: (source name, chosen by attribute).
-fn choose_specials(placed: &BTreeMap<String, Placed>) -> BTreeMap<SpecialUse, (String, bool)> {
+fn choose_specials(placed: &BTreeMap<String, Placed>, overridden: &BTreeMap<&str, Mapped>) -> BTreeMap<SpecialUse, (String, bool)> {
     let mut chosen = BTreeMap::new();
-    let mut used: BTreeSet<&str> = BTreeSet::new();
+    // A folder the operator mapped is never a special folder.
+    let mut used: BTreeSet<&str> = overridden.keys().copied().collect();
     for kind in SpecialUse::ALL {
         let candidates = placed.values().filter(|p| !p.inbox && !used.contains(p.folder.name.as_str()));
         let by_attribute =
@@ -1057,5 +1100,33 @@ mod tests {
              INBOX.Skickat        -> Sent            (\\Sent by name)\n"
         );
         assert_eq!(describe(&[]), "no folders\n");
+    }
+
+    #[test]
+    fn operator_overrides_take_their_children_and_never_two_sources_into_one() {
+        let folders = old_host_folders(&["INBOX", "INBOX.Skickat", "INBOX.Gamla", "INBOX.Gamla.2019", "INBOX.Gamla.Egen", "INBOX.Arkiv"]);
+        let overrides: BTreeMap<String, Vec<String>> = [
+            ("INBOX.Gamla".to_string(), vec!["Arkiv".to_string(), "Gamla kunder".to_string()]),
+            ("INBOX.Gamla.Egen".to_string(), vec!["Eget".to_string()]),
+            ("INBOX.Skickat".to_string(), vec!["Skickat 2019".to_string()]),
+            ("INBOX.Arkiv".to_string(), vec!["INBOX".to_string(), "x".to_string()]),
+        ]
+        .into_iter()
+        .collect();
+        let maps = map_folders_with(&old_host(), &folders, &dovecot_target(), &overrides);
+        assert_eq!(find(&maps, "INBOX.Gamla").target, "Arkiv/Gamla kunder");
+        assert_eq!(find(&maps, "INBOX.Gamla").reason, MapReason::Operator);
+        assert_eq!(find(&maps, "INBOX.Gamla.2019").target, "Arkiv/Gamla kunder/2019");
+        assert_eq!(find(&maps, "INBOX.Gamla.Egen").target, "Eget");
+        // The operator's mapping makes Skickat an ordinary folder: no Sent is chosen by name then.
+        assert_eq!(find(&maps, "INBOX.Skickat").target, "Skickat 2019");
+        assert_eq!(find(&maps, "INBOX.Arkiv").target, "INBOX/x");
+
+        // Onto a name INBOX holds: not used, said in the note.
+        let clash: BTreeMap<String, Vec<String>> = [("INBOX.Arkiv".to_string(), vec!["inbox".to_string()])].into_iter().collect();
+        let maps = map_folders_with(&old_host(), &folders, &dovecot_target(), &clash);
+        let arkiv = find(&maps, "INBOX.Arkiv");
+        assert_eq!(arkiv.target, "Archive");
+        assert!(arkiv.note.as_deref().unwrap_or("").contains("is not used"), "{arkiv:?}");
     }
 }

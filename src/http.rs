@@ -451,7 +451,8 @@ fn import_accounts(
     let import = crate::import::import_locked(name, body, auth, zip_password)
         .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;
     let saved = crate::import::save(&store, &import.accounts)?;
-    let warnings: Vec<String> = import.warnings.iter().map(line).collect();
+    let mut warnings: Vec<String> = import.warnings.iter().map(line).collect();
+    warnings.extend(saved.kept_folder_choice.iter().cloned());
     Ok(json!({"added": saved.added, "updated": saved.updated, "not_in_file": saved.not_in_file, "warnings": warnings}))
 }
 

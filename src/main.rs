@@ -10,6 +10,8 @@ mod export;
 mod failure;
 mod fault;
 mod filters;
+mod folder_choice;
+mod folder_setup;
 mod folders;
 mod front_door;
 mod http;

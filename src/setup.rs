@@ -78,6 +78,10 @@ struct ApiRequest {
     max_message_size: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     quota_total: Option<Value>,
+    /// The folder choice (`folder_setup`): lists of strings, [] clears.
+    exclude_folders: Option<Value>,
+    include_folders: Option<Value>,
+    map_folders: Option<Value>,
 }
 
 /// A value of the filter or the package's total as text (`FilterChange::parse` reads it): null
@@ -328,6 +332,7 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
     .map_err(|e| Refused(format!("{e:#}")))?;
     let quota_total =
         total.map(|t| crate::units::parse_optional_size("quota_total", &t)).transpose().map_err(|e| Refused(format!("{e:#}")))?;
+    let folder_change = folder_change_from(&request)?;
     let mut kinds = Vec::new();
     let mut m365 = Vec::new();
     for (side, kind, app) in
@@ -356,6 +361,10 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         }
     }
 
+    if !folder_change.is_empty() {
+        // Refused whole, before anything else is stored, once an account has copies.
+        crate::folder_setup::apply(store, &folder_change).map_err(|e| Refused(format!("{e:#}")))?;
+    }
     for (side, endpoint) in &sides {
         store.set_endpoint(side, endpoint)?;
     }
@@ -434,6 +443,21 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         answer[format!("{side}_test")] = serde_json::to_value(test_side(store, side)?).map_err(|e| anyhow!(e))?;
     }
     Ok(answer)
+}
+
+/// The request's folder choice, each list checked (refused with a sentence naming its key).
+fn folder_change_from(request: &ApiRequest) -> std::result::Result<crate::folder_setup::FolderChange, Refused> {
+    let list = |key: &str, v: &Option<Value>| match v {
+        None => Ok(None),
+        Some(v) => crate::folder_setup::strings(key, v).map_err(|e| Refused(format!("{e:#}"))),
+    };
+    let change = crate::folder_setup::FolderChange {
+        exclude: list("exclude_folders", &request.exclude_folders)?,
+        include: list("include_folders", &request.include_folders)?,
+        map: list("map_folders", &request.map_folders)?,
+    };
+    change.check(["exclude_folders", "include_folders", "map_folders"]).map_err(|e| Refused(format!("{e:#}")))?;
+    Ok(change)
 }
 
 /// Held while `POST /api/setup` tests a side (see `apply_json`).

@@ -111,6 +111,9 @@ pub struct Discovery {
     pub target_special: BTreeSet<String>,
     /// The target's hierarchy delimiter.
     pub target_delimiter: char,
+    /// Source folders the operator's folder choice leaves out, by decoded name, with the reason
+    /// (`folder_choice`): recorded but never read, copied, mirrored or measured.
+    pub excluded: Vec<(String, crate::folder_choice::Exclusion)>,
 }
 
 fn special_use_of(folder: &ListedFolder) -> Option<SpecialUse> {
@@ -131,7 +134,7 @@ pub async fn discover(
     target: &mut Session,
     status_for: Option<bool>,
 ) -> Result<Discovery> {
-    let source_ns = source.personal_namespace().await?;
+    let (source_ns, other_users, shared) = source.namespaces().await?;
     let Listing { folders: listed, statuses: source_statuses } = match status_for {
         Some(condstore) => source.list_with_status(condstore).await?,
         None => Listing { folders: source.list().await?, statuses: BTreeMap::new() },
@@ -141,8 +144,26 @@ pub async fn discover(
         prefix: source_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
         delimiter: source_ns.as_ref().and_then(|(_, d)| *d).or_else(|| listed.iter().find_map(|f| f.delimiter)),
     };
+    let choice = folder_choice_of(store, account)?;
+    let namespaces = crate::folder_choice::SourceNamespaces {
+        personal: layout.prefix.clone(),
+        delimiter: layout.delimiter,
+        other_users: other_users.iter().map(|p| utf7::decode_or_raw(p)).collect(),
+        shared: shared.iter().map(|p| utf7::decode_or_raw(p)).collect(),
+    };
+    let mut excluded = Vec::new();
+    let mut overrides = BTreeMap::new();
+    for f in &listed {
+        let name = utf7::decode_or_raw(&f.wire_name);
+        if let Some(why) = choice.exclusion(&namespaces, &name, f.delimiter) {
+            excluded.push((name, why));
+        } else if let Some(o) = choice.override_for(&namespaces, &name, f.delimiter) {
+            overrides.insert(name, o.target.clone());
+        }
+    }
     let source_folders: Vec<SourceFolder> = listed
         .iter()
+        .filter(|f| !excluded.iter().any(|(name, _)| *name == utf7::decode_or_raw(&f.wire_name)))
         .map(|f| SourceFolder {
             name: utf7::decode_or_raw(&f.wire_name),
             delimiter: f.delimiter,
@@ -166,7 +187,7 @@ pub async fn discover(
         reserved: quirks.reserved_folder_names(),
     };
     let target_delimiter = target_layout.delimiter;
-    let maps = folders::map_folders(&layout, &source_folders, &target_layout);
+    let maps = folders::map_folders_with(&layout, &source_folders, &target_layout, &overrides);
     let by_source: BTreeMap<&str, &FolderMap> = maps.iter().map(|m| (m.source.as_str(), m)).collect();
 
     store.write(|tx| {
@@ -174,6 +195,11 @@ pub async fn discover(
         for f in &listed {
             let name = utf7::decode_or_raw(&f.wire_name);
             let map = by_source.get(name.as_str());
+            let left_out = excluded.iter().find(|(n, _)| *n == name).map(|(_, why)| why.to_string());
+            let (map_reason, map_note) = match left_out {
+                Some(why) => (Some(crate::store::EXCLUDED_REASON.to_string()), Some(why)),
+                None => (map.map(|m| m.reason.to_string()), map.and_then(|m| m.note.clone())),
+            };
             tx.record_source_folder(
                 account.id,
                 &SourceFolderRecord {
@@ -184,8 +210,8 @@ pub async fn discover(
                     selectable: selectable(f),
                     subscribed: subscribed.contains(&f.wire_name),
                     target_name: map.map(|m| m.target.clone()),
-                    map_reason: map.map(|m| m.reason.to_string()),
-                    map_note: map.and_then(|m| m.note.clone()),
+                    map_reason,
+                    map_note,
                 },
             )?;
         }
@@ -200,7 +226,21 @@ pub async fn discover(
         source_statuses,
         target_special,
         target_delimiter,
+        excluded,
     })
+}
+
+/// The operator's folder choice for the account: the settings' patterns and overrides, and the
+/// account list's patterns for this account.
+pub fn folder_choice_of(store: &Store, account: &Account) -> Result<crate::folder_choice::FolderChoice> {
+    let settings = store.settings()?;
+    let account_list = store.account_exclude_folders(account.id)?;
+    Ok(crate::folder_choice::FolderChoice::from_stored(
+        &settings.exclude_folders,
+        &account_list,
+        &settings.include_folders,
+        &settings.map_folders,
+    ))
 }
 
 /// Totals of one account's pass.

@@ -103,6 +103,28 @@ impl Session {
         Ok(None)
     }
 
+    /// NAMESPACE's three parts: the personal namespace (as `personal_namespace` gives it), and the
+    /// prefixes (as the server spells them) of other users' and of shared folders, which the folder
+    /// choice leaves out (`folder_choice`). A server without NAMESPACE has only a personal one.
+    pub async fn namespaces(&mut self) -> Result<(Option<(String, Option<char>)>, Vec<String>, Vec<String>)> {
+        if !self.has("NAMESPACE") {
+            return Ok((None, Vec::new(), Vec::new()));
+        }
+        let data = self.ok(CommandBody::Namespace, "NAMESPACE").await?;
+        for item in data {
+            if let Data::Namespace { personal, other, shared } = item {
+                let prefixes = |list: &[imap_next::imap_types::extensions::namespace::Namespace<'_>]| -> Vec<String> {
+                    list.iter().map(|n| String::from_utf8_lossy(n.prefix.as_ref()).into_owned()).filter(|p| !p.is_empty()).collect()
+                };
+                let first = personal.first().map(|first| {
+                    (String::from_utf8_lossy(first.prefix.as_ref()).into_owned(), first.delimiter.as_ref().map(|d| d.inner()))
+                });
+                return Ok((first, prefixes(&other), prefixes(&shared)));
+            }
+        }
+        Ok((None, Vec::new(), Vec::new()))
+    }
+
     /// LIST "" "*": every folder with its attributes (special-use ones included, as Dovecot and most
     /// servers send them on a plain LIST).
     pub async fn list(&mut self) -> Result<Vec<ListedFolder>> {

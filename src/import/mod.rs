@@ -64,6 +64,8 @@ pub struct AccountRow {
     pub target_password: Option<Secret>,
     /// Lowercased, trimmed, without duplicates, in the order given.
     pub aliases: Vec<String>,
+    /// The folder patterns of the "Exkludera mappar" column (`folder_choice`); None without the column.
+    pub exclude_folders: Option<Vec<String>>,
 }
 
 /// A successful import: the accounts, and what was noticed but did not stop it.
@@ -204,6 +206,8 @@ pub struct Saved {
     pub added: usize,
     pub updated: usize,
     pub not_in_file: Vec<String>,
+    /// Accounts whose folders to leave out the list changed after mail was copied: kept, one sentence each.
+    pub kept_folder_choice: Vec<String>,
 }
 
 /// Stores a validated list's accounts: every password sealed first, then all rows in one short write
@@ -216,19 +220,33 @@ pub fn save(store: &crate::store::Store, accounts: &[AccountRow]) -> anyhow::Res
             store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut kept_folder_choice = Vec::new();
     let (added, updated) = store.write(|tx| {
         let (mut added, mut updated) = (0, 0);
-        for account in &sealed {
+        for (account, row) in sealed.iter().zip(accounts) {
+            // Read before the upsert: a new target login resets the copies it counts.
+            let before = tx.account_exclusions_and_copies(&row.source_login)?;
             if tx.upsert_account(account)? {
                 added += 1;
             } else {
                 updated += 1;
             }
+            let Some(patterns) = &row.exclude_folders else { continue };
+            let patterns = patterns.join("\n");
+            match before {
+                Some((stored, true)) if stored != patterns => kept_folder_choice.push(format!(
+                    "{}: the folders to leave out were kept as they were ({}): mail has been copied, and changing which folders \
+                     move in the middle of a migration would leave half-copied folders",
+                    row.source_login,
+                    if stored.is_empty() { "none".to_string() } else { stored.replace('\n', ", ") }
+                )),
+                _ => tx.set_account_exclude_folders(&row.source_login, &patterns)?,
+            }
         }
         Ok((added, updated))
     })?;
     let not_in_file = known.into_iter().filter(|k| !accounts.iter().any(|r| r.source_login.eq_ignore_ascii_case(k))).collect();
-    Ok(Saved { added, updated, not_in_file })
+    Ok(Saved { added, updated, not_in_file, kept_folder_choice })
 }
 
 /// Like `read_import`, for a source that logs in as `auth` says; `zip_password` opens a

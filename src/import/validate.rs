@@ -23,9 +23,12 @@ pub(super) enum Field {
     TargetLogin,
     TargetPassword,
     Aliases,
+    /// Folder patterns left out of this account (issue 18; `folder_choice`), optional.
+    ExcludeFolders,
 }
 
-const FIELDS: [Field; 5] = [Field::SourceLogin, Field::SourcePassword, Field::TargetLogin, Field::TargetPassword, Field::Aliases];
+const FIELDS: [Field; 6] =
+    [Field::SourceLogin, Field::SourcePassword, Field::TargetLogin, Field::TargetPassword, Field::Aliases, Field::ExcludeFolders];
 
 impl Field {
     fn describe(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Field {
             Field::TargetLogin => "the login on the new server",
             Field::TargetPassword => "the password on the new server",
             Field::Aliases => "the aliases",
+            Field::ExcludeFolders => "the folders to leave out",
         }
     }
 
@@ -69,6 +73,7 @@ impl Field {
             }
             Field::TargetPassword => &["Nytt lösenord", "Target password", "New password"],
             Field::Aliases => &["Alias", "Aliases", "Aliasadresser", "Aliasadress", "Alias addresses"],
+            Field::ExcludeFolders => &["Exkludera mappar", "Exclude folders", "Uteslut mappar", "Mappar att utesluta", "Excluded folders"],
         }
     }
 }
@@ -302,6 +307,13 @@ fn check_row(
         }
     }
 
+    // Several patterns a cell, split on ';', ',' or line breaks; None when the list has no such column,
+    // so an older list imported again keeps what was set.
+    let exclude_folders = columns.index(Field::ExcludeFolders).map(|_| crate::folder_choice::split_cell(cell(Field::ExcludeFolders)));
+    if let Some(Err(e)) = exclude_folders.as_ref().map(|list| crate::folder_choice::parse_patterns(list)) {
+        problems.push(problem(Field::ExcludeFolders, e.to_string()));
+    }
+
     // Passwords are taken out of the grid, not copied, so the `Secret` owns (and later wipes) the only
     // buffer; none of the messages below quote them.
     let password_cell = |row: &mut GridRow, field: Field| -> String {
@@ -327,7 +339,7 @@ fn check_row(
         Some(target_password)
     };
 
-    Some(AccountRow { row: number, source_login, source_password, target_login, target_password, aliases })
+    Some(AccountRow { row: number, source_login, source_password, target_login, target_password, aliases, exclude_folders })
 }
 
 fn is_example_login(login: &str) -> bool {

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod accounts;
+mod folder_choice;
 mod folders;
 mod holds;
 mod journal;
@@ -36,6 +37,7 @@ mod test_rows;
 mod verification;
 
 pub use accounts::{Account, AccountState};
+pub use folder_choice::EXCLUDED_REASON;
 pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
 pub use left_out::LEFT_OUT_REASON;

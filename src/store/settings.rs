@@ -96,6 +96,12 @@ pub struct Settings {
     /// The package's total size the customer bought for all accounts together (`setup --quota-total`):
     /// the check says whether everything fits, besides each account's own verdict.
     pub quota_total: Option<u64>,
+    /// Folder patterns left out of every account (`setup --exclude-folder`; `folder_choice`).
+    pub exclude_folders: Vec<String>,
+    /// Folder patterns copied whatever would leave them out (`setup --include-folder`).
+    pub include_folders: Vec<String>,
+    /// Mapping overrides, `SOURCE=TARGET` (`setup --map-folder`).
+    pub map_folders: Vec<String>,
 }
 
 impl Default for Settings {
@@ -117,6 +123,9 @@ impl Default for Settings {
             newer_than: None,
             max_message_size: None,
             quota_total: None,
+            exclude_folders: Vec::new(),
+            include_folders: Vec::new(),
+            map_folders: Vec::new(),
         }
     }
 }
@@ -137,6 +146,10 @@ const OLDER_THAN: &str = "filter.older_than";
 const NEWER_THAN: &str = "filter.newer_than";
 const MAX_MESSAGE_SIZE: &str = "filter.max_message_size";
 const QUOTA_TOTAL: &str = "limit.quota_total";
+// One pattern a line: a comma may be part of a folder name.
+const EXCLUDE_FOLDERS: &str = "folders.exclude";
+const INCLUDE_FOLDERS: &str = "folders.include";
+const MAP_FOLDERS: &str = "folders.map";
 
 impl Settings {
     /// The rows as stored: a None value is no row.
@@ -158,12 +171,16 @@ impl Settings {
             (NEWER_THAN, self.newer_than.map(|d| d.to_string())),
             (MAX_MESSAGE_SIZE, self.max_message_size.map(|n| n.to_string())),
             (QUOTA_TOTAL, self.quota_total.map(|n| n.to_string())),
+            (EXCLUDE_FOLDERS, Some(self.exclude_folders.join("\n")).filter(|t| !t.is_empty())),
+            (INCLUDE_FOLDERS, Some(self.include_folders.join("\n")).filter(|t| !t.is_empty())),
+            (MAP_FOLDERS, Some(self.map_folders.join("\n")).filter(|t| !t.is_empty())),
         ]
     }
 
     fn from_rows(get: impl Fn(&str) -> Option<String>) -> Settings {
         let default = Settings::default();
         let number = |key: &str| get(key).and_then(|v| v.trim().parse::<i64>().ok());
+        let lines = |v: Option<String>| v.unwrap_or_default().lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
         Settings {
             passes_enabled: get(PASSES_ENABLED).as_deref() == Some("1"),
             pass_interval_seconds: number(PASS_INTERVAL).unwrap_or(default.pass_interval_seconds),
@@ -181,6 +198,9 @@ impl Settings {
             newer_than: get(NEWER_THAN).and_then(|d| d.parse().ok()),
             max_message_size: number(MAX_MESSAGE_SIZE).and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0),
             quota_total: number(QUOTA_TOTAL).and_then(|n| u64::try_from(n).ok()),
+            exclude_folders: lines(get(EXCLUDE_FOLDERS)),
+            include_folders: lines(get(INCLUDE_FOLDERS)),
+            map_folders: lines(get(MAP_FOLDERS)),
         }
     }
 }
@@ -242,6 +262,9 @@ mod tests {
             newer_than: "2019-07-01".parse().ok(),
             max_message_size: Some(25 << 20),
             quota_total: Some(500 << 30),
+            exclude_folders: vec!["Kalender".into(), "Arkiv/*".into()],
+            include_folders: vec!["Kalender/Jobb".into()],
+            map_folders: vec!["Gamla=Arkiv/Gamla".into()],
         };
         let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
         assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);

@@ -61,11 +61,12 @@ pub enum BodyWrite {
 }
 
 impl Store {
-    /// The folders of `account_id` a pass pulls: listed by the source last time and selectable.
+    /// The folders of `account_id` a pass pulls (and mirroring looks through): listed by the source last
+    /// time, selectable, and not left out by the operator's folder choice (`folder_choice`).
     pub fn source_folders_to_pull(&self, account_id: i64) -> Result<Vec<SourceFolderRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, wire_name, name, uidvalidity, uidnext, highest_modseq, last_uid FROM source_folder
-             WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
+             WHERE account_id = ?1 AND present = 1 AND selectable = 1 AND coalesce(map_reason, '') != 'excluded' ORDER BY name",
         )?;
         let rows = stmt.query_map([account_id], |r| {
             Ok(SourceFolderRow {

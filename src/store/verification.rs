@@ -67,7 +67,7 @@ impl Store {
     pub fn folders_to_verify(&self, account_id: i64) -> Result<Vec<FolderToVerify>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder
-             WHERE account_id = ?1 AND present = 1 AND selectable = 1 ORDER BY name",
+             WHERE account_id = ?1 AND present = 1 AND selectable = 1 AND coalesce(map_reason, '') != 'excluded' ORDER BY name",
         )?;
         let rows = stmt.query_map([account_id], |r| {
             Ok(FolderToVerify { id: r.get(0)?, name: r.get(1)?, wire_name: r.get(2)?, uidvalidity: r.get(3)?, target_name: r.get(4)? })
