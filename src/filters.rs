@@ -25,15 +25,25 @@ pub struct MessageFilter {
     pub older_than: Option<NaiveDate>,
     pub newer_than: Option<NaiveDate>,
     pub max_size: Option<u64>,
+    /// Sizes of copies on the target whose source row is gone (moved by the users) or stale (the
+    /// folder's UIDVALIDITY changed): a message of such a size may be that copy's twin, so it is
+    /// never left out but fetched, to be paired by its bytes (a MOVE, or taking the copy over). The
+    /// filter only ever decides about mail not yet on the target. Not part of the fingerprint.
+    pub spared_sizes: std::collections::BTreeSet<u64>,
 }
 
 impl MessageFilter {
     pub fn from_settings(settings: &Settings) -> MessageFilter {
-        MessageFilter { older_than: settings.older_than, newer_than: settings.newer_than, max_size: settings.max_message_size }
+        MessageFilter {
+            older_than: settings.older_than,
+            newer_than: settings.newer_than,
+            max_size: settings.max_message_size,
+            spared_sizes: Default::default(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        *self == MessageFilter::default()
+        self.older_than.is_none() && self.newer_than.is_none() && self.max_size.is_none()
     }
 
     /// The filter as one short text, stored per account when its rows were weighed against it.
@@ -51,6 +61,9 @@ impl MessageFilter {
     /// "dd-Mon-yyyy hh:mm:ss +zzzz") out, or None when it moves. A message whose date is missing or
     /// unreadable is weighed by its size only: leaving mail out on a guess would lose it silently.
     pub fn leaves_out(&self, size: u64, internal_date: Option<&str>) -> Option<String> {
+        if self.is_empty() || self.spared_sizes.contains(&size) {
+            return None;
+        }
         if let Some(max) = self.max_size.filter(|&max| size > max) {
             // The size itself is on the ledger's row; one wording per rule lets the report count them.
             return Some(format!("{LEFT_OUT_REASON}: larger than {}", human_bytes(max)));
@@ -70,7 +83,7 @@ impl MessageFilter {
         if self.is_empty() {
             return "Messages that move: all (no filter)".to_string();
         }
-        let mut parts = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
         match (self.newer_than, self.older_than) {
             (Some(from), Some(before)) => parts.push(format!("received from {from} up to {before}")),
             (Some(from), None) => parts.push(format!("received from {from} on")),
@@ -191,6 +204,7 @@ pub fn reweigh(store: &Store, account_id: i64, filter: &MessageFilter) -> Result
         let Some(last) = rows.last() else { break };
         after = last.id;
         store.write(|tx| {
+            let mut looked_through = std::collections::BTreeSet::new();
             for row in &rows {
                 match (filter.leaves_out(row.size, row.internal_date.as_deref()), row.left_out) {
                     (Some(reason), false) => {
@@ -200,6 +214,12 @@ pub fn reweigh(store: &Store, account_id: i64, filter: &MessageFilter) -> Result
                     (None, true) => {
                         tx.take_back(row.id)?;
                         taken_back += 1;
+                        // The target folder may hold copies of these already (another tool, or the
+                        // customer, moved them before the filter was set): the next push looks the
+                        // whole folder through before it appends them.
+                        if looked_through.insert(row.folder_id) {
+                            tx.look_through_target_again(row.folder_id)?;
+                        }
                     }
                     _ => {}
                 }

@@ -429,7 +429,10 @@ async fn pass_connected(
     let settings = store.settings()?;
     let size_limit = both.target.message_size_limit(settings.message_size_limit);
     // The operator's filter, weighed again over the rows not yet on the target if it changed.
-    let filter = MessageFilter::from_settings(&settings);
+    let mut filter = MessageFilter::from_settings(&settings);
+    if !filter.is_empty() {
+        filter.spared_sizes = store.gone_copy_sizes(account.id)?;
+    }
     crate::filters::reweigh(store, account.id, &filter)?;
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();

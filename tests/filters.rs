@@ -162,3 +162,72 @@ fn the_filter_leaves_mail_out_says_so_and_a_wider_filter_takes_it_back() {
     let verify = m.ok(&["verify"]);
     assert!(verify.contains("verified — 9 of 9 messages on the target, 0 skipped"), "{verify}");
 }
+
+/// What the cold review found, against real Dovecot: (1) a message left out that the target already
+/// holds (the customer copied it earlier) is not appended a second time when the filter widens;
+/// (2) a copied message that falls outside a filter set later and that the user then files into
+/// another folder is moved on the target, not lost; (3) a folder whose UIDVALIDITY changes with
+/// left-out mail in it lists that mail once, keeps the copied message once, and takes the left-out
+/// one back once when the filter widens.
+#[test]
+fn a_changed_filter_never_duplicates_or_loses_what_the_target_holds() {
+    let (src_user, tgt_user) = ("bo@gammal.se", "bo@ny.se");
+    let source = Dovecot::start(Layout::OldHost, &[(src_user, "pw-src")]);
+    let target = Dovecot::start(Layout::Target, &[(tgt_user, "pw-tgt")]);
+    let mut sr = source.reader(src_user);
+    fixture::ensure_folders(&mut sr, &["INBOX.Arkiv", "INBOX.Kunder"]);
+    let early = message("INBOX", "early", "10-May-2018 10:00:00 +0000", 0);
+    let late = message("INBOX", "late", "10-May-2022 10:00:00 +0000", 0);
+    let filed = message("INBOX", "filed", "10-May-2019 10:00:00 +0000", 64);
+    let kept = message("INBOX.Kunder", "kept", "10-May-2023 10:00:00 +0000", 128);
+    let old_kund = message("INBOX.Kunder", "old-kund", "10-May-2017 10:00:00 +0000", 192);
+    fixture::load(&mut sr, &[early.clone(), late.clone(), filed.clone(), kept.clone(), old_kund.clone()]);
+    // The customer had already put "early" on the new host with another tool.
+    let mut tr = target.reader(tgt_user);
+    tr.append("INBOX", &["\\Seen"], Some(&early.internal_date), &early.body);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[(src_user, "pw-src", tgt_user, "pw-tgt")]);
+
+    // Pass 1 copies "filed" and everything newer; "early" and "old-kund" are left out.
+    m.ok(&["setup", "--newer-than", "2019-01-01"]);
+    m.sync();
+    assert_eq!(ids(&mut tr).get("INBOX"), Some(&set(&["early", "late", "filed"])));
+
+    // (2) The operator narrows the filter; the user files "filed" (now outside it) into Arkiv.
+    m.ok(&["setup", "--newer-than", "2020-01-01"]);
+    let uid = sr
+        .fetch_all("INBOX")
+        .into_iter()
+        .find(|x| fixture::header_value(&x.body, "Message-ID").as_deref() == Some("<filed@postflytt.test>"))
+        .expect("filed on the source")
+        .uid;
+    sr.move_uids("INBOX", &[uid], "INBOX.Arkiv");
+    // (3) The Kunder folder is made again on the old server: a new UIDVALIDITY, the same two messages.
+    sr.delete("INBOX.Kunder");
+    sr.create("INBOX.Kunder");
+    fixture::load(&mut sr, &[kept.clone(), old_kund.clone()]);
+    m.sync();
+    let on_target = ids(&mut tr);
+    assert_eq!(on_target.get("INBOX"), Some(&set(&["early", "late"])), "{on_target:?}");
+    assert_eq!(on_target.get("Archive"), Some(&set(&["filed"])), "the copy moved along, not lost: {on_target:?}");
+    assert_eq!(on_target.get("Kunder"), Some(&set(&["kept"])), "{on_target:?}");
+    let status = m.ok(&["status"]);
+    assert!(
+        status.contains("bo@gammal.se INBOX.Kunder: left out by the operator's filter: received before 2020-01-01: 1 message\n"),
+        "{status}"
+    );
+    m.sync();
+
+    // (1) and (3): no filter; each message once, "early" not appended next to the customer's copy.
+    m.ok(&["setup", "--newer-than", "off"]);
+    m.sync();
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for folder in tr.folders() {
+        for msg in tr.fetch_all(&folder) {
+            *count.entry(fixture::header_value(&msg.body, "Message-ID").unwrap_or_default()).or_default() += 1;
+        }
+    }
+    assert!(count.values().all(|&n| n == 1) && count.len() == 5, "each message exactly once: {count:?}");
+    assert_eq!(ids(&mut tr).get("Kunder"), Some(&set(&["kept", "old-kund"])));
+    let verify = m.ok(&["verify"]);
+    assert!(verify.contains("5 of 5 messages on the target, 0 skipped"), "{verify}");
+}

@@ -131,6 +131,17 @@ pub async fn pull_folder(
             items.push(FetchItem::ModSeq);
         }
         let known_folder = folder.uidvalidity == Some(uidvalidity);
+        // After a UIDVALIDITY change the copies already on the target come back under new UIDs: the
+        // filter leaves out none that may be one of them (they are paired by their bytes).
+        let spared;
+        let filter = if folder.uidvalidity.is_some() && !known_folder && !filter.is_empty() {
+            let mut wider = filter.clone();
+            wider.spared_sizes.extend(store.stale_copy_sizes(folder.id, uidvalidity)?);
+            spared = wider;
+            &spared
+        } else {
+            filter
+        };
         let mut new_count = 0u64;
         let mut highest = last_uid;
         let mut rows = ListingBatch::new(|tx: &Tx<'_>, row: &ListedMessage| {

@@ -420,12 +420,13 @@ impl Tx<'_> {
     /// Rows of a source folder left from before its UIDVALIDITY changed that matched no message under
     /// the new one (`merge_uidvalidity_orphans` took the others): the source no longer has them.
     /// Not while a message under the new one is refused or not staged: it may be the twin of an old
-    /// row whose copy is good, and the match could not be made.
+    /// row whose copy is good, and the match could not be made. (A message the operator's filter left
+    /// out is no such twin: the filter spares every size of the old copies, `stale_copy_sizes`.)
     pub fn mark_stale_uidvalidity_gone(&self, folder_id: i64, uidvalidity: u32, at: i64) -> Result<()> {
         self.conn().execute(
             "UPDATE message SET gone_at = ?3 WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pushed' AND gone_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM message n WHERE n.folder_id = ?1 AND n.uidvalidity = ?2
-                                 AND (n.push_state = 'refused' OR n.sha256 IS NULL))",
+                                 AND (n.push_state = 'refused' OR n.sha256 IS NULL) AND n.left_out IS NULL)",
             params![folder_id, uidvalidity, at],
         )?;
         Ok(())

@@ -176,6 +176,16 @@ impl Store {
                 conn.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
                 tx.forget_message(old_id)?;
             }
+            // Old rows the operator's filter left out come back under new UIDs, weighed again (their
+            // ledger entries go with them).
+            let left_out: Vec<i64> = {
+                let mut stmt = conn.prepare("SELECT id FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND left_out IS NOT NULL")?;
+                let rows = stmt.query_map(params![folder_id, uidvalidity], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in left_out {
+                tx.forget_message(id)?;
+            }
             // Old rows that were never on the target are replaced by their new-UID twins.
             let replaced: Vec<i64> = {
                 let mut stmt =
