@@ -573,6 +573,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "staging_limit_bytes": staging_limit,
         "staging_limit_set_by": staging_limit_set_by,
         "notify": crate::notify::status(&store).unwrap_or(Value::Null),
+        "source_admin": crate::admin_login::status_json(&store, "source"),
+        "target_admin": crate::admin_login::status_json(&store, "target"),
     }))
 }
 

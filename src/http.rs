@@ -440,7 +440,7 @@ fn setup(app: &Appliance, body: &Value) -> std::result::Result<Value, ApiError> 
 
 fn import_accounts(app: &Appliance, name: &str, body: &[u8], swedish: bool) -> std::result::Result<Value, ApiError> {
     let store = app.store()?;
-    let auth = crate::import::SourceAuth::of(store.source_kind()?);
+    let auth = crate::admin_login::source_auth(&store)?;
     let line = |p: &crate::import::Problem| if swedish { p.in_swedish() } else { p.to_string() };
     let import = crate::import::import_bytes_for(name, body, auth)
         .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;
