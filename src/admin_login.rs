@@ -61,6 +61,13 @@ pub struct AdminLogin {
     password: Secret,
 }
 
+impl AdminLogin {
+    #[cfg(test)]
+    pub fn new(login: &str, mode: Mode, password: &str) -> AdminLogin {
+        AdminLogin { login: login.to_string(), mode, password: Secret::new(password) }
+    }
+}
+
 /// What a session logs in with: the account's own password, or the side's admin login.
 pub enum Credential {
     Own(Secret),

@@ -610,4 +610,23 @@ mod source_auth_tests {
         let err = import_bytes_for("konton.csv", broken.as_bytes(), SourceAuth::Password).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
     }
+
+    #[test]
+    fn with_a_source_admin_login_the_source_password_column_may_be_left_out() {
+        let list = "E-post;Ny inloggning\r\nanna@kund.se;anna@ny.se\r\nbo@kund.se;bo@ny.se\r\n";
+        let err = import_bytes_for("konton.csv", list.as_bytes(), SourceAuth::Password).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "one problem for the column, none per row: {err}");
+        assert!(err.problems[0].message.starts_with(NO_SOURCE_PASSWORD_COLUMN), "{err}");
+        let import = import_bytes_for("konton.csv", list.as_bytes(), SourceAuth::Admin).unwrap();
+        assert_eq!(import.accounts.len(), 2);
+        assert!(import.accounts.iter().all(|a| a.source_password.is_empty()));
+        // A row with its own password keeps it; the others use the admin.
+        let mixed = "E-post;Lösenord\r\nanna@kund.se;eget\r\nbo@kund.se;\r\n";
+        let import = import_bytes_for("konton.csv", mixed.as_bytes(), SourceAuth::Admin).unwrap();
+        assert_eq!(import.accounts[0].source_password.expose(), "eget");
+        // Other problems are still shown, without the column's.
+        let broken = "E-post;Ny inloggning\r\nanna@kund.se;a@ny.se\r\nanna@kund.se;b@ny.se\r\n";
+        let err = import_bytes_for("konton.csv", broken.as_bytes(), SourceAuth::Admin).unwrap_err();
+        assert!(err.problems.iter().all(|p| !p.message.starts_with(NO_SOURCE_PASSWORD_COLUMN)) && !err.problems.is_empty(), "{err}");
+    }
 }
