@@ -237,3 +237,99 @@ fn setup_refuses_an_admin_login_it_cannot_use_and_stores_nothing_of_it() {
     refused(&["setup", "--target-admin", ADMIN, "--no-target-admin"], "cannot be removed and set");
     assert!(!m.data.join("postflytt.sqlite").exists() || admin_rows(&m.data).is_empty(), "nothing of a refused admin login is stored");
 }
+
+/// `postflytt serve` on a free port, its log (stderr) in a file, stopped when dropped.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+    data: PathBuf,
+}
+
+impl Serve {
+    fn start(data: &Path) -> Serve {
+        let port = common::free_port();
+        let log = std::fs::File::create(data.join("serve.log")).expect("log file");
+        let child = std::process::Command::new(common::postflytt_bin())
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            // Nothing answers there: the MX watch has no domains to look at anyway.
+            .env("POSTFLYTT_RESOLVER", format!("127.0.0.1:{}", common::free_port()))
+            .env("POSTFLYTT_LOG", "debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start serve");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "serve did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Serve { child, port, data: data.to_path_buf() }
+    }
+
+    fn op(&self, method: &str, path: &str, body: &serde_json::Value) -> common::web::Response {
+        let token = std::fs::read_to_string(self.data.join("operator-token")).expect("token");
+        let auth = format!("Bearer {}", token.trim());
+        common::web::http(self.port, method, path, &[("Authorization", &auth)], body.to_string().as_bytes())
+    }
+
+    fn viewer_status(&self) -> String {
+        let code = std::fs::read_to_string(self.data.join("viewer-code")).expect("code");
+        common::web::http(self.port, "GET", "/api/status", &[("X-Viewer-Code", code.trim())], b"").text()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_api_sets_shows_and_removes_an_admin_login_and_never_answers_its_password() {
+    use serde_json::json;
+    let target = with_master(Layout::Target, &[("fia@ny.se", "eget-fia")], "");
+    let data = common::fresh_dir("pf-serve");
+    let serve = Serve::start(&data);
+    let forms = secret_forms(&["fia@ny.se"]);
+    let side = json!({"host": "127.0.0.1", "port": target.port(), "tls": "plain"});
+    let refused = |body: serde_json::Value, want: &str| {
+        let r = serve.op("POST", "/api/setup", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.text().contains(want), "{body}: want {want:?}: {}", r.text());
+        assert_no_secret("a refused setup", &r.text(), &forms);
+    };
+    let admin = |mode: &str| json!({"login": ADMIN, "password": ADMIN_PASSWORD, "mode": mode});
+    refused(json!({"target": side, "target_admin": admin("sasl")}), "the target admin mode must be plain");
+    refused(json!({"target": side, "target_admin": {"login": ADMIN, "pass": "x"}}), "target_admin: unknown field `pass`");
+    refused(json!({"target": side, "target_admin": admin("plain"), "target_kind": "m365"}), "Microsoft 365");
+    refused(json!({"target": side, "target_admin": {"login": ADMIN}}), "the target admin login postmaster needs its password");
+    let status = serve.op("GET", "/api/status", &json!({})).json();
+    assert_eq!(status["target"], serde_json::Value::Null, "nothing of a refused setup is stored: {status:#}");
+
+    let r = serve.op("POST", "/api/setup", &json!({"target": side, "target_admin": admin("master")}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_no_secret("the setup's answer", &r.text(), &forms);
+    let status = serve.op("GET", "/api/status", &json!({}));
+    assert_eq!(status.json()["target_admin"], json!({"login": ADMIN, "mode": "master", "password_set": true}));
+    assert_eq!(status.json()["source_admin"], serde_json::Value::Null);
+    assert_no_secret("the status", &status.text(), &forms);
+    let viewer = serve.viewer_status();
+    assert!(!viewer.contains("target_admin") && !viewer.contains(ADMIN), "the customer is not shown the admin login: {viewer}");
+    // The mode alone changes the mode; the password stays stored.
+    let r = serve.op("POST", "/api/setup", &json!({"target_admin": {"mode": "plain"}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(serve.op("GET", "/api/status", &json!({})).json()["target_admin"]["mode"], "plain");
+    assert_eq!(admin_rows(&data), ["secret.target.admin.password", "target.admin.login", "target.admin.mode"]);
+
+    let r = serve.op("POST", "/api/setup", &json!({"target_admin": null}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(serve.op("GET", "/api/status", &json!({})).json()["target_admin"], serde_json::Value::Null);
+    assert!(admin_rows(&data).is_empty(), "{:?}", admin_rows(&data));
+    drop(serve);
+    let log = std::fs::read_to_string(data.join("serve.log")).unwrap_or_default();
+    assert_no_secret("the appliance's log", &log, &forms);
+    let _ = std::fs::remove_dir_all(&data);
+}
