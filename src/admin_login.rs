@@ -237,11 +237,17 @@ pub fn plan(store: &Store, side: &str, change: Change, kind: ServerKind) -> Resu
     }
     let new_login = stored.as_ref().is_none_or(|(l, _)| *l != login);
     if new_login && change.password.is_none() {
-        bail!(
-            "the {side} admin login {login} needs its password: --{side}-admin-password-file FILE, or {side}_admin.password"
-        );
+        bail!("the {side} admin login {login} needs its password: --{side}-admin-password-file FILE, or {side}_admin.password");
     }
     Ok(Some(Plan::Set { login, mode, password: change.password }))
+}
+
+/// `plan` for `postflytt setup`: the side's kind after it is `kind_flag` (`--target-kind`) when given,
+/// else the stored one; the refusal names the flag.
+pub fn plan_for_setup(store: &Store, side: &str, change: Change, kind_flag: Option<&str>) -> Result<Option<Plan>> {
+    let stored = if side == "source" { store.source_kind()? } else { store.target_kind()? };
+    let kind = kind_flag.and_then(ServerKind::parse).unwrap_or(stored);
+    plan(store, side, change, kind).map_err(|e| anyhow!("--{side}-admin: {e:#}"))
 }
 
 /// Stores a checked change; answers the sentence for the operator (never the password).
@@ -306,11 +312,15 @@ pub fn status_json(store: &Store, side: &str) -> Value {
     }
 }
 
-/// The side's admin login as `postflytt status` says it, when one is set.
-pub fn status_line(store: &Store, side: &str) -> Result<Option<String>> {
-    let Some((login, mode)) = configured(store, side)? else { return Ok(None) };
-    let password = if store.secret_setting(&password_key(side))?.is_some() { "password stored" } else { "no password stored" };
-    Ok(Some(format!("{side} admin login: {login}, {} mode ({password})", mode.as_str())))
+/// The admin logins as `postflytt status` says them, source first; none when none is set.
+pub fn status_lines(store: &Store) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for side in ["source", "target"] {
+        let Some((login, mode)) = configured(store, side)? else { continue };
+        let password = if store.secret_setting(&password_key(side))?.is_some() { "password stored" } else { "no password stored" };
+        lines.push(format!("{side} admin login: {login}, {} mode ({password})", mode.as_str()));
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -380,7 +390,10 @@ mod tests {
     #[test]
     fn the_api_object_is_read_strictly() {
         let c = change_from_json("target", &json!({"login": "admin", "password": "pw", "mode": "master"})).unwrap();
-        assert_eq!((c.login.as_deref(), c.mode.as_deref(), c.password.map(|p| p.expose().to_string())), (Some("admin"), Some("master"), Some("pw".into())));
+        assert_eq!(
+            (c.login.as_deref(), c.mode.as_deref(), c.password.map(|p| p.expose().to_string())),
+            (Some("admin"), Some("master"), Some("pw".into()))
+        );
         assert!(change_from_json("target", &Value::Null).unwrap().remove);
         let e = change_from_json("target", &json!({"user": "admin"})).err().unwrap().to_string();
         assert_eq!(e, "target_admin: unknown field `user`, expected one of `login`, `password`, `mode`");

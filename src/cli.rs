@@ -161,13 +161,10 @@ pub struct SetupArgs {
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     // Checked before anything is stored, so a refused setup changes nothing.
     let from_stdin = |f: &Option<PathBuf>| f.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if from_stdin(&setup.m365_client_secret_file) && from_stdin(&setup.source_m365_client_secret_file) {
-        bail!("only one client secret can come from standard input (\"-\"); give the other as a file");
-    }
     let secret_files = [&setup.m365_client_secret_file, &setup.source_m365_client_secret_file];
     let admin_files = [&setup.target_admin_password_file, &setup.source_admin_password_file];
     if secret_files.iter().chain(&admin_files).filter(|f| from_stdin(f)).count() > 1 {
-        bail!("only one secret or password can come from standard input (\"-\"); give the others as files");
+        bail!("only one client secret or password can come from standard input (\"-\"); give the others as files");
     }
     let staging_limit = setup
         .staging_limit
@@ -382,18 +379,15 @@ fn set_m365_apps(store: &Store, setup: &SetupArgs) -> Result<()> {
 /// The admin logins of `setup`, checked (`admin_login::plan`) against each side's kind after this
 /// setup, before anything is stored.
 fn admin_plans(store: &Store, setup: &SetupArgs) -> Result<Vec<(&'static str, crate::admin_login::Plan)>> {
+    let target =
+        (&setup.target_admin, &setup.target_admin_password_file, &setup.target_admin_mode, setup.no_target_admin, &setup.target_kind);
+    let source =
+        (&setup.source_admin, &setup.source_admin_password_file, &setup.source_admin_mode, setup.no_source_admin, &setup.source_kind);
     let mut plans = Vec::new();
-    for (side, login, file, mode, remove, kind) in [
-        ("target", &setup.target_admin, &setup.target_admin_password_file, &setup.target_admin_mode, setup.no_target_admin, &setup.target_kind),
-        ("source", &setup.source_admin, &setup.source_admin_password_file, &setup.source_admin_mode, setup.no_source_admin, &setup.source_kind),
-    ] {
-        let stored = if side == "source" { store.source_kind()? } else { store.target_kind()? };
-        let kind = kind.as_deref().and_then(store::ServerKind::parse).unwrap_or(stored);
+    for (side, (login, file, mode, remove, kind)) in [("target", target), ("source", source)] {
         let password = file.as_deref().map(read_password_file).transpose()?;
         let change = crate::admin_login::Change { login: login.clone(), password, mode: mode.clone(), remove };
-        if let Some(plan) = crate::admin_login::plan(store, side, change, kind).map_err(|e| anyhow!("--{side}-admin: {e:#}"))? {
-            plans.push((side, plan));
-        }
+        plans.extend(crate::admin_login::plan_for_setup(store, side, change, kind.as_deref())?.map(|plan| (side, plan)));
     }
     Ok(plans)
 }
@@ -627,10 +621,8 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     }
     print_skips(&store)?;
     print_cutover(&store)?;
-    for side in ["source", "target"] {
-        if let Some(line) = crate::admin_login::status_line(&store, side)? {
-            println!("{line}");
-        }
+    for line in crate::admin_login::status_lines(&store)? {
+        println!("{line}");
     }
     // 2 when an account needs a person: a login the check found failing, mail that will not fit, or a
     // failed last pass.

@@ -124,7 +124,11 @@ fn a_target_with_only_an_admin_login_in_plain_mode_gets_all_the_mail_and_finish_
     assert_no_secret("sync's output and log", &text, &forms);
     for user in ["anna", "bo"] {
         // Read back as the user, with the user's own password, which postflytt never had.
-        fixture::assert_same_mail(&snapshot(&source, &format!("{user}@gammal.se")), &snapshot(&target, &format!("{user}@ny.se")), &old_host_map());
+        fixture::assert_same_mail(
+            &snapshot(&source, &format!("{user}@gammal.se")),
+            &snapshot(&target, &format!("{user}@ny.se")),
+            &old_host_map(),
+        );
     }
     let status = m.ok(&["status"]);
     assert!(status.contains("target admin login: postmaster, plain mode (password stored)"), "{status}");
@@ -194,10 +198,21 @@ fn a_source_admin_login_moves_a_list_without_any_source_password() {
     fill(&source, "eva@gammal.se", 5);
     let m = Migration { data: common::fresh_dir("pf-data") };
     let (sp, tp) = (source.port().to_string(), target.port().to_string());
-    m.ok(&["setup", "--source", &format!("127.0.0.1:{sp}"), "--source-tls", "plain", "--target", &format!("127.0.0.1:{tp}"), "--target-tls", "plain"]);
+    m.ok(&[
+        "setup",
+        "--source",
+        &format!("127.0.0.1:{sp}"),
+        "--source-tls",
+        "plain",
+        "--target",
+        &format!("127.0.0.1:{tp}"),
+        "--target-tls",
+        "plain",
+    ]);
     // No password column for the old server at all.
     let list: PathBuf = m.data.join("konton.csv");
-    std::fs::write(&list, "E-post;Ny inloggning;Nytt lösenord\r\ndan@gammal.se;dan@ny.se;pw-dan\r\neva@gammal.se;eva@ny.se;pw-eva\r\n").expect("list");
+    std::fs::write(&list, "E-post;Ny inloggning;Nytt lösenord\r\ndan@gammal.se;dan@ny.se;pw-dan\r\neva@gammal.se;eva@ny.se;pw-eva\r\n")
+        .expect("list");
     let list = list.to_string_lossy().into_owned();
     let out = m.run(&["import", &list]);
     let text = driver::text(&out);
@@ -214,7 +229,11 @@ fn a_source_admin_login_moves_a_list_without_any_source_password() {
     assert_eq!(driver::appended(&text), 20, "{text}");
     assert_no_secret("sync", &text, &forms);
     for user in ["dan", "eva"] {
-        fixture::assert_same_mail(&snapshot(&source, &format!("{user}@gammal.se")), &snapshot(&target, &format!("{user}@ny.se")), &old_host_map());
+        fixture::assert_same_mail(
+            &snapshot(&source, &format!("{user}@gammal.se")),
+            &snapshot(&target, &format!("{user}@ny.se")),
+            &old_host_map(),
+        );
     }
     let verified = m.ok(&["verify"]);
     assert!(verified.contains("dan@gammal.se: verified") && verified.contains("eva@gammal.se: verified"), "{verified}");

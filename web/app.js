@@ -380,6 +380,8 @@ const DICT = {
     "f.mirror": "Until the users switch, follow their moves and deletions on the old server",
     "f.mirror_on": "Yes (mail postflytt copied is moved and deleted on the new host too)",
     "f.mirror_off": "No (the new host keeps everything)",
+    // issue 18 (admin)
+    "op.import_admin": "With an admin login on a server (postflytt setup --source-admin or --target-admin), that server's password column may stay empty: an account's own password is used first, else the admin's.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -750,6 +752,8 @@ const DICT = {
     "f.mirror": "Följ användarnas flyttar och raderingar på den gamla servern tills de går över",
     "f.mirror_on": "Ja (e-post som postflytt kopierat flyttas och raderas på den nya servern också)",
     "f.mirror_off": "Nej (den nya servern behåller allt)",
+    // issue 18 (admin)
+    "op.import_admin": "Med en admininloggning på en server (postflytt setup --source-admin eller --target-admin) får den serverns lösenordskolumn vara tom: ett kontos eget lösenord används i första hand, annars administratörens.",
   },
 };
 

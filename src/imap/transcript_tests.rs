@@ -298,14 +298,7 @@ fn an_admin_login_in_plain_mode_needs_auth_plain_and_the_master_mode_logs_in_as_
     use crate::admin_login::{AdminLogin, Credential, Mode, log_in};
     // No AUTH=PLAIN even after asking: the sentence says which setting to change.
     let e = transcript(
-        || {
-            vec![
-                s("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready"),
-                c("P1 CAPABILITY"),
-                s("* CAPABILITY IMAP4rev1 LITERAL+"),
-                s("P1 OK done"),
-            ]
-        },
+        || vec![s("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready"), c("P1 CAPABILITY"), s("* CAPABILITY IMAP4rev1 LITERAL+"), s("P1 OK done")],
         async |mut session: Session| {
             let admin = Credential::Admin(AdminLogin::new("admin", Mode::Plain, "sesam"));
             log_in(&mut session, "source", "dave", &admin).await.expect_err("no AUTH=PLAIN")

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::secret::Secret;
 
-use super::{
-    AccountRow, CellKind, EMPTY_SOURCE_PASSWORD, Grid, GridRow, HEADER_SEARCH_ROWS, Import, ImportError, Problem, column_letter,
-};
+use super::{AccountRow, CellKind, EMPTY_SOURCE_PASSWORD, Grid, GridRow, HEADER_SEARCH_ROWS, Import, ImportError, Problem, column_letter};
 
 /// Longest excerpt of a cell quoted back in a message.
 const SHOWN_CHARS: usize = 60;
@@ -186,7 +184,8 @@ fn find_columns(grid: &Grid, problems: &mut Vec<Problem>, warnings: &mut Vec<Pro
     }
     for field in [Field::SourceLogin, Field::SourcePassword] {
         if !columns.found.contains_key(&field) {
-            let missing = problem(None, format!("no column for {}; name one of the header cells {}", field.describe(), quoted_list(field.names())));
+            let missing =
+                problem(None, format!("no column for {}; name one of the header cells {}", field.describe(), quoted_list(field.names())));
             // Without source passwords a source with an app or admin login still has its list.
             if field == Field::SourcePassword { no_password.push(missing) } else { problems.push(missing) }
         }
