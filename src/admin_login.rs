@@ -354,6 +354,7 @@ mod tests {
         assert!(e.contains("separator"), "{e}");
         let e = plan(&store, "target", set("admin", Some("pw"), None), ServerKind::Microsoft365).err().unwrap().to_string();
         assert!(e.contains("Microsoft 365") && !e.contains("pw"), "{e}");
+        assert!(crate::swedish::sentence(&e).starts_with("den nya servern är Microsoft 365"), "the Swedish page can say it: {e}");
         let e = plan(&store, "source", Change { mode: Some("master".into()), ..Change::default() }, imap).err().unwrap().to_string();
         assert!(e.contains("no source admin login is set"), "{e}");
 
