@@ -1,8 +1,9 @@
 //! A session with one server: connecting (through `connection`), the greeting and STARTTLS, tags,
 //! the command loop around imap-next (pipelined commands, their tagged answers, untagged data handed
 //! on as it comes, `* BYE`), throttling waited out, capabilities, and login by AUTHENTICATE PLAIN,
-//! XOAUTH2 or LOGIN, or as a user by an admin's AUTHENTICATE PLAIN with an authorization identity. The commands themselves are `commands` and `body_fetch`; the bounds every read
-//! runs under are `stream`.
+//! XOAUTH2 or LOGIN, or as a user by an admin's AUTHENTICATE PLAIN with an authorization identity.
+//! The commands themselves are `commands` and `body_fetch`; the bounds every read runs under are
+//! `stream`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
