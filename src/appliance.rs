@@ -581,6 +581,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "description": crate::filters::MessageFilter::from_settings(&settings).describe(),
         },
         "quota_total_bytes": settings.quota_total,
+        "source_admin": crate::admin_login::status_json(&store, "source"),
+        "target_admin": crate::admin_login::status_json(&store, "target"),
     }))
 }
 

@@ -159,13 +159,42 @@ pub struct SetupArgs {
     /// clear --exclude-folder, --include-folder and --map-folder
     #[argh(switch)]
     no_folder_choice: bool,
+    /// an admin login on the target that may log in as every user there (Dovecot master user, Cyrus
+    /// admin...): accounts without a target password in the list log in with it
+    #[argh(option)]
+    target_admin: Option<String>,
+    /// file holding the target admin's password ("-" reads standard input); never on the command line
+    #[argh(option)]
+    target_admin_password_file: Option<PathBuf>,
+    /// how the target admin logs in as a user: plain (default; AUTHENTICATE PLAIN with the user as
+    /// authorization identity) or master (Dovecot's login user*admin)
+    #[argh(option)]
+    target_admin_mode: Option<String>,
+    /// remove the target's admin login (and its stored password)
+    #[argh(switch)]
+    no_target_admin: bool,
+    /// an admin login on the source that may log in as every user there: accounts without a source
+    /// password in the list log in with it
+    #[argh(option)]
+    source_admin: Option<String>,
+    /// file holding the source admin's password ("-" reads standard input); never on the command line
+    #[argh(option)]
+    source_admin_password_file: Option<PathBuf>,
+    /// how the source admin logs in as a user: plain (default) or master
+    #[argh(option)]
+    source_admin_mode: Option<String>,
+    /// remove the source's admin login (and its stored password)
+    #[argh(switch)]
+    no_source_admin: bool,
 }
 
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     // Checked before anything is stored, so a refused setup changes nothing.
     let from_stdin = |f: &Option<PathBuf>| f.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if from_stdin(&setup.m365_client_secret_file) && from_stdin(&setup.source_m365_client_secret_file) {
-        bail!("only one client secret can come from standard input (\"-\"); give the other as a file");
+    let secret_files = [&setup.m365_client_secret_file, &setup.source_m365_client_secret_file];
+    let admin_files = [&setup.target_admin_password_file, &setup.source_admin_password_file];
+    if secret_files.iter().chain(&admin_files).filter(|f| from_stdin(f)).count() > 1 {
+        bail!("only one client secret or password can come from standard input (\"-\"); give the others as files");
     }
     let staging_limit = setup
         .staging_limit
@@ -208,6 +237,7 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
             sides.push((side, endpoint));
         }
     }
+    let admins = admin_plans(&store, setup)?;
     cutover.store(&store)?;
     for (side, endpoint) in &sides {
         store.set_endpoint(side, endpoint)?;
@@ -222,6 +252,9 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         }
     }
     set_m365_apps(&store, setup)?;
+    for (side, plan) in admins {
+        println!("{}", crate::admin_login::apply(&store, side, plan)?);
+    }
     setup_notify(&store, setup)?;
     if let Some(on) = mirror {
         println!("{}", mirror_line(&store.change_settings(|s| s.mirror = on)?));
@@ -396,6 +429,22 @@ fn set_m365_apps(store: &Store, setup: &SetupArgs) -> Result<()> {
     Ok(())
 }
 
+/// The admin logins of `setup`, checked (`admin_login::plan`) against each side's kind after this
+/// setup, before anything is stored.
+fn admin_plans(store: &Store, setup: &SetupArgs) -> Result<Vec<(&'static str, crate::admin_login::Plan)>> {
+    let target =
+        (&setup.target_admin, &setup.target_admin_password_file, &setup.target_admin_mode, setup.no_target_admin, &setup.target_kind);
+    let source =
+        (&setup.source_admin, &setup.source_admin_password_file, &setup.source_admin_mode, setup.no_source_admin, &setup.source_kind);
+    let mut plans = Vec::new();
+    for (side, (login, file, mode, remove, kind)) in [("target", target), ("source", source)] {
+        let password = file.as_deref().map(read_password_file).transpose()?;
+        let change = crate::admin_login::Change { login: login.clone(), password, mode: mode.clone(), remove };
+        plans.extend(crate::admin_login::plan_for_setup(store, side, change, kind.as_deref())?.map(|plan| (side, plan)));
+    }
+    Ok(plans)
+}
+
 /// The e-mail notice settings of `setup`, then its test message when asked.
 fn setup_notify(store: &Store, setup: &SetupArgs) -> Result<()> {
     let mut change = crate::notify::Change { off: setup.smtp.as_deref() == Some("off"), ..Default::default() };
@@ -473,7 +522,7 @@ pub struct ImportArgs {
 
 pub fn import(dir: &Path, import: &ImportArgs) -> Result<ExitCode> {
     let store = Store::open(dir)?;
-    let auth = import::SourceAuth::of(store.source_kind()?);
+    let auth = crate::admin_login::source_auth(&store)?;
     let zip_password = import.zip_password_file.as_deref().map(read_password_file).transpose()?;
     let read = import::read_import_for(&import.file, auth, zip_password.as_ref()).map_err(|e| anyhow!("{e}"))?;
     let saved = import::save(&store, &read.accounts)?;
@@ -638,6 +687,9 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let settings = store.settings()?;
     println!("{}", crate::filters::MessageFilter::from_settings(&settings).describe());
     println!("{}", check::quota_total_line(settings.quota_total));
+    for line in crate::admin_login::status_lines(&store)? {
+        println!("{line}");
+    }
     // 2 when an account needs a person: a login the check found failing, mail that will not fit, or a
     // failed last pass.
     Ok(if attention { ExitCode::from(2) } else { ExitCode::SUCCESS })

@@ -446,7 +446,7 @@ fn import_accounts(
     zip_password: Option<&crate::secret::Secret>,
 ) -> std::result::Result<Value, ApiError> {
     let store = app.store()?;
-    let auth = crate::import::SourceAuth::of(store.source_kind()?);
+    let auth = crate::admin_login::source_auth(&store)?;
     let line = |p: &crate::import::Problem| if swedish { p.in_swedish() } else { p.to_string() };
     let import = crate::import::import_locked(name, body, auth, zip_password)
         .map_err(|e| ApiError::new(400, e.problems.iter().map(line).collect::<Vec<_>>().join("\n")))?;

@@ -3,6 +3,7 @@
 //! /var/lib/postflytt) that holds the staging database and the key file.
 
 mod accounts_admin;
+mod admin_login;
 mod appliance;
 mod check;
 mod cli;

@@ -82,6 +82,11 @@ struct ApiRequest {
     exclude_folders: Option<Value>,
     include_folders: Option<Value>,
     map_folders: Option<Value>,
+    /// Admin logins (`admin_login`): null removes one, so absent and null differ.
+    #[serde(default, deserialize_with = "present")]
+    source_admin: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    target_admin: Option<Value>,
 }
 
 /// A value of the filter or the package's total as text (`FilterChange::parse` reads it): null
@@ -245,6 +250,11 @@ pub fn hide_details(status: &mut Value) {
         let configured = notify.get("configured").cloned().unwrap_or(Value::Bool(false));
         *notify = serde_json::json!({ "configured": configured });
     }
+    // Which admin logins the operator uses on the servers is not the customer's business either.
+    if let Some(map) = status.as_object_mut() {
+        map.remove("source_admin");
+        map.remove("target_admin");
+    }
     for key in ["source_test", "target_test"] {
         if let Some(map) = status.get_mut(key).and_then(Value::as_object_mut) {
             map.remove("message");
@@ -360,6 +370,15 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
             m365.push((side, fields));
         }
     }
+    let mut admins = Vec::new();
+    for (side, value) in [("source", &request.source_admin), ("target", &request.target_admin)] {
+        let refused = |e: anyhow::Error| Refused(format!("{e:#}"));
+        let stored = if side == "source" { store.source_kind()? } else { store.target_kind()? };
+        let kind = kinds.iter().find(|(s, _)| *s == side).map_or(stored, |(_, k)| *k);
+        let change = value.as_ref().map(|v| crate::admin_login::change_from_json(side, v)).transpose().map_err(refused)?;
+        let plan = crate::admin_login::plan(store, side, change.unwrap_or_default(), kind).map_err(refused)?;
+        admins.extend(plan.map(|plan| (side, plan)));
+    }
 
     if !folder_change.is_empty() {
         // Refused whole, before anything else is stored, once an account has copies.
@@ -423,6 +442,9 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
                 store.set_setting(&format!("{key}{field}"), &text)?;
             }
         }
+    }
+    for (side, plan) in admins {
+        crate::admin_login::apply(store, side, plan)?;
     }
     let mut answer = json!({"ok": true});
     if tested.is_empty() {

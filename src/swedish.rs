@@ -140,6 +140,15 @@ const CATALOG: &[(&str, &str)] = &[
         "the password does not open the zip archive; check --zip-password-file (or the X-Zip-Password header) against the password the customer sent",
         "lösenordet öppnar inte zip-arkivet; jämför det med lösenordet som kunden skickade",
     ),
+    // Admin logins (issue 18): what the page's setup can meet when the CLI set an admin login.
+    (
+        "the target is Microsoft 365, where postflytt logs in with the app registration, so it takes no admin login; an admin login is for IMAP servers (remove it with postflytt setup --no-target-admin, or target_admin: null)",
+        "den nya servern är Microsoft 365, där postflytt loggar in med appregistreringen, så den tar ingen admininloggning; en admininloggning är till för IMAP-servrar (ta bort den med postflytt setup --no-target-admin, eller target_admin: null)",
+    ),
+    (
+        "the source is Microsoft 365, where postflytt logs in with the app registration, so it takes no admin login; an admin login is for IMAP servers (remove it with postflytt setup --no-source-admin, or source_admin: null)",
+        "den gamla servern är Microsoft 365, där postflytt loggar in med appregistreringen, så den tar ingen admininloggning; en admininloggning är till för IMAP-servrar (ta bort den med postflytt setup --no-source-admin, eller source_admin: null)",
+    ),
 ];
 
 /// The Swedish of one English sentence, or the sentence as it is when the catalog does not know it.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::failure::{self, Retry, Scope};
 use crate::filters::MessageFilter;
@@ -36,21 +36,18 @@ pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected>
     Ok(Connected { source, target })
 }
 
-/// Connects to the source and logs in as the account: with its password, or for a Microsoft 365
-/// source with the source app's OAuth2 token.
+/// Connects to the source and logs in as the account: with its password, else the source's admin
+/// login, or for a Microsoft 365 source with the source app's OAuth2 token.
 pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("source")?;
     let label = format!("source {}", account.source_login);
     let kind = store.source_kind()?;
     match kind {
         ServerKind::Imap => {
-            let password = account
-                .source_password
-                .as_ref()
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| anyhow!("{}: no source password stored (purged?)", account.source_login))?;
+            // The account's own password, else the source's admin login (`admin_login`).
+            let credential = crate::admin_login::credential(store, "source", &account.source_login, account.source_password.as_ref())?;
             let mut source = Session::connect(&endpoint, &label, kind).await?;
-            source.login(&account.source_login, password).await?;
+            crate::admin_login::log_in(&mut source, "source", &account.source_login, &credential).await?;
             Ok(source)
         }
         ServerKind::Microsoft365 => login_with_app(&endpoint, &label, kind, &account.source_login, &store.m365_app("source")?).await,
@@ -80,19 +77,19 @@ async fn login_with_app(
     }
 }
 
-/// Connects to the target and logs in: with the account's password, or for Microsoft 365 with the
-/// app's OAuth2 token (a refused token is dropped and a fresh one tried once, on a new connection).
+/// Connects to the target and logs in: with the account's password, else the target's admin login,
+/// or for Microsoft 365 with the app's OAuth2 token (a refused token is dropped and a fresh one tried
+/// once, on a new connection).
 pub async fn open_target(store: &Store, account: &Account) -> Result<Session> {
     let endpoint = store.endpoint("target")?;
     let label = format!("target {}", account.target_login);
     let kind = store.target_kind()?;
     match kind {
         ServerKind::Imap => {
-            let password = account.target_password.as_ref().ok_or_else(|| {
-                anyhow!("{}: no target password stored; add it to the account list and import again", account.source_login)
-            })?;
+            // The account's own password, else the target's admin login (`admin_login`).
+            let credential = crate::admin_login::credential(store, "target", &account.source_login, account.target_password.as_ref())?;
             let mut target = Session::connect(&endpoint, &label, kind).await?;
-            target.login(&account.target_login, password).await?;
+            crate::admin_login::log_in(&mut target, "target", &account.target_login, &credential).await?;
             Ok(target)
         }
         ServerKind::Microsoft365 => login_with_app(&endpoint, &label, kind, &account.target_login, &store.m365_app("target")?).await,

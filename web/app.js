@@ -391,6 +391,8 @@ const DICT = {
     "check.package_missing": "All accounts together: {need} to move into a package of {total}. It does not fit: {missing} missing.",
     "check.package_unmeasured": "{n} accounts could not be measured, so more may be needed.",
     "check.left_out": "{n} messages ({size}) left out by the filter",
+    // issue 18 (admin)
+    "op.import_admin": "With an admin login on a server (postflytt setup --source-admin or --target-admin), that server's password column may stay empty: an account's own password is used first, else the admin's.",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -772,6 +774,8 @@ const DICT = {
     "check.package_missing": "Alla konton tillsammans: {need} att flytta till ett paket på {total}. Det ryms inte: {missing} saknas.",
     "check.package_unmeasured": "{n} konton kunde inte mätas, så det kan behövas mer.",
     "check.left_out": "{n} meddelanden ({size}) lämnas kvar av filtret",
+    // issue 18 (admin)
+    "op.import_admin": "Med en admininloggning på en server (postflytt setup --source-admin eller --target-admin) får den serverns lösenordskolumn vara tom: ett kontos eget lösenord används i första hand, annars administratörens.",
   },
 };
 

@@ -1,8 +1,9 @@
 //! A session with one server: connecting (through `connection`), the greeting and STARTTLS, tags,
 //! the command loop around imap-next (pipelined commands, their tagged answers, untagged data handed
 //! on as it comes, `* BYE`), throttling waited out, capabilities, and login by AUTHENTICATE PLAIN,
-//! XOAUTH2 or LOGIN. The commands themselves are `commands` and `body_fetch`; the bounds every read
-//! runs under are `stream`.
+//! XOAUTH2 or LOGIN, or as a user by an admin's AUTHENTICATE PLAIN with an authorization identity.
+//! The commands themselves are `commands` and `body_fetch`; the bounds every read runs under are
+//! `stream`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -415,13 +416,7 @@ impl Session {
             bail!("{}: the server does not allow login on an unencrypted connection; use implicit or starttls", self.label);
         }
         let answer = if self.has("AUTH=PLAIN") {
-            let mut initial = Vec::new();
-            initial.push(0);
-            initial.extend_from_slice(user.as_bytes());
-            initial.push(0);
-            initial.extend_from_slice(password.expose().as_bytes());
-            let body = CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::Plain, initial);
-            self.run_auth(body).await?
+            self.run_auth(plain_authenticate("", user, password)).await?
         } else {
             let body = CommandBody::login(user.to_string(), password.expose().to_string())
                 .map_err(|_| anyhow!("{}: the login name or password has characters IMAP LOGIN cannot carry", self.label))?;
@@ -429,6 +424,32 @@ impl Session {
         };
         if !answer.is_ok() {
             return Err(self.refused("LOGIN", format!("login as {user} was refused: {}", answer.words()), &answer));
+        }
+        if !answer_has_caps(&answer) {
+            self.refresh_capabilities().await?;
+        }
+        self.quirks = Quirks::of(self.kind, &self.capabilities, &self.greeting);
+        Ok(())
+    }
+
+    /// Logs in as `user` with another login's password: AUTHENTICATE PLAIN with `user` as the
+    /// authorization identity and `admin` as the authentication identity (RFC 4616), as an admin or
+    /// master user does. Needs AUTH=PLAIN (the caller says what to set instead when it is missing).
+    /// The error names both logins and quotes the server, never the password.
+    pub async fn login_as(&mut self, user: &str, admin: &str, password: &Secret) -> Result<()> {
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        if self.has("LOGINDISABLED") {
+            bail!("{}: the server does not allow login on an unencrypted connection; use implicit or starttls", self.label);
+        }
+        if !self.has("AUTH=PLAIN") {
+            bail!("{}: the server does not offer AUTHENTICATE PLAIN, which a login as {user} by {admin} needs", self.label);
+        }
+        let answer = self.run_auth(plain_authenticate(user, admin, password)).await?;
+        if !answer.is_ok() {
+            let what = format!("login as {user} by the admin login {admin} was refused: {}", answer.words());
+            return Err(self.refused("AUTHENTICATE", what, &answer));
         }
         if !answer_has_caps(&answer) {
             self.refresh_capabilities().await?;
@@ -526,6 +547,19 @@ fn client_options(discard_greeting: bool) -> Options {
     // Quirk `bare_lf_lines` (seen on old Courier and some appliances): lines ending in LF alone.
     options.crlf_relaxed = true;
     options
+}
+
+/// AUTHENTICATE PLAIN with its initial response `authzid NUL authcid NUL password` (RFC 4616); an
+/// empty `authzid` logs in as `authcid` itself. The bytes go to imap-next, which sends them base64'd
+/// and never logs them.
+fn plain_authenticate(authzid: &str, authcid: &str, password: &Secret) -> CommandBody<'static> {
+    let mut initial = Vec::with_capacity(authzid.len() + authcid.len() + password.expose().len() + 2);
+    initial.extend_from_slice(authzid.as_bytes());
+    initial.push(0);
+    initial.extend_from_slice(authcid.as_bytes());
+    initial.push(0);
+    initial.extend_from_slice(password.expose().as_bytes());
+    CommandBody::authenticate_with_ir(imap_next::imap_types::auth::AuthMechanism::Plain, initial)
 }
 
 /// The SASL XOAUTH2 initial response: `user=LOGIN^Aauth=Bearer TOKEN^A^A`.

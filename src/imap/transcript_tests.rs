@@ -244,6 +244,85 @@ fn authenticate_plain_with_sasl_ir_is_one_round_trip_and_a_refusal_hides_the_pas
 }
 
 #[test]
+fn an_admin_login_as_a_user_is_authenticate_plain_with_the_user_as_authorization_identity() {
+    use crate::admin_login::{AdminLogin, Credential, Mode, log_in};
+    // base64("dave\0admin\0sesam"): authzid dave, authcid admin (RFC 4616); with SASL-IR in one line.
+    let initial = "ZGF2ZQBhZG1pbgBzZXNhbQ==";
+    let admin = || Credential::Admin(AdminLogin::new("admin", Mode::Plain, "sesam"));
+    transcript(
+        || {
+            vec![
+                s("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready"),
+                c(&format!("P1 AUTHENTICATE PLAIN {initial}")),
+                s("P1 OK [CAPABILITY IMAP4rev1 MOVE] Logged in"),
+            ]
+        },
+        async |mut session: Session| {
+            log_in(&mut session, "target", "dave", &admin()).await.expect("login");
+            assert!(session.has("MOVE"));
+        },
+    );
+    // Without SASL-IR the same response follows the server's continuation.
+    transcript(
+        || {
+            vec![
+                s("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready"),
+                c("P1 AUTHENTICATE PLAIN"),
+                s("+ "),
+                c(initial),
+                s("P1 OK [CAPABILITY IMAP4rev1] Logged in"),
+            ]
+        },
+        async |mut session: Session| log_in(&mut session, "target", "dave", &admin()).await.expect("login"),
+    );
+    // A refusal names the admin setting to check, and neither the password nor its base64.
+    let e = transcript(
+        || {
+            vec![
+                s("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready"),
+                c(&format!("P1 AUTHENTICATE PLAIN {initial}")),
+                s("P1 NO [AUTHENTICATIONFAILED] Authentication failed."),
+            ]
+        },
+        async |mut session: Session| log_in(&mut session, "target", "dave", &admin()).await.expect_err("refused"),
+    );
+    let text = all_text(&e);
+    assert!(!text.contains("sesam") && !text.contains(initial), "{text}");
+    assert!(text.contains("the target admin login admin (plain mode) could not log in as dave"), "{text}");
+    assert!(text.contains("login as dave by the admin login admin was refused: NO [AUTHENTICATIONFAILED]"), "{text}");
+    assert!(matches!(kind_of(&e), Some(ImapError::Refused { command: "AUTHENTICATE", .. })), "{text}");
+}
+
+#[test]
+fn an_admin_login_in_plain_mode_needs_auth_plain_and_the_master_mode_logs_in_as_user_star_admin() {
+    use crate::admin_login::{AdminLogin, Credential, Mode, log_in};
+    // No AUTH=PLAIN even after asking: the sentence says which setting to change.
+    let e = transcript(
+        || vec![s("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready"), c("P1 CAPABILITY"), s("* CAPABILITY IMAP4rev1 LITERAL+"), s("P1 OK done")],
+        async |mut session: Session| {
+            let admin = Credential::Admin(AdminLogin::new("admin", Mode::Plain, "sesam"));
+            log_in(&mut session, "source", "dave", &admin).await.expect_err("no AUTH=PLAIN")
+        },
+    );
+    let text = all_text(&e);
+    assert!(text.contains("does not offer AUTHENTICATE PLAIN") && text.contains("postflytt setup --source-admin-mode master"), "{text}");
+    // Dovecot's master-user form: the login "dave*admin" (quoted: `*` is no atom character).
+    transcript(
+        || {
+            vec![
+                s("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready"),
+                c("P1 LOGIN \"dave*admin\" sesam"),
+                s("P1 OK [CAPABILITY IMAP4rev1] Logged in"),
+            ]
+        },
+        async |mut session: Session| {
+            let admin = Credential::Admin(AdminLogin::new("admin", Mode::Master, "sesam"));
+            log_in(&mut session, "target", "dave", &admin).await.expect("login");
+        },
+    );
+}
+
+#[test]
 fn authenticate_plain_without_sasl_ir_sends_the_response_after_the_continuation() {
     transcript(
         || {

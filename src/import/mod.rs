@@ -74,15 +74,18 @@ pub struct Import {
     pub accounts: Vec<AccountRow>,
     /// Ignored columns, ignored rows, and oddities the operator may want to look at.
     pub warnings: Vec<Problem>,
-    /// Rows whose source password is empty. A problem when the source logs in with passwords (the
-    /// strict entry points turn them into an error); fine for a Microsoft 365 source, which logs in
-    /// with the app's token.
+    /// Rows whose source password is empty, or the list's missing source password column. A problem
+    /// when the source logs in with passwords (the strict entry points turn them into an error); fine
+    /// for a Microsoft 365 source, which logs in with the app's token, or one with an admin login.
     pub empty_source_passwords: Vec<Problem>,
 }
 
 /// The problem text of an empty source password (only the source's password can be a problem when
 /// empty), by which a Microsoft 365 source's import drops them.
 const EMPTY_SOURCE_PASSWORD: &str = "empty password";
+/// How the problem of a list without a source password column begins; like an empty source password,
+/// no problem for a source that logs in otherwise.
+const NO_SOURCE_PASSWORD_COLUMN: &str = "no column for the password on the old server";
 
 /// How the source logs in, which decides whether the source password column must be filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +94,9 @@ pub enum SourceAuth {
     Password,
     /// The app registration's token (a Microsoft 365 source): the column may stay empty.
     App,
+    /// The account's own password where the list gives one, else the source's admin login
+    /// (`admin_login`): the column may stay empty, or be left out.
+    Admin,
 }
 
 impl SourceAuth {
@@ -296,8 +302,8 @@ pub fn import_locked(file_name: &str, bytes: &[u8], auth: SourceAuth, zip_passwo
         Ok(import) => import,
         // A file with other problems lists its empty source passwords with them; for a source that
         // logs in with an app they are not problems, so they would only hide the real ones.
-        Err(mut e) if auth == SourceAuth::App => {
-            e.problems.retain(|p| p.message != EMPTY_SOURCE_PASSWORD);
+        Err(mut e) if auth != SourceAuth::Password => {
+            e.problems.retain(|p| p.message != EMPTY_SOURCE_PASSWORD && !p.message.starts_with(NO_SOURCE_PASSWORD_COLUMN));
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -628,5 +634,24 @@ mod source_auth_tests {
         assert_eq!(err.problems[0].row, Some(3), "{err}");
         let err = import_bytes_for("konton.csv", broken.as_bytes(), SourceAuth::Password).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn with_a_source_admin_login_the_source_password_column_may_be_left_out() {
+        let list = "E-post;Ny inloggning\r\nanna@kund.se;anna@ny.se\r\nbo@kund.se;bo@ny.se\r\n";
+        let err = import_bytes_for("konton.csv", list.as_bytes(), SourceAuth::Password).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "one problem for the column, none per row: {err}");
+        assert!(err.problems[0].message.starts_with(NO_SOURCE_PASSWORD_COLUMN), "{err}");
+        let import = import_bytes_for("konton.csv", list.as_bytes(), SourceAuth::Admin).unwrap();
+        assert_eq!(import.accounts.len(), 2);
+        assert!(import.accounts.iter().all(|a| a.source_password.is_empty()));
+        // A row with its own password keeps it; the others use the admin.
+        let mixed = "E-post;Lösenord\r\nanna@kund.se;eget\r\nbo@kund.se;\r\n";
+        let import = import_bytes_for("konton.csv", mixed.as_bytes(), SourceAuth::Admin).unwrap();
+        assert_eq!(import.accounts[0].source_password.expose(), "eget");
+        // Other problems are still shown, without the column's.
+        let broken = "E-post;Ny inloggning\r\nanna@kund.se;a@ny.se\r\nanna@kund.se;b@ny.se\r\n";
+        let err = import_bytes_for("konton.csv", broken.as_bytes(), SourceAuth::Admin).unwrap_err();
+        assert!(err.problems.iter().all(|p| !p.message.starts_with(NO_SOURCE_PASSWORD_COLUMN)) && !err.problems.is_empty(), "{err}");
     }
 }

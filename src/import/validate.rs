@@ -136,7 +136,7 @@ impl Columns {
 }
 
 /// Finds the header row (the first of the top rows naming any known column) and maps its columns.
-fn find_columns(grid: &Grid, problems: &mut Vec<Problem>, warnings: &mut Vec<Problem>) -> Option<Columns> {
+fn find_columns(grid: &Grid, problems: &mut Vec<Problem>, warnings: &mut Vec<Problem>, no_password: &mut Vec<Problem>) -> Option<Columns> {
     let sheet = grid.sheet();
     let Some(first) = grid.rows.first() else {
         problems.push(Problem {
@@ -189,10 +189,10 @@ fn find_columns(grid: &Grid, problems: &mut Vec<Problem>, warnings: &mut Vec<Pro
     }
     for field in [Field::SourceLogin, Field::SourcePassword] {
         if !columns.found.contains_key(&field) {
-            problems.push(problem(
-                None,
-                format!("no column for {}; name one of the header cells {}", field.describe(), quoted_list(field.names())),
-            ));
+            let missing =
+                problem(None, format!("no column for {}; name one of the header cells {}", field.describe(), quoted_list(field.names())));
+            // Without source passwords a source with an app or admin login still has its list.
+            if field == Field::SourcePassword { no_password.push(missing) } else { problems.push(missing) }
         }
     }
     (problems.len() == before).then_some(columns)
@@ -215,7 +215,8 @@ pub fn accounts_from_grid(mut grid: Grid) -> Result<Import, ImportError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut empty_source_passwords = Vec::new();
-    let Some(columns) = find_columns(&grid, &mut problems, &mut warnings) else {
+    let Some(columns) = find_columns(&grid, &mut problems, &mut warnings, &mut empty_source_passwords) else {
+        problems.append(&mut empty_source_passwords);
         return Err(ImportError { problems });
     };
     let sheet = grid.sheet.clone();
@@ -321,7 +322,10 @@ fn check_row(
     };
     let source_password = Secret::from(password_cell(row, Field::SourcePassword));
     if source_password.expose().trim().is_empty() {
-        empty_source_passwords.push(problem(Field::SourcePassword, EMPTY_SOURCE_PASSWORD.to_string()));
+        // Without the column, its one problem says so (`find_columns`), not one per row.
+        if columns.index(Field::SourcePassword).is_some() {
+            empty_source_passwords.push(problem(Field::SourcePassword, EMPTY_SOURCE_PASSWORD.to_string()));
+        }
     } else if has_outer_space(source_password.expose()) {
         warnings
             .push(problem(Field::SourcePassword, "the password begins or ends with a space; it is used exactly as written".to_string()));

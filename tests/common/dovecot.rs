@@ -104,6 +104,10 @@ pub struct DovecotOptions {
     pub extra_config: String,
     /// Records what every IMAP client sends after login (Dovecot's `rawlog_dir`), for `imap_commands`.
     pub rawlog: bool,
+    /// Master users `(login, password)` (Dovecot's master passdb, `auth_master_user_separator = *`):
+    /// each may log in as any existing user, as `user*master` or by AUTHENTICATE PLAIN with the user
+    /// as authorization identity. None by default.
+    pub master_users: Vec<(String, String)>,
 }
 
 /// Default APPENDLIMIT of a `Target` instance.
@@ -169,6 +173,11 @@ impl Dovecot {
             owner: (owner.uid, owner.gid),
         };
         d.write_users();
+        if !d.opts.master_users.is_empty() {
+            let text: String = d.opts.master_users.iter().map(|(user, pass)| format!("{user}:{}\n", passwd_field(pass))).collect();
+            std::fs::write(d.dir.join("masters"), text).expect("write masters file");
+            set_mode(&d.dir.join("masters"), 0o644);
+        }
         let mut last_err = String::new();
         for _attempt in 0..5 {
             d.port = super::free_port();
@@ -514,6 +523,15 @@ wait "$pid" 2>/dev/null
         if self.opts.rawlog {
             // A second `protocol imap` block for the target: Dovecot merges them.
             let _ = write!(c, "protocol imap {{\n  rawlog_dir = {d}/rawlog\n}}\n");
+        }
+        if !self.opts.master_users.is_empty() {
+            // A master user's login only counts for a user the normal passdb knows (result_success).
+            let _ = write!(
+                c,
+                "auth_master_user_separator = *\n\
+                 passdb {{\n  driver = passwd-file\n  master = yes\n  result_success = continue\n  \
+                 args = scheme=PLAIN username_format=%u {d}/masters\n}}\n"
+            );
         }
         if !self.opts.extra_config.is_empty() {
             c.push_str(&self.opts.extra_config);
