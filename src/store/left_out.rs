@@ -1,4 +1,4 @@
-//! What the operator's message filter records (`crate::filters` decides): a row left out is
+//! What the operator's message filter records (the filter module above the store decides): a row left out is
 //! 'refused' with `left_out = 1` and a skip ledger entry whose reason starts with
 //! `LEFT_OUT_REASON`; taken back, it is 'pending' again without a hash (so the reader fetches it) and
 //! its entry goes. `account.filter_applied` is the filter the account's rows were last weighed

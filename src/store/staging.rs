@@ -32,7 +32,7 @@ pub struct ListedMessage {
     pub flags: String,
     pub internal_date: Option<String>,
     pub modseq: Option<i64>,
-    /// Why the operator's filter leaves the message out (`crate::filters`), if it does: the row is
+    /// Why the operator's message filter leaves the message out, if it does: the row is
     /// then refused with `left_out` and a skip ledger entry, and its bytes are never fetched.
     pub left_out: Option<String>,
 }
