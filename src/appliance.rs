@@ -374,6 +374,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let finished = store.mark(RunMark::FinishedAt)?.is_some();
     let (mirroring, mirror_on) = (store.mirror_progress()?, store.settings()?.mirror);
     let (mut t_moved, mut t_removed) = (0i64, 0i64);
+    // What the operator's filter left out: counted, not listed (it may be most of a mailbox).
+    let left_out = store.left_out_by_account()?;
+    let (mut t_left_out, mut t_left_out_b) = (0i64, 0i64);
     let mut accounts = Vec::new();
     let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) =
         (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
@@ -439,6 +442,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
             t_pushed_b += d.pushed_bytes;
             t_done_b += done_bytes.min(bytes);
             t_skipped += detail.skipped.len() as i64;
+            let (n, b) = left_out.get(&d.id).copied().unwrap_or((0, 0));
+            t_left_out += n;
+            t_left_out_b += b;
             throughput_total += speed.unwrap_or(0.0);
             if let Some(t) = d.last_new_mail_at {
                 last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
@@ -463,6 +469,8 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "verified": if counts { detail.verified.map(|(ok, _)| ok) } else { None },
             "missing_messages": if counts { detail.verified.map_or(0, |(_, n)| n) } else { 0 },
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
+            "left_out_messages": left_out.get(&d.id).map_or(0, |(n, _)| *n),
+            "left_out_bytes": left_out.get(&d.id).map_or(0, |(_, b)| *b),
         }));
     }
     drop(first_seen);
@@ -554,6 +562,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "skipped": t_skipped, "throughput_bytes_per_second": throughput_total, "eta_seconds": eta,
             "done_bytes": t_done_b, "percent": total_percent, "total_known": totals_known, "up_to_date": up_to_date,
             "moved_messages": t_moved, "removed_messages": t_removed,
+            "left_out_messages": t_left_out, "left_out_bytes": t_left_out_b,
         },
         "mirror": if settings.mirror { "on" } else { "off" },
         "accounts": accounts,

@@ -525,14 +525,20 @@ pub struct PackageFit {
 }
 
 impl PackageFit {
-    pub fn of(results: &[CheckResult], quota_total: Option<u64>) -> Option<PackageFit> {
+    /// From the latest result of each account (`results`) of the `accounts` in the migration: one
+    /// without a result, whose logins failed or whose folders could not all be measured counts as
+    /// unmeasured, so the need is "at least".
+    pub fn of(results: &[CheckResult], quota_total: Option<u64>, accounts: usize) -> Option<PackageFit> {
         let total = quota_total.filter(|_| !results.is_empty())?;
-        let bytes: u64 = results.iter().map(|r| r.bytes).sum();
-        let unmeasured = results.iter().filter(|r| r.incomplete).count();
+        // Logged in on both sides: its bytes count (a lower bound when some folder was not measured).
+        let logged_in = |r: &&CheckResult| matches!(r.verdict, Verdict::Ready | Verdict::WillNotFit | Verdict::OverSizeLimit);
+        let bytes: u64 = results.iter().filter(logged_in).map(|r| r.bytes).sum();
+        let measured = results.iter().filter(logged_in).filter(|r| !r.incomplete).count();
+        let unmeasured = accounts.max(results.len()) - measured;
         Some(PackageFit {
             quota_total_bytes: total,
             bytes,
-            accounts_measured: results.len() - unmeasured,
+            accounts_measured: measured,
             accounts_unmeasured: unmeasured,
             fits: bytes <= total,
             left_bytes: total.saturating_sub(bytes),

@@ -475,7 +475,7 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
             "postflytt-check.csv",
         ));
     }
-    let package = crate::check::PackageFit::of(&results, store.settings()?.quota_total);
+    let package = crate::check::PackageFit::of(&results, store.settings()?.quota_total, store.accounts(&[])?.len());
     Ok(json_response(200, &json!({"accounts": results, "package": package})))
 }
 

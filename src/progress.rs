@@ -190,9 +190,11 @@ impl Drawing {
             let line = Line {
                 login: &a.source_login,
                 messages: a.pushed,
-                messages_total: a.messages.max(check_messages),
+                // What will never reach the target (refused by it, or left out by the operator's
+                // filter) is not still to move.
+                messages_total: (a.messages - a.refused).max(check_messages),
                 bytes: a.pushed_bytes,
-                bytes_total: a.bytes.max(check_bytes),
+                bytes_total: (a.bytes - a.refused_bytes).max(check_bytes),
                 total_known: known,
                 rate: paces.get(&a.source_login).and_then(Pace::rate),
             };

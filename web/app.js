@@ -391,6 +391,7 @@ const DICT = {
     "check.package_missing": "All accounts together: {need} to move into a package of {total}. It does not fit: {missing} missing.",
     "check.package_unmeasured": "{n} accounts could not be measured, so more may be needed.",
     "check.left_out": "{n} messages ({size}) left out by the filter",
+    "acc.left_out": "{n} messages ({size}) left out by the operator's filter; the report lists them per folder.",
     // issue 18 (admin)
     "op.import_admin": "With an admin login on a server (postflytt setup --source-admin or --target-admin), that server's password column may stay empty: an account's own password is used first, else the admin's.",
   },
@@ -774,6 +775,7 @@ const DICT = {
     "check.package_missing": "Alla konton tillsammans: {need} att flytta till ett paket på {total}. Det ryms inte: {missing} saknas.",
     "check.package_unmeasured": "{n} konton kunde inte mätas, så det kan behövas mer.",
     "check.left_out": "{n} meddelanden ({size}) lämnas kvar av filtret",
+    "acc.left_out": "{n} meddelanden ({size}) lämnades kvar av operatörens filter; rapporten listar dem per mapp.",
     // issue 18 (admin)
     "op.import_admin": "Med en admininloggning på en server (postflytt setup --source-admin eller --target-admin) får den serverns lösenordskolumn vara tom: ett kontos eget lösenord används i första hand, annars administratörens.",
   },
@@ -1665,7 +1667,7 @@ function updateRow(r, a) {
 
   // Details: the problem from the check, the last error, and what was skipped.
   const skipped = Array.isArray(a.skipped) ? a.skipped : [];
-  const key = JSON.stringify([a.problem, a.last_error, a.throttled_last_pass, skipped, S.lang]);
+  const key = JSON.stringify([a.problem, a.last_error, a.throttled_last_pass, skipped, a.left_out_messages, S.lang]);
   if (r.last.detail !== key) {
     r.last.detail = key;
     const wasOpen = S.openSkipped.has(accountKey(a));
@@ -1674,6 +1676,8 @@ function updateRow(r, a) {
     if (a.last_error) r.detail.append(el("p", { class: "note note-err" }, [el("strong", { text: t("acc.error") + ": " }), String(a.last_error)]));
     // Throttling is the server's doing and was waited out: information, not an error.
     if (num(a.throttled_last_pass) > 0) r.detail.append(el("p", { class: "note" }, [t("acc.throttled", { n: fmtInt(a.throttled_last_pass) })]));
+    // The operator's choice, not a problem: counted here, listed per folder in the report.
+    if (num(a.left_out_messages) > 0) r.detail.append(el("p", { class: "note" }, [t("acc.left_out", { n: fmtInt(a.left_out_messages), size: fmtBytes(a.left_out_bytes) })]));
     if (skipped.length) {
       const det = el("details", { class: "skipped" });
       det.open = wasOpen;
@@ -2064,7 +2068,8 @@ function wireOperator() {
     act(e.submitter || null, $("import-msg"), async () => {
       // A locked zip's password goes in a header (never in the URL) and the field is emptied after.
       const zipPassword = $("import-zip-password").value;
-      const headers = zipPassword ? { "X-Zip-Password": zipPassword } : {};
+      // Percent-encoded UTF-8: a header cannot carry å, ä, ö (the door decodes it).
+      const headers = zipPassword ? { "X-Zip-Password": encodeURIComponent(zipPassword) } : {};
       const res = await api("POST", "/api/accounts?name=" + encodeURIComponent(file.name), { body: file, type: "application/octet-stream", timeout: 120000, headers: headers });
       $("import-zip-password").value = "";
       await poll();

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, params};
 
 use super::switch::{Switched, SwitchedBy};
-use super::{AccountState, Store};
+use super::{AccountState, LEFT_OUT_REASON, Store};
 
 /// One account's progress, as the page and `postflytt status` show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,19 +150,41 @@ impl Store {
     pub fn recent_skips(&self, account_id: i64, limit: i64) -> Result<Vec<SkipEntry>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT a.source_login, coalesce(s.folder, ''), s.reason, s.server_says, s.at FROM skip s JOIN account a ON a.id = s.account_id
-             WHERE s.account_id = ?1 ORDER BY s.id DESC LIMIT ?2",
+             WHERE s.account_id = ?1 AND substr(s.reason, 1, length(?3)) != ?3 ORDER BY s.id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map([account_id, limit], skip_entry)?;
+        let rows = stmt.query_map(params![account_id, limit, LEFT_OUT_REASON], skip_entry)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every skip of every account, in the order they happened.
+    /// Every skip of every account, in the order they happened, but those of the operator's filter
+    /// (`left_out_skips` counts them).
     pub fn all_skips(&self) -> Result<Vec<SkipEntry>> {
         let mut stmt = self.conn.prepare(
             "SELECT a.source_login, coalesce(s.folder, ''), s.reason, s.server_says, s.at FROM skip s JOIN account a ON a.id = s.account_id
-             ORDER BY s.id",
+             WHERE substr(s.reason, 1, length(?1)) != ?1 ORDER BY s.id",
         )?;
-        let rows = stmt.query_map([], skip_entry)?;
+        let rows = stmt.query_map([LEFT_OUT_REASON], skip_entry)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The operator's filter's skips counted per account, folder and rule (one row each, however many
+    /// messages): (source login, folder, reason, messages).
+    pub fn left_out_skips(&self) -> Result<Vec<(String, String, String, i64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.source_login, coalesce(s.folder, ''), s.reason, count(*) FROM skip s JOIN account a ON a.id = s.account_id
+             WHERE substr(s.reason, 1, length(?1)) = ?1 GROUP BY a.source_login, s.folder, s.reason ORDER BY 1, 2, 3",
+        )?;
+        let rows = stmt.query_map([LEFT_OUT_REASON], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Messages the operator's filter left out, per account id: (messages, bytes).
+    pub fn left_out_by_account(&self) -> Result<BTreeMap<i64, (i64, i64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.account_id, count(*), coalesce(sum(m.size), 0) FROM message m JOIN source_folder f ON f.id = m.folder_id
+             WHERE m.left_out IS NOT NULL GROUP BY f.account_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
