@@ -22,11 +22,8 @@ pub fn parse_reason(note: &str) -> Option<Exclusion> {
         .map(Exclusion::Operator)
         .or_else(|| between("left out by the account list's pattern '", "'").map(Exclusion::AccountList))
         .or_else(|| {
-            between(
-                "not mail: '",
-                "' holds calendar, contact, task or note items or the outbox (default; --include-folder takes it back)",
-            )
-            .map(Exclusion::NotMail)
+            between("not mail: '", "' holds calendar, contact, task or note items or the outbox (default; --include-folder takes it back)")
+                .map(Exclusion::NotMail)
         })
         .or_else(|| between("another user's folder (namespace '", &format!("'{TAKE_BACK}")).map(Exclusion::OtherUsers))
         .or_else(|| between("a shared folder (namespace '", &format!("'{TAKE_BACK}")).map(Exclusion::Shared))
@@ -61,7 +58,8 @@ pub fn report_words(note: &str, swedish: bool) -> String {
         (true, "operator") => format!("lämnades kvar enligt operatörens val av mappar: mönstret '{detail}'"),
         (true, "account_list") => format!("lämnades kvar enligt operatörens val av mappar: kontolistans mönster '{detail}'"),
         (true, "not_mail") => {
-            "lämnades kvar enligt operatörens val av mappar: inte e-post (kalender, kontakter, uppgifter, anteckningar eller utkorgen)".into()
+            "lämnades kvar enligt operatörens val av mappar: inte e-post (kalender, kontakter, uppgifter, anteckningar eller utkorgen)"
+                .into()
         }
         (true, "other_users") => "lämnades kvar enligt operatörens val av mappar: en annan användares mapp".into(),
         (true, _) => "lämnades kvar enligt operatörens val av mappar: en delad mapp".into(),
@@ -148,7 +146,8 @@ mod tests {
 
     #[test]
     fn check_results_get_the_kind_of_each_left_out_folder() {
-        let mut results = json!([{"account": "a", "excluded": [{"source": "Kalender", "reason": Exclusion::NotMail("Kalender".into()).to_string()}]}]);
+        let mut results =
+            json!([{"account": "a", "excluded": [{"source": "Kalender", "reason": Exclusion::NotMail("Kalender".into()).to_string()}]}]);
         annotate_check(&mut results);
         assert_eq!(results[0]["excluded"][0]["kind"], "not_mail");
         assert_eq!(results[0]["excluded"][0]["detail"], "Kalender");

@@ -205,7 +205,10 @@ const CATALOG: &[(&str, &str)] = &[
         "{} must be a list of strings, e.g. [\"Kalender\", \"Arkiv/*\"] ([] clears it)",
         "{} måste vara en lista med strängar, t.ex. [\"Kalender\", \"Arkiv/*\"] ([] tömmer den)",
     ),
-    ("{} must be a list of strings, e.g. [\"Kalender\", \"Arkiv/*\"]", "{} måste vara en lista med strängar, t.ex. [\"Kalender\", \"Arkiv/*\"]"),
+    (
+        "{} must be a list of strings, e.g. [\"Kalender\", \"Arkiv/*\"]",
+        "{} måste vara en lista med strängar, t.ex. [\"Kalender\", \"Arkiv/*\"]",
+    ),
     (
         "the folder choice cannot change now: {} and {} more accounts already had mail copied, and changing which folders move in the middle of a migration would leave half-copied folders; it can change before an account's first pass copies anything",
         "valet av mappar kan inte ändras nu: {} och {} konton till har redan fått e-post kopierad, och att ändra vilka mappar som flyttas mitt i en flytt skulle lämna halvkopierade mappar; det kan ändras innan ett kontos första omgång har kopierat något",
@@ -310,7 +313,11 @@ mod tests {
         let locked = "the folder choice cannot change now: anna@kund.se and 2 more accounts already had mail copied, and changing which \
                       folders move in the middle of a migration would leave half-copied folders; it can change before an account's \
                       first pass copies anything";
-        assert!(sentence(locked).starts_with("valet av mappar kan inte ändras nu: anna@kund.se och 2 konton till har redan"), "{}", sentence(locked));
+        assert!(
+            sentence(locked).starts_with("valet av mappar kan inte ändras nu: anna@kund.se och 2 konton till har redan"),
+            "{}",
+            sentence(locked)
+        );
     }
 
     #[test]
