@@ -2200,7 +2200,11 @@ function renderFolders() {
   const s = S.status;
   // The lists from the status, once and after a save (never while the operator types in them).
   if (!S.foldersFilled) {
-    for (const [id, key] of FOLDER_LISTS) if (document.activeElement !== $(id)) $(id).value = (Array.isArray(s[key]) ? s[key] : []).join("\n");
+    for (const [id, key] of FOLDER_LISTS) {
+      if (document.activeElement === $(id)) continue;
+      // As the field's default too, so the stored lists are the text a reader (and a test) finds in it.
+      $(id).defaultValue = $(id).value = (Array.isArray(s[key]) ? s[key] : []).join("\n");
+    }
     S.foldersFilled = true;
   }
   const finished = s.phase === "finished" || num(s.finished_at) !== null;
