@@ -845,6 +845,10 @@ fn the_folders_card_shows_what_is_left_out_and_why_and_closes_once_mail_is_copie
         let (before_size, _) = calendar.split_once("{size}").expect("a size in the words");
         assert!(dom.contains(before_size), "{lang}: {before_size:?} is not in the check card:\n{dom}");
     }
+    // For a person to look at, beside the other screenshots in target/page/.
+    let shots = PathBuf::from(env!("CARGO_BIN_EXE_postflytt")).parent().and_then(Path::parent).map(|t| t.join("page")).expect("target dir");
+    std::fs::create_dir_all(&shots).expect("create target/page");
+    screenshot(&format!("{base}#token={token}&lang=sv"), &shots.join("folders-operator-sv.png"), "1280,4200");
     // Stopped, not dropped: dropping removes the data directory.
     let mut first = server;
     let _ = first.child.kill();
