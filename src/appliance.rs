@@ -571,6 +571,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "target_mx": settings.mx_target,
         "watch_domains": settings.watch_domains,
         "exclude_folders": settings.exclude_folders, "include_folders": settings.include_folders, "map_folders": settings.map_folders,
+        "folder_choice_locked": store.any_copies()?,
         "last_new_mail_at": last_new_mail,
         "quiet_since": quiet_since,
         "safe_to_finish": safe_to_finish,

@@ -414,6 +414,10 @@ fn route(
             };
             Ok(attachment(with_type(Response::from_data(bytes), kind), name))
         }
+        (Method::Get, p) if p.starts_with("/api/accounts/") && p.ends_with("/folders") => {
+            need(role, Role::Operator)?;
+            account_folders(app, p)
+        }
         (_, p) if p.starts_with("/api/accounts/") => {
             need(role, Role::Operator)?;
             one_account(app, request, method, p)
@@ -476,7 +480,20 @@ fn check_results(app: &Appliance, format: Option<&str>) -> Reply {
         ));
     }
     let package = crate::check::PackageFit::of(&results, store.settings()?.quota_total, store.accounts(&[])?.len());
-    Ok(json_response(200, &json!({"accounts": results, "package": package})))
+    let mut answer = json!({"accounts": results, "package": package});
+    crate::folder_view::annotate_check(&mut answer["accounts"]);
+    Ok(json_response(200, &answer))
+}
+
+/// `GET /api/accounts/LOGIN/folders`: the account's folders as the last check or pass recorded them,
+/// each left-out one with its reason (`crate::folder_view`).
+fn account_folders(app: &Appliance, path: &str) -> Reply {
+    let login = path.trim_start_matches("/api/accounts/").trim_end_matches("/folders");
+    let login = front_door::parse_query(&format!("?l={}", login.replace('+', "%2B"))).1.remove("l").unwrap_or_default();
+    match crate::folder_view::account_folders(&app.store()?, &login)? {
+        Some(answer) => Ok(json_response(200, &answer)),
+        None => Err(ApiError::new(404, format!("no account {login:?}: see the account list (postflytt status)"))),
+    }
 }
 
 /// `POST /api/switched`: `{"accounts": [LOGIN, ...]}` or `{"all": true}` (`crate::switching`); the

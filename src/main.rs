@@ -13,6 +13,7 @@ mod fault;
 mod filters;
 mod folder_choice;
 mod folder_setup;
+mod folder_view;
 mod folders;
 mod front_door;
 mod http;

@@ -70,6 +70,12 @@ pub struct FolderReport {
     pub totals: Totals,
     /// From the stored verification: None when this folder was not verified.
     pub verified: Option<bool>,
+    /// Why the operator's folder choice leaves the folder out ("left out by the operator's folder
+    /// choice: …"), when it does: such a folder is neither copied nor verified, and not a shortcoming.
+    pub left_out: Option<String>,
+    /// Discovery's note the words come from (for the Swedish page).
+    #[serde(skip)]
+    pub left_out_note: Option<String>,
 }
 
 /// One entry of the skip ledger.
@@ -256,12 +262,13 @@ fn folders_of(store: &Store, account_id: i64, verification: Option<&VerifyResult
             refused_bytes: f.refused_bytes as u64,
             not_copied: (f.messages - f.copied - f.refused).max(0) as u64,
         };
-        (f.source, f.target, f.present, totals)
+        (f.source, f.target, f.present, totals, f.left_out)
     });
     let mut out = Vec::new();
-    for (source, target, present, totals) in rows {
+    for (source, target, present, totals, note) in rows {
         let verified = verified.get(source.as_str()).copied();
-        out.push(FolderReport { source, target, present, totals, verified });
+        let left_out = note.as_deref().map(|n| crate::folder_view::report_words(n, false));
+        out.push(FolderReport { source, target, present, totals, verified, left_out, left_out_note: note });
     }
     Ok(out)
 }
@@ -628,6 +635,17 @@ impl Report {
             ));
             for f in &a.folders {
                 let gone = if f.present { "" } else { t(" (borttagen i den gamla)", " (deleted on the old server)") };
+                if let (Some(why), Some(note)) = (&f.left_out, &f.left_out_note) {
+                    // Left out by the operator's choice: said so, with why, rather than "not verified".
+                    let why = if lang == Lang::Sv { crate::folder_view::report_words(note, true) } else { why.clone() };
+                    h.push_str(&format!(
+                        "<tr class=\"left-out\"><td>{}</td><td class=\"muted\" colspan=\"5\">{}</td><td class=\"muted\">{}</td></tr>\n",
+                        e(&f.source),
+                        e(&why),
+                        t("lämnades kvar", "left out")
+                    ));
+                    continue;
+                }
                 h.push_str(&format!(
                     "<tr><td>{}{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{}\">{}</td></tr>\n",
                     e(&f.source),
@@ -709,6 +727,7 @@ impl Report {
                 "switched by",
                 "moved",
                 "removed",
+                "left out",
             ]
             .map(String::from),
         ];
@@ -734,6 +753,7 @@ impl Report {
                     by,
                     moved,
                     removed,
+                    String::new(),
                 ]);
             }
             for f in &a.folders {
@@ -750,6 +770,7 @@ impl Report {
                     by,
                     moved,
                     removed,
+                    f.left_out.clone().unwrap_or_default(),
                 ]);
             }
         }
@@ -1021,8 +1042,8 @@ mod tests {
         assert!(forced.html(Lang::Sv).contains("Flytten avslutades med tvång"));
         assert!(forced.html(Lang::En).contains("finished by force"));
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
-        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes;;;0;0\r\n"), "{csv}");
-        assert!(csv.contains(";no;;;0;0\r\n"), "{csv}");
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes;;;0;0;\r\n"), "{csv}");
+        assert!(csv.contains(";no;;;0;0;\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1075,12 +1096,12 @@ mod tests {
         assert!(bytes.starts_with(&[0xef, 0xbb, 0xbf]));
         let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "account;folder;target folder;messages;bytes;skipped;verified;switched at;switched by;moved;removed");
+        assert_eq!(lines[0], "account;folder;target folder;messages;bytes;skipped;verified;switched at;switched by;moved;removed;left out");
         assert_eq!(lines.len(), 1 + 3 + 1, "{text}");
-        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;;;;0;0");
-        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;;;;0;0");
-        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;;;;0;0");
-        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;;;;0;0");
+        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;;;;0;0;");
+        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;;;;0;0;");
+        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;;;;0;0;");
+        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;;;;0;0;");
         // A folder name with the separator is quoted, not split.
         store.rename_folder_for_tests("Old", "a;b");
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
@@ -1126,7 +1147,7 @@ mod tests {
         assert!(sv.contains(&format!("<dt>Gick över till den nya servern</dt><dd>{when} (domänens MX-post pekade om")), "{sv}");
         assert!(sv.contains("<dd>10 flyttade och 5 raderade på den nya servern"), "{sv}");
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
-        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;;2025-12-06 17:05 UTC;mx;10;5\r\n"), "{csv}");
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;;2025-12-06 17:05 UTC;mx;10;5;\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -149,6 +149,83 @@ const CATALOG: &[(&str, &str)] = &[
         "the source is Microsoft 365, where postflytt logs in with the app registration, so it takes no admin login; an admin login is for IMAP servers (remove it with postflytt setup --no-source-admin, or source_admin: null)",
         "den gamla servern är Microsoft 365, där postflytt loggar in med appregistreringen, så den tar ingen admininloggning; en admininloggning är till för IMAP-servrar (ta bort den med postflytt setup --no-source-admin, eller source_admin: null)",
     ),
+    // The folder choice (issue 18): bad patterns and mappings (prefixed by the API's key), and the refusal
+    // once mail is copied.
+    (
+        "{}: a folder pattern is empty; write a folder name such as Kalender or Arkiv/2019, or a glob such as Arkiv/*",
+        "{}: ett mappmönster är tomt; skriv ett mappnamn som Kalender eller Arkiv/2019, eller ett mönster som Arkiv/*",
+    ),
+    ("{}: the folder pattern {} is longer than {} characters", "{}: mappmönstret {} är längre än {} tecken"),
+    (
+        "{}: the folder pattern {} is only separators; name a folder, e.g. Arkiv or Arkiv/*",
+        "{}: mappmönstret {} består bara av avgränsare; ange en mapp, t.ex. Arkiv eller Arkiv/*",
+    ),
+    (
+        "{}: the folder pattern {} holds a control character (a line break or tab?)",
+        "{}: mappmönstret {} innehåller ett styrtecken (en radbrytning eller tabb?)",
+    ),
+    (
+        "{}: the folder pattern {} has an empty level (\"//\"); write each level's name, or * for any",
+        "{}: mappmönstret {} har en tom nivå (\"//\"); skriv varje nivås namn, eller * för vilket namn som helst",
+    ),
+    (
+        "{}: INBOX is always copied, so the pattern {} is refused; to leave out folders under it, name them (e.g. INBOX/Gammalt)",
+        "{}: INBOX kopieras alltid, så mönstret {} godtas inte; för att lämna kvar mappar under den, ange dem (t.ex. INBOX/Gammalt)",
+    ),
+    (
+        "{}: {} folder patterns are more than the {} postflytt takes; a parent folder's name covers its children",
+        "{}: {} mappmönster är fler än de {} som postflytt tar emot; en mapps namn omfattar också dess undermappar",
+    ),
+    (
+        "{}: {} folder mappings are more than the {} postflytt takes; a folder's children follow it",
+        "{}: {} mappningar är fler än de {} som postflytt tar emot; en mapps undermappar följer med den",
+    ),
+    (
+        "{}: the folder mapping {} has no '=': write SOURCE=TARGET, e.g. \"INBOX.Gamla kunder=Arkiv/Kunder\"",
+        "{}: mappningen {} saknar '=': skriv KÄLLA=MÅL, t.ex. \"INBOX.Gamla kunder=Arkiv/Kunder\"",
+    ),
+    (
+        "{}: the folder mapping {} names its source with a wildcard; name one folder (its children follow it)",
+        "{}: mappningen {} anger sin källa med jokertecken; ange en enda mapp (dess undermappar följer med)",
+    ),
+    ("{}: the folder mapping {} has no target name after '='", "{}: mappningen {} har inget målnamn efter '='"),
+    (
+        "{}: the folder mapping {} has a target name that is too long or holds a control character",
+        "{}: mappningen {} har ett målnamn som är för långt eller innehåller ett styrtecken",
+    ),
+    (
+        "{}: the folder mapping {}: a target folder name cannot hold '*' or '%' (IMAP servers refuse them)",
+        "{}: mappningen {}: ett målmappnamn kan inte innehålla '*' eller '%' (IMAP-servrar godtar dem inte)",
+    ),
+    (
+        "{}: the folder mapping {} has an empty level in its target name (\"//\")",
+        "{}: mappningen {} har en tom nivå i sitt målnamn (\"//\")",
+    ),
+    (
+        "{}: the folder mapping {} would pour a folder into INBOX; postflytt keeps each folder its own target folder",
+        "{}: mappningen {} skulle lägga en mapp i INBOX; postflytt ger varje mapp en egen målmapp",
+    ),
+    ("{}: the folder {} is mapped twice ({} and {})", "{}: mappen {} mappas två gånger ({} och {})"),
+    (
+        "{}: the folder mappings {} and {} would put two source folders into one target folder; postflytt keeps each folder its own target folder",
+        "{}: mappningarna {} och {} skulle lägga två källmappar i samma målmapp; postflytt ger varje mapp en egen målmapp",
+    ),
+    (
+        "{} must be a list of strings, e.g. [\"Kalender\", \"Arkiv/*\"] ([] clears it)",
+        "{} måste vara en lista med strängar, t.ex. [\"Kalender\", \"Arkiv/*\"] ([] tömmer den)",
+    ),
+    (
+        "{} must be a list of strings, e.g. [\"Kalender\", \"Arkiv/*\"]",
+        "{} måste vara en lista med strängar, t.ex. [\"Kalender\", \"Arkiv/*\"]",
+    ),
+    (
+        "the folder choice cannot change now: {} and {} more accounts already had mail copied, and changing which folders move in the middle of a migration would leave half-copied folders; it can change before an account's first pass copies anything",
+        "valet av mappar kan inte ändras nu: {} och {} konton till har redan fått e-post kopierad, och att ändra vilka mappar som flyttas mitt i en flytt skulle lämna halvkopierade mappar; det kan ändras innan ett kontos första omgång har kopierat något",
+    ),
+    (
+        "the folder choice cannot change now: {} already had mail copied, and changing which folders move in the middle of a migration would leave half-copied folders; it can change before an account's first pass copies anything",
+        "valet av mappar kan inte ändras nu: {} har redan fått e-post kopierad, och att ändra vilka mappar som flyttas mitt i en flytt skulle lämna halvkopierade mappar; det kan ändras innan ett kontos första omgång har kopierat något",
+    ),
 ];
 
 /// The Swedish of one English sentence, or the sentence as it is when the catalog does not know it.
@@ -233,6 +310,22 @@ mod tests {
         assert!(
             sentence("quota_total 0 would allow nothing; give a size such as 25M or 500G, or off to remove it")
                 .starts_with("quota_total 0 skulle")
+        );
+    }
+
+    #[test]
+    fn the_folder_choice_in_swedish() {
+        assert_eq!(
+            sentence("exclude_folders: the folder pattern \"a//b\" has an empty level (\"//\"); write each level's name, or * for any"),
+            "exclude_folders: mappmönstret \"a//b\" har en tom nivå (\"//\"); skriv varje nivås namn, eller * för vilket namn som helst"
+        );
+        let locked = "the folder choice cannot change now: anna@kund.se and 2 more accounts already had mail copied, and changing which \
+                      folders move in the middle of a migration would leave half-copied folders; it can change before an account's \
+                      first pass copies anything";
+        assert!(
+            sentence(locked).starts_with("valet av mappar kan inte ändras nu: anna@kund.se och 2 konton till har redan"),
+            "{}",
+            sentence(locked)
         );
     }
 

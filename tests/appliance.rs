@@ -1128,3 +1128,118 @@ fn the_message_filter_and_the_package_total_are_set_through_the_api() {
     drop(serve);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Issue 18's folder choice through the API: `GET /api/accounts/LOGIN/folders` (operator only, 404
+/// for an unknown login) lists the folders the check found, each left-out one with its kind and
+/// detail; the check's left-out folders carry the same; a bad pattern and the refusal once mail is
+/// copied reach the Swedish page in Swedish; `folder_choice_locked` says when the fields close; and
+/// the report says a left-out folder was the operator's choice, in JSON, CSV and both languages'
+/// HTML, never that it was not verified. Against real Dovecot.
+#[test]
+fn the_folder_choice_and_each_accounts_folders_through_the_api() {
+    let source = Dovecot::start(Layout::Modern, &[("mia@kund.se", "pw1")]);
+    let target = Dovecot::start(Layout::Target, &[("mia@kund.se", "pw2")]);
+    let mut r = source.reader("mia@kund.se");
+    fixture::ensure_folders(&mut r, &["Arkiv", "Calendar", "Kunder"]);
+    for (seed, folder) in [(1, "INBOX"), (2, "Arkiv"), (3, "Calendar"), (4, "Kunder")] {
+        fixture::load(&mut r, &fixture::bulk(folder, 2, seed, 800..1200));
+    }
+    drop(r);
+    let data = common::fresh_dir("pf-serve-folders");
+    let serve = Serve::start(&data, common::free_port());
+    let setup = json!({
+        "source": {"host": "127.0.0.1", "port": source.port(), "tls": "plain"},
+        "target": {"host": "127.0.0.1", "port": target.port(), "tls": "plain"},
+        "exclude_folders": ["Arkiv"],
+    });
+    let r = serve.op("POST", "/api/setup", setup.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = serve.op("POST", "/api/accounts?name=konton.csv", b"E-post;L\xc3\xb6senord;Nytt l\xc3\xb6senord\r\nmia@kund.se;pw1;pw2\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(serve.status()["folder_choice_locked"], false);
+
+    // Before any check: nothing recorded yet. The customer's code and no credential are refused,
+    // an unknown login is 404 with a sentence.
+    let path = "/api/accounts/mia%40kund.se/folders";
+    let r = serve.op("GET", path, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["recorded"], false, "{}", r.text());
+    let code = serve.code();
+    assert_eq!(http(serve.port, "GET", path, &[("X-Viewer-Code", &code)], b"").status, 403);
+    assert_eq!(http(serve.port, "GET", path, &[], b"").status, 401);
+    let r = serve.op("GET", "/api/accounts/ingen%40kund.se/folders", b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "no account \"ingen@kund.se\": see the account list (postflytt status)");
+
+    assert_eq!(serve.op("POST", "/api/check", b"{}").status, 202);
+    serve.wait_for("the check", 60, |s| s["check"]["running"] == false && s["check"]["checked_at"].is_i64());
+    let r = serve.op("GET", path, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let folders = r.json();
+    let row = |name: &str| folders["folders"].as_array().and_then(|l| l.iter().find(|f| f["source"] == name)).cloned();
+    assert_eq!(row("INBOX").map(|f| (f["target"].clone(), f["excluded"].clone())), Some((json!("INBOX"), json!(false))), "{folders:#}");
+    assert_eq!(row("Kunder").map(|f| f["excluded"].clone()), Some(json!(false)), "{folders:#}");
+    assert_eq!(row("Arkiv").map(|f| (f["target"].clone(), f["excluded"].clone())), Some((Value::Null, json!(true))), "{folders:#}");
+    let left: Vec<(String, String, String)> = folders["left_out"]
+        .as_array()
+        .expect("left_out")
+        .iter()
+        .map(|f| {
+            (f["source"].as_str().unwrap_or("").into(), f["kind"].as_str().unwrap_or("").into(), f["detail"].as_str().unwrap_or("").into())
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [("Arkiv".into(), "operator".into(), "Arkiv".into()), ("Calendar".into(), "not_mail".into(), "Calendar".into())],
+        "{folders:#}"
+    );
+    assert_eq!(folders["left_out"][0]["reason"], "left out by the operator's pattern 'Arkiv'");
+    let check = serve.op("GET", "/api/check", b"").json();
+    let calendar = check["accounts"][0]["excluded"].as_array().and_then(|l| l.iter().find(|f| f["source"] == "Calendar")).cloned();
+    assert_eq!(calendar.map(|f| (f["kind"].clone(), f["messages"].clone())), Some((json!("not_mail"), json!(2))), "{check:#}");
+
+    // A bad pattern: refused, in Swedish for the Swedish page.
+    let bearer = format!("Bearer {}", serve.token());
+    let sv = [("Authorization", bearer.as_str()), ("Accept-Language", "sv")];
+    let r = http(serve.port, "POST", "/api/setup", &sv, json!({"exclude_folders": ["a//b"]}).to_string().as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"].as_str().is_some_and(|m| m.starts_with("exclude_folders: mappmönstret \"a//b\" har en tom nivå")),
+        "{}",
+        r.text()
+    );
+
+    // A pass copies mail: the choice is fixed, and a change is refused with the reason.
+    assert_eq!(serve.op("POST", "/api/passes/start", b"{}").status, 200);
+    let s = serve.wait_for("the first pass", 60, |s| s["totals"]["pushed_messages"] == 4);
+    assert_eq!(s["folder_choice_locked"], true, "{s:#}");
+    let r = http(serve.port, "POST", "/api/setup", &sv, json!({"exclude_folders": ["Kunder"]}).to_string().as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("valet av mappar kan inte ändras nu: mia@kund.se har redan fått e-post kopierad")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(serve.op("POST", "/api/passes/stop", b"{}").status, 200);
+    assert_eq!(target.reader("mia@kund.se").folders().iter().filter(|f| *f == "Arkiv" || *f == "Calendar").count(), 0);
+
+    // The report: the operator's choice, with why; not "not verified".
+    let report = serve.op("GET", "/api/report", b"").json();
+    let arkiv =
+        report["accounts"][0]["folders"].as_array().and_then(|l| l.iter().find(|f| f["source"] == "Arkiv")).cloned().expect("Arkiv");
+    assert_eq!(arkiv["left_out"], "left out by the operator's folder choice: the pattern 'Arkiv'", "{report:#}");
+    assert_eq!(arkiv["verified"], Value::Null);
+    let csv = serve.op("GET", "/api/report?format=csv", b"").text();
+    assert!(csv.contains("mia@kund.se;Calendar;;0;0;0;;;;0;0;left out by the operator's folder choice: not mail"), "{csv}");
+    for (lang, words, status) in [
+        ("en", "left out by the operator&#39;s folder choice: the pattern &#39;Arkiv&#39;", ">left out</td>"),
+        ("sv", "lämnades kvar enligt operatörens val av mappar: inte e-post", ">lämnades kvar</td>"),
+    ] {
+        let html = serve.op("GET", &format!("/report?lang={lang}"), b"").text();
+        assert!(html.contains(words) && html.contains(status), "{lang}: {html}");
+    }
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&data);
+}

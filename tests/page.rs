@@ -786,3 +786,89 @@ fn the_check_card_says_whether_the_package_fits_and_what_the_filter_leaves_out()
         }
     }
 }
+
+/// Issue 18's folder choice on the page: after a check (through the CLI, against real Dovecot) the
+/// Folders card holds the operator's lists and shows the account's folders, each left-out one with why
+/// in the page's words (the operator's pattern, the account list's, not mail by default), the mapped
+/// one with its new name; the check card's row lists the left-out folders with what they hold. Both
+/// languages. After a pass has copied mail, the lists are closed and the card says why.
+#[test]
+fn the_folders_card_shows_what_is_left_out_and_why_and_closes_once_mail_is_copied() {
+    let source = common::Dovecot::start(common::Layout::Modern, &[("g@kund.se", "pw1")]);
+    let target = common::Dovecot::start(common::Layout::Target, &[("g@kund.se", "pw2")]);
+    let mut r = source.reader("g@kund.se");
+    common::fixture::ensure_folders(&mut r, &["Arkiv", "Calendar", "Privat", "Projekt"]);
+    for (seed, folder) in [(1, "INBOX"), (2, "Arkiv"), (3, "Calendar"), (4, "Privat"), (5, "Projekt")] {
+        common::fixture::load(&mut r, &common::fixture::bulk(folder, 1, seed, 500..900));
+    }
+    drop(r);
+    let root = fresh_dir("postflytt-page-folders");
+    let data = root.join("data");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_postflytt")).arg("--data").arg(&data).args(args).output().expect("run postflytt");
+        assert!(out.status.success(), "postflytt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (s, t) = (format!("127.0.0.1:{}", source.port()), format!("127.0.0.1:{}", target.port()));
+    cli(&["setup", "--source", &s, "--source-tls", "plain", "--target", &t, "--target-tls", "plain"]);
+    cli(&["setup", "--exclude-folder", "Arkiv", "--map-folder", "Projekt=Sparat/Projekt"]);
+    let list = root.join("konton.csv");
+    std::fs::write(&list, "E-post;Lösenord;Nytt lösenord;Exkludera mappar\ng@kund.se;pw1;pw2;Privat\n").expect("write the list");
+    cli(&["import", &list.to_string_lossy()]);
+    cli(&["check"]);
+
+    let words = |dict: &BTreeMap<String, String>, key: &str, fill: &[(&str, &str)]| {
+        let mut text = dict[key].clone();
+        for (name, value) in fill {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\u{a0}', "&nbsp;")
+    };
+    let Some(server) = start_server_in(root.clone()) else { return };
+    let base = format!("http://127.0.0.1:{}/", server.port);
+    let token = server.operator_token.clone();
+    for (lang, accept) in [("en", "en-US,en"), ("sv", "sv-SE,sv")] {
+        let dict = dictionary(lang);
+        let dom = dump_dom(&format!("{base}#token={token}&lang={lang}"), accept);
+        assert_eq!(inner_text(&dom, "folders-exclude"), "Arkiv", "{lang}: the operator's list in the card");
+        assert_eq!(inner_text(&dom, "folders-map"), "Projekt=Sparat/Projekt", "{lang}");
+        assert!(!open_tag(&dom, "folders-exclude").contains("disabled") && is_hidden(&dom, "folders-locked"), "{lang}: open before a copy");
+        for key in ["fold.title", "fold.exclude", "fold.include", "fold.map", "fold.save"] {
+            assert!(dom.contains(&shown(&dict, key)), "{lang}: no {key} on the page");
+        }
+        // The account's folders: INBOX and Projekt move (Projekt under its new name), three stay.
+        assert!(dom.contains(&words(&dict, "fold.summary", &[("moves", "2"), ("left", "3")])), "{lang}: {dom}");
+        assert!(dom.contains(">Sparat/Projekt<") && dom.contains(&shown(&dict, "fold.mapped")), "{lang}: {dom}");
+        let why_operator = dict["fold.why.operator"].replace("{detail}", "Arkiv");
+        let why_list = dict["fold.why.account_list"].replace("{detail}", "Privat");
+        let why_default = dict["fold.why.not_mail"].clone();
+        for why in [&why_operator, &why_list, &why_default] {
+            let row = words(&dict, "fold.left_out", &[("why", why)]);
+            assert!(dom.contains(&row), "{lang}: {row:?} is not on the page:\n{dom}");
+        }
+        // The check card's row: each left-out folder with what it holds.
+        assert!(dom.contains(&words(&dict, "check.folders_left_out", &[("n", "3")])), "{lang}: {dom}");
+        let calendar = words(&dict, "check.folder_left_out.one", &[("name", "Calendar"), ("why", &why_default)]);
+        let (before_size, _) = calendar.split_once("{size}").expect("a size in the words");
+        assert!(dom.contains(before_size), "{lang}: {before_size:?} is not in the check card:\n{dom}");
+    }
+    // For a person to look at, beside the other screenshots in target/page/.
+    let shots = PathBuf::from(env!("CARGO_BIN_EXE_postflytt")).parent().and_then(Path::parent).map(|t| t.join("page")).expect("target dir");
+    std::fs::create_dir_all(&shots).expect("create target/page");
+    screenshot(&format!("{base}#token={token}&lang=sv"), &shots.join("folders-operator-sv.png"), "1280,4200");
+    // Stopped, not dropped: dropping removes the data directory.
+    let mut first = server;
+    let _ = first.child.kill();
+    let _ = first.child.wait();
+
+    // A pass copies mail: the lists close, and the card says why.
+    cli(&["sync"]);
+    let Some(server) = start_server_in(root.clone()) else { return };
+    let base = format!("http://127.0.0.1:{}/", server.port);
+    let token = server.operator_token.clone();
+    for (lang, accept) in [("en", "en-US,en"), ("sv", "sv-SE,sv")] {
+        let dict = dictionary(lang);
+        let dom = dump_dom(&format!("{base}#token={token}&lang={lang}"), accept);
+        assert!(open_tag(&dom, "folders-exclude").contains("disabled") && open_tag(&dom, "folders-save").contains("disabled"), "{lang}");
+        assert!(!is_hidden(&dom, "folders-locked") && inner_text(&dom, "folders-locked") == shown(&dict, "fold.locked"), "{lang}: {dom}");
+    }
+}

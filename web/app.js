@@ -394,6 +394,34 @@ const DICT = {
     "acc.left_out": "{n} messages ({size}) left out by the operator's filter; the report lists them per folder.",
     // issue 18 (admin)
     "op.import_admin": "With an admin login on a server (postflytt setup --source-admin or --target-admin), that server's password column may stay empty: an account's own password is used first, else the admin's.",
+    // issue 18 (folderpage)
+    "fold.title": "Folders",
+    "fold.help": "Which folders move, for every account. Calendars, contacts, tasks, notes, outboxes and other users' and shared folders are left out by default. The choice can change until the first pass has copied mail.",
+    "fold.exclude": "Leave out folders (one pattern a line)",
+    "fold.include": "Take back folders left out by default (one pattern a line)",
+    "fold.map": "Put a folder elsewhere (SOURCE=TARGET, one a line)",
+    "fold.hint": "* stands for any characters within one level and ? for one character; a folder's name covers its children. INBOX is always copied.",
+    "fold.save": "Save the folder choice",
+    "fold.saved": "Saved. Run the check to see which folders each account moves.",
+    "fold.locked": "Copying has begun, so which folders move is fixed now: changing it in the middle would leave half-copied folders.",
+    "fold.mapping": "Each account's folders",
+    "fold.account": "Account",
+    "fold.none": "No folders read for this account yet: run the check, which lists them.",
+    "fold.no_accounts": "No accounts yet: import the account list first.",
+    "fold.summary": "{moves} folders move and {left} are left out (as the last check or pass found them).",
+    "fold.col_source": "Folder on the old server",
+    "fold.col_target": "Folder on the new server",
+    "fold.left_out": "Left out: {why}",
+    "fold.mapped": "moved there by the folder choice",
+    "fold.why.operator": "the pattern “{detail}” in the folder choice",
+    "fold.why.account_list": "the account list's pattern “{detail}”",
+    "fold.why.not_mail": "not mail (calendar, contacts, tasks, notes or the outbox; left out by default)",
+    "fold.why.other_users": "another user's folder (left out by default)",
+    "fold.why.shared": "a shared folder (left out by default)",
+    "check.folders_left_out": "{n} folders left out",
+    "check.folders_left_out.one": "1 folder left out",
+    "check.folder_left_out": "{name}: {why} ({n} messages, {size})",
+    "check.folder_left_out.one": "{name}: {why} (1 message, {size})",
   },
   sv: {
     "lang.sv": "Svenska",
@@ -778,6 +806,34 @@ const DICT = {
     "acc.left_out": "{n} meddelanden ({size}) lämnades kvar av operatörens filter; rapporten listar dem per mapp.",
     // issue 18 (admin)
     "op.import_admin": "Med en admininloggning på en server (postflytt setup --source-admin eller --target-admin) får den serverns lösenordskolumn vara tom: ett kontos eget lösenord används i första hand, annars administratörens.",
+    // issue 18 (folderpage)
+    "fold.title": "Mappar",
+    "fold.help": "Vilka mappar som flyttas, för alla konton. Kalendrar, kontakter, uppgifter, anteckningar, utkorgar och andra användares och delade mappar lämnas kvar som standard. Valet kan ändras tills den första omgången har kopierat e-post.",
+    "fold.exclude": "Lämna kvar mappar (ett mönster per rad)",
+    "fold.include": "Ta med mappar som annars lämnas kvar (ett mönster per rad)",
+    "fold.map": "Lägg en mapp någon annanstans (KÄLLA=MÅL, en per rad)",
+    "fold.hint": "* står för valfria tecken inom en nivå och ? för ett tecken; en mapps namn omfattar dess undermappar. INBOX kopieras alltid.",
+    "fold.save": "Spara valet av mappar",
+    "fold.saved": "Sparat. Kör kontrollen för att se vilka mappar varje konto flyttar.",
+    "fold.locked": "Kopieringen har börjat, så vilka mappar som flyttas ligger fast nu: att ändra mitt i skulle lämna halvkopierade mappar.",
+    "fold.mapping": "Varje kontos mappar",
+    "fold.account": "Konto",
+    "fold.none": "Inga mappar lästa för det här kontot än: kör kontrollen, som listar dem.",
+    "fold.no_accounts": "Inga konton än: läs in kontolistan först.",
+    "fold.summary": "{moves} mappar flyttas och {left} lämnas kvar (som den senaste kontrollen eller omgången hittade dem).",
+    "fold.col_source": "Mapp på den gamla servern",
+    "fold.col_target": "Mapp på den nya servern",
+    "fold.left_out": "Lämnas kvar: {why}",
+    "fold.mapped": "flyttas dit enligt valet av mappar",
+    "fold.why.operator": "mönstret ”{detail}” i valet av mappar",
+    "fold.why.account_list": "kontolistans mönster ”{detail}”",
+    "fold.why.not_mail": "inte e-post (kalender, kontakter, uppgifter, anteckningar eller utkorgen; lämnas kvar som standard)",
+    "fold.why.other_users": "en annan användares mapp (lämnas kvar som standard)",
+    "fold.why.shared": "en delad mapp (lämnas kvar som standard)",
+    "check.folders_left_out": "{n} mappar lämnas kvar",
+    "check.folders_left_out.one": "1 mapp lämnas kvar",
+    "check.folder_left_out": "{name}: {why} ({n} meddelanden, {size})",
+    "check.folder_left_out.one": "{name}: {why} (1 meddelande, {size})",
   },
 };
 
@@ -1314,6 +1370,7 @@ function render() {
   renderDomains();
   renderOperator();
   renderCheck();
+  renderFolders();
 }
 
 function renderConn() {
@@ -2007,6 +2064,7 @@ function renderCheck() {
     if (r.problem) verdict.append(el("p", { class: "note", text: String(r.problem) }));
     const msgs = el("td", { "data-label": t("col.messages"), class: "num", text: fmtInt(r.messages) });
     if (num(r.left_out_messages) > 0) msgs.append(el("span", { class: "sub", text: t("check.left_out", { n: fmtInt(r.left_out_messages), size: fmtBytes(r.left_out_bytes) }) }));
+    checkLeftOutFolders(msgs, r.excluded);
     const size = el("td", { "data-label": t("col.size"), class: "num", text: fmtBytes(r.bytes) });
     const room = el("td", { "data-label": t("col.room"), class: "num", text: num(r.target_room) !== null ? fmtBytes(r.target_room) : t("op.unknown") });
     const largest = el("td", { "data-label": t("col.largest") });
@@ -2117,6 +2175,129 @@ function wireOperator() {
   dlg.addEventListener("close", () => { if (dlg.returnValue === "confirm") finish(); });
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Folders (issue 18): the operator's folder choice (three lists saved through POST /api/setup, closed
+// once the status says copying has begun) and each account's folders as the last check or pass
+// recorded them (GET /api/accounts/LOGIN/folders), every left-out folder with why in words.
+// ---------------------------------------------------------------------------------------------------
+const FOLDER_LISTS = [["folders-exclude", "exclude_folders"], ["folders-include", "include_folders"], ["folders-map", "map_folders"]];
+
+// Why a folder is left out: the server's kind and detail in the page's words (its English sentence
+// when the kind is one this page does not know).
+function leftOutWhy(f) {
+  const key = "fold.why." + (f && f.kind);
+  return DICT.en[key] !== undefined ? t(key, { detail: String(f.detail || "") }) : String((f && f.reason) || "");
+}
+
+// The check card's row: its folders the choice leaves out, with what they hold (not in the totals).
+function checkLeftOutFolders(cell, excluded) {
+  const list = Array.isArray(excluded) ? excluded.filter((f) => f && typeof f === "object") : [];
+  if (!list.length) return;
+  const det = el("details", { class: "sub" });
+  det.append(el("summary", { text: tn("check.folders_left_out", list.length, { n: fmtInt(list.length) }) }));
+  const ul = el("ul", { class: "skip-list" });
+  for (const f of list.slice(0, 200)) {
+    const n = num(f.messages) || 0;
+    ul.append(el("li", { text: tn("check.folder_left_out", n, { name: String(f.source || ""), why: leftOutWhy(f), n: fmtInt(n), size: fmtBytes(f.bytes) }) }));
+  }
+  det.append(ul);
+  cell.append(det);
+}
+
+function renderFolders() {
+  if (!isOperator()) return;
+  const s = S.status;
+  // The lists from the status, once and after a save (never while the operator types in them).
+  if (!S.foldersFilled) {
+    for (const [id, key] of FOLDER_LISTS) {
+      if (document.activeElement === $(id)) continue;
+      // As the field's default too, so the stored lists are the text a reader (and a test) finds in it.
+      $(id).defaultValue = $(id).value = (Array.isArray(s[key]) ? s[key] : []).join("\n");
+    }
+    S.foldersFilled = true;
+  }
+  const finished = s.phase === "finished" || num(s.finished_at) !== null;
+  const locked = !!s.folder_choice_locked || finished;
+  for (const [id] of FOLDER_LISTS) $(id).disabled = locked;
+  $("folders-save").disabled = locked;
+  setText($("folders-locked"), t("fold.locked"));
+  show($("folders-locked"), !!s.folder_choice_locked);
+  const sel = $("folders-account");
+  const logins = (Array.isArray(s.accounts) ? s.accounts : []).map((a) => String(a.login));
+  if (S.foldersLogins !== logins.join("\n")) {
+    const keep = sel.value;
+    clear(sel);
+    for (const login of logins) sel.append(el("option", { value: login, text: login }));
+    if (logins.includes(keep)) sel.value = keep;
+    S.foldersLogins = logins.join("\n");
+  }
+  loadFolders();
+}
+
+// Fetched again when the account, a check or a pass changes what is recorded.
+async function loadFolders() {
+  const s = S.status;
+  const login = $("folders-account").value;
+  const c = s.check || {};
+  const p = s.passes || {};
+  const key = [login, c.checked_at, c.running, p.last_finished_at, p.active].join("/");
+  if (key !== S.foldersKey && !S.foldersLoading) {
+    S.foldersLoading = true;
+    try {
+      S.folders = login ? await api("GET", "/api/accounts/" + encodeURIComponent(login) + "/folders") : null;
+    } catch (e) {
+      S.folders = null;
+    } finally {
+      S.foldersLoading = false;
+    }
+    S.foldersKey = key;
+  }
+  drawFolders();
+}
+
+function drawFolders() {
+  const d = S.folders && typeof S.folders === "object" ? S.folders : null;
+  const key = JSON.stringify([d, S.lang, $("folders-account").value]);
+  if (S.foldersDrawn === key) return;
+  S.foldersDrawn = key;
+  const list = d && Array.isArray(d.folders) ? d.folders.filter((f) => f && typeof f === "object") : [];
+  const body = $("folders-body");
+  clear(body);
+  const why = new Map((d && Array.isArray(d.left_out) ? d.left_out : []).map((f) => [f && f.source, f]));
+  let left = 0;
+  for (const f of list) {
+    const tr = el("tr", f.excluded ? { class: "muted" } : null);
+    tr.append(el("th", { scope: "row", "data-label": t("fold.col_source"), text: String(f.source || "") }));
+    const target = el("td", { "data-label": t("fold.col_target") });
+    if (f.excluded) {
+      left++;
+      target.append(el("span", { text: t("fold.left_out", { why: leftOutWhy(why.get(f.source) || { reason: f.note }) }) }));
+    } else {
+      target.append(el("span", { text: String(f.target || t("dash")) }));
+      if (f.reason === "operator's mapping") target.append(el("span", { class: "sub", text: t("fold.mapped") }));
+    }
+    tr.append(target);
+    body.append(tr);
+  }
+  show($("folders-table"), list.length > 0);
+  setText($("folders-summary"), list.length ? t("fold.summary", { moves: fmtInt(list.length - left), left: fmtInt(left) }) : "");
+  show($("folders-summary"), list.length > 0);
+  setText($("folders-empty"), $("folders-account").value ? t("fold.none") : t("fold.no_accounts"));
+  show($("folders-empty"), list.length === 0);
+}
+
+function wireFolders() {
+  $("folders-account").addEventListener("change", () => loadFolders());
+  $("folders-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const body = {};
+    for (const [id, key] of FOLDER_LISTS) body[key] = $(id).value.split("\n").map((x) => x.trim()).filter(Boolean);
+    act(e.submitter || null, $("folders-msg"), () => api("POST", "/api/setup", { json: body }), t("fold.saved")).then((res) => {
+      if (res !== undefined) S.foldersFilled = false;
+    });
+  });
+}
+
 // POST /api/accounts answers {added, updated, not_in_file: [...], warnings: [...]}.
 function importSummary(res) {
   const out = document.createDocumentFragment();
@@ -2172,6 +2353,7 @@ function wire() {
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden && S.cred) pollNow(); });
   wireOperator();
+  wireFolders();
 }
 
 function start() {

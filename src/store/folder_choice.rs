@@ -28,6 +28,12 @@ impl Store {
         let rows = stmt.query_map([account_id], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    /// Whether any account's passes have copied a message: from then on the folder choice is fixed
+    /// (the status's `folder_choice_locked`, which the page reads to close its fields).
+    pub fn any_copies(&self) -> Result<bool> {
+        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM message WHERE push_state IN ('appending', 'pushed'))", [], |r| r.get(0))?)
+    }
 }
 
 impl Tx<'_> {

@@ -56,6 +56,29 @@ impl Store {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    /// The account's folders the source listed at the last discovery (a check's, a pass's or
+    /// `folders`'), with their mapping as recorded then, by name: what the page shows before a pass.
+    pub fn recorded_folders(&self, account_id: i64) -> Result<Vec<SourceFolderRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, wire_name, delimiter, attributes, selectable, subscribed, target_name, map_reason, map_note
+             FROM source_folder WHERE account_id = ?1 AND present = 1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map([account_id], |r| {
+            Ok(SourceFolderRecord {
+                name: r.get(0)?,
+                wire_name: r.get(1)?,
+                delimiter: r.get::<_, Option<String>>(2)?.and_then(|d| d.chars().next()),
+                attributes: r.get(3)?,
+                selectable: r.get(4)?,
+                subscribed: r.get(5)?,
+                target_name: r.get(6)?,
+                map_reason: r.get(7)?,
+                map_note: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 impl Tx<'_> {

@@ -224,6 +224,8 @@ pub struct FolderCounts {
     pub copied_bytes: i64,
     pub refused: i64,
     pub refused_bytes: i64,
+    /// Why the operator's folder choice leaves the folder out (discovery's note), when it does.
+    pub left_out: Option<String>,
 }
 
 /// A skip with the size and date of its message, when it was about one.
@@ -248,14 +250,15 @@ impl Store {
                     coalesce(sum(m.push_state = 'pushed'), 0),
                     coalesce(sum(CASE WHEN m.push_state = 'pushed' THEN m.size END), 0),
                     coalesce(sum(m.push_state = 'refused'), 0),
-                    coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0)
+                    coalesce(sum(CASE WHEN m.push_state = 'refused' THEN m.size END), 0),
+                    CASE WHEN f.map_reason = ?2 THEN coalesce(f.map_note, '') END
              FROM source_folder f LEFT JOIN message m ON m.folder_id = f.id
              WHERE f.account_id = ?1
              GROUP BY f.id
              HAVING f.present = 1 OR count(m.id) > 0
              ORDER BY f.name",
         )?;
-        let rows = stmt.query_map([account_id], |r| {
+        let rows = stmt.query_map(rusqlite::params![account_id, super::EXCLUDED_REASON], |r| {
             Ok(FolderCounts {
                 source: r.get(0)?,
                 target: r.get(1)?,
@@ -266,6 +269,7 @@ impl Store {
                 copied_bytes: r.get(6)?,
                 refused: r.get(7)?,
                 refused_bytes: r.get(8)?,
+                left_out: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
