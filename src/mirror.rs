@@ -103,6 +103,42 @@ fn in_trouble(answer: &crate::imap::Answer) -> bool {
     ["UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "EXPUNGEISSUED"].iter().any(|code| answer.has_code(code))
 }
 
+/// The STATUS of every listed folder the folder choice leaves out (from the listing's, else asked;
+/// one that cannot be asked is skipped): only asked when a folder with rows is no longer listed.
+async fn excluded_statuses(
+    store: &Store,
+    account_id: i64,
+    source: &mut Session,
+    statuses: &BTreeMap<String, FolderStatus>,
+) -> Result<Vec<(String, FolderStatus)>> {
+    let mut found = Vec::new();
+    for wire_name in store.excluded_listed_folders(account_id)? {
+        let status = match statuses.get(&wire_name) {
+            Some(status) => status.clone(),
+            None => match source.status(&wire_name, false).await {
+                Ok(status) => status,
+                Err(e) => {
+                    folder_only(e, source.label(), &wire_name)?;
+                    continue;
+                }
+            },
+        };
+        found.push((wire_name, status));
+    }
+    Ok(found)
+}
+
+/// Quirk `status_no_echoes_utf8_name` (Dovecot 2.3.19, seen 2026-12 in the folder choice's review):
+/// STATUS of a mailbox that no longer exists is refused with `NO Mailbox doesn't exist: Kunder/Åre`,
+/// the name decoded to raw UTF-8 in the text, which IMAP's grammar does not allow and the parser
+/// refuses as a malformed answer, costing the connection (so the account's pass, every pass). A
+/// folder whose name is not plain ASCII is therefore not asked: it counts as deleted once two
+/// listings in a row left it out. Test: `tests/mirror.rs` deletes `Kunder/Åre` on Dovecot.
+fn may_ask_status(wire_name: &str) -> bool {
+    // Modified UTF-7 writes every non-ASCII name with '&'; a literal '&' is "&-".
+    !wire_name.replace("&-", "").contains('&') && wire_name.is_ascii()
+}
+
 /// Whether `name` is `parent`'s child (or deeper) under `delimiter`.
 fn is_under(name: &str, parent: &str, delimiter: char) -> bool {
     name.strip_prefix(parent).is_some_and(|rest| rest.starts_with(delimiter))
@@ -133,8 +169,37 @@ pub async fn before_copy(
     // Folders the listing no longer shows: asked once more, so a listing that left one out by mistake
     // cannot empty its target folder. Deleted is what the server says (`says_missing`), or any refusal
     // after two listings in a row left the folder out.
+    let mut excluded: Option<Vec<(String, FolderStatus)>> = None;
     for folder in store.absent_folders(account_id)? {
         if folder.rows == 0 {
+            continue;
+        }
+        // Renamed into a part of the tree the operator's folder choice leaves out: the mail is still
+        // on the old server, only no longer moved. Its copies stay on the target as they are.
+        let excluded = match &mut excluded {
+            Some(known) => known,
+            None => excluded.insert(excluded_statuses(store, account_id, source, statuses).await?),
+        };
+        if let Some((into, _)) = excluded.iter().find(|(_, s)| {
+            folder.uidvalidity.is_some()
+                && s.uidvalidity == folder.uidvalidity
+                && i64::from(s.messages) == folder.rows
+                && (folder.uidnext.is_none() || s.uidnext == folder.uidnext)
+        }) {
+            log::info!(
+                "{}: folder {} was renamed to {}, which the folder choice leaves out; its copies stay on the target as they are",
+                source.label(),
+                folder.name,
+                crate::utf7::decode_or_raw(into)
+            );
+            store.write(|tx| tx.let_go_of_folder(folder.id))?;
+            continue;
+        }
+        if !may_ask_status(&folder.wire_name) {
+            if folder.absent_listings >= 2 {
+                store.write(|tx| tx.mark_folder_gone(folder.id, at))?;
+                stats.gone += folder.rows as u64;
+            }
             continue;
         }
         match source.status(&folder.wire_name, false).await {
@@ -694,6 +759,14 @@ mod tests {
     use super::*;
     use crate::imap::Answer;
     use imap_next::imap_types::response::{Code, StatusKind};
+
+    #[test]
+    fn a_folder_with_a_name_that_is_not_ascii_is_not_asked_status() {
+        assert!(may_ask_status("INBOX.Kunder"));
+        assert!(may_ask_status("Kunder &- Leverant&-rer"));
+        assert!(!may_ask_status("Kunder/&AMU-re"));
+        assert!(!may_ask_status("Kunder/Åre"));
+    }
 
     #[test]
     fn a_missing_folder_is_told_by_its_code_or_by_plain_words_only() {

@@ -322,7 +322,9 @@ async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResul
 
     // A folder made on the source after the last pass is unknown to the store; its mail is missing.
     let listed = both.source.list().await?;
-    let known: BTreeSet<&str> = folders.iter().map(|f| f.wire_name.as_str()).collect();
+    // Folders the operator's folder choice leaves out are neither new nor to be verified.
+    let excluded = store.excluded_wire_names(account.id)?;
+    let known: BTreeSet<&str> = folders.iter().map(|f| f.wire_name.as_str()).chain(excluded.iter().map(String::as_str)).collect();
     for folder in listed.iter().filter(|f| selectable(f) && !known.contains(f.wire_name.as_str())) {
         let name = utf7::decode_or_raw(&folder.wire_name);
         let mut check = FolderCheck::new(&name, "");

@@ -231,3 +231,42 @@ fn a_changed_filter_never_duplicates_or_loses_what_the_target_holds() {
     let verify = m.ok(&["verify"]);
     assert!(verify.contains("5 of 5 messages on the target, 0 skipped"), "{verify}");
 }
+
+/// The folder choice with verify and mirroring: a folder the operator leaves out is no "new folder"
+/// with mail missing to verify (finish would never pass), and a copied folder the users rename into
+/// a part of the tree that is left out keeps its copies on the target (the mail is still on the old
+/// server, only no longer moved).
+#[test]
+fn excluded_folders_pass_verify_and_a_folder_renamed_into_one_keeps_its_copies() {
+    let (src_user, tgt_user) = ("cia@gammal.se", "cia@ny.se");
+    let source = Dovecot::start(Layout::OldHost, &[(src_user, "pw-src")]);
+    let target = Dovecot::start(Layout::Target, &[(tgt_user, "pw-tgt")]);
+    let mut sr = source.reader(src_user);
+    fixture::ensure_folders(&mut sr, &["INBOX.Gammalt", "INBOX.Projekt"]);
+    fixture::load(
+        &mut sr,
+        &[
+            message("INBOX", "in-1", "10-May-2022 10:00:00 +0000", 0),
+            message("INBOX.Gammalt", "old-1", "10-May-2012 10:00:00 +0000", 0),
+            message("INBOX.Projekt", "proj-1", "10-May-2023 10:00:00 +0000", 0),
+            message("INBOX.Projekt", "proj-2", "11-May-2023 10:00:00 +0000", 0),
+        ],
+    );
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[(src_user, "pw-src", tgt_user, "pw-tgt")]);
+    m.ok(&["setup", "--exclude-folder", "Gammalt"]);
+    m.sync();
+    let mut tr = target.reader(tgt_user);
+    assert_eq!(ids(&mut tr).keys().cloned().collect::<Vec<_>>(), ["INBOX", "Projekt"], "Gammalt stays behind");
+    let verify = m.run(&["verify"]);
+    assert!(verify.status.success(), "an excluded folder is nothing missing: {}", text(&verify));
+
+    // The users file the whole Projekt folder under Gammalt on the old server.
+    sr.rename("INBOX.Projekt", "INBOX.Gammalt.Projekt");
+    let out = m.sync();
+    assert!(!out.contains("removed") && !out.contains("deleted"), "{out}");
+    assert_eq!(ids(&mut tr).get("Projekt"), Some(&set(&["proj-1", "proj-2"])), "the copies stay on the target");
+    let verify = m.run(&["verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    m.sync();
+    assert_eq!(ids(&mut tr).get("Projekt"), Some(&set(&["proj-1", "proj-2"])), "and stay there");
+}

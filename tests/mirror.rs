@@ -788,3 +788,25 @@ fn after_the_switch_nothing_is_moved_or_removed_on_the_target() {
 fn with_mirroring_off_nothing_is_moved_or_removed_on_the_target() {
     followed_until("hans", |m| m.ok(&["setup", "--mirror", "off"]));
 }
+
+/// Quirk `status_no_echoes_utf8_name` (Dovecot 2.3.19): STATUS of a deleted folder named `Åre` is
+/// refused with the name in raw UTF-8, which the IMAP parser refuses as malformed. Such a folder is
+/// not asked: the passes go through, and its target folder goes once two listings left it out.
+#[test]
+fn a_deleted_folder_with_a_swedish_name_costs_no_pass_and_goes_after_two_listings() {
+    let s = start(&["erik"]);
+    s.load(
+        "erik",
+        &["INBOX.Kunder", "INBOX.Kunder.Åre"],
+        &[fixture::bulk("INBOX", 2, 700, 300..2_000), fixture::bulk("INBOX.Kunder.Åre", 3, 701, 300..2_000)],
+    );
+    s.m.sync();
+    assert_mirrored(&s, "erik", &Snapshot::new(), "after the first pass");
+    s.src("erik").delete("INBOX.Kunder.Åre");
+    let first = s.m.sync();
+    assert!(first.contains(" 0 failed,"), "the pass went through: {first}");
+    let second = s.m.sync();
+    assert!(second.contains(" 0 failed,"), "the pass went through: {second}");
+    assert!(second.contains("1 folders deleted") || second.contains("1 folder deleted"), "{second}");
+    assert_mirrored(&s, "erik", &Snapshot::new(), "after the folder was deleted");
+}

@@ -4,7 +4,7 @@
 //! setting `verify.<account id>`). The verdicts and results are the checker's own types, stored as
 //! text here; this module does not read them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
@@ -72,6 +72,14 @@ impl Store {
         let rows = stmt.query_map([account_id], |r| {
             Ok(FolderToVerify { id: r.get(0)?, name: r.get(1)?, wire_name: r.get(2)?, uidvalidity: r.get(3)?, target_name: r.get(4)? })
         })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Wire names of the account's source folders the folder choice leaves out (as the last pass
+    /// recorded them): verification neither checks them nor takes them for new folders.
+    pub fn excluded_wire_names(&self, account_id: i64) -> Result<BTreeSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT wire_name FROM source_folder WHERE account_id = ?1 AND map_reason = 'excluded'")?;
+        let rows = stmt.query_map([account_id], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
