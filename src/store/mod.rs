@@ -394,6 +394,11 @@ impl Store {
         self.set_setting(&format!("secret.{key}"), &crate::imap::hex(&sealed))
     }
 
+    /// Whether a sealed setting is stored, without opening it (for a status that only says so).
+    pub fn has_secret_setting(&self, key: &str) -> Result<bool> {
+        Ok(self.setting(&format!("secret.{key}"))?.is_some())
+    }
+
     pub fn secret_setting(&self, key: &str) -> Result<Option<Secret>> {
         let Some(hex) = self.setting(&format!("secret.{key}"))? else { return Ok(None) };
         let bytes: Option<Vec<u8>> =
