@@ -575,21 +575,24 @@ pub fn quota_total_line(total: Option<u64>) -> String {
     }
 }
 
+/// The columns of the check's CSV and workbook, one row per account.
+const EXPORT_COLUMNS: [&str; 11] = [
+    "account",
+    "target account",
+    "verdict",
+    "problem",
+    "messages",
+    "bytes",
+    "largest message bytes",
+    "messages over limit",
+    "folders left out",
+    "messages left out",
+    "messages left out by the filter",
+];
+
 /// One row per account, for the customer to fix (see `export::csv` for the format).
 pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
-    let header = [
-        "account",
-        "target account",
-        "verdict",
-        "problem",
-        "messages",
-        "bytes",
-        "largest message bytes",
-        "messages over limit",
-        "folders left out",
-        "messages left out",
-    ]
-    .map(String::from);
+    let header = EXPORT_COLUMNS.map(String::from);
     let rows = results.iter().map(|r| {
         [
             r.account.clone(),
@@ -602,6 +605,7 @@ pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
             r.over_limit.len().to_string(),
             left_out_names(r),
             r.excluded.iter().map(|f| f.messages).sum::<u64>().to_string(),
+            r.left_out_messages.to_string(),
         ]
     });
     crate::export::csv::write(std::iter::once(header).chain(rows))
@@ -612,23 +616,7 @@ pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
 pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
     use crate::export::xlsx::{Cell, Sheet, write_xlsx};
     let text = |s: &str| Cell::Text(s.to_string());
-    let mut accounts = vec![
-        [
-            "account",
-            "target account",
-            "verdict",
-            "problem",
-            "messages",
-            "bytes",
-            "largest message bytes",
-            "messages over limit",
-            "folders left out",
-            "messages left out",
-        ]
-        .iter()
-        .map(|h| text(h))
-        .collect::<Vec<_>>(),
-    ];
+    let mut accounts = vec![EXPORT_COLUMNS.iter().map(|h| text(h)).collect::<Vec<_>>()];
     let mut over = vec![["account", "folder", "date", "subject", "bytes"].iter().map(|h| text(h)).collect::<Vec<_>>()];
     for r in results {
         accounts.push(vec![
@@ -642,6 +630,7 @@ pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
             Cell::Number(r.over_limit.len() as f64),
             text(&left_out_names(r)),
             Cell::Number(r.excluded.iter().map(|f| f.messages).sum::<u64>() as f64),
+            Cell::Number(r.left_out_messages as f64),
         ]);
         for m in &r.over_limit {
             over.push(vec![text(&r.account), text(&m.folder), text(&m.date), text(&m.subject), Cell::Number(m.size as f64)]);
