@@ -52,13 +52,15 @@ pub struct FolderCount {
 }
 
 /// A source folder the operator's folder choice leaves out (`folder_choice`), with how much mail it
-/// holds: shown, never counted in the totals the verdict weighs.
+/// holds by STATUS (never opened or read: another user's folder or an Exchange calendar may refuse
+/// that): shown, never counted in the totals the verdict weighs. `bytes` is None where the server has
+/// no STATUS=SIZE or refused the STATUS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExcludedFolder {
     pub source: String,
     pub reason: String,
     pub messages: u64,
-    pub bytes: u64,
+    pub bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,6 +311,15 @@ async fn measure(
             continue;
         }
         let name = utf7::decode_or_raw(&folder.wire_name);
+        if let Some(reason) = excluded.get(&name) {
+            // Counted by STATUS, and a refusal (a folder we may not open) costs the account nothing.
+            let (messages, bytes) = source.messages_and_size(&folder.wire_name).await.unwrap_or_else(|e| {
+                log::info!("{}: left-out folder {name} not counted: {e:#}", account.source_login);
+                (0, None)
+            });
+            result.excluded.push(ExcludedFolder { source: name, reason: reason.clone(), messages: messages.into(), bytes });
+            continue;
+        }
         let mut count =
             FolderCount { target: target_of.get(&name).cloned().unwrap_or_default(), source: name.clone(), messages: 0, bytes: 0 };
         let selected = match source.select(&folder.wire_name, true, false).await {
@@ -323,8 +334,7 @@ async fn measure(
         let mut over: Vec<u32> = Vec::new();
         let mut largest: Option<(u32, u64)> = None;
         if selected.exists > 0 {
-            let is_excluded = excluded.contains_key(&name);
-            let limit = result.size_limit.filter(|_| !is_excluded);
+            let limit = result.size_limit;
             let mut items = vec![FetchItem::Uid, FetchItem::Size];
             if limits.filter.older_than.is_some() || limits.filter.newer_than.is_some() {
                 items.push(FetchItem::InternalDate);
@@ -333,8 +343,7 @@ async fn measure(
             source
                 .uid_fetch(&["1:*".to_string()], &items, None, &mut |meta| {
                     let size = meta.size.unwrap_or(0) as u64;
-                    // A folder left out whole is counted whole; the filter weighs only what moves.
-                    if !is_excluded && limits.filter.leaves_out(size, meta.internal_date.as_deref()).is_some() {
+                    if limits.filter.leaves_out(size, meta.internal_date.as_deref()).is_some() {
                         *left_out_messages += 1;
                         *left_out_bytes += size;
                         return Ok(());
@@ -350,11 +359,6 @@ async fn measure(
                     Ok(())
                 })
                 .await?;
-        }
-        if let Some(reason) = excluded.get(&name) {
-            let (messages, bytes) = (count.messages, count.bytes);
-            result.excluded.push(ExcludedFolder { source: name, reason: reason.clone(), messages, bytes });
-            continue;
         }
         let mut wanted: Vec<u32> = over.clone();
         if let Some((uid, size)) = largest
@@ -502,7 +506,7 @@ pub fn table(results: &[CheckResult]) -> String {
             out.push_str(&format!("    over the limit: {} in {} ({}, {:?})\n", human_bytes(m.size), m.folder, m.date, m.subject));
         }
         for f in &r.excluded {
-            let size = format!("{} msgs {}", f.messages, human_bytes(f.bytes));
+            let size = format!("{} msgs {}", f.messages, f.bytes.map_or_else(|| "size unknown".to_string(), human_bytes));
             out.push_str(&format!("    left out: {:<28} {size} ({})\n", f.source, f.reason));
         }
     }

@@ -9,8 +9,11 @@
 //! - It is matched against the source folder's decoded UTF-8 name, level by level: `/` always
 //!   separates levels in a pattern, and so does the source's own delimiter (`.` on old hosts), so
 //!   `Kunder/Åre` and `Kunder.Åre` both name `INBOX.Kunder.Åre` there.
-//! - It is matched against the whole name and against the name under the personal namespace prefix,
-//!   so `Kunder` and `INBOX.Kunder` both name `INBOX.Kunder` on a host whose prefix is `INBOX.`.
+//! - It is matched against the name under the personal namespace prefix, so `Kunder` names
+//!   `INBOX.Kunder` on a host whose prefix is `INBOX.`; a pattern whose first level is literally the
+//!   prefix (`INBOX.Kunder`, `INBOX/Kunder`, `inbox/Kunder`) is matched against the whole name, and so
+//!   is every pattern against a name outside the personal namespace. A wildcard never matches the
+//!   prefix: `In*` or `*/2019` there do not name every folder or the top-level `INBOX.2019`.
 //! - `*` is any run of characters and `?` one character, both within one level (`*` never crosses a
 //!   separator); every other character stands for itself; ASCII letters match in either case.
 //! - A pattern that names a folder names its children too: `Arkiv` leaves out `Arkiv/2019/Q1`.
@@ -18,6 +21,11 @@
 //!
 //! An include pattern (`--include-folder`) takes back every exclusion of the folders it names (and
 //! their children): the defaults, other users' and shared folders, and the patterns alike.
+//!
+//! The defaults (other users' and shared folders everywhere; `NOT_MAIL` only on a source that shows
+//! non-mail folders, quirk `shows_groupware_folders`) never leave out a folder that already has mail
+//! copied to the target: that would stop new mail in it moving in the middle of a migration (a
+//! migration started before the defaults existed, or before the source's kind was known).
 
 use std::fmt;
 
@@ -32,7 +40,9 @@ pub const MAX_PATTERN_CHARS: usize = 300;
 /// Folders that hold no mail, by the names Exchange (Outlook's folders), Kerio Connect and Zimbra
 /// show over IMAP, in English and as they localise them in Swedish: calendars, contacts, tasks,
 /// journal, notes, the outbox and Outlook's synchronisation logs. Compared case-insensitively with
-/// the top level of the folder's name under the personal prefix; their children go with them.
+/// the top level of the folder's name under the personal prefix; their children go with them. Only
+/// on a source that shows such folders (`SourceNamespaces::shows_groupware_folders`): on Dovecot or
+/// cPanel a folder called Notes or Kontakter is the user's own mail.
 pub const NOT_MAIL: &[&str] = &[
     "Calendar",
     "Contacts",
@@ -113,18 +123,13 @@ impl Pattern {
     fn levels(&self, delimiter: Option<char>) -> Vec<&str> {
         self.text.split(|c| c == '/' || Some(c) == delimiter).collect()
     }
+}
 
-    /// Whether the pattern names the folder whose levels are `parts`, or one of its parents.
-    fn covers(&self, parts: &[&str], delimiter: Option<char>) -> bool {
-        let levels = self.levels(delimiter);
-        levels.len() <= parts.len() && levels.iter().zip(parts).all(|(p, n)| glob(p, n))
-    }
-
-    /// Whether the pattern names exactly the folder whose levels are `parts`.
-    fn names(&self, parts: &[&str], delimiter: Option<char>) -> bool {
-        let levels = self.levels(delimiter);
-        levels.len() == parts.len() && levels.iter().zip(parts).all(|(p, n)| glob(p, n))
-    }
+/// Whether the pattern `levels` name the folder whose levels are `parts`, or (`children`) one of its
+/// parents.
+fn levels_match(levels: &[&str], parts: &[&str], children: bool) -> bool {
+    let fits = if children { levels.len() <= parts.len() } else { levels.len() == parts.len() };
+    fits && levels.iter().zip(parts).all(|(p, n)| glob(p, n))
 }
 
 /// One level's glob: `*` any run of characters, `?` one, the rest literal (ASCII case folded).
@@ -248,13 +253,17 @@ impl fmt::Display for Exclusion {
     }
 }
 
-/// The source's namespaces as NAMESPACE gives them (prefixes decoded to UTF-8).
+/// The source's namespaces as NAMESPACE gives them (prefixes decoded to UTF-8), and whether the
+/// source shows non-mail folders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceNamespaces {
     pub personal: String,
     pub delimiter: Option<char>,
     pub other_users: Vec<String>,
     pub shared: Vec<String>,
+    /// The source's quirk `shows_groupware_folders` (Microsoft 365, Exchange, Kerio Connect,
+    /// Zimbra): only then does `NOT_MAIL` leave folders out by default.
+    pub shows_groupware_folders: bool,
 }
 
 /// Everything the operator chose about folders, for one account.
@@ -281,20 +290,25 @@ impl FolderChoice {
     }
 
     /// Why `name` (delimiter `delimiter`, as LIST gave it) is left out, or None when it moves.
-    pub fn exclusion(&self, ns: &SourceNamespaces, name: &str, delimiter: Option<char>) -> Option<Exclusion> {
+    /// `copied`: the folder already has mail on the target, so no default leaves it out (the
+    /// operator's and the list's patterns are fixed once mail is copied, so they still apply).
+    pub fn exclusion(&self, ns: &SourceNamespaces, name: &str, delimiter: Option<char>, copied: bool) -> Option<Exclusion> {
         if name.eq_ignore_ascii_case("INBOX") {
             return None;
         }
         let delimiter = delimiter.or(ns.delimiter);
         let views = Views::of(ns, name, delimiter);
-        if self.include.iter().any(|p| views.any(|parts| p.covers(parts, delimiter))) {
+        if self.include.iter().any(|p| views.covers(p, delimiter)) {
             return None;
         }
-        if let Some(p) = self.operator.iter().find(|p| views.any(|parts| p.covers(parts, delimiter))) {
+        if let Some(p) = self.operator.iter().find(|p| views.covers(p, delimiter)) {
             return Some(Exclusion::Operator(p.text.clone()));
         }
-        if let Some(p) = self.account_list.iter().find(|p| views.any(|parts| p.covers(parts, delimiter))) {
+        if let Some(p) = self.account_list.iter().find(|p| views.covers(p, delimiter)) {
             return Some(Exclusion::AccountList(p.text.clone()));
+        }
+        if copied {
+            return None;
         }
         for prefix in &ns.other_users {
             if under_prefix(name, prefix, delimiter) {
@@ -306,6 +320,9 @@ impl FolderChoice {
                 return Some(Exclusion::Shared(prefix.clone()));
             }
         }
+        if !ns.shows_groupware_folders {
+            return None;
+        }
         let top = views.relative.as_ref().and_then(|parts| parts.first())?;
         NOT_MAIL.iter().find(|known| known.eq_ignore_ascii_case(top)).map(|_| Exclusion::NotMail(top.to_string()))
     }
@@ -314,14 +331,15 @@ impl FolderChoice {
     pub fn override_for(&self, ns: &SourceNamespaces, name: &str, delimiter: Option<char>) -> Option<&MapOverride> {
         let delimiter = delimiter.or(ns.delimiter);
         let views = Views::of(ns, name, delimiter);
-        self.overrides.iter().find(|o| views.any(|parts| o.source.names(parts, delimiter)))
+        self.overrides.iter().find(|o| views.names(&o.source, delimiter))
     }
 }
 
-/// A folder name's levels, whole and under the personal prefix.
+/// A folder name's levels, whole and under the personal prefix, and the prefix's own levels.
 struct Views<'a> {
     whole: Vec<&'a str>,
     relative: Option<Vec<&'a str>>,
+    prefix: Vec<String>,
 }
 
 impl<'a> Views<'a> {
@@ -343,22 +361,50 @@ impl<'a> Views<'a> {
                 .filter(|rest| !rest.is_empty())
                 .map(split)
         };
-        Views { whole: split(name), relative }
+        let bare = delimiter.map_or(ns.personal.as_str(), |d| ns.personal.trim_end_matches(d));
+        let prefix = match delimiter {
+            Some(d) if !bare.is_empty() => bare.split(d).map(str::to_string).collect(),
+            _ if !bare.is_empty() => vec![bare.to_string()],
+            _ => Vec::new(),
+        };
+        Views { whole: split(name), relative, prefix }
     }
 
-    fn any(&self, test: impl Fn(&[&str]) -> bool) -> bool {
-        test(&self.whole) || self.relative.as_deref().is_some_and(&test)
+    /// The levels a pattern's `levels` are matched against: the whole name when the name lies
+    /// outside the personal namespace or the pattern starts with the prefix's levels literally
+    /// (INBOX in any case), else the name under the prefix. So a wildcard never matches the prefix
+    /// itself: `In*` does not name every folder under `INBOX.`.
+    fn parts_for(&self, levels: &[&str]) -> &[&'a str] {
+        let literal = |(p, l): (&String, &&str)| if p.eq_ignore_ascii_case("INBOX") { p.eq_ignore_ascii_case(l) } else { p == l };
+        let names_prefix = !self.prefix.is_empty() && levels.len() > self.prefix.len() && self.prefix.iter().zip(levels).all(literal);
+        match &self.relative {
+            Some(relative) if !names_prefix => relative,
+            _ => &self.whole,
+        }
+    }
+
+    /// Whether `pattern` names the folder or one of its parents.
+    fn covers(&self, pattern: &Pattern, delimiter: Option<char>) -> bool {
+        let levels = pattern.levels(delimiter);
+        levels_match(&levels, self.parts_for(&levels), true)
+    }
+
+    /// Whether `pattern` names exactly the folder.
+    fn names(&self, pattern: &Pattern, delimiter: Option<char>) -> bool {
+        let levels = pattern.levels(delimiter);
+        levels_match(&levels, self.parts_for(&levels), false)
     }
 }
 
 /// Whether `name` lies in the namespace `prefix` (or is its placeholder, the prefix without its
-/// trailing delimiter, which servers list as a `\Noselect` folder).
+/// trailing delimiter, which servers list as a `\Noselect` folder). The delimiter must follow the
+/// prefix: a short prefix such as `~` or `#shared` does not take in `~Arkiv` or `#sharedx`.
 fn under_prefix(name: &str, prefix: &str, delimiter: Option<char>) -> bool {
-    if prefix.is_empty() {
+    let bare = delimiter.map_or(prefix, |d| prefix.trim_end_matches(d));
+    if bare.is_empty() {
         return false;
     }
-    let bare = delimiter.map_or(prefix, |d| prefix.trim_end_matches(d));
-    name.starts_with(prefix) || name == bare
+    name == prefix || name == bare || delimiter.is_some_and(|d| name.strip_prefix(bare).is_some_and(|rest| rest.starts_with(d)))
 }
 
 /// The excluded folders as the CLI prints them: `name  (reason)`, one a line.
@@ -409,43 +455,44 @@ mod tests {
     fn a_pattern_names_a_folder_and_its_children_with_either_separator() {
         let old = ns("INBOX.", '.');
         let c = choice(&["Kunder/Åre"]);
-        assert!(c.exclusion(&old, "INBOX.Kunder.Åre", Some('.')).is_some());
-        assert!(c.exclusion(&old, "INBOX.Kunder.Åre.2019", Some('.')).is_some());
-        assert!(c.exclusion(&old, "INBOX.Kunder", Some('.')).is_none());
-        assert!(c.exclusion(&old, "INBOX.Kunder.Åresund", Some('.')).is_none());
+        assert!(c.exclusion(&old, "INBOX.Kunder.Åre", Some('.'), false).is_some());
+        assert!(c.exclusion(&old, "INBOX.Kunder.Åre.2019", Some('.'), false).is_some());
+        assert!(c.exclusion(&old, "INBOX.Kunder", Some('.'), false).is_none());
+        assert!(c.exclusion(&old, "INBOX.Kunder.Åresund", Some('.'), false).is_none());
         let c = choice(&["INBOX.Kunder.Åre"]);
-        assert!(c.exclusion(&old, "INBOX.Kunder.Åre", Some('.')).is_some());
+        assert!(c.exclusion(&old, "INBOX.Kunder.Åre", Some('.'), false).is_some());
         // `*` never crosses a separator: it names the top level, which takes the children along.
         let modern = ns("", '/');
         let c = choice(&["Proj*"]);
-        assert!(c.exclusion(&modern, "Projekt/A/B", Some('/')).is_some());
+        assert!(c.exclusion(&modern, "Projekt/A/B", Some('/'), false).is_some());
         let c = choice(&["*/2019"]);
-        assert!(c.exclusion(&modern, "Arkiv/2019", Some('/')).is_some());
-        assert!(c.exclusion(&modern, "Arkiv/x/2019", Some('/')).is_none());
+        assert!(c.exclusion(&modern, "Arkiv/2019", Some('/'), false).is_some());
+        assert!(c.exclusion(&modern, "Arkiv/x/2019", Some('/'), false).is_none());
         // On a '/' server a '.' is part of a name, not a separator.
         let c = choice(&["a.b"]);
-        assert!(c.exclusion(&modern, "a.b", Some('/')).is_some());
-        assert!(c.exclusion(&modern, "a/b", Some('/')).is_none());
+        assert!(c.exclusion(&modern, "a.b", Some('/'), false).is_some());
+        assert!(c.exclusion(&modern, "a/b", Some('/'), false).is_none());
     }
 
     #[test]
     fn inbox_always_moves_and_defaults_leave_out_what_is_not_mail() {
         let modern = ns("", '/');
         let c = choice(&["*"]);
-        assert_eq!(c.exclusion(&modern, "INBOX", Some('/')), None);
-        assert_eq!(c.exclusion(&modern, "Arkiv", Some('/')), Some(Exclusion::Operator("*".into())));
+        assert_eq!(c.exclusion(&modern, "INBOX", Some('/'), false), None);
+        assert_eq!(c.exclusion(&modern, "Arkiv", Some('/'), false), Some(Exclusion::Operator("*".into())));
         let none = FolderChoice::default();
+        let modern = SourceNamespaces { shows_groupware_folders: true, ..modern };
         for name in ["Calendar", "calendar/Birthdays", "Kontakter", "Sync Issues/Conflicts", "Utkorgen"] {
-            assert!(matches!(none.exclusion(&modern, name, Some('/')), Some(Exclusion::NotMail(_))), "{name}");
+            assert!(matches!(none.exclusion(&modern, name, Some('/'), false), Some(Exclusion::NotMail(_))), "{name}");
         }
         for name in ["Arkiv/Calendar", "Kalendrar", "INBOX"] {
-            assert_eq!(none.exclusion(&modern, name, Some('/')), None, "{name}");
+            assert_eq!(none.exclusion(&modern, name, Some('/'), false), None, "{name}");
         }
-        let old = ns("INBOX.", '.');
-        assert!(matches!(none.exclusion(&old, "INBOX.Contacts", Some('.')), Some(Exclusion::NotMail(_))));
+        let old = SourceNamespaces { shows_groupware_folders: true, ..ns("INBOX.", '.') };
+        assert!(matches!(none.exclusion(&old, "INBOX.Contacts", Some('.'), false), Some(Exclusion::NotMail(_))));
         let back = FolderChoice { include: parse_patterns(&["Kalender"]).unwrap(), ..FolderChoice::default() };
-        assert_eq!(back.exclusion(&modern, "Kalender/Jobb", Some('/')), None);
-        assert!(back.exclusion(&modern, "Kontakter", Some('/')).is_some());
+        assert_eq!(back.exclusion(&modern, "Kalender/Jobb", Some('/'), false), None);
+        assert!(back.exclusion(&modern, "Kontakter", Some('/'), false).is_some());
     }
 
     #[test]
@@ -455,12 +502,81 @@ mod tests {
             delimiter: Some('/'),
             other_users: vec!["Other Users/".into()],
             shared: vec!["Public/".into()],
+            shows_groupware_folders: false,
         };
         let none = FolderChoice::default();
-        assert_eq!(none.exclusion(&layout, "Other Users/bob/INBOX", Some('/')), Some(Exclusion::OtherUsers("Other Users/".into())));
-        assert_eq!(none.exclusion(&layout, "Other Users", Some('/')), Some(Exclusion::OtherUsers("Other Users/".into())));
-        assert_eq!(none.exclusion(&layout, "Public/Allmänt", Some('/')), Some(Exclusion::Shared("Public/".into())));
-        assert_eq!(none.exclusion(&layout, "Publicity", Some('/')), None);
+        assert_eq!(none.exclusion(&layout, "Other Users/bob/INBOX", Some('/'), false), Some(Exclusion::OtherUsers("Other Users/".into())));
+        assert_eq!(none.exclusion(&layout, "Other Users", Some('/'), false), Some(Exclusion::OtherUsers("Other Users/".into())));
+        assert_eq!(none.exclusion(&layout, "Public/Allmänt", Some('/'), false), Some(Exclusion::Shared("Public/".into())));
+        assert_eq!(none.exclusion(&layout, "Publicity", Some('/'), false), None);
+    }
+
+    #[test]
+    fn a_wildcard_never_matches_the_inbox_prefix_of_an_old_host() {
+        let old = ns("INBOX.", '.');
+        // Each of these used to match the prefix itself and leave out far more than meant.
+        for (pattern, name) in
+            [("In*", "INBOX.Kunder"), ("*/2019", "INBOX.2019"), ("?????/Kunder", "INBOX.Kunder"), ("*.Kunder", "INBOX.Kunder")]
+        {
+            assert_eq!(choice(&[pattern]).exclusion(&old, name, Some('.'), false), None, "{pattern} on {name}");
+        }
+        // What they do name under the prefix they still name.
+        assert!(choice(&["In*"]).exclusion(&old, "INBOX.Inkorg gammal", Some('.'), false).is_some());
+        assert!(choice(&["*/2019"]).exclusion(&old, "INBOX.Arkiv.2019", Some('.'), false).is_some());
+        // The prefix written out, in any case, with either separator, or left off: all name INBOX.Kunder.
+        for pattern in ["INBOX.Kunder", "INBOX/Kunder", "inbox/Kunder", "Kunder", "INBOX/K*"] {
+            assert!(choice(&[pattern]).exclusion(&old, "INBOX.Kunder", Some('.'), false).is_some(), "{pattern}");
+        }
+        assert!(choice(&["INBOX/Kunder"]).exclusion(&old, "INBOX.Privat", Some('.'), false).is_none());
+        // A name outside the personal namespace is matched whole.
+        let shared = SourceNamespaces { shared: vec!["#shared.".into()], ..ns("INBOX.", '.') };
+        assert_eq!(
+            FolderChoice { include: parse_patterns(&["#shared/Allm*"]).unwrap(), ..FolderChoice::default() }.exclusion(
+                &shared,
+                "#shared.Allmänt",
+                Some('.'),
+                false
+            ),
+            None
+        );
+        let c = FolderChoice { overrides: parse_overrides(&["INBOX/Gamla=X", "Nya=Y"]).unwrap(), ..FolderChoice::default() };
+        assert!(c.override_for(&old, "INBOX.Gamla", Some('.')).is_some());
+        assert!(c.override_for(&old, "INBOX.Nya", Some('.')).is_some());
+    }
+
+    #[test]
+    fn not_mail_only_where_the_source_shows_groupware_and_no_default_once_copied() {
+        let none = FolderChoice::default();
+        let dovecot = ns("", '/');
+        for name in ["Kontakter", "Notes", "Calendar/Jobb", "Outbox"] {
+            assert_eq!(none.exclusion(&dovecot, name, Some('/'), false), None, "{name}");
+        }
+        let exchange = SourceNamespaces { shows_groupware_folders: true, shared: vec!["Public/".into()], ..ns("", '/') };
+        assert!(none.exclusion(&exchange, "Kontakter", Some('/'), false).is_some());
+        // Already copied: neither the not-mail default nor the namespace rule takes it out now...
+        assert_eq!(none.exclusion(&exchange, "Kontakter", Some('/'), true), None);
+        assert_eq!(none.exclusion(&exchange, "Public/Allmänt", Some('/'), true), None);
+        // ...but the operator's pattern (fixed once mail is copied) still does.
+        assert!(choice(&["Kontakter"]).exclusion(&exchange, "Kontakter", Some('/'), true).is_some());
+    }
+
+    #[test]
+    fn a_short_namespace_prefix_needs_the_delimiter_after_it() {
+        for (prefix, name, want) in [
+            ("~", "~Arkiv", false),
+            ("~", "~", true),
+            ("~", "~/bob/INBOX", true),
+            ("#shared", "#sharedx", false),
+            ("#shared", "#shared/Allmänt", true),
+            ("#shared/", "#shared", true),
+            ("#shared/", "#shared/Allmänt", true),
+            ("Public/", "Publicity", false),
+            ("", "Arkiv", false),
+        ] {
+            assert_eq!(under_prefix(name, prefix, Some('/')), want, "{prefix:?} {name:?}");
+        }
+        let layout = SourceNamespaces { other_users: vec!["~".into()], ..ns("", '/') };
+        assert_eq!(FolderChoice::default().exclusion(&layout, "~Arkiv", Some('/'), false), None);
     }
 
     #[test]

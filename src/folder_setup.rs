@@ -39,24 +39,37 @@ impl FolderChange {
     }
 }
 
-/// Stores the change (checked with `check` first), refused once an account has copies; answers the
-/// line the CLI prints.
-pub fn apply(store: &Store, change: &FolderChange) -> Result<String> {
-    let normal = |list: &Vec<String>| list.iter().map(|t| t.trim().trim_matches('/').to_string()).collect::<Vec<_>>();
-    let settings = store.settings()?;
-    let differs = change.exclude.as_ref().is_some_and(|l| normal(l) != settings.exclude_folders)
-        || change.include.as_ref().is_some_and(|l| normal(l) != settings.include_folders)
-        || change.map.as_ref().is_some_and(|l| l.iter().map(|t| t.trim().to_string()).collect::<Vec<_>>() != settings.map_folders);
-    if differs {
-        let copied = store.accounts_with_copies(None)?;
-        if let Some(first) = copied.first() {
-            bail!(
-                "the folder choice cannot change now: {first}{} already had mail copied, and changing which folders move in the \
-                 middle of a migration would leave half-copied folders; it can change before an account's first pass copies anything",
-                if copied.len() > 1 { format!(" and {} more accounts", copied.len() - 1) } else { String::new() }
-            );
+fn normal(list: &[String]) -> Vec<String> {
+    list.iter().map(|t| t.trim().trim_matches('/').to_string()).collect()
+}
+
+impl FolderChange {
+    /// Refused with a sentence when the change would change the stored choice once an account has
+    /// copies; read-only, so a setup checks it with everything else before it stores anything.
+    pub fn check_against(&self, store: &Store) -> Result<()> {
+        let settings = store.settings()?;
+        let differs = self.exclude.as_ref().is_some_and(|l| normal(l) != settings.exclude_folders)
+            || self.include.as_ref().is_some_and(|l| normal(l) != settings.include_folders)
+            || self.map.as_ref().is_some_and(|l| l.iter().map(|t| t.trim().to_string()).collect::<Vec<_>>() != settings.map_folders);
+        if differs {
+            let copied = store.accounts_with_copies(None)?;
+            if let Some(first) = copied.first() {
+                bail!(
+                    "the folder choice cannot change now: {first}{} already had mail copied, and changing which folders move in \
+                     the middle of a migration would leave half-copied folders; it can change before an account's first pass \
+                     copies anything",
+                    if copied.len() > 1 { format!(" and {} more accounts", copied.len() - 1) } else { String::new() }
+                );
+            }
         }
+        Ok(())
     }
+}
+
+/// Stores the change (checked with `check` first), refused once an account has copies
+/// (`check_against`); answers the line the CLI prints.
+pub fn apply(store: &Store, change: &FolderChange) -> Result<String> {
+    change.check_against(store)?;
     let saved = store.change_settings(|s| {
         if let Some(l) = &change.exclude {
             s.exclude_folders = normal(l);
@@ -75,8 +88,8 @@ pub fn apply(store: &Store, change: &FolderChange) -> Result<String> {
 pub fn describe(s: &crate::store::Settings) -> String {
     let list = |l: &[String]| if l.is_empty() { "none".to_string() } else { l.join(", ") };
     format!(
-        "folders: left out {}; taken back {}; mapped {} (and by default: calendars, contacts, tasks, notes, outboxes, other users' \
-         and shared folders)",
+        "folders: left out {}; taken back {}; mapped {} (and by default: other users' and shared folders, and on a Microsoft 365, \
+         Exchange, Kerio Connect or Zimbra source calendars, contacts, tasks, notes and outboxes)",
         list(&s.exclude_folders),
         list(&s.include_folders),
         list(&s.map_folders)

@@ -79,14 +79,33 @@ pub struct Quirks {
     /// server announced so beforehand. Test: `tests/migrate.rs`
     /// `target_without_uidplus_and_with_bare_lf_lines_gets_everything_once` (the quirk proxy's `no_uidplus`).
     pub no_appenduid: bool,
+    /// Quirk `shows_groupware_folders` (Microsoft Exchange and Exchange Online, Kerio Connect,
+    /// Zimbra; seen 2026-12 with issue 18's folder choice): the server lists its calendars, contacts,
+    /// tasks, notes and outbox as IMAP folders, so on such a source `folder_choice::NOT_MAIL` leaves
+    /// them out by default; on Dovecot or cPanel a folder of such a name is the user's own mail.
+    /// Told by the kind (Microsoft 365) or by a greeting naming the server (`names_groupware_server`).
+    /// Tests: `quirks_of_each_server` here, `tests/folders.rs`.
+    pub shows_groupware_folders: bool,
+}
+
+/// Whether a greeting names a server that shows its groupware folders over IMAP: Exchange's "The
+/// Microsoft Exchange IMAP4 service is ready", Kerio's "Kerio Connect 9.4 IMAP4rev1 server ready",
+/// Zimbra's "mail.example.com Zimbra IMAP4rev1 server ready".
+fn names_groupware_server(greeting: &str) -> bool {
+    let greeting = greeting.to_ascii_lowercase();
+    ["microsoft exchange", "kerio connect", "zimbra"].iter().any(|name| greeting.contains(name))
 }
 
 impl Quirks {
     /// The quirks of a server of `kind` that announced `capabilities` (upper case, as `imap::Session`
-    /// keeps them) after login and greeted us with `greeting`. No quirk is told by the greeting yet;
-    /// it is an input so that one can be without a new path to every caller.
-    pub fn of(kind: ServerKind, capabilities: &BTreeSet<String>, _greeting: &str) -> Quirks {
-        Quirks { no_appenduid: !capabilities.contains("UIDPLUS"), ..Quirks::of_kind(kind) }
+    /// keeps them) after login and greeted us with `greeting` (which tells `shows_groupware_folders`).
+    pub fn of(kind: ServerKind, capabilities: &BTreeSet<String>, greeting: &str) -> Quirks {
+        let of_kind = Quirks::of_kind(kind);
+        Quirks {
+            no_appenduid: !capabilities.contains("UIDPLUS"),
+            shows_groupware_folders: of_kind.shows_groupware_folders || names_groupware_server(greeting),
+            ..of_kind
+        }
     }
 
     /// What the kind alone says, before a connection: for code that must decide without one (`pull`
@@ -100,6 +119,7 @@ impl Quirks {
             exchange_drops_flagged_on_append: exchange,
             exchange_rewrites_messages: exchange,
             no_appenduid: false,
+            shows_groupware_folders: exchange,
         }
     }
 
@@ -144,7 +164,9 @@ mod tests {
             exchange_drops_flagged_on_append: true,
             exchange_rewrites_messages: true,
             no_appenduid: false,
+            shows_groupware_folders: true,
         };
+        let groupware = Quirks { shows_groupware_folders: true, ..Quirks::default() };
         let cases = [
             ("Dovecot", ServerKind::Imap, DOVECOT, "* OK [CAPABILITY IMAP4rev1 ...] Dovecot (Debian) ready.", Quirks::default()),
             ("Exchange Online", ServerKind::Microsoft365, EXCHANGE, "* OK The Microsoft Exchange IMAP4 service is ready.", exchange),
@@ -162,14 +184,12 @@ mod tests {
                 "* OK Courier-IMAP ready.",
                 Quirks { no_appenduid: true, ..Quirks::default() },
             ),
-            // Exchange's capabilities under the kind `imap`: the kind decides the Exchange quirks.
-            (
-                "Exchange as plain IMAP",
-                ServerKind::Imap,
-                EXCHANGE,
-                "* OK The Microsoft Exchange IMAP4 service is ready.",
-                Quirks::default(),
-            ),
+            // Exchange's capabilities under the kind `imap`: the kind decides the Exchange quirks,
+            // the greeting that it shows calendars and contacts as folders.
+            ("Exchange as plain IMAP", ServerKind::Imap, EXCHANGE, "The Microsoft Exchange IMAP4 service is ready.", groupware),
+            ("Kerio Connect", ServerKind::Imap, DOVECOT, "Kerio Connect 9.4.1 IMAP4rev1 server ready", groupware),
+            ("Zimbra", ServerKind::Imap, DOVECOT, "mail.example.com Zimbra IMAP4rev1 server ready", groupware),
+            ("cPanel's Dovecot", ServerKind::Imap, DOVECOT, "Dovecot ready.", Quirks::default()),
         ];
         for (server, kind, capabilities, greeting, want) in cases {
             assert_eq!(Quirks::of(kind, &caps(capabilities), greeting), want, "{server}");
@@ -180,6 +200,7 @@ mod tests {
     fn of_kind_agrees_with_of_on_the_kind_s_quirks() {
         for kind in [ServerKind::Imap, ServerKind::Microsoft365] {
             assert_eq!(Quirks::of_kind(kind), Quirks { no_appenduid: false, ..Quirks::of(kind, &caps(DOVECOT), "") });
+            assert!(Quirks::of(kind, &caps(DOVECOT), "Microsoft Exchange").shows_groupware_folders, "the greeting adds it to {kind:?}");
         }
     }
 

@@ -147,22 +147,27 @@ pub async fn discover(
         delimiter: layout.delimiter,
         other_users: other_users.iter().map(|p| utf7::decode_or_raw(p)).collect(),
         shared: shared.iter().map(|p| utf7::decode_or_raw(p)).collect(),
+        shows_groupware_folders: source.quirks().shows_groupware_folders,
     };
-    let mut excluded = Vec::new();
+    // Folders already copied keep moving whatever the defaults say now (`FolderChoice::exclusion`).
+    let copied = store.folders_with_copies(account.id)?;
+    // Each listed name decoded once; exclusions looked up by name (LIST may bring 100,000 folders).
+    let names: Vec<String> = listed.iter().map(|f| utf7::decode_or_raw(&f.wire_name)).collect();
+    let mut left_out: BTreeMap<&str, crate::folder_choice::Exclusion> = BTreeMap::new();
     let mut overrides = BTreeMap::new();
-    for f in &listed {
-        let name = utf7::decode_or_raw(&f.wire_name);
-        if let Some(why) = choice.exclusion(&namespaces, &name, f.delimiter) {
-            excluded.push((name, why));
-        } else if let Some(o) = choice.override_for(&namespaces, &name, f.delimiter) {
-            overrides.insert(name, o.target.clone());
+    for (f, name) in listed.iter().zip(&names) {
+        if let Some(why) = choice.exclusion(&namespaces, name, f.delimiter, copied.contains(name)) {
+            left_out.insert(name, why);
+        } else if let Some(o) = choice.override_for(&namespaces, name, f.delimiter) {
+            overrides.insert(name.clone(), o.target.clone());
         }
     }
     let source_folders: Vec<SourceFolder> = listed
         .iter()
-        .filter(|f| !excluded.iter().any(|(name, _)| *name == utf7::decode_or_raw(&f.wire_name)))
-        .map(|f| SourceFolder {
-            name: utf7::decode_or_raw(&f.wire_name),
+        .zip(&names)
+        .filter(|(_, name)| !left_out.contains_key(name.as_str()))
+        .map(|(f, name)| SourceFolder {
+            name: name.clone(),
             delimiter: f.delimiter,
             special_use: special_use_of(f),
             selectable: selectable(f),
@@ -189,18 +194,16 @@ pub async fn discover(
 
     store.write(|tx| {
         tx.mark_source_folders_absent(account.id)?;
-        for f in &listed {
-            let name = utf7::decode_or_raw(&f.wire_name);
+        for (f, name) in listed.iter().zip(&names) {
             let map = by_source.get(name.as_str());
-            let left_out = excluded.iter().find(|(n, _)| *n == name).map(|(_, why)| why.to_string());
-            let (map_reason, map_note) = match left_out {
+            let (map_reason, map_note) = match left_out.get(name.as_str()).map(ToString::to_string) {
                 Some(why) => (Some(crate::store::EXCLUDED_REASON.to_string()), Some(why)),
                 None => (map.map(|m| m.reason.to_string()), map.and_then(|m| m.note.clone())),
             };
             tx.record_source_folder(
                 account.id,
                 &SourceFolderRecord {
-                    name,
+                    name: name.clone(),
                     wire_name: f.wire_name.clone(),
                     delimiter: f.delimiter,
                     attributes: f.attributes.join(" "),
@@ -223,7 +226,7 @@ pub async fn discover(
         source_statuses,
         target_special,
         target_delimiter,
-        excluded,
+        excluded: left_out.into_iter().map(|(name, why)| (name.to_string(), why)).collect(),
     })
 }
 

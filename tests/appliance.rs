@@ -1137,7 +1137,13 @@ fn the_message_filter_and_the_package_total_are_set_through_the_api() {
 /// HTML, never that it was not verified. Against real Dovecot.
 #[test]
 fn the_folder_choice_and_each_accounts_folders_through_the_api() {
-    let source = Dovecot::start(Layout::Modern, &[("mia@kund.se", "pw1")]);
+    // Greeting as Zimbra does, which shows calendars as folders (quirk `shows_groupware_folders`).
+    let greeting = "login_greeting = mail.kund.se Zimbra IMAP4rev1 server ready".to_string();
+    let source = Dovecot::start_with(
+        Layout::Modern,
+        &[("mia@kund.se", "pw1")],
+        common::DovecotOptions { extra_config: greeting, ..Default::default() },
+    );
     let target = Dovecot::start(Layout::Target, &[("mia@kund.se", "pw2")]);
     let mut r = source.reader("mia@kund.se");
     fixture::ensure_folders(&mut r, &["Arkiv", "Calendar", "Kunder"]);

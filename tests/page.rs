@@ -794,7 +794,12 @@ fn the_check_card_says_whether_the_package_fits_and_what_the_filter_leaves_out()
 /// languages. After a pass has copied mail, the lists are closed and the card says why.
 #[test]
 fn the_folders_card_shows_what_is_left_out_and_why_and_closes_once_mail_is_copied() {
-    let source = common::Dovecot::start(common::Layout::Modern, &[("g@kund.se", "pw1")]);
+    // Greeting as Exchange does, which shows calendars as folders (quirk `shows_groupware_folders`).
+    let opts = common::DovecotOptions {
+        extra_config: "login_greeting = The Microsoft Exchange IMAP4 service is ready.".into(),
+        ..common::DovecotOptions::default()
+    };
+    let source = common::Dovecot::start_with(common::Layout::Modern, &[("g@kund.se", "pw1")], opts);
     let target = common::Dovecot::start(common::Layout::Target, &[("g@kund.se", "pw2")]);
     let mut r = source.reader("g@kund.se");
     common::fixture::ensure_folders(&mut r, &["Arkiv", "Calendar", "Privat", "Projekt"]);

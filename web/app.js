@@ -396,7 +396,7 @@ const DICT = {
     "op.import_admin": "With an admin login on a server (postflytt setup --source-admin or --target-admin), that server's password column may stay empty: an account's own password is used first, else the admin's.",
     // issue 18 (folderpage)
     "fold.title": "Folders",
-    "fold.help": "Which folders move, for every account. Calendars, contacts, tasks, notes, outboxes and other users' and shared folders are left out by default. The choice can change until the first pass has copied mail.",
+    "fold.help": "Which folders move, for every account. Other users' and shared folders are left out by default, and so are calendars, contacts, tasks, notes and outboxes when the old server is Microsoft 365, Exchange, Kerio or Zimbra; a folder that already has mail copied keeps moving. The choice can change until the first pass has copied mail.",
     "fold.exclude": "Leave out folders (one pattern a line)",
     "fold.include": "Take back folders left out by default (one pattern a line)",
     "fold.map": "Put a folder elsewhere (SOURCE=TARGET, one a line)",
@@ -808,7 +808,7 @@ const DICT = {
     "op.import_admin": "Med en admininloggning på en server (postflytt setup --source-admin eller --target-admin) får den serverns lösenordskolumn vara tom: ett kontos eget lösenord används i första hand, annars administratörens.",
     // issue 18 (folderpage)
     "fold.title": "Mappar",
-    "fold.help": "Vilka mappar som flyttas, för alla konton. Kalendrar, kontakter, uppgifter, anteckningar, utkorgar och andra användares och delade mappar lämnas kvar som standard. Valet kan ändras tills den första omgången har kopierat e-post.",
+    "fold.help": "Vilka mappar som flyttas, för alla konton. Andra användares och delade mappar lämnas kvar som standard, och likaså kalendrar, kontakter, uppgifter, anteckningar och utkorgar när den gamla servern är Microsoft 365, Exchange, Kerio eller Zimbra; en mapp som redan har fått e-post kopierad fortsätter att flyttas. Valet kan ändras tills den första omgången har kopierat e-post.",
     "fold.exclude": "Lämna kvar mappar (ett mönster per rad)",
     "fold.include": "Ta med mappar som annars lämnas kvar (ett mönster per rad)",
     "fold.map": "Lägg en mapp någon annanstans (KÄLLA=MÅL, en per rad)",

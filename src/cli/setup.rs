@@ -217,9 +217,7 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     folder_change.check(["--exclude-folder", "--include-folder", "--map-folder"])?;
     let store = Store::open(dir)?;
     filter.check_against(&store.settings()?)?;
-    if !folder_change.is_empty() {
-        println!("{}", crate::folder_setup::apply(&store, &folder_change)?);
-    }
+    folder_change.check_against(&store)?;
     // Both sides are checked (by the same code as the API's) before either is stored.
     let mut sides = Vec::new();
     for (side, server, tls, pin) in
@@ -236,6 +234,10 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         }
     }
     let admins = admin_plans(&store, setup)?;
+    // Every check done: the folder choice is stored with the rest.
+    if !folder_change.is_empty() {
+        println!("{}", crate::folder_setup::apply(&store, &folder_change)?);
+    }
     cutover.store(&store)?;
     for (side, endpoint) in &sides {
         store.set_endpoint(side, endpoint)?;

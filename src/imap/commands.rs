@@ -209,6 +209,31 @@ impl Session {
         Ok(status)
     }
 
+    /// How many messages a folder holds and, where the server offers STATUS=SIZE (RFC 8438), their
+    /// total size, by one STATUS without opening it (the check's left-out folders).
+    pub async fn messages_and_size(&mut self, wire_name: &str) -> Result<(u32, Option<u64>)> {
+        let size = self.has("STATUS=SIZE");
+        let mut items = vec![StatusDataItemName::Messages];
+        if size {
+            items.push(StatusDataItemName::Size);
+        }
+        let body = CommandBody::Status { mailbox: mailbox_of(wire_name)?, item_names: items.into() };
+        let data = self.ok(body, &format!("STATUS {wire_name}")).await?;
+        let (mut messages, mut bytes) = (0, None);
+        for item in data {
+            if let Data::Status { items, .. } = item {
+                for item in items.iter() {
+                    match item {
+                        StatusDataItem::Messages(n) => messages = *n,
+                        StatusDataItem::Size(n) if size => bytes = Some(*n),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok((messages, bytes))
+    }
+
     /// STATUS of many folders in few round trips: the commands go pipelined, `STATUS_PIPELINE` at a
     /// time, so a pass over an unchanged account costs one round trip per that many folders instead
     /// of one per folder. A folder the server refuses is left out (its own `status` says why later).

@@ -29,6 +29,17 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Names of the account's source folders that already have mail on the target (appending or
+    /// pushed): no default exclusion leaves these out (`FolderChoice::exclusion`'s `copied`).
+    pub fn folders_with_copies(&self, account_id: i64) -> Result<std::collections::BTreeSet<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.name FROM source_folder f WHERE f.account_id = ?1 AND EXISTS (
+                 SELECT 1 FROM message m WHERE m.folder_id = f.id AND m.push_state IN ('appending', 'pushed'))",
+        )?;
+        let rows = stmt.query_map([account_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Whether any account's passes have copied a message: from then on the folder choice is fixed
     /// (the status's `folder_choice_locked`, which the page reads to close its fields).
     pub fn any_copies(&self) -> Result<bool> {
