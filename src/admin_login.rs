@@ -140,14 +140,6 @@ pub async fn log_in(session: &mut Session, side: &str, user: &str, credential: &
         Credential::Own(password) => return session.login(user, password).await,
         Credential::Admin(admin) => admin,
     };
-    if let Some(refusals) = REFUSALS.held_back(side) {
-        bail!(
-            "{}: the {side} admin login {} was refused for {refusals} accounts in a row, so it is not tried for more now (a server \
-             locks out a login that keeps failing); check its password (postflytt setup --{side}-admin-password-file FILE) and the mode",
-            session.label(),
-            admin.login
-        );
-    }
     let result = match admin.mode {
         Mode::Plain => {
             // Capabilities not known yet (no CAPABILITY in the greeting) read as not offered: ask once.
@@ -165,7 +157,6 @@ pub async fn log_in(session: &mut Session, side: &str, user: &str, credential: &
         }
         Mode::Master => session.login(&format!("{user}{MASTER_SEPARATOR}{}", admin.login), &admin.password).await,
     };
-    REFUSALS.count(side, matches!(result.as_ref().map_err(kind_of), Err(Some(ImapError::Refused { .. }))));
     result.map_err(|e| {
         if matches!(kind_of(&e), Some(ImapError::Refused { .. })) {
             e.context(format!(
@@ -178,37 +169,6 @@ pub async fn log_in(session: &mut Session, side: &str, user: &str, credential: &
             e
         }
     })
-}
-
-/// Admin logins refused in a row, per side: one wrong admin password would otherwise cost a failed
-/// login per account per pass, and servers lock out (or fail2ban blocks) a login that keeps failing.
-/// After `HOLD_AFTER` refusals in a row the admin is not tried for `HOLD_FOR`; a success clears it.
-/// (A refusal may also be one user the server does not know, so one alone holds nothing back.)
-struct Refusals(std::sync::Mutex<std::collections::BTreeMap<String, (u32, std::time::Instant)>>);
-
-const HOLD_AFTER: u32 = 3;
-const HOLD_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-
-static REFUSALS: Refusals = Refusals(std::sync::Mutex::new(std::collections::BTreeMap::new()));
-
-impl Refusals {
-    fn held_back(&self, side: &str) -> Option<u32> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(side).filter(|(n, at)| *n >= HOLD_AFTER && at.elapsed() < HOLD_FOR).map(|(n, _)| *n)
-    }
-
-    fn count(&self, side: &str, refused: bool) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if refused {
-            let entry = map.entry(side.to_string()).or_insert((0, std::time::Instant::now()));
-            if entry.1.elapsed() >= HOLD_FOR {
-                entry.0 = 0;
-            }
-            *entry = (entry.0 + 1, std::time::Instant::now());
-        } else {
-            map.remove(side);
-        }
-    }
 }
 
 /// A change to one side's admin login, as `setup` or `POST /api/setup` gives it.
@@ -292,8 +252,6 @@ pub fn plan_for_setup(store: &Store, side: &str, change: Change, kind_flag: Opti
 
 /// Stores a checked change; answers the sentence for the operator (never the password).
 pub fn apply(store: &Store, side: &str, plan: Plan) -> Result<String> {
-    // A changed admin login is tried again at once, whatever the old one's refusals.
-    REFUSALS.0.lock().unwrap_or_else(|p| p.into_inner()).remove(side);
     match plan {
         Plan::Remove => {
             store.remove_setting(&login_key(side))?;
@@ -369,19 +327,6 @@ pub fn status_lines(store: &Store) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_admin_refused_three_times_in_a_row_is_held_back_and_a_success_clears_it() {
-        let side = "test-side";
-        for _ in 0..2 {
-            REFUSALS.count(side, true);
-        }
-        assert_eq!(REFUSALS.held_back(side), None, "one unknown user is no reason to stop");
-        REFUSALS.count(side, true);
-        assert_eq!(REFUSALS.held_back(side), Some(3));
-        REFUSALS.count(side, false);
-        assert_eq!(REFUSALS.held_back(side), None);
-    }
 
     fn store() -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("pf-admin-{}-{:?}", std::process::id(), std::thread::current().id()));
