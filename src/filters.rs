@@ -181,6 +181,32 @@ impl FilterChange {
     }
 }
 
+/// Left-out rows that may be the twin of a copy on the target whose row is gone (`spared_sizes`):
+/// taken back every pass, whatever the filter's fingerprint says, so they are fetched and paired by
+/// their bytes (a MOVE) instead of the copy being removed. (A message the users moved while a pass
+/// ran is listed, left out, before its old row is found gone: this catches it at the next pass.)
+/// Returns how many.
+pub fn take_back_twins(store: &Store, account_id: i64, filter: &MessageFilter) -> Result<u64> {
+    if filter.spared_sizes.is_empty() {
+        return Ok(0);
+    }
+    let rows = store.left_out_rows_of_sizes(account_id, &filter.spared_sizes)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    store.write(|tx| {
+        let mut folders = std::collections::BTreeSet::new();
+        for (id, folder_id) in &rows {
+            tx.take_back(*id)?;
+            if folders.insert(*folder_id) {
+                tx.look_through_target_again(*folder_id)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(rows.len() as u64)
+}
+
 /// Weighs the account's rows the target does not hold yet against `filter` when it changed since
 /// they last were (the listing weighs new rows as they come): left-out rows the filter now takes in
 /// go back to pending, pending rows it leaves out are refused with a skip. Returns (left out, taken

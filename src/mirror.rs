@@ -103,8 +103,9 @@ fn in_trouble(answer: &crate::imap::Answer) -> bool {
     ["UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "EXPUNGEISSUED"].iter().any(|code| answer.has_code(code))
 }
 
-/// The STATUS of every listed folder the folder choice leaves out (from the listing's, else asked;
-/// one that cannot be asked is skipped): only asked when a folder with rows is no longer listed.
+/// The STATUS of every listed, selectable folder the folder choice leaves out (from the listing's,
+/// else asked; one that cannot be asked is skipped): only asked when a folder with rows is no longer
+/// listed. (Listed, so it exists: its STATUS is no `status_no_echoes_utf8_name` refusal.)
 async fn excluded_statuses(
     store: &Store,
     account_id: i64,
@@ -175,7 +176,9 @@ pub async fn before_copy(
             continue;
         }
         // Renamed into a part of the tree the operator's folder choice leaves out: the mail is still
-        // on the old server, only no longer moved. Its copies stay on the target as they are.
+        // on the old server, only no longer moved. The folder is parked: its rows and its copies on
+        // the target stay as they are, and should it come back (under its old name or another),
+        // it is read on, or renamed, not copied again.
         let excluded = match &mut excluded {
             Some(known) => known,
             None => excluded.insert(excluded_statuses(store, account_id, source, statuses).await?),
@@ -192,7 +195,6 @@ pub async fn before_copy(
                 folder.name,
                 crate::utf7::decode_or_raw(into)
             );
-            store.write(|tx| tx.let_go_of_folder(folder.id))?;
             continue;
         }
         if !may_ask_status(&folder.wire_name) {

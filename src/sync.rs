@@ -434,6 +434,7 @@ async fn pass_connected(
         filter.spared_sizes = store.gone_copy_sizes(account.id)?;
     }
     crate::filters::reweigh(store, account.id, &filter)?;
+    crate::filters::take_back_twins(store, account.id, &filter)?;
     let mut target_existing = discovery.target_existing.clone();
     let mut target_subscribed = discovery.target_subscribed.clone();
 

@@ -269,4 +269,51 @@ fn excluded_folders_pass_verify_and_a_folder_renamed_into_one_keeps_its_copies()
     assert!(verify.status.success(), "{}", text(&verify));
     m.sync();
     assert_eq!(ids(&mut tr).get("Projekt"), Some(&set(&["proj-1", "proj-2"])), "and stay there");
+
+    // The users take it out again under another name: the target folder is renamed, nothing copied twice.
+    sr.rename("INBOX.Gammalt.Projekt", "INBOX.Projekt2");
+    let out = m.sync();
+    assert!(out.contains(" 0 appended,"), "{out}");
+    let on_target = ids(&mut tr);
+    assert_eq!(on_target.get("Projekt2"), Some(&set(&["proj-1", "proj-2"])), "{on_target:?}");
+    assert!(!on_target.contains_key("Projekt"), "{on_target:?}");
+    let verify = m.run(&["verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}
+
+/// A message copied before a narrower filter, that the users then file into another folder in two
+/// steps a pass apart (a copy into Arkiv, listed there as left out; then the original deleted): the
+/// next pass takes the left-out twin back and moves the target's copy to it, so the message stays on
+/// the target.
+#[test]
+fn a_left_out_twin_listed_before_its_original_went_keeps_the_copy_on_the_target() {
+    let (src_user, tgt_user) = ("dan@gammal.se", "dan@ny.se");
+    let source = Dovecot::start(Layout::OldHost, &[(src_user, "pw-src")]);
+    let target = Dovecot::start(Layout::Target, &[(tgt_user, "pw-tgt")]);
+    let mut sr = source.reader(src_user);
+    fixture::ensure_folders(&mut sr, &["INBOX.Arkiv"]);
+    let kept = message("INBOX", "kept", "10-May-2019 10:00:00 +0000", 100);
+    fixture::load(&mut sr, &[kept.clone(), message("INBOX", "new", "10-May-2024 10:00:00 +0000", 0)]);
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[(src_user, "pw-src", tgt_user, "pw-tgt")]);
+    m.sync();
+    let mut tr = target.reader(tgt_user);
+    assert_eq!(ids(&mut tr).get("INBOX"), Some(&set(&["kept", "new"])));
+
+    m.ok(&["setup", "--newer-than", "2020-01-01"]);
+    // The users' mail client files "kept": a copy into Arkiv first (listed there, left out)...
+    sr.append("INBOX.Arkiv", &["\\Seen"], Some(&kept.internal_date), &kept.body);
+    m.sync();
+    assert!(m.ok(&["status"]).contains("dan@gammal.se INBOX.Arkiv: left out by the operator's filter"), "the twin is left out");
+    // ...then the original goes.
+    let uid = sr
+        .fetch_all("INBOX")
+        .into_iter()
+        .find(|x| fixture::header_value(&x.body, "Message-ID").as_deref() == Some("<kept@postflytt.test>"))
+        .expect("kept on the source")
+        .uid;
+    sr.expunge_uid("INBOX", uid);
+    m.sync();
+    let on_target = ids(&mut tr);
+    assert_eq!(on_target.get("INBOX"), Some(&set(&["new"])), "{on_target:?}");
+    assert_eq!(on_target.get("Archive"), Some(&set(&["kept"])), "the copy followed the message, not lost: {on_target:?}");
 }

@@ -36,6 +36,24 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The account's left-out rows of one of `sizes`: (row id, source folder id).
+    pub fn left_out_rows_of_sizes(&self, account_id: i64, sizes: &std::collections::BTreeSet<u64>) -> Result<Vec<(i64, i64)>> {
+        let mut found = Vec::new();
+        let sizes: Vec<u64> = sizes.iter().copied().collect();
+        for chunk in sizes.chunks(200) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT m.id, m.folder_id FROM message m JOIN source_folder f ON f.id = m.folder_id
+                  WHERE f.account_id = ? AND m.left_out IS NOT NULL AND m.size IN ({marks})"
+            ))?;
+            let values = std::iter::once(rusqlite::types::Value::Integer(account_id))
+                .chain(chunk.iter().map(|&n| rusqlite::types::Value::Integer(n as i64)));
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            found.extend(rows.collect::<Result<Vec<(i64, i64)>, _>>()?);
+        }
+        Ok(found)
+    }
+
     /// Sizes of the folder's rows on the target under another UIDVALIDITY than `uidvalidity` (their
     /// messages come back under new UIDs): `MessageFilter::spared_sizes`.
     pub fn stale_copy_sizes(&self, folder_id: i64, uidvalidity: u32) -> Result<std::collections::BTreeSet<u64>> {

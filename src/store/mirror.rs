@@ -96,8 +96,9 @@ impl Store {
 
     /// The listed folders the folder choice leaves out, by wire name.
     pub fn excluded_listed_folders(&self, account_id: i64) -> Result<Vec<String>> {
-        let mut stmt =
-            self.conn.prepare("SELECT wire_name FROM source_folder WHERE account_id = ?1 AND present = 1 AND map_reason = 'excluded'")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT wire_name FROM source_folder WHERE account_id = ?1 AND present = 1 AND selectable = 1 AND map_reason = 'excluded'",
+        )?;
         let rows = stmt.query_map([account_id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -466,20 +467,6 @@ impl Tx<'_> {
         self.record_taken_over(new_id, old_id, copy)?;
         self.conn().execute("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
         Ok(())
-    }
-
-    /// The rows of an absent folder the users renamed into a part of the tree the folder choice leaves
-    /// out: they go, and the copies they made stay on the target as they are (nothing of the folder
-    /// is followed any more). The target folder is looked through from its start should the folder
-    /// come back, so those copies are claimed, not appended again. Returns the rows.
-    pub fn let_go_of_folder(&self, folder_id: i64) -> Result<u64> {
-        let ids: Vec<i64> = {
-            let mut stmt = self.conn().prepare("SELECT id FROM message WHERE folder_id = ?1")?;
-            stmt.query_map([folder_id], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        self.forget_messages(&ids)?;
-        self.look_through_target_again(folder_id)?;
-        Ok(ids.len() as u64)
     }
 
     /// Absent source folders none of whose rows is left forget what was read of them, so one that is
