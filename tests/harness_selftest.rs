@@ -2,8 +2,9 @@
 //! by side, the hard-case fixture goes in and comes back as loaded (modulo Dovecot's documented
 //! normalisation, see `fixture::dovecot_served_form`), the TLS port speaks TLS, passwords with odd
 //! characters work (and can change while the server runs), restart keeps mail and ports, the target
-//! enforces its APPENDLIMIT, the comparison reports differences precisely, and the cutting proxy cuts
-//! exactly where told.
+//! enforces its APPENDLIMIT, the comparison reports differences precisely, the cutting proxy cuts
+//! exactly where told, and Radicale and xandikos take the calendar/contact fixture and give it back
+//! (modulo their re-serialising and two named quirks) to the tests' own DAV reader.
 
 mod common;
 
@@ -418,4 +419,33 @@ fn xandikos_round_trips_the_dav_fixture() {
     let mut wrong = server.client("anna");
     wrong.pass = "fel".into();
     assert_eq!(wrong.propfind("/anna/", 0, "").0, 207, "xandikos with a wrong password");
+}
+
+#[test]
+fn dav_xml_and_content_lines_are_read_as_the_servers_write_them() {
+    // Radicale: DAV: as the default namespace; xandikos: ns0: prefixes; both self-close empty elements.
+    let radicale = "<multistatus xmlns=\"DAV:\"><response><href>/a/</href><propstat><prop><resourcetype><collection />\
+                    </resourcetype><getetag>&quot;1&amp;2&quot;</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>\
+                    <response><href>/a/b.ics</href></response></multistatus>";
+    let xandikos = "<ns0:multistatus xmlns:ns0=\"DAV:\"><ns0:response><ns0:href>/a/</ns0:href><ns0:propstat><ns0:prop>\
+                    <ns0:resourcetype><ns0:collection /></ns0:resourcetype><ns0:getetag>\"1&amp;2\"</ns0:getetag></ns0:prop>\
+                    </ns0:propstat></ns0:response><ns0:response><ns0:href>/a/b.ics</ns0:href></ns0:response></ns0:multistatus>";
+    for xml in [radicale, xandikos] {
+        let responses = dav::elements(xml, "response");
+        assert_eq!(responses.len(), 2, "responses in {xml}");
+        assert_eq!(dav::elements(responses[1], "href"), ["/a/b.ics"], "{xml}");
+        assert_eq!(dav::elements(responses[0], "collection"), [""], "self-closing element in {xml}");
+        assert_eq!(dav::unescape(dav::elements(xml, "getetag")[0]), "\"1&2\"", "{xml}");
+    }
+    let nested = "<a:x><a:x>inner</a:x>tail</a:x><a:x/>";
+    assert_eq!(dav::elements(nested, "x"), ["<a:x>inner</a:x>tail", ""], "nesting of one name");
+    assert_eq!(dav::unescape("&#229;&#xF6;&bogus;"), "åö&bogus;");
+    // Folded lines (the fold may split nowhere but between octets of whole characters), quoted parameters.
+    let a = b"BEGIN:VEVENT\r\nSUMMARY:Styrelsem\r\n \xc3\xb6te\r\nATTENDEE;CN=\"B, \xc3\x84\";RSVP=TRUE:mailto:b@x\r\nEND:VEVENT\r\n";
+    let b = b"BEGIN:VEVENT\nATTENDEE;RSVP=TRUE;CN=B, \xc3\x84:mailto:b@x\nSUMMARY:Styrelsem\xc3\xb6te\nEND:VEVENT\n";
+    assert_eq!(dav::prop_values(&dav::unfold(a), "summary"), ["Styrelsemöte"]);
+    assert_eq!(dav::same_properties(a, b, &["SUMMARY", "ATTENDEE"]), Ok(()));
+    let c = String::from_utf8_lossy(b).replace("mailto:b@x", "mailto:c@x");
+    let changed = dav::same_properties(a, c.as_bytes(), &["SUMMARY", "ATTENDEE"]);
+    assert!(changed.is_err_and(|e| e.starts_with("ATTENDEE")), "a changed attendee must be reported");
 }

@@ -404,8 +404,9 @@ impl DavClient {
 const NS: &str = "xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:caldav\" xmlns:CR=\"urn:ietf:params:xml:ns:carddav\" \
                   xmlns:I=\"http://apple.com/ns/ical/\"";
 
-/// The inner text of every element whose local name is `local` (any prefix or none), outermost first;
-/// a self-closing element gives "". Nested elements of the same qualified name are matched properly.
+/// The inner text of every element whose local name is `local` (any prefix or none), in document
+/// order, leaving out those inside one already found; a self-closing element gives "". Nested
+/// elements of the same qualified name are matched properly.
 pub fn elements<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
     let mut pos = 0;
@@ -435,7 +436,7 @@ pub fn elements<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
                 (Some(o), Some(c)) if o < c => (depth, at) = (depth + 1, o + open.len()),
                 (_, Some(c)) if depth == 1 => {
                     out.push(&xml[pos..c]);
-                    depth = 0;
+                    (depth, pos) = (0, c + close.len());
                 }
                 (_, Some(c)) => (depth, at) = (depth - 1, c + close.len()),
                 (_, None) => depth = 0,
