@@ -7,7 +7,8 @@ LISTEN ?= 127.0.0.1:8025
 CARGO ?= cargo
 BUILD_PACKAGES = pkg-config libssl-dev ca-certificates
 # python3-aiosmtpd: the SMTP relay tests/notify.rs sends its notices to (tests/fixtures/smtp_sink.py).
-TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl python3-aiosmtpd
+# radicale, xandikos: the CalDAV/CardDAV servers tests/common/dav.rs starts (issue 19).
+TEST_PACKAGES = dovecot-imapd dovecot-core tzdata dnsmasq-base chromium openssl python3-aiosmtpd radicale xandikos
 # The peer the benchmark compares with (mbsync) and the timer it measures every tool with; its other
 # tools come with the test packages (doveadm: dovecot-core) or with Debian itself (taskset, unshare:
 # util-linux). Its Cyrus and Courier sources need what surrounds their IMAP daemons: cyrus-common

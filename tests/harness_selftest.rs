@@ -2,11 +2,13 @@
 //! by side, the hard-case fixture goes in and comes back as loaded (modulo Dovecot's documented
 //! normalisation, see `fixture::dovecot_served_form`), the TLS port speaks TLS, passwords with odd
 //! characters work (and can change while the server runs), restart keeps mail and ports, the target
-//! enforces its APPENDLIMIT, the comparison reports differences precisely, and the cutting proxy cuts
-//! exactly where told.
+//! enforces its APPENDLIMIT, the comparison reports differences precisely, the cutting proxy cuts
+//! exactly where told, and Radicale and xandikos take the calendar/contact fixture and give it back
+//! (modulo their re-serialising and two named quirks) to the tests' own DAV reader.
 
 mod common;
 
+use common::dav::{self, DavServer};
 use common::fixture::{self, Snapshot};
 use common::reader::{mutf7_decode, mutf7_encode, parse_internal_date};
 use common::{CutProxy, Direction, Dovecot, DovecotOptions, ImapReader, Layout};
@@ -313,4 +315,137 @@ fn proxy_cuts_exactly_and_then_passes() {
     assert_eq!(proxy.cut_count(), 2);
     assert_eq!(proxy.connections(), 3);
     assert!(proxy.bytes_seen(Direction::ServerToClient) > 200_000);
+}
+
+/// Properties compared when a DAV server re-serialises what it was given.
+const DAV_KEYS: &[&str] = &[
+    "UID",
+    "SUMMARY",
+    "DESCRIPTION",
+    "LOCATION",
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "STATUS",
+    "RRULE",
+    "EXDATE",
+    "RECURRENCE-ID",
+    "ORGANIZER",
+    "ATTENDEE",
+    "TZID",
+    "TRIGGER",
+    "FN",
+    "N",
+    "ORG",
+    "TEL",
+    "EMAIL",
+    "ADR",
+    "NOTE",
+    "PHOTO",
+    "BDAY",
+    "VERSION",
+];
+
+/// Loads the DAV fixture, lists both collections and reads every item back with the same lines for
+/// [`DAV_KEYS`] (neither server serves the bytes it was given: both re-serialise, see
+/// `dav::same_properties`); a vCard 4.0 PHOTO is left out where the caller checks it itself. Also checks the
+/// collections' display names and the calendar's colour by PROPFIND.
+fn dav_round_trip(server: &DavServer, user: &str, mangles_v4_photo: bool) {
+    let loaded = dav::load_fixture(server, user);
+    let c = server.client(user);
+    assert_eq!(loaded.events.len(), 4, "fixture calendar items");
+    assert_eq!(loaded.contacts.len(), 2, "fixture contacts");
+    for (coll, items) in [(&loaded.calendar, &loaded.events), (&loaded.addressbook, &loaded.contacts)] {
+        let listed = c.list(coll);
+        let hrefs: Vec<&str> = listed.iter().map(|(h, _)| h.as_str()).collect();
+        let want: Vec<&str> = items.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(hrefs, want, "{:?}: members of {coll}", server.kind());
+        for ((href, etag), (path, original)) in listed.iter().zip(items) {
+            let (status, got_etag, body) = c.get(path);
+            assert_eq!(status, 200, "{:?}: GET {path}", server.kind());
+            assert_eq!(got_etag.as_deref(), Some(etag.as_str()), "{:?}: GET {href} ETag vs PROPFIND getetag", server.kind());
+            let uid = dav::prop_values(&dav::unfold(original), "UID");
+            assert_eq!(uid.len(), if path.contains("veckomote") { 2 } else { 1 }, "{path}: UIDs in the fixture");
+            let v4 = dav::prop_values(&dav::unfold(original), "VERSION") == ["4.0"];
+            let keys: Vec<&str> = DAV_KEYS.iter().copied().filter(|k| !(*k == "PHOTO" && v4 && mangles_v4_photo)).collect();
+            if let Err(diff) = dav::same_properties(original, &body, &keys) {
+                panic!("{:?}: GET {path} changed:\n{diff}\nserved:\n{}", server.kind(), String::from_utf8_lossy(&body));
+            }
+        }
+    }
+    let props = c.props(&loaded.calendar, &["D:displayname", "I:calendar-color", "D:resourcetype"]);
+    let get = |props: &[(String, String)], k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get(&props, "displayname").as_deref(), Some(dav::FIXTURE_CALENDAR), "{:?}: calendar props {props:?}", server.kind());
+    assert_eq!(get(&props, "calendar-color").as_deref(), Some(dav::FIXTURE_COLOR), "{:?}: calendar props {props:?}", server.kind());
+    assert!(get(&props, "resourcetype").is_some_and(|r| r.contains("calendar")), "{:?}: calendar props {props:?}", server.kind());
+    let props = c.props(&loaded.addressbook, &["D:displayname", "D:resourcetype"]);
+    assert_eq!(get(&props, "displayname").as_deref(), Some(dav::FIXTURE_ADDRESSBOOK), "{:?}: address book props {props:?}", server.kind());
+    assert!(get(&props, "resourcetype").is_some_and(|r| r.contains("addressbook")), "{:?}: address book props {props:?}", server.kind());
+    // Create-only PUT over an existing item is refused; DELETE then removes it from the listing.
+    let (first, bytes) = &loaded.contacts[0];
+    let (status, _) = c.put(first, "text/vcard; charset=utf-8", bytes, true);
+    assert_eq!(status, 412, "{:?}: PUT If-None-Match: * over {first}", server.kind());
+    let status = c.delete(first);
+    assert!(status == 200 || status == 204, "{:?}: DELETE {first} gave {status}", server.kind());
+    assert_eq!(c.list(&loaded.addressbook).len(), 1, "{:?}: after DELETE {first}", server.kind());
+}
+
+#[test]
+fn radicale_round_trips_the_dav_fixture() {
+    let server = DavServer::radicale(&[("anna", "hemligt ord:åäö"), ("bertil", "annat")]);
+    assert!(server.base_url().starts_with("http://127.0.0.1:"), "{}", server.base_url());
+    dav_round_trip(&server, "anna", true);
+    // Quirk radicale_v4_photo_truncated (Radicale 3.1.8 with Debian 12's vobject): a vCard 4.0
+    // `PHOTO:data:image/png;base64,...` comes back cut at the comma, the picture gone. A migration that
+    // reads from Radicale cannot get it back; one that writes to Radicale loses it.
+    let (status, _, body) = server.client("anna").get("/anna/kontakter/bjorn-arlig.vcf");
+    assert_eq!(status, 200, "GET the vCard 4.0");
+    assert_eq!(dav::prop_values(&dav::unfold(&body), "PHOTO"), ["data:image/png\\;base64"], "Radicale's vCard 4.0 PHOTO");
+    let (status, _, body) = server.client("anna").get("/anna/kontakter/asa-oberg.vcf");
+    assert_eq!(status, 404, "asa-oberg.vcf was deleted by dav_round_trip: {}", String::from_utf8_lossy(&body));
+    // owner_only: another user cannot read anna's calendar; a wrong password is refused.
+    let (status, _) = server.client("bertil").propfind("/anna/", 0, "");
+    assert!(status == 403 || status == 404, "bertil reading /anna/ gave {status}");
+    let mut wrong = server.client("anna");
+    wrong.pass = "fel".into();
+    assert_eq!(wrong.propfind("/anna/", 0, "").0, 401, "wrong password");
+}
+
+#[test]
+fn xandikos_round_trips_the_dav_fixture() {
+    let server = DavServer::xandikos("anna");
+    dav_round_trip(&server, "anna", false);
+    // xandikos has no authentication: a wrong password reads as well as the right one.
+    let mut wrong = server.client("anna");
+    wrong.pass = "fel".into();
+    assert_eq!(wrong.propfind("/anna/", 0, "").0, 207, "xandikos with a wrong password");
+}
+
+#[test]
+fn dav_xml_and_content_lines_are_read_as_the_servers_write_them() {
+    // Radicale: DAV: as the default namespace; xandikos: ns0: prefixes; both self-close empty elements.
+    let radicale = "<multistatus xmlns=\"DAV:\"><response><href>/a/</href><propstat><prop><resourcetype><collection />\
+                    </resourcetype><getetag>&quot;1&amp;2&quot;</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>\
+                    <response><href>/a/b.ics</href></response></multistatus>";
+    let xandikos = "<ns0:multistatus xmlns:ns0=\"DAV:\"><ns0:response><ns0:href>/a/</ns0:href><ns0:propstat><ns0:prop>\
+                    <ns0:resourcetype><ns0:collection /></ns0:resourcetype><ns0:getetag>\"1&amp;2\"</ns0:getetag></ns0:prop>\
+                    </ns0:propstat></ns0:response><ns0:response><ns0:href>/a/b.ics</ns0:href></ns0:response></ns0:multistatus>";
+    for xml in [radicale, xandikos] {
+        let responses = dav::elements(xml, "response");
+        assert_eq!(responses.len(), 2, "responses in {xml}");
+        assert_eq!(dav::elements(responses[1], "href"), ["/a/b.ics"], "{xml}");
+        assert_eq!(dav::elements(responses[0], "collection"), [""], "self-closing element in {xml}");
+        assert_eq!(dav::unescape(dav::elements(xml, "getetag")[0]), "\"1&2\"", "{xml}");
+    }
+    let nested = "<a:x><a:x>inner</a:x>tail</a:x><a:x/>";
+    assert_eq!(dav::elements(nested, "x"), ["<a:x>inner</a:x>tail", ""], "nesting of one name");
+    assert_eq!(dav::unescape("&#229;&#xF6;&bogus;"), "åö&bogus;");
+    // Folded lines (the fold may split nowhere but between octets of whole characters), quoted parameters.
+    let a = b"BEGIN:VEVENT\r\nSUMMARY:Styrelsem\r\n \xc3\xb6te\r\nATTENDEE;CN=\"B, \xc3\x84\";RSVP=TRUE:mailto:b@x\r\nEND:VEVENT\r\n";
+    let b = b"BEGIN:VEVENT\nATTENDEE;RSVP=TRUE;CN=B, \xc3\x84:mailto:b@x\nSUMMARY:Styrelsem\xc3\xb6te\nEND:VEVENT\n";
+    assert_eq!(dav::prop_values(&dav::unfold(a), "summary"), ["Styrelsemöte"]);
+    assert_eq!(dav::same_properties(a, b, &["SUMMARY", "ATTENDEE"]), Ok(()));
+    let c = String::from_utf8_lossy(b).replace("mailto:b@x", "mailto:c@x");
+    let changed = dav::same_properties(a, c.as_bytes(), &["SUMMARY", "ATTENDEE"]);
+    assert!(changed.is_err_and(|e| e.starts_with("ATTENDEE")), "a changed attendee must be reported");
 }

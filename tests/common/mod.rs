@@ -2,12 +2,14 @@
 //! product meets (`dovecot`), an IMAP reader of our own that checks results independently of postflytt's
 //! client (`reader`), the hard-case fixture mail and the folder-by-folder comparison (`fixture`), a TCP
 //! proxy that cuts connections after N bytes (`proxy`), one that stalls a connection mid-body
-//! (`stall_proxy`), an HTTP client (`web`), dnsmasq for MX answers (`dnsmasq`), and small helpers (free ports, base64, a seeded PRNG, the path of the postflytt
+//! (`stall_proxy`), an HTTP client (`web`), dnsmasq for MX answers (`dnsmasq`), Radicale and xandikos with a DAV reader/writer and the
+//! calendar/contact fixture (`dav`), and small helpers (free ports, base64, a seeded PRNG, the path of the postflytt
 //! binary). Std only (the one dev-dependency, tungstenite, is for the journey's browser client in
 //! tests/cdp). Each test binary uses only part of this, hence the `dead_code` allowance.
 
 #![allow(dead_code, unused_imports)]
 
+pub mod dav;
 pub mod dnsmasq;
 pub mod dovecot;
 pub mod fixture;
