@@ -154,26 +154,10 @@ impl Drop for Server {
 /// process group when its stdin closes (the `Server` dropped, or the bench gone in any way); output to
 /// `dir/server.log`. Then waits for an IMAP greeting on `port`.
 fn spawn(make: Make, version: String, dir: PathBuf, port: u16, program: &Path, args: &[String]) -> Result<Server, String> {
-    const WATCHDOG: &str = r#"
-log=$1; shift
-setsid "$@" </dev/null >>"$log" 2>&1 &
-pid=$!
-echo "$pid"
-trap '' INT HUP
-read -r _ || true
-kill -TERM "-$pid" 2>/dev/null
-i=0
-while kill -0 "-$pid" 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -gt 50 ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
-  sleep 0.01
-done
-wait "$pid" 2>/dev/null
-"#;
     let log = dir.join("server.log");
     let mut watchdog = Command::new("sh")
         .arg("-c")
-        .arg(WATCHDOG)
+        .arg(crate::common::WATCHDOG)
         .arg(format!("pf-bench-{}-watchdog", make.name()))
         .arg(&log)
         .arg(program)

@@ -37,24 +37,6 @@ pub struct DavServer {
     watchdog: Option<Child>,
 }
 
-/// Runs the server given as "$@" in its own process group and ends the group when stdin closes, which
-/// happens when the test process exits, however it exits.
-const WATCHDOG: &str = r#"
-setsid "$@" </dev/null >>"$PF_DAV_LOG" 2>&1 &
-pid=$!
-echo "$pid"
-trap '' INT HUP
-read -r _ || true
-kill -TERM "-$pid" 2>/dev/null
-i=0
-while kill -0 "-$pid" 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -gt 100 ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
-  sleep 0.02
-done
-wait "$pid" 2>/dev/null
-"#;
-
 impl DavServer {
     /// Radicale 3 with these users (plain htpasswd), each owning only `/{user}/`.
     pub fn radicale(users: &[(&str, &str)]) -> DavServer {
@@ -157,10 +139,10 @@ impl DavServer {
         let log = self.dir.join("server.log");
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(WATCHDOG)
+            .arg(super::WATCHDOG)
             .arg("pf-dav-watchdog")
+            .arg(&log)
             .args(argv)
-            .env("PF_DAV_LOG", &log)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

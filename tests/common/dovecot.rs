@@ -383,33 +383,21 @@ impl Dovecot {
     /// stdin closes, which happens in [`Dovecot::stop`] or when the test process dies in any way, so no
     /// server outlives the tests.
     fn spawn_and_wait(&mut self, timeout: Duration) -> Result<(), String> {
-        const WATCHDOG: &str = r#"
-setsid dovecot -c "$1" -F </dev/null >/dev/null &
-pid=$!
-echo "$pid"
-trap '' INT HUP
-read -r _ || true
-kill -TERM "-$pid" 2>/dev/null
-i=0
-while kill -0 "-$pid" 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -gt 50 ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
-  sleep 0.01
-done
-wait "$pid" 2>/dev/null
-"#;
         let stderr_path = self.dir.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr.log");
+        std::fs::File::create(&stderr_path).expect("create stderr.log");
         let tz = self.opts.tz.clone().unwrap_or_else(|| default_tz(self.layout));
         let mut watchdog = Command::new("sh")
             .arg("-c")
-            .arg(WATCHDOG)
+            .arg(super::WATCHDOG)
             .arg("pf-dovecot-watchdog")
+            .arg(&stderr_path)
+            .args(["dovecot", "-c"])
             .arg(self.conf_path())
+            .arg("-F")
             .env("TZ", tz)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run sh: {e}"))?;
         let mut line = String::new();

@@ -30,6 +30,28 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// `sh -c WATCHDOG NAME LOG PROGRAM ARGS...`: runs the program in its own process group with its
+/// output appended to LOG, prints its pid, and ends the whole group (TERM, then KILL after 2 s) when
+/// the script's stdin closes: when the test drops the child or the test process dies in any way, so
+/// no server outlives the tests. Shared by the throwaway servers (Dovecot, the DAV servers, the
+/// bench's IMAP servers).
+pub const WATCHDOG: &str = r#"
+log=$1; shift
+setsid "$@" </dev/null >>"$log" 2>&1 &
+pid=$!
+echo "$pid"
+trap '' INT HUP
+read -r _ || true
+kill -TERM "-$pid" 2>/dev/null
+i=0
+while kill -0 "-$pid" 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -gt 100 ]; then kill -KILL "-$pid" 2>/dev/null; break; fi
+  sleep 0.02
+done
+wait "$pid" 2>/dev/null
+"#;
+
 /// Ports handed out by [`free_port`] in this process, so two parallel tests never get the same one.
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
