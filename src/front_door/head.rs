@@ -139,20 +139,22 @@ pub fn parse_query(url: &str) -> (String, BTreeMap<String, String>) {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
+            (percent_decode(k, true), percent_decode(v, true))
         })
         .collect();
     (path.to_string(), map)
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` as the byte XX (a `%` without two hex digits stays itself), as UTF-8 (invalid bytes become
+/// U+FFFD); `form`: a query string's `+` is a space (not in a header's value, where `+` is itself).
+pub(super) fn percent_decode(s: &str, form: bool) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if form => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h * 16 + l);
@@ -177,7 +179,7 @@ mod tests {
         assert_eq!(p, "/api/accounts");
         assert_eq!(q["name"], "Konton år.xlsx");
         assert_eq!(q["x"], "");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%zz%4", true), "%zz%4");
     }
 
     fn head(text: &str) -> Result<Head, Refusal> {

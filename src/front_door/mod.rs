@@ -535,34 +535,12 @@ async fn take_request(
     }
     waiting.set(false);
     let upload = (role == Role::Operator && is_upload(&head)).then(|| {
-        let zip_password = head.header("x-zip-password").map(|p| crate::secret::Secret::new(percent_decoded(p)));
+        // Percent-encoded UTF-8 (the page's encodeURIComponent: a header cannot carry å, ä, ö as they are).
+        let zip_password = head.header("x-zip-password").map(|p| crate::secret::Secret::new(self::head::percent_decode(p, false)));
         HandedOver { uploads: &shared.door.uploads, id: shared.door.uploads.put(std::mem::take(&mut body.0), zip_password) }
     });
     let request = Scrubbed(forwarded(shared.door, &head, role, peer.ip(), &body.0, upload.as_ref().map(|u| u.id)));
     forward(shared, &request.0).await.map_err(Some)
-}
-
-/// A header value percent-encoded as UTF-8 (what the page's `encodeURIComponent` makes of a password
-/// with å, ä, ö or spaces, which a header cannot carry as they are): `%XX` is the byte XX; a `%` not
-/// followed by two hex digits stays itself, so a plain ASCII password may also come as it is.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// An upload handed to the handlers in memory; what they did not take is wiped however the request ends.
@@ -675,10 +653,12 @@ mod tests {
 
     #[test]
     fn a_zip_password_comes_percent_encoded_or_as_it_is() {
+        let percent_decoded = |p| head::percent_decode(p, false);
         assert_eq!(percent_decoded("Kund-L%C3%B6sen%202026!"), "Kund-Lösen 2026!");
         assert_eq!(percent_decoded("plain-ascii"), "plain-ascii");
         assert_eq!(percent_decoded("50%off%"), "50%off%");
         assert_eq!(percent_decoded("%FF"), "\u{FFFD}");
+        assert_eq!(percent_decoded("a+b"), "a+b", "a header's + is itself");
     }
 
     #[test]
