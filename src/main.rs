@@ -7,6 +7,7 @@ mod admin_login;
 mod appliance;
 mod check;
 mod cli;
+mod dav;
 mod export;
 mod failure;
 mod fault;
