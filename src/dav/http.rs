@@ -547,3 +547,254 @@ fn base64_into(data: &[u8], out: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The server here is scripted, not a real DAV server: the point of each test is an exact HTTP
+    //! framing (chunks with trailers, a cut mid-body, an idle close, an unasked 100 Continue) that
+    //! Radicale or xandikos do not choose on demand.
+
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    /// What the scripted server does after reading one request.
+    enum Then {
+        /// Writes these bytes (and keeps the connection for the next step).
+        Answer(&'static [u8]),
+        /// Closes the connection without a word.
+        Close,
+        /// Says nothing for two seconds, then closes.
+        Stall,
+    }
+
+    /// Serves `script[i]` on the i-th connection, one step per request, closing it after the last step.
+    /// Returns the port and the request heads each connection received.
+    fn scripted(script: Vec<Vec<Then>>) -> (u16, std::thread::JoinHandle<Vec<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for steps in script {
+                let (mut stream, _) = listener.accept().expect("accept");
+                stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                let mut heads = Vec::new();
+                for step in steps {
+                    let Some(head) = read_request(&mut stream) else { break };
+                    heads.push(head);
+                    match step {
+                        Then::Answer(bytes) => stream.write_all(bytes).expect("write"),
+                        Then::Close => break,
+                        Then::Stall => {
+                            std::thread::sleep(Duration::from_secs(2));
+                            break;
+                        }
+                    }
+                }
+                seen.push(heads);
+            }
+            seen
+        });
+        (port, server)
+    }
+
+    /// One request's head as text (its body read and dropped), or None at the end of the stream.
+    fn read_request(stream: &mut TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).expect("utf-8 head");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map(|v| v.trim().parse().expect("length"))
+            .expect("a Content-Length on every request");
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).ok()?;
+        Some(head)
+    }
+
+    fn client(port: u16) -> HttpClient {
+        let url = DavUrl::parse(&format!("http://127.0.0.1:{port}/"), None).expect("url");
+        HttpClient::new(&url, "kalle", &Secret::new("hemligt åäö"))
+    }
+
+    fn get(path: &str) -> Request<'_> {
+        Request { method: "GET", path, headers: &[], body: b"", max_body: 1 << 20, point_after_send: None }
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[test]
+    fn requests_share_one_connection_whatever_the_framing() {
+        let chunked: &[u8] = b"HTTP/1.1 207 Multi-Status\r\nTransfer-Encoding: chunked\r\n\r\n5;name=x\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n";
+        let (port, server) =
+            scripted(vec![vec![Then::Answer(OK), Then::Answer(chunked), Then::Answer(b"HTTP/1.1 204 No Content\r\n\r\n")]]);
+        let mut client = client(port);
+        smol::block_on(async {
+            let first = client.send(&get("/a")).await.expect("first");
+            assert_eq!((first.status, first.body.as_slice()), (200, &b"ok"[..]));
+            let body = b"<propfind/>";
+            let propfind =
+                Request { method: "PROPFIND", path: "/kalle/", headers: &[("Depth", "1")], body, max_body: 100, point_after_send: None };
+            let second = client.send(&propfind).await.expect("second");
+            assert_eq!((second.status, second.body.as_slice()), (207, &b"hello world"[..]));
+            let third = client.send(&get("/c")).await.expect("third");
+            assert_eq!((third.status, third.body.len()), (204, 0));
+        });
+        assert_eq!(client.requests_sent(), 3);
+        let seen = server.join().expect("server");
+        assert_eq!(seen.len(), 1, "one connection");
+        assert!(
+            seen[0][1].starts_with("PROPFIND /kalle/ HTTP/1.1\r\n") && seen[0][1].contains("\r\nDepth: 1\r\nContent-Length: 11\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn a_cut_in_the_middle_of_a_body_is_a_lost_connection_never_resent() {
+        let cut: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part";
+        let cut_chunk: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly";
+        for answer in [cut, cut_chunk] {
+            let (port, server) = scripted(vec![vec![Then::Answer(answer)]]);
+            let error = smol::block_on(client(port).send(&get("/"))).expect_err("cut");
+            assert!(matches!(kind_of(&error), Some(HttpError::ConnectionLost(_))), "{error:#}");
+            assert_eq!(server.join().expect("server").len(), 1);
+        }
+        // A new connection closed before any answer: an error, not a second try.
+        let (port, server) = scripted(vec![vec![Then::Close]]);
+        let error = smol::block_on(client(port).send(&get("/"))).expect_err("closed");
+        assert!(matches!(kind_of(&error), Some(HttpError::ConnectionLost(_))), "{error:#}");
+        assert_eq!(server.join().expect("server").len(), 1);
+    }
+
+    #[test]
+    fn an_answer_over_the_cap_is_too_large_and_the_connection_dropped() {
+        let long: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world";
+        let chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n";
+        let until_close: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world";
+        for answer in [long, chunked, until_close] {
+            let (port, server) = scripted(vec![vec![Then::Answer(answer)]]);
+            let mut client = client(port);
+            let request = Request { max_body: 10, ..get("/") };
+            let error = smol::block_on(client.send(&request)).expect_err("too large");
+            assert!(matches!(kind_of(&error), Some(HttpError::TooLarge { limit: 10 })), "{error:#}");
+            assert!(client.connection.is_none());
+            server.join().expect("server");
+        }
+    }
+
+    #[test]
+    fn a_silent_server_times_out_fast() {
+        let (port, server) = scripted(vec![vec![Then::Stall]]);
+        let mut client = client(port).with_timeout(Duration::from_millis(200));
+        let start = Instant::now();
+        let error = smol::block_on(client.send(&get("/"))).expect_err("silent");
+        assert!(matches!(kind_of(&error), Some(HttpError::TimedOut(_))), "{error:#}");
+        assert!(start.elapsed() < Duration::from_millis(1500), "took {:?}", start.elapsed());
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_kept_connection_closed_while_idle_is_reconnected_and_the_request_sent_again() {
+        let (port, server) = scripted(vec![vec![Then::Answer(OK)], vec![Then::Answer(OK)]]);
+        let mut client = client(port);
+        smol::block_on(async {
+            client.send(&get("/first")).await.expect("first");
+            // Let the server's close arrive, as an idle timeout's would.
+            smol::Timer::after(Duration::from_millis(100)).await;
+            let second = client.send(&get("/second")).await.expect("second, on a new connection");
+            assert_eq!(second.body, b"ok");
+        });
+        assert_eq!(client.requests_sent(), 2);
+        let seen = server.join().expect("server");
+        assert_eq!((seen[0].len(), seen[1].len()), (1, 1));
+        assert!(seen[1][0].starts_with("GET /second "));
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0_drop_the_connection_after_the_answer() {
+        let close: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
+        let old: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (port, server) = scripted(vec![vec![Then::Answer(close)], vec![Then::Answer(old)], vec![Then::Answer(OK)]]);
+        let mut client = client(port);
+        smol::block_on(async {
+            for path in ["/1", "/2", "/3"] {
+                assert_eq!(client.send(&get(path)).await.expect(path).body, b"ok");
+            }
+        });
+        assert!(client.connection.is_some(), "the HTTP/1.1 answer without close keeps it");
+        drop(client);
+        assert_eq!(server.join().expect("server").iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+    }
+
+    #[test]
+    fn an_unasked_100_continue_is_skipped() {
+        let answer: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nETag: \"abc-1\"\r\nContent-Length: 0\r\n\r\n";
+        let (port, server) = scripted(vec![vec![Then::Answer(answer), Then::Answer(OK)]]);
+        let mut client = client(port);
+        smol::block_on(async {
+            let put = Request { method: "PUT", headers: &[("If-None-Match", "*")], body: b"BEGIN:VCARD\r\n", ..get("/k/a.vcf") };
+            let created = client.send(&put).await.expect("put");
+            assert_eq!((created.status, created.etag().as_deref()), (201, Some("\"abc-1\"")));
+            assert_eq!(client.send(&get("/")).await.expect("after").body, b"ok");
+        });
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn basic_credentials_go_on_every_request_and_never_into_debug_output() {
+        let (port, server) = scripted(vec![vec![Then::Answer(OK), Then::Answer(OK)]]);
+        let mut client = client(port);
+        smol::block_on(async {
+            client.send(&get("/")).await.expect("first");
+            client.send(&get("/")).await.expect("second");
+        });
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("hemligt") && debug.contains("kalle"), "{debug}");
+        for head in &server.join().expect("server")[0] {
+            assert!(head.contains("\r\nAuthorization: Basic a2FsbGU6aGVtbGlndCDDpcOkw7Y=\r\n"), "{head}");
+            assert!(head.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")) && head.contains("\r\nContent-Length: 0\r\n"), "{head}");
+            assert!(head.contains(&format!("\r\nUser-Agent: postflytt/{}\r\n", env!("CARGO_PKG_VERSION"))));
+        }
+    }
+
+    #[test]
+    fn unreachable_and_refused_requests() {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let error = smol::block_on(client(port).send(&get("/"))).expect_err("nobody listens");
+        assert!(matches!(kind_of(&error), Some(HttpError::Unreachable(_))), "{error:#}");
+        let error = smol::block_on(client(port).send(&get("/a b"))).expect_err("a space in the path");
+        assert!(matches!(kind_of(&error), Some(HttpError::Malformed(_))), "{error:#}");
+        let injected = Request { headers: &[("Depth", "1\r\nX-Evil: 1")], ..get("/") };
+        assert!(smol::block_on(client(port).send(&injected)).is_err());
+    }
+
+    #[test]
+    fn what_an_answer_says() {
+        let response = Response {
+            status: 401,
+            headers: vec![
+                ("dav".into(), "1, 2, access-control".into()),
+                ("DAV".into(), "calendar-access,addressbook".into()),
+                ("WWW-Authenticate".into(), "Bearer realm=\"x\"".into()),
+                ("www-authenticate".into(), "Digest realm=\"y\", basic realm=\"z\"".into()),
+            ],
+            body: Vec::new(),
+        };
+        assert_eq!(response.dav_classes(), ["1", "2", "access-control", "calendar-access", "addressbook"]);
+        assert!(response.offers_basic() && !response.is_success() && response.etag().is_none());
+        let bearer = Response { headers: vec![("WWW-Authenticate".into(), "Bearer".into())], ..response };
+        assert!(!bearer.offers_basic());
+        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")] {
+            let mut out = Vec::new();
+            base64_into(plain.as_bytes(), &mut out);
+            assert_eq!(out, encoded.as_bytes());
+        }
+    }
+}
