@@ -167,6 +167,15 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
+/// A buffer that held credentials, wiped however the request ends (also when its future is dropped).
+struct Wiped(Vec<u8>);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        crate::secret::wipe(std::mem::take(&mut self.0));
+    }
+}
+
 /// How a request attempt ended without an answer.
 struct Failed {
     error: HttpError,
@@ -202,7 +211,7 @@ impl HttpClient {
     /// sent once more, a new connection's failure never is.
     pub async fn send(&mut self, request: &Request<'_>) -> Result<Response> {
         self.sent += 1;
-        let head = self.head(request)?;
+        let head = Wiped(self.head(request)?);
         let outcome = {
             let late = format!(
                 "{} {} on {} took more than {} s in all; gave up",
@@ -215,9 +224,9 @@ impl HttpClient {
                 smol::Timer::after(REQUEST_DEADLINE).await;
                 Err(anyhow::Error::new(HttpError::TimedOut(late)))
             };
-            smol::future::or(self.exchange(&head, request), deadline).await
+            smol::future::or(self.exchange(&head.0, request), deadline).await
         };
-        crate::secret::wipe(head);
+        drop(head);
         if outcome.is_err() {
             self.connection = None;
         }
@@ -253,7 +262,7 @@ impl HttpClient {
         Ok(())
     }
 
-    /// The request line and headers, Basic credentials included: the caller wipes it after sending.
+    /// The request line and headers, Basic credentials included: the caller wipes it (`Wiped`) after sending.
     fn head(&self, request: &Request<'_>) -> Result<Vec<u8>> {
         let clean = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
         if !clean(request.method) || !clean(request.path) {
@@ -365,8 +374,11 @@ async fn read_answer(
             if length > max_body {
                 return Err(HttpError::TooLarge { limit: max_body });
             }
+            // Room for the whole body at once: no doubling past the cap, and the buffer itself is the body.
+            c.buf.reserve(length.saturating_sub(c.buf.len()) + READ_SIZE);
             need(c, length, per_read, origin, "the body").await?;
-            c.buf.drain(..length).collect()
+            let rest = c.buf.split_off(length);
+            std::mem::replace(&mut c.buf, rest)
         } else {
             keep = false;
             read_to_close(c, max_body, per_read, origin).await?
