@@ -66,6 +66,9 @@ pub struct AccountRow {
     pub aliases: Vec<String>,
     /// The folder patterns of the "Exkludera mappar" column (`folder_choice`); None without the column.
     pub exclude_folders: Option<Vec<String>>,
+    /// The account's own DAV logins (issue 19), each None when its cell is empty or the list has no
+    /// such column: the engine then uses the mail login and password.
+    pub dav: crate::store::DavLogins,
 }
 
 /// A successful import: the accounts, and what was noticed but did not stop it.
@@ -223,7 +226,14 @@ pub fn save(store: &crate::store::Store, accounts: &[AccountRow]) -> anyhow::Res
     let sealed = accounts
         .iter()
         .map(|row| {
-            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
+            let sealed = store.seal_account(
+                &row.source_login,
+                &row.source_password,
+                &row.target_login,
+                row.target_password.as_ref(),
+                &row.aliases,
+            )?;
+            store.seal_dav_logins(sealed, &row.dav)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut kept_folder_choice = Vec::new();
