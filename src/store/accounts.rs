@@ -375,4 +375,37 @@ mod tests {
         assert_eq!(store.account_progress().unwrap()[0].state.to_string(), "synced");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn dav_passwords_are_sealed_to_their_column_and_wiped_when_the_account_is_removed() {
+        let dir = std::env::temp_dir().join(format!("postflytt-store-accounts-dav-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let dav = DavLogins {
+            source_login: Some(" anna.cal ".into()),
+            source_password: Some(Secret::new("gammal")),
+            target_login: Some(String::new()),
+            target_password: Some(Secret::new("ny")),
+        };
+        let sealed = store.seal_account("a@x.se", &Secret::new("pw"), "a@y.se", None, &[]).unwrap();
+        let sealed = store.seal_dav_logins(sealed, &dav).unwrap();
+        store.write(|tx| tx.upsert_account(&sealed)).unwrap();
+        let a = store.accounts(&[]).unwrap().remove(0);
+        assert_eq!((a.source_dav_login.as_deref(), a.target_dav_login.as_deref()), (Some("anna.cal"), None), "trimmed; empty is None");
+        assert_eq!(
+            (a.source_dav_password.as_ref().map(Secret::expose), a.target_dav_password.as_ref().map(Secret::expose)),
+            (Some("gammal"), Some("ny"))
+        );
+        // Sealed to its column: the source's DAV password does not open as the target's or the mail one.
+        let sealed_source: Vec<u8> = store.conn.query_row("SELECT source_dav_password FROM account", [], |r| r.get(0)).unwrap();
+        assert!(store.key.open(&sealed_source, b"target_dav:a@x.se").is_err());
+        assert!(store.key.open(&sealed_source, b"source:a@x.se").is_err());
+        store.remove_account(a.id, 5).unwrap();
+        let left: (Option<Vec<u8>>, Option<Vec<u8>>) = store
+            .conn
+            .query_row("SELECT source_dav_password, target_dav_password FROM account", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(left, (None, None), "removed with the mail passwords");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
