@@ -3,7 +3,9 @@
 //! stored side's pin), the API's request refused whole, with a sentence naming the key, when any key
 //! is unknown or any value wrong (nothing of it stored), and the test of every side saved
 //! (`imap::test_endpoint`), kept as the side's last test so the status shows it. A side is stored
-//! even when its test fails: the operator may set up before the server is reachable.
+//! even when its test fails: the operator may set up before the server is reachable. Also each side's
+//! calendar and contact server (issue 19): its address checked by `dav::url::DavUrl::parse`, its pin
+//! kept with the same host, and the lines and JSON the status shows it in.
 
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
@@ -778,6 +780,11 @@ mod tests {
         assert!(e.starts_with("source_dav: http:// (without TLS) is allowed only to a server on this machine"), "{e}");
         let e = failed(json!({"target_dav": "https://anna:hemligt@dav.ny.se/"}));
         assert!(e.contains("target_dav: the DAV address must not hold a login or password"), "{e}");
+        let sv = crate::swedish::sentence(&e);
+        assert_eq!(
+            sv, "target_dav: DAV-adressen får inte innehålla inloggning eller lösenord: de anges i kontolistan",
+            "the Swedish page says it"
+        );
         let e = failed(json!({"target_dav": 5}));
         assert!(e.starts_with("target_dav must be the DAV server's address as a string"), "{e}");
         let e = failed(json!({"source_dav_pin": FP}));

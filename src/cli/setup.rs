@@ -1,5 +1,5 @@
-//! The `setup` verb: the servers, the cutover, the package, the operator's filter and folder choice,
-//! admin logins and e-mail notices, each checked before anything is stored (the same rules as
+//! The `setup` verb: the servers (the DAV ones too), the cutover, the package, the operator's filter
+//! and folder choice, admin logins and e-mail notices, each checked before anything is stored (the same rules as
 //! `POST /api/setup`), then stored and said back; and the lines `setup` and `status` share (the
 //! cutover, mirroring, staging).
 
