@@ -593,6 +593,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
         "quota_total_bytes": settings.quota_total,
         "source_admin": crate::admin_login::status_json(&store, "source"),
         "target_admin": crate::admin_login::status_json(&store, "target"),
+        "dav": crate::setup::dav_status_json(&store),
     }))
 }
 

@@ -3,14 +3,16 @@
 //! stored side's pin), the API's request refused whole, with a sentence naming the key, when any key
 //! is unknown or any value wrong (nothing of it stored), and the test of every side saved
 //! (`imap::test_endpoint`), kept as the side's last test so the status shows it. A side is stored
-//! even when its test fails: the operator may set up before the server is reachable.
+//! even when its test fails: the operator may set up before the server is reachable. Also each side's
+//! calendar and contact server (issue 19): its address checked by `dav::url::DavUrl::parse`, its pin
+//! kept with the same host, and the lines and JSON the status shows it in.
 
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::imap::{Endpoint, SideTest, TlsMode, plain_allowed, test_endpoint};
-use crate::store::{ServerKind, Store};
+use crate::store::{DavSetting, ServerKind, Store};
 
 /// One side as the request gives it; every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -87,6 +89,16 @@ struct ApiRequest {
     source_admin: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     target_admin: Option<Value>,
+    /// The DAV servers (issue 19): an address, or null to remove; absent leaves it. The pins: a
+    /// fingerprint, or "" or null to remove.
+    #[serde(default, deserialize_with = "present")]
+    source_dav: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    target_dav: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    source_dav_pin: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    target_dav_pin: Option<Value>,
 }
 
 /// A value of the filter or the package's total as text (`FilterChange::parse` reads it): null
@@ -208,6 +220,109 @@ pub fn parse_mirror(text: &str) -> Result<bool> {
             text.trim()
         ),
     }
+}
+
+/// One side's DAV server change as `setup` and the API give it (issue 19). `url`: None leaves it,
+/// `Some(None)` removes the side's DAV server; `pin`: None leaves it (or drops it with a new server),
+/// `Some(None)` removes it.
+#[derive(Debug, Clone, Default)]
+pub struct DavChange {
+    pub url: Option<Option<String>>,
+    pub pin: Option<Option<String>>,
+}
+
+impl DavChange {
+    /// The change of `setup`'s `--SIDE-dav URL|off` and `--SIDE-dav-pin SHA256|off`.
+    pub fn from_args(url: Option<&str>, pin: Option<&str>) -> DavChange {
+        let off = |text: &str| text.trim().eq_ignore_ascii_case("off") || text.trim().is_empty();
+        DavChange {
+            url: url.map(|u| (!u.trim().eq_ignore_ascii_case("off")).then(|| u.to_string())),
+            pin: pin.map(|p| (!off(p)).then(|| p.to_string())),
+        }
+    }
+
+    /// The change of the API's `SIDE_dav` (a string, or null to remove) and `SIDE_dav_pin` (a
+    /// string; "" or null removes).
+    fn from_json(side: &str, url: Option<&Value>, pin: Option<&Value>) -> std::result::Result<DavChange, Refused> {
+        let url = match url {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(text)) => Some(Some(text.clone())),
+            Some(_) => {
+                return refuse(format!(
+                    "{side}_dav must be the DAV server's address as a string (e.g. \"dav.example.com\"), or null to remove it"
+                ));
+            }
+        };
+        let pin = match pin {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(text)) => Some(Some(text.clone()).filter(|t| !t.trim().is_empty())),
+            Some(_) => return refuse(format!("{side}_dav_pin must be a SHA-256 fingerprint as a string, or null to remove it")),
+        };
+        Ok(DavChange { url, pin })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.url.is_none() && self.pin.is_none()
+    }
+}
+
+/// What the side's DAV server is to be after `change` (`Some(None)`: removed; None: no change),
+/// checked with `DavUrl::parse` (its sentences, after the key or flag of `[address, pin]`) before
+/// anything is stored. A pin stays with the same server (host and port) and goes with another, as for IMAP.
+pub fn dav_plan(store: &Store, side: &str, change: &DavChange, [name, pin_name]: [&str; 2]) -> Result<Option<Option<DavSetting>>> {
+    if change.is_empty() {
+        return Ok(None);
+    }
+    let stored = store.dav_server(side)?;
+    let url = match &change.url {
+        Some(None) => {
+            if matches!(change.pin, Some(Some(_))) {
+                bail!("{pin_name}: a pin needs a DAV server; give its address too, not off");
+            }
+            return Ok(Some(None));
+        }
+        Some(Some(text)) => text.trim().to_string(),
+        None => match &stored {
+            Some(stored) => stored.url.clone(),
+            None => bail!("{pin_name}: no {side} DAV server is set up yet, so there is nothing to pin: give its address too ({name})"),
+        },
+    };
+    let parsed = crate::dav::url::DavUrl::parse(&url, None).map_err(|e| anyhow!("{name}: {e}"))?;
+    let pin = match &change.pin {
+        Some(Some(text)) => Some(parse_pin(text).map_err(|e| anyhow!("{pin_name}: {e}"))?),
+        Some(None) => None,
+        None => stored
+            .filter(|s| {
+                let before = crate::dav::url::DavUrl::parse(&s.url, None).ok();
+                before
+                    .is_some_and(|b| b.endpoint.host.eq_ignore_ascii_case(&parsed.endpoint.host) && b.endpoint.port == parsed.endpoint.port)
+            })
+            .and_then(|s| s.pin_sha256),
+    };
+    Ok(Some(Some(DavSetting { url, pin_sha256: pin })))
+}
+
+/// A side's DAV server as `setup` and `status` say it.
+pub fn dav_line(side: &str, server: Option<&DavSetting>) -> String {
+    match server {
+        None => format!("{side} calendars and contacts (CalDAV/CardDAV): none set up; they are moved by hand"),
+        Some(s) => format!(
+            "{side} calendars and contacts (CalDAV/CardDAV): {}{}",
+            s.url,
+            s.pin_sha256.as_deref().map(|p| format!(", pinned {p}")).unwrap_or_default()
+        ),
+    }
+}
+
+/// The DAV servers as the status shows them: `{"source": {"url", "pinned"} | null, "target": ...}`.
+pub fn dav_status_json(store: &Store) -> Value {
+    let side = |side: &str| match store.dav_server(side) {
+        Ok(Some(s)) => json!({"url": s.url, "pinned": s.pin_sha256.is_some()}),
+        _ => Value::Null,
+    };
+    json!({"source": side("source"), "target": side("target")})
 }
 
 /// The setting a side's last test is kept under.
@@ -379,6 +494,15 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         let plan = crate::admin_login::plan(store, side, change.unwrap_or_default(), kind).map_err(refused)?;
         admins.extend(plan.map(|plan| (side, plan)));
     }
+    let mut davs = Vec::new();
+    for (side, url, pin) in
+        [("source", &request.source_dav, &request.source_dav_pin), ("target", &request.target_dav, &request.target_dav_pin)]
+    {
+        let change = DavChange::from_json(side, url.as_ref(), pin.as_ref())?;
+        let plan =
+            dav_plan(store, side, &change, [&format!("{side}_dav"), &format!("{side}_dav_pin")]).map_err(|e| Refused(format!("{e:#}")))?;
+        davs.extend(plan.map(|plan| (side, plan)));
+    }
 
     if !folder_change.is_empty() {
         // Refused whole, before anything else is stored, once an account has copies.
@@ -445,6 +569,10 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
     }
     for (side, plan) in admins {
         crate::admin_login::apply(store, side, plan)?;
+    }
+    for (side, setting) in davs {
+        store.set_dav_server(side, setting.as_ref())?;
+        // the side test: see dav
     }
     let mut answer = json!({"ok": true});
     if tested.is_empty() {
@@ -637,6 +765,62 @@ mod tests {
         assert_eq!(e, "mirror must be \"on\" or \"off\"");
         failed(json!({"source": {"host": "127.0.0.1", "port": 1}, "parallel": 99}));
         assert!(store.endpoint("source").is_err(), "nothing of a refused setup is stored");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_dav_server_is_checked_before_it_is_stored_and_keeps_its_pin_with_its_host() {
+        let (store, dir) = store();
+        let failed = |body: Value| match apply_json(&store, &body) {
+            Err(ApiFailure::Refused(text)) => text,
+            other => panic!("{body}: {other:?}"),
+        };
+        // DavUrl::parse's sentences, after the key; nothing of the request stored.
+        let e = failed(json!({"source_dav": "http://dav.gammal.se/", "target_dav": "dav.ny.se", "mirror": "off"}));
+        assert!(e.starts_with("source_dav: http:// (without TLS) is allowed only to a server on this machine"), "{e}");
+        let e = failed(json!({"target_dav": "https://anna:hemligt@dav.ny.se/"}));
+        assert!(e.contains("target_dav: the DAV address must not hold a login or password"), "{e}");
+        let sv = crate::swedish::sentence(&e);
+        assert_eq!(
+            sv, "target_dav: DAV-adressen får inte innehålla inloggning eller lösenord: de anges i kontolistan",
+            "the Swedish page says it"
+        );
+        let e = failed(json!({"target_dav": 5}));
+        assert!(e.starts_with("target_dav must be the DAV server's address as a string"), "{e}");
+        let e = failed(json!({"source_dav_pin": FP}));
+        assert!(e.starts_with("source_dav_pin: no source DAV server is set up yet"), "{e}");
+        let e = failed(json!({"source_dav": "dav.gammal.se", "source_dav_pin": "abc"}));
+        assert!(e.contains("source_dav_pin: ") && e.contains("not a SHA-256 fingerprint"), "{e}");
+        assert_eq!((store.dav_server("source").unwrap(), store.dav_server("target").unwrap()), (None, None));
+        assert!(store.settings().unwrap().mirror, "the refused request's mirror was not stored either");
+
+        apply_json(&store, &json!({"source_dav": " dav.gammal.se ", "source_dav_pin": FP, "target_dav": "http://127.0.0.1:5232/"}))
+            .unwrap();
+        let source = store.dav_server("source").unwrap().unwrap();
+        assert_eq!(source.url, "dav.gammal.se");
+        assert_eq!(source.pin_sha256.as_deref(), Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
+        let status = dav_status_json(&store);
+        assert_eq!(
+            status,
+            json!({"source": {"url": "dav.gammal.se", "pinned": true}, "target": {"url": "http://127.0.0.1:5232/", "pinned": false}})
+        );
+        // The same host at a path keeps the pin; another host drops it; null removes the side.
+        apply_json(&store, &json!({"source_dav": "https://DAV.gammal.se/dav/"})).unwrap();
+        assert!(store.dav_server("source").unwrap().unwrap().pin_sha256.is_some());
+        apply_json(&store, &json!({"source_dav": "https://dav2.gammal.se/"})).unwrap();
+        assert_eq!(store.dav_server("source").unwrap().unwrap().pin_sha256, None);
+        apply_json(&store, &json!({"target_dav": null})).unwrap();
+        assert_eq!(store.dav_server("target").unwrap(), None);
+        assert_eq!(dav_status_json(&store)["target"], Value::Null);
+        // The command line's words: off removes, a pin alone changes only the pin.
+        let change = DavChange::from_args(None, Some(FP));
+        let plan = dav_plan(&store, "source", &change, ["--source-dav", "--source-dav-pin"]).unwrap().unwrap().unwrap();
+        assert_eq!((plan.url.as_str(), plan.pin_sha256.is_some()), ("https://dav2.gammal.se/", true));
+        let off = DavChange::from_args(Some("off"), None);
+        assert_eq!(dav_plan(&store, "source", &off, ["--source-dav", "--source-dav-pin"]).unwrap(), Some(None));
+        let e = dav_plan(&store, "source", &DavChange::from_args(Some("ftp://x/"), None), ["--source-dav", "--source-dav-pin"]);
+        assert!(e.unwrap_err().to_string().starts_with("--source-dav: the DAV address must begin with https://"));
+        assert_eq!(dav_line("source", None), "source calendars and contacts (CalDAV/CardDAV): none set up; they are moved by hand");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

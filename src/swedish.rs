@@ -98,6 +98,44 @@ const CATALOG: &[(&str, &str)] = &[
         "mirror måste vara on eller off (fick {}): on gör att den nya servern följer användarnas flyttar och raderingar på den gamla servern tills de har gått över, off lämnar den nya servern orörd",
     ),
     ("mirror must be \"on\" or \"off\"", "mirror måste vara \"on\" eller \"off\""),
+    // The DAV servers (issue 19): `dav::url`'s sentences after the key, and setup's own.
+    (
+        "{}: the DAV address is empty: give e.g. https://dav.example.com/ or a host name",
+        "{}: DAV-adressen är tom: ange t.ex. https://dav.example.com/ eller ett värdnamn",
+    ),
+    (
+        "{}: the DAV address is not a URL: give e.g. https://dav.example.com/",
+        "{}: DAV-adressen är ingen URL: ange t.ex. https://dav.example.com/",
+    ),
+    (
+        "{}: the DAV address must begin with https:// (or http:// to a server on this machine)",
+        "{}: DAV-adressen måste börja med https:// (eller http:// till en server på den här maskinen)",
+    ),
+    (
+        "{}: the DAV address must not hold a login or password: the account list gives them",
+        "{}: DAV-adressen får inte innehålla inloggning eller lösenord: de anges i kontolistan",
+    ),
+    (
+        "{}: the DAV address must not hold a query (?) or fragment (#)",
+        "{}: DAV-adressen får inte innehålla en fråga (?) eller ett fragment (#)",
+    ),
+    (
+        "{}: the DAV address has a path but no https://: write https://{}",
+        "{}: DAV-adressen har en sökväg men inget https://: skriv https://{}",
+    ),
+    (
+        "{}: http:// (without TLS) is allowed only to a server on this machine; use https://{}",
+        "{}: http:// (utan TLS) är tillåtet bara till en server på den här maskinen; använd https://{}",
+    ),
+    ("{}: the DAV address has no valid host name", "{}: DAV-adressen har inget giltigt värdnamn"),
+    (
+        "{} must be the DAV server's address as a string (e.g. \"dav.example.com\"), or null to remove it",
+        "{} måste vara DAV-serverns adress som text (t.ex. \"dav.example.com\"), eller null för att ta bort den",
+    ),
+    (
+        "{}: no {} DAV server is set up yet, so there is nothing to pin: give its address too ({})",
+        "{}: ingen DAV-server är inställd för {} ännu, så det finns inget att lita på: ange dess adress också ({})",
+    ),
     // The switch (issue 17) and accounts one at a time.
     ("no account {}: see the account list (postflytt status)", "inget konto {}: se kontolistan (postflytt status)"),
     (

@@ -271,6 +271,8 @@ const DICT = {
     "f.pin": "Trust certificate by fingerprint (SHA-256)",
     "f.pin_hint": "Only for an old server with an expired or self-signed certificate. Leave empty to check the certificate normally.",
     "f.pin_hint_target": "Only for a new server whose certificate cannot be checked the normal way. Leave empty to check it normally.",
+    "f.dav": "Calendars and contacts (CalDAV/CardDAV)",
+    "f.dav_hint": "Optional. A host name is enough (e.g. dav.example.com); a full https:// address also works. Leave empty to move calendars and contacts by hand.",
     "f.mx": "MX hosts of the new host, one per line",
     "f.mx_hint": "A * matches any part, e.g. *.mail.protection.outlook.com.",
     "f.interval": "Minutes between passes",
@@ -683,6 +685,8 @@ const DICT = {
     "f.pin": "Lita på certifikatet via fingeravtryck (SHA-256)",
     "f.pin_hint": "Bara för en gammal server med utgånget eller egensignerat certifikat. Lämna tomt för vanlig kontroll av certifikatet.",
     "f.pin_hint_target": "Bara för en ny server vars certifikat inte kan kontrolleras på vanligt sätt. Lämna tomt för vanlig kontroll.",
+    "f.dav": "Kalender och kontakter (CalDAV/CardDAV)",
+    "f.dav_hint": "Valfritt. Ett värdnamn räcker (t.ex. dav.example.com); en hel https://-adress går också. Lämna tomt för att flytta kalendrar och kontakter för hand.",
     "f.mx": "Nya serverns MX-värdar, en per rad",
     "f.mx_hint": "En * matchar vilken del som helst, t.ex. *.mail.protection.outlook.com.",
     "f.interval": "Minuter mellan omgångarna",
@@ -1980,6 +1984,7 @@ function fillSetup() {
     put(pre + "-host", e.host);
     put(pre + "-port", e.port);
     put(pre + "-pin", e.pin_sha256);
+    put(pre + "-dav", davUrl(s, side));
     if (e.tls === "implicit" || e.tls === "starttls" || e.tls === "plain") $(pre + "-tls").value = e.tls;
     if (!$(pre + "-port").value) $(pre + "-port").value = $(pre + "-tls").value === "implicit" ? "993" : "143";
     const kind = s[side + "_kind"] === "m365" ? "m365" : "imap";
@@ -1999,9 +2004,19 @@ function fillSetup() {
   S.setupFilled = true;
 }
 
+// A side's DAV server address as the status has it, "" when none is set up.
+function davUrl(s, side) {
+  const d = s && s.dav && s.dav[side];
+  return d && typeof d.url === "string" ? d.url : "";
+}
+
 function setupBody() {
   const body = {};
   const val = (id) => $(id).value.trim();
+  // The DAV servers: sent when changed; an emptied field removes the side's (null).
+  for (const [side, pre] of [["source", "src"], ["target", "tgt"]]) {
+    if (val(pre + "-dav") !== davUrl(S.status, side)) body[side + "_dav"] = val(pre + "-dav") || null;
+  }
   for (const [side, pre] of [["source", "src"], ["target", "tgt"]]) {
     const host = val(pre + "-host");
     if (!host) continue;

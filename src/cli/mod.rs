@@ -204,6 +204,9 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     for line in crate::admin_login::status_lines(&store)? {
         println!("{line}");
     }
+    for side in ["source", "target"] {
+        println!("{}", crate::setup::dav_line(side, store.dav_server(side)?.as_ref()));
+    }
     // 2 when an account needs a person: a login the check found failing, mail that will not fit, or a
     // failed last pass.
     Ok(if attention { ExitCode::from(2) } else { ExitCode::SUCCESS })

@@ -1,5 +1,5 @@
-//! The `setup` verb: the servers, the cutover, the package, the operator's filter and folder choice,
-//! admin logins and e-mail notices, each checked before anything is stored (the same rules as
+//! The `setup` verb: the servers (the DAV ones too), the cutover, the package, the operator's filter
+//! and folder choice, admin logins and e-mail notices, each checked before anything is stored (the same rules as
 //! `POST /api/setup`), then stored and said back; and the lines `setup` and `status` share (the
 //! cutover, mirroring, staging).
 
@@ -184,6 +184,19 @@ pub struct SetupArgs {
     /// remove the source's admin login (and its stored password)
     #[argh(switch)]
     no_source_admin: bool,
+    /// the old host's calendar and contacts (CalDAV/CardDAV) server: https://HOST/PATH, or a host
+    /// name alone (found through /.well-known/); off removes it
+    #[argh(option)]
+    source_dav: Option<String>,
+    /// trust the source DAV server's certificate by its SHA-256 fingerprint (off removes the pin)
+    #[argh(option)]
+    source_dav_pin: Option<String>,
+    /// the new host's calendar and contacts (CalDAV/CardDAV) server, as --source-dav
+    #[argh(option)]
+    target_dav: Option<String>,
+    /// trust the target DAV server's certificate by its SHA-256 fingerprint (off removes the pin)
+    #[argh(option)]
+    target_dav_pin: Option<String>,
 }
 
 pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
@@ -234,6 +247,12 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
         }
     }
     let admins = admin_plans(&store, setup)?;
+    let mut davs = Vec::new();
+    for (side, url, pin) in [("source", &setup.source_dav, &setup.source_dav_pin), ("target", &setup.target_dav, &setup.target_dav_pin)] {
+        let change = crate::setup::DavChange::from_args(url.as_deref(), pin.as_deref());
+        let names = [format!("--{side}-dav"), format!("--{side}-dav-pin")];
+        davs.extend(crate::setup::dav_plan(&store, side, &change, [&names[0], &names[1]])?.map(|plan| (side, plan)));
+    }
     // Every check done: the folder choice is stored with the rest.
     if !folder_change.is_empty() {
         println!("{}", crate::folder_setup::apply(&store, &folder_change)?);
@@ -254,6 +273,11 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     set_m365_apps(&store, setup)?;
     for (side, plan) in admins {
         println!("{}", crate::admin_login::apply(&store, side, plan)?);
+    }
+    for (side, setting) in davs {
+        store.set_dav_server(side, setting.as_ref())?;
+        println!("{}", crate::setup::dav_line(side, setting.as_ref()));
+        // the side test: see dav
     }
     setup_notify(&store, setup)?;
     if let Some(on) = mirror {

@@ -66,6 +66,9 @@ pub struct AccountRow {
     pub aliases: Vec<String>,
     /// The folder patterns of the "Exkludera mappar" column (`folder_choice`); None without the column.
     pub exclude_folders: Option<Vec<String>>,
+    /// The account's own DAV logins (issue 19), each None when its cell is empty or the list has no
+    /// such column: the engine then uses the mail login and password.
+    pub dav: crate::store::DavLogins,
 }
 
 /// A successful import: the accounts, and what was noticed but did not stop it.
@@ -223,7 +226,14 @@ pub fn save(store: &crate::store::Store, accounts: &[AccountRow]) -> anyhow::Res
     let sealed = accounts
         .iter()
         .map(|row| {
-            store.seal_account(&row.source_login, &row.source_password, &row.target_login, row.target_password.as_ref(), &row.aliases)
+            let sealed = store.seal_account(
+                &row.source_login,
+                &row.source_password,
+                &row.target_login,
+                row.target_password.as_ref(),
+                &row.aliases,
+            )?;
+            store.seal_dav_logins(sealed, &row.dav)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut kept_folder_choice = Vec::new();
@@ -516,6 +526,63 @@ pub fn column_letter(index: usize) -> String {
 mod tests {
     use super::*;
     use crate::import::test_support::*;
+
+    /// Every byte of the data directory's database files, to look for a password in the clear.
+    fn database_bytes(dir: &Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in ["postflytt.sqlite", "postflytt.sqlite-wal"] {
+            bytes.extend(std::fs::read(dir.join(name)).unwrap_or_default());
+        }
+        bytes
+    }
+
+    fn holds(bytes: &[u8], text: &str) -> bool {
+        bytes.windows(text.len()).any(|w| w == text.as_bytes())
+    }
+
+    #[test]
+    fn dav_logins_in_english_and_swedish_are_sealed_and_wiped_with_the_mail_passwords() {
+        // English and Swedish headers, in any order, with the mail columns' spellings.
+        let english = "Email address;Password;Source DAV login;Source DAV password;Target DAV login;target dav password\n\
+                       anna@x.se;Sommar2024!;anna.cal;DavGammal-1;;DavNy-2\n\
+                       bo@x.se;Vinter#99;;;;\n";
+        let swedish = "E-post;Lösenord;Målets DAV-lösenord;Källans DAV-inloggning;Källans DAV-lösenord;Målets DAV-inloggning\n\
+                       anna@x.se;Sommar2024!;DavNy-2;anna.cal;DavGammal-1;\n";
+        for text in [english, swedish] {
+            let rows = accounts("accounts.csv", text);
+            let dav = &rows[0].dav;
+            assert_eq!((dav.source_login.as_deref(), dav.target_login.as_deref()), (Some("anna.cal"), None), "{text}");
+            assert_eq!(dav.source_password.as_ref().map(Secret::expose), Some("DavGammal-1"));
+            assert_eq!(dav.target_password.as_ref().map(Secret::expose), Some("DavNy-2"));
+        }
+        let bad = problems("E-post;Lösenord;Källans DAV-inloggning\nanna@x.se;Sommar2024!;anna cal@x.se\n");
+        assert!(bad.to_string().contains("Källans DAV-inloggning"), "a DAV login is checked like a mail login: {bad}");
+
+        let dir = std::env::temp_dir().join(format!("postflytt-import-dav-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(&dir).unwrap();
+        save(&store, &accounts("accounts.csv", english)).unwrap();
+        let all = store.accounts(&[]).unwrap();
+        let (anna, bo) = (&all[0], &all[1]);
+        assert_eq!((anna.source_dav_login.as_deref(), anna.target_dav_login.as_deref()), (Some("anna.cal"), None));
+        assert_eq!(anna.source_dav_password.as_ref().map(Secret::expose), Some("DavGammal-1"));
+        assert_eq!(anna.target_dav_password.as_ref().map(Secret::expose), Some("DavNy-2"));
+        assert!(bo.source_dav_login.is_none() && bo.source_dav_password.is_none() && bo.target_dav_password.is_none(), "empty is None");
+        let bytes = database_bytes(&dir);
+        assert!(holds(&bytes, "anna.cal"), "the login is in the clear, as the mail logins are");
+        assert!(!holds(&bytes, "DavGammal-1") && !holds(&bytes, "DavNy-2"), "the DAV passwords are sealed");
+        // A re-import sets them as the list has them now, like the mail passwords.
+        save(&store, &accounts("accounts.csv", "E-post;Lösenord;Målets DAV-lösenord\nanna@x.se;Sommar2024!;Bytt-3\n")).unwrap();
+        let anna = store.accounts(&["anna@x.se".into()]).unwrap().remove(0);
+        assert_eq!((anna.source_dav_login, anna.source_dav_password.is_none()), (None, true));
+        assert_eq!(anna.target_dav_password.as_ref().map(Secret::expose), Some("Bytt-3"));
+        // The finish's purge wipes them with the mail passwords.
+        store.purge().unwrap();
+        let anna = store.accounts(&["anna@x.se".into()]).unwrap().remove(0);
+        assert!(anna.target_dav_password.is_none() && anna.source_password.is_none());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn limits() {

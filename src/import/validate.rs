@@ -25,10 +25,26 @@ pub(super) enum Field {
     Aliases,
     /// Folder patterns left out of this account (issue 18; `folder_choice`), optional.
     ExcludeFolders,
+    /// The account's own logins on the DAV servers (issue 19), optional: empty means the mail login
+    /// and password of the same side.
+    SourceDavLogin,
+    SourceDavPassword,
+    TargetDavLogin,
+    TargetDavPassword,
 }
 
-const FIELDS: [Field; 6] =
-    [Field::SourceLogin, Field::SourcePassword, Field::TargetLogin, Field::TargetPassword, Field::Aliases, Field::ExcludeFolders];
+const FIELDS: [Field; 10] = [
+    Field::SourceLogin,
+    Field::SourcePassword,
+    Field::TargetLogin,
+    Field::TargetPassword,
+    Field::Aliases,
+    Field::ExcludeFolders,
+    Field::SourceDavLogin,
+    Field::SourceDavPassword,
+    Field::TargetDavLogin,
+    Field::TargetDavPassword,
+];
 
 impl Field {
     fn describe(self) -> &'static str {
@@ -39,6 +55,10 @@ impl Field {
             Field::TargetPassword => "the password on the new server",
             Field::Aliases => "the aliases",
             Field::ExcludeFolders => "the folders to leave out",
+            Field::SourceDavLogin => "the calendar and contacts login on the old server",
+            Field::SourceDavPassword => "the calendar and contacts password on the old server",
+            Field::TargetDavLogin => "the calendar and contacts login on the new server",
+            Field::TargetDavPassword => "the calendar and contacts password on the new server",
         }
     }
 
@@ -74,6 +94,12 @@ impl Field {
             Field::TargetPassword => &["Nytt lösenord", "Target password", "New password"],
             Field::Aliases => &["Alias", "Aliases", "Aliasadresser", "Aliasadress", "Alias addresses"],
             Field::ExcludeFolders => &["Exkludera mappar", "Exclude folders", "Uteslut mappar", "Mappar att utesluta", "Excluded folders"],
+            // "Source"/"Källans" and "Target"/"Målets" like the mail columns' names; "Gammal"/"Ny" and
+            // "Old"/"New" as the mail columns also take.
+            Field::SourceDavLogin => &["Källans DAV-inloggning", "Source DAV login", "Gammal DAV-inloggning", "Old DAV login"],
+            Field::SourceDavPassword => &["Källans DAV-lösenord", "Source DAV password", "Gammalt DAV-lösenord", "Old DAV password"],
+            Field::TargetDavLogin => &["Målets DAV-inloggning", "Target DAV login", "Ny DAV-inloggning", "New DAV login"],
+            Field::TargetDavPassword => &["Målets DAV-lösenord", "Target DAV password", "Nytt DAV-lösenord", "New DAV password"],
         }
     }
 }
@@ -315,6 +341,15 @@ fn check_row(
         problems.push(problem(Field::ExcludeFolders, e.to_string()));
     }
 
+    // The DAV logins (issue 19): a login is checked like the mail ones; an empty cell is None.
+    let mut dav_login = |field: Field| -> Option<String> {
+        let login = cell(field).trim();
+        if let Some(message) = (!login.is_empty()).then(|| login_problem(login)).flatten() {
+            problems.push(problem(field, message));
+        }
+        (!login.is_empty()).then(|| login.to_string())
+    };
+    let (source_dav_login, target_dav_login) = (dav_login(Field::SourceDavLogin), dav_login(Field::TargetDavLogin));
     // Passwords are taken out of the grid, not copied, so the `Secret` owns (and later wipes) the only
     // buffer; none of the messages below quote them.
     let password_cell = |row: &mut GridRow, field: Field| -> String {
@@ -343,7 +378,25 @@ fn check_row(
         Some(target_password)
     };
 
-    Some(AccountRow { row: number, source_login, source_password, target_login, target_password, aliases, exclude_folders })
+    // The DAV passwords (issue 19), taken out of the grid like the mail ones; an empty cell is None.
+    let mut dav_password = |row: &mut GridRow, field: Field| -> Option<Secret> {
+        let password = Secret::from(password_cell(row, field));
+        if password.expose().trim().is_empty() {
+            return None;
+        }
+        if has_outer_space(password.expose()) {
+            warnings.push(problem(field, "the password begins or ends with a space; it is used exactly as written".to_string()));
+        }
+        Some(password)
+    };
+    let dav = crate::store::DavLogins {
+        source_login: source_dav_login,
+        source_password: dav_password(row, Field::SourceDavPassword),
+        target_login: target_dav_login,
+        target_password: dav_password(row, Field::TargetDavPassword),
+    };
+
+    Some(AccountRow { row: number, source_login, source_password, target_login, target_password, aliases, exclude_folders, dav })
 }
 
 fn is_example_login(login: &str) -> bool {
@@ -368,7 +421,9 @@ fn check_cell_kinds(columns: &Columns, row: &GridRow, report: &mut impl FnMut(Fi
                 let code = row.cells.get(index).map_or("", String::as_str);
                 report(field, format!("the cell shows the formula error {}; type the value in instead", shown(code)), true);
             }
-            CellKind::NotText if matches!(field, Field::SourcePassword | Field::TargetPassword) => {
+            CellKind::NotText
+                if matches!(field, Field::SourcePassword | Field::TargetPassword | Field::SourceDavPassword | Field::TargetDavPassword) =>
+            {
                 report(
                     field,
                     "the password is a number or date in the sheet, not text; it is used as \

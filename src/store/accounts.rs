@@ -18,6 +18,33 @@ pub struct Account {
     pub source_password: Option<Secret>,
     pub target_password: Option<Secret>,
     pub aliases: Vec<String>,
+    /// The account's own logins on the DAV servers (issue 19), None when the list gave none: the
+    /// engine then uses the mail login and password of that side.
+    // Until the engine reads them, within this session.
+    #[allow(dead_code)]
+    pub source_dav_login: Option<String>,
+    #[allow(dead_code)]
+    pub source_dav_password: Option<Secret>,
+    #[allow(dead_code)]
+    pub target_dav_login: Option<String>,
+    #[allow(dead_code)]
+    pub target_dav_password: Option<Secret>,
+}
+
+/// The DAV logins of one account as the list gives them (the four optional columns); an empty cell is
+/// None. A password is sealed with its column named in the associated data (`dav_aad`).
+#[derive(Debug, Clone, Default)]
+pub struct DavLogins {
+    pub source_login: Option<String>,
+    pub source_password: Option<Secret>,
+    pub target_login: Option<String>,
+    pub target_password: Option<Secret>,
+}
+
+/// The associated data a side's DAV password is sealed with: the column and the account, so a sealed
+/// DAV password can be neither moved to another account nor taken for the mail password.
+fn dav_aad(side: &str, source_login: &str) -> String {
+    format!("{side}_dav:{source_login}")
 }
 
 /// How an account's last pass ended (`account.state`): `New` until its first pass (the schema's
@@ -84,6 +111,10 @@ pub struct SealedAccount {
     target_login: String,
     target_password: Option<Vec<u8>>,
     aliases: String,
+    source_dav_login: Option<String>,
+    source_dav_password: Option<Vec<u8>>,
+    target_dav_login: Option<String>,
+    target_dav_password: Option<Vec<u8>>,
 }
 
 /// An account's row without its passwords, as the report lists it. `aliases` is the text as stored
@@ -123,7 +154,27 @@ impl Store {
             target_login: target_login.to_string(),
             target_password: sealed_target,
             aliases: aliases.join(","),
+            source_dav_login: None,
+            source_dav_password: None,
+            target_dav_login: None,
+            target_dav_password: None,
         })
+    }
+
+    /// Adds an account's DAV logins to its sealed row (an empty login or password counts as none).
+    /// Written by the same upsert, so a re-import sets them as the list has them, like the mail passwords.
+    pub fn seal_dav_logins(&self, mut sealed: SealedAccount, dav: &DavLogins) -> Result<SealedAccount> {
+        let login = |l: &Option<String>| l.as_deref().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string);
+        let password = |side: &str, p: &Option<Secret>| -> Result<Option<Vec<u8>>> {
+            match p {
+                Some(p) if !p.is_empty() => Ok(Some(self.seal(p, &dav_aad(side, &sealed.source_login))?)),
+                _ => Ok(None),
+            }
+        };
+        let (source, target) = (password("source", &dav.source_password)?, password("target", &dav.target_password)?);
+        (sealed.source_dav_login, sealed.source_dav_password) = (login(&dav.source_login), source);
+        (sealed.target_dav_login, sealed.target_dav_password) = (login(&dav.target_login), target);
+        Ok(sealed)
     }
 
     /// Inserts or updates one account by source login, in its own transaction; true when it is new.
@@ -146,7 +197,8 @@ impl Store {
     /// removed account is not among them (named, it is an error that says how to bring it back).
     pub fn accounts(&self, only: &[String]) -> Result<Vec<Account>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, source_login, target_login, source_password, target_password, aliases FROM account
+            "SELECT id, source_login, target_login, source_password, target_password, aliases,
+                    source_dav_login, source_dav_password, target_dav_login, target_dav_password FROM account
              WHERE removed_at IS NULL ORDER BY source_login",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -157,11 +209,13 @@ impl Store {
                 r.get::<_, Option<Vec<u8>>>(3)?,
                 r.get::<_, Option<Vec<u8>>>(4)?,
                 r.get::<_, String>(5)?,
+                [r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(8)?],
+                [r.get::<_, Option<Vec<u8>>>(7)?, r.get::<_, Option<Vec<u8>>>(9)?],
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, source_login, target_login, sp, tp, aliases) = row?;
+            let (id, source_login, target_login, sp, tp, aliases, [sdl, tdl], [sdp, tdp]) = row?;
             if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(&source_login)) {
                 continue;
             }
@@ -173,6 +227,11 @@ impl Store {
                 Some(sealed) => Some(self.key.open(&sealed, format!("target:{source_login}").as_bytes())?),
                 None => None,
             };
+            let dav_password = |side: &str, sealed: Option<Vec<u8>>| -> Result<Option<Secret>> {
+                sealed.map(|sealed| self.key.open(&sealed, dav_aad(side, &source_login).as_bytes())).transpose()
+            };
+            let (source_dav_password, target_dav_password) = (dav_password("source", sdp)?, dav_password("target", tdp)?);
+            let login = |l: Option<String>| l.filter(|l| !l.is_empty());
             out.push(Account {
                 id,
                 source_login,
@@ -180,6 +239,10 @@ impl Store {
                 source_password,
                 target_password,
                 aliases: aliases.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+                source_dav_login: login(sdl),
+                source_dav_password,
+                target_dav_login: login(tdl),
+                target_dav_password,
             });
         }
         for wanted in only {
@@ -247,12 +310,25 @@ impl Tx<'_> {
             )?;
         }
         self.conn().execute(
-            "INSERT INTO account (source_login, source_password, target_login, target_password, aliases)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO account (source_login, source_password, target_login, target_password, aliases,
+                 source_dav_login, source_dav_password, target_dav_login, target_dav_password)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (source_login) DO UPDATE SET source_password = excluded.source_password,
                  target_login = excluded.target_login, target_password = excluded.target_password,
-                 aliases = excluded.aliases, removed_at = NULL, paused_at = NULL",
-            params![account.source_login, account.source_password, account.target_login, account.target_password, account.aliases],
+                 aliases = excluded.aliases, removed_at = NULL, paused_at = NULL,
+                 source_dav_login = excluded.source_dav_login, source_dav_password = excluded.source_dav_password,
+                 target_dav_login = excluded.target_dav_login, target_dav_password = excluded.target_dav_password",
+            params![
+                account.source_login,
+                account.source_password,
+                account.target_login,
+                account.target_password,
+                account.aliases,
+                account.source_dav_login,
+                account.source_dav_password,
+                account.target_dav_login,
+                account.target_dav_password
+            ],
         )?;
         Ok(!existed)
     }
@@ -297,6 +373,39 @@ mod tests {
             (AccountState::Synced, None, Some(20), Some(10))
         );
         assert_eq!(store.account_progress().unwrap()[0].state.to_string(), "synced");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn dav_passwords_are_sealed_to_their_column_and_wiped_when_the_account_is_removed() {
+        let dir = std::env::temp_dir().join(format!("postflytt-store-accounts-dav-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let dav = DavLogins {
+            source_login: Some(" anna.cal ".into()),
+            source_password: Some(Secret::new("gammal")),
+            target_login: Some(String::new()),
+            target_password: Some(Secret::new("ny")),
+        };
+        let sealed = store.seal_account("a@x.se", &Secret::new("pw"), "a@y.se", None, &[]).unwrap();
+        let sealed = store.seal_dav_logins(sealed, &dav).unwrap();
+        store.write(|tx| tx.upsert_account(&sealed)).unwrap();
+        let a = store.accounts(&[]).unwrap().remove(0);
+        assert_eq!((a.source_dav_login.as_deref(), a.target_dav_login.as_deref()), (Some("anna.cal"), None), "trimmed; empty is None");
+        assert_eq!(
+            (a.source_dav_password.as_ref().map(Secret::expose), a.target_dav_password.as_ref().map(Secret::expose)),
+            (Some("gammal"), Some("ny"))
+        );
+        // Sealed to its column: the source's DAV password does not open as the target's or the mail one.
+        let sealed_source: Vec<u8> = store.conn.query_row("SELECT source_dav_password FROM account", [], |r| r.get(0)).unwrap();
+        assert!(store.key.open(&sealed_source, b"target_dav:a@x.se").is_err());
+        assert!(store.key.open(&sealed_source, b"source:a@x.se").is_err());
+        store.remove_account(a.id, 5).unwrap();
+        let left: (Option<Vec<u8>>, Option<Vec<u8>>) = store
+            .conn
+            .query_row("SELECT source_dav_password, target_dav_password FROM account", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(left, (None, None), "removed with the mail passwords");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -92,7 +92,8 @@ impl Store {
         self.conn.execute_batch("PRAGMA secure_delete = ON")?;
         let done = self.write(|tx| {
             tx.conn().execute(
-                "UPDATE account SET removed_at = ?2, paused_at = NULL, source_password = NULL, target_password = NULL WHERE id = ?1",
+                "UPDATE account SET removed_at = ?2, paused_at = NULL, source_password = NULL, target_password = NULL,
+                   source_dav_password = NULL, target_dav_password = NULL WHERE id = ?1",
                 params![account_id, at],
             )?;
             Ok(())

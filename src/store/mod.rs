@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod accounts;
+mod dav_settings;
 mod folder_choice;
 mod folders;
 mod holds;
@@ -36,7 +37,8 @@ mod switch;
 mod test_rows;
 mod verification;
 
-pub use accounts::{Account, AccountState};
+pub use accounts::{Account, AccountState, DavLogins};
+pub use dav_settings::DavSetting;
 pub use folder_choice::EXCLUDED_REASON;
 pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};
@@ -137,6 +139,64 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE account ADD COLUMN filter_applied TEXT;
      ALTER TABLE message ADD COLUMN left_out INTEGER;
      CREATE INDEX message_left_out ON message (folder_id) WHERE left_out IS NOT NULL;",
+    // 9: calendars and contacts (issue 19; docs/dav.md §2 is the contract, `dav` its queries). The
+    // account's own DAV logins per side (NULL: the mail login and password), the passwords sealed
+    // like the mail ones; `dav_checked` the DAV part of the check. `dav_collection`: each calendar or
+    // address book of the source and where it went; `dav_item`: each event, task or card, its staged
+    // body and its PUT journal (`push_state`), the mirror marks as for mail. Counts per pass, and a
+    // skip may name an item.
+    "ALTER TABLE account ADD COLUMN source_dav_login TEXT;
+     ALTER TABLE account ADD COLUMN source_dav_password BLOB;   -- sealed
+     ALTER TABLE account ADD COLUMN target_dav_login TEXT;
+     ALTER TABLE account ADD COLUMN target_dav_password BLOB;   -- sealed
+     ALTER TABLE account ADD COLUMN dav_checked TEXT;           -- JSON of the DAV part of the check
+     CREATE TABLE dav_collection (
+         id            INTEGER PRIMARY KEY,
+         account_id    INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+         kind          TEXT NOT NULL CHECK (kind IN ('calendar', 'addressbook')),
+         components    TEXT NOT NULL DEFAULT '',   -- 'VEVENT,VTODO' as the source says
+         source_href   TEXT NOT NULL,              -- path, percent-encoded as the server wrote it, normalised (§5)
+         target_href   TEXT,                       -- NULL until made or adopted
+         displayname   TEXT NOT NULL DEFAULT '',
+         colour        TEXT,
+         description   TEXT,
+         sync_token    TEXT,                       -- RFC 6578 token, else NULL
+         ctag          TEXT,                       -- getctag: unchanged means nothing to list
+         state         TEXT NOT NULL DEFAULT 'pending'
+                       CHECK (state IN ('pending', 'creating', 'present', 'skipped', 'gone', 'deleting')),
+         skip_reason   TEXT,                       -- 'shared_by_other_owner', 'subscription', ...
+         origin        TEXT,                       -- 'created' by us, or 'found' (never deleted by mirroring)
+         absent_listings INTEGER NOT NULL DEFAULT 0,
+         UNIQUE (account_id, source_href)
+     ) STRICT;
+     CREATE TABLE dav_item (
+         id            INTEGER PRIMARY KEY,
+         collection_id INTEGER NOT NULL REFERENCES dav_collection(id) ON DELETE CASCADE,
+         uid           TEXT,                       -- UID of the VEVENT/VTODO/VCARD; NULL until the body is read
+         source_href   TEXT NOT NULL,
+         source_etag   TEXT,
+         target_href   TEXT,                       -- chosen by us before the PUT (see §3)
+         target_etag   TEXT,                       -- NULL when the server gave none (it rewrote the item)
+         size          INTEGER NOT NULL DEFAULT 0,
+         sha256        BLOB,                       -- of the bytes as fetched
+         content_hash  BLOB,                       -- of the normalised content (§5, rewrite quirk)
+         body          BLOB,                       -- staged bytes, NULL once the target confirmed
+         push_state    TEXT NOT NULL DEFAULT 'pending'
+                       CHECK (push_state IN ('pending', 'putting', 'pushed', 'replacing', 'refused')),
+         origin        TEXT,                       -- 'put' by us, or 'found' on the target (never touched)
+         gone_at       INTEGER,                    -- the source no longer has it (mirroring, short-lived)
+         mirror        TEXT CHECK (mirror IN ('deleting')),
+         changed_at    INTEGER,                    -- the source changed it after it was pushed
+         UNIQUE (collection_id, source_href)
+     ) STRICT;
+     CREATE INDEX dav_item_push ON dav_item (collection_id, push_state);
+     CREATE INDEX dav_item_uid ON dav_item (collection_id, uid);
+     CREATE INDEX dav_item_target ON dav_item (collection_id, target_href);
+     CREATE INDEX dav_item_gone ON dav_item (collection_id) WHERE gone_at IS NOT NULL OR mirror IS NOT NULL;
+     ALTER TABLE pass ADD COLUMN dav_put INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE pass ADD COLUMN dav_replaced INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE pass ADD COLUMN dav_removed INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE skip ADD COLUMN dav_item_id INTEGER REFERENCES dav_item(id) ON DELETE SET NULL;",
 ];
 
 /// The newest schema version this build knows.
@@ -449,7 +509,7 @@ impl Store {
         self.conn.execute_batch(
             "PRAGMA secure_delete = ON;
              BEGIN;
-             UPDATE account SET source_password = NULL, target_password = NULL;
+             UPDATE account SET source_password = NULL, target_password = NULL, source_dav_password = NULL, target_dav_password = NULL;
              UPDATE message SET spool_bytes = 0 WHERE spool_bytes != 0;
              DELETE FROM setting WHERE key LIKE 'secret.%';
              COMMIT;
