@@ -5,4 +5,5 @@
 // Until the engine calls them, within this session.
 #![allow(dead_code)]
 
+pub mod content;
 pub mod url;
