@@ -6,4 +6,5 @@
 #![allow(dead_code)]
 
 pub mod content;
+pub mod href;
 pub mod url;
