@@ -8,3 +8,4 @@
 pub mod content;
 pub mod href;
 pub mod url;
+pub mod xml;
