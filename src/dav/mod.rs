@@ -5,5 +5,8 @@
 // Until the engine calls them, within this session.
 #![allow(dead_code)]
 
+pub mod content;
+pub mod href;
 pub mod http;
 pub mod url;
+pub mod xml;
