@@ -257,6 +257,8 @@ pub struct PassReport {
     pub repaired: u64,
     /// The users' moves and deletions on the old server followed on the target (`mirror`).
     pub mirror: crate::mirror::MirrorStats,
+    /// Calendars and contacts, when DAV servers are set up (`dav`).
+    pub dav: Option<crate::dav::DavStats>,
     pub error: Option<String>,
     pub seconds: f64,
     /// The operator paused or removed the account before or during its pass (`accounts_admin`): the
@@ -287,6 +289,9 @@ impl PassReport {
             line.push_str(&format!(", {}", self.mirror.line()));
         }
         line.push_str(&format!(" in {:.1} s", self.seconds));
+        if let Some(dav) = &self.dav {
+            line.push_str(&format!("\n    {}", dav.line()));
+        }
         for e in &self.folder_errors {
             line.push_str(&format!("\n    folder error: {e}"));
         }
@@ -354,6 +359,20 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
             }
         }
     }
+    // Calendars and contacts after the mail (it is what the customer waits for), with their own
+    // connections; their failure fails the account's pass but never undoes or stops its mail.
+    if report.held.is_none() && store.account_hold(account.id).ok().flatten().is_none() && !crate::fault::shutting_down() {
+        match crate::dav::pass_account(store, account).await {
+            Ok(stats) => report.dav = stats,
+            Err(e) => {
+                let failed = format!("calendars and contacts: {e:#}");
+                report.error = Some(match report.error.take() {
+                    Some(mail) => format!("{mail}; {failed}"),
+                    None => failed,
+                });
+            }
+        }
+    }
     // APPENDs the target asked to wait (counted by the push, across reconnects) with the other commands.
     report.throttled += report.push.throttled;
     report.seconds = started.elapsed().as_secs_f64();
@@ -370,6 +389,9 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
             throttled: report.throttled as i64,
             moved: report.mirror.moved as i64,
             removed: report.mirror.removed as i64,
+            dav_put: report.dav.as_ref().map_or(0, |d| d.put as i64),
+            dav_replaced: report.dav.as_ref().map_or(0, |d| d.replaced as i64),
+            dav_removed: report.dav.as_ref().map_or(0, |d| d.removed as i64),
         };
         let _ = store.write(|tx| tx.finish_pass(id, &totals));
     }

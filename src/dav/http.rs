@@ -137,7 +137,7 @@ pub fn kind_of(error: &anyhow::Error) -> Option<&HttpError> {
 
 /// An open connection and what was read from it past the last answer.
 struct Connection {
-    conn: Conn,
+    socket: Conn,
     buf: Vec<u8>,
     /// Bytes received for the request under way: none means a kept connection may have been closed
     /// while idle, so the request can be sent again on a new one.
@@ -258,7 +258,7 @@ impl HttpClient {
             let what = format!("{e:#}");
             e.context(if tls { HttpError::Tls(what) } else { HttpError::Unreachable(what) })
         })?;
-        self.connection = Some(Connection { conn, buf: Vec::new(), received: 0 });
+        self.connection = Some(Connection { socket: conn, buf: Vec::new(), received: 0 });
         Ok(())
     }
 
@@ -305,11 +305,11 @@ impl HttpClient {
         };
         connection.received = 0;
         let write = async {
-            connection.conn.write_all(head).await?;
+            connection.socket.write_all(head).await?;
             if !request.body.is_empty() {
-                connection.conn.write_all(request.body).await?;
+                connection.socket.write_all(request.body).await?;
             }
-            connection.conn.flush().await
+            connection.socket.flush().await
         };
         // A write into a connection the server closed while idle fails; the request never arrived.
         if let Err(error) = timed(per_read, write).await {
@@ -517,7 +517,7 @@ async fn read_to_close(c: &mut Connection, max_body: usize, per_read: Duration, 
 async fn fill(c: &mut Connection, per_read: Duration, origin: &str) -> std::result::Result<usize, HttpError> {
     let start = c.buf.len();
     c.buf.resize(start + READ_SIZE, 0);
-    let read = timed(per_read, c.conn.read(&mut c.buf[start..])).await;
+    let read = timed(per_read, c.socket.read(&mut c.buf[start..])).await;
     let n = *read.as_ref().unwrap_or(&0);
     c.buf.truncate(start + n);
     c.received += n;

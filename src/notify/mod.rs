@@ -541,6 +541,7 @@ mod tests {
             push: Default::default(),
             folder_errors: Vec::new(),
             throttled: 0,
+            dav: None,
             error: error.map(str::to_string),
             seconds: 0.0,
             repaired: 0,

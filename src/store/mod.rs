@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod accounts;
+pub mod dav;
 mod dav_settings;
 mod folder_choice;
 mod folders;

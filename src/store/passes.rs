@@ -73,6 +73,10 @@ pub struct PassTotals {
     /// The users' moves and deletions on the old server followed on the target (`mirror`).
     pub moved: i64,
     pub removed: i64,
+    /// Calendar and contact items put, replaced and removed on the target (`dav`).
+    pub dav_put: i64,
+    pub dav_replaced: i64,
+    pub dav_removed: i64,
 }
 
 impl Store {
@@ -141,7 +145,8 @@ impl Tx<'_> {
     pub fn finish_pass(&self, pass_id: i64, totals: &PassTotals) -> Result<()> {
         self.conn().execute(
             "UPDATE pass SET finished_at = ?2, staged = ?3, staged_bytes = ?4, appended = ?5, matched = ?6, flag_updates = ?7,
-               refused = ?8, error = ?9, throttled = ?10, moved = ?11, removed = ?12 WHERE id = ?1",
+               refused = ?8, error = ?9, throttled = ?10, moved = ?11, removed = ?12,
+               dav_put = ?13, dav_replaced = ?14, dav_removed = ?15 WHERE id = ?1",
             params![
                 pass_id,
                 now(),
@@ -154,7 +159,10 @@ impl Tx<'_> {
                 totals.error,
                 totals.throttled,
                 totals.moved,
-                totals.removed
+                totals.removed,
+                totals.dav_put,
+                totals.dav_replaced,
+                totals.dav_removed
             ],
         )?;
         Ok(())
