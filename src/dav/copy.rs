@@ -20,6 +20,9 @@ use crate::store::{Account, Store};
 const MULTIGET_HREFS: usize = 100;
 /// Expected bytes asked for in one multiget, by the listing's sizes: the batch is held in memory whole.
 const MULTIGET_BYTES: u64 = 4 << 20;
+/// Pages of one sync-collection answer followed before the collection fails for the pass: 10,000
+/// pages of Google's 230 items are 2.3 million, more than any calendar.
+const SYNC_PAGES_MAX: usize = 10_000;
 /// The longest server answer kept in a skip ledger entry.
 const SERVER_SAYS_MAX: usize = 300;
 
@@ -179,9 +182,25 @@ impl CollectionWork<'_> {
             && self.collection.ctag == props.ctag
             && self.collection.sync_token == props.sync_token
             && !self.store.dav_has_absent_items(self.collection.id)?;
+        let mut new_token = props.sync_token.clone();
         if !unchanged {
-            let members = self.list_source().await?;
-            let changes = self.store.write(|tx| tx.record_dav_listing(self.collection.id, &members))?;
+            // sync-collection (RFC 6578) from the token of the last pass when the collection offers it;
+            // a first listing, or a token the server no longer knows, lists every member by ETag.
+            let offers_sync = props.supports_sync_collection || props.sync_token.is_some();
+            let synced = match self.collection.sync_token.as_deref() {
+                Some(token) if offers_sync => self.sync_changes(token).await?,
+                _ => None,
+            };
+            let changes = match synced {
+                Some((changed, removed, token)) => {
+                    new_token = token;
+                    self.store.write(|tx| tx.record_dav_changes(self.collection.id, &changed, &removed))?
+                }
+                None => {
+                    let members = self.list_source().await?;
+                    self.store.write(|tx| tx.record_dav_listing(self.collection.id, &members))?
+                }
+            };
             fault::point("dav: changes listed");
             self.follow_deletions(&changes.first_absent).await?;
         }
@@ -193,7 +212,7 @@ impl CollectionWork<'_> {
             }
         }
         if !unchanged && !self.incomplete {
-            self.store.write(|tx| tx.record_dav_change_marks(self.collection.id, props.ctag.as_deref(), props.sync_token.as_deref()))?;
+            self.store.write(|tx| tx.record_dav_change_marks(self.collection.id, props.ctag.as_deref(), new_token.as_deref()))?;
             fault::point("dav: sync token recorded");
         }
         Ok(())
@@ -342,6 +361,86 @@ impl CollectionWork<'_> {
             members.push(ListedItem { href: item, etag: member.props.etag.clone(), size: member.props.content_length });
         }
         Ok(members)
+    }
+
+    /// The changes since `token` by sync-collection, following `dav_paged_507` (Google pages at about
+    /// 230 items; RFC 6578 §3.6): an answer holding a 507 for the collection itself is one page, and the
+    /// next is asked with the token it gave, until one comes without. Returns (new or changed members,
+    /// gone hrefs, the last token), or None when the server no longer knows the token: 403/409
+    /// `valid-sync-token` (RFC 6578 §3.2), or a 500 (`xandikos_sync_token_500`: xandikos 0.2.8
+    /// answers an unknown token with a plain-text 500). Then the caller lists every member.
+    async fn sync_changes(&mut self, token: &str) -> Result<Option<(Vec<ListedItem>, Vec<String>, Option<String>)>> {
+        let path = self.collection.source_href.clone();
+        let mut token = token.to_string();
+        // href -> the member (None: gone), the latest page winning.
+        let mut members: std::collections::BTreeMap<String, Option<ListedItem>> = std::collections::BTreeMap::new();
+        for _page in 0..SYNC_PAGES_MAX {
+            let body = xml::sync_collection(Some(&token));
+            let headers = [("Depth", "0"), ("Content-Type", "application/xml; charset=utf-8")];
+            let request = Request {
+                method: "REPORT",
+                path: &path,
+                headers: &headers,
+                body: &body,
+                max_body: MULTISTATUS_MAX,
+                point_after_send: None,
+            };
+            let response = self.send(false, &request).await?;
+            match response.status {
+                207 => {}
+                403 | 409 | 500 => {
+                    log::info!(
+                        "{}: the old server no longer knows the sync token of {path} ({}): listing it whole",
+                        self.account.source_login,
+                        response.status
+                    );
+                    return Ok(None);
+                }
+                _ => return Err(self.server_error("source", &response, &format!("a sync-collection report on {path}"))),
+            }
+            let answer = xml::parse_multistatus(&response.body)?;
+            drop(response);
+            let mut truncated = false;
+            for member in answer.responses {
+                let Some(href) = self.source.path_of(&member.href) else { continue };
+                if href::same(&href, &path) {
+                    truncated |= member.status == Some(507);
+                    continue;
+                }
+                if member.props.is_collection {
+                    continue;
+                }
+                match member.status {
+                    Some(404) => {
+                        members.insert(href, None);
+                    }
+                    Some(status) if status != 200 => {}
+                    _ => {
+                        let item = ListedItem { href: href.clone(), etag: member.props.etag.clone(), size: member.props.content_length };
+                        members.insert(href, Some(item));
+                    }
+                }
+            }
+            let Some(next) = answer.sync_token else {
+                bail!(DavError::Server { side: "source", status: 207, what: format!("a sync-collection report on {path} (no new token)") });
+            };
+            token = next;
+            if !truncated {
+                let (mut changed, mut removed) = (Vec::new(), Vec::new());
+                for (href, member) in members {
+                    match member {
+                        Some(item) => changed.push(item),
+                        None => removed.push(href),
+                    }
+                }
+                return Ok(Some((changed, removed, Some(token))));
+            }
+        }
+        Err(anyhow::Error::new(DavError::Server {
+            side: "source",
+            status: 507,
+            what: format!("{SYNC_PAGES_MAX} pages of changes of {path}"),
+        }))
     }
 
     /// Fetches one batch of items into staging by multiget; returns how many were staged.

@@ -365,29 +365,7 @@ impl Tx<'_> {
         }
         let now = now();
         for item in listed {
-            match known.remove(&item.href) {
-                None => {
-                    conn.execute(
-                        "INSERT INTO dav_item (collection_id, source_href, source_etag, size) VALUES (?1, ?2, NULL, ?3)",
-                        params![collection_id, item.href, item.size.unwrap_or(0) as i64],
-                    )?;
-                    changes.new += 1;
-                }
-                Some((id, etag, state, gone_at)) => {
-                    if gone_at.is_some() {
-                        conn.execute("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
-                    }
-                    let changed = item.etag.is_none() || etag.is_none() || item.etag != etag;
-                    if changed && state == "pushed" {
-                        conn.execute("UPDATE dav_item SET changed_at = ?2 WHERE id = ?1 AND changed_at IS NULL", params![id, now])?;
-                        changes.changed += 1;
-                    } else if changed && state == "refused" && etag.is_some() && item.etag != etag {
-                        // A refused item the user changed is tried again.
-                        conn.execute("UPDATE dav_item SET push_state = 'pending', body = NULL WHERE id = ?1", [id])?;
-                        changes.changed += 1;
-                    }
-                }
-            }
+            self.record_listed_item(collection_id, item, known.remove(&item.href), &mut changes)?;
         }
         for (_, (id, _, _, gone_at)) in known {
             if gone_at.is_none() {
@@ -396,6 +374,60 @@ impl Tx<'_> {
             }
         }
         Ok(changes)
+    }
+
+    /// Records what a sync-collection report (RFC 6578) said changed since the collection's token:
+    /// members new or changed, and members gone. A member it reports gone (404) is gone for sure, so the
+    /// mirror rule acts at once (nothing in `first_absent`).
+    pub fn record_dav_changes(&self, collection_id: i64, changed: &[ListedItem], removed: &[String]) -> Result<ListingChanges> {
+        let mut changes = ListingChanges::default();
+        let mut statement = self
+            .conn()
+            .prepare_cached("SELECT id, source_etag, push_state, gone_at FROM dav_item WHERE collection_id = ?1 AND source_href = ?2")?;
+        for item in changed {
+            let known =
+                statement.query_row(params![collection_id, item.href], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()?;
+            self.record_listed_item(collection_id, item, known, &mut changes)?;
+        }
+        for href in removed {
+            self.conn().execute(
+                "UPDATE dav_item SET gone_at = ?3 WHERE collection_id = ?1 AND source_href = ?2 AND gone_at IS NULL",
+                params![collection_id, href, now()],
+            )?;
+        }
+        Ok(changes)
+    }
+
+    /// One member of a listing against its row (id, source ETag, push state, gone_at), if it has one.
+    fn record_listed_item(
+        &self,
+        collection_id: i64,
+        item: &ListedItem,
+        known: Option<(i64, Option<String>, String, Option<i64>)>,
+        changes: &mut ListingChanges,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let Some((id, etag, state, gone_at)) = known else {
+            conn.execute(
+                "INSERT INTO dav_item (collection_id, source_href, source_etag, size) VALUES (?1, ?2, NULL, ?3)",
+                params![collection_id, item.href, item.size.unwrap_or(0) as i64],
+            )?;
+            changes.new += 1;
+            return Ok(());
+        };
+        if gone_at.is_some() {
+            conn.execute("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
+        }
+        let changed = item.etag.is_none() || etag.is_none() || item.etag != etag;
+        if changed && state == "pushed" {
+            conn.execute("UPDATE dav_item SET changed_at = ?2 WHERE id = ?1 AND changed_at IS NULL", params![id, now()])?;
+            changes.changed += 1;
+        } else if changed && state == "refused" && etag.is_some() && item.etag != etag {
+            // A refused item the user changed is tried again.
+            conn.execute("UPDATE dav_item SET push_state = 'pending', body = NULL WHERE id = ?1", [id])?;
+            changes.changed += 1;
+        }
+        Ok(())
     }
 
     /// Records the bytes fetched for an item. For a copy the source changed, the new bytes wait beside

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dav;
+pub mod dav_proxy;
 pub mod dnsmasq;
 pub mod dovecot;
 pub mod fixture;
