@@ -64,15 +64,19 @@ impl DavStats {
 pub async fn copy_account(store: &Store, account: &Account, source: &mut DavSide, target: &mut DavSide) -> Result<DavStats> {
     let mut stats = DavStats::default();
     let found = discover::collections(source).await?;
+    // A listing that found no home or nothing at all is not taken as every collection gone: a server
+    // answering half-way (a home set missing for a moment) must not get our calendars deleted.
+    let has_homes = !source.calendar_homes.is_empty() || !source.addressbook_homes.is_empty();
+    let trust_absences = has_homes && !found.is_empty();
     store.write(|tx| {
         let mut seen = Vec::with_capacity(found.len());
         for collection in &found {
             seen.push(tx.record_dav_collection(account.id, &listed_collection(collection))?);
         }
-        tx.mark_dav_collections_absent(account.id, &seen)
+        if trust_absences { tx.mark_dav_collections_absent(account.id, &seen) } else { Ok(()) }
     })?;
     fault::point("dav: collections discovered");
-    let mut target_hrefs: Option<Vec<(String, &'static str, String)>> = None;
+    let mut target_hrefs: Option<Vec<TargetCollection>> = None;
     for collection in store.dav_collections(account.id)? {
         if collection.state == "skipped" {
             stats.skipped_collections += 1;
@@ -87,6 +91,7 @@ pub async fn copy_account(store: &Store, account: &Account, source: &mut DavSide
             collection: &collection,
             stats: &mut stats,
             incomplete: false,
+            missed: Default::default(),
         };
         let result = match (collection.state.as_str(), listed) {
             ("deleting", _) => work.delete_collection().await,
@@ -95,13 +100,29 @@ pub async fn copy_account(store: &Store, account: &Account, source: &mut DavSide
             (_, Some(listed)) => work.copy_collection(listed, &mut target_hrefs).await,
         };
         if let Err(e) = result {
-            match super::kind_of(&e) {
-                Some(DavError::Server { .. }) => stats.errors.push(format!("{}: {e:#}", collection.displayname)),
-                _ => return Err(e),
+            if ends_the_phase(&e) {
+                return Err(e);
             }
+            stats.errors.push(format!("{}: {e:#}", collection.displayname));
         }
     }
     Ok(stats)
+}
+
+/// Whether an error stops the account's whole DAV phase for this pass (a refused login, a server that
+/// went away: the next collection would fail the same way) rather than one collection's work (a
+/// server's refusal, an answer too large or not XML, a shutdown asked for).
+fn ends_the_phase(error: &anyhow::Error) -> bool {
+    use super::http::HttpError;
+    if fault::shutting_down() {
+        return true;
+    }
+    match (super::kind_of(error), super::http::kind_of(error)) {
+        (Some(DavError::LoginRefused { .. } | DavError::NotDav { .. }), _) => true,
+        (Some(DavError::Server { .. }), _) => false,
+        (None, Some(HttpError::Unreachable(_) | HttpError::Tls(_) | HttpError::ConnectionLost(_) | HttpError::TimedOut(_))) => true,
+        _ => false,
+    }
 }
 
 fn listed_collection(found: &FoundCollection) -> ListedCollection {
@@ -115,6 +136,27 @@ fn listed_collection(found: &FoundCollection) -> ListedCollection {
         description: description.clone(),
         components: props.components.join(","),
         skip_reason: found.skip_reason.map(str::to_string),
+    }
+}
+
+/// A collection on the target as a pass sees it before making one: its href is taken, and it may be
+/// adopted when it is the user's own (not shared with them by another owner, which would put our items
+/// into a colleague's calendar).
+struct TargetCollection {
+    href: String,
+    kind: &'static str,
+    name: String,
+    adoptable: bool,
+}
+
+fn staged_item(id: i64, etag: Option<String>, body: Vec<u8>) -> StagedItem {
+    StagedItem {
+        id,
+        etag,
+        uid: content::uid_of(&body),
+        sha256: Sha256::digest(&body).to_vec(),
+        content_hash: content::content_hash(&body).to_vec(),
+        body,
     }
 }
 
@@ -147,6 +189,8 @@ struct CollectionWork<'a> {
     /// Some item asked for did not come: the listing's change marks are not recorded, so the next pass
     /// lists again.
     incomplete: bool,
+    /// Items asked for in this pass that did not come: not asked again until the next.
+    missed: std::collections::HashSet<i64>,
 }
 
 impl CollectionWork<'_> {
@@ -167,11 +211,7 @@ impl CollectionWork<'_> {
         self.send(true, &request).await
     }
 
-    async fn copy_collection(
-        &mut self,
-        listed: &FoundCollection,
-        target_hrefs: &mut Option<Vec<(String, &'static str, String)>>,
-    ) -> Result<()> {
+    async fn copy_collection(&mut self, listed: &FoundCollection, target_hrefs: &mut Option<Vec<TargetCollection>>) -> Result<()> {
         self.stats.collections += 1;
         let Some(target_href) = self.ensure_target_collection(target_hrefs).await? else { return Ok(()) };
         self.resolve_unfinished(&target_href).await?;
@@ -197,8 +237,13 @@ impl CollectionWork<'_> {
                     self.store.write(|tx| tx.record_dav_changes(self.collection.id, &changed, &removed))?
                 }
                 None => {
-                    let members = self.list_source().await?;
-                    self.store.write(|tx| tx.record_dav_listing(self.collection.id, &members))?
+                    let (members, whole) = self.list_source().await?;
+                    if whole {
+                        self.store.write(|tx| tx.record_dav_listing(self.collection.id, &members))?
+                    } else {
+                        self.incomplete = true;
+                        self.store.write(|tx| tx.record_dav_changes(self.collection.id, &members, &[]))?
+                    }
                 }
             };
             fault::point("dav: changes listed");
@@ -220,7 +265,7 @@ impl CollectionWork<'_> {
 
     /// The collection on the target: made now (journalled first), or resolved from an earlier pass. None
     /// when the target has nowhere to put it.
-    async fn ensure_target_collection(&mut self, target_hrefs: &mut Option<Vec<(String, &'static str, String)>>) -> Result<Option<String>> {
+    async fn ensure_target_collection(&mut self, target_hrefs: &mut Option<Vec<TargetCollection>>) -> Result<Option<String>> {
         let collection = self.collection;
         match (collection.state.as_str(), &collection.target_href) {
             ("present", Some(href)) => return Ok(Some(href.clone())),
@@ -245,20 +290,31 @@ impl CollectionWork<'_> {
         };
         if target_hrefs.is_none() {
             let found = discover::collections(self.target).await?;
-            *target_hrefs = Some(found.into_iter().map(|f| (f.href, f.kind, f.member.props.displayname.unwrap_or_default())).collect());
+            *target_hrefs = Some(
+                found
+                    .into_iter()
+                    .map(|f| TargetCollection {
+                        adoptable: f.skip_reason.is_none(),
+                        name: f.member.props.displayname.unwrap_or_default(),
+                        href: f.href,
+                        kind: f.kind,
+                    })
+                    .collect(),
+            );
         }
         let existing = target_hrefs.get_or_insert_with(Vec::new);
         let in_use: Vec<String> = self.store.dav_collections(self.account.id)?.into_iter().filter_map(|c| c.target_href).collect();
         // A collection of the same kind and name the new host already has (its default "Calendar" or
         // "Contacts", made when the user was) is where the users expect their items: adopted, never
         // deleted by mirroring (`found`). Each target collection takes one source collection.
-        let adoptable = existing.iter().find(|(href, kind, name)| {
-            *kind == collection.kind
+        let adoptable = existing.iter().find(|TargetCollection { href, kind, name, adoptable }| {
+            *adoptable
+                && *kind == collection.kind
                 && !collection.displayname.is_empty()
                 && name.trim().eq_ignore_ascii_case(collection.displayname.trim())
                 && !in_use.iter().any(|u| href::same(u, href))
         });
-        if let Some((href, _, _)) = adoptable {
+        if let Some(TargetCollection { href, .. }) = adoptable {
             let href = href.clone();
             self.store.write(|tx| {
                 tx.mark_dav_collection_creating(collection.id, &href)?;
@@ -275,12 +331,12 @@ impl CollectionWork<'_> {
         }
         let mut candidate = format!("{home}{slug}/");
         let mut n = 2;
-        while existing.iter().any(|(t, _, _)| href::same(t, &candidate)) || in_use.iter().any(|t| href::same(t, &candidate)) {
+        while existing.iter().any(|t| href::same(&t.href, &candidate)) || in_use.iter().any(|t| href::same(t, &candidate)) {
             candidate = format!("{home}{slug}-{n}/");
             n += 1;
         }
         let kind = if collection.kind == "calendar" { "calendar" } else { "addressbook" };
-        existing.push((candidate.clone(), kind, collection.displayname.clone()));
+        existing.push(TargetCollection { href: candidate.clone(), kind, name: collection.displayname.clone(), adoptable: false });
         self.store.write(|tx| tx.mark_dav_collection_creating(collection.id, &candidate))?;
         fault::point("dav: collection create journalled");
         self.create_collection(candidate).await.map(Some)
@@ -348,19 +404,30 @@ impl CollectionWork<'_> {
     }
 
     /// The source collection's members by ETag (PROPFIND Depth 1).
-    async fn list_source(&mut self) -> Result<Vec<ListedItem>> {
+    /// Also whether the listing is whole: a member named on another server, or a 507 for the
+    /// collection (the server cut its answer), means absences in it prove nothing.
+    async fn list_source(&mut self) -> Result<(Vec<ListedItem>, bool)> {
         let path = self.collection.source_href.clone();
         let listing = self.source.propfind_multistatus(&path, "1", &xml::propfind_members(), "the list of items").await?;
-        let mut members = Vec::with_capacity(listing.responses.len());
+        let mut members: Vec<ListedItem> = Vec::with_capacity(listing.responses.len());
+        let mut whole = true;
+        let mut seen = std::collections::HashSet::new();
         for member in listing.responses {
-            let Some(item) = self.source.path_of(&member.href) else { continue };
+            let Some(item) = self.source.path_of(&member.href) else {
+                whole = false;
+                continue;
+            };
             // `dav_collection_in_members`: the collection itself (and any sub-collection) is never an item.
-            if href::same(&item, &path) || member.props.is_collection || member.status.is_some_and(|s| s != 200) {
+            if href::same(&item, &path) {
+                whole &= member.status != Some(507);
+                continue;
+            }
+            if member.props.is_collection || member.status.is_some_and(|s| s != 200) || !seen.insert(item.clone()) {
                 continue;
             }
             members.push(ListedItem { href: item, etag: member.props.etag.clone(), size: member.props.content_length });
         }
-        Ok(members)
+        Ok((members, whole))
     }
 
     /// The changes since `token` by sync-collection, following `dav_paged_507` (Google pages at about
@@ -445,10 +512,13 @@ impl CollectionWork<'_> {
 
     /// Fetches one batch of items into staging by multiget; returns how many were staged.
     async fn fetch_batch(&mut self) -> Result<usize> {
-        let candidates = self.store.dav_items_to_fetch(self.collection.id, MULTIGET_HREFS)?;
+        let candidates = self.store.dav_items_to_fetch(self.collection.id, MULTIGET_HREFS + self.missed.len())?;
         let mut batch = Vec::new();
         let mut expected = 0;
-        for item in candidates {
+        for item in candidates.into_iter().filter(|i| !self.missed.contains(&i.id)) {
+            if batch.len() == MULTIGET_HREFS {
+                break;
+            }
             if item.size > DAV_ITEM_MAX as u64 {
                 let reason = format!("item larger than {}", crate::units::human_bytes(DAV_ITEM_MAX as u64));
                 let said = format!("{} bytes", item.size);
@@ -472,49 +542,82 @@ impl CollectionWork<'_> {
         let path = self.collection.source_href.clone();
         let request =
             Request { method: "REPORT", path: &path, headers: &headers, body: &body, max_body: MULTISTATUS_MAX, point_after_send: None };
-        let response = self.send(false, &request).await?;
-        if response.status != 207 {
-            return Err(self.server_error("source", &response, &format!("a multiget of {} items in {path}", batch.len())));
-        }
-        let listing = xml::parse_multistatus(&response.body)?;
-        drop(response);
         let mut staged = Vec::new();
-        for member in listing.responses {
-            let Some(href) = self.source.path_of(&member.href) else { continue };
-            let Some(item) = batch.iter().find(|i| href::same(&i.source_href, &href)) else { continue };
-            // Gone since the listing (a 404 member) or no data: the next listing says what became of it.
-            let Some(body) = member.props.data else { continue };
-            staged.push(StagedItem {
-                id: item.id,
-                etag: member.props.etag,
-                uid: content::uid_of(&body),
-                sha256: Sha256::digest(&body).to_vec(),
-                content_hash: content::content_hash(&body).to_vec(),
-                body,
-            });
+        let multiget = match self.send(false, &request).await {
+            Ok(response) if response.status == 207 => xml::parse_multistatus(&response.body).ok(),
+            Ok(_) => None,
+            Err(e) if ends_the_phase(&e) => return Err(e),
+            // An answer too large for memory (items listed without sizes): one at a time below.
+            Err(_) => None,
+        };
+        match multiget {
+            Some(listing) => {
+                for member in listing.responses {
+                    let Some(href) = self.source.path_of(&member.href) else { continue };
+                    let Some(item) = batch.iter().find(|i| href::same(&i.source_href, &href)) else { continue };
+                    // Gone since the listing (a 404 member) or no data: the next listing says what became of it.
+                    let Some(body) = member.props.data else { continue };
+                    staged.push(staged_item(item.id, member.props.etag, body));
+                }
+            }
+            // A server that fails the multiget (one broken item can make it answer 500 for all): each
+            // item by GET, so the broken one costs only itself.
+            None => {
+                for item in &batch {
+                    if let Some(one) = self.fetch_one(item.id, &item.source_href).await? {
+                        staged.push(one);
+                    }
+                }
+            }
         }
         let count = staged.len();
-        self.incomplete |= count < batch.len();
+        for item in &batch {
+            if !staged.iter().any(|s| s.id == item.id) {
+                // Not sent: asked again at the next pass (the next listing says whether it still exists),
+                // not again in this one, so the collection's other items go on.
+                self.missed.insert(item.id);
+                self.incomplete = true;
+            }
+        }
         self.store.write(|tx| staged.iter().try_for_each(|item| tx.stage_dav_item(item)))?;
         self.stats.staged += count as u64;
         fault::point_once("dav: items staged");
-        if count == 0 {
-            // Nothing of the batch came back: leave them to the next listing rather than ask forever.
-            let ids: Vec<i64> = batch.iter().map(|i| i.id).collect();
-            log::warn!("{}: the old calendar server sent none of {} items asked for in {path}", self.account.source_login, ids.len());
-            return Ok(0);
+        if count < batch.len() {
+            log::warn!("{}: the old calendar server sent {count} of {} items asked for in {path}", self.account.source_login, batch.len());
         }
-        Ok(count)
+        Ok(batch.len())
+    }
+
+    /// One item by GET: its bytes, or None when the server will not give it now (refused for size
+    /// when it is over `DAV_ITEM_MAX`).
+    async fn fetch_one(&mut self, id: i64, source_href: &str) -> Result<Option<StagedItem>> {
+        let request = Request { method: "GET", path: source_href, headers: &[], body: &[], max_body: DAV_ITEM_MAX, point_after_send: None };
+        match self.send(false, &request).await {
+            Ok(response) if response.status == 200 => {
+                let etag = response.etag();
+                Ok(Some(staged_item(id, etag, response.body)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if matches!(super::http::kind_of(&e), Some(super::http::HttpError::TooLarge { .. })) => {
+                let reason = format!("item larger than {}", crate::units::human_bytes(DAV_ITEM_MAX as u64));
+                self.store.write(|tx| tx.refuse_dav_item(self.account.id, id, &self.collection.displayname, &reason, None))?;
+                self.stats.refused += 1;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends what is staged; returns how many items were dealt with.
     async fn push_staged(&mut self, target_collection: &str) -> Result<usize> {
         let items = self.store.dav_items_to_push(self.collection.id, MULTIGET_HREFS)?;
         let count = items.len();
-        for item in items {
+        for mut item in items {
             if fault::shutting_down() {
                 bail!("stopping: the service is shutting down");
             }
+            // Read here, one at a time: a batch of rows holds no bodies (each may be up to 16 MiB).
+            item.body = self.store.dav_item_body(item.id)?;
             if item.push_state == "pending" {
                 self.put_new(&item, target_collection).await?;
             } else {
@@ -553,24 +656,28 @@ impl CollectionWork<'_> {
         };
         let response = self.send(true, &request).await?;
         let hash = content::content_hash(body);
-        match response.status {
-            200..=299 => {
+        let error = xml::parse_error(&response.body);
+        let uid_taken = error.conditions.iter().any(|c| c == "no-uid-conflict");
+        // `xandikos_put_multistatus` (xandikos 0.2.8): a refused PUT answered 207 with the real status
+        // (412 and `no-uid-conflict`) inside: never a success.
+        let inner = (response.status == 207)
+            .then(|| xml::parse_multistatus(&response.body).ok())
+            .flatten()
+            .and_then(|answer| answer.responses.iter().find_map(|m| m.status));
+        match (response.status, inner) {
+            (200 | 201 | 204, _) => {
                 self.store.write(|tx| tx.record_dav_pushed(item.id, &target_href, response.etag().as_deref(), &hash, "put"))?;
                 fault::point("dav: put recorded");
                 self.stats.put += 1;
             }
+            _ if uid_taken => self.uid_conflict(item, error.href.as_deref(), &response).await?,
             // Something is at our href already: an earlier attempt of ours whose answer was lost, or not ours.
-            412 => self.resolve_put(item, &target_href).await?,
-            403 | 409 => {
-                let error = xml::parse_error(&response.body);
-                if error.conditions.iter().any(|c| c == "no-uid-conflict") {
-                    self.uid_conflict(item, error.href.as_deref(), &response).await?;
-                } else {
-                    self.refuse(item, "the new server refused this item", &response)?;
-                }
+            (412, _) | (207, Some(412)) => self.resolve_put(item, &target_href, true).await?,
+            // Worth a try at the next pass: busy, locked, throttled, or the collection not there now.
+            (404 | 408 | 409 | 423 | 429, _) | (500..=599, _) | (207, _) => {
+                return Err(self.server_error("target", &response, &format!("PUT {target_href}")));
             }
-            400..=499 => self.refuse(item, "the new server refused this item", &response)?,
-            _ => return Err(self.server_error("target", &response, &format!("PUT {target_href}"))),
+            _ => self.refuse(item, "the new server refused this item", &response)?,
         }
         Ok(())
     }
@@ -582,28 +689,25 @@ impl CollectionWork<'_> {
         Ok(())
     }
 
-    /// Whether bytes the target serves are this item: the same bytes, the same content after the
-    /// server's rewriting (`dav_rewrites_on_put`), or the same UID at the href we chose for it.
-    fn is_ours(item: &DavItem, served: &[u8]) -> bool {
-        item.sha256.as_deref() == Some(Sha256::digest(served).as_slice())
-            || item.content_hash.as_deref() == Some(content::content_hash(served).as_slice())
-            || (item.uid.is_some() && content::uid_of(served) == item.uid)
-    }
-
     /// A journalled PUT whose outcome is unknown: the one href it names is looked at.
-    async fn resolve_put(&mut self, item: &DavItem, target_href: &str) -> Result<()> {
+    /// `after_412`: the server just said something is there, so a 404 now is not taken as "send again"
+    /// (which would go round forever), but as this collection's problem for the pass.
+    async fn resolve_put(&mut self, item: &DavItem, target_href: &str, after_412: bool) -> Result<()> {
         let response = self.get_target(target_href).await?;
         match response.status {
-            200 if Self::is_ours(item, &response.body) => {
-                let hash = match item.body.as_deref() {
-                    Some(body) => content::content_hash(body).to_vec(),
-                    None => item.content_hash.clone().unwrap_or_default(),
-                };
+            200 if Self::is_same_content(item, &response.body) => {
+                let hash = item.content_hash.clone().unwrap_or_else(|| content::content_hash(&response.body).to_vec());
                 self.store.write(|tx| tx.record_dav_pushed(item.id, target_href, response.etag().as_deref(), &hash, "put"))?;
                 self.stats.put += 1;
             }
+            // Our UID at the name we chose, other content: ours rewritten beyond what the content hash
+            // evens out, or someone's copy. Taken as found (never deleted by mirroring), with what it holds.
+            200 if item.uid.is_some() && content::uid_of(&response.body) == item.uid => {
+                let hash = content::content_hash(&response.body);
+                self.store.write(|tx| tx.record_dav_pushed(item.id, target_href, response.etag().as_deref(), &hash, "found"))?;
+            }
             200 => self.refuse(item, "the new server already has a different item at this name", &response)?,
-            404 | 410 => self.store.write(|tx| tx.mark_dav_pending(item.id))?,
+            404 | 410 if !after_412 => self.store.write(|tx| tx.mark_dav_pending(item.id))?,
             _ => return Err(self.server_error("target", &response, &format!("GET {target_href}"))),
         }
         Ok(())
@@ -622,7 +726,15 @@ impl CollectionWork<'_> {
             let response = self.get_target(&href).await?;
             if response.status == 200 && Self::is_same_content(item, &response.body) {
                 let hash = content::content_hash(&response.body);
-                self.store.write(|tx| tx.record_dav_pushed(item.id, &href, response.etag().as_deref(), &hash, "found"))?;
+                // Our own copy of an item the source now has under another href (renamed there, or a
+                // twin): the new row takes it over, so the old row's deletion cannot remove it.
+                let ours = self.store.dav_gone_copy_at(self.collection.id, &href)?;
+                self.store.write(|tx| {
+                    if let Some(old) = ours {
+                        tx.forget_dav_item(old)?;
+                    }
+                    tx.record_dav_pushed(item.id, &href, response.etag().as_deref(), &hash, if ours.is_some() { "put" } else { "found" })
+                })?;
                 return Ok(());
             }
         }
@@ -632,8 +744,14 @@ impl CollectionWork<'_> {
     /// The same bytes, or the same content after a server's rewriting: not only the same UID, since the
     /// copy is someone else's.
     fn is_same_content(item: &DavItem, served: &[u8]) -> bool {
-        let staged = item.body.as_deref().map(content::content_hash);
-        item.sha256.as_deref() == Some(Sha256::digest(served).as_slice()) || staged == Some(content::content_hash(served))
+        let served_hash = content::content_hash(served);
+        // The staged bytes' hash: from the body, or before the first PUT the column holds it.
+        let staged = match item.body.as_deref() {
+            Some(body) => Some(content::content_hash(body).to_vec()),
+            None if item.push_state != "pushed" => item.content_hash.clone(),
+            None => None,
+        };
+        item.sha256.as_deref() == Some(Sha256::digest(served).as_slice()) || staged.as_deref() == Some(served_hash.as_slice())
     }
 
     /// The href of the target item carrying this item's UID in the collection: by a UID query (RFC 4791
@@ -733,6 +851,10 @@ impl CollectionWork<'_> {
     /// the target's is kept and said so.
     fn still_ours(&mut self, item: &DavItem, current: &Response, new_hash: &[u8; 32]) -> Result<bool> {
         let target_href = item.target_href.clone().unwrap_or_default();
+        if !matches!(current.status, 200 | 404 | 410) {
+            // Busy, throttled, broken for a moment: no decision about the user's copy on that.
+            return Err(self.server_error("target", current, &format!("GET {target_href}")));
+        }
         if current.status == 200 {
             let served = content::content_hash(&current.body);
             if served == *new_hash {
@@ -765,7 +887,7 @@ impl CollectionWork<'_> {
                 self.delete_item(&item).await?;
             } else if item.push_state == "putting" {
                 match item.target_href.clone() {
-                    Some(href) => self.resolve_put(&item, &href).await?,
+                    Some(href) => self.resolve_put(&item, &href, false).await?,
                     None => self.store.write(|tx| tx.mark_dav_pending(item.id))?,
                 }
             } else if item.push_state == "replacing" {
@@ -794,9 +916,24 @@ impl CollectionWork<'_> {
             if just_marked.contains(&item.id) {
                 continue;
             }
-            let ours = item.origin.as_deref() == Some("put") && item.push_state == "pushed" && item.target_href.is_some();
-            if mirrors && ours {
-                self.store.write(|tx| tx.mark_dav_deleting(item.id))?;
+            let ours = item.origin.as_deref() == Some("put") && item.push_state == "pushed";
+            let wanted = match item.target_href.as_deref() {
+                Some(href) => self.store.dav_copy_still_wanted(self.collection.id, item.id, href, item.uid.as_deref())?,
+                None => false,
+            };
+            // The mirror rule read again inside the journal's transaction: a switch meanwhile stops it.
+            let journalled = mirrors
+                && ours
+                && !wanted
+                && item.target_href.is_some()
+                && self.store.write(|tx| {
+                    if !tx.still_mirrors(self.account.id)? {
+                        return Ok(false);
+                    }
+                    tx.mark_dav_deleting(item.id)?;
+                    Ok(true)
+                })?;
+            if journalled {
                 fault::point("dav: delete journalled");
                 self.delete_item(&item).await?;
             } else if item.push_state != "putting" && item.push_state != "replacing" {
@@ -812,8 +949,26 @@ impl CollectionWork<'_> {
             self.store.write(|tx| tx.forget_dav_item(item.id))?;
             return Ok(());
         };
+        let mut etag = item.target_etag.clone();
+        if etag.is_none() {
+            // The server gave no ETag for our copy (it rewrote it): look first, so a copy a user changed
+            // there is kept, and delete with the ETag it has now.
+            let current = self.get_target(&target_href).await?;
+            match current.status {
+                200 if item.content_hash.as_deref() == Some(content::content_hash(&current.body).as_slice()) => etag = current.etag(),
+                200 => {
+                    self.keep_changed_copy(item)?;
+                    return Ok(());
+                }
+                404 | 410 => {
+                    self.store.write(|tx| tx.forget_dav_item(item.id))?;
+                    return Ok(());
+                }
+                _ => return Err(self.server_error("target", &current, &format!("GET {target_href}"))),
+            }
+        }
         let mut headers = Vec::new();
-        if let Some(etag) = item.target_etag.as_deref() {
+        if let Some(etag) = etag.as_deref() {
             headers.push(("If-Match", etag));
         }
         let request = Request {
@@ -830,16 +985,20 @@ impl CollectionWork<'_> {
                 self.store.write(|tx| tx.forget_dav_item(item.id))?;
                 self.stats.removed += 1;
             }
-            412 => {
-                let reason = "deleted on the old server, but changed on the new one since it was copied: kept there";
-                self.store.write(|tx| {
-                    tx.forget_dav_item(item.id)?;
-                    tx.note_dav_skip(self.account.id, &self.collection.displayname, reason, None)
-                })?;
-                self.stats.kept += 1;
-            }
+            412 => self.keep_changed_copy(item)?,
             _ => return Err(self.server_error("target", &response, &format!("DELETE {target_href}"))),
         }
+        Ok(())
+    }
+
+    /// A copy the source deleted that a user changed on the target since: kept there, and said.
+    fn keep_changed_copy(&mut self, item: &DavItem) -> Result<()> {
+        let reason = "deleted on the old server, but changed on the new one since it was copied: kept there";
+        self.store.write(|tx| {
+            tx.forget_dav_item(item.id)?;
+            tx.note_dav_skip(self.account.id, &self.collection.displayname, reason, None)
+        })?;
+        self.stats.kept += 1;
         Ok(())
     }
 
@@ -859,13 +1018,22 @@ impl CollectionWork<'_> {
                     Some(path) => href::same(&path, &target_href) || our_hrefs.iter().any(|o| href::same(o, &path)),
                     None => false,
                 });
-                if only_ours {
-                    self.store.write(|tx| tx.mark_dav_collection_deleting(collection.id))?;
+                let journalled = only_ours
+                    && self.store.write(|tx| {
+                        if !tx.still_mirrors(self.account.id)? {
+                            return Ok(false);
+                        }
+                        tx.mark_dav_collection_deleting(collection.id)?;
+                        Ok(true)
+                    })?;
+                if journalled {
                     fault::point("dav: collection delete journalled");
                     return self.delete_collection().await;
                 }
-                let reason = "deleted on the old server, but the new one holds items we did not copy in it: kept there";
-                self.store.write(|tx| tx.note_dav_skip(self.account.id, &collection.displayname, reason, None))?;
+                if !only_ours {
+                    let reason = "deleted on the old server, but the new one holds items we did not copy in it: kept there";
+                    self.store.write(|tx| tx.note_dav_skip(self.account.id, &collection.displayname, reason, None))?;
+                }
             }
         }
         self.store.write(|tx| tx.forget_dav_collection(collection.id))?;

@@ -360,6 +360,10 @@ fn read_prop(p: &Node, props: &mut Props) {
     }
 }
 
+/// Names of missing properties kept per member: what a client asks is a dozen; a hostile answer
+/// repeating empty 404 properties would otherwise grow many times its size in memory.
+const MISSING_MAX: usize = 32;
+
 fn read_response(node: &Node) -> Member {
     let mut m = Member { href: node.href().unwrap_or_default(), ..Member::default() };
     m.status = node.child(Ns::Dav, "status").and_then(|s| status_code(&s.text));
@@ -369,7 +373,7 @@ fn read_response(node: &Node) -> Member {
             for p in &prop.children {
                 if ok {
                     read_prop(p, &mut m.props);
-                } else {
+                } else if m.missing.len() < MISSING_MAX {
                     m.missing.push(p.local.clone());
                 }
             }

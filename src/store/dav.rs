@@ -174,8 +174,10 @@ impl Store {
     /// Up to `limit` staged items waiting to be sent: new ones (`pending`) and changes to copies (`pushed`
     /// with `changed_at`).
     pub fn dav_items_to_push(&self, collection_id: i64, limit: usize) -> Result<Vec<DavItem>> {
+        // The bodies stay in the database: the writer reads each when it sends it (`dav_item_body`).
+        let columns = ITEM_COLUMNS.replace("body,", "NULL,");
         let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {ITEM_COLUMNS} FROM dav_item WHERE collection_id = ?1 AND body IS NOT NULL AND mirror IS NULL \
+            "SELECT {columns} FROM dav_item WHERE collection_id = ?1 AND body IS NOT NULL AND mirror IS NULL \
              AND (push_state = 'pending' OR (push_state = 'pushed' AND changed_at IS NOT NULL)) ORDER BY id LIMIT ?2"
         ))?;
         let rows = statement.query_map(params![collection_id, limit as i64], item_of)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -200,6 +202,39 @@ impl Store {
         ))?;
         let rows = statement.query_map([collection_id], item_of)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// An item's staged bytes, read one at a time by the writer.
+    pub fn dav_item_body(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn.query_row("SELECT body FROM dav_item WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
+    }
+
+    /// A row of ours the source no longer lists whose copy is at this target href, if any.
+    pub fn dav_gone_copy_at(&self, collection_id: i64, target_href: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM dav_item WHERE collection_id = ?1 AND target_href = ?2 AND gone_at IS NOT NULL AND origin = 'put' \
+                 AND push_state = 'pushed' AND mirror IS NULL",
+                params![collection_id, target_href],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether another row the source still lists holds the same target copy, or the same UID: then a
+    /// gone row's copy is not deleted (it is that row's now, or its twin's).
+    pub fn dav_copy_still_wanted(&self, collection_id: i64, id: i64, target_href: &str, uid: Option<&str>) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM dav_item WHERE collection_id = ?1 AND id != ?2 AND gone_at IS NULL \
+                 AND (target_href = ?3 OR (?4 IS NOT NULL AND uid = ?4)) LIMIT 1",
+                params![collection_id, id, target_href, uid],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// Whether a listing left out some item of the collection that no second listing has confirmed gone.
