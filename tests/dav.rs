@@ -568,3 +568,46 @@ fn jobb_href(client: &DavClient) -> String {
     let (cal_home, _) = client.homes();
     format!("{}/jobb/", cal_home.trim_end_matches('/'))
 }
+
+/// The new host already has a calendar of the same name (its default, or one the user made): it is
+/// adopted, not doubled. An event already there under another name is taken as the copy; one there
+/// with the same UID but other content is kept and its source skipped with the reason (xandikos
+/// answers such a PUT 207 with a 412 and `no-uid-conflict` inside, `xandikos_put_multistatus`, and
+/// names no href, `dav_no_uid_conflict_href`, so the event is found by a UID query).
+#[test]
+fn a_calendar_of_the_same_name_on_the_new_host_is_adopted_and_events_already_there_are_not_doubled() {
+    let (source_mail, target_mail) = mail_servers(&["anna"]);
+    let source = DavServer::radicale(&[("anna", "pw-src")]);
+    let target = DavServer::xandikos("anna");
+    let loaded = dav::load_fixture(&source, "anna");
+    let tgt = target.client("anna");
+    let (cal_home, _) = tgt.homes();
+    let theirs = format!("{}/egen-jobb/", cal_home.trim_end_matches('/'));
+    assert_eq!(tgt.mkcalendar(&theirs, dav::FIXTURE_CALENDAR, dav::FIXTURE_COLOR), 201);
+    let singles: Vec<&(String, Vec<u8>)> = loaded.events.iter().filter(|(p, _)| !p.contains("veckomote")).collect();
+    let (same, other) = (&singles[0].1, &singles[1].1);
+    assert_eq!(tgt.put(&format!("{theirs}redan-har.ics"), "text/calendar; charset=utf-8", same, true).0, 201);
+    let edited = String::from_utf8_lossy(other).replacen("SUMMARY:", "SUMMARY:Användarens egen: ", 1).into_bytes();
+    assert_eq!(tgt.put(&format!("{theirs}egen-version.ics"), "text/calendar; charset=utf-8", &edited, true).0, 201);
+
+    let m = Migration::new(&source_mail, Via::Plain, &target_mail, Via::Plain, &[("anna", "pw-src", "anna", "pw-tgt")]);
+    set_up_dav(&m, &source, &target);
+    let out = m.sync();
+    let line = dav_line(&out);
+    assert!(
+        line.contains(&format!("{} items copied", loaded.events.len() + loaded.contacts.len() - 2)) && line.contains("1 refused"),
+        "{out}"
+    );
+    let snapshot = dav_snapshot(&tgt);
+    let jobb = &snapshot[dav::FIXTURE_CALENDAR];
+    let want = &dav_snapshot(&source.client("anna"))[dav::FIXTURE_CALENDAR];
+    for uid in want.items.keys() {
+        assert_eq!(jobb.items.get(uid).map(Vec::len), Some(1), "UID {uid} on the target: {:?}", jobb.items.keys());
+    }
+    let other_uid = dav::prop_values(&dav::unfold(other), "UID")[0].clone();
+    let kept = String::from_utf8_lossy(&jobb.items[&other_uid][0]).into_owned();
+    assert!(kept.contains("Användarens egen"), "the user's own version was overwritten:\n{kept}");
+    // A second pass changes nothing and refuses nothing new.
+    let again = dav_numbers(&m.sync());
+    assert_eq!(again, DavNumbers::default());
+}

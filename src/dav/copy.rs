@@ -4,11 +4,13 @@
 //! a changed item replaced with `If-Match`; until the users switch, an item or collection the source
 //! lost for two listings deleted on the target when the copy is ours. Every PUT and DELETE is journalled
 //! in `store::dav` before it goes out, and a pass first resolves what an earlier one left mid-way by
-//! looking at the one href the journal names (`docs/dav.md` §3 and §4).
+//! looking at the one href the journal names (`docs/dav.md` §3 and §4). Where each collection goes on
+//! the target is `collections.rs`; the deletions, `deletions.rs`.
 
 use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 
+use super::collections::TargetCollection;
 use super::discover::{self, DavSide, FoundCollection};
 use super::http::{DAV_ITEM_MAX, MULTISTATUS_MAX, Request, Response};
 use super::{DavError, content, href, xml};
@@ -139,16 +141,6 @@ fn listed_collection(found: &FoundCollection) -> ListedCollection {
     }
 }
 
-/// A collection on the target as a pass sees it before making one: its href is taken, and it may be
-/// adopted when it is the user's own (not shared with them by another owner, which would put our items
-/// into a colleague's calendar).
-struct TargetCollection {
-    href: String,
-    kind: &'static str,
-    name: String,
-    adoptable: bool,
-}
-
 fn staged_item(id: i64, etag: Option<String>, body: Vec<u8>) -> StagedItem {
     StagedItem {
         id,
@@ -161,12 +153,12 @@ fn staged_item(id: i64, etag: Option<String>, body: Vec<u8>) -> StagedItem {
 }
 
 /// The extension and media type of an item in a collection of `kind`.
-fn item_type(kind: &str) -> (&'static str, &'static str) {
+pub(super) fn item_type(kind: &str) -> (&'static str, &'static str) {
     if kind == "calendar" { (".ics", "text/calendar; charset=utf-8") } else { (".vcf", "text/vcard; charset=utf-8") }
 }
 
 /// A server's answer, short, for the skip ledger.
-fn server_says(response: &Response) -> String {
+pub(super) fn server_says(response: &Response) -> String {
     let text = String::from_utf8_lossy(&response.body);
     let mut said = format!("{} {}", response.status, text.split_whitespace().collect::<Vec<_>>().join(" "));
     if said.len() > SERVER_SAYS_MAX {
@@ -179,26 +171,26 @@ fn server_says(response: &Response) -> String {
     said
 }
 
-struct CollectionWork<'a> {
-    store: &'a Store,
-    account: &'a Account,
-    source: &'a mut DavSide,
-    target: &'a mut DavSide,
-    collection: &'a DavCollection,
-    stats: &'a mut DavStats,
+pub(super) struct CollectionWork<'a> {
+    pub(super) store: &'a Store,
+    pub(super) account: &'a Account,
+    pub(super) source: &'a mut DavSide,
+    pub(super) target: &'a mut DavSide,
+    pub(super) collection: &'a DavCollection,
+    pub(super) stats: &'a mut DavStats,
     /// Some item asked for did not come: the listing's change marks are not recorded, so the next pass
     /// lists again.
-    incomplete: bool,
+    pub(super) incomplete: bool,
     /// Items asked for in this pass that did not come: not asked again until the next.
-    missed: std::collections::HashSet<i64>,
+    pub(super) missed: std::collections::HashSet<i64>,
 }
 
 impl CollectionWork<'_> {
-    fn server_error(&self, side: &'static str, response: &Response, what: &str) -> anyhow::Error {
+    pub(super) fn server_error(&self, side: &'static str, response: &Response, what: &str) -> anyhow::Error {
         anyhow::Error::new(DavError::Server { side, status: response.status, what: what.to_string() })
     }
 
-    async fn send(&mut self, on_target: bool, request: &Request<'_>) -> Result<Response> {
+    pub(super) async fn send(&mut self, on_target: bool, request: &Request<'_>) -> Result<Response> {
         let side = if on_target { &mut *self.target } else { &mut *self.source };
         let response = side.client.send(request).await?;
         discover::refuse_login_failure(side.side, &response)?;
@@ -206,7 +198,7 @@ impl CollectionWork<'_> {
     }
 
     /// GET of a target href: (status, ETag, bytes).
-    async fn get_target(&mut self, path: &str) -> Result<Response> {
+    pub(super) async fn get_target(&mut self, path: &str) -> Result<Response> {
         let request = Request { method: "GET", path, headers: &[], body: &[], max_body: DAV_ITEM_MAX, point_after_send: None };
         self.send(true, &request).await
     }
@@ -261,146 +253,6 @@ impl CollectionWork<'_> {
             fault::point("dav: sync token recorded");
         }
         Ok(())
-    }
-
-    /// The collection on the target: made now (journalled first), or resolved from an earlier pass. None
-    /// when the target has nowhere to put it.
-    async fn ensure_target_collection(&mut self, target_hrefs: &mut Option<Vec<TargetCollection>>) -> Result<Option<String>> {
-        let collection = self.collection;
-        match (collection.state.as_str(), &collection.target_href) {
-            ("present", Some(href)) => return Ok(Some(href.clone())),
-            ("creating", Some(href)) => {
-                let href = href.clone();
-                if self.target_collection_exists(&href).await? {
-                    self.set_colour(&href).await?;
-                    self.store.write(|tx| tx.mark_dav_collection_present(collection.id, "created"))?;
-                    return Ok(Some(href));
-                }
-                return self.create_collection(href).await.map(Some);
-            }
-            _ => {}
-        }
-        let homes = if collection.kind == "calendar" { &self.target.calendar_homes } else { &self.target.addressbook_homes };
-        let Some(home) = homes.first().cloned() else {
-            bail!(DavError::Server {
-                side: "target",
-                status: 404,
-                what: format!("a place for the {} {:?} (the new server names no home for them)", collection.kind, collection.displayname),
-            });
-        };
-        if target_hrefs.is_none() {
-            let found = discover::collections(self.target).await?;
-            *target_hrefs = Some(
-                found
-                    .into_iter()
-                    .map(|f| TargetCollection {
-                        adoptable: f.skip_reason.is_none(),
-                        name: f.member.props.displayname.unwrap_or_default(),
-                        href: f.href,
-                        kind: f.kind,
-                    })
-                    .collect(),
-            );
-        }
-        let existing = target_hrefs.get_or_insert_with(Vec::new);
-        let in_use: Vec<String> = self.store.dav_collections(self.account.id)?.into_iter().filter_map(|c| c.target_href).collect();
-        // A collection of the same kind and name the new host already has (its default "Calendar" or
-        // "Contacts", made when the user was) is where the users expect their items: adopted, never
-        // deleted by mirroring (`found`). Each target collection takes one source collection.
-        let adoptable = existing.iter().find(|TargetCollection { href, kind, name, adoptable }| {
-            *adoptable
-                && *kind == collection.kind
-                && !collection.displayname.is_empty()
-                && name.trim().eq_ignore_ascii_case(collection.displayname.trim())
-                && !in_use.iter().any(|u| href::same(u, href))
-        });
-        if let Some(TargetCollection { href, .. }) = adoptable {
-            let href = href.clone();
-            self.store.write(|tx| {
-                tx.mark_dav_collection_creating(collection.id, &href)?;
-                tx.mark_dav_collection_present(collection.id, "found")
-            })?;
-            return Ok(Some(href));
-        }
-        let mut slug = href::slug(&collection.displayname);
-        if slug.is_empty() {
-            slug = href::slug(href::last_segment(&collection.source_href));
-        }
-        if slug.is_empty() {
-            slug = if collection.kind == "calendar" { "calendar".into() } else { "contacts".into() };
-        }
-        let mut candidate = format!("{home}{slug}/");
-        let mut n = 2;
-        while existing.iter().any(|t| href::same(&t.href, &candidate)) || in_use.iter().any(|t| href::same(t, &candidate)) {
-            candidate = format!("{home}{slug}-{n}/");
-            n += 1;
-        }
-        let kind = if collection.kind == "calendar" { "calendar" } else { "addressbook" };
-        existing.push(TargetCollection { href: candidate.clone(), kind, name: collection.displayname.clone(), adoptable: false });
-        self.store.write(|tx| tx.mark_dav_collection_creating(collection.id, &candidate))?;
-        fault::point("dav: collection create journalled");
-        self.create_collection(candidate).await.map(Some)
-    }
-
-    async fn create_collection(&mut self, href: String) -> Result<String> {
-        let collection = self.collection;
-        let (method, body) = if collection.kind == "calendar" {
-            let components: Vec<String> = collection.components.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect();
-            let body =
-                xml::mkcalendar(&collection.displayname, collection.colour.as_deref(), collection.description.as_deref(), &components);
-            ("MKCALENDAR", body)
-        } else {
-            ("MKCOL", xml::mkcol_addressbook(&collection.displayname, collection.description.as_deref()))
-        };
-        let headers = [("Content-Type", "application/xml; charset=utf-8")];
-        let request = Request {
-            method,
-            path: &href,
-            headers: &headers,
-            body: &body,
-            max_body: MULTISTATUS_MAX,
-            point_after_send: Some("dav: collection created, not recorded"),
-        };
-        let response = self.send(true, &request).await?;
-        // 405 (MKCOL on an existing resource, RFC 4918 §9.3.1) or 403 resource-must-be-null (RFC 4791
-        // §5.3.1.1): an earlier attempt of ours arrived; the href was fresh when it was journalled.
-        let exists_already = matches!(response.status, 403 | 405) && self.target_collection_exists(&href).await?;
-        if !response.is_success() && !exists_already {
-            return Err(self.server_error("target", &response, &format!("{method} {href}")));
-        }
-        self.set_colour(&href).await?;
-        self.store.write(|tx| tx.mark_dav_collection_present(collection.id, "created"))?;
-        self.stats.created += 1;
-        Ok(href)
-    }
-
-    /// `xandikos_mkcalendar_drops_color` (xandikos 0.2.8): MKCALENDAR answers 201 without storing the
-    /// colour, so the colour is also set by PROPPATCH (idempotent, one request per new calendar).
-    async fn set_colour(&mut self, href: &str) -> Result<()> {
-        let Some(colour) = self.collection.colour.as_deref().filter(|c| !c.is_empty()) else { return Ok(()) };
-        let body = xml::proppatch(None, Some(colour));
-        let headers = [("Content-Type", "application/xml; charset=utf-8")];
-        let request =
-            Request { method: "PROPPATCH", path: href, headers: &headers, body: &body, max_body: MULTISTATUS_MAX, point_after_send: None };
-        let response = self.send(true, &request).await?;
-        if !response.is_success() {
-            log::warn!(
-                "{}: the new server did not take the colour of {:?} ({})",
-                self.account.source_login,
-                self.collection.displayname,
-                response.status
-            );
-        }
-        Ok(())
-    }
-
-    async fn target_collection_exists(&mut self, href: &str) -> Result<bool> {
-        let response = self.target.propfind(href, "0", &xml::propfind_collections()).await?;
-        if response.status != 207 {
-            return Ok(false);
-        }
-        let listing = xml::parse_multistatus(&response.body)?;
-        Ok(listing.responses.iter().any(|m| m.props.is_calendar || m.props.is_addressbook))
     }
 
     /// The source collection's members by ETag (PROPFIND Depth 1).
@@ -670,7 +522,7 @@ impl CollectionWork<'_> {
                 fault::point("dav: put recorded");
                 self.stats.put += 1;
             }
-            _ if uid_taken => self.uid_conflict(item, error.href.as_deref(), &response).await?,
+            _ if uid_taken => self.uid_conflict(item, error.href.as_deref(), &response, target_collection).await?,
             // Something is at our href already: an earlier attempt of ours whose answer was lost, or not ours.
             (412, _) | (207, Some(412)) => self.resolve_put(item, &target_href, true).await?,
             // Worth a try at the next pass: busy, locked, throttled, or the collection not there now.
@@ -682,7 +534,7 @@ impl CollectionWork<'_> {
         Ok(())
     }
 
-    fn refuse(&mut self, item: &DavItem, reason: &str, response: &Response) -> Result<()> {
+    pub(super) fn refuse(&mut self, item: &DavItem, reason: &str, response: &Response) -> Result<()> {
         let said = server_says(response);
         self.store.write(|tx| tx.refuse_dav_item(self.account.id, item.id, &self.collection.displayname, reason, Some(&said)))?;
         self.stats.refused += 1;
@@ -716,11 +568,11 @@ impl CollectionWork<'_> {
     /// `no-uid-conflict` (RFC 4791 §5.3.2.1, RFC 6352 §6.3.2.1): the UID is already in the collection.
     /// The same content there is taken as the copy (`found`: mirroring never deletes it); other content
     /// is left alone and the item skipped with the reason.
-    async fn uid_conflict(&mut self, item: &DavItem, conflict_href: Option<&str>, refusal: &Response) -> Result<()> {
+    async fn uid_conflict(&mut self, item: &DavItem, conflict_href: Option<&str>, refusal: &Response, collection: &str) -> Result<()> {
         let found = match conflict_href.and_then(|h| self.target.path_of(h)) {
             Some(href) => Some(href),
             // `dav_no_uid_conflict_href` (Radicale 3.1.8, xandikos 0.2.8): the precondition names no href.
-            None => self.find_by_uid(item).await?,
+            None => self.find_by_uid(item, collection).await?,
         };
         if let Some(href) = found {
             let response = self.get_target(&href).await?;
@@ -743,7 +595,7 @@ impl CollectionWork<'_> {
 
     /// The same bytes, or the same content after a server's rewriting: not only the same UID, since the
     /// copy is someone else's.
-    fn is_same_content(item: &DavItem, served: &[u8]) -> bool {
+    pub(super) fn is_same_content(item: &DavItem, served: &[u8]) -> bool {
         let served_hash = content::content_hash(served);
         // The staged bytes' hash: from the body, or before the first PUT the column holds it.
         let staged = match item.body.as_deref() {
@@ -757,9 +609,8 @@ impl CollectionWork<'_> {
     /// The href of the target item carrying this item's UID in the collection: by a UID query (RFC 4791
     /// §7.8, RFC 6352 §8.6), else by reading the collection (`xandikos_addressbook_query_500`: xandikos
     /// 0.2.8 fails every addressbook-query). Asked only after a `no-uid-conflict`, never per item.
-    async fn find_by_uid(&mut self, item: &DavItem) -> Result<Option<String>> {
+    async fn find_by_uid(&mut self, item: &DavItem, collection: &str) -> Result<Option<String>> {
         let Some(uid) = item.uid.clone() else { return Ok(None) };
-        let Some(collection) = self.collection.target_href.clone() else { return Ok(None) };
         let (kind, component) = if self.collection.kind == "calendar" {
             let component = item.body.as_deref().and_then(content::component_of).unwrap_or_else(|| "VEVENT".into());
             (xml::CollectionKind::Calendar, component)
@@ -770,7 +621,7 @@ impl CollectionWork<'_> {
         let headers = [("Depth", "1"), ("Content-Type", "application/xml; charset=utf-8")];
         let request = Request {
             method: "REPORT",
-            path: &collection,
+            path: collection,
             headers: &headers,
             body: &body,
             max_body: MULTISTATUS_MAX,
@@ -780,10 +631,10 @@ impl CollectionWork<'_> {
         let candidates: Vec<String> = if response.status == 207 {
             xml::parse_multistatus(&response.body)?.responses.iter().filter_map(|m| self.target.path_of(&m.href)).collect()
         } else {
-            let listing = self.target.propfind_multistatus(&collection, "1", &xml::propfind_members(), "a collection's items").await?;
+            let listing = self.target.propfind_multistatus(collection, "1", &xml::propfind_members(), "a collection's items").await?;
             listing.responses.iter().filter(|m| !m.props.is_collection).filter_map(|m| self.target.path_of(&m.href)).collect()
         };
-        for href in candidates.into_iter().filter(|h| !href::same(h, &collection)) {
+        for href in candidates.into_iter().filter(|h| !href::same(h, collection)) {
             let response = self.get_target(&href).await?;
             if response.status == 200 && content::uid_of(&response.body).as_deref() == Some(uid.as_str()) {
                 return Ok(Some(href));
@@ -905,159 +756,6 @@ impl CollectionWork<'_> {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Items the source left out of two listings in a row: deleted on the target while the account
-    /// mirrors and the copy is ours; forgotten otherwise.
-    async fn follow_deletions(&mut self, just_marked: &[i64]) -> Result<()> {
-        let mirrors = self.store.mirrors(self.account.id)?;
-        for item in self.store.dav_items_gone(self.collection.id)? {
-            if just_marked.contains(&item.id) {
-                continue;
-            }
-            let ours = item.origin.as_deref() == Some("put") && item.push_state == "pushed";
-            let wanted = match item.target_href.as_deref() {
-                Some(href) => self.store.dav_copy_still_wanted(self.collection.id, item.id, href, item.uid.as_deref())?,
-                None => false,
-            };
-            // The mirror rule read again inside the journal's transaction: a switch meanwhile stops it.
-            let journalled = mirrors
-                && ours
-                && !wanted
-                && item.target_href.is_some()
-                && self.store.write(|tx| {
-                    if !tx.still_mirrors(self.account.id)? {
-                        return Ok(false);
-                    }
-                    tx.mark_dav_deleting(item.id)?;
-                    Ok(true)
-                })?;
-            if journalled {
-                fault::point("dav: delete journalled");
-                self.delete_item(&item).await?;
-            } else if item.push_state != "putting" && item.push_state != "replacing" {
-                self.store.write(|tx| tx.forget_dav_item(item.id))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// DELETE of our copy with `If-Match`; a user's change on the target keeps it.
-    async fn delete_item(&mut self, item: &DavItem) -> Result<()> {
-        let Some(target_href) = item.target_href.clone() else {
-            self.store.write(|tx| tx.forget_dav_item(item.id))?;
-            return Ok(());
-        };
-        let mut etag = item.target_etag.clone();
-        if etag.is_none() {
-            // The server gave no ETag for our copy (it rewrote it): look first, so a copy a user changed
-            // there is kept, and delete with the ETag it has now.
-            let current = self.get_target(&target_href).await?;
-            match current.status {
-                200 if item.content_hash.as_deref() == Some(content::content_hash(&current.body).as_slice()) => etag = current.etag(),
-                200 => {
-                    self.keep_changed_copy(item)?;
-                    return Ok(());
-                }
-                404 | 410 => {
-                    self.store.write(|tx| tx.forget_dav_item(item.id))?;
-                    return Ok(());
-                }
-                _ => return Err(self.server_error("target", &current, &format!("GET {target_href}"))),
-            }
-        }
-        let mut headers = Vec::new();
-        if let Some(etag) = etag.as_deref() {
-            headers.push(("If-Match", etag));
-        }
-        let request = Request {
-            method: "DELETE",
-            path: &target_href,
-            headers: &headers,
-            body: &[],
-            max_body: MULTISTATUS_MAX,
-            point_after_send: Some("dav: deleted, not recorded"),
-        };
-        let response = self.send(true, &request).await?;
-        match response.status {
-            200..=299 | 404 | 410 => {
-                self.store.write(|tx| tx.forget_dav_item(item.id))?;
-                self.stats.removed += 1;
-            }
-            412 => self.keep_changed_copy(item)?,
-            _ => return Err(self.server_error("target", &response, &format!("DELETE {target_href}"))),
-        }
-        Ok(())
-    }
-
-    /// A copy the source deleted that a user changed on the target since: kept there, and said.
-    fn keep_changed_copy(&mut self, item: &DavItem) -> Result<()> {
-        let reason = "deleted on the old server, but changed on the new one since it was copied: kept there";
-        self.store.write(|tx| {
-            tx.forget_dav_item(item.id)?;
-            tx.note_dav_skip(self.account.id, &self.collection.displayname, reason, None)
-        })?;
-        self.stats.kept += 1;
-        Ok(())
-    }
-
-    /// A collection the source left out of two listings: deleted on the target when we made it, it holds
-    /// only our copies and the account mirrors; forgotten otherwise (the target keeps it).
-    async fn source_lost_collection(&mut self) -> Result<()> {
-        let collection = self.collection;
-        let ours = collection.origin.as_deref() == Some("created") && collection.state == "present";
-        if ours
-            && self.store.mirrors(self.account.id)?
-            && let Some(target_href) = collection.target_href.clone()
-        {
-            {
-                let listing = self.target.propfind_multistatus(&target_href, "1", &xml::propfind_members(), "a collection's items").await?;
-                let our_hrefs = self.store.dav_our_target_hrefs(collection.id)?;
-                let only_ours = listing.responses.iter().all(|member| match self.target.path_of(&member.href) {
-                    Some(path) => href::same(&path, &target_href) || our_hrefs.iter().any(|o| href::same(o, &path)),
-                    None => false,
-                });
-                let journalled = only_ours
-                    && self.store.write(|tx| {
-                        if !tx.still_mirrors(self.account.id)? {
-                            return Ok(false);
-                        }
-                        tx.mark_dav_collection_deleting(collection.id)?;
-                        Ok(true)
-                    })?;
-                if journalled {
-                    fault::point("dav: collection delete journalled");
-                    return self.delete_collection().await;
-                }
-                if !only_ours {
-                    let reason = "deleted on the old server, but the new one holds items we did not copy in it: kept there";
-                    self.store.write(|tx| tx.note_dav_skip(self.account.id, &collection.displayname, reason, None))?;
-                }
-            }
-        }
-        self.store.write(|tx| tx.forget_dav_collection(collection.id))?;
-        Ok(())
-    }
-
-    async fn delete_collection(&mut self) -> Result<()> {
-        let collection = self.collection;
-        if let Some(target_href) = collection.target_href.clone() {
-            let request = Request {
-                method: "DELETE",
-                path: &target_href,
-                headers: &[],
-                body: &[],
-                max_body: MULTISTATUS_MAX,
-                point_after_send: Some("dav: collection deleted, not recorded"),
-            };
-            let response = self.send(true, &request).await?;
-            if !(response.is_success() || matches!(response.status, 404 | 410)) {
-                return Err(self.server_error("target", &response, &format!("DELETE {target_href}")));
-            }
-            self.stats.removed += 1;
-        }
-        self.store.write(|tx| tx.forget_dav_collection(collection.id))?;
         Ok(())
     }
 }

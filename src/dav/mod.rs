@@ -8,8 +8,10 @@
 #![allow(dead_code)]
 
 pub mod check;
+mod collections;
 pub mod content;
 mod copy;
+mod deletions;
 mod discover;
 pub mod href;
 pub mod http;
