@@ -365,6 +365,34 @@ async fn verify_inner(store: &Store, account: &Account, result: &mut VerifyResul
     result.folders.sort_by(|a, b| a.source.cmp(&b.source));
     both.source.logout().await;
     both.target.logout().await;
+    verify_calendars_and_contacts(store, account, result).await
+}
+
+/// Calendars and contacts, when DAV servers are set up: each collection a line like a folder's.
+async fn verify_calendars_and_contacts(store: &Store, account: &Account, result: &mut VerifyResult) -> Result<()> {
+    let checks = match crate::dav::verify::verify_account(store, account).await {
+        Ok(Some(checks)) => checks,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            let mut check = FolderCheck::new("calendars and contacts", "");
+            check.error = Some(format!("{e:#}"));
+            result.folders.push(check);
+            return Ok(());
+        }
+    };
+    for c in checks {
+        let mut check = FolderCheck::new(&c.name, &c.target_href);
+        check.source_messages = c.source_items;
+        check.on_target = c.on_target;
+        check.skipped = c.skipped;
+        check.missing_count = c.missing;
+        check.target_messages = c.target_items;
+        check.pushed_rows = c.recorded;
+        for note in c.notes {
+            check.note(note);
+        }
+        result.folders.push(check);
+    }
     Ok(())
 }
 

@@ -614,3 +614,35 @@ fn a_calendar_of_the_same_name_on_the_new_host_is_adopted_and_events_already_the
     let again = dav_numbers(&m.sync());
     assert_eq!(again, DavNumbers::default());
 }
+
+/// Finish verifies calendars and contacts by reading both servers again: an event whose copy a user
+/// deleted on the new host is reported missing by name, and finish does not purge; with every copy
+/// there it does.
+#[test]
+fn finish_verifies_calendars_and_contacts_on_both_servers() {
+    let (source_mail, target_mail) = mail_servers(&["anna", "bo"]);
+    let source = DavServer::radicale(&[("anna", "pw-src")]);
+    let target = DavServer::radicale(&[("anna", "pw-tgt"), ("bo", "pw-tgt")]);
+    dav::load_fixture(&source, "anna");
+    let m = Migration::new(&source_mail, Via::Plain, &target_mail, Via::Plain, &[("anna", "pw-src", "bo", "pw-tgt")]);
+    set_up_dav(&m, &source, &target);
+    m.sync();
+    let tgt = target.client("bo");
+    let (cal_home, _) = tgt.homes();
+    let copies = tgt.list(&format!("{}/jobb/", cal_home.trim_end_matches('/')));
+    let (lost, _) = copies.first().expect("copied events").clone();
+    assert!(matches!(tgt.delete(&lost), 200 | 204));
+    let out = m.run(&["finish"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "finish should refuse with a copy gone:\n{said}");
+    let name = lost.rsplit('/').next().expect("a name");
+    assert!(said.contains("calendar Jobb: 1 missing"), "{said}");
+
+    // Put back by the user (as the old server has it): finish verifies and purges.
+    let src = source.client("anna");
+    let (status, _, bytes) = src.get(&format!("/anna/jobb/{name}"));
+    assert_eq!(status, 200);
+    assert_eq!(tgt.put(&lost, "text/calendar; charset=utf-8", &bytes, true).0, 201);
+    let out = m.run(&["finish"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

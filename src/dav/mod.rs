@@ -16,6 +16,7 @@ mod discover;
 pub mod href;
 pub mod http;
 pub mod url;
+pub mod verify;
 pub mod xml;
 
 use anyhow::{Result, anyhow};

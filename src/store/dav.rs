@@ -204,6 +204,16 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every item row of a collection as source href -> (push state, target href), for verification.
+    pub fn dav_item_copies(&self, collection_id: i64) -> Result<std::collections::BTreeMap<String, (String, Option<String>)>> {
+        let mut statement =
+            self.conn.prepare_cached("SELECT source_href, push_state, target_href FROM dav_item WHERE collection_id = ?1")?;
+        let rows = statement
+            .query_map([collection_id], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// An item's staged bytes, read one at a time by the writer.
     pub fn dav_item_body(&self, id: i64) -> Result<Option<Vec<u8>>> {
         Ok(self.conn.query_row("SELECT body FROM dav_item WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
