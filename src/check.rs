@@ -3,6 +3,8 @@
 //! quota (or the package limits the operator configured), and give a verdict an operator can act on:
 //! ready, login failed (which side, and why in plain words), will not fit, or has messages over the
 //! limit. Nothing is copied and nothing on either server changes (folders are opened with EXAMINE).
+//! When calendar and contact servers are set up, their part (`dav::check`) follows the mail's, and a
+//! failed DAV login is the verdict of an account whose mail is otherwise ready.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,10 @@ pub enum Verdict {
     /// the account was not tried.
     SourceCertificate,
     TargetCertificate,
+    /// The mail is ready, but the account's calendar and contact login failed on that side (the mail
+    /// still moves; the calendars do not until the login is fixed).
+    DavSourceLoginFailed,
+    DavTargetLoginFailed,
 }
 
 impl Verdict {
@@ -39,6 +45,8 @@ impl Verdict {
             Verdict::OverSizeLimit => "has messages over the target's size limit",
             Verdict::SourceCertificate => "not checked: the old server's certificate is not trusted",
             Verdict::TargetCertificate => "not checked: the new server's certificate is not trusted",
+            Verdict::DavSourceLoginFailed => "calendar login failed on the old server",
+            Verdict::DavTargetLoginFailed => "calendar login failed on the new server",
         }
     }
 }
@@ -101,6 +109,9 @@ pub struct CheckResult {
     /// Folders left out by the folder choice, with what they hold (not in `messages` and `bytes`).
     #[serde(default)]
     pub excluded: Vec<ExcludedFolder>,
+    /// The calendar and contact part, when both DAV servers are set up (null otherwise).
+    #[serde(default)]
+    pub dav: Option<crate::dav::check::DavCheck>,
 }
 
 impl CheckResult {
@@ -123,6 +134,7 @@ impl CheckResult {
             left_out_messages: 0,
             left_out_bytes: 0,
             excluded: Vec::new(),
+            dav: None,
         }
     }
 
@@ -232,8 +244,34 @@ async fn login(store: &Store, account: &Account, endpoint: &Endpoint, side: &str
     }
 }
 
-/// Checks one account.
+/// Checks one account: its mail, then its calendars and contacts (unless the account was not tried
+/// for a side's certificate).
 pub async fn check_account(store: &Store, account: &Account, limits: &Limits) -> CheckResult {
+    let result = check_mail(store, account, limits).await;
+    if matches!(result.verdict, Verdict::SourceCertificate | Verdict::TargetCertificate) {
+        return result;
+    }
+    let dav = crate::dav::check::check_account(store, account)
+        .await
+        .unwrap_or_else(|e| Some(crate::dav::check::DavCheck { problem: format!("{e:#}"), ..Default::default() }));
+    with_dav(result, dav)
+}
+
+/// The result with its DAV part: a failed DAV login becomes the verdict only of an otherwise ready
+/// account (a mail problem is the one to fix first).
+fn with_dav(mut result: CheckResult, dav: Option<crate::dav::check::DavCheck>) -> CheckResult {
+    if result.verdict == Verdict::Ready
+        && let Some(dav) = &dav
+        && let Some(side) = &dav.login_failed
+    {
+        result.verdict = if side == "source" { Verdict::DavSourceLoginFailed } else { Verdict::DavTargetLoginFailed };
+        result.problem = dav.problem.clone();
+    }
+    result.dav = dav;
+    result
+}
+
+async fn check_mail(store: &Store, account: &Account, limits: &Limits) -> CheckResult {
     let mut result = CheckResult::empty(account);
     let endpoints = store.endpoint("source").and_then(|s| Ok((s, store.endpoint("target")?)));
     let (source_ep, target_ep) = match endpoints {
@@ -478,6 +516,7 @@ pub fn table(results: &[CheckResult]) -> String {
             r.verdict.words(),
             if r.problem.is_empty() { String::new() } else { format!(": {}", r.problem) }
         ));
+        dav_lines(&mut out, r);
         if matches!(r.verdict, Verdict::SourceLoginFailed | Verdict::TargetLoginFailed) {
             continue;
         }
@@ -513,6 +552,19 @@ pub fn table(results: &[CheckResult]) -> String {
     out
 }
 
+/// The account's calendars and contacts under its line in the table: the count (or what failed), and
+/// each collection left behind with its reason.
+fn dav_lines(out: &mut String, r: &CheckResult) {
+    let Some(dav) = &r.dav else { return };
+    out.push_str(&format!("    {}\n", dav.line()));
+    for c in &dav.collections {
+        if let Some(reason) = &c.skipped {
+            let kind = if c.kind == "addressbook" { "address book" } else { "calendar" };
+            out.push_str(&format!("    left out: {kind} {:?}: {}\n", c.name, crate::dav::check::skip_words(reason)));
+        }
+    }
+}
+
 /// Whether all accounts together fit the package's total size (`setup --quota-total`), from the
 /// check's results: what they hold to move against the total.
 #[derive(Debug, Clone, Serialize)]
@@ -535,7 +587,16 @@ impl PackageFit {
     pub fn of(results: &[CheckResult], quota_total: Option<u64>, accounts: usize) -> Option<PackageFit> {
         let total = quota_total.filter(|_| !results.is_empty())?;
         // Logged in on both sides: its bytes count (a lower bound when some folder was not measured).
-        let logged_in = |r: &&CheckResult| matches!(r.verdict, Verdict::Ready | Verdict::WillNotFit | Verdict::OverSizeLimit);
+        let logged_in = |r: &&CheckResult| {
+            matches!(
+                r.verdict,
+                Verdict::Ready
+                    | Verdict::WillNotFit
+                    | Verdict::OverSizeLimit
+                    | Verdict::DavSourceLoginFailed
+                    | Verdict::DavTargetLoginFailed
+            )
+        };
         let bytes: u64 = results.iter().filter(logged_in).map(|r| r.bytes).sum();
         let measured = results.iter().filter(logged_in).filter(|r| !r.incomplete).count();
         let unmeasured = accounts.max(results.len()) - measured;
@@ -580,7 +641,7 @@ pub fn quota_total_line(total: Option<u64>) -> String {
 }
 
 /// The columns of the check's CSV and workbook, one row per account.
-const EXPORT_COLUMNS: [&str; 11] = [
+const EXPORT_COLUMNS: [&str; 15] = [
     "account",
     "target account",
     "verdict",
@@ -592,7 +653,26 @@ const EXPORT_COLUMNS: [&str; 11] = [
     "folders left out",
     "messages left out",
     "messages left out by the filter",
+    "calendars",
+    "address books",
+    "calendar and contact items",
+    "DAV login",
 ];
+
+/// The DAV login cell: empty without DAV servers, else `ok`, or which side failed.
+fn dav_login_words(r: &CheckResult) -> &'static str {
+    match r.dav.as_ref().map(|d| d.login_failed.as_deref()) {
+        None => "",
+        Some(None) => "ok",
+        Some(Some("source")) => "failed on the old server",
+        Some(Some(_)) => "failed on the new server",
+    }
+}
+
+/// The DAV counts (calendars, address books, items) of a result whose DAV logins worked.
+fn dav_counts(r: &CheckResult) -> Option<(usize, usize, u64)> {
+    r.dav.as_ref().filter(|d| d.login_failed.is_none()).map(|d| (d.calendars(), d.address_books(), d.items()))
+}
 
 /// One row per account, for the customer to fix (see `export::csv` for the format).
 pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
@@ -610,6 +690,10 @@ pub fn csv(results: &[CheckResult]) -> Result<Vec<u8>> {
             left_out_names(r),
             r.excluded.iter().map(|f| f.messages).sum::<u64>().to_string(),
             r.left_out_messages.to_string(),
+            dav_counts(r).map(|c| c.0.to_string()).unwrap_or_default(),
+            dav_counts(r).map(|c| c.1.to_string()).unwrap_or_default(),
+            dav_counts(r).map(|c| c.2.to_string()).unwrap_or_default(),
+            dav_login_words(r).to_string(),
         ]
     });
     crate::export::csv::write(std::iter::once(header).chain(rows))
@@ -635,6 +719,10 @@ pub fn xlsx(results: &[CheckResult]) -> Result<Vec<u8>> {
             text(&left_out_names(r)),
             Cell::Number(r.excluded.iter().map(|f| f.messages).sum::<u64>() as f64),
             Cell::Number(r.left_out_messages as f64),
+            dav_counts(r).map_or(Cell::Empty, |c| Cell::Number(c.0 as f64)),
+            dav_counts(r).map_or(Cell::Empty, |c| Cell::Number(c.1 as f64)),
+            dav_counts(r).map_or(Cell::Empty, |c| Cell::Number(c.2 as f64)),
+            text(dav_login_words(r)),
         ]);
         for m in &r.over_limit {
             over.push(vec![text(&r.account), text(&m.folder), text(&m.date), text(&m.subject), Cell::Number(m.size as f64)]);
@@ -653,5 +741,95 @@ mod tests {
     fn subject_decoding() {
         assert_eq!(header_value(b"Subject: =?utf-8?q?R=C3=A4kning?=\r\n\r\n"), "Räkning");
         assert_eq!(header_value(b"Subject: plain\r\n\r\n"), "plain");
+    }
+
+    fn dav(login_failed: Option<&str>, collections: &[(&str, u64, Option<&str>)]) -> crate::dav::check::DavCheck {
+        crate::dav::check::DavCheck {
+            problem: if login_failed.is_some() { "401 Unauthorized".into() } else { String::new() },
+            login_failed: login_failed.map(str::to_string),
+            collections: collections
+                .iter()
+                .map(|(kind, items, skipped)| crate::dav::check::CheckedCollection {
+                    kind: kind.to_string(),
+                    name: format!("{kind} {items}"),
+                    colour: None,
+                    items: *items,
+                    bytes: 0,
+                    skipped: skipped.map(str::to_string),
+                })
+                .collect(),
+            target_has_calendars: true,
+            target_has_address_books: true,
+        }
+    }
+
+    fn ready() -> CheckResult {
+        // A mail login failure, as `CheckResult::failed` makes it.
+        CheckResult {
+            account: "anna@kund.se".into(),
+            target_account: "anna@kund.se".into(),
+            verdict: Verdict::SourceLoginFailed,
+            problem: String::new(),
+            folders: Vec::new(),
+            messages: 0,
+            bytes: 0,
+            largest: None,
+            over_limit: Vec::new(),
+            target_room: None,
+            target_room_source: String::new(),
+            size_limit: None,
+            incomplete: true,
+            certificate: None,
+            left_out_messages: 0,
+            left_out_bytes: 0,
+            excluded: Vec::new(),
+            dav: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_dav_login_is_the_verdict_only_of_an_account_whose_mail_is_ready() {
+        let mut mail_ready = ready();
+        mail_ready.verdict = Verdict::Ready;
+        mail_ready.incomplete = false;
+        let r = with_dav(mail_ready.clone(), Some(dav(Some("source"), &[])));
+        assert_eq!((r.verdict, r.problem.as_str()), (Verdict::DavSourceLoginFailed, "401 Unauthorized"));
+        assert_eq!(r.verdict.words(), "calendar login failed on the old server");
+        assert_eq!(with_dav(mail_ready.clone(), Some(dav(Some("target"), &[]))).verdict.words(), "calendar login failed on the new server");
+        assert_eq!(serde_json::to_value(Verdict::DavTargetLoginFailed).unwrap(), "dav_target_login_failed");
+        // A mail problem stays the verdict; the DAV part rides along.
+        let r = with_dav(ready(), Some(dav(Some("source"), &[])));
+        assert_eq!(r.verdict, Verdict::SourceLoginFailed);
+        assert!(r.dav.is_some());
+        assert_eq!(with_dav(mail_ready, None).verdict, Verdict::Ready);
+    }
+
+    #[test]
+    fn the_table_and_the_export_say_the_dav_part() {
+        let mut r = ready();
+        r.verdict = Verdict::Ready;
+        r.dav = Some(dav(
+            None,
+            &[("calendar", 400, None), ("calendar", 12, None), ("addressbook", 0, None), ("calendar", 9, Some("shared_by_other_owner"))],
+        ));
+        let table = table(std::slice::from_ref(&r));
+        assert!(
+            table.contains("    calendars and contacts: 2 calendars, 1 address books, 412 items, 1 shared or subscribed left out\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("    left out: calendar \"calendar 9\": shared with you by another user: moves with its owner's account\n"),
+            "{table}"
+        );
+        let csv = String::from_utf8(csv(std::slice::from_ref(&r)).unwrap()).unwrap();
+        let mut lines = csv.lines();
+        assert!(lines.next().unwrap().ends_with(";calendars;address books;calendar and contact items;DAV login"), "{csv}");
+        assert!(lines.next().unwrap().ends_with(";2;1;412;ok"), "{csv}");
+        r.dav = Some(dav(Some("target"), &[]));
+        let csv = String::from_utf8(super::csv(&[r.clone()]).unwrap()).unwrap();
+        assert!(csv.lines().nth(1).unwrap().ends_with(";;;;failed on the new server"), "{csv}");
+        r.dav = None;
+        let csv = String::from_utf8(super::csv(&[r]).unwrap()).unwrap();
+        assert!(csv.lines().nth(1).unwrap().ends_with(";0;;;;"), "no DAV, empty cells: {csv}");
     }
 }

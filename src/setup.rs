@@ -316,10 +316,34 @@ pub fn dav_line(side: &str, server: Option<&DavSetting>) -> String {
     }
 }
 
-/// The DAV servers as the status shows them: `{"source": {"url", "pinned"} | null, "target": ...}`.
+/// The setting a side's DAV server's last side test is kept under.
+fn dav_test_key(side: &str) -> String {
+    format!("{side}.dav_test")
+}
+
+/// Tests a side's DAV server as just stored (`dav::check::reach`: any HTTP answer means it is there)
+/// and keeps the result for the status. Never a reason to refuse the setting: the server may be down
+/// today and up at the first pass.
+pub fn test_dav_side(store: &Store, side: &str, setting: &DavSetting) -> Result<crate::dav::check::DavReach> {
+    let reach = smol::block_on(crate::dav::check::reach(setting));
+    store.set_setting(&dav_test_key(side), &serde_json::to_string(&reach)?)?;
+    Ok(reach)
+}
+
+/// The DAV servers as the status shows them: `{"source": {"url", "pinned", "test"} | null, "target":
+/// ...}`, `test` the last side test of this address (`{"reachable", "status", "words"}`) or null.
 pub fn dav_status_json(store: &Store) -> Value {
     let side = |side: &str| match store.dav_server(side) {
-        Ok(Some(s)) => json!({"url": s.url, "pinned": s.pin_sha256.is_some()}),
+        Ok(Some(s)) => {
+            let test = store
+                .setting(&dav_test_key(side))
+                .ok()
+                .flatten()
+                .and_then(|t| serde_json::from_str::<crate::dav::check::DavReach>(&t).ok())
+                .filter(|t| t.url == s.url)
+                .map_or(Value::Null, |t| json!({"reachable": t.reachable(), "status": t.status, "words": t.line(side)}));
+            json!({"url": s.url, "pinned": s.pin_sha256.is_some(), "test": test})
+        }
         _ => Value::Null,
     };
     json!({"source": side("source"), "target": side("target")})
@@ -570,12 +594,13 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
     for (side, plan) in admins {
         crate::admin_login::apply(store, side, plan)?;
     }
+    let mut dav_tested = Vec::new();
     for (side, setting) in davs {
         store.set_dav_server(side, setting.as_ref())?;
-        // the side test: see dav
+        dav_tested.extend(setting.map(|s| (side, s)));
     }
     let mut answer = json!({"ok": true});
-    if tested.is_empty() {
+    if tested.is_empty() && dav_tested.is_empty() {
         return Ok(answer);
     }
     // One connection test at a time: each holds the HTTP worker that took the request for up to its
@@ -591,6 +616,10 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
     };
     for side in tested {
         answer[format!("{side}_test")] = serde_json::to_value(test_side(store, side)?).map_err(|e| anyhow!(e))?;
+    }
+    for (side, setting) in dav_tested {
+        let reach = test_dav_side(store, side, &setting)?;
+        answer[format!("{side}_dav_test")] = json!({"reachable": reach.reachable(), "status": reach.status, "words": reach.line(side)});
     }
     Ok(answer)
 }
@@ -794,20 +823,28 @@ mod tests {
         assert_eq!((store.dav_server("source").unwrap(), store.dav_server("target").unwrap()), (None, None));
         assert!(store.settings().unwrap().mirror, "the refused request's mirror was not stored either");
 
-        apply_json(&store, &json!({"source_dav": " dav.gammal.se ", "source_dav_pin": FP, "target_dav": "http://127.0.0.1:5232/"}))
-            .unwrap();
+        // Loopback addresses on closed ports: each saved side is tested at once (the side test), and a
+        // test here must not leave the machine; the test says NOT reachable and the side is stored.
+        let answer =
+            apply_json(&store, &json!({"source_dav": " localhost:1 ", "source_dav_pin": FP, "target_dav": "http://127.0.0.1:1/"})).unwrap();
+        assert_eq!(answer["source_dav_test"]["reachable"], false, "{answer}");
+        assert!(
+            answer["target_dav_test"]["words"]
+                .as_str()
+                .unwrap()
+                .starts_with("target calendar server at http://127.0.0.1:1/: NOT reachable: ")
+        );
         let source = store.dav_server("source").unwrap().unwrap();
-        assert_eq!(source.url, "dav.gammal.se");
+        assert_eq!(source.url, "localhost:1");
         assert_eq!(source.pin_sha256.as_deref(), Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
         let status = dav_status_json(&store);
-        assert_eq!(
-            status,
-            json!({"source": {"url": "dav.gammal.se", "pinned": true}, "target": {"url": "http://127.0.0.1:5232/", "pinned": false}})
-        );
+        assert_eq!((&status["source"]["url"], &status["source"]["pinned"]), (&json!("localhost:1"), &json!(true)));
+        assert_eq!((&status["target"]["url"], &status["target"]["pinned"]), (&json!("http://127.0.0.1:1/"), &json!(false)));
+        assert_eq!(status["target"]["test"]["reachable"], false);
         // The same host at a path keeps the pin; another host drops it; null removes the side.
-        apply_json(&store, &json!({"source_dav": "https://DAV.gammal.se/dav/"})).unwrap();
+        apply_json(&store, &json!({"source_dav": "https://LOCALHOST:1/dav/"})).unwrap();
         assert!(store.dav_server("source").unwrap().unwrap().pin_sha256.is_some());
-        apply_json(&store, &json!({"source_dav": "https://dav2.gammal.se/"})).unwrap();
+        apply_json(&store, &json!({"source_dav": "https://127.0.0.1:1/"})).unwrap();
         assert_eq!(store.dav_server("source").unwrap().unwrap().pin_sha256, None);
         apply_json(&store, &json!({"target_dav": null})).unwrap();
         assert_eq!(store.dav_server("target").unwrap(), None);
@@ -815,7 +852,7 @@ mod tests {
         // The command line's words: off removes, a pin alone changes only the pin.
         let change = DavChange::from_args(None, Some(FP));
         let plan = dav_plan(&store, "source", &change, ["--source-dav", "--source-dav-pin"]).unwrap().unwrap().unwrap();
-        assert_eq!((plan.url.as_str(), plan.pin_sha256.is_some()), ("https://dav2.gammal.se/", true));
+        assert_eq!((plan.url.as_str(), plan.pin_sha256.is_some()), ("https://127.0.0.1:1/", true));
         let off = DavChange::from_args(Some("off"), None);
         assert_eq!(dav_plan(&store, "source", &off, ["--source-dav", "--source-dav-pin"]).unwrap(), Some(None));
         let e = dav_plan(&store, "source", &DavChange::from_args(Some("ftp://x/"), None), ["--source-dav", "--source-dav-pin"]);

@@ -263,7 +263,9 @@ const CATALOG: &[(&str, &str)] = &[
     (
         "the folder choice cannot change now: {} already had mail copied, and changing which folders move in the middle of a migration would leave half-copied folders; it can change before an account's first pass copies anything",
         "valet av mappar kan inte ändras nu: {} har redan fått e-post kopierad, och att ändra vilka mappar som flyttas mitt i en flytt skulle lämna halvkopierade mappar; det kan ändras innan ett kontos första omgång har kopierat något",
-    ),
+    ), // The check's calendar and contact verdicts (issue 19), as the export and notices say them.
+    ("calendar login failed on the old server", "kalenderinloggningen misslyckades på gamla servern"),
+    ("calendar login failed on the new server", "kalenderinloggningen misslyckades på nya servern"),
 ];
 
 /// The Swedish of one English sentence, or the sentence as it is when the catalog does not know it.

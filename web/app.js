@@ -302,6 +302,19 @@ const DICT = {
     // setup checks itself
     "verdict.source_certificate": "Not checked: the old server's certificate is not trusted",
     "verdict.target_certificate": "Not checked: the new server's certificate is not trusted",
+    "verdict.dav_source_login_failed": "Calendar login failed on the old server",
+    "verdict.dav_target_login_failed": "Calendar login failed on the new server",
+    "check.dav": "Calendars and contacts: {cal}, {book}, {items}",
+    "check.dav_cal": "{n} calendars",
+    "check.dav_cal.one": "{n} calendar",
+    "check.dav_book": "{n} address books",
+    "check.dav_book.one": "{n} address book",
+    "check.dav_items": "{n} items",
+    "check.dav_items.one": "{n} item",
+    "check.dav_login_source": "Calendars and contacts: the calendar login failed on the old server",
+    "check.dav_login_target": "Calendars and contacts: the calendar login failed on the new server",
+    "check.dav_problem": "Calendars and contacts: {problem}",
+    "check.dav_left_out": "{n} shared or subscribed left out",
     "reason.source_certificate": "not tried, the old server's certificate is not trusted yet",
     "reason.target_certificate": "not tried, the new server's certificate is not trusted yet",
     "cert.viewer.source": "The old mail server's security certificate must be confirmed before the accounts can be checked. The operator is taking care of it.",
@@ -716,6 +729,19 @@ const DICT = {
     // setup checks itself
     "verdict.source_certificate": "Inte kontrollerat: gamla serverns certifikat är inte betrott",
     "verdict.target_certificate": "Inte kontrollerat: nya serverns certifikat är inte betrott",
+    "verdict.dav_source_login_failed": "Kalenderinloggningen misslyckades på gamla servern",
+    "verdict.dav_target_login_failed": "Kalenderinloggningen misslyckades på nya servern",
+    "check.dav": "Kalendrar och kontakter: {cal}, {book}, {items}",
+    "check.dav_cal": "{n} kalendrar",
+    "check.dav_cal.one": "{n} kalender",
+    "check.dav_book": "{n} adressböcker",
+    "check.dav_book.one": "{n} adressbok",
+    "check.dav_items": "{n} objekt",
+    "check.dav_items.one": "{n} objekt",
+    "check.dav_login_source": "Kalendrar och kontakter: kalenderinloggningen misslyckades på gamla servern",
+    "check.dav_login_target": "Kalendrar och kontakter: kalenderinloggningen misslyckades på nya servern",
+    "check.dav_problem": "Kalendrar och kontakter: {problem}",
+    "check.dav_left_out": "{n} delade eller prenumererade utelämnas",
     "reason.source_certificate": "inte provat, gamla serverns certifikat är inte betrott än",
     "reason.target_certificate": "inte provat, nya serverns certifikat är inte betrott än",
     "cert.viewer.source": "Den gamla e-postserverns säkerhetscertifikat måste godkännas innan kontona kan kontrolleras. Operatören tar hand om det.",
@@ -2074,12 +2100,14 @@ function renderCheck() {
     const name = el("th", { scope: "row", "data-label": t("col.account") }, [el("span", { class: "acct-name", text: String(r.account || r.login || "") })]);
     if (r.target_account && r.target_account !== r.account) name.append(el("span", { class: "sub", text: t("acc.target", { login: r.target_account }) }));
     const v = r.verdict;
-    const vKind = { ready: "ok", source_login_failed: "err", target_login_failed: "err", will_not_fit: "warn", over_size_limit: "warn", source_certificate: "err", target_certificate: "err" }[v] || "neutral";
+    const vKind = { ready: "ok", source_login_failed: "err", target_login_failed: "err", will_not_fit: "warn", over_size_limit: "warn", source_certificate: "err", target_certificate: "err", dav_source_login_failed: "warn", dav_target_login_failed: "warn" }[v] || "neutral";
     const verdict = el("td", { "data-label": t("col.verdict") }, [badge(vKind, DICT.en["verdict." + v] !== undefined ? t("verdict." + v) : String(v || t("dash")))]);
     if (r.problem) verdict.append(el("p", { class: "note", text: String(r.problem) }));
     const msgs = el("td", { "data-label": t("col.messages"), class: "num", text: fmtInt(r.messages) });
     if (num(r.left_out_messages) > 0) msgs.append(el("span", { class: "sub", text: t("check.left_out", { n: fmtInt(r.left_out_messages), size: fmtBytes(r.left_out_bytes) }) }));
     checkLeftOutFolders(msgs, r.excluded);
+    const davLine = checkDavLine(r.dav);
+    if (davLine) name.append(el("span", { class: "sub", text: davLine }));
     const size = el("td", { "data-label": t("col.size"), class: "num", text: fmtBytes(r.bytes) });
     const room = el("td", { "data-label": t("col.room"), class: "num", text: num(r.target_room) !== null ? fmtBytes(r.target_room) : t("op.unknown") });
     const largest = el("td", { "data-label": t("col.largest") });
@@ -2106,6 +2134,21 @@ function renderCheck() {
   setText(empty, t("op.check_none"));
   show(empty, rows !== null && list.length === 0);
   renderPackage(list.length > 0 ? S.checkPackage : null);
+}
+
+// The account's calendars and contacts under its name (issue 19): counts, or the failed login in words.
+function checkDavLine(d) {
+  if (!d || typeof d !== "object") return "";
+  if (d.login_failed === "source" || d.login_failed === "target") return t("check.dav_login_" + d.login_failed);
+  const cols = Array.isArray(d.collections) ? d.collections.filter((c) => c && typeof c === "object") : [];
+  if (d.problem && !cols.length) return t("check.dav_problem", { problem: String(d.problem) });
+  const kept = cols.filter((c) => !c.skipped);
+  const plural = (key, n) => tn(key, n, { n: fmtInt(n) });
+  const items = kept.reduce((sum, c) => sum + (num(c.items) || 0), 0);
+  let line = t("check.dav", { cal: plural("check.dav_cal", kept.filter((c) => c.kind === "calendar").length), book: plural("check.dav_book", kept.filter((c) => c.kind === "addressbook").length), items: plural("check.dav_items", items) });
+  const skipped = cols.length - kept.length;
+  if (skipped > 0) line += "; " + t("check.dav_left_out", { n: fmtInt(skipped) });
+  return line;
 }
 
 // Whether all accounts together fit the package's total (`setup --quota-total`), from GET /api/check.

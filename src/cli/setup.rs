@@ -277,7 +277,9 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     for (side, setting) in davs {
         store.set_dav_server(side, setting.as_ref())?;
         println!("{}", crate::setup::dav_line(side, setting.as_ref()));
-        // the side test: see dav
+        if let Some(setting) = &setting {
+            println!("{}", crate::setup::test_dav_side(&store, side, setting)?.line(side));
+        }
     }
     setup_notify(&store, setup)?;
     if let Some(on) = mirror {

@@ -1,14 +1,24 @@
 //! The calendar and contact part of the pre-flight check (`postflytt check`): the DAV login on each
 //! side, the source's calendars and address books with their items counted and sized, the ones that
 //! will not move and why, and whether the target has a place for each kind. Nothing changes on either
-//! server: only PROPFIND.
+//! server: only PROPFIND. Also the setup's side test of a DAV server (`reach`): one PROPFIND without a
+//! login, where any HTTP answer means the server is there.
+
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::discover::{self, DavSide};
+use super::http::{HttpClient, Request};
 use super::{href, url::DavUrl, xml};
-use crate::store::{Account, Store};
+use crate::store::{Account, DavSetting, Store};
+
+/// The longest the setup's side test waits for one read: a server that is up answers PROPFIND at once,
+/// and the operator waits at the prompt.
+const REACH_READ: Duration = Duration::from_secs(10);
+/// The longest the whole side test takes, however the server trickles.
+const REACH_DEADLINE: Duration = Duration::from_secs(20);
 
 /// One source collection as the check saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,7 +65,8 @@ impl DavCheck {
     /// One line for `postflytt check`.
     pub fn line(&self) -> String {
         if let Some(side) = &self.login_failed {
-            return format!("calendars and contacts: {side} login failed: {}", self.problem);
+            let server = if side == "source" { "old server" } else { "new server" };
+            return format!("calendars and contacts: calendar login failed on the {server}: {}", self.problem);
         }
         if !self.problem.is_empty() {
             return format!("calendars and contacts: {}", self.problem);
@@ -72,6 +83,94 @@ impl DavCheck {
         }
         line
     }
+}
+
+/// Why a skipped collection stays behind, as `postflytt check` says it.
+pub fn skip_words(reason: &str) -> &str {
+    match reason {
+        "shared_by_other_owner" => "shared with you by another user: moves with its owner's account",
+        "subscription" => "a subscription",
+        other => other,
+    }
+}
+
+/// What the setup's side test found: the HTTP status the server answered (reachable), or why no
+/// answer came. Kept per side for the status (`setup::dav_status_json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DavReach {
+    /// The address tested, as stored: a later setting's status never shows an earlier address's test.
+    pub url: String,
+    /// The status of the answer; None when none came.
+    pub status: Option<u16>,
+    /// Where a redirect pointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Why there was no answer (refused, TLS, timed out), empty when there was one.
+    pub problem: String,
+}
+
+impl DavReach {
+    pub fn reachable(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// One line for `setup` and the status: "source calendar server at URL: reachable (HTTP 401, asks
+    /// for a login)" or "...: NOT reachable: WHY".
+    pub fn line(&self, side: &str) -> String {
+        let Some(status) = self.status else {
+            return format!("{side} calendar server at {}: NOT reachable: {}", self.url, self.problem);
+        };
+        let what = match status {
+            207 => "answers as a DAV server".to_string(),
+            401 => "asks for a login".to_string(),
+            301 | 302 | 303 | 307 | 308 => format!("points on to {}", self.location.as_deref().unwrap_or("another address")),
+            403 => "refuses without a login".to_string(),
+            404 => "nothing at this path; the accounts' logins find their calendars if the server has them elsewhere".to_string(),
+            405 | 501 => "does not take DAV requests at this path".to_string(),
+            s if s >= 500 => "the server has a problem right now".to_string(),
+            _ => "answers".to_string(),
+        };
+        format!("{side} calendar server at {}: reachable (HTTP {status}, {what})", self.url)
+    }
+}
+
+/// The setup's side test of a DAV server: one PROPFIND Depth 0 without a login on its path (a bare
+/// host: `/.well-known/caldav`). Any HTTP answer, even 401 or a redirect, means the server is there;
+/// only no answer (refused, TLS, timeout) is a problem. Nothing is stored here.
+pub async fn reach(setting: &DavSetting) -> DavReach {
+    let mut found = DavReach { url: setting.url.clone(), status: None, location: None, problem: String::new() };
+    let url = match DavUrl::parse(&setting.url, setting.pin_sha256.clone()) {
+        Ok(url) => url,
+        Err(e) => {
+            found.problem = format!("{e:#}");
+            return found;
+        }
+    };
+    let path = if url.bare_host { "/.well-known/caldav".to_string() } else { url.path.clone() };
+    let per_read = crate::imap::io_timeout().min(REACH_READ);
+    // No login: an empty one, which a server answers with 401, as it would a browser.
+    let mut client = HttpClient::new(&url, "", &crate::secret::Secret::new(String::new())).with_timeout(per_read);
+    let body = xml::propfind_members();
+    let request = Request {
+        method: "PROPFIND",
+        path: &path,
+        headers: &[("Depth", "0"), ("Content-Type", "application/xml; charset=utf-8")],
+        body: &body,
+        max_body: 64 * 1024,
+        point_after_send: None,
+    };
+    let late = async {
+        smol::Timer::after(REACH_DEADLINE).await;
+        Err(anyhow::anyhow!("no answer within {} s", REACH_DEADLINE.as_secs()))
+    };
+    match smol::future::or(client.send(&request), late).await {
+        Ok(answer) => {
+            found.status = Some(answer.status);
+            found.location = answer.location().map(str::to_string);
+        }
+        Err(e) => found.problem = format!("{e:#}"),
+    }
+    found
 }
 
 /// The DAV check of one account; None when no DAV servers are set up.
@@ -132,4 +231,40 @@ async fn measure(source: &mut DavSide, check: &mut DavCheck) -> Result<()> {
         check.collections.push(checked);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_side_test_says_any_answer_is_reachable_and_no_answer_why() {
+        let reach = |status: Option<u16>, location: Option<&str>, problem: &str| DavReach {
+            url: "https://dav.ny.se/".into(),
+            status,
+            location: location.map(str::to_string),
+            problem: problem.into(),
+        };
+        assert_eq!(
+            reach(Some(401), None, "").line("target"),
+            "target calendar server at https://dav.ny.se/: reachable (HTTP 401, asks for a login)"
+        );
+        assert!(
+            reach(Some(301), Some("https://dav.ny.se/dav/"), "")
+                .line("source")
+                .ends_with("(HTTP 301, points on to https://dav.ny.se/dav/)")
+        );
+        assert!(reach(Some(207), None, "").reachable());
+        let down = reach(None, None, "connection refused");
+        assert!(!down.reachable());
+        assert_eq!(down.line("source"), "source calendar server at https://dav.ny.se/: NOT reachable: connection refused");
+    }
+
+    #[test]
+    fn skipped_collections_and_failed_logins_in_words() {
+        assert_eq!(skip_words("shared_by_other_owner"), "shared with you by another user: moves with its owner's account");
+        assert_eq!(skip_words("subscription"), "a subscription");
+        let failed = DavCheck { problem: "401".into(), login_failed: Some("target".into()), ..DavCheck::default() };
+        assert_eq!(failed.line(), "calendars and contacts: calendar login failed on the new server: 401");
+    }
 }

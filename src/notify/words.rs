@@ -31,6 +31,8 @@ fn verdict(lang: Lang, v: Verdict) -> &'static str {
             Verdict::OverSizeLimit => "har meddelanden över den nya serverns storleksgräns",
             Verdict::SourceCertificate => "inte prövat: gamla serverns certifikat är inte betrott",
             Verdict::TargetCertificate => "inte prövat: nya serverns certifikat är inte betrott",
+            Verdict::DavSourceLoginFailed => "kalenderinloggningen misslyckades på gamla servern",
+            Verdict::DavTargetLoginFailed => "kalenderinloggningen misslyckades på nya servern",
         },
     }
 }
