@@ -378,6 +378,9 @@ pub fn status(app: &Appliance) -> Result<Value> {
     let left_out = store.left_out_by_account()?;
     let (mut t_left_out, mut t_left_out_b) = (0i64, 0i64);
     let mut accounts = Vec::new();
+    // Calendars and contacts are counted only when both sides have a DAV server (docs/dav.md §6).
+    let dav_on = store.dav_set_up()?;
+    let mut t_dav = crate::store::dav::DavCounts::default();
     let (mut t_msgs, mut t_bytes, mut t_staged, mut t_staged_b, mut t_pushed, mut t_pushed_b, mut t_skipped) =
         (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
     let mut t_done_b = 0i64;
@@ -450,6 +453,15 @@ pub fn status(app: &Appliance) -> Result<Value> {
                 last_new_mail = Some(last_new_mail.map_or(t, |l: i64| l.max(t)));
             }
         }
+        let dav = if dav_on { Some(store.dav_counts(d.id)?) } else { None };
+        if let Some(c) = dav.filter(|_| counts) {
+            t_dav.calendars += c.calendars;
+            t_dav.address_books += c.address_books;
+            t_dav.skipped_collections += c.skipped_collections;
+            t_dav.items += c.items;
+            t_dav.copied += c.copied;
+            t_dav.refused += c.refused;
+        }
         let mirror = mirroring.get(&d.id).copied().unwrap_or_default();
         (t_moved, t_removed) = (t_moved + mirror.moved, t_removed + mirror.removed);
         accounts.push(json!({
@@ -471,6 +483,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "skipped": detail.skipped.iter().map(|s| json!({"folder": s.folder, "reason": s.reason, "server_says": s.server_says, "at": s.at})).collect::<Vec<_>>(),
             "left_out_messages": left_out.get(&d.id).map_or(0, |(n, _)| *n),
             "left_out_bytes": left_out.get(&d.id).map_or(0, |(_, b)| *b),
+            "dav": dav,
         }));
     }
     drop(first_seen);
@@ -563,6 +576,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "done_bytes": t_done_b, "percent": total_percent, "total_known": totals_known, "up_to_date": up_to_date,
             "moved_messages": t_moved, "removed_messages": t_removed,
             "left_out_messages": t_left_out, "left_out_bytes": t_left_out_b,
+            "dav": if dav_on { Some(t_dav) } else { None },
         },
         "mirror": if settings.mirror { "on" } else { "off" },
         "accounts": accounts,

@@ -14,6 +14,9 @@ use crate::store::{RunMark, Store, now};
 use crate::units::human_bytes;
 use crate::verify::{self, VerifyResult};
 
+mod dav;
+pub use dav::{DavSection, counts_words as dav_counts_words};
+
 /// The language of the HTML page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +120,8 @@ pub struct AccountReport {
     /// Target copies that following moved to another folder, and removed.
     pub mirror_moved: u64,
     pub mirror_removed: u64,
+    /// Calendars and contacts, when DAV servers were set up on both sides.
+    pub dav: Option<DavSection>,
 }
 
 impl AccountReport {
@@ -172,6 +177,7 @@ pub fn build(store: &Store) -> Result<Report> {
     let finished_at = store.mark_number(RunMark::FinishedAt)?;
     let rows = store.account_summaries()?;
     let mirroring = store.mirror_progress()?;
+    let dav_on = store.dav_set_up()?;
 
     let mut accounts = Vec::new();
     let mut domains = BTreeSet::new();
@@ -202,6 +208,7 @@ pub fn build(store: &Store) -> Result<Report> {
             switched_by: mirror.switched.map(|s| s.by.as_str()),
             mirror_moved: mirror.moved.max(0) as u64,
             mirror_removed: mirror.removed.max(0) as u64,
+            dav: if dav_on { Some(dav::section(store, row.id)?) } else { None },
             skipped: skips_of(store, row.id)?,
             source_login: row.source_login,
             target_login: row.target_login,
@@ -237,7 +244,11 @@ pub fn build(store: &Store) -> Result<Report> {
         generated_at: now(),
         preliminary: finished_at.is_none(),
         finished_at,
-        checklist: checklist(source_host.as_deref(), &domains),
+        checklist: checklist(
+            source_host.as_deref(),
+            &domains,
+            dav::checklist_item(dav_on.then(|| accounts.iter().filter_map(|a| a.dav.as_ref()).collect())),
+        ),
         source_host,
         target_host,
         domains,
@@ -306,7 +317,7 @@ fn skips_of(store: &Store, account_id: i64) -> Result<Vec<SkipItem>> {
 
 /// What the customer must still do after the mail has moved; names the old host and the domains
 /// where we know them, so the list is concrete.
-fn checklist(source_host: Option<&str>, domains: &[String]) -> Vec<ChecklistItem> {
+fn checklist(source_host: Option<&str>, domains: &[String], calendars_contacts: ChecklistItem) -> Vec<ChecklistItem> {
     let old_sv = source_host.map(|h| format!(" ({h})")).unwrap_or_default();
     let old_en = old_sv.clone();
     let domains_text = if domains.is_empty() { String::new() } else { format!(": {}", domains.join(", ")) };
@@ -325,11 +336,7 @@ fn checklist(source_host: Option<&str>, domains: &[String]) -> Vec<ChecklistItem
             sv: "Säg upp avtalet med den gamla leverantören.".into(),
             en: "Cancel the contract with the old provider.".into(),
         },
-        ChecklistItem {
-            id: "calendars_contacts",
-            sv: "Flytta kalendrar och kontakter om ni har några hos den gamla leverantören: flytten omfattar bara e-post.".into(),
-            en: "Move calendars and contacts if you have any at the old provider: this migration moved e-mail only.".into(),
-        },
+        calendars_contacts,
         ChecklistItem {
             id: "dns_records",
             sv: format!(
@@ -698,6 +705,9 @@ impl Report {
             h.push_str("</table>\n");
         }
 
+        if let Some(section) = &a.dav {
+            dav::html(h, section, lang);
+        }
         h.push_str(&format!("<h3>{}</h3>\n", t("Verifiering", "Verification")));
         match &a.verification {
             None => h.push_str(&format!("<p class=\"muted\">{}</p>\n", t("Inte verifierat.", "Not verified."))),
@@ -728,6 +738,10 @@ impl Report {
                 "moved",
                 "removed",
                 "left out",
+                "calendars",
+                "address books",
+                "items copied",
+                "items refused",
             ]
             .map(String::from),
         ];
@@ -741,6 +755,7 @@ impl Report {
             let switch = [switched_at, a.switched_by.unwrap_or_default().into(), a.mirror_moved.to_string(), a.mirror_removed.to_string()];
             if a.folders.is_empty() {
                 let [at, by, moved, removed] = switch.clone();
+                let [calendars, books, copied, refused] = dav::csv_cells(a.dav.as_ref());
                 rows.push([
                     a.source_login.clone(),
                     String::new(),
@@ -754,10 +769,15 @@ impl Report {
                     moved,
                     removed,
                     String::new(),
+                    calendars,
+                    books,
+                    copied,
+                    refused,
                 ]);
             }
             for f in &a.folders {
                 let [at, by, moved, removed] = switch.clone();
+                let [calendars, books, copied, refused] = dav::csv_cells(a.dav.as_ref());
                 rows.push([
                     a.source_login.clone(),
                     f.source.clone(),
@@ -771,6 +791,10 @@ impl Report {
                     moved,
                     removed,
                     f.left_out.clone().unwrap_or_default(),
+                    calendars,
+                    books,
+                    copied,
+                    refused,
                 ]);
             }
         }
@@ -1042,8 +1066,8 @@ mod tests {
         assert!(forced.html(Lang::Sv).contains("Flytten avslutades med tvång"));
         assert!(forced.html(Lang::En).contains("finished by force"));
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
-        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes;;;0;0;\r\n"), "{csv}");
-        assert!(csv.contains(";no;;;0;0;\r\n"), "{csv}");
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;yes;;;0;0;;;;;\r\n"), "{csv}");
+        assert!(csv.contains(";no;;;0;0;;;;;\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1096,12 +1120,15 @@ mod tests {
         assert!(bytes.starts_with(&[0xef, 0xbb, 0xbf]));
         let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "account;folder;target folder;messages;bytes;skipped;verified;switched at;switched by;moved;removed;left out");
+        assert_eq!(
+            lines[0],
+            "account;folder;target folder;messages;bytes;skipped;verified;switched at;switched by;moved;removed;left out;calendars;address books;items copied;items refused"
+        );
         assert_eq!(lines.len(), 1 + 3 + 1, "{text}");
-        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;;;;0;0;");
-        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;;;;0;0;");
-        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;;;;0;0;");
-        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;;;;0;0;");
+        assert_eq!(lines[1], "alice@kund.se;<script>alert(1)</script>;Kunder/Åre;2;2000;0;;;;0;0;;;;;");
+        assert_eq!(lines[2], "alice@kund.se;INBOX;INBOX;4;50000600;1;;;;0;0;;;;;");
+        assert_eq!(lines[3], "alice@kund.se;Old;Old;1;10;0;;;;0;0;;;;;");
+        assert_eq!(lines[4], "bob@kund.se;;;0;0;0;;;;0;0;;;;;");
         // A folder name with the separator is quoted, not split.
         store.rename_folder_for_tests("Old", "a;b");
         let text = String::from_utf8(build(&store).unwrap().csv().unwrap()).unwrap();
@@ -1147,7 +1174,7 @@ mod tests {
         assert!(sv.contains(&format!("<dt>Gick över till den nya servern</dt><dd>{when} (domänens MX-post pekade om")), "{sv}");
         assert!(sv.contains("<dd>10 flyttade och 5 raderade på den nya servern"), "{sv}");
         let csv = String::from_utf8(report.csv().unwrap()).unwrap();
-        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;;2025-12-06 17:05 UTC;mx;10;5;\r\n"), "{csv}");
+        assert!(csv.contains("alice@kund.se;INBOX;INBOX;4;50000600;1;;2025-12-06 17:05 UTC;mx;10;5;;;;;\r\n"), "{csv}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

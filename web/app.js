@@ -160,6 +160,13 @@ const DICT = {
     "acc.skipped": "{n} skipped items",
     "acc.skipped_one": "1 skipped item",
     "acc.progress_label": "Progress of {login}",
+    "dav.line": "Calendars and contacts: {parts}, {done} of {total} items copied",
+    "dav.calendars": "{n} calendars",
+    "dav.calendars_one": "1 calendar",
+    "dav.books": "{n} address books",
+    "dav.books_one": "1 address book",
+    "dav.refused": "{n} could not be moved",
+    "dav.skipped_collections": "{n} left out (shared or subscribed)",
     "skip.folder": "Folder",
     "skip.reason": "Reason",
     "skip.server": "The server said",
@@ -587,6 +594,13 @@ const DICT = {
     "acc.skipped": "{n} överhoppade",
     "acc.skipped_one": "1 överhoppad",
     "acc.progress_label": "Förlopp för {login}",
+    "dav.line": "Kalendrar och kontakter: {parts}, {done} av {total} objekt kopierade",
+    "dav.calendars": "{n} kalendrar",
+    "dav.calendars_one": "1 kalender",
+    "dav.books": "{n} adressböcker",
+    "dav.books_one": "1 adressbok",
+    "dav.refused": "{n} kunde inte flyttas",
+    "dav.skipped_collections": "{n} lämnades kvar (delade eller prenumererade)",
     "skip.folder": "Mapp",
     "skip.reason": "Orsak",
     "skip.server": "Servern svarade",
@@ -921,6 +935,18 @@ function store(key, value) {
 }
 function load(key) {
   try { return localStorage.getItem(key); } catch (e) { return null; }
+}
+
+// "Calendars and contacts: 3 calendars, 2 address books, 767 of 767 items copied" and what could not be
+// moved (its reasons are in the account's skipped list, under the collection's name).
+function davLine(d) {
+  const n = (v) => num(v) || 0;
+  const count = (v, key) => (n(v) === 1 ? t(key + "_one") : t(key, { n: fmtInt(n(v)) }));
+  const parts = [count(d.calendars, "dav.calendars"), count(d.address_books, "dav.books")].join(", ");
+  let line = t("dav.line", { parts, done: fmtInt(n(d.copied)), total: fmtInt(n(d.items)) });
+  if (n(d.refused) > 0) line += " · " + t("dav.refused", { n: fmtInt(n(d.refused)) });
+  if (n(d.skipped_collections) > 0) line += " · " + t("dav.skipped_collections", { n: fmtInt(n(d.skipped_collections)) });
+  return line;
 }
 
 function t(key, vars) {
@@ -1741,7 +1767,9 @@ function updateRow(r, a) {
     bar(f, fs, t("acc.progress_label", { login: a.login }), measured && known ? pctText(f) + ", " + head + ", " + msgs : head),
   );
   if (line2) prog.append(el("div", { class: "prog-bytes", text: line2 }));
-  fill(r, "progress", prog, [a.pushed_bytes, a.staged_bytes, a.bytes, a.pushed_messages, a.messages, a.percent, known, S.lang].join("|"));
+  // Calendars and contacts, only when DAV servers are set up (the status then has `dav`).
+  if (a.dav) prog.append(el("div", { class: "prog-dav", text: davLine(a.dav) }));
+  fill(r, "progress", prog, [a.pushed_bytes, a.staged_bytes, a.bytes, a.pushed_messages, a.messages, a.percent, known, S.lang, JSON.stringify(a.dav || null)].join("|"));
 
   const speed = num(a.throughput_bytes_per_second);
   fill(r, "speed", document.createTextNode(speed ? t("per_second", { amount: fmtBytes(speed) }) : t("dash")), String(speed) + S.lang);

@@ -164,6 +164,7 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     let finished = store.mark(store::RunMark::FinishedAt)?.is_some();
     let (mirroring, mirror_on) = (store.mirror_progress()?, store.settings()?.mirror);
     let mut attention = false;
+    let dav_on = store.dav_set_up()?;
     for a in store.account_progress()? {
         // The same one status per account as the page's rows (no pass of this process runs now).
         let check = checks.get(&a.id).map(|(verdict, _, at)| (verdict.as_str(), *at));
@@ -179,6 +180,10 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
             human_bytes(a.bytes as u64)
         );
         println!("    {}", crate::switching::status_line(mirror_on, &mirroring.get(&a.id).copied().unwrap_or_default()));
+        if dav_on {
+            let counts = store.dav_counts(a.id)?;
+            println!("    calendars and contacts: {}", crate::report::dav_counts_words(&counts, crate::report::Lang::En));
+        }
         if a.throttled_last_pass > 0 {
             println!("    the servers asked the last pass to slow down {} times (waited as asked; not an error)", a.throttled_last_pass);
         }

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod accounts;
 pub mod dav;
 mod dav_settings;
+mod dav_stats;
 mod folder_choice;
 mod folders;
 mod holds;
@@ -40,6 +41,7 @@ mod verification;
 
 pub use accounts::{Account, AccountState, DavLogins};
 pub use dav_settings::DavSetting;
+pub use dav_stats::{DavCollectionStats, DavSkip};
 pub use folder_choice::EXCLUDED_REASON;
 pub use folders::{PresentFolder, SourceFolderRecord};
 pub use journal::{PendingAppend, TargetCopy, TargetFolderRow};

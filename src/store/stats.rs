@@ -275,12 +275,13 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The account's skips in the order they happened, with their messages' size and date.
+    /// The account's skips in the order they happened, with their messages' size and date; a calendar
+    /// or contact item's are the report's calendars and contacts section's (`dav_skips`).
     pub fn skips_with_messages(&self, account_id: i64) -> Result<Vec<SkipDetail>> {
         let mut stmt = self.conn.prepare(
             "SELECT s.folder, s.reason, s.server_says, s.at, m.size, m.internal_date
              FROM skip s LEFT JOIN message m ON m.id = s.message_id
-             WHERE s.account_id = ?1 ORDER BY s.at, s.id",
+             WHERE s.account_id = ?1 AND s.dav_item_id IS NULL ORDER BY s.at, s.id",
         )?;
         let rows = stmt.query_map([account_id], |r| {
             Ok(SkipDetail {
