@@ -168,7 +168,7 @@ pub async fn collections(dav: &mut DavSide) -> Result<Vec<FoundCollection>> {
                 continue;
             } else if props.is_subscribed {
                 Some("subscription")
-            } else if props.shared_by_other || owned_by_other(dav, props.owner.as_deref()) {
+            } else if props.shared_with(&dav.principal) {
                 Some(SHARED_BY_OTHER_OWNER)
             } else {
                 None
@@ -177,12 +177,4 @@ pub async fn collections(dav: &mut DavSide) -> Result<Vec<FoundCollection>> {
         }
     }
     Ok(found)
-}
-
-/// `dav_shared_under_home` (SOGo, Nextcloud, Zimbra, Kerio): a collection whose owner is another principal.
-fn owned_by_other(dav: &DavSide, owner: Option<&str>) -> bool {
-    match owner.and_then(|o| dav.path_of(o)) {
-        Some(owner) => !href::same(&owner, &dav.principal),
-        None => false,
-    }
 }

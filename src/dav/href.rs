@@ -165,15 +165,6 @@ pub fn as_collection(href: &str) -> String {
     format!("{}/", href.trim_end_matches('/'))
 }
 
-/// The collection an item (or sub-collection) lives in, with its trailing `/`; `/` for `/`.
-pub fn parent(href: &str) -> String {
-    let trimmed = href.trim_end_matches('/');
-    match trimmed.rfind('/') {
-        Some(i) => trimmed[..=i].to_string(),
-        None => "/".to_string(),
-    }
-}
-
 /// The last path segment: `abc.ics` of `/u/cal/abc.ics`, `cal` of `/u/cal/`.
 pub fn last_segment(href: &str) -> &str {
     let trimmed = href.trim_end_matches('/');
@@ -318,9 +309,6 @@ mod tests {
     fn segments_and_parents() {
         assert_eq!(as_collection("/anna/jobb"), "/anna/jobb/");
         assert_eq!(as_collection("/anna/jobb//"), "/anna/jobb/");
-        assert_eq!(parent("/u/cal/abc.ics"), "/u/cal/");
-        assert_eq!(parent("/u/cal/"), "/u/");
-        assert_eq!(parent("/"), "/");
         assert_eq!(last_segment("/u/cal/abc.ics"), "abc.ics");
         assert_eq!(last_segment("/u/cal/"), "cal");
     }

@@ -76,6 +76,7 @@ impl Response {
     }
 
     /// The compliance classes of every `DAV:` header, split on commas and trimmed ("1", "calendar-access").
+    #[cfg(test)]
     pub fn dav_classes(&self) -> Vec<String> {
         self.all("DAV").flat_map(|v| v.split(',')).map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
     }
@@ -202,6 +203,7 @@ impl HttpClient {
     }
 
     /// Requests sent (each `send` once, however many times it went on the wire).
+    #[cfg(test)]
     pub fn requests_sent(&self) -> u64 {
         self.sent
     }

@@ -4,9 +4,6 @@
 //! finds the collections on each side, `copy` lists, stages and sends them under the journal of
 //! `store::dav`, and this module runs the phase for one account and names its failures.
 
-// The check, the counts for the page and sync-collection are wired in within this session.
-#![allow(dead_code)]
-
 pub mod check;
 mod collections;
 pub mod content;

@@ -72,11 +72,6 @@ impl DavUrl {
         let scheme = if self.endpoint.tls == TlsMode::Plain { "http" } else { "https" };
         format!("{scheme}://{}", self.authority())
     }
-
-    /// The same server at another path.
-    pub fn with_path(&self, path: &str) -> DavUrl {
-        DavUrl { endpoint: self.endpoint.clone(), path: path.to_string(), bare_host: false }
-    }
 }
 
 impl std::fmt::Display for DavUrl {

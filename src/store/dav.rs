@@ -5,9 +5,6 @@
 //! target href is chosen and committed with its `putting` mark, so a pass after a crash looks in exactly
 //! one place for a copy that may or may not have arrived. The design is `docs/dav.md` §2 and §3.
 
-// The counts and skip reasons are read by the status, the page and the report within this session.
-#![allow(dead_code)]
-
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
@@ -43,7 +40,6 @@ pub struct DavCollection {
     pub ctag: Option<String>,
     pub sync_token: Option<String>,
     pub state: String,
-    pub skip_reason: Option<String>,
     pub origin: Option<String>,
     pub absent_listings: i64,
 }
@@ -103,7 +99,7 @@ pub struct DavItem {
 }
 
 const COLLECTION_COLUMNS: &str = "id, kind, source_href, target_href, displayname, colour, description, components, ctag, \
-     sync_token, state, skip_reason, origin, absent_listings";
+     sync_token, state, origin, absent_listings";
 
 fn collection_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<DavCollection> {
     Ok(DavCollection {
@@ -118,9 +114,8 @@ fn collection_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<DavCollection> {
         ctag: row.get(8)?,
         sync_token: row.get(9)?,
         state: row.get(10)?,
-        skip_reason: row.get(11)?,
-        origin: row.get(12)?,
-        absent_listings: row.get(13)?,
+        origin: row.get(11)?,
+        absent_listings: row.get(12)?,
     })
 }
 
