@@ -363,7 +363,14 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
     // connections; their failure fails the account's pass but never undoes or stops its mail.
     if report.held.is_none() && store.account_hold(account.id).ok().flatten().is_none() && !crate::fault::shutting_down() {
         match crate::dav::pass_account(store, account).await {
-            Ok(stats) => report.dav = stats,
+            Ok(stats) => {
+                // A collection that could not be copied this pass is said like a mail folder that could not.
+                for error in stats.iter().flat_map(|s| &s.errors) {
+                    log::warn!("{}: calendars and contacts: {error}", account.source_login);
+                    report.folder_errors.push(format!("calendars and contacts: {error}"));
+                }
+                report.dav = stats;
+            }
             Err(e) => {
                 let failed = format!("calendars and contacts: {e:#}");
                 report.error = Some(match report.error.take() {

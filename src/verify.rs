@@ -80,6 +80,9 @@ pub struct FolderCheck {
     pub notes: Vec<String>,
     /// Why this folder could not be (fully) checked.
     pub error: Option<String>,
+    /// A calendar or address book (`dav::verify`), not a mail folder: `sync --repair` does not reopen
+    /// its copies, and the report says items, not messages.
+    pub dav: bool,
 }
 
 impl FolderCheck {
@@ -382,6 +385,7 @@ async fn verify_calendars_and_contacts(store: &Store, account: &Account, result:
     };
     for c in checks {
         let mut check = FolderCheck::new(&c.name, &c.target_href);
+        check.dav = true;
         check.source_messages = c.source_items;
         check.on_target = c.on_target;
         check.skipped = c.skipped;
@@ -531,7 +535,8 @@ pub fn request_repair(store: &Store, accounts: &[Account]) -> Result<Vec<(String
     let mut asked = Vec::new();
     for account in accounts {
         let Some(result) = load(store, account.id)? else { continue };
-        let short: Vec<&FolderCheck> = result.folders.iter().filter(|f| f.missing_count > 0).collect();
+        // Calendars and contacts are not repaired this way (their copies are not reopened): left out.
+        let short: Vec<&FolderCheck> = result.folders.iter().filter(|f| f.missing_count > 0 && !f.dav).collect();
         if short.is_empty() {
             continue;
         }

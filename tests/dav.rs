@@ -646,3 +646,62 @@ fn finish_verifies_calendars_and_contacts_on_both_servers() {
     let out = m.run(&["finish"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Discovery from a well-known address (RFC 6764 §5): Radicale redirects `/.well-known/caldav` to its
+/// root, where the principal is found; the redirect is followed within the same server.
+#[test]
+fn discovery_follows_the_well_known_redirect() {
+    let (source_mail, target_mail) = mail_servers(&["anna"]);
+    let source = DavServer::radicale(&[("anna", "pw-src")]);
+    let target = DavServer::xandikos("anna");
+    dav::load_fixture(&source, "anna");
+    let m = Migration::new(&source_mail, Via::Plain, &target_mail, Via::Plain, &[("anna", "pw-src", "anna", "pw-tgt")]);
+    let well_known = format!("{}/.well-known/caldav", source.base_url());
+    m.ok(&["setup", "--source-dav", &well_known, "--target-dav", &format!("{}/", target.base_url())]);
+    let out = m.sync();
+    assert_eq!(dav_numbers(&out).copied, 6, "{out}");
+    assert_same_dav(&source.client("anna"), &target.client("anna"));
+}
+
+/// An item the old server lists but never sends (a broken item: the proxy leaves it out of every
+/// multiget and answers its GET with a 500, as a server failing on one file would) costs only itself:
+/// the rest of its calendar is copied at once, and after three passes it is skipped with the reason,
+/// so finish can verify.
+#[test]
+fn an_item_the_old_server_never_sends_is_skipped_after_three_passes_and_the_rest_moves() {
+    struct Broken {
+        name: String,
+    }
+    impl Rewrite for Broken {
+        fn answer(&mut self, seen: &Seen, answer: &mut dav::DavResponse) -> Action {
+            if seen.method == "GET" && seen.path.ends_with(&self.name) {
+                answer.status = 500;
+                answer.body = b"internal error".to_vec();
+            } else if seen.method == "REPORT" && String::from_utf8_lossy(&seen.body).contains("calendar-multiget") {
+                let text = String::from_utf8_lossy(&answer.body).into_owned();
+                if let Some(at) = text.find(&format!("{}</href>", self.name)) {
+                    let start = text[..at].rfind("<response>").expect("its response");
+                    let end = at + text[at..].find("</response>").expect("its end") + "</response>".len();
+                    answer.body = format!("{}{}", &text[..start], &text[end..]).into_bytes();
+                }
+            }
+            Action::Answer
+        }
+    }
+    let (source_mail, target_mail) = mail_servers(&["anna"]);
+    let source = DavServer::radicale(&[("anna", "pw-src")]);
+    let target = DavServer::xandikos("anna");
+    let loaded = dav::load_fixture(&source, "anna");
+    let broken = loaded.events[0].0.rsplit('/').next().expect("a name").to_string();
+    let proxy = DavProxy::start(source.port(), Broken { name: broken.clone() });
+    let m = Migration::new(&source_mail, Via::Plain, &target_mail, Via::Plain, &[("anna", "pw-src", "anna", "pw-tgt")]);
+    m.ok(&["setup", "--source-dav", &format!("{}/", proxy.base_url()), "--target-dav", &format!("{}/", target.base_url())]);
+    let first = m.sync();
+    assert_eq!(dav_numbers(&first).copied, 5, "{first}");
+    let (second, third) = (m.sync(), m.sync());
+    assert!(dav_line(&third).contains("1 refused") && !dav_line(&second).contains("1 refused"), "{second}\n{third}");
+    let status = m.ok(&["status"]);
+    assert!(status.contains("did not send this item"), "{status}");
+    let out = m.run(&["finish"]);
+    assert!(out.status.success(), "finish with the broken item skipped:\n{}", text(&out));
+}

@@ -712,7 +712,7 @@ const DICT = {
     "f.pin": "Lita på certifikatet via fingeravtryck (SHA-256)",
     "f.pin_hint": "Bara för en gammal server med utgånget eller egensignerat certifikat. Lämna tomt för vanlig kontroll av certifikatet.",
     "f.pin_hint_target": "Bara för en ny server vars certifikat inte kan kontrolleras på vanligt sätt. Lämna tomt för vanlig kontroll.",
-    "f.dav": "Kalender och kontakter (CalDAV/CardDAV)",
+    "f.dav": "Kalendrar och kontakter (CalDAV/CardDAV)",
     "f.dav_hint": "Valfritt. Ett värdnamn räcker (t.ex. dav.example.com); en hel adress (https, med sökväg) går också. Lämna tomt för att flytta kalendrar och kontakter för hand.",
     "f.mx": "Nya serverns MX-värdar, en per rad",
     "f.mx_hint": "En * matchar vilken del som helst, t.ex. *.mail.protection.outlook.com.",

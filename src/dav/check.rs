@@ -191,8 +191,13 @@ pub async fn check_account(store: &Store, account: &Account) -> Result<Option<Da
         match opened {
             Ok(dav) => sides.push(dav),
             Err(e) => {
-                check.login_failed = Some(side.to_string());
-                check.problem = format!("{e:#}");
+                // Only a refused login (or no password) is a login failure; a typo in the address, a
+                // closed port or a certificate is the server's problem, said in its own words.
+                let refused = matches!(super::kind_of(&e), Some(super::DavError::LoginRefused { .. })) || password.is_none();
+                if refused {
+                    check.login_failed = Some(side.to_string());
+                }
+                check.problem = format!("the {side} calendar server: {e:#}");
                 return Ok(Some(check));
             }
         }

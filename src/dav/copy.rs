@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::collections::TargetCollection;
+use super::deletions::Gone;
 use super::discover::{self, DavSide, FoundCollection};
 use super::http::{DAV_ITEM_MAX, MULTISTATUS_MAX, Request, Response};
 use super::{DavError, content, href, xml};
@@ -25,6 +26,9 @@ const MULTIGET_BYTES: u64 = 4 << 20;
 /// Pages of one sync-collection answer followed before the collection fails for the pass: 10,000
 /// pages of Google's 230 items are 2.3 million, more than any calendar.
 const SYNC_PAGES_MAX: usize = 10_000;
+/// Passes in which the source did not send an item it lists before the item is skipped (a broken item
+/// on the old server must not keep finish from ever verifying).
+const MISSED_PASSES_MAX: i64 = 3;
 /// The longest server answer kept in a skip ledger entry.
 const SERVER_SAYS_MAX: usize = 300;
 
@@ -161,6 +165,11 @@ pub(super) fn item_type(kind: &str) -> (&'static str, &'static str) {
 pub(super) fn server_says(response: &Response) -> String {
     let text = String::from_utf8_lossy(&response.body);
     let mut said = format!("{} {}", response.status, text.split_whitespace().collect::<Vec<_>>().join(" "));
+    // A server that echoes the request back would put our login into the skip ledger: cut it there.
+    if let Some(at) = said.to_ascii_lowercase().find("authorization") {
+        said.truncate(at);
+        said.push('…');
+    }
     if said.len() > SERVER_SAYS_MAX {
         let mut end = SERVER_SAYS_MAX;
         while !said.is_char_boundary(end) {
@@ -219,27 +228,34 @@ impl CollectionWork<'_> {
             // sync-collection (RFC 6578) from the token of the last pass when the collection offers it;
             // a first listing, or a token the server no longer knows, lists every member by ETag.
             let offers_sync = props.supports_sync_collection || props.sync_token.is_some();
-            let synced = match self.collection.sync_token.as_deref() {
-                Some(token) if offers_sync => self.sync_changes(token).await?,
+            let synced = match self.collection.sync_token.clone() {
+                Some(token) if offers_sync => self.sync_changes(&token).await?,
                 _ => None,
             };
-            let changes = match synced {
-                Some((changed, removed, token)) => {
+            let gone = match synced {
+                // A sync answer proves only the deletions it reports; an absence from an earlier listing
+                // is confirmed by asking the source for that one item.
+                Some((token, reported_gone)) => {
                     new_token = token;
-                    self.store.write(|tx| tx.record_dav_changes(self.collection.id, &changed, &removed))?
+                    let mut gone = reported_gone;
+                    gone.extend(self.confirm_absences(&gone).await?);
+                    Gone::Only(gone)
                 }
                 None => {
                     let (members, whole) = self.list_source().await?;
+                    let members = self.as_recorded(members)?;
                     if whole {
-                        self.store.write(|tx| tx.record_dav_listing(self.collection.id, &members))?
+                        let changes = self.store.write(|tx| tx.record_dav_listing(self.collection.id, &members))?;
+                        Gone::AllBut(changes.first_absent)
                     } else {
                         self.incomplete = true;
-                        self.store.write(|tx| tx.record_dav_changes(self.collection.id, &members, &[]))?
+                        self.store.write(|tx| tx.record_dav_changes(self.collection.id, &members, &[]))?;
+                        Gone::Only(Vec::new())
                     }
                 }
             };
             fault::point("dav: changes listed");
-            self.follow_deletions(&changes.first_absent).await?;
+            self.follow_deletions(&gone).await?;
         }
         loop {
             let fetched = self.fetch_batch().await?;
@@ -253,6 +269,44 @@ impl CollectionWork<'_> {
             fault::point("dav: sync token recorded");
         }
         Ok(())
+    }
+
+    /// `dav_href_forms`: listed hrefs as the rows already hold them when they name the same resource
+    /// in another form (`%40` for `@`), so one item never becomes two rows.
+    fn as_recorded(&self, listed: Vec<ListedItem>) -> Result<Vec<ListedItem>> {
+        let recorded: std::collections::HashMap<String, String> =
+            self.store.dav_item_source_hrefs(self.collection.id)?.into_iter().map(|h| (href::canonical(&h), h)).collect();
+        let mut seen = std::collections::HashSet::new();
+        Ok(listed
+            .into_iter()
+            .filter_map(|mut item| {
+                let key = href::canonical(&item.href);
+                if let Some(stored) = recorded.get(&key) {
+                    item.href = stored.clone();
+                }
+                seen.insert(key).then_some(item)
+            })
+            .collect())
+    }
+
+    /// Items an earlier whole listing left out that a sync answer did not mention: each asked for by
+    /// GET on the source; gone (404/410) joins the deletions, there after all clears the mark.
+    async fn confirm_absences(&mut self, reported: &[i64]) -> Result<Vec<i64>> {
+        let mut confirmed = Vec::new();
+        for item in self.store.dav_items_gone(self.collection.id)? {
+            if reported.contains(&item.id) {
+                continue;
+            }
+            let request =
+                Request { method: "GET", path: &item.source_href, headers: &[], body: &[], max_body: DAV_ITEM_MAX, point_after_send: None };
+            let response = self.send(false, &request).await?;
+            match response.status {
+                404 | 410 => confirmed.push(item.id),
+                200..=299 => self.store.write(|tx| tx.clear_dav_gone(item.id))?,
+                _ => self.incomplete = true,
+            }
+        }
+        Ok(confirmed)
     }
 
     /// The source collection's members by ETag (PROPFIND Depth 1).
@@ -274,7 +328,7 @@ impl CollectionWork<'_> {
                 whole &= member.status != Some(507);
                 continue;
             }
-            if member.props.is_collection || member.status.is_some_and(|s| s != 200) || !seen.insert(item.clone()) {
+            if member.props.is_collection || member.status.is_some_and(|s| s != 200) || !seen.insert(href::canonical(&item)) {
                 continue;
             }
             members.push(ListedItem { href: item, etag: member.props.etag.clone(), size: member.props.content_length });
@@ -288,11 +342,13 @@ impl CollectionWork<'_> {
     /// gone hrefs, the last token), or None when the server no longer knows the token: 403/409
     /// `valid-sync-token` (RFC 6578 §3.2), or a 500 (`xandikos_sync_token_500`: xandikos 0.2.8
     /// answers an unknown token with a plain-text 500). Then the caller lists every member.
-    async fn sync_changes(&mut self, token: &str) -> Result<Option<(Vec<ListedItem>, Vec<String>, Option<String>)>> {
+    ///
+    /// Each page is recorded as it comes (its token only at the end of the collection's work, so a
+    /// kill re-asks from the old one), so memory holds one page whatever the number of changes.
+    async fn sync_changes(&mut self, token: &str) -> Result<Option<(Option<String>, Vec<i64>)>> {
         let path = self.collection.source_href.clone();
         let mut token = token.to_string();
-        // href -> the member (None: gone), the latest page winning.
-        let mut members: std::collections::BTreeMap<String, Option<ListedItem>> = std::collections::BTreeMap::new();
+        let mut gone_ids = Vec::new();
         for _page in 0..SYNC_PAGES_MAX {
             let body = xml::sync_collection(Some(&token));
             let headers = [("Depth", "0"), ("Content-Type", "application/xml; charset=utf-8")];
@@ -320,6 +376,8 @@ impl CollectionWork<'_> {
             let answer = xml::parse_multistatus(&response.body)?;
             drop(response);
             let mut truncated = false;
+            // href -> the member (None: gone), the later in the page winning.
+            let mut members: std::collections::BTreeMap<String, Option<ListedItem>> = std::collections::BTreeMap::new();
             for member in answer.responses {
                 let Some(href) = self.source.path_of(&member.href) else { continue };
                 if href::same(&href, &path) {
@@ -340,19 +398,34 @@ impl CollectionWork<'_> {
                     }
                 }
             }
+            let (mut changed, mut removed) = (Vec::new(), Vec::new());
+            for (href, member) in members {
+                match member {
+                    Some(item) => changed.push(item),
+                    None => removed.push(href),
+                }
+            }
+            let changed = self.as_recorded(changed)?;
+            let removed: Vec<String> = self
+                .as_recorded(removed.into_iter().map(|href| ListedItem { href, etag: None, size: None }).collect())?
+                .into_iter()
+                .map(|i| i.href)
+                .collect();
+            let page = self.store.write(|tx| tx.record_dav_changes(self.collection.id, &changed, &removed))?;
+            gone_ids.extend(page.gone);
             let Some(next) = answer.sync_token else {
                 bail!(DavError::Server { side: "source", status: 207, what: format!("a sync-collection report on {path} (no new token)") });
             };
+            if truncated && next == token {
+                bail!(DavError::Server {
+                    side: "source",
+                    status: 507,
+                    what: format!("a sync-collection report on {path} (paged without moving on)")
+                });
+            }
             token = next;
             if !truncated {
-                let (mut changed, mut removed) = (Vec::new(), Vec::new());
-                for (href, member) in members {
-                    match member {
-                        Some(item) => changed.push(item),
-                        None => removed.push(href),
-                    }
-                }
-                return Ok(Some((changed, removed, Some(token))));
+                return Ok(Some((Some(token), gone_ids)));
             }
         }
         Err(anyhow::Error::new(DavError::Server {
@@ -426,9 +499,16 @@ impl CollectionWork<'_> {
         for item in &batch {
             if !staged.iter().any(|s| s.id == item.id) {
                 // Not sent: asked again at the next pass (the next listing says whether it still exists),
-                // not again in this one, so the collection's other items go on.
+                // not again in this one, so the collection's other items go on; after
+                // `MISSED_PASSES_MAX` passes it is skipped with the reason, so finish can end.
                 self.missed.insert(item.id);
-                self.incomplete = true;
+                if self.store.write(|tx| tx.count_dav_miss(item.id))? >= MISSED_PASSES_MAX {
+                    let reason = format!("the old server did not send this item when asked, in {MISSED_PASSES_MAX} passes");
+                    self.store.write(|tx| tx.refuse_dav_item(self.account.id, item.id, &self.collection.displayname, &reason, None))?;
+                    self.stats.refused += 1;
+                } else {
+                    self.incomplete = true;
+                }
             }
         }
         self.store.write(|tx| staged.iter().try_for_each(|item| tx.stage_dav_item(item)))?;

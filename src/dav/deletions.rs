@@ -15,13 +15,25 @@ use super::{
 use crate::fault;
 use crate::store::dav::DavItem;
 
+/// Which of the rows marked gone a listing proves gone.
+pub(super) enum Gone {
+    /// A sync answer: exactly the items it reported deleted (and those confirmed by GET).
+    Only(Vec<i64>),
+    /// A whole listing: every marked row but those it marked for the first time (two listings in a row).
+    AllBut(Vec<i64>),
+}
+
 impl CollectionWork<'_> {
-    /// Items the source left out of two listings in a row: deleted on the target while the account
-    /// mirrors and the copy is ours; forgotten otherwise.
-    pub(super) async fn follow_deletions(&mut self, just_marked: &[i64]) -> Result<()> {
+    /// Items the source no longer has (`gone` says which the latest listing proves): deleted on the
+    /// target while the account mirrors and the copy is ours; forgotten otherwise.
+    pub(super) async fn follow_deletions(&mut self, gone: &Gone) -> Result<()> {
         let mirrors = self.store.mirrors(self.account.id)?;
         for item in self.store.dav_items_gone(self.collection.id)? {
-            if just_marked.contains(&item.id) {
+            let proven = match gone {
+                Gone::Only(ids) => ids.contains(&item.id),
+                Gone::AllBut(first_absent) => !first_absent.contains(&item.id),
+            };
+            if !proven {
                 continue;
             }
             let ours = item.origin.as_deref() == Some("put") && item.push_state == "pushed";

@@ -134,6 +134,14 @@ pub fn same(a: &str, b: &str) -> bool {
     trim(&pa) == trim(&pb)
 }
 
+/// A key naming a resource whatever form of its href a server wrote (`dav_href_forms`): normalised, one
+/// trailing slash dropped, every escape but `%2F` decoded. For comparing and matching only: never sent.
+pub fn canonical(href: &str) -> String {
+    let path = normalise(href, "http://localhost").unwrap_or_else(|| href.to_string());
+    let path = path.strip_suffix('/').filter(|s| !s.is_empty()).unwrap_or(&path);
+    String::from_utf8_lossy(&decoded_for_comparing(path)).into_owned()
+}
+
 /// A path with every escape decoded but `%2F` (an escaped slash is part of a name, not a level): servers
 /// echo `@` as `%40` or `+` as `%2B` in one answer and not in another (`dav_href_forms`), and both
 /// name the same resource.

@@ -47,7 +47,16 @@ pub async fn verify_account(store: &Store, account: &Account) -> Result<Option<V
     let (Some(mut target_side), Some(mut source_side)) = (sides.pop(), sides.pop()) else { return Ok(Some(Vec::new())) };
     let rows = store.dav_collections(account.id)?;
     let mut checks = Vec::new();
-    for found in discover::collections(&mut source_side).await? {
+    let found_now = discover::collections(&mut source_side).await?;
+    let copied = rows.iter().filter(|r| r.state == "present").count();
+    if copied > 0 && found_now.iter().all(|f| f.skip_reason.is_some()) {
+        // Every calendar gone at once is far likelier a server answering half-way than a user deleting
+        // them all: not a verification that passes.
+        anyhow::bail!(
+            "the old calendar server lists no calendars or address books now, though {copied} were copied: check it, then verify again"
+        );
+    }
+    for found in found_now {
         if found.skip_reason.is_some() {
             continue;
         }
@@ -69,7 +78,9 @@ pub async fn verify_account(store: &Store, account: &Account) -> Result<Option<V
             None => BTreeSet::new(),
         };
         check.target_items = on_target.len() as u64;
-        check.recorded = items.values().filter(|(state, t)| state == "pushed" && t.is_some()).count() as u64;
+        // Distinct copies: two source items with one UID share the copy the target let in.
+        let copies: BTreeSet<&String> = items.values().filter(|(state, _)| state == "pushed").filter_map(|(_, t)| t.as_ref()).collect();
+        check.recorded = copies.len() as u64;
         for item in &source_items {
             let copy = items.iter().find(|(source_href, _)| href::same(source_href, item)).map(|(_, v)| v);
             let why = match copy {
@@ -100,6 +111,10 @@ pub async fn verify_account(store: &Store, account: &Account) -> Result<Option<V
 /// The item hrefs of a collection (PROPFIND Depth 1), the collection itself and sub-collections left out.
 async fn members(side: &mut DavSide, collection: &str) -> Result<BTreeSet<String>> {
     let listing = side.propfind_multistatus(collection, "1", &xml::propfind_members(), "the list of items").await?;
+    let cut = listing.responses.iter().any(|m| m.status == Some(507) && side.path_of(&m.href).is_some_and(|h| href::same(&h, collection)));
+    if cut {
+        anyhow::bail!("the {} server cut its list of {collection} short (507): not a list to verify against", side.side);
+    }
     Ok(listing
         .responses
         .iter()

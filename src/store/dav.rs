@@ -60,6 +60,8 @@ pub struct ListingChanges {
     /// Rows the listing left out for the first time (marked `gone_at`): only a second listing without
     /// them lets the mirror rule act.
     pub first_absent: Vec<i64>,
+    /// Rows a sync answer reported deleted (marked `gone_at` now, or already).
+    pub gone: Vec<i64>,
 }
 
 /// An item whose body the reader is to fetch.
@@ -206,6 +208,13 @@ impl Store {
         let rows = statement
             .query_map([collection_id], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))))?
             .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Every source href of a collection's rows, as recorded.
+    pub fn dav_item_source_hrefs(&self, collection_id: i64) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare_cached("SELECT source_href FROM dav_item WHERE collection_id = ?1")?;
+        let rows = statement.query_map([collection_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(rows)
     }
 
@@ -430,10 +439,16 @@ impl Tx<'_> {
             self.record_listed_item(collection_id, item, known, &mut changes)?;
         }
         for href in removed {
-            self.conn().execute(
-                "UPDATE dav_item SET gone_at = ?3 WHERE collection_id = ?1 AND source_href = ?2 AND gone_at IS NULL",
-                params![collection_id, href, now()],
-            )?;
+            let id: Option<i64> = self
+                .conn()
+                .query_row("SELECT id FROM dav_item WHERE collection_id = ?1 AND source_href = ?2", params![collection_id, href], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(id) = id {
+                self.conn().execute("UPDATE dav_item SET gone_at = COALESCE(gone_at, ?2) WHERE id = ?1", params![id, now()])?;
+                changes.gone.push(id);
+            }
         }
         Ok(changes)
     }
@@ -488,7 +503,8 @@ impl Tx<'_> {
             return Ok(());
         }
         conn.execute(
-            "UPDATE dav_item SET source_etag = ?2, uid = ?3, sha256 = ?4, content_hash = ?5, body = ?6, size = ?7 WHERE id = ?1",
+            "UPDATE dav_item SET source_etag = ?2, uid = ?3, sha256 = ?4, content_hash = ?5, body = ?6, size = ?7, missed_passes = 0 \
+             WHERE id = ?1",
             params![staged.id, staged.etag, staged.uid, staged.sha256, staged.content_hash, staged.body, staged.body.len() as i64],
         )?;
         Ok(())
@@ -528,6 +544,18 @@ impl Tx<'_> {
     /// staged bytes released, and the source's ETag remembered so the same change is not tried again.
     pub fn keep_dav_target_copy(&self, id: i64) -> Result<()> {
         self.conn().execute("UPDATE dav_item SET push_state = 'pushed', body = NULL, changed_at = NULL WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// The source did not send this item when asked in this pass; returns in how many passes so far.
+    pub fn count_dav_miss(&self, id: i64) -> Result<i64> {
+        self.conn().execute("UPDATE dav_item SET missed_passes = missed_passes + 1 WHERE id = ?1", [id])?;
+        Ok(self.conn().query_row("SELECT missed_passes FROM dav_item WHERE id = ?1", [id], |r| r.get(0))?)
+    }
+
+    /// An item a listing left out that the source still has after all (a GET found it).
+    pub fn clear_dav_gone(&self, id: i64) -> Result<()> {
+        self.conn().execute("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
         Ok(())
     }
 

@@ -190,6 +190,7 @@ const MIGRATIONS: &[&str] = &[
          gone_at       INTEGER,                    -- the source no longer has it (mirroring, short-lived)
          mirror        TEXT CHECK (mirror IN ('deleting')),
          changed_at    INTEGER,                    -- the source changed it after it was pushed
+         missed_passes INTEGER NOT NULL DEFAULT 0,  -- passes the source did not send the item when asked
          UNIQUE (collection_id, source_href)
      ) STRICT;
      CREATE INDEX dav_item_push ON dav_item (collection_id, push_state);
@@ -514,6 +515,7 @@ impl Store {
              BEGIN;
              UPDATE account SET source_password = NULL, target_password = NULL, source_dav_password = NULL, target_dav_password = NULL;
              UPDATE message SET spool_bytes = 0 WHERE spool_bytes != 0;
+             UPDATE dav_item SET body = NULL WHERE body IS NOT NULL;
              DELETE FROM setting WHERE key LIKE 'secret.%';
              COMMIT;
              VACUUM;",
