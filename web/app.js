@@ -2167,7 +2167,8 @@ function renderCheck() {
 // The account's calendars and contacts under its name (issue 19): counts, or the failed login in words.
 function checkDavLine(d) {
   if (!d || typeof d !== "object") return "";
-  if (d.login_failed === "source" || d.login_failed === "target") return t("check.dav_login_" + d.login_failed);
+  if (d.login_failed === "source") return t("check.dav_login_source");
+  if (d.login_failed === "target") return t("check.dav_login_target");
   const cols = Array.isArray(d.collections) ? d.collections.filter((c) => c && typeof c === "object") : [];
   if (d.problem && !cols.length) return t("check.dav_problem", { problem: String(d.problem) });
   const kept = cols.filter((c) => !c.skipped);
