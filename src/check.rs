@@ -552,15 +552,16 @@ pub fn table(results: &[CheckResult]) -> String {
     out
 }
 
-/// The account's calendars and contacts under its line in the table: the count (or what failed), and
-/// each collection left behind with its reason.
+/// The account's calendars and contacts under its line in the table: the count (or what failed), then
+/// each collection with its items and size, or left behind with its reason.
 fn dav_lines(out: &mut String, r: &CheckResult) {
     let Some(dav) = &r.dav else { return };
     out.push_str(&format!("    {}\n", dav.line()));
     for c in &dav.collections {
-        if let Some(reason) = &c.skipped {
-            let kind = if c.kind == "addressbook" { "address book" } else { "calendar" };
-            out.push_str(&format!("    left out: {kind} {:?}: {}\n", c.name, crate::dav::check::skip_words(reason)));
+        let kind = if c.kind == "addressbook" { "address book" } else { "calendar" };
+        match &c.skipped {
+            Some(reason) => out.push_str(&format!("    left out: {kind} {:?}: {}\n", c.name, crate::dav::check::skip_words(reason))),
+            None => out.push_str(&format!("    {kind} {:?}: {} items, {}\n", c.name, c.items, human_bytes(c.bytes))),
         }
     }
 }
@@ -814,7 +815,7 @@ mod tests {
         ));
         let table = table(std::slice::from_ref(&r));
         assert!(
-            table.contains("    calendars and contacts: 2 calendars, 1 address books, 412 items, 1 shared or subscribed left out\n"),
+            table.contains("    calendars and contacts: 2 calendars, 1 address book, 412 items, 1 shared or subscribed left out\n"),
             "{table}"
         );
         assert!(

@@ -49,7 +49,8 @@ fn check_counts_calendars_address_books_and_items_and_exports_them() {
     let out = m.run(&["check"]);
     let table = text(&out);
     assert!(out.status.success(), "{table}");
-    assert!(table.contains("calendars and contacts: 1 calendars, 1 address books, 6 items"), "{table}");
+    assert!(table.contains("calendars and contacts: 1 calendar, 1 address book, 6 items"), "{table}");
+    assert!(table.contains("calendar \"Jobb\": 4 items") && table.contains("address book \"Kontakter\": 2 items"), "{table}");
 
     let csv_path = m.data.join("check.csv");
     let p = csv_path.to_string_lossy().to_string();

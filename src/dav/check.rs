@@ -72,11 +72,12 @@ impl DavCheck {
             return format!("calendars and contacts: {}", self.problem);
         }
         let skipped = self.collections.iter().filter(|c| c.skipped.is_some()).count();
+        let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let mut line = format!(
-            "calendars and contacts: {} calendars, {} address books, {} items",
-            self.calendars(),
-            self.address_books(),
-            self.items()
+            "calendars and contacts: {}, {}, {}",
+            count(self.calendars() as u64, "calendar", "calendars"),
+            count(self.address_books() as u64, "address book", "address books"),
+            count(self.items(), "item", "items")
         );
         if skipped > 0 {
             line.push_str(&format!(", {skipped} shared or subscribed left out"));
