@@ -560,6 +560,13 @@ fn status_page_in_headless_chromium() {
         op.contains(&format!("<label for=\"setup-staging\" data-i18n=\"f.staging\">{}</label>", shown(&en, "f.staging"))),
         "[operator] the setup form's staging field"
     );
+    // Calendars and contacts (issue 19): an optional address under each server.
+    for id in ["src-dav", "tgt-dav"] {
+        assert!(
+            op.contains(&format!("<label for=\"{id}\" data-i18n=\"f.dav\">{}</label>", shown(&en, "f.dav"))),
+            "[operator] the setup form's calendar field #{id}"
+        );
+    }
     // The setup form shows the Microsoft 365 app fields for the target only, and never the secret.
     assert!(!is_hidden(op, "tgt-m365"), "[operator] the target's app registration fields show for a Microsoft 365 target");
     assert!(is_hidden(op, "src-m365"), "[operator] the source's app fields stay hidden for an IMAP source");
