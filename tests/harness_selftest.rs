@@ -317,37 +317,8 @@ fn proxy_cuts_exactly_and_then_passes() {
     assert!(proxy.bytes_seen(Direction::ServerToClient) > 200_000);
 }
 
-/// Properties compared when a DAV server re-serialises what it was given.
-const DAV_KEYS: &[&str] = &[
-    "UID",
-    "SUMMARY",
-    "DESCRIPTION",
-    "LOCATION",
-    "DTSTART",
-    "DTEND",
-    "DUE",
-    "STATUS",
-    "RRULE",
-    "EXDATE",
-    "RECURRENCE-ID",
-    "ORGANIZER",
-    "ATTENDEE",
-    "TZID",
-    "TRIGGER",
-    "FN",
-    "N",
-    "ORG",
-    "TEL",
-    "EMAIL",
-    "ADR",
-    "NOTE",
-    "PHOTO",
-    "BDAY",
-    "VERSION",
-];
-
 /// Loads the DAV fixture, lists both collections and reads every item back with the same lines for
-/// [`DAV_KEYS`] (neither server serves the bytes it was given: both re-serialise, see
+/// [`dav::ITEM_KEYS`] (neither server serves the bytes it was given: both re-serialise, see
 /// `dav::same_properties`); a vCard 4.0 PHOTO is left out where the caller checks it itself. Also checks the
 /// collections' display names and the calendar's colour by PROPFIND.
 fn dav_round_trip(server: &DavServer, user: &str, mangles_v4_photo: bool) {
@@ -367,7 +338,7 @@ fn dav_round_trip(server: &DavServer, user: &str, mangles_v4_photo: bool) {
             let uid = dav::prop_values(&dav::unfold(original), "UID");
             assert_eq!(uid.len(), if path.contains("veckomote") { 2 } else { 1 }, "{path}: UIDs in the fixture");
             let v4 = dav::prop_values(&dav::unfold(original), "VERSION") == ["4.0"];
-            let keys: Vec<&str> = DAV_KEYS.iter().copied().filter(|k| !(*k == "PHOTO" && v4 && mangles_v4_photo)).collect();
+            let keys: Vec<&str> = dav::ITEM_KEYS.iter().copied().filter(|k| !(*k == "PHOTO" && v4 && mangles_v4_photo)).collect();
             if let Err(diff) = dav::same_properties(original, &body, &keys) {
                 panic!("{:?}: GET {path} changed:\n{diff}\nserved:\n{}", server.kind(), String::from_utf8_lossy(&body));
             }

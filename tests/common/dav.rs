@@ -621,3 +621,33 @@ pub fn same_properties(original: &[u8], served: &[u8], keys: &[&str]) -> Result<
     }
     if diffs.is_empty() { Ok(()) } else { Err(diffs.join("\n")) }
 }
+
+/// Properties compared item by item when a DAV server re-serialises what it was given (both the
+/// harness's self-test and `tests/dav.rs`).
+pub const ITEM_KEYS: &[&str] = &[
+    "UID",
+    "SUMMARY",
+    "DESCRIPTION",
+    "LOCATION",
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "STATUS",
+    "RRULE",
+    "EXDATE",
+    "RECURRENCE-ID",
+    "ORGANIZER",
+    "ATTENDEE",
+    "TZID",
+    "TRIGGER",
+    "FN",
+    "N",
+    "ORG",
+    "TEL",
+    "EMAIL",
+    "ADR",
+    "NOTE",
+    "PHOTO",
+    "BDAY",
+    "VERSION",
+];
