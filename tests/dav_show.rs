@@ -9,7 +9,6 @@ mod common;
 mod driver;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -60,52 +59,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The page's DOM as headless Chromium leaves it after a few seconds of virtual time (tests/page.rs's way).
-fn page_dom(url: &str, accept_lang: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("postflytt-dav-show-chromium-{}-{accept_lang}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let chromium = std::env::var_os("POSTFLYTT_CHROMIUM").unwrap_or_else(|| "chromium".into());
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=8000",
-            "--dump-dom",
-        ])
-        .arg(format!("--accept-lang={accept_lang}"))
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium (apt-get install chromium, or set POSTFLYTT_CHROMIUM)");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s on {url}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let dom = reader.join().unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(dom.contains("<html"), "chromium printed no DOM for {url}");
-    dom
 }
 
 fn one_message() -> FixtureMsg {
@@ -169,7 +122,7 @@ fn status_api_and_report_count_the_calendars_and_contacts_moved() {
         ("sv", "sv-SE,sv", format!("Kalendrar och kontakter: 1 kalender, 1 adressbok, {items} av {items} objekt kopierade")),
         ("en", "en-US,en", format!("Calendars and contacts: 1 calendar, 1 address book, {items} of {items} items copied")),
     ] {
-        let dom = page_dom(&format!("http://127.0.0.1:{}/#code={code}&lang={lang}", serve.port), accept);
+        let dom = common::chromium::dump_dom(&format!("http://127.0.0.1:{}/#code={code}&lang={lang}", serve.port), accept);
         assert!(dom.contains(&format!(">{line}</div>")), "want {line:?} on the page ({lang}):\n{dom}");
     }
     drop(serve);

@@ -9,6 +9,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod chromium;
 pub mod dav;
 pub mod dav_proxy;
 pub mod dnsmasq;
