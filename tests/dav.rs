@@ -610,6 +610,7 @@ fn finish_verifies_calendars_and_contacts_on_both_servers() {
     assert!(!out.status.success(), "finish should refuse with a copy gone:\n{said}");
     let name = lost.rsplit('/').next().expect("a name");
     assert!(said.contains("calendar Jobb: 1 missing"), "{said}");
+    assert!(said.contains(&format!("{name} is missing: its copy")), "the missing event by name:\n{said}");
 
     // Put back by the user (as the old server has it): finish verifies and purges.
     let src = source.client("anna");
@@ -677,4 +678,46 @@ fn an_item_the_old_server_never_sends_is_skipped_after_three_passes_and_the_rest
     assert!(status.contains("did not send this item"), "{status}");
     let out = m.run(&["finish"]);
     assert!(out.status.success(), "finish with the broken item skipped:\n{}", text(&out));
+}
+
+/// An item the new server fails on (the proxy turns its PUT into a harmless GET and answers 500, as a
+/// server choking on one file would) costs only itself: the rest is copied, the item is tried again at
+/// the next passes and, the server taking the others, skipped after three with what it said.
+#[test]
+fn an_item_the_new_server_fails_on_is_skipped_after_three_passes_and_the_rest_moves() {
+    struct FailsOn {
+        name: String,
+    }
+    impl Rewrite for FailsOn {
+        fn request(&mut self, seen: &mut Seen) {
+            if seen.method == "PUT" && seen.path.ends_with(&self.name) {
+                seen.method = "GET".into();
+                seen.path.push_str(".failing");
+                seen.body.clear();
+            }
+        }
+        fn answer(&mut self, seen: &Seen, answer: &mut dav::DavResponse) -> Action {
+            if seen.path.ends_with(".failing") {
+                answer.status = 500;
+                answer.body = b"Internal Server Error".to_vec();
+            }
+            Action::Answer
+        }
+    }
+    let (source_mail, target_mail) = mail_servers(&["anna"]);
+    let source = DavServer::xandikos("anna");
+    let target = DavServer::radicale(&[("anna", "pw-tgt")]);
+    let loaded = dav::load_fixture(&source, "anna");
+    let name = loaded.contacts[0].0.rsplit('/').next().expect("a name").to_string();
+    let proxy = DavProxy::start(target.port(), FailsOn { name });
+    let m = Migration::new(&source_mail, Via::Plain, &target_mail, Via::Plain, &[("anna", "pw-src", "anna", "pw-tgt")]);
+    m.ok(&["setup", "--source-dav", &format!("{}/", source.base_url()), "--target-dav", &format!("{}/", proxy.base_url())]);
+    let first = m.sync();
+    assert_eq!(dav_numbers(&first).copied, 5, "{first}");
+    let (second, third) = (m.sync(), m.sync());
+    assert!(dav_line(&third).contains("1 refused") && !dav_line(&second).contains("1 refused"), "{second}\n{third}");
+    let status = m.ok(&["status"]);
+    assert!(status.contains("the new server failed on this item"), "{status}");
+    let out = m.run(&["finish"]);
+    assert!(out.status.success(), "finish with the failing item skipped:\n{}", text(&out));
 }

@@ -29,6 +29,8 @@ const SYNC_PAGES_MAX: usize = 10_000;
 /// Passes in which the source did not send an item it lists before the item is skipped (a broken item
 /// on the old server must not keep finish from ever verifying).
 const MISSED_PASSES_MAX: i64 = 3;
+/// 5xx answers to PUTs in a row after which the target is taken to be failing, not the items.
+const FAILED_IN_A_ROW_MAX: u32 = 3;
 /// The longest server answer kept in a skip ledger entry.
 const SERVER_SAYS_MAX: usize = 300;
 
@@ -98,6 +100,9 @@ pub async fn copy_account(store: &Store, account: &Account, source: &mut DavSide
             stats: &mut stats,
             incomplete: false,
             missed: Default::default(),
+            server_failed: Vec::new(),
+            failed_in_a_row: 0,
+            target_took_some: false,
         };
         let result = match (collection.state.as_str(), listed) {
             ("deleting", _) => work.delete_collection().await,
@@ -192,6 +197,12 @@ pub(super) struct CollectionWork<'a> {
     pub(super) incomplete: bool,
     /// Items asked for in this pass that did not come: not asked again until the next.
     pub(super) missed: std::collections::HashSet<i64>,
+    /// Items the target failed on with a 5xx in this pass: (id, passes it failed in, what it said).
+    pub(super) server_failed: Vec<(i64, i64, String)>,
+    pub(super) failed_in_a_row: u32,
+    /// The target stored some item of this collection in this pass: it works, so an item it keeps
+    /// failing on is that item's problem.
+    pub(super) target_took_some: bool,
 }
 
 impl CollectionWork<'_> {
@@ -262,6 +273,20 @@ impl CollectionWork<'_> {
             let pushed = self.push_staged(&target_href).await?;
             if fetched == 0 && pushed == 0 {
                 break;
+            }
+        }
+        // An item the target failed on in `MISSED_PASSES_MAX` passes while it stored others is skipped
+        // with what it said, so neither the collection nor finish waits for it forever.
+        let failed = std::mem::take(&mut self.server_failed);
+        let target_works =
+            self.target_took_some || (!failed.is_empty() && !self.store.dav_our_target_hrefs(self.collection.id)?.is_empty());
+        for (id, passes, said) in failed {
+            if target_works && passes >= MISSED_PASSES_MAX {
+                let reason = format!("the new server failed on this item in {MISSED_PASSES_MAX} passes");
+                self.store.write(|tx| tx.refuse_dav_item(self.account.id, id, &self.collection.displayname, &reason, Some(&said)))?;
+                self.stats.refused += 1;
+            } else {
+                self.incomplete = true;
             }
         }
         if !unchanged && !self.incomplete {
@@ -601,13 +626,30 @@ impl CollectionWork<'_> {
                 self.store.write(|tx| tx.record_dav_pushed(item.id, &target_href, response.etag().as_deref(), &hash, "put"))?;
                 fault::point("dav: put recorded");
                 self.stats.put += 1;
+                self.failed_in_a_row = 0;
+                self.target_took_some = true;
             }
             _ if uid_taken => self.uid_conflict(item, error.href.as_deref(), &response, target_collection).await?,
             // Something is at our href already: an earlier attempt of ours whose answer was lost, or not ours.
             (412, _) | (207, Some(412)) => self.resolve_put(item, &target_href, true).await?,
             // Worth a try at the next pass: busy, locked, throttled, or the collection not there now.
-            (404 | 408 | 409 | 423 | 429, _) | (500..=599, _) | (207, _) => {
+            (404 | 408 | 409 | 423 | 429, _) | (207, _) => {
                 return Err(self.server_error("target", &response, &format!("PUT {target_href}")));
+            }
+            // The server failed on this item: the next ones are tried (the journal's `putting` is
+            // resolved at the next pass), unless several fail in a row, which is the server, not the item.
+            (500..=599, _) => {
+                self.failed_in_a_row += 1;
+                let passes = self.store.write(|tx| tx.count_dav_miss(item.id))?;
+                self.server_failed.push((item.id, passes, server_says(&response)));
+                if self.failed_in_a_row >= FAILED_IN_A_ROW_MAX {
+                    return Err(self.server_error(
+                        "target",
+                        &response,
+                        &format!("PUT {target_href} and the {FAILED_IN_A_ROW_MAX} before it"),
+                    ));
+                }
+                return Ok(());
             }
             _ => self.refuse(item, "the new server refused this item", &response)?,
         }
