@@ -536,7 +536,8 @@ impl CollectionWork<'_> {
                 }
             }
         }
-        self.store.write(|tx| staged.iter().try_for_each(|item| tx.stage_dav_item(item)))?;
+        // Staging from the source, like the mail's: a power cut costs a fetch again, nothing more.
+        self.store.write_unsynced(|tx| staged.iter().try_for_each(|item| tx.stage_dav_item(item)))?;
         self.stats.staged += count as u64;
         fault::point_once("dav: items staged");
         if count < batch.len() {
@@ -623,7 +624,9 @@ impl CollectionWork<'_> {
             .and_then(|answer| answer.responses.iter().find_map(|m| m.status));
         match (response.status, inner) {
             (200 | 201 | 204, _) => {
-                self.store.write(|tx| tx.record_dav_pushed(item.id, &target_href, response.etag().as_deref(), &hash, "put"))?;
+                // Not waited for on disk: lost in a power cut, the row is still `putting` and one GET
+                // finds the copy; the next journal entry's sync makes it durable anyway.
+                self.store.write_unsynced(|tx| tx.record_dav_pushed(item.id, &target_href, response.etag().as_deref(), &hash, "put"))?;
                 fault::point("dav: put recorded");
                 self.stats.put += 1;
                 self.failed_in_a_row = 0;
