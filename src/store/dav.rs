@@ -576,7 +576,7 @@ impl Tx<'_> {
     pub fn refuse_dav_item(&self, account_id: i64, id: i64, collection: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
         self.conn().execute("UPDATE dav_item SET push_state = 'refused', body = NULL WHERE id = ?1", [id])?;
         self.conn().execute(
-            "INSERT INTO skip (account_id, folder, reason, server_says, at, dav_item_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO skip (account_id, folder, reason, server_says, at, dav_item_id, calendar) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
             params![account_id, collection, reason, server_says, now(), id],
         )?;
         Ok(())
@@ -596,6 +596,10 @@ impl Tx<'_> {
 
     /// A skip ledger entry about a collection or an item, without a state change.
     pub fn note_dav_skip(&self, account_id: i64, collection: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
-        self.record_skip(account_id, None, collection, reason, server_says)
+        self.conn().execute(
+            "INSERT INTO skip (account_id, folder, reason, server_says, at, calendar) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            params![account_id, collection, reason, server_says, now()],
+        )?;
+        Ok(())
     }
 }

@@ -63,13 +63,12 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The skip ledger's entries about an account's calendars and contacts: those naming an item,
-    /// and those about a collection (no message, the collection's name as the folder).
+    /// The skip ledger's entries about an account's calendars and contacts (`skip.calendar`): an
+    /// item's, or a collection's (its name as the folder).
     pub fn dav_skips(&self, account_id: i64) -> Result<Vec<DavSkip>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT coalesce(s.folder, ''), s.reason, s.server_says, s.at FROM skip s WHERE s.account_id = ?1 \
-             AND (s.dav_item_id IS NOT NULL OR (s.message_id IS NULL AND s.folder IN \
-             (SELECT displayname FROM dav_collection WHERE account_id = ?1))) ORDER BY s.at, s.id",
+             AND s.calendar = 1 ORDER BY s.at, s.id",
         )?;
         let rows = statement
             .query_map([account_id], |r| Ok(DavSkip { collection: r.get(0)?, reason: r.get(1)?, server_says: r.get(2)?, at: r.get(3)? }))?;
@@ -102,9 +101,10 @@ mod tests {
                  INSERT INTO dav_item (collection_id, source_href, push_state) VALUES (2, '/a/work/1.ics', 'pushed');
                  INSERT INTO dav_item (collection_id, source_href, push_state) VALUES (2, '/a/work/2.ics', 'refused');
                  INSERT INTO dav_item (collection_id, source_href) VALUES (1, '/a/contacts/1.vcf');
-                 INSERT INTO skip (account_id, folder, reason, at, dav_item_id) VALUES (1, 'Arbete', 'too big', 5, 2);
-                 INSERT INTO skip (account_id, folder, reason, at) VALUES (1, 'Delad', 'shared', 6);
-                 INSERT INTO skip (account_id, folder, reason, at) VALUES (1, 'INBOX', 'too large', 7);",
+                 INSERT INTO skip (account_id, folder, reason, at, dav_item_id, calendar) VALUES (1, 'Arbete', 'too big', 5, 2, 1);
+                 INSERT INTO skip (account_id, folder, reason, at, calendar) VALUES (1, 'Delad', 'shared', 6, 1);
+                 INSERT INTO skip (account_id, folder, reason, at) VALUES (1, 'INBOX', 'too large', 7);
+                 INSERT INTO skip (account_id, folder, reason, at) VALUES (1, 'Arbete', 'a mail folder of the same name', 8);",
             )
             .unwrap();
         let stats = store.dav_collection_stats(1).unwrap();

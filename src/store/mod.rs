@@ -200,7 +200,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE pass ADD COLUMN dav_put INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN dav_replaced INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE pass ADD COLUMN dav_removed INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE skip ADD COLUMN dav_item_id INTEGER REFERENCES dav_item(id) ON DELETE SET NULL;",
+     ALTER TABLE skip ADD COLUMN dav_item_id INTEGER REFERENCES dav_item(id) ON DELETE SET NULL;
+     -- 1 for an entry about calendars and contacts (an item's, or a collection's), so the mail's list
+     -- and the calendar section each show their own, also after the item's row is gone.
+     ALTER TABLE skip ADD COLUMN calendar INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this build knows.

@@ -281,7 +281,7 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT s.folder, s.reason, s.server_says, s.at, m.size, m.internal_date
              FROM skip s LEFT JOIN message m ON m.id = s.message_id
-             WHERE s.account_id = ?1 AND s.dav_item_id IS NULL ORDER BY s.at, s.id",
+             WHERE s.account_id = ?1 AND s.calendar = 0 ORDER BY s.at, s.id",
         )?;
         let rows = stmt.query_map([account_id], |r| {
             Ok(SkipDetail {
