@@ -325,14 +325,18 @@ pub struct DavCounts {
 
 impl Tx<'_> {
     /// Records a collection the source listed (new, or its name, colour and description as they are
-    /// now), and that it was seen: its absence count starts again. Returns its id.
+    /// now), and that it was seen: its absence count starts again. Whether it is skipped (shared by
+    /// another owner, a subscription) follows the listing until something of it is copied. Returns its id.
     pub fn record_dav_collection(&self, account_id: i64, listed: &ListedCollection) -> Result<i64> {
         let conn = self.conn();
         conn.execute(
             "INSERT INTO dav_collection (account_id, kind, components, source_href, displayname, colour, description, state, skip_reason) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?8 IS NULL THEN 'pending' ELSE 'skipped' END, ?8) \
              ON CONFLICT (account_id, source_href) DO UPDATE SET displayname = excluded.displayname, colour = excluded.colour, \
-             description = excluded.description, components = excluded.components, absent_listings = 0",
+             description = excluded.description, components = excluded.components, absent_listings = 0, \
+             state = CASE WHEN state = 'pending' AND excluded.skip_reason IS NOT NULL THEN 'skipped' \
+                          WHEN state = 'skipped' AND excluded.skip_reason IS NULL THEN 'pending' ELSE state END, \
+             skip_reason = CASE WHEN state IN ('pending', 'skipped') THEN excluded.skip_reason ELSE skip_reason END",
             params![
                 account_id,
                 listed.kind,
@@ -601,5 +605,35 @@ impl Tx<'_> {
             params![account_id, collection, reason, server_says, now()],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collections_skip_follows_the_listing_until_something_of_it_is_copied() {
+        let dir = std::env::temp_dir().join(format!("postflytt-store-dav-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        let listed = |skip: Option<&str>| ListedCollection {
+            kind: "calendar",
+            source_href: "/a/jobb/".into(),
+            displayname: "Jobb".into(),
+            skip_reason: skip.map(str::to_string),
+            ..ListedCollection::default()
+        };
+        let state = |store: &Store| store.dav_collections(1).unwrap()[0].state.clone();
+        let id = store.write(|tx| tx.record_dav_collection(1, &listed(Some("shared_by_other_owner")))).unwrap();
+        assert_eq!(state(&store), "skipped");
+        store.write(|tx| tx.record_dav_collection(1, &listed(None))).unwrap();
+        assert_eq!(state(&store), "pending", "the owner is the user's after all");
+        store.write(|tx| tx.mark_dav_collection_present(id, "created")).unwrap();
+        store.write(|tx| tx.record_dav_collection(1, &listed(Some("shared_by_other_owner")))).unwrap();
+        assert_eq!(state(&store), "present", "copied once, it stays");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
