@@ -579,6 +579,7 @@ pub fn status(app: &Appliance) -> Result<Value> {
             "dav": if dav_on { Some(t_dav) } else { None },
         },
         "mirror": if settings.mirror { "on" } else { "off" },
+        "compress": settings.compress.as_str(),
         "accounts": accounts,
         "domains": domains,
         "quiet_period_seconds": quiet,

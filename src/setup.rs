@@ -65,6 +65,7 @@ struct ApiRequest {
     resolver: Option<Value>,
     watch_domains: Option<Value>,
     mirror: Option<Value>,
+    compress: Option<Value>,
     /// E-mail notices: known here so the key is not refused; the API's handler applies them with the
     /// notices' own module, which sits above this one (it reads the check's words).
     #[serde(default, deserialize_with = "present")]
@@ -220,6 +221,20 @@ pub fn parse_mirror(text: &str) -> Result<bool> {
             text.trim()
         ),
     }
+}
+
+/// The compression setting as `setup --compress` and `"compress"` of `POST /api/setup` write it:
+/// auto, on or off (either case); anything else is refused with a sentence.
+pub fn parse_compress(text: &str) -> Result<crate::imap::Compression> {
+    crate::imap::Compression::parse(text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "compress must be auto, on or off (got {:?}): auto compresses the IMAP connections to a server beyond the LAN \
+             (a round trip of {} ms or more) that offers COMPRESS=DEFLATE, on compresses every connection to such a server, \
+             off none",
+            text.trim(),
+            crate::imap::WAN_ROUND_TRIP.as_millis()
+        )
+    })
 }
 
 /// One side's DAV server change as `setup` and the API give it (issue 19). `url`: None leaves it,
@@ -467,6 +482,11 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         Some(Value::String(text)) => Some(parse_mirror(text).map_err(|e| Refused(format!("{e:#}")))?),
         Some(_) => return Err(Refused("mirror must be \"on\" or \"off\"".into()).into()),
     };
+    let compress = match &request.compress {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_compress(text).map_err(|e| Refused(format!("{e:#}")))?),
+        Some(_) => return Err(Refused("compress must be \"auto\", \"on\" or \"off\"".into()).into()),
+    };
     let [older, newer, max, total] = [
         operator_text("older_than", &request.older_than)?,
         operator_text("newer_than", &request.newer_than)?,
@@ -568,6 +588,9 @@ pub fn apply_json(store: &Store, body: &Value) -> std::result::Result<Value, Api
         }
         if let Some(m) = mirror {
             s.mirror = m;
+        }
+        if let Some(c) = compress {
+            s.compress = c;
         }
         filter.apply(s);
         if let Some(t) = quota_total {

@@ -30,9 +30,13 @@ pub struct Connected {
     pub target: Session,
 }
 
+/// Both sides logged in, each compressing where the operator's `compress` setting says it pays.
 pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected> {
-    let source = open_source(store, account).await?;
-    let target = open_target(store, account).await?;
+    let compress = store.settings()?.compress;
+    let mut source = open_source(store, account).await?;
+    source.compress_if_worthwhile(compress).await?;
+    let mut target = open_target(store, account).await?;
+    target.compress_if_worthwhile(compress).await?;
     Ok(Connected { source, target })
 }
 

@@ -204,6 +204,7 @@ pub fn status(dir: &Path, _: &StatusArgs) -> Result<ExitCode> {
     print_skips(&store)?;
     print_cutover(&store)?;
     let settings = store.settings()?;
+    println!("{}", setup::compress_line(&settings));
     println!("{}", crate::filters::MessageFilter::from_settings(&settings).describe());
     println!("{}", check::quota_total_line(settings.quota_total));
     for line in crate::admin_login::status_lines(&store)? {

@@ -127,6 +127,10 @@ pub struct SetupArgs {
     /// server (for mail postflytt put there): on (default) or off
     #[argh(option)]
     mirror: Option<String>,
+    /// compress the IMAP connections to a server that offers COMPRESS=DEFLATE: auto (default: only
+    /// a server beyond the LAN, a round trip of 4 ms or more), on or off
+    #[argh(option)]
+    compress: Option<String>,
     /// move only messages received before this date, YYYY-MM-DD (off removes it); the rest are left
     /// out and listed as skipped
     #[argh(option)]
@@ -216,6 +220,8 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     let size_limit = setup.message_size_limit.as_deref().map(parse_size).transpose()?;
     let cutover = Cutover::from_args(setup)?;
     let mirror = setup.mirror.as_deref().map(|m| crate::setup::parse_mirror(m).map_err(|e| anyhow!("--mirror: {e}"))).transpose()?;
+    let compress =
+        setup.compress.as_deref().map(|c| crate::setup::parse_compress(c).map_err(|e| anyhow!("--compress: {e}"))).transpose()?;
     let filter = crate::filters::FilterChange::parse(
         [setup.older_than.as_deref(), setup.newer_than.as_deref(), setup.max_message_size.as_deref()],
         ["--older-than", "--newer-than", "--max-message-size"],
@@ -284,6 +290,9 @@ pub fn setup(dir: &Path, setup: &SetupArgs) -> Result<ExitCode> {
     setup_notify(&store, setup)?;
     if let Some(on) = mirror {
         println!("{}", mirror_line(&store.change_settings(|s| s.mirror = on)?));
+    }
+    if let Some(compress) = compress {
+        println!("{}", compress_line(&store.change_settings(|s| s.compress = compress)?));
     }
     if quota.is_some() || size_limit.is_some() {
         store.change_settings(|s| {
@@ -394,6 +403,20 @@ fn mirror_line(s: &store::Settings) -> String {
     } else {
         "Mirror: off (the new host never follows moves and deletions on the old server)".into()
     }
+}
+
+/// The compression setting as `setup` and `status` say it.
+pub(super) fn compress_line(s: &store::Settings) -> String {
+    use crate::imap::Compression;
+    let what = match s.compress {
+        Compression::Auto => format!(
+            "auto (connections to a server beyond the LAN, a round trip of {} ms or more, that offers COMPRESS=DEFLATE)",
+            crate::imap::WAN_ROUND_TRIP.as_millis()
+        ),
+        Compression::On => "on (every connection to a server that offers COMPRESS=DEFLATE)".to_string(),
+        Compression::Off => "off".to_string(),
+    };
+    format!("Compression: {what}")
 }
 
 /// The cutover: its settings and each watched domain as the MX watch last saw it, for `status`.

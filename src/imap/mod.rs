@@ -19,13 +19,14 @@
 //!
 //! The files: `connection` reaches the server (TCP, TLS, certificate pins); `stream` moves its bytes
 //! under the bounds and deadlines; `session` is the command loop, greeting and login; `commands` the
-//! commands on a logged-in session; `probe` the setup test (reach, TLS and its certificate, greeting); `body_fetch` the streamed body FETCH; `response` the shapes
+//! commands on a logged-in session; `compress` COMPRESS=DEFLATE and when a connection is worth it; `probe` the setup test (reach, TLS and its certificate, greeting); `body_fetch` the streamed body FETCH; `response` the shapes
 //! answers are read into; `error` the kinds of failure; `transcript_tests` recorded exchanges played
 //! against the real session. This file is the public surface: everything the rest of the crate names
 //! is re-exported here, as `crate::imap::...`.
 
 mod changes;
 mod commands;
+mod compress;
 mod connection;
 mod error;
 mod probe;
@@ -40,6 +41,7 @@ mod transcript_tests;
 pub use body_fetch::{BodyRequest, BodySink};
 pub use changes::in_ranges;
 pub use commands::{AppendItem, FetchItem};
+pub use compress::{Compression, WAN_ROUND_TRIP};
 pub use connection::{Conn, Endpoint, PinMismatch, TlsFailed, TlsMode, fetch_fingerprint, hex, io_timeout, raw_connect};
 pub use error::{ImapError, ServerMisbehaved, kind_of};
 #[cfg(test)]

@@ -15,6 +15,7 @@ use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::{Interrupt, Io, State};
 
+use super::compress::Wire;
 use super::connection::{Conn, Trust, connect_tls, is_loopback, tcp_connect};
 use super::error::BYE_WITH_REASON;
 use super::response::{answer_has_caps, answer_of};
@@ -28,7 +29,7 @@ use crate::secret::Secret;
 
 /// A connection in the authenticated state (or later).
 pub struct Session {
-    pub(super) stream: Conn,
+    pub(super) stream: Wire,
     pub(super) client: Client,
     pub(super) next_tag: u32,
     pub(super) capabilities: BTreeSet<String>,
@@ -60,6 +61,9 @@ pub struct Session {
     pub(super) quirks: Quirks,
     /// QRESYNC is enabled (with CONDSTORE): EXAMINE can ask for the UIDs expunged since a mod-sequence.
     pub(super) qresync: bool,
+    /// How long the last batch of commands took from sending to its last answer (the login's, for
+    /// `compress_if_worthwhile`).
+    pub(super) last_round_trip: Option<Duration>,
 }
 
 impl Session {
@@ -90,7 +94,7 @@ impl Session {
                 return Err(session.refused("STARTTLS", format!("the server refused STARTTLS: {}", answer.words()), &answer));
             }
             // Anything buffered after the OK would be a plain-text injection; there must be nothing.
-            let Conn::Plain(tcp) = session.stream else {
+            let Conn::Plain(tcp) = session.stream.conn else {
                 bail!("internal: STARTTLS on a connection that is already TLS");
             };
             let tls = connect_tls(tcp, endpoint, trust).await?;
@@ -109,7 +113,7 @@ impl Session {
 
     /// The DER of the server's certificate (None on a plain connection).
     pub(super) fn peer_certificate_der(&self) -> Option<Vec<u8>> {
-        self.stream.peer_certificate_der()
+        self.stream.conn.peer_certificate_der()
     }
 
     async fn read_greeting(&mut self) -> Result<()> {
@@ -175,7 +179,7 @@ impl Session {
     /// the quirks its kind alone implies until the login shows the capabilities (see `quirks`).
     fn fresh(stream: Conn, after_starttls: bool, first_tag: u32, label: &str, kind: ServerKind) -> Session {
         Session {
-            stream,
+            stream: Wire::new(stream),
             client: Client::new(client_options(after_starttls)),
             next_tag: first_tag,
             capabilities: BTreeSet::new(),
@@ -194,6 +198,7 @@ impl Session {
             greeting: String::new(),
             quirks: Quirks::of_kind(kind),
             qresync: false,
+            last_round_trip: None,
         }
     }
 
@@ -243,6 +248,7 @@ impl Session {
         on_data: &mut dyn FnMut(Data<'static>) -> Result<()>,
     ) -> Result<Vec<Answer>> {
         self.begin_command(bodies.first().map_or("command", CommandBody::name), kept)?;
+        let started = std::time::Instant::now();
         let mut tags = Vec::new();
         for body in bodies {
             let tag = self.tag();
@@ -257,6 +263,7 @@ impl Session {
             }
         }
         self.flush().await?;
+        self.last_round_trip = Some(started.elapsed());
         Ok(tags.iter().filter_map(|t| answers.remove(t.inner())).collect())
     }
 
@@ -536,6 +543,16 @@ impl Session {
             },
         )
         .await;
+        if let Some((sent, sent_wire, received, received_wire)) = self.compression_totals() {
+            log::info!(
+                "{}: compressed, sent {} as {}, received {} as {}",
+                self.label,
+                crate::units::human_bytes(sent),
+                crate::units::human_bytes(sent_wire),
+                crate::units::human_bytes(received),
+                crate::units::human_bytes(received_wire)
+            );
+        }
     }
 }
 

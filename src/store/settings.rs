@@ -102,6 +102,8 @@ pub struct Settings {
     pub include_folders: Vec<String>,
     /// Mapping overrides, `SOURCE=TARGET` (`setup --map-folder`).
     pub map_folders: Vec<String>,
+    /// When the IMAP connections of a pass compress (`setup --compress`; `imap::compress`).
+    pub compress: crate::imap::Compression,
 }
 
 impl Default for Settings {
@@ -126,6 +128,7 @@ impl Default for Settings {
             exclude_folders: Vec::new(),
             include_folders: Vec::new(),
             map_folders: Vec::new(),
+            compress: crate::imap::Compression::Auto,
         }
     }
 }
@@ -150,6 +153,7 @@ const QUOTA_TOTAL: &str = "limit.quota_total";
 const EXCLUDE_FOLDERS: &str = "folders.exclude";
 const INCLUDE_FOLDERS: &str = "folders.include";
 const MAP_FOLDERS: &str = "folders.map";
+const COMPRESS: &str = "imap.compress";
 
 impl Settings {
     /// The rows as stored: a None value is no row.
@@ -174,6 +178,7 @@ impl Settings {
             (EXCLUDE_FOLDERS, Some(self.exclude_folders.join("\n")).filter(|t| !t.is_empty())),
             (INCLUDE_FOLDERS, Some(self.include_folders.join("\n")).filter(|t| !t.is_empty())),
             (MAP_FOLDERS, Some(self.map_folders.join("\n")).filter(|t| !t.is_empty())),
+            (COMPRESS, Some(self.compress.as_str().to_string())),
         ]
     }
 
@@ -201,6 +206,7 @@ impl Settings {
             exclude_folders: lines(get(EXCLUDE_FOLDERS)),
             include_folders: lines(get(INCLUDE_FOLDERS)),
             map_folders: lines(get(MAP_FOLDERS)),
+            compress: get(COMPRESS).and_then(|v| crate::imap::Compression::parse(&v)).unwrap_or_default(),
         }
     }
 }
@@ -265,6 +271,7 @@ mod tests {
             exclude_folders: vec!["Kalender".into(), "Arkiv/*".into()],
             include_folders: vec!["Kalender/Jobb".into()],
             map_folders: vec!["Gamla=Arkiv/Gamla".into()],
+            compress: crate::imap::Compression::Off,
         };
         let rows: std::collections::BTreeMap<&str, Option<String>> = changed.rows().into_iter().collect();
         assert_eq!(Settings::from_rows(|k| rows.get(k).cloned().flatten()), changed);
@@ -273,6 +280,7 @@ mod tests {
         assert_eq!(damaged.parallel, 4);
         assert_eq!(damaged.pass_interval_seconds, 900);
         assert_eq!(damaged.mx_target, vec!["x".to_string()]);
+        assert_eq!(damaged.compress, crate::imap::Compression::Auto, "an unknown word is the default");
     }
 
     #[test]
