@@ -392,3 +392,206 @@ impl Session {
         Some((sent, deflate.wire_written, received, deflate.wire_read))
     }
 }
+
+// The tests below drive the real session against a scripted server on 127.0.0.1 that compresses
+// with flate2 itself, because the shapes they need cannot be got from Dovecot: compressed bytes in
+// the same write as the OK, a damaged stream, a refusal. Dovecot's own COMPRESS is tested end to end
+// in tests/compress.rs.
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread::JoinHandle;
+
+    use flate2::read::DeflateDecoder;
+
+    use super::super::body_fetch::tests::{Pace, connect, run};
+    use super::super::{AppendItem, ImapError, kind_of};
+    use super::*;
+
+    /// What the scripted server does after reading COMPRESS DEFLATE.
+    enum Script {
+        /// OK with `* OK [ALERT]` compressed in the same write; a LIST answer of `folders` lines; then
+        /// one APPEND, answered OK. Returns the appended body as the server inflated it.
+        Compressed { folders: usize },
+        /// OK, then bytes that are no deflate stream.
+        Damaged,
+        /// NO; the connection goes on plain and a NOOP is answered.
+        Refused,
+    }
+
+    /// The server's side of the compressed stream: one deflate state for the whole connection.
+    struct ServerDeflate(Compress);
+
+    impl ServerDeflate {
+        /// `prefix` as it is, then `data` compressed and sync-flushed, in one write.
+        fn send(&mut self, out: &mut TcpStream, prefix: &[u8], data: &[u8]) {
+            let mut buf = prefix.to_vec();
+            let mut rest = data;
+            loop {
+                buf.reserve(64 * 1024);
+                let before = self.0.total_in();
+                self.0.compress_vec(rest, &mut buf, FlushCompress::Sync).expect("compress");
+                rest = &rest[(self.0.total_in() - before) as usize..];
+                if rest.is_empty() && buf.len() < buf.capacity() {
+                    break;
+                }
+            }
+            out.write_all(&buf).expect("write");
+        }
+    }
+
+    fn server(script: Script) -> (u16, JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+            let mut out = stream.try_clone().expect("clone");
+            let mut input = BufReader::new(stream);
+            out.write_all(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ COMPRESS=DEFLATE] ready\r\n").expect("greeting");
+            let mut line = String::new();
+            input.read_line(&mut line).expect("COMPRESS");
+            assert_eq!(line, "P1 COMPRESS DEFLATE\r\n");
+            match script {
+                Script::Refused => {
+                    out.write_all(b"P1 NO [COMPRESSIONACTIVE] not now\r\n").expect("NO");
+                    line.clear();
+                    input.read_line(&mut line).expect("NOOP");
+                    assert_eq!(line, "P2 NOOP\r\n", "after a refusal the client goes on plain");
+                    out.write_all(b"P2 OK done\r\n").expect("OK");
+                    let _ = input.read_to_end(&mut Vec::new());
+                    Vec::new()
+                }
+                Script::Damaged => {
+                    out.write_all(b"P1 OK compressing\r\n\xff\xfe\xfd\xfc this is not deflate\r\n").expect("garbage");
+                    let _ = input.read_to_end(&mut Vec::new());
+                    Vec::new()
+                }
+                Script::Compressed { folders } => {
+                    let mut deflate = ServerDeflate(Compress::new(Level::default(), false));
+                    deflate.send(&mut out, b"P1 OK go ahead\r\n", b"* OK [ALERT] compressed from here on\r\n");
+                    assert!(input.buffer().is_empty(), "the client wrote before the OK");
+                    let mut lines = BufReader::new(DeflateDecoder::new(input.into_inner()));
+                    line.clear();
+                    lines.read_line(&mut line).expect("LIST");
+                    assert_eq!(line, "P2 LIST \"\" *\r\n");
+                    let mut answer = String::new();
+                    for i in 0..folders {
+                        answer.push_str(&format!("* LIST (\\HasNoChildren) \"/\" \"Mapp {i:05} med ett langt namn\"\r\n"));
+                    }
+                    answer.push_str("P2 OK LIST done\r\n");
+                    deflate.send(&mut out, b"", answer.as_bytes());
+                    line.clear();
+                    lines.read_line(&mut line).expect("APPEND");
+                    let size: usize =
+                        line.trim_end().rsplit_once('{').and_then(|(_, n)| n.trim_end_matches("+}").parse().ok()).expect("literal");
+                    let mut body = vec![0; size];
+                    lines.read_exact(&mut body).expect("the literal");
+                    line.clear();
+                    lines.read_line(&mut line).expect("the APPEND's end");
+                    assert_eq!(line, "\r\n");
+                    deflate.send(&mut out, b"", b"P3 OK [APPENDUID 7 1] done\r\n");
+                    let _ = lines.read_to_end(&mut Vec::new());
+                    body
+                }
+            }
+        });
+        (port, handle)
+    }
+
+    #[test]
+    fn compressed_answers_and_a_compressed_append_including_bytes_that_came_with_the_ok() {
+        for pace in [Pace::Whole, Pace::ByteByByte] {
+            let (port, server) = server(Script::Compressed { folders: 3000 });
+            // 600 KB that do not compress: the upload waits on the socket more than once.
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            let body: Vec<u8> = (0..600_000)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let (folders, totals) = run(async {
+                let mut session = connect(port, pace).await;
+                assert!(session.compress_if_worthwhile(Compression::On).await.expect("COMPRESS"));
+                let folders = session.list().await.expect("LIST");
+                let mut sent = false;
+                let mut next = || -> Result<Vec<u8>> {
+                    let piece = if sent { Vec::new() } else { body.clone() };
+                    sent = true;
+                    Ok(piece)
+                };
+                let flags = vec!["\\Seen".to_string()];
+                let mut items = [AppendItem { flags: &flags, internal_date: None, size: body.len() as u64, body: &mut next }];
+                let answer = session.append("INBOX", &mut items, &mut || Ok(())).await.expect("APPEND");
+                assert!(answer.answer.is_ok(), "{:?}", answer.answer);
+                (folders, session.compression_totals().expect("compressing"))
+            });
+            assert_eq!(folders.len(), 3000);
+            assert_eq!(folders[2999].wire_name, "Mapp 02999 med ett langt namn");
+            assert_eq!(server.join().expect("server"), body, "the server inflated the body we sent");
+            let (sent, sent_wire, received, received_wire) = totals;
+            assert!(sent > 600_000 && sent_wire > 0, "{totals:?}");
+            // 3,000 LIST lines of one shape shrink to a fraction over the wire.
+            assert!(received > 150_000 && received_wire * 5 < received, "{totals:?}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_stream_loses_the_connection_with_a_reason() {
+        let (port, server) = server(Script::Damaged);
+        let error = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            assert!(session.compress_if_worthwhile(Compression::On).await.expect("COMPRESS"));
+            session.list().await.expect_err("nothing can be read")
+        });
+        assert!(matches!(kind_of(&error), Some(ImapError::ConnectionLost { .. })), "{error:#}");
+        assert!(format!("{error:#}").contains("compressed stream is damaged"), "{error:#}");
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_refusal_leaves_the_connection_plain() {
+        let (port, server) = server(Script::Refused);
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            assert!(!session.compress_if_worthwhile(Compression::On).await.expect("COMPRESS refused"));
+            assert!(session.compression_totals().is_none());
+            session.ok(CommandBody::Noop, "NOOP").await.expect("NOOP goes plain");
+        });
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn auto_asks_nothing_of_a_server_that_answered_fast_and_off_never_compresses() {
+        // The server would fail the test on any command: none may be sent.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            stream.write_all(b"* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n").expect("greeting");
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+            rest
+        });
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.last_round_trip = Some(Duration::from_micros(300));
+            assert!(!session.compress_if_worthwhile(Compression::Auto).await.expect("auto"));
+            assert!(!session.compress_if_worthwhile(Compression::Off).await.expect("off"));
+        });
+        assert_eq!(server.join().expect("server"), b"", "the client sent a command");
+    }
+
+    #[test]
+    fn the_setting_reads_its_three_words() {
+        for (text, want) in [("auto", Compression::Auto), (" ON ", Compression::On), ("off", Compression::Off)] {
+            assert_eq!(Compression::parse(text), Some(want));
+            assert_eq!(Compression::parse(want.as_str()), Some(want));
+        }
+        assert_eq!(Compression::parse("yes"), None);
+    }
+}
