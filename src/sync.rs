@@ -33,11 +33,21 @@ pub struct Connected {
 /// Both sides logged in, each compressing where the operator's `compress` setting says it pays.
 pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected> {
     let compress = store.settings()?.compress;
-    let mut source = open_source(store, account).await?;
-    source.compress_if_worthwhile(compress).await?;
-    let mut target = open_target(store, account).await?;
-    target.compress_if_worthwhile(compress).await?;
-    Ok(Connected { source, target })
+    // Both at once: over a WAN a connection and its login are several round trips each.
+    let (source, target) = smol::future::zip(
+        async {
+            let mut source = open_source(store, account).await?;
+            source.compress_if_worthwhile(compress).await?;
+            anyhow::Ok(source)
+        },
+        async {
+            let mut target = open_target(store, account).await?;
+            target.compress_if_worthwhile(compress).await?;
+            anyhow::Ok(target)
+        },
+    )
+    .await;
+    Ok(Connected { source: source?, target: target? })
 }
 
 /// Connects to the source and logs in as the account: with its password, else the source's admin
@@ -135,12 +145,25 @@ pub async fn discover(
     target: &mut Session,
     status_for: Option<bool>,
 ) -> Result<Discovery> {
-    let (source_ns, other_users, shared) = source.namespaces().await?;
-    let Listing { folders: listed, statuses: source_statuses } = match status_for {
-        Some(condstore) => source.list_with_status(condstore).await?,
-        None => Listing { folders: source.list().await?, statuses: BTreeMap::new() },
+    // Both trees at once: over a WAN each listing is a few round trips.
+    let source_side = async {
+        let namespaces = source.namespaces().await?;
+        let listing = match status_for {
+            Some(condstore) => source.list_with_status(condstore).await?,
+            None => Listing { folders: source.list().await?, statuses: BTreeMap::new() },
+        };
+        let subscribed: BTreeSet<String> = source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+        anyhow::Ok((namespaces, listing, subscribed))
     };
-    let subscribed: BTreeSet<String> = source.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+    let target_side = async {
+        let namespace = target.personal_namespace().await?;
+        let listed = target.list().await?;
+        let subscribed: BTreeSet<String> = target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
+        anyhow::Ok((namespace, listed, subscribed))
+    };
+    let (source_side, target_side) = smol::future::zip(source_side, target_side).await;
+    let ((source_ns, other_users, shared), Listing { folders: listed, statuses: source_statuses }, subscribed) = source_side?;
+    let (target_ns, target_listed, target_subscribed) = target_side?;
     let layout = SourceLayout {
         prefix: source_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
         delimiter: source_ns.as_ref().and_then(|(_, d)| *d).or_else(|| listed.iter().find_map(|f| f.delimiter)),
@@ -179,9 +202,6 @@ pub async fn discover(
         .collect();
 
     let quirks = target.quirks();
-    let target_ns = target.personal_namespace().await?;
-    let target_listed = target.list().await?;
-    let target_subscribed: BTreeSet<String> = target.lsub().await?.into_iter().map(|f| f.wire_name).collect();
     let target_layout = TargetLayout {
         prefix: target_ns.as_ref().map(|(p, _)| utf7::decode_or_raw(p)).unwrap_or_default(),
         delimiter: target_ns.as_ref().and_then(|(_, d)| *d).or_else(|| target_listed.iter().find_map(|f| f.delimiter)).unwrap_or('/'),
@@ -476,35 +496,8 @@ async fn pass_connected(
     let folders = store.present_folders(account.id)?;
     report.folders = folders.len();
     let pull_rows: BTreeMap<i64, pull::FolderRow> = pull::folder_rows(store, account.id)?.into_iter().map(|f| (f.id, f)).collect();
-    let mut lanes = Vec::new();
-    for PresentFolder { id: folder_id, name, target_name, selectable: is_selectable, subscribed: is_subscribed, .. } in folders {
-        let Some(target_name) = target_name else { continue };
-        let target_wire = utf7::encode(&target_name);
-        let prepared: Result<()> = async {
-            if !target_existing.contains(&target_wire) && !target_wire.eq_ignore_ascii_case("INBOX") {
-                let answer = both.target.create(&target_wire).await?;
-                if !answer.is_ok() && !answer.has_code("ALREADYEXISTS") {
-                    anyhow::bail!("cannot create target folder {target_name}: {}", answer.words());
-                }
-                target_existing.insert(target_wire.clone());
-                // A folder we had filled before and had to create again (someone deleted it on the
-                // target): what we recorded there is gone, so push re-checks it at once.
-                store.write(|tx| tx.forget_target_folder_contents(account.id, &target_wire))?;
-                crate::fault::point("push: target folder created");
-            }
-            if is_subscribed && !target_subscribed.contains(&target_wire) {
-                both.target.subscribe(&target_wire).await?;
-                target_subscribed.insert(target_wire.clone());
-            }
-            Ok(())
-        }
-        .await;
-        match prepared {
-            Ok(()) if is_selectable => lanes.push(Lane { folder_id, name, target_name, target_wire }),
-            Ok(()) => {}
-            Err(e) => folder_failed(store, account, &name, e, &mut report.folder_errors)?,
-        }
-    }
+    let lanes =
+        prepare_target_folders(store, account, &mut both.target, folders, &mut target_existing, &mut target_subscribed, report).await?;
 
     let pipe = Pipe::new(store.staging_limit()?);
     let folder_errors = RefCell::new(Vec::new());
@@ -579,6 +572,98 @@ async fn pass_connected(
         delimiter: discovery.target_delimiter,
     };
     crate::mirror::after_copy(store, account.id, target, folders, &report.pull.renewed, &mut report.mirror).await
+}
+
+/// Makes and subscribes the target folders this pass needs, and returns the lanes of the selectable
+/// ones. Every CREATE goes in one pipelined round trip, then every SUBSCRIBE in another (parents
+/// before children: the server takes commands in order), not two round trips per folder before the
+/// first message moves: over an office line's 40 ms that was most of a second of idle line per
+/// account. A folder the target refuses is that folder's failure; the others go on.
+async fn prepare_target_folders(
+    store: &Store,
+    account: &Account,
+    target: &mut Session,
+    folders: Vec<PresentFolder>,
+    target_existing: &mut BTreeSet<String>,
+    target_subscribed: &mut BTreeSet<String>,
+    report: &mut PassReport,
+) -> Result<Vec<Lane>> {
+    let wanted: Vec<(PresentFolder, String, String)> = folders
+        .into_iter()
+        .filter_map(|f| {
+            let target_name = f.target_name.clone()?;
+            let wire = utf7::encode(&target_name);
+            Some((f, target_name, wire))
+        })
+        .collect();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    let mut to_create: Vec<String> = Vec::new();
+    for (_, _, wire) in &wanted {
+        if !target_existing.contains(wire) && !wire.eq_ignore_ascii_case("INBOX") && !to_create.contains(wire) {
+            to_create.push(wire.clone());
+        }
+    }
+    if !to_create.is_empty() {
+        // A folder we had filled before and must create again (someone deleted it on the target):
+        // what we recorded there is gone. Forgotten before the CREATE, which is true whatever it
+        // answers, so a kill between the CREATE and a record cannot leave old copies believed there.
+        store.write(|tx| to_create.iter().try_for_each(|wire| tx.forget_target_folder_contents(account.id, wire)))?;
+        match target.create_all(&to_create).await {
+            Ok(answers) => {
+                for (wire, answer) in to_create.iter().zip(answers) {
+                    if answer.is_ok() || answer.has_code("ALREADYEXISTS") {
+                        target_existing.insert(wire.clone());
+                        crate::fault::point("push: target folder created");
+                    } else {
+                        failed
+                            .insert(wire.clone(), format!("cannot create target folder {}: {}", utf7::decode_or_raw(wire), answer.words()));
+                    }
+                }
+            }
+            Err(e) if failure::policy(&e).0 >= Scope::Account => return Err(e),
+            Err(e) => {
+                let text = format!("{e:#}");
+                for wire in &to_create {
+                    failed.insert(wire.clone(), format!("creating the target folder: {text}"));
+                }
+            }
+        }
+    }
+    let mut to_subscribe: Vec<String> = Vec::new();
+    for (f, _, wire) in &wanted {
+        if f.subscribed && !target_subscribed.contains(wire) && !failed.contains_key(wire) && !to_subscribe.contains(wire) {
+            to_subscribe.push(wire.clone());
+        }
+    }
+    if !to_subscribe.is_empty() {
+        match target.subscribe_all(&to_subscribe).await {
+            Ok(answers) => {
+                for (wire, answer) in to_subscribe.iter().zip(answers) {
+                    if answer.is_ok() {
+                        target_subscribed.insert(wire.clone());
+                    } else {
+                        failed.insert(wire.clone(), format!("SUBSCRIBE {wire} failed: {}", answer.words()));
+                    }
+                }
+            }
+            Err(e) if failure::policy(&e).0 >= Scope::Account => return Err(e),
+            Err(e) => {
+                let text = format!("{e:#}");
+                for wire in &to_subscribe {
+                    failed.insert(wire.clone(), format!("subscribing the target folder: {text}"));
+                }
+            }
+        }
+    }
+    let mut lanes = Vec::new();
+    for (PresentFolder { id: folder_id, name, selectable: is_selectable, .. }, target_name, target_wire) in wanted {
+        match failed.get(&target_wire) {
+            Some(why) => folder_failed(store, account, &name, anyhow::anyhow!("{why}"), &mut report.folder_errors)?,
+            None if is_selectable => lanes.push(Lane { folder_id, name, target_name, target_wire }),
+            None => {}
+        }
+    }
+    Ok(lanes)
 }
 
 /// One selectable folder's way through a pass: its source row and its target folder.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use imap_next::State;
 use imap_next::client::Event;
 use imap_next::imap_types::IntoStatic;
@@ -366,13 +366,32 @@ impl Session {
         Ok(uids)
     }
 
-    pub async fn create(&mut self, wire_name: &str) -> Result<Answer> {
-        self.simple(CommandBody::Create { mailbox: mailbox_of(wire_name)? }).await
+    /// CREATE for each folder, pipelined (the server takes them in order, so a parent listed before
+    /// its child is made first): one round trip per `STATUS_PIPELINE` folders, not one per folder.
+    /// One answer per name, in order.
+    pub async fn create_all(&mut self, wire_names: &[String]) -> Result<Vec<Answer>> {
+        self.folder_commands(wire_names, |mailbox| CommandBody::Create { mailbox }).await
     }
 
-    pub async fn subscribe(&mut self, wire_name: &str) -> Result<()> {
-        self.ok(CommandBody::Subscribe { mailbox: mailbox_of(wire_name)? }, &format!("SUBSCRIBE {wire_name}")).await?;
-        Ok(())
+    /// SUBSCRIBE for each folder, pipelined like `create_all`; one answer per name, in order.
+    pub async fn subscribe_all(&mut self, wire_names: &[String]) -> Result<Vec<Answer>> {
+        self.folder_commands(wire_names, |mailbox| CommandBody::Subscribe { mailbox }).await
+    }
+
+    async fn folder_commands(
+        &mut self,
+        wire_names: &[String],
+        command: impl Fn(Mailbox<'static>) -> CommandBody<'static>,
+    ) -> Result<Vec<Answer>> {
+        let mut answers = Vec::with_capacity(wire_names.len());
+        for names in wire_names.chunks(STATUS_PIPELINE) {
+            let bodies = names.iter().map(|n| mailbox_of(n).map(&command)).collect::<Result<Vec<_>>>()?;
+            answers.extend(self.run_many(bodies, Answers::Kept, &mut |_| Ok(())).await?);
+        }
+        if answers.len() != wire_names.len() {
+            bail!("{}: {} answers to {} folder commands", self.label, answers.len(), wire_names.len());
+        }
+        Ok(answers)
     }
 
     /// UID STORE +FLAGS/-FLAGS .SILENT on a UID set.
@@ -521,7 +540,8 @@ impl Session {
     }
 }
 
-/// Folders asked for with STATUS in one round trip by `statuses`.
+/// Folder commands sent in one round trip: STATUS by `statuses`, CREATE and SUBSCRIBE by `create_all`
+/// and `subscribe_all`.
 const STATUS_PIPELINE: usize = 64;
 
 /// The STATUS items a pass reads: enough to tell an unchanged folder (HIGHESTMODSEQ with CONDSTORE).

@@ -10,7 +10,9 @@
 //! line's round trip is a WAN's). The share of the line is bytes over the line, compressed where the
 //! connection compresses, against the line rate and the wall time.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::latency::{self, DOWN, OfficeLine, UP};
 use super::report::Row;
@@ -63,7 +65,9 @@ impl Office<'_> {
             let tp = latency::LatencyProxy::start_on(t_pf.port(), scale.latency, Some(line.clone()));
             let m = self.migration(sp.port(), &t_pf, tp.port());
             let before = line.bytes();
+            let trace = LineTrace::start(&line);
             let r = pf_sync(&m, 4);
+            trace.print(&format!("postflytt, {full}"));
             let mut row = Row::new(&full, PF, &r);
             row.copied = driver::appended(&r.output);
             row.scanned = self.msgs;
@@ -110,7 +114,9 @@ impl Office<'_> {
             let tp = latency::LatencyProxy::start_on(t_mb.port(), scale.latency, Some(line.clone()));
             let mbo = mbsync_setup(sp.port(), tp.port(), self.accounts);
             let before = line.bytes();
+            let trace = LineTrace::start(&line);
             let r = mbsync_each(&mbo, false);
+            trace.print(&format!("mbsync, {full}"));
             let mut row = Row::new(&full, MB, &r);
             row.copied = self.accounts.iter().map(|a| total_messages(&t_mb, &a.tgt)).sum();
             row.scanned = self.msgs;
@@ -166,4 +172,41 @@ fn line_text(line: &OfficeLine, before: [u64; 2], compressed: Option<usize>) -> 
         text.push_str(&format!("; {n} connections compressed"));
     }
     text
+}
+
+/// `BENCH_LINE_TRACE=1`: the line's use per half second during a full migration, printed after it,
+/// to see where a tool leaves the line idle (the start, the end, between folders). Off by default.
+struct LineTrace {
+    stop: Arc<AtomicBool>,
+    bytes_per_s: f64,
+    samples: Option<std::thread::JoinHandle<Vec<[u64; 2]>>>,
+}
+
+impl LineTrace {
+    fn start(line: &Arc<OfficeLine>) -> LineTrace {
+        let stop = Arc::new(AtomicBool::new(false));
+        if std::env::var_os("BENCH_LINE_TRACE").is_none() {
+            return LineTrace { stop, bytes_per_s: line.bytes_per_s(), samples: None };
+        }
+        let bytes_per_s = line.bytes_per_s();
+        let (line, stopped) = (line.clone(), stop.clone());
+        let samples = std::thread::spawn(move || {
+            let mut samples = vec![line.bytes()];
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(500));
+                samples.push(line.bytes());
+            }
+            samples
+        });
+        LineTrace { stop, bytes_per_s, samples: Some(samples) }
+    }
+
+    fn print(self, what: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        let Some(samples) = self.samples.and_then(|h| h.join().ok()) else { return };
+        let pct = |w: &[[u64; 2]], dir: usize, rate: f64| ((w[1][dir] - w[0][dir]) as f64 / (rate * 0.5) * 100.0).round() as u64;
+        let rate = self.bytes_per_s;
+        let series = |dir: usize| samples.windows(2).map(|w| pct(w, dir, rate).to_string()).collect::<Vec<_>>().join(" ");
+        println!("line trace, {what}, % of the line per 0.5 s\n  down: {}\n  up:   {}", series(DOWN), series(UP));
+    }
 }
