@@ -813,6 +813,13 @@ mod tests {
         assert!(e.contains("source.pin_sha256") && e.contains("not a SHA-256 fingerprint"), "{e}");
         let e = failed(json!({"mirror": "maybe"}));
         assert!(e.starts_with("mirror must be on or off (got \"maybe\")"), "{e}");
+        let e = failed(json!({"compress": "always"}));
+        assert!(e.starts_with("compress must be auto, on or off (got \"always\")"), "{e}");
+        let e = failed(json!({"compress": false}));
+        assert_eq!(e, "compress must be \"auto\", \"on\" or \"off\"");
+        assert_eq!(store.settings().unwrap().compress, crate::imap::Compression::Auto, "nothing refused was stored");
+        apply_json(&store, &json!({"compress": "OFF"})).unwrap();
+        assert_eq!(store.settings().unwrap().compress, crate::imap::Compression::Off);
         let e = failed(json!({"mirror": true}));
         assert_eq!(e, "mirror must be \"on\" or \"off\"");
         failed(json!({"source": {"host": "127.0.0.1", "port": 1}, "parallel": 99}));
