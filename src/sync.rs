@@ -607,8 +607,14 @@ async fn prepare_target_folders(
         // A folder we had filled before and must create again (someone deleted it on the target):
         // what we recorded there is gone. Forgotten before the CREATE, which is true whatever it
         // answers, so a kill between the CREATE and a record cannot leave old copies believed there.
-        store.write(|tx| to_create.iter().try_for_each(|wire| tx.forget_target_folder_contents(account.id, wire)))?;
-        match target.create_all(&to_create).await {
+        let forgotten = store.write(|tx| to_create.iter().try_for_each(|wire| tx.forget_target_folder_contents(account.id, wire)));
+        let created = match forgotten {
+            // A database error costs these folders, as it would cost a folder's copy.
+            Err(e) if failure::policy(&e).0 >= Scope::Account => return Err(e),
+            Err(e) => Err(e),
+            Ok(()) => target.create_all(&to_create).await,
+        };
+        match created {
             Ok(answers) => {
                 for (wire, answer) in to_create.iter().zip(answers) {
                     if answer.is_ok() || answer.has_code("ALREADYEXISTS") {

@@ -9,7 +9,12 @@
 //! compressed at `LEVEL` and sync-flushed before every read, so the server always has whole commands to answer; what we
 //! read is inflated into the caller's buffer, so every bound the session keeps on answers counts the
 //! inflated bytes and a small compressed stream cannot grow past them. COMPRESS is only sent after
-//! login: the password never passes through the compressor.
+//! login: the password never passes through the compressor, and what does (mail, folder names) is
+//! held no longer than the socket's own buffers hold it (the deflate windows are not wiped, as the
+//! session's read buffer is not). A stream of empty deflate blocks, valid and inflating to nothing,
+//! gives the thread back after every `IN_BUF` compressed bytes, so the other accounts and the
+//! command's deadline still run; the deadline counts inflated bytes, so such a server is stopped
+//! like one that sends nothing.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
@@ -94,6 +99,8 @@ pub(super) struct Deflate {
     /// Compressed bytes written to and read from the socket.
     pub(super) wire_written: u64,
     pub(super) wire_read: u64,
+    /// The server ended its deflate stream; what came before it was handed on, nothing more will come.
+    ended: bool,
 }
 
 impl Deflate {
@@ -113,6 +120,7 @@ impl Deflate {
             in_end: already_read.len(),
             wire_written: 0,
             wire_read: already_read.len() as u64,
+            ended: false,
         }
     }
 
@@ -196,6 +204,15 @@ impl Deflate {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        if self.ended {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the server ended its compressed stream in the middle of the connection",
+            )));
+        }
+        // Compressed bytes taken in this poll that gave nothing: valid deflate can be all empty blocks,
+        // and a server sending only those must not keep the thread from its other accounts and timers.
+        let mut taken_for_nothing = 0;
         loop {
             if self.in_start < self.in_end {
                 let (before_in, before_out) = (self.decompress.total_in(), self.decompress.total_out());
@@ -207,15 +224,24 @@ impl Deflate {
                 let made = (self.decompress.total_out() - before_out) as usize;
                 self.in_start += taken;
                 if status == Status::StreamEnd {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the server ended its compressed stream in the middle of the connection",
-                    )));
+                    // What came with the end (a BYE and its reason) is still read; the next read fails.
+                    self.ended = true;
+                    if made == 0 {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "the server ended its compressed stream in the middle of the connection",
+                        )));
+                    }
                 }
                 if made > 0 {
                     return Poll::Ready(Ok(made));
                 }
                 if taken > 0 {
+                    taken_for_nothing += taken;
+                    if taken_for_nothing >= IN_BUF {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     continue;
                 }
             }
@@ -238,14 +264,6 @@ impl Deflate {
             self.in_end += n;
             self.wire_read += n as u64;
         }
-    }
-}
-
-impl Drop for Deflate {
-    /// What passed through the compressor may be mail: nothing of it stays in freed memory.
-    fn drop(&mut self) {
-        self.out.fill(0);
-        self.inbuf.fill(0);
     }
 }
 
@@ -593,5 +611,82 @@ mod tests {
             assert_eq!(Compression::parse(want.as_str()), Some(want));
         }
         assert_eq!(Compression::parse("yes"), None);
+    }
+
+    #[test]
+    fn a_bye_in_the_last_block_of_the_stream_is_read_with_its_reason() {
+        // A server shutting down ends its deflate stream with the BYE inside the final block.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut out = stream.try_clone().expect("clone");
+            let mut input = BufReader::new(stream);
+            out.write_all(b"* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n").expect("greeting");
+            let mut line = String::new();
+            input.read_line(&mut line).expect("COMPRESS");
+            let mut deflate = Compress::new(Level::default(), false);
+            let mut last = b"P1 OK go ahead\r\n".to_vec();
+            last.reserve(4096);
+            deflate.compress_vec(b"* BYE the server is shutting down\r\n", &mut last, FlushCompress::Finish).expect("finish");
+            out.write_all(&last).expect("the whole stream");
+            let _ = input.read_to_end(&mut Vec::new());
+        });
+        let error = run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            assert!(session.compress_if_worthwhile(Compression::On).await.expect("COMPRESS"));
+            session.list().await.expect_err("the server left")
+        });
+        assert!(format!("{error:#}").contains("the server is shutting down"), "{error:#}");
+        assert!(matches!(kind_of(&error), Some(ImapError::ConnectionLost { .. })), "{error:#}");
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_server_streaming_empty_deflate_blocks_does_not_stall_the_thread() {
+        // After its OK the server sends empty stored blocks (valid deflate that inflates to nothing)
+        // as fast as the socket takes them. The layer loops inside one poll_read (made == 0, taken > 0)
+        // as long as the socket has bytes, never returning Pending, so no other task of the thread
+        // (the other accounts, the read timeout, READS_PER_YIELD) runs meanwhile.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut out = stream.try_clone().expect("clone");
+            let mut input = BufReader::new(stream);
+            out.write_all(b"* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n").expect("greeting");
+            let mut line = String::new();
+            input.read_line(&mut line).expect("COMPRESS");
+            out.write_all(b"P1 OK go ahead\r\n").expect("OK");
+            let empty_blocks: Vec<u8> = [0u8, 0, 0, 0xff, 0xff].repeat(400_000);
+            while out.write_all(&empty_blocks).is_ok() {}
+        });
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = smol::block_on(async {
+                let mut session = connect(port, Pace::Whole).await;
+                assert!(session.compress_if_worthwhile(Compression::On).await.expect("COMPRESS"));
+                smol::future::or(
+                    async {
+                        let _ = session.list().await;
+                        "the LIST ended"
+                    },
+                    async {
+                        smol::Timer::after(Duration::from_secs(2)).await;
+                        "another task of the thread ran"
+                    },
+                )
+                .await
+            });
+            let _ = done.send(outcome);
+        });
+        let started = Instant::now();
+        let outcome = finished.recv_timeout(Duration::from_secs(30));
+        let took = started.elapsed();
+        // The other task's 2 s timer should end it at once; allow generous slack for a busy machine.
+        assert!(
+            outcome.is_ok() && took < Duration::from_secs(4),
+            "the thread was stuck inside one read: {outcome:?} after {took:?} (the other task wanted to run after 2 s)"
+        );
     }
 }
