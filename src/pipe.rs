@@ -6,11 +6,13 @@
 //! account stopped. The reader waits for room while staging holds the staging limit and the writer
 //! has work that will free some (`room_to_stage`).
 //!
-//! Everything here lives on one thread (the account's worker), so plain cells do; the signal wakes
+//! Everything here lives on one thread (the account's worker), so plain cells do (but for one count of
+//! the writers appending across all accounts, which share staging's limit); the signal wakes
 //! whichever side waits.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -31,6 +33,10 @@ pub enum Flow {
     /// The reader could not read the folder; its error is recorded, the writer leaves it.
     Failed,
 }
+
+/// Writers of this process appending right now, over every account's pipe: staged bytes that will
+/// leave staging soon whichever account they belong to (`room_to_stage`).
+static WRITERS_BUSY: AtomicUsize = AtomicUsize::new(0);
 
 /// How long a reader over the staging limit waits for the writer's signal before it looks again
 /// (another account's writer freeing space does not signal this pipe).
@@ -94,7 +100,13 @@ impl Pipe {
     }
 
     pub fn set_writer_busy(&self, busy: bool) {
-        self.writer_busy.set(busy);
+        if self.writer_busy.replace(busy) != busy {
+            if busy {
+                WRITERS_BUSY.fetch_add(1, Ordering::Relaxed);
+            } else {
+                WRITERS_BUSY.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The writer has returned: a reader that goes on alone does not wait for room.
@@ -133,7 +145,14 @@ impl Pipe {
         loop {
             let writer_will_free =
                 !self.writer_finished.get() && (self.writer_busy.get() || self.writer_seen.get() < self.to_writer.generation.get());
-            if self.stopped() || !writer_will_free || store.staging_used_bytes()?.saturating_add(window) <= self.limit.get() {
+            // Staging is shared: another account's writer that is appending frees its bytes soon too.
+            // Without this, a reader whose own writer had nothing left staged went past the limit while
+            // the other accounts' batches filled it (the bench's two accounts under 32 MiB: 42.6 MiB).
+            let others_will_free = WRITERS_BUSY.load(Ordering::Relaxed) > usize::from(self.writer_busy.get());
+            if self.stopped()
+                || !(writer_will_free || others_will_free)
+                || store.staging_used_bytes()?.saturating_add(window) <= self.limit.get()
+            {
                 return Ok(());
             }
             let seen = self.to_reader.generation.get();
@@ -142,6 +161,13 @@ impl Pipe {
             })
             .await;
         }
+    }
+}
+
+impl Drop for Pipe {
+    /// A pass that ended while its writer was appending (an error, a stop) is not counted as busy any more.
+    fn drop(&mut self) {
+        self.set_writer_busy(false);
     }
 }
 
