@@ -269,13 +269,13 @@ impl Deflate {
 
 /// A session's socket: the connection, and the deflate layer once COMPRESS is active.
 pub struct Wire {
-    pub(super) conn: Conn,
+    pub(super) socket: Conn,
     pub(super) deflate: Option<Box<Deflate>>,
 }
 
 impl Wire {
     pub(super) fn new(conn: Conn) -> Wire {
-        Wire { conn, deflate: None }
+        Wire { socket: conn, deflate: None }
     }
 }
 
@@ -283,8 +283,8 @@ impl AsyncRead for Wire {
     fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
         let wire = self.get_mut();
         match wire.deflate.as_mut() {
-            Some(deflate) => deflate.poll_read(&mut wire.conn, cx, buf),
-            None => Pin::new(&mut wire.conn).poll_read(cx, buf),
+            Some(deflate) => deflate.poll_read(&mut wire.socket, cx, buf),
+            None => Pin::new(&mut wire.socket).poll_read(cx, buf),
         }
     }
 }
@@ -293,23 +293,23 @@ impl AsyncWrite for Wire {
     fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let wire = self.get_mut();
         match wire.deflate.as_mut() {
-            Some(deflate) => deflate.poll_write(&mut wire.conn, cx, buf),
-            None => Pin::new(&mut wire.conn).poll_write(cx, buf),
+            Some(deflate) => deflate.poll_write(&mut wire.socket, cx, buf),
+            None => Pin::new(&mut wire.socket).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         let wire = self.get_mut();
         match wire.deflate.as_mut() {
-            Some(deflate) => deflate.poll_flush(&mut wire.conn, cx),
-            None => Pin::new(&mut wire.conn).poll_flush(cx),
+            Some(deflate) => deflate.poll_flush(&mut wire.socket, cx),
+            None => Pin::new(&mut wire.socket).poll_flush(cx),
         }
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         let wire = self.get_mut();
         if let Some(deflate) = wire.deflate.as_mut() {
-            ready!(deflate.poll_flush(&mut wire.conn, cx))?;
+            ready!(deflate.poll_flush(&mut wire.socket, cx))?;
         }
-        Pin::new(&mut wire.conn).poll_close(cx)
+        Pin::new(&mut wire.socket).poll_close(cx)
     }
 }
 

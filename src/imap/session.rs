@@ -94,7 +94,7 @@ impl Session {
                 return Err(session.refused("STARTTLS", format!("the server refused STARTTLS: {}", answer.words()), &answer));
             }
             // Anything buffered after the OK would be a plain-text injection; there must be nothing.
-            let Conn::Plain(tcp) = session.stream.conn else {
+            let Conn::Plain(tcp) = session.stream.socket else {
                 bail!("internal: STARTTLS on a connection that is already TLS");
             };
             let tls = connect_tls(tcp, endpoint, trust).await?;
@@ -113,7 +113,7 @@ impl Session {
 
     /// The DER of the server's certificate (None on a plain connection).
     pub(super) fn peer_certificate_der(&self) -> Option<Vec<u8>> {
-        self.stream.conn.peer_certificate_der()
+        self.stream.socket.peer_certificate_der()
     }
 
     async fn read_greeting(&mut self) -> Result<()> {
