@@ -180,6 +180,27 @@ fn offers_compress(target: &Dovecot, user: &str) -> bool {
     target.reader(user).capabilities().contains("COMPRESS=DEFLATE")
 }
 
+/// The office line's rows from `source` (which holds the fixture `loaded` plus `new_per_acct`), then,
+/// once it is stopped, from an old host offering COMPRESS.
+#[allow(clippy::too_many_arguments)]
+fn office_both(
+    scale: &Scale,
+    t0: Instant,
+    source: Dovecot,
+    accts: &[Acct],
+    loaded: &[(u64, u64)],
+    new_per_acct: &[(u64, u64)],
+    rows: &mut Vec<Row>,
+    failures: &mut Vec<String>,
+) {
+    let office_accounts: Vec<Acct> = scale.office_accounts.iter().map(|&i| accts[i].clone()).collect();
+    let msgs = scale.office_accounts.iter().map(|&i| loaded[i].0 + new_per_acct[i].0).sum();
+    let bytes = scale.office_accounts.iter().map(|&i| loaded[i].1 + new_per_acct[i].1).sum();
+    office::Office { source: &source, accounts: &office_accounts, msgs, bytes, compress: false }.run(scale, t0, rows, failures);
+    drop(source);
+    office_compressed(scale, t0, accts, rows, failures);
+}
+
 /// An old host offering COMPRESS=DEFLATE (Dovecot's `imap_zlib`, at its default level), loaded with
 /// the same seeded fixture, for the office line's compressed rows; then those rows.
 fn office_compressed(scale: &Scale, t0: Instant, accts: &[Acct], rows: &mut Vec<Row>, failures: &mut Vec<String>) {
@@ -464,20 +485,11 @@ fn bench_postflytt_against_mbsync() {
 
     // BENCH_ONLY=office: only the office line's rows, both kinds of servers, printed as a table.
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "office") {
-        let office_accounts: Vec<Acct> = scale.office_accounts.iter().map(|&i| accts[i].clone()).collect();
-        let msgs = scale.office_accounts.iter().map(|&i| loaded[i].0).sum();
-        let bytes = scale.office_accounts.iter().map(|&i| loaded[i].1).sum();
-        office::Office { source: &source, accounts: &office_accounts, msgs, bytes, compress: false }.run(
-            &scale,
-            t0,
-            &mut rows,
-            &mut failures,
-        );
-        drop(source);
-        office_compressed(&scale, t0, &accts, &mut rows, &mut failures);
+        let none_new = vec![(0, 0); accts.len()];
+        office_both(&scale, t0, source, &accts, &loaded, &none_new, &mut rows, &mut failures);
         println!(
             "\nBENCH_ONLY=office, {} accounts, load average {load_start} at start, {} at end\n\n{}",
-            office_accounts.len(),
+            scale.office_accounts.len(),
             loadavg(),
             table(&rows)
         );
@@ -913,20 +925,11 @@ fn bench_postflytt_against_mbsync() {
 
     // --- Office line (`bench/office.rs`): first with servers that do not offer COMPRESS, then with a
     // second old host holding the same fixture and offering it, into targets that offer it too.
-    let office_accounts: Vec<Acct> = scale.office_accounts.iter().map(|&i| accts[i].clone()).collect();
-    let office_msgs: u64 = scale.office_accounts.iter().map(|&i| loaded[i].0 + new_per_acct[i].0).sum();
     let office_bytes: u64 = scale.office_accounts.iter().map(|&i| loaded[i].1 + new_per_acct[i].1).sum();
     // The least time any tool can take without compression: every byte of mail down the line once and
     // up it once, both directions busy all the time.
     let line_floor = office_bytes as f64 / (scale.line_bits / 8.0);
-    office::Office { source: &source, accounts: &office_accounts, msgs: office_msgs, bytes: office_bytes, compress: false }.run(
-        &scale,
-        t0,
-        &mut rows,
-        &mut failures,
-    );
-    drop(source);
-    office_compressed(&scale, t0, &accts, &mut rows, &mut failures);
+    office_both(&scale, t0, source, &accts, &loaded, &new_per_acct, &mut rows, &mut failures);
 
     // --- Sources of other makes (issue 15): Cyrus and Courier, each its own small fixture and targets.
     let source_targets = sources::run(&scale, t0, &mut rows, &mut failures, &mut notes);

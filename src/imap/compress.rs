@@ -613,18 +613,26 @@ mod tests {
         assert_eq!(Compression::parse("yes"), None);
     }
 
+    /// A scripted server's first turn: accepts, greets offering COMPRESS=DEFLATE and reads the client's
+    /// COMPRESS DEFLATE; the answer is the caller's.
+    fn greeted_up_to_compress(listener: &TcpListener) -> (TcpStream, BufReader<TcpStream>) {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut out = stream.try_clone().expect("clone");
+        let mut input = BufReader::new(stream);
+        out.write_all(b"* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n").expect("greeting");
+        let mut line = String::new();
+        input.read_line(&mut line).expect("COMPRESS");
+        assert_eq!(line, "P1 COMPRESS DEFLATE\r\n");
+        (out, input)
+    }
+
     #[test]
     fn a_bye_in_the_last_block_of_the_stream_is_read_with_its_reason() {
         // A server shutting down ends its deflate stream with the BYE inside the final block.
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("local_addr").port();
         let server = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            let mut out = stream.try_clone().expect("clone");
-            let mut input = BufReader::new(stream);
-            out.write_all(b"* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n").expect("greeting");
-            let mut line = String::new();
-            input.read_line(&mut line).expect("COMPRESS");
+            let (mut out, mut input) = greeted_up_to_compress(&listener);
             let mut deflate = Compress::new(Level::default(), false);
             let mut last = b"P1 OK go ahead\r\n".to_vec();
             last.reserve(4096);
@@ -651,12 +659,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("local_addr").port();
         std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            let mut out = stream.try_clone().expect("clone");
-            let mut input = BufReader::new(stream);
-            out.write_all(b"* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n").expect("greeting");
-            let mut line = String::new();
-            input.read_line(&mut line).expect("COMPRESS");
+            let (mut out, _input) = greeted_up_to_compress(&listener);
             out.write_all(b"P1 OK go ahead\r\n").expect("OK");
             let empty_blocks: Vec<u8> = [0u8, 0, 0, 0xff, 0xff].repeat(400_000);
             while out.write_all(&empty_blocks).is_ok() {}
