@@ -470,9 +470,13 @@ fn the_whole_migration_through_the_page_as_operator_and_customer() {
     o.fill("#setup-quiet", "0.001");
     j.click(Operator, MORE_SETTINGS);
     j.operator.fill("#setup-resolver", &format!("127.0.0.1:{dns_port}"));
+    // Compression on although the servers are near: the whole journey runs over a compressed target.
+    j.operator.fill("#setup-compress", "on");
     j.screenshot(Operator, "form");
     j.click(Operator, SAVE);
     j.expect(Operator, SAVED, &[], Some("#setup-msg"), WAIT);
+    let (status, answer) = serve.op("GET", "/api/status", &Value::Null);
+    assert_eq!((status, answer["compress"].as_str()), (200, Some("on")), "the page saved the compression setting: {answer}");
     // The one setting the page has no field for: the MX watch looks every second, not every 5 minutes.
     let (status, answer) = serve.op("POST", "/api/setup", &json!({"mx_interval_seconds": 1}));
     assert_eq!(status, 200, "{answer}");

@@ -672,6 +672,10 @@ fn account_rows_say_who_mirrors_and_who_switched() {
             dom.contains(&shown(&dict, "f.mirror")) && dom.contains(&shown(&dict, "f.mirror_off")),
             "the setting in the setup card ({lang})"
         );
+        assert!(
+            dom.contains(&shown(&dict, "f.compress")) && dom.contains(&shown(&dict, "f.compress_auto")),
+            "the compression setting in the setup card ({lang})"
+        );
         let viewer = dump_dom(&format!("{base}#code={code}&lang={lang}"), accept);
         assert!(viewer.contains(before) && viewer.contains(&shown(&dict, "mirror.mirroring")), "the customer sees it too ({lang})");
     }

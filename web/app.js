@@ -402,6 +402,10 @@ const DICT = {
     "f.mirror": "Until the users switch, follow their moves and deletions on the old server",
     "f.mirror_on": "Yes (mail postflytt copied is moved and deleted on the new host too)",
     "f.mirror_off": "No (the new host keeps everything)",
+    "f.compress": "Compress the connections to the mail servers (where they offer it)",
+    "f.compress_auto": "When the server is beyond the local network (a round trip of 4 ms or more)",
+    "f.compress_on": "Always",
+    "f.compress_off": "Never",
     // issue 18 (lead)
     "f.newer": "Move only mail received from (date)",
     "f.older": "Move only mail received before (date)",
@@ -836,6 +840,10 @@ const DICT = {
     "f.mirror": "Följ användarnas flyttar och raderingar på den gamla servern tills de går över",
     "f.mirror_on": "Ja (e-post som postflytt kopierat flyttas och raderas på den nya servern också)",
     "f.mirror_off": "Nej (den nya servern behåller allt)",
+    "f.compress": "Komprimera förbindelserna till e-postservrarna (där de erbjuder det)",
+    "f.compress_auto": "När servern finns utanför det lokala nätet (4 ms eller mer fram och tillbaka)",
+    "f.compress_on": "Alltid",
+    "f.compress_off": "Aldrig",
     // issue 18 (lead)
     "f.newer": "Flytta bara e-post mottagen från och med (datum)",
     "f.older": "Flytta bara e-post mottagen före (datum)",
@@ -2050,6 +2058,7 @@ function fillSetup() {
   if (Array.isArray(s.target_mx)) put("target-mx", s.target_mx.join("\n"));
   if (s.staging_limit_set_by === "operator") put("setup-staging", sizeText(s.staging_limit_bytes));
   if (s.mirror === "on" || s.mirror === "off") $("setup-mirror").value = s.mirror;
+  if (["auto", "on", "off"].includes(s.compress)) $("setup-compress").value = s.compress;
   const filter = s.filter || {};
   put("setup-newer", filter.newer_than);
   put("setup-older", filter.older_than);
@@ -2105,6 +2114,7 @@ function setupBody() {
   if (val("setup-staging")) body.staging_limit = val("setup-staging");
   if (val("setup-resolver")) body.resolver = val("setup-resolver");
   if (S.status && $("setup-mirror").value !== S.status.mirror) body.mirror = $("setup-mirror").value;
+  if (S.status && $("setup-compress").value !== S.status.compress) body.compress = $("setup-compress").value;
   // The filter and the package's total: sent when changed; an emptied field removes it (null).
   const filter = (S.status && S.status.filter) || {};
   const stored = { "setup-newer": filter.newer_than || "", "setup-older": filter.older_than || "", "setup-maxsize": sizeText(filter.max_message_size), "setup-total": sizeText(S.status && S.status.quota_total_bytes) };
