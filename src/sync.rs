@@ -597,69 +597,54 @@ async fn prepare_target_folders(
         })
         .collect();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
-    let mut to_create: Vec<String> = Vec::new();
-    for (_, _, wire) in &wanted {
-        if !target_existing.contains(wire) && !wire.eq_ignore_ascii_case("INBOX") && !to_create.contains(wire) {
-            to_create.push(wire.clone());
-        }
-    }
+    // In the listing's order (parents first), each name once; a set, not a scan, for 100,000 folders.
+    let mut queued = BTreeSet::new();
+    let to_create: Vec<String> = wanted
+        .iter()
+        .map(|(_, _, wire)| wire)
+        .filter(|wire| !target_existing.contains(*wire) && !wire.eq_ignore_ascii_case("INBOX") && queued.insert(*wire))
+        .cloned()
+        .collect();
     if !to_create.is_empty() {
         // A folder we had filled before and must create again (someone deleted it on the target):
         // what we recorded there is gone. Forgotten before the CREATE, which is true whatever it
         // answers, so a kill between the CREATE and a record cannot leave old copies believed there.
         let forgotten = store.write(|tx| to_create.iter().try_for_each(|wire| tx.forget_target_folder_contents(account.id, wire)));
-        let created = match forgotten {
-            // A database error costs these folders, as it would cost a folder's copy.
-            Err(e) if failure::policy(&e).0 >= Scope::Account => return Err(e),
-            Err(e) => Err(e),
+        let answers = match forgotten {
             Ok(()) => target.create_all(&to_create).await,
+            // A database error costs these folders, as it would cost a folder's copy.
+            Err(e) => Err(e),
         };
-        match created {
-            Ok(answers) => {
-                for (wire, answer) in to_create.iter().zip(answers) {
-                    if answer.is_ok() || answer.has_code("ALREADYEXISTS") {
-                        target_existing.insert(wire.clone());
-                        crate::fault::point("push: target folder created");
-                    } else {
-                        failed
-                            .insert(wire.clone(), format!("cannot create target folder {}: {}", utf7::decode_or_raw(wire), answer.words()));
-                    }
-                }
-            }
-            Err(e) if failure::policy(&e).0 >= Scope::Account => return Err(e),
-            Err(e) => {
-                let text = format!("{e:#}");
-                for wire in &to_create {
-                    failed.insert(wire.clone(), format!("creating the target folder: {text}"));
-                }
-            }
+        let created = settle_folder_answers(
+            &to_create,
+            answers,
+            |answer| answer.is_ok() || answer.has_code("ALREADYEXISTS"),
+            |wire, answer| format!("cannot create target folder {}: {}", utf7::decode_or_raw(wire), answer.words()),
+            "creating the target folder",
+            &mut failed,
+        )?;
+        for wire in created {
+            target_existing.insert(wire);
+            crate::fault::point("push: target folder created");
         }
     }
-    let mut to_subscribe: Vec<String> = Vec::new();
-    for (f, _, wire) in &wanted {
-        if f.subscribed && !target_subscribed.contains(wire) && !failed.contains_key(wire) && !to_subscribe.contains(wire) {
-            to_subscribe.push(wire.clone());
-        }
-    }
+    let mut queued = BTreeSet::new();
+    let to_subscribe: Vec<String> = wanted
+        .iter()
+        .filter(|(f, _, wire)| f.subscribed && !target_subscribed.contains(wire) && !failed.contains_key(wire) && queued.insert(wire))
+        .map(|(_, _, wire)| wire.clone())
+        .collect();
     if !to_subscribe.is_empty() {
-        match target.subscribe_all(&to_subscribe).await {
-            Ok(answers) => {
-                for (wire, answer) in to_subscribe.iter().zip(answers) {
-                    if answer.is_ok() {
-                        target_subscribed.insert(wire.clone());
-                    } else {
-                        failed.insert(wire.clone(), format!("SUBSCRIBE {wire} failed: {}", answer.words()));
-                    }
-                }
-            }
-            Err(e) if failure::policy(&e).0 >= Scope::Account => return Err(e),
-            Err(e) => {
-                let text = format!("{e:#}");
-                for wire in &to_subscribe {
-                    failed.insert(wire.clone(), format!("subscribing the target folder: {text}"));
-                }
-            }
-        }
+        let answers = target.subscribe_all(&to_subscribe).await;
+        let subscribed = settle_folder_answers(
+            &to_subscribe,
+            answers,
+            |answer| answer.is_ok(),
+            |wire, answer| format!("SUBSCRIBE {wire} failed: {}", answer.words()),
+            "subscribing the target folder",
+            &mut failed,
+        )?;
+        target_subscribed.extend(subscribed);
     }
     let mut lanes = Vec::new();
     for (PresentFolder { id: folder_id, name, selectable: is_selectable, .. }, target_name, target_wire) in wanted {
@@ -670,6 +655,38 @@ async fn prepare_target_folders(
         }
     }
     Ok(lanes)
+}
+
+/// Sorts the answers to a pipelined folder command: returns the names it `took`, and puts the reason
+/// for each other one in `failed` (`refused` words it). An error that ends the account ends it; a
+/// lesser one (`what` went wrong) costs every folder of the batch.
+fn settle_folder_answers(
+    wires: &[String],
+    answers: Result<Vec<crate::imap::Answer>>,
+    took: impl Fn(&crate::imap::Answer) -> bool,
+    refused: impl Fn(&str, &crate::imap::Answer) -> String,
+    what: &str,
+    failed: &mut BTreeMap<String, String>,
+) -> Result<Vec<String>> {
+    match answers {
+        Ok(answers) => {
+            let mut taken = Vec::new();
+            for (wire, answer) in wires.iter().zip(answers) {
+                if took(&answer) {
+                    taken.push(wire.clone());
+                } else {
+                    failed.insert(wire.clone(), refused(wire, &answer));
+                }
+            }
+            Ok(taken)
+        }
+        Err(e) if failure::policy(&e).0 >= Scope::Account => Err(e),
+        Err(e) => {
+            let text = format!("{e:#}");
+            failed.extend(wires.iter().map(|wire| (wire.clone(), format!("{what}: {text}"))));
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// One selectable folder's way through a pass: its source row and its target folder.
