@@ -430,6 +430,13 @@ async fn append_batch(
         let uids = answer.appended_uids();
         store.write(|tx| match uids {
             Some((validity, uids)) if validity == uidvalidity && uids.len() == batch.len() => {
+                let contiguous = uids.windows(2).all(|w| w[0].checked_add(1) == Some(w[1]));
+                if let (true, Some(&first), Some(&last)) = (contiguous, uids.first(), uids.last()) {
+                    // Our own copies, each recorded by UID, right after what was looked through: the
+                    // folder is looked through past them, so the next push of this pass appends
+                    // straight away instead of waiting for the whole folder to look it through again.
+                    tx.extend_indexed_uidnext(target.id, first, last.saturating_add(1))?;
+                }
                 for (row, uid) in batch.iter().zip(uids) {
                     // With `exchange_drops_flagged_on_append`, \Flagged counts as not yet on the target, so the flag
                     // step of this same pass sets it with a STORE.

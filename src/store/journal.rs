@@ -321,6 +321,18 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Our APPEND landed at the UIDs `first` up to `next` (exclusive), each recorded: when the folder
+    /// was looked through up to exactly `first`, it now is up to `next`. Anything else that came in
+    /// between (new mail, another tool) took a UID of its own, so the range would not start there,
+    /// and the look-through stays where it was.
+    pub fn extend_indexed_uidnext(&self, target_folder_id: i64, first: u32, next: u32) -> Result<()> {
+        self.conn().execute(
+            "UPDATE target_folder SET indexed_uidnext = ?3 WHERE id = ?1 AND indexed_uidnext = ?2",
+            params![target_folder_id, first, next],
+        )?;
+        Ok(())
+    }
+
     /// Copies landed at UIDs we do not know: the next look-up goes through the whole target folder.
     pub fn forget_indexed_uids(&self, target_folder_id: i64) -> Result<()> {
         self.conn().execute("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target_folder_id])?;
@@ -465,6 +477,12 @@ mod tests {
         assert_eq!(mark(), (Some(6), 41));
         store.write(|tx| tx.forget_indexed_uids(1)).unwrap();
         assert_eq!(mark(), (Some(6), 1));
+        // Our own APPEND right after what was looked through extends it; one that starts elsewhere
+        // (something else took the UIDs in between) does not.
+        store.write(|tx| tx.extend_indexed_uidnext(1, 1, 5)).unwrap();
+        assert_eq!(mark(), (Some(6), 5));
+        store.write(|tx| tx.extend_indexed_uidnext(1, 6, 9)).unwrap();
+        assert_eq!(mark(), (Some(6), 5));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
