@@ -37,6 +37,8 @@ pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected>
     let (source, target) = smol::future::zip(
         async {
             let mut source = open_source(store, account).await?;
+            // How far the source is decides how many accounts may stage at once (`memory`).
+            source.measure_beyond_lan().await?;
             source.compress_if_worthwhile(compress).await?;
             anyhow::Ok(source)
         },

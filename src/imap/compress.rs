@@ -317,27 +317,41 @@ impl AsyncWrite for Wire {
 const BEFORE_ANSWER_LIMIT: usize = 16 * 1024;
 
 impl Session {
+    /// Whether the server is beyond the local network: a round trip takes at least `WAN_ROUND_TRIP`.
+    /// Measured once per connection, right after login, and kept (later commands carry mail, so their
+    /// times say nothing about the line): a login answered faster than that says "LAN" without asking;
+    /// otherwise one NOOP is timed, since a slow login may be the server's password hash or directory.
+    pub async fn measure_beyond_lan(&mut self) -> Result<bool> {
+        if let Some(round_trip) = self.line_round_trip {
+            return Ok(round_trip >= WAN_ROUND_TRIP);
+        }
+        let mut round_trip = self.last_round_trip;
+        if round_trip.is_none_or(|t| t >= WAN_ROUND_TRIP) {
+            let started = Instant::now();
+            self.ok(CommandBody::Noop, "NOOP").await?;
+            round_trip = Some(started.elapsed());
+        }
+        let round_trip = round_trip.unwrap_or_default();
+        self.line_round_trip = Some(round_trip);
+        Ok(round_trip >= WAN_ROUND_TRIP)
+    }
+
+    /// What `measure_beyond_lan` found; false for a connection never measured.
+    pub fn beyond_lan(&self) -> bool {
+        self.line_round_trip.is_some_and(|t| t >= WAN_ROUND_TRIP)
+    }
+
     /// Starts COMPRESS=DEFLATE on this logged-in connection when `policy` says it pays: always for
-    /// `On`; for `Auto` only when a round trip takes at least `WAN_ROUND_TRIP` (a login answered
-    /// faster says so without asking; otherwise one NOOP is timed). True when the connection now
-    /// compresses. A server that refuses is left uncompressed and said so in the log.
+    /// `On`; for `Auto` only when the server is beyond the LAN (`measure_beyond_lan`). True when the
+    /// connection now compresses. A server that refuses is left uncompressed and said so in the log.
     pub async fn compress_if_worthwhile(&mut self, policy: Compression) -> Result<bool> {
         if policy == Compression::Off || self.stream.deflate.is_some() || !self.has("COMPRESS=DEFLATE") {
             return Ok(false);
         }
-        let mut round_trip = self.last_round_trip;
-        if policy == Compression::Auto {
-            if round_trip.is_none_or(|t| t >= WAN_ROUND_TRIP) {
-                // The login may have been slow for the server's own reasons (a password hash, a
-                // directory): a NOOP shows the line alone.
-                let started = Instant::now();
-                self.ok(CommandBody::Noop, "NOOP").await?;
-                round_trip = Some(started.elapsed());
-            }
-            if round_trip.is_none_or(|t| t < WAN_ROUND_TRIP) {
-                return Ok(false);
-            }
+        if policy == Compression::Auto && !self.measure_beyond_lan().await? {
+            return Ok(false);
         }
+        let round_trip = self.line_round_trip;
         let started = self.start_compression().await?;
         if started {
             let how = match round_trip {

@@ -64,6 +64,8 @@ pub struct Session {
     /// How long the last batch of commands took from sending to its last answer (the login's, for
     /// `compress_if_worthwhile`).
     pub(super) last_round_trip: Option<Duration>,
+    /// The line's round trip, measured once after login (`measure_beyond_lan`).
+    pub(super) line_round_trip: Option<Duration>,
 }
 
 impl Session {
@@ -199,6 +201,7 @@ impl Session {
             quirks: Quirks::of_kind(kind),
             qresync: false,
             last_round_trip: None,
+            line_round_trip: None,
         }
     }
 

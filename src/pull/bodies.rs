@@ -136,13 +136,16 @@ pub(super) async fn stage_bodies(
         }
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
-        stage_window(store, session, account_id, folder_name, &pending, with_identity, stats).await?;
+        stage_window(store, session, account_id, folder_name, &pending, with_identity, pipe, stats).await?;
         pipe.staged();
     }
 }
 
 /// Stages one window of unstaged rows: suspects alone, small messages whole and batched, large ones in
-/// slices.
+/// slices. The writer hears of what is staged after every pipelined group and every round of slices,
+/// not only at the window's end: a window is up to 16 MiB, and over an office line the upload sat idle
+/// for the first seconds of a migration while every account fetched its first window.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn stage_window(
     store: &Store,
     session: &mut Session,
@@ -150,6 +153,7 @@ pub(super) async fn stage_window(
     folder_name: &str,
     pending: &[UnstagedMessage],
     with_identity: bool,
+    pipe: &Pipe,
     stats: &mut PullStats,
 ) -> Result<()> {
     let (small, large): (Vec<&UnstagedMessage>, Vec<&UnstagedMessage>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
@@ -205,15 +209,16 @@ pub(super) async fn stage_window(
         if outcome.staged.len() < ids.len() {
             mark_vanished(store, &ids, stats)?;
         }
+        pipe.staged();
     }
 
     // Larger messages in partial ranges, several slices (of one or more messages) per round trip;
     // suspects of an earlier hang-up each alone first, so a hang-up names its message.
     let (large_suspects, large): (Vec<&UnstagedMessage>, Vec<&UnstagedMessage>) = large.into_iter().partition(|p| p.fetch_failures > 0);
     for p in large_suspects {
-        stage_large(store, session, account_id, folder_name, &[p], true, stats).await?;
+        stage_large(store, session, account_id, folder_name, &[p], true, pipe, stats).await?;
     }
-    match stage_large(store, session, account_id, folder_name, &large, false, stats).await {
+    match stage_large(store, session, account_id, folder_name, &large, false, pipe, stats).await {
         Err(e) if !try_again_later(&e) => {
             // The source refused a round (a tagged NO): each message not yet staged alone, so the one
             // it will not give is found and skipped with its words, and the others still come.
@@ -222,7 +227,7 @@ pub(super) async fn stage_window(
                 if !still_unstaged(store, p.id)? {
                     continue;
                 }
-                match stage_large(store, session, account_id, folder_name, &[p], true, stats).await {
+                match stage_large(store, session, account_id, folder_name, &[p], true, pipe, stats).await {
                     Err(e) if try_again_later(&e) => return Err(e),
                     // Stopping half-way may pass; a message the server refuses is skipped.
                     Err(e) if crate::failure::policy(&e).1 != Retry::Never => log::warn!("{}: {e:#}", session.label()),
@@ -260,7 +265,7 @@ pub(super) async fn fetch_whole(
     stats: &mut PullStats,
 ) -> Result<(Result<()>, WholeOutcome)> {
     let requests: Vec<BodyRequest> = sets.into_iter().map(|uid_set| BodyRequest { uid_set, range: None }).collect();
-    let _turn = crate::memory::staging_turn().await;
+    let _turn = crate::memory::staging_turn(session.beyond_lan()).await;
     let mut sink = WholeBodies {
         ids,
         with_identity,
@@ -371,7 +376,7 @@ impl BodySink for WholeBodies<'_> {
 /// Bytes of bodies a staging worker gathers in memory before it writes them in one short transaction
 /// (and when a fetch or a round of slices ends). No transaction stays open while a body comes in, so
 /// a source that stalls half-way through a body holds up no other account; and memory stays flat:
-/// there are `memory::STAGING_AT_ONCE` staging workers, each with one batch, so the batch is what a
+/// there are `memory::STAGING_AT_ONCE` staging workers (more from a far source), each with one batch, so the batch is what a
 /// second staging account costs. With bodies in SQLite, 64 KiB measured best (the 0.5 MiB parallel
 /// memory target met, 256 KiB missed it). With the spool, 128 KiB batches of 64 KiB chunks measured no
 /// less CPU than 64 KiB of 32 KiB, and took `--parallel 4` 0.6 MiB higher (make bench BENCH_ONLY=full).
@@ -559,7 +564,8 @@ pub(super) fn mark_vanished(store: &Store, ids: &BTreeMap<u32, (i64, u64)>, stat
 /// slices, the rest of the messages already begun first, then the next messages in UID order, so a
 /// folder of medium-sized messages does not cost a round trip each. Slices of one message are stored
 /// and hashed strictly in order as they stream in; a message counts as staged only when its hash is
-/// written.
+/// written; the writer hears of each round that finished a message (`pipe`).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn stage_large(
     store: &Store,
     session: &mut Session,
@@ -567,6 +573,7 @@ pub(super) async fn stage_large(
     folder_name: &str,
     large: &[&UnstagedMessage],
     alone: bool,
+    pipe: &Pipe,
     stats: &mut PullStats,
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;
@@ -602,7 +609,7 @@ pub(super) async fn stage_large(
             // Early slices left from a round with a short answer no longer line up.
             m.early.clear();
         }
-        let _turn = crate::memory::staging_turn().await;
+        let _turn = crate::memory::staging_turn(session.beyond_lan()).await;
         let mut round = SliceRound {
             active: &mut active,
             plan: &plan,
@@ -668,6 +675,9 @@ pub(super) async fn stage_large(
             batch.apply(tx)?;
             Ok(done)
         })?;
+        if !done.is_empty() {
+            pipe.staged();
+        }
         for i in done.into_iter().rev() {
             active.remove(i);
             fault::point("pull: large body staged");
