@@ -47,7 +47,8 @@
 //! `BENCH_QUICK=1` shrinks the fixture tenfold for quick iterations (JSON to
 //! `target/bench/bench-quick.json`); `BENCH_JSON=path` writes the JSON elsewhere; `BENCH_ONLY=sources`
 //! runs only the rows from Cyrus and Courier (JSON `target/bench/bench-sources.json`), `BENCH_ONLY=office`
-//! only the office line's (a table, no JSON). For diagnosis only
+//! only the office line's (a table, no JSON; `office-compress` only those with COMPRESS, and
+//! `BENCH_PF_LOG=path` keeps postflytt's log of its last office migration there). For diagnosis only
 //! (they change the numbers): `BENCH_PF_WRAP` / `BENCH_MBSYNC_WRAP` run a tool under a wrapper (strace,
 //! valgrind), and `BENCH_POSTFLYTT` names another postflytt binary for the passes (e.g. one built with
 //! debug info).
@@ -196,7 +197,9 @@ fn office_both(
     let office_accounts: Vec<Acct> = scale.office_accounts.iter().map(|&i| accts[i].clone()).collect();
     let msgs = scale.office_accounts.iter().map(|&i| loaded[i].0 + new_per_acct[i].0).sum();
     let bytes = scale.office_accounts.iter().map(|&i| loaded[i].1 + new_per_acct[i].1).sum();
-    office::Office { source: &source, accounts: &office_accounts, msgs, bytes, compress: false }.run(scale, t0, rows, failures);
+    if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "office-compress") {
+        office::Office { source: &source, accounts: &office_accounts, msgs, bytes, compress: false }.run(scale, t0, rows, failures);
+    }
     drop(source);
     office_compressed(scale, t0, accts, rows, failures);
 }
@@ -484,7 +487,7 @@ fn bench_postflytt_against_mbsync() {
     );
 
     // BENCH_ONLY=office: only the office line's rows, both kinds of servers, printed as a table.
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "office") {
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "office" || v == "office-compress") {
         let none_new = vec![(0, 0); accts.len()];
         office_both(&scale, t0, source, &accts, &loaded, &none_new, &mut rows, &mut failures);
         println!(

@@ -68,6 +68,9 @@ impl Office<'_> {
             let trace = LineTrace::start(&line);
             let r = pf_sync(&m, 4);
             trace.print(&format!("postflytt, {full}"));
+            if let Ok(path) = std::env::var("BENCH_PF_LOG") {
+                let _ = std::fs::write(path, &r.output);
+            }
             let mut row = Row::new(&full, PF, &r);
             row.copied = driver::appended(&r.output);
             row.scanned = self.msgs;
