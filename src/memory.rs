@@ -56,26 +56,35 @@ pub fn limit_sqlite() {
 }
 
 /// Workers that may be staging bodies (reading them from the source into the spool) at the same time,
-/// process-wide, from a source on the local network. Each one holds its window of rows and a batch of
-/// bodies on its way into the spool (`pull::BODY_BATCH_BYTES` and at most one `store::CHUNK_SIZE` chunk
-/// more, written in one short transaction); besides, a round of slices may hold slices that came before
-/// the one it needs (up to `pull::SLICE_PIPELINE` - 1 slices) and a fetch a body that came before its
-/// UID (up to `imap::body_fetch::HELD_LIMIT`, 8 MiB, from a server no one has seen do it). The others
-/// meanwhile push, compare flags or wait, so parallel accounts share this working set instead of adding
-/// one each. Near, two connections already keep the disk and the cores busy.
-pub const STAGING_AT_ONCE: usize = 2;
+/// process-wide. Each one holds its window of rows and a batch of bodies on its way into the spool
+/// (`pull::BODY_BATCH_BYTES` and at most one `store::CHUNK_SIZE` chunk more, written in one short
+/// transaction); besides, a round of slices may hold slices that came before the one it needs (up to
+/// `pull::SLICE_PIPELINE` - 1 slices) and a fetch a body that came before its UID (up to
+/// `imap::body_fetch::HELD_LIMIT`, 8 MiB, from a server no one has seen do it). The others meanwhile
+/// push, compare flags or wait, so parallel accounts share this working set instead of adding one each.
+/// Four is for sources beyond the LAN (`Session::beyond_lan`): each connection waits a round trip per
+/// pipelined group, so it takes more of them to fill the line. On the bench's office line (40 ms round
+/// trips, 100 Mbit/s, 4 accounts, servers compressing) two turns left the download at 55 % of the
+/// line, four at 70 % (22.5 against 21.0 s for the migration, before the larger slices).
+pub const STAGING_AT_ONCE: usize = 4;
 
-/// The same for a source beyond the LAN (`Session::beyond_lan`): each connection then waits a round
-/// trip per pipelined group, so it takes more of them to fill the line. On the bench's office line
-/// (40 ms round trips, 100 Mbit/s, 4 accounts, servers compressing) two turns left the download at
-/// 55 % of the line, four at 70 % (22.5 against 21.0 s for the migration, before the larger slices).
-pub const STAGING_AT_ONCE_BEYOND_LAN: usize = 4;
+/// Of those, at most this many from a source on the LAN, where two connections already keep the disk
+/// and the cores busy (more measured no faster, and cost memory).
+pub const STAGING_AT_ONCE_NEAR: usize = 2;
 
 static STAGING: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE);
-static STAGING_BEYOND_LAN: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE_BEYOND_LAN);
+static STAGING_NEAR: smol::lock::Semaphore = smol::lock::Semaphore::new(STAGING_AT_ONCE_NEAR);
 
-/// Waits for a turn to stage bodies from a source near or `beyond_lan`; the turn ends when the guard
-/// is dropped.
-pub async fn staging_turn(beyond_lan: bool) -> smol::lock::SemaphoreGuard<'static> {
-    if beyond_lan { STAGING_BEYOND_LAN.acquire().await } else { STAGING.acquire().await }
+/// A turn to stage bodies; it ends when dropped.
+pub struct StagingTurn {
+    _near: Option<smol::lock::SemaphoreGuard<'static>>,
+    _turn: smol::lock::SemaphoreGuard<'static>,
+}
+
+/// Waits for a turn to stage bodies from a source near or `beyond_lan`. One pool for both, so a
+/// process whose accounts were measured differently still stages at most `STAGING_AT_ONCE` at once; a
+/// near one takes its near turn first (always in that order, so no two wait on each other).
+pub async fn staging_turn(beyond_lan: bool) -> StagingTurn {
+    let near = if beyond_lan { None } else { Some(STAGING_NEAR.acquire().await) };
+    StagingTurn { _near: near, _turn: STAGING.acquire().await }
 }

@@ -328,8 +328,16 @@ impl Session {
         let mut round_trip = self.last_round_trip;
         if round_trip.is_none_or(|t| t >= WAN_ROUND_TRIP) {
             let started = Instant::now();
-            self.ok(CommandBody::Noop, "NOOP").await?;
-            round_trip = Some(started.elapsed());
+            match self.ok(CommandBody::Noop, "NOOP").await {
+                Ok(_) => round_trip = Some(started.elapsed()),
+                // A server that refuses NOOP (or one still throttling) is taken to be near, the
+                // cautious side: its connection goes on as it would have before this measurement.
+                Err(e) if e.downcast_ref::<ImapError>().is_some_and(|e| !e.ends_connection()) => {
+                    log::info!("{}: NOOP refused ({e:#}); the server is taken to be on the LAN", self.label);
+                    round_trip = Some(Duration::ZERO);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let round_trip = round_trip.unwrap_or_default();
         self.line_round_trip = Some(round_trip);
@@ -616,6 +624,39 @@ mod tests {
             assert!(!session.compress_if_worthwhile(Compression::Off).await.expect("off"));
         });
         assert_eq!(server.join().expect("server"), b"", "the client sent a command");
+    }
+
+    /// A server that refuses NOOP after a slow login: the measurement takes it to be near (the cautious
+    /// side), asks once, and the connection goes on; the answer is kept for the connection's life.
+    #[test]
+    fn a_refused_noop_counts_as_near_and_the_connection_goes_on() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+            let mut out = stream.try_clone().expect("clone");
+            let mut input = BufReader::new(stream);
+            out.write_all(b"* OK [CAPABILITY IMAP4rev1] ready\r\n").expect("greeting");
+            let mut lines = Vec::new();
+            for answer in [&b"P1 NO not here\r\n"[..], b"P2 OK done\r\n"] {
+                let mut line = String::new();
+                input.read_line(&mut line).expect("command");
+                lines.push(line);
+                out.write_all(answer).expect("answer");
+            }
+            let _ = input.read_to_end(&mut Vec::new());
+            lines
+        });
+        run(async {
+            let mut session = connect(port, Pace::Whole).await;
+            session.last_round_trip = Some(Duration::from_millis(30));
+            assert!(!session.measure_beyond_lan().await.expect("a refusal is no failure"));
+            assert!(!session.measure_beyond_lan().await.expect("kept"));
+            assert!(!session.beyond_lan());
+            session.ok(CommandBody::Noop, "NOOP").await.expect("the connection goes on");
+        });
+        assert_eq!(server.join().expect("server"), ["P1 NOOP\r\n", "P2 NOOP\r\n"]);
     }
 
     #[test]
