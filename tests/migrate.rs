@@ -488,7 +488,7 @@ fn unreadable_source_message_is_skipped_with_the_servers_words_and_the_rest_arri
     let target = Dovecot::start(Layout::Target, &[("h@ny.se", "pw2")]);
     // Small messages (fetched whole, in batches) and large ones (fetched in slices); one of each broken.
     fixture::load(&mut source.reader("h@gammal.se"), &fixture::bulk("INBOX", 8, 81, 1000..3000));
-    fixture::load(&mut source.reader("h@gammal.se"), &fixture::bulk("INBOX", 3, 82, 150_000..250_000));
+    fixture::load(&mut source.reader("h@gammal.se"), &fixture::bulk("INBOX", 3, 82, 2 * common::SLICE + 20_000..4 * common::SLICE));
     let files = common::files_under(&source.home("h@gammal.se"));
     for subject in ["Bulk 81/4", "Bulk 82/1"] {
         // Maildir files hold LF line ends.
@@ -573,8 +573,8 @@ fn nil_message_content_is_skipped_with_the_reason_not_staged_empty() {
     let target = Dovecot::start(Layout::Target, &[("n@ny.se", "pw2")]);
     let mut sr = source.reader("n@gammal.se");
     fixture::load(&mut sr, &fixture::bulk("INBOX", 5, 93, 1000..3000));
-    fixture::load(&mut sr, &fixture::bulk("INBOX", 2, 94, 150_000..200_000));
-    for (id, size) in [("nil-small", 2000), ("nil-large", 180_000)] {
+    fixture::load(&mut sr, &fixture::bulk("INBOX", 2, 94, 2 * common::SLICE + 20_000..3 * common::SLICE));
+    for (id, size) in [("nil-small", 2000), ("nil-large", 2 * common::SLICE + 50_000)] {
         let mut msg = format!("From: a@gammal.se\r\nSubject: {id}\r\nMessage-ID: <{id}@gammal.se>\r\nX-Test-Nil: yes\r\n\r\n").into_bytes();
         while msg.len() < size {
             msg.extend_from_slice(b"Rad med text som fyller ut meddelandet.\r\n");
@@ -605,10 +605,10 @@ fn nil_message_content_is_skipped_with_the_reason_not_staged_empty() {
 }
 
 /// Quirk `uid_after_body`: a source that sends a FETCH answer's UID after its body literal
-/// (`* 3 FETCH (BODY[]<0> {65536} ... UID 7)`). RFC 3501 does not fix the order of FETCH items, so a
+/// (`* 3 FETCH (BODY[]<0> {262144} ... UID 7)`). RFC 3501 does not fix the order of FETCH items, so a
 /// server may answer this way; Dovecot never does, hence the tests' quirk proxy in front of a real
 /// Dovecot source. Small messages (fetched whole, several per command) and large ones (fetched in
-/// 64 KiB slices, one a whole number of slices long) all arrive exactly once, byte for byte, and a
+/// `SLICE` ranges, one a whole number of slices long) all arrive exactly once, byte for byte, and a
 /// second pass appends nothing.
 #[test]
 fn source_sending_uid_after_the_body_gets_every_message_once() {
@@ -617,13 +617,13 @@ fn source_sending_uid_after_the_body_gets_every_message_once() {
     let target = Dovecot::start(Layout::Target, &[("u@ny.se", "pw2")]);
     let mut sr = source.reader("u@gammal.se");
     fixture::load(&mut sr, &fixture::bulk("INBOX", 6, 95, 1000..5000));
-    fixture::load(&mut sr, &fixture::bulk("INBOX", 3, 96, 70_000..250_000));
+    fixture::load(&mut sr, &fixture::bulk("INBOX", 3, 96, 70_000..4 * common::SLICE));
     fixture::load(&mut sr, &fixture::bulk("Kunder", 2, 97, 500..3000));
     let mut exact = b"From: a@gammal.se\r\nSubject: exakt tva skivor\r\n\r\n".to_vec();
-    while exact.len() < 2 * 65536 {
+    while exact.len() < 2 * common::SLICE {
         exact.extend_from_slice(b"Rad med text som fyller ut meddelandet.\r\n");
     }
-    exact.truncate(2 * 65536 - 2);
+    exact.truncate(2 * common::SLICE - 2);
     exact.extend_from_slice(b"\r\n");
     sr.append("Kunder", &["\\Seen"], None, &exact);
     drop(sr);

@@ -32,6 +32,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// postflytt's partial-fetch size (`SLICE` in src/pull/mod.rs): messages above a quarter of it are
+/// fetched in slices of this size, so tests that want several slices per message size them by it.
+pub const SLICE: usize = 256 * 1024;
+
 /// `sh -c WATCHDOG NAME LOG PROGRAM ARGS...`: runs the program in its own process group with its
 /// output appended to LOG, prints its pid, and ends the whole group (TERM, then KILL after 2 s) when
 /// the script's stdin closes: when the test drops the child or the test process dies in any way, so
