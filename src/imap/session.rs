@@ -62,7 +62,7 @@ pub struct Session {
     /// QRESYNC is enabled (with CONDSTORE): EXAMINE can ask for the UIDs expunged since a mod-sequence.
     pub(super) qresync: bool,
     /// How long the last batch of commands took from sending to its last answer (the login's, for
-    /// `compress_if_worthwhile`).
+    /// `measure_beyond_lan`).
     pub(super) last_round_trip: Option<Duration>,
     /// The line's round trip, measured once after login (`measure_beyond_lan`).
     pub(super) line_round_trip: Option<Duration>,

@@ -376,8 +376,8 @@ impl BodySink for WholeBodies<'_> {
 /// Bytes of bodies a staging worker gathers in memory before it writes them in one short transaction
 /// (and when a fetch or a round of slices ends). No transaction stays open while a body comes in, so
 /// a source that stalls half-way through a body holds up no other account; and memory stays flat:
-/// there are at most `memory::STAGING_AT_ONCE` staging workers (two from a source on the LAN), each with one batch, so the batch is what a
-/// second staging account costs. With bodies in SQLite, 64 KiB measured best (the 0.5 MiB parallel
+/// there are at most `memory::STAGING_AT_ONCE` staging workers (two from a source on the LAN), each
+/// with one batch, so the batch is what a second staging account costs. With bodies in SQLite, 64 KiB measured best (the 0.5 MiB parallel
 /// memory target met, 256 KiB missed it). With the spool, 128 KiB batches of 64 KiB chunks measured no
 /// less CPU than 64 KiB of 32 KiB, and took `--parallel 4` 0.6 MiB higher (make bench BENCH_ONLY=full).
 pub(super) const BODY_BATCH_BYTES: usize = 64 * 1024;
