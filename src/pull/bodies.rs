@@ -202,6 +202,7 @@ pub(super) async fn stage_window(
                 // messages one at a time so one unreadable message does not block its folder.
                 log::warn!("{}: {e:#}; fetching that batch one message at a time", session.label());
                 stage_one_by_one(store, session, account_id, folder_name, group, stats).await?;
+                pipe.staged();
                 continue;
             }
         }
