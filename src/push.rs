@@ -99,6 +99,23 @@ pub async fn push_folder(
     if work == 0 && !(recheck && store.has_pushed(source_folder_id)?) {
         return Ok(LookUp::NotYet);
     }
+    // A later push of the folder in the same pass, after one that looked it through up to our own
+    // copies: APPEND names its folder, so the folder is not opened again (a round trip before every
+    // push, and the writer pushes after each of the reader's groups). The APPENDUIDs show the
+    // UIDVALIDITY that was checked at the first push still holds; a folder re-created on the target
+    // since answers with another, and `append_batch` leaves those copies to the look-up. The folder
+    // is opened only to store flag changes.
+    if let (false, true, Some(uidvalidity)) = (look_up, target.indexed_uidnext > 1, target.uidvalidity) {
+        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+        if !store.flags_to_sync(source_folder_id, target.id, uidvalidity)?.is_empty() {
+            let selected = session.select(&target.wire_name, false, false).await?;
+            // Changed meanwhile: the next push (or pass) looks the folder through again.
+            if selected.uidvalidity == Some(uidvalidity) {
+                sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
+            }
+        }
+        return Ok(LookUp::Done);
+    }
     let selected = session.select(&target.wire_name, false, false).await?;
     let Some(uidvalidity) = selected.uidvalidity else {
         bail!("{}: target folder {} has no UIDVALIDITY", session.label(), target.wire_name);
