@@ -21,6 +21,7 @@ mod http;
 mod identity;
 mod imap;
 mod import;
+mod lanes;
 mod logger;
 mod memory;
 mod mirror;

@@ -1,5 +1,6 @@
-//! The bounded pipe between one account's reader (source into staging) and writer (staging into the
-//! target) during a pass. Both run at once on the account's task, each on its own connection, so the
+//! The bounded pipe between one account's readers (source into staging; two beyond the LAN, see
+//! `lanes`) and its writer (staging into the target) during a pass. They run at once on the account's
+//! task, each on its own connection, so the
 //! download and the upload of the office line are busy together: the writer appends a folder's
 //! messages while the reader still fetches later ones. The pipe holds what they tell each other:
 //! how far each folder is (`Flow`), a signal when staging gained or lost bytes, and whether the
@@ -77,6 +78,17 @@ impl Pipe {
         self.to_writer.notify();
     }
 
+    /// Some folder's new mail is being staged (a second reader is worth its connection).
+    pub fn any_streaming(&self) -> bool {
+        self.flows.borrow().values().any(|&flow| flow == Flow::Streaming)
+    }
+
+    /// The count of the readers' news so far, to wait past with `news_after` (the writer's own count
+    /// is `seen`).
+    pub fn news(&self) -> u64 {
+        self.to_writer.generation.get()
+    }
+
     /// The reader staged more: a writer waiting for it looks again.
     pub fn staged(&self) {
         self.to_writer.notify();
@@ -141,6 +153,9 @@ impl Pipe {
     /// still moves): the limit is passed only by windows that other accounts admitted at the same
     /// moment, and never stops a pass. (Admitting a window while staging was merely under the limit
     /// let a 25 MB message in at 31 MiB of 32: make bench's staging row peaked at 41.1 MiB.)
+    /// With two readers (`lanes::READERS_BEYOND_LAN`) the same holds: the writer takes staged mail
+    /// from any folder (`lanes::write_folders`), so all of it can leave but a folder waiting to be
+    /// whole, whose reader goes on while the writer waits.
     pub async fn room_to_stage(&self, store: &Store, window: u64) -> Result<()> {
         loop {
             let writer_will_free =

@@ -5,7 +5,7 @@
 //! `parallel` at once; one account's failure is reported and the others go on. What a failure stops
 //! and whether the pass reconnects is `failure::policy`'s answer, by the error's kind.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
@@ -17,9 +17,10 @@ use crate::failure::{self, Retry, Scope};
 use crate::filters::MessageFilter;
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
 use crate::imap::{FolderStatus, ImapError, ListedFolder, Listing, Session};
-use crate::pipe::{Flow, Pipe};
+use crate::lanes::{self, Lane, Readers, folder_failed, push_lane, stop_if_requested, write_folders};
+use crate::pipe::Pipe;
 use crate::pull::{self, PullStats};
-use crate::push::{self, LookUp, PushStats};
+use crate::push::PushStats;
 use crate::store::{Account, PassTotals, PresentFolder, ServerKind, SourceFolderRecord, Store, now};
 use crate::units::human_bytes;
 use crate::utf7;
@@ -67,6 +68,33 @@ pub async fn open_source(store: &Store, account: &Account) -> Result<Session> {
             Ok(source)
         }
         ServerKind::Microsoft365 => login_with_app(&endpoint, &label, kind, &account.source_login, &store.m365_app("source")?).await,
+    }
+}
+
+/// A second connection to the source, for reading folders beside the first (`lanes::READERS_BEYOND_LAN`):
+/// logged in, compressing as the operator's setting says and with CONDSTORE as the first has it. A
+/// source that refuses it (a limit on connections per user, say) costs nothing: the reason goes to
+/// the log, and one connection reads the folders as on the LAN.
+async fn open_second_reader(store: &Store, account: &Account, condstore: bool) -> Option<Session> {
+    let opened = async {
+        let compress = store.settings()?.compress;
+        let mut source = open_source(store, account).await?;
+        source.measure_beyond_lan().await?;
+        source.compress_if_worthwhile(compress).await?;
+        if source.enable_condstore().await? != condstore {
+            bail!("it answered ENABLE CONDSTORE unlike the first connection");
+        }
+        anyhow::Ok(source)
+    };
+    match opened.await {
+        Ok(source) => {
+            log::info!("{}: a second connection reads folders beside the first (the old server is beyond the LAN)", account.source_login);
+            Some(source)
+        }
+        Err(e) => {
+            log::warn!("{}: a second connection to the old server failed ({e:#}); one connection reads the folders", account.source_login);
+            None
+        }
     }
 }
 
@@ -438,10 +466,14 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
 
 async fn pass_inner(store: &Store, account: &Account, pass_kind: PassKind, report: &mut PassReport) -> Result<()> {
     let mut both = connect_both(store, account).await?;
-    let result = pass_connected(store, account, pass_kind, &mut both, report).await;
+    let mut second_source = None;
+    let result = pass_connected(store, account, pass_kind, &mut both, &mut second_source, report).await;
     // Counted however the pass ended: the worst-throttled passes are the ones that fail.
-    report.throttled += both.source.throttled + both.target.throttled;
+    report.throttled += both.source.throttled + both.target.throttled + second_source.as_ref().map_or(0, |s: &Session| s.throttled);
     if result.is_ok() {
+        if let Some(second) = second_source {
+            second.logout().await;
+        }
         both.source.logout().await;
         both.target.logout().await;
     }
@@ -453,6 +485,7 @@ async fn pass_connected(
     account: &Account,
     pass_kind: PassKind,
     both: &mut Connected,
+    second_source: &mut Option<Session>,
     report: &mut PassReport,
 ) -> Result<()> {
     // CONDSTORE first, so the source's listing can bring each folder's HIGHESTMODSEQ.
@@ -506,29 +539,48 @@ async fn pass_connected(
     let refetch = RefCell::new(BTreeSet::new());
     let Connected { source, target } = both;
     let (pull_stats, push_stats) = (&mut report.pull, &mut report.push);
+    let readers = Readers {
+        store,
+        account,
+        lanes: &lanes,
+        pull_rows: &pull_rows,
+        condstore,
+        pipe: &pipe,
+        filter: &filter,
+        folder_errors: &folder_errors,
+        next: Cell::new(0),
+        statuses: RefCell::new(listed_statuses),
+    };
+    // Beyond the LAN a second connection reads folders beside the first, once there is mail to move:
+    // an unchanged pass stays a handful of round trips on one connection.
+    let wants_second = source.beyond_lan() && lanes.len() > 1 && lanes::READERS_BEYOND_LAN > 1;
+    let mut second_stats = PullStats::default();
     let reader = async {
-        let result = read_folders(
-            store,
-            account,
-            source,
-            &lanes,
-            &pull_rows,
-            listed_statuses,
-            condstore,
-            &pipe,
-            &filter,
-            pull_stats,
-            &folder_errors,
-        )
-        .await;
-        if result.is_err() {
-            pipe.stop();
-        }
-        result
+        let first = readers.first(source, pull_stats);
+        let second = async {
+            if !wants_second || !readers.wait_for_mail().await {
+                return Ok(());
+            }
+            let Some(session) = open_second_reader(store, account, condstore).await else { return Ok(()) };
+            readers.read(second_source.insert(session), &mut second_stats).await
+        };
+        let (first, second) = smol::future::zip(first, second).await;
+        first.and(second)
     };
     let writer = async {
-        let result =
-            write_folders(store, account, target, &lanes, pass_kind, size_limit, &pipe, push_stats, &folder_errors, &refetch).await;
+        let result = write_folders(
+            store,
+            account,
+            target,
+            &lanes,
+            pass_kind == PassKind::Final,
+            size_limit,
+            &pipe,
+            push_stats,
+            &folder_errors,
+            &refetch,
+        )
+        .await;
         if result.is_err() {
             pipe.stop();
         }
@@ -538,6 +590,7 @@ async fn pass_connected(
         result
     };
     let (read, written) = smol::future::zip(reader, writer).await;
+    report.pull.absorb(second_stats);
     report.folder_errors.extend(folder_errors.into_inner());
     read?;
     written?;
@@ -689,170 +742,6 @@ fn settle_folder_answers(
             Ok(Vec::new())
         }
     }
-}
-
-/// One selectable folder's way through a pass: its source row and its target folder.
-struct Lane {
-    folder_id: i64,
-    name: String,
-    target_name: String,
-    target_wire: String,
-}
-
-/// The reader: every folder from the source into staging, in order, telling the writer how far it is.
-#[allow(clippy::too_many_arguments)]
-async fn read_folders(
-    store: &Store,
-    account: &Account,
-    source: &mut Session,
-    lanes: &[Lane],
-    pull_rows: &BTreeMap<i64, pull::FolderRow>,
-    listed_statuses: BTreeMap<String, FolderStatus>,
-    condstore: bool,
-    pipe: &Pipe,
-    filter: &MessageFilter,
-    stats: &mut PullStats,
-    folder_errors: &RefCell<Vec<String>>,
-) -> Result<()> {
-    // Every folder's STATUS before the first folder is read: the ones the source's listing brought
-    // (LIST-STATUS), the rest in a few pipelined round trips, so an account whose folders did not
-    // change costs no round trip here, or one, instead of one per folder.
-    let mut statuses = listed_statuses;
-    let missing: Vec<String> = lanes
-        .iter()
-        .filter_map(|lane| pull_rows.get(&lane.folder_id))
-        .map(|row| row.wire_name.clone())
-        .filter(|wire_name| !statuses.contains_key(wire_name))
-        .collect();
-    statuses.extend(source.statuses(&missing, condstore).await?);
-    for lane in lanes {
-        stop_if_requested()?;
-        // Paused or removed by the operator meanwhile: stop here, between folders; the writer stops too.
-        if pipe.stopped() || store.account_hold(account.id)?.is_some() {
-            pipe.stop();
-            return Ok(());
-        }
-        let Some(row) = pull_rows.get(&lane.folder_id) else {
-            pipe.set_flow(lane.folder_id, Flow::Done);
-            continue;
-        };
-        let pulled = pull::pull_folder(store, account.id, source, row, condstore, statuses.remove(&row.wire_name), pipe, filter, stats)
-            .await
-            .with_context(|| format!("reading {} on the source", lane.name));
-        match pulled {
-            Ok(()) => pipe.set_flow(lane.folder_id, Flow::Done),
-            Err(e) => {
-                pipe.set_flow(lane.folder_id, Flow::Failed);
-                folder_failed(store, account, &lane.name, e, &mut folder_errors.borrow_mut())?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The writer: every folder from staging to the target, in order, appending what the reader staged
-/// as it arrives and waiting for more until the reader is done with the folder.
-#[allow(clippy::too_many_arguments)]
-async fn write_folders(
-    store: &Store,
-    account: &Account,
-    target: &mut Session,
-    lanes: &[Lane],
-    pass_kind: PassKind,
-    size_limit: Option<u64>,
-    pipe: &Pipe,
-    stats: &mut PushStats,
-    folder_errors: &RefCell<Vec<String>>,
-    refetch: &RefCell<BTreeSet<i64>>,
-) -> Result<()> {
-    for lane in lanes {
-        let mut recheck = pass_kind == PassKind::Final;
-        // The first push of a folder in a pass looks for copies already on the target; the ones
-        // after it in the same pass append what the reader staged since.
-        let mut first = true;
-        // The look-up found mail on the target to compare with: the folder is pushed once it is whole.
-        let mut needs_whole = false;
-        let written: Result<()> = async {
-            loop {
-                let seen = pipe.seen();
-                let flow = pipe.flow(lane.folder_id);
-                if pipe.stopped() || flow == Flow::Failed {
-                    return Ok(());
-                }
-                if flow == Flow::Waiting || (flow == Flow::Streaming && needs_whole) {
-                    // Idle until the reader's news: a reader waiting for room need not wait for us.
-                    pipe.freed();
-                    pipe.news_after(seen).await;
-                    continue;
-                }
-                stop_if_requested()?;
-                pipe.set_writer_busy(true);
-                let refetched_before = stats.refetched;
-                let pushed = push_lane(store, account, target, lane, first, flow == Flow::Done, recheck, size_limit, stats).await;
-                pipe.set_writer_busy(false);
-                pipe.freed();
-                let look_up = pushed?;
-                if stats.refetched > refetched_before {
-                    refetch.borrow_mut().insert(lane.folder_id);
-                }
-                recheck = false;
-                first &= look_up != LookUp::Done;
-                needs_whole = look_up == LookUp::NeedsWholeFolder;
-                if flow == Flow::Done {
-                    return Ok(());
-                }
-                pipe.news_after(seen).await;
-            }
-        }
-        .await;
-        if let Err(e) = written {
-            folder_failed(store, account, &lane.name, e, &mut folder_errors.borrow_mut())?;
-        }
-    }
-    Ok(())
-}
-
-/// One push of a folder's staged messages to its target folder (`look_up`: see `push::push_folder`).
-#[allow(clippy::too_many_arguments)]
-async fn push_lane(
-    store: &Store,
-    account: &Account,
-    target: &mut Session,
-    lane: &Lane,
-    look_up: bool,
-    folder_whole: bool,
-    recheck: bool,
-    size_limit: Option<u64>,
-    stats: &mut PushStats,
-) -> Result<LookUp> {
-    let target_row = store.write(|tx| tx.target_folder(account.id, &lane.target_name, &lane.target_wire))?;
-    push::push_folder(store, account.id, target, lane.folder_id, &lane.name, &target_row, size_limit, look_up, folder_whole, recheck, stats)
-        .await
-        .with_context(|| format!("copying {} to {}", lane.name, lane.target_name))
-}
-
-/// Ends the pass when the service is asked to stop (SIGTERM): the next pass continues from the journal.
-fn stop_if_requested() -> Result<()> {
-    if crate::fault::shutting_down() {
-        anyhow::bail!("stopped by request; the next pass continues where this one stopped");
-    }
-    Ok(())
-}
-
-/// A folder's failure: an account-wide one ends the account's pass (returned), any other is recorded
-/// against the folder and the account goes on.
-fn folder_failed(store: &Store, account: &Account, name: &str, e: anyhow::Error, folder_errors: &mut Vec<String>) -> Result<()> {
-    if failure::policy(&e).0 >= Scope::Account {
-        return Err(e);
-    }
-    let text = format!("{e:#}");
-    log::warn!("{}: {text}", account.source_login);
-    if let Some(ImapError::Throttled { delay, .. }) = crate::imap::kind_of(&e) {
-        log::warn!("{}: the server still asked to wait {} ms; {name} goes on next pass", account.source_login, delay.as_millis());
-    }
-    store.record_skip(account.id, None, name, "folder could not be copied", Some(&text))?;
-    folder_errors.push(text);
-    Ok(())
 }
 
 /// Runs `work` for each account, at most `parallel` at once: `parallel` workers, each with its own

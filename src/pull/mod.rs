@@ -63,6 +63,18 @@ pub struct PullStats {
     pub renewed: Vec<(i64, u32)>,
 }
 
+impl PullStats {
+    /// Adds what another reader of the same account's pass did.
+    pub fn absorb(&mut self, other: PullStats) {
+        self.staged += other.staged;
+        self.staged_bytes += other.staged_bytes;
+        self.flag_changes += other.flag_changes;
+        self.vanished += other.vanished;
+        self.new_mail |= other.new_mail;
+        self.renewed.extend(other.renewed);
+    }
+}
+
 /// The account's folders a pass pulls.
 pub fn folder_rows(store: &Store, account_id: i64) -> Result<Vec<FolderRow>> {
     store.source_folders_to_pull(account_id)
