@@ -1,6 +1,7 @@
 //! An account's folders as lanes through a pass, between the source and the target: the readers
-//! take folders from the source into staging, the writer takes them in order from staging to the
-//! target, and the pipe (`pipe`) tells each side how far the other is. A source on the LAN gets one
+//! take folders from the source into staging, the writer takes staged mail to the target from
+//! whichever folder has some, earliest first, and the pipe (`pipe`) tells each side how far the
+//! other is. A source on the LAN gets one
 //! reader; a source beyond it gets two, on two connections, each taking the next folder not yet
 //! taken, because one connection over a WAN idles a round trip at every folder's EXAMINE and
 //! listing and at every pipelined group, and the writer waited for it (see `READERS_BEYOND_LAN`).
@@ -141,13 +142,15 @@ struct LaneWrite {
     needs_whole: bool,
     /// Pushed after its reader finished it, or failed.
     finished: bool,
-    /// The readers' news count when its last push began.
+    /// The readers' news count when its last push began (against `Pipe::news_of`).
     pushed_at: Option<u64>,
 }
 
 /// The writer: every folder from staging to the target, appending what the readers staged as it
-/// arrives, until each folder has been pushed once after its reader finished it. It takes the first
-/// folder (in the lanes' order) that has news since its last push, not the folders strictly one
+/// arrives, until each folder has been pushed once after its reader finished it (or the target
+/// refused a message for a reason that may pass: that folder waits for the next pass, as
+/// `push::LookUp::HeldUntilNextPass` says). It takes the first folder (in the lanes' order) with news
+/// of its own since its last push, not the folders strictly one
 /// after another: with two readers, the writer waited for one reader's folder while the other's sat
 /// staged (make bench, office line: each writer idle 4 to 6 s of a 16 s migration).
 #[allow(clippy::too_many_arguments)]
@@ -186,7 +189,7 @@ pub async fn write_folders(
             unfinished = true;
             let ready = match flow {
                 Flow::Done => true,
-                Flow::Streaming => !state.needs_whole && state.pushed_at.is_none_or(|at| seen > at),
+                Flow::Streaming => !state.needs_whole && state.pushed_at.is_none_or(|at| pipe.news_of(lane.folder_id) > at),
                 Flow::Waiting | Flow::Failed => false,
             };
             if ready {
@@ -223,9 +226,9 @@ pub async fn write_folders(
                     refetch.borrow_mut().insert(lane.folder_id);
                 }
                 state.recheck = false;
-                state.first &= look_up != LookUp::Done;
+                state.first &= !matches!(look_up, LookUp::Done | LookUp::HeldUntilNextPass);
                 state.needs_whole = look_up == LookUp::NeedsWholeFolder;
-                state.finished = flow == Flow::Done;
+                state.finished = flow == Flow::Done || look_up == LookUp::HeldUntilNextPass;
             }
             Err(e) => {
                 state.finished = true;

@@ -46,6 +46,8 @@ const ROOM_RECHECK: Duration = Duration::from_millis(200);
 #[derive(Default)]
 pub struct Pipe {
     flows: RefCell<BTreeMap<i64, Flow>>,
+    /// Per folder, the news count at its last news (`news_of`).
+    folder_news: RefCell<BTreeMap<i64, u64>>,
     /// Wakes the writer: a folder's flow changed, or the reader staged more.
     to_writer: Signal,
     /// Wakes the reader: the writer freed staging.
@@ -75,7 +77,7 @@ impl Pipe {
 
     pub fn set_flow(&self, folder_id: i64, flow: Flow) {
         self.flows.borrow_mut().insert(folder_id, flow);
-        self.to_writer.notify();
+        self.staged_in(folder_id);
     }
 
     /// Some folder's new mail is being staged (a second reader is worth its connection).
@@ -89,9 +91,16 @@ impl Pipe {
         self.to_writer.generation.get()
     }
 
-    /// The reader staged more: a writer waiting for it looks again.
-    pub fn staged(&self) {
+    /// A reader staged more of folder `folder_id`: a writer waiting for it looks again.
+    pub fn staged_in(&self, folder_id: i64) {
         self.to_writer.notify();
+        self.folder_news.borrow_mut().insert(folder_id, self.to_writer.generation.get());
+    }
+
+    /// The readers' news count at the last news of folder `folder_id` (staged mail, a flow changed):
+    /// the writer pushes a folder again only after news of its own (`lanes::write_folders`).
+    pub fn news_of(&self, folder_id: i64) -> u64 {
+        self.folder_news.borrow().get(&folder_id).copied().unwrap_or(0)
     }
 
     /// The writer freed staging: a reader waiting for room looks again.
@@ -155,7 +164,8 @@ impl Pipe {
     /// let a 25 MB message in at 31 MiB of 32: make bench's staging row peaked at 41.1 MiB.)
     /// With two readers (`lanes::READERS_BEYOND_LAN`) the same holds: the writer takes staged mail
     /// from any folder (`lanes::write_folders`), so all of it can leave but a folder waiting to be
-    /// whole, whose reader goes on while the writer waits.
+    /// whole, whose reader goes on while the writer waits. The two may each admit a window at the
+    /// same moment, so one account may pass the limit by two windows (an eighth of it).
     pub async fn room_to_stage(&self, store: &Store, window: u64) -> Result<()> {
         loop {
             let writer_will_free =
@@ -176,6 +186,20 @@ impl Pipe {
             })
             .await;
         }
+    }
+}
+
+/// One folder's side of the pipe, as the reader staging it holds it.
+#[derive(Clone, Copy)]
+pub struct FolderPipe<'a> {
+    pub pipe: &'a Pipe,
+    pub folder_id: i64,
+}
+
+impl FolderPipe<'_> {
+    /// More of this folder is staged: the writer hears of it.
+    pub fn staged(&self) {
+        self.pipe.staged_in(self.folder_id);
     }
 }
 

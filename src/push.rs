@@ -59,6 +59,9 @@ pub enum LookUp {
     /// The target has mail to compare with the staged rows, and the reader is still staging the
     /// folder: push again once it is whole.
     NeedsWholeFolder,
+    /// Looked, and the target refused a message for a reason that may pass: the rest of the folder
+    /// waits for the next pass (one attempt per pass), so it is not pushed again in this one.
+    HeldUntilNextPass,
 }
 
 fn split_flags(text: &str) -> Vec<String> {
@@ -105,18 +108,29 @@ pub async fn push_folder(
     // UIDVALIDITY that was checked at the first push still holds; a folder re-created on the target
     // since answers with another, and `append_batch` leaves those copies to the look-up. The folder
     // is opened only to store flag changes.
+    let mut opened = None;
     if let (false, true, Some(uidvalidity)) = (look_up, target.indexed_uidnext > 1, target.uidvalidity) {
-        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
-        if !store.flags_to_sync(source_folder_id, target.id, uidvalidity)?.is_empty() {
-            let selected = session.select(&target.wire_name, false, false).await?;
-            // Changed meanwhile: the next push (or pass) looks the folder through again.
-            if selected.uidvalidity == Some(uidvalidity) {
-                sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
-            }
+        let next =
+            append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+        if next == Next::StopFolder {
+            return Ok(LookUp::HeldUntilNextPass);
         }
-        return Ok(LookUp::Done);
+        if store.flags_to_sync(source_folder_id, target.id, uidvalidity)?.is_empty() {
+            return Ok(LookUp::Done);
+        }
+        let selected = session.select(&target.wire_name, false, false).await?;
+        if selected.uidvalidity == Some(uidvalidity) {
+            sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
+            return Ok(LookUp::Done);
+        }
+        // Re-created on the target meanwhile: what we recorded there is reopened below, as when a
+        // push finds it so.
+        opened = Some(selected);
     }
-    let selected = session.select(&target.wire_name, false, false).await?;
+    let selected = match opened {
+        Some(selected) => selected,
+        None => session.select(&target.wire_name, false, false).await?,
+    };
     let Some(uidvalidity) = selected.uidvalidity else {
         bail!("{}: target folder {} has no UIDVALIDITY", session.label(), target.wire_name);
     };
@@ -137,9 +151,10 @@ pub async fn push_folder(
     if !look_up && indexed_uidnext > 1 {
         // A later push of the folder in the same pass: the look-up ran at its first, and what came
         // to the target since is what we appended (recorded by UID) or new mail that is not ours.
-        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+        let next =
+            append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
         sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
-        return Ok(LookUp::Done);
+        return Ok(if next == Next::StopFolder { LookUp::HeldUntilNextPass } else { LookUp::Done });
     }
 
     // Look-up: target messages we did not put there (another tool, a lost APPEND answer) that equal
@@ -170,9 +185,9 @@ pub async fn push_folder(
         store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }
 
-    append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+    let next = append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
-    Ok(LookUp::Done)
+    Ok(if next == Next::StopFolder { LookUp::HeldUntilNextPass } else { LookUp::Done })
 }
 
 /// Messages larger than the target accepts are not sent at all: each is recorded as skipped with the
@@ -365,7 +380,7 @@ async fn append_pending(
     uidvalidity: u32,
     size_limit: Option<u64>,
     stats: &mut PushStats,
-) -> Result<()> {
+) -> Result<Next> {
     let multi = session.supports_multiappend();
     loop {
         // The reader stages while we append: a message over the target's limit that arrived since
@@ -376,7 +391,7 @@ async fn append_pending(
         let limit = if multi { fault::batch_cap(APPEND_BATCH_COUNT) } else { 1 };
         let rows = store.pending_appends(source_folder_id, limit)?;
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Next::Continue);
         }
         // Cap the batch by bytes (always at least one message). A row whose staged copy is not whole
         // (a power cut took it) is not journalled: it goes back to the source for its bytes.
@@ -396,7 +411,7 @@ async fn append_pending(
             continue;
         }
         if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, bodies, stats).await? == Next::StopFolder {
-            return Ok(());
+            return Ok(Next::StopFolder);
         }
     }
 }

@@ -466,14 +466,10 @@ pub async fn pass_account(store: &Store, account: &Account, kind: PassKind) -> P
 
 async fn pass_inner(store: &Store, account: &Account, pass_kind: PassKind, report: &mut PassReport) -> Result<()> {
     let mut both = connect_both(store, account).await?;
-    let mut second_source = None;
-    let result = pass_connected(store, account, pass_kind, &mut both, &mut second_source, report).await;
+    let result = pass_connected(store, account, pass_kind, &mut both, report).await;
     // Counted however the pass ended: the worst-throttled passes are the ones that fail.
-    report.throttled += both.source.throttled + both.target.throttled + second_source.as_ref().map_or(0, |s: &Session| s.throttled);
+    report.throttled += both.source.throttled + both.target.throttled;
     if result.is_ok() {
-        if let Some(second) = second_source {
-            second.logout().await;
-        }
         both.source.logout().await;
         both.target.logout().await;
     }
@@ -485,7 +481,6 @@ async fn pass_connected(
     account: &Account,
     pass_kind: PassKind,
     both: &mut Connected,
-    second_source: &mut Option<Session>,
     report: &mut PassReport,
 ) -> Result<()> {
     // CONDSTORE first, so the source's listing can bring each folder's HIGHESTMODSEQ.
@@ -555,14 +550,22 @@ async fn pass_connected(
     // an unchanged pass stays a handful of round trips on one connection.
     let wants_second = source.beyond_lan() && lanes.len() > 1 && lanes::READERS_BEYOND_LAN > 1;
     let mut second_stats = PullStats::default();
+    let mut second_throttled = 0;
     let reader = async {
         let first = readers.first(source, pull_stats);
         let second = async {
             if !wants_second || !readers.wait_for_mail().await {
                 return Ok(());
             }
-            let Some(session) = open_second_reader(store, account, condstore).await else { return Ok(()) };
-            readers.read(second_source.insert(session), &mut second_stats).await
+            let Some(mut session) = open_second_reader(store, account, condstore).await else { return Ok(()) };
+            let read = readers.read(&mut session, &mut second_stats).await;
+            second_throttled = session.throttled;
+            // Its folders are read: the connection goes now, not when the pass ends, so it holds no
+            // slot of a server that limits connections per user while other accounts log in.
+            if read.is_ok() {
+                session.logout().await;
+            }
+            read
         };
         let (first, second) = smol::future::zip(first, second).await;
         first.and(second)
@@ -591,6 +594,7 @@ async fn pass_connected(
     };
     let (read, written) = smol::future::zip(reader, writer).await;
     report.pull.absorb(second_stats);
+    report.throttled += second_throttled;
     report.folder_errors.extend(folder_errors.into_inner());
     read?;
     written?;

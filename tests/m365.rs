@@ -458,6 +458,40 @@ fn throttled_appends_are_waited_out_not_failed() {
     w.assert_nothing_leaked(&[SECRET]);
 }
 
+/// A brief outage on the target ("BAD User is authenticated but not connected.", as Exchange Online
+/// answers while it moves a mailbox) refuses the first APPEND of each of three pushes. Such a refusal
+/// says nothing about the message, which gets one attempt per pass: its folder waits for the next
+/// pass, and is not pushed again in this one each time the reader stages more (it was, and the
+/// third push within seconds recorded the message as refused for good).
+#[test]
+fn a_brief_outage_holds_the_folder_until_the_next_pass_and_skips_nothing() {
+    let w = world(&[("dan@gammal.se", "källa-4", "dan@ny.se")]);
+    let mut r = w.source_reader("dan@gammal.se");
+    fixture::ensure_folders(&mut r, &["INBOX.Kunder"]);
+    fixture::load(&mut r, &fixture::bulk("INBOX", 30, 31, 500..4000));
+    fixture::load(&mut r, &fixture::bulk("INBOX.Kunder", 12, 32, 500..4000));
+    drop(r);
+    w.exo.refuse_appends_not_connected(3);
+    let mut passes = 0;
+    let mut total = 0;
+    while passes < 4 {
+        let (code, out) = w.run_env(&["sync", "dan@gammal.se"], &[("POSTFLYTT_BATCH", "3")]);
+        passes += 1;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(" 0 refused") && !out.contains("skipped ("), "pass {passes} skipped a message:\n{out}");
+        total += appended(&out);
+        if total == 42 {
+            break;
+        }
+        assert!(out.contains("will try again next pass"), "{out}");
+    }
+    assert_eq!(total, 42, "after {passes} passes");
+    assert!(passes >= 2, "the outage held nothing back");
+    let src = snapshot(&w.source, "dan@gammal.se");
+    let map: BTreeMap<String, String> = [("INBOX.Kunder".to_string(), "Kunder".to_string())].into();
+    fixture::assert_same_mail(&src, &snapshot(&w.target, "dan@ny.se"), &map);
+}
+
 /// Quirk `exchange_throttled` on commands other than APPEND: the first two SELECTs, the first LIST
 /// and the first UID command (the STORE that sets `\Flagged`) of the pass are throttled with a
 /// suggested backoff of 200 ms. postflytt waits and sends them again: the pass succeeds, all mail

@@ -136,8 +136,9 @@ pub(super) async fn stage_bodies(
         }
         let Some(last) = pending.last() else { return Ok(()) };
         after_uid = last.uid;
-        stage_window(store, session, account_id, folder_name, &pending, with_identity, pipe, stats).await?;
-        pipe.staged();
+        let folder_pipe = FolderPipe { pipe, folder_id };
+        stage_window(store, session, account_id, folder_name, &pending, with_identity, folder_pipe, stats).await?;
+        folder_pipe.staged();
     }
 }
 
@@ -153,7 +154,7 @@ pub(super) async fn stage_window(
     folder_name: &str,
     pending: &[UnstagedMessage],
     with_identity: bool,
-    pipe: &Pipe,
+    pipe: FolderPipe<'_>,
     stats: &mut PullStats,
 ) -> Result<()> {
     let (small, large): (Vec<&UnstagedMessage>, Vec<&UnstagedMessage>) = pending.iter().partition(|p| p.size <= WHOLE_LIMIT);
@@ -574,7 +575,7 @@ pub(super) async fn stage_large(
     folder_name: &str,
     large: &[&UnstagedMessage],
     alone: bool,
-    pipe: &Pipe,
+    pipe: FolderPipe<'_>,
     stats: &mut PullStats,
 ) -> Result<()> {
     let with_identity = crate::identity::wanted(store)?;

@@ -18,7 +18,7 @@ use anyhow::Result;
 use crate::fault;
 use crate::filters::MessageFilter;
 use crate::imap::{FetchItem, FolderStatus, Session};
-use crate::pipe::{Flow, Pipe};
+use crate::pipe::{Flow, FolderPipe, Pipe};
 use crate::store::{ListedMessage, Store, Tx};
 
 mod bodies;
@@ -486,7 +486,18 @@ mod tests {
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
-            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &Pipe::new(u64::MAX), &mut stats).await.unwrap();
+            stage_large(
+                &store,
+                &mut session,
+                1,
+                "INBOX",
+                &[&pending],
+                false,
+                FolderPipe { pipe: &Pipe::new(u64::MAX), folder_id: 1 },
+                &mut stats,
+            )
+            .await
+            .unwrap();
         });
         let (chunks, hash) = staged(&store, ids[0]);
         assert!(chunks == body, "staged {} bytes, equal to the message: {}", chunks.len(), chunks == body);
@@ -511,7 +522,18 @@ mod tests {
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
-            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &Pipe::new(u64::MAX), &mut stats).await.unwrap();
+            stage_large(
+                &store,
+                &mut session,
+                1,
+                "INBOX",
+                &[&pending],
+                false,
+                FolderPipe { pipe: &Pipe::new(u64::MAX), folder_id: 1 },
+                &mut stats,
+            )
+            .await
+            .unwrap();
         });
         assert_eq!(row_state(&store, ids[0]), ("refused".to_string(), None, 0));
         drop(server);
@@ -605,7 +627,18 @@ mod tests {
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
-            stage_large(&store, &mut session, 1, "INBOX", &[&pending], false, &Pipe::new(u64::MAX), &mut stats).await.unwrap();
+            stage_large(
+                &store,
+                &mut session,
+                1,
+                "INBOX",
+                &[&pending],
+                false,
+                FolderPipe { pipe: &Pipe::new(u64::MAX), folder_id: 1 },
+                &mut stats,
+            )
+            .await
+            .unwrap();
         });
         let _ = server;
         let (staged, hash) = staged(&store, id);

@@ -18,6 +18,10 @@
 //!   never reach Dovecot. The message literal is read and discarded first (with LITERAL+ the client sends
 //!   it unasked; for a synchronizing literal the stand-in sends the `+` itself), as a server must.
 //!
+//! - **A brief outage**: when armed, the next K APPENDs are answered
+//!   `TAG BAD User is authenticated but not connected.` by the stand-in itself (as Exchange Online does
+//!   while a mailbox moves between its servers), the literal read and discarded as for throttling.
+//!
 //! - **Re-rendering** (quirk `exchange_rewrites_messages`): when armed, every appended message gets a
 //!   header line put in front of it (`REWRITE_HEADER`), so what the server stores and serves back has
 //!   another size and hash than what the client sent, as with Exchange, which re-renders all mail.
@@ -76,6 +80,8 @@ pub const REWRITE_HEADER: &[u8] = b"X-MS-Exchange-Organization-AuthAs: Internal\
 struct State {
     /// Upper-case command verb to (commands left to throttle, suggested backoff in ms).
     throttle: std::collections::BTreeMap<String, (u64, u64)>,
+    /// APPENDs left to answer "not connected".
+    not_connected: u64,
     counters: Counters,
     conns: Vec<(TcpStream, TcpStream)>,
     rewrite: bool,
@@ -125,6 +131,11 @@ impl ExchangeStandIn {
     /// milliseconds".
     pub fn throttle_appends(&self, count: u64, backoff_ms: u64) {
         self.throttle("APPEND", count, backoff_ms);
+    }
+
+    /// The next `count` APPENDs get "BAD User is authenticated but not connected." (a brief outage).
+    pub fn refuse_appends_not_connected(&self, count: u64) {
+        self.shared.state().not_connected = count;
     }
 
     /// The next `count` commands with this verb (`SELECT`, `LIST`, `UID`...) are throttled likewise.
@@ -404,8 +415,11 @@ fn client_to_server(
             }
             if let Some((left, ms)) = st.throttle.get_mut(&verb).filter(|(left, _)| *left > 0) {
                 *left -= 1;
-                throttled = Some(*ms);
+                throttled = Some(format!("{tag} NO Request is throttled. Suggested Backoff Time: {ms} milliseconds\r\n"));
                 st.counters.throttled += 1;
+            } else if is_append && st.not_connected > 0 {
+                st.not_connected -= 1;
+                throttled = Some(format!("{tag} BAD User is authenticated but not connected.\r\n"));
             } else if is_append {
                 let (line, removed) = drop_flagged(&fragment);
                 st.counters.flagged_dropped += removed;
@@ -447,8 +461,7 @@ fn client_to_server(
             }
             fragment = read_line(&mut r)?;
         }
-        if let Some(ms) = throttled {
-            let answer = format!("{tag} NO Request is throttled. Suggested Backoff Time: {ms} milliseconds\r\n");
+        if let Some(answer) = throttled {
             write_client(out, answer.as_bytes())?;
         }
         if cut {
