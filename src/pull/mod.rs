@@ -579,7 +579,7 @@ mod tests {
         let mut stats = PullStats::default();
         run(async {
             let mut session = connect(port, Pace::Whole).await;
-            let fetch = fetch_whole(&store, &mut session, vec!["5:6".into(), "7".into()], &wanted, false, &mut stats);
+            let fetch = fetch_whole(&store, &mut session, vec!["5:6".into(), "7".into()], &wanted, false, None, &mut stats);
             let writer = async {
                 // Within the throttling wait: UID 5 is staged (its hash committed) and the writer takes it.
                 smol::Timer::after(std::time::Duration::from_millis(100)).await;
