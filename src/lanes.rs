@@ -221,14 +221,27 @@ pub async fn write_folders(
             Err(e) => Err(e),
         };
         match pushed {
+            Ok(LookUp::HeldUntilNextPass) => {
+                // Not pushed again this pass, the refetch round included (that would be the refused
+                // message's second attempt within seconds), and its reader stops staging it: the rest
+                // comes next pass, not into staging past its limit while nothing drains it.
+                state.finished = true;
+                refetch.borrow_mut().remove(&lane.folder_id);
+                pipe.hold(lane.folder_id);
+                if final_pass {
+                    // The last pass before verification: the operator reads why the folder is short.
+                    let why = anyhow::anyhow!("the target refused a message for a reason that may pass; the folder goes on next pass");
+                    folder_failed(store, account, &lane.name, why, &mut folder_errors.borrow_mut())?;
+                }
+            }
             Ok(look_up) => {
                 if stats.refetched > refetched_before {
                     refetch.borrow_mut().insert(lane.folder_id);
                 }
                 state.recheck = false;
-                state.first &= !matches!(look_up, LookUp::Done | LookUp::HeldUntilNextPass);
+                state.first &= look_up != LookUp::Done;
                 state.needs_whole = look_up == LookUp::NeedsWholeFolder;
-                state.finished = flow == Flow::Done || look_up == LookUp::HeldUntilNextPass;
+                state.finished = flow == Flow::Done;
             }
             Err(e) => {
                 state.finished = true;

@@ -12,7 +12,7 @@
 //! whichever side waits.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -48,6 +48,8 @@ pub struct Pipe {
     flows: RefCell<BTreeMap<i64, Flow>>,
     /// Per folder, the news count at its last news (`news_of`).
     folder_news: RefCell<BTreeMap<i64, u64>>,
+    /// Folders the writer leaves until the next pass (`hold`).
+    held: RefCell<BTreeSet<i64>>,
     /// Wakes the writer: a folder's flow changed, or the reader staged more.
     to_writer: Signal,
     /// Wakes the reader: the writer freed staging.
@@ -101,6 +103,18 @@ impl Pipe {
     /// the writer pushes a folder again only after news of its own (`lanes::write_folders`).
     pub fn news_of(&self, folder_id: i64) -> u64 {
         self.folder_news.borrow().get(&folder_id).copied().unwrap_or(0)
+    }
+
+    /// The writer leaves folder `folder_id` until the next pass (the target refused a message for a
+    /// reason that may pass): its reader stages no more of it (`held`).
+    pub fn hold(&self, folder_id: i64) {
+        self.held.borrow_mut().insert(folder_id);
+        self.to_reader.notify();
+    }
+
+    /// Whether the writer left this folder until the next pass.
+    pub fn held(&self, folder_id: i64) -> bool {
+        self.held.borrow().contains(&folder_id)
     }
 
     /// The writer freed staging: a reader waiting for room looks again.

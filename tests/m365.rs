@@ -480,6 +480,10 @@ fn a_brief_outage_holds_the_folder_until_the_next_pass_and_skips_nothing() {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains(" 0 refused") && !out.contains("skipped ("), "pass {passes} skipped a message:\n{out}");
         total += appended(&out);
+        if passes == 1 {
+            // One refused APPEND in each folder, and neither folder pushed again in the same pass.
+            assert_eq!((w.exo.counters().appends, total), (2, 0), "{out}");
+        }
         if total == 42 {
             break;
         }

@@ -131,7 +131,8 @@ pub(super) async fn stage_bodies(
         }
         // The staging limit: wait until the window fits, while the writer is draining staging.
         pipe.room_to_stage(store, pending.iter().map(|p| p.size).sum()).await?;
-        if pipe.stopped() {
+        // Held by the writer until the next pass: the rest stays unstaged (and is staged then).
+        if pipe.stopped() || pipe.held(folder_id) {
             return Ok(());
         }
         let Some(last) = pending.last() else { return Ok(()) };
