@@ -54,32 +54,28 @@ pub struct Readers<'a> {
 }
 
 impl Readers<'_> {
-    /// The first reader: asks every folder's STATUS the source's listing did not bring (in a few
-    /// pipelined round trips, so an account whose folders did not change costs no round trip here,
-    /// or one, instead of one per folder), then reads folders until none is left.
-    pub async fn first(&self, source: &mut Session, stats: &mut PullStats) -> Result<()> {
-        let missing: Vec<String> = self.lanes[self.next.get().min(self.lanes.len())..]
-            .iter()
-            .filter_map(|lane| self.pull_rows.get(&lane.folder_id))
-            .map(|row| row.wire_name.clone())
-            .filter(|wire_name| !self.statuses.borrow().contains_key(wire_name))
-            .collect();
-        let asked = source.statuses(&missing, self.condstore).await;
-        match asked {
-            Ok(found) => self.statuses.borrow_mut().extend(found),
-            Err(e) => {
-                self.pipe.stop();
-                return Err(e);
-            }
-        }
-        self.read(source, stats).await
-    }
-
     /// One reader: takes the next folder no reader has taken, reads it from the source into staging
-    /// and tells the writer how far it is, until no folder is left. A failure that ends the
-    /// account's pass stops the other reader and the writer at their next step.
-    pub async fn read(&self, source: &mut Session, stats: &mut PullStats) -> Result<()> {
-        let result = self.read_lanes(source, stats).await;
+    /// and tells the writer how far it is, until no folder is left. The first reader (`ask_statuses`)
+    /// first asks every folder's STATUS the source's listing did not bring, in a few pipelined round
+    /// trips, so an account whose folders did not change costs no round trip here, or one, instead
+    /// of one per folder. A failure that ends the account's pass stops the other reader and the
+    /// writer at their next step.
+    pub async fn read(&self, source: &mut Session, stats: &mut PullStats, ask_statuses: bool) -> Result<()> {
+        let result = async {
+            if ask_statuses {
+                let missing: Vec<String> = self
+                    .lanes
+                    .iter()
+                    .filter_map(|lane| self.pull_rows.get(&lane.folder_id))
+                    .map(|row| row.wire_name.clone())
+                    .filter(|wire_name| !self.statuses.borrow().contains_key(wire_name))
+                    .collect();
+                let found = source.statuses(&missing, self.condstore).await?;
+                self.statuses.borrow_mut().extend(found);
+            }
+            self.read_lanes(source, stats).await
+        }
+        .await;
         if result.is_err() {
             self.pipe.stop();
         }

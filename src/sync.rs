@@ -552,13 +552,13 @@ async fn pass_connected(
     let mut second_stats = PullStats::default();
     let mut second_throttled = 0;
     let reader = async {
-        let first = readers.first(source, pull_stats);
+        let first = readers.read(source, pull_stats, true);
         let second = async {
             if !wants_second || !readers.wait_for_mail().await {
                 return Ok(());
             }
             let Some(mut session) = open_second_reader(store, account, condstore).await else { return Ok(()) };
-            let read = readers.read(&mut session, &mut second_stats).await;
+            let read = readers.read(&mut session, &mut second_stats, false).await;
             second_throttled = session.throttled;
             // Its folders are read: the connection goes now, not when the pass ends, so it holds no
             // slot of a server that limits connections per user while other accounts log in.

@@ -485,7 +485,7 @@ fn list_keeps_wire_names_delimiters_and_attributes() {
 }
 
 /// What a pass's reader does with a listing: the STATUS it brought, and the selectable folders it
-/// came without asked for with `statuses` (see `lanes::Readers::first`).
+/// came without asked for with `statuses` (see `lanes::Readers::read`).
 async fn tree_status(session: &mut Session, condstore: bool) -> (Vec<ListedFolder>, BTreeMap<String, FolderStatus>) {
     let mut listing = session.list_with_status(condstore).await.expect("list");
     let missing: Vec<String> = listing
