@@ -437,7 +437,9 @@ async fn verify_folder(
             folder.uidvalidity
         ));
     }
-    stream_source_uids(store, source, selected.exists).await.with_context(|| format!("listing {} on the source", folder.name))?;
+    stream_source_uids(store, source, folder.id, selected.exists)
+        .await
+        .with_context(|| format!("listing {} on the source", folder.name))?;
 
     // The target side: the folder's UIDVALIDITY, its count, and the rows recorded as pushed into it.
     let target_wire = utf7::encode(target_name);
@@ -467,7 +469,7 @@ async fn verify_folder(
     // Window by window over the source UIDs.
     let mut after: i64 = 0;
     loop {
-        let window = store.listed_source_uids_after(after, WINDOW)?;
+        let window = store.listed_source_uids_after(folder.id, after, WINDOW)?;
         let (Some(&(first, _)), Some(&(last, _))) = (window.first(), window.last()) else { break };
         after = i64::from(last);
         let rows: BTreeMap<u32, RowView> = store
@@ -513,10 +515,10 @@ async fn verify_folder(
 /// of any size costs the same memory: `WINDOW` UIDs at a time are gathered in memory and written in
 /// one short transaction, never one left open while the listing waits for the network (it would hold
 /// a read snapshot of the main database all that time, keeping the WAL from being checkpointed). The
-/// TEMP table belongs to this connection only; the transaction is deferred, so it never takes the
-/// main database's write lock.
-async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) -> Result<()> {
-    store.start_source_listing()?;
+/// TEMP table belongs to this connection only, one listing per folder (the accounts verified at once
+/// share the connection); the transaction is deferred, so it never takes the main database's write lock.
+async fn stream_source_uids(store: &Store, source: &mut Session, folder_id: i64, exists: u32) -> Result<()> {
+    store.start_source_listing(folder_id)?;
     // Some servers answer `UID FETCH 1:*` on an empty folder with BAD; there is nothing to list anyway.
     if exists == 0 {
         return Ok(());
@@ -526,12 +528,12 @@ async fn stream_source_uids(store: &Store, source: &mut Session, exists: u32) ->
         .uid_fetch(&["1:*".to_string()], &[FetchItem::Uid, FetchItem::Size], None, &mut |meta| {
             listed.push((meta.uid, meta.size.unwrap_or(0)));
             if listed.len() >= WINDOW {
-                store.add_listed_source_uids(&mut listed)?;
+                store.add_listed_source_uids(folder_id, &mut listed)?;
             }
             Ok(())
         })
         .await?;
-    store.add_listed_source_uids(&mut listed)
+    store.add_listed_source_uids(folder_id, &mut listed)
 }
 
 /// Stores the result (as JSON, `Store::set_verification`) for the report and the page; the
@@ -723,9 +725,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postflytt-verify-temp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        store.start_source_listing().unwrap();
-        store.add_listed_source_uids(&mut vec![(3, 30), (1, 10), (2, 20)]).unwrap();
-        let got = store.listed_source_uids_after(1, 5).unwrap();
+        store.start_source_listing(1).unwrap();
+        store.add_listed_source_uids(1, &mut vec![(3, 30), (1, 10), (2, 20)]).unwrap();
+        let got = store.listed_source_uids_after(1, 1, 5).unwrap();
         assert_eq!(got, vec![(2, 20), (3, 30)]);
         let _ = std::fs::remove_dir_all(&dir);
     }

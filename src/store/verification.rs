@@ -1,6 +1,7 @@
 //! What the proofs per account read and record: the pre-flight check's verdict (`check_result`), and
 //! finish's verification, which compares the source's UIDs, listed into a TEMP table private to this
-//! connection, with the staged rows and where they were pushed, and stores its result as JSON (the
+//! connection (one listing per source folder, so accounts verified at once on the connection they share
+//! keep apart), with the staged rows and where they were pushed, and stores its result as JSON (the
 //! setting `verify.<account id>`). The verdicts and results are the checker's own types, stored as
 //! text here; this module does not read them.
 
@@ -126,37 +127,41 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Starts a listing of source UIDs: makes the TEMP table (this connection's own) and empties it.
-    pub fn start_source_listing(&self) -> Result<()> {
+    /// Starts a listing of source folder `folder_id`'s UIDs: makes the TEMP table (this connection's
+    /// own) and empties the folder's listing. The accounts verified at once share this connection,
+    /// each listing under its own folder.
+    pub fn start_source_listing(&self, folder_id: i64) -> Result<()> {
         self.conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS verify_source (uid INTEGER PRIMARY KEY, size INTEGER NOT NULL);
-             DELETE FROM temp.verify_source;",
+            "CREATE TEMP TABLE IF NOT EXISTS verify_source
+               (folder_id INTEGER NOT NULL, uid INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (folder_id, uid)) WITHOUT ROWID;",
         )?;
+        self.conn.prepare_cached("DELETE FROM temp.verify_source WHERE folder_id = ?1")?.execute([folder_id])?;
         Ok(())
     }
 
-    /// Adds (and empties) a batch of listed source UIDs and sizes, in one short transaction. It is
-    /// deferred, not `write`'s IMMEDIATE: the TEMP table is this connection's alone, so the main
-    /// database's write lock is never needed (other accounts' workers go on writing meanwhile).
-    pub fn add_listed_source_uids(&self, listed: &mut Vec<(u32, u32)>) -> Result<()> {
+    /// Adds (and empties) a batch of folder `folder_id`'s listed source UIDs and sizes, in one short
+    /// transaction. It is deferred, not `write`'s IMMEDIATE: the TEMP table is this connection's alone,
+    /// so the main database's write lock is never needed (other threads' writers go on meanwhile).
+    pub fn add_listed_source_uids(&self, folder_id: i64, listed: &mut Vec<(u32, u32)>) -> Result<()> {
         if listed.is_empty() {
             return Ok(());
         }
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Deferred)?;
         {
-            let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO temp.verify_source (uid, size) VALUES (?1, ?2)")?;
+            let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO temp.verify_source (folder_id, uid, size) VALUES (?1, ?2, ?3)")?;
             for (uid, size) in listed.drain(..) {
-                insert.execute(params![uid, size])?;
+                insert.execute(params![folder_id, uid, size])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// The next `limit` listed source UIDs (with sizes) after `after`, in UID order.
-    pub fn listed_source_uids_after(&self, after: i64, limit: usize) -> Result<Vec<(u32, u64)>> {
-        let mut stmt = self.conn.prepare_cached("SELECT uid, size FROM temp.verify_source WHERE uid > ?1 ORDER BY uid LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    /// The next `limit` listed UIDs (with sizes) of folder `folder_id` after `after`, in UID order.
+    pub fn listed_source_uids_after(&self, folder_id: i64, after: i64, limit: usize) -> Result<Vec<(u32, u64)>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT uid, size FROM temp.verify_source WHERE folder_id = ?1 AND uid > ?2 ORDER BY uid LIMIT ?3")?;
+        let rows = stmt.query_map(params![folder_id, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
@@ -170,14 +175,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postflytt-store-verification-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        store.start_source_listing().unwrap();
+        store.start_source_listing(7).unwrap();
         let mut listed = vec![(3, 30), (1, 10), (2, 20)];
-        store.add_listed_source_uids(&mut listed).unwrap();
+        store.add_listed_source_uids(7, &mut listed).unwrap();
         assert!(listed.is_empty(), "the batch is emptied");
-        assert_eq!(store.listed_source_uids_after(1, 5).unwrap(), vec![(2, 20), (3, 30)]);
-        assert_eq!(store.listed_source_uids_after(0, 1).unwrap(), vec![(1, 10)]);
-        store.start_source_listing().unwrap();
-        assert_eq!(store.listed_source_uids_after(0, 5).unwrap(), vec![]);
+        assert_eq!(store.listed_source_uids_after(7, 1, 5).unwrap(), vec![(2, 20), (3, 30)]);
+        assert_eq!(store.listed_source_uids_after(7, 0, 1).unwrap(), vec![(1, 10)]);
+        // Another folder's listing (another account's, verified at once) is its own.
+        store.start_source_listing(8).unwrap();
+        store.add_listed_source_uids(8, &mut vec![(2, 99)]).unwrap();
+        assert_eq!(store.listed_source_uids_after(8, 0, 5).unwrap(), vec![(2, 99)]);
+        assert_eq!(store.listed_source_uids_after(7, 0, 5).unwrap(), vec![(1, 10), (2, 20), (3, 30)]);
+        store.start_source_listing(7).unwrap();
+        assert_eq!(store.listed_source_uids_after(7, 0, 5).unwrap(), vec![]);
+        assert_eq!(store.listed_source_uids_after(8, 0, 5).unwrap(), vec![(2, 99)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
