@@ -55,11 +55,31 @@ fn compressed_sessions(server: &Dovecot) -> Vec<String> {
         .collect()
 }
 
-/// Text mail in three folders, a few of them large, as a mailbox of letters and minutes is.
+/// Text mail in three folders, a few of them large, as a mailbox of letters and minutes is, and a few
+/// letters with a PDF attached (base64 of bytes that do not compress): postflytt sends those lines
+/// Huffman-coded alone and the text around them with repeats, in one deflate stream Dovecot inflates.
 fn mail() -> Vec<FixtureMsg> {
     let mut msgs = fixture::bulk("INBOX", 30, 7, 2_000..40_000);
     msgs.extend(fixture::bulk("INBOX.Kunder", 12, 8, 20_000..90_000));
     msgs.extend(fixture::bulk("INBOX.Kunder.Åre", 2, 9, 1_500_000..2_500_000));
+    let mut rng = common::XorShift::new(10);
+    for (i, size) in [40_000usize, 150_000, 9_000].into_iter().enumerate() {
+        let lines: Vec<String> =
+            common::base64(&rng.bytes(size)).as_bytes().chunks(76).map(|line| String::from_utf8_lossy(line).into_owned()).collect();
+        let body = format!(
+            "From: ekonomi@gammal.se\r\nTo: lena@gammal.se\r\nSubject: Faktura {i}\r\nMessage-ID: <faktura-{i}@gammal.se>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"gr\"\r\n\r\n--gr\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\nHej Lena, fakturan är bifogad.\r\n--gr\r\n\
+             Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--gr--\r\n",
+            lines.join("\r\n")
+        );
+        msgs.push(FixtureMsg {
+            folder: "INBOX.Kunder".into(),
+            flags: Default::default(),
+            internal_date: format!("0{}-Dec-2026 09:00:00 +0100", i + 1),
+            body: body.into_bytes(),
+        });
+    }
     msgs
 }
 

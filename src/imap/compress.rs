@@ -6,7 +6,8 @@
 //! round trip shows it crosses a WAN.
 //!
 //! The layer is raw deflate in both directions (no zlib header, as the RFC says). What we write is
-//! compressed at `LEVEL` and sync-flushed before every read, so the server always has whole commands to answer; what we
+//! compressed at `LEVEL` (base64, an attachment's lines, by Huffman coding alone: `Coding`) and
+//! sync-flushed before every read, so the server always has whole commands to answer; what we
 //! read is inflated into the caller's buffer, so every bound the session keeps on answers counts the
 //! inflated bytes and a small compressed stream cannot grow past them. COMPRESS is only sent after
 //! login: the password never passes through the compressor, and what does (mail, folder names) is
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use flate2::{Compress, Compression as Level, Decompress, FlushCompress, FlushDecompress, Status};
 use smol::io::{AsyncRead, AsyncWrite};
+use zlib_rs::{DeflateConfig, DeflateFlush, Strategy};
 
 use imap_next::imap_types::command::CommandBody;
 
@@ -75,6 +77,48 @@ pub const WAN_ROUND_TRIP: Duration = Duration::from_millis(4);
 /// half the speed or less.
 const LEVEL: u32 = 2;
 
+/// How what we send is compressed; one deflate stream either way (`Deflate::code_for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    /// Repeats (LZ77) and Huffman codes at `LEVEL`: text, headers, commands.
+    Matching,
+    /// Huffman codes alone, for base64: an attachment is mostly a compressed file already, so its
+    /// letters hold no repeats to find and only their 6 bits in 8 are to be had. Measured with zlib-rs
+    /// on the project's machine, 20 MB of base64 in 32 KiB pieces: 76.0 % at 192 MB/s, against 75.9 %
+    /// at 49 MB/s with repeats sought at `LEVEL`. On the bench's office line, where the box's two cores
+    /// are busy with both Dovecots as well, base64 was three quarters of postflytt's deflate time.
+    HuffmanOnly,
+}
+
+/// A piece shorter than this is sent in the coding in use (command lines, headers, a literal's last
+/// bytes): too short to tell by, and not worth ending a block for.
+const CODING_PIECE_MIN: usize = 4 * 1024;
+
+/// Whether `piece` reads as base64 (an attachment's lines): at most 1 % of the bytes looked at are
+/// anything but base64 letters and line ends. Text fails at once by its spaces. Every seventh byte is
+/// looked at (a base64 line is 78 bytes with its CRLF, so the look falls on every column in turn).
+fn looks_like_base64(piece: &[u8]) -> bool {
+    let (mut looked, mut other) = (0usize, 0usize);
+    for &byte in piece.iter().step_by(7) {
+        looked += 1;
+        if !(byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=' | b'\r' | b'\n')) {
+            other += 1;
+        }
+    }
+    other * 100 <= looked
+}
+
+/// The Huffman-only compressor, made at the first base64 piece a connection sends (flate2 does not
+/// let a compressor's strategy be chosen; zlib-rs, its backend here, does).
+fn huffman_only() -> zlib_rs::Deflate {
+    zlib_rs::Deflate::new_with_config(DeflateConfig {
+        level: LEVEL as i32,
+        window_bits: -15,
+        strategy: Strategy::HuffmanOnly,
+        ..DeflateConfig::default()
+    })
+}
+
 /// Compressed bytes kept for the socket before a write waits for it: a few TCP segments, so a large
 /// APPEND flows at the socket's pace without holding much in memory.
 const OUT_HIGH: usize = 32 * 1024;
@@ -85,7 +129,12 @@ const IN_BUF: usize = 16 * 1024;
 
 /// The deflate state of one compressing connection, and the bytes moved through it.
 pub(super) struct Deflate {
+    /// The compressor for `Coding::Matching`, and the one for `Coding::HuffmanOnly` once needed.
     compress: Compress,
+    huffman: Option<zlib_rs::Deflate>,
+    coding: Coding,
+    /// Bytes handed to us to send (the compressors' own counts start over with `Compress::reset`).
+    plain_written: u64,
     decompress: Decompress,
     /// Compressed bytes for the socket; `out[out_sent..]` not yet written.
     out: Vec<u8>,
@@ -111,6 +160,9 @@ impl Deflate {
         inbuf[..already_read.len()].copy_from_slice(already_read);
         Deflate {
             compress: Compress::new(Level::new(LEVEL), false),
+            huffman: None,
+            coding: Coding::Matching,
+            plain_written: 0,
             decompress: Decompress::new(false),
             out: Vec::with_capacity(OUT_HIGH + OUT_STEP),
             out_sent: 0,
@@ -126,7 +178,7 @@ impl Deflate {
 
     /// Bytes handed to us to send, and bytes inflated for the session.
     pub(super) fn plain_totals(&self) -> (u64, u64) {
-        (self.compress.total_in(), self.decompress.total_out())
+        (self.plain_written, self.decompress.total_out())
     }
 
     fn waiting(&self) -> usize {
@@ -160,14 +212,57 @@ impl Deflate {
             return Ok(());
         }
         // Done when the compressor left room in the output: it had nothing more to say.
-        loop {
-            self.out.reserve(OUT_STEP);
-            self.compress.compress_vec(&[], &mut self.out, FlushCompress::Sync).map_err(std::io::Error::other)?;
-            if self.out.len() < self.out.capacity() {
-                break;
-            }
-        }
+        while self.deflate_step(&[], true)?.1 {}
         self.unflushed = false;
+        Ok(())
+    }
+
+    /// Compresses what it can of `input` into `out` (with a sync flush when `sync`), in the coding in
+    /// use. Returns the input bytes taken and whether the output room made for it was filled (more
+    /// may be waiting in the compressor).
+    fn deflate_step(&mut self, input: &[u8], sync: bool) -> std::io::Result<(usize, bool)> {
+        self.out.reserve(OUT_STEP);
+        let start = self.out.len();
+        let room = self.out.capacity() - start;
+        let taken = match self.coding {
+            Coding::Matching => {
+                let before = self.compress.total_in();
+                let flush = if sync { FlushCompress::Sync } else { FlushCompress::None };
+                self.compress.compress_vec(input, &mut self.out, flush).map_err(std::io::Error::other)?;
+                (self.compress.total_in() - before) as usize
+            }
+            Coding::HuffmanOnly => {
+                let huffman = self.huffman.get_or_insert_with(huffman_only);
+                self.out.resize(start + room, 0);
+                let (before_in, before_out) = (huffman.total_in(), huffman.total_out());
+                let flush = if sync { DeflateFlush::SyncFlush } else { DeflateFlush::NoFlush };
+                let done = huffman.compress(input, &mut self.out[start..], flush);
+                self.out.truncate(start + (huffman.total_out() - before_out) as usize);
+                done.map_err(|e| std::io::Error::other(format!("deflate: {e:?}")))?;
+                (huffman.total_in() - before_in) as usize
+            }
+        };
+        self.plain_written += taken as u64;
+        Ok((taken, self.out.len() - start == room))
+    }
+
+    /// Chooses the coding for `piece` (`Coding`). A change ends the blocks of one coding with a sync
+    /// flush, at a byte boundary, and the other's begin there: the server reads one deflate stream.
+    fn code_for(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        if piece.len() < CODING_PIECE_MIN {
+            return Ok(());
+        }
+        let wanted = if looks_like_base64(piece) { Coding::HuffmanOnly } else { Coding::Matching };
+        if wanted == self.coding {
+            return Ok(());
+        }
+        self.sync_flush()?;
+        if wanted == Coding::Matching {
+            // Its window no longer ends where the server's does (the Huffman-coded bytes came in
+            // between), so a repeat found in it would name the wrong bytes: it starts afresh.
+            self.compress.reset();
+        }
+        self.coding = wanted;
         Ok(())
     }
 
@@ -175,12 +270,10 @@ impl Deflate {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        self.code_for(buf)?;
         loop {
             ready!(self.poll_send(conn, cx, OUT_HIGH - 1))?;
-            self.out.reserve(OUT_STEP);
-            let before = self.compress.total_in();
-            self.compress.compress_vec(buf, &mut self.out, FlushCompress::None).map_err(std::io::Error::other)?;
-            let taken = (self.compress.total_in() - before) as usize;
+            let (taken, _) = self.deflate_step(buf, false)?;
             if taken > 0 {
                 self.unflushed = true;
                 return Poll::Ready(Ok(taken));
@@ -538,6 +631,79 @@ mod tests {
             }
         });
         (port, handle)
+    }
+
+    /// Random bytes as base64 lines, as an attachment (a compressed file) is sent.
+    fn base64_lines(bytes: usize, mut seed: u64) -> Vec<u8> {
+        const LETTERS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = Vec::new();
+        for i in 0..bytes {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            out.push(LETTERS[(seed % 64) as usize]);
+            if i % 76 == 75 {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    /// Sends `piece` through the layer's compressor as `poll_write` does, without a socket.
+    fn feed(deflate: &mut Deflate, piece: &[u8]) -> Coding {
+        deflate.code_for(piece).expect("coding");
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let (taken, _) = deflate.deflate_step(rest, false).expect("deflate");
+            deflate.unflushed |= taken > 0;
+            rest = &rest[taken..];
+        }
+        deflate.coding
+    }
+
+    #[test]
+    fn base64_is_huffman_coded_and_the_text_around_it_inflates_to_the_same_bytes() {
+        let text =
+            "Hej Lena! Protokollet från mötet i fredag ligger i bilagan, och kunderna i Åre har svarat.\r\n".repeat(300).into_bytes();
+        let attachment = base64_lines(60_000, 7);
+        let headers = b"--gr\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        // The same text again after the attachment: were the matching compressor's window not
+        // started afresh, its repeats would name bytes the server's window does not hold there.
+        let pieces: Vec<(&[u8], Coding)> = vec![
+            (b"P3 APPEND INBOX {123456+}\r\n", Coding::Matching),
+            (&text, Coding::Matching),
+            (&headers, Coding::Matching),
+            (&attachment[..32 * 1024], Coding::HuffmanOnly),
+            (&attachment[32 * 1024..], Coding::HuffmanOnly),
+            (b"\r\n--gr--\r\n", Coding::HuffmanOnly),
+            (&text, Coding::Matching),
+            (&attachment, Coding::HuffmanOnly),
+            (&text[..20_000], Coding::Matching),
+        ];
+        let mut deflate = Deflate::new(&[]);
+        let mut sent = Vec::new();
+        for (piece, coding) in &pieces {
+            assert_eq!(feed(&mut deflate, piece), *coding, "piece of {} bytes", piece.len());
+            sent.extend_from_slice(piece);
+        }
+        deflate.sync_flush().expect("flush");
+        assert_eq!(deflate.plain_totals().0, sent.len() as u64);
+        // The server's side: one inflater for the whole connection (the stream never ends).
+        let mut inflate = Decompress::new(false);
+        let mut inflated = Vec::with_capacity(sent.len() + 1024);
+        let status = inflate.decompress_vec(&deflate.out, &mut inflated, FlushDecompress::Sync).expect("one valid deflate stream");
+        assert_eq!(status, Status::Ok);
+        assert_eq!(inflate.total_in(), deflate.out.len() as u64, "all of it inflated");
+        assert!(inflated == sent, "inflated {} bytes, sent {}", inflated.len(), sent.len());
+
+        // Huffman codes alone keep base64 at about three quarters, as repeats sought at LEVEL do.
+        let mut alone = Deflate::new(&[]);
+        assert_eq!(feed(&mut alone, &attachment), Coding::HuffmanOnly);
+        alone.sync_flush().expect("flush");
+        let ratio = alone.out.len() as f64 / attachment.len() as f64;
+        assert!((0.74..0.78).contains(&ratio), "base64 compressed to {ratio:.3}");
+        // Text with its spaces is never taken for base64.
+        assert!(!looks_like_base64(&text) && looks_like_base64(&attachment) && !looks_like_base64(&headers));
     }
 
     #[test]
