@@ -508,7 +508,8 @@ async fn verify_folder(
         }
         compare(check, &window, &rows, &on_target, likeness);
     }
-    Ok(())
+    // A listing left by an error goes at the folder's next listing, or with the connection.
+    store.end_source_listing(folder.id)
 }
 
 /// Lists the selected source folder's UIDs and sizes into `temp.verify_source`, streaming, so a folder

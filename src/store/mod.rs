@@ -218,6 +218,31 @@ pub struct Store {
     conn: Connection,
     key: SecretKey,
     spool: spool::Spool,
+    /// Commits not yet known to be on the disk (`write_unsynced`) and the spool segments they emptied.
+    unsynced: std::cell::RefCell<Unsynced>,
+}
+
+/// What `write_unsynced` committed since the last commit that waited for the disk. A segment its
+/// commits emptied is removed only once they are on the disk: removed before, a power cut could leave
+/// a row `appending` whose bytes are gone with nothing recorded, and a target looked up by identity
+/// (Exchange) might not find the copy of a row that has none.
+#[derive(Default)]
+struct Unsynced {
+    any: bool,
+    emptied: std::collections::BTreeSet<i64>,
+}
+
+/// Restores `synchronous = FULL` when `write_unsynced` is left by a panic.
+struct BackToFull<'c>(Option<&'c Connection>);
+
+impl Drop for BackToFull<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0
+            && let Err(e) = conn.execute_batch("PRAGMA synchronous = FULL")
+        {
+            log::error!("cannot set the database back to waiting for the disk: {e}");
+        }
+    }
 }
 
 /// Where a staged message stands in the APPEND journal (`message.push_state`): `Pending` until the
@@ -294,10 +319,28 @@ impl Store {
     /// transaction can stay open across an `.await`: network code gathers a bounded batch first, then
     /// makes one call here. Commit and rollback live only here.
     pub fn write<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.write_waiting(work, true)
+    }
+
+    /// `write`; `synced` says whether the connection waits for the disk at this commit (FULL), which
+    /// makes every commit before it durable too, in order.
+    fn write_waiting<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>, synced: bool) -> Result<T> {
+        let changes_before = self.conn.total_changes();
         let tx = Tx { tx: self.write_transaction()?, spool: &self.spool, emptied: Default::default() };
         let value = work(&tx)?;
-        let emptied = tx.emptied.take();
+        let mut emptied = tx.emptied.take();
         tx.tx.commit()?;
+        {
+            let mut unsynced = self.unsynced.borrow_mut();
+            if !synced {
+                unsynced.any = true;
+                unsynced.emptied.append(&mut emptied);
+            } else if self.conn.total_changes() > changes_before || !unsynced.any {
+                // A commit that wrote something waited for the disk: so did everything before it.
+                unsynced.any = false;
+                emptied.append(&mut unsynced.emptied);
+            }
+        }
         if !emptied.is_empty() {
             crate::fault::point("spool: bytes released, segment not yet removed");
             self.spool.remove_emptied(&self.conn, emptied);
@@ -314,10 +357,26 @@ impl Store {
     pub fn write_unsynced<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         // Prepared once per connection (a batch of bodies comes every 128 KiB).
         self.conn.prepare_cached("PRAGMA synchronous = NORMAL")?.execute([])?;
-        let value = self.write(work);
+        // The accounts of a pass share this connection and a panicking one is caught while the
+        // others go on: even then the next journal entry must wait for the disk.
+        let mut back_to_full = BackToFull(Some(&self.conn));
+        let value = self.write_waiting(work, false);
+        back_to_full.0 = None;
         // Back to FULL whatever became of the write, so the next journal entry waits for the disk.
         self.conn.prepare_cached("PRAGMA synchronous = FULL")?.execute([])?;
         value
+    }
+
+    /// Puts what this store committed without waiting for the disk on the disk: the write-ahead log's
+    /// pages are the database's own file's (a sync of any descriptor of a file syncs its pages).
+    fn sync_unsynced(&self) -> Result<()> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else { return Ok(()) };
+        match fs::File::open(format!("{path}-wal")) {
+            Ok(log) => Ok(log.sync_data()?),
+            // No log: a checkpoint moved everything into the database, and synced it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether `dir` holds a migration (its database), without opening or creating anything.
@@ -363,7 +422,7 @@ impl Store {
         )
         .context("cannot configure the database")?;
         let spool = spool::Spool::open(dir)?;
-        let store = Store { conn, key, spool };
+        let store = Store { conn, key, spool, unsynced: Default::default() };
         store.migrate()?;
         Ok(store)
     }

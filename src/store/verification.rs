@@ -139,6 +139,13 @@ impl Store {
         Ok(())
     }
 
+    /// Ends folder `folder_id`'s listing: its rows go, so the accounts verified on one connection hold
+    /// one folder's listing each, not every folder's they went through.
+    pub fn end_source_listing(&self, folder_id: i64) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM temp.verify_source WHERE folder_id = ?1")?.execute([folder_id])?;
+        Ok(())
+    }
+
     /// Adds (and empties) a batch of folder `folder_id`'s listed source UIDs and sizes, in one short
     /// transaction. It is deferred, not `write`'s IMMEDIATE: the TEMP table is this connection's alone,
     /// so the main database's write lock is never needed (other threads' writers go on meanwhile).
@@ -189,6 +196,8 @@ mod tests {
         store.start_source_listing(7).unwrap();
         assert_eq!(store.listed_source_uids_after(7, 0, 5).unwrap(), vec![]);
         assert_eq!(store.listed_source_uids_after(8, 0, 5).unwrap(), vec![(2, 99)]);
+        store.end_source_listing(8).unwrap();
+        assert_eq!(store.listed_source_uids_after(8, 0, 5).unwrap(), vec![]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
