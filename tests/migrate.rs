@@ -169,6 +169,39 @@ fn an_unchanged_pass_asks_the_source_for_no_status_and_a_folder_listed_without_o
     assert!(!statuses.is_empty() && statuses.iter().all(|c| c.contains(" STATUS INBOX.Arkiv ")), "{sessions:#?}");
 }
 
+/// The accounts verified at once share one database connection (`sync::for_each_account`), and with it
+/// the TEMP table the source's UIDs are listed into: each folder's listing is its own, so a message
+/// missing in one account is found there and nowhere else, whichever account lists at the same time.
+#[test]
+fn accounts_verified_at_once_keep_their_listings_apart() {
+    let logins = [("ada@gammal.se", "pw-a", "ada@ny.se", "mål-a"), ("bo@gammal.se", "pw-b", "bo@ny.se", "mål-b")];
+    let source = Dovecot::start(Layout::OldHost, &[(logins[0].0, logins[0].1), (logins[1].0, logins[1].1)]);
+    let target = Dovecot::start(Layout::Target, &[(logins[0].2, logins[0].3), (logins[1].2, logins[1].3)]);
+    for (seed, (login, ..)) in logins.iter().enumerate() {
+        // The same folders in both, with different UIDs and sizes in each.
+        let mut msgs = fixture::bulk("INBOX", 40 + 7 * seed, seed as u64 + 1, 1_000..9_000);
+        msgs.extend(fixture::bulk("INBOX.Kunder", 25 - 5 * seed, seed as u64 + 11, 1_000..9_000));
+        fixture::load(&mut source.reader(login), &msgs);
+    }
+    let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &logins);
+    m.sync();
+    let verified = m.ok(&["verify"]);
+    assert!(verified.contains("ada@gammal.se: verified") && verified.contains("bo@gammal.se: verified"), "{verified}");
+    // One message goes from Bo's Kunder on the target, behind postflytt's back.
+    let mut tr = target.reader("bo@ny.se");
+    let uid = tr.fetch_all("Kunder")[3].uid;
+    tr.expunge_uid("Kunder", uid);
+    drop(tr);
+    let out = m.run(&["verify"]);
+    let text = driver::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("ada@gammal.se: verified"), "{text}");
+    assert!(text.contains("bo@gammal.se: NOT verified"), "{text}");
+    let report = m.ok(&["report", "--format", "csv"]);
+    let short: Vec<&str> = report.lines().filter(|l| l.ends_with(";no") || l.contains(";no;")).collect();
+    assert!(short.len() == 1 && short[0].starts_with("bo@gammal.se;INBOX.Kunder;Kunder;"), "{report}");
+}
+
 #[test]
 fn modern_source_over_starttls_to_tls_target() {
     let source = Dovecot::start(Layout::Modern, &[("bo@gammal.se", "pw-källa")]);
