@@ -367,8 +367,8 @@ impl Store {
         value
     }
 
-    /// Puts what this store committed without waiting for the disk on the disk: the write-ahead log's
-    /// pages are the database's own file's (a sync of any descriptor of a file syncs its pages).
+    /// Puts on the disk what this store committed without waiting for it: a sync of our own descriptor
+    /// of the write-ahead log syncs the pages SQLite wrote there through its own.
     fn sync_unsynced(&self) -> Result<()> {
         let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else { return Ok(()) };
         match fs::File::open(format!("{path}-wal")) {
