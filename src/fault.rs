@@ -1,7 +1,8 @@
 //! Journal points: named places in a pass right after a durable step and right before a side effect.
 //! In normal runs they cost a counter increment. The crash tests set `POSTFLYTT_KILL_AT=N` to have the
-//! process SIGKILL itself at the N-th point it reaches, which proves that every interruption between
-//! two steps resumes without loss or duplicates; `POSTFLYTT_TRACE_POINTS=1` logs each point reached.
+//! process SIGKILL itself at the N-th point it reaches (or `POSTFLYTT_KILL_AT_POINT=name` at the first
+//! point of that name), which proves that every interruption between two steps resumes without loss or
+//! duplicates; `POSTFLYTT_TRACE_POINTS=1` logs each point reached.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,11 @@ pub fn point(name: &str) {
     if std::env::var_os("POSTFLYTT_TRACE_POINTS").is_some() {
         eprintln!("<7>journal point {n}: {name}");
     }
-    if kill_at == Some(n) {
+    // By name: a point met on a task beside others (the stream lane) comes at a count that differs
+    // from run to run.
+    static KILL_AT_NAMED: OnceLock<Option<String>> = OnceLock::new();
+    let named = KILL_AT_NAMED.get_or_init(|| std::env::var("POSTFLYTT_KILL_AT_POINT").ok()).as_deref() == Some(name);
+    if kill_at == Some(n) || named {
         eprintln!("<4>POSTFLYTT_KILL_AT={n}: killing the process at journal point {name:?}");
         // A real SIGKILL, not an orderly exit: no destructor, flush or rollback runs.
         let pid = std::process::id().to_string();
@@ -55,6 +60,13 @@ pub fn batch_cap(default: usize) -> usize {
     static CAP: OnceLock<Option<usize>> = OnceLock::new();
     CAP.get_or_init(|| std::env::var("POSTFLYTT_BATCH").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0))
         .map_or(default, |cap| cap.min(default))
+}
+
+/// `POSTFLYTT_STREAM_MIN=N` streams messages of N bytes or more (`stream_append`), so the crash tests
+/// reach the stream's journal points with a modest fixture. Normal runs leave it unset.
+pub fn stream_min(default: u64) -> u64 {
+    static MIN: OnceLock<Option<u64>> = OnceLock::new();
+    MIN.get_or_init(|| std::env::var("POSTFLYTT_STREAM_MIN").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 1)).unwrap_or(default)
 }
 
 /// Set by SIGTERM/SIGINT in `serve`: no new work starts, and a running pass stops before its next

@@ -18,6 +18,7 @@ use crate::pipe::{Flow, Pipe};
 use crate::pull::{self, PullStats};
 use crate::push::{self, LookUp, PushStats};
 use crate::store::{Account, Store};
+use crate::stream_append::Streams;
 
 /// Source connections reading an account's folders at once when the source is beyond the LAN
 /// (`Session::beyond_lan`). On the bench's office line (40 ms round trips, 100 Mbit/s each way, 4
@@ -208,8 +209,19 @@ pub async fn write_folders(
         let pushed = match stop_if_requested() {
             Ok(()) => {
                 pipe.set_writer_busy(true);
-                let pushed =
-                    push_lane(store, account, target, lane, state.first, flow == Flow::Done, state.recheck, size_limit, stats).await;
+                let pushed = push_lane(
+                    store,
+                    account,
+                    target,
+                    lane,
+                    state.first,
+                    flow == Flow::Done,
+                    state.recheck,
+                    size_limit,
+                    Some(&pipe.streams),
+                    stats,
+                )
+                .await;
                 pipe.set_writer_busy(false);
                 pipe.freed();
                 pushed
@@ -258,12 +270,26 @@ pub async fn push_lane(
     folder_whole: bool,
     recheck: bool,
     size_limit: Option<u64>,
+    streams: Option<&Streams>,
     stats: &mut PushStats,
 ) -> Result<LookUp> {
     let target_row = store.write(|tx| tx.target_folder(account.id, &lane.target_name, &lane.target_wire))?;
-    push::push_folder(store, account.id, target, lane.folder_id, &lane.name, &target_row, size_limit, look_up, folder_whole, recheck, stats)
-        .await
-        .with_context(|| format!("copying {} to {}", lane.name, lane.target_name))
+    push::push_folder(
+        store,
+        account.id,
+        target,
+        lane.folder_id,
+        &lane.name,
+        &target_row,
+        size_limit,
+        look_up,
+        folder_whole,
+        recheck,
+        streams,
+        stats,
+    )
+    .await
+    .with_context(|| format!("copying {} to {}", lane.name, lane.target_name))
 }
 
 /// Ends the pass when the service is asked to stop (SIGTERM): the next pass continues from the journal.

@@ -14,12 +14,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::signal::Signal;
 use crate::store::Store;
+use crate::stream_append::Streams;
 
 /// How far the reader is with one folder, as the writer needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct Pipe {
     writer_seen: Cell<u64>,
     /// The staging limit for this pass (`Store::staging_limit`, read once when the pass starts).
     limit: Cell<u64>,
+    /// The one large message of the account sent to the target while it is still being fetched.
+    pub streams: Streams,
 }
 
 impl Pipe {
@@ -90,13 +93,13 @@ impl Pipe {
     /// The count of the readers' news so far, to wait past with `news_after` (the writer's own count
     /// is `seen`).
     pub fn news(&self) -> u64 {
-        self.to_writer.generation.get()
+        self.to_writer.seen()
     }
 
     /// A reader staged more of folder `folder_id`: a writer waiting for it looks again.
     pub fn staged_in(&self, folder_id: i64) {
         self.to_writer.notify();
-        self.folder_news.borrow_mut().insert(folder_id, self.to_writer.generation.get());
+        self.folder_news.borrow_mut().insert(folder_id, self.to_writer.seen());
     }
 
     /// The readers' news count at the last news of folder `folder_id` (staged mail, a flow changed):
@@ -152,7 +155,7 @@ impl Pipe {
 
     /// The writer takes in the reader's news so far: the count to wait past with `news_after`.
     pub fn seen(&self) -> u64 {
-        let seen = self.to_writer.generation.get();
+        let seen = self.to_writer.seen();
         self.writer_seen.set(seen);
         seen
     }
@@ -183,7 +186,7 @@ impl Pipe {
     pub async fn room_to_stage(&self, store: &Store, window: u64) -> Result<()> {
         loop {
             let writer_will_free =
-                !self.writer_finished.get() && (self.writer_busy.get() || self.writer_seen.get() < self.to_writer.generation.get());
+                !self.writer_finished.get() && (self.writer_busy.get() || self.writer_seen.get() < self.to_writer.seen());
             // Staging is shared: another account's writer that is appending frees its bytes soon too.
             // Without this, a reader whose own writer had nothing left staged went past the limit while
             // the other accounts' batches filled it (the bench's two accounts under 32 MiB: 42.6 MiB).
@@ -194,7 +197,7 @@ impl Pipe {
             {
                 return Ok(());
             }
-            let seen = self.to_reader.generation.get();
+            let seen = self.to_reader.seen();
             smol::future::or(self.to_reader.wait_past(seen), async {
                 smol::Timer::after(ROOM_RECHECK).await;
             })
@@ -221,36 +224,6 @@ impl Drop for Pipe {
     /// A pass that ended while its writer was appending (an error, a stop) is not counted as busy any more.
     fn drop(&mut self) {
         self.set_writer_busy(false);
-    }
-}
-
-/// A change counter with the wakers of those waiting for the next change.
-#[derive(Default)]
-struct Signal {
-    generation: Cell<u64>,
-    waiting: RefCell<Vec<Waker>>,
-}
-
-impl Signal {
-    fn notify(&self) {
-        self.generation.set(self.generation.get() + 1);
-        for waker in self.waiting.borrow_mut().drain(..) {
-            waker.wake();
-        }
-    }
-
-    async fn wait_past(&self, seen: u64) {
-        std::future::poll_fn(|cx| {
-            if self.generation.get() > seen {
-                return Poll::Ready(());
-            }
-            let mut waiting = self.waiting.borrow_mut();
-            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                waiting.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
     }
 }
 

@@ -18,6 +18,7 @@ use crate::pull::uid_set;
 // The row type lives with the store's target folder queries; `sync` still names it through here.
 pub use crate::store::TargetFolderRow;
 use crate::store::{DamagedBody, PendingAppend, PushState, StagedBody, Store, TargetCopy};
+use crate::stream_append::Streams;
 
 /// A flag change to make with one STORE: the flags to add and the flags to remove.
 type FlagChange = (Vec<String>, Vec<String>);
@@ -46,6 +47,8 @@ pub struct PushStats {
     pub refetched: u64,
     /// Messages the users moved on the old server, moved on the target instead of appended (`mirror`).
     pub moved: u64,
+    /// Of `appended`, the messages sent while they were still being fetched (`stream_append`).
+    pub streamed: u64,
 }
 
 /// How far a push got with the look-up for copies already on the target.
@@ -90,6 +93,7 @@ pub async fn push_folder(
     look_up: bool,
     folder_whole: bool,
     recheck: bool,
+    streams: Option<&Streams>,
     stats: &mut PushStats,
 ) -> Result<LookUp> {
     let quirks = session.quirks();
@@ -111,7 +115,8 @@ pub async fn push_folder(
     let mut opened = None;
     if let (false, true, Some(uidvalidity)) = (look_up, target.indexed_uidnext > 1, target.uidvalidity) {
         let next =
-            append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+            append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, streams, stats)
+                .await?;
         if next == Next::StopFolder {
             return Ok(LookUp::HeldUntilNextPass);
         }
@@ -152,7 +157,8 @@ pub async fn push_folder(
         // A later push of the folder in the same pass: the look-up ran at its first, and what came
         // to the target since is what we appended (recorded by UID) or new mail that is not ours.
         let next =
-            append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+            append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, streams, stats)
+                .await?;
         sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
         return Ok(if next == Next::StopFolder { LookUp::HeldUntilNextPass } else { LookUp::Done });
     }
@@ -185,7 +191,8 @@ pub async fn push_folder(
         store.write(|tx| tx.set_indexed_uidnext(target.id, uidnext))?;
     }
 
-    let next = append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, stats).await?;
+    let next =
+        append_pending(store, account_id, session, source_folder_id, source_name, target, uidvalidity, size_limit, streams, stats).await?;
     sync_flags(store, session, source_folder_id, target.id, uidvalidity, stats).await?;
     Ok(if next == Next::StopFolder { LookUp::HeldUntilNextPass } else { LookUp::Done })
 }
@@ -379,6 +386,7 @@ async fn append_pending(
     target: &TargetFolderRow,
     uidvalidity: u32,
     size_limit: Option<u64>,
+    streams: Option<&Streams>,
     stats: &mut PushStats,
 ) -> Result<Next> {
     let multi = session.supports_multiappend();
@@ -389,9 +397,30 @@ async fn append_pending(
             skip_oversized(store, account_id, source_folder_id, source_name, limit, stats)?;
         }
         let limit = if multi { fault::batch_cap(APPEND_BATCH_COUNT) } else { 1 };
-        let rows = store.pending_appends(source_folder_id, limit)?;
+        let mut rows = store.pending_appends(source_folder_id, limit)?;
         if rows.is_empty() {
             return Ok(Next::Continue);
+        }
+        // A message whose bytes went up while they came down (`stream_append`) ends its APPEND on
+        // the stream's connection, alone, once the bytes sent are found to be the row's; the rows
+        // before it go first.
+        if let Some(streams) = streams
+            && let Some(at) = rows.iter().position(|row| streams.carries(row.id))
+        {
+            if at > 0 {
+                rows.truncate(at);
+            } else if let Some(sha256) = store.staged_hash(rows[0].id)?
+                && streams.ready(rows[0].id, &target.wire_name, &rows[0].flags, rows[0].internal_date.as_deref(), &sha256).await
+            {
+                let single = &rows[..1];
+                let next =
+                    append_batch(store, account_id, session, source_name, target, uidvalidity, single, Bodies::Streamed(streams), stats)
+                        .await?;
+                if next == Next::StopFolder {
+                    return Ok(Next::StopFolder);
+                }
+                continue;
+            }
         }
         // Cap the batch by bytes (always at least one message). A row whose staged copy is not whole
         // (a power cut took it) is not journalled: it goes back to the source for its bytes.
@@ -410,7 +439,9 @@ async fn append_pending(
         if batch.is_empty() {
             continue;
         }
-        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, bodies, stats).await? == Next::StopFolder {
+        if append_batch(store, account_id, session, source_name, target, uidvalidity, &batch, Bodies::Staged(bodies), stats).await?
+            == Next::StopFolder
+        {
             return Ok(Next::StopFolder);
         }
     }
@@ -425,10 +456,12 @@ async fn append_batch(
     target: &TargetFolderRow,
     uidvalidity: u32,
     batch: &[PendingAppend],
-    bodies: Vec<StagedBody>,
+    bodies: Bodies<'_>,
     stats: &mut PushStats,
 ) -> Result<Next> {
-    // The journal entry: committed before a byte of the APPEND is written.
+    let streamed = matches!(bodies, Bodies::Streamed(_));
+    // The journal entry: committed before a byte of the APPEND is written (or, for a streamed
+    // message, before its last byte: until then the server holds an unfinished command).
     store.write(|tx| {
         for row in batch {
             debug_assert_eq!(row.state, PushState::Pending);
@@ -436,26 +469,34 @@ async fn append_batch(
         }
         Ok(())
     })?;
-    fault::point("push: append journalled");
+    fault::point(if streamed { "push: streamed append journalled" } else { "push: append journalled" });
 
-    let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
-    let mut readers: Vec<BodyReader> = bodies.into_iter().map(|body| BodyReader { body }).collect();
-    let mut closures: Vec<Box<dyn FnMut() -> Result<Vec<u8>> + '_>> =
-        readers.iter_mut().map(|reader| Box::new(move || reader.next(store)) as Box<dyn FnMut() -> Result<Vec<u8>>>).collect();
-    let mut items: Vec<AppendItem<'_>> = batch
-        .iter()
-        .zip(flag_lists.iter())
-        .zip(closures.iter_mut())
-        .map(|((row, flags), body)| AppendItem { flags, internal_date: row.internal_date.as_deref(), size: row.size, body: body.as_mut() })
-        .collect();
-    let answer = session
-        .append(&target.wire_name, &mut items, &mut || {
-            fault::point("push: append sent, answer not read");
-            Ok(())
-        })
-        .await?;
-    drop(items);
-    drop(closures);
+    let answer = match bodies {
+        Bodies::Streamed(streams) => streams.complete(batch[0].id).await?,
+        Bodies::Staged(bodies) => {
+            let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
+            let mut readers: Vec<BodyReader> = bodies.into_iter().map(|body| BodyReader { body }).collect();
+            let mut closures: Vec<Box<dyn FnMut() -> Result<Vec<u8>> + '_>> =
+                readers.iter_mut().map(|reader| Box::new(move || reader.next(store)) as Box<dyn FnMut() -> Result<Vec<u8>>>).collect();
+            let mut items: Vec<AppendItem<'_>> = batch
+                .iter()
+                .zip(flag_lists.iter())
+                .zip(closures.iter_mut())
+                .map(|((row, flags), body)| AppendItem {
+                    flags,
+                    internal_date: row.internal_date.as_deref(),
+                    size: row.size,
+                    body: body.as_mut(),
+                })
+                .collect();
+            session
+                .append(&target.wire_name, &mut items, &mut || {
+                    fault::point("push: append sent, answer not read");
+                    Ok(())
+                })
+                .await?
+        }
+    };
 
     if answer.answer.is_ok() {
         let quirks = session.quirks();
@@ -496,7 +537,8 @@ async fn append_batch(
         })?;
         stats.appended += batch.len() as u64;
         stats.appended_bytes += batch.iter().map(|r| r.size).sum::<u64>();
-        fault::point("push: append recorded");
+        stats.streamed += u64::from(streamed);
+        fault::point(if streamed { "push: streamed append recorded" } else { "push: append recorded" });
         return Ok(Next::Continue);
     }
 
@@ -526,7 +568,8 @@ async fn append_batch(
         for row in batch {
             let single = [PendingAppend { state: PushState::Pending, ..row.clone() }];
             let Some(body) = staged_body(store, session, source_name, row, stats)? else { continue };
-            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, vec![body], stats)).await?
+            let bodies = Bodies::Staged(vec![body]);
+            if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, bodies, stats)).await?
                 == Next::StopFolder
             {
                 return Ok(Next::StopFolder);
@@ -558,6 +601,14 @@ async fn append_batch(
         }
     }
     Ok(Next::Continue)
+}
+
+/// Where an APPEND's bytes come from.
+enum Bodies<'a> {
+    /// Read back from staging.
+    Staged(Vec<StagedBody>),
+    /// Sent already on the stream's connection, all but the last byte (`stream_append`).
+    Streamed(&'a Streams),
 }
 
 /// Whether the folder's push goes on after a batch.

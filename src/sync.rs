@@ -333,6 +333,9 @@ impl PassReport {
             self.push.flag_updates,
             self.push.refused,
         );
+        if self.push.streamed > 0 {
+            line.push_str(&format!(", {} large sent while still being fetched", self.push.streamed));
+        }
         if self.throttled > 0 {
             line.push_str(&format!(", throttled {} times (waited as asked)", self.throttled));
         }
@@ -530,6 +533,7 @@ async fn pass_connected(
         prepare_target_folders(store, account, &mut both.target, folders, &mut target_existing, &mut target_subscribed, report).await?;
 
     let pipe = Pipe::new(store.staging_limit()?);
+    pipe.streams.set_size_limit(size_limit);
     let folder_errors = RefCell::new(Vec::new());
     let refetch = RefCell::new(BTreeSet::new());
     let Connected { source, target } = both;
@@ -588,11 +592,20 @@ async fn pass_connected(
             pipe.stop();
         }
         // Whatever the reader does from here (the rest of its folders, the refetch round), it does
-        // not wait for room the writer would make.
+        // not wait for room the writer would make, and no message streams.
         pipe.writer_finished();
+        pipe.streams.end();
         result
     };
-    let (read, written) = smol::future::zip(reader, writer).await;
+    // A large message goes up while it still comes down, on a target connection of its own.
+    let target_wires: BTreeMap<i64, String> = lanes.iter().map(|lane| (lane.folder_id, lane.target_wire.clone())).collect();
+    let stream_lane = crate::stream_append::carry(&pipe.streams, store, &account.source_login, &target_wires, || async {
+        let compress = store.settings()?.compress;
+        let mut target = open_target(store, account).await?;
+        target.compress_if_worthwhile(compress).await?;
+        Ok(target)
+    });
+    let ((read, written), ()) = smol::future::zip(smol::future::zip(reader, writer), stream_lane).await;
     report.pull.absorb(second_stats);
     report.throttled += second_throttled;
     report.folder_errors.extend(folder_errors.into_inner());
@@ -616,7 +629,7 @@ async fn pass_connected(
                     .await
                     .with_context(|| format!("reading {} on the source", lane.name))?;
             }
-            push_lane(store, account, target, lane, true, true, false, size_limit, &mut report.push).await.map(|_| ())
+            push_lane(store, account, target, lane, true, true, false, size_limit, None, &mut report.push).await.map(|_| ())
         }
         .await;
         if let Err(e) = round {

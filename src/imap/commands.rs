@@ -33,6 +33,13 @@ pub struct AppendItem<'a> {
     pub body: &'a mut dyn FnMut() -> Result<Vec<u8>>,
 }
 
+/// An APPEND begun with `Session::begin_append` whose literal is not all sent yet.
+pub struct AppendUnderWay {
+    tag: Tag<'static>,
+    size: u64,
+    written: u64,
+}
+
 /// What to FETCH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchItem {
@@ -426,47 +433,108 @@ impl Session {
         items: &mut [AppendItem<'_>],
         after_literal: &mut dyn FnMut() -> Result<()>,
     ) -> Result<AppendAnswer> {
-        let literal_plus = self.has("LITERAL+");
         self.begin_command("APPEND", Answers::Kept)?;
         let tag = self.tag();
-        let mut line = format!("{} APPEND {}", tag.inner(), quote_mailbox(wire_name));
         self.pending_codes.clear();
         for (index, item) in items.iter_mut().enumerate() {
-            if index > 0 {
-                line.clear();
+            let head = if index == 0 { format!("{} APPEND {}", tag.inner(), quote_mailbox(wire_name)) } else { String::new() };
+            if let Some(refusal) = self.announce_literal(&tag, head, item.flags, item.internal_date, item.size).await? {
+                return Ok(AppendAnswer { answer: refusal });
             }
-            line.push_str(" (");
-            line.push_str(&item.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect::<Vec<_>>().join(" "));
-            line.push(')');
-            if let Some(date) = item.internal_date {
-                line.push_str(&format!(" \"{date}\""));
-            }
-            line.push_str(&format!(" {{{}{}}}\r\n", item.size, if literal_plus { "+" } else { "" }));
-            self.write_all(line.as_bytes()).await?;
-            if !literal_plus {
-                self.flush().await?;
-                if let Some(refusal) = self.wait_continuation(&tag).await? {
-                    return Ok(AppendAnswer { answer: refusal });
-                }
-            }
-            let mut written: u64 = 0;
-            let label = self.label.clone();
-            let mid = |e: anyhow::Error| e.context(ImapError::lost(&label, "the connection was left in the middle of an APPEND"));
+            let mut open = AppendUnderWay { tag: tag.clone(), size: item.size, written: 0 };
             loop {
-                let chunk = (item.body)().map_err(mid)?;
+                let chunk = (item.body)().map_err(|e| self.left_mid_append(e))?;
                 if chunk.is_empty() {
                     break;
                 }
-                written += chunk.len() as u64;
-                if written > item.size {
-                    return Err(mid(anyhow!("staged body is longer than its recorded size")));
-                }
-                self.write_all(&chunk).await?;
+                self.append_more(&mut open, &chunk).await?;
             }
-            if written != item.size {
-                return Err(mid(anyhow!("staged body is {written} bytes, recorded size {}", item.size)));
+            if open.written != item.size {
+                return Err(self.left_mid_append(anyhow!("staged body is {} bytes, recorded size {}", open.written, item.size)));
             }
         }
+        self.end_append(tag, after_literal).await
+    }
+
+    /// Begins an APPEND of one message whose bytes are still coming (`stream_append`): the command and
+    /// the literal's announcement go now, the bytes with `append_more`, and `finish_append` sends the
+    /// last ones and reads the answer. Until then the server holds an unfinished command, which it
+    /// drops with the connection: nothing is stored. The inner Err is the server's refusal of the
+    /// literal (a synchronizing one, without LITERAL+).
+    pub async fn begin_append(
+        &mut self,
+        wire_name: &str,
+        flags: &[String],
+        internal_date: Option<&str>,
+        size: u64,
+    ) -> Result<std::result::Result<AppendUnderWay, AppendAnswer>> {
+        self.begin_command("APPEND", Answers::Kept)?;
+        let tag = self.tag();
+        self.pending_codes.clear();
+        let head = format!("{} APPEND {}", tag.inner(), quote_mailbox(wire_name));
+        if let Some(refusal) = self.announce_literal(&tag, head, flags, internal_date, size).await? {
+            return Ok(Err(AppendAnswer { answer: refusal }));
+        }
+        Ok(Ok(AppendUnderWay { tag, size, written: 0 }))
+    }
+
+    /// Sends more of an APPEND's literal; never past its announced size.
+    pub async fn append_more(&mut self, open: &mut AppendUnderWay, bytes: &[u8]) -> Result<()> {
+        open.written += bytes.len() as u64;
+        if open.written > open.size {
+            return Err(self.left_mid_append(anyhow!("the body is longer than its announced size of {} bytes", open.size)));
+        }
+        self.write_all(bytes).await
+    }
+
+    /// Sends what was written so far (a compressing connection flushes its deflate stream).
+    pub async fn flush_writes(&mut self) -> Result<()> {
+        self.flush().await
+    }
+
+    /// Sends the last bytes of an APPEND begun with `begin_append`, ends the command and reads its
+    /// answer; `after_literal` as for `append`.
+    pub async fn finish_append(
+        &mut self,
+        mut open: AppendUnderWay,
+        last: &[u8],
+        after_literal: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<AppendAnswer> {
+        self.append_more(&mut open, last).await?;
+        if open.written != open.size {
+            return Err(self.left_mid_append(anyhow!("the body is {} bytes, announced {}", open.written, open.size)));
+        }
+        self.end_append(open.tag, after_literal).await
+    }
+
+    /// Sends one message's flags, date and literal announcement (after `head`, the command's start for
+    /// the first message); without LITERAL+ waits for the continuation, whose refusal is returned.
+    async fn announce_literal(
+        &mut self,
+        tag: &Tag<'static>,
+        mut line: String,
+        flags: &[String],
+        internal_date: Option<&str>,
+        size: u64,
+    ) -> Result<Option<Answer>> {
+        let literal_plus = self.has("LITERAL+");
+        line.push_str(" (");
+        line.push_str(&flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect::<Vec<_>>().join(" "));
+        line.push(')');
+        if let Some(date) = internal_date {
+            line.push_str(&format!(" \"{date}\""));
+        }
+        line.push_str(&format!(" {{{}{}}}\r\n", size, if literal_plus { "+" } else { "" }));
+        self.write_all(line.as_bytes()).await?;
+        if !literal_plus {
+            self.flush().await?;
+            return self.wait_continuation(tag).await;
+        }
+        Ok(None)
+    }
+
+    /// Ends an APPEND command after its last literal and reads its answer.
+    async fn end_append(&mut self, tag: Tag<'static>, after_literal: &mut dyn FnMut() -> Result<()>) -> Result<AppendAnswer> {
         self.write_all(b"\r\n").await?;
         self.flush().await?;
         after_literal()?;
@@ -481,6 +549,11 @@ impl Session {
         }
         let answer = answers.remove(tag.inner()).ok_or_else(|| anyhow!("no answer to APPEND"))?;
         Ok(AppendAnswer { answer })
+    }
+
+    /// A failure in the middle of an APPEND's literal: the connection cannot be used again.
+    fn left_mid_append(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(ImapError::lost(&self.label, "the connection was left in the middle of an APPEND"))
     }
 
     /// Waits for "+" after a synchronizing literal; a tagged NO/BAD instead ends the command.

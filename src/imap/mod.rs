@@ -40,7 +40,7 @@ mod transcript_tests;
 
 pub use body_fetch::{BodyRequest, BodySink};
 pub use changes::in_ranges;
-pub use commands::{AppendItem, FetchItem};
+pub use commands::{AppendItem, AppendUnderWay, FetchItem};
 pub use compress::{Compression, WAN_ROUND_TRIP};
 pub use connection::{Conn, Endpoint, PinMismatch, TlsFailed, TlsMode, fetch_fingerprint, hex, io_timeout, raw_connect};
 pub use error::{ImapError, ServerMisbehaved, kind_of};

@@ -14,6 +14,7 @@ use crate::failure::{Retry, Scope, StoppedHalfWay};
 use crate::fault;
 use crate::imap::{BodyRequest, BodySink, ImapError, Session};
 use crate::store::{BodyWrite, CHUNK_SIZE, Store, Tx, UnstagedMessage};
+use crate::stream_append::{FeedGuard, Streams};
 
 /// Quirk `dovecot_bye_on_fetch_failure` (Dovecot; seen with a message file it cannot read): a message
 /// the server cannot read is not refused with a tagged NO but with `* BYE FETCH failed: Internal
@@ -599,13 +600,23 @@ pub(super) async fn stage_large(
     let mut waiting = large.iter();
     let mut active: Vec<Slices> = Vec::new();
     let mut restarts = 0;
+    // The message whose bytes also go straight to the target as they come (`stream_append`).
+    let streams = &pipe.pipe.streams;
+    let mut feed: Option<FeedGuard> = None;
     loop {
+        // The stream's lane keeps up before more of its message comes.
+        if let Some(feed) = &feed {
+            streams.room(feed.row_id()).await;
+        }
         // Plan the round: (index in `active`, offset) for each slice asked for.
         let mut plan: Vec<(usize, u32)> = Vec::new();
         let mut index = 0;
         while plan.len() < SLICE_PIPELINE {
             if index == active.len() {
                 let Some(p) = waiting.next() else { break };
+                if feed.is_none() {
+                    feed = streams.offer(p.id, pipe.folder_id, p.size);
+                }
                 active.push(Slices::new(p, with_identity));
             }
             let m = &active[index];
@@ -635,6 +646,7 @@ pub(super) async fn stage_large(
             answered: vec![false; plan.len()],
             into: SliceDestination::Nowhere,
             batch: BodyBatch::new(store),
+            streams,
             originless: false,
             resent: false,
             stats,
@@ -694,6 +706,17 @@ pub(super) async fn stage_large(
             batch.apply(tx)?;
             Ok(done)
         })?;
+        // Right after the commit, before the writer can see the row staged: its feed is whole, or
+        // broken if the message ended any other way.
+        for &i in &done {
+            let m = &active[i];
+            if feed.as_ref().is_some_and(|f| f.row_id() == m.writer.id) {
+                if m.ended && !m.nil {
+                    streams.staged_whole(m.writer.id, m.writer.total);
+                }
+                feed = None;
+            }
+        }
         if !done.is_empty() {
             pipe.staged();
         }
@@ -722,6 +745,8 @@ pub(super) struct SliceRound<'a, 's> {
     into: SliceDestination,
     /// The round's bytes not yet written.
     batch: BodyBatch<'s>,
+    /// Told of every byte that goes into a message, in order, for the one being streamed.
+    streams: &'s Streams,
     /// An answer came without its origin (`BODY[]` for a partial fetch), so it was matched to the
     /// first open request for its UID; and the commands were sent again after throttling. Both
     /// together make that matching unsafe, and the round is started over (`stage_large`).
@@ -763,7 +788,7 @@ impl BodySink for SliceRound<'_, '_> {
 
     fn bytes(&mut self, piece: &[u8]) -> Result<()> {
         match &mut self.into {
-            SliceDestination::Message(i) => self.active[*i].writer.write(&mut self.batch, piece),
+            SliceDestination::Message(i) => self.active[*i].write(&mut self.batch, piece, self.streams),
             SliceDestination::Early(_, _, held) => {
                 held.extend_from_slice(piece);
                 Ok(())
@@ -778,7 +803,7 @@ impl BodySink for SliceRound<'_, '_> {
                 let m = &mut self.active[i];
                 let len = m.writer.total - u64::from(m.offset);
                 m.end_slice(&mut self.batch, len)?;
-                self.stats.staged_bytes += len + m.take_early(&mut self.batch)?;
+                self.stats.staged_bytes += len + m.take_early(&mut self.batch, self.streams)?;
             }
             SliceDestination::Early(i, offset, held) => {
                 self.active[i].early.insert(offset, held);
@@ -911,13 +936,19 @@ impl Slices {
         Ok(())
     }
 
+    /// The message's next bytes: into its staged copy, and to its stream if it has one.
+    fn write(&mut self, batch: &mut BodyBatch, piece: &[u8], streams: &Streams) -> Result<()> {
+        streams.hand_over(self.writer.id, self.writer.total, piece);
+        self.writer.write(batch, piece)
+    }
+
     /// Hands the held slices that now line up to the batch; returns their bytes.
-    fn take_early(&mut self, batch: &mut BodyBatch) -> Result<u64> {
+    fn take_early(&mut self, batch: &mut BodyBatch, streams: &Streams) -> Result<u64> {
         let mut stored = 0;
         while !self.ended
             && let Some(next) = self.early.remove(&self.offset)
         {
-            self.writer.write(batch, &next)?;
+            self.write(batch, &next, streams)?;
             self.end_slice(batch, next.len() as u64)?;
             stored += next.len() as u64;
         }

@@ -172,6 +172,26 @@ impl Store {
             .optional()?)
     }
 
+    /// What the APPEND of a message being streamed announces before its bytes (`stream_append`): its
+    /// flags (space separated, as staged) and internal date, as the listing recorded them.
+    pub fn append_head(&self, message_id: i64) -> Result<Option<(String, Option<String>)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT flags, internal_date FROM message WHERE id = ?1")?
+            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// The SHA-256 of a message's staged bytes, once it is staged whole.
+    pub fn staged_hash(&self, message_id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT sha256 FROM message WHERE id = ?1")?
+            .query_row([message_id], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()?
+            .flatten())
+    }
+
     /// The next pending staged messages of a source folder in source UID order, at most `limit`.
     pub fn pending_appends(&self, source_folder_id: i64, limit: usize) -> Result<Vec<PendingAppend>> {
         let mut stmt = self.conn.prepare_cached(
