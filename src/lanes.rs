@@ -181,6 +181,7 @@ pub async fn write_folders(
             let flow = pipe.flow(lane.folder_id);
             if flow == Flow::Failed {
                 state.finished = true;
+                pipe.streams.give_up_folder(lane.folder_id);
                 continue;
             }
             unfinished = true;
@@ -255,6 +256,11 @@ pub async fn write_folders(
                 state.finished = true;
                 folder_failed(store, account, &lane.name, e, &mut folder_errors.borrow_mut())?;
             }
+        }
+        // A stream of the folder's messages the writer did not complete will not be (a MOVE or the
+        // look-up took its row, or the folder stopped): its connection and slot go now.
+        if state.finished {
+            pipe.streams.give_up_folder(lane.folder_id);
         }
     }
 }

@@ -472,7 +472,17 @@ async fn append_batch(
     fault::point(if streamed { "push: streamed append journalled" } else { "push: append journalled" });
 
     let answer = match bodies {
-        Bodies::Streamed(streams) => streams.complete(batch[0].id).await?,
+        Bodies::Streamed(streams) => match streams.complete(batch[0].id).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                // The stream's connection failed with the last byte maybe sent: the row stays
+                // `appending`, and the folder's next push looks for it (as after an APPEND without
+                // APPENDUID) before it goes again from staging. The writer's own connection is fine.
+                log::warn!("{}: {e:#}; the message is looked for on the target before it is sent again", session.label());
+                store.write(|tx| tx.forget_indexed_uids(target.id))?;
+                return Ok(Next::Continue);
+            }
+        },
         Bodies::Staged(bodies) => {
             let flag_lists: Vec<Vec<String>> = batch.iter().map(|r| split_flags(&r.flags)).collect();
             let mut readers: Vec<BodyReader> = bodies.into_iter().map(|body| BodyReader { body }).collect();

@@ -3,8 +3,9 @@
 //! message came down at its reader's share of the line for 13 s, and only then went up, alone at the
 //! end of the migration (make bench, about 2 s of a 16 s run).
 //!
-//! The account's reader hands the bytes of one message of at least `STREAM_MIN` to a `Feed` as they
-//! arrive (in order, the same pieces it hashes and stages); the stream lane (`carry`, one more task of
+//! From a source beyond the LAN (`Streams::allow`), the account's reader hands the bytes of one
+//! message of at least `STREAM_MIN` to a `Feed` as they arrive (in order, the same pieces it hashes
+//! and stages); the stream lane (`carry`, one more task of
 //! the account's pass beside the readers and the writer) sends them at once as the literal of an
 //! APPEND announced with the listed size. It holds back the literal's last byte: until that byte and
 //! the command's line end are sent, the server holds an unfinished command that it drops with the
@@ -13,16 +14,19 @@
 //! (`Streams::ready`: same size, SHA-256, flags, date, folder), writes the same journal entry as for
 //! any APPEND (`appending`, on the disk), and only then has the lane send the last byte
 //! (`Streams::complete`). A kill before that entry leaves nothing on the target; after it, the row is
-//! `appending` and the look-up decides, as after any cut. Anything else (the reader starting the
-//! message over, a size other than the listed one, the lane's connection failing, the writer taking
-//! another way such as a MOVE) breaks the feed: the lane drops its connection, and the message goes
-//! the ordinary way from staging.
+//! `appending` and the look-up decides, as after any cut (and if the lane's connection fails then, the
+//! folder's next push looks the row up while the pass goes on). Anything else breaks the feed: the
+//! reader starting the message over, a size other than the listed one, the lane's connection failing,
+//! the writer finishing the folder without the row (a MOVE or the look-up took it) or not coming to it
+//! within `DECISION_WAIT`. The lane then drops its connection, with the unfinished command, and the
+//! message goes the ordinary way from staging.
 //!
-//! Everything lives on the account's thread; cells and `pipe::Signal` suffice.
+//! Everything lives on the account's thread; cells and `signal::Signal` suffice.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
@@ -39,6 +43,13 @@ pub const STREAM_MIN: u64 = 4 * 1024 * 1024;
 /// Bytes the reader may have handed over that the lane has not sent yet: the reader waits before its
 /// next round of slices while the feed holds more (a round is up to 2 MiB).
 const FEED_ROOM: usize = 1024 * 1024;
+
+/// How long a stream whose bytes are all sent but the last waits for the writer to come to its row.
+/// The writer may be busy with the rows before it, or wait for the folder's look-up; past this the
+/// APPEND is given up (nothing is stored) and the message goes from staging. It also ends a wait on
+/// a target that locks a folder for the whole of an unfinished APPEND while the writer appends to the
+/// same folder on its own connection.
+const DECISION_WAIT: Duration = Duration::from_secs(60);
 
 /// Streams under way in this process at once, over every account: each holds up to a round of slices
 /// and `FEED_ROOM` in memory. (The unit tests, running at once, each hold their own.)
@@ -110,15 +121,23 @@ pub struct Streams {
     ended: Cell<bool>,
     /// The lane could not open its connection: no stream this pass.
     disabled: Cell<bool>,
+    /// Streams are for a source beyond the LAN (`allow`).
+    allowed: Cell<bool>,
+    /// The lane's connection as the log names it.
+    label: RefCell<String>,
     /// The largest message the target takes (`push::skip_oversized` skips the rest): none larger is
     /// streamed, since its APPEND would never be completed.
     size_limit: Cell<Option<u64>>,
 }
 
 impl Streams {
-    /// The target's limit on a message's size for this pass (`Session::message_size_limit`).
-    pub fn set_size_limit(&self, limit: Option<u64>) {
-        self.size_limit.set(limit);
+    /// Lets messages stream this pass: from a source beyond the LAN (`Session::beyond_lan`), each no
+    /// larger than the target's limit (`Session::message_size_limit`). From a source on the LAN a
+    /// large message comes down in a fraction of a second and then goes up at the speed a stream
+    /// would: on the bench's loopback migration streams bought no time and cost 1.5 MiB of peak memory.
+    pub fn allow(&self, beyond_lan: bool, size_limit: Option<u64>) {
+        self.allowed.set(beyond_lan);
+        self.size_limit.set(size_limit);
     }
 
     /// The reader begins staging message `row_id` of `folder_id` (listed `size` bytes): Some when its
@@ -126,7 +145,13 @@ impl Streams {
     /// leaves the message unfinished.
     pub fn offer(&self, row_id: i64, folder_id: i64, size: u64) -> Option<FeedGuard<'_>> {
         let too_large = self.size_limit.get().is_some_and(|limit| size > limit);
-        if self.ended.get() || self.disabled.get() || too_large || size < fault::stream_min(STREAM_MIN) || self.feed.borrow().is_some() {
+        if !self.allowed.get()
+            || self.ended.get()
+            || self.disabled.get()
+            || too_large
+            || size < fault::stream_min(STREAM_MIN)
+            || self.feed.borrow().is_some()
+        {
             return None;
         }
         let slot = Slot::take()?;
@@ -172,7 +197,11 @@ impl Streams {
             if total == feed.size && feed.received == total {
                 feed.whole = true;
             } else {
+                // The source lists sizes other than what it sends: every stream of this pass would go
+                // up whole and then again from staging.
+                log::info!("a message came at another size than the old server listed; large messages go once staged this pass");
                 feed.broken = true;
+                self.disabled.set(true);
             }
         }
         self.to_lane.notify();
@@ -221,7 +250,10 @@ impl Streams {
                         && sent.internal_date.as_deref() == internal_date
                         && sent.sha256 == sha256;
                     if !same {
-                        log::warn!("a message streamed to the target changed before its APPEND ended; it is sent again from staging");
+                        log::warn!(
+                            "{}: a message streamed to the target changed before its APPEND ended; it is sent again from staging",
+                            self.label.borrow()
+                        );
                         feed.decision = Some(Decision::Abandon);
                         feed.broken = true;
                         self.to_lane.notify();
@@ -245,11 +277,8 @@ impl Streams {
             {
                 let mut slot = self.feed.borrow_mut();
                 let Some(feed) = slot.as_mut().filter(|f| f.row_id == row_id) else {
-                    return Err(ImapError::lost(
-                        "target",
-                        "the second connection, carrying a large message, closed before its APPEND ended",
-                    )
-                    .into());
+                    let label = self.label.borrow().clone();
+                    return Err(ImapError::lost(&label, "the connection carrying a large message closed before its APPEND ended").into());
                 };
                 if let Some(answer) = feed.answer.take() {
                     *slot = None;
@@ -259,6 +288,15 @@ impl Streams {
             }
             self.from_lane.wait_past(seen).await;
         }
+    }
+
+    /// The writer is done with a folder for this pass (pushed whole, held or failed): a stream of its
+    /// messages will not be completed, so it is given up now and its slot freed.
+    pub fn give_up_folder(&self, folder_id: i64) {
+        if let Some(feed) = self.feed.borrow_mut().as_mut().filter(|f| f.folder_id == folder_id && f.decision.is_none()) {
+            feed.broken = true;
+        }
+        self.to_lane.notify();
     }
 
     /// The writer is done for this pass: the lane ends, giving up what it has not completed.
@@ -285,6 +323,7 @@ pub struct FeedGuard<'a> {
 }
 
 impl FeedGuard<'_> {
+    /// The message whose bytes the reader hands over.
     pub fn row_id(&self) -> i64 {
         self.row_id
     }
@@ -299,15 +338,18 @@ impl Drop for FeedGuard<'_> {
 /// The stream lane of an account's pass: sends each feed as it fills on a target connection of its
 /// own, opened by `open` at the first one, until the writer is done. `target_wires` names each source
 /// folder's target folder as APPEND names it. Its failures are never the pass's: the message goes the
-/// ordinary way, and `login` names the account in the log.
-pub async fn carry<F, O>(streams: &Streams, store: &Store, login: &str, target_wires: &BTreeMap<i64, String>, open: F)
+/// ordinary way, and `login` names the account in the log. Returns how often its connection's
+/// server asked to slow down (`Session::throttled`), for the pass's count.
+pub async fn carry<F, O>(streams: &Streams, store: &Store, login: &str, target_wires: &BTreeMap<i64, String>, open: F) -> u64
 where
     F: Fn() -> O,
     O: Future<Output = Result<Session>>,
 {
+    streams.label.replace(format!("target {login}"));
     let mut session: Option<Session> = None;
+    let mut throttled = 0;
     loop {
-        // The next feed not yet taken, or the end.
+        // The next feed not yet taken, or the end; one broken before it was taken goes.
         let row_id = loop {
             let seen = streams.to_lane.seen();
             if streams.ended.get() {
@@ -316,6 +358,11 @@ where
             let next = {
                 let mut feed = streams.feed.borrow_mut();
                 match feed.as_mut() {
+                    Some(f) if f.broken && !f.taken => {
+                        *feed = None;
+                        streams.from_lane.notify();
+                        None
+                    }
                     Some(f) if !f.taken && !f.broken => {
                         f.taken = true;
                         Some(f.row_id)
@@ -340,11 +387,19 @@ where
                 }
             }
         }
-        let Some(open_session) = session.as_mut() else { continue };
-        match send(streams, store, open_session, row_id, target_wires).await {
+        let Some(open_session) = session.as_mut() else {
+            break_feed(streams);
+            continue;
+        };
+        let sending = send(streams, store, open_session, row_id, target_wires).await;
+        throttled += open_session.throttled;
+        open_session.throttled = 0;
+        match sending {
             Ok(Sending::Ended) => {}
             // The writer has the error; the connection cannot be used again.
             Ok(Sending::EndFailed) => session = None,
+            // Nothing of the command was left unfinished: the connection serves the next one.
+            Ok(Sending::NotBegun) => break_feed(streams),
             Ok(Sending::GivenUp) => {
                 // Given up half-way: the server drops the unfinished APPEND with the connection.
                 session = None;
@@ -361,6 +416,7 @@ where
     if let Some(session) = session {
         session.logout().await;
     }
+    throttled
 }
 
 fn break_feed(streams: &Streams) {
@@ -378,6 +434,8 @@ enum Sending {
     EndFailed,
     /// Given up before its last byte: the connection goes, and with it the unfinished command.
     GivenUp,
+    /// Given up before the command began, or refused at its start: the connection is as before.
+    NotBegun,
 }
 
 /// Sends one feed: the APPEND's announcement, every byte but the last as it comes, and the last after
@@ -391,77 +449,99 @@ async fn send(
 ) -> Result<Sending> {
     let (folder_id, size) = match streams.feed.borrow().as_ref() {
         Some(f) => (f.folder_id, f.size),
-        None => return Ok(Sending::GivenUp),
+        None => return Ok(Sending::NotBegun),
     };
-    let Some(target_wire) = target_wires.get(&folder_id) else { return Ok(Sending::GivenUp) };
-    let Some((flags, internal_date)) = store.append_head(row_id)? else { return Ok(Sending::GivenUp) };
+    let Some(target_wire) = target_wires.get(&folder_id) else { return Ok(Sending::NotBegun) };
+    let Some((flags, internal_date)) = store.append_head(row_id)? else { return Ok(Sending::NotBegun) };
+    if streams.ended.get() {
+        return Ok(Sending::NotBegun);
+    }
     let flag_list: Vec<String> = flags.split_whitespace().map(str::to_string).collect();
     let mut under_way: AppendUnderWay = match session.begin_append(target_wire, &flag_list, internal_date.as_deref(), size).await? {
         Ok(under_way) => under_way,
         Err(refused) => {
             log::warn!("{}: the target refused to take a streamed message ({})", session.label(), refused.answer.words());
-            return Ok(Sending::GivenUp);
+            return Ok(Sending::NotBegun);
         }
     };
     let mut hasher = Sha256::new();
     let mut sent: u64 = 0;
     // The literal's last byte, held back until the writer's journal entry.
     let mut last: Vec<u8> = Vec::new();
-    let mut first_flush = true;
+    let mut unflushed = false;
+    let mut flushed_once = false;
     loop {
         let seen = streams.to_lane.seen();
-        let (pieces, whole, broken) = {
+        // One piece at a time, counted out of the feed's room only once it is sent.
+        let (piece, whole) = {
             let mut feed = streams.feed.borrow_mut();
             let Some(feed) = feed.as_mut().filter(|f| f.row_id == row_id) else { return Ok(Sending::GivenUp) };
-            feed.buffered = 0;
-            (std::mem::take(&mut feed.pieces), feed.whole, feed.broken || streams.ended.get())
+            if feed.broken || streams.ended.get() {
+                return Ok(Sending::GivenUp);
+            }
+            (feed.pieces.pop_front(), feed.whole)
         };
-        if broken {
-            return Ok(Sending::GivenUp);
+        let Some(piece) = piece else {
+            if unflushed {
+                session.flush_writes().await?;
+                unflushed = false;
+                if !flushed_once {
+                    flushed_once = true;
+                    fault::point_once("push: streamed bytes sent, not journalled");
+                }
+            }
+            if whole {
+                break;
+            }
+            streams.to_lane.wait_past(seen).await;
+            continue;
+        };
+        hasher.update(&piece);
+        let room = (size - 1).saturating_sub(sent) as usize;
+        let (now, held) = piece.split_at(room.min(piece.len()));
+        if !now.is_empty() {
+            session.append_more(&mut under_way, now).await?;
+            sent += now.len() as u64;
+            unflushed = true;
+        }
+        last.extend_from_slice(held);
+        if let Some(feed) = streams.feed.borrow_mut().as_mut().filter(|f| f.row_id == row_id) {
+            feed.buffered = feed.buffered.saturating_sub(piece.len());
         }
         streams.from_lane.notify();
-        let any = !pieces.is_empty();
-        for piece in pieces {
-            hasher.update(&piece);
-            let room = (size - 1).saturating_sub(sent) as usize;
-            let (now, held) = piece.split_at(room.min(piece.len()));
-            if !now.is_empty() {
-                session.append_more(&mut under_way, now).await?;
-                sent += now.len() as u64;
-            }
-            last.extend_from_slice(held);
-        }
-        if any {
-            session.flush_writes().await?;
-            if first_flush {
-                first_flush = false;
-                fault::point_once("push: streamed bytes sent, not journalled");
-            }
-        }
-        if whole {
-            break;
-        }
-        streams.to_lane.wait_past(seen).await;
     }
     if sent + last.len() as u64 != size || last.len() != 1 {
         return Ok(Sending::GivenUp);
     }
-    // Ready: the writer compares and decides.
+    // Ready: the writer compares and decides, within `DECISION_WAIT`.
     let sha256 = hasher.finalize().to_vec();
     if let Some(feed) = streams.feed.borrow_mut().as_mut().filter(|f| f.row_id == row_id) {
         feed.sent = Some(Sent { target_wire: target_wire.clone(), flags, internal_date, sha256 });
     }
     streams.from_lane.notify();
+    let deadline = Instant::now() + DECISION_WAIT;
     let decision = loop {
         let seen = streams.to_lane.seen();
         let decision = streams.feed.borrow().as_ref().filter(|f| f.row_id == row_id).and_then(|f| f.decision);
-        if streams.ended.get() && decision.is_none() {
-            return Ok(Sending::GivenUp);
-        }
         if let Some(decision) = decision {
             break decision;
         }
-        streams.to_lane.wait_past(seen).await;
+        let broken = streams.feed.borrow().as_ref().filter(|f| f.row_id == row_id).is_none_or(|f| f.broken);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if broken || streams.ended.get() || left.is_zero() {
+            if left.is_zero() {
+                log::info!(
+                    "{}: the writer did not come to a streamed message within {} s; it goes from staging",
+                    session.label(),
+                    DECISION_WAIT.as_secs()
+                );
+            }
+            return Ok(Sending::GivenUp);
+        }
+        smol::future::or(streams.to_lane.wait_past(seen), async {
+            smol::Timer::after(left).await;
+        })
+        .await;
     };
     if decision == Decision::Abandon {
         return Ok(Sending::GivenUp);
@@ -486,24 +566,31 @@ mod tests {
 
     const BIG: u64 = 5 * 1024 * 1024;
 
+    fn allowed() -> Streams {
+        let streams = Streams::default();
+        streams.allow(true, None);
+        streams
+    }
+
     #[test]
     fn one_feed_at_a_time_and_none_the_target_would_refuse() {
-        let streams = Streams::default();
+        let streams = allowed();
         let guard = streams.offer(1, 10, BIG);
         assert!(guard.is_some());
         assert!(streams.offer(2, 10, BIG).is_none(), "a second message while one streams");
-        assert!(Streams::default().offer(3, 10, STREAM_MIN - 1).is_none(), "a message under the minimum");
+        assert!(allowed().offer(3, 10, STREAM_MIN - 1).is_none(), "a message under the minimum");
+        assert!(Streams::default().offer(3, 10, BIG).is_none(), "from a source on the LAN");
         let limited = Streams::default();
-        limited.set_size_limit(Some(BIG - 1));
+        limited.allow(true, Some(BIG - 1));
         assert!(limited.offer(4, 10, BIG).is_none(), "a message over the target's limit");
-        let ended = Streams::default();
+        let ended = allowed();
         ended.end();
         assert!(ended.offer(5, 10, BIG).is_none(), "after the writer is done");
     }
 
     #[test]
     fn bytes_out_of_order_or_past_the_listed_size_break_the_feed() {
-        let streams = Streams::default();
+        let streams = allowed();
         let _guard = streams.offer(1, 10, BIG);
         streams.hand_over(1, 0, &[b'a'; 100]);
         streams.hand_over(2, 0, &[b'b'; 100]);
@@ -511,7 +598,7 @@ mod tests {
         streams.hand_over(1, 0, &[b'a'; 100]);
         assert!(!streams.carries(1), "the message started over");
 
-        let streams = Streams::default();
+        let streams = allowed();
         let guard = streams.offer(1, 10, BIG);
         streams.hand_over(1, 0, &vec![b'a'; BIG as usize + 1]);
         assert!(!streams.carries(1), "longer than announced");
@@ -520,20 +607,20 @@ mod tests {
 
     #[test]
     fn a_message_left_unfinished_or_ending_at_another_size_breaks_the_feed() {
-        let streams = Streams::default();
+        let streams = allowed();
         let guard = streams.offer(1, 10, BIG);
         streams.hand_over(1, 0, &[b'a'; 1000]);
         drop(guard);
         assert!(!streams.carries(1), "the reader left it");
 
-        let streams = Streams::default();
+        let streams = allowed();
         let guard = streams.offer(1, 10, BIG);
         streams.hand_over(1, 0, &[b'a'; 1000]);
         streams.staged_whole(1, 1000);
         assert!(!streams.carries(1), "whole at another size than the APPEND announced");
         drop(guard);
 
-        let streams = Streams::default();
+        let streams = allowed();
         let guard = streams.offer(1, 10, BIG);
         streams.hand_over(1, 0, &vec![b'a'; BIG as usize]);
         streams.staged_whole(1, BIG);

@@ -533,7 +533,7 @@ async fn pass_connected(
         prepare_target_folders(store, account, &mut both.target, folders, &mut target_existing, &mut target_subscribed, report).await?;
 
     let pipe = Pipe::new(store.staging_limit()?);
-    pipe.streams.set_size_limit(size_limit);
+    pipe.streams.allow(both.source.beyond_lan(), size_limit);
     let folder_errors = RefCell::new(Vec::new());
     let refetch = RefCell::new(BTreeSet::new());
     let Connected { source, target } = both;
@@ -605,9 +605,9 @@ async fn pass_connected(
         target.compress_if_worthwhile(compress).await?;
         Ok(target)
     });
-    let ((read, written), ()) = smol::future::zip(smol::future::zip(reader, writer), stream_lane).await;
+    let ((read, written), stream_throttled) = smol::future::zip(smol::future::zip(reader, writer), stream_lane).await;
     report.pull.absorb(second_stats);
-    report.throttled += second_throttled;
+    report.throttled += second_throttled + stream_throttled;
     report.folder_errors.extend(folder_errors.into_inner());
     read?;
     written?;

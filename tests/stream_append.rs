@@ -1,8 +1,9 @@
 //! Large messages sent to the target while they are still being fetched (`src/stream_append.rs`),
-//! between real Dovecots and checked with the tests' own IMAP reader: they arrive exactly once, byte
-//! for byte with flags and internal dates, on the LAN and with two readers beyond it; a SIGKILL at each
-//! of the stream's journal points resumes exactly once, and one with the literal half sent leaves
-//! nothing on the target.
+//! between real Dovecots and checked with the tests' own IMAP reader: from a source beyond the LAN
+//! (behind 3 ms each way, so two readers too) they arrive exactly once, byte for byte with flags and
+//! internal dates, and from one on the LAN they are not streamed; a SIGKILL at each of the stream's
+//! journal points resumes exactly once, and one with the literal half sent leaves nothing on the target;
+//! target connections cut at byte offsets (the stream's among them) resume exactly once.
 
 mod common;
 mod driver;
@@ -13,7 +14,7 @@ mod latency;
 use std::os::unix::process::ExitStatusExt;
 
 use common::fixture::{self, Snapshot};
-use common::{Dovecot, Layout};
+use common::{CutProxy, Direction, Dovecot, Layout};
 use driver::{Migration, Via, appended, hard_case_name_map};
 
 /// Messages of a megabyte or more stream, so the fixture stays small.
@@ -63,7 +64,11 @@ fn large_messages_go_up_while_they_come_down_exactly_once() {
         let out = m.run_env(&["sync"], &[STREAM_MIN]);
         let text = driver::text(&out);
         assert!(out.status.success(), "{text}");
-        assert!(streamed(&text) >= 1, "no message was streamed:\n{text}");
+        if i == 0 {
+            assert_eq!(streamed(&text), 0, "a source on the LAN streams nothing:\n{text}");
+        } else {
+            assert!(streamed(&text) >= 1, "no message was streamed:\n{text}");
+        }
         let src = snapshot(&source, src_user);
         let names: Vec<String> = src.keys().cloned().collect();
         fixture::assert_same_mail(&src, &snapshot(&target, tgt_user), &hard_case_name_map(Layout::Modern, &names));
@@ -90,9 +95,11 @@ fn a_kill_at_each_point_of_a_stream_resumes_exactly_once() {
     let names: Vec<String> = src.keys().cloned().collect();
     let map = hard_case_name_map(Layout::Modern, &names);
     let big = fixture::dovecot_served_form(&fixture::big_message(2_500_000));
+    let slow_source = latency::LatencyProxy::start(source.port(), std::time::Duration::from_millis(3));
 
     for (point, (user, _)) in points.iter().zip(&users) {
-        let m = Migration::new(&source, Via::Plain, &target, Via::Plain, &[("k@gammal.se", "pw", user, "pw")]);
+        let account = [("k@gammal.se", "pw", user.as_str(), "pw")];
+        let m = Migration::with_ports(&source, Via::Plain, Some(slow_source.port()), &target, Via::Plain, None, &account);
         let out = m.run_env(&["sync"], &[STREAM_MIN, ("POSTFLYTT_KILL_AT_POINT", point)]);
         assert_eq!(out.status.signal(), Some(9), "no kill at {point:?}:\n{}", driver::text(&out));
         if point.contains("not journalled") {
@@ -107,4 +114,53 @@ fn a_kill_at_each_point_of_a_stream_resumes_exactly_once() {
         let inbox = target.reader(user).fetch_all("INBOX");
         assert_eq!(inbox.iter().filter(|m| m.body == big).count(), 1, "the 2.5 MB message once after the kill at {point:?}");
     }
+}
+
+#[test]
+fn target_connections_cut_while_messages_stream_resume_exactly_once() {
+    let users: Vec<(String, String)> = (0..13).map(|i| (format!("c{i}@ny.se"), "pw".to_string())).collect();
+    let user_refs: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
+    let source = loaded_source(&[("c@gammal.se", "pw")]);
+    let target = Dovecot::start(Layout::Target, &user_refs);
+    let src = snapshot(&source, "c@gammal.se");
+    let names: Vec<String> = src.keys().cloned().collect();
+    let map = hard_case_name_map(Layout::Modern, &names);
+    let slow_source = latency::LatencyProxy::start(source.port(), std::time::Duration::from_millis(3));
+    let target_proxy = CutProxy::start(target.port());
+    let migration = |user: &str| {
+        let account = [("c@gammal.se", "pw", user, "pw")];
+        Migration::with_ports(&source, Via::Plain, Some(slow_source.port()), &target, Via::Plain, Some(target_proxy.port()), &account)
+    };
+    let reconnect = ("POSTFLYTT_RECONNECT_MS", "50");
+
+    // A clean run's traffic places the cuts.
+    let out = migration(&users[0].0).run_env(&["sync"], &[STREAM_MIN]);
+    assert!(streamed(&driver::text(&out)) >= 1, "{}", driver::text(&out));
+    let up = target_proxy.bytes_seen(Direction::ClientToServer);
+    let down = target_proxy.bytes_seen(Direction::ServerToClient);
+    let mut plan: Vec<(Direction, u64)> = (1..=8).map(|i| (Direction::ClientToServer, up * i / 9)).collect();
+    plan.extend((1..=4).map(|i| (Direction::ServerToClient, down * i / 5)));
+    let mut cuts = 0;
+    let mut stream_cuts = 0;
+    for ((direction, bytes), (user, _)) in plan.into_iter().zip(users.iter().skip(1)) {
+        let m = migration(user);
+        let before = target_proxy.cut_count();
+        target_proxy.cut_after(direction, bytes);
+        let first = m.run_env(&["sync"], &[STREAM_MIN, reconnect]);
+        target_proxy.disarm();
+        cuts += u64::from(target_proxy.cut_count() > before);
+        // A cut of the stream's own connection costs the stream, not the pass.
+        stream_cuts += u64::from(driver::text(&first).contains("streaming a large message to the target failed"));
+        let out = m.run_env(&["sync"], &[STREAM_MIN, reconnect]);
+        assert!(
+            out.status.success(),
+            "resume after a cut at {bytes} bytes {direction:?}:\n{}\n{}",
+            driver::text(&first),
+            driver::text(&out)
+        );
+        let problems = fixture::diff_mail(&src, &snapshot(&target, user), &map);
+        assert!(problems.is_empty(), "after a cut at {bytes} bytes {direction:?}:\n{}", problems.join("\n"));
+    }
+    assert!(cuts >= 10, "only {cuts} cuts happened");
+    assert!(stream_cuts >= 1, "no cut fell on a stream's connection");
 }
