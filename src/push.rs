@@ -409,7 +409,7 @@ async fn append_pending(
         {
             if at > 0 {
                 rows.truncate(at);
-            } else if let Some(sha256) = store.staged_hash(rows[0].id)?
+            } else if let Some(sha256) = rows[0].place.sha256.clone()
                 && streams.ready(rows[0].id, &target.wire_name, &rows[0].flags, rows[0].internal_date.as_deref(), &sha256).await
             {
                 let single = &rows[..1];
@@ -419,6 +419,9 @@ async fn append_pending(
                 if next == Next::StopFolder {
                     return Ok(Next::StopFolder);
                 }
+                continue;
+            } else {
+                // Given up while waiting for it: the rows are read again, as the next step finds them.
                 continue;
             }
         }
@@ -431,7 +434,8 @@ async fn append_pending(
             if !batch.is_empty() && bytes + row.size > APPEND_BATCH_BYTES {
                 break;
             }
-            let Some(body) = staged_body(store, session, source_name, &row, stats)? else { continue };
+            // The row was read in this same step (no await since `pending_appends`): its place holds.
+            let Some(body) = staged_body(store, session, source_name, &row, true, stats)? else { continue };
             bytes += row.size;
             batch.push(row);
             bodies.push(body);
@@ -577,7 +581,7 @@ async fn append_batch(
         // Find the message at fault by sending them one at a time.
         for row in batch {
             let single = [PendingAppend { state: PushState::Pending, ..row.clone() }];
-            let Some(body) = staged_body(store, session, source_name, row, stats)? else { continue };
+            let Some(body) = staged_body(store, session, source_name, row, false, stats)? else { continue };
             let bodies = Bodies::Staged(vec![body]);
             if Box::pin(append_batch(store, account_id, session, source_name, target, uidvalidity, &single, bodies, stats)).await?
                 == Next::StopFolder
@@ -635,9 +639,10 @@ fn staged_body(
     session: &Session,
     source_name: &str,
     row: &PendingAppend,
+    read_with_row: bool,
     stats: &mut PushStats,
 ) -> Result<Option<StagedBody>> {
-    let body = store.staged_body(row.id, row.size)?;
+    let body = if read_with_row { store.open_staged(row.id, row.size, &row.place)? } else { store.staged_body(row.id, row.size)? };
     if body.is_none() {
         log::warn!("{}: the staged copy of a message in {source_name} is not whole; it is fetched again", session.label());
         store.write(|tx| tx.drop_damaged_body(row.id))?;

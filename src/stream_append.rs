@@ -229,7 +229,7 @@ impl Streams {
 
     /// Whether the bytes of `row_id` are on their way to the target on the lane's connection.
     pub fn carries(&self, row_id: i64) -> bool {
-        self.feed.borrow().as_ref().is_some_and(|f| f.row_id == row_id && !f.broken)
+        !self.ended.get() && self.feed.borrow().as_ref().is_some_and(|f| f.row_id == row_id && !f.broken)
     }
 
     /// The writer's push came to `row_id`, staged whole: waits until the lane has sent every byte but

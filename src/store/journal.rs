@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
-use super::{PushState, Store, Tx};
+use super::{PushState, StagedPlace, Store, Tx};
 
 /// A target folder as we know it.
 pub struct TargetFolderRow {
@@ -30,6 +30,8 @@ pub struct PendingAppend {
     pub flags: String,
     pub internal_date: Option<String>,
     pub state: PushState,
+    /// Its staged copy, read with it (`Store::open_staged`).
+    pub place: StagedPlace,
 }
 
 /// Where a copy of a staged message is on the target.
@@ -182,24 +184,22 @@ impl Store {
             .optional()?)
     }
 
-    /// The SHA-256 of a message's staged bytes, once it is staged whole.
-    pub fn staged_hash(&self, message_id: i64) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT sha256 FROM message WHERE id = ?1")?
-            .query_row([message_id], |r| r.get::<_, Option<Vec<u8>>>(0))
-            .optional()?
-            .flatten())
-    }
-
     /// The next pending staged messages of a source folder in source UID order, at most `limit`.
     pub fn pending_appends(&self, source_folder_id: i64, limit: usize) -> Result<Vec<PendingAppend>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, size, flags, internal_date, push_state FROM message
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, size, flags, internal_date, push_state, {} FROM message
              WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL ORDER BY uid LIMIT ?2",
-        )?;
+            StagedPlace::COLUMNS
+        ))?;
         let rows = stmt.query_map(params![source_folder_id, limit as i64], |r| {
-            Ok(PendingAppend { id: r.get(0)?, size: r.get(1)?, flags: r.get(2)?, internal_date: r.get(3)?, state: r.get(4)? })
+            Ok(PendingAppend {
+                id: r.get(0)?,
+                size: r.get(1)?,
+                flags: r.get(2)?,
+                internal_date: r.get(3)?,
+                state: r.get(4)?,
+                place: StagedPlace::from_row(r, 5)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

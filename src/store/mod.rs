@@ -51,7 +51,7 @@ pub use notify::NotifyRows;
 pub use passes::{Finished, PassTotals, RunMark};
 pub use settings::{PASS_INTERVAL_SECONDS, QUIET_PERIOD_SECONDS, Settings, check_seconds, check_staging_limit, parse_staging_limit};
 pub use space::{DEFAULT_STAGING_LIMIT, free_disk};
-pub use spool::{DamagedBody, StagedBody};
+pub use spool::{DamagedBody, StagedBody, StagedPlace};
 pub use staging::{BodyWrite, ListedMessage, SourceFolderRow, UnstagedMessage};
 pub use stats::{AccountProgress, MirrorProgress, SkipEntry};
 pub use switch::{Switched, SwitchedBy};
