@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use crate::failure::{self, Retry, Scope};
 use crate::filters::MessageFilter;
 use crate::folders::{self, FolderMap, SourceFolder, SourceLayout, SpecialUse, TargetFolder, TargetLayout};
-use crate::imap::{FolderStatus, ImapError, ListedFolder, Listing, Session};
+use crate::imap::{Compression, FolderStatus, ImapError, ListedFolder, Listing, Session};
 use crate::lanes::{self, Lane, Readers, folder_failed, push_lane, stop_if_requested, write_folders};
 use crate::pipe::Pipe;
 use crate::pull::{self, PullStats};
@@ -43,14 +43,18 @@ pub async fn connect_both(store: &Store, account: &Account) -> Result<Connected>
             source.compress_if_worthwhile(compress).await?;
             anyhow::Ok(source)
         },
-        async {
-            let mut target = open_target(store, account).await?;
-            target.compress_if_worthwhile(compress).await?;
-            anyhow::Ok(target)
-        },
+        open_target_compressing(store, account, compress),
     )
     .await;
     Ok(Connected { source: source?, target: target? })
+}
+
+/// The target logged in, compressing where `compress` says it pays: the writer's connection, and the
+/// stream's (`stream_append`).
+async fn open_target_compressing(store: &Store, account: &Account, compress: Compression) -> Result<Session> {
+    let mut target = open_target(store, account).await?;
+    target.compress_if_worthwhile(compress).await?;
+    Ok(target)
 }
 
 /// Connects to the source and logs in as the account: with its password, else the source's admin
@@ -599,11 +603,9 @@ async fn pass_connected(
     };
     // A large message goes up while it still comes down, on a target connection of its own.
     let target_wires: BTreeMap<i64, String> = lanes.iter().map(|lane| (lane.folder_id, lane.target_wire.clone())).collect();
-    let stream_lane = crate::stream_append::carry(&pipe.streams, store, &account.source_login, &target_wires, || async {
-        let compress = store.settings()?.compress;
-        let mut target = open_target(store, account).await?;
-        target.compress_if_worthwhile(compress).await?;
-        Ok(target)
+    let compress = settings.compress;
+    let stream_lane = crate::stream_append::carry(&pipe.streams, store, &account.source_login, &target_wires, || {
+        open_target_compressing(store, account, compress)
     });
     let ((read, written), stream_throttled) = smol::future::zip(smol::future::zip(reader, writer), stream_lane).await;
     report.pull.absorb(second_stats);
