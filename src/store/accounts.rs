@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{Store, Tx};
 use crate::secret::Secret;
 
@@ -196,7 +197,7 @@ impl Store {
     /// Accounts by source login, all of them when `only` is empty; unknown names are an error. A
     /// removed account is not among them (named, it is an error that says how to bring it back).
     pub fn accounts(&self, only: &[String]) -> Result<Vec<Account>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, source_login, target_login, source_password, target_password, aliases,
                     source_dav_login, source_dav_password, target_dav_login, target_dav_password FROM account
              WHERE removed_at IS NULL ORDER BY source_login",
@@ -258,12 +259,12 @@ impl Store {
 
     /// The id of the account with exactly this source login, if there is one.
     pub fn account_id(&self, source_login: &str) -> Result<Option<i64>> {
-        Ok(self.conn.query_row("SELECT id FROM account WHERE source_login = ?1", [source_login], |r| r.get(0)).optional()?)
+        Ok(self.conn.row("SELECT id FROM account WHERE source_login = ?1", [source_login], |r| r.get(0)).optional()?)
     }
 
     /// Every account without its passwords, by source login.
     pub fn account_summaries(&self) -> Result<Vec<AccountSummary>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, source_login, target_login, aliases, {SHOWN_STATE}, last_error, last_pass_at, last_new_mail_at, removed_at
              FROM account ORDER BY source_login"
         ))?;
@@ -298,18 +299,18 @@ impl Tx<'_> {
             // old one say nothing about it, even where its UIDVALIDITY happens to be the same number.
             // The copies go back to `appending` and the folders read as never looked through, so the
             // next push looks them up by content in the new mailbox before appending what is not there.
-            self.conn().execute(
+            self.conn().run(
                 "UPDATE message SET push_state = 'appending', origin = NULL WHERE push_state = 'pushed' AND folder_id IN
                    (SELECT f.id FROM source_folder f JOIN account a ON a.id = f.account_id WHERE a.source_login = ?1)",
                 [&account.source_login],
             )?;
-            self.conn().execute(
+            self.conn().run(
                 "UPDATE target_folder SET uidvalidity = NULL, indexed_uidnext = 0
                    WHERE account_id = (SELECT id FROM account WHERE source_login = ?1)",
                 [&account.source_login],
             )?;
         }
-        self.conn().execute(
+        self.conn().run(
             "INSERT INTO account (source_login, source_password, target_login, target_password, aliases,
                  source_dav_login, source_dav_password, target_dav_login, target_dav_password)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -337,7 +338,7 @@ impl Tx<'_> {
     /// new mail moves only when the pass found some.
     pub fn record_account_pass(&self, account_id: i64, at: i64, error: Option<&str>, new_mail: bool) -> Result<()> {
         let state = if error.is_some() { AccountState::Failed } else { AccountState::Synced };
-        self.conn().execute(
+        self.conn().run(
             "UPDATE account SET last_pass_at = ?2, last_error = ?3, state = ?4,
                last_new_mail_at = CASE WHEN ?5 THEN ?2 ELSE last_new_mail_at END WHERE id = ?1",
             params![account_id, at, error, state, new_mail],
@@ -397,14 +398,12 @@ mod tests {
             (Some("gammal"), Some("ny"))
         );
         // Sealed to its column: the source's DAV password does not open as the target's or the mail one.
-        let sealed_source: Vec<u8> = store.conn.query_row("SELECT source_dav_password FROM account", [], |r| r.get(0)).unwrap();
+        let sealed_source: Vec<u8> = store.conn.row("SELECT source_dav_password FROM account", [], |r| r.get(0)).unwrap();
         assert!(store.key.open(&sealed_source, b"target_dav:a@x.se").is_err());
         assert!(store.key.open(&sealed_source, b"source:a@x.se").is_err());
         store.remove_account(a.id, 5).unwrap();
-        let left: (Option<Vec<u8>>, Option<Vec<u8>>) = store
-            .conn
-            .query_row("SELECT source_dav_password, target_dav_password FROM account", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap();
+        let left: (Option<Vec<u8>>, Option<Vec<u8>>) =
+            store.conn.row("SELECT source_dav_password, target_dav_password FROM account", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         assert_eq!(left, (None, None), "removed with the mail passwords");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -8,6 +8,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{Store, Tx};
 use crate::units::now;
 
@@ -147,7 +148,7 @@ impl Store {
     /// The account's collections, in the order they were first listed.
     pub fn dav_collections(&self, account_id: i64) -> Result<Vec<DavCollection>> {
         let mut statement =
-            self.conn.prepare(&format!("SELECT {COLLECTION_COLUMNS} FROM dav_collection WHERE account_id = ?1 ORDER BY id"))?;
+            self.conn.prepare_cached(&format!("SELECT {COLLECTION_COLUMNS} FROM dav_collection WHERE account_id = ?1 ORDER BY id"))?;
         let rows = statement.query_map([account_id], collection_of)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -220,14 +221,14 @@ impl Store {
 
     /// An item's staged bytes, read one at a time by the writer.
     pub fn dav_item_body(&self, id: i64) -> Result<Option<Vec<u8>>> {
-        Ok(self.conn.query_row("SELECT body FROM dav_item WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
+        Ok(self.conn.row("SELECT body FROM dav_item WHERE id = ?1", [id], |r| r.get(0)).optional()?.flatten())
     }
 
     /// A row of ours the source no longer lists whose copy is at this target href, if any.
     pub fn dav_gone_copy_at(&self, collection_id: i64, target_href: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT id FROM dav_item WHERE collection_id = ?1 AND target_href = ?2 AND gone_at IS NOT NULL AND origin = 'put' \
                  AND push_state = 'pushed' AND mirror IS NULL",
                 params![collection_id, target_href],
@@ -241,7 +242,7 @@ impl Store {
     pub fn dav_copy_still_wanted(&self, collection_id: i64, id: i64, target_href: &str, uid: Option<&str>) -> Result<bool> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT 1 FROM dav_item WHERE collection_id = ?1 AND id != ?2 AND gone_at IS NULL \
                  AND (target_href = ?3 OR (?4 IS NOT NULL AND uid = ?4)) LIMIT 1",
                 params![collection_id, id, target_href, uid],
@@ -255,7 +256,7 @@ impl Store {
     pub fn dav_has_absent_items(&self, collection_id: i64) -> Result<bool> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM dav_item WHERE collection_id = ?1 AND gone_at IS NOT NULL LIMIT 1", [collection_id], |_| Ok(()))
+            .row("SELECT 1 FROM dav_item WHERE collection_id = ?1 AND gone_at IS NOT NULL LIMIT 1", [collection_id], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -273,7 +274,7 @@ impl Store {
     pub fn dav_target_href_taken(&self, collection_id: i64, target_href: &str, except_id: i64) -> Result<bool> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT 1 FROM dav_item WHERE collection_id = ?1 AND target_href = ?2 AND id != ?3",
                 params![collection_id, target_href, except_id],
                 |_| Ok(()),
@@ -329,7 +330,7 @@ impl Tx<'_> {
     /// another owner, a subscription) follows the listing until something of it is copied. Returns its id.
     pub fn record_dav_collection(&self, account_id: i64, listed: &ListedCollection) -> Result<i64> {
         let conn = self.conn();
-        conn.execute(
+        conn.run(
             "INSERT INTO dav_collection (account_id, kind, components, source_href, displayname, colour, description, state, skip_reason) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?8 IS NULL THEN 'pending' ELSE 'skipped' END, ?8) \
              ON CONFLICT (account_id, source_href) DO UPDATE SET displayname = excluded.displayname, colour = excluded.colour, \
@@ -348,7 +349,7 @@ impl Tx<'_> {
                 listed.skip_reason
             ],
         )?;
-        Ok(conn.query_row(
+        Ok(conn.row(
             "SELECT id FROM dav_collection WHERE account_id = ?1 AND source_href = ?2",
             params![account_id, listed.source_href],
             |r| r.get(0),
@@ -360,38 +361,38 @@ impl Tx<'_> {
         let mut statement = self.conn().prepare_cached("SELECT id FROM dav_collection WHERE account_id = ?1")?;
         let ids = statement.query_map([account_id], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         for id in ids.into_iter().filter(|id| !seen.contains(id)) {
-            self.conn().execute("UPDATE dav_collection SET absent_listings = absent_listings + 1 WHERE id = ?1", [id])?;
+            self.conn().run("UPDATE dav_collection SET absent_listings = absent_listings + 1 WHERE id = ?1", [id])?;
         }
         Ok(())
     }
 
     /// The journal of a new collection on the target: its href chosen and committed before MKCALENDAR.
     pub fn mark_dav_collection_creating(&self, id: i64, target_href: &str) -> Result<()> {
-        self.conn().execute("UPDATE dav_collection SET state = 'creating', target_href = ?2 WHERE id = ?1", params![id, target_href])?;
+        self.conn().run("UPDATE dav_collection SET state = 'creating', target_href = ?2 WHERE id = ?1", params![id, target_href])?;
         Ok(())
     }
 
     /// The collection is on the target, made by us (`created`) or found there.
     pub fn mark_dav_collection_present(&self, id: i64, origin: &str) -> Result<()> {
-        self.conn().execute("UPDATE dav_collection SET state = 'present', origin = ?2 WHERE id = ?1", params![id, origin])?;
+        self.conn().run("UPDATE dav_collection SET state = 'present', origin = ?2 WHERE id = ?1", params![id, origin])?;
         Ok(())
     }
 
     /// The journal of a collection's deletion on the target.
     pub fn mark_dav_collection_deleting(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_collection SET state = 'deleting' WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_collection SET state = 'deleting' WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Forgets a collection and its items (gone from the source and dealt with).
     pub fn forget_dav_collection(&self, id: i64) -> Result<()> {
-        self.conn().execute("DELETE FROM dav_collection WHERE id = ?1", [id])?;
+        self.conn().run("DELETE FROM dav_collection WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// The collection's change marks as of a listing whose changes are all recorded.
     pub fn record_dav_change_marks(&self, id: i64, ctag: Option<&str>, sync_token: Option<&str>) -> Result<()> {
-        self.conn().execute("UPDATE dav_collection SET ctag = ?2, sync_token = ?3 WHERE id = ?1", params![id, ctag, sync_token])?;
+        self.conn().run("UPDATE dav_collection SET ctag = ?2, sync_token = ?3 WHERE id = ?1", params![id, ctag, sync_token])?;
         Ok(())
     }
 
@@ -422,7 +423,7 @@ impl Tx<'_> {
         }
         for (_, (id, _, _, gone_at)) in known {
             if gone_at.is_none() {
-                conn.execute("UPDATE dav_item SET gone_at = ?2 WHERE id = ?1", params![id, now])?;
+                conn.run("UPDATE dav_item SET gone_at = ?2 WHERE id = ?1", params![id, now])?;
                 changes.first_absent.push(id);
             }
         }
@@ -450,7 +451,7 @@ impl Tx<'_> {
                 })
                 .optional()?;
             if let Some(id) = id {
-                self.conn().execute("UPDATE dav_item SET gone_at = COALESCE(gone_at, ?2) WHERE id = ?1", params![id, now()])?;
+                self.conn().run("UPDATE dav_item SET gone_at = COALESCE(gone_at, ?2) WHERE id = ?1", params![id, now()])?;
                 changes.gone.push(id);
             }
         }
@@ -467,7 +468,7 @@ impl Tx<'_> {
     ) -> Result<()> {
         let conn = self.conn();
         let Some((id, etag, state, gone_at)) = known else {
-            conn.execute(
+            conn.run(
                 "INSERT INTO dav_item (collection_id, source_href, source_etag, size) VALUES (?1, ?2, NULL, ?3)",
                 params![collection_id, item.href, item.size.unwrap_or(0) as i64],
             )?;
@@ -475,15 +476,15 @@ impl Tx<'_> {
             return Ok(());
         };
         if gone_at.is_some() {
-            conn.execute("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
+            conn.run("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
         }
         let changed = item.etag.is_none() || etag.is_none() || item.etag != etag;
         if changed && state == "pushed" {
-            conn.execute("UPDATE dav_item SET changed_at = ?2 WHERE id = ?1 AND changed_at IS NULL", params![id, now()])?;
+            conn.run("UPDATE dav_item SET changed_at = ?2 WHERE id = ?1 AND changed_at IS NULL", params![id, now()])?;
             changes.changed += 1;
         } else if changed && state == "refused" && etag.is_some() && item.etag != etag {
             // A refused item the user changed is tried again.
-            conn.execute("UPDATE dav_item SET push_state = 'pending', body = NULL WHERE id = ?1", [id])?;
+            conn.run("UPDATE dav_item SET push_state = 'pending', body = NULL WHERE id = ?1", [id])?;
             changes.changed += 1;
         }
         Ok(())
@@ -494,19 +495,19 @@ impl Tx<'_> {
     pub fn stage_dav_item(&self, staged: &StagedItem) -> Result<()> {
         let conn = self.conn();
         let (state, content_hash): (String, Option<Vec<u8>>) =
-            conn.query_row("SELECT push_state, content_hash FROM dav_item WHERE id = ?1", [staged.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            conn.row("SELECT push_state, content_hash FROM dav_item WHERE id = ?1", [staged.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if state == "pushed" {
             if content_hash.as_deref() == Some(staged.content_hash.as_slice()) {
-                conn.execute("UPDATE dav_item SET source_etag = ?2, changed_at = NULL WHERE id = ?1", params![staged.id, staged.etag])?;
+                conn.run("UPDATE dav_item SET source_etag = ?2, changed_at = NULL WHERE id = ?1", params![staged.id, staged.etag])?;
                 return Ok(());
             }
-            conn.execute(
+            conn.run(
                 "UPDATE dav_item SET source_etag = ?2, uid = COALESCE(?3, uid), sha256 = ?4, body = ?5, size = ?6 WHERE id = ?1",
                 params![staged.id, staged.etag, staged.uid, staged.sha256, staged.body, staged.body.len() as i64],
             )?;
             return Ok(());
         }
-        conn.execute(
+        conn.run(
             "UPDATE dav_item SET source_etag = ?2, uid = ?3, sha256 = ?4, content_hash = ?5, body = ?6, size = ?7, missed_passes = 0 \
              WHERE id = ?1",
             params![staged.id, staged.etag, staged.uid, staged.sha256, staged.content_hash, staged.body, staged.body.len() as i64],
@@ -516,13 +517,13 @@ impl Tx<'_> {
 
     /// The journal of a PUT of a new item: its target href, committed before the request.
     pub fn mark_dav_putting(&self, id: i64, target_href: &str) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET push_state = 'putting', target_href = ?2 WHERE id = ?1", params![id, target_href])?;
+        self.conn().run("UPDATE dav_item SET push_state = 'putting', target_href = ?2 WHERE id = ?1", params![id, target_href])?;
         Ok(())
     }
 
     /// The journal of a replacing PUT (`If-Match`).
     pub fn mark_dav_replacing(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET push_state = 'replacing' WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_item SET push_state = 'replacing' WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -536,7 +537,7 @@ impl Tx<'_> {
         content_hash: &[u8],
         origin: &str,
     ) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE dav_item SET push_state = 'pushed', target_href = ?2, target_etag = ?3, content_hash = ?4, origin = ?5, \
              body = NULL, changed_at = NULL WHERE id = ?1",
             params![id, target_href, target_etag, content_hash, origin],
@@ -547,39 +548,39 @@ impl Tx<'_> {
     /// A change the target's copy could not take (a user changed it there): the target's is kept, the
     /// staged bytes released, and the source's ETag remembered so the same change is not tried again.
     pub fn keep_dav_target_copy(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET push_state = 'pushed', body = NULL, changed_at = NULL WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_item SET push_state = 'pushed', body = NULL, changed_at = NULL WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// The source did not send this item when asked in this pass; returns in how many passes so far.
     pub fn count_dav_miss(&self, id: i64) -> Result<i64> {
-        self.conn().execute("UPDATE dav_item SET missed_passes = missed_passes + 1 WHERE id = ?1", [id])?;
-        Ok(self.conn().query_row("SELECT missed_passes FROM dav_item WHERE id = ?1", [id], |r| r.get(0))?)
+        self.conn().run("UPDATE dav_item SET missed_passes = missed_passes + 1 WHERE id = ?1", [id])?;
+        Ok(self.conn().row("SELECT missed_passes FROM dav_item WHERE id = ?1", [id], |r| r.get(0))?)
     }
 
     /// An item a listing left out that the source still has after all (a GET found it).
     pub fn clear_dav_gone(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_item SET gone_at = NULL WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// A journalled replacement found not to have arrived: the change is sent again from its staged bytes.
     pub fn undo_dav_replacing(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET push_state = 'pushed' WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_item SET push_state = 'pushed' WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// A journalled PUT that did not arrive: sent again from the staged bytes, or fetched again first
     /// when they were released.
     pub fn mark_dav_pending(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET push_state = 'pending' WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_item SET push_state = 'pending' WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// An item the target will not take, with its skip ledger entry in the same transaction.
     pub fn refuse_dav_item(&self, account_id: i64, id: i64, collection: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET push_state = 'refused', body = NULL WHERE id = ?1", [id])?;
-        self.conn().execute(
+        self.conn().run("UPDATE dav_item SET push_state = 'refused', body = NULL WHERE id = ?1", [id])?;
+        self.conn().run(
             "INSERT INTO skip (account_id, folder, reason, server_says, at, dav_item_id, calendar) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
             params![account_id, collection, reason, server_says, now(), id],
         )?;
@@ -588,19 +589,19 @@ impl Tx<'_> {
 
     /// The journal of a DELETE of our copy on the target.
     pub fn mark_dav_deleting(&self, id: i64) -> Result<()> {
-        self.conn().execute("UPDATE dav_item SET mirror = 'deleting' WHERE id = ?1", [id])?;
+        self.conn().run("UPDATE dav_item SET mirror = 'deleting' WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Forgets an item row (its copy deleted, or nothing to do for it).
     pub fn forget_dav_item(&self, id: i64) -> Result<()> {
-        self.conn().execute("DELETE FROM dav_item WHERE id = ?1", [id])?;
+        self.conn().run("DELETE FROM dav_item WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// A skip ledger entry about a collection or an item, without a state change.
     pub fn note_dav_skip(&self, account_id: i64, collection: &str, reason: &str, server_says: Option<&str>) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "INSERT INTO skip (account_id, folder, reason, server_says, at, calendar) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
             params![account_id, collection, reason, server_says, now()],
         )?;
@@ -617,7 +618,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postflytt-store-dav-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        store.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        store.conn.run("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
         let listed = |skip: Option<&str>| ListedCollection {
             kind: "calendar",
             source_href: "/a/jobb/".into(),

@@ -6,6 +6,7 @@
 use anyhow::{Result, anyhow};
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{Store, TargetFolderRow, Tx};
 
 /// One source folder as discovery lists and maps it.
@@ -40,7 +41,7 @@ impl Store {
     /// The account's folders the source still lists, in target-name order (so parents come before
     /// children when they are created).
     pub fn present_folders(&self, account_id: i64) -> Result<Vec<PresentFolder>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, name, wire_name, target_name, selectable, subscribed FROM source_folder
              WHERE account_id = ?1 AND present = 1 ORDER BY target_name",
         )?;
@@ -60,7 +61,7 @@ impl Store {
     /// The account's folders the source listed at the last discovery (a check's, a pass's or
     /// `folders`'), with their mapping as recorded then, by name: what the page shows before a pass.
     pub fn recorded_folders(&self, account_id: i64) -> Result<Vec<SourceFolderRecord>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT name, wire_name, delimiter, attributes, selectable, subscribed, target_name, map_reason, map_note
              FROM source_folder WHERE account_id = ?1 AND present = 1 ORDER BY name",
         )?;
@@ -86,13 +87,13 @@ impl Tx<'_> {
     /// again those the source lists now.
     pub fn mark_source_folders_absent(&self, account_id: i64) -> Result<()> {
         self.conn()
-            .execute("UPDATE source_folder SET present = 0, absent_listings = absent_listings + 1 WHERE account_id = ?1", [account_id])?;
+            .run("UPDATE source_folder SET present = 0, absent_listings = absent_listings + 1 WHERE account_id = ?1", [account_id])?;
         Ok(())
     }
 
     /// Records a source folder the source lists, with its mapping (inserted, or updated by wire name).
     pub fn record_source_folder(&self, account_id: i64, folder: &SourceFolderRecord) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "INSERT INTO source_folder (account_id, name, wire_name, delimiter, attributes, selectable, subscribed, present,
                                         target_name, map_reason, map_note)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10)
@@ -118,7 +119,7 @@ impl Tx<'_> {
     /// Forgets what was recorded of a target folder's contents (its UIDVALIDITY and how far it was
     /// indexed), for a folder that had to be created again: what was recorded there is gone.
     pub fn forget_target_folder_contents(&self, account_id: i64, wire_name: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE target_folder SET uidvalidity = NULL, indexed_uidnext = 0 WHERE account_id = ?1 AND wire_name = ?2",
             params![account_id, wire_name],
         )?;
@@ -127,12 +128,12 @@ impl Tx<'_> {
 
     /// The target folder's row, made when there is none yet.
     pub fn target_folder(&self, account_id: i64, name: &str, wire_name: &str) -> Result<TargetFolderRow> {
-        self.conn().execute(
+        self.conn().run(
             "INSERT INTO target_folder (account_id, name, wire_name) VALUES (?1, ?2, ?3) ON CONFLICT (account_id, wire_name) DO NOTHING",
             params![account_id, name, wire_name],
         )?;
         self.conn()
-            .query_row(
+            .row(
                 "SELECT id, wire_name, uidvalidity, indexed_uidnext FROM target_folder WHERE account_id = ?1 AND wire_name = ?2",
                 params![account_id, wire_name],
                 |r| Ok(TargetFolderRow { id: r.get(0)?, wire_name: r.get(1)?, uidvalidity: r.get(2)?, indexed_uidnext: r.get(3)? }),

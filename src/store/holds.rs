@@ -7,6 +7,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{AccountState, Store, Tx};
 use crate::secret::Secret;
 
@@ -23,12 +24,12 @@ impl Store {
     /// its id and how it stands, removed ones too.
     pub fn account_by_login(&self, login: &str) -> Result<Option<(i64, String, AccountState)>> {
         let sql = format!("SELECT id, source_login, {} FROM account WHERE source_login = ?1", super::accounts::SHOWN_STATE);
-        let exact = self.conn.query_row(&sql, [login], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+        let exact = self.conn.row(&sql, [login], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
         if exact.is_some() {
             return Ok(exact);
         }
         let sql = format!("SELECT id, source_login, {} FROM account WHERE source_login = ?1 COLLATE NOCASE", super::accounts::SHOWN_STATE);
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows: Vec<(i64, String, AccountState)> =
             stmt.query_map([login], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(if rows.len() == 1 { rows.pop() } else { None })
@@ -55,7 +56,7 @@ impl Store {
 
     /// Every paused or removed account, by source login.
     pub fn held_accounts(&self) -> Result<Vec<HeldAccount>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT source_login, {} FROM account WHERE removed_at IS NOT NULL OR paused_at IS NOT NULL ORDER BY source_login",
             super::accounts::SHOWN_STATE
         ))?;
@@ -74,7 +75,7 @@ impl Store {
     /// Returns how many copies were released.
     pub fn release_removed_accounts(&self) -> Result<usize> {
         let ids: Vec<i64> = {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT m.id FROM message m JOIN source_folder f ON f.id = m.folder_id JOIN account a ON a.id = f.account_id
                  WHERE a.removed_at IS NOT NULL AND m.spool_bytes > 0",
             )?;
@@ -99,7 +100,7 @@ impl Store {
             Ok(())
         });
         // Checkpointed so the log does not keep the sealed bytes either.
-        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = self.conn.row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         self.conn.execute_batch("PRAGMA secure_delete = OFF")?;
         done
     }
@@ -109,7 +110,7 @@ impl Tx<'_> {
     /// Pauses (`Some(at)`) or resumes (None) an account; a removed one is left as it is. True when
     /// the account was there to change.
     pub fn set_paused(&self, account_id: i64, at: Option<i64>) -> Result<bool> {
-        let n = self.conn().execute("UPDATE account SET paused_at = ?2 WHERE id = ?1 AND removed_at IS NULL", params![account_id, at])?;
+        let n = self.conn().run("UPDATE account SET paused_at = ?2 WHERE id = ?1 AND removed_at IS NULL", params![account_id, at])?;
         Ok(n == 1)
     }
 
@@ -117,13 +118,13 @@ impl Tx<'_> {
     /// goes back to be checked: its check verdict is forgotten, and a failed one reads as new again.
     pub fn set_account_passwords(&self, account_id: i64, source: Option<&[u8]>, target: Option<&[u8]>) -> Result<()> {
         if let Some(sealed) = source {
-            self.conn().execute("UPDATE account SET source_password = ?2 WHERE id = ?1", params![account_id, sealed])?;
+            self.conn().run("UPDATE account SET source_password = ?2 WHERE id = ?1", params![account_id, sealed])?;
         }
         if let Some(sealed) = target {
-            self.conn().execute("UPDATE account SET target_password = ?2 WHERE id = ?1", params![account_id, sealed])?;
+            self.conn().run("UPDATE account SET target_password = ?2 WHERE id = ?1", params![account_id, sealed])?;
         }
-        self.conn().execute("DELETE FROM check_result WHERE account_id = ?1", [account_id])?;
-        self.conn().execute(
+        self.conn().run("DELETE FROM check_result WHERE account_id = ?1", [account_id])?;
+        self.conn().run(
             "UPDATE account SET state = CASE WHEN state = 'failed' THEN 'new' ELSE state END, last_error = NULL WHERE id = ?1",
             [account_id],
         )?;

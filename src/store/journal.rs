@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{PushState, StagedPlace, Store, Tx};
 
 /// A target folder as we know it.
@@ -57,7 +58,7 @@ impl Store {
     /// target, flags not carried over, or recorded in another target folder or UIDVALIDITY than
     /// `target_folder_id` at `target_uidvalidity`.
     pub fn push_work(&self, source_folder_id: i64, target_folder_id: i64, target_uidvalidity: Option<u32>) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL
                AND (push_state IN ('pending', 'appending')
                     OR (push_state = 'pushed' AND (synced_flags IS NULL OR synced_flags != flags))
@@ -69,7 +70,7 @@ impl Store {
 
     /// Whether any message of a source folder is recorded as on the target.
     pub fn has_pushed(&self, source_folder_id: i64) -> Result<bool> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1 AND push_state = 'pushed')",
             [source_folder_id],
             |r| r.get(0),
@@ -78,7 +79,7 @@ impl Store {
 
     /// Staged messages of a source folder not known to be on the target (pending or appending).
     pub fn unplaced_count(&self, source_folder_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL AND push_state IN ('pending', 'appending')",
             [source_folder_id],
             |r| r.get(0),
@@ -87,16 +88,14 @@ impl Store {
 
     /// Messages of a source folder whose APPEND was journalled but whose result was not recorded.
     pub fn appending_count(&self, source_folder_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending'",
-            [source_folder_id],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .row("SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending'", [source_folder_id], |r| r.get(0))?)
     }
 
     /// Of `appending_count`, those with no identity to be looked up by ('' after `fill_staged`).
     pub fn appending_without_identity(&self, source_folder_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT count(*) FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND identity = ''",
             [source_folder_id],
             |r| r.get(0),
@@ -105,25 +104,25 @@ impl Store {
 
     /// Id and size of the pending staged messages of a source folder larger than `limit` bytes.
     pub fn oversized_pending(&self, source_folder_id: i64, limit: u64) -> Result<Vec<(i64, u64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, size FROM message WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL AND size > ?2")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, size FROM message WHERE folder_id = ?1 AND push_state = 'pending' AND sha256 IS NOT NULL AND size > ?2",
+        )?;
         let rows = stmt.query_map(params![source_folder_id, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The target UIDs in a target folder at `uidvalidity` that staged messages are recorded at.
     pub fn pushed_target_uids(&self, target_folder_id: i64, uidvalidity: u32) -> Result<BTreeSet<u32>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT target_uid FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT target_uid FROM message WHERE target_folder_id = ?1 AND target_uidvalidity = ?2 AND push_state = 'pushed'",
+        )?;
         let rows = stmt.query_map(params![target_folder_id, uidvalidity], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The sizes of a source folder's staged messages not known to be on the target.
     pub fn unplaced_sizes(&self, source_folder_id: i64) -> Result<BTreeSet<u64>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT size FROM message WHERE folder_id = ?1 AND sha256 IS NOT NULL AND push_state IN ('pending', 'appending')",
         )?;
         let rows = stmt.query_map([source_folder_id], |r| r.get(0))?;
@@ -135,7 +134,7 @@ impl Store {
     pub fn unplaced_by_content(&self, source_folder_id: i64, size: u64, sha256: &[u8]) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT id FROM message WHERE folder_id = ?1 AND size = ?2 AND sha256 = ?3 AND push_state IN ('pending', 'appending')
                  ORDER BY push_state = 'appending' DESC, uid LIMIT 1",
                 params![source_folder_id, size as i64, sha256],
@@ -206,13 +205,13 @@ impl Store {
 
     /// How many times a message's APPEND was journalled (a throttled one gives its attempt back).
     pub fn append_attempts(&self, message_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT attempts FROM message WHERE id = ?1", [message_id], |r| r.get(0))?)
+        Ok(self.conn.row("SELECT attempts FROM message WHERE id = ?1", [message_id], |r| r.get(0))?)
     }
 
     /// The pushed messages of a source folder recorded in this target folder and UIDVALIDITY whose
     /// flags changed since they were last carried over (or were never).
     pub fn flags_to_sync(&self, source_folder_id: i64, target_folder_id: i64, uidvalidity: u32) -> Result<Vec<FlagsToSync>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, target_uid, flags, coalesce(synced_flags, '') FROM message WHERE folder_id = ?1 AND push_state = 'pushed'
                AND target_folder_id = ?2 AND target_uidvalidity = ?3 AND (synced_flags IS NULL OR synced_flags != flags)",
         )?;
@@ -284,7 +283,7 @@ impl Tx<'_> {
 
     /// The message is not copied (the target refused it, or it is over the target's size limit).
     pub fn mark_refused(&self, message_id: i64) -> Result<()> {
-        self.conn().execute("UPDATE message SET push_state = ?2 WHERE id = ?1", params![message_id, PushState::Refused])?;
+        self.conn().run("UPDATE message SET push_state = ?2 WHERE id = ?1", params![message_id, PushState::Refused])?;
         self.release_body(message_id)
     }
 
@@ -302,12 +301,12 @@ impl Tx<'_> {
         for id in gone {
             self.forget_message(id)?;
         }
-        let refetch = self.conn().execute(
+        let refetch = self.conn().run(
             "UPDATE message SET sha256 = NULL WHERE folder_id = ?1 AND push_state = 'appending' AND size > 0
                AND spool_bytes = 0",
             [source_folder_id],
         )?;
-        self.conn().execute(
+        self.conn().run(
             "UPDATE message SET push_state = ?2, moved_from = NULL, origin = NULL WHERE folder_id = ?1 AND push_state = 'appending'",
             params![source_folder_id, PushState::Pending],
         )?;
@@ -317,7 +316,7 @@ impl Tx<'_> {
     /// Messages of a source folder recorded as pushed anywhere but `target_folder_id` at `uidvalidity`
     /// are no longer addressable by UID: back to `appending` (maybe there, maybe not), to be looked up.
     pub fn reopen_pushes_elsewhere(&self, source_folder_id: i64, target_folder_id: i64, uidvalidity: u32) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE message SET push_state = ?4, origin = NULL WHERE folder_id = ?1 AND push_state = 'pushed'
                AND (target_folder_id IS NOT ?2 OR target_uidvalidity IS NOT ?3)",
             params![source_folder_id, target_folder_id, uidvalidity, PushState::Appending],
@@ -328,16 +327,14 @@ impl Tx<'_> {
     /// A target folder seen with a new UIDVALIDITY (or for the first time): nothing of it is looked
     /// through yet.
     pub fn set_target_uidvalidity(&self, target_folder_id: i64, uidvalidity: u32) -> Result<()> {
-        self.conn().execute(
-            "UPDATE target_folder SET uidvalidity = ?2, indexed_uidnext = 1 WHERE id = ?1",
-            params![target_folder_id, uidvalidity],
-        )?;
+        self.conn()
+            .run("UPDATE target_folder SET uidvalidity = ?2, indexed_uidnext = 1 WHERE id = ?1", params![target_folder_id, uidvalidity])?;
         Ok(())
     }
 
     /// Target messages below `uidnext` have been looked through for copies of staged messages.
     pub fn set_indexed_uidnext(&self, target_folder_id: i64, uidnext: u32) -> Result<()> {
-        self.conn().execute("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target_folder_id, uidnext])?;
+        self.conn().run("UPDATE target_folder SET indexed_uidnext = ?2 WHERE id = ?1", params![target_folder_id, uidnext])?;
         Ok(())
     }
 
@@ -346,7 +343,7 @@ impl Tx<'_> {
     /// between (new mail, another tool) took a UID of its own, so the range would not start there,
     /// and the look-through stays where it was.
     pub fn extend_indexed_uidnext(&self, target_folder_id: i64, first: u32, next: u32) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE target_folder SET indexed_uidnext = ?3 WHERE id = ?1 AND indexed_uidnext = ?2",
             params![target_folder_id, first, next],
         )?;
@@ -355,7 +352,7 @@ impl Tx<'_> {
 
     /// Copies landed at UIDs we do not know: the next look-up goes through the whole target folder.
     pub fn forget_indexed_uids(&self, target_folder_id: i64) -> Result<()> {
-        self.conn().execute("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target_folder_id])?;
+        self.conn().run("UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1) WHERE id = ?1", [target_folder_id])?;
         Ok(())
     }
 
@@ -378,12 +375,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
         store.upsert_account("a@x.se", &Secret::new("pw"), "a@y.se", None, &[]).unwrap();
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store.conn.execute("INSERT INTO target_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store.conn.run("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store.conn.run("INSERT INTO target_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
         for &(uid, size, flags) in messages {
             store
                 .conn
-                .execute(
+                .run(
                     "INSERT INTO message (folder_id, uidvalidity, uid, size, flags, sha256) VALUES (1, 1, ?1, ?2, ?3, ?4)",
                     params![uid, size as i64, flags, vec![uid as u8; 32]],
                 )
@@ -393,7 +390,7 @@ mod tests {
     }
 
     fn state_and_attempts(store: &Store, id: i64) -> (PushState, i64) {
-        store.conn.query_row("SELECT push_state, attempts FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+        store.conn.row("SELECT push_state, attempts FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
     }
 
     #[test]
@@ -455,7 +452,7 @@ mod tests {
         assert_eq!(state_and_attempts(&store, 2), (PushState::Pending, 1));
 
         // A look-up by content prefers the row we were appending; what it did not find goes again.
-        store.conn.execute("UPDATE message SET sha256 = ?1, size = 10 WHERE id IN (1, 2)", [vec![7u8; 32]]).unwrap();
+        store.conn.run("UPDATE message SET sha256 = ?1, size = 10 WHERE id IN (1, 2)", [vec![7u8; 32]]).unwrap();
         store.write(|tx| tx.mark_appending(2, 1)).unwrap();
         assert_eq!(store.unplaced_sizes(1).unwrap().into_iter().collect::<Vec<_>>(), [10]);
         assert_eq!(store.unplaced_by_content(1, 10, &[7u8; 32]).unwrap(), Some(2));
@@ -464,17 +461,17 @@ mod tests {
         assert_eq!(store.appending_count(1).unwrap(), 0);
 
         // By identity, only rows we were appending claim anything.
-        store.conn.execute("UPDATE message SET identity = 'mid:<a@x>' WHERE id = 1", []).unwrap();
+        store.conn.run("UPDATE message SET identity = 'mid:<a@x>' WHERE id = 1", []).unwrap();
         assert_eq!(store.appending_by_identity(1, Some("mid:<a@x>"), None).unwrap(), None);
         store.write(|tx| tx.mark_appending(1, 1)).unwrap();
         assert_eq!(store.appending_by_identity(1, Some("mid:<b@x>"), Some("mid:<a@x>")).unwrap(), Some(1));
         assert_eq!(store.appending_without_identity(1).unwrap(), 0);
 
         // A claim keeps a three-way base the row already has.
-        store.conn.execute("UPDATE message SET synced_flags = '\\Seen' WHERE id = 1", []).unwrap();
+        store.conn.run("UPDATE message SET synced_flags = '\\Seen' WHERE id = 1", []).unwrap();
         let copy = TargetCopy { folder_id: 1, uidvalidity: 5, uid: 40 };
         store.write(|tx| tx.claim_target_copy(1, copy, "$Target")).unwrap();
-        let base: String = store.conn.query_row("SELECT synced_flags FROM message WHERE id = 1", [], |r| r.get(0)).unwrap();
+        let base: String = store.conn.row("SELECT synced_flags FROM message WHERE id = 1", [], |r| r.get(0)).unwrap();
         assert_eq!((state_and_attempts(&store, 1).0, base.as_str()), (PushState::Pushed, "\\Seen"));
         assert!(store.has_pushed(1).unwrap());
 
@@ -489,7 +486,7 @@ mod tests {
         let mark = || -> (Option<u32>, u32) {
             store
                 .conn
-                .query_row("SELECT uidvalidity, indexed_uidnext FROM target_folder WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .row("SELECT uidvalidity, indexed_uidnext FROM target_folder WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
                 .unwrap()
         };
         assert_eq!(mark(), (Some(6), 1));

@@ -7,6 +7,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{PushState, Store, Tx};
 
 /// How every skip ledger entry of the filter begins (the issue's words; the report groups by it).
@@ -28,7 +29,7 @@ impl Store {
     /// Sizes of the account's copies on the target whose source row is gone (the users moved or
     /// deleted the message): `MessageFilter::spared_sizes`.
     pub fn gone_copy_sizes(&self, account_id: i64) -> Result<std::collections::BTreeSet<u64>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT m.size FROM message m JOIN source_folder f ON f.id = m.folder_id
               WHERE f.account_id = ?1 AND m.gone_at IS NOT NULL AND m.push_state = 'pushed'",
         )?;
@@ -42,7 +43,7 @@ impl Store {
         let sizes: Vec<u64> = sizes.iter().copied().collect();
         for chunk in sizes.chunks(200) {
             let marks = vec!["?"; chunk.len()].join(", ");
-            let mut stmt = self.conn.prepare(&format!(
+            let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT m.id, m.folder_id FROM message m JOIN source_folder f ON f.id = m.folder_id
                   WHERE f.account_id = ? AND m.left_out IS NOT NULL AND m.size IN ({marks})"
             ))?;
@@ -57,7 +58,7 @@ impl Store {
     /// Sizes of the folder's rows on the target under another UIDVALIDITY than `uidvalidity` (their
     /// messages come back under new UIDs): `MessageFilter::spared_sizes`.
     pub fn stale_copy_sizes(&self, folder_id: i64, uidvalidity: u32) -> Result<std::collections::BTreeSet<u64>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT size FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state IN ('pushed', 'appending')",
         )?;
         let rows = stmt.query_map(params![folder_id, uidvalidity], |r| r.get(0))?;
@@ -66,7 +67,7 @@ impl Store {
 
     /// The filter (`MessageFilter::fingerprint`) the account's rows were last weighed against.
     pub fn filter_applied(&self, account_id: i64) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT filter_applied FROM account WHERE id = ?1", [account_id], |r| r.get(0)).optional()?.flatten())
+        Ok(self.conn.row("SELECT filter_applied FROM account WHERE id = ?1", [account_id], |r| r.get(0)).optional()?.flatten())
     }
 
     /// Up to `limit` rows of the account after row id `after`, in id order, that are pending or
@@ -95,7 +96,7 @@ impl Store {
 impl Tx<'_> {
     /// A pending row the filter leaves out: refused, its staged bytes released, and one ledger entry.
     pub fn leave_out(&self, account_id: i64, message_id: i64, folder: &str, reason: &str) -> Result<()> {
-        let changed = self.conn().execute(
+        let changed = self.conn().run(
             "UPDATE message SET push_state = ?2, left_out = 1, sha256 = NULL WHERE id = ?1 AND push_state = ?3",
             params![message_id, PushState::Refused, PushState::Pending],
         )?;
@@ -109,22 +110,20 @@ impl Tx<'_> {
     /// A left-out row the filter now takes in: pending, without a hash (its bytes were never staged
     /// or were released), and its ledger entries gone.
     pub fn take_back(&self, message_id: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE message SET push_state = ?2, left_out = NULL, sha256 = NULL, staged_bytes = 0, attempts = 0
               WHERE id = ?1 AND left_out IS NOT NULL",
             params![message_id, PushState::Pending],
         )?;
-        self.conn().execute(
-            "DELETE FROM skip WHERE message_id = ?1 AND substr(reason, 1, length(?2)) = ?2",
-            params![message_id, LEFT_OUT_REASON],
-        )?;
+        self.conn()
+            .run("DELETE FROM skip WHERE message_id = ?1 AND substr(reason, 1, length(?2)) = ?2", params![message_id, LEFT_OUT_REASON])?;
         Ok(())
     }
 
     /// The target folder of source folder `folder_id` is looked through from its first UID at the
     /// next push (rows the filter took back may already have copies there).
     pub fn look_through_target_again(&self, folder_id: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE target_folder SET indexed_uidnext = min(indexed_uidnext, 1)
               WHERE (account_id, name) = (SELECT account_id, target_name FROM source_folder WHERE id = ?1)",
             [folder_id],
@@ -133,7 +132,7 @@ impl Tx<'_> {
     }
 
     pub fn set_filter_applied(&self, account_id: i64, fingerprint: &str) -> Result<()> {
-        self.conn().execute("UPDATE account SET filter_applied = ?2 WHERE id = ?1", params![account_id, fingerprint])?;
+        self.conn().run("UPDATE account SET filter_applied = ?2 WHERE id = ?1", params![account_id, fingerprint])?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{PushState, Store, TargetCopy, Tx};
 
 /// A source folder the last listing did not show, with what we know of it.
@@ -76,7 +77,7 @@ impl Store {
     /// Rows of a source folder at `uidvalidity` the source had when last looked: how many, and the
     /// highest UID among them and `last_uid`.
     pub fn known_present(&self, folder_id: i64, uidvalidity: u32) -> Result<(u64, u32)> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT count(*), coalesce(max(uid), 0) FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND gone_at IS NULL",
             params![folder_id, uidvalidity],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
@@ -86,7 +87,8 @@ impl Store {
     /// Calls `each(id, uid)` for the rows of a folder at `uidvalidity` not yet gone, in UID order,
     /// without holding them all.
     pub fn each_present_row(&self, folder_id: i64, uidvalidity: u32, each: &mut dyn FnMut(i64, u32)) -> Result<()> {
-        let mut stmt = self.conn.prepare("SELECT id, uid FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND gone_at IS NULL")?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, uid FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND gone_at IS NULL")?;
         let mut rows = stmt.query(params![folder_id, uidvalidity])?;
         while let Some(row) = rows.next()? {
             each(row.get(0)?, row.get(1)?);
@@ -96,7 +98,7 @@ impl Store {
 
     /// The listed folders the folder choice leaves out, by wire name.
     pub fn excluded_listed_folders(&self, account_id: i64) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT wire_name FROM source_folder WHERE account_id = ?1 AND present = 1 AND selectable = 1 AND map_reason = 'excluded'",
         )?;
         let rows = stmt.query_map([account_id], |r| r.get(0))?;
@@ -105,7 +107,7 @@ impl Store {
 
     /// The account's source folders the last listing did not show.
     pub fn absent_folders(&self, account_id: i64) -> Result<Vec<AbsentFolder>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT f.id, f.name, f.wire_name, f.target_name, f.uidvalidity, f.uidnext,
                     (SELECT count(*) FROM message m WHERE m.folder_id = f.id AND m.gone_at IS NULL), f.absent_listings
              FROM source_folder f WHERE f.account_id = ?1 AND f.present = 0 ORDER BY f.name",
@@ -127,7 +129,7 @@ impl Store {
 
     /// The account's listed, selectable folders nothing has been read from yet.
     pub fn unread_folders(&self, account_id: i64) -> Result<Vec<NewFolder>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT f.id, f.wire_name, f.target_name, f.renaming_from FROM source_folder f
              WHERE f.account_id = ?1 AND f.present = 1 AND f.selectable = 1 AND f.uidvalidity IS NULL AND f.last_uid = 0
                AND NOT EXISTS (SELECT 1 FROM message m WHERE m.folder_id = f.id) ORDER BY f.name",
@@ -143,7 +145,7 @@ impl Store {
     pub fn target_home(&self, source_folder_id: i64) -> Result<Option<TargetHome>> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT t.id, t.wire_name, t.uidvalidity,
                         (SELECT count(*) FROM message m WHERE m.folder_id = ?1 AND m.target_folder_id = t.id AND m.push_state = 'pushed'
                            AND m.origin = 'appended' AND m.gone_at IS NULL),
@@ -170,7 +172,7 @@ impl Store {
     /// Staged, pending rows of `source_folder_id` with the same size and SHA-256 as a gone row of the
     /// account whose target copy is ours and still waits: candidates, paired one to one by the caller.
     pub fn move_candidates(&self, account_id: i64, source_folder_id: i64) -> Result<Vec<MovePair>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT n.id, o.id, o.target_folder_id, t.wire_name, o.target_uidvalidity, o.target_uid
              FROM message n
              JOIN message o ON o.size = n.size AND o.sha256 = n.sha256 AND o.gone_at IS NOT NULL
@@ -197,7 +199,7 @@ impl Store {
     /// The account's gone rows whose target copy is ours and is to be removed now: not waiting for a
     /// MOVE still being looked up (a row `appending` with `moved_from` naming it).
     pub fn gone_copies(&self, account_id: i64) -> Result<Vec<GoneCopy>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, o.target_folder_id, t.wire_name, o.target_uidvalidity, o.target_uid, o.mirror = 'moving',
                     o.mirror IN ('moving', 'expunging')
              FROM message o JOIN source_folder f ON f.id = o.folder_id JOIN target_folder t ON t.id = o.target_folder_id
@@ -227,7 +229,7 @@ impl Store {
         let mut digest = Sha256::new();
         let mut stmt = self
             .conn
-            .prepare("SELECT uid, size FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND gone_at IS NULL ORDER BY uid")?;
+            .prepare_cached("SELECT uid, size FROM message WHERE folder_id = ?1 AND uidvalidity = ?2 AND gone_at IS NULL ORDER BY uid")?;
         let mut rows = stmt.query(params![folder_id, uidvalidity])?;
         while let Some(row) = rows.next()? {
             digest.update(format!("{} {}\n", row.get::<_, u32>(0)?, row.get::<_, i64>(1)?).as_bytes());
@@ -238,7 +240,7 @@ impl Store {
     /// Present source folders mapped to this target name (a target folder another folder still uses
     /// is never deleted).
     pub fn folders_mapped_to(&self, account_id: i64, target_name: &str) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT count(*) FROM source_folder WHERE account_id = ?1 AND present = 1 AND target_name = ?2",
             params![account_id, target_name],
             |r| r.get(0),
@@ -249,7 +251,7 @@ impl Store {
     pub fn mirror_seen(&self, folder_id: i64) -> Result<(Option<u64>, Option<u32>)> {
         Ok(self
             .conn
-            .query_row("SELECT mirror_modseq, mirror_uidnext FROM source_folder WHERE id = ?1", [folder_id], |r| {
+            .row("SELECT mirror_modseq, mirror_uidnext FROM source_folder WHERE id = ?1", [folder_id], |r| {
                 Ok((r.get::<_, Option<i64>>(0)?.map(|m| m as u64), r.get(1)?))
             })
             .optional()?
@@ -258,7 +260,7 @@ impl Store {
 
     /// Whether we recorded a target folder of this wire name for the account (we copied into it).
     pub fn copied_into(&self, account_id: i64, wire_name: &str) -> Result<bool> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT EXISTS (SELECT 1 FROM target_folder WHERE account_id = ?1 AND wire_name = ?2)",
             params![account_id, wire_name],
             |r| r.get(0),
@@ -278,7 +280,7 @@ impl Tx<'_> {
 
     /// Every row of an absent folder is gone.
     pub fn mark_folder_gone(&self, folder_id: i64, at: i64) -> Result<()> {
-        self.conn().execute("UPDATE message SET gone_at = ?2 WHERE folder_id = ?1 AND gone_at IS NULL", params![folder_id, at])?;
+        self.conn().run("UPDATE message SET gone_at = ?2 WHERE folder_id = ?1 AND gone_at IS NULL", params![folder_id, at])?;
         Ok(())
     }
 
@@ -286,7 +288,7 @@ impl Tx<'_> {
     /// or whose copy is not ours (found there, or recorded before this version knew). Returns how many.
     pub fn settle_gone(&self, account_id: i64) -> Result<u64> {
         let ids: Vec<i64> = {
-            let mut stmt = self.conn().prepare(
+            let mut stmt = self.conn().prepare_cached(
                 "SELECT m.id FROM message m JOIN source_folder f ON f.id = m.folder_id
                  WHERE f.account_id = ?1 AND m.gone_at IS NOT NULL AND m.mirror IS NULL
                    AND (m.push_state IN ('pending', 'refused') OR (m.push_state = 'pushed' AND m.origin IS NOT 'appended'))",
@@ -304,12 +306,12 @@ impl Tx<'_> {
     /// command is sent.
     pub fn journal_moves(&self, pairs: &[MovePair], target_folder_id: i64) -> Result<()> {
         for pair in pairs {
-            self.conn().execute(
+            self.conn().run(
                 "UPDATE message SET push_state = ?3, attempts = attempts + 1, target_folder_id = ?2, moved_from = ?4, origin = 'appended'
                  WHERE id = ?1",
                 params![pair.new_id, target_folder_id, PushState::Appending, pair.old_id],
             )?;
-            self.conn().execute("UPDATE message SET mirror = 'moving' WHERE id = ?1", [pair.old_id])?;
+            self.conn().run("UPDATE message SET mirror = 'moving' WHERE id = ?1", [pair.old_id])?;
         }
         Ok(())
     }
@@ -324,7 +326,7 @@ impl Tx<'_> {
     /// The new row is pushed at `copy`, ours, with the gone row's flags as the three-way base (the
     /// copy carries the flags it had); its bytes leave staging.
     fn record_taken_over(&self, new_id: i64, old_id: i64, copy: TargetCopy) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE message SET push_state = ?5, target_folder_id = ?2, target_uidvalidity = ?3, target_uid = ?4, origin = 'appended',
                moved_from = NULL, synced_flags = (SELECT synced_flags FROM message WHERE id = ?6) WHERE id = ?1",
             params![new_id, copy.folder_id, copy.uidvalidity, copy.uid, PushState::Pushed, old_id],
@@ -335,11 +337,11 @@ impl Tx<'_> {
     /// A MOVE the target refused (or whose source copy was not where we recorded it): the new row is
     /// appended as usual, and the gone row's copy is removed at the end of the pass.
     pub fn move_not_made(&self, new_id: i64, old_id: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE message SET push_state = ?2, moved_from = NULL, origin = NULL, attempts = max(attempts - 1, 0) WHERE id = ?1",
             params![new_id, PushState::Pending],
         )?;
-        self.conn().execute("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
+        self.conn().run("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
         Ok(())
     }
 
@@ -362,13 +364,13 @@ impl Tx<'_> {
 
     /// The journal entry before a RENAME on the target: `new_id`'s folder takes over `old_id`'s.
     pub fn journal_rename(&self, new_id: i64, old_id: i64) -> Result<()> {
-        self.conn().execute("UPDATE source_folder SET renaming_from = ?2 WHERE id = ?1", params![new_id, old_id])?;
+        self.conn().run("UPDATE source_folder SET renaming_from = ?2 WHERE id = ?1", params![new_id, old_id])?;
         Ok(())
     }
 
     /// A RENAME given up (the target is not as the journal expects): the folders go the per-message way.
     pub fn clear_rename(&self, new_id: i64) -> Result<()> {
-        self.conn().execute("UPDATE source_folder SET renaming_from = NULL WHERE id = ?1", [new_id])?;
+        self.conn().run("UPDATE source_folder SET renaming_from = NULL WHERE id = ?1", [new_id])?;
         Ok(())
     }
 
@@ -387,12 +389,12 @@ impl Tx<'_> {
         delimiter: char,
     ) -> Result<()> {
         let conn = self.conn();
-        let account_id: i64 = conn.query_row("SELECT account_id FROM source_folder WHERE id = ?1", [new_id], |r| r.get(0))?;
+        let account_id: i64 = conn.row("SELECT account_id FROM source_folder WHERE id = ?1", [new_id], |r| r.get(0))?;
         let (old_name, old_wire): (String, String) =
-            conn.query_row("SELECT name, wire_name FROM target_folder WHERE id = ?1", [target_folder_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            conn.row("SELECT name, wire_name FROM target_folder WHERE id = ?1", [target_folder_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let mut renames: Vec<(i64, String, String)> = vec![(target_folder_id, target_name.to_string(), target_wire.to_string())];
         {
-            let mut stmt = conn.prepare("SELECT id, name, wire_name FROM target_folder WHERE account_id = ?1 AND id != ?2")?;
+            let mut stmt = conn.prepare_cached("SELECT id, name, wire_name FROM target_folder WHERE account_id = ?1 AND id != ?2")?;
             let rows = stmt.query_map(params![account_id, target_folder_id], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
             })?;
@@ -408,21 +410,21 @@ impl Tx<'_> {
             }
         }
         for (id, name, wire) in &renames {
-            conn.execute(
+            conn.run(
                 "DELETE FROM target_folder WHERE account_id = ?1 AND wire_name = ?2 AND id != ?3
                    AND NOT EXISTS (SELECT 1 FROM message WHERE target_folder_id = target_folder.id)",
                 params![account_id, wire, id],
             )?;
-            conn.execute("UPDATE target_folder SET name = ?2, wire_name = ?3 WHERE id = ?1", params![id, name, wire])?;
+            conn.run("UPDATE target_folder SET name = ?2, wire_name = ?3 WHERE id = ?1", params![id, name, wire])?;
         }
-        conn.execute("UPDATE message SET folder_id = ?1 WHERE folder_id = ?2", params![new_id, old.id])?;
-        conn.execute(
+        conn.run("UPDATE message SET folder_id = ?1 WHERE folder_id = ?2", params![new_id, old.id])?;
+        conn.run(
             "UPDATE source_folder SET (uidvalidity, uidnext, highest_modseq, last_uid, mirror_modseq, mirror_uidnext) =
                (SELECT uidvalidity, uidnext, highest_modseq, last_uid, mirror_modseq, mirror_uidnext FROM source_folder WHERE id = ?2),
                renaming_from = NULL WHERE id = ?1",
             params![new_id, old.id],
         )?;
-        conn.execute("DELETE FROM source_folder WHERE id = ?1", [old.id])?;
+        conn.run("DELETE FROM source_folder WHERE id = ?1", [old.id])?;
         Ok(())
     }
 
@@ -432,7 +434,7 @@ impl Tx<'_> {
     /// row whose copy is good, and the match could not be made. (A message the operator's filter left
     /// out is no such twin: the filter spares every size of the old copies, `stale_copy_sizes`.)
     pub fn mark_stale_uidvalidity_gone(&self, folder_id: i64, uidvalidity: u32, at: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE message SET gone_at = ?3 WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = 'pushed' AND gone_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM message n WHERE n.folder_id = ?1 AND n.uidvalidity = ?2
                                  AND (n.push_state = 'refused' OR n.sha256 IS NULL) AND n.left_out IS NULL)",
@@ -443,7 +445,7 @@ impl Tx<'_> {
 
     /// The folder was looked through for gone mail at this STATUS.
     pub fn set_mirror_seen(&self, folder_id: i64, modseq: Option<u64>, uidnext: Option<u32>) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE source_folder SET mirror_modseq = ?2, mirror_uidnext = ?3 WHERE id = ?1",
             params![folder_id, modseq.map(|m| m as i64), uidnext],
         )?;
@@ -453,7 +455,7 @@ impl Tx<'_> {
     /// Whether the account still mirrors, read inside this transaction, so a switch or the setting
     /// turned off meanwhile stops a MOVE, EXPUNGE or RENAME before its journal entry is written.
     pub fn still_mirrors(&self, account_id: i64) -> Result<bool> {
-        Ok(self.conn().query_row(
+        Ok(self.conn().row(
             "SELECT (SELECT switched_at IS NULL FROM account WHERE id = ?1)
                     AND coalesce((SELECT value FROM setting WHERE key = 'mirror'), 'on') != 'off'",
             [account_id],
@@ -465,14 +467,14 @@ impl Tx<'_> {
     /// pushed at `copy`, and the gone row stays, to be removed at the end of the pass.
     pub fn record_copied(&self, new_id: i64, old_id: i64, copy: TargetCopy) -> Result<()> {
         self.record_taken_over(new_id, old_id, copy)?;
-        self.conn().execute("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
+        self.conn().run("UPDATE message SET mirror = 'no_move' WHERE id = ?1", [old_id])?;
         Ok(())
     }
 
     /// Absent source folders none of whose rows is left forget what was read of them, so one that is
     /// listed again (a listing that left it out by mistake, a folder re-created) is read from the start.
     pub fn reset_emptied_absent_folders(&self, account_id: i64) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE source_folder SET uidvalidity = NULL, uidnext = NULL, highest_modseq = NULL, last_uid = 0
              WHERE account_id = ?1 AND present = 0 AND NOT EXISTS (SELECT 1 FROM message WHERE folder_id = source_folder.id)",
             [account_id],
@@ -483,7 +485,7 @@ impl Tx<'_> {
     /// An absent source folder with nothing left to follow: its record goes.
     pub fn forget_source_folder(&self, folder_id: i64) -> Result<()> {
         self.conn()
-            .execute("DELETE FROM source_folder WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1)", [folder_id])?;
+            .run("DELETE FROM source_folder WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1)", [folder_id])?;
         Ok(())
     }
 }

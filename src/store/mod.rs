@@ -204,7 +204,46 @@ const MIGRATIONS: &[&str] = &[
      -- 1 for an entry about calendars and contacts (an item's, or a collection's), so the mail's list
      -- and the calendar section each show their own, also after the item's row is gone.
      ALTER TABLE skip ADD COLUMN calendar INTEGER NOT NULL DEFAULT 0;",
+    // 10: the look-up of a staged copy by size and SHA-256 goes by (folder, size) alone: few rows
+    // share a size, and an index holding the hash had an entry rewritten, at a random place, each
+    // time a message was staged (a page of the write-ahead log per message, measured in make bench).
+    "DROP INDEX message_hash;
+     CREATE INDEX message_size ON message (folder_id, size);",
 ];
+
+/// Runs SQL through the connection's cache of prepared statements, so a statement that runs per
+/// message is parsed and planned once, not each time (`Connection::execute` and `query_row` prepare
+/// anew on every call: 6 % of the full migration's CPU in make bench went to SQLite's parser).
+pub(crate) trait Cached {
+    /// `Connection::execute`, cached.
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `Connection::query_row`, cached.
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Prepared statements a connection keeps (`Cached`). A pass runs some sixty different statements in
+/// its loops; with rusqlite's default of 16 they pushed each other out and were parsed again and again.
+const STATEMENT_CACHE: usize = 96;
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -292,7 +331,7 @@ impl rusqlite::types::FromSql for PushState {
 /// the store's modules, which give it the methods that write (and read inside the same snapshot); the
 /// caller composes them and cannot run SQL of its own.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    conn: &'a Connection,
     spool: &'a spool::Spool,
     /// Spool segments this transaction released bytes in or closed, removed once it commits if empty.
     emptied: spool::EmptiedSegments,
@@ -301,7 +340,26 @@ pub struct Tx<'a> {
 impl Tx<'_> {
     /// The connection inside the transaction, for the store's own modules.
     fn conn(&self) -> &Connection {
-        &self.tx
+        self.conn
+    }
+
+    /// Commits. BEGIN, COMMIT and ROLLBACK go through the statement cache: a pass commits thousands
+    /// of short transactions, and `rusqlite::Transaction` parses each of its three anew every time.
+    fn commit(self) -> rusqlite::Result<()> {
+        self.conn.run("COMMIT", [])?;
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    /// Rolls back a transaction that was not committed (its closure failed or panicked, or COMMIT
+    /// failed). One SQLite already ended (it rolls back by itself on some errors) is left alone.
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.run("ROLLBACK", [])
+        {
+            log::error!("a failed write could not be rolled back: {e}");
+        }
     }
 }
 
@@ -310,8 +368,9 @@ impl Store {
     /// that reads first and then writes would fail at once with "database is locked" when another
     /// connection writes meanwhile, because SQLite runs the busy handler only for a connection that
     /// holds no read snapshot yet. None of these stays open across an await.
-    fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    fn write_transaction(&self) -> rusqlite::Result<Tx<'_>> {
+        self.conn.run("BEGIN IMMEDIATE", [])?;
+        Ok(Tx { conn: &self.conn, spool: &self.spool, emptied: Default::default() })
     }
 
     /// Runs `work` in one short write transaction (IMMEDIATE, see `write_transaction`): commits when it
@@ -326,10 +385,10 @@ impl Store {
     /// makes every commit before it durable too, in order.
     fn write_waiting<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>, synced: bool) -> Result<T> {
         let changes_before = self.conn.total_changes();
-        let tx = Tx { tx: self.write_transaction()?, spool: &self.spool, emptied: Default::default() };
+        let tx = self.write_transaction()?;
         let value = work(&tx)?;
         let mut emptied = tx.emptied.take();
-        tx.tx.commit()?;
+        tx.commit()?;
         {
             let mut unsynced = self.unsynced.borrow_mut();
             if !synced {
@@ -409,6 +468,7 @@ impl Store {
         let conn = Connection::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
         // Another connection's write lock is always a short transaction (see `workers`): wait for it.
         conn.busy_timeout(crate::workers::BUSY_LIMIT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // FULL, not NORMAL: a committed 'appending' mark must survive a power cut, or a resumed
         // pass could APPEND a message twice. Staging's own batches opt out (`write_unsynced`).
         // The write-ahead log counts against the staging limit: with bodies in the spool it holds only
@@ -428,7 +488,7 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<()> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version: i64 = self.conn.row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
             self.conn
                 .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
@@ -439,7 +499,7 @@ impl Store {
                  run the newer postflytt that wrote it"
             );
         }
-        let mut version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let mut version: i64 = self.conn.row("PRAGMA user_version", [], |r| r.get(0))?;
         while version < SCHEMA_VERSION {
             let step = MIGRATIONS[(version - 1) as usize];
             self.conn
@@ -451,16 +511,16 @@ impl Store {
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM setting WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        Ok(self.conn.row("SELECT value FROM setting WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
     pub fn remove_setting(&self, key: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM setting WHERE key = ?1", [key])?;
+        self.conn.run("DELETE FROM setting WHERE key = ?1", [key])?;
         Ok(())
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn.run(
             "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![key, value],
         )?;
@@ -474,7 +534,7 @@ impl Store {
         match &endpoint.pin_sha256 {
             Some(pin) => self.set_setting(&format!("{side}.pin"), pin)?,
             None => {
-                self.conn.execute("DELETE FROM setting WHERE key = ?1", [format!("{side}.pin")])?;
+                self.conn.run("DELETE FROM setting WHERE key = ?1", [format!("{side}.pin")])?;
             }
         }
         Ok(())
@@ -582,7 +642,7 @@ impl Store {
              COMMIT;
              VACUUM;",
         )?;
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         self.spool.purge()
     }
 
@@ -610,7 +670,7 @@ impl Tx<'_> {
         reason: &str,
         server_says: Option<&str>,
     ) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "INSERT INTO skip (account_id, message_id, folder, reason, server_says, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![account_id, message_id, folder, reason, server_says, now()],
         )?;
@@ -632,7 +692,7 @@ mod tests {
     fn fresh_database_and_accounts() {
         let dir = temp_dir("fresh");
         let store = Store::open(&dir).unwrap();
-        let v: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = store.conn.row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert!(store.upsert_account("a@x.se", &Secret::new("pw1"), "a@y.se", None, &["b@x.se".into()]).unwrap());
         assert!(!store.upsert_account("a@x.se", &Secret::new("pw2"), "a@y.se", None, &[]).unwrap());
@@ -640,7 +700,7 @@ mod tests {
         assert_eq!(accounts.len(), 1);
         assert_eq!(accounts[0].source_password.as_ref().unwrap().expose(), "pw2");
         // The password is not stored in the clear.
-        let raw: Vec<u8> = store.conn.query_row("SELECT source_password FROM account", [], |r| r.get(0)).unwrap();
+        let raw: Vec<u8> = store.conn.row("SELECT source_password FROM account", [], |r| r.get(0)).unwrap();
         assert!(!raw.windows(3).any(|w| w == b"pw2"));
         assert!(store.accounts(&["nobody".into()]).is_err());
         drop(store);
@@ -686,35 +746,35 @@ mod tests {
             // A database exactly as version 1 made it, with an account in it.
             let conn = Connection::open(dir.join("postflytt.sqlite")).unwrap();
             conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;")).unwrap();
-            conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+            conn.run("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
             // Bodies staged in the database (before version 5): one still to be appended, one journalled.
-            conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+            conn.run("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
             for (uid, state) in [(1, "pending"), (2, "appending")] {
-                conn.execute(
+                conn.run(
                     "INSERT INTO message (folder_id, uidvalidity, uid, size, sha256, push_state) VALUES (1, 1, ?1, 3, x'0102', ?2)",
                     params![uid, state],
                 )
                 .unwrap();
-                conn.execute("INSERT INTO body_chunk VALUES (?1, 0, x'414243')", [uid]).unwrap();
+                conn.run("INSERT INTO body_chunk VALUES (?1, 0, x'414243')", [uid]).unwrap();
             }
         }
         let store = Store::open(&dir).unwrap();
-        let v: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = store.conn.row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        let n: i64 = store.conn.query_row("SELECT count(*) FROM account", [], |r| r.get(0)).unwrap();
+        let n: i64 = store.conn.row("SELECT count(*) FROM account", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
-        store.conn.execute("INSERT INTO check_result VALUES (1, 0, 'ready', '{}')", []).unwrap();
+        store.conn.run("INSERT INTO check_result VALUES (1, 0, 'ready', '{}')", []).unwrap();
         // Version 5: the pending row is fetched again, the journalled one keeps its hash for the look-up.
         let hashes: Vec<Option<Vec<u8>>> = store
             .conn
-            .prepare("SELECT sha256 FROM message ORDER BY uid")
+            .prepare_cached("SELECT sha256 FROM message ORDER BY uid")
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
             .map(|h| h.unwrap())
             .collect();
         assert_eq!(hashes, [None, Some(vec![1, 2])]);
-        assert!(store.conn.query_row("SELECT count(*) FROM body_chunk", [], |r| r.get::<_, i64>(0)).is_err(), "body_chunk is gone");
+        assert!(store.conn.row("SELECT count(*) FROM body_chunk", [], |r| r.get::<_, i64>(0)).is_err(), "body_chunk is gone");
         let _ = fs::remove_dir_all(&dir);
     }
 

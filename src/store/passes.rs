@@ -8,6 +8,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{Store, Tx, now};
 
 /// One remembered fact of the appliance's run, each under its own key in the `setting` table.
@@ -124,11 +125,11 @@ impl Store {
 
 impl Tx<'_> {
     fn mark(&self, mark: RunMark) -> Result<Option<String>> {
-        Ok(self.conn().query_row("SELECT value FROM setting WHERE key = ?1", [mark.key()], |r| r.get(0)).optional()?)
+        Ok(self.conn().row("SELECT value FROM setting WHERE key = ?1", [mark.key()], |r| r.get(0)).optional()?)
     }
 
     fn set_mark(&self, mark: RunMark, value: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![mark.key(), value],
         )?;
@@ -137,13 +138,13 @@ impl Tx<'_> {
 
     /// Starts an account's pass row (now) and returns its id.
     pub fn start_pass(&self, account_id: i64) -> Result<i64> {
-        self.conn().execute("INSERT INTO pass (account_id, started_at) VALUES (?1, ?2)", params![account_id, now()])?;
+        self.conn().run("INSERT INTO pass (account_id, started_at) VALUES (?1, ?2)", params![account_id, now()])?;
         Ok(self.conn().last_insert_rowid())
     }
 
     /// Completes a pass row (now) with what the pass did.
     pub fn finish_pass(&self, pass_id: i64, totals: &PassTotals) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE pass SET finished_at = ?2, staged = ?3, staged_bytes = ?4, appended = ?5, matched = ?6, flag_updates = ?7,
                refused = ?8, error = ?9, throttled = ?10, moved = ?11, removed = ?12,
                dav_put = ?13, dav_replaced = ?14, dav_removed = ?15 WHERE id = ?1",

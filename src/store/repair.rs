@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{PushState, Store, Tx};
 
 /// The setting that holds an account's repair request.
@@ -48,7 +49,7 @@ impl Store {
     pub fn recorded_target_folder(&self, account_id: i64, wire_name: &str) -> Result<Option<(i64, Option<u32>)>> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT id, uidvalidity FROM target_folder WHERE account_id = ?1 AND wire_name = ?2",
                 params![account_id, wire_name],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -65,7 +66,7 @@ impl Store {
         target_folder_id: i64,
         uidvalidity: u32,
     ) -> Result<Vec<(i64, u32, u32)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, uid, target_uid FROM message WHERE folder_id = ?1 AND uidvalidity = ?4 AND push_state = 'pushed'
                AND target_folder_id = ?2 AND target_uidvalidity = ?3 AND target_uid IS NOT NULL",
         )?;
@@ -93,7 +94,7 @@ impl Tx<'_> {
 
     /// The account's repair request was acted on.
     pub fn clear_repair_request(&self, account_id: i64) -> Result<()> {
-        self.conn().execute("DELETE FROM setting WHERE key = ?1", [request_key(account_id)])?;
+        self.conn().run("DELETE FROM setting WHERE key = ?1", [request_key(account_id)])?;
         Ok(())
     }
 }
@@ -115,15 +116,12 @@ mod tests {
             store.repair_request(1).unwrap().into_iter().map(|(f, u)| (f, u.into_iter().collect())).collect();
         assert_eq!(asked, [("INBOX".to_string(), vec![1, 2, 3]), ("Kunder, gamla".to_string(), vec![9])]);
 
-        store.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
-        store
-            .conn
-            .execute("INSERT INTO target_folder (account_id, name, wire_name, uidvalidity) VALUES (1, 'INBOX', 'INBOX', 7)", [])
-            .unwrap();
+        store.conn.run("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        store.conn.run("INSERT INTO target_folder (account_id, name, wire_name, uidvalidity) VALUES (1, 'INBOX', 'INBOX', 7)", []).unwrap();
         for (uid, state) in [(1, "pushed"), (2, "pushed"), (3, "pending")] {
             store
                 .conn
-                .execute(
+                .run(
                     "INSERT INTO message (folder_id, uidvalidity, uid, size, flags, push_state, target_folder_id, target_uidvalidity, target_uid)
                      VALUES (1, 1, ?1, 10, '', ?2, 1, 7, ?1 + 100)",
                     params![uid, state],

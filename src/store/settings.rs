@@ -216,7 +216,7 @@ impl Store {
     pub fn settings(&self) -> Result<Settings> {
         let mut values = std::collections::BTreeMap::new();
         // Every row: the table is a few dozen short rows, and a new setting needs no change here.
-        let mut stmt = self.conn.prepare("SELECT key, value FROM setting")?;
+        let mut stmt = self.conn.prepare_cached("SELECT key, value FROM setting")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
             let (key, value) = row?;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 
+use super::Cached;
 use super::Store;
 
 /// The staging limit when the operator set none: at most this ...
@@ -25,7 +26,7 @@ impl Store {
     /// Bytes staging uses on disk now: the database's pages in use (freed pages are reused before the
     /// file grows, so they are not counted), its write-ahead log and the spool's files.
     pub fn staging_used_bytes(&self) -> Result<u64> {
-        let (pages, free, page_size): (i64, i64, i64) = self.conn.query_row(
+        let (pages, free, page_size): (i64, i64, i64) = self.conn.row(
             "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count),
                     (SELECT page_size FROM pragma_page_size)",
             [],

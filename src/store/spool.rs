@@ -33,6 +33,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use super::Cached;
 use super::{PushState, Store, Tx};
 
 /// How much of a staged body the push reads at a time.
@@ -487,15 +488,15 @@ impl Store {
         let mut removed = 0;
         for segment in self.spool.segments()? {
             let held: bool =
-                self.conn.query_row("SELECT EXISTS (SELECT 1 FROM message WHERE spool_file = ?1 AND spool_bytes > 0)", [segment], |r| {
-                    r.get(0)
-                })?;
+                self.conn
+                    .row("SELECT EXISTS (SELECT 1 FROM message WHERE spool_file = ?1 AND spool_bytes > 0)", [segment], |r| r.get(0))?;
             if !held && self.spool.remove_if_empty(&self.conn, segment)? {
                 removed += 1;
             }
         }
         let claimed: Vec<(i64, Option<i64>, i64)> = {
-            let mut stmt = self.conn.prepare("SELECT id, spool_file, spool_offset + spool_bytes FROM message WHERE spool_bytes > 0")?;
+            let mut stmt =
+                self.conn.prepare_cached("SELECT id, spool_file, spool_offset + spool_bytes FROM message WHERE spool_bytes > 0")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -620,7 +621,7 @@ impl Tx<'_> {
     /// arrive (`requeue_unfound_appends` then sends it to the source for its bytes).
     pub fn drop_damaged_body(&self, id: i64) -> Result<()> {
         self.release_spooled(id)?;
-        self.conn().execute("UPDATE message SET sha256 = NULL WHERE id = ?1 AND push_state = ?2", params![id, PushState::Pending])?;
+        self.conn().run("UPDATE message SET sha256 = NULL WHERE id = ?1 AND push_state = ?2", params![id, PushState::Pending])?;
         Ok(())
     }
 }
@@ -669,7 +670,7 @@ mod tests {
 
     /// The segment file holding message `id`'s copy.
     fn segment_of(store: &Store, dir: &Path, id: i64) -> PathBuf {
-        let segment: i64 = store.conn.query_row("SELECT spool_file FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        let segment: i64 = store.conn.row("SELECT spool_file FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         dir.join("spool").join(segment.to_string())
     }
 
@@ -812,7 +813,7 @@ mod tests {
             let _: Result<()> = store.write_unsynced(|_| panic!("a worker panics inside"));
         }));
         assert!(panicked.is_err());
-        let level: i64 = store.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let level: i64 = store.conn.row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(level, 2, "FULL again after the panic");
 
         store.write_unsynced(|tx| tx.release_spooled(ids[1])).unwrap();
@@ -842,7 +843,7 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         // x's copy fails its hash while journalled (`BodyReader`), the look-up does not find it on the
         // target (`requeue_unfound_appends`): it is fetched again, then w is staged.
-        store.conn.execute("UPDATE message SET push_state = 'appending' WHERE id = ?1", [x]).unwrap();
+        store.conn.run("UPDATE message SET push_state = 'appending' WHERE id = ?1", [x]).unwrap();
         store.write(|tx| tx.drop_damaged_body(x)).unwrap();
         store.write(|tx| tx.requeue_unfound_appends(1)).unwrap();
         stage(&store, x, &body_x);

@@ -9,6 +9,7 @@
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::Cached;
 use super::{PushState, Store, Tx};
 
 /// A source folder as the pull reads it: where to find it on the wire and what the last pass saw.
@@ -64,7 +65,7 @@ impl Store {
     /// The folders of `account_id` a pass pulls (and mirroring looks through): listed by the source last
     /// time, selectable, and not left out by the operator's folder choice (`folder_choice`).
     pub fn source_folders_to_pull(&self, account_id: i64) -> Result<Vec<SourceFolderRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, wire_name, name, uidvalidity, uidnext, highest_modseq, last_uid FROM source_folder
              WHERE account_id = ?1 AND present = 1 AND selectable = 1 AND coalesce(map_reason, '') != 'excluded' ORDER BY name",
         )?;
@@ -84,7 +85,7 @@ impl Store {
 
     /// How many rows of the folder still wait for their bytes.
     pub fn unstaged_count(&self, folder_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT count(*) FROM message WHERE folder_id = ?1 AND sha256 IS NULL AND push_state = ?2",
             params![folder_id, PushState::Pending],
             |r| r.get(0),
@@ -116,7 +117,7 @@ impl Store {
     /// Whether the folder still has rows from another UIDVALIDITY, not yet matched to their new UIDs
     /// (`merge_uidvalidity_orphans`): until they are, its new rows must not be appended.
     pub fn has_uidvalidity_orphans(&self, folder_id: i64, uidvalidity: u32) -> Result<bool> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT EXISTS (SELECT 1 FROM message WHERE folder_id = ?1 AND uidvalidity != ?2)",
             params![folder_id, uidvalidity],
             |r| r.get(0),
@@ -128,7 +129,7 @@ impl Store {
     /// (its journal state, target UID, synced flags and skips), so it is not appended a second time.
     /// Old rows never copied are dropped (their new twins will be).
     pub fn merge_uidvalidity_orphans(&self, folder_id: i64, uidvalidity: u32) -> Result<()> {
-        let orphans: i64 = self.conn.query_row(
+        let orphans: i64 = self.conn.row(
             "SELECT count(*) FROM message WHERE folder_id = ?1 AND uidvalidity != ?2",
             params![folder_id, uidvalidity],
             |r| r.get(0),
@@ -141,7 +142,7 @@ impl Store {
         self.write(|tx| {
             let conn = tx.conn();
             let pairs: Vec<(i64, i64)> = {
-                let mut stmt = conn.prepare(
+                let mut stmt = conn.prepare_cached(
                     "SELECT n.id, o.id FROM message n JOIN message o
                        ON o.folder_id = n.folder_id AND o.uidvalidity != n.uidvalidity AND o.size = n.size AND o.sha256 = n.sha256
                      WHERE n.folder_id = ?1 AND n.uidvalidity = ?2 AND n.push_state = ?3 AND n.sha256 IS NOT NULL
@@ -162,24 +163,24 @@ impl Store {
                 }
                 used_new.insert(new_id);
                 used_old.insert(old_id);
-                conn.execute(
+                conn.run(
                     "UPDATE message SET (push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts, origin) =
                        (SELECT push_state, target_folder_id, target_uidvalidity, target_uid, synced_flags, attempts, origin FROM message WHERE id = ?2)
                      WHERE id = ?1",
                     params![new_id, old_id],
                 )?;
                 // A twin the target already holds (or refused) keeps no bytes in staging, as a pushed row.
-                let held: bool = conn.query_row("SELECT push_state IN ('pushed', 'refused') FROM message WHERE id = ?1", [new_id], |r| r.get(0))?;
+                let held: bool = conn.row("SELECT push_state IN ('pushed', 'refused') FROM message WHERE id = ?1", [new_id], |r| r.get(0))?;
                 if held {
                     tx.release_spooled(new_id)?;
                 }
-                conn.execute("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
+                conn.run("UPDATE skip SET message_id = ?1 WHERE message_id = ?2", params![new_id, old_id])?;
                 tx.forget_message(old_id)?;
             }
             // Old rows the operator's filter left out come back under new UIDs, weighed again (their
             // ledger entries go with them).
             let left_out: Vec<i64> = {
-                let mut stmt = conn.prepare("SELECT id FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND left_out IS NOT NULL")?;
+                let mut stmt = conn.prepare_cached("SELECT id FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND left_out IS NOT NULL")?;
                 let rows = stmt.query_map(params![folder_id, uidvalidity], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
@@ -189,14 +190,14 @@ impl Store {
             // Old rows that were never on the target are replaced by their new-UID twins.
             let replaced: Vec<i64> = {
                 let mut stmt =
-                    conn.prepare("SELECT id FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3 AND spool_bytes > 0")?;
+                    conn.prepare_cached("SELECT id FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3 AND spool_bytes > 0")?;
                 let rows = stmt.query_map(params![folder_id, uidvalidity, PushState::Pending], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             for id in replaced {
                 tx.release_spooled(id)?;
             }
-            conn.execute(
+            conn.run(
                 "DELETE FROM message WHERE folder_id = ?1 AND uidvalidity != ?2 AND push_state = ?3",
                 params![folder_id, uidvalidity, PushState::Pending],
             )?;
@@ -209,7 +210,7 @@ impl Store {
     /// (Rows whose bytes left staging are not among them: with nothing to read, they keep no identity
     /// rather than a permanent "nothing to go by".)
     pub fn staged_without_identity(&self, folder_id: i64, state: PushState) -> Result<Vec<i64>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id FROM message WHERE folder_id = ?1 AND identity IS NULL AND sha256 IS NOT NULL AND push_state = ?2
                    AND spool_bytes > 0",
         )?;
@@ -263,7 +264,7 @@ impl Tx<'_> {
     /// The listing of new messages is complete up to `last_uid` under `uidvalidity`.
     pub fn set_listed_up_to(&self, folder_id: i64, uidvalidity: u32, last_uid: u32) -> Result<()> {
         self.conn()
-            .execute("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder_id, uidvalidity, last_uid])?;
+            .run("UPDATE source_folder SET uidvalidity = ?2, last_uid = ?3 WHERE id = ?1", params![folder_id, uidvalidity, last_uid])?;
         Ok(())
     }
 
@@ -277,7 +278,7 @@ impl Tx<'_> {
         highest_modseq: Option<u64>,
         last_uid: u32,
     ) -> Result<()> {
-        self.conn().execute(
+        self.conn().run(
             "UPDATE source_folder SET uidvalidity = ?2, uidnext = ?3, highest_modseq = ?4, last_uid = max(last_uid, ?5) WHERE id = ?1",
             params![folder_id, uidvalidity, uidnext, highest_modseq.map(|m| m as i64), last_uid],
         )?;
@@ -305,8 +306,19 @@ impl Tx<'_> {
                 }
                 BodyWrite::Staged { id, hash, size, identity } => {
                     self.spool_finish(id, size)?;
-                    conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3, size = ?3, identity = ?4 WHERE id = ?1")?
-                        .execute(params![id, hash, size as i64, identity])?;
+                    // Only the columns that change: naming an indexed column in SET rewrites its index
+                    // entry even when the value stays, and each such entry is a page in the
+                    // write-ahead log (the size is the listed one nearly always; a missing identity
+                    // means this target needs none).
+                    conn.prepare_cached("UPDATE message SET sha256 = ?2, staged_bytes = ?3 WHERE id = ?1")?.execute(params![
+                        id,
+                        hash,
+                        size as i64
+                    ])?;
+                    conn.prepare_cached("UPDATE message SET size = ?2 WHERE id = ?1 AND size != ?2")?.execute(params![id, size as i64])?;
+                    if let Some(identity) = identity {
+                        conn.prepare_cached("UPDATE message SET identity = ?2 WHERE id = ?1")?.execute(params![id, identity])?;
+                    }
                 }
             }
         }
@@ -321,7 +333,7 @@ impl Tx<'_> {
     /// whatever was staged of it (a refused row holds no bytes).
     pub fn refuse_message(&self, account_id: i64, folder_name: &str, id: i64, server_says: &str) -> Result<()> {
         self.release_spooled(id)?;
-        self.conn().execute("UPDATE message SET push_state = ?2, sha256 = NULL WHERE id = ?1", params![id, PushState::Refused])?;
+        self.conn().run("UPDATE message SET push_state = ?2, sha256 = NULL WHERE id = ?1", params![id, PushState::Refused])?;
         self.record_skip(account_id, Some(id), folder_name, "the old server could not give this message", Some(server_says))
     }
 
@@ -344,11 +356,9 @@ impl Tx<'_> {
         self.release_spooled(id)?;
         // A message the operator's filter left out and the source no longer has was not left out
         // of anything: its ledger entry goes with it (a target's refusal stays, as history).
-        self.conn().execute(
-            "DELETE FROM skip WHERE message_id = ?1 AND substr(reason, 1, length(?2)) = ?2",
-            params![id, super::LEFT_OUT_REASON],
-        )?;
-        self.conn().execute("DELETE FROM message WHERE id = ?1", [id])?;
+        self.conn()
+            .run("DELETE FROM skip WHERE message_id = ?1 AND substr(reason, 1, length(?2)) = ?2", params![id, super::LEFT_OUT_REASON])?;
+        self.conn().run("DELETE FROM message WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -359,14 +369,14 @@ impl Tx<'_> {
 
     /// Sets a staged message's identity ('' for "looked, nothing to go by").
     pub fn set_identity(&self, id: i64, identity: &str) -> Result<()> {
-        self.conn().execute("UPDATE message SET identity = ?2 WHERE id = ?1", params![id, identity])?;
+        self.conn().run("UPDATE message SET identity = ?2 WHERE id = ?1", params![id, identity])?;
         Ok(())
     }
 }
 
 fn still_unstaged(conn: &Connection, id: i64) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT sha256 IS NULL AND push_state = ?2 FROM message WHERE id = ?1", params![id, PushState::Pending], |r| r.get(0))
+        .row("SELECT sha256 IS NULL AND push_state = ?2 FROM message WHERE id = ?1", params![id, PushState::Pending], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
 }
@@ -377,12 +387,12 @@ impl Store {
     /// An account `a@x.se` with its INBOX (folder id 1), and one message row at UIDVALIDITY 1 per
     /// (UID, listed size); returns the rows' ids.
     pub fn staging_fixture(&self, messages: &[(u32, i64)]) -> Vec<i64> {
-        self.conn.execute("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
-        self.conn.execute("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
+        self.conn.run("INSERT INTO account (source_login, target_login) VALUES ('a@x.se', 'a@y.se')", []).unwrap();
+        self.conn.run("INSERT INTO source_folder (account_id, name, wire_name) VALUES (1, 'INBOX', 'INBOX')", []).unwrap();
         let mut ids = Vec::new();
         for &(uid, size) in messages {
             self.conn
-                .execute("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')", params![uid, size])
+                .run("INSERT INTO message (folder_id, uidvalidity, uid, size, flags) VALUES (1, 1, ?1, ?2, '')", params![uid, size])
                 .unwrap();
             ids.push(self.conn.last_insert_rowid());
         }
@@ -392,20 +402,20 @@ impl Store {
     /// A message's staged bytes (its spool file) and its hash.
     pub fn staged_copy(&self, id: i64) -> (Vec<u8>, Option<Vec<u8>>) {
         let bytes = self.write(|tx| tx.staged_start(id, usize::MAX)).unwrap();
-        let hash = self.conn.query_row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        let hash = self.conn.row("SELECT sha256 FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         (bytes, hash)
     }
 
     /// A message's push state, hash and the bytes its row counts in the spool.
     pub fn staged_state(&self, id: i64) -> (PushState, Option<Vec<u8>>, i64) {
         self.conn
-            .query_row("SELECT push_state, sha256, spool_bytes FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .row("SELECT push_state, sha256, spool_bytes FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
     }
 
     /// The server's words recorded with the skip of message `id`.
     pub fn skip_server_says(&self, id: i64) -> String {
-        self.conn.query_row("SELECT server_says FROM skip WHERE message_id = ?1", [id], |r| r.get(0)).unwrap()
+        self.conn.row("SELECT server_says FROM skip WHERE message_id = ?1", [id], |r| r.get(0)).unwrap()
     }
 }
 
@@ -417,9 +427,9 @@ mod tests {
     fn push_states_round_trip_through_sqlite_and_unknown_text_is_an_error() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         for state in [PushState::Pending, PushState::Appending, PushState::Pushed, PushState::Refused] {
-            let back: PushState = conn.query_row("SELECT ?1", [state], |r| r.get(0)).unwrap();
+            let back: PushState = conn.row("SELECT ?1", [state], |r| r.get(0)).unwrap();
             assert_eq!(back, state);
         }
-        assert!(conn.query_row("SELECT 'sent'", [], |r| r.get::<_, PushState>(0)).is_err());
+        assert!(conn.row("SELECT 'sent'", [], |r| r.get::<_, PushState>(0)).is_err());
     }
 }

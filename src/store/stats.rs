@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::switch::{Switched, SwitchedBy};
 use super::{AccountState, LEFT_OUT_REASON, Store};
 
@@ -63,7 +64,7 @@ impl Store {
     /// Every account's `MirrorProgress`, by account id: the switch mark and the sums of its passes'
     /// `moved` and `removed` counts.
     pub fn mirror_progress(&self) -> Result<BTreeMap<i64, MirrorProgress>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT a.id, a.switched_at, a.switched_by, coalesce(sum(p.moved), 0), coalesce(sum(p.removed), 0)
              FROM account a LEFT JOIN pass p ON p.account_id = a.id GROUP BY a.id",
         )?;
@@ -78,7 +79,7 @@ impl Store {
     /// Every account's progress, by source login.
     pub fn account_progress(&self) -> Result<Vec<AccountProgress>> {
         // The shown state's columns are the account's alone (the joined tables have none of those names).
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT a.id, a.source_login, a.target_login, a.aliases, {}, a.last_pass_at, a.last_error, a.last_new_mail_at,
                count(m.id), coalesce(sum(m.size), 0),
                coalesce(sum(m.sha256 IS NOT NULL), 0), coalesce(sum(CASE WHEN m.sha256 IS NOT NULL THEN m.size END), 0),
@@ -115,7 +116,7 @@ impl Store {
         for a in &mut accounts {
             a.throughput = self
                 .conn
-                .query_row(
+                .row(
                     "SELECT staged_bytes, finished_at - started_at FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL
                      AND staged_bytes > 0 ORDER BY id DESC LIMIT 1",
                     [a.id],
@@ -125,16 +126,14 @@ impl Store {
                 .unwrap_or(0.0);
             a.throttled_last_pass = self
                 .conn
-                .query_row(
-                    "SELECT throttled FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
-                    [a.id],
-                    |r| r.get(0),
-                )
+                .row("SELECT throttled FROM pass WHERE account_id = ?1 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1", [a.id], |r| {
+                    r.get(0)
+                })
                 .optional()?
                 .unwrap_or(0);
             a.pass_started_at = self
                 .conn
-                .query_row(
+                .row(
                     // The latest pass only: an older unfinished one was cut and is over.
                     "SELECT started_at, finished_at FROM pass WHERE account_id = ?1 ORDER BY id DESC LIMIT 1",
                     [a.id],
@@ -159,7 +158,7 @@ impl Store {
     /// Every skip of every account, in the order they happened, but those of the operator's filter
     /// (`left_out_skips` counts them).
     pub fn all_skips(&self) -> Result<Vec<SkipEntry>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT a.source_login, coalesce(s.folder, ''), s.reason, s.server_says, s.at FROM skip s JOIN account a ON a.id = s.account_id
              WHERE substr(s.reason, 1, length(?1)) != ?1 ORDER BY s.id",
         )?;
@@ -170,7 +169,7 @@ impl Store {
     /// The operator's filter's skips counted per account, folder and rule (one row each, however many
     /// messages): (source login, folder, reason, messages).
     pub fn left_out_skips(&self) -> Result<Vec<(String, String, String, i64)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT a.source_login, coalesce(s.folder, ''), s.reason, count(*) FROM skip s JOIN account a ON a.id = s.account_id
              WHERE substr(s.reason, 1, length(?1)) = ?1 GROUP BY a.source_login, s.folder, s.reason ORDER BY 1, 2, 3",
         )?;
@@ -180,7 +179,7 @@ impl Store {
 
     /// Messages the operator's filter left out, per account id: (messages, bytes).
     pub fn left_out_by_account(&self) -> Result<BTreeMap<i64, (i64, i64)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT f.account_id, count(*), coalesce(sum(m.size), 0) FROM message m JOIN source_folder f ON f.id = m.folder_id
              WHERE m.left_out IS NOT NULL GROUP BY f.account_id",
         )?;
@@ -190,14 +189,14 @@ impl Store {
 
     /// The check's verdict per account id ("ready", "source_login_failed", ...).
     pub fn check_verdicts(&self) -> Result<BTreeMap<i64, String>> {
-        let mut stmt = self.conn.prepare("SELECT account_id, verdict FROM check_result")?;
+        let mut stmt = self.conn.prepare_cached("SELECT account_id, verdict FROM check_result")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The check's verdict, its stored detail (JSON text) and when it was made, per account id.
     pub fn check_details(&self) -> Result<BTreeMap<i64, (String, String, i64)>> {
-        let mut stmt = self.conn.prepare("SELECT account_id, verdict, detail, checked_at FROM check_result")?;
+        let mut stmt = self.conn.prepare_cached("SELECT account_id, verdict, detail, checked_at FROM check_result")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -205,7 +204,7 @@ impl Store {
     /// The check's stored details (JSON text), by source login.
     pub fn check_details_by_login(&self) -> Result<Vec<String>> {
         let mut stmt =
-            self.conn.prepare("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login")?;
+            self.conn.prepare_cached("SELECT detail FROM check_result c JOIN account a ON a.id = c.account_id ORDER BY a.source_login")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -243,7 +242,7 @@ impl Store {
     /// The account's folders the source lists now, and those it no longer lists whose mail we still
     /// hold counts of, by name.
     pub fn folder_counts(&self, account_id: i64) -> Result<Vec<FolderCounts>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT f.name, f.target_name, f.present,
                     count(m.id),
                     coalesce(sum(m.size), 0),
@@ -278,7 +277,7 @@ impl Store {
     /// The account's skips in the order they happened, with their messages' size and date; a calendar
     /// or contact item's are the report's calendars and contacts section's (`dav_skips`).
     pub fn skips_with_messages(&self, account_id: i64) -> Result<Vec<SkipDetail>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT s.folder, s.reason, s.server_says, s.at, m.size, m.internal_date
              FROM skip s LEFT JOIN message m ON m.id = s.message_id
              WHERE s.account_id = ?1 AND s.calendar = 0 ORDER BY s.at, s.id",

@@ -7,6 +7,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{Store, Tx};
 
 /// Who said an account's users switched.
@@ -43,7 +44,7 @@ impl Store {
     pub fn switched(&self, account_id: i64) -> Result<Option<Switched>> {
         let row: Option<(Option<i64>, Option<String>)> = self
             .conn
-            .query_row("SELECT switched_at, switched_by FROM account WHERE id = ?1", [account_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .row("SELECT switched_at, switched_by FROM account WHERE id = ?1", [account_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.and_then(|(at, by)| Some(Switched { at: at?, by: SwitchedBy::parse(by.as_deref().unwrap_or("operator")) })))
     }
@@ -59,7 +60,7 @@ impl Tx<'_> {
     /// Marks the account switched at `at` unless it already is (the first word counts); returns
     /// whether this call marked it.
     pub fn mark_switched(&self, account_id: i64, at: i64, by: SwitchedBy) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().run(
             "UPDATE account SET switched_at = ?2, switched_by = ?3 WHERE id = ?1 AND switched_at IS NULL",
             params![account_id, at, by.as_str()],
         )?;

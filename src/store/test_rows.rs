@@ -4,6 +4,7 @@
 
 use rusqlite::params;
 
+use super::Cached;
 use super::{PushState, Store};
 
 impl Store {
@@ -11,7 +12,7 @@ impl Store {
     /// its UIDVALIDITY; returns its id.
     pub fn insert_folder_for_tests(&self, account_id: i64, name: &str, target_name: &str, present: bool, uidvalidity: u32) -> i64 {
         self.conn
-            .execute(
+            .run(
                 "INSERT INTO source_folder (account_id, name, wire_name, target_name, present, uidvalidity) VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
                 params![account_id, name, target_name, present, uidvalidity],
             )
@@ -23,7 +24,7 @@ impl Store {
     /// staged body; returns its id.
     pub fn insert_message_for_tests(&self, folder_id: i64, uidvalidity: u32, uid: u32, size: i64, state: PushState) -> i64 {
         self.conn
-            .execute(
+            .run(
                 "INSERT INTO message (folder_id, uidvalidity, uid, size, push_state, internal_date)
                  VALUES (?1, ?2, ?3, ?4, ?5, ' 1-Jan-2020 10:00:00 +0100')",
                 params![folder_id, uidvalidity, uid, size, state],
@@ -36,12 +37,12 @@ impl Store {
 
     /// Renames source folders named `from` (a name the source could send that discovery has not).
     pub fn rename_folder_for_tests(&self, from: &str, to: &str) {
-        self.conn.execute("UPDATE source_folder SET name = ?2 WHERE name = ?1", [from, to]).unwrap();
+        self.conn.run("UPDATE source_folder SET name = ?2 WHERE name = ?1", [from, to]).unwrap();
     }
 
     /// How many staged bodies the spool holds (files, and rows that count bytes there).
     pub fn spooled_for_tests(&self) -> (usize, i64) {
-        let rows = self.conn.query_row("SELECT count(*) FROM message WHERE spool_bytes > 0", [], |r| r.get(0)).unwrap();
+        let rows = self.conn.row("SELECT count(*) FROM message WHERE spool_bytes > 0", [], |r| r.get(0)).unwrap();
         (self.spool.segments().unwrap().len(), rows)
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{PushState, Store, now};
 
 /// A source folder to verify: one the source listed at the last pass and that can hold mail.
@@ -66,7 +67,7 @@ impl Store {
 
     /// The account's source folders to verify, by name.
     pub fn folders_to_verify(&self, account_id: i64) -> Result<Vec<FolderToVerify>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, name, wire_name, uidvalidity, target_name FROM source_folder
              WHERE account_id = ?1 AND present = 1 AND selectable = 1 AND coalesce(map_reason, '') != 'excluded' ORDER BY name",
         )?;
@@ -79,7 +80,7 @@ impl Store {
     /// Wire names of the account's source folders the folder choice leaves out (as the last pass
     /// recorded them): verification neither checks them nor takes them for new folders.
     pub fn excluded_wire_names(&self, account_id: i64) -> Result<BTreeSet<String>> {
-        let mut stmt = self.conn.prepare("SELECT wire_name FROM source_folder WHERE account_id = ?1 AND map_reason = 'excluded'")?;
+        let mut stmt = self.conn.prepare_cached("SELECT wire_name FROM source_folder WHERE account_id = ?1 AND map_reason = 'excluded'")?;
         let rows = stmt.query_map([account_id], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -88,7 +89,7 @@ impl Store {
     /// scan (there is no index on the target side, and one scan per folder would cost seconds on a big
     /// account).
     pub fn pushed_counts(&self, account_id: i64) -> Result<BTreeMap<(i64, u32), u64>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT m.target_folder_id, m.target_uidvalidity, count(*) FROM message m JOIN source_folder f ON f.id = m.folder_id
              WHERE f.account_id = ?1 AND m.push_state = 'pushed' AND m.target_folder_id IS NOT NULL AND m.target_uidvalidity IS NOT NULL
              GROUP BY m.target_folder_id, m.target_uidvalidity",
@@ -101,9 +102,7 @@ impl Store {
     pub fn target_folder_id(&self, account_id: i64, wire_name: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .query_row("SELECT id FROM target_folder WHERE account_id = ?1 AND wire_name = ?2", params![account_id, wire_name], |r| {
-                r.get(0)
-            })
+            .row("SELECT id FROM target_folder WHERE account_id = ?1 AND wire_name = ?2", params![account_id, wire_name], |r| r.get(0))
             .optional()?)
     }
 
