@@ -31,6 +31,7 @@ mod passes;
 mod repair;
 mod settings;
 mod space;
+mod spares;
 mod spool;
 mod staging;
 mod stats;

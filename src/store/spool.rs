@@ -65,6 +65,8 @@ pub(super) struct Spool {
     /// each of its messages (opening by name cost 4 % of the CPU in make bench). At most
     /// `KEPT_READERS`; one this store removes leaves with it.
     readers: RefCell<BTreeMap<i64, Rc<File>>>,
+    /// Emptied segment files kept for new segments (`spares`).
+    spares: super::spares::Spares,
 }
 
 /// Segments a store keeps open for reading (file descriptors).
@@ -101,7 +103,8 @@ impl Spool {
             fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot restrict {}", dir.display()))?;
         }
-        Ok(Spool { dir, writing: RefCell::new(Writing::default()), readers: RefCell::new(BTreeMap::new()) })
+        let spares = super::spares::Spares::new(&dir);
+        Ok(Spool { dir, writing: RefCell::new(Writing::default()), readers: RefCell::new(BTreeMap::new()), spares })
     }
 
     fn path(&self, segment: i64) -> PathBuf {
@@ -150,7 +153,12 @@ impl Spool {
         let mut segment = id;
         for _ in 0..100 {
             let path = self.path(segment);
-            match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
+            let made = match self.spares.take(&path) {
+                Ok(Some(spare)) => Ok(spare),
+                Ok(None) => OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path),
+                Err(e) => Err(e),
+            };
+            match made {
                 Ok(file) => {
                     let mut registry = lock_segments();
                     registry.written_here.insert(path.clone());
@@ -227,7 +235,13 @@ impl Spool {
             .query_row([segment], |r| r.get(0))?;
         if !held {
             registry.written_here.remove(&path);
-            self.readers.borrow_mut().remove(&segment);
+            // Our own writable copy, held by nobody else now, becomes a spare; any other goes.
+            let own = self.readers.borrow_mut().remove(&segment).and_then(|file| Rc::try_unwrap(file).ok());
+            if let Some(file) = own
+                && self.spares.keep(&path, file).is_none()
+            {
+                return Ok(true);
+            }
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != ErrorKind::NotFound => {
                     return Err(anyhow!(e).context(format!("cannot remove the spool segment {}", path.display())));
@@ -310,6 +324,8 @@ impl Spool {
     pub(super) fn purge(&self) -> Result<()> {
         *self.writing.borrow_mut() = Writing::default();
         self.readers.borrow_mut().clear();
+        self.spares.remove_all();
+        self.spares.sweep_stale()?;
         let zeros = vec![0u8; READ_PIECE];
         for segment in self.segments()? {
             let path = self.path(segment);
@@ -486,6 +502,9 @@ impl Store {
     /// Runs while no pass writes (the pass lock).
     pub fn sweep_spool(&self) -> Result<(u64, u64)> {
         let mut removed = 0;
+        if let Err(e) = self.spool.spares.sweep_stale() {
+            log::warn!("cannot remove spare spool files left by an earlier run: {e}");
+        }
         for segment in self.spool.segments()? {
             let held: bool =
                 self.conn
