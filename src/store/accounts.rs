@@ -291,7 +291,7 @@ impl Tx<'_> {
     pub fn upsert_account(&self, account: &SealedAccount) -> Result<bool> {
         let old_target: Option<String> = self
             .conn()
-            .query_row("SELECT target_login FROM account WHERE source_login = ?1", [&account.source_login], |r| r.get(0))
+            .row("SELECT target_login FROM account WHERE source_login = ?1", [&account.source_login], |r| r.get(0))
             .optional()?;
         let existed = old_target.is_some();
         if old_target.is_some_and(|old| old != account.target_login) {

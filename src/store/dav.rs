@@ -446,9 +446,7 @@ impl Tx<'_> {
         for href in removed {
             let id: Option<i64> = self
                 .conn()
-                .query_row("SELECT id FROM dav_item WHERE collection_id = ?1 AND source_href = ?2", params![collection_id, href], |r| {
-                    r.get(0)
-                })
+                .row("SELECT id FROM dav_item WHERE collection_id = ?1 AND source_href = ?2", params![collection_id, href], |r| r.get(0))
                 .optional()?;
             if let Some(id) = id {
                 self.conn().run("UPDATE dav_item SET gone_at = COALESCE(gone_at, ?2) WHERE id = ?1", params![id, now()])?;

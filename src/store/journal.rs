@@ -295,7 +295,7 @@ impl Tx<'_> {
         // Rows the source no longer has (gone while their APPEND was in doubt) are not sent again.
         let gone: Vec<i64> = self
             .conn()
-            .prepare("SELECT id FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND gone_at IS NOT NULL")?
+            .prepare_cached("SELECT id FROM message WHERE folder_id = ?1 AND push_state = 'appending' AND gone_at IS NOT NULL")?
             .query_map([source_folder_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for id in gone {

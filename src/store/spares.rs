@@ -45,7 +45,13 @@ impl Spares {
         }
         let n = MADE.fetch_add(1, Ordering::Relaxed);
         let spare = self.dir.join(format!("{PREFIX}{}-{n}", std::process::id()));
-        if file.set_len(0).is_err() || fs::rename(path, &spare).is_err() {
+        // A link, not a rename: a rename would silently replace a spare name that exists (a process
+        // with the same id in another PID namespace sharing the data directory).
+        if file.set_len(0).is_err() || fs::hard_link(path, &spare).is_err() {
+            return Some(file);
+        }
+        if fs::remove_file(path).is_err() {
+            let _ = fs::remove_file(&spare);
             return Some(file);
         }
         self.files.borrow_mut().push((spare, file));
@@ -57,10 +63,16 @@ impl Spares {
     pub(super) fn take(&self, path: &Path) -> std::io::Result<Option<File>> {
         let Some((spare, file)) = self.files.borrow_mut().pop() else { return Ok(None) };
         match fs::hard_link(&spare, path) {
-            Ok(()) => {
+            // The new name must be our file: had the spare name come to another one meanwhile, the
+            // segment would be written through this descriptor and read through its name.
+            Ok(()) if same_file(&file, path) => {
                 // Left behind by a failure here, the name is removed by a later sweep.
                 let _ = fs::remove_file(&spare);
                 Ok(Some(file))
+            }
+            Ok(()) => {
+                let _ = fs::remove_file(path);
+                Ok(None)
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 self.files.borrow_mut().push((spare, file));
@@ -95,6 +107,15 @@ impl Spares {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Whether `path` names the file `file` is open on.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }
 
@@ -144,6 +165,33 @@ mod tests {
         let names: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert!(!names.iter().any(|n| n.starts_with(PREFIX)), "{names:?}");
         assert!(spares.take(&dir.join("10")).unwrap().is_none(), "no spare left");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_spare_name_that_came_to_another_file_is_not_taken() {
+        // Another process with our id (another PID namespace) put its own file under our spare's
+        // name: the new segment's name must not point at that file while we write through ours.
+        let dir = dir("foreign");
+        let spares = Spares::new(&dir);
+        let (old, file) = segment(&dir, "7", b"x");
+        assert!(spares.keep(&old, file).is_none());
+        let spare = spares.files.borrow()[0].0.clone();
+        fs::remove_file(&spare).unwrap();
+        fs::write(&spare, b"someone else's").unwrap();
+        let new = dir.join("9");
+        assert!(spares.take(&new).unwrap().is_none());
+        assert!(!new.exists(), "the name we linked is removed again");
+        assert_eq!(fs::read(&spare).unwrap(), b"someone else's");
+        // And keeping never replaces a name that exists.
+        let (old, file) = segment(&dir, "8", b"y");
+        // The next names (other tests of this process take some meanwhile) all exist already.
+        let n = MADE.load(Ordering::Relaxed);
+        for k in n..n + 4 * KEPT_SPARES as u64 {
+            fs::write(dir.join(format!("{PREFIX}{}-{k}", std::process::id())), b"taken").unwrap();
+        }
+        assert!(spares.keep(&old, file).is_some());
+        assert_eq!(fs::read(&old).unwrap(), b"", "truncated, for the caller to remove");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -325,7 +325,6 @@ impl Spool {
         *self.writing.borrow_mut() = Writing::default();
         self.readers.borrow_mut().clear();
         self.spares.remove_all();
-        self.spares.sweep_stale()?;
         let zeros = vec![0u8; READ_PIECE];
         for segment in self.segments()? {
             let path = self.path(segment);
@@ -346,6 +345,10 @@ impl Spool {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             }
+        }
+        // Spare names hold no bytes: one that cannot go is said, and the purge stands.
+        if let Err(e) = self.spares.sweep_stale() {
+            log::warn!("cannot remove the spare spool files: {e}");
         }
         Ok(())
     }
@@ -610,9 +613,7 @@ impl Tx<'_> {
     pub fn staged_start(&self, id: i64, limit: usize) -> Result<Vec<u8>> {
         let place: Option<(Option<i64>, i64, i64)> = self
             .conn()
-            .query_row("SELECT spool_file, spool_offset, spool_bytes FROM message WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .row("SELECT spool_file, spool_offset, spool_bytes FROM message WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let Some((Some(segment), base, held)) = place else { return Ok(Vec::new()) };
         let mut start = vec![0u8; (held.max(0) as usize).min(limit)];
