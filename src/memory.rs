@@ -56,9 +56,8 @@ pub fn limit_sqlite() {
 }
 
 /// Workers that may be staging bodies (reading them from the source into the spool) at the same time,
-/// process-wide. Each one holds its window of rows and a batch of bodies on its way into the spool
-/// (`pull::BODY_BATCH_BYTES` and at most one `store::CHUNK_SIZE` chunk more, written in one short
-/// transaction); besides, a round of slices may hold slices that came before the one it needs (up to
+/// process-wide. Each one holds its window of rows, at most one `store::CHUNK_SIZE` chunk of a body on
+/// its way into the spool and the marks of what it wrote since its last short transaction; besides, a round of slices may hold slices that came before the one it needs (up to
 /// `pull::SLICE_PIPELINE` - 1 slices) and a fetch a body that came before its UID (up to
 /// `imap::body_fetch::HELD_LIMIT`, 8 MiB, from a server no one has seen do it). The others meanwhile
 /// push, compare flags or wait, so parallel accounts share this working set instead of adding one each.

@@ -379,25 +379,34 @@ impl BodySink for WholeBodies<'_> {
     }
 }
 
-/// Bytes of bodies a staging worker gathers in memory before it writes them in one short transaction
-/// (and when a fetch or a round of slices ends). No transaction stays open while a body comes in, so
-/// a source that stalls half-way through a body holds up no other account; and memory stays flat:
-/// there are at most `memory::STAGING_AT_ONCE` staging workers (two from a source on the LAN), each
-/// with one batch, so the batch is what a second staging account costs. With bodies in SQLite, 64 KiB measured best (the 0.5 MiB parallel
-/// memory target met, 256 KiB missed it). With the spool, 128 KiB batches of 64 KiB chunks measured no
-/// less CPU than 64 KiB of 32 KiB, and took `--parallel 4` 0.6 MiB higher (make bench BENCH_ONLY=full).
-pub(super) const BODY_BATCH_BYTES: usize = 64 * 1024;
+/// Bytes of bodies a staging worker writes to the spool between two commits of what they are (where
+/// each message's bytes are, the hashes of those it completes), and at the end of a fetch or a round
+/// of slices. The bytes go to the spool as they arrive (`Store::stage_bytes`), outside any
+/// transaction, so a batch holds marks only and memory does not grow with it; no transaction stays
+/// open while a body comes in, so a source that stalls half-way through a body holds up no other
+/// account. When the bytes waited in the batch for its commit, 64 KiB measured best for memory; a
+/// commit per 64 KiB was then a fifth of the full migration's CPU (commits, their write-ahead log
+/// pages, the checkpoints), which 1 MiB cuts to a sixteenth.
+pub(super) const BODY_BATCH_BYTES: usize = 1024 * 1024;
+
+/// How long a staged message waits at most for its batch's commit, which tells the writer (`news`):
+/// over the office line a reader fills 1 MiB in about half a second.
+const STAGED_NEWS_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What counts against `BODY_BATCH_BYTES` for a write besides its data (a row id, a statement).
 pub(super) const BODY_WRITE_OVERHEAD: usize = 64;
 
-/// Staged bytes and staged marks not yet written, in the order they came. A chunk that takes the batch
-/// to `BODY_BATCH_BYTES` writes it at once, so a batch never holds more than that and one chunk, however
-/// large the piece a body arrives in (a body held until its UID came is one piece of up to 8 MiB).
+/// The marks of what a staging worker wrote to the spool since its last commit, in the order they came:
+/// a message started over, bytes written for a message, a message staged. A chunk that takes the batch
+/// to `BODY_BATCH_BYTES` commits it at once, however large the piece a body arrives in (a body held
+/// until its UID came is one piece of up to 8 MiB), so staging's use on the rows stays current.
 pub(super) struct BodyBatch<'s> {
     store: &'s Store,
     writes: Vec<BodyWrite>,
+    /// Bytes written since the last commit, and `BODY_WRITE_OVERHEAD` per mark.
     pub(super) bytes: usize,
+    /// When the first message staged since the last commit was (`STAGED_NEWS_WAIT`).
+    first_staged: Option<std::time::Instant>,
     /// Told when a write makes a message staged, so an idle writer starts on it then, not when the
     /// fetch ends (a pipelined group of whole bodies is up to 4 MiB: over the office line's shared
     /// download, every writer sat idle for the first second of the migration).
@@ -406,7 +415,7 @@ pub(super) struct BodyBatch<'s> {
 
 impl<'s> BodyBatch<'s> {
     pub(super) fn new(store: &'s Store) -> BodyBatch<'s> {
-        BodyBatch { store, writes: Vec::new(), bytes: 0, news: None }
+        BodyBatch { store, writes: Vec::new(), bytes: 0, first_staged: None, news: None }
     }
 
     /// A batch whose writes tell the writer of each message they stage.
@@ -414,22 +423,37 @@ impl<'s> BodyBatch<'s> {
         BodyBatch { news, ..BodyBatch::new(store) }
     }
 
-    /// Adds a mark (a restart, a staged message); never writes, so it may be used inside the caller's
+    /// Adds a mark (a staged message); never writes, so it may be used inside the caller's
     /// transaction (`finish_round`).
     fn push(&mut self, write: BodyWrite) {
-        self.bytes += BODY_WRITE_OVERHEAD + if let BodyWrite::Chunk { data, .. } = &write { data.len() } else { 0 };
+        if matches!(write, BodyWrite::Staged { .. }) && self.first_staged.is_none() {
+            self.first_staged = Some(std::time::Instant::now());
+        }
+        self.bytes += BODY_WRITE_OVERHEAD;
         self.writes.push(write);
     }
 
-    /// Adds a chunk, and writes the batch when that fills it.
-    fn push_chunk(&mut self, id: i64, offset: u64, data: Vec<u8>) -> Result<()> {
-        self.push(BodyWrite::Chunk { id, offset, data });
-        self.write_if_full()
+    /// Message `id` starts over: its copy so far is set aside now, before any new bytes of it are
+    /// written, and released when the batch commits. Never writes (see `push`).
+    fn restart(&mut self, id: i64) {
+        self.store.restart_staging(id);
+        self.push(BodyWrite::Restarted(id));
     }
 
-    /// Writes the batch once it holds `BODY_BATCH_BYTES`.
+    /// Writes a chunk of message `id` to the spool, for the batch to record; never commits (see `push`).
+    fn push_chunk(&mut self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
+        self.store.stage_bytes(id, offset, data)?;
+        if !matches!(self.writes.last(), Some(BodyWrite::Written(last)) if *last == id) {
+            self.push(BodyWrite::Written(id));
+        }
+        self.bytes += data.len();
+        Ok(())
+    }
+
+    /// Commits the batch once it holds `BODY_BATCH_BYTES`, or once a message it staged has waited
+    /// `STAGED_NEWS_WAIT`.
     fn write_if_full(&mut self) -> Result<()> {
-        if self.bytes >= BODY_BATCH_BYTES {
+        if self.bytes >= BODY_BATCH_BYTES || self.first_staged.is_some_and(|at| at.elapsed() >= STAGED_NEWS_WAIT) {
             self.write()?;
         }
         Ok(())
@@ -454,6 +478,7 @@ impl<'s> BodyBatch<'s> {
     /// transaction, and the fetch fails (our database).
     fn apply(&mut self, tx: &Tx<'_>) -> Result<()> {
         self.bytes = 0;
+        self.first_staged = None;
         tx.write_bodies(self.writes.drain(..))
     }
 }
@@ -499,8 +524,9 @@ impl BodyWriter {
         }
         while !piece.is_empty() {
             if self.pending.is_empty() && piece.len() >= CHUNK_SIZE {
-                self.chunk(batch, piece[..CHUNK_SIZE].to_vec())?;
+                self.chunk(batch, &piece[..CHUNK_SIZE])?;
                 piece = &piece[CHUNK_SIZE..];
+                batch.write_if_full()?;
                 continue;
             }
             if self.pending.capacity() == 0 {
@@ -511,6 +537,7 @@ impl BodyWriter {
             piece = &piece[take..];
             if self.pending.len() == CHUNK_SIZE {
                 self.flush(batch)?;
+                batch.write_if_full()?;
             }
         }
         Ok(())
@@ -520,19 +547,19 @@ impl BodyWriter {
     fn flush(&mut self, batch: &mut BodyBatch) -> Result<()> {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            self.chunk(batch, pending)?;
+            self.chunk(batch, &pending)?;
         }
         Ok(())
     }
 
     fn restart(&mut self, batch: &mut BodyBatch) {
         if !self.restarted {
-            batch.push(BodyWrite::Restart(self.id));
+            batch.restart(self.id);
             self.restarted = true;
         }
     }
 
-    fn chunk(&mut self, batch: &mut BodyBatch, data: Vec<u8>) -> Result<()> {
+    fn chunk(&mut self, batch: &mut BodyBatch, data: &[u8]) -> Result<()> {
         self.restart(batch);
         let offset = self.written;
         self.written += data.len() as u64;
@@ -552,6 +579,7 @@ impl BodyWriter {
     fn finish_mark(&mut self, batch: &mut BodyBatch) -> Result<(BodyWrite, u64)> {
         self.flush(batch)?;
         self.restart(batch);
+        batch.store.end_arrival(self.id);
         let hash = std::mem::take(&mut self.hasher).finalize();
         // '' when looked at and nothing found; NULL when not looked at (see `identity::fill_staged`).
         let identity = self.prefix.take().map(|prefix| crate::identity::of_header(&prefix).unwrap_or_default());
@@ -844,7 +872,7 @@ pub(super) fn finish_round(
         if m.nil {
             // What an interrupted pass, an earlier round or this round's batch staged of it goes: the
             // batch is written after this, so `refuse` alone would leave this round's chunks behind.
-            batch.push(BodyWrite::Restart(m.writer.id));
+            batch.restart(m.writer.id);
             tx.refuse_message(account_id, folder_name, m.writer.id, NIL_BODY)?;
             done.push(i);
             continue;

@@ -26,7 +26,7 @@ mod bodies;
 use bodies::*;
 
 /// Messages up to this size are fetched whole, many per command; larger ones in `SLICE` ranges. Bodies
-/// stream into the spool either way (through a `BodyBatch` of at most `BODY_BATCH_BYTES`), so memory does
+/// stream into the spool either way (a chunk at a time, recorded by a `BodyBatch`), so memory does
 /// not depend on these; they bound what has to be held for a server that names the UID only after the
 /// body.
 const WHOLE_LIMIT: u64 = 64 * 1024;
@@ -396,6 +396,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The bytes go to the spool before the batch that records them commits. A message that starts
+    /// over while a committed row still claims its earlier copy must leave that copy alone until the
+    /// start-over commits: its new bytes, and another message's, go elsewhere; after the commit the
+    /// row claims the new copy, and the place of the old one is given back.
+    #[test]
+    fn a_message_started_over_leaves_its_claimed_copy_alone_until_the_restart_commits() {
+        let (dir, store, ids) = store_with_rows("set-aside", &[(7, 0), (8, 0)]);
+        let (a, b) = (ids[0], ids[1]);
+        // Whole chunks, so all of it is written (a writer keeps a shorter tail until the message ends).
+        let first: Vec<u8> = (0..3 * crate::store::CHUNK_SIZE).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut batch = BodyBatch::new(&store);
+        let mut writer = BodyWriter::start(a, false);
+        writer.write(&mut batch, &first).unwrap();
+        batch.write().unwrap();
+        let (held, _) = staged(&store, a);
+        assert!(held == first, "the row claims the first copy, unfinished: {} of {} bytes", held.len(), first.len());
+
+        // Fetched again: new bytes for A and B written, nothing committed yet.
+        let again: Vec<u8> = (0..70_000).map(|i| b'A' + (i % 26) as u8).collect();
+        let other: Vec<u8> = vec![b'#'; 90_000];
+        let mut batch = BodyBatch::new(&store);
+        let mut writer = BodyWriter::start(a, false);
+        writer.write(&mut batch, &again).unwrap();
+        let mut writer_b = BodyWriter::start(b, false);
+        writer_b.write(&mut batch, &other).unwrap();
+        assert!(staged(&store, a).0 == first, "the claimed copy was overwritten before the restart committed");
+
+        // Committed: A claims its new copy (no hash yet), and its end and B's come whole.
+        assert_eq!(writer.finish(&mut batch).unwrap(), again.len() as u64);
+        assert_eq!(writer_b.finish(&mut batch).unwrap(), other.len() as u64);
+        batch.write().unwrap();
+        assert_eq!(staged(&store, a), (again.clone(), Some(Sha256::digest(&again).to_vec())));
+        assert_eq!(staged(&store, b), (other.clone(), Some(Sha256::digest(&other).to_vec())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A store in a fresh directory with one account and its INBOX, and a message row per (uid, size).
     fn store_with_rows(name: &str, rows: &[(u32, usize)]) -> (std::path::PathBuf, Store, Vec<i64>) {
         let dir = std::env::temp_dir().join(format!("pf-pull-{name}-{}", std::process::id()));
@@ -448,7 +484,8 @@ mod tests {
     }
 
     /// A body handed over in one large piece (a body held until its UID came, held slices that line up)
-    /// is written as the batch fills, chunk by chunk, not queued whole before the bound is looked at.
+    /// is committed as the batch fills, chunk by chunk, not once the whole piece is written, so the
+    /// rows say what staging holds while it arrives.
     #[test]
     fn a_large_piece_never_takes_the_batch_past_its_bound() {
         let (dir, store, ids) = store_with_rows("large-piece", &[(7, 0)]);

@@ -78,6 +78,21 @@ struct Writing {
     open: BTreeMap<i64, OpenSegment>,
     /// Messages being written: their segment and offset there, and how far they are written.
     placed: BTreeMap<i64, Placement>,
+    /// Messages whose bytes are all written (`Store::end_arrival`), their segments' ends free for the
+    /// next message, until the transaction that records them (`Tx::spool_finish`) closes a full
+    /// segment: closed before, an empty-looking segment could go while its rows are uncommitted.
+    arrived: BTreeMap<i64, Placement>,
+    /// Earlier copies of messages that started over (`Store::restart_staging`) whose restart is not
+    /// committed yet: their rows may still claim those bytes, so they stay where they are, the ends of
+    /// their segments taken, until the restart's transaction gives them back (`Tx::spool_restarted`).
+    set_aside: BTreeMap<i64, Vec<Placement>>,
+}
+
+impl Writing {
+    /// Where message `id`'s bytes are: arriving, or all written.
+    fn placement_of(&self, id: i64) -> Option<Placement> {
+        self.placed.get(&id).or_else(|| self.arrived.get(&id)).copied()
+    }
 }
 
 struct OpenSegment {
@@ -197,7 +212,7 @@ impl Spool {
     /// message's start (0 and 0 for a message with no bytes placed).
     fn placed_and_on_disk(&self, id: i64) -> Result<(u64, u64)> {
         let writing = self.writing.borrow();
-        let Some(placement) = writing.placed.get(&id) else { return Ok((0, 0)) };
+        let Some(placement) = writing.placement_of(id) else { return Ok((0, 0)) };
         let Some(open) = writing.open.get(&placement.segment) else { return Ok((placement.written, 0)) };
         let len = open.file.metadata().with_context(|| self.context(id))?.len();
         Ok((placement.written, len.saturating_sub(placement.base)))
@@ -208,18 +223,57 @@ impl Spool {
     /// Returns a segment that filled up and was closed (for the caller to remove once empty).
     fn finish_placement(&self, id: i64, done: Option<u64>) -> Option<i64> {
         let mut writing = self.writing.borrow_mut();
-        let placement = writing.placed.remove(&id)?;
+        let placement = writing.placed.remove(&id).or_else(|| writing.arrived.remove(&id))?;
+        self.leave_segment(&mut writing, id, placement, done)
+    }
+
+    /// Message `id` is written whole: the next message may start at the end of its segment now, not
+    /// only once the batch recording it commits (else each message of a batch took a segment, a file,
+    /// of its own).
+    fn end_arrival(&self, id: i64) {
+        let mut writing = self.writing.borrow_mut();
+        let Some(placement) = writing.placed.remove(&id) else { return };
+        if let Some(open) = writing.open.get_mut(&placement.segment)
+            && open.tail == Some(id)
+        {
+            open.tail = None;
+            open.end = placement.base + placement.written;
+        }
+        writing.arrived.insert(id, placement);
+    }
+
+    /// `finish_placement` for `placement`, taken out of `Writing` already.
+    fn leave_segment(&self, writing: &mut Writing, id: i64, placement: Placement, done: Option<u64>) -> Option<i64> {
         let open = writing.open.get_mut(&placement.segment)?;
         if open.tail == Some(id) {
             open.tail = None;
             open.end = placement.base + done.unwrap_or(0);
         }
-        if open.tail.is_none() && open.end >= SEGMENT_BYTES {
+        let in_flight = |placements: &BTreeMap<i64, Placement>| placements.values().any(|p| p.segment == placement.segment);
+        // Others whole but not yet recorded keep it open: the last of them to be recorded closes it.
+        if open.tail.is_none() && open.end >= SEGMENT_BYTES && !in_flight(&writing.arrived) && !in_flight(&writing.placed) {
             writing.open.remove(&placement.segment);
             lock_segments().open.remove(&self.path(placement.segment));
             return Some(placement.segment);
         }
         None
+    }
+
+    /// Message `id` starts over: its copy so far is set aside (see `Writing::set_aside`), and its next
+    /// bytes go to a place of their own.
+    fn set_aside(&self, id: i64) {
+        let mut writing = self.writing.borrow_mut();
+        if let Some(placement) = writing.placed.remove(&id).or_else(|| writing.arrived.remove(&id)) {
+            writing.set_aside.entry(id).or_default().push(placement);
+        }
+    }
+
+    /// Gives back the copies of `id` set aside, as `finish_placement` gives back one started over;
+    /// returns the segments that closed.
+    fn give_back_set_aside(&self, id: i64) -> Vec<i64> {
+        let mut writing = self.writing.borrow_mut();
+        let set_aside = writing.set_aside.remove(&id).unwrap_or_default();
+        set_aside.into_iter().filter_map(|placement| self.leave_segment(&mut writing, id, placement, None)).collect()
     }
 
     /// Removes `segment` if no row holds bytes in it and no writer of this process may append to it;
@@ -268,6 +322,8 @@ impl Spool {
         let open: Vec<i64> = {
             let mut writing = self.writing.borrow_mut();
             writing.placed.clear();
+            writing.arrived.clear();
+            writing.set_aside.clear();
             std::mem::take(&mut writing.open).into_keys().collect()
         };
         {
@@ -282,22 +338,37 @@ impl Spool {
     }
 
     /// Keeps `file` as the reader of `segment` (replacing any earlier one of that name), dropping the
-    /// oldest kept reader past `KEPT_READERS`.
+    /// newest other kept reader past `KEPT_READERS`: the push reads the oldest segments first, and
+    /// staging may hold many more segments than that (make bench: some 150 at its peak; dropping the
+    /// oldest, the push opened a segment again for each of its messages, 7,400 opens).
     fn keep_reader(&self, segment: i64, file: &Rc<File>) {
         let mut readers = self.readers.borrow_mut();
         readers.insert(segment, Rc::clone(file));
         if readers.len() > KEPT_READERS {
-            readers.pop_first();
+            let newest_other = readers.keys().rev().copied().find(|&kept| kept != segment);
+            if let Some(newest_other) = newest_other {
+                readers.remove(&newest_other);
+            }
         }
     }
 
-    /// `segment` open for reading: the kept reader, or the file opened now (None if there is none).
+    /// `segment` open for reading: the kept reader, or the file opened now and kept (None if there is
+    /// none). Opened for writing too, so that once empty it can become a spare (`spares`).
     fn reader(&self, segment: i64) -> Result<Option<Rc<File>>> {
         if let Some(file) = self.readers.borrow().get(&segment) {
             return Ok(Some(Rc::clone(file)));
         }
-        match File::open(self.path(segment)) {
-            Ok(file) => Ok(Some(Rc::new(file))),
+        let path = self.path(segment);
+        let opened = OpenOptions::new().read(true).write(true).open(&path).or_else(|e| match e.kind() {
+            ErrorKind::PermissionDenied => File::open(&path),
+            _ => Err(e),
+        });
+        match opened {
+            Ok(file) => {
+                let file = Rc::new(file);
+                self.keep_reader(segment, &file);
+                Ok(Some(file))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -554,8 +625,29 @@ impl Drop for Store {
     }
 }
 
+impl Store {
+    /// Writes `data` at `offset` of message `id`'s staged copy at once, outside any transaction; a
+    /// `BodyWrite::Written` then records it on the row. Bytes no committed row claims yet are nobody's
+    /// (a crash leaves them to the sweep), so they need not wait for a transaction.
+    pub fn stage_bytes(&self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
+        self.spool.write_at(id, offset, data)
+    }
+
+    /// Message `id` is written whole (its mark may wait in the batch): see `Spool::end_arrival`.
+    pub fn end_arrival(&self, id: i64) {
+        self.spool.end_arrival(id);
+    }
+
+    /// Message `id` starts over before its next bytes are written (`stage_bytes`); a
+    /// `BodyWrite::Restarted` then releases its earlier copy on the row.
+    pub fn restart_staging(&self, id: i64) {
+        self.spool.set_aside(id);
+    }
+}
+
 impl Tx<'_> {
     /// Writes `data` at `offset` of message `id`'s staged copy (`spool_record` then records it).
+    #[cfg(test)]
     pub(super) fn spool_write(&self, id: i64, offset: u64, data: &[u8]) -> Result<()> {
         self.spool.write_at(id, offset, data)
     }
@@ -563,14 +655,22 @@ impl Tx<'_> {
     /// Records on message `id`'s row where its copy is and how much of it is written, so staging's use
     /// counts it while it arrives (once per batch, not per chunk).
     pub(super) fn spool_record(&self, id: i64) -> Result<()> {
-        let Some(placement) = self.spool.writing.borrow().placed.get(&id).copied() else { return Ok(()) };
+        let Some(placement) = self.spool.writing.borrow().placement_of(id) else { return Ok(()) };
         self.conn()
             .prepare_cached("UPDATE message SET spool_file = ?2, spool_offset = ?3, spool_bytes = ?4 WHERE id = ?1")?
             .execute(params![id, placement.segment, placement.base as i64, placement.written as i64])?;
         Ok(())
     }
 
+    /// Message `id` started over, its copy so far set aside (`Store::restart_staging`): that copy is
+    /// released and given back.
+    pub(super) fn spool_restarted(&self, id: i64) -> Result<()> {
+        self.emptied.borrow_mut().extend(self.spool.give_back_set_aside(id));
+        self.release_spooled(id)
+    }
+
     /// Message `id`'s staged copy starts over: what it had in the spool is released.
+    #[cfg(test)]
     pub(super) fn spool_restart(&self, id: i64) -> Result<()> {
         if let Some(closed) = self.spool.finish_placement(id, None) {
             self.emptied.borrow_mut().insert(closed);
@@ -692,6 +792,38 @@ mod tests {
     fn segment_of(store: &Store, dir: &Path, id: i64) -> PathBuf {
         let segment: i64 = store.conn.row("SELECT spool_file FROM message WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         dir.join("spool").join(segment.to_string())
+    }
+
+    /// As the pull stages: bytes written at once, marks committed later. Messages that come whole one
+    /// after another in one batch share a segment (the next starts at the end of the one before, not
+    /// when the batch commits), and each reads back as written.
+    #[test]
+    fn messages_written_whole_before_their_batch_commits_share_a_segment() {
+        let (store, dir) = store("shared");
+        let ids = store.staging_fixture(&[(1, 0), (2, 0), (3, 0)]);
+        // Together past `SEGMENT_BYTES`: the first one recorded must not close the segment under the
+        // others (it did, in the first version of this).
+        let bodies: Vec<Vec<u8>> = (0..3u8).map(|n| vec![b'a' + n; 400_000 + usize::from(n)]).collect();
+        let mut marks = Vec::new();
+        for (&id, body) in ids.iter().zip(&bodies) {
+            store.restart_staging(id);
+            store.stage_bytes(id, 0, body).unwrap();
+            store.end_arrival(id);
+            let hash = Sha256::digest(body).to_vec();
+            marks.extend([
+                BodyWrite::Restarted(id),
+                BodyWrite::Written(id),
+                BodyWrite::Staged { id, hash, size: body.len() as u64, identity: None },
+            ]);
+        }
+        store.write_unsynced(|tx| tx.write_bodies(marks)).unwrap();
+        let segments: BTreeSet<PathBuf> = ids.iter().map(|&id| segment_of(&store, &dir, id)).collect();
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        for (&id, body) in ids.iter().zip(&bodies) {
+            assert_eq!(&store.staged_copy(id).0, body);
+        }
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -48,17 +48,35 @@ pub struct UnstagedMessage {
     pub fetch_failures: i64,
 }
 
-/// One write of a body being staged, gathered in memory by the pull and written in a batch
-/// (`Tx::write_bodies`), in the order they came.
+/// One mark of a body being staged, gathered by the pull and written in a batch (`Tx::write_bodies`),
+/// in the order they came. The bytes themselves went to the spool already (`Store::stage_bytes`).
 pub enum BodyWrite {
     /// The message starts over: whatever an interrupted pass (or an earlier copy in this fetch) staged
-    /// of it goes, and it is not staged until its hash is written again.
-    Restart(i64),
-    /// Bytes of the message at `offset` (a restarted message starts at 0 again, so writing a chunk
-    /// twice changes nothing).
-    Chunk { id: i64, offset: u64, data: Vec<u8> },
+    /// of it goes, and it is not staged until its hash is written again. Its copy in this process was
+    /// set aside when it started over (`Store::restart_staging`), before its new bytes were written.
+    Restarted(i64),
+    /// Bytes of the message went to the spool: where they are goes on its row.
+    Written(i64),
     /// The message is whole: its hash, true size and identity.
     Staged { id: i64, hash: Vec<u8>, size: u64, identity: Option<String> },
+    /// Tests' shorthand: a start-over inside the transaction, the copy so far given back at once.
+    #[cfg(test)]
+    Restart(i64),
+    /// Tests' shorthand: bytes written and recorded inside the transaction.
+    #[cfg(test)]
+    Chunk { id: i64, offset: u64, data: Vec<u8> },
+}
+
+impl BodyWrite {
+    /// The message whose bytes this mark says were written, if it says that.
+    fn bytes_of(&self) -> Option<i64> {
+        match self {
+            BodyWrite::Written(id) => Some(*id),
+            #[cfg(test)]
+            BodyWrite::Chunk { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 impl Store {
@@ -292,18 +310,25 @@ impl Tx<'_> {
         // The message whose chunks came last, not yet recorded on its row.
         let mut unrecorded: Option<i64> = None;
         for write in writes {
-            if let Some(id) = unrecorded.take_if(|id| !matches!(&write, BodyWrite::Chunk { id: next, .. } if next == id)) {
+            if let Some(id) = unrecorded.take_if(|id| write.bytes_of() != Some(*id)) {
                 self.spool_record(id)?;
             }
             match write {
+                #[cfg(test)]
                 BodyWrite::Restart(id) => {
                     self.spool_restart(id)?;
                     conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
                 }
+                BodyWrite::Restarted(id) => {
+                    self.spool_restarted(id)?;
+                    self.conn().prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
+                }
+                #[cfg(test)]
                 BodyWrite::Chunk { id, offset, data } => {
                     self.spool_write(id, offset, &data)?;
                     unrecorded = Some(id);
                 }
+                BodyWrite::Written(id) => unrecorded = Some(id),
                 BodyWrite::Staged { id, hash, size, identity } => {
                     self.spool_finish(id, size)?;
                     // Only the columns that change: naming an indexed column in SET rewrites its index
