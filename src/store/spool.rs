@@ -244,14 +244,23 @@ impl Spool {
 
     /// `finish_placement` for `placement`, taken out of `Writing` already.
     fn leave_segment(&self, writing: &mut Writing, id: i64, placement: Placement, done: Option<u64>) -> Option<i64> {
+        let in_segment = |placements: &BTreeMap<i64, Placement>, from: u64| {
+            placements.values().any(|p| p.segment == placement.segment && p.base >= from)
+        };
+        // A copy started over gives its bytes back only when nothing of anyone's lies after its start:
+        // the segment's last message may be this message's next copy, placed there after this one
+        // arrived whole (found by the cold review of bytes written outside transactions).
+        let gives_back = done.is_some() || !(in_segment(&writing.placed, placement.base) || in_segment(&writing.arrived, placement.base));
+        // Others whole but not yet recorded, or set aside, keep it open: the last of them closes it.
+        let others = in_segment(&writing.placed, 0)
+            || in_segment(&writing.arrived, 0)
+            || writing.set_aside.values().flatten().any(|p| p.segment == placement.segment);
         let open = writing.open.get_mut(&placement.segment)?;
-        if open.tail == Some(id) {
+        if open.tail == Some(id) && gives_back {
             open.tail = None;
             open.end = placement.base + done.unwrap_or(0);
         }
-        let in_flight = |placements: &BTreeMap<i64, Placement>| placements.values().any(|p| p.segment == placement.segment);
-        // Others whole but not yet recorded keep it open: the last of them to be recorded closes it.
-        if open.tail.is_none() && open.end >= SEGMENT_BYTES && !in_flight(&writing.arrived) && !in_flight(&writing.placed) {
+        if open.tail.is_none() && open.end >= SEGMENT_BYTES && !others {
             writing.open.remove(&placement.segment);
             lock_segments().open.remove(&self.path(placement.segment));
             return Some(placement.segment);
@@ -822,6 +831,42 @@ mod tests {
         for (&id, body) in ids.iter().zip(&bodies) {
             assert_eq!(&store.staged_copy(id).0, body);
         }
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Review (bytes outside transactions): a message whose first copy arrived whole starts over, and
+    /// its new copy is placed right after the first in the same segment. The restart's commit must not
+    /// give the first copy's place back while the new one lies after it, or the next message is written
+    /// over the new copy.
+    #[test]
+    fn a_copy_given_back_never_frees_the_place_of_the_next_copy_after_it() {
+        let (store, dir) = store("give-back");
+        let ids = store.staging_fixture(&[(1, 0), (2, 0)]);
+        let (a, b) = (ids[0], ids[1]);
+        let mark =
+            |id: i64, body: &[u8]| BodyWrite::Staged { id, hash: Sha256::digest(body).to_vec(), size: body.len() as u64, identity: None };
+        store.restart_staging(a);
+        store.stage_bytes(a, 0, &[b'a'; 10_000]).unwrap();
+        store.end_arrival(a);
+        // Its mark is not written (the fetch failed); fetched again.
+        store.restart_staging(a);
+        let again = [b'b'; 10_000];
+        store.stage_bytes(a, 0, &again[..5_000]).unwrap();
+        store.write_unsynced(|tx| tx.write_bodies([BodyWrite::Restarted(a), BodyWrite::Written(a)])).unwrap();
+        let other = [b'c'; 20_000];
+        store.restart_staging(b);
+        store.stage_bytes(b, 0, &other).unwrap();
+        store.end_arrival(b);
+        store.stage_bytes(a, 5_000, &again[5_000..]).unwrap();
+        store.end_arrival(a);
+        store
+            .write_unsynced(|tx| {
+                tx.write_bodies([BodyWrite::Written(a), mark(a, &again), BodyWrite::Restarted(b), BodyWrite::Written(b), mark(b, &other)])
+            })
+            .unwrap();
+        assert!(store.staged_copy(a).0 == again, "the new copy was written over");
+        assert!(store.staged_copy(b).0 == other, "the other message was written over");
         drop(store);
         let _ = fs::remove_dir_all(&dir);
     }
