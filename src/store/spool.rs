@@ -98,9 +98,10 @@ impl Writing {
 struct OpenSegment {
     file: Rc<File>,
     end: u64,
-    /// The message still arriving at the segment's end, if any: no other may start there until it is
-    /// done.
-    tail: Option<i64>,
+    /// The copy still arriving at the segment's end, if any, by message id and where it starts: no
+    /// other may start there until it is done. By its start too, since a message may hold two copies
+    /// in one segment (one that arrived whole, set aside when it started over, and the next).
+    tail: Option<(i64, u64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -142,14 +143,14 @@ impl Spool {
         let free = writing.open.iter_mut().find(|(_, segment)| segment.tail.is_none() && segment.end < SEGMENT_BYTES);
         let placement = match free {
             Some((&segment, open)) => {
-                open.tail = Some(id);
+                open.tail = Some((id, open.end));
                 Placement { segment, base: open.end, written: 0 }
             }
             None => {
                 let (segment, file) = self.new_segment(id)?;
                 let file = Rc::new(file);
                 self.keep_reader(segment, &file);
-                writing.open.insert(segment, OpenSegment { file, end: 0, tail: Some(id) });
+                writing.open.insert(segment, OpenSegment { file, end: 0, tail: Some((id, 0)) });
                 Placement { segment, base: 0, written: 0 }
             }
         };
@@ -234,7 +235,7 @@ impl Spool {
         let mut writing = self.writing.borrow_mut();
         let Some(placement) = writing.placed.remove(&id) else { return };
         if let Some(open) = writing.open.get_mut(&placement.segment)
-            && open.tail == Some(id)
+            && open.tail == Some((id, placement.base))
         {
             open.tail = None;
             open.end = placement.base + placement.written;
@@ -244,19 +245,17 @@ impl Spool {
 
     /// `finish_placement` for `placement`, taken out of `Writing` already.
     fn leave_segment(&self, writing: &mut Writing, id: i64, placement: Placement, done: Option<u64>) -> Option<i64> {
-        let in_segment = |placements: &BTreeMap<i64, Placement>, from: u64| {
-            placements.values().any(|p| p.segment == placement.segment && p.base >= from)
-        };
-        // A copy started over gives its bytes back only when nothing of anyone's lies after its start:
-        // the segment's last message may be this message's next copy, placed there after this one
-        // arrived whole (found by the cold review of bytes written outside transactions).
-        let gives_back = done.is_some() || !(in_segment(&writing.placed, placement.base) || in_segment(&writing.arrived, placement.base));
+        let in_segment = |placements: &BTreeMap<i64, Placement>| placements.values().any(|p| p.segment == placement.segment);
         // Others whole but not yet recorded, or set aside, keep it open: the last of them closes it.
-        let others = in_segment(&writing.placed, 0)
-            || in_segment(&writing.arrived, 0)
+        let others = in_segment(&writing.placed)
+            || in_segment(&writing.arrived)
             || writing.set_aside.values().flatten().any(|p| p.segment == placement.segment);
         let open = writing.open.get_mut(&placement.segment)?;
-        if open.tail == Some(id) && gives_back {
+        // Only the copy still arriving at the end has nothing after it, so only it gives its place
+        // back: matched by its start, not by the message, whose newer copy may be the tail now, with
+        // other messages' committed bytes between the two (found by two cold reviews of bytes written
+        // outside transactions).
+        if open.tail == Some((id, placement.base)) {
             open.tail = None;
             open.end = placement.base + done.unwrap_or(0);
         }
@@ -867,6 +866,45 @@ mod tests {
             .unwrap();
         assert!(store.staged_copy(a).0 == again, "the new copy was written over");
         assert!(store.staged_copy(b).0 == other, "the other message was written over");
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Second review: a message's first copy arrives whole but its mark is lost (the round failed),
+    /// another message is committed after it in the segment, and the message starts over twice, its
+    /// second copy the segment's tail when the third restart commits. Giving back the first copy must
+    /// not free the other message's committed bytes.
+    #[test]
+    fn a_copy_given_back_never_frees_another_messages_committed_bytes() {
+        let (store, dir) = store("give-back-committed");
+        let ids = store.staging_fixture(&[(1, 0), (2, 0), (3, 0)]);
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let mark =
+            |id: i64, body: &[u8]| BodyWrite::Staged { id, hash: Sha256::digest(body).to_vec(), size: body.len() as u64, identity: None };
+        let whole = |id: i64, body: &[u8]| {
+            store.restart_staging(id);
+            store.stage_bytes(id, 0, body).unwrap();
+            store.end_arrival(id);
+        };
+        whole(a, &[b'a'; 10_000]);
+        let committed = [b'c'; 10_000];
+        whole(b, &committed);
+        store.write_unsynced(|tx| tx.write_bodies([BodyWrite::Restarted(b), BodyWrite::Written(b), mark(b, &committed)])).unwrap();
+        store.restart_staging(a);
+        store.stage_bytes(a, 0, &[b'x'; 5_000]).unwrap();
+        store.restart_staging(a);
+        let last = [b'z'; 7_000];
+        store.stage_bytes(a, 0, &last).unwrap();
+        store.write_unsynced(|tx| tx.write_bodies([BodyWrite::Restarted(a), BodyWrite::Written(a)])).unwrap();
+        let next = [b'd'; 30_000];
+        whole(c, &next);
+        store.end_arrival(a);
+        store
+            .write_unsynced(|tx| tx.write_bodies([BodyWrite::Restarted(c), BodyWrite::Written(c), mark(c, &next), mark(a, &last)]))
+            .unwrap();
+        assert!(store.staged_copy(b).0 == committed, "a committed copy was written over");
+        assert!(store.staged_copy(c).0 == next);
+        assert!(store.staged_copy(a).0 == last);
         drop(store);
         let _ = fs::remove_dir_all(&dir);
     }
