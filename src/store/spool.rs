@@ -12,8 +12,13 @@
 //! interleaved, each then at the end of a segment of its own). A segment is removed once no row holds
 //! bytes in it and no writer of this process can append to it any more.
 //!
-//! Crash rules. A body's bytes are written inside the transaction that records where they are, so a
-//! committed row never claims bytes nobody wrote. The kernel may still lose them in a power cut
+//! Crash rules. A body's bytes are written before the transaction that records where they are (the
+//! pull writes them as they arrive, `Store::stage_bytes`, and commits its marks per MiB), so a
+//! committed row never claims bytes nobody wrote; bytes no committed row claims are nobody's. Until
+//! a mark commits, the spool keeps the copy's place in memory (`Writing`): a copy that arrived whole,
+//! a copy set aside when its message started over. These in-memory moves are not undone if the
+//! transaction rolls back; a row left claiming such a copy has no hash, so nothing reads it and it is
+//! fetched again. The kernel may still lose bytes in a power cut
 //! (staging does not wait for the disk), so whoever reads a body checks it: the push checks the
 //! segment's length before it journals an APPEND and the SHA-256 while it sends it (`StagedBody`), and
 //! a damaged copy is fetched from the source again. A segment is removed only after the transaction
