@@ -68,10 +68,11 @@ pub enum BodyWrite {
 }
 
 impl BodyWrite {
-    /// The message whose bytes this mark says were written, if it says that.
-    fn bytes_of(&self) -> Option<i64> {
+    /// The message whose place in the spool this mark records on its row (bytes written, or the
+    /// message whole: `Tx::spool_finish` records it), if it records one.
+    fn records_place_of(&self) -> Option<i64> {
         match self {
-            BodyWrite::Written(id) => Some(*id),
+            BodyWrite::Written(id) | BodyWrite::Staged { id, .. } => Some(*id),
             #[cfg(test)]
             BodyWrite::Chunk { id, .. } => Some(*id),
             _ => None,
@@ -310,7 +311,7 @@ impl Tx<'_> {
         // The message whose chunks came last, not yet recorded on its row.
         let mut unrecorded: Option<i64> = None;
         for write in writes {
-            if let Some(id) = unrecorded.take_if(|id| write.bytes_of() != Some(*id)) {
+            if let Some(id) = unrecorded.take_if(|id| write.records_place_of() != Some(*id)) {
                 self.spool_record(id)?;
             }
             match write {
@@ -321,7 +322,7 @@ impl Tx<'_> {
                 }
                 BodyWrite::Restarted(id) => {
                     self.spool_restarted(id)?;
-                    self.conn().prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
+                    conn.prepare_cached("UPDATE message SET sha256 = NULL WHERE id = ?1 AND sha256 IS NOT NULL")?.execute([id])?;
                 }
                 #[cfg(test)]
                 BodyWrite::Chunk { id, offset, data } => {
@@ -330,6 +331,8 @@ impl Tx<'_> {
                 }
                 BodyWrite::Written(id) => unrecorded = Some(id),
                 BodyWrite::Staged { id, hash, size, identity } => {
+                    // Records the place too: the run of chunks before it is not recorded again.
+                    unrecorded.take_if(|unrecorded| *unrecorded == id);
                     self.spool_finish(id, size)?;
                     // Only the columns that change: naming an indexed column in SET rewrites its index
                     // entry even when the value stays, and each such entry is a page in the
